@@ -1,0 +1,83 @@
+"""pinrun: a content-addressed artifact store and replay verifier for workflows.
+
+The public API is flat: everything a user needs is importable from ``pinrun``.
+Names load on first use, so importing ``pinrun`` (and starting the CLI) stays
+fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from pinrun.errors import (
+    AmbiguousDigestError,
+    BundleError,
+    CorruptObjectError,
+    InputError,
+    InvalidDigestError,
+    MissingObjectError,
+    ObjectFormatError,
+    PinrunError,
+    RefConflictError,
+    StoreError,
+    StoreNotFoundError,
+    UnknownDigestError,
+    UnknownRefError,
+    UnsupportedValueError,
+)
+
+if TYPE_CHECKING:
+    from pinrun.artifacts.codec import UndecodableValueError, register_type
+    from pinrun.artifacts.digest import Digest, Kind
+    from pinrun.artifacts.store import Store, WriteBatch, open_store
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "AmbiguousDigestError",
+    "BundleError",
+    "CorruptObjectError",
+    "Digest",
+    "InputError",
+    "InvalidDigestError",
+    "Kind",
+    "MissingObjectError",
+    "ObjectFormatError",
+    "PinrunError",
+    "RefConflictError",
+    "Store",
+    "StoreError",
+    "StoreNotFoundError",
+    "UndecodableValueError",
+    "UnknownDigestError",
+    "UnknownRefError",
+    "UnsupportedValueError",
+    "WriteBatch",
+    "__version__",
+    "open_store",
+    "register_type",
+]
+
+_LAZY = {
+    "Digest": "pinrun.artifacts.digest",
+    "Kind": "pinrun.artifacts.digest",
+    "Store": "pinrun.artifacts.store",
+    "UndecodableValueError": "pinrun.artifacts.codec",
+    "WriteBatch": "pinrun.artifacts.store",
+    "open_store": "pinrun.artifacts.store",
+    "register_type": "pinrun.artifacts.codec",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pinrun' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

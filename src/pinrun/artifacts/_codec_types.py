@@ -1,0 +1,349 @@
+"""Encoders and decoders for the value model beyond plain JSON.
+
+Each encoder turns one Python value into a tagged JSON structure
+``{"$tag": payload}``; each decoder turns the payload back. They receive the
+codec's recursive ``enc``/``dec`` functions as arguments so that this module
+does not import the codec core (which imports it).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import importlib
+import sys
+import uuid
+from collections.abc import Callable
+from typing import Any, Final
+
+from pinrun.artifacts.digest import Digest
+
+__all__ = [
+    "EXACT_ENCODERS",
+    "TAG_DECODERS",
+    "ClassNotImportableError",
+    "NoCodecError",
+    "class_ref",
+    "encode_special",
+    "resolve",
+]
+
+Enc = Callable[[Any], Any]
+Dec = Callable[[Any], Any]
+
+
+class NoCodecError(Exception):
+    """Raised by ``encode_special`` when no handler knows the value's type."""
+
+
+class ClassNotImportableError(Exception):
+    """A class named in a stored value cannot be imported in this process."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+def class_ref(cls: type) -> str:
+    """``module:QualName`` for a class, refusing ones that cannot be imported back."""
+    qualname = cls.__qualname__
+    if "<locals>" in qualname:
+        raise NoCodecError(f"{cls.__module__}.{qualname} is defined inside a function")
+    return f"{cls.__module__}:{qualname}"
+
+
+_CLASS_CACHE: dict[str, Any] = {}
+
+
+def resolve(ref: str) -> Any:
+    """Import the class a ``module:QualName`` reference names."""
+    cached = _CLASS_CACHE.get(ref)
+    if cached is not None:
+        return cached
+    module_name, _, qualname = ref.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ClassNotImportableError(f"{ref} cannot be imported here ({exc})") from exc
+    if not isinstance(obj, type):
+        raise ClassNotImportableError(f"{ref} is not a class")
+    _CLASS_CACHE[ref] = obj
+    return obj
+
+
+# ---------------------------------------------------------------- datetimes
+
+
+def _enc_datetime(value: dt.datetime, enc: Enc) -> Any:
+    zone = getattr(value.tzinfo, "key", None)  # zoneinfo.ZoneInfo keeps its IANA name
+    if value.tzinfo is not None and zone is None and not isinstance(value.tzinfo, dt.timezone):
+        raise NoCodecError(f"time zone type {type(value.tzinfo).__qualname__}")
+    return {"$datetime": [value.isoformat(), zone, value.fold]}
+
+
+def _dec_datetime(payload: list[Any], dec: Dec) -> dt.datetime:
+    text, zone, fold = payload
+    value = dt.datetime.fromisoformat(text)
+    if zone is not None:
+        import zoneinfo
+
+        value = value.astimezone(zoneinfo.ZoneInfo(zone))
+    return value.replace(fold=fold) if fold else value
+
+
+def _enc_time(value: dt.time, enc: Enc) -> Any:
+    if value.tzinfo is not None and not isinstance(value.tzinfo, dt.timezone):
+        raise NoCodecError(f"time zone type {type(value.tzinfo).__qualname__}")
+    return {"$time": [value.isoformat(), value.fold]}
+
+
+def _dec_time(payload: list[Any], dec: Dec) -> dt.time:
+    value = dt.time.fromisoformat(payload[0])
+    return value.replace(fold=payload[1]) if payload[1] else value
+
+
+# ----------------------------------------------------------------- classes
+
+
+def _enc_enum(value: enum.Enum, enc: Enc) -> Any:
+    return {"$enum": [class_ref(type(value)), value.name]}
+
+
+def _dec_enum(payload: list[Any], dec: Dec) -> Any:
+    return resolve(payload[0])[payload[1]]
+
+
+def _enc_dataclass(value: Any, enc: Enc) -> Any:
+    fields = {f.name: enc(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return {"$dataclass": [class_ref(type(value)), fields]}
+
+
+def _dec_dataclass(payload: list[Any], dec: Dec) -> Any:
+    cls = resolve(payload[0])
+    # Bypass __init__ and __post_init__: restore the exact stored state, frozen or not.
+    obj = cls.__new__(cls)
+    for name, encoded in payload[1].items():
+        object.__setattr__(obj, name, dec(encoded))
+    return obj
+
+
+def _enc_namedtuple(value: tuple[Any, ...], enc: Enc) -> Any:
+    return {"$namedtuple": [class_ref(type(value)), [enc(x) for x in value]]}
+
+
+def _dec_namedtuple(payload: list[Any], dec: Dec) -> Any:
+    return resolve(payload[0])(*[dec(x) for x in payload[1]])
+
+
+def _enc_pydantic(value: Any, enc: Enc) -> Any:
+    cls = type(value)
+    fields = {name: enc(getattr(value, name)) for name in cls.model_fields}
+    extra = value.__pydantic_extra__
+    if extra:
+        fields.update({name: enc(item) for name, item in extra.items()})
+    return {"$pydantic": [class_ref(cls), fields]}
+
+
+def _dec_pydantic(payload: list[Any], dec: Dec) -> Any:
+    cls = resolve(payload[0])
+    values = {name: dec(encoded) for name, encoded in payload[1].items()}
+    # model_construct skips validation: the stored values were already valid.
+    return cls.model_construct(**values)
+
+
+# ------------------------------------------------------------------- numpy
+
+
+def _enc_ndarray(value: Any, enc: Enc) -> Any:
+    if value.dtype.kind in "OV":
+        raise NoCodecError(f"numpy arrays of dtype {value.dtype} (only fixed-size dtypes)")
+    import numpy as np
+
+    data = np.ascontiguousarray(value).tobytes()
+    return {"$ndarray": [value.dtype.str, list(value.shape), _b64(data)]}
+
+
+def _dec_ndarray(payload: list[Any], dec: Dec) -> Any:
+    import numpy as np
+
+    dtype, shape, data = payload
+    return np.frombuffer(_unb64(data), dtype=np.dtype(dtype)).reshape(shape).copy()
+
+
+def _enc_npscalar(value: Any, enc: Enc) -> Any:
+    if value.dtype.kind in "OV":
+        raise NoCodecError(f"numpy scalars of dtype {value.dtype}")
+    return {"$npscalar": [value.dtype.str, _b64(value.tobytes())]}
+
+
+def _dec_npscalar(payload: list[Any], dec: Dec) -> Any:
+    import numpy as np
+
+    return np.frombuffer(_unb64(payload[1]), dtype=np.dtype(payload[0]))[0]
+
+
+# ------------------------------------------------------------------ pandas
+
+
+def _enc_pandas_values(series: Any, enc: Enc) -> Any:
+    dtype = series.dtype
+    if getattr(dtype, "kind", "O") not in "OV" and type(dtype).__module__.startswith("numpy"):
+        return {"numpy": _enc_ndarray(series.to_numpy(), enc)["$ndarray"]}
+    return {"dtype": str(dtype), "values": enc(series.tolist())}
+
+
+def _dec_pandas_values(encoded: dict[str, Any], dec: Dec) -> Any:
+    if "numpy" in encoded:
+        return _dec_ndarray(encoded["numpy"], dec)
+    import pandas as pd
+
+    values = dec(encoded["values"])
+    if encoded["dtype"] == "object":
+        return pd.array(values, dtype=object)
+    return pd.array(values, dtype=encoded["dtype"])
+
+
+def _enc_index(index: Any, enc: Enc) -> Any:
+    import pandas as pd
+
+    if isinstance(index, pd.MultiIndex):
+        raise NoCodecError("pandas MultiIndex (reset_index() first)")
+    name = enc(index.name)
+    if isinstance(index, pd.RangeIndex):
+        return {"range": [index.start, index.stop, index.step], "name": name}
+    return {"values": _enc_pandas_values(index.to_series(), enc), "name": name}
+
+
+def _dec_index(encoded: dict[str, Any], dec: Dec) -> Any:
+    import pandas as pd
+
+    name = dec(encoded["name"])
+    if "range" in encoded:
+        return pd.RangeIndex(*encoded["range"], name=name)
+    return pd.Index(_dec_pandas_values(encoded["values"], dec), name=name)
+
+
+def _enc_dataframe(value: Any, enc: Enc) -> Any:
+    columns = [
+        _enc_pandas_values(value.iloc[:, position], enc) for position in range(value.shape[1])
+    ]
+    labels = enc(list(value.columns))
+    index = _enc_index(value.index, enc)
+    return {"$dataframe": {"columns": labels, "data": columns, "index": index}}
+
+
+def _dec_dataframe(payload: dict[str, Any], dec: Dec) -> Any:
+    import pandas as pd
+
+    index = _dec_index(payload["index"], dec)
+    labels = dec(payload["columns"])
+    columns = [_dec_pandas_values(col, dec) for col in payload["data"]]
+    frame = pd.DataFrame(
+        dict(enumerate(columns)), index=index, copy=False
+    )
+    frame.columns = pd.Index(labels, dtype=object) if labels else pd.RangeIndex(0)
+    return frame
+
+
+def _enc_series(value: Any, enc: Enc) -> Any:
+    return {
+        "$series": {
+            "index": _enc_index(value.index, enc),
+            "name": enc(value.name),
+            "values": _enc_pandas_values(value, enc),
+        }
+    }
+
+
+def _dec_series(payload: dict[str, Any], dec: Dec) -> Any:
+    import pandas as pd
+
+    values = _dec_pandas_values(payload["values"], dec)
+    return pd.Series(values, index=_dec_index(payload["index"], dec), name=dec(payload["name"]))
+
+
+# ------------------------------------------------------------------ tables
+
+
+def encode_special(value: Any, enc: Enc) -> Any:
+    """Encode a value whose type needs an ``isinstance`` test; ``NoCodecError`` if none fits."""
+    cls = type(value)
+    if isinstance(value, enum.Enum):
+        return _enc_enum(value, enc)
+    if hasattr(cls, "__dataclass_fields__") and dataclasses.is_dataclass(value):
+        return _enc_dataclass(value, enc)
+    if isinstance(value, tuple) and hasattr(cls, "_fields"):
+        return _enc_namedtuple(value, enc)
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(value, pydantic.BaseModel):
+        return _enc_pydantic(value, enc)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        if isinstance(value, numpy.ndarray):
+            return _enc_ndarray(value, enc)
+        if isinstance(value, numpy.generic):
+            return _enc_npscalar(value, enc)
+    pandas = sys.modules.get("pandas")
+    if pandas is not None:
+        if isinstance(value, pandas.DataFrame):
+            return _enc_dataframe(value, enc)
+        if isinstance(value, pandas.Series):
+            return _enc_series(value, enc)
+    raise NoCodecError("")
+
+
+def _enc_float_like(value: float) -> Any:
+    if value - value == 0.0:
+        return value
+    return {"$float": repr(value)}  # 'nan', 'inf' or '-inf': JSON has no spelling for them
+
+
+EXACT_ENCODERS: Final[dict[type, Callable[[Any, Enc], Any]]] = {
+    bytes: lambda v, enc: {"$bytes": _b64(v)},
+    bytearray: lambda v, enc: {"$bytearray": _b64(bytes(v))},
+    dt.datetime: _enc_datetime,
+    dt.date: lambda v, enc: {"$date": v.isoformat()},
+    dt.time: _enc_time,
+    dt.timedelta: lambda v, enc: {"$timedelta": [v.days, v.seconds, v.microseconds]},
+    decimal.Decimal: lambda v, enc: {"$decimal": str(v)},
+    uuid.UUID: lambda v, enc: {"$uuid": v.hex},
+    complex: lambda v, enc: {"$complex": [_enc_float_like(v.real), _enc_float_like(v.imag)]},
+    Digest: lambda v, enc: {"$digest": v.hex},
+}
+
+TAG_DECODERS: Final[dict[str, Callable[[Any, Dec], Any]]] = {
+    "$int": lambda p, dec: int(p),
+    "$float": lambda p, dec: float(p),
+    "$str": lambda p, dec: _unb64(p).decode("utf-8", "surrogatepass"),
+    "$bytes": lambda p, dec: _unb64(p),
+    "$bytearray": lambda p, dec: bytearray(_unb64(p)),
+    "$datetime": _dec_datetime,
+    "$date": lambda p, dec: dt.date.fromisoformat(p),
+    "$time": _dec_time,
+    "$timedelta": lambda p, dec: dt.timedelta(days=p[0], seconds=p[1], microseconds=p[2]),
+    "$decimal": lambda p, dec: decimal.Decimal(p),
+    "$uuid": lambda p, dec: uuid.UUID(hex=p),
+    "$complex": lambda p, dec: complex(dec(p[0]), dec(p[1])),
+    "$digest": lambda p, dec: Digest.from_hex(p),
+    "$tuple": lambda p, dec: tuple(dec(x) for x in p),
+    "$set": lambda p, dec: {dec(x) for x in p},
+    "$frozenset": lambda p, dec: frozenset(dec(x) for x in p),
+    "$map": lambda p, dec: {dec(k): dec(v) for k, v in p},
+    "$enum": _dec_enum,
+    "$dataclass": _dec_dataclass,
+    "$namedtuple": _dec_namedtuple,
+    "$pydantic": _dec_pydantic,
+    "$ndarray": _dec_ndarray,
+    "$npscalar": _dec_npscalar,
+    "$dataframe": _dec_dataframe,
+    "$series": _dec_series,
+}

@@ -1,0 +1,298 @@
+"""The canonical codec: one value, one byte string.
+
+Values are written as JSON (through orjson, with sorted keys and shortest
+round-trip floats). Anything JSON cannot say exactly, such as a tuple, a set,
+bytes, a datetime, a dataclass, a non-string dict key or a NaN, becomes a
+one-key object ``{"$tag": payload}``. Plain dicts never have a key starting
+with ``$`` (such a dict is written in the ``$map`` form), so a tag can never
+be confused with user data and every value decodes back to the same types.
+
+Most values in workflows are plain JSON. For those the encoder only checks
+types (no copy) and hands the original object to orjson; the full converting
+walk runs only for values that need a tag. ``docs/store.md`` documents the
+value model.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any, Final, NamedTuple
+
+import orjson
+
+from pinrun.artifacts import _codec_types as types
+from pinrun.errors import PinrunError, UnsupportedValueError
+
+__all__ = ["TypeCodec", "UndecodableValueError", "decode", "decode_tagged", "encode",
+           "register_type"]
+
+_SORT: Final = orjson.OPT_SORT_KEYS
+_INT_MIN: Final = -(1 << 63)
+_INT_MAX: Final = (1 << 64) - 1  # orjson writes unsigned 64-bit integers too
+
+
+class UndecodableValueError(PinrunError):
+    """A stored value names a type this process cannot rebuild."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"cannot decode a stored value: {reason}. Make the module importable (run from "
+            "the project folder, or register the codec) or read it as data with "
+            "`pinrun cat --raw`."
+        )
+
+
+class TypeCodec(NamedTuple):
+    """How a user-registered type is stored: see :func:`register_type`."""
+
+    cls: type
+    name: str
+    encode: Callable[[Any], Any]
+    decode: Callable[[Any], Any]
+
+
+_BY_TYPE: dict[type, TypeCodec] = {}
+_BY_NAME: dict[str, TypeCodec] = {}
+
+
+def register_type(
+    cls: type, name: str, encode: Callable[[Any], Any], decode: Callable[[Any], Any]
+) -> None:
+    """Teach the codec a type of your own.
+
+    ``encode`` turns an instance into any value the codec already supports;
+    ``decode`` turns that value back. ``name`` is written into stored data, so
+    keep it stable: values stored under a name decode only where a codec with
+    that name is registered. Subclasses of ``cls`` use the same codec.
+    """
+    if not name or not isinstance(name, str):
+        raise ValueError("register_type needs a non-empty string name")
+    existing = _BY_NAME.get(name)
+    if existing is not None and existing.cls is not cls:
+        raise ValueError(
+            f"a codec named {name!r} is already registered for {existing.cls.__qualname__}"
+        )
+    codec = TypeCodec(cls, name, encode, decode)
+    _BY_TYPE[cls] = codec
+    _BY_NAME[name] = codec
+
+
+class _UnsupportedError(Exception):
+    """Internal: carries the offending object up to ``encode``, which finds its path."""
+
+    def __init__(self, obj: object, reason: str) -> None:
+        self.obj = obj
+        self.reason = reason
+
+
+# ------------------------------------------------------------------ encode
+
+
+def _plain(container: dict[Any, Any] | list[Any]) -> bool:
+    """True when a dict or list holds only JSON types orjson writes losslessly."""
+    values = container.values() if type(container) is dict else container
+    for item in values:
+        cls = type(item)
+        if cls is str or cls is int or cls is bool or item is None:
+            continue
+        if cls is float:
+            if item - item != 0.0:  # NaN or infinity: orjson would write null
+                return False
+        elif cls is dict or cls is list:
+            if not _plain(item):
+                return False
+        else:
+            return False
+    return True
+
+
+def _canonical_bytes(encoded: Any) -> bytes:
+    return orjson.dumps(encoded, option=_SORT)
+
+
+def _enc(value: Any) -> Any:
+    """Turn a value into its JSON-safe tagged form."""
+    cls = type(value)
+    if cls is str or cls is bool or value is None:
+        return value
+    if cls is int:
+        return value if _INT_MIN <= value <= _INT_MAX else {"$int": str(value)}
+    if cls is float:
+        return value if value - value == 0.0 else {"$float": repr(value)}
+    if cls is dict:
+        for key in value:
+            if type(key) is not str or key[:1] == "$":
+                pairs = [[_enc(k), _enc(v)] for k, v in value.items()]
+                pairs.sort(key=lambda pair: _canonical_bytes(pair[0]))
+                return {"$map": pairs}
+        return {key: _enc(item) for key, item in value.items()}
+    if cls is list:
+        return [_enc(item) for item in value]
+    if cls is tuple:
+        return {"$tuple": [_enc(item) for item in value]}
+    if cls is set or cls is frozenset:
+        items = sorted((_enc(item) for item in value), key=_canonical_bytes)
+        return {"$set" if cls is set else "$frozenset": items}
+    codec = _BY_TYPE.get(cls) or _registered_base(cls)
+    if codec is not None:
+        return {"$ext": [codec.name, _enc(codec.encode(value))]}
+    handler = types.EXACT_ENCODERS.get(cls)
+    try:
+        if handler is not None:
+            return handler(value, _enc)
+        return types.encode_special(value, _enc)
+    except types.NoCodecError as exc:
+        raise _UnsupportedError(value, str(exc)) from None
+
+
+def _registered_base(cls: type) -> TypeCodec | None:
+    if not _BY_TYPE:
+        return None
+    for base in cls.__mro__[1:]:
+        codec = _BY_TYPE.get(base)
+        if codec is not None:
+            return codec
+    return None
+
+
+def _escape_surrogates(encoded: Any) -> Any:
+    """Rewrite strings that are not valid UTF-8 (lone surrogates) as ``$str`` tags."""
+    if type(encoded) is str:
+        try:
+            encoded.encode("utf-8")
+        except UnicodeEncodeError:
+            raw = encoded.encode("utf-8", "surrogatepass")
+            return {"$str": base64.b64encode(raw).decode("ascii")}
+        return encoded
+    if type(encoded) is list:
+        return [_escape_surrogates(item) for item in encoded]
+    if type(encoded) is dict:
+        pairs = [[_escape_surrogates(k), _escape_surrogates(v)] for k, v in encoded.items()]
+        if all(type(k) is str for k, _ in pairs):
+            return dict(pairs)
+        pairs.sort(key=lambda pair: _canonical_bytes(pair[0]))
+        return {"$map": pairs}
+    return encoded
+
+
+def encode(value: Any, *, root: str = "value") -> bytes:
+    """The canonical bytes of ``value``.
+
+    Raises :class:`~pinrun.errors.UnsupportedValueError` naming the path of
+    the first part that cannot be encoded (``root`` names the value itself in
+    that path, e.g. ``state``).
+    """
+    cls = type(value)
+    if (cls is dict or cls is list) and _plain(value):
+        try:
+            out = orjson.dumps(value, option=_SORT)
+        except TypeError:
+            pass  # a non-str key, a huge int or a lone surrogate: the full walk handles them
+        else:
+            if b'"$' not in out:  # no key that could be mistaken for a tag
+                return out
+    try:
+        encoded = _enc(value)
+    except _UnsupportedError as exc:
+        path = find_path(value, exc.obj, root)
+        raise UnsupportedValueError(path, _type_name(exc.obj), exc.reason) from None
+    except RecursionError:
+        raise UnsupportedValueError(root, _type_name(value), "it is nested too deeply or "
+                                    "contains itself") from None
+    try:
+        return orjson.dumps(encoded, option=_SORT)
+    except TypeError:
+        return orjson.dumps(_escape_surrogates(encoded), option=_SORT)
+
+
+def _type_name(obj: object) -> str:
+    cls = type(obj)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def find_path(root_value: Any, target: object, root: str) -> str:
+    """Where ``target`` sits inside ``root_value``, in Python syntax (for error messages)."""
+    stack: list[tuple[Any, str]] = [(root_value, root)]
+    seen: set[int] = set()
+    while stack:
+        current, path = stack.pop()
+        if current is target:
+            return path
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        stack.extend(reversed(list(_children(current, path))))
+    return root
+
+
+def _children(value: Any, path: str) -> list[tuple[Any, str]]:
+    if isinstance(value, dict):
+        out: list[tuple[Any, str]] = []
+        for key, item in value.items():
+            out.append((key, f"{path} key {key!r}"))
+            out.append((item, f"{path}[{key!r}]"))
+        return out
+    if isinstance(value, list | tuple):
+        return [(item, f"{path}[{index}]") for index, item in enumerate(value)]
+    if isinstance(value, set | frozenset):
+        return [(item, f"{path} element {item!r}") for item in value]
+    fields = getattr(type(value), "__dataclass_fields__", None) or getattr(
+        type(value), "model_fields", None
+    )
+    if fields:
+        return [(getattr(value, name, None), f"{path}.{name}") for name in fields]
+    return []
+
+
+# ------------------------------------------------------------------ decode
+
+
+def _dec(obj: Any) -> Any:
+    cls = type(obj)
+    if cls is dict:
+        if len(obj) == 1:
+            ((key, payload),) = obj.items()
+            if key[:1] == "$":
+                return _dec_tag(key, payload)
+        return {key: _dec(item) for key, item in obj.items()}
+    if cls is list:
+        return [_dec(item) for item in obj]
+    return obj
+
+
+def _dec_tag(tag: str, payload: Any) -> Any:
+    if tag == "$ext":
+        name, inner = payload
+        codec = _BY_NAME.get(name)
+        if codec is None:
+            raise UndecodableValueError(
+                f"it holds a value of registered type {name!r}, and no codec of that name is "
+                "registered in this process (call pinrun.register_type first)"
+            )
+        return codec.decode(_dec(inner))
+    decoder = types.TAG_DECODERS.get(tag)
+    if decoder is None:
+        raise UndecodableValueError(f"unknown tag {tag!r}; a newer pinrun may have written it")
+    try:
+        return decoder(payload, _dec)
+    except types.ClassNotImportableError as exc:
+        raise UndecodableValueError(str(exc)) from None
+
+
+def decode(data: bytes) -> Any:
+    """Rebuild the value that :func:`encode` turned into ``data``."""
+    obj = orjson.loads(data)
+    # Tags always appear as the bytes {"$ : plain keys never start with $ and a
+    # quote inside a string is escaped, so without them there is nothing to undo.
+    if b'{"$' in data:
+        return _dec(obj)
+    return obj
+
+
+def decode_tagged(data: bytes) -> Any:
+    """The stored JSON structure itself, tags included, importing nothing (for display)."""
+    return orjson.loads(data)

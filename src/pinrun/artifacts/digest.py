@@ -1,0 +1,156 @@
+"""Digests: the names of stored objects.
+
+A digest is the BLAKE3-256 hash of an object's kind tag followed by its
+canonical, uncompressed bytes. Putting the kind in the hash keeps a blob and a
+value with the same bytes apart, and compression never changes a digest
+because it is applied after hashing.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+import blake3
+
+from pinrun.errors import InvalidDigestError
+
+__all__ = ["DIGEST_SIZE", "MIN_PREFIX", "Digest", "Kind", "compute_digest"]
+
+#: Bytes in a digest (BLAKE3-256).
+DIGEST_SIZE: Final = 32
+#: The fewest hex characters a digest prefix may have (as in git).
+MIN_PREFIX: Final = 6
+# Above this size BLAKE3's own threads pay for themselves.
+_PARALLEL_HASH_THRESHOLD: Final = 1 << 20
+_HEX_DIGITS: Final = frozenset("0123456789abcdef")
+
+
+class Kind(enum.Enum):
+    """What an object is. The value is the kind tag hashed before the bytes."""
+
+    BLOB = "blob"
+    VALUE = "value"
+    TREE = "tree"
+    CODE = "code"
+    STEP = "step"
+    FLOW = "flow"
+    ENV = "env"
+    RUN = "run"
+
+    @property
+    def code(self) -> int:
+        """The one-byte number that stands for this kind in a record header."""
+        return _KIND_CODES[self]
+
+    @classmethod
+    def from_code(cls, code: int) -> Kind:
+        """The kind a header byte stands for; ``KeyError`` when unknown."""
+        return _KINDS_BY_CODE[code]
+
+    @property
+    def tag(self) -> bytes:
+        """The bytes hashed before the content: the kind name and a NUL."""
+        return _TAGS[self]
+
+
+_KIND_CODES: Final = {kind: index for index, kind in enumerate(Kind, start=1)}
+_KINDS_BY_CODE: Final = {index: kind for kind, index in _KIND_CODES.items()}
+_TAGS: Final = {kind: kind.value.encode("ascii") + b"\0" for kind in Kind}
+
+
+class Digest:
+    """The immutable name of a stored object: 32 bytes shown as lowercase hex."""
+
+    __slots__ = ("_raw",)
+    _raw: bytes
+
+    def __init__(self, raw: bytes) -> None:
+        if type(raw) is not bytes or len(raw) != DIGEST_SIZE:
+            raise InvalidDigestError(repr(raw)[:80], f"a digest is exactly {DIGEST_SIZE} bytes")
+        object.__setattr__(self, "_raw", raw)
+
+    @classmethod
+    def from_hex(cls, text: str) -> Digest:
+        """Parse a full 64-character hex digest."""
+        cleaned = text.strip().lower()
+        if len(cleaned) != 2 * DIGEST_SIZE or not set(cleaned) <= _HEX_DIGITS:
+            raise InvalidDigestError(text, f"a full digest is {2 * DIGEST_SIZE} hex characters")
+        return cls(bytes.fromhex(cleaned))
+
+    @property
+    def raw(self) -> bytes:
+        """The 32 digest bytes."""
+        return self._raw
+
+    @property
+    def hex(self) -> str:
+        """The digest as 64 lowercase hex characters."""
+        return self._raw.hex()
+
+    @property
+    def short(self) -> str:
+        """A 12-character prefix for tables and messages."""
+        return self._raw[:6].hex()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Digest is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("Digest is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Digest) and other._raw == self._raw
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Digest):
+            return NotImplemented
+        return self._raw < other._raw
+
+    def __le__(self, other: object) -> bool:
+        if not isinstance(other, Digest):
+            return NotImplemented
+        return self._raw <= other._raw
+
+    def __gt__(self, other: object) -> bool:
+        if not isinstance(other, Digest):
+            return NotImplemented
+        return self._raw > other._raw
+
+    def __ge__(self, other: object) -> bool:
+        if not isinstance(other, Digest):
+            return NotImplemented
+        return self._raw >= other._raw
+
+    def __hash__(self) -> int:
+        return hash(self._raw)
+
+    def __repr__(self) -> str:
+        return f"Digest('{self.hex}')"
+
+    def __str__(self) -> str:
+        return self.hex
+
+    def __reduce__(self) -> tuple[type[Digest], tuple[bytes]]:
+        return (Digest, (self._raw,))
+
+
+def compute_digest(kind: Kind, payload: bytes | memoryview) -> Digest:
+    """The digest of ``payload`` stored as ``kind``."""
+    hasher = blake3.blake3(kind.tag)
+    if len(payload) >= _PARALLEL_HASH_THRESHOLD:
+        hasher = blake3.blake3(kind.tag, max_threads=blake3.blake3.AUTO)
+    hasher.update(payload)
+    return Digest(hasher.digest())
+
+
+def validate_prefix(text: str) -> str:
+    """Normalise a hex prefix typed by a user, or raise ``InvalidDigestError``."""
+    cleaned = text.strip().lower()
+    if not cleaned or not set(cleaned) <= _HEX_DIGITS:
+        raise InvalidDigestError(text, "a digest is written in hexadecimal (0-9, a-f)")
+    if len(cleaned) < MIN_PREFIX:
+        raise InvalidDigestError(text, f"give at least {MIN_PREFIX} characters")
+    if len(cleaned) > 2 * DIGEST_SIZE:
+        raise InvalidDigestError(text, f"a digest has only {2 * DIGEST_SIZE} characters")
+    return cleaned

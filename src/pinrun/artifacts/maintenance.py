@@ -1,0 +1,247 @@
+"""Keeping a store healthy: ``fsck`` checks it, ``gc`` sweeps it, ``stats`` measures it.
+
+``gc`` keeps every object reachable from a ref. It marks from a read snapshot
+(writers go on meanwhile), then, inside one write transaction, marks again
+from any ref that appeared or moved since (objects never change, so what was
+marked stays marked and only new roots need walking) and deletes the rest. A
+writer that commits objects together with the ref that names them (as a
+:class:`~pinrun.artifacts.store.WriteBatch` does) can never lose them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pinrun.artifacts.digest import DIGEST_SIZE, Digest, Kind
+from pinrun.artifacts.objects import open_record, read_header
+from pinrun.artifacts.store import Store
+from pinrun.artifacts.trees import references
+from pinrun.errors import CorruptObjectError, MissingObjectError, PinrunError
+
+__all__ = ["FsckReport", "GcReport", "Problem", "StoreStats", "fsck", "gc", "stats"]
+
+#: Called as ``progress(done, total)`` during long scans.
+Progress = Callable[[int, int], None]
+
+
+def _no_progress(done: int, total: int) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a store."""
+
+    #: ``corrupt``, ``missing``, ``unreadable`` or ``bad-key``.
+    kind: str
+    #: The object concerned (``None`` for a malformed key).
+    digest: Digest | None
+    #: A sentence saying what is wrong.
+    detail: str
+    #: What points to a missing object: another object's digest or ``ref NAME``.
+    referenced_by: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {"kind": self.kind, "digest": self.digest.hex if self.digest else None,
+                "detail": self.detail, "referenced_by": self.referenced_by}
+
+
+@dataclass
+class FsckReport:
+    """What ``fsck`` found."""
+
+    objects_checked: int = 0
+    refs_checked: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the store has no problem at all."""
+        return not self.problems
+
+
+def fsck(store: Store, progress: Progress = _no_progress) -> FsckReport:
+    """Re-hash every object and check that every reference resolves."""
+    report = FsckReport()
+    present: set[bytes] = set()
+    wanted: dict[bytes, str] = {}  # referenced digest -> who references it (first seen)
+    total = store.object_count()
+    for key, record in store.iter_records():
+        report.objects_checked += 1
+        if report.objects_checked % 1024 == 0:
+            progress(report.objects_checked, max(total, report.objects_checked))
+        if len(key) != DIGEST_SIZE:
+            report.problems.append(Problem("bad-key", None, f"a key of {len(key)} bytes "
+                                           f"({key[:16].hex()}...) is not a digest"))
+            continue
+        present.add(key)
+        digest = Digest(key)
+        try:
+            kind, payload = open_record(digest, record)
+        except CorruptObjectError as exc:
+            report.problems.append(Problem("corrupt", digest, str(exc)))
+            continue
+        except PinrunError as exc:
+            report.problems.append(Problem("unreadable", digest, str(exc)))
+            continue
+        for child in references(kind, payload):
+            wanted.setdefault(child.raw, digest.hex)
+    refs = store.refs()
+    report.refs_checked = len(refs)
+    for name, target in refs.items():
+        wanted.setdefault(target.raw, f"ref {name!r}")
+    for raw, holder in sorted(wanted.items()):
+        if raw not in present:
+            missing = Digest(raw)
+            report.problems.append(Problem(
+                "missing", missing, str(MissingObjectError(missing, holder)), holder))
+    progress(report.objects_checked, report.objects_checked)
+    return report
+
+
+@dataclass(frozen=True)
+class GcReport:
+    """What ``gc`` did (or, with ``dry_run``, would do)."""
+
+    examined: int
+    reachable: int
+    deleted: int
+    freed_bytes: int
+    dry_run: bool
+
+
+def _mark(load_record: Callable[[Digest], bytes | None], roots: Iterable[tuple[str, Digest]],
+          marked: set[bytes]) -> None:
+    stack = [(holder, digest) for holder, digest in roots if digest.raw not in marked]
+    while stack:
+        holder, digest = stack.pop()
+        if digest.raw in marked:
+            continue
+        record = load_record(digest)
+        if record is None:
+            raise MissingObjectError(digest, holder)
+        kind = read_header(digest, record).kind
+        marked.add(digest.raw)
+        if kind is Kind.BLOB or kind is Kind.VALUE:
+            continue
+        _, payload = open_record(digest, record)
+        stack.extend((digest.hex, child) for child in references(kind, payload)
+                     if child.raw not in marked)
+
+
+def gc(store: Store, *, dry_run: bool = False) -> GcReport:
+    """Delete every object no ref reaches; ``dry_run`` only counts them."""
+    env = store.environment
+    objects_db, refs_db = env.dbs["objects"], env.dbs["refs"]
+    marked: set[bytes] = set()
+    with env.read() as txn:
+        roots = [(f"ref {k.decode()!r}", Digest(v)) for k, v in txn.cursor(db=refs_db)]
+        _mark(lambda d: txn.get(d.raw, db=objects_db), roots, marked)
+        if dry_run:
+            examined = doomed = freed = 0
+            for key, record in txn.cursor(db=objects_db):
+                examined += 1
+                if key not in marked:
+                    doomed += 1
+                    freed += len(record)
+            return GcReport(examined, examined - doomed, doomed, freed, dry_run=True)
+
+    def sweep(txn: Any) -> GcReport:
+        final = set(marked)  # a retry after map growth starts again from the snapshot marks
+        current = [(f"ref {k.decode()!r}", Digest(v)) for k, v in txn.cursor(db=refs_db)]
+        _mark(lambda d: txn.get(d.raw, db=objects_db), current, final)
+        doomed: list[bytes] = []
+        examined = freed = 0
+        for key, record in txn.cursor(db=objects_db):
+            examined += 1
+            if key not in final:
+                doomed.append(key)
+                freed += len(record)
+        for key in doomed:
+            txn.delete(key, db=objects_db)
+        return GcReport(examined, examined - len(doomed), len(doomed), freed, dry_run=False)
+
+    return env.write(sweep)
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """Sizes and ratios of a store."""
+
+    objects: dict[str, int]
+    raw_bytes: dict[str, int]
+    stored_bytes: dict[str, int]
+    refs: int
+    offered_objects: int
+    offered_raw_bytes: int
+    file_bytes: int
+    map_bytes: int
+
+    @property
+    def total_objects(self) -> int:
+        """Objects in the store."""
+        return sum(self.objects.values())
+
+    @property
+    def total_raw_bytes(self) -> int:
+        """Uncompressed size of every stored object."""
+        return sum(self.raw_bytes.values())
+
+    @property
+    def total_stored_bytes(self) -> int:
+        """On-disk record size of every stored object (headers included)."""
+        return sum(self.stored_bytes.values())
+
+    @property
+    def compression_ratio(self) -> float:
+        """Raw bytes per stored byte (above 1 means compression saved space)."""
+        return self.total_raw_bytes / self.total_stored_bytes if self.total_stored_bytes else 1.0
+
+    @property
+    def dedup_ratio(self) -> float:
+        """Bytes writers offered per unique byte kept (above 1 means dedup saved space)."""
+        raw = self.total_raw_bytes
+        return self.offered_raw_bytes / raw if raw else 1.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {
+            "objects": self.objects, "raw_bytes": self.raw_bytes,
+            "stored_bytes": self.stored_bytes, "total_objects": self.total_objects,
+            "total_raw_bytes": self.total_raw_bytes,
+            "total_stored_bytes": self.total_stored_bytes,
+            "compression_ratio": round(self.compression_ratio, 4),
+            "dedup_ratio": round(self.dedup_ratio, 4), "refs": self.refs,
+            "offered_objects": self.offered_objects,
+            "offered_raw_bytes": self.offered_raw_bytes, "file_bytes": self.file_bytes,
+            "map_bytes": self.map_bytes,
+        }
+
+
+def stats(store: Store) -> StoreStats:
+    """Count objects by kind with their raw and stored sizes (reads headers only)."""
+    objects = {kind.value: 0 for kind in Kind}
+    raw = dict.fromkeys(objects, 0)
+    stored = dict.fromkeys(objects, 0)
+    for key, record in store.iter_records():
+        if len(key) != DIGEST_SIZE:
+            continue
+        try:
+            info = read_header(Digest(key), record)
+        except PinrunError:
+            continue  # fsck reports it; stats only measures
+        objects[info.kind.value] += 1
+        raw[info.kind.value] += info.raw_size
+        stored[info.kind.value] += info.stored_size
+    counters = store.counters()
+    data_file = store.path / "data.mdb"
+    return StoreStats(
+        objects=objects, raw_bytes=raw, stored_bytes=stored, refs=len(store.refs()),
+        offered_objects=counters["offered_objects"],
+        offered_raw_bytes=counters["offered_raw_bytes"],
+        file_bytes=data_file.stat().st_size if data_file.exists() else 0,
+        map_bytes=store.environment.map_size,
+    )

@@ -1,0 +1,430 @@
+"""The store: content-addressed objects and named refs in one LMDB folder.
+
+Reading::
+
+    with pinrun.open_store() as store:          # .pinrun/ found upward from here
+        state = store.get_snapshot(digest)
+
+Writing goes through a batch, committed as one transaction when the block
+ends (and discarded if it raises), so a logical operation's objects and the
+refs that name them appear together or not at all::
+
+    with store.batch() as batch:
+        root = batch.put_snapshot({"order_id": "A1", "items": [...]})
+        batch.set_ref("snapshots/latest", root)
+
+Everything is encoded, hashed and compressed before the transaction starts;
+the transaction only copies bytes, which keeps the write lock short.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+from pinrun.artifacts import codec, trees
+from pinrun.artifacts.digest import Digest, Kind, validate_prefix
+from pinrun.artifacts.discovery import default_store_path, find_store
+from pinrun.artifacts.lmdb_env import Environment, open_environment, release_environment
+from pinrun.artifacts.objects import (
+    EncodedObject,
+    RecordInfo,
+    encode_record,
+    open_record,
+    read_header,
+)
+from pinrun.artifacts.refs import ANY, RefExpectation, check_expected, validate_ref_name
+from pinrun.errors import (
+    AmbiguousDigestError,
+    MissingObjectError,
+    StoreError,
+    StoreNotFoundError,
+    UnknownDigestError,
+    UnknownRefError,
+)
+
+__all__ = ["Store", "WriteBatch", "open_store"]
+
+STORE_FORMAT: Final = b"1"
+_COUNTER: Final = struct.Struct("<Q")
+_OFFERED_OBJECTS: Final = b"stats.offered_objects"
+_OFFERED_BYTES: Final = b"stats.offered_raw_bytes"
+
+
+class WriteBatch:
+    """Objects and ref updates that commit together in one transaction.
+
+    Objects are encoded as they are added; nothing touches the database until
+    :meth:`commit`. Adding the same object twice stores it once, and objects
+    already in the store are skipped without being rewritten.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._objects: dict[Digest, EncodedObject] = {}
+        self._refs: list[tuple[str, Digest | None, RefExpectation]] = []
+        self._offered_objects = 0
+        self._offered_bytes = 0
+        self.committed = False
+        #: After commit: how many objects were new to the store.
+        self.new_objects = 0
+
+    def add(self, obj: EncodedObject) -> Digest:
+        """Queue an encoded object; returns its digest."""
+        self._offered_objects += 1
+        self._offered_bytes += obj.raw_size
+        self._objects.setdefault(obj.digest, obj)
+        return obj.digest
+
+    def put(self, kind: Kind, payload: bytes) -> Digest:
+        """Queue a payload of the given kind (already canonical bytes)."""
+        return self.add(encode_record(kind, payload))
+
+    def put_value(self, value: Any, *, root: str = "value") -> Digest:
+        """Queue one canonically encoded value."""
+        return self.add(encode_record(Kind.VALUE, codec.encode(value, root=root)))
+
+    def put_blob(self, data: bytes) -> Digest:
+        """Queue raw bytes (chunked into a tree when large)."""
+        return trees.store_blob(self, data)
+
+    def put_snapshot(self, state: Mapping[str, Any], *, root: str = "state") -> Digest:
+        """Queue a state as a Merkle tree of its keys; returns the tree digest."""
+        return trees.store_snapshot(self, state, root=root)
+
+    def set_ref(self, name: str, digest: Digest, *, expected: RefExpectation = ANY) -> None:
+        """Point ``name`` at ``digest`` on commit, if the ref still equals ``expected``.
+
+        ``expected=None`` means the ref must not exist yet; the default accepts
+        any current value. A mismatch raises :class:`~pinrun.errors.RefConflictError`
+        at commit and nothing in the batch is written.
+        """
+        self._refs.append((validate_ref_name(name), digest, expected))
+
+    def delete_ref(self, name: str, *, expected: RefExpectation = ANY) -> None:
+        """Remove ``name`` on commit, if it still equals ``expected``."""
+        self._refs.append((validate_ref_name(name), None, expected))
+
+    def commit(self) -> int:
+        """Write everything in one transaction; returns the number of new objects."""
+        if self.committed:
+            raise RuntimeError("this batch was already committed")
+        self.new_objects = self._store._commit(
+            list(self._objects.values()), self._refs, self._offered_objects, self._offered_bytes
+        )
+        self.committed = True
+        return self.new_objects
+
+
+class Store:
+    """A pinrun store folder, open for reading and writing.
+
+    Safe to share between threads; several processes may open the same folder
+    at once. Use :func:`open_store` (or ``Store.open``) rather than the
+    constructor, and close it (or use it as a context manager) when done.
+    """
+
+    def __init__(self, path: Path, env: Environment) -> None:
+        self.path = path
+        self._env = env
+        self._closed = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path | None = None,
+        *,
+        create: bool = False,
+        map_size: int | None = None,
+        durable: bool = True,
+    ) -> Store:
+        """Open the store at ``path``, or the one found upward from the working directory.
+
+        ``create=True`` makes the folder when it does not exist. ``map_size``
+        sets the initial LMDB map (it grows by itself). ``durable=False``
+        skips the fsync at each commit: faster, but a power cut may lose the
+        latest commits (never corrupting older ones).
+        """
+        folder = Path(path) if path is not None else find_store(Path.cwd())
+        data_file = folder / "data.mdb"
+        if not data_file.exists():
+            if not create:
+                raise StoreNotFoundError(str(folder), searched_upward=False)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create a store at {folder}: {exc.strerror}. "
+                                 "Choose a writable folder.") from exc
+        elif not folder.is_dir():
+            raise StoreNotFoundError(str(folder), searched_upward=False)
+        env = open_environment(folder, map_size=map_size, durable=durable)
+        store = cls(folder.resolve(), env)
+        store._check_format(create)
+        return store
+
+    def _check_format(self, create: bool) -> None:
+        meta = self._env.dbs["meta"]
+
+        def check(txn: Any) -> bytes | None:
+            found: bytes | None = txn.get(b"format", db=meta)
+            if found is None and create:
+                txn.put(b"format", STORE_FORMAT, db=meta)
+                return STORE_FORMAT
+            return found
+
+        found = self._env.write(check)
+        if found is None:
+            raise StoreNotFoundError(str(self.path), searched_upward=False)
+        if found != STORE_FORMAT:
+            raise StoreError(f"the store at {self.path} has format {found.decode()!r}, which "
+                             "this pinrun cannot read; upgrade pinrun.")
+
+    def close(self) -> None:
+        """Release the store; other handles to the same folder stay open."""
+        if not self._closed:
+            self._closed = True
+            release_environment(self._env)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    @property
+    def environment(self) -> Environment:
+        """The LMDB environment (for maintenance code in this package)."""
+        if self._closed:
+            raise StoreError(f"the store at {self.path} was closed; open it again to use it.")
+        return self._env
+
+    # --------------------------------------------------------------- writes
+
+    @contextmanager
+    def batch(self) -> Iterator[WriteBatch]:
+        """A :class:`WriteBatch` committed when the block ends without an error."""
+        batch = WriteBatch(self)
+        yield batch
+        if not batch.committed:
+            batch.commit()
+
+    def put_value(self, value: Any) -> Digest:
+        """Store one value in its own transaction; returns its digest."""
+        with self.batch() as batch:
+            return batch.put_value(value)
+
+    def put_blob(self, data: bytes) -> Digest:
+        """Store raw bytes in their own transaction; returns their digest."""
+        with self.batch() as batch:
+            return batch.put_blob(data)
+
+    def put_snapshot(self, state: Mapping[str, Any]) -> Digest:
+        """Store a state snapshot in its own transaction; returns the tree digest."""
+        with self.batch() as batch:
+            return batch.put_snapshot(state)
+
+    def put_objects(self, objects: list[EncodedObject]) -> int:
+        """Store already-encoded objects in one transaction; returns how many were new."""
+        batch = WriteBatch(self)
+        for obj in objects:
+            batch.add(obj)
+        return batch.commit()
+
+    def _commit(
+        self,
+        objects: list[EncodedObject],
+        refs: list[tuple[str, Digest | None, Any]],
+        offered_objects: int,
+        offered_bytes: int,
+    ) -> int:
+        objects_db, refs_db, meta_db = (self._env.dbs[n] for n in ("objects", "refs", "meta"))
+        batch_digests = {obj.digest for obj in objects}
+
+        def operation(txn: Any) -> int:
+            # Check every ref first, so a conflict writes nothing at all.
+            for name, target, expected in refs:
+                current_raw = txn.get(name.encode(), db=refs_db)
+                check_expected(name, expected, Digest(current_raw) if current_raw else None)
+                if target is not None and target not in batch_digests \
+                        and txn.get(target.raw, db=objects_db) is None:
+                    raise MissingObjectError(target, referenced_by=f"ref {name!r}")
+            new = 0
+            for obj in objects:
+                if txn.put(obj.digest.raw, obj.record, db=objects_db, overwrite=False):
+                    new += 1
+            for name, target, _ in refs:
+                if target is None:
+                    txn.delete(name.encode(), db=refs_db)
+                else:
+                    txn.put(name.encode(), target.raw, db=refs_db)
+            if offered_objects:
+                _add_counter(txn, meta_db, _OFFERED_OBJECTS, offered_objects)
+                _add_counter(txn, meta_db, _OFFERED_BYTES, offered_bytes)
+            return new
+
+        return self.environment.write(operation)
+
+    # ---------------------------------------------------------------- reads
+
+    def load(self, digest: Digest) -> tuple[Kind, bytes]:
+        """An object's kind and payload, verified against its digest."""
+        with self.environment.read() as txn:
+            record = txn.get(digest.raw, db=self._env.dbs["objects"])
+        if record is None:
+            raise MissingObjectError(digest)
+        return open_record(digest, record)
+
+    def load_many(self, digests: list[Digest]) -> list[tuple[Kind, bytes]]:
+        """Like :meth:`load` for many objects, read in one transaction."""
+        objects_db = self._env.dbs["objects"]
+        with self.environment.read() as txn:
+            records = [txn.get(d.raw, db=objects_db) for d in digests]
+        out = []
+        for digest, record in zip(digests, records, strict=True):
+            if record is None:
+                raise MissingObjectError(digest)
+            out.append(open_record(digest, record))
+        return out
+
+    def get_value(self, digest: Digest) -> Any:
+        """The value stored under ``digest`` (a value, blob or snapshot)."""
+        return trees.load_entry(self, digest)
+
+    def get_snapshot(self, digest: Digest) -> dict[str, Any]:
+        """The state a snapshot tree holds."""
+        return trees.load_snapshot(self, digest)
+
+    def has(self, digest: Digest) -> bool:
+        """True when the object is stored (without verifying it)."""
+        with self.environment.read() as txn:
+            return txn.get(digest.raw, db=self._env.dbs["objects"]) is not None
+
+    def info(self, digest: Digest) -> RecordInfo:
+        """What an object's header says: kind, compression, sizes."""
+        with self.environment.read() as txn:
+            record = txn.get(digest.raw, db=self._env.dbs["objects"])
+        if record is None:
+            raise MissingObjectError(digest)
+        return read_header(digest, record)
+
+    def resolve(self, text: str) -> Digest:
+        """The digest a ref name, a full digest or a unique prefix (>= 6 hex) names."""
+        target = self.get_ref(text) if "/" in text else None
+        if target is not None:
+            return target
+        prefix = validate_prefix(text)
+        matches = self._match_prefix(prefix, limit=6)
+        if not matches:
+            raise UnknownDigestError(prefix)
+        if len(matches) > 1:
+            raise AmbiguousDigestError(prefix, matches)
+        return matches[0]
+
+    def _match_prefix(self, prefix: str, limit: int) -> list[Digest]:
+        start = bytes.fromhex(prefix + "0" * (len(prefix) % 2))  # lowest key with this prefix
+        found: list[Digest] = []
+        with self.environment.read() as txn:
+            cursor = txn.cursor(db=self._env.dbs["objects"])
+            if cursor.set_range(start):
+                for key in cursor.iternext(keys=True, values=False):
+                    if not key.hex().startswith(prefix):
+                        break
+                    found.append(Digest(key))
+                    if len(found) >= limit:
+                        break
+        return found
+
+    def iter_records(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every stored (key, raw record), from one consistent snapshot.
+
+        Keys are raw 32-byte digests in a healthy store; ``fsck`` reports any other.
+        """
+        with self.environment.read() as txn:
+            cursor = txn.cursor(db=self._env.dbs["objects"])
+            yield from cursor
+
+    def object_count(self) -> int:
+        """How many objects the store holds."""
+        with self.environment.read() as txn:
+            return int(txn.stat(self._env.dbs["objects"])["entries"])
+
+    def counters(self) -> dict[str, int]:
+        """Running totals of what writers offered (duplicates included)."""
+        meta = self._env.dbs["meta"]
+        with self.environment.read() as txn:
+            return {
+                "offered_objects": _read_counter(txn, meta, _OFFERED_OBJECTS),
+                "offered_raw_bytes": _read_counter(txn, meta, _OFFERED_BYTES),
+            }
+
+    # ----------------------------------------------------------------- refs
+
+    def get_ref(self, name: str) -> Digest | None:
+        """The digest ``name`` points to, or ``None`` when unset."""
+        with self.environment.read() as txn:
+            raw = txn.get(validate_ref_name(name).encode(), db=self._env.dbs["refs"])
+        return Digest(raw) if raw is not None else None
+
+    def ref(self, name: str) -> Digest:
+        """The digest ``name`` points to; :class:`UnknownRefError` when unset."""
+        target = self.get_ref(name)
+        if target is None:
+            raise UnknownRefError(name)
+        return target
+
+    def refs(self, prefix: str = "") -> dict[str, Digest]:
+        """Every ref whose name starts with ``prefix``, sorted by name."""
+        out: dict[str, Digest] = {}
+        with self.environment.read() as txn:
+            cursor = txn.cursor(db=self._env.dbs["refs"])
+            if cursor.set_range(prefix.encode()):
+                for key, raw in cursor:
+                    name = key.decode()
+                    if not name.startswith(prefix):
+                        break
+                    out[name] = Digest(raw)
+        return out
+
+    def set_ref(self, name: str, digest: Digest, *, expected: RefExpectation = ANY) -> None:
+        """Point ``name`` at ``digest`` (compare-and-swap when ``expected`` is given)."""
+        batch = WriteBatch(self)
+        batch.set_ref(name, digest, expected=expected)
+        batch.commit()
+
+    def delete_ref(self, name: str, *, expected: RefExpectation = ANY) -> None:
+        """Remove ``name`` (compare-and-swap when ``expected`` is given)."""
+        batch = WriteBatch(self)
+        batch.delete_ref(name, expected=expected)
+        batch.commit()
+
+
+def _read_counter(txn: Any, db: Any, key: bytes) -> int:
+    raw = txn.get(key, db=db)
+    return int(_COUNTER.unpack(raw)[0]) if raw else 0
+
+
+def _add_counter(txn: Any, db: Any, key: bytes, amount: int) -> None:
+    txn.put(key, _COUNTER.pack(_read_counter(txn, db, key) + amount), db=db)
+
+
+def open_store(
+    path: str | Path | None = None, *, create: bool = False, durable: bool = True
+) -> Store:
+    """Open a store: ``path``, else ``$PINRUN_STORE``, else ``.pinrun/`` found upward.
+
+    With ``create=True`` and no path, a store is made in ``./.pinrun`` if none exists there.
+    """
+    folder = default_store_path(str(path) if path is not None else None, for_create=create)
+    return Store.open(folder, create=create, durable=durable)

@@ -1,0 +1,152 @@
+"""Merkle snapshots: a state stored as a tree of its keys.
+
+A snapshot of ``{"a": 1, "b": {...}}`` is a ``tree`` object mapping each key
+to the digest of its value. A nested dict whose encoding exceeds
+:data:`SUBTREE_THRESHOLD` becomes a tree of its own, recursively, and a
+``bytes`` value is stored as a raw blob, split into chunks above
+:data:`CHUNK_THRESHOLD`. Two snapshots that differ in one key therefore share
+every object but the changed value and the trees above it, and a diff only
+descends where digests differ.
+
+Tree payloads are canonical values: ``{"type": "map", "entries": {key:
+digest}}`` or ``{"type": "chunks", "chunks": [digest, ...], "size": n}``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any, Final, Protocol
+
+from pinrun.artifacts import codec
+from pinrun.artifacts.digest import Digest, Kind
+from pinrun.artifacts.objects import EncodedObject, encode_record
+from pinrun.errors import CorruptObjectError, UnsupportedValueError
+
+__all__ = [
+    "CHUNK_SIZE",
+    "CHUNK_THRESHOLD",
+    "SUBTREE_THRESHOLD",
+    "ObjectSink",
+    "ObjectSource",
+    "load_entry",
+    "load_snapshot",
+    "references",
+    "store_blob",
+    "store_entry",
+    "store_snapshot",
+    "tree_entries",
+]
+
+#: A nested dict whose canonical encoding is larger than this is stored as a subtree.
+SUBTREE_THRESHOLD: Final = 64 * 1024
+#: ``bytes`` values at least this large are split into chunks.
+CHUNK_THRESHOLD: Final = 4 * 1024 * 1024
+#: The size of each chunk of a large blob.
+CHUNK_SIZE: Final = 1024 * 1024
+
+_DIGEST_REF: Final = re.compile(rb'\{"\$digest":"([0-9a-f]{64})"\}')
+
+
+class ObjectSink(Protocol):
+    """Where new objects go (a write batch)."""
+
+    def add(self, obj: EncodedObject) -> Digest: ...
+
+
+class ObjectSource(Protocol):
+    """Where stored objects come from, verified (a store or a read transaction)."""
+
+    def load(self, digest: Digest) -> tuple[Kind, bytes]: ...
+
+
+def store_blob(sink: ObjectSink, data: bytes) -> Digest:
+    """Store raw bytes: one blob, or a chunk tree when large."""
+    if len(data) < CHUNK_THRESHOLD:
+        return sink.add(encode_record(Kind.BLOB, bytes(data)))
+    view = memoryview(data)
+    chunks = [
+        sink.add(encode_record(Kind.BLOB, bytes(view[start : start + CHUNK_SIZE])))
+        for start in range(0, len(data), CHUNK_SIZE)
+    ]
+    payload = codec.encode({"type": "chunks", "chunks": chunks, "size": len(data)})
+    return sink.add(encode_record(Kind.TREE, payload))
+
+
+def store_entry(sink: ObjectSink, value: Any, path: str) -> Digest:
+    """Store one state value under the right shape; ``path`` names it in errors."""
+    if type(value) is bytes:
+        return store_blob(sink, value)
+    payload = codec.encode(value, root=path)
+    if (
+        len(payload) > SUBTREE_THRESHOLD
+        and type(value) is dict
+        and all(type(key) is str for key in value)
+    ):
+        return store_snapshot(sink, value, root=path)
+    return sink.add(encode_record(Kind.VALUE, payload))
+
+
+def store_snapshot(sink: ObjectSink, state: Mapping[str, Any], root: str = "state") -> Digest:
+    """Store a mapping of string keys as a tree; returns the tree's digest."""
+    entries: dict[str, Digest] = {}
+    for key, value in state.items():
+        if type(key) is not str:
+            raise UnsupportedValueError(f"{root} key {key!r}", type(key).__qualname__,
+                                        "snapshot keys must be strings")
+        entries[key] = store_entry(sink, value, f"{root}[{key!r}]")
+    payload = codec.encode({"type": "map", "entries": entries})
+    return sink.add(encode_record(Kind.TREE, payload))
+
+
+def _tree(digest: Digest, payload: bytes) -> dict[str, Any]:
+    tree = codec.decode(payload)
+    if type(tree) is not dict or tree.get("type") not in ("map", "chunks"):
+        raise CorruptObjectError(digest, None, "it is stored as a tree but is not a tree")
+    return tree
+
+
+def tree_entries(source: ObjectSource, digest: Digest) -> dict[str, Digest]:
+    """The key -> digest mapping of a ``map`` tree, without loading the values."""
+    kind, payload = source.load(digest)
+    tree = _tree(digest, payload) if kind is Kind.TREE else None
+    if tree is None or tree["type"] != "map":
+        raise CorruptObjectError(digest, None, f"expected a snapshot tree, found a {kind.value}")
+    return dict(tree["entries"])
+
+
+def load_entry(source: ObjectSource, digest: Digest) -> Any:
+    """Rebuild the value stored under ``digest`` by :func:`store_entry`."""
+    kind, payload = source.load(digest)
+    if kind is Kind.VALUE:
+        return codec.decode(payload)
+    if kind is Kind.BLOB:
+        return payload
+    if kind is Kind.TREE:
+        tree = _tree(digest, payload)
+        if tree["type"] == "chunks":
+            data = b"".join(source.load(chunk)[1] for chunk in tree["chunks"])
+            if len(data) != tree["size"]:
+                raise CorruptObjectError(digest, None, "its chunks do not add up to its size")
+            return data
+        return {key: load_entry(source, child) for key, child in tree["entries"].items()}
+    raise CorruptObjectError(digest, None, f"a {kind.value} object is not a state value")
+
+
+def load_snapshot(source: ObjectSource, digest: Digest) -> dict[str, Any]:
+    """Rebuild a whole snapshot stored by :func:`store_snapshot`."""
+    state = load_entry(source, digest)
+    if type(state) is not dict:
+        raise CorruptObjectError(digest, None, "it is not a snapshot tree")
+    return state
+
+
+def references(kind: Kind, payload: bytes) -> Iterator[Digest]:
+    """The digests an object points to (blobs and values point to nothing)."""
+    if kind is Kind.BLOB or kind is Kind.VALUE:
+        return
+    # Structured objects are canonical JSON; a digest in them is always the
+    # tag {"$digest":"<hex>"}, and a quote inside user text is escaped, so a
+    # byte scan finds exactly the references without decoding.
+    for match in _DIGEST_REF.finditer(payload):
+        yield Digest(bytes.fromhex(match.group(1).decode("ascii")))

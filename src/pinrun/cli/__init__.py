@@ -1,0 +1,1 @@
+"""The ``pinrun`` command line: thin click commands over the library."""

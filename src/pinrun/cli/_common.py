@@ -1,0 +1,92 @@
+"""What every command shares: the --store and --json options, opening the store, output."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from pinrun.artifacts.store import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Settings:
+    """Options given to the ``pinrun`` group itself, before the subcommand."""
+
+    store: str | None = None
+    debug: bool = False
+
+
+def store_option(func: F) -> F:
+    """Add ``--store PATH`` to a command (it overrides the group's ``--store``)."""
+    return click.option(
+        "--store", "store_path", metavar="PATH", default=None,
+        help="The store folder. Default: $PINRUN_STORE, else .pinrun/ found upward.",
+    )(func)
+
+
+def json_option(func: F) -> F:
+    """Add ``--json``: print machine-readable JSON instead of tables."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print JSON for machines instead of text for people.")(func)
+
+
+def chosen_store(store_path: str | None) -> str | None:
+    """The --store given to the command, else the one given to the group."""
+    if store_path:
+        return store_path
+    ctx = click.get_current_context()
+    settings = ctx.find_object(Settings)
+    return settings.store if settings else None
+
+
+def open_cli_store(store_path: str | None, *, create: bool = False) -> Store:
+    """Open the store a command should work on."""
+    from pinrun.artifacts.store import open_store
+
+    return open_store(chosen_store(store_path), create=create)
+
+
+def with_store(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Open the store named by --store for the command and close it afterwards."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, store_path: str | None, **kwargs: Any) -> Any:
+        with open_cli_store(store_path) as store:
+            return func(store, *args, **kwargs)
+
+    return wrapper
+
+
+def console(stderr: bool = False) -> Console:
+    """A rich console on stdout (or stderr)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def print_json(data: Any) -> None:
+    """Write ``data`` as indented JSON on stdout."""
+    import orjson
+
+    sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 |
+                                         orjson.OPT_SORT_KEYS) + b"\n")
+    sys.stdout.flush()
+
+
+def human_bytes(size: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"  # pragma: no cover - unreachable, keeps mypy sure of a return

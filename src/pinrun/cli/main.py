@@ -1,0 +1,85 @@
+"""The ``pinrun`` group: global options, error handling, and the list of commands.
+
+Exit codes (the contract): 0 success; 1 diverged or failed; 2 usage or bad
+input; 3 store error (missing store, corruption, missing object).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from pinrun.cli._common import Settings
+from pinrun.errors import PinrunError
+
+EXIT_INTERRUPTED = 130
+
+
+class PinrunGroup(click.Group):
+    """A group that turns pinrun's errors into one line and the right exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PinrunError as exc:
+            if _debug(ctx):
+                raise
+            click.echo(f"pinrun: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except OSError as exc:
+            if _debug(ctx):
+                raise
+            where = f" ({exc.filename})" if exc.filename else ""
+            click.echo(f"pinrun: error: {exc.strerror or exc}{where}. Check the path and "
+                       "its permissions, and the free disk space.", err=True)
+            ctx.exit(3)
+        except KeyboardInterrupt:
+            click.echo("pinrun: interrupted; nothing half-written was kept.", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+def _debug(ctx: click.Context) -> bool:
+    settings = ctx.find_object(Settings)
+    return bool(settings and settings.debug)
+
+
+@click.group(cls=PinrunGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--store", metavar="PATH", default=None,
+              help="The store folder. Default: $PINRUN_STORE, else .pinrun/ found upward.")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.version_option(package_name="pinrun", prog_name="pinrun")
+@click.pass_context
+def cli(ctx: click.Context, store: str | None, debug: bool) -> None:
+    """pinrun: a content-addressed artifact store and replay verifier for workflows.
+
+    Values, snapshots and code are stored under their BLAKE3 digest in an
+    LMDB store (.pinrun/ in your project, found upward like .git/).
+
+    \b
+    Start here:
+      pinrun demo                 a guided tour on a throw-away store
+      pinrun init                 create .pinrun/ in this folder
+      pinrun stats                what the store holds
+      pinrun fsck                 check every object and reference
+
+    Exit codes: 0 ok, 1 failed, 2 bad input, 3 store error.
+    """
+    ctx.obj = Settings(store=store, debug=debug)
+
+
+def _register() -> None:
+    from pinrun.cli import demo, store_commands
+
+    for command in (*store_commands.COMMANDS, demo.demo):
+        cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    """Entry point of the ``pinrun`` console script."""
+    cli.main(prog_name="pinrun")
+    sys.exit(0)  # pragma: no cover - click exits itself

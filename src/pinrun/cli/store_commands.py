@@ -1,0 +1,262 @@
+"""Commands that work on the store itself: init, cat, stats, fsck, gc, export, import."""
+
+from __future__ import annotations
+
+import base64
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from pinrun.cli._common import (
+    chosen_store,
+    console,
+    human_bytes,
+    json_option,
+    open_cli_store,
+    print_json,
+    store_option,
+    with_store,
+)
+
+if TYPE_CHECKING:
+    from pinrun.artifacts.store import Store
+
+EXIT_STORE_PROBLEMS = 3
+
+
+@click.command()
+@store_option
+def init(store_path: str | None) -> None:
+    """Create a store: ./.pinrun, or the folder given by --store / $PINRUN_STORE.
+
+    Running it again on an existing store changes nothing.
+    """
+    from pinrun.artifacts.discovery import default_store_path
+    from pinrun.artifacts.store import Store
+
+    folder = default_store_path(chosen_store(store_path), for_create=True)
+    existed = (folder / "data.mdb").exists()
+    with Store.open(folder, create=True) as store:
+        where = store.path
+    if existed:
+        click.echo(f"A pinrun store already exists at {where}; nothing changed.")
+    else:
+        click.echo(f"Created an empty pinrun store at {where}")
+
+
+@click.command()
+@click.argument("name")
+@click.option("--raw", is_flag=True,
+              help="Write the object's exact uncompressed bytes to stdout.")
+@json_option
+@store_option
+@with_store
+def cat(store: Store, name: str, raw: bool, as_json: bool) -> None:
+    """Show one object, named by its digest, a unique prefix (6+ hex) or a ref.
+
+    Values print as JSON: types JSON lacks show as {"$tag": ...} objects
+    (see docs/store.md). Trees print as a table of keys and digests.
+    """
+    from pinrun.artifacts.codec import decode_tagged
+    from pinrun.artifacts.digest import Kind
+
+    digest = store.resolve(name)
+    info = store.info(digest)
+    kind, payload = store.load(digest)
+    if raw:
+        sys.stdout.buffer.write(payload)
+        sys.stdout.flush()
+        return
+    content: Any
+    if kind is Kind.BLOB:
+        content = {"$bytes": base64.b64encode(payload).decode("ascii")}
+    else:
+        content = decode_tagged(payload)
+    if as_json:
+        print_json({"digest": digest.hex, "kind": kind.value, "raw_size": info.raw_size,
+                    "stored_size": info.stored_size, "codec": info.codec, "content": content})
+        return
+    if kind is Kind.BLOB:
+        _show_blob(payload)
+    elif kind is Kind.TREE and content.get("type") == "map":
+        _show_tree(store, content["entries"])
+    else:
+        import orjson
+
+        text = orjson.dumps(content, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+        click.echo(text.decode("utf-8"))
+
+
+def _show_blob(payload: bytes) -> None:
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(ch.isprintable() or ch in "\n\r\t" for ch in text):
+        click.echo(text, nl=not text.endswith("\n"))
+    else:
+        click.echo(f"({len(payload)} bytes of binary data; use --raw to write them out)")
+
+
+def _show_tree(store: Store, entries: Any) -> None:
+    from rich.table import Table
+
+    from pinrun.artifacts.digest import Digest
+
+    table = Table("key", "kind", "digest", box=None, pad_edge=False)
+    pairs = entries["$map"] if isinstance(entries, dict) and "$map" in entries else \
+        list(entries.items())
+    for key, ref in pairs:
+        digest = Digest.from_hex(ref["$digest"])
+        kind = store.info(digest).kind.value if store.has(digest) else "missing"
+        table.add_row(str(key), kind, digest.hex)
+    console().print(table)
+
+
+@click.command()
+@json_option
+@store_option
+@with_store
+def stats(store: Store, as_json: bool) -> None:
+    """Objects by kind, raw and stored bytes, compression and dedup ratios."""
+    from rich.table import Table
+
+    from pinrun.artifacts.maintenance import stats as compute_stats
+
+    figures = compute_stats(store)
+    if as_json:
+        print_json({"store": str(store.path), **figures.as_dict()})
+        return
+    table = Table("kind", "objects", "raw", "stored", title=f"pinrun store {store.path}",
+                  title_justify="left")
+    for kind, count in figures.objects.items():
+        if count:
+            table.add_row(kind, f"{count:,}", human_bytes(figures.raw_bytes[kind]),
+                          human_bytes(figures.stored_bytes[kind]))
+    table.add_row("total", f"{figures.total_objects:,}", human_bytes(figures.total_raw_bytes),
+                  human_bytes(figures.total_stored_bytes), style="bold")
+    out = console()
+    out.print(table)
+    out.print(f"compression  {figures.compression_ratio:.2f}x (raw / stored)")
+    out.print(f"dedup        {figures.dedup_ratio:.2f}x ({human_bytes(figures.offered_raw_bytes)}"
+              " offered by writers / unique raw bytes kept)")
+    out.print(f"refs         {figures.refs:,}")
+    out.print(f"file         {human_bytes(figures.file_bytes)} on disk, map "
+              f"{human_bytes(figures.map_bytes)}")
+
+
+@click.command()
+@json_option
+@store_option
+@with_store
+def fsck(store: Store, as_json: bool) -> None:
+    """Re-hash every object and check that every reference resolves.
+
+    Reports every problem found, not just the first; exits 3 if there is any.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from pinrun.artifacts.maintenance import fsck as run_fsck
+
+    err = console(stderr=True)
+    with Progress(TextColumn("checking objects"), BarColumn(), MofNCompleteColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task("fsck", total=None)
+        report = run_fsck(store, lambda done, total: bar.update(task, completed=done,
+                                                                  total=total))
+    if as_json:
+        print_json({"ok": report.ok, "objects_checked": report.objects_checked,
+                    "refs_checked": report.refs_checked,
+                    "problems": [p.as_dict() for p in report.problems]})
+    else:
+        for problem in report.problems:
+            click.echo(f"{problem.kind:8} {problem.detail}")
+        verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+        click.echo(f"checked {report.objects_checked:,} objects and {report.refs_checked:,} "
+                   f"refs: {verdict}")
+    if not report.ok:
+        sys.exit(EXIT_STORE_PROBLEMS)
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@json_option
+@store_option
+@with_store
+def gc(store: Store, dry_run: bool, as_json: bool) -> None:
+    """Delete objects that no ref reaches.
+
+    Safe while other processes write: objects committed together with a ref
+    are never deleted. Run `pinrun fsck` first if you suspect damage.
+    """
+    from pinrun.artifacts.maintenance import gc as run_gc
+
+    report = run_gc(store, dry_run=dry_run)
+    if as_json:
+        print_json({"dry_run": report.dry_run, "examined": report.examined,
+                    "reachable": report.reachable, "deleted": report.deleted,
+                    "freed_bytes": report.freed_bytes})
+        return
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"{verb} {report.deleted:,} unreachable objects ({human_bytes(report.freed_bytes)})"
+               f", kept {report.reachable:,}")
+
+
+@click.command(name="export")
+@click.argument("roots", nargs=-1)
+@click.option("-o", "--output", required=True, metavar="FILE", help="The bundle file to write.")
+@click.option("--all", "everything", is_flag=True, help="Export every ref in the store.")
+@json_option
+@store_option
+@with_store
+def export_command(store: Store, roots: tuple[str, ...], output: str, everything: bool,
+                   as_json: bool) -> None:
+    """Write ROOTS (refs or digests) and every object they reach into one bundle file.
+
+    \b
+    Example:
+      pinrun export snapshots/latest -o latest.pinrun
+      pinrun --store other/ import latest.pinrun
+    """
+    from pinrun.artifacts.bundle import export_bundle
+
+    if not roots and not everything:
+        raise click.UsageError("name at least one ref or digest to export, or pass --all")
+    report = export_bundle(store, None if everything else list(roots), output)
+    if as_json:
+        print_json({"path": str(report.path), "objects": report.objects, "bytes": report.bytes,
+                    "refs": {k: v.hex for k, v in report.refs.items()},
+                    "roots": [d.hex for d in report.roots]})
+        return
+    click.echo(f"wrote {report.objects:,} objects ({human_bytes(report.bytes)}) with "
+               f"{len(report.refs)} ref(s) to {report.path}")
+
+
+@click.command(name="import")
+@click.argument("bundle", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite refs that already point elsewhere.")
+@json_option
+@store_option
+def import_command(bundle: str, force: bool, as_json: bool, store_path: str | None) -> None:
+    """Verify BUNDLE completely, then add its objects and refs to the store.
+
+    A damaged, truncated or altered bundle is refused and nothing is written.
+    The store is created if it does not exist yet.
+    """
+    from pinrun.artifacts.bundle import import_bundle
+
+    with open_cli_store(store_path, create=True) as store:
+        report = import_bundle(store, bundle, force=force)
+    if as_json:
+        print_json({"objects": report.objects, "new_objects": report.new_objects,
+                    "refs": {k: v.hex for k, v in report.refs.items()},
+                    "roots": [d.hex for d in report.roots]})
+        return
+    click.echo(f"imported {report.objects:,} objects ({report.new_objects:,} new) and "
+               f"{len(report.refs)} ref(s)")
+    for name, target in report.refs.items():
+        click.echo(f"  {name} -> {target.short}")
+
+
+COMMANDS = (init, cat, stats, fsck, gc, export_command, import_command)

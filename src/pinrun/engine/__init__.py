@@ -1,0 +1,1 @@
+"""engine: built by a later issue (see ../shared/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""flows: built by a later issue (see ../shared/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""replay: built by a later issue (see ../shared/ARCHITECTURE.md)."""

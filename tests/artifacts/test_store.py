@@ -1,0 +1,255 @@
+"""The store: objects, batches, refs, prefixes, discovery and map growth."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from pinrun.artifacts.digest import Digest, Kind, compute_digest
+from pinrun.artifacts.discovery import find_store
+from pinrun.artifacts.refs import ANY
+from pinrun.artifacts.store import Store, open_store
+from pinrun.errors import (
+    AmbiguousDigestError,
+    InputError,
+    InvalidDigestError,
+    MissingObjectError,
+    RefConflictError,
+    StoreNotFoundError,
+    UnknownDigestError,
+    UnknownRefError,
+    UnsupportedValueError,
+)
+
+
+def test_value_round_trip(store: Store) -> None:
+    """A stored value comes back equal, under the digest of its canonical bytes."""
+    digest = store.put_value({"b": [1, 2.5, None], "a": "x"})
+    assert store.get_value(digest) == {"a": "x", "b": [1, 2.5, None]}
+    assert digest == compute_digest(Kind.VALUE, b'{"a":"x","b":[1,2.5,null]}')
+
+
+def test_put_skips_existing_objects(store: Store) -> None:
+    """Storing an object twice keeps one copy and reports it as not new."""
+    with store.batch() as first:
+        first.put_value({"k": 1})
+    with store.batch() as second:
+        second.put_value({"k": 1})
+        second.put_value({"k": 1})
+    assert (first.new_objects, second.new_objects) == (1, 0)
+    assert store.object_count() == 1
+
+
+def test_batch_that_raises_writes_nothing(store: Store) -> None:
+    """A batch whose block raises is discarded: no object and no ref appear."""
+    with pytest.raises(RuntimeError), store.batch() as batch:
+        digest = batch.put_value("kept?")
+        batch.set_ref("tags/x", digest)
+        raise RuntimeError("boom")
+    assert store.object_count() == 0
+    assert store.refs() == {}
+
+
+def test_unsupported_value_fails_before_writing(store: Store) -> None:
+    """An unencodable value raises naming its path, and the batch writes nothing."""
+    with pytest.raises(UnsupportedValueError) as caught, store.batch() as batch:
+        batch.put_value("fine")
+        batch.put_snapshot({"items": [1, {"created": object()}]})
+    assert caught.value.path == "state['items'][1]['created']"
+    assert store.object_count() == 0
+
+
+def test_missing_object_names_digest(store: Store) -> None:
+    """Loading an absent digest raises MissingObjectError naming it."""
+    absent = compute_digest(Kind.VALUE, b"404")
+    with pytest.raises(MissingObjectError) as caught:
+        store.load(absent)
+    assert caught.value.digest == absent
+    assert absent.hex in str(caught.value)
+    assert not store.has(absent)
+
+
+def test_blob_and_info(store: Store) -> None:
+    """Blobs are raw bytes; info reports kind and sizes without decoding."""
+    data = b"hello " * 1000
+    digest = store.put_blob(data)
+    assert store.get_value(digest) == data
+    info = store.info(digest)
+    assert (info.kind, info.raw_size, info.codec) == (Kind.BLOB, len(data), "zstd")
+    assert info.stored_size < len(data)
+
+
+def test_incompressible_payload_stored_plain(store: Store) -> None:
+    """A payload that zstd cannot shrink is stored uncompressed."""
+    digest = store.put_blob(os.urandom(4096))
+    assert store.info(digest).codec == "none"
+
+
+def test_resolve_full_prefix_and_ref(store: Store) -> None:
+    """A digest resolves from its hex, any unique 6+ prefix, upper case, or a ref name."""
+    digest = store.put_value(123)
+    store.set_ref("tags/answer", digest)
+    assert store.resolve(digest.hex) == digest
+    assert store.resolve(digest.hex[:6]) == digest
+    assert store.resolve(digest.hex[:7].upper()) == digest
+    assert store.resolve("tags/answer") == digest
+
+
+def test_resolve_rejects_bad_prefixes(store: Store) -> None:
+    """Short, non-hex and unknown prefixes are input errors that say what is wrong."""
+    store.put_value(1)
+    with pytest.raises(InvalidDigestError, match="at least 6"):
+        store.resolve("abc")
+    with pytest.raises(InvalidDigestError, match="hexadecimal"):
+        store.resolve("xyzxyz")
+    unknown = compute_digest(Kind.VALUE, b"not stored").hex
+    with pytest.raises(UnknownDigestError):
+        store.resolve(unknown[:10])
+
+
+def _colliding_values() -> tuple[int, int]:
+    """Two ints whose value digests share their first 3 bytes (6 hex characters)."""
+    seen: dict[bytes, int] = {}
+    number = 0
+    while True:
+        prefix = compute_digest(Kind.VALUE, str(number).encode()).raw[:3]
+        if prefix in seen:
+            return seen[prefix], number
+        seen[prefix] = number
+        number += 1
+
+
+def test_ambiguous_prefix_lists_candidates(store: Store) -> None:
+    """A prefix shared by two objects is refused, naming both candidates."""
+    first, second = _colliding_values()
+    a, b = store.put_value(first), store.put_value(second)
+    with pytest.raises(AmbiguousDigestError) as caught:
+        store.resolve(a.hex[:6])
+    assert set(caught.value.candidates) == {a, b}
+    longer = next(n for n in range(7, 65) if a.hex[:n] != b.hex[:n])
+    assert store.resolve(a.hex[:longer]) == a
+
+
+def test_refs_compare_and_swap(store: Store) -> None:
+    """A ref update that expects a stale value fails and changes nothing."""
+    one, two, three = (store.put_value(n) for n in (1, 2, 3))
+    store.set_ref("flows/pricing", one, expected=None)
+    store.set_ref("flows/pricing", two, expected=one)
+    with pytest.raises(RefConflictError) as caught:
+        store.set_ref("flows/pricing", three, expected=one)
+    assert (caught.value.expected, caught.value.actual) == (one, two)
+    assert store.ref("flows/pricing") == two
+    with pytest.raises(RefConflictError):
+        store.set_ref("flows/pricing", three, expected=None)
+    store.set_ref("flows/pricing", three, expected=ANY)
+    assert store.ref("flows/pricing") == three
+
+
+def test_ref_conflict_discards_whole_batch(store: Store) -> None:
+    """When a batch's ref check fails, none of its objects are written either."""
+    base = store.put_value("base")
+    store.set_ref("runs/r1", base)
+    before = store.object_count()
+    with pytest.raises(RefConflictError), store.batch() as batch:
+        batch.put_snapshot({"new": "state", "more": [1, 2, 3]})
+        batch.set_ref("runs/r1", base, expected=None)
+    assert store.object_count() == before
+
+
+def test_ref_to_absent_object_refused(store: Store) -> None:
+    """A ref cannot point at an object the store does not hold."""
+    with pytest.raises(MissingObjectError):
+        store.set_ref("tags/ghost", compute_digest(Kind.VALUE, b"ghost"))
+    assert store.refs() == {}
+
+
+def test_refs_listing_delete_and_errors(store: Store) -> None:
+    """Refs list by prefix in name order; deleting honours CAS; bad names are refused."""
+    digest = store.put_value("x")
+    for name in ("runs/b", "runs/a", "tags/t"):
+        store.set_ref(name, digest)
+    assert list(store.refs("runs/")) == ["runs/a", "runs/b"]
+    store.delete_ref("runs/a", expected=digest)
+    assert store.get_ref("runs/a") is None
+    with pytest.raises(UnknownRefError):
+        store.ref("runs/a")
+    for bad in ("", "/x", "x/", "a//b", "a/../b", "has space", "x" * 300):
+        with pytest.raises(InputError):
+            store.set_ref(bad, digest)
+
+
+def test_open_missing_store_is_clear(tmp_path: Path) -> None:
+    """Opening a folder that holds no store says so and suggests `pinrun init`."""
+    with pytest.raises(StoreNotFoundError, match="pinrun init"):
+        Store.open(tmp_path / "nothing")
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_discovery_walks_upward(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """open_store() finds .pinrun/ in a parent folder; PINRUN_STORE overrides it."""
+    with Store.open(tmp_path / ".pinrun", create=True) as created:
+        digest = created.put_value("found me")
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    monkeypatch.delenv("PINRUN_STORE", raising=False)
+    assert find_store(deep) == (tmp_path / ".pinrun").resolve()
+    with open_store() as found:
+        assert found.get_value(digest) == "found me"
+    monkeypatch.setenv("PINRUN_STORE", str(tmp_path / "elsewhere"))
+    with pytest.raises(StoreNotFoundError):
+        open_store()
+
+
+def test_two_handles_share_one_environment(store_path: Path) -> None:
+    """Opening the same folder twice in a process works, and closing one keeps the other."""
+    first = Store.open(store_path, create=True)
+    second = Store.open(store_path)
+    digest = first.put_value("shared")
+    first.close()
+    assert second.get_value(digest) == "shared"
+    second.close()
+
+
+def test_map_grows_by_itself(tmp_path: Path) -> None:
+    """Writing far more than the initial map holds grows the map instead of failing."""
+    with Store.open(tmp_path / "small", create=True, map_size=256 * 1024) as small:
+        start = small.environment.map_size
+        digests = [small.put_blob(os.urandom(64 * 1024)) for _ in range(64)]
+        assert small.environment.map_size > start
+        assert all(len(small.get_value(d)) == 64 * 1024 for d in digests)
+
+
+def test_threads_write_and_read_while_map_grows(tmp_path: Path) -> None:
+    """Threads sharing one store write and read concurrently through map growth."""
+    errors: list[BaseException] = []
+    with Store.open(tmp_path / "threads", create=True, map_size=256 * 1024) as shared:
+
+        def work(seed: int) -> None:
+            try:
+                for n in range(40):
+                    data = bytes([seed]) * 20_000 + n.to_bytes(2, "little")
+                    digest = shared.put_blob(data)
+                    assert shared.get_value(digest) == data
+            except BaseException as exc:  # collected and re-raised in the test thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        assert shared.object_count() == 160
+
+
+def test_digest_values_survive_store_round_trip(store: Store) -> None:
+    """A Digest stored inside a value decodes back to a Digest."""
+    inner = store.put_value("inner")
+    outer = store.put_value({"points_to": inner})
+    loaded = store.get_value(outer)
+    assert isinstance(loaded["points_to"], Digest)
+    assert loaded["points_to"] == inner

@@ -1,0 +1,52 @@
+"""README's two fresh-machine commands: the first really runs, the second is what CI runs."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_commands() -> list[str]:
+    """The commands of README's first shell block, comments dropped."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```bash\n(.*?)```", text, re.DOTALL)
+    assert block, "README.md has no ```bash block"
+    return [line for line in block.group(1).splitlines() if line and not line.startswith("#")]
+
+
+def test_readme_opens_with_two_commands() -> None:
+    """The first block holds exactly two commands: install-and-demo, and the tests."""
+    commands = readme_commands()
+    assert len(commands) == 2
+    assert "pinrun demo" in commands[0]
+    assert "pytest" in commands[1]
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    """.ci/run runs exactly the test command README gives."""
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert readme_commands()[1] in ci.splitlines()
+
+
+@pytest.mark.slow
+def test_first_command_installs_and_runs_demo(tmp_path: Path) -> None:
+    """README's first command, in a brand-new virtualenv, installs pinrun and runs the demo."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    env = dict(os.environ, VIRTUAL_ENV=str(venv),
+               PATH=f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run(
+        ["bash", "-c", readme_commands()[0]], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=600, check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "fsck: clean" in result.stdout
+    assert (venv / "bin" / "pinrun").exists()
