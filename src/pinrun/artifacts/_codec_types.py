@@ -81,45 +81,87 @@ def resolve(ref: str) -> Any:
 
 
 # ---------------------------------------------------------------- datetimes
+#
+# A datetime or time is stored as its naive wall-clock text, a zone spec and
+# its fold. Keeping the wall time (rather than an offset to convert from) is
+# what round-trips times inside DST gaps and folds, and near datetime.min/max.
+# Zone specs: None; ["zone", "Europe/Paris"] for zoneinfo; ["offset",
+# microseconds, name or None] for datetime.timezone (sub-second offsets and
+# names included, which isoformat text would lose on Python 3.11).
+
+
+def _enc_zone(tzinfo: dt.tzinfo | None) -> Any:
+    if tzinfo is None:
+        return None
+    key = getattr(tzinfo, "key", None)  # zoneinfo.ZoneInfo keeps its IANA name
+    if key is not None and type(tzinfo).__module__ == "zoneinfo":
+        return ["zone", key]
+    if isinstance(tzinfo, dt.timezone):
+        offset = tzinfo.utcoffset(None)
+        micros = (offset.days * 86_400 + offset.seconds) * 1_000_000 + offset.microseconds
+        named = tzinfo.tzname(None) != dt.timezone(offset).tzname(None)
+        return ["offset", micros, tzinfo.tzname(None) if named else None]
+    raise NoCodecError(f"time zone type {type(tzinfo).__qualname__} (use zoneinfo or "
+                       "datetime.timezone)")
+
+
+def _dec_zone(spec: Any) -> dt.tzinfo | None:
+    if spec is None:
+        return None
+    if spec[0] == "zone":
+        import zoneinfo
+
+        return zoneinfo.ZoneInfo(spec[1])
+    offset = dt.timedelta(microseconds=spec[1])
+    return dt.timezone(offset, spec[2]) if spec[2] is not None else dt.timezone(offset)
 
 
 def _enc_datetime(value: dt.datetime, enc: Enc) -> Any:
-    zone = getattr(value.tzinfo, "key", None)  # zoneinfo.ZoneInfo keeps its IANA name
-    if value.tzinfo is not None and zone is None and not isinstance(value.tzinfo, dt.timezone):
-        raise NoCodecError(f"time zone type {type(value.tzinfo).__qualname__}")
-    return {"$datetime": [value.isoformat(), zone, value.fold]}
+    wall = value.replace(tzinfo=None, fold=0).isoformat()
+    return {"$datetime": [wall, _enc_zone(value.tzinfo), value.fold]}
 
 
 def _dec_datetime(payload: list[Any], dec: Dec) -> dt.datetime:
-    text, zone, fold = payload
-    value = dt.datetime.fromisoformat(text)
-    if zone is not None:
-        import zoneinfo
-
-        value = value.astimezone(zoneinfo.ZoneInfo(zone))
-    return value.replace(fold=fold) if fold else value
+    wall, zone, fold = payload
+    return dt.datetime.fromisoformat(wall).replace(tzinfo=_dec_zone(zone), fold=fold)
 
 
 def _enc_time(value: dt.time, enc: Enc) -> Any:
-    if value.tzinfo is not None and not isinstance(value.tzinfo, dt.timezone):
-        raise NoCodecError(f"time zone type {type(value.tzinfo).__qualname__}")
-    return {"$time": [value.isoformat(), value.fold]}
+    wall = value.replace(tzinfo=None, fold=0).isoformat()
+    return {"$time": [wall, _enc_zone(value.tzinfo), value.fold]}
 
 
 def _dec_time(payload: list[Any], dec: Dec) -> dt.time:
-    value = dt.time.fromisoformat(payload[0])
-    return value.replace(fold=payload[1]) if payload[1] else value
+    wall, zone, fold = payload
+    return dt.time.fromisoformat(wall).replace(tzinfo=_dec_zone(zone), fold=fold)
 
 
 # ----------------------------------------------------------------- classes
 
 
 def _enc_enum(value: enum.Enum, enc: Enc) -> Any:
+    if isinstance(value, enum.Flag):
+        # A combination of flags (R|W) or the empty flag has no single name.
+        return {"$flag": [class_ref(type(value)), enc(value.value)]}
     return {"$enum": [class_ref(type(value)), value.name]}
 
 
 def _dec_enum(payload: list[Any], dec: Dec) -> Any:
-    return resolve(payload[0])[payload[1]]
+    cls = resolve(payload[0])
+    try:
+        return cls[payload[1]]
+    except KeyError:
+        raise ClassNotImportableError(f"{payload[0]} has no member {payload[1]!r} here") \
+            from None
+
+
+def _dec_flag(payload: list[Any], dec: Dec) -> Any:
+    cls = resolve(payload[0])
+    try:
+        return cls(dec(payload[1]))
+    except ValueError:
+        raise ClassNotImportableError(f"{payload[0]} has no value {payload[1]!r} here") \
+            from None
 
 
 def _enc_dataclass(value: Any, enc: Enc) -> Any:
@@ -176,7 +218,10 @@ def _dec_ndarray(payload: list[Any], dec: Dec) -> Any:
     import numpy as np
 
     dtype, shape, data = payload
-    return np.frombuffer(_unb64(data), dtype=np.dtype(dtype)).reshape(shape).copy()
+    kind = np.dtype(dtype)
+    if kind.itemsize == 0:  # empty strings: frombuffer cannot size them
+        return np.zeros(shape, dtype=kind)
+    return np.frombuffer(_unb64(data), dtype=kind).reshape(shape).copy()
 
 
 def _enc_npscalar(value: Any, enc: Enc) -> Any:
@@ -188,7 +233,10 @@ def _enc_npscalar(value: Any, enc: Enc) -> Any:
 def _dec_npscalar(payload: list[Any], dec: Dec) -> Any:
     import numpy as np
 
-    return np.frombuffer(_unb64(payload[1]), dtype=np.dtype(payload[0]))[0]
+    kind = np.dtype(payload[0])
+    if kind.itemsize == 0:
+        return kind.type()
+    return np.frombuffer(_unb64(payload[1]), dtype=kind)[0]
 
 
 # ------------------------------------------------------------------ pandas
@@ -236,7 +284,7 @@ def _enc_dataframe(value: Any, enc: Enc) -> Any:
     columns = [
         _enc_pandas_values(value.iloc[:, position], enc) for position in range(value.shape[1])
     ]
-    labels = enc(list(value.columns))
+    labels = _enc_index(value.columns, enc)
     index = _enc_index(value.index, enc)
     return {"$dataframe": {"columns": labels, "data": columns, "index": index}}
 
@@ -245,12 +293,9 @@ def _dec_dataframe(payload: dict[str, Any], dec: Dec) -> Any:
     import pandas as pd
 
     index = _dec_index(payload["index"], dec)
-    labels = dec(payload["columns"])
     columns = [_dec_pandas_values(col, dec) for col in payload["data"]]
-    frame = pd.DataFrame(
-        dict(enumerate(columns)), index=index, copy=False
-    )
-    frame.columns = pd.Index(labels, dtype=object) if labels else pd.RangeIndex(0)
+    frame = pd.DataFrame(dict(enumerate(columns)), index=index, copy=False)
+    frame.columns = _dec_index(payload["columns"], dec)
     return frame
 
 
@@ -289,6 +334,10 @@ def encode_special(value: Any, enc: Enc) -> Any:
     numpy = sys.modules.get("numpy")
     if numpy is not None:
         if isinstance(value, numpy.ndarray):
+            if type(value) is not numpy.ndarray:
+                # A masked array or matrix would silently lose what makes it one.
+                raise NoCodecError(f"numpy array subclass {cls.__qualname__} (convert it to a "
+                                   "plain array, or register a codec)")
             return _enc_ndarray(value, enc)
         if isinstance(value, numpy.generic):
             return _enc_npscalar(value, enc)
@@ -339,6 +388,7 @@ TAG_DECODERS: Final[dict[str, Callable[[Any, Dec], Any]]] = {
     "$frozenset": lambda p, dec: frozenset(dec(x) for x in p),
     "$map": lambda p, dec: {dec(k): dec(v) for k, v in p},
     "$enum": _dec_enum,
+    "$flag": _dec_flag,
     "$dataclass": _dec_dataclass,
     "$namedtuple": _dec_namedtuple,
     "$pydantic": _dec_pydantic,

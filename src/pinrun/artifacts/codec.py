@@ -109,7 +109,11 @@ def _plain(container: dict[Any, Any] | list[Any]) -> bool:
 
 
 def _canonical_bytes(encoded: Any) -> bytes:
-    return orjson.dumps(encoded, option=_SORT)
+    """The final bytes of an encoded part: the sort key of set elements and map keys."""
+    try:
+        return orjson.dumps(encoded, option=_SORT)
+    except TypeError:
+        return orjson.dumps(_escape_surrogates(encoded), option=_SORT)
 
 
 def _enc(value: Any) -> Any:
@@ -184,6 +188,17 @@ def encode(value: Any, *, root: str = "value") -> bytes:
     the first part that cannot be encoded (``root`` names the value itself in
     that path, e.g. ``state``).
     """
+    try:
+        return _encode(value)
+    except _UnsupportedError as exc:
+        path = find_path(value, exc.obj, root)
+        raise UnsupportedValueError(path, _type_name(exc.obj), exc.reason) from None
+    except RecursionError:
+        raise UnsupportedValueError(root, _type_name(value), "it contains itself or is nested "
+                                    "too deeply") from None
+
+
+def _encode(value: Any) -> bytes:
     cls = type(value)
     if (cls is dict or cls is list) and _plain(value):
         try:
@@ -193,18 +208,14 @@ def encode(value: Any, *, root: str = "value") -> bytes:
         else:
             if b'"$' not in out:  # no key that could be mistaken for a tag
                 return out
-    try:
-        encoded = _enc(value)
-    except _UnsupportedError as exc:
-        path = find_path(value, exc.obj, root)
-        raise UnsupportedValueError(path, _type_name(exc.obj), exc.reason) from None
-    except RecursionError:
-        raise UnsupportedValueError(root, _type_name(value), "it is nested too deeply or "
-                                    "contains itself") from None
+    encoded = _enc(value)
     try:
         return orjson.dumps(encoded, option=_SORT)
-    except TypeError:
-        return orjson.dumps(_escape_surrogates(encoded), option=_SORT)
+    except TypeError as exc:
+        if "surrogates" not in str(exc):
+            # orjson refuses nesting deeper than 255 levels.
+            raise _UnsupportedError(value, f"it is nested too deeply ({exc})") from None
+    return orjson.dumps(_escape_surrogates(encoded), option=_SORT)
 
 
 def _type_name(obj: object) -> str:
@@ -244,7 +255,15 @@ def _children(value: Any, path: str) -> list[tuple[Any, str]]:
         type(value), "model_fields", None
     )
     if fields:
-        return [(getattr(value, name, None), f"{path}.{name}") for name in fields]
+        extra = getattr(value, "__pydantic_extra__", None) or {}
+        return [(getattr(value, name, None), f"{path}.{name}") for name in [*fields, *extra]]
+    if hasattr(value, "iloc") and hasattr(value, "items"):  # a pandas DataFrame or Series
+        out = []
+        for label, column in value.items():
+            cells = column.items() if hasattr(column, "items") else [(None, column)]
+            out += [(cell, f"{path}[{label!r}]" + (f"[{row!r}]" if row is not None else ""))
+                    for row, cell in cells]
+        return out
     return []
 
 
@@ -281,6 +300,10 @@ def _dec_tag(tag: str, payload: Any) -> Any:
         return decoder(payload, _dec)
     except types.ClassNotImportableError as exc:
         raise UndecodableValueError(str(exc)) from None
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        # The bytes passed their digest check, so a payload that does not fit
+        # its tag was written by another version of a class or of pinrun.
+        raise UndecodableValueError(f"its {tag} payload does not fit ({exc!r})") from None
 
 
 def decode(data: bytes) -> Any:

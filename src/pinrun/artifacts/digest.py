@@ -9,6 +9,7 @@ because it is applied after hashing.
 from __future__ import annotations
 
 import enum
+import functools
 from typing import Final
 
 import blake3
@@ -59,6 +60,7 @@ _KINDS_BY_CODE: Final = {index: kind for kind, index in _KIND_CODES.items()}
 _TAGS: Final = {kind: kind.value.encode("ascii") + b"\0" for kind in Kind}
 
 
+@functools.total_ordering
 class Digest:
     """The immutable name of a stored object: 32 bytes shown as lowercase hex."""
 
@@ -107,20 +109,6 @@ class Digest:
             return NotImplemented
         return self._raw < other._raw
 
-    def __le__(self, other: object) -> bool:
-        if not isinstance(other, Digest):
-            return NotImplemented
-        return self._raw <= other._raw
-
-    def __gt__(self, other: object) -> bool:
-        if not isinstance(other, Digest):
-            return NotImplemented
-        return self._raw > other._raw
-
-    def __ge__(self, other: object) -> bool:
-        if not isinstance(other, Digest):
-            return NotImplemented
-        return self._raw >= other._raw
 
     def __hash__(self) -> int:
         return hash(self._raw)
