@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import random
 import signal
 import subprocess
@@ -222,3 +223,25 @@ def test_gc_concurrent_with_writer_keeps_every_rooted_object(tmp_path: Path) -> 
         for name, root in refs.items():
             assert store.get_snapshot(root)["n"] == int(name.split("/")[1])
         assert sweeps >= 1
+
+
+def _forked_child_work(store: Store, digest_hex: str, queue: multiprocessing.Queue[str]) -> None:
+    from pinrun.artifacts.digest import Digest
+
+    value = store.get_value(Digest.from_hex(digest_hex))
+    written = store.put_value({"from": "child", "saw": value})
+    queue.put(written.hex)
+
+
+def test_store_inherited_through_fork_reopens_in_child(store: Store) -> None:
+    """A Store handed to a forked worker works there, and the parent's handle keeps working."""
+    digest = store.put_value("from parent")
+    context = multiprocessing.get_context("fork")
+    queue: multiprocessing.Queue[str] = context.Queue()
+    worker = context.Process(target=_forked_child_work, args=(store, digest.hex, queue))
+    worker.start()
+    written = queue.get(timeout=60)
+    worker.join(timeout=60)
+    assert worker.exitcode == 0
+    assert store.get_value(store.resolve(written)) == {"from": "child", "saw": "from parent"}
+    assert fsck(store).ok

@@ -80,7 +80,8 @@ class Environment:
         self._lock = _SharedExclusiveLock()
         self._refcount = 0
         self._closed = False
-        self._pid = os.getpid()
+        #: The process that opened this environment; LMDB handles do not survive fork.
+        self.pid = os.getpid()
         try:
             self._env = lmdb.open(
                 str(path), map_size=map_size, max_dbs=len(DB_NAMES) + 2, subdir=True,
@@ -186,6 +187,11 @@ class Environment:
         self._closed = True
         self._env.close()
 
+    def abandon_after_fork(self) -> None:
+        """In a forked child: drop the inherited handle so the child can open its own."""
+        self._closed = True
+        self._env.close()
+
 
 _ENVIRONMENTS: dict[Path, Environment] = {}
 _REGISTRY_LOCK = threading.Lock()
@@ -196,8 +202,11 @@ def open_environment(path: Path, map_size: int | None = None, durable: bool = Tr
     key = path.resolve()
     with _REGISTRY_LOCK:
         env = _ENVIRONMENTS.get(key)
-        if env is not None and env._pid != os.getpid():
-            # A forked child must not touch its parent's LMDB handles.
+        if env is not None and env.pid != os.getpid():
+            # A forked child must not use its parent's handle. Closing it here
+            # releases py-lmdb's "already open in this process" guard; the
+            # parent's own handle, locks and reader slots are unaffected.
+            env.abandon_after_fork()
             env = None
         if env is None:
             env = Environment(key, map_size or DEFAULT_MAP_SIZE, durable)

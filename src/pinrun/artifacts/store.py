@@ -19,6 +19,7 @@ the transaction only copies bytes, which keeps the write lock short.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -189,7 +190,8 @@ class Store:
         """Release the store; other handles to the same folder stay open."""
         if not self._closed:
             self._closed = True
-            release_environment(self._env)
+            if self._env.pid == os.getpid():  # a forked child never closes its parent's handle
+                release_environment(self._env)
 
     def __enter__(self) -> Store:
         return self
@@ -208,6 +210,10 @@ class Store:
         """The LMDB environment (for maintenance code in this package)."""
         if self._closed:
             raise StoreError(f"the store at {self.path} was closed; open it again to use it.")
+        if self._env.pid != os.getpid():
+            # Inherited through fork: LMDB handles must not cross a fork, so the
+            # child opens its own (the parent's are left alone, never closed here).
+            self._env = open_environment(self.path, durable=self._env.durable)
         return self._env
 
     # --------------------------------------------------------------- writes
