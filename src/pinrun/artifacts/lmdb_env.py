@@ -211,6 +211,14 @@ def open_environment(path: Path, map_size: int | None = None, durable: bool = Tr
         if env is None:
             env = Environment(key, map_size or DEFAULT_MAP_SIZE, durable)
             _ENVIRONMENTS[key] = env
+        elif env.durable != durable:
+            # One LMDB environment per file and process: its sync mode is fixed
+            # at open, so a second handle cannot quietly get another one.
+            raise StoreError(
+                f"the store at {key} is already open in this process with "
+                f"durable={env.durable}; open every handle with the same durability "
+                "(or close the other handle first)."
+            )
         env._refcount += 1
         return env
 

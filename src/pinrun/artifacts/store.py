@@ -352,14 +352,31 @@ class Store:
                         break
         return found
 
-    def iter_records(self) -> Iterator[tuple[bytes, bytes]]:
-        """Every stored (key, raw record), from one consistent snapshot.
+    def iter_records(self, chunk: int = 1024) -> Iterator[tuple[bytes, bytes]]:
+        """Every stored (key, raw record), in key order.
 
-        Keys are raw 32-byte digests in a healthy store; ``fsck`` reports any other.
+        Records are read ``chunk`` at a time, each chunk in its own short read
+        transaction, so the caller may write to the store while iterating (a
+        paused iterator holds no transaction). Objects added or removed
+        meanwhile may or may not be seen. Keys are raw 32-byte digests in a
+        healthy store; ``fsck`` reports any other.
         """
-        with self.environment.read() as txn:
-            cursor = txn.cursor(db=self._env.dbs["objects"])
-            yield from cursor
+        objects_db = self.environment.dbs["objects"]
+        after: bytes | None = None
+        while True:
+            with self.environment.read() as txn:
+                cursor = txn.cursor(db=objects_db)
+                found = cursor.set_range(after) if after is not None else cursor.first()
+                if found and after is not None and cursor.key() == after:
+                    found = cursor.next()
+                rows: list[tuple[bytes, bytes]] = []
+                while found and len(rows) < chunk:
+                    rows.append((cursor.key(), cursor.value()))
+                    found = cursor.next()
+            yield from rows
+            if not found or not rows:
+                return
+            after = rows[-1][0]
 
     def object_count(self) -> int:
         """How many objects the store holds."""
