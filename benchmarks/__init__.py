@@ -1,0 +1,1 @@
+"""Performance benchmarks for pinrun (pytest-benchmark); see benchmarks/README.md."""
