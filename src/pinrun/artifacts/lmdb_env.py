@@ -36,26 +36,43 @@ _MAX_GROWTH_ATTEMPTS: Final = 40
 
 
 class _SharedExclusiveLock:
-    """Many holders of the shared side at once, or one of the exclusive side."""
+    """Many holders of the shared side at once, or one of the exclusive side.
+
+    The shared side is taken around every transaction, so it is plain method
+    calls on one mutex rather than context-manager generators.
+    """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
         self._shared = 0
         self._exclusive = False
 
-    @contextmanager
-    def shared(self) -> Iterator[None]:
-        with self._cond:
+    def acquire_shared(self) -> None:
+        self._mutex.acquire()
+        try:
             while self._exclusive:
                 self._cond.wait()
             self._shared += 1
+        finally:
+            self._mutex.release()
+
+    def release_shared(self) -> None:
+        self._mutex.acquire()
+        try:
+            self._shared -= 1
+            if self._shared == 0:
+                self._cond.notify_all()
+        finally:
+            self._mutex.release()
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        self.acquire_shared()
         try:
             yield
         finally:
-            with self._cond:
-                self._shared -= 1
-                if self._shared == 0:
-                    self._cond.notify_all()
+            self.release_shared()
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -127,6 +144,23 @@ class Environment:
         with self._lock.exclusive():
             if self.map_size == seen_size:  # another thread may have grown it already
                 self._env.set_mapsize(seen_size * 2)
+
+    def get(self, db_name: str, key: bytes) -> bytes | None:
+        """One value from a named database, in its own short read transaction."""
+        db = self.dbs[db_name]
+        while True:
+            self._lock.acquire_shared()
+            try:
+                txn = self._begin(write=False)
+                if txn is not None:
+                    try:
+                        value: bytes | None = txn.get(key, db=db)
+                        return value
+                    finally:
+                        txn.abort()
+            finally:
+                self._lock.release_shared()
+            self._adopt_new_size()
 
     @contextmanager
     def read(self) -> Iterator[Any]:

@@ -28,13 +28,13 @@ from types import TracebackType
 from typing import Any, Final
 
 from pinrun.artifacts import codec, trees
-from pinrun.artifacts.digest import Digest, Kind, validate_prefix
+from pinrun.artifacts.digest import Digest, Kind, compute_digest, validate_prefix
 from pinrun.artifacts.discovery import default_store_path, find_store
 from pinrun.artifacts.lmdb_env import Environment, open_environment, release_environment
 from pinrun.artifacts.objects import (
     EncodedObject,
     RecordInfo,
-    encode_record,
+    build_records,
     open_record,
     read_header,
 )
@@ -59,14 +59,17 @@ _OFFERED_BYTES: Final = b"stats.offered_raw_bytes"
 class WriteBatch:
     """Objects and ref updates that commit together in one transaction.
 
-    Objects are encoded as they are added; nothing touches the database until
-    :meth:`commit`. Adding the same object twice stores it once, and objects
-    already in the store are skipped without being rewritten.
+    Payloads are hashed as they are added (so their digests are known at
+    once) and compressed only at :meth:`commit`, after the objects the store
+    already holds are set aside: a re-stored snapshot costs no compression.
+    Adding the same object twice stores it once; objects already in the store
+    are never rewritten.
     """
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._objects: dict[Digest, EncodedObject] = {}
+        self._pending: dict[Digest, tuple[Kind, bytes]] = {}
+        self._prebuilt: dict[Digest, EncodedObject] = {}
         self._refs: list[tuple[str, Digest | None, RefExpectation]] = []
         self._offered_objects = 0
         self._offered_bytes = 0
@@ -74,20 +77,25 @@ class WriteBatch:
         #: After commit: how many objects were new to the store.
         self.new_objects = 0
 
+    def put(self, kind: Kind, payload: bytes) -> Digest:
+        """Queue a payload of the given kind (already canonical bytes); returns its digest."""
+        digest = compute_digest(kind, payload)
+        self._offered_objects += 1
+        self._offered_bytes += len(payload)
+        if digest not in self._pending:
+            self._pending[digest] = (kind, payload)
+        return digest
+
     def add(self, obj: EncodedObject) -> Digest:
-        """Queue an encoded object; returns its digest."""
+        """Queue an already-built record (as read from a bundle); returns its digest."""
         self._offered_objects += 1
         self._offered_bytes += obj.raw_size
-        self._objects.setdefault(obj.digest, obj)
+        self._prebuilt.setdefault(obj.digest, obj)
         return obj.digest
-
-    def put(self, kind: Kind, payload: bytes) -> Digest:
-        """Queue a payload of the given kind (already canonical bytes)."""
-        return self.add(encode_record(kind, payload))
 
     def put_value(self, value: Any, *, root: str = "value") -> Digest:
         """Queue one canonically encoded value."""
-        return self.add(encode_record(Kind.VALUE, codec.encode(value, root=root)))
+        return self.put(Kind.VALUE, codec.encode(value, root=root))
 
     def put_blob(self, data: bytes) -> Digest:
         """Queue raw bytes (chunked into a tree when large)."""
@@ -114,9 +122,7 @@ class WriteBatch:
         """Write everything in one transaction; returns the number of new objects."""
         if self.committed:
             raise RuntimeError("this batch was already committed")
-        self.new_objects = self._store._commit(
-            list(self._objects.values()), self._refs, self._offered_objects, self._offered_bytes
-        )
+        self.new_objects = self._store._commit(self)
         self.committed = True
         return self.new_objects
 
@@ -242,52 +248,56 @@ class Store:
             return batch.put_snapshot(state)
 
     def put_objects(self, objects: list[EncodedObject]) -> int:
-        """Store already-encoded objects in one transaction; returns how many were new."""
+        """Store already-built records in one transaction; returns how many were new."""
         batch = WriteBatch(self)
         for obj in objects:
             batch.add(obj)
         return batch.commit()
 
-    def _commit(
-        self,
-        objects: list[EncodedObject],
-        refs: list[tuple[str, Digest | None, Any]],
-        offered_objects: int,
-        offered_bytes: int,
-    ) -> int:
-        objects_db, refs_db, meta_db = (self._env.dbs[n] for n in ("objects", "refs", "meta"))
-        batch_digests = {obj.digest for obj in objects}
+    def _commit(self, batch: WriteBatch) -> int:
+        env = self.environment
+        objects_db, refs_db, meta_db = (env.dbs[n] for n in ("objects", "refs", "meta"))
+        pending = batch._pending
+        # Set aside what is already stored, then compress the rest: all before
+        # the write transaction, which only copies bytes.
+        with env.read() as txn:
+            stored = [d for d in pending if txn.get(d.raw, db=objects_db) is not None]
+        stored_set = set(stored)
+        records = build_records([(d.raw, kind, payload) for d, (kind, payload)
+                                 in pending.items() if d not in stored_set])
+        records += [(obj.digest.raw, obj.record) for obj in batch._prebuilt.values()]
+        refs = batch._refs
 
         def operation(txn: Any) -> int:
             # Check every ref first, so a conflict writes nothing at all.
             for name, target, expected in refs:
                 current_raw = txn.get(name.encode(), db=refs_db)
                 check_expected(name, expected, Digest(current_raw) if current_raw else None)
-                if target is not None and target not in batch_digests \
+                if target is not None and target not in pending \
+                        and target not in batch._prebuilt \
                         and txn.get(target.raw, db=objects_db) is None:
                     raise MissingObjectError(target, referenced_by=f"ref {name!r}")
-            new = 0
-            for obj in objects:
-                if txn.put(obj.digest.raw, obj.record, db=objects_db, overwrite=False):
-                    new += 1
+            # An object seen as stored may have been collected since: write it now.
+            vanished = [d for d in stored if txn.get(d.raw, db=objects_db) is None]
+            extra = build_records([(d.raw, *pending[d]) for d in vanished])
+            _, added = txn.cursor(db=objects_db).putmulti(records + extra, overwrite=False)
             for name, target, _ in refs:
                 if target is None:
                     txn.delete(name.encode(), db=refs_db)
                 else:
                     txn.put(name.encode(), target.raw, db=refs_db)
-            if offered_objects:
-                _add_counter(txn, meta_db, _OFFERED_OBJECTS, offered_objects)
-                _add_counter(txn, meta_db, _OFFERED_BYTES, offered_bytes)
-            return new
+            if batch._offered_objects:
+                _add_counter(txn, meta_db, _OFFERED_OBJECTS, batch._offered_objects)
+                _add_counter(txn, meta_db, _OFFERED_BYTES, batch._offered_bytes)
+            return int(added)
 
-        return self.environment.write(operation)
+        return env.write(operation)
 
     # ---------------------------------------------------------------- reads
 
     def load(self, digest: Digest) -> tuple[Kind, bytes]:
         """An object's kind and payload, verified against its digest."""
-        with self.environment.read() as txn:
-            record = txn.get(digest.raw, db=self._env.dbs["objects"])
+        record = self.environment.get("objects", digest.raw)
         if record is None:
             raise MissingObjectError(digest)
         return open_record(digest, record)

@@ -20,7 +20,6 @@ from typing import Any, Final, Protocol
 
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind
-from pinrun.artifacts.objects import EncodedObject, encode_record
 from pinrun.errors import CorruptObjectError, UnsupportedValueError
 
 __all__ = [
@@ -51,7 +50,7 @@ _DIGEST_REF: Final = re.compile(rb'\{"\$digest":"([0-9a-f]{64})"\}')
 class ObjectSink(Protocol):
     """Where new objects go (a write batch)."""
 
-    def add(self, obj: EncodedObject) -> Digest: ...
+    def put(self, kind: Kind, payload: bytes) -> Digest: ...
 
 
 class ObjectSource(Protocol):
@@ -63,14 +62,14 @@ class ObjectSource(Protocol):
 def store_blob(sink: ObjectSink, data: bytes) -> Digest:
     """Store raw bytes: one blob, or a chunk tree when large."""
     if len(data) < CHUNK_THRESHOLD:
-        return sink.add(encode_record(Kind.BLOB, bytes(data)))
+        return sink.put(Kind.BLOB, bytes(data))
     view = memoryview(data)
     chunks = [
-        sink.add(encode_record(Kind.BLOB, bytes(view[start : start + CHUNK_SIZE])))
+        sink.put(Kind.BLOB, bytes(view[start : start + CHUNK_SIZE]))
         for start in range(0, len(data), CHUNK_SIZE)
     ]
     payload = codec.encode({"type": "chunks", "chunks": chunks, "size": len(data)})
-    return sink.add(encode_record(Kind.TREE, payload))
+    return sink.put(Kind.TREE, payload)
 
 
 def store_entry(sink: ObjectSink, value: Any, path: str) -> Digest:
@@ -84,7 +83,7 @@ def store_entry(sink: ObjectSink, value: Any, path: str) -> Digest:
         and all(type(key) is str for key in value)
     ):
         return store_snapshot(sink, value, root=path)
-    return sink.add(encode_record(Kind.VALUE, payload))
+    return sink.put(Kind.VALUE, payload)
 
 
 def store_snapshot(sink: ObjectSink, state: Mapping[str, Any], root: str = "state") -> Digest:
@@ -96,7 +95,7 @@ def store_snapshot(sink: ObjectSink, state: Mapping[str, Any], root: str = "stat
                                         "snapshot keys must be strings")
         entries[key] = store_entry(sink, value, f"{root}[{key!r}]")
     payload = codec.encode({"type": "map", "entries": entries})
-    return sink.add(encode_record(Kind.TREE, payload))
+    return sink.put(Kind.TREE, payload)
 
 
 def _tree(digest: Digest, payload: bytes) -> dict[str, Any]:
