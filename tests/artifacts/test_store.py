@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.discovery import find_store
+from pinrun.artifacts.maintenance import fsck
 from pinrun.artifacts.refs import ANY
 from pinrun.artifacts.store import Store, open_store
 from pinrun.errors import (
@@ -285,3 +288,28 @@ def test_second_handle_with_other_durability_is_refused(store_path: Path) -> Non
             Store.open(store_path, durable=True)
         with Store.open(store_path, durable=False) as same:
             assert same.environment.durable is False
+
+
+def test_object_swept_between_check_and_write_is_written_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If gc removes an object after a batch saw it stored, the batch writes it anyway."""
+    loose = store.put_value("collected meanwhile")
+    env = store.environment
+    original = env.write
+
+    def gc_runs_first(operation: Callable[[Any], Any]) -> Any:
+        def swept(txn: Any) -> Any:
+            txn.delete(loose.raw, db=env.dbs["objects"])  # what a concurrent gc would do
+            return operation(txn)
+
+        return original(swept)
+
+    monkeypatch.setattr(env, "write", gc_runs_first)
+    with store.batch() as batch:
+        again = batch.put_value("collected meanwhile")
+        batch.set_ref("tags/kept", again)
+    monkeypatch.undo()
+    assert again == loose
+    assert store.get_value(store.ref("tags/kept")) == "collected meanwhile"
+    assert fsck(store).ok
