@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -186,3 +187,21 @@ def test_ref_conflict_needs_force(store: Store, bundle: Path, fresh: Store) -> N
     assert fresh.ref("runs/one") == other
     import_bundle(fresh, bundle, force=True)
     assert fresh.ref("runs/one") == store.ref("runs/one")
+
+
+def test_progress_is_reported(store: Store, tmp_path: Path, fresh: Store) -> None:
+    """Long exports and imports report progress: objects written, then bytes verified."""
+    with store.batch() as batch:
+        # Random hex barely compresses, so the bundle spans several 1 MiB progress steps.
+        root = batch.put_snapshot({f"k{n}": os.urandom(2048).hex() for n in range(800)})
+        batch.set_ref("runs/big", root)
+    exported: list[tuple[int, int]] = []
+    export_bundle(store, ["runs/big"], tmp_path / "big", lambda d, t: exported.append((d, t)))
+    assert exported
+    assert exported[0] == (256, 0)
+    imported: list[tuple[int, int]] = []
+    import_bundle(fresh, tmp_path / "big", progress=lambda d, t: imported.append((d, t)))
+    size = (tmp_path / "big").stat().st_size
+    assert imported
+    assert all(total == size and 0 < done <= size for done, total in imported)
+    assert [done for done, _ in imported] == sorted(done for done, _ in imported)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import struct
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
@@ -83,8 +83,20 @@ def _split_roots(store: Store, roots: Sequence[str] | None) -> tuple[dict[str, D
     return refs, digests
 
 
-def export_bundle(store: Store, roots: Sequence[str] | None, path: str | Path) -> ExportReport:
-    """Write ``roots`` (ref names or digests; ``None`` for every ref) and all they reach."""
+#: Called as ``progress(done, total)``; ``total`` is 0 while it is not known yet.
+Progress = Callable[[int, int], None]
+
+
+def _no_progress(done: int, total: int) -> None:
+    pass
+
+
+def export_bundle(store: Store, roots: Sequence[str] | None, path: str | Path,
+                  progress: Progress = _no_progress) -> ExportReport:
+    """Write ``roots`` (ref names or digests; ``None`` for every ref) and all they reach.
+
+    ``progress(objects_written, 0)`` is called as the export goes.
+    """
     out = Path(path)
     refs, digests = _split_roots(store, roots)
     env = store.environment
@@ -116,6 +128,8 @@ def export_bundle(store: Store, roots: Sequence[str] | None, path: str | Path) -
                 kind, payload = open_record(digest, record)  # never export a corrupt object
                 writer.write(_RECORD + digest.raw + _U64.pack(len(record)) + record)
                 count += 1
+                if count % 256 == 0:
+                    progress(count, 0)
                 children = sorted(set(references(kind, payload)))
                 queue.extend((digest.hex, c) for c in reversed(children) if c.raw not in seen)
             writer.write(_END + _U64.pack(count))
@@ -142,11 +156,15 @@ class _HashingWriter:
 class _Reader:
     """Reads exact byte counts, hashing as it goes; a short read means truncation."""
 
-    def __init__(self, handle: IO[bytes], name: str) -> None:
+    def __init__(self, handle: IO[bytes], name: str, progress: Progress = _no_progress,
+                 total: int = 0) -> None:
         self.handle = handle
         self.name = name
         self.hasher = blake3.blake3()
         self.offset = 0
+        self._progress = progress
+        self._total = total
+        self._reported = 0
 
     def take(self, size: int, what: str, hashed: bool = True) -> bytes:
         data = self.handle.read(size)
@@ -156,6 +174,9 @@ class _Reader:
         if hashed:
             self.hasher.update(data)
         self.offset += size
+        if self.offset - self._reported >= 1 << 20:
+            self._reported = self.offset
+            self._progress(self.offset, self._total)
         return data
 
 
@@ -206,10 +227,12 @@ def _read_objects(reader: _Reader) -> tuple[list[EncodedObject], dict[Digest, st
     return objects, needed
 
 
-def import_bundle(store: Store, path: str | Path, *, force: bool = False) -> ImportReport:
+def import_bundle(store: Store, path: str | Path, *, force: bool = False,
+                  progress: Progress = _no_progress) -> ImportReport:
     """Verify a bundle completely, then add its objects and refs in one transaction.
 
     A ref that already points elsewhere is a conflict unless ``force`` is set.
+    ``progress(bytes_verified, bundle_size)`` is called as records are checked.
     """
     source = Path(path)
     try:
@@ -217,7 +240,7 @@ def import_bundle(store: Store, path: str | Path, *, force: bool = False) -> Imp
     except OSError as exc:
         raise InputError(f"cannot read bundle {source}: {exc.strerror}.") from exc
     with handle:
-        reader = _Reader(handle, str(source))
+        reader = _Reader(handle, str(source), progress, source.stat().st_size)
         manifest = _read_manifest(reader)
         objects, needed = _read_objects(reader)
         (count,) = _U64.unpack(reader.take(8, "the record count"))

@@ -15,6 +15,7 @@ from pinrun.cli._common import (
     json_option,
     open_cli_store,
     print_json,
+    progress_bar,
     store_option,
     with_store,
 )
@@ -155,16 +156,10 @@ def fsck(store: Store, as_json: bool) -> None:
 
     Reports every problem found, not just the first; exits 3 if there is any.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from pinrun.artifacts.maintenance import fsck as run_fsck
 
-    err = console(stderr=True)
-    with Progress(TextColumn("checking objects"), BarColumn(), MofNCompleteColumn(),
-                  console=err, transient=True, disable=not err.is_terminal) as bar:
-        task = bar.add_task("fsck", total=None)
-        report = run_fsck(store, lambda done, total: bar.update(task, completed=done,
-                                                                  total=total))
+    with progress_bar("checking objects") as update:
+        report = run_fsck(store, update)
     if as_json:
         print_json({"ok": report.ok, "objects_checked": report.objects_checked,
                     "refs_checked": report.refs_checked,
@@ -223,7 +218,8 @@ def export_command(store: Store, roots: tuple[str, ...], output: str, everything
 
     if not roots and not everything:
         raise click.UsageError("name at least one ref or digest to export, or pass --all")
-    report = export_bundle(store, None if everything else list(roots), output)
+    with progress_bar("exporting objects") as update:
+        report = export_bundle(store, None if everything else list(roots), output, update)
     if as_json:
         print_json({"path": str(report.path), "objects": report.objects, "bytes": report.bytes,
                     "refs": {k: v.hex for k, v in report.refs.items()},
@@ -246,8 +242,9 @@ def import_command(bundle: str, force: bool, as_json: bool, store_path: str | No
     """
     from pinrun.artifacts.bundle import import_bundle
 
-    with open_cli_store(store_path, create=True) as store:
-        report = import_bundle(store, bundle, force=force)
+    with open_cli_store(store_path, create=True) as store, \
+            progress_bar("verifying bundle bytes") as update:
+        report = import_bundle(store, bundle, force=force, progress=update)
     if as_json:
         print_json({"objects": report.objects, "new_objects": report.new_objects,
                     "refs": {k: v.hex for k, v in report.refs.items()},
