@@ -1365,3 +1365,35 @@ def test_undecodable_value_error_is_a_pinrun_error() -> None:
         decode(b'{"$nope":1}')
     assert isinstance(info.value, UndecodableValueError)
     assert "$nope" in info.value.reason
+
+
+json_like: st.SearchStrategy[Any] = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=4), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@PROPERTY_SETTINGS
+@given(st.one_of(values, json_like))
+def test_compiled_plain_check_agrees_with_python(value: Any) -> None:
+    """The C speedup, where built, answers exactly as the pure-Python check does."""
+    from pinrun.artifacts import codec as codec_module
+
+    for container in (value, [value], {"k": value}):
+        if type(container) in (dict, list):
+            expected = codec_module._plain_python(container)
+            assert codec_module._plain(container) == expected
+    assert codec_module._plain([1.5, float("inf")]) is False
+    assert codec_module._plain({"a": [None, True, 2, "s", {"b": []}]}) is True
+
+
+def test_compiled_plain_check_is_built_where_a_compiler_is() -> None:
+    """setup.py builds the C speedup on machines with a C compiler (as CI's)."""
+    import shutil
+
+    from pinrun.artifacts import codec as codec_module
+
+    built = codec_module._plain is not codec_module._plain_python
+    assert built == (shutil.which("cc") is not None or shutil.which("gcc") is not None)

@@ -30,6 +30,11 @@ _HEX_DIGITS: Final = frozenset("0123456789abcdef")
 class Kind(enum.Enum):
     """What an object is. The value is the kind tag hashed before the bytes."""
 
+    #: The bytes hashed before the content: the kind name and a NUL.
+    tag: bytes
+    #: The one-byte number that stands for this kind in a record header.
+    code: int
+
     BLOB = "blob"
     VALUE = "value"
     TREE = "tree"
@@ -39,25 +44,18 @@ class Kind(enum.Enum):
     ENV = "env"
     RUN = "run"
 
-    @property
-    def code(self) -> int:
-        """The one-byte number that stands for this kind in a record header."""
-        return _KIND_CODES[self]
+    def __init__(self, name: str) -> None:
+        # Plain attributes, not properties: they are read for every object hashed.
+        self.tag = name.encode("ascii") + b"\0"
+        self.code = len(type(self).__members__) + 1  # 1 for the first member, and so on
 
     @classmethod
     def from_code(cls, code: int) -> Kind:
         """The kind a header byte stands for; ``KeyError`` when unknown."""
         return _KINDS_BY_CODE[code]
 
-    @property
-    def tag(self) -> bytes:
-        """The bytes hashed before the content: the kind name and a NUL."""
-        return _TAGS[self]
 
-
-_KIND_CODES: Final = {kind: index for index, kind in enumerate(Kind, start=1)}
-_KINDS_BY_CODE: Final = {index: kind for kind, index in _KIND_CODES.items()}
-_TAGS: Final = {kind: kind.value.encode("ascii") + b"\0" for kind in Kind}
+_KINDS_BY_CODE: Final = {kind.code: kind for kind in Kind}
 
 
 @functools.total_ordering
@@ -125,11 +123,19 @@ class Digest:
 
 def compute_digest(kind: Kind, payload: bytes | memoryview) -> Digest:
     """The digest of ``payload`` stored as ``kind``."""
-    hasher = blake3.blake3(kind.tag)
     if len(payload) >= _PARALLEL_HASH_THRESHOLD:
         hasher = blake3.blake3(kind.tag, max_threads=blake3.blake3.AUTO)
-    hasher.update(payload)
-    return Digest(hasher.digest())
+        hasher.update(payload)
+        raw = hasher.digest()
+    else:
+        raw = blake3.blake3(kind.tag + payload).digest()  # one call: cheaper for small ones
+    digest = _new_digest(Digest)
+    _set_raw(digest, "_raw", raw)  # 32 bytes from BLAKE3: no need to validate them again
+    return digest
+
+
+_new_digest = object.__new__
+_set_raw = object.__setattr__
 
 
 def validate_prefix(text: str) -> str:

@@ -1,0 +1,17 @@
+"""Build the optional C speedups; everything else is configured in pyproject.toml.
+
+``optional=True``: where no C compiler is available the build goes on without
+them and pinrun uses its pure-Python code instead (same results, slower).
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "pinrun.artifacts._speedups",
+            ["src/pinrun/artifacts/_speedups.c"],
+            optional=True,
+        )
+    ]
+)
