@@ -217,7 +217,7 @@ def _encode(value: Any) -> bytes:
         except TypeError:
             pass  # a non-str key, a huge int or a lone surrogate: the full walk handles them
         else:
-            if b'"$' not in out:  # no key that could be mistaken for a tag
+            if b"$" not in out or b'"$' not in out:  # no key that could look like a tag
                 return out
     encoded = _enc(value)
     try:
@@ -322,7 +322,9 @@ def decode(data: bytes) -> Any:
     obj = orjson.loads(data)
     # Tags always appear as the bytes {"$ : plain keys never start with $ and a
     # quote inside a string is escaped, so without them there is nothing to undo.
-    if b'{"$' in data:
+    # A lone $ is rare in data and memchr finds it ~50x faster than a search
+    # for {"$ (which stops at every brace), so look for that first.
+    if b"$" in data and b'{"$' in data:
         return _dec(obj)
     return obj
 
