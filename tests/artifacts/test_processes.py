@@ -106,7 +106,7 @@ def test_writer_killed_inside_transaction_commits_nothing(tmp_path: Path) -> Non
     _kill(child)
     assert _assert_consistent(path) == 2
     with Store.open(path) as store:
-        assert sorted(store.refs()) == ["runs/00000", "runs/00001"]
+        assert sorted(store.refs("runs/")) == ["runs/00000", "runs/00001"]
 
 
 OVERLAPPING_WRITER = """

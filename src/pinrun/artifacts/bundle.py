@@ -30,7 +30,7 @@ import blake3
 import orjson
 
 from pinrun.artifacts.digest import DIGEST_SIZE, Digest
-from pinrun.artifacts.objects import EncodedObject, open_record, read_header
+from pinrun.artifacts.objects import EncodedObject, open_record, read_header, record_dictionary
 from pinrun.artifacts.store import Store, WriteBatch
 from pinrun.artifacts.trees import references
 from pinrun.errors import BundleError, InputError, MissingObjectError, PinrunError
@@ -125,12 +125,16 @@ def export_bundle(store: Store, roots: Sequence[str] | None, path: str | Path,
                 record = txn.get(digest.raw, db=objects_db)
                 if record is None:
                     raise MissingObjectError(digest, holder)
-                kind, payload = open_record(digest, record)  # never export a corrupt object
+                # Verified on the way out: a corrupt object is never exported.
+                kind, payload = open_record(digest, record, store._load_dictionary)
                 writer.write(_RECORD + digest.raw + _U64.pack(len(record)) + record)
                 count += 1
                 if count % 256 == 0:
                     progress(count, 0)
                 children = sorted(set(references(kind, payload)))
+                dictionary = record_dictionary(record)
+                if dictionary is not None:
+                    children.insert(0, dictionary)
                 queue.extend((digest.hex, c) for c in reversed(children) if c.raw not in seen)
             writer.write(_END + _U64.pack(count))
             handle.write(writer.hasher.digest())
@@ -199,10 +203,10 @@ def _read_manifest(reader: _Reader) -> dict[str, Any]:
     return {"refs": refs, "roots": roots}
 
 
-def _read_objects(reader: _Reader) -> tuple[list[EncodedObject], dict[Digest, str]]:
+def _read_objects(reader: _Reader, store: Store) -> tuple[list[EncodedObject],
+                                                         dict[Digest, str]]:
     """Every record, verified, and what each one references (child -> first holder)."""
-    objects: list[EncodedObject] = []
-    needed: dict[Digest, str] = {}
+    raw: list[tuple[Digest, bytes]] = []
     while True:
         tag = reader.take(1, "a record tag")
         if tag == _END:
@@ -214,9 +218,22 @@ def _read_objects(reader: _Reader) -> tuple[list[EncodedObject], dict[Digest, st
         (size,) = _U64.unpack(reader.take(8, "a record size"))
         if size > _MAX_RECORD:
             raise BundleError(reader.name, f"record {digest.hex} claims {size} bytes")
-        record = reader.take(size, f"object {digest.hex}")
+        raw.append((digest, reader.take(size, f"object {digest.hex}")))
+    # Verify once everything is read: a record compressed with a dictionary
+    # may come before the dictionary, which is then found in the bundle.
+    by_digest = dict(raw)
+
+    def load_dictionary(wanted: Digest) -> bytes:
+        record = by_digest.get(wanted)
+        if record is None:
+            return store._load_dictionary(wanted)
+        return open_record(wanted, record)[1]
+
+    objects: list[EncodedObject] = []
+    needed: dict[Digest, str] = {}
+    for digest, record in raw:
         try:
-            kind, payload = open_record(digest, record)
+            kind, payload = open_record(digest, record, load_dictionary)
         except PinrunError as exc:
             raise BundleError(reader.name, f"object {digest.hex} does not match its digest "
                               f"({exc.__class__.__name__}): the bundle was altered or damaged") \
@@ -224,6 +241,9 @@ def _read_objects(reader: _Reader) -> tuple[list[EncodedObject], dict[Digest, st
         objects.append(EncodedObject(digest, kind, record, read_header(digest, record).raw_size))
         for child in references(kind, payload):
             needed.setdefault(child, digest.hex)
+        dictionary = record_dictionary(record)
+        if dictionary is not None:
+            needed.setdefault(dictionary, digest.hex)
     return objects, needed
 
 
@@ -242,7 +262,7 @@ def import_bundle(store: Store, path: str | Path, *, force: bool = False,
     with handle:
         reader = _Reader(handle, str(source), progress, source.stat().st_size)
         manifest = _read_manifest(reader)
-        objects, needed = _read_objects(reader)
+        objects, needed = _read_objects(reader, store)
         (count,) = _U64.unpack(reader.take(8, "the record count"))
         expected_sum = reader.hasher.digest()
         checksum = reader.take(32, "the checksum", hashed=False)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from pinrun.artifacts.digest import DIGEST_SIZE, Digest, Kind
-from pinrun.artifacts.objects import open_record, read_header
-from pinrun.artifacts.store import Store
+from pinrun.artifacts.objects import open_record, read_header, record_dictionary
+from pinrun.artifacts.store import DICTIONARY_REF, Store
 from pinrun.artifacts.trees import references
 from pinrun.errors import CorruptObjectError, MissingObjectError, PinrunError
 
@@ -80,11 +81,16 @@ def fsck(store: Store, progress: Progress = _no_progress) -> FsckReport:
             continue
         present.add(key)
         digest = Digest(key)
+        dictionary = record_dictionary(record)
+        if dictionary is not None:
+            wanted.setdefault(dictionary.raw, digest)
         try:
-            kind, payload = open_record(digest, record)
+            kind, payload = open_record(digest, record, store._load_dictionary)
         except CorruptObjectError as exc:
             report.problems.append(Problem("corrupt", digest, str(exc)))
             continue
+        except MissingObjectError:
+            continue  # its dictionary is missing: reported below, once, as that object
         except PinrunError as exc:
             report.problems.append(Problem("unreadable", digest, str(exc)))
             continue
@@ -138,11 +144,22 @@ def _mark(load_record: Callable[[Digest], bytes | None], roots: Iterable[tuple[s
             raise MissingObjectError(digest, holder)
         kind = read_header(digest, record).kind
         marked.add(digest.raw)
+        dictionary = record_dictionary(record)
+        if dictionary is not None and dictionary.raw not in marked:
+            stack.append((digest.hex, dictionary))
         if kind is Kind.BLOB or kind is Kind.VALUE:
             continue
-        _, payload = open_record(digest, record)
+        _, payload = open_record(digest, record, partial(_payload, load_record, holder=digest))
         stack.extend((digest.hex, child) for child in references(kind, payload)
                      if child.raw not in marked)
+
+
+def _payload(load_record: Callable[[Digest], bytes | None], digest: Digest, *,
+             holder: Digest) -> bytes:
+    record = load_record(digest)
+    if record is None:
+        raise MissingObjectError(digest, holder.hex)
+    return open_record(digest, record)[1]
 
 
 def gc(store: Store, *, dry_run: bool = False) -> GcReport:
@@ -192,6 +209,10 @@ class StoreStats:
     offered_raw_bytes: int
     file_bytes: int
     map_bytes: int
+    #: The compression dictionary new small objects use, if one was trained.
+    dictionary: Digest | None = None
+    #: How many records are compressed with a dictionary.
+    dictionary_records: int = 0
 
     @property
     def total_objects(self) -> int:
@@ -231,6 +252,8 @@ class StoreStats:
             "offered_objects": self.offered_objects,
             "offered_raw_bytes": self.offered_raw_bytes, "file_bytes": self.file_bytes,
             "map_bytes": self.map_bytes,
+            "dictionary": self.dictionary.hex if self.dictionary else None,
+            "dictionary_records": self.dictionary_records,
         }
 
 
@@ -239,6 +262,7 @@ def stats(store: Store) -> StoreStats:
     objects = {kind.value: 0 for kind in Kind}
     raw = dict.fromkeys(objects, 0)
     stored = dict.fromkeys(objects, 0)
+    dictionary_records = 0
     for key, record in store.iter_records():
         if len(key) != DIGEST_SIZE:
             continue
@@ -247,6 +271,7 @@ def stats(store: Store) -> StoreStats:
         except PinrunError:
             continue  # fsck reports it; stats only measures
         objects[info.kind.value] += 1
+        dictionary_records += info.codec == "zstd+dict"
         raw[info.kind.value] += info.raw_size
         stored[info.kind.value] += info.stored_size
     counters = store.counters()
@@ -257,4 +282,5 @@ def stats(store: Store) -> StoreStats:
         offered_raw_bytes=counters["offered_raw_bytes"],
         file_bytes=data_file.stat().st_size if data_file.exists() else 0,
         map_bytes=store.environment.map_size,
+        dictionary=store.get_ref(DICTIONARY_REF), dictionary_records=dictionary_records,
     )

@@ -4,9 +4,11 @@ A record on disk is::
 
     byte 0      format version (1)
     byte 1      kind (see Kind.code)
-    byte 2      codec: 0 = payload stored as is, 1 = zstd
+    byte 2      codec: 0 = payload stored as is, 1 = zstd,
+                2 = zstd with a trained dictionary
     bytes 3-10  raw (uncompressed) payload size, unsigned 64-bit little-endian
-    bytes 11-   the payload, compressed or not
+    bytes 11-   codec 2 only: the 32-byte digest of the dictionary's blob
+    then        the payload, compressed or not
 
 The digest covers the kind and the *uncompressed* payload, never the header, so
 records can be recompressed or re-headed without renaming anything.
@@ -17,14 +19,21 @@ from __future__ import annotations
 import os
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 import blake3
 import zstandard
 
-from pinrun.artifacts.digest import Digest, Kind, compute_digest
-from pinrun.errors import CorruptObjectError, ObjectFormatError
+from pinrun.artifacts.dictionary import (
+    DICTIONARY_MAX_PAYLOAD,
+    DICTIONARY_MIN_PAYLOAD,
+    Dictionary,
+    dictionary_for,
+)
+from pinrun.artifacts.digest import DIGEST_SIZE, Digest, Kind, compute_digest
+from pinrun.errors import CorruptObjectError, MissingObjectError, ObjectFormatError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -35,16 +44,21 @@ __all__ = [
     "encode_record",
     "open_record",
     "read_header",
+    "record_dictionary",
 ]
+
+#: Reads a dictionary's blob by digest (the store's own loader, usually).
+DictionaryLoader = Callable[[Digest], bytes]
 
 FORMAT_VERSION: Final = 1
 HEADER: Final = struct.Struct("<BBBQ")
 CODEC_NONE: Final = 0
 CODEC_ZSTD: Final = 1
-_CODEC_NAMES: Final = {CODEC_NONE: "none", CODEC_ZSTD: "zstd"}
+CODEC_ZSTD_DICT: Final = 2
+_CODEC_NAMES: Final = {CODEC_NONE: "none", CODEC_ZSTD: "zstd", CODEC_ZSTD_DICT: "zstd+dict"}
 _KIND_OF: Final = {kind.code: kind for kind in Kind}
 # Below this size a zstd frame's own overhead outweighs any gain.
-_MIN_COMPRESS: Final = 64
+_MIN_COMPRESS: Final = DICTIONARY_MIN_PAYLOAD
 _ZSTD_LEVEL: Final = 3
 # Below this many payloads a batch is compressed in this thread: starting
 # zstd's worker threads costs more than it saves.
@@ -98,34 +112,58 @@ def encode_record(kind: Kind, payload: bytes) -> EncodedObject:
     return EncodedObject(digest, kind, record, len(payload))
 
 
-def build_records(items: list[tuple[bytes, Kind, bytes]]) -> list[tuple[bytes, bytes]]:
+def build_records(items: list[tuple[bytes, Kind, bytes]],
+                  dictionary: Dictionary | None = None) -> list[tuple[bytes, bytes]]:
     """``(key, record)`` for each ``(key, kind, payload)``, compressing where it pays.
 
-    A large batch is compressed by zstd's own threads in one call, which
-    spreads the costliest step of a write over every core; each record keeps
-    the compressed form only when it is smaller.
+    With a ``dictionary``, small payloads are compressed with it. A large
+    batch is compressed by zstd's own threads in one call, which spreads the
+    costliest step of a write over every core; each record keeps the
+    compressed form only when it is smaller.
     """
-    packable = [index for index, item in enumerate(items) if len(item[2]) >= _MIN_COMPRESS]
-    packed: dict[int, bytes] = {}
-    if len(packable) >= _PARALLEL_MIN_ITEMS and _THREADS > 1:
-        results = _compressor().multi_compress_to_buffer(
-            [items[index][2] for index in packable], threads=_THREADS
-        )
-        packed = {index: results[n].tobytes() for n, index in enumerate(packable)}
-    else:
-        compress = _compressor().compress
-        packed = {index: compress(items[index][2]) for index in packable}
+    plain_indexes: list[int] = []
+    dict_indexes: list[int] = []
+    for index, item in enumerate(items):
+        size = len(item[2])
+        if size >= _MIN_COMPRESS:
+            if dictionary is not None and size <= DICTIONARY_MAX_PAYLOAD:
+                dict_indexes.append(index)
+            else:
+                plain_indexes.append(index)
+    packed = _compress_all(items, plain_indexes, _compressor())
+    if dictionary is not None:
+        packed.update(_compress_all(items, dict_indexes, dictionary.compressor()))
     pack_header = HEADER.pack
+    dict_tag = dictionary.digest.raw if dictionary is not None else b""
     out: list[tuple[bytes, bytes]] = []
     for index, (key, kind, payload) in enumerate(items):
+        size = len(payload)
         body = packed.get(index)
-        if body is not None and len(body) < len(payload):
-            out.append((key, pack_header(FORMAT_VERSION, kind.code, CODEC_ZSTD, len(payload)) +
-                        body))
+        if body is None or len(body) >= size:
+            out.append((key, pack_header(FORMAT_VERSION, kind.code, CODEC_NONE, size) + payload))
+        elif dictionary is not None and size <= DICTIONARY_MAX_PAYLOAD:
+            out.append((key, pack_header(FORMAT_VERSION, kind.code, CODEC_ZSTD_DICT, size) +
+                        dict_tag + body))
         else:
-            out.append((key, pack_header(FORMAT_VERSION, kind.code, CODEC_NONE, len(payload)) +
-                        payload))
+            out.append((key, pack_header(FORMAT_VERSION, kind.code, CODEC_ZSTD, size) + body))
     return out
+
+
+def _compress_all(items: list[tuple[bytes, Kind, bytes]], indexes: list[int],
+                  compressor: zstandard.ZstdCompressor) -> dict[int, bytes]:
+    if len(indexes) >= _PARALLEL_MIN_ITEMS and _THREADS > 1:
+        results = compressor.multi_compress_to_buffer([items[i][2] for i in indexes],
+                                                      threads=_THREADS)
+        return {index: results[n].tobytes() for n, index in enumerate(indexes)}
+    compress = compressor.compress
+    return {index: compress(items[index][2]) for index in indexes}
+
+
+def record_dictionary(record: bytes | memoryview) -> Digest | None:
+    """The dictionary a record was compressed with, if any (a reference gc must keep)."""
+    if len(record) >= HEADER.size + DIGEST_SIZE and record[2] == CODEC_ZSTD_DICT:
+        return Digest(bytes(record[HEADER.size : HEADER.size + DIGEST_SIZE]))
+    return None
 
 
 def read_header(digest: Digest, record: bytes | memoryview) -> RecordInfo:
@@ -145,23 +183,33 @@ def read_header(digest: Digest, record: bytes | memoryview) -> RecordInfo:
     return RecordInfo(kind, _CODEC_NAMES[codec], raw_size, len(record))
 
 
-def open_record(digest: Digest, record: bytes | memoryview) -> tuple[Kind, bytes]:
-    """Decompress a record and prove it hashes to ``digest``; return kind and payload."""
+def open_record(
+    digest: Digest, record: bytes | memoryview, load_dictionary: DictionaryLoader | None = None
+) -> tuple[Kind, bytes]:
+    """Decompress a record and prove it hashes to ``digest``; return kind and payload.
+
+    A record compressed with a dictionary needs ``load_dictionary`` to fetch
+    that dictionary's blob the first time it is met in this process.
+    """
     if len(record) < HEADER.size:
         raise CorruptObjectError(digest, None, "its record is shorter than a header")
     version, kind_code, codec, raw_size = HEADER.unpack_from(record)
     kind = _KIND_OF.get(kind_code) if version == FORMAT_VERSION else None
-    if kind is None or codec > CODEC_ZSTD:
+    if kind is None or codec > CODEC_ZSTD_DICT:
         read_header(digest, record)  # raises the precise ObjectFormatError
     assert kind is not None
-    if codec == CODEC_ZSTD:
-        try:
+    try:
+        if codec == CODEC_ZSTD:
             payload = _decompressor().decompress(record[HEADER.size:], max_output_size=raw_size)
-        except zstandard.ZstdError as exc:
-            raise CorruptObjectError(digest, None, f"its compressed data is damaged ({exc})") \
-                from None
-    else:
-        payload = bytes(record[HEADER.size:])
+        elif codec == CODEC_ZSTD_DICT:
+            dictionary = _dictionary_of(digest, record, load_dictionary)
+            frame = record[HEADER.size + DIGEST_SIZE:]
+            payload = dictionary.decompressor().decompress(frame, max_output_size=raw_size)
+        else:
+            payload = bytes(record[HEADER.size:])
+    except zstandard.ZstdError as exc:
+        raise CorruptObjectError(digest, None, f"its compressed data is damaged ({exc})") \
+            from None
     if len(payload) != raw_size:
         raise CorruptObjectError(
             digest, None, f"it holds {len(payload)} bytes where its header says {raw_size}"
@@ -171,3 +219,21 @@ def open_record(digest: Digest, record: bytes | memoryview) -> tuple[Kind, bytes
     if hasher.digest() != digest.raw:
         raise CorruptObjectError(digest, compute_digest(kind, payload))
     return kind, payload
+
+
+def _dictionary_of(digest: Digest, record: bytes | memoryview,
+                   load_dictionary: DictionaryLoader | None) -> Dictionary:
+    dictionary_digest = record_dictionary(record)
+    if dictionary_digest is None:
+        raise CorruptObjectError(digest, None, "its record is too short to name a dictionary")
+
+    def load(wanted: Digest) -> bytes:
+        if load_dictionary is None:
+            raise MissingObjectError(wanted, referenced_by=digest.hex)
+        return load_dictionary(wanted)
+
+    try:
+        return dictionary_for(dictionary_digest, load)
+    except zstandard.ZstdError as exc:
+        raise CorruptObjectError(dictionary_digest, None,
+                                 f"it is not a usable zstd dictionary ({exc})") from None

@@ -28,6 +28,14 @@ from types import TracebackType
 from typing import Any, Final
 
 from pinrun.artifacts import codec, trees
+from pinrun.artifacts.dictionary import (
+    DICTIONARY_MAX_PAYLOAD,
+    DICTIONARY_MIN_PAYLOAD,
+    TRAINING_SAMPLES,
+    Dictionary,
+    dictionary_for,
+    train_dictionary,
+)
 from pinrun.artifacts.digest import Digest, Kind, compute_digest, validate_prefix
 from pinrun.artifacts.discovery import default_store_path, find_store
 from pinrun.artifacts.lmdb_env import Environment, open_environment, release_environment
@@ -41,6 +49,7 @@ from pinrun.artifacts.objects import (
 from pinrun.artifacts.refs import ANY, RefExpectation, check_expected, validate_ref_name
 from pinrun.errors import (
     AmbiguousDigestError,
+    CorruptObjectError,
     MissingObjectError,
     StoreError,
     StoreNotFoundError,
@@ -51,6 +60,8 @@ from pinrun.errors import (
 __all__ = ["Store", "WriteBatch", "open_store"]
 
 STORE_FORMAT: Final = b"1"
+#: The ref naming the compression dictionary new small objects use.
+DICTIONARY_REF: Final = "pinrun/zstd-dictionary"
 _COUNTER: Final = struct.Struct("<Q")
 _OFFERED_OBJECTS: Final = b"stats.offered_objects"
 _OFFERED_BYTES: Final = b"stats.offered_raw_bytes"
@@ -263,8 +274,13 @@ class Store:
         with env.read() as txn:
             stored = [d for d in pending if txn.get(d.raw, db=objects_db) is not None]
         stored_set = set(stored)
-        records = build_records([(d.raw, kind, payload) for d, (kind, payload)
-                                 in pending.items() if d not in stored_set])
+        new_items = [(d.raw, kind, payload) for d, (kind, payload) in pending.items()
+                     if d not in stored_set]
+        dictionary = self.current_dictionary()
+        trained = dictionary is None and _worth_training(new_items)
+        if trained:
+            dictionary = train_dictionary(_training_samples(p for _, _, p in new_items))
+        records = build_records(new_items, dictionary)
         records += [(obj.digest.raw, obj.record) for obj in batch._prebuilt.values()]
         refs = batch._refs
 
@@ -279,7 +295,13 @@ class Store:
                     raise MissingObjectError(target, referenced_by=f"ref {name!r}")
             # An object seen as stored may have been collected since: write it now.
             vanished = [d for d in stored if txn.get(d.raw, db=objects_db) is None]
-            extra = build_records([(d.raw, *pending[d]) for d in vanished])
+            extra = build_records([(d.raw, *pending[d]) for d in vanished], dictionary)
+            if dictionary is not None and txn.get(dictionary.digest.raw, db=objects_db) is None:
+                # The records name their dictionary: it is written with them.
+                extra += build_records([(dictionary.digest.raw, Kind.BLOB, dictionary.data)])
+            if trained and txn.get(DICTIONARY_REF.encode(), db=refs_db) is None:
+                assert dictionary is not None
+                txn.put(DICTIONARY_REF.encode(), dictionary.digest.raw, db=refs_db)
             _, added = txn.cursor(db=objects_db).putmulti(records + extra, overwrite=False)
             for name, target, _ in refs:
                 if target is None:
@@ -293,6 +315,47 @@ class Store:
 
         return env.write(operation)
 
+    # ---------------------------------------------------------- dictionary
+
+    def _load_dictionary(self, digest: Digest) -> bytes:
+        record = self.environment.get("objects", digest.raw)
+        if record is None:
+            raise MissingObjectError(digest, referenced_by="a record compressed with it")
+        kind, payload = open_record(digest, record)  # a dictionary is never dict-compressed
+        if kind is not Kind.BLOB:
+            raise CorruptObjectError(digest, None, f"records use it as a dictionary, but it "
+                                     f"is a {kind.value}")
+        return payload
+
+    def current_dictionary(self) -> Dictionary | None:
+        """The dictionary new small objects are compressed with, if one was trained."""
+        target = self.get_ref(DICTIONARY_REF)
+        return dictionary_for(target, self._load_dictionary) if target is not None else None
+
+    def train_dictionary(self) -> Digest | None:
+        """Train a compression dictionary on a sample of the small values already stored.
+
+        New small objects are compressed with it from then on (existing records
+        keep theirs). The first batch with enough small objects trains one by
+        itself; this is for stores that grew through many small batches.
+        Returns the dictionary's digest, or ``None`` when there are too few
+        small values to learn from.
+        """
+        samples: list[bytes] = []
+        for key, record in self.iter_records():
+            if len(key) == 32 and record[1] == Kind.VALUE.code \
+                    and DICTIONARY_MIN_PAYLOAD <= len(record) <= DICTIONARY_MAX_PAYLOAD:
+                samples.append(self.load(Digest(key))[1])
+                if len(samples) >= TRAINING_SAMPLES:
+                    break
+        if len(samples) < TRAINING_SAMPLES // 4:
+            return None
+        dictionary = train_dictionary(samples)
+        with self.batch() as batch:
+            batch.put(Kind.BLOB, dictionary.data)
+            batch.set_ref(DICTIONARY_REF, dictionary.digest)
+        return dictionary.digest
+
     # ---------------------------------------------------------------- reads
 
     def load(self, digest: Digest) -> tuple[Kind, bytes]:
@@ -300,7 +363,7 @@ class Store:
         record = self.environment.get("objects", digest.raw)
         if record is None:
             raise MissingObjectError(digest)
-        return open_record(digest, record)
+        return open_record(digest, record, self._load_dictionary)
 
     def load_many(self, digests: list[Digest]) -> list[tuple[Kind, bytes]]:
         """Like :meth:`load` for many objects, read in one transaction."""
@@ -311,7 +374,7 @@ class Store:
         for digest, record in zip(digests, records, strict=True):
             if record is None:
                 raise MissingObjectError(digest)
-            out.append(open_record(digest, record))
+            out.append(open_record(digest, record, self._load_dictionary))
         return out
 
     def get_value(self, digest: Digest) -> Any:
@@ -441,6 +504,19 @@ class Store:
         batch = WriteBatch(self)
         batch.delete_ref(name, expected=expected)
         batch.commit()
+
+
+def _worth_training(items: list[tuple[bytes, Kind, bytes]]) -> bool:
+    """A batch with enough small payloads to learn a dictionary from."""
+    small = sum(1 for _, _, p in items
+                if DICTIONARY_MIN_PAYLOAD <= len(p) <= DICTIONARY_MAX_PAYLOAD)
+    return small >= TRAINING_SAMPLES
+
+
+def _training_samples(payloads: Iterator[bytes]) -> list[bytes]:
+    small = [p for p in payloads if DICTIONARY_MIN_PAYLOAD <= len(p) <= DICTIONARY_MAX_PAYLOAD]
+    step = max(1, len(small) // TRAINING_SAMPLES)
+    return small[::step][:TRAINING_SAMPLES]
 
 
 def _read_counter(txn: Any, db: Any, key: bytes) -> int:

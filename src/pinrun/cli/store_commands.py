@@ -142,6 +142,11 @@ def stats(store: Store, as_json: bool) -> None:
     out.print(f"compression  {figures.compression_ratio:.2f}x (raw / stored)")
     out.print(f"dedup        {figures.dedup_ratio:.2f}x ({human_bytes(figures.offered_raw_bytes)}"
               " offered by writers / unique raw bytes kept)")
+    if figures.dictionary is not None:
+        out.print(f"dictionary   {figures.dictionary.short}, used by "
+                  f"{figures.dictionary_records:,} records")
+    else:
+        out.print("dictionary   none yet (trained by the first batch of 1,000+ small values)")
     out.print(f"refs         {figures.refs:,}")
     out.print(f"file         {human_bytes(figures.file_bytes)} on disk, map "
               f"{human_bytes(figures.map_bytes)}")

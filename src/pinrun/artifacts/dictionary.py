@@ -1,0 +1,101 @@
+"""Trained zstd dictionaries: better compression for the many small values of a store.
+
+zstd compresses a 1 KiB JSON value poorly on its own (~1.5x): the value is
+too short to learn from. A dictionary trained on a sample of the store's own
+small values holds what they share (keys, common strings), and the same
+values then compress ~2.8x, faster. A dictionary is stored as a ``blob``
+object and every record compressed with it names it by digest, so records
+stay readable after the store moves on to another dictionary, and bundles,
+gc and fsck follow the reference like any other.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Final
+
+import blake3
+import zstandard
+
+from pinrun.artifacts.digest import Digest, Kind, compute_digest
+
+__all__ = [
+    "DICTIONARY_MAX_PAYLOAD",
+    "DICTIONARY_MIN_PAYLOAD",
+    "TRAINING_SAMPLES",
+    "Dictionary",
+    "dictionary_for",
+    "train_dictionary",
+]
+
+#: Payloads this small or smaller are compressed with the dictionary (larger
+#: ones have enough context of their own).
+DICTIONARY_MAX_PAYLOAD: Final = 16 * 1024
+#: Payloads smaller than this are not compressed at all.
+DICTIONARY_MIN_PAYLOAD: Final = 64
+#: How many small payloads a dictionary is trained on (~60 ms of training).
+TRAINING_SAMPLES: Final = 1000
+_DICTIONARY_SIZE: Final = 64 * 1024
+_ZSTD_LEVEL: Final = 3
+# zstd reserves dictionary ids below 32768.
+_FIRST_FREE_ID: Final = 1 << 15
+
+
+class Dictionary:
+    """A trained dictionary, named by the digest of the blob that stores it."""
+
+    def __init__(self, digest: Digest, data: bytes) -> None:
+        self.digest = digest
+        self.data = data
+        self._dict = zstandard.ZstdCompressionDict(data)
+        self._local = threading.local()  # zstd contexts are not thread-safe
+
+    def compressor(self) -> zstandard.ZstdCompressor:
+        """This thread's compressor for the dictionary."""
+        comp: zstandard.ZstdCompressor | None = getattr(self._local, "compressor", None)
+        if comp is None:
+            # The record names the dictionary by digest: zstd's own 4-byte id is redundant.
+            comp = zstandard.ZstdCompressor(level=_ZSTD_LEVEL, dict_data=self._dict,
+                                            write_dict_id=False, write_content_size=True)
+            self._local.compressor = comp
+        return comp
+
+    def decompressor(self) -> zstandard.ZstdDecompressor:
+        """This thread's decompressor for the dictionary."""
+        dec: zstandard.ZstdDecompressor | None = getattr(self._local, "decompressor", None)
+        if dec is None:
+            dec = zstandard.ZstdDecompressor(dict_data=self._dict)
+            self._local.decompressor = dec
+        return dec
+
+
+_CACHE: dict[bytes, Dictionary] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def dictionary_for(digest: Digest, load: Callable[[Digest], bytes]) -> Dictionary:
+    """The dictionary stored as ``digest``, loaded once per process through ``load``."""
+    cached = _CACHE.get(digest.raw)
+    if cached is not None:
+        return cached
+    data = load(digest)
+    loaded = Dictionary(digest, data)
+    with _CACHE_LOCK:
+        return _CACHE.setdefault(digest.raw, loaded)
+
+
+def train_dictionary(samples: Sequence[bytes]) -> Dictionary:
+    """Train a dictionary on ``samples`` (small payloads); its blob is ``.data``.
+
+    The dictionary id comes from the samples, so the same samples give the
+    same bytes.
+    """
+    seed = blake3.blake3(b"".join(samples[:64])).digest()
+    dict_id = _FIRST_FREE_ID + int.from_bytes(seed[:4], "little") % ((1 << 31) - _FIRST_FREE_ID)
+    trained = zstandard.train_dictionary(_DICTIONARY_SIZE, list(samples), dict_id=dict_id,
+                                         level=_ZSTD_LEVEL)
+    data = trained.as_bytes()
+    digest = compute_digest(Kind.BLOB, data)
+    with _CACHE_LOCK:
+        return _CACHE.setdefault(digest.raw, Dictionary(digest, data))
