@@ -26,6 +26,7 @@ from typing import Final
 import blake3
 import zstandard
 
+from pinrun.artifacts.dictionary import _CACHE as _DICTIONARY_CACHE
 from pinrun.artifacts.dictionary import (
     DICTIONARY_MAX_PAYLOAD,
     DICTIONARY_MIN_PAYLOAD,
@@ -223,6 +224,9 @@ def open_record(
 
 def _dictionary_of(digest: Digest, record: bytes | memoryview,
                    load_dictionary: DictionaryLoader | None) -> Dictionary:
+    cached = _DICTIONARY_CACHE.get(bytes(record[HEADER.size : HEADER.size + DIGEST_SIZE]))
+    if cached is not None:  # the common case: skip building a Digest per read
+        return cached
     dictionary_digest = record_dictionary(record)
     if dictionary_digest is None:
         raise CorruptObjectError(digest, None, "its record is too short to name a dictionary")
