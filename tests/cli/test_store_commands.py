@@ -167,3 +167,15 @@ def test_demo_runs(runner: CliRunner, tmp_path: Path) -> None:
     assert "only 2 new objects" in out
     assert json.loads(run(runner, "--store", str(tmp_path / "kept"), "fsck", "--json")
                       .output)["ok"]
+
+
+def test_debug_shows_the_traceback(runner: CliRunner) -> None:
+    """--debug lets the error through with its traceback instead of the one-line message."""
+    from pinrun.errors import StoreNotFoundError
+
+    plain = runner.invoke(cli, ["stats"])
+    assert plain.exit_code == 3
+    assert plain.exception is None or isinstance(plain.exception, SystemExit)
+    debug = runner.invoke(cli, ["--debug", "stats"])
+    assert isinstance(debug.exception, StoreNotFoundError)
+    assert debug.exc_info is not None
