@@ -8,6 +8,7 @@ import sys
 import pinrun
 import pinrun.artifacts
 import pinrun.errors
+import pinrun.flows
 
 
 def test_all_is_sorted_and_complete() -> None:
@@ -20,17 +21,19 @@ def test_all_is_sorted_and_complete() -> None:
 def test_public_names_are_pinned() -> None:
     """The public surface changes only on purpose (update this list and CHANGELOG.md)."""
     assert set(pinrun.__all__) == {
-        "AmbiguousDigestError", "BundleError", "CorruptObjectError", "Digest", "InputError",
-        "InvalidDigestError", "Kind", "MissingObjectError", "ObjectFormatError", "PinrunError",
-        "RefConflictError", "Store", "StoreError", "StoreNotFoundError",
+        "AmbiguousDigestError", "BundleError", "CorruptObjectError", "Digest", "Flow",
+        "FlowDefinitionError", "InputError", "InvalidDigestError", "Kind", "MissingInputError",
+        "MissingObjectError", "ObjectFormatError", "PinrunError", "RefConflictError", "Step",
+        "StepDefinitionError", "Store", "StoreError", "StoreNotFoundError",
         "UndecodableValueError", "UnknownDigestError", "UnknownRefError",
         "UnsupportedValueError", "WriteBatch", "__version__", "open_store", "register_type",
+        "step",
     }
 
 
 def test_submodule_all_match_exports() -> None:
     """Each public module's __all__ names only things it really defines or re-exports."""
-    for module in (pinrun.artifacts, pinrun.errors):
+    for module in (pinrun.artifacts, pinrun.errors, pinrun.flows):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
 

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from pinrun.artifacts.codec import UndecodableValueError, register_type
     from pinrun.artifacts.digest import Digest, Kind
     from pinrun.artifacts.store import Store, WriteBatch, open_store
+    from pinrun.flows.flow import Flow, FlowDefinitionError, MissingInputError
+    from pinrun.flows.step import Step, StepDefinitionError, step
 
 __version__ = "0.1.0.dev0"
 
@@ -39,13 +41,18 @@ __all__ = [
     "BundleError",
     "CorruptObjectError",
     "Digest",
+    "Flow",
+    "FlowDefinitionError",
     "InputError",
     "InvalidDigestError",
     "Kind",
+    "MissingInputError",
     "MissingObjectError",
     "ObjectFormatError",
     "PinrunError",
     "RefConflictError",
+    "Step",
+    "StepDefinitionError",
     "Store",
     "StoreError",
     "StoreNotFoundError",
@@ -57,10 +64,17 @@ __all__ = [
     "__version__",
     "open_store",
     "register_type",
+    "step",
 ]
 
 _LAZY = {
     "Digest": "pinrun.artifacts.digest",
+    "Flow": "pinrun.flows.flow",
+    "FlowDefinitionError": "pinrun.flows.flow",
+    "MissingInputError": "pinrun.flows.flow",
+    "Step": "pinrun.flows.step",
+    "StepDefinitionError": "pinrun.flows.step",
+    "step": "pinrun.flows.step",
     "Kind": "pinrun.artifacts.digest",
     "Store": "pinrun.artifacts.store",
     "UndecodableValueError": "pinrun.artifacts.codec",

@@ -1,1 +1,20 @@
-"""flows: built by a later issue (see ../shared/ARCHITECTURE.md)."""
+"""What gets pinned: steps, flows, and (next) code capture and the environment.
+
+This part knows nothing about LMDB: it describes work; the engine runs it and
+the store keeps what it pins.
+"""
+
+from __future__ import annotations
+
+from pinrun.flows.flow import CollisionPolicy, Flow, FlowDefinitionError, MissingInputError
+from pinrun.flows.step import Step, StepDefinitionError, step
+
+__all__ = [
+    "CollisionPolicy",
+    "Flow",
+    "FlowDefinitionError",
+    "MissingInputError",
+    "Step",
+    "StepDefinitionError",
+    "step",
+]

@@ -1,0 +1,155 @@
+"""Flows: an ordered list of steps, or a DAG of them, with a deterministic order.
+
+Steps run in levels. A step without ``after=`` runs after the step before it
+(so a plain list is sequential); a step with ``after=[...]`` runs after
+exactly those, which lets independent steps share a level. Within a level,
+results are merged in declaration order, so the outcome never depends on
+timing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+from pinrun.errors import InputError
+from pinrun.flows.step import Step
+
+__all__ = ["CollisionPolicy", "Flow", "FlowDefinitionError", "MissingInputError"]
+
+#: What happens when a step overwrites a key an earlier step wrote.
+CollisionPolicy = Literal["overwrite", "warn", "error"]
+_POLICIES: frozenset[str] = frozenset(("overwrite", "warn", "error"))
+
+
+class FlowDefinitionError(InputError):
+    """A flow is built wrong (a duplicate name, an unknown dependency, a cycle...)."""
+
+    def __init__(self, flow: str, reason: str) -> None:
+        self.flow = flow
+        super().__init__(f"flow {flow!r} is not valid: {reason}")
+
+
+class MissingInputError(InputError):
+    """A step reads a key that neither the inputs nor an earlier step provides."""
+
+    def __init__(self, flow: str, step: str, key: str, available: Iterable[str]) -> None:
+        self.flow = flow
+        self.step = step
+        self.key = key
+        known = ", ".join(sorted(available)) or "none"
+        super().__init__(
+            f"step {step!r} of flow {flow!r} reads {key!r}, which neither the run's inputs "
+            f"nor an earlier step provides (available before it: {known}). Pass it as an "
+            "input (--set KEY=JSON), give the parameter a default, or fix the step order."
+        )
+
+
+class Flow:
+    """A named, immutable set of steps and the order they run in."""
+
+    name: str
+    steps: tuple[Step, ...]
+    on_collision: CollisionPolicy
+    max_concurrency: int
+    #: The steps grouped in the levels they run in, each level in declaration order.
+    levels: tuple[tuple[Step, ...], ...]
+
+    def __init__(self, name: str, steps: Sequence[Step], *,
+                 on_collision: CollisionPolicy = "warn", max_concurrency: int = 1) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise FlowDefinitionError(repr(name), "a flow needs a non-empty name")
+        steps = tuple(steps)
+        if not steps:
+            raise FlowDefinitionError(name, "it has no steps")
+        for item in steps:
+            if not isinstance(item, Step):
+                raise FlowDefinitionError(name, f"{item!r} is not a step; decorate the "
+                                          "function with @pinrun.step")
+        if on_collision not in _POLICIES:
+            raise FlowDefinitionError(name, f"on_collision must be one of {sorted(_POLICIES)}")
+        if not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise FlowDefinitionError(name, "max_concurrency must be a whole number >= 1")
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "steps", steps)
+        object.__setattr__(self, "on_collision", on_collision)
+        object.__setattr__(self, "max_concurrency", max_concurrency)
+        object.__setattr__(self, "levels", _levels(name, steps))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("a Flow is immutable; build a new one")
+
+    def step_named(self, name: str) -> Step:
+        """The step called ``name``."""
+        for item in self.steps:
+            if item.name == name:
+                return item
+        raise KeyError(name)
+
+    def dependencies(self, item: Step) -> tuple[str, ...]:
+        """The names of the steps ``item`` runs after."""
+        if item.after is not None:
+            return item.after
+        index = self.steps.index(item)
+        return (self.steps[index - 1].name,) if index else ()
+
+    def check_inputs(self, inputs: Iterable[str]) -> None:
+        """Raise :class:`MissingInputError` if a step will lack a key it requires.
+
+        Keys a step writes are known when declared or read off its ``return
+        {...}`` literals; a step whose writes are unknown is assumed to provide
+        whatever later steps need, so it never causes a false alarm.
+        """
+        available = set(inputs)
+        unknown_writer = False
+        for level in self.levels:
+            for item in level:
+                missing = [key for key in item.requires if key not in available]
+                if missing and not unknown_writer:
+                    raise MissingInputError(self.name, item.name, missing[0], available)
+            for item in level:
+                if item.writes is None:
+                    unknown_writer = True
+                else:
+                    available |= item.writes
+
+    def __repr__(self) -> str:
+        return f"<pinrun flow {self.name!r}: {' -> '.join(s.name for s in self.steps)}>"
+
+
+def _levels(flow: str, steps: tuple[Step, ...]) -> tuple[tuple[Step, ...], ...]:
+    names = [item.name for item in steps]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise FlowDefinitionError(flow, f"step names must be unique; {duplicates[0]!r} is "
+                                  "used twice (pass name= to @pinrun.step)")
+    position = {name: index for index, name in enumerate(names)}
+    depends: dict[str, tuple[str, ...]] = {}
+    for index, item in enumerate(steps):
+        if item.after is None:
+            depends[item.name] = (names[index - 1],) if index else ()
+            continue
+        for other in item.after:
+            if other not in position:
+                raise FlowDefinitionError(flow, f"step {item.name!r} runs after {other!r}, "
+                                          "which is not a step of this flow")
+        depends[item.name] = item.after
+    level_of: dict[str, int] = {}
+    visiting: set[str] = set()
+
+    def level(name: str) -> int:
+        if name in level_of:
+            return level_of[name]
+        if name in visiting:
+            raise FlowDefinitionError(flow, f"its dependencies form a cycle through {name!r}")
+        visiting.add(name)
+        level_of[name] = 1 + max((level(dep) for dep in depends[name]), default=-1)
+        visiting.discard(name)
+        return level_of[name]
+
+    for name in names:
+        level(name)
+    count = max(level_of.values()) + 1
+    return tuple(
+        tuple(item for item in steps if level_of[item.name] == depth) for depth in range(count)
+    )
