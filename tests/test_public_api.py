@@ -21,7 +21,8 @@ def test_all_is_sorted_and_complete() -> None:
 def test_public_names_are_pinned() -> None:
     """The public surface changes only on purpose (update this list and CHANGELOG.md)."""
     assert set(pinrun.__all__) == {
-        "AmbiguousDigestError", "BundleError", "CorruptObjectError", "Digest", "Flow",
+        "AmbiguousDigestError", "BundleError", "Context", "ContextDivergenceError",
+        "CorruptObjectError", "Digest", "Flow",
         "FlowDefinitionError", "InputError", "InvalidDigestError", "Kind", "MissingInputError",
         "MissingObjectError", "ObjectFormatError", "PinrunError", "RefConflictError", "Step",
         "StepDefinitionError", "Store", "StoreError", "StoreNotFoundError",

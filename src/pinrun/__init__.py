@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from pinrun.artifacts.codec import UndecodableValueError, register_type
     from pinrun.artifacts.digest import Digest, Kind
     from pinrun.artifacts.store import Store, WriteBatch, open_store
+    from pinrun.engine.context import Context, ContextDivergenceError
     from pinrun.flows.flow import Flow, FlowDefinitionError, MissingInputError
     from pinrun.flows.step import Step, StepDefinitionError, step
 
@@ -39,6 +40,8 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "AmbiguousDigestError",
     "BundleError",
+    "Context",
+    "ContextDivergenceError",
     "CorruptObjectError",
     "Digest",
     "Flow",
@@ -68,6 +71,8 @@ __all__ = [
 ]
 
 _LAZY = {
+    "Context": "pinrun.engine.context",
+    "ContextDivergenceError": "pinrun.engine.context",
     "Digest": "pinrun.artifacts.digest",
     "Flow": "pinrun.flows.flow",
     "FlowDefinitionError": "pinrun.flows.flow",

@@ -1,0 +1,232 @@
+"""The run context: everything nondeterministic a step does goes through it.
+
+``ctx.now()``, ``ctx.random()``, ``ctx.uuid4()`` and ``ctx.effect(name, fn,
+*args, **kwargs)`` are answered by an event log. While recording, the log asks
+the :class:`~pinrun.world.World` (or calls ``fn``) and keeps each answer, in
+order; while replaying, it hands back the recorded answers in the same order
+and never calls ``fn``. A call of another kind, an effect under another name
+or with other arguments than the recording had, or one call too many, is a
+:class:`ContextDivergenceError`: the replayed code no longer does what the
+recorded code did.
+
+The active context is also kept in a ``contextvars.ContextVar``, so code deep
+inside a step can reach it with :func:`current_context`, and runs in
+concurrent threads or asyncio tasks never see each other's.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import blake3
+
+from pinrun.artifacts import codec
+from pinrun.errors import PinrunError
+from pinrun.world import World, make_random, make_uuid4
+
+if TYPE_CHECKING:  # for annotations only: the engine never draws randomness itself
+    import random
+    import uuid
+
+__all__ = [
+    "Context",
+    "ContextDivergenceError",
+    "Event",
+    "EventKind",
+    "RecordingLog",
+    "ReplayLog",
+    "current_context",
+]
+
+T = TypeVar("T")
+EventKind = Literal["now", "random", "uuid4", "effect"]
+_SEED_BYTES = 8
+_UUID_BYTES = 16
+
+
+@dataclass(frozen=True)
+class Event:
+    """One recorded answer: its kind, the effect's name and argument digest, and the value."""
+
+    kind: EventKind
+    value: Any
+    name: str | None = None
+    arguments: str | None = None
+
+    def as_value(self) -> dict[str, Any]:
+        """The canonical form stored in a run's step record."""
+        out: dict[str, Any] = {"kind": self.kind, "value": self.value}
+        if self.name is not None:
+            out["name"] = self.name
+            out["arguments"] = self.arguments
+        return out
+
+    @classmethod
+    def from_value(cls, data: dict[str, Any]) -> Event:
+        """Rebuild an event stored by :meth:`as_value`."""
+        return cls(data["kind"], data["value"], data.get("name"), data.get("arguments"))
+
+
+class ContextDivergenceError(PinrunError):
+    """Replayed code asked the context for something the recording does not have."""
+
+    exit_code = 1
+
+    def __init__(self, step: str, index: int, expected: Event | None, actual: str) -> None:
+        self.step = step
+        self.index = index
+        self.expected = expected
+        self.actual = actual
+        wanted = _describe(expected) if expected is not None else "nothing more"
+        super().__init__(
+            f"step {step!r} diverged at its context call #{index + 1}: the recording has "
+            f"{wanted}, the replayed code asked for {actual}."
+        )
+
+
+def _describe(event: Event) -> str:
+    if event.kind == "effect":
+        return f"effect {event.name!r} with arguments {event.arguments}"
+    return f"ctx.{event.kind}()"
+
+
+def argument_digest(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """The digest that identifies an effect call's arguments (canonically encoded)."""
+    payload = codec.encode([list(args), kwargs], root=f"the arguments of effect {name!r}")
+    return blake3.blake3(payload).hexdigest()
+
+
+class RecordingLog:
+    """Answers from the world (or the effect function), kept in order."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.events: list[Event] = []
+
+    def now(self, step: str) -> dt.datetime:
+        value = self.world.now()
+        self.events.append(Event("now", value))
+        return value
+
+    def seed(self, step: str) -> int:
+        value = int.from_bytes(self.world.entropy(_SEED_BYTES), "little")
+        self.events.append(Event("random", value))
+        return value
+
+    def uuid_bytes(self, step: str) -> bytes:
+        value = self.world.entropy(_UUID_BYTES)
+        self.events.append(Event("uuid4", value))
+        return value
+
+    def effect(self, step: str, name: str, arguments: str, call: Callable[[], T]) -> T:
+        result = call()
+        codec.encode(result, root=f"the result of effect {name!r}")  # refuse it before storing
+        self.events.append(Event("effect", result, name, arguments))
+        return result
+
+
+class ReplayLog:
+    """The recorded answers, handed back in order; anything else is a divergence."""
+
+    def __init__(self, events: list[Event]) -> None:
+        self.events = events
+        self.position = 0
+
+    def _next(self, step: str, kind: EventKind, asked: str) -> Event:
+        index = self.position
+        expected = self.events[index] if index < len(self.events) else None
+        if expected is None or expected.kind != kind:
+            raise ContextDivergenceError(step, index, expected, asked)
+        self.position += 1
+        return expected
+
+    def now(self, step: str) -> dt.datetime:
+        value: dt.datetime = self._next(step, "now", "ctx.now()").value
+        return value
+
+    def seed(self, step: str) -> int:
+        value: int = self._next(step, "random", "ctx.random()").value
+        return value
+
+    def uuid_bytes(self, step: str) -> bytes:
+        value: bytes = self._next(step, "uuid4", "ctx.uuid4()").value
+        return value
+
+    def effect(self, step: str, name: str, arguments: str, call: Callable[[], T]) -> T:
+        asked = f"effect {name!r} with arguments {arguments}"
+        index = self.position
+        event = self._next(step, "effect", asked)
+        if event.name != name or event.arguments != arguments:
+            self.position = index
+            raise ContextDivergenceError(step, index, event, asked)
+        result: T = event.value  # the recorded result: `call` is never made
+        return result
+
+    @property
+    def unused(self) -> list[Event]:
+        """Recorded answers the replay never asked for (also a divergence, for the engine)."""
+        return self.events[self.position:]
+
+
+class Context:
+    """What a step receives as ``ctx``: the only door to time, chance and the outside world."""
+
+    def __init__(self, run_id: str, step: str, log: RecordingLog | ReplayLog) -> None:
+        self.run_id = run_id
+        self.step = step
+        self._log = log
+
+    def now(self) -> dt.datetime:
+        """The current time (recorded; on replay, the recorded time)."""
+        return self._log.now(self.step)
+
+    def random(self) -> random.Random:
+        """A random generator seeded from a recorded seed (the same sequence on replay)."""
+        return make_random(self._log.seed(self.step))
+
+    def uuid4(self) -> uuid.UUID:
+        """A random UUID (recorded; on replay, the recorded one)."""
+        return make_uuid4(self._log.uuid_bytes(self.step))
+
+    def effect(self, name: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Call ``fn(*args, **kwargs)`` (an API, a model, a database) and record the result.
+
+        On replay the recorded result is returned and ``fn`` is not called. The
+        arguments must be canonical values: they identify the call, and a call
+        with other arguments than the recording's is a divergence.
+        """
+        if not isinstance(name, str) or not name:
+            raise TypeError("ctx.effect needs a non-empty name for the call, e.g. 'fx_rate'")
+        arguments = argument_digest(name, args, kwargs)
+        return self._log.effect(self.step, name, arguments, lambda: fn(*args, **kwargs))
+
+    def __repr__(self) -> str:
+        return f"<pinrun.Context run={self.run_id} step={self.step!r}>"
+
+
+_CURRENT: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
+    "pinrun_context", default=None)
+
+
+def current_context() -> Context:
+    """The context of the step running in this thread or task."""
+    found = _CURRENT.get()
+    if found is None:
+        raise RuntimeError("no pinrun step is running here: current_context() works only "
+                           "inside a step run by pinrun (take a `ctx` parameter instead)")
+    return found
+
+
+@contextmanager
+def activate(context: Context) -> Iterator[Context]:
+    """Make ``context`` the current one for the duration of a step."""
+    token = _CURRENT.set(context)
+    try:
+        yield context
+    finally:
+        _CURRENT.reset(token)
