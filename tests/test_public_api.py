@@ -24,11 +24,12 @@ def test_public_names_are_pinned() -> None:
         "AmbiguousDigestError", "BundleError", "Context", "ContextDivergenceError",
         "CorruptObjectError", "Digest", "Flow",
         "FlowDefinitionError", "InputError", "InvalidDigestError", "Kind", "MissingInputError",
-        "MissingObjectError", "ObjectFormatError", "PinrunError", "RefConflictError", "Step",
-        "StepDefinitionError", "Store", "StoreError", "StoreNotFoundError",
+        "MissingObjectError", "ObjectFormatError", "PinrunError", "RefConflictError",
+        "RunFailedError", "RunRecord", "Step", "StepDefinitionError", "StepRecord", "Store",
+        "StoreError", "StoreNotFoundError",
         "UndecodableValueError", "UnknownDigestError", "UnknownRefError",
-        "UnsupportedValueError", "WriteBatch", "__version__", "open_store", "register_type",
-        "step",
+        "UnsupportedValueError", "WriteBatch", "__version__", "open_store", "record",
+        "register_type", "step",
     }
 
 

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from pinrun.artifacts.digest import Digest, Kind
     from pinrun.artifacts.store import Store, WriteBatch, open_store
     from pinrun.engine.context import Context, ContextDivergenceError
+    from pinrun.engine.records import RunFailedError, RunRecord, StepRecord
+    from pinrun.engine.run import record
     from pinrun.flows.flow import Flow, FlowDefinitionError, MissingInputError
     from pinrun.flows.step import Step, StepDefinitionError, step
 
@@ -54,8 +56,11 @@ __all__ = [
     "ObjectFormatError",
     "PinrunError",
     "RefConflictError",
+    "RunFailedError",
+    "RunRecord",
     "Step",
     "StepDefinitionError",
+    "StepRecord",
     "Store",
     "StoreError",
     "StoreNotFoundError",
@@ -66,6 +71,7 @@ __all__ = [
     "WriteBatch",
     "__version__",
     "open_store",
+    "record",
     "register_type",
     "step",
 ]
@@ -77,7 +83,11 @@ _LAZY = {
     "Flow": "pinrun.flows.flow",
     "FlowDefinitionError": "pinrun.flows.flow",
     "MissingInputError": "pinrun.flows.flow",
+    "RunFailedError": "pinrun.engine.records",
+    "RunRecord": "pinrun.engine.records",
     "Step": "pinrun.flows.step",
+    "StepRecord": "pinrun.engine.records",
+    "record": "pinrun.engine.run",
     "StepDefinitionError": "pinrun.flows.step",
     "step": "pinrun.flows.step",
     "Kind": "pinrun.artifacts.digest",

@@ -1,0 +1,160 @@
+"""Run records: what a run pins, as stored ``run`` objects.
+
+A run record names, by digest, the flow, the input snapshot, and for every
+step the snapshot of what it read, what it returned, and the context events it
+consumed, with its status and error. Timing lives in a separate value the
+record points to (``timing``), outside what replay compares. The record is
+rewritten after each step, under the ref ``runs/<id>``, so an interrupted run
+keeps every step it finished.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from pinrun.artifacts import codec
+from pinrun.artifacts.digest import Digest, Kind
+from pinrun.artifacts.store import Store
+from pinrun.errors import CorruptObjectError, PinrunError, UnknownRefError
+
+__all__ = [
+    "RUN_REF_PREFIX",
+    "RunFailedError",
+    "RunRecord",
+    "RunStatus",
+    "StepError",
+    "StepRecord",
+    "load_run",
+    "run_ref",
+]
+
+RUN_FORMAT = 1
+#: Refs of runs are ``runs/<id>``.
+RUN_REF_PREFIX = "runs/"
+RunStatus = Literal["running", "succeeded", "failed"]
+
+
+def run_ref(run_id: str) -> str:
+    """The ref under which run ``run_id`` is kept."""
+    return f"{RUN_REF_PREFIX}{run_id}"
+
+
+@dataclass(frozen=True)
+class StepError:
+    """How a step failed: the exception's type, message and traceback."""
+
+    type: str
+    message: str
+    traceback: str
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One step of a run, as recorded."""
+
+    name: str
+    status: Literal["succeeded", "failed"]
+    #: Snapshot of the state keys the step read.
+    inputs: Digest
+    #: Snapshot of the keys it returned (None when it failed).
+    outputs: Digest | None
+    #: The context events it consumed (ctx.now, random, uuid4, effects), in order.
+    events: Digest
+    error: StepError | None = None
+    attempt: int = 1
+    #: Determinism hazards noticed while it ran (e.g. a key collision).
+    hazards: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A recorded run: everything replay needs, named by digest."""
+
+    id: str
+    flow: str
+    status: RunStatus
+    inputs: Digest
+    state: Digest
+    steps: tuple[StepRecord, ...] = ()
+    timing: Digest | None = None
+    #: The digest of this record's stored object (set once it is stored).
+    digest: Digest | None = field(default=None, compare=False)
+
+    @property
+    def failed_step(self) -> StepRecord | None:
+        """The step that failed, if the run failed."""
+        return next((s for s in self.steps if s.status == "failed"), None)
+
+    def to_value(self) -> dict[str, Any]:
+        """The canonical value stored as the run object."""
+        return {
+            "format": RUN_FORMAT, "id": self.id, "flow": self.flow, "status": self.status,
+            "inputs": self.inputs, "state": self.state, "timing": self.timing,
+            "steps": [_step_value(s) for s in self.steps],
+        }
+
+    def encode(self) -> bytes:
+        """The run object's payload."""
+        return codec.encode(self.to_value(), root="run record")
+
+    @classmethod
+    def from_value(cls, data: dict[str, Any], digest: Digest | None = None) -> RunRecord:
+        """Rebuild a record stored by :meth:`to_value`."""
+        if data.get("format") != RUN_FORMAT:
+            raise PinrunError(f"run record format {data.get('format')!r} is not supported by "
+                              "this pinrun; upgrade pinrun.")
+        steps = tuple(
+            StepRecord(
+                name=s["name"], status=s["status"], inputs=s["inputs"], outputs=s["outputs"],
+                events=s["events"],
+                error=StepError(**s["error"]) if s["error"] is not None else None,
+                attempt=s["attempt"], hazards=tuple(s["hazards"]),
+            )
+            for s in data["steps"]
+        )
+        return cls(id=data["id"], flow=data["flow"], status=data["status"],
+                   inputs=data["inputs"], state=data["state"], steps=steps,
+                   timing=data["timing"], digest=digest)
+
+    def with_step(self, step: StepRecord, state: Digest, status: RunStatus) -> RunRecord:
+        """A new record with ``step`` appended (records are never changed in place)."""
+        return replace(self, steps=(*self.steps, step), state=state, status=status, digest=None)
+
+
+def _step_value(step: StepRecord) -> dict[str, Any]:
+    error = None
+    if step.error is not None:
+        error = {"type": step.error.type, "message": step.error.message,
+                 "traceback": step.error.traceback}
+    return {"name": step.name, "status": step.status, "inputs": step.inputs,
+            "outputs": step.outputs, "events": step.events, "error": error,
+            "attempt": step.attempt, "hazards": list(step.hazards)}
+
+
+def load_run(store: Store, run_id: str) -> RunRecord:
+    """The run recorded as ``run_id`` (a full id, or a unique prefix of one)."""
+    target = store.get_ref(run_ref(run_id))
+    if target is None:
+        matches = list(store.refs(run_ref(run_id)))
+        if len(matches) != 1:
+            raise UnknownRefError(run_ref(run_id))
+        target = store.ref(matches[0])
+    kind, payload = store.load(target)
+    if kind is not Kind.RUN:
+        raise CorruptObjectError(target, None, f"a run ref points to a {kind.value} object")
+    return RunRecord.from_value(codec.decode(payload), digest=target)
+
+
+class RunFailedError(PinrunError):
+    """A step raised; the run was recorded, failure included, and the error is chained."""
+
+    exit_code = 1
+
+    def __init__(self, run: RunRecord) -> None:
+        self.run = run
+        failed = run.failed_step
+        where = f"step {failed.name!r}" if failed else "a step"
+        what = f"{failed.error.type}: {failed.error.message}" if failed and failed.error else ""
+        super().__init__(f"run {run.id} of flow {run.flow!r} failed at {where}: {what}. "
+                         f"The failure is recorded: `pinrun show {run.id}`.")
