@@ -25,7 +25,7 @@ def test_readme_opens_with_two_commands() -> None:
     """The first block holds exactly two commands: install-and-demo, and the tests."""
     commands = readme_commands()
     assert len(commands) == 2
-    assert "pinrun demo" in commands[0]
+    assert "pinrun run examples.pricing:flow" in commands[0]
     assert "pytest" in commands[1]
 
 
@@ -36,11 +36,12 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
 
 
 @pytest.mark.slow
-def test_first_command_installs_and_runs_demo(tmp_path: Path) -> None:
-    """README's first command, in a brand-new virtualenv, installs pinrun and runs the demo."""
+def test_first_command_installs_records_and_shows(tmp_path: Path) -> None:
+    """README's first command, in a brand-new virtualenv, installs, records a run, shows it."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    env = dict(os.environ, VIRTUAL_ENV=str(venv),
+    # The store goes to a temporary folder, not into the checkout.
+    env = dict(os.environ, VIRTUAL_ENV=str(venv), PINRUN_STORE=str(tmp_path / "store"),
                PATH=f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}")
     env.pop("PYTHONPATH", None)
     result = subprocess.run(
@@ -48,5 +49,8 @@ def test_first_command_installs_and_runs_demo(tmp_path: Path) -> None:
         text=True, timeout=600, check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "fsck: clean" in result.stdout
+    assert "status succeeded" in result.stdout
+    assert "price_order" in result.stdout
+    assert "exchange_rate" in result.stdout
     assert (venv / "bin" / "pinrun").exists()
+    assert (tmp_path / "store" / "data.mdb").is_file()  # the run went to PINRUN_STORE

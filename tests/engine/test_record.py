@@ -74,7 +74,7 @@ def test_a_run_is_recorded_step_by_step(store: Store) -> None:
 def test_run_ids_are_time_ordered_and_resolvable_by_prefix(store: Store) -> None:
     """Run ids start with the recorded time; a unique prefix finds a run."""
     run = record(PRICING, {"order_id": "A1"}, store=store, world=FixedWorld())
-    assert run.id.startswith("20260101T120001-")
+    assert run.id.startswith("20260101T120001000-")
     assert load_run(store, run.id[:18]).id == run.id
     with pytest.raises(pinrun.UnknownRefError):
         load_run(store, "19990101")

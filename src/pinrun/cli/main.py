@@ -61,8 +61,9 @@ def cli(ctx: click.Context, store: str | None, debug: bool) -> None:
     Start here:
       pinrun demo                 a guided tour on a throw-away store
       pinrun init                 create .pinrun/ in this folder
-      pinrun stats                what the store holds
-      pinrun fsck                 check every object and reference
+      pinrun run MODULE:FLOW      run a flow and record it
+      pinrun runs / show RUN      what was recorded
+      pinrun stats / fsck         what the store holds; check it
 
     Exit codes: 0 ok, 1 failed, 2 bad input, 3 store error.
     """
@@ -70,9 +71,9 @@ def cli(ctx: click.Context, store: str | None, debug: bool) -> None:
 
 
 def _register() -> None:
-    from pinrun.cli import demo, store_commands
+    from pinrun.cli import demo, run_commands, store_commands
 
-    for command in (*store_commands.COMMANDS, demo.demo):
+    for command in (*run_commands.COMMANDS, *store_commands.COMMANDS, demo.demo):
         cli.add_command(command)
 
 

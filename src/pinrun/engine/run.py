@@ -81,7 +81,9 @@ class _Recorder:
         self.world = world
         self.state = {key: _fresh(value, f"inputs[{key!r}]") for key, value in inputs.items()}
         started = world.now()
-        run_id = f"{started.strftime('%Y%m%dT%H%M%S')}-{world.entropy(_ID_ENTROPY).hex()}"
+        # Readable and time-ordered to the millisecond, so `pinrun runs` lists newest first.
+        stamp = f"{started.strftime('%Y%m%dT%H%M%S')}{started.microsecond // 1000:03d}"
+        run_id = f"{stamp}-{world.entropy(_ID_ENTROPY).hex()}"
         self.timing: dict[str, Any] = {"started": started, "steps": {}}
         with store.batch() as batch:
             inputs_digest = batch.put_snapshot(self.state, root="inputs")
