@@ -313,3 +313,38 @@ def test_object_swept_between_check_and_write_is_written_again(
     assert again == loose
     assert store.get_value(store.ref("tags/kept")) == "collected meanwhile"
     assert fsck(store).ok
+
+
+def test_growth_needed_inside_an_open_transaction_fails_instead_of_hanging(
+    tmp_path: Path,
+) -> None:
+    """A resize this thread's own open transaction would block is refused with a clear error."""
+    with Store.open(tmp_path / "s", create=True, map_size=256 * 1024) as small:
+        with small.environment.read(), pytest.raises(StoreError, match="inside another"):
+            small.put_blob(os.urandom(2 * 1024 * 1024))
+        assert len(small.get_value(small.put_blob(os.urandom(2 * 1024 * 1024)))) == 2 << 20
+
+
+def test_lmdb_failures_become_store_errors(store: Store) -> None:
+    """An error inside LMDB surfaces as a StoreError that says what to check."""
+    import lmdb
+
+    env = store.environment
+
+    def broken(txn: Any) -> None:
+        raise lmdb.DiskError("simulated")
+
+    with pytest.raises(StoreError, match="free disk"):
+        env.write(broken)
+
+
+def test_load_many_in_a_forked_child(store: Store) -> None:
+    """load_many works in a forked child that inherited the store."""
+    import multiprocessing
+
+    digest = store.put_value("shared")
+    context = multiprocessing.get_context("fork")
+    worker = context.Process(target=lambda: store.load_many([digest]))
+    worker.start()
+    worker.join(timeout=60)
+    assert worker.exitcode == 0

@@ -23,6 +23,7 @@ import struct
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -125,8 +126,11 @@ def export_bundle(store: Store, roots: Sequence[str] | None, path: str | Path,
                 record = txn.get(digest.raw, db=objects_db)
                 if record is None:
                     raise MissingObjectError(digest, holder)
-                # Verified on the way out: a corrupt object is never exported.
-                kind, payload = open_record(digest, record, store._load_dictionary)
+                # Verified on the way out: a corrupt object is never exported. A
+                # dictionary is read in this same transaction (a nested read could
+                # have to wait for a map resize that this open transaction blocks).
+                kind, payload = open_record(digest, record,
+                                            partial(_payload_in, txn, objects_db, digest))
                 writer.write(_RECORD + digest.raw + _U64.pack(len(record)) + record)
                 count += 1
                 if count % 256 == 0:
@@ -145,6 +149,13 @@ def export_bundle(store: Store, roots: Sequence[str] | None, path: str | Path,
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return ExportReport(out, count, out.stat().st_size, refs, digests)
+
+
+def _payload_in(txn: Any, objects_db: Any, holder: Digest, digest: Digest) -> bytes:
+    record = txn.get(digest.raw, db=objects_db)
+    if record is None:
+        raise MissingObjectError(digest, holder.hex)
+    return open_record(digest, record)[1]
 
 
 class _HashingWriter:

@@ -47,6 +47,7 @@ class _SharedExclusiveLock:
         self._cond = threading.Condition(self._mutex)
         self._shared = 0
         self._exclusive = False
+        self._held = threading.local()  # how many shared holds this thread has
 
     def acquire_shared(self) -> None:
         self._mutex.acquire()
@@ -56,8 +57,10 @@ class _SharedExclusiveLock:
             self._shared += 1
         finally:
             self._mutex.release()
+        self._held.count = getattr(self._held, "count", 0) + 1
 
     def release_shared(self) -> None:
+        self._held.count -= 1
         self._mutex.acquire()
         try:
             self._shared -= 1
@@ -65,6 +68,10 @@ class _SharedExclusiveLock:
                 self._cond.notify_all()
         finally:
             self._mutex.release()
+
+    def held_by_this_thread(self) -> bool:
+        """True while this thread is inside a transaction (so it must not wait to resize)."""
+        return getattr(self._held, "count", 0) > 0
 
     @contextmanager
     def shared(self) -> Iterator[None]:
@@ -110,13 +117,16 @@ class Environment:
                              "the folder is readable and writable.") from exc
 
     def _open_databases(self) -> dict[str, Any]:
+        # py-lmdb keeps database handles only from a write transaction, so opening
+        # a store waits, briefly, for a commit in progress; reads after that never do.
         for _ in range(_MAX_GROWTH_ATTEMPTS):
             try:
                 with self._env.begin(write=True) as txn:
                     return {name: self._env.open_db(name.encode(), txn=txn) for name in DB_NAMES}
             except lmdb.MapResizedError:
                 self._env.set_mapsize(0)  # another process grew the map while we opened
-        raise lmdb.MapResizedError("the map kept being resized while opening")
+        raise StoreError(f"cannot open the databases of the store in {self.path}: its map "
+                         "kept being resized by another process; try again.")
 
     @property
     def map_size(self) -> int:
@@ -135,12 +145,23 @@ class Environment:
         except lmdb.MapResizedError:
             return None
 
+    def _refuse_nested_resize(self) -> None:
+        # Waiting here for our own outer transaction to end would never return.
+        if self._lock.held_by_this_thread():
+            raise StoreError(
+                f"the store at {self.path} must resize its map, but this thread is inside "
+                "another transaction on it; this is a pinrun bug, please report it "
+                "(then retry: the resize will succeed outside the transaction)."
+            )
+
     def _adopt_new_size(self) -> None:
         # Another process grew the map: size 0 means "take the size on disk".
+        self._refuse_nested_resize()
         with self._lock.exclusive():
             self._env.set_mapsize(0)
 
     def _grow(self, seen_size: int) -> None:
+        self._refuse_nested_resize()
         with self._lock.exclusive():
             if self.map_size == seen_size:  # another thread may have grown it already
                 self._env.set_mapsize(seen_size * 2)
@@ -192,6 +213,9 @@ class Environment:
                         txn.commit()
                     except lmdb.MapFullError:
                         txn.abort()
+                    except lmdb.Error as exc:
+                        txn.abort()
+                        raise _store_error(self.path, "write to", exc) from exc
                     except BaseException:
                         txn.abort()
                         raise
@@ -225,6 +249,11 @@ class Environment:
         """In a forked child: drop the inherited handle so the child can open its own."""
         self._closed = True
         self._env.close()
+
+
+def _store_error(path: Path, action: str, exc: Exception) -> StoreError:
+    return StoreError(f"could not {action} the store at {path}: {exc}. Check the free disk "
+                      "space and the file permissions; nothing of this operation was kept.")
 
 
 _ENVIRONMENTS: dict[Path, Environment] = {}

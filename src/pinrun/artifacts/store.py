@@ -196,7 +196,10 @@ class Store:
                 return STORE_FORMAT
             return found
 
-        found = self._env.write(check)
+        with self._env.read() as txn:
+            found: bytes | None = txn.get(b"format", db=meta)
+        if found is None and create:
+            found = self._env.write(check)  # the write lock only to create a store
         if found is None:
             raise StoreNotFoundError(str(self.path), searched_upward=False)
         if found != STORE_FORMAT:
@@ -367,8 +370,9 @@ class Store:
 
     def load_many(self, digests: list[Digest]) -> list[tuple[Kind, bytes]]:
         """Like :meth:`load` for many objects, read in one transaction."""
-        objects_db = self._env.dbs["objects"]
-        with self.environment.read() as txn:
+        env = self.environment  # first: in a forked child this opens the child's handle
+        objects_db = env.dbs["objects"]
+        with env.read() as txn:
             records = [txn.get(d.raw, db=objects_db) for d in digests]
         out = []
         for digest, record in zip(digests, records, strict=True):

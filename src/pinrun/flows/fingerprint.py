@@ -1,0 +1,567 @@
+"""A step's code fingerprint: one digest for the code a step runs.
+
+The digest must change when the step's logic changes and stay put otherwise,
+on every Python version pinrun supports (3.11 to 3.13). So it hashes neither
+``ast.dump`` text nor bytecode, both of which change between versions, but a
+canonical structure built from the syntax tree by hand:
+
+* a node is a dict ``{"_type": class name, field: value, ...}``; a node with
+  no fields left is just its class name (``"Load"``, ``"Add"``);
+* source positions and ``type_comment`` are dropped, and so are fields that
+  are ``None`` or an empty list, so a field a later Python adds with an empty
+  default (3.12's ``type_params``) changes nothing;
+* docstrings (the first statement of a module, class or function body when it
+  is a string) are dropped; a constant is ``(type name, value)`` so that ``1``,
+  ``1.0`` and ``True`` differ, while quote style or ``u""`` prefixes do not;
+* f-string parts are merged the same way on every version.
+
+To that the fingerprint adds, recursively, what the code reads from its
+module: project-local functions and classes (their own normalized trees),
+canonical values (the digest of their :func:`~pinrun.artifacts.codec.encode`
+bytes), and the qualified names of modules and of functions and classes from
+the standard library or installed packages. Anything else (a client object,
+a lock) is refused with :class:`FingerprintError`: a fingerprint that silently
+ignored state would claim a reproducibility it cannot prove.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import functools
+import inspect
+import sys
+import sysconfig
+import types
+import typing
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import blake3
+
+from pinrun.artifacts.codec import encode
+from pinrun.errors import InputError, UnsupportedValueError
+
+__all__ = ["Fingerprint", "FingerprintError", "fingerprint", "is_project_local",
+           "normalized_source_tree"]
+
+_FORMAT: Final = "pinrun.fingerprint/1"  # bump when the structure below changes meaning
+_POSITIONS: Final = frozenset({"lineno", "col_offset", "end_lineno", "end_col_offset"})
+_DEFINITIONS: Final = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+_HAS_DOCSTRING: Final = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What :func:`fingerprint` found: the digest and where the code came from."""
+
+    #: 64 lowercase hex characters: BLAKE3-256 of the canonical structure.
+    digest: str
+    #: Names of the project-local modules the code came from (the step's own included).
+    modules: frozenset[str]
+    #: Sorted qualified names of the project-local functions and classes folded in.
+    references: tuple[str, ...]
+
+
+class FingerprintError(InputError):
+    """A step's code reads something pinrun cannot fingerprint.
+
+    ``function`` is the qualified name of the function (or class) whose code
+    reads it, ``step`` the step being fingerprinted, and ``global_name`` the
+    name it is read through (``None`` when the problem is the code itself).
+    """
+
+    def __init__(self, step: str, function: str, global_name: str | None, problem: str) -> None:
+        self.step = step
+        self.function = function
+        self.global_name = global_name
+        super().__init__(
+            f"{problem}: pass version='...' to @pinrun.step to name the code version yourself "
+            "(and hash_includes=[...] for the values that identify it), or change the code so "
+            "that it reads only constants, functions, classes and modules."
+        )
+
+
+# ------------------------------------------------------------ normalization
+
+
+def normalized_source_tree(source: str) -> Any:
+    """The canonical structure of module (or function) source text.
+
+    Equal for two texts that differ only in comments, formatting, docstrings
+    or quote style; a ``status`` command uses it to tell such edits apart.
+    """
+    return _normalize(_parse(source))
+
+
+def _parse(source: str) -> ast.Module:
+    """Parse source that may be indented (a method) without touching string literals.
+
+    ``textwrap.dedent`` would also strip the indent inside multi-line strings,
+    and fails when one has lines at column 0; an ``if`` block accepts any indent.
+    """
+    if source[:1] in (" ", "\t"):
+        wrapper = ast.parse("if 1:\n" + source)
+        block = wrapper.body[0]
+        assert isinstance(block, ast.If)
+        return ast.Module(body=block.body, type_ignores=[])
+    return ast.parse(source)
+
+
+def _normalize(root: ast.AST) -> Any:
+    """The canonical structure of a tree, built children first without recursion.
+
+    A long ``elif`` chain nests hundreds of levels deep: Python compiles it,
+    so the fingerprint must not hit the recursion limit on it.
+    """
+    order: list[ast.AST] = []  # pre-order: reversed, every node comes after its children
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        order.append(node)
+        stack.extend(ast.iter_child_nodes(node))
+    done: dict[int, Any] = {}
+    for node in reversed(order):
+        done[id(node)] = _node(node, done)
+    return done[id(root)]
+
+
+def _node(node: ast.AST, done: dict[int, Any]) -> Any:
+    """One node as a dict of its fields in sorted order (sorting: no reliance on ``_fields``)."""
+
+    def field(value: Any) -> Any:
+        if isinstance(value, ast.AST):  # a merged f-string part is new: normalize it here
+            return done[id(value)] if id(value) in done else _node(value, done)
+        if isinstance(value, list):
+            # Keep None items: a None in Dict.keys or kw_defaults has a meaning by position.
+            return [field(item) if item is not None else None for item in value]
+        return value  # identifiers (str) and small ints such as ImportFrom.level
+
+    out: dict[str, Any] = {"_type": type(node).__name__}
+    for name in sorted(node._fields):
+        if name in _POSITIONS or name == "type_comment":
+            continue
+        if isinstance(node, ast.Constant):
+            if name == "value":
+                out[name] = _constant(node.value)
+            continue  # Constant.kind only records a u"" prefix: formatting
+        value: Any = getattr(node, name, None)
+        if name == "body" and isinstance(node, _HAS_DOCSTRING):
+            value = _without_docstring(value)
+        elif name == "values" and isinstance(node, ast.JoinedStr):
+            value = _merged_fstring_parts(value)
+        if value is None or (isinstance(value, list) and not value):
+            continue
+        out[name] = field(value)
+    return out if len(out) > 1 else out["_type"]
+
+
+def _constant(value: object) -> tuple[str, Any]:
+    payload = None if value is Ellipsis else value  # the codec has no spelling for ...
+    return (type(value).__name__, payload)
+
+
+def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
+    first = body[0] if body else None
+    if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+            and isinstance(first.value.value, str)):
+        return body[1:]
+    return body
+
+
+def _merged_fstring_parts(values: list[ast.expr]) -> list[ast.expr]:
+    """Merge adjacent literal parts and drop empty ones: versions split them differently."""
+    merged: list[ast.expr] = []
+    for part in values:
+        if isinstance(part, ast.Constant) and isinstance(part.value, str):
+            if not part.value:
+                continue
+            last = merged[-1] if merged else None
+            if isinstance(last, ast.Constant) and isinstance(last.value, str):
+                merged[-1] = ast.Constant(value=last.value + part.value)
+                continue
+        merged.append(part)
+    return merged
+
+
+# -------------------------------------------------------------- locality
+
+
+@functools.cache
+def _excluded_roots() -> tuple[Path, ...]:
+    paths = sysconfig.get_paths()
+    return tuple(Path(paths[key]).resolve() for key in ("stdlib", "platstdlib", "purelib",
+                                                        "platlib") if key in paths)
+
+
+def _is_local_path(path: str, project_root: Path) -> bool:
+    resolved = Path(path).resolve()
+    if not resolved.is_relative_to(project_root.resolve()):
+        return False
+    if {"site-packages", "dist-packages"} & set(resolved.parts):
+        return False
+    return not any(resolved.is_relative_to(root) for root in _excluded_roots())
+
+
+def is_project_local(module: types.ModuleType, project_root: Path) -> bool:
+    """True when ``module`` is the project's own code rather than its environment.
+
+    That is: its file lies under ``project_root`` and not in a site-packages or
+    dist-packages folder or the standard library. pinrun itself never counts:
+    it is part of the environment, even when developed inside the project.
+    """
+    name = module.__name__
+    if name == "pinrun" or name.startswith("pinrun."):
+        return False
+    file = getattr(module, "__file__", None)
+    return isinstance(file, str) and _is_local_path(file, project_root)
+
+
+# ----------------------------------------------------------- the walk
+
+
+def fingerprint(
+    func: Callable[..., Any], project_root: Path, hash_includes: Sequence[object] = ()
+) -> Fingerprint:
+    """Fingerprint a step function, with what it reads from the project.
+
+    ``hash_includes`` are extra values (canonical values, functions, classes
+    or modules) folded into the digest in order. Raises
+    :class:`FingerprintError` for code whose source is unavailable or that
+    reads a global pinrun cannot fingerprint.
+    """
+    target: Any = func
+    bound_to: list[object] = []
+    if isinstance(target, staticmethod | classmethod):
+        target = target.__func__
+    if isinstance(target, types.MethodType):
+        bound_to.append(target.__self__)
+        target = target.__func__
+    target = inspect.unwrap(target)
+    name = _qualified(target)
+    if not isinstance(target, types.FunctionType):
+        raise FingerprintError(name, name, None, f"step {name!r} is not a Python function "
+                               f"({_describe(target)}), so pinrun cannot fingerprint its code")
+    walker = _Walker(project_root, name)
+    step_key = walker.function(target, top=True)
+    walker.modules.add(target.__module__)
+    includes = [walker.include(item, f"hash_includes[{i}]") for i, item in enumerate(hash_includes)]
+    includes += [walker.classify(obj, "__self__", step_key, "is bound to an object")
+                 for obj in bound_to]
+    structure = {"format": _FORMAT, "step": step_key, "includes": includes,
+                 "objects": [[key, walker.entries[key]] for key in sorted(walker.entries)]}
+    return Fingerprint(
+        digest=blake3.blake3(encode(_tokens(structure))).hexdigest(),
+        modules=frozenset(walker.modules),
+        references=tuple(sorted(key for key in walker.entries if key != step_key)),
+    )
+
+
+class _Walker:
+    """One fingerprint's state: a flat table of the objects folded in, keyed by name.
+
+    Entries refer to each other by key, never by nesting, so mutual recursion
+    ends (a key is claimed before its references are followed) and the digest
+    does not depend on the order things were found in.
+    """
+
+    def __init__(self, project_root: Path, step: str) -> None:
+        self.root = project_root
+        self.step = step
+        self.entries: dict[str, Any] = {}
+        self.modules: set[str] = set()
+        self._keys: dict[int, str] = {}  # id(object) -> key; the objects outlive the walk
+
+    def _claim(self, obj: object) -> tuple[str, bool]:
+        """The key of ``obj`` and whether it is new; same-named objects get ``#2``, ``#3``."""
+        if id(obj) in self._keys:
+            return self._keys[id(obj)], False
+        base = key = obj.__name__ if isinstance(obj, types.ModuleType) else _qualified(obj)
+        count = 1
+        while key in self.entries:
+            count += 1
+            key = f"{base}#{count}"
+        self._keys[id(obj)] = key
+        self.entries[key] = None  # claimed: a cycle back here stops at the key
+        return key, True
+
+    def function(self, func: types.FunctionType, *, top: bool = False) -> str:
+        """Fold in a project function (or lambda); return its key."""
+        key, new = self._claim(func)
+        if not new:
+            return key
+        node = self._source_node(func, key)
+        if top and not isinstance(node, ast.Lambda):
+            node.decorator_list = []  # @pinrun.step(...) options are not the step's code
+        names = (_code_names([func.__code__]) & _name_ids(node)) | _definition_names([node])
+        cells = _closure(func)
+        refs = self._references(node, names, func.__globals__, cells, key)
+        self.entries[key] = {"kind": "function", "tree": _normalize(node), "refs": refs}
+        self.modules.add(func.__module__)
+        return key
+
+    def klass(self, cls: type) -> str:
+        """Fold in a project class: its whole body, methods included; return its key."""
+        key, new = self._claim(cls)
+        if not new:
+            return key
+        node = self._source_node(cls, key)
+        module = sys.modules[cls.__module__]
+        methods = list(_class_functions(cls, getattr(module, "__file__", None)))
+        names = (_code_names(m.__code__ for m in methods) & _name_ids(node)) | \
+            _definition_names(ast.iter_child_nodes(node))
+        cells: dict[str, object] = {}
+        for method in methods:
+            cells.update(_closure(method))
+        refs = self._references(node, names, vars(module), cells, key)
+        self.entries[key] = {"kind": "class", "tree": _normalize(node), "refs": refs}
+        self.modules.add(cls.__module__)
+        return key
+
+    def include(self, value: object, label: str) -> Any:
+        """One ``hash_includes`` item; a project module counts with its whole source."""
+        if isinstance(value, types.ModuleType) and is_project_local(value, self.root):
+            key, new = self._claim(value)
+            if new:
+                source = self._source(value, key, label)
+                self.entries[key] = {"kind": "module", "tree": normalized_source_tree(source)}
+                self.modules.add(value.__name__)
+            return ["module", key]
+        return self.classify(value, label, self.step, f"lists {label}")
+
+    def _references(self, node: ast.AST, names: set[str], module_globals: dict[str, Any],
+                    cells: dict[str, object], reader: str) -> list[Any]:
+        """Resolve what the code reads: globals, closure cells, ``module.attr`` chains."""
+        bound = {name: module_globals[name] for name in names if name in module_globals}
+        refs = [["global", name, self.classify(bound[name], name, reader)]
+                for name in sorted(bound)]
+        refs += [["closure", name, self.classify(cells[name], name, reader)]
+                 for name in sorted(cells)]
+        bound.update(cells)
+        for chain in sorted(_attribute_chains(node)):
+            obj = bound.get(chain[0])
+            for depth in range(1, len(chain)):
+                # Only a project module's attributes are code of ours; a missing one
+                # may be set later or be a submodule not imported: nothing to read yet.
+                if not (isinstance(obj, types.ModuleType) and is_project_local(obj, self.root)):
+                    break
+                if chain[depth] not in vars(obj):
+                    break
+                obj = vars(obj)[chain[depth]]
+                dotted = ".".join(chain[: depth + 1])
+                refs.append(["attribute", dotted, self.classify(obj, dotted, reader)])
+        return refs
+
+    def classify(self, value: object, name: str, reader: str, phrase: str = "") -> Any:
+        """The reference for one thing the code reads, or :class:`FingerprintError`."""
+        if isinstance(value, types.ModuleType):
+            if is_project_local(value, self.root):
+                self.modules.add(value.__name__)
+            return ["module", value.__name__]
+        if hasattr(value, "__wrapped__"):  # functools.wraps, lru_cache: fingerprint the inside
+            with contextlib.suppress(ValueError):  # a __wrapped__ cycle: keep the wrapper
+                value = inspect.unwrap(value)  # type: ignore[arg-type]
+        if isinstance(value, type):
+            return ["class", self.klass(value)] if self._local(value) else ["name",
+                                                                            _qualified(value)]
+        if isinstance(value, types.FunctionType):
+            return ["function", self.function(value)] if self._local(value) else ["name",
+                                                                                  _qualified(value)]
+        if isinstance(value, types.MethodType):
+            if not self._local(value.__func__):
+                return ["name", _qualified(value)]
+            owner = value.__self__
+            owner_ref = ["class", self.klass(owner)] if isinstance(owner, type) and \
+                self._local(owner) else self._value(owner)
+            if owner_ref is not None and isinstance(value.__func__, types.FunctionType):
+                return ["method", owner_ref, self.function(value.__func__)]
+        elif isinstance(value, types.BuiltinFunctionType | types.MethodDescriptorType |
+                        types.WrapperDescriptorType | types.MethodWrapperType |
+                        types.ClassMethodDescriptorType):
+            return ["name", _qualified(value)]
+        else:
+            ref = self._value(value)
+            if ref is not None:
+                return ref
+            if isinstance(value, types.GenericAlias | types.UnionType | typing.TypeVar) or \
+                    type(value).__module__ == "typing":
+                return ["typing", repr(value)]
+            # A named callable from the environment (a numpy ufunc): its name is its identity.
+            label = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
+            module = sys.modules.get(getattr(value, "__module__", None) or "")
+            if callable(value) and isinstance(label, str) and module is not None and \
+                    not is_project_local(module, self.root):
+                return ["name", _qualified(value)]
+        via = "" if reader == self.step else f" through {reader!r}"
+        raise FingerprintError(self.step, reader, name, f"step {self.step!r} "
+                               f"{phrase or f'reads the global {name!r}'} "
+                               f"({_describe(value)}){via}, which pinrun cannot fingerprint")
+
+    def _value(self, value: object) -> Any:
+        """A canonical value's reference, or None when the codec refuses it."""
+        try:
+            data = encode(value)
+        except UnsupportedValueError:
+            return None
+        cls = type(value)
+        # A dataclass, enum or model of the project: its methods are code it runs.
+        owner = self.klass(cls) if self._local(cls) else None
+        return ["value", blake3.blake3(data).hexdigest(), owner]
+
+    def _local(self, obj: Any) -> bool:
+        module = sys.modules.get(getattr(obj, "__module__", None) or "")
+        if module is not None:
+            return is_project_local(module, self.root)
+        code = getattr(obj, "__code__", None)  # a function whose module was never registered
+        return isinstance(code, types.CodeType) and _is_local_path(code.co_filename, self.root)
+
+    def _source(self, obj: Any, key: str, name: str | None = None) -> str:
+        try:
+            return inspect.getsource(obj)
+        except (OSError, TypeError) as exc:
+            raise FingerprintError(self.step, key, name, f"step {self.step!r} uses {key!r}, "
+                                   f"whose source code is not available ({exc})") from None
+
+    def _source_node(self, obj: Any, key: str) -> Any:
+        """The def, class or lambda node of ``obj``, checked against the loaded object."""
+        source = self._source(obj, key)
+        problem = "its source on disk no longer matches the loaded code (reload it)"
+        try:
+            body = _parse(source).body
+        except SyntaxError:
+            body, problem = [], "its source cannot be parsed on its own"
+        if getattr(obj, "__name__", None) == "<lambda>":
+            lambdas = [n for stmt in body for n in ast.walk(stmt) if isinstance(n, ast.Lambda)]
+            if len(lambdas) == 1:
+                return lambdas[0]
+            problem = "pinrun cannot tell it apart from other code on its source lines"
+        elif body and isinstance(body[0], ast.FunctionDef | ast.AsyncFunctionDef |
+                                 ast.ClassDef) and body[0].name == obj.__name__:
+            return body[0]
+        raise FingerprintError(self.step, key, None, f"step {self.step!r} uses {key!r}, "
+                               f"which pinrun cannot fingerprint: {problem}")
+
+
+# ------------------------------------------------------------ helpers
+
+
+def _tokens(structure: Any) -> list[Any]:
+    """The structure as one flat list, which is what gets hashed.
+
+    orjson refuses to nest past 255 levels and a long ``elif`` chain nests
+    deeper. A dict or list becomes a ``["dict", n]`` or ``["list", n]`` marker
+    followed by its items (dict keys sorted); leaves are never lists, so the
+    flat list still spells exactly one structure.
+    """
+    out: list[Any] = []
+    stack = [structure]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            out.append(["dict", len(item)])
+            stack += reversed([part for key in sorted(item) for part in (key, item[key])])
+        elif isinstance(item, list):
+            out.append(["list", len(item)])
+            stack += reversed(item)
+        else:
+            out.append(item)
+    return out
+
+
+def _code_names(codes: Iterable[types.CodeType]) -> set[str]:
+    """``co_names`` of the code objects and all code nested in them (globals and attributes)."""
+    names: set[str] = set()
+    stack = list(codes)
+    while stack:
+        code = stack.pop()
+        names.update(code.co_names)
+        stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return names
+
+
+def _name_ids(node: ast.AST) -> set[str]:
+    """Every ``Name`` in the tree; ``co_names`` minus these are attribute names only."""
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def _definition_names(nodes: Iterable[ast.AST]) -> set[str]:
+    """Names evaluated when a def or class statement runs: decorators, defaults, class bodies."""
+    found: set[str] = set()
+    stack = list(nodes)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _DEFINITIONS):
+            args = node.args
+            stack += [*args.defaults, *(d for d in args.kw_defaults if d is not None)]
+            if not isinstance(node, ast.Lambda):
+                stack += node.decorator_list
+            continue  # the body runs later, in its own scope: code names cover it
+        if isinstance(node, ast.Name):
+            found.add(node.id)
+        stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _attribute_chains(node: ast.AST) -> set[tuple[str, ...]]:
+    """``a.b.c`` as ``("a", "b", "c")`` for every attribute chain rooted at a plain name."""
+    chains: set[tuple[str, ...]] = set()
+    for attr in ast.walk(node):
+        parts: list[str] = []
+        current: ast.AST = attr
+        while isinstance(current, ast.Attribute):
+            parts.append(current.attr)
+            current = current.value
+        if parts and isinstance(current, ast.Name):
+            chains.add((current.id, *reversed(parts)))
+    return chains
+
+
+def _closure(func: types.FunctionType) -> dict[str, object]:
+    cells: dict[str, object] = {}
+    for name, cell in zip(func.__code__.co_freevars, func.__closure__ or (), strict=True):
+        try:
+            cells[name] = cell.cell_contents
+        except ValueError:  # an empty cell: the enclosing scope has not bound it yet
+            continue
+    return cells
+
+
+def _class_functions(cls: type, module_file: str | None) -> Iterator[types.FunctionType]:
+    """Functions written in the class body (methods, static/class methods, properties)."""
+    for attribute in vars(cls).values():
+        value = attribute.__func__ if isinstance(attribute, staticmethod | classmethod) \
+            else attribute
+        inner = [value.fget, value.fset, value.fdel] if isinstance(value, property) else \
+            [getattr(value, "func", value)]  # functools.cached_property keeps .func
+        for item in inner:
+            if isinstance(item, type) and item.__qualname__.startswith(cls.__qualname__ + "."):
+                yield from _class_functions(item, module_file)
+            elif isinstance(item, types.FunctionType) and \
+                    item.__code__.co_filename == module_file:  # not generated (dataclass __init__)
+                yield item
+
+
+def _qualified(obj: object) -> str:
+    """``module.qualname``, with the shortest public package that exports the object."""
+    module = getattr(obj, "__module__", None)
+    if not isinstance(module, str):
+        owner = getattr(obj, "__objclass__", None) or type(getattr(obj, "__self__", None))
+        module = getattr(owner, "__module__", None) or "?"
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or "?"
+    parts = module.split(".")
+    for depth in range(1, len(parts)):
+        # pathlib.Path lives in pathlib._local on 3.13: name it as users import it.
+        package = sys.modules.get(".".join(parts[:depth]))
+        if package is not None and "." not in name and vars(package).get(name) is obj:
+            return f"{package.__name__}.{name}"
+    return f"{module}.{name}"
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, types.MethodType):
+        return f"a method of {_describe(value.__self__)}"
+    cls = type(value)
+    name = cls.__qualname__ if cls.__module__ == "builtins" else _qualified(cls)
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
