@@ -124,7 +124,8 @@ class UnknownRefError(InputError):
 
     def __init__(self, ref: str) -> None:
         self.ref = ref
-        super().__init__(f"ref {ref!r} is not set in this store.")
+        super().__init__(f"no ref named {ref!r} in this store (and it is not a digest). "
+                         "Check the name, or the --store the command is using.")
 
 
 class BundleError(InputError):

@@ -205,3 +205,13 @@ def test_progress_is_reported(store: Store, tmp_path: Path, fresh: Store) -> Non
     assert imported
     assert all(total == size and 0 < done <= size for done, total in imported)
     assert [done for done, _ in imported] == sorted(done for done, _ in imported)
+
+
+def test_truncated_manifest_is_one_clear_message(bundle: Path, fresh: Store) -> None:
+    """A bundle cut inside its manifest says so once, without nested messages."""
+    data = bundle.read_bytes()
+    bundle.write_bytes(data[: len(MAGIC) + 10])
+    with pytest.raises(BundleError) as caught:
+        import_bundle(fresh, bundle)
+    assert str(caught.value).count("Nothing was written") == 1
+    assert "truncated" in str(caught.value)

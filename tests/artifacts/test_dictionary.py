@@ -189,3 +189,30 @@ def test_stats_report_the_dictionary(store: Store) -> None:
     assert figures.dictionary == store.ref(DICTIONARY_REF)
     assert figures.dictionary_records == len(digests)
     assert figures.as_dict()["dictionary"] == figures.dictionary.hex
+
+
+def test_internal_refs_stay_home(store: Store, tmp_path: Path) -> None:
+    """export --all leaves pinrun's own refs behind; a target with its own dictionary imports."""
+    _fill(store)
+    export_bundle(store, None, tmp_path / "all.pinrun")
+    with Store.open(tmp_path / "other", create=True) as other:
+        with other.batch() as batch:
+            for n in range(TRAINING_SAMPLES + 50):
+                batch.put_value({"other": n, "text": f"record number {n} of the other store " * 4})
+        own = other.ref(DICTIONARY_REF)
+        report = import_bundle(other, tmp_path / "all.pinrun")
+        assert DICTIONARY_REF not in report.refs
+        assert other.ref(DICTIONARY_REF) == own
+        assert other.get_value(other.ref("tags/first")) == _order(0)
+
+
+def test_damaged_dictionary_is_reported_once(store: Store) -> None:
+    """fsck names a damaged dictionary once, not once per record that uses it."""
+    _fill(store)
+    trained = store.ref(DICTIONARY_REF)
+    env = store.environment
+    record = bytearray(env.write(lambda txn: txn.get(trained.raw, db=env.dbs["objects"])))
+    record[-100] ^= 0xFF
+    env.write(lambda txn: txn.put(trained.raw, bytes(record), db=env.dbs["objects"]))
+    dictionary_module._CACHE.clear()
+    assert [(p.kind, p.digest) for p in fsck(store).problems] == [("corrupt", trained)]

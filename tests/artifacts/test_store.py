@@ -108,7 +108,11 @@ def test_resolve_rejects_bad_prefixes(store: Store) -> None:
     with pytest.raises(InvalidDigestError, match="at least 6"):
         store.resolve("abc")
     with pytest.raises(InvalidDigestError, match="hexadecimal"):
-        store.resolve("xyzxyz")
+        store.resolve("12-34-56")
+    with pytest.raises(UnknownRefError, match="not a digest"):
+        store.resolve("xyzxyz")  # could be a ref name: says neither ref nor digest
+    with pytest.raises(UnknownRefError, match="no ref named 'runs/none'"):
+        store.resolve("runs/none")
     unknown = compute_digest(Kind.VALUE, b"not stored").hex
     with pytest.raises(UnknownDigestError):
         store.resolve(unknown[:10])
@@ -348,3 +352,12 @@ def test_load_many_in_a_forked_child(store: Store) -> None:
     worker.start()
     worker.join(timeout=60)
     assert worker.exitcode == 0
+
+
+def test_refs_without_a_slash_resolve(store: Store) -> None:
+    """Any valid ref name resolves, with or without a slash, even one made of hex letters."""
+    digest = store.put_value("named")
+    store.set_ref("latest", digest)
+    store.set_ref("cafe00", digest)
+    assert store.resolve("latest") == digest
+    assert store.resolve("cafe00") == digest

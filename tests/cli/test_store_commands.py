@@ -89,7 +89,8 @@ def test_cat_value_tree_blob_raw_json(runner: CliRunner, populated: Path) -> Non
 def test_cat_bad_names_exit_2(runner: CliRunner, populated: Path) -> None:
     """Unknown, short or non-hex names are bad input: exit 2 with the reason."""
     assert "at least 6" in run(runner, "cat", "abc", code=2).stderr
-    assert "hexadecimal" in run(runner, "cat", "ghijkl", code=2).stderr
+    assert "hexadecimal" in run(runner, "cat", "12-34-56", code=2).stderr
+    assert "no ref named 'runs/none'" in run(runner, "cat", "runs/none", code=2).stderr
     assert "no object" in run(runner, "cat", "0123456789", code=2).stderr
 
 
@@ -179,3 +180,45 @@ def test_debug_shows_the_traceback(runner: CliRunner) -> None:
     debug = runner.invoke(cli, ["--debug", "stats"])
     assert isinstance(debug.exception, StoreNotFoundError)
     assert debug.exc_info is not None
+
+
+def test_cat_shows_keys_that_look_like_markup(runner: CliRunner, tmp_path: Path) -> None:
+    """Snapshot keys are shown as text, even when they look like rich markup."""
+    run(runner, "init")
+    with Store.open(tmp_path / ".pinrun") as store:
+        store.set_ref("snapshots/odd", store.put_snapshot({"[/bold]": 1, "[red]x": 2}))
+    out = run(runner, "cat", "snapshots/odd").output
+    assert "[/bold]" in out
+    assert "[red]x" in out
+
+
+def test_import_from_a_subfolder_uses_the_project_store(runner: CliRunner,
+                                                        populated: Path,
+                                                        tmp_path: Path) -> None:
+    """import finds the store upward, as every command does, instead of making a new one."""
+    run(runner, "export", "runs/one", "-o", "b.pinrun")
+    with Store.open(tmp_path / "elsewhere", create=True) as other:
+        other_bundle = tmp_path / "other.pinrun"
+        other.set_ref("runs/two", other.put_snapshot({"x": 1}))
+        from pinrun.artifacts.bundle import export_bundle
+
+        export_bundle(other, ["runs/two"], other_bundle)
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    import os
+
+    os.chdir(sub)
+    run(runner, "import", str(other_bundle))
+    assert not (sub / ".pinrun").exists()
+    with Store.open(populated) as store:
+        assert store.get_ref("runs/two") is not None
+    assert "no bundle file" in run(runner, "import", "missing.pinrun", code=2).stderr
+    assert not (sub / ".pinrun").exists()
+
+
+def test_export_refuses_a_folder_and_mixed_roots(runner: CliRunner, populated: Path,
+                                                 tmp_path: Path) -> None:
+    """Exporting to a folder, or roots together with --all, are input errors (exit 2)."""
+    (tmp_path / "adir").mkdir()
+    assert "is a folder" in run(runner, "export", "--all", "-o", "adir", code=2).stderr
+    assert "not both" in run(runner, "export", "runs/one", "--all", "-o", "x", code=2).stderr

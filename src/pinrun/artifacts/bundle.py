@@ -39,6 +39,8 @@ from pinrun.errors import BundleError, InputError, MissingObjectError, PinrunErr
 __all__ = ["ExportReport", "ImportReport", "export_bundle", "import_bundle"]
 
 MAGIC: Final = b"PINRUN-BUNDLE\n"
+#: Refs under this prefix belong to pinrun itself and never travel in bundles.
+INTERNAL_REF_PREFIX: Final = "pinrun/"
 BUNDLE_FORMAT: Final = 1
 _U32: Final = struct.Struct("<I")
 _U64: Final = struct.Struct("<Q")
@@ -72,7 +74,10 @@ class ImportReport:
 def _split_roots(store: Store, roots: Sequence[str] | None) -> tuple[dict[str, Digest],
                                                                       list[Digest]]:
     if roots is None:
-        return store.refs(), []
+        # pinrun's own refs (the compression dictionary) stay home: the records
+        # that need a dictionary carry it by digest anyway.
+        return {name: d for name, d in store.refs().items()
+                if not name.startswith(INTERNAL_REF_PREFIX)}, []
     refs: dict[str, Digest] = {}
     digests: list[Digest] = []
     for text in roots:
@@ -99,6 +104,9 @@ def export_bundle(store: Store, roots: Sequence[str] | None, path: str | Path,
     ``progress(objects_written, 0)`` is called as the export goes.
     """
     out = Path(path)
+    if out.is_dir():
+        raise InputError(f"{out} is a folder; give the bundle's file name, "
+                         f"e.g. {out / 'runs.pinrun'}")
     refs, digests = _split_roots(store, roots)
     env = store.environment
     objects_db = env.dbs["objects"]
@@ -205,8 +213,9 @@ def _read_manifest(reader: _Reader) -> dict[str, Any]:
     (size,) = _U32.unpack(reader.take(4, "the manifest size"))
     if size > _MAX_MANIFEST:
         raise BundleError(reader.name, f"its manifest claims {size} bytes, which is implausible")
+    text = reader.take(size, "the manifest")  # outside the try: its own errors are clear
     try:
-        manifest = orjson.loads(reader.take(size, "the manifest"))
+        manifest = orjson.loads(text)
         refs = {str(k): Digest.from_hex(v) for k, v in manifest["refs"].items()}
         roots = [Digest.from_hex(v) for v in manifest["roots"]]
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, PinrunError) as exc:
@@ -287,7 +296,8 @@ def import_bundle(store: Store, path: str | Path, *, force: bool = False,
     batch = WriteBatch(store)
     for obj in objects:
         batch.add(obj)
-    refs: dict[str, Digest] = manifest["refs"]
+    refs: dict[str, Digest] = {name: target for name, target in manifest["refs"].items()
+                               if not name.startswith(INTERNAL_REF_PREFIX)}
     for name, target in refs.items():
         current = store.get_ref(name)
         if current is not None and current != target and not force:

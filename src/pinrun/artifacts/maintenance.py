@@ -87,7 +87,9 @@ def fsck(store: Store, progress: Progress = _no_progress) -> FsckReport:
         try:
             kind, payload = open_record(digest, record, store._load_dictionary)
         except CorruptObjectError as exc:
-            report.problems.append(Problem("corrupt", digest, str(exc)))
+            if exc.digest == digest:
+                report.problems.append(Problem("corrupt", digest, str(exc)))
+            # else: its dictionary is damaged, which is reported once, as that object
             continue
         except MissingObjectError:
             continue  # its dictionary is missing: reported below, once, as that object

@@ -50,6 +50,7 @@ from pinrun.artifacts.refs import ANY, RefExpectation, check_expected, validate_
 from pinrun.errors import (
     AmbiguousDigestError,
     CorruptObjectError,
+    InputError,
     MissingObjectError,
     StoreError,
     StoreNotFoundError,
@@ -305,6 +306,8 @@ class Store:
             if trained and txn.get(DICTIONARY_REF.encode(), db=refs_db) is None:
                 assert dictionary is not None
                 txn.put(DICTIONARY_REF.encode(), dictionary.digest.raw, db=refs_db)
+                _add_counter(txn, meta_db, _OFFERED_OBJECTS, 1)  # it is stored: count it
+                _add_counter(txn, meta_db, _OFFERED_BYTES, len(dictionary.data))
             _, added = txn.cursor(db=objects_db).putmulti(records + extra, overwrite=False)
             for name, target, _ in refs:
                 if target is None:
@@ -403,11 +406,24 @@ class Store:
         return read_header(digest, record)
 
     def resolve(self, text: str) -> Digest:
-        """The digest a ref name, a full digest or a unique prefix (>= 6 hex) names."""
-        target = self.get_ref(text) if "/" in text else None
+        """The digest a ref name, a full digest or a unique prefix (>= 6 hex) names.
+
+        A name that is a set ref wins; a name that is not hexadecimal is a ref
+        name, and an unknown one raises :class:`~pinrun.errors.UnknownRefError`.
+        """
+        cleaned = text.strip()
+        is_hex = bool(cleaned) and all(ch in "0123456789abcdefABCDEF" for ch in cleaned)
+        try:
+            target = self.get_ref(cleaned)
+        except InputError:
+            target = None  # not even a valid ref name: treat it as a digest below
         if target is not None:
             return target
-        prefix = validate_prefix(text)
+        if not is_hex:
+            if "/" in cleaned or cleaned.isidentifier():
+                raise UnknownRefError(cleaned)
+            validate_prefix(cleaned)  # raises the precise "not a digest" error
+        prefix = validate_prefix(cleaned)
         matches = self._match_prefix(prefix, limit=6)
         if not matches:
             raise UnknownDigestError(prefix)

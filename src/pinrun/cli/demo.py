@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,8 @@ def _tour(folder: Path) -> None:
         assert back == second, "the store returned a different state"  # demo self-check
         out.print("[bold]4. Read back[/bold]: every object re-hashed on read; the state "
                   "equals the original, types included (Decimal, date, tuple)")
-        bundle = folder.parent / "demo.pinrun"
+        scratch = Path(tempfile.mkdtemp(prefix="pinrun-demo-bundle-"))
+        bundle = scratch / "demo.pinrun"
         exported = export_bundle(store, ["demo/after"], bundle)
         out.print(f"[bold]5. Export[/bold] demo/after to {bundle.name}: {exported.objects} "
                   f"objects, {human_bytes(exported.bytes)}")
@@ -79,9 +81,10 @@ def _tour(folder: Path) -> None:
                   f"{human_bytes(figures.total_stored_bytes)} stored for "
                   f"{human_bytes(figures.offered_raw_bytes)} written: dedup "
                   f"{figures.dedup_ratio:.2f}x, compression {figures.compression_ratio:.2f}x")
-    with Store.open(folder.parent / "imported", create=True) as other:
+    with Store.open(scratch / "imported", create=True) as other:
         imported = import_bundle(other, bundle)
         report = fsck(other)
         out.print(f"[bold]7. Import[/bold] into a fresh store: {imported.objects} objects "
                   f"verified; fsck: {'clean' if report.ok else report.problems}")
+    shutil.rmtree(scratch, ignore_errors=True)
     out.print("\nNext: `pinrun init` in your project, then see `pinrun --help`.")

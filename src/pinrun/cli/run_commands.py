@@ -144,6 +144,7 @@ def runs_command(store: Store, flow_name: str | None, status: str | None, limit:
                  as_json: bool) -> None:
     """List recorded runs, newest first."""
     from rich.table import Table
+    from rich.text import Text
 
     selected = [run for run in _all_runs(store)
                 if (flow_name is None or run.flow == flow_name)
@@ -156,7 +157,7 @@ def runs_command(store: Store, flow_name: str | None, status: str | None, limit:
         return
     table = Table("run", "flow", "status", "steps", box=None, pad_edge=False)
     for run in selected:
-        table.add_row(run.id, run.flow, run.status, str(len(run.steps)))
+        table.add_row(run.id, Text(run.flow), run.status, str(len(run.steps)))
     console().print(table)
 
 
@@ -171,6 +172,7 @@ def show_command(store: Store, run_id: str, as_json: bool) -> None:
     RUN is a run id or a unique prefix of one.
     """
     from rich.table import Table
+    from rich.text import Text
 
     from pinrun.engine.records import load_run
 
@@ -196,22 +198,23 @@ def show_command(store: Store, run_id: str, as_json: bool) -> None:
                     "inputs": run.inputs.hex, "state": run.state.hex, "steps": steps})
         return
     out = console()
-    out.print(f"run [bold]{run.id}[/bold]  flow {run.flow}  status [bold]{run.status}[/bold]")
+    out.print(Text.assemble("run ", (run.id, "bold"), f"  flow {run.flow}  status ",
+                            (run.status, "bold")))
     out.print(f"inputs {run.inputs.short}  final state {run.state.short}")
     table = Table("step", "status", "inputs", "outputs", "effects", "time", box=None,
                   pad_edge=False)
     for item, row in zip(run.steps, steps, strict=True):
-        table.add_row(item.name, item.status, item.inputs.short,
+        table.add_row(Text(item.name), item.status, item.inputs.short,
                       item.outputs.short if item.outputs else "-",
                       ", ".join(row["effects"]) or "-",
                       f"{row['seconds'] * 1000:.1f} ms" if row["seconds"] is not None else "")
     out.print(table)
     for row in steps:
         for hazard in row["hazards"]:
-            out.print(f"hazard in {row['name']}: {hazard}")
+            out.print(Text(f"hazard in {row['name']}: {hazard}"))
         if row["error"]:
-            out.print(f"[red]{row['name']} failed: {row['error']['type']}: "
-                      f"{row['error']['message']}[/red]")
+            out.print(Text(f"{row['name']} failed: {row['error']['type']}: "
+                           f"{row['error']['message']}", style="red"))
 
 
 COMMANDS = (run_command, runs_command, show_command)

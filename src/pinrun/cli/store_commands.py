@@ -102,6 +102,7 @@ def _show_blob(payload: bytes) -> None:
 
 def _show_tree(store: Store, entries: Any) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from pinrun.artifacts.digest import Digest
 
@@ -111,7 +112,7 @@ def _show_tree(store: Store, entries: Any) -> None:
     for key, ref in pairs:
         digest = Digest.from_hex(ref["$digest"])
         kind = store.info(digest).kind.value if store.has(digest) else "missing"
-        table.add_row(str(key), kind, digest.hex)
+        table.add_row(Text(str(key)), kind, digest.hex)  # a key is data, not rich markup
     console().print(table)
 
 
@@ -122,6 +123,7 @@ def _show_tree(store: Store, entries: Any) -> None:
 def stats(store: Store, as_json: bool) -> None:
     """Objects by kind, raw and stored bytes, compression and dedup ratios."""
     from rich.table import Table
+    from rich.text import Text
 
     from pinrun.artifacts.maintenance import stats as compute_stats
 
@@ -129,8 +131,8 @@ def stats(store: Store, as_json: bool) -> None:
     if as_json:
         print_json({"store": str(store.path), **figures.as_dict()})
         return
-    table = Table("kind", "objects", "raw", "stored", title=f"pinrun store {store.path}",
-                  title_justify="left")
+    table = Table("kind", "objects", "raw", "stored",
+                  title=Text(f"pinrun store {store.path}"), title_justify="left")
     for kind, count in figures.objects.items():
         if count:
             table.add_row(kind, f"{count:,}", human_bytes(figures.raw_bytes[kind]),
@@ -223,6 +225,8 @@ def export_command(store: Store, roots: tuple[str, ...], output: str, everything
 
     if not roots and not everything:
         raise click.UsageError("name at least one ref or digest to export, or pass --all")
+    if roots and everything:
+        raise click.UsageError("give refs or digests to export, or --all, not both")
     with progress_bar("exporting objects") as update:
         report = export_bundle(store, None if everything else list(roots), output, update)
     if as_json:
@@ -243,12 +247,20 @@ def import_command(bundle: str, force: bool, as_json: bool, store_path: str | No
     """Verify BUNDLE completely, then add its objects and refs to the store.
 
     A damaged, truncated or altered bundle is refused and nothing is written.
-    The store is created if it does not exist yet.
+    The store is the one found upward (or --store); without one, ./.pinrun is made.
     """
-    from pinrun.artifacts.bundle import import_bundle
+    from pathlib import Path
 
-    with open_cli_store(store_path, create=True) as store, \
-            progress_bar("verifying bundle bytes") as update:
+    from pinrun.artifacts.bundle import import_bundle
+    from pinrun.errors import InputError, StoreNotFoundError
+
+    if not Path(bundle).is_file():
+        raise InputError(f"no bundle file at {bundle}")
+    try:
+        store = open_cli_store(store_path)  # the project's store, found upward
+    except StoreNotFoundError:
+        store = open_cli_store(store_path, create=True)  # none yet: make one here
+    with store, progress_bar("verifying bundle bytes") as update:
         report = import_bundle(store, bundle, force=force, progress=update)
     if as_json:
         print_json({"objects": report.objects, "new_objects": report.new_objects,
