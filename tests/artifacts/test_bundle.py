@@ -10,7 +10,7 @@ import blake3
 import pytest
 
 from pinrun.artifacts.bundle import MAGIC, export_bundle, import_bundle
-from pinrun.artifacts.digest import Digest
+from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.maintenance import fsck
 from pinrun.artifacts.store import Store
 from pinrun.errors import BundleError, InputError, MissingObjectError
@@ -97,7 +97,7 @@ def test_tampered_record_rejected(bundle: Path, fresh: Store) -> None:
     # The last record's payload ends just before the end tag, count and checksum.
     data[-(1 + 8 + 32) - 3] ^= 0x40
     bundle.write_bytes(bytes(data))
-    with pytest.raises(BundleError, match="does not match its digest"):
+    with pytest.raises(BundleError, match="altered or damaged"):
         import_bundle(fresh, bundle)
     _assert_untouched(fresh)
 
@@ -215,3 +215,31 @@ def test_truncated_manifest_is_one_clear_message(bundle: Path, fresh: Store) -> 
         import_bundle(fresh, bundle)
     assert str(caught.value).count("Nothing was written") == 1
     assert "truncated" in str(caught.value)
+
+
+def _bundle_with(store: Store, tmp_path: Path, kind: Kind, payload: bytes) -> Path:
+    """A well-formed bundle (digests and checksum right) holding one crafted object."""
+    from pinrun.artifacts.objects import encode_record
+
+    obj = encode_record(kind, payload)
+    store.put_objects([obj])
+    store.set_ref("bad/object", obj.digest)
+    path = tmp_path / "crafted.pinrun"
+    export_bundle(store, ["bad/object"], path)
+    return path
+
+
+@pytest.mark.parametrize(("kind", "payload"), [
+    (Kind.VALUE, b"this is not json"),
+    (Kind.TREE, b'{"entries":[1,2],"type":"map"}'),
+    (Kind.TREE, b'{"entries":{"a":"not a digest"},"type":"map"}'),
+])
+def test_objects_that_do_not_parse_are_refused(store: Store, tmp_path: Path, fresh: Store,
+                                               kind: Kind, payload: bytes) -> None:
+    """A crafted object whose digest is right but whose content is nonsense is refused."""
+    path = _bundle_with(store, tmp_path, kind, payload)
+    problems = fsck(store).problems
+    assert [p.kind for p in problems] == ["corrupt"]
+    with pytest.raises(BundleError, match="altered or damaged"):
+        import_bundle(fresh, path)
+    _assert_untouched(fresh)

@@ -1397,3 +1397,19 @@ def test_compiled_plain_check_is_built_where_a_compiler_is() -> None:
 
     built = codec_module._plain is not codec_module._plain_python
     assert built == (shutil.which("cc") is not None or shutil.which("gcc") is not None)
+
+
+def test_pandas_categoricals_keep_categories_and_order() -> None:
+    """A categorical keeps its category list, their order, `ordered`, and missing values."""
+    series = pd.Series(pd.Categorical(["a", "b", "a", None], categories=["b", "a", "z"],
+                                      ordered=True), name="grade")
+    pd.testing.assert_series_equal(round_trip(series), series)
+    frame = pd.DataFrame({"k": pd.Categorical(["x", "y"]), "v": [1, 2]})
+    pd.testing.assert_frame_equal(round_trip(frame), frame)
+
+
+def test_pandas_missing_values_in_extension_columns_are_refused_clearly() -> None:
+    """A nullable column holding pd.NA is refused with a clear error, never stored wrongly."""
+    frame = pd.DataFrame({"n": pd.array([1, None], dtype="Int64")})
+    with pytest.raises(UnsupportedValueError):
+        encode(frame, root="state")

@@ -244,12 +244,26 @@ def _dec_npscalar(payload: list[Any], dec: Dec) -> Any:
 
 def _enc_pandas_values(series: Any, enc: Enc) -> Any:
     dtype = series.dtype
+    if type(dtype).__name__ == "CategoricalDtype":
+        # Categories and order are part of the value: str(dtype) ("category") would lose them.
+        return {"categorical": {
+            "categories": _enc_index(dtype.categories, enc),
+            "codes": _enc_ndarray(series.cat.codes.to_numpy(), enc)["$ndarray"],
+            "ordered": bool(dtype.ordered),
+        }}
     if getattr(dtype, "kind", "O") not in "OV" and type(dtype).__module__.startswith("numpy"):
         return {"numpy": _enc_ndarray(series.to_numpy(), enc)["$ndarray"]}
     return {"dtype": str(dtype), "values": enc(series.tolist())}
 
 
 def _dec_pandas_values(encoded: dict[str, Any], dec: Dec) -> Any:
+    if "categorical" in encoded:
+        import pandas as pd
+
+        spec = encoded["categorical"]
+        return pd.Categorical.from_codes(_dec_ndarray(spec["codes"], dec),
+                                         categories=_dec_index(spec["categories"], dec),
+                                         ordered=spec["ordered"])
     if "numpy" in encoded:
         return _dec_ndarray(encoded["numpy"], dec)
     import pandas as pd

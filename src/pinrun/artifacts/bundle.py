@@ -33,7 +33,7 @@ import orjson
 from pinrun.artifacts.digest import DIGEST_SIZE, Digest
 from pinrun.artifacts.objects import EncodedObject, open_record, read_header, record_dictionary
 from pinrun.artifacts.store import Store, WriteBatch
-from pinrun.artifacts.trees import references
+from pinrun.artifacts.trees import check_structure, references
 from pinrun.errors import BundleError, InputError, MissingObjectError, PinrunError
 
 __all__ = ["ExportReport", "ImportReport", "export_bundle", "import_bundle"]
@@ -254,10 +254,10 @@ def _read_objects(reader: _Reader, store: Store) -> tuple[list[EncodedObject],
     for digest, record in raw:
         try:
             kind, payload = open_record(digest, record, load_dictionary)
+            check_structure(digest, kind, payload)
         except PinrunError as exc:
-            raise BundleError(reader.name, f"object {digest.hex} does not match its digest "
-                              f"({exc.__class__.__name__}): the bundle was altered or damaged") \
-                from None
+            raise BundleError(reader.name, f"object {digest.hex} is not what it claims to be "
+                              f"({exc}); the bundle was altered or damaged") from None
         objects.append(EncodedObject(digest, kind, record, read_header(digest, record).raw_size))
         for child in references(kind, payload):
             needed.setdefault(child, digest.hex)

@@ -317,9 +317,16 @@ def _dec_tag(tag: str, payload: Any) -> Any:
         raise UndecodableValueError(f"its {tag} payload does not fit ({exc!r})") from None
 
 
+def _loads(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise UndecodableValueError(f"it is not canonical JSON ({exc})") from None
+
+
 def decode(data: bytes) -> Any:
     """Rebuild the value that :func:`encode` turned into ``data``."""
-    obj = orjson.loads(data)
+    obj = _loads(data)
     # Tags always appear as the bytes {"$ : plain keys never start with $ and a
     # quote inside a string is escaped, so without them there is nothing to undo.
     # A lone $ is rare in data and memchr finds it ~50x faster than a search
@@ -331,4 +338,4 @@ def decode(data: bytes) -> Any:
 
 def decode_tagged(data: bytes) -> Any:
     """The stored JSON structure itself, tags included, importing nothing (for display)."""
-    return orjson.loads(data)
+    return _loads(data)

@@ -18,7 +18,7 @@ from typing import Any
 from pinrun.artifacts.digest import DIGEST_SIZE, Digest, Kind
 from pinrun.artifacts.objects import open_record, read_header, record_dictionary
 from pinrun.artifacts.store import DICTIONARY_REF, Store
-from pinrun.artifacts.trees import references
+from pinrun.artifacts.trees import check_structure, references
 from pinrun.errors import CorruptObjectError, MissingObjectError, PinrunError
 
 __all__ = ["FsckReport", "GcReport", "Problem", "StoreStats", "fsck", "gc", "stats"]
@@ -86,6 +86,7 @@ def fsck(store: Store, progress: Progress = _no_progress) -> FsckReport:
             wanted.setdefault(dictionary.raw, digest)
         try:
             kind, payload = open_record(digest, record, store._load_dictionary)
+            check_structure(digest, kind, payload)
         except CorruptObjectError as exc:
             if exc.digest == digest:
                 report.problems.append(Problem("corrupt", digest, str(exc)))

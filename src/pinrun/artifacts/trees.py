@@ -20,7 +20,7 @@ from typing import Any, Final, Protocol
 
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind
-from pinrun.errors import CorruptObjectError, UnsupportedValueError
+from pinrun.errors import CorruptObjectError, PinrunError, UnsupportedValueError
 
 __all__ = [
     "CHUNK_SIZE",
@@ -28,6 +28,7 @@ __all__ = [
     "SUBTREE_THRESHOLD",
     "ObjectSink",
     "ObjectSource",
+    "check_structure",
     "load_entry",
     "load_snapshot",
     "references",
@@ -99,10 +100,39 @@ def store_snapshot(sink: ObjectSink, state: Mapping[str, Any], root: str = "stat
 
 
 def _tree(digest: Digest, payload: bytes) -> dict[str, Any]:
-    tree = codec.decode(payload)
-    if type(tree) is not dict or tree.get("type") not in ("map", "chunks"):
-        raise CorruptObjectError(digest, None, "it is stored as a tree but is not a tree")
-    return tree
+    try:
+        tree = codec.decode(payload)
+    except PinrunError:
+        tree = None
+    kind = tree.get("type") if type(tree) is dict else None
+    shaped = (
+        (kind == "map" and type(tree.get("entries")) is dict
+         and all(type(k) is str and type(v) is Digest for k, v in tree["entries"].items()))
+        or (kind == "chunks" and type(tree.get("chunks")) is list
+            and all(type(c) is Digest for c in tree["chunks"]) and type(tree.get("size")) is int)
+    ) if tree is not None else False
+    if not shaped:
+        raise CorruptObjectError(digest, None, "it is stored as a tree but is not a valid tree")
+    checked: dict[str, Any] = tree
+    return checked
+
+
+def check_structure(digest: Digest, kind: Kind, payload: bytes) -> None:
+    """Raise :class:`CorruptObjectError` unless the payload parses as its kind requires.
+
+    A digest proves the bytes are the ones written, not that what was written
+    makes sense (a bundle can be crafted); fsck and import check both.
+    """
+    if kind is Kind.BLOB:
+        return
+    if kind is Kind.TREE:
+        _tree(digest, payload)
+        return
+    try:
+        codec.decode_tagged(payload)
+    except PinrunError as exc:
+        raise CorruptObjectError(digest, None, f"its {kind.value} payload does not parse "
+                                 f"({exc})") from None
 
 
 def tree_entries(source: ObjectSource, digest: Digest) -> dict[str, Digest]:

@@ -51,6 +51,9 @@ _FORMAT: Final = "pinrun.fingerprint/1"  # bump when the structure below changes
 _POSITIONS: Final = frozenset({"lineno", "col_offset", "end_lineno", "end_col_offset"})
 _DEFINITIONS: Final = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 _HAS_DOCSTRING: Final = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+_BUILTIN_CALLABLES: Final = (types.BuiltinFunctionType, types.MethodDescriptorType,
+                             types.WrapperDescriptorType, types.MethodWrapperType,
+                             types.ClassMethodDescriptorType)
 
 
 @dataclass(frozen=True)
@@ -66,11 +69,10 @@ class Fingerprint:
 
 
 class FingerprintError(InputError):
-    """A step's code reads something pinrun cannot fingerprint.
+    """A step's code reads something pinrun cannot fingerprint, or has no source.
 
-    ``function`` is the qualified name of the function (or class) whose code
-    reads it, ``step`` the step being fingerprinted, and ``global_name`` the
-    name it is read through (``None`` when the problem is the code itself).
+    ``function`` names the function or class whose code reads it, ``step`` the
+    step, ``global_name`` the name read (``None`` when the code itself is the problem).
     """
 
     def __init__(self, step: str, function: str, global_name: str | None, problem: str) -> None:
@@ -165,10 +167,9 @@ def _constant(value: object) -> tuple[str, Any]:
 
 def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
     first = body[0] if body else None
-    if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
-            and isinstance(first.value.value, str)):
-        return body[1:]
-    return body
+    docstring = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and \
+        isinstance(first.value.value, str)
+    return body[1:] if docstring else body
 
 
 def _merged_fstring_parts(values: list[ast.expr]) -> list[ast.expr]:
@@ -191,11 +192,13 @@ def _merged_fstring_parts(values: list[ast.expr]) -> list[ast.expr]:
 
 @functools.cache
 def _excluded_roots() -> tuple[Path, ...]:
+    """The standard library and the interpreter's site-packages: never project code."""
     paths = sysconfig.get_paths()
     return tuple(Path(paths[key]).resolve() for key in ("stdlib", "platstdlib", "purelib",
                                                         "platlib") if key in paths)
 
 
+@functools.lru_cache(maxsize=4096)  # resolve() asks the file system; modules repeat a lot
 def _is_local_path(path: str, project_root: Path) -> bool:
     resolved = Path(path).resolve()
     if not resolved.is_relative_to(project_root.resolve()):
@@ -363,23 +366,20 @@ class _Walker:
         if hasattr(value, "__wrapped__"):  # functools.wraps, lru_cache: fingerprint the inside
             with contextlib.suppress(ValueError):  # a __wrapped__ cycle: keep the wrapper
                 value = inspect.unwrap(value)  # type: ignore[arg-type]
+        local = self._local(getattr(value, "__func__", value))
         if isinstance(value, type):
-            return ["class", self.klass(value)] if self._local(value) else ["name",
-                                                                            _qualified(value)]
+            return ["class", self.klass(value)] if local else ["name", _qualified(value)]
         if isinstance(value, types.FunctionType):
-            return ["function", self.function(value)] if self._local(value) else ["name",
-                                                                                  _qualified(value)]
+            return ["function", self.function(value)] if local else ["name", _qualified(value)]
         if isinstance(value, types.MethodType):
-            if not self._local(value.__func__):
+            if not local:
                 return ["name", _qualified(value)]
-            owner = value.__self__
-            owner_ref = ["class", self.klass(owner)] if isinstance(owner, type) and \
-                self._local(owner) else self._value(owner)
+            owner = value.__self__  # a project class, or an instance that must be a value
+            owner_ref = self.classify(owner, name, reader) if isinstance(owner, type) else \
+                self._value(owner)
             if owner_ref is not None and isinstance(value.__func__, types.FunctionType):
                 return ["method", owner_ref, self.function(value.__func__)]
-        elif isinstance(value, types.BuiltinFunctionType | types.MethodDescriptorType |
-                        types.WrapperDescriptorType | types.MethodWrapperType |
-                        types.ClassMethodDescriptorType):
+        elif isinstance(value, _BUILTIN_CALLABLES):
             return ["name", _qualified(value)]
         else:
             ref = self._value(value)
@@ -412,10 +412,7 @@ class _Walker:
 
     def _local(self, obj: Any) -> bool:
         module = sys.modules.get(getattr(obj, "__module__", None) or "")
-        if module is not None:
-            return is_project_local(module, self.root)
-        code = getattr(obj, "__code__", None)  # a function whose module was never registered
-        return isinstance(code, types.CodeType) and _is_local_path(code.co_filename, self.root)
+        return module is not None and is_project_local(module, self.root)
 
     def _source(self, obj: Any, key: str, name: str | None = None) -> str:
         try:
@@ -438,7 +435,7 @@ class _Walker:
                 return lambdas[0]
             problem = "pinrun cannot tell it apart from other code on its source lines"
         elif body and isinstance(body[0], ast.FunctionDef | ast.AsyncFunctionDef |
-                                 ast.ClassDef) and body[0].name == obj.__name__:
+                                 ast.ClassDef) and body[0].name == _code_name(obj):
             return body[0]
         raise FingerprintError(self.step, key, None, f"step {self.step!r} uses {key!r}, "
                                f"which pinrun cannot fingerprint: {problem}")
@@ -448,12 +445,10 @@ class _Walker:
 
 
 def _tokens(structure: Any) -> list[Any]:
-    """The structure as one flat list, which is what gets hashed.
+    """The structure as the flat list that gets hashed (orjson refuses nesting past 255).
 
-    orjson refuses to nest past 255 levels and a long ``elif`` chain nests
-    deeper. A dict or list becomes a ``["dict", n]`` or ``["list", n]`` marker
-    followed by its items (dict keys sorted); leaves are never lists, so the
-    flat list still spells exactly one structure.
+    A dict or list becomes a ``["dict", n]`` or ``["list", n]`` marker and then
+    its items (keys sorted); leaves are never lists, so it spells one structure.
     """
     out: list[Any] = []
     stack = [structure]
@@ -557,6 +552,12 @@ def _qualified(obj: object) -> str:
         if package is not None and "." not in name and vars(package).get(name) is obj:
             return f"{package.__name__}.{name}"
     return f"{module}.{name}"
+
+
+def _code_name(obj: Any) -> str:
+    """The name the def or class statement used (``__name__`` may be reassigned)."""
+    code = getattr(obj, "__code__", None)
+    return code.co_name if isinstance(code, types.CodeType) else str(obj.__name__)
 
 
 def _describe(value: object) -> str:
