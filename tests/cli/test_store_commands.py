@@ -222,3 +222,17 @@ def test_export_refuses_a_folder_and_mixed_roots(runner: CliRunner, populated: P
     (tmp_path / "adir").mkdir()
     assert "is a folder" in run(runner, "export", "--all", "-o", "adir", code=2).stderr
     assert "not both" in run(runner, "export", "runs/one", "--all", "-o", "x", code=2).stderr
+
+
+def test_cat_of_a_chunked_blob(runner: CliRunner, tmp_path: Path) -> None:
+    """A large blob (stored in chunks) says how big it is, and --raw writes all its bytes."""
+    import os
+
+    from pinrun.artifacts.trees import CHUNK_THRESHOLD
+
+    run(runner, "init")
+    data = os.urandom(CHUNK_THRESHOLD + 10)
+    with Store.open(tmp_path / ".pinrun") as store:
+        store.set_ref("blobs/big", store.put_blob(data))
+    assert "bytes of blob data in 5 chunks" in run(runner, "cat", "blobs/big").output
+    assert run(runner, "cat", "--raw", "blobs/big").stdout_bytes == data

@@ -65,9 +65,16 @@ def cat(store: Store, name: str, raw: bool, as_json: bool) -> None:
     digest = store.resolve(name)
     info = store.info(digest)
     kind, payload = store.load(digest)
+    chunked = kind is Kind.TREE and b'"type":"chunks"' in payload
     if raw:
-        sys.stdout.buffer.write(payload)
+        # A large blob is stored as a tree of chunks: --raw writes its bytes.
+        sys.stdout.buffer.write(store.get_value(digest) if chunked else payload)
         sys.stdout.flush()
+        return
+    if chunked and not as_json:
+        chunks = decode_tagged(payload)
+        click.echo(f"({chunks['size']} bytes of blob data in {len(chunks['chunks'])} "
+                   "chunks; use --raw to write them out)")
         return
     content: Any
     if kind is Kind.BLOB:
