@@ -5,22 +5,22 @@ on every Python version pinrun supports (3.11 to 3.13). So it hashes neither
 ``ast.dump`` text nor bytecode, both of which change between versions, but a
 canonical structure built from the syntax tree by hand:
 
-* a node is a dict ``{"_type": class name, field: value, ...}``; a node with
-  no fields left is just its class name (``"Load"``, ``"Add"``);
+* a node is a dict ``{"_type": class name, field: value, ...}`` with its fields
+  in sorted order; a node with no fields left is just its name (``"Load"``);
 * source positions and ``type_comment`` are dropped, and so are fields that
   are ``None`` or an empty list, so a field a later Python adds with an empty
   default (3.12's ``type_params``) changes nothing;
 * docstrings (the first statement of a module, class or function body when it
-  is a string) are dropped; a constant is ``(type name, value)`` so that ``1``,
-  ``1.0`` and ``True`` differ, while quote style or ``u""`` prefixes do not;
-* f-string parts are merged the same way on every version.
+  is a string) are dropped; a constant is ``(type name, value)``, so ``1``,
+  ``1.0`` and ``True`` differ while quote style and ``u""`` prefixes do not;
+* f-string literal parts are merged, and empty ones dropped (3.12 adds some).
 
-To that the fingerprint adds, recursively, what the code reads from its
-module: project-local functions and classes (their own normalized trees),
-canonical values (the digest of their :func:`~pinrun.artifacts.codec.encode`
-bytes), and the qualified names of modules and of functions and classes from
-the standard library or installed packages. Anything else (a client object,
-a lock) is refused with :class:`FingerprintError`: a fingerprint that silently
+To that it adds, recursively, what the code reads through globals, closures
+and ``module.attribute`` chains: project functions and classes (their own
+trees), canonical values (the digest of their :func:`~pinrun.artifacts.codec.encode`
+bytes), and the names of modules and of functions and classes from the
+standard library or installed packages. Anything else (a client object, a
+lock) is refused with :class:`FingerprintError`: a fingerprint that silently
 ignored state would claim a reproducibility it cannot prove.
 """
 
@@ -47,7 +47,7 @@ from pinrun.errors import InputError, UnsupportedValueError
 __all__ = ["Fingerprint", "FingerprintError", "fingerprint", "is_project_local",
            "normalized_source_tree"]
 
-_FORMAT: Final = "pinrun.fingerprint/1"  # bump when the structure below changes meaning
+_FORMAT: Final = "pinrun.fingerprint/1"  # bump whenever the structure changes meaning
 _POSITIONS: Final = frozenset({"lineno", "col_offset", "end_lineno", "end_col_offset"})
 _DEFINITIONS: Final = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 _HAS_DOCSTRING: Final = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
@@ -99,24 +99,23 @@ def normalized_source_tree(source: str) -> Any:
 
 
 def _parse(source: str) -> ast.Module:
-    """Parse source that may be indented (a method) without touching string literals.
+    """Parse source that may be indented (a method) without touching its string literals.
 
-    ``textwrap.dedent`` would also strip the indent inside multi-line strings,
-    and fails when one has lines at column 0; an ``if`` block accepts any indent.
+    ``textwrap.dedent`` would also strip indentation inside multi-line strings
+    (and gives up when one has a line at column 0); an ``if`` block takes any indent.
     """
-    if source[:1] in (" ", "\t"):
-        wrapper = ast.parse("if 1:\n" + source)
-        block = wrapper.body[0]
-        assert isinstance(block, ast.If)
-        return ast.Module(body=block.body, type_ignores=[])
-    return ast.parse(source)
+    if source[:1] not in (" ", "\t"):
+        return ast.parse(source)
+    block = ast.parse("if 1:\n" + source).body[0]
+    assert isinstance(block, ast.If)
+    return ast.Module(body=block.body, type_ignores=[])
 
 
 def _normalize(root: ast.AST) -> Any:
     """The canonical structure of a tree, built children first without recursion.
 
-    A long ``elif`` chain nests hundreds of levels deep: Python compiles it,
-    so the fingerprint must not hit the recursion limit on it.
+    Python compiles an ``elif`` chain hundreds of levels deep; the fingerprint
+    must not hit the recursion limit on it.
     """
     order: list[ast.AST] = []  # pre-order: reversed, every node comes after its children
     stack = [root]
@@ -131,38 +130,32 @@ def _normalize(root: ast.AST) -> Any:
 
 
 def _node(node: ast.AST, done: dict[int, Any]) -> Any:
-    """One node as a dict of its fields in sorted order (sorting: no reliance on ``_fields``)."""
+    """One node; sorted field names, so nothing relies on ``_fields`` order."""
 
     def field(value: Any) -> Any:
         if isinstance(value, ast.AST):  # a merged f-string part is new: normalize it here
             return done[id(value)] if id(value) in done else _node(value, done)
-        if isinstance(value, list):
-            # Keep None items: a None in Dict.keys or kw_defaults has a meaning by position.
-            return [field(item) if item is not None else None for item in value]
-        return value  # identifiers (str) and small ints such as ImportFrom.level
+        if isinstance(value, list):  # None items (Dict.keys, kw_defaults) mean something
+            return [None if item is None else field(item) for item in value]
+        return value  # identifiers and small ints such as ImportFrom.level
 
     out: dict[str, Any] = {"_type": type(node).__name__}
     for name in sorted(node._fields):
         if name in _POSITIONS or name == "type_comment":
             continue
         if isinstance(node, ast.Constant):
-            if name == "value":
-                out[name] = _constant(node.value)
-            continue  # Constant.kind only records a u"" prefix: formatting
+            if name == "value":  # Constant.kind only records a u"" prefix: skipped
+                out[name] = (type(node.value).__name__,
+                             None if node.value is Ellipsis else node.value)
+            continue
         value: Any = getattr(node, name, None)
         if name == "body" and isinstance(node, _HAS_DOCSTRING):
             value = _without_docstring(value)
         elif name == "values" and isinstance(node, ast.JoinedStr):
             value = _merged_fstring_parts(value)
-        if value is None or (isinstance(value, list) and not value):
-            continue
-        out[name] = field(value)
+        if value is not None and value != []:
+            out[name] = field(value)
     return out if len(out) > 1 else out["_type"]
-
-
-def _constant(value: object) -> tuple[str, Any]:
-    payload = None if value is Ellipsis else value  # the codec has no spelling for ...
-    return (type(value).__name__, payload)
 
 
 def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
@@ -173,18 +166,38 @@ def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
 
 
 def _merged_fstring_parts(values: list[ast.expr]) -> list[ast.expr]:
-    """Merge adjacent literal parts and drop empty ones: versions split them differently."""
     merged: list[ast.expr] = []
     for part in values:
         if isinstance(part, ast.Constant) and isinstance(part.value, str):
-            if not part.value:
-                continue
             last = merged[-1] if merged else None
             if isinstance(last, ast.Constant) and isinstance(last.value, str):
                 merged[-1] = ast.Constant(value=last.value + part.value)
                 continue
+            if not part.value:
+                continue
         merged.append(part)
     return merged
+
+
+def _tokens(structure: Any) -> list[Any]:
+    """The structure as the flat list that is hashed: orjson refuses nesting past 255.
+
+    A dict or list becomes a ``["dict", n]`` or ``["list", n]`` marker and then
+    its items (keys sorted); leaves are never lists, so it spells one structure.
+    """
+    out: list[Any] = []
+    stack = [structure]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            out.append(["dict", len(item)])
+            stack += reversed([part for key in sorted(item) for part in (key, item[key])])
+        elif isinstance(item, list):
+            out.append(["list", len(item)])
+            stack += reversed(item)
+        else:
+            out.append(item)
+    return out
 
 
 # -------------------------------------------------------------- locality
@@ -192,13 +205,12 @@ def _merged_fstring_parts(values: list[ast.expr]) -> list[ast.expr]:
 
 @functools.cache
 def _excluded_roots() -> tuple[Path, ...]:
-    """The standard library and the interpreter's site-packages: never project code."""
     paths = sysconfig.get_paths()
-    return tuple(Path(paths[key]).resolve() for key in ("stdlib", "platstdlib", "purelib",
-                                                        "platlib") if key in paths)
+    keys = ("stdlib", "platstdlib", "purelib", "platlib")
+    return tuple(Path(paths[key]).resolve() for key in keys if key in paths)
 
 
-@functools.lru_cache(maxsize=4096)  # resolve() asks the file system; modules repeat a lot
+@functools.lru_cache(maxsize=4096)  # resolve() asks the file system, and modules repeat
 def _is_local_path(path: str, project_root: Path) -> bool:
     resolved = Path(path).resolve()
     if not resolved.is_relative_to(project_root.resolve()):
@@ -215,51 +227,40 @@ def is_project_local(module: types.ModuleType, project_root: Path) -> bool:
     dist-packages folder or the standard library. pinrun itself never counts:
     it is part of the environment, even when developed inside the project.
     """
-    name = module.__name__
-    if name == "pinrun" or name.startswith("pinrun."):
+    if module.__name__ == "pinrun" or module.__name__.startswith("pinrun."):
         return False
     file = getattr(module, "__file__", None)
     return isinstance(file, str) and _is_local_path(file, project_root)
 
 
-# ----------------------------------------------------------- the walk
+# ----------------------------------------------------------------- the walk
 
 
 def fingerprint(
     func: Callable[..., Any], project_root: Path, hash_includes: Sequence[object] = ()
 ) -> Fingerprint:
-    """Fingerprint a step function, with what it reads from the project.
+    """Fingerprint a step function together with what it reads from the project.
 
-    ``hash_includes`` are extra values (canonical values, functions, classes
-    or modules) folded into the digest in order. Raises
-    :class:`FingerprintError` for code whose source is unavailable or that
-    reads a global pinrun cannot fingerprint.
+    ``hash_includes`` are extra values (canonical values, functions, classes or
+    modules) folded in, in order. Raises :class:`FingerprintError` for code
+    with no source or that reads a global pinrun cannot fingerprint.
     """
-    target: Any = func
-    bound_to: list[object] = []
-    if isinstance(target, staticmethod | classmethod):
-        target = target.__func__
-    if isinstance(target, types.MethodType):
-        bound_to.append(target.__self__)
-        target = target.__func__
-    target = inspect.unwrap(target)
+    bound = func.__self__ if isinstance(func, types.MethodType) else None
+    target: Any = inspect.unwrap(getattr(func, "__func__", func))
     name = _qualified(target)
     if not isinstance(target, types.FunctionType):
         raise FingerprintError(name, name, None, f"step {name!r} is not a Python function "
                                f"({_describe(target)}), so pinrun cannot fingerprint its code")
     walker = _Walker(project_root, name)
-    step_key = walker.function(target, top=True)
-    walker.modules.add(target.__module__)
+    key = walker.function(target, top=True)
     includes = [walker.include(item, f"hash_includes[{i}]") for i, item in enumerate(hash_includes)]
-    includes += [walker.classify(obj, "__self__", step_key, "is bound to an object")
-                 for obj in bound_to]
-    structure = {"format": _FORMAT, "step": step_key, "includes": includes,
-                 "objects": [[key, walker.entries[key]] for key in sorted(walker.entries)]}
-    return Fingerprint(
-        digest=blake3.blake3(encode(_tokens(structure))).hexdigest(),
-        modules=frozenset(walker.modules),
-        references=tuple(sorted(key for key in walker.entries if key != step_key)),
-    )
+    if bound is not None:  # a bound method runs on its instance: that must be a value
+        includes.append(walker.classify(bound, "__self__", key, "is bound to an object"))
+    structure = {"format": _FORMAT, "step": key, "includes": includes,
+                 "objects": [[k, walker.entries[k]] for k in sorted(walker.entries)]}
+    return Fingerprint(digest=blake3.blake3(encode(_tokens(structure))).hexdigest(),
+                       modules=frozenset(walker.modules),
+                       references=tuple(sorted(k for k in walker.entries if k != key)))
 
 
 class _Walker:
@@ -291,52 +292,51 @@ class _Walker:
         return key, True
 
     def function(self, func: types.FunctionType, *, top: bool = False) -> str:
-        """Fold in a project function (or lambda); return its key."""
+        """Fold in a function (or lambda) of the project; return its key."""
         key, new = self._claim(func)
-        if not new:
-            return key
-        node = self._source_node(func, key)
-        if top and not isinstance(node, ast.Lambda):
-            node.decorator_list = []  # @pinrun.step(...) options are not the step's code
-        names = (_code_names([func.__code__]) & _name_ids(node)) | _definition_names([node])
-        cells = _closure(func)
-        refs = self._references(node, names, func.__globals__, cells, key)
-        self.entries[key] = {"kind": "function", "tree": _normalize(node), "refs": refs}
-        self.modules.add(func.__module__)
+        if new:
+            node = self._source_node(func, key)
+            if top and not isinstance(node, ast.Lambda):
+                node.decorator_list = []  # @pinrun.step(...) options are not the step's code
+            names = (_code_names([func.__code__]) & _name_ids(node)) | _definition_names([node])
+            refs = self._references(node, names, func.__globals__, _closure(func), key)
+            self.entries[key] = {"kind": "function", "tree": _normalize(node), "refs": refs}
+            self.modules.add(func.__module__)
         return key
 
     def klass(self, cls: type) -> str:
-        """Fold in a project class: its whole body, methods included; return its key."""
+        """Fold in a class of the project, its whole body and methods; return its key."""
         key, new = self._claim(cls)
-        if not new:
-            return key
-        node = self._source_node(cls, key)
-        module = sys.modules[cls.__module__]
-        methods = list(_class_functions(cls, getattr(module, "__file__", None)))
-        names = (_code_names(m.__code__ for m in methods) & _name_ids(node)) | \
-            _definition_names(ast.iter_child_nodes(node))
-        cells: dict[str, object] = {}
-        for method in methods:
-            cells.update(_closure(method))
-        refs = self._references(node, names, vars(module), cells, key)
-        self.entries[key] = {"kind": "class", "tree": _normalize(node), "refs": refs}
-        self.modules.add(cls.__module__)
+        if new:
+            node = self._source_node(cls, key)
+            module = sys.modules[cls.__module__]
+            methods = list(_class_functions(cls, getattr(module, "__file__", None)))
+            names = (_code_names(m.__code__ for m in methods) & _name_ids(node)) | \
+                _definition_names(ast.iter_child_nodes(node))  # bases, decorators, class body
+            cells = {name: v for m in methods for name, v in _closure(m).items()}
+            refs = self._references(node, names, vars(module), cells, key)
+            self.entries[key] = {"kind": "class", "tree": _normalize(node), "refs": refs}
+            self.modules.add(cls.__module__)
         return key
 
     def include(self, value: object, label: str) -> Any:
         """One ``hash_includes`` item; a project module counts with its whole source."""
-        if isinstance(value, types.ModuleType) and is_project_local(value, self.root):
-            key, new = self._claim(value)
-            if new:
-                source = self._source(value, key, label)
-                self.entries[key] = {"kind": "module", "tree": normalized_source_tree(source)}
-                self.modules.add(value.__name__)
-            return ["module", key]
-        return self.classify(value, label, self.step, f"lists {label}")
+        if not (isinstance(value, types.ModuleType) and is_project_local(value, self.root)):
+            return self.classify(value, label, self.step, f"lists {label}")
+        key, new = self._claim(value)
+        if new:
+            tree = normalized_source_tree(self._source(value, key, label))
+            self.entries[key] = {"kind": "module", "tree": tree}
+            self.modules.add(value.__name__)
+        return ["module", key]
 
     def _references(self, node: ast.AST, names: set[str], module_globals: dict[str, Any],
                     cells: dict[str, object], reader: str) -> list[Any]:
-        """Resolve what the code reads: globals, closure cells, ``module.attr`` chains."""
+        """Resolve what the code reads: globals, closure cells and ``module.attr`` chains.
+
+        Only names bound in the module count: ``co_names`` also holds attribute
+        names, and a name bound nowhere may be defined later or never used.
+        """
         bound = {name: module_globals[name] for name in names if name in module_globals}
         refs = [["global", name, self.classify(bound[name], name, reader)]
                 for name in sorted(bound)]
@@ -346,11 +346,10 @@ class _Walker:
         for chain in sorted(_attribute_chains(node)):
             obj = bound.get(chain[0])
             for depth in range(1, len(chain)):
-                # Only a project module's attributes are code of ours; a missing one
-                # may be set later or be a submodule not imported: nothing to read yet.
-                if not (isinstance(obj, types.ModuleType) and is_project_local(obj, self.root)):
-                    break
-                if chain[depth] not in vars(obj):
+                # Only a project module's attributes are our code; a missing one may be
+                # a submodule not imported yet or set later: there is nothing to read.
+                if not (isinstance(obj, types.ModuleType) and is_project_local(obj, self.root)
+                        and chain[depth] in vars(obj)):
                     break
                 obj = vars(obj)[chain[depth]]
                 dotted = ".".join(chain[: depth + 1])
@@ -363,7 +362,7 @@ class _Walker:
             if is_project_local(value, self.root):
                 self.modules.add(value.__name__)
             return ["module", value.__name__]
-        if hasattr(value, "__wrapped__"):  # functools.wraps, lru_cache: fingerprint the inside
+        if hasattr(value, "__wrapped__"):  # functools.wraps, lru_cache: the code is inside
             with contextlib.suppress(ValueError):  # a __wrapped__ cycle: keep the wrapper
                 value = inspect.unwrap(value)  # type: ignore[arg-type]
         local = self._local(getattr(value, "__func__", value))
@@ -371,29 +370,24 @@ class _Walker:
             return ["class", self.klass(value)] if local else ["name", _qualified(value)]
         if isinstance(value, types.FunctionType):
             return ["function", self.function(value)] if local else ["name", _qualified(value)]
+        if isinstance(value, _BUILTIN_CALLABLES) or (isinstance(value, types.MethodType)
+                                                     and not local):
+            return ["name", _qualified(value)]
         if isinstance(value, types.MethodType):
-            if not local:
-                return ["name", _qualified(value)]
             owner = value.__self__  # a project class, or an instance that must be a value
             owner_ref = self.classify(owner, name, reader) if isinstance(owner, type) else \
                 self._value(owner)
             if owner_ref is not None and isinstance(value.__func__, types.FunctionType):
                 return ["method", owner_ref, self.function(value.__func__)]
-        elif isinstance(value, _BUILTIN_CALLABLES):
-            return ["name", _qualified(value)]
-        else:
-            ref = self._value(value)
-            if ref is not None:
-                return ref
-            if isinstance(value, types.GenericAlias | types.UnionType | typing.TypeVar) or \
-                    type(value).__module__ == "typing":
-                return ["typing", repr(value)]
-            # A named callable from the environment (a numpy ufunc): its name is its identity.
-            label = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
-            module = sys.modules.get(getattr(value, "__module__", None) or "")
-            if callable(value) and isinstance(label, str) and module is not None and \
-                    not is_project_local(module, self.root):
-                return ["name", _qualified(value)]
+        elif (ref := self._value(value)) is not None:
+            return ref
+        elif isinstance(value, types.GenericAlias | types.UnionType | typing.TypeVar) or \
+                type(value).__module__ == "typing":
+            return ["typing", repr(value)]
+        elif callable(value) and (getattr(value, "__qualname__", None) or
+                                  getattr(value, "__name__", None)) and not local and \
+                isinstance(getattr(value, "__module__", None), str):
+            return ["name", _qualified(value)]  # a named callable object, like a numpy ufunc
         via = "" if reader == self.step else f" through {reader!r}"
         raise FingerprintError(self.step, reader, name, f"step {self.step!r} "
                                f"{phrase or f'reads the global {name!r}'} "
@@ -405,9 +399,8 @@ class _Walker:
             data = encode(value)
         except UnsupportedValueError:
             return None
-        cls = type(value)
-        # A dataclass, enum or model of the project: its methods are code it runs.
-        owner = self.klass(cls) if self._local(cls) else None
+        # A dataclass, enum or model of the project: its methods are code that runs.
+        owner = self.klass(type(value)) if self._local(type(value)) else None
         return ["value", blake3.blake3(data).hexdigest(), owner]
 
     def _local(self, obj: Any) -> bool:
@@ -423,46 +416,24 @@ class _Walker:
 
     def _source_node(self, obj: Any, key: str) -> Any:
         """The def, class or lambda node of ``obj``, checked against the loaded object."""
-        source = self._source(obj, key)
         problem = "its source on disk no longer matches the loaded code (reload it)"
         try:
-            body = _parse(source).body
+            body = _parse(self._source(obj, key)).body
         except SyntaxError:
             body, problem = [], "its source cannot be parsed on its own"
-        if getattr(obj, "__name__", None) == "<lambda>":
+        if obj.__name__ == "<lambda>":
             lambdas = [n for stmt in body for n in ast.walk(stmt) if isinstance(n, ast.Lambda)]
             if len(lambdas) == 1:
                 return lambdas[0]
             problem = "pinrun cannot tell it apart from other code on its source lines"
         elif body and isinstance(body[0], ast.FunctionDef | ast.AsyncFunctionDef |
-                                 ast.ClassDef) and body[0].name == _code_name(obj):
+                                 ast.ClassDef) and body[0].name == obj.__name__:
             return body[0]
         raise FingerprintError(self.step, key, None, f"step {self.step!r} uses {key!r}, "
                                f"which pinrun cannot fingerprint: {problem}")
 
 
-# ------------------------------------------------------------ helpers
-
-
-def _tokens(structure: Any) -> list[Any]:
-    """The structure as the flat list that gets hashed (orjson refuses nesting past 255).
-
-    A dict or list becomes a ``["dict", n]`` or ``["list", n]`` marker and then
-    its items (keys sorted); leaves are never lists, so it spells one structure.
-    """
-    out: list[Any] = []
-    stack = [structure]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            out.append(["dict", len(item)])
-            stack += reversed([part for key in sorted(item) for part in (key, item[key])])
-        elif isinstance(item, list):
-            out.append(["list", len(item)])
-            stack += reversed(item)
-        else:
-            out.append(item)
-    return out
+# ------------------------------------------------------------------ helpers
 
 
 def _code_names(codes: Iterable[types.CodeType]) -> set[str]:
@@ -477,12 +448,13 @@ def _code_names(codes: Iterable[types.CodeType]) -> set[str]:
 
 
 def _name_ids(node: ast.AST) -> set[str]:
-    """Every ``Name`` in the tree; ``co_names`` minus these are attribute names only."""
-    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+    """Every name the tree reads: a name in ``co_names`` but not here is an attribute."""
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and
+            isinstance(n.ctx, ast.Load)}
 
 
 def _definition_names(nodes: Iterable[ast.AST]) -> set[str]:
-    """Names evaluated when a def or class statement runs: decorators, defaults, class bodies."""
+    """Names read when a def or class statement runs: decorators, defaults, class bodies."""
     found: set[str] = set()
     stack = list(nodes)
     while stack:
@@ -492,9 +464,9 @@ def _definition_names(nodes: Iterable[ast.AST]) -> set[str]:
             stack += [*args.defaults, *(d for d in args.kw_defaults if d is not None)]
             if not isinstance(node, ast.Lambda):
                 stack += node.decorator_list
-            continue  # the body runs later, in its own scope: code names cover it
-        if isinstance(node, ast.Name):
-            found.add(node.id)
+            continue  # the body runs later, in its own scope: its code names cover it
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            found.add(node.id)  # a name stored in a class body is a class attribute
         stack.extend(ast.iter_child_nodes(node))
     return found
 
@@ -502,9 +474,9 @@ def _definition_names(nodes: Iterable[ast.AST]) -> set[str]:
 def _attribute_chains(node: ast.AST) -> set[tuple[str, ...]]:
     """``a.b.c`` as ``("a", "b", "c")`` for every attribute chain rooted at a plain name."""
     chains: set[tuple[str, ...]] = set()
-    for attr in ast.walk(node):
+    for top in ast.walk(node):
         parts: list[str] = []
-        current: ast.AST = attr
+        current = top
         while isinstance(current, ast.Attribute):
             parts.append(current.attr)
             current = current.value
@@ -516,18 +488,15 @@ def _attribute_chains(node: ast.AST) -> set[tuple[str, ...]]:
 def _closure(func: types.FunctionType) -> dict[str, object]:
     cells: dict[str, object] = {}
     for name, cell in zip(func.__code__.co_freevars, func.__closure__ or (), strict=True):
-        try:
+        with contextlib.suppress(ValueError):  # an empty cell: not bound yet, nothing read
             cells[name] = cell.cell_contents
-        except ValueError:  # an empty cell: the enclosing scope has not bound it yet
-            continue
     return cells
 
 
 def _class_functions(cls: type, module_file: str | None) -> Iterator[types.FunctionType]:
-    """Functions written in the class body (methods, static/class methods, properties)."""
+    """Functions written in the class body: methods, static and class methods, properties."""
     for attribute in vars(cls).values():
-        value = attribute.__func__ if isinstance(attribute, staticmethod | classmethod) \
-            else attribute
+        value = getattr(attribute, "__func__", attribute)  # staticmethod, classmethod
         inner = [value.fget, value.fset, value.fdel] if isinstance(value, property) else \
             [getattr(value, "func", value)]  # functools.cached_property keeps .func
         for item in inner:
@@ -539,7 +508,7 @@ def _class_functions(cls: type, module_file: str | None) -> Iterator[types.Funct
 
 
 def _qualified(obj: object) -> str:
-    """``module.qualname``, with the shortest public package that exports the object."""
+    """``module.qualname``, naming the shortest package that exports the object."""
     module = getattr(obj, "__module__", None)
     if not isinstance(module, str):
         owner = getattr(obj, "__objclass__", None) or type(getattr(obj, "__self__", None))
@@ -552,12 +521,6 @@ def _qualified(obj: object) -> str:
         if package is not None and "." not in name and vars(package).get(name) is obj:
             return f"{package.__name__}.{name}"
     return f"{module}.{name}"
-
-
-def _code_name(obj: Any) -> str:
-    """The name the def or class statement used (``__name__`` may be reassigned)."""
-    code = getattr(obj, "__code__", None)
-    return code.co_name if isinstance(code, types.CodeType) else str(obj.__name__)
 
 
 def _describe(value: object) -> str:
