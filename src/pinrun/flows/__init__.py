@@ -6,15 +6,19 @@ the store keeps what it pins.
 
 from __future__ import annotations
 
+from pinrun.flows.fingerprint import Fingerprint, FingerprintError, fingerprint
 from pinrun.flows.flow import CollisionPolicy, Flow, FlowDefinitionError, MissingInputError
 from pinrun.flows.step import Step, StepDefinitionError, step
 
 __all__ = [
     "CollisionPolicy",
+    "Fingerprint",
+    "FingerprintError",
     "Flow",
     "FlowDefinitionError",
     "MissingInputError",
     "Step",
     "StepDefinitionError",
+    "fingerprint",
     "step",
 ]

@@ -245,6 +245,7 @@ def fingerprint(
     modules) folded in, in order. Raises :class:`FingerprintError` for code
     with no source or that reads a global pinrun cannot fingerprint.
     """
+    func = _step_function(func)
     bound = func.__self__ if isinstance(func, types.MethodType) else None
     target: Any = inspect.unwrap(getattr(func, "__func__", func))
     name = _qualified(target)
@@ -362,6 +363,7 @@ class _Walker:
             if is_project_local(value, self.root):
                 self.modules.add(value.__name__)
             return ["module", value.__name__]
+        value = _step_function(value)
         if hasattr(value, "__wrapped__"):  # functools.wraps, lru_cache: the code is inside
             with contextlib.suppress(ValueError):  # a __wrapped__ cycle: keep the wrapper
                 value = inspect.unwrap(value)  # type: ignore[arg-type]
@@ -434,6 +436,13 @@ class _Walker:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _step_function(value: Any) -> Any:
+    """A pinrun step stands for the function it wraps."""
+    from pinrun.flows.step import Step  # late: step.py may well import this module
+
+    return value.func if isinstance(value, Step) else value
 
 
 def _code_names(codes: Iterable[types.CodeType]) -> set[str]:
