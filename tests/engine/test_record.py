@@ -197,11 +197,19 @@ with Store.open(sys.argv[1], create=True) as store:
 
 def test_killed_run_keeps_every_finished_step(tmp_path: Path) -> None:
     """A process killed mid-run leaves the run 'running' with its finished steps intact."""
-    child = start_child(SLOW_FLOW, str(tmp_path / "store"))
-    assert child.stdout is not None
-    assert child.stdout.readline().strip() == "second started"
-    child.send_signal(signal.SIGKILL)
-    child.communicate()
+    # The flow lives in a file: a step's code must have a source to be pinned.
+    script = tmp_path / "slow_flow.py"
+    script.write_text(SLOW_FLOW)
+    child = start_child("import runpy, sys; sys.argv = sys.argv[1:]; "
+                        "runpy.run_path(sys.argv[0], run_name='__main__')",
+                        str(script), str(tmp_path / "store"))
+    try:
+        assert child.stdout is not None
+        first_line = child.stdout.readline().strip()
+        child.send_signal(signal.SIGKILL)
+    finally:
+        _, err = child.communicate()
+    assert first_line == "second started", err
     with Store.open(tmp_path / "store") as store:
         (name,) = store.refs("runs/")
         run = load_run(store, name.split("/", 1)[1])

@@ -186,6 +186,7 @@ def show_command(store: Store, run_id: str, as_json: bool) -> None:
                    if "finished" in times else None)
         steps.append({
             "name": item.name, "status": item.status, "inputs": item.inputs.hex,
+            "code": item.code.hex if item.code else None,
             "outputs": item.outputs.hex if item.outputs else None,
             "effects": [e["name"] for e in events if e["kind"] == "effect"],
             "context_calls": len(events), "hazards": list(item.hazards), "seconds": seconds,
@@ -195,17 +196,22 @@ def show_command(store: Store, run_id: str, as_json: bool) -> None:
     if as_json:
         print_json({"id": run.id, "flow": run.flow, "status": run.status,
                     "digest": run.digest.hex if run.digest else None,
+                    "flow_pin": run.flow_pin.hex if run.flow_pin else None,
+                    "env": run.env.hex if run.env else None,
                     "inputs": run.inputs.hex, "state": run.state.hex, "steps": steps})
         return
     out = console()
     out.print(Text.assemble("run ", (run.id, "bold"), f"  flow {run.flow}  status ",
                             (run.status, "bold")))
-    out.print(f"inputs {run.inputs.short}  final state {run.state.short}")
-    table = Table("step", "status", "inputs", "outputs", "effects", "time", box=None,
+    pins = (f"  pinned flow {run.flow_pin.short}  environment {run.env.short}"
+            if run.flow_pin and run.env else "")
+    out.print(f"inputs {run.inputs.short}  final state {run.state.short}{pins}")
+    # Eight hex characters per digest keep the table within 80 columns; --json has them whole.
+    table = Table("step", "status", "code", "outputs", "effects", "time", box=None,
                   pad_edge=False)
     for item, row in zip(run.steps, steps, strict=True):
-        table.add_row(Text(item.name), item.status, item.inputs.short,
-                      item.outputs.short if item.outputs else "-",
+        table.add_row(Text(item.name), item.status, item.code.hex[:8] if item.code else "-",
+                      item.outputs.hex[:8] if item.outputs else "-",
                       ", ".join(row["effects"]) or "-",
                       f"{row['seconds'] * 1000:.1f} ms" if row["seconds"] is not None else "")
     out.print(table)

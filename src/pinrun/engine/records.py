@@ -65,6 +65,8 @@ class StepRecord:
     attempt: int = 1
     #: Determinism hazards noticed while it ran (e.g. a key collision).
     hazards: tuple[str, ...] = ()
+    #: The pinned step: its fingerprint, version and the sources of its code.
+    code: Digest | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,10 @@ class RunRecord:
     state: Digest
     steps: tuple[StepRecord, ...] = ()
     timing: Digest | None = None
+    #: The pinned flow (its steps' code, policies and levels).
+    flow_pin: Digest | None = None
+    #: The environment it ran in (Python, platform, distributions, hash seed).
+    env: Digest | None = None
     #: The digest of this record's stored object (set once it is stored).
     digest: Digest | None = field(default=None, compare=False)
 
@@ -91,6 +97,7 @@ class RunRecord:
         return {
             "format": RUN_FORMAT, "id": self.id, "flow": self.flow, "status": self.status,
             "inputs": self.inputs, "state": self.state, "timing": self.timing,
+            "flow_pin": self.flow_pin, "env": self.env,
             "steps": [_step_value(s) for s in self.steps],
         }
 
@@ -109,13 +116,14 @@ class RunRecord:
                 name=s["name"], status=s["status"], inputs=s["inputs"], outputs=s["outputs"],
                 events=s["events"],
                 error=StepError(**s["error"]) if s["error"] is not None else None,
-                attempt=s["attempt"], hazards=tuple(s["hazards"]),
+                attempt=s["attempt"], hazards=tuple(s["hazards"]), code=s.get("code"),
             )
             for s in data["steps"]
         )
         return cls(id=data["id"], flow=data["flow"], status=data["status"],
                    inputs=data["inputs"], state=data["state"], steps=steps,
-                   timing=data["timing"], digest=digest)
+                   timing=data["timing"], flow_pin=data.get("flow_pin"), env=data.get("env"),
+                   digest=digest)
 
     def with_step(self, step: StepRecord, state: Digest, status: RunStatus) -> RunRecord:
         """A new record with ``step`` appended (records are never changed in place)."""
@@ -129,7 +137,7 @@ def _step_value(step: StepRecord) -> dict[str, Any]:
                  "traceback": step.error.traceback}
     return {"name": step.name, "status": step.status, "inputs": step.inputs,
             "outputs": step.outputs, "events": step.events, "error": error,
-            "attempt": step.attempt, "hazards": list(step.hazards)}
+            "attempt": step.attempt, "hazards": list(step.hazards), "code": step.code}
 
 
 def load_run(store: Store, run_id: str) -> RunRecord:

@@ -19,12 +19,13 @@ import inspect
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from pinrun.artifacts import codec
-from pinrun.artifacts.digest import Kind
-from pinrun.artifacts.store import Store
+from pinrun.artifacts.digest import Digest, Kind
+from pinrun.artifacts.store import Store, WriteBatch
 from pinrun.engine.context import Context, RecordingLog, activate
 from pinrun.engine.records import (
     RunFailedError,
@@ -36,6 +37,7 @@ from pinrun.engine.records import (
 )
 from pinrun.errors import PinrunError
 from pinrun.flows.flow import Flow
+from pinrun.flows.pinning import PinnedStep, environment, flow_value, pin_step, project_root_for
 from pinrun.flows.step import Step
 from pinrun.world import SystemWorld, World
 
@@ -49,14 +51,20 @@ class StepOutputError(PinrunError):
 
 
 def record(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
-           world: World | None = None) -> RunRecord:
+           world: World | None = None, project_root: Path | None = None) -> RunRecord:
     """Run ``flow`` on ``inputs`` and record it in ``store``; returns the run record.
 
-    Raises :class:`~pinrun.flows.MissingInputError` before anything runs when
-    a step would lack an input, and :class:`RunFailedError` (from the step's
-    exception) when a step fails, after the failure is recorded.
+    Before anything runs, every step's code is pinned (fingerprint and the
+    sources of the project modules under ``project_root``, by default the
+    folder holding the store's ``.pinrun``) with the flow and the environment.
+    Raises :class:`~pinrun.flows.MissingInputError` or
+    :class:`~pinrun.flows.FingerprintError` before anything is written, and
+    :class:`RunFailedError` (from the step's exception) when a step fails,
+    after the failure is recorded.
     """
-    recorder = _Recorder(flow, inputs, store, world if world is not None else SystemWorld())
+    root = project_root if project_root is not None else project_root_for(store.path)
+    recorder = _Recorder(flow, inputs, store, world if world is not None else SystemWorld(),
+                         root)
     last = flow.steps[-1]
     for level in flow.levels:
         written_in_level: set[str] = set()
@@ -74,8 +82,9 @@ class _Recorder:
     """One run being recorded: its state, its record, and the commit after each step."""
 
     def __init__(self, flow: Flow, inputs: Mapping[str, Any], store: Store,
-                 world: World) -> None:
+                 world: World, project_root: Path) -> None:
         flow.check_inputs(inputs.keys())
+        pins = {item.name: pin_step(item, project_root) for item in flow.steps}
         self.flow = flow
         self.store = store
         self.world = world
@@ -86,9 +95,15 @@ class _Recorder:
         run_id = f"{stamp}-{world.entropy(_ID_ENTROPY).hex()}"
         self.timing: dict[str, Any] = {"started": started, "steps": {}}
         with store.batch() as batch:
+            self.step_pins = _put_pins(batch, flow, pins)
+            flow_pin = batch.put(Kind.FLOW, codec.encode(
+                flow_value(flow, [self.step_pins[item.name] for item in flow.steps])))
+            sources = [code for pinned in pins.values() for code in pinned.sources.values()]
+            env = batch.put(Kind.ENV, codec.encode(environment(sources)))
             inputs_digest = batch.put_snapshot(self.state, root="inputs")
             run = RunRecord(id=run_id, flow=flow.name, status="running", inputs=inputs_digest,
-                            state=inputs_digest, timing=batch.put_value(self.timing))
+                            state=inputs_digest, timing=batch.put_value(self.timing),
+                            flow_pin=flow_pin, env=env)
             self.digest = batch.put(Kind.RUN, run.encode())
             batch.set_ref(run_ref(run_id), self.digest, expected=None)
         self.run = replace(run, digest=self.digest)
@@ -158,7 +173,7 @@ class _Recorder:
                 events=batch.put_value([e.as_value() for e in outcome.log.events],
                                        root="context events"),
                 error=_describe_error(outcome.error) if outcome.error is not None else None,
-                hazards=tuple(outcome.hazards),
+                hazards=tuple(outcome.hazards), code=self.step_pins[item.name],
             )
             state_digest = batch.put_snapshot(self.state, root="state")
             updated = replace(self.run.with_step(step_record, state_digest, status),
@@ -166,6 +181,16 @@ class _Recorder:
             digest = batch.put(Kind.RUN, updated.encode())
             batch.set_ref(run_ref(self.run.id), digest, expected=self.digest)
         self.run, self.digest = replace(updated, digest=digest), digest
+
+
+def _put_pins(batch: WriteBatch, flow: Flow, pins: dict[str, PinnedStep]) -> dict[str, Digest]:
+    """Store each step's code objects and step object; returns step name -> digest."""
+    digests: dict[str, Digest] = {}
+    for item in flow.steps:
+        pinned = pins[item.name]
+        code = [batch.put(Kind.CODE, codec.encode(source)) for source in pinned.sources.values()]
+        digests[item.name] = batch.put(Kind.STEP, codec.encode({**pinned.value, "code": code}))
+    return digests
 
 
 @dataclass

@@ -1,0 +1,133 @@
+"""What a run pins: each step's code and fingerprint, the flow, and the environment.
+
+The values built here are canonical (plain dicts of strings and digests'
+inputs) so the engine can store them as ``code``, ``step``, ``flow`` and
+``env`` objects:
+
+* a **code** value per project module a step's code came from: the module's
+  name, its path under the project root and its exact source text (UTF-8, LF
+  line ends), which is what a replay with the pinned code will load;
+* a **step** value: names, the code fingerprint (or ``None`` when a
+  ``version=`` stands in for code that cannot be fingerprinted), the version,
+  and what it reads and writes;
+* an **environment** value: Python version and implementation, platform, the
+  hash seed when set, and the versions of the installed distributions the
+  step modules import.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib.metadata
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pinrun.flows.fingerprint import FingerprintError, fingerprint, is_project_local
+from pinrun.flows.flow import Flow
+from pinrun.flows.step import Step
+
+__all__ = ["PinnedStep", "environment", "flow_value", "pin_step", "project_root_for"]
+
+
+@dataclass(frozen=True)
+class PinnedStep:
+    """A step's identity: its description and the sources of its code."""
+
+    value: dict[str, Any]
+    #: module name -> code value (module, path, source)
+    sources: dict[str, dict[str, str]]
+
+
+def project_root_for(store_path: Path) -> Path:
+    """The project a store belongs to: the folder holding ``.pinrun``, else the working one."""
+    return store_path.parent if store_path.name == ".pinrun" else Path.cwd()
+
+
+def pin_step(step: Step, project_root: Path) -> PinnedStep:
+    """Fingerprint ``step`` and gather the sources of the project modules it uses.
+
+    Raises :class:`~pinrun.flows.FingerprintError` when the code cannot be
+    fingerprinted and the step gives no ``version=``.
+    """
+    try:
+        found = fingerprint(step.func, project_root, step.hash_includes)
+    except FingerprintError:
+        if step.version is None:
+            raise
+        found = None  # version= names the code: recorded, with no automatic fingerprint
+    modules = set(found.modules) if found is not None else {step.func.__module__}
+    sources = {name: code for name in sorted(modules)
+               if (code := _module_source(name, project_root)) is not None}
+    value = {
+        "name": step.name, "module": step.func.__module__, "function": step.func.__qualname__,
+        "fingerprint": found.digest if found is not None else None, "version": step.version,
+        "requires": list(step.requires), "optional": list(step.optional),
+        "writes": sorted(step.writes) if step.writes is not None else None,
+        "after": list(step.after) if step.after is not None else None,
+        "is_async": step.is_async,
+    }
+    return PinnedStep(value, sources)
+
+
+def _module_source(name: str, project_root: Path) -> dict[str, str] | None:
+    module = sys.modules.get(name)
+    path = getattr(module, "__file__", None)
+    if module is None or path is None or not is_project_local(module, project_root):
+        return None
+    file = Path(path)
+    if file.suffix != ".py":
+        return None
+    text = file.read_bytes().decode("utf-8").replace("\r\n", "\n")
+    return {"module": name, "path": file.resolve().relative_to(project_root.resolve()).as_posix(),
+            "source": text}
+
+
+def flow_value(flow: Flow, step_digests: list[Any]) -> dict[str, Any]:
+    """The flow's description: its name, policies, levels and its steps (by digest)."""
+    return {
+        "name": flow.name, "on_collision": flow.on_collision,
+        "max_concurrency": flow.max_concurrency, "steps": step_digests,
+        "levels": [[item.name for item in level] for level in flow.levels],
+    }
+
+
+def environment(sources: list[dict[str, str]]) -> dict[str, Any]:
+    """Where the code ran: Python, platform, hash seed, and imported distributions."""
+    imported: set[str] = set()
+    for code in sources:
+        imported |= _top_level_imports(code["source"])
+    owners = _distributions()
+    distributions: dict[str, str] = {}
+    for name in sorted(imported):
+        for dist in owners.get(name, ()):
+            try:
+                distributions[dist] = importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+    return {
+        "python": platform.python_version(), "implementation": sys.implementation.name,
+        "platform": f"{sys.platform}-{platform.machine()}",
+        "hash_seed": os.environ.get("PYTHONHASHSEED"), "distributions": distributions,
+    }
+
+
+def _top_level_imports(source: str) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    # Scanning every installed distribution takes a while: once per process.
+    return dict(importlib.metadata.packages_distributions())
+

@@ -1,0 +1,101 @@
+"""What a recorded run pins: step code and fingerprints, the flow, the environment."""
+
+from __future__ import annotations
+
+import platform
+import threading
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from pinrun.artifacts.digest import Kind
+from pinrun.artifacts.maintenance import fsck, gc
+from pinrun.artifacts.store import Store
+from pinrun.engine.records import load_run
+from pinrun.engine.run import record
+from pinrun.flows import FingerprintError, Flow, step
+
+PROJECT = Path(__file__).resolve().parents[2]
+TAX_RATE = 0.2
+LOCK = threading.Lock()  # a global no fingerprint can describe
+
+
+@step
+def taxed(amount: float) -> dict[str, Any]:
+    """Add tax at the module's rate."""
+    return {"gross": round(amount * (1 + TAX_RATE), 2), "json": orjson.dumps(amount).decode()}
+
+
+@step
+def locked(amount: float) -> dict[str, Any]:
+    """Reads a lock: cannot be fingerprinted."""
+    with LOCK:
+        return {"gross": amount}
+
+
+@step(version="locked-v2")
+def locked_versioned(amount: float) -> dict[str, Any]:
+    """The same, but a version names the code."""
+    with LOCK:
+        return {"gross": amount}
+
+
+def _object(store: Store, digest: Any, kind: Kind) -> Any:
+    found, payload = store.load(digest)
+    assert found is kind
+    from pinrun.artifacts import codec
+
+    return codec.decode(payload)
+
+
+def test_a_run_pins_flow_steps_code_and_environment(store: Store,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run names its flow, each step's code (with the module source) and the environment."""
+    monkeypatch.setenv("PYTHONHASHSEED", "123")
+    run = record(Flow("tax", [taxed]), {"amount": 10.0}, store=store, project_root=PROJECT)
+    flow = _object(store, run.flow_pin, Kind.FLOW)
+    assert flow["name"] == "tax"
+    assert flow["levels"] == [["taxed"]]
+    (step_record,) = run.steps
+    assert flow["steps"] == [step_record.code]
+    pinned = _object(store, step_record.code, Kind.STEP)
+    assert pinned["function"] == "taxed"
+    assert len(pinned["fingerprint"]) == 64
+    sources = [_object(store, digest, Kind.CODE) for digest in pinned["code"]]
+    this_module = next(code for code in sources if code["module"] == __name__)
+    assert this_module["path"] == "tests/engine/test_pinning.py"
+    assert this_module["source"] == Path(__file__).read_text()
+    env = _object(store, run.env, Kind.ENV)
+    assert env["python"] == platform.python_version()
+    assert env["hash_seed"] == "123"
+    assert "orjson" in env["distributions"]
+    assert load_run(store, run.id).steps[0].code == step_record.code
+
+
+def test_pins_are_shared_between_runs_and_kept_by_gc(store: Store) -> None:
+    """Two runs of the same code share its pins, and gc keeps what runs reference."""
+    first = record(Flow("tax", [taxed]), {"amount": 10.0}, store=store, project_root=PROJECT)
+    second = record(Flow("tax", [taxed]), {"amount": 20.0}, store=store, project_root=PROJECT)
+    assert first.flow_pin == second.flow_pin
+    assert first.steps[0].code == second.steps[0].code
+    gc(store)
+    assert _object(store, second.steps[0].code, Kind.STEP)["function"] == "taxed"
+    assert fsck(store).ok
+
+
+def test_unfingerprintable_code_fails_before_anything_is_written(store: Store) -> None:
+    """A step reading a global no fingerprint can describe is refused up front."""
+    with pytest.raises(FingerprintError, match="LOCK"):
+        record(Flow("locked", [locked]), {"amount": 1.0}, store=store, project_root=PROJECT)
+    assert store.object_count() == 0
+
+
+def test_a_version_stands_in_for_an_unfingerprintable_step(store: Store) -> None:
+    """With version=, such a step is recorded: version kept, no automatic fingerprint."""
+    run = record(Flow("versioned", [locked_versioned]), {"amount": 1.0}, store=store,
+                 project_root=PROJECT)
+    pinned = _object(store, run.steps[0].code, Kind.STEP)
+    assert (pinned["version"], pinned["fingerprint"]) == ("locked-v2", None)
+    assert pinned["code"]  # the source is still pinned for replay
