@@ -25,6 +25,7 @@ __all__ = [
     "DICTIONARY_MIN_PAYLOAD",
     "TRAINING_SAMPLES",
     "Dictionary",
+    "cached_dictionary",
     "dictionary_for",
     "train_dictionary",
 ]
@@ -72,6 +73,11 @@ class Dictionary:
 
 _CACHE: dict[bytes, Dictionary] = {}
 _CACHE_LOCK = threading.Lock()
+
+
+def cached_dictionary(raw_digest: bytes) -> Dictionary | None:
+    """The dictionary with these 32 digest bytes, if this process has loaded it."""
+    return _CACHE.get(raw_digest)
 
 
 def dictionary_for(digest: Digest, load: Callable[[Digest], bytes]) -> Dictionary:

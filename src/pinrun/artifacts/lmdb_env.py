@@ -235,12 +235,6 @@ class Environment:
         """Flush everything to disk (for stores opened with ``durable=False``)."""
         self._env.sync(True)
 
-    def stat(self) -> dict[str, Any]:
-        """LMDB's own figures for the environment."""
-        info = dict(self._env.info())
-        info.update(self._env.stat())
-        return info
-
     def close(self) -> None:
         self._closed = True
         self._env.close()

@@ -26,11 +26,11 @@ from typing import Final
 import blake3
 import zstandard
 
-from pinrun.artifacts.dictionary import _CACHE as _DICTIONARY_CACHE
 from pinrun.artifacts.dictionary import (
     DICTIONARY_MAX_PAYLOAD,
     DICTIONARY_MIN_PAYLOAD,
     Dictionary,
+    cached_dictionary,
     dictionary_for,
 )
 from pinrun.artifacts.digest import DIGEST_SIZE, Digest, Kind, compute_digest
@@ -224,7 +224,7 @@ def open_record(
 
 def _dictionary_of(digest: Digest, record: bytes | memoryview,
                    load_dictionary: DictionaryLoader | None) -> Dictionary:
-    cached = _DICTIONARY_CACHE.get(bytes(record[HEADER.size : HEADER.size + DIGEST_SIZE]))
+    cached = cached_dictionary(bytes(record[HEADER.size : HEADER.size + DIGEST_SIZE]))
     if cached is not None:  # the common case: skip building a Digest per read
         return cached
     dictionary_digest = record_dictionary(record)

@@ -419,11 +419,9 @@ class Store:
             target = None  # not even a valid ref name: treat it as a digest below
         if target is not None:
             return target
-        if not is_hex:
-            if "/" in cleaned or cleaned.isidentifier():
-                raise UnknownRefError(cleaned)
-            validate_prefix(cleaned)  # raises the precise "not a digest" error
-        prefix = validate_prefix(cleaned)
+        if not is_hex and ("/" in cleaned or cleaned.isidentifier()):
+            raise UnknownRefError(cleaned)
+        prefix = validate_prefix(cleaned)  # raises the precise error for anything else
         matches = self._match_prefix(prefix, limit=6)
         if not matches:
             raise UnknownDigestError(prefix)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
+import itertools
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -124,11 +125,12 @@ def _run_summary(run: RunRecord) -> dict[str, Any]:
             "failed_step": run.failed_step.name if run.failed_step else None}
 
 
-def _all_runs(store: Store) -> list[RunRecord]:
+def _runs_newest_first(store: Store) -> Iterator[RunRecord]:
     from pinrun.engine.records import RUN_REF_PREFIX, load_run
 
     names = sorted(store.refs(RUN_REF_PREFIX), reverse=True)  # ids sort by time: newest first
-    return [load_run(store, name[len(RUN_REF_PREFIX):]) for name in names]
+    for name in names:
+        yield load_run(store, name[len(RUN_REF_PREFIX):])
 
 
 @click.command(name="runs")
@@ -146,9 +148,10 @@ def runs_command(store: Store, flow_name: str | None, status: str | None, limit:
     from rich.table import Table
     from rich.text import Text
 
-    selected = [run for run in _all_runs(store)
+    matching = (run for run in _runs_newest_first(store)
                 if (flow_name is None or run.flow == flow_name)
-                and (status is None or run.status == status)][:limit]
+                and (status is None or run.status == status))
+    selected = list(itertools.islice(matching, limit))  # loads only what it shows
     if as_json:
         print_json([_run_summary(run) for run in selected])
         return
@@ -203,9 +206,9 @@ def show_command(store: Store, run_id: str, as_json: bool) -> None:
     out = console()
     out.print(Text.assemble("run ", (run.id, "bold"), f"  flow {run.flow}  status ",
                             (run.status, "bold")))
-    pins = (f"  pinned flow {run.flow_pin.short}  environment {run.env.short}"
-            if run.flow_pin and run.env else "")
-    out.print(f"inputs {run.inputs.short}  final state {run.state.short}{pins}")
+    out.print(f"inputs {run.inputs.short}  final state {run.state.short}")
+    if run.flow_pin and run.env:
+        out.print(f"pinned flow {run.flow_pin.short}  environment {run.env.short}")
     # Eight hex characters per digest keep the table within 80 columns; --json has them whole.
     table = Table("step", "status", "code", "outputs", "effects", "time", box=None,
                   pad_edge=False)

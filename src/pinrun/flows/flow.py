@@ -54,6 +54,7 @@ class Flow:
     max_concurrency: int
     #: The steps grouped in the levels they run in, each level in declaration order.
     levels: tuple[tuple[Step, ...], ...]
+    _depends: dict[str, tuple[str, ...]]
 
     def __init__(self, name: str, steps: Sequence[Step], *,
                  on_collision: CollisionPolicy = "warn", max_concurrency: int = 1) -> None:
@@ -74,24 +75,16 @@ class Flow:
         object.__setattr__(self, "steps", steps)
         object.__setattr__(self, "on_collision", on_collision)
         object.__setattr__(self, "max_concurrency", max_concurrency)
-        object.__setattr__(self, "levels", _levels(name, steps))
+        depends = _dependencies(name, steps)
+        object.__setattr__(self, "_depends", depends)
+        object.__setattr__(self, "levels", _levels(name, steps, depends))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("a Flow is immutable; build a new one")
 
-    def step_named(self, name: str) -> Step:
-        """The step called ``name``."""
-        for item in self.steps:
-            if item.name == name:
-                return item
-        raise KeyError(name)
-
     def dependencies(self, item: Step) -> tuple[str, ...]:
         """The names of the steps ``item`` runs after."""
-        if item.after is not None:
-            return item.after
-        index = self.steps.index(item)
-        return (self.steps[index - 1].name,) if index else ()
+        return self._depends[item.name]
 
     def check_inputs(self, inputs: Iterable[str]) -> None:
         """Raise :class:`MissingInputError` if a step will lack a key it requires.
@@ -117,23 +110,29 @@ class Flow:
         return f"<pinrun flow {self.name!r}: {' -> '.join(s.name for s in self.steps)}>"
 
 
-def _levels(flow: str, steps: tuple[Step, ...]) -> tuple[tuple[Step, ...], ...]:
+def _dependencies(flow: str, steps: tuple[Step, ...]) -> dict[str, tuple[str, ...]]:
+    """Each step's name -> the names it runs after (the step before it, unless `after=`)."""
     names = [item.name for item in steps]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise FlowDefinitionError(flow, f"step names must be unique; {duplicates[0]!r} is "
                                   "used twice (pass name= to @pinrun.step)")
-    position = {name: index for index, name in enumerate(names)}
     depends: dict[str, tuple[str, ...]] = {}
     for index, item in enumerate(steps):
         if item.after is None:
             depends[item.name] = (names[index - 1],) if index else ()
             continue
         for other in item.after:
-            if other not in position:
+            if other not in names:
                 raise FlowDefinitionError(flow, f"step {item.name!r} runs after {other!r}, "
                                           "which is not a step of this flow")
         depends[item.name] = item.after
+    return depends
+
+
+def _levels(flow: str, steps: tuple[Step, ...],
+            depends: dict[str, tuple[str, ...]]) -> tuple[tuple[Step, ...], ...]:
+    names = [item.name for item in steps]
     level_of: dict[str, int] = {}
     visiting: set[str] = set()
 

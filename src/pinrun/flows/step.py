@@ -68,11 +68,6 @@ class Step:
         """Every state key the step reads, required first."""
         return self.requires + self.optional
 
-    @property
-    def qualified_name(self) -> str:
-        """``module.qualname`` of the wrapped function."""
-        return f"{self.func.__module__}.{self.func.__qualname__}"
-
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)
 
