@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -34,3 +35,56 @@ def start_child(code: str, *args: str) -> subprocess.Popen[str]:
         [sys.executable, "-c", textwrap.dedent(code), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
+
+
+class Project:
+    """A throw-away project folder with its own package of flows, importable by name.
+
+    Each instance uses a package name of its own, so modules imported by one
+    test never stand in for another's; :meth:`forget` drops them from
+    ``sys.modules`` (call it after editing a file, or when the test ends).
+    """
+
+    def __init__(self, root: Path, package: str) -> None:
+        self.root = root
+        self.package = package
+        (root / package).mkdir(parents=True, exist_ok=True)
+        (root / package / "__init__.py").write_text("")
+        sys.path.insert(0, str(root))
+
+    def write(self, module: str, source: str) -> Path:
+        """Write ``<package>/<module>.py`` and return its path."""
+        path = self.root / self.package / f"{module}.py"
+        path.write_text(textwrap.dedent(source))
+        return path
+
+    def edit(self, module: str, old: str, new: str) -> None:
+        """Replace ``old`` by ``new`` in a module's source (which must contain it)."""
+        path = self.root / self.package / f"{module}.py"
+        text = path.read_text()
+        assert old in text, f"{old!r} is not in {path}"
+        path.write_text(text.replace(old, new))
+        self.forget()
+
+    def entry(self, module: str, attribute: str = "flow") -> str:
+        """``package.module:attribute``."""
+        return f"{self.package}.{module}:{attribute}"
+
+    def load(self, module: str, attribute: str = "flow") -> Any:
+        """Import the module (fresh after :meth:`forget`) and return one of its attributes."""
+        import importlib
+
+        importlib.invalidate_caches()
+        return getattr(importlib.import_module(f"{self.package}.{module}"), attribute)
+
+    def forget(self) -> None:
+        """Drop the package's modules from ``sys.modules``."""
+        for name in [n for n in sys.modules
+                     if n == self.package or n.startswith(f"{self.package}.")]:
+            del sys.modules[name]
+
+    def close(self) -> None:
+        """Forget the modules and take the folder off ``sys.path``."""
+        self.forget()
+        if str(self.root) in sys.path:
+            sys.path.remove(str(self.root))

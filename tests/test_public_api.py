@@ -21,15 +21,17 @@ def test_all_is_sorted_and_complete() -> None:
 def test_public_names_are_pinned() -> None:
     """The public surface changes only on purpose (update this list and CHANGELOG.md)."""
     assert set(pinrun.__all__) == {
-        "AmbiguousDigestError", "BundleError", "Context", "ContextDivergenceError",
-        "CorruptObjectError", "Digest", "Flow",
+        "AmbiguousDigestError", "BundleError", "CodeChangedError", "CodeChangedWarning",
+        "Context", "ContextDivergenceError", "CorruptObjectError", "Digest",
+        "FingerprintError", "Flow",
         "FlowDefinitionError", "InputError", "InvalidDigestError", "Kind", "MissingInputError",
         "MissingObjectError", "ObjectFormatError", "PinrunError", "RefConflictError",
-        "RunFailedError", "RunRecord", "Step", "StepDefinitionError", "StepRecord", "Store",
+        "RunBusyError", "RunFailedError", "RunRecord", "Step", "StepDefinitionError",
+        "StepOutputError", "StepRecord", "Store",
         "StoreError", "StoreNotFoundError",
         "UndecodableValueError", "UnknownDigestError", "UnknownRefError",
         "UnsupportedValueError", "WriteBatch", "__version__", "open_store", "record",
-        "register_type", "step",
+        "register_type", "resume", "step",
     }
 
 

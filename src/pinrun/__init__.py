@@ -33,8 +33,13 @@ if TYPE_CHECKING:
     from pinrun.artifacts.store import Store, WriteBatch, open_store
     from pinrun.engine.context import Context, ContextDivergenceError
     from pinrun.engine.records import RunFailedError, RunRecord, StepRecord
+    from pinrun.engine.execution import StepOutputError
+    from pinrun.engine.lease import RunBusyError
+    from pinrun.engine.resume import resume
     from pinrun.engine.run import record
+    from pinrun.flows.fingerprint import FingerprintError
     from pinrun.flows.flow import Flow, FlowDefinitionError, MissingInputError
+    from pinrun.flows.status import CodeChangedError, CodeChangedWarning
     from pinrun.flows.step import Step, StepDefinitionError, step
 
 __version__ = "0.1.0.dev0"
@@ -42,10 +47,13 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "AmbiguousDigestError",
     "BundleError",
+    "CodeChangedError",
+    "CodeChangedWarning",
     "Context",
     "ContextDivergenceError",
     "CorruptObjectError",
     "Digest",
+    "FingerprintError",
     "Flow",
     "FlowDefinitionError",
     "InputError",
@@ -56,10 +64,12 @@ __all__ = [
     "ObjectFormatError",
     "PinrunError",
     "RefConflictError",
+    "RunBusyError",
     "RunFailedError",
     "RunRecord",
     "Step",
     "StepDefinitionError",
+    "StepOutputError",
     "StepRecord",
     "Store",
     "StoreError",
@@ -73,6 +83,7 @@ __all__ = [
     "open_store",
     "record",
     "register_type",
+    "resume",
     "step",
 ]
 
@@ -88,6 +99,12 @@ _LAZY = {
     "Step": "pinrun.flows.step",
     "StepRecord": "pinrun.engine.records",
     "record": "pinrun.engine.run",
+    "resume": "pinrun.engine.resume",
+    "RunBusyError": "pinrun.engine.lease",
+    "StepOutputError": "pinrun.engine.execution",
+    "FingerprintError": "pinrun.flows.fingerprint",
+    "CodeChangedError": "pinrun.flows.status",
+    "CodeChangedWarning": "pinrun.flows.status",
     "StepDefinitionError": "pinrun.flows.step",
     "step": "pinrun.flows.step",
     "Kind": "pinrun.artifacts.digest",

@@ -237,6 +237,15 @@ class Store:
             self._env = open_environment(self.path, durable=self._env.durable)
         return self._env
 
+    @property
+    def durable(self) -> bool:
+        """Whether every commit is synced to disk (``durable=True`` at open)."""
+        return self.environment.durable
+
+    def sync(self) -> None:
+        """Force what was committed to disk (a no-op in effect for durable stores)."""
+        self.environment.sync()
+
     # --------------------------------------------------------------- writes
 
     @contextmanager
@@ -383,6 +392,14 @@ class Store:
                 raise MissingObjectError(digest)
             out.append(open_record(digest, record, self._load_dictionary))
         return out
+
+    def get_object(self, digest: Digest, kind: Kind) -> Any:
+        """The decoded payload of an object that must be of ``kind`` (a step, a flow...)."""
+        found, payload = self.load(digest)
+        if found is not kind:
+            raise CorruptObjectError(digest, None, f"expected a {kind.value} object, found a "
+                                     f"{found.value} one")
+        return codec.decode(payload)
 
     def get_value(self, digest: Digest) -> Any:
         """The value stored under ``digest`` (a value, blob or snapshot)."""

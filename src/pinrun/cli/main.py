@@ -36,7 +36,8 @@ class PinrunGroup(click.Group):
                        "its permissions, and the free disk space.", err=True)
             ctx.exit(3)
         except KeyboardInterrupt:
-            click.echo("pinrun: interrupted; nothing half-written was kept.", err=True)
+            click.echo("pinrun: interrupted; nothing half-written was kept (an interrupted run "
+                       "keeps its finished steps: `pinrun resume RUN` continues it).", err=True)
             ctx.exit(EXIT_INTERRUPTED)
 
 
@@ -71,9 +72,10 @@ def cli(ctx: click.Context, store: str | None, debug: bool) -> None:
 
 
 def _register() -> None:
-    from pinrun.cli import demo, run_commands, store_commands
+    from pinrun.cli import demo, inspect_commands, pin_commands, run_commands, store_commands
 
-    for command in (*run_commands.COMMANDS, *store_commands.COMMANDS, demo.demo):
+    for command in (*run_commands.COMMANDS, *inspect_commands.COMMANDS,
+                    *pin_commands.COMMANDS, *store_commands.COMMANDS, demo.demo):
         cli.add_command(command)
 
 
@@ -82,5 +84,8 @@ _register()
 
 def main() -> None:
     """Entry point of the ``pinrun`` console script."""
+    from pinrun.cli.hash_seed import ensure_hash_seed
+
+    ensure_hash_seed(sys.argv[1:])
     cli.main(prog_name="pinrun")
     sys.exit(0)  # pragma: no cover - click exits itself

@@ -1,36 +1,39 @@
-"""Commands that record and inspect runs: run, runs, show."""
+"""Commands that record runs: run, resume."""
 
 from __future__ import annotations
 
-import importlib
-import itertools
 import json
 import sys
+import warnings
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import click
 
-from pinrun.cli._common import console, json_option, print_json, store_option, with_store
+from pinrun.cli._common import json_option, print_json, store_option, with_store
+from pinrun.cli.inspect_commands import run_summary
 from pinrun.errors import InputError
 
 if TYPE_CHECKING:
     from pinrun.artifacts.store import Store
-    from pinrun.engine.records import RunRecord
+    from pinrun.engine.records import RunFailedError, RunRecord
+    from pinrun.engine.run import Durability
     from pinrun.flows.flow import Flow
+    from pinrun.flows.status import CodePolicy
 
 EXIT_RUN_FAILED = 1
+CODE_POLICY_HELP = ("What to do when the code on disk differs from the pinned code: warn "
+                    "(run it, say so), strict (refuse), artifact (run the pinned code), "
+                    "disabled (do not check).")
 
 
-def load_flow(target: str) -> Flow:
-    """The flow named by ``MODULE:FLOW`` or ``path/to/file.py:FLOW``."""
-    from pinrun.flows.flow import Flow
+def target_entry(target: str) -> str:
+    """``MODULE:FLOW`` as importable, putting a file's folder (or the cwd) on ``sys.path``."""
+    from pinrun.flows.loader import split_entry
 
-    module_name, sep, attribute = target.rpartition(":")
-    if not sep or not module_name or not attribute:
-        raise InputError(f"{target!r} does not name a flow: write MODULE:FLOW "
-                         "(e.g. examples.pricing:flow) or path/to/file.py:FLOW.")
+    module_name, attribute = split_entry(target)
     if module_name.endswith(".py"):
         path = Path(module_name).resolve()
         if not path.is_file():
@@ -39,16 +42,14 @@ def load_flow(target: str) -> Flow:
         module_name = path.stem
     elif str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # as `python -m` would: the project is importable
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise InputError(f"cannot import {module_name!r} ({exc}). Run pinrun from your "
-                         "project folder, or give the file path: path/to/file.py:FLOW.") from exc
-    flow = getattr(module, attribute, None)
-    if not isinstance(flow, Flow):
-        found = type(flow).__name__ if flow is not None else "nothing"
-        raise InputError(f"{module_name}:{attribute} is {found}, not a pinrun.Flow")
-    return flow
+    return f"{module_name}:{attribute}"
+
+
+def load_flow(target: str) -> Flow:
+    """The flow named by ``MODULE:FLOW`` or ``path/to/file.py:FLOW``."""
+    from pinrun.flows.loader import import_entry
+
+    return import_entry(target_entry(target))
 
 
 def parse_inputs(input_file: str | None, assignments: tuple[str, ...]) -> dict[str, Any]:
@@ -77,6 +78,41 @@ def parse_inputs(input_file: str | None, assignments: tuple[str, ...]) -> dict[s
     return inputs
 
 
+@contextmanager
+def warnings_to_stderr() -> Iterator[None]:
+    """Show pinrun's warnings as one ``pinrun: warning:`` line each on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for warning in caught:
+                click.echo(f"pinrun: warning: {warning.message}", err=True)
+
+
+def code_policy_option(func: Any) -> Any:
+    """Add ``--code-policy``."""
+    return click.option("--code-policy", type=click.Choice(["warn", "strict", "artifact",
+                                                             "disabled"]),
+                        default="warn", show_default=True, help=CODE_POLICY_HELP)(func)
+
+
+def durability_option(func: Any) -> Any:
+    """Add ``--durability``."""
+    return click.option(
+        "--durability", type=click.Choice(["step", "run", "none"]), default="step",
+        show_default=True,
+        help="step: commit after every step (a killed run can be resumed); run: one commit "
+             "when the run ends; none: the same without forcing it to disk.")(func)
+
+
+def _report(store: Store, run: RunRecord, as_json: bool) -> None:
+    if as_json:
+        print_json(run_summary(store, run))
+    else:
+        click.echo(run.id)
+
+
 @click.command(name="run")
 @click.argument("target", metavar="MODULE:FLOW")
 @click.option("--input", "input_file", metavar="FILE",
@@ -84,146 +120,101 @@ def parse_inputs(input_file: str | None, assignments: tuple[str, ...]) -> dict[s
 @click.option("--set", "assignments", multiple=True, metavar="KEY=JSON",
               help="Set one input (repeatable); the value is JSON: --set n=3 --set id='\"A1\"'.")
 @click.option("--tag", metavar="NAME", help="Also name the run tags/NAME.")
+@code_policy_option
+@durability_option
 @json_option
 @store_option
 @with_store
 def run_command(store: Store, target: str, input_file: str | None,
-                assignments: tuple[str, ...], tag: str | None, as_json: bool) -> None:
+                assignments: tuple[str, ...], tag: str | None, code_policy: str,
+                durability: str, as_json: bool) -> None:
     """Run the flow MODULE:FLOW and record it; prints the run id.
+
+    When the flow was pinned (`pinrun pin`), its code on disk is first checked
+    against the pinned code, as --code-policy says.
 
     \b
     Examples:
       pinrun run examples.pricing:flow --set order_id='"A-1001"'
       pinrun run pipelines/daily.py:flow --input inputs.json --tag nightly
+      pinrun run examples.pricing:flow --set order_id='"A-1"' --code-policy strict
 
-    Exit code 1 when a step fails (the failure is recorded too).
+    Exit code 1 when a step fails (the failure is recorded too, with the step
+    and the error on one line).
     """
     from pinrun.engine.records import RunFailedError, run_ref
     from pinrun.engine.run import record
+    from pinrun.flows.loader import import_entry
+    from pinrun.flows.pinning import project_root_for
+    from pinrun.flows.registry import flow_ref, load_pinned
+    from pinrun.flows.status import flow_under_policy
 
-    flow = load_flow(target)
+    entry = target_entry(target)
     inputs = parse_inputs(input_file, assignments)
+    flow = import_entry(entry)
+    pinned = load_pinned(store, flow.name)
+    if pinned is None and code_policy == "artifact":
+        raise InputError(f"flow {flow.name!r} was never pinned, so there is no pinned code to "
+                         f"run; pin it first: pinrun pin {target}")
     try:
-        run = record(flow, inputs, store=store)
+        with warnings_to_stderr(), ExitStack() as stack:
+            if pinned is not None:
+                flow, _ = stack.enter_context(flow_under_policy(
+                    store, cast("CodePolicy", code_policy), pinned.flow, entry=entry,
+                    project_root=project_root_for(store.path), flow=flow,
+                    what=f"the code pinned as {flow_ref(flow.name)}"))
+            run = record(flow, inputs, store=store, durability=cast("Durability", durability),
+                         entry=entry)
     except RunFailedError as failure:
-        run = failure.run
-        if as_json:
-            print_json(_run_summary(run))
-        click.echo(f"pinrun: {failure}", err=True)
-        sys.exit(EXIT_RUN_FAILED)
+        _fail(store, failure, as_json)
     if tag:
         store.set_ref(f"tags/{tag}", store.ref(run_ref(run.id)))
+    _report(store, run, as_json)
+
+
+def _fail(store: Store, failure: RunFailedError, as_json: bool) -> NoReturn:
     if as_json:
-        print_json(_run_summary(run))
-    else:
-        click.echo(run.id)
+        print_json(run_summary(store, failure.run))
+    click.echo(f"pinrun: {failure}", err=True)
+    sys.exit(EXIT_RUN_FAILED)
 
 
-def _run_summary(run: RunRecord) -> dict[str, Any]:
-    return {"id": run.id, "flow": run.flow, "status": run.status,
-            "steps": [s.name for s in run.steps],
-            "failed_step": run.failed_step.name if run.failed_step else None}
-
-
-def _runs_newest_first(store: Store) -> Iterator[RunRecord]:
-    from pinrun.engine.records import RUN_REF_PREFIX, load_run
-
-    names = sorted(store.refs(RUN_REF_PREFIX), reverse=True)  # ids sort by time: newest first
-    for name in names:
-        yield load_run(store, name[len(RUN_REF_PREFIX):])
-
-
-@click.command(name="runs")
-@click.option("--flow", "flow_name", metavar="NAME", help="Only runs of this flow.")
-@click.option("--status", type=click.Choice(["running", "succeeded", "failed"]),
-              help="Only runs with this status.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
-              help="At most this many runs.")
-@json_option
-@store_option
-@with_store
-def runs_command(store: Store, flow_name: str | None, status: str | None, limit: int,
-                 as_json: bool) -> None:
-    """List recorded runs, newest first."""
-    from rich.table import Table
-    from rich.text import Text
-
-    matching = (run for run in _runs_newest_first(store)
-                if (flow_name is None or run.flow == flow_name)
-                and (status is None or run.status == status))
-    selected = list(itertools.islice(matching, limit))  # loads only what it shows
-    if as_json:
-        print_json([_run_summary(run) for run in selected])
-        return
-    if not selected:
-        click.echo("no runs recorded yet: `pinrun run MODULE:FLOW` records one")
-        return
-    table = Table("run", "flow", "status", "steps", box=None, pad_edge=False)
-    for run in selected:
-        table.add_row(run.id, Text(run.flow), run.status, str(len(run.steps)))
-    console().print(table)
-
-
-@click.command(name="show")
+@click.command(name="resume")
 @click.argument("run_id", metavar="RUN")
+@code_policy_option
+@durability_option
 @json_option
 @store_option
 @with_store
-def show_command(store: Store, run_id: str, as_json: bool) -> None:
-    """One run: its steps in order, their digests, status, effects and errors.
+def resume_command(store: Store, run_id: str, code_policy: str, durability: str,
+                   as_json: bool) -> None:
+    """Continue RUN, interrupted or failed, from its last committed step.
 
-    RUN is a run id or a unique prefix of one.
+    The steps that succeeded are not run again; the others run on the state
+    committed after them, in the same run record (a failed step's retry is its
+    next attempt). By default the code on disk runs, with a warning when it
+    differs from the code the run pinned; --code-policy artifact runs the
+    pinned code itself, from the store.
+
+    \b
+    Examples:
+      pinrun resume 20261123T0130
+      pinrun resume 20261123T013055012-4f1a2b --code-policy strict
+
+    Exit code 1 when a step fails again.
     """
-    from rich.table import Table
-    from rich.text import Text
+    from pinrun.engine.records import RunFailedError
+    from pinrun.engine.resume import resume
 
-    from pinrun.engine.records import load_run
-
-    run = load_run(store, run_id)
-    timing = store.get_value(run.timing) if run.timing else {"steps": {}}
-    steps: list[dict[str, Any]] = []
-    for item in run.steps:
-        events = store.get_value(item.events)
-        times = timing["steps"].get(item.name, {})
-        seconds = ((times["finished"] - times["started"]).total_seconds()
-                   if "finished" in times else None)
-        steps.append({
-            "name": item.name, "status": item.status, "inputs": item.inputs.hex,
-            "code": item.code.hex if item.code else None,
-            "outputs": item.outputs.hex if item.outputs else None,
-            "effects": [e["name"] for e in events if e["kind"] == "effect"],
-            "context_calls": len(events), "hazards": list(item.hazards), "seconds": seconds,
-            "error": ({"type": item.error.type, "message": item.error.message}
-                      if item.error else None),
-        })
-    if as_json:
-        print_json({"id": run.id, "flow": run.flow, "status": run.status,
-                    "digest": run.digest.hex if run.digest else None,
-                    "flow_pin": run.flow_pin.hex if run.flow_pin else None,
-                    "env": run.env.hex if run.env else None,
-                    "inputs": run.inputs.hex, "state": run.state.hex, "steps": steps})
-        return
-    out = console()
-    out.print(Text.assemble("run ", (run.id, "bold"), f"  flow {run.flow}  status ",
-                            (run.status, "bold")))
-    out.print(f"inputs {run.inputs.short}  final state {run.state.short}")
-    if run.flow_pin and run.env:
-        out.print(f"pinned flow {run.flow_pin.short}  environment {run.env.short}")
-    # Eight hex characters per digest keep the table within 80 columns; --json has them whole.
-    table = Table("step", "status", "code", "outputs", "effects", "time", box=None,
-                  pad_edge=False)
-    for item, row in zip(run.steps, steps, strict=True):
-        table.add_row(Text(item.name), item.status, item.code.hex[:8] if item.code else "-",
-                      item.outputs.hex[:8] if item.outputs else "-",
-                      ", ".join(row["effects"]) or "-",
-                      f"{row['seconds'] * 1000:.1f} ms" if row["seconds"] is not None else "")
-    out.print(table)
-    for row in steps:
-        for hazard in row["hazards"]:
-            out.print(Text(f"hazard in {row['name']}: {hazard}"))
-        if row["error"]:
-            out.print(Text(f"{row['name']} failed: {row['error']['type']}: "
-                           f"{row['error']['message']}", style="red"))
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        with warnings_to_stderr():
+            run = resume(run_id, store=store, code_policy=cast("CodePolicy", code_policy),
+                         durability=cast("Durability", durability))
+    except RunFailedError as failure:
+        _fail(store, failure, as_json)
+    _report(store, run, as_json)
 
 
-COMMANDS = (run_command, runs_command, show_command)
+COMMANDS = (run_command, resume_command)

@@ -221,10 +221,15 @@ def gc(store: Store, dry_run: bool, as_json: bool) -> None:
 @with_store
 def export_command(store: Store, roots: tuple[str, ...], output: str, everything: bool,
                    as_json: bool) -> None:
-    """Write ROOTS (refs or digests) and every object they reach into one bundle file.
+    """Write ROOTS (run ids, refs or digests) and every object they reach into one bundle.
+
+    A run travels with everything it pins: its steps' inputs, outputs and
+    events, the pinned flow and step code (the source bundles), and the
+    environment, so `pinrun import` elsewhere can show, resume or replay it.
 
     \b
-    Example:
+    Examples:
+      pinrun export 20261123T013055012-4f1a2b -o incident.pinrun
       pinrun export snapshots/latest -o latest.pinrun
       pinrun --store other/ import latest.pinrun
     """
@@ -235,7 +240,8 @@ def export_command(store: Store, roots: tuple[str, ...], output: str, everything
     if roots and everything:
         raise click.UsageError("give refs or digests to export, or --all, not both")
     with progress_bar("exporting objects") as update:
-        report = export_bundle(store, None if everything else list(roots), output, update)
+        report = export_bundle(store, None if everything else _run_refs(store, roots), output,
+                               update)
     if as_json:
         print_json({"path": str(report.path), "objects": report.objects, "bytes": report.bytes,
                     "refs": {k: v.hex for k, v in report.refs.items()},
@@ -243,6 +249,25 @@ def export_command(store: Store, roots: tuple[str, ...], output: str, everything
         return
     click.echo(f"wrote {report.objects:,} objects ({human_bytes(report.bytes)}) with "
                f"{len(report.refs)} ref(s) to {report.path}")
+
+
+def _run_refs(store: Store, roots: tuple[str, ...]) -> list[str]:
+    """Each root that names a run (an id or a unique prefix of one) as its ``runs/`` ref."""
+    from pinrun.engine.records import RUN_REF_PREFIX, run_ref
+    from pinrun.errors import InputError
+
+    named = []
+    for root in roots:
+        matches = ([] if "/" in root or store.get_ref(root) is not None
+                   else sorted(store.refs(run_ref(root))))
+        if run_ref(root) in matches or len(matches) == 1:
+            named.append(run_ref(root) if run_ref(root) in matches else matches[0])
+        elif matches:
+            raise InputError(f"{root!r} is the start of {len(matches)} run ids; give more "
+                             f"of it (e.g. {matches[0][len(RUN_REF_PREFIX):]})")
+        else:
+            named.append(root)
+    return named
 
 
 @click.command(name="import")

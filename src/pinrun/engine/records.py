@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store
+from pinrun.engine.lease import is_live
 from pinrun.errors import CorruptObjectError, PinrunError, UnknownRefError
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "RunStatus",
     "StepError",
     "StepRecord",
+    "display_status",
     "load_run",
     "run_ref",
 ]
@@ -84,20 +86,28 @@ class RunRecord:
     flow_pin: Digest | None = None
     #: The environment it ran in (Python, platform, distributions, hash seed).
     env: Digest | None = None
+    #: Where the flow is defined, ``module:attribute``, when known (resume imports it).
+    entry: str | None = None
     #: The digest of this record's stored object (set once it is stored).
     digest: Digest | None = field(default=None, compare=False)
 
     @property
     def failed_step(self) -> StepRecord | None:
-        """The step that failed, if the run failed."""
-        return next((s for s in self.steps if s.status == "failed"), None)
+        """The step that failed, if the run failed (the last attempt of a resumed run)."""
+        if self.status != "failed":
+            return None
+        return next((s for s in reversed(self.steps) if s.status == "failed"), None)
+
+    def completed(self) -> frozenset[str]:
+        """Names of the steps that succeeded: a resumed run skips them."""
+        return frozenset(s.name for s in self.steps if s.status == "succeeded")
 
     def to_value(self) -> dict[str, Any]:
         """The canonical value stored as the run object."""
         return {
             "format": RUN_FORMAT, "id": self.id, "flow": self.flow, "status": self.status,
             "inputs": self.inputs, "state": self.state, "timing": self.timing,
-            "flow_pin": self.flow_pin, "env": self.env,
+            "flow_pin": self.flow_pin, "env": self.env, "entry": self.entry,
             "steps": [_step_value(s) for s in self.steps],
         }
 
@@ -123,7 +133,7 @@ class RunRecord:
         return cls(id=data["id"], flow=data["flow"], status=data["status"],
                    inputs=data["inputs"], state=data["state"], steps=steps,
                    timing=data["timing"], flow_pin=data.get("flow_pin"), env=data.get("env"),
-                   digest=digest)
+                   entry=data.get("entry"), digest=digest)
 
     def with_step(self, step: StepRecord, state: Digest, status: RunStatus) -> RunRecord:
         """A new record with ``step`` appended (records are never changed in place)."""
@@ -138,6 +148,13 @@ def _step_value(step: StepRecord) -> dict[str, Any]:
     return {"name": step.name, "status": step.status, "inputs": step.inputs,
             "outputs": step.outputs, "events": step.events, "error": error,
             "attempt": step.attempt, "hazards": list(step.hazards), "code": step.code}
+
+
+def display_status(store: Store, run: RunRecord) -> str:
+    """The status to show: ``interrupted`` for a running record nobody is writing."""
+    if run.status == "running" and not is_live(store.path, run.id):
+        return "interrupted"
+    return run.status
 
 
 def load_run(store: Store, run_id: str) -> RunRecord:

@@ -1,7 +1,9 @@
-"""What gets pinned: steps, flows, and (next) code capture and the environment.
+"""What gets pinned: steps, flows, their code and the environment they run in.
 
-This part knows nothing about LMDB: it describes work; the engine runs it and
-the store keeps what it pins.
+``step``, ``flow``, ``fingerprint`` and ``pinning`` describe work and know
+nothing of storage; ``registry`` keeps pins in a store (``flows/<name>``),
+``loader`` imports pinned code back, and ``status`` compares the code on disk
+with a pin. The engine runs the work.
 """
 
 from __future__ import annotations

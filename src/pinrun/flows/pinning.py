@@ -82,7 +82,11 @@ def _module_source(name: str, project_root: Path) -> dict[str, str] | None:
     file = Path(path)
     if file.suffix != ".py":
         return None
-    text = file.read_bytes().decode("utf-8").replace("\r\n", "\n")
+    # The loader's text: what a pinned module was loaded from, else the file (decoded).
+    get_source = getattr(getattr(module, "__loader__", None), "get_source", None)
+    source = get_source(name) if callable(get_source) else None
+    text = (source if source is not None else file.read_bytes().decode("utf-8"))
+    text = text.replace("\r\n", "\n")
     return {"module": name, "path": file.resolve().relative_to(project_root.resolve()).as_posix(),
             "source": text}
 

@@ -1,0 +1,85 @@
+"""Every run recorded from the command line has a known hash seed.
+
+Python randomizes ``str`` hashing per process unless ``PYTHONHASHSEED`` is
+set, and that changes the iteration order of sets of strings: a step that
+iterates one would not reproduce. So when ``pinrun run`` starts without a
+seed, it picks one and re-executes itself with it (before opening anything),
+and the seed is recorded in the run's environment; ``pinrun resume`` uses the
+seed the run recorded. A seed the user set is kept as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+__all__ = ["ensure_hash_seed"]
+
+_GROUP_OPTIONS_WITH_VALUE = frozenset({"--store"})
+
+
+def _command(argv: Sequence[str]) -> tuple[str | None, list[str]]:
+    """The subcommand and its arguments, skipping the group's own options."""
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word in _GROUP_OPTIONS_WITH_VALUE:
+            index += 2
+        elif word.startswith("-"):
+            index += 1
+        else:
+            return word, list(argv[index + 1:])
+    return None, []
+
+
+def _store_argument(argv: Sequence[str]) -> str | None:
+    """The last ``--store`` given (the subcommand's overrides the group's)."""
+    found = None
+    for index, word in enumerate(argv):
+        if word == "--store" and index + 1 < len(argv):
+            found = argv[index + 1]
+        elif word.startswith("--store="):
+            found = word.split("=", 1)[1]
+    return found
+
+
+def _recorded_seed(argv: Sequence[str], arguments: list[str]) -> str | None:
+    """The hash seed the run to resume was recorded with, when it can be read."""
+    from pinrun.artifacts.digest import Kind
+    from pinrun.engine.records import load_run
+    from pinrun.errors import PinrunError
+
+    run_id = next((word for word in arguments if not word.startswith("-")), None)
+    if run_id is None:
+        return None
+    try:
+        from pinrun.artifacts.store import open_store
+
+        with open_store(_store_argument(argv)) as store:
+            run = load_run(store, run_id)
+            env = store.get_object(run.env, Kind.ENV) if run.env is not None else {}
+    except PinrunError:
+        return None  # the command itself will report the problem
+    seed = env.get("hash_seed")
+    return seed if isinstance(seed, str) else None
+
+
+def ensure_hash_seed(argv: Sequence[str]) -> None:
+    """Re-execute ``pinrun`` with a known ``PYTHONHASHSEED`` for ``run`` and ``resume``."""
+    command, arguments = _command(argv)
+    if command not in ("run", "resume") or os.environ.get("PINRUN_HASH_SEED_SET"):
+        return
+    if command == "resume":
+        seed = _recorded_seed(argv, arguments)
+        if seed is None or seed == os.environ.get("PYTHONHASHSEED"):
+            return
+    elif "PYTHONHASHSEED" in os.environ:
+        return
+    else:
+        seed = str(int.from_bytes(os.urandom(4), "little"))
+    os.environ["PYTHONHASHSEED"] = seed
+    os.environ["PINRUN_HASH_SEED_SET"] = "1"  # never loop, whatever happens next
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "pinrun", *argv])

@@ -1,0 +1,174 @@
+"""Commands that look at recorded runs: runs, show."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from pinrun.cli._common import console, json_option, print_json, store_option, with_store
+from pinrun.errors import InputError
+
+if TYPE_CHECKING:
+    from pinrun.artifacts.store import Store
+    from pinrun.engine.records import RunRecord
+
+_RELATIVE = re.compile(r"^(\d+)([mhdw])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def since_prefix(text: str, now: dt.datetime | None = None) -> str:
+    """``--since`` as the run-id prefix it starts at: ``2h``, ``3d``, a date or a time (UTC)."""
+    match = _RELATIVE.match(text.strip())
+    if match:
+        current = now if now is not None else dt.datetime.now(dt.UTC)
+        moment = current - dt.timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    else:
+        try:
+            moment = dt.datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise InputError(f"--since {text!r}: give a time like 2h, 3d, 1w, 2026-11-20 or "
+                             "2026-11-20T08:30 (UTC)") from None
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(dt.UTC)
+    # Run ids start with their UTC start time, so this compares as text.
+    return f"{moment.strftime('%Y%m%dT%H%M%S')}{moment.microsecond // 1000:03d}"
+
+
+def run_summary(store: Store, run: RunRecord) -> dict[str, Any]:
+    """What ``runs`` and ``run --json`` print about a run."""
+    from pinrun.engine.records import display_status
+
+    failed = run.failed_step
+    return {"id": run.id, "flow": run.flow, "status": display_status(store, run),
+            "steps": [s.name for s in run.steps],
+            "failed_step": failed.name if failed else None,
+            "error": (f"{failed.error.type}: {failed.error.message}"
+                      if failed and failed.error else None)}
+
+
+def _runs_newest_first(store: Store, since: str | None) -> Iterator[RunRecord]:
+    from pinrun.engine.records import RUN_REF_PREFIX, load_run
+
+    names = sorted(store.refs(RUN_REF_PREFIX), reverse=True)  # ids sort by time: newest first
+    for name in names:
+        run_id = name[len(RUN_REF_PREFIX):]
+        if since is not None and run_id < since:
+            return
+        yield load_run(store, run_id)
+
+
+@click.command(name="runs")
+@click.option("--flow", "flow_name", metavar="NAME", help="Only runs of this flow.")
+@click.option("--status", type=click.Choice(["running", "interrupted", "succeeded", "failed"]),
+              help="Only runs with this status (interrupted: killed before it finished).")
+@click.option("--since", metavar="TIME",
+              help="Only runs started since TIME: 2h, 3d, 1w, or a UTC date/time "
+                   "(2026-11-20, 2026-11-20T08:30).")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="At most this many runs.")
+@json_option
+@store_option
+@with_store
+def runs_command(store: Store, flow_name: str | None, status: str | None, since: str | None,
+                 limit: int, as_json: bool) -> None:
+    """List recorded runs, newest first.
+
+    \b
+    Examples:
+      pinrun runs --flow pricing --status failed
+      pinrun runs --since 1d --json
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    start = since_prefix(since) if since is not None else None
+    summaries = (run_summary(store, run) for run in _runs_newest_first(store, start)
+                 if flow_name is None or run.flow == flow_name)
+    matching = (s for s in summaries if status is None or s["status"] == status)
+    selected = list(itertools.islice(matching, limit))  # loads only what it shows
+    if as_json:
+        print_json(selected)
+        return
+    if not selected:
+        click.echo("no runs match" if since or flow_name or status else
+                   "no runs recorded yet: `pinrun run MODULE:FLOW` records one")
+        return
+    table = Table("run", "flow", "status", "steps", box=None, pad_edge=False)
+    for summary in selected:
+        table.add_row(summary["id"], Text(summary["flow"]), summary["status"],
+                      str(len(summary["steps"])))
+    console().print(table)
+
+
+@click.command(name="show")
+@click.argument("run_id", metavar="RUN")
+@json_option
+@store_option
+@with_store
+def show_command(store: Store, run_id: str, as_json: bool) -> None:
+    """One run: its steps in order, their digests, status, effects, hazards and errors.
+
+    RUN is a run id or a unique prefix of one.
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    from pinrun.engine.records import display_status, load_run
+
+    run = load_run(store, run_id)
+    status = display_status(store, run)
+    timing = store.get_value(run.timing) if run.timing else {"steps": {}}
+    steps: list[dict[str, Any]] = []
+    for item in run.steps:
+        events = store.get_value(item.events)
+        times = timing["steps"].get(item.name, {})
+        seconds = ((times["finished"] - times["started"]).total_seconds()
+                   if "finished" in times else None)
+        steps.append({
+            "name": item.name, "status": item.status, "attempt": item.attempt,
+            "inputs": item.inputs.hex, "code": item.code.hex if item.code else None,
+            "outputs": item.outputs.hex if item.outputs else None,
+            "effects": [e["name"] for e in events if e["kind"] == "effect"],
+            "context_calls": len(events), "hazards": list(item.hazards), "seconds": seconds,
+            "error": ({"type": item.error.type, "message": item.error.message}
+                      if item.error else None),
+        })
+    if as_json:
+        print_json({"id": run.id, "flow": run.flow, "status": status, "entry": run.entry,
+                    "digest": run.digest.hex if run.digest else None,
+                    "flow_pin": run.flow_pin.hex if run.flow_pin else None,
+                    "env": run.env.hex if run.env else None,
+                    "inputs": run.inputs.hex, "state": run.state.hex, "steps": steps})
+        return
+    out = console()
+    out.print(Text.assemble("run ", (run.id, "bold"), f"  flow {run.flow}  status ",
+                            (status, "bold")))
+    out.print(f"inputs {run.inputs.short}  final state {run.state.short}")
+    if run.flow_pin and run.env:
+        out.print(f"pinned flow {run.flow_pin.short}  environment {run.env.short}")
+    # Eight hex characters per digest keep the table within 80 columns; --json has them whole.
+    table = Table("step", "status", "code", "outputs", "effects", "time", box=None,
+                  pad_edge=False)
+    for item, row in zip(run.steps, steps, strict=True):
+        label = item.name if item.attempt == 1 else f"{item.name} (attempt {item.attempt})"
+        table.add_row(Text(label), item.status, item.code.hex[:8] if item.code else "-",
+                      item.outputs.hex[:8] if item.outputs else "-",
+                      ", ".join(row["effects"]) or "-",
+                      f"{row['seconds'] * 1000:.1f} ms" if row["seconds"] is not None else "")
+    out.print(table)
+    for row in steps:
+        for hazard in row["hazards"]:
+            out.print(Text(f"hazard in {row['name']}: {hazard}", style="yellow"))
+        if row["error"]:
+            out.print(Text(f"{row['name']} failed: {row['error']['type']}: "
+                           f"{row['error']['message']}", style="red"))
+    if status in ("interrupted", "failed"):
+        out.print(Text(f"continue it with: pinrun resume {run.id}"))
+
+
+COMMANDS = (runs_command, show_command)

@@ -1,0 +1,148 @@
+"""Calling the steps of one level: their arguments, their context, what they did.
+
+Every step of a level reads the state as it was when the level began, through
+fresh copies of the values (decoded from their canonical encoding), so a step
+that mutates what it was given cannot change the state, and the mutation is
+noticed by encoding the arguments again afterwards. Sync steps run one after
+another; when the flow allows ``max_concurrency > 1``, the async steps of a
+level run concurrently. Either way the outcomes come back in declaration
+order, so the record never depends on timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from pinrun.artifacts import codec
+from pinrun.engine.context import Context, RecordingLog, activate
+from pinrun.errors import PinrunError
+from pinrun.flows.flow import Flow
+from pinrun.flows.step import Step
+from pinrun.world import World
+
+__all__ = ["Outcome", "StepOutputError", "run_level"]
+
+
+class StepOutputError(PinrunError):
+    """A step returned something that is not a mapping of state keys, or broke a policy."""
+
+
+@dataclass
+class Outcome:
+    """What one step did, gathered for its record."""
+
+    step: Step
+    #: The state values it read, as they were before it ran.
+    reads: Mapping[str, Any]
+    log: RecordingLog
+    began: Any
+    outputs: dict[str, Any] | None = None
+    error: BaseException | None = None
+    hazards: list[str] = field(default_factory=list)
+
+
+class _Call:
+    """One step about to run: its arguments, and their encodings to spot mutation."""
+
+    def __init__(self, item: Step, base: Mapping[str, Any], world: World, run_id: str) -> None:
+        self.item = item
+        reads = {key: base[key] for key in item.reads if key in base}
+        self.encoded = {key: codec.encode(value, root=f"state[{key!r}]")
+                        for key, value in reads.items()}
+        self.arguments: dict[str, Any] = {key: codec.decode(raw)
+                                          for key, raw in self.encoded.items()}
+        self.outcome = Outcome(item, reads, RecordingLog(world), world.now())
+        self.context = Context(run_id, item.name, self.outcome.log)
+        if item.wants_context:
+            self.arguments["ctx"] = self.context
+        if item.wants_state:
+            self.arguments["state"] = MappingProxyType(
+                {key: codec.decode(codec.encode(value, root=f"state[{key!r}]"))
+                 for key, value in base.items()})
+
+    def finish(self, result: Any) -> Outcome:
+        """Check what the step returned and whether it changed its arguments."""
+        outcome = self.outcome
+        for key, raw in self.encoded.items():
+            try:
+                changed = codec.encode(self.arguments[key]) != raw
+            except PinrunError:
+                changed = True
+            if changed:
+                outcome.hazards.append(
+                    f"mutated its input {key!r} in place (the record keeps the value it was "
+                    "given); return a new value instead")
+        if outcome.error is None:
+            try:
+                outcome.outputs = _outputs(self.item, result)
+            except PinrunError as exc:
+                outcome.error = exc
+        return outcome
+
+
+def _outputs(item: Step, result: Any) -> dict[str, Any]:
+    if result is None:
+        return {}
+    if not isinstance(result, Mapping) or not all(isinstance(k, str) for k in result):
+        raise StepOutputError(f"step {item.name!r} returned a {type(result).__qualname__}; a "
+                              "step returns a dict of the state keys it writes (or None)")
+    outputs = dict(result)
+    codec.encode(outputs, root=f"the outputs of step {item.name!r}")  # refuse before merging
+    return outputs
+
+
+def run_level(flow: Flow, level: list[Step], state: Mapping[str, Any], world: World,
+              run_id: str) -> Iterator[Outcome]:
+    """Run ``level``'s steps and yield their outcomes in declaration order.
+
+    Sequential steps run lazily: the caller commits each outcome before the
+    next step starts, and stops at a failure.
+    """
+    base = dict(state)  # the level's view: siblings never see each other's writes
+    concurrent = flow.max_concurrency > 1 and sum(item.is_async for item in level) > 1
+    if not concurrent:
+        for item in level:
+            yield _run_sync(_Call(item, base, world, run_id))
+        return
+    calls = [_Call(item, base, world, run_id) for item in level]
+    yield from asyncio.run(_run_concurrently(calls, flow.max_concurrency))
+
+
+def _run_sync(call: _Call) -> Outcome:
+    result = None
+    try:
+        with activate(call.context):
+            result = call.item.func(**call.arguments)
+            if inspect.isawaitable(result):
+                result = asyncio.run(_await(result))
+    except Exception as exc:  # the step's own failure: recorded by the caller
+        call.outcome.error = exc
+    return call.finish(result)
+
+
+async def _run_concurrently(calls: list[_Call], limit: int) -> list[Outcome]:
+    gate = asyncio.Semaphore(limit)
+
+    async def one(call: _Call) -> Outcome:
+        if not call.item.is_async:
+            return _run_sync(call)
+        result = None
+        async with gate:
+            try:
+                with activate(call.context):
+                    result = await call.item.func(**call.arguments)
+            except Exception as exc:  # the step's own failure: recorded by the caller
+                call.outcome.error = exc
+        return call.finish(result)
+
+    # gather keeps the order of its arguments, whatever order the steps finish in.
+    return list(await asyncio.gather(*(one(call) for call in calls)))
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable

@@ -1,0 +1,81 @@
+"""Who is recording a run right now: a lock file per active run.
+
+A recorder holds an exclusive ``flock`` on ``<store>/leases/<run id>.lock``
+while it writes. The operating system drops the lock when the process dies,
+however it dies, so a run whose record still says ``running`` but whose lease
+nobody holds was interrupted: ``pinrun resume`` may take it over. The files
+are not part of the store's content; a stale one is harmless and removed by
+the next recorder that finishes or takes the run over.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from pinrun.errors import InputError
+
+__all__ = ["LEASE_FOLDER", "RunBusyError", "RunLease", "is_live"]
+
+LEASE_FOLDER = "leases"
+
+
+class RunBusyError(InputError):
+    """Another process is recording (or resuming) this run right now."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id} is being recorded by another process right now; "
+                         "wait for it to finish (`pinrun runs` shows its status)")
+
+
+def _lease_path(store_path: Path, run_id: str) -> Path:
+    return store_path / LEASE_FOLDER / f"{run_id}.lock"
+
+
+class RunLease:
+    """The exclusive right to write run ``run_id``; release it when done."""
+
+    def __init__(self, store_path: Path, run_id: str) -> None:
+        self.path = _lease_path(store_path, run_id)
+        self.path.parent.mkdir(exist_ok=True)
+        self._fd: int | None = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            self._fd = None
+            raise RunBusyError(run_id) from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"{os.getpid()}\n".encode())
+
+    def release(self) -> None:
+        """Give the run up (idempotent). The record must be final before this."""
+        if self._fd is None:
+            return
+        # Unlink before unlocking: a checker that opens the file afterwards sees no lease.
+        self.path.unlink(missing_ok=True)
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> RunLease:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def is_live(store_path: Path, run_id: str) -> bool:
+    """Whether some process holds the lease of run ``run_id`` now."""
+    try:
+        fd = os.open(_lease_path(store_path, run_id), os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the shared lock we may have taken
+    return False

@@ -1,0 +1,82 @@
+"""Continuing an interrupted or failed run: ``pinrun.resume(run_id, store=...)``.
+
+The run's record says which steps succeeded; they are not run again. The
+state is the one committed after the last of them, and every other step runs
+as in :func:`~pinrun.engine.run.record`, appending to the same record (a
+failed step's retry gets the next attempt number). Which code runs is the
+code version policy's call: the code on disk (checked against the pinned code
+and warned about, refused, or not checked), or with ``"artifact"`` the exact
+sources the run pinned, loaded from the store.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pinrun.artifacts.store import Store
+from pinrun.engine.lease import RunBusyError, is_live
+from pinrun.engine.records import RunRecord, load_run
+from pinrun.engine.run import Durability, Recorder, check_durability
+from pinrun.errors import InputError
+from pinrun.flows.flow import Flow
+from pinrun.flows.pinning import PinnedStep, project_root_for
+from pinrun.flows.registry import put_pins
+from pinrun.flows.status import CodePolicy, check_policy, flow_under_policy, load_pinned_flow
+from pinrun.world import SystemWorld, World
+
+__all__ = ["resume"]
+
+
+def resume(run_id: str, *, store: Store, code_policy: CodePolicy = "warn",
+           flow: Flow | None = None, durability: Durability = "step",
+           world: World | None = None, project_root: Path | None = None) -> RunRecord:
+    """Continue run ``run_id`` (interrupted or failed) from its last committed step.
+
+    ``code_policy``: ``"warn"`` (default) runs the code on disk and warns
+    (:class:`~pinrun.flows.status.CodeChangedWarning`) when it differs from
+    the pinned code; ``"strict"`` refuses with
+    :class:`~pinrun.flows.status.CodeChangedError`; ``"disabled"`` does not
+    check; ``"artifact"`` runs the pinned sources from the store. ``flow``
+    is the flow to run instead of importing the one the record names (not
+    used with ``"artifact"``). Returns the final record; raises
+    :class:`~pinrun.engine.records.RunFailedError` when a step fails again.
+    """
+    check_policy(code_policy)
+    check_durability(durability)
+    run = load_run(store, run_id)
+    if run.status == "succeeded":
+        raise InputError(f"run {run.id} already succeeded; there is nothing to resume")
+    if run.status == "running" and is_live(store.path, run.id):
+        raise RunBusyError(run.id)
+    if run.flow_pin is None:
+        raise InputError(f"run {run.id} pins no flow (recorded by an older pinrun); "
+                         "record it again")
+    root = project_root if project_root is not None else project_root_for(store.path)
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))  # the project's modules import as they did
+    _, pinned_steps = load_pinned_flow(store, run.flow_pin)
+    with flow_under_policy(store, code_policy, run.flow_pin, entry=run.entry,
+                           project_root=root, flow=flow,
+                           what=f"the code run {run.id} pinned") as (chosen, pins):
+        if [item.name for item in chosen.steps] != list(pinned_steps):
+            raise InputError(
+                f"flow {chosen.name!r} now has steps {[s.name for s in chosen.steps]}, but "
+                f"run {run.id} was recorded with {list(pinned_steps)}; a run resumes only "
+                "with the same steps (--code-policy artifact runs the pinned flow)")
+        return _continue(run, chosen, pins, store, durability=durability,
+                         world=world if world is not None else SystemWorld())
+
+
+def _continue(run: RunRecord, flow: Flow, pins: dict[str, PinnedStep], store: Store, *,
+              durability: Durability, world: World) -> RunRecord:
+    timing = store.get_value(run.timing) if run.timing is not None else {"steps": {}}
+    timing.setdefault("resumed", []).append(world.now())
+    recorder = Recorder(flow, store, world, durability, state=store.get_snapshot(run.state),
+                        timing=timing)
+    recorder.step_pins = put_pins(recorder.writer(), flow, pins).steps
+    recorder.run = run
+    recorder.digest = run.digest
+    for item in run.steps:
+        recorder.attempts[item.name] = max(recorder.attempts.get(item.name, 0), item.attempt)
+    return recorder.execute(skip=run.completed())

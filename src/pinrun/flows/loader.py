@@ -1,0 +1,150 @@
+"""Loading a flow's code: from the files on disk, or as it was pinned in the store.
+
+A run pins the exact source of every project module its steps came from
+(``code`` objects). :func:`pinned_modules` imports those sources in place of
+the files on disk for as long as the block lasts: a finder placed first on
+``sys.meta_path`` serves the pinned modules, and their source lines are given
+to ``linecache`` so tracebacks, ``inspect.getsource`` and therefore the
+fingerprint all see the pinned text. Modules the run did not pin (the
+standard library, installed packages, project modules no step used) load as
+usual. When the block ends, the modules that were loaded before it are put
+back, so the caller's own imports are left as they were.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import linecache
+import sys
+import types
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pinrun.artifacts.digest import Digest, Kind
+from pinrun.artifacts.store import Store
+from pinrun.errors import InputError
+from pinrun.flows.flow import Flow
+
+__all__ = ["import_entry", "pinned_modules", "pinned_sources", "split_entry"]
+
+#: A pinned module's code value: ``{"module", "path", "source"}``.
+CodeValue = dict[str, str]
+
+
+def split_entry(entry: str) -> tuple[str, str]:
+    """``module:attribute`` -> (module, attribute); a clear error when malformed."""
+    module, sep, attribute = entry.rpartition(":")
+    if not sep or not module or not attribute:
+        raise InputError(f"{entry!r} does not name a flow: write MODULE:FLOW "
+                         "(e.g. examples.pricing:flow) or path/to/file.py:FLOW.")
+    return module, attribute
+
+
+def import_entry(entry: str) -> Flow:
+    """Import ``module:attribute`` (from ``sys.path``) and check that it is a flow."""
+    module_name, attribute = split_entry(entry)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise InputError(f"cannot import {module_name!r} ({exc}). Run pinrun from your "
+                         "project folder, or give the file path: path/to/file.py:FLOW.") from exc
+    flow = getattr(module, attribute, None)
+    if not isinstance(flow, Flow):
+        found = type(flow).__name__ if flow is not None else "nothing"
+        raise InputError(f"{module_name}:{attribute} is {found}, not a pinrun.Flow")
+    return flow
+
+
+def pinned_sources(store: Store, step_digests: Iterable[Digest]) -> dict[str, CodeValue]:
+    """Module name -> pinned code value, for every code object the given steps pinned."""
+    sources: dict[str, CodeValue] = {}
+    for step_digest in step_digests:
+        for code_digest in store.get_object(step_digest, Kind.STEP)["code"]:
+            code = store.get_object(code_digest, Kind.CODE)
+            sources[code["module"]] = code
+    return sources
+
+
+class _PinnedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds and loads the pinned modules; everything else is left to the next finder."""
+
+    def __init__(self, sources: Mapping[str, CodeValue], project_root: Path) -> None:
+        self.sources = sources
+        self.root = project_root
+
+    def filename(self, name: str) -> str:
+        return str(self.root / self.sources[name]["path"])
+
+    def find_spec(self, fullname: str, path: Any = None,
+                  target: types.ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in self.sources:
+            return None
+        filename = self.filename(fullname)
+        package = Path(filename).name == "__init__.py"
+        spec = importlib.util.spec_from_loader(fullname, self, origin=filename,
+                                               is_package=package)
+        if spec is not None:
+            spec.has_location = True  # sets __file__, which locality checks rely on
+            if package:  # unpinned submodules still load from the package folder
+                spec.submodule_search_locations = [str(Path(filename).parent)]
+        return spec
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
+        return None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        name = module.__name__
+        source = self.sources[name]["source"]
+        filename = self.filename(name)
+        code = compile(source, filename, "exec", dont_inherit=True)
+        exec(code, module.__dict__)
+
+    def get_source(self, fullname: str) -> str:
+        return self.sources[fullname]["source"]
+
+
+@contextmanager
+def pinned_modules(sources: Mapping[str, CodeValue], project_root: Path) -> Iterator[None]:
+    """Within the block, importing a pinned module gives its pinned source."""
+    finder = _PinnedFinder(sources, project_root)
+    saved = {name: sys.modules.pop(name) for name in list(sources) if name in sys.modules}
+    saved_lines = {}
+    for name, code in sources.items():
+        filename = finder.filename(name)
+        saved_lines[filename] = linecache.cache.get(filename)
+        lines = code["source"].splitlines(keepends=True)
+        # mtime None: linecache.checkcache leaves the entry alone instead of re-reading disk.
+        linecache.cache[filename] = (len(code["source"]), None, lines, filename)
+    sys.meta_path.insert(0, finder)
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+        for name in sources:
+            sys.modules.pop(name, None)
+        sys.modules.update(saved)
+        for name in sources:
+            _restore_parent_attribute(name, saved.get(name))
+        for filename, entry in saved_lines.items():
+            if entry is None:
+                linecache.cache.pop(filename, None)
+            else:
+                linecache.cache[filename] = entry
+
+
+def _restore_parent_attribute(name: str, module: types.ModuleType | None) -> None:
+    """``import a.b`` sets ``a.b``; point it back at the module loaded before the block."""
+    parent_name, _, child = name.rpartition(".")
+    parent = sys.modules.get(parent_name) if parent_name else None
+    if parent is None:
+        return
+    if module is not None:
+        setattr(parent, child, module)
+    elif hasattr(parent, child):
+        delattr(parent, child)

@@ -1,0 +1,104 @@
+"""Pinned flows in the store: the objects a flow pins, and the ``flows/<name>`` refs.
+
+Every run stores its flow's pins (``code``, ``step``, ``flow`` and ``env``
+objects). ``pinrun pin`` stores them without running anything and names them
+with the ref ``flows/<flow name>``, pointing at a small value
+``{"flow": digest, "env": digest, "entry": "module:attribute"}``: the code a
+worker checks itself against at start-up (``pinrun status``) and the code
+``pinrun run --code-policy artifact`` runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pinrun.artifacts import codec
+from pinrun.artifacts.digest import Digest, Kind
+from pinrun.artifacts.store import Store, WriteBatch
+from pinrun.errors import CorruptObjectError
+from pinrun.flows.flow import Flow
+from pinrun.flows.pinning import PinnedStep, environment, flow_value, pin_step
+
+__all__ = ["FLOW_REF_PREFIX", "FlowPins", "PinnedFlow", "find_entry", "flow_ref",
+           "load_pinned", "pin_flow", "put_pins"]
+
+#: Refs of pinned flows are ``flows/<name>``.
+FLOW_REF_PREFIX = "flows/"
+
+
+def flow_ref(name: str) -> str:
+    """The ref under which flow ``name`` is pinned."""
+    return f"{FLOW_REF_PREFIX}{name}"
+
+
+@dataclass(frozen=True)
+class FlowPins:
+    """The digests of what a flow pinned: each step, the flow, the environment."""
+
+    steps: dict[str, Digest]
+    flow: Digest
+    env: Digest
+
+
+@dataclass(frozen=True)
+class PinnedFlow:
+    """What ``flows/<name>`` names: the pinned flow, its environment, where it is defined."""
+
+    flow: Digest
+    env: Digest
+    entry: str | None
+    #: The digest of the value the ref points to.
+    digest: Digest
+
+
+def put_pins(batch: WriteBatch, flow: Flow, pins: Mapping[str, PinnedStep]) -> FlowPins:
+    """Queue each step's code and step objects, the flow object and the environment."""
+    steps: dict[str, Digest] = {}
+    for item in flow.steps:
+        pinned = pins[item.name]
+        code = [batch.put(Kind.CODE, codec.encode(source)) for source in pinned.sources.values()]
+        steps[item.name] = batch.put(Kind.STEP, codec.encode({**pinned.value, "code": code}))
+    flow_digest = batch.put(Kind.FLOW, codec.encode(
+        flow_value(flow, [steps[item.name] for item in flow.steps])))
+    sources = [code for pinned in pins.values() for code in pinned.sources.values()]
+    env = batch.put(Kind.ENV, codec.encode(environment(sources)))
+    return FlowPins(steps, flow_digest, env)
+
+
+def pin_flow(flow: Flow, store: Store, project_root: Path,
+             entry: str | None = None) -> PinnedFlow:
+    """Pin ``flow`` (code, definition, environment) under ``flows/<name>``; nothing runs."""
+    pins = {item.name: pin_step(item, project_root) for item in flow.steps}
+    where = entry if entry is not None else find_entry(flow)
+    with store.batch() as batch:
+        stored = put_pins(batch, flow, pins)
+        digest = batch.put_value({"flow": stored.flow, "env": stored.env, "entry": where},
+                                 root="pinned flow")
+        batch.set_ref(flow_ref(flow.name), digest)
+    return PinnedFlow(stored.flow, stored.env, where, digest)
+
+
+def load_pinned(store: Store, name: str) -> PinnedFlow | None:
+    """The flow pinned as ``flows/<name>``, or None when it was never pinned."""
+    digest = store.get_ref(flow_ref(name))
+    if digest is None:
+        return None
+    value: Any = store.get_value(digest)
+    if not isinstance(value, dict) or not isinstance(value.get("flow"), Digest):
+        raise CorruptObjectError(digest, None, f"ref {flow_ref(name)} does not name a "
+                                 "pinned flow")
+    return PinnedFlow(value["flow"], value["env"], value.get("entry"), digest)
+
+
+def find_entry(flow: Flow) -> str | None:
+    """``module:attribute`` of the module-level name bound to ``flow``, if there is one."""
+    module_name = flow.steps[0].func.__module__
+    module = sys.modules.get(module_name)
+    for name, value in vars(module).items() if module is not None else ():
+        if value is flow:
+            return f"{module_name}:{name}"
+    return None

@@ -1,0 +1,211 @@
+"""Does the code on disk still match the pinned code? Per step, and what to do about it.
+
+For each step the fingerprint (or the ``version=``) decides: a different one
+means the step's behaviour may have changed. The same identity with a
+different source text means only comments, formatting, docstrings or code
+the step does not use changed. The comparison also notices steps added or
+removed and a changed flow shape (levels, policies).
+
+A code version policy says what to do when the code changed: ``disabled``
+(do not check), ``warn`` (the default: say so, run the code on disk),
+``strict`` (refuse to run) or ``artifact`` (run the pinned code instead).
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pinrun.artifacts.digest import Digest, Kind
+from pinrun.artifacts.store import Store
+from pinrun.errors import InputError, PinrunError
+from pinrun.flows.flow import Flow
+from pinrun.flows.loader import import_entry, pinned_modules, pinned_sources
+from pinrun.flows.pinning import PinnedStep, pin_step
+
+__all__ = [
+    "CODE_POLICIES",
+    "CodeChangedError",
+    "CodeChangedWarning",
+    "CodePolicy",
+    "CodeStatus",
+    "StepCodeStatus",
+    "apply_code_policy",
+    "compare_code",
+    "flow_under_policy",
+    "load_pinned_flow",
+]
+
+CodePolicy = Literal["disabled", "warn", "strict", "artifact"]
+CODE_POLICIES: tuple[str, ...] = ("disabled", "warn", "strict", "artifact")
+StepState = Literal["same", "formatting", "changed", "added", "removed"]
+
+
+class CodeChangedError(PinrunError):
+    """The code on disk differs from the pinned code, and the policy is ``strict``."""
+
+    exit_code = 1
+
+
+class CodeChangedWarning(UserWarning):
+    """The code on disk differs from the pinned code; it runs anyway (policy ``warn``)."""
+
+
+@dataclass(frozen=True)
+class StepCodeStatus:
+    """One step's code: pinned against on disk."""
+
+    name: str
+    state: StepState
+    pinned: str | None
+    current: str | None
+    #: Unified diff of the pinned sources against the ones on disk ('' when equal).
+    diff: str
+
+    @property
+    def changed(self) -> bool:
+        """Whether the step's behaviour may differ from the pinned one."""
+        return self.state in ("changed", "added", "removed")
+
+
+@dataclass(frozen=True)
+class CodeStatus:
+    """A flow's code: pinned against on disk."""
+
+    flow: str
+    steps: tuple[StepCodeStatus, ...]
+    #: What changed in the flow's shape (levels, policies), if anything.
+    structure: tuple[str, ...]
+
+    @property
+    def changed(self) -> bool:
+        """Whether any step, or the flow's shape, may behave differently."""
+        return bool(self.structure) or any(item.changed for item in self.steps)
+
+    def summary(self) -> str:
+        """One line naming what changed."""
+        parts = [f"step {item.name!r} {item.state}" for item in self.steps if item.changed]
+        return "; ".join([*parts, *self.structure]) or "no change"
+
+
+def load_pinned_flow(store: Store, digest: Digest) -> tuple[dict[str, Any],
+                                                            dict[str, dict[str, Any]]]:
+    """The pinned flow value and its step values by name (each with a ``digest`` key)."""
+    flow = store.get_object(digest, Kind.FLOW)
+    steps = {}
+    for step_digest in flow["steps"]:
+        value = store.get_object(step_digest, Kind.STEP)
+        steps[value["name"]] = {**value, "digest": step_digest}
+    return flow, steps
+
+
+def compare_code(store: Store, pinned_flow: Digest, flow: Flow,
+                 project_root: Path, pins: Mapping[str, PinnedStep] | None = None) -> CodeStatus:
+    """Compare ``flow`` as loaded now with the flow pinned as ``pinned_flow``."""
+    pinned, pinned_steps = load_pinned_flow(store, pinned_flow)
+    current = pins if pins is not None else {
+        item.name: pin_step(item, project_root) for item in flow.steps}
+    statuses = []
+    for item in flow.steps:
+        now = current[item.name]
+        before = pinned_steps.get(item.name)
+        if before is None:
+            statuses.append(StepCodeStatus(item.name, "added", None, _identity(now.value), ""))
+            continue
+        old_sources = {code["module"]: code for code in
+                       (store.get_object(d, Kind.CODE) for d in before["code"])}
+        diff = _diff(old_sources, now.sources)
+        same = _identity(before) == _identity(now.value)
+        state: StepState = ("same" if not diff else "formatting") if same else "changed"
+        statuses.append(StepCodeStatus(item.name, state, _identity(before),
+                                       _identity(now.value), diff))
+    for name in pinned_steps:
+        if name not in current:
+            statuses.append(StepCodeStatus(name, "removed", _identity(pinned_steps[name]),
+                                           None, ""))
+    structure = []
+    levels = [[item.name for item in level] for level in flow.levels]
+    if pinned["levels"] != levels and not any(s.state in ("added", "removed")
+                                              for s in statuses):
+        structure.append(f"the step order changed: {pinned['levels']} -> {levels}")
+    for policy in ("on_collision", "max_concurrency"):
+        if pinned[policy] != getattr(flow, policy):
+            structure.append(f"{policy} changed: {pinned[policy]!r} -> "
+                             f"{getattr(flow, policy)!r}")
+    return CodeStatus(flow.name, tuple(statuses), tuple(structure))
+
+
+def _identity(step_value: Mapping[str, Any]) -> str:
+    """What names a step's code: its version when it has one, else its fingerprint."""
+    if step_value.get("version") is not None:
+        return f"version {step_value['version']}"
+    return str(step_value.get("fingerprint"))
+
+
+def _diff(old: Mapping[str, Mapping[str, str]], new: Mapping[str, Mapping[str, str]]) -> str:
+    chunks: list[str] = []
+    for module in sorted(set(old) | set(new)):
+        before = old[module]["source"] if module in old else ""
+        after = new[module]["source"] if module in new else ""
+        if before == after:
+            continue
+        path = (new.get(module) or old[module])["path"]
+        chunks.extend(difflib.unified_diff(
+            before.splitlines(keepends=True), after.splitlines(keepends=True),
+            fromfile=f"pinned/{path}", tofile=f"disk/{path}"))
+    return "".join(line if line.endswith("\n") else line + "\n" for line in chunks)
+
+
+def check_policy(policy: str) -> None:
+    """Refuse a code policy that is not one of :data:`CODE_POLICIES`."""
+    if policy not in CODE_POLICIES:
+        raise InputError(f"code policy {policy!r} is not one of {', '.join(CODE_POLICIES)}")
+
+
+@contextmanager
+def flow_under_policy(store: Store, policy: CodePolicy, pinned_flow: Digest, *,
+                      entry: str | None, project_root: Path, flow: Flow | None,
+                      what: str) -> Iterator[tuple[Flow, dict[str, PinnedStep]]]:
+    """The flow to run and its pins, as ``policy`` decides, for the block's duration.
+
+    With ``artifact`` the block runs inside :func:`~pinrun.flows.loader.pinned_modules`
+    with the flow imported from the pinned sources (``entry`` is required);
+    otherwise ``flow`` (or ``entry`` imported from disk) is checked against
+    the pinned flow: a change warns, or with ``strict`` raises
+    :class:`CodeChangedError` before anything runs.
+    """
+    with ExitStack() as stack:
+        if policy == "artifact":
+            if entry is None:
+                raise InputError(f"{what} does not say where its flow is defined, so the "
+                                 "pinned code cannot be imported; use another --code-policy")
+            _, steps = load_pinned_flow(store, pinned_flow)
+            sources = pinned_sources(store, [value["digest"] for value in steps.values()])
+            stack.enter_context(pinned_modules(sources, project_root))
+            flow = import_entry(entry)
+        elif flow is None:
+            if entry is None:
+                raise InputError(f"{what} does not say where its flow is defined; pass the "
+                                 "flow, or use --code-policy artifact")
+            flow = import_entry(entry)
+        pins = {item.name: pin_step(item, project_root) for item in flow.steps}
+        if policy != "disabled":
+            apply_code_policy(policy, compare_code(store, pinned_flow, flow, project_root, pins),
+                              what)
+        yield flow, pins
+
+
+def apply_code_policy(policy: CodePolicy, status: CodeStatus, what: str) -> None:
+    """Warn about, or refuse, code that changed since it was pinned (``what`` says where)."""
+    if not status.changed or policy in ("disabled", "artifact"):
+        return
+    message = (f"the code of flow {status.flow!r} differs from {what}: {status.summary()}. "
+               "`pinrun status` shows the diff; --code-policy artifact runs the pinned code")
+    if policy == "strict":
+        raise CodeChangedError(f"{message}. Refusing to run (code policy strict).")
+    warnings.warn(CodeChangedWarning(message), stacklevel=4)

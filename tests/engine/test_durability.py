@@ -1,0 +1,195 @@
+"""Durability modes, concurrency within a level, and input mutation."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pinrun.artifacts.digest import Digest, Kind
+from pinrun.artifacts.maintenance import fsck
+from pinrun.artifacts.store import Store
+from pinrun.engine.records import RunFailedError, load_run
+from pinrun.engine.run import record
+from pinrun.errors import InputError
+from pinrun.flows import Flow, step
+from tests.engine.test_context import FixedWorld
+
+
+@step
+def load(order_id: str) -> dict[str, Any]:
+    """Fetch the order's items."""
+    return {"items": [{"sku": "X", "qty": 2, "price": 5.0}]}
+
+
+@step
+def price(items: list[dict[str, Any]], ctx: Any) -> dict[str, Any]:
+    """Price the items, at a recorded exchange rate."""
+    rate = ctx.effect("fx_rate", lambda currency: 1.1, "EUR")
+    return {"total": round(sum(i["qty"] * i["price"] for i in items) * rate, 2),
+            "priced_at": ctx.now()}
+
+
+@step
+def report(total: float, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Summarise."""
+    return {"report": f"{total} for {len(items)} item(s)"}
+
+
+PRICING = Flow("pricing", [load, price, report])
+
+
+def _run_objects(store: Store) -> int:
+    """How many run objects the store holds."""
+    return sum(1 for raw, _ in store.iter_records() if store.info(Digest(raw)).kind is Kind.RUN)
+
+
+@pytest.mark.parametrize("durability", ["run", "none"])
+def test_every_durability_records_the_same_run(tmp_path: Path, durability: str) -> None:
+    """The record's content does not depend on when it was committed."""
+    with Store.open(tmp_path / "a", create=True) as step_store, \
+            Store.open(tmp_path / "b", create=True) as other:
+        by_step = record(PRICING, {"order_id": "A1"}, store=step_store, world=FixedWorld())
+        at_end = record(PRICING, {"order_id": "A1"}, store=other, world=FixedWorld(),
+                        durability=durability)  # type: ignore[arg-type]
+        assert replace(at_end, timing=None, digest=None) == replace(by_step, timing=None,
+                                                                    digest=None)
+        assert load_run(other, at_end.id) == at_end
+        assert fsck(other).ok
+        # "step" stores the record after the start and each step; "run" and "none" once.
+        assert _run_objects(step_store) == len(PRICING.steps) + 2
+        assert _run_objects(other) == 1
+
+
+def test_a_run_committed_at_the_end_records_its_failure(store: Store) -> None:
+    """durability="run": the failure is committed with the run, then raised."""
+
+    @step
+    def refuse(total: float) -> dict[str, Any]:
+        raise ValueError("no")
+
+    flow = Flow("refusing", [*PRICING.steps[:2], refuse])
+    with pytest.raises(RunFailedError) as caught:
+        record(flow, {"order_id": "A1"}, store=store, durability="run")
+    stored = load_run(store, caught.value.run.id)
+    assert stored.status == "failed"
+    assert [s.status for s in stored.steps] == ["succeeded", "succeeded", "failed"]
+
+
+def test_an_interrupted_run_at_the_end_leaves_nothing(store: Store) -> None:
+    """durability="run" and a KeyboardInterrupt: no run, no ref, no half a record."""
+
+    @step
+    def interrupted(items: list[Any]) -> dict[str, Any]:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        record(Flow("stopped", [PRICING.steps[0], interrupted]), {"order_id": "A1"},
+               store=store, durability="run")
+    assert store.refs("runs/") == {}
+    assert store.object_count() == 0
+
+
+def test_an_interrupted_run_by_step_keeps_its_finished_steps(store: Store) -> None:
+    """durability="step" and a KeyboardInterrupt: the first step's commit is there."""
+
+    @step
+    def interrupted(items: list[Any]) -> dict[str, Any]:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        record(Flow("stopped", [PRICING.steps[0], interrupted]), {"order_id": "A1"},
+               store=store)
+    (name,) = store.refs("runs/")
+    run = load_run(store, name.split("/", 1)[1])
+    assert [s.name for s in run.steps] == ["load"]
+    assert run.status == "running"
+    assert not (store.path / "leases" / f"{run.id}.lock").exists()
+
+
+def test_a_non_durable_store_still_gets_step_durability(tmp_path: Path) -> None:
+    """A store opened durable=False records all the same (synced by the engine)."""
+    with Store.open(tmp_path / "fast", create=True, durable=False) as fast:
+        run = record(PRICING, {"order_id": "A1"}, store=fast)
+        assert load_run(fast, run.id).status == "succeeded"
+
+
+def test_an_unknown_durability_is_refused(store: Store) -> None:
+    """A typo is an input error, with nothing written."""
+    with pytest.raises(InputError, match="durability='always'"):
+        record(PRICING, {"order_id": "A1"}, store=store, durability="always")  # type: ignore[arg-type]
+    assert store.object_count() == 0
+
+
+def test_mutating_an_input_is_a_recorded_hazard(store: Store) -> None:
+    """The step sees a copy; the change is reported; the recorded inputs are the originals."""
+
+    @step
+    def tidy(items: list[str]) -> dict[str, Any]:
+        items.sort()
+        return {"count": len(items)}
+
+    run = record(Flow("tidy", [tidy]), {"items": ["b", "a"]}, store=store)
+    (only,) = run.steps
+    assert only.hazards == ("mutated its input 'items' in place (the record keeps the value "
+                            "it was given); return a new value instead",)
+    assert store.get_snapshot(only.inputs) == {"items": ["b", "a"]}
+    assert store.get_snapshot(run.state)["items"] == ["b", "a"]
+
+
+def test_a_step_that_only_reads_has_no_hazard(store: Store) -> None:
+    """Reading without changing is not a mutation."""
+
+    @step
+    def count(items: list[str]) -> dict[str, Any]:
+        return {"count": len(sorted(items))}
+
+    assert record(Flow("count", [count]), {"items": ["b", "a"]}, store=store).steps[0].hazards == ()
+
+
+LEFT_STARTED = "left_started"
+
+
+def _handshake_flow(max_concurrency: int) -> Flow:
+    events: dict[str, asyncio.Event] = {}
+
+    def event(name: str) -> asyncio.Event:
+        return events.setdefault(name, asyncio.Event())
+
+    @step(writes=["seed"])
+    def start(n: int) -> dict[str, Any]:
+        events.clear()
+        return {"seed": n}
+
+    @step(after=["start"])
+    async def left(seed: int) -> dict[str, Any]:
+        event("left").set()
+        await asyncio.wait_for(event("right").wait(), 1)
+        return {"left": seed + 1}
+
+    @step(after=["start"])
+    async def right(seed: int, left: int = 0) -> dict[str, Any]:
+        event("right").set()
+        await asyncio.wait_for(event("left").wait(), 1)
+        return {"right": seed + 2, "saw_left": left}
+
+    return Flow("handshake", [start, left, right], max_concurrency=max_concurrency)
+
+
+def test_async_steps_of_a_level_run_concurrently_and_merge_in_order(store: Store) -> None:
+    """Each waits for the other, so this only finishes when they run side by side."""
+    run = record(_handshake_flow(2), {"n": 1}, store=store)
+    assert [s.name for s in run.steps] == ["start", "left", "right"]
+    state = store.get_snapshot(run.state)
+    assert (state["left"], state["right"]) == (2, 3)
+    assert state["saw_left"] == 0  # siblings read the state as the level began
+
+
+def test_without_concurrency_the_same_flow_runs_one_step_at_a_time(store: Store) -> None:
+    """max_concurrency=1 runs them in turn: the handshake times out and the run fails."""
+    with pytest.raises(RunFailedError) as caught:
+        record(_handshake_flow(1), {"n": 1}, store=store)
+    assert isinstance(caught.value.__cause__, TimeoutError)
