@@ -32,9 +32,9 @@ if TYPE_CHECKING:
     from pinrun.artifacts.digest import Digest, Kind
     from pinrun.artifacts.store import Store, WriteBatch, open_store
     from pinrun.engine.context import Context, ContextDivergenceError
-    from pinrun.engine.records import RunFailedError, RunRecord, StepRecord
     from pinrun.engine.execution import StepOutputError
     from pinrun.engine.lease import RunBusyError
+    from pinrun.engine.records import RunFailedError, RunRecord, StepRecord
     from pinrun.engine.resume import resume
     from pinrun.engine.run import record
     from pinrun.flows.fingerprint import FingerprintError

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from pinrun.artifacts.store import Store
 from pinrun.engine.records import load_run
 from pinrun.engine.run import record
 from pinrun.flows import FingerprintError, Flow, step
+from tests.helpers import Project
 
 PROJECT = Path(__file__).resolve().parents[2]
 TAX_RATE = 0.2
@@ -99,3 +101,62 @@ def test_a_version_stands_in_for_an_unfingerprintable_step(store: Store) -> None
     pinned = _object(store, run.steps[0].code, Kind.STEP)
     assert (pinned["version"], pinned["fingerprint"]) == ("locked-v2", None)
     assert pinned["code"]  # the source is still pinned for replay
+
+
+CACHED = """
+import pinrun
+from {package} import helpers
+
+LIMITS = [1, 2]
+SCALE = 3
+
+
+@pinrun.step
+def scale(n: int) -> dict:
+    return {{"scaled": n * SCALE, "limit": max(LIMITS)}}
+
+
+flow = pinrun.Flow("cached", [scale])
+"""
+
+HELPERS = """
+def unused_by_the_step():
+    return 1
+"""
+
+
+def test_pins_are_cached_until_what_the_code_reads_changes(project: Project) -> None:
+    """A cached pin is reused; a mutated constant or a rebound global gives a new one."""
+    from pinrun.flows.pinning import pin_step
+
+    project.write("helpers", HELPERS)
+    project.write("cached", CACHED.format(package=project.package))
+    flow = project.load("cached")
+    module = sys.modules[f"{project.package}.cached"]
+    first = pin_step(flow.steps[0], project.root)
+    assert pin_step(flow.steps[0], project.root) is first  # cached
+    module.LIMITS.append(9)  # mutated in place
+    second = pin_step(flow.steps[0], project.root)
+    assert second is not first
+    assert second.value["fingerprint"] != first.value["fingerprint"]
+    module.SCALE = 4  # rebound
+    third = pin_step(flow.steps[0], project.root)
+    assert third.value["fingerprint"] not in (first.value["fingerprint"],
+                                              second.value["fingerprint"])
+    module.SCALE = 3
+    module.LIMITS.pop()
+    assert pin_step(flow.steps[0], project.root).value["fingerprint"] == \
+        first.value["fingerprint"]
+
+
+def test_the_source_bundle_holds_the_modules_imported_transitively(project: Project) -> None:
+    """A project module the step's module imports is pinned too, even if the step never
+    calls into it."""
+    from pinrun.flows.pinning import pin_step
+
+    project.write("helpers", HELPERS)
+    project.write("cached", CACHED.format(package=project.package))
+    pinned = pin_step(project.load("cached").steps[0], project.root)
+    assert set(pinned.sources) == {f"{project.package}.cached", f"{project.package}.helpers"}
+    assert pinned.sources[f"{project.package}.helpers"]["path"] == \
+        f"{project.package}/helpers.py"

@@ -16,15 +16,19 @@ value model.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
-from typing import Any, Final, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import orjson
 
 from pinrun.artifacts import _codec_types as types
 from pinrun.errors import PinrunError, UnsupportedValueError
 
+if TYPE_CHECKING:
+    from pinrun.artifacts.digest import Digest
+
 __all__ = ["TypeCodec", "UndecodableValueError", "decode", "decode_tagged", "encode",
+           "encode_digest_map",
            "register_type"]
 
 _SORT: Final = orjson.OPT_SORT_KEYS
@@ -207,6 +211,23 @@ def encode(value: Any, *, root: str = "value") -> bytes:
     except RecursionError:
         raise UnsupportedValueError(root, _type_name(value), "it contains itself or is nested "
                                     "too deeply") from None
+
+
+def encode_digest_map(node: dict[str, Any], field: str, entries: Mapping[str, Digest]) -> bytes:
+    """``encode({**node, field: entries})`` for a map of digests, without the generic walk.
+
+    Trees are encoded for every snapshot a run stores, so this path matters;
+    a key the generic walk would escape (``$...`` or a lone surrogate) takes it.
+    """
+    plain: dict[str, Any] = {}
+    for key, digest in entries.items():
+        if key[:1] == "$" or type(key) is not str:
+            return encode({**node, field: dict(entries)})
+        plain[key] = {"$digest": digest.hex}
+    try:
+        return orjson.dumps({**node, field: plain}, option=_SORT)
+    except TypeError:
+        return encode({**node, field: dict(entries)})
 
 
 def _encode(value: Any) -> bytes:

@@ -64,6 +64,9 @@ _ZSTD_LEVEL: Final = 3
 # Below this many payloads a batch is compressed in this thread: starting
 # zstd's worker threads costs more than it saves.
 _PARALLEL_MIN_ITEMS: Final = 16
+# Starting zstd's threads costs up to milliseconds: below this many bytes a
+# plain loop is faster (measured: 64 objects of 100 bytes, 3 ms vs 0.08 ms).
+_PARALLEL_MIN_BYTES: Final = 1 << 20
 _THREADS: Final = min(os.cpu_count() or 1, 4)
 
 # zstandard compressor objects are not thread-safe; keep one per thread.
@@ -152,7 +155,8 @@ def build_records(items: list[tuple[bytes, Kind, bytes]],
 
 def _compress_all(items: list[tuple[bytes, Kind, bytes]], indexes: list[int],
                   compressor: zstandard.ZstdCompressor) -> dict[int, bytes]:
-    if len(indexes) >= _PARALLEL_MIN_ITEMS and _THREADS > 1:
+    if len(indexes) >= _PARALLEL_MIN_ITEMS and _THREADS > 1 and \
+            sum(len(items[i][2]) for i in indexes) >= _PARALLEL_MIN_BYTES:
         results = compressor.multi_compress_to_buffer([items[i][2] for i in indexes],
                                                       threads=_THREADS)
         return {index: results[n].tobytes() for n, index in enumerate(indexes)}

@@ -89,9 +89,14 @@ class WriteBatch:
         #: After commit: how many objects were new to the store.
         self.new_objects = 0
 
-    def put(self, kind: Kind, payload: bytes) -> Digest:
-        """Queue a payload of the given kind (already canonical bytes); returns its digest."""
-        digest = compute_digest(kind, payload)
+    def put(self, kind: Kind, payload: bytes, digest: Digest | None = None) -> Digest:
+        """Queue a payload of the given kind (already canonical bytes); returns its digest.
+
+        ``digest``: the payload's digest when the caller computed it before
+        (pinned code is put at every run); it must be ``compute_digest(kind, payload)``.
+        """
+        if digest is None:
+            digest = compute_digest(kind, payload)
         self._offered_objects += 1
         self._offered_bytes += len(payload)
         if digest not in self._pending:
@@ -113,9 +118,21 @@ class WriteBatch:
         """Queue raw bytes (chunked into a tree when large)."""
         return trees.store_blob(self, data)
 
-    def put_snapshot(self, state: Mapping[str, Any], *, root: str = "state") -> Digest:
-        """Queue a state as a Merkle tree of its keys; returns the tree digest."""
-        return trees.store_snapshot(self, state, root=root)
+    def put_snapshot(self, state: Mapping[str, Any], *, root: str = "state",
+                     payloads: Mapping[str, bytes] | None = None,
+                     entries_out: dict[str, Digest] | None = None) -> Digest:
+        """Queue a state as a Merkle tree of its keys; returns the tree digest.
+
+        ``payloads``: canonical encodings of values the caller already made
+        (``codec.encode(state[key])``), which are then not encoded again.
+        ``entries_out`` receives the digest of each key's entry.
+        """
+        return trees.store_snapshot(self, state, root=root, payloads=payloads,
+                                    entries_out=entries_out)
+
+    def put_entries(self, entries: Mapping[str, Digest]) -> Digest:
+        """Queue the tree of a snapshot whose entries are already stored (or queued)."""
+        return trees.store_entries(self, entries)
 
     def set_ref(self, name: str, digest: Digest, *, expected: RefExpectation = ANY) -> None:
         """Point ``name`` at ``digest`` on commit, if the ref still equals ``expected``.

@@ -33,6 +33,7 @@ __all__ = [
     "load_snapshot",
     "references",
     "store_blob",
+    "store_entries",
     "store_entry",
     "store_snapshot",
     "tree_entries",
@@ -73,11 +74,15 @@ def store_blob(sink: ObjectSink, data: bytes) -> Digest:
     return sink.put(Kind.TREE, payload)
 
 
-def store_entry(sink: ObjectSink, value: Any, path: str) -> Digest:
-    """Store one state value under the right shape; ``path`` names it in errors."""
+def store_entry(sink: ObjectSink, value: Any, path: str, payload: bytes | None = None) -> Digest:
+    """Store one state value under the right shape; ``path`` names it in errors.
+
+    ``payload`` is the value's canonical encoding when the caller has it already.
+    """
     if type(value) is bytes:
         return store_blob(sink, value)
-    payload = codec.encode(value, root=path)
+    if payload is None:
+        payload = codec.encode(value, root=path)
     if (
         len(payload) > SUBTREE_THRESHOLD
         and type(value) is dict
@@ -87,16 +92,29 @@ def store_entry(sink: ObjectSink, value: Any, path: str) -> Digest:
     return sink.put(Kind.VALUE, payload)
 
 
-def store_snapshot(sink: ObjectSink, state: Mapping[str, Any], root: str = "state") -> Digest:
-    """Store a mapping of string keys as a tree; returns the tree's digest."""
+def store_snapshot(sink: ObjectSink, state: Mapping[str, Any], root: str = "state",
+                   payloads: Mapping[str, bytes] | None = None,
+                   entries_out: dict[str, Digest] | None = None) -> Digest:
+    """Store a mapping of string keys as a tree; returns the tree's digest.
+
+    ``payloads`` may hold the canonical encodings of some values already;
+    ``entries_out`` receives each key's entry digest (for :func:`store_entries`).
+    """
     entries: dict[str, Digest] = {}
+    known = payloads if payloads is not None else {}
     for key, value in state.items():
         if type(key) is not str:
             raise UnsupportedValueError(f"{root} key {key!r}", type(key).__qualname__,
                                         "snapshot keys must be strings")
-        entries[key] = store_entry(sink, value, f"{root}[{key!r}]")
-    payload = codec.encode({"type": "map", "entries": entries})
-    return sink.put(Kind.TREE, payload)
+        entries[key] = store_entry(sink, value, f"{root}[{key!r}]", known.get(key))
+    if entries_out is not None:
+        entries_out.update(entries)
+    return store_entries(sink, entries)
+
+
+def store_entries(sink: ObjectSink, entries: Mapping[str, Digest]) -> Digest:
+    """Store the tree of a snapshot whose entries are stored already, by their digests."""
+    return sink.put(Kind.TREE, codec.encode_digest_map({"type": "map"}, "entries", entries))
 
 
 def _tree(digest: Digest, payload: bytes) -> dict[str, Any]:

@@ -126,9 +126,7 @@ def show_command(store: Store, run_id: str, as_json: bool) -> None:
     steps: list[dict[str, Any]] = []
     for item in run.steps:
         events = store.get_value(item.events)
-        times = timing["steps"].get(item.name, {})
-        seconds = ((times["finished"] - times["started"]).total_seconds()
-                   if "finished" in times else None)
+        seconds = timing["steps"].get(item.name, {}).get("seconds")
         steps.append({
             "name": item.name, "status": item.status, "attempt": item.attempt,
             "inputs": item.inputs.hex, "code": item.code.hex if item.code else None,

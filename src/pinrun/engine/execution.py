@@ -37,11 +37,13 @@ class Outcome:
     """What one step did, gathered for its record."""
 
     step: Step
-    #: The state values it read, as they were before it ran.
+    #: The state values it read, as they were before it ran, and their encodings.
     reads: Mapping[str, Any]
+    encoded_reads: Mapping[str, bytes]
     log: RecordingLog
     began: Any
     outputs: dict[str, Any] | None = None
+    encoded_outputs: dict[str, bytes] = field(default_factory=dict)
     error: BaseException | None = None
     hazards: list[str] = field(default_factory=list)
 
@@ -49,21 +51,20 @@ class Outcome:
 class _Call:
     """One step about to run: its arguments, and their encodings to spot mutation."""
 
-    def __init__(self, item: Step, base: Mapping[str, Any], world: World, run_id: str) -> None:
+    def __init__(self, item: Step, base: Mapping[str, Any], encoded: Mapping[str, bytes],
+                 world: World, run_id: str) -> None:
         self.item = item
         reads = {key: base[key] for key in item.reads if key in base}
-        self.encoded = {key: codec.encode(value, root=f"state[{key!r}]")
-                        for key, value in reads.items()}
+        self.encoded = {key: encoded[key] for key in reads}
         self.arguments: dict[str, Any] = {key: codec.decode(raw)
                                           for key, raw in self.encoded.items()}
-        self.outcome = Outcome(item, reads, RecordingLog(world), world.now())
+        self.outcome = Outcome(item, reads, self.encoded, RecordingLog(world), world.now())
         self.context = Context(run_id, item.name, self.outcome.log)
         if item.wants_context:
             self.arguments["ctx"] = self.context
         if item.wants_state:
             self.arguments["state"] = MappingProxyType(
-                {key: codec.decode(codec.encode(value, root=f"state[{key!r}]"))
-                 for key, value in base.items()})
+                {key: codec.decode(raw) for key, raw in encoded.items()})
 
     def finish(self, result: Any) -> Outcome:
         """Check what the step returned and whether it changed its arguments."""
@@ -79,37 +80,41 @@ class _Call:
                     "given); return a new value instead")
         if outcome.error is None:
             try:
-                outcome.outputs = _outputs(self.item, result)
+                outcome.outputs, outcome.encoded_outputs = _outputs(self.item, result)
             except PinrunError as exc:
                 outcome.error = exc
         return outcome
 
 
-def _outputs(item: Step, result: Any) -> dict[str, Any]:
+def _outputs(item: Step, result: Any) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The returned mapping and its values' encodings (refusing what cannot be stored)."""
     if result is None:
-        return {}
+        return {}, {}
     if not isinstance(result, Mapping) or not all(isinstance(k, str) for k in result):
         raise StepOutputError(f"step {item.name!r} returned a {type(result).__qualname__}; a "
                               "step returns a dict of the state keys it writes (or None)")
     outputs = dict(result)
-    codec.encode(outputs, root=f"the outputs of step {item.name!r}")  # refuse before merging
-    return outputs
+    encoded = {key: codec.encode(value, root=f"the outputs of step {item.name!r}[{key!r}]")
+               for key, value in outputs.items()}
+    return outputs, encoded
 
 
-def run_level(flow: Flow, level: list[Step], state: Mapping[str, Any], world: World,
-              run_id: str) -> Iterator[Outcome]:
+def run_level(flow: Flow, level: list[Step], state: Mapping[str, Any],
+              encoded: Mapping[str, bytes], *, world: World, run_id: str) -> Iterator[Outcome]:
     """Run ``level``'s steps and yield their outcomes in declaration order.
 
-    Sequential steps run lazily: the caller commits each outcome before the
-    next step starts, and stops at a failure.
+    ``encoded`` holds the canonical encoding of every state value. Sequential
+    steps run lazily: the caller commits each outcome before the next step
+    starts, and stops at a failure.
     """
-    base = dict(state)  # the level's view: siblings never see each other's writes
+    # The level's view: siblings never see each other's writes.
+    base, base_encoded = dict(state), dict(encoded)
     concurrent = flow.max_concurrency > 1 and sum(item.is_async for item in level) > 1
     if not concurrent:
         for item in level:
-            yield _run_sync(_Call(item, base, world, run_id))
+            yield _run_sync(_Call(item, base, base_encoded, world, run_id))
         return
-    calls = [_Call(item, base, world, run_id) for item in level]
+    calls = [_Call(item, base, base_encoded, world, run_id) for item in level]
     yield from asyncio.run(_run_concurrently(calls, flow.max_concurrency))
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+import orjson
+
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store
@@ -112,8 +114,22 @@ class RunRecord:
         }
 
     def encode(self) -> bytes:
-        """The run object's payload."""
-        return codec.encode(self.to_value(), root="run record")
+        """The run object's payload: ``codec.encode(self.to_value())``, built directly.
+
+        A run record is re-encoded at every commit, so it skips the generic
+        walk: its shape is known, and only digests need a tag.
+        """
+        value = self.to_value()
+        plain = {**value, "steps": [{**step, "inputs": _tag(step["inputs"]),
+                                     "outputs": _tag(step["outputs"]),
+                                     "events": _tag(step["events"]),
+                                     "code": _tag(step["code"])} for step in value["steps"]]}
+        for key in ("inputs", "state", "timing", "flow_pin", "env"):
+            plain[key] = _tag(value[key])
+        try:
+            return orjson.dumps(plain, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # a lone surrogate in an error message: the codec escapes it
+            return codec.encode(value, root="run record")
 
     @classmethod
     def from_value(cls, data: dict[str, Any], digest: Digest | None = None) -> RunRecord:
@@ -138,6 +154,11 @@ class RunRecord:
     def with_step(self, step: StepRecord, state: Digest, status: RunStatus) -> RunRecord:
         """A new record with ``step`` appended (records are never changed in place)."""
         return replace(self, steps=(*self.steps, step), state=state, status=status, digest=None)
+
+
+def _tag(digest: Digest | None) -> dict[str, str] | None:
+    """A digest as the codec writes it."""
+    return {"$digest": digest.hex} if digest is not None else None
 
 
 def _step_value(step: StepRecord) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from pinrun.artifacts import codec
 from pinrun.artifacts.store import Store
 from pinrun.engine.lease import RunBusyError, is_live
 from pinrun.engine.records import RunRecord, load_run
@@ -71,10 +72,13 @@ def resume(run_id: str, *, store: Store, code_policy: CodePolicy = "warn",
 def _continue(run: RunRecord, flow: Flow, pins: dict[str, PinnedStep], store: Store, *,
               durability: Durability, world: World) -> RunRecord:
     timing = store.get_value(run.timing) if run.timing is not None else {"steps": {}}
-    timing.setdefault("resumed", []).append(world.now())
-    recorder = Recorder(flow, store, world, durability, state=store.get_snapshot(run.state),
+    timing.setdefault("resumed", []).append(world.now().isoformat())
+    state = store.get_snapshot(run.state)
+    encoded = {key: codec.encode(value, root=f"state[{key!r}]") for key, value in state.items()}
+    recorder = Recorder(flow, store, world, durability, state=state, encoded=encoded,
                         timing=timing)
     recorder.step_pins = put_pins(recorder.writer(), flow, pins).steps
+    recorder.writer().put_snapshot(state, payloads=encoded, entries_out=recorder.entries)
     recorder.run = run
     recorder.digest = run.digest
     for item in run.steps:

@@ -76,18 +76,20 @@ def record(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
     flow.check_inputs(inputs.keys())
     root = project_root if project_root is not None else project_root_for(store.path)
     pins = {item.name: pin_step(item, root) for item in flow.steps}
-    state = {key: codec.decode(codec.encode(value, root=f"inputs[{key!r}]"))
-             for key, value in inputs.items()}
+    encoded = {key: codec.encode(value, root=f"inputs[{key!r}]")
+               for key, value in inputs.items()}
+    state = {key: codec.decode(raw) for key, raw in encoded.items()}
     actual_world = world if world is not None else SystemWorld()
     started = actual_world.now()
     # Readable and time-ordered to the millisecond, so `pinrun runs` lists newest first.
     stamp = f"{started.strftime('%Y%m%dT%H%M%S')}{started.microsecond // 1000:03d}"
     run_id = f"{stamp}-{actual_world.entropy(_ID_ENTROPY).hex()}"
-    recorder = Recorder(flow, store, actual_world, durability, state=state,
-                        timing={"started": started, "steps": {}})
+    recorder = Recorder(flow, store, actual_world, durability, state=state, encoded=encoded,
+                        timing={"started": started.isoformat(), "steps": {}})
     batch = recorder.writer()
     stored = put_pins(batch, flow, pins)
-    inputs_digest = batch.put_snapshot(state, root="inputs")
+    inputs_digest = batch.put_snapshot(state, root="inputs", payloads=encoded,
+                                       entries_out=recorder.entries)
     recorder.run = RunRecord(id=run_id, flow=flow.name, status="running", inputs=inputs_digest,
                              state=inputs_digest, flow_pin=stored.flow, env=stored.env,
                              entry=entry if entry is not None else find_entry(flow))
@@ -108,12 +110,17 @@ class Recorder:
     step_pins: dict[str, Digest]
 
     def __init__(self, flow: Flow, store: Store, world: World, durability: Durability, *,
-                 state: dict[str, Any], timing: dict[str, Any]) -> None:
+                 state: dict[str, Any], encoded: dict[str, bytes],
+                 timing: dict[str, Any]) -> None:
         self.flow = flow
         self.store = store
         self.world = world
         self.durability = durability
         self.state = state
+        #: The canonical encoding of every state value, kept beside it (never encoded twice).
+        self.encoded = encoded
+        #: The stored entry of every state value (filled as values are stored).
+        self.entries: dict[str, Digest] = {}
         self.timing = timing
         self.steps: list[StepRecord] = []
         #: The digest of the stored run record (None until the first commit).
@@ -150,15 +157,18 @@ class Recorder:
 
     def _run_level(self, level: list[Step]) -> None:
         written: set[str] = set()
-        for outcome in run_level(self.flow, level, self.state, self.world, self.run.id):
+        entries = dict(self.entries)  # as the level began: what its steps read
+        for outcome in run_level(self.flow, level, self.state, self.encoded, world=self.world,
+                                 run_id=self.run.id):
             if outcome.error is None:
                 self._check_outputs(outcome, written)
-            self._record_step(outcome)
+            self._record_step(outcome, entries)
             if outcome.error is not None:
                 self._commit(self.writer(), "failed")
                 raise RunFailedError(self.run) from outcome.error
             outputs = outcome.outputs or {}
             self.state.update(outputs)
+            self.encoded.update(outcome.encoded_outputs)
             written.update(outputs)
             if self.durability == "step":
                 self._commit(self.writer(), "running")
@@ -183,18 +193,23 @@ class Recorder:
         except StepOutputError as exc:
             outcome.error, outcome.outputs = exc, None
 
-    def _record_step(self, outcome: Outcome) -> None:
+    def _record_step(self, outcome: Outcome, entries: dict[str, Digest]) -> None:
         item = outcome.step
         attempt = self.attempts.get(item.name, 0) + 1
         self.attempts[item.name] = attempt
-        self.timing["steps"][item.name] = {"started": outcome.began,
-                                           "finished": self.world.now()}
+        # Plain strings and numbers: timing is re-stored at every commit, so keep it cheap.
+        finished = self.world.now()
+        self.timing["steps"][item.name] = {
+            "started": outcome.began.isoformat(),
+            "seconds": (finished - outcome.began).total_seconds()}
         batch = self.writer()
         self.steps.append(StepRecord(
             name=item.name, status="failed" if outcome.error is not None else "succeeded",
-            inputs=batch.put_snapshot(outcome.reads, root=f"the inputs of step {item.name!r}"),
-            outputs=(batch.put_snapshot(outcome.outputs,
-                                        root=f"the outputs of step {item.name!r}")
+            # What it read is in the state already: its tree names the same entries.
+            inputs=batch.put_entries({key: entries[key] for key in outcome.reads}),
+            outputs=(batch.put_snapshot(outcome.outputs, payloads=outcome.encoded_outputs,
+                                        root=f"the outputs of step {item.name!r}",
+                                        entries_out=self.entries)
                      if outcome.outputs is not None else None),
             events=batch.put_value([e.as_value() for e in outcome.log.events],
                                    root="context events"),
@@ -206,7 +221,8 @@ class Recorder:
         """Write the record as it stands (with everything queued in ``batch``)."""
         updated = RunRecord(
             id=self.run.id, flow=self.run.flow, status=status, inputs=self.run.inputs,
-            state=batch.put_snapshot(self.state, root="state"), steps=tuple(self.steps),
+            state=batch.put_entries(self.entries),
+            steps=tuple(self.steps),
             timing=batch.put_value(self.timing), flow_pin=self.run.flow_pin, env=self.run.env,
             entry=self.run.entry)
         digest = batch.put(Kind.RUN, updated.encode())

@@ -1,19 +1,8 @@
 """A step's code fingerprint: one digest for the code a step runs.
 
 The digest must change when the step's logic changes and stay put otherwise,
-on every Python version pinrun supports (3.11 to 3.13). So it hashes neither
-``ast.dump`` text nor bytecode, both of which change between versions, but a
-canonical structure built from the syntax tree by hand:
-
-* a node is a dict ``{"_type": class name, field: value, ...}`` with its fields
-  in sorted order; a node with no fields left is just its name (``"Load"``);
-* source positions and ``type_comment`` are dropped, and so are fields that
-  are ``None`` or an empty list, so a field a later Python adds with an empty
-  default (3.12's ``type_params``) changes nothing;
-* docstrings (the first statement of a module, class or function body when it
-  is a string) are dropped; a constant is ``(type name, value)``, so ``1``,
-  ``1.0`` and ``True`` differ while quote style and ``u""`` prefixes do not;
-* f-string literal parts are merged, and empty ones dropped (3.12 adds some).
+on every Python version pinrun supports (3.11 to 3.13): it hashes the
+canonical structure of the syntax tree built by :mod:`pinrun.flows.normalize`.
 
 To that it adds, recursively, what the code reads through globals, closures
 and ``module.attribute`` chains: project functions and classes (their own
@@ -35,7 +24,7 @@ import sysconfig
 import types
 import typing
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -43,17 +32,54 @@ import blake3
 
 from pinrun.artifacts.codec import encode
 from pinrun.errors import InputError, UnsupportedValueError
+from pinrun.flows.normalize import normalize, normalized_source_tree, parse_source, tokens
 
 __all__ = ["Fingerprint", "FingerprintError", "fingerprint", "is_project_local",
            "normalized_source_tree"]
 
 _FORMAT: Final = "pinrun.fingerprint/1"  # bump whenever the structure changes meaning
-_POSITIONS: Final = frozenset({"lineno", "col_offset", "end_lineno", "end_col_offset"})
 _DEFINITIONS: Final = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
-_HAS_DOCSTRING: Final = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 _BUILTIN_CALLABLES: Final = (types.BuiltinFunctionType, types.MethodDescriptorType,
                              types.WrapperDescriptorType, types.MethodWrapperType,
                              types.ClassMethodDescriptorType)
+
+
+_UNBOUND: Final = object()  # a name the code reads that was not bound when it was walked
+
+
+@dataclass(frozen=True)
+class Guards:
+    """What a fingerprint read, to tell later whether it would still come out the same.
+
+    A loaded function's code never changes, but what it reads may: a global
+    rebound, a closure cell reassigned, a constant list appended to. The
+    guards hold the objects found under each name and the encoding of each
+    value, so :meth:`hold` can answer without walking the code again.
+    """
+
+    bindings: tuple[tuple[dict[str, Any], str, object], ...]
+    cells: tuple[tuple[types.CellType, object], ...]
+    values: tuple[tuple[object, bytes], ...]
+
+    def hold(self) -> bool:
+        """Whether every name still names the same object and every value is unchanged."""
+        for namespace, name, found in self.bindings:
+            if namespace.get(name, _UNBOUND) is not found:
+                return False
+        for cell, found in self.cells:
+            try:
+                if cell.cell_contents is not found:
+                    return False
+            except ValueError:  # emptied since
+                if found is not _UNBOUND:
+                    return False
+        for value, data in self.values:
+            try:
+                if encode(value) != data:
+                    return False
+            except UnsupportedValueError:
+                return False
+        return True
 
 
 @dataclass(frozen=True)
@@ -66,6 +92,8 @@ class Fingerprint:
     modules: frozenset[str]
     #: Sorted qualified names of the project-local functions and classes folded in.
     references: tuple[str, ...]
+    #: What it read, to check cheaply that a cached fingerprint is still right.
+    guards: Guards = field(default=Guards((), (), ()), compare=False, repr=False)
 
 
 class FingerprintError(InputError):
@@ -84,120 +112,6 @@ class FingerprintError(InputError):
             "(and hash_includes=[...] for the values that identify it), or change the code so "
             "that it reads only constants, functions, classes and modules."
         )
-
-
-# ------------------------------------------------------------ normalization
-
-
-def normalized_source_tree(source: str) -> Any:
-    """The canonical structure of module (or function) source text.
-
-    Equal for two texts that differ only in comments, formatting, docstrings
-    or quote style; a ``status`` command uses it to tell such edits apart.
-    """
-    return _normalize(_parse(source))
-
-
-def _parse(source: str) -> ast.Module:
-    """Parse source that may be indented (a method) without touching its string literals.
-
-    ``textwrap.dedent`` would also strip indentation inside multi-line strings
-    (and gives up when one has a line at column 0); an ``if`` block takes any indent.
-    """
-    if source[:1] not in (" ", "\t"):
-        return ast.parse(source)
-    block = ast.parse("if 1:\n" + source).body[0]
-    assert isinstance(block, ast.If)
-    return ast.Module(body=block.body, type_ignores=[])
-
-
-def _normalize(root: ast.AST) -> Any:
-    """The canonical structure of a tree, built children first without recursion.
-
-    Python compiles an ``elif`` chain hundreds of levels deep; the fingerprint
-    must not hit the recursion limit on it.
-    """
-    order: list[ast.AST] = []  # pre-order: reversed, every node comes after its children
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        order.append(node)
-        stack.extend(ast.iter_child_nodes(node))
-    done: dict[int, Any] = {}
-    for node in reversed(order):
-        done[id(node)] = _node(node, done)
-    return done[id(root)]
-
-
-def _node(node: ast.AST, done: dict[int, Any]) -> Any:
-    """One node; sorted field names, so nothing relies on ``_fields`` order."""
-
-    def field(value: Any) -> Any:
-        if isinstance(value, ast.AST):  # a merged f-string part is new: normalize it here
-            return done[id(value)] if id(value) in done else _node(value, done)
-        if isinstance(value, list):  # None items (Dict.keys, kw_defaults) mean something
-            return [None if item is None else field(item) for item in value]
-        return value  # identifiers and small ints such as ImportFrom.level
-
-    out: dict[str, Any] = {"_type": type(node).__name__}
-    for name in sorted(node._fields):
-        if name in _POSITIONS or name == "type_comment":
-            continue
-        if isinstance(node, ast.Constant):
-            if name == "value":  # Constant.kind only records a u"" prefix: skipped
-                out[name] = (type(node.value).__name__,
-                             None if node.value is Ellipsis else node.value)
-            continue
-        value: Any = getattr(node, name, None)
-        if name == "body" and isinstance(node, _HAS_DOCSTRING):
-            value = _without_docstring(value)
-        elif name == "values" and isinstance(node, ast.JoinedStr):
-            value = _merged_fstring_parts(value)
-        if value is not None and value != []:
-            out[name] = field(value)
-    return out if len(out) > 1 else out["_type"]
-
-
-def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
-    first = body[0] if body else None
-    docstring = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and \
-        isinstance(first.value.value, str)
-    return body[1:] if docstring else body
-
-
-def _merged_fstring_parts(values: list[ast.expr]) -> list[ast.expr]:
-    merged: list[ast.expr] = []
-    for part in values:
-        if isinstance(part, ast.Constant) and isinstance(part.value, str):
-            last = merged[-1] if merged else None
-            if isinstance(last, ast.Constant) and isinstance(last.value, str):
-                merged[-1] = ast.Constant(value=last.value + part.value)
-                continue
-            if not part.value:
-                continue
-        merged.append(part)
-    return merged
-
-
-def _tokens(structure: Any) -> list[Any]:
-    """The structure as the flat list that is hashed: orjson refuses nesting past 255.
-
-    A dict or list becomes a ``["dict", n]`` or ``["list", n]`` marker and then
-    its items (keys sorted); leaves are never lists, so it spells one structure.
-    """
-    out: list[Any] = []
-    stack = [structure]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            out.append(["dict", len(item)])
-            stack += reversed([part for key in sorted(item) for part in (key, item[key])])
-        elif isinstance(item, list):
-            out.append(["list", len(item)])
-            stack += reversed(item)
-        else:
-            out.append(item)
-    return out
 
 
 # -------------------------------------------------------------- locality
@@ -259,9 +173,11 @@ def fingerprint(
         includes.append(walker.classify(bound, "__self__", key, "is bound to an object"))
     structure = {"format": _FORMAT, "step": key, "includes": includes,
                  "objects": [[k, walker.entries[k]] for k in sorted(walker.entries)]}
-    return Fingerprint(digest=blake3.blake3(encode(_tokens(structure))).hexdigest(),
+    return Fingerprint(digest=blake3.blake3(encode(tokens(structure))).hexdigest(),
                        modules=frozenset(walker.modules),
-                       references=tuple(sorted(k for k in walker.entries if k != key)))
+                       references=tuple(sorted(k for k in walker.entries if k != key)),
+                       guards=Guards(tuple(walker.bindings), tuple(walker.cells),
+                                     tuple(walker.values)))
 
 
 class _Walker:
@@ -278,6 +194,16 @@ class _Walker:
         self.entries: dict[str, Any] = {}
         self.modules: set[str] = set()
         self._keys: dict[int, str] = {}  # id(object) -> key; the objects outlive the walk
+        self.bindings: list[tuple[dict[str, Any], str, object]] = []
+        self.cells: list[tuple[types.CellType, object]] = []
+        self.values: list[tuple[object, bytes]] = []
+
+    def _guard_cells(self, func: types.FunctionType) -> None:
+        for cell in func.__closure__ or ():
+            try:
+                self.cells.append((cell, cell.cell_contents))
+            except ValueError:
+                self.cells.append((cell, _UNBOUND))
 
     def _claim(self, obj: object) -> tuple[str, bool]:
         """The key of ``obj`` and whether it is new; same-named objects get ``#2``, ``#3``."""
@@ -300,8 +226,9 @@ class _Walker:
             if top and not isinstance(node, ast.Lambda):
                 node.decorator_list = []  # @pinrun.step(...) options are not the step's code
             names = (_code_names([func.__code__]) & _name_ids(node)) | _definition_names([node])
+            self._guard_cells(func)
             refs = self._references(node, names, func.__globals__, _closure(func), key)
-            self.entries[key] = {"kind": "function", "tree": _normalize(node), "refs": refs}
+            self.entries[key] = {"kind": "function", "tree": normalize(node), "refs": refs}
             self.modules.add(func.__module__)
         return key
 
@@ -315,8 +242,10 @@ class _Walker:
             names = (_code_names(m.__code__ for m in methods) & _name_ids(node)) | \
                 _definition_names(ast.iter_child_nodes(node))  # bases, decorators, class body
             cells = {name: v for m in methods for name, v in _closure(m).items()}
+            for method in methods:
+                self._guard_cells(method)
             refs = self._references(node, names, vars(module), cells, key)
-            self.entries[key] = {"kind": "class", "tree": _normalize(node), "refs": refs}
+            self.entries[key] = {"kind": "class", "tree": normalize(node), "refs": refs}
             self.modules.add(cls.__module__)
         return key
 
@@ -339,6 +268,8 @@ class _Walker:
         names, and a name bound nowhere may be defined later or never used.
         """
         bound = {name: module_globals[name] for name in names if name in module_globals}
+        self.bindings += [(module_globals, name, module_globals.get(name, _UNBOUND))
+                          for name in names]
         refs = [["global", name, self.classify(bound[name], name, reader)]
                 for name in sorted(bound)]
         refs += [["closure", name, self.classify(cells[name], name, reader)]
@@ -349,8 +280,11 @@ class _Walker:
             for depth in range(1, len(chain)):
                 # Only a project module's attributes are our code; a missing one may be
                 # a submodule not imported yet or set later: there is nothing to read.
-                if not (isinstance(obj, types.ModuleType) and is_project_local(obj, self.root)
-                        and chain[depth] in vars(obj)):
+                if not (isinstance(obj, types.ModuleType) and is_project_local(obj, self.root)):
+                    break
+                self.bindings.append((vars(obj), chain[depth],
+                                      vars(obj).get(chain[depth], _UNBOUND)))
+                if chain[depth] not in vars(obj):
                     break
                 obj = vars(obj)[chain[depth]]
                 dotted = ".".join(chain[: depth + 1])
@@ -401,6 +335,7 @@ class _Walker:
             data = encode(value)
         except UnsupportedValueError:
             return None
+        self.values.append((value, data))
         # A dataclass, enum or model of the project: its methods are code that runs.
         owner = self.klass(type(value)) if self._local(type(value)) else None
         return ["value", blake3.blake3(data).hexdigest(), owner]
@@ -420,7 +355,7 @@ class _Walker:
         """The def, class or lambda node of ``obj``, checked against the loaded object."""
         problem = "its source on disk no longer matches the loaded code (reload it)"
         try:
-            body = _parse(self._source(obj, key)).body
+            body = parse_source(self._source(obj, key)).body
         except SyntaxError:
             body, problem = [], "its source cannot be parsed on its own"
         if obj.__name__ == "<lambda>":

@@ -23,18 +23,27 @@ import importlib.metadata
 import os
 import platform
 import sys
+import types
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pinrun.flows.fingerprint import FingerprintError, fingerprint, is_project_local
+from pinrun.artifacts import codec
+from pinrun.artifacts.digest import Digest, Kind, compute_digest
+from pinrun.flows.fingerprint import (
+    Fingerprint,
+    FingerprintError,
+    fingerprint,
+    is_project_local,
+)
 from pinrun.flows.flow import Flow
 from pinrun.flows.step import Step
 
 __all__ = ["PinnedStep", "environment", "flow_value", "pin_step", "project_root_for"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PinnedStep:
     """A step's identity: its description and the sources of its code."""
 
@@ -42,18 +51,55 @@ class PinnedStep:
     #: module name -> code value (module, path, source)
     sources: dict[str, dict[str, str]]
 
+    @functools.cached_property
+    def code_payloads(self) -> tuple[bytes, ...]:
+        """The encoded ``code`` objects, one per module (computed once: runs reuse them)."""
+        return tuple(codec.encode(source, root="code") for source in self.sources.values())
+
+    @functools.cached_property
+    def code_digests(self) -> tuple[Digest, ...]:
+        """The digests of :attr:`code_payloads`."""
+        return tuple(compute_digest(Kind.CODE, payload) for payload in self.code_payloads)
+
+    @functools.cached_property
+    def step_payload(self) -> bytes:
+        """The encoded ``step`` object, naming its code objects by digest."""
+        return codec.encode({**self.value, "code": list(self.code_digests)}, root="step")
+
+    @functools.cached_property
+    def step_digest(self) -> Digest:
+        """The digest of :attr:`step_payload`: the step's pin."""
+        return compute_digest(Kind.STEP, self.step_payload)
+
 
 def project_root_for(store_path: Path) -> Path:
     """The project a store belongs to: the folder holding ``.pinrun``, else the working one."""
     return store_path.parent if store_path.name == ".pinrun" else Path.cwd()
 
 
+# Pins per step and project root, kept while the step lives. A hit is checked
+# against the fingerprint's guards (the globals, cells and constant values the
+# code read), so a rebound global or a mutated constant is pinned afresh.
+_PINS: weakref.WeakKeyDictionary[Step, dict[Path, tuple[Fingerprint | None, PinnedStep]]] = (
+    weakref.WeakKeyDictionary())
+
+
 def pin_step(step: Step, project_root: Path) -> PinnedStep:
     """Fingerprint ``step`` and gather the sources of the project modules it uses.
 
     Raises :class:`~pinrun.flows.FingerprintError` when the code cannot be
-    fingerprinted and the step gives no ``version=``.
+    fingerprinted and the step gives no ``version=``. Cached per process: the
+    sources are the ones the loaded code came from, read when first pinned.
     """
+    cached = _PINS.get(step, {}).get(project_root)
+    if cached is not None and (cached[0] is None or cached[0].guards.hold()):
+        return cached[1]
+    pinned = _pin(step, project_root)
+    _PINS.setdefault(step, {})[project_root] = pinned
+    return pinned[1]
+
+
+def _pin(step: Step, project_root: Path) -> tuple[Fingerprint | None, PinnedStep]:
     try:
         found = fingerprint(step.func, project_root, step.hash_includes)
     except FingerprintError:
@@ -61,6 +107,7 @@ def pin_step(step: Step, project_root: Path) -> PinnedStep:
             raise
         found = None  # version= names the code: recorded, with no automatic fingerprint
     modules = set(found.modules) if found is not None else {step.func.__module__}
+    modules |= _imported_project_modules(modules, project_root)
     sources = {name: code for name in sorted(modules)
                if (code := _module_source(name, project_root)) is not None}
     value = {
@@ -71,7 +118,24 @@ def pin_step(step: Step, project_root: Path) -> PinnedStep:
         "after": list(step.after) if step.after is not None else None,
         "is_async": step.is_async,
     }
-    return PinnedStep(value, sources)
+    return found, PinnedStep(value, sources)
+
+
+def _imported_project_modules(modules: set[str], project_root: Path) -> set[str]:
+    """The project modules that ``modules`` import, transitively (the source bundle)."""
+    seen = set(modules)
+    todo = list(modules)
+    while todo:
+        module = sys.modules.get(todo.pop())
+        for value in vars(module).values() if module is not None else ():
+            found = value if isinstance(value, types.ModuleType) else \
+                sys.modules.get(getattr(value, "__module__", None) or "")
+            if found is None or found.__name__ in seen or \
+                    not is_project_local(found, project_root):
+                continue
+            seen.add(found.__name__)
+            todo.append(found.__name__)
+    return seen - modules
 
 
 def _module_source(name: str, project_root: Path) -> dict[str, str] | None:
@@ -100,34 +164,48 @@ def flow_value(flow: Flow, step_digests: list[Any]) -> dict[str, Any]:
     }
 
 
-def environment(sources: list[dict[str, str]]) -> dict[str, Any]:
-    """Where the code ran: Python, platform, hash seed, and imported distributions."""
+def environment(sources: list[dict[str, str]], hash_seed: str | None = None) -> dict[str, Any]:
+    """Where the code ran: Python, platform, hash seed, and imported distributions.
+
+    ``hash_seed`` defaults to ``$PYTHONHASHSEED`` (None when it is not set).
+    """
     imported: set[str] = set()
     for code in sources:
         imported |= _top_level_imports(code["source"])
-    owners = _distributions()
-    distributions: dict[str, str] = {}
-    for name in sorted(imported):
-        for dist in owners.get(name, ()):
-            try:
-                distributions[dist] = importlib.metadata.version(dist)
-            except importlib.metadata.PackageNotFoundError:
-                continue
     return {
         "python": platform.python_version(), "implementation": sys.implementation.name,
         "platform": f"{sys.platform}-{platform.machine()}",
-        "hash_seed": os.environ.get("PYTHONHASHSEED"), "distributions": distributions,
+        "hash_seed": hash_seed if hash_seed is not None else os.environ.get("PYTHONHASHSEED"),
+        "distributions": dict(_distribution_versions(frozenset(imported))),
     }
 
 
-def _top_level_imports(source: str) -> set[str]:
+@functools.lru_cache(maxsize=256)
+def _distribution_versions(imported: frozenset[str]) -> tuple[tuple[str, str], ...]:
+    """The installed distributions providing these top-level modules, with their versions.
+
+    Read once per process: what is installed does not change under a running program.
+    """
+    owners = _distributions()
+    found: dict[str, str] = {}
+    for name in sorted(imported):
+        for dist in owners.get(name, ()):
+            try:
+                found[dist] = importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+    return tuple(sorted(found.items()))
+
+
+@functools.lru_cache(maxsize=1024)
+def _top_level_imports(source: str) -> frozenset[str]:
     names: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             names |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names.add(node.module.split(".")[0])
-    return names
+    return frozenset(names)
 
 
 @functools.cache

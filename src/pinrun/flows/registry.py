@@ -10,6 +10,8 @@ worker checks itself against at start-up (``pinrun status``) and the code
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pinrun.artifacts import codec
-from pinrun.artifacts.digest import Digest, Kind
+from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.store import Store, WriteBatch
 from pinrun.errors import CorruptObjectError
 from pinrun.flows.flow import Flow
@@ -60,13 +62,26 @@ def put_pins(batch: WriteBatch, flow: Flow, pins: Mapping[str, PinnedStep]) -> F
     steps: dict[str, Digest] = {}
     for item in flow.steps:
         pinned = pins[item.name]
-        code = [batch.put(Kind.CODE, codec.encode(source)) for source in pinned.sources.values()]
-        steps[item.name] = batch.put(Kind.STEP, codec.encode({**pinned.value, "code": code}))
-    flow_digest = batch.put(Kind.FLOW, codec.encode(
-        flow_value(flow, [steps[item.name] for item in flow.steps])))
-    sources = [code for pinned in pins.values() for code in pinned.sources.values()]
-    env = batch.put(Kind.ENV, codec.encode(environment(sources)))
-    return FlowPins(steps, flow_digest, env)
+        for payload, digest in zip(pinned.code_payloads, pinned.code_digests, strict=True):
+            batch.put(Kind.CODE, payload, digest)
+        steps[item.name] = batch.put(Kind.STEP, pinned.step_payload, pinned.step_digest)
+    payloads = _flow_payloads(flow, tuple(pins[item.name] for item in flow.steps),
+                              os.environ.get("PYTHONHASHSEED"))
+    return FlowPins(steps, batch.put(Kind.FLOW, *payloads[0]), batch.put(Kind.ENV, *payloads[1]))
+
+
+_Payload = tuple[bytes, Digest]
+
+
+@functools.lru_cache(maxsize=128)
+def _flow_payloads(flow: Flow, pins: tuple[PinnedStep, ...],
+                   hash_seed: str | None) -> tuple[_Payload, _Payload]:
+    """The encoded flow and environment objects with their digests (same pins, same bytes)."""
+    sources = [code for pinned in pins for code in pinned.sources.values()]
+    flow_payload = codec.encode(flow_value(flow, [p.step_digest for p in pins]), root="flow")
+    env_payload = codec.encode(environment(sources, hash_seed), root="environment")
+    return ((flow_payload, compute_digest(Kind.FLOW, flow_payload)),
+            (env_payload, compute_digest(Kind.ENV, env_payload)))
 
 
 def pin_flow(flow: Flow, store: Store, project_root: Path,
