@@ -132,7 +132,7 @@ def test_pins_are_cached_until_what_the_code_reads_changes(project: Project) -> 
     project.write("helpers", HELPERS)
     project.write("cached", CACHED.format(package=project.package))
     flow = project.load("cached")
-    module = sys.modules[f"{project.package}.cached"]
+    module: Any = sys.modules[f"{project.package}.cached"]
     first = pin_step(flow.steps[0], project.root)
     assert pin_step(flow.steps[0], project.root) is first  # cached
     module.LIMITS.append(9)  # mutated in place
