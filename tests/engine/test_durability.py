@@ -17,6 +17,7 @@ from pinrun.engine.run import record
 from pinrun.errors import InputError
 from pinrun.flows import Flow, step
 from tests.engine.test_context import FixedWorld
+from tests.helpers import Project, start_child
 
 
 @step
@@ -193,3 +194,68 @@ def test_without_concurrency_the_same_flow_runs_one_step_at_a_time(store: Store)
     with pytest.raises(RunFailedError) as caught:
         record(_handshake_flow(1), {"n": 1}, store=store)
     assert isinstance(caught.value.__cause__, TimeoutError)
+
+
+def test_threads_recording_at_once_all_succeed(store: Store) -> None:
+    """Four threads record into one store; every run is whole and the store checks out."""
+    import threading
+
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for n in range(5):
+                record(PRICING, {"order_id": f"T{n}"}, store=store)
+        except BaseException as exc:  # handed to the main thread, which asserts none
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    runs = [load_run(store, name.split("/", 1)[1]) for name in store.refs("runs/")]
+    assert len(runs) == 20
+    assert {run.status for run in runs} == {"succeeded"}
+    assert fsck(store).ok
+
+
+CONCURRENT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import importlib
+from pinrun.artifacts.store import Store
+from pinrun.engine.run import record
+flow = importlib.import_module(sys.argv[2]).flow
+with Store.open(sys.argv[3]) as store:
+    for n in range(8):
+        record(flow, {"n": n}, store=store, durability=sys.argv[4])
+"""
+
+SIMPLE = """
+import pinrun
+
+@pinrun.step
+def double(n: int) -> dict:
+    return {"doubled": n * 2}
+
+flow = pinrun.Flow("simple", [double])
+"""
+
+
+@pytest.mark.parametrize("durability", ["step", "run"])
+def test_processes_recording_at_once_all_succeed(project: Project, project_store: Store,
+                                                 durability: str) -> None:
+    """Two processes record into one store at the same time: 16 whole runs."""
+    project.write("simple", SIMPLE)
+    children = [start_child(CONCURRENT, str(project.root), f"{project.package}.simple",
+                            str(project_store.path), durability) for _ in range(2)]
+    for child in children:
+        _, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err
+    runs = [load_run(project_store, name.split("/", 1)[1])
+            for name in project_store.refs("runs/")]
+    assert len(runs) == 16
+    assert {run.status for run in runs} == {"succeeded"}
+    assert fsck(project_store).ok
