@@ -160,10 +160,11 @@ def show_command(store: Store, run_id: str, as_json: bool) -> None:
                       f"{row['seconds'] * 1000:.1f} ms" if row["seconds"] is not None else "")
     out.print(table)
     for row in steps:
+        name = row["name"] if row["attempt"] == 1 else f"{row['name']} (attempt {row['attempt']})"
         for hazard in row["hazards"]:
-            out.print(Text(f"hazard in {row['name']}: {hazard}", style="yellow"))
+            out.print(Text(f"hazard in {name}: {hazard}", style="yellow"))
         if row["error"]:
-            out.print(Text(f"{row['name']} failed: {row['error']['type']}: "
+            out.print(Text(f"{name} failed: {row['error']['type']}: "
                            f"{row['error']['message']}", style="red"))
     if status in ("interrupted", "failed"):
         out.print(Text(f"continue it with: pinrun resume {run.id}"))

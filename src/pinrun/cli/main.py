@@ -64,6 +64,8 @@ def cli(ctx: click.Context, store: str | None, debug: bool) -> None:
       pinrun init                 create .pinrun/ in this folder
       pinrun run MODULE:FLOW      run a flow and record it
       pinrun runs / show RUN      what was recorded
+      pinrun resume RUN           continue an interrupted or failed run
+      pinrun pin / status         pin a flow's code; check the code on disk against it
       pinrun stats / fsck         what the store holds; check it
 
     Exit codes: 0 ok, 1 failed, 2 bad input, 3 store error.
