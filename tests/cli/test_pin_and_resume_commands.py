@@ -202,3 +202,158 @@ def test_cli_runs_get_a_hash_seed_and_resume_reuses_it(project: Project) -> None
         other = load_run(store, kept.stdout.strip())
         assert other.env is not None
         assert store.get_object(other.env, Kind.ENV)["hash_seed"] == "123"
+
+
+LIB = """
+import pinrun
+
+FACTOR = 10
+
+
+@pinrun.step
+def calc(x: int) -> dict:
+    return {"y": x * FACTOR}
+"""
+
+WF = """
+import pinrun
+from {package}.lib import calc
+
+flow = pinrun.Flow("wf", [calc])
+"""
+
+
+def test_artifact_runs_pinned_code_defined_across_modules(runner: CliRunner,
+                                                          project: Project) -> None:
+    """The flow's own module and packages are pinned; nothing is taken from disk."""
+    project.write("lib", LIB)
+    project.write("wf", WF.format(package=project.package))
+    target = project.entry("wf")
+    invoke(runner, "pin", target)
+    project.edit("lib", "FACTOR = 10", "FACTOR = 99")
+    run_id = invoke(runner, "run", target, "--set", "x=1", "--code-policy", "artifact").stdout
+    with Store.open(project.root / ".pinrun") as store:
+        assert store.get_snapshot(load_run(store, run_id.strip()).state)["y"] == 10
+    assert f"{project.package}.wf" not in sys.modules  # the pinned modules left with the run
+    assert project.load("lib", "FACTOR") == 99
+
+
+def test_gc_keeps_what_pin_stored(runner: CliRunner, project: Project) -> None:
+    """flows/NAME reaches the flow, its steps, their code and the environment."""
+    target = project.entry("shop")
+    invoke(runner, "pin", target)
+    assert "deleted 0" in invoke(runner, "gc").output
+    assert "the code matches" in invoke(runner, "status", target).output
+    assert json.loads(invoke(runner, "fsck", "--json").stdout)["ok"] is True
+
+
+def test_a_syntax_error_on_disk(runner: CliRunner, project: Project) -> None:
+    """status names the file and line (exit 2); artifact runs the pinned code anyway."""
+    target = project.entry("shop")
+    invoke(runner, "pin", target)
+    project.edit("shop", "def second(", "def second(:")
+    result = invoke(runner, "status", target, code=2)
+    assert "shop.py, line" in result.stderr
+    invoke(runner, "run", target, "--set", "n=1", "--code-policy", "artifact")
+
+
+VERSIONED = """
+import pinrun
+
+
+@pinrun.step(version="1")
+def scaled(x: int) -> dict:
+    return {"y": x * 2}
+
+
+flow = pinrun.Flow("versioned", [scaled])
+"""
+
+
+def test_status_of_a_versioned_step(runner: CliRunner, project: Project) -> None:
+    """version= decides: a code change under the same version is flagged, not counted."""
+    project.write("versioned", VERSIONED)
+    target = project.entry("versioned")
+    invoke(runner, "pin", target)
+    project.edit("versioned", "x * 2", "x * 3")
+    data = json.loads(invoke(runner, "status", target, "--json").stdout)
+    assert [s["state"] for s in data["steps"]] == ["same-version"]
+    project.edit("versioned", 'version="1"', 'version="2"')
+    data = json.loads(invoke(runner, "status", target, "--json", code=1).stdout)
+    assert [s["state"] for s in data["steps"]] == ["changed"]
+
+
+def test_a_file_target_is_recorded_by_its_project_path(runner: CliRunner, project: Project,
+                                                       tmp_path: Path) -> None:
+    """pipelines/json.py:flow imports as pipelines.json (no clash), and resumes."""
+    folder = project.root / "pipelines"
+    folder.mkdir()
+    (folder / "json.py").write_text(SHOP)
+    (project.root / "pipelines" / "FAIL").touch()
+    failed = invoke(runner, "run", "pipelines/json.py:flow", "--set", "n=2", "--json", code=1)
+    run_id = json.loads(failed.stdout)["id"]
+    shown = json.loads(invoke(runner, "show", run_id, "--json").stdout)
+    assert shown["entry"] == "pipelines.json:flow"
+    (project.root / "pipelines" / "FAIL").unlink()
+    assert json.loads(invoke(runner, "resume", run_id, "--json").stdout)["status"] == \
+        "succeeded"
+    for name in ("pipelines", "pipelines.json"):
+        sys.modules.pop(name, None)
+
+
+PORTABLE = """
+import os
+import pinrun
+
+
+@pinrun.step
+def first(n: int) -> dict:
+    return {"doubled": n * 2}
+
+
+@pinrun.step
+def second(doubled: int) -> dict:
+    if os.environ.get("PINRUN_TEST_FAIL"):
+        raise RuntimeError("asked to fail")
+    return {"done": doubled + 1}
+
+
+flow = pinrun.Flow("portable", [first, second])
+"""
+
+
+def test_an_imported_run_resumes_with_its_pinned_code_alone(
+        runner: CliRunner, project: Project, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Export a failed run, import it in an empty project, resume it with artifact."""
+    project.write("portable", PORTABLE)
+    monkeypatch.setenv("PINRUN_TEST_FAIL", "1")
+    failed = invoke(runner, "run", project.entry("portable"), "--set", "n=5", "--json",
+                    code=1)
+    run_id = json.loads(failed.stdout)["id"]
+    bundle = tmp_path / "run.pinrun"
+    invoke(runner, "export", run_id, "-o", str(bundle))
+    project.close()  # the package is gone from sys.path and sys.modules
+    laptop = tmp_path / "laptop"
+    laptop.mkdir()
+    monkeypatch.chdir(laptop)
+    invoke(runner, "init")
+    invoke(runner, "import", str(bundle))
+    monkeypatch.delenv("PINRUN_TEST_FAIL")
+    resumed = invoke(runner, "resume", run_id, "--code-policy", "artifact", "--json")
+    assert json.loads(resumed.stdout)["status"] == "succeeded"
+    with Store.open(laptop / ".pinrun") as store:
+        assert store.get_snapshot(load_run(store, run_id).state)["done"] == 11
+    assert not (laptop / project.package).exists()  # no file of the code was written
+
+
+def test_pythonhashseed_random_still_gets_a_recorded_seed(project: Project) -> None:
+    """PYTHONHASHSEED=random asks for no particular seed: pinrun picks one and records it."""
+    project.write("shop", SHOP)
+    assert _cli(project, "init", seed=None).returncode == 0
+    result = _cli(project, "run", project.entry("shop"), "--set", "n=1", seed="random")
+    assert result.returncode == 0, result.stderr
+    with Store.open(project.root / ".pinrun") as store:
+        run = load_run(store, result.stdout.strip())
+        assert run.env is not None
+        assert store.get_object(run.env, Kind.ENV)["hash_seed"].isdigit()

@@ -160,3 +160,20 @@ def test_the_source_bundle_holds_the_modules_imported_transitively(project: Proj
     assert set(pinned.sources) == {f"{project.package}.cached", f"{project.package}.helpers"}
     assert pinned.sources[f"{project.package}.helpers"]["path"] == \
         f"{project.package}/helpers.py"
+
+
+def test_a_file_edited_after_import_is_not_pinned_as_the_running_code(
+        project: Project) -> None:
+    """The text on disk is not what runs: pinning it would lie, so it is refused."""
+    from pinrun.flows.pinning import StaleSourceError, pin_step
+
+    project.write("helpers", HELPERS)
+    project.write("cached", CACHED.format(package=project.package))
+    flow = project.load("cached")
+    path = project.root / project.package / "cached.py"
+    path.write_text(path.read_text().replace("n * SCALE", "n - SCALE"))
+    import linecache
+
+    linecache.checkcache(str(path))
+    with pytest.raises(StaleSourceError, match="changed after it was imported"):
+        pin_step(flow.steps[0], project.root)

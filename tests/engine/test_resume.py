@@ -169,3 +169,158 @@ def test_bad_policy_and_durability_are_refused(store: Store, tmp_path: Path) -> 
         resume("x", store=store, code_policy="sometimes")  # type: ignore[arg-type]
     with pytest.raises(InputError, match="durability"):
         resume("x", store=store, durability="always")  # type: ignore[arg-type]
+
+
+LEVELS = """
+import os
+import pinrun
+
+HERE = os.path.dirname(__file__)
+CHARGES = []
+
+
+def fail_if_marked(name):
+    if os.path.exists(os.path.join(HERE, name)):
+        raise RuntimeError(f"{name} asked to fail")
+
+
+@pinrun.step
+def start(k: int) -> dict:
+    return {"started": True}
+
+
+@pinrun.step(after=["start"])
+def writer(started: bool) -> dict:
+    return {"k": 100, "dup": "writer"}
+
+
+@pinrun.step(after=["start"])
+def reader(k: int) -> dict:
+    fail_if_marked("FAIL_READER")
+    return {"seen": k}
+
+
+@pinrun.step(after=["start"])
+def dup_writer(started: bool) -> dict:
+    fail_if_marked("FAIL_DUP")
+    return {"dup": "dup_writer"}
+
+
+flow = pinrun.Flow("levels", [start, writer, reader], on_collision="overwrite")
+dups = pinrun.Flow("dups", [start, writer, dup_writer], on_collision="overwrite")
+
+
+@pinrun.step
+async def a(n: int, ctx: pinrun.Context) -> dict:
+    fail_if_marked("FAIL_A")
+    return {"a": n}
+
+
+@pinrun.step(after=[])
+async def b(n: int, ctx: pinrun.Context) -> dict:
+    return {"b": ctx.effect("charge_card", CHARGES.append, n)}
+
+
+concurrent = pinrun.Flow("concurrent", [a, b], max_concurrency=4)
+"""
+
+
+def test_a_resumed_level_reads_the_state_as_the_level_began(project: Project,
+                                                            project_store: Store) -> None:
+    """The remaining step of a half-done level reads the level's base, not its siblings'."""
+    project.write("levels", LEVELS)
+    marker = _markers(project) / "FAIL_READER"
+    marker.touch()
+    with pytest.raises(RunFailedError) as caught:
+        record(project.load("levels"), {"k": 1}, store=project_store)
+    assert caught.value.run.level_start is not None
+    marker.unlink()
+    resumed = resume(caught.value.run.id, store=project_store)
+    assert project_store.get_snapshot(resumed.state)["seen"] == 1  # as in a run that never failed
+    assert resumed.level_start is None
+
+
+def test_a_resumed_level_still_refuses_two_writers_of_one_key(project: Project,
+                                                              project_store: Store) -> None:
+    """A sibling that finished before the interruption still counts for collisions."""
+    project.write("levels", LEVELS)
+    marker = _markers(project) / "FAIL_DUP"
+    marker.touch()
+    with pytest.raises(RunFailedError):
+        record(project.load("levels", "dups"), {"k": 1}, store=project_store)
+    marker.unlink()
+    (name,) = project_store.refs("runs/")
+    with pytest.raises(RunFailedError, match="same level"):
+        resume(name.split("/", 1)[1], store=project_store)
+
+
+def test_a_failing_async_sibling_keeps_the_others_record(project: Project,
+                                                         project_store: Store) -> None:
+    """Concurrent siblings all ran: each is recorded, so resume does not run them again."""
+    project.write("levels", LEVELS)
+    marker = _markers(project) / "FAIL_A"
+    marker.touch()
+    module_flow = project.load("levels", "concurrent")
+    charges = sys.modules[f"{project.package}.levels"].CHARGES
+    with pytest.raises(RunFailedError):
+        record(module_flow, {"n": 7}, store=project_store)
+    run = load_run(project_store, project_store.refs("runs/").popitem()[0].split("/", 1)[1])
+    assert [(s.name, s.status) for s in run.steps] == [("a", "failed"), ("b", "succeeded")]
+    marker.unlink()
+    # CHARGES is a global the step reads, so its fingerprint changed with it: no check.
+    resumed = resume(run.id, store=project_store, flow=module_flow, code_policy="disabled")
+    assert [s.name for s in resumed.steps] == ["a", "b", "a"]
+    assert charges == [7]  # the card was charged once
+
+
+def test_a_second_resume_at_once_is_refused_whatever_the_durability(
+        project: Project, project_store: Store) -> None:
+    """The lease is taken before anything else, for every durability."""
+    run_id = _failed_run(project, project_store)
+    with RunLease(project_store.path, run_id), pytest.raises(RunBusyError):
+        resume(run_id, store=project_store, durability="run", code_policy="disabled")
+
+
+def test_an_ambiguous_run_prefix_says_so(project: Project, project_store: Store) -> None:
+    """A prefix of several run ids is an input error that shows one of them."""
+    project.write("shop", SHOP)
+    flow = project.load("shop")
+    record(flow, {"n": 1}, store=project_store)
+    record(flow, {"n": 2}, store=project_store)
+    with pytest.raises(InputError, match="is the start of 2 run ids"):
+        load_run(project_store, "2")
+
+
+EXITS = """
+import sys
+import pinrun
+
+@pinrun.step
+def leave(n: int) -> dict:
+    sys.exit(3)
+
+flow = pinrun.Flow("exits", [leave])
+"""
+
+
+def test_sys_exit_in_a_step_is_a_recorded_failure(project: Project,
+                                                  project_store: Store) -> None:
+    """SystemExit does not end the run unrecorded: the step failed."""
+    project.write("exits", EXITS)
+    with pytest.raises(RunFailedError) as caught:
+        record(project.load("exits"), {"n": 1}, store=project_store)
+    assert isinstance(caught.value.__cause__, SystemExit)
+    assert load_run(project_store, caught.value.run.id).status == "failed"
+
+
+def test_recording_inside_a_running_event_loop(project: Project, project_store: Store) -> None:
+    """An async step of a flow recorded from async code runs on a loop of its own."""
+    import asyncio
+
+    project.write("levels", LEVELS)
+    flow = project.load("levels", "concurrent")
+
+    async def main() -> str:
+        return record(flow, {"n": 3}, store=project_store).status
+
+    assert asyncio.run(main()) == "succeeded"

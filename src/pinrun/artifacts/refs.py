@@ -36,7 +36,8 @@ def validate_ref_name(name: str) -> str:
         problem = "a ref name is a non-empty string"
     elif len(name.encode("utf-8", "surrogatepass")) > MAX_REF_LENGTH:
         problem = f"a ref name has at most {MAX_REF_LENGTH} bytes"
-    elif any(ch.isspace() or not ch.isprintable() for ch in name):
+    # isprintable() is False for every separator but " " and for control characters.
+    elif not name.isprintable() or " " in name:
         problem = "a ref name has no spaces or control characters"
     elif name.startswith("/") or name.endswith("/") or "//" in name:
         problem = "a ref name has no empty parts between slashes"

@@ -67,15 +67,17 @@ def _recorded_seed(argv: Sequence[str], arguments: list[str]) -> str | None:
 
 def ensure_hash_seed(argv: Sequence[str]) -> None:
     """Re-execute ``pinrun`` with a known ``PYTHONHASHSEED`` for ``run`` and ``resume``."""
+    if os.environ.pop("PINRUN_HASH_SEED_SET", None):
+        return  # this process is the re-executed one; its children start afresh
     command, arguments = _command(argv)
-    if command not in ("run", "resume") or os.environ.get("PINRUN_HASH_SEED_SET"):
+    if command not in ("run", "resume"):
         return
     if command == "resume":
         seed = _recorded_seed(argv, arguments)
         if seed is None or seed == os.environ.get("PYTHONHASHSEED"):
             return
-    elif "PYTHONHASHSEED" in os.environ:
-        return
+    elif os.environ.get("PYTHONHASHSEED", "random") != "random":
+        return  # the user's seed ("random" asks for none: pick one to record)
     else:
         seed = str(int.from_bytes(os.urandom(4), "little"))
     os.environ["PYTHONHASHSEED"] = seed

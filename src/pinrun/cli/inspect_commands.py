@@ -122,11 +122,13 @@ def show_command(store: Store, run_id: str, as_json: bool) -> None:
 
     run = load_run(store, run_id)
     status = display_status(store, run)
-    timing = store.get_value(run.timing) if run.timing else {"steps": {}}
+    timing = store.get_value(run.timing) if run.timing else {}
+    times = timing.get("steps", [])  # one entry per step record, in order
     steps: list[dict[str, Any]] = []
-    for item in run.steps:
+    for index, item in enumerate(run.steps):
         events = store.get_value(item.events)
-        seconds = timing["steps"].get(item.name, {}).get("seconds")
+        seconds = times[index].get("seconds") if isinstance(times, list) and \
+            index < len(times) else None
         steps.append({
             "name": item.name, "status": item.status, "attempt": item.attempt,
             "inputs": item.inputs.hex, "code": item.code.hex if item.code else None,

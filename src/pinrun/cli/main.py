@@ -36,8 +36,9 @@ class PinrunGroup(click.Group):
                        "its permissions, and the free disk space.", err=True)
             ctx.exit(3)
         except KeyboardInterrupt:
-            click.echo("pinrun: interrupted; nothing half-written was kept (an interrupted run "
-                       "keeps its finished steps: `pinrun resume RUN` continues it).", err=True)
+            click.echo("pinrun: interrupted; nothing half-written was kept. A run recorded "
+                       "with --durability step keeps its finished steps: `pinrun runs --status "
+                       "interrupted` lists it and `pinrun resume RUN` continues it.", err=True)
             ctx.exit(EXIT_INTERRUPTED)
 
 

@@ -64,6 +64,8 @@ def status_command(store: Store, target: str, show_diff: bool, as_json: bool) ->
       same        the code is the pinned code, byte for byte
       formatting  only comments, formatting, docstrings or code it does not
                   use changed: the fingerprint is the same
+      same-version  the code changed, but its version= did not (bump it if
+                  the behaviour changed): not counted as changed
       changed     the fingerprint (or version=) differs: it may behave otherwise
       added / removed
 
@@ -90,10 +92,10 @@ def status_command(store: Store, target: str, show_diff: bool, as_json: bool) ->
                                "current": s.current, "diff": s.diff} for s in status.steps]})
     else:
         out = console()
-        styles = {"same": "green", "formatting": "cyan", "changed": "red", "added": "red",
-                  "removed": "red"}
+        styles = {"same": "green", "formatting": "cyan", "same-version": "yellow",
+                  "changed": "red", "added": "red", "removed": "red"}
         for item in status.steps:
-            out.print(Text.assemble((f"{item.state:<11}", styles[item.state]), item.name))
+            out.print(Text.assemble((f"{item.state:<13}", styles[item.state]), item.name))
         for line in status.structure:
             out.print(Text(f"flow: {line}", style="red"))
         shown: set[str] = set()

@@ -34,15 +34,26 @@ def target_entry(target: str) -> str:
     from pinrun.flows.loader import split_entry
 
     module_name, attribute = split_entry(target)
-    if module_name.endswith(".py"):
-        path = Path(module_name).resolve()
-        if not path.is_file():
-            raise InputError(f"no such file: {module_name}")
-        sys.path.insert(0, str(path.parent))
-        module_name = path.stem
-    elif str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))  # as `python -m` would: the project is importable
-    return f"{module_name}:{attribute}"
+    cwd = Path.cwd()
+    if str(cwd) not in sys.path:
+        sys.path.insert(0, str(cwd))  # as `python -m` would: the project is importable
+    if not module_name.endswith(".py"):
+        return f"{module_name}:{attribute}"
+    path = Path(module_name).resolve()
+    if not path.is_file():
+        raise InputError(f"no such file: {module_name}")
+    parts = path.with_suffix("").relative_to(cwd).parts if path.is_relative_to(cwd) else ()
+    if parts and all(part.isidentifier() for part in parts):
+        # Named from the project folder (pipelines/daily.py -> pipelines.daily), so the
+        # recorded entry imports again from there and never shadows a library module.
+        return f"{'.'.join(parts)}:{attribute}"
+    existing = sys.modules.get(path.stem)
+    if existing is not None and getattr(existing, "__file__", None) != str(path):
+        raise InputError(f"{module_name} would be imported as {path.stem!r}, which is "
+                         "another module already; run pinrun from the project folder that "
+                         "holds the file, or rename it")
+    sys.path.insert(0, str(path.parent))
+    return f"{path.stem}:{attribute}"
 
 
 def load_flow(target: str) -> Flow:
@@ -80,14 +91,23 @@ def parse_inputs(input_file: str | None, assignments: tuple[str, ...]) -> dict[s
 
 @contextmanager
 def warnings_to_stderr() -> Iterator[None]:
-    """Show pinrun's warnings as one ``pinrun: warning:`` line each on stderr."""
+    """Show pinrun's own warnings as one ``pinrun: warning:`` line each on stderr.
+
+    Other warnings (the user's code's) are shown as Python would show them.
+    """
+    from pinrun.flows.status import CodeChangedWarning
+
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        warnings.simplefilter("always", CodeChangedWarning)
         try:
             yield
         finally:
             for warning in caught:
-                click.echo(f"pinrun: warning: {warning.message}", err=True)
+                if issubclass(warning.category, CodeChangedWarning):
+                    click.echo(f"pinrun: warning: {warning.message}", err=True)
+                else:
+                    warnings.showwarning(warning.message, warning.category, warning.filename,
+                                         warning.lineno)
 
 
 def code_policy_option(func: Any) -> Any:
@@ -146,23 +166,29 @@ def run_command(store: Store, target: str, input_file: str | None,
     from pinrun.engine.run import record
     from pinrun.flows.loader import import_entry
     from pinrun.flows.pinning import project_root_for
-    from pinrun.flows.registry import flow_ref, load_pinned
+    from pinrun.flows.registry import load_pinned, pinned_flows
     from pinrun.flows.status import flow_under_policy
 
     entry = target_entry(target)
     inputs = parse_inputs(input_file, assignments)
-    flow = import_entry(entry)
-    pinned = load_pinned(store, flow.name)
-    if pinned is None and code_policy == "artifact":
-        raise InputError(f"flow {flow.name!r} was never pinned, so there is no pinned code to "
-                         f"run; pin it first: pinrun pin {target}")
+    flow: Flow | None = None
+    if code_policy == "artifact":
+        # The pinned code runs: the module on disk is not even imported.
+        pinned = next((p for p in pinned_flows(store).values() if p.entry == entry), None)
+        if pinned is None:
+            raise InputError(f"{target} was never pinned, so there is no pinned code to run; "
+                             f"pin it first: pinrun pin {target}")
+    else:
+        flow = import_entry(entry)
+        pinned = load_pinned(store, flow.name)
     try:
         with warnings_to_stderr(), ExitStack() as stack:
             if pinned is not None:
                 flow, _ = stack.enter_context(flow_under_policy(
                     store, cast("CodePolicy", code_policy), pinned.flow, entry=entry,
                     project_root=project_root_for(store.path), flow=flow,
-                    what=f"the code pinned as {flow_ref(flow.name)}"))
+                    what=f"the code pinned for {target}"))
+            assert flow is not None  # imported above, or from the pin
             run = record(flow, inputs, store=store, durability=cast("Durability", durability),
                          entry=entry)
     except RunFailedError as failure:

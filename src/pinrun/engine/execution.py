@@ -12,11 +12,13 @@ order, so the record never depends on timing.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import inspect
-from collections.abc import Iterator, Mapping
+from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from pinrun.artifacts import codec
 from pinrun.engine.context import Context, RecordingLog, activate
@@ -25,7 +27,9 @@ from pinrun.flows.flow import Flow
 from pinrun.flows.step import Step
 from pinrun.world import World
 
-__all__ = ["Outcome", "StepOutputError", "run_level"]
+__all__ = ["Outcome", "StepOutputError", "run_coroutine", "run_level"]
+
+T = TypeVar("T")
 
 
 class StepOutputError(PinrunError):
@@ -42,6 +46,7 @@ class Outcome:
     encoded_reads: Mapping[str, bytes]
     log: RecordingLog
     began: Any
+    finished: Any = None
     outputs: dict[str, Any] | None = None
     encoded_outputs: dict[str, bytes] = field(default_factory=dict)
     error: BaseException | None = None
@@ -54,6 +59,7 @@ class _Call:
     def __init__(self, item: Step, base: Mapping[str, Any], encoded: Mapping[str, bytes],
                  world: World, run_id: str) -> None:
         self.item = item
+        self.world = world
         reads = {key: base[key] for key in item.reads if key in base}
         self.encoded = {key: encoded[key] for key in reads}
         self.arguments: dict[str, Any] = {key: codec.decode(raw)
@@ -69,6 +75,7 @@ class _Call:
     def finish(self, result: Any) -> Outcome:
         """Check what the step returned and whether it changed its arguments."""
         outcome = self.outcome
+        outcome.finished = self.world.now()
         for key, raw in self.encoded.items():
             try:
                 changed = codec.encode(self.arguments[key]) != raw
@@ -115,7 +122,13 @@ def run_level(flow: Flow, level: list[Step], state: Mapping[str, Any],
             yield _run_sync(_Call(item, base, base_encoded, world, run_id))
         return
     calls = [_Call(item, base, base_encoded, world, run_id) for item in level]
-    yield from asyncio.run(_run_concurrently(calls, flow.max_concurrency))
+    yield from run_coroutine(_run_concurrently(calls, flow.max_concurrency))
+
+
+# A step's own failure is recorded, never raised from here: any exception,
+# SystemExit included (a step calling sys.exit() failed; it must not end the
+# run unrecorded). KeyboardInterrupt goes through: the user stops the run.
+_STEP_FAILURES = (Exception, SystemExit)
 
 
 def _run_sync(call: _Call) -> Outcome:
@@ -124,10 +137,26 @@ def _run_sync(call: _Call) -> Outcome:
         with activate(call.context):
             result = call.item.func(**call.arguments)
             if inspect.isawaitable(result):
-                result = asyncio.run(_await(result))
-    except Exception as exc:  # the step's own failure: recorded by the caller
+                result = run_coroutine(_await(result))
+    except _STEP_FAILURES as exc:
         call.outcome.error = exc
     return call.finish(result)
+
+
+def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end, also when called from inside a running event loop.
+
+    ``asyncio.run`` refuses to nest, so under a running loop the coroutine
+    runs on a fresh loop in a worker thread, with this thread's context
+    variables (the active pinrun context among them).
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    context = contextvars.copy_context()
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pinrun-step") as pool:
+        return pool.submit(context.run, asyncio.run, coroutine).result()
 
 
 async def _run_concurrently(calls: list[_Call], limit: int) -> list[Outcome]:
@@ -141,7 +170,7 @@ async def _run_concurrently(calls: list[_Call], limit: int) -> list[Outcome]:
             try:
                 with activate(call.context):
                     result = await call.item.func(**call.arguments)
-            except Exception as exc:  # the step's own failure: recorded by the caller
+            except _STEP_FAILURES as exc:
                 call.outcome.error = exc
         return call.finish(result)
 

@@ -40,13 +40,24 @@ class RunLease:
     def __init__(self, store_path: Path, run_id: str) -> None:
         self.path = _lease_path(store_path, run_id)
         self.path.parent.mkdir(exist_ok=True)
-        self._fd: int | None = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._fd)
-            self._fd = None
-            raise RunBusyError(run_id) from None
+        self._fd: int | None = None
+        while self._fd is None:
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise RunBusyError(run_id) from None
+            # The holder before us unlinks the file before it unlocks: if we locked
+            # a file that is no longer the one at the path, try again on the new one.
+            try:
+                current = os.stat(self.path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(fd).st_ino:
+                self._fd = fd
+            else:
+                os.close(fd)
         os.ftruncate(self._fd, 0)
         os.write(self._fd, f"{os.getpid()}\n".encode())
 

@@ -19,7 +19,7 @@ from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store
 from pinrun.engine.lease import is_live
-from pinrun.errors import CorruptObjectError, PinrunError, UnknownRefError
+from pinrun.errors import CorruptObjectError, InputError, PinrunError, UnknownRefError
 
 __all__ = [
     "RUN_REF_PREFIX",
@@ -90,6 +90,9 @@ class RunRecord:
     env: Digest | None = None
     #: Where the flow is defined, ``module:attribute``, when known (resume imports it).
     entry: str | None = None
+    #: The state as the level in progress began, while a level with siblings is half
+    #: done (what its remaining steps read when the run is resumed).
+    level_start: Digest | None = None
     #: The digest of this record's stored object (set once it is stored).
     digest: Digest | None = field(default=None, compare=False)
 
@@ -110,6 +113,7 @@ class RunRecord:
             "format": RUN_FORMAT, "id": self.id, "flow": self.flow, "status": self.status,
             "inputs": self.inputs, "state": self.state, "timing": self.timing,
             "flow_pin": self.flow_pin, "env": self.env, "entry": self.entry,
+            "level_start": self.level_start,
             "steps": [_step_value(s) for s in self.steps],
         }
 
@@ -124,7 +128,7 @@ class RunRecord:
                                      "outputs": _tag(step["outputs"]),
                                      "events": _tag(step["events"]),
                                      "code": _tag(step["code"])} for step in value["steps"]]}
-        for key in ("inputs", "state", "timing", "flow_pin", "env"):
+        for key in ("inputs", "state", "timing", "flow_pin", "env", "level_start"):
             plain[key] = _tag(value[key])
         try:
             return orjson.dumps(plain, option=orjson.OPT_SORT_KEYS)
@@ -149,7 +153,8 @@ class RunRecord:
         return cls(id=data["id"], flow=data["flow"], status=data["status"],
                    inputs=data["inputs"], state=data["state"], steps=steps,
                    timing=data["timing"], flow_pin=data.get("flow_pin"), env=data.get("env"),
-                   entry=data.get("entry"), digest=digest)
+                   entry=data.get("entry"), level_start=data.get("level_start"),
+                   digest=digest)
 
     def with_step(self, step: StepRecord, state: Digest, status: RunStatus) -> RunRecord:
         """A new record with ``step`` appended (records are never changed in place)."""
@@ -182,8 +187,11 @@ def load_run(store: Store, run_id: str) -> RunRecord:
     """The run recorded as ``run_id`` (a full id, or a unique prefix of one)."""
     target = store.get_ref(run_ref(run_id))
     if target is None:
-        matches = list(store.refs(run_ref(run_id)))
-        if len(matches) != 1:
+        matches = sorted(store.refs(run_ref(run_id)))
+        if len(matches) > 1:
+            raise InputError(f"{run_id!r} is the start of {len(matches)} run ids; give more "
+                             f"of it (e.g. {matches[0][len(RUN_REF_PREFIX):]})")
+        if not matches:
             raise UnknownRefError(run_ref(run_id))
         target = store.ref(matches[0])
     kind, payload = store.load(target)
@@ -201,6 +209,7 @@ class RunFailedError(PinrunError):
         self.run = run
         failed = run.failed_step
         where = f"step {failed.name!r}" if failed else "a step"
-        what = f"{failed.error.type}: {failed.error.message}" if failed and failed.error else ""
+        what = (f"{failed.error.type}: {failed.error.message}".rstrip(". ")
+                if failed and failed.error else "")
         super().__init__(f"run {run.id} of flow {run.flow!r} failed at {where}: {what}. "
                          f"The failure is recorded: `pinrun show {run.id}`.")

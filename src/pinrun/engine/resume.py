@@ -15,10 +15,11 @@ import sys
 from pathlib import Path
 
 from pinrun.artifacts import codec
+from pinrun.artifacts.digest import Kind
 from pinrun.artifacts.store import Store
-from pinrun.engine.lease import RunBusyError, is_live
+from pinrun.engine.lease import RunLease
 from pinrun.engine.records import RunRecord, load_run
-from pinrun.engine.run import Durability, Recorder, check_durability
+from pinrun.engine.run import Durability, LevelBase, Recorder, check_durability
 from pinrun.errors import InputError
 from pinrun.flows.flow import Flow
 from pinrun.flows.pinning import PinnedStep, project_root_for
@@ -46,41 +47,71 @@ def resume(run_id: str, *, store: Store, code_policy: CodePolicy = "warn",
     check_policy(code_policy)
     check_durability(durability)
     run = load_run(store, run_id)
-    if run.status == "succeeded":
-        raise InputError(f"run {run.id} already succeeded; there is nothing to resume")
-    if run.status == "running" and is_live(store.path, run.id):
-        raise RunBusyError(run.id)
-    if run.flow_pin is None:
-        raise InputError(f"run {run.id} pins no flow (recorded by an older pinrun); "
-                         "record it again")
-    root = project_root if project_root is not None else project_root_for(store.path)
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))  # the project's modules import as they did
-    _, pinned_steps = load_pinned_flow(store, run.flow_pin)
-    with flow_under_policy(store, code_policy, run.flow_pin, entry=run.entry,
-                           project_root=root, flow=flow,
-                           what=f"the code run {run.id} pinned") as (chosen, pins):
-        if [item.name for item in chosen.steps] != list(pinned_steps):
-            raise InputError(
-                f"flow {chosen.name!r} now has steps {[s.name for s in chosen.steps]}, but "
-                f"run {run.id} was recorded with {list(pinned_steps)}; a run resumes only "
-                "with the same steps (--code-policy artifact runs the pinned flow)")
-        return _continue(run, chosen, pins, store, durability=durability,
-                         world=world if world is not None else SystemWorld())
+    # The lease first, then the record as it is now: two resumes never both run.
+    with RunLease(store.path, run.id):
+        run = load_run(store, run.id)
+        if run.status == "succeeded":
+            raise InputError(f"run {run.id} already succeeded; there is nothing to resume")
+        if run.flow_pin is None:
+            raise InputError(f"run {run.id} pins no flow (recorded by an older pinrun); "
+                             "record it again")
+        root = project_root if project_root is not None else project_root_for(store.path)
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))  # the project's modules import as they did
+        _, pinned_steps = load_pinned_flow(store, run.flow_pin)
+        with flow_under_policy(store, code_policy, run.flow_pin, entry=run.entry,
+                               project_root=root, flow=flow,
+                               what=f"the code run {run.id} pinned") as (chosen, pins):
+            if [item.name for item in chosen.steps] != list(pinned_steps):
+                raise InputError(
+                    f"flow {chosen.name!r} now has steps {[s.name for s in chosen.steps]}, "
+                    f"but run {run.id} was recorded with {list(pinned_steps)}; a run resumes "
+                    "only with the same steps (--code-policy artifact runs the pinned flow)")
+            return _continue(run, chosen, pins, store, durability=durability,
+                             world=world if world is not None else SystemWorld(),
+                             code_policy=code_policy, project_root=root)
 
 
 def _continue(run: RunRecord, flow: Flow, pins: dict[str, PinnedStep], store: Store, *,
-              durability: Durability, world: World) -> RunRecord:
-    timing = store.get_value(run.timing) if run.timing is not None else {"steps": {}}
-    timing.setdefault("resumed", []).append(world.now().isoformat())
+              durability: Durability, world: World, code_policy: str,
+              project_root: Path) -> RunRecord:
+    timing = store.get_value(run.timing) if run.timing is not None else {}
     state = store.get_snapshot(run.state)
     encoded = {key: codec.encode(value, root=f"state[{key!r}]") for key, value in state.items()}
     recorder = Recorder(flow, store, world, durability, state=state, encoded=encoded,
-                        timing=timing)
-    recorder.step_pins = put_pins(recorder.writer(), flow, pins).steps
-    recorder.writer().put_snapshot(state, payloads=encoded, entries_out=recorder.entries)
+                        timing={**timing, "steps": list(timing.get("steps", []))})
+    batch = recorder.writer()
+    stored = put_pins(batch, flow, pins, run.entry, project_root)
+    recorder.step_pins = stored.steps
+    # The record keeps the flow and environment it started with; each resume says
+    # which it continued with (the steps it runs name their own code).
+    recorder.timing.setdefault("resumed", []).append({
+        "at": world.now().isoformat(), "flow": stored.flow.hex, "env": stored.env.hex,
+        "code_policy": code_policy})
+    batch.put_snapshot(state, payloads=encoded, entries_out=recorder.entries)
     recorder.run = run
     recorder.digest = run.digest
     for item in run.steps:
         recorder.attempts[item.name] = max(recorder.attempts.get(item.name, 0), item.attempt)
-    return recorder.execute(skip=run.completed())
+    completed = run.completed()
+    return recorder.execute(skip=completed, lease_held=True,
+                            resumed_level=_half_done_level(store, run, flow, completed))
+
+
+def _half_done_level(store: Store, run: RunRecord, flow: Flow,
+                     completed: frozenset[str]) -> LevelBase | None:
+    """The base of the level the run stopped in, when some of its steps had finished."""
+    if run.level_start is None:
+        return None
+    for level in flow.levels:
+        done = [item.name for item in level if item.name in completed]
+        if done and len(done) < len(level):
+            state = store.get_snapshot(run.level_start)
+            written: set[str] = set()
+            for record in run.steps:
+                if record.name in done and record.outputs is not None:
+                    written |= set(store.get_object(record.outputs, Kind.TREE)["entries"])
+            return LevelBase(
+                state, {key: codec.encode(value) for key, value in state.items()},
+                dict(store.get_object(run.level_start, Kind.TREE)["entries"]), written)
+    return None

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +30,7 @@ from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store, WriteBatch
 from pinrun.engine.execution import Outcome, StepOutputError, run_level
-from pinrun.engine.lease import RunLease
+from pinrun.engine.lease import RunBusyError, RunLease
 from pinrun.engine.records import (
     RunFailedError,
     RunRecord,
@@ -39,7 +39,7 @@ from pinrun.engine.records import (
     StepRecord,
     run_ref,
 )
-from pinrun.errors import InputError
+from pinrun.errors import InputError, RefConflictError
 from pinrun.flows.flow import Flow
 from pinrun.flows.pinning import pin_step, project_root_for
 from pinrun.flows.registry import find_entry, put_pins
@@ -85,14 +85,15 @@ def record(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
     stamp = f"{started.strftime('%Y%m%dT%H%M%S')}{started.microsecond // 1000:03d}"
     run_id = f"{stamp}-{actual_world.entropy(_ID_ENTROPY).hex()}"
     recorder = Recorder(flow, store, actual_world, durability, state=state, encoded=encoded,
-                        timing={"started": started.isoformat(), "steps": {}})
+                        timing={"started": started.isoformat(), "steps": []})
     batch = recorder.writer()
-    stored = put_pins(batch, flow, pins)
+    where = entry if entry is not None else find_entry(flow)
+    stored = put_pins(batch, flow, pins, where, root)
     inputs_digest = batch.put_snapshot(state, root="inputs", payloads=encoded,
                                        entries_out=recorder.entries)
     recorder.run = RunRecord(id=run_id, flow=flow.name, status="running", inputs=inputs_digest,
                              state=inputs_digest, flow_pin=stored.flow, env=stored.env,
-                             entry=entry if entry is not None else find_entry(flow))
+                             entry=where)
     recorder.step_pins = stored.steps
     return recorder.execute()
 
@@ -101,6 +102,17 @@ def check_durability(durability: str) -> None:
     """Refuse a durability that is not one of :data:`DURABILITIES`."""
     if durability not in DURABILITIES:
         raise InputError(f"durability={durability!r} is not one of {', '.join(DURABILITIES)}")
+
+
+@dataclass
+class LevelBase:
+    """The state as a level began: what all of its steps read (kept for resume)."""
+
+    state: dict[str, Any]
+    encoded: dict[str, bytes]
+    entries: dict[str, Digest]
+    #: Keys the level's finished steps wrote (a sibling may not write them too).
+    written: set[str] = field(default_factory=set)
 
 
 class Recorder:
@@ -127,6 +139,8 @@ class Recorder:
         self.digest: Digest | None = None
         self._batch: WriteBatch | None = None
         self.attempts: dict[str, int] = {}
+        #: The base of the level being run, when it has siblings (recorded for resume).
+        self.level: LevelBase | None = None
 
     def writer(self) -> WriteBatch:
         """The batch being filled for the next commit (one per step, or the run's only one)."""
@@ -134,44 +148,68 @@ class Recorder:
             self._batch = WriteBatch(self.store)
         return self._batch
 
-    def execute(self, *, skip: frozenset[str] = frozenset()) -> RunRecord:
+    def execute(self, *, skip: frozenset[str] = frozenset(), lease_held: bool = False,
+                resumed_level: LevelBase | None = None) -> RunRecord:
         """Run every step not in ``skip``, level by level; returns the final record.
 
         :meth:`writer` holds what was queued before (pins, inputs);
-        ``self.digest`` is what the run's ref points to now (None for a new run).
+        ``self.digest`` is what the run's ref points to now (None for a new
+        run). A resumed run whose last level was half done passes that
+        level's base as ``resumed_level``, and holds the run's lease itself.
         """
         self.steps = list(self.run.steps)
-        lease = RunLease(self.store.path, self.run.id) if self.durability == "step" else None
+        lease = (RunLease(self.store.path, self.run.id)
+                 if self.durability == "step" and not lease_held else None)
         try:
             if self.durability == "step":
                 self._commit(self.writer(), "running")
-            for level in self.flow.levels:
-                todo = [item for item in level if item.name not in skip]
-                if todo:
-                    self._run_level(todo)
-            self._commit(self.writer(), "succeeded")
+            levels = [(level, [item for item in level if item.name not in skip])
+                      for level in self.flow.levels]
+            levels = [(level, todo) for level, todo in levels if todo]
+            for index, (level, todo) in enumerate(levels):
+                base = resumed_level if len(todo) < len(level) else None
+                self._run_level(todo, len(level) > 1, base, last=index == len(levels) - 1)
+            if self.run.status != "succeeded" or self.durability != "step":
+                self._commit(self.writer(), "succeeded")
         finally:
             if lease is not None:
                 lease.release()
         return self.run
 
-    def _run_level(self, level: list[Step]) -> None:
-        written: set[str] = set()
-        entries = dict(self.entries)  # as the level began: what its steps read
-        for outcome in run_level(self.flow, level, self.state, self.encoded, world=self.world,
+    def _run_level(self, todo: list[Step], siblings: bool, base: LevelBase | None, *,
+                   last: bool) -> None:
+        """Run one level's steps; record every outcome, then raise the first failure.
+
+        In ``"step"`` durability each outcome is committed; the last step of the
+        run's commit says the run succeeded (one durable commit per step).
+        """
+        if base is None:
+            base = LevelBase(dict(self.state), dict(self.encoded), dict(self.entries))
+        self.level = base if siblings else None
+        failure: Outcome | None = None
+        for outcome in run_level(self.flow, todo, base.state, base.encoded, world=self.world,
                                  run_id=self.run.id):
             if outcome.error is None:
-                self._check_outputs(outcome, written)
-            self._record_step(outcome, entries)
+                self._check_outputs(outcome, base.written)
+            self._record_step(outcome, base.entries)
             if outcome.error is not None:
-                self._commit(self.writer(), "failed")
-                raise RunFailedError(self.run) from outcome.error
+                # Concurrent siblings have all run: each is recorded, and only then
+                # does the first failure (in declaration order) end the run.
+                failure = failure or outcome
+                continue
             outputs = outcome.outputs or {}
             self.state.update(outputs)
             self.encoded.update(outcome.encoded_outputs)
-            written.update(outputs)
+            base.written.update(outputs)
             if self.durability == "step":
-                self._commit(self.writer(), "running")
+                done = last and failure is None and outcome.step is todo[-1]
+                if done:
+                    self.level = None
+                self._commit(self.writer(), "succeeded" if done else "running")
+        if failure is not None:
+            self._commit(self.writer(), "failed")
+            raise RunFailedError(self.run) from failure.error
+        self.level = None
 
     def _check_outputs(self, outcome: Outcome, written: set[str]) -> None:
         """Apply the flow's key policies; a breach becomes the step's error."""
@@ -182,7 +220,7 @@ class Recorder:
                     raise StepOutputError(
                         f"step {item.name!r} writes {key!r}, which another step of the same "
                         "level also writes; the result would depend on which ran last. Give "
-                        "one of them `after=` the other.")
+                        "one of them `after=` the other")
                 if key in self.state:
                     if self.flow.on_collision == "error":
                         raise StepOutputError(
@@ -197,11 +235,12 @@ class Recorder:
         item = outcome.step
         attempt = self.attempts.get(item.name, 0) + 1
         self.attempts[item.name] = attempt
-        # Plain strings and numbers: timing is re-stored at every commit, so keep it cheap.
-        finished = self.world.now()
-        self.timing["steps"][item.name] = {
-            "started": outcome.began.isoformat(),
-            "seconds": (finished - outcome.began).total_seconds()}
+        # One entry per step record, in order; plain strings and numbers, since
+        # timing is re-stored at every commit.
+        finished = outcome.finished if outcome.finished is not None else self.world.now()
+        self.timing["steps"].append({
+            "name": item.name, "attempt": attempt, "started": outcome.began.isoformat(),
+            "seconds": (finished - outcome.began).total_seconds()})
         batch = self.writer()
         self.steps.append(StepRecord(
             name=item.name, status="failed" if outcome.error is not None else "succeeded",
@@ -219,15 +258,18 @@ class Recorder:
 
     def _commit(self, batch: WriteBatch, status: RunStatus) -> None:
         """Write the record as it stands (with everything queued in ``batch``)."""
-        updated = RunRecord(
-            id=self.run.id, flow=self.run.flow, status=status, inputs=self.run.inputs,
-            state=batch.put_entries(self.entries),
-            steps=tuple(self.steps),
-            timing=batch.put_value(self.timing), flow_pin=self.run.flow_pin, env=self.run.env,
-            entry=self.run.entry)
+        updated = replace(
+            self.run, status=status, state=batch.put_entries(self.entries),
+            steps=tuple(self.steps), timing=batch.put_value(self.timing),
+            level_start=(batch.put_entries(self.level.entries)
+                         if self.level is not None and status != "succeeded" else None),
+            digest=None)
         digest = batch.put(Kind.RUN, updated.encode())
         batch.set_ref(run_ref(self.run.id), digest, expected=self.digest)
-        batch.commit()
+        try:
+            batch.commit()
+        except RefConflictError:
+            raise RunBusyError(self.run.id) from None
         if self.durability != "none" and not self.store.durable:
             self.store.sync()
         self._batch = None

@@ -94,6 +94,8 @@ class Fingerprint:
     references: tuple[str, ...]
     #: What it read, to check cheaply that a cached fingerprint is still right.
     guards: Guards = field(default=Guards((), (), ()), compare=False, repr=False)
+    #: The project functions whose source was read (to check it is the loaded code).
+    functions: tuple[types.FunctionType, ...] = field(default=(), compare=False, repr=False)
 
 
 class FingerprintError(InputError):
@@ -177,7 +179,8 @@ def fingerprint(
                        modules=frozenset(walker.modules),
                        references=tuple(sorted(k for k in walker.entries if k != key)),
                        guards=Guards(tuple(walker.bindings), tuple(walker.cells),
-                                     tuple(walker.values)))
+                                     tuple(walker.values)),
+                       functions=tuple(walker.functions))
 
 
 class _Walker:
@@ -197,6 +200,7 @@ class _Walker:
         self.bindings: list[tuple[dict[str, Any], str, object]] = []
         self.cells: list[tuple[types.CellType, object]] = []
         self.values: list[tuple[object, bytes]] = []
+        self.functions: list[types.FunctionType] = []
 
     def _guard_cells(self, func: types.FunctionType) -> None:
         for cell in func.__closure__ or ():
@@ -227,6 +231,7 @@ class _Walker:
                 node.decorator_list = []  # @pinrun.step(...) options are not the step's code
             names = (_code_names([func.__code__]) & _name_ids(node)) | _definition_names([node])
             self._guard_cells(func)
+            self.functions.append(func)
             refs = self._references(node, names, func.__globals__, _closure(func), key)
             self.entries[key] = {"kind": "function", "tree": normalize(node), "refs": refs}
             self.modules.add(func.__module__)

@@ -20,7 +20,7 @@ import importlib.util
 import linecache
 import sys
 import types
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,13 @@ def import_entry(entry: str) -> Flow:
     except ModuleNotFoundError as exc:
         raise InputError(f"cannot import {module_name!r} ({exc}). Run pinrun from your "
                          "project folder, or give the file path: path/to/file.py:FLOW.") from exc
+    except SyntaxError as exc:
+        raise InputError(f"cannot import {module_name!r}: {exc.msg} ({exc.filename}, line "
+                         f"{exc.lineno}). Fix the file; --code-policy artifact runs the "
+                         "pinned code without importing it.") from exc
+    except Exception as exc:
+        raise InputError(f"cannot import {module_name!r}: importing it raised "
+                         f"{type(exc).__name__}: {exc}") from exc
     flow = getattr(module, attribute, None)
     if not isinstance(flow, Flow):
         found = type(flow).__name__ if flow is not None else "nothing"
@@ -60,13 +67,20 @@ def import_entry(entry: str) -> Flow:
     return flow
 
 
-def pinned_sources(store: Store, step_digests: Iterable[Digest]) -> dict[str, CodeValue]:
-    """Module name -> pinned code value, for every code object the given steps pinned."""
+def pinned_sources(store: Store, flow_digest: Digest) -> dict[str, CodeValue]:
+    """Module name -> pinned code value: every code object a pinned flow names.
+
+    That is the code of each step (its modules and the project modules they
+    import) and the flow's own (the module defining it, and the packages).
+    """
+    flow = store.get_object(flow_digest, Kind.FLOW)
+    code_digests = list(flow.get("code", []))
+    for step_digest in flow["steps"]:
+        code_digests += store.get_object(step_digest, Kind.STEP)["code"]
     sources: dict[str, CodeValue] = {}
-    for step_digest in step_digests:
-        for code_digest in store.get_object(step_digest, Kind.STEP)["code"]:
-            code = store.get_object(code_digest, Kind.CODE)
-            sources[code["module"]] = code
+    for code_digest in code_digests:
+        code = store.get_object(code_digest, Kind.CODE)
+        sources[code["module"]] = code
     return sources
 
 
@@ -113,6 +127,7 @@ def pinned_modules(sources: Mapping[str, CodeValue], project_root: Path) -> Iter
     """Within the block, importing a pinned module gives its pinned source."""
     finder = _PinnedFinder(sources, project_root)
     saved = {name: sys.modules.pop(name) for name in list(sources) if name in sys.modules}
+    before = set(sys.modules)
     saved_lines = {}
     for name, code in sources.items():
         filename = finder.filename(name)
@@ -126,16 +141,25 @@ def pinned_modules(sources: Mapping[str, CodeValue], project_root: Path) -> Iter
         yield
     finally:
         sys.meta_path.remove(finder)
-        for name in sources:
+        # Pinned modules, and project modules first imported under them (which
+        # may hold references to pinned code), leave with the block.
+        leaving = set(sources) | {name for name in set(sys.modules) - before
+                                  if _under(sys.modules[name], project_root)}
+        for name in leaving:
             sys.modules.pop(name, None)
         sys.modules.update(saved)
-        for name in sources:
+        for name in leaving:
             _restore_parent_attribute(name, saved.get(name))
         for filename, entry in saved_lines.items():
             if entry is None:
                 linecache.cache.pop(filename, None)
             else:
                 linecache.cache[filename] = entry
+
+
+def _under(module: types.ModuleType, project_root: Path) -> bool:
+    file = getattr(module, "__file__", None)
+    return isinstance(file, str) and Path(file).resolve().is_relative_to(project_root.resolve())
 
 
 def _restore_parent_attribute(name: str, module: types.ModuleType | None) -> None:

@@ -25,12 +25,14 @@ import platform
 import sys
 import types
 import weakref
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
+from pinrun.errors import InputError, PinrunError
 from pinrun.flows.fingerprint import (
     Fingerprint,
     FingerprintError,
@@ -40,7 +42,8 @@ from pinrun.flows.fingerprint import (
 from pinrun.flows.flow import Flow
 from pinrun.flows.step import Step
 
-__all__ = ["PinnedStep", "environment", "flow_value", "pin_step", "project_root_for"]
+__all__ = ["PinnedStep", "StaleSourceError", "environment", "flow_sources", "flow_value",
+           "pin_step", "project_root_for"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,6 +113,9 @@ def _pin(step: Step, project_root: Path) -> tuple[Fingerprint | None, PinnedStep
     modules |= _imported_project_modules(modules, project_root)
     sources = {name: code for name in sorted(modules)
                if (code := _module_source(name, project_root)) is not None}
+    functions = found.functions if found is not None else (
+        (step.func,) if isinstance(step.func, types.FunctionType) else ())
+    _check_loaded(step, functions, sources)
     value = {
         "name": step.name, "module": step.func.__module__, "function": step.func.__qualname__,
         "fingerprint": found.digest if found is not None else None, "version": step.version,
@@ -117,8 +123,58 @@ def _pin(step: Step, project_root: Path) -> tuple[Fingerprint | None, PinnedStep
         "writes": sorted(step.writes) if step.writes is not None else None,
         "after": list(step.after) if step.after is not None else None,
         "is_async": step.is_async,
+        # Without a fingerprint, the values hash_includes names still identify the code.
+        "includes": _includes_digest(step) if found is None else None,
     }
     return found, PinnedStep(value, sources)
+
+
+def _includes_digest(step: Step) -> str | None:
+    """A digest of the canonical values in ``hash_includes`` (names for the rest)."""
+    if not step.hash_includes:
+        return None
+    parts = []
+    for item in step.hash_includes:
+        try:
+            parts.append(["value", codec.encode(item).hex()])
+        except PinrunError:
+            parts.append(["name", f"{getattr(item, '__module__', '?')}."
+                                  f"{getattr(item, '__qualname__', type(item).__qualname__)}"])
+    return compute_digest(Kind.VALUE, codec.encode(parts)).hex
+
+
+class StaleSourceError(InputError):
+    """A module's file changed after it was imported: the code running is not the file's."""
+
+
+def _check_loaded(step: Step, functions: Iterable[types.FunctionType],
+                  sources: Mapping[str, Mapping[str, str]]) -> None:
+    """Refuse to pin source text that is not what the loaded functions were compiled from."""
+    compiled: dict[str, types.CodeType] = {}
+    for func in functions:
+        code = sources.get(func.__module__)
+        if code is None:
+            continue
+        if func.__module__ not in compiled:
+            compiled[func.__module__] = compile(code["source"], func.__code__.co_filename,
+                                                "exec", dont_inherit=True)
+        if not _same_code_in(compiled[func.__module__], func.__code__):
+            raise StaleSourceError(
+                f"step {step.name!r}: {code['path']} changed after it was imported, so its "
+                f"text is not the code running {func.__qualname__!r}. Restart the process "
+                "(or re-import the module) so that pinrun pins the code that runs.")
+
+
+def _same_code_in(module_code: types.CodeType, loaded: types.CodeType) -> bool:
+    """Whether ``module_code`` holds a function compiled exactly like ``loaded``."""
+    stack = [module_code]
+    while stack:
+        code = stack.pop()
+        if code.co_qualname == loaded.co_qualname and \
+                code.co_firstlineno == loaded.co_firstlineno:
+            return code.co_code == loaded.co_code and code.co_names == loaded.co_names
+        stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return False
 
 
 def _imported_project_modules(modules: set[str], project_root: Path) -> set[str]:
@@ -155,13 +211,34 @@ def _module_source(name: str, project_root: Path) -> dict[str, str] | None:
             "source": text}
 
 
-def flow_value(flow: Flow, step_digests: list[Any]) -> dict[str, Any]:
-    """The flow's description: its name, policies, levels and its steps (by digest)."""
+def flow_value(flow: Flow, step_digests: list[Any], code_digests: list[Any]) -> dict[str, Any]:
+    """The flow's description: name, policies, levels, steps and its own code (by digest)."""
     return {
         "name": flow.name, "on_collision": flow.on_collision,
         "max_concurrency": flow.max_concurrency, "steps": step_digests,
         "levels": [[item.name for item in level] for level in flow.levels],
+        "code": code_digests,
     }
+
+
+def flow_sources(entry: str | None, pins: Sequence[PinnedStep],
+                 project_root: Path) -> dict[str, dict[str, str]]:
+    """The code a flow needs beyond its steps': the module defining it, and the packages.
+
+    That is the module of ``entry`` (``module:attribute``) and every project
+    package above it or above a step's module, so the pinned code imports
+    alone, without the files on disk.
+    """
+    names = {entry.rpartition(":")[0]} if entry else set()
+    for pinned in pins:
+        names |= set(pinned.sources)
+    wanted = set(names)
+    for name in names:
+        parts = name.split(".")
+        wanted |= {".".join(parts[:depth]) for depth in range(1, len(parts))}
+    already = {module for pinned in pins for module in pinned.sources}
+    return {name: code for name in sorted(wanted - already)
+            if (code := _module_source(name, project_root)) is not None}
 
 
 def environment(sources: list[dict[str, str]], hash_seed: str | None = None) -> dict[str, Any]:
@@ -175,9 +252,15 @@ def environment(sources: list[dict[str, str]], hash_seed: str | None = None) -> 
     return {
         "python": platform.python_version(), "implementation": sys.implementation.name,
         "platform": f"{sys.platform}-{platform.machine()}",
-        "hash_seed": hash_seed if hash_seed is not None else os.environ.get("PYTHONHASHSEED"),
+        "hash_seed": _seed(hash_seed if hash_seed is not None
+                           else os.environ.get("PYTHONHASHSEED")),
         "distributions": dict(_distribution_versions(frozenset(imported))),
     }
+
+
+def _seed(value: str | None) -> str | None:
+    """The hash seed as recorded: "random" (or nothing) means no known seed."""
+    return None if value in (None, "", "random") else value
 
 
 @functools.lru_cache(maxsize=256)

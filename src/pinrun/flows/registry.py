@@ -16,17 +16,22 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.store import Store, WriteBatch
 from pinrun.errors import CorruptObjectError
 from pinrun.flows.flow import Flow
-from pinrun.flows.pinning import PinnedStep, environment, flow_value, pin_step
+from pinrun.flows.pinning import (
+    PinnedStep,
+    environment,
+    flow_sources,
+    flow_value,
+    pin_step,
+)
 
 __all__ = ["FLOW_REF_PREFIX", "FlowPins", "PinnedFlow", "find_entry", "flow_ref",
-           "load_pinned", "pin_flow", "put_pins"]
+           "load_pinned", "pin_flow", "pinned_flows", "put_pins"]
 
 #: Refs of pinned flows are ``flows/<name>``.
 FLOW_REF_PREFIX = "flows/"
@@ -57,30 +62,44 @@ class PinnedFlow:
     digest: Digest
 
 
-def put_pins(batch: WriteBatch, flow: Flow, pins: Mapping[str, PinnedStep]) -> FlowPins:
-    """Queue each step's code and step objects, the flow object and the environment."""
+def put_pins(batch: WriteBatch, flow: Flow, pins: Mapping[str, PinnedStep],
+             entry: str | None, project_root: Path) -> FlowPins:
+    """Queue each step's code and step objects, the flow object and the environment.
+
+    The flow object also names the code of the module defining the flow
+    (``entry``) and of the project packages above the pinned modules.
+    """
     steps: dict[str, Digest] = {}
     for item in flow.steps:
         pinned = pins[item.name]
         for payload, digest in zip(pinned.code_payloads, pinned.code_digests, strict=True):
             batch.put(Kind.CODE, payload, digest)
         steps[item.name] = batch.put(Kind.STEP, pinned.step_payload, pinned.step_digest)
-    payloads = _flow_payloads(flow, tuple(pins[item.name] for item in flow.steps),
-                              os.environ.get("PYTHONHASHSEED"))
-    return FlowPins(steps, batch.put(Kind.FLOW, *payloads[0]), batch.put(Kind.ENV, *payloads[1]))
+    code, flow_payload, env_payload = _flow_payloads(
+        flow, tuple(pins[item.name] for item in flow.steps), entry, project_root,
+        os.environ.get("PYTHONHASHSEED"))
+    for payload, digest in code:
+        batch.put(Kind.CODE, payload, digest)
+    return FlowPins(steps, batch.put(Kind.FLOW, *flow_payload), batch.put(Kind.ENV, *env_payload))
 
 
 _Payload = tuple[bytes, Digest]
 
 
 @functools.lru_cache(maxsize=128)
-def _flow_payloads(flow: Flow, pins: tuple[PinnedStep, ...],
-                   hash_seed: str | None) -> tuple[_Payload, _Payload]:
-    """The encoded flow and environment objects with their digests (same pins, same bytes)."""
-    sources = [code for pinned in pins for code in pinned.sources.values()]
-    flow_payload = codec.encode(flow_value(flow, [p.step_digest for p in pins]), root="flow")
-    env_payload = codec.encode(environment(sources, hash_seed), root="environment")
-    return ((flow_payload, compute_digest(Kind.FLOW, flow_payload)),
+def _flow_payloads(flow: Flow, pins: tuple[PinnedStep, ...], entry: str | None,
+                   project_root: Path, hash_seed: str | None,
+                   ) -> tuple[tuple[_Payload, ...], _Payload, _Payload]:
+    """The flow's own code objects, and its flow and environment objects, with digests."""
+    own = flow_sources(entry, pins, project_root)
+    code = tuple((payload, compute_digest(Kind.CODE, payload))
+                 for payload in (codec.encode(source, root="code") for source in own.values()))
+    flow_payload = codec.encode(flow_value(flow, [p.step_digest for p in pins],
+                                           [digest for _, digest in code]), root="flow")
+    sources = [source for pinned in pins for source in pinned.sources.values()]
+    env_payload = codec.encode(environment([*sources, *own.values()], hash_seed),
+                               root="environment")
+    return (code, (flow_payload, compute_digest(Kind.FLOW, flow_payload)),
             (env_payload, compute_digest(Kind.ENV, env_payload)))
 
 
@@ -90,9 +109,10 @@ def pin_flow(flow: Flow, store: Store, project_root: Path,
     pins = {item.name: pin_step(item, project_root) for item in flow.steps}
     where = entry if entry is not None else find_entry(flow)
     with store.batch() as batch:
-        stored = put_pins(batch, flow, pins)
-        digest = batch.put_value({"flow": stored.flow, "env": stored.env, "entry": where},
-                                 root="pinned flow")
+        stored = put_pins(batch, flow, pins, where, project_root)
+        # A tree, so gc, fsck and export follow it to the flow and environment.
+        digest = batch.put_entries({"flow": stored.flow, "env": stored.env,
+                                    "entry": batch.put_value(where, root="entry")})
         batch.set_ref(flow_ref(flow.name), digest)
     return PinnedFlow(stored.flow, stored.env, where, digest)
 
@@ -102,11 +122,24 @@ def load_pinned(store: Store, name: str) -> PinnedFlow | None:
     digest = store.get_ref(flow_ref(name))
     if digest is None:
         return None
-    value: Any = store.get_value(digest)
-    if not isinstance(value, dict) or not isinstance(value.get("flow"), Digest):
+    kind, _ = store.load(digest)
+    entries = store.get_object(digest, Kind.TREE)["entries"] if kind is Kind.TREE else {}
+    if set(entries) != {"flow", "env", "entry"}:
         raise CorruptObjectError(digest, None, f"ref {flow_ref(name)} does not name a "
-                                 "pinned flow")
-    return PinnedFlow(value["flow"], value["env"], value.get("entry"), digest)
+                                 "pinned flow; pin it again: pinrun pin MODULE:FLOW")
+    entry = store.get_value(entries["entry"])
+    return PinnedFlow(entries["flow"], entries["env"], entry if isinstance(entry, str) else None,
+                      digest)
+
+
+def pinned_flows(store: Store) -> dict[str, PinnedFlow]:
+    """Every pinned flow, by name."""
+    found = {}
+    for ref in store.refs(FLOW_REF_PREFIX):
+        pinned = load_pinned(store, ref[len(FLOW_REF_PREFIX):])
+        if pinned is not None:
+            found[ref[len(FLOW_REF_PREFIX):]] = pinned
+    return found
 
 
 def find_entry(flow: Flow) -> str | None:

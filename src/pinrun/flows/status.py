@@ -43,7 +43,7 @@ __all__ = [
 
 CodePolicy = Literal["disabled", "warn", "strict", "artifact"]
 CODE_POLICIES: tuple[str, ...] = ("disabled", "warn", "strict", "artifact")
-StepState = Literal["same", "formatting", "changed", "added", "removed"]
+StepState = Literal["same", "formatting", "same-version", "changed", "added", "removed"]
 
 
 class CodeChangedError(PinrunError):
@@ -120,8 +120,12 @@ def compare_code(store: Store, pinned_flow: Digest, flow: Flow,
         old_sources = {code["module"]: code for code in
                        (store.get_object(d, Kind.CODE) for d in before["code"])}
         diff = _diff(old_sources, now.sources)
-        same = _identity(before) == _identity(now.value)
-        state: StepState = ("same" if not diff else "formatting") if same else "changed"
+        state: StepState = "changed"
+        if _identity(before) == _identity(now.value):
+            state = "same" if not diff else "formatting"
+            old_print, new_print = before.get("fingerprint"), now.value.get("fingerprint")
+            if old_print and new_print and old_print != new_print:
+                state = "same-version"  # the code changed; version= says it did not
         statuses.append(StepCodeStatus(item.name, state, _identity(before),
                                        _identity(now.value), diff))
     for name in pinned_steps:
@@ -141,9 +145,11 @@ def compare_code(store: Store, pinned_flow: Digest, flow: Flow,
 
 
 def _identity(step_value: Mapping[str, Any]) -> str:
-    """What names a step's code: its version when it has one, else its fingerprint."""
+    """What names a step's code: its version (and hash_includes) when given, else its
+    fingerprint. ``version=`` overrides the automatic fingerprint, as documented."""
     if step_value.get("version") is not None:
-        return f"version {step_value['version']}"
+        includes = step_value.get("includes")
+        return f"version {step_value['version']}" + (f" ({includes[:12]})" if includes else "")
     return str(step_value.get("fingerprint"))
 
 
@@ -185,10 +191,23 @@ def flow_under_policy(store: Store, policy: CodePolicy, pinned_flow: Digest, *,
                 raise InputError(f"{what} does not say where its flow is defined, so the "
                                  "pinned code cannot be imported; use another --code-policy")
             _, steps = load_pinned_flow(store, pinned_flow)
-            sources = pinned_sources(store, [value["digest"] for value in steps.values()])
-            stack.enter_context(pinned_modules(sources, project_root))
+            stack.enter_context(pinned_modules(pinned_sources(store, pinned_flow),
+                                               project_root))
             flow = import_entry(entry)
-        elif flow is None:
+            pins = {item.name: pin_step(item, project_root) for item in flow.steps}
+            # The pinned code must give back the pinned steps exactly, or it is not
+            # the pinned code that would run (a module the pin lacks came from disk).
+            differs = [item.name for item in flow.steps
+                       if item.name not in steps
+                       or pins[item.name].step_digest != steps[item.name]["digest"]]
+            if differs:
+                raise CodeChangedError(
+                    f"the pinned code of flow {flow.name!r} does not load back as it was "
+                    f"pinned (steps {differs}); a module it needs was not pinned. Record or "
+                    "pin the flow again, or use --code-policy warn")
+            yield flow, pins
+            return
+        if flow is None:
             if entry is None:
                 raise InputError(f"{what} does not say where its flow is defined; pass the "
                                  "flow, or use --code-policy artifact")
