@@ -306,47 +306,44 @@ def _group(kind: str, repeats: int, runs: int) -> str:
 # ----------------------------------------------------------------- benchmarks
 
 
-def _unpersisted(benchmark: BenchmarkFixture, fresh_dir: Callable[[], Path], impl: str,
-                 repeats: int, runs: int) -> None:
+def _run_group(benchmark: BenchmarkFixture, fresh_dir: Callable[[], Path], impl: str, *,
+               kind: str, repeats: int, runs: int,
+               notes_for: Callable[[str, float, int], dict[str, Any]]) -> None:
+    """Measure one implementation in its group; ``notes_for(group, median, steps)`` adds notes."""
     _skip_if_missing(impl)
-    benchmark.group = _group("", repeats, runs)
+    group = benchmark.group = _group(kind, repeats, runs)
     commits = _commits_per_run(impl, repeats, fresh_dir())
     _measure(benchmark, fresh_dir, impl, repeats, runs)
     steps = runs * STEPS[repeats]
-    notes: dict[str, Any] = {}
     metadata = benchmark.stats
-    if metadata:
-        notes = _unpersisted_notes(benchmark.group, impl, float(metadata.stats.median), steps)
-    if commits is not None:
-        notes["commits_per_run"] = round(commits, 2)
-    result = report(benchmark, impl, steps, unit="steps", notes=notes)
-    if result is not None and repeats > 1:
-        _add_notes(benchmark, result, _amortization_notes(
-            _group("", 1, RUNS), benchmark.group, impl, result))
-
-
-def _durable(benchmark: BenchmarkFixture, fresh_dir: Callable[[], Path], impl: str,
-             repeats: int, runs: int) -> None:
-    _skip_if_missing(impl)
-    benchmark.group = _group("durable-", repeats, runs)
-    commits = _commits_per_run(impl, repeats, fresh_dir())
-    _measure(benchmark, fresh_dir, impl, repeats, runs)
-    steps = runs * STEPS[repeats]
-    notes: dict[str, Any] = {}
-    metadata = benchmark.stats
-    if metadata:
-        median_s = float(metadata.stats.median)
-        notes["us_per_step"] = round(median_s / steps * 1e6, 1)
-        dbos = RESULTS.get(benchmark.group, {}).get("dbos-sqlite")
-        if dbos is not None and impl.startswith("pinrun"):
-            notes["faster_than_dbos"] = median_s < dbos.median_s
+    notes = notes_for(group, float(metadata.stats.median), steps) if metadata else {}
     if commits is not None:
         notes["commits_per_run"] = round(commits, 2)
         notes["commits_per_step"] = round(commits / STEPS[repeats], 3)
     result = report(benchmark, impl, steps, unit="steps", notes=notes)
     if result is not None and repeats > 1:
-        _add_notes(benchmark, result, _amortization_notes(
-            _group("durable-", 1, DURABLE_RUNS), benchmark.group, impl, result))
+        first = _group(kind, 1, RUNS if kind == "" else DURABLE_RUNS)
+        _add_notes(benchmark, result, _amortization_notes(first, group, impl, result))
+
+
+def _unpersisted(benchmark: BenchmarkFixture, fresh_dir: Callable[[], Path], impl: str,
+                 repeats: int, runs: int) -> None:
+    _run_group(benchmark, fresh_dir, impl, kind="", repeats=repeats, runs=runs,
+               notes_for=lambda group, median_s, steps: _unpersisted_notes(
+                   group, impl, median_s, steps))
+
+
+def _durable(benchmark: BenchmarkFixture, fresh_dir: Callable[[], Path], impl: str,
+             repeats: int, runs: int) -> None:
+    def notes_for(group: str, median_s: float, steps: int) -> dict[str, Any]:
+        notes: dict[str, Any] = {"us_per_step": round(median_s / steps * 1e6, 1)}
+        dbos = RESULTS.get(group, {}).get("dbos-sqlite")
+        if dbos is not None and impl.startswith("pinrun"):
+            notes["faster_than_dbos"] = median_s < dbos.median_s
+        return notes
+
+    _run_group(benchmark, fresh_dir, impl, kind="durable-", repeats=repeats, runs=runs,
+               notes_for=notes_for)
 
 
 @pytest.mark.parametrize("impl", UNPERSISTED)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +14,6 @@ from pinrun.engine.records import RunFailedError, load_run
 from pinrun.engine.run import StepOutputError, record
 from pinrun.flows import Flow, MissingInputError, step
 from tests.engine.test_context import FixedWorld
-from tests.helpers import start_child
 
 CALLS: list[str] = []
 
@@ -172,48 +169,3 @@ def test_async_steps_run(store: Store) -> None:
 
     run = record(Flow("async", [fetch]), {"order_id": "A1"}, store=store)
     assert store.get_snapshot(run.state)["fetched"] == "A1"
-
-
-SLOW_FLOW = """
-import sys, time
-import pinrun
-from pinrun.artifacts.store import Store
-from pinrun.engine.run import record
-
-@pinrun.step
-def first(n: int) -> dict:
-    return {"doubled": n * 2}
-
-@pinrun.step
-def second(doubled: int) -> dict:
-    print("second started", flush=True)
-    time.sleep(60)
-    return {"done": True}
-
-with Store.open(sys.argv[1], create=True) as store:
-    record(pinrun.Flow("slow", [first, second]), {"n": 21}, store=store)
-"""
-
-
-def test_killed_run_keeps_every_finished_step(tmp_path: Path) -> None:
-    """A process killed mid-run leaves the run 'running' with its finished steps intact."""
-    # The flow lives in a file: a step's code must have a source to be pinned.
-    script = tmp_path / "slow_flow.py"
-    script.write_text(SLOW_FLOW)
-    child = start_child("import runpy, sys; sys.argv = sys.argv[1:]; "
-                        "runpy.run_path(sys.argv[0], run_name='__main__')",
-                        str(script), str(tmp_path / "store"))
-    try:
-        assert child.stdout is not None
-        first_line = child.stdout.readline().strip()
-        child.send_signal(signal.SIGKILL)
-    finally:
-        _, err = child.communicate()
-    assert first_line == "second started", err
-    with Store.open(tmp_path / "store") as store:
-        (name,) = store.refs("runs/")
-        run = load_run(store, name.split("/", 1)[1])
-        assert run.status == "running"
-        assert [s.name for s in run.steps] == ["first"]
-        assert store.get_snapshot(run.state) == {"n": 21, "doubled": 42}
-        assert fsck(store).ok
