@@ -26,12 +26,12 @@ def test_public_names_are_pinned() -> None:
         "FingerprintError", "Flow",
         "FlowDefinitionError", "InputError", "InvalidDigestError", "Kind", "MissingInputError",
         "MissingObjectError", "ObjectFormatError", "PinrunError", "RefConflictError",
-        "RunBusyError", "RunFailedError", "RunRecord", "Step", "StepDefinitionError",
-        "StepOutputError", "StepRecord", "Store",
+        "ReplayReport", "RunBusyError", "RunFailedError", "RunRecord", "Step",
+        "StepDefinitionError", "StepOutputError", "StepRecord", "Store",
         "StoreError", "StoreNotFoundError",
         "UndecodableValueError", "UnknownDigestError", "UnknownRefError",
         "UnsupportedValueError", "WriteBatch", "__version__", "open_store", "record",
-        "register_type", "resume", "step",
+        "register_type", "replay", "resume", "step",
     }
 
 

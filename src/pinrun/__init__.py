@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from pinrun.flows.flow import Flow, FlowDefinitionError, MissingInputError
     from pinrun.flows.status import CodeChangedError, CodeChangedWarning
     from pinrun.flows.step import Step, StepDefinitionError, step
+    from pinrun.verifier.replayer import replay
+    from pinrun.verifier.report import ReplayReport
 
 __version__ = "0.1.0.dev0"
 
@@ -64,6 +66,7 @@ __all__ = [
     "ObjectFormatError",
     "PinrunError",
     "RefConflictError",
+    "ReplayReport",
     "RunBusyError",
     "RunFailedError",
     "RunRecord",
@@ -83,6 +86,7 @@ __all__ = [
     "open_store",
     "record",
     "register_type",
+    "replay",
     "resume",
     "step",
 ]
@@ -100,6 +104,8 @@ _LAZY = {
     "StepRecord": "pinrun.engine.records",
     "record": "pinrun.engine.run",
     "resume": "pinrun.engine.resume",
+    "replay": "pinrun.verifier.replayer",
+    "ReplayReport": "pinrun.verifier.report",
     "RunBusyError": "pinrun.engine.lease",
     "StepOutputError": "pinrun.engine.execution",
     "FingerprintError": "pinrun.flows.fingerprint",

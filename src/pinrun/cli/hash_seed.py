@@ -4,8 +4,8 @@ Python randomizes ``str`` hashing per process unless ``PYTHONHASHSEED`` is
 set, and that changes the iteration order of sets of strings: a step that
 iterates one would not reproduce. So when ``pinrun run`` starts without a
 seed, it picks one and re-executes itself with it (before opening anything),
-and the seed is recorded in the run's environment; ``pinrun resume`` uses the
-seed the run recorded. A seed the user set is kept as it is.
+and the seed is recorded in the run's environment; ``pinrun resume`` and ``pinrun
+replay`` use the seed the run recorded. A seed the user set is kept as it is.
 """
 
 from __future__ import annotations
@@ -66,13 +66,13 @@ def _recorded_seed(argv: Sequence[str], arguments: list[str]) -> str | None:
 
 
 def ensure_hash_seed(argv: Sequence[str]) -> None:
-    """Re-execute ``pinrun`` with a known ``PYTHONHASHSEED`` for ``run`` and ``resume``."""
+    """Re-execute ``pinrun`` with a known ``PYTHONHASHSEED`` for ``run``, ``resume``, ``replay``."""
     if os.environ.pop("PINRUN_HASH_SEED_SET", None):
         return  # this process is the re-executed one; its children start afresh
     command, arguments = _command(argv)
-    if command not in ("run", "resume"):
+    if command not in ("run", "resume", "replay"):
         return
-    if command == "resume":
+    if command in ("resume", "replay"):
         seed = _recorded_seed(argv, arguments)
         if seed is None or seed == os.environ.get("PYTHONHASHSEED"):
             return

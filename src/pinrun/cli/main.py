@@ -66,6 +66,7 @@ def cli(ctx: click.Context, store: str | None, debug: bool) -> None:
       pinrun run MODULE:FLOW      run a flow and record it
       pinrun runs / show RUN      what was recorded
       pinrun resume RUN           continue an interrupted or failed run
+      pinrun replay RUN           re-execute a run and prove it reproduces
       pinrun pin / status         pin a flow's code; check the code on disk against it
       pinrun stats / fsck         what the store holds; check it
 
@@ -75,10 +76,18 @@ def cli(ctx: click.Context, store: str | None, debug: bool) -> None:
 
 
 def _register() -> None:
-    from pinrun.cli import demo, inspect_commands, pin_commands, run_commands, store_commands
+    from pinrun.cli import (
+        demo,
+        inspect_commands,
+        pin_commands,
+        replay_commands,
+        run_commands,
+        store_commands,
+    )
 
     for command in (*run_commands.COMMANDS, *inspect_commands.COMMANDS,
-                    *pin_commands.COMMANDS, *store_commands.COMMANDS, demo.demo):
+                    *replay_commands.COMMANDS, *pin_commands.COMMANDS,
+                    *store_commands.COMMANDS, demo.demo):
         cli.add_command(command)
 
 

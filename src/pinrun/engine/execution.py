@@ -15,19 +15,19 @@ import asyncio
 import concurrent.futures
 import contextvars
 import inspect
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
 
 from pinrun.artifacts import codec
-from pinrun.engine.context import Context, RecordingLog, activate
+from pinrun.engine.context import Context, RecordingLog, ReplayLog, activate
 from pinrun.errors import PinrunError
 from pinrun.flows.flow import Flow
 from pinrun.flows.step import Step
 from pinrun.world import World
 
-__all__ = ["Outcome", "StepOutputError", "run_coroutine", "run_level"]
+__all__ = ["Outcome", "StepOutputError", "check_outputs", "run_coroutine", "run_level"]
 
 T = TypeVar("T")
 
@@ -44,7 +44,8 @@ class Outcome:
     #: The state values it read, as they were before it ran, and their encodings.
     reads: Mapping[str, Any]
     encoded_reads: Mapping[str, bytes]
-    log: RecordingLog
+    log: RecordingLog | ReplayLog
+    #: When it started and ended (None on replay, which never reads the clock).
     began: Any
     finished: Any = None
     outputs: dict[str, Any] | None = None
@@ -57,14 +58,15 @@ class _Call:
     """One step about to run: its arguments, and their encodings to spot mutation."""
 
     def __init__(self, item: Step, base: Mapping[str, Any], encoded: Mapping[str, bytes],
-                 world: World, run_id: str) -> None:
+                 log: RecordingLog | ReplayLog, *, world: World | None, run_id: str) -> None:
         self.item = item
         self.world = world
         reads = {key: base[key] for key in item.reads if key in base}
         self.encoded = {key: encoded[key] for key in reads}
         self.arguments: dict[str, Any] = {key: codec.decode(raw)
                                           for key, raw in self.encoded.items()}
-        self.outcome = Outcome(item, reads, self.encoded, RecordingLog(world), world.now())
+        self.outcome = Outcome(item, reads, self.encoded, log,
+                               world.now() if world is not None else None)
         self.context = Context(run_id, item.name, self.outcome.log)
         if item.wants_context:
             self.arguments["ctx"] = self.context
@@ -75,7 +77,7 @@ class _Call:
     def finish(self, result: Any) -> Outcome:
         """Check what the step returned and whether it changed its arguments."""
         outcome = self.outcome
-        outcome.finished = self.world.now()
+        outcome.finished = self.world.now() if self.world is not None else None
         for key, raw in self.encoded.items():
             try:
                 changed = codec.encode(self.arguments[key]) != raw
@@ -93,6 +95,31 @@ class _Call:
         return outcome
 
 
+def check_outputs(flow: Flow, state: Mapping[str, Any], outcome: Outcome,
+                  written: set[str]) -> None:
+    """Apply the flow's key policies to a step's outputs; a breach becomes its error.
+
+    ``written`` holds the keys its level's earlier steps wrote; a key ``state``
+    holds already is an overwrite, which ``flow.on_collision`` rules on.
+    """
+    item = outcome.step
+    try:
+        for key in outcome.outputs or {}:
+            if key in written:
+                raise StepOutputError(
+                    f"step {item.name!r} writes {key!r}, which another step of the same "
+                    "level also writes; the result would depend on which ran last. Give "
+                    "one of them `after=` the other")
+            if key in state:
+                if flow.on_collision == "error":
+                    raise StepOutputError(f"step {item.name!r} overwrites {key!r}, and flow "
+                                          f"{flow.name!r} has on_collision='error'")
+                if flow.on_collision == "warn":
+                    outcome.hazards.append(f"overwrote key {key!r}")
+    except StepOutputError as exc:
+        outcome.error, outcome.outputs = exc, None
+
+
 def _outputs(item: Step, result: Any) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The returned mapping and its values' encodings (refusing what cannot be stored)."""
     if result is None:
@@ -106,22 +133,30 @@ def _outputs(item: Step, result: Any) -> tuple[dict[str, Any], dict[str, bytes]]
     return outputs, encoded
 
 
+#: Gives each step the log its context answers from: recording, or replaying.
+LogFor = Callable[[Step], "RecordingLog | ReplayLog"]
+
+
 def run_level(flow: Flow, level: list[Step], state: Mapping[str, Any],
-              encoded: Mapping[str, bytes], *, world: World, run_id: str) -> Iterator[Outcome]:
+              encoded: Mapping[str, bytes], *, log_for: LogFor, world: World | None,
+              run_id: str) -> Iterator[Outcome]:
     """Run ``level``'s steps and yield their outcomes in declaration order.
 
-    ``encoded`` holds the canonical encoding of every state value. Sequential
-    steps run lazily: the caller commits each outcome before the next step
-    starts, and stops at a failure.
+    ``encoded`` holds the canonical encoding of every state value; ``log_for``
+    gives each step its context's log (a recording one, or a replay one).
+    ``world`` stamps start and end times (None: no clock is read). Sequential
+    steps run lazily: the caller commits each outcome before the next starts.
     """
     # The level's view: siblings never see each other's writes.
     base, base_encoded = dict(state), dict(encoded)
     concurrent = flow.max_concurrency > 1 and sum(item.is_async for item in level) > 1
     if not concurrent:
         for item in level:
-            yield _run_sync(_Call(item, base, base_encoded, world, run_id))
+            yield _run_sync(_Call(item, base, base_encoded, log_for(item), world=world,
+                                  run_id=run_id))
         return
-    calls = [_Call(item, base, base_encoded, world, run_id) for item in level]
+    calls = [_Call(item, base, base_encoded, log_for(item), world=world, run_id=run_id)
+             for item in level]
     yield from run_coroutine(_run_concurrently(calls, flow.max_concurrency))
 
 

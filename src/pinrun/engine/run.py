@@ -29,7 +29,8 @@ from typing import Any, Literal
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store, WriteBatch
-from pinrun.engine.execution import Outcome, StepOutputError, run_level
+from pinrun.engine.context import RecordingLog
+from pinrun.engine.execution import Outcome, check_outputs, run_level
 from pinrun.engine.lease import RunBusyError, RunLease
 from pinrun.engine.records import (
     RunFailedError,
@@ -46,7 +47,7 @@ from pinrun.flows.registry import find_entry, put_pins
 from pinrun.flows.step import Step
 from pinrun.world import SystemWorld, World
 
-__all__ = ["DURABILITIES", "Durability", "StepOutputError", "record"]
+__all__ = ["DURABILITIES", "Durability", "Recorder", "record"]
 
 _ID_ENTROPY = 3
 #: When a run's progress reaches the disk.
@@ -187,10 +188,12 @@ class Recorder:
             base = LevelBase(dict(self.state), dict(self.encoded), dict(self.entries))
         self.level = base if siblings else None
         failure: Outcome | None = None
-        for outcome in run_level(self.flow, todo, base.state, base.encoded, world=self.world,
+        world = self.world
+        for outcome in run_level(self.flow, todo, base.state, base.encoded,
+                                 log_for=lambda _: RecordingLog(world), world=world,
                                  run_id=self.run.id):
             if outcome.error is None:
-                self._check_outputs(outcome, base.written)
+                check_outputs(self.flow, self.state, outcome, base.written)
             self._record_step(outcome, base.entries)
             if outcome.error is not None:
                 # Concurrent siblings have all run: each is recorded, and only then
@@ -210,26 +213,6 @@ class Recorder:
             self._commit(self.writer(), "failed")
             raise RunFailedError(self.run) from failure.error
         self.level = None
-
-    def _check_outputs(self, outcome: Outcome, written: set[str]) -> None:
-        """Apply the flow's key policies; a breach becomes the step's error."""
-        item = outcome.step
-        try:
-            for key in outcome.outputs or {}:
-                if key in written:
-                    raise StepOutputError(
-                        f"step {item.name!r} writes {key!r}, which another step of the same "
-                        "level also writes; the result would depend on which ran last. Give "
-                        "one of them `after=` the other")
-                if key in self.state:
-                    if self.flow.on_collision == "error":
-                        raise StepOutputError(
-                            f"step {item.name!r} overwrites {key!r}, and flow "
-                            f"{self.flow.name!r} has on_collision='error'")
-                    if self.flow.on_collision == "warn":
-                        outcome.hazards.append(f"overwrote key {key!r}")
-        except StepOutputError as exc:
-            outcome.error, outcome.outputs = exc, None
 
     def _record_step(self, outcome: Outcome, entries: dict[str, Digest]) -> None:
         item = outcome.step

@@ -195,11 +195,12 @@ def flow_under_policy(store: Store, policy: CodePolicy, pinned_flow: Digest, *,
                                                project_root))
             flow = import_entry(entry)
             pins = {item.name: pin_step(item, project_root) for item in flow.steps}
-            # The pinned code must give back the pinned steps exactly, or it is not
-            # the pinned code that would run (a module the pin lacks came from disk).
+            # The pinned code must fingerprint as pinned, or it is not the pinned
+            # code that would run (a module the pin lacks came from disk).
             differs = [item.name for item in flow.steps
                        if item.name not in steps
-                       or pins[item.name].step_digest != steps[item.name]["digest"]]
+                       or _identity(pins[item.name].value) != _identity(steps[item.name])
+                       or pins[item.name].value["fingerprint"] != steps[item.name]["fingerprint"]]
             if differs:
                 raise CodeChangedError(
                     f"the pinned code of flow {flow.name!r} does not load back as it was "

@@ -1,1 +1,0 @@
-"""replay: built by a later issue (see ../shared/ARCHITECTURE.md)."""

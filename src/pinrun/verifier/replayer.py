@@ -1,0 +1,220 @@
+"""Replaying a run: ``pinrun.replay(run_id, store=..., code="pinned"|"workdir")``.
+
+The run's steps run again through the engine's own execution of levels, on
+the recorded inputs, with a replay log in every context: ``ctx.now()``,
+``random``, ``uuid4`` and every effect answer from the recording, and an
+effect's function is never called. Each step's outputs are digested exactly
+as recording stores them (nothing is written) and compared with the recorded
+digest. A step that diverges gets a structured diff and the likely causes;
+the replay then goes on from the recorded outputs, so every later step is
+judged on its own.
+
+This module never reads the clock or fresh randomness: replay passes no
+world to the engine, and the import contract test holds it to that.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from pinrun.artifacts import codec, trees
+from pinrun.artifacts.digest import Digest, Kind, compute_digest
+from pinrun.artifacts.store import Store
+from pinrun.engine.context import ContextDivergenceError, Event, ReplayLog
+from pinrun.engine.execution import Outcome, check_outputs, run_level
+from pinrun.engine.records import RunRecord, StepRecord, load_run
+from pinrun.errors import InputError, PinrunError, StoreError
+from pinrun.flows.flow import Flow
+from pinrun.flows.pinning import project_root_for
+from pinrun.flows.status import CodeStatus, compare_code, flow_under_policy
+from pinrun.flows.step import Step
+from pinrun.verifier.causes import environment_drift, error_location
+from pinrun.verifier.diff import diff_states
+from pinrun.verifier.report import Cause, ReplayReport, StepResult
+
+__all__ = ["CodeSource", "replay"]
+
+CodeSource = Literal["pinned", "workdir"]
+
+
+def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
+           project_root: Path | None = None, flow: Flow | None = None) -> ReplayReport:
+    """Replay run ``run_id`` and compare every step with its recording.
+
+    ``code="pinned"`` runs the sources the run pinned, imported from the
+    store (never from disk); ``code="workdir"`` runs the code on disk now, or
+    ``flow`` when given. Returns a :class:`ReplayReport`; its verdict is
+    ``error`` when the run could not be replayed at all (its flow no longer
+    imports, a step is gone). A damaged or missing object raises
+    :class:`~pinrun.errors.StoreError` naming its digest.
+    """
+    if code not in ("pinned", "workdir"):
+        raise InputError(f"code={code!r}: replay runs the 'pinned' code or the 'workdir' code")
+    run = load_run(store, run_id)
+    report = ReplayReport(run.id, run.flow, code, "reproduced")
+    if run.flow_pin is None:
+        report.verdict, report.error = "error", "the run pins no flow (an older pinrun)"
+        return report
+    root = project_root if project_root is not None else project_root_for(store.path)
+    try:
+        with _flow_to_replay(store, run, code, root, flow) as (chosen, drift):
+            _Replay(store, run, chosen, drift, report).run()
+    except StoreError:
+        raise
+    except PinrunError as exc:
+        report.verdict, report.error = "error", str(exc)
+        return report
+    if report.first_divergence is not None:
+        report.verdict = "diverged"
+        report.causes += environment_drift(store, run)
+    return report
+
+
+@contextmanager
+def _flow_to_replay(store: Store, run: RunRecord, code: CodeSource, root: Path,
+                    flow: Flow | None) -> Iterator[tuple[Flow, CodeStatus | None]]:
+    """The flow to replay, and (workdir) how its code differs from the pinned code."""
+    assert run.flow_pin is not None
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))  # the project's modules import as they did
+    if code == "pinned":
+        with flow_under_policy(store, "artifact", run.flow_pin, entry=run.entry,
+                               project_root=root, flow=None,
+                               what=f"run {run.id}") as (chosen, _):
+            yield chosen, None
+        return
+    with flow_under_policy(store, "disabled", run.flow_pin, entry=run.entry,
+                           project_root=root, flow=flow, what=f"run {run.id}") as (chosen, pins):
+        yield chosen, compare_code(store, run.flow_pin, chosen, root, pins)
+
+
+class _DigestSink:
+    """Digests objects as the store would, without storing anything."""
+
+    def put(self, kind: Kind, payload: bytes, digest: Digest | None = None) -> Digest:
+        return digest if digest is not None else compute_digest(kind, payload)
+
+
+def _final_attempts(run: RunRecord) -> dict[str, StepRecord]:
+    """Each recorded step's last attempt: the one whose outcome the run kept."""
+    return {record.name: record for record in run.steps}
+
+
+class _Replay:
+    """One replay: the state as it goes, and the report being filled."""
+
+    def __init__(self, store: Store, run: RunRecord, flow: Flow, drift: CodeStatus | None,
+                 report: ReplayReport) -> None:
+        self.store = store
+        self.run_record = run
+        self.flow = flow
+        self.drift = drift
+        self.report = report
+        self.recorded = _final_attempts(run)
+        self.state: dict[str, Any] = store.get_snapshot(run.inputs)
+        self.encoded = {key: codec.encode(value) for key, value in self.state.items()}
+
+    def run(self) -> None:
+        known = {item.name for item in self.flow.steps}
+        missing = [name for name in self.recorded if name not in known]
+        if missing:
+            raise InputError(f"the flow has no step {missing[0]!r} any more, which the run "
+                             "recorded; replay it with code='pinned'")
+        for level in self.flow.levels:
+            todo = [item for item in level if item.name in self.recorded]
+            if todo:
+                self._level(todo)
+            self.report.steps += [StepResult(item.name, 0, "not-run") for item in level
+                                  if item.name not in self.recorded]
+
+    def _level(self, todo: list[Step]) -> None:
+        logs = {item.name: ReplayLog([Event.from_value(e) for e in
+                                      self.store.get_value(self.recorded[item.name].events)])
+                for item in todo}
+        written: set[str] = set()
+        merged: dict[str, Any] = {}
+        merged_encoded: dict[str, bytes] = {}
+        for outcome in run_level(self.flow, todo, self.state, self.encoded,
+                                 log_for=lambda item: logs[item.name], world=None,
+                                 run_id=self.run_record.id):
+            if outcome.error is None:
+                check_outputs(self.flow, self.state, outcome, written)
+            record = self.recorded[outcome.step.name]
+            result = self._judge(outcome, record, logs[outcome.step.name])
+            self.report.steps.append(result)
+            # Go on from what was recorded, so each later step is judged on its own.
+            if result.status == "match" and outcome.outputs is not None:
+                merged.update(outcome.outputs)
+                merged_encoded.update(outcome.encoded_outputs)
+            elif record.outputs is not None:
+                outputs = self.store.get_snapshot(record.outputs)
+                merged.update(outputs)
+                merged_encoded.update({k: codec.encode(v) for k, v in outputs.items()})
+            written.update(merged)
+        self.state.update(merged)
+        self.encoded.update(merged_encoded)
+
+    def _judge(self, outcome: Outcome, record: StepRecord, log: ReplayLog) -> StepResult:
+        result = StepResult(outcome.step.name, record.attempt, "match",
+                            recorded_outputs=record.outputs.hex if record.outputs else None,
+                            hazards=list(outcome.hazards))
+        error = outcome.error
+        if isinstance(error, ContextDivergenceError):
+            self._diverge(result, "effects", str(error))
+        elif error is None and log.unused:
+            unused = log.unused[0]
+            what = f"effect {unused.name!r}" if unused.kind == "effect" else f"ctx.{unused.kind}"
+            self._diverge(result, "effects", f"the recording has {what} (and "
+                          f"{len(log.unused) - 1} more), which the replayed step never asked for")
+        elif record.status == "failed":
+            self._judge_failure(outcome, record, result)
+        elif error is not None:
+            where = error_location(error)
+            self._diverge(result, "error", f"it raised {type(error).__name__}: {error}",
+                          [Cause("exception", f"{type(error).__name__}: {error}", *where)])
+        else:
+            assert outcome.outputs is not None
+            digest = trees.store_snapshot(_DigestSink(), outcome.outputs,
+                                          payloads=outcome.encoded_outputs)
+            result.replayed_outputs = digest.hex
+            if record.outputs is None or digest != record.outputs:
+                recorded = (self.store.get_snapshot(record.outputs)
+                            if record.outputs is not None else {})
+                self._diverge(result, "outputs", "its outputs differ from the recording")
+                result.changes, result.changes_left_out = diff_states(recorded, outcome.outputs)
+        return result
+
+    def _judge_failure(self, outcome: Outcome, record: StepRecord, result: StepResult) -> None:
+        """A recorded failure reproduces when the same error type and message come back."""
+        assert record.error is not None
+        error = outcome.error
+        if error is None:
+            self._diverge(result, "failure-not-reproduced",
+                          f"the recording failed with {record.error.type}: "
+                          f"{record.error.message}, the replay succeeded")
+            return
+        cls = type(error)
+        name = cls.__qualname__ if cls.__module__ == "builtins" else \
+            f"{cls.__module__}.{cls.__qualname__}"
+        if (name, str(error)) != (record.error.type, record.error.message):
+            self._diverge(result, "failed-differently",
+                          f"the recording failed with {record.error.type}: "
+                          f"{record.error.message}, the replay with {name}: {error}",
+                          [Cause("exception", f"{name}: {error}", *error_location(error))])
+
+    def _diverge(self, result: StepResult, kind: Any, message: str,
+                 causes: list[Cause] | None = None) -> None:
+        result.status, result.divergence, result.message = "diverged", kind, message
+        result.causes += causes or []
+        result.causes += [Cause("input mutation", hazard) for hazard in result.hazards
+                          if hazard.startswith("mutated")]
+        if self.drift is not None:
+            for step in self.drift.steps:
+                if step.name == result.name and step.changed:
+                    result.causes.append(Cause(
+                        "code drift", f"the code of step {step.name!r} on disk differs from "
+                        f"the pinned code ({step.state})", detail=step.diff))

@@ -1,0 +1,120 @@
+"""What a replay found: the verdict, each step's result, and why a step diverged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pinrun.verifier.diff import Change
+
+__all__ = ["Cause", "ReplayReport", "StepResult", "Verdict"]
+
+Verdict = Literal["reproduced", "diverged", "error"]
+StepStatus = Literal["match", "diverged", "not-run"]
+#: How a step diverged.
+DivergenceKind = Literal["outputs", "effects", "error", "failure-not-reproduced",
+                         "failed-differently"]
+
+
+@dataclass(frozen=True)
+class Cause:
+    """A likely reason for a divergence, with where it comes from when known."""
+
+    kind: str
+    message: str
+    file: str | None = None
+    line: int | None = None
+    #: A source diff, for code drift.
+    detail: str = ""
+
+    def as_value(self) -> dict[str, Any]:
+        """The cause as JSON-ready data."""
+        return {"kind": self.kind, "message": self.message, "file": self.file,
+                "line": self.line, "detail": self.detail}
+
+    def __str__(self) -> str:
+        where = f" ({self.file}:{self.line})" if self.file else ""
+        return f"{self.kind}: {self.message}{where}"
+
+
+@dataclass
+class StepResult:
+    """One step of the replay against its recording."""
+
+    name: str
+    attempt: int
+    status: StepStatus
+    recorded_outputs: str | None = None
+    replayed_outputs: str | None = None
+    divergence: DivergenceKind | None = None
+    #: What differs, in words (an effect asked for otherwise, an error...).
+    message: str = ""
+    changes: list[Change] = field(default_factory=list)
+    changes_left_out: int = 0
+    causes: list[Cause] = field(default_factory=list)
+    hazards: list[str] = field(default_factory=list)
+
+    def as_value(self) -> dict[str, Any]:
+        """The step's result as JSON-ready data."""
+        return {
+            "name": self.name, "attempt": self.attempt, "status": self.status,
+            "recorded_outputs": self.recorded_outputs,
+            "replayed_outputs": self.replayed_outputs, "divergence": self.divergence,
+            "message": self.message, "changes": [c.as_value() for c in self.changes],
+            "changes_left_out": self.changes_left_out,
+            "causes": [c.as_value() for c in self.causes], "hazards": self.hazards,
+        }
+
+
+@dataclass
+class ReplayReport:
+    """The outcome of replaying one run: ``report.reproduced``, ``report.explain()``."""
+
+    run_id: str
+    flow: str
+    code: str
+    verdict: Verdict
+    steps: list[StepResult] = field(default_factory=list)
+    #: Why the replay could not run at all (verdict ``error``).
+    error: str = ""
+    #: Causes that concern the whole run (environment drift).
+    causes: list[Cause] = field(default_factory=list)
+
+    @property
+    def reproduced(self) -> bool:
+        """Whether every step gave what was recorded (a failure included)."""
+        return self.verdict == "reproduced"
+
+    @property
+    def first_divergence(self) -> StepResult | None:
+        """The first step that did not reproduce."""
+        return next((s for s in self.steps if s.status == "diverged"), None)
+
+    def explain(self) -> str:
+        """A plain-text account: the verdict, and where, what and why it diverged."""
+        lines = [f"run {self.run_id} of flow {self.flow!r}, {self.code} code: {self.verdict}"]
+        if self.error:
+            lines.append(f"  could not replay: {self.error}")
+        first = self.first_divergence
+        if first is not None:
+            lines.append(f"  first divergence: step {first.name!r} ({first.divergence})")
+            if first.message:
+                lines.append(f"    {first.message}")
+            lines += [f"    {change}" for change in first.changes]
+            if first.changes_left_out:
+                lines.append(f"    ... and {first.changes_left_out} more changes")
+            lines += [f"    cause: {cause}" for cause in first.causes]
+            lines += [f"    hazard: {hazard}" for hazard in first.hazards]
+        lines += [f"  cause: {cause}" for cause in self.causes]
+        return "\n".join(lines)
+
+    def as_value(self) -> dict[str, Any]:
+        """The report as JSON-ready data (``pinrun replay --json``)."""
+        first = self.first_divergence
+        return {
+            "run": self.run_id, "flow": self.flow, "code": self.code, "verdict": self.verdict,
+            "reproduced": self.reproduced, "error": self.error,
+            "first_divergence": first.name if first is not None else None,
+            "steps": [s.as_value() for s in self.steps],
+            "causes": [c.as_value() for c in self.causes],
+        }

@@ -1,0 +1,93 @@
+"""pinrun replay: the verdict, the table, --json and the exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from pinrun.artifacts.store import Store
+from pinrun.cli.main import cli
+from pinrun.engine.records import load_run
+from tests.helpers import Project
+
+SHOP = """
+import pinrun
+
+
+@pinrun.step
+def first(n: int) -> dict:
+    return {"doubled": n * 2}
+
+
+@pinrun.step
+def second(doubled: int) -> dict:
+    return {"done": doubled + 1, "code": "v1"}
+
+
+flow = pinrun.Flow("shop", [first, second])
+"""
+
+
+@pytest.fixture
+def runner(project: Project, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """A CLI runner in the project folder, with a store and the shop flow."""
+    project.write("shop", SHOP)
+    monkeypatch.chdir(project.root)
+    monkeypatch.delenv("PINRUN_STORE", raising=False)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["init"]).exit_code == 0
+    return runner
+
+
+def invoke(runner: CliRunner, *args: str, code: int = 0) -> Result:
+    """Invoke pinrun and check its exit code."""
+    result = runner.invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == code, (result.output, result.stderr)
+    return result
+
+
+def test_replay_reproduces_then_diverges_on_workdir(runner: CliRunner,
+                                                    project: Project) -> None:
+    """Exit 0 with a table when it reproduces; exit 1 with the diff and the code drift."""
+    run_id = invoke(runner, "run", project.entry("shop"), "--set", "n=2").stdout.strip()
+    out = invoke(runner, "replay", run_id).output
+    assert "pinned code: reproduced" in out
+    project.edit("shop", '"code": "v1"', '"code": "v2"')
+    diverged = invoke(runner, "replay", run_id, "--code", "workdir", code=1).output
+    assert "first divergence: step 'second'" in diverged
+    assert '~ code: "v1" -> "v2"' in diverged
+    assert "code drift" in diverged
+    assert '+    return {"done": doubled + 1, "code": "v2"}' in diverged
+    data = json.loads(invoke(runner, "replay", run_id, "--code", "workdir", "--json",
+                             code=1).stdout)
+    assert data["verdict"] == "diverged"
+    assert data["first_divergence"] == "second"
+    assert data["steps"][1]["changes"] == [
+        {"path": "code", "kind": "changed", "recorded": '"v1"', "replayed": '"v2"'}]
+    assert invoke(runner, "replay", run_id, "--code", "pinned").exit_code == 0
+
+
+def test_a_damaged_object_met_during_replay_exits_3(runner: CliRunner, project: Project,
+                                                    tmp_path: Path) -> None:
+    """A corrupted step output: a store error naming the digest, not a divergence."""
+    run_id = invoke(runner, "run", project.entry("shop"), "--set", "n=2").stdout.strip()
+    with Store.open(project.root / ".pinrun") as store:
+        events = load_run(store, run_id).steps[1].events
+        env = store.environment
+
+        def damage(txn: object) -> None:
+            record = bytearray(txn.get(events.raw, db=env.dbs["objects"]))  # type: ignore[attr-defined]
+            record[-1] ^= 0xFF
+            txn.put(events.raw, bytes(record), db=env.dbs["objects"])  # type: ignore[attr-defined]
+
+        env.write(damage)
+    result = invoke(runner, "replay", run_id, code=3)
+    assert events.hex in result.stderr
+
+
+def test_replay_of_an_unknown_run_exits_2(runner: CliRunner) -> None:
+    """A run id that is not in the store is bad input."""
+    assert "runs/nope" in invoke(runner, "replay", "nope", code=2).stderr
