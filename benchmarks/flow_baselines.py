@@ -239,7 +239,8 @@ def _dbos_workflow(repeats: int) -> Runner:
             state.update(dbos_step(**{key: state[key] for key in reads}))
         return state
 
-    workflow = DBOS.workflow(name=f"bench.order-x{repeats}")(order_flow)
+    workflow: Callable[[dict[str, Any]], dict[str, Any]] = DBOS.workflow(
+        name=f"bench.order-x{repeats}")(order_flow)
     _DBOS_WORKFLOWS[repeats] = workflow
     return workflow
 
