@@ -91,3 +91,31 @@ def test_a_damaged_object_met_during_replay_exits_3(runner: CliRunner, project: 
 def test_replay_of_an_unknown_run_exits_2(runner: CliRunner) -> None:
     """A run id that is not in the store is bad input."""
     assert "runs/nope" in invoke(runner, "replay", "nope", code=2).stderr
+
+
+CLOCKED = """
+import time
+import pinrun
+
+
+@pinrun.step
+def stamp(n: int) -> dict:
+    return {"stamped": time.time()}
+
+
+flow = pinrun.Flow("clocked", [stamp])
+"""
+
+
+def test_replay_names_a_clock_read_and_strict_fails_it(runner: CliRunner,
+                                                       project: Project) -> None:
+    """The cause names time.time() with its line; --guards strict fails the step."""
+    project.write("clocked", CLOCKED)
+    run_id = invoke(runner, "run", project.entry("clocked"), "--set", "n=1").stdout.strip()
+    out = invoke(runner, "replay", run_id, code=1).output
+    assert "nondeterministic call: time.time() (clock) outside the context" in out
+    assert "clocked.py:8" in out.replace("\n", "")
+    strict = json.loads(invoke(runner, "replay", run_id, "--guards", "strict", "--json",
+                               code=1).stdout)
+    assert strict["steps"][0]["divergence"] == "error"
+    assert "use ctx.now()" in strict["steps"][0]["message"]

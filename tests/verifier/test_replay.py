@@ -59,6 +59,26 @@ unlucky = pinrun.Flow("unlucky", [lucky])
 
 
 @pinrun.step
+def stamp(order_id: str) -> dict:
+    import time
+    return {{"stamped": time.time()}}
+
+
+clocked = pinrun.Flow("clocked", [stamp])
+
+SEEN = []
+
+
+@pinrun.step
+def remember(order_id: str) -> dict:
+    SEEN.append(order_id)
+    return {{"count": 1}}
+
+
+stateful = pinrun.Flow("stateful", [remember])
+
+
+@pinrun.step
 def tidy(names: list) -> dict:
     names.sort()
     return {{"first": names[0]}}
@@ -145,16 +165,60 @@ def test_a_failed_run_reproduces_its_failure(corpus: Project, project_store: Sto
     assert first.divergence == "failure-not-reproduced"
 
 
-def test_an_unrecorded_random_call_diverges_with_its_place(corpus: Project,
-                                                           project_store: Store) -> None:
-    """random.random() outside the context: the replay differs, and says which step."""
-    run_id = _record(corpus, project_store, "unlucky", {"order_id": "A1"})
+def _line_of(project: Project, text: str) -> int:
+    source = (project.root / project.package / "corpus.py").read_text().splitlines()
+    return next(number for number, line in enumerate(source, 1) if text in line)
+
+
+@pytest.mark.parametrize(("flow", "call", "text"), [
+    ("unlucky", "random.random()", "random.random()"),
+    ("clocked", "time.time()", "time.time()"),
+])
+def test_a_call_around_the_context_is_named_with_file_and_line(
+        corpus: Project, project_store: Store, flow: str, call: str, text: str) -> None:
+    """random.random() or time.time() in a step: diverged, the cause names the call."""
+    run_id = _record(corpus, project_store, flow, {"order_id": "A1"})
     report = replay(run_id, store=project_store)
     assert report.verdict == "diverged"
     first = report.first_divergence
     assert first is not None
-    assert first.name == "lucky"
-    assert first.changes[0].path == "lucky"
+    cause = next(c for c in first.causes if c.kind == "nondeterministic call")
+    assert cause.message.startswith(call)
+    assert cause.file is not None
+    assert cause.file.endswith("corpus.py")
+    assert cause.line == _line_of(corpus, text)
+
+
+def test_strict_guards_fail_the_step(corpus: Project, project_store: Store) -> None:
+    """strict: the call raises in the step, which diverges with an error."""
+    run_id = _record(corpus, project_store, "clocked", {"order_id": "A1"})
+    report = replay(run_id, store=project_store, guards="strict")
+    first = report.first_divergence
+    assert first is not None
+    assert first.divergence == "error"
+    assert "NondeterminismError" in first.message
+    assert "use ctx.now()" in first.message
+
+
+def test_guards_leave_the_modules_as_they_were(corpus: Project, project_store: Store) -> None:
+    """After a replay the project module sees the real time module again."""
+    import time
+
+    run_id = _record(corpus, project_store, "clocked", {"order_id": "A1"})
+    replay(run_id, store=project_store, code="workdir")
+    module = sys.modules[f"{corpus.package}.corpus"]
+    assert module.random is __import__("random")
+    assert time.time.__module__ == "time"
+
+
+def test_changed_module_state_is_a_hazard(corpus: Project, project_store: Store) -> None:
+    """A step that appends to a module-level list: hidden state, reported."""
+    run_id = _record(corpus, project_store, "stateful", {"order_id": "A1"})
+    report = replay(run_id, store=project_store, code="workdir")
+    assert any(h.startswith(f"changed module state {corpus.package}.corpus.SEEN")
+               for h in report.steps[0].hazards)
+    quiet = replay(run_id, store=project_store, code="workdir", guards="off")
+    assert quiet.steps[0].hazards == []
 
 
 def test_input_mutation_is_named_as_a_cause(corpus: Project, project_store: Store) -> None:

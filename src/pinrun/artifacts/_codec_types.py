@@ -121,9 +121,15 @@ def _enc_datetime(value: dt.datetime, enc: Enc) -> Any:
     return {"$datetime": [wall, _enc_zone(value.tzinfo), value.fold]}
 
 
+# The classes as imported: replay guards stand in for the datetime module's own
+# attributes while a step runs, and decoding must not go through them.
+_DATETIME: Final = dt.datetime
+_DATE: Final = dt.date
+
+
 def _dec_datetime(payload: list[Any], dec: Dec) -> dt.datetime:
     wall, zone, fold = payload
-    return dt.datetime.fromisoformat(wall).replace(tzinfo=_dec_zone(zone), fold=fold)
+    return _DATETIME.fromisoformat(wall).replace(tzinfo=_dec_zone(zone), fold=fold)
 
 
 def _enc_time(value: dt.time, enc: Enc) -> Any:
@@ -390,7 +396,7 @@ TAG_DECODERS: Final[dict[str, Callable[[Any, Dec], Any]]] = {
     "$bytes": lambda p, dec: _unb64(p),
     "$bytearray": lambda p, dec: bytearray(_unb64(p)),
     "$datetime": _dec_datetime,
-    "$date": lambda p, dec: dt.date.fromisoformat(p),
+    "$date": lambda p, dec: _DATE.fromisoformat(p),
     "$time": _dec_time,
     "$timedelta": lambda p, dec: dt.timedelta(days=p[0], seconds=p[1], microseconds=p[2]),
     "$decimal": lambda p, dec: decimal.Decimal(p),

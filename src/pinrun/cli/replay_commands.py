@@ -11,6 +11,7 @@ from pinrun.cli._common import console, json_option, print_json, store_option, w
 
 if TYPE_CHECKING:
     from pinrun.artifacts.store import Store
+    from pinrun.guards import GuardMode
     from pinrun.verifier.replayer import CodeSource
     from pinrun.verifier.report import ReplayReport
 
@@ -23,18 +24,25 @@ EXIT_DIVERGED = 1
               show_default=True,
               help="pinned: the code the run pinned, from the store (never from disk); "
                    "workdir: the code on disk now (the pre-deploy check).")
+@click.option("--guards", type=click.Choice(["warn", "strict", "off"]), default="warn",
+              show_default=True,
+              help="Watch the steps for calls around their context (time, random, uuid, "
+                   "os.environ, sockets, subprocesses): warn names them, strict fails the "
+                   "step, off does not watch.")
 @json_option
 @store_option
 @with_store
-def replay_command(store: Store, run_id: str, code: str, as_json: bool) -> None:
+def replay_command(store: Store, run_id: str, code: str, guards: str, as_json: bool) -> None:
     """Replay RUN and check that every step gives what was recorded.
 
     Inputs, clock, randomness and effects come from the recording (effect
     functions are not called). Each step's outputs are compared by digest;
     the first divergent step is shown with a diff of its outputs and the
-    likely causes (code drift, environment drift, input mutation, an error
-    with its file and line). A failed run reproduces when the same step fails
-    with the same error. Runs under the hash seed the run recorded.
+    likely causes: a call around the context (time.time(), random.random(),
+    os.environ...) with its file and line, code drift, environment drift,
+    input mutation, changed module state, an error with its file and line.
+    A failed run reproduces when the same step fails with the same error.
+    Runs under the hash seed the run recorded.
 
     \b
     Examples:
@@ -45,7 +53,8 @@ def replay_command(store: Store, run_id: str, code: str, as_json: bool) -> None:
     """
     from pinrun.verifier.replayer import replay
 
-    report = replay(run_id, store=store, code=cast("CodeSource", code))
+    report = replay(run_id, store=store, code=cast("CodeSource", code),
+                    guards=cast("GuardMode", guards))
     if as_json:
         print_json(report.as_value())
     else:

@@ -16,6 +16,7 @@ import concurrent.futures
 import contextvars
 import inspect
 from collections.abc import Callable, Coroutine, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -52,6 +53,8 @@ class Outcome:
     encoded_outputs: dict[str, bytes] = field(default_factory=dict)
     error: BaseException | None = None
     hazards: list[str] = field(default_factory=list)
+    #: What a guard noticed while it ran (calls around the context), when guarded.
+    guarded: list[Any] = field(default_factory=list)
 
 
 class _Call:
@@ -135,17 +138,20 @@ def _outputs(item: Step, result: Any) -> tuple[dict[str, Any], dict[str, bytes]]
 
 #: Gives each step the log its context answers from: recording, or replaying.
 LogFor = Callable[[Step], "RecordingLog | ReplayLog"]
+#: Watches one step while it runs; yields the list where what it notices goes.
+StepGuard = Callable[[], AbstractContextManager[list[Any]]]
 
 
 def run_level(flow: Flow, level: list[Step], state: Mapping[str, Any],
               encoded: Mapping[str, bytes], *, log_for: LogFor, world: World | None,
-              run_id: str) -> Iterator[Outcome]:
+              run_id: str, guard: StepGuard | None = None) -> Iterator[Outcome]:
     """Run ``level``'s steps and yield their outcomes in declaration order.
 
     ``encoded`` holds the canonical encoding of every state value; ``log_for``
     gives each step its context's log (a recording one, or a replay one).
-    ``world`` stamps start and end times (None: no clock is read). Sequential
-    steps run lazily: the caller commits each outcome before the next starts.
+    ``world`` stamps start and end times (None: no clock is read); ``guard``
+    watches each step while it runs. Sequential steps run lazily: the caller
+    commits each outcome before the next starts.
     """
     # The level's view: siblings never see each other's writes.
     base, base_encoded = dict(state), dict(encoded)
@@ -153,11 +159,11 @@ def run_level(flow: Flow, level: list[Step], state: Mapping[str, Any],
     if not concurrent:
         for item in level:
             yield _run_sync(_Call(item, base, base_encoded, log_for(item), world=world,
-                                  run_id=run_id))
+                                  run_id=run_id), guard)
         return
     calls = [_Call(item, base, base_encoded, log_for(item), world=world, run_id=run_id)
              for item in level]
-    yield from run_coroutine(_run_concurrently(calls, flow.max_concurrency))
+    yield from run_coroutine(_run_concurrently(calls, flow.max_concurrency, guard))
 
 
 # A step's own failure is recorded, never raised from here: any exception,
@@ -166,15 +172,17 @@ def run_level(flow: Flow, level: list[Step], state: Mapping[str, Any],
 _STEP_FAILURES = (Exception, SystemExit)
 
 
-def _run_sync(call: _Call) -> Outcome:
+def _run_sync(call: _Call, guard: StepGuard | None) -> Outcome:
     result = None
-    try:
-        with activate(call.context):
-            result = call.item.func(**call.arguments)
-            if inspect.isawaitable(result):
-                result = run_coroutine(_await(result))
-    except _STEP_FAILURES as exc:
-        call.outcome.error = exc
+    with guard() if guard is not None else nullcontext([]) as noticed:
+        try:
+            with activate(call.context):
+                result = call.item.func(**call.arguments)
+                if inspect.isawaitable(result):
+                    result = run_coroutine(_await(result))
+        except _STEP_FAILURES as exc:
+            call.outcome.error = exc
+    call.outcome.guarded = list(noticed)
     return call.finish(result)
 
 
@@ -194,19 +202,23 @@ def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
         return pool.submit(context.run, asyncio.run, coroutine).result()
 
 
-async def _run_concurrently(calls: list[_Call], limit: int) -> list[Outcome]:
+async def _run_concurrently(calls: list[_Call], limit: int,
+                            guard: StepGuard | None) -> list[Outcome]:
     gate = asyncio.Semaphore(limit)
 
     async def one(call: _Call) -> Outcome:
         if not call.item.is_async:
-            return _run_sync(call)
+            return _run_sync(call, guard)
         result = None
         async with gate:
-            try:
-                with activate(call.context):
-                    result = await call.item.func(**call.arguments)
-            except _STEP_FAILURES as exc:
-                call.outcome.error = exc
+            # Each task runs in a copy of the context: its guard watches it alone.
+            with guard() if guard is not None else nullcontext([]) as noticed:
+                try:
+                    with activate(call.context):
+                        result = await call.item.func(**call.arguments)
+                except _STEP_FAILURES as exc:
+                    call.outcome.error = exc
+            call.outcome.guarded = list(noticed)
         return call.finish(result)
 
     # gather keeps the order of its arguments, whatever order the steps finish in.

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal
 
 from pinrun.artifacts import codec, trees
@@ -28,10 +29,12 @@ from pinrun.engine.context import ContextDivergenceError, Event, ReplayLog
 from pinrun.engine.execution import Outcome, check_outputs, run_level
 from pinrun.engine.records import RunRecord, StepRecord, load_run
 from pinrun.errors import InputError, PinrunError, StoreError
+from pinrun.flows.fingerprint import is_project_local
 from pinrun.flows.flow import Flow
 from pinrun.flows.pinning import project_root_for
 from pinrun.flows.status import CodeStatus, compare_code, flow_under_policy
 from pinrun.flows.step import Step
+from pinrun.guards import GuardedCall, GuardMode, Guards, module_state
 from pinrun.verifier.causes import environment_drift, error_location
 from pinrun.verifier.diff import diff_states
 from pinrun.verifier.report import Cause, ReplayReport, StepResult
@@ -42,12 +45,16 @@ CodeSource = Literal["pinned", "workdir"]
 
 
 def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
-           project_root: Path | None = None, flow: Flow | None = None) -> ReplayReport:
+           project_root: Path | None = None, flow: Flow | None = None,
+           guards: GuardMode = "warn") -> ReplayReport:
     """Replay run ``run_id`` and compare every step with its recording.
 
     ``code="pinned"`` runs the sources the run pinned, imported from the
     store (never from disk); ``code="workdir"`` runs the code on disk now, or
-    ``flow`` when given. Returns a :class:`ReplayReport`; its verdict is
+    ``flow`` when given. ``guards`` watches the steps for calls around their
+    context (time, randomness, uuids, environment, network, subprocesses):
+    ``warn`` notes them, ``strict`` makes them fail the step, ``off`` skips
+    the watch. Returns a :class:`ReplayReport`; its verdict is
     ``error`` when the run could not be replayed at all (its flow no longer
     imports, a step is gone). A damaged or missing object raises
     :class:`~pinrun.errors.StoreError` naming its digest.
@@ -62,7 +69,11 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
     root = project_root if project_root is not None else project_root_for(store.path)
     try:
         with _flow_to_replay(store, run, code, root, flow) as (chosen, drift):
-            _Replay(store, run, chosen, drift, report).run()
+            modules = [module for module in list(sys.modules.values())
+                       if isinstance(module, ModuleType) and is_project_local(module, root)]
+            with Guards(modules, guards) as watching:
+                _Replay(store, run, chosen, drift=drift, report=report,
+                        guards=watching).run()
     except StoreError:
         raise
     except PinrunError as exc:
@@ -107,14 +118,16 @@ def _final_attempts(run: RunRecord) -> dict[str, StepRecord]:
 class _Replay:
     """One replay: the state as it goes, and the report being filled."""
 
-    def __init__(self, store: Store, run: RunRecord, flow: Flow, drift: CodeStatus | None,
-                 report: ReplayReport) -> None:
+    def __init__(self, store: Store, run: RunRecord, flow: Flow, *,
+                 drift: CodeStatus | None, report: ReplayReport, guards: Guards) -> None:
+        self.guards = guards
         self.store = store
         self.run_record = run
         self.flow = flow
         self.drift = drift
         self.report = report
         self.recorded = _final_attempts(run)
+        self.calls: list[GuardedCall] = []
         self.state: dict[str, Any] = store.get_snapshot(run.inputs)
         self.encoded = {key: codec.encode(value) for key, value in self.state.items()}
 
@@ -138,9 +151,17 @@ class _Replay:
         written: set[str] = set()
         merged: dict[str, Any] = {}
         merged_encoded: dict[str, bytes] = {}
+        watched = self.guards.mode != "off"
+        before = module_state(self.guards.modules) if watched else {}
         for outcome in run_level(self.flow, todo, self.state, self.encoded,
                                  log_for=lambda item: logs[item.name], world=None,
-                                 run_id=self.run_record.id):
+                                 run_id=self.run_record.id, guard=self.guards.step):
+            if watched:
+                after = module_state(self.guards.modules)
+                outcome.hazards += [f"changed module state {name} (hidden state a worker "
+                                    "carries into its next run)"
+                                    for name in sorted(before) if after.get(name) != before[name]]
+                before = after
             if outcome.error is None:
                 check_outputs(self.flow, self.state, outcome, written)
             record = self.recorded[outcome.step.name]
@@ -159,9 +180,12 @@ class _Replay:
         self.encoded.update(merged_encoded)
 
     def _judge(self, outcome: Outcome, record: StepRecord, log: ReplayLog) -> StepResult:
+        calls = [call for call in outcome.guarded if isinstance(call, GuardedCall)]
         result = StepResult(outcome.step.name, record.attempt, "match",
                             recorded_outputs=record.outputs.hex if record.outputs else None,
-                            hazards=list(outcome.hazards))
+                            hazards=[*outcome.hazards, *(f"called {call} outside its context"
+                                                         for call in calls)])
+        self.calls = calls
         error = outcome.error
         if isinstance(error, ContextDivergenceError):
             self._diverge(result, "effects", str(error))
@@ -209,9 +233,13 @@ class _Replay:
     def _diverge(self, result: StepResult, kind: Any, message: str,
                  causes: list[Cause] | None = None) -> None:
         result.status, result.divergence, result.message = "diverged", kind, message
+        result.causes += [Cause("nondeterministic call", f"{call.call} ({call.kind}) outside "
+                                "the context", call.file, call.line) for call in self.calls]
         result.causes += causes or []
         result.causes += [Cause("input mutation", hazard) for hazard in result.hazards
                           if hazard.startswith("mutated")]
+        result.causes += [Cause("module state", hazard) for hazard in result.hazards
+                          if hazard.startswith("changed module state")]
         if self.drift is not None:
             for step in self.drift.steps:
                 if step.name == result.name and step.changed:

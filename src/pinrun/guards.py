@@ -1,0 +1,332 @@
+"""Guards: catch a step reaching for time, chance or the outside world around its context.
+
+While guards are up, the clock, randomness, uuid and environment functions
+of ``time``, ``datetime``, ``random``, ``secrets``, ``uuid`` and ``os`` are
+guarded stand-ins, and so are the names the project's modules imported from
+them (``from time import time``). A stand-in notes a call made directly by
+the project's code, with its file and line, then makes the real call
+(``warn``) or raises :class:`NondeterminismError` (``strict``). Calls made by
+libraries are not the step's (logging's timestamps, say), so they are not
+noted. Sockets and subprocesses are caught by an audit hook, wherever the
+call comes from. Only a step being guarded is watched (a context variable
+says which). Everything is put back when the guards end.
+
+This module and :mod:`pinrun.world` are the only ones that touch these
+modules; the engine and the verifier never do (a test enforces it).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import random
+import secrets
+import sys
+import sysconfig
+import time
+import types
+import uuid
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pinrun.errors import PinrunError
+
+__all__ = ["GuardMode", "GuardedCall", "Guards", "NondeterminismError"]
+
+GuardMode = Literal["warn", "strict", "off"]
+_STDLIB = tuple(str(Path(p).resolve()) for key, p in sysconfig.get_paths().items()
+                if key in ("stdlib", "platstdlib"))
+_PINRUN = str(Path(__file__).resolve().parent)
+
+
+class NondeterminismError(PinrunError):
+    """A guarded step reached for time, chance or the outside world (``strict`` guards)."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class GuardedCall:
+    """One call a step made around its context: what, of which kind, and where."""
+
+    kind: str
+    call: str
+    file: str | None
+    line: int | None
+
+    def __str__(self) -> str:
+        where = f" at {self.file}:{self.line}" if self.file else ""
+        return f"{self.call} ({self.kind}){where}"
+
+
+@dataclass
+class _Watch:
+    strict: bool
+    #: The project's source files: calls from these are the step's.
+    files: frozenset[str]
+    calls: list[GuardedCall] = field(default_factory=list)
+
+
+_ACTIVE: ContextVar[_Watch | None] = ContextVar("pinrun_guard", default=None)
+
+_ADVICE = {
+    "clock": "use ctx.now()", "randomness": "use ctx.random()", "uuid": "use ctx.uuid4()",
+    "environment": "pass it as an input, or read it through ctx.effect()",
+    "network": "call the outside world through ctx.effect()",
+    "subprocess": "run it through ctx.effect()",
+}
+
+
+def _direct_caller(watch: _Watch) -> types.FrameType | None:
+    """The frame that called the stand-in, when it is the project's code."""
+    frame: types.FrameType | None = sys._getframe(3)  # _note, the stand-in, its caller
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back  # a classmethod stand-in (datetime.now) adds a frame here
+    return frame if frame is not None and frame.f_code.co_filename in watch.files else None
+
+
+def _first_outside_library(watch: _Watch) -> types.FrameType | None:
+    """The first frame up the stack outside pinrun and the standard library."""
+    frame: types.FrameType | None = sys._getframe(3)
+    first = None
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name in watch.files:
+            return frame
+        resolved = str(Path(name).resolve())
+        if first is None and not resolved.startswith((_PINRUN, *_STDLIB)):
+            first = frame
+        frame = frame.f_back
+    return first
+
+
+def _note(kind: str, call: str, *, anywhere: bool = False) -> None:
+    watch = _ACTIVE.get()
+    if watch is None:
+        return
+    frame = _first_outside_library(watch) if anywhere else _direct_caller(watch)
+    if frame is None:
+        return  # a library's own call, not the step's
+    noted = GuardedCall(kind, call, frame.f_code.co_filename, frame.f_lineno)
+    watch.calls.append(noted)
+    if watch.strict:
+        raise NondeterminismError(f"the step called {noted} outside its context; "
+                                  f"{_ADVICE.get(kind, 'go through the context')}")
+
+
+def _guarded(function: Callable[..., Any], kind: str, call: str) -> Callable[..., Any]:
+    def guard(*args: Any, **kwargs: Any) -> Any:
+        _note(kind, call)
+        return function(*args, **kwargs)
+
+    guard.__name__ = getattr(function, "__name__", "guard")
+    guard.__qualname__ = getattr(function, "__qualname__", guard.__name__)
+    guard.__wrapped__ = function  # type: ignore[attr-defined]
+    return guard
+
+
+class _DatetimeMeta(type):
+    """Instances of the real class count as instances of the guarded one."""
+
+    def __instancecheck__(cls, instance: object) -> bool:
+        return isinstance(instance, cls.__mro__[1])
+
+    def __subclasscheck__(cls, subclass: type) -> bool:
+        return issubclass(subclass, cls.__mro__[1])
+
+
+# The real classes, kept before any guard replaces the module's attributes.
+_REAL_DATETIME = datetime.datetime
+_REAL_DATE = datetime.date
+
+
+class _GuardedDatetime(datetime.datetime, metaclass=_DatetimeMeta):
+    """``datetime.datetime`` whose clock reads are noted; it builds real datetimes."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:  # a real datetime, not this class
+        return _REAL_DATETIME(*args, **kwargs)
+
+    @classmethod
+    def now(cls, tz: datetime.tzinfo | None = None) -> Any:
+        _note("clock", "datetime.now()")
+        return _REAL_DATETIME.now(tz)
+
+    @classmethod
+    def utcnow(cls) -> Any:
+        _note("clock", "datetime.utcnow()")
+        return _REAL_DATETIME.now(datetime.UTC).replace(tzinfo=None)
+
+    @classmethod
+    def today(cls) -> Any:
+        _note("clock", "datetime.today()")
+        return _REAL_DATETIME.now()
+
+
+class _GuardedDate(datetime.date, metaclass=_DatetimeMeta):
+    """``datetime.date`` whose ``today()`` is noted; it builds real dates."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:  # a real date, not this class
+        return _REAL_DATE(*args, **kwargs)
+
+    @classmethod
+    def today(cls) -> Any:
+        _note("clock", "date.today()")
+        return _REAL_DATETIME.now().date()
+
+
+class _GuardedEnviron(MutableMapping[str, str]):
+    """``os.environ``, noting every read."""
+
+    def __init__(self, real: MutableMapping[str, str]) -> None:
+        self._real = real
+
+    def __getitem__(self, key: str) -> str:
+        _note("environment", f"os.environ[{key!r}]")
+        return self._real[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        _note("environment", f"os.environ.get({key!r})")
+        return self._real.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        _note("environment", f"{key!r} in os.environ")
+        return key in self._real
+
+    def __iter__(self) -> Iterator[str]:
+        _note("environment", "iterating os.environ")
+        return iter(self._real)
+
+    def __len__(self) -> int:
+        return len(self._real)
+
+    def copy(self) -> dict[str, str]:
+        """A plain dict of the environment, as ``os.environ.copy()`` gives."""
+        _note("environment", "os.environ.copy()")
+        return dict(self._real)
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self._real[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._real[key]
+
+
+#: (module, attribute, kind) of every function a stand-in replaces.
+_FUNCTIONS = [
+    *((time, name, "clock") for name in ("time", "time_ns", "monotonic", "monotonic_ns")),
+    *((random, name, "randomness") for name in (
+        "random", "uniform", "randint", "randrange", "choice", "choices", "shuffle",
+        "sample", "getrandbits", "gauss", "normalvariate", "triangular", "expovariate",
+        "betavariate", "randbytes")),
+    *((secrets, name, "randomness") for name in (
+        "token_bytes", "token_hex", "token_urlsafe", "choice", "randbelow", "randbits")),
+    (uuid, "uuid1", "uuid"), (uuid, "uuid4", "uuid"),
+    (os, "urandom", "randomness"), (os, "getenv", "environment"),
+]
+
+
+def _stand_ins() -> list[tuple[types.ModuleType, str, Any, Any]]:
+    """(module, attribute, real object, guarded stand-in) for everything guarded."""
+    out: list[tuple[types.ModuleType, str, Any, Any]] = [(module, name, getattr(module, name),
+            _guarded(getattr(module, name), kind, f"{module.__name__}.{name}()"))
+           for module, name, kind in _FUNCTIONS]
+    out.append((os, "environ", os.environ, _GuardedEnviron(os.environ)))
+    out.append((datetime, "datetime", _REAL_DATETIME, _GuardedDatetime))
+    out.append((datetime, "date", _REAL_DATE, _GuardedDate))
+    return out
+
+
+_AUDITED = {"socket.connect": ("network", "socket.connect()"),
+            "socket.getaddrinfo": ("network", "socket.getaddrinfo()"),
+            "subprocess.Popen": ("subprocess", "subprocess.Popen()"),
+            "os.system": ("subprocess", "os.system()"),
+            "os.posix_spawn": ("subprocess", "os.posix_spawn()"),
+            "os.exec": ("subprocess", "os.exec*()")}
+_HOOK: dict[str, bool] = {"installed": False}
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    found = _AUDITED.get(event)
+    if found is not None and _ACTIVE.get() is not None:
+        _note(*found, anywhere=True)
+
+
+class Guards:
+    """Rewire the project's modules to guarded stand-ins for as long as the block lasts.
+
+    ``modules``: the project's modules (the step code). ``mode``: ``warn``
+    notes calls, ``strict`` also raises :class:`NondeterminismError` in the
+    step, ``off`` does nothing. Use :meth:`step` around each step.
+    """
+
+    def __init__(self, modules: list[types.ModuleType], mode: GuardMode = "warn") -> None:
+        self.modules = modules
+        self.mode = mode
+        self.files = frozenset(f for module in modules
+                               if isinstance(f := getattr(module, "__file__", None), str))
+        self._swapped: list[tuple[dict[str, Any], str, Any]] = []
+
+    def __enter__(self) -> Guards:
+        if self.mode == "off":
+            return self
+        if not _HOOK["installed"]:  # an audit hook cannot be removed: one, idle unless watched
+            sys.addaudithook(_audit)
+            _HOOK["installed"] = True
+        guarded = _stand_ins()
+        by_real = {id(real): stand_in for _, _, real, stand_in in guarded}
+        for module, name, real, stand_in in guarded:
+            self._swapped.append((vars(module), name, real))
+            setattr(module, name, stand_in)
+        for module in self.modules:  # names the project imported: from time import time
+            namespace = vars(module)
+            for name, value in list(namespace.items()):
+                stand_in = by_real.get(id(value))
+                if stand_in is not None and not name.startswith("__"):
+                    self._swapped.append((namespace, name, value))
+                    namespace[name] = stand_in
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for namespace, name, value in reversed(self._swapped):
+            namespace[name] = value
+        self._swapped.clear()
+
+    @contextmanager
+    def step(self) -> Iterator[list[GuardedCall]]:
+        """Watch the calls of one step (in this context); yields the list they go to."""
+        if self.mode == "off":
+            yield []
+            return
+        watch = _Watch(strict=self.mode == "strict", files=self.files)
+        token = _ACTIVE.set(watch)
+        try:
+            yield watch.calls
+        finally:
+            _ACTIVE.reset(token)
+
+
+def module_state(modules: list[types.ModuleType]) -> dict[str, bytes]:
+    """The canonical encoding of every plain value the modules hold at module level.
+
+    Compared before and after a step, it shows hidden state: a global list,
+    dict or attribute that a step changed, which a long-running worker would
+    carry from one run into the next. Functions, classes and modules are not
+    values; what the codec cannot encode is left out.
+    """
+    from pinrun.artifacts import codec
+
+    state: dict[str, bytes] = {}
+    for module in modules:
+        for name, value in list(vars(module).items()):
+            if name.startswith("__") or isinstance(value, type | types.ModuleType) or \
+                    callable(value):
+                continue
+            try:
+                state[f"{module.__name__}.{name}"] = codec.encode(value)
+            except PinrunError:
+                continue
+    return state
