@@ -3,8 +3,10 @@
 Python randomizes ``str`` hashing per process unless ``PYTHONHASHSEED`` is
 set, and that changes the iteration order of sets of strings: a step that
 iterates one would not reproduce. So when ``pinrun run`` starts without a
-seed, it picks one and re-executes itself with it (before opening anything),
-and the seed is recorded in the run's environment; ``pinrun resume`` and ``pinrun
+seed, it re-executes itself (before opening anything) under the fixed seed
+:data:`DEFAULT_SEED`, which the run's environment records. One seed for all
+the runs a CLI records also lets ``pinrun verify`` replay them all in the
+same workers; ``pinrun resume`` and ``pinrun
 replay`` use the seed the run recorded. A seed the user set is kept as it is.
 """
 
@@ -14,7 +16,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-__all__ = ["ensure_hash_seed"]
+__all__ = ["DEFAULT_SEED", "ensure_hash_seed"]
+
+#: The hash seed ``pinrun run`` records under when none is set.
+DEFAULT_SEED = "0"
 
 _GROUP_OPTIONS_WITH_VALUE = frozenset({"--store"})
 
@@ -77,9 +82,9 @@ def ensure_hash_seed(argv: Sequence[str]) -> None:
         if seed is None or seed == os.environ.get("PYTHONHASHSEED"):
             return
     elif os.environ.get("PYTHONHASHSEED", "random") != "random":
-        return  # the user's seed ("random" asks for none: pick one to record)
+        return  # the user's seed ("random" asks for none: record under the default)
     else:
-        seed = str(int.from_bytes(os.urandom(4), "little"))
+        seed = DEFAULT_SEED
     os.environ["PYTHONHASHSEED"] = seed
     os.environ["PINRUN_HASH_SEED_SET"] = "1"  # never loop, whatever happens next
     sys.stdout.flush()

@@ -67,6 +67,7 @@ def cli(ctx: click.Context, store: str | None, debug: bool) -> None:
       pinrun runs / show RUN      what was recorded
       pinrun resume RUN           continue an interrupted or failed run
       pinrun replay RUN           re-execute a run and prove it reproduces
+      pinrun verify               replay every run against the code: the CI gate
       pinrun pin / status         pin a flow's code; check the code on disk against it
       pinrun stats / fsck         what the store holds; check it
 
@@ -83,10 +84,12 @@ def _register() -> None:
         replay_commands,
         run_commands,
         store_commands,
+        verify_commands,
     )
 
     for command in (*run_commands.COMMANDS, *inspect_commands.COMMANDS,
-                    *replay_commands.COMMANDS, *pin_commands.COMMANDS,
+                    *replay_commands.COMMANDS, *verify_commands.COMMANDS,
+                    *pin_commands.COMMANDS,
                     *store_commands.COMMANDS, demo.demo):
         cli.add_command(command)
 

@@ -1,0 +1,175 @@
+"""The CI gate: pinrun verify replays many runs and fails when one does not reproduce."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+from xml.etree import ElementTree
+
+import click
+
+from pinrun.cli._common import console, progress_bar, store_option, with_store
+
+if TYPE_CHECKING:
+    from pinrun.artifacts.store import Store
+    from pinrun.guards import GuardMode
+    from pinrun.verifier.replayer import CodeSource
+
+EXIT_NOT_REPRODUCED = 1
+EXIT_STORE_ERROR = 3
+#: Runs that did not reproduce are listed up to this many.
+SHOWN = 20
+
+
+@click.command(name="verify")
+@click.argument("run_ids", nargs=-1, metavar="[RUN]...")
+@click.option("--flow", "flow_name", metavar="NAME", help="Only runs of this flow.")
+@click.option("--tag", metavar="NAME", help="Only the run tagged NAME.")
+@click.option("--since", metavar="TIME", help="Only runs started since TIME: 2h, 3d, 1w, "
+              "or a UTC date/time.")
+@click.option("--sample", type=click.IntRange(min=1), metavar="N",
+              help="At most N runs, always the same ones for the same corpus.")
+@click.option("--code", type=click.Choice(["workdir", "pinned"]), default="workdir",
+              show_default=True, help="workdir: the code on disk (the pre-deploy check); "
+              "pinned: the code each run pinned.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes.")
+@click.option("--shard", metavar="I/N", help="Verify only shard I of N (1-based): a CI "
+              "matrix of N machines splits the runs without overlap.")
+@click.option("--guards", type=click.Choice(["warn", "strict", "off"]), default="warn",
+              show_default=True, help="Watch steps for calls around their context.")
+@click.option("--junit-xml", "junit_xml", metavar="FILE",
+              help="Write a JUnit XML report (one test case per run).")
+@click.option("--json", "json_file", metavar="FILE",
+              help="Write every run's replay report as JSON to FILE (- for stdout).")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first run that does not reproduce.")
+@store_option
+@with_store
+def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
+                   tag: str | None, since: str | None, sample: int | None, code: str,
+                   jobs: int, shard: str | None, guards: str, junit_xml: str | None,
+                   json_file: str | None, fail_fast: bool) -> None:
+    """Replay recorded runs against the code and check that every one reproduces.
+
+    By default every run in the store is replayed with the code on disk: the
+    check to run in CI before a deploy. Exit 0 when all reproduced, 1 when
+    any diverged or could not be replayed, 3 on a store error.
+
+    \b
+    Examples:
+      pinrun verify                              # every run, the code on disk
+      pinrun verify --flow pricing -j 4 --junit-xml pinrun.xml
+      pinrun verify --shard 2/4 --since 30d      # one machine of a 4-way CI matrix
+    """
+    from pinrun.cli.inspect_commands import since_prefix
+    from pinrun.verifier.verify import Selection, parse_shard, run_verification, select_runs
+
+    selection = Selection(
+        run_ids=run_ids, flow=flow_name, tag=tag,
+        since=since_prefix(since) if since is not None else None, sample=sample,
+        shard=parse_shard(shard) if shard is not None else None)
+    ids = select_runs(store, selection)
+    if not ids:
+        click.echo("no runs to verify: record some with `pinrun run MODULE:FLOW`"
+                   if not (run_ids or flow_name or tag or since or shard)
+                   else "no runs match", err=True)
+        return
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    results: list[dict[str, Any]] = []
+    with progress_bar(f"verifying {len(ids)} runs") as update:
+        results.extend(run_verification(store, ids, code=cast("CodeSource", code),
+                                        guards=cast("GuardMode", guards), jobs=jobs,
+                                        fail_fast=fail_fast, progress=update))
+    if junit_xml:
+        _write_junit(Path(junit_xml), results)
+    if json_file:
+        text = json.dumps(results, indent=2, sort_keys=True) + "\n"
+        if json_file == "-":
+            sys.stdout.write(text)
+        else:
+            Path(json_file).write_text(text)
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        _annotate(results)
+    if json_file != "-":
+        _summary(results, len(ids))
+    if any(r.get("store_error") for r in results):
+        sys.exit(EXIT_STORE_ERROR)
+    if any(r["verdict"] != "reproduced" for r in results) or len(results) < len(ids):
+        sys.exit(EXIT_NOT_REPRODUCED)
+
+
+def _summary(results: list[dict[str, Any]], selected: int) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    out = console()
+    counts = Counter(r["verdict"] for r in results)
+    failing = [r for r in results if r["verdict"] != "reproduced"]
+    if failing:
+        table = Table("run", "flow", "verdict", "first divergence", box=None, pad_edge=False)
+        for result in failing[:SHOWN]:
+            table.add_row(result["run"], Text(str(result.get("flow", "-"))),
+                          result["verdict"],
+                          Text(_first_problem(result)))
+        out.print(table)
+        if len(failing) > SHOWN:
+            out.print(f"... and {len(failing) - SHOWN} more; --json FILE has them all")
+    skipped = selected - len(results)
+    line = (f"verified {len(results)} runs: {counts['reproduced']} reproduced, "
+            f"{counts['diverged']} diverged, {counts['error']} could not replay")
+    if skipped:
+        line += f" ({skipped} not run after --fail-fast)"
+    out.print(Text(line, style="bold green" if not failing else "bold red"))
+
+
+def _first_problem(result: dict[str, Any]) -> str:
+    if result.get("error"):
+        return str(result["error"])
+    step = next((s for s in result.get("steps", []) if s["status"] == "diverged"), None)
+    if step is None:
+        return ""
+    cause = next((c for c in step["causes"]), None)
+    text = f"{step['name']}: {step['message']}"
+    return f"{text} ({cause['kind']}: {cause['message']})" if cause else text
+
+
+def _write_junit(path: Path, results: list[dict[str, Any]]) -> None:
+    """One test case per run, named by flow and run; a failure holds the explanation."""
+    failures = sum(r["verdict"] == "diverged" for r in results)
+    errors = sum(r["verdict"] == "error" for r in results)
+    suite = ElementTree.Element("testsuite", name="pinrun verify", tests=str(len(results)),
+                                failures=str(failures), errors=str(errors))
+    for result in results:
+        case = ElementTree.SubElement(suite, "testcase", classname=str(result.get("flow", "")),
+                                      name=result["run"])
+        if result["verdict"] == "diverged":
+            failure = ElementTree.SubElement(case, "failure",
+                                             message=_first_problem(result)[:500])
+            failure.text = result.get("explanation", "")
+        elif result["verdict"] == "error":
+            error = ElementTree.SubElement(case, "error", message=str(result["error"])[:500])
+            error.text = str(result.get("explanation", result["error"]))
+    path.write_bytes(ElementTree.tostring(suite, encoding="utf-8", xml_declaration=True))
+
+
+def _annotate(results: list[dict[str, Any]]) -> None:
+    """GitHub Actions annotations: one ``::error`` line per run that did not reproduce."""
+    for result in results:
+        if result["verdict"] == "reproduced":
+            continue
+        where = ""
+        for step in result.get("steps", []):
+            cause = next((c for c in step["causes"] if c.get("file")), None)
+            if step["status"] == "diverged" and cause is not None:
+                where = f" file={cause['file']},line={cause['line']}"
+                break
+        message = f"pinrun: run {result['run']} {result['verdict']}: {_first_problem(result)}"
+        click.echo(f"::error{where}::{message.replace(chr(10), ' ')}")
+
+
+COMMANDS = (verify_command,)

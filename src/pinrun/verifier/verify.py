@@ -1,0 +1,170 @@
+"""Verifying many runs: pick them, split them into shards, replay them in workers.
+
+Selection and sharding are deterministic: a run's shard is fixed by the
+digest of its id, so a CI matrix of N machines splits any corpus without
+overlap, and a run stays in its shard as the corpus grows. ``--sample N``
+keeps the first N runs in that same order, not a random pick, so two CI runs
+of one commit check the same runs.
+
+Each worker process opens the store once and replays its runs one after the
+other, reusing the modules it loaded, as a long-running worker would, so
+state carried from one run into the next shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import blake3
+
+from pinrun.artifacts.digest import Kind
+from pinrun.artifacts.store import Store
+from pinrun.engine.records import RUN_REF_PREFIX, load_run
+from pinrun.errors import InputError, PinrunError, StoreError
+from pinrun.guards import GuardMode
+from pinrun.processes import current_hash_seed, worker_pool
+from pinrun.verifier.replayer import CodeSource, replay
+
+__all__ = ["Selection", "parse_shard", "run_verification", "select_runs"]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which runs to verify; every field narrows the corpus (None: no filter)."""
+
+    run_ids: tuple[str, ...] = ()
+    flow: str | None = None
+    tag: str | None = None
+    #: A run-id prefix: runs that started at or after it.
+    since: str | None = None
+    sample: int | None = None
+    #: (index from 1, count)
+    shard: tuple[int, int] | None = None
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``I/N`` -> (I, N), with 1 <= I <= N."""
+    index, sep, count = text.partition("/")
+    if not sep or not index.isdigit() or not count.isdigit() or \
+            not 1 <= int(index) <= int(count):
+        raise InputError(f"--shard {text!r}: write I/N with 1 <= I <= N, e.g. --shard 2/4")
+    return int(index), int(count)
+
+
+def _order(run_id: str) -> int:
+    """A stable place for a run, independent of the others: its id's digest."""
+    return int.from_bytes(blake3.blake3(run_id.encode()).digest()[:8], "big")
+
+
+def select_runs(store: Store, selection: Selection) -> list[str]:
+    """The ids of the selected runs, in their stable order."""
+    if selection.run_ids:
+        ids = [load_run(store, run_id).id for run_id in selection.run_ids]
+    elif selection.tag is not None:
+        target = store.get_ref(f"tags/{selection.tag}")
+        if target is None:
+            raise InputError(f"no run is tagged {selection.tag!r} (pinrun run --tag NAME)")
+        ids = [store.get_object(target, Kind.RUN)["id"]]
+    else:
+        ids = [name[len(RUN_REF_PREFIX):] for name in store.refs(RUN_REF_PREFIX)]
+    if selection.since is not None:
+        ids = [run_id for run_id in ids if run_id >= selection.since]
+    if selection.flow is not None:
+        ids = [run_id for run_id in ids if load_run(store, run_id).flow == selection.flow]
+    ids.sort(key=lambda run_id: (_order(run_id), run_id))
+    if selection.shard is not None:
+        index, count = selection.shard
+        ids = [run_id for run_id in ids if _order(run_id) % count == index - 1]
+    if selection.sample is not None:
+        ids = ids[: selection.sample]
+    return ids
+
+
+# ----------------------------------------------------------------- workers
+
+_WORKER: dict[str, Any] = {}
+
+
+def _start_worker(store_path: str, code: CodeSource, guards: GuardMode,
+                  project_root: str | None) -> None:
+    _WORKER["store"] = Store.open(store_path)
+    _WORKER["options"] = (code, guards, Path(project_root) if project_root else None)
+
+
+def _verify_one(run_id: str) -> dict[str, Any]:
+    """Replay one run in this worker; a result is always returned, never raised."""
+    store: Store = _WORKER["store"]
+    code, guards, root = _WORKER["options"]
+    try:
+        report = replay(run_id, store=store, code=code, guards=guards, project_root=root)
+    except StoreError as exc:
+        return {"run": run_id, "verdict": "error", "error": str(exc), "store_error": True}
+    except PinrunError as exc:
+        return {"run": run_id, "verdict": "error", "error": str(exc)}
+    return {**report.as_value(), "explanation": report.explain()}
+
+
+def _hash_seed(store: Store, run_id: str) -> str | None:
+    run = load_run(store, run_id)
+    if run.env is None:
+        return None
+    seed = store.get_object(run.env, Kind.ENV).get("hash_seed")
+    return seed if isinstance(seed, str) else None
+
+
+def run_verification(store: Store, run_ids: list[str], *, code: CodeSource,
+                     guards: GuardMode, jobs: int, project_root: Path | None = None,
+                     fail_fast: bool = False,
+                     progress: Callable[[int, int], None] | None = None,
+                     ) -> Iterator[dict[str, Any]]:
+    """Replay ``run_ids`` in up to ``jobs`` worker processes; yields each run's result.
+
+    Runs are grouped by the hash seed they recorded, and each group replays
+    in workers started under that seed (in this process when it has the
+    seed already and ``jobs`` is 1). Results come group by group, in the
+    order of ``run_ids`` within a group. With ``fail_fast`` the first run
+    that does not reproduce stops the rest.
+    """
+    root = str(project_root) if project_root is not None else None
+    arguments = (str(store.path), code, guards, root)
+    groups: dict[str | None, list[str]] = {}
+    for run_id in run_ids:
+        groups.setdefault(_hash_seed(store, run_id), []).append(run_id)
+    here = current_hash_seed()
+    done = 0
+    for seed, ids in groups.items():
+        if jobs <= 1 and seed in (None, here):
+            # In this process: no start-up cost, and what a debugger can follow.
+            _start_worker(*arguments)
+            try:
+                results: Iterable[dict[str, Any]] = map(_verify_one, ids)
+                for result in _collect(results, done, len(run_ids), progress):
+                    yield result
+                    if fail_fast and result["verdict"] != "reproduced":
+                        return
+            finally:
+                _WORKER.pop("store").close()
+        else:
+            pool = worker_pool(max(1, min(jobs, len(ids))), seed, _start_worker, arguments)
+            try:
+                chunk = max(1, min(16, len(ids) // (max(jobs, 1) * 4)))
+                for result in _collect(pool.imap(_verify_one, ids, chunk), done,
+                                       len(run_ids), progress):
+                    yield result
+                    if fail_fast and result["verdict"] != "reproduced":
+                        return
+            finally:
+                pool.terminate()
+                pool.join()
+        done += len(ids)
+
+
+def _collect(results: Iterable[dict[str, Any]], done: int, total: int,
+             progress: Callable[[int, int], None] | None) -> Iterator[dict[str, Any]]:
+    for count, result in enumerate(results, done + 1):
+        if progress is not None:
+            progress(count, total)
+        yield result

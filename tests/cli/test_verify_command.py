@@ -1,0 +1,137 @@
+"""pinrun verify: the CI gate over many runs, workers, shards, JUnit XML, annotations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+from click.testing import CliRunner, Result
+
+from pinrun.artifacts.store import Store
+from pinrun.cli.main import cli
+from pinrun.engine.run import record
+from pinrun.errors import InputError
+from pinrun.verifier.verify import Selection, parse_shard, select_runs
+from tests.helpers import Project
+
+FLOWS = """
+import time
+import pinrun
+
+
+@pinrun.step
+def double(n: int) -> dict:
+    return {"doubled": n * 2}
+
+
+@pinrun.step
+def name(doubled: int) -> dict:
+    return {"label": f"order-{doubled}"}
+
+
+orders = pinrun.Flow("orders", [double, name])
+
+
+@pinrun.step
+def stamp(n: int) -> dict:
+    return {"stamped": time.time()}
+
+
+clocked = pinrun.Flow("clocked", [stamp])
+"""
+
+RUNS = 200
+
+
+@pytest.fixture
+def corpus(project: Project, monkeypatch: pytest.MonkeyPatch) -> tuple[CliRunner, list[str],
+                                                                       str]:
+    """200 runs that reproduce and one that reads the clock; the CLI in the project."""
+    project.write("flows", FLOWS)
+    monkeypatch.chdir(project.root)
+    monkeypatch.delenv("PINRUN_STORE", raising=False)
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    with Store.open(project.root / ".pinrun", create=True, durable=False) as store:
+        good = [record(project.load("flows", "orders"), {"n": n}, store=store,
+                       durability="none").id for n in range(RUNS)]
+        bad = record(project.load("flows", "clocked"), {"n": 1}, store=store,
+                     durability="none").id
+    return CliRunner(), good, bad
+
+
+def invoke(runner: CliRunner, *args: str, code: int = 0) -> Result:
+    """Invoke pinrun and check its exit code."""
+    result = runner.invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == code, (result.output, result.stderr)
+    return result
+
+
+def test_verify_with_two_workers_and_junit(corpus: tuple[CliRunner, list[str], str],
+                                           tmp_path: Path) -> None:
+    """All 201 runs are replayed; the clock reader fails, named in the JUnit XML."""
+    runner, good, bad = corpus
+    junit = tmp_path / "pinrun.xml"
+    result = invoke(runner, "verify", "-j", "2", "--junit-xml", str(junit), code=1)
+    assert f"verified {RUNS + 1} runs: {RUNS} reproduced, 1 diverged" in result.output
+    suite = ElementTree.parse(junit).getroot()
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == (
+        str(RUNS + 1), "1", "0")
+    cases = {case.get("name"): case for case in suite.iter("testcase")}
+    assert set(cases) == {*good, bad}
+    failure = cases[bad].find("failure")
+    assert failure is not None
+    assert "time.time()" in (failure.get("message") or "")
+    assert "stamp" in (failure.text or "")
+    assert all(cases[run_id].find("failure") is None for run_id in good)
+
+
+def test_verify_of_reproducing_runs_exits_0(corpus: tuple[CliRunner, list[str], str]) -> None:
+    """Only the runs of one flow, pinned code, in this process: all reproduce."""
+    runner, _, _ = corpus
+    result = invoke(runner, "verify", "--flow", "orders", "--code", "pinned",
+                    "--sample", "20")
+    assert "verified 20 runs: 20 reproduced" in result.output
+
+
+def test_shards_split_the_runs_without_overlap(corpus: tuple[CliRunner, list[str], str],
+                                               project: Project) -> None:
+    """Three shards cover every run exactly once, and a sample is always the same."""
+    _, good, bad = corpus
+    with Store.open(project.root / ".pinrun") as store:
+        shards = [select_runs(store, Selection(shard=(index, 3))) for index in (1, 2, 3)]
+        assert sorted(run for shard in shards for run in shard) == sorted([*good, bad])
+        assert all(shards)
+        first = select_runs(store, Selection(sample=7))
+        assert first == select_runs(store, Selection(sample=7))
+    with pytest.raises(InputError, match="I/N"):
+        parse_shard("4/3")
+
+
+def test_verify_json_and_fail_fast(corpus: tuple[CliRunner, list[str], str],
+                                   tmp_path: Path) -> None:
+    """--json writes every report; --fail-fast stops at the first failure."""
+    runner, _, bad = corpus
+    out = tmp_path / "reports.json"
+    invoke(runner, "verify", bad, "--json", str(out), code=1)
+    (report,) = json.loads(out.read_text())
+    assert report["verdict"] == "diverged"
+    assert report["steps"][0]["causes"][0]["kind"] == "nondeterministic call"
+    result = invoke(runner, "verify", "--fail-fast", code=1)
+    verified = int(result.output.split("verified ")[1].split(" ")[0])
+    assert "1 diverged" in result.output  # it stopped at the failure, whatever its place
+    flat = " ".join(result.output.split())  # rich wraps long lines
+    assert (f"({RUNS + 1 - verified} not run after --fail-fast)" in flat) == (
+        verified < RUNS + 1)
+
+
+def test_github_actions_annotations(corpus: tuple[CliRunner, list[str], str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """On GitHub Actions each failing run is an ::error annotation at its file and line."""
+    runner, _, bad = corpus
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    result = invoke(runner, "verify", bad, code=1)
+    line = next(line for line in result.output.splitlines() if line.startswith("::error"))
+    assert "flows.py,line=" in line
+    assert bad in line
