@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["current_hash_seed", "worker_pool"]
+__all__ = ["current_hash_seed", "replay_in_subprocess", "worker_pool"]
 
 
 def current_hash_seed() -> str | None:
@@ -38,3 +38,31 @@ def worker_pool(processes: int, hash_seed: str | None, initializer: Callable[...
             os.environ.pop("PYTHONHASHSEED", None)
         else:
             os.environ["PYTHONHASHSEED"] = saved
+
+
+def replay_in_subprocess(store_path: str, run_id: str, *, code: str, guards: str,
+                         environment: dict[str, str], timeout: float = 600) -> dict[str, Any]:
+    """Replay one run in a fresh ``python -m pinrun`` with ``environment`` added.
+
+    The child keeps the hash seed it is given (it does not switch to the
+    run's recorded one). Returns the JSON report, or an ``error`` result
+    when the child could not produce one.
+    """
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, **environment, "PINRUN_HASH_SEED_SET": "1"}
+    command = [sys.executable, "-m", "pinrun", "--store", store_path, "replay", run_id,
+               "--code", code, "--guards", guards, "--json"]
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"verdict": "error", "error": f"the replay took more than {timeout:.0f} s"}
+    try:
+        result: dict[str, Any] = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        last = done.stderr.strip().splitlines()[-1:] or ["no output"]
+        return {"verdict": "error", "error": f"the replay process failed: {last[0]}"}
+    return result

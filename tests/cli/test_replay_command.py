@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,7 @@ from click.testing import CliRunner, Result
 from pinrun.artifacts.store import Store
 from pinrun.cli.main import cli
 from pinrun.engine.records import load_run
-from tests.helpers import Project
+from tests.helpers import SRC, Project
 
 SHOP = """
 import pinrun
@@ -119,3 +122,32 @@ def test_replay_names_a_clock_read_and_strict_fails_it(runner: CliRunner,
                                code=1).stdout)
     assert strict["steps"][0]["divergence"] == "error"
     assert "use ctx.now()" in strict["steps"][0]["message"]
+
+
+def test_replay_stops_in_pdb_at_a_step(runner: CliRunner, project: Project) -> None:
+    """--step NAME --pdb: the debugger at the step's first line, its inputs at hand."""
+    run_id = invoke(runner, "run", project.entry("shop"), "--set", "n=21").stdout.strip()
+    done = subprocess.run(
+        [sys.executable, "-m", "pinrun", "replay", run_id, "--step", "second", "--pdb"],
+        input="p doubled * 1000\ncontinue\n", cwd=project.root, capture_output=True,
+        text=True, timeout=120, check=False,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(project.root)])})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "42000" in done.stdout
+    assert "(Pdb)" in done.stdout
+    assert "reproduced" in done.stdout
+    bad = invoke(runner, "replay", run_id, "--pdb", code=2)
+    assert "--step NAME" in bad.stderr
+
+
+def test_replay_perturb_and_repeat_options(runner: CliRunner, project: Project) -> None:
+    """A deterministic run survives --repeat and every --perturb variation."""
+    run_id = invoke(runner, "run", project.entry("shop"), "--set", "n=2").stdout.strip()
+    data = json.loads(invoke(runner, "replay", run_id, "--repeat", "2", "--perturb",
+                             "hashseed,tz,locale", "--json").stdout)
+    assert data["verdict"] == "reproduced"
+    assert data["repeat"] == 2
+    assert [(p["kind"], p["verdict"]) for p in data["perturbations"]] == [
+        ("hashseed", "reproduced"), ("tz", "reproduced"), ("locale", "reproduced")]
+    assert "choose among" in invoke(runner, "replay", run_id, "--perturb", "moon",
+                                    code=2).stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from pinrun.artifacts.store import Store
 from pinrun.engine.records import RunFailedError, load_run
 from pinrun.engine.run import record
 from pinrun.verifier.replayer import replay
-from tests.helpers import Project
+from tests.helpers import SRC, Project
 
 CORPUS = """
 import random
@@ -269,3 +271,50 @@ def test_pinned_replay_needs_no_file_on_disk(corpus: Project, project_store: Sto
         report = replay(run_id, store=laptop)
         assert report.reproduced, report.explain()
     assert f"{corpus.package}.corpus" not in sys.modules
+
+
+def test_repeat_shows_state_a_run_leaves_behind(corpus: Project, project_store: Store) -> None:
+    """A step counting into a module-level list reproduces once, not twice in a row."""
+    corpus.edit("corpus", 'return {"count": 1}', 'return {"count": len(SEEN)}')
+    run_id = _record(corpus, project_store, "stateful", {"order_id": "A1"})
+    assert replay(run_id, store=project_store).reproduced  # fresh pinned modules
+    report = replay(run_id, store=project_store, repeat=3)
+    assert report.verdict == "diverged"
+    assert report.repetition == 2
+    assert "replay 2 of 3 in one process" in report.explain()
+
+
+SETS = """
+import pinrun
+
+
+@pinrun.step
+def fruit(n: int) -> dict:
+    names = {"apple", "banana", "cherry", "date", "elder", "fig", "grape", "kiwi",
+             "lemon", "mango", "nectarine", "orange"}
+    return {"first": list(names)[:n]}
+
+
+flow = pinrun.Flow("sets", [fruit])
+"""
+
+
+def test_perturbing_the_hash_seed_shows_set_order(project: Project,
+                                                  project_store: Store) -> None:
+    """Reproduced in process; another hash seed in a fresh process diverges; tz does not."""
+    from pinrun.verifier.perturb import perturb
+
+    project.write("sets", SETS)
+    # Recorded by the command line: under its known hash seed.
+    recorded = subprocess.run(
+        [sys.executable, "-m", "pinrun", "--store", str(project_store.path), "run",
+         project.entry("sets"), "--set", "n=6"], cwd=project.root, capture_output=True,
+        text=True, check=False, timeout=120,
+        env={**{k: v for k, v in os.environ.items() if k != "PYTHONHASHSEED"},
+             "PYTHONPATH": os.pathsep.join([str(SRC), str(project.root)])})
+    assert recorded.returncode == 0, recorded.stderr
+    run_id = recorded.stdout.strip()
+    results = {p.kind: p for p in perturb(project_store, run_id, ["hashseed", "tz"])}
+    assert results["hashseed"].verdict == "diverged"
+    assert results["hashseed"].first_divergence == "fruit"
+    assert results["tz"].verdict == "reproduced"

@@ -12,6 +12,7 @@ from pinrun.cli._common import console, json_option, print_json, store_option, w
 if TYPE_CHECKING:
     from pinrun.artifacts.store import Store
     from pinrun.guards import GuardMode
+    from pinrun.verifier.perturb import Perturbation
     from pinrun.verifier.replayer import CodeSource
     from pinrun.verifier.report import ReplayReport
 
@@ -29,10 +30,23 @@ EXIT_DIVERGED = 1
               help="Watch the steps for calls around their context (time, random, uuid, "
                    "os.environ, sockets, subprocesses): warn names them, strict fails the "
                    "step, off does not watch.")
+@click.option("--repeat", type=click.IntRange(min=1), default=1, metavar="N",
+              help="Replay N times in this process with the code loaded once, as a "
+                   "long-running worker would: state a run leaves behind shows.")
+@click.option("--perturb", metavar="KINDS",
+              help="Also replay in fresh processes under another hashseed, tz and/or locale "
+                   "(comma-separated), and say which variation changed the outcome.")
+@click.option("--step", "debug_step", metavar="NAME",
+              help="With --pdb: the step to stop in.")
+@click.option("--pdb", "use_pdb", is_flag=True,
+              help="Stop in the debugger at the start of --step NAME, with the run's "
+                   "code and that step's exact recorded inputs.")
 @json_option
 @store_option
 @with_store
-def replay_command(store: Store, run_id: str, code: str, guards: str, as_json: bool) -> None:
+def replay_command(store: Store, run_id: str, code: str, guards: str, repeat: int,
+                   perturb: str | None, debug_step: str | None, use_pdb: bool,
+                   as_json: bool) -> None:
     """Replay RUN and check that every step gives what was recorded.
 
     Inputs, clock, randomness and effects come from the recording (effect
@@ -48,19 +62,49 @@ def replay_command(store: Store, run_id: str, code: str, guards: str, as_json: b
     Examples:
       pinrun replay 20261123T0130                 # the pinned code
       pinrun replay 20261123T0130 --code workdir  # does the new code still agree?
+      pinrun replay 20261123T0130 --perturb hashseed,tz,locale --repeat 3
+      pinrun replay 20261123T0130 --step price --pdb   # forensics, after an incident
 
     Exit code 0 reproduced, 1 diverged (or could not replay), 3 store error.
     """
+    from pinrun.errors import InputError
+    from pinrun.verifier.perturb import perturb as run_perturbations
     from pinrun.verifier.replayer import replay
 
+    if use_pdb != (debug_step is not None):
+        raise InputError("--pdb and --step NAME go together: pinrun replay RUN --step NAME --pdb")
+    kinds = [kind.strip() for kind in perturb.split(",") if kind.strip()] if perturb else []
     report = replay(run_id, store=store, code=cast("CodeSource", code),
-                    guards=cast("GuardMode", guards))
+                    guards=cast("GuardMode", guards), repeat=repeat, debug_step=debug_step)
+    variations = run_perturbations(store, report.run_id, kinds, code=code, guards=guards) \
+        if kinds else []
     if as_json:
-        print_json(report.as_value())
+        print_json({**report.as_value(),
+                    "perturbations": [v.as_value() for v in variations]})
     else:
         _print(report)
-    if not report.reproduced:
+        _print_perturbations(variations)
+    if not report.reproduced or any(v.verdict != "reproduced" for v in variations):
         sys.exit(EXIT_DIVERGED)
+
+
+def _print_perturbations(variations: list[Perturbation]) -> None:
+    if not variations:
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table("perturbation", "verdict", "first divergence", box=None, pad_edge=False)
+    for variation in variations:
+        table.add_row(Text(variation.change), Text(variation.verdict, style=(
+            "green" if variation.verdict == "reproduced" else "red")),
+            variation.first_divergence or "-")
+    out = console()
+    out.print(table)
+    changed = [v.kind for v in variations if v.verdict != "reproduced"]
+    if changed:
+        out.print(Text(f"the outcome depends on: {', '.join(changed)} (a hidden input the "
+                       "recording does not pin)", style="bold red"))
 
 
 def _print(report: ReplayReport) -> None:

@@ -144,14 +144,16 @@ StepGuard = Callable[[], AbstractContextManager[list[Any]]]
 
 def run_level(flow: Flow, level: list[Step], state: Mapping[str, Any],
               encoded: Mapping[str, bytes], *, log_for: LogFor, world: World | None,
-              run_id: str, guard: StepGuard | None = None) -> Iterator[Outcome]:
+              run_id: str, guard: StepGuard | None = None,
+              debug_step: str | None = None) -> Iterator[Outcome]:
     """Run ``level``'s steps and yield their outcomes in declaration order.
 
     ``encoded`` holds the canonical encoding of every state value; ``log_for``
     gives each step its context's log (a recording one, or a replay one).
     ``world`` stamps start and end times (None: no clock is read); ``guard``
-    watches each step while it runs. Sequential steps run lazily: the caller
-    commits each outcome before the next starts.
+    watches each step while it runs; the step named ``debug_step`` runs
+    under pdb, stopped at its first line. Sequential steps run lazily: the
+    caller commits each outcome before the next starts.
     """
     # The level's view: siblings never see each other's writes.
     base, base_encoded = dict(state), dict(encoded)
@@ -159,7 +161,7 @@ def run_level(flow: Flow, level: list[Step], state: Mapping[str, Any],
     if not concurrent:
         for item in level:
             yield _run_sync(_Call(item, base, base_encoded, log_for(item), world=world,
-                                  run_id=run_id), guard)
+                                  run_id=run_id), guard, debug=item.name == debug_step)
         return
     calls = [_Call(item, base, base_encoded, log_for(item), world=world, run_id=run_id)
              for item in level]
@@ -172,12 +174,17 @@ def run_level(flow: Flow, level: list[Step], state: Mapping[str, Any],
 _STEP_FAILURES = (Exception, SystemExit)
 
 
-def _run_sync(call: _Call, guard: StepGuard | None) -> Outcome:
+def _run_sync(call: _Call, guard: StepGuard | None, *, debug: bool = False) -> Outcome:
     result = None
     with guard() if guard is not None else nullcontext([]) as noticed:
         try:
             with activate(call.context):
-                result = call.item.func(**call.arguments)
+                if debug:  # the forensic workflow: stop at the step's first line
+                    import pdb  # only when asked for: --step NAME --pdb
+
+                    result = pdb.Pdb().runcall(call.item.func, **call.arguments)
+                else:
+                    result = call.item.func(**call.arguments)
                 if inspect.isawaitable(result):
                     result = run_coroutine(_await(result))
         except _STEP_FAILURES as exc:

@@ -46,7 +46,8 @@ CodeSource = Literal["pinned", "workdir"]
 
 def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
            project_root: Path | None = None, flow: Flow | None = None,
-           guards: GuardMode = "warn") -> ReplayReport:
+           guards: GuardMode = "warn", repeat: int = 1,
+           debug_step: str | None = None) -> ReplayReport:
     """Replay run ``run_id`` and compare every step with its recording.
 
     ``code="pinned"`` runs the sources the run pinned, imported from the
@@ -54,15 +55,21 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
     ``flow`` when given. ``guards`` watches the steps for calls around their
     context (time, randomness, uuids, environment, network, subprocesses):
     ``warn`` notes them, ``strict`` makes them fail the step, ``off`` skips
-    the watch. Returns a :class:`ReplayReport`; its verdict is
+    the watch. ``repeat`` replays the run that many times in this process
+    with the code loaded once, as a long-running worker would run one run
+    after another: state a step leaves behind shows as a later divergence.
+    ``debug_step`` stops in the debugger (pdb) at the start of that step,
+    with its recorded inputs. Returns a :class:`ReplayReport`; its verdict is
     ``error`` when the run could not be replayed at all (its flow no longer
     imports, a step is gone). A damaged or missing object raises
     :class:`~pinrun.errors.StoreError` naming its digest.
     """
     if code not in ("pinned", "workdir"):
         raise InputError(f"code={code!r}: replay runs the 'pinned' code or the 'workdir' code")
+    if repeat < 1:
+        raise InputError(f"repeat={repeat}: replay a run at least once")
     run = load_run(store, run_id)
-    report = ReplayReport(run.id, run.flow, code, "reproduced")
+    report = ReplayReport(run.id, run.flow, code, "reproduced", repeat=repeat)
     if run.flow_pin is None:
         report.verdict, report.error = "error", "the run pins no flow (an older pinrun)"
         return report
@@ -72,8 +79,12 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
             modules = [module for module in list(sys.modules.values())
                        if isinstance(module, ModuleType) and is_project_local(module, root)]
             with Guards(modules, guards) as watching:
-                _Replay(store, run, chosen, drift=drift, report=report,
-                        guards=watching).run()
+                for repetition in range(1, repeat + 1):
+                    report.steps, report.repetition = [], repetition
+                    _Replay(store, run, chosen, drift=drift, report=report, guards=watching,
+                            debug_step=debug_step).run()
+                    if report.first_divergence is not None:
+                        break
     except StoreError:
         raise
     except PinrunError as exc:
@@ -119,7 +130,9 @@ class _Replay:
     """One replay: the state as it goes, and the report being filled."""
 
     def __init__(self, store: Store, run: RunRecord, flow: Flow, *,
-                 drift: CodeStatus | None, report: ReplayReport, guards: Guards) -> None:
+                 drift: CodeStatus | None, report: ReplayReport, guards: Guards,
+                 debug_step: str | None = None) -> None:
+        self.debug_step = debug_step
         self.guards = guards
         self.store = store
         self.run_record = run
@@ -133,6 +146,10 @@ class _Replay:
 
     def run(self) -> None:
         known = {item.name for item in self.flow.steps}
+        if self.debug_step is not None and self.debug_step not in self.recorded:
+            raise InputError(f"run {self.run_record.id} has no recorded step "
+                             f"{self.debug_step!r} to stop in (its steps: "
+                             f"{', '.join(self.recorded)})")
         missing = [name for name in self.recorded if name not in known]
         if missing:
             raise InputError(f"the flow has no step {missing[0]!r} any more, which the run "
@@ -155,7 +172,8 @@ class _Replay:
         before = module_state(self.guards.modules) if watched else {}
         for outcome in run_level(self.flow, todo, self.state, self.encoded,
                                  log_for=lambda item: logs[item.name], world=None,
-                                 run_id=self.run_record.id, guard=self.guards.step):
+                                 run_id=self.run_record.id, guard=self.guards.step,
+                                 debug_step=self.debug_step):
             if watched:
                 after = module_state(self.guards.modules)
                 outcome.hazards += [f"changed module state {name} (hidden state a worker "

@@ -79,6 +79,10 @@ class ReplayReport:
     error: str = ""
     #: Causes that concern the whole run (environment drift).
     causes: list[Cause] = field(default_factory=list)
+    #: How many times it was to be replayed in one process, and which time the
+    #: steps are from (the first that diverged, else the last).
+    repeat: int = 1
+    repetition: int = 1
 
     @property
     def reproduced(self) -> bool:
@@ -93,6 +97,9 @@ class ReplayReport:
     def explain(self) -> str:
         """A plain-text account: the verdict, and where, what and why it diverged."""
         lines = [f"run {self.run_id} of flow {self.flow!r}, {self.code} code: {self.verdict}"]
+        if self.repeat > 1:
+            lines[0] += (f" (replay {self.repetition} of {self.repeat} in one process)"
+                         if self.verdict == "diverged" else f" ({self.repeat} times)")
         if self.error:
             lines.append(f"  could not replay: {self.error}")
         first = self.first_divergence
@@ -113,8 +120,10 @@ class ReplayReport:
         first = self.first_divergence
         return {
             "run": self.run_id, "flow": self.flow, "code": self.code, "verdict": self.verdict,
+            "repeat": self.repeat, "repetition": self.repetition,
             "reproduced": self.reproduced, "error": self.error,
             "first_divergence": first.name if first is not None else None,
             "steps": [s.as_value() for s in self.steps],
             "causes": [c.as_value() for c in self.causes],
+            "explanation": self.explain(),
         }

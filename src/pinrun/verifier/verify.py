@@ -104,7 +104,7 @@ def _verify_one(run_id: str) -> dict[str, Any]:
         return {"run": run_id, "verdict": "error", "error": str(exc), "store_error": True}
     except PinrunError as exc:
         return {"run": run_id, "verdict": "error", "error": str(exc)}
-    return {**report.as_value(), "explanation": report.explain()}
+    return report.as_value()
 
 
 def _hash_seed(store: Store, run_id: str) -> str | None:
