@@ -1,4 +1,4 @@
-"""Commands that replay recorded runs: replay."""
+"""Commands that replay or compare recorded runs: replay, diff."""
 
 from __future__ import annotations
 
@@ -143,4 +143,53 @@ def _print(report: ReplayReport) -> None:
         out.print(Text(f"hazard: {hazard}", style="yellow"))
 
 
-COMMANDS = (replay_command,)
+@click.command(name="diff")
+@click.argument("run_a", metavar="RUN_A")
+@click.argument("run_b", metavar="RUN_B")
+@json_option
+@store_option
+@with_store
+def diff_command(store: Store, run_a: str, run_b: str, as_json: bool) -> None:
+    """Where RUN_B differs from RUN_A: inputs, code, environment, each step's outputs.
+
+    Nothing runs: the two records are compared digest by digest, and only
+    what differs is opened and diffed. Exit 0 when they agree, 1 otherwise.
+
+    \b
+    Example:
+      pinrun diff 20261122T0930 20261123T0930
+    """
+    from rich.text import Text
+
+    from pinrun.verifier.compare import diff_runs
+
+    result = diff_runs(store, run_a, run_b)
+    if as_json:
+        print_json(result.as_value())
+    else:
+        out = console()
+        out.print(Text(f"{result.a} ({result.flows[0]}) -> {result.b} ({result.flows[1]}): "
+                       + ("the same" if result.same else "they differ"), style="bold"))
+        if result.inputs:
+            out.print(Text("inputs:", style="bold"))
+            for change in result.inputs:
+                out.print(Text(f"  {change}"))
+        for line in result.environment:
+            out.print(Text(f"environment: {line}", style="yellow"))
+        for step in result.steps:
+            if step.difference == "same" and not step.code_changed:
+                continue
+            what = {"outputs": "outputs differ", "status": f"status {step.status[0]} -> "
+                    f"{step.status[1]}", "only-a": "only in RUN_A", "only-b": "only in RUN_B",
+                    "same": "same outputs"}[step.difference]
+            code = ", code changed" if step.code_changed else ""
+            out.print(Text(f"step {step.name}: {what}{code}", style="bold"))
+            for change in step.changes:
+                out.print(Text(f"  {change}"))
+            if step.code_diff:
+                out.print(Text(step.code_diff.rstrip("\n")))
+    if not result.same:
+        sys.exit(EXIT_DIVERGED)
+
+
+COMMANDS = (replay_command, diff_command)

@@ -1,4 +1,5 @@
-"""The CI gate: pinrun verify replays many runs and fails when one does not reproduce."""
+"""The CI gate: pinrun verify replays many runs and fails when one does not reproduce;
+pinrun accept records a new baseline after an intended change."""
 
 from __future__ import annotations
 
@@ -172,4 +173,40 @@ def _annotate(results: list[dict[str, Any]]) -> None:
         click.echo(f"::error{where}::{message.replace(chr(10), ' ')}")
 
 
-COMMANDS = (verify_command,)
+@click.command(name="accept")
+@click.argument("run_ids", nargs=-1, metavar="[RUN]...")
+@click.option("--flow", "flow_name", metavar="NAME", help="Every current run of this flow.")
+@store_option
+@with_store
+def accept_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None) -> None:
+    """Accept an intended change: re-record runs with the code on disk as the new baseline.
+
+    Each run's pinned inputs are recorded again with the workdir code, as a
+    new run that names the one it replaces; old runs are never changed, and
+    `pinrun verify` checks the new ones from then on. Effects, clock and
+    randomness are reused from the old run where a step asks for the same
+    ones, so the outside world is not called again for answers already
+    recorded.
+
+    \b
+    Examples:
+      pinrun accept 20261123T0130
+      pinrun accept --flow pricing        # after an intended change to pricing
+    """
+    from rich.text import Text
+
+    from pinrun.verifier.accept import accept
+    from pinrun.verifier.verify import Selection, select_runs
+
+    if not run_ids and flow_name is None:
+        raise click.UsageError("name the runs to accept, or --flow NAME for all of a flow's")
+    ids = select_runs(store, Selection(run_ids=run_ids, flow=flow_name))
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    out = console()
+    for accepted in accept(store, ids):
+        out.print(Text(f"{accepted.old} -> {accepted.new.id} ({accepted.new.status})"))
+    out.print(f"accepted {len(ids)} run(s) as the new baseline")
+
+
+COMMANDS = (verify_command, accept_command)

@@ -40,6 +40,7 @@ __all__ = [
     "EventKind",
     "RecordingLog",
     "ReplayLog",
+    "ReuseLog",
     "current_context",
 ]
 
@@ -128,6 +129,52 @@ class RecordingLog:
         codec.encode(result, root=f"the result of effect {name!r}")  # refuse it before storing
         self.events.append(Event("effect", result, name, arguments))
         return result
+
+
+class ReuseLog(RecordingLog):
+    """Records like :class:`RecordingLog`, but answers from an earlier recording first.
+
+    Used to re-record a run as a new baseline (``pinrun accept``): where the
+    step asks for the same thing the earlier run's step did, in the same
+    order (the same effect with the same arguments, the clock, a seed, a
+    uuid), the recorded answer is reused and the outside world is not called
+    again; anything new goes to the world. Either way the answer is recorded.
+    """
+
+    def __init__(self, world: World, earlier: list[Event]) -> None:
+        super().__init__(world)
+        self.earlier = earlier
+        self.position = 0
+
+    def _reuse(self, kind: EventKind, name: str | None = None,
+               arguments: str | None = None) -> Event | None:
+        index = self.position
+        event = self.earlier[index] if index < len(self.earlier) else None
+        if event is None or event.kind != kind or event.name != name or \
+                event.arguments != arguments:
+            return None
+        self.position += 1
+        self.events.append(event)
+        return event
+
+    def now(self, step: str) -> dt.datetime:
+        event = self._reuse("now")
+        return event.value if event is not None else super().now(step)
+
+    def seed(self, step: str) -> int:
+        event = self._reuse("random")
+        return event.value if event is not None else super().seed(step)
+
+    def uuid_bytes(self, step: str) -> bytes:
+        event = self._reuse("uuid4")
+        return event.value if event is not None else super().uuid_bytes(step)
+
+    def effect(self, step: str, name: str, arguments: str, call: Callable[[], T]) -> T:
+        event = self._reuse("effect", name, arguments)
+        if event is not None:
+            result: T = event.value
+            return result
+        return super().effect(step, name, arguments, call)
 
 
 class ReplayLog:

@@ -93,6 +93,8 @@ class RunRecord:
     #: The state as the level in progress began, while a level with siblings is half
     #: done (what its remaining steps read when the run is resumed).
     level_start: Digest | None = None
+    #: The run this one re-recorded as a new baseline (``pinrun accept``).
+    replaces: str | None = None
     #: The digest of this record's stored object (set once it is stored).
     digest: Digest | None = field(default=None, compare=False)
 
@@ -113,7 +115,7 @@ class RunRecord:
             "format": RUN_FORMAT, "id": self.id, "flow": self.flow, "status": self.status,
             "inputs": self.inputs, "state": self.state, "timing": self.timing,
             "flow_pin": self.flow_pin, "env": self.env, "entry": self.entry,
-            "level_start": self.level_start,
+            "level_start": self.level_start, "replaces": self.replaces,
             "steps": [_step_value(s) for s in self.steps],
         }
 
@@ -154,6 +156,7 @@ class RunRecord:
                    inputs=data["inputs"], state=data["state"], steps=steps,
                    timing=data["timing"], flow_pin=data.get("flow_pin"), env=data.get("env"),
                    entry=data.get("entry"), level_start=data.get("level_start"),
+                   replaces=data.get("replaces"),
                    digest=digest)
 
     def with_step(self, step: StepRecord, state: Digest, status: RunStatus) -> RunRecord:

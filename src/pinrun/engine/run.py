@@ -21,7 +21,7 @@ recording one.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +29,7 @@ from typing import Any, Literal
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store, WriteBatch
-from pinrun.engine.context import RecordingLog
+from pinrun.engine.context import Event, RecordingLog, ReuseLog
 from pinrun.engine.execution import Outcome, check_outputs, run_level
 from pinrun.engine.lease import RunBusyError, RunLease
 from pinrun.engine.records import (
@@ -57,7 +57,8 @@ DURABILITIES: tuple[str, ...] = ("step", "run", "none")
 
 def record(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
            durability: Durability = "step", world: World | None = None,
-           project_root: Path | None = None, entry: str | None = None) -> RunRecord:
+           project_root: Path | None = None, entry: str | None = None,
+           replaces: RunRecord | None = None) -> RunRecord:
     """Run ``flow`` on ``inputs`` and record it in ``store``; returns the run record.
 
     Before anything runs, every step's code is pinned (fingerprint and the
@@ -67,6 +68,10 @@ def record(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
     commit when the run ends) or ``"none"`` (the same, without a forced sync).
     ``entry`` (``"module:attribute"``) tells ``pinrun resume`` where the flow
     is defined; by default it is looked up in the first step's module.
+    ``replaces``: an earlier run this one re-records as a new baseline
+    (``pinrun accept``); where a step asks its context for what that run's
+    step did (the same effect with the same arguments, the clock...), the
+    recorded answer is reused instead of calling the world again.
 
     Raises :class:`~pinrun.flows.MissingInputError` or
     :class:`~pinrun.flows.FingerprintError` before anything is written, and
@@ -94,7 +99,15 @@ def record(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
                                        entries_out=recorder.entries)
     recorder.run = RunRecord(id=run_id, flow=flow.name, status="running", inputs=inputs_digest,
                              state=inputs_digest, flow_pin=stored.flow, env=stored.env,
-                             entry=where)
+                             entry=where, replaces=replaces.id if replaces else None)
+    if replaces is not None:
+        earlier = {step.name: step.events for step in replaces.steps}  # final attempts
+
+        def reuse(item: Step) -> RecordingLog:
+            events = store.get_value(earlier[item.name]) if item.name in earlier else []
+            return ReuseLog(actual_world, [Event.from_value(e) for e in events])
+
+        recorder.log_for = reuse
     recorder.step_pins = stored.steps
     return recorder.execute()
 
@@ -142,6 +155,8 @@ class Recorder:
         self.attempts: dict[str, int] = {}
         #: The base of the level being run, when it has siblings (recorded for resume).
         self.level: LevelBase | None = None
+        #: Each step's context log (None: a fresh recording log).
+        self.log_for: Callable[[Step], RecordingLog] | None = None
 
     def writer(self) -> WriteBatch:
         """The batch being filled for the next commit (one per step, or the run's only one)."""
@@ -189,9 +204,9 @@ class Recorder:
         self.level = base if siblings else None
         failure: Outcome | None = None
         world = self.world
+        log_for = self.log_for or (lambda _: RecordingLog(world))
         for outcome in run_level(self.flow, todo, base.state, base.encoded,
-                                 log_for=lambda _: RecordingLog(world), world=world,
-                                 run_id=self.run.id):
+                                 log_for=log_for, world=world, run_id=self.run.id):
             if outcome.error is None:
                 check_outputs(self.flow, self.state, outcome, base.written)
             self._record_step(outcome, base.entries)

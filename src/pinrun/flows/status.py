@@ -39,6 +39,7 @@ __all__ = [
     "compare_code",
     "flow_under_policy",
     "load_pinned_flow",
+    "source_diff",
 ]
 
 CodePolicy = Literal["disabled", "warn", "strict", "artifact"]
@@ -119,7 +120,7 @@ def compare_code(store: Store, pinned_flow: Digest, flow: Flow,
             continue
         old_sources = {code["module"]: code for code in
                        (store.get_object(d, Kind.CODE) for d in before["code"])}
-        diff = _diff(old_sources, now.sources)
+        diff = source_diff(old_sources, now.sources)
         state: StepState = "changed"
         if _identity(before) == _identity(now.value):
             state = "same" if not diff else "formatting"
@@ -153,7 +154,9 @@ def _identity(step_value: Mapping[str, Any]) -> str:
     return str(step_value.get("fingerprint"))
 
 
-def _diff(old: Mapping[str, Mapping[str, str]], new: Mapping[str, Mapping[str, str]]) -> str:
+def source_diff(old: Mapping[str, Mapping[str, str]], new: Mapping[str, Mapping[str, str]],
+                labels: tuple[str, str] = ("pinned", "disk")) -> str:
+    """A unified diff of two sets of module sources (module name -> code value)."""
     chunks: list[str] = []
     for module in sorted(set(old) | set(new)):
         before = old[module]["source"] if module in old else ""
@@ -163,7 +166,7 @@ def _diff(old: Mapping[str, Mapping[str, str]], new: Mapping[str, Mapping[str, s
         path = (new.get(module) or old[module])["path"]
         chunks.extend(difflib.unified_diff(
             before.splitlines(keepends=True), after.splitlines(keepends=True),
-            fromfile=f"pinned/{path}", tofile=f"disk/{path}"))
+            fromfile=f"{labels[0]}/{path}", tofile=f"{labels[1]}/{path}"))
     return "".join(line if line.endswith("\n") else line + "\n" for line in chunks)
 
 

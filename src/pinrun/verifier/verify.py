@@ -26,6 +26,7 @@ from pinrun.engine.records import RUN_REF_PREFIX, load_run
 from pinrun.errors import InputError, PinrunError, StoreError
 from pinrun.guards import GuardMode
 from pinrun.processes import current_hash_seed, worker_pool
+from pinrun.verifier.accept import REPLACED_PREFIX
 from pinrun.verifier.replayer import CodeSource, replay
 
 __all__ = ["Selection", "parse_shard", "run_verification", "select_runs"]
@@ -69,7 +70,10 @@ def select_runs(store: Store, selection: Selection) -> list[str]:
             raise InputError(f"no run is tagged {selection.tag!r} (pinrun run --tag NAME)")
         ids = [store.get_object(target, Kind.RUN)["id"]]
     else:
-        ids = [name[len(RUN_REF_PREFIX):] for name in store.refs(RUN_REF_PREFIX)]
+        # A run replaced by `pinrun accept` is not the baseline any more.
+        replaced = {name[len(REPLACED_PREFIX):] for name in store.refs(REPLACED_PREFIX)}
+        ids = [run_id for name in store.refs(RUN_REF_PREFIX)
+               if (run_id := name[len(RUN_REF_PREFIX):]) not in replaced]
     if selection.since is not None:
         ids = [run_id for run_id in ids if run_id >= selection.since]
     if selection.flow is not None:
