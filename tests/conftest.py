@@ -10,6 +10,8 @@ import pytest
 from pinrun.artifacts.store import Store
 from tests.helpers import Project
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture
 def store_path(tmp_path: Path) -> Path:

@@ -1,0 +1,97 @@
+"""pytest plugin: every recorded run is a test that replays it against the code on disk.
+
+::
+
+    pytest --pinrun                       # the store found from the working folder
+    pytest --pinrun --pinrun-store .pinrun --pinrun-flow pricing
+
+Each run becomes one test item, ``pinrun::<flow>/<run id>``, which replays
+the run (the code on disk by default) and fails with the replay's
+explanation (the first divergence, its diff and causes) when it does not
+reproduce. Without ``--pinrun`` the plugin adds nothing; it is registered by
+the ``pytest11`` entry point when pinrun is installed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+__all__ = ["PinrunDivergence", "RunItem"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--pinrun``, ``--pinrun-store``, ``--pinrun-flow`` and ``--pinrun-code``."""
+    group = parser.getgroup("pinrun", "replay recorded pinrun runs as tests")
+    group.addoption("--pinrun", action="store_true",
+                    help="Replay every recorded run, one test per run.")
+    group.addoption("--pinrun-store", metavar="PATH",
+                    help="The store (default: $PINRUN_STORE, else .pinrun/ found upward).")
+    group.addoption("--pinrun-flow", metavar="NAME", help="Only the runs of this flow.")
+    group.addoption("--pinrun-code", choices=["workdir", "pinned"], default="workdir",
+                    help="The code to replay with (default: workdir, the code on disk).")
+
+
+class PinrunDivergence(Exception):  # noqa: N818 - a test failure, named as pytest shows it
+    """A run did not reproduce; the message is the replay's explanation."""
+
+
+class RunItem(pytest.Item):
+    """One recorded run, replayed as a test."""
+
+    def __init__(self, *, run_id: str, store_path: str, code: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.run_id = run_id
+        self.store_path = store_path
+        self.code = code
+
+    def runtest(self) -> None:
+        """Replay the run; fail with the explanation unless it reproduced."""
+        from pinrun.artifacts.store import open_store
+        from pinrun.verifier.replayer import replay
+
+        with open_store(self.store_path) as store:
+            report = replay(self.run_id, store=store, code=self.code)  # type: ignore[arg-type]
+        if not report.reproduced:
+            raise PinrunDivergence(report.explain())
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str:
+        """The replay's explanation, rather than a traceback into pinrun."""
+        if isinstance(excinfo.value, PinrunDivergence):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo, style=style))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        """Where the test comes from: the store, and the run."""
+        return Path(self.store_path), None, f"pinrun run {self.run_id}"
+
+
+class _Runs(pytest.Collector):
+    """The parent of the run items (they are added at collection's end)."""
+
+    def collect(self) -> list[pytest.Item]:
+        return []
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k and -m deselect: run items can be selected too
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    """Add one item per selected run."""
+    if not config.getoption("pinrun"):
+        return
+    from pinrun.artifacts.store import open_store
+    from pinrun.engine.records import load_run
+    from pinrun.verifier.verify import Selection, select_runs
+
+    with open_store(config.getoption("pinrun_store")) as store:
+        ids = select_runs(store, Selection(flow=config.getoption("pinrun_flow")))
+        runs = [(run_id, load_run(store, run_id).flow) for run_id in ids]
+        store_path = str(store.path)
+    parent = _Runs.from_parent(session, name="pinrun")
+    code = config.getoption("pinrun_code")
+    items.extend(RunItem.from_parent(parent, name=f"{flow}/{run_id}", run_id=run_id,
+                                     store_path=store_path, code=code)
+                 for run_id, flow in sorted(runs, key=lambda pair: (pair[1], pair[0])))
