@@ -135,3 +135,19 @@ def test_github_actions_annotations(corpus: tuple[CliRunner, list[str], str],
     line = next(line for line in result.output.splitlines() if line.startswith("::error"))
     assert "flows.py,line=" in line
     assert bad in line
+
+
+def test_verify_shards_on_the_command_line(corpus: tuple[CliRunner, list[str], str],
+                                           tmp_path: Path) -> None:
+    """Two machines of a 2-way matrix verify disjoint halves that add up to the corpus."""
+    runner, good, bad = corpus
+    seen: list[str] = []
+    for index in (1, 2):
+        out = tmp_path / f"shard{index}.json"
+        result = runner.invoke(cli, ["verify", "--shard", f"{index}/2", "--json", str(out)],
+                               catch_exceptions=False)
+        shard = [report["run"] for report in json.loads(out.read_text())]
+        assert result.exit_code == (1 if bad in shard else 0), result.output
+        seen += shard
+    assert sorted(seen) == sorted([*good, bad])
+    assert "--shard '3/2'" in invoke(runner, "verify", "--shard", "3/2", code=2).stderr
