@@ -1,0 +1,200 @@
+"""Write batches: objects and ref changes queued, then committed in one transaction.
+
+Everything is encoded, hashed and compressed before the transaction starts;
+the transaction only copies bytes, which keeps the write lock short. Objects
+the store already holds are set aside and never rewritten.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from pinrun.artifacts import codec, trees
+from pinrun.artifacts.dictionary import (
+    DICTIONARY_MAX_PAYLOAD,
+    DICTIONARY_MIN_PAYLOAD,
+    TRAINING_SAMPLES,
+    train_dictionary,
+)
+from pinrun.artifacts.digest import Digest, Kind, compute_digest
+from pinrun.artifacts.objects import EncodedObject, build_records
+from pinrun.artifacts.refs import ANY, RefExpectation, check_expected, validate_ref_name
+from pinrun.errors import MissingObjectError
+
+if TYPE_CHECKING:
+    from pinrun.artifacts.store import Store
+
+__all__ = ["DICTIONARY_REF", "WriteBatch", "commit_batch", "read_counter"]
+
+#: The ref naming the compression dictionary new small objects use.
+DICTIONARY_REF: Final = "pinrun/zstd-dictionary"
+_COUNTER: Final = struct.Struct("<Q")
+_OFFERED_OBJECTS: Final = b"stats.offered_objects"
+_OFFERED_BYTES: Final = b"stats.offered_raw_bytes"
+
+
+class WriteBatch:
+    """Objects and ref updates that commit together in one transaction.
+
+    Payloads are hashed as they are added (so their digests are known at
+    once) and compressed only at :meth:`commit`, after the objects the store
+    already holds are set aside: a re-stored snapshot costs no compression.
+    Adding the same object twice stores it once; objects already in the store
+    are never rewritten.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._pending: dict[Digest, tuple[Kind, bytes]] = {}
+        self._prebuilt: dict[Digest, EncodedObject] = {}
+        self._refs: list[tuple[str, Digest | None, RefExpectation]] = []
+        self._offered_objects = 0
+        self._offered_bytes = 0
+        self.committed = False
+        #: After commit: how many objects were new to the store.
+        self.new_objects = 0
+
+    def put(self, kind: Kind, payload: bytes, digest: Digest | None = None) -> Digest:
+        """Queue a payload of the given kind (already canonical bytes); returns its digest.
+
+        ``digest``: the payload's digest when the caller computed it before
+        (pinned code is put at every run); it must be ``compute_digest(kind, payload)``.
+        """
+        if digest is None:
+            digest = compute_digest(kind, payload)
+        self._offered_objects += 1
+        self._offered_bytes += len(payload)
+        if digest not in self._pending:
+            self._pending[digest] = (kind, payload)
+        return digest
+
+    def add(self, obj: EncodedObject) -> Digest:
+        """Queue an already-built record (as read from a bundle); returns its digest."""
+        self._offered_objects += 1
+        self._offered_bytes += obj.raw_size
+        self._prebuilt.setdefault(obj.digest, obj)
+        return obj.digest
+
+    def put_value(self, value: Any, *, root: str = "value") -> Digest:
+        """Queue one canonically encoded value."""
+        return self.put(Kind.VALUE, codec.encode(value, root=root))
+
+    def put_blob(self, data: bytes) -> Digest:
+        """Queue raw bytes (chunked into a tree when large)."""
+        return trees.store_blob(self, data)
+
+    def put_snapshot(self, state: Mapping[str, Any], *, root: str = "state",
+                     payloads: Mapping[str, bytes] | None = None,
+                     entries_out: dict[str, Digest] | None = None) -> Digest:
+        """Queue a state as a Merkle tree of its keys; returns the tree digest.
+
+        ``payloads``: canonical encodings of values the caller already made
+        (``codec.encode(state[key])``), which are then not encoded again.
+        ``entries_out`` receives the digest of each key's entry.
+        """
+        return trees.store_snapshot(self, state, root=root, payloads=payloads,
+                                    entries_out=entries_out)
+
+    def put_entries(self, entries: Mapping[str, Digest]) -> Digest:
+        """Queue the tree of a snapshot whose entries are already stored (or queued)."""
+        return trees.store_entries(self, entries)
+
+    def set_ref(self, name: str, digest: Digest, *, expected: RefExpectation = ANY) -> None:
+        """Point ``name`` at ``digest`` on commit, if the ref still equals ``expected``.
+
+        ``expected=None`` means the ref must not exist yet; the default accepts
+        any current value. A mismatch raises :class:`~pinrun.errors.RefConflictError`
+        at commit and nothing in the batch is written.
+        """
+        self._refs.append((validate_ref_name(name), digest, expected))
+
+    def delete_ref(self, name: str, *, expected: RefExpectation = ANY) -> None:
+        """Remove ``name`` on commit, if it still equals ``expected``."""
+        self._refs.append((validate_ref_name(name), None, expected))
+
+    def commit(self) -> int:
+        """Write everything in one transaction; returns the number of new objects."""
+        if self.committed:
+            raise RuntimeError("this batch was already committed")
+        self.new_objects = commit_batch(self._store, self)
+        self.committed = True
+        return self.new_objects
+
+
+
+def commit_batch(store: Store, batch: WriteBatch) -> int:
+    """Write a batch in one transaction (see :meth:`WriteBatch.commit`); new objects."""
+    env = store.environment
+    objects_db, refs_db, meta_db = (env.dbs[n] for n in ("objects", "refs", "meta"))
+    pending = batch._pending
+    # Set aside what is already stored, then compress the rest: all before
+    # the write transaction, which only copies bytes.
+    with env.read() as txn:
+        stored = [d for d in pending if txn.get(d.raw, db=objects_db) is not None]
+    stored_set = set(stored)
+    new_items = [(d.raw, kind, payload) for d, (kind, payload) in pending.items()
+                 if d not in stored_set]
+    dictionary = store.current_dictionary()
+    trained = dictionary is None and _worth_training(new_items)
+    if trained:
+        dictionary = train_dictionary(_training_samples(p for _, _, p in new_items))
+    records = build_records(new_items, dictionary)
+    records += [(obj.digest.raw, obj.record) for obj in batch._prebuilt.values()]
+    refs = batch._refs
+
+    def operation(txn: Any) -> int:
+        # Check every ref first, so a conflict writes nothing at all.
+        for name, target, expected in refs:
+            current_raw = txn.get(name.encode(), db=refs_db)
+            check_expected(name, expected, Digest(current_raw) if current_raw else None)
+            if target is not None and target not in pending \
+                    and target not in batch._prebuilt \
+                    and txn.get(target.raw, db=objects_db) is None:
+                raise MissingObjectError(target, referenced_by=f"ref {name!r}")
+        # An object seen as stored may have been collected since: write it now.
+        vanished = [d for d in stored if txn.get(d.raw, db=objects_db) is None]
+        extra = build_records([(d.raw, *pending[d]) for d in vanished], dictionary)
+        if dictionary is not None and txn.get(dictionary.digest.raw, db=objects_db) is None:
+            # The records name their dictionary: it is written with them.
+            extra += build_records([(dictionary.digest.raw, Kind.BLOB, dictionary.data)])
+        if trained and txn.get(DICTIONARY_REF.encode(), db=refs_db) is None:
+            assert dictionary is not None
+            txn.put(DICTIONARY_REF.encode(), dictionary.digest.raw, db=refs_db)
+            _add_counter(txn, meta_db, _OFFERED_OBJECTS, 1)  # it is stored: count it
+            _add_counter(txn, meta_db, _OFFERED_BYTES, len(dictionary.data))
+        _, added = txn.cursor(db=objects_db).putmulti(records + extra, overwrite=False)
+        for name, target, _ in refs:
+            if target is None:
+                txn.delete(name.encode(), db=refs_db)
+            else:
+                txn.put(name.encode(), target.raw, db=refs_db)
+        if batch._offered_objects:
+            _add_counter(txn, meta_db, _OFFERED_OBJECTS, batch._offered_objects)
+            _add_counter(txn, meta_db, _OFFERED_BYTES, batch._offered_bytes)
+        return int(added)
+
+    return env.write(operation)
+
+
+def _worth_training(items: list[tuple[bytes, Kind, bytes]]) -> bool:
+    """A batch with enough small payloads to learn a dictionary from."""
+    small = sum(1 for _, _, p in items
+                if DICTIONARY_MIN_PAYLOAD <= len(p) <= DICTIONARY_MAX_PAYLOAD)
+    return small >= TRAINING_SAMPLES
+
+
+def _training_samples(payloads: Iterator[bytes]) -> list[bytes]:
+    small = [p for p in payloads if DICTIONARY_MIN_PAYLOAD <= len(p) <= DICTIONARY_MAX_PAYLOAD]
+    step = max(1, len(small) // TRAINING_SAMPLES)
+    return small[::step][:TRAINING_SAMPLES]
+
+
+def read_counter(txn: Any, db: Any, key: bytes) -> int:
+    raw = txn.get(key, db=db)
+    return int(_COUNTER.unpack(raw)[0]) if raw else 0
+
+
+def _add_counter(txn: Any, db: Any, key: bytes, amount: int) -> None:
+    txn.put(key, _COUNTER.pack(read_counter(txn, db, key) + amount), db=db)
