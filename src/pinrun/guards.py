@@ -1,8 +1,8 @@
 """Guards: catch a step reaching for time, chance or the outside world around its context.
 
 While guards are up, the clock, randomness, uuid and environment functions
-of ``time``, ``datetime``, ``random``, ``secrets``, ``uuid`` and ``os`` are
-guarded stand-ins, and so are the names the project's modules imported from
+of ``time``, ``random``, ``secrets``, ``uuid`` and ``os`` are guarded
+stand-ins, and so are the names the project's modules imported from
 them (``from time import time``). A stand-in notes a call made directly by
 the project's code, with its file and line, then makes the real call
 (``warn``) or raises :class:`NondeterminismError` (``strict``). Calls made by
@@ -11,18 +11,23 @@ noted. Sockets and subprocesses are caught by an audit hook, wherever the
 call comes from. Only a step being guarded is watched (a context variable
 says which). Everything is put back when the guards end.
 
+``datetime.now()`` is not guarded: its class is built into Python and can
+only be stood in for by another class, and that changes what ``type(x) is
+datetime`` says in the step, so a guard would make the code it watches
+behave otherwise. A step that reads it diverges, with its output diff.
+
 This module and :mod:`pinrun.world` are the only ones that touch these
 modules; the engine and the verifier never do (a test enforces it).
 """
 
 from __future__ import annotations
 
-import datetime
 import os
 import random
 import secrets
 import sys
 import sysconfig
+import threading
 import time
 import types
 import uuid
@@ -85,7 +90,7 @@ def _direct_caller(watch: _Watch) -> types.FrameType | None:
     """The frame that called the stand-in, when it is the project's code."""
     frame: types.FrameType | None = sys._getframe(3)  # _note, the stand-in, its caller
     while frame is not None and frame.f_code.co_filename == __file__:
-        frame = frame.f_back  # a classmethod stand-in (datetime.now) adds a frame here
+        frame = frame.f_back  # any frame of this module between the stand-in and its caller
     return frame if frame is not None and frame.f_code.co_filename in watch.files else None
 
 
@@ -127,55 +132,6 @@ def _guarded(function: Callable[..., Any], kind: str, call: str) -> Callable[...
     guard.__qualname__ = getattr(function, "__qualname__", guard.__name__)
     guard.__wrapped__ = function  # type: ignore[attr-defined]
     return guard
-
-
-class _DatetimeMeta(type):
-    """Instances of the real class count as instances of the guarded one."""
-
-    def __instancecheck__(cls, instance: object) -> bool:
-        return isinstance(instance, cls.__mro__[1])
-
-    def __subclasscheck__(cls, subclass: type) -> bool:
-        return issubclass(subclass, cls.__mro__[1])
-
-
-# The real classes, kept before any guard replaces the module's attributes.
-_REAL_DATETIME = datetime.datetime
-_REAL_DATE = datetime.date
-
-
-class _GuardedDatetime(datetime.datetime, metaclass=_DatetimeMeta):
-    """``datetime.datetime`` whose clock reads are noted; it builds real datetimes."""
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:  # a real datetime, not this class
-        return _REAL_DATETIME(*args, **kwargs)
-
-    @classmethod
-    def now(cls, tz: datetime.tzinfo | None = None) -> Any:
-        _note("clock", "datetime.now()")
-        return _REAL_DATETIME.now(tz)
-
-    @classmethod
-    def utcnow(cls) -> Any:
-        _note("clock", "datetime.utcnow()")
-        return _REAL_DATETIME.now(datetime.UTC).replace(tzinfo=None)
-
-    @classmethod
-    def today(cls) -> Any:
-        _note("clock", "datetime.today()")
-        return _REAL_DATETIME.now()
-
-
-class _GuardedDate(datetime.date, metaclass=_DatetimeMeta):
-    """``datetime.date`` whose ``today()`` is noted; it builds real dates."""
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:  # a real date, not this class
-        return _REAL_DATE(*args, **kwargs)
-
-    @classmethod
-    def today(cls) -> Any:
-        _note("clock", "date.today()")
-        return _REAL_DATETIME.now().date()
 
 
 class _GuardedEnviron(MutableMapping[str, str]):
@@ -235,8 +191,6 @@ def _stand_ins() -> list[tuple[types.ModuleType, str, Any, Any]]:
             _guarded(getattr(module, name), kind, f"{module.__name__}.{name}()"))
            for module, name, kind in _FUNCTIONS]
     out.append((os, "environ", os.environ, _GuardedEnviron(os.environ)))
-    out.append((datetime, "datetime", _REAL_DATETIME, _GuardedDatetime))
-    out.append((datetime, "date", _REAL_DATE, _GuardedDate))
     return out
 
 
@@ -246,7 +200,18 @@ _AUDITED = {"socket.connect": ("network", "socket.connect()"),
             "os.system": ("subprocess", "os.system()"),
             "os.posix_spawn": ("subprocess", "os.posix_spawn()"),
             "os.exec": ("subprocess", "os.exec*()")}
-_HOOK: dict[str, bool] = {"installed": False}
+class _Shared:
+    """What every Guards in the process shares: the patches, and who still needs them."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.depth = 0
+        self.hook_installed = False
+        self.stand_ins: list[tuple[types.ModuleType, str, Any, Any]] = []
+        self.patched: list[tuple[dict[str, Any], str, Any]] = []
+
+
+_SHARED = _Shared()
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
@@ -269,18 +234,23 @@ class Guards:
         self.files = frozenset(f for module in modules
                                if isinstance(f := getattr(module, "__file__", None), str))
         self._swapped: list[tuple[dict[str, Any], str, Any]] = []
+        self._before: set[str] = set()
 
     def __enter__(self) -> Guards:
         if self.mode == "off":
             return self
-        if not _HOOK["installed"]:  # an audit hook cannot be removed: one, idle unless watched
-            sys.addaudithook(_audit)
-            _HOOK["installed"] = True
-        guarded = _stand_ins()
-        by_real = {id(real): stand_in for _, _, real, stand_in in guarded}
-        for module, name, real, stand_in in guarded:
-            self._swapped.append((vars(module), name, real))
-            setattr(module, name, stand_in)
+        with _SHARED.lock:
+            if not _SHARED.hook_installed:  # a hook cannot be removed: one, idle unless watched
+                sys.addaudithook(_audit)
+                _SHARED.hook_installed = True
+            # Guards may overlap (replays in threads): the first patches, the last restores.
+            if _SHARED.depth == 0:
+                _SHARED.stand_ins = _stand_ins()
+                for module, name, real, stand_in in _SHARED.stand_ins:
+                    _SHARED.patched.append((vars(module), name, real))
+                    setattr(module, name, stand_in)
+            _SHARED.depth += 1
+            by_real = {id(real): stand_in for _, _, real, stand_in in _SHARED.stand_ins}
         for module in self.modules:  # names the project imported: from time import time
             namespace = vars(module)
             for name, value in list(namespace.items()):
@@ -288,12 +258,33 @@ class Guards:
                 if stand_in is not None and not name.startswith("__"):
                     self._swapped.append((namespace, name, value))
                     namespace[name] = stand_in
+        self._before = set(sys.modules)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        if self.mode == "off":
+            return
         for namespace, name, value in reversed(self._swapped):
             namespace[name] = value
         self._swapped.clear()
+        with _SHARED.lock:
+            real_of = {id(stand_in): real for _, _, real, stand_in in _SHARED.stand_ins}
+            # A module first imported while guarded took stand-ins by name: give it the real.
+            for module_name in set(sys.modules) - self._before:
+                module = sys.modules.get(module_name)
+                namespace = getattr(module, "__dict__", None)
+                if not isinstance(namespace, dict):
+                    continue
+                for name, value in list(namespace.items()):
+                    real = real_of.get(id(value))
+                    if real is not None:
+                        namespace[name] = real
+            _SHARED.depth -= 1
+            if _SHARED.depth == 0:
+                for namespace, name, value in reversed(_SHARED.patched):
+                    namespace[name] = value
+                _SHARED.patched.clear()
+                _SHARED.stand_ins = []
 
     @contextmanager
     def step(self) -> Iterator[list[GuardedCall]]:

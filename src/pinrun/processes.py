@@ -9,30 +9,33 @@ seed in their environment.
 
 from __future__ import annotations
 
+import concurrent.futures
 import multiprocessing
-import multiprocessing.pool
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["current_hash_seed", "replay_in_subprocess", "worker_pool"]
+__all__ = ["replay_in_subprocess", "worker_pool"]
 
 
-def current_hash_seed() -> str | None:
-    """This process's ``PYTHONHASHSEED``, when it is a fixed seed."""
-    seed = os.environ.get("PYTHONHASHSEED")
-    return None if seed in (None, "", "random") else seed
-
-
+@contextmanager
 def worker_pool(processes: int, hash_seed: str | None, initializer: Callable[..., None],
-                initargs: tuple[Any, ...]) -> multiprocessing.pool.Pool:
-    """A pool of ``processes`` fresh interpreters running under ``hash_seed``."""
-    context = multiprocessing.get_context("spawn")
+                initargs: tuple[Any, ...]) -> Iterator[concurrent.futures.ProcessPoolExecutor]:
+    """A pool of ``processes`` fresh interpreters running under ``hash_seed``.
+
+    The seed stays in this process's environment while the pool lives, since
+    a pool may start (or restart) its processes at any time. A process that
+    dies breaks the pool: its futures raise ``BrokenProcessPool``.
+    """
     saved = os.environ.get("PYTHONHASHSEED")
     if hash_seed is not None:
         os.environ["PYTHONHASHSEED"] = hash_seed
-    try:  # a Pool starts all its processes now, while the seed is set
-        return context.Pool(processes, initializer=initializer, initargs=initargs)
+    try:
+        with concurrent.futures.ProcessPoolExecutor(
+                processes, mp_context=multiprocessing.get_context("spawn"),
+                initializer=initializer, initargs=initargs) as pool:
+            yield pool
     finally:
         if saved is None:
             os.environ.pop("PYTHONHASHSEED", None)

@@ -48,14 +48,23 @@ class RunItem(pytest.Item):
         self.code = code
 
     def runtest(self) -> None:
-        """Replay the run; fail with the explanation unless it reproduced."""
+        """Replay the run in a fresh process under its recorded hash seed; fail unless it
+        reproduced (a process of its own: pytest's seed and modules are not the run's)."""
+        from pinrun.artifacts.digest import Kind
         from pinrun.artifacts.store import open_store
-        from pinrun.verifier.replayer import replay
+        from pinrun.engine.records import load_run
+        from pinrun.processes import replay_in_subprocess
 
         with open_store(self.store_path) as store:
-            report = replay(self.run_id, store=store, code=self.code)  # type: ignore[arg-type]
-        if not report.reproduced:
-            raise PinrunDivergence(report.explain())
+            run = load_run(store, self.run_id)
+            env = store.get_object(run.env, Kind.ENV) if run.env is not None else {}
+        seed = env.get("hash_seed")
+        result = replay_in_subprocess(
+            self.store_path, self.run_id, code=self.code, guards="warn",
+            environment={"PYTHONHASHSEED": seed} if isinstance(seed, str) else {})
+        if result["verdict"] != "reproduced":
+            raise PinrunDivergence(result.get("explanation") or result.get("error") or
+                                   result["verdict"])
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str:
@@ -84,12 +93,16 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     from pinrun.artifacts.store import open_store
     from pinrun.engine.records import load_run
+    from pinrun.errors import PinrunError
     from pinrun.verifier.verify import Selection, select_runs
 
-    with open_store(config.getoption("pinrun_store")) as store:
-        ids = select_runs(store, Selection(flow=config.getoption("pinrun_flow")))
-        runs = [(run_id, load_run(store, run_id).flow) for run_id in ids]
-        store_path = str(store.path)
+    try:
+        with open_store(config.getoption("pinrun_store")) as store:
+            ids = select_runs(store, Selection(flow=config.getoption("pinrun_flow")))
+            runs = [(run_id, load_run(store, run_id).flow) for run_id in ids]
+            store_path = str(store.path)
+    except PinrunError as exc:
+        raise pytest.UsageError(f"--pinrun: {exc}") from None
     parent = _Runs.from_parent(session, name="pinrun")
     code = config.getoption("pinrun_code")
     items.extend(RunItem.from_parent(parent, name=f"{flow}/{run_id}", run_id=run_id,

@@ -138,6 +138,8 @@ def test_replay_stops_in_pdb_at_a_step(runner: CliRunner, project: Project) -> N
     assert "reproduced" in done.stdout
     bad = invoke(runner, "replay", run_id, "--pdb", code=2)
     assert "--step NAME" in bad.stderr
+    unknown = invoke(runner, "replay", run_id, "--step", "nope", "--pdb", code=2)
+    assert "no recorded step 'nope'" in unknown.stderr
 
 
 def test_replay_perturb_and_repeat_options(runner: CliRunner, project: Project) -> None:

@@ -151,3 +151,57 @@ def test_verify_shards_on_the_command_line(corpus: tuple[CliRunner, list[str], s
         seen += shard
     assert sorted(seen) == sorted([*good, bad])
     assert "--shard '3/2'" in invoke(runner, "verify", "--shard", "3/2", code=2).stderr
+
+
+HOSTILE = """
+import os
+import pinrun
+
+
+@pinrun.step
+def vanish(n: int) -> dict:
+    if os.environ.get("PINRUN_TEST_VANISH"):
+        os._exit(0)
+    return {"n": n}
+
+
+vanishing = pinrun.Flow("vanishing", [vanish])
+
+
+@pinrun.step
+def shout(n: int) -> dict:
+    if os.environ.get("PINRUN_TEST_SHOUT"):
+        raise ValueError("\\x1b[31m bad \\x00 bytes")
+    return {"n": n}
+
+
+shouting = pinrun.Flow("shouting", [shout])
+"""
+
+
+def test_a_worker_that_dies_is_an_error_not_a_pass(
+        corpus: tuple[CliRunner, list[str], str], project: Project,
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A step that ends its process: that run is an error, exit 1, XML still written."""
+    runner, _, _ = corpus
+    project.write("hostile", HOSTILE)
+    with Store.open(project.root / ".pinrun") as store:
+        vanished = record(project.load("hostile", "vanishing"), {"n": 1}, store=store).id
+        shouted = record(project.load("hostile", "shouting"), {"n": 1}, store=store).id
+    monkeypatch.setenv("PINRUN_TEST_VANISH", "1")
+    monkeypatch.setenv("PINRUN_TEST_SHOUT", "1")
+    junit = tmp_path / "out.xml"
+    result = invoke(runner, "verify", vanished, shouted, "--junit-xml", str(junit), code=1)
+    assert "a worker process died" in " ".join(result.output.split())
+    suite = ElementTree.parse(junit).getroot()  # well-formed despite the control characters
+    assert (suite.get("failures"), suite.get("errors")) == ("1", "1")
+
+
+def test_verify_refuses_a_flow_name_that_matches_nothing(
+        corpus: tuple[CliRunner, list[str], str], tmp_path: Path) -> None:
+    """A typo in --flow is bad input (exit 2), not an empty pass; so is a missing folder."""
+    runner, _, _ = corpus
+    assert "flows with runs: clocked, orders" in invoke(
+        runner, "verify", "--flow", "ordres", code=2).stderr
+    assert "create it first" in invoke(
+        runner, "verify", "--junit-xml", str(tmp_path / "no" / "x.xml"), code=2).stderr

@@ -75,7 +75,7 @@ def ensure_hash_seed(argv: Sequence[str]) -> None:
     if os.environ.pop("PINRUN_HASH_SEED_SET", None):
         return  # this process is the re-executed one; its children start afresh
     command, arguments = _command(argv)
-    if command not in ("run", "resume", "replay"):
+    if command not in ("run", "accept", "resume", "replay"):
         return
     if command in ("resume", "replay"):
         seed = _recorded_seed(argv, arguments)

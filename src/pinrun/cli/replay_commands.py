@@ -68,12 +68,14 @@ def replay_command(store: Store, run_id: str, code: str, guards: str, repeat: in
     Exit code 0 reproduced, 1 diverged (or could not replay), 3 store error.
     """
     from pinrun.errors import InputError
+    from pinrun.verifier.perturb import check_kinds
     from pinrun.verifier.perturb import perturb as run_perturbations
     from pinrun.verifier.replayer import replay
 
     if use_pdb != (debug_step is not None):
         raise InputError("--pdb and --step NAME go together: pinrun replay RUN --step NAME --pdb")
     kinds = [kind.strip() for kind in perturb.split(",") if kind.strip()] if perturb else []
+    check_kinds(kinds)  # before the replay, not after it
     report = replay(run_id, store=store, code=cast("CodeSource", code),
                     guards=cast("GuardMode", guards), repeat=repeat, debug_step=debug_step)
     variations = run_perturbations(store, report.run_id, kinds, code=code, guards=guards) \
@@ -83,12 +85,12 @@ def replay_command(store: Store, run_id: str, code: str, guards: str, repeat: in
                     "perturbations": [v.as_value() for v in variations]})
     else:
         _print(report)
-        _print_perturbations(variations)
-    if not report.reproduced or any(v.verdict != "reproduced" for v in variations):
+        _print_perturbations(variations, report.verdict)
+    if not report.reproduced or any(v.verdict != report.verdict for v in variations):
         sys.exit(EXIT_DIVERGED)
 
 
-def _print_perturbations(variations: list[Perturbation]) -> None:
+def _print_perturbations(variations: list[Perturbation], plain: str) -> None:
     if not variations:
         return
     from rich.table import Table
@@ -101,7 +103,8 @@ def _print_perturbations(variations: list[Perturbation]) -> None:
             variation.first_divergence or "-")
     out = console()
     out.print(table)
-    changed = [v.kind for v in variations if v.verdict != "reproduced"]
+    # What a variation changed is measured against the plain replay's outcome.
+    changed = [v.kind for v in variations if v.verdict != plain]
     if changed:
         out.print(Text(f"the outcome depends on: {', '.join(changed)} (a hidden input the "
                        "recording does not pin)", style="bold red"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -67,12 +68,17 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
       pinrun verify --shard 2/4 --since 30d      # one machine of a 4-way CI matrix
     """
     from pinrun.cli.inspect_commands import since_prefix
+    from pinrun.errors import InputError
     from pinrun.verifier.verify import Selection, parse_shard, run_verification, select_runs
 
     selection = Selection(
         run_ids=run_ids, flow=flow_name, tag=tag,
         since=since_prefix(since) if since is not None else None, sample=sample,
         shard=parse_shard(shard) if shard is not None else None)
+    if junit_xml and not Path(junit_xml).resolve().parent.is_dir():
+        raise InputError(f"--junit-xml {junit_xml}: its folder does not exist; create it first")
+    if json_file and json_file != "-" and not Path(json_file).resolve().parent.is_dir():
+        raise InputError(f"--json {json_file}: its folder does not exist; create it first")
     ids = select_runs(store, selection)
     if not ids:
         click.echo("no runs to verify: record some with `pinrun run MODULE:FLOW`"
@@ -139,6 +145,14 @@ def _first_problem(result: dict[str, Any]) -> str:
     return f"{text} ({cause['kind']}: {cause['message']})" if cause else text
 
 
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: object) -> str:
+    """Text XML 1.0 can hold: characters it forbids (escape codes, NUL) become '?'."""
+    return _NOT_XML.sub("?", str(text))
+
+
 def _write_junit(path: Path, results: list[dict[str, Any]]) -> None:
     """One test case per run, named by flow and run; a failure holds the explanation."""
     failures = sum(r["verdict"] == "diverged" for r in results)
@@ -150,11 +164,12 @@ def _write_junit(path: Path, results: list[dict[str, Any]]) -> None:
                                       name=result["run"])
         if result["verdict"] == "diverged":
             failure = ElementTree.SubElement(case, "failure",
-                                             message=_first_problem(result)[:500])
-            failure.text = result.get("explanation", "")
+                                             message=_xml_text(_first_problem(result)[:500]))
+            failure.text = _xml_text(result.get("explanation", ""))
         elif result["verdict"] == "error":
-            error = ElementTree.SubElement(case, "error", message=str(result["error"])[:500])
-            error.text = str(result.get("explanation", result["error"]))
+            error = ElementTree.SubElement(case, "error",
+                                           message=_xml_text(str(result["error"])[:500]))
+            error.text = _xml_text(result.get("explanation", result["error"]))
     path.write_bytes(ElementTree.tostring(suite, encoding="utf-8", xml_declaration=True))
 
 
@@ -167,10 +182,18 @@ def _annotate(results: list[dict[str, Any]]) -> None:
         for step in result.get("steps", []):
             cause = next((c for c in step["causes"] if c.get("file")), None)
             if step["status"] == "diverged" and cause is not None:
-                where = f" file={cause['file']},line={cause['line']}"
+                file = Path(cause["file"])
+                if file.is_absolute() and file.is_relative_to(Path.cwd()):
+                    file = file.relative_to(Path.cwd())  # GitHub wants repository paths
+                where = f" file={_escape(file.as_posix())},line={cause['line']}"
                 break
         message = f"pinrun: run {result['run']} {result['verdict']}: {_first_problem(result)}"
-        click.echo(f"::error{where}::{message.replace(chr(10), ' ')}")
+        click.echo(f"::error{where}::{_escape(message)}")
+
+
+def _escape(text: str) -> str:
+    """Escape a GitHub Actions workflow-command message."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 @click.command(name="accept")
@@ -204,9 +227,11 @@ def accept_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     out = console()
-    for accepted in accept(store, ids):
+    count = 0
+    for accepted in accept(store, ids):  # each printed as soon as it is recorded
         out.print(Text(f"{accepted.old} -> {accepted.new.id} ({accepted.new.status})"))
-    out.print(f"accepted {len(ids)} run(s) as the new baseline")
+        count += 1
+    out.print(f"accepted {count} run(s) as the new baseline")
 
 
 COMMANDS = (verify_command, accept_command)

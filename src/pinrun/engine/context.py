@@ -58,6 +58,8 @@ class Event:
     value: Any
     name: str | None = None
     arguments: str | None = None
+    #: An effect that raised: the exception's type (``module.Qualname``) and message.
+    error: tuple[str, str] | None = None
 
     def as_value(self) -> dict[str, Any]:
         """The canonical form stored in a run's step record."""
@@ -65,12 +67,50 @@ class Event:
         if self.name is not None:
             out["name"] = self.name
             out["arguments"] = self.arguments
+        if self.error is not None:
+            out["error"] = list(self.error)
         return out
 
     @classmethod
     def from_value(cls, data: dict[str, Any]) -> Event:
         """Rebuild an event stored by :meth:`as_value`."""
-        return cls(data["kind"], data["value"], data.get("name"), data.get("arguments"))
+        error = data.get("error")
+        return cls(data["kind"], data["value"], data.get("name"), data.get("arguments"),
+                   (error[0], error[1]) if error else None)
+
+    def answer(self) -> Any:
+        """The recorded answer, as a fresh copy; an effect that raised raises again."""
+        if self.error is not None:
+            raise _rebuilt_error(*self.error)
+        return codec.decode(codec.encode(self.value))
+
+
+class RecordedEffectError(PinrunError):
+    """An effect raised when recorded; its exception type could not be rebuilt on replay."""
+
+
+def _type_name(error: BaseException) -> str:
+    cls = type(error)
+    return cls.__qualname__ if cls.__module__ == "builtins" else \
+        f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _rebuilt_error(type_name: str, message: str) -> BaseException:
+    """The recorded exception again: its own type when it can be found and built."""
+    import builtins
+    import importlib
+
+    module_name, _, qualname = type_name.rpartition(".")
+    try:
+        owner: Any = importlib.import_module(module_name) if module_name else builtins
+        cls = owner
+        for part in qualname.split("."):
+            cls = getattr(cls, part)
+        if isinstance(cls, type) and issubclass(cls, Exception):
+            return cls(message)
+    except Exception:  # a type we cannot find or build: named in the message instead
+        pass
+    return RecordedEffectError(f"{type_name}: {message}")
 
 
 class ContextDivergenceError(PinrunError):
@@ -125,10 +165,17 @@ class RecordingLog:
         return value
 
     def effect(self, step: str, name: str, arguments: str, call: Callable[[], T]) -> T:
-        result = call()
-        codec.encode(result, root=f"the result of effect {name!r}")  # refuse it before storing
+        try:
+            result = call()
+        except Exception as exc:  # the outside world failed: that is an answer too
+            self.events.append(Event("effect", None, name, arguments,
+                                     (_type_name(exc), str(exc))))
+            raise
+        payload = codec.encode(result, root=f"the result of effect {name!r}")
+        # The step gets a copy: changing it must not change what was recorded.
         self.events.append(Event("effect", result, name, arguments))
-        return result
+        copy: T = codec.decode(payload)
+        return copy
 
 
 class ReuseLog(RecordingLog):
@@ -172,7 +219,7 @@ class ReuseLog(RecordingLog):
     def effect(self, step: str, name: str, arguments: str, call: Callable[[], T]) -> T:
         event = self._reuse("effect", name, arguments)
         if event is not None:
-            result: T = event.value
+            result: T = event.answer()
             return result
         return super().effect(step, name, arguments, call)
 
@@ -211,7 +258,7 @@ class ReplayLog:
         if event.name != name or event.arguments != arguments:
             self.position = index
             raise ContextDivergenceError(step, index, event, asked)
-        result: T = event.value  # the recorded result: `call` is never made
+        result: T = event.answer()  # the recorded result: `call` is never made
         return result
 
     @property

@@ -11,7 +11,6 @@ sources the run pinned, loaded from the store.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from pinrun.artifacts import codec
@@ -22,6 +21,7 @@ from pinrun.engine.records import RunRecord, load_run
 from pinrun.engine.run import Durability, LevelBase, Recorder, check_durability
 from pinrun.errors import InputError
 from pinrun.flows.flow import Flow
+from pinrun.flows.loader import project_on_path
 from pinrun.flows.pinning import PinnedStep, project_root_for
 from pinrun.flows.registry import put_pins
 from pinrun.flows.status import CodePolicy, check_policy, flow_under_policy, load_pinned_flow
@@ -56,12 +56,10 @@ def resume(run_id: str, *, store: Store, code_policy: CodePolicy = "warn",
             raise InputError(f"run {run.id} pins no flow (recorded by an older pinrun); "
                              "record it again")
         root = project_root if project_root is not None else project_root_for(store.path)
-        if str(root) not in sys.path:
-            sys.path.insert(0, str(root))  # the project's modules import as they did
         _, pinned_steps = load_pinned_flow(store, run.flow_pin)
-        with flow_under_policy(store, code_policy, run.flow_pin, entry=run.entry,
-                               project_root=root, flow=flow,
-                               what=f"the code run {run.id} pinned") as (chosen, pins):
+        with project_on_path(root), flow_under_policy(
+                store, code_policy, run.flow_pin, entry=run.entry, project_root=root,
+                flow=flow, what=f"the code run {run.id} pinned") as (chosen, pins):
             if [item.name for item in chosen.steps] != list(pinned_steps):
                 raise InputError(
                     f"flow {chosen.name!r} now has steps {[s.name for s in chosen.steps]}, "

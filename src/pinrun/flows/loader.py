@@ -30,7 +30,8 @@ from pinrun.artifacts.store import Store
 from pinrun.errors import InputError
 from pinrun.flows.flow import Flow
 
-__all__ = ["import_entry", "pinned_modules", "pinned_sources", "split_entry"]
+__all__ = ["import_entry", "pinned_modules", "pinned_sources", "project_on_path",
+           "split_entry"]
 
 #: A pinned module's code value: ``{"module", "path", "source"}``.
 CodeValue = dict[str, str]
@@ -65,6 +66,20 @@ def import_entry(entry: str) -> Flow:
         found = type(flow).__name__ if flow is not None else "nothing"
         raise InputError(f"{module_name}:{attribute} is {found}, not a pinrun.Flow")
     return flow
+
+
+@contextmanager
+def project_on_path(project_root: Path) -> Iterator[None]:
+    """The project folder on ``sys.path`` for the block (its modules import as they did)."""
+    entry = str(project_root)
+    added = entry not in sys.path
+    if added:
+        sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        if added and entry in sys.path:
+            sys.path.remove(entry)
 
 
 def pinned_sources(store: Store, flow_digest: Digest) -> dict[str, CodeValue]:

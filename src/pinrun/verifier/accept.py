@@ -11,7 +11,7 @@ again for answers it already has.
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from pinrun.artifacts.store import Store
 from pinrun.engine.records import RunFailedError, RunRecord, load_run
 from pinrun.engine.run import record
 from pinrun.errors import InputError
-from pinrun.flows.loader import import_entry
+from pinrun.flows.loader import import_entry, project_on_path
 from pinrun.flows.pinning import project_root_for
 
 __all__ = ["REPLACED_PREFIX", "Accepted", "accept", "replaced_ref"]
@@ -42,12 +42,18 @@ class Accepted:
 
 
 def accept(store: Store, run_ids: list[str], *,
-           project_root: Path | None = None) -> list[Accepted]:
-    """Re-record each run's inputs with the code on disk; the new runs replace the old."""
+           project_root: Path | None = None) -> Iterator[Accepted]:
+    """Re-record each run's inputs with the code on disk; the new runs replace the old.
+
+    Yields each accepted run as soon as it is recorded, so a failure part way
+    leaves the earlier ones accepted and known.
+    """
     root = project_root if project_root is not None else project_root_for(store.path)
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    accepted = []
+    with project_on_path(root):
+        yield from _accept(store, run_ids, root)
+
+
+def _accept(store: Store, run_ids: list[str], root: Path) -> Iterator[Accepted]:
     for run_id in run_ids:
         old = load_run(store, run_id)
         if old.entry is None:
@@ -62,5 +68,4 @@ def accept(store: Store, run_ids: list[str], *,
             new = failure.run  # a failure can be the intended baseline too
         assert new.digest is not None
         store.set_ref(replaced_ref(old.id), new.digest)
-        accepted.append(Accepted(old.id, new))
-    return accepted
+        yield Accepted(old.id, new)

@@ -17,7 +17,7 @@ from pinrun.engine.records import load_run
 from pinrun.errors import InputError
 from pinrun.processes import replay_in_subprocess
 
-__all__ = ["PERTURBATIONS", "Perturbation", "perturb"]
+__all__ = ["PERTURBATIONS", "Perturbation", "check_kinds", "perturb"]
 
 #: A timezone far from most: a +12:45 offset with daylight saving.
 _FAR_TIMEZONE = "Pacific/Chatham"
@@ -60,12 +60,17 @@ def _variations(recorded_seed: str | None) -> dict[str, tuple[str, dict[str, str
 PERTURBATIONS: tuple[str, ...] = ("hashseed", "tz", "locale")
 
 
-def perturb(store: Store, run_id: str, kinds: list[str], *, code: str = "pinned",
-            guards: str = "warn") -> list[Perturbation]:
-    """Replay run ``run_id`` once per kind of perturbation, each in a fresh process."""
+def check_kinds(kinds: list[str]) -> None:
+    """Refuse a kind of perturbation pinrun does not know."""
     unknown = [kind for kind in kinds if kind not in PERTURBATIONS]
     if unknown:
         raise InputError(f"--perturb {unknown[0]!r}: choose among {', '.join(PERTURBATIONS)}")
+
+
+def perturb(store: Store, run_id: str, kinds: list[str], *, code: str = "pinned",
+            guards: str = "warn") -> list[Perturbation]:
+    """Replay run ``run_id`` once per kind of perturbation, each in a fresh process."""
+    check_kinds(kinds)
     run = load_run(store, run_id)
     seed = store.get_object(run.env, Kind.ENV).get("hash_seed") if run.env else None
     variations = _variations(seed if isinstance(seed, str) else None)

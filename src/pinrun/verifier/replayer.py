@@ -31,6 +31,7 @@ from pinrun.engine.records import RunRecord, StepRecord, load_run
 from pinrun.errors import InputError, PinrunError, StoreError
 from pinrun.flows.fingerprint import is_project_local
 from pinrun.flows.flow import Flow
+from pinrun.flows.loader import project_on_path
 from pinrun.flows.pinning import project_root_for
 from pinrun.flows.status import CodeStatus, compare_code, flow_under_policy
 from pinrun.flows.step import Step
@@ -73,6 +74,10 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
     if run.flow_pin is None:
         report.verdict, report.error = "error", "the run pins no flow (an older pinrun)"
         return report
+    recorded = [step.name for step in run.steps]
+    if debug_step is not None and debug_step not in recorded:
+        raise InputError(f"run {run.id} has no recorded step {debug_step!r} to stop in "
+                         f"(its steps: {', '.join(dict.fromkeys(recorded))})")
     root = project_root if project_root is not None else project_root_for(store.path)
     try:
         with _flow_to_replay(store, run, code, root, flow) as (chosen, drift):
@@ -101,17 +106,17 @@ def _flow_to_replay(store: Store, run: RunRecord, code: CodeSource, root: Path,
                     flow: Flow | None) -> Iterator[tuple[Flow, CodeStatus | None]]:
     """The flow to replay, and (workdir) how its code differs from the pinned code."""
     assert run.flow_pin is not None
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))  # the project's modules import as they did
-    if code == "pinned":
-        with flow_under_policy(store, "artifact", run.flow_pin, entry=run.entry,
-                               project_root=root, flow=None,
-                               what=f"run {run.id}") as (chosen, _):
-            yield chosen, None
-        return
-    with flow_under_policy(store, "disabled", run.flow_pin, entry=run.entry,
-                           project_root=root, flow=flow, what=f"run {run.id}") as (chosen, pins):
-        yield chosen, compare_code(store, run.flow_pin, chosen, root, pins)
+    with project_on_path(root):
+        if code == "pinned":
+            with flow_under_policy(store, "artifact", run.flow_pin, entry=run.entry,
+                                   project_root=root, flow=None,
+                                   what=f"run {run.id}") as (chosen, _):
+                yield chosen, None
+            return
+        with flow_under_policy(store, "disabled", run.flow_pin, entry=run.entry,
+                               project_root=root, flow=flow,
+                               what=f"run {run.id}") as (chosen, pins):
+            yield chosen, compare_code(store, run.flow_pin, chosen, root, pins)
 
 
 class _DigestSink:
@@ -146,20 +151,24 @@ class _Replay:
 
     def run(self) -> None:
         known = {item.name for item in self.flow.steps}
-        if self.debug_step is not None and self.debug_step not in self.recorded:
-            raise InputError(f"run {self.run_record.id} has no recorded step "
-                             f"{self.debug_step!r} to stop in (its steps: "
-                             f"{', '.join(self.recorded)})")
         missing = [name for name in self.recorded if name not in known]
         if missing:
             raise InputError(f"the flow has no step {missing[0]!r} any more, which the run "
-                             "recorded; replay it with code='pinned'")
+                             "recorded; replay it with its pinned code (--code pinned)")
         for level in self.flow.levels:
             todo = [item for item in level if item.name in self.recorded]
             if todo:
                 self._level(todo)
-            self.report.steps += [StepResult(item.name, 0, "not-run") for item in level
-                                  if item.name not in self.recorded]
+            for item in level:
+                if item.name in self.recorded:
+                    continue
+                result = StepResult(item.name, 0, "not-run")
+                if self.run_record.status == "succeeded":
+                    # The run finished without this step: the code has a new one.
+                    self.calls = []
+                    self._diverge(result, "added", "the code has this step, the recording "
+                                  "does not: the flow changed since it was recorded")
+                self.report.steps.append(result)
 
     def _level(self, todo: list[Step]) -> None:
         logs = {item.name: ReplayLog([Event.from_value(e) for e in
@@ -205,15 +214,15 @@ class _Replay:
                                                          for call in calls)])
         self.calls = calls
         error = outcome.error
-        if isinstance(error, ContextDivergenceError):
+        if record.status == "failed":  # first: a failure may well end in the context
+            self._judge_failure(outcome, record, result)
+        elif isinstance(error, ContextDivergenceError):
             self._diverge(result, "effects", str(error))
         elif error is None and log.unused:
             unused = log.unused[0]
             what = f"effect {unused.name!r}" if unused.kind == "effect" else f"ctx.{unused.kind}"
             self._diverge(result, "effects", f"the recording has {what} (and "
                           f"{len(log.unused) - 1} more), which the replayed step never asked for")
-        elif record.status == "failed":
-            self._judge_failure(outcome, record, result)
         elif error is not None:
             where = error_location(error)
             self._diverge(result, "error", f"it raised {type(error).__name__}: {error}",

@@ -13,7 +13,7 @@ Verdict = Literal["reproduced", "diverged", "error"]
 StepStatus = Literal["match", "diverged", "not-run"]
 #: How a step diverged.
 DivergenceKind = Literal["outputs", "effects", "error", "failure-not-reproduced",
-                         "failed-differently"]
+                         "failed-differently", "added"]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ state carried from one run into the next shows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from pinrun.artifacts.store import Store
 from pinrun.engine.records import RUN_REF_PREFIX, load_run
 from pinrun.errors import InputError, PinrunError, StoreError
 from pinrun.guards import GuardMode
-from pinrun.processes import current_hash_seed, worker_pool
+from pinrun.processes import worker_pool
 from pinrun.verifier.accept import REPLACED_PREFIX
 from pinrun.verifier.replayer import CodeSource, replay
 
@@ -77,7 +78,12 @@ def select_runs(store: Store, selection: Selection) -> list[str]:
     if selection.since is not None:
         ids = [run_id for run_id in ids if run_id >= selection.since]
     if selection.flow is not None:
-        ids = [run_id for run_id in ids if load_run(store, run_id).flow == selection.flow]
+        flows = {run_id: load_run(store, run_id).flow for run_id in ids}
+        if ids and selection.flow not in flows.values():
+            known = ", ".join(sorted(set(flows.values())))
+            raise InputError(f"no run of flow {selection.flow!r} was selected (flows with "
+                             f"runs: {known}); check the name")
+        ids = [run_id for run_id in ids if flows[run_id] == selection.flow]
     ids.sort(key=lambda run_id: (_order(run_id), run_id))
     if selection.shard is not None:
         index, count = selection.shard
@@ -127,48 +133,68 @@ def run_verification(store: Store, run_ids: list[str], *, code: CodeSource,
     """Replay ``run_ids`` in up to ``jobs`` worker processes; yields each run's result.
 
     Runs are grouped by the hash seed they recorded, and each group replays
-    in workers started under that seed (in this process when it has the
-    seed already and ``jobs`` is 1). Results come group by group, in the
-    order of ``run_ids`` within a group. With ``fail_fast`` the first run
-    that does not reproduce stops the rest.
+    in fresh worker processes started under that seed (never in this one: a
+    step that kills its process must not take the verification with it).
+    Results come group by group, in the order of ``run_ids`` within a group.
+    With ``fail_fast`` the first run that does not reproduce stops the rest.
     """
     root = str(project_root) if project_root is not None else None
     arguments = (str(store.path), code, guards, root)
     groups: dict[str | None, list[str]] = {}
-    for run_id in run_ids:
-        groups.setdefault(_hash_seed(store, run_id), []).append(run_id)
-    here = current_hash_seed()
     done = 0
+    for run_id in run_ids:
+        try:
+            groups.setdefault(_hash_seed(store, run_id), []).append(run_id)
+        except StoreError as exc:  # this run's record is damaged: its result, not the end
+            done += 1
+            if progress is not None:
+                progress(done, len(run_ids))
+            yield {"run": run_id, "verdict": "error", "error": str(exc), "store_error": True}
+            if fail_fast:
+                return
     for seed, ids in groups.items():
-        if jobs <= 1 and seed in (None, here):
-            # In this process: no start-up cost, and what a debugger can follow.
-            _start_worker(*arguments)
-            try:
-                results: Iterable[dict[str, Any]] = map(_verify_one, ids)
-                for result in _collect(results, done, len(run_ids), progress):
-                    yield result
-                    if fail_fast and result["verdict"] != "reproduced":
-                        return
-            finally:
-                _WORKER.pop("store").close()
-        else:
-            pool = worker_pool(max(1, min(jobs, len(ids))), seed, _start_worker, arguments)
-            try:
-                chunk = max(1, min(16, len(ids) // (max(jobs, 1) * 4)))
-                for result in _collect(pool.imap(_verify_one, ids, chunk), done,
-                                       len(run_ids), progress):
-                    yield result
-                    if fail_fast and result["verdict"] != "reproduced":
-                        return
-            finally:
-                pool.terminate()
-                pool.join()
-        done += len(ids)
+        for result in _replay_group(ids, seed, jobs, arguments):
+            done += 1
+            if progress is not None:
+                progress(done, len(run_ids))
+            yield result
+            if fail_fast and result["verdict"] != "reproduced":
+                return
 
 
-def _collect(results: Iterable[dict[str, Any]], done: int, total: int,
-             progress: Callable[[int, int], None] | None) -> Iterator[dict[str, Any]]:
-    for count, result in enumerate(results, done + 1):
-        if progress is not None:
-            progress(count, total)
-        yield result
+_DIED = ("a worker process died while replaying it (killed, out of memory, or the code "
+         "ended the process)")
+
+
+def _replay_group(ids: list[str], seed: str | None, jobs: int,
+                  arguments: tuple[Any, ...]) -> Iterator[dict[str, Any]]:
+    """Replay runs in a pool; when a worker dies, go on with the rest in a new one.
+
+    A dead worker breaks its whole pool, so the runs still in flight fail with
+    it. The first of them, in order, is replayed once more alone: if it kills
+    that worker too, it is the culprit and its result says so; the others are
+    replayed again in a fresh pool.
+    """
+    pending = list(ids)
+    while pending:
+        with worker_pool(max(1, min(jobs, len(pending))), seed, _start_worker,
+                         arguments) as pool:
+            futures = [(run_id, pool.submit(_verify_one, run_id)) for run_id in pending]
+            pending = []
+            for index, (run_id, future) in enumerate(futures):
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    yield _alone(run_id, seed, arguments)
+                    pending = [later for later, _ in futures[index + 1:]]
+                    break
+                yield result
+
+
+def _alone(run_id: str, seed: str | None, arguments: tuple[Any, ...]) -> dict[str, Any]:
+    with worker_pool(1, seed, _start_worker, arguments) as pool:
+        try:
+            result: dict[str, Any] = pool.submit(_verify_one, run_id).result()
+        except BrokenProcessPool:
+            return {"run": run_id, "verdict": "error", "error": _DIED}
+    return result
