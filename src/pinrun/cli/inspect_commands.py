@@ -140,6 +140,7 @@ def show_command(store: Store, run_id: str, as_json: bool) -> None:
         })
     if as_json:
         print_json({"id": run.id, "flow": run.flow, "status": status, "entry": run.entry,
+                    "replaces": run.replaces,
                     "digest": run.digest.hex if run.digest else None,
                     "flow_pin": run.flow_pin.hex if run.flow_pin else None,
                     "env": run.env.hex if run.env else None,
@@ -149,6 +150,11 @@ def show_command(store: Store, run_id: str, as_json: bool) -> None:
     out.print(Text.assemble("run ", (run.id, "bold"), f"  flow {run.flow}  status ",
                             (status, "bold")))
     out.print(f"inputs {run.inputs.short}  final state {run.state.short}")
+    if run.replaces:
+        out.print(f"a new baseline for run {run.replaces} (pinrun accept)")
+    replaced_by = store.get_ref(f"replaced/{run.id}")
+    if replaced_by is not None:
+        out.print(f"replaced by a new baseline ({replaced_by.short}): pinrun verify skips it")
     if run.flow_pin and run.env:
         out.print(f"pinned flow {run.flow_pin.short}  environment {run.env.short}")
     # Eight hex characters per digest keep the table within 80 columns; --json has them whole.

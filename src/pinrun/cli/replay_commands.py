@@ -131,6 +131,10 @@ def _print(report: ReplayReport) -> None:
                       (step.recorded_outputs or "-")[:8], (step.replayed_outputs or "-")[:8])
     out.print(table)
     first = report.first_divergence
+    for step in report.steps:
+        if step is not first:
+            for hazard in step.hazards:
+                out.print(Text(f"hazard in {step.name}: {hazard}", style="yellow"))
     if first is None:
         return
     out.print(Text(f"\nfirst divergence: step {first.name!r}: {first.message}", style="bold"))

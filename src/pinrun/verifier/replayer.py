@@ -16,6 +16,7 @@ world to the engine, and the import contract test holds it to that.
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -208,10 +209,15 @@ class _Replay:
 
     def _judge(self, outcome: Outcome, record: StepRecord, log: ReplayLog) -> StepResult:
         calls = [call for call in outcome.guarded if isinstance(call, GuardedCall)]
+        # One hazard per call site, with a count: a loop must not flood the report.
+        sites = Counter(str(call) for call in calls)
         result = StepResult(outcome.step.name, record.attempt, "match",
                             recorded_outputs=record.outputs.hex if record.outputs else None,
-                            hazards=[*outcome.hazards, *(f"called {call} outside its context"
-                                                         for call in calls)])
+                            hazards=[*outcome.hazards, *(
+                                f"called {site} outside its context"
+                                + (f" ({count} times)" if count > 1 else "")
+                                for site, count in sites.items())])
+        calls = list({str(call): call for call in calls}.values())
         self.calls = calls
         error = outcome.error
         if record.status == "failed":  # first: a failure may well end in the context

@@ -113,6 +113,9 @@ class ReplayReport:
             lines += [f"    cause: {cause}" for cause in first.causes]
             lines += [f"    hazard: {hazard}" for hazard in first.hazards]
         lines += [f"  cause: {cause}" for cause in self.causes]
+        for step in self.steps:  # what reproduced this time, but may not next time
+            if step is not first:
+                lines += [f"  hazard in {step.name}: {hazard}" for hazard in step.hazards]
         return "\n".join(lines)
 
     def as_value(self) -> dict[str, Any]:
