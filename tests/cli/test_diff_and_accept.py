@@ -6,11 +6,11 @@ import json
 import sys
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from pinrun.artifacts.store import Store
-from pinrun.cli.main import cli
 from pinrun.engine.records import load_run
+from tests.cli.conftest import invoke
 from tests.helpers import Project
 
 FLOW = """
@@ -35,21 +35,11 @@ flow = pinrun.Flow("quotes", [price])
 
 
 @pytest.fixture
-def runner(project: Project, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+def runner(project: Project, project_cli: CliRunner) -> CliRunner:
     """The CLI in the project folder, with a store and the quotes flow."""
     project.write("quotes", FLOW)
-    monkeypatch.chdir(project.root)
-    monkeypatch.delenv("PINRUN_STORE", raising=False)
-    runner = CliRunner()
-    assert runner.invoke(cli, ["init"]).exit_code == 0
-    return runner
+    return project_cli
 
-
-def invoke(runner: CliRunner, *args: str, code: int = 0) -> Result:
-    """Invoke pinrun and check its exit code."""
-    result = runner.invoke(cli, list(args), catch_exceptions=False)
-    assert result.exit_code == code, (result.output, result.stderr)
-    return result
 
 
 def _run(runner: CliRunner, project: Project, sku: str, qty: int) -> str:

@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from pinrun.artifacts.digest import Kind
 from pinrun.artifacts.store import Store
 from pinrun.cli.inspect_commands import since_prefix
-from pinrun.cli.main import cli
 from pinrun.engine.records import load_run
+from tests.cli.conftest import invoke
 from tests.helpers import SRC, Project
 
 SHOP = """
@@ -42,21 +42,11 @@ flow = pinrun.Flow("shop", [first, second])
 
 
 @pytest.fixture
-def runner(project: Project, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+def runner(project: Project, project_cli: CliRunner) -> CliRunner:
     """A CLI runner working in the project folder, with its store initialised."""
     project.write("shop", SHOP)
-    monkeypatch.chdir(project.root)
-    monkeypatch.delenv("PINRUN_STORE", raising=False)
-    runner = CliRunner()
-    assert runner.invoke(cli, ["init"]).exit_code == 0
-    return runner
+    return project_cli
 
-
-def invoke(runner: CliRunner, *args: str, code: int = 0) -> Result:
-    """Invoke pinrun and check its exit code."""
-    result = runner.invoke(cli, list(args), catch_exceptions=False)
-    assert result.exit_code == code, (result.output, result.stderr)
-    return result
 
 
 def test_pin_then_status_reports_each_step(runner: CliRunner, project: Project) -> None:

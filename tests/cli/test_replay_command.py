@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from pinrun.artifacts.store import Store
-from pinrun.cli.main import cli
 from pinrun.engine.records import load_run
+from tests.cli.conftest import invoke
 from tests.helpers import SRC, Project
 
 SHOP = """
@@ -35,21 +35,11 @@ flow = pinrun.Flow("shop", [first, second])
 
 
 @pytest.fixture
-def runner(project: Project, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+def runner(project: Project, project_cli: CliRunner) -> CliRunner:
     """A CLI runner in the project folder, with a store and the shop flow."""
     project.write("shop", SHOP)
-    monkeypatch.chdir(project.root)
-    monkeypatch.delenv("PINRUN_STORE", raising=False)
-    runner = CliRunner()
-    assert runner.invoke(cli, ["init"]).exit_code == 0
-    return runner
+    return project_cli
 
-
-def invoke(runner: CliRunner, *args: str, code: int = 0) -> Result:
-    """Invoke pinrun and check its exit code."""
-    result = runner.invoke(cli, list(args), catch_exceptions=False)
-    assert result.exit_code == code, (result.output, result.stderr)
-    return result
 
 
 def test_replay_reproduces_then_diverges_on_workdir(runner: CliRunner,

@@ -7,13 +7,14 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from pinrun.artifacts.store import Store
 from pinrun.cli.main import cli
 from pinrun.engine.run import record
 from pinrun.errors import InputError
 from pinrun.verifier.verify import Selection, parse_shard, select_runs
+from tests.cli.conftest import invoke
 from tests.helpers import Project
 
 FLOWS = """
@@ -60,12 +61,6 @@ def corpus(project: Project, monkeypatch: pytest.MonkeyPatch) -> tuple[CliRunner
                      durability="none").id
     return CliRunner(), good, bad
 
-
-def invoke(runner: CliRunner, *args: str, code: int = 0) -> Result:
-    """Invoke pinrun and check its exit code."""
-    result = runner.invoke(cli, list(args), catch_exceptions=False)
-    assert result.exit_code == code, (result.output, result.stderr)
-    return result
 
 
 def test_verify_with_two_workers_and_junit(corpus: tuple[CliRunner, list[str], str],
