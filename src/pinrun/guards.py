@@ -300,24 +300,33 @@ class Guards:
             _ACTIVE.reset(token)
 
 
-def module_state(modules: list[types.ModuleType]) -> dict[str, bytes]:
-    """The canonical encoding of every plain value the modules hold at module level.
+_IMMUTABLE = (str, int, float, bool, bytes, complex, type(None), frozenset)
+
+
+def module_state(modules: list[types.ModuleType]) -> dict[str, object]:
+    """What the modules hold at module level, in a form that shows any change.
 
     Compared before and after a step, it shows hidden state: a global list,
     dict or attribute that a step changed, which a long-running worker would
-    carry from one run into the next. Functions, classes and modules are not
+    carry from one run into the next. Immutable values are kept as they are
+    (comparing them is cheap); containers by their canonical encoding, which
+    changes when they change in place. Functions, classes and modules are not
     values; what the codec cannot encode is left out.
     """
     from pinrun.artifacts import codec
 
-    state: dict[str, bytes] = {}
+    state: dict[str, object] = {}
     for module in modules:
         for name, value in list(vars(module).items()):
             if name.startswith("__") or isinstance(value, type | types.ModuleType) or \
                     callable(value):
                 continue
+            key = f"{module.__name__}.{name}"
+            if isinstance(value, _IMMUTABLE):
+                state[key] = value
+                continue
             try:
-                state[f"{module.__name__}.{name}"] = codec.encode(value)
+                state[key] = codec.encode(value)
             except PinrunError:
                 continue
     return state

@@ -15,9 +15,10 @@ world to the engine, and the import contract test holds it to that.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -82,8 +83,7 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
     root = project_root if project_root is not None else project_root_for(store.path)
     try:
         with _flow_to_replay(store, run, code, root, flow) as (chosen, drift):
-            modules = [module for module in list(sys.modules.values())
-                       if isinstance(module, ModuleType) and is_project_local(module, root)]
+            modules = [] if guards == "off" else _project_modules(root)
             with Guards(modules, guards) as watching:
                 for repetition in range(1, repeat + 1):
                     report.steps, report.repetition = [], repetition
@@ -102,10 +102,29 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
     return report
 
 
+_MODULES_SEEN: dict[Path, tuple[int, list[ModuleType]]] = {}
+
+
+def _project_modules(root: Path) -> list[ModuleType]:
+    """The loaded modules of the project (what guards watch), found again only when
+    modules were imported or dropped since the last time."""
+    count = len(sys.modules)
+    seen = _MODULES_SEEN.get(root)
+    if seen is not None and seen[0] == count:
+        return [module for module in seen[1] if sys.modules.get(module.__name__) is module]
+    found = [module for module in list(sys.modules.values())
+             if isinstance(module, ModuleType) and is_project_local(module, root)]
+    _MODULES_SEEN[root] = (count, found)
+    return found
+
+
 @contextmanager
-def _flow_to_replay(store: Store, run: RunRecord, code: CodeSource, root: Path,
-                    flow: Flow | None) -> Iterator[tuple[Flow, CodeStatus | None]]:
-    """The flow to replay, and (workdir) how its code differs from the pinned code."""
+def _flow_to_replay(store: Store, run: RunRecord, code: CodeSource, root: Path, flow: Flow | None,
+                    ) -> Iterator[tuple[Flow, Callable[[], CodeStatus] | None]]:
+    """The flow to replay, and (workdir) how to learn how its code differs from the pin.
+
+    The comparison opens every pinned source: it is made only when a step diverged.
+    """
     assert run.flow_pin is not None
     with project_on_path(root):
         if code == "pinned":
@@ -117,7 +136,9 @@ def _flow_to_replay(store: Store, run: RunRecord, code: CodeSource, root: Path,
         with flow_under_policy(store, "disabled", run.flow_pin, entry=run.entry,
                                project_root=root, flow=flow,
                                what=f"run {run.id}") as (chosen, pins):
-            yield chosen, compare_code(store, run.flow_pin, chosen, root, pins)
+            pinned = run.flow_pin
+            yield chosen, functools.cache(lambda: compare_code(store, pinned, chosen, root,
+                                                               pins))
 
 
 class _DigestSink:
@@ -136,7 +157,8 @@ class _Replay:
     """One replay: the state as it goes, and the report being filled."""
 
     def __init__(self, store: Store, run: RunRecord, flow: Flow, *,
-                 drift: CodeStatus | None, report: ReplayReport, guards: Guards,
+                 drift: Callable[[], CodeStatus] | None, report: ReplayReport,
+                 guards: Guards,
                  debug_step: str | None = None) -> None:
         self.debug_step = debug_step
         self.guards = guards
@@ -274,7 +296,7 @@ class _Replay:
         result.causes += [Cause("module state", hazard) for hazard in result.hazards
                           if hazard.startswith("changed module state")]
         if self.drift is not None:
-            for step in self.drift.steps:
+            for step in self.drift().steps:
                 if step.name == result.name and step.changed:
                     result.causes.append(Cause(
                         "code drift", f"the code of step {step.name!r} on disk differs from "
