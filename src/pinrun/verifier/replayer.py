@@ -110,8 +110,10 @@ def _project_modules(root: Path) -> list[ModuleType]:
     modules were imported or dropped since the last time."""
     count = len(sys.modules)
     seen = _MODULES_SEEN.get(root)
-    if seen is not None and seen[0] == count:
-        return [module for module in seen[1] if sys.modules.get(module.__name__) is module]
+    # Pinned code is imported afresh for each replay: the same names, new modules.
+    if seen is not None and seen[0] == count and \
+            all(sys.modules.get(module.__name__) is module for module in seen[1]):
+        return list(seen[1])
     found = [module for module in list(sys.modules.values())
              if isinstance(module, ModuleType) and is_project_local(module, root)]
     _MODULES_SEEN[root] = (count, found)
