@@ -8,6 +8,7 @@ import os
 import re
 import sys
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from xml.etree import ElementTree
@@ -87,19 +88,27 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
         return
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
+    # Only the runs that did not reproduce keep their whole report in memory: the
+    # others are three fields each, so a large corpus verifies in flat memory.
     results: list[dict[str, Any]] = []
-    with progress_bar(f"verifying {len(ids)} runs") as update:
-        results.extend(run_verification(store, ids, code=cast("CodeSource", code),
-                                        guards=cast("GuardMode", guards), jobs=jobs,
-                                        fail_fast=fail_fast, progress=update))
+    with ExitStack() as stack, progress_bar(f"verifying {len(ids)} runs") as update:
+        stream = None
+        if json_file:
+            stream = sys.stdout if json_file == "-" else stack.enter_context(
+                Path(json_file).open("w", encoding="utf-8"))
+            stream.write("[")
+        for index, result in enumerate(run_verification(
+                store, ids, code=cast("CodeSource", code), guards=cast("GuardMode", guards),
+                jobs=jobs, fail_fast=fail_fast, progress=update)):
+            if stream is not None:
+                stream.write(("," if index else "") + "\n" +
+                             json.dumps(result, indent=2, sort_keys=True))
+            results.append(result if result["verdict"] != "reproduced" else
+                           {key: result.get(key) for key in ("run", "flow", "verdict")})
+        if stream is not None:
+            stream.write("\n]\n")
     if junit_xml:
         _write_junit(Path(junit_xml), results)
-    if json_file:
-        text = json.dumps(results, indent=2, sort_keys=True) + "\n"
-        if json_file == "-":
-            sys.stdout.write(text)
-        else:
-            Path(json_file).write_text(text)
     if os.environ.get("GITHUB_ACTIONS") == "true":
         _annotate(results)
     if json_file != "-":

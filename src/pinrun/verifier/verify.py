@@ -166,29 +166,37 @@ _DIED = ("a worker process died while replaying it (killed, out of memory, or th
          "ended the process)")
 
 
+def _verify_chunk(run_ids: list[str]) -> list[dict[str, Any]]:
+    """Replay a few runs in this worker (one task for several keeps the hand-off cheap)."""
+    return [_verify_one(run_id) for run_id in run_ids]
+
+
 def _replay_group(ids: list[str], seed: str | None, jobs: int,
                   arguments: tuple[Any, ...]) -> Iterator[dict[str, Any]]:
-    """Replay runs in a pool; when a worker dies, go on with the rest in a new one.
+    """Replay runs in a pool, a few per task; when a worker dies, go on in a new one.
 
-    A dead worker breaks its whole pool, so the runs still in flight fail with
-    it. The first of them, in order, is replayed once more alone: if it kills
-    that worker too, it is the culprit and its result says so; the others are
-    replayed again in a fresh pool.
+    A dead worker breaks its whole pool, so the tasks still in flight fail with
+    it. The runs of the first of them, in order, are replayed once more alone:
+    one that kills that worker too is the culprit, and its result says so; the
+    other tasks are replayed again in a fresh pool.
     """
     pending = list(ids)
     while pending:
-        with worker_pool(max(1, min(jobs, len(pending))), seed, _start_worker,
+        size = max(1, min(32, len(pending) // (max(jobs, 1) * 4)))
+        chunks = [pending[start:start + size] for start in range(0, len(pending), size)]
+        with worker_pool(max(1, min(jobs, len(chunks))), seed, _start_worker,
                          arguments) as pool:
-            futures = [(run_id, pool.submit(_verify_one, run_id)) for run_id in pending]
+            futures = [(chunk, pool.submit(_verify_chunk, chunk)) for chunk in chunks]
             pending = []
-            for index, (run_id, future) in enumerate(futures):
+            for index, (chunk, future) in enumerate(futures):
                 try:
-                    result = future.result()
+                    results = future.result()
                 except BrokenProcessPool:
-                    yield _alone(run_id, seed, arguments)
-                    pending = [later for later, _ in futures[index + 1:]]
+                    for run_id in chunk:
+                        yield _alone(run_id, seed, arguments)
+                    pending = [run_id for later, _ in futures[index + 1:] for run_id in later]
                     break
-                yield result
+                yield from results
 
 
 def _alone(run_id: str, seed: str | None, arguments: tuple[Any, ...]) -> dict[str, Any]:
