@@ -13,6 +13,7 @@ state carried from one run into the next shows.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -186,16 +187,19 @@ def _replay_group(ids: list[str], seed: str | None, jobs: int,
         chunks = [pending[start:start + size] for start in range(0, len(pending), size)]
         with worker_pool(max(1, min(jobs, len(chunks))), seed, _start_worker,
                          arguments) as pool:
-            futures = [(chunk, pool.submit(_verify_chunk, chunk)) for chunk in chunks]
+            # A deque, so each task (and its results) is let go once consumed.
+            futures = deque((chunk, pool.submit(_verify_chunk, chunk)) for chunk in chunks)
             pending = []
-            for index, (chunk, future) in enumerate(futures):
+            while futures:
+                chunk, future = futures.popleft()
                 try:
                     results = future.result()
                 except BrokenProcessPool:
                     for run_id in chunk:
                         yield _alone(run_id, seed, arguments)
-                    pending = [run_id for later, _ in futures[index + 1:] for run_id in later]
+                    pending = [run_id for later, _ in futures for run_id in later]
                     break
+                del future
                 yield from results
 
 
