@@ -13,6 +13,7 @@ back, so the caller's own imports are left as they were.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -99,6 +100,12 @@ def pinned_sources(store: Store, flow_digest: Digest) -> dict[str, CodeValue]:
     return sources
 
 
+@functools.lru_cache(maxsize=512)
+def _compiled(source: str, filename: str) -> types.CodeType:
+    """Pinned sources never change: each is compiled once per process."""
+    return compile(source, filename, "exec", dont_inherit=True)
+
+
 class _PinnedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Finds and loads the pinned modules; everything else is left to the next finder."""
 
@@ -130,8 +137,7 @@ class _PinnedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         name = module.__name__
         source = self.sources[name]["source"]
         filename = self.filename(name)
-        code = compile(source, filename, "exec", dont_inherit=True)
-        exec(code, module.__dict__)
+        exec(_compiled(source, filename), module.__dict__)
 
     def get_source(self, fullname: str) -> str:
         return self.sources[fullname]["source"]

@@ -197,18 +197,27 @@ def flow_under_policy(store: Store, policy: CodePolicy, pinned_flow: Digest, *,
             stack.enter_context(pinned_modules(pinned_sources(store, pinned_flow),
                                                project_root))
             flow = import_entry(entry)
-            pins = {item.name: pin_step(item, project_root) for item in flow.steps}
-            # The pinned code must fingerprint as pinned, or it is not the pinned
-            # code that would run (a module the pin lacks came from disk).
-            differs = [item.name for item in flow.steps
-                       if item.name not in steps
-                       or _identity(pins[item.name].value) != _identity(steps[item.name])
-                       or pins[item.name].value["fingerprint"] != steps[item.name]["fingerprint"]]
-            if differs:
-                raise CodeChangedError(
-                    f"the pinned code of flow {flow.name!r} does not load back as it was "
-                    f"pinned (steps {differs}); a module it needs was not pinned. Record or "
-                    "pin the flow again, or use --code-policy warn")
+            key = (pinned_flow, project_root, entry)
+            pins = _VERIFIED_PINS.get(key)
+            if pins is None:
+                pins = {item.name: pin_step(item, project_root) for item in flow.steps}
+                # The pinned code must fingerprint as pinned, or it is not the pinned
+                # code that would run (a module the pin lacks came from disk).
+                differs = [item.name for item in flow.steps
+                           if item.name not in steps
+                           or _identity(pins[item.name].value) != _identity(steps[item.name])
+                           or pins[item.name].value["fingerprint"]
+                           != steps[item.name]["fingerprint"]]
+                if differs:
+                    raise CodeChangedError(
+                        f"the pinned code of flow {flow.name!r} does not load back as it was "
+                        f"pinned (steps {differs}); a module it needs was not pinned. Record "
+                        "or pin the flow again, or use --code-policy warn")
+                # The same sources load back the same way: once per process is proof
+                # enough (and a verify worker replays many runs of one pin).
+                if len(_VERIFIED_PINS) >= _VERIFIED_MAX:
+                    _VERIFIED_PINS.pop(next(iter(_VERIFIED_PINS)))
+                _VERIFIED_PINS[key] = pins
             yield flow, pins
             return
         if flow is None:
@@ -221,6 +230,11 @@ def flow_under_policy(store: Store, policy: CodePolicy, pinned_flow: Digest, *,
             apply_code_policy(policy, compare_code(store, pinned_flow, flow, project_root, pins),
                               what)
         yield flow, pins
+
+
+#: Pinned flows already checked to load back as pinned: (flow digest, root, entry) -> pins.
+_VERIFIED_PINS: dict[tuple[Digest, Path, str], dict[str, PinnedStep]] = {}
+_VERIFIED_MAX = 64
 
 
 def apply_code_policy(policy: CodePolicy, status: CodeStatus, what: str) -> None:
