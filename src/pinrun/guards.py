@@ -11,10 +11,12 @@ noted. Sockets and subprocesses are caught by an audit hook, wherever the
 call comes from. Only a step being guarded is watched (a context variable
 says which). Everything is put back when the guards end.
 
-``datetime.now()`` is not guarded: its class is built into Python and can
-only be stood in for by another class, and that changes what ``type(x) is
-datetime`` says in the step, so a guard would make the code it watches
-behave otherwise. A step that reads it diverges, with its output diff.
+``datetime.now()``, ``utcnow()`` and ``date.today()`` cannot be stood in
+for: their classes are built into Python, and another class would change
+what ``type(x) is datetime`` says in the step. When a project module holds
+the ``datetime`` module or one of those classes, a profile function watches
+each guarded step instead, and notes those calls when the project's code
+makes them.
 
 This module and :mod:`pinrun.world` are the only ones that touch these
 modules; the engine and the verifier never do (a test enforces it).
@@ -22,6 +24,7 @@ modules; the engine and the verifier never do (a test enforces it).
 
 from __future__ import annotations
 
+import datetime
 import os
 import random
 import secrets
@@ -220,6 +223,37 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         _note(*found, anywhere=True)
 
 
+_DATETIME_CALLS = {(datetime.datetime, "now"), (datetime.datetime, "utcnow"),
+                   (datetime.datetime, "today"), (datetime.date, "today")}
+
+
+def _datetime_profiler(frame: types.FrameType, event: str, arg: Any) -> None:
+    """A profile function: notes the datetime clock reads the project's code makes."""
+    if event != "c_call":
+        return
+    owner: Any = getattr(arg, "__self__", None)
+    # Identity first: most owners (a list, a dict) cannot even be hashed.
+    if (owner is not datetime.datetime and owner is not datetime.date) or \
+            (owner, getattr(arg, "__name__", None)) not in _DATETIME_CALLS:
+        return
+    watch = _ACTIVE.get()
+    if watch is None or frame.f_code.co_filename not in watch.files:
+        return
+    noted = GuardedCall("clock", f"{owner.__name__}.{arg.__name__}()",
+                        frame.f_code.co_filename, frame.f_lineno)
+    watch.calls.append(noted)
+    if watch.strict:
+        raise NondeterminismError(f"the step called {noted} outside its context; use "
+                                  "ctx.now()")
+
+
+def _uses_datetime(modules: list[types.ModuleType]) -> bool:
+    """Whether any of the modules holds the datetime module or its classes."""
+    wanted = (datetime, datetime.datetime, datetime.date)
+    return any(value is candidate for module in modules for value in vars(module).values()
+               for candidate in wanted)
+
+
 class Guards:
     """Rewire the project's modules to guarded stand-ins for as long as the block lasts.
 
@@ -235,6 +269,8 @@ class Guards:
                                if isinstance(f := getattr(module, "__file__", None), str))
         self._swapped: list[tuple[dict[str, Any], str, Any]] = []
         self._before: set[str] = set()
+        #: Profiling costs every call: only when the project can reach datetime at all.
+        self._watch_datetime = mode != "off" and _uses_datetime(modules)
 
     def __enter__(self) -> Guards:
         if self.mode == "off":
@@ -294,9 +330,14 @@ class Guards:
             return
         watch = _Watch(strict=self.mode == "strict", files=self.files)
         token = _ACTIVE.set(watch)
+        previous = sys.getprofile()
+        if self._watch_datetime:
+            sys.setprofile(_datetime_profiler)
         try:
             yield watch.calls
         finally:
+            if self._watch_datetime:
+                sys.setprofile(previous)
             _ACTIVE.reset(token)
 
 

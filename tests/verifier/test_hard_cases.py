@@ -54,6 +54,14 @@ growing = pinrun.Flow("growing", [first])
 
 
 @pinrun.step
+def stamped(n: int) -> dict:
+    return {{"at": datetime.datetime.now().isoformat()}}
+
+
+stamping = pinrun.Flow("stamping", [stamped])
+
+
+@pinrun.step
 def exact(n: int, ctx: pinrun.Context) -> dict:
     return {{"is_datetime": type(ctx.now()) is datetime.datetime}}
 
@@ -143,3 +151,20 @@ def test_a_module_imported_during_a_guarded_step_gets_the_real_functions_back(
     assert time.time.__module__ == "time"
     assert str(hard.root) in sys.path  # the fixture's entry, and no second one
     assert sys.path.count(str(hard.root)) == 1
+
+
+def test_datetime_now_is_named_with_file_and_line(hard: Project, project_store: Store) -> None:
+    """datetime.now() in a step: the cause names it; strict fails the step."""
+    run = record(hard.load("hard", "stamping"), {"n": 1}, store=project_store)
+    report = replay(run.id, store=project_store, code="workdir")
+    first = report.first_divergence
+    assert first is not None
+    cause = next(c for c in first.causes if c.kind == "nondeterministic call")
+    assert cause.message.startswith("datetime.now()")
+    assert cause.file is not None
+    assert cause.file.endswith("hard.py")
+    strict = replay(run.id, store=project_store, code="workdir", guards="strict")
+    failed = strict.first_divergence
+    assert failed is not None
+    assert failed.divergence == "error"
+    assert sys.getprofile() is None
