@@ -12,9 +12,8 @@ run that did not reproduce fails the benchmark.
   does) next to ``pinrun.replay`` of the same recorded runs with
   ``code="workdir"`` and ``code="pinned"``, each with ``guards="off"`` and
   ``guards="warn"`` (the default). Reported: us per step and replay's time
-  over record's (target: at most 1.2x, since a replay writes nothing). The
-  pinned variants replay fewer runs per round (``PINNED_RUNS``): each one
-  costs several milliseconds.
+  over record's (target: at most 1.2x, since a replay writes nothing). One
+  untimed replay before the rounds warms what pinrun caches per process.
 * ``verify-N-runs``: ``run_verification`` (what ``pinrun verify`` runs) of
   ``VERIFY_RUNS`` runs (the issue's figure) and of ``LARGE_RUNS`` runs (to
   show the fixed cost amortised), ``code="workdir"``, ``guards="warn"``, with
@@ -38,7 +37,10 @@ run that did not reproduce fails the benchmark.
   store (``pinned_modules(pinned_sources(...))`` + ``import_entry``) against
   ``importlib.import_module`` from disk, with its bytecode cache
   (``disk-import``) and without (``disk-import-source``: compiled from the
-  source, as the pinned import always is).
+  source). pinrun keeps the pinned sources it compiled per process
+  (``loader._compiled``, an ``lru_cache``): ``pinrun-pinned-import`` is the
+  steady state of a worker, ``pinrun-pinned-import-cold`` clears that cache
+  before each round (the first replay of a flow in a fresh worker).
 
 Names starting with ``pinrun`` are the harness's targets and the others its
 baselines, so the printed ratios are replay/record, j2/j1 and 10k/1k
@@ -71,10 +73,10 @@ from pinrun.artifacts.store import Store
 from pinrun.flows.loader import import_entry, pinned_modules, pinned_sources
 from pinrun.verifier.verify import Selection, run_verification, select_runs
 
-#: Runs per round: recorded and replayed with the code on disk (10,000 steps at
-#: full scale), and replayed with the pinned code (1,000 steps).
+#: Runs per round: recorded and replayed with the code on disk, and replayed
+#: with the pinned code (10,000 steps each at full scale).
 REPLAY_RUNS = scaled(2000)
-PINNED_RUNS = scaled(200)
+PINNED_RUNS = scaled(2000)
 #: The verify corpus, and the large one of the memory benchmark.
 VERIFY_RUNS = scaled(1000, minimum=4)
 LARGE_RUNS = scaled(10_000, minimum=8)
@@ -98,7 +100,8 @@ RECORD = "record-none-nosync"
 VERIFY_JOBS = {"verify-j1": 1, "pinrun-verify-j2": 2}
 CLI_JOBS = {"cli-verify-j1": 1, "pinrun-cli-verify-j2": 2}
 MEMORY = {f"cli-verify-{VERIFY_RUNS}": VERIFY_RUNS, f"pinrun-cli-verify-{LARGE_RUNS}": LARGE_RUNS}
-IMPORTS = ["disk-import", "disk-import-source", "pinrun-pinned-import"]
+IMPORTS = ["disk-import", "disk-import-source", "pinrun-pinned-import",
+           "pinrun-pinned-import-cold"]
 
 REPLAY_GROUP = "replay-5-steps"
 
@@ -385,10 +388,10 @@ sys.exit(code)
 _RSS_MARK = "pinrun-bench-peak-rss-kib"
 
 #: Verifies a corpus as ``pinrun verify -j 1`` does, but keeps no result (a
-#: streaming consumer). Prints, in KiB, its own memory at the end and its peak
-#: (/proc/self/status), and for its child processes (the workers) the largest
-#: peak RSS, anonymous memory and file pages seen, polled from /proc/PID/status
-#: every 50 ms while they live.
+#: streaming consumer). Prints, in KiB, its own memory at the end (the store
+#: still open) and its peak (/proc/self/status), and for its child processes
+#: (the workers) the largest peak RSS, anonymous memory and file pages seen,
+#: polled from /proc/PID/status every 50 ms while they live.
 _STREAM_PROBE = """
 import json, os, sys, threading
 from pathlib import Path
@@ -423,8 +426,8 @@ with pinrun.open_store(store_path) as store:
     for result in run_verification(store, ids, code="workdir", guards="warn", jobs=1,
                                    project_root=project):
         reproduced += result["verdict"] == "reproduced"
+    own = status("self")  # with the store still mapped
 stop.set()
-own = status("self")
 print(json.dumps({"runs": len(ids), "reproduced": reproduced,
                   **{f"worker_{key}": max(peaks.values(), default=0)
                      for key, peaks in children.items()},
@@ -568,60 +571,83 @@ def _bytecode(folder: Path) -> list[Path]:
     return sorted((folder / "__pycache__").glob("pinrun_bench_imp_*.pyc"))
 
 
+def _no_setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+    return (), {}
+
+
+def _import_plan(impl: str, project: ImportProject) -> tuple[
+        Callable[[], pinrun.Flow], Callable[[], tuple[tuple[Any, ...], dict[str, Any]]],
+        Callable[[], None]]:
+    """(the timed import, the untimed setup before each round, the clean-up after all)."""
+    folder = project.folder
+    if impl.startswith("pinrun-pinned-import"):
+        clear: Callable[[], None] | None = None
+        if impl.endswith("-cold"):
+            from pinrun.flows import loader
+
+            # The per-process cache of compiled pinned sources (since bc11139).
+            clear = getattr(getattr(loader, "_compiled", None), "cache_clear", None)
+
+        def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+            if clear is not None:
+                clear()
+            return (), {}
+
+        return (lambda: _pinned_import(project)), setup, lambda: None
+    if impl == "disk-import":
+        import compileall
+
+        assert compileall.compile_dir(folder, quiet=1, maxlevels=0)
+        assert len(_bytecode(folder)) == len(replay_corpus.IMPORT_MODULES)
+        return _disk_import, _no_setup, lambda: None
+    saved = sys.dont_write_bytecode
+
+    def without_bytecode() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        shutil.rmtree(folder / "__pycache__", ignore_errors=True)
+        sys.dont_write_bytecode = True
+        return (), {}
+
+    def restore() -> None:
+        sys.dont_write_bytecode = saved
+
+    return _disk_import, without_bytecode, restore
+
+
 @pytest.mark.parametrize("impl", IMPORTS)
 def test_pinned_import(benchmark: BenchmarkFixture, import_project: ImportProject,
                        impl: str) -> None:
     """Loading a run's pinned sources from the store against importing them from disk."""
     benchmark.group = IMPORT_GROUP
-    folder = import_project.folder
+    load, setup, clean_up = _import_plan(impl, import_project)
     flows: list[pinrun.Flow] = []
-    if impl == "pinrun-pinned-import":
-        def target() -> None:
-            flows.append(_pinned_import(import_project))
 
-        benchmark.pedantic(target, rounds=IMPORT_ROUNDS, warmup_rounds=1)
-    elif impl == "disk-import":
-        import compileall
+    def target() -> None:
+        flows.append(load())
 
-        assert compileall.compile_dir(folder, quiet=1, maxlevels=0)
-        assert len(_bytecode(folder)) == len(replay_corpus.IMPORT_MODULES)
-
-        def from_disk() -> None:
-            flows.append(_disk_import())
-
-        benchmark.pedantic(from_disk, rounds=IMPORT_ROUNDS, warmup_rounds=1)
-        assert len(_bytecode(folder)) == len(replay_corpus.IMPORT_MODULES)
-    else:
-        saved = sys.dont_write_bytecode
-
-        def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
-            shutil.rmtree(folder / "__pycache__", ignore_errors=True)
-            sys.dont_write_bytecode = True
-            return (), {}
-
-        def from_source() -> None:
-            flows.append(_disk_import())
-
-        try:
-            benchmark.pedantic(from_source, setup=setup, rounds=IMPORT_ROUNDS)
-        finally:
-            sys.dont_write_bytecode = saved
-        assert not _bytecode(folder)
-    assert len(flows) >= IMPORT_ROUNDS
+    load()  # warm-up, not timed (and with the bytecode written, for disk-import)
+    try:
+        benchmark.pedantic(target, setup=setup, rounds=IMPORT_ROUNDS)
+    finally:
+        clean_up()
+    bytecode = _bytecode(import_project.folder)
+    if impl == "disk-import":
+        assert len(bytecode) == len(replay_corpus.IMPORT_MODULES)
+    elif impl == "disk-import-source":
+        assert not bytecode
+    assert len(flows) == IMPORT_ROUNDS
     assert all(flow.name == "imports" and len(flow.steps) == STEPS_PER_RUN for flow in flows)
-    if impl == "pinrun-pinned-import":
+    notes: dict[str, Any] = {"modules": len(import_project.lines),
+                             "lines": sum(import_project.lines.values())}
+    if impl.startswith("pinrun-pinned-import"):
         # The pinned import gave fresh modules, and put the disk ones back after.
         disk = sys.modules.get(replay_corpus.IMPORT_ENTRY_MODULE)
         assert disk is None or all(flow is not getattr(disk, "FLOW", None) for flow in flows)
-    notes: dict[str, Any] = {"modules": len(import_project.lines),
-                             "lines": sum(import_project.lines.values())}
     median_s = _median_s(benchmark)
     if median_s is not None:
         notes["ms_per_import"] = round(median_s * 1e3, 3)
-        if impl == "pinrun-pinned-import":
+        if impl.startswith("pinrun-pinned-import"):
             for name in IMPORTS[:2]:
                 other = RESULTS.get(IMPORT_GROUP, {}).get(name)
                 if other is not None:
                     notes[f"time_vs_{name}"] = round(median_s / other.median_s, 2)
     report(benchmark, impl, 1, unit="imports", notes=notes)
-
