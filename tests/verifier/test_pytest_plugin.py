@@ -30,6 +30,7 @@ def test_each_run_is_a_test_and_a_divergence_fails_it(pytester: pytest.Pytester,
     with Store.open(project.root / ".pinrun", create=True) as store:
         for n in (1, 2):
             record(project.load("doubling"), {"n": n}, store=store)
+    # An ordinary test beside the run items: the plugin must add to a suite, not replace it.
     pytester.makepyfile(test_plain="def test_plain():\n    assert True\n")
     store_path = str(project.root / ".pinrun")
     passed = pytester.runpytest_subprocess("--pinrun", "--pinrun-store", store_path,
@@ -51,6 +52,7 @@ def test_each_run_is_a_test_and_a_divergence_fails_it(pytester: pytest.Pytester,
 
 def test_without_the_option_nothing_is_added(pytester: pytest.Pytester) -> None:
     """The plugin is inert unless asked."""
+    # A trivially passing test: what is checked is that it alone is collected.
     pytester.makepyfile(test_plain=textwrap.dedent("""
         def test_plain():
             assert True
