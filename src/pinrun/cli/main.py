@@ -13,6 +13,7 @@ import click
 
 from pinrun.cli._common import Settings
 from pinrun.errors import PinrunError
+from pinrun.safe_text import printable
 
 EXIT_INTERRUPTED = 130
 
@@ -26,13 +27,15 @@ class PinrunGroup(click.Group):
         except PinrunError as exc:
             if _debug(ctx):
                 raise
-            click.echo(f"pinrun: error: {exc}", err=True)
+            # Messages quote stored names (run ids, refs, step errors): never raw.
+            click.echo(f"pinrun: error: {printable(exc)}", err=True)
             ctx.exit(exc.exit_code)
         except OSError as exc:
             if _debug(ctx):
                 raise
-            where = f" ({exc.filename})" if exc.filename else ""
-            click.echo(f"pinrun: error: {exc.strerror or exc}{where}. Check the path and "
+            where = printable(f" ({exc.filename})" if exc.filename else "")
+            what = printable(exc.strerror or exc)
+            click.echo(f"pinrun: error: {what}{where}. Check the path and "
                        "its permissions, and the free disk space.", err=True)
             ctx.exit(3)
         except KeyboardInterrupt:
