@@ -29,7 +29,7 @@ def test_public_names_are_pinned() -> None:
         "ReplayReport", "RunBusyError", "RunFailedError", "RunRecord", "Step",
         "StepDefinitionError", "StepOutputError", "StepRecord", "Store",
         "StoreError", "StoreNotFoundError",
-        "UndecodableValueError", "UnknownDigestError", "UnknownRefError",
+        "UndecodableValueError", "UnknownDigestError", "UnknownRefError", "UnloadedValue",
         "UnsupportedValueError", "WriteBatch", "__version__", "open_store", "record",
         "register_type", "replay", "resume", "step",
     }

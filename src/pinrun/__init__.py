@@ -22,13 +22,14 @@ from pinrun.errors import (
     RefConflictError,
     StoreError,
     StoreNotFoundError,
+    UndecodableValueError,
     UnknownDigestError,
     UnknownRefError,
     UnsupportedValueError,
 )
 
 if TYPE_CHECKING:
-    from pinrun.artifacts.codec import UndecodableValueError, register_type
+    from pinrun.artifacts.codec import UnloadedValue, register_type
     from pinrun.artifacts.digest import Digest, Kind
     from pinrun.artifacts.store import Store, WriteBatch, open_store
     from pinrun.engine.context import Context, ContextDivergenceError
@@ -80,6 +81,7 @@ __all__ = [
     "UndecodableValueError",
     "UnknownDigestError",
     "UnknownRefError",
+    "UnloadedValue",
     "UnsupportedValueError",
     "WriteBatch",
     "__version__",
@@ -115,7 +117,7 @@ _LAZY = {
     "step": "pinrun.flows.step",
     "Kind": "pinrun.artifacts.digest",
     "Store": "pinrun.artifacts.store",
-    "UndecodableValueError": "pinrun.artifacts.codec",
+    "UnloadedValue": "pinrun.artifacts.codec",
     "WriteBatch": "pinrun.artifacts.store",
     "open_store": "pinrun.artifacts.store",
     "register_type": "pinrun.artifacts.codec",

@@ -15,10 +15,13 @@ The hierarchy::
         ├── StoreNotFoundError        no store folder where one was looked for (.path)
         ├── CorruptObjectError        an object's bytes do not hash to its digest (.digest, .actual)
         ├── MissingObjectError        a referenced object is absent (.digest, .referenced_by)
-        └── ObjectFormatError         a stored record this version cannot read (.digest)
+        ├── ObjectFormatError         a stored record this version cannot read (.digest)
+        └── UndecodableValueError     stored value bytes that do not decode (.reason)
 
 Every message says what happened and what to do next, in full sentences, so
-the CLI can print it as the one line a user sees.
+the CLI can print it as the one line a user sees. Every error survives
+pickling with its attributes (``pinrun verify`` runs replays in worker
+processes and carries their errors back).
 """
 
 from __future__ import annotations
@@ -41,10 +44,20 @@ __all__ = [
     "RefConflictError",
     "StoreError",
     "StoreNotFoundError",
+    "UndecodableValueError",
     "UnknownDigestError",
     "UnknownRefError",
     "UnsupportedValueError",
 ]
+
+
+def _rebuild(cls: type[PinrunError], args: tuple[object, ...],
+             state: dict[str, object]) -> PinrunError:
+    """Unpickle an error without calling its ``__init__`` (whose parameters vary)."""
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class PinrunError(Exception):
@@ -52,6 +65,11 @@ class PinrunError(Exception):
 
     #: The process exit code the command line uses for this error.
     exit_code: int = 1
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Exception's own pickling calls cls(*args), which fails for every
+        # subclass whose __init__ takes its context rather than the message.
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
 
 
 class InputError(PinrunError):
@@ -202,4 +220,21 @@ class ObjectFormatError(StoreError):
         super().__init__(
             f"object {digest.hex} cannot be read: {reason}. It may have been written by a "
             "newer pinrun; upgrade pinrun, or run `pinrun fsck` if you suspect damage."
+        )
+
+
+class UndecodableValueError(StoreError):
+    """Stored bytes that passed their digest check but do not decode as a value.
+
+    They were damaged before they were hashed, written by a newer pinrun, or
+    crafted. (A value of a class this process has not loaded is not an error:
+    it decodes to a :class:`pinrun.UnloadedValue`.)
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"cannot decode a stored value: {reason}. It may come from a newer pinrun "
+            "(upgrade pinrun) or be damaged; `pinrun fsck` checks the store, and "
+            "`pinrun cat --raw` shows the stored bytes."
         )

@@ -13,71 +13,51 @@ import dataclasses
 import datetime as dt
 import decimal
 import enum
-import importlib
 import sys
 import uuid
 from collections.abc import Callable
 from typing import Any, Final
 
+from pinrun.artifacts._codec_classes import (
+    NoCodecError,
+    UnloadedValue,
+    decode_dataclass,
+    decode_enum,
+    decode_flag,
+    decode_namedtuple,
+    decode_pydantic,
+    encode_dataclass,
+    encode_enum,
+    encode_namedtuple,
+    encode_pydantic,
+)
 from pinrun.artifacts.digest import Digest
 
 __all__ = [
     "EXACT_ENCODERS",
     "TAG_DECODERS",
-    "ClassNotImportableError",
     "NoCodecError",
-    "class_ref",
+    "UnloadedValue",
     "encode_special",
-    "resolve",
 ]
 
 Enc = Callable[[Any], Any]
 Dec = Callable[[Any], Any]
 
 
-class NoCodecError(Exception):
-    """Raised by ``encode_special`` when no handler knows the value's type."""
-
-
-class ClassNotImportableError(Exception):
-    """A class named in a stored value cannot be imported in this process."""
-
-
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def _text(payload: Any) -> str:
+    """A payload the encoder always writes as a string (a number would decode differently)."""
+    if type(payload) is not str:
+        raise TypeError(f"expected text, found {type(payload).__name__}")
+    return payload
+
+
 def _unb64(text: str) -> bytes:
     return base64.b64decode(text.encode("ascii"), validate=True)
-
-
-def class_ref(cls: type) -> str:
-    """``module:QualName`` for a class, refusing ones that cannot be imported back."""
-    qualname = cls.__qualname__
-    if "<locals>" in qualname:
-        raise NoCodecError(f"{cls.__module__}.{qualname} is defined inside a function")
-    return f"{cls.__module__}:{qualname}"
-
-
-_CLASS_CACHE: dict[str, Any] = {}
-
-
-def resolve(ref: str) -> Any:
-    """Import the class a ``module:QualName`` reference names."""
-    cached = _CLASS_CACHE.get(ref)
-    if cached is not None:
-        return cached
-    module_name, _, qualname = ref.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise ClassNotImportableError(f"{ref} cannot be imported here ({exc})") from exc
-    if not isinstance(obj, type):
-        raise ClassNotImportableError(f"{ref} is not a class")
-    _CLASS_CACHE[ref] = obj
-    return obj
 
 
 # ---------------------------------------------------------------- datetimes
@@ -142,72 +122,6 @@ def _dec_time(payload: list[Any], dec: Dec) -> dt.time:
     return dt.time.fromisoformat(wall).replace(tzinfo=_dec_zone(zone), fold=fold)
 
 
-# ----------------------------------------------------------------- classes
-
-
-def _enc_enum(value: enum.Enum, enc: Enc) -> Any:
-    if isinstance(value, enum.Flag):
-        # A combination of flags (R|W) or the empty flag has no single name.
-        return {"$flag": [class_ref(type(value)), enc(value.value)]}
-    return {"$enum": [class_ref(type(value)), value.name]}
-
-
-def _dec_enum(payload: list[Any], dec: Dec) -> Any:
-    cls = resolve(payload[0])
-    try:
-        return cls[payload[1]]
-    except KeyError:
-        raise ClassNotImportableError(f"{payload[0]} has no member {payload[1]!r} here") \
-            from None
-
-
-def _dec_flag(payload: list[Any], dec: Dec) -> Any:
-    cls = resolve(payload[0])
-    try:
-        return cls(dec(payload[1]))
-    except ValueError:
-        raise ClassNotImportableError(f"{payload[0]} has no value {payload[1]!r} here") \
-            from None
-
-
-def _enc_dataclass(value: Any, enc: Enc) -> Any:
-    fields = {f.name: enc(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    return {"$dataclass": [class_ref(type(value)), fields]}
-
-
-def _dec_dataclass(payload: list[Any], dec: Dec) -> Any:
-    cls = resolve(payload[0])
-    # Bypass __init__ and __post_init__: restore the exact stored state, frozen or not.
-    obj = cls.__new__(cls)
-    for name, encoded in payload[1].items():
-        object.__setattr__(obj, name, dec(encoded))
-    return obj
-
-
-def _enc_namedtuple(value: tuple[Any, ...], enc: Enc) -> Any:
-    return {"$namedtuple": [class_ref(type(value)), [enc(x) for x in value]]}
-
-
-def _dec_namedtuple(payload: list[Any], dec: Dec) -> Any:
-    return resolve(payload[0])(*[dec(x) for x in payload[1]])
-
-
-def _enc_pydantic(value: Any, enc: Enc) -> Any:
-    cls = type(value)
-    fields = {name: enc(getattr(value, name)) for name in cls.model_fields}
-    extra = value.__pydantic_extra__
-    if extra:
-        fields.update({name: enc(item) for name, item in extra.items()})
-    return {"$pydantic": [class_ref(cls), fields]}
-
-
-def _dec_pydantic(payload: list[Any], dec: Dec) -> Any:
-    cls = resolve(payload[0])
-    values = {name: dec(encoded) for name, encoded in payload[1].items()}
-    # model_construct skips validation: the stored values were already valid.
-    return cls.model_construct(**values)
-
-
 # ------------------------------------------------------------------- numpy
 
 
@@ -220,12 +134,37 @@ def _enc_ndarray(value: Any, enc: Enc) -> Any:
     return {"$ndarray": [value.dtype.str, list(value.shape), _b64(data)]}
 
 
+# Kinds of fixed-size plain data: bool, ints, floats, complex, datetimes, bytes,
+# text. An object or void dtype read from stored bytes would turn those bytes
+# into pointers; the encoder never writes one, so the decoder never reads one.
+_PLAIN_DTYPE_KINDS: Final = frozenset("biufcmMSU")
+# Bounded before allocating: an array's elements come from its base64 text,
+# except for zero-size dtypes, which frombuffer cannot size.
+_MAX_EMPTY_ELEMENTS: Final = 1 << 24
+
+
+def _plain_dtype(spec: Any) -> Any:
+    import numpy as np
+
+    if type(spec) is not str:
+        raise ValueError("a dtype is written as a string")
+    kind = np.dtype(spec)
+    if kind.kind not in _PLAIN_DTYPE_KINDS or kind.hasobject or kind.fields is not None \
+            or kind.subdtype is not None:
+        raise ValueError(f"dtype {spec!r} is not a plain fixed-size dtype")
+    return kind
+
+
 def _dec_ndarray(payload: list[Any], dec: Dec) -> Any:
     import numpy as np
 
     dtype, shape, data = payload
-    kind = np.dtype(dtype)
+    kind = _plain_dtype(dtype)
+    if type(shape) is not list or not all(type(n) is int and n >= 0 for n in shape):
+        raise ValueError("an array shape is a list of sizes")
     if kind.itemsize == 0:  # empty strings: frombuffer cannot size them
+        if int(np.prod(shape, dtype=object)) > _MAX_EMPTY_ELEMENTS:
+            raise ValueError(f"an array of {shape} empty strings is implausible")
         return np.zeros(shape, dtype=kind)
     return np.frombuffer(_unb64(data), dtype=kind).reshape(shape).copy()
 
@@ -239,7 +178,7 @@ def _enc_npscalar(value: Any, enc: Enc) -> Any:
 def _dec_npscalar(payload: list[Any], dec: Dec) -> Any:
     import numpy as np
 
-    kind = np.dtype(payload[0])
+    kind = _plain_dtype(payload[0])
     if kind.itemsize == 0:
         return kind.type()
     return np.frombuffer(_unb64(payload[1]), dtype=kind)[0]
@@ -343,14 +282,14 @@ def encode_special(value: Any, enc: Enc) -> Any:
     """Encode a value whose type needs an ``isinstance`` test; ``NoCodecError`` if none fits."""
     cls = type(value)
     if isinstance(value, enum.Enum):
-        return _enc_enum(value, enc)
+        return encode_enum(value, enc)
     if hasattr(cls, "__dataclass_fields__") and dataclasses.is_dataclass(value):
-        return _enc_dataclass(value, enc)
+        return encode_dataclass(value, enc)
     if isinstance(value, tuple) and hasattr(cls, "_fields"):
-        return _enc_namedtuple(value, enc)
+        return encode_namedtuple(value, enc)
     pydantic = sys.modules.get("pydantic")
     if pydantic is not None and isinstance(value, pydantic.BaseModel):
-        return _enc_pydantic(value, enc)
+        return encode_pydantic(value, enc)
     numpy = sys.modules.get("numpy")
     if numpy is not None:
         if isinstance(value, numpy.ndarray):
@@ -387,31 +326,32 @@ EXACT_ENCODERS: Final[dict[type, Callable[[Any, Enc], Any]]] = {
     uuid.UUID: lambda v, enc: {"$uuid": v.hex},
     complex: lambda v, enc: {"$complex": [_enc_float_like(v.real), _enc_float_like(v.imag)]},
     Digest: lambda v, enc: {"$digest": v.hex},
+    UnloadedValue: lambda v, enc: v.encoded(),
 }
 
 TAG_DECODERS: Final[dict[str, Callable[[Any, Dec], Any]]] = {
-    "$int": lambda p, dec: int(p),
-    "$float": lambda p, dec: float(p),
+    "$int": lambda p, dec: int(_text(p)),
+    "$float": lambda p, dec: float(_text(p)),
     "$str": lambda p, dec: _unb64(p).decode("utf-8", "surrogatepass"),
     "$bytes": lambda p, dec: _unb64(p),
     "$bytearray": lambda p, dec: bytearray(_unb64(p)),
     "$datetime": _dec_datetime,
-    "$date": lambda p, dec: _DATE.fromisoformat(p),
+    "$date": lambda p, dec: _DATE.fromisoformat(_text(p)),
     "$time": _dec_time,
     "$timedelta": lambda p, dec: dt.timedelta(days=p[0], seconds=p[1], microseconds=p[2]),
-    "$decimal": lambda p, dec: decimal.Decimal(p),
-    "$uuid": lambda p, dec: uuid.UUID(hex=p),
+    "$decimal": lambda p, dec: decimal.Decimal(_text(p)),
+    "$uuid": lambda p, dec: uuid.UUID(hex=_text(p)),
     "$complex": lambda p, dec: complex(dec(p[0]), dec(p[1])),
     "$digest": lambda p, dec: Digest.from_hex(p),
     "$tuple": lambda p, dec: tuple(dec(x) for x in p),
     "$set": lambda p, dec: {dec(x) for x in p},
     "$frozenset": lambda p, dec: frozenset(dec(x) for x in p),
     "$map": lambda p, dec: {dec(k): dec(v) for k, v in p},
-    "$enum": _dec_enum,
-    "$flag": _dec_flag,
-    "$dataclass": _dec_dataclass,
-    "$namedtuple": _dec_namedtuple,
-    "$pydantic": _dec_pydantic,
+    "$enum": decode_enum,
+    "$flag": decode_flag,
+    "$dataclass": decode_dataclass,
+    "$namedtuple": decode_namedtuple,
+    "$pydantic": decode_pydantic,
     "$ndarray": _dec_ndarray,
     "$npscalar": _dec_npscalar,
     "$dataframe": _dec_dataframe,

@@ -16,36 +16,26 @@ value model.
 from __future__ import annotations
 
 import base64
+import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import orjson
 
 from pinrun.artifacts import _codec_types as types
-from pinrun.errors import PinrunError, UnsupportedValueError
+from pinrun.errors import PinrunError, UndecodableValueError, UnsupportedValueError
 
 if TYPE_CHECKING:
     from pinrun.artifacts.digest import Digest
 
-__all__ = ["TypeCodec", "UndecodableValueError", "decode", "decode_tagged", "encode",
-           "encode_digest_map",
-           "register_type"]
+__all__ = ["TypeCodec", "UndecodableValueError", "UnloadedValue", "decode", "decode_tagged",
+           "encode", "encode_digest_map", "register_type"]
+
+UnloadedValue = types.UnloadedValue
 
 _SORT: Final = orjson.OPT_SORT_KEYS
 _INT_MIN: Final = -(1 << 63)
 _INT_MAX: Final = (1 << 64) - 1  # orjson writes unsigned 64-bit integers too
-
-
-class UndecodableValueError(PinrunError):
-    """A stored value names a type this process cannot rebuild."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(
-            f"cannot decode a stored value: {reason}. Make the module importable (run from "
-            "the project folder, or register the codec) or read it as data with "
-            "`pinrun cat --raw`."
-        )
 
 
 class TypeCodec(NamedTuple):
@@ -137,7 +127,14 @@ def _enc(value: Any) -> Any:
     if cls is str or cls is bool or value is None:
         return value
     if cls is int:
-        return value if _INT_MIN <= value <= _INT_MAX else {"$int": str(value)}
+        if _INT_MIN <= value <= _INT_MAX:
+            return value
+        try:
+            return {"$int": str(value)}
+        except ValueError:  # over sys.get_int_max_str_digits(): it could not be read back
+            raise _UnsupportedError(value, f"integers of more than "
+                                    f"{sys.get_int_max_str_digits()} digits cannot be "
+                                    "stored (store it as a string or bytes)") from None
     if cls is float:
         return value if value - value == 0.0 else {"$float": repr(value)}
     if cls is dict:
@@ -317,25 +314,29 @@ def _dec(obj: Any) -> Any:
 
 def _dec_tag(tag: str, payload: Any) -> Any:
     if tag == "$ext":
-        name, inner = payload
-        codec = _BY_NAME.get(name)
+        if type(payload) is not list or len(payload) != 2:
+            raise UndecodableValueError(f"its $ext payload does not fit ({payload!r:.80})")
+        codec = _BY_NAME.get(payload[0]) if type(payload[0]) is str else None
         if codec is None:
-            raise UndecodableValueError(
-                f"it holds a value of registered type {name!r}, and no codec of that name is "
-                "registered in this process (call pinrun.register_type first)"
-            )
-        return codec.decode(_dec(inner))
+            # No codec of that name in this process: the value stays data.
+            return types.UnloadedValue(tag, payload)
+        return codec.decode(_dec(payload[1]))
     decoder = types.TAG_DECODERS.get(tag)
     if decoder is None:
-        raise UndecodableValueError(f"unknown tag {tag!r}; a newer pinrun may have written it")
+        raise UndecodableValueError(f"unknown tag {tag[:40]!r}; a newer pinrun may have "
+                                    "written it")
     try:
         return decoder(payload, _dec)
-    except types.ClassNotImportableError as exc:
-        raise UndecodableValueError(str(exc)) from None
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
+    except PinrunError:
+        raise
+    except RecursionError:
+        raise
+    except Exception as exc:
         # The bytes passed their digest check, so a payload that does not fit
-        # its tag was written by another version of a class or of pinrun.
-        raise UndecodableValueError(f"its {tag} payload does not fit ({exc!r})") from None
+        # its tag was written by another version of a class or of pinrun, or
+        # crafted. Whatever the library underneath raised, it is one error here.
+        raise UndecodableValueError(f"its {tag} payload does not fit "
+                                    f"({type(exc).__name__}: {str(exc)[:160]})") from None
 
 
 def _loads(data: bytes) -> Any:
@@ -346,14 +347,23 @@ def _loads(data: bytes) -> Any:
 
 
 def decode(data: bytes) -> Any:
-    """Rebuild the value that :func:`encode` turned into ``data``."""
+    """Rebuild the value that :func:`encode` turned into ``data``.
+
+    Imports nothing and calls nothing the data names: a value of a class that
+    is not loaded (or not of the kind its tag declares) comes back as an
+    :class:`UnloadedValue`. Anything malformed raises
+    :class:`~pinrun.errors.UndecodableValueError`.
+    """
     obj = _loads(data)
     # Tags always appear as the bytes {"$ : plain keys never start with $ and a
     # quote inside a string is escaped, so without them there is nothing to undo.
     # A lone $ is rare in data and memchr finds it ~50x faster than a search
     # for {"$ (which stops at every brace), so look for that first.
     if b"$" in data and b'{"$' in data:
-        return _dec(obj)
+        try:
+            return _dec(obj)
+        except RecursionError:
+            raise UndecodableValueError("it is nested too deeply to rebuild") from None
     return obj
 
 
