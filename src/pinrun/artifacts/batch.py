@@ -19,7 +19,7 @@ from pinrun.artifacts.dictionary import (
     train_dictionary,
 )
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
-from pinrun.artifacts.objects import EncodedObject, build_records
+from pinrun.artifacts.objects import EncodedObject, build_records, check_payload_size
 from pinrun.artifacts.refs import ANY, RefExpectation, check_expected, validate_ref_name
 from pinrun.errors import MissingObjectError
 
@@ -62,6 +62,7 @@ class WriteBatch:
         ``digest``: the payload's digest when the caller computed it before
         (pinned code is put at every run); it must be ``compute_digest(kind, payload)``.
         """
+        check_payload_size(kind, len(payload), kind.value)
         if digest is None:
             digest = compute_digest(kind, payload)
         self._offered_objects += 1
@@ -79,7 +80,9 @@ class WriteBatch:
 
     def put_value(self, value: Any, *, root: str = "value") -> Digest:
         """Queue one canonically encoded value."""
-        return self.put(Kind.VALUE, codec.encode(value, root=root))
+        payload = codec.encode(value, root=root)
+        check_payload_size(Kind.VALUE, len(payload), root)
+        return self.put(Kind.VALUE, payload)
 
     def put_blob(self, data: bytes) -> Digest:
         """Queue raw bytes (chunked into a tree when large)."""

@@ -12,6 +12,13 @@ A record on disk is::
 
 The digest covers the kind and the *uncompressed* payload, never the header, so
 records can be recompressed or re-headed without renaming anything.
+
+Records may come from someone else's store or bundle, so sizes are bounded
+before anything is allocated: the header's raw size must be within the
+kind's limit (:data:`MAX_RAW_SIZE`, which writers respect too), and a zstd
+frame must declare exactly that size, since the decompressor allocates what
+the frame declares. :func:`verify_record` proves a record without ever
+holding its payload, for records too large to trust yet.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import blake3
 import zstandard
@@ -34,18 +41,26 @@ from pinrun.artifacts.dictionary import (
     dictionary_for,
 )
 from pinrun.artifacts.digest import DIGEST_SIZE, Digest, Kind, compute_digest
-from pinrun.errors import CorruptObjectError, MissingObjectError, ObjectFormatError
+from pinrun.errors import (
+    CorruptObjectError,
+    MissingObjectError,
+    ObjectFormatError,
+    UnsupportedValueError,
+)
 
 __all__ = [
     "FORMAT_VERSION",
     "HEADER",
+    "MAX_RAW_SIZE",
     "EncodedObject",
     "RecordInfo",
     "build_records",
+    "check_payload_size",
     "encode_record",
     "open_record",
     "read_header",
     "record_dictionary",
+    "verify_record",
 ]
 
 #: Reads a dictionary's blob by digest (the store's own loader, usually).
@@ -68,6 +83,19 @@ _PARALLEL_MIN_ITEMS: Final = 16
 # plain loop is faster (measured: 64 objects of 100 bytes, 3 ms vs 0.08 ms).
 _PARALLEL_MIN_BYTES: Final = 1 << 20
 _THREADS: Final = min(os.cpu_count() or 1, 4)
+_MiB: Final = 1 << 20
+
+#: The largest uncompressed payload of each kind that pinrun writes or reads.
+#: Blobs are chunked at 4 MiB (trees.CHUNK_THRESHOLD); a state value is one
+#: canonical encoding; records of structure (trees, runs, code) grow with the
+#: number of keys, steps and modules.
+MAX_RAW_SIZE: Final = {
+    Kind.BLOB: 64 * _MiB, Kind.VALUE: 2048 * _MiB, Kind.TREE: 512 * _MiB,
+    Kind.CODE: 256 * _MiB, Kind.STEP: 64 * _MiB, Kind.FLOW: 64 * _MiB, Kind.ENV: 64 * _MiB,
+    Kind.RUN: 512 * _MiB,
+}
+# verify_record streams what it decompresses through the hash in pieces this big.
+_VERIFY_CHUNK: Final = 1 * _MiB
 
 # zstandard compressor objects are not thread-safe; keep one per thread.
 _local = threading.local()
@@ -107,6 +135,14 @@ class RecordInfo:
     codec: str
     raw_size: int
     stored_size: int
+
+
+def check_payload_size(kind: Kind, size: int, what: str = "value") -> None:
+    """Refuse to write a payload larger than any reader accepts (``UnsupportedValueError``)."""
+    limit = MAX_RAW_SIZE[kind]
+    if size > limit:
+        raise UnsupportedValueError(what, kind.value, f"its encoding is {size:,} bytes, over "
+                                    f"the {limit // _MiB:,} MiB pinrun stores as one {kind.value}")
 
 
 def encode_record(kind: Kind, payload: bytes) -> EncodedObject:
@@ -185,7 +221,30 @@ def read_header(digest: Digest, record: bytes | memoryview) -> RecordInfo:
         raise ObjectFormatError(digest, f"unknown kind code {kind_code}") from None
     if codec not in _CODEC_NAMES:
         raise ObjectFormatError(digest, f"unknown compression codec {codec}")
+    _check_raw_size(digest, kind, raw_size)
     return RecordInfo(kind, _CODEC_NAMES[codec], raw_size, len(record))
+
+
+def _check_raw_size(digest: Digest, kind: Kind, raw_size: int) -> None:
+    if raw_size > MAX_RAW_SIZE[kind]:
+        raise CorruptObjectError(digest, None, f"its header claims {raw_size:,} bytes, more "
+                                 f"than any {kind.value} pinrun writes")
+
+
+def _frame(digest: Digest, record: bytes | memoryview, codec: int, raw_size: int) -> Any:
+    """The zstd frame of a record, once its declared size is proven to be ``raw_size``."""
+    start = HEADER.size + (DIGEST_SIZE if codec == CODEC_ZSTD_DICT else 0)
+    frame = record[start:]
+    try:
+        declared = zstandard.frame_content_size(frame)
+    except zstandard.ZstdError as exc:
+        raise CorruptObjectError(digest, None, f"its compressed data is damaged ({exc})") \
+            from None
+    if declared != raw_size:
+        # The decompressor allocates what the frame declares: never trust it alone.
+        raise CorruptObjectError(digest, None, f"its compressed frame declares {declared:,} "
+                                 f"bytes where its header says {raw_size:,}")
+    return frame
 
 
 def open_record(
@@ -203,13 +262,15 @@ def open_record(
     if kind is None or codec > CODEC_ZSTD_DICT:
         read_header(digest, record)  # raises the precise ObjectFormatError
     assert kind is not None
+    _check_raw_size(digest, kind, raw_size)
     try:
         if codec == CODEC_ZSTD:
-            payload = _decompressor().decompress(record[HEADER.size:], max_output_size=raw_size)
+            payload = _decompressor().decompress(_frame(digest, record, codec, raw_size),
+                                                 allow_extra_data=False)
         elif codec == CODEC_ZSTD_DICT:
             dictionary = _dictionary_of(digest, record, load_dictionary)
-            frame = record[HEADER.size + DIGEST_SIZE:]
-            payload = dictionary.decompressor().decompress(frame, max_output_size=raw_size)
+            payload = dictionary.decompressor().decompress(
+                _frame(digest, record, codec, raw_size), allow_extra_data=False)
         else:
             payload = bytes(record[HEADER.size:])
     except zstandard.ZstdError as exc:
@@ -224,6 +285,49 @@ def open_record(
     if hasher.digest() != digest.raw:
         raise CorruptObjectError(digest, compute_digest(kind, payload))
     return kind, payload
+
+
+def verify_record(
+    digest: Digest, record: bytes | memoryview, load_dictionary: DictionaryLoader | None = None
+) -> RecordInfo:
+    """Prove a record hashes to ``digest`` without holding its payload in memory.
+
+    The payload is decompressed and hashed in 1 MiB pieces, and the stream
+    is cut off as soon as it runs past the header's size, so a record that
+    lies about its size costs at most one piece to refuse.
+    """
+    info = read_header(digest, record)  # bounds raw_size by the kind's limit
+    hasher = blake3.blake3(info.kind.tag)
+    if info.codec == "none":
+        hasher.update(record[HEADER.size:])
+        produced = len(record) - HEADER.size
+    else:
+        codec = CODEC_ZSTD if info.codec == "zstd" else CODEC_ZSTD_DICT
+        frame = _frame(digest, record, codec, info.raw_size)
+        decompressor = (_dictionary_of(digest, record, load_dictionary).decompressor()
+                        if codec == CODEC_ZSTD_DICT else _decompressor())
+        produced = 0
+        try:
+            # A stream reader hands out at most what is asked for: decompressobj
+            # would inflate a bomb whole in one call. Reading across frames makes
+            # bytes after the frame an error (or more output than declared).
+            reader = decompressor.stream_reader(frame, read_size=_VERIFY_CHUNK // 8,
+                                                read_across_frames=True)
+            while produced <= info.raw_size:
+                piece = reader.read(_VERIFY_CHUNK)
+                if not piece:
+                    break
+                produced += len(piece)
+                hasher.update(piece)
+        except zstandard.ZstdError as exc:
+            raise CorruptObjectError(digest, None, f"its compressed data is damaged ({exc})") \
+                from None
+    if produced != info.raw_size:
+        raise CorruptObjectError(digest, None, f"it holds at least {produced:,} bytes where "
+                                 f"its header says {info.raw_size:,}")
+    if hasher.digest() != digest.raw:
+        raise CorruptObjectError(digest, None, "its content does not hash to its digest")
+    return info
 
 
 def _dictionary_of(digest: Digest, record: bytes | memoryview,

@@ -281,19 +281,32 @@ def import_command(bundle: str, force: bool, as_json: bool, store_path: str | No
     A damaged, truncated or altered bundle is refused and nothing is written.
     The store is the one found upward (or --store); without one, ./.pinrun is made.
     """
+    import shutil
     from pathlib import Path
 
-    from pinrun.artifacts.bundle import import_bundle
+    from pinrun.artifacts.bundle import BundleScan, import_bundle, scan_bundle
     from pinrun.errors import InputError, StoreNotFoundError
+    from pinrun.safe_text import printable
 
     if not Path(bundle).is_file():
-        raise InputError(f"no bundle file at {bundle}")
+        raise InputError(f"no bundle file at {printable(bundle)}")
+    scan: BundleScan | None = None
+    created = False
     try:
         store = open_cli_store(store_path)  # the project's store, found upward
     except StoreNotFoundError:
-        store = open_cli_store(store_path, create=True)  # none yet: make one here
-    with store, progress_bar("verifying bundle bytes") as update:
-        report = import_bundle(store, bundle, force=force, progress=update)
+        # None yet: prove the bundle first, so that a refused one leaves no store behind.
+        with progress_bar("verifying bundle bytes") as update:
+            scan = scan_bundle(bundle, None, progress=update)
+        store = open_cli_store(store_path, create=True)  # then make one here
+        created = True
+    try:
+        with store, progress_bar("verifying bundle bytes") as update:
+            report = import_bundle(store, bundle, force=force, progress=update, scan=scan)
+    except BaseException:
+        if created:  # made for this import, which wrote nothing: take it away again
+            shutil.rmtree(store.path, ignore_errors=True)
+        raise
     if as_json:
         print_json({"objects": report.objects, "new_objects": report.new_objects,
                     "refs": {k: v.hex for k, v in report.refs.items()},
@@ -302,7 +315,7 @@ def import_command(bundle: str, force: bool, as_json: bool, store_path: str | No
     click.echo(f"imported {report.objects:,} objects ({report.new_objects:,} new) and "
                f"{len(report.refs)} ref(s)")
     for name, target in report.refs.items():
-        click.echo(f"  {name} -> {target.short}")
+        click.echo(f"  {printable(name)} -> {target.short}")
 
 
 COMMANDS = (init, cat, stats, fsck, gc, export_command, import_command)
