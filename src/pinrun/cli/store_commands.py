@@ -81,19 +81,26 @@ def cat(store: Store, name: str, raw: bool, as_json: bool) -> None:
         content = {"$bytes": base64.b64encode(payload).decode("ascii")}
     else:
         content = decode_tagged(payload)
-    if as_json:
-        print_json({"digest": digest.hex, "kind": kind.value, "raw_size": info.raw_size,
-                    "stored_size": info.stored_size, "codec": info.codec, "content": content})
-        return
-    if kind is Kind.BLOB:
-        _show_blob(payload)
-    elif kind is Kind.TREE and content.get("type") == "map":
-        _show_tree(store, content["entries"])
-    else:
-        import orjson
+    try:
+        if as_json:
+            print_json({"digest": digest.hex, "kind": kind.value, "raw_size": info.raw_size,
+                        "stored_size": info.stored_size, "codec": info.codec,
+                        "content": content})
+            return
+        if kind is Kind.BLOB:
+            _show_blob(payload)
+        elif kind is Kind.TREE and type(content) is dict and content.get("type") == "map":
+            _show_tree(store, content["entries"])
+        else:
+            import orjson
 
-        text = orjson.dumps(content, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
-        click.echo(text.decode("utf-8"))
+            text = orjson.dumps(content, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+            click.echo(text.decode("utf-8"))
+    except TypeError as exc:  # orjson writes at most 255 levels of nesting
+        from pinrun.errors import UndecodableValueError
+
+        raise UndecodableValueError(f"object {digest.hex} cannot be shown as JSON ({exc}); "
+                                    "`pinrun cat --raw` writes its bytes") from None
 
 
 def _show_blob(payload: bytes) -> None:
