@@ -84,11 +84,15 @@ class Writer:
 
 
 class Reader:
-    """Reads exact byte counts, hashing as it goes; a short read means truncation."""
+    """Reads exact byte counts, hashing as it goes; a short read means truncation.
+
+    With ``copy``, every byte read is also written there, at the same offset.
+    """
 
     def __init__(self, handle: IO[bytes], name: str, progress: Progress = no_progress,
-                 total: int = 0) -> None:
+                 total: int = 0, copy: IO[bytes] | None = None) -> None:
         self.handle = handle
+        self.copy = copy
         self.name = name
         self.hasher = blake3.blake3()
         self.offset = 0
@@ -104,6 +108,8 @@ class Reader:
                               f"{self.offset + len(data)} while reading {what}")
         if hashed:
             self.hasher.update(data)
+        if self.copy is not None:
+            self.copy.write(data)
         self.offset += size
         if self.offset - self._reported >= 1 << 20:
             self._reported = self.offset

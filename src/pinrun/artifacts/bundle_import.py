@@ -3,23 +3,28 @@
 A bundle may come from anyone, so import holds at most one record in memory
 at a time and never allocates what a record merely claims:
 
-1. **Scan.** Read the file once, record by record: every header is checked
-   against its kind's size limit, every record is proven against its digest
-   (large values and blobs by hashing their decompressed stream in pieces,
-   structural records in full, with their shape), and the references each
-   one makes are noted. The file's checksum is computed on the way. Records
-   compressed with a dictionary the bundle carries later are proven once
-   that dictionary has been found, by seeking back to them.
+1. **Scan.** Read the file once, record by record, copying it to a private
+   temporary file as it goes: every header is checked against its kind's
+   size limit, every record is proven against its digest (large values and
+   blobs by hashing their decompressed stream in pieces, structural records
+   in full, with their shape), and the references each one makes are noted.
+   The file's checksum is computed on the way. Records compressed with a
+   dictionary the bundle carries later are proven once that dictionary has
+   been found, from the copy.
 2. **Closure.** Every referenced digest must be in the bundle or the store.
-3. **Commit.** One write transaction reads the file again and copies the
-   records in, re-hashing the whole file; if it is not byte-identical to the
-   scanned one, the transaction is aborted. Refs are set in the same
-   transaction, so a bundle's objects and refs appear together, or nothing
-   does.
+3. **Commit**, from the private copy, so what is written is exactly what was
+   proven even if the bundle file changes meanwhile. A bundle up to
+   :data:`COMMIT_CHUNK` bytes commits in one transaction. A larger one first
+   adds its objects in transactions of about that size (LMDB keeps a
+   transaction's pages in memory), then a last transaction re-adds any that
+   a concurrent ``gc`` collected, adds the rest and sets the refs. Objects
+   no ref names yet are invisible to every reader and collected by ``gc``,
+   so the refs, and the runs they name, still appear whole or not at all.
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
@@ -50,7 +55,7 @@ from pinrun.artifacts.store import Store
 from pinrun.artifacts.trees import check_structure, references
 from pinrun.errors import BundleError, InputError, MissingObjectError, PinrunError
 
-__all__ = ["BundleScan", "ImportReport", "import_bundle", "scan_bundle"]
+__all__ = ["COMMIT_CHUNK", "BundleScan", "ImportReport", "import_bundle", "scan_bundle"]
 
 # Structural records are decoded whole to check their shape and find their
 # references. One that would inflate past this and more than _MAX_RATIO times
@@ -58,6 +63,8 @@ __all__ = ["BundleScan", "ImportReport", "import_bundle", "scan_bundle"]
 # few times at most): it is refused before it is decompressed.
 _MATERIALIZE_LIMIT: Final = 8 << 20
 _MAX_RATIO: Final = 64
+#: Record bytes written per write transaction when a bundle is committed in parts.
+COMMIT_CHUNK: Final = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -76,8 +83,8 @@ class BundleScan:
 
     path: Path
     manifest: Manifest
-    #: Each record's digest, kind and raw size, in file order.
-    records: list[tuple[Digest, Kind, int]] = field(default_factory=list)
+    #: Each record's digest, kind, raw size, and offset and length in the file.
+    records: list[tuple[Digest, Kind, int, int, int]] = field(default_factory=list)
     checksum: bytes = b""
     size: int = 0
 
@@ -90,11 +97,12 @@ class _Scanner:
     """The verifying pass over one open bundle file."""
 
     def __init__(self, handle: IO[bytes], path: Path, store: Store | None,
-                 progress: Progress) -> None:
+                 progress: Progress, copy: IO[bytes]) -> None:
         self.handle = handle
+        self.copy = copy  # what is proven is read back from here, never from the file again
         self.path = path
         self.store = store
-        self.reader = Reader(handle, str(path), progress, path.stat().st_size)
+        self.reader = Reader(handle, str(path), progress, path.stat().st_size, copy)
         self.offsets: dict[Digest, tuple[int, int]] = {}  # digest -> (offset, length)
         self.needed: dict[Digest, str] = {}  # referenced digest -> first holder
         self.deferred: list[tuple[Digest, int, int]] = []  # awaiting their dictionary
@@ -118,7 +126,7 @@ class _Scanner:
             if digest in self.offsets:
                 raise _fail(self.path, f"object {digest.hex} appears twice")
             self.offsets[digest] = (offset, size)
-            scan.records.append((digest, *self._check(digest, record, offset)))
+            scan.records.append((digest, *self._check(digest, record, offset), offset, size))
         (count,) = U64.unpack(self.reader.take(8, "the record count"))
         scan.checksum = self.reader.hasher.digest()
         if self.reader.take(32, "the checksum", hashed=False) != scan.checksum:
@@ -128,6 +136,7 @@ class _Scanner:
         if count != len(scan.records):
             raise _fail(self.path, f"it holds {len(scan.records)} records but says {count}")
         scan.size = self.reader.offset + 32
+        self.copy.flush()
         for digest, offset, size in self.deferred:
             self._check(digest, self._read_at(offset, size), offset, deferred=True)
         self._check_closure(scan.manifest)
@@ -167,15 +176,8 @@ class _Scanner:
             self.needed.setdefault(child, digest.hex)
 
     def _read_at(self, offset: int, size: int) -> bytes:
-        position = self.handle.tell()
-        try:
-            self.handle.seek(offset)
-            data = self.handle.read(size)
-        finally:
-            self.handle.seek(position)
-        if len(data) != size:
-            raise _fail(self.path, "the file changed while it was being read")
-        return data
+        self.copy.flush()
+        return _read_copy(self.copy, offset, size)
 
     def _dictionary(self, wanted: Digest) -> bytes:
         place = self.offsets.get(wanted)
@@ -202,6 +204,16 @@ class _Scanner:
                             "neither in the bundle nor in the store")
 
 
+def _read_copy(copy: IO[bytes], offset: int, size: int) -> bytes:
+    """``size`` bytes at ``offset`` of the private copy (positioned reads: no shared seek)."""
+    import os
+
+    data = os.pread(copy.fileno(), size, offset)
+    if len(data) != size:
+        raise BundleError(getattr(copy, "name", "bundle copy"), "its private copy is short")
+    return data
+
+
 def _open(path: Path) -> IO[bytes]:
     try:
         return path.open("rb")
@@ -209,67 +221,85 @@ def _open(path: Path) -> IO[bytes]:
         raise InputError(f"cannot read bundle {path}: {exc.strerror}.") from exc
 
 
+def _scan(path: Path, store: Store | None, progress: Progress, copy: IO[bytes]) -> BundleScan:
+    with _open(path) as handle:
+        return _Scanner(handle, path, store, progress, copy).run()
+
+
 def scan_bundle(path: str | Path, store: Store | None = None,
                 progress: Progress = no_progress) -> BundleScan:
-    """Verify a bundle completely without writing anything.
+    """Verify a bundle completely without writing anything to a store.
 
     With ``store=None`` the bundle must be self-contained (as for a store
     that does not exist yet). Raises :class:`~pinrun.errors.BundleError`.
     """
-    source = Path(path)
-    with _open(source) as handle:
-        return _Scanner(handle, source, store, progress).run()
+    with tempfile.TemporaryFile(prefix="pinrun-bundle-") as copy:
+        return _scan(Path(path), store, progress, copy)
 
 
 def import_bundle(store: Store, path: str | Path, *, force: bool = False,
-                  progress: Progress = no_progress, scan: BundleScan | None = None
-                  ) -> ImportReport:
-    """Verify a bundle completely, then add its objects and refs in one transaction.
+                  progress: Progress = no_progress) -> ImportReport:
+    """Verify a bundle completely, then add its objects and refs to the store.
 
     A ref that already points elsewhere is a conflict unless ``force`` is set.
     ``progress(bytes_verified, bundle_size)`` is called as records are checked.
-    ``scan``: a :func:`scan_bundle` result for this file, when the caller has
-    one (the commit re-checks that the file is still the one scanned).
+    Peak memory is about one record (or one :data:`COMMIT_CHUNK`), whatever
+    the bundle's size; the disk holds a private copy of it meanwhile.
     """
     source = Path(path)
-    if scan is None:
-        scan = scan_bundle(source, store, progress)
-    refs = {name: target for name, target in scan.manifest.refs.items()
-            if not name.startswith(INTERNAL_REF_PREFIX)}
-    if not force:
-        for name, target in refs.items():
-            current = store.get_ref(name)
-            if current is not None and current != target:
-                raise InputError(f"ref {name!r} already points to {current.hex}, and the "
-                                 f"bundle sets it to {target.hex}. Nothing was imported; use "
-                                 "--force to overwrite the ref.")
+    with tempfile.TemporaryFile(prefix="pinrun-bundle-") as copy:
+        scan = _scan(source, store, progress, copy)
+        refs = {name: target for name, target in scan.manifest.refs.items()
+                if not name.startswith(INTERNAL_REF_PREFIX)}
+        expected = {name: store.get_ref(name) for name in refs}
+        if not force:
+            for name, target in refs.items():
+                current = expected[name]
+                if current is not None and current != target:
+                    raise InputError(f"ref {name!r} already points to {current.hex}, and the "
+                                     f"bundle sets it to {target.hex}. Nothing was imported; "
+                                     "use --force to overwrite the ref.")
+        new = _commit(store, copy, scan, refs, expected)
+    return ImportReport(len(scan.records), new, refs, scan.manifest.roots)
+
+
+def _commit(store: Store, copy: IO[bytes], scan: BundleScan, refs: dict[str, Digest],
+            expected: dict[str, Digest | None]) -> int:
+    """Copy the proven records in, in parts if large, with the refs in the last part."""
     env = store.environment
     objects_db, refs_db, meta_db = (env.dbs[n] for n in ("objects", "refs", "meta"))
-    expected = {name: store.get_ref(name) for name in refs}
+    parts: list[list[tuple[Digest, Kind, int, int, int]]] = [[]]
+    size = 0
+    for entry in scan.records:
+        if size + entry[4] > COMMIT_CHUNK and parts[-1]:
+            parts.append([])
+            size = 0
+        parts[-1].append(entry)
+        size += entry[4]
 
-    def operation(txn: Any) -> int:
-        # Redone from the start if the map must grow: it reads the file again.
-        with _open(source) as handle:
-            reader = Reader(handle, str(source))
-            read_manifest(reader)
-            added = 0
-            for digest, _kind, _raw in scan.records:
-                reader.take(1 + DIGEST_SIZE, "a record")
-                (size,) = U64.unpack(reader.take(8, "a record size"))
-                if size > MAX_RECORD:
-                    raise _fail(source, "the file changed while it was being imported")
-                added += bool(txn.put(digest.raw, reader.take(size, "a record"),
-                                      db=objects_db, overwrite=False))
-            reader.take(9, "the record count")
-            if reader.hasher.digest() != scan.checksum:
-                raise _fail(source, "the file changed while it was being imported")
+    def put_all(txn: Any, entries: list[tuple[Digest, Kind, int, int, int]]) -> int:
+        added = 0
+        for digest, _kind, _raw, offset, length in entries:
+            added += bool(txn.put(digest.raw, _read_copy(copy, offset, length),
+                                  db=objects_db, overwrite=False))
+        return added
+
+    added = 0
+    for part in parts[:-1]:
+        added += env.write(lambda txn, part=part: put_all(txn, part))  # type: ignore[misc]
+    earlier = [entry for part in parts[:-1] for entry in part]
+
+    def finish(txn: Any) -> int:
+        cursor = txn.cursor(db=objects_db)
+        # A gc between the parts collected what no ref named yet: add it again.
+        vanished = [entry for entry in earlier if not cursor.set_key(entry[0].raw)]
+        done = put_all(txn, vanished) + put_all(txn, parts[-1])
         for name, target in refs.items():
             raw = txn.get(name.encode(), db=refs_db)
             check_expected(name, expected[name], Digest(raw) if raw else None)
             txn.put(name.encode(), target.raw, db=refs_db)
         _add_counter(txn, meta_db, _OFFERED_OBJECTS, len(scan.records))
-        _add_counter(txn, meta_db, _OFFERED_BYTES, sum(raw for _, _, raw in scan.records))
-        return added
+        _add_counter(txn, meta_db, _OFFERED_BYTES, sum(entry[2] for entry in scan.records))
+        return done
 
-    new = env.write(operation)
-    return ImportReport(len(scan.records), new, refs, scan.manifest.roots)
+    return added + int(env.write(finish))

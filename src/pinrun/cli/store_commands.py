@@ -291,25 +291,24 @@ def import_command(bundle: str, force: bool, as_json: bool, store_path: str | No
     import shutil
     from pathlib import Path
 
-    from pinrun.artifacts.bundle import BundleScan, import_bundle, scan_bundle
+    from pinrun.artifacts.bundle import import_bundle, scan_bundle
     from pinrun.errors import InputError, StoreNotFoundError
     from pinrun.safe_text import printable
 
     if not Path(bundle).is_file():
         raise InputError(f"no bundle file at {printable(bundle)}")
-    scan: BundleScan | None = None
     created = False
     try:
         store = open_cli_store(store_path)  # the project's store, found upward
     except StoreNotFoundError:
         # None yet: prove the bundle first, so that a refused one leaves no store behind.
         with progress_bar("verifying bundle bytes") as update:
-            scan = scan_bundle(bundle, None, progress=update)
+            scan_bundle(bundle, None, progress=update)
         store = open_cli_store(store_path, create=True)  # then make one here
         created = True
     try:
         with store, progress_bar("verifying bundle bytes") as update:
-            report = import_bundle(store, bundle, force=force, progress=update, scan=scan)
+            report = import_bundle(store, bundle, force=force, progress=update)
     except BaseException:
         if created:  # made for this import, which wrote nothing: take it away again
             shutil.rmtree(store.path, ignore_errors=True)
