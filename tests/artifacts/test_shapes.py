@@ -270,3 +270,17 @@ def test_every_object_a_real_run_writes_has_its_shape(project: Any, project_stor
             seen.add(kind)
     assert seen == shapes.SHAPED_KINDS
     assert load_run(project_store, ok.id) == ok
+
+
+@pytest.mark.parametrize(("name", "kind", "value", "expected"), [
+    (f"runs/{RUN['id']}", Kind.RUN, RUN, None),
+    ("tags/nightly", Kind.RUN, RUN, None),
+    ("runs/x", Kind.RUN, {**RUN, "id": "../../precious"}, "id should be a run id"),
+    ("runs/20261123T013055012-000000", Kind.RUN, RUN, "names the record of run"),
+    (f"runs/{RUN['id']}", Kind.VALUE, {}, "not a run record"),
+])
+def test_a_run_ref_names_the_record_of_its_run(name: str, kind: Kind, value: Any,
+                                               expected: str | None) -> None:
+    """runs/<id> must name a well-formed record of run <id>; other refs are not judged."""
+    problem = shapes.run_ref_problem(name, kind, value)
+    assert problem == expected if expected is None else expected in (problem or "")

@@ -44,6 +44,7 @@ __all__ = [
     "is_hash_seed",
     "is_run_id",
     "parse",
+    "run_ref_problem",
     "shape_problem",
 ]
 
@@ -53,6 +54,8 @@ RUN_FORMAT: Final = 1
 #: millisecond, then 3 random bytes in hex (``20261123T013055012-4f1a2b``).
 #: Nothing else is a run id: an id names a lease file and reaches terminals.
 RUN_ID: Final = re.compile(r"[0-9]{8}T[0-9]{9}-[0-9a-f]{6}")
+#: Refs of runs are ``runs/<id>``, and name the record of run ``<id>``.
+RUN_REF_PREFIX: Final = "runs/"
 #: The largest ``PYTHONHASHSEED`` Python accepts.
 HASH_SEED_MAX: Final = 4294967295
 _HASH_SEED: Final = re.compile(r"[0-9]{1,10}")
@@ -324,3 +327,24 @@ def parse(digest: Digest, kind: Kind, payload: bytes) -> dict[str, Any]:
         raise CorruptObjectError(digest, None, f"its {kind.value} payload is nested too "
                                  "deeply") from None
     return check_shape(digest, kind, value)
+
+
+def run_ref_problem(name: str, kind: Kind, value: Any) -> str | None:
+    """What is wrong with ref ``name`` pointing at this object, in words; None if nothing.
+
+    A ref ``runs/<id>`` must name a well-formed run record whose id is
+    ``<id>`` (an id in a record names a lease file: a record kept under
+    ``runs/A`` saying it is run ``../B`` is damage). Other refs pass.
+    """
+    if not name.startswith(RUN_REF_PREFIX):
+        return None
+    if kind is not Kind.RUN:
+        return f"ref {name!r} names a {kind.value} object, not a run record"
+    try:
+        record = _converted(Kind.RUN, value)
+    except _MismatchError as mismatch:
+        return f"ref {name!r} names a run record that is not well formed: " \
+               f"{mismatch.path} {mismatch.what}"
+    if record["id"] != name[len(RUN_REF_PREFIX):]:
+        return f"ref {name!r} names the record of run {record['id']}"
+    return None

@@ -42,7 +42,7 @@ __all__ = [
 
 RUN_FORMAT = shapes.RUN_FORMAT
 #: Refs of runs are ``runs/<id>``.
-RUN_REF_PREFIX = "runs/"
+RUN_REF_PREFIX = shapes.RUN_REF_PREFIX
 RunStatus = Literal["running", "succeeded", "failed"]
 
 
@@ -222,7 +222,7 @@ def load_run_ref(store: Store, name: str, target: Digest | None = None) -> RunRe
     """The run kept under the ref ``name`` (``runs/<id>``), checked against its ref."""
     digest = target if target is not None else store.ref(name)
     run = load_run_object(store, digest)
-    if not name.startswith(RUN_REF_PREFIX) or run.id != name[len(RUN_REF_PREFIX):]:
+    if run.id != name[len(RUN_REF_PREFIX):] or not name.startswith(RUN_REF_PREFIX):
         raise CorruptObjectError(digest, None, f"it is the record of run {run.id} but is kept "
                                  f"under the ref {name!r}")
     return run
