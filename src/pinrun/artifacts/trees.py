@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Final, Protocol
 
-from pinrun.artifacts import codec
+from pinrun.artifacts import codec, shapes
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.errors import CorruptObjectError, PinrunError, UnsupportedValueError
 
@@ -139,12 +139,17 @@ def check_structure(digest: Digest, kind: Kind, payload: bytes) -> None:
     """Raise :class:`CorruptObjectError` unless the payload parses as its kind requires.
 
     A digest proves the bytes are the ones written, not that what was written
-    makes sense (a bundle can be crafted); fsck and import check both.
+    makes sense (a bundle can be crafted); fsck and import check both. Run,
+    step, flow, env and code objects are checked field by field
+    (:mod:`pinrun.artifacts.shapes`).
     """
     if kind is Kind.BLOB:
         return
     if kind is Kind.TREE:
         _tree(digest, payload)
+        return
+    if kind in shapes.SHAPED_KINDS:  # runs, steps, flows, environments, code: every field
+        shapes.parse(digest, kind, payload)
         return
     try:
         codec.decode_tagged(payload)

@@ -50,9 +50,14 @@ def _store_argument(argv: Sequence[str]) -> str | None:
 
 
 def _recorded_seed(argv: Sequence[str], arguments: list[str]) -> str | None:
-    """The hash seed the run to resume was recorded with, when it can be read."""
-    from pinrun.artifacts.digest import Kind
-    from pinrun.engine.records import load_run
+    """The hash seed the run to resume was recorded with, when it can be read.
+
+    The seed is checked (an integer Python accepts, or ``random``) before it
+    goes into the environment: an interpreter started with another dies
+    with "Fatal Python error" before pinrun could say anything. A run whose
+    seed cannot be read is left to the command itself, which reports it.
+    """
+    from pinrun.engine.records import load_run, recorded_hash_seed
     from pinrun.errors import PinrunError
 
     run_id = next((word for word in arguments if not word.startswith("-")), None)
@@ -62,12 +67,9 @@ def _recorded_seed(argv: Sequence[str], arguments: list[str]) -> str | None:
         from pinrun.artifacts.store import open_store
 
         with open_store(_store_argument(argv)) as store:
-            run = load_run(store, run_id)
-            env = store.get_object(run.env, Kind.ENV) if run.env is not None else {}
+            return recorded_hash_seed(store, load_run(store, run_id))
     except PinrunError:
         return None  # the command itself will report the problem
-    seed = env.get("hash_seed")
-    return seed if isinstance(seed, str) else None
 
 
 def ensure_hash_seed(argv: Sequence[str]) -> None:

@@ -5,20 +5,28 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import re
+import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 
 from pinrun.cli._common import console, json_option, print_json, store_option, with_store
-from pinrun.errors import InputError
+from pinrun.errors import CorruptObjectError, InputError, StoreError
+from pinrun.safe_text import for_rich, printable
 
 if TYPE_CHECKING:
+    from pinrun.artifacts.digest import Digest
     from pinrun.artifacts.store import Store
     from pinrun.engine.records import RunRecord
 
 _RELATIVE = re.compile(r"^(\d+)([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+#: The status ``runs --json`` gives a run whose record cannot be read.
+UNREADABLE: Final = "unreadable"
+#: ``runs`` exits with this (a store error) when it met a damaged run record.
+EXIT_UNREADABLE: Final = 3
 
 
 def since_prefix(text: str, now: dt.datetime | None = None) -> str:
@@ -51,15 +59,32 @@ def run_summary(store: Store, run: RunRecord) -> dict[str, Any]:
                       if failed and failed.error else None)}
 
 
-def _runs_newest_first(store: Store, since: str | None) -> Iterator[RunRecord]:
-    from pinrun.engine.records import RUN_REF_PREFIX, load_run
+@dataclass(frozen=True)
+class Unreadable:
+    """A run whose record cannot be read: its id as its ref names it, and why."""
+
+    run_id: str
+    error: StoreError
+
+    def summary(self) -> dict[str, Any]:
+        """Its entry in ``runs --json``: status ``unreadable``, with the error."""
+        return {"id": self.run_id, "flow": None, "status": UNREADABLE, "steps": [],
+                "failed_step": None, "error": str(self.error)}
+
+
+def _runs_newest_first(store: Store, since: str | None) -> Iterator[RunRecord | Unreadable]:
+    """Each run, newest first; one whose record is damaged is named, not fatal."""
+    from pinrun.engine.records import RUN_REF_PREFIX, load_run_ref
 
     names = sorted(store.refs(RUN_REF_PREFIX), reverse=True)  # ids sort by time: newest first
     for name in names:
         run_id = name[len(RUN_REF_PREFIX):]
         if since is not None and run_id < since:
             return
-        yield load_run(store, run_id)
+        try:
+            yield load_run_ref(store, name)
+        except StoreError as exc:
+            yield Unreadable(run_id, exc)
 
 
 @click.command(name="runs")
@@ -78,31 +103,48 @@ def runs_command(store: Store, flow_name: str | None, status: str | None, since:
                  limit: int, as_json: bool) -> None:
     """List recorded runs, newest first.
 
+    A run whose record is damaged is named on stderr (and in --json with
+    status "unreadable") while the others are listed; the exit code is then
+    3, as for any store damage.
+
     \b
     Examples:
       pinrun runs --flow pricing --status failed
       pinrun runs --since 1d --json
     """
     from rich.table import Table
-    from rich.text import Text
 
     start = since_prefix(since) if since is not None else None
-    summaries = (run_summary(store, run) for run in _runs_newest_first(store, start)
+    unreadable: list[Unreadable] = []
+
+    def readable() -> Iterator[RunRecord]:
+        for item in _runs_newest_first(store, start):
+            if isinstance(item, Unreadable):
+                unreadable.append(item)
+            else:
+                yield item
+
+    summaries = (run_summary(store, run) for run in readable()
                  if flow_name is None or run.flow == flow_name)
     matching = (s for s in summaries if status is None or s["status"] == status)
     selected = list(itertools.islice(matching, limit))  # loads only what it shows
+    for bad in unreadable:
+        click.echo(f"pinrun: warning: run {printable(bad.run_id)} cannot be read: "
+                   f"{printable(bad.error)}", err=True)
     if as_json:
-        print_json(selected)
-        return
-    if not selected:
-        click.echo("no runs match" if since or flow_name or status else
-                   "no runs recorded yet: `pinrun run MODULE:FLOW` records one")
-        return
-    table = Table("run", "flow", "status", "steps", box=None, pad_edge=False)
-    for summary in selected:
-        table.add_row(summary["id"], Text(summary["flow"]), summary["status"],
-                      str(len(summary["steps"])))
-    console().print(table)
+        print_json([*selected, *(bad.summary() for bad in unreadable)])
+    elif not selected:
+        if not unreadable:
+            click.echo("no runs match" if since or flow_name or status else
+                       "no runs recorded yet: `pinrun run MODULE:FLOW` records one")
+    else:
+        table = Table("run", "flow", "status", "steps", box=None, pad_edge=False)
+        for summary in selected:
+            table.add_row(for_rich(summary["id"]), for_rich(summary["flow"]),
+                          summary["status"], str(len(summary["steps"])))
+        console().print(table)
+    if unreadable:
+        sys.exit(EXIT_UNREADABLE)
 
 
 @click.command(name="show")
@@ -122,19 +164,16 @@ def show_command(store: Store, run_id: str, as_json: bool) -> None:
 
     run = load_run(store, run_id)
     status = display_status(store, run)
-    timing = store.get_value(run.timing) if run.timing else {}
-    times = timing.get("steps", [])  # one entry per step record, in order
+    times = _step_times(store, run)
     steps: list[dict[str, Any]] = []
     for index, item in enumerate(run.steps):
-        events = store.get_value(item.events)
-        seconds = times[index].get("seconds") if isinstance(times, list) and \
-            index < len(times) else None
         steps.append({
             "name": item.name, "status": item.status, "attempt": item.attempt,
             "inputs": item.inputs.hex, "code": item.code.hex if item.code else None,
             "outputs": item.outputs.hex if item.outputs else None,
-            "effects": [e["name"] for e in events if e["kind"] == "effect"],
-            "context_calls": len(events), "hazards": list(item.hazards), "seconds": seconds,
+            **_events_summary(store, item.events),
+            "hazards": list(item.hazards),
+            "seconds": times[index] if index < len(times) else None,
             "error": ({"type": item.error.type, "message": item.error.message}
                       if item.error else None),
         })
@@ -146,8 +185,9 @@ def show_command(store: Store, run_id: str, as_json: bool) -> None:
                     "env": run.env.hex if run.env else None,
                     "inputs": run.inputs.hex, "state": run.state.hex, "steps": steps})
         return
+    # Names, effects, hazards and errors are stored text: printable() on every one.
     out = console()
-    out.print(Text.assemble("run ", (run.id, "bold"), f"  flow {run.flow}  status ",
+    out.print(Text.assemble("run ", (run.id, "bold"), f"  flow {printable(run.flow)}  status ",
                             (status, "bold")))
     out.print(f"inputs {run.inputs.short}  final state {run.state.short}")
     if run.replaces:
@@ -161,21 +201,52 @@ def show_command(store: Store, run_id: str, as_json: bool) -> None:
     table = Table("step", "status", "code", "outputs", "effects", "time", box=None,
                   pad_edge=False)
     for item, row in zip(run.steps, steps, strict=True):
-        label = item.name if item.attempt == 1 else f"{item.name} (attempt {item.attempt})"
-        table.add_row(Text(label), item.status, item.code.hex[:8] if item.code else "-",
+        table.add_row(for_rich(_label(row)), item.status,
+                      item.code.hex[:8] if item.code else "-",
                       item.outputs.hex[:8] if item.outputs else "-",
-                      ", ".join(row["effects"]) or "-",
+                      for_rich(", ".join(row["effects"]) or "-"),
                       f"{row['seconds'] * 1000:.1f} ms" if row["seconds"] is not None else "")
     out.print(table)
     for row in steps:
-        name = row["name"] if row["attempt"] == 1 else f"{row['name']} (attempt {row['attempt']})"
         for hazard in row["hazards"]:
-            out.print(Text(f"hazard in {name}: {hazard}", style="yellow"))
+            out.print(Text(f"hazard in {printable(_label(row))}: {printable(hazard)}",
+                           style="yellow"))
         if row["error"]:
-            out.print(Text(f"{name} failed: {row['error']['type']}: "
-                           f"{row['error']['message']}", style="red"))
+            out.print(Text(f"{printable(_label(row))} failed: {printable(row['error']['type'])}"
+                           f": {printable(row['error']['message'])}", style="red"))
     if status in ("interrupted", "failed"):
         out.print(Text(f"continue it with: pinrun resume {run.id}"))
+
+
+def _label(row: dict[str, Any]) -> str:
+    return row["name"] if row["attempt"] == 1 else f"{row['name']} (attempt {row['attempt']})"
+
+
+def _step_times(store: Store, run: RunRecord) -> list[float | None]:
+    """Each step record's duration in seconds, from the run's timing value (kept beside it).
+
+    Timing is outside what replay compares: a value of another shape only
+    leaves the times blank.
+    """
+    timing = store.get_value(run.timing) if run.timing else {}
+    entries = timing.get("steps") if isinstance(timing, dict) else None
+    if not isinstance(entries, list):
+        return []
+    return [seconds if isinstance(entry, dict) and
+            type(seconds := entry.get("seconds")) in (int, float) else None
+            for entry in entries]
+
+
+def _events_summary(store: Store, digest: Digest) -> dict[str, Any]:
+    """The effects a step consumed, by name, and how many context calls it made."""
+    events = store.get_value(digest)
+    if not isinstance(events, list) or not all(
+            isinstance(event, dict) and isinstance(event.get("kind"), str) for event in events):
+        raise CorruptObjectError(digest, None, "it is a step's context events, but not a list "
+                                 "of events")
+    effects = [event.get("name") for event in events if event["kind"] == "effect"]
+    return {"effects": [name if isinstance(name, str) else "?" for name in effects],
+            "context_calls": len(events)}
 
 
 COMMANDS = (runs_command, show_command)

@@ -10,6 +10,7 @@ import click
 from pinrun.cli._common import console, json_option, print_json, store_option, with_store
 from pinrun.cli.run_commands import target_entry
 from pinrun.errors import InputError
+from pinrun.safe_text import printable
 
 if TYPE_CHECKING:
     from pinrun.artifacts.store import Store
@@ -44,8 +45,8 @@ def pin_command(store: Store, target: str, as_json: bool) -> None:
         print_json({"ref": flow_ref(flow.name), "flow": pinned.flow.hex, "env": pinned.env.hex,
                     "entry": pinned.entry, "digest": pinned.digest.hex})
     else:
-        click.echo(f"pinned flow {flow.name!r} ({len(flow.steps)} steps) as "
-                   f"{flow_ref(flow.name)}: flow {pinned.flow.short}, "
+        click.echo(f"pinned flow '{printable(flow.name)}' ({len(flow.steps)} steps) as "
+                   f"{printable(flow_ref(flow.name))}: flow {pinned.flow.short}, "
                    f"environment {pinned.env.short}")
 
 
@@ -95,14 +96,16 @@ def status_command(store: Store, target: str, show_diff: bool, as_json: bool) ->
         styles = {"same": "green", "formatting": "cyan", "same-version": "yellow",
                   "changed": "red", "added": "red", "removed": "red"}
         for item in status.steps:
-            out.print(Text.assemble((f"{item.state:<13}", styles[item.state]), item.name))
+            out.print(Text.assemble((f"{item.state:<13}", styles[item.state]),
+                                    printable(item.name)))
         for line in status.structure:
-            out.print(Text(f"flow: {line}", style="red"))
+            out.print(Text(f"flow: {printable(line)}", style="red"))
         shown: set[str] = set()
         for item in status.steps:
             if show_diff and item.diff and item.diff not in shown:
                 shown.add(item.diff)  # steps of one module share its diff: show it once
-                out.print(Text(item.diff.rstrip("\n")))
+                # The pinned side of the diff is stored text.
+                out.print(Text(printable(item.diff.rstrip("\n"), newlines=True)))
         out.print("the code differs from the pinned code" if status.changed
                   else "the code matches the pinned code")
     if status.changed:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, cast
 import click
 
 from pinrun.cli._common import console, json_option, print_json, store_option, with_store
+from pinrun.safe_text import printable
 
 if TYPE_CHECKING:
     from pinrun.artifacts.store import Store
@@ -67,6 +68,7 @@ def replay_command(store: Store, run_id: str, code: str, guards: str, repeat: in
 
     Exit code 0 reproduced, 1 diverged (or could not replay), 3 store error.
     """
+    from pinrun.engine.records import load_run, recorded_hash_seed
     from pinrun.errors import InputError
     from pinrun.verifier.perturb import check_kinds
     from pinrun.verifier.perturb import perturb as run_perturbations
@@ -76,6 +78,9 @@ def replay_command(store: Store, run_id: str, code: str, guards: str, repeat: in
         raise InputError("--pdb and --step NAME go together: pinrun replay RUN --step NAME --pdb")
     kinds = [kind.strip() for kind in perturb.split(",") if kind.strip()] if perturb else []
     check_kinds(kinds)  # before the replay, not after it
+    # The run's record and its recorded hash seed are checked before anything
+    # re-executes: a damaged one is one line and exit 3, not a dying interpreter.
+    recorded_hash_seed(store, load_run(store, run_id))
     report = replay(run_id, store=store, code=cast("CodeSource", code),
                     guards=cast("GuardMode", guards), repeat=repeat, debug_step=debug_step)
     variations = run_perturbations(store, report.run_id, kinds, code=code, guards=guards) \
@@ -98,9 +103,9 @@ def _print_perturbations(variations: list[Perturbation], plain: str) -> None:
 
     table = Table("perturbation", "verdict", "first divergence", box=None, pad_edge=False)
     for variation in variations:
-        table.add_row(Text(variation.change), Text(variation.verdict, style=(
+        table.add_row(Text(printable(variation.change)), Text(variation.verdict, style=(
             "green" if variation.verdict == "reproduced" else "red")),
-            variation.first_divergence or "-")
+            Text(printable(variation.first_divergence or "-")))
     out = console()
     out.print(table)
     # What a variation changed is measured against the plain replay's outcome.
@@ -116,38 +121,42 @@ def _print(report: ReplayReport) -> None:
 
     out = console()
     style = {"reproduced": "bold green", "diverged": "bold red", "error": "bold red"}
-    out.print(Text.assemble(f"run {report.run_id}  flow {report.flow}  {report.code} code: ",
-                            (report.verdict, style[report.verdict])))
+    # Every name, message and value here may come from a stored record: printable().
+    out.print(Text.assemble(f"run {printable(report.run_id)}  flow {printable(report.flow)}  "
+                            f"{report.code} code: ", (report.verdict, style[report.verdict])))
     if report.error:
-        out.print(Text(f"could not replay: {report.error}", style="red"))
+        out.print(Text(f"could not replay: {printable(report.error)}", style="red"))
         return
     table = Table("step", "attempt", "result", "outputs (recorded)", "outputs (replayed)",
                   box=None, pad_edge=False)
     for step in report.steps:
         result = step.status if step.divergence is None else f"diverged ({step.divergence})"
-        table.add_row(Text(step.name), str(step.attempt or "-"),
+        table.add_row(Text(printable(step.name)), str(step.attempt or "-"),
                       Text(result, style="green" if step.status == "match" else
                            "red" if step.status == "diverged" else "dim"),
-                      (step.recorded_outputs or "-")[:8], (step.replayed_outputs or "-")[:8])
+                      Text(printable((step.recorded_outputs or "-")[:8])),
+                      Text(printable((step.replayed_outputs or "-")[:8])))
     out.print(table)
     first = report.first_divergence
     for step in report.steps:
         if step is not first:
             for hazard in step.hazards:
-                out.print(Text(f"hazard in {step.name}: {hazard}", style="yellow"))
+                out.print(Text(f"hazard in {printable(step.name)}: {printable(hazard)}",
+                               style="yellow"))
     if first is None:
         return
-    out.print(Text(f"\nfirst divergence: step {first.name!r}: {first.message}", style="bold"))
+    out.print(Text(f"\nfirst divergence: step '{printable(first.name)}': "
+                   f"{printable(first.message)}", style="bold"))
     for change in first.changes:
-        out.print(Text(f"  {change}"))
+        out.print(Text(f"  {change}"))  # Change escapes its own path and values
     if first.changes_left_out:
         out.print(f"  ... and {first.changes_left_out} more changes")
     for cause in [*first.causes, *report.causes]:
-        out.print(Text(f"cause: {cause}", style="yellow"))
+        out.print(Text(f"cause: {printable(cause)}", style="yellow"))
         if cause.detail:
-            out.print(Text(cause.detail.rstrip("\n")))
+            out.print(Text(printable(cause.detail.rstrip("\n"), newlines=True)))
     for hazard in first.hazards:
-        out.print(Text(f"hazard: {hazard}", style="yellow"))
+        out.print(Text(f"hazard: {printable(hazard)}", style="yellow"))
 
 
 @click.command(name="diff")
@@ -175,26 +184,30 @@ def diff_command(store: Store, run_a: str, run_b: str, as_json: bool) -> None:
         print_json(result.as_value())
     else:
         out = console()
-        out.print(Text(f"{result.a} ({result.flows[0]}) -> {result.b} ({result.flows[1]}): "
+        # Run ids, flow and step names, keys and code come from stored records.
+        out.print(Text(f"{printable(result.a)} ({printable(result.flows[0])}) -> "
+                       f"{printable(result.b)} ({printable(result.flows[1])}): "
                        + ("the same" if result.same else "they differ"), style="bold"))
         if result.inputs:
             out.print(Text("inputs:", style="bold"))
             for change in result.inputs:
                 out.print(Text(f"  {change}"))
         for line in result.environment:
-            out.print(Text(f"environment: {line}", style="yellow"))
+            out.print(Text(f"environment: {printable(line)}", style="yellow"))
         for step in result.steps:
             if step.difference == "same" and not step.code_changed:
                 continue
-            what = {"outputs": "outputs differ", "status": f"status {step.status[0]} -> "
-                    f"{step.status[1]}", "only-a": "only in RUN_A", "only-b": "only in RUN_B",
+            what = {"outputs": "outputs differ",
+                    "status": f"status {printable(step.status[0])} -> "
+                              f"{printable(step.status[1])}",
+                    "only-a": "only in RUN_A", "only-b": "only in RUN_B",
                     "same": "same outputs"}[step.difference]
             code = ", code changed" if step.code_changed else ""
-            out.print(Text(f"step {step.name}: {what}{code}", style="bold"))
+            out.print(Text(f"step {printable(step.name)}: {what}{code}", style="bold"))
             for change in step.changes:
                 out.print(Text(f"  {change}"))
             if step.code_diff:
-                out.print(Text(step.code_diff.rstrip("\n")))
+                out.print(Text(printable(step.code_diff.rstrip("\n"), newlines=True)))
     if not result.same:
         sys.exit(EXIT_DIVERGED)
 

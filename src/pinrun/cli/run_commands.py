@@ -15,6 +15,7 @@ import click
 from pinrun.cli._common import json_option, print_json, store_option, with_store
 from pinrun.cli.inspect_commands import run_summary
 from pinrun.errors import InputError
+from pinrun.safe_text import printable
 
 if TYPE_CHECKING:
     from pinrun.artifacts.store import Store
@@ -104,7 +105,8 @@ def warnings_to_stderr() -> Iterator[None]:
         finally:
             for warning in caught:
                 if issubclass(warning.category, CodeChangedWarning):
-                    click.echo(f"pinrun: warning: {warning.message}", err=True)
+                    # It names steps and files: shown escaped.
+                    click.echo(f"pinrun: warning: {printable(warning.message)}", err=True)
                 else:
                     warnings.showwarning(warning.message, warning.category, warning.filename,
                                          warning.lineno)
@@ -130,7 +132,7 @@ def _report(store: Store, run: RunRecord, as_json: bool) -> None:
     if as_json:
         print_json(run_summary(store, run))
     else:
-        click.echo(run.id)
+        click.echo(printable(run.id))
 
 
 @click.command(name="run")
@@ -201,7 +203,8 @@ def run_command(store: Store, target: str, input_file: str | None,
 def _fail(store: Store, failure: RunFailedError, as_json: bool) -> NoReturn:
     if as_json:
         print_json(run_summary(store, failure.run))
-    click.echo(f"pinrun: {failure}", err=True)
+    # The flow and step names and the error message are the step's own text.
+    click.echo(f"pinrun: {printable(failure)}", err=True)
     sys.exit(EXIT_RUN_FAILED)
 
 
@@ -229,9 +232,11 @@ def resume_command(store: Store, run_id: str, code_policy: str, durability: str,
 
     Exit code 1 when a step fails again.
     """
-    from pinrun.engine.records import RunFailedError
+    from pinrun.engine.records import RunFailedError, load_run, recorded_hash_seed
     from pinrun.engine.resume import resume
 
+    # A damaged record or recorded hash seed is refused before any step runs again.
+    recorded_hash_seed(store, load_run(store, run_id))
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     try:

@@ -16,6 +16,7 @@ from xml.etree import ElementTree
 import click
 
 from pinrun.cli._common import console, progress_bar, store_option, with_store
+from pinrun.safe_text import printable
 
 if TYPE_CHECKING:
     from pinrun.artifacts.store import Store
@@ -128,10 +129,11 @@ def _summary(results: list[dict[str, Any]], selected: int) -> None:
     failing = [r for r in results if r["verdict"] != "reproduced"]
     if failing:
         table = Table("run", "flow", "verdict", "first divergence", box=None, pad_edge=False)
-        for result in failing[:SHOWN]:
-            table.add_row(result["run"], Text(str(result.get("flow", "-"))),
-                          result["verdict"],
-                          Text(_first_problem(result)))
+        for result in failing[:SHOWN]:  # ids, names and messages are stored text
+            table.add_row(Text(printable(result["run"])),
+                          Text(printable(result.get("flow", "-"))),
+                          Text(printable(result["verdict"])),
+                          Text(printable(_first_problem(result))))
         out.print(table)
         if len(failing) > SHOWN:
             out.print(f"... and {len(failing) - SHOWN} more; --json FILE has them all")
@@ -157,9 +159,13 @@ def _first_problem(result: dict[str, Any]) -> str:
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
-def _xml_text(text: object) -> str:
-    """Text XML 1.0 can hold: characters it forbids (escape codes, NUL) become '?'."""
-    return _NOT_XML.sub("?", str(text))
+def _xml_text(text: object, *, newlines: bool = True) -> str:
+    """Text XML 1.0 can hold, and a CI page can show: control characters are escaped.
+
+    :func:`printable` writes escape codes and NUL as ``\\x1b``; what it leaves
+    that XML still forbids (nothing, today) becomes '?'.
+    """
+    return _NOT_XML.sub("?", printable(text, newlines=newlines))
 
 
 def _write_junit(path: Path, results: list[dict[str, Any]]) -> None:
@@ -169,15 +175,16 @@ def _write_junit(path: Path, results: list[dict[str, Any]]) -> None:
     suite = ElementTree.Element("testsuite", name="pinrun verify", tests=str(len(results)),
                                 failures=str(failures), errors=str(errors))
     for result in results:
-        case = ElementTree.SubElement(suite, "testcase", classname=str(result.get("flow", "")),
-                                      name=result["run"])
+        case = ElementTree.SubElement(
+            suite, "testcase", classname=_xml_text(result.get("flow", ""), newlines=False),
+            name=_xml_text(result["run"], newlines=False))
         if result["verdict"] == "diverged":
-            failure = ElementTree.SubElement(case, "failure",
-                                             message=_xml_text(_first_problem(result)[:500]))
+            failure = ElementTree.SubElement(
+                case, "failure", message=_xml_text(_first_problem(result)[:500], newlines=False))
             failure.text = _xml_text(result.get("explanation", ""))
         elif result["verdict"] == "error":
-            error = ElementTree.SubElement(case, "error",
-                                           message=_xml_text(str(result["error"])[:500]))
+            error = ElementTree.SubElement(
+                case, "error", message=_xml_text(str(result["error"])[:500], newlines=False))
             error.text = _xml_text(result.get("explanation", result["error"]))
     path.write_bytes(ElementTree.tostring(suite, encoding="utf-8", xml_declaration=True))
 
@@ -194,15 +201,17 @@ def _annotate(results: list[dict[str, Any]]) -> None:
                 file = Path(cause["file"])
                 if file.is_absolute() and file.is_relative_to(Path.cwd()):
                     file = file.relative_to(Path.cwd())  # GitHub wants repository paths
-                where = f" file={_escape(file.as_posix())},line={cause['line']}"
+                where = (f" file={_escape(printable(file.as_posix()), in_property=True)},"
+                         f"line={_escape(printable(cause['line']), in_property=True)}")
                 break
         message = f"pinrun: run {result['run']} {result['verdict']}: {_first_problem(result)}"
-        click.echo(f"::error{where}::{_escape(message)}")
+        click.echo(f"::error{where}::{_escape(printable(message))}")
 
 
-def _escape(text: str) -> str:
-    """Escape a GitHub Actions workflow-command message."""
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+def _escape(text: str, *, in_property: bool = False) -> str:
+    """Escape a GitHub Actions workflow-command message (or a property: ``:`` and ``,`` too)."""
+    escaped = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return escaped.replace(":", "%3A").replace(",", "%2C") if in_property else escaped
 
 
 @click.command(name="accept")
@@ -238,7 +247,8 @@ def accept_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
     out = console()
     count = 0
     for accepted in accept(store, ids):  # each printed as soon as it is recorded
-        out.print(Text(f"{accepted.old} -> {accepted.new.id} ({accepted.new.status})"))
+        out.print(Text(f"{printable(accepted.old)} -> {printable(accepted.new.id)} "
+                       f"({printable(accepted.new.status)})"))
         count += 1
     out.print(f"accepted {count} run(s) as the new baseline")
 

@@ -12,13 +12,21 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 from pathlib import Path
+from typing import Final
 
-from pinrun.errors import InputError
+from pinrun.errors import InputError, StoreError
 
-__all__ = ["LEASE_FOLDER", "RunBusyError", "RunLease", "is_live"]
+__all__ = ["LEASE_FOLDER", "RunBusyError", "RunLease", "UnsafeRunIdError", "is_live"]
 
 LEASE_FOLDER = "leases"
+# A lease file is named after its run: only a plain name (one path component,
+# no "..", no separator, no control character) may become one. Run records
+# are checked when read; this is the last line, should an id slip through.
+_PLAIN_ID: Final = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,127}")
+# Never follow a symbolic link planted where a lease file should be.
+_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
 
 
 class RunBusyError(InputError):
@@ -30,7 +38,22 @@ class RunBusyError(InputError):
                          "wait for it to finish (`pinrun runs` shows its status)")
 
 
+class UnsafeRunIdError(StoreError):
+    """A run id that is not a plain name: no lease file is made from it (.run_id)."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run id {run_id[:80]!r} is not a plain run id, so pinrun will not "
+                         "name a lease file after it; the run record holding it is damaged "
+                         "or crafted: run `pinrun fsck`")
+
+    def __reduce__(self) -> tuple[type[UnsafeRunIdError], tuple[str]]:
+        return type(self), (self.run_id,)
+
+
 def _lease_path(store_path: Path, run_id: str) -> Path:
+    if type(run_id) is not str or _PLAIN_ID.fullmatch(run_id) is None:
+        raise UnsafeRunIdError(str(run_id))
     return store_path / LEASE_FOLDER / f"{run_id}.lock"
 
 
@@ -42,7 +65,7 @@ class RunLease:
         self.path.parent.mkdir(exist_ok=True)
         self._fd: int | None = None
         while self._fd is None:
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR | _NOFOLLOW, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -80,7 +103,7 @@ class RunLease:
 def is_live(store_path: Path, run_id: str) -> bool:
     """Whether some process holds the lease of run ``run_id`` now."""
     try:
-        fd = os.open(_lease_path(store_path, run_id), os.O_RDONLY)
+        fd = os.open(_lease_path(store_path, run_id), os.O_RDONLY | _NOFOLLOW)
     except FileNotFoundError:
         return False
     try:

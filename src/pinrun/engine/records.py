@@ -15,11 +15,13 @@ from typing import Any, Literal
 
 import orjson
 
-from pinrun.artifacts import codec
+from pinrun.artifacts import codec, shapes
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store
 from pinrun.engine.lease import is_live
 from pinrun.errors import CorruptObjectError, InputError, PinrunError, UnknownRefError
+
+is_run_id = shapes.is_run_id
 
 __all__ = [
     "RUN_REF_PREFIX",
@@ -29,13 +31,18 @@ __all__ = [
     "StepError",
     "StepRecord",
     "display_status",
+    "is_run_id",
+    "load_env",
     "load_run",
+    "load_run_object",
+    "load_run_ref",
+    "recorded_hash_seed",
     "run_ref",
 ]
 
-RUN_FORMAT = 1
+RUN_FORMAT = shapes.RUN_FORMAT
 #: Refs of runs are ``runs/<id>``.
-RUN_REF_PREFIX = "runs/"
+RUN_REF_PREFIX = shapes.RUN_REF_PREFIX
 RunStatus = Literal["running", "succeeded", "failed"]
 
 
@@ -138,26 +145,29 @@ class RunRecord:
             return codec.encode(value, root="run record")
 
     @classmethod
-    def from_value(cls, data: dict[str, Any], digest: Digest | None = None) -> RunRecord:
-        """Rebuild a record stored by :meth:`to_value`."""
-        if data.get("format") != RUN_FORMAT:
-            raise PinrunError(f"run record format {data.get('format')!r} is not supported by "
-                              "this pinrun; upgrade pinrun.")
+    def from_value(cls, data: Any, digest: Digest | None = None) -> RunRecord:
+        """Rebuild a record stored by :meth:`to_value` (decoded, or as tagged JSON).
+
+        Every field is checked first (:mod:`pinrun.artifacts.shapes`): a bad
+        record raises :class:`~pinrun.errors.CorruptObjectError` naming
+        ``digest``, or :class:`~pinrun.errors.InputError` when the value was
+        not read from the store (no ``digest``); never a ``KeyError``.
+        """
+        value = shapes.check_shape(digest, Kind.RUN, data)
         steps = tuple(
             StepRecord(
                 name=s["name"], status=s["status"], inputs=s["inputs"], outputs=s["outputs"],
                 events=s["events"],
                 error=StepError(**s["error"]) if s["error"] is not None else None,
-                attempt=s["attempt"], hazards=tuple(s["hazards"]), code=s.get("code"),
+                attempt=s["attempt"], hazards=tuple(s["hazards"]), code=s["code"],
             )
-            for s in data["steps"]
+            for s in value["steps"]
         )
-        return cls(id=data["id"], flow=data["flow"], status=data["status"],
-                   inputs=data["inputs"], state=data["state"], steps=steps,
-                   timing=data["timing"], flow_pin=data.get("flow_pin"), env=data.get("env"),
-                   entry=data.get("entry"), level_start=data.get("level_start"),
-                   replaces=data.get("replaces"),
-                   digest=digest)
+        return cls(id=value["id"], flow=value["flow"], status=value["status"],
+                   inputs=value["inputs"], state=value["state"], steps=steps,
+                   timing=value["timing"], flow_pin=value["flow_pin"], env=value["env"],
+                   entry=value["entry"], level_start=value["level_start"],
+                   replaces=value["replaces"], digest=digest)
 
     def with_step(self, step: StepRecord, state: Digest, status: RunStatus) -> RunRecord:
         """A new record with ``step`` appended (records are never changed in place)."""
@@ -187,20 +197,60 @@ def display_status(store: Store, run: RunRecord) -> str:
 
 
 def load_run(store: Store, run_id: str) -> RunRecord:
-    """The run recorded as ``run_id`` (a full id, or a unique prefix of one)."""
-    target = store.get_ref(run_ref(run_id))
+    """The run recorded as ``run_id`` (a full id, or a unique prefix of one).
+
+    The record must be well formed and hold the id its ref names, or
+    :class:`~pinrun.errors.CorruptObjectError` is raised: an id read from a
+    record names a lease file and reaches terminals, so a record kept under
+    ``runs/A`` that says it is run ``../B`` is damage, never a run.
+    """
+    name = run_ref(run_id)
+    target = store.get_ref(name)
     if target is None:
-        matches = sorted(store.refs(run_ref(run_id)))
+        matches = sorted(store.refs(name))
         if len(matches) > 1:
             raise InputError(f"{run_id!r} is the start of {len(matches)} run ids; give more "
                              f"of it (e.g. {matches[0][len(RUN_REF_PREFIX):]})")
         if not matches:
-            raise UnknownRefError(run_ref(run_id))
-        target = store.ref(matches[0])
-    kind, payload = store.load(target)
+            raise UnknownRefError(name)
+        name = matches[0]
+        target = store.ref(name)
+    return load_run_ref(store, name, target)
+
+
+def load_run_ref(store: Store, name: str, target: Digest | None = None) -> RunRecord:
+    """The run kept under the ref ``name`` (``runs/<id>``), checked against its ref."""
+    digest = target if target is not None else store.ref(name)
+    run = load_run_object(store, digest)
+    if run.id != name[len(RUN_REF_PREFIX):] or not name.startswith(RUN_REF_PREFIX):
+        raise CorruptObjectError(digest, None, f"it is the record of run {run.id} but is kept "
+                                 f"under the ref {name!r}")
+    return run
+
+
+def load_run_object(store: Store, digest: Digest) -> RunRecord:
+    """The run record stored as ``digest`` (a tag, say), read as data and checked."""
+    kind, payload = store.load(digest)
     if kind is not Kind.RUN:
-        raise CorruptObjectError(target, None, f"a run ref points to a {kind.value} object")
-    return RunRecord.from_value(codec.decode(payload), digest=target)
+        raise CorruptObjectError(digest, None, f"a run was expected, it is a {kind.value} object")
+    return RunRecord.from_value(shapes.parse(digest, Kind.RUN, payload), digest=digest)
+
+
+def load_env(store: Store, run: RunRecord) -> dict[str, Any]:
+    """The environment run ``run`` recorded, checked (a valid hash seed...); {} if none."""
+    if run.env is None:
+        return {}
+    kind, payload = store.load(run.env)
+    if kind is not Kind.ENV:
+        raise CorruptObjectError(run.env, None, f"run {run.id} names it as its environment, "
+                                 f"but it is a {kind.value} object")
+    return shapes.parse(run.env, Kind.ENV, payload)
+
+
+def recorded_hash_seed(store: Store, run: RunRecord) -> str | None:
+    """The ``PYTHONHASHSEED`` run ``run`` recorded (checked: Python starts with it), or None."""
+    seed = load_env(store, run).get("hash_seed")
+    return seed if isinstance(seed, str) else None
 
 
 class RunFailedError(PinrunError):

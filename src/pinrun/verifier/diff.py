@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pinrun.artifacts import codec
 from pinrun.errors import PinrunError
+from pinrun.safe_text import printable
 
 __all__ = ["Change", "diff_states", "render"]
 
@@ -39,11 +40,13 @@ class Change:
                 "replayed": self.replayed}
 
     def __str__(self) -> str:
+        # Keys come from stored states: shown escaped, one change per line.
+        path = printable(self.path)
         if self.kind == "added":
-            return f"+ {self.path} = {self.replayed}"
+            return f"+ {path} = {printable(self.replayed)}"
         if self.kind == "removed":
-            return f"- {self.path} (was {self.recorded})"
-        return f"~ {self.path}: {self.recorded} -> {self.replayed}"
+            return f"- {path} (was {printable(self.recorded)})"
+        return f"~ {path}: {printable(self.recorded)} -> {printable(self.replayed)}"
 
 
 def render(value: Any) -> str:

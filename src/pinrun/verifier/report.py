@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pinrun.safe_text import printable
 from pinrun.verifier.diff import Change
 
 __all__ = ["Cause", "ReplayReport", "StepResult", "Verdict"]
@@ -95,27 +96,35 @@ class ReplayReport:
         return next((s for s in self.steps if s.status == "diverged"), None)
 
     def explain(self) -> str:
-        """A plain-text account: the verdict, and where, what and why it diverged."""
-        lines = [f"run {self.run_id} of flow {self.flow!r}, {self.code} code: {self.verdict}"]
+        """A plain-text account: the verdict, and where, what and why it diverged.
+
+        Names, messages and values come from stored records (and from code
+        that may be hostile), so each goes through :func:`printable`: the
+        text never holds a control character, only its visible escape.
+        """
+        lines = [f"run {printable(self.run_id)} of flow '{printable(self.flow)}', "
+                 f"{self.code} code: {self.verdict}"]
         if self.repeat > 1:
             lines[0] += (f" (replay {self.repetition} of {self.repeat} in one process)"
                          if self.verdict == "diverged" else f" ({self.repeat} times)")
         if self.error:
-            lines.append(f"  could not replay: {self.error}")
+            lines.append(f"  could not replay: {printable(self.error)}")
         first = self.first_divergence
         if first is not None:
-            lines.append(f"  first divergence: step {first.name!r} ({first.divergence})")
+            lines.append(f"  first divergence: step '{printable(first.name)}' "
+                         f"({first.divergence})")
             if first.message:
-                lines.append(f"    {first.message}")
-            lines += [f"    {change}" for change in first.changes]
+                lines.append(f"    {printable(first.message)}")
+            lines += [f"    {printable(change)}" for change in first.changes]
             if first.changes_left_out:
                 lines.append(f"    ... and {first.changes_left_out} more changes")
-            lines += [f"    cause: {cause}" for cause in first.causes]
-            lines += [f"    hazard: {hazard}" for hazard in first.hazards]
-        lines += [f"  cause: {cause}" for cause in self.causes]
+            lines += [f"    cause: {printable(cause)}" for cause in first.causes]
+            lines += [f"    hazard: {printable(hazard)}" for hazard in first.hazards]
+        lines += [f"  cause: {printable(cause)}" for cause in self.causes]
         for step in self.steps:  # what reproduced this time, but may not next time
             if step is not first:
-                lines += [f"  hazard in {step.name}: {hazard}" for hazard in step.hazards]
+                lines += [f"  hazard in {printable(step.name)}: {printable(hazard)}"
+                          for hazard in step.hazards]
         return "\n".join(lines)
 
     def as_value(self) -> dict[str, Any]:

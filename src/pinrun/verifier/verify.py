@@ -22,9 +22,8 @@ from typing import Any
 
 import blake3
 
-from pinrun.artifacts.digest import Kind
 from pinrun.artifacts.store import Store
-from pinrun.engine.records import RUN_REF_PREFIX, load_run
+from pinrun.engine.records import RUN_REF_PREFIX, load_run, load_run_object, recorded_hash_seed
 from pinrun.errors import InputError, PinrunError, StoreError
 from pinrun.guards import GuardMode
 from pinrun.processes import worker_pool
@@ -70,7 +69,7 @@ def select_runs(store: Store, selection: Selection) -> list[str]:
         target = store.get_ref(f"tags/{selection.tag}")
         if target is None:
             raise InputError(f"no run is tagged {selection.tag!r} (pinrun run --tag NAME)")
-        ids = [store.get_object(target, Kind.RUN)["id"]]
+        ids = [load_run_object(store, target).id]
     else:
         # A run replaced by `pinrun accept` is not the baseline any more.
         replaced = {name[len(REPLACED_PREFIX):] for name in store.refs(REPLACED_PREFIX)}
@@ -79,12 +78,14 @@ def select_runs(store: Store, selection: Selection) -> list[str]:
     if selection.since is not None:
         ids = [run_id for run_id in ids if run_id >= selection.since]
     if selection.flow is not None:
-        flows = {run_id: load_run(store, run_id).flow for run_id in ids}
+        flows = {run_id: _flow_of(store, run_id) for run_id in ids}
         if ids and selection.flow not in flows.values():
-            known = ", ".join(sorted(set(flows.values())))
+            known = ", ".join(sorted({flow for flow in flows.values() if flow is not None}))
             raise InputError(f"no run of flow {selection.flow!r} was selected (flows with "
                              f"runs: {known}); check the name")
-        ids = [run_id for run_id in ids if flows[run_id] == selection.flow]
+        # A run whose record cannot be read may be of the flow: it stays, and its
+        # result says the store is damaged (the gate must not pass by skipping it).
+        ids = [run_id for run_id in ids if flows[run_id] in (selection.flow, None)]
     ids.sort(key=lambda run_id: (_order(run_id), run_id))
     if selection.shard is not None:
         index, count = selection.shard
@@ -92,6 +93,14 @@ def select_runs(store: Store, selection: Selection) -> list[str]:
     if selection.sample is not None:
         ids = ids[: selection.sample]
     return ids
+
+
+def _flow_of(store: Store, run_id: str) -> str | None:
+    """The run's flow, or None when its record cannot be read."""
+    try:
+        return load_run(store, run_id).flow
+    except StoreError:
+        return None
 
 
 # ----------------------------------------------------------------- workers
@@ -119,11 +128,8 @@ def _verify_one(run_id: str) -> dict[str, Any]:
 
 
 def _hash_seed(store: Store, run_id: str) -> str | None:
-    run = load_run(store, run_id)
-    if run.env is None:
-        return None
-    seed = store.get_object(run.env, Kind.ENV).get("hash_seed")
-    return seed if isinstance(seed, str) else None
+    """The run's recorded seed, checked: workers started under a bad one would die."""
+    return recorded_hash_seed(store, load_run(store, run_id))
 
 
 def run_verification(store: Store, run_ids: list[str], *, code: CodeSource,

@@ -1,0 +1,350 @@
+"""The stored shape of the structured kinds: ``run``, ``step``, ``flow``, ``env``, ``code``.
+
+A digest proves that bytes are the ones written, not that whoever wrote them
+was pinrun: a bundle can be crafted, and a store can be damaged before its
+bytes were hashed. So every structured object is checked against the shape
+pinrun writes, field by field, declared once in the tables below, by
+``pinrun import`` and ``pinrun fsck`` (through
+:func:`~pinrun.artifacts.trees.check_structure`) and again when a run record
+is read (:func:`parse`). A mismatch is one
+:class:`~pinrun.errors.CorruptObjectError` that names the object and the
+field, never a ``KeyError`` or ``TypeError`` from deep inside a command.
+
+The checks run on the stored JSON itself (``codec.decode_tagged``): they
+import nothing and call nothing the data names. A field typed as a digest
+takes the ``{"$digest": hex}`` tag (or a :class:`Digest` already decoded), a
+string takes a ``{"$str": base64}`` tag too (how the codec keeps a lone
+surrogate); :func:`parse` returns the value with both turned into what they
+stand for. Fields a newer pinrun may add are ignored; fields this one reads
+are all checked.
+
+The engine builds these objects (``engine/records.py``, ``flows/pinning.py``):
+keep the tables true to what they write.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pinrun.artifacts import codec
+from pinrun.artifacts.digest import Digest, Kind
+from pinrun.errors import CorruptObjectError, InputError, PinrunError
+
+__all__ = [
+    "HASH_SEED_MAX",
+    "RUN_FORMAT",
+    "RUN_ID",
+    "SHAPED_KINDS",
+    "check_shape",
+    "is_hash_seed",
+    "is_run_id",
+    "parse",
+    "run_ref_problem",
+    "shape_problem",
+]
+
+#: The run record format this pinrun writes and reads.
+RUN_FORMAT: Final = 1
+#: A run id, exactly as the recorder makes them: its UTC start time to the
+#: millisecond, then 3 random bytes in hex (``20261123T013055012-4f1a2b``).
+#: Nothing else is a run id: an id names a lease file and reaches terminals.
+RUN_ID: Final = re.compile(r"[0-9]{8}T[0-9]{9}-[0-9a-f]{6}")
+#: Refs of runs are ``runs/<id>``, and name the record of run ``<id>``.
+RUN_REF_PREFIX: Final = "runs/"
+#: The largest ``PYTHONHASHSEED`` Python accepts.
+HASH_SEED_MAX: Final = 4294967295
+_HASH_SEED: Final = re.compile(r"[0-9]{1,10}")
+_DIGEST_HEX: Final = re.compile(r"[0-9a-f]{64}")
+
+
+def is_run_id(text: object) -> bool:
+    """Whether ``text`` is a run id as pinrun makes them (see :data:`RUN_ID`)."""
+    return type(text) is str and RUN_ID.fullmatch(text) is not None
+
+
+def is_hash_seed(text: object) -> bool:
+    """Whether ``text`` is a ``PYTHONHASHSEED`` Python starts with (0..2**32-1, or random)."""
+    if type(text) is not str:
+        return False
+    if text == "random":
+        return True
+    return _HASH_SEED.fullmatch(text) is not None and int(text) <= HASH_SEED_MAX
+
+
+class _MismatchError(Exception):
+    """Internal: where the value departs from its shape, and how."""
+
+    def __init__(self, path: str, what: str) -> None:
+        self.path = path
+        self.what = what
+
+
+def _found(value: object) -> str:
+    """The type of what was found, in JSON's words (a digest tag counts as a digest)."""
+    if value is None:
+        return "null"
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+             list: "a list", dict: "an object", Digest: "a digest"}
+    return names.get(type(value), type(value).__name__)
+
+
+# A spec checks one value at ``path`` and returns it as it stands for (a digest
+# tag as a Digest...), raising _MismatchError. Specs are small functions built by
+# the helpers below, so a table reads as the shape it declares.
+Spec = Callable[[Any, str], Any]
+
+
+def _str(value: Any, path: str) -> str:
+    if type(value) is str:
+        return value
+    if type(value) is dict and len(value) == 1 and type(value.get("$str")) is str:
+        try:  # a lone surrogate, as the codec writes it
+            return base64.b64decode(value["$str"].encode("ascii"), validate=True).decode(
+                "utf-8", "surrogatepass")
+        except (ValueError, binascii.Error):  # UnicodeError is a ValueError
+            raise _MismatchError(path, "holds a $str tag that is not base64 of UTF-8") from None
+    raise _MismatchError(path, f"should be a string, found {_found(value)}")
+
+
+def _int(minimum: int) -> Spec:
+    def check(value: Any, path: str) -> int:
+        if type(value) is not int:
+            raise _MismatchError(path, f"should be an integer, found {_found(value)}")
+        if value < minimum:
+            raise _MismatchError(path, f"should be at least {minimum}, found {value}")
+        return value
+    return check
+
+
+def _bool(value: Any, path: str) -> bool:
+    if type(value) is not bool:
+        raise _MismatchError(path, f"should be true or false, found {_found(value)}")
+    return value
+
+
+def _digest(value: Any, path: str) -> Digest:
+    if type(value) is Digest:
+        return value
+    if type(value) is dict and len(value) == 1 and "$digest" in value:
+        text = value["$digest"]
+        if type(text) is str and _DIGEST_HEX.fullmatch(text):
+            return Digest.from_hex(text)
+        raise _MismatchError(path, "holds a $digest tag that is not 64 lowercase hex characters")
+    raise _MismatchError(path, f"should be a digest, found {_found(value)}")
+
+
+def _matching(pattern: re.Pattern[str], what: str) -> Spec:
+    def check(value: Any, path: str) -> str:
+        text = _str(value, path)
+        if pattern.fullmatch(text) is None:
+            raise _MismatchError(path, f"should be {what}, found {text[:80]!r}")
+        return text
+    return check
+
+
+def _choice(*allowed: str) -> Spec:
+    def check(value: Any, path: str) -> str:
+        if type(value) is not str or value not in allowed:
+            shown = repr(value)[:80] if type(value) is str else _found(value)
+            raise _MismatchError(path, f"should be one of {', '.join(allowed)}, found {shown}")
+        return value
+    return check
+
+
+def _hash_seed(value: Any, path: str) -> str:
+    text = _str(value, path)
+    if not is_hash_seed(text):
+        raise _MismatchError(path, f"should be a hash seed (an integer 0..{HASH_SEED_MAX} or "
+                        f"random), found {text[:80]!r}")
+    return text
+
+
+def _nullable(spec: Spec) -> Spec:
+    def check(value: Any, path: str) -> Any:
+        return None if value is None else spec(value, path)
+    return check
+
+
+def _list_of(spec: Spec) -> Spec:
+    def check(value: Any, path: str) -> list[Any]:
+        if type(value) is not list:
+            raise _MismatchError(path, f"should be a list, found {_found(value)}")
+        return [spec(item, f"{path}[{index}]") for index, item in enumerate(value)]
+    return check
+
+
+def _map_of(spec: Spec) -> Spec:
+    def check(value: Any, path: str) -> dict[str, Any]:
+        if type(value) is not dict:
+            raise _MismatchError(path, f"should be an object, found {_found(value)}")
+        # JSON object keys are strings; a decoded dict may hold others.
+        if not all(type(key) is str for key in value):
+            raise _MismatchError(path, "should have only string keys")
+        return {key: spec(item, f"{path}[{key!r}]") for key, item in value.items()}
+    return check
+
+
+@dataclass(frozen=True)
+class _Record:
+    """An object with named fields: the required ones, and the optional ones (absent: None)."""
+
+    required: Mapping[str, Spec]
+    optional: Mapping[str, Spec]
+
+    def __call__(self, value: Any, path: str) -> dict[str, Any]:
+        if type(value) is not dict:
+            raise _MismatchError(path or "the object",
+                                 f"should be an object, found {_found(value)}")
+        out: dict[str, Any] = {}
+        for name, spec in self.required.items():
+            if name not in value:
+                raise _MismatchError(_field(path, name), "is missing")
+            out[name] = spec(value[name], _field(path, name))
+        for name, spec in self.optional.items():
+            out[name] = spec(value[name], _field(path, name)) if name in value else None
+        return out
+
+
+def _field(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _record(optional: Mapping[str, Spec] | None = None, /, **required: Spec) -> _Record:
+    # Positional-only, so that a field may be called "optional" (a step's is).
+    return _Record(required, optional or {})
+
+
+_STRINGS: Final = _list_of(_str)
+_DIGESTS: Final = _list_of(_digest)
+_RUN_ID: Final = _matching(RUN_ID, "a run id (like 20261123T013055012-4f1a2b)")
+
+#: How a step failed (``StepError``).
+_STEP_ERROR: Final = _record(type=_str, message=_str, traceback=_str)
+
+#: One step of a run record (``StepRecord``).
+_STEP_RECORD: Final = _record(
+    {"code": _nullable(_digest)},
+    name=_str, status=_choice("succeeded", "failed"), inputs=_digest,
+    outputs=_nullable(_digest), events=_digest, error=_nullable(_STEP_ERROR),
+    attempt=_int(1), hazards=_STRINGS)
+
+
+def _run_format(value: Any, path: str) -> int:
+    if type(value) is not int or value != RUN_FORMAT:
+        shown = repr(value)[:20] if type(value) in (int, str) else _found(value)
+        raise _MismatchError(path, f"should be {RUN_FORMAT} (a newer pinrun may have written "
+                        f"{shown}: upgrade pinrun)")
+    return RUN_FORMAT
+
+
+#: Each shaped kind and its table. Optional fields are ones older pinruns did not write.
+_SHAPES: Final[Mapping[Kind, _Record]] = {
+    Kind.RUN: _record(
+        {"flow_pin": _nullable(_digest), "env": _nullable(_digest),
+         "entry": _nullable(_str), "level_start": _nullable(_digest),
+         "replaces": _nullable(_RUN_ID)},
+        format=_run_format, id=_RUN_ID, flow=_str,
+        status=_choice("running", "succeeded", "failed"), inputs=_digest, state=_digest,
+        timing=_nullable(_digest), steps=_list_of(_STEP_RECORD)),
+    Kind.STEP: _record(
+        {"includes": _nullable(_str)},
+        name=_str, module=_str, function=_str, fingerprint=_nullable(_str),
+        version=_nullable(_str), requires=_STRINGS, optional=_STRINGS,
+        writes=_nullable(_STRINGS), after=_nullable(_STRINGS), is_async=_bool,
+        code=_DIGESTS),
+    Kind.FLOW: _record(
+        {"code": _DIGESTS},
+        name=_str, on_collision=_choice("overwrite", "warn", "error"),
+        max_concurrency=_int(1), steps=_DIGESTS, levels=_list_of(_STRINGS)),
+    Kind.ENV: _record(
+        python=_str, implementation=_str, platform=_str, hash_seed=_nullable(_hash_seed),
+        distributions=_map_of(_str)),
+    Kind.CODE: _record(
+        module=_str, path=_str, source=_str),
+}
+
+#: The kinds whose objects have a declared shape.
+SHAPED_KINDS: Final = frozenset(_SHAPES)
+
+
+def shape_problem(kind: Kind, value: Any) -> str | None:
+    """What is wrong with ``value`` as a ``kind`` object, in words; None when nothing is.
+
+    Any value is accepted as input (JSON from a bundle, a decoded record, or
+    anything at all); the answer is never an exception.
+    """
+    try:
+        _converted(kind, value)
+    except _MismatchError as mismatch:
+        return f"{mismatch.path} {mismatch.what}"
+    return None
+
+
+def _converted(kind: Kind, value: Any) -> Any:
+    shape = _SHAPES.get(kind)
+    if shape is None:
+        return value
+    return shape(value, "")
+
+
+def check_shape(digest: Digest | None, kind: Kind, value: Any) -> dict[str, Any]:
+    """``value`` as a ``kind`` object (digest tags as :class:`Digest`), checked.
+
+    Raises :class:`CorruptObjectError` naming ``digest`` when the value does
+    not have the shape; with no ``digest`` (a value that was never stored)
+    :class:`InputError`. Kinds without a declared shape pass as they are.
+    """
+    try:
+        checked: dict[str, Any] = _converted(kind, value)
+    except _MismatchError as mismatch:
+        what = f"{mismatch.path} {mismatch.what}"
+        if digest is None:
+            raise InputError(f"this is not a well-formed {kind.value} object: {what}") \
+                from None
+        raise CorruptObjectError(digest, None, f"it is not a well-formed {kind.value} "
+                                 f"object: {what}") from None
+    return checked
+
+
+def parse(digest: Digest, kind: Kind, payload: bytes) -> dict[str, Any]:
+    """Read a stored ``kind`` object's payload as data and check its shape.
+
+    Nothing the payload names is imported or called. Raises
+    :class:`CorruptObjectError` naming ``digest`` when the payload is not
+    JSON or not of the shape ``kind`` requires.
+    """
+    try:
+        value = codec.decode_tagged(payload)
+    except PinrunError as exc:
+        raise CorruptObjectError(digest, None, f"its {kind.value} payload does not parse "
+                                 f"({exc})") from None
+    except RecursionError:  # pragma: no cover - orjson bounds nesting; kept as a guard
+        raise CorruptObjectError(digest, None, f"its {kind.value} payload is nested too "
+                                 "deeply") from None
+    return check_shape(digest, kind, value)
+
+
+def run_ref_problem(name: str, kind: Kind, value: Any) -> str | None:
+    """What is wrong with ref ``name`` pointing at this object, in words; None if nothing.
+
+    A ref ``runs/<id>`` must name a well-formed run record whose id is
+    ``<id>`` (an id in a record names a lease file: a record kept under
+    ``runs/A`` saying it is run ``../B`` is damage). Other refs pass.
+    """
+    if not name.startswith(RUN_REF_PREFIX):
+        return None
+    if kind is not Kind.RUN:
+        return f"ref {name!r} names a {kind.value} object, not a run record"
+    try:
+        record = _converted(Kind.RUN, value)
+    except _MismatchError as mismatch:
+        return f"ref {name!r} names a run record that is not well formed: " \
+               f"{mismatch.path} {mismatch.what}"
+    if record["id"] != name[len(RUN_REF_PREFIX):]:
+        return f"ref {name!r} names the record of run {record['id']}"
+    return None
