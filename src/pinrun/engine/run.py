@@ -240,14 +240,19 @@ class Recorder:
             "name": item.name, "attempt": attempt, "started": outcome.began.isoformat(),
             "seconds": (finished - outcome.began).total_seconds()})
         batch = self.writer()
+        outputs = None
+        if outcome.outputs is not None:
+            try:
+                outputs = batch.put_snapshot(outcome.outputs, payloads=outcome.encoded_outputs,
+                                             root=f"the outputs of step {item.name!r}",
+                                             entries_out=self.entries)
+            except Exception as exc:  # what cannot be stored fails the step, recorded
+                outcome.error, outcome.outputs = exc, None
         self.steps.append(StepRecord(
             name=item.name, status="failed" if outcome.error is not None else "succeeded",
             # What it read is in the state already: its tree names the same entries.
             inputs=batch.put_entries({key: entries[key] for key in outcome.reads}),
-            outputs=(batch.put_snapshot(outcome.outputs, payloads=outcome.encoded_outputs,
-                                        root=f"the outputs of step {item.name!r}",
-                                        entries_out=self.entries)
-                     if outcome.outputs is not None else None),
+            outputs=outputs,
             events=batch.put_value([e.as_value() for e in outcome.log.events],
                                    root="context events"),
             error=describe_error(outcome.error) if outcome.error is not None else None,
