@@ -12,9 +12,8 @@ judged on its own.
 Equal digests prove nothing when the recorded objects behind them are damaged
 or gone, so what a step is judged against is read back too: on a match, every
 object of the recorded output snapshot is loaded (each once per replay) and
-checked against its digest (all in one read when the replay ends, which
-keeps the cost to a decompression and a hash per object), and a damaged or
-missing one raises
+checked against its digest (in one read per level, which keeps the cost to
+a decompression and a hash per object), and a damaged or missing one raises
 :class:`~pinrun.errors.StoreError` instead of a verdict.
 
 This module never reads the clock or fresh randomness: replay passes no
@@ -215,7 +214,6 @@ class _Replay:
                     self._diverge(result, "added", "the code has this step, the recording "
                                   "does not: the flow changed since it was recorded")
                 self.report.steps.append(result)
-        self.check_recorded()
 
     def _level(self, todo: list[Step]) -> None:
         logs = {item.name: ReplayLog([Event.from_value(e) for e in
@@ -252,6 +250,8 @@ class _Replay:
             written.update(merged)
         self.state.update(merged)
         self.encoded.update(merged_encoded)
+        # Once per level: one read, and never more in memory than the level's outputs.
+        self.check_recorded()
 
     def _judge(self, outcome: Outcome, record: StepRecord, log: ReplayLog) -> StepResult:
         calls = [call for call in outcome.guarded if isinstance(call, GuardedCall)]
@@ -300,7 +300,7 @@ class _Replay:
         self.unchecked.update(dict.fromkeys(d for d in digests if d not in self.verified))
 
     def check_recorded(self) -> None:
-        """Read back every recorded object a match was judged on, in one transaction:
+        """Read back the recorded objects matches were judged on, in one transaction:
         a damaged or missing one raises instead of the verdict standing."""
         todo = list(self.unchecked)
         self.unchecked.clear()
