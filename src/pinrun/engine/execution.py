@@ -23,12 +23,13 @@ from typing import Any, TypeVar
 
 from pinrun.artifacts import codec
 from pinrun.engine.context import Context, RecordingLog, ReplayLog, activate
-from pinrun.errors import PinrunError
+from pinrun.errors import PinrunError, UnsupportedValueError
 from pinrun.flows.flow import Flow
 from pinrun.flows.step import Step
 from pinrun.world import World
 
-__all__ = ["Outcome", "StepOutputError", "check_outputs", "run_coroutine", "run_level"]
+__all__ = ["Outcome", "StepOutputError", "check_outputs", "encode_output", "run_coroutine",
+           "run_level"]
 
 T = TypeVar("T")
 
@@ -84,16 +85,18 @@ class _Call:
         for key, raw in self.encoded.items():
             try:
                 changed = codec.encode(self.arguments[key]) != raw
-            except PinrunError:
+            except Exception:  # whatever the step left there cannot even be encoded
                 changed = True
             if changed:
                 outcome.hazards.append(
                     f"mutated its input {key!r} in place (the record keeps the value it was "
                     "given); return a new value instead")
         if outcome.error is None:
+            # What cannot be stored is the step's failure, recorded as such: never an
+            # exception out of the engine, which would leave the run interrupted.
             try:
                 outcome.outputs, outcome.encoded_outputs = _outputs(self.item, result)
-            except PinrunError as exc:
+            except Exception as exc:  # a Mapping of the step's own may raise anything
                 outcome.error = exc
         return outcome
 
@@ -131,9 +134,26 @@ def _outputs(item: Step, result: Any) -> tuple[dict[str, Any], dict[str, bytes]]
         raise StepOutputError(f"step {item.name!r} returned a {type(result).__qualname__}; a "
                               "step returns a dict of the state keys it writes (or None)")
     outputs = dict(result)
-    encoded = {key: codec.encode(value, root=f"the outputs of step {item.name!r}[{key!r}]")
+    encoded = {key: encode_output(value, f"the outputs of step {item.name!r}[{key!r}]")
                for key, value in outputs.items()}
     return outputs, encoded
+
+
+def encode_output(value: Any, path: str) -> bytes:
+    """``codec.encode(value)``; any failure is an :class:`UnsupportedValueError` at ``path``.
+
+    The codec raises :class:`UnsupportedValueError` for what it cannot
+    represent; anything else escaping it (a registered encoder that raises,
+    a value too deep or too large for the interpreter) is named the same way,
+    so a step's bad return value is always its own recorded failure.
+    """
+    try:
+        return codec.encode(value, root=path)
+    except PinrunError:
+        raise
+    except Exception as exc:
+        raise UnsupportedValueError(path, type(value).__qualname__,
+                                    f"encoding it raised {type(exc).__name__}: {exc}") from exc
 
 
 #: Gives each step the log its context answers from: recording, or replaying.

@@ -18,8 +18,14 @@ from pinrun.artifacts.digest import Kind
 from pinrun.artifacts.store import Store
 from pinrun.engine.lease import RunLease
 from pinrun.engine.records import RunRecord, load_run
-from pinrun.engine.run import Durability, LevelBase, Recorder, check_durability
-from pinrun.errors import InputError
+from pinrun.engine.run import (
+    Durability,
+    LevelBase,
+    Recorder,
+    check_durability,
+    reuse_log_for,
+)
+from pinrun.errors import InputError, UnknownRefError
 from pinrun.flows.flow import Flow
 from pinrun.flows.loader import project_on_path
 from pinrun.flows.pinning import PinnedStep, project_root_for
@@ -89,11 +95,25 @@ def _continue(run: RunRecord, flow: Flow, pins: dict[str, PinnedStep], store: St
     batch.put_snapshot(state, payloads=encoded, entries_out=recorder.entries)
     recorder.run = run
     recorder.digest = run.digest
+    earlier = _replaced_run(store, run)
+    if earlier is not None:
+        # A new baseline (pinrun accept) goes on reusing the answers of the run it replaces.
+        recorder.log_for = reuse_log_for(store, earlier, world)
     for item in run.steps:
         recorder.attempts[item.name] = max(recorder.attempts.get(item.name, 0), item.attempt)
     completed = run.completed()
     return recorder.execute(skip=completed, lease_held=True,
                             resumed_level=_half_done_level(store, run, flow, completed))
+
+
+def _replaced_run(store: Store, run: RunRecord) -> RunRecord | None:
+    """The run ``run`` re-records as a new baseline, when it is one and that run is here."""
+    if run.replaces is None:
+        return None
+    try:
+        return load_run(store, run.replaces)
+    except UnknownRefError:  # carried without it (an export of the new run alone)
+        return None
 
 
 def _half_done_level(store: Store, run: RunRecord, flow: Flow,

@@ -9,6 +9,13 @@ raises leaves the state as it was; its failure is committed before
 :class:`~pinrun.engine.records.RunFailedError` is raised from the step's own
 exception.
 
+A run that ``replaces`` another (``pinrun accept``) is linked to it in the
+same commits: its first commit claims ``replacing/<old id>`` (so a retried
+accept finds, and adopts, its own interrupted baseline), and its last one
+sets ``replaced/<old id>`` and drops the claim. A kill at any moment leaves
+either the old run as the baseline with at most one claimed, resumable new
+run, or the new run linked; never a finished baseline without its link.
+
 ``durability`` says when that reaches the disk: ``"step"`` commits after every
 step (a killed process leaves an interrupted run that ``pinrun resume``
 continues), ``"run"`` commits the whole run once when it ends, and ``"none"``
@@ -47,7 +54,37 @@ from pinrun.flows.registry import find_entry, put_pins
 from pinrun.flows.step import Step
 from pinrun.world import SystemWorld, World
 
-__all__ = ["DURABILITIES", "Durability", "Recorder", "record"]
+__all__ = ["DURABILITIES", "REPLACED_PREFIX", "REPLACING_PREFIX", "BaselineBusyError",
+           "Durability", "Recorder", "record", "replaced_ref", "replacing_ref", "reuse_log_for"]
+
+#: ``replaced/<old run id>`` points at the finished run that replaced it.
+REPLACED_PREFIX = "replaced/"
+#: ``replacing/<old run id>`` points at the first record of a replacing run not yet
+#: finished (a new baseline being recorded, or interrupted while it was).
+REPLACING_PREFIX = "replacing/"
+
+
+def replaced_ref(run_id: str) -> str:
+    """The ref that names the run which replaced run ``run_id``."""
+    return f"{REPLACED_PREFIX}{run_id}"
+
+
+def replacing_ref(run_id: str) -> str:
+    """The ref that names the unfinished run replacing run ``run_id``, while there is one."""
+    return f"{REPLACING_PREFIX}{run_id}"
+
+
+class BaselineBusyError(InputError):
+    """A run already has an unfinished new baseline (being recorded, or interrupted)."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id} already has an unfinished new baseline, being "
+                         "recorded by another process or interrupted; wait for the other "
+                         f"process, or finish an interrupted one with `pinrun accept {run_id}`")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.run_id,)
 
 _ID_ENTROPY = 3
 #: When a run's progress reaches the disk.
@@ -71,7 +108,11 @@ def record(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
     ``replaces``: an earlier run this one re-records as a new baseline
     (``pinrun accept``); where a step asks its context for what that run's
     step did (the same effect with the same arguments, the clock...), the
-    recorded answer is reused instead of calling the world again.
+    recorded answer is reused instead of calling the world again. The new run
+    claims ``replacing/<old id>`` in its first commit and sets
+    ``replaced/<old id>`` in its last one (see :data:`REPLACED_PREFIX`); a
+    second run replacing the same one while this one is unfinished raises
+    :class:`BaselineBusyError` before writing anything.
 
     Raises :class:`~pinrun.flows.MissingInputError` or
     :class:`~pinrun.flows.FingerprintError` before anything is written, and
@@ -101,15 +142,21 @@ def record(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
                              state=inputs_digest, flow_pin=stored.flow, env=stored.env,
                              entry=where, replaces=replaces.id if replaces else None)
     if replaces is not None:
-        earlier = {step.name: step.events for step in replaces.steps}  # final attempts
-
-        def reuse(item: Step) -> RecordingLog:
-            events = store.get_value(earlier[item.name]) if item.name in earlier else []
-            return ReuseLog(actual_world, [Event.from_value(e) for e in events])
-
-        recorder.log_for = reuse
+        recorder.log_for = reuse_log_for(store, replaces, actual_world)
     recorder.step_pins = stored.steps
     return recorder.execute()
+
+
+def reuse_log_for(store: Store, earlier: RunRecord,
+                  world: World) -> Callable[[Step], RecordingLog]:
+    """Each step's log when re-recording ``earlier``: its answers first, then the world."""
+    events = {step.name: step.events for step in earlier.steps}  # final attempts
+
+    def reuse(item: Step) -> RecordingLog:
+        found = store.get_value(events[item.name]) if item.name in events else []
+        return ReuseLog(world, [Event.from_value(e) for e in found])
+
+    return reuse
 
 
 def check_durability(durability: str) -> None:
@@ -240,14 +287,19 @@ class Recorder:
             "name": item.name, "attempt": attempt, "started": outcome.began.isoformat(),
             "seconds": (finished - outcome.began).total_seconds()})
         batch = self.writer()
+        outputs = None
+        if outcome.outputs is not None:
+            try:
+                outputs = batch.put_snapshot(outcome.outputs, payloads=outcome.encoded_outputs,
+                                             root=f"the outputs of step {item.name!r}",
+                                             entries_out=self.entries)
+            except Exception as exc:  # what cannot be stored fails the step, recorded
+                outcome.error, outcome.outputs = exc, None
         self.steps.append(StepRecord(
             name=item.name, status="failed" if outcome.error is not None else "succeeded",
             # What it read is in the state already: its tree names the same entries.
             inputs=batch.put_entries({key: entries[key] for key in outcome.reads}),
-            outputs=(batch.put_snapshot(outcome.outputs, payloads=outcome.encoded_outputs,
-                                        root=f"the outputs of step {item.name!r}",
-                                        entries_out=self.entries)
-                     if outcome.outputs is not None else None),
+            outputs=outputs,
             events=batch.put_value([e.as_value() for e in outcome.log.events],
                                    root="context events"),
             error=describe_error(outcome.error) if outcome.error is not None else None,
@@ -264,9 +316,19 @@ class Recorder:
             digest=None)
         digest = batch.put(Kind.RUN, updated.encode())
         batch.set_ref(run_ref(self.run.id), digest, expected=self.digest)
+        old = self.run.replaces
+        if old is not None and status != "running":
+            # The end of a new baseline and its link: one commit, never one without the other.
+            batch.set_ref(replaced_ref(old), digest)
+            batch.delete_ref(replacing_ref(old))
+        elif old is not None and self.digest is None:
+            # Its first commit claims the old run, so a retry finds this run to adopt.
+            batch.set_ref(replacing_ref(old), digest, expected=None)
         try:
             batch.commit()
-        except RefConflictError:
+        except RefConflictError as conflict:
+            if old is not None and conflict.ref == replacing_ref(old):
+                raise BaselineBusyError(old) from None
             raise RunBusyError(self.run.id) from None
         if self.durability != "none" and not self.store.durable:
             self.store.sync()

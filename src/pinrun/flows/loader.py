@@ -9,6 +9,14 @@ fingerprint all see the pinned text. Modules the run did not pin (the
 standard library, installed packages, project modules no step used) load as
 usual. When the block ends, the modules that were loaded before it are put
 back, so the caller's own imports are left as they were.
+
+The module names come from the store, which may hold bytes written by someone
+else, so pinned code may only provide the recorded project's own modules:
+before anything is imported, :func:`pinned_modules` refuses (with
+:class:`PinnedModuleError`) a name that is not a dotted identifier, that is
+``pinrun`` or under it, that is in the standard library, or whose top-level
+package an installed distribution other than the project provides. Otherwise
+pinned text could stand in for the verifier judging it, or for ``json``.
 """
 
 from __future__ import annotations
@@ -17,22 +25,29 @@ import functools
 import importlib
 import importlib.abc
 import importlib.machinery
+import importlib.metadata
 import importlib.util
+import json
+import keyword
 import linecache
+import re
 import sys
+import tomllib
 import types
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store
-from pinrun.errors import InputError
+from pinrun.errors import CorruptObjectError, InputError
 from pinrun.flows.flow import Flow
+from pinrun.flows.pinning import distributions_providing
 
-__all__ = ["import_entry", "pinned_modules", "pinned_sources", "project_on_path",
-           "split_entry"]
+__all__ = ["PinnedModuleError", "check_pinned_module", "import_entry", "pinned_modules",
+           "pinned_sources", "project_on_path", "split_entry"]
 
 #: A pinned module's code value: ``{"module", "path", "source"}``.
 CodeValue = dict[str, str]
@@ -88,16 +103,132 @@ def pinned_sources(store: Store, flow_digest: Digest) -> dict[str, CodeValue]:
 
     That is the code of each step (its modules and the project modules they
     import) and the flow's own (the module defining it, and the packages).
+    A code object that is not ``{"module", "path", "source"}`` strings with a
+    relative ``.py`` path inside the project raises
+    :class:`~pinrun.errors.CorruptObjectError` (pinrun never writes one).
+    Which names may load is :func:`pinned_modules`' call, not this one's: the
+    sources are also read as text (the environment a run would have).
     """
     flow = store.get_object(flow_digest, Kind.FLOW)
-    code_digests = list(flow.get("code", []))
-    for step_digest in flow["steps"]:
-        code_digests += store.get_object(step_digest, Kind.STEP)["code"]
+    code_digests = list(_digests(flow, "code", flow_digest) if "code" in flow else [])
+    for step_digest in _digests(flow, "steps", flow_digest):
+        code_digests += _digests(store.get_object(step_digest, Kind.STEP), "code", step_digest)
     sources: dict[str, CodeValue] = {}
     for code_digest in code_digests:
         code = store.get_object(code_digest, Kind.CODE)
-        sources[code["module"]] = code
+        sources[_checked_code(code, code_digest)] = code
     return sources
+
+
+def _digests(value: Any, key: str, digest: Digest) -> list[Digest]:
+    """``value[key]``, which must be a list of digests (the object ``digest`` says so)."""
+    found = value.get(key) if type(value) is dict else None
+    if type(found) is not list or not all(type(item) is Digest for item in found):
+        raise CorruptObjectError(digest, None, f"its {key!r} is not a list of digests")
+    return found
+
+
+def _checked_code(code: Any, digest: Digest) -> str:
+    """The module name of a well-formed code value (else the object is corrupt)."""
+    if type(code) is not dict or not all(type(code.get(key)) is str
+                                         for key in ("module", "path", "source")):
+        raise CorruptObjectError(digest, None, "it is not a code object (module, path and "
+                                 "source strings)")
+    path = PurePosixPath(code["path"])
+    if path.is_absolute() or ".." in path.parts or path.suffix != ".py" or \
+            "\\" in code["path"] or "\0" in code["path"]:
+        raise CorruptObjectError(digest, None, f"its path {code['path']!r} is not a relative "
+                                 ".py path inside the project")
+    module: str = code["module"]
+    return module
+
+
+class PinnedModuleError(InputError):
+    """Pinned code would provide a module that is not the recorded project's own.
+
+    ``module`` is the refused name and ``reason`` says why (pinrun itself, the
+    standard library, another installed distribution, not a module name).
+    Bad input rather than a damaged store: the bytes are intact, pinrun
+    refuses what they ask for, and the way on is the user's (replay the code
+    on disk with ``--code workdir``, or rename a module that shadows another).
+    """
+
+    def __init__(self, module: str, reason: str) -> None:
+        self.module = module
+        self.reason = reason
+        super().__init__(
+            f"refusing the pinned code: it provides module {module!r}, which {reason}; "
+            "pinned code may only provide the recorded project's own modules. Replay it "
+            "with the code on disk (--code workdir), or rename the project module and "
+            "record the run again.")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.module, self.reason)
+
+
+def check_pinned_module(name: object, project_root: Path) -> None:
+    """Raise :class:`PinnedModuleError` unless pinned code may provide module ``name``."""
+    if type(name) is not str:
+        raise PinnedModuleError(repr(name), "is not a module name")
+    reason = _refusal(name, project_root)
+    if reason is not None:
+        raise PinnedModuleError(name, reason)
+
+
+@functools.lru_cache(maxsize=4096)
+def _refusal(name: str, project_root: Path) -> str | None:
+    """Why ``name`` may not come from pinned code, or None (installed packages do not
+    change under a running process, so the answer is kept)."""
+    parts = name.split(".")
+    if not all(part.isidentifier() and not keyword.iskeyword(part) for part in parts):
+        return "is not a valid dotted module name"
+    top = parts[0]
+    if top == "pinrun":
+        return "is pinrun itself"
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        return "is part of the standard library"
+    others = [dist for dist in distributions_providing(top)
+              if not _is_project_distribution(dist, project_root)]
+    if others:
+        return f"belongs to the installed distribution {others[0]!r}"
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def _is_project_distribution(dist: str, project_root: Path) -> bool:
+    """Whether installed distribution ``dist`` is the project itself.
+
+    That is the one ``pyproject.toml`` in the project folder names, or one
+    installed from a folder inside the project (an editable or local install,
+    as its ``direct_url.json`` says), such as a package of a monorepo.
+    """
+    root = project_root.resolve()
+    if _normalized(dist) == _project_name(root):
+        return True
+    try:
+        text = importlib.metadata.distribution(dist).read_text("direct_url.json")
+        url = json.loads(text)["url"] if text else None
+    except (importlib.metadata.PackageNotFoundError, ValueError, KeyError, TypeError):
+        return False
+    parsed = urllib.parse.urlparse(url) if isinstance(url, str) else None
+    if parsed is None or parsed.scheme != "file":
+        return False
+    source = Path(urllib.parse.unquote(parsed.path)).resolve()
+    return source.is_relative_to(root)
+
+
+def _project_name(root: Path) -> str | None:
+    try:
+        with (root / "pyproject.toml").open("rb") as file:
+            name = tomllib.load(file).get("project", {}).get("name")
+    except (OSError, tomllib.TOMLDecodeError, AttributeError):
+        return None
+    return _normalized(name) if isinstance(name, str) else None
+
+
+def _normalized(name: str) -> str:
+    """A distribution name as PEP 503 compares them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 @functools.lru_cache(maxsize=512)
@@ -145,7 +276,13 @@ class _PinnedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 @contextmanager
 def pinned_modules(sources: Mapping[str, CodeValue], project_root: Path) -> Iterator[None]:
-    """Within the block, importing a pinned module gives its pinned source."""
+    """Within the block, importing a pinned module gives its pinned source.
+
+    Raises :class:`PinnedModuleError` before anything is loaded or changed when
+    a pinned name is not one the recorded project may provide.
+    """
+    for name in sources:
+        check_pinned_module(name, project_root)
     finder = _PinnedFinder(sources, project_root)
     saved = {name: sys.modules.pop(name) for name in list(sources) if name in sys.modules}
     before = set(sys.modules)

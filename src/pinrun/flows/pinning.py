@@ -42,8 +42,8 @@ from pinrun.flows.fingerprint import (
 from pinrun.flows.flow import Flow
 from pinrun.flows.step import Step
 
-__all__ = ["PinnedStep", "StaleSourceError", "environment", "flow_sources", "flow_value",
-           "pin_step", "project_root_for"]
+__all__ = ["PinnedStep", "StaleSourceError", "distributions_providing", "environment",
+           "flow_sources", "flow_value", "pin_step", "project_root_for"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -289,6 +289,11 @@ def _top_level_imports(source: str) -> frozenset[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names.add(node.module.split(".")[0])
     return frozenset(names)
+
+
+def distributions_providing(top_level: str) -> tuple[str, ...]:
+    """The installed distributions that provide top-level module ``top_level`` (often none)."""
+    return tuple(dict.fromkeys(_distributions().get(top_level, ())))
 
 
 @functools.cache

@@ -7,6 +7,15 @@ replaces; the ref ``replaced/<old id>`` points at the new run, and
 new recording reuses the old run's effects, clock and randomness wherever a
 step asks for the same ones, so accepting does not call the outside world
 again for answers it already has.
+
+Accepting is atomic and can be retried. The new run's end and its
+``replaced/`` link are one commit (the engine's, see
+:mod:`pinrun.engine.run`), and while it is unfinished ``replacing/<old id>``
+names it. A retried accept after a kill therefore adopts that interrupted
+baseline: it resumes it when the code and environment on disk are the ones
+it pinned, and otherwise drops it (it was never a baseline) and records
+afresh. Either way the old run ends with exactly one baseline and no
+unlinked leftover.
 """
 
 from __future__ import annotations
@@ -15,22 +24,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pinrun.artifacts.batch import WriteBatch
+from pinrun.artifacts.digest import Kind
 from pinrun.artifacts.store import Store
-from pinrun.engine.records import RunFailedError, RunRecord, load_run
-from pinrun.engine.run import record
-from pinrun.errors import InputError
+from pinrun.engine.lease import RunLease
+from pinrun.engine.records import RunFailedError, RunRecord, load_run, run_ref
+from pinrun.engine.resume import resume
+from pinrun.engine.run import (
+    REPLACED_PREFIX,
+    record,
+    replaced_ref,
+    replacing_ref,
+)
+from pinrun.errors import CorruptObjectError, InputError
+from pinrun.flows.flow import Flow
 from pinrun.flows.loader import import_entry, project_on_path
-from pinrun.flows.pinning import project_root_for
+from pinrun.flows.pinning import pin_step, project_root_for
+from pinrun.flows.registry import put_pins
 
 __all__ = ["REPLACED_PREFIX", "Accepted", "accept", "replaced_ref"]
-
-#: ``replaced/<old run id>`` points at the run that replaced it.
-REPLACED_PREFIX = "replaced/"
-
-
-def replaced_ref(run_id: str) -> str:
-    """The ref that names the run which replaced run ``run_id``."""
-    return f"{REPLACED_PREFIX}{run_id}"
 
 
 @dataclass(frozen=True)
@@ -46,7 +58,10 @@ def accept(store: Store, run_ids: list[str], *,
     """Re-record each run's inputs with the code on disk; the new runs replace the old.
 
     Yields each accepted run as soon as it is recorded, so a failure part way
-    leaves the earlier ones accepted and known.
+    leaves the earlier ones accepted and known. A run whose earlier accept
+    was interrupted gets that new run finished (or, when the code changed
+    since, replaced) rather than a second one; naming the interrupted new
+    run itself does the same for the run it replaces.
     """
     root = project_root if project_root is not None else project_root_for(store.path)
     with project_on_path(root):
@@ -54,18 +69,77 @@ def accept(store: Store, run_ids: list[str], *,
 
 
 def _accept(store: Store, run_ids: list[str], root: Path) -> Iterator[Accepted]:
+    # Resolved before anything is recorded: an unfinished baseline stands for the run
+    # it replaces (once finished, it would look like a baseline to accept anew).
+    targets: dict[str, RunRecord] = {}
     for run_id in run_ids:
         old = load_run(store, run_id)
+        if old.replaces is not None and _pending(store, old.replaces) == old.id:
+            old = load_run(store, old.replaces)
+        targets.setdefault(old.id, old)
+    for old in targets.values():
         if old.entry is None:
             raise InputError(f"run {old.id} does not say where its flow is defined, so it "
                              "cannot be recorded again")
         flow = import_entry(old.entry)
-        inputs = store.get_snapshot(old.inputs)
-        try:
-            new = record(flow, inputs, store=store, project_root=root, entry=old.entry,
-                         replaces=old)
-        except RunFailedError as failure:
-            new = failure.run  # a failure can be the intended baseline too
-        assert new.digest is not None
-        store.set_ref(replaced_ref(old.id), new.digest)
+        new = _adopted(store, old, flow, root)
+        if new is None:
+            inputs = store.get_snapshot(old.inputs)
+            try:
+                new = record(flow, inputs, store=store, project_root=root, entry=old.entry,
+                             replaces=old)
+            except RunFailedError as failure:
+                new = failure.run  # a failure can be the intended baseline too
         yield Accepted(old.id, new)
+
+
+def _pending(store: Store, old_id: str) -> str | None:
+    """The id of the unfinished run replacing ``old_id``, if there is one."""
+    digest = store.get_ref(replacing_ref(old_id))
+    if digest is None:
+        return None
+    value = store.get_object(digest, Kind.RUN)
+    run_id = value.get("id") if type(value) is dict else None
+    if type(run_id) is not str:
+        raise CorruptObjectError(digest, None, f"ref {replacing_ref(old_id)} does not name "
+                                 "a run record")
+    return run_id
+
+
+def _adopted(store: Store, old: RunRecord, flow: Flow, root: Path) -> RunRecord | None:
+    """Finish an interrupted earlier accept of ``old``; None when there is none (left).
+
+    The unfinished run is resumed when the code and environment now pin to
+    exactly what it pinned; otherwise it is dropped, under its lease (so
+    never while another process writes it), and the caller records afresh.
+    """
+    pending_id = _pending(store, old.id)
+    if pending_id is None:
+        return None
+    pending = load_run(store, pending_id)
+    if pending.status != "running":  # finished, yet unlinked: link it (nothing to redo)
+        assert pending.digest is not None
+        with store.batch() as batch:
+            batch.set_ref(replaced_ref(old.id), pending.digest)
+            batch.delete_ref(replacing_ref(old.id))
+        return pending
+    if _pins_now(store, flow, root, old.entry) == (pending.flow_pin, pending.env):
+        try:
+            return resume(pending.id, store=store, code_policy="disabled", flow=flow,
+                          project_root=root)
+        except RunFailedError as failure:
+            return failure.run
+    with RunLease(store.path, pending.id):
+        current = load_run(store, pending.id)
+        with store.batch() as batch:
+            batch.delete_ref(run_ref(pending.id), expected=current.digest)
+            batch.delete_ref(replacing_ref(old.id), expected=store.get_ref(
+                replacing_ref(old.id)))
+    return None
+
+
+def _pins_now(store: Store, flow: Flow, root: Path, entry: str | None) -> tuple[object, object]:
+    """The flow and environment digests a recording of ``flow`` would pin now."""
+    pins = {item.name: pin_step(item, root) for item in flow.steps}
+    stored = put_pins(WriteBatch(store), flow, pins, entry, root)  # never committed
+    return stored.flow, stored.env

@@ -9,6 +9,13 @@ digest. A step that diverges gets a structured diff and the likely causes;
 the replay then goes on from the recorded outputs, so every later step is
 judged on its own.
 
+Equal digests prove nothing when the recorded objects behind them are damaged
+or gone, so what a step is judged against is read back too: on a match, every
+object of the recorded output snapshot is loaded (each once per replay) and
+checked against its digest (in one read per level, which keeps the cost to
+a decompression and a hash per object), and a damaged or missing one raises
+:class:`~pinrun.errors.StoreError` instead of a verdict.
+
 This module never reads the clock or fresh randomness: replay passes no
 world to the engine, and the import contract test holds it to that.
 """
@@ -85,10 +92,11 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
         with _flow_to_replay(store, run, code, root, flow) as (chosen, drift):
             modules = [] if guards == "off" else _project_modules(root)
             with Guards(modules, guards) as watching:
+                verified: set[Digest] = set()
                 for repetition in range(1, repeat + 1):
                     report.steps, report.repetition = [], repetition
                     _Replay(store, run, chosen, drift=drift, report=report, guards=watching,
-                            debug_step=debug_step).run()
+                            debug_step=debug_step, verified=verified).run()
                     if report.first_divergence is not None:
                         break
     except StoreError:
@@ -144,10 +152,16 @@ def _flow_to_replay(store: Store, run: RunRecord, code: CodeSource, root: Path, 
 
 
 class _DigestSink:
-    """Digests objects as the store would, without storing anything."""
+    """Digests objects as the store would, without storing anything; keeps the digests."""
+
+    def __init__(self) -> None:
+        #: Every object digested, in order (a snapshot's values, subtrees and its tree).
+        self.digests: list[Digest] = []
 
     def put(self, kind: Kind, payload: bytes, digest: Digest | None = None) -> Digest:
-        return digest if digest is not None else compute_digest(kind, payload)
+        found = digest if digest is not None else compute_digest(kind, payload)
+        self.digests.append(found)
+        return found
 
 
 def _final_attempts(run: RunRecord) -> dict[str, StepRecord]:
@@ -160,8 +174,8 @@ class _Replay:
 
     def __init__(self, store: Store, run: RunRecord, flow: Flow, *,
                  drift: Callable[[], CodeStatus] | None, report: ReplayReport,
-                 guards: Guards,
-                 debug_step: str | None = None) -> None:
+                 guards: Guards, debug_step: str | None = None,
+                 verified: set[Digest] | None = None) -> None:
         self.debug_step = debug_step
         self.guards = guards
         self.store = store
@@ -171,6 +185,12 @@ class _Replay:
         self.report = report
         self.recorded = _final_attempts(run)
         self.calls: list[GuardedCall] = []
+        #: Recorded objects read back and checked in this replay (shared by its repetitions).
+        self.verified = verified if verified is not None else set()
+        #: Recorded objects matched by digest and not read back yet (in order).
+        self.unchecked: dict[Digest, None] = {}
+        #: Recorded output snapshots already loaded for a diff, by step name (loaded once).
+        self.recorded_outputs: dict[str, dict[str, Any]] = {}
         self.state: dict[str, Any] = store.get_snapshot(run.inputs)
         self.encoded = {key: codec.encode(value) for key, value in self.state.items()}
 
@@ -224,12 +244,14 @@ class _Replay:
                 merged.update(outcome.outputs)
                 merged_encoded.update(outcome.encoded_outputs)
             elif record.outputs is not None:
-                outputs = self.store.get_snapshot(record.outputs)
+                outputs = self._recorded(outcome.step.name, record.outputs)
                 merged.update(outputs)
                 merged_encoded.update({k: codec.encode(v) for k, v in outputs.items()})
             written.update(merged)
         self.state.update(merged)
         self.encoded.update(merged_encoded)
+        # Once per level: one read, and never more in memory than the level's outputs.
+        self.check_recorded()
 
     def _judge(self, outcome: Outcome, record: StepRecord, log: ReplayLog) -> StepResult:
         calls = [call for call in outcome.guarded if isinstance(call, GuardedCall)]
@@ -259,15 +281,38 @@ class _Replay:
                           [Cause("exception", f"{type(error).__name__}: {error}", *where)])
         else:
             assert outcome.outputs is not None
-            digest = trees.store_snapshot(_DigestSink(), outcome.outputs,
+            sink = _DigestSink()
+            digest = trees.store_snapshot(sink, outcome.outputs,
                                           payloads=outcome.encoded_outputs)
             result.replayed_outputs = digest.hex
-            if record.outputs is None or digest != record.outputs:
-                recorded = (self.store.get_snapshot(record.outputs)
+            if record.outputs is not None and digest == record.outputs:
+                self._check_recorded(sink.digests)
+            else:
+                recorded = (self._recorded(outcome.step.name, record.outputs)
                             if record.outputs is not None else {})
                 self._diverge(result, "outputs", "its outputs differ from the recording")
                 result.changes, result.changes_left_out = diff_states(recorded, outcome.outputs)
         return result
+
+    def _check_recorded(self, digests: list[Digest]) -> None:
+        """Note the recorded objects a match was judged on, to be read back at the end
+        (the same digests name the same objects, so these are all of them)."""
+        self.unchecked.update(dict.fromkeys(d for d in digests if d not in self.verified))
+
+    def check_recorded(self) -> None:
+        """Read back the recorded objects matches were judged on, in one transaction:
+        a damaged or missing one raises instead of the verdict standing."""
+        todo = list(self.unchecked)
+        self.unchecked.clear()
+        if todo:
+            self.store.load_many(todo)  # each is decompressed and re-hashed
+            self.verified.update(todo)
+
+    def _recorded(self, name: str, digest: Digest) -> dict[str, Any]:
+        """A step's recorded outputs, loaded (and so checked) once for its diff and merge."""
+        if name not in self.recorded_outputs:
+            self.recorded_outputs[name] = self.store.get_snapshot(digest)
+        return self.recorded_outputs[name]
 
     def _judge_failure(self, outcome: Outcome, record: StepRecord, result: StepResult) -> None:
         """A recorded failure reproduces when the same error type and message come back."""

@@ -1,0 +1,181 @@
+"""Pinned code may only provide the recorded project's own modules.
+
+A store may hold bytes written by someone else: a forged flow pin whose
+sources name ``pinrun.verifier.compare``, ``json`` or ``click`` must never
+load them in place of the real modules, in a replay or anywhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pinrun
+import pinrun.verifier.compare
+from pinrun.artifacts import codec
+from pinrun.artifacts.digest import Digest, Kind
+from pinrun.artifacts.store import Store
+from pinrun.engine.records import load_run, run_ref
+from pinrun.errors import CorruptObjectError
+from pinrun.flows.loader import (
+    PinnedModuleError,
+    check_pinned_module,
+    pinned_modules,
+    pinned_sources,
+)
+from tests.helpers import SRC, Project
+
+FLOW = """
+import json
+
+import click
+
+import pinrun
+import pinrun.verifier.compare
+
+
+@pinrun.step
+def double(n: int) -> dict:
+    return {"doubled": n * 2}
+
+
+flow = pinrun.Flow("forged", [double])
+"""
+
+#: Forged module sources: each leaves a marker file if it is ever executed.
+FORGED = {
+    "pinrun.verifier.compare": ("pinrun/verifier/compare.py",
+                                "def verdict():\n    return 'reproduced'\n"),
+    "json": ("json.py", "def dumps(value):\n    return 'forged'\n"),
+    "click": ("click.py", "def command():\n    return 'forged'\n"),
+}
+
+
+def _forge(store: Store, run_id: str, markers: Path) -> None:
+    """Rewrite run ``run_id`` so its flow pin also names the forged modules' code."""
+    run = load_run(store, run_id)
+    assert run.flow_pin is not None
+    flow = store.get_object(run.flow_pin, Kind.FLOW)
+    with store.batch() as batch:
+        forged: list[Digest] = []
+        for module, (path, body) in FORGED.items():
+            marker = markers / f"ran-{module}"
+            source = f"open({str(marker)!r}, 'w').close()\n{body}"
+            forged.append(batch.put(Kind.CODE, codec.encode(
+                {"module": module, "path": path, "source": source}, root="code")))
+        flow_pin = batch.put(Kind.FLOW, codec.encode(
+            {**flow, "code": [*flow["code"], *forged]}, root="flow"))
+        record = dataclasses.replace(run, flow_pin=flow_pin, digest=None)
+        digest = batch.put(Kind.RUN, record.encode())
+        batch.set_ref(run_ref(run.id), digest, expected=run.digest)
+
+
+@pytest.fixture
+def forged_run(project: Project, project_store: Store, tmp_path: Path) -> str:
+    """A recorded run whose flow pin was rewritten to name pinrun, stdlib and click code."""
+    project.write("shop", FLOW)
+    run = pinrun.record(project.load("shop"), {"n": 2}, store=project_store)
+    _forge(project_store, run.id, tmp_path)
+    return run.id
+
+
+def test_forged_pin_is_refused_by_replay_and_nothing_forged_runs(
+        forged_run: str, project_store: Store, tmp_path: Path) -> None:
+    """A pinned replay refuses the forged pin; the real pinrun, json and click stay loaded."""
+    real = {name: sys.modules[name] for name in FORGED}
+    report = pinrun.replay(forged_run, store=project_store)
+    assert report.verdict == "error"
+    assert report.error is not None
+    assert "provides module" in report.error
+    assert {name: sys.modules[name] for name in FORGED} == real
+    assert sys.modules["pinrun.verifier.compare"] is pinrun.verifier.compare
+    assert list(tmp_path.glob("ran-*")) == []
+
+
+def test_forged_pin_is_refused_by_the_cli(forged_run: str, project: Project,
+                                          tmp_path: Path) -> None:
+    """`pinrun replay RUN` (pinned code) says the run could not be replayed, naming the
+    module, and no forged source is executed."""
+    env = {k: v for k, v in os.environ.items() if k != "PINRUN_STORE"}
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(project.root)])
+    done = subprocess.run([sys.executable, "-m", "pinrun", "replay", forged_run, "--json"],
+                          cwd=project.root, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert report["verdict"] == "error"
+    assert "refusing the pinned code: it provides module" in report["error"]
+    assert "\n" not in report["error"]
+    assert "Traceback" not in done.stderr
+    assert list(tmp_path.glob("ran-*")) == []
+
+
+@pytest.mark.parametrize(("name", "reason"), [
+    ("pinrun", "is pinrun itself"),
+    ("pinrun.verifier.compare", "is pinrun itself"),
+    ("json", "standard library"),
+    ("os.path", "standard library"),
+    ("sys", "standard library"),
+    ("click", "installed distribution 'click'"),
+    ("click.core", "installed distribution 'click'"),
+    ("a..b", "not a valid dotted module name"),
+    ("a.class", "not a valid dotted module name"),
+    ("../evil", "not a valid dotted module name"),
+    ("", "not a valid dotted module name"),
+])
+def test_names_pinned_code_may_not_provide(name: str, reason: str, tmp_path: Path) -> None:
+    """pinrun, the standard library, other distributions and non-names are refused."""
+    with pytest.raises(PinnedModuleError, match="refusing the pinned code") as caught:
+        check_pinned_module(name, tmp_path)
+    assert reason in caught.value.reason
+    assert caught.value.module == name
+
+
+def test_project_modules_and_the_projects_own_distribution_are_allowed(
+        tmp_path: Path) -> None:
+    """A project package passes, and so does one the project's pyproject.toml names."""
+    check_pinned_module("shop.pricing", tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "Click"\n')
+    check_pinned_module("click.core", tmp_path)  # the project *is* click here
+
+
+def test_refusal_happens_before_any_module_is_touched(tmp_path: Path) -> None:
+    """A refused name leaves sys.modules and sys.meta_path exactly as they were."""
+    before_modules, before_path = dict(sys.modules), list(sys.meta_path)
+    sources = {"shop": {"module": "shop", "path": "shop/__init__.py", "source": ""},
+               "json": {"module": "json", "path": "json.py", "source": "X = 1"}}
+    with pytest.raises(PinnedModuleError), pinned_modules(sources, tmp_path):
+        pass
+    assert sys.modules["json"] is before_modules["json"]
+    assert sys.meta_path == before_path
+
+
+def test_refusal_survives_pickling() -> None:
+    """verify replays in worker processes: the error crosses them intact."""
+    import pickle
+
+    error = pickle.loads(pickle.dumps(PinnedModuleError("json", "is part of the standard "
+                                                        "library")))
+    assert error.module == "json"
+    assert "json" in str(error)
+
+
+def test_malformed_code_object_is_corrupt(forged_run: str, project_store: Store) -> None:
+    """A code object without string fields, or with a path out of the project, is corrupt."""
+    run = load_run(project_store, forged_run)
+    assert run.flow_pin is not None
+    flow = project_store.get_object(run.flow_pin, Kind.FLOW)
+    for bad in ({"module": 3, "path": "a.py", "source": ""},
+                {"module": "shop", "path": "../../etc/shop.py", "source": ""},
+                {"module": "shop", "path": "/etc/shop.py", "source": ""}):
+        with project_store.batch() as batch:
+            code = batch.put(Kind.CODE, codec.encode(bad, root="code"))
+            pin = batch.put(Kind.FLOW, codec.encode({**flow, "code": [code]}, root="flow"))
+        with pytest.raises(CorruptObjectError, match=code.hex):
+            pinned_sources(project_store, pin)
