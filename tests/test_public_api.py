@@ -28,6 +28,8 @@ def test_public_names_are_pinned() -> None:
         "MissingObjectError", "ObjectFormatError", "PinrunError", "RefConflictError",
         "ReplayReport", "RunBusyError", "RunFailedError", "RunRecord", "Step",
         "StepDefinitionError", "StepOutputError", "StepRecord", "Store",
+        "PinnedModuleError", "RecordedEffectError", "UnsafeRunIdError", "BaselineBusyError",
+        "StaleSourceError", "NondeterminismError",
         "StoreError", "StoreNotFoundError",
         "UndecodableValueError", "UnknownDigestError", "UnknownRefError", "UnloadedValue",
         "UnsupportedValueError", "WriteBatch", "__version__", "open_store", "record",

@@ -12,19 +12,34 @@ from typing import TYPE_CHECKING, Any
 
 from pinrun.errors import (
     AmbiguousDigestError,
+    BaselineBusyError,
     BundleError,
+    CodeChangedError,
+    ContextDivergenceError,
     CorruptObjectError,
+    FingerprintError,
+    FlowDefinitionError,
     InputError,
     InvalidDigestError,
+    MissingInputError,
     MissingObjectError,
+    NondeterminismError,
     ObjectFormatError,
+    PinnedModuleError,
     PinrunError,
+    RecordedEffectError,
     RefConflictError,
+    RunBusyError,
+    RunFailedError,
+    StaleSourceError,
+    StepDefinitionError,
+    StepOutputError,
     StoreError,
     StoreNotFoundError,
     UndecodableValueError,
     UnknownDigestError,
     UnknownRefError,
+    UnsafeRunIdError,
     UnsupportedValueError,
 )
 
@@ -32,16 +47,13 @@ if TYPE_CHECKING:
     from pinrun.artifacts.codec import UnloadedValue, register_type
     from pinrun.artifacts.digest import Digest, Kind
     from pinrun.artifacts.store import Store, WriteBatch, open_store
-    from pinrun.engine.context import Context, ContextDivergenceError
-    from pinrun.engine.execution import StepOutputError
-    from pinrun.engine.lease import RunBusyError
-    from pinrun.engine.records import RunFailedError, RunRecord, StepRecord
+    from pinrun.engine.context import Context
+    from pinrun.engine.records import RunRecord, StepRecord
     from pinrun.engine.resume import resume
     from pinrun.engine.run import record
-    from pinrun.flows.fingerprint import FingerprintError
-    from pinrun.flows.flow import Flow, FlowDefinitionError, MissingInputError
-    from pinrun.flows.status import CodeChangedError, CodeChangedWarning
-    from pinrun.flows.step import Step, StepDefinitionError, step
+    from pinrun.flows.flow import Flow
+    from pinrun.flows.status import CodeChangedWarning
+    from pinrun.flows.step import Step, step
     from pinrun.verifier.replayer import replay
     from pinrun.verifier.report import ReplayReport
 
@@ -49,6 +61,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "AmbiguousDigestError",
+    "BaselineBusyError",
     "BundleError",
     "CodeChangedError",
     "CodeChangedWarning",
@@ -64,13 +77,17 @@ __all__ = [
     "Kind",
     "MissingInputError",
     "MissingObjectError",
+    "NondeterminismError",
     "ObjectFormatError",
+    "PinnedModuleError",
     "PinrunError",
+    "RecordedEffectError",
     "RefConflictError",
     "ReplayReport",
     "RunBusyError",
     "RunFailedError",
     "RunRecord",
+    "StaleSourceError",
     "Step",
     "StepDefinitionError",
     "StepOutputError",
@@ -82,6 +99,7 @@ __all__ = [
     "UnknownDigestError",
     "UnknownRefError",
     "UnloadedValue",
+    "UnsafeRunIdError",
     "UnsupportedValueError",
     "WriteBatch",
     "__version__",
@@ -95,12 +113,8 @@ __all__ = [
 
 _LAZY = {
     "Context": "pinrun.engine.context",
-    "ContextDivergenceError": "pinrun.engine.context",
     "Digest": "pinrun.artifacts.digest",
     "Flow": "pinrun.flows.flow",
-    "FlowDefinitionError": "pinrun.flows.flow",
-    "MissingInputError": "pinrun.flows.flow",
-    "RunFailedError": "pinrun.engine.records",
     "RunRecord": "pinrun.engine.records",
     "Step": "pinrun.flows.step",
     "StepRecord": "pinrun.engine.records",
@@ -108,12 +122,7 @@ _LAZY = {
     "resume": "pinrun.engine.resume",
     "replay": "pinrun.verifier.replayer",
     "ReplayReport": "pinrun.verifier.report",
-    "RunBusyError": "pinrun.engine.lease",
-    "StepOutputError": "pinrun.engine.execution",
-    "FingerprintError": "pinrun.flows.fingerprint",
-    "CodeChangedError": "pinrun.flows.status",
     "CodeChangedWarning": "pinrun.flows.status",
-    "StepDefinitionError": "pinrun.flows.step",
     "step": "pinrun.flows.step",
     "Kind": "pinrun.artifacts.digest",
     "Store": "pinrun.artifacts.store",

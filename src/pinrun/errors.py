@@ -1,23 +1,45 @@
 """Every error pinrun raises, under one root.
 
-The hierarchy::
+The hierarchy (exit codes are the command line's)::
 
-    PinrunError                       the root: catch this to catch them all
-    ├── InputError                    bad input from the user (CLI exit code 2)
-    │   ├── UnsupportedValueError     a value the canonical codec cannot encode (.path, .type_name)
-    │   ├── InvalidDigestError        text that is not a digest or a usable prefix (.text)
-    │   ├── UnknownDigestError        a digest or prefix that names no stored object (.prefix)
-    │   ├── AmbiguousDigestError      a prefix that names several objects (.prefix, .candidates)
-    │   ├── UnknownRefError           a ref name that is not set (.ref)
-    │   └── BundleError               a malformed, truncated or tampered bundle (.path)
-    ├── RefConflictError              a compare-and-swap on a ref lost a race (.ref, .actual)
-    └── StoreError                    the store itself is missing or damaged (CLI exit code 3)
-        ├── StoreNotFoundError        no store folder where one was looked for (.path)
-        ├── CorruptObjectError        an object's bytes do not hash to its digest (.digest, .actual)
-        ├── MissingObjectError        a referenced object is absent (.digest, .referenced_by)
-        ├── ObjectFormatError         a stored record this version cannot read (.digest)
-        └── UndecodableValueError     stored value bytes that do not decode (.reason)
+    PinrunError                     the root: catch this to catch them all (exit 1)
+    ├── InputError                  bad input from the user (exit 2)
+    │   ├── UnsupportedValueError   a value the codec cannot encode (.path, .type_name)
+    │   ├── InvalidDigestError      text that is not a digest or a usable prefix (.text)
+    │   ├── UnknownDigestError      a digest or prefix that names no object (.prefix)
+    │   ├── AmbiguousDigestError    a prefix that names several objects (.prefix, .candidates)
+    │   ├── UnknownRefError         a ref name that is not set (.ref)
+    │   ├── BundleError             a malformed, truncated or tampered bundle (.path, .reason)
+    │   ├── StepDefinitionError     a function cannot be a step as written (.function)
+    │   ├── FlowDefinitionError     a flow is built wrong (.flow)
+    │   ├── MissingInputError       a step reads a key nothing provides (.flow, .step, .key)
+    │   ├── FingerprintError        step code reads what cannot be pinned (.step, .function,
+    │   │                           .global_name)
+    │   ├── StaleSourceError        a module's file changed after it was imported
+    │   ├── PinnedModuleError       pinned code names a module not the project's (.module,
+    │   │                           .reason)
+    │   ├── RunBusyError            another process is recording the run (.run_id)
+    │   └── BaselineBusyError       the run has an unfinished new baseline (.run_id)
+    ├── RefConflictError            a compare-and-swap on a ref lost a race (.ref, .expected,
+    │                               .actual)
+    ├── RunFailedError              a step raised; the failure is recorded (.run)
+    ├── StepOutputError             a step returned what is not a mapping of state keys
+    ├── ContextDivergenceError      replayed code asked the context for what was not
+    │                               recorded (.step, .index, .expected, .actual)
+    ├── RecordedEffectError         a recorded effect's exception, its type not loaded here
+    ├── NondeterminismError         a strictly guarded step reached for time, chance or
+    │                               the outside world
+    ├── CodeChangedError            the code on disk differs from the pin (strict policy)
+    └── StoreError                  the store is missing or damaged (exit 3)
+        ├── StoreNotFoundError      no store folder where one was looked for (.path)
+        ├── CorruptObjectError      an object's bytes do not hash or parse (.digest, .actual)
+        ├── MissingObjectError      a referenced object is absent (.digest, .referenced_by)
+        ├── ObjectFormatError       a stored record this version cannot read (.digest)
+        ├── UndecodableValueError   stored value bytes that do not decode (.reason)
+        └── UnsafeRunIdError        a recorded run id that is not a plain name (.run_id)
 
+Every error class pinrun raises is defined here and exported from ``pinrun``
+(a test holds this tree, the module and the public names to each other).
 Every message says what happened and what to do next, in full sentences, so
 the CLI can print it as the one line a user sees. Every error survives
 pickling with its attributes (``pinrun verify`` runs replays in worker
@@ -26,27 +48,44 @@ processes and carries their errors back).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pinrun.artifacts.digest import Digest
+    from pinrun.engine.context import Event
+    from pinrun.engine.records import RunRecord
 
 __all__ = [
     "AmbiguousDigestError",
+    "BaselineBusyError",
     "BundleError",
+    "CodeChangedError",
+    "ContextDivergenceError",
     "CorruptObjectError",
+    "FingerprintError",
+    "FlowDefinitionError",
     "InputError",
     "InvalidDigestError",
+    "MissingInputError",
     "MissingObjectError",
+    "NondeterminismError",
     "ObjectFormatError",
+    "PinnedModuleError",
     "PinrunError",
+    "RecordedEffectError",
     "RefConflictError",
+    "RunBusyError",
+    "RunFailedError",
+    "StaleSourceError",
+    "StepDefinitionError",
+    "StepOutputError",
     "StoreError",
     "StoreNotFoundError",
     "UndecodableValueError",
     "UnknownDigestError",
     "UnknownRefError",
+    "UnsafeRunIdError",
     "UnsupportedValueError",
 ]
 
@@ -238,3 +277,165 @@ class UndecodableValueError(StoreError):
             "(upgrade pinrun) or be damaged; `pinrun fsck` checks the store, and "
             "`pinrun cat --raw` shows the stored bytes."
         )
+
+
+# ------------------------------------------------- flows, runs and replay
+
+
+class RunFailedError(PinrunError):
+    """A step raised; the run was recorded, failure included, and the error is chained."""
+
+    exit_code = 1
+
+    def __init__(self, run: RunRecord) -> None:
+        self.run = run
+        failed = run.failed_step
+        where = f"step {failed.name!r}" if failed else "a step"
+        what = (f"{failed.error.type}: {failed.error.message}".rstrip(". ")
+                if failed and failed.error else "")
+        super().__init__(f"run {run.id} of flow {run.flow!r} failed at {where}: {what}. "
+                         f"The failure is recorded: `pinrun show {run.id}`.")
+
+
+class StepOutputError(PinrunError):
+    """A step returned something that is not a mapping of state keys, or broke a policy."""
+
+
+class BaselineBusyError(InputError):
+    """A run already has an unfinished new baseline (being recorded, or interrupted)."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id} already has an unfinished new baseline, being "
+                         "recorded by another process or interrupted; wait for the other "
+                         f"process, or finish an interrupted one with `pinrun accept {run_id}`")
+
+
+class RecordedEffectError(PinrunError):
+    """An effect raised when recorded; its exception type could not be rebuilt on replay."""
+
+
+class ContextDivergenceError(PinrunError):
+    """Replayed code asked the context for something the recording does not have."""
+
+    exit_code = 1
+
+    def __init__(self, step: str, index: int, expected: Event | None, actual: str) -> None:
+        self.step = step
+        self.index = index
+        self.expected = expected
+        self.actual = actual
+        if expected is None:
+            wanted = "nothing more"
+        elif expected.kind == "effect":
+            wanted = f"effect {expected.name!r} with arguments {expected.arguments}"
+        else:
+            wanted = f"ctx.{expected.kind}()"
+        super().__init__(
+            f"step {step!r} diverged at its context call #{index + 1}: the recording has "
+            f"{wanted}, the replayed code asked for {actual}."
+        )
+
+
+class RunBusyError(InputError):
+    """Another process is recording (or resuming) this run right now."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id} is being recorded by another process right now; "
+                         "wait for it to finish (`pinrun runs` shows its status)")
+
+
+class UnsafeRunIdError(StoreError):
+    """A run id that is not a plain name: no lease file is made from it (.run_id)."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run id {run_id[:80]!r} is not a plain run id, so pinrun will not "
+                         "name a lease file after it; the run record holding it is damaged "
+                         "or crafted: run `pinrun fsck`")
+
+
+class NondeterminismError(PinrunError):
+    """A guarded step reached for time, chance or the outside world (``strict`` guards)."""
+
+    exit_code = 1
+
+
+class StepDefinitionError(InputError):
+    """A function cannot be a step as written; the message says how to fix it."""
+
+    def __init__(self, function: str, reason: str) -> None:
+        self.function = function
+        super().__init__(f"step {function!r} cannot be used: {reason}")
+
+
+class FingerprintError(InputError):
+    """A step's code reads something pinrun cannot fingerprint, or has no source.
+
+    ``function`` names the function or class whose code reads it, ``step`` the
+    step, ``global_name`` the name read (``None`` when the code itself is the problem).
+    """
+
+    def __init__(self, step: str, function: str, global_name: str | None, problem: str) -> None:
+        self.step = step
+        self.function = function
+        self.global_name = global_name
+        super().__init__(
+            f"{problem}: pass version='...' to @pinrun.step to name the code version yourself "
+            "(and hash_includes=[...] for the values that identify it), or change the code so "
+            "that it reads only constants, functions, classes and modules."
+        )
+
+
+class PinnedModuleError(InputError):
+    """Pinned code would provide a module that is not the recorded project's own.
+
+    ``module`` is the refused name and ``reason`` says why (pinrun itself, the
+    standard library, another installed distribution, not a module name).
+    Bad input rather than a damaged store: the bytes are intact, pinrun
+    refuses what they ask for, and the way on is the user's (replay the code
+    on disk with ``--code workdir``, or rename a module that shadows another).
+    """
+
+    def __init__(self, module: str, reason: str) -> None:
+        self.module = module
+        self.reason = reason
+        super().__init__(
+            f"refusing the pinned code: it provides module {module!r}, which {reason}; "
+            "pinned code may only provide the recorded project's own modules. Replay it "
+            "with the code on disk (--code workdir), or rename the project module and "
+            "record the run again.")
+
+
+class FlowDefinitionError(InputError):
+    """A flow is built wrong (a duplicate name, an unknown dependency, a cycle...)."""
+
+    def __init__(self, flow: str, reason: str) -> None:
+        self.flow = flow
+        super().__init__(f"flow {flow!r} is not valid: {reason}")
+
+
+class MissingInputError(InputError):
+    """A step reads a key that neither the inputs nor an earlier step provides."""
+
+    def __init__(self, flow: str, step: str, key: str, available: Iterable[str]) -> None:
+        self.flow = flow
+        self.step = step
+        self.key = key
+        known = ", ".join(sorted(available)) or "none"
+        super().__init__(
+            f"step {step!r} of flow {flow!r} reads {key!r}, which neither the run's inputs "
+            f"nor an earlier step provides (available before it: {known}). Pass it as an "
+            "input (--set KEY=JSON), give the parameter a default, or fix the step order."
+        )
+
+
+class StaleSourceError(InputError):
+    """A module's file changed after it was imported: the code running is not the file's."""
+
+
+class CodeChangedError(PinrunError):
+    """The code on disk differs from the pinned code, and the policy is ``strict``."""
+
+    exit_code = 1

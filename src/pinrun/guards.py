@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pinrun.errors import PinrunError
+from pinrun.errors import NondeterminismError, PinrunError
 
 __all__ = ["GuardMode", "GuardedCall", "Guards", "NondeterminismError"]
 
@@ -49,12 +49,6 @@ GuardMode = Literal["warn", "strict", "off"]
 _STDLIB = tuple(str(Path(p).resolve()) for key, p in sysconfig.get_paths().items()
                 if key in ("stdlib", "platstdlib"))
 _PINRUN = str(Path(__file__).resolve().parent)
-
-
-class NondeterminismError(PinrunError):
-    """A guarded step reached for time, chance or the outside world (``strict`` guards)."""
-
-    exit_code = 1
 
 
 @dataclass(frozen=True)

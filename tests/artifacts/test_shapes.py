@@ -254,7 +254,8 @@ def test_every_object_a_real_run_writes_has_its_shape(project: Any, project_stor
     """Runs that succeed and fail, DAG levels, versions and async steps all pass their tables."""
     import pinrun
     from pinrun.artifacts.objects import open_record
-    from pinrun.engine.records import RunFailedError, load_run
+    from pinrun.engine.records import load_run
+    from pinrun.errors import RunFailedError
 
     project.write("shapes_flow", RECORDED)
     flow = project.load("shapes_flow")

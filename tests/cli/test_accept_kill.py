@@ -202,7 +202,7 @@ def test_an_unfinished_baseline_refuses_a_second_one_until_adopted(
     """While a run has an unfinished new baseline, recording another one for it raises
     BaselineBusyError and writes nothing; accept then adopts the unfinished one."""
     import pinrun
-    from pinrun.engine.run import BaselineBusyError
+    from pinrun.errors import BaselineBusyError
     from pinrun.verifier.accept import accept
 
     stop = tmp_path / "stop"

@@ -5,20 +5,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pinrun.engine.context import (
-    Context,
-    ContextDivergenceError,
-    Event,
-    RecordingLog,
-    ReplayLog,
-    activate,
-    current_context,
-)
-from pinrun.errors import UnsupportedValueError
+from pinrun.engine.context import Context, Event, RecordingLog, ReplayLog, activate, current_context
+from pinrun.errors import ContextDivergenceError, UnsupportedValueError
 
 
 class FixedWorld:
@@ -122,3 +115,26 @@ def test_current_context_is_scoped_to_thread_and_task() -> None:
     assert asyncio.run(both()) == ["a", "b"]
     with pytest.raises(RuntimeError, match="no pinrun step is running"):
         current_context()
+
+
+def test_a_recorded_effect_error_type_is_looked_up_never_imported(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replaying an effect that raised rebuilds only loaded Exception types; it imports nothing."""
+    import sys
+
+    from pinrun.errors import InputError, RecordedEffectError
+
+    (tmp_path / "boom_mod_xyz.py").write_text(
+        "import pathlib\npathlib.Path(__file__).with_suffix('.ran').write_text('x')\n"
+        "class Boom(Exception):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cases = {"ValueError": ValueError, "json.JSONDecodeError": RecordedEffectError,
+             "boom_mod_xyz.Boom": RecordedEffectError, "subprocess.Popen": RecordedEffectError,
+             "os.system": RecordedEffectError, "pinrun.errors.InputError": InputError}
+    for type_name, expected in cases.items():
+        event = Event("effect", None, "x", "00", (type_name, "it failed"))
+        with pytest.raises(Exception) as info:  # noqa: PT011 - the type is what is checked
+            event.answer()
+        assert type(info.value) is expected, type_name
+    assert "boom_mod_xyz" not in sys.modules
+    assert not (tmp_path / "boom_mod_xyz.ran").exists()

@@ -12,9 +12,9 @@ import pytest
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.maintenance import fsck
 from pinrun.artifacts.store import Store
-from pinrun.engine.records import RunFailedError, load_run
+from pinrun.engine.records import load_run
 from pinrun.engine.run import record
-from pinrun.errors import InputError
+from pinrun.errors import InputError, RunFailedError
 from pinrun.flows import Flow, step
 from tests.engine.test_context import FixedWorld
 from tests.helpers import Project, start_child

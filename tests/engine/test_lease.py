@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pinrun.engine.lease import RunBusyError, RunLease, is_live
+from pinrun.engine.lease import RunLease, is_live
+from pinrun.errors import RunBusyError
 
 
 def test_one_holder_at_a_time(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pinrun.engine.lease import RunLease, UnsafeRunIdError, is_live
+from pinrun.engine.lease import RunLease, is_live
+from pinrun.errors import UnsafeRunIdError
 
 
 @pytest.mark.parametrize("run_id", ["../../precious", "a/b", "..", ".", "", "x\x00y",

@@ -165,7 +165,8 @@ def test_the_source_bundle_holds_the_modules_imported_transitively(project: Proj
 def test_a_file_edited_after_import_is_not_pinned_as_the_running_code(
         project: Project) -> None:
     """The text on disk is not what runs: pinning it would lie, so it is refused."""
-    from pinrun.flows.pinning import StaleSourceError, pin_step
+    from pinrun.errors import StaleSourceError
+    from pinrun.flows.pinning import pin_step
 
     project.write("helpers", HELPERS)
     project.write("cached", CACHED.format(package=project.package))

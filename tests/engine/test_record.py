@@ -10,9 +10,9 @@ import pytest
 import pinrun
 from pinrun.artifacts.maintenance import fsck
 from pinrun.artifacts.store import Store
-from pinrun.engine.execution import StepOutputError
-from pinrun.engine.records import RunFailedError, load_run
+from pinrun.engine.records import load_run
 from pinrun.engine.run import record
+from pinrun.errors import RunFailedError, StepOutputError
 from pinrun.flows import Flow, MissingInputError, step
 from tests.engine.test_context import FixedWorld
 

@@ -10,12 +10,12 @@ import pytest
 
 from pinrun.artifacts.maintenance import fsck
 from pinrun.artifacts.store import Store
-from pinrun.engine.lease import RunBusyError, RunLease
-from pinrun.engine.records import RunFailedError, display_status, load_run
+from pinrun.engine.lease import RunLease
+from pinrun.engine.records import display_status, load_run
 from pinrun.engine.resume import resume
 from pinrun.engine.run import record
-from pinrun.errors import InputError
-from pinrun.flows.status import CodeChangedError, CodeChangedWarning
+from pinrun.errors import CodeChangedError, InputError, RunBusyError, RunFailedError
+from pinrun.flows.status import CodeChangedWarning
 from tests.helpers import Project, start_child
 
 SHOP = """

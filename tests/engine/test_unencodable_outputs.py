@@ -19,7 +19,8 @@ import pytest
 
 import pinrun
 from pinrun.artifacts.store import Store
-from pinrun.engine.records import RunFailedError, load_run
+from pinrun.engine.records import load_run
+from pinrun.errors import RunFailedError
 from tests.helpers import SRC, Project
 
 FLOW = """

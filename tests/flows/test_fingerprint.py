@@ -24,10 +24,9 @@ from typing import Any
 import blake3
 import pytest
 
-from pinrun.errors import InputError
+from pinrun.errors import FingerprintError, InputError
 from pinrun.flows.fingerprint import (
     Fingerprint,
-    FingerprintError,
     fingerprint,
     is_project_local,
     normalized_source_tree,

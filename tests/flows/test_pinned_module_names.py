@@ -22,13 +22,8 @@ from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store
 from pinrun.engine.records import load_run, run_ref
-from pinrun.errors import CorruptObjectError
-from pinrun.flows.loader import (
-    PinnedModuleError,
-    check_pinned_module,
-    pinned_modules,
-    pinned_sources,
-)
+from pinrun.errors import CorruptObjectError, PinnedModuleError
+from pinrun.flows.loader import check_pinned_module, pinned_modules, pinned_sources
 from tests.helpers import SRC, Project
 
 FLOW = """

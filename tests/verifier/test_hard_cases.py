@@ -8,8 +8,8 @@ import time
 import pytest
 
 from pinrun.artifacts.store import Store
-from pinrun.engine.records import RunFailedError
 from pinrun.engine.run import record
+from pinrun.errors import RunFailedError
 from pinrun.verifier.replayer import replay
 from tests.helpers import Project
 

@@ -11,8 +11,9 @@ import pytest
 
 import pinrun
 from pinrun.artifacts.store import Store
-from pinrun.engine.records import RunFailedError, load_run
+from pinrun.engine.records import load_run
 from pinrun.engine.run import record
+from pinrun.errors import RunFailedError
 from pinrun.verifier.replayer import replay
 from tests.helpers import SRC, Project
 

@@ -23,15 +23,18 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 import orjson
 
 from pinrun.artifacts import _codec_types as types
+from pinrun.artifacts._codec_classes import find_class
 from pinrun.errors import PinrunError, UndecodableValueError, UnsupportedValueError
 
 if TYPE_CHECKING:
     from pinrun.artifacts.digest import Digest
 
 __all__ = ["TypeCodec", "UndecodableValueError", "UnloadedValue", "decode", "decode_tagged",
-           "encode", "encode_digest_map", "register_type"]
+           "encode", "encode_digest_map", "find_loaded_class", "register_type"]
 
 UnloadedValue = types.UnloadedValue
+#: The class a ``module:QualName`` reference names, if loaded; never imports.
+find_loaded_class = find_class
 
 _SORT: Final = orjson.OPT_SORT_KEYS
 _INT_MIN: Final = -(1 << 63)

@@ -19,8 +19,9 @@ from pinrun.safe_text import printable
 
 if TYPE_CHECKING:
     from pinrun.artifacts.store import Store
-    from pinrun.engine.records import RunFailedError, RunRecord
+    from pinrun.engine.records import RunRecord
     from pinrun.engine.run import Durability
+    from pinrun.errors import RunFailedError
     from pinrun.flows.flow import Flow
     from pinrun.flows.status import CodePolicy
 
@@ -164,8 +165,9 @@ def run_command(store: Store, target: str, input_file: str | None,
     Exit code 1 when a step fails (the failure is recorded too, with the step
     and the error on one line).
     """
-    from pinrun.engine.records import RunFailedError, run_ref
+    from pinrun.engine.records import run_ref
     from pinrun.engine.run import record
+    from pinrun.errors import RunFailedError
     from pinrun.flows.loader import import_entry
     from pinrun.flows.pinning import project_root_for
     from pinrun.flows.registry import load_pinned, pinned_flows
@@ -232,8 +234,9 @@ def resume_command(store: Store, run_id: str, code_policy: str, durability: str,
 
     Exit code 1 when a step fails again.
     """
-    from pinrun.engine.records import RunFailedError, load_run, recorded_hash_seed
+    from pinrun.engine.records import load_run, recorded_hash_seed
     from pinrun.engine.resume import resume
+    from pinrun.errors import RunFailedError
 
     # A damaged record or recorded hash seed is refused before any step runs again.
     recorded_hash_seed(store, load_run(store, run_id))

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import blake3
 
 from pinrun.artifacts import codec
-from pinrun.errors import PinrunError
+from pinrun.errors import ContextDivergenceError, RecordedEffectError
 from pinrun.world import World, make_random, make_uuid4
 
 if TYPE_CHECKING:  # for annotations only: the engine never draws randomness itself
@@ -85,10 +85,6 @@ class Event:
         return codec.decode(codec.encode(self.value))
 
 
-class RecordedEffectError(PinrunError):
-    """An effect raised when recorded; its exception type could not be rebuilt on replay."""
-
-
 def _type_name(error: BaseException) -> str:
     cls = type(error)
     return cls.__qualname__ if cls.__module__ == "builtins" else \
@@ -96,44 +92,23 @@ def _type_name(error: BaseException) -> str:
 
 
 def _rebuilt_error(type_name: str, message: str) -> BaseException:
-    """The recorded exception again: its own type when it can be found and built."""
-    import builtins
-    import importlib
+    """The recorded exception again: its own type when this process has it loaded.
 
-    module_name, _, qualname = type_name.rpartition(".")
-    try:
-        owner: Any = importlib.import_module(module_name) if module_name else builtins
-        cls = owner
-        for part in qualname.split("."):
-            cls = getattr(cls, part)
-        if isinstance(cls, type) and issubclass(cls, Exception):
+    The type name comes from the record, so it is looked up, never imported,
+    and only an Exception subclass is called (with the recorded message).
+    """
+    parts = type_name.split(".")
+    cls = codec.find_loaded_class(f"builtins:{type_name}") if len(parts) == 1 else None
+    for split in range(len(parts) - 1, 0, -1):  # the module is the longest loaded prefix
+        if cls is not None:
+            break
+        cls = codec.find_loaded_class(f"{'.'.join(parts[:split])}:{'.'.join(parts[split:])}")
+    if cls is not None and issubclass(cls, Exception):
+        try:
             return cls(message)
-    except Exception:  # a type we cannot find or build: named in the message instead
-        pass
+        except Exception:  # a constructor that wants other arguments: named instead
+            pass
     return RecordedEffectError(f"{type_name}: {message}")
-
-
-class ContextDivergenceError(PinrunError):
-    """Replayed code asked the context for something the recording does not have."""
-
-    exit_code = 1
-
-    def __init__(self, step: str, index: int, expected: Event | None, actual: str) -> None:
-        self.step = step
-        self.index = index
-        self.expected = expected
-        self.actual = actual
-        wanted = _describe(expected) if expected is not None else "nothing more"
-        super().__init__(
-            f"step {step!r} diverged at its context call #{index + 1}: the recording has "
-            f"{wanted}, the replayed code asked for {actual}."
-        )
-
-
-def _describe(event: Event) -> str:
-    if event.kind == "effect":
-        return f"effect {event.name!r} with arguments {event.arguments}"
-    return f"ctx.{event.kind}()"
 
 
 def argument_digest(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from pinrun.artifacts import codec
 from pinrun.engine.context import Context, RecordingLog, ReplayLog, activate
-from pinrun.errors import PinrunError, UnsupportedValueError
+from pinrun.errors import PinrunError, StepOutputError, UnsupportedValueError
 from pinrun.flows.flow import Flow
 from pinrun.flows.step import Step
 from pinrun.world import World
@@ -32,10 +32,6 @@ __all__ = ["Outcome", "StepOutputError", "check_outputs", "encode_output", "run_
            "run_level"]
 
 T = TypeVar("T")
-
-
-class StepOutputError(PinrunError):
-    """A step returned something that is not a mapping of state keys, or broke a policy."""
 
 
 @dataclass

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Final
 
-from pinrun.errors import InputError, StoreError
+from pinrun.errors import RunBusyError, UnsafeRunIdError
 
 __all__ = ["LEASE_FOLDER", "RunBusyError", "RunLease", "UnsafeRunIdError", "is_live"]
 
@@ -27,28 +27,6 @@ LEASE_FOLDER = "leases"
 _PLAIN_ID: Final = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,127}")
 # Never follow a symbolic link planted where a lease file should be.
 _NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
-
-
-class RunBusyError(InputError):
-    """Another process is recording (or resuming) this run right now."""
-
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-        super().__init__(f"run {run_id} is being recorded by another process right now; "
-                         "wait for it to finish (`pinrun runs` shows its status)")
-
-
-class UnsafeRunIdError(StoreError):
-    """A run id that is not a plain name: no lease file is made from it (.run_id)."""
-
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-        super().__init__(f"run id {run_id[:80]!r} is not a plain run id, so pinrun will not "
-                         "name a lease file after it; the run record holding it is damaged "
-                         "or crafted: run `pinrun fsck`")
-
-    def __reduce__(self) -> tuple[type[UnsafeRunIdError], tuple[str]]:
-        return type(self), (self.run_id,)
 
 
 def _lease_path(store_path: Path, run_id: str) -> Path:

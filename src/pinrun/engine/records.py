@@ -19,7 +19,12 @@ from pinrun.artifacts import codec, shapes
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store
 from pinrun.engine.lease import is_live
-from pinrun.errors import CorruptObjectError, InputError, PinrunError, UnknownRefError
+from pinrun.errors import (
+    CorruptObjectError,
+    InputError,
+    RunFailedError,
+    UnknownRefError,
+)
 
 is_run_id = shapes.is_run_id
 
@@ -253,16 +258,3 @@ def recorded_hash_seed(store: Store, run: RunRecord) -> str | None:
     return seed if isinstance(seed, str) else None
 
 
-class RunFailedError(PinrunError):
-    """A step raised; the run was recorded, failure included, and the error is chained."""
-
-    exit_code = 1
-
-    def __init__(self, run: RunRecord) -> None:
-        self.run = run
-        failed = run.failed_step
-        where = f"step {failed.name!r}" if failed else "a step"
-        what = (f"{failed.error.type}: {failed.error.message}".rstrip(". ")
-                if failed and failed.error else "")
-        super().__init__(f"run {run.id} of flow {run.flow!r} failed at {where}: {what}. "
-                         f"The failure is recorded: `pinrun show {run.id}`.")

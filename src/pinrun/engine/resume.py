@@ -18,13 +18,7 @@ from pinrun.artifacts.digest import Kind
 from pinrun.artifacts.store import Store
 from pinrun.engine.lease import RunLease
 from pinrun.engine.records import RunRecord, load_run
-from pinrun.engine.run import (
-    Durability,
-    LevelBase,
-    Recorder,
-    check_durability,
-    reuse_log_for,
-)
+from pinrun.engine.run import Durability, LevelBase, Recorder, check_durability, reuse_log_for
 from pinrun.errors import InputError, UnknownRefError
 from pinrun.flows.flow import Flow
 from pinrun.flows.loader import project_on_path

@@ -38,16 +38,15 @@ from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store, WriteBatch
 from pinrun.engine.context import Event, RecordingLog, ReuseLog
 from pinrun.engine.execution import Outcome, check_outputs, run_level
-from pinrun.engine.lease import RunBusyError, RunLease
-from pinrun.engine.records import (
+from pinrun.engine.lease import RunLease
+from pinrun.engine.records import RunRecord, RunStatus, StepError, StepRecord, run_ref
+from pinrun.errors import (
+    BaselineBusyError,
+    InputError,
+    RefConflictError,
+    RunBusyError,
     RunFailedError,
-    RunRecord,
-    RunStatus,
-    StepError,
-    StepRecord,
-    run_ref,
 )
-from pinrun.errors import InputError, RefConflictError
 from pinrun.flows.flow import Flow
 from pinrun.flows.pinning import pin_step, project_root_for
 from pinrun.flows.registry import find_entry, put_pins
@@ -73,18 +72,6 @@ def replacing_ref(run_id: str) -> str:
     """The ref that names the unfinished run replacing run ``run_id``, while there is one."""
     return f"{REPLACING_PREFIX}{run_id}"
 
-
-class BaselineBusyError(InputError):
-    """A run already has an unfinished new baseline (being recorded, or interrupted)."""
-
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-        super().__init__(f"run {run_id} already has an unfinished new baseline, being "
-                         "recorded by another process or interrupted; wait for the other "
-                         f"process, or finish an interrupted one with `pinrun accept {run_id}`")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (self.run_id,)
 
 _ID_ENTROPY = 3
 #: When a run's progress reaches the disk.

@@ -8,9 +8,15 @@ with a pin. The engine runs the work.
 
 from __future__ import annotations
 
-from pinrun.flows.fingerprint import Fingerprint, FingerprintError, fingerprint
-from pinrun.flows.flow import CollisionPolicy, Flow, FlowDefinitionError, MissingInputError
-from pinrun.flows.step import Step, StepDefinitionError, step
+from pinrun.errors import (
+    FingerprintError,
+    FlowDefinitionError,
+    MissingInputError,
+    StepDefinitionError,
+)
+from pinrun.flows.fingerprint import Fingerprint, fingerprint
+from pinrun.flows.flow import CollisionPolicy, Flow
+from pinrun.flows.step import Step, step
 
 __all__ = [
     "CollisionPolicy",

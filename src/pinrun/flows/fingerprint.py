@@ -31,7 +31,7 @@ from typing import Any, Final
 import blake3
 
 from pinrun.artifacts.codec import encode
-from pinrun.errors import InputError, UnsupportedValueError
+from pinrun.errors import FingerprintError, UnsupportedValueError
 from pinrun.flows.normalize import normalize, normalized_source_tree, parse_source, tokens
 
 __all__ = ["Fingerprint", "FingerprintError", "fingerprint", "is_project_local",
@@ -96,24 +96,6 @@ class Fingerprint:
     guards: Guards = field(default=Guards((), (), ()), compare=False, repr=False)
     #: The project functions whose source was read (to check it is the loaded code).
     functions: tuple[types.FunctionType, ...] = field(default=(), compare=False, repr=False)
-
-
-class FingerprintError(InputError):
-    """A step's code reads something pinrun cannot fingerprint, or has no source.
-
-    ``function`` names the function or class whose code reads it, ``step`` the
-    step, ``global_name`` the name read (``None`` when the code itself is the problem).
-    """
-
-    def __init__(self, step: str, function: str, global_name: str | None, problem: str) -> None:
-        self.step = step
-        self.function = function
-        self.global_name = global_name
-        super().__init__(
-            f"{problem}: pass version='...' to @pinrun.step to name the code version yourself "
-            "(and hash_includes=[...] for the values that identify it), or change the code so "
-            "that it reads only constants, functions, classes and modules."
-        )
 
 
 # -------------------------------------------------------------- locality

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
-from pinrun.errors import InputError
+from pinrun.errors import FlowDefinitionError, MissingInputError
 from pinrun.flows.step import Step
 
 __all__ = ["CollisionPolicy", "Flow", "FlowDefinitionError", "MissingInputError"]
@@ -20,29 +20,6 @@ __all__ = ["CollisionPolicy", "Flow", "FlowDefinitionError", "MissingInputError"
 #: What happens when a step overwrites a key an earlier step wrote.
 CollisionPolicy = Literal["overwrite", "warn", "error"]
 _POLICIES: frozenset[str] = frozenset(("overwrite", "warn", "error"))
-
-
-class FlowDefinitionError(InputError):
-    """A flow is built wrong (a duplicate name, an unknown dependency, a cycle...)."""
-
-    def __init__(self, flow: str, reason: str) -> None:
-        self.flow = flow
-        super().__init__(f"flow {flow!r} is not valid: {reason}")
-
-
-class MissingInputError(InputError):
-    """A step reads a key that neither the inputs nor an earlier step provides."""
-
-    def __init__(self, flow: str, step: str, key: str, available: Iterable[str]) -> None:
-        self.flow = flow
-        self.step = step
-        self.key = key
-        known = ", ".join(sorted(available)) or "none"
-        super().__init__(
-            f"step {step!r} of flow {flow!r} reads {key!r}, which neither the run's inputs "
-            f"nor an earlier step provides (available before it: {known}). Pass it as an "
-            "input (--set KEY=JSON), give the parameter a default, or fix the step order."
-        )
 
 
 class Flow:

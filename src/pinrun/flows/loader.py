@@ -42,7 +42,7 @@ from typing import Any
 
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store
-from pinrun.errors import CorruptObjectError, InputError
+from pinrun.errors import CorruptObjectError, InputError, PinnedModuleError
 from pinrun.flows.flow import Flow
 from pinrun.flows.pinning import distributions_providing
 
@@ -141,29 +141,6 @@ def _checked_code(code: Any, digest: Digest) -> str:
                                  ".py path inside the project")
     module: str = code["module"]
     return module
-
-
-class PinnedModuleError(InputError):
-    """Pinned code would provide a module that is not the recorded project's own.
-
-    ``module`` is the refused name and ``reason`` says why (pinrun itself, the
-    standard library, another installed distribution, not a module name).
-    Bad input rather than a damaged store: the bytes are intact, pinrun
-    refuses what they ask for, and the way on is the user's (replay the code
-    on disk with ``--code workdir``, or rename a module that shadows another).
-    """
-
-    def __init__(self, module: str, reason: str) -> None:
-        self.module = module
-        self.reason = reason
-        super().__init__(
-            f"refusing the pinned code: it provides module {module!r}, which {reason}; "
-            "pinned code may only provide the recorded project's own modules. Replay it "
-            "with the code on disk (--code workdir), or rename the project module and "
-            "record the run again.")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (self.module, self.reason)
 
 
 def check_pinned_module(name: object, project_root: Path) -> None:

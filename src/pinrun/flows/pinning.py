@@ -32,13 +32,8 @@ from typing import Any
 
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
-from pinrun.errors import InputError, PinrunError
-from pinrun.flows.fingerprint import (
-    Fingerprint,
-    FingerprintError,
-    fingerprint,
-    is_project_local,
-)
+from pinrun.errors import FingerprintError, PinrunError, StaleSourceError
+from pinrun.flows.fingerprint import Fingerprint, fingerprint, is_project_local
 from pinrun.flows.flow import Flow
 from pinrun.flows.step import Step
 
@@ -141,10 +136,6 @@ def _includes_digest(step: Step) -> str | None:
             parts.append(["name", f"{getattr(item, '__module__', '?')}."
                                   f"{getattr(item, '__qualname__', type(item).__qualname__)}"])
     return compute_digest(Kind.VALUE, codec.encode(parts)).hex
-
-
-class StaleSourceError(InputError):
-    """A module's file changed after it was imported: the code running is not the file's."""
 
 
 def _check_loaded(step: Step, functions: Iterable[types.FunctionType],

@@ -22,13 +22,7 @@ from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.store import Store, WriteBatch
 from pinrun.errors import CorruptObjectError
 from pinrun.flows.flow import Flow
-from pinrun.flows.pinning import (
-    PinnedStep,
-    environment,
-    flow_sources,
-    flow_value,
-    pin_step,
-)
+from pinrun.flows.pinning import PinnedStep, environment, flow_sources, flow_value, pin_step
 
 __all__ = ["FLOW_REF_PREFIX", "FlowPins", "PinnedFlow", "find_entry", "flow_ref",
            "load_pinned", "pin_flow", "pinned_flows", "put_pins"]

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store
-from pinrun.errors import InputError, PinrunError
+from pinrun.errors import CodeChangedError, InputError
 from pinrun.flows.flow import Flow
 from pinrun.flows.loader import import_entry, pinned_modules, pinned_sources
 from pinrun.flows.pinning import PinnedStep, pin_step
@@ -45,12 +45,6 @@ __all__ = [
 CodePolicy = Literal["disabled", "warn", "strict", "artifact"]
 CODE_POLICIES: tuple[str, ...] = ("disabled", "warn", "strict", "artifact")
 StepState = Literal["same", "formatting", "same-version", "changed", "added", "removed"]
-
-
-class CodeChangedError(PinrunError):
-    """The code on disk differs from the pinned code, and the policy is ``strict``."""
-
-    exit_code = 1
 
 
 class CodeChangedWarning(UserWarning):

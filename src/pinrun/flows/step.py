@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, overload
 
-from pinrun.errors import InputError
+from pinrun.errors import StepDefinitionError
 
 __all__ = ["CONTEXT_PARAMETER", "STATE_PARAMETER", "Step", "StepDefinitionError", "step"]
 
@@ -31,14 +31,6 @@ __all__ = ["CONTEXT_PARAMETER", "STATE_PARAMETER", "Step", "StepDefinitionError"
 CONTEXT_PARAMETER = "ctx"
 #: The parameter name that receives a read-only view of the whole state.
 STATE_PARAMETER = "state"
-
-
-class StepDefinitionError(InputError):
-    """A function cannot be a step as written; the message says how to fix it."""
-
-    def __init__(self, function: str, reason: str) -> None:
-        self.function = function
-        super().__init__(f"step {function!r} cannot be used: {reason}")
 
 
 @dataclass(frozen=True, eq=False)

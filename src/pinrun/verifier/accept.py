@@ -28,15 +28,10 @@ from pinrun.artifacts.batch import WriteBatch
 from pinrun.artifacts.digest import Kind
 from pinrun.artifacts.store import Store
 from pinrun.engine.lease import RunLease
-from pinrun.engine.records import RunFailedError, RunRecord, load_run, run_ref
+from pinrun.engine.records import RunRecord, load_run, run_ref
 from pinrun.engine.resume import resume
-from pinrun.engine.run import (
-    REPLACED_PREFIX,
-    record,
-    replaced_ref,
-    replacing_ref,
-)
-from pinrun.errors import CorruptObjectError, InputError
+from pinrun.engine.run import REPLACED_PREFIX, record, replaced_ref, replacing_ref
+from pinrun.errors import CorruptObjectError, InputError, RunFailedError
 from pinrun.flows.flow import Flow
 from pinrun.flows.loader import import_entry, project_on_path
 from pinrun.flows.pinning import pin_step, project_root_for

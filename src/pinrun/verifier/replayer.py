@@ -34,10 +34,10 @@ from typing import Any, Literal
 from pinrun.artifacts import codec, trees
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.store import Store
-from pinrun.engine.context import ContextDivergenceError, Event, ReplayLog
+from pinrun.engine.context import Event, ReplayLog
 from pinrun.engine.execution import Outcome, check_outputs, run_level
 from pinrun.engine.records import RunRecord, StepRecord, load_run
-from pinrun.errors import InputError, PinrunError, StoreError
+from pinrun.errors import ContextDivergenceError, InputError, PinrunError, StoreError
 from pinrun.flows.fingerprint import is_project_local
 from pinrun.flows.flow import Flow
 from pinrun.flows.loader import project_on_path
