@@ -11,117 +11,18 @@ writer that commits objects together with the ref that names them (as a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from pinrun.artifacts.digest import DIGEST_SIZE, Digest, Kind
+from pinrun.artifacts.fsck import FsckReport, Problem, Progress, fsck
 from pinrun.artifacts.objects import open_record, read_header, record_dictionary
 from pinrun.artifacts.store import DICTIONARY_REF, Store
-from pinrun.artifacts.trees import check_structure, references
-from pinrun.errors import CorruptObjectError, MissingObjectError, PinrunError
+from pinrun.artifacts.trees import references
+from pinrun.errors import MissingObjectError, PinrunError
 
-__all__ = ["FsckReport", "GcReport", "Problem", "StoreStats", "fsck", "gc", "stats"]
-
-#: Called as ``progress(done, total)`` during long scans.
-Progress = Callable[[int, int], None]
-
-
-def _no_progress(done: int, total: int) -> None:
-    pass
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a store."""
-
-    #: ``corrupt``, ``missing``, ``unreadable`` or ``bad-key``.
-    kind: str
-    #: The object concerned (``None`` for a malformed key).
-    digest: Digest | None
-    #: A sentence saying what is wrong.
-    detail: str
-    #: What points to a missing object: another object's digest or ``ref NAME``.
-    referenced_by: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready form."""
-        return {"kind": self.kind, "digest": self.digest.hex if self.digest else None,
-                "detail": self.detail, "referenced_by": self.referenced_by}
-
-
-@dataclass
-class FsckReport:
-    """What ``fsck`` found."""
-
-    objects_checked: int = 0
-    refs_checked: int = 0
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when the store has no problem at all."""
-        return not self.problems
-
-
-def fsck(store: Store, progress: Progress = _no_progress) -> FsckReport:
-    """Re-hash every object and check that every reference resolves."""
-    report = FsckReport()
-    present: set[bytes] = set()
-    # referenced digest -> who references it first: an object's digest, or a ref name
-    wanted: dict[bytes, Digest | str] = {}
-    total = store.object_count()
-    for key, record in store.iter_records():
-        report.objects_checked += 1
-        if report.objects_checked % 1024 == 0:
-            progress(report.objects_checked, max(total, report.objects_checked))
-        if len(key) != DIGEST_SIZE:
-            report.problems.append(Problem("bad-key", None, f"a key of {len(key)} bytes "
-                                           f"({key[:16].hex()}...) is not a digest"))
-            continue
-        present.add(key)
-        digest = Digest(key)
-        dictionary = record_dictionary(record)
-        if dictionary is not None:
-            wanted.setdefault(dictionary.raw, digest)
-        try:
-            kind, payload = open_record(digest, record, store._load_dictionary)
-            check_structure(digest, kind, payload)
-        except CorruptObjectError as exc:
-            if exc.digest == digest:
-                report.problems.append(Problem("corrupt", digest, str(exc)))
-            # else: its dictionary is damaged, which is reported once, as that object
-            continue
-        except MissingObjectError:
-            continue  # its dictionary is missing: reported below, once, as that object
-        except PinrunError as exc:
-            report.problems.append(Problem("unreadable", digest, str(exc)))
-            continue
-        for child in references(kind, payload):
-            wanted.setdefault(child.raw, digest)
-    refs = store.refs()
-    report.refs_checked = len(refs)
-    for name, target in refs.items():
-        wanted.setdefault(target.raw, name)
-    for raw, holder in sorted(wanted.items()):
-        if raw in present:
-            continue
-        missing = Digest(raw)
-        # The scan reads in chunks: an object gc removed meanwhile, together
-        # with everything that pointed to it, is not damage. Confirm first.
-        if store.has(missing) or not _holder_still_there(store, holder):
-            continue
-        label = holder.hex if isinstance(holder, Digest) else f"ref {holder!r}"
-        report.problems.append(Problem(
-            "missing", missing, str(MissingObjectError(missing, label)), label))
-    progress(report.objects_checked, report.objects_checked)
-    return report
-
-
-def _holder_still_there(store: Store, holder: Digest | str) -> bool:
-    if isinstance(holder, Digest):
-        return store.has(holder)
-    return store.get_ref(holder) is not None
+__all__ = ["FsckReport", "GcReport", "Problem", "Progress", "StoreStats", "fsck", "gc", "stats"]
 
 
 @dataclass(frozen=True)

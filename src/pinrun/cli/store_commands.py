@@ -164,26 +164,40 @@ def stats(store: Store, as_json: bool) -> None:
 @click.command()
 @json_option
 @store_option
-@with_store
-def fsck(store: Store, as_json: bool) -> None:
-    """Re-hash every object and check that every reference resolves.
+def fsck(as_json: bool, store_path: str | None) -> None:
+    """Check every page, object, ref and reference of the store.
 
     Reports every problem found, not just the first; exits 3 if there is any.
+    The check runs in a child process: damage that crashes LMDB ends it with
+    `store damaged: ...` and what was found until then, never a crash.
     """
-    from pinrun.artifacts.maintenance import fsck as run_fsck
+    from pinrun.artifacts.discovery import default_store_path
+    from pinrun.artifacts.fsck_child import fsck_isolated
+    from pinrun.artifacts.store_errors import StoreDamagedError
+    from pinrun.errors import StoreNotFoundError
+    from pinrun.safe_text import printable
 
+    folder = default_store_path(chosen_store(store_path))
+    if not (folder / "data.mdb").is_file():
+        raise StoreNotFoundError(str(folder), searched_upward=False)
     with progress_bar("checking objects") as update:
-        report = run_fsck(store, update)
+        report = fsck_isolated(folder, update)
     if as_json:
         print_json({"ok": report.ok, "objects_checked": report.objects_checked,
                     "refs_checked": report.refs_checked,
+                    "structure_checked": report.structure_checked,
+                    "aborted": report.aborted,
                     "problems": [p.as_dict() for p in report.problems]})
     else:
         for problem in report.problems:
-            click.echo(f"{problem.kind:8} {problem.detail}")
-        verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
-        click.echo(f"checked {report.objects_checked:,} objects and {report.refs_checked:,} "
-                   f"refs: {verdict}")
+            if problem.kind != "aborted":
+                click.echo(f"{problem.kind:10} {printable(problem.detail)}")
+        if report.aborted is None:
+            verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+            click.echo(f"checked {report.objects_checked:,} objects and "
+                       f"{report.refs_checked:,} refs: {verdict}")
+    if report.aborted is not None:
+        raise StoreDamagedError(folder.resolve(), report.aborted)
     if not report.ok:
         sys.exit(EXIT_STORE_PROBLEMS)
 
