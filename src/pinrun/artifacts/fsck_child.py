@@ -15,6 +15,7 @@ stdout is ``{"problem": {...}}``, ``{"progress": [done, total]}`` and, last,
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -40,9 +41,10 @@ def fsck_isolated(path: str | Path, progress: Progress = _no_progress) -> FsckRe
     report = FsckReport()
     done = False
     with tempfile.TemporaryFile() as errors:
+        executable, env = _interpreter()
         child = subprocess.Popen(
-            [sys.executable, "-m", "pinrun.artifacts.fsck_child", str(path)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
+            [executable, "-m", "pinrun.artifacts.fsck_child", str(path)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, env=env,
         )
         assert child.stdout is not None
         try:
@@ -56,6 +58,19 @@ def fsck_isolated(path: str | Path, progress: Progress = _no_progress) -> FsckRe
             report.aborted = _why(returncode, last_words[-1] if last_words else "")
             report.problems.append(Problem("aborted", None, report.aborted))
     return report
+
+
+def _interpreter() -> tuple[str, dict[str, str] | None]:
+    """The Python to run the child with, and its environment (``None``: ours).
+
+    ``sys.executable`` may be a path this user cannot open (a virtualenv
+    whose base interpreter lives in another user's home, reached through
+    ``setpriv``/``sudo -u``): then the running interpreter itself, found
+    through ``/proc``, with our import path.
+    """
+    if os.access(sys.executable, os.X_OK) or not os.path.exists("/proc/self/exe"):
+        return sys.executable, None
+    return "/proc/self/exe", dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
 
 
 def _read_stream(stream: IO[bytes], report: FsckReport, progress: Progress) -> bool:

@@ -13,7 +13,7 @@ import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from pinrun.artifacts.store_errors import StoreDamagedError
 
@@ -91,15 +91,49 @@ def read_head(data_file: Path) -> DataFileHead:
 def check_data_file(data_file: Path) -> DataFileHead | None:
     """Refuse a ``data.mdb`` that LMDB could not map safely; ``None`` for an empty new file.
 
-    The file must hold both meta pages and reach the end of the last page the
-    committed meta says is in use: a shorter file was truncated, and reading
-    it through LMDB would kill the process with SIGBUS.
+    The file must hold both meta pages and every page the committed meta
+    counts as in use, except free ones: LMDB may count pages it allocated and
+    freed again in the last transaction without ever writing them. A file
+    missing any other page was truncated, and reading it through LMDB would
+    kill the process with SIGBUS.
     """
     if data_file.stat().st_size == 0:
         return None  # LMDB writes the meta pages of a new store itself
     head = read_head(data_file)
-    if head.file_size < head.used_bytes:
+    if head.file_size < head.used_bytes and _tail_is_free(data_file, head) is False:
         raise StoreDamagedError(data_file.parent, f"{data_file.name} is truncated: it has "
                                 f"{head.file_size:,} bytes, but its pages in use reach byte "
                                 f"{head.used_bytes:,}")
     return head
+
+
+def _tail_is_free(data_file: Path, head: DataFileHead) -> bool | None:
+    """Whether every page past the end of the file is on LMDB's free list.
+
+    Reads the free-list tree with py-lmdb's offline verifier (plain file
+    reads, so damage there is an answer, not a crash); ``None`` without it.
+    """
+    try:
+        from lmdb import verify as lmdb_verify
+    except ImportError:  # py-lmdb before 3.0: the file cannot be judged here
+        return None
+    # The verifier's free-list pass is not public API: any surprise from it
+    # (a renamed method, a damaged tree it cannot parse) counts as "not free".
+    try:
+        with data_file.open("rb") as f:
+            # Unannotated (py-lmdb ships no types for it).
+            walker: Any = lmdb_verify._Verifier(f, head.file_size)  # type: ignore[no-untyped-call]
+            walker.detect_engine()
+            walker.load_metas()
+            walker.live = bytearray(walker.next_pgno)
+            walker.free = bytearray(walker.next_pgno)
+            walker._verify_tree("freeDB", walker.meta.free, lmdb_verify._cmp_int, None,
+                                is_free=True)
+            for txnid, data in walker.free_records:
+                walker._decode_idl(txnid, data)
+            if walker.errors:
+                return False
+            first_missing = head.file_size // head.page_size
+            return all(walker.free[page] for page in range(first_missing, walker.next_pgno))
+    except Exception:
+        return False

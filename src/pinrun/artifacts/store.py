@@ -120,7 +120,7 @@ class Store:
             raise StoreNotFoundError(str(folder), searched_upward=False)
         env = open_environment(folder, map_size=map_size, durable=durable,
                                readonly=readonly and not create)
-        store = cls(folder.resolve(), env)
+        store = cls(_absolute(folder), env)
         try:
             store._check_format(create)
         except BaseException:
@@ -443,6 +443,17 @@ class Store:
         batch = WriteBatch(self)
         batch.delete_ref(name, expected=expected)
         batch.commit()
+
+
+def _absolute(folder: Path) -> Path:
+    """``folder`` made absolute with its parents resolved, but not itself.
+
+    A ``.pinrun`` that is a symlink to storage elsewhere keeps its name and
+    place, so the project it belongs to (the folder holding it) stays found.
+    """
+    if folder.name in ("", ".", ".."):
+        return folder.resolve()
+    return folder.absolute().parent.resolve() / folder.name
 
 
 def open_store(

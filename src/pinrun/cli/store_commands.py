@@ -157,8 +157,12 @@ def stats(store: Store, as_json: bool) -> None:
     else:
         out.print("dictionary   none yet (trained by the first batch of 1,000+ small values)")
     out.print(f"refs         {figures.refs:,}")
-    out.print(f"file         {human_bytes(figures.file_bytes)} on disk, map "
-              f"{human_bytes(figures.map_bytes)}")
+    free = max(0, figures.file_bytes - figures.live_bytes)
+    out.print(f"file         {human_bytes(figures.file_bytes)} on disk, "
+              f"{human_bytes(figures.live_bytes)} in use, map {human_bytes(figures.map_bytes)}")
+    if free > max(1 << 20, figures.file_bytes // 4):
+        out.print(f"             {human_bytes(free)} of free pages: `pinrun gc --compact` "
+                  "gives them back to the disk")
 
 
 @click.command()
@@ -204,26 +208,42 @@ def fsck(as_json: bool, store_path: str | None) -> None:
 
 @click.command()
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@click.option("--compact", is_flag=True,
+              help="Then rewrite the data file without its free pages, so it shrinks "
+                   "(needs the store to itself).")
 @json_option
 @store_option
 @with_store
-def gc(store: Store, dry_run: bool, as_json: bool) -> None:
-    """Delete objects that no ref reaches.
+def gc(store: Store, dry_run: bool, compact: bool, as_json: bool) -> None:
+    """Delete objects that no ref reaches; with --compact, shrink the file too.
 
     Safe while other processes write: objects committed together with a ref
     are never deleted. Run `pinrun fsck` first if you suspect damage.
+    LMDB keeps freed space for reuse but never gives it back to the disk:
+    --compact writes a compact copy, checks it like fsck, and swaps it in.
+    It refuses while another process has the store open.
     """
+    from pinrun.artifacts.compact import compact as run_compact
     from pinrun.artifacts.maintenance import gc as run_gc
 
+    if dry_run and compact:
+        raise click.UsageError("--compact rewrites the store; it cannot be a dry run")
     report = run_gc(store, dry_run=dry_run)
+    compacted = run_compact(store) if compact else None
     if as_json:
         print_json({"dry_run": report.dry_run, "examined": report.examined,
                     "reachable": report.reachable, "deleted": report.deleted,
-                    "freed_bytes": report.freed_bytes})
+                    "freed_bytes": report.freed_bytes,
+                    "compacted": None if compacted is None else {
+                        "before_bytes": compacted.before_bytes,
+                        "after_bytes": compacted.after_bytes}})
         return
     verb = "would delete" if dry_run else "deleted"
     click.echo(f"{verb} {report.deleted:,} unreachable objects ({human_bytes(report.freed_bytes)})"
                f", kept {report.reachable:,}")
+    if compacted is not None:
+        click.echo(f"compacted data.mdb from {human_bytes(compacted.before_bytes)} to "
+                   f"{human_bytes(compacted.after_bytes)}")
 
 
 @click.command(name="export")
