@@ -10,10 +10,25 @@ Resizing is only allowed while this process has no transaction open, so
 every transaction holds a shared lock and a resize takes it exclusively.
 LMDB also forbids opening one environment twice in a process: environments
 are shared per folder and per process (a forked child opens its own).
+
+Damage never reaches LMDB unchecked where it can be avoided: the data file's
+meta pages are read with plain file reads before it is mapped (a truncated
+file is refused instead of killing the process with SIGBUS), and every
+``lmdb.Error`` on a read or a write becomes a
+:class:`~pinrun.errors.StoreError` saying what happened. A store this process
+may not write is opened read-only, so the commands that only read still work.
+
+Every process holding the environment open also holds a shared ``flock`` on
+``open.lock`` in the folder: compaction takes it exclusively (nobody else may
+have the old file mapped when a compacted one replaces it), and an opener
+that finds ``lock.mdb`` gone while others hold it knows the store lost its
+reader table under a running process.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -23,9 +38,11 @@ from typing import Any, Final, TypeVar
 
 import lmdb
 
+from pinrun.artifacts.lmdb_meta import check_data_file
+from pinrun.artifacts.store_errors import NoSpaceError, StoreDamagedError, StoreReadOnlyError
 from pinrun.errors import StoreError
 
-__all__ = ["DB_NAMES", "Environment", "open_environment"]
+__all__ = ["DB_NAMES", "OPEN_LOCK", "Environment", "open_environment"]
 
 T = TypeVar("T")
 
@@ -33,6 +50,9 @@ T = TypeVar("T")
 DB_NAMES: Final = ("objects", "refs", "meta")
 DEFAULT_MAP_SIZE: Final = 1 << 30  # virtual address space only: the file grows as data does
 _MAX_GROWTH_ATTEMPTS: Final = 40
+#: The file every process holding the store open keeps a shared flock on.
+OPEN_LOCK: Final = "open.lock"
+_PERMISSION_ERRNOS: Final = (errno.EACCES, errno.EROFS, errno.EPERM)
 
 
 class _SharedExclusiveLock:
@@ -98,7 +118,7 @@ class _SharedExclusiveLock:
 class Environment:
     """One open LMDB environment with the store's named databases."""
 
-    def __init__(self, path: Path, map_size: int, durable: bool) -> None:
+    def __init__(self, path: Path, map_size: int, durable: bool, readonly: bool = False) -> None:
         self.path = path
         self.durable = durable
         self._lock = _SharedExclusiveLock()
@@ -106,17 +126,75 @@ class Environment:
         self._closed = False
         #: The process that opened this environment; LMDB handles do not survive fork.
         self.pid = os.getpid()
+        data_file = path / "data.mdb"
+        self._open_lock_fd = _hold_open_lock(path)
         try:
-            self._env = lmdb.open(
-                str(path), map_size=map_size, max_dbs=len(DB_NAMES) + 2, subdir=True,
-                create=True, readahead=False, sync=durable, metasync=durable, max_readers=254,
-            )
+            if data_file.exists():
+                check_data_file(data_file)  # before LMDB maps it: no SIGBUS on a short file
+                self._refuse_lost_lock_file(path)
+            self._env, self.readonly = self._open_lmdb(path, map_size, readonly)
+            self._readonly_reason = ("opened read-only" if readonly
+                                     else "no permission to write its files")
+        except BaseException:
+            _release_open_lock(self._open_lock_fd)
+            raise
+        try:
             self.dbs = self._open_databases()
+        except BaseException:
+            self.close()
+            raise
+
+    def _refuse_lost_lock_file(self, path: Path) -> None:
+        # A fresh lock.mdb beside a used data.mdb while other processes hold
+        # the store open: theirs was deleted, and with it the reader table
+        # that keeps a writer from reusing pages a reader still reads.
+        if (path / "lock.mdb").exists() or self._open_lock_fd is None \
+                or _nobody_else_holds(self._open_lock_fd):
+            return
+        raise StoreDamagedError(path, "lock.mdb was deleted while another process had the "
+                                "store open, so LMDB can no longer keep its readers and "
+                                "writers apart; stop every process using the store, then "
+                                "check it with `pinrun fsck`")
+
+    def _open_lmdb(self, path: Path, map_size: int, readonly: bool) -> tuple[Any, bool]:
+        """The LMDB handle, read-only when asked or when writing is not permitted."""
+        options: dict[str, Any] = {
+            "map_size": map_size, "max_dbs": len(DB_NAMES) + 2, "subdir": True,
+            "readahead": False, "sync": self.durable, "metasync": self.durable,
+            "max_readers": 254,
+        }
+        if not readonly:
+            try:
+                return lmdb.open(str(path), create=True, **options), False
+            except lmdb.Error as exc:
+                if getattr(exc, "code", None) not in _PERMISSION_ERRNOS \
+                        or not (path / "data.mdb").exists():
+                    raise _open_error(path, exc) from exc
+        try:
+            return lmdb.open(str(path), readonly=True, create=False, **options), True
         except lmdb.Error as exc:
-            raise StoreError(f"cannot open the store database in {path}: {exc}. Check that "
-                             "the folder is readable and writable.") from exc
+            if getattr(exc, "code", None) not in _PERMISSION_ERRNOS:
+                raise _open_error(path, exc) from exc
+        # lock.mdb cannot be written either (an archived store, another user's
+        # store): read without LMDB's reader table; nobody can write it meanwhile.
+        try:
+            return lmdb.open(str(path), readonly=True, create=False, lock=False, **options), True
+        except lmdb.Error as exc:
+            raise _open_error(path, exc) from exc
 
     def _open_databases(self) -> dict[str, Any]:
+        if self.readonly:
+            try:
+                # Without a transaction py-lmdb opens them in one of its own that
+                # keeps the handles (a read transaction given here would not).
+                return {name: self._env.open_db(name.encode(), create=False)
+                        for name in DB_NAMES}
+            except lmdb.NotFoundError as exc:
+                raise StoreDamagedError(self.path, "its data file has no pinrun databases "
+                                        "(it is another LMDB file, or its main page is "
+                                        "damaged)") from exc
+            except lmdb.Error as exc:
+                raise _read_error(self.path, exc) from exc
         # py-lmdb keeps database handles only from a write transaction, so opening
         # a store waits, briefly, for a commit in progress; reads after that never do.
         for _ in range(_MAX_GROWTH_ATTEMPTS):
@@ -125,6 +203,8 @@ class Environment:
                     return {name: self._env.open_db(name.encode(), txn=txn) for name in DB_NAMES}
             except lmdb.MapResizedError:
                 self._env.set_mapsize(0)  # another process grew the map while we opened
+            except lmdb.Error as exc:
+                raise _write_error(self.path, "open the databases of", exc) from exc
         raise StoreError(f"cannot open the databases of the store in {self.path}: its map "
                          "kept being resized by another process; try again.")
 
@@ -140,10 +220,16 @@ class Environment:
 
     def _begin(self, write: bool) -> Any:
         self._check_open()
+        if write and self.readonly:
+            raise StoreReadOnlyError(self.path, self._readonly_reason)
         try:
             return self._env.begin(write=write, buffers=False)
         except lmdb.MapResizedError:
             return None
+        except lmdb.Error as exc:
+            if write:
+                raise _write_error(self.path, "write to", exc) from exc
+            raise _read_error(self.path, exc) from exc
 
     def _refuse_nested_resize(self) -> None:
         # Waiting here for our own outer transaction to end would never return.
@@ -177,6 +263,8 @@ class Environment:
                     try:
                         value: bytes | None = txn.get(key, db=db)
                         return value
+                    except lmdb.Error as exc:
+                        raise _read_error(self.path, exc) from exc
                     finally:
                         txn.abort()
             finally:
@@ -185,13 +273,19 @@ class Environment:
 
     @contextmanager
     def read(self) -> Iterator[Any]:
-        """A read-only transaction: a consistent snapshot of the whole store."""
+        """A read-only transaction: a consistent snapshot of the whole store.
+
+        An ``lmdb.Error`` raised in the block (a damaged page met by a cursor
+        or a lookup) leaves it as a :class:`StoreDamagedError`.
+        """
         while True:
             with self._lock.shared():
                 txn = self._begin(write=False)
                 if txn is not None:
                     try:
                         yield txn
+                    except lmdb.Error as exc:
+                        raise _read_error(self.path, exc) from exc
                     finally:
                         txn.abort()
                     return
@@ -215,7 +309,7 @@ class Environment:
                         txn.abort()
                     except lmdb.Error as exc:
                         txn.abort()
-                        raise _store_error(self.path, "write to", exc) from exc
+                        raise _write_error(self.path, "write to", exc) from exc
                     except BaseException:
                         txn.abort()
                         raise
@@ -233,19 +327,101 @@ class Environment:
 
     def sync(self) -> None:
         """Flush everything to disk (for stores opened with ``durable=False``)."""
-        self._env.sync(True)
+        if self.readonly:
+            return
+        try:
+            self._env.sync(True)
+        except lmdb.Error as exc:
+            raise _write_error(self.path, "sync", exc) from exc
+
+    @property
+    def handle(self) -> Any:
+        """The py-lmdb environment itself (for maintenance: copies, page counts)."""
+        self._check_open()
+        return self._env
 
     def close(self) -> None:
         self._closed = True
         self._env.close()
+        _release_open_lock(self._open_lock_fd)
+        self._open_lock_fd = None
 
     def abandon_after_fork(self) -> None:
         """In a forked child: drop the inherited handle so the child can open its own."""
         self._closed = True
         self._env.close()
+        # The flock belongs to the open file, shared with the parent: closing
+        # the child's copy of the descriptor leaves the parent's lock alone.
+        if self._open_lock_fd is not None:
+            os.close(self._open_lock_fd)
+            self._open_lock_fd = None
 
 
-def _store_error(path: Path, action: str, exc: Exception) -> StoreError:
+def _hold_open_lock(folder: Path) -> int | None:
+    """Open ``open.lock`` and take a shared flock on it (waits while a compaction runs).
+
+    ``None`` when the file can be neither created nor opened (a read-only
+    folder without one): such a store cannot be compacted under us anyway.
+    """
+    path = folder / OPEN_LOCK
+    fd = None
+    for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
+        try:
+            fd = os.open(path, flags | os.O_CLOEXEC, 0o666)
+            break
+        except OSError:
+            continue
+    if fd is None:
+        return None
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
+
+
+def _nobody_else_holds(fd: int) -> bool:
+    """True when no other open file holds the flock ``fd`` holds shared (keeps it shared)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        # Linux drops the shared lock before it tries the exclusive one: take it back.
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        return False
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return True
+
+
+def _release_open_lock(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)  # closing the last descriptor of the open file releases the flock
+
+
+def _open_error(path: Path, exc: lmdb.Error) -> StoreError:
+    code = getattr(exc, "code", None)
+    if code in _PERMISSION_ERRNOS:
+        return StoreError(f"cannot open the store database in {path}: {exc}. Check that the "
+                          "folder and its files are readable.")
+    if isinstance(exc, lmdb.DiskError) or code == errno.ENOSPC:
+        return NoSpaceError(path)
+    if isinstance(exc, (lmdb.InvalidError, lmdb.CorruptedError, lmdb.VersionMismatchError,
+                        lmdb.PanicError, lmdb.PageNotFoundError)):
+        return StoreDamagedError(path, f"LMDB refuses its data file ({exc})")
+    return StoreError(f"cannot open the store database in {path}: {exc}. Check that the "
+                      "folder is readable and writable.")
+
+
+def _read_error(path: Path, exc: lmdb.Error) -> StoreError:
+    """What an ``lmdb.Error`` met while reading means: the data file is damaged."""
+    return StoreDamagedError(path, f"LMDB could not read it ({exc})")
+
+
+def _write_error(path: Path, action: str, exc: lmdb.Error) -> StoreError:
+    code = getattr(exc, "code", None)
+    if isinstance(exc, lmdb.DiskError) or code == errno.ENOSPC:
+        return NoSpaceError(path)
+    if isinstance(exc, lmdb.ReadonlyError) or code in _PERMISSION_ERRNOS:
+        return StoreReadOnlyError(path, str(exc))
+    if isinstance(exc, (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.PanicError,
+                        lmdb.InvalidError)):
+        return StoreDamagedError(path, f"LMDB could not {action} it ({exc})")
     return StoreError(f"could not {action} the store at {path}: {exc}. Check the free disk "
                       "space and the file permissions; nothing of this operation was kept.")
 
@@ -254,8 +430,13 @@ _ENVIRONMENTS: dict[Path, Environment] = {}
 _REGISTRY_LOCK = threading.Lock()
 
 
-def open_environment(path: Path, map_size: int | None = None, durable: bool = True) -> Environment:
-    """The process's environment for ``path``, opened on first use."""
+def open_environment(path: Path, map_size: int | None = None, durable: bool = True,
+                     readonly: bool = False) -> Environment:
+    """The process's environment for ``path``, opened on first use.
+
+    ``readonly=True`` opens it for reading only; a store this process may not
+    write is opened that way by itself.
+    """
     key = path.resolve()
     with _REGISTRY_LOCK:
         env = _ENVIRONMENTS.get(key)
@@ -266,7 +447,7 @@ def open_environment(path: Path, map_size: int | None = None, durable: bool = Tr
             env.abandon_after_fork()
             env = None
         if env is None:
-            env = Environment(key, map_size or DEFAULT_MAP_SIZE, durable)
+            env = Environment(key, map_size or DEFAULT_MAP_SIZE, durable, readonly)
             _ENVIRONMENTS[key] = env
         elif env.durable != durable:
             # One LMDB environment per file and process: its sync mode is fixed

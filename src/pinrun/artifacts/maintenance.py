@@ -1,127 +1,37 @@
 """Keeping a store healthy: ``fsck`` checks it, ``gc`` sweeps it, ``stats`` measures it.
 
-``gc`` keeps every object reachable from a ref. It marks from a read snapshot
-(writers go on meanwhile), then, inside one write transaction, marks again
-from any ref that appeared or moved since (objects never change, so what was
-marked stays marked and only new roots need walking) and deletes the rest. A
-writer that commits objects together with the ref that names them (as a
-:class:`~pinrun.artifacts.store.WriteBatch` does) can never lose them.
+``gc`` keeps every object reachable from a ref. It marks from the refs it
+reads first, in chunks of short read transactions (writers go on meanwhile,
+and no long reader keeps LMDB from reusing freed pages, which would make the
+file grow), then, inside one write transaction, marks again from every ref
+as it is then (objects never change, so what was marked stays marked and
+only new roots need walking) and deletes the rest. A digest found missing
+while marking (another gc may have swept it) is looked up again inside that
+transaction: marked from if it came back, an error if what names it is still
+there. A writer that commits objects together with the ref that names them
+(as a :class:`~pinrun.artifacts.store.WriteBatch` does) can never lose them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from pinrun.artifacts.digest import DIGEST_SIZE, Digest, Kind
+from pinrun.artifacts.fsck import FsckReport, Problem, Progress, fsck
+from pinrun.artifacts.lmdb_env import Environment
 from pinrun.artifacts.objects import open_record, read_header, record_dictionary
 from pinrun.artifacts.store import DICTIONARY_REF, Store
-from pinrun.artifacts.trees import check_structure, references
-from pinrun.errors import CorruptObjectError, MissingObjectError, PinrunError
+from pinrun.artifacts.trees import references
+from pinrun.errors import MissingObjectError, PinrunError
 
-__all__ = ["FsckReport", "GcReport", "Problem", "StoreStats", "fsck", "gc", "stats"]
-
-#: Called as ``progress(done, total)`` during long scans.
-Progress = Callable[[int, int], None]
-
-
-def _no_progress(done: int, total: int) -> None:
-    pass
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a store."""
-
-    #: ``corrupt``, ``missing``, ``unreadable`` or ``bad-key``.
-    kind: str
-    #: The object concerned (``None`` for a malformed key).
-    digest: Digest | None
-    #: A sentence saying what is wrong.
-    detail: str
-    #: What points to a missing object: another object's digest or ``ref NAME``.
-    referenced_by: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready form."""
-        return {"kind": self.kind, "digest": self.digest.hex if self.digest else None,
-                "detail": self.detail, "referenced_by": self.referenced_by}
-
-
-@dataclass
-class FsckReport:
-    """What ``fsck`` found."""
-
-    objects_checked: int = 0
-    refs_checked: int = 0
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when the store has no problem at all."""
-        return not self.problems
-
-
-def fsck(store: Store, progress: Progress = _no_progress) -> FsckReport:
-    """Re-hash every object and check that every reference resolves."""
-    report = FsckReport()
-    present: set[bytes] = set()
-    # referenced digest -> who references it first: an object's digest, or a ref name
-    wanted: dict[bytes, Digest | str] = {}
-    total = store.object_count()
-    for key, record in store.iter_records():
-        report.objects_checked += 1
-        if report.objects_checked % 1024 == 0:
-            progress(report.objects_checked, max(total, report.objects_checked))
-        if len(key) != DIGEST_SIZE:
-            report.problems.append(Problem("bad-key", None, f"a key of {len(key)} bytes "
-                                           f"({key[:16].hex()}...) is not a digest"))
-            continue
-        present.add(key)
-        digest = Digest(key)
-        dictionary = record_dictionary(record)
-        if dictionary is not None:
-            wanted.setdefault(dictionary.raw, digest)
-        try:
-            kind, payload = open_record(digest, record, store._load_dictionary)
-            check_structure(digest, kind, payload)
-        except CorruptObjectError as exc:
-            if exc.digest == digest:
-                report.problems.append(Problem("corrupt", digest, str(exc)))
-            # else: its dictionary is damaged, which is reported once, as that object
-            continue
-        except MissingObjectError:
-            continue  # its dictionary is missing: reported below, once, as that object
-        except PinrunError as exc:
-            report.problems.append(Problem("unreadable", digest, str(exc)))
-            continue
-        for child in references(kind, payload):
-            wanted.setdefault(child.raw, digest)
-    refs = store.refs()
-    report.refs_checked = len(refs)
-    for name, target in refs.items():
-        wanted.setdefault(target.raw, name)
-    for raw, holder in sorted(wanted.items()):
-        if raw in present:
-            continue
-        missing = Digest(raw)
-        # The scan reads in chunks: an object gc removed meanwhile, together
-        # with everything that pointed to it, is not damage. Confirm first.
-        if store.has(missing) or not _holder_still_there(store, holder):
-            continue
-        label = holder.hex if isinstance(holder, Digest) else f"ref {holder!r}"
-        report.problems.append(Problem(
-            "missing", missing, str(MissingObjectError(missing, label)), label))
-    progress(report.objects_checked, report.objects_checked)
-    return report
-
-
-def _holder_still_there(store: Store, holder: Digest | str) -> bool:
-    if isinstance(holder, Digest):
-        return store.has(holder)
-    return store.get_ref(holder) is not None
+__all__ = [
+    "FsckReport", "GcReport", "Problem", "Progress", "StoreStats", "fsck", "gc", "live_bytes",
+    "stats",
+]
 
 
 @dataclass(frozen=True)
@@ -135,8 +45,19 @@ class GcReport:
     dry_run: bool
 
 
-def _mark(load_record: Callable[[Digest], bytes | None], roots: Iterable[tuple[str, Digest]],
-          marked: set[bytes]) -> None:
+#: Marking reads this many objects per read transaction.
+_MARK_CHUNK = 512
+#: A holder: what names an object (``ref 'NAME'`` or a digest's hex) and that digest, if any.
+Holder = tuple[str, Digest | None]
+OnMissing = Callable[[Holder, Digest], None]
+
+
+def _raise_missing(holder: Holder, digest: Digest) -> None:
+    raise MissingObjectError(digest, holder[0])
+
+
+def _mark(load_record: Callable[[Digest], bytes | None], roots: Iterable[tuple[Holder, Digest]],
+          marked: set[bytes], on_missing: OnMissing = _raise_missing) -> None:
     stack = [(holder, digest) for holder, digest in roots if digest.raw not in marked]
     while stack:
         holder, digest = stack.pop()
@@ -144,16 +65,18 @@ def _mark(load_record: Callable[[Digest], bytes | None], roots: Iterable[tuple[s
             continue
         record = load_record(digest)
         if record is None:
-            raise MissingObjectError(digest, holder)
+            on_missing(holder, digest)
+            continue
         kind = read_header(digest, record).kind
         marked.add(digest.raw)
+        here: Holder = (digest.hex, digest)
         dictionary = record_dictionary(record)
         if dictionary is not None and dictionary.raw not in marked:
-            stack.append((digest.hex, dictionary))
+            stack.append((here, dictionary))
         if kind is Kind.BLOB or kind is Kind.VALUE:
             continue
         _, payload = open_record(digest, record, partial(_payload, load_record, holder=digest))
-        stack.extend((digest.hex, child) for child in references(kind, payload)
+        stack.extend((here, child) for child in references(kind, payload)
                      if child.raw not in marked)
 
 
@@ -165,27 +88,84 @@ def _payload(load_record: Callable[[Digest], bytes | None], digest: Digest, *,
     return open_record(digest, record)[1]
 
 
+class _ChunkedReader:
+    """Object lookups in a series of short read transactions, ``_MARK_CHUNK`` lookups each.
+
+    Objects never change, so any snapshot answers a lookup the same way (or
+    not at all, when a gc swept it meanwhile). Use as a context manager.
+    """
+
+    def __init__(self, env: Environment) -> None:
+        self._env = env
+        self._db = env.dbs["objects"]
+        self._stack = ExitStack()
+        self._txn: Any = None
+        self._count = 0
+
+    def get(self, digest: Digest) -> bytes | None:
+        if self._txn is None or self._count >= _MARK_CHUNK:
+            self._stack.close()
+            self._txn = self._stack.enter_context(self._env.read())
+            self._count = 0
+        self._count += 1
+        record: bytes | None = self._txn.get(digest.raw, db=self._db)
+        return record
+
+    def __enter__(self) -> _ChunkedReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+        self._txn = None
+
+
+def _roots(txn: Any, refs_db: Any) -> list[tuple[Holder, Digest]]:
+    return [((f"ref {k.decode()!r}", None), Digest(v)) for k, v in txn.cursor(db=refs_db)]
+
+
 def gc(store: Store, *, dry_run: bool = False) -> GcReport:
     """Delete every object no ref reaches; ``dry_run`` only counts them."""
     env = store.environment
     objects_db, refs_db = env.dbs["objects"], env.dbs["refs"]
     marked: set[bytes] = set()
+    # digest seen missing while marking -> what named it
+    unresolved: dict[bytes, Holder] = {}
+
+    def note_missing(holder: Holder, digest: Digest) -> None:
+        unresolved.setdefault(digest.raw, holder)
+
     with env.read() as txn:
-        roots = [(f"ref {k.decode()!r}", Digest(v)) for k, v in txn.cursor(db=refs_db)]
-        _mark(lambda d: txn.get(d.raw, db=objects_db), roots, marked)
-        if dry_run:
-            examined = doomed = freed = 0
-            for key, record in txn.cursor(db=objects_db):
-                examined += 1
-                if key not in marked:
-                    doomed += 1
-                    freed += len(record)
-            return GcReport(examined, examined - doomed, doomed, freed, dry_run=True)
+        roots = _roots(txn, refs_db)
+    with _ChunkedReader(env) as reader:
+        _mark(reader.get, roots, marked, note_missing)
+    if dry_run:
+        if unresolved:
+            raw, holder = next(iter(unresolved.items()))
+            raise MissingObjectError(Digest(raw), holder[0])
+        examined = doomed = freed = 0
+        for key, record in store.iter_records():
+            examined += 1
+            if key not in marked:
+                doomed += 1
+                freed += len(record)
+        return GcReport(examined, examined - doomed, doomed, freed, dry_run=True)
 
     def sweep(txn: Any) -> GcReport:
-        final = set(marked)  # a retry after map growth starts again from the snapshot marks
-        current = [(f"ref {k.decode()!r}", Digest(v)) for k, v in txn.cursor(db=refs_db)]
-        _mark(lambda d: txn.get(d.raw, db=objects_db), current, final)
+        final = set(marked)  # a retry after map growth starts again from the first marks
+
+        def load(digest: Digest) -> bytes | None:
+            record: bytes | None = txn.get(digest.raw, db=objects_db)
+            return record
+
+        current = _roots(txn, refs_db)
+        for raw, holder in unresolved.items():
+            if load(Digest(raw)) is not None:
+                current.append((holder, Digest(raw)))  # it came back: keep what it reaches
+            elif holder[1] is not None and load(holder[1]) is not None:
+                raise MissingObjectError(Digest(raw), holder[0])  # an object without its child
+            # else: named by a ref, which is walked again just below (and fails
+            # there if it still names it), or by an object gone with it
+        _mark(load, current, final)
         doomed: list[bytes] = []
         examined = freed = 0
         for key, record in txn.cursor(db=objects_db):
@@ -216,6 +196,9 @@ class StoreStats:
     dictionary: Digest | None = None
     #: How many records are compressed with a dictionary.
     dictionary_records: int = 0
+    #: Bytes of the data file's pages in use; the rest of ``file_bytes`` is free
+    #: pages LMDB reuses but never returns (``pinrun gc --compact`` does).
+    live_bytes: int = 0
 
     @property
     def total_objects(self) -> int:
@@ -256,7 +239,7 @@ class StoreStats:
             "offered_raw_bytes": self.offered_raw_bytes, "file_bytes": self.file_bytes,
             "map_bytes": self.map_bytes,
             "dictionary": self.dictionary.hex if self.dictionary else None,
-            "dictionary_records": self.dictionary_records,
+            "dictionary_records": self.dictionary_records, "live_bytes": self.live_bytes,
         }
 
 
@@ -286,4 +269,17 @@ def stats(store: Store) -> StoreStats:
         file_bytes=data_file.stat().st_size if data_file.exists() else 0,
         map_bytes=store.environment.map_size,
         dictionary=store.get_ref(DICTIONARY_REF), dictionary_records=dictionary_records,
+        live_bytes=live_bytes(store),
     )
+
+
+def live_bytes(store: Store) -> int:
+    """Bytes of the data file's pages in use: the meta pages and every database's tree."""
+    env = store.environment
+    main = env.handle.stat()
+    pages = 2 + main["branch_pages"] + main["leaf_pages"] + main["overflow_pages"]
+    with env.read() as txn:
+        for db in env.dbs.values():
+            found = txn.stat(db)
+            pages += found["branch_pages"] + found["leaf_pages"] + found["overflow_pages"]
+    return int(pages * main["psize"])

@@ -52,6 +52,7 @@ from pinrun.artifacts.objects import (
     read_header,
 )
 from pinrun.artifacts.refs import ANY, RefExpectation, validate_ref_name
+from pinrun.artifacts.store_errors import StoreDamagedError
 from pinrun.errors import (
     AmbiguousDigestError,
     CorruptObjectError,
@@ -91,16 +92,22 @@ class Store:
         create: bool = False,
         map_size: int | None = None,
         durable: bool = True,
+        readonly: bool = False,
     ) -> Store:
         """Open the store at ``path``, or the one found upward from the working directory.
 
         ``create=True`` makes the folder when it does not exist. ``map_size``
         sets the initial LMDB map (it grows by itself). ``durable=False``
         skips the fsync at each commit: faster, but a power cut may lose the
-        latest commits (never corrupting older ones).
+        latest commits (never corrupting older ones). ``readonly=True`` opens
+        it for reading only (a store this process may not write is opened so
+        by itself); writes then raise :class:`StoreReadOnlyError`.
         """
         folder = Path(path) if path is not None else find_store(Path.cwd())
         data_file = folder / "data.mdb"
+        if data_file.is_file() and not create and data_file.stat().st_size == 0:
+            # LMDB would make an empty store of it: what was there is gone.
+            raise StoreDamagedError(folder, "its data.mdb is empty (truncated to 0 bytes)")
         if not data_file.exists():
             if not create:
                 raise StoreNotFoundError(str(folder), searched_upward=False)
@@ -111,9 +118,14 @@ class Store:
                                  "Choose a writable folder.") from exc
         elif not folder.is_dir():
             raise StoreNotFoundError(str(folder), searched_upward=False)
-        env = open_environment(folder, map_size=map_size, durable=durable)
-        store = cls(folder.resolve(), env)
-        store._check_format(create)
+        env = open_environment(folder, map_size=map_size, durable=durable,
+                               readonly=readonly and not create)
+        store = cls(_absolute(folder), env)
+        try:
+            store._check_format(create)
+        except BaseException:
+            store.close()
+            raise
         return store
 
     def _check_format(self, create: bool) -> None:
@@ -128,8 +140,13 @@ class Store:
 
         with self._env.read() as txn:
             found: bytes | None = txn.get(b"format", db=meta)
+            holds_data = any(txn.stat(self._env.dbs[name])["entries"]
+                             for name in ("objects", "refs"))
         if found is None and create:
             found = self._env.write(check)  # the write lock only to create a store
+        if found is None and holds_data:
+            raise StoreDamagedError(self.path, "its format marker is gone while it holds "
+                                    "objects or refs (its meta database is damaged)")
         if found is None:
             raise StoreNotFoundError(str(self.path), searched_upward=False)
         if found != STORE_FORMAT:
@@ -163,7 +180,8 @@ class Store:
         if self._env.pid != os.getpid():
             # Inherited through fork: LMDB handles must not cross a fork, so the
             # child opens its own (the parent's are left alone, never closed here).
-            self._env = open_environment(self.path, durable=self._env.durable)
+            self._env = open_environment(self.path, durable=self._env.durable,
+                                         readonly=self._env.readonly)
         return self._env
 
     @property
@@ -381,9 +399,10 @@ class Store:
 
     def get_ref(self, name: str) -> Digest | None:
         """The digest ``name`` points to, or ``None`` when unset."""
+        key = validate_ref_name(name).encode()
         with self.environment.read() as txn:
-            raw = txn.get(validate_ref_name(name).encode(), db=self._env.dbs["refs"])
-        return Digest(raw) if raw is not None else None
+            raw = txn.get(key, db=self._env.dbs["refs"])
+        return self._decode_ref(key, raw)[1] if raw is not None else None
 
     def ref(self, name: str) -> Digest:
         """The digest ``name`` points to; :class:`UnknownRefError` when unset."""
@@ -399,11 +418,19 @@ class Store:
             cursor = txn.cursor(db=self._env.dbs["refs"])
             if cursor.set_range(prefix.encode()):
                 for key, raw in cursor:
-                    name = key.decode()
+                    name, target = self._decode_ref(key, raw)
                     if not name.startswith(prefix):
                         break
-                    out[name] = Digest(raw)
+                    out[name] = target
         return out
+
+    def _decode_ref(self, key: bytes, raw: bytes) -> tuple[str, Digest]:
+        try:
+            return key.decode(), Digest(raw)
+        except (UnicodeDecodeError, InputError) as exc:
+            raise StoreDamagedError(self.path, f"the ref stored under {key[:64]!r} is not "
+                                    "a ref name and a digest (the refs database is "
+                                    "damaged)") from exc
 
     def set_ref(self, name: str, digest: Digest, *, expected: RefExpectation = ANY) -> None:
         """Point ``name`` at ``digest`` (compare-and-swap when ``expected`` is given)."""
@@ -418,12 +445,25 @@ class Store:
         batch.commit()
 
 
+def _absolute(folder: Path) -> Path:
+    """``folder`` made absolute with its parents resolved, but not itself.
+
+    A ``.pinrun`` that is a symlink to storage elsewhere keeps its name and
+    place, so the project it belongs to (the folder holding it) stays found.
+    """
+    if folder.name in ("", ".", ".."):
+        return folder.resolve()
+    return folder.absolute().parent.resolve() / folder.name
+
+
 def open_store(
-    path: str | Path | None = None, *, create: bool = False, durable: bool = True
+    path: str | Path | None = None, *, create: bool = False, durable: bool = True,
+    readonly: bool = False,
 ) -> Store:
     """Open a store: ``path``, else ``$PINRUN_STORE``, else ``.pinrun/`` found upward.
 
     With ``create=True`` and no path, a store is made in ``./.pinrun`` if none exists there.
+    ``readonly=True`` opens it for reading only.
     """
     folder = default_store_path(str(path) if path is not None else None, for_create=create)
-    return Store.open(folder, create=create, durable=durable)
+    return Store.open(folder, create=create, durable=durable, readonly=readonly)

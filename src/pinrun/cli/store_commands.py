@@ -164,59 +164,93 @@ def stats(store: Store, as_json: bool) -> None:
     else:
         out.print("dictionary   none yet (trained by the first batch of 1,000+ small values)")
     out.print(f"refs         {figures.refs:,}")
-    out.print(f"file         {human_bytes(figures.file_bytes)} on disk, map "
-              f"{human_bytes(figures.map_bytes)}")
+    free = max(0, figures.file_bytes - figures.live_bytes)
+    out.print(f"file         {human_bytes(figures.file_bytes)} on disk, "
+              f"{human_bytes(figures.live_bytes)} in use, map {human_bytes(figures.map_bytes)}")
+    if free > max(1 << 20, figures.file_bytes // 4):
+        out.print(f"             {human_bytes(free)} of free pages: `pinrun gc --compact` "
+                  "gives them back to the disk")
 
 
 @click.command()
 @json_option
 @store_option
-@with_store
-def fsck(store: Store, as_json: bool) -> None:
-    """Re-hash every object and check that every reference resolves.
+def fsck(as_json: bool, store_path: str | None) -> None:
+    """Check every page, object, ref and reference of the store.
 
     Reports every problem found, not just the first; exits 3 if there is any.
+    The check runs in a child process: damage that crashes LMDB ends it with
+    `store damaged: ...` and what was found until then, never a crash.
     """
-    from pinrun.artifacts.maintenance import fsck as run_fsck
+    from pinrun.artifacts.discovery import default_store_path
+    from pinrun.artifacts.fsck_child import fsck_isolated
+    from pinrun.artifacts.store_errors import StoreDamagedError
+    from pinrun.errors import StoreNotFoundError
+    from pinrun.safe_text import printable
 
+    folder = default_store_path(chosen_store(store_path))
+    if not (folder / "data.mdb").is_file():
+        raise StoreNotFoundError(str(folder), searched_upward=False)
     with progress_bar("checking objects") as update:
-        report = run_fsck(store, update)
+        report = fsck_isolated(folder, update)
     if as_json:
         print_json({"ok": report.ok, "objects_checked": report.objects_checked,
                     "refs_checked": report.refs_checked,
+                    "structure_checked": report.structure_checked,
+                    "aborted": report.aborted,
                     "problems": [p.as_dict() for p in report.problems]})
     else:
         for problem in report.problems:
-            click.echo(f"{problem.kind:8} {problem.detail}")
-        verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
-        click.echo(f"checked {report.objects_checked:,} objects and {report.refs_checked:,} "
-                   f"refs: {verdict}")
+            if problem.kind != "aborted":
+                click.echo(f"{problem.kind:10} {printable(problem.detail)}")
+        if report.aborted is None:
+            verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+            click.echo(f"checked {report.objects_checked:,} objects and "
+                       f"{report.refs_checked:,} refs: {verdict}")
+    if report.aborted is not None:
+        raise StoreDamagedError(folder.resolve(), report.aborted)
     if not report.ok:
         sys.exit(EXIT_STORE_PROBLEMS)
 
 
 @click.command()
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@click.option("--compact", is_flag=True,
+              help="Then rewrite the data file without its free pages, so it shrinks "
+                   "(needs the store to itself).")
 @json_option
 @store_option
 @with_store
-def gc(store: Store, dry_run: bool, as_json: bool) -> None:
-    """Delete objects that no ref reaches.
+def gc(store: Store, dry_run: bool, compact: bool, as_json: bool) -> None:
+    """Delete objects that no ref reaches; with --compact, shrink the file too.
 
     Safe while other processes write: objects committed together with a ref
     are never deleted. Run `pinrun fsck` first if you suspect damage.
+    LMDB keeps freed space for reuse but never gives it back to the disk:
+    --compact writes a compact copy, checks it like fsck, and swaps it in.
+    It refuses while another process has the store open.
     """
+    from pinrun.artifacts.compact import compact as run_compact
     from pinrun.artifacts.maintenance import gc as run_gc
 
+    if dry_run and compact:
+        raise click.UsageError("--compact rewrites the store; it cannot be a dry run")
     report = run_gc(store, dry_run=dry_run)
+    compacted = run_compact(store) if compact else None
     if as_json:
         print_json({"dry_run": report.dry_run, "examined": report.examined,
                     "reachable": report.reachable, "deleted": report.deleted,
-                    "freed_bytes": report.freed_bytes})
+                    "freed_bytes": report.freed_bytes,
+                    "compacted": None if compacted is None else {
+                        "before_bytes": compacted.before_bytes,
+                        "after_bytes": compacted.after_bytes}})
         return
     verb = "would delete" if dry_run else "deleted"
     click.echo(f"{verb} {report.deleted:,} unreachable objects ({human_bytes(report.freed_bytes)})"
                f", kept {report.reachable:,}")
+    if compacted is not None:
+        click.echo(f"compacted data.mdb from {human_bytes(compacted.before_bytes)} to "
+                   f"{human_bytes(compacted.after_bytes)}")
 
 
 @click.command(name="export")
