@@ -92,6 +92,8 @@ def _samples() -> list[errors.PinrunError]:
         errors.StepOutputError("not a mapping"), errors.RecordedEffectError("E: m"),
         errors.ContextDivergenceError("s", 0, None, "ctx.now()"),
         errors.NondeterminismError("time.time"), errors.CodeChangedError("changed"),
+        errors.StoreDamagedError("/s", "torn page"), errors.StoreReadOnlyError("/s", "ro"),
+        errors.NoSpaceError("/s"), errors.StoreInUseError("/s", "pid 7"),
     ]
 
 

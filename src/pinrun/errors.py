@@ -36,7 +36,12 @@ The hierarchy (exit codes are the command line's)::
         ├── MissingObjectError      a referenced object is absent (.digest, .referenced_by)
         ├── ObjectFormatError       a stored record this version cannot read (.digest)
         ├── UndecodableValueError   stored value bytes that do not decode (.reason)
-        └── UnsafeRunIdError        a recorded run id that is not a plain name (.run_id)
+        ├── UnsafeRunIdError        a recorded run id that is not a plain name (.run_id)
+        ├── StoreDamagedError       the LMDB files are damaged (.path, .detail)
+        ├── StoreReadOnlyError      a write asked of a store this process may only read
+        │                           (.path, .reason)
+        ├── NoSpaceError            the disk holding the store is full (.path)
+        └── StoreInUseError         compaction refused: the store is in use (.path, .who)
 
 Every error class pinrun raises is defined here and exported from ``pinrun``
 (a test holds this tree, the module and the public names to each other).
@@ -49,6 +54,7 @@ processes and carries their errors back).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -69,6 +75,7 @@ __all__ = [
     "InvalidDigestError",
     "MissingInputError",
     "MissingObjectError",
+    "NoSpaceError",
     "NondeterminismError",
     "ObjectFormatError",
     "PinnedModuleError",
@@ -80,8 +87,11 @@ __all__ = [
     "StaleSourceError",
     "StepDefinitionError",
     "StepOutputError",
+    "StoreDamagedError",
     "StoreError",
+    "StoreInUseError",
     "StoreNotFoundError",
+    "StoreReadOnlyError",
     "UndecodableValueError",
     "UnknownDigestError",
     "UnknownRefError",
@@ -259,6 +269,58 @@ class ObjectFormatError(StoreError):
         super().__init__(
             f"object {digest.hex} cannot be read: {reason}. It may have been written by a "
             "newer pinrun; upgrade pinrun, or run `pinrun fsck` if you suspect damage."
+        )
+
+
+class StoreDamagedError(StoreError):
+    """The store's LMDB files are damaged: a truncated file, a broken page, a lost lock file."""
+
+    def __init__(self, path: str | Path, detail: str) -> None:
+        self.path = str(path)
+        self.detail = detail
+        super().__init__(
+            f"store damaged: {detail} (store at {self.path}). Nothing was changed; run "
+            "`pinrun fsck` to list what is damaged, then restore the store from a backup "
+            "or re-import its runs from bundles."
+        )
+
+
+class StoreReadOnlyError(StoreError):
+    """A write was asked of a store that this process can only read."""
+
+    def __init__(self, path: str | Path, reason: str = "") -> None:
+        self.path = str(path)
+        self.reason = reason
+        why = f" ({reason})" if reason else ""
+        super().__init__(
+            f"the store at {self.path} is read-only for this process{why}: commands that "
+            "only read it work, but nothing can be written. Use a writable copy, or ask "
+            "for write permission on the folder and its files."
+        )
+
+
+class NoSpaceError(StoreError):
+    """The disk holding the store is full."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        super().__init__(
+            f"no space left on the device holding the store at {self.path}: nothing of "
+            "this operation was kept. Check the free disk space and make room (`pinrun gc "
+            "--compact` returns the store's unused space to the disk), then retry."
+        )
+
+
+class StoreInUseError(StoreError):
+    """Compaction needs the store to itself, and another process has it open."""
+
+    def __init__(self, path: str | Path, who: str = "another process") -> None:
+        self.path = str(path)
+        self.who = who
+        super().__init__(
+            f"cannot compact the store at {self.path}: {who} has it open, and a compacted "
+            "store can only replace the old one when nobody else uses it. Stop the other "
+            "pinrun processes on this store (runs, verify, workers), then retry."
         )
 
 

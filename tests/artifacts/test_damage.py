@@ -15,8 +15,7 @@ import pytest
 from pinrun.artifacts.fsck import fsck
 from pinrun.artifacts.fsck_child import fsck_isolated
 from pinrun.artifacts.store import Store
-from pinrun.artifacts.store_errors import NoSpaceError, StoreDamagedError
-from pinrun.errors import StoreError
+from pinrun.errors import NoSpaceError, StoreDamagedError, StoreError
 from tests.damage_trials import OUTCOMES, run_trials, table
 from tests.helpers import SRC, start_child
 

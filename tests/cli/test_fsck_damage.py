@@ -18,7 +18,7 @@ from pinrun.artifacts.compact import compact
 from pinrun.artifacts.fsck import fsck
 from pinrun.artifacts.maintenance import gc, stats
 from pinrun.artifacts.store import Store
-from pinrun.artifacts.store_errors import StoreInUseError, StoreReadOnlyError
+from pinrun.errors import StoreInUseError, StoreReadOnlyError
 from tests.cli.conftest import invoke
 from tests.helpers import SRC, Project, start_child
 

@@ -34,8 +34,7 @@ from typing import Final
 from pinrun.artifacts.fsck import fsck
 from pinrun.artifacts.lmdb_env import open_environment, release_environment
 from pinrun.artifacts.store import Store
-from pinrun.artifacts.store_errors import StoreInUseError, StoreReadOnlyError
-from pinrun.errors import StoreError
+from pinrun.errors import StoreError, StoreInUseError, StoreReadOnlyError
 
 __all__ = ["TEMP_DIRNAME", "CompactReport", "compact"]
 

@@ -39,8 +39,7 @@ from typing import Any, Final, TypeVar
 import lmdb
 
 from pinrun.artifacts.lmdb_meta import check_data_file
-from pinrun.artifacts.store_errors import NoSpaceError, StoreDamagedError, StoreReadOnlyError
-from pinrun.errors import StoreError
+from pinrun.errors import NoSpaceError, StoreDamagedError, StoreError, StoreReadOnlyError
 
 __all__ = ["DB_NAMES", "OPEN_LOCK", "Environment", "open_environment"]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from pinrun.artifacts.store_errors import StoreDamagedError
+from pinrun.errors import StoreDamagedError
 
 __all__ = ["DataFileHead", "check_data_file", "read_head"]
 

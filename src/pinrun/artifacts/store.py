@@ -52,12 +52,12 @@ from pinrun.artifacts.objects import (
     read_header,
 )
 from pinrun.artifacts.refs import ANY, RefExpectation, validate_ref_name
-from pinrun.artifacts.store_errors import StoreDamagedError
 from pinrun.errors import (
     AmbiguousDigestError,
     CorruptObjectError,
     InputError,
     MissingObjectError,
+    StoreDamagedError,
     StoreError,
     StoreNotFoundError,
     UnknownDigestError,

@@ -184,8 +184,7 @@ def fsck(as_json: bool, store_path: str | None) -> None:
     """
     from pinrun.artifacts.discovery import default_store_path
     from pinrun.artifacts.fsck_child import fsck_isolated
-    from pinrun.artifacts.store_errors import StoreDamagedError
-    from pinrun.errors import StoreNotFoundError
+    from pinrun.errors import StoreDamagedError, StoreNotFoundError
     from pinrun.safe_text import printable
 
     folder = default_store_path(chosen_store(store_path))
