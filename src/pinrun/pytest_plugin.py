@@ -50,18 +50,16 @@ class RunItem(pytest.Item):
     def runtest(self) -> None:
         """Replay the run in a fresh process under its recorded hash seed; fail unless it
         reproduced (a process of its own: pytest's seed and modules are not the run's)."""
-        from pinrun.artifacts.digest import Kind
         from pinrun.artifacts.store import open_store
-        from pinrun.engine.records import load_run
+        from pinrun.engine.records import load_run, recorded_hash_seed
         from pinrun.processes import replay_in_subprocess
 
         with open_store(self.store_path) as store:
-            run = load_run(store, self.run_id)
-            env = store.get_object(run.env, Kind.ENV) if run.env is not None else {}
-        seed = env.get("hash_seed")
+            # Checked before a process starts under it: a bad seed is a store error.
+            seed = recorded_hash_seed(store, load_run(store, self.run_id))
         result = replay_in_subprocess(
             self.store_path, self.run_id, code=self.code, guards="warn",
-            environment={"PYTHONHASHSEED": seed} if isinstance(seed, str) else {})
+            environment={"PYTHONHASHSEED": seed} if seed is not None else {})
         if result["verdict"] != "reproduced":
             raise PinrunDivergence(result.get("explanation") or result.get("error") or
                                    result["verdict"])

@@ -19,20 +19,20 @@ from pinrun.errors import BundleError, InputError, MissingObjectError
 def _populate(store: Store) -> tuple[Digest, Digest]:
     with store.batch() as batch:
         first = batch.put_snapshot({"order": "A1", "items": [1, 2, 3], "blob": b"\x00" * 999})
-        batch.set_ref("runs/one", first)
+        batch.set_ref("snaps/one", first)
     with store.batch() as batch:
         second = batch.put_snapshot({"order": "A2", "items": [1, 2, 3], "big": "x" * 5000})
-        batch.set_ref("runs/two", second)
+        batch.set_ref("snaps/two", second)
     store.put_value("unreferenced")
     return first, second
 
 
 @pytest.fixture
 def bundle(store: Store, tmp_path: Path) -> Path:
-    """A bundle of runs/one from a populated store."""
+    """A bundle of snaps/one from a populated store."""
     _populate(store)
     path = tmp_path / "one.pinrun"
-    export_bundle(store, ["runs/one"], path)
+    export_bundle(store, ["snaps/one"], path)
     return path
 
 
@@ -55,7 +55,7 @@ def test_round_trip_into_fresh_store(store: Store, tmp_path: Path, fresh: Store)
     assert exported.objects == store.object_count() - 1  # the unreferenced value stays behind
     report = import_bundle(fresh, path)
     assert report.new_objects == exported.objects
-    assert fresh.refs() == {"runs/one": first, "runs/two": second}
+    assert fresh.refs() == {"snaps/one": first, "snaps/two": second}
     assert fresh.get_snapshot(second) == store.get_snapshot(second)
     assert fsck(fresh).ok
     again = import_bundle(fresh, path)
@@ -76,8 +76,8 @@ def test_export_by_digest_prefix(store: Store, tmp_path: Path, fresh: Store) -> 
 def test_export_is_deterministic(store: Store, tmp_path: Path) -> None:
     """Exporting the same roots twice writes identical bytes."""
     _populate(store)
-    export_bundle(store, ["runs/one", "runs/two"], tmp_path / "a")
-    export_bundle(store, ["runs/one", "runs/two"], tmp_path / "b")
+    export_bundle(store, ["snaps/one", "snaps/two"], tmp_path / "a")
+    export_bundle(store, ["snaps/one", "snaps/two"], tmp_path / "b")
     assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
 
 
@@ -118,7 +118,7 @@ def test_tampered_manifest_ref_rejected(bundle: Path, fresh: Store) -> None:
     size = struct.unpack_from("<I", data, len(MAGIC) + 1)[0]
     start = len(MAGIC) + 5
     manifest = data[start : start + size]
-    hex_at = manifest.index(b'"runs/one":"') + len(b'"runs/one":"')
+    hex_at = manifest.index(b'"snaps/one":"') + len(b'"snaps/one":"')
     forged = manifest[:hex_at] + b"0" * 64 + manifest[hex_at + 64 :]
     bundle.write_bytes(data[:start] + forged + data[start + size :])
     with pytest.raises(BundleError):
@@ -143,9 +143,9 @@ def test_garbage_and_extra_bytes_rejected(bundle: Path, fresh: Store, tmp_path: 
 def test_missing_reference_rejected(store: Store, tmp_path: Path, fresh: Store) -> None:
     """A bundle whose objects reference something neither it nor the store holds is refused."""
     root = store.put_snapshot({"a": "alpha", "b": "beta"})
-    store.set_ref("runs/x", root)
+    store.set_ref("snaps/x", root)
     path = tmp_path / "x.pinrun"
-    export_bundle(store, ["runs/x"], path)
+    export_bundle(store, ["snaps/x"], path)
     # Drop the record of one child value: rewrite the bundle without it, fixing count and sum.
     victim = store.put_value("beta")  # already stored: the same digest as the child
     body = path.read_bytes()
@@ -165,13 +165,13 @@ def test_missing_reference_rejected(store: Store, tmp_path: Path, fresh: Store) 
 def test_export_of_damaged_store_refuses(store: Store, tmp_path: Path) -> None:
     """Exporting a ref whose objects are missing fails and leaves no file behind."""
     root = store.put_snapshot({"a": "alpha"})
-    store.set_ref("runs/x", root)
+    store.set_ref("snaps/x", root)
     child = store.put_value("alpha")
     env = store.environment
     env.write(lambda txn: txn.delete(child.raw, db=env.dbs["objects"]))
     out = tmp_path / "out.pinrun"
     with pytest.raises(MissingObjectError):
-        export_bundle(store, ["runs/x"], out)
+        export_bundle(store, ["snaps/x"], out)
     assert not out.exists()
     assert list(tmp_path.glob(".out.pinrun*")) == []
 
@@ -179,14 +179,14 @@ def test_export_of_damaged_store_refuses(store: Store, tmp_path: Path) -> None:
 def test_ref_conflict_needs_force(store: Store, bundle: Path, fresh: Store) -> None:
     """A bundle ref that would move an existing ref is refused unless forced."""
     other = fresh.put_value("something else")
-    fresh.set_ref("runs/one", other)
+    fresh.set_ref("snaps/one", other)
     before = fresh.object_count()
     with pytest.raises(InputError, match="--force"):
         import_bundle(fresh, bundle)
     assert fresh.object_count() == before
-    assert fresh.ref("runs/one") == other
+    assert fresh.ref("snaps/one") == other
     import_bundle(fresh, bundle, force=True)
-    assert fresh.ref("runs/one") == store.ref("runs/one")
+    assert fresh.ref("snaps/one") == store.ref("snaps/one")
 
 
 def test_progress_is_reported(store: Store, tmp_path: Path, fresh: Store) -> None:
@@ -194,9 +194,9 @@ def test_progress_is_reported(store: Store, tmp_path: Path, fresh: Store) -> Non
     with store.batch() as batch:
         # Random hex barely compresses, so the bundle spans several 1 MiB progress steps.
         root = batch.put_snapshot({f"k{n}": os.urandom(2048).hex() for n in range(800)})
-        batch.set_ref("runs/big", root)
+        batch.set_ref("snaps/big", root)
     exported: list[tuple[int, int]] = []
-    export_bundle(store, ["runs/big"], tmp_path / "big", lambda d, t: exported.append((d, t)))
+    export_bundle(store, ["snaps/big"], tmp_path / "big", lambda d, t: exported.append((d, t)))
     assert exported
     assert exported[0] == (256, 0)
     imported: list[tuple[int, int]] = []

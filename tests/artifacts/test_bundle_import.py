@@ -135,3 +135,27 @@ def test_bundles_are_written_with_the_users_file_mode(store: Store, tmp_path: Pa
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "shared.pinrun").stat().st_mode) == 0o644
+
+
+def test_a_run_ref_must_name_the_record_of_that_run(store: Store, tmp_path: Path) -> None:
+    """runs/<id> naming a record of another run is refused by import and reported by fsck."""
+    from pinrun.artifacts import codec
+    from pinrun.artifacts.digest import Kind
+
+    with store.batch() as batch:
+        snapshot = batch.put_snapshot({"a": 1})
+        record = {"format": 1, "id": "20261206T000000000-aaaaaa", "flow": "f",
+                  "status": "succeeded", "inputs": snapshot, "state": snapshot,
+                  "timing": None, "steps": []}
+        digest = batch.put(Kind.RUN, codec.encode(record))
+        batch.set_ref("runs/20261206T000000000-bbbbbb", digest)  # not its own id
+    report = fsck(store)
+    assert [p.kind for p in report.problems] == ["bad-ref"]
+    assert "20261206T000000000-aaaaaa" in report.problems[0].detail
+    path = tmp_path / "b.pinrun"
+    export_bundle(store, None, path)
+    with Store.open(tmp_path / "fresh", create=True) as fresh:
+        with pytest.raises(BundleError, match="does not name a run record of that run"):
+            import_bundle(fresh, path)
+        assert fresh.refs() == {}
+        assert fresh.object_count() == 0

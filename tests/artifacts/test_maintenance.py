@@ -12,7 +12,7 @@ from pinrun.errors import MissingObjectError
 def test_gc_sweeps_only_unreachable(store: Store) -> None:
     """gc deletes what no ref reaches and keeps every object of a referenced snapshot."""
     kept = store.put_snapshot({"a": 1, "b": [2, 3]})
-    store.set_ref("runs/kept", kept)
+    store.set_ref("snaps/kept", kept)
     dropped = store.put_snapshot({"c": "only here"})
     loose = store.put_value("loose")
     report = gc(store)
@@ -37,9 +37,9 @@ def test_gc_keeps_objects_shared_with_a_deleted_ref(store: Store) -> None:
     """Deleting one ref frees only what no other ref still reaches."""
     one = store.put_snapshot({"shared": "s" * 100, "own": 1})
     two = store.put_snapshot({"shared": "s" * 100, "own": 2})
-    store.set_ref("runs/1", one)
-    store.set_ref("runs/2", two)
-    store.delete_ref("runs/1")
+    store.set_ref("snaps/1", one)
+    store.set_ref("snaps/2", two)
+    store.delete_ref("snaps/1")
     assert gc(store).deleted == 2  # tree one and its value 1
     assert store.get_snapshot(two)["shared"] == "s" * 100
 
@@ -47,7 +47,7 @@ def test_gc_keeps_objects_shared_with_a_deleted_ref(store: Store) -> None:
 def test_gc_refuses_when_a_reachable_object_is_missing(store: Store) -> None:
     """gc stops, naming the missing object, rather than sweep from a broken graph."""
     root = store.put_snapshot({"a": "alpha"})
-    store.set_ref("runs/x", root)
+    store.set_ref("snaps/x", root)
     child = store.put_value("alpha")
     env = store.environment
     env.write(lambda txn: txn.delete(child.raw, db=env.dbs["objects"]))

@@ -48,7 +48,7 @@ with Store.open(path, create=True, map_size=1 << 20) as store:
         state = {f"k{i}": {"batch": batch_number, "i": i, "pad": "p" * 400} for i in range(2000)}
         with store.batch() as batch:
             root = batch.put_snapshot(state)
-            batch.set_ref(f"runs/{batch_number:05d}", root)
+            batch.set_ref(f"snaps/{batch_number:05d}", root)
         print(batch_number, flush=True)
         batch_number += 1
 """
@@ -59,7 +59,7 @@ def _assert_consistent(path: Path) -> int:
     with Store.open(path) as store:
         report = fsck(store)
         assert report.ok, report.problems
-        refs = store.refs("runs/")
+        refs = store.refs("snaps/")
         for name, root in refs.items():
             number = int(name.split("/")[1])
             state = store.get_snapshot(root)
@@ -106,7 +106,7 @@ def test_writer_killed_inside_transaction_commits_nothing(tmp_path: Path) -> Non
     _kill(child)
     assert _assert_consistent(path) == 2
     with Store.open(path) as store:
-        assert sorted(store.refs("runs/")) == ["runs/00000", "runs/00001"]
+        assert sorted(store.refs("snaps/")) == ["snaps/00000", "snaps/00001"]
 
 
 OVERLAPPING_WRITER = """
@@ -199,9 +199,9 @@ with Store.open(sys.argv[1]) as store:
     for n in range(60):
         with store.batch() as batch:
             shared = {"common": "shared " * 100, "n": n}
-            batch.set_ref(f"runs/{n:03d}", batch.put_snapshot(shared))
+            batch.set_ref(f"snaps/{n:03d}", batch.put_snapshot(shared))
         if n % 3 == 0:
-            store.delete_ref(f"runs/{n:03d}")
+            store.delete_ref(f"snaps/{n:03d}")
 """
 
 
@@ -218,7 +218,7 @@ def test_gc_concurrent_with_writer_keeps_every_rooted_object(tmp_path: Path) -> 
         assert writer.returncode == 0, err
         gc(store)
         assert fsck(store).ok
-        refs = store.refs("runs/")
+        refs = store.refs("snaps/")
         assert len(refs) == 40
         for name, root in refs.items():
             assert store.get_snapshot(root)["n"] == int(name.split("/")[1])

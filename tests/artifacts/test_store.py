@@ -111,8 +111,8 @@ def test_resolve_rejects_bad_prefixes(store: Store) -> None:
         store.resolve("12-34-56")
     with pytest.raises(UnknownRefError, match="not a digest"):
         store.resolve("xyzxyz")  # could be a ref name: says neither ref nor digest
-    with pytest.raises(UnknownRefError, match="no ref named 'runs/none'"):
-        store.resolve("runs/none")
+    with pytest.raises(UnknownRefError, match="no ref named 'snaps/none'"):
+        store.resolve("snaps/none")
     unknown = compute_digest(Kind.VALUE, b"not stored").hex
     with pytest.raises(UnknownDigestError):
         store.resolve(unknown[:10])
@@ -159,11 +159,11 @@ def test_refs_compare_and_swap(store: Store) -> None:
 def test_ref_conflict_discards_whole_batch(store: Store) -> None:
     """When a batch's ref check fails, none of its objects are written either."""
     base = store.put_value("base")
-    store.set_ref("runs/r1", base)
+    store.set_ref("snaps/r1", base)
     before = store.object_count()
     with pytest.raises(RefConflictError), store.batch() as batch:
         batch.put_snapshot({"new": "state", "more": [1, 2, 3]})
-        batch.set_ref("runs/r1", base, expected=None)
+        batch.set_ref("snaps/r1", base, expected=None)
     assert store.object_count() == before
 
 
@@ -177,13 +177,13 @@ def test_ref_to_absent_object_refused(store: Store) -> None:
 def test_refs_listing_delete_and_errors(store: Store) -> None:
     """Refs list by prefix in name order; deleting honours CAS; bad names are refused."""
     digest = store.put_value("x")
-    for name in ("runs/b", "runs/a", "tags/t"):
+    for name in ("snaps/b", "snaps/a", "tags/t"):
         store.set_ref(name, digest)
-    assert list(store.refs("runs/")) == ["runs/a", "runs/b"]
-    store.delete_ref("runs/a", expected=digest)
-    assert store.get_ref("runs/a") is None
+    assert list(store.refs("snaps/")) == ["snaps/a", "snaps/b"]
+    store.delete_ref("snaps/a", expected=digest)
+    assert store.get_ref("snaps/a") is None
     with pytest.raises(UnknownRefError):
-        store.ref("runs/a")
+        store.ref("snaps/a")
     for bad in ("", "/x", "x/", "a//b", "a/../b", "has space", "x" * 300):
         with pytest.raises(InputError):
             store.set_ref(bad, digest)

@@ -30,12 +30,12 @@ def run(runner: CliRunner, *args: str, code: int = 0) -> Result:
 
 @pytest.fixture
 def populated(runner: CliRunner, tmp_path: Path) -> Path:
-    """A store in ./.pinrun holding a snapshot under runs/one and a blob."""
+    """A store in ./.pinrun holding a snapshot under snaps/one and a blob."""
     run(runner, "init")
     with Store.open(tmp_path / ".pinrun") as store:
         with store.batch() as batch:
             root = batch.put_snapshot({"order": "A1", "total": 12.5, "tags": ("a", "b")})
-            batch.set_ref("runs/one", root)
+            batch.set_ref("snaps/one", root)
         store.put_blob(b"plain text blob\n")
     return tmp_path / ".pinrun"
 
@@ -69,11 +69,11 @@ def test_missing_store_is_exit_3_with_one_line(runner: CliRunner) -> None:
 def test_cat_value_tree_blob_raw_json(runner: CliRunner, populated: Path) -> None:
     """cat shows trees as tables, values as JSON, blobs as text, --raw bytes, --json data."""
     with Store.open(populated) as store:
-        root = store.ref("runs/one")
+        root = store.ref("snaps/one")
         tags = tree_entries(store, root)["tags"]
         order = tree_entries(store, root)["order"]
         blob = store.put_blob(b"plain text blob\n")
-    tree_out = run(runner, "cat", "runs/one").output
+    tree_out = run(runner, "cat", "snaps/one").output
     assert "order" in tree_out
     assert "value" in tree_out
     assert order.hex[:40] in tree_out
@@ -90,7 +90,7 @@ def test_cat_bad_names_exit_2(runner: CliRunner, populated: Path) -> None:
     """Unknown, short or non-hex names are bad input: exit 2 with the reason."""
     assert "at least 6" in run(runner, "cat", "abc", code=2).stderr
     assert "hexadecimal" in run(runner, "cat", "12-34-56", code=2).stderr
-    assert "no ref named 'runs/none'" in run(runner, "cat", "runs/none", code=2).stderr
+    assert "no ref named 'snaps/none'" in run(runner, "cat", "snaps/none", code=2).stderr
     assert "no object" in run(runner, "cat", "0123456789", code=2).stderr
 
 
@@ -128,15 +128,15 @@ def test_gc_dry_run_then_sweep(runner: CliRunner, populated: Path) -> None:
     data = json.loads(run(runner, "gc", "--json").output)
     assert data["deleted"] == 1
     assert data["reachable"] == 4
-    run(runner, "cat", "runs/one")
+    run(runner, "cat", "snaps/one")
 
 
 def test_export_import_round_trip(runner: CliRunner, populated: Path, tmp_path: Path) -> None:
     """export writes a bundle; import into another store brings the ref and its objects."""
-    assert "wrote 4 objects" in run(runner, "export", "runs/one", "-o", "b.pinrun").output
+    assert "wrote 4 objects" in run(runner, "export", "snaps/one", "-o", "b.pinrun").output
     out = run(runner, "--store", "other", "import", "b.pinrun").output
     assert "imported 4 objects (4 new)" in out
-    assert "runs/one" in out
+    assert "snaps/one" in out
     assert json.loads(run(runner, "--store", "other", "fsck", "--json").output)["ok"]
     run(runner, "export", "-o", "x.pinrun", code=2)
 
@@ -195,13 +195,13 @@ def test_import_from_a_subfolder_uses_the_project_store(runner: CliRunner,
                                                         populated: Path,
                                                         tmp_path: Path) -> None:
     """import finds the store upward, as every command does, instead of making a new one."""
-    run(runner, "export", "runs/one", "-o", "b.pinrun")
+    run(runner, "export", "snaps/one", "-o", "b.pinrun")
     with Store.open(tmp_path / "elsewhere", create=True) as other:
         other_bundle = tmp_path / "other.pinrun"
-        other.set_ref("runs/two", other.put_snapshot({"x": 1}))
+        other.set_ref("snaps/two", other.put_snapshot({"x": 1}))
         from pinrun.artifacts.bundle import export_bundle
 
-        export_bundle(other, ["runs/two"], other_bundle)
+        export_bundle(other, ["snaps/two"], other_bundle)
     sub = tmp_path / "sub"
     sub.mkdir()
     import os
@@ -210,7 +210,7 @@ def test_import_from_a_subfolder_uses_the_project_store(runner: CliRunner,
     run(runner, "import", str(other_bundle))
     assert not (sub / ".pinrun").exists()
     with Store.open(populated) as store:
-        assert store.get_ref("runs/two") is not None
+        assert store.get_ref("snaps/two") is not None
     assert "no bundle file" in run(runner, "import", "missing.pinrun", code=2).stderr
     assert not (sub / ".pinrun").exists()
 
@@ -220,7 +220,7 @@ def test_export_refuses_a_folder_and_mixed_roots(runner: CliRunner, populated: P
     """Exporting to a folder, or roots together with --all, are input errors (exit 2)."""
     (tmp_path / "adir").mkdir()
     assert "is a folder" in run(runner, "export", "--all", "-o", "adir", code=2).stderr
-    assert "not both" in run(runner, "export", "runs/one", "--all", "-o", "x", code=2).stderr
+    assert "not both" in run(runner, "export", "snaps/one", "--all", "-o", "x", code=2).stderr
 
 
 def test_cat_of_a_chunked_blob(runner: CliRunner, tmp_path: Path) -> None:

@@ -117,3 +117,5 @@ def test_replay_and_verify_exit_3_on_a_corrupt_recorded_output(
         assert "reproduced" not in verified.stdout.replace("0 reproduced", "")
         assert "1 could not replay" in verified.stdout
         assert "Traceback" not in verified.stderr
+        assert verified.stderr.count("\n") == 1  # the store error, in one line
+        assert f"object {digest.hex} is corrupt" in verified.stderr

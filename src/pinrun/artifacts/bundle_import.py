@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
+from pinrun.artifacts import codec, shapes
 from pinrun.artifacts.batch import _OFFERED_BYTES, _OFFERED_OBJECTS, _add_counter
 from pinrun.artifacts.bundle_format import (
     END_TAG,
@@ -194,6 +195,8 @@ class _Scanner:
     def _check_closure(self, manifest: Manifest) -> None:
         for ref, target in manifest.refs.items():
             self.needed.setdefault(target, f"ref {ref!r}")
+            if ref.startswith(shapes.RUN_REF_PREFIX):
+                self._check_run_ref(ref, target)
         for root in manifest.roots:
             self.needed.setdefault(root, "a bundle root")
         for digest, holder in self.needed.items():
@@ -202,6 +205,24 @@ class _Scanner:
             if self.store is None or not self.store.has(digest):
                 raise _fail(self.path, f"object {digest.hex}, referenced by {holder}, is "
                             "neither in the bundle nor in the store")
+
+
+    def _check_run_ref(self, ref: str, target: Digest) -> None:
+        """A ``runs/<id>`` ref must name a run record of run ``<id>`` (ids name lease files)."""
+        place = self.offsets.get(target)
+        try:
+            if place is not None:
+                kind, payload = open_record(target, self._read_at(*place), self._dictionary)
+            elif self.store is not None and self.store.has(target):
+                kind, payload = self.store.load(target)
+            else:
+                return  # reported as missing by the closure check
+            problem = shapes.run_ref_problem(ref, kind, codec.decode_tagged(payload))
+        except PinrunError as exc:
+            problem = str(exc)
+        if problem is not None:
+            raise _fail(self.path, f"ref {ref!r} does not name a run record of that run "
+                        f"({problem})")
 
 
 def _read_copy(copy: IO[bytes], offset: int, size: int) -> bytes:

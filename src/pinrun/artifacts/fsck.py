@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from pinrun.artifacts import codec, shapes
 from pinrun.artifacts.batch import _OFFERED_BYTES, _OFFERED_OBJECTS
 from pinrun.artifacts.digest import DIGEST_SIZE, Digest
 from pinrun.artifacts.lmdb_meta import read_head
@@ -297,7 +298,21 @@ def _check_refs(scan: _Scan) -> int:
             continue
         scan.report.refs_checked += 1
         scan.wanted.setdefault(raw, name)
+        if name.startswith(shapes.RUN_REF_PREFIX):
+            _check_run_ref(scan, name, Digest(raw))
     return walked
+
+
+def _check_run_ref(scan: _Scan, name: str, target: Digest) -> None:
+    """A ``runs/<id>`` ref must name a run record of run ``<id>`` (its id names a lease file)."""
+    try:
+        kind, payload = scan.store.load(target)
+        value = codec.decode_tagged(payload)
+    except PinrunError:
+        return  # the object itself is reported as corrupt or missing
+    problem = shapes.run_ref_problem(name, kind, value)
+    if problem is not None:
+        scan.add(Problem("bad-ref", target, f"ref {name!r}: {problem}"))
 
 
 def _check_meta(scan: _Scan) -> int:

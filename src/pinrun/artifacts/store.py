@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from pinrun.artifacts import codec, trees
+from pinrun.artifacts import codec, shapes, trees
 from pinrun.artifacts.batch import (
     _OFFERED_BYTES,
     _OFFERED_OBJECTS,
@@ -294,7 +294,10 @@ class Store:
         if found is not kind:
             raise CorruptObjectError(digest, None, f"expected a {kind.value} object, found a "
                                      f"{found.value} one")
-        return codec.decode(payload)
+        value = codec.decode(payload)
+        if kind in shapes.SHAPED_KINDS:  # damaged before it was hashed, or crafted
+            shapes.check_shape(digest, kind, value)
+        return value
 
     def get_value(self, digest: Digest) -> Any:
         """The value stored under ``digest`` (a value, blob or snapshot)."""

@@ -126,7 +126,11 @@ def _summary(results: list[dict[str, Any]], selected: int) -> None:
 
     out = console()
     counts = Counter(r["verdict"] for r in results)
-    failing = [r for r in results if r["verdict"] != "reproduced"]
+    for result in results:
+        if result.get("store_error"):  # a damaged store is the one-line error it always is
+            click.echo(f"pinrun: error: run {printable(result['run'])}: "
+                       f"{printable(result.get('error', ''))}", err=True)
+    failing = [r for r in results if r["verdict"] != "reproduced" and not r.get("store_error")]
     if failing:
         table = Table("run", "flow", "verdict", "first divergence", box=None, pad_edge=False)
         for result in failing[:SHOWN]:  # ids, names and messages are stored text
@@ -142,7 +146,8 @@ def _summary(results: list[dict[str, Any]], selected: int) -> None:
             f"{counts['diverged']} diverged, {counts['error']} could not replay")
     if skipped:
         line += f" ({skipped} not run after --fail-fast)"
-    out.print(Text(line, style="bold green" if not failing else "bold red"))
+    ok = counts["reproduced"] == len(results)
+    out.print(Text(line, style="bold green" if ok else "bold red"))
 
 
 def _first_problem(result: dict[str, Any]) -> str:

@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pinrun.artifacts.digest import Kind
 from pinrun.artifacts.store import Store
-from pinrun.engine.records import load_run
+from pinrun.engine.records import load_run, recorded_hash_seed
 from pinrun.errors import InputError
 from pinrun.processes import replay_in_subprocess
 
@@ -72,8 +71,7 @@ def perturb(store: Store, run_id: str, kinds: list[str], *, code: str = "pinned"
     """Replay run ``run_id`` once per kind of perturbation, each in a fresh process."""
     check_kinds(kinds)
     run = load_run(store, run_id)
-    seed = store.get_object(run.env, Kind.ENV).get("hash_seed") if run.env else None
-    variations = _variations(seed if isinstance(seed, str) else None)
+    variations = _variations(recorded_hash_seed(store, run))  # checked: Python starts with it
     results = []
     for kind in kinds:
         change, environment = variations[kind]
