@@ -251,3 +251,19 @@ def test_unknown_record_format_and_kind_are_refused(victim: Path) -> None:
     for body in (future, alien):
         bundle = write_bundle(victim / "f.pinrun", [(digest, body)], refs={"tags/x": digest.hex})
         _refused(victim, bundle)
+
+
+def test_cat_never_writes_raw_control_characters(victim: Path) -> None:
+    """C1 controls, bidi overrides and carriage returns in values and keys print escaped."""
+    nasty = "a\u009b2J\u202ec\rX\x1b]0;t\x07"
+    with pinrun.open_store(victim / ".pinrun", create=True) as store:
+        with store.batch() as batch:
+            value = batch.put_value({"k": nasty})
+            tree = batch.put_snapshot({nasty: 1, "plain": 2})
+            blob = batch.put_blob(nasty.encode())
+    for digest in (value, tree, blob):
+        result = pinrun_cli(victim, "cat", digest.hex)
+        assert result.returncode == 0, result.stderr
+        shown = result.stdout.decode()
+        for raw in ("\u009b", "\u202e", "\r", "\x1b", "\x07"):
+            assert raw not in shown, (digest, shown)

@@ -19,6 +19,7 @@ from pinrun.cli._common import (
     store_option,
     with_store,
 )
+from pinrun.safe_text import printable
 
 if TYPE_CHECKING:
     from pinrun.artifacts.store import Store
@@ -95,7 +96,8 @@ def cat(store: Store, name: str, raw: bool, as_json: bool) -> None:
             import orjson
 
             text = orjson.dumps(content, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
-            click.echo(text.decode("utf-8"))
+            # JSON escapes C0 controls; C1 controls and bidi overrides it leaves raw.
+            click.echo(printable(text.decode("utf-8"), newlines=True))
     except TypeError as exc:  # orjson writes at most 255 levels of nesting
         from pinrun.errors import UndecodableValueError
 
@@ -108,7 +110,7 @@ def _show_blob(payload: bytes) -> None:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
         text = None
-    if text is not None and all(ch.isprintable() or ch in "\n\r\t" for ch in text):
+    if text is not None and all(ch.isprintable() or ch in "\n\t" for ch in text):
         click.echo(text, nl=not text.endswith("\n"))
     else:
         click.echo(f"({len(payload)} bytes of binary data; use --raw to write them out)")
@@ -126,7 +128,7 @@ def _show_tree(store: Store, entries: Any) -> None:
     for key, ref in pairs:
         digest = Digest.from_hex(ref["$digest"])
         kind = store.info(digest).kind.value if store.has(digest) else "missing"
-        table.add_row(Text(str(key)), kind, digest.hex)  # a key is data, not rich markup
+        table.add_row(Text(printable(key)), kind, digest.hex)  # a key is data, not markup
     console().print(table)
 
 
@@ -185,7 +187,6 @@ def fsck(as_json: bool, store_path: str | None) -> None:
     from pinrun.artifacts.discovery import default_store_path
     from pinrun.artifacts.fsck_child import fsck_isolated
     from pinrun.errors import StoreDamagedError, StoreNotFoundError
-    from pinrun.safe_text import printable
 
     folder = default_store_path(chosen_store(store_path))
     if not (folder / "data.mdb").is_file():
@@ -326,7 +327,6 @@ def import_command(bundle: str, force: bool, as_json: bool, store_path: str | No
 
     from pinrun.artifacts.bundle import import_bundle, scan_bundle
     from pinrun.errors import InputError, StoreNotFoundError
-    from pinrun.safe_text import printable
 
     if not Path(bundle).is_file():
         raise InputError(f"no bundle file at {printable(bundle)}")
