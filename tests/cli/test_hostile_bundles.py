@@ -256,11 +256,10 @@ def test_unknown_record_format_and_kind_are_refused(victim: Path) -> None:
 def test_cat_never_writes_raw_control_characters(victim: Path) -> None:
     """C1 controls, bidi overrides and carriage returns in values and keys print escaped."""
     nasty = "a\u009b2J\u202ec\rX\x1b]0;t\x07"
-    with pinrun.open_store(victim / ".pinrun", create=True) as store:
-        with store.batch() as batch:
-            value = batch.put_value({"k": nasty})
-            tree = batch.put_snapshot({nasty: 1, "plain": 2})
-            blob = batch.put_blob(nasty.encode())
+    with pinrun.open_store(victim / ".pinrun", create=True) as store, store.batch() as batch:
+        value = batch.put_value({"k": nasty})
+        tree = batch.put_snapshot({nasty: 1, "plain": 2})
+        blob = batch.put_blob(nasty.encode())
     for digest in (value, tree, blob):
         result = pinrun_cli(victim, "cat", digest.hex)
         assert result.returncode == 0, result.stderr
