@@ -266,3 +266,84 @@ def test_cat_never_writes_raw_control_characters(victim: Path) -> None:
         shown = result.stdout.decode()
         for raw in ("\u009b", "\u202e", "\r", "\x1b", "\x07"):
             assert raw not in shown, (digest, shown)
+
+
+EFFECT_FLOW = """
+import pinrun
+
+def fetch() -> int:
+    raise ValueError("the service is down")
+
+@pinrun.step
+def call(order_id: str, ctx: pinrun.Context) -> dict:
+    try:
+        ctx.effect("fetch", fetch)
+    except Exception as exc:
+        return {"failed_with": type(exc).__name__}
+    return {"failed_with": None}
+
+flow = pinrun.Flow("effecty", [call])
+"""
+
+
+@pytest.mark.slow
+def test_hostile_fields_in_records_and_events_run_nothing(project: Project,
+                                                          project_store: Store,
+                                                          victim: Path) -> None:
+    """Tags in a run record's fields, an env's distributions and an effect's recorded
+    exception type, written straight into the store, import and run nothing."""
+    project.write("effecty", EFFECT_FLOW)
+    run = pinrun.record(project.load("effecty"), {"order_id": "A"}, store=project_store)
+    assert run.digest is not None
+    record: dict[str, Any] = codec.decode(project_store.load(run.digest)[1])
+    events = codec.decode(project_store.load(record["steps"][0]["events"])[1])
+    env = codec.decode(project_store.load(record["env"])[1])
+    assert events[0]["error"][0] == "ValueError"
+    crafted: list[str] = []
+    with project_store.batch() as batch:
+        for n, error_type in enumerate(["evil_mod.Thing", "subprocess.Popen", "os.system",
+                                        "builtins.eval", "evil_mod"]):
+            bad_events = [{**events[0], "error": [error_type, "sh -c 'touch SENT-event'"]}]
+            steps = [{**record["steps"][0], "events": batch.put_value(bad_events)}]
+            crafted.append(run.id[:-6] + f"e{n:05d}")
+            batch.set_ref(f"runs/{crafted[-1]}", batch.put(Kind.RUN, codec.encode(
+                {**record, "id": crafted[-1], "steps": steps})))
+        tag = {"$dataclass": ["evil_mod:Thing", {"x": 1}]}
+        bad_env = batch.put(Kind.ENV, codec.encode({**env, "distributions": {"evil": tag}}))
+        for suffix, changes in (("f00000", {"env": bad_env}), ("f00001", {"entry": tag}),
+                                ("f00002", {"flow": tag}), ("f00003", {"status": tag})):
+            crafted.append(run.id[:-6] + suffix)
+            payload = codec.encode({**record, "id": crafted[-1]})
+            for field, value in changes.items():  # raw JSON: the encoder would not write tags
+                import orjson
+
+                raw = orjson.loads(payload)
+                raw[field] = value if not isinstance(value, Digest) else {"$digest": value.hex}
+                payload = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
+            batch.set_ref(f"runs/{crafted[-1]}", batch.put(Kind.RUN, payload))
+    lib = victim / "lib"
+    root = project.root
+    before = files_outside(root, ".pinrun")
+    commands: list[list[str]] = [["runs"], ["runs", "--json"], ["fsck"], ["stats"]]
+    for run_id in crafted:
+        commands += [["show", run_id], ["diff", run_id, run.id], ["replay", run_id],
+                     ["replay", run_id, "--code", "workdir"], ["cat", f"runs/{run_id}"]]
+    commands += [["verify", "--code", "workdir"], ["verify"], ["export", "--all", "-o",
+                                                              str(victim / "all.pinrun")]]
+    outcomes: dict[str, int] = {}
+    for command in commands:
+        result = pinrun_cli(root, *command, extra_path=lib)
+        shown = result.stdout + result.stderr
+        outcomes[" ".join(command)] = result.returncode
+        assert result.returncode in (0, 1, 2, 3), (command, shown)
+        assert b"Traceback" not in shown, (command, shown)
+        assert not (lib / "IMPORTED").exists(), command
+        assert not list(root.rglob("SENT*")), command
+    assert files_outside(root, ".pinrun") == before
+    # An event naming a type that is not loaded replays with RecordedEffectError standing in
+    # (the step catches it and returns another name: diverged, exit 1); the malformed
+    # records are damage (exit 3), never a run.
+    assert outcomes[f"replay {crafted[0]} --code workdir"] == 1
+    assert outcomes[f"replay {crafted[1]}"] == 1
+    assert outcomes[f"show {crafted[-1]}"] == 3
+    assert outcomes[f"show {crafted[-3]}"] == 3
