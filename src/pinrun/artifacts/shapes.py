@@ -133,7 +133,7 @@ def _digest(value: Any, path: str) -> Digest:
     if type(value) is dict and len(value) == 1 and "$digest" in value:
         text = value["$digest"]
         if type(text) is str and _DIGEST_HEX.fullmatch(text):
-            return Digest.from_hex(text)
+            return Digest(bytes.fromhex(text))  # the pattern above has validated it
         raise _MismatchError(path, "holds a $digest tag that is not 64 lowercase hex characters")
     raise _MismatchError(path, f"should be a digest, found {_found(value)}")
 

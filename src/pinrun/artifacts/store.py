@@ -67,6 +67,8 @@ from pinrun.errors import (
 __all__ = ["DICTIONARY_REF", "Store", "WriteBatch", "open_store"]
 
 STORE_FORMAT: Final = b"1"
+# Digests of structured objects whose shape this handle has checked already.
+_SHAPES_REMEMBERED: Final = 65536
 
 
 class Store:
@@ -81,6 +83,7 @@ class Store:
         self.path = path
         self._env = env
         self._closed = False
+        self._shapes_checked: set[bytes] = set()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -295,8 +298,13 @@ class Store:
             raise CorruptObjectError(digest, None, f"expected a {kind.value} object, found a "
                                      f"{found.value} one")
         value = codec.decode(payload)
-        if kind in shapes.SHAPED_KINDS:  # damaged before it was hashed, or crafted
+        # Damaged before it was hashed, or crafted. Once per digest and handle: a
+        # digest names one content forever, and load() re-hashes it at every read.
+        if kind in shapes.SHAPED_KINDS and digest.raw not in self._shapes_checked:
             shapes.check_shape(digest, kind, value)
+            if len(self._shapes_checked) >= _SHAPES_REMEMBERED:
+                self._shapes_checked.clear()
+            self._shapes_checked.add(digest.raw)
         return value
 
     def get_value(self, digest: Digest) -> Any:

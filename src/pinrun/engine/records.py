@@ -22,6 +22,7 @@ from pinrun.engine.lease import is_live
 from pinrun.errors import (
     CorruptObjectError,
     InputError,
+    PinrunError,
     RunFailedError,
     UnknownRefError,
 )
@@ -238,7 +239,12 @@ def load_run_object(store: Store, digest: Digest) -> RunRecord:
     kind, payload = store.load(digest)
     if kind is not Kind.RUN:
         raise CorruptObjectError(digest, None, f"a run was expected, it is a {kind.value} object")
-    return RunRecord.from_value(shapes.parse(digest, Kind.RUN, payload), digest=digest)
+    try:
+        data = codec.decode_tagged(payload)  # as data: from_value checks every field once
+    except PinrunError as exc:
+        raise CorruptObjectError(digest, None, f"its run payload does not parse ({exc})") \
+            from None
+    return RunRecord.from_value(data, digest=digest)
 
 
 def load_env(store: Store, run: RunRecord) -> dict[str, Any]:
