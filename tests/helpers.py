@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,33 @@ def start_child(code: str, *args: str) -> subprocess.Popen[str]:
         [sys.executable, "-c", textwrap.dedent(code), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
+
+
+@contextmanager
+def store_held_open(store_path: Path) -> Iterator[None]:
+    """Another process holds the store at ``store_path`` open for as long as the block runs."""
+    holder = start_child("""
+        import sys, time
+        from pinrun.artifacts.store import Store
+        store = Store.open(sys.argv[1])
+        print("open", flush=True)
+        time.sleep(60)
+    """, str(store_path))
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "open"
+        yield
+    finally:
+        holder.kill()
+        holder.communicate()
+
+
+def project_cli(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m pinrun ARGS`` in the project folder, its package importable."""
+    env = {k: v for k, v in os.environ.items() if k != "PINRUN_STORE"}
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(project.root)])
+    return subprocess.run([sys.executable, "-m", "pinrun", *args], cwd=project.root, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 class Project:

@@ -17,7 +17,7 @@ from pinrun.artifacts.fsck_child import fsck_isolated
 from pinrun.artifacts.store import Store
 from pinrun.errors import NoSpaceError, StoreDamagedError, StoreError
 from tests.damage_trials import OUTCOMES, run_trials, table
-from tests.helpers import SRC, start_child
+from tests.helpers import SRC, store_held_open
 
 PAGE = 4096
 P_BRANCH = 0x01
@@ -152,24 +152,12 @@ def test_a_truncated_data_file_is_refused_at_open(store_path: Path) -> None:
 def test_a_lock_file_deleted_under_a_running_process_is_damage(store_path: Path) -> None:
     """lock.mdb removed while another process has the store open: damaged, not 'no store'."""
     _filled(store_path, 10)
-    holder = start_child("""
-        import sys, time
-        from pinrun.artifacts.store import Store
-        store = Store.open(sys.argv[1])
-        print("open", flush=True)
-        time.sleep(60)
-    """, str(store_path))
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "open"
+    with store_held_open(store_path):
         (store_path / "lock.mdb").unlink()
         result = _pinrun(store_path, "stats")
         assert result.returncode == 3
         assert "lock.mdb was deleted" in result.stderr
         assert "no pinrun store" not in result.stderr
-    finally:
-        holder.kill()
-        holder.communicate()
     time.sleep(0.1)
     assert _pinrun(store_path, "stats").returncode == 0  # alone again, the store opens
 

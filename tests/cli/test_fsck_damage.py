@@ -20,7 +20,7 @@ from pinrun.artifacts.maintenance import gc, stats
 from pinrun.artifacts.store import Store
 from pinrun.errors import StoreInUseError, StoreReadOnlyError
 from tests.cli.conftest import invoke
-from tests.helpers import SRC, Project, start_child
+from tests.helpers import SRC, Project, store_held_open
 
 FLOW = """
 import pinrun
@@ -84,23 +84,11 @@ def test_compaction_shrinks_the_file_and_keeps_everything(
 def test_compaction_refuses_while_another_process_has_the_store_open(store: Store) -> None:
     """Another process holding the store open makes compaction refuse, changing nothing."""
     store.set_ref("tags/a", store.put_value("a"))
-    holder = start_child("""
-        import sys, time
-        from pinrun.artifacts.store import Store
-        store = Store.open(sys.argv[1])
-        print("open", flush=True)
-        time.sleep(60)
-    """, str(store.path))
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "open"
+    with store_held_open(store.path):
         before = (store.path / "data.mdb").stat().st_ino
         with pytest.raises(StoreInUseError, match="another process has it open"):
             compact(store)
         assert (store.path / "data.mdb").stat().st_ino == before
-    finally:
-        holder.kill()
-        holder.communicate()
     store.put_value("the refusal released the lock")
     compact(store)
     assert store.get_value(store.ref("tags/a")) == "a"

@@ -9,9 +9,6 @@ and ``pinrun show`` says why.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -21,7 +18,7 @@ import pinrun
 from pinrun.artifacts.store import Store
 from pinrun.engine.records import load_run
 from pinrun.errors import RunFailedError
-from tests.helpers import SRC, Project
+from tests.helpers import Project, project_cli
 
 FLOW = """
 import pinrun
@@ -47,11 +44,7 @@ huge_flow = pinrun.Flow("huge", [first, huge])
 """
 
 
-def _cli(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "PINRUN_STORE"}
-    env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(project.root)])
-    return subprocess.run([sys.executable, "-m", "pinrun", *args], cwd=project.root, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+_cli = project_cli
 
 
 @pytest.mark.slow

@@ -8,9 +8,6 @@ written with py-lmdb straight into the objects database.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -20,7 +17,7 @@ from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store
 from pinrun.engine.records import load_run
 from pinrun.errors import CorruptObjectError, MissingObjectError
-from tests.helpers import SRC, Project
+from tests.helpers import Project, project_cli
 
 SHOP = """
 import pinrun
@@ -93,11 +90,7 @@ def test_a_missing_recorded_output_raises(run_id: str, project_store: Store) -> 
         pinrun.replay(run_id, store=project_store, repeat=2)
 
 
-def _cli(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "PINRUN_STORE"}
-    env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(project.root)])
-    return subprocess.run([sys.executable, "-m", "pinrun", *args], cwd=project.root, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+_cli = project_cli
 
 
 @pytest.mark.slow
