@@ -262,3 +262,25 @@ def test_a_symlinked_lock_file_never_writes_outside_the_store(
     result = _pinrun(project, "runs")
     assert b"Traceback" not in result.stdout + result.stderr
     assert precious.read_bytes() == b"the user's own file\n"
+
+
+@pytest.mark.xfail(strict=True, reason="finding 7: a step's recorded events value is never "
+                   "shape-checked (import and fsck take any value; engine/context.py "
+                   "Event.from_value indexes it): replay and verify die with a traceback")
+def test_malformed_recorded_events_are_one_line_in_replay_and_verify(
+        victim: tuple[Path, str, Path]) -> None:
+    """replay and verify of a run whose events log is not a list of events print no traceback."""
+    project, base_id, _ = victim
+    logs = {"0f0004": {"a": 1}, "0f0005": [{"kind": "effect", "name": 5}], "0f0006": [1, "x"]}
+    for suffix, log in logs.items():
+        def change(record: dict[str, Any], batch: Any, log: Any = log) -> dict[str, Any]:
+            steps = [dict(step) for step in record["steps"]]
+            steps[0]["events"] = {"$digest": batch.put(Kind.VALUE, _json(log)).hex}
+            return {**record, "steps": steps}
+
+        hostile = _crafted_run(project, base_id, suffix, change)
+        for command in (["replay", hostile], ["verify", hostile]):
+            result = _pinrun(project, *command)
+            shown = result.stdout + result.stderr
+            assert b"Traceback" not in shown, (command, log, shown[-300:])
+            assert result.returncode == 3, (command, log, result.returncode)
