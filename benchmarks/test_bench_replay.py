@@ -70,7 +70,8 @@ from benchmarks._harness import RESULTS, BenchmarkFixture, report
 from benchmarks.conftest import scaled
 from benchmarks.replay_corpus import Corpus
 from pinrun.artifacts.store import Store
-from pinrun.flows.loader import import_entry, pinned_modules, pinned_sources
+from pinrun.flows.entries import import_entry
+from pinrun.flows.loader import pinned_modules, pinned_sources
 from pinrun.verifier.verify import Selection, run_verification, select_runs
 
 #: Runs per round: recorded and replayed with the code on disk, and replayed

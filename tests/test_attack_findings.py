@@ -134,9 +134,6 @@ def _peak_of_tree(cwd: Path, *args: str) -> tuple[int, int]:
 # ---------------------------------------------------------------- findings
 
 
-@pytest.mark.xfail(strict=True, reason="finding 1: verify/replay import the module a run "
-                   "record's `entry` names (flows/loader.import_entry via flows/status."
-                   "flow_under_policy), before any check that it is the project's")
 def test_verify_and_replay_never_import_a_module_a_record_names(
         victim: tuple[Path, str, Path]) -> None:
     """A run record whose entry names a module outside the project makes no command import it."""
@@ -150,9 +147,6 @@ def test_verify_and_replay_never_import_a_module_a_record_names(
         assert not (lib / "IMPORTED").exists(), f"{command} imported evil_mod"
 
 
-@pytest.mark.xfail(strict=True, reason="finding 1b: an `entry` naming the standard library's "
-                   "venv.__main__ makes `pinrun verify` create a virtual environment in the "
-                   "working folder and exit 0 silently (a forged verdict)")
 def test_a_record_naming_a_stdlib_main_module_cannot_forge_the_verdict(
         victim: tuple[Path, str, Path]) -> None:
     """verify exits non-zero for a run it cannot replay, and writes nothing outside the store."""

@@ -94,6 +94,7 @@ def _samples() -> list[errors.PinrunError]:
         errors.NondeterminismError("time.time"), errors.CodeChangedError("changed"),
         errors.StoreDamagedError("/s", "torn page"), errors.StoreReadOnlyError("/s", "ro"),
         errors.NoSpaceError("/s"), errors.StoreInUseError("/s", "pid 7"),
+        errors.UntrustedEntryError("venv.__main__:flow", "is part of the standard library"),
     ]
 
 

@@ -45,6 +45,7 @@ from pinrun.errors import (
     UnknownRefError,
     UnsafeRunIdError,
     UnsupportedValueError,
+    UntrustedEntryError,
 )
 
 if TYPE_CHECKING:
@@ -109,6 +110,7 @@ __all__ = [
     "UnloadedValue",
     "UnsafeRunIdError",
     "UnsupportedValueError",
+    "UntrustedEntryError",
     "WriteBatch",
     "__version__",
     "open_store",

@@ -18,6 +18,8 @@ The hierarchy (exit codes are the command line's)::
     │   ├── StaleSourceError        a module's file changed after it was imported
     │   ├── PinnedModuleError       pinned code names a module not the project's (.module,
     │   │                           .reason)
+    │   ├── UntrustedEntryError     a run record names a flow outside the project (.entry,
+    │   │                           .reason)
     │   ├── RunBusyError            another process is recording the run (.run_id)
     │   └── BaselineBusyError       the run has an unfinished new baseline (.run_id)
     ├── RefConflictError            a compare-and-swap on a ref lost a race (.ref, .expected,
@@ -97,6 +99,7 @@ __all__ = [
     "UnknownRefError",
     "UnsafeRunIdError",
     "UnsupportedValueError",
+    "UntrustedEntryError",
 ]
 
 
@@ -468,6 +471,25 @@ class PinnedModuleError(InputError):
             "pinned code may only provide the recorded project's own modules. Replay it "
             "with the code on disk (--code workdir), or rename the project module and "
             "record the run again.")
+
+
+class UntrustedEntryError(InputError):
+    """A run record names, as its flow, a module that is not the recorded project's own.
+
+    Importing a module runs it, and the record may come from someone else, so
+    the entry is refused before anything is imported. ``entry`` is the
+    recorded ``module:attribute`` and ``reason`` says why.
+    """
+
+    def __init__(self, entry: str, reason: str) -> None:
+        self.entry = entry
+        self.reason = reason
+        super().__init__(
+            f"refusing to import {entry[:200]!r}, which the run record names as its flow: "
+            f"it {reason}. A record may only name a module of the project it was recorded "
+            "in; run pinrun from that project's folder (where its .pinrun is), or check "
+            "where the run came from."
+        )
 
 
 class FlowDefinitionError(InputError):

@@ -9,7 +9,8 @@ import pytest
 
 from pinrun.artifacts.store import Store
 from pinrun.errors import CodeChangedError
-from pinrun.flows.loader import import_entry, pinned_modules, pinned_sources
+from pinrun.flows.entries import import_entry
+from pinrun.flows.loader import pinned_modules, pinned_sources
 from pinrun.flows.pinning import pin_step
 from pinrun.flows.registry import flow_ref, load_pinned, pin_flow
 from pinrun.flows.status import (

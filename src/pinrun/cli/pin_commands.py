@@ -34,7 +34,7 @@ def pin_command(store: Store, target: str, as_json: bool) -> None:
     Example:
       pinrun pin examples.pricing:flow && pinrun status examples.pricing:flow
     """
-    from pinrun.flows.loader import import_entry
+    from pinrun.flows.entries import import_entry
     from pinrun.flows.pinning import project_root_for
     from pinrun.flows.registry import flow_ref, pin_flow
 
@@ -75,7 +75,7 @@ def status_command(store: Store, target: str, show_diff: bool, as_json: bool) ->
     """
     from rich.text import Text
 
-    from pinrun.flows.loader import import_entry
+    from pinrun.flows.entries import import_entry
     from pinrun.flows.pinning import project_root_for
     from pinrun.flows.registry import flow_ref, load_pinned
     from pinrun.flows.status import compare_code

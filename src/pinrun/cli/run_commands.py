@@ -33,7 +33,7 @@ CODE_POLICY_HELP = ("What to do when the code on disk differs from the pinned co
 
 def target_entry(target: str) -> str:
     """``MODULE:FLOW`` as importable, putting a file's folder (or the cwd) on ``sys.path``."""
-    from pinrun.flows.loader import split_entry
+    from pinrun.flows.entries import split_entry
 
     module_name, attribute = split_entry(target)
     cwd = Path.cwd()
@@ -60,7 +60,7 @@ def target_entry(target: str) -> str:
 
 def load_flow(target: str) -> Flow:
     """The flow named by ``MODULE:FLOW`` or ``path/to/file.py:FLOW``."""
-    from pinrun.flows.loader import import_entry
+    from pinrun.flows.entries import import_entry
 
     return import_entry(target_entry(target))
 
@@ -168,7 +168,7 @@ def run_command(store: Store, target: str, input_file: str | None,
     from pinrun.engine.records import run_ref
     from pinrun.engine.run import record
     from pinrun.errors import RunFailedError
-    from pinrun.flows.loader import import_entry
+    from pinrun.flows.entries import import_entry
     from pinrun.flows.pinning import project_root_for
     from pinrun.flows.registry import load_pinned, pinned_flows
     from pinrun.flows.status import flow_under_policy
@@ -191,7 +191,7 @@ def run_command(store: Store, target: str, input_file: str | None,
                 flow, _ = stack.enter_context(flow_under_policy(
                     store, cast("CodePolicy", code_policy), pinned.flow, entry=entry,
                     project_root=project_root_for(store.path), flow=flow,
-                    what=f"the code pinned for {target}"))
+                    what=f"the code pinned for {target}", typed_entry=True))
             assert flow is not None  # imported above, or from the pin
             run = record(flow, inputs, store=store, durability=cast("Durability", durability),
                          entry=entry)

@@ -42,46 +42,15 @@ from typing import Any
 
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store
-from pinrun.errors import CorruptObjectError, InputError, PinnedModuleError
-from pinrun.flows.flow import Flow
+from pinrun.errors import CorruptObjectError, PinnedModuleError
 from pinrun.flows.pinning import distributions_providing
 
-__all__ = ["PinnedModuleError", "check_pinned_module", "import_entry", "pinned_modules",
-           "pinned_sources", "project_on_path", "split_entry"]
+__all__ = ["PinnedModuleError", "check_pinned_module", "is_project_distribution",
+           "pinned_modules",
+           "pinned_sources", "project_on_path"]
 
 #: A pinned module's code value: ``{"module", "path", "source"}``.
 CodeValue = dict[str, str]
-
-
-def split_entry(entry: str) -> tuple[str, str]:
-    """``module:attribute`` -> (module, attribute); a clear error when malformed."""
-    module, sep, attribute = entry.rpartition(":")
-    if not sep or not module or not attribute:
-        raise InputError(f"{entry!r} does not name a flow: write MODULE:FLOW "
-                         "(e.g. examples.pricing:flow) or path/to/file.py:FLOW.")
-    return module, attribute
-
-
-def import_entry(entry: str) -> Flow:
-    """Import ``module:attribute`` (from ``sys.path``) and check that it is a flow."""
-    module_name, attribute = split_entry(entry)
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise InputError(f"cannot import {module_name!r} ({exc}). Run pinrun from your "
-                         "project folder, or give the file path: path/to/file.py:FLOW.") from exc
-    except SyntaxError as exc:
-        raise InputError(f"cannot import {module_name!r}: {exc.msg} ({exc.filename}, line "
-                         f"{exc.lineno}). Fix the file; --code-policy artifact runs the "
-                         "pinned code without importing it.") from exc
-    except Exception as exc:
-        raise InputError(f"cannot import {module_name!r}: importing it raised "
-                         f"{type(exc).__name__}: {exc}") from exc
-    flow = getattr(module, attribute, None)
-    if not isinstance(flow, Flow):
-        found = type(flow).__name__ if flow is not None else "nothing"
-        raise InputError(f"{module_name}:{attribute} is {found}, not a pinrun.Flow")
-    return flow
 
 
 @contextmanager
@@ -165,14 +134,14 @@ def _refusal(name: str, project_root: Path) -> str | None:
     if top in sys.stdlib_module_names or top in sys.builtin_module_names:
         return "is part of the standard library"
     others = [dist for dist in distributions_providing(top)
-              if not _is_project_distribution(dist, project_root)]
+              if not is_project_distribution(dist, project_root)]
     if others:
         return f"belongs to the installed distribution {others[0]!r}"
     return None
 
 
 @functools.lru_cache(maxsize=256)
-def _is_project_distribution(dist: str, project_root: Path) -> bool:
+def is_project_distribution(dist: str, project_root: Path) -> bool:
     """Whether installed distribution ``dist`` is the project itself.
 
     That is the one ``pyproject.toml`` in the project folder names, or one

@@ -24,8 +24,9 @@ from typing import Any, Literal
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store
 from pinrun.errors import CodeChangedError, InputError
+from pinrun.flows.entries import import_entry, import_recorded_entry
 from pinrun.flows.flow import Flow
-from pinrun.flows.loader import import_entry, pinned_modules, pinned_sources
+from pinrun.flows.loader import pinned_modules, pinned_sources
 from pinrun.flows.pinning import PinnedStep, pin_step
 
 __all__ = [
@@ -173,15 +174,23 @@ def check_policy(policy: str) -> None:
 @contextmanager
 def flow_under_policy(store: Store, policy: CodePolicy, pinned_flow: Digest, *,
                       entry: str | None, project_root: Path, flow: Flow | None,
-                      what: str) -> Iterator[tuple[Flow, dict[str, PinnedStep]]]:
+                      what: str, typed_entry: bool = False
+                      ) -> Iterator[tuple[Flow, dict[str, PinnedStep]]]:
     """The flow to run and its pins, as ``policy`` decides, for the block's duration.
 
     With ``artifact`` the block runs inside :func:`~pinrun.flows.loader.pinned_modules`
     with the flow imported from the pinned sources (``entry`` is required);
     otherwise ``flow`` (or ``entry`` imported from disk) is checked against
     the pinned flow: a change warns, or with ``strict`` raises
-    :class:`CodeChangedError` before anything runs.
+    :class:`CodeChangedError` before anything runs. An ``entry`` read from a
+    run record is imported only when it names a module of the project
+    (:func:`~pinrun.flows.entries.import_recorded_entry`); ``typed_entry=True``
+    says the user typed it, and it is imported as given.
     """
+    def load(entry: str) -> Flow:
+        return import_entry(entry) if typed_entry else import_recorded_entry(entry,
+                                                                             project_root)
+
     with ExitStack() as stack:
         if policy == "artifact":
             if entry is None:
@@ -190,7 +199,7 @@ def flow_under_policy(store: Store, policy: CodePolicy, pinned_flow: Digest, *,
             _, steps = load_pinned_flow(store, pinned_flow)
             stack.enter_context(pinned_modules(pinned_sources(store, pinned_flow),
                                                project_root))
-            flow = import_entry(entry)
+            flow = load(entry)
             key = (pinned_flow, project_root, entry)
             pins = _VERIFIED_PINS.get(key)
             if pins is None:
@@ -218,7 +227,7 @@ def flow_under_policy(store: Store, policy: CodePolicy, pinned_flow: Digest, *,
             if entry is None:
                 raise InputError(f"{what} does not say where its flow is defined; pass the "
                                  "flow, or use --code-policy artifact")
-            flow = import_entry(entry)
+            flow = load(entry)
         pins = {item.name: pin_step(item, project_root) for item in flow.steps}
         if policy != "disabled":
             apply_code_policy(policy, compare_code(store, pinned_flow, flow, project_root, pins),

@@ -32,8 +32,9 @@ from pinrun.engine.records import RunRecord, load_run, run_ref
 from pinrun.engine.resume import resume
 from pinrun.engine.run import REPLACED_PREFIX, record, replaced_ref, replacing_ref
 from pinrun.errors import CorruptObjectError, InputError, RunFailedError
+from pinrun.flows.entries import import_recorded_entry
 from pinrun.flows.flow import Flow
-from pinrun.flows.loader import import_entry, project_on_path
+from pinrun.flows.loader import project_on_path
 from pinrun.flows.pinning import pin_step, project_root_for
 from pinrun.flows.registry import put_pins
 
@@ -76,7 +77,7 @@ def _accept(store: Store, run_ids: list[str], root: Path) -> Iterator[Accepted]:
         if old.entry is None:
             raise InputError(f"run {old.id} does not say where its flow is defined, so it "
                              "cannot be recorded again")
-        flow = import_entry(old.entry)
+        flow = import_recorded_entry(old.entry, root)
         new = _adopted(store, old, flow, root)
         if new is None:
             inputs = store.get_snapshot(old.inputs)

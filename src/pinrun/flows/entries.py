@@ -1,0 +1,108 @@
+"""Finding a flow by its ``module:attribute`` entry, typed by the user or read from a record.
+
+A user's ``pinrun run MODULE:FLOW`` imports what the user named. A recorded
+run's entry is different: it comes from a store or bundle someone else may
+have written, and importing a module runs it. So :func:`import_recorded_entry`
+imports an entry only when it names a module of the recorded project itself:
+a valid dotted name, not pinrun, not the standard library (``venv.__main__``
+runs a command line when imported), not another installed distribution, and
+found in the project folder (or installed from it), all checked before
+anything is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+from pinrun.errors import InputError, PinnedModuleError, UntrustedEntryError
+from pinrun.flows.flow import Flow
+from pinrun.flows.loader import check_pinned_module, is_project_distribution
+from pinrun.flows.pinning import distributions_providing
+
+__all__ = ["import_entry", "import_recorded_entry", "split_entry"]
+
+
+def split_entry(entry: str) -> tuple[str, str]:
+    """``module:attribute`` -> (module, attribute); a clear error when malformed."""
+    module, sep, attribute = entry.rpartition(":")
+    if not sep or not module or not attribute:
+        raise InputError(f"{entry!r} does not name a flow: write MODULE:FLOW "
+                         "(e.g. examples.pricing:flow) or path/to/file.py:FLOW.")
+    return module, attribute
+
+
+def import_entry(entry: str) -> Flow:
+    """Import ``module:attribute`` (from ``sys.path``) and check that it is a flow."""
+    module_name, attribute = split_entry(entry)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise InputError(f"cannot import {module_name!r} ({exc}). Run pinrun from your "
+                         "project folder, or give the file path: path/to/file.py:FLOW.") from exc
+    except SyntaxError as exc:
+        raise InputError(f"cannot import {module_name!r}: {exc.msg} ({exc.filename}, line "
+                         f"{exc.lineno}). Fix the file; --code-policy artifact runs the "
+                         "pinned code without importing it.") from exc
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit too: a module's import must not end pinrun
+        raise InputError(f"cannot import {module_name!r}: importing it raised "
+                         f"{type(exc).__name__}: {exc}") from exc
+    flow = getattr(module, attribute, None)
+    if not isinstance(flow, Flow):
+        found = type(flow).__name__ if flow is not None else "nothing"
+        raise InputError(f"{module_name}:{attribute} is {found}, not a pinrun.Flow")
+    return flow
+
+
+def import_recorded_entry(entry: object, project_root: Path) -> Flow:
+    """Import the flow a run record names, only if it is the recorded project's own.
+
+    Raises :class:`~pinrun.errors.UntrustedEntryError` before importing
+    anything when the entry is not a module of the project in
+    ``project_root`` (the folder holding the store).
+    """
+    if type(entry) is not str:
+        raise UntrustedEntryError(repr(entry), "is not a module:attribute text")
+    module_name, sep, attribute = entry.rpartition(":")
+    if not sep or not attribute.isidentifier():
+        raise UntrustedEntryError(entry, "is not of the form module:attribute")
+    try:
+        check_pinned_module(module_name, project_root)
+    except PinnedModuleError as refused:
+        raise UntrustedEntryError(entry, refused.reason) from None
+    reason = _outside_project(module_name, project_root)
+    if reason is not None:
+        raise UntrustedEntryError(entry, reason)
+    return import_entry(entry)
+
+
+def _outside_project(module_name: str, project_root: Path) -> str | None:
+    """Why the top-level package of ``module_name`` is not the project's, or None.
+
+    Finding a top-level module's spec runs none of its code (only a
+    submodule's would import its parents, so only the top level is asked).
+    """
+    top = module_name.split(".", maxsplit=1)[0]
+    if any(is_project_distribution(dist, project_root)
+           for dist in distributions_providing(top)):
+        return None
+    loaded = sys.modules.get(top)
+    if loaded is not None:
+        places = [getattr(loaded, "__file__", None), *getattr(loaded, "__path__", [])]
+    else:
+        try:
+            spec = importlib.util.find_spec(top)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None:
+            return None  # nothing of that name: importing it fails with the usual error
+        places = [spec.origin, *(spec.submodule_search_locations or [])]
+    root = project_root.resolve()
+    for place in places:
+        if isinstance(place, str) and Path(place).resolve().is_relative_to(root):
+            return None
+    return f"is not in the project folder {root}"

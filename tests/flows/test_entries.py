@@ -1,0 +1,74 @@
+"""Flows named by run records are imported only from the recorded project."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from pinrun.errors import InputError, UntrustedEntryError
+from pinrun.flows.entries import import_entry, import_recorded_entry
+from tests.helpers import Project
+
+FLOW = """
+import pinrun
+
+@pinrun.step
+def one(x: int) -> dict:
+    return {"y": x + 1}
+
+flow = pinrun.Flow("entries", [one])
+"""
+
+
+def test_a_project_module_named_by_a_record_is_imported(project: Project) -> None:
+    """The recorded project's own flow module imports as usual."""
+    project.write("flows", FLOW)
+    flow = import_recorded_entry(project.entry("flows"), project.root)
+    assert flow.name == "entries"
+
+
+@pytest.mark.parametrize(("entry", "reason"), [
+    ("venv.__main__:flow", "standard library"),
+    ("antigravity:flow", "standard library"),
+    ("pinrun.cli.main:cli", "pinrun itself"),
+    ("click:flow", "distribution"),
+    ("not a module:flow", "not a valid"),
+    ("os.path:", "module:attribute"),
+    ("flows", "module:attribute"),
+])
+def test_modules_that_are_not_the_projects_are_refused_unimported(
+        project: Project, entry: str, reason: str) -> None:
+    """The standard library, pinrun, other distributions and bad names are refused first."""
+    before = set(sys.modules)
+    with pytest.raises(UntrustedEntryError, match=reason):
+        import_recorded_entry(entry, project.root)
+    assert set(sys.modules) == before
+
+
+def test_a_module_outside_the_project_folder_is_refused_unimported(
+        project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A module importable from elsewhere on sys.path is not the project's: never imported."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "entry_evil_xyz.py").write_text(
+        "import pathlib\npathlib.Path(__file__).with_suffix('.ran').write_text('x')\n")
+    monkeypatch.syspath_prepend(str(elsewhere))
+    with pytest.raises(UntrustedEntryError, match="not in the project folder"):
+        import_recorded_entry("entry_evil_xyz:flow", project.root)
+    assert "entry_evil_xyz" not in sys.modules
+    assert not (elsewhere / "entry_evil_xyz.ran").exists()
+
+
+def test_an_import_that_exits_is_an_input_error(project: Project) -> None:
+    """A module calling sys.exit() while it is imported cannot end pinrun."""
+    project.write("exits", "import sys\nsys.exit(0)\n")
+    with pytest.raises(InputError, match="SystemExit"):
+        import_entry(project.entry("exits"))
+
+
+def test_a_recorded_entry_that_is_not_text_is_refused(project: Project) -> None:
+    """A record holding anything but text as its entry is refused."""
+    with pytest.raises(UntrustedEntryError):
+        import_recorded_entry(["venv"], project.root)
