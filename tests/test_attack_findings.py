@@ -160,9 +160,6 @@ def test_a_record_naming_a_stdlib_main_module_cannot_forge_the_verdict(
     assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
 
 
-@pytest.mark.xfail(strict=True, reason="finding 2: a $set (or $map) of integers sharing one "
-                   "hash (multiples of 2**61-1) decodes in quadratic time "
-                   "(artifacts/_codec_types.TAG_DECODERS['$set']): diff hangs")
 def test_diff_of_a_hash_flooded_set_finishes_quickly(victim: tuple[Path, str, Path]) -> None:
     """diff of a run whose output is a 2 MB set of colliding integers ends within seconds."""
     project, base_id, _ = victim
@@ -176,9 +173,6 @@ def test_diff_of_a_hash_flooded_set_finishes_quickly(victim: tuple[Path, str, Pa
     assert result.returncode in (0, 1, 3)
 
 
-@pytest.mark.xfail(strict=True, reason="finding 3: a legal 1000-deep output makes diff, "
-                   "replay and verify die with a RecursionError traceback "
-                   "(verifier/diff.render: repr(value))")
 def test_a_deeply_nested_output_is_one_line_in_diff_replay_and_verify(
         victim: tuple[Path, str, Path]) -> None:
     """diff, replay and verify of a run with a 1000-deep output print no traceback."""
@@ -218,9 +212,6 @@ def test_fsck_checks_an_honest_value_bomb_in_bounded_memory(tmp_path: Path) -> N
     assert peak_kib < 64 * 1024, f"fsck peaked at {peak_kib} KiB"
 
 
-@pytest.mark.xfail(strict=True, reason="finding 5: --json output writes C1 controls (U+009B, "
-                   "an 8-bit CSI) and bidi overrides (U+202E) raw; docs/cli.md says JSON "
-                   "escapes them (cli print_json: ensure_ascii off)")
 def test_json_output_escapes_c1_controls_and_bidi_overrides(
         victim: tuple[Path, str, Path]) -> None:
     """show --json and diff --json never write U+009B or U+202E as they are."""

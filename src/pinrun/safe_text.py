@@ -14,7 +14,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Final
 
-__all__ = ["for_rich", "printable"]
+__all__ = ["for_rich", "json_unicode_escapes", "printable"]
 
 # Characters shown as they are even though they are "format" or "control"
 # characters: the zero-width joiner and non-joiner are parts of ordinary
@@ -63,3 +63,24 @@ def for_rich(text: object, *, newlines: bool = False, limit: int | None = None) 
     from rich.markup import escape
 
     return escape(printable(text, newlines=newlines, limit=limit))
+
+
+def json_unicode_escapes(text: str) -> str:
+    """JSON text with every non-printable character outside ASCII as a ``\\uXXXX`` escape.
+
+    Such characters only occur inside JSON strings (the structure is ASCII),
+    where an escape means the same character, so the value is unchanged.
+    """
+    out: list[str] = []
+    for char in text:
+        if char.isascii() or char.isprintable() or char in _HARMLESS \
+                or unicodedata.category(char) == "Zs":
+            out.append(char)
+            continue
+        code = ord(char)
+        if code > 0xFFFF:  # JSON spells these as a surrogate pair
+            code -= 0x10000
+            out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
+        else:
+            out.append(f"\\u{code:04x}")
+    return "".join(out)

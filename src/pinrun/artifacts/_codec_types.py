@@ -309,6 +309,29 @@ def encode_special(value: Any, enc: Enc) -> Any:
     raise NoCodecError("")
 
 
+# Elements sharing one hash make a set or dict quadratic to build: ints that are
+# multiples of 2**61 - 1 all hash alike, so a few MB of crafted data would take
+# minutes. Honest data has next to no full-hash collisions.
+_MAX_SAME_HASH: Final = 64
+
+
+def _spread(items: list[Any]) -> list[Any]:
+    """``items``, once proven not to crowd into one hash bucket (linear: counts by hash)."""
+    if len(items) > _MAX_SAME_HASH:
+        counts: dict[int, int] = {}
+        for item in items:
+            key = hash(item)
+            counts[key] = seen = counts.get(key, 0) + 1
+            if seen > _MAX_SAME_HASH:
+                raise ValueError(f"more than {_MAX_SAME_HASH} of its elements share one hash")
+    return items
+
+
+def _spread_pairs(pairs: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+    _spread([key for key, _ in pairs])
+    return pairs
+
+
 def _enc_float_like(value: float) -> Any:
     if value - value == 0.0:
         return value
@@ -344,9 +367,9 @@ TAG_DECODERS: Final[dict[str, Callable[[Any, Dec], Any]]] = {
     "$complex": lambda p, dec: complex(dec(p[0]), dec(p[1])),
     "$digest": lambda p, dec: Digest.from_hex(p),
     "$tuple": lambda p, dec: tuple(dec(x) for x in p),
-    "$set": lambda p, dec: {dec(x) for x in p},
-    "$frozenset": lambda p, dec: frozenset(dec(x) for x in p),
-    "$map": lambda p, dec: {dec(k): dec(v) for k, v in p},
+    "$set": lambda p, dec: set(_spread([dec(x) for x in p])),
+    "$frozenset": lambda p, dec: frozenset(_spread([dec(x) for x in p])),
+    "$map": lambda p, dec: dict(_spread_pairs([(dec(k), dec(v)) for k, v in p])),
     "$enum": decode_enum,
     "$flag": decode_flag,
     "$dataclass": decode_dataclass,

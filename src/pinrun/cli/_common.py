@@ -76,12 +76,24 @@ def console(stderr: bool = False) -> Console:
 
 
 def print_json(data: Any) -> None:
-    """Write ``data`` as indented JSON on stdout."""
+    """Write ``data`` as indented JSON on stdout, every control character escaped."""
     import orjson
 
-    sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 |
-                                         orjson.OPT_SORT_KEYS) + b"\n")
+    text = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    sys.stdout.buffer.write(json_escaped(text) + b"\n")
     sys.stdout.flush()
+
+
+def json_escaped(text: bytes) -> bytes:
+    """JSON text with the characters JSON leaves raw (C1 controls, bidi overrides,
+    line separators...) written as ``\\uXXXX`` escapes: still the same JSON value,
+    and nothing in it a terminal would obey."""
+    decoded = text.decode("utf-8")
+    if decoded.isascii():
+        return text  # orjson escaped every ASCII control already
+    from pinrun.safe_text import json_unicode_escapes
+
+    return json_unicode_escapes(decoded).encode("utf-8")
 
 
 def human_bytes(size: float) -> str:

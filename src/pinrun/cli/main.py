@@ -38,6 +38,12 @@ class PinrunGroup(click.Group):
             click.echo(f"pinrun: error: {what}{where}. Check the path and "
                        "its permissions, and the free disk space.", err=True)
             ctx.exit(3)
+        except RecursionError:  # a stored value nested past what Python can walk
+            if _debug(ctx):
+                raise
+            click.echo("pinrun: error: a stored value is nested too deeply to process; the "
+                       "store may hold crafted data: `pinrun fsck` checks it.", err=True)
+            ctx.exit(3)
         except KeyboardInterrupt:
             click.echo("pinrun: interrupted; nothing half-written was kept. A run recorded "
                        "with --durability step keeps its finished steps: `pinrun runs --status "

@@ -54,7 +54,10 @@ def render(value: Any) -> str:
     try:
         text = codec.encode(value).decode("utf-8", "replace")
     except PinrunError:
-        text = repr(value)
+        try:
+            text = repr(value)
+        except RecursionError:  # stored data can nest deeper than repr can walk
+            return "(a value nested too deeply to show)"
     return text if len(text) <= SHORT else text[: SHORT - 3] + "..."
 
 
