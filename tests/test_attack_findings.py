@@ -1,10 +1,9 @@
-"""Findings of an attacker's review of issue 8: each is a failing test, marked xfail.
+"""Findings of an attacker's review of issue 8, each a test of the fix.
 
 The attacker hands the victim a store folder or a bundle. Every test builds a
 real store with the real CLI (``python -m pinrun`` in a child process), then
 changes it the way a hostile bundle or folder could, and checks one promise
-of the trust model that does not hold yet. ``strict=True``: when a finding is
-fixed, its test passes, xfail fails, and the marker must come off.
+of the trust model that did not hold when the review found it.
 """
 
 from __future__ import annotations
@@ -186,9 +185,6 @@ def test_a_deeply_nested_output_is_one_line_in_diff_replay_and_verify(
         assert b"Traceback" not in shown, (command, shown[-400:])
 
 
-@pytest.mark.xfail(strict=True, reason="finding 4: fsck decompresses and parses every value "
-                   "whole (artifacts/fsck via trees.check_structure): an honest 256 MiB value "
-                   "from an 8 KB bundle, which import verifies as a stream, costs fsck ~800 MiB")
 def test_fsck_checks_an_honest_value_bomb_in_bounded_memory(tmp_path: Path) -> None:
     """fsck of a store holding a true 256 MiB value (8 KB in the bundle) stays at tens of MiB."""
     import blake3
@@ -210,6 +206,10 @@ def test_fsck_checks_an_honest_value_bomb_in_bounded_memory(tmp_path: Path) -> N
     returncode, peak_kib = _peak_of_tree(tmp_path, "fsck")
     assert returncode == 0
     assert peak_kib < 64 * 1024, f"fsck peaked at {peak_kib} KiB"
+    for command in (["cat", "tags/bomb"], ["cat", "--json", "tags/bomb"]):
+        returncode, peak_kib = _peak_of_tree(tmp_path, *command)
+        assert returncode == 0
+        assert peak_kib < 64 * 1024, f"{command} peaked at {peak_kib} KiB"
 
 
 def test_json_output_escapes_c1_controls_and_bidi_overrides(
@@ -232,9 +232,6 @@ def test_json_output_escapes_c1_controls_and_bidi_overrides(
         assert "\u202e".encode() not in shown, command
 
 
-@pytest.mark.xfail(strict=True, reason="finding 6: a store folder whose lock.mdb is a symlink "
-                   "makes every command (even `runs`) overwrite the file it points to "
-                   "(artifacts/lmdb_env opens it through the link)")
 def test_a_symlinked_lock_file_never_writes_outside_the_store(
         victim: tuple[Path, str, Path], tmp_path: Path) -> None:
     """pinrun runs on a handed store whose lock.mdb links elsewhere leaves that file alone."""
@@ -249,9 +246,6 @@ def test_a_symlinked_lock_file_never_writes_outside_the_store(
     assert precious.read_bytes() == b"the user's own file\n"
 
 
-@pytest.mark.xfail(strict=True, reason="finding 7: a step's recorded events value is never "
-                   "shape-checked (import and fsck take any value; engine/context.py "
-                   "Event.from_value indexes it): replay and verify die with a traceback")
 def test_malformed_recorded_events_are_one_line_in_replay_and_verify(
         victim: tuple[Path, str, Path]) -> None:
     """replay and verify of a run whose events log is not a list of events print no traceback."""
@@ -269,3 +263,27 @@ def test_malformed_recorded_events_are_one_line_in_replay_and_verify(
             shown = result.stdout + result.stderr
             assert b"Traceback" not in shown, (command, log, shown[-300:])
             assert result.returncode == 3, (command, log, result.returncode)
+
+
+@pytest.mark.parametrize("name", ["data.mdb", "open.lock", "leases"])
+def test_other_store_files_that_are_links_are_refused(
+        victim: tuple[Path, str, Path], tmp_path: Path, name: str) -> None:
+    """data.mdb, open.lock and leases/ linking elsewhere: refused as damage, target untouched."""
+    project, base_id, _ = victim
+    store = project / ".pinrun"
+    target = tmp_path / f"elsewhere-{name}"
+    if name == "leases":
+        target.mkdir()
+        shutil.rmtree(store / "leases", ignore_errors=True)
+    else:
+        target.write_bytes((store / name).read_bytes() if (store / name).exists() else b"")
+        (store / name).unlink(missing_ok=True)
+    (store / name).symlink_to(target)
+    before = sorted(p.name for p in target.iterdir()) if target.is_dir() else target.read_bytes()
+    command = ["resume", base_id] if name == "leases" else ["runs"]
+    result = _pinrun(project, *command)
+    assert result.returncode == 3, (command, result.stdout, result.stderr)
+    assert b"Traceback" not in result.stderr
+    assert b"symbolic link" in result.stderr
+    after = sorted(p.name for p in target.iterdir()) if target.is_dir() else target.read_bytes()
+    assert after == before

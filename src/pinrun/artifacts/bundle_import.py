@@ -44,26 +44,14 @@ from pinrun.artifacts.bundle_format import (
     read_manifest,
 )
 from pinrun.artifacts.digest import DIGEST_SIZE, Digest, Kind
-from pinrun.artifacts.objects import (
-    RecordInfo,
-    open_record,
-    read_header,
-    record_dictionary,
-    verify_record,
-)
+from pinrun.artifacts.objects import open_record, read_header, record_dictionary
+from pinrun.artifacts.proof import prove_record
 from pinrun.artifacts.refs import check_expected
 from pinrun.artifacts.store import Store
-from pinrun.artifacts.trees import check_structure, references
 from pinrun.errors import BundleError, InputError, MissingObjectError, PinrunError
 
 __all__ = ["COMMIT_CHUNK", "BundleScan", "ImportReport", "import_bundle", "scan_bundle"]
 
-# Structural records are decoded whole to check their shape and find their
-# references. One that would inflate past this and more than _MAX_RATIO times
-# its stored size is not one pinrun wrote (digests and source text compress a
-# few times at most): it is refused before it is decompressed.
-_MATERIALIZE_LIMIT: Final = 8 << 20
-_MAX_RATIO: Final = 64
 #: Record bytes written per write transaction when a bundle is committed in parts.
 COMMIT_CHUNK: Final = 32 << 20
 
@@ -153,7 +141,7 @@ class _Scanner:
                 if not deferred and dictionary not in self.offsets:
                     self.deferred.append((digest, offset, len(record)))  # proven later
                     return info.kind, info.raw_size
-            self._prove(digest, record, info)
+            self._prove(digest, record)
         except BundleError:
             raise
         except PinrunError as exc:
@@ -161,19 +149,9 @@ class _Scanner:
                         "the bundle was altered or damaged") from None
         return info.kind, info.raw_size
 
-    def _prove(self, digest: Digest, record: bytes, info: RecordInfo) -> None:
-        kind = info.kind
-        if info.raw_size > _MATERIALIZE_LIMIT:
-            if kind is Kind.BLOB or kind is Kind.VALUE:
-                verify_record(digest, record, self._dictionary)  # streamed: nothing held
-                return
-            if info.raw_size > _MAX_RATIO * len(record):
-                raise _fail(self.path, f"object {digest.hex} is a {kind.value} that claims to "
-                            f"inflate {info.raw_size // max(len(record), 1):,} times, which "
-                            "pinrun never writes")
-        kind, payload = open_record(digest, record, self._dictionary)
-        check_structure(digest, kind, payload)
-        for child in references(kind, payload):
+    def _prove(self, digest: Digest, record: bytes) -> None:
+        _, children = prove_record(digest, record, self._dictionary)
+        for child in children:
             self.needed.setdefault(child, digest.hex)
 
     def _read_at(self, offset: int, size: int) -> bytes:

@@ -32,10 +32,10 @@ from pinrun.artifacts import codec, shapes
 from pinrun.artifacts.batch import _OFFERED_BYTES, _OFFERED_OBJECTS
 from pinrun.artifacts.digest import DIGEST_SIZE, Digest
 from pinrun.artifacts.lmdb_meta import read_head
-from pinrun.artifacts.objects import open_record, record_dictionary
+from pinrun.artifacts.objects import record_dictionary
+from pinrun.artifacts.proof import prove_record
 from pinrun.artifacts.refs import validate_ref_name
 from pinrun.artifacts.store import STORE_FORMAT, Store
-from pinrun.artifacts.trees import check_structure, references
 from pinrun.errors import (
     CorruptObjectError,
     InputError,
@@ -265,8 +265,7 @@ def _check_objects(scan: _Scan) -> int:
             dictionary = record_dictionary(record)
             if dictionary is not None:
                 scan.wanted.setdefault(dictionary.raw, digest)
-            kind, payload = open_record(digest, record, store._load_dictionary)
-            check_structure(digest, kind, payload)
+            _, children = prove_record(digest, record, store._load_dictionary)
         except CorruptObjectError as exc:
             if exc.digest == digest:
                 scan.add(Problem("corrupt", digest, str(exc)))
@@ -277,7 +276,7 @@ def _check_objects(scan: _Scan) -> int:
         except PinrunError as exc:
             scan.add(Problem("unreadable", digest, str(exc)))
             continue
-        for child in references(kind, payload):
+        for child in children:
             scan.wanted.setdefault(child.raw, digest)
     return walked
 

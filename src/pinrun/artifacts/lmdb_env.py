@@ -30,6 +30,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,7 +42,7 @@ import lmdb
 from pinrun.artifacts.lmdb_meta import check_data_file
 from pinrun.errors import NoSpaceError, StoreDamagedError, StoreError, StoreReadOnlyError
 
-__all__ = ["DB_NAMES", "OPEN_LOCK", "Environment", "open_environment"]
+__all__ = ["DB_NAMES", "OPEN_LOCK", "Environment", "open_environment", "refuse_links"]
 
 T = TypeVar("T")
 
@@ -126,6 +127,7 @@ class Environment:
         #: The process that opened this environment; LMDB handles do not survive fork.
         self.pid = os.getpid()
         data_file = path / "data.mdb"
+        refuse_links(path, ("data.mdb", "lock.mdb", OPEN_LOCK))
         self._open_lock_fd = _hold_open_lock(path)
         try:
             if data_file.exists():
@@ -356,6 +358,24 @@ class Environment:
             self._open_lock_fd = None
 
 
+def refuse_links(folder: Path, names: tuple[str, ...]) -> None:
+    """Raise :class:`StoreDamagedError` if a store file is a symlink or not a regular file.
+
+    A store folder may come from someone else: LMDB would write its lock table
+    through a ``lock.mdb`` link (and a data file through a ``data.mdb`` one)
+    into any file the user can write. The folder itself may be a link.
+    """
+    for name in names:
+        try:
+            mode = os.lstat(folder / name).st_mode
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(mode):
+            what = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+            raise StoreDamagedError(folder, f"{name} is {what}, and pinrun never reads or "
+                                    "writes a store's files through one")
+
+
 def _hold_open_lock(folder: Path) -> int | None:
     """Open ``open.lock`` and take a shared flock on it (waits while a compaction runs).
 
@@ -366,7 +386,7 @@ def _hold_open_lock(folder: Path) -> int | None:
     fd = None
     for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
         try:
-            fd = os.open(path, flags | os.O_CLOEXEC, 0o666)
+            fd = os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
             break
         except OSError:
             continue

@@ -47,6 +47,10 @@ def init(store_path: str | None) -> None:
         click.echo(f"Created an empty pinrun store at {where}")
 
 
+# Objects larger than this are described, not printed, unless --raw asks for the bytes.
+_SHOW_LIMIT = 16 << 20
+
+
 @click.command()
 @click.argument("name")
 @click.option("--raw", is_flag=True,
@@ -65,6 +69,17 @@ def cat(store: Store, name: str, raw: bool, as_json: bool) -> None:
 
     digest = store.resolve(name)
     info = store.info(digest)
+    if info.raw_size > _SHOW_LIMIT and not raw:
+        # Shown as JSON it would take several times its size in memory.
+        too_big = (f"(a {info.kind.value} of {info.raw_size:,} bytes: too large to show; "
+                   "use --raw to write it out)")
+        if as_json:
+            print_json({"digest": digest.hex, "kind": info.kind.value,
+                        "raw_size": info.raw_size, "stored_size": info.stored_size,
+                        "codec": info.codec, "content": None})
+        else:
+            click.echo(too_big)
+        return
     kind, payload = store.load(digest)
     chunked = kind is Kind.TREE and b'"type":"chunks"' in payload
     if raw:

@@ -21,17 +21,20 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import blake3
 
 from pinrun.artifacts import codec
-from pinrun.errors import ContextDivergenceError, RecordedEffectError
+from pinrun.errors import ContextDivergenceError, CorruptObjectError, RecordedEffectError
 from pinrun.world import World, make_random, make_uuid4
 
 if TYPE_CHECKING:  # for annotations only: the engine never draws randomness itself
     import random
     import uuid
+
+    from pinrun.artifacts.digest import Digest
+    from pinrun.artifacts.store import Store
 
 __all__ = [
     "Context",
@@ -42,6 +45,7 @@ __all__ = [
     "ReplayLog",
     "ReuseLog",
     "current_context",
+    "recorded_events",
 ]
 
 T = TypeVar("T")
@@ -73,7 +77,7 @@ class Event:
 
     @classmethod
     def from_value(cls, data: dict[str, Any]) -> Event:
-        """Rebuild an event stored by :meth:`as_value`."""
+        """Rebuild an event stored by :meth:`as_value` (checked by :func:`recorded_events`)."""
         error = data.get("error")
         return cls(data["kind"], data["value"], data.get("name"), data.get("arguments"),
                    (error[0], error[1]) if error else None)
@@ -83,6 +87,42 @@ class Event:
         if self.error is not None:
             raise _rebuilt_error(*self.error)
         return codec.decode(codec.encode(self.value))
+
+
+_EVENT_KINDS: Final = frozenset(("now", "random", "uuid4", "effect"))
+
+
+def _event_problem(data: Any) -> str | None:
+    if type(data) is not dict:
+        return "is not an object"
+    if data.get("kind") not in _EVENT_KINDS or "value" not in data:
+        return "has no known kind, or no value"
+    for field in ("name", "arguments"):
+        if data.get(field) is not None and type(data[field]) is not str:
+            return f"has a {field} that is not text"
+    error = data.get("error")
+    if error is not None and not (type(error) in (list, tuple) and len(error) == 2
+                                  and all(type(part) is str for part in error)):
+        return "has an error that is not [type, message]"
+    return None
+
+
+def recorded_events(store: Store, digest: Digest) -> list[Event]:
+    """A step's recorded context events, each checked before anything reads it.
+
+    The events are a plain value in the store, so their shape is this
+    module's to check: a malformed one is a :class:`CorruptObjectError`
+    (exit 3) naming the object, never a ``KeyError`` deep in a replay.
+    """
+    found = store.get_value(digest)
+    if type(found) is not list:
+        raise CorruptObjectError(digest, None, "its recorded context events are not a list")
+    for index, data in enumerate(found):
+        problem = _event_problem(data)
+        if problem is not None:
+            raise CorruptObjectError(digest, None, f"recorded context event #{index + 1} "
+                                     f"{problem}")
+    return [Event.from_value(data) for data in found]
 
 
 def _type_name(error: BaseException) -> str:

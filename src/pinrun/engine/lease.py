@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Final
 
-from pinrun.errors import RunBusyError, UnsafeRunIdError
+from pinrun.errors import RunBusyError, StoreDamagedError, UnsafeRunIdError
 
 __all__ = ["LEASE_FOLDER", "RunBusyError", "RunLease", "UnsafeRunIdError", "is_live"]
 
@@ -41,6 +41,9 @@ class RunLease:
     def __init__(self, store_path: Path, run_id: str) -> None:
         self.path = _lease_path(store_path, run_id)
         self.path.parent.mkdir(exist_ok=True)
+        if self.path.parent.is_symlink():  # lease files are made and deleted only in the store
+            raise StoreDamagedError(store_path, f"{LEASE_FOLDER}/ is a symbolic link, and "
+                                    "pinrun never makes or deletes lease files through one")
         self._fd: int | None = None
         while self._fd is None:
             fd = os.open(self.path, os.O_CREAT | os.O_RDWR | _NOFOLLOW, 0o644)

@@ -36,7 +36,7 @@ from typing import Any, Literal
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store, WriteBatch
-from pinrun.engine.context import Event, RecordingLog, ReuseLog
+from pinrun.engine.context import RecordingLog, ReuseLog, recorded_events
 from pinrun.engine.execution import Outcome, check_outputs, run_level
 from pinrun.engine.lease import RunLease
 from pinrun.engine.records import RunRecord, RunStatus, StepError, StepRecord, run_ref
@@ -140,8 +140,8 @@ def reuse_log_for(store: Store, earlier: RunRecord,
     events = {step.name: step.events for step in earlier.steps}  # final attempts
 
     def reuse(item: Step) -> RecordingLog:
-        found = store.get_value(events[item.name]) if item.name in events else []
-        return ReuseLog(world, [Event.from_value(e) for e in found])
+        found = recorded_events(store, events[item.name]) if item.name in events else []
+        return ReuseLog(world, found)
 
     return reuse
 

@@ -34,7 +34,7 @@ from typing import Any, Literal
 from pinrun.artifacts import codec, trees
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.store import Store
-from pinrun.engine.context import Event, ReplayLog
+from pinrun.engine.context import ReplayLog, recorded_events
 from pinrun.engine.execution import Outcome, check_outputs, run_level
 from pinrun.engine.records import RunRecord, StepRecord, load_run
 from pinrun.errors import ContextDivergenceError, InputError, PinrunError, StoreError
@@ -216,8 +216,8 @@ class _Replay:
                 self.report.steps.append(result)
 
     def _level(self, todo: list[Step]) -> None:
-        logs = {item.name: ReplayLog([Event.from_value(e) for e in
-                                      self.store.get_value(self.recorded[item.name].events)])
+        logs = {item.name: ReplayLog(recorded_events(self.store,
+                                                     self.recorded[item.name].events))
                 for item in todo}
         written: set[str] = set()
         merged: dict[str, Any] = {}
