@@ -32,8 +32,8 @@ def test_a_project_module_named_by_a_record_is_imported(project: Project) -> Non
 @pytest.mark.parametrize(("entry", "reason"), [
     ("venv.__main__:flow", "standard library"),
     ("antigravity:flow", "standard library"),
-    ("pinrun.cli.main:cli", "pinrun itself"),
-    ("click:flow", "distribution"),
+    ("pinrun.no_such_module:flow", "pinrun itself"),
+    ("mypy.build:flow", "distribution"),  # installed for the tests, never imported by them
     ("not a module:flow", "not a valid"),
     ("os.path:", "module:attribute"),
     ("flows", "module:attribute"),
@@ -55,7 +55,7 @@ def test_a_module_outside_the_project_folder_is_refused_unimported(
     (elsewhere / "entry_evil_xyz.py").write_text(
         "import pathlib\npathlib.Path(__file__).with_suffix('.ran').write_text('x')\n")
     monkeypatch.syspath_prepend(str(elsewhere))
-    with pytest.raises(UntrustedEntryError, match="not in the project folder"):
+    with pytest.raises(UntrustedEntryError, match="neither in the project folder"):
         import_recorded_entry("entry_evil_xyz:flow", project.root)
     assert "entry_evil_xyz" not in sys.modules
     assert not (elsewhere / "entry_evil_xyz.ran").exists()
@@ -72,3 +72,36 @@ def test_a_recorded_entry_that_is_not_text_is_refused(project: Project) -> None:
     """A record holding anything but text as its entry is refused."""
     with pytest.raises(UntrustedEntryError):
         import_recorded_entry(["venv"], project.root)
+
+
+def test_an_already_imported_flow_module_is_used_wherever_it_lives(
+        project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A module the caller imported already runs nothing again: it is used as it is."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "entry_loaded_xyz.py").write_text(FLOW)
+    monkeypatch.syspath_prepend(str(elsewhere))
+    import importlib
+
+    importlib.import_module("entry_loaded_xyz")
+    try:
+        assert import_recorded_entry("entry_loaded_xyz:flow", project.root).name == "entries"
+        with pytest.raises(InputError, match=r"not a pinrun\.Flow"):
+            import_recorded_entry("entry_loaded_xyz:missing", project.root)
+    finally:
+        sys.modules.pop("entry_loaded_xyz", None)
+
+
+def test_a_module_in_the_working_folder_is_the_users_own(
+        project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the store elsewhere, a flow in the folder pinrun runs in is still imported."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "entry_work_xyz.py").write_text(FLOW)
+    monkeypatch.chdir(work)
+    monkeypatch.syspath_prepend(str(work))
+    try:
+        assert import_recorded_entry("entry_work_xyz:flow", tmp_path / "store-home").name \
+            == "entries"
+    finally:
+        sys.modules.pop("entry_work_xyz", None)

@@ -6,8 +6,10 @@ have written, and importing a module runs it. So :func:`import_recorded_entry`
 imports an entry only when it names a module of the recorded project itself:
 a valid dotted name, not pinrun, not the standard library (``venv.__main__``
 runs a command line when imported), not another installed distribution, and
-found in the project folder (or installed from it), all checked before
-anything is imported.
+found in the project folder (the one holding the store, or the working
+folder, or installed from one of them), all checked before anything is
+imported. A module already imported is simply used: importing it again runs
+nothing.
 """
 
 from __future__ import annotations
@@ -70,6 +72,15 @@ def import_recorded_entry(entry: object, project_root: Path) -> Flow:
     module_name, sep, attribute = entry.rpartition(":")
     if not sep or not attribute.isidentifier():
         raise UntrustedEntryError(entry, "is not of the form module:attribute")
+    loaded = sys.modules.get(module_name)
+    if loaded is not None:
+        # Already imported (the caller's own flow, say): nothing runs again. The
+        # attribute is read from the namespace, so no module __getattr__ runs.
+        flow = vars(loaded).get(attribute)
+        if not isinstance(flow, Flow):
+            found = type(flow).__name__ if flow is not None else "nothing"
+            raise InputError(f"{module_name}:{attribute} is {found}, not a pinrun.Flow")
+        return flow
     try:
         check_pinned_module(module_name, project_root)
     except PinnedModuleError as refused:
@@ -101,8 +112,12 @@ def _outside_project(module_name: str, project_root: Path) -> str | None:
         if spec is None:
             return None  # nothing of that name: importing it fails with the usual error
         places = [spec.origin, *(spec.submodule_search_locations or [])]
-    root = project_root.resolve()
+    # The project is the folder holding the store, or the one pinrun runs in:
+    # both are the user's own code (a shared store may live elsewhere).
+    roots = {project_root.resolve(), Path.cwd().resolve()}
     for place in places:
-        if isinstance(place, str) and Path(place).resolve().is_relative_to(root):
+        if isinstance(place, str) and any(Path(place).resolve().is_relative_to(root)
+                                           for root in roots):
             return None
-    return f"is not in the project folder {root}"
+    return (f"is neither in the project folder {project_root.resolve()} nor in the working "
+            "folder")
