@@ -16,6 +16,39 @@ from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.objects import FORMAT_VERSION, HEADER, encode_record
 from tests.helpers import SRC
 
+#: A module with an import-time side effect (it writes IMPORTED beside itself), and
+#: classes a crafted value can name: importable in a victim's session, never imported.
+EVIL_MODULE = """
+import pathlib
+pathlib.Path(__file__).with_name("IMPORTED").write_text("evil_mod was imported")
+import dataclasses, enum
+
+@dataclasses.dataclass
+class Thing:
+    x: int = 0
+
+class E(enum.Enum):
+    A = 1
+
+class F(enum.Flag):
+    A = 1
+"""
+
+#: An honest two-step flow to record before crafting copies of its run.
+TWO_STEP_FLOW = """
+import pinrun
+
+@pinrun.step
+def load(order_id: str) -> dict:
+    return {"items": [order_id, order_id]}
+
+@pinrun.step
+def count(items: list) -> dict:
+    return {"n": len(items)}
+
+flow = pinrun.Flow("demo", [load, count])
+"""
+
 # Runs the CLI in this child and writes its peak resident size (KiB) to a file,
 # however the command ends. VmHWM belongs to the process's own memory map, so
 # unlike getrusage's ru_maxrss it does not carry the parent's peak over exec.

@@ -24,29 +24,10 @@ from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import open_store
 from tests.helpers import SRC
-from tests.hostile import pinrun_cli, write_bundle, zstd_record
+from tests.hostile import EVIL_MODULE, TWO_STEP_FLOW, pinrun_cli, write_bundle, zstd_record
 
 pytestmark = pytest.mark.slow
 
-FLOW = """
-import pinrun
-
-@pinrun.step
-def load(order_id: str) -> dict:
-    return {"items": [order_id, order_id]}
-
-@pinrun.step
-def count(items: list) -> dict:
-    return {"n": len(items)}
-
-flow = pinrun.Flow("demo", [load, count])
-"""
-
-#: A module with an import-time side effect, importable in the victim's session.
-EVIL_MODULE = """
-import pathlib
-pathlib.Path(__file__).with_name("IMPORTED").write_text("evil_mod was imported")
-"""
 
 #: Environment variables that would make rich or click style output on their own.
 _STYLE_ENV = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "CLICOLOR_FORCE",
@@ -73,7 +54,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     project = tmp_path_factory.mktemp("recorded") / "project"
     (project / "app").mkdir(parents=True)
     (project / "app" / "__init__.py").write_text("")
-    (project / "app" / "flows.py").write_text(FLOW)
+    (project / "app" / "flows.py").write_text(TWO_STEP_FLOW)
     assert _pinrun(project, "init").returncode == 0
     done = _pinrun(project, "run", "app.flows:flow", "--set", 'order_id="A"', "--json")
     assert done.returncode == 0, done.stderr

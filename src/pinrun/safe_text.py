@@ -22,6 +22,14 @@ __all__ = ["for_rich", "json_unicode_escapes", "printable"]
 _HARMLESS: Final = frozenset({"\u200c", "\u200d"})
 
 
+def _shown(char: str) -> bool:
+    """Whether ``char`` may reach a terminal as it is.
+
+    Spaces other than " " (category Zs) are not "printable" but are harmless.
+    """
+    return char.isprintable() or char in _HARMLESS or unicodedata.category(char) == "Zs"
+
+
 def _escape(char: str) -> str:
     code = ord(char)
     if code <= 0xFF:
@@ -44,15 +52,8 @@ def printable(text: object, *, newlines: bool = False, limit: int | None = None)
     source = text if isinstance(text, str) else str(text)
     if source.isprintable() and (limit is None or len(source) <= limit):
         return source  # the common case, checked in C
-    out: list[str] = []
-    for char in source:
-        # Spaces other than " " (category Zs) are not "printable" but are harmless.
-        if (newlines and char in "\n\t") or char.isprintable() or char in _HARMLESS \
-                or unicodedata.category(char) == "Zs":
-            out.append(char)
-        else:
-            out.append(_escape(char))
-    result = "".join(out)
+    result = "".join(char if _shown(char) or (newlines and char in "\n\t") else _escape(char)
+                     for char in source)
     if limit is not None and len(result) > limit:
         return result[: max(limit - 1, 0)] + "…"
     return result
@@ -73,8 +74,7 @@ def json_unicode_escapes(text: str) -> str:
     """
     out: list[str] = []
     for char in text:
-        if char.isascii() or char.isprintable() or char in _HARMLESS \
-                or unicodedata.category(char) == "Zs":
+        if char.isascii() or _shown(char):  # orjson escaped the ASCII controls already
             out.append(char)
             continue
         code = ord(char)

@@ -20,6 +20,8 @@ from pinrun.artifacts.objects import FORMAT_VERSION
 from pinrun.artifacts.store import Store
 from tests.helpers import Project
 from tests.hostile import (
+    EVIL_MODULE,
+    TWO_STEP_FLOW,
     files_outside,
     honest,
     pinrun_cli,
@@ -28,36 +30,6 @@ from tests.hostile import (
     zero_bomb,
     zstd_record,
 )
-
-EVIL_MODULE = """
-import pathlib
-pathlib.Path(__file__).with_name("IMPORTED").write_text("evil_mod was imported")
-import dataclasses, enum
-
-@dataclasses.dataclass
-class Thing:
-    x: int = 0
-
-class E(enum.Enum):
-    A = 1
-
-class F(enum.Flag):
-    A = 1
-"""
-
-FLOW = """
-import pinrun
-
-@pinrun.step
-def load(order_id: str) -> dict:
-    return {"items": [order_id, order_id]}
-
-@pinrun.step
-def count(items: list) -> dict:
-    return {"n": len(items)}
-
-flow = pinrun.Flow("hostile", [load, count])
-"""
 
 
 def _hostile_values(sentinels: Path) -> list[bytes]:
@@ -90,7 +62,7 @@ def victim(tmp_path: Path) -> Path:
 
 def _hostile_run(store: Store, project: Project, sentinels: Path) -> tuple[str, str, list[Digest]]:
     """An honest run, and a copy whose outputs, state and events are hostile values."""
-    project.write("flows", FLOW)
+    project.write("flows", TWO_STEP_FLOW)
     run = pinrun.record(project.load("flows"), {"order_id": "A"}, store=store)
     assert run.digest is not None
     value: dict[str, Any] = codec.decode(store.load(run.digest)[1])

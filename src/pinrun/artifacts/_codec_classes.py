@@ -28,7 +28,8 @@ from typing import Any, Final
 import orjson
 
 __all__ = [
-    "CLASS_TAGS",
+    "Dec",
+    "Enc",
     "NoCodecError",
     "UnloadedValue",
     "class_ref",
@@ -46,10 +47,6 @@ __all__ = [
 
 Enc = Callable[[Any], Any]
 Dec = Callable[[Any], Any]
-
-#: The tags whose payload starts with a class reference (``$ext``: a codec name).
-CLASS_TAGS: Final = ("$enum", "$flag", "$dataclass", "$namedtuple", "$pydantic", "$ext")
-
 
 class NoCodecError(Exception):
     """Raised by an encoder when no handler knows the value's type."""

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from pinrun.artifacts._codec_classes import (
+    Dec,
+    Enc,
     NoCodecError,
     UnloadedValue,
     decode_dataclass,
@@ -40,10 +42,6 @@ __all__ = [
     "UnloadedValue",
     "encode_special",
 ]
-
-Enc = Callable[[Any], Any]
-Dec = Callable[[Any], Any]
-
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")

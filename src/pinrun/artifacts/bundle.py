@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import orjson
 
@@ -35,11 +35,18 @@ from pinrun.artifacts.bundle_format import (
     no_progress,
     user_file_mode,
 )
-from pinrun.artifacts.bundle_import import BundleScan, ImportReport, import_bundle, scan_bundle
-from pinrun.artifacts.digest import Digest, Kind
-from pinrun.artifacts.objects import open_record, read_header, record_dictionary, verify_record
+from pinrun.artifacts.bundle_import import (
+    BundleScan,
+    ImportReport,
+    import_bundle,
+    import_bundle_into_new,
+    scan_bundle,
+)
+from pinrun.artifacts.digest import Digest
+from pinrun.artifacts.lmdb_env import ChunkedReader
+from pinrun.artifacts.objects import open_record, record_dictionary
+from pinrun.artifacts.proof import prove_record
 from pinrun.artifacts.store import Store
-from pinrun.artifacts.trees import references
 from pinrun.errors import InputError, MissingObjectError
 
 __all__ = [
@@ -49,13 +56,12 @@ __all__ = [
     "ImportReport",
     "export_bundle",
     "import_bundle",
+    "import_bundle_into_new",
     "scan_bundle",
 ]
 
 # Objects read per read transaction during export.
 _EXPORT_CHUNK: Final = 512
-# Values and blobs larger than this are verified as a stream, never held whole.
-_STREAM_ABOVE: Final = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -129,52 +135,45 @@ def export_bundle(store: Store, roots: Sequence[str] | None, path: str | Path,
 
 def _write_records(store: Store, writer: Writer, start: list[tuple[str, Digest]],
                    progress: Progress) -> int:
-    """Walk from ``start`` depth-first, writing each object once; returns how many."""
-    env = store.environment
-    objects_db = env.dbs["objects"]
+    """Walk from ``start`` depth-first, writing each object once; returns how many.
+
+    Every record is proven against its digest on the way out (a corrupt object
+    is never exported).
+    """
     seen: set[bytes] = set()
     queue = list(reversed(start))
     count = 0
-    while queue:
-        with env.read() as txn:
-            for _ in range(_EXPORT_CHUNK):
-                if not queue:
-                    break
-                holder, digest = queue.pop()
-                if digest.raw in seen:
-                    continue
-                seen.add(digest.raw)
-                record = txn.get(digest.raw, db=objects_db)
-                if record is None:
-                    raise MissingObjectError(digest, holder)
-                # Verified on the way out: a corrupt object is never exported. A
-                # dictionary is read in this same transaction (a nested read could
-                # have to wait for a map resize that this open transaction blocks).
-                load_dictionary = partial(_payload_in, txn, objects_db, digest)
-                info = read_header(digest, record)
-                if info.raw_size > _STREAM_ABOVE and info.kind in (Kind.BLOB, Kind.VALUE):
-                    verify_record(digest, record, load_dictionary)  # they reference nothing
-                    kind: Kind = info.kind
-                    payload = b""
-                else:
-                    kind, payload = open_record(digest, record, load_dictionary)
-                writer.write(RECORD_TAG + digest.raw + U64.pack(len(record)) + record)
-                count += 1
-                if count % 256 == 0:
-                    progress(count, 0)
-                children = sorted(set(references(kind, payload)))
-                dictionary = record_dictionary(record)
-                if dictionary is not None:
-                    children.insert(0, dictionary)
-                queue.extend((digest.hex, c) for c in reversed(children) if c.raw not in seen)
+    with ChunkedReader(store.environment, "objects", _EXPORT_CHUNK) as reader:
+
+        def read(digest: Digest, holder: str) -> bytes:
+            record = reader.get(digest.raw)
+            if record is None:
+                raise MissingObjectError(digest, holder)
+            return record
+
+        while queue:
+            holder, digest = queue.pop()
+            if digest.raw in seen:
+                continue
+            seen.add(digest.raw)
+            record = read(digest, holder)
+            _, references = prove_record(digest, record, partial(_dictionary, read, digest),
+                                         shape=False)
+            writer.write(RECORD_TAG + digest.raw + U64.pack(len(record)) + record)
+            count += 1
+            if count % 256 == 0:
+                progress(count, 0)
+            children = sorted(set(references))
+            dictionary = record_dictionary(record)
+            if dictionary is not None:
+                children.insert(0, dictionary)
+            queue.extend((digest.hex, c) for c in reversed(children) if c.raw not in seen)
     return count
 
 
-def _payload_in(txn: Any, objects_db: Any, holder: Digest, digest: Digest) -> bytes:
-    record = txn.get(digest.raw, db=objects_db)
-    if record is None:
-        raise MissingObjectError(digest, holder.hex)
-    return open_record(digest, record)[1]
+def _dictionary(read: Callable[[Digest, str], bytes], holder: Digest, wanted: Digest) -> bytes:
+    """The payload of the dictionary a record names (read like every other record)."""
+    return open_record(wanted, read(wanted, holder.hex))[1]
 
 
 def _version() -> str:

@@ -25,6 +25,7 @@ at a time and never allocates what a record merely claims:
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
@@ -50,7 +51,8 @@ from pinrun.artifacts.refs import check_expected
 from pinrun.artifacts.store import Store
 from pinrun.errors import BundleError, InputError, MissingObjectError, PinrunError
 
-__all__ = ["COMMIT_CHUNK", "BundleScan", "ImportReport", "import_bundle", "scan_bundle"]
+__all__ = ["COMMIT_CHUNK", "BundleScan", "ImportReport", "import_bundle",
+           "import_bundle_into_new", "scan_bundle"]
 
 #: Record bytes written per write transaction when a bundle is committed in parts.
 COMMIT_CHUNK: Final = 32 << 20
@@ -245,20 +247,36 @@ def import_bundle(store: Store, path: str | Path, *, force: bool = False,
     Peak memory is about one record (or one :data:`COMMIT_CHUNK`), whatever
     the bundle's size; the disk holds a private copy of it meanwhile.
     """
-    source = Path(path)
     with tempfile.TemporaryFile(prefix="pinrun-bundle-") as copy:
-        scan = _scan(source, store, progress, copy)
-        refs = {name: target for name, target in scan.manifest.refs.items()
-                if not name.startswith(INTERNAL_REF_PREFIX)}
-        expected = {name: store.get_ref(name) for name in refs}
-        if not force:
-            for name, target in refs.items():
-                current = expected[name]
-                if current is not None and current != target:
-                    raise InputError(f"ref {name!r} already points to {current.hex}, and the "
-                                     f"bundle sets it to {target.hex}. Nothing was imported; "
-                                     "use --force to overwrite the ref.")
-        new = _commit(store, copy, scan, refs, expected)
+        scan = _scan(Path(path), store, progress, copy)
+        return _import_scanned(store, copy, scan, force)
+
+
+def import_bundle_into_new(path: str | Path, make_store: Callable[[], Store], *,
+                           progress: Progress = no_progress) -> ImportReport:
+    """Prove a self-contained bundle, and only then call ``make_store`` and commit to it.
+
+    For a store that does not exist yet: a refused bundle leaves none behind,
+    and the bundle is read and proven once, as :func:`import_bundle` does.
+    """
+    with tempfile.TemporaryFile(prefix="pinrun-bundle-") as copy:
+        scan = _scan(Path(path), None, progress, copy)
+        return _import_scanned(make_store(), copy, scan, force=False)
+
+
+def _import_scanned(store: Store, copy: IO[bytes], scan: BundleScan,
+                    force: bool) -> ImportReport:
+    refs = {name: target for name, target in scan.manifest.refs.items()
+            if not name.startswith(INTERNAL_REF_PREFIX)}
+    expected = {name: store.get_ref(name) for name in refs}
+    if not force:
+        for name, target in refs.items():
+            current = expected[name]
+            if current is not None and current != target:
+                raise InputError(f"ref {name!r} already points to {current.hex}, and the "
+                                 f"bundle sets it to {target.hex}. Nothing was imported; "
+                                 "use --force to overwrite the ref.")
+    new = _commit(store, copy, scan, refs, expected)
     return ImportReport(len(scan.records), new, refs, scan.manifest.roots)
 
 

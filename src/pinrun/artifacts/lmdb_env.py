@@ -33,7 +33,7 @@ import os
 import stat
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -42,7 +42,8 @@ import lmdb
 from pinrun.artifacts.lmdb_meta import check_data_file
 from pinrun.errors import NoSpaceError, StoreDamagedError, StoreError, StoreReadOnlyError
 
-__all__ = ["DB_NAMES", "OPEN_LOCK", "Environment", "open_environment", "refuse_links"]
+__all__ = ["DB_NAMES", "OPEN_LOCK", "ChunkedReader", "Environment", "open_environment",
+           "refuse_links"]
 
 T = TypeVar("T")
 
@@ -356,6 +357,42 @@ class Environment:
         if self._open_lock_fd is not None:
             os.close(self._open_lock_fd)
             self._open_lock_fd = None
+
+
+class ChunkedReader:
+    """Lookups in one database over a series of short read transactions, ``chunk`` each.
+
+    For long walks (gc's marking, export) over immutable objects: any snapshot
+    answers a lookup the same way (or not at all, once a gc swept it), and no
+    long reader keeps LMDB from reusing freed pages, which would grow the file
+    beside a writer. Values are copies, valid after their transaction ends.
+    Use as a context manager.
+    """
+
+    def __init__(self, env: Environment, db_name: str, chunk: int = 512) -> None:
+        self._env = env
+        self._db = env.dbs[db_name]
+        self._chunk = chunk
+        self._stack = ExitStack()
+        self._txn: Any = None
+        self._count = 0
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value under ``key``, or ``None``."""
+        if self._txn is None or self._count >= self._chunk:
+            self._stack.close()
+            self._txn = self._stack.enter_context(self._env.read())
+            self._count = 0
+        self._count += 1
+        value: bytes | None = self._txn.get(key, db=self._db)
+        return value
+
+    def __enter__(self) -> ChunkedReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+        self._txn = None
 
 
 def refuse_links(folder: Path, names: tuple[str, ...]) -> None:

@@ -15,14 +15,13 @@ there. A writer that commits objects together with the ref that names them
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from pinrun.artifacts.digest import DIGEST_SIZE, Digest, Kind
 from pinrun.artifacts.fsck import FsckReport, Problem, Progress, fsck
-from pinrun.artifacts.lmdb_env import Environment
+from pinrun.artifacts.lmdb_env import ChunkedReader
 from pinrun.artifacts.objects import open_record, read_header, record_dictionary
 from pinrun.artifacts.store import DICTIONARY_REF, Store
 from pinrun.artifacts.trees import references
@@ -45,8 +44,6 @@ class GcReport:
     dry_run: bool
 
 
-#: Marking reads this many objects per read transaction.
-_MARK_CHUNK = 512
 #: A holder: what names an object (``ref 'NAME'`` or a digest's hex) and that digest, if any.
 Holder = tuple[str, Digest | None]
 OnMissing = Callable[[Holder, Digest], None]
@@ -88,37 +85,6 @@ def _payload(load_record: Callable[[Digest], bytes | None], digest: Digest, *,
     return open_record(digest, record)[1]
 
 
-class _ChunkedReader:
-    """Object lookups in a series of short read transactions, ``_MARK_CHUNK`` lookups each.
-
-    Objects never change, so any snapshot answers a lookup the same way (or
-    not at all, when a gc swept it meanwhile). Use as a context manager.
-    """
-
-    def __init__(self, env: Environment) -> None:
-        self._env = env
-        self._db = env.dbs["objects"]
-        self._stack = ExitStack()
-        self._txn: Any = None
-        self._count = 0
-
-    def get(self, digest: Digest) -> bytes | None:
-        if self._txn is None or self._count >= _MARK_CHUNK:
-            self._stack.close()
-            self._txn = self._stack.enter_context(self._env.read())
-            self._count = 0
-        self._count += 1
-        record: bytes | None = self._txn.get(digest.raw, db=self._db)
-        return record
-
-    def __enter__(self) -> _ChunkedReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
-        self._txn = None
-
-
 def _roots(txn: Any, refs_db: Any) -> list[tuple[Holder, Digest]]:
     return [((f"ref {k.decode()!r}", None), Digest(v)) for k, v in txn.cursor(db=refs_db)]
 
@@ -136,8 +102,8 @@ def gc(store: Store, *, dry_run: bool = False) -> GcReport:
 
     with env.read() as txn:
         roots = _roots(txn, refs_db)
-    with _ChunkedReader(env) as reader:
-        _mark(reader.get, roots, marked, note_missing)
+    with ChunkedReader(env, "objects") as reader:
+        _mark(lambda digest: reader.get(digest.raw), roots, marked, note_missing)
     if dry_run:
         if unresolved:
             raw, holder = next(iter(unresolved.items()))

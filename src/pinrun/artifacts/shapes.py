@@ -29,6 +29,7 @@ import binascii
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any, Final
 
 from pinrun.artifacts import codec
@@ -242,6 +243,17 @@ def _run_format(value: Any, path: str) -> int:
     return RUN_FORMAT
 
 
+def _code_path(value: Any, path: str) -> str:
+    """Where pinning found a module: a relative ``.py`` path inside the project, in POSIX form."""
+    text = _str(value, path)
+    parts = PurePosixPath(text)
+    if parts.is_absolute() or ".." in parts.parts or parts.suffix != ".py" \
+            or "\\" in text or "\0" in text:
+        raise _MismatchError(path, f"should be a relative .py path inside the project, found "
+                             f"{text[:80]!r}")
+    return text
+
+
 #: Each shaped kind and its table. Optional fields are ones older pinruns did not write.
 _SHAPES: Final[Mapping[Kind, _Record]] = {
     Kind.RUN: _record(
@@ -265,7 +277,7 @@ _SHAPES: Final[Mapping[Kind, _Record]] = {
         python=_str, implementation=_str, platform=_str, hash_seed=_nullable(_hash_seed),
         distributions=_map_of(_str)),
     Kind.CODE: _record(
-        module=_str, path=_str, source=_str),
+        module=_str, path=_code_path, source=_str),
 }
 
 #: The kinds whose objects have a declared shape.

@@ -340,27 +340,32 @@ def import_command(bundle: str, force: bool, as_json: bool, store_path: str | No
     import shutil
     from pathlib import Path
 
-    from pinrun.artifacts.bundle import import_bundle, scan_bundle
+    from pinrun.artifacts.bundle import import_bundle, import_bundle_into_new
     from pinrun.errors import InputError, StoreNotFoundError
 
     if not Path(bundle).is_file():
         raise InputError(f"no bundle file at {printable(bundle)}")
-    created = False
     try:
         store = open_cli_store(store_path)  # the project's store, found upward
     except StoreNotFoundError:
-        # None yet: prove the bundle first, so that a refused one leaves no store behind.
-        with progress_bar("verifying bundle bytes") as update:
-            scan_bundle(bundle, None, progress=update)
-        store = open_cli_store(store_path, create=True)  # then make one here
-        created = True
-    try:
+        made: list[Store] = []
+
+        def make_store() -> Store:  # called once the bundle is proven: a refused one
+            made.append(open_cli_store(store_path, create=True))  # leaves no store
+            return made[0]
+
+        try:
+            with progress_bar("verifying bundle bytes") as update:
+                report = import_bundle_into_new(bundle, make_store, progress=update)
+        except BaseException:
+            for new_store in made:  # made for this import, which wrote nothing
+                new_store.close()
+                shutil.rmtree(new_store.path, ignore_errors=True)
+            raise
+        made[0].close()
+    else:
         with store, progress_bar("verifying bundle bytes") as update:
             report = import_bundle(store, bundle, force=force, progress=update)
-    except BaseException:
-        if created:  # made for this import, which wrote nothing: take it away again
-            shutil.rmtree(store.path, ignore_errors=True)
-        raise
     if as_json:
         print_json({"objects": report.objects, "new_objects": report.new_objects,
                     "refs": {k: v.hex for k, v in report.refs.items()},

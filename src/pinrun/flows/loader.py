@@ -37,12 +37,12 @@ import types
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store
-from pinrun.errors import CorruptObjectError, PinnedModuleError
+from pinrun.errors import PinnedModuleError
 from pinrun.flows.pinning import distributions_providing
 
 __all__ = ["PinnedModuleError", "check_pinned_module", "is_project_distribution",
@@ -78,38 +78,17 @@ def pinned_sources(store: Store, flow_digest: Digest) -> dict[str, CodeValue]:
     Which names may load is :func:`pinned_modules`' call, not this one's: the
     sources are also read as text (the environment a run would have).
     """
+    # get_object checks each object's shape (artifacts/shapes.py): digests where
+    # digests go, and code paths that are relative .py paths inside the project.
     flow = store.get_object(flow_digest, Kind.FLOW)
-    code_digests = list(_digests(flow, "code", flow_digest) if "code" in flow else [])
-    for step_digest in _digests(flow, "steps", flow_digest):
-        code_digests += _digests(store.get_object(step_digest, Kind.STEP), "code", step_digest)
+    code_digests: list[Digest] = list(flow.get("code") or [])
+    for step_digest in flow["steps"]:
+        code_digests += store.get_object(step_digest, Kind.STEP)["code"]
     sources: dict[str, CodeValue] = {}
     for code_digest in code_digests:
         code = store.get_object(code_digest, Kind.CODE)
-        sources[_checked_code(code, code_digest)] = code
+        sources[code["module"]] = code
     return sources
-
-
-def _digests(value: Any, key: str, digest: Digest) -> list[Digest]:
-    """``value[key]``, which must be a list of digests (the object ``digest`` says so)."""
-    found = value.get(key) if type(value) is dict else None
-    if type(found) is not list or not all(type(item) is Digest for item in found):
-        raise CorruptObjectError(digest, None, f"its {key!r} is not a list of digests")
-    return found
-
-
-def _checked_code(code: Any, digest: Digest) -> str:
-    """The module name of a well-formed code value (else the object is corrupt)."""
-    if type(code) is not dict or not all(type(code.get(key)) is str
-                                         for key in ("module", "path", "source")):
-        raise CorruptObjectError(digest, None, "it is not a code object (module, path and "
-                                 "source strings)")
-    path = PurePosixPath(code["path"])
-    if path.is_absolute() or ".." in path.parts or path.suffix != ".py" or \
-            "\\" in code["path"] or "\0" in code["path"]:
-        raise CorruptObjectError(digest, None, f"its path {code['path']!r} is not a relative "
-                                 ".py path inside the project")
-    module: str = code["module"]
-    return module
 
 
 def check_pinned_module(name: object, project_root: Path) -> None:
