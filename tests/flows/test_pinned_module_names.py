@@ -136,8 +136,17 @@ def test_project_modules_and_the_projects_own_distribution_are_allowed(
         tmp_path: Path) -> None:
     """A project package passes, and so does one the project's pyproject.toml names."""
     check_pinned_module("shop.pricing", tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "PyTest"\n')
+    check_pinned_module("_pytest.python", tmp_path)  # the project *is* pytest here
+
+
+def test_a_distribution_pinrun_runs_on_is_never_the_project(tmp_path: Path) -> None:
+    """Even named as the project, click (which pinrun runs on) may not come from pinned code."""
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "Click"\n')
-    check_pinned_module("click.core", tmp_path)  # the project *is* click here
+    with pytest.raises(PinnedModuleError, match="belongs to the installed distribution"):
+        check_pinned_module("click.core", tmp_path)
+    with pytest.raises(PinnedModuleError, match="which pinrun itself runs on"):
+        check_pinned_module("click.core", tmp_path, "click")
 
 
 def test_refusal_happens_before_any_module_is_touched(tmp_path: Path) -> None:

@@ -254,6 +254,17 @@ def _code_path(value: Any, path: str) -> str:
     return text
 
 
+_DISTRIBUTION_NAME: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")
+
+
+def _distribution_name(value: Any, path: str) -> str:
+    """The installed distribution a pinned module came from: a valid distribution name."""
+    text = _str(value, path)
+    if not _DISTRIBUTION_NAME.fullmatch(text):
+        raise _MismatchError(path, f"should be a distribution name, found {text[:80]!r}")
+    return text
+
+
 #: Each shaped kind and its table. Optional fields are ones older pinruns did not write.
 _SHAPES: Final[Mapping[Kind, _Record]] = {
     Kind.RUN: _record(
@@ -277,6 +288,7 @@ _SHAPES: Final[Mapping[Kind, _Record]] = {
         python=_str, implementation=_str, platform=_str, hash_seed=_nullable(_hash_seed),
         distributions=_map_of(_str)),
     Kind.CODE: _record(
+        {"distribution": _nullable(_distribution_name)},
         module=_str, path=_code_path, source=_str),
 }
 

@@ -121,7 +121,7 @@ def record(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
     recorder = Recorder(flow, store, actual_world, durability, state=state, encoded=encoded,
                         timing={"started": started.isoformat(), "steps": []})
     batch = recorder.writer()
-    where = entry if entry is not None else find_entry(flow)
+    where = entry if entry is not None else find_entry(flow, root)
     stored = put_pins(batch, flow, pins, where, root)
     inputs_digest = batch.put_snapshot(state, root="inputs", payloads=encoded,
                                        entries_out=recorder.entries)

@@ -17,12 +17,18 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import types
 from pathlib import Path
 
 from pinrun.errors import InputError, PinnedModuleError, UntrustedEntryError
 from pinrun.flows.flow import Flow
-from pinrun.flows.loader import check_pinned_module, is_project_distribution
-from pinrun.flows.pinning import distributions_providing
+from pinrun.flows.loader import check_pinned_module
+from pinrun.flows.project import (
+    PinnedCodeLoader,
+    is_project_distribution,
+    owners_of,
+    path_identity,
+)
 
 __all__ = ["import_entry", "import_recorded_entry", "split_entry"]
 
@@ -72,6 +78,8 @@ def import_recorded_entry(entry: object, project_root: Path) -> Flow:
     module_name, sep, attribute = entry.rpartition(":")
     if not sep or not attribute.isidentifier():
         raise UntrustedEntryError(entry, "is not of the form module:attribute")
+    if module_name.endswith(".py"):
+        return _import_script(entry, module_name, attribute, project_root)
     loaded = sys.modules.get(module_name)
     if loaded is not None:
         # Already imported (the caller's own flow, say): nothing runs again. The
@@ -91,6 +99,57 @@ def import_recorded_entry(entry: object, project_root: Path) -> Flow:
     return import_entry(entry)
 
 
+def _import_script(entry: str, path: str, attribute: str, project_root: Path) -> Flow:
+    """A flow recorded from a script whose path is not a dotted name (``jobs/run-it.py``).
+
+    It is loaded under its identity (:func:`~pinrun.flows.project.path_identity`),
+    never as ``__main__``: from the pinned code when that is being replayed,
+    else from the file, which must lie inside the project folder.
+    """
+    identity = path_identity(path)
+    try:
+        check_pinned_module(identity, project_root)
+    except PinnedModuleError as refused:
+        raise UntrustedEntryError(entry, refused.reason) from None
+    module = sys.modules.get(identity)
+    if module is None:
+        if any(isinstance(finder, PinnedCodeLoader) and finder.provides(identity)
+               for finder in sys.meta_path):
+            module = importlib.import_module(identity)  # replaying the pinned code
+        else:
+            module = _load_script_file(entry, path, identity, project_root)
+    flow = vars(module).get(attribute)
+    if not isinstance(flow, Flow):
+        found = type(flow).__name__ if flow is not None else "nothing"
+        raise InputError(f"{path}:{attribute} is {found}, not a pinrun.Flow")
+    return flow
+
+
+def _load_script_file(entry: str, path: str, identity: str,
+                      project_root: Path) -> types.ModuleType:
+    root = project_root.resolve()
+    relative = Path(path)
+    file = (root / relative).resolve()
+    if relative.is_absolute() or ".." in relative.parts or not file.is_relative_to(root):
+        raise UntrustedEntryError(entry, f"is not a file inside the project folder {root}")
+    if not file.is_file():
+        raise InputError(f"cannot import {path}: there is no such file in {root}")
+    spec = importlib.util.spec_from_file_location(identity, file)
+    if spec is None or spec.loader is None:
+        raise InputError(f"cannot import {path}: it is not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[identity] = module
+    try:
+        spec.loader.exec_module(module)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit too: a module's import must not end pinrun
+        sys.modules.pop(identity, None)
+        raise InputError(f"cannot import {path}: importing it raised "
+                         f"{type(exc).__name__}: {exc}") from exc
+    return module
+
+
 def _outside_project(module_name: str, project_root: Path) -> str | None:
     """Why the top-level package of ``module_name`` is not the project's, or None.
 
@@ -99,7 +158,7 @@ def _outside_project(module_name: str, project_root: Path) -> str | None:
     """
     top = module_name.split(".", maxsplit=1)[0]
     if any(is_project_distribution(dist, project_root)
-           for dist in distributions_providing(top)):
+           for dist in owners_of(top)):
         return None
     loaded = sys.modules.get(top)
     if loaded is not None:

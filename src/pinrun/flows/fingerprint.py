@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import functools
 import inspect
 import sys
-import sysconfig
 import types
 import typing
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -33,6 +31,7 @@ import blake3
 from pinrun.artifacts.codec import encode
 from pinrun.errors import FingerprintError, UnsupportedValueError
 from pinrun.flows.normalize import normalize, normalized_source_tree, parse_source, tokens
+from pinrun.flows.project import is_project_local, module_identity
 
 __all__ = ["Fingerprint", "FingerprintError", "fingerprint", "is_project_local",
            "normalized_source_tree"]
@@ -96,39 +95,6 @@ class Fingerprint:
     guards: Guards = field(default=Guards((), (), ()), compare=False, repr=False)
     #: The project functions whose source was read (to check it is the loaded code).
     functions: tuple[types.FunctionType, ...] = field(default=(), compare=False, repr=False)
-
-
-# -------------------------------------------------------------- locality
-
-
-@functools.cache
-def _excluded_roots() -> tuple[Path, ...]:
-    paths = sysconfig.get_paths()
-    keys = ("stdlib", "platstdlib", "purelib", "platlib")
-    return tuple(Path(paths[key]).resolve() for key in keys if key in paths)
-
-
-@functools.lru_cache(maxsize=4096)  # resolve() asks the file system, and modules repeat
-def _is_local_path(path: str, project_root: Path) -> bool:
-    resolved = Path(path).resolve()
-    if not resolved.is_relative_to(project_root.resolve()):
-        return False
-    if {"site-packages", "dist-packages"} & set(resolved.parts):
-        return False
-    return not any(resolved.is_relative_to(root) for root in _excluded_roots())
-
-
-def is_project_local(module: types.ModuleType, project_root: Path) -> bool:
-    """True when ``module`` is the project's own code rather than its environment.
-
-    That is: its file lies under ``project_root`` and not in a site-packages or
-    dist-packages folder or the standard library. pinrun itself never counts:
-    it is part of the environment, even when developed inside the project.
-    """
-    if module.__name__ == "pinrun" or module.__name__.startswith("pinrun."):
-        return False
-    file = getattr(module, "__file__", None)
-    return isinstance(file, str) and _is_local_path(file, project_root)
 
 
 # ----------------------------------------------------------------- the walk
@@ -444,6 +410,7 @@ def _qualified(obj: object) -> str:
     if not isinstance(module, str):
         owner = getattr(obj, "__objclass__", None) or type(getattr(obj, "__self__", None))
         module = getattr(owner, "__module__", None) or "?"
+    module = module_identity(module)  # a script's code is named as it is replayed
     name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or "?"
     parts = module.split(".")
     for depth in range(1, len(parts)):

@@ -15,8 +15,10 @@ else, so pinned code may only provide the recorded project's own modules:
 before anything is imported, :func:`pinned_modules` refuses (with
 :class:`PinnedModuleError`) a name that is not a dotted identifier, that is
 ``pinrun`` or under it, that is in the standard library, or whose top-level
-package an installed distribution other than the project provides. Otherwise
-pinned text could stand in for the verifier judging it, or for ``json``.
+package an installed distribution other than the project provides (the
+code of an installed project package names its distribution, which may not
+be one pinrun itself runs on). Otherwise pinned text could stand in for the
+verifier judging it, or for ``json``.
 """
 
 from __future__ import annotations
@@ -27,14 +29,10 @@ import importlib.abc
 import importlib.machinery
 import importlib.metadata
 import importlib.util
-import json
 import keyword
 import linecache
-import re
 import sys
-import tomllib
 import types
-import urllib.parse
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,7 +41,13 @@ from typing import Any
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store
 from pinrun.errors import PinnedModuleError
-from pinrun.flows.pinning import distributions_providing
+from pinrun.flows.project import (
+    PinnedCodeLoader,
+    is_project_distribution,
+    normalized,
+    owners_of,
+    pinrun_requirements,
+)
 
 __all__ = ["PinnedModuleError", "check_pinned_module", "is_project_distribution",
            "pinned_modules",
@@ -91,17 +95,22 @@ def pinned_sources(store: Store, flow_digest: Digest) -> dict[str, CodeValue]:
     return sources
 
 
-def check_pinned_module(name: object, project_root: Path) -> None:
-    """Raise :class:`PinnedModuleError` unless pinned code may provide module ``name``."""
+def check_pinned_module(name: object, project_root: Path, distribution: object = None) -> None:
+    """Raise :class:`PinnedModuleError` unless pinned code may provide module ``name``.
+
+    ``distribution`` is the installed distribution the code value says the
+    module came from (an installed project package), if any.
+    """
     if type(name) is not str:
         raise PinnedModuleError(repr(name), "is not a module name")
-    reason = _refusal(name, project_root)
+    claimed = distribution if isinstance(distribution, str) else None
+    reason = _refusal(name, project_root, claimed)
     if reason is not None:
         raise PinnedModuleError(name, reason)
 
 
 @functools.lru_cache(maxsize=4096)
-def _refusal(name: str, project_root: Path) -> str | None:
+def _refusal(name: str, project_root: Path, claimed: str | None) -> str | None:
     """Why ``name`` may not come from pinned code, or None (installed packages do not
     change under a running process, so the answer is kept)."""
     parts = name.split(".")
@@ -112,48 +121,16 @@ def _refusal(name: str, project_root: Path) -> str | None:
         return "is pinrun itself"
     if top in sys.stdlib_module_names or top in sys.builtin_module_names:
         return "is part of the standard library"
-    others = [dist for dist in distributions_providing(top)
-              if not is_project_distribution(dist, project_root)]
+    if claimed is not None and normalized(claimed) in pinrun_requirements():
+        return f"claims to be the distribution {claimed!r}, which pinrun itself runs on"
+    # The recorded project's own installed package may be stood in for by its pinned
+    # code (that is what pinned replay is); any other installed distribution may not.
+    others = [dist for dist in owners_of(top)
+              if not is_project_distribution(dist, project_root)
+              and (claimed is None or normalized(dist) != normalized(claimed))]
     if others:
         return f"belongs to the installed distribution {others[0]!r}"
     return None
-
-
-@functools.lru_cache(maxsize=256)
-def is_project_distribution(dist: str, project_root: Path) -> bool:
-    """Whether installed distribution ``dist`` is the project itself.
-
-    That is the one ``pyproject.toml`` in the project folder names, or one
-    installed from a folder inside the project (an editable or local install,
-    as its ``direct_url.json`` says), such as a package of a monorepo.
-    """
-    root = project_root.resolve()
-    if _normalized(dist) == _project_name(root):
-        return True
-    try:
-        text = importlib.metadata.distribution(dist).read_text("direct_url.json")
-        url = json.loads(text)["url"] if text else None
-    except (importlib.metadata.PackageNotFoundError, ValueError, KeyError, TypeError):
-        return False
-    parsed = urllib.parse.urlparse(url) if isinstance(url, str) else None
-    if parsed is None or parsed.scheme != "file":
-        return False
-    source = Path(urllib.parse.unquote(parsed.path)).resolve()
-    return source.is_relative_to(root)
-
-
-def _project_name(root: Path) -> str | None:
-    try:
-        with (root / "pyproject.toml").open("rb") as file:
-            name = tomllib.load(file).get("project", {}).get("name")
-    except (OSError, tomllib.TOMLDecodeError, AttributeError):
-        return None
-    return _normalized(name) if isinstance(name, str) else None
-
-
-def _normalized(name: str) -> str:
-    """A distribution name as PEP 503 compares them."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 @functools.lru_cache(maxsize=512)
@@ -162,7 +139,7 @@ def _compiled(source: str, filename: str) -> types.CodeType:
     return compile(source, filename, "exec", dont_inherit=True)
 
 
-class _PinnedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+class _PinnedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader, PinnedCodeLoader):
     """Finds and loads the pinned modules; everything else is left to the next finder."""
 
     def __init__(self, sources: Mapping[str, CodeValue], project_root: Path) -> None:
@@ -171,6 +148,9 @@ class _PinnedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def filename(self, name: str) -> str:
         return str(self.root / self.sources[name]["path"])
+
+    def provides(self, name: str) -> bool:
+        return name in self.sources
 
     def find_spec(self, fullname: str, path: Any = None,
                   target: types.ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
@@ -206,8 +186,8 @@ def pinned_modules(sources: Mapping[str, CodeValue], project_root: Path) -> Iter
     Raises :class:`PinnedModuleError` before anything is loaded or changed when
     a pinned name is not one the recorded project may provide.
     """
-    for name in sources:
-        check_pinned_module(name, project_root)
+    for name, code in sources.items():
+        check_pinned_module(name, project_root, code.get("distribution"))
     finder = _PinnedFinder(sources, project_root)
     saved = {name: sys.modules.pop(name) for name in list(sources) if name in sys.modules}
     before = set(sys.modules)

@@ -33,8 +33,17 @@ from typing import Any
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.errors import FingerprintError, PinrunError, StaleSourceError
-from pinrun.flows.fingerprint import Fingerprint, fingerprint, is_project_local
+from pinrun.flows.fingerprint import Fingerprint, fingerprint
 from pinrun.flows.flow import Flow
+from pinrun.flows.project import (
+    distribution_of,
+    home_distributions,
+    installed_path,
+    is_project_local,
+    main_module_for,
+    module_identity,
+    path_identity,
+)
 from pinrun.flows.step import Step
 
 __all__ = ["PinnedStep", "StaleSourceError", "distributions_providing", "environment",
@@ -98,6 +107,12 @@ def pin_step(step: Step, project_root: Path) -> PinnedStep:
 
 
 def _pin(step: Step, project_root: Path) -> tuple[Fingerprint | None, PinnedStep]:
+    # The package a step is defined in is the project's, even when installed.
+    with home_distributions(project_root, sys.modules.get(step.func.__module__)):
+        return _pin_at_home(step, project_root)
+
+
+def _pin_at_home(step: Step, project_root: Path) -> tuple[Fingerprint | None, PinnedStep]:
     try:
         found = fingerprint(step.func, project_root, step.hash_includes)
     except FingerprintError:
@@ -106,13 +121,14 @@ def _pin(step: Step, project_root: Path) -> tuple[Fingerprint | None, PinnedStep
         found = None  # version= names the code: recorded, with no automatic fingerprint
     modules = set(found.modules) if found is not None else {step.func.__module__}
     modules |= _imported_project_modules(modules, project_root)
-    sources = {name: code for name in sorted(modules)
+    sources = {code["module"]: code for name in sorted(modules)
                if (code := _module_source(name, project_root)) is not None}
     functions = found.functions if found is not None else (
         (step.func,) if isinstance(step.func, types.FunctionType) else ())
     _check_loaded(step, functions, sources)
     value = {
-        "name": step.name, "module": step.func.__module__, "function": step.func.__qualname__,
+        "name": step.name, "module": module_identity(step.func.__module__),
+        "function": step.func.__qualname__,
         "fingerprint": found.digest if found is not None else None, "version": step.version,
         "requires": list(step.requires), "optional": list(step.optional),
         "writes": sorted(step.writes) if step.writes is not None else None,
@@ -186,7 +202,13 @@ def _imported_project_modules(modules: set[str], project_root: Path) -> set[str]
 
 
 def _module_source(name: str, project_root: Path) -> dict[str, str] | None:
-    module = sys.modules.get(name)
+    """The code value of project module ``name`` (a loaded module, or a script's identity).
+
+    A module of the checkout is pinned with its path under the project root;
+    one of an installed project distribution with its path inside the
+    distribution and the distribution's name.
+    """
+    module = sys.modules.get(name) or main_module_for(name, project_root)
     path = getattr(module, "__file__", None)
     if module is None or path is None or not is_project_local(module, project_root):
         return None
@@ -195,11 +217,18 @@ def _module_source(name: str, project_root: Path) -> dict[str, str] | None:
         return None
     # The loader's text: what a pinned module was loaded from, else the file (decoded).
     get_source = getattr(getattr(module, "__loader__", None), "get_source", None)
-    source = get_source(name) if callable(get_source) else None
+    source = get_source(module.__name__) if callable(get_source) else None
     text = (source if source is not None else file.read_bytes().decode("utf-8"))
     text = text.replace("\r\n", "\n")
-    return {"module": name, "path": file.resolve().relative_to(project_root.resolve()).as_posix(),
-            "source": text}
+    identity = module_identity(module.__name__, project_root)
+    resolved, root = file.resolve(), project_root.resolve()
+    if resolved.is_relative_to(root):
+        return {"module": identity, "path": resolved.relative_to(root).as_posix(), "source": text}
+    inside = installed_path(module)
+    dist = distribution_of(module)
+    if inside is None or dist is None:
+        return None
+    return {"module": identity, "path": inside, "source": text, "distribution": dist}
 
 
 def flow_value(flow: Flow, step_digests: list[Any], code_digests: list[Any]) -> dict[str, Any]:
@@ -220,7 +249,7 @@ def flow_sources(entry: str | None, pins: Sequence[PinnedStep],
     package above it or above a step's module, so the pinned code imports
     alone, without the files on disk.
     """
-    names = {entry.rpartition(":")[0]} if entry else set()
+    names = {_entry_module(entry, project_root)} if entry else set()
     for pinned in pins:
         names |= set(pinned.sources)
     wanted = set(names)
@@ -228,8 +257,22 @@ def flow_sources(entry: str | None, pins: Sequence[PinnedStep],
         parts = name.split(".")
         wanted |= {".".join(parts[:depth]) for depth in range(1, len(parts))}
     already = {module for pinned in pins for module in pinned.sources}
-    return {name: code for name in sorted(wanted - already)
-            if (code := _module_source(name, project_root)) is not None}
+    found = {}
+    for name in sorted(wanted - already):
+        # A package of an installed project distribution is the project's too.
+        with home_distributions(project_root, sys.modules.get(name)):
+            code = _module_source(name, project_root)
+        if code is not None:
+            found[name] = code
+    return found
+
+
+def _entry_module(entry: str, project_root: Path) -> str:
+    """The module an entry names: ``pkg.mod:flow``, or ``path/to/file.py:flow`` (a script)."""
+    module = entry.rpartition(":")[0]
+    if not module.endswith(".py"):
+        return module
+    return path_identity(module)
 
 
 def environment(sources: list[dict[str, str]], hash_seed: str | None = None) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from pinrun.artifacts.store import Store, WriteBatch
 from pinrun.errors import CorruptObjectError
 from pinrun.flows.flow import Flow
 from pinrun.flows.pinning import PinnedStep, environment, flow_sources, flow_value, pin_step
+from pinrun.flows.project import module_identity, script_path
 
 __all__ = ["FLOW_REF_PREFIX", "FlowPins", "PinnedFlow", "find_entry", "flow_ref",
            "load_pinned", "pin_flow", "pinned_flows", "put_pins"]
@@ -101,7 +102,7 @@ def pin_flow(flow: Flow, store: Store, project_root: Path,
              entry: str | None = None) -> PinnedFlow:
     """Pin ``flow`` (code, definition, environment) under ``flows/<name>``; nothing runs."""
     pins = {item.name: pin_step(item, project_root) for item in flow.steps}
-    where = entry if entry is not None else find_entry(flow)
+    where = entry if entry is not None else find_entry(flow, project_root)
     with store.batch() as batch:
         stored = put_pins(batch, flow, pins, where, project_root)
         # A tree, so gc, fsck and export follow it to the flow and environment.
@@ -136,11 +137,21 @@ def pinned_flows(store: Store) -> dict[str, PinnedFlow]:
     return found
 
 
-def find_entry(flow: Flow) -> str | None:
-    """``module:attribute`` of the module-level name bound to ``flow``, if there is one."""
+def find_entry(flow: Flow, project_root: Path | None = None) -> str | None:
+    """``module:attribute`` of the module-level name bound to ``flow``, if there is one.
+
+    A flow defined in a script (``__main__``) is named by the script's place
+    in the project (:func:`~pinrun.flows.project.module_identity`), or by its
+    path when that is not a dotted name, so replay imports it under that name
+    and never runs its main block.
+    """
     module_name = flow.steps[0].func.__module__
     module = sys.modules.get(module_name)
     for name, value in vars(module).items() if module is not None else ():
         if value is flow:
-            return f"{module_name}:{name}"
+            identity = module_identity(module_name, project_root)
+            path = script_path(identity, project_root) if module_name == "__main__" else None
+            if path is not None and path.removesuffix(".py").replace("/", ".") != identity:
+                return f"{path}:{name}"
+            return f"{identity}:{name}"
     return None

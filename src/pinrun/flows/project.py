@@ -1,0 +1,310 @@
+"""What counts as the user's project: the code pinrun pins, rather than the environment.
+
+A project is what the user deploys. It may run from a source checkout (the
+project root: the folder holding the store's ``.pinrun``, or the working
+folder) or from installed distributions (``pip install .`` in a Docker
+image). So a module is the project's own code when:
+
+* pinrun loaded it from a run's pinned code (replay with the pinned code);
+* its file lies under the project root, outside site-packages and the
+  standard library (a checkout, an editable install, a script);
+* or it belongs to a **project distribution**: the one the project's
+  ``pyproject.toml`` names, one installed from a folder inside the project
+  (its ``direct_url.json`` says so), one listed in ``[tool.pinrun]
+  distributions`` of that ``pyproject.toml`` or in ``$PINRUN_DISTRIBUTIONS``
+  (comma-separated), or the one providing the module of the step (or flow)
+  being pinned, declared for the block with :func:`home_distributions`.
+
+pinrun itself and the distributions it runs on never count: they are the
+verifier, not the code it judges.
+
+A script run as ``python jobs/nightly.py`` defines its steps in ``__main__``.
+:func:`module_identity` names it by its place in the project
+(``jobs.nightly``), so its code is pinned, fingerprinted and replayed under
+that name, never as ``__main__``: replay never runs a main block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.metadata
+import json
+import os
+import re
+import sys
+import sysconfig
+import tomllib
+import types
+import urllib.parse
+from collections.abc import Iterator
+from contextvars import ContextVar
+from pathlib import Path
+
+__all__ = ["DISTRIBUTIONS_VARIABLE", "PinnedCodeLoader", "distribution_of",
+           "home_distributions", "installed_path", "is_project_distribution",
+           "is_project_local", "main_module_for", "module_identity", "normalized",
+           "owners_of", "path_identity", "pinrun_requirements", "script_path"]
+
+#: The environment variable naming more project distributions (comma-separated).
+DISTRIBUTIONS_VARIABLE = "PINRUN_DISTRIBUTIONS"
+
+
+class PinnedCodeLoader:
+    """Marks the loader of a run's pinned code: what it loads is the project's."""
+
+    def provides(self, name: str) -> bool:
+        """Whether module ``name`` is one of the pinned modules it serves."""
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------ files
+
+
+@functools.cache
+def _excluded_roots() -> tuple[Path, ...]:
+    paths = sysconfig.get_paths()
+    keys = ("stdlib", "platstdlib", "purelib", "platlib")
+    return tuple(Path(paths[key]).resolve() for key in keys if key in paths)
+
+
+@functools.lru_cache(maxsize=4096)  # resolve() asks the file system, and modules repeat
+def _is_local_path(path: str, project_root: Path) -> bool:
+    resolved = Path(path).resolve()
+    if not resolved.is_relative_to(project_root.resolve()):
+        return False
+    if {"site-packages", "dist-packages"} & set(resolved.parts):
+        return False
+    return not any(resolved.is_relative_to(root) for root in _excluded_roots())
+
+
+# ---------------------------------------------------- distributions
+
+
+def normalized(name: str) -> str:
+    """A distribution name as PEP 503 compares them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@functools.cache
+def _top_level_owners() -> dict[str, tuple[str, ...]]:
+    # Scanning every installed distribution takes a while: once per process.
+    return {top: tuple(dict.fromkeys(dists))
+            for top, dists in importlib.metadata.packages_distributions().items()}
+
+
+def owners_of(top_level: str) -> tuple[str, ...]:
+    """The installed distributions that provide top-level module ``top_level`` (often none)."""
+    return _top_level_owners().get(top_level, ())
+
+
+@functools.lru_cache(maxsize=256)
+def _installed_files(dist: str) -> tuple[Path, frozenset[Path]]:
+    """Where ``dist`` is installed, and its Python files (resolved)."""
+    found = importlib.metadata.distribution(dist)
+    base = Path(str(found.locate_file(""))).resolve()
+    files = frozenset(Path(str(found.locate_file(item))).resolve()
+                      for item in found.files or () if str(item).endswith(".py"))
+    return base, files
+
+
+@functools.lru_cache(maxsize=4096)
+def _distribution_of_file(top_level: str, file: str) -> tuple[str, str] | None:
+    resolved = Path(file).resolve()
+    for dist in owners_of(top_level):
+        try:
+            base, files = _installed_files(dist)
+        except (importlib.metadata.PackageNotFoundError, OSError, ValueError):
+            continue
+        if resolved in files:
+            return dist, resolved.relative_to(base).as_posix()
+    return None
+
+
+def distribution_of(module: types.ModuleType) -> str | None:
+    """The installed distribution whose files hold ``module`` (None: not installed)."""
+    found = _installed(module)
+    return found[0] if found is not None else None
+
+
+def installed_path(module: types.ModuleType) -> str | None:
+    """``module``'s path inside the folder its distribution is installed in, if installed."""
+    found = _installed(module)
+    return found[1] if found is not None else None
+
+
+def _installed(module: types.ModuleType) -> tuple[str, str] | None:
+    file = getattr(module, "__file__", None)
+    if not isinstance(file, str) or not file.endswith(".py"):
+        return None
+    return _distribution_of_file(module.__name__.split(".")[0], file)
+
+
+@functools.cache
+def pinrun_requirements() -> frozenset[str]:
+    """pinrun and every distribution it runs on (normalized): never the project's code."""
+    found: set[str] = set()
+    todo = ["pinrun"]
+    while todo:
+        name = normalized(todo.pop())
+        if name in found:
+            continue
+        found.add(name)
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for requirement in requires:
+            if "extra" in requirement.partition(";")[2]:
+                continue  # only with an extra: not what pinrun needs to run
+            match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+            if match:
+                todo.append(match.group(1))
+    return frozenset(found)
+
+
+#: Distributions the code being pinned comes from, for the block (see home_distributions).
+_HOME: ContextVar[frozenset[str]] = ContextVar("pinrun_home_distributions",
+                                               default=frozenset())
+#: The project root of the code being pinned, for the block (names a script).
+_ROOT: ContextVar[Path | None] = ContextVar("pinrun_project_root", default=None)
+
+
+@contextlib.contextmanager
+def home_distributions(project_root: Path, *modules: types.ModuleType | None) -> Iterator[None]:
+    """Within the block, the distributions providing ``modules`` are project code.
+
+    A step defined in an installed package is the user's code, and so is the
+    rest of the package it comes from: pinning declares it for the step (and
+    the project root, by which a script is named: :func:`module_identity`).
+    """
+    found = {normalized(dist) for module in modules if module is not None
+             if (dist := distribution_of(module)) is not None}
+    home, root = _HOME.set(_HOME.get() | found), _ROOT.set(project_root)
+    try:
+        yield
+    finally:
+        _HOME.reset(home)
+        _ROOT.reset(root)
+
+
+@functools.lru_cache(maxsize=64)
+def _configured(project_root: Path, variable: str) -> frozenset[str]:
+    """The project's distributions as its ``pyproject.toml`` and the environment name them."""
+    names = {part.strip() for part in variable.split(",") if part.strip()}
+    try:
+        with (project_root / "pyproject.toml").open("rb") as file:
+            data = tomllib.load(file)
+    except (OSError, tomllib.TOMLDecodeError):
+        data = {}
+    project = data.get("project") if isinstance(data, dict) else None
+    if isinstance(project, dict) and isinstance(project.get("name"), str):
+        names.add(project["name"])
+    tool = data.get("tool", {}).get("pinrun", {}) if isinstance(data.get("tool"), dict) else {}
+    listed = tool.get("distributions", []) if isinstance(tool, dict) else []
+    if isinstance(listed, list):
+        names |= {item for item in listed if isinstance(item, str)}
+    return frozenset(normalized(name) for name in names) - pinrun_requirements()
+
+
+def is_project_distribution(dist: str, project_root: Path) -> bool:
+    """Whether installed distribution ``dist`` is the project's own code (see the module)."""
+    name = normalized(dist)
+    if name in pinrun_requirements():
+        return False
+    if name in _HOME.get() or \
+            name in _configured(project_root.resolve(), os.environ.get(DISTRIBUTIONS_VARIABLE, "")):
+        return True
+    return _installed_from(dist, project_root.resolve())
+
+
+@functools.lru_cache(maxsize=256)
+def _installed_from(dist: str, root: Path) -> bool:
+    """Whether ``dist`` was installed from a folder inside ``root`` (``direct_url.json``)."""
+    try:
+        text = importlib.metadata.distribution(dist).read_text("direct_url.json")
+        url = json.loads(text)["url"] if text else None
+    except (importlib.metadata.PackageNotFoundError, ValueError, KeyError, TypeError):
+        return False
+    parsed = urllib.parse.urlparse(url) if isinstance(url, str) else None
+    if parsed is None or parsed.scheme != "file":
+        return False
+    return Path(urllib.parse.unquote(parsed.path)).resolve().is_relative_to(root)
+
+
+# ---------------------------------------------------------- modules
+
+
+def is_project_local(module: types.ModuleType, project_root: Path) -> bool:
+    """True when ``module`` is the project's own code rather than its environment."""
+    if module.__name__ == "pinrun" or module.__name__.startswith("pinrun."):
+        return False
+    if isinstance(getattr(getattr(module, "__spec__", None), "loader", None), PinnedCodeLoader):
+        return True
+    file = getattr(module, "__file__", None)
+    if not isinstance(file, str):
+        return False
+    if _is_local_path(file, project_root):
+        return True
+    dist = distribution_of(module)
+    return dist is not None and is_project_distribution(dist, project_root)
+
+
+def _identifier(part: str) -> str:
+    cleaned = re.sub(r"\W", "_", part)
+    return f"_{cleaned}" if not cleaned or cleaned[0].isdigit() else cleaned
+
+
+def module_identity(name: str, project_root: Path | None = None) -> str:
+    """The name a module is pinned and replayed under: its own, except for a script.
+
+    ``__main__`` run with ``python -m pkg.job`` is ``pkg.job``; run as
+    ``python jobs/nightly.py`` it is named by its path under the project root
+    (``jobs.nightly``; parts that are not identifiers get underscores), or by
+    its file name when it lies elsewhere. The root is ``project_root``, else
+    the one being pinned (:func:`home_distributions`), else the working folder.
+    """
+    if name != "__main__":
+        return name
+    main = sys.modules.get("__main__")
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None)
+    if isinstance(spec_name, str) and spec_name and spec_name != "__main__":
+        return spec_name  # python -m pkg.job (or pkg: pkg.__main__)
+    file = getattr(main, "__file__", None)
+    if not isinstance(file, str):
+        return name
+    path = Path(file).resolve()
+    root = (project_root or _ROOT.get() or Path.cwd()).resolve()
+    return path_identity(path.relative_to(root).as_posix() if path.is_relative_to(root)
+                         else path.name)
+
+
+def path_identity(relative_path: str) -> str:
+    """The module name a script is pinned under: ``jobs/nightly-run.py`` -> ``jobs.nightly_run``."""
+    parts = Path(relative_path.removesuffix(".py")).parts
+    return ".".join(_identifier(part) for part in parts)
+
+
+def script_path(identity: str, project_root: Path | None = None) -> str | None:
+    """The script ``__main__`` runs, relative to the project root, when it is ``identity``.
+
+    Scripts whose path is not a dotted name (``jobs/nightly-run.py``) are
+    recorded by path: importing their identity would not find them.
+    """
+    main = main_module_for(identity, project_root)
+    file = getattr(main, "__file__", None)
+    if main is None or not isinstance(file, str) or \
+            getattr(getattr(main, "__spec__", None), "name", None) not in (None, "__main__"):
+        return None
+    path = Path(file).resolve()
+    root = (project_root or _ROOT.get() or Path.cwd()).resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else None
+
+
+def main_module_for(identity: str, project_root: Path | None = None) -> types.ModuleType | None:
+    """``__main__``, when it is the script named ``identity`` (see :func:`module_identity`)."""
+    main = sys.modules.get("__main__")
+    if main is None or identity == "__main__" or \
+            module_identity("__main__", project_root) != identity:
+        return None
+    return main
