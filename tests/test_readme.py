@@ -54,3 +54,29 @@ def test_first_command_installs_records_and_shows(tmp_path: Path) -> None:
     assert "exchange_rate" in result.stdout
     assert (venv / "bin" / "pinrun").exists()
     assert (tmp_path / "store" / "data.mdb").is_file()  # the run went to PINRUN_STORE
+
+
+@pytest.mark.slow
+def test_the_api_example_works_as_written(tmp_path: Path) -> None:
+    """README's Python example, saved as a script and run, records a run that replays
+    (pinned and workdir) without running its main block again."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## Recording a run.*?```python\n(.*?)```", text, re.DOTALL)
+    assert block, "README.md has no API example"
+    (tmp_path / "pricing_job.py").write_text(block.group(1))
+    env = {k: v for k, v in os.environ.items() if k != "PINRUN_STORE"}
+    env["PYTHONPATH"] = str(ROOT / "src")
+    recorded = subprocess.run([sys.executable, "pricing_job.py"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120, check=False)
+    assert recorded.returncode == 0, recorded.stderr
+    run_id, status = recorded.stdout.split()
+    assert status == "succeeded"
+    for code in ("pinned", "workdir"):
+        replayed = subprocess.run([sys.executable, "-m", "pinrun", "replay", run_id, "--code",
+                                   code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                  timeout=120, check=False)
+        assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+        assert "reproduced" in replayed.stdout
+    runs = subprocess.run([sys.executable, "-m", "pinrun", "runs"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120, check=True)
+    assert runs.stdout.count("pricing") == 1  # no replay recorded a run of its own

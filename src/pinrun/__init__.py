@@ -28,6 +28,7 @@ from pinrun.errors import (
     ObjectFormatError,
     PinnedModuleError,
     PinrunError,
+    PinrunWarning,
     RecordedEffectError,
     RefConflictError,
     RunBusyError,
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from pinrun.engine.resume import resume
     from pinrun.engine.run import record
     from pinrun.flows.flow import Flow
+    from pinrun.flows.registry import NothingPinnedWarning
     from pinrun.flows.status import CodeChangedWarning
     from pinrun.flows.step import Step, step
     from pinrun.verifier.replayer import replay
@@ -84,9 +86,11 @@ __all__ = [
     "MissingObjectError",
     "NoSpaceError",
     "NondeterminismError",
+    "NothingPinnedWarning",
     "ObjectFormatError",
     "PinnedModuleError",
     "PinrunError",
+    "PinrunWarning",
     "RecordedEffectError",
     "RefConflictError",
     "ReplayReport",
@@ -133,6 +137,7 @@ _LAZY = {
     "replay": "pinrun.verifier.replayer",
     "ReplayReport": "pinrun.verifier.report",
     "CodeChangedWarning": "pinrun.flows.status",
+    "NothingPinnedWarning": "pinrun.flows.registry",
     "step": "pinrun.flows.step",
     "Kind": "pinrun.artifacts.digest",
     "Store": "pinrun.artifacts.store",

@@ -45,6 +45,10 @@ The hierarchy (exit codes are the command line's)::
         ├── NoSpaceError            the disk holding the store is full (.path)
         └── StoreInUseError         compaction refused: the store is in use (.path, .who)
 
+Warnings (something the user should know, while the work goes on) derive
+from :class:`PinrunWarning`, a ``UserWarning``; the CLI prints each as one
+``pinrun: warning:`` line.
+
 Every error class pinrun raises is defined here and exported from ``pinrun``
 (a test holds this tree, the module and the public names to each other).
 Every message says what happened and what to do next, in full sentences, so
@@ -82,6 +86,7 @@ __all__ = [
     "ObjectFormatError",
     "PinnedModuleError",
     "PinrunError",
+    "PinrunWarning",
     "RecordedEffectError",
     "RefConflictError",
     "RunBusyError",
@@ -523,3 +528,7 @@ class CodeChangedError(PinrunError):
     """The code on disk differs from the pinned code, and the policy is ``strict``."""
 
     exit_code = 1
+
+
+class PinrunWarning(UserWarning):
+    """The base of pinrun's warnings: the CLI shows each as one ``pinrun: warning:`` line."""

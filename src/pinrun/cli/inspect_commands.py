@@ -177,8 +177,10 @@ def show_command(store: Store, run_id: str, as_json: bool) -> None:
             "error": ({"type": item.error.type, "message": item.error.message}
                       if item.error else None),
         })
+    pinned = _pinned_code(store, run)
     if as_json:
         print_json({"id": run.id, "flow": run.flow, "status": status, "entry": run.entry,
+                    "pinned_code": pinned,
                     "replaces": run.replaces,
                     "digest": run.digest.hex if run.digest else None,
                     "flow_pin": run.flow_pin.hex if run.flow_pin else None,
@@ -197,6 +199,7 @@ def show_command(store: Store, run_id: str, as_json: bool) -> None:
         out.print(f"replaced by a new baseline ({replaced_by.short}): pinrun verify skips it")
     if run.flow_pin and run.env:
         out.print(f"pinned flow {run.flow_pin.short}  environment {run.env.short}")
+    out.print(_pinned_summary(pinned))
     # Eight hex characters per digest keep the table within 80 columns; --json has them whole.
     table = Table("step", "status", "code", "outputs", "effects", "time", box=None,
                   pad_edge=False)
@@ -235,6 +238,32 @@ def _step_times(store: Store, run: RunRecord) -> list[float | None]:
     return [seconds if isinstance(entry, dict) and
             type(seconds := entry.get("seconds")) in (int, float) else None
             for entry in entries]
+
+
+def _pinned_code(store: Store, run: RunRecord) -> list[dict[str, str | None]]:
+    """The modules the run pinned (its flow's and its steps'), as ``show`` lists them."""
+    from pinrun.artifacts.digest import Kind
+    from pinrun.flows.loader import pinned_sources
+
+    if run.flow_pin is None:
+        return []
+    found = dict(pinned_sources(store, run.flow_pin))
+    for item in run.steps:  # a resumed step names the code it ran with
+        if item.code is not None:
+            for digest in store.get_object(item.code, Kind.STEP)["code"]:
+                code = store.get_object(digest, Kind.CODE)
+                found.setdefault(code["module"], code)
+    return [{"module": code["module"], "path": code["path"],
+             "distribution": code.get("distribution")} for _, code in sorted(found.items())]
+
+
+def _pinned_summary(pinned: list[dict[str, str | None]]) -> str:
+    if not pinned:
+        return ("pinned code: none (the run pinned no code; a replay runs the code "
+                "installed then)")
+    dists = sorted({item["distribution"] for item in pinned if item["distribution"]})
+    where = f", from {', '.join(printable(d) for d in dists)}" if dists else ""
+    return f"pinned code: {len(pinned)} module{'s' if len(pinned) != 1 else ''}{where}"
 
 
 def _events_summary(store: Store, digest: Digest) -> dict[str, Any]:

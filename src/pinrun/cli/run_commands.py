@@ -14,7 +14,7 @@ import click
 
 from pinrun.cli._common import json_option, print_json, store_option, with_store
 from pinrun.cli.inspect_commands import run_summary
-from pinrun.errors import InputError
+from pinrun.errors import InputError, PinrunWarning
 from pinrun.safe_text import printable
 
 if TYPE_CHECKING:
@@ -97,15 +97,13 @@ def warnings_to_stderr() -> Iterator[None]:
 
     Other warnings (the user's code's) are shown as Python would show them.
     """
-    from pinrun.flows.status import CodeChangedWarning
-
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", CodeChangedWarning)
+        warnings.simplefilter("always", PinrunWarning)
         try:
             yield
         finally:
             for warning in caught:
-                if issubclass(warning.category, CodeChangedWarning):
+                if issubclass(warning.category, PinrunWarning):
                     # It names steps and files: shown escaped.
                     click.echo(f"pinrun: warning: {printable(warning.message)}", err=True)
                 else:

@@ -18,6 +18,7 @@ import importlib
 import importlib.util
 import sys
 import types
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from pinrun.errors import InputError, PinnedModuleError, UntrustedEntryError
@@ -26,6 +27,7 @@ from pinrun.flows.loader import check_pinned_module
 from pinrun.flows.project import (
     PinnedCodeLoader,
     is_project_distribution,
+    normalized,
     owners_of,
     path_identity,
 )
@@ -66,12 +68,17 @@ def import_entry(entry: str) -> Flow:
     return flow
 
 
-def import_recorded_entry(entry: object, project_root: Path) -> Flow:
+def import_recorded_entry(entry: object, project_root: Path,
+                          distributions: Callable[[], Collection[str]] = tuple) -> Flow:
     """Import the flow a run record names, only if it is the recorded project's own.
 
     Raises :class:`~pinrun.errors.UntrustedEntryError` before importing
     anything when the entry is not a module of the project in
-    ``project_root`` (the folder holding the store).
+    ``project_root`` (the folder holding the store). ``distributions`` gives
+    the installed distributions the run's pinned code came from (asked only
+    when needed): an entry in one of them is the project's too (a service
+    installed with ``pip install .``), unless it is a ``__main__`` module,
+    which would run a command line.
     """
     if type(entry) is not str:
         raise UntrustedEntryError(repr(entry), "is not a module:attribute text")
@@ -89,11 +96,12 @@ def import_recorded_entry(entry: object, project_root: Path) -> Flow:
             found = type(flow).__name__ if flow is not None else "nothing"
             raise InputError(f"{module_name}:{attribute} is {found}, not a pinrun.Flow")
         return flow
+    claimed = _recorded_owner(module_name, project_root, distributions)
     try:
-        check_pinned_module(module_name, project_root)
+        check_pinned_module(module_name, project_root, claimed)
     except PinnedModuleError as refused:
         raise UntrustedEntryError(entry, refused.reason) from None
-    reason = _outside_project(module_name, project_root)
+    reason = None if claimed is not None else _outside_project(module_name, project_root)
     if reason is not None:
         raise UntrustedEntryError(entry, reason)
     return import_entry(entry)
@@ -150,6 +158,18 @@ def _load_script_file(entry: str, path: str, identity: str,
     return module
 
 
+def _recorded_owner(module_name: str, project_root: Path,
+                    distributions: Callable[[], Collection[str]]) -> str | None:
+    """The installed distribution holding ``module_name`` that the run's pinned code came
+    from, if there is one (never for a ``__main__`` module, which runs a command line)."""
+    owners = [dist for dist in owners_of(module_name.split(".", maxsplit=1)[0])
+              if not is_project_distribution(dist, project_root)]
+    if not owners or module_name.rpartition(".")[2] == "__main__":
+        return None
+    recorded = {normalized(name) for name in distributions()}
+    return next((dist for dist in owners if normalized(dist) in recorded), None)
+
+
 def _outside_project(module_name: str, project_root: Path) -> str | None:
     """Why the top-level package of ``module_name`` is not the project's, or None.
 
@@ -157,8 +177,7 @@ def _outside_project(module_name: str, project_root: Path) -> str | None:
     submodule's would import its parents, so only the top level is asked).
     """
     top = module_name.split(".", maxsplit=1)[0]
-    if any(is_project_distribution(dist, project_root)
-           for dist in owners_of(top)):
+    if any(is_project_distribution(dist, project_root) for dist in owners_of(top)):
         return None
     loaded = sys.modules.get(top)
     if loaded is not None:

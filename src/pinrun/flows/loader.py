@@ -50,7 +50,7 @@ from pinrun.flows.project import (
 )
 
 __all__ = ["PinnedModuleError", "check_pinned_module", "is_project_distribution",
-           "pinned_modules",
+           "pinned_distributions", "pinned_modules",
            "pinned_sources", "project_on_path"]
 
 #: A pinned module's code value: ``{"module", "path", "source"}``.
@@ -93,6 +93,12 @@ def pinned_sources(store: Store, flow_digest: Digest) -> dict[str, CodeValue]:
         code = store.get_object(code_digest, Kind.CODE)
         sources[code["module"]] = code
     return sources
+
+
+def pinned_distributions(store: Store, flow_digest: Digest) -> frozenset[str]:
+    """The installed distributions a pinned flow's code came from (its project packages)."""
+    return frozenset(code["distribution"] for code in pinned_sources(store, flow_digest).values()
+                     if isinstance(code.get("distribution"), str))
 
 
 def check_pinned_module(name: object, project_root: Path, distribution: object = None) -> None:
@@ -151,6 +157,9 @@ class _PinnedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader, PinnedCo
 
     def provides(self, name: str) -> bool:
         return name in self.sources
+
+    def code_value(self, name: str) -> dict[str, str]:
+        return {key: value for key, value in self.sources[name].items() if value is not None}
 
     def find_spec(self, fullname: str, path: Any = None,
                   target: types.ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:

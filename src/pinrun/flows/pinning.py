@@ -36,6 +36,7 @@ from pinrun.errors import FingerprintError, PinrunError, StaleSourceError
 from pinrun.flows.fingerprint import Fingerprint, fingerprint
 from pinrun.flows.flow import Flow
 from pinrun.flows.project import (
+    PinnedCodeLoader,
     distribution_of,
     home_distributions,
     installed_path,
@@ -212,6 +213,9 @@ def _module_source(name: str, project_root: Path) -> dict[str, str] | None:
     path = getattr(module, "__file__", None)
     if module is None or path is None or not is_project_local(module, project_root):
         return None
+    loader = getattr(getattr(module, "__spec__", None), "loader", None)
+    if isinstance(loader, PinnedCodeLoader) and loader.provides(module.__name__):
+        return loader.code_value(module.__name__)  # pinned again exactly as it was
     file = Path(path)
     if file.suffix != ".py":
         return None

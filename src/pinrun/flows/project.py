@@ -57,6 +57,10 @@ class PinnedCodeLoader:
         """Whether module ``name`` is one of the pinned modules it serves."""
         raise NotImplementedError
 
+    def code_value(self, name: str) -> dict[str, str]:
+        """The pinned code value module ``name`` was loaded from (pinned again as it was)."""
+        raise NotImplementedError
+
 
 # ------------------------------------------------------------ files
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +21,13 @@ from pathlib import Path
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.store import Store, WriteBatch
-from pinrun.errors import CorruptObjectError
+from pinrun.errors import CorruptObjectError, PinrunWarning
 from pinrun.flows.flow import Flow
 from pinrun.flows.pinning import PinnedStep, environment, flow_sources, flow_value, pin_step
-from pinrun.flows.project import module_identity, script_path
+from pinrun.flows.project import DISTRIBUTIONS_VARIABLE, module_identity, script_path
 
-__all__ = ["FLOW_REF_PREFIX", "FlowPins", "PinnedFlow", "find_entry", "flow_ref",
-           "load_pinned", "pin_flow", "pinned_flows", "put_pins"]
+__all__ = ["FLOW_REF_PREFIX", "FlowPins", "NothingPinnedWarning", "PinnedFlow", "find_entry",
+           "flow_ref", "load_pinned", "pin_flow", "pinned_flows", "put_pins"]
 
 #: Refs of pinned flows are ``flows/<name>``.
 FLOW_REF_PREFIX = "flows/"
@@ -35,6 +36,10 @@ FLOW_REF_PREFIX = "flows/"
 def flow_ref(name: str) -> str:
     """The ref under which flow ``name`` is pinned."""
     return f"{FLOW_REF_PREFIX}{name}"
+
+
+class NothingPinnedWarning(PinrunWarning):
+    """A flow was recorded or pinned without any of its code: replay cannot pin it."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,13 @@ def put_pins(batch: WriteBatch, flow: Flow, pins: Mapping[str, PinnedStep],
     code, flow_payload, env_payload = _flow_payloads(
         flow, tuple(pins[item.name] for item in flow.steps), entry, project_root,
         os.environ.get("PYTHONHASHSEED"))
+    if not code and not any(pins[item.name].sources for item in flow.steps):
+        warnings.warn(NothingPinnedWarning(
+            f"flow {flow.name!r} pinned no code: the modules of its steps are neither in the "
+            f"project folder {project_root} nor in an installed project distribution, so a "
+            "replay with the pinned code would run whatever is installed then. Run pinrun "
+            "from the project folder, or name the distribution in pyproject.toml's "
+            f"[tool.pinrun] distributions or in ${DISTRIBUTIONS_VARIABLE}."), stacklevel=3)
     for payload, digest in code:
         batch.put(Kind.CODE, payload, digest)
     return FlowPins(steps, batch.put(Kind.FLOW, *flow_payload), batch.put(Kind.ENV, *env_payload))

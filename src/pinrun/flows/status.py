@@ -23,10 +23,10 @@ from typing import Any, Literal
 
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store
-from pinrun.errors import CodeChangedError, InputError
+from pinrun.errors import CodeChangedError, InputError, PinrunWarning
 from pinrun.flows.entries import import_entry, import_recorded_entry
 from pinrun.flows.flow import Flow
-from pinrun.flows.loader import pinned_modules, pinned_sources
+from pinrun.flows.loader import pinned_distributions, pinned_modules, pinned_sources
 from pinrun.flows.pinning import PinnedStep, pin_step
 
 __all__ = [
@@ -48,7 +48,7 @@ CODE_POLICIES: tuple[str, ...] = ("disabled", "warn", "strict", "artifact")
 StepState = Literal["same", "formatting", "same-version", "changed", "added", "removed"]
 
 
-class CodeChangedWarning(UserWarning):
+class CodeChangedWarning(PinrunWarning):
     """The code on disk differs from the pinned code; it runs anyway (policy ``warn``)."""
 
 
@@ -188,8 +188,8 @@ def flow_under_policy(store: Store, policy: CodePolicy, pinned_flow: Digest, *,
     says the user typed it, and it is imported as given.
     """
     def load(entry: str) -> Flow:
-        return import_entry(entry) if typed_entry else import_recorded_entry(entry,
-                                                                             project_root)
+        return import_entry(entry) if typed_entry else import_recorded_entry(
+            entry, project_root, lambda: pinned_distributions(store, pinned_flow))
 
     with ExitStack() as stack:
         if policy == "artifact":
