@@ -47,9 +47,13 @@ def test_submodule_all_match_exports() -> None:
 
 
 def test_errors_share_one_root_and_exit_codes() -> None:
-    """Every error is a PinrunError; input errors exit 2 and store errors exit 3."""
+    """Every error is a PinrunError (the one warning base is a UserWarning); input errors
+    exit 2 and store errors exit 3."""
     for name in pinrun.errors.__all__:
         error = getattr(pinrun.errors, name)
+        if error is pinrun.PinrunWarning:
+            assert issubclass(error, UserWarning)
+            continue
         assert issubclass(error, pinrun.PinrunError)
     assert pinrun.InputError.exit_code == 2
     assert pinrun.StoreError.exit_code == 3

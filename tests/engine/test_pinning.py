@@ -21,7 +21,8 @@ from tests.helpers import Project
 
 PROJECT = Path(__file__).resolve().parents[2]
 TAX_RATE = 0.2
-LOCK = threading.Lock()  # a global no fingerprint can describe
+LOCK = threading.Lock()  # a module-level object: counts by its definition
+UNIDENTIFIABLE = object()  # listed in hash_includes: no value, code or definition
 
 
 @step
@@ -32,16 +33,21 @@ def taxed(amount: float) -> dict[str, Any]:
 
 @step
 def locked(amount: float) -> dict[str, Any]:
-    """Reads a lock: cannot be fingerprinted."""
+    """Reads a lock: fingerprinted by the lock's definition."""
     with LOCK:
         return {"gross": amount}
 
 
-@step(version="locked-v2")
+@step(hash_includes=[UNIDENTIFIABLE])
+def unidentifiable(amount: float) -> dict[str, Any]:
+    """Lists an object pinrun cannot identify: cannot be fingerprinted."""
+    return {"gross": amount}
+
+
+@step(version="locked-v2", hash_includes=[UNIDENTIFIABLE])
 def locked_versioned(amount: float) -> dict[str, Any]:
     """The same, but a version names the code."""
-    with LOCK:
-        return {"gross": amount}
+    return {"gross": amount}
 
 
 def _object(store: Store, digest: Any, kind: Kind) -> Any:
@@ -88,10 +94,17 @@ def test_pins_are_shared_between_runs_and_kept_by_gc(store: Store) -> None:
 
 
 def test_unfingerprintable_code_fails_before_anything_is_written(store: Store) -> None:
-    """A step reading a global no fingerprint can describe is refused up front."""
-    with pytest.raises(FingerprintError, match="LOCK"):
-        record(Flow("locked", [locked]), {"amount": 1.0}, store=store, project_root=PROJECT)
+    """A step listing what no fingerprint can identify is refused up front."""
+    with pytest.raises(FingerprintError, match=r"hash_includes\[0\]"):
+        record(Flow("odd", [unidentifiable]), {"amount": 1.0}, store=store,
+               project_root=PROJECT)
     assert store.object_count() == 0
+
+
+def test_a_module_level_lock_is_recorded(store: Store) -> None:
+    """A step reading a module-level lock records: the lock counts by its definition."""
+    run = record(Flow("locked", [locked]), {"amount": 1.0}, store=store, project_root=PROJECT)
+    assert len(_object(store, run.steps[0].code, Kind.STEP)["fingerprint"]) == 64
 
 
 def test_a_version_stands_in_for_an_unfingerprintable_step(store: Store) -> None:
@@ -126,7 +139,7 @@ def unused_by_the_step():
 
 
 def test_pins_are_cached_until_what_the_code_reads_changes(project: Project) -> None:
-    """A cached pin is reused; a mutated constant or a rebound global gives a new one."""
+    """A cached pin is reused, also after a list is filled; a rebound global gives a new one."""
     from pinrun.flows.pinning import pin_step
 
     project.write("helpers", HELPERS)
@@ -135,10 +148,9 @@ def test_pins_are_cached_until_what_the_code_reads_changes(project: Project) -> 
     module: Any = sys.modules[f"{project.package}.cached"]
     first = pin_step(flow.steps[0], project.root)
     assert pin_step(flow.steps[0], project.root) is first  # cached
-    module.LIMITS.append(9)  # mutated in place
+    module.LIMITS.append(9)  # mutated in place: state, which counts by its definition
     second = pin_step(flow.steps[0], project.root)
-    assert second is not first
-    assert second.value["fingerprint"] != first.value["fingerprint"]
+    assert second is first
     module.SCALE = 4  # rebound
     third = pin_step(flow.steps[0], project.root)
     assert third.value["fingerprint"] not in (first.value["fingerprint"],

@@ -239,7 +239,8 @@ CONSTANTS = """
     ("COUNT = 1", "COUNT = True", True),
     ('"EUR"', '"USD"', True),
     ('{"a", "b"}', '{"a", "c"}', True),
-    ('{"currency": "EUR", "digits": 2}', '{"digits": 2, "currency": "EUR"}', False),
+    # A dict counts by its definition: its iteration order is part of what it is.
+    ('{"currency": "EUR", "digits": 2}', '{"digits": 2, "currency": "EUR"}', True),
     ("OTHER = 1", "OTHER = 2", False),
     ("OTHER = 1", "OTHER = object()", False),
 ], ids=["float", "int-to-float", "int-to-bool", "dict", "frozenset", "dict-order", "unread",
@@ -295,44 +296,34 @@ def test_closure_values_count() -> None:
 
 # --------------------------------------------------- what is refused
 
-def test_unfingerprintable_global_is_an_error(project: Project) -> None:
-    """A global object that is no constant, function, class or module raises FingerprintError."""
+def test_module_level_objects_count_by_their_definition(project: Project) -> None:
+    """A client object, a lock or a partial is no longer refused: its definition counts."""
     files = {"steps.py": "client = object()\n\ndef step(x):\n    return client, x\n"}
-    with pytest.raises(FingerprintError) as caught:
-        project.fingerprint(files)
-    error = caught.value
-    assert isinstance(error, InputError)
-    assert (error.step, error.function, error.global_name) == ("steps.step", "steps.step",
-                                                              "client")
-    message = str(error)
-    assert message.startswith("step 'steps.step' reads the global 'client' (an object), "
-                              "which pinrun cannot fingerprint: pass version='...' to "
-                              "@pinrun.step")
-    with pytest.raises(FingerprintError, match="'client'"):
-        project.fingerprint(files, hash_includes=["v1"])
+    base = project.fingerprint(files)
+    assert base.state == ()  # an object() cannot be encoded: no hidden state to compare
+    edited = project.fingerprint({"steps.py": files["steps.py"].replace("object()",
+                                                                        "object(  )  # same")})
+    assert edited == base
+    other = project.fingerprint({"steps.py": files["steps.py"].replace("object()", "dict()")})
+    assert other.digest != base.digest
+    helper = {"steps.py": "from helpers import fetch\n\ndef step(x):\n    return fetch(x)\n",
+              "helpers.py": "import threading\nlock = threading.Lock()\n\n"
+                            "def fetch(x):\n    with lock:\n        return x\n"}
+    locked = project.fingerprint(helper)
+    assert locked.modules == {"steps", "helpers"}
+    relocked = project.fingerprint({**helper, "helpers.py": helper["helpers.py"].replace(
+        "threading.Lock()", "threading.RLock()")})
+    assert relocked.digest != locked.digest
+    assert len(fingerprint(steps.calls_lock_user, FIXTURES).digest) == 64
+    assert len(fingerprint(steps.uses_partial, FIXTURES).digest) == 64
 
 
-def test_unfingerprintable_global_in_a_helper_names_both(project: Project) -> None:
-    """When a helper reads the global, the error names the helper and the step."""
-    files = {"steps.py": "from helpers import fetch\n\ndef step(x):\n    return fetch(x)\n",
-             "helpers.py": "import threading\nlock = threading.Lock()\n\n"
-                           "def fetch(x):\n    with lock:\n        return x\n"}
-    with pytest.raises(FingerprintError) as caught:
-        project.fingerprint(files)
-    assert (caught.value.function, caught.value.global_name) == ("helpers.fetch", "lock")
-    assert "step 'steps.step' reads the global 'lock' (a _thread.lock) through " \
-           "'helpers.fetch'" in str(caught.value)
-    with pytest.raises(FingerprintError, match="'lock'"):
-        fingerprint(steps.calls_lock_user, FIXTURES)
-
-
-def test_partial_and_bound_instance_methods_are_refused() -> None:
-    """A functools.partial global and a step bound to an instance are refused, by name."""
-    with pytest.raises(FingerprintError, match=r"'triple' \(a functools.partial\)") as caught:
-        fingerprint(steps.uses_partial, FIXTURES)
-    assert caught.value.function == f"{STEPS}.uses_partial"
-    with pytest.raises(FingerprintError, match="is bound to an object"):
+def test_a_step_bound_to_an_object_is_refused_with_advice() -> None:
+    """A step bound to an instance that is not a value cannot be identified: say what to do."""
+    with pytest.raises(FingerprintError, match="is bound to an object") as caught:
         fingerprint(steps.Pricer().price, FIXTURES)
+    assert isinstance(caught.value, InputError)
+    assert "version=" in str(caught.value)
 
 
 def test_attribute_names_and_unbound_names_are_not_globals(project: Project) -> None:
@@ -359,13 +350,14 @@ def test_class_attributes_are_not_globals(project: Project) -> None:
     assert project.fingerprint(files).references == ("steps.Api",)
 
 
-def test_unfingerprintable_attribute_of_a_project_module(project: Project) -> None:
-    """``helpers.client`` read through a project module is checked like a global."""
+def test_an_object_read_through_a_project_module(project: Project) -> None:
+    """``helpers.client`` read through a project module counts by its definition there."""
     files = {"steps.py": "import helpers\n\ndef step():\n    return helpers.client\n",
-             "helpers.py": "client = object()\n"}
-    with pytest.raises(FingerprintError) as caught:
-        project.fingerprint(files)
-    assert caught.value.global_name == "helpers.client"
+             "helpers.py": "import types\nclient = types.SimpleNamespace()\n"}
+    base = project.fingerprint(files)
+    edited = project.fingerprint({**files, "helpers.py": files["helpers.py"] + "client.x = 1\n"})
+    assert base.modules == {"steps", "helpers"}
+    assert edited.digest != base.digest
 
 
 def test_code_without_source_is_refused(project: Project) -> None:

@@ -106,8 +106,11 @@ def status_command(store: Store, target: str, show_diff: bool, as_json: bool) ->
                 shown.add(item.diff)  # steps of one module share its diff: show it once
                 # The pinned side of the diff is stored text.
                 out.print(Text(printable(item.diff.rstrip("\n"), newlines=True)))
-        out.print("the code differs from the pinned code" if status.changed
-                  else "the code matches the pinned code")
+        versioned = [s.name for s in status.steps if s.state == "same-version"]
+        out.print("the code differs from the pinned code" if status.changed else
+                  f"the code of {printable(', '.join(versioned))} differs from the pinned "
+                  "code, but its version= did not change: bump it if the behaviour did"
+                  if versioned else "the code matches the pinned code")
     if status.changed:
         sys.exit(EXIT_CODE_CHANGED)
 

@@ -7,6 +7,11 @@ noticed by encoding the arguments again afterwards. Sync steps run one after
 another; when the flow allows ``max_concurrency > 1``, the async steps of a
 level run concurrently. Either way the outcomes come back in declaration
 order, so the record never depends on timing.
+
+A step's pin names the mutable module-level state its code reads (a cache, a
+registry); when recording passes those names, they are encoded before and
+after the step, and a change is a hazard on its record: hidden state that a
+long-lived worker carries into its next run.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import asyncio
 import concurrent.futures
 import contextvars
 import inspect
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+import sys
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -28,8 +34,8 @@ from pinrun.flows.flow import Flow
 from pinrun.flows.step import Step
 from pinrun.world import World
 
-__all__ = ["Outcome", "StepOutputError", "check_outputs", "encode_output", "run_coroutine",
-           "run_level"]
+__all__ = ["HiddenState", "Outcome", "StepOutputError", "check_outputs", "encode_output",
+           "module_values", "run_coroutine", "run_level"]
 
 T = TypeVar("T")
 
@@ -54,13 +60,34 @@ class Outcome:
     guarded: list[Any] = field(default_factory=list)
 
 
+#: Per step name, the module-level state its code reads, as (module, name) pairs.
+HiddenState = Mapping[str, Sequence[tuple[str, str]]]
+
+
+def module_values(names: Sequence[tuple[str, str]]) -> dict[str, bytes]:
+    """The canonical encodings of module-level values (what cannot be encoded is skipped)."""
+    found: dict[str, bytes] = {}
+    for module_name, name in names:
+        module = sys.modules.get(module_name)
+        if module is None or name not in vars(module):
+            continue
+        try:
+            found[f"{module_name}.{name}"] = codec.encode(vars(module)[name])
+        except Exception:  # UnsupportedValueError, or a registered encoder's own failure
+            continue
+    return found
+
+
 class _Call:
     """One step about to run: its arguments, and their encodings to spot mutation."""
 
     def __init__(self, item: Step, base: Mapping[str, Any], encoded: Mapping[str, bytes],
-                 log: RecordingLog | ReplayLog, *, world: World | None, run_id: str) -> None:
+                 log: RecordingLog | ReplayLog, *, world: World | None, run_id: str,
+                 hidden: Sequence[tuple[str, str]] = ()) -> None:
         self.item = item
         self.world = world
+        self.hidden = hidden
+        self.hidden_before = module_values(hidden) if hidden else {}
         reads = {key: base[key] for key in item.reads if key in base}
         self.encoded = {key: encoded[key] for key in reads}
         self.arguments: dict[str, Any] = {key: codec.decode(raw)
@@ -87,6 +114,12 @@ class _Call:
                 outcome.hazards.append(
                     f"mutated its input {key!r} in place (the record keeps the value it was "
                     "given); return a new value instead")
+        if self.hidden:
+            after = module_values(self.hidden)
+            outcome.hazards += [f"changed module state {name} (hidden state a worker carries "
+                                "into its next run)" for name in sorted(set(after) |
+                                                                       set(self.hidden_before))
+                                if after.get(name) != self.hidden_before.get(name)]
         if outcome.error is None:
             # What cannot be stored is the step's failure, recorded as such: never an
             # exception out of the engine, which would leave the run interrupted.
@@ -161,26 +194,31 @@ StepGuard = Callable[[], AbstractContextManager[list[Any]]]
 def run_level(flow: Flow, level: list[Step], state: Mapping[str, Any],
               encoded: Mapping[str, bytes], *, log_for: LogFor, world: World | None,
               run_id: str, guard: StepGuard | None = None,
-              debug_step: str | None = None) -> Iterator[Outcome]:
+              debug_step: str | None = None,
+              hidden_state: HiddenState | None = None) -> Iterator[Outcome]:
     """Run ``level``'s steps and yield their outcomes in declaration order.
 
     ``encoded`` holds the canonical encoding of every state value; ``log_for``
     gives each step its context's log (a recording one, or a replay one).
     ``world`` stamps start and end times (None: no clock is read); ``guard``
     watches each step while it runs; the step named ``debug_step`` runs
-    under pdb, stopped at its first line. Sequential steps run lazily: the
-    caller commits each outcome before the next starts.
+    under pdb, stopped at its first line. ``hidden_state`` names, per step,
+    the module-level state to watch (a change is a hazard on its outcome).
+    Sequential steps run lazily: the caller commits each outcome before the
+    next starts.
     """
+    hidden = hidden_state or {}
     # The level's view: siblings never see each other's writes.
     base, base_encoded = dict(state), dict(encoded)
     concurrent = flow.max_concurrency > 1 and sum(item.is_async for item in level) > 1
     if not concurrent:
         for item in level:
             yield _run_sync(_Call(item, base, base_encoded, log_for(item), world=world,
-                                  run_id=run_id), guard, debug=item.name == debug_step)
+                                  run_id=run_id, hidden=hidden.get(item.name, ())),
+                            guard, debug=item.name == debug_step)
         return
-    calls = [_Call(item, base, base_encoded, log_for(item), world=world, run_id=run_id)
-             for item in level]
+    calls = [_Call(item, base, base_encoded, log_for(item), world=world, run_id=run_id,
+                   hidden=hidden.get(item.name, ())) for item in level]
     yield from run_coroutine(_run_concurrently(calls, flow.max_concurrency, guard))
 
 

@@ -81,6 +81,7 @@ def _continue(run: RunRecord, flow: Flow, pins: dict[str, PinnedStep], store: St
     batch = recorder.writer()
     stored = put_pins(batch, flow, pins, run.entry, project_root)
     recorder.step_pins = stored.steps
+    recorder.hidden_state = {name: pinned.state for name, pinned in pins.items()}
     # The record keeps the flow and environment it started with; each resume says
     # which it continued with (the steps it runs name their own code).
     recorder.timing.setdefault("resumed", []).append({

@@ -131,6 +131,7 @@ def record(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
     if replaces is not None:
         recorder.log_for = reuse_log_for(store, replaces, actual_world)
     recorder.step_pins = stored.steps
+    recorder.hidden_state = {name: pinned.state for name, pinned in pins.items()}
     return recorder.execute()
 
 
@@ -191,6 +192,8 @@ class Recorder:
         self.level: LevelBase | None = None
         #: Each step's context log (None: a fresh recording log).
         self.log_for: Callable[[Step], RecordingLog] | None = None
+        #: Per step, the module-level state its pin says it reads (watched for changes).
+        self.hidden_state: dict[str, tuple[tuple[str, str], ...]] = {}
 
     def writer(self) -> WriteBatch:
         """The batch being filled for the next commit (one per step, or the run's only one)."""
@@ -240,7 +243,8 @@ class Recorder:
         world = self.world
         log_for = self.log_for or (lambda _: RecordingLog(world))
         for outcome in run_level(self.flow, todo, base.state, base.encoded,
-                                 log_for=log_for, world=world, run_id=self.run.id):
+                                 log_for=log_for, world=world, run_id=self.run.id,
+                                 hidden_state=self.hidden_state):
             if outcome.error is None:
                 check_outputs(self.flow, self.state, outcome, base.written)
             self._record_step(outcome, base.entries)

@@ -6,17 +6,34 @@ canonical structure of the syntax tree built by :mod:`pinrun.flows.normalize`.
 
 To that it adds, recursively, what the code reads through globals, closures
 and ``module.attribute`` chains: project functions and classes (their own
-trees), canonical values (the digest of their :func:`~pinrun.artifacts.codec.encode`
-bytes), and the names of modules and of functions and classes from the
-standard library or installed packages. Anything else (a client object, a
-lock) is refused with :class:`FingerprintError`: a fingerprint that silently
-ignored state would claim a reproducibility it cannot prove.
+trees), and the names of modules and of functions and classes from the
+standard library or installed packages. Module-level objects count by what
+the code says about them, never by what a running process did to them (the
+rules are in :mod:`pinrun.flows.module_objects`):
+
+* loggers are ignored; compiled patterns count by pattern and flags, paths by
+  their text, time zones by key;
+* immutable canonical values (numbers, strings, enum members, tuples, frozen
+  dataclasses...) by value: the digest of their :func:`~pinrun.artifacts.codec.encode` bytes;
+* everything else read from a module (a cache, a list, a client, a lock) by
+  its **definition**: the normalized module-level statements that bind it,
+  what those read, and its type (a project class with its own fingerprint).
+  A name some function of the module declares ``global`` counts by its
+  definition alone, since its type changes as it is rebound. Mutable values
+  among these are the step's hidden state (:attr:`Fingerprint.state`);
+* a closure cell that holds such an object counts by its type.
+
+Only what cannot be identified at all is refused with
+:class:`FingerprintError`: a step bound to an object that is not a value, or
+a ``hash_includes`` item that is none of the above. Names listed in a step's
+``ignore_globals`` count as ignored names only.
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
+import importlib.util
 import inspect
 import sys
 import types
@@ -30,13 +47,19 @@ import blake3
 
 from pinrun.artifacts.codec import encode
 from pinrun.errors import FingerprintError, UnsupportedValueError
+from pinrun.flows.module_objects import (
+    ModuleDefinitions,
+    fixed_reference,
+    ignored_object,
+    is_immutable,
+)
 from pinrun.flows.normalize import normalize, normalized_source_tree, parse_source, tokens
 from pinrun.flows.project import is_project_local, module_identity
 
 __all__ = ["Fingerprint", "FingerprintError", "fingerprint", "is_project_local",
            "normalized_source_tree"]
 
-_FORMAT: Final = "pinrun.fingerprint/1"  # bump whenever the structure changes meaning
+_FORMAT: Final = "pinrun.fingerprint/2"  # bump whenever the structure changes meaning
 _DEFINITIONS: Final = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 _BUILTIN_CALLABLES: Final = (types.BuiltinFunctionType, types.MethodDescriptorType,
                              types.WrapperDescriptorType, types.MethodWrapperType,
@@ -95,19 +118,27 @@ class Fingerprint:
     guards: Guards = field(default=Guards((), (), ()), compare=False, repr=False)
     #: The project functions whose source was read (to check it is the loaded code).
     functions: tuple[types.FunctionType, ...] = field(default=(), compare=False, repr=False)
+    #: Mutable module-level state the code reads, as sorted (module, name) pairs: counted
+    #: by its definition, so a change to it between runs is hidden state, not new code.
+    state: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
 
 # ----------------------------------------------------------------- the walk
 
 
 def fingerprint(
-    func: Callable[..., Any], project_root: Path, hash_includes: Sequence[object] = ()
+    func: Callable[..., Any], project_root: Path, hash_includes: Sequence[object] = (),
+    ignore_globals: Sequence[str] = (),
 ) -> Fingerprint:
     """Fingerprint a step function together with what it reads from the project.
 
     ``hash_includes`` are extra values (canonical values, functions, classes or
-    modules) folded in, in order. Raises :class:`FingerprintError` for code
-    with no source or that reads a global pinrun cannot fingerprint.
+    modules) folded in, in order. ``ignore_globals`` names what is left out:
+    ``NAME``, a global of the step's module (or a closure variable of its
+    functions), wherever code of that module reads it; ``package.module.NAME``,
+    a module-level name of another project module. Raises
+    :class:`FingerprintError` for code with no source, or that reads what
+    pinrun cannot identify.
     """
     func = _step_function(func)
     bound = func.__self__ if isinstance(func, types.MethodType) else None
@@ -116,19 +147,22 @@ def fingerprint(
     if not isinstance(target, types.FunctionType):
         raise FingerprintError(name, name, None, f"step {name!r} is not a Python function "
                                f"({_describe(target)}), so pinrun cannot fingerprint its code")
-    walker = _Walker(project_root, name)
+    walker = _Walker(project_root, name, target.__globals__, frozenset(ignore_globals))
     key = walker.function(target, top=True)
     includes = [walker.include(item, f"hash_includes[{i}]") for i, item in enumerate(hash_includes)]
     if bound is not None:  # a bound method runs on its instance: that must be a value
         includes.append(walker.classify(bound, "__self__", key, "is bound to an object"))
     structure = {"format": _FORMAT, "step": key, "includes": includes,
+                 "ignored": sorted(walker.ignore),
                  "objects": [[k, walker.entries[k]] for k in sorted(walker.entries)]}
     return Fingerprint(digest=blake3.blake3(encode(tokens(structure))).hexdigest(),
                        modules=frozenset(walker.modules),
-                       references=tuple(sorted(k for k in walker.entries if k != key)),
+                       # Definitions are keyed "module:name"; references name code only.
+                       references=tuple(sorted(k for k in walker.entries
+                                               if k != key and ":" not in k)),
                        guards=Guards(tuple(walker.bindings), tuple(walker.cells),
                                      tuple(walker.values)),
-                       functions=tuple(walker.functions))
+                       functions=tuple(walker.functions), state=tuple(sorted(walker.state)))
 
 
 class _Walker:
@@ -139,9 +173,17 @@ class _Walker:
     does not depend on the order things were found in.
     """
 
-    def __init__(self, project_root: Path, step: str) -> None:
+    def __init__(self, project_root: Path, step: str, step_globals: dict[str, Any],
+                 ignore: frozenset[str]) -> None:
         self.root = project_root
         self.step = step
+        self.step_globals = step_globals
+        self.ignore = ignore
+        #: (module, name) of the mutable module state the code reads.
+        self.state: set[tuple[str, str]] = set()
+        self._definitions: dict[int, ModuleDefinitions | None] = {}  # id(namespace) -> found
+        #: (id(namespace), name) read where rebinding is expected or irrelevant: not guarded.
+        self._unguarded: set[tuple[int, str]] = set()
         self.entries: dict[str, Any] = {}
         self.modules: set[str] = set()
         self._keys: dict[int, str] = {}  # id(object) -> key; the objects outlive the walk
@@ -221,12 +263,12 @@ class _Walker:
         names, and a name bound nowhere may be defined later or never used.
         """
         bound = {name: module_globals[name] for name in names if name in module_globals}
-        self.bindings += [(module_globals, name, module_globals.get(name, _UNBOUND))
-                          for name in names]
-        refs = [["global", name, self.classify(bound[name], name, reader)]
+        refs = [["global", name, self.read(bound[name], name, reader, (module_globals, name))]
                 for name in sorted(bound)]
-        refs += [["closure", name, self.classify(cells[name], name, reader)]
+        refs += [["closure", name, ["ignored"] if self._ignored(module_globals, name) else
+                  self.classify(cells[name], name, reader, closure=True)]
                  for name in sorted(cells)]
+        self._guard(module_globals, names)
         bound.update(cells)
         for chain in sorted(_attribute_chains(node)):
             obj = bound.get(chain[0])
@@ -235,17 +277,44 @@ class _Walker:
                 # a submodule not imported yet or set later: there is nothing to read.
                 if not (isinstance(obj, types.ModuleType) and is_project_local(obj, self.root)):
                     break
-                self.bindings.append((vars(obj), chain[depth],
-                                      vars(obj).get(chain[depth], _UNBOUND)))
-                if chain[depth] not in vars(obj):
+                namespace, attribute = vars(obj), chain[depth]
+                if attribute not in namespace:
+                    self._guard(namespace, [attribute])
                     break
-                obj = vars(obj)[chain[depth]]
+                obj = namespace[attribute]
                 dotted = ".".join(chain[: depth + 1])
-                refs.append(["attribute", dotted, self.classify(obj, dotted, reader)])
+                refs.append(["attribute", dotted, self.read(obj, dotted, reader,
+                                                            (namespace, attribute))])
+                self._guard(namespace, [attribute])
         return refs
 
-    def classify(self, value: object, name: str, reader: str, phrase: str = "") -> Any:
-        """The reference for one thing the code reads, or :class:`FingerprintError`."""
+    def read(self, value: object, name: str, reader: str,
+             where: tuple[dict[str, Any], str]) -> Any:
+        """The reference for a module-level name the code reads (``where``: module, name)."""
+        if self._ignored(*where):
+            self._unguarded.add((id(where[0]), where[1]))
+            return ["ignored"]
+        return self.classify(value, name, reader, where=where)
+
+    def _ignored(self, namespace: dict[str, Any], name: str) -> bool:
+        """Whether ``ignore_globals`` leaves out ``name`` of the module ``namespace``."""
+        return (namespace is self.step_globals and name in self.ignore) or \
+            f"{namespace.get('__name__')}.{name}" in self.ignore
+
+    def _guard(self, namespace: dict[str, Any], names: Iterable[str]) -> None:
+        """Remember what the names are bound to, so a rebinding is noticed (pin cache)."""
+        self.bindings += [(namespace, name, namespace.get(name, _UNBOUND)) for name in names
+                          if (id(namespace), name) not in self._unguarded]
+
+    def classify(self, value: object, name: str, reader: str, phrase: str = "", *,
+                 where: tuple[dict[str, Any], str] | None = None,
+                 closure: bool = False) -> Any:
+        """The reference for one thing the code reads, or :class:`FingerprintError`.
+
+        ``where`` is the module namespace and name it was read from (a global or a
+        project module's attribute): what is no code nor fixed value counts by its
+        definition there. ``closure`` says it came from a closure cell.
+        """
         if isinstance(value, types.ModuleType):
             if is_project_local(value, self.root):
                 self.modules.add(value.__name__)
@@ -265,22 +334,109 @@ class _Walker:
         if isinstance(value, types.MethodType):
             owner = value.__self__  # a project class, or an instance that must be a value
             owner_ref = self.classify(owner, name, reader) if isinstance(owner, type) else \
-                self._value(owner)
+                self._value(owner) if where is None or is_immutable(owner) else None
             if owner_ref is not None and isinstance(value.__func__, types.FunctionType):
                 return ["method", owner_ref, self.function(value.__func__)]
-        elif (ref := self._value(value)) is not None:
-            return ref
-        elif isinstance(value, types.GenericAlias | types.UnionType | typing.TypeVar) or \
-                type(value).__module__ == "typing":
-            return ["typing", repr(value)]
-        elif callable(value) and (getattr(value, "__qualname__", None) or
-                                  getattr(value, "__name__", None)) and not local and \
-                isinstance(getattr(value, "__module__", None), str):
-            return ["name", _qualified(value)]  # a named callable object, like a numpy ufunc
+        if ignored_object(value):
+            return ["ignored", "logger"]  # what it logs is not what the step computes
+        if where is not None and where[1] in self._module(where[0], "rebound"):
+            return self._defined(value, where, typed=False)  # rebound at run time: a global
+        if not isinstance(value, types.MethodType):
+            if (ref := fixed_reference(value, _qualified(type(value)))) is not None:
+                return ref
+            # What the code names explicitly (hash_includes, a bound step) counts by value;
+            # what it reads from a module or a closure only when it cannot change.
+            if ((where is None and not closure) or is_immutable(value)) and \
+                    (ref := self._value(value)) is not None:
+                return ref
+            if isinstance(value, types.GenericAlias | types.UnionType | typing.TypeVar) or \
+                    type(value).__module__ == "typing":
+                return ["typing", repr(value)]
+            if callable(value) and (getattr(value, "__qualname__", None) or
+                                    getattr(value, "__name__", None)) and not local and \
+                    isinstance(getattr(value, "__module__", None), str):
+                return ["name", _qualified(value)]  # a named callable object, like a numpy ufunc
+        if where is not None:
+            return self._defined(value, where, typed=True)
+        if closure:
+            return ["object", None, self._type(value)]
         via = "" if reader == self.step else f" through {reader!r}"
         raise FingerprintError(self.step, reader, name, f"step {self.step!r} "
-                               f"{phrase or f'reads the global {name!r}'} "
-                               f"({_describe(value)}){via}, which pinrun cannot fingerprint")
+                               f"{phrase or f'reads {name!r}'} "
+                               f"({_describe(value)}){via}, which pinrun cannot identify: it is "
+                               "no value, code or module-level object. Make it a plain "
+                               "function or a value, or give the step version='...'")
+
+    def _defined(self, value: object, where: tuple[dict[str, Any], str], *,
+                 typed: bool) -> Any:
+        """A module-level object by its definition: the statements binding it, and its type.
+
+        ``typed=False`` for a name rebound at run time, whose type the code does not fix.
+        A name imported from another project module counts by its definition there.
+        """
+        namespace, name = where
+        module = str(namespace.get("__name__"))
+        key = f"{module}:{name}"
+        origin = None
+        if key not in self.entries:
+            self.entries[key] = None  # claimed: a definition that reads itself stops here
+            statements = self._module(namespace, "statements").get(name, [])
+            self._unguarded.add((id(namespace), name))  # guarded below, once
+            origin = self._imported_from(value, statements, namespace, name, key)
+            block = ast.Module(body=[s for s in statements if isinstance(s, ast.stmt)],
+                               type_ignores=[])
+            refs = self._references(block, _name_ids(block), namespace, {}, key) \
+                if statements else []
+            self.entries[key] = {"kind": "definition",
+                                 "tree": [normalize(node) for node in statements],
+                                 "refs": refs, "from": origin}
+            self.modules.add(module)
+            if not typed or (origin is None and not is_immutable(value) and _encodes(value)):
+                self.state.add((module, name))
+        if typed:  # rebound names are not guarded: rebinding them is what they are for
+            self._unguarded.discard((id(namespace), name))
+        return ["state" if (module, name) in self.state else "object", key,
+                self._type(value) if typed else None]
+
+    def _imported_from(self, value: object, statements: list[ast.AST],
+                       namespace: dict[str, Any], name: str, key: str) -> Any:
+        """``from module import NAME`` of a project module: NAME's reference there."""
+        for node in statements:
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            package = namespace.get("__package__") or ""
+            try:
+                source = importlib.util.resolve_name("." * node.level + (node.module or ""),
+                                                     package) if node.level else node.module
+            except (ImportError, ValueError):
+                continue
+            origin = sys.modules.get(source or "")
+            original = next((alias.name for alias in node.names
+                             if (alias.asname or alias.name) == name), None)
+            if origin is not None and original is not None and \
+                    is_project_local(origin, self.root) and \
+                    vars(origin).get(original, _UNBOUND) is value:
+                return self.read(value, f"{source}.{original}", key, (vars(origin), original))
+        return None
+
+    def _module(self, namespace: dict[str, Any], part: str) -> Any:
+        """One part of the module-level definitions of ``namespace`` (its source parsed once)."""
+        if id(namespace) not in self._definitions:
+            self._definitions[id(namespace)] = ModuleDefinitions.of(namespace)
+        found = self._definitions[id(namespace)]
+        if found is None:  # no source to read: the type alone identifies the object
+            return {} if part == "statements" else frozenset()
+        return getattr(found, part)
+
+    def _type(self, value: object) -> Any:
+        """A type's identity: a project class by its own fingerprint, others by name."""
+        if isinstance(value, types.MethodType):
+            func = value.__func__
+            return ["method", self._type(value.__self__),
+                    self.function(func) if isinstance(func, types.FunctionType) and
+                    self._local(func) else _qualified(func)]
+        cls = type(value)
+        return ["class", self.klass(cls)] if self._local(cls) else ["name", _qualified(cls)]
 
     def _value(self, value: object) -> Any:
         """A canonical value's reference, or None when the codec refuses it."""
@@ -419,6 +575,15 @@ def _qualified(obj: object) -> str:
         if package is not None and "." not in name and vars(package).get(name) is obj:
             return f"{package.__name__}.{name}"
     return f"{module}.{name}"
+
+
+def _encodes(value: object) -> bool:
+    """Whether the codec can encode ``value`` (what a hidden-state check can compare)."""
+    try:
+        encode(value)
+    except Exception:  # UnsupportedValueError, or whatever a registered encoder raises
+        return False
+    return True
 
 
 def _describe(value: object) -> str:

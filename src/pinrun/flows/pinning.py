@@ -58,6 +58,9 @@ class PinnedStep:
     value: dict[str, Any]
     #: module name -> code value (module, path, source)
     sources: dict[str, dict[str, str]]
+    #: Mutable module-level state the code reads, as (module, name): hidden state if it
+    #: changes while the step runs (see :attr:`~pinrun.flows.fingerprint.Fingerprint.state`).
+    state: tuple[tuple[str, str], ...] = ()
 
     @functools.cached_property
     def code_payloads(self) -> tuple[bytes, ...]:
@@ -115,7 +118,7 @@ def _pin(step: Step, project_root: Path) -> tuple[Fingerprint | None, PinnedStep
 
 def _pin_at_home(step: Step, project_root: Path) -> tuple[Fingerprint | None, PinnedStep]:
     try:
-        found = fingerprint(step.func, project_root, step.hash_includes)
+        found = fingerprint(step.func, project_root, step.hash_includes, step.ignore_globals)
     except FingerprintError:
         if step.version is None:
             raise
@@ -138,7 +141,7 @@ def _pin_at_home(step: Step, project_root: Path) -> tuple[Fingerprint | None, Pi
         # Without a fingerprint, the values hash_includes names still identify the code.
         "includes": _includes_digest(step) if found is None else None,
     }
-    return found, PinnedStep(value, sources)
+    return found, PinnedStep(value, sources, found.state if found is not None else ())
 
 
 def _includes_digest(step: Step) -> str | None:

@@ -27,6 +27,7 @@ from pinrun.errors import CodeChangedError, InputError, PinrunWarning
 from pinrun.flows.entries import import_entry, import_recorded_entry
 from pinrun.flows.flow import Flow
 from pinrun.flows.loader import pinned_distributions, pinned_modules, pinned_sources
+from pinrun.flows.normalize import normalized_source_tree
 from pinrun.flows.pinning import PinnedStep, pin_step
 
 __all__ = [
@@ -117,11 +118,18 @@ def compare_code(store: Store, pinned_flow: Digest, flow: Flow,
                        (store.get_object(d, Kind.CODE) for d in before["code"])}
         diff = source_diff(old_sources, now.sources)
         state: StepState = "changed"
+        old_print, new_print = before.get("fingerprint"), now.value.get("fingerprint")
         if _identity(before) == _identity(now.value):
             state = "same" if not diff else "formatting"
-            old_print, new_print = before.get("fingerprint"), now.value.get("fingerprint")
-            if old_print and new_print and old_print != new_print:
+            if diff and (old_print != new_print or not old_print) and \
+                    not _same_logic(old_sources, now.sources):
                 state = "same-version"  # the code changed; version= says it did not
+        elif before.get("version") is None and now.value.get("version") is None and \
+                _same_logic(old_sources, now.sources):
+            # Fingerprints differ but no project source does beyond formatting: what
+            # differs is outside the code (a value computed at import, an installed
+            # package, or a pin made by a pinrun whose fingerprints were built otherwise).
+            state = "same" if not diff else "formatting"
         statuses.append(StepCodeStatus(item.name, state, _identity(before),
                                        _identity(now.value), diff))
     for name in pinned_steps:
@@ -138,6 +146,23 @@ def compare_code(store: Store, pinned_flow: Digest, flow: Flow,
             structure.append(f"{policy} changed: {pinned[policy]!r} -> "
                              f"{getattr(flow, policy)!r}")
     return CodeStatus(flow.name, tuple(statuses), tuple(structure))
+
+
+def _same_logic(old: Mapping[str, Mapping[str, str]],
+                new: Mapping[str, Mapping[str, str]]) -> bool:
+    """Whether two sets of module sources differ only in comments, formatting, docstrings."""
+    if set(old) != set(new):
+        return False
+    for module, code in old.items():
+        if code["source"] == new[module]["source"]:
+            continue
+        try:
+            if normalized_source_tree(code["source"]) != \
+                    normalized_source_tree(new[module]["source"]):
+                return False
+        except (SyntaxError, ValueError):
+            return False
+    return True
 
 
 def _identity(step_value: Mapping[str, Any]) -> str:
@@ -197,25 +222,34 @@ def flow_under_policy(store: Store, policy: CodePolicy, pinned_flow: Digest, *,
                 raise InputError(f"{what} does not say where its flow is defined, so the "
                                  "pinned code cannot be imported; use another --code-policy")
             _, steps = load_pinned_flow(store, pinned_flow)
-            stack.enter_context(pinned_modules(pinned_sources(store, pinned_flow),
-                                               project_root))
+            sources = pinned_sources(store, pinned_flow)
+            stack.enter_context(pinned_modules(sources, project_root))
             flow = load(entry)
             key = (pinned_flow, project_root, entry)
             pins = _VERIFIED_PINS.get(key)
             if pins is None:
                 pins = {item.name: pin_step(item, project_root) for item in flow.steps}
-                # The pinned code must fingerprint as pinned, or it is not the pinned
-                # code that would run (a module the pin lacks came from disk).
-                differs = [item.name for item in flow.steps
-                           if item.name not in steps
-                           or _identity(pins[item.name].value) != _identity(steps[item.name])
-                           or pins[item.name].value["fingerprint"]
-                           != steps[item.name]["fingerprint"]]
-                if differs:
+                # The pinned code must be what runs: a step the pin lacks, or a project
+                # module the loaded code uses that the run did not pin (it came from
+                # disk), is refused. A fingerprint that differs while every module came
+                # from the pin is not: the code is the pinned text (what differs is a
+                # value computed at import, or how an older pinrun built fingerprints).
+                missing = [item.name for item in flow.steps if item.name not in steps]
+                unpinned = sorted({module for item in flow.steps if item.name in steps
+                                   and pins[item.name].value["fingerprint"]
+                                   != steps[item.name]["fingerprint"]
+                                   for module in pins[item.name].sources
+                                   if module not in sources})
+                if missing or unpinned:
+                    what_differs = (f"it has no pinned step {missing[0]!r}" if missing else
+                                    f"its steps use the project module(s) {unpinned}, which "
+                                    "the pin does not hold, so they would run from the files "
+                                    "on disk")
                     raise CodeChangedError(
-                        f"the pinned code of flow {flow.name!r} does not load back as it was "
-                        f"pinned (steps {differs}); a module it needs was not pinned. Record "
-                        "or pin the flow again, or use --code-policy warn")
+                        f"the pinned code of flow {flow.name!r} cannot run as pinned: "
+                        f"{what_differs}. Run it with the code on disk instead (replay and "
+                        "verify: --code workdir; run and resume: --code-policy warn), or "
+                        "record the flow again so that its pin holds all of its code")
                 # The same sources load back the same way: once per process is proof
                 # enough (and a verify worker replays many runs of one pin).
                 if len(_VERIFIED_PINS) >= _VERIFIED_MAX:

@@ -54,6 +54,8 @@ class Step:
     version: str | None
     #: Extra values whose identity is folded into the fingerprint.
     hash_includes: tuple[object, ...] = field(default=())
+    #: Module-level names the fingerprint leaves out (``NAME`` or ``package.module.NAME``).
+    ignore_globals: tuple[str, ...] = field(default=())
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -105,9 +107,23 @@ def _own_nodes(definition: ast.AST) -> list[ast.AST]:
     return out
 
 
+def _ignored_names(label: str, names: Sequence[str]) -> tuple[str, ...]:
+    """``ignore_globals`` checked: a list of names, each ``NAME`` or ``package.module.NAME``."""
+    if isinstance(names, str | bytes) or not isinstance(names, Sequence | set | frozenset):
+        raise StepDefinitionError(label, "ignore_globals= takes a list of names, such as "
+                                  "[\"client\"] or [\"orders.db.POOL\"]")
+    for item in names:
+        if not (isinstance(item, str) and item and
+                all(part.isidentifier() for part in item.split("."))):
+            raise StepDefinitionError(label, f"ignore_globals= lists {item!r}, which is not a "
+                                      "name: give a global's name (NAME) or a module-level "
+                                      "name of another module (package.module.NAME)")
+    return tuple(sorted(set(names)))
+
+
 def _build(func: Callable[..., Any], *, name: str | None, version: str | None,
            hash_includes: Sequence[object], after: Sequence[str | Step] | None,
-           writes: Sequence[str] | None) -> Step:
+           writes: Sequence[str] | None, ignore_globals: Sequence[str] = ()) -> Step:
     label = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', func)}"
     if not inspect.isfunction(func):
         raise StepDefinitionError(label, "@pinrun.step decorates plain functions "
@@ -140,6 +156,7 @@ def _build(func: Callable[..., Any], *, name: str | None, version: str | None,
         optional=tuple(optional), wants_context=wants_context, wants_state=wants_state,
         is_async=inspect.iscoroutinefunction(func), writes=declared, after=after_names,
         version=version, hash_includes=tuple(hash_includes),
+        ignore_globals=_ignored_names(label, ignore_globals),
     )
 
 
@@ -151,7 +168,7 @@ def step(func: Callable[..., Any], /) -> Step: ...
 def step(
     *, name: str | None = None, version: str | None = None,
     hash_includes: Sequence[object] = (), after: Sequence[str | Step] | None = None,
-    writes: Sequence[str] | None = None,
+    writes: Sequence[str] | None = None, ignore_globals: Sequence[str] = (),
 ) -> Callable[[Callable[..., Any]], Step]: ...
 
 
@@ -159,6 +176,7 @@ def step(
     func: Callable[..., Any] | None = None, /, *, name: str | None = None,
     version: str | None = None, hash_includes: Sequence[object] = (),
     after: Sequence[str | Step] | None = None, writes: Sequence[str] | None = None,
+    ignore_globals: Sequence[str] = (),
 ) -> Step | Callable[[Callable[..., Any]], Step]:
     """Make a function a pinrun step: ``@pinrun.step`` or ``@pinrun.step(...)``.
 
@@ -169,7 +187,11 @@ def step(
     after, which makes the flow a DAG; without it a step runs after the one
     before it. ``writes``: the keys it returns, when they cannot be read off
     its ``return {...}`` statements (used to report missing inputs early).
+    ``ignore_globals``: module-level names the fingerprint leaves out (they
+    count as ignored names only): ``NAME`` is a global of the step's module,
+    left out wherever that module's code (the step, its helpers there) reads
+    it; ``package.module.NAME`` is a module-level name of another module.
     """
     build = partial(_build, name=name, version=version, hash_includes=hash_includes,
-                    after=after, writes=writes)
+                    after=after, writes=writes, ignore_globals=ignore_globals)
     return build(func) if func is not None else build

@@ -344,7 +344,7 @@ class _Replay:
                           if hazard.startswith("changed module state")]
         if self.drift is not None:
             for step in self.drift().steps:
-                if step.name == result.name and step.changed:
+                if step.name == result.name and (step.changed or step.state == "same-version"):
                     result.causes.append(Cause(
                         "code drift", f"the code of step {step.name!r} on disk differs from "
                         f"the pinned code ({step.state})", detail=step.diff))

@@ -1,0 +1,208 @@
+"""Module-level objects, as a code fingerprint sees them.
+
+A step's code reads module-level names: constants, caches, loggers, clients.
+What such a name contributes to the fingerprint must depend on the code, never
+on what a long-lived process did since it imported it. This module holds the
+rules the fingerprint walker applies:
+
+* :func:`ignored_object` and :func:`fixed_reference`: loggers (not part of
+  what a step computes), compiled patterns, paths and time zones (by what
+  identifies them);
+* :func:`is_immutable`: the canonical values that cannot change in place,
+  which count by value;
+* :class:`ModuleDefinitions`: the statements of a module's source that bind a
+  name at module level, which is how everything else counts: a cache by its
+  definition (``SEEN: set[str] = set()``), never by what it holds now.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import datetime
+import decimal
+import enum
+import fractions
+import inspect
+import logging
+import pathlib
+import re
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+__all__ = ["ModuleDefinitions", "fixed_reference", "ignored_object", "is_immutable"]
+
+_SCALARS: Final = (type(None), bool, int, float, complex, str, bytes, decimal.Decimal,
+                   fractions.Fraction, datetime.date, datetime.time, datetime.timedelta,
+                   datetime.tzinfo, uuid.UUID, range, enum.Enum)
+_LOGGING: Final = (logging.Logger, logging.LoggerAdapter, logging.PlaceHolder)
+#: Past this many nested items a value counts as state: checking it would cost too much.
+_MAX_ITEMS: Final = 10_000
+
+
+def ignored_object(value: object) -> bool:
+    """Whether ``value`` is a logger: what it is configured to do is not what a step computes."""
+    return isinstance(value, _LOGGING)
+
+
+def fixed_reference(value: object, qualified: str) -> list[Any] | None:
+    """The reference of an object identified by what it was built from, or None.
+
+    A compiled pattern by its pattern and flags, a path by its type (named
+    ``qualified``) and text, a time zone by its key.
+    """
+    if isinstance(value, re.Pattern):
+        return ["pattern", value.pattern, value.flags]
+    if isinstance(value, pathlib.PurePath):
+        return ["path", qualified, str(value)]
+    zoneinfo = sys.modules.get("zoneinfo")  # not imported: no value can be a ZoneInfo
+    if zoneinfo is not None and isinstance(value, zoneinfo.ZoneInfo):
+        return ["zone", value.key if value.key is not None else str(value)]
+    return None
+
+
+def is_immutable(value: object) -> bool:
+    """Whether ``value`` and everything in it cannot change in place.
+
+    Scalars, enum members, and tuples, frozensets, frozen dataclasses and
+    frozen pydantic models made of such values. Anything else (a list, a dict,
+    a plain dataclass, an array, an object of any other type) is state.
+    """
+    stack = [value]
+    seen = 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > _MAX_ITEMS:
+            return False
+        if isinstance(item, _SCALARS):
+            continue
+        if isinstance(item, tuple | frozenset):
+            stack.extend(item)
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            params = getattr(type(item), "__dataclass_params__", None)
+            if params is None or not params.frozen:
+                return False
+            stack.extend(getattr(item, f.name) for f in dataclasses.fields(item))
+        elif _frozen_model(item):
+            stack.extend(vars(item).values())  # a pydantic model keeps its fields there
+        else:
+            return False
+    return True
+
+
+def _frozen_model(value: object) -> bool:
+    config = getattr(type(value), "model_config", None)
+    return isinstance(config, dict) and bool(config.get("frozen")) and \
+        callable(getattr(value, "model_dump", None))
+
+
+@dataclass(frozen=True)
+class ModuleDefinitions:
+    """Where a module's source binds its module-level names, read once per fingerprint."""
+
+    #: name -> the module-level statements that bind or fill it, in source order.
+    statements: dict[str, list[ast.AST]]
+    #: Names that some function of the module declares ``global`` (it rebinds them).
+    rebound: frozenset[str]
+
+    @classmethod
+    def of(cls, namespace: dict[str, Any]) -> ModuleDefinitions | None:
+        """The definitions of the module whose globals are ``namespace``; None without source."""
+        source = _module_source(namespace)
+        if source is None:
+            return None
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError):
+            return None
+        found: dict[str, list[ast.AST]] = {}
+        for name, node in _bindings(tree):
+            found.setdefault(name, []).append(node)
+        for nodes in found.values():
+            nodes.sort(key=lambda node: (getattr(node, "lineno", 0),
+                                         getattr(node, "col_offset", 0)))
+        rebound = frozenset(name for node in ast.walk(tree) if isinstance(node, ast.Global)
+                            for name in node.names)
+        return cls(found, rebound)
+
+
+def _module_source(namespace: dict[str, Any]) -> str | None:
+    """The module's text as the loaded code came from it (linecache first, like functions)."""
+    name = namespace.get("__name__")
+    module = sys.modules.get(name) if isinstance(name, str) else None
+    if module is not None and vars(module) is namespace:
+        try:
+            return inspect.getsource(module)
+        except (OSError, TypeError):
+            pass
+    get_source = getattr(namespace.get("__loader__"), "get_source", None)
+    if callable(get_source) and isinstance(name, str):
+        try:
+            text = get_source(name)
+        except Exception:  # a loader may raise anything (ImportError, OSError...)
+            return None
+        return text if isinstance(text, str) else None
+    return None
+
+
+_BLOCKS: Final = ("body", "orelse", "finalbody", "handlers")
+
+
+def _bindings(tree: ast.Module) -> Iterator[tuple[str, ast.AST]]:
+    """(name, statement) for each module-level statement binding or filling a name.
+
+    Blocks (if, try, with, for, while) are entered; def and class bodies are
+    not, and a def or class statement itself is code, fingerprinted as such.
+    A statement such as ``LIMITS["a"] = 1`` or ``HANDLERS.append(f)`` fills
+    the name it starts from, so it is part of that name's definition.
+    """
+    stack: list[ast.AST] = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            continue
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                yield from ((name, node) for name in _target_names(target))
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            yield from ((name, node) for name in _target_names(node.target))
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            for alias in node.names:
+                if alias.name != "*":
+                    yield (alias.asname or alias.name.split(".")[0]), node
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            root = _root_name(node.value.func)
+            if root is not None and isinstance(node.value.func, ast.Attribute):
+                yield root, node  # CACHE.update(...), HANDLERS.append(...)
+        elif isinstance(node, ast.For | ast.AsyncFor):
+            header = ast.Assign(targets=[node.target], value=node.iter)
+            yield from ((name, header) for name in _target_names(node.target))
+        elif isinstance(node, ast.With | ast.AsyncWith):
+            for item in node.items:
+                if item.optional_vars is not None:
+                    yield from ((name, item) for name in _target_names(item.optional_vars))
+        for field in _BLOCKS:
+            stack.extend(getattr(node, field, None) or ())
+
+
+def _target_names(target: ast.AST) -> Iterator[str]:
+    """The names an assignment target binds or fills: ``a``, ``a, b``, ``a[k]``, ``a.x``."""
+    if isinstance(target, ast.Tuple | ast.List):
+        for item in target.elts:
+            yield from _target_names(item)
+    elif isinstance(target, ast.Starred):
+        yield from _target_names(target.value)
+    else:
+        root = _root_name(target)
+        if root is not None:
+            yield root
+
+
+def _root_name(node: ast.AST) -> str | None:
+    while isinstance(node, ast.Attribute | ast.Subscript | ast.Call):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
