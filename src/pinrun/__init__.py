@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from pinrun.engine.records import RunRecord, StepRecord
     from pinrun.engine.resume import resume
     from pinrun.engine.run import record
+    from pinrun.flows.environment import HashSeedWarning
     from pinrun.flows.flow import Flow
     from pinrun.flows.status import CodeChangedWarning
     from pinrun.flows.step import Step, step
@@ -77,6 +78,7 @@ __all__ = [
     "FingerprintError",
     "Flow",
     "FlowDefinitionError",
+    "HashSeedWarning",
     "InputError",
     "InvalidDigestError",
     "Kind",
@@ -133,6 +135,7 @@ _LAZY = {
     "replay": "pinrun.verifier.replayer",
     "ReplayReport": "pinrun.verifier.report",
     "CodeChangedWarning": "pinrun.flows.status",
+    "HashSeedWarning": "pinrun.flows.environment",
     "step": "pinrun.flows.step",
     "Kind": "pinrun.artifacts.digest",
     "Store": "pinrun.artifacts.store",

@@ -97,15 +97,18 @@ def warnings_to_stderr() -> Iterator[None]:
 
     Other warnings (the user's code's) are shown as Python would show them.
     """
+    from pinrun.flows.environment import HashSeedWarning
     from pinrun.flows.status import CodeChangedWarning
 
+    ours = (CodeChangedWarning, HashSeedWarning)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", CodeChangedWarning)
+        for category in ours:
+            warnings.simplefilter("always", category)
         try:
             yield
         finally:
             for warning in caught:
-                if issubclass(warning.category, CodeChangedWarning):
+                if issubclass(warning.category, ours):
                     # It names steps and files: shown escaped.
                     click.echo(f"pinrun: warning: {printable(warning.message)}", err=True)
                 else:
