@@ -46,7 +46,6 @@ def tz_project(project: Project) -> Project:
     return project
 
 
-@pytest.mark.slow
 def test_a_run_replayed_in_another_time_zone_names_the_drift(tz_project: Project) -> None:
     """Recorded with TZ=UTC: replayed in Tokyo it diverges with cause `TZ: UTC -> Asia/Tokyo`;
     in UTC it reproduces."""
@@ -64,9 +63,18 @@ def test_a_run_replayed_in_another_time_zone_names_the_drift(tz_project: Project
     assert "reproduced" in utc.stdout
 
 
-@pytest.mark.slow
-def test_pin_and_run_record_one_environment(tz_project: Project) -> None:
-    """On one machine, `pinrun pin` pins the environment `pinrun run` then records: one digest."""
+API_RECORD = """
+import pinrun
+from {package}.hours import flow
+
+with pinrun.open_store(".pinrun") as store:
+    print(pinrun.record(flow, {{}}, store=store).env.hex)
+"""
+
+
+def test_pin_run_and_the_api_record_one_environment(tz_project: Project) -> None:
+    """On one machine, `pinrun pin` pins the environment `pinrun run` then records, and the
+    API records it too under the same seed: one digest."""
     pinned = _pinrun(tz_project, "pin", tz_project.entry("hours"), "--json")
     assert pinned.returncode == 0, pinned.stderr
     run_id = _pinrun(tz_project, "run", tz_project.entry("hours")).stdout.strip()
@@ -75,9 +83,16 @@ def test_pin_and_run_record_one_environment(tz_project: Project) -> None:
     run = json.loads(shown.stdout)
     assert run["env"] == json.loads(pinned.stdout)["env"]
     assert run["environment"]["hash_seed"] == "0"
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("PINRUN_HASH_SEED_SET", "PINRUN_STORE", "TZ")}
+    env.update(PYTHONPATH=os.pathsep.join([str(SRC), str(tz_project.root)]), PYTHONHASHSEED="0")
+    api = subprocess.run([sys.executable, "-c", API_RECORD.format(package=tz_project.package)],
+                         cwd=tz_project.root, env=env, capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert api.returncode == 0, api.stderr
+    assert api.stdout.strip() == run["env"]
 
 
-@pytest.mark.slow
 def test_show_prints_the_environment_escaped(tz_project: Project) -> None:
     """show names the time zone, locale and hash seed in text and --json; stored text escaped."""
     weird = "Etc/\x1b[2JEvil"
@@ -108,7 +123,6 @@ with pinrun.open_store(".pinrun") as store:
 """
 
 
-@pytest.mark.slow
 def test_the_api_records_a_random_seed_warns_once_and_replay_names_it(
         tz_project: Project) -> None:
     """Two API records under a random seed: "random" recorded, one HashSeedWarning; replayed

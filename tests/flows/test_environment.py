@@ -110,7 +110,6 @@ def test_this_process_records_its_own_hash_seed(monkeypatch: pytest.MonkeyPatch)
     assert environment([], hash_seed="random")["hash_seed"] == "random"
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(("seed", "flags", "expected"), [
     ("0", "", "0"), ("123", "", "123"), (None, "", "random"), ("random", "", "random"),
     ("123", "-E", "random")])
@@ -181,7 +180,7 @@ def test_the_project_distributions_are_always_listed(tmp_path: Path,
     assert not {"envtest-not-installed", "pytest"} & set(env["distributions"])
     given = environment([], project={"envtest-orders-svc": "1.0.0+local"})
     assert given["distributions"]["envtest-orders-svc"] == "1.0.0+local"
-    with pytest.raises(InputError, match="project's distributions"):
+    with pytest.raises(InputError, match="at most 256 project distributions"):
         environment([], project=["x" * 300])
 
 
@@ -200,7 +199,6 @@ def test_numpys_blas_is_recorded_when_numpy_is_imported() -> None:
     assert all(isinstance(text, str) and text for text in linalg.values())
 
 
-@pytest.mark.slow
 def test_reading_the_environment_imports_nothing() -> None:
     """Where numpy is not imported, no BLAS is recorded and numpy stays unimported, while
     its version is still listed."""

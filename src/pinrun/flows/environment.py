@@ -181,8 +181,8 @@ def _project(project: Mapping[str, str] | Sequence[str],
     """The project's distribution names, and the versions the caller gave for them."""
     names = tuple(sorted(set(project)))
     if len(names) > _MOST_PROJECT or any(len(str(name)) > _LONGEST for name in names):
-        raise InputError(f"the project's distributions are {_MOST_PROJECT} names of at most "
-                         f"{_LONGEST} characters at most; {len(names)} were given")
+        raise InputError(f"name at most {_MOST_PROJECT} project distributions, each of at "
+                         f"most {_LONGEST} characters ({len(names)} names were given)")
     if isinstance(project, Mapping):
         return names, {str(k): str(v)[:_LONGEST] for k, v in project.items()}
     return names, {}
