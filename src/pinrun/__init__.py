@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from pinrun.engine.records import RunRecord, StepRecord
     from pinrun.engine.resume import resume
     from pinrun.engine.run import record
+    from pinrun.flows.environment import HashSeedWarning
     from pinrun.flows.flow import Flow
     from pinrun.flows.registry import NothingPinnedWarning
     from pinrun.flows.status import CodeChangedWarning
@@ -79,6 +80,7 @@ __all__ = [
     "FingerprintError",
     "Flow",
     "FlowDefinitionError",
+    "HashSeedWarning",
     "InputError",
     "InvalidDigestError",
     "Kind",
@@ -138,6 +140,7 @@ _LAZY = {
     "ReplayReport": "pinrun.verifier.report",
     "CodeChangedWarning": "pinrun.flows.status",
     "NothingPinnedWarning": "pinrun.flows.registry",
+    "HashSeedWarning": "pinrun.flows.environment",
     "step": "pinrun.flows.step",
     "Kind": "pinrun.artifacts.digest",
     "Store": "pinrun.artifacts.store",

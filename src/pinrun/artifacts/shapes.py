@@ -220,7 +220,22 @@ def _record(optional: Mapping[str, Spec] | None = None, /, **required: Spec) -> 
     return _Record(required, optional or {})
 
 
+def _at_most(limit: int, spec: Spec) -> Spec:
+    """``spec``, on a string, list or object of at most ``limit`` characters or items."""
+    def check(value: Any, path: str) -> Any:
+        # A list or object is measured before its items are checked, a string after
+        # (a $str tag is one key standing for a longer string).
+        checked = spec(value, path) if type(value) not in (list, dict) or \
+            len(value) <= limit else value
+        if len(checked) > limit:
+            raise _MismatchError(path, f"should hold at most {limit}, found {len(checked)}")
+        return checked
+    return check
+
+
 _STRINGS: Final = _list_of(_str)
+#: A name or setting in an environment (a time zone, a locale, a distribution).
+_ENV_TEXT: Final = _at_most(256, _str)
 _DIGESTS: Final = _list_of(_digest)
 _RUN_ID: Final = _matching(RUN_ID, "a run id (like 20261123T013055012-4f1a2b)")
 
@@ -285,6 +300,9 @@ _SHAPES: Final[Mapping[Kind, _Record]] = {
         name=_str, on_collision=_choice("overwrite", "warn", "error"),
         max_concurrency=_int(1), steps=_DIGESTS, levels=_list_of(_STRINGS)),
     Kind.ENV: _record(
+        {"machine": _ENV_TEXT, "timezone": _ENV_TEXT,
+         "locale": _at_most(16, _map_of(_ENV_TEXT)), "linalg": _at_most(8, _map_of(_ENV_TEXT)),
+         "project": _at_most(256, _list_of(_ENV_TEXT))},
         python=_str, implementation=_str, platform=_str, hash_seed=_nullable(_hash_seed),
         distributions=_map_of(_str)),
     Kind.CODE: _record(

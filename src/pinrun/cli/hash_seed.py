@@ -2,12 +2,15 @@
 
 Python randomizes ``str`` hashing per process unless ``PYTHONHASHSEED`` is
 set, and that changes the iteration order of sets of strings: a step that
-iterates one would not reproduce. So when ``pinrun run`` starts without a
-seed, it re-executes itself (before opening anything) under the fixed seed
-:data:`DEFAULT_SEED`, which the run's environment records. One seed for all
-the runs a CLI records also lets ``pinrun verify`` replay them all in the
-same workers; ``pinrun resume`` and ``pinrun
-replay`` use the seed the run recorded. A seed the user set is kept as it is.
+iterates one would not reproduce. So when ``pinrun run`` (or ``accept``)
+starts without a seed, it re-executes itself (before opening anything) under
+the fixed seed :data:`DEFAULT_SEED`, which the run's environment records.
+``pinrun pin`` does the same, since it pins the environment those runs will
+have. One seed for all the runs a CLI records also lets ``pinrun verify``
+replay them all in the same workers; ``pinrun resume`` and ``pinrun replay``
+use the seed the run recorded (a run recorded under a random seed has none
+to use: they start no second process for it). A seed the user set is kept as
+it is.
 """
 
 from __future__ import annotations
@@ -77,12 +80,12 @@ def ensure_hash_seed(argv: Sequence[str]) -> None:
     if os.environ.pop("PINRUN_HASH_SEED_SET", None):
         return  # this process is the re-executed one; its children start afresh
     command, arguments = _command(argv)
-    if command not in ("run", "accept", "resume", "replay"):
+    if command not in ("run", "accept", "pin", "resume", "replay"):
         return
     if command in ("resume", "replay"):
         seed = _recorded_seed(argv, arguments)
-        if seed is None or seed == os.environ.get("PYTHONHASHSEED"):
-            return
+        if seed in (None, "random") or seed == os.environ.get("PYTHONHASHSEED"):
+            return  # no seed to start under (random: any process is as good)
     elif os.environ.get("PYTHONHASHSEED", "random") != "random":
         return  # the user's seed ("random" asks for none: record under the default)
     else:

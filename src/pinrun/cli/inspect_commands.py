@@ -160,9 +160,10 @@ def show_command(store: Store, run_id: str, as_json: bool) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from pinrun.engine.records import display_status, load_run
+    from pinrun.engine.records import display_status, load_env, load_run
 
     run = load_run(store, run_id)
+    env = load_env(store, run)
     status = display_status(store, run)
     times = _step_times(store, run)
     steps: list[dict[str, Any]] = []
@@ -184,7 +185,7 @@ def show_command(store: Store, run_id: str, as_json: bool) -> None:
                     "replaces": run.replaces,
                     "digest": run.digest.hex if run.digest else None,
                     "flow_pin": run.flow_pin.hex if run.flow_pin else None,
-                    "env": run.env.hex if run.env else None,
+                    "env": run.env.hex if run.env else None, "environment": env or None,
                     "inputs": run.inputs.hex, "state": run.state.hex, "steps": steps})
         return
     # Names, effects, hazards and errors are stored text: printable() on every one.
@@ -200,6 +201,8 @@ def show_command(store: Store, run_id: str, as_json: bool) -> None:
     if run.flow_pin and run.env:
         out.print(f"pinned flow {run.flow_pin.short}  environment {run.env.short}")
     out.print(_pinned_summary(pinned))
+    for line in environment_lines(env):
+        out.print(Text(line))
     # Eight hex characters per digest keep the table within 80 columns; --json has them whole.
     table = Table("step", "status", "code", "outputs", "effects", "time", box=None,
                   pad_edge=False)
@@ -219,6 +222,37 @@ def show_command(store: Store, run_id: str, as_json: bool) -> None:
                            f": {printable(row['error']['message'])}", style="red"))
     if status in ("interrupted", "failed"):
         out.print(Text(f"continue it with: pinrun resume {run.id}"))
+
+
+def environment_lines(env: dict[str, Any]) -> list[str]:
+    """A recorded environment as a few lines of text (stored text: escaped).
+
+    Fields an older pinrun did not record are left out.
+    """
+    if not env:
+        return []
+    seed = env.get("hash_seed")
+    head = [f"python {env['python']} ({env['implementation']})", f"on {env['platform']}",
+            f"hash seed {seed if seed is not None else 'unknown'}"]
+    if env.get("timezone") is not None:
+        head.append(f"TZ {env['timezone']}")
+    lines = [printable(f"environment: {', '.join(head)}")]
+    if env.get("locale"):
+        lines.append(printable("  locale: " + ", ".join(
+            f"{name} {value}" for name, value in sorted(env["locale"].items()))))
+    if env.get("linalg"):
+        lines.append(printable("  linalg: " + ", ".join(
+            f"{name.upper()} {value}" for name, value in sorted(env["linalg"].items()))))
+    project = set(env.get("project") or ())
+    if project:
+        lines.append(printable("  project: " + ", ".join(
+            f"{name} {env['distributions'].get(name, '?')}" for name in sorted(project))))
+    others = {name: version for name, version in env["distributions"].items()
+              if name not in project}
+    if others:
+        lines.append(printable("  distributions: " + ", ".join(
+            f"{name} {version}" for name, version in sorted(others.items()))))
+    return lines
 
 
 def _label(row: dict[str, Any]) -> str:

@@ -47,6 +47,7 @@ from pinrun.errors import (
     RunBusyError,
     RunFailedError,
 )
+from pinrun.flows.environment import warn_if_hash_seed_random
 from pinrun.flows.flow import Flow
 from pinrun.flows.pinning import pin_step, project_root_for
 from pinrun.flows.registry import find_entry, put_pins
@@ -101,6 +102,9 @@ def record(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
     second run replacing the same one while this one is unfinished raises
     :class:`BaselineBusyError` before writing anything.
 
+    Warns :class:`~pinrun.flows.environment.HashSeedWarning`, once per process,
+    when this interpreter's hash seed is random (``PYTHONHASHSEED`` unset).
+
     Raises :class:`~pinrun.flows.MissingInputError` or
     :class:`~pinrun.flows.FingerprintError` before anything is written, and
     :class:`RunFailedError` (from the step's exception) when a step fails,
@@ -110,6 +114,7 @@ def record(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
     flow.check_inputs(inputs.keys())
     root = project_root if project_root is not None else project_root_for(store.path)
     pins = {item.name: pin_step(item, root) for item in flow.steps}
+    warn_if_hash_seed_random()  # once per process, and never for a CLI run (it has a seed)
     encoded = {key: codec.encode(value, root=f"inputs[{key!r}]")
                for key, value in inputs.items()}
     state = {key: codec.decode(raw) for key, raw in encoded.items()}

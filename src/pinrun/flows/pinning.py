@@ -10,18 +10,12 @@ inputs) so the engine can store them as ``code``, ``step``, ``flow`` and
 * a **step** value: names, the code fingerprint (or ``None`` when a
   ``version=`` stands in for code that cannot be fingerprinted), the version,
   and what it reads and writes;
-* an **environment** value: Python version and implementation, platform, the
-  hash seed when set, and the versions of the installed distributions the
-  step modules import.
+* an **environment** value (built in :mod:`pinrun.flows.environment`).
 """
 
 from __future__ import annotations
 
-import ast
 import functools
-import importlib.metadata
-import os
-import platform
 import sys
 import types
 import weakref
@@ -33,6 +27,7 @@ from typing import Any
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.errors import FingerprintError, PinrunError, StaleSourceError
+from pinrun.flows.environment import distributions_providing, environment
 from pinrun.flows.fingerprint import Fingerprint, fingerprint
 from pinrun.flows.flow import Flow
 from pinrun.flows.project import (
@@ -280,65 +275,3 @@ def _entry_module(entry: str, project_root: Path) -> str:
     if not module.endswith(".py"):
         return module
     return path_identity(module)
-
-
-def environment(sources: list[dict[str, str]], hash_seed: str | None = None) -> dict[str, Any]:
-    """Where the code ran: Python, platform, hash seed, and imported distributions.
-
-    ``hash_seed`` defaults to ``$PYTHONHASHSEED`` (None when it is not set).
-    """
-    imported: set[str] = set()
-    for code in sources:
-        imported |= _top_level_imports(code["source"])
-    return {
-        "python": platform.python_version(), "implementation": sys.implementation.name,
-        "platform": f"{sys.platform}-{platform.machine()}",
-        "hash_seed": _seed(hash_seed if hash_seed is not None
-                           else os.environ.get("PYTHONHASHSEED")),
-        "distributions": dict(_distribution_versions(frozenset(imported))),
-    }
-
-
-def _seed(value: str | None) -> str | None:
-    """The hash seed as recorded: "random" (or nothing) means no known seed."""
-    return None if value in (None, "", "random") else value
-
-
-@functools.lru_cache(maxsize=256)
-def _distribution_versions(imported: frozenset[str]) -> tuple[tuple[str, str], ...]:
-    """The installed distributions providing these top-level modules, with their versions.
-
-    Read once per process: what is installed does not change under a running program.
-    """
-    owners = _distributions()
-    found: dict[str, str] = {}
-    for name in sorted(imported):
-        for dist in owners.get(name, ()):
-            try:
-                found[dist] = importlib.metadata.version(dist)
-            except importlib.metadata.PackageNotFoundError:
-                continue
-    return tuple(sorted(found.items()))
-
-
-@functools.lru_cache(maxsize=1024)
-def _top_level_imports(source: str) -> frozenset[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module.split(".")[0])
-    return frozenset(names)
-
-
-def distributions_providing(top_level: str) -> tuple[str, ...]:
-    """The installed distributions that provide top-level module ``top_level`` (often none)."""
-    return tuple(dict.fromkeys(_distributions().get(top_level, ())))
-
-
-@functools.cache
-def _distributions() -> dict[str, list[str]]:
-    # Scanning every installed distribution takes a while: once per process.
-    return dict(importlib.metadata.packages_distributions())
-

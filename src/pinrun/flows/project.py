@@ -147,24 +147,9 @@ def _installed(module: types.ModuleType) -> tuple[str, str] | None:
 @functools.cache
 def pinrun_requirements() -> frozenset[str]:
     """pinrun and every distribution it runs on (normalized): never the project's code."""
-    found: set[str] = set()
-    todo = ["pinrun"]
-    while todo:
-        name = normalized(todo.pop())
-        if name in found:
-            continue
-        found.add(name)
-        try:
-            requires = importlib.metadata.requires(name) or []
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        for requirement in requires:
-            if "extra" in requirement.partition(";")[2]:
-                continue  # only with an extra: not what pinrun needs to run
-            match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
-            if match:
-                todo.append(match.group(1))
-    return frozenset(found)
+    from pinrun.flows.environment import requirement_closure  # it builds on this module
+
+    return frozenset({"pinrun", *(normalized(name) for name, _ in requirement_closure(["pinrun"]))})
 
 
 #: Distributions the code being pinned comes from, for the block (see home_distributions).

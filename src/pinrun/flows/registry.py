@@ -11,10 +11,9 @@ worker checks itself against at start-up (``pinrun status``) and the code
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +21,9 @@ from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.store import Store, WriteBatch
 from pinrun.errors import CorruptObjectError, PinrunWarning
+from pinrun.flows.environment import environment
 from pinrun.flows.flow import Flow
-from pinrun.flows.pinning import PinnedStep, environment, flow_sources, flow_value, pin_step
+from pinrun.flows.pinning import PinnedStep, flow_sources, flow_value, pin_step
 from pinrun.flows.project import DISTRIBUTIONS_VARIABLE, module_identity, script_path
 
 __all__ = ["FLOW_REF_PREFIX", "FlowPins", "NothingPinnedWarning", "PinnedFlow", "find_entry",
@@ -63,11 +63,14 @@ class PinnedFlow:
 
 
 def put_pins(batch: WriteBatch, flow: Flow, pins: Mapping[str, PinnedStep],
-             entry: str | None, project_root: Path) -> FlowPins:
+             entry: str | None, project_root: Path, *,
+             project: Mapping[str, str] | Sequence[str] = ()) -> FlowPins:
     """Queue each step's code and step objects, the flow object and the environment.
 
     The flow object also names the code of the module defining the flow
-    (``entry``) and of the project packages above the pinned modules.
+    (``entry``) and of the project packages above the pinned modules;
+    ``project`` names the project's own distributions (see
+    :func:`~pinrun.flows.environment.environment`).
     """
     steps: dict[str, Digest] = {}
     for item in flow.steps:
@@ -75,9 +78,8 @@ def put_pins(batch: WriteBatch, flow: Flow, pins: Mapping[str, PinnedStep],
         for payload, digest in zip(pinned.code_payloads, pinned.code_digests, strict=True):
             batch.put(Kind.CODE, payload, digest)
         steps[item.name] = batch.put(Kind.STEP, pinned.step_payload, pinned.step_digest)
-    code, flow_payload, env_payload = _flow_payloads(
-        flow, tuple(pins[item.name] for item in flow.steps), entry, project_root,
-        os.environ.get("PYTHONHASHSEED"))
+    code, flow_payload, sources = _flow_payloads(
+        flow, tuple(pins[item.name] for item in flow.steps), entry, project_root)
     if not code and not any(pins[item.name].sources for item in flow.steps):
         warnings.warn(NothingPinnedWarning(
             f"flow {flow.name!r} pinned no code: the modules of its steps are neither in the "
@@ -87,7 +89,13 @@ def put_pins(batch: WriteBatch, flow: Flow, pins: Mapping[str, PinnedStep],
             f"[tool.pinrun] distributions or in ${DISTRIBUTIONS_VARIABLE}."), stacklevel=3)
     for payload, digest in code:
         batch.put(Kind.CODE, payload, digest)
-    return FlowPins(steps, batch.put(Kind.FLOW, *flow_payload), batch.put(Kind.ENV, *env_payload))
+    # The installed distributions the pinned code came from are the project's.
+    own = sorted({source["distribution"] for source in sources if source.get("distribution")})
+    # Not cached with the rest: the time zone and the locale can change between runs.
+    env_payload = codec.encode(environment(sources, project=[*project, *own]),
+                               root="environment")
+    return FlowPins(steps, batch.put(Kind.FLOW, *flow_payload),
+                    batch.put(Kind.ENV, env_payload, compute_digest(Kind.ENV, env_payload)))
 
 
 _Payload = tuple[bytes, Digest]
@@ -95,19 +103,17 @@ _Payload = tuple[bytes, Digest]
 
 @functools.lru_cache(maxsize=128)
 def _flow_payloads(flow: Flow, pins: tuple[PinnedStep, ...], entry: str | None,
-                   project_root: Path, hash_seed: str | None,
-                   ) -> tuple[tuple[_Payload, ...], _Payload, _Payload]:
-    """The flow's own code objects, and its flow and environment objects, with digests."""
+                   project_root: Path,
+                   ) -> tuple[tuple[_Payload, ...], _Payload, tuple[dict[str, str], ...]]:
+    """The flow's own code objects and its flow object, with digests, and all its sources."""
     own = flow_sources(entry, pins, project_root)
     code = tuple((payload, compute_digest(Kind.CODE, payload))
                  for payload in (codec.encode(source, root="code") for source in own.values()))
     flow_payload = codec.encode(flow_value(flow, [p.step_digest for p in pins],
                                            [digest for _, digest in code]), root="flow")
-    sources = [source for pinned in pins for source in pinned.sources.values()]
-    env_payload = codec.encode(environment([*sources, *own.values()], hash_seed),
-                               root="environment")
-    return (code, (flow_payload, compute_digest(Kind.FLOW, flow_payload)),
-            (env_payload, compute_digest(Kind.ENV, env_payload)))
+    sources = (*(source for pinned in pins for source in pinned.sources.values()),
+               *own.values())
+    return code, (flow_payload, compute_digest(Kind.FLOW, flow_payload)), sources
 
 
 def pin_flow(flow: Flow, store: Store, project_root: Path,

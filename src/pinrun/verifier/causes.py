@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import traceback
 from pathlib import Path
-from typing import Any
 
-from pinrun.artifacts.digest import Kind
 from pinrun.artifacts.store import Store
-from pinrun.engine.records import RunRecord
+from pinrun.engine.records import RunRecord, load_env
+from pinrun.flows.environment import environment, environment_changes
 from pinrun.flows.loader import pinned_sources
-from pinrun.flows.pinning import environment
 from pinrun.verifier.report import Cause
 
 __all__ = ["environment_drift", "error_location"]
@@ -29,21 +27,18 @@ def error_location(error: BaseException) -> tuple[str | None, int | None]:
 
 
 def environment_drift(store: Store, run: RunRecord) -> list[Cause]:
-    """How this process's environment differs from the one the run recorded."""
+    """How this process's environment differs from the one the run recorded, field by
+    field; and, for a run recorded under a random hash seed, that it was."""
     if run.env is None or run.flow_pin is None:
         return []
-    recorded: dict[str, Any] = store.get_object(run.env, Kind.ENV)
-    current = environment(list(pinned_sources(store, run.flow_pin).values()))
-    causes = []
-    for key, label in (("python", "Python"), ("implementation", "the implementation"),
-                       ("platform", "the platform"), ("hash_seed", "the hash seed")):
-        if recorded.get(key) != current.get(key):
-            causes.append(Cause("environment drift", f"{label} differs: recorded "
-                                f"{recorded.get(key)}, now {current.get(key)}"))
-    before, now = recorded.get("distributions", {}), current.get("distributions", {})
-    for name in sorted(set(before) | set(now)):
-        if before.get(name) != now.get(name):
-            causes.append(Cause("environment drift", f"{name} differs: recorded "
-                                f"{before.get(name, 'not installed')}, now "
-                                f"{now.get(name, 'not installed')}"))
+    recorded = load_env(store, run)
+    current = environment(pinned_sources(store, run.flow_pin).values(),
+                          project=recorded.get("project") or ())
+    causes = [Cause("environment drift", line)
+              for line in environment_changes(recorded, current)]
+    if recorded.get("hash_seed") == "random":
+        causes.append(Cause("hash seed", "the hash seed was random when the run was recorded, "
+                            "so the order of its sets of str (and of dicts built from them) "
+                            "cannot be replayed; record it again under PYTHONHASHSEED=0 "
+                            "(pinrun run does this)"))
     return causes

@@ -12,7 +12,8 @@ from typing import Any
 
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store
-from pinrun.engine.records import RunRecord, StepRecord, load_run
+from pinrun.engine.records import RunRecord, StepRecord, load_env, load_run
+from pinrun.flows.environment import environment_changes
 from pinrun.flows.status import source_diff
 from pinrun.verifier.diff import Change, diff_states
 
@@ -79,14 +80,7 @@ def _sources(store: Store, step: Digest | None) -> tuple[Any, dict[str, dict[str
 def _environment(store: Store, a: RunRecord, b: RunRecord) -> list[str]:
     if a.env is None or b.env is None or a.env == b.env:
         return []
-    before, after = store.get_object(a.env, Kind.ENV), store.get_object(b.env, Kind.ENV)
-    lines = [f"{key}: {before.get(key)} -> {after.get(key)}"
-             for key in ("python", "implementation", "platform", "hash_seed")
-             if before.get(key) != after.get(key)]
-    old, new = before.get("distributions", {}), after.get("distributions", {})
-    lines += [f"{name}: {old.get(name, 'absent')} -> {new.get(name, 'absent')}"
-              for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)]
-    return lines
+    return environment_changes(load_env(store, a), load_env(store, b))
 
 
 def diff_runs(store: Store, a_id: str, b_id: str) -> RunDiff:

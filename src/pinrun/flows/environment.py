@@ -1,0 +1,397 @@
+"""The environment a run records: what outside the code can change a result.
+
+An ``env`` object says where a run's code ran:
+
+* ``python``, ``implementation``, ``platform`` (``linux-x86_64``) and
+  ``machine`` (``platform.machine()``);
+* ``hash_seed``: the ``PYTHONHASHSEED`` this interpreter started with, or
+  ``"random"`` (the order of sets of strings then differs in every process);
+* ``timezone``: an IANA key (``UTC``, ``Asia/Tokyo``) when one can be known,
+  from ``$TZ``, else the ``/etc/localtime`` link, else ``time.tzname``;
+* ``locale``: the locale categories Python reads, as ``locale.setlocale``
+  reports them now, and the preferred encoding;
+* ``distributions``: the versions of the installed distributions the
+  project's modules import, with everything they require in turn (so numpy
+  shows when a step imports only pandas), and of the project's own
+  distributions, named in ``project``;
+* ``linalg``: the BLAS and LAPACK numpy was built with, when numpy is
+  already imported (nothing is imported to find out).
+
+Records written before the last five fields existed still load; a field
+absent from one side is never reported as drift (:func:`environment_changes`).
+What cannot change in a process (versions, the hash seed) is read once;
+the time zone and the locale are read each time, cheaply.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib.metadata
+import locale
+import operator
+import os
+import platform
+import re
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import ModuleType
+from typing import Any
+
+from pinrun.artifacts.shapes import is_hash_seed
+from pinrun.errors import InputError, PinrunWarning
+from pinrun.flows.project import normalized, owners_of
+
+__all__ = [
+    "HashSeedWarning",
+    "distributions_providing",
+    "environment",
+    "environment_changes",
+    "hash_seed_state",
+    "locale_state",
+    "requirement_closure",
+    "time_zone",
+    "warn_if_hash_seed_random",
+]
+
+#: The locale categories Python's own functions read (``str.upper`` does not;
+#: ``time.strftime``, ``locale.atof``, ``locale.strcoll`` and gettext do).
+LOCALE_CATEGORIES = ("LC_CTYPE", "LC_COLLATE", "LC_TIME", "LC_NUMERIC", "LC_MONETARY",
+                     "LC_MESSAGES")
+#: Names of UTC, all one zone: recorded as ``UTC`` so that a machine set to
+#: ``Etc/UTC`` and a run started with ``TZ=UTC`` record the same environment.
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal",
+                        "Etc/Zulu", "Zulu"})
+_LONGEST = 200  # a recorded string longer than this is cut (the shape allows 256)
+_MOST_PROJECT = 256  # the shape's bound on the project's distributions
+
+
+class HashSeedWarning(PinrunWarning):
+    """A run is recorded with a random hash seed: the order of sets of strings may vary.
+
+    Set ``PYTHONHASHSEED=0`` (any fixed seed) before Python starts, as
+    ``pinrun run`` does, so that a replay iterates them in the same order.
+    """
+
+
+# --------------------------------------------------------------- the hash seed
+
+# Read when pinrun is imported, as close to the interpreter's start as pinrun
+# gets: code that sets the variable later (a pool starting workers under a
+# seed) does not change this process's own hashing.
+_SEED_AT_START = os.environ.get("PYTHONHASHSEED")
+
+
+def _seed(value: str | None) -> str:
+    """A seed as recorded: a fixed one as it is, else ``random`` (no seed, or a bad one)."""
+    return value if value and value != "random" and is_hash_seed(value) else "random"
+
+
+@functools.cache
+def hash_seed_state() -> str:
+    """This interpreter's hash seed: the fixed seed it started with, or ``"random"``."""
+    if not sys.flags.hash_randomization:
+        return "0"  # PYTHONHASHSEED=0 is the only way to turn randomization off
+    if sys.flags.ignore_environment:
+        return "random"  # -E or -I: the variable was not read
+    seed = _seed(_SEED_AT_START)
+    return "random" if seed == "0" else seed  # 0 with randomization on: -R won
+
+
+_warned = False
+
+
+def warn_if_hash_seed_random() -> None:
+    """Warn (once per process) that this process's runs may not replay their set order."""
+    global _warned  # noqa: PLW0603 - once per process is the point
+    if _warned or hash_seed_state() != "random":
+        return
+    _warned = True
+    warnings.warn(HashSeedWarning(
+        "this process's hash seed is random (PYTHONHASHSEED is not set), so the iteration "
+        "order of sets of str and of dicts built from them is not reproducible: a replay "
+        "may diverge where a step depends on it. Start Python with PYTHONHASHSEED=0 "
+        "(pinrun run does) to record runs that replay"), stacklevel=3)
+
+
+# -------------------------------------------------------- time zone and locale
+
+def time_zone() -> str:
+    """The local time zone: an IANA key when one can be known (read each time: cheap)."""
+    value = os.environ.get("TZ")
+    if value is not None:
+        key = _zone_key(value.removeprefix(":")) if value else "UTC"  # glibc: empty TZ is UTC
+    else:
+        try:
+            key = _zone_key(os.readlink("/etc/localtime"))
+        except OSError:  # not a link (or no such file): what the C library says
+            key = "/".join(dict.fromkeys(time.tzname))
+    key = key[:_LONGEST]
+    return "UTC" if key in _UTC_NAMES else key
+
+
+def _zone_key(text: str) -> str:
+    """``/usr/share/zoneinfo/Asia/Tokyo`` -> ``Asia/Tokyo``; other text as it is."""
+    _, found, key = text.rpartition("zoneinfo/")
+    return key if found and key else text
+
+
+def locale_state() -> dict[str, str]:
+    """Each category in :data:`LOCALE_CATEGORIES` as set now, and the preferred encoding."""
+    found: dict[str, str] = {}
+    for name in LOCALE_CATEGORIES:
+        category = getattr(locale, name, None)  # LC_MESSAGES is not on every platform
+        if category is None:
+            continue
+        try:
+            found[name] = locale.setlocale(category)[:_LONGEST]  # no value: only asks
+        except locale.Error:
+            continue
+    found["encoding"] = locale.getpreferredencoding(False)[:_LONGEST]
+    return found
+
+
+# ------------------------------------------------------------- the record
+
+def environment(sources: Iterable[Mapping[str, str]], hash_seed: str | None = None,
+                project: Mapping[str, str] | Sequence[str] = ()) -> dict[str, Any]:
+    """Where code ran: see the module's docstring for each field.
+
+    ``sources`` are the pinned ``code`` values (their imports name the
+    distributions); ``hash_seed`` overrides this process's own
+    (:func:`hash_seed_state`); ``project`` names the project's own
+    distributions (with their versions, when given as a mapping), always
+    listed.
+    """
+    imported: frozenset[str] = frozenset().union(
+        *(_top_level_imports(code["source"]) for code in sources))
+    names, versions = _project(project)
+    value: dict[str, Any] = {
+        "python": platform.python_version(), "implementation": sys.implementation.name,
+        "platform": f"{sys.platform}-{_machine()}", "machine": _machine(),
+        "hash_seed": _seed(hash_seed) if hash_seed is not None else hash_seed_state(),
+        "timezone": time_zone(), "locale": locale_state(), "project": list(names),
+        "distributions": {**dict(_distribution_versions(imported, names)), **versions},
+    }
+    linalg = _linalg()
+    if linalg:
+        value["linalg"] = linalg
+    return value
+
+
+@functools.cache
+def _machine() -> str:
+    return platform.machine()
+
+
+def _project(project: Mapping[str, str] | Sequence[str],
+             ) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The project's distribution names, and the versions the caller gave for them."""
+    names = tuple(sorted(set(project)))
+    if len(names) > _MOST_PROJECT or any(len(str(name)) > _LONGEST for name in names):
+        raise InputError(f"name at most {_MOST_PROJECT} project distributions, each of at "
+                         f"most {_LONGEST} characters ({len(names)} names were given)")
+    if isinstance(project, Mapping):
+        return names, {str(k): str(v)[:_LONGEST] for k, v in project.items()}
+    return names, {}
+
+
+@functools.lru_cache(maxsize=256)
+def _distribution_versions(imported: frozenset[str],
+                           project: tuple[str, ...] = ()) -> tuple[tuple[str, str], ...]:
+    """The distributions providing these top-level modules, and the project's, with all
+    they require in turn (not for extras; only what is installed), with their versions.
+
+    Read once per process: what is installed does not change under a running program.
+    """
+    todo = [dist for name in sorted(imported) for dist in owners_of(name)]
+    return requirement_closure((*todo, *project))
+
+
+def requirement_closure(names: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """The installed distributions ``names`` and all they require in turn (not for
+    extras; only what is installed and applies here), with their versions."""
+    todo = list(names)
+    found: dict[str, str] = {}
+    seen: set[str] = set()
+    while todo:
+        wanted = normalized(todo.pop())
+        if wanted in seen:
+            continue
+        seen.add(wanted)
+        known = _installed(wanted)
+        if known is not None:
+            name, version, requires = known
+            found[name] = version
+            todo.extend(requires)
+    return tuple(sorted(found.items()))
+
+
+@functools.cache
+def _installed(name: str) -> tuple[str, str, tuple[str, ...]] | None:
+    """Distribution ``name``'s own name, version and requirements (applying here); or None."""
+    try:
+        dist = importlib.metadata.distribution(name)
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return None
+    requires = tuple(required for text in dist.requires or ()
+                     if (required := _required(text)) is not None)
+    return dist.metadata["Name"] or name, dist.version, requires
+
+
+_REQUIREMENT = re.compile(r"\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
+
+
+def _required(requirement: str) -> str | None:
+    """The distribution a requirement names, when it applies here (never for an extra)."""
+    spec, _, marker = requirement.partition(";")
+    match = _REQUIREMENT.match(spec)
+    if match is None or (marker.strip() and not _marker_applies(marker.strip())):
+        return None
+    return match.group(1)
+
+
+class _UnknownMarkerError(Exception):
+    """Internal: a marker this small evaluator does not read (it then applies)."""
+
+
+@functools.cache
+def _marker_values() -> dict[str, str]:
+    return {
+        "os_name": os.name, "sys_platform": sys.platform, "platform_machine": _machine(),
+        "platform_system": platform.system(), "platform_release": platform.release(),
+        "platform_python_implementation": platform.python_implementation(),
+        "python_version": ".".join(platform.python_version_tuple()[:2]),
+        "python_full_version": platform.python_version(),
+        "implementation_name": sys.implementation.name,
+    }
+
+
+def _marker_applies(marker: str) -> bool:
+    """Whether an environment marker holds here; one naming ``extra`` never does.
+
+    Markers are read as the Python expressions they look like (``and``, ``or``,
+    one comparison each); what that cannot read counts as applying, since a
+    distribution that is not installed is skipped anyway.
+    """
+    if re.search(r"\bextra\b", marker):
+        return False
+    try:
+        return _evaluate(ast.parse(marker, mode="eval").body)
+    except (SyntaxError, _UnknownMarkerError):
+        return True
+
+
+_COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
+    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+    ast.Gt: operator.gt, ast.GtE: operator.ge}
+
+
+def _evaluate(node: ast.expr) -> bool:
+    if isinstance(node, ast.BoolOp):
+        results = [_evaluate(value) for value in node.values]
+        return all(results) if isinstance(node.op, ast.And) else any(results)
+    if not isinstance(node, ast.Compare) or len(node.ops) != 1:
+        raise _UnknownMarkerError
+    left, op, right = _operand(node.left), node.ops[0], _operand(node.comparators[0])
+    if isinstance(op, ast.In | ast.NotIn):
+        return (left in right) == isinstance(op, ast.In)
+    compare = _COMPARE.get(type(op))
+    if compare is None:
+        raise _UnknownMarkerError
+    versions = [tuple(int(part) for part in text.split("."))
+                for text in (left, right) if re.fullmatch(r"[0-9]+(\.[0-9]+)*", text)]
+    if len(versions) == 2:
+        return compare(versions[0], versions[1])
+    if compare in (operator.eq, operator.ne):
+        return compare(left, right)
+    raise _UnknownMarkerError
+
+
+def _operand(node: ast.expr) -> str:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in _marker_values():
+        return _marker_values()[node.id]
+    raise _UnknownMarkerError
+
+
+@functools.lru_cache(maxsize=1024)
+def _top_level_imports(source: str) -> frozenset[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return frozenset(names)
+
+
+#: The installed distributions that provide a top-level module (often none).
+distributions_providing = owners_of
+
+
+def _linalg() -> dict[str, str] | None:
+    """The BLAS and LAPACK numpy says it was built with, if numpy is already imported."""
+    config = sys.modules.get("numpy.__config__")
+    return _linalg_of(config) if config is not None else None
+
+
+@functools.lru_cache(maxsize=1)
+def _linalg_of(config: ModuleType) -> dict[str, str] | None:
+    data = getattr(config, "CONFIG", None)  # numpy >= 1.26
+    if not isinstance(data, dict):
+        show = getattr(config, "show", None)
+        try:
+            data = show(mode="dicts") if callable(show) else None
+        except (TypeError, ValueError, AttributeError):  # an older numpy: no dicts
+            return None
+    built = data.get("Build Dependencies") if isinstance(data, dict) else None
+    found: dict[str, str] = {}
+    for key in ("blas", "lapack"):
+        entry = built.get(key) if isinstance(built, dict) else None
+        if isinstance(entry, dict) and entry.get("found", True) and entry.get("name"):
+            found[key] = " ".join(str(entry[part]) for part in ("name", "version")
+                                  if entry.get(part))[:_LONGEST]
+    return found or None
+
+
+# -------------------------------------------------------------------- drift
+
+_SCALARS = (("python", "python"), ("implementation", "implementation"),
+            ("platform", "platform"), ("machine", "machine"), ("timezone", "TZ"),
+            ("hash_seed", "hash seed"))
+
+
+def environment_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """How environment ``after`` differs from ``before``, one line per field.
+
+    Lines read ``TZ: UTC -> Asia/Tokyo``, ``locale LC_NUMERIC: C -> de_DE.UTF-8``,
+    ``hash seed: 0 -> random``, ``orders-svc: 1.0.0 -> 1.0.1``. A field one side
+    does not have (a record older than it, numpy not imported) is not a change;
+    nor is a distribution missing from a record older than the list of
+    everything imported (which records ``project``).
+    """
+    lines = []
+    for key, label in _SCALARS:
+        old, new = before.get(key), after.get(key)
+        if old is not None and new is not None and old != new:
+            lines.append(f"{label}: {old} -> {new}")
+    for key, prefix in (("locale", "locale "), ("linalg", "")):
+        old_map, new_map = before.get(key), after.get(key)
+        if not isinstance(old_map, Mapping) or not isinstance(new_map, Mapping):
+            continue
+        for name in sorted(set(old_map) & set(new_map)):
+            if old_map[name] != new_map[name]:
+                label = f"{prefix}{name}" if prefix else str(name).upper()
+                lines.append(f"{label}: {old_map[name]} -> {new_map[name]}")
+    old_dists, new_dists = before.get("distributions") or {}, after.get("distributions") or {}
+    complete = before.get("project") is not None, after.get("project") is not None
+    for name in sorted(set(old_dists) | set(new_dists)):
+        old, new = old_dists.get(name), new_dists.get(name)
+        if old == new or (old is None and not complete[0]) or (new is None and not complete[1]):
+            continue
+        lines.append(f"{name}: {old or 'absent'} -> {new or 'absent'}")
+    return lines
