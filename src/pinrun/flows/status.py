@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,7 @@ from pinrun.flows.entries import import_entry, import_recorded_entry
 from pinrun.flows.flow import Flow
 from pinrun.flows.loader import pinned_modules, pinned_sources
 from pinrun.flows.pinning import PinnedStep, pin_step
+from pinrun.flows.step import Step
 
 __all__ = [
     "CODE_POLICIES",
@@ -40,6 +41,7 @@ __all__ = [
     "compare_code",
     "flow_under_policy",
     "load_pinned_flow",
+    "loaded_as_pinned",
     "source_diff",
 ]
 
@@ -101,9 +103,16 @@ def load_pinned_flow(store: Store, digest: Digest) -> tuple[dict[str, Any],
 
 
 def compare_code(store: Store, pinned_flow: Digest, flow: Flow,
-                 project_root: Path, pins: Mapping[str, PinnedStep] | None = None) -> CodeStatus:
-    """Compare ``flow`` as loaded now with the flow pinned as ``pinned_flow``."""
+                 project_root: Path, pins: Mapping[str, PinnedStep] | None = None, *,
+                 step_pins: Mapping[str, Digest] | None = None) -> CodeStatus:
+    """Compare ``flow`` as loaded now with the flow pinned as ``pinned_flow``.
+
+    ``step_pins`` names, by step, a step pin to compare with instead of the
+    flow pin's (the code a resumed run's later attempt ran).
+    """
     pinned, pinned_steps = load_pinned_flow(store, pinned_flow)
+    for name, digest in (step_pins or {}).items():
+        pinned_steps[name] = {**store.get_object(digest, Kind.STEP), "digest": digest}
     current = pins if pins is not None else {
         item.name: pin_step(item, project_root) for item in flow.steps}
     statuses = []
@@ -203,19 +212,7 @@ def flow_under_policy(store: Store, policy: CodePolicy, pinned_flow: Digest, *,
             key = (pinned_flow, project_root, entry)
             pins = _VERIFIED_PINS.get(key)
             if pins is None:
-                pins = {item.name: pin_step(item, project_root) for item in flow.steps}
-                # The pinned code must fingerprint as pinned, or it is not the pinned
-                # code that would run (a module the pin lacks came from disk).
-                differs = [item.name for item in flow.steps
-                           if item.name not in steps
-                           or _identity(pins[item.name].value) != _identity(steps[item.name])
-                           or pins[item.name].value["fingerprint"]
-                           != steps[item.name]["fingerprint"]]
-                if differs:
-                    raise CodeChangedError(
-                        f"the pinned code of flow {flow.name!r} does not load back as it was "
-                        f"pinned (steps {differs}); a module it needs was not pinned. Record "
-                        "or pin the flow again, or use --code-policy warn")
+                pins = loaded_as_pinned(flow.name, flow.steps, steps, project_root)
                 # The same sources load back the same way: once per process is proof
                 # enough (and a verify worker replays many runs of one pin).
                 if len(_VERIFIED_PINS) >= _VERIFIED_MAX:
@@ -233,6 +230,29 @@ def flow_under_policy(store: Store, policy: CodePolicy, pinned_flow: Digest, *,
             apply_code_policy(policy, compare_code(store, pinned_flow, flow, project_root, pins),
                               what)
         yield flow, pins
+
+
+def loaded_as_pinned(flow_name: str, items: Sequence[Step],
+                     pinned: Mapping[str, Mapping[str, Any]],
+                     project_root: Path) -> dict[str, PinnedStep]:
+    """Pin ``items`` as loaded, checking each against its ``pinned`` step value by name.
+
+    Raises :class:`CodeChangedError` when one does not fingerprint as pinned.
+    """
+    pins = {item.name: pin_step(item, project_root) for item in items}
+    # The pinned code must fingerprint as pinned, or it is not the pinned
+    # code that would run (a module the pin lacks came from disk).
+    differs = [item.name for item in items
+               if item.name not in pinned
+               or _identity(pins[item.name].value) != _identity(pinned[item.name])
+               or pins[item.name].value["fingerprint"]
+               != pinned[item.name]["fingerprint"]]
+    if differs:
+        raise CodeChangedError(
+            f"the pinned code of flow {flow_name!r} does not load back as it was "
+            f"pinned (steps {differs}); a module it needs was not pinned. Record "
+            "or pin the flow again, or use --code-policy warn")
+    return pins
 
 
 #: Pinned flows already checked to load back as pinned: (flow digest, root, entry) -> pins.
