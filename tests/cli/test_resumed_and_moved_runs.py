@@ -124,6 +124,8 @@ def test_fixed_and_resumed_run_replays_with_each_attempts_code(tmp_path: Path) -
     assert (steps["price"]["attempt"], steps["price"]["resumed_code"]) == (2, True)
     assert steps["price"]["code"] == shown[-1]["code"] != shown[-2]["code"]
     assert steps["load"]["resumed_code"] is False
+    assert [step["resumed_code"] for step in shown] == [False, False, True]
+    assert "not the code it started with" in " ".join(_cli(root, "show", run_id).stdout.split())
     assert "which the run was resumed with" in " ".join(_cli(root, "replay", run_id).stdout.split())
 
     assert _json(root, "replay", run_id, "--code", "workdir")["verdict"] == "reproduced"
