@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import re
@@ -160,17 +161,26 @@ def show_command(store: Store, run_id: str, as_json: bool) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from pinrun.artifacts.digest import Kind
     from pinrun.engine.records import display_status, load_env, load_run
 
     run = load_run(store, run_id)
     env = load_env(store, run)
     status = display_status(store, run)
     times = _step_times(store, run)
+    # A step pin the run's flow pin does not name ran in a resume after a change.
+    started_with: set[Digest] = set()
+    if run.flow_pin is not None:
+        # A damaged pin does not hide the run: fsck and replay name it.
+        with contextlib.suppress(StoreError):
+            started_with = set(store.get_object(run.flow_pin, Kind.FLOW)["steps"])
     steps: list[dict[str, Any]] = []
     for index, item in enumerate(run.steps):
         steps.append({
             "name": item.name, "status": item.status, "attempt": item.attempt,
             "inputs": item.inputs.hex, "code": item.code.hex if item.code else None,
+            "resumed_code": bool(started_with) and item.code is not None
+            and item.code not in started_with,
             "outputs": item.outputs.hex if item.outputs else None,
             **_events_summary(store, item.events),
             "hazards": list(item.hazards),
@@ -220,6 +230,10 @@ def show_command(store: Store, run_id: str, as_json: bool) -> None:
         if row["error"]:
             out.print(Text(f"{printable(_label(row))} failed: {printable(row['error']['type'])}"
                            f": {printable(row['error']['message'])}", style="red"))
+        if row["resumed_code"]:
+            out.print(Text(f"{printable(_label(row))} ran the code the run was resumed with "
+                           f"(step pin {row['code'][:8]}), not the code it started with; "
+                           "pinned replay runs that code for it", style="dim"))
     if status in ("interrupted", "failed"):
         out.print(Text(f"continue it with: pinrun resume {run.id}"))
 

@@ -26,6 +26,10 @@ EXIT_DIVERGED = 1
               show_default=True,
               help="pinned: the code the run pinned, from the store (never from disk); "
                    "workdir: the code on disk now (the pre-deploy check).")
+@click.option("--entry", metavar="MODULE:FLOW",
+              help="With --code workdir: where the recorded flow lives now, after a move or "
+                   "rename (MODULE:FLOW or path/to/file.py:FLOW). It must have the steps the "
+                   "run recorded. Pinned code needs none (it holds the old module).")
 @click.option("--guards", type=click.Choice(["warn", "strict", "off"]), default="warn",
               show_default=True,
               help="Watch the steps for calls around their context (time, random, uuid, "
@@ -45,8 +49,8 @@ EXIT_DIVERGED = 1
 @json_option
 @store_option
 @with_store
-def replay_command(store: Store, run_id: str, code: str, guards: str, repeat: int,
-                   perturb: str | None, debug_step: str | None, use_pdb: bool,
+def replay_command(store: Store, run_id: str, code: str, entry: str | None, guards: str,
+                   repeat: int, perturb: str | None, debug_step: str | None, use_pdb: bool,
                    as_json: bool) -> None:
     """Replay RUN and check that every step gives what was recorded.
 
@@ -63,13 +67,17 @@ def replay_command(store: Store, run_id: str, code: str, guards: str, repeat: in
     Examples:
       pinrun replay 20261123T0130                 # the pinned code
       pinrun replay 20261123T0130 --code workdir  # does the new code still agree?
+      pinrun replay 20261123T0130 --code workdir --entry orders.pipeline:flow  # moved
       pinrun replay 20261123T0130 --perturb hashseed,tz,locale --repeat 3
       pinrun replay 20261123T0130 --step price --pdb   # forensics, after an incident
 
-    Exit code 0 reproduced, 1 diverged (or could not replay), 3 store error.
+    Exit code 0 reproduced, 1 diverged (or could not replay), 2 bad input (an
+    --entry that does not import or whose flow has other steps), 3 store error.
     """
+    from pinrun.cli.run_commands import load_flow
     from pinrun.engine.records import load_run, recorded_hash_seed
     from pinrun.errors import InputError
+    from pinrun.verifier.moved import check_same_steps
     from pinrun.verifier.perturb import check_kinds
     from pinrun.verifier.perturb import perturb as run_perturbations
     from pinrun.verifier.replayer import replay
@@ -78,10 +86,21 @@ def replay_command(store: Store, run_id: str, code: str, guards: str, repeat: in
         raise InputError("--pdb and --step NAME go together: pinrun replay RUN --step NAME --pdb")
     kinds = [kind.strip() for kind in perturb.split(",") if kind.strip()] if perturb else []
     check_kinds(kinds)  # before the replay, not after it
+    if entry is not None and kinds:
+        raise InputError("--perturb replays in fresh processes from the run's recorded entry; "
+                         "it does not take --entry yet")
+    if entry is not None and code == "pinned":
+        raise InputError("--entry says where the flow lives on disk now, for --code workdir; "
+                         "pinned replay loads the flow from the run's pinned code, where it "
+                         "was recorded: drop --entry, or add --code workdir")
     # The run's record and its recorded hash seed are checked before anything
     # re-executes: a damaged one is one line and exit 3, not a dying interpreter.
     recorded_hash_seed(store, load_run(store, run_id))
-    report = replay(run_id, store=store, code=cast("CodeSource", code),
+    flow = None
+    if entry is not None:
+        flow = load_flow(entry)
+        check_same_steps(store, load_run(store, run_id), flow, f"--entry {entry}")
+    report = replay(run_id, store=store, code=cast("CodeSource", code), flow=flow,
                     guards=cast("GuardMode", guards), repeat=repeat, debug_step=debug_step)
     variations = run_perturbations(store, report.run_id, kinds, code=code, guards=guards) \
         if kinds else []
@@ -137,6 +156,8 @@ def _print(report: ReplayReport) -> None:
                       Text(printable((step.recorded_outputs or "-")[:8])),
                       Text(printable((step.replayed_outputs or "-")[:8])))
     out.print(table)
+    for line in report.resumed_lines():
+        out.print(Text(line, style="dim"))
     first = report.first_divergence
     for step in report.steps:
         if step is not first:

@@ -40,6 +40,9 @@ SHOWN = 20
 @click.option("--code", type=click.Choice(["workdir", "pinned"]), default="workdir",
               show_default=True, help="workdir: the code on disk (the pre-deploy check); "
               "pinned: the code each run pinned.")
+@click.option("--entry", "entries", multiple=True, metavar="MODULE:FLOW",
+              help="Where a flow lives now, after a move or rename (repeatable): the runs of "
+              "the flow found there replay it. With --code workdir only.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes.")
 @click.option("--shard", metavar="I/N", help="Verify only shard I of N (1-based): a CI "
@@ -55,8 +58,8 @@ SHOWN = 20
 @with_store
 def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
                    tag: str | None, since: str | None, sample: int | None, code: str,
-                   jobs: int, shard: str | None, guards: str, junit_xml: str | None,
-                   json_file: str | None, fail_fast: bool) -> None:
+                   entries: tuple[str, ...], jobs: int, shard: str | None, guards: str,
+                   junit_xml: str | None, json_file: str | None, fail_fast: bool) -> None:
     """Replay recorded runs against the code and check that every one reproduces.
 
     By default every run in the store is replayed with the code on disk: the
@@ -68,9 +71,11 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
       pinrun verify                              # every run, the code on disk
       pinrun verify --flow pricing -j 4 --junit-xml pinrun.xml
       pinrun verify --shard 2/4 --since 30d      # one machine of a 4-way CI matrix
+      pinrun verify --entry orders.pipeline:flow # after orders/flow.py moved
     """
     from pinrun.cli.inspect_commands import since_prefix
     from pinrun.errors import InputError
+    from pinrun.verifier.moved import check_entries_used
     from pinrun.verifier.verify import Selection, parse_shard, run_verification, select_runs
 
     selection = Selection(
@@ -89,6 +94,8 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
         return
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
+    by_flow = _entries(entries, code)
+    check_entries_used(store, ids, by_flow)
     # Only the runs that did not reproduce keep their whole report in memory: the
     # others are three fields each, so a large corpus verifies in flat memory.
     results: list[dict[str, Any]] = []
@@ -100,7 +107,7 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
             stream.write("[")
         for index, result in enumerate(run_verification(
                 store, ids, code=cast("CodeSource", code), guards=cast("GuardMode", guards),
-                jobs=jobs, fail_fast=fail_fast, progress=update)):
+                jobs=jobs, fail_fast=fail_fast, progress=update, entries=by_flow)):
             if stream is not None:
                 stream.write(("," if index else "") + "\n" +
                              json.dumps(result, indent=2, sort_keys=True))
@@ -118,6 +125,18 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
         sys.exit(EXIT_STORE_ERROR)
     if any(r["verdict"] != "reproduced" for r in results) or len(results) < len(ids):
         sys.exit(EXIT_NOT_REPRODUCED)
+
+
+def _entries(entries: tuple[str, ...], code: str) -> dict[str, str]:
+    """Flow name -> where it lives now, from the --entry options (imported here)."""
+    from pinrun.cli.run_commands import target_entry
+    from pinrun.errors import InputError
+    from pinrun.verifier.moved import flows_by_name
+
+    if entries and code == "pinned":
+        raise InputError("--entry says where a flow lives on disk now, for --code workdir; "
+                         "pinned code loads each flow where its run recorded it: drop --entry")
+    return flows_by_name(target_entry(entry) for entry in entries)
 
 
 def _summary(results: list[dict[str, Any]], selected: int) -> None:
@@ -222,9 +241,13 @@ def _escape(text: str, *, in_property: bool = False) -> str:
 @click.command(name="accept")
 @click.argument("run_ids", nargs=-1, metavar="[RUN]...")
 @click.option("--flow", "flow_name", metavar="NAME", help="Every current run of this flow.")
+@click.option("--entry", "entries", multiple=True, metavar="MODULE:FLOW",
+              help="Where a flow lives now, after a move or rename (repeatable): the runs of "
+              "the flow found there are recorded again from it.")
 @store_option
 @with_store
-def accept_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None) -> None:
+def accept_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
+                   entries: tuple[str, ...]) -> None:
     """Accept an intended change: re-record runs with the code on disk as the new baseline.
 
     Each run's pinned inputs are recorded again with the workdir code, as a
@@ -238,10 +261,12 @@ def accept_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
     Examples:
       pinrun accept 20261123T0130
       pinrun accept --flow pricing        # after an intended change to pricing
+      pinrun accept 20261123T0130 --entry orders.pipeline:flow   # it moved
     """
     from rich.text import Text
 
     from pinrun.verifier.accept import accept
+    from pinrun.verifier.moved import check_entries_used
     from pinrun.verifier.verify import Selection, select_runs
 
     if not run_ids and flow_name is None:
@@ -249,9 +274,11 @@ def accept_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
     ids = select_runs(store, Selection(run_ids=run_ids, flow=flow_name))
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
+    by_flow = _entries(entries, "workdir")
+    check_entries_used(store, ids, by_flow)
     out = console()
     count = 0
-    for accepted in accept(store, ids):  # each printed as soon as it is recorded
+    for accepted in accept(store, ids, entries=by_flow):  # each printed as soon as it is recorded
         out.print(Text(f"{printable(accepted.old)} -> {printable(accepted.new.id)} "
                        f"({printable(accepted.new.status)})"))
         count += 1

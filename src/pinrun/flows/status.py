@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ from pinrun.flows.flow import Flow
 from pinrun.flows.loader import pinned_distributions, pinned_modules, pinned_sources
 from pinrun.flows.normalize import normalized_source_tree
 from pinrun.flows.pinning import PinnedStep, pin_step
+from pinrun.flows.step import Step
 
 __all__ = [
     "CODE_POLICIES",
@@ -41,6 +42,7 @@ __all__ = [
     "compare_code",
     "flow_under_policy",
     "load_pinned_flow",
+    "loaded_as_pinned",
     "source_diff",
 ]
 
@@ -102,9 +104,16 @@ def load_pinned_flow(store: Store, digest: Digest) -> tuple[dict[str, Any],
 
 
 def compare_code(store: Store, pinned_flow: Digest, flow: Flow,
-                 project_root: Path, pins: Mapping[str, PinnedStep] | None = None) -> CodeStatus:
-    """Compare ``flow`` as loaded now with the flow pinned as ``pinned_flow``."""
+                 project_root: Path, pins: Mapping[str, PinnedStep] | None = None, *,
+                 step_pins: Mapping[str, Digest] | None = None) -> CodeStatus:
+    """Compare ``flow`` as loaded now with the flow pinned as ``pinned_flow``.
+
+    ``step_pins`` names, by step, a step pin to compare with instead of the
+    flow pin's (the code a resumed run's later attempt ran).
+    """
     pinned, pinned_steps = load_pinned_flow(store, pinned_flow)
+    for name, digest in (step_pins or {}).items():
+        pinned_steps[name] = {**store.get_object(digest, Kind.STEP), "digest": digest}
     current = pins if pins is not None else {
         item.name: pin_step(item, project_root) for item in flow.steps}
     statuses = []
@@ -228,28 +237,7 @@ def flow_under_policy(store: Store, policy: CodePolicy, pinned_flow: Digest, *,
             key = (pinned_flow, project_root, entry)
             pins = _VERIFIED_PINS.get(key)
             if pins is None:
-                pins = {item.name: pin_step(item, project_root) for item in flow.steps}
-                # The pinned code must be what runs: a step the pin lacks, or a project
-                # module the loaded code uses that the run did not pin (it came from
-                # disk), is refused. A fingerprint that differs while every module came
-                # from the pin is not: the code is the pinned text (what differs is a
-                # value computed at import, or how an older pinrun built fingerprints).
-                missing = [item.name for item in flow.steps if item.name not in steps]
-                unpinned = sorted({module for item in flow.steps if item.name in steps
-                                   and pins[item.name].value["fingerprint"]
-                                   != steps[item.name]["fingerprint"]
-                                   for module in pins[item.name].sources
-                                   if module not in sources})
-                if missing or unpinned:
-                    what_differs = (f"it has no pinned step {missing[0]!r}" if missing else
-                                    f"its steps use the project module(s) {unpinned}, which "
-                                    "the pin does not hold, so they would run from the files "
-                                    "on disk")
-                    raise CodeChangedError(
-                        f"the pinned code of flow {flow.name!r} cannot run as pinned: "
-                        f"{what_differs}. Run it with the code on disk instead (replay and "
-                        "verify: --code workdir; run and resume: --code-policy warn), or "
-                        "record the flow again so that its pin holds all of its code")
+                pins = loaded_as_pinned(flow.name, flow.steps, steps, project_root, sources)
                 # The same sources load back the same way: once per process is proof
                 # enough (and a verify worker replays many runs of one pin).
                 if len(_VERIFIED_PINS) >= _VERIFIED_MAX:
@@ -267,6 +255,36 @@ def flow_under_policy(store: Store, policy: CodePolicy, pinned_flow: Digest, *,
             apply_code_policy(policy, compare_code(store, pinned_flow, flow, project_root, pins),
                               what)
         yield flow, pins
+
+
+def loaded_as_pinned(flow_name: str, items: Sequence[Step],
+                     pinned: Mapping[str, Mapping[str, Any]], project_root: Path,
+                     sources: Collection[str]) -> dict[str, PinnedStep]:
+    """Pin ``items`` as loaded from the pinned ``sources`` (module names), checking each
+    against its ``pinned`` step value by name.
+
+    The pinned code must be what runs: a step the pin lacks, or a project module
+    the loaded code uses that the pin does not hold (it came from disk), raises
+    :class:`CodeChangedError`. A fingerprint that differs while every module
+    came from the pin does not: the code is the pinned text (what differs is a
+    value computed at import, or how an older pinrun built fingerprints).
+    """
+    pins = {item.name: pin_step(item, project_root) for item in items}
+    missing = [item.name for item in items if item.name not in pinned]
+    unpinned = sorted({module for item in items if item.name in pinned
+                       and pins[item.name].value["fingerprint"]
+                       != pinned[item.name]["fingerprint"]
+                       for module in pins[item.name].sources if module not in sources})
+    if missing or unpinned:
+        what_differs = (f"it has no pinned step {missing[0]!r}" if missing else
+                        f"its steps use the project module(s) {unpinned}, which the pin "
+                        "does not hold, so they would run from the files on disk")
+        raise CodeChangedError(
+            f"the pinned code of flow {flow_name!r} cannot run as pinned: {what_differs}. "
+            "Run it with the code on disk instead (replay and verify: --code workdir; run "
+            "and resume: --code-policy warn), or record the flow again so that its pin "
+            "holds all of its code")
+    return pins
 
 
 #: Pinned flows already checked to load back as pinned: (flow digest, root, entry) -> pins.

@@ -20,7 +20,7 @@ unlinked leftover.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,12 +31,13 @@ from pinrun.engine.lease import RunLease
 from pinrun.engine.records import RunRecord, load_run, run_ref
 from pinrun.engine.resume import resume
 from pinrun.engine.run import REPLACED_PREFIX, record, replaced_ref, replacing_ref
-from pinrun.errors import CorruptObjectError, InputError, RunFailedError
-from pinrun.flows.entries import import_recorded_entry
+from pinrun.errors import CorruptObjectError, RunFailedError
+from pinrun.flows.entries import import_entry
 from pinrun.flows.flow import Flow
 from pinrun.flows.loader import project_on_path
 from pinrun.flows.pinning import pin_step, project_root_for
 from pinrun.flows.registry import put_pins
+from pinrun.verifier.moved import check_same_steps, recorded_flow
 
 __all__ = ["REPLACED_PREFIX", "Accepted", "accept", "replaced_ref"]
 
@@ -49,8 +50,8 @@ class Accepted:
     new: RunRecord
 
 
-def accept(store: Store, run_ids: list[str], *,
-           project_root: Path | None = None) -> Iterator[Accepted]:
+def accept(store: Store, run_ids: list[str], *, project_root: Path | None = None,
+           entries: Mapping[str, str] | None = None) -> Iterator[Accepted]:
     """Re-record each run's inputs with the code on disk; the new runs replace the old.
 
     Yields each accepted run as soon as it is recorded, so a failure part way
@@ -58,13 +59,20 @@ def accept(store: Store, run_ids: list[str], *,
     was interrupted gets that new run finished (or, when the code changed
     since, replaced) rather than a second one; naming the interrupted new
     run itself does the same for the run it replaces.
+
+    ``entries`` maps a flow name to the ``MODULE:FLOW`` where that flow lives
+    now (it moved since its runs were recorded): the runs of that flow are
+    recorded again from the flow found there (imported as given), which must
+    have the steps each run recorded (else :class:`InputError`), and the new
+    runs record that entry.
     """
     root = project_root if project_root is not None else project_root_for(store.path)
     with project_on_path(root):
-        yield from _accept(store, run_ids, root)
+        yield from _accept(store, run_ids, root, entries or {})
 
 
-def _accept(store: Store, run_ids: list[str], root: Path) -> Iterator[Accepted]:
+def _accept(store: Store, run_ids: list[str], root: Path,
+            entries: Mapping[str, str]) -> Iterator[Accepted]:
     # Resolved before anything is recorded: an unfinished baseline stands for the run
     # it replaces (once finished, it would look like a baseline to accept anew).
     targets: dict[str, RunRecord] = {}
@@ -74,15 +82,18 @@ def _accept(store: Store, run_ids: list[str], root: Path) -> Iterator[Accepted]:
             old = load_run(store, old.replaces)
         targets.setdefault(old.id, old)
     for old in targets.values():
-        if old.entry is None:
-            raise InputError(f"run {old.id} does not say where its flow is defined, so it "
-                             "cannot be recorded again")
-        flow = import_recorded_entry(old.entry, root)
-        new = _adopted(store, old, flow, root)
+        entry = entries.get(old.flow)
+        if entry is not None:  # the user's own entry: imported as given
+            flow = import_entry(entry)
+            check_same_steps(store, old, flow, f"--entry {entry}")
+        else:
+            flow = recorded_flow(store, old, root)
+            entry = old.entry
+        new = _adopted(store, old, flow, root, entry)
         if new is None:
             inputs = store.get_snapshot(old.inputs)
             try:
-                new = record(flow, inputs, store=store, project_root=root, entry=old.entry,
+                new = record(flow, inputs, store=store, project_root=root, entry=entry,
                              replaces=old)
             except RunFailedError as failure:
                 new = failure.run  # a failure can be the intended baseline too
@@ -102,7 +113,8 @@ def _pending(store: Store, old_id: str) -> str | None:
     return run_id
 
 
-def _adopted(store: Store, old: RunRecord, flow: Flow, root: Path) -> RunRecord | None:
+def _adopted(store: Store, old: RunRecord, flow: Flow, root: Path,
+             entry: str | None) -> RunRecord | None:
     """Finish an interrupted earlier accept of ``old``; None when there is none (left).
 
     The unfinished run is resumed when the code and environment now pin to
@@ -119,7 +131,7 @@ def _adopted(store: Store, old: RunRecord, flow: Flow, root: Path) -> RunRecord 
             batch.set_ref(replaced_ref(old.id), pending.digest)
             batch.delete_ref(replacing_ref(old.id))
         return pending
-    if _pins_now(store, flow, root, old.entry) == (pending.flow_pin, pending.env):
+    if _pins_now(store, flow, root, entry) == (pending.flow_pin, pending.env):
         try:
             return resume(pending.id, store=store, code_policy="disabled", flow=flow,
                           project_root=root)

@@ -45,8 +45,10 @@ from pinrun.flows.pinning import project_root_for
 from pinrun.flows.status import CodeStatus, compare_code, flow_under_policy
 from pinrun.flows.step import Step
 from pinrun.guards import GuardedCall, GuardMode, Guards, module_state
+from pinrun.verifier.attempt_code import attempt_pins, final_attempts, with_attempt_code
 from pinrun.verifier.causes import environment_drift, error_location
 from pinrun.verifier.diff import diff_states
+from pinrun.verifier.moved import check_same_steps, recorded_flow
 from pinrun.verifier.report import Cause, ReplayReport, StepResult
 
 __all__ = ["CodeSource", "replay"]
@@ -61,8 +63,13 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
     """Replay run ``run_id`` and compare every step with its recording.
 
     ``code="pinned"`` runs the sources the run pinned, imported from the
-    store (never from disk); ``code="workdir"`` runs the code on disk now, or
-    ``flow`` when given. ``guards`` watches the steps for calls around their
+    store (never from disk): for each step, the code of the attempt whose
+    result the run kept (a run resumed after a fix ran its later attempts
+    with the fixed code). ``code="workdir"`` runs the code on disk now: the
+    flow at the run's recorded entry, or ``flow`` when given (where the flow
+    lives now, after a move: it must have the steps the run recorded, else
+    :class:`~pinrun.errors.InputError`; pinned code needs no ``flow``, and
+    refuses one). ``guards`` watches the steps for calls around their
     context (time, randomness, uuids, environment, network, subprocesses):
     ``warn`` notes them, ``strict`` makes them fail the step, ``off`` skips
     the watch. ``repeat`` replays the run that many times in this process
@@ -78,6 +85,10 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
         raise InputError(f"code={code!r}: replay runs the 'pinned' code or the 'workdir' code")
     if repeat < 1:
         raise InputError(f"repeat={repeat}: replay a run at least once")
+    if flow is not None and code == "pinned":
+        raise InputError("pinned replay loads the flow from the code the run pinned, where "
+                         "it was recorded, so it takes no flow (--entry): drop it, or replay "
+                         "the code on disk (--code workdir)")
     run = load_run(store, run_id)
     report = ReplayReport(run.id, run.flow, code, "reproduced", repeat=repeat)
     if run.flow_pin is None:
@@ -87,16 +98,18 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
     if debug_step is not None and debug_step not in recorded:
         raise InputError(f"run {run.id} has no recorded step {debug_step!r} to stop in "
                          f"(its steps: {', '.join(dict.fromkeys(recorded))})")
+    if flow is not None:
+        check_same_steps(store, run, flow, "the flow given")
     root = project_root if project_root is not None else project_root_for(store.path)
     try:
-        with _flow_to_replay(store, run, code, root, flow) as (chosen, drift):
-            modules = [] if guards == "off" else _project_modules(root)
+        with _flow_to_replay(store, run, code, root, flow) as (chosen, drift, ran, loaded):
+            modules = [] if guards == "off" else [*_project_modules(root), *loaded]
             with Guards(modules, guards) as watching:
                 verified: set[Digest] = set()
                 for repetition in range(1, repeat + 1):
                     report.steps, report.repetition = [], repetition
                     _Replay(store, run, chosen, drift=drift, report=report, guards=watching,
-                            debug_step=debug_step, verified=verified).run()
+                            debug_step=debug_step, verified=verified, ran=ran).run()
                     if report.first_divergence is not None:
                         break
     except StoreError:
@@ -128,27 +141,43 @@ def _project_modules(root: Path) -> list[ModuleType]:
     return found
 
 
+#: What the replay runs: the flow, how to learn (workdir) how its code differs from
+#: the code each step's attempt ran, the step pin each step runs (hex) and whether
+#: it is a later attempt's (resumed) code, and modules loaded outside sys.modules.
+_ToReplay = tuple[Flow, Callable[[], CodeStatus] | None, dict[str, tuple[str, bool]],
+                  list[ModuleType]]
+
+
 @contextmanager
 def _flow_to_replay(store: Store, run: RunRecord, code: CodeSource, root: Path, flow: Flow | None,
-                    ) -> Iterator[tuple[Flow, Callable[[], CodeStatus] | None]]:
-    """The flow to replay, and (workdir) how to learn how its code differs from the pin.
+                    ) -> Iterator[_ToReplay]:
+    """The flow to replay, and what goes with it (:data:`_ToReplay`).
 
     The comparison opens every pinned source: it is made only when a step diverged.
     """
     assert run.flow_pin is not None
+    attempts = attempt_pins(store, run)
     with project_on_path(root):
         if code == "pinned":
             with flow_under_policy(store, "artifact", run.flow_pin, entry=run.entry,
                                    project_root=root, flow=None,
-                                   what=f"run {run.id}") as (chosen, _):
-                yield chosen, None
+                                   what=f"run {run.id}") as (main, pins):
+                chosen, loaded = with_attempt_code(store, run, main, root, attempts)
+                ran = {name: (attempts[name].hex, True) if name in attempts
+                       else (pin.step_digest.hex, False) for name, pin in pins.items()}
+                yield chosen, None, ran, loaded
             return
+        if flow is None:
+            flow = recorded_flow(store, run, root)
         with flow_under_policy(store, "disabled", run.flow_pin, entry=run.entry,
                                project_root=root, flow=flow,
                                what=f"run {run.id}") as (chosen, pins):
             pinned = run.flow_pin
-            yield chosen, functools.cache(lambda: compare_code(store, pinned, chosen, root,
-                                                               pins))
+            # A step a resumed attempt ran with other code drifted from that code.
+            drift = functools.cache(lambda: compare_code(store, pinned, chosen, root, pins,
+                                                         step_pins=attempts))
+            yield chosen, drift, {name: (pin.step_digest.hex, False)
+                                  for name, pin in pins.items()}, []
 
 
 class _DigestSink:
@@ -164,18 +193,14 @@ class _DigestSink:
         return found
 
 
-def _final_attempts(run: RunRecord) -> dict[str, StepRecord]:
-    """Each recorded step's last attempt: the one whose outcome the run kept."""
-    return {record.name: record for record in run.steps}
-
-
 class _Replay:
     """One replay: the state as it goes, and the report being filled."""
 
     def __init__(self, store: Store, run: RunRecord, flow: Flow, *,
                  drift: Callable[[], CodeStatus] | None, report: ReplayReport,
                  guards: Guards, debug_step: str | None = None,
-                 verified: set[Digest] | None = None) -> None:
+                 verified: set[Digest] | None = None,
+                 ran: dict[str, tuple[str, bool]] | None = None) -> None:
         self.debug_step = debug_step
         self.guards = guards
         self.store = store
@@ -183,7 +208,9 @@ class _Replay:
         self.flow = flow
         self.drift = drift
         self.report = report
-        self.recorded = _final_attempts(run)
+        self.recorded = final_attempts(run)
+        #: The step pin each step runs (hex), and whether it is a resumed attempt's.
+        self.ran = ran or {}
         self.calls: list[GuardedCall] = []
         #: Recorded objects read back and checked in this replay (shared by its repetitions).
         self.verified = verified if verified is not None else set()
@@ -263,6 +290,7 @@ class _Replay:
                                 f"called {site} outside its context"
                                 + (f" ({count} times)" if count > 1 else "")
                                 for site, count in sites.items())])
+        result.code, result.resumed_code = self.ran.get(outcome.step.name, (None, False))
         calls = list({str(call): call for call in calls}.values())
         self.calls = calls
         error = outcome.error

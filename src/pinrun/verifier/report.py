@@ -54,6 +54,11 @@ class StepResult:
     changes_left_out: int = 0
     causes: list[Cause] = field(default_factory=list)
     hazards: list[str] = field(default_factory=list)
+    #: The step pin (hex digest) whose code the replay ran for this step.
+    code: str | None = None
+    #: Whether that is the code of a later attempt than the run's flow pin names
+    #: (the run was resumed after its code changed).
+    resumed_code: bool = False
 
     def as_value(self) -> dict[str, Any]:
         """The step's result as JSON-ready data."""
@@ -64,6 +69,7 @@ class StepResult:
             "message": self.message, "changes": [c.as_value() for c in self.changes],
             "changes_left_out": self.changes_left_out,
             "causes": [c.as_value() for c in self.causes], "hazards": self.hazards,
+            "code": self.code, "resumed_code": self.resumed_code,
         }
 
 
@@ -121,11 +127,19 @@ class ReplayReport:
             lines += [f"    cause: {printable(cause)}" for cause in first.causes]
             lines += [f"    hazard: {printable(hazard)}" for hazard in first.hazards]
         lines += [f"  cause: {printable(cause)}" for cause in self.causes]
+        lines += [f"  {line}" for line in self.resumed_lines()]
         for step in self.steps:  # what reproduced this time, but may not next time
             if step is not first:
                 lines += [f"  hazard in {printable(step.name)}: {printable(hazard)}"
                           for hazard in step.hazards]
         return "\n".join(lines)
+
+    def resumed_lines(self) -> list[str]:
+        """One line per step replayed with the code of a resumed attempt."""
+        return [f"step '{printable(step.name)}' ran the code of its attempt {step.attempt} "
+                f"(step pin {printable((step.code or '')[:12])}), which the run was resumed "
+                "with, not the code it started with" for step in self.steps
+                if step.resumed_code]
 
     def as_value(self) -> dict[str, Any]:
         """The report as JSON-ready data (``pinrun replay --json``)."""

@@ -14,7 +14,7 @@ state carried from one run into the next shows.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +25,11 @@ import blake3
 from pinrun.artifacts.store import Store
 from pinrun.engine.records import RUN_REF_PREFIX, load_run, load_run_object, recorded_hash_seed
 from pinrun.errors import InputError, PinrunError, StoreError
+from pinrun.flows.entries import import_entry
 from pinrun.guards import GuardMode
 from pinrun.processes import worker_pool
 from pinrun.verifier.accept import REPLACED_PREFIX
+from pinrun.verifier.moved import check_same_steps
 from pinrun.verifier.replayer import CodeSource, replay
 
 __all__ = ["Selection", "parse_shard", "run_verification", "select_runs"]
@@ -109,17 +111,25 @@ _WORKER: dict[str, Any] = {}
 
 
 def _start_worker(store_path: str, code: CodeSource, guards: GuardMode,
-                  project_root: str | None) -> None:
+                  project_root: str | None, entries: dict[str, str]) -> None:
     _WORKER["store"] = Store.open(store_path)
-    _WORKER["options"] = (code, guards, Path(project_root) if project_root else None)
+    _WORKER["options"] = (code, guards, Path(project_root) if project_root else None, entries)
 
 
 def _verify_one(run_id: str) -> dict[str, Any]:
     """Replay one run in this worker; a result is always returned, never raised."""
     store: Store = _WORKER["store"]
-    code, guards, root = _WORKER["options"]
+    code, guards, root, entries = _WORKER["options"]
     try:
-        report = replay(run_id, store=store, code=code, guards=guards, project_root=root)
+        flow = None
+        if entries:
+            run = load_run(store, run_id)
+            entry = entries.get(run.flow)
+            if entry is not None:  # the user's own entry: imported as given
+                flow = import_entry(entry)
+                check_same_steps(store, run, flow, f"--entry {entry}")
+        report = replay(run_id, store=store, code=code, guards=guards, project_root=root,
+                        flow=flow)
     except StoreError as exc:
         return {"run": run_id, "verdict": "error", "error": str(exc), "store_error": True}
     except PinrunError as exc:
@@ -136,6 +146,7 @@ def run_verification(store: Store, run_ids: list[str], *, code: CodeSource,
                      guards: GuardMode, jobs: int, project_root: Path | None = None,
                      fail_fast: bool = False,
                      progress: Callable[[int, int], None] | None = None,
+                     entries: Mapping[str, str] | None = None,
                      ) -> Iterator[dict[str, Any]]:
     """Replay ``run_ids`` in up to ``jobs`` worker processes; yields each run's result.
 
@@ -144,9 +155,16 @@ def run_verification(store: Store, run_ids: list[str], *, code: CodeSource,
     step that kills its process must not take the verification with it).
     Results come group by group, in the order of ``run_ids`` within a group.
     With ``fail_fast`` the first run that does not reproduce stops the rest.
+    ``entries`` maps a flow name to the ``MODULE:FLOW`` where that flow lives
+    now (it moved since its runs were recorded): the runs of that flow replay
+    the flow found there (imported as given), which must have the steps each
+    run recorded, or that run's result is an error. Only with workdir code.
     """
+    if entries and code == "pinned":
+        raise InputError("--entry says where a flow lives on disk now, for --code workdir; "
+                         "pinned code loads each flow where its run recorded it: drop --entry")
     root = str(project_root) if project_root is not None else None
-    arguments = (str(store.path), code, guards, root)
+    arguments = (str(store.path), code, guards, root, dict(entries or {}))
     groups: dict[str | None, list[str]] = {}
     done = 0
     for run_id in run_ids:
