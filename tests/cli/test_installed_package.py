@@ -167,8 +167,8 @@ def test_a_flow_that_pins_no_code_says_so(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PINRUN_STORE"}
     env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(elsewhere)])
 
-    def pinrun(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "pinrun", *args], cwd=project, env=env,
+    def pinrun(*args: str, cwd: Path = project) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pinrun", *args], cwd=cwd, env=env,
                               capture_output=True, text=True, timeout=120, check=False)
 
     assert pinrun("init").returncode == 0
@@ -179,3 +179,10 @@ def test_a_flow_that_pins_no_code_says_so(tmp_path: Path) -> None:
     assert "pinned code: none" in shown.stdout
     assert json.loads(pinrun("show", recorded.stdout.strip(), "--json").stdout)[
         "pinned_code"] == []
+    # From the flow's own folder (a recorded entry imports only from the project's or the
+    # working folder), "pinned" replay runs the installed code, and says so.
+    replayed = pinrun("replay", recorded.stdout.strip(), "--store", str(project / ".pinrun"),
+                      cwd=elsewhere)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "installed code (none pinned): reproduced" in " ".join(replayed.stdout.split())
+    assert "pinned code" not in replayed.stdout

@@ -142,7 +142,7 @@ def _print(report: ReplayReport) -> None:
     style = {"reproduced": "bold green", "diverged": "bold red", "error": "bold red"}
     # Every name, message and value here may come from a stored record: printable().
     out.print(Text.assemble(f"run {printable(report.run_id)}  flow {printable(report.flow)}  "
-                            f"{report.code} code: ", (report.verdict, style[report.verdict])))
+                            f"{report.code_label}: ", (report.verdict, style[report.verdict])))
     if report.error:
         out.print(Text(f"could not replay: {printable(report.error)}", style="red"))
         return

@@ -42,7 +42,7 @@ from pinrun.flows.fingerprint import is_project_local
 from pinrun.flows.flow import Flow
 from pinrun.flows.loader import project_on_path
 from pinrun.flows.pinning import project_root_for
-from pinrun.flows.status import CodeStatus, compare_code, flow_under_policy
+from pinrun.flows.status import CodeStatus, compare_code, flow_under_policy, load_pinned_flow
 from pinrun.flows.step import Step
 from pinrun.guards import GuardedCall, GuardMode, Guards, module_state
 from pinrun.verifier.attempt_code import attempt_pins, final_attempts, with_attempt_code
@@ -100,6 +100,11 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
                          f"(its steps: {', '.join(dict.fromkeys(recorded))})")
     if flow is not None:
         check_same_steps(store, run, flow, "the flow given")
+    if code == "pinned":
+        pinned_flow, pinned_steps = load_pinned_flow(store, run.flow_pin)
+        # Then "pinned" replay runs whatever is installed: the report must not claim more.
+        report.nothing_pinned = not pinned_flow.get("code") and \
+            not any(step["code"] for step in pinned_steps.values())
     root = project_root if project_root is not None else project_root_for(store.path)
     try:
         with _flow_to_replay(store, run, code, root, flow) as (chosen, drift, ran, loaded):

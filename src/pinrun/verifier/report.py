@@ -90,11 +90,21 @@ class ReplayReport:
     #: steps are from (the first that diverged, else the last).
     repeat: int = 1
     repetition: int = 1
+    #: The run pinned no code at all, so its "pinned" replay ran the installed code.
+    nothing_pinned: bool = False
 
     @property
     def reproduced(self) -> bool:
         """Whether every step gave what was recorded (a failure included)."""
         return self.verdict == "reproduced"
+
+    @property
+    def code_label(self) -> str:
+        """Which code ran: "pinned code", "workdir code", or the installed code when the
+        run pinned none (a header never claims pinned code that does not exist)."""
+        if self.nothing_pinned:
+            return "installed code (none pinned)"
+        return f"{self.code} code"
 
     @property
     def first_divergence(self) -> StepResult | None:
@@ -109,7 +119,7 @@ class ReplayReport:
         text never holds a control character, only its visible escape.
         """
         lines = [f"run {printable(self.run_id)} of flow '{printable(self.flow)}', "
-                 f"{self.code} code: {self.verdict}"]
+                 f"{self.code_label}: {self.verdict}"]
         if self.repeat > 1:
             lines[0] += (f" (replay {self.repetition} of {self.repeat} in one process)"
                          if self.verdict == "diverged" else f" ({self.repeat} times)")
@@ -146,6 +156,7 @@ class ReplayReport:
         first = self.first_divergence
         return {
             "run": self.run_id, "flow": self.flow, "code": self.code, "verdict": self.verdict,
+            "nothing_pinned": self.nothing_pinned,
             "repeat": self.repeat, "repetition": self.repetition,
             "reproduced": self.reproduced, "error": self.error,
             "first_divergence": first.name if first is not None else None,
