@@ -192,24 +192,27 @@ def test_pinning_still_exports_what_other_modules_import() -> None:
 
 # ----------------------------------------------------------------- BLAS
 
-def test_numpys_blas_is_recorded_when_numpy_is_imported() -> None:
-    """numpy is imported here: its BLAS and LAPACK are recorded by name and version."""
-    linalg = environment([])["linalg"]
+def test_numpys_blas_is_recorded_when_numpy_is_a_distribution() -> None:
+    """A project importing numpy records its BLAS and LAPACK by name and version."""
+    linalg = environment([{"source": "import numpy"}])["linalg"]
     assert set(linalg) == {"blas", "lapack"}
     assert all(isinstance(text, str) and text for text in linalg.values())
 
 
 def test_reading_the_environment_imports_nothing() -> None:
-    """Where numpy is not imported, no BLAS is recorded and numpy stays unimported, while
-    its version is still listed."""
+    """Reading the environment of a project using pandas leaves numpy and pandas
+    unimported, and still lists numpy's version and BLAS (the same before and after a
+    step imports numpy, so a worker's runs pin one environment)."""
     out = _child("""
         import sys
         from pinrun.flows.environment import environment
         env = environment([{"source": "import pandas"}])
         print("numpy" in sys.modules, "pandas" in sys.modules, "linalg" in env,
               "numpy" in env["distributions"])
+        import numpy
+        print(environment([{"source": "import pandas"}]) == env)
     """)
-    assert out.split() == ["False", "False", "False", "True"]
+    assert out.split() == ["False", "False", "True", "True", "True"]
 
 
 # ----------------------------------------------------------- the record's shape

@@ -14,8 +14,10 @@ An ``env`` object says where a run's code ran:
   project's modules import, with everything they require in turn (so numpy
   shows when a step imports only pandas), and of the project's own
   distributions, named in ``project``;
-* ``linalg``: the BLAS and LAPACK numpy was built with, when numpy is
-  already imported (nothing is imported to find out).
+* ``linalg``: the BLAS and LAPACK numpy was built with, when numpy is among
+  the distributions, read from the build configuration numpy installs
+  (``numpy/__config__.py``, parsed as text: nothing is imported to find out,
+  so the answer does not depend on whether a step imported numpy yet).
 
 Records written before the last five fields existed still load; a field
 absent from one side is never reported as drift (:func:`environment_changes`).
@@ -28,6 +30,7 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.metadata
+import importlib.util
 import locale
 import operator
 import os
@@ -37,7 +40,6 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from types import ModuleType
 from typing import Any
 
 from pinrun.artifacts.shapes import is_hash_seed
@@ -175,7 +177,8 @@ def environment(sources: Iterable[Mapping[str, str]], hash_seed: str | None = No
         "timezone": time_zone(), "locale": locale_state(), "project": list(names),
         "distributions": {**dict(_distribution_versions(imported, names)), **versions},
     }
-    linalg = _linalg()
+    linalg = _linalg() if any(normalized(name) == "numpy"
+                              for name in value["distributions"]) else None
     if linalg:
         value["linalg"] = linalg
     return value
@@ -333,28 +336,47 @@ def _top_level_imports(source: str) -> frozenset[str]:
 distributions_providing = owners_of
 
 
+@functools.cache
 def _linalg() -> dict[str, str] | None:
-    """The BLAS and LAPACK numpy says it was built with, if numpy is already imported."""
-    config = sys.modules.get("numpy.__config__")
-    return _linalg_of(config) if config is not None else None
+    """The BLAS and LAPACK named in numpy's installed build configuration, if any.
 
-
-@functools.lru_cache(maxsize=1)
-def _linalg_of(config: ModuleType) -> dict[str, str] | None:
-    data = getattr(config, "CONFIG", None)  # numpy >= 1.26
-    if not isinstance(data, dict):
-        show = getattr(config, "show", None)
+    ``numpy/__config__.py`` holds them as literal strings in a dict; it is
+    read and parsed, never run (finding a top-level package runs none of it).
+    """
+    try:
+        spec = importlib.util.find_spec("numpy")
+    except (ImportError, ValueError):
+        return None
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    for folder in folders:
         try:
-            data = show(mode="dicts") if callable(show) else None
-        except (TypeError, ValueError, AttributeError):  # an older numpy: no dicts
-            return None
-    built = data.get("Build Dependencies") if isinstance(data, dict) else None
+            with open(os.path.join(folder, "__config__.py"), "rb") as file:
+                text = file.read(_CONFIG_MOST)
+            tree = ast.parse(text)
+        except (OSError, SyntaxError, ValueError):
+            continue
+        return _linalg_in(tree)
+    return None
+
+
+_CONFIG_MOST = 1 << 20  # numpy's is a few kilobytes
+
+
+def _linalg_in(tree: ast.AST) -> dict[str, str] | None:
     found: dict[str, str] = {}
-    for key in ("blas", "lapack"):
-        entry = built.get(key) if isinstance(built, dict) else None
-        if isinstance(entry, dict) and entry.get("found", True) and entry.get("name"):
-            found[key] = " ".join(str(entry[part]) for part in ("name", "version")
-                                  if entry.get(part))[:_LONGEST]
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Dict):
+            continue
+        for key, entry in zip(node.keys, node.values, strict=True):
+            if isinstance(key, ast.Constant) and key.value in ("blas", "lapack") and \
+                    isinstance(entry, ast.Dict) and key.value not in found:
+                fields = {k.value: v.value for k, v in zip(entry.keys, entry.values, strict=True)
+                          if isinstance(k, ast.Constant) and isinstance(v, ast.Constant)
+                          and isinstance(v.value, str)}
+                if fields.get("name"):
+                    found[key.value] = " ".join(
+                        fields[part] for part in ("name", "version") if fields.get(part)
+                    )[:_LONGEST]
     return found or None
 
 
