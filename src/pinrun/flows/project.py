@@ -103,13 +103,14 @@ def owners_of(top_level: str) -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=256)
-def _installed_files(dist: str) -> tuple[Path, frozenset[Path]]:
-    """Where ``dist`` is installed, and its Python files (resolved)."""
+def _installed_files(dist: str) -> tuple[Path, frozenset[str]]:
+    """Where ``dist`` is installed (resolved), and its Python files relative to there."""
     found = importlib.metadata.distribution(dist)
     base = Path(str(found.locate_file(""))).resolve()
-    files = frozenset(Path(str(found.locate_file(item))).resolve()
-                      for item in found.files or () if str(item).endswith(".py"))
-    return base, files
+    # RECORD paths are relative to the install folder: compared as text, not resolved
+    # one by one (a large distribution lists thousands).
+    return base, frozenset(str(item).replace("\\", "/") for item in found.files or ()
+                           if str(item).endswith(".py"))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -120,8 +121,10 @@ def _distribution_of_file(top_level: str, file: str) -> tuple[str, str] | None:
             base, files = _installed_files(dist)
         except (importlib.metadata.PackageNotFoundError, OSError, ValueError):
             continue
-        if resolved in files:
-            return dist, resolved.relative_to(base).as_posix()
+        if resolved.is_relative_to(base):
+            inside = resolved.relative_to(base).as_posix()
+            if inside in files:
+                return dist, inside
     return None
 
 
