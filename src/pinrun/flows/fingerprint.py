@@ -38,7 +38,7 @@ import inspect
 import sys
 import types
 import typing
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -47,6 +47,14 @@ import blake3
 
 from pinrun.artifacts.codec import encode
 from pinrun.errors import FingerprintError, UnsupportedValueError
+from pinrun.flows.code_reading import (
+    attribute_chains,
+    class_functions,
+    closure,
+    code_names,
+    definition_names,
+    name_ids,
+)
 from pinrun.flows.module_objects import (
     ModuleDefinitions,
     fixed_reference,
@@ -60,7 +68,6 @@ __all__ = ["Fingerprint", "FingerprintError", "fingerprint", "is_project_local",
            "normalized_source_tree"]
 
 _FORMAT: Final = "pinrun.fingerprint/2"  # bump whenever the structure changes meaning
-_DEFINITIONS: Final = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 _BUILTIN_CALLABLES: Final = (types.BuiltinFunctionType, types.MethodDescriptorType,
                              types.WrapperDescriptorType, types.MethodWrapperType,
                              types.ClassMethodDescriptorType)
@@ -219,10 +226,10 @@ class _Walker:
             node = self._source_node(func, key)
             if top and not isinstance(node, ast.Lambda):
                 node.decorator_list = []  # @pinrun.step(...) options are not the step's code
-            names = (_code_names([func.__code__]) & _name_ids(node)) | _definition_names([node])
+            names = (code_names([func.__code__]) & name_ids(node)) | definition_names([node])
             self._guard_cells(func)
             self.functions.append(func)
-            refs = self._references(node, names, func.__globals__, _closure(func), key)
+            refs = self._references(node, names, func.__globals__, closure(func), key)
             self.entries[key] = {"kind": "function", "tree": normalize(node), "refs": refs}
             self.modules.add(func.__module__)
         return key
@@ -233,10 +240,10 @@ class _Walker:
         if new:
             node = self._source_node(cls, key)
             module = sys.modules[cls.__module__]
-            methods = list(_class_functions(cls, getattr(module, "__file__", None)))
-            names = (_code_names(m.__code__ for m in methods) & _name_ids(node)) | \
-                _definition_names(ast.iter_child_nodes(node))  # bases, decorators, class body
-            cells = {name: v for m in methods for name, v in _closure(m).items()}
+            methods = list(class_functions(cls, getattr(module, "__file__", None)))
+            names = (code_names(m.__code__ for m in methods) & name_ids(node)) | \
+                definition_names(ast.iter_child_nodes(node))  # bases, decorators, class body
+            cells = {name: v for m in methods for name, v in closure(m).items()}
             for method in methods:
                 self._guard_cells(method)
             refs = self._references(node, names, vars(module), cells, key)
@@ -270,7 +277,7 @@ class _Walker:
                  for name in sorted(cells)]
         self._guard(module_globals, names)
         bound.update(cells)
-        for chain in sorted(_attribute_chains(node)):
+        for chain in sorted(attribute_chains(node)):
             obj = bound.get(chain[0])
             for depth in range(1, len(chain)):
                 # Only a project module's attributes are our code; a missing one may be
@@ -385,7 +392,7 @@ class _Walker:
             origin = self._imported_from(value, statements, namespace, name, key)
             block = ast.Module(body=[s for s in statements if isinstance(s, ast.stmt)],
                                type_ignores=[])
-            refs = self._references(block, _name_ids(block), namespace, {}, key) \
+            refs = self._references(block, name_ids(block), namespace, {}, key) \
                 if statements else []
             self.entries[key] = {"kind": "definition",
                                  "tree": [normalize(node) for node in statements],
@@ -487,77 +494,6 @@ def _step_function(value: Any) -> Any:
     from pinrun.flows.step import Step  # late: step.py may well import this module
 
     return value.func if isinstance(value, Step) else value
-
-
-def _code_names(codes: Iterable[types.CodeType]) -> set[str]:
-    """``co_names`` of the code objects and all code nested in them (globals and attributes)."""
-    names: set[str] = set()
-    stack = list(codes)
-    while stack:
-        code = stack.pop()
-        names.update(code.co_names)
-        stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
-    return names
-
-
-def _name_ids(node: ast.AST) -> set[str]:
-    """Every name the tree reads: a name in ``co_names`` but not here is an attribute."""
-    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and
-            isinstance(n.ctx, ast.Load)}
-
-
-def _definition_names(nodes: Iterable[ast.AST]) -> set[str]:
-    """Names read when a def or class statement runs: decorators, defaults, class bodies."""
-    found: set[str] = set()
-    stack = list(nodes)
-    while stack:
-        node = stack.pop()
-        if isinstance(node, _DEFINITIONS):
-            args = node.args
-            stack += [*args.defaults, *(d for d in args.kw_defaults if d is not None)]
-            if not isinstance(node, ast.Lambda):
-                stack += node.decorator_list
-            continue  # the body runs later, in its own scope: its code names cover it
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-            found.add(node.id)  # a name stored in a class body is a class attribute
-        stack.extend(ast.iter_child_nodes(node))
-    return found
-
-
-def _attribute_chains(node: ast.AST) -> set[tuple[str, ...]]:
-    """``a.b.c`` as ``("a", "b", "c")`` for every attribute chain rooted at a plain name."""
-    chains: set[tuple[str, ...]] = set()
-    for top in ast.walk(node):
-        parts: list[str] = []
-        current = top
-        while isinstance(current, ast.Attribute):
-            parts.append(current.attr)
-            current = current.value
-        if parts and isinstance(current, ast.Name):
-            chains.add((current.id, *reversed(parts)))
-    return chains
-
-
-def _closure(func: types.FunctionType) -> dict[str, object]:
-    cells: dict[str, object] = {}
-    for name, cell in zip(func.__code__.co_freevars, func.__closure__ or (), strict=True):
-        with contextlib.suppress(ValueError):  # an empty cell: not bound yet, nothing read
-            cells[name] = cell.cell_contents
-    return cells
-
-
-def _class_functions(cls: type, module_file: str | None) -> Iterator[types.FunctionType]:
-    """Functions written in the class body: methods, static and class methods, properties."""
-    for attribute in vars(cls).values():
-        value = getattr(attribute, "__func__", attribute)  # staticmethod, classmethod
-        inner = [value.fget, value.fset, value.fdel] if isinstance(value, property) else \
-            [getattr(value, "func", value)]  # functools.cached_property keeps .func
-        for item in inner:
-            if isinstance(item, type) and item.__qualname__.startswith(cls.__qualname__ + "."):
-                yield from _class_functions(item, module_file)
-            elif isinstance(item, types.FunctionType) and \
-                    item.__code__.co_filename == module_file:  # not generated (dataclass __init__)
-                yield item
 
 
 def _qualified(obj: object) -> str:
