@@ -81,7 +81,8 @@ def _json(result: subprocess.CompletedProcess[str]) -> Any:
 def test_an_installed_package_is_pinned_and_replays_after_an_upgrade(
         deployed: tuple[ScratchVenv, Path, Path]) -> None:
     """The run pins orders-svc's sources and version; after 1.0.1 replaces it, workdir
-    replay names `orders-svc 1.0.0 -> 1.0.1` and the code diff, pinned replay reproduces."""
+    replay names `orders-svc 1.0.0 -> 1.0.1` and the code diff, pinned replay reproduces
+    (once the replaying machine names orders-svc as the project's)."""
     venv, data, upgrade = deployed
     recorded = venv.pinrun(data, "run", "orders_svc.flow:flow", "--set", "lines=[[2, 10.0]]")
     assert recorded.returncode == 0, recorded.stderr
@@ -101,7 +102,14 @@ def test_an_installed_package_is_pinned_and_replays_after_an_upgrade(
     assert env["distributions"]["orders-svc"] == "1.0.0"
 
     venv.install(upgrade)
-    workdir = venv.pinrun(data, "replay", run_id, "--code", "workdir", "--json")
+    # What the project is, the replaying machine says, never the record: until it names
+    # orders-svc, neither its modules nor the recorded entry are imported.
+    for code in ("workdir", "pinned"):
+        refused = venv.pinrun(data, "replay", run_id, "--code", code, "--json")
+        assert refused.returncode == 1, refused.stderr
+        assert "PINRUN_DISTRIBUTIONS=orders-svc" in _json(refused)["error"]
+    named = {"PINRUN_DISTRIBUTIONS": "orders-svc"}
+    workdir = venv.pinrun(data, "replay", run_id, "--code", "workdir", "--json", env=named)
     assert workdir.returncode == 1, workdir.stderr
     report = _json(workdir)
     assert report["verdict"] == "diverged", report
@@ -116,7 +124,7 @@ def test_an_installed_package_is_pinned_and_replays_after_an_upgrade(
     assert "-TAX = 0.2" in drift[0]["detail"]
     assert "+TAX = 0.25" in drift[0]["detail"]
 
-    pinned_replay = venv.pinrun(data, "replay", run_id, "--json")
+    pinned_replay = venv.pinrun(data, "replay", run_id, "--json", env=named)
     assert pinned_replay.returncode == 0, (pinned_replay.stdout, pinned_replay.stderr)
     assert _json(pinned_replay)["verdict"] == "reproduced"
 

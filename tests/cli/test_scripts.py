@@ -63,45 +63,78 @@ def _pinrun(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120, check=False)
 
 
-def _record(project: Path, script: str) -> str:
+def _record(project: Path, *argv: str) -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("PINRUN_STORE",)}
     env["PYTHONPATH"] = str(SRC)
-    result = subprocess.run([sys.executable, script], cwd=project, env=env,
+    result = subprocess.run([sys.executable, *argv], cwd=project, env=env,
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("script", "identity", "entry"), [
-    ("nightly.py", "nightly", "nightly:flow"),
-    ("jobs/nightly-run.py", "jobs.nightly_run", "jobs/nightly-run.py:flow"),
-])
+@pytest.mark.parametrize(("script", "argv", "pinned", "entry"), [
+    ("nightly.py", ["nightly.py"], {"nightly"}, "nightly:flow"),
+    ("jobs/nightly-run.py", ["jobs/nightly-run.py"], {"jobs.nightly_run"},
+     "jobs/nightly-run.py:flow"),
+    ("pkg/job.py", ["-m", "pkg.job"], {"pkg", "pkg.job"}, "pkg.job:flow"),
+], ids=["script", "path-script", "python-m"])
 def test_a_script_replays_without_running_its_main_block(
-        tmp_path: Path, script: str, identity: str, entry: str) -> None:
-    """Recorded by `python SCRIPT`, the run pins the script under its path; pinned and
-    workdir replay and verify reproduce, and the main block never runs again."""
-    path = tmp_path / script
+        tmp_path: Path, script: str, argv: list[str], pinned: set[str], entry: str) -> None:
+    """Recorded by `python SCRIPT` (or `python -m`), the run pins the script under its
+    place in the project; pinned and workdir replay and verify reproduce, and so does a
+    pinned replay in an empty folder the run was imported into; the main block never
+    runs again."""
+    project = tmp_path / "project"
+    path = project / script
     path.parent.mkdir(parents=True, exist_ok=True)
+    if script.startswith("pkg/"):
+        (path.parent / "__init__.py").write_text("")
     path.write_text(textwrap.dedent(SCRIPT))
-    run_id = _record(tmp_path, script)
-    marker = tmp_path / "main-ran.txt"
+    run_id = _record(project, *argv)
+    marker = project / "main-ran.txt"
     assert marker.read_text() == "ran\n"
 
-    with open_store(tmp_path / ".pinrun") as store:
+    with open_store(project / ".pinrun") as store:
         run = load_run(store, run_id)
         assert run.entry == entry
         assert run.flow_pin is not None
-        assert set(pinned_sources(store, run.flow_pin)) == {identity}
+        assert set(pinned_sources(store, run.flow_pin)) == pinned
         step = store.get_object(run.steps[0].code, Kind.STEP)  # type: ignore[arg-type]
-        assert step["module"] == identity
+        assert step["module"] == entry.partition(":")[0].removesuffix(".py").replace(
+            "/", ".").replace("-", "_")
 
     for code in ("pinned", "workdir"):
-        replayed = _pinrun(tmp_path, "replay", run_id, "--code", code, "--json")
+        replayed = _pinrun(project, "replay", run_id, "--code", code, "--json")
         assert replayed.returncode == 0, (code, replayed.stdout, replayed.stderr)
         assert json.loads(replayed.stdout)["verdict"] == "reproduced"
-    verified = _pinrun(tmp_path, "verify")
+    verified = _pinrun(project, "verify")
     assert verified.returncode == 0, (verified.stdout, verified.stderr)
-    listed = json.loads(_pinrun(tmp_path, "runs", "--json").stdout)
+    listed = json.loads(_pinrun(project, "runs", "--json").stdout)
     assert [item["id"] for item in listed] == [run_id]  # replay recorded nothing new
     assert marker.read_text() == "ran\n"  # and the main block never ran again
+
+    bundle = tmp_path / "run.pinrun"
+    assert _pinrun(project, "export", run_id, "-o", str(bundle)).returncode == 0
+    laptop = tmp_path / "laptop"  # none of the project's files
+    laptop.mkdir()
+    assert _pinrun(laptop, "init").returncode == 0
+    assert _pinrun(laptop, "import", str(bundle)).returncode == 0
+    there = _pinrun(laptop, "replay", run_id, "--json")
+    assert there.returncode == 0, (there.stdout, there.stderr)
+    assert json.loads(there.stdout)["verdict"] == "reproduced"
+    assert not (laptop / "main-ran.txt").exists()
+
+
+@pytest.mark.slow
+def test_a_script_pins_the_same_code_run_as_a_script_or_by_pinrun_run(tmp_path: Path) -> None:
+    """`python nightly.py` and `pinrun run nightly:flow` pin identical step code (the
+    module-level PRICES it reads included), so neither looks like a code change."""
+    (tmp_path / "nightly.py").write_text(textwrap.dedent(SCRIPT))
+    by_script = _record(tmp_path, "nightly.py")
+    by_cli = _pinrun(tmp_path, "run", "nightly:flow", "--set", 'order_id="A-1001"')
+    assert by_cli.returncode == 0, by_cli.stderr
+    with open_store(tmp_path / ".pinrun") as store:
+        first, second = load_run(store, by_script), load_run(store, by_cli.stdout.strip())
+        assert [step.code for step in first.steps] == [step.code for step in second.steps]
+        assert first.flow_pin == second.flow_pin

@@ -105,3 +105,43 @@ def test_a_module_in_the_working_folder_is_the_users_own(
             == "entries"
     finally:
         sys.modules.pop("entry_work_xyz", None)
+
+
+BOOM = "open({marker!r}, 'w').close()\nflow = None\n"
+
+
+@pytest.mark.parametrize("entry", [
+    ".venv/lib/python3.11/site-packages/sidefx/boom.py:flow",  # an installed package's file
+    "../outside.py:flow",
+    "/etc/passwd.py:flow",
+])
+def test_a_script_path_entry_loads_only_a_project_file(tmp_path: Path, entry: str) -> None:
+    """A recorded path entry (a script named by its path) is refused unless it is one of
+    the project's own files: not a file of a virtualenv inside the project folder, not
+    outside it; nothing of the file runs."""
+    root = tmp_path / "project"
+    marker = tmp_path / "BOOM"
+    for file in (root / ".venv/lib/python3.11/site-packages/sidefx/boom.py",
+                 tmp_path / "outside.py"):
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(BOOM.format(marker=str(marker)))
+    with pytest.raises(UntrustedEntryError):
+        import_recorded_entry(entry, root)
+    assert not marker.exists()
+
+
+def test_a_script_path_entry_comes_only_from_the_pinned_code_when_replaying_it(
+        tmp_path: Path) -> None:
+    """While pinned code is loaded, a path entry the pin does not hold is refused, even
+    when the file exists in the project folder."""
+    from pinrun.flows.loader import pinned_modules
+
+    root = tmp_path / "project"
+    marker = tmp_path / "BOOM"
+    (root / "jobs").mkdir(parents=True)
+    (root / "jobs" / "run-it.py").write_text(BOOM.format(marker=str(marker)))
+    sources = {"shop": {"module": "shop", "path": "shop.py", "source": "X = 1\n"}}
+    with pinned_modules(sources, root), \
+            pytest.raises(UntrustedEntryError, match="pinned code does not hold"):
+        import_recorded_entry("jobs/run-it.py:flow", root)
+    assert not marker.exists()

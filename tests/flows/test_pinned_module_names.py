@@ -145,8 +145,26 @@ def test_a_distribution_pinrun_runs_on_is_never_the_project(tmp_path: Path) -> N
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "Click"\n')
     with pytest.raises(PinnedModuleError, match="belongs to the installed distribution"):
         check_pinned_module("click.core", tmp_path)
-    with pytest.raises(PinnedModuleError, match="which pinrun itself runs on"):
-        check_pinned_module("click.core", tmp_path, "click")
+
+
+def test_what_the_project_is_this_machine_says(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed distribution is the project's only when this machine names it (a
+    stored code object claiming a distribution proves nothing), and the answer follows
+    $PINRUN_DISTRIBUTIONS as it changes."""
+    monkeypatch.delenv("PINRUN_DISTRIBUTIONS", raising=False)
+    with pytest.raises(PinnedModuleError, match="PINRUN_DISTRIBUTIONS=pytest"):
+        check_pinned_module("_pytest.python", tmp_path)
+    monkeypatch.setenv("PINRUN_DISTRIBUTIONS", "pytest")
+    check_pinned_module("_pytest.python", tmp_path)
+    monkeypatch.setenv("PINRUN_DISTRIBUTIONS", "")
+    with pytest.raises(PinnedModuleError):
+        check_pinned_module("_pytest.python", tmp_path)
+    sources = {"numpy": {"module": "numpy", "path": "numpy/__init__.py",
+                         "source": "raise SystemExit('forged')", "distribution": "numpy"}}
+    with pytest.raises(PinnedModuleError, match="belongs to the installed distribution"), \
+            pinned_modules(sources, tmp_path):
+        pass
 
 
 def test_refusal_happens_before_any_module_is_touched(tmp_path: Path) -> None:

@@ -18,7 +18,6 @@ import importlib
 import importlib.util
 import sys
 import types
-from collections.abc import Callable, Collection
 from pathlib import Path
 
 from pinrun.errors import InputError, PinnedModuleError, UntrustedEntryError
@@ -27,7 +26,7 @@ from pinrun.flows.loader import check_pinned_module
 from pinrun.flows.project import (
     PinnedCodeLoader,
     is_project_distribution,
-    normalized,
+    is_project_file,
     owners_of,
     path_identity,
 )
@@ -68,17 +67,15 @@ def import_entry(entry: str) -> Flow:
     return flow
 
 
-def import_recorded_entry(entry: object, project_root: Path,
-                          distributions: Callable[[], Collection[str]] = tuple) -> Flow:
+def import_recorded_entry(entry: object, project_root: Path) -> Flow:
     """Import the flow a run record names, only if it is the recorded project's own.
 
     Raises :class:`~pinrun.errors.UntrustedEntryError` before importing
     anything when the entry is not a module of the project in
-    ``project_root`` (the folder holding the store). ``distributions`` gives
-    the installed distributions the run's pinned code came from (asked only
-    when needed): an entry in one of them is the project's too (a service
-    installed with ``pip install .``), unless it is a ``__main__`` module,
-    which would run a command line.
+    ``project_root`` (the folder holding the store). What the project is,
+    this machine says (:mod:`pinrun.flows.project`), never the record: a
+    service installed with ``pip install .`` is the project's when
+    ``pyproject.toml`` or ``$PINRUN_DISTRIBUTIONS`` names it.
     """
     if type(entry) is not str:
         raise UntrustedEntryError(repr(entry), "is not a module:attribute text")
@@ -96,12 +93,11 @@ def import_recorded_entry(entry: object, project_root: Path,
             found = type(flow).__name__ if flow is not None else "nothing"
             raise InputError(f"{module_name}:{attribute} is {found}, not a pinrun.Flow")
         return flow
-    claimed = _recorded_owner(module_name, project_root, distributions)
     try:
-        check_pinned_module(module_name, project_root, claimed)
+        check_pinned_module(module_name, project_root)
     except PinnedModuleError as refused:
         raise UntrustedEntryError(entry, refused.reason) from None
-    reason = None if claimed is not None else _outside_project(module_name, project_root)
+    reason = _outside_project(module_name, project_root)
     if reason is not None:
         raise UntrustedEntryError(entry, reason)
     return import_entry(entry)
@@ -120,12 +116,18 @@ def _import_script(entry: str, path: str, attribute: str, project_root: Path) ->
     except PinnedModuleError as refused:
         raise UntrustedEntryError(entry, refused.reason) from None
     module = sys.modules.get(identity)
-    if module is None:
-        if any(isinstance(finder, PinnedCodeLoader) and finder.provides(identity)
-               for finder in sys.meta_path):
-            module = importlib.import_module(identity)  # replaying the pinned code
-        else:
-            module = _load_script_file(entry, path, identity, project_root)
+    pinned = [finder for finder in sys.meta_path if isinstance(finder, PinnedCodeLoader)]
+    if module is None and pinned:
+        # Replaying the pinned code: the script comes from it, never from a file.
+        if not any(finder.provides(identity) for finder in pinned):
+            raise UntrustedEntryError(entry, f"names the script {identity!r}, which the "
+                                      "run's pinned code does not hold")
+        try:
+            module = importlib.import_module(identity)
+        except ImportError as exc:
+            raise InputError(f"cannot import {path} from the pinned code: {exc}") from exc
+    elif module is None:
+        module = _load_script_file(entry, path, identity, project_root)
     flow = vars(module).get(attribute)
     if not isinstance(flow, Flow):
         found = type(flow).__name__ if flow is not None else "nothing"
@@ -140,6 +142,9 @@ def _load_script_file(entry: str, path: str, identity: str,
     file = (root / relative).resolve()
     if relative.is_absolute() or ".." in relative.parts or not file.is_relative_to(root):
         raise UntrustedEntryError(entry, f"is not a file inside the project folder {root}")
+    if not is_project_file(str(file), root):  # an installed package's file, say
+        raise UntrustedEntryError(entry, "is not one of the project's own files (it lies in "
+                                  "site-packages or the standard library)")
     if not file.is_file():
         raise InputError(f"cannot import {path}: there is no such file in {root}")
     spec = importlib.util.spec_from_file_location(identity, file)
@@ -156,18 +161,6 @@ def _load_script_file(entry: str, path: str, identity: str,
         raise InputError(f"cannot import {path}: importing it raised "
                          f"{type(exc).__name__}: {exc}") from exc
     return module
-
-
-def _recorded_owner(module_name: str, project_root: Path,
-                    distributions: Callable[[], Collection[str]]) -> str | None:
-    """The installed distribution holding ``module_name`` that the run's pinned code came
-    from, if there is one (never for a ``__main__`` module, which runs a command line)."""
-    owners = [dist for dist in owners_of(module_name.split(".", maxsplit=1)[0])
-              if not is_project_distribution(dist, project_root)]
-    if not owners or module_name.rpartition(".")[2] == "__main__":
-        return None
-    recorded = {normalized(name) for name in distributions()}
-    return next((dist for dist in owners if normalized(dist) in recorded), None)
 
 
 def _outside_project(module_name: str, project_root: Path) -> str | None:

@@ -306,7 +306,7 @@ class _Walker:
     def _ignored(self, namespace: dict[str, Any], name: str) -> bool:
         """Whether ``ignore_globals`` leaves out ``name`` of the module ``namespace``."""
         return (namespace is self.step_globals and name in self.ignore) or \
-            f"{namespace.get('__name__')}.{name}" in self.ignore
+            f"{module_identity(str(namespace.get('__name__')))}.{name}" in self.ignore
 
     def _guard(self, namespace: dict[str, Any], names: Iterable[str]) -> None:
         """Remember what the names are bound to, so a rebinding is noticed (pin cache)."""
@@ -383,7 +383,7 @@ class _Walker:
         """
         namespace, name = where
         module = str(namespace.get("__name__"))
-        key = f"{module}:{name}"
+        key = f"{module_identity(module)}:{name}"  # a script's, as it is replayed
         origin = None
         if key not in self.entries:
             self.entries[key] = None  # claimed: a definition that reads itself stops here

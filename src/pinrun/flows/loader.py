@@ -15,10 +15,9 @@ else, so pinned code may only provide the recorded project's own modules:
 before anything is imported, :func:`pinned_modules` refuses (with
 :class:`PinnedModuleError`) a name that is not a dotted identifier, that is
 ``pinrun`` or under it, that is in the standard library, or whose top-level
-package an installed distribution other than the project provides (the
-code of an installed project package names its distribution, which may not
-be one pinrun itself runs on). Otherwise pinned text could stand in for the
-verifier judging it, or for ``json``.
+package an installed distribution other than the project provides (what the
+project is, this machine's configuration says, never the record). Otherwise
+pinned text could stand in for the verifier judging it, or for ``json``.
 """
 
 from __future__ import annotations
@@ -42,15 +41,17 @@ from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store
 from pinrun.errors import PinnedModuleError
 from pinrun.flows.project import (
+    DISTRIBUTIONS_VARIABLE,
     PinnedCodeLoader,
     is_project_distribution,
     normalized,
     owners_of,
     pinrun_requirements,
+    project_context,
 )
 
 __all__ = ["PinnedModuleError", "check_pinned_module", "is_project_distribution",
-           "pinned_distributions", "pinned_modules",
+           "pinned_modules",
            "pinned_sources", "project_on_path"]
 
 #: A pinned module's code value: ``{"module", "path", "source"}``.
@@ -95,30 +96,25 @@ def pinned_sources(store: Store, flow_digest: Digest) -> dict[str, CodeValue]:
     return sources
 
 
-def pinned_distributions(store: Store, flow_digest: Digest) -> frozenset[str]:
-    """The installed distributions a pinned flow's code came from (its project packages)."""
-    return frozenset(code["distribution"] for code in pinned_sources(store, flow_digest).values()
-                     if isinstance(code.get("distribution"), str))
-
-
-def check_pinned_module(name: object, project_root: Path, distribution: object = None) -> None:
+def check_pinned_module(name: object, project_root: Path) -> None:
     """Raise :class:`PinnedModuleError` unless pinned code may provide module ``name``.
 
-    ``distribution`` is the installed distribution the code value says the
-    module came from (an installed project package), if any.
+    What the project is, this machine says (:mod:`pinrun.flows.project`), never
+    the record: a code object naming the distribution it came from is not
+    believed (a crafted one could claim to be numpy).
     """
     if type(name) is not str:
         raise PinnedModuleError(repr(name), "is not a module name")
-    claimed = distribution if isinstance(distribution, str) else None
-    reason = _refusal(name, project_root, claimed)
+    reason = _refusal(name, project_root, project_context())
     if reason is not None:
         raise PinnedModuleError(name, reason)
 
 
 @functools.lru_cache(maxsize=4096)
-def _refusal(name: str, project_root: Path, claimed: str | None) -> str | None:
-    """Why ``name`` may not come from pinned code, or None (installed packages do not
-    change under a running process, so the answer is kept)."""
+def _refusal(name: str, project_root: Path, context: object) -> str | None:
+    """Why ``name`` may not come from pinned code, or None. Installed packages do not
+    change under a running process, so the answer is kept for the ``context``
+    (what else the project names: :func:`~pinrun.flows.project.project_context`)."""
     parts = name.split(".")
     if not all(part.isidentifier() and not keyword.iskeyword(part) for part in parts):
         return "is not a valid dotted module name"
@@ -127,15 +123,14 @@ def _refusal(name: str, project_root: Path, claimed: str | None) -> str | None:
         return "is pinrun itself"
     if top in sys.stdlib_module_names or top in sys.builtin_module_names:
         return "is part of the standard library"
-    if claimed is not None and normalized(claimed) in pinrun_requirements():
-        return f"claims to be the distribution {claimed!r}, which pinrun itself runs on"
-    # The recorded project's own installed package may be stood in for by its pinned
-    # code (that is what pinned replay is); any other installed distribution may not.
-    others = [dist for dist in owners_of(top)
-              if not is_project_distribution(dist, project_root)
-              and (claimed is None or normalized(dist) != normalized(claimed))]
+    # A project package installed here may be stood in for by its pinned code (that
+    # is what pinned replay is); any other installed distribution may not.
+    others = [dist for dist in owners_of(top) if not is_project_distribution(dist, project_root)]
     if others:
-        return f"belongs to the installed distribution {others[0]!r}"
+        hint = "" if normalized(others[0]) in pinrun_requirements() else (
+            f" (if it is your project's, name it: {DISTRIBUTIONS_VARIABLE}={others[0]}, or "
+            "[tool.pinrun] distributions in pyproject.toml)")
+        return f"belongs to the installed distribution {others[0]!r}{hint}"
     return None
 
 
@@ -188,6 +183,25 @@ class _PinnedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader, PinnedCo
         return self.sources[fullname]["source"]
 
 
+class _PinnedParents(importlib.abc.MetaPathFinder):
+    """Last on ``sys.meta_path``: a package above pinned modules that nothing else finds
+    (``jobs`` of a script ``jobs/nightly.py`` replayed where that folder is missing)
+    is an empty namespace package, as a folder without ``__init__.py`` would be."""
+
+    def __init__(self, sources: Mapping[str, CodeValue], project_root: Path) -> None:
+        self.parents = {".".join(name.split(".")[:depth]) for name in sources
+                        for depth in range(1, name.count(".") + 1)} - set(sources)
+        self.root = project_root
+
+    def find_spec(self, fullname: str, path: Any = None,
+                  target: types.ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in self.parents:
+            return None
+        spec = importlib.machinery.ModuleSpec(fullname, None, is_package=True)
+        spec.submodule_search_locations = [str(self.root.joinpath(*fullname.split(".")))]
+        return spec
+
+
 @contextmanager
 def pinned_modules(sources: Mapping[str, CodeValue], project_root: Path) -> Iterator[None]:
     """Within the block, importing a pinned module gives its pinned source.
@@ -195,8 +209,8 @@ def pinned_modules(sources: Mapping[str, CodeValue], project_root: Path) -> Iter
     Raises :class:`PinnedModuleError` before anything is loaded or changed when
     a pinned name is not one the recorded project may provide.
     """
-    for name, code in sources.items():
-        check_pinned_module(name, project_root, code.get("distribution"))
+    for name in sources:
+        check_pinned_module(name, project_root)
     finder = _PinnedFinder(sources, project_root)
     saved = {name: sys.modules.pop(name) for name in list(sources) if name in sys.modules}
     before = set(sys.modules)
@@ -207,16 +221,20 @@ def pinned_modules(sources: Mapping[str, CodeValue], project_root: Path) -> Iter
         lines = code["source"].splitlines(keepends=True)
         # mtime None: linecache.checkcache leaves the entry alone instead of re-reading disk.
         linecache.cache[filename] = (len(code["source"]), None, lines, filename)
+    parents = _PinnedParents(sources, project_root)
     sys.meta_path.insert(0, finder)
+    sys.meta_path.append(parents)
     importlib.invalidate_caches()
     try:
         yield
     finally:
         sys.meta_path.remove(finder)
+        sys.meta_path.remove(parents)
         # Pinned modules, and project modules first imported under them (which
         # may hold references to pinned code), leave with the block.
-        leaving = set(sources) | {name for name in set(sys.modules) - before
-                                  if _under(sys.modules[name], project_root)}
+        new = set(sys.modules) - before
+        leaving = set(sources) | (parents.parents & new) | {
+            name for name in new if _under(sys.modules[name], project_root)}
         for name in leaving:
             sys.modules.pop(name, None)
         sys.modules.update(saved)

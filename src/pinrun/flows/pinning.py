@@ -219,7 +219,9 @@ def _module_source(name: str, project_root: Path) -> dict[str, str] | None:
         return None
     # The loader's text: what a pinned module was loaded from, else the file (decoded).
     get_source = getattr(getattr(module, "__loader__", None), "get_source", None)
-    source = get_source(module.__name__) if callable(get_source) else None
+    # `python -m pkg.job` runs pkg.job as __main__: its loader knows it by its own name.
+    spec_name = getattr(getattr(module, "__spec__", None), "name", None)
+    source = get_source(spec_name or module.__name__) if callable(get_source) else None
     text = (source if source is not None else file.read_bytes().decode("utf-8"))
     text = text.replace("\r\n", "\n")
     identity = module_identity(module.__name__, project_root)

@@ -42,9 +42,10 @@ from contextvars import ContextVar
 from pathlib import Path
 
 __all__ = ["DISTRIBUTIONS_VARIABLE", "PinnedCodeLoader", "distribution_of",
-           "home_distributions", "installed_path", "is_project_distribution",
+           "home_distributions", "installed_path", "is_project_distribution", "is_project_file",
            "is_project_local", "main_module_for", "module_identity", "normalized",
-           "owners_of", "path_identity", "pinrun_requirements", "script_path"]
+           "owners_of", "path_identity", "pinrun_requirements", "project_context",
+           "script_path"]
 
 #: The environment variable naming more project distributions (comma-separated).
 DISTRIBUTIONS_VARIABLE = "PINRUN_DISTRIBUTIONS"
@@ -80,6 +81,12 @@ def _is_local_path(path: str, project_root: Path) -> bool:
     if {"site-packages", "dist-packages"} & set(resolved.parts):
         return False
     return not any(resolved.is_relative_to(root) for root in _excluded_roots())
+
+
+def is_project_file(path: str, project_root: Path) -> bool:
+    """Whether the file at ``path`` is the project's own: under the root, outside
+    site-packages, dist-packages and the standard library."""
+    return _is_local_path(path, project_root)
 
 
 # ---------------------------------------------------- distributions
@@ -197,6 +204,12 @@ def _configured(project_root: Path, variable: str) -> frozenset[str]:
     if isinstance(listed, list):
         names |= {item for item in listed if isinstance(item, str)}
     return frozenset(normalized(name) for name in names) - pinrun_requirements()
+
+
+def project_context() -> tuple[str, frozenset[str]]:
+    """What, besides the project root, decides which distributions are the project's now
+    (a cache key for answers that depend on it)."""
+    return os.environ.get(DISTRIBUTIONS_VARIABLE, ""), _HOME.get()
 
 
 def is_project_distribution(dist: str, project_root: Path) -> bool:

@@ -26,7 +26,7 @@ from pinrun.artifacts.store import Store
 from pinrun.errors import CodeChangedError, InputError, PinrunWarning
 from pinrun.flows.entries import import_entry, import_recorded_entry
 from pinrun.flows.flow import Flow
-from pinrun.flows.loader import pinned_distributions, pinned_modules, pinned_sources
+from pinrun.flows.loader import pinned_modules, pinned_sources
 from pinrun.flows.normalize import normalized_source_tree
 from pinrun.flows.pinning import PinnedStep, pin_step
 from pinrun.flows.step import Step
@@ -222,8 +222,8 @@ def flow_under_policy(store: Store, policy: CodePolicy, pinned_flow: Digest, *,
     says the user typed it, and it is imported as given.
     """
     def load(entry: str) -> Flow:
-        return import_entry(entry) if typed_entry else import_recorded_entry(
-            entry, project_root, lambda: pinned_distributions(store, pinned_flow))
+        return import_entry(entry) if typed_entry else import_recorded_entry(entry,
+                                                                             project_root)
 
     with ExitStack() as stack:
         if policy == "artifact":

@@ -87,7 +87,7 @@ def _accept(store: Store, run_ids: list[str], root: Path,
             flow = import_entry(entry)
             check_same_steps(store, old, flow, f"--entry {entry}")
         else:
-            flow = recorded_flow(store, old, root)
+            flow = recorded_flow(old, root)
             entry = old.entry
         new = _adopted(store, old, flow, root, entry)
         if new is None:

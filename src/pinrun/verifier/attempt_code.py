@@ -20,7 +20,6 @@ replay left it, so it resolves to the flow pin's version of that module.
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -81,10 +80,7 @@ def with_attempt_code(store: Store, run: RunRecord, flow: Flow, project_root: Pa
             code = store.get_object(code_digest, Kind.CODE)
             sources[code["module"]] = code
         with pinned_modules(sources, project_root):
-            claimed = {code["distribution"] for code in sources.values()
-                       if code.get("distribution")}
-            loaded = import_recorded_entry(run.entry, project_root,
-                                           functools.partial(frozenset, claimed))
+            loaded = import_recorded_entry(run.entry, project_root)
             variants = {item.name: item for item in loaded.steps if item.name in values}
             missing = [name for name in values if name not in variants]
             if missing:

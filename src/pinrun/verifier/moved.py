@@ -18,13 +18,12 @@ from pinrun.engine.records import RunRecord, load_run
 from pinrun.errors import InputError, StoreError
 from pinrun.flows.entries import import_entry, import_recorded_entry
 from pinrun.flows.flow import Flow
-from pinrun.flows.loader import pinned_distributions
 from pinrun.flows.status import load_pinned_flow
 
 __all__ = ["check_entries_used", "check_same_steps", "flows_by_name", "recorded_flow"]
 
 
-def recorded_flow(store: Store, run: RunRecord, project_root: Path) -> Flow:
+def recorded_flow(run: RunRecord, project_root: Path) -> Flow:
     """The flow of ``run`` as its recorded entry imports it from disk now.
 
     When that entry no longer imports (the module moved or was renamed) or no
@@ -34,11 +33,7 @@ def recorded_flow(store: Store, run: RunRecord, project_root: Path) -> Flow:
         raise InputError(f"run {run.id} does not say where its flow is defined; say where "
                          "it lives now: --entry MODULE:FLOW")
     try:
-        pin = run.flow_pin
-        # An entry in an installed distribution the run's pinned code came from is the
-        # project's (a service installed with pip install .).
-        return import_recorded_entry(run.entry, project_root, lambda: (
-            pinned_distributions(store, pin) if pin is not None else frozenset()))
+        return import_recorded_entry(run.entry, project_root)
     except InputError as exc:
         cause = exc.__cause__
         if isinstance(cause, ModuleNotFoundError):

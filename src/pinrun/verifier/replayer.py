@@ -173,7 +173,7 @@ def _flow_to_replay(store: Store, run: RunRecord, code: CodeSource, root: Path, 
                 yield chosen, None, ran, loaded
             return
         if flow is None:
-            flow = recorded_flow(store, run, root)
+            flow = recorded_flow(run, root)
         with flow_under_policy(store, "disabled", run.flow_pin, entry=run.entry,
                                project_root=root, flow=flow,
                                what=f"run {run.id}") as (chosen, pins):
