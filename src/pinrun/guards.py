@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pinrun.errors import NondeterminismError, PinrunError
+from pinrun.errors import NondeterminismError
 
 __all__ = ["GuardMode", "GuardedCall", "Guards", "NondeterminismError"]
 
@@ -344,11 +344,12 @@ def module_state(modules: list[types.ModuleType]) -> dict[str, object]:
     Compared before and after a step, it shows hidden state: a global list,
     dict or attribute that a step changed, which a long-running worker would
     carry from one run into the next. Immutable values are kept as they are
-    (comparing them is cheap); containers by their canonical encoding, which
+    (comparing them is cheap); containers and objects by a snapshot of their
+    state (their encoding, their attributes, a random generator's state), which
     changes when they change in place. Functions, classes and modules are not
     values; what the codec cannot encode is left out.
     """
-    from pinrun.artifacts import codec
+    from pinrun.flows.module_objects import state_snapshot
 
     state: dict[str, object] = {}
     for module in modules:
@@ -360,8 +361,7 @@ def module_state(modules: list[types.ModuleType]) -> dict[str, object]:
             if isinstance(value, _IMMUTABLE):
                 state[key] = value
                 continue
-            try:
-                state[key] = codec.encode(value)
-            except PinrunError:
-                continue
+            snapshot = state_snapshot(value)
+            if snapshot is not None:
+                state[key] = snapshot
     return state

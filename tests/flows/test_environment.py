@@ -75,6 +75,9 @@ def test_without_tz_the_zone_is_the_localtime_link(monkeypatch: pytest.MonkeyPat
     found = time_zone()
     assert found == ("UTC" if expected in ("Etc/UTC", "UTC", "Etc/Universal") else expected)
     assert environment([])["timezone"] == found
+    # TZ naming the same file by path is the same zone (no drift between the two).
+    monkeypatch.setenv("TZ", ":/etc/localtime")
+    assert time_zone() == found
 
 
 # --------------------------------------------------------------------- locale
@@ -237,7 +240,12 @@ def test_a_new_record_has_its_shape_and_an_old_one_still_does() -> None:
     ("linalg", {"blas": "y" * 300}, "linalg['blas'] should hold at most 256"),
     ("project", "orders", "project should be a list"),
     ("project", ["p"] * 257, "project should hold at most 256"),
-    ("hash_seed", "-1", "hash_seed should be a hash seed")])
+    ("hash_seed", "-1", "hash_seed should be a hash seed"),
+    ("distributions", {"x" * 300: "1"}, "distributions should name distributions"),
+    ("distributions", {"\x1b[2Jevil": "1"}, "distributions should name distributions"),
+    ("distributions", {"numpy": "1" * 300}, "distributions['numpy'] should hold at most 256"),
+    ("distributions", {f"d{i}": "1" for i in range(4097)},
+     "distributions should hold at most 4096")])
 def test_each_new_field_is_checked(field: str, value: Any, problem: str) -> None:
     """A new field of the wrong type or size is named as the shape problem."""
     found = shapes.shape_problem(Kind.ENV, {**environment([]), field: value})

@@ -237,6 +237,17 @@ _STRINGS: Final = _list_of(_str)
 #: A name or setting in an environment (a time zone, a locale, a distribution).
 _ENV_TEXT: Final = _at_most(256, _str)
 _DIGESTS: Final = _list_of(_digest)
+
+
+def _distribution_versions(value: Any, path: str) -> dict[str, Any]:
+    """Installed distributions and their versions: valid names, short versions."""
+    checked: dict[str, Any] = _map_of(_ENV_TEXT)(value, path)
+    for name in checked:
+        if not _DISTRIBUTION_NAME.fullmatch(name):
+            raise _MismatchError(path, f"should name distributions, found {name[:80]!r}")
+    return checked
+
+
 _RUN_ID: Final = _matching(RUN_ID, "a run id (like 20261123T013055012-4f1a2b)")
 
 #: How a step failed (``StepError``).
@@ -304,7 +315,7 @@ _SHAPES: Final[Mapping[Kind, _Record]] = {
          "locale": _at_most(16, _map_of(_ENV_TEXT)), "linalg": _at_most(8, _map_of(_ENV_TEXT)),
          "project": _at_most(256, _list_of(_ENV_TEXT))},
         python=_str, implementation=_str, platform=_str, hash_seed=_nullable(_hash_seed),
-        distributions=_map_of(_str)),
+        distributions=_at_most(4096, _distribution_versions)),
     Kind.CODE: _record(
         {"distribution": _nullable(_distribution_name)},
         module=_str, path=_code_path, source=_str),

@@ -208,7 +208,9 @@ def diff_command(store: Store, run_a: str, run_b: str, as_json: bool) -> None:
         # Run ids, flow and step names, keys and code come from stored records.
         out.print(Text(f"{printable(result.a)} ({printable(result.flows[0])}) -> "
                        f"{printable(result.b)} ({printable(result.flows[1])}): "
-                       + ("the same" if result.same else "they differ"), style="bold"))
+                       + ("they differ" if not result.same else
+                          "the same (only the environment differs)" if result.environment
+                          else "the same"), style="bold"))
         if result.inputs:
             out.print(Text("inputs:", style="bold"))
             for change in result.inputs:

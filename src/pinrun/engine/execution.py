@@ -31,6 +31,7 @@ from pinrun.artifacts import codec
 from pinrun.engine.context import Context, RecordingLog, ReplayLog, activate
 from pinrun.errors import PinrunError, StepOutputError, UnsupportedValueError
 from pinrun.flows.flow import Flow
+from pinrun.flows.module_objects import state_snapshot
 from pinrun.flows.step import Step
 from pinrun.world import World
 
@@ -65,16 +66,16 @@ HiddenState = Mapping[str, Sequence[tuple[str, str]]]
 
 
 def module_values(names: Sequence[tuple[str, str]]) -> dict[str, bytes]:
-    """The canonical encodings of module-level values (what cannot be encoded is skipped)."""
+    """Snapshots of module-level values (:func:`~pinrun.flows.module_objects.state_snapshot`;
+    what pinrun cannot see is skipped)."""
     found: dict[str, bytes] = {}
     for module_name, name in names:
         module = sys.modules.get(module_name)
         if module is None or name not in vars(module):
             continue
-        try:
-            found[f"{module_name}.{name}"] = codec.encode(vars(module)[name])
-        except Exception:  # UnsupportedValueError, or a registered encoder's own failure
-            continue
+        snapshot = state_snapshot(vars(module)[name])
+        if snapshot is not None:
+            found[f"{module_name}.{name}"] = snapshot
     return found
 
 

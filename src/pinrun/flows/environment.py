@@ -121,14 +121,24 @@ def warn_if_hash_seed_random() -> None:
 # -------------------------------------------------------- time zone and locale
 
 def time_zone() -> str:
-    """The local time zone: an IANA key when one can be known (read each time: cheap)."""
+    """The local time zone: an IANA key when one can be known (read each time: cheap).
+
+    ``$TZ`` names it (``Asia/Tokyo``, ``:Asia/Tokyo``; empty is UTC), or names
+    a zone file by path (``:/etc/localtime``), whose link says the key; with
+    no ``$TZ``, the ``/etc/localtime`` link does; else the C library's names.
+    """
     value = os.environ.get("TZ")
-    if value is not None:
-        key = _zone_key(value.removeprefix(":")) if value else "UTC"  # glibc: empty TZ is UTC
+    name = value.removeprefix(":") if value is not None else "/etc/localtime"
+    if value == "":
+        key = "UTC"  # glibc: an empty TZ is UTC
+    elif not name.startswith("/"):
+        key = _zone_key(name)
     else:
         try:
-            key = _zone_key(os.readlink("/etc/localtime"))
-        except OSError:  # not a link (or no such file): what the C library says
+            key = _zone_key(os.path.realpath(name)) if os.path.islink(name) else _zone_key(name)
+        except OSError:
+            key = name
+        if key == "/etc/localtime":  # not a link: what the C library says
             key = "/".join(dict.fromkeys(time.tzname))
     key = key[:_LONGEST]
     return "UTC" if key in _UTC_NAMES else key

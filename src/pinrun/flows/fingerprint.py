@@ -60,6 +60,7 @@ from pinrun.flows.module_objects import (
     fixed_reference,
     ignored_object,
     is_immutable,
+    state_snapshot,
 )
 from pinrun.flows.normalize import normalize, normalized_source_tree, parse_source, tokens
 from pinrun.flows.project import is_project_local, module_identity
@@ -72,6 +73,9 @@ _BUILTIN_CALLABLES: Final = (types.BuiltinFunctionType, types.MethodDescriptorTy
                              types.WrapperDescriptorType, types.MethodWrapperType,
                              types.ClassMethodDescriptorType)
 
+
+#: Py_TPFLAGS_HEAPTYPE: set on every class a ``class`` statement makes, never on a static C type.
+_HEAP_TYPE: Final = 1 << 9
 
 _UNBOUND: Final = object()  # a name the code reads that was not bound when it was walked
 
@@ -398,7 +402,8 @@ class _Walker:
                                  "tree": [normalize(node) for node in statements],
                                  "refs": refs, "from": origin}
             self.modules.add(module)
-            if not typed or (origin is None and not is_immutable(value) and _encodes(value)):
+            if not typed or (origin is None and not is_immutable(value)
+                             and state_snapshot(value) is not None):
                 self.state.add((module, name))
         if typed:  # rebound names are not guarded: rebinding them is what they are for
             self._unguarded.discard((id(namespace), name))
@@ -457,6 +462,8 @@ class _Walker:
         return ["value", blake3.blake3(data).hexdigest(), owner]
 
     def _local(self, obj: Any) -> bool:
+        if isinstance(obj, type) and not obj.__flags__ & _HEAP_TYPE:
+            return False  # a class built in C (numpy.ndarray): no source, never the project's
         module = sys.modules.get(getattr(obj, "__module__", None) or "")
         return module is not None and is_project_local(module, self.root)
 
@@ -511,15 +518,6 @@ def _qualified(obj: object) -> str:
         if package is not None and "." not in name and vars(package).get(name) is obj:
             return f"{package.__name__}.{name}"
     return f"{module}.{name}"
-
-
-def _encodes(value: object) -> bool:
-    """Whether the codec can encode ``value`` (what a hidden-state check can compare)."""
-    try:
-        encode(value)
-    except Exception:  # UnsupportedValueError, or whatever a registered encoder raises
-        return False
-    return True
 
 
 def _describe(value: object) -> str:

@@ -10,6 +10,9 @@ rules the fingerprint walker applies:
   identifies them);
 * :func:`is_immutable`: the canonical values that cannot change in place,
   which count by value;
+* :func:`state_snapshot`: bytes that change when a piece of module state
+  changes, to see hidden state change between runs (a cache, an object's
+  attributes, a random generator's state);
 * :class:`ModuleDefinitions`: the statements of a module's source that bind a
   name at module level, which is how everything else counts: a cache by its
   definition (``SEEN: set[str] = set()``), never by what it holds now.
@@ -26,6 +29,7 @@ import fractions
 import inspect
 import logging
 import pathlib
+import random
 import re
 import sys
 import uuid
@@ -33,7 +37,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["ModuleDefinitions", "fixed_reference", "ignored_object", "is_immutable"]
+__all__ = ["ModuleDefinitions", "fixed_reference", "ignored_object", "is_immutable",
+           "state_snapshot"]
 
 _SCALARS: Final = (type(None), bool, int, float, complex, str, bytes, decimal.Decimal,
                    fractions.Fraction, datetime.date, datetime.time, datetime.timedelta,
@@ -206,3 +211,36 @@ def _root_name(node: ast.AST) -> str | None:
     while isinstance(node, ast.Attribute | ast.Subscript | ast.Call):
         node = node.func if isinstance(node, ast.Call) else node.value
     return node.id if isinstance(node, ast.Name) else None
+
+
+def state_snapshot(value: object) -> bytes | None:
+    """Bytes that change when ``value``'s state changes, or None when pinrun cannot see it.
+
+    A value the codec encodes is its encoding. Otherwise: a ``random.Random``
+    by its ``getstate()``, a numpy random generator by its bit generator's
+    state, and any other object by its attributes (``vars``), when those
+    encode. A client or a lock holds what cannot be encoded: None.
+    """
+    from pinrun.artifacts import codec  # late: the codec is heavier than these rules
+
+    for view in _state_views(value):
+        try:
+            return codec.encode(view)
+        except Exception:  # UnsupportedValueError, or whatever a registered encoder raises
+            continue
+    return None
+
+
+def _state_views(value: object) -> Iterator[object]:
+    yield value
+    if isinstance(value, random.Random):
+        yield ["random.Random", value.getstate()]
+    module = type(value).__module__
+    if module.startswith("numpy.random"):  # a Generator, or a legacy RandomState
+        bit_generator = getattr(value, "bit_generator", None)
+        state = getattr(bit_generator, "state", None) if bit_generator is not None else None
+        if state is not None:
+            yield [module, state]
+    attributes = getattr(value, "__dict__", None)
+    if isinstance(attributes, dict) and not isinstance(value, type):
+        yield [f"{module}.{type(value).__qualname__}", dict(attributes)]

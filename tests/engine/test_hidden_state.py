@@ -1,0 +1,62 @@
+"""Module state a codec cannot encode is still watched: an object's attributes, a
+random generator's state. A worker carrying it from run to run is told so when it
+records, and a replay that diverges because of it names it."""
+
+from __future__ import annotations
+
+import pinrun
+from pinrun.artifacts.store import Store
+from tests.helpers import Project
+
+WORKER = """
+import random
+
+import pinrun
+
+
+class Counter:
+    def __init__(self):
+        self.n = 0
+
+    def bump(self):
+        self.n += 1
+        return self.n
+
+
+COUNTER = Counter()
+RNG = random.Random(0)
+
+
+@pinrun.step
+def count(x: int) -> dict:
+    return {"n": COUNTER.bump() + x}
+
+
+@pinrun.step
+def draw(n: int) -> dict:
+    return {"roll": RNG.randint(1, 6) + n}
+
+
+flow = pinrun.Flow("worker", [count, draw])
+"""
+
+
+def test_objects_and_generators_at_module_level_are_hidden_state(
+        project: Project, project_store: Store) -> None:
+    """Two runs in one process: both pin the same code, each records a hazard for the
+    object and the generator it changed, and replaying run 2 names module state."""
+    project.write("worker", WORKER)
+    flow = project.load("worker")
+    runs = [pinrun.record(flow, {"x": 1}, store=project_store) for _ in range(2)]
+    assert [s.code for s in runs[0].steps] == [s.code for s in runs[1].steps]
+    for run in runs:
+        hazards = {step.name: " ".join(step.hazards) for step in run.steps}
+        assert f"changed module state {project.package}.worker.COUNTER" in hazards["count"]
+        assert f"changed module state {project.package}.worker.RNG" in hazards["draw"]
+    report = pinrun.replay(runs[1].id, store=project_store, code="pinned")
+    assert report.verdict == "diverged"
+    first = report.first_divergence
+    assert first is not None
+    assert first.name == "count"
+    assert any(cause.kind == "module state" and "COUNTER" in cause.message
+               for cause in first.causes), [str(c) for c in first.causes]
