@@ -194,3 +194,25 @@ def test_a_flow_that_pins_no_code_says_so(tmp_path: Path) -> None:
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     assert "installed code (none pinned): reproduced" in " ".join(replayed.stdout.split())
     assert "pinned code" not in replayed.stdout
+
+
+def test_a_namespace_shared_with_an_installed_package_stays_the_projects(
+        deployed: tuple[ScratchVenv, Path, Path], tmp_path: Path) -> None:
+    """The project's acme/shop.py (a namespace package) is its own although the installed
+    acme-utils provides acme.utils: recorded, it replays with either code."""
+    venv, _, _ = deployed
+    venv.install(build_wheel(tmp_path, "acme-utils", "1.0.0", {
+        "acme/utils/__init__.py": "def double(x):\n    return 2 * x\n"}))
+    project = tmp_path / "project"
+    (project / "acme").mkdir(parents=True)
+    (project / "acme" / "shop.py").write_text(textwrap.dedent(FLOW).replace(
+        "from orders_svc import pricing", "from acme.utils import double").replace(
+        "pricing.with_tax(sum(q * p for q, p in lines))", "double(sum(q * p for q, p in lines))"))
+    assert venv.pinrun(project, "init").returncode == 0
+    recorded = venv.pinrun(project, "run", "acme.shop:flow", "--set", "lines=[[1, 2.0]]")
+    assert recorded.returncode == 0, recorded.stderr
+    for code in ("pinned", "workdir"):
+        replayed = venv.pinrun(project, "replay", recorded.stdout.strip(), "--code", code,
+                               "--json")
+        assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+        assert _json(replayed)["verdict"] == "reproduced"

@@ -201,3 +201,23 @@ def test_malformed_code_object_is_corrupt(forged_run: str, project_store: Store)
             pin = batch.put(Kind.FLOW, codec.encode({**flow, "code": [code]}, root="flow"))
         with pytest.raises(CorruptObjectError, match=code.hex):
             pinned_sources(project_store, pin)
+
+
+def test_pinned_code_never_stands_in_for_code_found_outside_the_project(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A module importable from outside the project (a folder on PYTHONPATH, an editable
+    install through a .pth file: no distribution maps it) may not come from pinned code;
+    the same name with nothing installed, or in the project folder, may."""
+    libs = tmp_path / "libs"
+    libs.mkdir()
+    (libs / "sharedlib_x9.py").write_text("X = 1\n")
+    root = tmp_path / "project"
+    root.mkdir()
+    monkeypatch.chdir(root)
+    check_pinned_module("sharedlib_x9", root)  # not importable here: only the pin has it
+    monkeypatch.syspath_prepend(str(libs))
+    with pytest.raises(PinnedModuleError, match="neither in the project folder"):
+        check_pinned_module("sharedlib_x9", root)
+    (root / "ownlib_x9.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(root))
+    check_pinned_module("ownlib_x9", root)

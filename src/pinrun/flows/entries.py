@@ -25,9 +25,8 @@ from pinrun.flows.flow import Flow
 from pinrun.flows.loader import check_pinned_module
 from pinrun.flows.project import (
     PinnedCodeLoader,
-    is_project_distribution,
     is_project_file,
-    owners_of,
+    outside_project,
     path_identity,
 )
 
@@ -97,7 +96,7 @@ def import_recorded_entry(entry: object, project_root: Path) -> Flow:
         check_pinned_module(module_name, project_root)
     except PinnedModuleError as refused:
         raise UntrustedEntryError(entry, refused.reason) from None
-    reason = _outside_project(module_name, project_root)
+    reason = outside_project(module_name, project_root)
     if reason is not None:
         raise UntrustedEntryError(entry, reason)
     return import_entry(entry)
@@ -161,34 +160,3 @@ def _load_script_file(entry: str, path: str, identity: str,
         raise InputError(f"cannot import {path}: importing it raised "
                          f"{type(exc).__name__}: {exc}") from exc
     return module
-
-
-def _outside_project(module_name: str, project_root: Path) -> str | None:
-    """Why the top-level package of ``module_name`` is not the project's, or None.
-
-    Finding a top-level module's spec runs none of its code (only a
-    submodule's would import its parents, so only the top level is asked).
-    """
-    top = module_name.split(".", maxsplit=1)[0]
-    if any(is_project_distribution(dist, project_root) for dist in owners_of(top)):
-        return None
-    loaded = sys.modules.get(top)
-    if loaded is not None:
-        places = [getattr(loaded, "__file__", None), *getattr(loaded, "__path__", [])]
-    else:
-        try:
-            spec = importlib.util.find_spec(top)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is None:
-            return None  # nothing of that name: importing it fails with the usual error
-        places = [spec.origin, *(spec.submodule_search_locations or [])]
-    # The project is the folder holding the store, or the one pinrun runs in:
-    # both are the user's own code (a shared store may live elsewhere).
-    roots = {project_root.resolve(), Path.cwd().resolve()}
-    for place in places:
-        if isinstance(place, str) and any(Path(place).resolve().is_relative_to(root)
-                                           for root in roots):
-            return None
-    return (f"is neither in the project folder {project_root.resolve()} nor in the working "
-            "folder")

@@ -45,7 +45,8 @@ from pinrun.flows.project import (
     PinnedCodeLoader,
     is_project_distribution,
     normalized,
-    owners_of,
+    outside_project,
+    owners_of_module,
     pinrun_requirements,
     project_context,
 )
@@ -125,13 +126,16 @@ def _refusal(name: str, project_root: Path, context: object) -> str | None:
         return "is part of the standard library"
     # A project package installed here may be stood in for by its pinned code (that
     # is what pinned replay is); any other installed distribution may not.
-    others = [dist for dist in owners_of(top) if not is_project_distribution(dist, project_root)]
+    others = [dist for dist in owners_of_module(name)
+              if not is_project_distribution(dist, project_root)]
     if others:
         hint = "" if normalized(others[0]) in pinrun_requirements() else (
             f" (if it is your project's, name it: {DISTRIBUTIONS_VARIABLE}={others[0]}, or "
             "[tool.pinrun] distributions in pyproject.toml)")
         return f"belongs to the installed distribution {others[0]!r}{hint}"
-    return None
+    # Installed without a distribution this machine can map (a folder on PYTHONPATH, a
+    # .pth editable install): pinned text may not stand in for it either.
+    return outside_project(name, project_root)
 
 
 @functools.lru_cache(maxsize=512)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.metadata
+import importlib.util
 import json
 import os
 import re
@@ -44,8 +45,8 @@ from pathlib import Path
 __all__ = ["DISTRIBUTIONS_VARIABLE", "PinnedCodeLoader", "distribution_of",
            "home_distributions", "installed_path", "is_project_distribution", "is_project_file",
            "is_project_local", "main_module_for", "module_identity", "normalized",
-           "owners_of", "path_identity", "pinrun_requirements", "project_context",
-           "script_path"]
+           "outside_project", "owners_of", "owners_of_module", "path_identity",
+           "pinrun_requirements", "project_context", "script_path"]
 
 #: The environment variable naming more project distributions (comma-separated).
 DISTRIBUTIONS_VARIABLE = "PINRUN_DISTRIBUTIONS"
@@ -135,6 +136,70 @@ def _distribution_of_file(top_level: str, file: str) -> tuple[str, str] | None:
     return None
 
 
+@functools.lru_cache(maxsize=256)
+def _layout(dist: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The Python files ``dist`` installed and the folders holding them (relative)."""
+    _, files = _installed_files(dist)
+    folders = {parent for file in files
+               for parent in ("/".join(file.split("/")[:depth])
+                              for depth in range(1, file.count("/") + 1))}
+    return files, frozenset(folders)
+
+
+def owners_of_module(name: str) -> tuple[str, ...]:
+    """The installed distributions that provide module ``name`` itself.
+
+    A distribution owns ``a.b.c`` when it installed ``a/b/c.py`` or files under
+    ``a/b/c/``, or made ``a`` or ``a.b`` a regular package (``__init__.py``):
+    a namespace package (``acme``) shared by several distributions and the
+    project belongs to none of them as a whole.
+    """
+    parts = name.split(".")
+    path = "/".join(parts)
+    found = []
+    for dist in owners_of(parts[0]):
+        try:
+            files, folders = _layout(dist)
+        except (importlib.metadata.PackageNotFoundError, OSError, ValueError):
+            continue
+        packages = ("/".join(parts[:depth]) + "/__init__.py" for depth in range(1, len(parts)))
+        if f"{path}.py" in files or path in folders or any(p in files for p in packages):
+            found.append(dist)
+    return tuple(found)
+
+
+def outside_project(module_name: str, project_root: Path) -> str | None:
+    """Why module ``module_name`` would not come from the project, or None.
+
+    It is the project's when a project distribution provides it, when it is not
+    found at all (importing fails as usual), or when its top-level package lies
+    in the project folder or the working folder (a shared store may live
+    elsewhere), outside site-packages. Finding a top-level module's spec runs
+    none of its code (only a submodule's would import its parents).
+    """
+    if any(is_project_distribution(dist, project_root) for dist in owners_of_module(module_name)):
+        return None
+    top = module_name.split(".", maxsplit=1)[0]
+    loaded = sys.modules.get(top)
+    if loaded is not None:
+        places = [getattr(loaded, "__file__", None), *getattr(loaded, "__path__", [])]
+    else:
+        try:
+            spec = importlib.util.find_spec(top)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None:
+            return None
+        places = [spec.origin, *(spec.submodule_search_locations or [])]
+    roots = {project_root.resolve(), Path.cwd().resolve()}
+    strings = [place for place in places if isinstance(place, str)]
+    if any(_is_local_path(place, root) for place in strings for root in roots):
+        return None
+    where = f" (it is at {strings[0]})" if strings else ""
+    return (f"is neither in the project folder {project_root.resolve()} nor in the working "
+            f"folder{where}")
+
+
 def distribution_of(module: types.ModuleType) -> str | None:
     """The installed distribution whose files hold ``module`` (None: not installed)."""
     found = _installed(module)
@@ -206,10 +271,12 @@ def _configured(project_root: Path, variable: str) -> frozenset[str]:
     return frozenset(normalized(name) for name in names) - pinrun_requirements()
 
 
-def project_context() -> tuple[str, frozenset[str]]:
-    """What, besides the project root, decides which distributions are the project's now
-    (a cache key for answers that depend on it)."""
-    return os.environ.get(DISTRIBUTIONS_VARIABLE, ""), _HOME.get()
+def project_context() -> tuple[str, frozenset[str], str, tuple[str, ...]]:
+    """What, besides the project root, decides what is the project's now (a cache key
+    for answers that depend on it): the named distributions, the working folder and
+    where imports are found."""
+    return (os.environ.get(DISTRIBUTIONS_VARIABLE, ""), _HOME.get(), os.getcwd(),
+            tuple(sys.path))
 
 
 def is_project_distribution(dist: str, project_root: Path) -> bool:
