@@ -473,9 +473,9 @@ class PinnedModuleError(InputError):
         self.reason = reason
         super().__init__(
             f"refusing the pinned code: it provides module {module!r}, which {reason}; "
-            "pinned code may only provide the recorded project's own modules. Replay it "
-            "with the code on disk (--code workdir), or rename the project module and "
-            "record the run again.")
+            "pinned code may only provide the recorded project's own modules. Use the code "
+            "on disk instead (replay and verify: --code workdir; run and resume: "
+            "--code-policy warn), or rename the project module and record the run again.")
 
 
 class UntrustedEntryError(InputError):

@@ -55,6 +55,25 @@ SCRIPT = """
         print(run.id)
 """
 
+#: Module-level values a step reads: a frozen dataclass and an enum member of the script.
+VALUES = """
+import dataclasses
+import enum
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    scale: int = 1
+
+
+class Currency(enum.Enum):
+    USD = "USD"
+
+
+CONFIG = Config()
+HOME = (Currency.USD, CONFIG)
+"""
+
 
 def _pinrun(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PINRUN_STORE",)}
@@ -129,8 +148,12 @@ def test_a_script_replays_without_running_its_main_block(
 @pytest.mark.slow
 def test_a_script_pins_the_same_code_run_as_a_script_or_by_pinrun_run(tmp_path: Path) -> None:
     """`python nightly.py` and `pinrun run nightly:flow` pin identical step code (the
-    module-level PRICES it reads included), so neither looks like a code change."""
-    (tmp_path / "nightly.py").write_text(textwrap.dedent(SCRIPT))
+    module-level dict, frozen dataclass and enum member it reads included), so neither
+    looks like a code change."""
+    script = textwrap.dedent(SCRIPT).replace("PRICES = {", VALUES + "\nPRICES = {").replace(
+        'return {"total": sum(', 'return {"home": HOME[0].value, "total": CONFIG.scale * sum(')
+    assert "CONFIG.scale" in script
+    (tmp_path / "nightly.py").write_text(script)
     by_script = _record(tmp_path, "nightly.py")
     by_cli = _pinrun(tmp_path, "run", "nightly:flow", "--set", 'order_id="A-1001"')
     assert by_cli.returncode == 0, by_cli.stderr

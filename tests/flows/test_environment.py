@@ -240,6 +240,8 @@ def test_a_new_record_has_its_shape_and_an_old_one_still_does() -> None:
     ("linalg", {"blas": "y" * 300}, "linalg['blas'] should hold at most 256"),
     ("project", "orders", "project should be a list"),
     ("project", ["p"] * 257, "project should hold at most 256"),
+    ("project", ["x" * 230], "project[0] should be a distribution name"),
+    ("project", ["evil\x1b[31mred"], "project[0] should be a distribution name"),
     ("hash_seed", "-1", "hash_seed should be a hash seed"),
     ("distributions", {"x" * 300: "1"}, "distributions should name distributions"),
     ("distributions", {"\x1b[2Jevil": "1"}, "distributions should name distributions"),

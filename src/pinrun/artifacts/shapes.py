@@ -313,7 +313,7 @@ _SHAPES: Final[Mapping[Kind, _Record]] = {
     Kind.ENV: _record(
         {"machine": _ENV_TEXT, "timezone": _ENV_TEXT,
          "locale": _at_most(16, _map_of(_ENV_TEXT)), "linalg": _at_most(8, _map_of(_ENV_TEXT)),
-         "project": _at_most(256, _list_of(_ENV_TEXT))},
+         "project": _at_most(256, _list_of(_distribution_name))},
         python=_str, implementation=_str, platform=_str, hash_seed=_nullable(_hash_seed),
         distributions=_at_most(4096, _distribution_versions)),
     Kind.CODE: _record(

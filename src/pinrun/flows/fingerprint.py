@@ -459,7 +459,7 @@ class _Walker:
         self.values.append((value, data))
         # A dataclass, enum or model of the project: its methods are code that runs.
         owner = self.klass(type(value)) if self._local(type(value)) else None
-        return ["value", blake3.blake3(data).hexdigest(), owner]
+        return ["value", blake3.blake3(_named_as_replayed(data)).hexdigest(), owner]
 
     def _local(self, obj: Any) -> bool:
         if isinstance(obj, type) and not obj.__flags__ & _HEAP_TYPE:
@@ -518,6 +518,18 @@ def _qualified(obj: object) -> str:
         if package is not None and "." not in name and vars(package).get(name) is obj:
             return f"{package.__name__}.{name}"
     return f"{module}.{name}"
+
+
+_MAIN_CLASS: Final = b'["__main__:'
+
+
+def _named_as_replayed(data: bytes) -> bytes:
+    """A value's encoding with a script's classes (``"__main__:Cfg"``, as the codec tags
+    them) named as the script is replayed (``"job:Cfg"``): what the fingerprint hashes."""
+    if _MAIN_CLASS not in data:
+        return data
+    identity = module_identity("__main__").encode()
+    return data.replace(_MAIN_CLASS, b'["' + identity + b":")
 
 
 def _describe(value: object) -> str:
