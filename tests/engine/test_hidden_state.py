@@ -1,5 +1,6 @@
-"""Module state a codec cannot encode is still watched: an object's attributes, a
-random generator's state. A worker carrying it from run to run is told so when it
+"""Module state a codec cannot encode is still watched: an object's attributes (slots,
+and a lock among them), a random generator's state (numpy's legacy one too), a deque,
+a counter built in C. A worker carrying it from run to run is told so when it
 records, and a replay that diverges because of it names it."""
 
 from __future__ import annotations
@@ -9,7 +10,12 @@ from pinrun.artifacts.store import Store
 from tests.helpers import Project
 
 WORKER = """
+import collections
+import itertools
 import random
+import threading
+
+import numpy
 
 import pinrun
 
@@ -23,8 +29,35 @@ class Counter:
         return self.n
 
 
+class Slotted:
+    __slots__ = ("n",)
+
+    def __init__(self):
+        self.n = 0
+
+
+class Client:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.calls = 0
+
+
 COUNTER = Counter()
 RNG = random.Random(0)
+SLOTTED = Slotted()
+CLIENT = Client()
+TICKS = itertools.count()
+RECENT = collections.deque(maxlen=3)
+LEGACY = numpy.random.RandomState(1)
+
+
+@pinrun.step
+def churn(n: int) -> dict:
+    SLOTTED.n += 1
+    with CLIENT.lock:
+        CLIENT.calls += 1
+    RECENT.append(n)
+    return {"m": n + next(TICKS) + int(LEGACY.randint(0, 6))}
 
 
 @pinrun.step
@@ -37,7 +70,7 @@ def draw(n: int) -> dict:
     return {"roll": RNG.randint(1, 6) + n}
 
 
-flow = pinrun.Flow("worker", [count, draw])
+flow = pinrun.Flow("worker", [count, draw, churn])
 """
 
 
@@ -53,6 +86,8 @@ def test_objects_and_generators_at_module_level_are_hidden_state(
         hazards = {step.name: " ".join(step.hazards) for step in run.steps}
         assert f"changed module state {project.package}.worker.COUNTER" in hazards["count"]
         assert f"changed module state {project.package}.worker.RNG" in hazards["draw"]
+        for name in ("SLOTTED", "CLIENT", "TICKS", "RECENT", "LEGACY"):
+            assert f"changed module state {project.package}.worker.{name}" in hazards["churn"]
     report = pinrun.replay(runs[1].id, store=project_store, code="pinned")
     assert report.verdict == "diverged"
     first = report.first_divergence

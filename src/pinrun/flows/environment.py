@@ -187,8 +187,7 @@ def environment(sources: Iterable[Mapping[str, str]], hash_seed: str | None = No
         "timezone": time_zone(), "locale": locale_state(), "project": list(names),
         "distributions": {**dict(_distribution_versions(imported, names)), **versions},
     }
-    linalg = _linalg() if any(normalized(name) == "numpy"
-                              for name in value["distributions"]) else None
+    linalg = _linalg() if "numpy" in value["distributions"] else None
     if linalg:
         value["linalg"] = linalg
     return value

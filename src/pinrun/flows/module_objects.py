@@ -21,6 +21,7 @@ rules the fingerprint walker applies:
 from __future__ import annotations
 
 import ast
+import collections
 import dataclasses
 import datetime
 import decimal
@@ -216,13 +217,25 @@ def _root_name(node: ast.AST) -> str | None:
 def state_snapshot(value: object) -> bytes | None:
     """Bytes that change when ``value``'s state changes, or None when pinrun cannot see it.
 
-    A value the codec encodes is its encoding. Otherwise: a ``random.Random``
-    by its ``getstate()``, a numpy random generator by its bit generator's
-    state, and any other object by its attributes (``vars``), when those
-    encode. A client or a lock holds what cannot be encoded: None.
+    Compared before and after a step in one process, never stored. A value the
+    codec encodes is its encoding. Otherwise: a ``random.Random`` by its
+    ``getstate()``, a numpy generator (``Generator``, ``RandomState``) by its
+    state, a ``deque`` by its items, an object by its attributes (``__dict__``
+    and ``__slots__``; one that cannot be encoded by its ``repr`` when its
+    class is built in C, else by its type), and any other object built in C
+    (``itertools.count()``) by its ``repr``. None only when nothing is left.
+    A container of more than 10,000 items counts by its size: a worker filling a
+    cache still shows, without encoding it all around every step.
     """
     from pinrun.artifacts import codec  # late: the codec is heavier than these rules
 
+    module = type(value).__module__
+    if module.split(".", 1)[0] in _NEVER_STATE:
+        return None  # a flow or a step, a __future__ feature, a typing form: no state
+    if isinstance(value, _CONTAINERS) and len(value) > _MAX_ITEMS:
+        # A large cache is watched by its size, which a worker filling it changes, not by
+        # encoding it all before and after every step.
+        return codec.encode([f"{type(value).__qualname__} of", len(value)])
     for view in _state_views(value):
         try:
             return codec.encode(view)
@@ -233,14 +246,70 @@ def state_snapshot(value: object) -> bytes | None:
 
 def _state_views(value: object) -> Iterator[object]:
     yield value
+    cls = type(value)
+    name = f"{cls.__module__}.{cls.__qualname__}"
     if isinstance(value, random.Random):
-        yield ["random.Random", value.getstate()]
-    module = type(value).__module__
-    if module.startswith("numpy.random"):  # a Generator, or a legacy RandomState
-        bit_generator = getattr(value, "bit_generator", None)
+        yield [name, value.getstate()]
+    if cls.__module__.startswith("numpy.random"):
+        bit_generator = getattr(value, "bit_generator", None)  # a Generator
         state = getattr(bit_generator, "state", None) if bit_generator is not None else None
+        get_state = getattr(value, "get_state", None)  # a legacy RandomState
+        if state is None and callable(get_state):
+            state = get_state(legacy=False)
         if state is not None:
-            yield [module, state]
-    attributes = getattr(value, "__dict__", None)
-    if isinstance(attributes, dict) and not isinstance(value, type):
-        yield [f"{module}.{type(value).__qualname__}", dict(attributes)]
+            yield [name, state]
+    if isinstance(value, collections.deque):
+        yield [name, [_shallow(item) for item in value], value.maxlen]
+    attributes = _attributes(value)
+    if attributes is not None:
+        yield [name, attributes]
+    if _telling_repr(cls):
+        yield [name, repr(value)]
+
+
+#: Where the types of objects that are never state a step carries come from.
+_NEVER_STATE: Final = frozenset({"pinrun", "__future__", "typing", "typing_extensions"})
+_CONTAINERS: Final = (list, dict, set, frozenset, tuple, bytearray, collections.deque)
+
+#: Py_TPFLAGS_HEAPTYPE: set on every class a ``class`` statement makes, never on a C type.
+_HEAP_TYPE: Final = 1 << 9
+
+
+def _attributes(value: object) -> dict[str, object] | None:
+    """An object's attributes (``__dict__`` and ``__slots__``), each made comparable."""
+    if isinstance(value, type):
+        return None
+    found: dict[str, object] = {}
+    own = getattr(value, "__dict__", None)
+    if isinstance(own, dict):
+        found.update(own)
+    for klass in type(value).__mro__:
+        slots = vars(klass).get("__slots__", ())
+        for slot in (slots,) if isinstance(slots, str) else slots:
+            if isinstance(slot, str) and slot not in ("__dict__", "__weakref__") and \
+                    hasattr(value, slot):
+                found[slot] = getattr(value, slot)
+    if not found:
+        return None
+    return {key: _shallow(item) for key, item in found.items()}
+
+
+def _shallow(item: object) -> object:
+    """``item`` if the codec takes it, else its ``repr`` (a class built in C: a lock says
+    whether it is held) or its type's name (a project object's repr may be anything)."""
+    from pinrun.artifacts import codec
+
+    try:
+        codec.encode(item)
+    except Exception:  # UnsupportedValueError, or whatever a registered encoder raises
+        cls = type(item)
+        return repr(item) if _telling_repr(cls) else f"<{cls.__module__}.{cls.__qualname__}>"
+    return item
+
+
+def _telling_repr(cls: type) -> bool:
+    """Whether ``repr`` shows an object's state: a class built in C with a repr of its
+    own (``count(3)``, ``<unlocked _thread.lock ...>``); a project class's repr may be
+    anything, and the default one says nothing."""
+    return not cls.__flags__ & _HEAP_TYPE and \
+        any("__repr__" in vars(klass) for klass in cls.__mro__ if klass is not object)

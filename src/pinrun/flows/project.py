@@ -93,6 +93,7 @@ def is_project_file(path: str, project_root: Path) -> bool:
 # ---------------------------------------------------- distributions
 
 
+@functools.lru_cache(maxsize=4096)
 def normalized(name: str) -> str:
     """A distribution name as PEP 503 compares them."""
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -284,10 +285,17 @@ def is_project_distribution(dist: str, project_root: Path) -> bool:
     name = normalized(dist)
     if name in pinrun_requirements():
         return False
+    root = _resolved(project_root)
     if name in _HOME.get() or \
-            name in _configured(project_root.resolve(), os.environ.get(DISTRIBUTIONS_VARIABLE, "")):
+            name in _configured(root, os.environ.get(DISTRIBUTIONS_VARIABLE, "")):
         return True
-    return _installed_from(dist, project_root.resolve())
+    return _installed_from(dist, root)
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved(project_root: Path) -> Path:
+    """The project root, resolved once: asked for every installed module a replay sees."""
+    return project_root.resolve()
 
 
 @functools.lru_cache(maxsize=256)

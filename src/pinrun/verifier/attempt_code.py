@@ -48,6 +48,11 @@ def attempt_pins(store: Store, run: RunRecord) -> dict[str, Digest]:
     attempt ran other code than the run's flow pin names (a resume after a change)."""
     if run.flow_pin is None:
         return {}
+    # The usual case, every attempt ran the flow pin's own steps, needs one object read.
+    started_with = set(store.get_object(run.flow_pin, Kind.FLOW)["steps"])
+    if all(record.code is None or record.code in started_with
+           for record in final_attempts(run).values()):
+        return {}
     _, pinned = load_pinned_flow(store, run.flow_pin)
     return {name: record.code for name, record in final_attempts(run).items()
             if record.code is not None and name in pinned

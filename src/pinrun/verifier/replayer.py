@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pinrun.artifacts import codec, trees
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
@@ -129,6 +129,9 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
 
 
 _MODULES_SEEN: dict[Path, tuple[int, list[ModuleType]]] = {}
+#: Per root and module name: the module object last asked about, and whether it is the
+#: project's (the answer holds for as long as that name holds that object).
+_LOCALITY: dict[Path, dict[str, tuple[ModuleType, bool]]] = {}
 
 
 def _project_modules(root: Path) -> list[ModuleType]:
@@ -140,8 +143,19 @@ def _project_modules(root: Path) -> list[ModuleType]:
     if seen is not None and seen[0] == count and \
             all(sys.modules.get(module.__name__) is module for module in seen[1]):
         return list(seen[1])
-    found = [module for module in list(sys.modules.values())
-             if isinstance(module, ModuleType) and is_project_local(module, root)]
+    known = _LOCALITY.setdefault(root, {})
+    found = []
+    # sys.modules may hold None or other objects (a blocked import, a stand-in).
+    for name, module in list(cast("dict[str, object]", sys.modules).items()):
+        if not isinstance(module, ModuleType):
+            continue
+        seen_before = known.get(name)
+        if seen_before is None or seen_before[0] is not module:
+            # Only new module objects are asked (pinned code is new in every replay;
+            # the hundreds of installed modules are not).
+            seen_before = known[name] = (module, is_project_local(module, root))
+        if seen_before[1]:
+            found.append(module)
     _MODULES_SEEN[root] = (count, found)
     return found
 
