@@ -93,7 +93,7 @@ def _record(project: Path, *argv: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("script", "argv", "pinned", "entry"), [
-    ("nightly.py", ["nightly.py"], {"nightly"}, "nightly:flow"),
+    ("nightly.py", ["nightly.py"], {"nightly"}, "nightly.py:flow"),
     ("jobs/nightly-run.py", ["jobs/nightly-run.py"], {"jobs.nightly_run"},
      "jobs/nightly-run.py:flow"),
     ("pkg/job.py", ["-m", "pkg.job"], {"pkg", "pkg.job"}, "pkg.job:flow"),
@@ -161,3 +161,46 @@ def test_a_script_pins_the_same_code_run_as_a_script_or_by_pinrun_run(tmp_path: 
         first, second = load_run(store, by_script), load_run(store, by_cli.stdout.strip())
         assert [step.code for step in first.steps] == [step.code for step in second.steps]
         assert first.flow_pin == second.flow_pin
+
+
+SIBLING = """
+    import util
+
+    import pinrun
+
+
+    @pinrun.step
+    def total(n: int) -> dict:
+        return {"total": util.double(n)}
+
+
+    flow = pinrun.Flow("sibling", [total])
+
+    if __name__ == "__main__":
+        with pinrun.open_store(create=True) as store:
+            print(pinrun.record(flow, {"n": 4}, store=store).id)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["python", "pinrun run"])
+def test_a_script_importing_a_module_beside_it_replays(tmp_path: Path, how: str) -> None:
+    """A script in jobs/ that imports util.py beside it (as `python jobs/etl-run.py`
+    allows), recorded by python or by `pinrun run jobs/etl-run.py:flow`, replays with
+    either code."""
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "util.py").write_text("def double(n):\n    return 2 * n\n")
+    (tmp_path / "jobs" / "etl-run.py").write_text(textwrap.dedent(SIBLING))
+    if how == "python":
+        run_id = _record(tmp_path, "jobs/etl-run.py")
+    else:
+        assert _pinrun(tmp_path, "init").returncode == 0
+        recorded = _pinrun(tmp_path, "run", "jobs/etl-run.py:flow", "--set", "n=4")
+        assert recorded.returncode == 0, recorded.stderr
+        run_id = recorded.stdout.strip()
+    with open_store(tmp_path / ".pinrun") as store:
+        assert load_run(store, run_id).entry == "jobs/etl-run.py:flow"
+    for code in ("pinned", "workdir"):
+        replayed = _pinrun(tmp_path, "replay", run_id, "--code", code, "--json")
+        assert replayed.returncode == 0, (code, replayed.stdout, replayed.stderr)
+        assert json.loads(replayed.stdout)["verdict"] == "reproduced"

@@ -48,7 +48,13 @@ def target_entry(target: str) -> str:
     if parts and all(part.isidentifier() for part in parts):
         # Named from the project folder (pipelines/daily.py -> pipelines.daily), so the
         # recorded entry imports again from there and never shadows a library module.
+        # Its folder goes last on sys.path, so the modules beside it import.
+        if str(path.parent) not in sys.path:
+            sys.path.append(str(path.parent))
         return f"{'.'.join(parts)}:{attribute}"
+    if parts:
+        # jobs/etl-run.py is no dotted name: recorded by its path, imported as jobs.etl_run.
+        return f"{path.relative_to(cwd).as_posix()}:{attribute}"
     existing = sys.modules.get(path.stem)
     if existing is not None and getattr(existing, "__file__", None) != str(path):
         raise InputError(f"{module_name} would be imported as {path.stem!r}, which is "

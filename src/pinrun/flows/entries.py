@@ -30,7 +30,7 @@ from pinrun.flows.project import (
     path_identity,
 )
 
-__all__ = ["import_entry", "import_recorded_entry", "split_entry"]
+__all__ = ["import_entry", "import_recorded_entry", "load_script", "split_entry"]
 
 
 def split_entry(entry: str) -> tuple[str, str]:
@@ -43,8 +43,18 @@ def split_entry(entry: str) -> tuple[str, str]:
 
 
 def import_entry(entry: str) -> Flow:
-    """Import ``module:attribute`` (from ``sys.path``) and check that it is a flow."""
+    """Import ``module:attribute`` (from ``sys.path``) and check that it is a flow.
+
+    ``path/to/script.py:attribute`` (a path the user gave, relative to the
+    working folder) imports the script under its identity
+    (:func:`~pinrun.flows.project.path_identity`).
+    """
     module_name, attribute = split_entry(entry)
+    if module_name.endswith(".py"):
+        identity = path_identity(module_name)
+        module = sys.modules.get(identity) or load_script(
+            Path(module_name).resolve(), identity, module_name)
+        return _flow_in(module, module_name, attribute)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -59,10 +69,16 @@ def import_entry(entry: str) -> Flow:
     except BaseException as exc:  # SystemExit too: a module's import must not end pinrun
         raise InputError(f"cannot import {module_name!r}: importing it raised "
                          f"{type(exc).__name__}: {exc}") from exc
-    flow = getattr(module, attribute, None)
+    return _flow_in(module, module_name, attribute)
+
+
+def _flow_in(module: types.ModuleType, shown: str, attribute: str) -> Flow:
+    """The flow ``module`` binds to ``attribute``, read from its namespace (no module
+    ``__getattr__`` runs), or an error saying what is there instead."""
+    flow = vars(module).get(attribute)
     if not isinstance(flow, Flow):
         found = type(flow).__name__ if flow is not None else "nothing"
-        raise InputError(f"{module_name}:{attribute} is {found}, not a pinrun.Flow")
+        raise InputError(f"{shown}:{attribute} is {found}, not a pinrun.Flow")
     return flow
 
 
@@ -85,13 +101,8 @@ def import_recorded_entry(entry: object, project_root: Path) -> Flow:
         return _import_script(entry, module_name, attribute, project_root)
     loaded = sys.modules.get(module_name)
     if loaded is not None:
-        # Already imported (the caller's own flow, say): nothing runs again. The
-        # attribute is read from the namespace, so no module __getattr__ runs.
-        flow = vars(loaded).get(attribute)
-        if not isinstance(flow, Flow):
-            found = type(flow).__name__ if flow is not None else "nothing"
-            raise InputError(f"{module_name}:{attribute} is {found}, not a pinrun.Flow")
-        return flow
+        # Already imported (the caller's own flow, say): nothing runs again.
+        return _flow_in(loaded, module_name, attribute)
     try:
         check_pinned_module(module_name, project_root)
     except PinnedModuleError as refused:
@@ -127,11 +138,7 @@ def _import_script(entry: str, path: str, attribute: str, project_root: Path) ->
             raise InputError(f"cannot import {path} from the pinned code: {exc}") from exc
     elif module is None:
         module = _load_script_file(entry, path, identity, project_root)
-    flow = vars(module).get(attribute)
-    if not isinstance(flow, Flow):
-        found = type(flow).__name__ if flow is not None else "nothing"
-        raise InputError(f"{path}:{attribute} is {found}, not a pinrun.Flow")
-    return flow
+    return _flow_in(module, path, attribute)
 
 
 def _load_script_file(entry: str, path: str, identity: str,
@@ -146,9 +153,22 @@ def _load_script_file(entry: str, path: str, identity: str,
                                   "site-packages or the standard library)")
     if not file.is_file():
         raise InputError(f"cannot import {path}: there is no such file in {root}")
+    return load_script(file, identity, path)
+
+
+def load_script(file: Path, identity: str, shown: str) -> types.ModuleType:
+    """Import the script ``file`` as module ``identity`` (never as ``__main__``).
+
+    As Python does for a script, its folder is on ``sys.path`` (last, so it
+    shadows nothing), so the modules beside it import. ``shown`` names it in
+    errors.
+    """
+    folder = str(file.parent)
+    if folder not in sys.path:
+        sys.path.append(folder)
     spec = importlib.util.spec_from_file_location(identity, file)
     if spec is None or spec.loader is None:
-        raise InputError(f"cannot import {path}: it is not a Python file")
+        raise InputError(f"cannot import {shown}: it is not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[identity] = module
     try:
@@ -157,6 +177,6 @@ def _load_script_file(entry: str, path: str, identity: str,
         raise
     except BaseException as exc:  # SystemExit too: a module's import must not end pinrun
         sys.modules.pop(identity, None)
-        raise InputError(f"cannot import {path}: importing it raised "
+        raise InputError(f"cannot import {shown}: importing it raised "
                          f"{type(exc).__name__}: {exc}") from exc
     return module

@@ -158,10 +158,10 @@ def pinned_flows(store: Store) -> dict[str, PinnedFlow]:
 def find_entry(flow: Flow, project_root: Path | None = None) -> str | None:
     """``module:attribute`` of the module-level name bound to ``flow``, if there is one.
 
-    A flow defined in a script (``__main__``) is named by the script's place
-    in the project (:func:`~pinrun.flows.project.module_identity`), or by its
-    path when that is not a dotted name, so replay imports it under that name
-    and never runs its main block.
+    A flow defined in a script (``__main__``) is named by its path in the
+    project (``jobs/nightly.py:flow``): replay loads that file under the
+    script's identity (:func:`~pinrun.flows.project.module_identity`), with its
+    folder on ``sys.path`` as Python runs a script, and never as ``__main__``.
     """
     module_name = flow.steps[0].func.__module__
     module = sys.modules.get(module_name)
@@ -169,7 +169,7 @@ def find_entry(flow: Flow, project_root: Path | None = None) -> str | None:
         if value is flow:
             identity = module_identity(module_name, project_root)
             path = script_path(identity, project_root) if module_name == "__main__" else None
-            if path is not None and path.removesuffix(".py").replace("/", ".") != identity:
+            if path is not None:  # replay loads it from that file, its folder on sys.path
                 return f"{path}:{name}"
             return f"{identity}:{name}"
     return None
