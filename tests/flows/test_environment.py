@@ -19,13 +19,13 @@ from pinrun.artifacts.digest import Kind
 from pinrun.errors import InputError
 from pinrun.flows import pinning
 from pinrun.flows.environment import (
-    _required,
     environment,
     environment_changes,
     hash_seed_state,
     locale_state,
     time_zone,
 )
+from pinrun.flows.requirements import _required
 from tests.helpers import SRC
 
 #: What a pinrun before time zones, locales and the dependency closure recorded.

@@ -223,7 +223,7 @@ def _installed(module: types.ModuleType) -> tuple[str, str] | None:
 @functools.cache
 def pinrun_requirements() -> frozenset[str]:
     """pinrun and every distribution it runs on (normalized): never the project's code."""
-    from pinrun.flows.environment import requirement_closure  # it builds on this module
+    from pinrun.flows.requirements import requirement_closure  # it builds on this module
 
     return frozenset({"pinrun", *(normalized(name) for name, _ in requirement_closure(["pinrun"]))})
 
