@@ -275,7 +275,8 @@ def test_status_of_a_versioned_step(runner: CliRunner, project: Project) -> None
 
 def test_a_file_target_is_recorded_by_its_project_path(runner: CliRunner, project: Project,
                                                        tmp_path: Path) -> None:
-    """pipelines/json.py:flow imports as pipelines.json (no clash), and resumes."""
+    """pipelines/json.py:flow is recorded by its path, imports as pipelines.json (no clash
+    with the json module), and resumes."""
     folder = project.root / "pipelines"
     folder.mkdir()
     (folder / "json.py").write_text(SHOP)
@@ -283,7 +284,8 @@ def test_a_file_target_is_recorded_by_its_project_path(runner: CliRunner, projec
     failed = invoke(runner, "run", "pipelines/json.py:flow", "--set", "n=2", "--json", code=1)
     run_id = json.loads(failed.stdout)["id"]
     shown = json.loads(invoke(runner, "show", run_id, "--json").stdout)
-    assert shown["entry"] == "pipelines.json:flow"
+    assert shown["entry"] == "pipelines/json.py:flow"
+    assert sys.modules["json"].__file__ != str(folder / "json.py")
     (project.root / "pipelines" / "FAIL").unlink()
     assert json.loads(invoke(runner, "resume", run_id, "--json").stdout)["status"] == \
         "succeeded"

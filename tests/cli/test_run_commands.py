@@ -38,7 +38,7 @@ def run(runner: CliRunner, *args: str, code: int = 0) -> Result:
 
 def test_run_records_and_prints_the_id(runner: CliRunner) -> None:
     """`pinrun run MODULE:FLOW --set` records a run and prints its id; show lists its steps."""
-    run_id = run(runner, "run", "examples.pricing:flow", "--set", 'order_id="A-1001"').output
+    run_id = run(runner, "run", "examples.pricing:flow", "--set", 'order_id="A-1001"').stdout
     run_id = run_id.strip()
     shown = json.loads(run(runner, "show", run_id, "--json").output)
     assert shown["status"] == "succeeded"
@@ -61,8 +61,8 @@ def test_failed_run_exits_1_with_one_line(runner: CliRunner) -> None:
 
 def test_runs_lists_newest_first_with_filters(runner: CliRunner) -> None:
     """runs lists newest first and filters by flow and status."""
-    first = run(runner, "run", "examples.pricing:flow", "--set", 'order_id="A-1001"').output
-    second = run(runner, "run", "examples.pipeline:flow", "--set", 'day="2026-11-20"').output
+    first = run(runner, "run", "examples.pricing:flow", "--set", 'order_id="A-1001"').stdout
+    second = run(runner, "run", "examples.pipeline:flow", "--set", 'day="2026-11-20"').stdout
     listed = json.loads(run(runner, "runs", "--json").output)
     assert [r["id"] for r in listed] == [second.strip(), first.strip()]
     only = json.loads(run(runner, "runs", "--flow", "daily-sales", "--json").output)

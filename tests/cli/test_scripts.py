@@ -204,3 +204,23 @@ def test_a_script_importing_a_module_beside_it_replays(tmp_path: Path, how: str)
         replayed = _pinrun(tmp_path, "replay", run_id, "--code", code, "--json")
         assert replayed.returncode == 0, (code, replayed.stdout, replayed.stderr)
         assert json.loads(replayed.stdout)["verdict"] == "reproduced"
+
+
+@pytest.mark.slow
+def test_scripts_use_the_modules_beside_them_as_python_does(tmp_path: Path) -> None:
+    """Two scripts whose own helpers.py differ, and a config.py beside the project root
+    that a script's own config.py shadows (its folder comes first, as in Python): `verify`
+    replays both runs in one process, each with its own modules, without false drift."""
+    (tmp_path / "config.py").write_text("RATE = 1000\n")
+    for folder, factor in (("jobs", 2), ("reports", 3)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "helpers.py").write_text(
+            f"def double(n):\n    return {factor} * n\n")
+        (tmp_path / folder / "config.py").write_text(f"RATE = {factor}\n")
+        (tmp_path / folder / "main.py").write_text(textwrap.dedent(SIBLING).replace(
+            "import util", "import config\nimport helpers").replace(
+            "util.double(n)", "helpers.double(n) * config.RATE").replace(
+            '"sibling"', f'"{folder}"'))
+        _record(tmp_path, f"{folder}/main.py")
+    verified = _pinrun(tmp_path, "verify", "--json", "-")
+    assert verified.returncode == 0, verified.stdout + verified.stderr

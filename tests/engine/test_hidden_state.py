@@ -95,3 +95,60 @@ def test_objects_and_generators_at_module_level_are_hidden_state(
     assert first.name == "count"
     assert any(cause.kind == "module state" and "COUNTER" in cause.message
                for cause in first.causes), [str(c) for c in first.causes]
+
+
+ODD = """
+import functools
+
+import pinrun
+
+
+class Base:
+    __slots__ = ("v",)
+
+
+class Shadowed(Base):
+    @property
+    def v(self):
+        raise ValueError("no v")
+
+
+class Grumpy:
+    __slots__ = ("q",)
+
+    def __getattr__(self, name):
+        raise KeyError(name)
+
+
+class Loud:
+    def __repr__(self):
+        raise RuntimeError("no repr")
+
+
+class Lazy:
+    @functools.cached_property
+    def total(self):
+        return 42
+
+
+SHADOWED, GRUMPY, LOUD, LAZY = Shadowed(), Grumpy(), Loud(), Lazy()
+
+
+@pinrun.step
+def look(n: int) -> dict:
+    return {"seen": [n, type(SHADOWED).__name__, type(GRUMPY).__name__,
+                     type(LOUD).__name__, LAZY.total]}
+
+
+flow = pinrun.Flow("odd", [look])
+"""
+
+
+def test_odd_objects_never_break_recording_and_memoizing_is_no_hidden_state(
+        project: Project, project_store: Store) -> None:
+    """Objects whose properties, __getattr__ or __repr__ raise are recorded around (no
+    crash); a cached_property computed on first read is no hidden state."""
+    project.write("odd", ODD)
+    run = pinrun.record(project.load("odd"), {"n": 1}, store=project_store)
+    assert run.status == "succeeded"
+    assert not [h for h in run.steps[0].hazards if "module state" in h]

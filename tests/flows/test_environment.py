@@ -54,7 +54,9 @@ def _child(code: str, *flags: str, **environ: str | None) -> str:
 @pytest.mark.parametrize(("tz", "key"), [
     ("Asia/Tokyo", "Asia/Tokyo"), (":Europe/Paris", "Europe/Paris"),
     ("/usr/share/zoneinfo/America/New_York", "America/New_York"), ("Etc/UTC", "UTC"),
-    ("UTC", "UTC"), ("", "UTC"), ("EST5EDT", "EST5EDT")])
+    ("UTC", "UTC"), ("", "UTC"), ("EST5EDT", "EST5EDT"), (":", "UTC"), ("GMT", "UTC"),
+    ("UTC0", "UTC"), ("Etc/GMT+0", "UTC"), ("right/UTC", "UTC"),
+    ("posix/Asia/Tokyo", "Asia/Tokyo")])
 def test_the_time_zone_is_tz_as_an_iana_key(tz: str, key: str,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """$TZ is recorded as its IANA key (a zoneinfo path or a ':' prefix removed; UTC's names

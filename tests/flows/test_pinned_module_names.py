@@ -221,3 +221,40 @@ def test_pinned_code_never_stands_in_for_code_found_outside_the_project(
     (root / "ownlib_x9.py").write_text("X = 1\n")
     monkeypatch.syspath_prepend(str(root))
     check_pinned_module("ownlib_x9", root)
+
+
+def test_a_namespace_package_is_judged_module_by_module(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """acme is a namespace with a portion in the project (acme/orders) and one outside
+    (acme/other on PYTHONPATH): pinned code may stand in for the first, not the second,
+    and a module found nowhere (only the pin has it) passes."""
+    root = tmp_path / "project"
+    (root / "acme" / "orders").mkdir(parents=True)
+    (root / "acme" / "orders" / "__init__.py").write_text("")
+    lib = tmp_path / "lib"
+    (lib / "acme" / "other").mkdir(parents=True)
+    (lib / "acme" / "other" / "x_9.py").write_text("X = 1\n")
+    monkeypatch.chdir(root)
+    monkeypatch.syspath_prepend(str(lib))
+    monkeypatch.syspath_prepend(str(root))
+    check_pinned_module("acme.orders", root)
+    check_pinned_module("acme.gone_9", root)
+    with pytest.raises(PinnedModuleError, match=r"it is at .*lib/acme/other"):
+        check_pinned_module("acme.other.x_9", root)
+
+
+def test_the_working_folder_counts_only_when_it_is_not_above_the_project(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run from a folder that holds the project and a library beside it, the library is
+    still outside the project."""
+    root = tmp_path / "project"
+    root.mkdir()
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "util_9.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(lib))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PinnedModuleError, match="neither in the project folder"):
+        check_pinned_module("util_9", root)
+    monkeypatch.chdir(lib)  # a checkout elsewhere, the store shared: the working folder
+    check_pinned_module("util_9", root)

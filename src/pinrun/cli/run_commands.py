@@ -44,16 +44,10 @@ def target_entry(target: str) -> str:
     path = Path(module_name).resolve()
     if not path.is_file():
         raise InputError(f"no such file: {module_name}")
-    parts = path.with_suffix("").relative_to(cwd).parts if path.is_relative_to(cwd) else ()
-    if parts and all(part.isidentifier() for part in parts):
-        # Named from the project folder (pipelines/daily.py -> pipelines.daily), so the
-        # recorded entry imports again from there and never shadows a library module.
-        # Its folder goes last on sys.path, so the modules beside it import.
-        if str(path.parent) not in sys.path:
-            sys.path.append(str(path.parent))
-        return f"{'.'.join(parts)}:{attribute}"
-    if parts:
-        # jobs/etl-run.py is no dotted name: recorded by its path, imported as jobs.etl_run.
+    if path.is_relative_to(cwd):
+        # Recorded by its path in the project (pipelines/daily.py:flow) and imported as
+        # pipelines.daily, its folder on sys.path as Python runs a script: replay loads
+        # it the same way, and it never shadows a library module.
         return f"{path.relative_to(cwd).as_posix()}:{attribute}"
     existing = sys.modules.get(path.stem)
     if existing is not None and getattr(existing, "__file__", None) != str(path):

@@ -25,6 +25,7 @@ from pinrun.flows.flow import Flow
 from pinrun.flows.loader import check_pinned_module
 from pinrun.flows.project import (
     PinnedCodeLoader,
+    is_library_file,
     is_project_file,
     outside_project,
     path_identity,
@@ -159,13 +160,44 @@ def _load_script_file(entry: str, path: str, identity: str,
 def load_script(file: Path, identity: str, shown: str) -> types.ModuleType:
     """Import the script ``file`` as module ``identity`` (never as ``__main__``).
 
-    As Python does for a script, its folder is on ``sys.path`` (last, so it
-    shadows nothing), so the modules beside it import. ``shown`` names it in
-    errors.
+    As Python runs a script, its folder comes first on ``sys.path`` while it
+    loads, so the modules beside it import, and a module of that name another
+    script's folder provided is not reused. Afterwards the folder stays, last
+    (for imports a step makes later), shadowing nothing. ``shown`` names the
+    script in errors.
     """
-    folder = str(file.parent)
-    if folder not in sys.path:
-        sys.path.append(folder)
+    folder = file.parent
+    for name in _siblings(folder):
+        loaded = sys.modules.get(name)
+        where = getattr(loaded, "__file__", None) if loaded is not None else None
+        if isinstance(where, str) and not is_library_file(where) and \
+                Path(where).resolve().parent not in (folder, folder / name):
+            del sys.modules[name]  # another script folder's module of that name
+    entry = str(folder)
+    if entry in sys.path:
+        sys.path.remove(entry)
+    sys.path.insert(0, entry)
+    try:
+        return _exec_script(file, identity, shown)
+    finally:
+        if entry in sys.path:
+            sys.path.remove(entry)
+        sys.path.append(entry)
+
+
+def _siblings(folder: Path) -> list[str]:
+    """The top-level module names the files and packages in ``folder`` provide."""
+    try:
+        children = list(folder.iterdir())
+    except OSError:
+        return []
+    return [child.stem if child.suffix == ".py" else child.name for child in children
+            if (child.suffix == ".py" and child.stem.isidentifier())
+            or (child.is_dir() and child.name.isidentifier()
+                and (child / "__init__.py").is_file())]
+
+
+def _exec_script(file: Path, identity: str, shown: str) -> types.ModuleType:
     spec = importlib.util.spec_from_file_location(identity, file)
     if spec is None or spec.loader is None:
         raise InputError(f"cannot import {shown}: it is not a Python file")

@@ -63,8 +63,11 @@ LOCALE_CATEGORIES = ("LC_CTYPE", "LC_COLLATE", "LC_TIME", "LC_NUMERIC", "LC_MONE
                      "LC_MESSAGES")
 #: Names of UTC, all one zone: recorded as ``UTC`` so that a machine set to
 #: ``Etc/UTC`` and a run started with ``TZ=UTC`` record the same environment.
-_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal",
-                        "Etc/Zulu", "Zulu"})
+#: The names of UTC (zoneinfo's, and POSIX TZ strings with no offset), recorded as UTC.
+_UTC_NAMES = frozenset({
+    "UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu",
+    "GMT", "Etc/GMT", "GMT0", "Etc/GMT0", "GMT+0", "Etc/GMT+0", "GMT-0", "Etc/GMT-0",
+    "Greenwich", "Etc/Greenwich", "UTC0", "UTC+0", "UTC-0", ""})
 _LONGEST = 200  # a recorded string longer than this is cut (the shape allows 256)
 _MOST_PROJECT = 256  # the shape's bound on the project's distributions
 
@@ -144,9 +147,13 @@ def time_zone() -> str:
 
 
 def _zone_key(text: str) -> str:
-    """``/usr/share/zoneinfo/Asia/Tokyo`` -> ``Asia/Tokyo``; other text as it is."""
+    """``/usr/share/zoneinfo/Asia/Tokyo`` -> ``Asia/Tokyo`` (also from the ``posix/``
+    and ``right/`` copies of the database); other text as it is."""
     _, found, key = text.rpartition("zoneinfo/")
-    return key if found and key else text
+    key = key if found and key else text
+    for prefix in ("posix/", "right/"):
+        key = key.removeprefix(prefix)
+    return key
 
 
 def locale_state() -> dict[str, str]:

@@ -305,7 +305,12 @@ class _Walker:
         if self._ignored(*where):
             self._unguarded.add((id(where[0]), where[1]))
             return ["ignored"]
-        return self.classify(value, name, reader, where=where)
+        try:
+            return self.classify(value, name, reader, where=where)
+        except FingerprintError:
+            raise
+        except Exception:  # the object's own __getattr__ or property raised when asked
+            return self._defined(value, where, typed=False)  # its definition identifies it
 
     def _ignored(self, namespace: dict[str, Any], name: str) -> bool:
         """Whether ``ignore_globals`` leaves out ``name`` of the module ``namespace``."""
@@ -331,7 +336,7 @@ class _Walker:
                 self.modules.add(value.__name__)
             return ["module", value.__name__]
         value = _step_function(value)
-        if hasattr(value, "__wrapped__"):  # functools.wraps, lru_cache: the code is inside
+        if _wraps(value):  # functools.wraps, lru_cache: the code is inside
             with contextlib.suppress(ValueError):  # a __wrapped__ cycle: keep the wrapper
                 value = inspect.unwrap(value)  # type: ignore[arg-type]
         local = self._local(getattr(value, "__func__", value))
@@ -518,6 +523,12 @@ def _qualified(obj: object) -> str:
         if package is not None and "." not in name and vars(package).get(name) is obj:
             return f"{package.__name__}.{name}"
     return f"{module}.{name}"
+
+
+def _wraps(value: object) -> bool:
+    """Whether ``value`` wraps other code (``__wrapped__``), asked without running a
+    ``__getattr__`` of the user's that may raise anything."""
+    return inspect.getattr_static(value, "__wrapped__", None) is not None
 
 
 _MAIN_CLASS: Final = b'["__main__:'

@@ -27,6 +27,7 @@ import datetime
 import decimal
 import enum
 import fractions
+import functools
 import inspect
 import logging
 import pathlib
@@ -232,15 +233,25 @@ def state_snapshot(value: object) -> bytes | None:
     module = type(value).__module__
     if module.split(".", 1)[0] in _NEVER_STATE:
         return None  # a flow or a step, a __future__ feature, a typing form: no state
+    try:
+        big = _summary(value)
+        if big is not None:
+            return codec.encode(big)
+        for view in _state_views(value):
+            try:
+                return codec.encode(view)
+            except Exception:  # UnsupportedValueError, or what a registered encoder raises
+                continue
+    except Exception:  # a property, __getattr__ or __repr__ of the user's that raised
+        return None
+    return None
+
+
+def _summary(value: object) -> object | None:
+    """A large container (a worker's cache) by its size, which filling it changes: not
+    encoded in full before and after every step."""
     if isinstance(value, _CONTAINERS) and len(value) > _MAX_ITEMS:
-        # A large cache is watched by its size, which a worker filling it changes, not by
-        # encoding it all before and after every step.
-        return codec.encode([f"{type(value).__qualname__} of", len(value)])
-    for view in _state_views(value):
-        try:
-            return codec.encode(view)
-        except Exception:  # UnsupportedValueError, or whatever a registered encoder raises
-            continue
+        return [f"{type(value).__qualname__} of", len(value)]
     return None
 
 
@@ -262,7 +273,9 @@ def _state_views(value: object) -> Iterator[object]:
         yield [name, [_shallow(item) for item in value], value.maxlen]
     attributes = _attributes(value)
     if attributes is not None:
-        yield [name, attributes]
+        # As they are (one encoding), else each made comparable on its own.
+        yield [name, {key: _summary(item) or item for key, item in attributes.items()}]
+        yield [name, {key: _shallow(item) for key, item in attributes.items()}]
     if _telling_repr(cls):
         yield [name, repr(value)]
 
@@ -276,29 +289,42 @@ _HEAP_TYPE: Final = 1 << 9
 
 
 def _attributes(value: object) -> dict[str, object] | None:
-    """An object's attributes (``__dict__`` and ``__slots__``), each made comparable."""
+    """An object's attributes (``__dict__`` and ``__slots__``).
+
+    What a ``functools.cached_property`` stored is left out: computing it on
+    first read changes nothing a step depends on.
+    """
     if isinstance(value, type):
         return None
+    cls = type(value)
     found: dict[str, object] = {}
     own = getattr(value, "__dict__", None)
     if isinstance(own, dict):
-        found.update(own)
-    for klass in type(value).__mro__:
+        found.update((key, item) for key, item in own.items()
+                     if not isinstance(inspect.getattr_static(cls, key, None),
+                                       functools.cached_property))
+    for klass in cls.__mro__:
         slots = vars(klass).get("__slots__", ())
         for slot in (slots,) if isinstance(slots, str) else slots:
-            if isinstance(slot, str) and slot not in ("__dict__", "__weakref__") and \
-                    hasattr(value, slot):
-                found[slot] = getattr(value, slot)
-    if not found:
-        return None
-    return {key: _shallow(item) for key, item in found.items()}
+            if not isinstance(slot, str) or slot in ("__dict__", "__weakref__"):
+                continue
+            descriptor = vars(klass).get(slot)
+            try:  # the slot's own descriptor: no property or __getattr__ runs
+                found[slot] = descriptor.__get__(value, cls)  # type: ignore[union-attr]
+            except Exception:  # unset (AttributeError), or not a slot descriptor
+                continue
+    return found or None
 
 
 def _shallow(item: object) -> object:
-    """``item`` if the codec takes it, else its ``repr`` (a class built in C: a lock says
-    whether it is held) or its type's name (a project object's repr may be anything)."""
+    """``item`` if the codec takes it (a large container by its size), else its ``repr``
+    (a class built in C: a lock says whether it is held) or its type's name (a project
+    object's repr may be anything)."""
     from pinrun.artifacts import codec
 
+    big = _summary(item)
+    if big is not None:
+        return big
     try:
         codec.encode(item)
     except Exception:  # UnsupportedValueError, or whatever a registered encoder raises

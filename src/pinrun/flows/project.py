@@ -43,7 +43,8 @@ from contextvars import ContextVar
 from pathlib import Path
 
 __all__ = ["DISTRIBUTIONS_VARIABLE", "PinnedCodeLoader", "distribution_of",
-           "home_distributions", "installed_path", "is_project_distribution", "is_project_file",
+           "home_distributions", "installed_path", "is_library_file", "is_project_distribution",
+           "is_project_file",
            "is_project_local", "main_module_for", "module_identity", "normalized",
            "outside_project", "owners_of", "owners_of_module", "path_identity",
            "pinrun_requirements", "project_context", "script_path"]
@@ -82,6 +83,15 @@ def _is_local_path(path: str, project_root: Path) -> bool:
     if {"site-packages", "dist-packages"} & set(resolved.parts):
         return False
     return not any(resolved.is_relative_to(root) for root in _excluded_roots())
+
+
+@functools.lru_cache(maxsize=4096)
+def is_library_file(path: str) -> bool:
+    """Whether the file at ``path`` belongs to the standard library or an installed
+    package (site-packages, dist-packages): never a project's."""
+    resolved = Path(path).resolve()
+    return bool({"site-packages", "dist-packages"} & set(resolved.parts)) or \
+        any(resolved.is_relative_to(root) for root in _excluded_roots())
 
 
 def is_project_file(path: str, project_root: Path) -> bool:
@@ -180,25 +190,57 @@ def outside_project(module_name: str, project_root: Path) -> str | None:
     """
     if any(is_project_distribution(dist, project_root) for dist in owners_of_module(module_name)):
         return None
-    top = module_name.split(".", maxsplit=1)[0]
-    loaded = sys.modules.get(top)
+    places = _module_places(module_name)
+    if places is None:
+        return None  # found nowhere: importing it fails as usual, or only the pin has it
+    root = project_root.resolve()
+    roots = {root}
+    cwd = Path.cwd().resolve()
+    if not root.is_relative_to(cwd):
+        roots.add(cwd)  # the working folder, unless it merely contains the project
+    if any(_is_local_path(place, where) for place in places for where in roots):
+        return None
+    shown = f" (it is at {places[0]})" if places else ""
+    return (f"is neither in the project folder {root} nor in the working folder{shown}")
+
+
+def _module_places(name: str) -> list[str] | None:
+    """Where module ``name`` would load from, found without running any of its code.
+
+    The top-level module's spec, then down through namespace packages (which
+    run nothing) portion by portion, until a module file or a regular package
+    decides. None when it is found nowhere.
+    """
+    parts = name.split(".")
+    loaded = sys.modules.get(parts[0])
     if loaded is not None:
-        places = [getattr(loaded, "__file__", None), *getattr(loaded, "__path__", [])]
+        origin = getattr(loaded, "__file__", None)
+        portions = list(getattr(loaded, "__path__", []))
     else:
         try:
-            spec = importlib.util.find_spec(top)
+            spec = importlib.util.find_spec(parts[0])
         except (ImportError, ValueError):
-            spec = None
+            return None
         if spec is None:
             return None
-        places = [spec.origin, *(spec.submodule_search_locations or [])]
-    roots = {project_root.resolve(), Path.cwd().resolve()}
-    strings = [place for place in places if isinstance(place, str)]
-    if any(_is_local_path(place, root) for place in strings for root in roots):
-        return None
-    where = f" (it is at {strings[0]})" if strings else ""
-    return (f"is neither in the project folder {project_root.resolve()} nor in the working "
-            f"folder{where}")
+        origin = spec.origin if spec.has_location else None
+        portions = list(spec.submodule_search_locations or [])
+    for part in parts[1:]:
+        if isinstance(origin, str) or not portions:
+            break  # a module or a regular package: its file decides for what is inside
+        found: list[str] = []
+        for portion in portions:
+            folder = Path(portion) / part
+            if (folder / "__init__.py").is_file():
+                return [str(folder / "__init__.py")]
+            if Path(portion, f"{part}.py").is_file():
+                return [str(Path(portion, f"{part}.py"))]
+            if folder.is_dir():
+                found.append(str(folder))
+        if not found:
+            return None
+        portions = found
+    return [origin] if isinstance(origin, str) else portions
 
 
 def distribution_of(module: types.ModuleType) -> str | None:

@@ -42,6 +42,7 @@ from pinrun.flows.fingerprint import is_project_local
 from pinrun.flows.flow import Flow
 from pinrun.flows.loader import project_on_path
 from pinrun.flows.pinning import project_root_for
+from pinrun.flows.project import project_context
 from pinrun.flows.status import CodeStatus, compare_code, flow_under_policy, load_pinned_flow
 from pinrun.flows.step import Step
 from pinrun.guards import GuardedCall, GuardMode, Guards, module_state
@@ -131,7 +132,7 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
 _MODULES_SEEN: dict[Path, tuple[int, list[ModuleType]]] = {}
 #: Per root and module name: the module object last asked about, and whether it is the
 #: project's (the answer holds for as long as that name holds that object).
-_LOCALITY: dict[Path, dict[str, tuple[ModuleType, bool]]] = {}
+_LOCALITY: dict[tuple[Path, object], dict[str, tuple[ModuleType, bool]]] = {}
 
 
 def _project_modules(root: Path) -> list[ModuleType]:
@@ -143,7 +144,9 @@ def _project_modules(root: Path) -> list[ModuleType]:
     if seen is not None and seen[0] == count and \
             all(sys.modules.get(module.__name__) is module for module in seen[1]):
         return list(seen[1])
-    known = _LOCALITY.setdefault(root, {})
+    if len(_LOCALITY) > 16:  # contexts come and go (sys.path, the configuration)
+        _LOCALITY.clear()
+    known = _LOCALITY.setdefault((root, project_context()), {})
     found = []
     # sys.modules may hold None or other objects (a blocked import, a stand-in).
     for name, module in list(cast("dict[str, object]", sys.modules).items()):
