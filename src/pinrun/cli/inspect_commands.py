@@ -188,7 +188,7 @@ def show_command(store: Store, run_id: str, as_json: bool) -> None:
             "error": ({"type": item.error.type, "message": item.error.message}
                       if item.error else None),
         })
-    pinned = _pinned_code(store, run)
+    pinned = _pinned_code(store, run, started_with)
     if as_json:
         print_json({"id": run.id, "flow": run.flow, "status": status, "entry": run.entry,
                     "pinned_code": pinned,
@@ -288,19 +288,21 @@ def _step_times(store: Store, run: RunRecord) -> list[float | None]:
             for entry in entries]
 
 
-def _pinned_code(store: Store, run: RunRecord) -> list[dict[str, str | None]]:
-    """The modules the run pinned (its flow's and its steps'), as ``show`` lists them."""
+def _pinned_code(store: Store, run: RunRecord,
+                 started_with: set[Digest]) -> list[dict[str, str | None]]:
+    """The modules the run pinned (its flow's and its steps'), as ``show`` lists them;
+    ``started_with`` are the flow pin's steps, whose code that already covers."""
     from pinrun.artifacts.digest import Kind
     from pinrun.flows.loader import pinned_sources
 
     if run.flow_pin is None:
         return []
     found = dict(pinned_sources(store, run.flow_pin))
-    for item in run.steps:  # a resumed step names the code it ran with
-        if item.code is not None:
-            for digest in store.get_object(item.code, Kind.STEP)["code"]:
-                code = store.get_object(digest, Kind.CODE)
-                found.setdefault(code["module"], code)
+    resumed = {item.code for item in run.steps if item.code is not None} - started_with
+    for step in sorted(resumed, key=lambda digest: digest.hex):  # code a resume ran with
+        for digest in store.get_object(step, Kind.STEP)["code"]:
+            code = store.get_object(digest, Kind.CODE)
+            found.setdefault(code["module"], code)
     return [{"module": code["module"], "path": code["path"],
              "distribution": code.get("distribution")} for _, code in sorted(found.items())]
 

@@ -27,7 +27,6 @@ from pinrun.flows.project import (
     PinnedCodeLoader,
     is_library_file,
     is_project_file,
-    outside_project,
     path_identity,
 )
 
@@ -104,13 +103,10 @@ def import_recorded_entry(entry: object, project_root: Path) -> Flow:
     if loaded is not None:
         # Already imported (the caller's own flow, say): nothing runs again.
         return _flow_in(loaded, module_name, attribute)
-    try:
+    try:  # the same test as pinned code's: the project's own module, found in the project
         check_pinned_module(module_name, project_root)
     except PinnedModuleError as refused:
         raise UntrustedEntryError(entry, refused.reason) from None
-    reason = outside_project(module_name, project_root)
-    if reason is not None:
-        raise UntrustedEntryError(entry, reason)
     return import_entry(entry)
 
 

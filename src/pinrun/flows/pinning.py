@@ -32,9 +32,8 @@ from pinrun.flows.fingerprint import Fingerprint, fingerprint
 from pinrun.flows.flow import Flow
 from pinrun.flows.project import (
     PinnedCodeLoader,
-    distribution_of,
     home_distributions,
-    installed_path,
+    installed_as,
     is_project_local,
     main_module_for,
     module_identity,
@@ -228,10 +227,10 @@ def _module_source(name: str, project_root: Path) -> dict[str, str] | None:
     resolved, root = file.resolve(), project_root.resolve()
     if resolved.is_relative_to(root):
         return {"module": identity, "path": resolved.relative_to(root).as_posix(), "source": text}
-    inside = installed_path(module)
-    dist = distribution_of(module)
-    if inside is None or dist is None:
+    installed = installed_as(module)
+    if installed is None:
         return None
+    dist, inside = installed
     return {"module": identity, "path": inside, "source": text, "distribution": dist}
 
 

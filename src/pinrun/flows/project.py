@@ -43,7 +43,7 @@ from contextvars import ContextVar
 from pathlib import Path
 
 __all__ = ["DISTRIBUTIONS_VARIABLE", "PinnedCodeLoader", "distribution_of",
-           "home_distributions", "installed_path", "is_library_file", "is_project_distribution",
+           "home_distributions", "installed_as", "is_library_file", "is_project_distribution",
            "is_project_file",
            "is_project_local", "main_module_for", "module_identity", "normalized",
            "outside_project", "owners_of", "owners_of_module", "path_identity",
@@ -77,12 +77,8 @@ def _excluded_roots() -> tuple[Path, ...]:
 
 @functools.lru_cache(maxsize=4096)  # resolve() asks the file system, and modules repeat
 def _is_local_path(path: str, project_root: Path) -> bool:
-    resolved = Path(path).resolve()
-    if not resolved.is_relative_to(project_root.resolve()):
-        return False
-    if {"site-packages", "dist-packages"} & set(resolved.parts):
-        return False
-    return not any(resolved.is_relative_to(root) for root in _excluded_roots())
+    return Path(path).resolve().is_relative_to(project_root.resolve()) and \
+        not is_library_file(path)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -245,17 +241,13 @@ def _module_places(name: str) -> list[str] | None:
 
 def distribution_of(module: types.ModuleType) -> str | None:
     """The installed distribution whose files hold ``module`` (None: not installed)."""
-    found = _installed(module)
+    found = installed_as(module)
     return found[0] if found is not None else None
 
 
-def installed_path(module: types.ModuleType) -> str | None:
-    """``module``'s path inside the folder its distribution is installed in, if installed."""
-    found = _installed(module)
-    return found[1] if found is not None else None
-
-
-def _installed(module: types.ModuleType) -> tuple[str, str] | None:
+def installed_as(module: types.ModuleType) -> tuple[str, str] | None:
+    """The distribution installing ``module`` and its path inside the folder that
+    distribution is installed in, or None when it is not an installed file."""
     file = getattr(module, "__file__", None)
     if not isinstance(file, str) or not file.endswith(".py"):
         return None
