@@ -18,7 +18,8 @@ from pinrun.artifacts.digest import Kind
 from pinrun.artifacts.store import Store
 from pinrun.engine.lease import RunLease
 from pinrun.engine.records import RunRecord, load_run
-from pinrun.engine.run import Durability, LevelBase, Recorder, check_durability, reuse_log_for
+from pinrun.engine.run import Durability, Recorder, check_durability, reuse_log_for
+from pinrun.engine.walk import LevelBase
 from pinrun.errors import InputError, UnknownRefError
 from pinrun.flows.flow import Flow
 from pinrun.flows.loader import project_on_path
@@ -93,7 +94,7 @@ def _continue(run: RunRecord, flow: Flow, pins: dict[str, PinnedStep], store: St
     earlier = _replaced_run(store, run)
     if earlier is not None:
         # A new baseline (pinrun accept) goes on reusing the answers of the run it replaces.
-        recorder.log_for = reuse_log_for(store, earlier, world)
+        recorder.log_for_step = reuse_log_for(store, earlier, world)
     for item in run.steps:
         recorder.attempts[item.name] = max(recorder.attempts.get(item.name, 0), item.attempt)
     completed = run.completed()

@@ -28,8 +28,8 @@ recording one.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,9 +37,10 @@ from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store, WriteBatch
 from pinrun.engine.context import RecordingLog, ReuseLog, recorded_events
-from pinrun.engine.execution import Outcome, check_outputs, run_level
+from pinrun.engine.execution import HiddenState, Outcome, StepGuard
 from pinrun.engine.lease import RunLease
 from pinrun.engine.records import RunRecord, RunStatus, StepError, StepRecord, run_ref
+from pinrun.engine.walk import LevelBase, RunState, Settled, walk
 from pinrun.errors import (
     BaselineBusyError,
     InputError,
@@ -134,7 +135,7 @@ def record(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
                              state=inputs_digest, flow_pin=stored.flow, env=stored.env,
                              entry=where, replaces=replaces.id if replaces else None)
     if replaces is not None:
-        recorder.log_for = reuse_log_for(store, replaces, actual_world)
+        recorder.log_for_step = reuse_log_for(store, replaces, actual_world)
     recorder.step_pins = stored.steps
     recorder.hidden_state = {name: pinned.state for name, pinned in pins.items()}
     return recorder.execute()
@@ -156,17 +157,6 @@ def check_durability(durability: str) -> None:
     """Refuse a durability that is not one of :data:`DURABILITIES`."""
     if durability not in DURABILITIES:
         raise InputError(f"durability={durability!r} is not one of {', '.join(DURABILITIES)}")
-
-
-@dataclass
-class LevelBase:
-    """The state as a level began: what all of its steps read (kept for resume)."""
-
-    state: dict[str, Any]
-    encoded: dict[str, bytes]
-    entries: dict[str, Digest]
-    #: Keys the level's finished steps wrote (a sibling may not write them too).
-    written: set[str] = field(default_factory=set)
 
 
 class Recorder:
@@ -196,9 +186,13 @@ class Recorder:
         #: The base of the level being run, when it has siblings (recorded for resume).
         self.level: LevelBase | None = None
         #: Each step's context log (None: a fresh recording log).
-        self.log_for: Callable[[Step], RecordingLog] | None = None
+        self.log_for_step: Callable[[Step], RecordingLog] | None = None
+        self._skip: frozenset[str] = frozenset()
+        # The rest of the walk's mode: recording stamps times, watches no calls.
+        self.guard: StepGuard | None = None
+        self.debug_step: str | None = None
         #: Per step, the module-level state its pin says it reads (watched for changes).
-        self.hidden_state: dict[str, tuple[tuple[str, str], ...]] = {}
+        self.hidden_state: HiddenState | None = {}
 
     def writer(self) -> WriteBatch:
         """The batch being filled for the next commit (one per step, or the run's only one)."""
@@ -216,17 +210,14 @@ class Recorder:
         level's base as ``resumed_level``, and holds the run's lease itself.
         """
         self.steps = list(self.run.steps)
+        self._skip = skip
         lease = (RunLease(self.store.path, self.run.id)
                  if self.durability == "step" and not lease_held else None)
         try:
             if self.durability == "step":
                 self._commit(self.writer(), "running")
-            levels = [(level, [item for item in level if item.name not in skip])
-                      for level in self.flow.levels]
-            levels = [(level, todo) for level, todo in levels if todo]
-            for index, (level, todo) in enumerate(levels):
-                base = resumed_level if len(todo) < len(level) else None
-                self._run_level(todo, len(level) > 1, base, last=index == len(levels) - 1)
+            walk(self.flow, RunState(self.state, self.encoded), self,
+                 resumed_level=resumed_level)
             if self.run.status != "succeeded" or self.durability != "step":
                 self._commit(self.writer(), "succeeded")
         finally:
@@ -234,39 +225,37 @@ class Recorder:
                 lease.release()
         return self.run
 
-    def _run_level(self, todo: list[Step], siblings: bool, base: LevelBase | None, *,
-                   last: bool) -> None:
-        """Run one level's steps; record every outcome, then raise the first failure.
+    # The recording mode of the engine's walk (pinrun.engine.walk.Mode).
 
-        In ``"step"`` durability each outcome is committed; the last step of the
-        run's commit says the run succeeded (one durable commit per step).
-        """
-        if base is None:
-            base = LevelBase(dict(self.state), dict(self.encoded), dict(self.entries))
+    @property
+    def run_id(self) -> str:
+        return self.run.id
+
+    def select(self, level: Sequence[Step]) -> list[Step]:
+        return [item for item in level if item.name not in self._skip]
+
+    def log_for(self, item: Step) -> RecordingLog:
+        return self.log_for_step(item) if self.log_for_step is not None else \
+            RecordingLog(self.world)
+
+    def begin_level(self, base: LevelBase, *, fresh: bool, siblings: bool) -> None:
+        if fresh:
+            base.entries.update(self.entries)
         self.level = base if siblings else None
-        failure: Outcome | None = None
-        world = self.world
-        log_for = self.log_for or (lambda _: RecordingLog(world))
-        for outcome in run_level(self.flow, todo, base.state, base.encoded,
-                                 log_for=log_for, world=world, run_id=self.run.id,
-                                 hidden_state=self.hidden_state):
-            if outcome.error is None:
-                check_outputs(self.flow, self.state, outcome, base.written)
-            self._record_step(outcome, base.entries)
-            if outcome.error is not None:
-                # Concurrent siblings have all run: each is recorded, and only then
-                # does the first failure (in declaration order) end the run.
-                failure = failure or outcome
-                continue
-            outputs = outcome.outputs or {}
-            self.state.update(outputs)
-            self.encoded.update(outcome.encoded_outputs)
-            base.written.update(outputs)
-            if self.durability == "step":
-                done = last and failure is None and outcome.step is todo[-1]
-                if done:
-                    self.level = None
-                self._commit(self.writer(), "succeeded" if done else "running")
+
+    def settle(self, outcome: Outcome, base: LevelBase, *, final: bool) -> Settled | None:
+        """Record the step; in ``"step"`` durability commit it (the run's last step's
+        commit says the run succeeded: one durable commit per step)."""
+        self._record_step(outcome, base.entries)
+        if outcome.error is not None:
+            return None  # committed with the level's end, which fails the run
+        if self.durability == "step":
+            if final:
+                self.level = None
+            self._commit(self.writer(), "succeeded" if final else "running")
+        return Settled(outcome.outputs or {}, outcome.encoded_outputs)
+
+    def end_level(self, level: Sequence[Step], failure: Outcome | None) -> None:
         if failure is not None:
             self._commit(self.writer(), "failed")
             raise RunFailedError(self.run) from failure.error

@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -35,8 +35,9 @@ from pinrun.artifacts import codec, trees
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.store import Store
 from pinrun.engine.context import ReplayLog, recorded_events
-from pinrun.engine.execution import Outcome, check_outputs, run_level
+from pinrun.engine.execution import HiddenState, Outcome, StepGuard
 from pinrun.engine.records import RunRecord, StepRecord, load_run
+from pinrun.engine.walk import LevelBase, RunState, Settled, walk
 from pinrun.errors import ContextDivergenceError, InputError, PinrunError, StoreError
 from pinrun.flows.fingerprint import is_project_local
 from pinrun.flows.flow import Flow
@@ -51,6 +52,7 @@ from pinrun.verifier.causes import environment_drift, error_location
 from pinrun.verifier.diff import diff_states
 from pinrun.verifier.moved import check_same_steps, recorded_flow
 from pinrun.verifier.report import Cause, ReplayReport, StepResult
+from pinrun.world import World
 
 __all__ = ["CodeSource", "replay"]
 
@@ -225,6 +227,13 @@ class _Replay:
                  ran: dict[str, tuple[str, bool]] | None = None) -> None:
         self.debug_step = debug_step
         self.guards = guards
+        self.watched = guards.mode != "off"
+        #: The project's module state as the last step left it (to spot a step changing it).
+        self.module_state: dict[str, object] = {}
+        #: The replay log of each step running now (judged by what it left unused).
+        self.logs: dict[str, ReplayLog] = {}
+        self.world: World | None = None  # a replay never reads the clock
+        self.hidden_state: HiddenState | None = None
         self.store = store
         self.run_record = run
         self.flow = flow
@@ -249,58 +258,61 @@ class _Replay:
         if missing:
             raise InputError(f"the flow has no step {missing[0]!r} any more, which the run "
                              "recorded; replay it with its pinned code (--code pinned)")
-        for level in self.flow.levels:
-            todo = [item for item in level if item.name in self.recorded]
-            if todo:
-                self._level(todo)
-            for item in level:
-                if item.name in self.recorded:
-                    continue
-                result = StepResult(item.name, 0, "not-run")
-                if self.run_record.status == "succeeded":
-                    # The run finished without this step: the code has a new one.
-                    self.calls = []
-                    self._diverge(result, "added", "the code has this step, the recording "
-                                  "does not: the flow changed since it was recorded")
-                self.report.steps.append(result)
+        walk(self.flow, RunState(self.state, self.encoded), self)
 
-    def _level(self, todo: list[Step]) -> None:
-        logs = {item.name: ReplayLog(recorded_events(self.store,
-                                                     self.recorded[item.name].events))
-                for item in todo}
-        written: set[str] = set()
-        merged: dict[str, Any] = {}
-        merged_encoded: dict[str, bytes] = {}
-        watched = self.guards.mode != "off"
-        before = module_state(self.guards.modules) if watched else {}
-        for outcome in run_level(self.flow, todo, self.state, self.encoded,
-                                 log_for=lambda item: logs[item.name], world=None,
-                                 run_id=self.run_record.id, guard=self.guards.step,
-                                 debug_step=self.debug_step):
-            if watched:
-                after = module_state(self.guards.modules)
-                outcome.hazards += [f"changed module state {name} (hidden state a worker "
-                                    "carries into its next run)"
-                                    for name in sorted(before) if after.get(name) != before[name]]
-                before = after
-            if outcome.error is None:
-                check_outputs(self.flow, self.state, outcome, written)
-            record = self.recorded[outcome.step.name]
-            result = self._judge(outcome, record, logs[outcome.step.name])
-            self.report.steps.append(result)
-            # Go on from what was recorded, so each later step is judged on its own.
-            if result.status == "match" and outcome.outputs is not None:
-                merged.update(outcome.outputs)
-                merged_encoded.update(outcome.encoded_outputs)
-            elif record.outputs is not None:
-                outputs = self._recorded(outcome.step.name, record.outputs)
-                merged.update(outputs)
-                merged_encoded.update({k: codec.encode(v) for k, v in outputs.items()})
-            written.update(merged)
-        self.state.update(merged)
-        self.encoded.update(merged_encoded)
+    # The replay mode of the engine's walk (pinrun.engine.walk.Mode): the engine runs
+    # the steps; this judges what they did against the recording.
+
+    @property
+    def run_id(self) -> str:
+        return self.run_record.id
+
+    @property
+    def guard(self) -> StepGuard | None:
+        return self.guards.step
+
+    def select(self, level: Sequence[Step]) -> list[Step]:
+        return [item for item in level if item.name in self.recorded]
+
+    def log_for(self, item: Step) -> ReplayLog:
+        log = self.logs[item.name] = ReplayLog(
+            recorded_events(self.store, self.recorded[item.name].events))
+        return log
+
+    def begin_level(self, base: LevelBase, *, fresh: bool, siblings: bool) -> None:
+        self.module_state = module_state(self.guards.modules) if self.watched else {}
+
+    def settle(self, outcome: Outcome, base: LevelBase, *, final: bool) -> Settled | None:
+        if self.watched:
+            before, after = self.module_state, module_state(self.guards.modules)
+            outcome.hazards += [f"changed module state {name} (hidden state a worker "
+                                "carries into its next run)"
+                                for name in sorted(before) if after.get(name) != before[name]]
+            self.module_state = after
+        record = self.recorded[outcome.step.name]
+        result = self._judge(outcome, record, self.logs.pop(outcome.step.name))
+        self.report.steps.append(result)
+        # Go on from what was recorded, so each later step is judged on its own.
+        if result.status == "match" and outcome.outputs is not None:
+            return Settled(outcome.outputs, outcome.encoded_outputs)
+        if record.outputs is not None:
+            outputs = self._recorded(outcome.step.name, record.outputs)
+            return Settled(outputs, {k: codec.encode(v) for k, v in outputs.items()})
+        return None
+
+    def end_level(self, level: Sequence[Step], failure: Outcome | None) -> None:
         # Once per level: one read, and never more in memory than the level's outputs.
         self.check_recorded()
+        for item in level:
+            if item.name in self.recorded:
+                continue
+            result = StepResult(item.name, 0, "not-run")
+            if self.run_record.status == "succeeded":
+                # The run finished without this step: the code has a new one.
+                self.calls = []
+                self._diverge(result, "added", "the code has this step, the recording "
+                              "does not: the flow changed since it was recorded")
+            self.report.steps.append(result)
 
     def _judge(self, outcome: Outcome, record: StepRecord, log: ReplayLog) -> StepResult:
         calls = [call for call in outcome.guarded if isinstance(call, GuardedCall)]
