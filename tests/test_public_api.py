@@ -35,7 +35,7 @@ def test_public_names_are_pinned() -> None:
         "StoreError", "StoreNotFoundError",
         "UndecodableValueError", "UnknownDigestError", "UnknownRefError", "UnloadedValue",
         "UnsupportedValueError", "WriteBatch", "__version__", "open_store", "record",
-        "register_type", "replay", "resume", "step",
+        "record_async", "register_type", "replay", "resume", "step",
     }
 
 

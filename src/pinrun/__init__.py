@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from pinrun.engine.context import Context
     from pinrun.engine.records import RunRecord, StepRecord
     from pinrun.engine.resume import resume
-    from pinrun.engine.run import record
+    from pinrun.engine.run import record, record_async
     from pinrun.flows.environment import HashSeedWarning
     from pinrun.flows.flow import Flow
     from pinrun.flows.registry import NothingPinnedWarning
@@ -121,6 +121,7 @@ __all__ = [
     "__version__",
     "open_store",
     "record",
+    "record_async",
     "register_type",
     "replay",
     "resume",
@@ -135,6 +136,7 @@ _LAZY = {
     "Step": "pinrun.flows.step",
     "StepRecord": "pinrun.engine.records",
     "record": "pinrun.engine.run",
+    "record_async": "pinrun.engine.run",
     "resume": "pinrun.engine.resume",
     "replay": "pinrun.verifier.replayer",
     "ReplayReport": "pinrun.verifier.report",

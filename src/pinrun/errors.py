@@ -390,17 +390,16 @@ class ContextDivergenceError(PinrunError):
 
     exit_code = 1
 
-    def __init__(self, step: str, index: int, expected: Event | None, actual: str) -> None:
+    def __init__(self, step: str, index: int, expected: Event | None, actual: str, *,
+                 message: str | None = None) -> None:
         self.step = step
         self.index = index
         self.expected = expected
         self.actual = actual
-        if expected is None:
-            wanted = "nothing more"
-        elif expected.kind == "effect":
-            wanted = f"effect {expected.name!r} with arguments {expected.arguments}"
-        else:
-            wanted = f"ctx.{expected.kind}()"
+        if message is not None:
+            super().__init__(message)
+            return
+        wanted = "nothing more" if expected is None else expected.describe()
         super().__init__(
             f"step {step!r} diverged at its context call #{index + 1}: the recording has "
             f"{wanted}, the replayed code asked for {actual}."

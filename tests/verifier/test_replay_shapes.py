@@ -188,7 +188,7 @@ def test_a_resumed_run_reproduces_with_either_code(shapes: Project,
     assert [s.name for s in finished.steps] == [
         "start", "ok_sibling", "bad_sibling", "bad_sibling", "never"]
     for code in ("pinned", "workdir"):
-        report = replay(run_id, store=project_store, code=code)  # type: ignore[arg-type]
+        report = replay(run_id, store=project_store, code=code)
         assert report.reproduced, report.explain()
         assert [s.status for s in report.steps] == ["match"] * 4
 

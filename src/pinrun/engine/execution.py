@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from types import MappingProxyType
+from types import FrameType, MappingProxyType
 from typing import Any, TypeVar
 
 from pinrun.artifacts import codec
@@ -220,7 +220,7 @@ def run_level(flow: Flow, level: list[Step], state: Mapping[str, Any],
         return
     calls = [_Call(item, base, base_encoded, log_for(item), world=world, run_id=run_id,
                    hidden=hidden.get(item.name, ())) for item in level]
-    yield from run_coroutine(_run_concurrently(calls, flow.max_concurrency, guard))
+    yield from run_coroutine(_run_concurrently(calls, flow.max_concurrency, guard, debug_step))
 
 
 # A step's own failure is recorded, never raised from here: any exception,
@@ -234,7 +234,9 @@ def _run_sync(call: _Call, guard: StepGuard | None, *, debug: bool = False) -> O
     with guard() if guard is not None else nullcontext([]) as noticed:
         try:
             with activate(call.context):
-                if debug:  # the forensic workflow: stop at the step's first line
+                if debug and call.item.is_async:
+                    result = run_coroutine(_stopped_in(call.item.func(**call.arguments)))
+                elif debug:  # the forensic workflow: stop at the step's first line
                     import pdb  # only when asked for: --step NAME --pdb
 
                     result = pdb.Pdb().runcall(call.item.func, **call.arguments)
@@ -264,20 +266,22 @@ def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
         return pool.submit(context.run, asyncio.run, coroutine).result()
 
 
-async def _run_concurrently(calls: list[_Call], limit: int,
-                            guard: StepGuard | None) -> list[Outcome]:
+async def _run_concurrently(calls: list[_Call], limit: int, guard: StepGuard | None,
+                            debug_step: str | None) -> list[Outcome]:
     gate = asyncio.Semaphore(limit)
 
     async def one(call: _Call) -> Outcome:
+        debug = call.item.name == debug_step
         if not call.item.is_async:
-            return _run_sync(call, guard)
+            return _run_sync(call, guard, debug=debug)
         result = None
         async with gate:
             # Each task runs in a copy of the context: its guard watches it alone.
             with guard() if guard is not None else nullcontext([]) as noticed:
                 try:
                     with activate(call.context):
-                        result = await call.item.func(**call.arguments)
+                        running = call.item.func(**call.arguments)
+                        result = await (_stopped_in(running) if debug else running)
                 except _STEP_FAILURES as exc:
                     call.outcome.error = exc
             call.outcome.guarded = list(noticed)
@@ -289,3 +293,28 @@ async def _run_concurrently(calls: list[_Call], limit: int,
 
 async def _await(awaitable: Any) -> Any:
     return await awaitable
+
+
+async def _stopped_in(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Await an async step's coroutine under pdb, stopped at its first line.
+
+    ``Pdb.runcall`` would only stop in the call that makes the coroutine, not
+    in its body: here a trace function waits for the coroutine's own frame to
+    start, in whichever thread runs the event loop, and hands it to pdb.
+    """
+    import pdb  # only when asked for: --step NAME --pdb
+
+    debugger = pdb.Pdb()
+    body = coroutine.cr_code  # type: ignore[attr-defined]
+
+    def wait(frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "call" and frame.f_code is body:
+            debugger.set_trace(frame)
+            return debugger.trace_dispatch
+        return None
+
+    sys.settrace(wait)
+    try:
+        return await coroutine
+    finally:
+        sys.settrace(None)

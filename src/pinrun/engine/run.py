@@ -27,6 +27,7 @@ recording one.
 
 from __future__ import annotations
 
+import asyncio
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -56,7 +57,8 @@ from pinrun.flows.step import Step
 from pinrun.world import SystemWorld, World
 
 __all__ = ["DURABILITIES", "REPLACED_PREFIX", "REPLACING_PREFIX", "BaselineBusyError",
-           "Durability", "Recorder", "record", "replaced_ref", "replacing_ref", "reuse_log_for"]
+           "Durability", "Recorder", "record", "record_async", "replaced_ref", "replacing_ref",
+           "reuse_log_for"]
 
 #: ``replaced/<old run id>`` points at the finished run that replaced it.
 REPLACED_PREFIX = "replaced/"
@@ -139,6 +141,22 @@ def record(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
     recorder.step_pins = stored.steps
     recorder.hidden_state = {name: pinned.state for name, pinned in pins.items()}
     return recorder.execute()
+
+
+async def record_async(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
+                       durability: Durability = "step", world: World | None = None,
+                       project_root: Path | None = None, entry: str | None = None,
+                       replaces: RunRecord | None = None) -> RunRecord:
+    """:func:`record` for async code: ``await pinrun.record_async(flow, inputs, store=...)``.
+
+    The run goes on in a worker thread (with this task's context variables),
+    so the caller's event loop keeps serving its other tasks while steps run
+    and commits reach the disk; its async steps run on an event loop of their
+    own in that thread. The same arguments, record and errors as :func:`record`.
+    """
+    return await asyncio.to_thread(record, flow, inputs, store=store, durability=durability,
+                                   world=world, project_root=project_root, entry=entry,
+                                   replaces=replaces)
 
 
 def reuse_log_for(store: Store, earlier: RunRecord,

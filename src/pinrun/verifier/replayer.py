@@ -277,6 +277,8 @@ class _Replay:
     def log_for(self, item: Step) -> ReplayLog:
         log = self.logs[item.name] = ReplayLog(
             recorded_events(self.store, self.recorded[item.name].events))
+        # Under the debugger, what is asked at its prompt only peeks at the answers.
+        log.debugging = item.name == self.debug_step
         return log
 
     def begin_level(self, base: LevelBase, *, fresh: bool, siblings: bool) -> None:
