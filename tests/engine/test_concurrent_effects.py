@@ -224,3 +224,18 @@ def test_record_async_keeps_the_event_loop_responsive(project: Project,
     assert run.status == "succeeded"
     # A blocked loop ticks once; a free one about 50 times in 0.5 s (10 is far from both).
     assert ticks >= 10
+
+
+def test_a_call_no_longer_made_is_named_with_its_values(fanned: Project,
+                                                        project_store: Store) -> None:
+    """A recorded effect the replayed step never asks for is named with its arguments."""
+    set_order(ITEMS)
+    run = record(fanned.load("fanned", "threaded"), {"items": ITEMS}, store=project_store)
+    fanned.edit("fanned", "list(pool.map(one, items))",
+                'list(pool.map(one, [i for i in items if i not in ("k", "qr")]))')
+    set_order([item for item in ITEMS if item not in ("k", "qr")])
+    report = replay(run.id, store=project_store, code="workdir")
+    first = report.first_divergence
+    assert first is not None
+    assert first.message == ("the recording has effect fetch('k') (and 1 more), which the "
+                             "replayed step never asked for")

@@ -335,10 +335,10 @@ class _Replay:
         elif isinstance(error, ContextDivergenceError):
             self._diverge(result, "effects", str(error))
         elif error is None and log.unused:
-            unused = log.unused[0]
-            what = f"effect {unused.name!r}" if unused.kind == "effect" else f"ctx.{unused.kind}"
-            self._diverge(result, "effects", f"the recording has {what} (and "
-                          f"{len(log.unused) - 1} more), which the replayed step never asked for")
+            unused = log.unused
+            more = f" (and {len(unused) - 1} more)" if len(unused) > 1 else ""
+            self._diverge(result, "effects", f"the recording has {unused[0].describe()}{more}, "
+                          "which the replayed step never asked for")
         elif error is not None:
             where = error_location(error)
             self._diverge(result, "error", f"it raised {type(error).__name__}: {error}",
