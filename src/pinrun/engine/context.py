@@ -28,6 +28,7 @@ import blake3
 from pinrun.artifacts import codec
 from pinrun.errors import ContextDivergenceError, CorruptObjectError, RecordedEffectError
 from pinrun.world import World, make_random, make_uuid4
+from pinrun.world_guard import inside_effect
 
 if TYPE_CHECKING:  # for annotations only: the engine never draws randomness itself
     import random
@@ -181,7 +182,8 @@ class RecordingLog:
 
     def effect(self, step: str, name: str, arguments: str, call: Callable[[], T]) -> T:
         try:
-            result = call()
+            with inside_effect():  # what an effect does in the world is its purpose
+                result = call()
         except Exception as exc:  # the outside world failed: that is an answer too
             self.events.append(Event("effect", None, name, arguments,
                                      (_type_name(exc), str(exc))))

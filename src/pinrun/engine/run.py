@@ -53,6 +53,7 @@ from pinrun.flows.pinning import pin_step, project_root_for
 from pinrun.flows.registry import find_entry, put_pins
 from pinrun.flows.step import Step
 from pinrun.world import SystemWorld, World
+from pinrun.world_guard import recording_guard, world_hazards
 
 __all__ = ["DURABILITIES", "REPLACED_PREFIX", "REPLACING_PREFIX", "BaselineBusyError",
            "Durability", "Recorder", "record", "replaced_ref", "replacing_ref", "reuse_log_for"]
@@ -249,7 +250,10 @@ class Recorder:
         log_for = self.log_for or (lambda _: RecordingLog(world))
         for outcome in run_level(self.flow, todo, base.state, base.encoded,
                                  log_for=log_for, world=world, run_id=self.run.id,
-                                 hidden_state=self.hidden_state):
+                                 hidden_state=self.hidden_state, guard=recording_guard):
+            if outcome.guarded:  # the network or a process, reached outside ctx.effect
+                outcome.hazards += world_hazards(outcome.guarded,
+                                                 project_root_for(self.store.path))
             if outcome.error is None:
                 check_outputs(self.flow, self.state, outcome, base.written)
             self._record_step(outcome, base.entries)
