@@ -215,7 +215,10 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         described = (f"{event}(...)", event)
     if described is None:
         return
-    frame = _call_site(watch)
+    try:
+        frame = _call_site(watch)
+    except (ValueError, OSError):  # no frame that deep, a path that cannot be resolved
+        frame = None
     call = GuardedCall(kind, described[0], frame.f_code.co_filename if frame else None,
                        frame.f_lineno if frame else None, described[1], watch.refuse)
     watch.calls.append(call)
