@@ -12,6 +12,7 @@ import pytest
 import pinrun
 from pinrun import errors
 from pinrun.artifacts.digest import Digest
+from pinrun.world_guard import GuardedCall
 
 D = Digest(bytes(range(32)))
 
@@ -92,6 +93,8 @@ def _samples() -> list[errors.PinrunError]:
         errors.StepOutputError("not a mapping"), errors.RecordedEffectError("E: m"),
         errors.ContextDivergenceError("s", 0, None, "ctx.now()"),
         errors.NondeterminismError("time.time"), errors.CodeChangedError("changed"),
+        errors.WorldRefusedError("replay refused socket.connect(('127.0.0.1', 80))",
+                                 GuardedCall("network", "socket.connect", "a.py", 3)),
         errors.StoreDamagedError("/s", "torn page"), errors.StoreReadOnlyError("/s", "ro"),
         errors.NoSpaceError("/s"), errors.StoreInUseError("/s", "pid 7"),
         errors.UntrustedEntryError("venv.__main__:flow", "is part of the standard library"),

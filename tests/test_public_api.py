@@ -31,7 +31,7 @@ def test_public_names_are_pinned() -> None:
         "StepDefinitionError", "StepOutputError", "StepRecord", "Store",
         "PinnedModuleError", "RecordedEffectError", "UnsafeRunIdError", "BaselineBusyError",
         "StaleSourceError", "NondeterminismError", "NoSpaceError", "StoreDamagedError",
-        "StoreInUseError", "StoreReadOnlyError", "UntrustedEntryError",
+        "StoreInUseError", "StoreReadOnlyError", "UntrustedEntryError", "WorldRefusedError",
         "StoreError", "StoreNotFoundError",
         "UndecodableValueError", "UnknownDigestError", "UnknownRefError", "UnloadedValue",
         "UnsupportedValueError", "WriteBatch", "__version__", "open_store", "record",

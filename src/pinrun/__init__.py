@@ -47,6 +47,7 @@ from pinrun.errors import (
     UnsafeRunIdError,
     UnsupportedValueError,
     UntrustedEntryError,
+    WorldRefusedError,
 )
 
 if TYPE_CHECKING:
@@ -117,6 +118,7 @@ __all__ = [
     "UnsafeRunIdError",
     "UnsupportedValueError",
     "UntrustedEntryError",
+    "WorldRefusedError",
     "WriteBatch",
     "__version__",
     "open_store",

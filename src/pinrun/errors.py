@@ -30,7 +30,9 @@ The hierarchy (exit codes are the command line's)::
     │                               recorded (.step, .index, .expected, .actual)
     ├── RecordedEffectError         a recorded effect's exception, its type not loaded here
     ├── NondeterminismError         a strictly guarded step reached for time, chance or
-    │                               the outside world
+    │   │                           the outside world
+    │   └── WorldRefusedError       a replayed step reached for the network or a process,
+    │                               refused (.call)
     ├── CodeChangedError            the code on disk differs from the pin (strict policy)
     └── StoreError                  the store is missing or damaged (exit 3)
         ├── StoreNotFoundError      no store folder where one was looked for (.path)
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
     from pinrun.artifacts.digest import Digest
     from pinrun.engine.context import Event
     from pinrun.engine.records import RunRecord
+    from pinrun.world_guard import GuardedCall
 
 __all__ = [
     "AmbiguousDigestError",
@@ -105,6 +108,7 @@ __all__ = [
     "UnsafeRunIdError",
     "UnsupportedValueError",
     "UntrustedEntryError",
+    "WorldRefusedError",
 ]
 
 
@@ -429,6 +433,18 @@ class NondeterminismError(PinrunError):
     """A guarded step reached for time, chance or the outside world (``strict`` guards)."""
 
     exit_code = 1
+
+
+class WorldRefusedError(NondeterminismError):
+    """A replayed step reached for the network or another process, and was refused.
+
+    ``call`` is the refused call (a :class:`pinrun.world_guard.GuardedCall`:
+    what, of which kind, and the project's file and line that made it).
+    """
+
+    def __init__(self, message: str, call: GuardedCall) -> None:
+        self.call = call
+        super().__init__(message)
 
 
 class StepDefinitionError(InputError):

@@ -7,9 +7,11 @@ them (``from time import time``). A stand-in notes a call made directly by
 the project's code, with its file and line, then makes the real call
 (``warn``) or raises :class:`NondeterminismError` (``strict``). Calls made by
 libraries are not the step's (logging's timestamps, say), so they are not
-noted. Sockets and subprocesses are caught by an audit hook, wherever the
-call comes from. Only a step being guarded is watched (a context variable
-says which). Everything is put back when the guards end.
+noted. Network connections and subprocesses are the world guard's
+(:mod:`pinrun.world_guard`): refused inside a guarded step unless the
+replay allows the world, then noted like the rest. Only a step being guarded
+is watched (a context variable says which). Everything is put back when the
+guards end.
 
 ``datetime.now()``, ``utcnow()`` and ``date.today()`` cannot be stood in
 for: their classes are built into Python, and another class would change
@@ -29,7 +31,6 @@ import os
 import random
 import secrets
 import sys
-import sysconfig
 import threading
 import time
 import types
@@ -38,31 +39,14 @@ from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from pinrun.errors import NondeterminismError
+from pinrun.world_guard import GuardedCall, WorldWatch, watching_world
 
 __all__ = ["GuardMode", "GuardedCall", "Guards", "NondeterminismError"]
 
 GuardMode = Literal["warn", "strict", "off"]
-_STDLIB = tuple(str(Path(p).resolve()) for key, p in sysconfig.get_paths().items()
-                if key in ("stdlib", "platstdlib"))
-_PINRUN = str(Path(__file__).resolve().parent)
-
-
-@dataclass(frozen=True)
-class GuardedCall:
-    """One call a step made around its context: what, of which kind, and where."""
-
-    kind: str
-    call: str
-    file: str | None
-    line: int | None
-
-    def __str__(self) -> str:
-        where = f" at {self.file}:{self.line}" if self.file else ""
-        return f"{self.call} ({self.kind}){where}"
 
 
 @dataclass
@@ -78,8 +62,6 @@ _ACTIVE: ContextVar[_Watch | None] = ContextVar("pinrun_guard", default=None)
 _ADVICE = {
     "clock": "use ctx.now()", "randomness": "use ctx.random()", "uuid": "use ctx.uuid4()",
     "environment": "pass it as an input, or read it through ctx.effect()",
-    "network": "call the outside world through ctx.effect()",
-    "subprocess": "run it through ctx.effect()",
 }
 
 
@@ -91,26 +73,11 @@ def _direct_caller(watch: _Watch) -> types.FrameType | None:
     return frame if frame is not None and frame.f_code.co_filename in watch.files else None
 
 
-def _first_outside_library(watch: _Watch) -> types.FrameType | None:
-    """The first frame up the stack outside pinrun and the standard library."""
-    frame: types.FrameType | None = sys._getframe(3)
-    first = None
-    while frame is not None:
-        name = frame.f_code.co_filename
-        if name in watch.files:
-            return frame
-        resolved = str(Path(name).resolve())
-        if first is None and not resolved.startswith((_PINRUN, *_STDLIB)):
-            first = frame
-        frame = frame.f_back
-    return first
-
-
-def _note(kind: str, call: str, *, anywhere: bool = False) -> None:
+def _note(kind: str, call: str) -> None:
     watch = _ACTIVE.get()
     if watch is None:
         return
-    frame = _first_outside_library(watch) if anywhere else _direct_caller(watch)
+    frame = _direct_caller(watch)
     if frame is None:
         return  # a library's own call, not the step's
     noted = GuardedCall(kind, call, frame.f_code.co_filename, frame.f_lineno)
@@ -191,30 +158,19 @@ def _stand_ins() -> list[tuple[types.ModuleType, str, Any, Any]]:
     return out
 
 
-_AUDITED = {"socket.connect": ("network", "socket.connect()"),
-            "socket.getaddrinfo": ("network", "socket.getaddrinfo()"),
-            "subprocess.Popen": ("subprocess", "subprocess.Popen()"),
-            "os.system": ("subprocess", "os.system()"),
-            "os.posix_spawn": ("subprocess", "os.posix_spawn()"),
-            "os.exec": ("subprocess", "os.exec*()")}
+
+
 class _Shared:
     """What every Guards in the process shares: the patches, and who still needs them."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.depth = 0
-        self.hook_installed = False
         self.stand_ins: list[tuple[types.ModuleType, str, Any, Any]] = []
         self.patched: list[tuple[dict[str, Any], str, Any]] = []
 
 
 _SHARED = _Shared()
-
-
-def _audit(event: str, args: tuple[Any, ...]) -> None:
-    found = _AUDITED.get(event)
-    if found is not None and _ACTIVE.get() is not None:
-        _note(*found, anywhere=True)
 
 
 _DATETIME_CALLS = {(datetime.datetime, "now"), (datetime.datetime, "utcnow"),
@@ -253,12 +209,18 @@ class Guards:
 
     ``modules``: the project's modules (the step code). ``mode``: ``warn``
     notes calls, ``strict`` also raises :class:`NondeterminismError` in the
-    step, ``off`` does nothing. Use :meth:`step` around each step.
+    step, ``off`` does nothing (no watch at all: the world too is let
+    through). Network connections and subprocesses are refused in a guarded
+    step (:func:`~pinrun.world_guard.refusal`, whatever the mode but ``off``) unless
+    ``allow_world``, when they are only noted. Use :meth:`step` around each
+    step.
     """
 
-    def __init__(self, modules: list[types.ModuleType], mode: GuardMode = "warn") -> None:
+    def __init__(self, modules: list[types.ModuleType], mode: GuardMode = "warn", *,
+                 allow_world: bool = False) -> None:
         self.modules = modules
         self.mode = mode
+        self.allow_world = allow_world
         self.files = frozenset(f for module in modules
                                if isinstance(f := getattr(module, "__file__", None), str))
         self._swapped: list[tuple[dict[str, Any], str, Any]] = []
@@ -270,9 +232,6 @@ class Guards:
         if self.mode == "off":
             return self
         with _SHARED.lock:
-            if not _SHARED.hook_installed:  # a hook cannot be removed: one, idle unless watched
-                sys.addaudithook(_audit)
-                _SHARED.hook_installed = True
             # Guards may overlap (replays in threads): the first patches, the last restores.
             if _SHARED.depth == 0:
                 _SHARED.stand_ins = _stand_ins()
@@ -328,7 +287,10 @@ class Guards:
         if self._watch_datetime:
             sys.setprofile(_datetime_profiler)
         try:
-            yield watch.calls
+            # World calls go to the same list, in the order they were made.
+            with watching_world(WorldWatch(refuse=not self.allow_world, files=self.files,
+                                           calls=watch.calls)):
+                yield watch.calls
         finally:
             if self._watch_datetime:
                 sys.setprofile(previous)

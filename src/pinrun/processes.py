@@ -44,7 +44,8 @@ def worker_pool(processes: int, hash_seed: str | None, initializer: Callable[...
 
 
 def replay_in_subprocess(store_path: str, run_id: str, *, code: str, guards: str,
-                         environment: dict[str, str], timeout: float = 600) -> dict[str, Any]:
+                         environment: dict[str, str], timeout: float = 600,
+                         allow_world: bool = False) -> dict[str, Any]:
     """Replay one run in a fresh ``python -m pinrun`` with ``environment`` added.
 
     The child keeps the hash seed it is given (it does not switch to the
@@ -57,7 +58,8 @@ def replay_in_subprocess(store_path: str, run_id: str, *, code: str, guards: str
 
     env = {**os.environ, **environment, "PINRUN_HASH_SEED_SET": "1"}
     command = [sys.executable, "-m", "pinrun", "--store", store_path, "replay", run_id,
-               "--code", code, "--guards", guards, "--json"]
+               "--code", code, "--guards", guards, "--json",
+               *(["--allow-world"] if allow_world else [])]
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True,
                               timeout=timeout, check=False)

@@ -8,7 +8,9 @@
 Each run becomes one test item, ``pinrun::<flow>/<run id>``, which replays
 the run (the code on disk by default) and fails with the replay's
 explanation (the first divergence, its diff and causes) when it does not
-reproduce. Without ``--pinrun`` the plugin adds nothing; it is registered by
+reproduce. As with ``pinrun replay``, a network connection (localhost
+included) or a subprocess a step starts is refused and named as the cause,
+unless ``--pinrun-allow-world``. Without ``--pinrun`` the plugin adds nothing; it is registered by
 the ``pytest11`` entry point when pinrun is installed.
 """
 
@@ -23,7 +25,8 @@ __all__ = ["PinrunDivergence", "RunItem"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """``--pinrun``, ``--pinrun-store``, ``--pinrun-flow`` and ``--pinrun-code``."""
+    """``--pinrun``, ``--pinrun-store``, ``--pinrun-flow``, ``--pinrun-code`` and
+    ``--pinrun-allow-world``."""
     group = parser.getgroup("pinrun", "replay recorded pinrun runs as tests")
     group.addoption("--pinrun", action="store_true",
                     help="Replay every recorded run, one test per run.")
@@ -32,6 +35,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--pinrun-flow", metavar="NAME", help="Only the runs of this flow.")
     group.addoption("--pinrun-code", choices=["workdir", "pinned"], default="workdir",
                     help="The code to replay with (default: workdir, the code on disk).")
+    group.addoption("--pinrun-allow-world", action="store_true",
+                    help="Let the steps' network connections and subprocesses through (only "
+                         "noted); by default a replay refuses them.")
 
 
 class PinrunDivergence(Exception):  # noqa: N818 - a test failure, named as pytest shows it
@@ -41,11 +47,13 @@ class PinrunDivergence(Exception):  # noqa: N818 - a test failure, named as pyte
 class RunItem(pytest.Item):
     """One recorded run, replayed as a test."""
 
-    def __init__(self, *, run_id: str, store_path: str, code: str, **kwargs: Any) -> None:
+    def __init__(self, *, run_id: str, store_path: str, code: str, allow_world: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.run_id = run_id
         self.store_path = store_path
         self.code = code
+        self.allow_world = allow_world
 
     def runtest(self) -> None:
         """Replay the run in a fresh process under its recorded hash seed; fail unless it
@@ -59,7 +67,8 @@ class RunItem(pytest.Item):
             seed = recorded_hash_seed(store, load_run(store, self.run_id))
         result = replay_in_subprocess(
             self.store_path, self.run_id, code=self.code, guards="warn",
-            environment={"PYTHONHASHSEED": seed} if seed is not None else {})
+            environment={"PYTHONHASHSEED": seed} if seed is not None else {},
+            allow_world=self.allow_world)
         if result["verdict"] != "reproduced":
             raise PinrunDivergence(result.get("explanation") or result.get("error") or
                                    result["verdict"])
@@ -103,6 +112,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         raise pytest.UsageError(f"--pinrun: {exc}") from None
     parent = _Runs.from_parent(session, name="pinrun")
     code = config.getoption("pinrun_code")
+    allow_world = bool(config.getoption("pinrun_allow_world"))
     items.extend(RunItem.from_parent(parent, name=f"{flow}/{run_id}", run_id=run_id,
-                                     store_path=store_path, code=code)
+                                     store_path=store_path, code=code, allow_world=allow_world)
                  for run_id, flow in sorted(runs, key=lambda pair: (pair[1], pair[0])))

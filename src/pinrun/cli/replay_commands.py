@@ -34,7 +34,11 @@ EXIT_DIVERGED = 1
               show_default=True,
               help="Watch the steps for calls around their context (time, random, uuid, "
                    "os.environ, sockets, subprocesses): warn names them, strict fails the "
-                   "step, off does not watch.")
+                   "step, off does not watch (and lets the world through).")
+@click.option("--allow-world", is_flag=True,
+              help="Let the steps' network connections (localhost too) and subprocesses "
+                   "through, only noting them. By default a replay refuses them inside the "
+                   "step and names the call as the cause.")
 @click.option("--repeat", type=click.IntRange(min=1), default=1, metavar="N",
               help="Replay N times in this process with the code loaded once, as a "
                    "long-running worker would: state a run leaves behind shows.")
@@ -50,8 +54,8 @@ EXIT_DIVERGED = 1
 @store_option
 @with_store
 def replay_command(store: Store, run_id: str, code: str, entry: str | None, guards: str,
-                   repeat: int, perturb: str | None, debug_step: str | None, use_pdb: bool,
-                   as_json: bool) -> None:
+                   allow_world: bool, repeat: int, perturb: str | None,
+                   debug_step: str | None, use_pdb: bool, as_json: bool) -> None:
     """Replay RUN and check that every step gives what was recorded.
 
     Inputs, clock, randomness and effects come from the recording (effect
@@ -61,7 +65,9 @@ def replay_command(store: Store, run_id: str, code: str, entry: str | None, guar
     os.environ...) with its file and line, code drift, environment drift,
     input mutation, changed module state, an error with its file and line.
     A failed run reproduces when the same step fails with the same error.
-    Runs under the hash seed the run recorded.
+    Runs under the hash seed the run recorded. A network connection or a
+    subprocess a step starts is refused (the step fails, the call is named
+    with its file and line) unless --allow-world.
 
     \b
     Examples:
@@ -101,9 +107,10 @@ def replay_command(store: Store, run_id: str, code: str, entry: str | None, guar
         flow = load_flow(entry)
         check_same_steps(store, load_run(store, run_id), flow, f"--entry {entry}")
     report = replay(run_id, store=store, code=cast("CodeSource", code), flow=flow,
-                    guards=cast("GuardMode", guards), repeat=repeat, debug_step=debug_step)
-    variations = run_perturbations(store, report.run_id, kinds, code=code, guards=guards) \
-        if kinds else []
+                    guards=cast("GuardMode", guards), repeat=repeat, debug_step=debug_step,
+                    allow_world=allow_world)
+    variations = run_perturbations(store, report.run_id, kinds, code=code, guards=guards,
+                                   allow_world=allow_world) if kinds else []
     if as_json:
         print_json({**report.as_value(),
                     "perturbations": [v.as_value() for v in variations]})

@@ -49,6 +49,9 @@ SHOWN = 20
               "matrix of N machines splits the runs without overlap.")
 @click.option("--guards", type=click.Choice(["warn", "strict", "off"]), default="warn",
               show_default=True, help="Watch steps for calls around their context.")
+@click.option("--allow-world", is_flag=True,
+              help="Let the steps' network connections (localhost too) and subprocesses "
+                   "through, only noting them. By default a replay refuses them.")
 @click.option("--junit-xml", "junit_xml", metavar="FILE",
               help="Write a JUnit XML report (one test case per run).")
 @click.option("--json", "json_file", metavar="FILE",
@@ -59,7 +62,8 @@ SHOWN = 20
 def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
                    tag: str | None, since: str | None, sample: int | None, code: str,
                    entries: tuple[str, ...], jobs: int, shard: str | None, guards: str,
-                   junit_xml: str | None, json_file: str | None, fail_fast: bool) -> None:
+                   allow_world: bool, junit_xml: str | None, json_file: str | None,
+                   fail_fast: bool) -> None:
     """Replay recorded runs against the code and check that every one reproduces.
 
     By default every run in the store is replayed with the code on disk: the
@@ -107,7 +111,8 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
             stream.write("[")
         for index, result in enumerate(run_verification(
                 store, ids, code=cast("CodeSource", code), guards=cast("GuardMode", guards),
-                jobs=jobs, fail_fast=fail_fast, progress=update, entries=by_flow)):
+                jobs=jobs, fail_fast=fail_fast, progress=update, entries=by_flow,
+                allow_world=allow_world)):
             if stream is not None:
                 stream.write(("," if index else "") + "\n" +
                              json.dumps(result, indent=2, sort_keys=True))

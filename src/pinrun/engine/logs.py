@@ -25,6 +25,7 @@ from pinrun.engine.call_values import describe_call
 from pinrun.engine.events import EffectCall, Event, EventKind, type_name
 from pinrun.errors import ContextDivergenceError
 from pinrun.world import World
+from pinrun.world_guard import inside_effect
 
 __all__ = ["RecordingLog", "ReplayLog", "ReuseLog", "at_debugger_prompt"]
 
@@ -116,7 +117,8 @@ class RecordingLog:
 
     def effect(self, step: str, effect: EffectCall, call: Callable[[], T]) -> T:
         try:
-            result = call()
+            with inside_effect():  # what an effect does in the world is its purpose
+                result = call()
         except Exception as exc:  # the outside world failed: that is an answer too
             self._failed(effect, exc)
             raise
@@ -131,7 +133,8 @@ class RecordingLog:
     async def effect_async(self, step: str, effect: EffectCall,
                            call: Callable[[], Awaitable[T]]) -> T:
         try:
-            result = await call()
+            with inside_effect():
+                result = await call()
         except Exception as exc:
             self._failed(effect, exc)
             raise

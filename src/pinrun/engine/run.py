@@ -55,6 +55,7 @@ from pinrun.flows.pinning import pin_step, project_root_for
 from pinrun.flows.registry import find_entry, put_pins
 from pinrun.flows.step import Step
 from pinrun.world import SystemWorld, World
+from pinrun.world_guard import recording_guard, world_hazards
 
 __all__ = ["DURABILITIES", "REPLACED_PREFIX", "REPLACING_PREFIX", "BaselineBusyError",
            "Durability", "Recorder", "record", "record_async", "replaced_ref", "replacing_ref",
@@ -206,8 +207,9 @@ class Recorder:
         #: Each step's context log (None: a fresh recording log).
         self.log_for_step: Callable[[Step], RecordingLog] | None = None
         self._skip: frozenset[str] = frozenset()
-        # The rest of the walk's mode: recording stamps times, watches no calls.
-        self.guard: StepGuard | None = None
+        # The rest of the walk's mode: recording stamps times and notes the network and
+        # processes a step reaches outside ctx.effect (hazards a replay will refuse).
+        self.guard: StepGuard | None = recording_guard
         self.debug_step: str | None = None
         #: Per step, the module-level state its pin says it reads (watched for changes).
         self.hidden_state: HiddenState | None = {}
@@ -264,6 +266,8 @@ class Recorder:
     def settle(self, outcome: Outcome, base: LevelBase, *, final: bool) -> Settled | None:
         """Record the step; in ``"step"`` durability commit it (the run's last step's
         commit says the run succeeded: one durable commit per step)."""
+        if outcome.guarded:  # the network or a process, reached outside ctx.effect
+            outcome.hazards += world_hazards(outcome.guarded, project_root_for(self.store.path))
         self._record_step(outcome, base.entries)
         if outcome.error is not None:
             return None  # committed with the level's end, which fails the run

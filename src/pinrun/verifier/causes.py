@@ -11,6 +11,7 @@ from pinrun.engine.records import RunRecord, load_env
 from pinrun.flows.environment import environment, environment_changes
 from pinrun.flows.loader import pinned_sources
 from pinrun.verifier.report import Cause
+from pinrun.world_guard import GuardedCall
 
 __all__ = ["environment_drift", "error_location"]
 
@@ -18,7 +19,11 @@ _PINRUN = str(Path(__file__).resolve().parents[1])
 
 
 def error_location(error: BaseException) -> tuple[str | None, int | None]:
-    """File and line of the innermost frame outside pinrun where ``error`` was raised."""
+    """File and line of the innermost frame outside pinrun where ``error`` was raised
+    (for a refused call to the world, the project's line that made it)."""
+    call = getattr(error, "call", None)
+    if isinstance(call, GuardedCall) and call.file is not None:
+        return call.file, call.line  # not the socket module's line
     frames = [frame for frame in traceback.extract_tb(error.__traceback__)
               if not str(Path(frame.filename).resolve()).startswith(_PINRUN)]
     if not frames:

@@ -67,7 +67,7 @@ def check_kinds(kinds: list[str]) -> None:
 
 
 def perturb(store: Store, run_id: str, kinds: list[str], *, code: str = "pinned",
-            guards: str = "warn") -> list[Perturbation]:
+            guards: str = "warn", allow_world: bool = False) -> list[Perturbation]:
     """Replay run ``run_id`` once per kind of perturbation, each in a fresh process."""
     check_kinds(kinds)
     run = load_run(store, run_id)
@@ -76,7 +76,7 @@ def perturb(store: Store, run_id: str, kinds: list[str], *, code: str = "pinned"
     for kind in kinds:
         change, environment = variations[kind]
         report = replay_in_subprocess(str(store.path), run.id, code=code, guards=guards,
-                                      environment=environment)
+                                      environment=environment, allow_world=allow_world)
         explanation = report.get("explanation") or report.get("error") or ""
         results.append(Perturbation(kind, change, report["verdict"],
                                     report.get("first_divergence"), str(explanation)))

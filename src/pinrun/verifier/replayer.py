@@ -62,7 +62,7 @@ CodeSource = Literal["pinned", "workdir"]
 def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
            project_root: Path | None = None, flow: Flow | None = None,
            guards: GuardMode = "warn", repeat: int = 1,
-           debug_step: str | None = None) -> ReplayReport:
+           debug_step: str | None = None, allow_world: bool = False) -> ReplayReport:
     """Replay run ``run_id`` and compare every step with its recording.
 
     ``code="pinned"`` runs the sources the run pinned, imported from the
@@ -75,7 +75,12 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
     refuses one). ``guards`` watches the steps for calls around their
     context (time, randomness, uuids, environment, network, subprocesses):
     ``warn`` notes them, ``strict`` makes them fail the step, ``off`` skips
-    the watch. ``repeat`` replays the run that many times in this process
+    the watch. Network connections (localhost included) and subprocesses
+    a step starts are refused inside it (a
+    :class:`~pinrun.errors.NondeterminismError` naming the call and its
+    file and line, and a cause of the divergence) unless ``allow_world``,
+    which only notes them; ``guards="off"`` watches nothing, the world
+    included. ``repeat`` replays the run that many times in this process
     with the code loaded once, as a long-running worker would run one run
     after another: state a step leaves behind shows as a later divergence.
     ``debug_step`` stops in the debugger (pdb) at the start of that step,
@@ -112,7 +117,7 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
     try:
         with _flow_to_replay(store, run, code, root, flow) as (chosen, drift, ran, loaded):
             modules = [] if guards == "off" else [*_project_modules(root), *loaded]
-            with Guards(modules, guards) as watching:
+            with Guards(modules, guards, allow_world=allow_world) as watching:
                 verified: set[Digest] = set()
                 for repetition in range(1, repeat + 1):
                     report.steps, report.repetition = [], repetition
@@ -401,7 +406,10 @@ class _Replay:
         result.status, result.divergence, result.message = "diverged", kind, message
         result.causes += [Cause("nondeterministic call", f"{call.call} ({call.kind}) outside "
                                 "the context", call.file, call.line) for call in self.calls]
-        result.causes += causes or []
+        # A refused call raised the step's exception: named once, as the call it was.
+        refused = {(call.file, call.line) for call in self.calls if call.refused}
+        result.causes += [cause for cause in causes or [] if not (
+            cause.kind == "exception" and (cause.file, cause.line) in refused)]
         result.causes += [Cause("input mutation", hazard) for hazard in result.hazards
                           if hazard.startswith("mutated")]
         result.causes += [Cause("module state", hazard) for hazard in result.hazards

@@ -110,10 +110,13 @@ def _flow_of(store: Store, run_id: str) -> str | None:
 _WORKER: dict[str, Any] = {}
 
 
-def _start_worker(store_path: str, code: CodeSource, guards: GuardMode,
-                  project_root: str | None, entries: dict[str, str]) -> None:
+# A pool's initializer gets its arguments by position (initargs).
+def _start_worker(store_path: str, code: CodeSource, guards: GuardMode,  # noqa: PLR0917
+                  project_root: str | None, entries: dict[str, str],
+                  allow_world: bool = False) -> None:
     _WORKER["store"] = Store.open(store_path)
     _WORKER["options"] = (code, guards, Path(project_root) if project_root else None, entries)
+    _WORKER["allow_world"] = allow_world
 
 
 def _verify_one(run_id: str) -> dict[str, Any]:
@@ -129,7 +132,7 @@ def _verify_one(run_id: str) -> dict[str, Any]:
                 flow = import_entry(entry)
                 check_same_steps(store, run, flow, f"--entry {entry}")
         report = replay(run_id, store=store, code=code, guards=guards, project_root=root,
-                        flow=flow)
+                        flow=flow, allow_world=_WORKER["allow_world"])
     except StoreError as exc:
         return {"run": run_id, "verdict": "error", "error": str(exc), "store_error": True}
     except PinrunError as exc:
@@ -147,7 +150,7 @@ def run_verification(store: Store, run_ids: list[str], *, code: CodeSource,
                      fail_fast: bool = False,
                      progress: Callable[[int, int], None] | None = None,
                      entries: Mapping[str, str] | None = None,
-                     ) -> Iterator[dict[str, Any]]:
+                     allow_world: bool = False) -> Iterator[dict[str, Any]]:
     """Replay ``run_ids`` in up to ``jobs`` worker processes; yields each run's result.
 
     Runs are grouped by the hash seed they recorded, and each group replays
@@ -159,12 +162,14 @@ def run_verification(store: Store, run_ids: list[str], *, code: CodeSource,
     now (it moved since its runs were recorded): the runs of that flow replay
     the flow found there (imported as given), which must have the steps each
     run recorded, or that run's result is an error. Only with workdir code.
+    ``allow_world`` lets the steps' network connections and subprocesses
+    through (noted); by default a replay refuses them.
     """
     if entries and code == "pinned":
         raise InputError("--entry says where a flow lives on disk now, for --code workdir; "
                          "pinned code loads each flow where its run recorded it: drop --entry")
     root = str(project_root) if project_root is not None else None
-    arguments = (str(store.path), code, guards, root, dict(entries or {}))
+    arguments = (str(store.path), code, guards, root, dict(entries or {}), allow_world)
     groups: dict[str | None, list[str]] = {}
     done = 0
     for run_id in run_ids:

@@ -1,0 +1,164 @@
+"""The world guard from Python: pinrun.record notes world calls, pinrun.replay refuses them."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pinrun.artifacts.store import Store
+from pinrun.engine.run import record
+from pinrun.errors import RunFailedError
+from pinrun.verifier.replayer import replay
+from pinrun.world_guard import GuardedCall, inside_effect, recording_guard, world_hazards
+from tests.helpers import Project
+from tests.world_server import counting_server
+
+FLOW = """\
+import urllib.request
+
+import pinrun
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
+
+
+@pinrun.step
+def fetch(url: str) -> dict:
+    bodies = [get(url) for _ in range(3)]
+    return {"bodies": bodies}
+
+
+@pinrun.step
+def fallback(url: str) -> dict:
+    try:
+        return {"second": get(url)}
+    except pinrun.NondeterminismError:
+        return {"second": "hello"}
+
+
+@pinrun.step
+def pooled(url: str) -> dict:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        return {"bodies": list(pool.map(get, [url, url]))}
+
+
+flow = pinrun.Flow("looped", [fetch])
+threaded = pinrun.Flow("threaded", [pooled])
+forgiving = pinrun.Flow("forgiving", [fallback])
+"""
+
+
+def test_replay_refuses_and_allow_world_lets_through(project: Project,
+                                                     project_store: Store) -> None:
+    """In one process: the replay refuses (named, at the helper's line), allow_world=True
+    reaches the server, and the test's own calls after the replay are not refused."""
+    project.write("looped", FLOW)
+    with counting_server() as (url, hits):
+        run = record(project.load("looped"), {"url": url}, store=project_store)
+        assert len(hits) == 3
+        hazard, = load_hazards(project_store, run.id)
+        assert hazard.startswith(f"connected to 127.0.0.1:{url.split(':')[2][:-6]} (3 times) "
+                                 f"outside ctx.effect at {project.package}/looped.py:7")
+        report = replay(run.id, store=project_store)
+        assert report.verdict == "diverged"
+        assert len(hits) == 3
+        first = report.first_divergence
+        assert first is not None
+        assert "replay refused socket.getaddrinfo('127.0.0.1'" in first.message
+        cause, = (c for c in first.causes if "socket.getaddrinfo" in c.message)
+        # The project's line, not the socket module's where the call was stopped.
+        assert (cause.kind, Path(cause.file or "").name, cause.line) == (
+            "nondeterministic call", "looped.py", 7)
+        assert replay(run.id, store=project_store, allow_world=True).reproduced
+        assert len(hits) == 6
+        assert replay(run.id, store=project_store, guards="off").reproduced
+        assert len(hits) == 9
+        with urllib.request.urlopen(url, timeout=10) as response:  # outside a step: free
+            assert response.read() == b"hello"
+
+
+def test_a_step_that_swallows_the_refusal_reproduces_with_a_hazard(
+        project: Project, project_store: Store) -> None:
+    """The refusal is an exception the step may catch; the call stays a named hazard."""
+    project.write("looped", FLOW)
+    with counting_server() as (url, hits):
+        run = record(project.load("looped", "forgiving"), {"url": url}, store=project_store)
+        report = replay(run.id, store=project_store, code="workdir")
+        assert len(hits) == 1
+    assert report.reproduced
+    assert any("socket.getaddrinfo('127.0.0.1'" in h and "looped.py:7" in h
+               for h in report.steps[0].hazards)
+
+
+def load_hazards(store: Store, run_id: str) -> list[str]:
+    """The hazards of a run's steps, as recorded."""
+    from pinrun.engine.records import load_run
+
+    return [hazard for step in load_run(store, run_id).steps for hazard in step.hazards]
+
+
+def test_effects_are_not_noted_and_steps_elsewhere_are_not_watched() -> None:
+    """Inside ctx.effect nothing is noted; outside a watched block nothing at all."""
+    with counting_server() as (url, hits):
+        with recording_guard() as calls, inside_effect(), urllib.request.urlopen(url,
+                                                                                timeout=10):
+            pass
+        assert calls == []
+        with urllib.request.urlopen(url, timeout=10):
+            pass
+        with recording_guard() as calls, urllib.request.urlopen(url, timeout=10):
+            pass
+    assert len(hits) == 3
+    assert [call.kind for call in calls] == ["network", "network"]
+    assert all(isinstance(call, GuardedCall) and not call.refused for call in calls)
+    line = 1 + Path(__file__).read_text().splitlines().index(
+        "        with recording_guard() as calls, urllib.request.urlopen(url, timeout=10):")
+    assert world_hazards(calls, Path(__file__).parents[1]) == [
+        f"connected to 127.0.0.1:{url.split(':')[2][:-6]} outside ctx.effect at "
+        f"verifier/test_world_guard_api.py:{line} (a replay will refuse it)"]
+
+
+def test_a_recorded_failure_of_the_world_replays_as_refused(project: Project,
+                                                            project_store: Store) -> None:
+    """A step whose direct call failed when recorded (server gone) diverges on replay: the
+    refusal is another error, and it names the call."""
+    project.write("looped", FLOW)
+    with counting_server() as (url, _):
+        pass  # the port is closed again
+    with pytest.raises(RunFailedError) as failed:
+        record(project.load("looped"), {"url": url}, store=project_store)
+    report = replay(failed.value.run.id, store=project_store)
+    first = report.first_divergence
+    assert first is not None
+    assert first.divergence == "failed-differently"
+    # Named once: as the call it was, at the project's line (not again as the exception).
+    named = [c for c in first.causes if "socket.getaddrinfo('127.0.0.1'" in c.message]
+    assert [(c.kind, Path(c.file or "").name) for c in named] == [
+        ("nondeterministic call", "looped.py")]
+    assert json.dumps(report.as_value())  # the report stays JSON-ready
+
+
+def test_calls_from_a_steps_threads_are_refused_too(project: Project,
+                                                    project_store: Store) -> None:
+    """A step calling the server from a thread pool reaches it when recorded; on replay
+    the threads' calls are refused as the step's own, and the server hears nothing."""
+    project.write("looped", FLOW)
+    with counting_server() as (url, hits):
+        run = record(project.load("looped", "threaded"), {"url": url}, store=project_store)
+        assert len(hits) == 2
+        for code in ("pinned", "workdir"):
+            report = replay(run.id, store=project_store, code=code)
+            assert report.verdict == "diverged"
+            first = report.first_divergence
+            assert first is not None
+            assert "replay refused socket.getaddrinfo('127.0.0.1'" in first.message
+        assert len(hits) == 2
+        assert replay(run.id, store=project_store, allow_world=True).reproduced
+        assert len(hits) == 4
