@@ -62,8 +62,8 @@ if TYPE_CHECKING:
     from pinrun.flows.registry import NothingPinnedWarning
     from pinrun.flows.status import CodeChangedWarning
     from pinrun.flows.step import Step, step
-    from pinrun.verifier.replayer import replay
     from pinrun.verifier.report import ReplayReport
+    from pinrun.verifier.seeded import replay
 
 __version__ = "0.1.0.dev0"
 
@@ -136,7 +136,7 @@ _LAZY = {
     "StepRecord": "pinrun.engine.records",
     "record": "pinrun.engine.run",
     "resume": "pinrun.engine.resume",
-    "replay": "pinrun.verifier.replayer",
+    "replay": "pinrun.verifier.seeded",
     "ReplayReport": "pinrun.verifier.report",
     "CodeChangedWarning": "pinrun.flows.status",
     "NothingPinnedWarning": "pinrun.flows.registry",
