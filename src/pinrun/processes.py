@@ -77,10 +77,16 @@ _ANSWER_BUILTINS = frozenset({"list", "dict", "tuple", "set", "frozenset", "str"
                               "float", "bool", "bytes"})
 
 
+#: Paths, which errors carry (a damaged store's folder).
+_ANSWER_PATHS = frozenset({"Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath",
+                           "PureWindowsPath"})
+
+
 class _AnswerUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if module.startswith(_ANSWER_MODULES) or \
-                (module == "builtins" and name in _ANSWER_BUILTINS):
+                (module == "builtins" and name in _ANSWER_BUILTINS) or \
+                (module == "pathlib" and name in _ANSWER_PATHS):
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"a child's answer may not name {module}.{name}")
 

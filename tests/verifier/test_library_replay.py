@@ -10,6 +10,8 @@ import pytest
 
 import pinrun
 from pinrun.artifacts.store import Store
+from pinrun.engine.records import load_run
+from pinrun.errors import MissingObjectError
 from pinrun.flows.environment import hash_seed_state
 from pinrun.processes import call_in_child
 from pinrun.verifier import replayer
@@ -17,6 +19,7 @@ from pinrun.verifier.report import ReplayReport
 from pinrun.verifier.verify import verify_runs
 from pinrun.verifier.worker import RunResult
 from tests.helpers import Project, project_cli
+from tests.verifier.test_corrupt_recorded_output import _damage
 
 FRUIT = """
 import os
@@ -117,6 +120,20 @@ def test_verify_two_workers_with_one_that_dies(project: Project, tmp_path: Path,
     assert results[runs[0]]["verdict"] == "error"
     assert "a worker process died" in results[runs[0]]["error"]
     assert all(results[run]["verdict"] == "reproduced" for run in runs[1:])
+
+
+@pytest.mark.slow
+def test_a_store_error_in_the_child_is_raised_here(project: Project, fruit_run: str) -> None:
+    """A recorded object gone from the store: pinrun.replay under the run's seed (in a
+    child) raises the child's own MissingObjectError, naming the digest, as in process."""
+    with Store.open(project.root / ".pinrun") as store:
+        (record,) = load_run(store, fruit_run).steps
+        assert record.outputs is not None
+        _damage(store, record.outputs, delete=True)
+        with pytest.raises(MissingObjectError) as raised:
+            pinrun.replay(fruit_run, store=store, code="pinned")
+    assert raised.value.digest == record.outputs
+    assert record.outputs.hex[:12] in str(raised.value)
 
 
 def test_a_childs_answer_is_read_as_data() -> None:

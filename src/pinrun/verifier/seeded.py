@@ -83,6 +83,8 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
                                   entries=entries, repeat=repeat)
     result = replay_in_child(ReplayRequest(str(store.path), run.id, options),
                              environment={"PYTHONHASHSEED": seed})
+    if result.raised is not None:
+        raise result.raised  # the child's own error: its type, digest and message
     if result.store_error:
         raise StoreError(result.error)
     if result.report is not None:

@@ -69,6 +69,8 @@ class RunResult:
     error: str = ""
     #: The error is the store's (damaged or missing objects): exit 3 material.
     store_error: bool = False
+    #: That store error itself (it pickles), for a caller that raises it again.
+    raised: StoreError | None = None
 
     @property
     def verdict(self) -> Verdict:
@@ -109,7 +111,7 @@ def replay_in_this_process(store: Store, run_id: str, options: ReplayOptions) ->
             project_root=Path(options.project_root) if options.project_root else None,
             flow=flow, repeat=options.repeat, **extra)
     except StoreError as exc:
-        return RunResult(run_id, error=str(exc), store_error=True)
+        return RunResult(run_id, error=str(exc), store_error=True, raised=exc)
     except PinrunError as exc:
         return RunResult(run_id, error=str(exc))
     return RunResult(run_id, report)
@@ -153,7 +155,7 @@ def replay_request(request: ReplayRequest) -> RunResult:
         with Store.open(request.store_path) as store:
             return replay_in_this_process(store, request.run_id, request.options)
     except StoreError as exc:
-        return RunResult(request.run_id, error=str(exc), store_error=True)
+        return RunResult(request.run_id, error=str(exc), store_error=True, raised=exc)
 
 
 def replay_in_child(request: ReplayRequest, *, environment: Mapping[str, str] | None = None,
