@@ -63,8 +63,8 @@ if TYPE_CHECKING:
     from pinrun.flows.registry import NothingPinnedWarning
     from pinrun.flows.status import CodeChangedWarning
     from pinrun.flows.step import Step, step
-    from pinrun.verifier.replayer import replay
     from pinrun.verifier.report import ReplayReport
+    from pinrun.verifier.seeded import replay
 
 __version__ = "0.1.0.dev0"
 
@@ -140,7 +140,7 @@ _LAZY = {
     "record": "pinrun.engine.run",
     "record_async": "pinrun.engine.run",
     "resume": "pinrun.engine.resume",
-    "replay": "pinrun.verifier.replayer",
+    "replay": "pinrun.verifier.seeded",
     "ReplayReport": "pinrun.verifier.report",
     "CodeChangedWarning": "pinrun.flows.status",
     "NothingPinnedWarning": "pinrun.flows.registry",

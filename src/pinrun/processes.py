@@ -5,18 +5,35 @@ of strings) when it starts, from ``PYTHONHASHSEED``. A replay must run under
 the seed its run recorded, so workers are fresh interpreters (``spawn``, never
 a fork, which would also copy LMDB handles and threads) started with that
 seed in their environment.
+
+Two ways in, both calling library functions and handing back typed values:
+
+* :func:`worker_pool`: a pool of spawned interpreters (``pinrun verify``).
+* :func:`call_in_child`: one function called once in a fresh interpreter started
+  with ``python -c`` (``pinrun.replay`` under the recorded seed, perturbations,
+  ``pytest --pinrun``). It does not go through :mod:`multiprocessing`, which
+  would run the caller's ``__main__`` script again in the child: a user script
+  calling ``pinrun.replay`` at top level needs no ``if __name__ == "__main__"``.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import importlib
+import io
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator
+import pickle
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-__all__ = ["replay_in_subprocess", "worker_pool"]
+__all__ = ["ChildResult", "call_in_child", "worker_pool"]
 
 
 @contextmanager
@@ -43,31 +60,87 @@ def worker_pool(processes: int, hash_seed: str | None, initializer: Callable[...
             os.environ["PYTHONHASHSEED"] = saved
 
 
-def replay_in_subprocess(store_path: str, run_id: str, *, code: str, guards: str,
-                         environment: dict[str, str], timeout: float = 600,
-                         allow_world: bool = False) -> dict[str, Any]:
-    """Replay one run in a fresh ``python -m pinrun`` with ``environment`` added.
+@dataclass(frozen=True)
+class ChildResult:
+    """What :func:`call_in_child` got back: the function's value, or why there is none."""
 
-    The child keeps the hash seed it is given (it does not switch to the
-    run's recorded one). Returns the JSON report, or an ``error`` result
-    when the child could not produce one.
+    value: Any = None
+    #: Why the child gave no value (it died, timed out, or raised), else None.
+    failure: str | None = None
+
+
+#: What a child's answer may name: pinrun's own (typed results) and plain builtins. The
+#: child ran project code, so its answer is read as data: it may not make this process
+#: import or call anything else.
+_ANSWER_MODULES = ("pinrun.",)
+_ANSWER_BUILTINS = frozenset({"list", "dict", "tuple", "set", "frozenset", "str", "int",
+                              "float", "bool", "bytes"})
+
+
+#: Paths, which errors carry (a damaged store's folder).
+_ANSWER_PATHS = frozenset({"Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath",
+                           "PureWindowsPath"})
+
+
+class _AnswerUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if module.startswith(_ANSWER_MODULES) or \
+                (module == "builtins" and name in _ANSWER_BUILTINS) or \
+                (module == "pathlib" and name in _ANSWER_PATHS):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"a child's answer may not name {module}.{name}")
+
+
+_CHILD = ("import sys; from pinrun.processes import _child_main; "
+          "_child_main(sys.argv[1], sys.argv[2])")
+
+
+def call_in_child(target: str, argument: Any, *, environment: Mapping[str, str] | None = None,
+                  timeout: float | None = None) -> ChildResult:
+    """Call ``target`` (``module:function``, a library function) with ``argument`` in a
+    fresh interpreter, whose environment adds ``environment`` (``PYTHONHASHSEED``...).
+
+    The child sees this process's ``sys.path`` and working folder. Its return value
+    (pickled, of pinrun's types and builtins only) comes back as ``value``; a child
+    that raised, died or ran out of ``timeout`` seconds gives a ``failure`` instead.
     """
-    import json
-    import subprocess
-    import sys
+    env = {**os.environ, **(environment or {})}
+    paths = [entry if entry else os.getcwd() for entry in sys.path]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    with tempfile.TemporaryDirectory(prefix="pinrun-child-") as folder:
+        request, answer = Path(folder) / "request", Path(folder) / "answer"
+        request.write_bytes(pickle.dumps((target, argument, paths)))
+        try:
+            done = subprocess.run([sys.executable, "-c", _CHILD, str(request), str(answer)],
+                                  env=env, capture_output=True, text=True, timeout=timeout,
+                                  check=False)
+        except subprocess.TimeoutExpired:
+            return ChildResult(failure=f"the child process took more than {timeout:.0f} s")
+        if not answer.exists():
+            last = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
+            return ChildResult(failure=f"the child process ended without an answer "
+                                       f"({last[0][:300]})")
+        try:
+            kind, value = _AnswerUnpickler(io.BytesIO(answer.read_bytes())).load()
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+            return ChildResult(failure=f"the child process's answer could not be read ({exc})")
+    if kind == "raised":
+        return ChildResult(failure=str(value))
+    return ChildResult(value=value)
 
-    env = {**os.environ, **environment, "PINRUN_HASH_SEED_SET": "1"}
-    command = [sys.executable, "-m", "pinrun", "--store", store_path, "replay", run_id,
-               "--code", code, "--guards", guards, "--json",
-               *(["--allow-world"] if allow_world else [])]
+
+def _child_main(request: str, answer: str) -> None:
+    """In the child: run the request and write the answer (then nothing else runs)."""
+    target, argument, paths = pickle.loads(Path(request).read_bytes())
+    sys.path[:] = paths
+    module, _, name = target.partition(":")
     try:
-        done = subprocess.run(command, env=env, capture_output=True, text=True,
-                              timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return {"verdict": "error", "error": f"the replay took more than {timeout:.0f} s"}
-    try:
-        result: dict[str, Any] = json.loads(done.stdout)
-    except json.JSONDecodeError:
-        last = done.stderr.strip().splitlines()[-1:] or ["no output"]
-        return {"verdict": "error", "error": f"the replay process failed: {last[0]}"}
-    return result
+        value = getattr(importlib.import_module(module), name)(argument)
+        payload = pickle.dumps(("value", value))
+    except BaseException as exc:  # every failure (SystemExit too) is the answer, as text
+        payload = pickle.dumps(("raised", f"{type(exc).__name__}: {exc}"))
+    Path(answer).write_bytes(payload)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Threads or atexit hooks of project code must not decide this process's end.
+    os._exit(0)

@@ -10,8 +10,9 @@ the run (the code on disk by default) and fails with the replay's
 explanation (the first divergence, its diff and causes) when it does not
 reproduce. As with ``pinrun replay``, a network connection (localhost
 included) or a subprocess a step starts is refused and named as the cause,
-unless ``--pinrun-allow-world``. Without ``--pinrun`` the plugin adds nothing; it is registered by
-the ``pytest11`` entry point when pinrun is installed.
+unless ``--pinrun-allow-world``. Without ``--pinrun`` the plugin adds
+nothing; it is registered by the ``pytest11`` entry point when pinrun is
+installed.
 """
 
 from __future__ import annotations
@@ -60,15 +61,17 @@ class RunItem(pytest.Item):
         reproduced (a process of its own: pytest's seed and modules are not the run's)."""
         from pinrun.artifacts.store import open_store
         from pinrun.engine.records import load_run, recorded_hash_seed
-        from pinrun.processes import replay_in_subprocess
+        from pinrun.verifier.worker import ReplayOptions, ReplayRequest, replay_in_child
 
         with open_store(self.store_path) as store:
             # Checked before a process starts under it: a bad seed is a store error.
             seed = recorded_hash_seed(store, load_run(store, self.run_id))
-        result = replay_in_subprocess(
-            self.store_path, self.run_id, code=self.code, guards="warn",
+        options = ReplayOptions(code="pinned" if self.code == "pinned" else "workdir",
+                                allow_world=self.allow_world)
+        result = replay_in_child(
+            ReplayRequest(self.store_path, self.run_id, options),
             environment={"PYTHONHASHSEED": seed} if seed is not None else {},
-            allow_world=self.allow_world)
+            timeout=600).as_value()
         if result["verdict"] != "reproduced":
             raise PinrunDivergence(result.get("explanation") or result.get("error") or
                                    result["verdict"])

@@ -336,6 +336,9 @@ def _enc_float_like(value: float) -> Any:
     return {"$float": repr(value)}  # 'nan', 'inf' or '-inf': JSON has no spelling for them
 
 
+# Static tables keyed by built-in types and tags: no user class is ever kept here (user
+# classes are looked up afresh, _codec_classes.find_class; registered ones are owned,
+# _codec_registry), so a pinned replay's fresh classes are never shadowed by stale ones.
 EXACT_ENCODERS: Final[dict[type, Callable[[Any, Enc], Any]]] = {
     bytes: lambda v, enc: {"$bytes": _b64(v)},
     bytearray: lambda v, enc: {"$bytearray": _b64(bytes(v))},

@@ -18,12 +18,14 @@ from __future__ import annotations
 import base64
 import sys
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from pinrun.artifacts import _codec_registry as _registry
 from pinrun.artifacts import _codec_types as types
 from pinrun.artifacts._codec_classes import find_class
+from pinrun.artifacts._codec_registry import TypeCodec
 from pinrun.errors import PinrunError, UndecodableValueError, UnsupportedValueError
 
 if TYPE_CHECKING:
@@ -41,19 +43,6 @@ _INT_MIN: Final = -(1 << 63)
 _INT_MAX: Final = (1 << 64) - 1  # orjson writes unsigned 64-bit integers too
 
 
-class TypeCodec(NamedTuple):
-    """How a user-registered type is stored: see :func:`register_type`."""
-
-    cls: type
-    name: str
-    encode: Callable[[Any], Any]
-    decode: Callable[[Any], Any]
-
-
-_BY_TYPE: dict[type, TypeCodec] = {}
-_BY_NAME: dict[str, TypeCodec] = {}
-
-
 def register_type(
     cls: type, name: str, encode: Callable[[Any], Any], decode: Callable[[Any], Any]
 ) -> None:
@@ -62,18 +51,14 @@ def register_type(
     ``encode`` turns an instance into any value the codec already supports;
     ``decode`` turns that value back. ``name`` is written into stored data, so
     keep it stable: values stored under a name decode only where a codec with
-    that name is registered. Subclasses of ``cls`` use the same codec.
+    that name is registered. Subclasses of ``cls`` use the same codec. The
+    registration belongs to the module defining ``cls``: the same module loaded
+    again (pinned replay loads the pinned source) registers its own class under
+    the same name, and each loaded class keeps its own codec.
     """
     if not name or not isinstance(name, str):
         raise ValueError("register_type needs a non-empty string name")
-    existing = _BY_NAME.get(name)
-    if existing is not None and existing.cls is not cls:
-        raise ValueError(
-            f"a codec named {name!r} is already registered for {existing.cls.__qualname__}"
-        )
-    codec = TypeCodec(cls, name, encode, decode)
-    _BY_TYPE[cls] = codec
-    _BY_NAME[name] = codec
+    _registry.register(TypeCodec(cls, name, encode, decode))
 
 
 class _UnsupportedError(Exception):
@@ -154,7 +139,7 @@ def _enc(value: Any) -> Any:
     if cls is set or cls is frozenset:
         items = sorted((_enc(item) for item in value), key=_canonical_bytes)
         return {"$set" if cls is set else "$frozenset": items}
-    codec = _BY_TYPE.get(cls) or _registered_base(cls)
+    codec = _registry.codec_for_type(cls)
     if codec is not None:
         return {"$ext": [codec.name, _enc(codec.encode(value))]}
     handler = types.EXACT_ENCODERS.get(cls)
@@ -164,16 +149,6 @@ def _enc(value: Any) -> Any:
         return types.encode_special(value, _enc)
     except types.NoCodecError as exc:
         raise _UnsupportedError(value, str(exc)) from None
-
-
-def _registered_base(cls: type) -> TypeCodec | None:
-    if not _BY_TYPE:
-        return None
-    for base in cls.__mro__[1:]:
-        codec = _BY_TYPE.get(base)
-        if codec is not None:
-            return codec
-    return None
 
 
 def _escape_surrogates(encoded: Any) -> Any:
@@ -319,7 +294,7 @@ def _dec_tag(tag: str, payload: Any) -> Any:
     if tag == "$ext":
         if type(payload) is not list or len(payload) != 2:
             raise UndecodableValueError(f"its $ext payload does not fit ({payload!r:.80})")
-        codec = _BY_NAME.get(payload[0]) if type(payload[0]) is str else None
+        codec = _registry.codec_for_name(payload[0]) if type(payload[0]) is str else None
         if codec is None:
             # No codec of that name in this process: the value stays data.
             return types.UnloadedValue(tag, payload)

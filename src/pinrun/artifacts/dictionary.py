@@ -71,6 +71,7 @@ class Dictionary:
         return dec
 
 
+# Owner-free on purpose: keyed by the dictionary's content digest; holds no user code.
 _CACHE: dict[bytes, Dictionary] = {}
 _CACHE_LOCK = threading.Lock()
 

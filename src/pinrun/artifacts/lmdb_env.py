@@ -482,6 +482,7 @@ def _write_error(path: Path, action: str, exc: lmdb.Error) -> StoreError:
                       "space and the file permissions; nothing of this operation was kept.")
 
 
+# Owned by its users (refcounted) and by this process (pid-checked); keyed by path, not code.
 _ENVIRONMENTS: dict[Path, Environment] = {}
 _REGISTRY_LOCK = threading.Lock()
 

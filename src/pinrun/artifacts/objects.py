@@ -98,6 +98,7 @@ MAX_RAW_SIZE: Final = {
 _VERIFY_CHUNK: Final = 1 * _MiB
 
 # zstandard compressor objects are not thread-safe; keep one per thread.
+# Per thread: stateless zstd (de)compressors reused for speed; nothing depends on code.
 _local = threading.local()
 
 

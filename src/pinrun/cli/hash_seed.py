@@ -11,6 +11,11 @@ replay them all in the same workers; ``pinrun resume`` and ``pinrun replay``
 use the seed the run recorded (a run recorded under a random seed has none
 to use: they start no second process for it). A seed the user set is kept as
 it is.
+
+The library keeps the same rule on its own (:mod:`pinrun.verifier.seeded`:
+``pinrun.replay`` replays in a child under the recorded seed when it must), so
+the re-execution here only saves ``pinrun replay`` that second process, and
+gives ``--pdb`` (which needs this terminal) the recorded seed too.
 """
 
 from __future__ import annotations

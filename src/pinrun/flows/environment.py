@@ -93,6 +93,7 @@ def _seed(value: str | None) -> str:
     return value if value and value != "random" and is_hash_seed(value) else "random"
 
 
+# Owner-free on purpose: this interpreter's hash seed, fixed when it started.
 @functools.cache
 def hash_seed_state() -> str:
     """This interpreter's hash seed: the fixed seed it started with, or ``"random"``."""
@@ -199,6 +200,7 @@ def environment(sources: Iterable[Mapping[str, str]], hash_seed: str | None = No
     return value
 
 
+# Owner-free on purpose: a fact about the machine.
 @functools.cache
 def _machine() -> str:
     return platform.machine()
@@ -216,6 +218,7 @@ def _project(project: Mapping[str, str] | Sequence[str],
     return names, {}
 
 
+# Owner-free on purpose: keyed by module names; answers from installed distributions.
 @functools.lru_cache(maxsize=256)
 def _distribution_versions(imported: frozenset[str],
                            project: tuple[str, ...] = ()) -> tuple[tuple[str, str], ...]:
@@ -228,6 +231,7 @@ def _distribution_versions(imported: frozenset[str],
     return requirement_closure((*todo, *project))
 
 
+# Owner-free on purpose: keyed by the source text itself (content).
 @functools.lru_cache(maxsize=1024)
 def _top_level_imports(source: str) -> frozenset[str]:
     names: set[str] = set()
@@ -243,6 +247,7 @@ def _top_level_imports(source: str) -> frozenset[str]:
 distributions_providing = owners_of
 
 
+# Owner-free on purpose: numpy's installed build configuration, read as text.
 @functools.cache
 def _linalg() -> dict[str, str] | None:
     """The BLAS and LAPACK named in numpy's installed build configuration, if any.

@@ -111,6 +111,8 @@ def check_pinned_module(name: object, project_root: Path) -> None:
         raise PinnedModuleError(name, reason)
 
 
+# Owner-free on purpose: keyed by the name, root and project context; it reads installed
+# distributions and the configuration, never the loaded modules pinned replay swaps.
 @functools.lru_cache(maxsize=4096)
 def _refusal(name: str, project_root: Path, context: object) -> str | None:
     """Why ``name`` may not come from pinned code, or None. Installed packages do not
@@ -138,6 +140,7 @@ def _refusal(name: str, project_root: Path, context: object) -> str | None:
     return outside_project(name, project_root)
 
 
+# Owner-free on purpose: keyed by the source text itself (content), not by a module name.
 @functools.lru_cache(maxsize=512)
 def _compiled(source: str, filename: str) -> types.CodeType:
     """Pinned sources never change: each is compiled once per process."""

@@ -68,6 +68,8 @@ class PinnedCodeLoader:
 # ------------------------------------------------------------ files
 
 
+# Caches below are owner-free on purpose: they answer from paths, distribution names and
+# installed metadata (fixed for a process), never from loaded module objects or class names.
 @functools.cache
 def _excluded_roots() -> tuple[Path, ...]:
     paths = sysconfig.get_paths()
@@ -254,6 +256,7 @@ def installed_as(module: types.ModuleType) -> tuple[str, str] | None:
     return _distribution_of_file(module.__name__.split(".")[0], file)
 
 
+# Owner-free on purpose: pinrun's own requirement closure, fixed for the process.
 @functools.cache
 def pinrun_requirements() -> frozenset[str]:
     """pinrun and every distribution it runs on (normalized): never the project's code."""
@@ -287,6 +290,7 @@ def home_distributions(project_root: Path, *modules: types.ModuleType | None) ->
         _ROOT.reset(root)
 
 
+# Keyed by the configuration variable's value; reads pyproject.toml, not loaded code.
 @functools.lru_cache(maxsize=64)
 def _configured(project_root: Path, variable: str) -> frozenset[str]:
     """The project's distributions as its ``pyproject.toml`` and the environment name them."""

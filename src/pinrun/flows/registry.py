@@ -10,9 +10,9 @@ worker checks itself against at start-up (``pinrun status``) and the code
 
 from __future__ import annotations
 
-import functools
 import sys
 import warnings
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,13 +99,29 @@ def put_pins(batch: WriteBatch, flow: Flow, pins: Mapping[str, PinnedStep],
 
 
 _Payload = tuple[bytes, Digest]
+_Payloads = tuple[tuple[_Payload, ...], _Payload, tuple[dict[str, str], ...]]
+#: Owned by the flow object (weakly: a flow loaded from pinned code leaves with it, and
+#: no flow is kept alive by this cache); per flow, by its step pins, entry and root.
+_PAYLOADS: weakref.WeakKeyDictionary[Flow, dict[tuple[object, ...], _Payloads]] = \
+    weakref.WeakKeyDictionary()
 
 
-@functools.lru_cache(maxsize=128)
 def _flow_payloads(flow: Flow, pins: tuple[PinnedStep, ...], entry: str | None,
-                   project_root: Path,
-                   ) -> tuple[tuple[_Payload, ...], _Payload, tuple[dict[str, str], ...]]:
-    """The flow's own code objects and its flow object, with digests, and all its sources."""
+                   project_root: Path) -> _Payloads:
+    """The flow's own code objects and its flow object, with digests, and all its sources
+    (computed once per flow object and pins: a flow recorded again and again reuses them)."""
+    known = _PAYLOADS.setdefault(flow, {})
+    key = (pins, entry, project_root)
+    found = known.get(key)
+    if found is None:
+        if len(known) >= 16:  # pins change when the code does: keep the recent ones
+            known.clear()
+        found = known[key] = _compute_payloads(flow, pins, entry, project_root)
+    return found
+
+
+def _compute_payloads(flow: Flow, pins: tuple[PinnedStep, ...], entry: str | None,
+                      project_root: Path) -> _Payloads:
     own = flow_sources(entry, pins, project_root)
     code = tuple((payload, compute_digest(Kind.CODE, payload))
                  for payload in (codec.encode(source, root="code") for source in own.values()))

@@ -46,6 +46,7 @@ def requirement_closure(names: Iterable[str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(found.items()))
 
 
+# Owner-free on purpose: installed distributions' metadata, fixed for the process.
 @functools.cache
 def _installed(name: str) -> tuple[str, str, tuple[str, ...]] | None:
     """Distribution ``name``'s own name, version and requirements (applying here); or None."""
@@ -74,6 +75,7 @@ class _UnknownMarkerError(Exception):
     """Internal: a marker this small evaluator does not read (it then applies)."""
 
 
+# Owner-free on purpose: facts about this interpreter and machine.
 @functools.cache
 def _marker_values() -> dict[str, str]:
     return {

@@ -287,6 +287,8 @@ def loaded_as_pinned(flow_name: str, items: Sequence[Step],
     return pins
 
 
+# Owner-free on purpose: keyed by the pinned flow's digest (its sources, by content), the
+# root and entry; the value is data (digests and sources), never a loaded module or class.
 #: Pinned flows already checked to load back as pinned: (flow digest, root, entry) -> pins.
 _VERIFIED_PINS: dict[tuple[Digest, Path, str], dict[str, PinnedStep]] = {}
 _VERIFIED_MAX = 64

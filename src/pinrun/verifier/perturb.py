@@ -9,12 +9,12 @@ and reports which variation changed the outcome.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pinrun.artifacts.store import Store
 from pinrun.engine.records import load_run, recorded_hash_seed
 from pinrun.errors import InputError
-from pinrun.processes import replay_in_subprocess
+from pinrun.verifier.worker import ReplayOptions, ReplayRequest, replay_in_child
 
 __all__ = ["PERTURBATIONS", "Perturbation", "check_kinds", "perturb"]
 
@@ -75,8 +75,10 @@ def perturb(store: Store, run_id: str, kinds: list[str], *, code: str = "pinned"
     results = []
     for kind in kinds:
         change, environment = variations[kind]
-        report = replay_in_subprocess(str(store.path), run.id, code=code, guards=guards,
-                                      environment=environment, allow_world=allow_world)
+        options = ReplayOptions(code=cast("Any", code), guards=cast("Any", guards),
+                                allow_world=allow_world)
+        report = replay_in_child(ReplayRequest(str(store.path), run.id, options),
+                                 environment=environment, timeout=600).as_value()
         explanation = report.get("explanation") or report.get("error") or ""
         results.append(Perturbation(kind, change, report["verdict"],
                                     report.get("first_divergence"), str(explanation)))

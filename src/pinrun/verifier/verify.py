@@ -8,7 +8,8 @@ of one commit check the same runs.
 
 Each worker process opens the store once and replays its runs one after the
 other, reusing the modules it loaded, as a long-running worker would, so
-state carried from one run into the next shows.
+state carried from one run into the next shows. Workers run the library's
+worker entry (:mod:`pinrun.verifier.worker`) and hand back typed results.
 """
 
 from __future__ import annotations
@@ -24,15 +25,16 @@ import blake3
 
 from pinrun.artifacts.store import Store
 from pinrun.engine.records import RUN_REF_PREFIX, load_run, load_run_object, recorded_hash_seed
-from pinrun.errors import InputError, PinrunError, StoreError
-from pinrun.flows.entries import import_entry
+from pinrun.errors import InputError, StoreError
 from pinrun.guards import GuardMode
 from pinrun.processes import worker_pool
+from pinrun.verifier import worker
 from pinrun.verifier.accept import REPLACED_PREFIX
-from pinrun.verifier.moved import check_same_steps
-from pinrun.verifier.replayer import CodeSource, replay
+from pinrun.verifier.replayer import CodeSource
+from pinrun.verifier.worker import ReplayOptions, RunResult
 
-__all__ = ["Selection", "parse_shard", "run_verification", "select_runs"]
+__all__ = ["RunResult", "Selection", "parse_shard", "run_verification", "select_runs",
+           "verify_runs"]
 
 
 @dataclass(frozen=True)
@@ -107,38 +109,6 @@ def _flow_of(store: Store, run_id: str) -> str | None:
 
 # ----------------------------------------------------------------- workers
 
-_WORKER: dict[str, Any] = {}
-
-
-# A pool's initializer gets its arguments by position (initargs).
-def _start_worker(store_path: str, code: CodeSource, guards: GuardMode,  # noqa: PLR0917
-                  project_root: str | None, entries: dict[str, str],
-                  allow_world: bool = False) -> None:
-    _WORKER["store"] = Store.open(store_path)
-    _WORKER["options"] = (code, guards, Path(project_root) if project_root else None, entries)
-    _WORKER["allow_world"] = allow_world
-
-
-def _verify_one(run_id: str) -> dict[str, Any]:
-    """Replay one run in this worker; a result is always returned, never raised."""
-    store: Store = _WORKER["store"]
-    code, guards, root, entries = _WORKER["options"]
-    try:
-        flow = None
-        if entries:
-            run = load_run(store, run_id)
-            entry = entries.get(run.flow)
-            if entry is not None:  # the user's own entry: imported as given
-                flow = import_entry(entry)
-                check_same_steps(store, run, flow, f"--entry {entry}")
-        report = replay(run_id, store=store, code=code, guards=guards, project_root=root,
-                        flow=flow, allow_world=_WORKER["allow_world"])
-    except StoreError as exc:
-        return {"run": run_id, "verdict": "error", "error": str(exc), "store_error": True}
-    except PinrunError as exc:
-        return {"run": run_id, "verdict": "error", "error": str(exc)}
-    return report.as_value()
-
 
 def _hash_seed(store: Store, run_id: str) -> str | None:
     """The run's recorded seed, checked: workers started under a bad one would die."""
@@ -150,26 +120,44 @@ def run_verification(store: Store, run_ids: list[str], *, code: CodeSource,
                      fail_fast: bool = False,
                      progress: Callable[[int, int], None] | None = None,
                      entries: Mapping[str, str] | None = None,
-                     allow_world: bool = False) -> Iterator[dict[str, Any]]:
+                     allow_world: bool = False,
+                     ) -> Iterator[dict[str, Any]]:
+    """:func:`verify_runs`, each result as JSON-ready data (``pinrun verify --json``)."""
+    for result in verify_runs(store, run_ids, code=code, guards=guards, jobs=jobs,
+                              project_root=project_root, fail_fast=fail_fast,
+                              progress=progress, entries=entries, allow_world=allow_world):
+        yield result.as_value()
+
+
+def verify_runs(store: Store, run_ids: list[str], *, code: CodeSource,
+                guards: GuardMode, jobs: int, project_root: Path | None = None,
+                fail_fast: bool = False,
+                progress: Callable[[int, int], None] | None = None,
+                entries: Mapping[str, str] | None = None,
+                allow_world: bool = False,
+                ) -> Iterator[RunResult]:
     """Replay ``run_ids`` in up to ``jobs`` worker processes; yields each run's result.
 
     Runs are grouped by the hash seed they recorded, and each group replays
     in fresh worker processes started under that seed (never in this one: a
     step that kills its process must not take the verification with it).
+    Each worker runs :mod:`pinrun.verifier.worker`: the engine's replay, with
+    a typed :class:`~pinrun.verifier.worker.RunResult` per run coming back.
     Results come group by group, in the order of ``run_ids`` within a group.
     With ``fail_fast`` the first run that does not reproduce stops the rest.
     ``entries`` maps a flow name to the ``MODULE:FLOW`` where that flow lives
     now (it moved since its runs were recorded): the runs of that flow replay
     the flow found there (imported as given), which must have the steps each
     run recorded, or that run's result is an error. Only with workdir code.
-    ``allow_world`` lets the steps' network connections and subprocesses
-    through (noted); by default a replay refuses them.
+    ``allow_world`` lets steps reach the network and start processes (passed on
+    where the engine's replay takes it: :class:`~pinrun.verifier.worker.ReplayOptions`).
     """
     if entries and code == "pinned":
         raise InputError("--entry says where a flow lives on disk now, for --code workdir; "
                          "pinned code loads each flow where its run recorded it: drop --entry")
-    root = str(project_root) if project_root is not None else None
-    arguments = (str(store.path), code, guards, root, dict(entries or {}), allow_world)
+    options = ReplayOptions.build(code=code, guards=guards, project_root=project_root,
+                                  entries=entries, allow_world=allow_world)
+    arguments = (str(store.path), options)
     groups: dict[str | None, list[str]] = {}
     done = 0
     for run_id in run_ids:
@@ -179,7 +167,7 @@ def run_verification(store: Store, run_ids: list[str], *, code: CodeSource,
             done += 1
             if progress is not None:
                 progress(done, len(run_ids))
-            yield {"run": run_id, "verdict": "error", "error": str(exc), "store_error": True}
+            yield RunResult(run_id, error=str(exc), store_error=True)
             if fail_fast:
                 return
     for seed, ids in groups.items():
@@ -188,21 +176,12 @@ def run_verification(store: Store, run_ids: list[str], *, code: CodeSource,
             if progress is not None:
                 progress(done, len(run_ids))
             yield result
-            if fail_fast and result["verdict"] != "reproduced":
+            if fail_fast and result.verdict != "reproduced":
                 return
 
 
-_DIED = ("a worker process died while replaying it (killed, out of memory, or the code "
-         "ended the process)")
-
-
-def _verify_chunk(run_ids: list[str]) -> list[dict[str, Any]]:
-    """Replay a few runs in this worker (one task for several keeps the hand-off cheap)."""
-    return [_verify_one(run_id) for run_id in run_ids]
-
-
 def _replay_group(ids: list[str], seed: str | None, jobs: int,
-                  arguments: tuple[Any, ...]) -> Iterator[dict[str, Any]]:
+                  arguments: tuple[str, ReplayOptions]) -> Iterator[RunResult]:
     """Replay runs in a pool, a few per task; when a worker dies, go on in a new one.
 
     A dead worker breaks its whole pool, so the tasks still in flight fail with
@@ -214,10 +193,11 @@ def _replay_group(ids: list[str], seed: str | None, jobs: int,
     while pending:
         size = max(1, min(32, len(pending) // (max(jobs, 1) * 4)))
         chunks = [pending[start:start + size] for start in range(0, len(pending), size)]
-        with worker_pool(max(1, min(jobs, len(chunks))), seed, _start_worker,
+        with worker_pool(max(1, min(jobs, len(chunks))), seed, worker.start,
                          arguments) as pool:
             # A deque, so each task (and its results) is let go once consumed.
-            futures = deque((chunk, pool.submit(_verify_chunk, chunk)) for chunk in chunks)
+            futures = deque((chunk, pool.submit(worker.replay_chunk, chunk))
+                            for chunk in chunks)
             pending = []
             while futures:
                 chunk, future = futures.popleft()
@@ -232,10 +212,10 @@ def _replay_group(ids: list[str], seed: str | None, jobs: int,
                 yield from results
 
 
-def _alone(run_id: str, seed: str | None, arguments: tuple[Any, ...]) -> dict[str, Any]:
-    with worker_pool(1, seed, _start_worker, arguments) as pool:
+def _alone(run_id: str, seed: str | None, arguments: tuple[str, ReplayOptions]) -> RunResult:
+    with worker_pool(1, seed, worker.start, arguments) as pool:
         try:
-            result: dict[str, Any] = pool.submit(_verify_one, run_id).result()
+            results = pool.submit(worker.replay_chunk, [run_id]).result()
         except BrokenProcessPool:
-            return {"run": run_id, "verdict": "error", "error": _DIED}
-    return result
+            return RunResult(run_id, error=worker.DIED)
+    return results[0]

@@ -1,0 +1,161 @@
+"""The verifier's worker entry: replay runs in this process, for a pool or a parent.
+
+``pinrun verify`` starts a pool of fresh interpreters under each recorded
+hash seed (:func:`pinrun.processes.worker_pool`) with :func:`start` as their
+initializer and :func:`replay_chunk` as their task; ``pinrun.replay`` under
+another seed, perturbations and ``pytest --pinrun`` call :func:`replay_request`
+in one fresh interpreter (:func:`replay_in_child`). Either way the worker
+calls the engine's replay and hands back a typed :class:`RunResult`, which
+pickles: no command line, no JSON read back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pinrun.artifacts.store import Store
+from pinrun.engine.records import load_run
+from pinrun.errors import PinrunError, StoreError
+from pinrun.flows.entries import import_entry
+from pinrun.guards import GuardMode
+from pinrun.processes import call_in_child
+from pinrun.verifier import replayer
+from pinrun.verifier.moved import check_same_steps
+from pinrun.verifier.replayer import CodeSource
+from pinrun.verifier.report import ReplayReport, Verdict
+
+__all__ = ["DIED", "ReplayOptions", "ReplayRequest", "RunResult", "replay_chunk",
+           "replay_in_child", "replay_in_this_process", "replay_request", "start"]
+
+DIED = ("a worker process died while replaying it (killed, out of memory, or the code "
+        "ended the process)")
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """How a worker replays each run it is given (the same for all of them)."""
+
+    code: CodeSource = "pinned"
+    guards: GuardMode = "warn"
+    #: Let steps reach the network and start processes during the replay. Passed on
+    #: only where the engine's replay takes it (another change of issue 10 adds it).
+    allow_world: bool = False
+    repeat: int = 1
+    project_root: str | None = None
+    #: Flow name -> ``MODULE:FLOW`` where that flow lives now (workdir code only).
+    entries: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def build(cls, *, code: CodeSource, guards: GuardMode, project_root: Path | None = None,
+              entries: Mapping[str, str] | None = None, allow_world: bool = False,
+              repeat: int = 1) -> ReplayOptions:
+        """Options from the verifier's arguments (paths and mappings made plain data)."""
+        return cls(code, guards, allow_world, repeat,
+                   str(project_root) if project_root is not None else None,
+                   tuple(sorted((entries or {}).items())))
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One run's outcome in a worker: its report, or why there is none."""
+
+    run_id: str
+    report: ReplayReport | None = None
+    #: Why the run could not be replayed (with no report).
+    error: str = ""
+    #: The error is the store's (damaged or missing objects): exit 3 material.
+    store_error: bool = False
+    #: That store error itself (it pickles), for a caller that raises it again.
+    raised: StoreError | None = None
+
+    @property
+    def verdict(self) -> Verdict:
+        """The report's verdict, or ``error``."""
+        return self.report.verdict if self.report is not None else "error"
+
+    def as_value(self) -> dict[str, Any]:
+        """JSON-ready data, as ``pinrun verify --json`` writes each run."""
+        if self.report is not None:
+            return self.report.as_value()
+        value: dict[str, Any] = {"run": self.run_id, "verdict": "error", "error": self.error}
+        if self.store_error:
+            value["store_error"] = True
+        return value
+
+
+def replay_in_this_process(store: Store, run_id: str, options: ReplayOptions) -> RunResult:
+    """Replay one run here with the engine; a result is always returned, never raised."""
+    try:
+        flow = None
+        entries = dict(options.entries)
+        if entries:
+            run = load_run(store, run_id)
+            entry = entries.get(run.flow)
+            if entry is not None:  # the user's own entry: imported as given
+                flow = import_entry(entry)
+                check_same_steps(store, run, flow, f"--entry {entry}")
+        report = replayer.replay(
+            run_id, store=store, code=options.code, guards=options.guards,
+            project_root=Path(options.project_root) if options.project_root else None,
+            flow=flow, repeat=options.repeat, allow_world=options.allow_world)
+    except StoreError as exc:
+        return RunResult(run_id, error=str(exc), store_error=True, raised=exc)
+    except PinrunError as exc:
+        return RunResult(run_id, error=str(exc))
+    return RunResult(run_id, report)
+
+
+# ------------------------------------------------------------ a pool's worker
+
+#: This worker process's store and options, set once by :func:`start` (a pool's
+#: initializer): owned by the worker process, which lives for one pool.
+_WORKER: dict[str, Any] = {}
+
+
+def start(store_path: str, options: ReplayOptions) -> None:
+    """Pool initializer: open the store once for all the runs this worker replays."""
+    _WORKER["store"] = Store.open(store_path)
+    _WORKER["options"] = options
+
+
+def replay_chunk(run_ids: list[str]) -> list[RunResult]:
+    """Replay a few runs in this worker, one after the other, reusing loaded modules."""
+    store: Store = _WORKER["store"]
+    options: ReplayOptions = _WORKER["options"]
+    return [replay_in_this_process(store, run_id, options) for run_id in run_ids]
+
+
+# ------------------------------------------------------------ one fresh child
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    """One run to replay in a fresh interpreter: where, which, and how."""
+
+    store_path: str
+    run_id: str
+    options: ReplayOptions = field(default_factory=ReplayOptions)
+
+
+def replay_request(request: ReplayRequest) -> RunResult:
+    """In the child: open the store, replay the run, give the result back."""
+    try:
+        with Store.open(request.store_path) as store:
+            return replay_in_this_process(store, request.run_id, request.options)
+    except StoreError as exc:
+        return RunResult(request.run_id, error=str(exc), store_error=True, raised=exc)
+
+
+def replay_in_child(request: ReplayRequest, *, environment: Mapping[str, str] | None = None,
+                    timeout: float | None = None) -> RunResult:
+    """Replay ``request`` in a fresh interpreter whose environment adds ``environment``
+    (``PYTHONHASHSEED``, ``TZ``...); a child that dies or times out is an ``error`` result."""
+    answer = call_in_child(f"{__name__}:replay_request", request, environment=environment,
+                           timeout=timeout)
+    if isinstance(answer.value, RunResult):
+        return answer.value
+    return RunResult(request.run_id, error=f"the replay process failed: "
+                                           f"{answer.failure or 'it gave no result'}")
