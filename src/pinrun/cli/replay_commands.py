@@ -169,7 +169,8 @@ def _print(report: ReplayReport) -> None:
     out.print(Text(f"\nfirst divergence: step '{printable(first.name)}': "
                    f"{printable(first.message)}", style="bold"))
     for change in first.changes:
-        out.print(Text(f"  {change}"))  # Change escapes its own path and values
+        for line in change.lines("  "):  # Change escapes its own path, values and detail
+            out.print(Text(line), soft_wrap=True)  # long values: the terminal wraps
     if first.changes_left_out:
         out.print(f"  ... and {first.changes_left_out} more changes")
     for cause in [*first.causes, *report.causes]:
@@ -214,7 +215,8 @@ def diff_command(store: Store, run_a: str, run_b: str, as_json: bool) -> None:
         if result.inputs:
             out.print(Text("inputs:", style="bold"))
             for change in result.inputs:
-                out.print(Text(f"  {change}"))
+                for line in change.lines("  "):
+                    out.print(Text(line), soft_wrap=True)  # long values: the terminal wraps
         for line in result.environment:
             out.print(Text(f"environment: {printable(line)}", style="yellow"))
         for step in result.steps:
@@ -228,7 +230,8 @@ def diff_command(store: Store, run_a: str, run_b: str, as_json: bool) -> None:
             code = ", code changed" if step.code_changed else ""
             out.print(Text(f"step {printable(step.name)}: {what}{code}", style="bold"))
             for change in step.changes:
-                out.print(Text(f"  {change}"))
+                for line in change.lines("  "):
+                    out.print(Text(line), soft_wrap=True)  # long values: the terminal wraps
             if step.code_diff:
                 out.print(Text(printable(step.code_diff.rstrip("\n"), newlines=True)))
     if not result.same:
