@@ -113,7 +113,7 @@ def runs_command(store: Store, flow_name: str | None, status: str | None, since:
       pinrun runs --flow pricing --status failed
       pinrun runs --since 1d --json
     """
-    from rich.table import Table
+    from rich.table import Column, Table
 
     start = since_prefix(since) if since is not None else None
     unreadable: list[Unreadable] = []
@@ -139,7 +139,9 @@ def runs_command(store: Store, flow_name: str | None, status: str | None, since:
             click.echo("no runs match" if since or flow_name or status else
                        "no runs recorded yet: `pinrun run MODULE:FLOW` records one")
     else:
-        table = Table("run", "flow", "status", "steps", box=None, pad_edge=False)
+        # A run id is never cut: at 80 columns a long flow name folds instead.
+        table = Table(Column("run", no_wrap=True), Column("flow", overflow="fold"), "status",
+                      "steps", box=None, pad_edge=False)
         for summary in selected:
             table.add_row(for_rich(summary["id"]), for_rich(summary["flow"]),
                           summary["status"], str(len(summary["steps"])))
@@ -172,7 +174,7 @@ def show_command(store: Store, run_id: str, step_name: str | None, with_values: 
       pinrun show 20261123T0130 --values
       pinrun show 20261123T0130 price --json
     """
-    from rich.table import Table
+    from rich.table import Column, Table
     from rich.text import Text
 
     from pinrun.artifacts.digest import Kind
@@ -213,7 +215,7 @@ def show_command(store: Store, run_id: str, step_name: str | None, with_values: 
     if as_json:
         print_json({"id": run.id, "flow": run.flow, "status": status, "entry": run.entry,
                     "pinned_code": pinned,
-                    "replaces": run.replaces,
+                    "replaces": run.replaces, "replaced_by": _successor(store, run),
                     "digest": run.digest.hex if run.digest else None,
                     "flow_pin": run.flow_pin.hex if run.flow_pin else None,
                     "env": run.env.hex if run.env else None, "environment": env or None,
@@ -227,18 +229,20 @@ def show_command(store: Store, run_id: str, step_name: str | None, with_values: 
                             (status, "bold")))
     out.print(f"inputs {run.inputs.short}  final state {run.state.short}")
     if run.replaces:
-        out.print(f"a new baseline for run {run.replaces} (pinrun accept)")
-    replaced_by = store.get_ref(f"replaced/{run.id}")
-    if replaced_by is not None:
-        out.print(f"replaced by a new baseline ({replaced_by.short}): pinrun verify skips it")
+        out.print(Text(f"a new baseline for run {printable(run.replaces)} (pinrun accept)"))
+    successor = _successor(store, run)
+    if successor is not None:
+        out.print(Text(f"replaced by a new baseline, run {printable(successor)}: "
+                       "pinrun verify skips it"))
     if run.flow_pin and run.env:
         out.print(f"pinned flow {run.flow_pin.short}  environment {run.env.short}")
     out.print(_pinned_summary(pinned))
     for line in environment_lines(env):
         out.print(Text(line))
     # Eight hex characters per digest keep the table within 80 columns; --json has them whole.
-    table = Table("step", "status", "code", "outputs", "effects", "time", box=None,
-                  pad_edge=False)
+    # Long names fold onto a second line rather than losing their end.
+    table = Table(Column("step", overflow="fold"), "status", "code", "outputs",
+                  Column("effects", overflow="fold"), "time", box=None, pad_edge=False)
     for item, row in zip(run.steps, steps, strict=True):
         table.add_row(for_rich(_label(row)), item.status,
                       item.code.hex[:8] if item.code else "-",
@@ -266,6 +270,24 @@ def show_command(store: Store, run_id: str, step_name: str | None, with_values: 
                 click.echo(line)
     if status in ("interrupted", "failed"):
         out.print(Text(f"continue it with: pinrun resume {run.id}"))
+
+
+def _successor(store: Store, run: RunRecord) -> str | None:
+    """The id of the run that replaced ``run`` as a baseline (``pinrun accept``), if any.
+
+    The ref names the new run's record by digest; a record that cannot be read
+    is named by that digest instead, so ``show`` still says the run was replaced.
+    """
+    from pinrun.engine.records import load_run_object
+    from pinrun.engine.run import replaced_ref
+
+    digest = store.get_ref(replaced_ref(run.id))
+    if digest is None:
+        return None
+    try:
+        return load_run_object(store, digest).id
+    except StoreError:
+        return f"(unreadable record {digest.short})"
 
 
 def environment_lines(env: dict[str, Any]) -> list[str]:

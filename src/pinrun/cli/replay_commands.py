@@ -156,7 +156,7 @@ def _explanation_lines(explanation: str) -> list[str]:
 
 
 def _print(report: ReplayReport) -> None:
-    from rich.table import Table
+    from rich.table import Column, Table
     from rich.text import Text
 
     out = console()
@@ -168,8 +168,8 @@ def _print(report: ReplayReport) -> None:
     if report.error:
         out.print(Text(f"could not replay: {printable(report.error)}", style="red"))
         return
-    table = Table("step", "attempt", "result", "outputs (recorded)", "outputs (replayed)",
-                  box=None, pad_edge=False)
+    table = Table(Column("step", overflow="fold"), "attempt", Column("result", overflow="fold"),
+                  "outputs (recorded)", "outputs (replayed)", box=None, pad_edge=False)
     for step in report.steps:
         result = step.status if step.divergence is None else f"diverged ({step.divergence})"
         table.add_row(Text(printable(step.name)), str(step.attempt or "-"),
