@@ -38,6 +38,8 @@ SHORT: Final = 80
 LONG_TEXT: Final = 200
 #: A difference is explained in at most this many lines.
 MAX_LINES: Final = 40
+#: Lines of long text compared line by line (after the lines both share at each end).
+_DIFFED_LINES: Final = 2000
 #: Elements, cells or rows named one by one before the rest are only counted.
 _FIRST: Final = 5
 #: Types whose own repr is short and exactly what a Python user reads (and UUIDs, known
@@ -188,8 +190,8 @@ def _arrays(np: Any, recorded: Any, replayed: Any) -> list[str]:
                  f"{recorded.size:,} elements differ")
     for flat in np.flatnonzero(differ)[:_FIRST]:
         position = tuple(int(i) for i in np.unravel_index(flat, recorded.shape))
-        lines.append(f"  {_index(position)}: {short(recorded[position].item())} -> "
-                     f"{short(replayed[position].item())}")
+        lines.append(f"  {_index(position)}: {_cell(recorded[position])} -> "
+                     f"{_cell(replayed[position])}")
     if count > _FIRST:
         lines.append(f"  ... and {count - _FIRST:,} more elements")
     if count and recorded.dtype.kind in "iufc" and replayed.dtype.kind in "iufc":
@@ -246,18 +248,41 @@ def _frame_cells(recorded: Any, replayed: Any, columns: list[Any], *,
     found: list[str] = []
     count = 0
     for position, column in enumerate(columns):
-        ours, theirs = left.iloc[:, position].tolist(), right.iloc[:, position].tolist()
-        for row, a, b in zip(rows, ours, theirs, strict=True):
-            if _same_cell(a, b):
-                continue
-            count += 1
-            if len(found) < _FIRST:
-                where = short(row, 30) if series else f"{short(row, 30)}, {short(column, 30)}"
-                found.append(f"  [{where}]: {short(a)} -> {short(b)}")
+        ours, theirs = left.iloc[:, position], right.iloc[:, position]
+        differing = _differing_rows(ours, theirs)
+        count += len(differing)
+        for index in differing[: max(_FIRST - len(found), 0)]:
+            where = short(rows[index], 30) if series else \
+                f"{short(rows[index], 30)}, {short(column, 30)}"
+            found.append(f"  [{where}]: {_cell(ours.iloc[index])} -> "
+                         f"{_cell(theirs.iloc[index])}")
     if count > _FIRST:
         found.append(f"  ... and {count - _FIRST:,} more")
     what = ("value" if series else "cell") + ("s differ" if count != 1 else " differs")
     return [f"{count:,} {what}", *found] if count else []
+
+
+def _differing_rows(ours: Any, theirs: Any) -> list[int]:
+    """Positions where two aligned columns differ (missing where missing counts as equal):
+    one vectorised comparison, or cell by cell for values numpy will not compare."""
+    numpy = sys.modules["numpy"]  # pandas is loaded, so numpy is
+    left, right = ours.to_numpy(), theirs.to_numpy()
+    try:
+        equal = left == right
+    except (TypeError, ValueError):  # pd.NA in an object column: its truth is ambiguous
+        equal = None
+    if isinstance(equal, numpy.ndarray) and equal.dtype == bool and \
+            equal.shape == left.shape:
+        missing = ours.isna().to_numpy() & theirs.isna().to_numpy()
+        return [int(i) for i in numpy.flatnonzero(~(equal | missing))]
+    return [index for index, (a, b) in enumerate(zip(left.tolist(), right.tolist(),
+                                                      strict=True)) if not _same_cell(a, b)]
+
+
+def _cell(value: Any) -> str:
+    """One element or cell: a numpy scalar as the Python value it holds (``2``, not
+    ``np.int64(2)``), as its row and column already say where it lives."""
+    return short(value.item() if _is_numpy_scalar(value) else value)
 
 
 def _same_cell(a: Any, b: Any) -> bool:
@@ -290,9 +315,19 @@ def _series(recorded: Any, replayed: Any) -> list[str]:
                                 series=True)
 
 
+def _first_difference(recorded: Any, replayed: Any) -> int:
+    """The first offset at which two strings (or byte strings) differ, or the shorter's
+    length. Slices are compared a block at a time (in C) before any item is."""
+    shorter = min(len(recorded), len(replayed))
+    start, block = 0, 4096
+    while start < shorter and recorded[start:start + block] == replayed[start:start + block]:
+        start += block
+    end = min(start + block, shorter)
+    return next((i for i in range(start, end) if recorded[i] != replayed[i]), end)
+
+
 def _bytes(recorded: bytes, replayed: bytes) -> list[str]:
-    offset = next((i for i, (a, b) in enumerate(zip(recorded, replayed, strict=False))
-                   if a != b), min(len(recorded), len(replayed)))
+    offset = _first_difference(recorded, replayed)
     start = max(offset - 8, 0)
     return [f"{len(recorded):,} bytes -> {len(replayed):,} bytes; first difference at "
             f"offset {offset:,}",
@@ -302,13 +337,40 @@ def _bytes(recorded: bytes, replayed: bytes) -> list[str]:
 
 def _texts(recorded: str, replayed: str) -> list[str]:
     if "\n" not in recorded + replayed:  # one long line: where it starts to differ
-        offset = next((i for i, (a, b) in enumerate(zip(recorded, replayed, strict=False))
-                       if a != b), min(len(recorded), len(replayed)))
+        offset = _first_difference(recorded, replayed)
         start = max(offset - 30, 0)
         cut = "..." if start else ""
         return [f"{len(recorded):,} -> {len(replayed):,} characters; first difference at "
                 f"character {offset:,}",
                 f"  recorded: {cut}{recorded[start:offset + 50]!r}",
                 f"  replayed: {cut}{replayed[start:offset + 50]!r}"]
-    return list(difflib.unified_diff(recorded.splitlines(), replayed.splitlines(),
-                                     "recorded", "replayed", lineterm="", n=2))
+    before, after = recorded.splitlines(), replayed.splitlines()
+    # Lines both share at the start and the end need no diff (difflib is quadratic at
+    # worst): keep two for context, and number the hunks from where the rest begins.
+    same = 0
+    while same < min(len(before), len(after)) and before[same] == after[same]:
+        same += 1
+    tail = 0
+    while tail < min(len(before), len(after)) - same and before[-1 - tail] == after[-1 - tail]:
+        tail += 1
+    skip, keep = max(same - 2, 0), max(tail - 2, 0)
+    before, after = before[skip:len(before) - keep], after[skip:len(after) - keep]
+    lines = list(difflib.unified_diff(before[:_DIFFED_LINES], after[:_DIFFED_LINES],
+                                      "recorded", "replayed", lineterm="", n=2))
+    if skip:
+        lines = [_shifted(line, skip) for line in lines]
+    if max(len(before), len(after)) > _DIFFED_LINES:
+        lines.append(f"(only the first {_DIFFED_LINES:,} differing lines are compared)")
+    return lines
+
+
+def _shifted(line: str, skip: int) -> str:
+    """A hunk header of a diff of lines from ``skip`` on, renumbered for the whole text."""
+    if not line.startswith("@@ "):
+        return line
+    parts = line.split(" ")
+    for index in (1, 2):
+        sign, rest = parts[index][0], parts[index][1:]
+        first, _, count = rest.partition(",")
+        parts[index] = f"{sign}{int(first) + skip}" + (f",{count}" if count else "")
+    return " ".join(parts)
