@@ -120,6 +120,8 @@ def test_show_values_json_has_the_same_data_structured(runner: CliRunner,
     assert [e["name"] for e in events] == ["fetch"] * 300 + ["fx_rate", "now"]
     assert events[299]["result"] == "{'i': 299, 'price': Decimal('1.10')}"
     assert events[300]["error"] is None
+    assert len(events[300]["arguments"]) == 64  # the digest effects are matched on
+    assert events[301]["arguments"] is None
 
 
 def test_show_step_shows_that_step_only(runner: CliRunner, project: Project) -> None:

@@ -121,8 +121,8 @@ def _event(event: Event) -> dict[str, Any]:
         value = uuid.UUID(bytes=value)  # what ctx.uuid4() returned, not its entropy
     answer = (f"raised {event.error[0]}: {event.error[1]}" if event.error is not None
               else short(value, VALUE_WIDTH))
-    return {"kind": event.kind, "name": name, "call": asked, "result": answer,
-            "error": list(event.error) if event.error is not None else None}
+    return {"kind": event.kind, "name": name, "call": asked, "arguments": event.arguments,
+            "result": answer, "error": list(event.error) if event.error is not None else None}
 
 
 def step_values(store: Store, step: StepRecord) -> dict[str, Any]:
