@@ -59,8 +59,8 @@ def test_diff_names_inputs_code_and_outputs(runner: CliRunner, project: Project)
     changed = _run(runner, project, "B", 2)
     data = json.loads(invoke(runner, "diff", first, changed, "--json", code=1).stdout)
     assert data["same"] is False
-    assert data["inputs"] == [{"path": "sku", "kind": "changed", "recorded": '"A"',
-                               "replayed": '"B"'}]
+    assert data["inputs"] == [{"path": "sku", "kind": "changed", "recorded": "'A'",
+                               "replayed": "'B'", "detail": []}]
     (step,) = data["steps"]
     assert step["code_changed"] is True
     assert '+    return {"total": unit * qty, "version": 2}' in step["code_diff"]

@@ -253,7 +253,9 @@ def test_no_escape_sequence_reaches_the_terminal(world: World) -> None:
         output = result.stdout + result.stderr
         assert b"\x1b" not in output, (command, output)
         assert b"\x07" not in output, (command, output)
-        assert b"Traceback" not in output, (command, output)
+        # pinrun never crashes; show prints the failed step's recorded traceback (on stdout).
+        assert b"Traceback" not in (result.stderr if command[0] == "show" else output), \
+            (command, output)
         shown += output
     assert b"\x1b" not in junit.read_bytes()
     text = shown.decode()

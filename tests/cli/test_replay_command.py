@@ -51,7 +51,7 @@ def test_replay_reproduces_then_diverges_on_workdir(runner: CliRunner,
     project.edit("shop", '"code": "v1"', '"code": "v2"')
     diverged = invoke(runner, "replay", run_id, "--code", "workdir", code=1).output
     assert "first divergence: step 'second'" in diverged
-    assert '~ code: "v1" -> "v2"' in diverged
+    assert "~ code: 'v1' -> 'v2'" in diverged
     assert "code drift" in diverged
     assert '+    return {"done": doubled + 1, "code": "v2"}' in diverged
     data = json.loads(invoke(runner, "replay", run_id, "--code", "workdir", "--json",
@@ -59,7 +59,8 @@ def test_replay_reproduces_then_diverges_on_workdir(runner: CliRunner,
     assert data["verdict"] == "diverged"
     assert data["first_divergence"] == "second"
     assert data["steps"][1]["changes"] == [
-        {"path": "code", "kind": "changed", "recorded": '"v1"', "replayed": '"v2"'}]
+        {"path": "code", "kind": "changed", "recorded": "'v1'", "replayed": "'v2'",
+         "detail": []}]
     assert invoke(runner, "replay", run_id, "--code", "pinned").exit_code == 0
 
 

@@ -113,7 +113,7 @@ def runs_command(store: Store, flow_name: str | None, status: str | None, since:
       pinrun runs --flow pricing --status failed
       pinrun runs --since 1d --json
     """
-    from rich.table import Table
+    from rich.table import Column, Table
 
     start = since_prefix(since) if since is not None else None
     unreadable: list[Unreadable] = []
@@ -139,7 +139,9 @@ def runs_command(store: Store, flow_name: str | None, status: str | None, since:
             click.echo("no runs match" if since or flow_name or status else
                        "no runs recorded yet: `pinrun run MODULE:FLOW` records one")
     else:
-        table = Table("run", "flow", "status", "steps", box=None, pad_edge=False)
+        # A run id is never cut: at 80 columns a long flow name folds instead.
+        table = Table(Column("run", no_wrap=True), Column("flow", overflow="fold"), "status",
+                      "steps", box=None, pad_edge=False)
         for summary in selected:
             table.add_row(for_rich(summary["id"]), for_rich(summary["flow"]),
                           summary["status"], str(len(summary["steps"])))
@@ -150,21 +152,40 @@ def runs_command(store: Store, flow_name: str | None, status: str | None, since:
 
 @click.command(name="show")
 @click.argument("run_id", metavar="RUN")
+@click.argument("step_name", metavar="[STEP]", required=False)
+@click.option("--values", "with_values", is_flag=True,
+              help="Also show each step's inputs, outputs, effect arguments and results "
+                   "as values (bounded: long values are cut, large ones named by digest).")
 @json_option
 @store_option
 @with_store
-def show_command(store: Store, run_id: str, as_json: bool) -> None:
+def show_command(store: Store, run_id: str, step_name: str | None, with_values: bool,
+                 as_json: bool) -> None:
     """One run: its steps in order, their digests, status, effects, hazards and errors.
 
-    RUN is a run id or a unique prefix of one.
+    RUN is a run id or a unique prefix of one. A failed step is shown with its
+    recorded traceback. With --values, or with a STEP name (that step only),
+    each step's inputs, outputs and context calls (effects with their
+    arguments and results, the clock, seeds, uuids) are shown as values.
+
+    \b
+    Examples:
+      pinrun show 20261123T0130
+      pinrun show 20261123T0130 --values
+      pinrun show 20261123T0130 price --json
     """
-    from rich.table import Table
+    from rich.table import Column, Table
     from rich.text import Text
 
     from pinrun.artifacts.digest import Kind
+    from pinrun.cli.step_values import collapsed_names, step_lines, step_values, traceback_lines
     from pinrun.engine.records import display_status, load_env, load_run
 
     run = load_run(store, run_id)
+    if step_name is not None and step_name not in {item.name for item in run.steps}:
+        names = ", ".join(dict.fromkeys(printable(item.name) for item in run.steps))
+        raise InputError(f"run {run.id} has no recorded step {printable(step_name)!r} "
+                         f"(its steps: {names or 'none'}); name one of them, or leave STEP out")
     env = load_env(store, run)
     status = display_status(store, run)
     times = _step_times(store, run)
@@ -185,18 +206,22 @@ def show_command(store: Store, run_id: str, as_json: bool) -> None:
             **_events_summary(store, item.events),
             "hazards": list(item.hazards),
             "seconds": times[index] if index < len(times) else None,
-            "error": ({"type": item.error.type, "message": item.error.message}
-                      if item.error else None),
+            "error": ({"type": item.error.type, "message": item.error.message,
+                       "traceback": item.error.traceback} if item.error else None),
         })
+        if item.name == step_name or (with_values and step_name is None):
+            steps[-1]["values"] = step_values(store, item)
     pinned = _pinned_code(store, run, started_with)
     if as_json:
         print_json({"id": run.id, "flow": run.flow, "status": status, "entry": run.entry,
                     "pinned_code": pinned,
-                    "replaces": run.replaces,
+                    "replaces": run.replaces, "replaced_by": _successor(store, run),
                     "digest": run.digest.hex if run.digest else None,
                     "flow_pin": run.flow_pin.hex if run.flow_pin else None,
                     "env": run.env.hex if run.env else None, "environment": env or None,
-                    "inputs": run.inputs.hex, "state": run.state.hex, "steps": steps})
+                    "inputs": run.inputs.hex, "state": run.state.hex,
+                    "steps": [row for row in steps
+                              if step_name is None or row["name"] == step_name]})
         return
     # Names, effects, hazards and errors are stored text: printable() on every one.
     out = console()
@@ -204,38 +229,65 @@ def show_command(store: Store, run_id: str, as_json: bool) -> None:
                             (status, "bold")))
     out.print(f"inputs {run.inputs.short}  final state {run.state.short}")
     if run.replaces:
-        out.print(f"a new baseline for run {run.replaces} (pinrun accept)")
-    replaced_by = store.get_ref(f"replaced/{run.id}")
-    if replaced_by is not None:
-        out.print(f"replaced by a new baseline ({replaced_by.short}): pinrun verify skips it")
+        out.print(Text(f"a new baseline for run {printable(run.replaces)} (pinrun accept)"))
+    successor = _successor(store, run)
+    if successor is not None:
+        out.print(Text(f"replaced by a new baseline, run {printable(successor)}: "
+                       "pinrun verify skips it"))
     if run.flow_pin and run.env:
         out.print(f"pinned flow {run.flow_pin.short}  environment {run.env.short}")
     out.print(_pinned_summary(pinned))
     for line in environment_lines(env):
         out.print(Text(line))
     # Eight hex characters per digest keep the table within 80 columns; --json has them whole.
-    table = Table("step", "status", "code", "outputs", "effects", "time", box=None,
-                  pad_edge=False)
+    # Long names fold onto a second line rather than losing their end.
+    table = Table(Column("step", overflow="fold"), "status", "code", "outputs",
+                  Column("effects", overflow="fold"), "time", box=None, pad_edge=False)
     for item, row in zip(run.steps, steps, strict=True):
         table.add_row(for_rich(_label(row)), item.status,
                       item.code.hex[:8] if item.code else "-",
                       item.outputs.hex[:8] if item.outputs else "-",
-                      for_rich(", ".join(row["effects"]) or "-"),
+                      for_rich(collapsed_names(row["effects"]) or "-"),
                       f"{row['seconds'] * 1000:.1f} ms" if row["seconds"] is not None else "")
     out.print(table)
     for row in steps:
         for hazard in row["hazards"]:
             out.print(Text(f"hazard in {printable(_label(row))}: {printable(hazard)}",
                            style="yellow"))
-        if row["error"]:
+        if row["error"] and "values" not in row:  # with values, it is shown there
             out.print(Text(f"{printable(_label(row))} failed: {printable(row['error']['type'])}"
                            f": {printable(row['error']['message'])}", style="red"))
+            for line in traceback_lines(row["error"]["traceback"]):
+                out.print(Text(f"  {line}", style="dim"))
         if row["resumed_code"]:
             out.print(Text(f"{printable(_label(row))} ran the code the run was resumed with "
                            f"(step pin {row['code'][:8]}), not the code it started with; "
                            "pinned replay runs that code for it", style="dim"))
+    for row in steps:
+        if "values" in row:  # plain lines, left to the terminal to wrap: values stay whole
+            click.echo()
+            for line in step_lines(_label(row), row, row["values"]):
+                click.echo(line)
     if status in ("interrupted", "failed"):
         out.print(Text(f"continue it with: pinrun resume {run.id}"))
+
+
+def _successor(store: Store, run: RunRecord) -> str | None:
+    """The id of the run that replaced ``run`` as a baseline (``pinrun accept``), if any.
+
+    The ref names the new run's record by digest; a record that cannot be read
+    is named by that digest instead, so ``show`` still says the run was replaced.
+    """
+    from pinrun.engine.records import load_run_object
+    from pinrun.engine.run import replaced_ref
+
+    digest = store.get_ref(replaced_ref(run.id))
+    if digest is None:
+        return None
+    try:
+        return load_run_object(store, digest).id
+    except StoreError:
+        return f"(unreadable record {digest.short})"
 
 
 def environment_lines(env: dict[str, Any]) -> list[str]:

@@ -135,26 +135,48 @@ def _print_perturbations(variations: list[Perturbation], plain: str) -> None:
     out = console()
     out.print(table)
     # What a variation changed is measured against the plain replay's outcome.
-    changed = [v.kind for v in variations if v.verdict != plain]
+    changed = [v for v in variations if v.verdict != plain]
+    for variation in changed:  # which one diverged, and its diff
+        where = f" at step '{printable(variation.first_divergence)}'" \
+            if variation.first_divergence else ""
+        out.print(Text(f"\nunder {printable(variation.change)} ({variation.kind}): "
+                       f"{variation.verdict}{where}", style="bold"))
+        for line in _explanation_lines(variation.explanation):
+            out.print(Text(line), soft_wrap=True)  # long values: the terminal wraps
     if changed:
-        out.print(Text(f"the outcome depends on: {', '.join(changed)} (a hidden input the "
-                       "recording does not pin)", style="bold red"))
+        out.print(Text(f"the outcome depends on: {', '.join(v.kind for v in changed)} (a "
+                       "hidden input the recording does not pin)", style="bold red"))
+
+
+#: A variation's explanation is shown in at most this many lines.
+EXPLANATION_LINES = 60
+
+
+def _explanation_lines(explanation: str) -> list[str]:
+    """A variation's report (from its own process) below its heading: escaped, bounded,
+    without its first line (the run and verdict, said already)."""
+    lines = [printable(line) for line in explanation.splitlines()[1:]]
+    if len(lines) > EXPLANATION_LINES:
+        left = len(lines) - EXPLANATION_LINES
+        lines = [*lines[:EXPLANATION_LINES], f"  ... and {left} more lines (--json has them)"]
+    return lines
 
 
 def _print(report: ReplayReport) -> None:
-    from rich.table import Table
+    from rich.table import Column, Table
     from rich.text import Text
 
     out = console()
     style = {"reproduced": "bold green", "diverged": "bold red", "error": "bold red"}
     # Every name, message and value here may come from a stored record: printable().
     out.print(Text.assemble(f"run {printable(report.run_id)}  flow {printable(report.flow)}  "
-                            f"{report.code_label}: ", (report.verdict, style[report.verdict])))
+                            f"{report.code_label}: ", (report.verdict, style[report.verdict]),
+                            _repetitions(report)), soft_wrap=True)
     if report.error:
         out.print(Text(f"could not replay: {printable(report.error)}", style="red"))
         return
-    table = Table("step", "attempt", "result", "outputs (recorded)", "outputs (replayed)",
-                  box=None, pad_edge=False)
+    table = Table(Column("step", overflow="fold"), "attempt", Column("result", overflow="fold"),
+                  "outputs (recorded)", "outputs (replayed)", box=None, pad_edge=False)
     for step in report.steps:
         result = step.status if step.divergence is None else f"diverged ({step.divergence})"
         table.add_row(Text(printable(step.name)), str(step.attempt or "-"),
@@ -173,10 +195,17 @@ def _print(report: ReplayReport) -> None:
                                style="yellow"))
     if first is None:
         return
+    if report.repeat > 1:  # the table and the diff below are that repetition's
+        out.print(Text(f"\nreplay {report.repetition} of {report.repeat} diverged; "
+                       + (f"the {_earlier(report.repetition - 1)} in this process reproduced: "
+                          "state a replay leaves behind (module globals, caches) changed the "
+                          "outcome" if report.repetition > 1 else "it was the first"),
+                       style="yellow"))
     out.print(Text(f"\nfirst divergence: step '{printable(first.name)}': "
                    f"{printable(first.message)}", style="bold"))
     for change in first.changes:
-        out.print(Text(f"  {change}"))  # Change escapes its own path and values
+        for line in change.lines("  "):  # Change escapes its own path, values and detail
+            out.print(Text(line), soft_wrap=True)  # long values: the terminal wraps
     if first.changes_left_out:
         out.print(f"  ... and {first.changes_left_out} more changes")
     for cause in [*first.causes, *report.causes]:
@@ -185,6 +214,19 @@ def _print(report: ReplayReport) -> None:
             out.print(Text(printable(cause.detail.rstrip("\n"), newlines=True)))
     for hazard in first.hazards:
         out.print(Text(f"hazard: {printable(hazard)}", style="yellow"))
+
+
+def _earlier(count: int) -> str:
+    return "first" if count == 1 else f"first {count}"
+
+
+def _repetitions(report: ReplayReport) -> str:
+    """How often it was replayed in one process, and which time the verdict is from."""
+    if report.repeat == 1 or report.verdict == "error":
+        return ""
+    if report.verdict == "diverged":
+        return f" (replay {report.repetition} of {report.repeat} in one process)"
+    return f" ({report.repeat} times in one process)"
 
 
 @click.command(name="diff")
@@ -221,7 +263,8 @@ def diff_command(store: Store, run_a: str, run_b: str, as_json: bool) -> None:
         if result.inputs:
             out.print(Text("inputs:", style="bold"))
             for change in result.inputs:
-                out.print(Text(f"  {change}"))
+                for line in change.lines("  "):
+                    out.print(Text(line), soft_wrap=True)  # long values: the terminal wraps
         for line in result.environment:
             out.print(Text(f"environment: {printable(line)}", style="yellow"))
         for step in result.steps:
@@ -235,7 +278,8 @@ def diff_command(store: Store, run_a: str, run_b: str, as_json: bool) -> None:
             code = ", code changed" if step.code_changed else ""
             out.print(Text(f"step {printable(step.name)}: {what}{code}", style="bold"))
             for change in step.changes:
-                out.print(Text(f"  {change}"))
+                for line in change.lines("  "):
+                    out.print(Text(line), soft_wrap=True)  # long values: the terminal wraps
             if step.code_diff:
                 out.print(Text(printable(step.code_diff.rstrip("\n"), newlines=True)))
     if not result.same:

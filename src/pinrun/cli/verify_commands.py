@@ -145,7 +145,7 @@ def _entries(entries: tuple[str, ...], code: str) -> dict[str, str]:
 
 
 def _summary(results: list[dict[str, Any]], selected: int) -> None:
-    from rich.table import Table
+    from rich.table import Column, Table
     from rich.text import Text
 
     out = console()
@@ -156,7 +156,10 @@ def _summary(results: list[dict[str, Any]], selected: int) -> None:
                        f"{printable(result.get('error', ''))}", err=True)
     failing = [r for r in results if r["verdict"] != "reproduced" and not r.get("store_error")]
     if failing:
-        table = Table("run", "flow", "verdict", "first divergence", box=None, pad_edge=False)
+        # A run id is never cut: at 80 columns the other columns wrap instead.
+        table = Table(Column("run", no_wrap=True), Column("flow", overflow="fold"),
+                      Column("verdict", no_wrap=True),
+                      Column("first divergence", overflow="fold"), box=None, pad_edge=False)
         for result in failing[:SHOWN]:  # ids, names and messages are stored text
             table.add_row(Text(printable(result["run"])),
                           Text(printable(result.get("flow", "-"))),

@@ -3,7 +3,10 @@
 Two values are equal exactly when their canonical encodings are, so the diff
 compares encodings first and only descends into a dict or list whose
 encodings differ: a large state with one changed leaf costs one walk down
-one path. Each change carries short renderings of both sides, for people.
+one path. Each change carries short renderings of both sides as a Python
+user reads them (``Decimal('1.10')``, not tagged JSON) and, for arrays,
+frames, bytes and long text, lines saying what differs inside them
+(:mod:`pinrun.verifier.value_diff`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any, Literal
 from pinrun.artifacts import codec
 from pinrun.errors import PinrunError
 from pinrun.safe_text import printable
+from pinrun.verifier.value_diff import difference, short
 
 __all__ = ["Change", "diff_states", "render"]
 
@@ -33,11 +37,17 @@ class Change:
     kind: ChangeKind
     recorded: str | None
     replayed: str | None
+    #: For a changed array, frame, bytes or long text: what differs inside it.
+    detail: tuple[str, ...] = ()
 
     def as_value(self) -> dict[str, Any]:
         """The change as JSON-ready data."""
         return {"path": self.path, "kind": self.kind, "recorded": self.recorded,
-                "replayed": self.replayed}
+                "replayed": self.replayed, "detail": list(self.detail)}
+
+    def lines(self, indent: str = "") -> list[str]:
+        """The change, then its detail indented under it: each line escaped for a terminal."""
+        return [f"{indent}{self}", *(f"{indent}    {printable(line)}" for line in self.detail)]
 
     def __str__(self) -> str:
         # Keys come from stored states: shown escaped, one change per line.
@@ -50,15 +60,8 @@ class Change:
 
 
 def render(value: Any) -> str:
-    """A short, one-line rendering of a value (its canonical JSON, cut)."""
-    try:
-        text = codec.encode(value).decode("utf-8", "replace")
-    except PinrunError:
-        try:
-            text = repr(value)
-        except RecursionError:  # stored data can nest deeper than repr can walk
-            return "(a value nested too deeply to show)"
-    return text if len(text) <= SHORT else text[: SHORT - 3] + "..."
+    """A short, one-line rendering of a value, as ``repr`` shows it (cut)."""
+    return short(value, SHORT)
 
 
 def _encoded(value: Any) -> bytes | None:
@@ -106,6 +109,7 @@ def diff_states(recorded: Mapping[str, Any], replayed: Mapping[str, Any],
                 else:
                     stack.append((child, before[index], after[index]))
         else:
-            add(Change(path or "(state)", "changed", render(before), render(after)))
+            add(Change(path or "(state)", "changed", render(before), render(after),
+                       tuple(difference(before, after))))
     changes.sort(key=lambda change: change.path)
     return changes, left_out

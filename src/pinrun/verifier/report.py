@@ -131,7 +131,8 @@ class ReplayReport:
                          f"({first.divergence})")
             if first.message:
                 lines.append(f"    {printable(first.message)}")
-            lines += [f"    {printable(change)}" for change in first.changes]
+            for change in first.changes:  # Change escapes its own path, values and detail
+                lines += change.lines("    ")
             if first.changes_left_out:
                 lines.append(f"    ... and {first.changes_left_out} more changes")
             lines += [f"    cause: {printable(cause)}" for cause in first.causes]

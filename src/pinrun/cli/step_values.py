@@ -1,0 +1,195 @@
+"""What ``pinrun show RUN --values`` (and ``show RUN STEP``) shows of a step: the values.
+
+A step record names its inputs, outputs and context events by digest; this
+module loads them and renders each as a Python user reads it, bounded: a long
+value is cut with a note, a large one is never decoded (its size and digest
+say where to find it), repeated effects collapse, and a traceback keeps its
+last lines. Everything rendered is stored data, so every line goes through
+:func:`pinrun.safe_text.printable` before it is returned.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Final
+
+from pinrun.safe_text import printable
+from pinrun.verifier.value_diff import short
+
+if TYPE_CHECKING:
+    from pinrun.artifacts.digest import Digest
+    from pinrun.artifacts.store import Store
+    from pinrun.engine.context import Event
+    from pinrun.engine.records import StepRecord
+
+__all__ = ["TRACEBACK_LINES", "collapsed_names", "step_lines", "step_values",
+           "traceback_lines"]
+
+#: A traceback is shown by its last this many lines (the failing frames are last).
+TRACEBACK_LINES: Final = 40
+#: A value is shown in at most this many characters.
+VALUE_WIDTH: Final = 200
+#: A stored value larger than this is named by size and digest, never decoded for display.
+LARGE_VALUE: Final = 1 << 20
+#: Keys of one snapshot shown, and context events of one step listed in --json.
+MAX_KEYS: Final = 50
+MAX_EVENTS: Final = 1000
+#: Calls of one effect in a row shown one by one before the rest are counted.
+SHOWN_REPEATS: Final = 3
+
+
+def traceback_lines(text: str, limit: int = TRACEBACK_LINES) -> list[str]:
+    """A recorded traceback as printable lines: its last ``limit``, saying how many were cut."""
+    lines = [printable(line) for line in text.rstrip("\n").splitlines()]
+    if len(lines) <= limit:
+        return lines
+    return [f"... ({len(lines) - limit} earlier lines left out)", *lines[-limit:]]
+
+
+def collapsed_names(names: list[str], limit: int = 3) -> str:
+    """Effect names, each once with its count (``fetch x300, fx_rate``), at most ``limit``."""
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    shown = [name if count == 1 else f"{name} x{count}"
+             for name, count in list(counts.items())[:limit]]
+    if len(counts) > limit:
+        shown.append(f"+{len(counts) - limit} more")
+    return ", ".join(shown)
+
+
+def _entry(store: Store, digest: Digest) -> dict[str, Any]:
+    """One stored value, rendered: ``value`` (text), or a ``note`` saying why not."""
+    from pinrun.artifacts.digest import Kind
+
+    info = store.info(digest)
+    found: dict[str, Any] = {"digest": digest.hex, "size": info.raw_size}
+    if info.kind is Kind.TREE or info.raw_size > LARGE_VALUE:
+        found["value"] = None
+        found["note"] = (f"a large value ({info.raw_size:,} bytes stored"
+                         f"{' as a tree' if info.kind is Kind.TREE else ''}): "
+                         f"pinrun cat {digest.hex[:12]}")
+        return found
+    text = short(store.get_value(digest), VALUE_WIDTH)
+    found["value"] = text
+    if len(text) >= VALUE_WIDTH:
+        found["note"] = f"cut: pinrun cat {digest.hex[:12]} shows it whole"
+    return found
+
+
+def _snapshot(store: Store, digest: Digest) -> dict[str, Any]:
+    """A snapshot's keys (the first :data:`MAX_KEYS`), each rendered, and how many were left."""
+    from pinrun.artifacts.trees import tree_entries
+
+    entries = tree_entries(store, digest)
+    keys = sorted(entries)
+    return {"digest": digest.hex, "keys_left_out": max(len(keys) - MAX_KEYS, 0),
+            "entries": {key: _entry(store, entries[key]) for key in keys[:MAX_KEYS]}}
+
+
+def call_text(name: str, call: Any, arguments: str | None) -> str:
+    """An effect call as Python spells it: ``fetch('A1', retries=3)``.
+
+    ``call`` is the event's recorded arguments: ``{"args": [...], "kwargs":
+    {...}}``, or ``{"preview": text, "size": n}`` when they were too large to
+    keep, or None for a record from before arguments were kept (then only their
+    digest is known).
+    """
+    if isinstance(call, dict) and isinstance(call.get("args"), list | tuple) and \
+            isinstance(call.get("kwargs"), dict):
+        parts = [short(arg, 60) for arg in call["args"]]
+        parts += [f"{key}={short(value, 60)}" for key, value in call["kwargs"].items()]
+        return f"{name}({', '.join(parts)})"
+    if isinstance(call, dict) and isinstance(call.get("size"), int):
+        preview = call.get("preview")
+        return (f"{name}(<arguments of {call['size']:,} bytes, kept as a preview: "
+                f"{short(preview if isinstance(preview, str) else '', 80)}>)")
+    kept = f"digest {arguments[:12]}" if arguments else "no digest"
+    return f"{name}(<arguments not recorded; {kept}>)"
+
+
+def _event(event: Event) -> dict[str, Any]:
+    """One context event as JSON-ready text: what was asked and what it answered."""
+    if event.kind == "effect":
+        name = event.name or "?"
+        asked = call_text(name, getattr(event, "call", None), event.arguments)
+    else:
+        name, asked = event.kind, f"ctx.{event.kind}()"
+    value = event.value
+    if event.kind == "uuid4" and isinstance(value, bytes) and len(value) == 16:
+        value = uuid.UUID(bytes=value)  # what ctx.uuid4() returned, not its entropy
+    answer = (f"raised {event.error[0]}: {event.error[1]}" if event.error is not None
+              else short(value, VALUE_WIDTH))
+    return {"kind": event.kind, "name": name, "call": asked, "arguments": event.arguments,
+            "result": answer, "error": list(event.error) if event.error is not None else None}
+
+
+def step_values(store: Store, step: StepRecord) -> dict[str, Any]:
+    """What ``show --values --json`` gives for a step: its inputs, outputs and events."""
+    from pinrun.engine.context import recorded_events
+
+    events = recorded_events(store, step.events)
+    return {"inputs": _snapshot(store, step.inputs),
+            "outputs": _snapshot(store, step.outputs) if step.outputs is not None else None,
+            "events": [_event(event) for event in events[:MAX_EVENTS]],
+            "events_left_out": max(len(events) - MAX_EVENTS, 0)}
+
+
+def _snapshot_lines(title: str, snapshot: dict[str, Any] | None) -> Iterator[str]:
+    if snapshot is None:
+        yield f"  {title}: nothing (the step failed)"
+        return
+    if not snapshot["entries"]:
+        yield f"  {title}: nothing"
+        return
+    yield f"  {title}:"
+    for key, entry in snapshot["entries"].items():
+        shown = entry["value"] if entry["value"] is not None else f"({entry['note']})"
+        yield printable(f"    {key} = {shown}")
+        if entry["value"] is not None and entry.get("note"):
+            yield printable(f"      ({entry['note']})")
+    if snapshot["keys_left_out"]:
+        yield f"    ... and {snapshot['keys_left_out']} more keys (--json lists the first "\
+              f"{MAX_KEYS}; pinrun cat {snapshot['digest'][:12]} has them all)"
+
+
+def _event_lines(events: list[dict[str, Any]], left_out: int) -> Iterator[str]:
+    if not events:
+        yield "  context: no calls"
+        return
+    yield "  context:"
+    index = 0
+    while index < len(events):
+        event = events[index]
+        run = 1  # calls of the same effect in a row collapse after the first few
+        while index + run < len(events) and events[index + run]["kind"] == event["kind"] \
+                and events[index + run]["name"] == event["name"]:
+            run += 1
+        if run > SHOWN_REPEATS:
+            yield printable(f"    {event['name']} x{run}:")
+        for item in events[index:index + min(run, SHOWN_REPEATS)]:
+            yield printable(f"    {'  ' if run > SHOWN_REPEATS else ''}{item['call']} -> "
+                            f"{item['result']}")
+        if run > SHOWN_REPEATS:
+            yield printable(f"      ... and {run - SHOWN_REPEATS} more calls of "
+                            f"{event['name']} (--json lists each)")
+        index += run
+    if left_out:
+        yield f"    ... and {left_out} more context calls"
+
+
+def step_lines(label: str, row: dict[str, Any], values: dict[str, Any]) -> list[str]:
+    """A step's values as printable text lines, under a heading naming it."""
+    seconds = row.get("seconds")
+    took = f", {seconds * 1000:.1f} ms" if seconds is not None else ""
+    lines = [printable(f"step {label} ({row['status']}{took})")]
+    lines += _snapshot_lines("read", values["inputs"])
+    lines += _snapshot_lines("returned", values["outputs"]) if row["status"] == "succeeded" \
+        else _snapshot_lines("returned", None)
+    lines += _event_lines(values["events"], values["events_left_out"])
+    error = row.get("error")
+    if error:
+        lines.append(printable(f"  failed: {error['type']}: {error['message']}"))
+        lines += [f"    {line}" for line in traceback_lines(error.get("traceback") or "")]
+    return lines
