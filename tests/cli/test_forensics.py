@@ -7,7 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from pinrun.cli.step_values import call_text, collapsed_names, traceback_lines
+from pinrun.cli.step_values import collapsed_names, traceback_lines
+from pinrun.engine.call_values import describe_call as call_text
 from tests.cli.conftest import invoke
 from tests.helpers import Project
 
@@ -96,8 +97,8 @@ def test_show_values_renders_inputs_outputs_and_effects_readably(
     assert "fetch x300:" in out
     assert "... and 297 more calls of fetch" in out
     assert "-> {'i': 0, 'price': Decimal('1.10')}" in out
-    assert "fx_rate(" in out
-    assert "-> Decimal('1.25')" in out
+    assert "fetch(0) -> {'i': 0, 'price': Decimal('1.10')}" in out  # the arguments sent
+    assert "fx_rate('EUR') -> Decimal('1.25')" in out
     assert "ctx.now() -> datetime.datetime(" in out
     # The 300,000-item list and the 3,000-key mapping are named, never printed whole.
     assert "big = (a large value (" in out
@@ -121,6 +122,7 @@ def test_show_values_json_has_the_same_data_structured(runner: CliRunner,
     assert events[299]["result"] == "{'i': 299, 'price': Decimal('1.10')}"
     assert events[300]["error"] is None
     assert len(events[300]["arguments"]) == 64  # the digest effects are matched on
+    assert events[300]["call"] == "fx_rate('EUR')"
     assert events[301]["arguments"] is None
 
 
@@ -145,7 +147,7 @@ def test_call_text_renders_the_recorded_call_shapes() -> None:
     assert call_text("fetch", {"args": ["A1", 3], "kwargs": {"retries": 2}}, "ab" * 32) == \
         "fetch('A1', 3, retries=2)"
     assert call_text("upload", {"preview": "[b'\\x00...", "size": 5_000_000}, None) == \
-        "upload(<arguments of 5,000,000 bytes, kept as a preview: \"[b'\\\\x00...\">)"
+        "upload(<arguments of 5,000,000 bytes, kept as a preview: [b'\\x00...>)"
     assert call_text("fetch", None, "abcdef0123456789") == \
         "fetch(<arguments not recorded; digest abcdef012345>)"
 

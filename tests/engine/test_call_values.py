@@ -65,9 +65,10 @@ def test_a_call_reads_as_code() -> None:
     assert describe_call("fetch", {"args": ["EUR"], "kwargs": {"day": 3}}) == \
         "fetch('EUR', day=3)"
     assert describe_call("put", {"preview": "[['zz", "size": 70_000}) == \
-        "put([['zz, 70000 bytes)"
-    assert describe_call("old", None, "ab12") == "old(arguments digest ab12)"
-    assert describe_call("evil\x1b[2J", None) == "evil\\x1b[2J(...)"
+        "put(<arguments of 70,000 bytes, kept as a preview: [['zz>)"
+    assert describe_call("old", None, "ab12") == "old(<arguments not recorded; digest ab12>)"
+    assert describe_call("evil\x1b[2J", None) == \
+        "evil\\x1b[2J(<arguments not recorded; no digest>)"
 
 
 def test_kept_calls_are_checked() -> None:

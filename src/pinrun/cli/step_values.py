@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
+from pinrun.engine.call_values import describe_call
 from pinrun.safe_text import printable
 from pinrun.verifier.value_diff import short
 
@@ -88,32 +89,11 @@ def _snapshot(store: Store, digest: Digest) -> dict[str, Any]:
             "entries": {key: _entry(store, entries[key]) for key in keys[:MAX_KEYS]}}
 
 
-def call_text(name: str, call: Any, arguments: str | None) -> str:
-    """An effect call as Python spells it: ``fetch('A1', retries=3)``.
-
-    ``call`` is the event's recorded arguments: ``{"args": [...], "kwargs":
-    {...}}``, or ``{"preview": text, "size": n}`` when they were too large to
-    keep, or None for a record from before arguments were kept (then only their
-    digest is known).
-    """
-    if isinstance(call, dict) and isinstance(call.get("args"), list | tuple) and \
-            isinstance(call.get("kwargs"), dict):
-        parts = [short(arg, 60) for arg in call["args"]]
-        parts += [f"{key}={short(value, 60)}" for key, value in call["kwargs"].items()]
-        return f"{name}({', '.join(parts)})"
-    if isinstance(call, dict) and isinstance(call.get("size"), int):
-        preview = call.get("preview")
-        return (f"{name}(<arguments of {call['size']:,} bytes, kept as a preview: "
-                f"{short(preview if isinstance(preview, str) else '', 80)}>)")
-    kept = f"digest {arguments[:12]}" if arguments else "no digest"
-    return f"{name}(<arguments not recorded; {kept}>)"
-
-
 def _event(event: Event) -> dict[str, Any]:
     """One context event as JSON-ready text: what was asked and what it answered."""
     if event.kind == "effect":
         name = event.name or "?"
-        asked = call_text(name, getattr(event, "call", None), event.arguments)
+        asked = describe_call(name, event.call, event.arguments)
     else:
         name, asked = event.kind, f"ctx.{event.kind}()"
     value = event.value

@@ -68,14 +68,17 @@ def describe_call(name: str, call: dict[str, Any] | None, arguments: str | None 
                   limit: int = _PREVIEW_CHARACTERS) -> str:
     """``fetch('EUR', day=3)``: an effect call as its code wrote it (bounded).
 
-    ``call`` is what :func:`call_value` kept (None for records older than
-    that: the arguments' digest is shown instead).
+    ``call`` is what :func:`call_value` kept: the arguments, or a preview and
+    the size of arguments too large to keep; None for records older than
+    that (only their digest, ``arguments``, is known).
     """
     shown = printable(name, limit=80)
     if call is None:
-        return f"{shown}(arguments digest {arguments})" if arguments else f"{shown}(...)"
+        kept = f"digest {arguments[:12]}" if arguments else "no digest"
+        return f"{shown}(<arguments not recorded; {kept}>)"
     if "preview" in call:
-        return f"{shown}({printable(call['preview'], limit=limit)}, {call['size']} bytes)"
+        return (f"{shown}(<arguments of {call['size']:,} bytes, kept as a preview: "
+                f"{printable(call['preview'], limit=limit)}>)")
     parts = [preview(value, limit) for value in call["args"]]
     parts += [f"{printable(key, limit=40)}={preview(value, limit)}"
               for key, value in call["kwargs"].items()]
