@@ -223,12 +223,21 @@ class ReplayLog:
         self.events = events
         self.answers = _Answers(events)
         self.debugging = False
+        #: The first divergence raised to the step: a step that catches it (``except
+        #: Exception``) and goes on has still diverged.
+        self.divergence: ContextDivergenceError | None = None
+
+    def _diverged(self, error: ContextDivergenceError, *, peeking: bool) -> None:
+        if not peeking and self.divergence is None:
+            self.divergence = error
+        raise error
 
     def _plain(self, step: str, kind: EventKind, asked: str) -> Event:
-        take = not (self.debugging and at_debugger_prompt())
-        index, event, matches = self.answers.plain(kind, take=take)
+        peeking = self.debugging and at_debugger_prompt()
+        index, event, matches = self.answers.plain(kind, take=not peeking)
         if event is None or not matches:
-            raise ContextDivergenceError(step, index, event, asked)
+            self._diverged(ContextDivergenceError(step, index, event, asked), peeking=peeking)
+        assert event is not None
         return event
 
     def now(self, step: str) -> dt.datetime:
@@ -253,10 +262,11 @@ class ReplayLog:
         return result
 
     def _answer(self, step: str, effect: EffectCall) -> Any:
-        take = not (self.debugging and at_debugger_prompt())
-        event = self.answers.effect(effect.name, effect.arguments, take=take)
+        peeking = self.debugging and at_debugger_prompt()
+        event = self.answers.effect(effect.name, effect.arguments, take=not peeking)
         if event is None:
-            raise self._unanswered(step, effect)
+            self._diverged(self._unanswered(step, effect), peeking=peeking)
+        assert event is not None
         return event.answer()
 
     def peeking(self) -> bool:

@@ -336,9 +336,12 @@ class _Replay:
         self.calls = calls
         error = outcome.error
         if record.status == "failed":  # first: a failure may well end in the context
-            self._judge_failure(outcome, record, result)
+            self._judge_failure(outcome, record, result, log)
         elif isinstance(error, ContextDivergenceError):
             self._diverge(result, "effects", str(error))
+        elif log.divergence is not None:  # raised to the step, which caught it and went on
+            self._diverge(result, "effects", f"{log.divergence} (The step caught the error "
+                          "and went on.)")
         elif error is None and log.unused:
             unused = log.unused
             more = f" (and {len(unused) - 1} more)" if len(unused) > 1 else ""
@@ -383,8 +386,10 @@ class _Replay:
             self.recorded_outputs[name] = self.store.get_snapshot(digest)
         return self.recorded_outputs[name]
 
-    def _judge_failure(self, outcome: Outcome, record: StepRecord, result: StepResult) -> None:
-        """A recorded failure reproduces when the same error type and message come back."""
+    def _judge_failure(self, outcome: Outcome, record: StepRecord, result: StepResult,
+                       log: ReplayLog) -> None:
+        """A recorded failure reproduces when the same error type and message come back,
+        after asking the context for what the recording did (no more, no less)."""
         assert record.error is not None
         error = outcome.error
         if error is None:
@@ -400,6 +405,12 @@ class _Replay:
                           f"the recording failed with {record.error.type}: "
                           f"{record.error.message}, the replay with {name}: {error}",
                           [Cause("exception", f"{name}: {error}", *error_location(error))])
+        elif log.divergence is not None and log.divergence is not error:
+            self._diverge(result, "effects", f"{log.divergence} (The step caught the error "
+                          "and went on to fail as recorded.)")
+        elif log.unused:
+            self._diverge(result, "effects", f"the recording has {log.unused[0].describe()} "
+                          "before it failed, which the replayed step never asked for")
 
     def _diverge(self, result: StepResult, kind: Any, message: str,
                  causes: list[Cause] | None = None) -> None:
