@@ -31,9 +31,9 @@ and stays idle (a set look-up per audit event) while no step is watched.
 
 from __future__ import annotations
 
-import reprlib
 import sys
 import sysconfig
+import threading
 import types
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -44,9 +44,10 @@ from pathlib import Path
 from typing import Any
 
 from pinrun.errors import WorldRefusedError
+from pinrun.world_calls import EVENTS, FORK_EXEC_EVENT
 
-__all__ = ["GuardedCall", "WorldWatch", "inside_effect", "recording_guard", "refusal",
-           "watching_world", "world_hazards"]
+__all__ = ["GuardedCall", "ReplayWatch", "WorldWatch", "inside_effect", "recording_guard",
+           "refusal", "refusing_world", "watching_world", "world_hazards"]
 
 
 @dataclass(frozen=True)
@@ -104,80 +105,6 @@ def inside_effect() -> Iterator[None]:
         _IN_EFFECT.reset(token)
 
 
-_SHORT = reprlib.Repr()
-_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxtuple = 80, 80, 6, 6
-
-
-def _address(address: Any) -> str:
-    """``host:port`` for an internet address, the path for a Unix socket."""
-    if isinstance(address, tuple) and len(address) >= 2:
-        host = address[0].decode(errors="replace") if isinstance(address[0], bytes) \
-            else str(address[0])
-        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
-    if isinstance(address, bytes):
-        return address.decode(errors="replace")
-    return _SHORT.repr(address) if not isinstance(address, str) else address[:200]
-
-
-def _command(args: Any) -> str:
-    """A command line, short: its first words."""
-    if isinstance(args, str | bytes):
-        return _SHORT.repr(args)
-    try:
-        return _SHORT.repr(list(args))
-    except TypeError:
-        return _SHORT.repr(args)
-
-
-def _network(event: str, args: tuple[Any, ...]) -> tuple[str, str] | None:
-    if event == "socket.connect":
-        return f"socket.connect({_SHORT.repr(args[1])})", f"connected to {_address(args[1])}"
-    if event == "socket.getaddrinfo":
-        host, port = args[0], args[1]
-        shown = _address((host, port)) if port is not None else _address(host)
-        return f"socket.getaddrinfo({_SHORT.repr(host)}, {_SHORT.repr(port)})", \
-            f"looked up {shown} (DNS)"
-    if event in ("socket.gethostbyname", "socket.gethostbyaddr"):
-        return f"{event}({_SHORT.repr(args[0])})", f"looked up {_address(args[0])} (DNS)"
-    if event == "socket.getnameinfo":
-        return f"socket.getnameinfo({_SHORT.repr(args[0])})", \
-            f"looked up {_address(args[0])} (DNS)"
-    if event in ("socket.sendto", "socket.sendmsg"):
-        return f"{event}(..., {_SHORT.repr(args[1])})", f"sent to {_address(args[1])}"
-    return None
-
-
-def _process(event: str, args: tuple[Any, ...]) -> tuple[str, str] | None:
-    if event == "subprocess.Popen":
-        command = _command(args[1])
-        return f"subprocess.Popen({command})", f"started the process {command}"
-    if event == "os.system":
-        command = _command(args[0])
-        return f"os.system({command})", f"ran the shell command {command}"
-    if event in ("os.exec", "os.posix_spawn", "os.spawn"):
-        path, argv = (args[1], args[2]) if event == "os.spawn" else (args[0], args[1])
-        name = {"os.exec": "os.exec*", "os.posix_spawn": "os.posix_spawn",
-                "os.spawn": "os.spawn*"}[event]
-        return f"{name}({_command(path)}, {_command(argv)})", \
-            f"started the process {_command(argv)}"
-    if event in ("os.fork", "os.forkpty"):
-        return f"{event}()", "forked the process"
-    return None
-
-
-#: Audit event -> (kind, how to describe its arguments).
-_Describe = Callable[[str, tuple[Any, ...]], "tuple[str, str] | None"]
-_NETWORK = ("socket.connect", "socket.getaddrinfo", "socket.gethostbyname",
-            "socket.gethostbyaddr", "socket.getnameinfo", "socket.sendto", "socket.sendmsg")
-_PROCESSES = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
-              "os.fork", "os.forkpty")
-#: Audit event -> (kind, how to describe its arguments).
-_EVENTS: dict[str, tuple[str, _Describe]] = {
-    **dict.fromkeys(_NETWORK, ("network", _network)),
-    **dict.fromkeys(_PROCESSES, ("subprocess", _process)),
-}
-
-
 #: Code that is not the project's: pinrun, the standard library, installed distributions.
 _LIBRARIES = tuple(dict.fromkeys(str(Path(p).resolve()) for key, p in sysconfig.get_paths().items()
                                  if key in ("stdlib", "platstdlib", "purelib", "platlib")))
@@ -201,34 +128,92 @@ def _call_site(watch: WorldWatch) -> types.FrameType | None:
     return first
 
 
-#: The refusing watches of the steps replaying now, for the threads those steps start.
-_REFUSING: list[WorldWatch] = []
+@dataclass(eq=False)  # each replay is itself (kept in a list, removed by identity)
+class ReplayWatch:
+    """A replay that refuses the world from its start to its end.
 
-
-def _thread_watch() -> WorldWatch | None:
-    """The refusing watch for a call made in a thread with no watch of its own.
-
-    A thread starts with an empty context, so a call a step makes from a
-    thread pool carries no watch. While a replay refuses the world, such a
-    call is the replayed step's when the project's code is on the thread's
-    stack (what pinrun itself or a library does in its own threads is not).
+    The step being replayed has a watch of its own; this one covers what no
+    step watch sees: the project's modules imported for the replay, the
+    threads a step starts (they begin with an empty context), a thread that
+    outlives its step, and steps run with ``guards="off"``. A call is the
+    replay's when it is made in the thread replaying, or in a thread that
+    was not running when the replay began, or that began during an earlier
+    replay (a module-level pool a step filled); the process's own threads,
+    started outside any replay, are not the replay's.
     """
-    for watch in list(_REFUSING):
-        frame: types.FrameType | None = sys._getframe(2)
-        while frame is not None:
-            if frame.f_code.co_filename in watch.files:
-                return watch
-            frame = frame.f_back
+
+    owner: int
+    others: frozenset[int]
+    #: Calls refused outside a step's watch, until the replay takes them (:meth:`drain`).
+    calls: list[GuardedCall] = field(default_factory=list)
+
+    def drain(self) -> list[GuardedCall]:
+        """The calls refused since the last drain (the replay gives them to its step)."""
+        taken, self.calls[:] = list(self.calls), []
+        return taken
+
+
+_REPLAYS: list[ReplayWatch] = []
+#: Threads started while a replay refused the world, and still alive: the replay's.
+_BORN_IN_REPLAY: set[int] = set()
+_REAL_FORK_EXEC: list[Callable[..., Any]] = []
+
+
+def _replay_watch() -> WorldWatch | None:
+    """The refusing watch for a call no step watch covers, when a replay owns it."""
+    ident = threading.get_ident()
+    for replay in list(_REPLAYS):
+        if ident == replay.owner or ident not in replay.others:
+            return WorldWatch(refuse=True, calls=replay.calls)
     return None
 
 
+def _guarded_fork_exec(*args: Any, **kwargs: Any) -> Any:
+    """``_posixsubprocess.fork_exec`` has no audit event (multiprocessing's spawn calls it
+    directly): while a replay refuses the world, it is judged as one."""
+    _audit(FORK_EXEC_EVENT, args[:1])
+    return _REAL_FORK_EXEC[0](*args, **kwargs)
+
+
+@contextmanager
+def refusing_world() -> Iterator[ReplayWatch]:
+    """Refuse the world for a whole replay (see :class:`ReplayWatch`)."""
+    if not _HOOK:
+        _install_hook()
+    owner = threading.get_ident()
+    alive = {thread.ident for thread in threading.enumerate() if thread.ident is not None}
+    replay = ReplayWatch(owner, frozenset(alive - _BORN_IN_REPLAY - {owner}))
+    with _LOCK:
+        if not _REPLAYS:
+            import _posixsubprocess  # the door multiprocessing's spawn goes through
+
+            _REAL_FORK_EXEC[:] = [_posixsubprocess.fork_exec]
+            _posixsubprocess.fork_exec = _guarded_fork_exec
+        _REPLAYS.append(replay)
+    try:
+        yield replay
+    finally:
+        alive = {thread.ident for thread in threading.enumerate() if thread.ident is not None}
+        with _LOCK:
+            _REPLAYS.remove(replay)
+            _BORN_IN_REPLAY.intersection_update(alive)  # an ident may be reused once dead
+            _BORN_IN_REPLAY.update(alive - replay.others - {owner})
+            if not _REPLAYS:
+                import _posixsubprocess
+
+                _posixsubprocess.fork_exec = _REAL_FORK_EXEC.pop()
+
+
+_LOCK = threading.Lock()
+
+
 def _audit(event: str, args: tuple[Any, ...]) -> None:
-    found = _EVENTS.get(event)  # first, and cheap: the hook sees every audit event
+    found = EVENTS.get(event)  # first, and cheap: the hook sees every audit event
     if found is None or _IN_EFFECT.get():
         return
     watch = _WATCH.get()
     if watch is None:
-        watch = _thread_watch() if _REFUSING else None
+        watch = _replay_watch() if _REPLAYS else None
         if watch is None:
             return
     kind, describe = found
@@ -276,16 +261,12 @@ class watching_world:  # noqa: N801 - used as a function: with watching_world(wa
         if not _HOOK:
             _install_hook()
         self._token = _WATCH.set(self._watch)
-        if self._watch.refuse and self._watch.files:
-            _REFUSING.append(self._watch)
         return self._watch.calls
 
     def __exit__(self, *exc_info: object) -> None:
         if self._token is not None:
             _WATCH.reset(self._token)
             self._token = None
-            if self._watch in _REFUSING:
-                _REFUSING.remove(self._watch)
 
 
 def recording_guard() -> AbstractContextManager[list[GuardedCall]]:

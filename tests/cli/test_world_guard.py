@@ -164,8 +164,10 @@ def test_a_subprocess_is_refused_on_replay(project: Project) -> None:
     assert any(c["line"] == SUBPROCESS_LINE and c["message"].startswith("subprocess.Popen(")
                for c in step["causes"])
     assert project_cli(project, "replay", run_id, "--allow-world").returncode == 0
-    # guards off watches nothing: the world is let through too (documented).
-    assert project_cli(project, "replay", run_id, "--guards", "off").returncode == 0
+    # --guards off stops watching the clock and randomness, never the world.
+    assert project_cli(project, "replay", run_id, "--guards", "off").returncode == 1
+    assert project_cli(project, "replay", run_id, "--guards", "off",
+                       "--allow-world").returncode == 0
 
 
 def test_the_same_call_through_ctx_effect_never_touches_the_server_on_replay(

@@ -78,7 +78,11 @@ def test_replay_refuses_and_allow_world_lets_through(project: Project,
             "nondeterministic call", "looped.py", 7)
         assert replay(run.id, store=project_store, allow_world=True).reproduced
         assert len(hits) == 6
-        assert replay(run.id, store=project_store, guards="off").reproduced
+        # guards="off" stops watching the clock and randomness, never the world.
+        off = replay(run.id, store=project_store, guards="off")
+        assert off.verdict == "diverged"
+        assert len(hits) == 6
+        assert replay(run.id, store=project_store, guards="off", allow_world=True).reproduced
         assert len(hits) == 9
         with urllib.request.urlopen(url, timeout=10) as response:  # outside a step: free
             assert response.read() == b"hello"
@@ -162,3 +166,96 @@ def test_calls_from_a_steps_threads_are_refused_too(project: Project,
         assert len(hits) == 2
         assert replay(run.id, store=project_store, allow_world=True).reproduced
         assert len(hits) == 4
+
+
+DOORS = """
+import ctypes
+import multiprocessing
+import os
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pinrun
+
+MARKER = {marker!r}
+
+
+@pinrun.step
+def library_threads(url: str) -> dict:
+    with ThreadPoolExecutor(2) as pool:  # the threads run urllib: no project line on them
+        return {{"n": len(list(pool.map(urllib.request.urlopen, [url, url])))}}
+
+
+def touch():
+    open(MARKER, "w").close()
+
+
+@pinrun.step
+def spawned(url: str) -> dict:
+    context = multiprocessing.get_context("spawn")
+    process = context.Process(target=os.getpid)
+    process.start()
+    process.join()
+    return {{"n": 1}}
+
+
+@pinrun.step
+def foreign(url: str) -> dict:
+    ctypes.CDLL(None).system(b"true")
+    return {{"n": 2}}
+
+
+threads = pinrun.Flow("library_threads", [library_threads])
+spawning = pinrun.Flow("spawning", [spawned])
+foreign_code = pinrun.Flow("foreign", [foreign])
+"""
+
+
+@pytest.mark.parametrize(("flow", "refused"), [
+    ("threads", "socket.getaddrinfo('127.0.0.1'"),
+    ("spawning", "_posixsubprocess.fork_exec("),
+    ("foreign_code", "ctypes: the C function system()")])
+def test_the_other_doors_are_refused_too(project: Project, project_store: Store,
+                                         tmp_path: Path, flow: str, refused: str) -> None:
+    """Library code on a step's threads, multiprocessing's spawn and libc through ctypes:
+    each reaches the world when recorded and is refused on replay, guards on or off."""
+    project.write("doors", DOORS.format(marker=str(tmp_path / "marker")))
+    with counting_server() as (url, hits):
+        run = record(project.load("doors", flow), {"url": url}, store=project_store)
+        before = len(hits)
+        for guards in ("warn", "off"):
+            report = replay(run.id, store=project_store, code="workdir",
+                            guards=guards)
+            assert report.verdict == "diverged", report.explain()
+            first = report.first_divergence
+            assert first is not None
+            assert refused in first.message
+        assert len(hits) == before
+        assert replay(run.id, store=project_store, code="workdir", allow_world=True).reproduced
+
+
+def test_a_module_that_connects_when_imported_is_refused(project: Project,
+                                                         project_store: Store) -> None:
+    """A pinned module connecting at import time (a client made at module level) cannot
+    replay without the world: refused, and the replay says why."""
+    with counting_server() as (url, hits):
+        project.write("eager", f"""
+            import urllib.request
+            import pinrun
+
+            urllib.request.urlopen({url!r}, timeout=10).read()
+
+            @pinrun.step
+            def go(n: int) -> dict:
+                return {{"m": n}}
+
+            flow = pinrun.Flow("eager", [go])
+        """)
+        run = record(project.load("eager"), {"n": 1}, store=project_store)
+        assert len(hits) == 1
+        report = replay(run.id, store=project_store)  # pinned: imported afresh from the pin
+        assert report.verdict == "error"
+        assert "replay refused socket.getaddrinfo('127.0.0.1'" in (report.error or "")
+        assert len(hits) == 1
+        assert replay(run.id, store=project_store, allow_world=True).reproduced
+        assert len(hits) == 2

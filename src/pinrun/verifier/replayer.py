@@ -26,7 +26,7 @@ import functools
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal, cast
@@ -53,6 +53,7 @@ from pinrun.verifier.diff import diff_states
 from pinrun.verifier.moved import check_same_steps, recorded_flow
 from pinrun.verifier.report import Cause, ReplayReport, StepResult
 from pinrun.world import World
+from pinrun.world_guard import ReplayWatch, refusing_world
 
 __all__ = ["CodeSource", "replay"]
 
@@ -115,14 +116,17 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
             not any(step["code"] for step in pinned_steps.values())
     root = project_root if project_root is not None else project_root_for(store.path)
     try:
-        with _flow_to_replay(store, run, code, root, flow) as (chosen, drift, ran, loaded):
+        # From the first import of the project's code to the last step: the whole replay.
+        with (nullcontext(None) if allow_world else refusing_world()) as refused, \
+                _flow_to_replay(store, run, code, root, flow) as (chosen, drift, ran, loaded):
             modules = [] if guards == "off" else [*_project_modules(root), *loaded]
             with Guards(modules, guards, allow_world=allow_world) as watching:
                 verified: set[Digest] = set()
                 for repetition in range(1, repeat + 1):
                     report.steps, report.repetition = [], repetition
                     _Replay(store, run, chosen, drift=drift, report=report, guards=watching,
-                            debug_step=debug_step, verified=verified, ran=ran).run()
+                            debug_step=debug_step, verified=verified, ran=ran,
+                            refused=refused).run()
                     if report.first_divergence is not None:
                         break
     except StoreError:
@@ -229,8 +233,11 @@ class _Replay:
                  drift: Callable[[], CodeStatus] | None, report: ReplayReport,
                  guards: Guards, debug_step: str | None = None,
                  verified: set[Digest] | None = None,
-                 ran: dict[str, tuple[str, bool]] | None = None) -> None:
+                 ran: dict[str, tuple[str, bool]] | None = None,
+                 refused: ReplayWatch | None = None) -> None:
         self.debug_step = debug_step
+        #: What the replay refused outside a step's own watch (its threads, say).
+        self.refused = refused
         self.guards = guards
         self.watched = guards.mode != "off"
         #: The project's module state as the last step left it (to spot a step changing it).
@@ -290,6 +297,8 @@ class _Replay:
         self.module_state = module_state(self.guards.modules) if self.watched else {}
 
     def settle(self, outcome: Outcome, base: LevelBase, *, final: bool) -> Settled | None:
+        if self.refused is not None:  # refused in the step's threads while it ran
+            outcome.guarded += self.refused.drain()
         if self.watched:
             before, after = self.module_state, module_state(self.guards.modules)
             outcome.hazards += [f"changed module state {name} (hidden state a worker "
