@@ -109,3 +109,16 @@ def test_other_values_need_no_detail_and_escapes_stay_escaped() -> None:
     assert difference("a", "b") == []
     changes, _ = diff_states({"t": "x\x1b[2J" + "y" * 300}, {"t": "x\x1b[2J" + "z" * 300})
     assert all("\x1b" not in line for line in changes[0].lines())
+
+
+def test_a_frame_declaring_a_huge_index_is_not_walked() -> None:
+    """A frame of no columns over RangeIndex(10**15) (a few bytes stored) is described by
+    its shape, never label by label."""
+    import pandas as pd
+
+    huge = pd.DataFrame(index=pd.RangeIndex(0, 10**15))
+    lines = difference(huge, pd.DataFrame(index=pd.RangeIndex(0, 3)))
+    assert lines[0] == "DataFrame 1,000,000,000,000,000x0 -> 3x0"
+    assert lines[1].startswith("(labels and cells are not compared")
+    series = difference(pd.Series(1, index=pd.RangeIndex(0, 10**7)), pd.Series([1, 2]))
+    assert series[-1].startswith("(labels and cells are not compared")

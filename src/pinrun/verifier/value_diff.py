@@ -219,12 +219,30 @@ def _added_removed(what: str, before: Any, after: Any) -> list[str]:
     return lines
 
 
+#: Frames and series with more labels or cells than this are not compared label by
+#: label: a recorded value of a few bytes may declare an index of 10**15 labels.
+_LABELS = 1_000_000
+_CELLS = 20_000_000
+
+
+def _too_large(*values: Any) -> bool:
+    return any(len(value.index) > _LABELS or value.size > _CELLS or
+               (value.ndim > 1 and len(value.columns) > _LABELS) for value in values)
+
+
+_NOT_COMPARED = (f"(labels and cells are not compared: over {_LABELS:,} labels or "
+                 f"{_CELLS:,} cells)")
+
+
 def _frames(recorded: Any, replayed: Any) -> list[str]:
     lines = [f"DataFrame {recorded.shape[0]:,}x{recorded.shape[1]} -> "
              f"{replayed.shape[0]:,}x{replayed.shape[1]}"]
+    if _too_large(recorded, replayed):
+        return [*lines, _NOT_COMPARED]
     lines += _added_removed("columns", recorded.columns, replayed.columns)
     lines += _added_removed("rows (by index)", recorded.index, replayed.index)
-    shared = [column for column in recorded.columns if column in set(replayed.columns)]
+    theirs = set(replayed.columns)
+    shared = [column for column in recorded.columns if column in theirs]
     for column in shared:
         if recorded[column].dtype != replayed[column].dtype:
             lines.append(f"column {short(column, 30)}: dtype {recorded[column].dtype} -> "
@@ -310,6 +328,8 @@ def _series(recorded: Any, replayed: Any) -> list[str]:
         lines.append(f"name {short(recorded.name, 30)} -> {short(replayed.name, 30)}")
     if recorded.dtype != replayed.dtype:
         lines.append(f"dtype {recorded.dtype} -> {replayed.dtype}")
+    if _too_large(recorded, replayed):
+        return [*lines, _NOT_COMPARED]
     lines += _added_removed("index", recorded.index, replayed.index)
     return lines + _frame_cells(recorded.to_frame(name=0), replayed.to_frame(name=0), [0],
                                 series=True)
