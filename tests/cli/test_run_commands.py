@@ -12,6 +12,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pinrun.cli.main import cli
+from tests.helpers import Project
+from tests.helpers import project_cli as in_project
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -95,3 +97,24 @@ def test_runs_on_an_empty_store_says_how_to_record(runner: CliRunner) -> None:
     """With nothing recorded, runs says so and names the command that records."""
     assert "pinrun run MODULE:FLOW" in run(runner, "runs").output
     assert json.loads(run(runner, "runs", "--json").output) == []
+
+
+def test_a_step_warning_is_shown_once(project: Project) -> None:
+    """A warning a step raises is printed once as Python prints it, and the run goes on
+    (showing it used to re-record it into the list being shown, for ever)."""
+
+    project.write("warns", """
+        import warnings
+        import pinrun
+
+        @pinrun.step
+        def careful(n: int) -> dict:
+            warnings.warn("heads up")
+            return {"m": n}
+
+        flow = pinrun.Flow("warns", [careful])
+    """)
+    assert in_project(project, "init").returncode == 0
+    done = in_project(project, "run", project.entry("warns"), "--set", "n=1")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("UserWarning: heads up") == 1

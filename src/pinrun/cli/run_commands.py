@@ -97,18 +97,24 @@ def warnings_to_stderr() -> Iterator[None]:
 
     Other warnings (the user's code's) are shown as Python would show them.
     """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", PinrunWarning)
-        try:
-            yield
-        finally:
-            for warning in caught:
-                if issubclass(warning.category, PinrunWarning):
-                    # It names steps and files: shown escaped.
-                    click.echo(f"pinrun: warning: {printable(warning.message)}", err=True)
-                else:
-                    warnings.showwarning(warning.message, warning.category, warning.filename,
-                                         warning.lineno)
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as recorded:
+            warnings.simplefilter("always", PinrunWarning)
+            try:
+                yield
+            finally:
+                caught = list(recorded)
+    finally:
+        # Shown once the recording has ended: shown inside it, a warning would be
+        # recorded again into the list being shown, for ever.
+        for warning in caught:
+            if issubclass(warning.category, PinrunWarning):
+                # It names steps and files: shown escaped.
+                click.echo(f"pinrun: warning: {printable(warning.message)}", err=True)
+            else:
+                warnings.showwarning(warning.message, warning.category, warning.filename,
+                                     warning.lineno)
 
 
 def code_policy_option(func: Any) -> Any:
