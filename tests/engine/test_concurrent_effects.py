@@ -239,3 +239,36 @@ def test_a_call_no_longer_made_is_named_with_its_values(fanned: Project,
     assert first is not None
     assert first.message == ("the recording has effect fetch('k') (and 1 more), which the "
                              "replayed step never asked for")
+
+
+def test_an_effects_exception_comes_back_as_it_was_raised(project: Project,
+                                                          project_store: Store) -> None:
+    """A recorded KeyError('k1') or OSError(2, ...) is raised again with its own
+    arguments, so code reading them reproduces (rebuilt from str() it did not)."""
+    project.write("raising", """
+        import pinrun
+
+        def lookup(key):
+            raise KeyError(key)
+
+        def opener(path):
+            raise FileNotFoundError(2, "No such file", path)
+
+        @pinrun.step
+        def read(ctx: pinrun.Context) -> dict:
+            try:
+                ctx.effect("lookup", lookup, "k1")
+            except KeyError as error:
+                first = repr(error)
+            try:
+                ctx.effect("open", opener, "/nope")
+            except OSError as error:
+                second = [error.errno, error.strerror, error.filename]
+            return {"first": first, "second": second}
+
+        flow = pinrun.Flow("raising", [read])
+    """)
+    run = record(project.load("raising"), {}, store=project_store)
+    for code in ("pinned", "workdir"):
+        report = replay(run.id, store=project_store, code=code)
+        assert report.reproduced, report.explain()

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pinrun.artifacts.store import Store
 
 __all__ = ["EffectCall", "Event", "EventKind", "argument_digest", "effect_call",
-           "recorded_events", "type_name"]
+           "error_arguments", "recorded_events", "type_name"]
 
 EventKind = Literal["now", "random", "uuid4", "effect"]
 
@@ -42,6 +42,9 @@ class Event:
     #: An effect's arguments as values, or a preview when large
     #: (:func:`~pinrun.engine.call_values.call_value`; None in older records).
     call: dict[str, Any] | None = None
+    #: The exception's own arguments (``exc.args``), when they are values pinrun can
+    #: store: it is rebuilt from them (``KeyError('k1')``, not ``KeyError("'k1'")``).
+    error_args: list[Any] | None = None
 
     def as_value(self) -> dict[str, Any]:
         """The canonical form stored in a run's step record."""
@@ -50,7 +53,8 @@ class Event:
             out["name"] = self.name
             out["arguments"] = self.arguments
         if self.error is not None:
-            out["error"] = list(self.error)
+            out["error"] = [*self.error, *([self.error_args] if self.error_args is not None
+                                           else [])]
         if self.call is not None:
             out["call"] = self.call
         return out
@@ -60,7 +64,8 @@ class Event:
         """Rebuild an event stored by :meth:`as_value` (checked by :func:`recorded_events`)."""
         error = data.get("error")
         return cls(data["kind"], data["value"], data.get("name"), data.get("arguments"),
-                   (error[0], error[1]) if error else None, data.get("call"))
+                   (error[0], error[1]) if error else None, data.get("call"),
+                   error[2] if error and len(error) == 3 else None)
 
     def describe(self) -> str:
         """The call as its code wrote it: ``effect fetch('EUR')``, ``ctx.now()``."""
@@ -71,7 +76,7 @@ class Event:
     def answer(self) -> Any:
         """The recorded answer, as a fresh copy; an effect that raised raises again."""
         if self.error is not None:
-            raise _rebuilt_error(*self.error)
+            raise _rebuilt_error(*self.error, self.error_args)
         return codec.decode(codec.encode(self.value))
 
 
@@ -87,9 +92,10 @@ def _event_problem(data: Any) -> str | None:
         if data.get(field) is not None and type(data[field]) is not str:
             return f"has a {field} that is not text"
     error = data.get("error")
-    if error is not None and not (type(error) in (list, tuple) and len(error) == 2
-                                  and all(type(part) is str for part in error)):
-        return "has an error that is not [type, message]"
+    if error is not None and not (type(error) in (list, tuple) and len(error) in (2, 3)
+                                  and all(type(part) is str for part in error[:2])
+                                  and (len(error) == 2 or type(error[2]) is list)):
+        return "has an error that is not [type, message] or [type, message, arguments]"
     return call_problem(data.get("call"))
 
 
@@ -117,11 +123,33 @@ def type_name(error: BaseException) -> str:
         f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _rebuilt_error(type_name: str, message: str) -> BaseException:
+def error_arguments(error: BaseException) -> list[Any] | None:
+    """An exception's ``args`` as a record keeps them (None: not values pinrun stores)."""
+    arguments = list(error.args)
+    if isinstance(error, OSError) and len(arguments) == 2 and error.filename is not None:
+        # OSError(errno, strerror, filename[, winerror, filename2]) keeps only two in args.
+        arguments += [error.filename] + ([None, error.filename2]
+                                         if error.filename2 is not None else [])
+    try:
+        payload = codec.encode(arguments, root="an effect's exception arguments")
+    except Exception:  # a client object, a socket in the args: the message must do
+        return None
+    if len(payload) > _ERROR_ARGUMENTS_LIMIT:
+        return None
+    found: list[Any] = codec.decode(payload)
+    return found
+
+
+_ERROR_ARGUMENTS_LIMIT: Final = 16 * 1024
+
+
+def _rebuilt_error(type_name: str, message: str,
+                   arguments: list[Any] | None = None) -> BaseException:
     """The recorded exception again: its own type when this process has it loaded.
 
     The type name comes from the record, so it is looked up, never imported,
-    and only an Exception subclass is called (with the recorded message).
+    and only an Exception subclass is called: with its recorded arguments, else
+    with the recorded message.
     """
     parts = type_name.split(".")
     cls = codec.find_loaded_class(f"builtins:{type_name}") if len(parts) == 1 else None
@@ -130,10 +158,11 @@ def _rebuilt_error(type_name: str, message: str) -> BaseException:
             break
         cls = codec.find_loaded_class(f"{'.'.join(parts[:split])}:{'.'.join(parts[split:])}")
     if cls is not None and issubclass(cls, Exception):
-        try:
-            return cls(message)
-        except Exception:  # a constructor that wants other arguments: named instead
-            pass
+        for attempt in ([arguments] if arguments is not None else []) + [[message]]:
+            try:
+                return cls(*attempt)
+            except Exception:  # a constructor that wants other arguments: next, or named
+                continue
     return RecordedEffectError(f"{type_name}: {message}")
 
 

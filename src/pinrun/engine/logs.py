@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from pinrun.artifacts import codec
 from pinrun.engine.call_values import describe_call
-from pinrun.engine.events import EffectCall, Event, EventKind, type_name
+from pinrun.engine.events import EffectCall, Event, EventKind, error_arguments, type_name
 from pinrun.errors import ContextDivergenceError
 from pinrun.world import World
 from pinrun.world_guard import inside_effect
@@ -142,7 +142,7 @@ class RecordingLog:
 
     def _failed(self, effect: EffectCall, exc: Exception) -> None:
         self.events.append(Event("effect", None, effect.name, effect.arguments,
-                                 (type_name(exc), str(exc)), effect.call))
+                                 (type_name(exc), str(exc)), effect.call, error_arguments(exc)))
 
     def _answered(self, effect: EffectCall, result: T) -> T:
         payload = codec.encode(result, root=f"the result of effect {effect.name!r}")
