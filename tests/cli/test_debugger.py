@@ -76,3 +76,16 @@ def test_pdb_stops_in_the_step_and_only_peeks(recorded: tuple[Project, str], ste
     if step == "fetch":
         assert shown[2] == "(Pdb) 6"
     assert "reproduced" in done.stdout
+
+
+@pytest.mark.parametrize("step", ["fetch", "stamp"])
+def test_quitting_the_debugger_stops_without_a_verdict(recorded: tuple[Project, str],
+                                                       step: str) -> None:
+    """`q` at the prompt stops the replay, which says so with no verdict: never a
+    divergence of the step."""
+    project, run_id = recorded
+    done = _debug(project, run_id, step, "q\n")
+    assert done.returncode == 1, done.stdout + done.stderr
+    said = " ".join(done.stdout.split())
+    assert f"could not replay: you quit the debugger in step {step!r}" in said
+    assert "diverged" not in said

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from pinrun.artifacts import codec
 from pinrun.engine.context import Context, RecordingLog, ReplayLog, activate
-from pinrun.errors import PinrunError, StepOutputError, UnsupportedValueError
+from pinrun.errors import InputError, PinrunError, StepOutputError, UnsupportedValueError
 from pinrun.flows.flow import Flow
 from pinrun.flows.module_objects import state_snapshot
 from pinrun.flows.step import Step
@@ -245,9 +245,18 @@ def _run_sync(call: _Call, guard: StepGuard | None, *, debug: bool = False) -> O
                 if inspect.isawaitable(result):
                     result = run_coroutine(_await(result))
         except _STEP_FAILURES as exc:
+            _stop_if_debugger_quit(exc, debug, call.item)
             call.outcome.error = exc
     call.outcome.guarded = list(noticed)
     return call.finish(result)
+
+
+def _stop_if_debugger_quit(error: BaseException, debug: bool, item: Step) -> None:
+    """Quitting pdb (``q``, or the end of its input) stops the replay: it is not the
+    step's failure, and no verdict may be drawn from it."""
+    if debug and type(error).__name__ == "BdbQuit" and type(error).__module__ == "bdb":
+        raise InputError(f"you quit the debugger in step {item.name!r}: the replay stopped "
+                         "there, with no verdict (use `continue` to let it go on)") from None
 
 
 def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -283,6 +292,7 @@ async def _run_concurrently(calls: list[_Call], limit: int, guard: StepGuard | N
                         running = call.item.func(**call.arguments)
                         result = await (_stopped_in(running) if debug else running)
                 except _STEP_FAILURES as exc:
+                    _stop_if_debugger_quit(exc, debug, call.item)
                     call.outcome.error = exc
             call.outcome.guarded = list(noticed)
         return call.finish(result)
