@@ -22,9 +22,9 @@ import contextvars
 import inspect
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from types import FrameType, MappingProxyType
+from types import CodeType, FrameType, MappingProxyType
 from typing import Any, TypeVar
 
 from pinrun.artifacts import codec
@@ -237,9 +237,9 @@ def _run_sync(call: _Call, guard: StepGuard | None, *, debug: bool = False) -> O
                 if debug and call.item.is_async:
                     result = run_coroutine(_stopped_in(call.item.func(**call.arguments)))
                 elif debug:  # the forensic workflow: stop at the step's first line
-                    import pdb  # only when asked for: --step NAME --pdb
-
-                    result = pdb.Pdb().runcall(call.item.func, **call.arguments)
+                    # Not Pdb.runcall: it swallows a quit, which must stop the replay.
+                    with _stopping_in(call.item.func.__code__):
+                        result = call.item.func(**call.arguments)
                 else:
                     result = call.item.func(**call.arguments)
                 if inspect.isawaitable(result):
@@ -312,10 +312,17 @@ async def _stopped_in(coroutine: Coroutine[Any, Any, T]) -> T:
     in its body: here a trace function waits for the coroutine's own frame to
     start, in whichever thread runs the event loop, and hands it to pdb.
     """
+    with _stopping_in(coroutine.cr_code):  # type: ignore[attr-defined]
+        return await coroutine
+
+
+@contextmanager
+def _stopping_in(body: CodeType) -> Iterator[None]:
+    """While the block runs in this thread, stop in pdb at the first line of the frame
+    that runs ``body`` (a step's code): a trace function waits for it to start."""
     import pdb  # only when asked for: --step NAME --pdb
 
     debugger = pdb.Pdb()
-    body = coroutine.cr_code  # type: ignore[attr-defined]
 
     def wait(frame: FrameType, event: str, arg: Any) -> Any:
         if event == "call" and frame.f_code is body:
@@ -325,6 +332,6 @@ async def _stopped_in(coroutine: Coroutine[Any, Any, T]) -> T:
 
     sys.settrace(wait)
     try:
-        return await coroutine
+        yield
     finally:
         sys.settrace(None)
