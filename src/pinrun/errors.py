@@ -115,6 +115,8 @@ __all__ = [
 def _rebuild(cls: type[PinrunError], args: tuple[object, ...],
              state: dict[str, object]) -> PinrunError:
     """Unpickle an error without calling its ``__init__`` (whose parameters vary)."""
+    if not (isinstance(cls, type) and issubclass(cls, PinrunError)):
+        raise TypeError(f"{cls!r} is not a pinrun error")  # a crafted pickle, refused
     error = cls.__new__(cls)
     error.args = args
     error.__dict__.update(state)

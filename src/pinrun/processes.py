@@ -84,10 +84,18 @@ _ANSWER_PATHS = frozenset({"Path", "PosixPath", "WindowsPath", "PurePath", "Pure
 
 class _AnswerUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        if module.startswith(_ANSWER_MODULES) or \
-                (module == "builtins" and name in _ANSWER_BUILTINS) or \
-                (module == "pathlib" and name in _ANSWER_PATHS):
+        if (module == "builtins" and name in _ANSWER_BUILTINS) or \
+                (module == "pathlib" and name in _ANSWER_PATHS) or \
+                (module, name) == ("pinrun.errors", "_rebuild"):  # how errors pickle
             return super().find_class(module, name)
+        # A class pinrun defines, in a module already loaded: never a function, never a
+        # dotted name reaching through a module (pinrun.processes:os.system), and never
+        # an import (importing pinrun.__main__ would run the command line).
+        loaded = sys.modules.get(module)
+        if module.startswith(_ANSWER_MODULES) and loaded is not None and "." not in name:
+            found = vars(loaded).get(name)
+            if isinstance(found, type) and found.__module__ == module:
+                return found
         raise pickle.UnpicklingError(f"a child's answer may not name {module}.{name}")
 
 
@@ -110,14 +118,20 @@ def call_in_child(target: str, argument: Any, *, environment: Mapping[str, str] 
     with tempfile.TemporaryDirectory(prefix="pinrun-child-") as folder:
         request, answer = Path(folder) / "request", Path(folder) / "answer"
         request.write_bytes(pickle.dumps((target, argument, paths)))
-        try:
-            done = subprocess.run([sys.executable, "-c", _CHILD, str(request), str(answer)],
-                                  env=env, capture_output=True, text=True, timeout=timeout,
-                                  check=False)
-        except subprocess.TimeoutExpired:
-            return ChildResult(failure=f"the child process took more than {timeout:.0f} s")
+        # Output to a file, not a pipe: a process the replayed code left running keeps a
+        # pipe open, and reading it to its end would wait for that process too.
+        with open(Path(folder) / "output", "w+b") as output:
+            try:
+                done = subprocess.run([sys.executable, "-c", _CHILD, str(request),
+                                       str(answer)], env=env, stdout=output, stderr=output,
+                                      stdin=subprocess.DEVNULL, timeout=timeout, check=False)
+            except subprocess.TimeoutExpired:
+                return ChildResult(failure=f"the child process took more than "
+                                           f"{timeout:.0f} s")
+            output.seek(max(output.seek(0, io.SEEK_END) - 4096, 0))
+            tail = output.read().decode(errors="replace")
         if not answer.exists():
-            last = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
+            last = tail.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
             return ChildResult(failure=f"the child process ended without an answer "
                                        f"({last[0][:300]})")
         try:

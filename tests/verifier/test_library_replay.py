@@ -147,3 +147,22 @@ def test_a_childs_answer_is_read_as_data() -> None:
     assert raised.failure is not None
     assert raised.failure.startswith("TypeError")
     assert os.environ.get("PYTHONHASHSEED") != "123"
+
+
+def test_a_forged_answer_cannot_reach_through_a_pinrun_module(tmp_path: Path) -> None:
+    """An answer naming pinrun.processes:os.system (a dotted name) is refused: the parent
+    resolves only classes pinrun defines, and runs nothing."""
+    marker = tmp_path / "marker"
+    forged = call_in_child("tests.verifier.child_targets:forged_answer", str(marker))
+    assert "may not name pinrun.processes.os.system" in (forged.failure or "")
+    assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_a_process_the_child_leaves_running_does_not_hold_the_parent() -> None:
+    """The answer comes back when the child ends, not when a process it left does."""
+    import time
+
+    started = time.monotonic()
+    assert call_in_child("tests.verifier.child_targets:leave_a_process", 30).value == "done"
+    assert time.monotonic() - started < 25  # the leftover sleeps 30 s
