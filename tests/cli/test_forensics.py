@@ -159,3 +159,17 @@ def test_collapsed_names_and_traceback_lines_are_bounded() -> None:
     assert lines[0] == "... (60 earlier lines left out)"
     assert lines[-1] == "line 99\\x1b"
     assert len(lines) == 41
+
+
+def test_show_counts_every_call_and_bounds_what_it_reads(
+        runner: CliRunner, project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--values counts each effect over all the calls, not the ones listed; events larger
+    than the limit are named by size and digest, never read."""
+    run_id = _record(runner, project, "A1")
+    out = invoke(runner, "show", run_id, "--values").stdout
+    assert "context: 302 calls (fetch x300, fx_rate, ctx.now())" in out
+    monkeypatch.setattr("pinrun.cli.step_values.EVENTS_SHOWN_LIMIT", 1000)
+    out = invoke(runner, "show", run_id, "--values").stdout
+    assert "bytes of events, too many to show here (pinrun cat" in " ".join(out.split())
+    plain = invoke(runner, "show", run_id).stdout
+    assert "(not read:" in plain

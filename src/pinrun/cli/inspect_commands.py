@@ -370,6 +370,12 @@ def _pinned_summary(pinned: list[dict[str, str | None]]) -> str:
 
 def _events_summary(store: Store, digest: Digest) -> dict[str, Any]:
     """The effects a step consumed, by name, and how many context calls it made."""
+    from pinrun.cli.step_values import events_too_large
+
+    too_large = events_too_large(store, digest)
+    if too_large is not None:
+        return {"effects": [f"(not read: {too_large:,} bytes of events)"],
+                "context_calls": None}
     events = store.get_value(digest)
     if not isinstance(events, list) or not all(
             isinstance(event, dict) and isinstance(event.get("kind"), str) for event in events):

@@ -11,6 +11,7 @@ last lines. Everything rendered is stored data, so every line goes through
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
@@ -105,15 +106,33 @@ def _event(event: Event) -> dict[str, Any]:
             "result": answer, "error": list(event.error) if event.error is not None else None}
 
 
+#: A step's context events larger than this (decompressed) are not read to be shown:
+#: a few kilobytes stored may hold millions of events.
+EVENTS_SHOWN_LIMIT: Final = 16 * 1024 * 1024
+
+
+def events_too_large(store: Store, digest: Digest) -> int | None:
+    """The decompressed size of a step's events when too large to show, else None."""
+    size = store.info(digest).raw_size
+    return size if size > EVENTS_SHOWN_LIMIT else None
+
+
 def step_values(store: Store, step: StepRecord) -> dict[str, Any]:
     """What ``show --values --json`` gives for a step: its inputs, outputs and events."""
     from pinrun.engine.context import recorded_events
 
+    values: dict[str, Any] = {
+        "inputs": _snapshot(store, step.inputs),
+        "outputs": _snapshot(store, step.outputs) if step.outputs is not None else None}
+    too_large = events_too_large(store, step.events)
+    if too_large is not None:
+        return {**values, "events": [], "events_left_out": 0, "calls": {},
+                "events_not_read": {"bytes": too_large, "digest": step.events.hex}}
     events = recorded_events(store, step.events)
-    return {"inputs": _snapshot(store, step.inputs),
-            "outputs": _snapshot(store, step.outputs) if step.outputs is not None else None,
-            "events": [_event(event) for event in events[:MAX_EVENTS]],
-            "events_left_out": max(len(events) - MAX_EVENTS, 0)}
+    calls = Counter(f"{event.name}" if event.kind == "effect" else f"ctx.{event.kind}()"
+                    for event in events)
+    return {**values, "events": [_event(event) for event in events[:MAX_EVENTS]],
+            "events_left_out": max(len(events) - MAX_EVENTS, 0), "calls": dict(calls)}
 
 
 def _snapshot_lines(title: str, snapshot: dict[str, Any] | None) -> Iterator[str]:
@@ -134,11 +153,15 @@ def _snapshot_lines(title: str, snapshot: dict[str, Any] | None) -> Iterator[str
               f"{MAX_KEYS}; pinrun cat {snapshot['digest'][:12]} has them all)"
 
 
-def _event_lines(events: list[dict[str, Any]], left_out: int) -> Iterator[str]:
+def _event_lines(events: list[dict[str, Any]], left_out: int,
+                 calls: dict[str, int]) -> Iterator[str]:
     if not events:
         yield "  context: no calls"
         return
-    yield "  context:"
+    total = sum(calls.values())
+    counted = ", ".join(f"{name} x{count}" if count > 1 else name
+                        for name, count in calls.items())
+    yield printable(f"  context: {total} call{'s' if total != 1 else ''} ({counted})", limit=400)
     index = 0
     while index < len(events):
         event = events[index]
@@ -147,12 +170,14 @@ def _event_lines(events: list[dict[str, Any]], left_out: int) -> Iterator[str]:
                 and events[index + run]["name"] == event["name"]:
             run += 1
         if run > SHOWN_REPEATS:
-            yield printable(f"    {event['name']} x{run}:")
+            cut = left_out and index + run == len(events)  # the run goes on past the cut
+            yield printable(f"    {event['name']} x{run}{'+' if cut else ''}:")
         for item in events[index:index + min(run, SHOWN_REPEATS)]:
             yield printable(f"    {'  ' if run > SHOWN_REPEATS else ''}{item['call']} -> "
                             f"{item['result']}")
         if run > SHOWN_REPEATS:
-            yield printable(f"      ... and {run - SHOWN_REPEATS} more calls of "
+            more = run - SHOWN_REPEATS
+            yield printable(f"      ... and {more} more call{'s' if more != 1 else ''} of "
                             f"{event['name']} (--json lists each)")
         index += run
     if left_out:
@@ -167,7 +192,12 @@ def step_lines(label: str, row: dict[str, Any], values: dict[str, Any]) -> list[
     lines += _snapshot_lines("read", values["inputs"])
     lines += _snapshot_lines("returned", values["outputs"]) if row["status"] == "succeeded" \
         else _snapshot_lines("returned", None)
-    lines += _event_lines(values["events"], values["events_left_out"])
+    unread = values.get("events_not_read")
+    if unread:
+        lines.append(f"  context: {unread['bytes']:,} bytes of events, too many to show here "
+                     f"(pinrun cat {unread['digest']})")
+    else:
+        lines += _event_lines(values["events"], values["events_left_out"], values["calls"])
     error = row.get("error")
     if error:
         lines.append(printable(f"  failed: {error['type']}: {error['message']}"))
