@@ -173,3 +173,17 @@ def test_show_counts_every_call_and_bounds_what_it_reads(
     assert "bytes of events, too many to show here (pinrun cat" in " ".join(out.split())
     plain = invoke(runner, "show", run_id).stdout
     assert "(not read:" in plain
+
+
+def test_kept_arguments_must_match_the_digest() -> None:
+    """Kept arguments that do not encode to the call's digest are flagged, not shown as
+    if they were what was sent."""
+    from pinrun.cli.step_values import kept_call_matches
+    from pinrun.engine.events import Event, argument_digest
+
+    digest = argument_digest("fx", ("EUR",), {})
+    honest = Event("effect", 1.25, "fx", digest, call={"args": ["EUR"], "kwargs": {}})
+    forged = Event("effect", 1.25, "fx", digest, call={"args": ["USD"], "kwargs": {}})
+    assert kept_call_matches(honest)
+    assert not kept_call_matches(forged)
+    assert kept_call_matches(Event("effect", 1, "fx", digest))  # an older record

@@ -95,6 +95,9 @@ def _event(event: Event) -> dict[str, Any]:
     if event.kind == "effect":
         name = event.name or "?"
         asked = describe_call(name, event.call, event.arguments)
+        if not kept_call_matches(event):
+            asked += (" (damaged record: these kept arguments are not the ones the call "
+                      "was matched on)")
     else:
         name, asked = event.kind, f"ctx.{event.kind}()"
     value = event.value
@@ -115,6 +118,21 @@ def events_too_large(store: Store, digest: Digest) -> int | None:
     """The decompressed size of a step's events when too large to show, else None."""
     size = store.info(digest).raw_size
     return size if size > EVENTS_SHOWN_LIMIT else None
+
+
+def kept_call_matches(event: Event) -> bool:
+    """Whether an effect's kept arguments encode to the digest its call was matched on
+    (a record may not show one call and have replayed another)."""
+    from pinrun.engine.events import argument_digest
+
+    call = event.call
+    if call is None or "args" not in call or event.arguments is None:
+        return True
+    try:
+        return argument_digest(event.name or "", tuple(call["args"]),
+                               call["kwargs"]) == event.arguments
+    except Exception:  # arguments that do not even encode: not the ones matched on
+        return False
 
 
 def step_values(store: Store, step: StepRecord) -> dict[str, Any]:

@@ -59,7 +59,7 @@ def call_problem(call: Any) -> str | None:
             type(call["kwargs"]) is dict and all(type(k) is str for k in call["kwargs"]):
         return None
     if set(call) == {"preview", "size"} and type(call["preview"]) is str and \
-            type(call["size"]) is int and call["size"] >= 0:
+            type(call["size"]) is int and 0 <= call["size"] < 2**63:
         return None
     return "keeps its arguments in an unknown form"
 
