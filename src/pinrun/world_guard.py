@@ -94,15 +94,20 @@ _WATCH: ContextVar[WorldWatch | None] = ContextVar("pinrun_world_watch", default
 _IN_EFFECT: ContextVar[bool] = ContextVar("pinrun_in_effect", default=False)
 
 
-@contextmanager
-def inside_effect() -> Iterator[None]:
+class inside_effect:  # noqa: N801 - used as a function: with inside_effect()
     """Mark the block as an effect function running (``ctx.effect``): its world calls are
-    the effect's, recorded as such, and not noted as the step's."""
-    token = _IN_EFFECT.set(True)
-    try:
-        yield
-    finally:
-        _IN_EFFECT.reset(token)
+    the effect's, recorded as such, and not noted as the step's.
+
+    A class rather than a generator: it is entered around every recorded effect.
+    """
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> None:
+        self._token = _IN_EFFECT.set(True)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _IN_EFFECT.reset(self._token)
 
 
 #: Code that is not the project's: pinrun, the standard library, installed distributions.

@@ -24,6 +24,7 @@ import datetime as dt
 import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import FunctionType, MethodType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pinrun.engine.events import Event, EventKind, argument_digest, effect_call, recorded_events
@@ -54,7 +55,10 @@ T = TypeVar("T")
 def _is_async(fn: Any) -> bool:
     """Whether calling ``fn`` makes a coroutine (decided without calling it: on replay it
     is never called)."""
-    # An object whose class's __call__ is an async def (looked up without running anything).
+    if type(fn) in (FunctionType, MethodType):  # the common case: its code's flags say
+        return bool(fn.__code__.co_flags & inspect.CO_COROUTINE)
+    # A partial, or an object whose class's __call__ is an async def (looked up without
+    # running anything).
     called = inspect.getattr_static(type(fn), "__call__", None)
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(called)
 

@@ -10,6 +10,7 @@ too, as values (:mod:`pinrun.engine.call_values`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -23,10 +24,12 @@ if TYPE_CHECKING:
     from pinrun.artifacts.digest import Digest
     from pinrun.artifacts.store import Store
 
-__all__ = ["EffectCall", "Event", "EventKind", "argument_digest", "effect_call",
-           "error_arguments", "recorded_events", "type_name"]
+__all__ = ["IMMUTABLE_ANSWERS", "EffectCall", "Event", "EventKind", "argument_digest",
+           "effect_call", "error_arguments", "recorded_events", "type_name"]
 
 EventKind = Literal["now", "random", "uuid4", "effect"]
+#: Answers a step cannot change in place: handed over as they are, not as a copy.
+IMMUTABLE_ANSWERS: Final = frozenset((str, int, float, bool, bytes, type(None)))
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ class Event:
         """The recorded answer, as a fresh copy; an effect that raised raises again."""
         if self.error is not None:
             raise _rebuilt_error(*self.error, self.error_args)
+        if type(self.value) in IMMUTABLE_ANSWERS:
+            return self.value  # nothing the step could change
         return codec.decode(codec.encode(self.value))
 
 
@@ -181,10 +186,18 @@ class EffectCall:
 
     name: str
     arguments: str
-    call: dict[str, Any]
+    _args: tuple[Any, ...]
+    _kwargs: dict[str, Any]
+    _payload: bytes
+
+    @functools.cached_property
+    def call(self) -> dict[str, Any]:
+        """The arguments as a record keeps them: made only when recorded or shown (a
+        replay that matches never needs them)."""
+        return call_value(self._args, self._kwargs, self._payload)
 
 
 def effect_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> EffectCall:
+    """An effect call, identified by the digest of its canonically encoded arguments."""
     payload = _arguments_payload(name, args, kwargs)
-    return EffectCall(name, blake3.blake3(payload).hexdigest(),
-                      call_value(args, kwargs, payload))
+    return EffectCall(name, blake3.blake3(payload).hexdigest(), args, kwargs, payload)

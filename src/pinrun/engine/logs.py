@@ -22,7 +22,14 @@ from typing import Any, TypeVar
 
 from pinrun.artifacts import codec
 from pinrun.engine.call_values import describe_call
-from pinrun.engine.events import EffectCall, Event, EventKind, error_arguments, type_name
+from pinrun.engine.events import (
+    IMMUTABLE_ANSWERS,
+    EffectCall,
+    Event,
+    EventKind,
+    error_arguments,
+    type_name,
+)
 from pinrun.errors import ContextDivergenceError
 from pinrun.world import World
 from pinrun.world_guard import inside_effect
@@ -149,6 +156,8 @@ class RecordingLog:
         # Appended as each call ends (list.append is atomic: threads may record at once).
         self.events.append(Event("effect", result, effect.name, effect.arguments,
                                  call=effect.call))
+        if type(result) in IMMUTABLE_ANSWERS:
+            return result
         # The step gets a copy: changing it must not change what was recorded.
         copy: T = codec.decode(payload)
         return copy
