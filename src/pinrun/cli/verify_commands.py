@@ -169,7 +169,8 @@ def _summary(results: list[dict[str, Any]], selected: int) -> None:
         if len(failing) > SHOWN:
             out.print(f"... and {len(failing) - SHOWN} more; --json FILE has them all")
     skipped = selected - len(results)
-    line = (f"verified {len(results)} runs: {counts['reproduced']} reproduced, "
+    runs = "run" if len(results) == 1 else "runs"
+    line = (f"verified {len(results)} {runs}: {counts['reproduced']} reproduced, "
             f"{counts['diverged']} diverged, {counts['error']} could not replay")
     if skipped:
         line += f" ({skipped} not run after --fail-fast)"

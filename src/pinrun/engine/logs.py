@@ -15,7 +15,7 @@ import datetime as dt
 import inspect
 import sys
 import threading
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable
 from types import FrameType
 from typing import Any, TypeVar
@@ -245,7 +245,11 @@ class ReplayLog:
         peeking = self.debugging and at_debugger_prompt()
         index, event, matches = self.answers.plain(kind, take=not peeking)
         if event is None or not matches:
-            self._diverged(ContextDivergenceError(step, index, event, asked), peeking=peeking)
+            next_one = event.describe() if event is not None else "nothing more"
+            self._diverged(ContextDivergenceError(step, index, event, asked, message=(
+                f"the step's next recorded answer is {next_one}, not {asked} (asked at the "
+                "debugger's prompt: nothing was used up)")) if peeking else
+                ContextDivergenceError(step, index, event, asked), peeking=peeking)
         assert event is not None
         return event
 
@@ -284,10 +288,12 @@ class ReplayLog:
 
     def _unanswered(self, step: str, effect: EffectCall) -> ContextDivergenceError:
         asked = f"effect {describe_call(effect.name, effect.call)}"
-        others = self.answers.effects_named(effect.name)
+        # Each distinct call once, with its count: equal calls are one line, not three.
+        others = Counter(describe_call(effect.name, other.call, other.arguments)
+                         for other in self.answers.effects_named(effect.name))
         if others:
-            shown = "; ".join(describe_call(effect.name, other.call, other.arguments)
-                              for other in others[:3])
+            shown = "; ".join(f"{call} x{count}" if count > 1 else call
+                              for call, count in list(others.items())[:3])
             more = f" (and {len(others) - 3} more)" if len(others) > 3 else ""
             found = f"the recording's unanswered calls of {effect.name!r} are {shown}{more}"
         else:
@@ -295,8 +301,7 @@ class ReplayLog:
         index = len(self.events) - len(self.answers.unused)
         return ContextDivergenceError(
             step, index, None, asked,
-            message=f"step {step!r} diverged: it called {asked}, which the recording has "
-                    f"no answer for; {found}.")
+            message=f"it called {asked}, which the recording has no answer for; {found}.")
 
     @property
     def unused(self) -> list[Event]:
