@@ -73,3 +73,38 @@ def test_a_failure_that_skips_a_recorded_effect_diverges(project: Project,
     assert first is not None
     assert first.message == ("the recording has effect charge(10) before it failed, which "
                              "the replayed step never asked for")
+
+
+def test_effects_reordered_in_sequential_code_are_a_hazard(project: Project,
+                                                           project_store: Store) -> None:
+    """Each call still gets its own answer, so the run reproduces; but the step's own code
+    asking in another order than recorded is named as a hazard."""
+    project.write("settle", """
+        import pinrun
+
+        def charge(account, amount):
+            return "charged"
+
+        def refund(account, amount):
+            return "refunded"
+
+        @pinrun.step
+        def settle(ctx: pinrun.Context) -> dict:
+            first = ctx.effect("charge", charge, "acct1", 10)
+            second = ctx.effect("refund", refund, "acct1", 10)
+            return {"done": [first, second]}
+
+        flow = pinrun.Flow("settle", [settle])
+    """)
+    run = record(project.load("settle"), {}, store=project_store)
+    assert replay(run.id, store=project_store, code="workdir").steps[0].hazards == []
+    charge_first = ('    first = ctx.effect("charge", charge, "acct1", 10)\n'
+                    '    second = ctx.effect("refund", refund, "acct1", 10)\n')
+    refund_first = ('    second = ctx.effect("refund", refund, "acct1", 10)\n'
+                    '    first = ctx.effect("charge", charge, "acct1", 10)\n')
+    project.edit("settle", charge_first, refund_first)
+    report = replay(run.id, store=project_store, code="workdir")
+    assert report.reproduced
+    assert report.steps[0].hazards == [
+        "called effect charge('acct1', 10) after effect refund('acct1', 10), though the "
+        "recording made it first (effects answered out of their recorded order)"]

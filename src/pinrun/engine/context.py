@@ -22,6 +22,7 @@ import asyncio
 import contextvars
 import datetime as dt
 import inspect
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FunctionType, MethodType
@@ -141,6 +142,8 @@ def current_context() -> Context:
 @contextmanager
 def activate(context: Context) -> Iterator[Context]:
     """Make ``context`` the current one for the duration of a step."""
+    if isinstance(context._log, ReplayLog):  # where the step's own calls come from
+        context._log.home = threading.get_ident()
     token = _CURRENT.set(context)
     try:
         yield context

@@ -11,6 +11,7 @@ in any order.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import inspect
 import sys
@@ -38,6 +39,8 @@ __all__ = ["RecordingLog", "ReplayLog", "ReuseLog", "at_debugger_prompt"]
 
 T = TypeVar("T")
 _SEED_BYTES = 8
+#: At most this many out-of-order effects are noted on one step.
+_ORDER_NOTES = 3
 _UUID_BYTES = 16
 
 
@@ -75,8 +78,10 @@ class _Answers:
                 self._used[index] = True
             return index, event, event.kind == kind
 
-    def effect(self, name: str, arguments: str, *, take: bool = True) -> Event | None:
-        """The first unanswered recorded call of this effect with these arguments."""
+    def effect(self, name: str, arguments: str, *,
+               take: bool = True) -> tuple[int, Event] | None:
+        """The first unanswered recorded call of this effect with these arguments, and its
+        place among the recorded events."""
         with self._lock:
             waiting = self._effects.get((name, arguments))
             if not waiting:
@@ -84,7 +89,7 @@ class _Answers:
             index = waiting.popleft() if take else waiting[0]
             if take:
                 self._used[index] = True
-            return self.events[index]
+            return index, self.events[index]
 
     def effects_named(self, name: str) -> list[Event]:
         """The recorded calls of effect ``name`` not answered yet (for a divergence)."""
@@ -198,10 +203,11 @@ class ReuseLog(RecordingLog):
         return event.value if event is not None else super().uuid_bytes(step)
 
     def _reused_effect(self, effect: EffectCall) -> Event | None:
-        event = self.earlier.effect(effect.name, effect.arguments)
-        if event is not None:
-            self.events.append(event)
-        return event
+        found = self.earlier.effect(effect.name, effect.arguments)
+        if found is None:
+            return None
+        self.events.append(found[1])
+        return found[1]
 
     def effect(self, step: str, effect: EffectCall, call: Callable[[], T]) -> T:
         event = self._reused_effect(effect)
@@ -235,6 +241,11 @@ class ReplayLog:
         #: The first divergence raised to the step: a step that catches it (``except
         #: Exception``) and goes on has still diverged.
         self.divergence: ContextDivergenceError | None = None
+        #: The thread the step runs in (set when its context is activated).
+        self.home: int | None = None
+        #: Effects the step's own code asked for in another order than recorded (hazards).
+        self.out_of_order: list[str] = []
+        self._last_in_sequence = -1
 
     def _diverged(self, error: ContextDivergenceError, *, peeking: bool) -> None:
         if not peeking and self.divergence is None:
@@ -276,11 +287,34 @@ class ReplayLog:
 
     def _answer(self, step: str, effect: EffectCall) -> Any:
         peeking = self.debugging and at_debugger_prompt()
-        event = self.answers.effect(effect.name, effect.arguments, take=not peeking)
-        if event is None:
+        found = self.answers.effect(effect.name, effect.arguments, take=not peeking)
+        if found is None:
             self._diverged(self._unanswered(step, effect), peeking=peeking)
-        assert event is not None
+        assert found is not None
+        index, event = found
+        if not peeking and self._in_sequence():
+            self._note_order(index)
         return event.answer()
+
+    def _in_sequence(self) -> bool:
+        """Whether this call comes from the step's own code, one call after another (its
+        thread, no event loop): there, the recorded order is the code's order. Calls from
+        threads or tasks may come in any order."""
+        if threading.get_ident() != self.home:
+            return False
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return True
+        return False
+
+    def _note_order(self, index: int) -> None:
+        if index < self._last_in_sequence and len(self.out_of_order) < _ORDER_NOTES:
+            later = self.events[self._last_in_sequence]
+            self.out_of_order.append(
+                f"called {self.events[index].describe()} after {later.describe()}, though "
+                "the recording made it first (effects answered out of their recorded order)")
+        self._last_in_sequence = max(self._last_in_sequence, index)
 
     def peeking(self) -> bool:
         """Whether a context call now comes from the debugger's prompt (answered, not used)."""

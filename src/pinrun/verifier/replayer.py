@@ -336,7 +336,7 @@ class _Replay:
         sites = Counter(str(call) for call in calls)
         result = StepResult(outcome.step.name, record.attempt, "match",
                             recorded_outputs=record.outputs.hex if record.outputs else None,
-                            hazards=[*outcome.hazards, *(
+                            hazards=[*outcome.hazards, *log.out_of_order, *(
                                 f"called {site} outside its context"
                                 + (f" ({count} times)" if count > 1 else "")
                                 for site, count in sites.items())])
