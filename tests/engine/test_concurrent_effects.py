@@ -272,3 +272,26 @@ def test_an_effects_exception_comes_back_as_it_was_raised(project: Project,
     for code in ("pinned", "workdir"):
         report = replay(run.id, store=project_store, code=code)
         assert report.reproduced, report.explain()
+
+
+def test_a_failed_steps_traceback_starts_in_the_step(project: Project,
+                                                     project_store: Store) -> None:
+    """The recorded traceback begins at the step's own frame: pinrun's frames that
+    called it say nothing about the error."""
+    project.write("failing", """
+        import pinrun
+
+        @pinrun.step
+        def broken(n: int) -> dict:
+            raise ValueError(f"bad {n}")
+
+        flow = pinrun.Flow("failing", [broken])
+    """)
+    with pytest.raises(pinrun.RunFailedError) as failed:
+        record(project.load("failing"), {"n": 1}, store=project_store)
+    error = failed.value.run.steps[0].error
+    assert error is not None
+    frames = [line for line in error.traceback.splitlines() if line.startswith("  File ")]
+    assert len(frames) == 1
+    assert frames[0].endswith(", in broken")
+    assert "failing.py" in frames[0]

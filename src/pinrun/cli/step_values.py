@@ -73,9 +73,12 @@ def _entry(store: Store, digest: Digest) -> dict[str, Any]:
                          f"{' as a tree' if info.kind is Kind.TREE else ''}): "
                          f"pinrun cat {digest.hex[:12]}")
         return found
-    text = short(store.get_value(digest), VALUE_WIDTH)
+    value = store.get_value(digest)
+    text = short(value, VALUE_WIDTH)
     found["value"] = text
-    if len(text) >= VALUE_WIDTH:
+    # A long string or bytes is cut inside its repr, short of the width: said too.
+    cut_inside = isinstance(value, str | bytes) and len(text) < len(value) + 2
+    if len(text) >= VALUE_WIDTH or cut_inside:
         found["note"] = f"cut: pinrun cat {digest.hex[:12]} shows it whole"
     return found
 

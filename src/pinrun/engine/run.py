@@ -350,5 +350,16 @@ def describe_error(error: BaseException) -> StepError:
     name = cls.__qualname__
     if cls.__module__ != "builtins":
         name = f"{cls.__module__}.{name}"
-    return StepError(type=name, message=str(error),
-                     traceback="".join(traceback.format_exception(error)))
+    # From the step's own frames: pinrun's, which called it, say nothing about the error
+    # (all of them are kept when pinrun itself raised it: an output it refused, say).
+    frames = error.__traceback__
+    while frames is not None and frames.tb_next is not None and \
+            frames.tb_frame.f_code.co_filename.startswith(_ENGINE):
+        frames = frames.tb_next
+    if frames is not None and frames.tb_frame.f_code.co_filename.startswith(_ENGINE):
+        frames = error.__traceback__
+    return StepError(type=name, message=str(error), traceback="".join(
+        traceback.format_exception(type(error), error, frames)))
+
+
+_ENGINE = str(Path(__file__).resolve().parent)
