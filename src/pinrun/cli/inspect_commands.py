@@ -258,7 +258,7 @@ def show_command(store: Store, run_id: str, step_name: str | None, with_values: 
             out.print(Text(f"{printable(_label(row))} failed: {printable(row['error']['type'])}"
                            f": {printable(row['error']['message'])}", style="red"))
             for line in traceback_lines(row["error"]["traceback"]):
-                out.print(Text(f"  {line}", style="dim"))
+                out.print(Text(f"  {line}", style="dim"), soft_wrap=True)  # lines kept whole
         if row["resumed_code"]:
             out.print(Text(f"{printable(_label(row))} ran the code the run was resumed with "
                            f"(step pin {row['code'][:8]}), not the code it started with; "

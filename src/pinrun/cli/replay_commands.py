@@ -210,8 +210,9 @@ def _print(report: ReplayReport) -> None:
         out.print(f"  ... and {first.changes_left_out} more changes")
     for cause in [*first.causes, *report.causes]:
         out.print(Text(f"cause: {printable(cause)}", style="yellow"))
-        if cause.detail:
-            out.print(Text(printable(cause.detail.rstrip("\n"), newlines=True)))
+        if cause.detail:  # a source diff: each line as it is, the terminal wraps it
+            out.print(Text(printable(cause.detail.rstrip("\n"), newlines=True)),
+                      soft_wrap=True)
     for hazard in first.hazards:
         out.print(Text(f"hazard: {printable(hazard)}", style="yellow"))
 

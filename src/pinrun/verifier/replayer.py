@@ -333,11 +333,12 @@ class _Replay:
     def _judge(self, outcome: Outcome, record: StepRecord, log: ReplayLog) -> StepResult:
         calls = [call for call in outcome.guarded if isinstance(call, GuardedCall)]
         # One hazard per call site, with a count: a loop must not flood the report.
-        sites = Counter(str(call) for call in calls)
+        sites = Counter(("refused " if call.refused else "called ") + str(call)
+                        for call in calls)
         result = StepResult(outcome.step.name, record.attempt, "match",
                             recorded_outputs=record.outputs.hex if record.outputs else None,
                             hazards=[*outcome.hazards, *log.out_of_order, *(
-                                f"called {site} outside its context"
+                                f"{site} outside its context"
                                 + (f" ({count} times)" if count > 1 else "")
                                 for site, count in sites.items())])
         result.code, result.resumed_code = self.ran.get(outcome.step.name, (None, False))
