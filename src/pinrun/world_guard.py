@@ -37,7 +37,7 @@ import threading
 import types
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,7 +218,8 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         return
     watch = _WATCH.get()
     if watch is None:
-        watch = _replay_watch() if _REPLAYS else None
+        watch = _replay_watch() if _REPLAYS else \
+            _step_thread_watch() if _RECORDING[0] else None
         if watch is None:
             return
     kind, describe = found
@@ -274,14 +275,54 @@ class watching_world:  # noqa: N801 - used as a function: with watching_world(wa
             self._token = None
 
 
-def recording_guard() -> AbstractContextManager[list[GuardedCall]]:
+_REAL_START: list[Callable[[threading.Thread], None]] = []
+_RECORDING = [0]  # how many steps are being recorded now (Thread.start is wrapped meanwhile)
+
+
+def _start_watched(thread: threading.Thread) -> None:
+    """``Thread.start`` while steps are recorded: a thread started inside a step (by the
+    step, or by the pool it submits to) takes the step's watch with it."""
+    watch = _WATCH.get()
+    if watch is not None:
+        thread._pinrun_watch = watch  # type: ignore[attr-defined]  # read by _audit
+    _REAL_START[0](thread)
+
+
+def _step_thread_watch() -> WorldWatch | None:
+    """The noting watch of the recorded step that started this thread, if one did."""
+    found: WorldWatch | None = getattr(threading.current_thread(), "_pinrun_watch", None)
+    return found
+
+
+class recording_guard:  # noqa: N801 - the engine's StepGuard: recording_guard()
     """A fresh watch for one step being recorded: world calls are noted, never refused.
 
     This is the engine's ``StepGuard`` (``run_level(..., guard=recording_guard)``);
     the list it yields holds the step's :class:`GuardedCall` s for
-    :func:`world_hazards`.
+    :func:`world_hazards`. A thread the step starts (directly or through a
+    pool it submits to) begins with an empty context, so while steps are
+    recorded ``Thread.start`` hands the starting step's watch to the thread:
+    its calls are the step's too. Threads the process started otherwise (a
+    server's) are not watched.
     """
-    return watching_world(WorldWatch(refuse=False))
+
+    __slots__ = ("_watching",)
+
+    def __enter__(self) -> list[GuardedCall]:
+        self._watching = watching_world(WorldWatch(refuse=False))
+        with _LOCK:
+            if _RECORDING[0] == 0:
+                _REAL_START[:] = [threading.Thread.start]
+                setattr(threading.Thread, "start", _start_watched)  # noqa: B010 - a method
+            _RECORDING[0] += 1
+        return self._watching.__enter__()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._watching.__exit__(*exc_info)
+        with _LOCK:
+            _RECORDING[0] -= 1
+            if _RECORDING[0] == 0:
+                setattr(threading.Thread, "start", _REAL_START.pop())  # noqa: B010
 
 
 #: At most this many call sites are named on one step (a loop must not flood the record).

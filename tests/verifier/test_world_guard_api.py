@@ -259,3 +259,23 @@ def test_a_module_that_connects_when_imported_is_refused(project: Project,
         assert len(hits) == 1
         assert replay(run.id, store=project_store, allow_world=True).reproduced
         assert len(hits) == 2
+
+
+def test_calls_from_a_steps_threads_are_hazards_when_recorded(project: Project,
+                                                              project_store: Store,
+                                                              tmp_path: Path) -> None:
+    """A step's pool threads reaching the server are noted on the step when recorded,
+    with the project's line when its code is on the thread; the test's own server
+    thread, started outside the step, is not the step's."""
+    project.write("looped", FLOW)
+    project.write("doors", DOORS.format(marker=str(tmp_path / "marker")))
+    with counting_server() as (url, _):
+        pooled = record(project.load("looped", "threaded"), {"url": url},
+                        store=project_store)
+        library = record(project.load("doors", "threads"), {"url": url}, store=project_store)
+    port = url.split(":")[2][:-6]
+    assert load_hazards(project_store, pooled.id) == [
+        f"connected to 127.0.0.1:{port} (2 times) outside ctx.effect at "
+        f"{project.package}/looped.py:7 (a replay will refuse it)"]
+    assert [h.split(" outside")[0] for h in load_hazards(project_store, library.id)] == [
+        f"connected to 127.0.0.1:{port} (2 times)"]
