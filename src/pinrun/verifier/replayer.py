@@ -22,14 +22,11 @@ world to the engine, and the import contract test holds it to that.
 
 from __future__ import annotations
 
-import functools
-import sys
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Literal, cast
+from typing import Any
 
 from pinrun.artifacts import codec, trees
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
@@ -39,25 +36,22 @@ from pinrun.engine.execution import HiddenState, Outcome, StepGuard
 from pinrun.engine.records import RunRecord, StepRecord, load_run
 from pinrun.engine.walk import LevelBase, RunState, Settled, walk
 from pinrun.errors import ContextDivergenceError, InputError, PinrunError, StoreError
-from pinrun.flows.fingerprint import is_project_local
 from pinrun.flows.flow import Flow
-from pinrun.flows.loader import project_on_path
 from pinrun.flows.pinning import project_root_for
-from pinrun.flows.project import project_context
-from pinrun.flows.status import CodeStatus, compare_code, flow_under_policy, load_pinned_flow
+from pinrun.flows.status import CodeStatus, load_pinned_flow
 from pinrun.flows.step import Step
 from pinrun.guards import GuardedCall, GuardMode, Guards, module_state
-from pinrun.verifier.attempt_code import attempt_pins, final_attempts, with_attempt_code
+from pinrun.verifier.attempt_code import final_attempts
 from pinrun.verifier.causes import environment_drift, error_location
 from pinrun.verifier.diff import diff_states
-from pinrun.verifier.moved import check_same_steps, recorded_flow
+from pinrun.verifier.moved import check_same_steps
+from pinrun.verifier.replay_code import CodeSource, flow_to_replay, project_modules
 from pinrun.verifier.report import Cause, ReplayReport, StepResult
 from pinrun.world import World
 from pinrun.world_guard import ReplayWatch, refusing_world
 
 __all__ = ["CodeSource", "replay"]
 
-CodeSource = Literal["pinned", "workdir"]
 
 
 def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
@@ -118,8 +112,8 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
     try:
         # From the first import of the project's code to the last step: the whole replay.
         with (nullcontext(None) if allow_world else refusing_world()) as refused, \
-                _flow_to_replay(store, run, code, root, flow) as (chosen, drift, ran, loaded):
-            modules = [] if guards == "off" else [*_project_modules(root), *loaded]
+                flow_to_replay(store, run, code, root, flow) as (chosen, drift, ran, loaded):
+            modules = [] if guards == "off" else [*project_modules(root), *loaded]
             with Guards(modules, guards, allow_world=allow_world) as watching:
                 verified: set[Digest] = set()
                 for repetition in range(1, repeat + 1):
@@ -138,79 +132,6 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
         report.verdict = "diverged"
         report.causes += environment_drift(store, run)
     return report
-
-
-_MODULES_SEEN: dict[Path, tuple[int, list[ModuleType]]] = {}
-#: Per root and module name: the module object last asked about, and whether it is the
-#: project's (the answer holds for as long as that name holds that object).
-_LOCALITY: dict[tuple[Path, object], dict[str, tuple[ModuleType, bool]]] = {}
-
-
-def _project_modules(root: Path) -> list[ModuleType]:
-    """The loaded modules of the project (what guards watch), found again only when
-    modules were imported or dropped since the last time."""
-    count = len(sys.modules)
-    seen = _MODULES_SEEN.get(root)
-    # Pinned code is imported afresh for each replay: the same names, new modules.
-    if seen is not None and seen[0] == count and \
-            all(sys.modules.get(module.__name__) is module for module in seen[1]):
-        return list(seen[1])
-    if len(_LOCALITY) > 16:  # contexts come and go (sys.path, the configuration)
-        _LOCALITY.clear()
-    known = _LOCALITY.setdefault((root, project_context()), {})
-    found = []
-    # sys.modules may hold None or other objects (a blocked import, a stand-in).
-    for name, module in list(cast("dict[str, object]", sys.modules).items()):
-        if not isinstance(module, ModuleType):
-            continue
-        seen_before = known.get(name)
-        if seen_before is None or seen_before[0] is not module:
-            # Only new module objects are asked (pinned code is new in every replay;
-            # the hundreds of installed modules are not).
-            seen_before = known[name] = (module, is_project_local(module, root))
-        if seen_before[1]:
-            found.append(module)
-    _MODULES_SEEN[root] = (count, found)
-    return found
-
-
-#: What the replay runs: the flow, how to learn (workdir) how its code differs from
-#: the code each step's attempt ran, the step pin each step runs (hex) and whether
-#: it is a later attempt's (resumed) code, and modules loaded outside sys.modules.
-_ToReplay = tuple[Flow, Callable[[], CodeStatus] | None, dict[str, tuple[str, bool]],
-                  list[ModuleType]]
-
-
-@contextmanager
-def _flow_to_replay(store: Store, run: RunRecord, code: CodeSource, root: Path, flow: Flow | None,
-                    ) -> Iterator[_ToReplay]:
-    """The flow to replay, and what goes with it (:data:`_ToReplay`).
-
-    The comparison opens every pinned source: it is made only when a step diverged.
-    """
-    assert run.flow_pin is not None
-    attempts = attempt_pins(store, run)
-    with project_on_path(root):
-        if code == "pinned":
-            with flow_under_policy(store, "artifact", run.flow_pin, entry=run.entry,
-                                   project_root=root, flow=None,
-                                   what=f"run {run.id}") as (main, pins):
-                chosen, loaded = with_attempt_code(store, run, main, root, attempts)
-                ran = {name: (attempts[name].hex, True) if name in attempts
-                       else (pin.step_digest.hex, False) for name, pin in pins.items()}
-                yield chosen, None, ran, loaded
-            return
-        if flow is None:
-            flow = recorded_flow(run, root)
-        with flow_under_policy(store, "disabled", run.flow_pin, entry=run.entry,
-                               project_root=root, flow=flow,
-                               what=f"run {run.id}") as (chosen, pins):
-            pinned = run.flow_pin
-            # A step a resumed attempt ran with other code drifted from that code.
-            drift = functools.cache(lambda: compare_code(store, pinned, chosen, root, pins,
-                                                         step_pins=attempts))
-            yield chosen, drift, {name: (pin.step_digest.hex, False)
-                                  for name, pin in pins.items()}, []
 
 
 class _DigestSink:
