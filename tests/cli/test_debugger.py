@@ -89,3 +89,29 @@ def test_quitting_the_debugger_stops_without_a_verdict(recorded: tuple[Project, 
     said = " ".join(done.stdout.split())
     assert f"could not replay: you quit the debugger in step {step!r}" in said
     assert "diverged" not in said
+
+
+def test_pdb_on_a_resumed_step_shows_the_code_it_replays(project: Project) -> None:
+    """A step a resume ran with fixed code is listed in pdb as that code, not as the
+    code the run started with."""
+    project.write("resumed", """
+        import pinrun
+
+        @pinrun.step
+        def mid(base: int) -> dict:
+            if base > 5:
+                raise RuntimeError("too big")
+            return {"half": base // 2}
+
+        flow = pinrun.Flow("resumed", [mid])
+    """)
+    assert project_cli(project, "init").returncode == 0
+    failed = project_cli(project, "run", project.entry("resumed"), "--set", "base=9")
+    assert failed.returncode == 1
+    run_id = failed.stderr.split("pinrun show ")[1].split("`")[0]
+    project.edit("resumed", "    if base > 5:\n", "    print('checking')\n    if base > 50:\n")
+    assert project_cli(project, "resume", run_id).returncode == 0
+    done = _debug(project, run_id, "mid", "l\nc\n")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "if base > 50:" in done.stdout
+    assert "if base > 5:" not in done.stdout

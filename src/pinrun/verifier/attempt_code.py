@@ -20,7 +20,10 @@ replay left it, so it resolves to the flow pin's version of that module.
 
 from __future__ import annotations
 
+import linecache
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,7 +38,7 @@ from pinrun.flows.loader import pinned_modules, pinned_sources
 from pinrun.flows.status import load_pinned_flow, loaded_as_pinned
 from pinrun.flows.step import Step
 
-__all__ = ["attempt_pins", "final_attempts", "with_attempt_code"]
+__all__ = ["attempt_pins", "attempt_source_shown", "final_attempts", "with_attempt_code"]
 
 
 def final_attempts(run: RunRecord) -> dict[str, StepRecord]:
@@ -101,3 +104,35 @@ def with_attempt_code(store: Store, run: RunRecord, flow: Flow, project_root: Pa
     steps = [swapped.get(item.name, item) for item in flow.steps]
     return Flow(flow.name, steps, on_collision=flow.on_collision,
                 max_concurrency=flow.max_concurrency), modules
+
+
+@contextmanager
+def attempt_source_shown(store: Store, flow: Flow, step: str | None,
+                         ran: dict[str, tuple[str, bool]]) -> Iterator[None]:
+    """While the block runs, what tracebacks and the debugger show for ``step``'s file is
+    the source of the attempt it replays with (a resumed step ran other code than the flow
+    pin's, whose text is what the file's name otherwise shows)."""
+    pin, resumed = ran.get(step or "", ("", False))
+    item = next((found for found in flow.steps if found.name == step), None)
+    code = getattr(getattr(item, "func", None), "__code__", None)
+    if not resumed or item is None or code is None:
+        yield
+        return
+    value: dict[str, Any] = store.get_object(Digest.from_hex(pin), Kind.STEP)
+    sources = [store.get_object(digest, Kind.CODE) for digest in value["code"]]
+    source = next((found["source"] for found in sources
+                   if found["module"] == item.func.__module__), None)
+    if source is None:
+        yield
+        return
+    filename = code.co_filename
+    saved = linecache.cache.get(filename)
+    # mtime None: linecache.checkcache leaves it alone instead of re-reading disk.
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    try:
+        yield
+    finally:
+        if saved is None:
+            linecache.cache.pop(filename, None)
+        else:
+            linecache.cache[filename] = saved

@@ -41,7 +41,7 @@ from pinrun.flows.pinning import project_root_for
 from pinrun.flows.status import CodeStatus, load_pinned_flow
 from pinrun.flows.step import Step
 from pinrun.guards import GuardedCall, GuardMode, Guards, module_state
-from pinrun.verifier.attempt_code import final_attempts
+from pinrun.verifier.attempt_code import attempt_source_shown, final_attempts
 from pinrun.verifier.causes import environment_drift, error_location
 from pinrun.verifier.diff import diff_states
 from pinrun.verifier.moved import check_same_steps
@@ -114,7 +114,8 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
         with (nullcontext(None) if allow_world else refusing_world()) as refused, \
                 flow_to_replay(store, run, code, root, flow) as (chosen, drift, ran, loaded):
             modules = [] if guards == "off" else [*project_modules(root), *loaded]
-            with Guards(modules, guards, allow_world=allow_world) as watching:
+            with Guards(modules, guards, allow_world=allow_world) as watching, \
+                    attempt_source_shown(store, chosen, debug_step, ran):
                 verified: set[Digest] = set()
                 for repetition in range(1, repeat + 1):
                     report.steps, report.repetition = [], repetition
