@@ -99,6 +99,12 @@ class _AnswerUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"a child's answer may not name {module}.{name}")
 
 
+def load_answer(data: bytes) -> Any:
+    """Unpickle what a child or a pool worker sent back, as data: only builtins, paths and
+    classes pinrun defines (the sender ran project code)."""
+    return _AnswerUnpickler(io.BytesIO(data)).load()
+
+
 _CHILD = ("import sys; from pinrun.processes import _child_main; "
           "_child_main(sys.argv[1], sys.argv[2])")
 
@@ -135,7 +141,7 @@ def call_in_child(target: str, argument: Any, *, environment: Mapping[str, str] 
             return ChildResult(failure=f"the child process ended without an answer "
                                        f"({last[0][:300]})")
         try:
-            kind, value = _AnswerUnpickler(io.BytesIO(answer.read_bytes())).load()
+            kind, value = load_answer(answer.read_bytes())
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
             return ChildResult(failure=f"the child process's answer could not be read ({exc})")
     if kind == "raised":

@@ -11,6 +11,7 @@ pickles: no command line, no JSON read back.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +22,13 @@ from pinrun.engine.records import load_run
 from pinrun.errors import PinrunError, StoreError
 from pinrun.flows.entries import import_entry
 from pinrun.guards import GuardMode
-from pinrun.processes import call_in_child
+from pinrun.processes import call_in_child, load_answer
 from pinrun.verifier import replayer
 from pinrun.verifier.moved import check_same_steps
 from pinrun.verifier.replayer import CodeSource
 from pinrun.verifier.report import ReplayReport, Verdict
 
-__all__ = ["DIED", "ReplayOptions", "ReplayRequest", "RunResult", "replay_chunk",
+__all__ = ["DIED", "ReplayOptions", "ReplayRequest", "RunResult", "chunk_results", "replay_chunk",
            "replay_in_child", "replay_in_this_process", "replay_request", "start"]
 
 DIED = ("a worker process died while replaying it (killed, out of memory, or the code "
@@ -121,11 +122,23 @@ def start(store_path: str, options: ReplayOptions) -> None:
     _WORKER["options"] = options
 
 
-def replay_chunk(run_ids: list[str]) -> list[RunResult]:
-    """Replay a few runs in this worker, one after the other, reusing loaded modules."""
+def replay_chunk(run_ids: list[str]) -> bytes:
+    """Replay a few runs in this worker, one after the other, reusing loaded modules.
+
+    The results go back pickled by hand, for :func:`chunk_results` to read as data (a
+    result may carry an exception the project's code made).
+    """
     store: Store = _WORKER["store"]
     options: ReplayOptions = _WORKER["options"]
-    return [replay_in_this_process(store, run_id, options) for run_id in run_ids]
+    return pickle.dumps([replay_in_this_process(store, run_id, options) for run_id in run_ids])
+
+
+def chunk_results(data: bytes) -> list[RunResult]:
+    """The results of :func:`replay_chunk`, read with the answer allow-list."""
+    found = load_answer(data)
+    if not isinstance(found, list) or not all(isinstance(item, RunResult) for item in found):
+        raise TypeError("a verify worker sent back something other than results")
+    return found
 
 
 # ------------------------------------------------------------ one fresh child
