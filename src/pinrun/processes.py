@@ -19,6 +19,8 @@ Two ways in, both calling library functions and handing back typed values:
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
+import enum
 import importlib
 import io
 import multiprocessing
@@ -82,19 +84,26 @@ _ANSWER_PATHS = frozenset({"Path", "PosixPath", "WindowsPath", "PurePath", "Pure
                            "PureWindowsPath"})
 
 
+#: pinrun's value classes an answer may hold (an error names the object it is about).
+_ANSWER_VALUES = frozenset({("pinrun.artifacts.digest", "Digest")})
+
+
 class _AnswerUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module == "builtins" and name in _ANSWER_BUILTINS) or \
                 (module == "pathlib" and name in _ANSWER_PATHS) or \
                 (module, name) == ("pinrun.errors", "_rebuild"):  # how errors pickle
             return super().find_class(module, name)
-        # A class pinrun defines, in a module already loaded: never a function, never a
-        # dotted name reaching through a module (pinrun.processes:os.system), and never
-        # an import (importing pinrun.__main__ would run the command line).
+        # A result class pinrun defines (a dataclass, an enum, an error), in a module
+        # already loaded: never a function or another class (RunLease would take a lock),
+        # never a dotted name reaching through a module (pinrun.processes:os.system),
+        # and never an import (importing pinrun.__main__ would run the command line).
         loaded = sys.modules.get(module)
         if module.startswith(_ANSWER_MODULES) and loaded is not None and "." not in name:
             found = vars(loaded).get(name)
-            if isinstance(found, type) and found.__module__ == module:
+            if isinstance(found, type) and found.__module__ == module and (
+                    dataclasses.is_dataclass(found) or issubclass(found, enum.Enum | Exception)
+                    or (module, name) in _ANSWER_VALUES):
                 return found
         raise pickle.UnpicklingError(f"a child's answer may not name {module}.{name}")
 
@@ -142,7 +151,7 @@ def call_in_child(target: str, argument: Any, *, environment: Mapping[str, str] 
                                        f"({last[0][:300]})")
         try:
             kind, value = load_answer(answer.read_bytes())
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+        except Exception as exc:  # whatever a crafted answer makes unpickling raise
             return ChildResult(failure=f"the child process's answer could not be read ({exc})")
     if kind == "raised":
         return ChildResult(failure=str(value))

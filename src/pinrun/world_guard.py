@@ -47,7 +47,8 @@ from pinrun.errors import WorldRefusedError
 from pinrun.world_calls import EVENTS, FORK_EXEC_EVENT
 
 __all__ = ["GuardedCall", "ReplayWatch", "WorldWatch", "inside_effect", "recording_guard",
-           "refusal", "refusing_world", "watching_world", "world_hazards"]
+           "refusal", "refuse_at_exit", "refuse_from_now_on", "refusing_world", "watching_world",
+           "world_hazards"]
 
 
 @dataclass(frozen=True)
@@ -135,20 +136,21 @@ def _call_site(watch: WorldWatch) -> types.FrameType | None:
 
 @dataclass(eq=False)  # each replay is itself (kept in a list, removed by identity)
 class ReplayWatch:
-    """A replay that refuses the world from its start to its end.
+    """A replay that refuses the world from its start to its end, and its threads after.
 
     The step being replayed has a watch of its own; this one covers what no
-    step watch sees: the project's modules imported for the replay, the
-    threads a step starts (they begin with an empty context), a thread that
-    outlives its step, and steps run with ``guards="off"``. A call is the
-    replay's when it is made in the thread replaying, or in a thread that
-    was not running when the replay began, or that began during an earlier
-    replay (a module-level pool a step filled); the process's own threads,
-    started outside any replay, are not the replay's.
+    step watch sees: the project's modules imported for the replay, steps run
+    with ``guards="off"``, and the replay's threads. A thread is the replay's
+    when the replaying thread, or another of the replay's threads, started
+    it (a step's pool, a timer): ``Thread.start`` marks it, and it stays
+    refused after the replay ends. A thread the process had before (a pool
+    warmed earlier) is refused while the project's code is on its stack; the
+    process's other threads are not the replay's.
     """
 
     owner: int
-    others: frozenset[int]
+    #: The project's source files (set once they are known; empty: not checked).
+    files: frozenset[str] = frozenset()
     #: Calls refused outside a step's watch, until the replay takes them (:meth:`drain`).
     calls: list[GuardedCall] = field(default_factory=list)
 
@@ -159,18 +161,52 @@ class ReplayWatch:
 
 
 _REPLAYS: list[ReplayWatch] = []
-#: Threads started while a replay refused the world, and still alive: the replay's.
-_BORN_IN_REPLAY: set[int] = set()
+#: Set once a replay command is done with the world for good (see :func:`refuse_from_now_on`).
+_FOREVER: list[ReplayWatch] = []
 _REAL_FORK_EXEC: list[Callable[..., Any]] = []
+_REAL_START: list[Callable[[threading.Thread], None]] = []
+_LOCK = threading.Lock()
 
 
 def _replay_watch() -> WorldWatch | None:
     """The refusing watch for a call no step watch covers, when a replay owns it."""
+    if _FOREVER:
+        return WorldWatch(refuse=True, calls=_FOREVER[0].calls)
+    mine: ReplayWatch | None = getattr(threading.current_thread(), "_pinrun_replay", None)
+    if mine is not None:  # started by a replay: refused, even after it ended
+        return WorldWatch(refuse=True, files=mine.files, calls=mine.calls)
     ident = threading.get_ident()
     for replay in list(_REPLAYS):
-        if ident == replay.owner or ident not in replay.others:
-            return WorldWatch(refuse=True, calls=replay.calls)
+        if ident == replay.owner or (replay.files and _runs_project_code(replay.files)):
+            return WorldWatch(refuse=True, files=replay.files, calls=replay.calls)
     return None
+
+
+def _runs_project_code(files: frozenset[str]) -> bool:
+    frame: types.FrameType | None = sys._getframe(3)
+    while frame is not None:
+        if frame.f_code.co_filename in files:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _start_marked(thread: threading.Thread) -> None:
+    """``Thread.start``, marking whose the new thread is: a replay's (started by its
+    thread, or by one of its threads), or a recorded step's (started inside the step,
+    by the step or by the pool it submits to). Its calls are then theirs."""
+    current = threading.current_thread()
+    replay = getattr(current, "_pinrun_replay", None)
+    if replay is None:
+        ident = threading.get_ident()
+        replay = next((found for found in list(_REPLAYS) if found.owner == ident), None)
+    if replay is not None:
+        thread._pinrun_replay = replay  # type: ignore[attr-defined]  # read by _audit
+    else:
+        watch = _WATCH.get()
+        if watch is not None and not watch.refuse:
+            thread._pinrun_watch = watch  # type: ignore[attr-defined]
+    _REAL_START[0](thread)
 
 
 def _guarded_fork_exec(*args: Any, **kwargs: Any) -> Any:
@@ -185,31 +221,42 @@ def refusing_world() -> Iterator[ReplayWatch]:
     """Refuse the world for a whole replay (see :class:`ReplayWatch`)."""
     if not _HOOK:
         _install_hook()
-    owner = threading.get_ident()
-    alive = {thread.ident for thread in threading.enumerate() if thread.ident is not None}
-    replay = ReplayWatch(owner, frozenset(alive - _BORN_IN_REPLAY - {owner}))
+    replay = ReplayWatch(threading.get_ident())
     with _LOCK:
-        if not _REPLAYS:
-            import _posixsubprocess  # the door multiprocessing's spawn goes through
-
-            _REAL_FORK_EXEC[:] = [_posixsubprocess.fork_exec]
-            _posixsubprocess.fork_exec = _guarded_fork_exec
         _REPLAYS.append(replay)
     try:
         yield replay
     finally:
-        alive = {thread.ident for thread in threading.enumerate() if thread.ident is not None}
         with _LOCK:
             _REPLAYS.remove(replay)
-            _BORN_IN_REPLAY.intersection_update(alive)  # an ident may be reused once dead
-            _BORN_IN_REPLAY.update(alive - replay.others - {owner})
-            if not _REPLAYS:
-                import _posixsubprocess
-
-                _posixsubprocess.fork_exec = _REAL_FORK_EXEC.pop()
 
 
-_LOCK = threading.Lock()
+def refuse_at_exit() -> None:
+    """Refuse the world from the moment this interpreter starts to exit: a replay command
+    calls it when done, so an ``atexit`` hook or a finalizer the replayed code left (a
+    metrics client flushing) cannot reach the world as the process ends. Hooks run last
+    registered first, so this one runs before any the replayed code registered."""
+    import atexit
+
+    with _LOCK:
+        if _AT_EXIT:
+            return
+        _AT_EXIT.append(True)
+    atexit.register(refuse_from_now_on)
+
+
+_AT_EXIT: list[bool] = []
+
+
+def refuse_from_now_on() -> None:
+    """Refuse the world in this process from now on, in every thread: a replay command
+    that is done calls it, so nothing the replayed code left behind (a thread, an
+    ``atexit`` hook, a finalizer) reaches the world as the process ends."""
+    if not _HOOK:
+        _install_hook()
+    with _LOCK:
+        if not _FOREVER:
+            _FOREVER.append(ReplayWatch(-1))
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
@@ -218,8 +265,7 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         return
     watch = _WATCH.get()
     if watch is None:
-        watch = _replay_watch() if _REPLAYS else \
-            _step_thread_watch() if _RECORDING[0] else None
+        watch = _replay_watch() or _step_thread_watch()
         if watch is None:
             return
     kind, describe = found
@@ -244,10 +290,20 @@ _HOOK: list[bool] = []
 
 
 def _install_hook() -> None:
-    """Install the audit hook, once per process (a hook cannot be removed)."""
-    if not _HOOK:
-        _HOOK.append(True)
+    """Install the audit hook, once per process (a hook cannot be removed), with the two
+    doors it needs: ``Thread.start`` (whose a thread is) and ``fork_exec`` (no audit
+    event). Both only look while nothing is watched: a dictionary look-up or two."""
+    with _LOCK:
+        if _HOOK:
+            return
+        import _posixsubprocess  # the door multiprocessing's spawn goes through
+
+        _REAL_FORK_EXEC[:] = [_posixsubprocess.fork_exec]
+        _posixsubprocess.fork_exec = _guarded_fork_exec
+        _REAL_START[:] = [threading.Thread.start]
+        setattr(threading.Thread, "start", _start_marked)  # noqa: B010 - a method
         sys.addaudithook(_audit)
+        _HOOK.append(True)
 
 
 class watching_world:  # noqa: N801 - used as a function: with watching_world(watch)
@@ -275,19 +331,6 @@ class watching_world:  # noqa: N801 - used as a function: with watching_world(wa
             self._token = None
 
 
-_REAL_START: list[Callable[[threading.Thread], None]] = []
-_RECORDING = [0]  # how many steps are being recorded now (Thread.start is wrapped meanwhile)
-
-
-def _start_watched(thread: threading.Thread) -> None:
-    """``Thread.start`` while steps are recorded: a thread started inside a step (by the
-    step, or by the pool it submits to) takes the step's watch with it."""
-    watch = _WATCH.get()
-    if watch is not None:
-        thread._pinrun_watch = watch  # type: ignore[attr-defined]  # read by _audit
-    _REAL_START[0](thread)
-
-
 def _step_thread_watch() -> WorldWatch | None:
     """The noting watch of the recorded step that started this thread, if one did."""
     found: WorldWatch | None = getattr(threading.current_thread(), "_pinrun_watch", None)
@@ -301,28 +344,19 @@ class recording_guard:  # noqa: N801 - the engine's StepGuard: recording_guard()
     the list it yields holds the step's :class:`GuardedCall` s for
     :func:`world_hazards`. A thread the step starts (directly or through a
     pool it submits to) begins with an empty context, so while steps are
-    recorded ``Thread.start`` hands the starting step's watch to the thread:
-    its calls are the step's too. Threads the process started otherwise (a
-    server's) are not watched.
+    recorded ``Thread.start`` hands the starting step's watch to the thread
+    (see :func:`_start_marked`): its calls are the step's too. Threads the
+    process started otherwise (a server's) are not watched.
     """
 
     __slots__ = ("_watching",)
 
     def __enter__(self) -> list[GuardedCall]:
         self._watching = watching_world(WorldWatch(refuse=False))
-        with _LOCK:
-            if _RECORDING[0] == 0:
-                _REAL_START[:] = [threading.Thread.start]
-                setattr(threading.Thread, "start", _start_watched)  # noqa: B010 - a method
-            _RECORDING[0] += 1
         return self._watching.__enter__()
 
     def __exit__(self, *exc_info: object) -> None:
         self._watching.__exit__(*exc_info)
-        with _LOCK:
-            _RECORDING[0] -= 1
-            if _RECORDING[0] == 0:
-                setattr(threading.Thread, "start", _REAL_START.pop())  # noqa: B010
 
 
 #: At most this many call sites are named on one step (a loop must not flood the record).

@@ -279,3 +279,98 @@ def test_calls_from_a_steps_threads_are_hazards_when_recorded(project: Project,
         f"{project.package}/looped.py:7 (a replay will refuse it)"]
     assert [h.split(" outside")[0] for h in load_hazards(project_store, library.id)] == [
         f"connected to 127.0.0.1:{port} (2 times)"]
+
+
+LEFTOVERS = """
+import atexit
+import threading
+import urllib.request
+
+import pinrun
+
+
+def get(url):
+    urllib.request.urlopen(url, timeout=10).read()
+
+
+@pinrun.step
+def later(url: str) -> dict:
+    threading.Timer(0.3, get, [url]).start()  # fires after the step, the replay too
+    return {"n": 1}
+
+
+@pinrun.step
+def at_exit(url: str) -> dict:
+    atexit.register(get, url)  # a metrics client flushing as the process ends
+    return {"n": 2}
+
+
+@pinrun.step
+def slow(url: str) -> dict:
+    threading.Event().wait(0.5)
+    return {"n": 3}
+
+
+timer = pinrun.Flow("timer", [later])
+exiting = pinrun.Flow("exiting", [at_exit])
+waiting = pinrun.Flow("waiting", [slow])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flow", ["timer", "exiting"])
+def test_what_a_replay_leaves_behind_stays_refused(project: Project, flow: str) -> None:
+    """A timer firing after the step, or an atexit hook, reaches the server when the run
+    is recorded, never when `pinrun replay` or `pinrun verify` replays it."""
+    from tests.helpers import project_cli
+
+    project.write("leftovers", LEFTOVERS)
+    assert project_cli(project, "init").returncode == 0
+    with counting_server() as (url, hits):
+        done = project_cli(project, "run", project.entry("leftovers", flow), "--set",
+                           f"url={json.dumps(url)}")
+        assert done.returncode == 0, done.stderr
+        assert len(hits) == 1
+        assert project_cli(project, "replay", done.stdout.strip()).returncode in (0, 1)
+        assert project_cli(project, "verify").returncode in (0, 1)
+        assert len(hits) == 1
+
+
+def test_the_callers_own_threads_are_not_the_replays(project: Project,
+                                                     project_store: Store) -> None:
+    """While pinrun.replay() runs in one thread, threads the program starts from another
+    one reach the world as before; and recording while threads start elsewhere breaks
+    nothing."""
+    import threading
+
+    project.write("leftovers", LEFTOVERS)
+    flow = project.load("leftovers", "waiting")
+    failures: list[BaseException] = []
+    with counting_server() as (url, hits):
+        run = record(flow, {"url": url}, store=project_store)
+        stop = threading.Event()
+
+        def call() -> None:
+            try:
+                urllib.request.urlopen(url, timeout=10).read()
+            except BaseException as exc:
+                failures.append(exc)
+
+        def program() -> None:  # the caller's own work, starting threads as it goes
+            while not stop.is_set():
+                thread = threading.Thread(target=call)
+                thread.start()
+                thread.join()
+                stop.wait(0.02)
+
+        worker = threading.Thread(target=program)
+        worker.start()
+        try:
+            assert replay(run.id, store=project_store, code="workdir").reproduced
+            for _ in range(3):
+                record(flow, {"url": url}, store=project_store)
+        finally:
+            stop.set()
+            worker.join()
+    assert failures == []
+    assert len(hits) > 0

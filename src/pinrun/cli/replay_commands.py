@@ -117,6 +117,10 @@ def replay_command(store: Store, run_id: str, code: str, entry: str | None, guar
     else:
         _print(report)
         _print_perturbations(variations, report.verdict)
+    if not allow_world:  # what the replayed code left behind (atexit, threads) stays refused
+        from pinrun.world_guard import refuse_at_exit
+
+        refuse_at_exit()
     if not report.reproduced or any(v.verdict != report.verdict for v in variations):
         sys.exit(EXIT_DIVERGED)
 

@@ -126,6 +126,10 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
         _annotate(results)
     if json_file != "-":
         _summary(results, len(ids))
+    if not allow_world:  # what the replayed code left behind (atexit, threads) stays refused
+        from pinrun.world_guard import refuse_at_exit
+
+        refuse_at_exit()
     if any(r.get("store_error") for r in results):
         sys.exit(EXIT_STORE_ERROR)
     if any(r["verdict"] != "reproduced" for r in results) or len(results) < len(ids):

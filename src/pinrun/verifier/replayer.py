@@ -116,6 +116,8 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
             modules = [] if guards == "off" else [*project_modules(root), *loaded]
             with Guards(modules, guards, allow_world=allow_world) as watching, \
                     attempt_source_shown(store, chosen, debug_step, ran):
+                if refused is not None:  # a pool warmed earlier, running the project's code
+                    refused.files = frozenset(watching.files)
                 verified: set[Digest] = set()
                 for repetition in range(1, repeat + 1):
                     report.steps, report.repetition = [], repetition

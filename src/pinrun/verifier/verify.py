@@ -202,7 +202,7 @@ def _replay_group(ids: list[str], seed: str | None, jobs: int,
             while futures:
                 chunk, future = futures.popleft()
                 try:
-                    results = worker.chunk_results(future.result())
+                    results = worker.chunk_results(future.result(), chunk)
                 except BrokenProcessPool:
                     for run_id in chunk:
                         yield _alone(run_id, seed, arguments)
@@ -215,7 +215,8 @@ def _replay_group(ids: list[str], seed: str | None, jobs: int,
 def _alone(run_id: str, seed: str | None, arguments: tuple[str, ReplayOptions]) -> RunResult:
     with worker_pool(1, seed, worker.start, arguments) as pool:
         try:
-            results = worker.chunk_results(pool.submit(worker.replay_chunk, [run_id]).result())
+            results = worker.chunk_results(
+                pool.submit(worker.replay_chunk, [run_id]).result(), [run_id])
         except BrokenProcessPool:
             return RunResult(run_id, error=worker.DIED)
     return results[0]

@@ -23,10 +23,12 @@ from pinrun.errors import PinrunError, StoreError
 from pinrun.flows.entries import import_entry
 from pinrun.guards import GuardMode
 from pinrun.processes import call_in_child, load_answer
+from pinrun.safe_text import printable
 from pinrun.verifier import replayer
 from pinrun.verifier.moved import check_same_steps
 from pinrun.verifier.replayer import CodeSource
 from pinrun.verifier.report import ReplayReport, Verdict
+from pinrun.world_guard import refuse_from_now_on
 
 __all__ = ["DIED", "ReplayOptions", "ReplayRequest", "RunResult", "chunk_results", "replay_chunk",
            "replay_in_child", "replay_in_this_process", "replay_request", "start"]
@@ -120,6 +122,8 @@ def start(store_path: str, options: ReplayOptions) -> None:
     """Pool initializer: open the store once for all the runs this worker replays."""
     _WORKER["store"] = Store.open(store_path)
     _WORKER["options"] = options
+    if not options.allow_world:  # a worker only replays: nothing it runs reaches the world
+        refuse_from_now_on()
 
 
 def replay_chunk(run_ids: list[str]) -> bytes:
@@ -133,12 +137,18 @@ def replay_chunk(run_ids: list[str]) -> bytes:
     return pickle.dumps([replay_in_this_process(store, run_id, options) for run_id in run_ids])
 
 
-def chunk_results(data: bytes) -> list[RunResult]:
-    """The results of :func:`replay_chunk`, read with the answer allow-list."""
-    found = load_answer(data)
-    if not isinstance(found, list) or not all(isinstance(item, RunResult) for item in found):
-        raise TypeError("a verify worker sent back something other than results")
-    return found
+def chunk_results(data: bytes, run_ids: list[str]) -> list[RunResult]:
+    """The results of :func:`replay_chunk` for ``run_ids``, read with the answer
+    allow-list; what cannot be read is an error result for each of its runs."""
+    try:
+        found = load_answer(data)
+    except Exception as exc:  # whatever a crafted answer makes unpickling raise
+        found = exc
+    if isinstance(found, list) and len(found) == len(run_ids) and \
+            all(isinstance(item, RunResult) for item in found):
+        return found
+    return [RunResult(run_id, error=f"the verify worker's results could not be read "
+                                    f"({printable(found, limit=200)})") for run_id in run_ids]
 
 
 # ------------------------------------------------------------ one fresh child
@@ -157,7 +167,10 @@ def replay_request(request: ReplayRequest) -> RunResult:
     """In the child: open the store, replay the run, give the result back."""
     try:
         with Store.open(request.store_path) as store:
-            return replay_in_this_process(store, request.run_id, request.options)
+            result = replay_in_this_process(store, request.run_id, request.options)
+        if not request.options.allow_world:  # nor what the replay left behind, at exit
+            refuse_from_now_on()
+        return result
     except StoreError as exc:
         return RunResult(request.run_id, error=str(exc), store_error=True, raised=exc)
 
