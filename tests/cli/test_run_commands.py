@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pinrun.cli.main import cli
-from tests.helpers import Project
+from tests.helpers import SRC, Project
 from tests.helpers import project_cli as in_project
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -118,3 +119,30 @@ def test_a_step_warning_is_shown_once(project: Project) -> None:
     done = in_project(project, "run", project.entry("warns"), "--set", "n=1")
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("UserWarning: heads up") == 1
+
+
+def test_a_reader_that_leaves_early_is_not_an_error(project: Project) -> None:
+    """`pinrun show RUN --values | head -1`: output into a pipe whose reader has gone ends
+    quietly, with no misleading "pinrun: error" line."""
+    import subprocess
+
+    steps = "".join(f"""
+@pinrun.step
+def wide{i}(n: int) -> dict:
+    return {{f"k{i}_{{j}}": "x" * 300 for j in range(n)}}
+""" for i in range(10))
+    project.write("many", "import pinrun\n" + steps +
+                  f"flow = pinrun.Flow('many', [{', '.join(f'wide{i}' for i in range(10))}])\n")
+    assert in_project(project, "init").returncode == 0
+    run_id = in_project(project, "run", project.entry("many"), "--set", "n=50").stdout.strip()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(project.root)])}
+    env.pop("PINRUN_STORE", None)
+    shown = subprocess.Popen([sys.executable, "-m", "pinrun", "show", run_id, "--values"],
+                             cwd=project.root, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    assert shown.stdout is not None
+    for _ in range(30):  # as `| head -30` does, then it leaves while pinrun still writes
+        shown.stdout.readline()
+    shown.stdout.close()
+    _, errors = shown.communicate(timeout=60)
+    assert b"pinrun: error" not in errors, errors

@@ -30,6 +30,10 @@ class PinrunGroup(click.Group):
             # Messages quote stored names (run ids, refs, step errors): never raw.
             click.echo(f"pinrun: error: {printable(exc)}", err=True)
             ctx.exit(exc.exit_code)
+        except BrokenPipeError:
+            # The reader left (`pinrun show RUN | head`): click's own handling quiets the
+            # output and exits 1, as it does when the pipe breaks at the final flush.
+            raise
         except OSError as exc:
             if _debug(ctx):
                 raise

@@ -21,13 +21,14 @@ from typing import Any, Final
 from pinrun.artifacts import codec
 from pinrun.safe_text import printable
 
-__all__ = ["ARGUMENT_LIMIT", "call_problem", "call_value", "describe_call", "preview"]
+__all__ = ["ARGUMENT_LIMIT", "SCALARS", "call_problem", "call_value", "describe_call", "preview"]
 
 #: Arguments encoded larger than this are kept as a preview and a size only.
 ARGUMENT_LIMIT: Final = 64 * 1024
 _PREVIEW_CHARACTERS: Final = 200
 _ITEMS_SHOWN: Final = 8
-_SCALARS: Final = frozenset((str, int, float, bool, bytes, type(None)))
+#: Values nothing can change in place: kept, and handed over, as they are (no copy).
+SCALARS: Final = frozenset((str, int, float, bool, bytes, type(None)))
 #: Standard library types whose repr is Python to read (by name: nothing imported for it).
 _REPR_IS_PYTHON: Final = frozenset((
     ("datetime", "datetime"), ("datetime", "date"), ("datetime", "time"),
@@ -46,8 +47,8 @@ def call_value(args: tuple[Any, ...], kwargs: dict[str, Any], payload: bytes) ->
     if len(payload) > ARGUMENT_LIMIT:
         return {"preview": preview([list(args), kwargs], _PREVIEW_CHARACTERS),
                 "size": len(payload)}
-    if all(type(value) in _SCALARS for value in args) and \
-            all(type(value) in _SCALARS for value in kwargs.values()):
+    if all(type(value) in SCALARS for value in args) and \
+            all(type(value) in SCALARS for value in kwargs.values()):
         return {"args": list(args), "kwargs": dict(kwargs)}  # nothing to change: no copy
     copied_args, copied_kwargs = codec.decode(payload)
     return {"args": copied_args, "kwargs": copied_kwargs}

@@ -17,19 +17,17 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import blake3
 
 from pinrun.artifacts import codec
-from pinrun.engine.call_values import call_problem, call_value, describe_call
+from pinrun.engine.call_values import SCALARS, call_problem, call_value, describe_call
 from pinrun.errors import CorruptObjectError, RecordedEffectError
 
 if TYPE_CHECKING:
     from pinrun.artifacts.digest import Digest
     from pinrun.artifacts.store import Store
 
-__all__ = ["IMMUTABLE_ANSWERS", "EffectCall", "Event", "EventKind", "argument_digest",
+__all__ = ["EffectCall", "Event", "EventKind", "argument_digest",
            "effect_call", "error_arguments", "recorded_events", "type_name"]
 
 EventKind = Literal["now", "random", "uuid4", "effect"]
-#: Answers a step cannot change in place: handed over as they are, not as a copy.
-IMMUTABLE_ANSWERS: Final = frozenset((str, int, float, bool, bytes, type(None)))
 
 
 @dataclass(frozen=True)
@@ -80,7 +78,7 @@ class Event:
         """The recorded answer, as a fresh copy; an effect that raised raises again."""
         if self.error is not None:
             raise _rebuilt_error(*self.error, self.error_args)
-        if type(self.value) in IMMUTABLE_ANSWERS:
+        if type(self.value) in SCALARS:
             return self.value  # nothing the step could change
         return codec.decode(codec.encode(self.value))
 

@@ -22,9 +22,8 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from pinrun.artifacts import codec
-from pinrun.engine.call_values import describe_call
+from pinrun.engine.call_values import SCALARS, describe_call
 from pinrun.engine.events import (
-    IMMUTABLE_ANSWERS,
     EffectCall,
     Event,
     EventKind,
@@ -161,7 +160,7 @@ class RecordingLog:
         # Appended as each call ends (list.append is atomic: threads may record at once).
         self.events.append(Event("effect", result, effect.name, effect.arguments,
                                  call=effect.call))
-        if type(result) in IMMUTABLE_ANSWERS:
+        if type(result) in SCALARS:
             return result
         # The step gets a copy: changing it must not change what was recorded.
         copy: T = codec.decode(payload)

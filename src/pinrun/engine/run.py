@@ -38,6 +38,7 @@ from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store, WriteBatch
 from pinrun.engine.context import RecordingLog, ReuseLog, recorded_events
+from pinrun.engine.events import type_name
 from pinrun.engine.execution import HiddenState, Outcome, StepGuard
 from pinrun.engine.lease import RunLease
 from pinrun.engine.records import RunRecord, RunStatus, StepError, StepRecord, run_ref
@@ -346,10 +347,7 @@ class Recorder:
 
 def describe_error(error: BaseException) -> StepError:
     """The recorded form of a step's exception: type, message and traceback."""
-    cls = type(error)
-    name = cls.__qualname__
-    if cls.__module__ != "builtins":
-        name = f"{cls.__module__}.{name}"
+    name = type_name(error)
     # From the step's own frames: pinrun's, which called it, say nothing about the error
     # (all of them are kept when pinrun itself raised it: an output it refused, say).
     frames = error.__traceback__

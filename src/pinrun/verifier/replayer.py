@@ -32,6 +32,7 @@ from pinrun.artifacts import codec, trees
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.store import Store
 from pinrun.engine.context import ReplayLog, recorded_events
+from pinrun.engine.events import type_name
 from pinrun.engine.execution import HiddenState, Outcome, StepGuard
 from pinrun.engine.records import RunRecord, StepRecord, load_run
 from pinrun.engine.walk import LevelBase, RunState, Settled, walk
@@ -331,9 +332,7 @@ class _Replay:
                           f"the recording failed with {record.error.type}: "
                           f"{record.error.message}, the replay succeeded")
             return
-        cls = type(error)
-        name = cls.__qualname__ if cls.__module__ == "builtins" else \
-            f"{cls.__module__}.{cls.__qualname__}"
+        name = type_name(error)
         if (name, str(error)) != (record.error.type, record.error.message):
             self._diverge(result, "failed-differently",
                           f"the recording failed with {record.error.type}: "
