@@ -169,9 +169,8 @@ _LOCK = threading.Lock()
 
 
 def _replay_watch() -> WorldWatch | None:
-    """The refusing watch for a call no step watch covers, when a replay owns it."""
-    if _FOREVER:
-        return WorldWatch(refuse=True, calls=_FOREVER[0].calls)
+    """The refusing watch for a call no step watch covers, when a replay owns it (or the
+    process refuses for good: a verify worker, once a command is done)."""
     mine: ReplayWatch | None = getattr(threading.current_thread(), "_pinrun_replay", None)
     if mine is not None:  # started by a replay: refused, even after it ended
         return WorldWatch(refuse=True, files=mine.files, calls=mine.calls)
@@ -179,7 +178,8 @@ def _replay_watch() -> WorldWatch | None:
     for replay in list(_REPLAYS):
         if ident == replay.owner or (replay.files and _runs_project_code(replay.files)):
             return WorldWatch(refuse=True, files=replay.files, calls=replay.calls)
-    return None
+    # Last: a replay's own list is where its report finds the calls it refused.
+    return WorldWatch(refuse=True, calls=_FOREVER[0].calls) if _FOREVER else None
 
 
 def _runs_project_code(files: frozenset[str]) -> bool:

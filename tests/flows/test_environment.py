@@ -17,7 +17,6 @@ import pytest
 from pinrun.artifacts import shapes
 from pinrun.artifacts.digest import Kind
 from pinrun.errors import InputError
-from pinrun.flows import pinning
 from pinrun.flows.environment import (
     environment,
     environment_changes,
@@ -187,12 +186,6 @@ def test_the_project_distributions_are_always_listed(tmp_path: Path,
     assert given["distributions"]["envtest-orders-svc"] == "1.0.0+local"
     with pytest.raises(InputError, match="at most 256 project distributions"):
         environment([], project=["x" * 300])
-
-
-def test_pinning_still_exports_what_other_modules_import() -> None:
-    """pinning.environment and pinning.distributions_providing are the environment module's."""
-    assert pinning.environment is environment
-    assert pinning.distributions_providing("numpy") == ("numpy",)
 
 
 # ----------------------------------------------------------------- BLAS

@@ -116,6 +116,8 @@ def codec_for_name(name: str) -> TypeCodec | None:
     latest registered (a class registered without a findable name)."""
     with _LOCK:
         codecs = _live(name)
+    if len(codecs) <= 1:  # nothing to choose between: no class to look up
+        return codecs[0] if codecs else None
     loaded = [codec for codec in codecs if find_class(_ref(codec.cls)) is codec.cls]
     found = loaded or codecs
     return found[-1] if found else None

@@ -101,11 +101,12 @@ def replay_command(store: Store, run_id: str, code: str, entry: str | None, guar
                          "was recorded: drop --entry, or add --code workdir")
     # The run's record and its recorded hash seed are checked before anything
     # re-executes: a damaged one is one line and exit 3, not a dying interpreter.
-    recorded_hash_seed(store, load_run(store, run_id))
+    run = load_run(store, run_id)
+    recorded_hash_seed(store, run)
     flow = None
     if entry is not None:
         flow = load_flow(entry)
-        check_same_steps(store, load_run(store, run_id), flow, f"--entry {entry}")
+        check_same_steps(store, run, flow, f"--entry {entry}")
     report = replay(run_id, store=store, code=cast("CodeSource", code), flow=flow,
                     guards=cast("GuardMode", guards), repeat=repeat, debug_step=debug_step,
                     allow_world=allow_world)

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from types import FunctionType, MethodType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from pinrun.engine.events import Event, EventKind, argument_digest, effect_call, recorded_events
+from pinrun.engine.events import Event, EventKind, effect_call, recorded_events
 from pinrun.engine.logs import RecordingLog, ReplayLog, ReuseLog
 from pinrun.errors import ContextDivergenceError
 from pinrun.world import make_random, make_uuid4
@@ -45,7 +45,6 @@ __all__ = [
     "RecordingLog",
     "ReplayLog",
     "ReuseLog",
-    "argument_digest",
     "current_context",
     "recorded_events",
 ]

@@ -35,8 +35,9 @@ from pinrun.flows.module_objects import state_snapshot
 from pinrun.flows.step import Step
 from pinrun.world import World
 
-__all__ = ["HiddenState", "Outcome", "StepOutputError", "check_outputs", "encode_output",
-           "module_values", "run_coroutine", "run_level"]
+__all__ = ["MODULE_STATE_HAZARD", "HiddenState", "Outcome", "StepOutputError", "check_outputs",
+           "encode_output", "module_state_hazards", "module_values", "run_coroutine",
+           "run_level"]
 
 T = TypeVar("T")
 
@@ -79,6 +80,16 @@ def module_values(names: Sequence[tuple[str, str]]) -> dict[str, bytes]:
     return found
 
 
+#: How a hazard about module-level state begins (the verifier names its cause by it).
+MODULE_STATE_HAZARD = "changed module state"
+
+
+def module_state_hazards(before: Mapping[str, object], after: Mapping[str, object]) -> list[str]:
+    """One hazard per module-level value that differs between two snapshots."""
+    return [f"{MODULE_STATE_HAZARD} {name} (hidden state a worker carries into its next run)"
+            for name in sorted(set(before) | set(after)) if before.get(name) != after.get(name)]
+
+
 class _Call:
     """One step about to run: its arguments, and their encodings to spot mutation."""
 
@@ -117,10 +128,7 @@ class _Call:
                     "given); return a new value instead")
         if self.hidden:
             after = module_values(self.hidden)
-            outcome.hazards += [f"changed module state {name} (hidden state a worker carries "
-                                "into its next run)" for name in sorted(set(after) |
-                                                                       set(self.hidden_before))
-                                if after.get(name) != self.hidden_before.get(name)]
+            outcome.hazards += module_state_hazards(self.hidden_before, after)
         if outcome.error is None:
             # What cannot be stored is the step's failure, recorded as such: never an
             # exception out of the engine, which would leave the run interrupted.

@@ -252,7 +252,7 @@ class ReplayLog:
         raise error
 
     def _plain(self, step: str, kind: EventKind, asked: str) -> Event:
-        peeking = self.debugging and at_debugger_prompt()
+        peeking = self.peeking()
         index, event, matches = self.answers.plain(kind, take=not peeking)
         if event is None or not matches:
             next_one = event.describe() if event is not None else "nothing more"
@@ -285,7 +285,7 @@ class ReplayLog:
         return result
 
     def _answer(self, step: str, effect: EffectCall) -> Any:
-        peeking = self.debugging and at_debugger_prompt()
+        peeking = self.peeking()
         found = self.answers.effect(effect.name, effect.arguments, take=not peeking)
         if found is None:
             self._diverged(self._unanswered(step, effect), peeking=peeking)

@@ -47,7 +47,6 @@ from pinrun.flows.requirements import requirement_closure
 
 __all__ = [
     "HashSeedWarning",
-    "distributions_providing",
     "environment",
     "environment_changes",
     "hash_seed_state",
@@ -241,10 +240,6 @@ def _top_level_imports(source: str) -> frozenset[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names.add(node.module.split(".")[0])
     return frozenset(names)
-
-
-#: The installed distributions that provide a top-level module (often none).
-distributions_providing = owners_of
 
 
 # Owner-free on purpose: numpy's installed build configuration, read as text.

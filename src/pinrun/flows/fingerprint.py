@@ -56,6 +56,7 @@ from pinrun.flows.code_reading import (
     name_ids,
 )
 from pinrun.flows.module_objects import (
+    HEAP_TYPE,
     ModuleDefinitions,
     fixed_reference,
     ignored_object,
@@ -75,7 +76,6 @@ _BUILTIN_CALLABLES: Final = (types.BuiltinFunctionType, types.MethodDescriptorTy
 
 
 #: Py_TPFLAGS_HEAPTYPE: set on every class a ``class`` statement makes, never on a static C type.
-_HEAP_TYPE: Final = 1 << 9
 
 _UNBOUND: Final = object()  # a name the code reads that was not bound when it was walked
 
@@ -467,7 +467,7 @@ class _Walker:
         return ["value", blake3.blake3(_named_as_replayed(data)).hexdigest(), owner]
 
     def _local(self, obj: Any) -> bool:
-        if isinstance(obj, type) and not obj.__flags__ & _HEAP_TYPE:
+        if isinstance(obj, type) and not obj.__flags__ & HEAP_TYPE:
             return False  # a class built in C (numpy.ndarray): no source, never the project's
         module = sys.modules.get(getattr(obj, "__module__", None) or "")
         return module is not None and is_project_local(module, self.root)

@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["ModuleDefinitions", "fixed_reference", "ignored_object", "is_immutable",
+__all__ = ["HEAP_TYPE", "ModuleDefinitions", "fixed_reference", "ignored_object", "is_immutable",
            "state_snapshot"]
 
 _SCALARS: Final = (type(None), bool, int, float, complex, str, bytes, decimal.Decimal,
@@ -285,7 +285,8 @@ _NEVER_STATE: Final = frozenset({"pinrun", "__future__", "typing", "typing_exten
 _CONTAINERS: Final = (list, dict, set, frozenset, tuple, bytearray, collections.deque)
 
 #: Py_TPFLAGS_HEAPTYPE: set on every class a ``class`` statement makes, never on a C type.
-_HEAP_TYPE: Final = 1 << 9
+#: ``type.__flags__`` bit of a class defined in Python (not in C).
+HEAP_TYPE: Final = 1 << 9
 
 
 def _attributes(value: object) -> dict[str, object] | None:
@@ -337,5 +338,5 @@ def _telling_repr(cls: type) -> bool:
     """Whether ``repr`` shows an object's state: a class built in C with a repr of its
     own (``count(3)``, ``<unlocked _thread.lock ...>``); a project class's repr may be
     anything, and the default one says nothing."""
-    return not cls.__flags__ & _HEAP_TYPE and \
+    return not cls.__flags__ & HEAP_TYPE and \
         any("__repr__" in vars(klass) for klass in cls.__mro__ if klass is not object)

@@ -27,7 +27,6 @@ from typing import Any
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.errors import FingerprintError, PinrunError, StaleSourceError
-from pinrun.flows.environment import distributions_providing, environment
 from pinrun.flows.fingerprint import Fingerprint, fingerprint
 from pinrun.flows.flow import Flow
 from pinrun.flows.project import (
@@ -41,8 +40,8 @@ from pinrun.flows.project import (
 )
 from pinrun.flows.step import Step
 
-__all__ = ["PinnedStep", "StaleSourceError", "distributions_providing", "environment",
-           "flow_sources", "flow_value", "pin_step", "project_root_for"]
+__all__ = ["PinnedStep", "StaleSourceError", "flow_sources", "flow_value", "pin_step",
+           "project_root_for"]
 
 
 @dataclass(frozen=True, eq=False)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import warnings
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,14 +63,13 @@ class PinnedFlow:
 
 
 def put_pins(batch: WriteBatch, flow: Flow, pins: Mapping[str, PinnedStep],
-             entry: str | None, project_root: Path, *,
-             project: Mapping[str, str] | Sequence[str] = ()) -> FlowPins:
+             entry: str | None, project_root: Path) -> FlowPins:
     """Queue each step's code and step objects, the flow object and the environment.
 
     The flow object also names the code of the module defining the flow
-    (``entry``) and of the project packages above the pinned modules;
-    ``project`` names the project's own distributions (see
-    :func:`~pinrun.flows.environment.environment`).
+    (``entry``) and of the project packages above the pinned modules; the
+    environment names the distributions that code came from as the project's
+    (see :func:`~pinrun.flows.environment.environment`).
     """
     steps: dict[str, Digest] = {}
     for item in flow.steps:
@@ -92,7 +91,7 @@ def put_pins(batch: WriteBatch, flow: Flow, pins: Mapping[str, PinnedStep],
     # The installed distributions the pinned code came from are the project's.
     own = sorted({source["distribution"] for source in sources if source.get("distribution")})
     # Not cached with the rest: the time zone and the locale can change between runs.
-    env_payload = codec.encode(environment(sources, project=[*project, *own]),
+    env_payload = codec.encode(environment(sources, project=own),
                                root="environment")
     return FlowPins(steps, batch.put(Kind.FLOW, *flow_payload),
                     batch.put(Kind.ENV, env_payload, compute_digest(Kind.ENV, env_payload)))

@@ -33,7 +33,13 @@ from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.store import Store
 from pinrun.engine.context import ReplayLog, recorded_events
 from pinrun.engine.events import type_name
-from pinrun.engine.execution import HiddenState, Outcome, StepGuard
+from pinrun.engine.execution import (
+    MODULE_STATE_HAZARD,
+    HiddenState,
+    Outcome,
+    StepGuard,
+    module_state_hazards,
+)
 from pinrun.engine.records import RunRecord, StepRecord, load_run
 from pinrun.engine.walk import LevelBase, RunState, Settled, walk
 from pinrun.errors import ContextDivergenceError, InputError, PinrunError, StoreError
@@ -51,7 +57,7 @@ from pinrun.verifier.report import Cause, ReplayReport, StepResult
 from pinrun.world import World
 from pinrun.world_guard import ReplayWatch, refusing_world
 
-__all__ = ["CodeSource", "replay"]
+__all__ = ["CodeSource", "check_replay_arguments", "replay"]
 
 
 
@@ -85,14 +91,7 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
     imports, a step is gone). A damaged or missing object raises
     :class:`~pinrun.errors.StoreError` naming its digest.
     """
-    if code not in ("pinned", "workdir"):
-        raise InputError(f"code={code!r}: replay runs the 'pinned' code or the 'workdir' code")
-    if repeat < 1:
-        raise InputError(f"repeat={repeat}: replay a run at least once")
-    if flow is not None and code == "pinned":
-        raise InputError("pinned replay loads the flow from the code the run pinned, where "
-                         "it was recorded, so it takes no flow (--entry): drop it, or replay "
-                         "the code on disk (--code workdir)")
+    check_replay_arguments(code, repeat, flow)
     run = load_run(store, run_id)
     report = ReplayReport(run.id, run.flow, code, "reproduced", repeat=repeat)
     if run.flow_pin is None:
@@ -136,6 +135,18 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
         report.verdict = "diverged"
         report.causes += environment_drift(store, run)
     return report
+
+
+def check_replay_arguments(code: str, repeat: int, flow: Flow | None) -> None:
+    """Refuse arguments no replay can take (:class:`~pinrun.errors.InputError`)."""
+    if code not in ("pinned", "workdir"):
+        raise InputError(f"code={code!r}: replay runs the 'pinned' code or the 'workdir' code")
+    if repeat < 1:
+        raise InputError(f"repeat={repeat}: replay a run at least once")
+    if flow is not None and code == "pinned":
+        raise InputError("pinned replay loads the flow from the code the run pinned, where "
+                         "it was recorded, so it takes no flow (--entry): drop it, or replay "
+                         "the code on disk (--code workdir)")
 
 
 class _DigestSink:
@@ -226,9 +237,10 @@ class _Replay:
             outcome.guarded += self.refused.drain()
         if self.watched:
             before, after = self.module_state, module_state(self.guards.modules)
-            outcome.hazards += [f"changed module state {name} (hidden state a worker "
-                                "carries into its next run)"
-                                for name in sorted(before) if after.get(name) != before[name]]
+            # What the step changed of the state it found (a global it adds is not state
+            # a later run finds changed).
+            outcome.hazards += module_state_hazards(
+                before, {name: after.get(name) for name in before})
             self.module_state = after
         record = self.recorded[outcome.step.name]
         result = self._judge(outcome, record, self.logs.pop(outcome.step.name))
@@ -357,7 +369,7 @@ class _Replay:
         result.causes += [Cause("input mutation", hazard) for hazard in result.hazards
                           if hazard.startswith("mutated")]
         result.causes += [Cause("module state", hazard) for hazard in result.hazards
-                          if hazard.startswith("changed module state")]
+                          if hazard.startswith(MODULE_STATE_HAZARD)]
         if self.drift is not None:
             for step in self.drift().steps:
                 if step.name == result.name and (step.changed or step.state == "same-version"):

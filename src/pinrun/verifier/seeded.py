@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pinrun.artifacts.store import Store
 from pinrun.engine.records import load_run, recorded_hash_seed
-from pinrun.errors import InputError, StoreError
+from pinrun.errors import StoreError
 from pinrun.flows.environment import hash_seed_state
 from pinrun.flows.flow import Flow
 from pinrun.flows.pinning import project_root_for
@@ -56,15 +56,12 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
     it (see the module). A damaged or missing object raises
     :class:`~pinrun.errors.StoreError` naming its digest, wherever it replayed.
     """
+    # Checked here, as the engine would: a mismatch is bad input, not a child's error.
+    replayer.check_replay_arguments(code, repeat, flow)
     run = load_run(store, run_id)
     seed = recorded_hash_seed(store, run)  # checked: a fresh Python starts with it
     entries: dict[str, str] = {}
     if flow is not None:
-        # Checked here, as the engine would: a mismatch is bad input, not a child's error.
-        if code == "pinned":
-            raise InputError("pinned replay loads the flow from the code the run pinned, "
-                             "where it was recorded, so it takes no flow (--entry): drop it, "
-                             "or replay the code on disk (--code workdir)")
         check_same_steps(store, run, flow, "the flow given")
         root = project_root if project_root is not None else project_root_for(store.path)
         entry = find_entry(flow, root)
@@ -75,10 +72,6 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
         return replayer.replay(run.id, store=store, code=code, project_root=project_root,
                                flow=flow, guards=guards, repeat=repeat, debug_step=debug_step,
                                allow_world=allow_world)
-    if code not in ("pinned", "workdir"):
-        raise InputError(f"code={code!r}: replay runs the 'pinned' code or the 'workdir' code")
-    if repeat < 1:
-        raise InputError(f"repeat={repeat}: replay a run at least once")
     assert seed is not None
     options = ReplayOptions.build(code=code, guards=guards, project_root=project_root,
                                   entries=entries, repeat=repeat, allow_world=allow_world)

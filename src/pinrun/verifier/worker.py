@@ -43,8 +43,7 @@ class ReplayOptions:
 
     code: CodeSource = "pinned"
     guards: GuardMode = "warn"
-    #: Let steps reach the network and start processes during the replay. Passed on
-    #: only where the engine's replay takes it (another change of issue 10 adds it).
+    #: Let steps reach the network and start processes during the replay (only noted).
     allow_world: bool = False
     repeat: int = 1
     project_root: str | None = None
