@@ -12,7 +12,7 @@ import pytest
 import pinrun
 from pinrun import errors
 from pinrun.artifacts.digest import Digest
-from pinrun.world_guard import GuardedCall
+from pinrun.world.refusal import GuardedCall
 
 D = Digest(bytes(range(32)))
 

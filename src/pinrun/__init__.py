@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from pinrun.verifier.report import ReplayReport
     from pinrun.verifier.seeded import replay
 
-__version__ = "0.1.0.dev0"
+from pinrun._version import __version__
 
 __all__ = [
     "AmbiguousDigestError",

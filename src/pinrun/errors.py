@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from pinrun.artifacts.digest import Digest
     from pinrun.engine.context import Event
     from pinrun.engine.records import RunRecord
-    from pinrun.world_guard import GuardedCall
+    from pinrun.world.refusal import GuardedCall
 
 __all__ = [
     "AmbiguousDigestError",
@@ -440,7 +440,7 @@ class NondeterminismError(PinrunError):
 class WorldRefusedError(NondeterminismError):
     """A replayed step reached for the network or another process, and was refused.
 
-    ``call`` is the refused call (a :class:`pinrun.world_guard.GuardedCall`:
+    ``call`` is the refused call (a :class:`pinrun.world.refusal.GuardedCall`:
     what, of which kind, and the project's file and line that made it).
     """
 

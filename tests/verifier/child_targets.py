@@ -1,4 +1,4 @@
-"""Functions a test runs in a child interpreter through pinrun.processes.call_in_child."""
+"""Functions a test runs in a child interpreter through pinrun.world.processes.call_in_child."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ def _short(text: bytes) -> bytes:
 
 def forged_answer(marker: str) -> None:
     """Write an answer that would run ``touch MARKER`` in the parent if it were trusted:
-    ("value", pinrun.processes:os.system(...)), a dotted name through a pinrun module."""
-    answer = (b"\x80\x04" + _short(b"value") + _short(b"pinrun.processes") +
+    ("value", pinrun.world.processes:os.system(...)), a dotted name through a pinrun module."""
+    answer = (b"\x80\x04" + _short(b"value") + _short(b"pinrun.world.processes") +
               _short(b"os.system") + b"\x93" + _short(f"touch {marker}".encode()) +
               b"\x85R\x86.")  # STACK_GLOBAL, TUPLE1, REDUCE, TUPLE2, STOP
     Path(sys.argv[2]).write_bytes(answer)

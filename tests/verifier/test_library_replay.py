@@ -13,11 +13,11 @@ from pinrun.artifacts.store import Store
 from pinrun.engine.records import load_run
 from pinrun.errors import MissingObjectError
 from pinrun.flows.environment import hash_seed_state
-from pinrun.processes import call_in_child
 from pinrun.verifier import replayer
 from pinrun.verifier.report import ReplayReport
 from pinrun.verifier.verify import verify_runs
 from pinrun.verifier.worker import RunResult
+from pinrun.world.processes import call_in_child
 from tests.helpers import Project, project_cli
 from tests.verifier.test_corrupt_recorded_output import _damage
 
@@ -150,11 +150,11 @@ def test_a_childs_answer_is_read_as_data() -> None:
 
 
 def test_a_forged_answer_cannot_reach_through_a_pinrun_module(tmp_path: Path) -> None:
-    """An answer naming pinrun.processes:os.system (a dotted name) is refused: the parent
+    """An answer naming pinrun.world.processes:os.system (a dotted name) is refused: the parent
     resolves only classes pinrun defines, and runs nothing."""
     marker = tmp_path / "marker"
     forged = call_in_child("tests.verifier.child_targets:forged_answer", str(marker))
-    assert "may not name pinrun.processes.os.system" in (forged.failure or "")
+    assert "may not name pinrun.world.processes.os.system" in (forged.failure or "")
     assert not marker.exists()
 
 

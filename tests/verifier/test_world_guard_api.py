@@ -12,7 +12,7 @@ from pinrun.artifacts.store import Store
 from pinrun.engine.run import record
 from pinrun.errors import RunFailedError
 from pinrun.verifier.replayer import replay
-from pinrun.world_guard import GuardedCall, inside_effect, recording_guard, world_hazards
+from pinrun.world.refusal import GuardedCall, inside_effect, recording_guard, world_hazards
 from tests.helpers import Project
 from tests.world_server import counting_server
 

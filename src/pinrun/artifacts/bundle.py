@@ -22,6 +22,7 @@ from typing import Final
 
 import orjson
 
+from pinrun._version import __version__
 from pinrun.artifacts.bundle_format import (
     BUNDLE_FORMAT,
     END_TAG,
@@ -177,6 +178,4 @@ def _dictionary(read: Callable[[Digest, str], bytes], holder: Digest, wanted: Di
 
 
 def _version() -> str:
-    from pinrun import __version__
-
     return __version__

@@ -12,10 +12,10 @@ from pinrun.safe_text import printable
 
 if TYPE_CHECKING:
     from pinrun.artifacts.store import Store
-    from pinrun.guards import GuardMode
     from pinrun.verifier.perturb import Perturbation
     from pinrun.verifier.replayer import CodeSource
     from pinrun.verifier.report import ReplayReport
+    from pinrun.world.guards import GuardMode
 
 EXIT_DIVERGED = 1
 
@@ -119,7 +119,7 @@ def replay_command(store: Store, run_id: str, code: str, entry: str | None, guar
         _print(report)
         _print_perturbations(variations, report.verdict)
     if not allow_world:  # what the replayed code left behind (atexit, threads) stays refused
-        from pinrun.world_guard import refuse_at_exit
+        from pinrun.world.refusal import refuse_at_exit
 
         refuse_at_exit()
     if not report.reproduced or any(v.verdict != report.verdict for v in variations):

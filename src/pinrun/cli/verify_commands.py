@@ -20,8 +20,8 @@ from pinrun.safe_text import printable
 
 if TYPE_CHECKING:
     from pinrun.artifacts.store import Store
-    from pinrun.guards import GuardMode
     from pinrun.verifier.replayer import CodeSource
+    from pinrun.world.guards import GuardMode
 
 EXIT_NOT_REPRODUCED = 1
 EXIT_STORE_ERROR = 3
@@ -127,7 +127,7 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
     if json_file != "-":
         _summary(results, len(ids))
     if not allow_world:  # what the replayed code left behind (atexit, threads) stays refused
-        from pinrun.world_guard import refuse_at_exit
+        from pinrun.world.refusal import refuse_at_exit
 
         refuse_at_exit()
     if any(r.get("store_error") for r in results):

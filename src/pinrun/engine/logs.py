@@ -32,7 +32,7 @@ from pinrun.engine.events import (
 )
 from pinrun.errors import ContextDivergenceError
 from pinrun.world import World
-from pinrun.world_guard import inside_effect
+from pinrun.world.refusal import inside_effect
 
 __all__ = ["RecordingLog", "ReplayLog", "ReuseLog", "at_debugger_prompt"]
 

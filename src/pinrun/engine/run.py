@@ -56,7 +56,7 @@ from pinrun.flows.pinning import pin_step, project_root_for
 from pinrun.flows.registry import find_entry, put_pins
 from pinrun.flows.step import Step
 from pinrun.world import SystemWorld, World
-from pinrun.world_guard import recording_guard, world_hazards
+from pinrun.world.refusal import recording_guard, world_hazards
 
 __all__ = ["DURABILITIES", "REPLACED_PREFIX", "REPLACING_PREFIX", "BaselineBusyError",
            "Durability", "Recorder", "record", "record_async", "replaced_ref", "replacing_ref",

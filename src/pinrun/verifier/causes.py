@@ -11,7 +11,7 @@ from pinrun.engine.records import RunRecord, load_env
 from pinrun.flows.environment import environment, environment_changes
 from pinrun.flows.loader import pinned_sources
 from pinrun.verifier.report import Cause
-from pinrun.world_guard import GuardedCall
+from pinrun.world.refusal import GuardedCall
 
 __all__ = ["environment_drift", "error_location"]
 

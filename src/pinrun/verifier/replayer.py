@@ -47,7 +47,6 @@ from pinrun.flows.flow import Flow
 from pinrun.flows.pinning import project_root_for
 from pinrun.flows.status import CodeStatus, load_pinned_flow
 from pinrun.flows.step import Step
-from pinrun.guards import GuardedCall, GuardMode, Guards, module_state
 from pinrun.verifier.attempt_code import attempt_source_shown, final_attempts
 from pinrun.verifier.causes import environment_drift, error_location
 from pinrun.verifier.diff import diff_states
@@ -55,7 +54,8 @@ from pinrun.verifier.moved import check_same_steps
 from pinrun.verifier.replay_code import CodeSource, flow_to_replay, project_modules
 from pinrun.verifier.report import Cause, ReplayReport, StepResult
 from pinrun.world import World
-from pinrun.world_guard import ReplayWatch, refusing_world
+from pinrun.world.guards import GuardedCall, GuardMode, Guards, module_state
+from pinrun.world.refusal import ReplayWatch, refusing_world
 
 __all__ = ["CodeSource", "check_replay_arguments", "replay"]
 

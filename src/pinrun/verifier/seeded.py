@@ -27,12 +27,12 @@ from pinrun.flows.environment import hash_seed_state
 from pinrun.flows.flow import Flow
 from pinrun.flows.pinning import project_root_for
 from pinrun.flows.registry import find_entry
-from pinrun.guards import GuardMode
 from pinrun.verifier import replayer
 from pinrun.verifier.moved import check_same_steps
 from pinrun.verifier.replayer import CodeSource
 from pinrun.verifier.report import ReplayReport
 from pinrun.verifier.worker import ReplayOptions, ReplayRequest, replay_in_child
+from pinrun.world.guards import GuardMode
 
 __all__ = ["needs_own_process", "replay"]
 

@@ -26,12 +26,12 @@ import blake3
 from pinrun.artifacts.store import Store
 from pinrun.engine.records import RUN_REF_PREFIX, load_run, load_run_object, recorded_hash_seed
 from pinrun.errors import InputError, StoreError
-from pinrun.guards import GuardMode
-from pinrun.processes import worker_pool
 from pinrun.verifier import worker
 from pinrun.verifier.accept import REPLACED_PREFIX
 from pinrun.verifier.replayer import CodeSource
 from pinrun.verifier.worker import ReplayOptions, RunResult
+from pinrun.world.guards import GuardMode
+from pinrun.world.processes import worker_pool
 
 __all__ = ["RunResult", "Selection", "parse_shard", "run_verification", "select_runs",
            "verify_runs"]

@@ -1,7 +1,7 @@
 """The verifier's worker entry: replay runs in this process, for a pool or a parent.
 
 ``pinrun verify`` starts a pool of fresh interpreters under each recorded
-hash seed (:func:`pinrun.processes.worker_pool`) with :func:`start` as their
+hash seed (:func:`pinrun.world.processes.worker_pool`) with :func:`start` as their
 initializer and :func:`replay_chunk` as their task; ``pinrun.replay`` under
 another seed, perturbations and ``pytest --pinrun`` call :func:`replay_request`
 in one fresh interpreter (:func:`replay_in_child`). Either way the worker
@@ -21,14 +21,14 @@ from pinrun.artifacts.store import Store
 from pinrun.engine.records import load_run
 from pinrun.errors import PinrunError, StoreError
 from pinrun.flows.entries import import_entry
-from pinrun.guards import GuardMode
-from pinrun.processes import call_in_child, load_answer
 from pinrun.safe_text import printable
 from pinrun.verifier import replayer
 from pinrun.verifier.moved import check_same_steps
 from pinrun.verifier.replayer import CodeSource
 from pinrun.verifier.report import ReplayReport, Verdict
-from pinrun.world_guard import refuse_from_now_on
+from pinrun.world.guards import GuardMode
+from pinrun.world.processes import call_in_child, load_answer
+from pinrun.world.refusal import refuse_from_now_on
 
 __all__ = ["DIED", "ReplayOptions", "ReplayRequest", "RunResult", "chunk_results", "replay_chunk",
            "replay_in_child", "replay_in_this_process", "replay_request", "start"]

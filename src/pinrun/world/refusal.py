@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from pinrun.errors import WorldRefusedError
-from pinrun.world_calls import EVENTS, FORK_EXEC_EVENT
+from pinrun.world.calls import EVENTS, FORK_EXEC_EVENT
 
 __all__ = ["GuardedCall", "ReplayWatch", "WorldWatch", "inside_effect", "recording_guard",
            "refusal", "refuse_at_exit", "refuse_from_now_on", "refusing_world", "watching_world",
@@ -114,7 +114,7 @@ class inside_effect:  # noqa: N801 - used as a function: with inside_effect()
 #: Code that is not the project's: pinrun, the standard library, installed distributions.
 _LIBRARIES = tuple(dict.fromkeys(str(Path(p).resolve()) for key, p in sysconfig.get_paths().items()
                                  if key in ("stdlib", "platstdlib", "purelib", "platlib")))
-_PINRUN = str(Path(__file__).resolve().parent)
+_PINRUN = str(Path(__file__).resolve().parents[1])
 
 
 def _call_site(watch: WorldWatch) -> types.FrameType | None:

@@ -8,7 +8,7 @@ the project's code, with its file and line, then makes the real call
 (``warn``) or raises :class:`NondeterminismError` (``strict``). Calls made by
 libraries are not the step's (logging's timestamps, say), so they are not
 noted. Network connections and subprocesses are the world guard's
-(:mod:`pinrun.world_guard`): refused inside a guarded step unless the
+(:mod:`pinrun.world.refusal`): refused inside a guarded step unless the
 replay allows the world, then noted like the rest. Only a step being guarded
 is watched (a context variable says which). Everything is put back when the
 guards end.
@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pinrun.errors import NondeterminismError
-from pinrun.world_guard import GuardedCall, WorldWatch, watching_world
+from pinrun.world.refusal import GuardedCall, WorldWatch, watching_world
 
 __all__ = ["GuardMode", "GuardedCall", "Guards", "NondeterminismError"]
 
@@ -211,7 +211,7 @@ class Guards:
     notes calls, ``strict`` also raises :class:`NondeterminismError` in the
     step, ``off`` does nothing (no watch at all: the world too is let
     through). Network connections and subprocesses are refused in a guarded
-    step (:func:`~pinrun.world_guard.refusal`, whatever the mode but ``off``) unless
+    step (:func:`~pinrun.world.refusal.refusal`, whatever the mode but ``off``) unless
     ``allow_world``, when they are only noted. Use :meth:`step` around each
     step.
     """

@@ -96,7 +96,7 @@ class _AnswerUnpickler(pickle.Unpickler):
             return super().find_class(module, name)
         # A result class pinrun defines (a dataclass, an enum, an error), in a module
         # already loaded: never a function or another class (RunLease would take a lock),
-        # never a dotted name reaching through a module (pinrun.processes:os.system),
+        # never a dotted name reaching through a module (pinrun.world.processes:os.system),
         # and never an import (importing pinrun.__main__ would run the command line).
         loaded = sys.modules.get(module)
         if module.startswith(_ANSWER_MODULES) and loaded is not None and "." not in name:
@@ -114,7 +114,7 @@ def load_answer(data: bytes) -> Any:
     return _AnswerUnpickler(io.BytesIO(data)).load()
 
 
-_CHILD = ("import sys; from pinrun.processes import _child_main; "
+_CHILD = ("import sys; from pinrun.world.processes import _child_main; "
           "_child_main(sys.argv[1], sys.argv[2])")
 
 
