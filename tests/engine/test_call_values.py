@@ -8,7 +8,7 @@ import decimal
 import enum
 import uuid
 
-from pinrun.engine.call_values import call_problem, describe_call, preview
+from pinrun.engine.call_values import call_difference, call_problem, describe_call, preview
 
 
 class Colour(enum.Enum):
@@ -80,3 +80,18 @@ def test_kept_calls_are_checked() -> None:
     assert call_problem({"args": [1]}) is not None
     assert call_problem({"args": [], "kwargs": {1: 2}}) is not None
     assert call_problem({"preview": "x", "size": -1}) is not None
+
+
+def test_call_difference_names_each_argument_that_differs() -> None:
+    """Positional and keyword arguments that differ are named with both values; equal
+    calls differ in nothing; a call kept as a preview cannot be compared."""
+    recorded = {"args": ["EUR", 3, {"a": 1}], "kwargs": {"day": 3, "fast": True}}
+    asked = {"args": ["USD", 3, {"a": 1}], "kwargs": {"day": 4, "slow": True}}
+    assert call_difference(asked, recorded) == [
+        "argument 1: 'EUR' -> 'USD'", "day: 3 -> 4", "fast: True -> (absent)",
+        "slow: (absent) -> True"]
+    assert call_difference(recorded, recorded) == []
+    assert call_difference({"args": [1, 2], "kwargs": {}}, {"args": [1], "kwargs": {}}) == [
+        "argument 2: (absent) -> 2"]
+    assert call_difference(asked, {"preview": "[...]", "size": 70000}) is None
+    assert call_difference(asked, None) is None

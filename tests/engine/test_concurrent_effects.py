@@ -137,6 +137,8 @@ def test_an_unanswered_call_shows_its_values(fanned: Project, project_store: Sto
     assert "it called effect fetch('K'), which the recording has no answer for" in \
         first.message
     assert "the recording's unanswered calls of 'fetch' are fetch('k')" in first.message
+    # What differs is named, not two argument digests.
+    assert "the nearest differs in argument 1: 'k' -> 'K'" in first.message
 
 
 def test_async_effects_stay_concurrent_and_reproduce(fanned: Project,
@@ -295,3 +297,65 @@ def test_a_failed_steps_traceback_starts_in_the_step(project: Project,
     assert len(frames) == 1
     assert frames[0].endswith(", in broken")
     assert "failing.py" in frames[0]
+
+
+DEALT = """
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pinrun
+from tests.engine.effect_order import turn
+
+
+@pinrun.step
+def deal(items: list, ctx: pinrun.Context) -> dict:
+    together = threading.Barrier(len(items))  # one thread per item
+
+    def one(item):
+        together.wait(10)
+        with turn(item):
+            return item, ctx.random().randint(0, 10**9)
+
+    with ThreadPoolExecutor(4) as pool:
+        return {"seeds": dict(pool.map(one, items))}
+
+
+@pinrun.step(after=[deal])
+def once(items: list, ctx: pinrun.Context) -> dict:
+    seed = ctx.random().randint(0, 10**9)  # asked once, then passed on: no hazard
+
+    def one(item):
+        return item, seed + len(item)
+
+    with ThreadPoolExecutor(4) as pool:
+        return {"spread": dict(pool.map(one, items))}
+
+
+dealt = pinrun.Flow("dealt", [deal, once])
+"""
+
+
+def test_answers_dealt_to_threads_in_another_order_are_named(project: Project,
+                                                             project_store: Store) -> None:
+    """Threads that each ask ctx.random() get the recorded seeds in the order they ask:
+    asked in another order, the outputs differ and the cause says the same answers went
+    out in another order; a seed asked once and passed on is no hazard."""
+    project.write("dealt", DEALT)
+    items = ITEMS[:4]
+    set_order(items)
+    run = record(project.load("dealt", "dealt"), {"items": items}, store=project_store)
+    set_order(items)
+    same = replay(run.id, store=project_store, code="workdir")
+    assert same.reproduced, same.explain()
+    assert any("ctx.random() answered 4 threads or tasks in turn" in hazard
+               for hazard in same.steps[0].hazards), same.steps[0].hazards
+    assert same.steps[1].hazards == []
+    set_order(list(reversed(items)))
+    report = replay(run.id, store=project_store, code="workdir")
+    assert report.verdict == "diverged"
+    first = report.first_divergence
+    assert first is not None
+    assert first.name == "deal"
+    order = [cause for cause in first.causes if cause.kind == "answer order"]
+    assert len(order) == 1
+    assert order[0].message.startswith("ctx.random() answered 4 threads or tasks in turn")

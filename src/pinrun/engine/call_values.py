@@ -21,7 +21,8 @@ from typing import Any, Final
 from pinrun.artifacts import codec
 from pinrun.safe_text import printable
 
-__all__ = ["ARGUMENT_LIMIT", "SCALARS", "call_problem", "call_value", "describe_call", "preview"]
+__all__ = ["ARGUMENT_LIMIT", "SCALARS", "call_difference", "call_problem", "call_value",
+           "describe_call", "preview"]
 
 #: Arguments encoded larger than this are kept as a preview and a size only.
 ARGUMENT_LIMIT: Final = 64 * 1024
@@ -88,6 +89,48 @@ def describe_call(name: str, call: dict[str, Any] | None, arguments: str | None 
     parts += [f"{printable(key, limit=40)}={preview(value, limit)}"
               for key, value in call["kwargs"].items()]
     return f"{shown}({_bounded(', '.join(parts), limit)})"
+
+
+def call_difference(asked: dict[str, Any] | None,
+                    recorded: dict[str, Any] | None) -> list[str] | None:
+    """Which arguments of an effect call differ from a recorded call of the same effect:
+    ``["argument 1: 'EUR' -> 'USD'", "day: 3 -> 4"]`` (empty: the same arguments).
+
+    None when either side did not keep its arguments as values (a preview, an
+    older record). Values are compared by their encoding, never by a method
+    their class defines.
+    """
+    if asked is None or recorded is None or "args" not in asked or "args" not in recorded:
+        return None
+    lines: list[str] = []
+    old_args, new_args = recorded["args"], asked["args"]
+    for position in range(max(len(old_args), len(new_args))):
+        old = old_args[position] if position < len(old_args) else _ABSENT
+        new = new_args[position] if position < len(new_args) else _ABSENT
+        if not _same(old, new):
+            lines.append(f"argument {position + 1}: {_shown(old)} -> {_shown(new)}")
+    old_kwargs, new_kwargs = recorded["kwargs"], asked["kwargs"]
+    for key in [*old_kwargs, *(k for k in new_kwargs if k not in old_kwargs)]:
+        old, new = old_kwargs.get(key, _ABSENT), new_kwargs.get(key, _ABSENT)
+        if not _same(old, new):
+            lines.append(f"{printable(key, limit=40)}: {_shown(old)} -> {_shown(new)}")
+    return lines
+
+
+_ABSENT: Final = object()
+
+
+def _same(old: Any, new: Any) -> bool:
+    if old is _ABSENT or new is _ABSENT:
+        return old is new
+    try:
+        return codec.encode(old) == codec.encode(new)
+    except Exception:  # a value that no longer encodes (or fails to) is not the same
+        return False
+
+
+def _shown(value: Any) -> str:
+    return "(absent)" if value is _ABSENT else preview(value, 80)
 
 
 def preview(value: Any, limit: int = _PREVIEW_CHARACTERS) -> str:

@@ -22,7 +22,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from pinrun.artifacts import codec
-from pinrun.engine.call_values import SCALARS, describe_call
+from pinrun.engine.call_values import SCALARS, call_difference, describe_call
 from pinrun.engine.events import (
     EffectCall,
     Event,
@@ -34,7 +34,8 @@ from pinrun.errors import ContextDivergenceError
 from pinrun.world import World
 from pinrun.world.refusal import inside_effect
 
-__all__ = ["RecordingLog", "ReplayLog", "ReuseLog", "at_debugger_prompt"]
+__all__ = ["SHARED_ANSWERS_HAZARD", "RecordingLog", "ReplayLog", "ReuseLog",
+           "at_debugger_prompt"]
 
 T = TypeVar("T")
 _SEED_BYTES = 8
@@ -245,6 +246,8 @@ class ReplayLog:
         #: Effects the step's own code asked for in another order than recorded (hazards).
         self.out_of_order: list[str] = []
         self._last_in_sequence = -1
+        #: Who was answered each kind of plain call: (thread, task) pairs.
+        self._askers: dict[str, set[tuple[int, int]]] = {}
 
     def _diverged(self, error: ContextDivergenceError, *, peeking: bool) -> None:
         if not peeking and self.divergence is None:
@@ -261,7 +264,21 @@ class ReplayLog:
                 "debugger's prompt: nothing was used up)")) if peeking else
                 ContextDivergenceError(step, index, event, asked), peeking=peeking)
         assert event is not None
+        if not peeking:
+            self._askers.setdefault(asked, set()).add(_asker())
         return event
+
+    @property
+    def shared_answers(self) -> list[str]:
+        """Hazards: plain answers (the clock, seeds, uuids) handed to several threads or
+        tasks of the step in turn. They go out in the order they are asked, and threads
+        and tasks may ask in another order than when recording: then each gets
+        another's answer, the same answers in another order."""
+        return [f"{SHARED_ANSWERS_HAZARD} {asked} answered {len(askers)} threads or tasks "
+                "in turn: a replay hands the recorded answers out in the order they are "
+                "asked, which threads and tasks may change (ask once before fanning out, "
+                "and pass the answer on)"
+                for asked, askers in self._askers.items() if len(askers) > 1]
 
     def now(self, step: str) -> dt.datetime:
         value: dt.datetime = self._plain(step, "now", "ctx.now()").value
@@ -322,13 +339,18 @@ class ReplayLog:
     def _unanswered(self, step: str, effect: EffectCall) -> ContextDivergenceError:
         asked = f"effect {describe_call(effect.name, effect.call)}"
         # Each distinct call once, with its count: equal calls are one line, not three.
+        waiting = self.answers.effects_named(effect.name)
         others = Counter(describe_call(effect.name, other.call, other.arguments)
-                         for other in self.answers.effects_named(effect.name))
+                         for other in waiting)
         if others:
             shown = "; ".join(f"{call} x{count}" if count > 1 else call
                               for call, count in list(others.items())[:3])
             more = f" (and {len(others) - 3} more)" if len(others) > 3 else ""
             found = f"the recording's unanswered calls of {effect.name!r} are {shown}{more}"
+            closest = _closest_difference(effect, waiting)
+            if closest:
+                found += f"; the nearest differs in {'; '.join(closest[:4])}" + (
+                    f" (and {len(closest) - 4} more)" if len(closest) > 4 else "")
         else:
             found = f"the recording has no unanswered call of effect {effect.name!r}"
         index = len(self.events) - len(self.answers.unused)
@@ -340,6 +362,34 @@ class ReplayLog:
     def unused(self) -> list[Event]:
         """Recorded answers the replay never asked for (also a divergence, for the engine)."""
         return self.answers.unused
+
+
+#: How a hazard about plain answers shared by threads or tasks begins.
+SHARED_ANSWERS_HAZARD = "order:"
+
+
+def _asker() -> tuple[int, int]:
+    """Who is asking: this thread, and the task running in it (0 outside a loop)."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running event loop in this thread
+        task = None
+    return threading.get_ident(), id(task) if task is not None else 0
+
+
+def _closest_difference(effect: EffectCall, waiting: list[Event]) -> list[str] | None:
+    """The arguments in which the call differs from the nearest recorded call of its
+    effect still unanswered (fewest differences), so the report names what changed
+    rather than two digests; None when no recorded call kept its arguments."""
+    if len(waiting) > _NEAREST_LOOKED_AT:
+        waiting = waiting[:_NEAREST_LOOKED_AT]
+    differences = [found for other in waiting
+                   if (found := call_difference(effect.call, other.call)) is not None]
+    return min(differences, key=len) if differences else None
+
+
+#: At most this many recorded calls are compared with an unanswered one.
+_NEAREST_LOOKED_AT = 50
 
 
 def at_debugger_prompt() -> bool:

@@ -40,6 +40,7 @@ from pinrun.engine.execution import (
     StepGuard,
     module_state_hazards,
 )
+from pinrun.engine.logs import SHARED_ANSWERS_HAZARD
 from pinrun.engine.records import RunRecord, StepRecord, load_run
 from pinrun.engine.walk import LevelBase, RunState, Settled, walk
 from pinrun.errors import ContextDivergenceError, InputError, PinrunError, StoreError
@@ -274,7 +275,7 @@ class _Replay:
                         for call in calls)
         result = StepResult(outcome.step.name, record.attempt, "match",
                             recorded_outputs=record.outputs.hex if record.outputs else None,
-                            hazards=[*outcome.hazards, *log.out_of_order, *(
+                            hazards=[*outcome.hazards, *log.out_of_order, *log.shared_answers, *(
                                 f"{site} outside its context"
                                 + (f" ({count} times)" if count > 1 else "")
                                 for site, count in sites.items())])
@@ -370,6 +371,9 @@ class _Replay:
                           if hazard.startswith("mutated")]
         result.causes += [Cause("module state", hazard) for hazard in result.hazards
                           if hazard.startswith(MODULE_STATE_HAZARD)]
+        result.causes += [Cause("answer order", hazard.removeprefix(SHARED_ANSWERS_HAZARD)
+                                .strip()) for hazard in result.hazards
+                          if hazard.startswith(SHARED_ANSWERS_HAZARD)]
         if self.drift is not None:
             for step in self.drift().steps:
                 if step.name == result.name and (step.changed or step.state == "same-version"):
