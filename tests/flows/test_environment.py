@@ -242,7 +242,15 @@ def test_a_new_record_has_its_shape_and_an_old_one_still_does() -> None:
     ("distributions", {"\x1b[2Jevil": "1"}, "distributions should name distributions"),
     ("distributions", {"numpy": "1" * 300}, "distributions['numpy'] should hold at most 256"),
     ("distributions", {f"d{i}": "1" for i in range(4097)},
-     "distributions should hold at most 4096")])
+     "distributions should hold at most 4096"),
+    ("hostname", "h" * 257, "hostname should hold at most 256"),
+    ("hostname", ["ci"], "hostname should be a string"),
+    ("home", "/" + "h" * 300, "home should hold at most 256"),
+    ("cwd", "/" + "c" * 300, "cwd should hold at most 256"),
+    ("cwd", {"$digest": "00"}, "cwd should be a string"),
+    ("umask", "777", "umask should be a umask"),
+    ("umask", "0089", "umask should be a umask"),
+    ("umask", 18, "umask should be a string")])
 def test_each_new_field_is_checked(field: str, value: Any, problem: str) -> None:
     """A new field of the wrong type or size is named as the shape problem."""
     found = shapes.shape_problem(Kind.ENV, {**environment([]), field: value})

@@ -16,6 +16,7 @@ from pinrun.cli.hash_seed import ensure_hash_seed
 from pinrun.cli.main import cli
 from pinrun.engine.records import RunRecord, load_env, load_run, run_ref
 from pinrun.engine.run import record
+from pinrun.flows.environment import place_state
 from pinrun.verifier.causes import environment_drift
 from pinrun.verifier.compare import diff_runs
 from pinrun.verifier.replayer import replay
@@ -121,3 +122,46 @@ def test_a_run_recorded_with_a_random_seed_is_named_as_such(
     for command in ("replay", "resume"):
         ensure_hash_seed(["--store", str(project_store.path), command, random.id])
     assert "PYTHONHASHSEED" not in os.environ
+
+
+HOSTILE = "\x1b]0;pwned\x07\x1b[2Jhost"
+
+
+def test_a_hostile_place_is_shown_escaped_and_named_as_drift(
+        project_store: Store, runs: tuple[RunRecord, RunRecord]) -> None:
+    """A crafted record's host name and home (escape sequences, within bounds) reach
+    `show` and the drift causes escaped, never as control characters."""
+    new, _ = runs
+    env = {**load_env(project_store, new), "hostname": HOSTILE, "home": f"/home/{HOSTILE}",
+           "umask": "0000"}
+    crafted = _with_env(project_store, new, env, "20200101T000000000-0c0c0c")
+    shown = CliRunner().invoke(cli, ["--store", str(project_store.path), "show", crafted.id],
+                               catch_exceptions=False)
+    assert shown.exit_code == 0, shown.output
+    assert "\x1b" not in shown.output
+    assert "\x07" not in shown.output
+    assert "place: host \\x1b]0;pwned\\x07\\x1b[2Jhost, home" in shown.output
+    assert "umask 0000" in shown.output
+    drift = [c.message for c in environment_drift(project_store, crafted)
+             if c.kind == "environment drift"]
+    here = place_state()  # this process's place, as the replay here reads it
+    assert f"hostname: {HOSTILE} -> {here['hostname']}" in drift
+    assert f"umask: 0000 -> {here['umask']}" in drift
+
+
+@pytest.mark.parametrize(("field", "value"), [("hostname", "h" * 300), ("home", "/" * 257),
+                                              ("cwd", ["/srv"]), ("umask", "0o77")])
+def test_an_out_of_bounds_place_is_a_damaged_record(
+        project_store: Store, runs: tuple[RunRecord, RunRecord], field: str,
+        value: Any) -> None:
+    """A crafted place too long or of the wrong type: `show` and `replay` say in one line
+    that the environment object is damaged (exit 3), with no traceback."""
+    new, _ = runs
+    crafted = _with_env(project_store, new, {**load_env(project_store, new), field: value},
+                        "20200101T000000000-0d0d0d")
+    for command in ("show", "replay"):
+        result = CliRunner().invoke(cli, ["--store", str(project_store.path), command,
+                                          crafted.id])
+        assert result.exit_code == 3, (command, result.output)
+        assert field in result.output, result.output
+        assert "Traceback" not in result.output

@@ -237,6 +237,8 @@ _STRINGS: Final = _list_of(_str)
 #: A name or setting in an environment (a time zone, a locale, a distribution).
 _ENV_TEXT: Final = _at_most(256, _str)
 _DIGESTS: Final = _list_of(_digest)
+#: A umask as an environment records it: four octal digits (``0022``).
+_UMASK: Final = _matching(re.compile(r"0[0-7]{3}"), "a umask (four octal digits, like 0022)")
 
 
 def _distribution_versions(value: Any, path: str) -> dict[str, Any]:
@@ -313,7 +315,8 @@ _SHAPES: Final[Mapping[Kind, _Record]] = {
     Kind.ENV: _record(
         {"machine": _ENV_TEXT, "timezone": _ENV_TEXT,
          "locale": _at_most(16, _map_of(_ENV_TEXT)), "linalg": _at_most(8, _map_of(_ENV_TEXT)),
-         "project": _at_most(256, _list_of(_distribution_name))},
+         "project": _at_most(256, _list_of(_distribution_name)),
+         "home": _ENV_TEXT, "cwd": _ENV_TEXT, "hostname": _ENV_TEXT, "umask": _UMASK},
         python=_str, implementation=_str, platform=_str, hash_seed=_nullable(_hash_seed),
         distributions=_at_most(4096, _distribution_versions)),
     Kind.CODE: _record(

@@ -306,6 +306,11 @@ def environment_lines(env: dict[str, Any]) -> list[str]:
     if env.get("locale"):
         lines.append(printable("  locale: " + ", ".join(
             f"{name} {value}" for name, value in sorted(env["locale"].items()))))
+    place = [f"{label} {env[key]}" for key, label in (
+        ("hostname", "host"), ("home", "home"), ("cwd", "cwd"), ("umask", "umask"))
+        if env.get(key) is not None]
+    if place:
+        lines.append(printable("  place: " + ", ".join(place)))
     if env.get("linalg"):
         lines.append(printable("  linalg: " + ", ".join(
             f"{name.upper()} {value}" for name, value in sorted(env["linalg"].items()))))

@@ -43,8 +43,10 @@ EXIT_DIVERGED = 1
               help="Replay N times in this process with the code loaded once, as a "
                    "long-running worker would: state a run leaves behind shows.")
 @click.option("--perturb", metavar="KINDS",
-              help="Also replay in fresh processes under another hashseed, tz and/or locale "
-                   "(comma-separated), and say which variation changed the outcome.")
+              help="Also replay in fresh processes, each with one condition changed, and "
+                   "say which variation changed the outcome: hashseed, tz, locale, home "
+                   "(an empty HOME), umask, cwd (another working folder), fileorder "
+                   "(directory listings reversed), hostname; comma-separated, or all.")
 @click.option("--step", "debug_step", metavar="NAME",
               help="With --pdb: the step to stop in.")
 @click.option("--pdb", "use_pdb", is_flag=True,

@@ -17,17 +17,22 @@ An ``env`` object says where a run's code ran:
 * ``linalg``: the BLAS and LAPACK numpy was built with, when numpy is among
   the distributions, read from the build configuration numpy installs
   (``numpy/__config__.py``, parsed as text: nothing is imported to find out,
-  so the answer does not depend on whether a step imported numpy yet).
+  so the answer does not depend on whether a step imported numpy yet);
+* ``home`` (the home folder ``~`` names), ``cwd`` (the working folder),
+  ``umask`` (four octal digits, ``0022``) and ``hostname``: what a step that
+  expands ``~``, opens a relative path, creates a file or names its machine
+  can feel (:func:`place_state`).
 
-Records written before the last five fields existed still load; a field
+Records written before the later fields existed still load; a field
 absent from one side is never reported as drift (:func:`environment_changes`).
 What cannot change in a process (versions, the hash seed) is read once;
-the time zone and the locale are read each time, cheaply.
+the time zone, the locale and the place are read each time, cheaply.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import importlib.metadata
 import importlib.util
@@ -51,6 +56,7 @@ __all__ = [
     "environment_changes",
     "hash_seed_state",
     "locale_state",
+    "place_state",
     "requirement_closure",
     "time_zone",
     "warn_if_hash_seed_random",
@@ -171,6 +177,59 @@ def locale_state() -> dict[str, str]:
     return found
 
 
+# ------------------------------------------------------------------ the place
+
+def place_state() -> dict[str, str]:
+    """Home folder, working folder, umask and host name, as this process sees them now
+    (each read each time: a process can change any of them; a few microseconds).
+
+    A field that cannot be read (the working folder was deleted) is left out,
+    which is never drift. Each is cut to the recorded length.
+    """
+    found = {"home": os.path.expanduser("~")[:_LONGEST]}
+    with contextlib.suppress(OSError):  # the working folder was removed under the process
+        found["cwd"] = os.getcwd()[:_LONGEST]
+    found["umask"] = f"{_umask() & 0o777:04o}"
+    # os.uname, not platform.node(): platform caches its answer for the process.
+    found["hostname"] = (os.uname().nodename if hasattr(os, "uname")
+                         else platform.node())[:_LONGEST]
+    return found
+
+
+_PROC_STATUS = "/proc/self/status"
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it where the system can say
+    (Linux's ``/proc/self/status``, ~15 us); elsewhere set and reset at once.
+
+    Not cached: code may call ``os.umask``. Setting it to read it is a race (a
+    file another thread creates in that instant gets the wrong mode), so that
+    is only the fallback, and sets the common ``0o022`` for the instant.
+    """
+    try:
+        descriptor = os.open(_PROC_STATUS, os.O_RDONLY)
+    except OSError:
+        descriptor = -1
+    if descriptor >= 0:
+        try:
+            head = os.read(descriptor, 512)  # Umask: is the second line
+        except OSError:
+            head = b""
+        finally:
+            os.close(descriptor)
+        start = head.find(b"\nUmask:")
+        if start >= 0:
+            value = head[start + 7:head.find(b"\n", start + 1)].strip()
+            try:
+                return int(value, 8)
+            except ValueError:
+                pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 # ------------------------------------------------------------- the record
 
 def environment(sources: Iterable[Mapping[str, str]], hash_seed: str | None = None,
@@ -192,6 +251,7 @@ def environment(sources: Iterable[Mapping[str, str]], hash_seed: str | None = No
         "hash_seed": _seed(hash_seed) if hash_seed is not None else hash_seed_state(),
         "timezone": time_zone(), "locale": locale_state(), "project": list(names),
         "distributions": {**dict(_distribution_versions(imported, names)), **versions},
+        **place_state(),
     }
     linalg = _linalg() if "numpy" in value["distributions"] else None
     if linalg:
@@ -291,14 +351,16 @@ def _linalg_in(tree: ast.AST) -> dict[str, str] | None:
 
 _SCALARS = (("python", "python"), ("implementation", "implementation"),
             ("platform", "platform"), ("machine", "machine"), ("timezone", "TZ"),
-            ("hash_seed", "hash seed"))
+            ("hash_seed", "hash seed"), ("home", "home"), ("cwd", "cwd"), ("umask", "umask"),
+            ("hostname", "hostname"))
 
 
 def environment_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
     """How environment ``after`` differs from ``before``, one line per field.
 
     Lines read ``TZ: UTC -> Asia/Tokyo``, ``locale LC_NUMERIC: C -> de_DE.UTF-8``,
-    ``hash seed: 0 -> random``, ``orders-svc: 1.0.0 -> 1.0.1``. A field one side
+    ``hash seed: 0 -> random``, ``home: /home/ci -> /root``, ``umask: 0022 -> 0077``,
+    ``orders-svc: 1.0.0 -> 1.0.1``. A field one side
     does not have (a record older than it, numpy not imported) is not a change;
     nor is a distribution missing from a record older than the list of
     everything imported (which records ``project``).

@@ -29,6 +29,7 @@ from pinrun.verifier.report import ReplayReport, Verdict
 from pinrun.world.guards import GuardMode
 from pinrun.world.processes import call_in_child, load_answer
 from pinrun.world.refusal import refuse_from_now_on
+from pinrun.world.variations import apply as apply_variation
 
 __all__ = ["DIED", "ReplayOptions", "ReplayRequest", "RunResult", "chunk_results", "replay_chunk",
            "replay_in_child", "replay_in_this_process", "replay_request", "start"]
@@ -160,10 +161,16 @@ class ReplayRequest:
     store_path: str
     run_id: str
     options: ReplayOptions = field(default_factory=ReplayOptions)
+    #: A variation the child installs before it replays (``("umask", "0077")``), for
+    #: ``--perturb`` (:func:`pinrun.world.variations.apply`).
+    variation: tuple[str, str] | None = None
 
 
 def replay_request(request: ReplayRequest) -> RunResult:
-    """In the child: open the store, replay the run, give the result back."""
+    """In the child: install the request's variation, open the store, replay the run,
+    give the result back."""
+    if request.variation is not None:
+        apply_variation(*request.variation)
     try:
         with Store.open(request.store_path) as store:
             result = replay_in_this_process(store, request.run_id, request.options)

@@ -1,0 +1,93 @@
+"""Where a run ran: its home folder, working folder, umask and host name, as recorded
+and as drift."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pinrun.flows import environment as env_module
+from pinrun.flows.environment import environment, environment_changes, place_state
+from tests.helpers import SRC
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_the_place_is_what_the_process_sees_now(monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    """Home, working folder, umask and host name are read each time, as they are now."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    place = environment([])
+    assert place["home"] == str(tmp_path / "home")
+    assert place["cwd"] == os.getcwd()
+    assert place["hostname"] == os.uname().nodename
+    assert place["umask"] == f"{_current_umask():04o}"
+    previous = os.umask(0o027)
+    try:
+        assert place_state()["umask"] == "0027"
+        assert _current_umask() == 0o027  # reading it changed nothing
+    finally:
+        os.umask(previous)
+
+
+def test_a_long_home_is_cut_when_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A home folder longer than a record holds is cut to 200 characters, and the record
+    keeps its shape."""
+    monkeypatch.setenv("HOME", "/" + "h" * 300)
+    assert place_state()["home"] == "/" + "h" * 199
+
+
+def test_without_proc_the_umask_is_set_and_reset(monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    """Where /proc/self/status cannot say, the umask is still read right, and left as it was."""
+    monkeypatch.setattr(env_module, "_PROC_STATUS", str(tmp_path / "no-proc"))
+    previous = os.umask(0o007)
+    try:
+        assert place_state()["umask"] == "0007"
+        assert _current_umask() == 0o007
+    finally:
+        os.umask(previous)
+
+
+def test_a_removed_working_folder_is_left_out(tmp_path: Path) -> None:
+    """A process whose working folder was deleted records no cwd (so no drift), not an error."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    code = textwrap.dedent(f"""
+        import os
+        from pinrun.flows.environment import place_state
+        os.chdir({str(gone)!r})
+        os.rmdir({str(gone)!r})
+        print(sorted(place_state()))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(SRC)},
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['home', 'hostname', 'umask']"
+
+
+def test_each_place_field_is_drift_old_to_new() -> None:
+    """A differing home, cwd, umask or host name is one line each; a field one side lacks
+    (a record from before them) is none."""
+    before = environment([])
+    after = {**before, "home": "/root", "cwd": "/srv/other", "umask": "0077",
+             "hostname": "ci-7"}
+    before = {**before, "home": "/home/ci", "cwd": "/srv/app", "umask": "0022",
+              "hostname": "laptop"}
+    assert environment_changes(before, after) == [
+        "home: /home/ci -> /root", "cwd: /srv/app -> /srv/other", "umask: 0022 -> 0077",
+        "hostname: laptop -> ci-7"]
+    older = {key: value for key, value in before.items()
+             if key not in ("home", "cwd", "umask", "hostname")}
+    assert environment_changes(older, after) == []
+    assert environment_changes(after, older) == []
