@@ -53,6 +53,7 @@ STEPS = '''\
 import random
 
 import numpy as np
+import pandas as pd
 from numpy.random import default_rng
 
 import genlib_outside
@@ -70,7 +71,8 @@ def seeded():
     g = int(np.random.SeedSequence(3).generate_state(1)[0])
     h = genlib_outside.fit(list(range(6)), random_state=3)
     i = np.random.Generator(np.random.Philox(key=7)).normal()
-    return [a, b, c, d, e, f, g, h, i]
+    j = pd.DataFrame({"a": range(9)}).sample(frac=1.0, random_state=3)["a"].tolist()
+    return [a, b, c, d, e, f, g, h, i, j]
 
 
 def random_instance():
@@ -127,6 +129,10 @@ def library_global():
 
 def library_function():
     return genlib_outside.jitter([1.0, 2.0])
+
+
+def pandas_sample():
+    return pd.DataFrame({"a": range(9)}).sample(frac=1.0)["a"].tolist()
 '''
 
 UNSEEDED = [
@@ -140,6 +146,7 @@ UNSEEDED = [
     ("seed_sequence", "numpy.random.SeedSequence()"),
     ("library_global", "numpy.random.permutation()"),
     ("library_function", "numpy.random.uniform()"),
+    ("pandas_sample", "numpy.random.choice()"),  # pandas draws from the global generator
 ]
 
 
