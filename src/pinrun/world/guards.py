@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pinrun.errors import NondeterminismError
+from pinrun.world.generators import generator_stand_ins
 from pinrun.world.refusal import GuardedCall, WorldWatch, watching_world
 
 __all__ = ["GuardMode", "GuardedCall", "Guards", "NondeterminismError"]
@@ -65,19 +66,21 @@ _ADVICE = {
 }
 
 
-def _direct_caller(watch: _Watch) -> types.FrameType | None:
-    """The frame that called the stand-in, when it is the project's code."""
+def _direct_caller(watch: _Watch, behalf: bool = False) -> types.FrameType | None:
+    """The frame that called the stand-in, when it is the project's code (``behalf``: the
+    nearest frame of the project's code, when a library may call on the step's behalf)."""
     frame: types.FrameType | None = sys._getframe(3)  # _note, the stand-in, its caller
-    while frame is not None and frame.f_code.co_filename == __file__:
+    while frame is not None and (frame.f_code.co_filename == __file__ or
+                                 (behalf and frame.f_code.co_filename not in watch.files)):
         frame = frame.f_back  # any frame of this module between the stand-in and its caller
     return frame if frame is not None and frame.f_code.co_filename in watch.files else None
 
 
-def _note(kind: str, call: str) -> None:
+def _note(kind: str, call: str, *, behalf: bool = False) -> None:
     watch = _ACTIVE.get()
     if watch is None:
         return
-    frame = _direct_caller(watch)
+    frame = _direct_caller(watch, behalf)
     if frame is None:
         return  # a library's own call, not the step's
     noted = GuardedCall(kind, call, frame.f_code.co_filename, frame.f_lineno)
@@ -155,6 +158,7 @@ def _stand_ins() -> list[tuple[types.ModuleType, str, Any, Any]]:
             _guarded(getattr(module, name), kind, f"{module.__name__}.{name}()"))
            for module, name, kind in _FUNCTIONS]
     out.append((os, "environ", os.environ, _GuardedEnviron(os.environ)))
+    out += generator_stand_ins(_note, _ACTIVE.get)  # random.Random, numpy's generators
     return out
 
 
