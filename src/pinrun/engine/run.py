@@ -213,8 +213,11 @@ class Recorder:
         # The rest of the walk's mode: recording stamps times and notes the network and
         # processes a step reaches outside ctx.effect (hazards a replay will refuse), and
         # the files it reads (its file inputs, which a replay checks).
+        # A step's own file names its reads, also when it is installed in site-packages.
+        code = frozenset(found.co_filename for item in flow.steps
+                         if (found := getattr(item.func, "__code__", None)) is not None)
         self.guard: StepGuard | None = FileGuard(recording_guard, FileSetup.for_store(
-            store.path, project_root_for(store.path)))
+            store.path, project_root_for(store.path), files=code))
         self.debug_step: str | None = None
         #: Per step, the module-level state its pin says it reads (watched for changes).
         self.hidden_state: HiddenState | None = {}
