@@ -257,7 +257,7 @@ _STEP_ERROR: Final = _record(type=_str, message=_str, traceback=_str)
 
 #: One step of a run record (``StepRecord``).
 _STEP_RECORD: Final = _record(
-    {"code": _nullable(_digest)},
+    {"code": _nullable(_digest), "files": _nullable(_digest)},
     name=_str, status=_choice("succeeded", "failed"), inputs=_digest,
     outputs=_nullable(_digest), events=_digest, error=_nullable(_STEP_ERROR),
     attempt=_int(1), hazards=_STRINGS)

@@ -178,7 +178,12 @@ def show_command(store: Store, run_id: str, step_name: str | None, with_values: 
     from rich.text import Text
 
     from pinrun.artifacts.digest import Kind
-    from pinrun.cli.step_values import collapsed_names, step_lines, step_values, traceback_lines
+    from pinrun.cli.step_values import (
+        collapsed_names,
+        file_inputs,
+        step_lines,
+        step_values,
+    )
     from pinrun.engine.records import display_status, load_env, load_run
 
     run = load_run(store, run_id)
@@ -205,6 +210,7 @@ def show_command(store: Store, run_id: str, step_name: str | None, with_values: 
             "outputs": item.outputs.hex if item.outputs else None,
             **_events_summary(store, item.events),
             "hazards": list(item.hazards),
+            "input_files": file_inputs(store, item),
             "seconds": times[index] if index < len(times) else None,
             "error": ({"type": item.error.type, "message": item.error.message,
                        "traceback": item.error.traceback} if item.error else None),
@@ -251,18 +257,7 @@ def show_command(store: Store, run_id: str, step_name: str | None, with_values: 
                       f"{row['seconds'] * 1000:.1f} ms" if row["seconds"] is not None else "")
     out.print(table)
     for row in steps:
-        for hazard in row["hazards"]:
-            out.print(Text(f"hazard in {printable(_label(row))}: {printable(hazard)}",
-                           style="yellow"))
-        if row["error"] and "values" not in row:  # with values, it is shown there
-            out.print(Text(f"{printable(_label(row))} failed: {printable(row['error']['type'])}"
-                           f": {printable(row['error']['message'])}", style="red"))
-            for line in traceback_lines(row["error"]["traceback"]):
-                out.print(Text(f"  {line}", style="dim"), soft_wrap=True)  # lines kept whole
-        if row["resumed_code"]:
-            out.print(Text(f"{printable(_label(row))} ran the code the run was resumed with "
-                           f"(step pin {row['code'][:8]}), not the code it started with; "
-                           "pinned replay runs that code for it", style="dim"))
+        _print_notes(out, row)
     for row in steps:
         if "values" in row:  # plain lines, left to the terminal to wrap: values stay whole
             click.echo()
@@ -270,6 +265,29 @@ def show_command(store: Store, run_id: str, step_name: str | None, with_values: 
                 click.echo(line)
     if status in ("interrupted", "failed"):
         out.print(Text(f"continue it with: pinrun resume {run.id}"))
+
+
+def _print_notes(out: Any, row: dict[str, Any]) -> None:
+    """What ``show`` says under its table about one step: its file inputs, hazards, error
+    (with its traceback) and resumed code; every stored text through printable()."""
+    from rich.text import Text
+
+    from pinrun.cli.step_values import file_input_lines, traceback_lines
+
+    for line in file_input_lines(row["input_files"]):
+        out.print(Text(f"{printable(_label(row))} {line}", style="dim"))
+    for hazard in row["hazards"]:
+        out.print(Text(f"hazard in {printable(_label(row))}: {printable(hazard)}",
+                       style="yellow"))
+    if row["error"] and "values" not in row:  # with values, it is shown there
+        out.print(Text(f"{printable(_label(row))} failed: {printable(row['error']['type'])}"
+                       f": {printable(row['error']['message'])}", style="red"))
+        for line in traceback_lines(row["error"]["traceback"]):
+            out.print(Text(f"  {line}", style="dim"), soft_wrap=True)  # lines kept whole
+    if row["resumed_code"]:
+        out.print(Text(f"{printable(_label(row))} ran the code the run was resumed with "
+                       f"(step pin {row['code'][:8]}), not the code it started with; "
+                       "pinned replay runs that code for it", style="dim"))
 
 
 def _successor(store: Store, run: RunRecord) -> str | None:

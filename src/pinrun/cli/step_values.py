@@ -224,3 +224,35 @@ def step_lines(label: str, row: dict[str, Any], values: dict[str, Any]) -> list[
         lines.append(printable(f"  failed: {error['type']}: {error['message']}"))
         lines += [f"    {line}" for line in traceback_lines(error.get("traceback") or "")]
     return lines
+
+
+def file_inputs(store: Store, step: StepRecord) -> dict[str, Any] | None:
+    """A step's recorded file inputs as JSON-ready data (None: it read none), checked
+    (:func:`~pinrun.world.file_inputs.load_inputs`: a crafted one is refused, whole)."""
+    from pinrun.world.file_inputs import load_inputs
+
+    if step.files is None:
+        return None
+    found = load_inputs(store, step.files)
+    return {"files": [item.as_value() for item in found.files],
+            "listings": [item.as_value() for item in found.listings], "more": found.more}
+
+
+def file_input_lines(inputs: dict[str, Any] | None) -> list[str]:
+    """One line per file a step read or folder it listed, printable."""
+    lines: list[str] = []
+    if inputs is None:
+        return lines
+    for item in inputs["files"]:
+        digest = item["digest"][:8] if item["digest"] else "absent"
+        where = f" (at {item['file']}:{item['line']})" if item["file"] else ""
+        lines.append(printable(f"reads {item['path']}  {digest}{where}"))
+    for item in inputs["listings"]:
+        folder = item["path"] if item["path"].endswith("/") else f"{item['path']}/"
+        where = f" (at {item['file']}:{item['line']})" if item["file"] else ""
+        count = item["count"]
+        found = f"{count} name{'' if count == 1 else 's'}" if item["digest"] else "absent"
+        lines.append(printable(f"lists {folder}  {found}{where}"))
+    if inputs["more"]:
+        lines.append(f"... and {inputs['more']} more files and folders, not recorded")
+    return lines

@@ -84,6 +84,9 @@ class StepRecord:
     hazards: tuple[str, ...] = ()
     #: The pinned step: its fingerprint, version and the sources of its code.
     code: Digest | None = None
+    #: The files it read and the folders it listed, with their digests (a value, see
+    #: :mod:`pinrun.world.file_inputs`); None when it read none (or an older pinrun).
+    files: Digest | None = None
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,9 @@ class RunRecord:
         plain = {**value, "steps": [{**step, "inputs": _tag(step["inputs"]),
                                      "outputs": _tag(step["outputs"]),
                                      "events": _tag(step["events"]),
-                                     "code": _tag(step["code"])} for step in value["steps"]]}
+                                     "code": _tag(step["code"]),
+                                     **({"files": _tag(step["files"])} if "files" in step
+                                        else {})} for step in value["steps"]]}
         for key in ("inputs", "state", "timing", "flow_pin", "env", "level_start"):
             plain[key] = _tag(value[key])
         try:
@@ -166,6 +171,7 @@ class RunRecord:
                 events=s["events"],
                 error=StepError(**s["error"]) if s["error"] is not None else None,
                 attempt=s["attempt"], hazards=tuple(s["hazards"]), code=s["code"],
+                files=s["files"],
             )
             for s in value["steps"]
         )
@@ -190,9 +196,12 @@ def _step_value(step: StepRecord) -> dict[str, Any]:
     if step.error is not None:
         error = {"type": step.error.type, "message": step.error.message,
                  "traceback": step.error.traceback}
-    return {"name": step.name, "status": step.status, "inputs": step.inputs,
-            "outputs": step.outputs, "events": step.events, "error": error,
-            "attempt": step.attempt, "hazards": list(step.hazards), "code": step.code}
+    value = {"name": step.name, "status": step.status, "inputs": step.inputs,
+             "outputs": step.outputs, "events": step.events, "error": error,
+             "attempt": step.attempt, "hazards": list(step.hazards), "code": step.code}
+    if step.files is not None:  # written only when there are some: older records stay as they were
+        value["files"] = step.files
+    return value
 
 
 def display_status(store: Store, run: RunRecord) -> str:

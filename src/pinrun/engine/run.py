@@ -56,6 +56,8 @@ from pinrun.flows.pinning import pin_step, project_root_for
 from pinrun.flows.registry import find_entry, put_pins
 from pinrun.flows.step import Step
 from pinrun.world import SystemWorld, World
+from pinrun.world.file_inputs import recorded_value
+from pinrun.world.files import FileGuard, FileSetup, files_read
 from pinrun.world.refusal import recording_guard, world_hazards
 
 __all__ = ["DURABILITIES", "REPLACED_PREFIX", "REPLACING_PREFIX", "BaselineBusyError",
@@ -209,8 +211,13 @@ class Recorder:
         self.log_for_step: Callable[[Step], RecordingLog] | None = None
         self._skip: frozenset[str] = frozenset()
         # The rest of the walk's mode: recording stamps times and notes the network and
-        # processes a step reaches outside ctx.effect (hazards a replay will refuse).
-        self.guard: StepGuard | None = recording_guard
+        # processes a step reaches outside ctx.effect (hazards a replay will refuse), and
+        # the files it reads (its file inputs, which a replay checks).
+        # A step's own file names its reads, also when it is installed in site-packages.
+        code = frozenset(found.co_filename for item in flow.steps
+                         if (found := getattr(item.func, "__code__", None)) is not None)
+        self.guard: StepGuard | None = FileGuard(recording_guard, FileSetup.for_store(
+            store.path, project_root_for(store.path), files=code))
         self.debug_step: str | None = None
         #: Per step, the module-level state its pin says it reads (watched for changes).
         self.hidden_state: HiddenState | None = {}
@@ -303,6 +310,7 @@ class Recorder:
                                              entries_out=self.entries)
             except Exception as exc:  # what cannot be stored fails the step, recorded
                 outcome.error, outcome.outputs = exc, None
+        files = self._file_inputs(outcome, batch)  # first: it may add a hazard
         self.steps.append(StepRecord(
             name=item.name, status="failed" if outcome.error is not None else "succeeded",
             # What it read is in the state already: its tree names the same entries.
@@ -312,7 +320,18 @@ class Recorder:
                                    root="context events"),
             error=describe_error(outcome.error) if outcome.error is not None else None,
             attempt=attempt, hazards=tuple(outcome.hazards), code=self.step_pins[item.name],
+            files=files,
         ))
+
+    @staticmethod
+    def _file_inputs(outcome: Outcome, batch: WriteBatch) -> Digest | None:
+        """Store the files the step read, digested now it is done (None: it read none)."""
+        watch = files_read(outcome.guarded)
+        if watch is None:
+            return None
+        value, hazards = recorded_value(watch)
+        outcome.hazards += hazards
+        return batch.put_value(value, root="input files") if value is not None else None
 
     def _commit(self, batch: WriteBatch, status: RunStatus) -> None:
         """Write the record as it stands (with everything queued in ``batch``)."""

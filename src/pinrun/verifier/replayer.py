@@ -55,6 +55,8 @@ from pinrun.verifier.moved import check_same_steps
 from pinrun.verifier.replay_code import CodeSource, flow_to_replay, project_modules
 from pinrun.verifier.report import Cause, ReplayReport, StepResult
 from pinrun.world import World
+from pinrun.world.file_inputs import changes, load_inputs
+from pinrun.world.files import FileGuard, FileSetup, files_read
 from pinrun.world.guards import GuardedCall, GuardMode, Guards, module_state
 from pinrun.world.refusal import ReplayWatch, refusing_world
 
@@ -177,6 +179,10 @@ class _Replay:
         self.refused = refused
         self.guards = guards
         self.watched = guards.mode != "off"
+        #: The files each step reads: checked against what it read when recorded.
+        self.files = FileSetup.for_store(store.path, project_root_for(store.path),
+                                         strict=guards.mode == "strict", files=guards.files)
+        self.file_guard = FileGuard(guards.step, self.files) if self.watched else None
         #: The project's module state as the last step left it (to spot a step changing it).
         self.module_state: dict[str, object] = {}
         #: The replay log of each step running now (judged by what it left unused).
@@ -218,7 +224,7 @@ class _Replay:
 
     @property
     def guard(self) -> StepGuard | None:
-        return self.guards.step
+        return self.file_guard if self.file_guard is not None else self.guards.step
 
     def select(self, level: Sequence[Step]) -> list[Step]:
         return [item for item in level if item.name in self.recorded]
@@ -245,6 +251,7 @@ class _Replay:
             self.module_state = after
         record = self.recorded[outcome.step.name]
         result = self._judge(outcome, record, self.logs.pop(outcome.step.name))
+        self._check_files(outcome, record, result)
         self.report.steps.append(result)
         # Go on from what was recorded, so each later step is judged on its own.
         if result.status == "match" and outcome.outputs is not None:
@@ -313,6 +320,21 @@ class _Replay:
                 self._diverge(result, "outputs", "its outputs differ from the recording")
                 result.changes, result.changes_left_out = diff_states(recorded, outcome.outputs)
         return result
+
+    def _check_files(self, outcome: Outcome, record: StepRecord, result: StepResult) -> None:
+        """Name the files the step read when recorded that differ now: causes when it
+        diverged, hazards when it reproduced all the same (its outputs did not depend on
+        them, this time)."""
+        if record.files is None:
+            return
+        found = changes(load_inputs(self.store, record.files), self.files,
+                        files_read(outcome.guarded))
+        if result.status == "diverged":
+            result.causes += [Cause("file system", change.message, change.file, change.line)
+                              for change in found]
+        else:
+            result.hazards += [f"{change.message} (the outputs are the same)"
+                               for change in found]
 
     def _check_recorded(self, digests: list[Digest]) -> None:
         """Note the recorded objects a match was judged on, to be read back at the end

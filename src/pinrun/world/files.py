@@ -1,0 +1,314 @@
+"""Files a step reads are inputs: the watch of files opened for reading and folders listed.
+
+A step that reads ``config/settings.ini`` depends on it as much as on the
+state keys it reads, but the record only knows the state. So while a step
+runs, an audit hook (:func:`sys.addaudithook`) sees every ``open``
+(``builtins.open``, ``io.open``, ``os.open``, ``pathlib``'s reads) and every
+``os.listdir``/``os.scandir`` (which ``glob``, ``os.walk`` and ``pathlib``'s
+``iterdir``/``glob`` go through) made by the step's code or by a library on
+its behalf, and keeps, per path, where in the project the first one was made.
+When the step is done, each file read is digested (BLAKE3, streamed) and
+each folder listed is listed again (its sorted names and their digest):
+:mod:`pinrun.world.file_inputs` keeps that as the step's file inputs, which a
+replay compares with the disk as it is then.
+
+What is not an input: a file opened for writing (and a file the step wrote
+before it read it back: its output), what Python reads to import a module
+(``importlib``) or to show a traceback (``linecache``), anything under the
+Python installation (the standard library, site-packages), pinrun itself,
+the store, ``/proc``, ``/sys`` and ``/dev``, reads made inside
+``ctx.effect`` (recorded as the effect's), and the paths the project
+excludes (``[tool.pinrun] ignore_files`` in ``pyproject.toml``,
+``$PINRUN_IGNORE_FILES``).
+
+Under ``--guards strict`` a replayed step that reads a file or lists a folder
+is refused: a :class:`~pinrun.errors.NondeterminismError` naming the path and
+the project's file and line, as Temporal's sandbox refuses file access.
+
+One hook is installed per process, on first use; while no step is watched it
+costs a set look-up and a context-variable read per audit event.
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+import sys
+import sysconfig
+import threading
+import tokenize
+import tomllib
+import types
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+from pinrun.errors import NondeterminismError
+from pinrun.world import refusal
+from pinrun.world.refusal import GuardedCall
+
+__all__ = ["IGNORE_VARIABLE", "FileGuard", "FileSetup", "FileWatch", "files_read",
+           "ignore_patterns"]
+
+#: The environment variable naming paths that are never inputs (comma-separated globs).
+IGNORE_VARIABLE = "PINRUN_IGNORE_FILES"
+
+_EVENTS = frozenset({"open", "os.listdir", "os.scandir"})
+_WRITING = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+#: Where a read is Python's own (an import, a traceback's source lines), not the step's.
+_PYTHONS_OWN = ("<frozen importlib", "<frozen zipimport")
+
+
+def _install_roots() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    found = [paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths]
+    found.append(str(Path(refusal.__file__).resolve().parents[1]))  # pinrun itself
+    both = {os.path.normpath(p) for p in found} | {str(Path(p).resolve()) for p in found}
+    return tuple(sorted(p + os.sep for p in both))
+
+
+_LIBRARIES = _install_roots()
+_SYSTEM = (f"{os.sep}proc{os.sep}", f"{os.sep}sys{os.sep}", f"{os.sep}dev{os.sep}")
+#: Reading source lines for a traceback or a warning is not the step's read.
+_LINECACHE = frozenset(os.path.normpath(m.__file__) for m in (linecache, tokenize) if m.__file__)
+
+
+def ignore_patterns(root: Path) -> tuple[str, ...]:
+    """The paths the project says are never inputs: ``[tool.pinrun] ignore_files`` in its
+    ``pyproject.toml``, then ``$PINRUN_IGNORE_FILES`` (comma-separated), as globs."""
+    patterns: list[str] = []
+    try:
+        with (root / "pyproject.toml").open("rb") as file:
+            data = tomllib.load(file)
+    except (OSError, tomllib.TOMLDecodeError):
+        data = {}
+    tool = data.get("tool", {})
+    pinrun = tool.get("pinrun", {}) if isinstance(tool, dict) else {}
+    listed = pinrun.get("ignore_files", []) if isinstance(pinrun, dict) else []
+    if isinstance(listed, list):
+        patterns += [item for item in listed if isinstance(item, str) and item]
+    patterns += [part.strip() for part in os.environ.get(IGNORE_VARIABLE, "").split(",")
+                 if part.strip()]
+    return tuple(patterns)
+
+
+@dataclass(frozen=True)
+class FileSetup:
+    """What a watch needs to know of the project: its root, its store, what it excludes."""
+
+    root: Path
+    #: Paths under these are never inputs (the store).
+    excluded: tuple[str, ...] = ()
+    #: Globs (``logs/**``, ``*.tmp``) matched against the path shown (relative to the root).
+    ignored: tuple[str, ...] = ()
+    #: Refuse reads (``--guards strict``) instead of noting them.
+    strict: bool = False
+    #: The project's source files: the innermost frame in one is the call site.
+    files: frozenset[str] = frozenset()
+
+    @classmethod
+    def for_store(cls, store_path: Path, root: Path, *, strict: bool = False,
+                  files: frozenset[str] = frozenset()) -> FileSetup:
+        """The setup for steps run against the store at ``store_path`` in project ``root``."""
+        store = os.path.normpath(os.path.abspath(store_path))
+        return cls(Path(os.path.normpath(os.path.abspath(root))), (store + os.sep,),
+                   ignore_patterns(root), strict, files)
+
+    def shown(self, path: str) -> str:
+        """``path`` (absolute, normalized) as a record names it: relative to the root when
+        under it (POSIX form), else absolute."""
+        root = str(self.root)
+        if path == root:
+            return "."
+        if path.startswith(root + os.sep):
+            return Path(path[len(root) + 1:]).as_posix()
+        return path
+
+    def is_ignored(self, shown: str) -> bool:
+        """Whether the project excludes the path (a glob matches it, or its folder)."""
+        base = shown.rsplit("/", 1)[-1]
+        return any(fnmatchcase(shown, pattern) or fnmatchcase(shown + "/", pattern)
+                   or ("/" not in pattern and fnmatchcase(base, pattern))
+                   for pattern in self.ignored)
+
+    def is_excluded(self, path: str) -> bool:
+        """Whether an absolute path is never an input (Python's, pinrun's, the store's...)."""
+        return path.startswith((*_LIBRARIES, *_SYSTEM, *self.excluded)) or \
+            f"{os.sep}__pycache__{os.sep}" in path or path in self.files
+
+
+#: Where a read was made in the project: its file and line (None when unknown).
+Site = tuple[str | None, int | None]
+
+
+@dataclass(eq=False)  # each watch is itself
+class FileWatch:
+    """The files one step read and the folders it listed, with where each first was."""
+
+    setup: FileSetup
+    #: Where a strict refusal is noted (the step's guarded calls).
+    calls: list[Any] = field(default_factory=list)
+    #: Absolute path -> where it was first read / listed, in the order first seen.
+    reads: dict[str, Site] = field(default_factory=dict)
+    listings: dict[str, Site] = field(default_factory=dict)
+    #: Files the step opened for writing (read back afterwards: its own output).
+    written: set[str] = field(default_factory=set)
+
+    def saw(self, event: str, args: tuple[Any, ...]) -> GuardedCall | None:
+        """Note one audit event; returns the call to refuse (strict) or None."""
+        raw = args[0] if args else None
+        if event == "open":
+            flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
+            writing = bool(flags & _WRITING) or (isinstance(args[1], str) and
+                                                 any(c in args[1] for c in "wax+"))
+        else:
+            writing = False
+            raw = "." if raw is None else raw
+        if isinstance(raw, int) or raw is None:
+            return None  # a file descriptor: opened already, or a folder's descriptor
+        path = os.path.normpath(os.path.join(os.getcwd(), os.fsdecode(raw)))
+        if writing:
+            self.written.add(path)
+            return None
+        if self.setup.is_excluded(path) or (event == "open" and path in self.written):
+            return None
+        known = self.reads if event == "open" else self.listings
+        if path in known and not self.setup.strict:
+            return None
+        site = self._site()
+        if site is None:
+            return None  # Python's own read: an import, a traceback's source lines
+        shown = self.setup.shown(path)
+        if self.setup.is_ignored(shown):
+            return None
+        known.setdefault(path, site)
+        if not self.setup.strict:
+            return None
+        call = f"open({shown!r}) for reading" if event == "open" else f"{event}({shown!r})"
+        noted = GuardedCall("file system", call, *site, refused=True)
+        self.calls.append(noted)
+        return noted
+
+    def _site(self) -> Site | None:
+        """The project's frame that made the read (see :data:`Site`); None when the read
+        is Python's own (an import or ``linecache``) or no code outside the libraries made
+        it."""
+        frame: types.FrameType | None = sys._getframe(1)
+        first: Site | None = None
+        while frame is not None:
+            name = frame.f_code.co_filename
+            if name.startswith(_PYTHONS_OWN) or name in _LINECACHE:
+                return None
+            if name in self.setup.files:
+                return name, frame.f_lineno
+            if first is None and not name.startswith("<frozen") and name != __file__ and \
+                    not _is_library(name):
+                first = name, frame.f_lineno
+            frame = frame.f_back
+        return first
+
+
+_LIBRARY_FILES: dict[str, bool] = {}
+
+
+def _is_library(name: str) -> bool:
+    found = _LIBRARY_FILES.get(name)
+    if found is None:
+        found = os.path.normpath(os.path.abspath(name)).startswith(_LIBRARIES)
+        if len(_LIBRARY_FILES) < 65536:  # code files: a process has a bounded number
+            _LIBRARY_FILES[name] = found
+    return found
+
+
+_WATCH: ContextVar[FileWatch | None] = ContextVar("pinrun_file_watch", default=None)
+#: A recorded step's watch by its guarded-call list, for the threads it starts (which
+#: :mod:`pinrun.world.refusal` marks with the step's world watch, holding that list).
+_BY_CALLS: dict[int, tuple[list[Any], FileWatch]] = {}
+_HOOK: list[bool] = []
+_LOCK = threading.Lock()
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if event not in _EVENTS:  # first, and cheap: the hook sees every audit event
+        return
+    watch = _WATCH.get()
+    if watch is None:
+        if not _BY_CALLS:
+            return
+        world = getattr(threading.current_thread(), "_pinrun_watch", None)
+        found = _BY_CALLS.get(id(world.calls)) if world is not None else None
+        if found is None:
+            return
+        watch = found[1]
+    if refusal._IN_EFFECT.get():  # the effect marker: refusal's
+        return
+    try:
+        refused = watch.saw(event, args)
+    except Exception:  # an argument of an unexpected shape: never break the step's open
+        return
+    if refused is not None:
+        raise NondeterminismError(
+            f"the step called {refused} outside its context; pass the content in as an "
+            "input, read it through ctx.effect(), or exclude the path "
+            f"([tool.pinrun] ignore_files, ${IGNORE_VARIABLE})")
+
+
+def _install_hook() -> None:
+    with _LOCK:
+        if not _HOOK:
+            sys.addaudithook(_audit)
+            _HOOK.append(True)
+
+
+#: A step guard (the engine's ``StepGuard``).
+Guard = Callable[[], AbstractContextManager[list[Any]]]
+
+
+class FileGuard:
+    """A step guard that watches the files a step reads, around another guard.
+
+    ``FileGuard(recording_guard, setup)`` is itself a guard: the list it yields
+    is the inner guard's, and when the step is done its :class:`FileWatch` is
+    appended there, so it travels with the step's outcome (:func:`files_read`).
+    """
+
+    __slots__ = ("inner", "setup")
+
+    def __init__(self, inner: Guard, setup: FileSetup) -> None:
+        self.inner = inner
+        self.setup = setup
+
+    def __call__(self) -> _Watching:
+        return _Watching(self)
+
+
+class _Watching:
+    __slots__ = ("_guard", "_inner", "_noticed", "_token", "_watch")
+
+    def __init__(self, guard: FileGuard) -> None:
+        self._guard = guard
+
+    def __enter__(self) -> list[Any]:
+        if not _HOOK:
+            _install_hook()
+        self._inner = self._guard.inner()
+        noticed = self._noticed = self._inner.__enter__()
+        self._watch = FileWatch(self._guard.setup, noticed)
+        self._token: Token[FileWatch | None] = _WATCH.set(self._watch)
+        _BY_CALLS[id(noticed)] = (noticed, self._watch)
+        return noticed
+
+    def __exit__(self, *exc_info: Any) -> bool | None:
+        _WATCH.reset(self._token)
+        _BY_CALLS.pop(id(self._noticed), None)
+        self._noticed.append(self._watch)  # the step's file reads go with its outcome
+        return self._inner.__exit__(*exc_info)
+
+
+def files_read(guarded: list[Any]) -> FileWatch | None:
+    """The file watch among a step's guarded calls (None: no file was watched)."""
+    return next((item for item in guarded if isinstance(item, FileWatch)), None)

@@ -1,0 +1,109 @@
+"""The file watch from Python: what counts as a step's file input, and what a record may hold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pinrun.artifacts.digest import Kind, compute_digest
+from pinrun.artifacts.store import Store
+from pinrun.engine.run import record
+from pinrun.errors import CorruptObjectError
+from pinrun.world.file_inputs import MOST_FILES, MOST_NAMES, load_inputs, parse_inputs
+from pinrun.world.files import FileSetup
+from tests.helpers import Project
+
+FLOW = """\
+import threading
+from pathlib import Path
+
+import pinrun
+
+
+def read(path):
+    return Path(path).read_text()
+
+
+@pinrun.step
+def threaded(n: int) -> dict:
+    found = []
+    worker = threading.Thread(target=lambda: found.append(read("inputs/a.txt")))
+    worker.start()
+    worker.join()
+    return {"a": found[0]}
+
+
+@pinrun.step
+def effect(n: int, ctx: pinrun.Context) -> dict:
+    return {"b": ctx.effect("read", read, "inputs/b.txt")}
+
+
+@pinrun.step
+def globbed(n: int) -> dict:
+    return {"names": sorted(p.name for p in Path("inputs").glob("*.txt"))}
+
+
+flow = pinrun.Flow("files", [threaded, effect, globbed])
+"""
+
+
+def _inputs(store: Store, run: Any, step: str) -> tuple[list[str], list[str]]:
+    found = next(item for item in run.steps if item.name == step)
+    if found.files is None:
+        return [], []
+    inputs = load_inputs(store, found.files)
+    return [f.path for f in inputs.files], [f.path for f in inputs.listings]
+
+
+def test_threads_effects_and_pathlib_globs(project: Project, project_store: Store,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file read in a thread the step started is its input; one read inside ctx.effect
+    is the effect's, not an input; Path.glob is a listing of its folder."""
+    monkeypatch.chdir(project.root)
+    (project.root / "inputs").mkdir()
+    for name in ("a.txt", "b.txt"):
+        (project.root / "inputs" / name).write_text(name)
+    project.write("flows", FLOW)
+    run = record(project.load("flows"), {"n": 1}, store=project_store)
+    assert _inputs(project_store, run, "threaded") == (["inputs/a.txt"], [])
+    assert _inputs(project_store, run, "effect") == ([], [])
+    assert _inputs(project_store, run, "globbed") == ([], ["inputs"])
+
+
+def test_ignore_patterns_match_paths_folders_and_names(tmp_path: Path) -> None:
+    """``logs/**`` excludes the folder and all under it; ``*.tmp`` any such file anywhere."""
+    setup = FileSetup(tmp_path, ignored=("logs/**", "*.tmp"))
+    assert setup.is_ignored("logs")
+    assert setup.is_ignored("logs/a/b.log")
+    assert setup.is_ignored("deep/down/x.tmp")
+    assert not setup.is_ignored("config/settings.ini")
+    assert setup.shown(str(tmp_path / "config" / "a.ini")) == "config/a.ini"
+    assert setup.shown("/elsewhere/a.ini") == "/elsewhere/a.ini"
+
+
+GOOD: dict[str, Any] = {"format": 1, "more": 0, "listings": [], "files": [
+    {"path": "config/settings.ini", "digest": "ab" * 32, "file": "p/steps.py", "line": 3}]}
+ENTRY = GOOD["files"][0]
+
+
+@pytest.mark.parametrize("bad", [
+    {**GOOD, "format": 2},
+    {**GOOD, "files": [ENTRY] * (MOST_FILES + 1)},
+    {**GOOD, "files": [{**ENTRY, "path": "x" * 5000}]},
+    {**GOOD, "files": [{**ENTRY, "path": "a\0b"}]},
+    {**GOOD, "files": [{**ENTRY, "path": "../outside"}]},
+    {**GOOD, "files": [{**ENTRY, "digest": "XYZ"}]},
+    {**GOOD, "files": [{**ENTRY, "line": "3"}]},
+    {**GOOD, "listings": [{**ENTRY, "names": ["n"] * (MOST_NAMES + 1), "count": 999}]},
+    {**GOOD, "listings": [{**ENTRY, "names": ["a", "b"], "count": 1}]},
+    {**GOOD, "more": -1},
+    ["not", "an", "object"],
+])
+def test_a_crafted_file_inputs_value_is_refused(bad: Any) -> None:
+    """Every field is checked and every size bounded before a path is read or shown."""
+    digest = compute_digest(Kind.VALUE, b"x")
+    with pytest.raises(CorruptObjectError, match="file inputs"):
+        parse_inputs(bad, digest)
+    assert parse_inputs(GOOD, digest).files[0].path == "config/settings.ini"
