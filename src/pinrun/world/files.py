@@ -244,7 +244,7 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         if found is None:
             return
         watch = found[1]
-    if refusal._IN_EFFECT.get():  # the effect marker: refusal's
+    if refusal.in_effect():
         return
     try:
         refused = watch.saw(event, args)

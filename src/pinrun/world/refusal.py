@@ -46,9 +46,9 @@ from typing import Any
 from pinrun.errors import WorldRefusedError
 from pinrun.world.calls import EVENTS, FORK_EXEC_EVENT
 
-__all__ = ["GuardedCall", "ReplayWatch", "WorldWatch", "inside_effect", "recording_guard",
-           "refusal", "refuse_at_exit", "refuse_from_now_on", "refusing_world", "watching_world",
-           "world_hazards"]
+__all__ = ["GuardedCall", "ReplayWatch", "WorldWatch", "in_effect", "inside_effect",
+           "recording_guard", "refusal", "refuse_at_exit", "refuse_from_now_on", "refusing_world",
+           "watching_world", "world_hazards"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,12 @@ class inside_effect:  # noqa: N801 - used as a function: with inside_effect()
 
     def __exit__(self, *exc_info: object) -> None:
         _IN_EFFECT.reset(self._token)
+
+
+def in_effect() -> bool:
+    """Whether an effect function is running in this context (``ctx.effect``): what it
+    does in the world is the effect's, not the step's."""
+    return _IN_EFFECT.get()
 
 
 #: Code that is not the project's: pinrun, the standard library, installed distributions.
