@@ -195,11 +195,16 @@ def _print(report: ReplayReport) -> None:
     for line in report.resumed_lines():
         out.print(Text(line, style="dim"))
     first = report.first_divergence
+    # Cause and hazard lines are one line each however long (soft_wrap): a CI log must
+    # not cut a path in two, and grep finds them whole.
     for step in report.steps:
         if step is not first:
+            for cause in step.causes:  # a later step that diverged too, and why
+                out.print(Text(f"cause in {printable(step.name)}: {printable(cause)}",
+                               style="yellow"), soft_wrap=True)
             for hazard in step.hazards:
                 out.print(Text(f"hazard in {printable(step.name)}: {printable(hazard)}",
-                               style="yellow"))
+                               style="yellow"), soft_wrap=True)
     if first is None:
         return
     if report.repeat > 1:  # the table and the diff below are that repetition's
@@ -216,12 +221,12 @@ def _print(report: ReplayReport) -> None:
     if first.changes_left_out:
         out.print(f"  ... and {first.changes_left_out} more changes")
     for cause in [*first.causes, *report.causes]:
-        out.print(Text(f"cause: {printable(cause)}", style="yellow"))
+        out.print(Text(f"cause: {printable(cause)}", style="yellow"), soft_wrap=True)
         if cause.detail:  # a source diff: each line as it is, the terminal wraps it
             out.print(Text(printable(cause.detail.rstrip("\n"), newlines=True)),
                       soft_wrap=True)
     for hazard in first.hazards:
-        out.print(Text(f"hazard: {printable(hazard)}", style="yellow"))
+        out.print(Text(f"hazard: {printable(hazard)}", style="yellow"), soft_wrap=True)
 
 
 def _earlier(count: int) -> str:

@@ -188,7 +188,8 @@ def _first_problem(result: dict[str, Any]) -> str:
     step = next((s for s in result.get("steps", []) if s["status"] == "diverged"), None)
     if step is None:
         return ""
-    cause = next((c for c in step["causes"]), None)
+    # The step's own causes first; else the run's (environment drift, a random seed).
+    cause = next((c for c in [*step["causes"], *result.get("causes", [])]), None)
     text = f"{step['name']}: {step['message']}"
     return f"{text} ({cause['kind']}: {cause['message']})" if cause else text
 
@@ -232,15 +233,16 @@ def _annotate(results: list[dict[str, Any]]) -> None:
         if result["verdict"] == "reproduced":
             continue
         where = ""
-        for step in result.get("steps", []):
-            cause = next((c for c in step["causes"] if c.get("file")), None)
-            if step["status"] == "diverged" and cause is not None:
-                file = Path(cause["file"])
-                if file.is_absolute() and file.is_relative_to(Path.cwd()):
-                    file = file.relative_to(Path.cwd())  # GitHub wants repository paths
-                where = (f" file={_escape(printable(file.as_posix()), in_property=True)},"
-                         f"line={_escape(printable(cause['line']), in_property=True)}")
-                break
+        # The place of the first divergence, the step the message describes: a later
+        # step's cause would point at one line and describe another.
+        step = next((s for s in result.get("steps", []) if s["status"] == "diverged"), None)
+        cause = next((c for c in step["causes"] if c.get("file")), None) if step else None
+        if cause is not None:
+            file = Path(cause["file"])
+            if file.is_absolute() and file.is_relative_to(Path.cwd()):
+                file = file.relative_to(Path.cwd())  # GitHub wants repository paths
+            where = (f" file={_escape(printable(file.as_posix()), in_property=True)},"
+                     f"line={_escape(printable(cause['line']), in_property=True)}")
         message = f"pinrun: run {result['run']} {result['verdict']}: {_first_problem(result)}"
         click.echo(f"::error{where}::{_escape(printable(message))}")
 

@@ -10,6 +10,7 @@ from pinrun.artifacts.store import Store
 from pinrun.engine.records import RunRecord, load_env
 from pinrun.flows.environment import environment, environment_changes
 from pinrun.flows.loader import pinned_sources
+from pinrun.flows.project import is_library_file
 from pinrun.verifier.report import Cause
 from pinrun.world.refusal import GuardedCall
 
@@ -25,10 +26,15 @@ def error_location(error: BaseException) -> tuple[str | None, int | None]:
     if isinstance(call, GuardedCall) and call.file is not None:
         return call.file, call.line  # not the socket module's line
     frames = [frame for frame in traceback.extract_tb(error.__traceback__)
-              if not str(Path(frame.filename).resolve()).startswith(_PINRUN)]
+              if not frame.filename.startswith("<")
+              and not str(Path(frame.filename).resolve()).startswith(_PINRUN)]
     if not frames:
         return None, None
-    return frames[-1].filename, frames[-1].lineno
+    # The project's own line that led there, rather than the standard library's or an
+    # installed package's line that raised (configparser's KeyError says little).
+    own = [frame for frame in frames if not is_library_file(frame.filename)]
+    chosen = own[-1] if own else frames[-1]
+    return chosen.filename, chosen.lineno
 
 
 def environment_drift(store: Store, run: RunRecord) -> list[Cause]:

@@ -139,8 +139,10 @@ class ReplayReport:
             lines += [f"    hazard: {printable(hazard)}" for hazard in first.hazards]
         lines += [f"  cause: {printable(cause)}" for cause in self.causes]
         lines += [f"  {line}" for line in self.resumed_lines()]
-        for step in self.steps:  # what reproduced this time, but may not next time
+        for step in self.steps:  # later divergences, and what may not reproduce next time
             if step is not first:
+                lines += [f"  cause in {printable(step.name)}: {printable(cause)}"
+                          for cause in step.causes]
                 lines += [f"  hazard in {printable(step.name)}: {printable(hazard)}"
                           for hazard in step.hazards]
         return "\n".join(lines)
