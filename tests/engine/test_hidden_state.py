@@ -84,10 +84,10 @@ def test_objects_and_generators_at_module_level_are_hidden_state(
     assert [s.code for s in runs[0].steps] == [s.code for s in runs[1].steps]
     for run in runs:
         hazards = {step.name: " ".join(step.hazards) for step in run.steps}
-        assert f"changed module state {project.package}.worker.COUNTER" in hazards["count"]
-        assert f"changed module state {project.package}.worker.RNG" in hazards["draw"]
+        assert f"module state: {project.package}.worker.COUNTER changed" in hazards["count"]
+        assert f"module state: {project.package}.worker.RNG changed" in hazards["draw"]
         for name in ("SLOTTED", "CLIENT", "TICKS", "RECENT", "LEGACY"):
-            assert f"changed module state {project.package}.worker.{name}" in hazards["churn"]
+            assert f"module state: {project.package}.worker.{name} changed" in hazards["churn"]
     report = pinrun.replay(runs[1].id, store=project_store, code="pinned")
     assert report.verdict == "diverged"
     first = report.first_divergence

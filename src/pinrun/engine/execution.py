@@ -80,14 +80,17 @@ def module_values(names: Sequence[tuple[str, str]]) -> dict[str, bytes]:
     return found
 
 
-#: How a hazard about module-level state begins (the verifier names its cause by it).
-MODULE_STATE_HAZARD = "changed module state"
+#: How a hazard about module-level state begins (as replay's hidden-state watch names it:
+#: :mod:`pinrun.world.hidden_state`).
+MODULE_STATE_HAZARD = "module state:"
 
 
 def module_state_hazards(before: Mapping[str, object], after: Mapping[str, object]) -> list[str]:
-    """One hazard per module-level value that differs between two snapshots."""
-    return [f"{MODULE_STATE_HAZARD} {name} (hidden state a worker carries into its next run)"
-            for name in sorted(set(before) | set(after)) if before.get(name) != after.get(name)]
+    """One hazard per module-level value that differs between two snapshots, named by its
+    owner: ``module state: orders.cache.SEEN changed (...)``."""
+    return [f"{MODULE_STATE_HAZARD} {name} changed (hidden state a worker carries into its "
+            "next run)" for name in sorted(set(before) | set(after))
+            if before.get(name) != after.get(name)]
 
 
 class _Call:
