@@ -69,6 +69,7 @@ from __future__ import annotations
 import functools
 import gc
 import types
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -120,13 +121,14 @@ Look = tuple[object, ...]
 class _Place:
     """One place hidden state lives: how to reach it, and what it held last time."""
 
-    __slots__ = ("get", "kind", "owner", "quiet", "seen", "view", "watched")
+    __slots__ = ("bare", "get", "kind", "owner", "quiet", "seen", "view", "watched")
 
     def __init__(self, kind: str, owner: str, get: Callable[[], object]) -> None:
         self.kind, self.owner, self.get = kind, owner, get
         self.seen: object = _MISSING  # the object classified last (by identity)
         self.quiet = True
         self.watched = False
+        self.bare = False  # an object whose attributes may come later (``NS.x = 1``)
         self.view: int | None = None
 
     def token(self) -> object:
@@ -135,11 +137,12 @@ class _Place:
         if value is not self.seen:  # classified once per object bound here
             self.seen, self.view = value, None
             self.quiet = value is _MISSING or _quiet_value(value)
-            self.watched = not self.quiet and _watchable(value)
+            self.watched = not self.quiet and snapshot_view(value) is not None
+            self.bare = not self.quiet and not self.watched and _bare(value)
         if self.quiet:
             return value  # compared by identity, then (a rebinding) by equality
-        if not self.watched:
-            return _UNSEEN
+        if not self.watched and (not self.bare or not vars(value)):
+            return _UNSEEN  # nothing pinrun can see (yet: no encoding is tried)
         found = snapshot_view(value, self.view)
         if found is None:
             return _UNSEEN
@@ -153,20 +156,34 @@ class _Place:
 class _CachePlace(_Place):
     """The results a ``functools.lru_cache`` wrapper holds."""
 
-    __slots__ = ("wrapper",)
+    __slots__ = ("calls", "results", "wrapper")
 
     def __init__(self, owner: str, wrapper: Any) -> None:
         super().__init__(CACHE, owner, lambda: None)
         self.wrapper = wrapper
+        #: (hits, misses, size) when the entries were read last: while they stay the
+        #: same, nobody called the function (nor cleared its cache), so the entries
+        #: did not change and are not read again.
+        self.calls: tuple[int, int, int] | None = None
+        #: The entries whose results can change in place: (key, result).
+        self.results: list[tuple[object, object]] | None = None
 
     def token(self) -> object:
-        entries = _cache_entries(self.wrapper)
-        if entries is None:  # insides not recognised, or too many: the size alone
-            return (_size(self.wrapper), None)
-        # A result that cannot change in place needs no snapshot (a pure cache of
-        # numbers costs a type check per entry).
-        return (len(entries), {key: (result if _quiet_value(result) else
-                                     _snapshot(result)) for key, result in entries})
+        try:
+            info = self.wrapper.cache_info()
+            calls = (int(info.hits), int(info.misses), int(info.currsize))
+        except Exception:  # not an lru_cache wrapper after all
+            return (0, None)
+        if calls != self.calls:
+            entries = _cache_entries(self.wrapper, calls[2])
+            # A result that cannot change in place needs no snapshot: a pure cache of
+            # numbers costs nothing more than its cache_info() while nobody calls it.
+            self.results = None if entries is None else \
+                [(key, result) for key, result in entries if not _quiet_value(result)]
+            self.calls = calls
+        if self.results is None:  # insides not recognised, or too many: the size alone
+            return (calls[2], None)
+        return (calls[2], {key: _snapshot(result) for key, result in self.results})
 
     def compare(self, before: object, after: object) -> Change | None:
         assert isinstance(before, tuple)
@@ -185,21 +202,24 @@ def _entries(count: object) -> str:
     return "1 entry" if count == 1 else f"{count} entries"
 
 
-def _watchable(value: object) -> bool:
-    """Whether pinrun can see ``value`` change in place: a snapshot of it exists now, or it
-    is an object of a project class whose attributes may come later (``NS.x = 1``)."""
-    if snapshot_view(value) is not None:
-        return True
-    cls = type(value)
-    return isinstance(getattr(value, "__dict__", None), dict) and \
-        bool(cls.__flags__ & HEAP_TYPE) and not cls.__module__.startswith("pinrun.")
+def _bare(value: object) -> bool:
+    """Whether ``value`` is an object of a class defined in Python with no attributes yet,
+    which it may get later (``NS.x = 1``): looked at again only once it has some. One
+    with attributes pinrun cannot see is never looked at again."""
+    own = getattr(value, "__dict__", None)
+    return isinstance(own, dict) and not own and bool(type(value).__flags__ & HEAP_TYPE)
+
+
+#: Types whose values cannot change in place, checked before the general rules.
+_PLAIN: Final = frozenset({str, int, float, bool, bytes, complex, type(None)})
 
 
 def _quiet_value(value: object) -> bool:
     """Never looked into: immutable, code, a logger, a pattern, a path, a time zone."""
-    return isinstance(value, type | types.ModuleType | types.FunctionType |
-                      types.BuiltinFunctionType) or ignored_object(value) or \
-        fixed_reference(value, "") is not None or is_immutable(value)
+    return type(value) in _PLAIN or isinstance(
+        value, type | types.ModuleType | types.FunctionType | types.BuiltinFunctionType) or \
+        ignored_object(value) or fixed_reference(value, "") is not None or \
+        is_immutable(value)
 
 
 def _snapshot(value: object) -> object:
@@ -218,21 +238,13 @@ def _same(before: object, after: object) -> bool:
         return False
 
 
-def _size(wrapper: Any) -> int:
-    try:
-        return int(wrapper.cache_info().currsize)
-    except Exception:  # not an lru_cache wrapper after all
-        return 0
-
-
-def _cache_entries(wrapper: Any) -> list[tuple[object, object]] | None:
+def _cache_entries(wrapper: Any, size: int) -> list[tuple[object, object]] | None:
     """(key, result) for each entry of an ``lru_cache`` wrapper, or None.
 
     CPython's wrapper shows the garbage collector its links (key, result, link
     type for a bounded cache), then its cache dict, then the wrapped function.
     An unbounded cache maps keys to results directly.
     """
-    size = _size(wrapper)
     if size > _MAX_CACHE_ENTRIES:
         return None
     if size == 0:
@@ -271,18 +283,21 @@ class Watch:
 
     @property
     def places(self) -> list[_Place]:
+        """Every place of the modules' hidden state (found once per module object)."""
         if self._places is None:
-            self._places = list(_places(self.modules))
+            self._places = [place for module in self.modules for place in _module_places(module)]
         return self._places
 
     def look(self) -> Look:
         """What every place holds now."""
-        return tuple(place.token() for place in self.places)
+        return tuple([place.token() for place in self.places])
 
     def changes(self, before: Look, after: Look) -> list[Change]:
         """What differs between two looks (a cache that filled up included, as no hazard)."""
         found = []
         for place, old, new in zip(self.places, before, after, strict=True):
+            if old is new:
+                continue
             change = place.compare(old, new)
             if change is not None:
                 found.append(change)
@@ -317,26 +332,43 @@ class Watch:
         return named
 
 
-def _places(modules: Sequence[types.ModuleType]) -> Iterator[_Place]:
-    """Every place of hidden state in ``modules``: globals, then what their code owns."""
-    for module in modules:
-        namespace = vars(module)
-        name_of = module.__name__
-        for name, value in list(namespace.items()):
-            if name.startswith("__"):
-                continue
-            owned = getattr(value, "__module__", None) == name_of
-            if isinstance(value, type):
-                if owned:
-                    yield from _class_places(value, f"{name_of}.{value.__qualname__}")
-                continue
-            func = _function_of(value)
-            if func is not None or isinstance(value, types.ModuleType) or callable(value):
-                if owned and func is not None:
-                    yield from _function_places(value, func, name_of)
-                continue
-            yield _Place(MODULE_STATE, f"{name_of}.{name}",
-                         functools.partial(namespace.get, name, _MISSING))
+#: The places of each module object, with what each was classified as. The owner is the
+#: module object: a module loaded again (pinned code is, for every replay) is another key,
+#: and its entry goes with it. A worker replaying one run after another with the same
+#: modules classifies each place once, not once per replay.
+_PLACES: weakref.WeakKeyDictionary[types.ModuleType, list[_Place]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _module_places(module: types.ModuleType) -> list[_Place]:
+    try:
+        return _PLACES[module]
+    except KeyError:
+        found = _PLACES[module] = list(_places(module))
+        return found
+    except TypeError:  # a module object that takes no weak reference: not kept
+        return list(_places(module))
+
+
+def _places(module: types.ModuleType) -> Iterator[_Place]:
+    """Every place of hidden state in ``module``: its globals, then what its code owns."""
+    namespace = vars(module)
+    name_of = module.__name__
+    for name, value in list(namespace.items()):
+        if name.startswith("__"):
+            continue
+        owned = getattr(value, "__module__", None) == name_of
+        if isinstance(value, type):
+            if owned:
+                yield from _class_places(value, f"{name_of}.{value.__qualname__}")
+            continue
+        func = _function_of(value)
+        if func is not None or isinstance(value, types.ModuleType) or callable(value):
+            if owned and func is not None:
+                yield from _function_places(value, func, name_of)
+            continue
+        yield _Place(MODULE_STATE, f"{name_of}.{name}",
+                     functools.partial(namespace.get, name, _MISSING))
 
 
 def _class_places(cls: type, owner: str) -> Iterator[_Place]:
