@@ -15,6 +15,11 @@ session (not timed) into a store opened ``durable=False``, with
   :mod:`pinrun.world.hidden_state`) and ``guards="strict"``. Reported: us per
   run and the time against ``guards="off"`` (target: at most 1.1x). One
   untimed replay of each before the rounds warms what pinrun keeps per process.
+  ``pinrun-hidden-state-watch`` times the hidden-state watch alone, doing per
+  run what a guarded replay of it does (a :class:`~pinrun.world.hidden_state.Watch`
+  of the module, one look as the first level starts, then a look and a
+  comparison after each of the 5 steps), so its share of the guards' cost is
+  known: reported as us per run and as a share of ``guards="off"``'s time.
 
 Every replay must reproduce with no hazard, or the benchmark fails. Names
 starting with ``pinrun`` are the harness's targets, so the printed ratio is
@@ -28,6 +33,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal
 
 import pytest
@@ -37,6 +43,7 @@ from benchmarks._harness import RESULTS, BenchmarkFixture, report
 from benchmarks.conftest import scaled
 from benchmarks.guarded_project import GUARDED_MODULE, write_guarded_project
 from benchmarks.replay_corpus import on_sys_path
+from pinrun.world.hidden_state import Watch
 
 RUNS = scaled(1000, minimum=4)
 ROUNDS = 5
@@ -109,3 +116,34 @@ def test_replay_guards(benchmark: BenchmarkFixture, guarded: Guarded, impl: str)
             notes["time_vs_off"] = round(ratio, 3)
             notes[f"within_{TARGET}x_of_off"] = ratio <= TARGET
     report(benchmark, impl, RUNS, unit="runs", notes=notes)
+
+
+def _watch_all(module: ModuleType, runs: int) -> int:
+    for _ in range(runs):
+        watch = Watch([module])
+        found = watch.look()
+        for _step in range(5):
+            after = watch.look()
+            if watch.changes(found, after):
+                raise AssertionError("the guarded flow changed hidden state")
+            found = after
+    return runs
+
+
+def test_hidden_state_watch(benchmark: BenchmarkFixture, guarded: Guarded) -> None:
+    """us per run: the hidden-state watch's looks alone, as a guarded replay takes them."""
+    benchmark.group = GROUP
+    with on_sys_path(guarded.project, ()):
+        module = importlib.import_module(GUARDED_MODULE)
+        module.rate_for("EU")  # what a replay leaves in its cache
+        done = benchmark.pedantic(_watch_all, args=(module, RUNS), rounds=ROUNDS)
+    assert done == RUNS
+    notes: dict[str, Any] = {"runs_per_round": RUNS, "places": len(Watch([module]).places)}
+    stats = benchmark.stats
+    off = RESULTS.get(GROUP, {}).get("replay-guards-off")
+    if stats:
+        median_s = float(stats.stats.median)
+        notes["us_per_run"] = round(median_s / RUNS * 1e6, 1)
+        if off is not None:
+            notes["share_of_off"] = round(median_s / off.median_s, 3)
+    report(benchmark, "pinrun-hidden-state-watch", RUNS, unit="runs", notes=notes)
