@@ -82,7 +82,7 @@ from pinrun.flows.module_objects import (
     snapshot_view,
 )
 
-__all__ = ["Change", "Look", "Watch"]
+__all__ = ["Change", "Look", "Watch", "code_watch"]
 
 #: The three kinds of hidden state a change is named by.
 MODULE_STATE: Final = "module state"
@@ -121,10 +121,12 @@ Look = tuple[object, ...]
 class _Place:
     """One place hidden state lives: how to reach it, and what it held last time."""
 
-    __slots__ = ("bare", "get", "kind", "owner", "quiet", "seen", "view", "watched")
+    __slots__ = ("bare", "get", "is_global", "kind", "owner", "quiet", "seen", "view",
+                 "watched")
 
     def __init__(self, kind: str, owner: str, get: Callable[[], object]) -> None:
         self.kind, self.owner, self.get = kind, owner, get
+        self.is_global = False  # a module global (recording watches those by name)
         self.seen: object = _MISSING  # the object classified last (by identity)
         self.quiet = True
         self.watched = False
@@ -206,7 +208,7 @@ def _bare(value: object) -> bool:
     """Whether ``value`` is an object of a class defined in Python with no attributes yet,
     which it may get later (``NS.x = 1``): looked at again only once it has some. One
     with attributes pinrun cannot see is never looked at again."""
-    own = getattr(value, "__dict__", None)
+    own = _attribute(value, "__dict__")
     return isinstance(own, dict) and not own and bool(type(value).__flags__ & HEAP_TYPE)
 
 
@@ -272,9 +274,10 @@ class Watch:
     first look, from the modules' globals, their classes and functions.
     """
 
-    def __init__(self, modules: Sequence[types.ModuleType]) -> None:
+    def __init__(self, modules: Sequence[types.ModuleType],
+                 places: list[_Place] | None = None) -> None:
         self.modules = list(modules)
-        self._places: list[_Place] | None = None
+        self._places = places
         #: Per step name, what it found when the first repetition reached it.
         self.first_found: dict[str, Look] = {}
         #: Per owner, who last changed it: (the step, or the steps that ran concurrently
@@ -357,7 +360,7 @@ def _places(module: types.ModuleType) -> Iterator[_Place]:
     for name, value in list(namespace.items()):
         if name.startswith("__"):
             continue
-        owned = getattr(value, "__module__", None) == name_of
+        owned = _attribute(value, "__module__") == name_of
         if isinstance(value, type):
             if owned:
                 yield from _class_places(value, f"{name_of}.{value.__qualname__}")
@@ -367,8 +370,43 @@ def _places(module: types.ModuleType) -> Iterator[_Place]:
             if owned and func is not None:
                 yield from _function_places(value, func, name_of)
             continue
-        yield _Place(MODULE_STATE, f"{name_of}.{name}",
-                     functools.partial(namespace.get, name, _MISSING))
+        place = _Place(MODULE_STATE, f"{name_of}.{name}",
+                       functools.partial(namespace.get, name, _MISSING))
+        place.is_global = True
+        yield place
+
+
+#: Per module object, the places its code owns that can change in place (see code_watch).
+_CODE_PLACES: weakref.WeakKeyDictionary[types.ModuleType, list[_Place]] = \
+    weakref.WeakKeyDictionary()
+
+
+def code_watch(modules: Sequence[types.ModuleType]) -> Watch:
+    """A watch of what the modules' code owns and can change in place: the class attributes
+    and mutable defaults holding a mutable value when first seen, and the caches.
+
+    Recording watches a step's module globals by name (those its code reads, from
+    its pin); this adds the rest, for the modules its code comes from. Immutable
+    class attributes are left out for good, so a flow with none of these costs
+    nothing per step.
+    """
+    found: list[_Place] = []
+    for module in modules:
+        try:
+            places = _CODE_PLACES[module]
+        except KeyError:
+            places = [place for place in _module_places(module) if not place.is_global
+                      and (isinstance(place, _CachePlace) or _changes_in_place(place))]
+            _CODE_PLACES[module] = places
+        except TypeError:  # a module object that takes no weak reference: not kept
+            continue
+        found += places
+    return Watch(modules, found)
+
+
+def _changes_in_place(place: _Place) -> bool:
+    place.token()
+    return place.watched or place.bare
 
 
 def _class_places(cls: type, owner: str) -> Iterator[_Place]:
@@ -398,10 +436,18 @@ def _function_of(value: object) -> types.FunctionType | None:
     if isinstance(value, _LRU_WRAPPER):
         inner = getattr(value, "__wrapped__", None)
         return inner if isinstance(inner, types.FunctionType) else None
-    inner = getattr(value, "func", None)  # a pinrun step wraps its function
-    if type(value).__module__.startswith("pinrun.") and isinstance(inner, types.FunctionType):
-        return inner
-    return None
+    if not type(value).__module__.startswith("pinrun."):
+        return None
+    inner = _attribute(value, "func")  # a pinrun step wraps its function
+    return inner if isinstance(inner, types.FunctionType) else None
+
+
+def _attribute(value: object, name: str) -> object:
+    """``getattr(value, name, None)``, also when the object's ``__getattr__`` raises."""
+    try:
+        return getattr(value, name, None)
+    except Exception:  # a __getattr__ or property of the user's that raised
+        return None
 
 
 def _function_places(value: object, func: types.FunctionType, module: str) -> Iterator[_Place]:
