@@ -55,6 +55,12 @@ concurrently``). Per-step looks inside a concurrent level would need a
 snapshot at every ``await``; a cheap fingerprint (identity, length) would be
 unsound (``d[k] = v`` keeps both).
 
+**Recording** watches less, since it must stay cheap per step and knows more:
+a step's pin names the module globals its code reads (watched by name in
+:mod:`pinrun.engine.execution`) and the modules its code comes from, whose
+class attributes, mutable defaults and caches :func:`code_watch` watches
+around the step (places holding an immutable value are left out for good).
+
 **Repetitions.** ``replay --repeat N`` runs the same code N times in one
 process. The watch keeps, per step, what the step found in the first
 repetition and who last changed each place (step and repetition); when a
