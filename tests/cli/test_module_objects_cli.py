@@ -170,7 +170,7 @@ def test_a_worker_pins_one_code_for_identical_runs(project: Project) -> None:
     runs = json.loads(worker.stdout)
     shown = [_json(project, "show", run) for run in runs]
     assert len({item["steps"][0]["code"] for item in shown}) == 1
-    hazard = (f"changed module state {project.package}.cache.SEEN (hidden state a worker "
+    hazard = (f"module state: {project.package}.cache.SEEN changed (hidden state a worker "
               "carries into its next run)")
     assert all(hazard in item["steps"][0]["hazards"] for item in shown)
     pinned = _json(project, "replay", runs[1], code=1)

@@ -84,10 +84,10 @@ def test_objects_and_generators_at_module_level_are_hidden_state(
     assert [s.code for s in runs[0].steps] == [s.code for s in runs[1].steps]
     for run in runs:
         hazards = {step.name: " ".join(step.hazards) for step in run.steps}
-        assert f"changed module state {project.package}.worker.COUNTER" in hazards["count"]
-        assert f"changed module state {project.package}.worker.RNG" in hazards["draw"]
+        assert f"module state: {project.package}.worker.COUNTER changed" in hazards["count"]
+        assert f"module state: {project.package}.worker.RNG changed" in hazards["draw"]
         for name in ("SLOTTED", "CLIENT", "TICKS", "RECENT", "LEGACY"):
-            assert f"changed module state {project.package}.worker.{name}" in hazards["churn"]
+            assert f"module state: {project.package}.worker.{name} changed" in hazards["churn"]
     report = pinrun.replay(runs[1].id, store=project_store, code="pinned")
     assert report.verdict == "diverged"
     first = report.first_divergence
@@ -152,3 +152,73 @@ def test_odd_objects_never_break_recording_and_memoizing_is_no_hidden_state(
     run = pinrun.record(project.load("odd"), {"n": 1}, store=project_store)
     assert run.status == "succeeded"
     assert not [h for h in run.steps[0].hazards if "module state" in h]
+
+
+OWNED = """
+import functools
+
+import pinrun
+from PKG.helpers import Registry, remember, settings
+
+
+@pinrun.step
+def churn(n: int) -> dict:
+    settings()["tags"].append(n)
+    return {"count": remember(n), "items": Registry.add(n)}
+
+
+@functools.lru_cache(maxsize=None)
+def square(x):
+    return x * x
+
+
+@pinrun.step
+def pure(n: int) -> dict:
+    return {"square": square(n)}
+
+
+flow = pinrun.Flow("owned", [churn, pure])
+"""
+
+HELPERS = """
+import functools
+
+
+def remember(x, seen=[]):
+    seen.append(x)
+    return len(seen)
+
+
+class Registry:
+    items = []
+    name = "registry"
+
+    @classmethod
+    def add(cls, item):
+        cls.items.append(item)
+        return list(cls.items)
+
+
+@functools.lru_cache(maxsize=None)
+def settings():
+    return {"tags": []}
+"""
+
+
+def test_recording_names_defaults_class_attributes_and_caches_by_owner(
+        project: Project, project_store: Store) -> None:
+    """A step changing a default argument, a class attribute and a cached result in a helper
+    module: each is a hazard on its record, named by its owner; a pure cache is none."""
+    project.write("helpers", HELPERS)
+    project.write("owned", OWNED.replace("PKG", project.package))
+    flow = project.load("owned")
+    pinrun.record(flow, {"n": 1}, store=project_store)  # fills the cache: no hazard for it
+    run = pinrun.record(flow, {"n": 2}, store=project_store)
+    hazards = {step.name: step.hazards for step in run.steps}
+    helpers = f"{project.package}.helpers"
+    assert not hazards["pure"]
+    for expected in (f"default argument: {helpers}.remember(seen=...) changed",
+                     f"module state: {helpers}.Registry.items changed",
+                     f"cache: {helpers}.settings() holds a result changed in place"):
+        assert any(hazard.startswith(expected) for hazard in hazards["churn"]), \
+            (expected, hazards["churn"])

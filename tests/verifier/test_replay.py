@@ -220,7 +220,7 @@ def test_changed_module_state_is_a_hazard(corpus: Project, project_store: Store)
     """A step that appends to a module-level list: hidden state, reported."""
     run_id = _record(corpus, project_store, "stateful", {"order_id": "A1"})
     report = replay(run_id, store=project_store, code="workdir")
-    assert any(h.startswith(f"changed module state {corpus.package}.corpus.SEEN")
+    assert any(h.startswith(f"module state: {corpus.package}.corpus.SEEN changed")
                for h in report.steps[0].hazards)
     quiet = replay(run_id, store=project_store, code="workdir", guards="off")
     assert quiet.steps[0].hazards == []

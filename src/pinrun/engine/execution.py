@@ -9,9 +9,12 @@ level run concurrently. Either way the outcomes come back in declaration
 order, so the record never depends on timing.
 
 A step's pin names the mutable module-level state its code reads (a cache, a
-registry); when recording passes those names, they are encoded before and
-after the step, and a change is a hazard on its record: hidden state that a
-long-lived worker carries into its next run.
+registry) and the project modules its code comes from; when recording passes
+them, those globals are encoded before and after the step, and so are the
+class attributes, mutable default arguments and ``lru_cache`` results those
+modules own (:func:`~pinrun.world.hidden_state.code_watch`). A change is a
+hazard on its record, named by its owner: hidden state that a long-lived
+worker carries into its next run.
 """
 
 from __future__ import annotations
@@ -32,12 +35,14 @@ from pinrun.engine.context import Context, RecordingLog, ReplayLog, activate
 from pinrun.errors import InputError, PinrunError, StepOutputError, UnsupportedValueError
 from pinrun.flows.flow import Flow
 from pinrun.flows.module_objects import state_snapshot
+from pinrun.flows.pinning import PinnedStep
 from pinrun.flows.step import Step
 from pinrun.world import World
+from pinrun.world.hidden_state import Watch, code_watch
 
-__all__ = ["MODULE_STATE_HAZARD", "HiddenState", "Outcome", "StepOutputError", "check_outputs",
-           "encode_output", "module_state_hazards", "module_values", "run_coroutine",
-           "run_level"]
+__all__ = ["MODULE_STATE_HAZARD", "HiddenState", "Outcome", "StepHiddenState", "StepOutputError",
+           "check_outputs", "encode_output", "hidden_state_of", "module_state_hazards",
+           "module_values", "run_coroutine", "run_level"]
 
 T = TypeVar("T")
 
@@ -62,8 +67,24 @@ class Outcome:
     guarded: list[Any] = field(default_factory=list)
 
 
-#: Per step name, the module-level state its code reads, as (module, name) pairs.
-HiddenState = Mapping[str, Sequence[tuple[str, str]]]
+@dataclass(frozen=True)
+class StepHiddenState:
+    """Where one step's code can keep hidden state (from its pin)."""
+
+    #: The mutable module-level state its code reads, as (module, name) pairs.
+    names: tuple[tuple[str, str], ...] = ()
+    #: The project modules its code comes from (their classes, defaults and caches).
+    modules: tuple[str, ...] = ()
+
+
+#: Per step name, where its code can keep hidden state.
+HiddenState = Mapping[str, StepHiddenState]
+
+
+def hidden_state_of(pins: Mapping[str, PinnedStep]) -> dict[str, StepHiddenState]:
+    """Per step, the hidden state its pin names: the globals it reads, its modules."""
+    return {name: StepHiddenState(tuple(pinned.state), tuple(pinned.sources))
+            for name, pinned in pins.items()}
 
 
 def module_values(names: Sequence[tuple[str, str]]) -> dict[str, bytes]:
@@ -80,14 +101,17 @@ def module_values(names: Sequence[tuple[str, str]]) -> dict[str, bytes]:
     return found
 
 
-#: How a hazard about module-level state begins (the verifier names its cause by it).
-MODULE_STATE_HAZARD = "changed module state"
+#: How a hazard about module-level state begins (as replay's hidden-state watch names it:
+#: :mod:`pinrun.world.hidden_state`).
+MODULE_STATE_HAZARD = "module state:"
 
 
 def module_state_hazards(before: Mapping[str, object], after: Mapping[str, object]) -> list[str]:
-    """One hazard per module-level value that differs between two snapshots."""
-    return [f"{MODULE_STATE_HAZARD} {name} (hidden state a worker carries into its next run)"
-            for name in sorted(set(before) | set(after)) if before.get(name) != after.get(name)]
+    """One hazard per module-level value that differs between two snapshots, named by its
+    owner: ``module state: orders.cache.SEEN changed (...)``."""
+    return [f"{MODULE_STATE_HAZARD} {name} changed (hidden state a worker carries into its "
+            "next run)" for name in sorted(set(before) | set(after))
+            if before.get(name) != after.get(name)]
 
 
 class _Call:
@@ -95,11 +119,16 @@ class _Call:
 
     def __init__(self, item: Step, base: Mapping[str, Any], encoded: Mapping[str, bytes],
                  log: RecordingLog | ReplayLog, *, world: World | None, run_id: str,
-                 hidden: Sequence[tuple[str, str]] = ()) -> None:
+                 hidden: StepHiddenState | None = None) -> None:
         self.item = item
         self.world = world
-        self.hidden = hidden
-        self.hidden_before = module_values(hidden) if hidden else {}
+        self.hidden = hidden.names if hidden is not None else ()
+        self.hidden_before = module_values(self.hidden) if self.hidden else {}
+        self.code: Watch | None = None
+        if hidden is not None and hidden.modules:
+            self.code = code_watch([sys.modules[name] for name in hidden.modules
+                                    if name in sys.modules])
+            self.code_before = self.code.look()
         reads = {key: base[key] for key in item.reads if key in base}
         self.encoded = {key: encoded[key] for key in reads}
         self.arguments: dict[str, Any] = {key: codec.decode(raw)
@@ -129,6 +158,11 @@ class _Call:
         if self.hidden:
             after = module_values(self.hidden)
             outcome.hazards += module_state_hazards(self.hidden_before, after)
+        if self.code is not None:
+            outcome.hazards += [f"{change} (hidden state a worker carries into its next run)"
+                                for change in self.code.changes(self.code_before,
+                                                                self.code.look())
+                                if change.hazard]
         if outcome.error is None:
             # What cannot be stored is the step's failure, recorded as such: never an
             # exception out of the engine, which would leave the run interrupted.
@@ -223,11 +257,11 @@ def run_level(flow: Flow, level: list[Step], state: Mapping[str, Any],
     if not concurrent:
         for item in level:
             yield _run_sync(_Call(item, base, base_encoded, log_for(item), world=world,
-                                  run_id=run_id, hidden=hidden.get(item.name, ())),
+                                  run_id=run_id, hidden=hidden.get(item.name)),
                             guard, debug=item.name == debug_step)
         return
     calls = [_Call(item, base, base_encoded, log_for(item), world=world, run_id=run_id,
-                   hidden=hidden.get(item.name, ())) for item in level]
+                   hidden=hidden.get(item.name)) for item in level]
     yield from run_coroutine(_run_concurrently(calls, flow.max_concurrency, guard, debug_step))
 
 

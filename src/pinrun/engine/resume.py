@@ -16,6 +16,7 @@ from pathlib import Path
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Kind
 from pinrun.artifacts.store import Store
+from pinrun.engine.execution import hidden_state_of
 from pinrun.engine.lease import RunLease
 from pinrun.engine.records import RunRecord, load_run
 from pinrun.engine.run import Durability, Recorder, check_durability, reuse_log_for
@@ -82,7 +83,7 @@ def _continue(run: RunRecord, flow: Flow, pins: dict[str, PinnedStep], store: St
     batch = recorder.writer()
     stored = put_pins(batch, flow, pins, run.entry, project_root)
     recorder.step_pins = stored.steps
-    recorder.hidden_state = {name: pinned.state for name, pinned in pins.items()}
+    recorder.hidden_state = hidden_state_of(pins)
     # The record keeps the flow and environment it started with; each resume says
     # which it continued with (the steps it runs name their own code).
     recorder.timing.setdefault("resumed", []).append({

@@ -39,7 +39,7 @@ from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store, WriteBatch
 from pinrun.engine.context import RecordingLog, ReuseLog, recorded_events
 from pinrun.engine.events import type_name
-from pinrun.engine.execution import HiddenState, Outcome, StepGuard
+from pinrun.engine.execution import HiddenState, Outcome, StepGuard, hidden_state_of
 from pinrun.engine.lease import RunLease
 from pinrun.engine.records import RunRecord, RunStatus, StepError, StepRecord, run_ref
 from pinrun.engine.walk import LevelBase, RunState, Settled, walk
@@ -143,7 +143,7 @@ def record(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
     if replaces is not None:
         recorder.log_for_step = reuse_log_for(store, replaces, actual_world)
     recorder.step_pins = stored.steps
-    recorder.hidden_state = {name: pinned.state for name, pinned in pins.items()}
+    recorder.hidden_state = hidden_state_of(pins)
     return recorder.execute()
 
 

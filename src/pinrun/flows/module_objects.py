@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 __all__ = ["HEAP_TYPE", "ModuleDefinitions", "fixed_reference", "ignored_object", "is_immutable",
-           "state_snapshot"]
+           "snapshot_view", "state_snapshot"]
 
 _SCALARS: Final = (type(None), bool, int, float, complex, str, bytes, decimal.Decimal,
                    fractions.Fraction, datetime.date, datetime.time, datetime.timedelta,
@@ -228,18 +228,42 @@ def state_snapshot(value: object) -> bytes | None:
     A container of more than 10,000 items counts by its size: a worker filling a
     cache still shows, without encoding it all around every step.
     """
+    found = snapshot_view(value)
+    return found[1] if found is not None else None
+
+
+def snapshot_view(value: object, view: int | None = None) -> tuple[int, bytes] | None:
+    """:func:`state_snapshot` and which of its views gave it (an index), or None.
+
+    ``view`` is the index an earlier call returned for the same object: that
+    view is tried first, so a watcher that looks at an object again and again
+    does not make the codec refuse its first views (and build an error message)
+    every time. Another view is looked for only when that one fails now.
+    """
     from pinrun.artifacts import codec  # late: the codec is heavier than these rules
 
     module = type(value).__module__
     if module.split(".", 1)[0] in _NEVER_STATE:
         return None  # a flow or a step, a __future__ feature, a typing form: no state
+    if view == 0 and not _summary(value):  # the common case, a value the codec takes
+        try:
+            return 0, codec.encode(value)
+        except Exception:  # UnsupportedValueError, or what a registered encoder raises
+            pass
     try:
         big = _summary(value)
         if big is not None:
-            return codec.encode(big)
-        for view in _state_views(value):
+            return -1, codec.encode(big)
+        if view is not None and view >= 0:
+            for index, item in enumerate(_state_views(value)):
+                if index == view:
+                    try:
+                        return index, codec.encode(item)
+                    except Exception:  # its shape changed: look for another view below
+                        break
+        for index, item in enumerate(_state_views(value)):
             try:
-                return codec.encode(view)
+                return index, codec.encode(item)
             except Exception:  # UnsupportedValueError, or what a registered encoder raises
                 continue
     except Exception:  # a property, __getattr__ or __repr__ of the user's that raised

@@ -33,13 +33,7 @@ from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.store import Store
 from pinrun.engine.context import ReplayLog, recorded_events
 from pinrun.engine.events import type_name
-from pinrun.engine.execution import (
-    MODULE_STATE_HAZARD,
-    HiddenState,
-    Outcome,
-    StepGuard,
-    module_state_hazards,
-)
+from pinrun.engine.execution import HiddenState, Outcome, StepGuard
 from pinrun.engine.logs import SHARED_ANSWERS_HAZARD
 from pinrun.engine.records import RunRecord, StepRecord, load_run
 from pinrun.engine.walk import LevelBase, RunState, Settled, walk
@@ -57,7 +51,8 @@ from pinrun.verifier.report import Cause, ReplayReport, StepResult
 from pinrun.world import World
 from pinrun.world.file_inputs import changes, load_inputs
 from pinrun.world.files import FileGuard, FileSetup, files_read
-from pinrun.world.guards import GuardedCall, GuardMode, Guards, module_state
+from pinrun.world.guards import GuardedCall, GuardMode, Guards
+from pinrun.world.hidden_state import Change, Look, Watch
 from pinrun.world.refusal import ReplayWatch, refusing_world
 
 __all__ = ["CodeSource", "check_replay_arguments", "replay"]
@@ -122,11 +117,13 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
                 if refused is not None:  # a pool warmed earlier, running the project's code
                     refused.files = frozenset(watching.files)
                 verified: set[Digest] = set()
+                # The project's hidden state, watched across the repetitions.
+                hidden = Watch(watching.modules) if guards != "off" else None
                 for repetition in range(1, repeat + 1):
                     report.steps, report.repetition = [], repetition
                     _Replay(store, run, chosen, drift=drift, report=report, guards=watching,
                             debug_step=debug_step, verified=verified, ran=ran,
-                            refused=refused).run()
+                            refused=refused, hidden=hidden, repetition=repetition).run()
                     if report.first_divergence is not None:
                         break
     except StoreError:
@@ -173,7 +170,8 @@ class _Replay:
                  guards: Guards, debug_step: str | None = None,
                  verified: set[Digest] | None = None,
                  ran: dict[str, tuple[str, bool]] | None = None,
-                 refused: ReplayWatch | None = None) -> None:
+                 refused: ReplayWatch | None = None, hidden: Watch | None = None,
+                 repetition: int = 1) -> None:
         self.debug_step = debug_step
         #: What the replay refused outside a step's own watch (its threads, say).
         self.refused = refused
@@ -183,8 +181,17 @@ class _Replay:
         self.files = FileSetup.for_store(store.path, project_root_for(store.path),
                                          strict=guards.mode == "strict", files=guards.files)
         self.file_guard = FileGuard(guards.step, self.files) if self.watched else None
-        #: The project's module state as the last step left it (to spot a step changing it).
-        self.module_state: dict[str, object] = {}
+        #: The project's hidden state (None: not watched), and which repetition this is.
+        self.hidden = hidden
+        self.repetition = repetition
+        #: The hidden state as the last step (or group of concurrent steps) left it.
+        self.found: Look | None = None
+        #: The steps that ran last (several when concurrent), what they found and changed.
+        self.group: tuple[str, ...] = ()
+        self.group_since: dict[str, list[Change]] = {}
+        self.group_changes: list[Change] = []
+        #: The hidden state the step being judged changed, or found changed: its causes.
+        self.hidden_causes: list[Change] = []
         #: The replay log of each step running now (judged by what it left unused).
         self.logs: dict[str, ReplayLog] = {}
         self.world: World | None = None  # a replay never reads the clock
@@ -237,18 +244,17 @@ class _Replay:
         return log
 
     def begin_level(self, base: LevelBase, *, fresh: bool, siblings: bool) -> None:
-        self.module_state = module_state(self.guards.modules) if self.watched else {}
+        # Nothing of the project's runs between a level's last step and the next level:
+        # what the last look saw is what this level finds.
+        if self.hidden is not None and self.found is None:
+            self.found = self.hidden.look()
 
     def settle(self, outcome: Outcome, base: LevelBase, *, final: bool) -> Settled | None:
         if self.refused is not None:  # refused in the step's threads while it ran
             outcome.guarded += self.refused.drain()
-        if self.watched:
-            before, after = self.module_state, module_state(self.guards.modules)
-            # What the step changed of the state it found (a global it adds is not state
-            # a later run finds changed).
-            outcome.hazards += module_state_hazards(
-                before, {name: after.get(name) for name in before})
-            self.module_state = after
+        self.hidden_causes = []
+        if self.hidden is not None:
+            outcome.hazards += self._hidden_state(outcome.step.name)
         record = self.recorded[outcome.step.name]
         result = self._judge(outcome, record, self.logs.pop(outcome.step.name))
         self._check_files(outcome, record, result)
@@ -261,6 +267,39 @@ class _Replay:
             return Settled(outputs, {k: codec.encode(v) for k, v in outputs.items()})
         return None
 
+    def _hidden_state(self, name: str) -> list[str]:
+        """The hidden state step ``name`` changed (its hazards), and what it found changed
+        since the first repetition (with its hazards, its causes if it diverges).
+
+        Steps that ran one after another are looked at after each (the look after one
+        is the look before the next); steps that ran concurrently once, after all of
+        them: the engine starts them all before handing over the first outcome, so
+        their replay logs are all open now. See :mod:`pinrun.world.hidden_state`.
+        """
+        hidden = self.hidden
+        assert hidden is not None
+        if name not in self.group:
+            found = self.found if self.found is not None else hidden.look()
+            after = hidden.look()
+            self.group = (name, *(other for other in self.logs if other != name))
+            self.found = after
+            self.group_changes = hidden.changes(found, after)
+            # What each found changed, named by who changed it before they ran.
+            self.group_since = {step: hidden.since_first(step, found, self.repetition)
+                                for step in self.group}
+            hidden.note(self.group_changes, self.group, self.repetition)
+        made = [change for change in self.group_changes if change.hazard]
+        since = self.group_since[name]
+        named = {change.owner for change in since}
+        by = f"step {name!r}" if len(self.group) == 1 else \
+            f"one of steps {', '.join(map(repr, self.group))}, which ran concurrently,"
+        self.hidden_causes = [*since, *(
+            Change(change.kind, change.owner, f"{change.what} by {by} in repetition "
+                   f"{self.repetition}") for change in made if change.owner not in named)]
+        also = "" if len(self.group) == 1 else f" by {by.rstrip(',')}"
+        return [f"{change}{also} (hidden state a worker carries into its next run)"
+                for change in made]
+
     def end_level(self, level: Sequence[Step], failure: Outcome | None) -> None:
         # Once per level: one read, and never more in memory than the level's outputs.
         self.check_recorded()
@@ -270,7 +309,7 @@ class _Replay:
             result = StepResult(item.name, 0, "not-run")
             if self.run_record.status == "succeeded":
                 # The run finished without this step: the code has a new one.
-                self.calls = []
+                self.calls, self.hidden_causes = [], []
                 self._diverge(result, "added", "the code has this step, the recording "
                               "does not: the flow changed since it was recorded")
             self.report.steps.append(result)
@@ -391,8 +430,8 @@ class _Replay:
             cause.kind == "exception" and (cause.file, cause.line) in refused)]
         result.causes += [Cause("input mutation", hazard) for hazard in result.hazards
                           if hazard.startswith("mutated")]
-        result.causes += [Cause("module state", hazard) for hazard in result.hazards
-                          if hazard.startswith(MODULE_STATE_HAZARD)]
+        result.causes += [Cause(change.kind, f"{change.owner} {change.what}")
+                          for change in self.hidden_causes]
         result.causes += [Cause("answer order", hazard.removeprefix(SHARED_ANSWERS_HAZARD)
                                 .strip()) for hazard in result.hazards
                           if hazard.startswith(SHARED_ANSWERS_HAZARD)]

@@ -300,34 +300,3 @@ class Guards:
                 sys.setprofile(previous)
             _ACTIVE.reset(token)
 
-
-_IMMUTABLE = (str, int, float, bool, bytes, complex, type(None), frozenset)
-
-
-def module_state(modules: list[types.ModuleType]) -> dict[str, object]:
-    """What the modules hold at module level, in a form that shows any change.
-
-    Compared before and after a step, it shows hidden state: a global list,
-    dict or attribute that a step changed, which a long-running worker would
-    carry from one run into the next. Immutable values are kept as they are
-    (comparing them is cheap); containers and objects by a snapshot of their
-    state (their encoding, their attributes, a random generator's state), which
-    changes when they change in place. Functions, classes and modules are not
-    values; what the codec cannot encode is left out.
-    """
-    from pinrun.flows.module_objects import state_snapshot
-
-    state: dict[str, object] = {}
-    for module in modules:
-        for name, value in list(vars(module).items()):
-            if name.startswith("__") or isinstance(value, type | types.ModuleType) or \
-                    callable(value):
-                continue
-            key = f"{module.__name__}.{name}"
-            if isinstance(value, _IMMUTABLE):
-                state[key] = value
-                continue
-            snapshot = state_snapshot(value)
-            if snapshot is not None:
-                state[key] = snapshot
-    return state

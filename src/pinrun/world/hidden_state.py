@@ -1,0 +1,484 @@
+"""Hidden state: what the project's modules keep from one run to the next, named by owner.
+
+A long-lived worker runs one run after another in one process. Whatever a
+step leaves behind in the project's code, rather than in the run's state, is
+found by the next run: hidden state. It lives in four places, each named by
+its owner when a step changes it:
+
+* a module global (``module state: orders.pricing.SEEN changed``);
+* a class attribute of a project class (``module state:
+  orders.pricing.Registry.items changed``);
+* a mutable default argument of a project function (``default argument:
+  orders.pricing.add(seen=...) changed``);
+* the cached results of a project function wrapped in ``functools.lru_cache``
+  or ``functools.cache`` (``cache: orders.pricing.rate() holds a result changed
+  in place``).
+
+**Caches.** Filling a cache is not a hazard: a function whose result depends
+only on its arguments answers the same from its cache as it would by running
+again, so a cache of a pure function must reproduce with no hazard. What is
+hidden state is a cached result the step then changes in place (the next
+call returns the changed object): that is a hazard when it happens. A cache
+filled from something else (the clock, a global) can still make a later run
+differ; that shows as a divergence, and then the cache that holds more entries
+than when the first repetition reached the same step is named as a cause
+(``cache: orders.pricing.rate() holds 3 entries (was 0)``). The entries are read
+through the garbage collector's view of the wrapper (``gc.get_referents``,
+which CPython's C implementation answers with its cache dict); a wrapper
+whose insides are not recognised counts by ``cache_info().currsize`` alone.
+
+**What it costs** (a guarded replay must cost little more than an unguarded
+one). Every place is classified once, by the identity of the object bound
+there: an immutable value (a number, a string, a frozen dataclass), a logger,
+a compiled pattern or a path is never looked into again, and neither is a
+value pinrun cannot see (a flow, a ``__future__`` feature, an object the
+codec refuses in every view); only the binding's identity is compared, which
+also catches a rebinding (``global COUNT; COUNT += 1``). A mutable value (a
+list, a dict, an object with attributes) is *watched*: its snapshot
+(:func:`~pinrun.flows.module_objects.snapshot_view`, the view that worked
+last time tried first) is taken at each look. Functions, classes and modules
+are code, never state in themselves; their defaults, attributes and caches
+are the places above.
+
+**When it looks** (:class:`Watch` is the mechanism; the replayer decides
+when). One look as a level starts, and one after its steps have run. The
+look after one step is the look before the next one, so a flow of one-step
+levels pays one look per step, where there were two full encodings of every
+module global. A level whose steps run one after another has a free boundary
+after each step (the engine hands each outcome over before the next step
+starts): the look there is the same price as the level's, and it names the
+culprit exactly, so it is taken. A level whose async steps run concurrently
+has no such boundary: its steps interleave, and nothing can be re-run, so
+one look after the level finds what changed and the change is named on each
+of those steps as made by one of them (``while steps 'a', 'b' ran
+concurrently``). Per-step looks inside a concurrent level would need a
+snapshot at every ``await``; a cheap fingerprint (identity, length) would be
+unsound (``d[k] = v`` keeps both).
+
+**Recording** watches less, since it must stay cheap per step and knows more:
+a step's pin names the module globals its code reads (watched by name in
+:mod:`pinrun.engine.execution`) and the modules its code comes from, whose
+class attributes, mutable defaults and caches :func:`code_watch` watches
+around the step (places holding an immutable value are left out for good).
+
+**Repetitions.** ``replay --repeat N`` runs the same code N times in one
+process. The watch keeps, per step, what the step found in the first
+repetition and who last changed each place (step and repetition); when a
+later repetition diverges, every place whose state differs from what the
+same step found in the first repetition is named, with the step and the
+repetition that changed it: ``changed by step 'tag' in repetition 1, read
+again in repetition 2``.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import types
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pinrun.flows.module_objects import (
+    HEAP_TYPE,
+    fixed_reference,
+    ignored_object,
+    is_immutable,
+    snapshot_view,
+)
+
+__all__ = ["Change", "Look", "Watch", "code_watch"]
+
+#: The three kinds of hidden state a change is named by.
+MODULE_STATE: Final = "module state"
+DEFAULT_ARGUMENT: Final = "default argument"
+CACHE: Final = "cache"
+
+_MISSING: Final = object()  # a place with nothing bound (a name deleted, defaults replaced)
+_UNSEEN: Final = object()  # a value pinrun cannot see: equal to any other such value
+#: Past this many entries a cache counts by its size only (like a large container).
+_MAX_CACHE_ENTRIES: Final = 10_000
+_LRU_WRAPPER: Final = type(functools.lru_cache(maxsize=None)(lambda: None))
+
+
+@dataclass(frozen=True)
+class Change:
+    """One place of hidden state that differs, named by its owner."""
+
+    #: ``module state``, ``default argument`` or ``cache``.
+    kind: str
+    #: Who holds it: ``orders.pricing.SEEN``, ``orders.pricing.add(seen=...)``,
+    #: ``orders.pricing.rate()``.
+    owner: str
+    #: What differs: ``changed``, ``holds 3 entries (was 0)``...
+    what: str
+    #: Whether it is a hazard when a step does it (a cache filling up is not).
+    hazard: bool = True
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.owner} {self.what}"
+
+
+#: One look at every place: a token per place, in the watch's order.
+Look = tuple[object, ...]
+
+
+class _Place:
+    """One place hidden state lives: how to reach it, and what it held last time."""
+
+    __slots__ = ("bare", "get", "is_global", "kind", "owner", "quiet", "seen", "view",
+                 "watched")
+
+    def __init__(self, kind: str, owner: str, get: Callable[[], object]) -> None:
+        self.kind, self.owner, self.get = kind, owner, get
+        self.is_global = False  # a module global (recording watches those by name)
+        self.seen: object = _MISSING  # the object classified last (by identity)
+        self.quiet = True
+        self.watched = False
+        self.bare = False  # an object whose attributes may come later (``NS.x = 1``)
+        self.view: int | None = None
+
+    def token(self) -> object:
+        """What the place holds now, comparable with an earlier token of it."""
+        value = self.get()
+        if value is not self.seen:  # classified once per object bound here
+            self.seen, self.view = value, None
+            self.quiet = value is _MISSING or _quiet_value(value)
+            self.watched = not self.quiet and snapshot_view(value) is not None
+            self.bare = not self.quiet and not self.watched and _bare(value)
+        if self.quiet:
+            return value  # compared by identity, then (a rebinding) by equality
+        if not self.watched and (not self.bare or not vars(value)):
+            return _UNSEEN  # nothing pinrun can see (yet: no encoding is tried)
+        found = snapshot_view(value, self.view)
+        if found is None:
+            return _UNSEEN
+        self.view = found[0]
+        return found[1]
+
+    def compare(self, before: object, after: object) -> Change | None:
+        return None if _same(before, after) else Change(self.kind, self.owner, "changed")
+
+
+class _CachePlace(_Place):
+    """The results a ``functools.lru_cache`` wrapper holds."""
+
+    __slots__ = ("calls", "results", "wrapper")
+
+    def __init__(self, owner: str, wrapper: Any) -> None:
+        super().__init__(CACHE, owner, lambda: None)
+        self.wrapper = wrapper
+        #: (hits, misses, size) when the entries were read last: while they stay the
+        #: same, nobody called the function (nor cleared its cache), so the entries
+        #: did not change and are not read again.
+        self.calls: tuple[int, int, int] | None = None
+        #: The entries whose results can change in place: (key, result).
+        self.results: list[tuple[object, object]] | None = None
+
+    def token(self) -> object:
+        try:
+            info = self.wrapper.cache_info()
+            calls = (int(info.hits), int(info.misses), int(info.currsize))
+        except Exception:  # not an lru_cache wrapper after all
+            return (0, None)
+        if calls != self.calls:
+            entries = _cache_entries(self.wrapper, calls[2])
+            # A result that cannot change in place needs no snapshot: a pure cache of
+            # numbers costs nothing more than its cache_info() while nobody calls it.
+            self.results = None if entries is None else \
+                [(key, result) for key, result in entries if not _quiet_value(result)]
+            self.calls = calls
+        if self.results is None:  # insides not recognised, or too many: the size alone
+            return (calls[2], None)
+        return (calls[2], {key: _snapshot(result) for key, result in self.results})
+
+    def compare(self, before: object, after: object) -> Change | None:
+        assert isinstance(before, tuple)
+        assert isinstance(after, tuple)
+        old, new = before[1], after[1]
+        if isinstance(old, dict) and isinstance(new, dict) and any(
+                key in old and not _same(old[key], token) for key, token in new.items()):
+            return Change(CACHE, self.owner, "holds a result changed in place")
+        if before[0] != after[0]:
+            return Change(CACHE, self.owner, f"holds {_entries(after[0])} (was {before[0]})",
+                          hazard=False)
+        return None
+
+
+def _entries(count: object) -> str:
+    return "1 entry" if count == 1 else f"{count} entries"
+
+
+def _bare(value: object) -> bool:
+    """Whether ``value`` is an object of a class defined in Python with no attributes yet,
+    which it may get later (``NS.x = 1``): looked at again only once it has some. One
+    with attributes pinrun cannot see is never looked at again."""
+    own = _attribute(value, "__dict__")
+    return isinstance(own, dict) and not own and bool(type(value).__flags__ & HEAP_TYPE)
+
+
+#: Types whose values cannot change in place, checked before the general rules.
+_PLAIN: Final = frozenset({str, int, float, bool, bytes, complex, type(None)})
+
+
+def _quiet_value(value: object) -> bool:
+    """Never looked into: immutable, code, a logger, a pattern, a path, a time zone."""
+    return type(value) in _PLAIN or isinstance(
+        value, type | types.ModuleType | types.FunctionType | types.BuiltinFunctionType) or \
+        ignored_object(value) or fixed_reference(value, "") is not None or \
+        is_immutable(value)
+
+
+def _snapshot(value: object) -> object:
+    found = snapshot_view(value)
+    return found[1] if found is not None else _UNSEEN
+
+
+def _same(before: object, after: object) -> bool:
+    if before is after:
+        return True
+    if type(before) is not type(after):
+        return False
+    try:
+        return bool(before == after)
+    except Exception:  # an __eq__ of the user's that raised: cannot tell them apart
+        return False
+
+
+def _cache_entries(wrapper: Any, size: int) -> list[tuple[object, object]] | None:
+    """(key, result) for each entry of an ``lru_cache`` wrapper, or None.
+
+    CPython's wrapper shows the garbage collector its links (key, result, link
+    type for a bounded cache), then its cache dict, then the wrapped function.
+    An unbounded cache maps keys to results directly.
+    """
+    if size > _MAX_CACHE_ENTRIES:
+        return None
+    if size == 0:
+        return []
+    refs = gc.get_referents(wrapper)
+    func = getattr(wrapper, "__wrapped__", None)
+    at = next((index for index, ref in enumerate(refs) if ref is func), None)
+    if at is None or at == 0 or not isinstance(refs[at - 1], dict):
+        return None
+    cache: dict[object, object] = refs[at - 1]
+    values = list(cache.values())
+    if values and type(values[0]).__name__ != "_lru_list_elem":
+        return list(cache.items())
+    links = refs[:at - 1]
+    while links and len(links) % 3:  # the wrapper's own type, shown first
+        links = links[1:]
+    found = [(links[i], links[i + 1]) for i in range(0, len(links), 3)]
+    return found if len(found) == len(cache) else None
+
+
+class Watch:
+    """The hidden state of a set of project modules: its places, found once, and looks at them.
+
+    Owned by one replay (all its repetitions); the places are found at the
+    first look, from the modules' globals, their classes and functions.
+    """
+
+    def __init__(self, modules: Sequence[types.ModuleType],
+                 places: list[_Place] | None = None) -> None:
+        self.modules = list(modules)
+        self._places = places
+        #: Per step name, what it found when the first repetition reached it.
+        self.first_found: dict[str, Look] = {}
+        #: Per owner, who last changed it: (the step, or the steps that ran concurrently
+        #: then; the repetition).
+        self.changed_by: dict[str, tuple[tuple[str, ...], int]] = {}
+
+    @property
+    def places(self) -> list[_Place]:
+        """Every place of the modules' hidden state (found once per module object)."""
+        if self._places is None:
+            self._places = [place for module in self.modules for place in _module_places(module)]
+        return self._places
+
+    def look(self) -> Look:
+        """What every place holds now."""
+        return tuple([place.token() for place in self.places])
+
+    def changes(self, before: Look, after: Look) -> list[Change]:
+        """What differs between two looks (a cache that filled up included, as no hazard)."""
+        found = []
+        for place, old, new in zip(self.places, before, after, strict=True):
+            if old is new:
+                continue
+            change = place.compare(old, new)
+            if change is not None:
+                found.append(change)
+        return found
+
+    def note(self, changes: Sequence[Change], steps: Sequence[str], repetition: int) -> None:
+        """Remember that ``steps`` (one, or several that ran concurrently) made ``changes``
+        in ``repetition``."""
+        for change in changes:
+            self.changed_by[change.owner] = (tuple(steps), repetition)
+
+    def since_first(self, step: str, found: Look, repetition: int) -> list[Change]:
+        """What ``step`` found in ``repetition`` that differs from what it found in the first
+        (nothing in the first: it is remembered instead), each saying who changed it."""
+        first = self.first_found.setdefault(step, found)
+        if first is found or repetition == 1:
+            return []
+        named = []
+        for change in self.changes(first, found):
+            who = self.changed_by.get(change.owner)
+            if who is None:
+                why = f"changed since repetition 1 reached step {step!r}"
+            else:
+                steps, when = who
+                by = f"step {steps[0]!r}" if len(steps) == 1 else \
+                    f"one of steps {', '.join(map(repr, steps))} (run concurrently)"
+                why = f"changed by {by} in repetition {when}, " + (
+                    f"read again in repetition {repetition}" if step in steps else
+                    f"before step {step!r} ran in repetition {repetition}")
+            what = why if change.what == "changed" else f"{change.what}, {why}"
+            named.append(Change(change.kind, change.owner, what))
+        return named
+
+
+#: The places of each module object, with what each was classified as. The owner is the
+#: module object: a module loaded again (pinned code is, for every replay) is another key,
+#: and its entry goes with it. A worker replaying one run after another with the same
+#: modules classifies each place once, not once per replay.
+_PLACES: weakref.WeakKeyDictionary[types.ModuleType, list[_Place]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _module_places(module: types.ModuleType) -> list[_Place]:
+    try:
+        return _PLACES[module]
+    except KeyError:
+        found = _PLACES[module] = list(_places(module))
+        return found
+    except TypeError:  # a module object that takes no weak reference: not kept
+        return list(_places(module))
+
+
+def _places(module: types.ModuleType) -> Iterator[_Place]:
+    """Every place of hidden state in ``module``: its globals, then what its code owns."""
+    namespace = vars(module)
+    name_of = module.__name__
+    for name, value in list(namespace.items()):
+        if name.startswith("__"):
+            continue
+        owned = _attribute(value, "__module__") == name_of
+        if isinstance(value, type):
+            if owned:
+                yield from _class_places(value, f"{name_of}.{value.__qualname__}")
+            continue
+        func = _function_of(value)
+        if func is not None or isinstance(value, types.ModuleType) or callable(value):
+            if owned and func is not None:
+                yield from _function_places(value, func, name_of)
+            continue
+        place = _Place(MODULE_STATE, f"{name_of}.{name}",
+                       functools.partial(namespace.get, name, _MISSING))
+        place.is_global = True
+        yield place
+
+
+#: Per module object, the places its code owns that can change in place (see code_watch).
+_CODE_PLACES: weakref.WeakKeyDictionary[types.ModuleType, list[_Place]] = \
+    weakref.WeakKeyDictionary()
+
+
+def code_watch(modules: Sequence[types.ModuleType]) -> Watch:
+    """A watch of what the modules' code owns and can change in place: the class attributes
+    and mutable defaults holding a mutable value when first seen, and the caches.
+
+    Recording watches a step's module globals by name (those its code reads, from
+    its pin); this adds the rest, for the modules its code comes from. Immutable
+    class attributes are left out for good, so a flow with none of these costs
+    nothing per step.
+    """
+    found: list[_Place] = []
+    for module in modules:
+        try:
+            places = _CODE_PLACES[module]
+        except KeyError:
+            places = [place for place in _module_places(module) if not place.is_global
+                      and (isinstance(place, _CachePlace) or _changes_in_place(place))]
+            _CODE_PLACES[module] = places
+        except TypeError:  # a module object that takes no weak reference: not kept
+            continue
+        found += places
+    return Watch(modules, found)
+
+
+def _changes_in_place(place: _Place) -> bool:
+    place.token()
+    return place.watched or place.bare
+
+
+def _class_places(cls: type, owner: str) -> Iterator[_Place]:
+    """A project class's data attributes, and its methods' defaults and caches."""
+    namespace = vars(cls)
+    for name, value in list(namespace.items()):
+        if name.startswith("_") and name.endswith("_"):
+            continue  # dunders and enum-style _sunder_ names: the class machinery's
+        inner = value.__func__ if isinstance(value, staticmethod | classmethod) else value
+        func = _function_of(inner)
+        if func is not None:
+            yield from _function_places(inner, func, cls.__module__)
+        elif not hasattr(type(value), "__get__") and not isinstance(value, type):
+            # A descriptor (a property) is code; anything else is the class's data.
+            yield _Place(MODULE_STATE, f"{owner}.{name}",
+                         functools.partial(_class_attribute, namespace, name))
+
+
+def _class_attribute(namespace: types.MappingProxyType[str, Any], name: str) -> object:
+    return namespace.get(name, _MISSING)
+
+
+def _function_of(value: object) -> types.FunctionType | None:
+    """The Python function behind ``value``: itself, a cache's or a pinrun step's."""
+    if isinstance(value, types.FunctionType):
+        return value
+    if isinstance(value, _LRU_WRAPPER):
+        inner = getattr(value, "__wrapped__", None)
+        return inner if isinstance(inner, types.FunctionType) else None
+    if not type(value).__module__.startswith("pinrun."):
+        return None
+    inner = _attribute(value, "func")  # a pinrun step wraps its function
+    return inner if isinstance(inner, types.FunctionType) else None
+
+
+def _attribute(value: object, name: str) -> object:
+    """``getattr(value, name, None)``, also when the object's ``__getattr__`` raises."""
+    try:
+        return getattr(value, name, None)
+    except Exception:  # a __getattr__ or property of the user's that raised
+        return None
+
+
+def _function_places(value: object, func: types.FunctionType, module: str) -> Iterator[_Place]:
+    """A function's mutable default arguments, and its cache when it has one."""
+    qualified = f"{module}.{func.__qualname__}"
+    code = func.__code__
+    positional = code.co_varnames[:code.co_argcount]
+    defaults = func.__defaults__ or ()
+    for index, default in enumerate(defaults):
+        if not _quiet_value(default):
+            name = positional[len(positional) - len(defaults) + index]
+            yield _Place(DEFAULT_ARGUMENT, f"{qualified}({name}=...)",
+                         functools.partial(_default, func, index))
+    for name, default in (func.__kwdefaults__ or {}).items():
+        if not _quiet_value(default):
+            yield _Place(DEFAULT_ARGUMENT, f"{qualified}({name}=...)",
+                         functools.partial(_keyword_default, func, name))
+    if isinstance(value, _LRU_WRAPPER):
+        yield _CachePlace(f"{qualified}()", value)
+
+
+def _default(func: types.FunctionType, index: int) -> object:
+    defaults = func.__defaults__ or ()
+    return defaults[index] if index < len(defaults) else _MISSING
+
+
+def _keyword_default(func: types.FunctionType, name: str) -> object:
+    return (func.__kwdefaults__ or {}).get(name, _MISSING)
