@@ -24,10 +24,8 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from pinrun.errors import NondeterminismError
 from pinrun.world.attribution import project_frame
-from pinrun.world.refusal import GuardedCall
-from pinrun.world.stand_ins import ACTIVE
+from pinrun.world.stand_ins import ACTIVE, judge
 
 __all__ = ["mentions_datetime_clock", "profiler"]
 
@@ -95,9 +93,4 @@ def profiler(frame: types.FrameType, event: str, arg: Any) -> None:
     found = project_frame(watch.files, frame)
     if found is None:
         return
-    noted = GuardedCall("clock", f"{owner.__name__}.{arg.__name__}()",
-                        found.f_code.co_filename, found.f_lineno)
-    watch.calls.append(noted)
-    if watch.strict:
-        raise NondeterminismError(f"the step called {noted} outside its context; use "
-                                  "ctx.now()")
+    judge(watch, "clock", f"{owner.__name__}.{arg.__name__}()", found)

@@ -58,18 +58,8 @@ from pinrun.errors import NondeterminismError
 from pinrun.world.attribution import project_frame
 from pinrun.world.refusal import GuardedCall
 
-__all__ = [
-    "ACTIVE",
-    "CONDITIONAL",
-    "FUNCTIONS",
-    "MADE",
-    "GuardedEnviron",
-    "Watch",
-    "call_name",
-    "guarded",
-    "note",
-    "part_of_a_call",
-]
+__all__ = ["ACTIVE", "CONDITIONAL", "FUNCTIONS", "MADE", "GuardedEnviron", "Watch",
+           "call_name", "guarded", "judge", "note", "part_of_a_call"]
 
 #: Decides, from a call's arguments, whether it reads the world (None: it always does).
 When = Callable[[tuple[Any, ...], dict[str, Any]], bool]
@@ -121,11 +111,21 @@ def note(kind: str, call: str) -> None:
     frame = project_frame(watch.files)
     if frame is None:
         return  # a library's own business, or not the step's
-    noted = GuardedCall(kind, call, frame.f_code.co_filename, frame.f_lineno)
+    judge(watch, kind, call, frame)
+
+
+def judge(watch: Watch, kind: str, call: str, frame: types.FrameType) -> None:
+    """Note the call, made for the step at ``frame``; under strict guards, refuse it: raise
+    :class:`NondeterminismError` naming it, with the call as the error's ``call`` (so the
+    report names the project's line, not the library's that made it)."""
+    noted = GuardedCall(kind, call, frame.f_code.co_filename, frame.f_lineno,
+                        refused=watch.strict)
     watch.calls.append(noted)
     if watch.strict:
-        raise NondeterminismError(f"the step called {noted} outside its context; "
-                                  f"{_ADVICE.get(kind, 'go through the context')}")
+        error = NondeterminismError(f"the step called {noted} outside its context; "
+                                    f"{_ADVICE.get(kind, 'go through the context')}")
+        error.call = noted  # type: ignore[attr-defined]  # read by the report's causes
+        raise error
 
 
 @contextmanager
