@@ -161,9 +161,11 @@ def test_datetime_imported_inside_the_step_is_watched(steps: types.ModuleType) -
 
 def test_the_profiler_is_on_only_for_code_naming_the_datetime_clock(
         project: Project) -> None:
-    """A module holding datetime but never calling now/today/utcnow is not profiled."""
+    """A module holding datetime but never calling now/today/utcnow is not profiled; a
+    step's function that names today() is."""
     project.write("quiet", "import datetime\n\n\ndef f():\n    return datetime.date(2020, 1, 2)\n")
-    project.write("loud", "def f():\n    import datetime\n    return datetime.date.today()\n")
+    project.write("loud", "import pinrun\n\n\n@pinrun.step\ndef f(n: int) -> dict:\n"
+                          "    import datetime\n    return {'d': datetime.date.today()}\n")
     quiet = sys.modules[project.load("quiet", "__name__")]
     loud = sys.modules[project.load("loud", "__name__")]
     assert not mentions_datetime_clock([quiet])

@@ -46,21 +46,28 @@ def _names_clock(code: types.CodeType) -> bool:
 
 
 def _codes(value: Any, module: str, depth: int = 0) -> Iterable[types.CodeType]:
-    """The code objects a module-level value holds: a function's (or the function a step,
-    a decorator or a method wraps), a class's methods (classes defined in the module)."""
+    """The code objects a module-level value holds: a function's, a method's, the function
+    a step or a decorator wraps (``func``, ``__wrapped__`` in its instance dict), a class's
+    members (classes defined in the module). Nothing else is asked for attributes: a lazy
+    proxy must not import what it stands for."""
     if depth > 3:
         return
-    code = getattr(value, "__code__", None)
-    if isinstance(code, types.CodeType):
-        yield code
-        return
-    for attribute in ("__func__", "__wrapped__", "func", "fget"):
-        inner = getattr(value, attribute, None) if not isinstance(value, type) else None
-        if inner is not None and inner is not value:
-            yield from _codes(inner, module, depth + 1)
-    if isinstance(value, type) and value.__module__ == module:
-        for member in list(vars(value).values()):
-            yield from _codes(member, module, depth + 1)
+    if isinstance(value, types.FunctionType):
+        yield value.__code__
+    elif isinstance(value, staticmethod | classmethod | types.MethodType):
+        yield from _codes(value.__func__, module, depth + 1)
+    elif isinstance(value, property):
+        yield from _codes(value.fget, module, depth + 1)
+    elif isinstance(value, type):
+        if value.__module__ == module:
+            for member in list(vars(value).values()):
+                yield from _codes(member, module, depth + 1)
+    else:
+        own = getattr(value, "__dict__", None)
+        if isinstance(own, dict):
+            for key in ("func", "__wrapped__"):
+                if key in own:
+                    yield from _codes(own[key], module, depth + 1)
 
 
 def mentions_datetime_clock(modules: list[types.ModuleType]) -> bool:
