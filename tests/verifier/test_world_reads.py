@@ -19,7 +19,7 @@ import pytest
 from pinrun.errors import NondeterminismError
 from pinrun.world import SystemWorld, guards, stand_ins
 from pinrun.world.attribution import is_harmless_module
-from pinrun.world.datetime_watch import mentions_datetime_clock
+from pinrun.world.datetime_watch import mentions_datetime_clock, profiler, watching_datetime
 from pinrun.world.guards import GuardedCall, GuardMode, Guards
 from tests.helpers import Project
 
@@ -171,6 +171,28 @@ def test_the_profiler_is_on_only_for_code_naming_the_datetime_clock(
     loud = sys.modules[project.load("loud", "__name__")]
     assert not mentions_datetime_clock([quiet])
     assert mentions_datetime_clock([quiet, loud])
+
+
+def test_ctx_now_alone_does_not_turn_the_profiler_on(project: Project) -> None:
+    """ctx.now() names now, but not datetime: no profiler; a name bound to datetime's
+    class (from datetime import datetime as moment) is enough."""
+    project.write("ctxclock", "def f(ctx):\n    return ctx.now()\n")
+    project.write("aliased", "from datetime import datetime as moment\n\n\n"
+                             "def f():\n    return moment.now()\n")
+    assert not mentions_datetime_clock([sys.modules[project.load("ctxclock", "__name__")]])
+    assert mentions_datetime_clock([sys.modules[project.load("aliased", "__name__")]])
+
+
+def test_interleaved_async_steps_put_the_profile_back() -> None:
+    """Two steps of one thread (async tasks) start and end interleaved: the profiler is
+    on while either runs, and what was there before is back after both."""
+    first, second = watching_datetime(), watching_datetime()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert sys.getprofile() is profiler
+    second.__exit__(None, None, None)
+    assert sys.getprofile() is None
 
 
 def test_pinruns_own_calls_are_not_the_steps(steps: types.ModuleType) -> None:

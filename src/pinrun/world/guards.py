@@ -29,12 +29,12 @@ import sys
 import threading
 import types
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Literal
 
 from pinrun.errors import NondeterminismError
 from pinrun.world import stand_ins
-from pinrun.world.datetime_watch import mentions_datetime_clock, profiler
+from pinrun.world.datetime_watch import mentions_datetime_clock, watching_datetime
 from pinrun.world.refusal import GuardedCall, WorldWatch, watching_world
 from pinrun.world.stand_ins import ACTIVE as _ACTIVE
 from pinrun.world.stand_ins import Watch as _Watch
@@ -176,17 +176,13 @@ class Guards:
             return
         watch = _Watch(strict=self.mode == "strict", files=self.files)
         token = _ACTIVE.set(watch)
-        previous = sys.getprofile()
-        if self._watch_datetime:
-            sys.setprofile(profiler)
+        profiling = watching_datetime() if self._watch_datetime else nullcontext()
         try:
             # World calls go to the same list, in the order they were made.
-            with watching_world(WorldWatch(refuse=not self.allow_world, files=self.files,
-                                           calls=watch.calls)):
+            with profiling, watching_world(WorldWatch(refuse=not self.allow_world,
+                                                      files=self.files, calls=watch.calls)):
                 yield watch.calls
         finally:
-            if self._watch_datetime:
-                sys.setprofile(previous)
             _ACTIVE.reset(token)
 
 
