@@ -57,7 +57,8 @@ HARMLESS: set[str] = {
 _MACHINERY = str(Path(__file__).resolve().parent)
 _PINRUN = str(Path(__file__).resolve().parents[1])
 _SKIP, _STOP, _PAST = 0, 1, 2
-#: Per code file, what a frame in it means (files do not change meaning in a process).
+#: Per code file (per file and module for "<string>" codes), what a frame in it means:
+#: files do not change meaning in a process.
 _SEEN: dict[str, int] = {}
 
 
@@ -73,9 +74,11 @@ def is_harmless_module(name: str) -> bool:
 
 def _meaning(frame: types.FrameType) -> int:
     filename = frame.f_code.co_filename
-    found = _SEEN.get(filename)
+    name = frame.f_globals.get("__name__")
+    # "<string>" names many codes, of many modules: judged per module there.
+    key = filename if not filename.startswith("<") else f"{filename}\0{name}"
+    found = _SEEN.get(key)
     if found is None:
-        name = frame.f_globals.get("__name__")
         if filename.startswith(_MACHINERY) or (
                 isinstance(name, str) and name.startswith("pinrun.world")):
             found = _SKIP
@@ -84,8 +87,7 @@ def _meaning(frame: types.FrameType) -> int:
             found = _STOP
         else:
             found = _PAST
-        if not filename.startswith("<"):  # "<string>" names many codes: judge each
-            _SEEN[filename] = found
+        _SEEN[key] = found
     return found
 
 
@@ -97,10 +99,15 @@ def project_frame(files: frozenset[str], start: types.FrameType | None = None) \
     ``start``: the innermost frame to look from (default: the caller's).
     """
     frame: types.FrameType | None = start if start is not None else sys._getframe(1)
+    seen = _SEEN
     while frame is not None:
-        if frame.f_code.co_filename in files:
+        filename = frame.f_code.co_filename
+        if filename in files:
             return frame
-        meaning = _meaning(frame)
+        # Every guarded call walks here: the cached meaning first, without a call.
+        meaning = seen.get(filename)
+        if meaning is None:
+            meaning = _meaning(frame)
         if meaning == _STOP:
             return None
         frame = frame.f_back

@@ -103,15 +103,19 @@ def note(kind: str, call: str) -> None:
     the call is not the step's (see :mod:`pinrun.world.attribution`), or when it is made
     inside another guarded call (an environment read excepted)."""
     watch = ACTIVE.get()
-    if watch is None:
-        return
+    if watch is not None:
+        frame = _made_for(watch, kind)
+        if frame is not None:
+            judge(watch, kind, call, frame)
+
+
+def _made_for(watch: Watch, kind: str) -> types.FrameType | None:
+    """The project frame a call of ``kind`` is made for, or None: part of an outer guarded
+    call, a harmless caller's own business, or not the step's."""
     outer = _WITHIN.kind
     if outer is not None and (kind != "environment" or outer == "environment"):
-        return
-    frame = project_frame(watch.files)
-    if frame is None:
-        return  # a library's own business, or not the step's
-    judge(watch, kind, call, frame)
+        return None
+    return project_frame(watch.files)
 
 
 def judge(watch: Watch, kind: str, call: str, frame: types.FrameType) -> None:
@@ -147,10 +151,17 @@ def guarded(function: Callable[..., Any], kind: str, call: str,
     """A stand-in for ``function``: notes the call (when ``when`` says the arguments read
     the world), then makes it, the calls it makes being part of it."""
     def guard(*args: Any, **kwargs: Any) -> Any:
-        if ACTIVE.get() is None or (when is not None and not when(args, kwargs)):
+        watch = ACTIVE.get()
+        if watch is None or (when is not None and not when(args, kwargs)):
             return function(*args, **kwargs)
-        note(kind, call)
+        # _made_for, spelled out: every guarded call comes here, a logged line too.
         outer = _WITHIN.kind
+        if outer is not None and (kind != "environment" or outer == "environment"):
+            return function(*args, **kwargs)
+        frame = project_frame(watch.files)
+        if frame is None:  # what it calls is found not to be the step's the same way
+            return function(*args, **kwargs)
+        judge(watch, kind, call, frame)
         if outer is None or (kind == "environment" and outer != "environment"):
             _WITHIN.kind = kind  # what it does is part of it
         try:
