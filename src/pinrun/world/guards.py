@@ -1,24 +1,23 @@
 """Guards: catch a step reaching for time, chance or the outside world around its context.
 
-While guards are up, the clock, randomness, uuid and environment functions
-of ``time``, ``random``, ``secrets``, ``uuid`` and ``os`` are guarded
-stand-ins, and so are the names the project's modules imported from
-them (``from time import time``). A stand-in notes a call made directly by
-the project's code, with its file and line, then makes the real call
-(``warn``) or raises :class:`NondeterminismError` (``strict``). Calls made by
-libraries are not the step's (logging's timestamps, say), so they are not
-noted. Network connections and subprocesses are the world guard's
+While guards are up, the functions of the standard library that read the
+world (the catalogue: :mod:`pinrun.world.stand_ins`; the clock, randomness,
+identity, the file system's names and the environment) are guarded
+stand-ins, and so are the names the project's modules imported from them
+(``from time import time``, ``from os import getcwd``). A stand-in notes a
+call made for the step, with the file and line of the nearest frame of the
+project's own code (:mod:`pinrun.world.attribution`: also when a library
+makes the call on the step's behalf; not when a harmless caller, such as
+logging's timestamps, makes it for itself), then makes the real call
+(``warn``) or raises :class:`NondeterminismError` (``strict``). Network
+connections and subprocesses are the world guard's
 (:mod:`pinrun.world.refusal`): refused inside a guarded step unless the
 replay allows the world, then noted like the rest. Only a step being guarded
 is watched (a context variable says which). Everything is put back when the
 guards end.
 
-``datetime.now()``, ``utcnow()`` and ``date.today()`` cannot be stood in
-for: their classes are built into Python, and another class would change
-what ``type(x) is datetime`` says in the step. When a project module holds
-the ``datetime`` module or one of those classes, a profile function watches
-each guarded step instead, and notes those calls when the project's code
-makes them.
+``datetime.now()`` and its kin are watched by a profile function instead
+(:mod:`pinrun.world.datetime_watch`), for a project whose code names them.
 
 This module and :mod:`pinrun.world` are the only ones that touch these
 modules; the engine and the verifier never do (a test enforces it).
@@ -26,142 +25,71 @@ modules; the engine and the verifier never do (a test enforces it).
 
 from __future__ import annotations
 
-import datetime
-import os
-import random
-import secrets
 import sys
 import threading
-import time
 import types
-import uuid
-from collections.abc import Callable, Iterator, MutableMapping
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any, Literal
 
 from pinrun.errors import NondeterminismError
+from pinrun.world import stand_ins
+from pinrun.world.datetime_watch import mentions_datetime_clock, watching_datetime
 from pinrun.world.generators import generator_stand_ins
 from pinrun.world.refusal import GuardedCall, WorldWatch, watching_world
+from pinrun.world.stand_ins import ACTIVE as _ACTIVE
+from pinrun.world.stand_ins import Watch as _Watch
 
 __all__ = ["GuardMode", "GuardedCall", "Guards", "NondeterminismError"]
 
 GuardMode = Literal["warn", "strict", "off"]
 
 
-@dataclass
-class _Watch:
-    strict: bool
-    #: The project's source files: calls from these are the step's.
-    files: frozenset[str]
-    calls: list[GuardedCall] = field(default_factory=list)
-
-
-_ACTIVE: ContextVar[_Watch | None] = ContextVar("pinrun_guard", default=None)
-
-_ADVICE = {
-    "clock": "use ctx.now()", "randomness": "use ctx.random()", "uuid": "use ctx.uuid4()",
-    "environment": "pass it as an input, or read it through ctx.effect()",
-}
-
-
-def _direct_caller(watch: _Watch, behalf: bool = False) -> types.FrameType | None:
-    """The frame that called the stand-in, when it is the project's code (``behalf``: the
-    nearest frame of the project's code, when a library may call on the step's behalf)."""
-    frame: types.FrameType | None = sys._getframe(3)  # _note, the stand-in, its caller
-    while frame is not None and (frame.f_code.co_filename == __file__ or
-                                 (behalf and frame.f_code.co_filename not in watch.files)):
-        frame = frame.f_back  # any frame of this module between the stand-in and its caller
-    return frame if frame is not None and frame.f_code.co_filename in watch.files else None
-
-
-def _note(kind: str, call: str, *, behalf: bool = False) -> None:
-    watch = _ACTIVE.get()
-    if watch is None:
-        return
-    frame = _direct_caller(watch, behalf)
-    if frame is None:
-        return  # a library's own call, not the step's
-    noted = GuardedCall(kind, call, frame.f_code.co_filename, frame.f_lineno)
-    watch.calls.append(noted)
-    if watch.strict:
-        raise NondeterminismError(f"the step called {noted} outside its context; "
-                                  f"{_ADVICE.get(kind, 'go through the context')}")
+def _note(kind: str, call: str) -> None:
+    """Note a guarded call for the step being guarded (:func:`stand_ins.note`)."""
+    stand_ins.note(kind, call)
 
 
 def _guarded(function: Callable[..., Any], kind: str, call: str) -> Callable[..., Any]:
-    def guard(*args: Any, **kwargs: Any) -> Any:
-        _note(kind, call)
-        return function(*args, **kwargs)
-
-    guard.__name__ = getattr(function, "__name__", "guard")
-    guard.__qualname__ = getattr(function, "__qualname__", guard.__name__)
-    guard.__wrapped__ = function  # type: ignore[attr-defined]
-    return guard
+    """A stand-in that always notes (:func:`stand_ins.guarded`)."""
+    return stand_ins.guarded(function, kind, call)
 
 
-class _GuardedEnviron(MutableMapping[str, str]):
-    """``os.environ``, noting every read."""
-
-    def __init__(self, real: MutableMapping[str, str]) -> None:
-        self._real = real
-
-    def __getitem__(self, key: str) -> str:
-        _note("environment", f"os.environ[{key!r}]")
-        return self._real[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        _note("environment", f"os.environ.get({key!r})")
-        return self._real.get(key, default)
-
-    def __contains__(self, key: object) -> bool:
-        _note("environment", f"{key!r} in os.environ")
-        return key in self._real
-
-    def __iter__(self) -> Iterator[str]:
-        _note("environment", "iterating os.environ")
-        return iter(self._real)
-
-    def __len__(self) -> int:
-        return len(self._real)
-
-    def copy(self) -> dict[str, str]:
-        """A plain dict of the environment, as ``os.environ.copy()`` gives."""
-        _note("environment", "os.environ.copy()")
-        return dict(self._real)
-
-    def __setitem__(self, key: str, value: str) -> None:
-        self._real[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        del self._real[key]
+#: (module or class, attribute, kind) of every function a stand-in replaces and always
+#: notes; more may be added before guards go up. Those noted only for some arguments
+#: (``time.strftime(format)`` without a time) are ``stand_ins.CONDITIONAL``.
+_FUNCTIONS: list[tuple[Any, str, str]] = list(stand_ins.FUNCTIONS)
 
 
-#: (module, attribute, kind) of every function a stand-in replaces.
-_FUNCTIONS = [
-    *((time, name, "clock") for name in ("time", "time_ns", "monotonic", "monotonic_ns")),
-    *((random, name, "randomness") for name in (
-        "random", "uniform", "randint", "randrange", "choice", "choices", "shuffle",
-        "sample", "getrandbits", "gauss", "normalvariate", "triangular", "expovariate",
-        "betavariate", "randbytes")),
-    *((secrets, name, "randomness") for name in (
-        "token_bytes", "token_hex", "token_urlsafe", "choice", "randbelow", "randbits")),
-    (uuid, "uuid1", "uuid"), (uuid, "uuid4", "uuid"),
-    (os, "urandom", "randomness"), (os, "getenv", "environment"),
-]
-
-
-def _stand_ins() -> list[tuple[types.ModuleType, str, Any, Any]]:
-    """(module, attribute, real object, guarded stand-in) for everything guarded."""
-    out: list[tuple[types.ModuleType, str, Any, Any]] = [(module, name, getattr(module, name),
-            _guarded(getattr(module, name), kind, f"{module.__name__}.{name}()"))
-           for module, name, kind in _FUNCTIONS]
-    out.append((os, "environ", os.environ, _GuardedEnviron(os.environ)))
-    out += generator_stand_ins(_note, _ACTIVE.get)  # random.Random, numpy's generators
+def _stand_ins() -> list[tuple[Any, str, Any, Any]]:
+    """(module or class, attribute, real object, guarded stand-in) for everything guarded."""
+    out: list[tuple[Any, str, Any, Any]] = [
+        (owner, name, vars(owner)[name],
+         _guarded(getattr(owner, name), kind, stand_ins.call_name(owner, name)))
+        for owner, name, kind in _FUNCTIONS]
+    out += [(owner, name, vars(owner)[name],
+             stand_ins.guarded(getattr(owner, name), kind, stand_ins.call_name(owner, name),
+                               when))
+            for owner, name, kind, when in stand_ins.CONDITIONAL]
+    out += [(owner, name, vars(owner)[name], make(vars(owner)[name]))
+            for owner, name, make in stand_ins.MADE]
+    for owner, name, _, stand_in in out:
+        if isinstance(stand_in, types.FunctionType):
+            # pickle finds a function by module and name, and checks it is the same object:
+            # while patched, the stand-in is (a process started with target=os.getpid).
+            module = owner if isinstance(owner, types.ModuleType) else sys.modules.get(
+                owner.__module__)
+            stand_in.__module__ = getattr(module, "__name__", stand_in.__module__)
+            stand_in.__qualname__ = name if isinstance(owner, types.ModuleType) else \
+                f"{owner.__qualname__}.{name}"
+    out += generator_stand_ins(_note_behalf, stand_ins.ACTIVE.get)  # random.Random, numpy
     return out
 
 
+def _note_behalf(kind: str, call: str, *, behalf: bool = True) -> None:
+    """The generators' note: every call is noted at the nearest frame of the project's
+    code (:func:`stand_ins.note`)."""
+    stand_ins.note(kind, call)
 
 
 class _Shared:
@@ -170,42 +98,11 @@ class _Shared:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.depth = 0
-        self.stand_ins: list[tuple[types.ModuleType, str, Any, Any]] = []
-        self.patched: list[tuple[dict[str, Any], str, Any]] = []
+        self.stand_ins: list[tuple[Any, str, Any, Any]] = []
+        self.patched: list[tuple[Any, str, Any]] = []
 
 
 _SHARED = _Shared()
-
-
-_DATETIME_CALLS = {(datetime.datetime, "now"), (datetime.datetime, "utcnow"),
-                   (datetime.datetime, "today"), (datetime.date, "today")}
-
-
-def _datetime_profiler(frame: types.FrameType, event: str, arg: Any) -> None:
-    """A profile function: notes the datetime clock reads the project's code makes."""
-    if event != "c_call":
-        return
-    owner: Any = getattr(arg, "__self__", None)
-    # Identity first: most owners (a list, a dict) cannot even be hashed.
-    if (owner is not datetime.datetime and owner is not datetime.date) or \
-            (owner, getattr(arg, "__name__", None)) not in _DATETIME_CALLS:
-        return
-    watch = _ACTIVE.get()
-    if watch is None or frame.f_code.co_filename not in watch.files:
-        return
-    noted = GuardedCall("clock", f"{owner.__name__}.{arg.__name__}()",
-                        frame.f_code.co_filename, frame.f_lineno)
-    watch.calls.append(noted)
-    if watch.strict:
-        raise NondeterminismError(f"the step called {noted} outside its context; use "
-                                  "ctx.now()")
-
-
-def _uses_datetime(modules: list[types.ModuleType]) -> bool:
-    """Whether any of the modules holds the datetime module or its classes."""
-    wanted = (datetime, datetime.datetime, datetime.date)
-    return any(value is candidate for module in modules for value in vars(module).values()
-               for candidate in wanted)
 
 
 class Guards:
@@ -229,8 +126,8 @@ class Guards:
                                if isinstance(f := getattr(module, "__file__", None), str))
         self._swapped: list[tuple[dict[str, Any], str, Any]] = []
         self._before: set[str] = set()
-        #: Profiling costs every call: only when the project can reach datetime at all.
-        self._watch_datetime = mode != "off" and _uses_datetime(modules)
+        #: Profiling costs every call: only when the project's code names now/today/utcnow.
+        self._watch_datetime = mode != "off" and mentions_datetime_clock(modules)
 
     def __enter__(self) -> Guards:
         if self.mode == "off":
@@ -239,9 +136,9 @@ class Guards:
             # Guards may overlap (replays in threads): the first patches, the last restores.
             if _SHARED.depth == 0:
                 _SHARED.stand_ins = _stand_ins()
-                for module, name, real, stand_in in _SHARED.stand_ins:
-                    _SHARED.patched.append((vars(module), name, real))
-                    setattr(module, name, stand_in)
+                for owner, name, real, stand_in in _SHARED.stand_ins:
+                    _SHARED.patched.append((owner, name, real))
+                    setattr(owner, name, stand_in)
             _SHARED.depth += 1
             by_real = {id(real): stand_in for _, _, real, stand_in in _SHARED.stand_ins}
         for module in self.modules:  # names the project imported: from time import time
@@ -274,8 +171,8 @@ class Guards:
                         namespace[name] = real
             _SHARED.depth -= 1
             if _SHARED.depth == 0:
-                for namespace, name, value in reversed(_SHARED.patched):
-                    namespace[name] = value
+                for owner, name, value in reversed(_SHARED.patched):
+                    setattr(owner, name, value)
                 _SHARED.patched.clear()
                 _SHARED.stand_ins = []
 
@@ -287,16 +184,12 @@ class Guards:
             return
         watch = _Watch(strict=self.mode == "strict", files=self.files)
         token = _ACTIVE.set(watch)
-        previous = sys.getprofile()
-        if self._watch_datetime:
-            sys.setprofile(_datetime_profiler)
+        profiling = watching_datetime() if self._watch_datetime else nullcontext()
         try:
             # World calls go to the same list, in the order they were made.
-            with watching_world(WorldWatch(refuse=not self.allow_world, files=self.files,
-                                           calls=watch.calls)):
+            with profiling, watching_world(WorldWatch(refuse=not self.allow_world,
+                                                      files=self.files, calls=watch.calls)):
                 yield watch.calls
         finally:
-            if self._watch_datetime:
-                sys.setprofile(previous)
             _ACTIVE.reset(token)
 

@@ -1,0 +1,227 @@
+"""Guards name the calls that read the world, attributed to the project's nearest line.
+
+These run the guards directly around a project module's function (a step,
+as the replayer runs it): what is noted, where, and what is not.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import time
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pinrun.errors import NondeterminismError
+from pinrun.world import SystemWorld, guards, stand_ins
+from pinrun.world.attribution import is_harmless_module
+from pinrun.world.datetime_watch import mentions_datetime_clock, profiler, watching_datetime
+from pinrun.world.guards import GuardedCall, GuardMode, Guards
+from tests.helpers import Project
+
+LIBRARY = """\
+import logging
+import time
+
+
+def stamp():
+    return time.time()
+
+
+def log_it():
+    logging.getLogger("helper").warning("at %s", "now")
+"""
+
+STEPS = """\
+import asyncio
+import logging
+import os
+import queue
+import secrets
+import time
+
+import helperlib_reads
+
+
+def library_clock():
+    return helperlib_reads.stamp()  # library_clock
+
+
+def logs():
+    logging.getLogger("steps").warning("stamped")
+    helperlib_reads.log_it()
+    return 1
+
+
+def waits():
+    try:
+        queue.Queue().get(timeout=0.001)
+    except queue.Empty:
+        pass
+    return asyncio.run(asyncio.sleep(0, result=2))
+
+
+def pure():
+    return (time.strftime("%Y", time.gmtime(0)), time.localtime(0), time.ctime(0),
+            os.path.abspath("/a/../b"), os.path.realpath("/"), os.path.expanduser("x/y"))
+
+
+def token():
+    return secrets.token_hex(4)  # token
+
+
+def home():
+    return os.path.expanduser("~")  # home
+
+
+def variable():
+    return os.getenv("PINRUN_TEST_VARIABLE")  # variable
+
+
+def imported_inside():
+    from datetime import datetime as moment
+
+    return moment.now()  # imported_inside
+
+
+def through_pinrun():
+    from pinrun.flows.project import is_library_file
+
+    return is_library_file("relative/to/the/working/folder.py")  # resolves it: getcwd
+"""
+
+
+def _lines(source: str) -> dict[str, int]:
+    return {line.rsplit("# ", 1)[1]: number
+            for number, line in enumerate(source.splitlines(), start=1) if "  # " in line}
+
+
+@pytest.fixture
+def steps(project: Project, tmp_path: Path) -> Iterator[types.ModuleType]:
+    """The project's module of steps, with a helper library outside the project."""
+    library = tmp_path / "site-packages"
+    library.mkdir()
+    (library / "helperlib_reads.py").write_text(LIBRARY)
+    sys.path.insert(0, str(library))
+    project.write("steps", STEPS)
+    try:
+        yield sys.modules[project.load("steps", "__name__")]
+    finally:
+        sys.path.remove(str(library))
+        sys.modules.pop("helperlib_reads", None)
+
+
+def _calls(module: types.ModuleType, function: str, mode: GuardMode = "warn") \
+        -> list[GuardedCall]:
+    with Guards([module], mode) as watching, watching.step() as calls:
+        getattr(module, function)()
+    return calls
+
+
+def test_a_library_call_is_the_projects_line(steps: types.ModuleType) -> None:
+    """A helper outside the project calling time.time() for the step: noted at the step's
+    line that called the helper."""
+    assert [(c.call, c.kind, c.file, c.line) for c in _calls(steps, "library_clock")] == [
+        ("time.time()", "clock", steps.__file__, _lines(STEPS)["library_clock"])]
+
+
+def test_logging_timeouts_and_pure_calls_are_not_noted(steps: types.ModuleType) -> None:
+    """Log records' timestamps (the step's or a library's), a queue's timeout, asyncio's
+    loop clock, and calls given a time or an absolute path: nothing is noted."""
+    for function in ("logs", "waits", "pure"):
+        assert _calls(steps, function) == [], function
+        assert _calls(steps, function, "strict") == [], function
+
+
+def test_a_call_inside_a_guarded_call_is_part_of_it(steps: types.ModuleType) -> None:
+    """secrets.token_hex() is noted once (not again for its os.urandom), os.getenv once
+    with its variable; expanduser names the HOME read it depends on too."""
+    lines = _lines(STEPS)
+    assert [c.call for c in _calls(steps, "token")] == ["secrets.token_hex()"]
+    assert [c.call for c in _calls(steps, "variable")] == ["os.getenv('PINRUN_TEST_VARIABLE')"]
+    home = _calls(steps, "home")
+    assert [c.call for c in home][:1] == ["os.path.expanduser()"]
+    assert "os.environ['HOME']" in [c.call for c in home]
+    assert {c.line for c in home} == {lines["home"]}
+
+
+def test_datetime_imported_inside_the_step_is_watched(steps: types.ModuleType) -> None:
+    """The module never holds datetime, the function imports it: still noted, and strict
+    guards refuse it with the call attached to the error."""
+    line = _lines(STEPS)["imported_inside"]
+    assert [(c.call, c.line) for c in _calls(steps, "imported_inside")] == [
+        ("datetime.now()", line)]
+    with pytest.raises(NondeterminismError, match=r"datetime\.now\(\)") as raised:
+        _calls(steps, "imported_inside", "strict")
+    assert getattr(raised.value, "call").line == line  # noqa: B009 - set on the instance
+
+
+def test_the_profiler_is_on_only_for_code_naming_the_datetime_clock(
+        project: Project) -> None:
+    """A module holding datetime but never calling now/today/utcnow is not profiled; a
+    step's function that names today() is."""
+    project.write("quiet", "import datetime\n\n\ndef f():\n    return datetime.date(2020, 1, 2)\n")
+    project.write("loud", "import pinrun\n\n\n@pinrun.step\ndef f(n: int) -> dict:\n"
+                          "    import datetime\n    return {'d': datetime.date.today()}\n")
+    quiet = sys.modules[project.load("quiet", "__name__")]
+    loud = sys.modules[project.load("loud", "__name__")]
+    assert not mentions_datetime_clock([quiet])
+    assert mentions_datetime_clock([quiet, loud])
+
+
+def test_ctx_now_alone_does_not_turn_the_profiler_on(project: Project) -> None:
+    """ctx.now() names now, but not datetime: no profiler; a name bound to datetime's
+    class (from datetime import datetime as moment) is enough."""
+    project.write("ctxclock", "def f(ctx):\n    return ctx.now()\n")
+    project.write("aliased", "from datetime import datetime as moment\n\n\n"
+                             "def f():\n    return moment.now()\n")
+    assert not mentions_datetime_clock([sys.modules[project.load("ctxclock", "__name__")]])
+    assert mentions_datetime_clock([sys.modules[project.load("aliased", "__name__")]])
+
+
+def test_interleaved_async_steps_put_the_profile_back() -> None:
+    """Two steps of one thread (async tasks) start and end interleaved: the profiler is
+    on while either runs, and what was there before is back after both."""
+    first, second = watching_datetime(), watching_datetime()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert sys.getprofile() is profiler
+    second.__exit__(None, None, None)
+    assert sys.getprofile() is None
+
+
+def test_pinruns_own_calls_are_not_the_steps(steps: types.ModuleType) -> None:
+    """pinrun's own code, called by the step, resolving a relative path (the working
+    folder): not noted."""
+    assert _calls(steps, "through_pinrun", "strict") == []
+
+
+def test_stand_ins_are_put_back_and_pickle_as_the_real_functions(
+        steps: types.ModuleType) -> None:
+    """While guarded, a stand-in pickles as the function it stands for (a process started
+    with target=os.getpid); afterwards every patched attribute is the real one again."""
+    before = {(id(owner), name): vars(owner)[name]
+              for owner, name, _ in guards._FUNCTIONS}
+    with Guards([steps]):
+        assert os.getpid is not before[id(os), "getpid"]
+        assert pickle.loads(pickle.dumps(os.getpid)) is os.getpid
+        wrapped = getattr(time.perf_counter, "__wrapped__")  # noqa: B009 - unknown to mypy
+        assert wrapped is before[id(time), "perf_counter"]
+    assert {(id(owner), name): vars(owner)[name]
+            for owner, name, _ in guards._FUNCTIONS} == before
+    assert not isinstance(os.environ, stand_ins.GuardedEnviron)
+    assert SystemWorld().entropy(2)  # the real os.urandom
+
+
+def test_the_harmless_list_covers_packages_and_their_modules() -> None:
+    """A module inside a harmless package is harmless; a look-alike name is not."""
+    assert is_harmless_module("logging.handlers")
+    assert is_harmless_module("concurrent.futures.thread")
+    assert not is_harmless_module("concurrent")
+    assert not is_harmless_module("loggingx")
+    assert not is_harmless_module("tempfile")
