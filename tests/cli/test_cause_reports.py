@@ -103,3 +103,31 @@ def test_a_ci_annotation_points_at_the_first_divergence(
                       if line.startswith("::error"))
     assert f"file={project.package}/steps.py,line={SECTION_LINE}::" in annotation
     assert "settings:" in annotation
+
+
+def test_json_output_holds_names_that_are_not_utf8(project: Project) -> None:
+    """A folder listing with a file name that is not UTF-8 is written by `show --json` as
+    an escape, without a traceback."""
+    (project.root / "weird").mkdir()
+    (project.root / "weird").joinpath(os.fsdecode(b"bad\xff.txt")).write_text("")
+    project.write("lister", """\
+        import os
+
+        import pinrun
+
+
+        @pinrun.step
+        def names(n: int) -> dict:
+            return {"names": sorted(os.listdir("weird"))}
+
+
+        flow = pinrun.Flow("lister", [names])
+        """)
+    assert project_cli(project, "init").returncode == 0
+    done = project_cli(project, "run", project.entry("lister"), "--set", "n=1")
+    assert done.returncode == 0, done.stderr
+    shown = project_cli(project, "show", done.stdout.strip(), "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert "Traceback" not in shown.stderr
+    inputs = json.loads(shown.stdout)["steps"][0]["input_files"]
+    assert "bad\udcff.txt" in json.dumps(inputs, ensure_ascii=False), inputs

@@ -79,7 +79,14 @@ def print_json(data: Any) -> None:
     """Write ``data`` as indented JSON on stdout, every control character escaped."""
     import orjson
 
-    text = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    try:
+        text = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    except TypeError:
+        # A str UTF-8 cannot hold: a file name or $HOME that is not UTF-8 (Python keeps
+        # its bytes as lone surrogates). The json module writes them as \udcff escapes.
+        import json
+
+        text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=True).encode()
     sys.stdout.buffer.write(json_escaped(text) + b"\n")
     sys.stdout.flush()
 
