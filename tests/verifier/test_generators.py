@@ -8,7 +8,9 @@ library outside the project (doing what scikit-learn's
 from __future__ import annotations
 
 import inspect
+import pickle
 import random
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,7 +139,7 @@ def pandas_sample():
 
 UNSEEDED = [
     ("random_instance", "random.Random()"), ("random_none", "random.Random()"),
-    ("system_random", "random.SystemRandom()"), ("global_normal", "numpy.random.normal()"),
+    ("system_random", "random.SystemRandom().random()"), ("global_normal", "numpy.random.normal()"),
     ("global_rand", "numpy.random.rand()"), ("global_shuffle", "numpy.random.shuffle()"),
     ("global_reseed", "numpy.random.seed()"),
     ("default_unseeded", "numpy.random.default_rng()"),
@@ -189,8 +191,7 @@ def test_unseeded_generators_are_named_at_the_projects_line(
         code()
     assert calls == [GuardedCall("randomness", call, steps.__file__, line)]
     with Guards([steps], "strict") as guards, guards.step(), \
-            pytest.raises(NondeterminismError, match=rf"{call.replace('(', '[(]')[:-1]}.*"
-                                                     rf"gens.py:{line}"):
+            pytest.raises(NondeterminismError, match=rf"{re.escape(call)}.*gens.py:{line}"):
         code()
 
 
@@ -207,18 +208,32 @@ def test_seeding_counts_only_in_the_step_that_seeded(steps: ModuleType) -> None:
 
 
 def test_stand_ins_keep_the_real_classes(steps: ModuleType) -> None:
-    """Under guards a step gets the real classes' instances, isinstance still holds for
-    objects made before, and everything is put back afterwards."""
+    """Under guards the classes are the real ones: type() is, subclassing and pickling
+    answer as unguarded; the global generator set through set_bit_generator draws from
+    that bit generator; everything is put back afterwards."""
     real = (random.Random, np.random.RandomState, np.random.PCG64, np.random.default_rng,
             np.random.normal, np.random.mtrand._rand)
     before = np.random.RandomState(1)
-    with Guards([steps], "warn") as guards, guards.step():
-        assert np.random.RandomState is not real[1]
-        assert type(np.random.RandomState(2)) is real[1]
-        assert type(random.Random(2)) is real[0]
+    with Guards([steps], "warn") as guards, guards.step() as calls:
+        assert np.random.RandomState is real[1]
+        assert type(np.random.RandomState(2)) is np.random.RandomState
+        assert type(random.Random(2)) is random.Random
+        assert type(random.Random) is type
+
+        class Mine(random.Random):
+            pass
+
+        assert type(Mine) is type
+        assert Mine.__mro__ == (Mine, random.Random, *random.Random.__mro__[1:])
+        assert pickle.loads(pickle.dumps(np.random.RandomState)) is np.random.RandomState
         assert isinstance(before, np.random.RandomState)
         assert isinstance(np.random.mtrand._rand, real[1])
-        assert issubclass(real[2], np.random.PCG64)
+        vars(np.random)["set_bit_generator"](np.random.PCG64(5))
+        chosen = np.random.normal()
+    assert calls == []  # a bit generator the step chose seeds what follows
+    vars(np.random)["set_bit_generator"](np.random.PCG64(5))
+    assert np.random.normal() == chosen
+    vars(np.random)["set_bit_generator"](real[5]._bit_generator)
     assert (random.Random, np.random.RandomState, np.random.PCG64, np.random.default_rng,
             np.random.normal, np.random.mtrand._rand) == real
 

@@ -10,29 +10,40 @@ here note those, through the guards' note function, at the nearest frame of
 the project's code: also when a library made the call on the step's behalf
 (scikit-learn's ``random_state=None`` draws from numpy's global generator).
 
-Why stand-ins for the constructors, and not only for the entropy they draw:
-numpy's C code draws ``secrets.randbits`` with no Python frame between it
-and the project's line, also while setting up a *seeded*
-``RandomState(3)`` (its first state is thrown away by the seeding). A
-stand-in that sees the arguments can tell the two apart; the entropy draw
-then comes from the stand-in's frame, a library's, and is not the step's.
+Classes are never stood in for: another class in ``random.Random``'s or
+``numpy.random.RandomState``'s place would change what ``type(x) is
+RandomState`` says, what a class the step derives from them is, and what
+pickles; a step must get exactly what it gets unguarded. Instead:
 
-A class stand-in is a subclass of the real class whose calls build the real
-class, and which ``isinstance``/``issubclass`` answer as the real class does
-(scikit-learn asks ``isinstance(seed, np.random.RandomState)``), so what a step
-gets is exactly what it would get unguarded. numpy's global generator
-(``numpy.random.mtrand._rand``, what ``check_random_state(None)`` returns) is
-stood in for by a ``RandomState`` that shares its bit generator and passes
-every call to it. numpy is touched only when the project imported it.
+- ``random.Random`` seeds itself in its ``seed`` method (Python code, called
+  by its constructor): the class's method is wrapped, and notes a seeding
+  without a seed.
+- numpy's generators without a seed draw their entropy through one name,
+  ``numpy.random.bit_generator.randbits``, called from C with no Python frame
+  between it and the line that built the generator; a seeded
+  ``RandomState(3)`` draws it too (its first state is thrown away by the
+  seeding). So the wrapper in that name looks at the call being made at that
+  line: a constructor called with no arguments is unseeded and noted, one
+  called with an argument is taken as seeded. (``RandomState(None)``
+  written out is taken as seeded; ``default_rng(None)`` has a stand-in of its
+  own that reads its argument.)
+- numpy's global generator: its module functions (``numpy.random.normal``,
+  bound methods of ``numpy.random.mtrand._rand``) have stand-ins, and
+  ``mtrand._rand`` itself, what scikit-learn's ``check_random_state(None)``
+  returns, is stood in for while guarded by a ``RandomState`` that shares the
+  real one's bit generator and passes every call to the real one (so
+  ``type(mtrand._rand) is RandomState`` does not hold inside a guarded step).
+  numpy is touched only when the project imported it.
 """
 
 from __future__ import annotations
 
+import dis
+import functools
 import random
 import sys
 import types
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 __all__ = ["generator_stand_ins"]
@@ -42,69 +53,12 @@ __all__ = ["generator_stand_ins"]
 Note = Callable[..., None]
 #: Which guarded step is running now (None: none is): compared by identity only.
 Active = Callable[[], object]
-StandIn = tuple[types.ModuleType, str, Any, Any]
+StandIn = tuple[Any, str, Any, Any]
 
 
 def _seed(args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> Any:
     """The seed a constructor was given (its first argument), or None."""
     return args[0] if args else kwargs.get(name)
-
-
-def _unseeded(name: str) -> Callable[[tuple[Any, ...], dict[str, Any]], bool]:
-    return lambda args, kwargs: _seed(args, kwargs, name) is None
-
-
-def _always(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    return True
-
-
-def _philox_unseeded(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    # Philox(key=...) is seeded by its key (numpy refuses a seed with a key).
-    return _seed(args, kwargs, "seed") is None and kwargs.get("key") is None
-
-
-@dataclass(frozen=True)
-class _Spec:
-    """What a class stand-in stands for."""
-
-    real: type
-    call: str  # as the project would write it: "numpy.random.RandomState()"
-    unseeded: Callable[[tuple[Any, ...], dict[str, Any]], bool]
-    note: Note
-
-
-class _StandInClass(type):
-    """The metaclass of a class stand-in.
-
-    Calling the stand-in notes an unseeded construction, then builds the real
-    class; ``isinstance`` and ``issubclass`` answer for the real class. A class
-    the step derives from the stand-in is an ordinary class.
-    """
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        spec: _Spec | None = cls.__dict__.get("_pinrun_spec")
-        if spec is None:  # a subclass of the stand-in
-            return super().__call__(*args, **kwargs)
-        if spec.unseeded(args, kwargs):
-            spec.note("randomness", spec.call, behalf=True)
-        return spec.real(*args, **kwargs)
-
-    def __instancecheck__(cls, instance: Any) -> bool:
-        spec: _Spec | None = cls.__dict__.get("_pinrun_spec")
-        return isinstance(instance, spec.real) if spec is not None \
-            else super().__instancecheck__(instance)
-
-    def __subclasscheck__(cls, subclass: type) -> bool:
-        spec: _Spec | None = cls.__dict__.get("_pinrun_spec")
-        return issubclass(subclass, spec.real) if spec is not None \
-            else super().__subclasscheck__(subclass)
-
-
-def _class_stand_in(spec: _Spec) -> type:
-    real = spec.real
-    return _StandInClass(real.__name__, (real,), {
-        "_pinrun_spec": spec, "__module__": real.__module__, "__qualname__": real.__qualname__,
-        "__doc__": real.__doc__})
 
 
 class _Seeding:
@@ -184,23 +138,13 @@ def _method(function: Callable[..., Any]) -> Callable[..., Any]:
     return _wrap(function, method)
 
 
-_NUMPY_CLASSES = {
-    "RandomState": "seed", "SeedSequence": "entropy", "MT19937": "seed", "PCG64": "seed",
-    "PCG64DXSM": "seed", "SFC64": "seed",
-}
-
-
 def _numpy_stand_ins(np_random: types.ModuleType, note: Note, active: Active) -> list[StandIn]:
     out: list[StandIn] = []
-    for name, seed_name in _NUMPY_CLASSES.items():
-        real = getattr(np_random, name, None)
-        if isinstance(real, type):
-            out.append((np_random, name, real, _class_stand_in(
-                _Spec(real, f"numpy.random.{name}()", _unseeded(seed_name), note))))
-    philox = getattr(np_random, "Philox", None)
-    if isinstance(philox, type):
-        out.append((np_random, "Philox", philox, _class_stand_in(
-            _Spec(philox, "numpy.random.Philox()", _philox_unseeded, note))))
+    entropy = getattr(np_random, "bit_generator", None)
+    real_randbits = vars(entropy).get("randbits") if entropy is not None else None
+    if real_randbits is not None:
+        out.append((entropy, "randbits", real_randbits,
+                    _wrap(real_randbits, _entropy_stand_in(real_randbits, note))))
     default_rng = np_random.default_rng
 
     def default_rng_stand_in(*args: Any, **kwargs: Any) -> Any:
@@ -216,9 +160,70 @@ def _numpy_stand_ins(np_random: types.ModuleType, note: Note, active: Active) ->
     for name, value in list(vars(np_random).items()):
         if getattr(value, "__self__", None) is real_global and name not in _READS:
             out.append((np_random, name, value, _global_call(name, value, note, active)))
-    out.append((np_random.mtrand, "_rand", real_global,
-                _global_generator(np_random, note, active)))
+    stand_in = _global_generator(np_random, note, active)
+    out.append((np_random.mtrand, "_rand", real_global, stand_in))
+    set_bit_generator = getattr(np_random, "set_bit_generator", None)
+    if set_bit_generator is not None:
+        out.append((np_random, "set_bit_generator", set_bit_generator, _wrap(
+            set_bit_generator, _setting_bit_generator(np_random.mtrand, set_bit_generator,
+                                                      real_global, stand_in, active))))
     return out
+
+
+def _entropy_stand_in(real: Callable[..., Any], note: Note) -> Callable[..., Any]:
+    """numpy's entropy draw for a generator built without a seed (see the module's
+    docstring): noted when the line that built it called a constructor with no
+    arguments."""
+    def randbits(*args: Any, **kwargs: Any) -> Any:
+        built = _called_bare(sys._getframe(1))
+        if built is not None:
+            note("randomness", f"numpy.random.{built}()" if built else
+                 "a numpy random generator built without a seed", behalf=True)
+        return real(*args, **kwargs)
+    return randbits
+
+
+def _called_bare(frame: types.FrameType) -> str | None:
+    """The name of what the frame is calling now, when it calls it with no arguments
+    (``""``: a name it cannot tell); None when it passes arguments, or calls nothing."""
+    code = frame.f_code
+    instructions = _instructions(code)
+    at = next((index for index, found in enumerate(instructions)
+               if found.offset == frame.f_lasti), None)
+    if at is None or instructions[at].opname != "CALL" or instructions[at].arg != 0:
+        return None  # arguments (a seed), *args, or not a plain call
+    for earlier in reversed(instructions[max(at - 3, 0):at]):
+        if earlier.opname == "KW_NAMES":
+            return None
+        if earlier.opname in ("LOAD_ATTR", "LOAD_METHOD", "LOAD_GLOBAL", "LOAD_NAME",
+                              "LOAD_FAST", "LOAD_DEREF"):
+            return str(earlier.argval)
+    return ""
+
+
+@functools.lru_cache(maxsize=256)
+def _instructions(code: types.CodeType) -> list[dis.Instruction]:
+    # Owner-free: keyed by the code object itself, only ever read.
+    return list(dis.get_instructions(code))
+
+
+def _setting_bit_generator(mtrand: types.ModuleType, real: Callable[..., Any],
+                           real_global: Any, stand_in: Any,
+                           active: Active) -> Callable[..., Any]:
+    """``numpy.random.set_bit_generator`` while guarded: it sets the global generator's
+    bit generator through ``mtrand._rand``, the stand-in now; the real one (whose bound
+    methods the module functions are) must get it too. A bit generator the step chose
+    seeds what follows."""
+    def set_bit_generator(*args: Any, **kwargs: Any) -> Any:
+        namespace = vars(mtrand)
+        namespace["_rand"] = real_global
+        try:
+            real(*args, **kwargs)
+        finally:
+            namespace["_rand"] = stand_in
+        _Seeding.by = active()
+        return real(*args, **kwargs)
+    return set_bit_generator
 
 
 def _numpy_random() -> types.ModuleType | None:
@@ -259,12 +264,14 @@ def generator_stand_ins(note: Note, active: Active) -> list[StandIn]:
 
 
 def _build(note: Note, active: Active, np_random: types.ModuleType | None) -> list[StandIn]:
-    out: list[StandIn] = [
-        (random, "Random", random.Random, _class_stand_in(
-            _Spec(random.Random, "random.Random()", _unseeded("x"), note))),
-        (random, "SystemRandom", random.SystemRandom, _class_stand_in(
-            _Spec(random.SystemRandom, "random.SystemRandom()", _always, note))),
-    ]
+    real_seed = vars(random.Random)["seed"]
+
+    def seed(self: random.Random, a: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if a is None:  # seeded from the operating system's entropy (random.Random())
+            note("randomness", "random.Random()", behalf=True)
+        return real_seed(self, a, *args, **kwargs)
+
+    out: list[StandIn] = [(random.Random, "seed", real_seed, _wrap(real_seed, seed))]
     if np_random is not None:
         out += _numpy_stand_ins(np_random, note, active)
     return out
