@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
+import blake3
 import orjson
 import pytest
 
@@ -196,10 +198,67 @@ def test_a_crafted_file_inputs_record_is_refused_or_shown_escaped(project: Proje
         done = project_cli(project, command, escaped)
         assert done.returncode in (0, 1), done.stdout + done.stderr
         assert "\x1b" not in done.stdout + done.stderr
-        assert "\\x1b]0;pwned" in done.stdout
+        # show lists it, escaped; replay never reads it: the replayed step did not.
+        assert ("\\x1b]0;pwned" in done.stdout) == (command == "show")
         for bad in (too_long, climbing):
             refused = project_cli(project, command, bad)
             assert refused.returncode == 3, refused.stdout + refused.stderr
             assert "Traceback" not in refused.stderr
             assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
             assert "file inputs" in refused.stderr
+
+
+def test_a_crafted_record_makes_replay_read_nothing_the_step_did_not(project: Project,
+                                                                   tmp_path: Path) -> None:
+    """File inputs a record names that the replayed step does not read (a secret outside
+    the project, the kernel's files) are never read again nor named by the replay: a
+    record may be someone else's."""
+    run_id = _setup(project)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("hunter2\n")
+    entries = [{"path": str(secret), "digest": "0" * 64, "file": None, "line": None},
+               {"path": "/proc/self/pagemap", "digest": "0" * 64, "file": None, "line": None}]
+    crafted = "20300101T000000000-0000a4"
+    with open_store(project.root / ".pinrun") as store:
+        base = codec.decode_tagged(store.load(store.ref(f"runs/{run_id}"))[1])
+        with store.batch() as batch:
+            value = batch.put_value({"format": 1, "files": entries, "listings": [
+                {"path": "/", "digest": "0" * 64, "names": [], "count": 0, "file": None,
+                 "line": None}], "more": 0})
+            steps = [{**base["steps"][0], "files": {"$digest": value.hex}}]
+            batch.set_ref(f"runs/{crafted}", batch.put(Kind.RUN, orjson.dumps(
+                {**base, "id": crafted, "steps": steps}, option=orjson.OPT_SORT_KEYS)))
+    done = project_cli(project, "replay", crafted, "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert str(secret) not in done.stdout
+    assert "pagemap" not in done.stdout
+    assert "listing changed" not in done.stdout
+
+
+def test_a_file_read_then_rewritten_is_recorded_as_read(project: Project) -> None:
+    """A step that reads cache.txt and then rewrites it records the content it read (not
+    what it wrote), so the replay, which finds the rewritten file, names the change."""
+    (project.root / "cache.txt").write_text("stale\n")
+    project.write("cache", """\
+        import pinrun
+
+
+        @pinrun.step
+        def refresh(n: int) -> dict:
+            with open("cache.txt") as file:
+                old = file.read()
+            with open("cache.txt", "w") as file:
+                file.write(str(n))
+            return {"old": old}
+
+
+        flow = pinrun.Flow("cache", [refresh])
+        """)
+    assert project_cli(project, "init").returncode == 0
+    done = project_cli(project, "run", project.entry("cache"), "--set", "n=1")
+    assert done.returncode == 0, done.stderr
+    run_id = done.stdout.strip()
+    report = _replay(project, run_id, code=1)
+    causes = [c["message"] for c in report["steps"][0]["causes"]]
+    stale, fresh = (blake3.blake3(text).hexdigest()[:8] for text in (b"stale\n", b"1"))
+    assert f"input file changed: cache.txt ({stale} -> {fresh})" in causes, causes

@@ -4,8 +4,8 @@ A stand-in (:mod:`pinrun.world.stand_ins`) sees a call to the clock, to
 chance or to the outside world; this module says which line of the
 project's own code it is made for. From the call outward:
 
-1. frames of :mod:`pinrun.world` itself are skipped (the stand-ins and
-   their helpers: the machinery, not the caller);
+1. frames of the stand-ins' machinery in :mod:`pinrun.world` are skipped
+   (not the caller); pinrun's other modules are pinrun's own business (3.);
 2. the first frame in one of the project's files is the call site: the
    call is the step's, made there directly or by a library on its behalf
    (a helper in site-packages calling ``time.time()`` for the step);
@@ -53,8 +53,13 @@ HARMLESS: set[str] = {
     "_pytest", "pluggy", "rich", "tqdm", "structlog", "loguru", "coverage",
 }
 
-#: The folder of pinrun.world: its frames are the stand-ins' machinery.
-_MACHINERY = str(Path(__file__).resolve().parent)
+#: The stand-ins' machinery: its frames are skipped. pinrun.world's other modules (the
+#: file watch, hidden state, the world guard) read the world for pinrun's own sake.
+_MACHINERY_MODULES = frozenset({"pinrun.world.stand_ins", "pinrun.world.guards",
+                                "pinrun.world.generators", "pinrun.world.datetime_watch",
+                                "pinrun.world.attribution"})
+_MACHINERY = frozenset(str(Path(__file__).resolve().parent / f"{name.rpartition('.')[2]}.py")
+                       for name in _MACHINERY_MODULES)
 _PINRUN = str(Path(__file__).resolve().parents[1])
 _SKIP, _STOP, _PAST = 0, 1, 2
 #: Per code file (per file and module for "<string>" codes), what a frame in it means:
@@ -79,8 +84,7 @@ def _meaning(frame: types.FrameType) -> int:
     key = filename if not filename.startswith("<") else f"{filename}\0{name}"
     found = _SEEN.get(key)
     if found is None:
-        if filename.startswith(_MACHINERY) or (
-                isinstance(name, str) and name.startswith("pinrun.world")):
+        if filename in _MACHINERY or name in _MACHINERY_MODULES:
             found = _SKIP
         elif (isinstance(name, str) and is_harmless_module(name)) or \
                 filename.startswith((_PINRUN, "<frozen importlib")):

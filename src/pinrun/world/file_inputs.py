@@ -18,7 +18,6 @@ size before anything is read from disk or shown.
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -29,7 +28,7 @@ from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store
 from pinrun.errors import CorruptObjectError, PinrunError
-from pinrun.world.files import FileSetup, FileWatch
+from pinrun.world.files import FileSetup, FileWatch, file_digest
 
 __all__ = ["MOST_FILES", "MOST_NAMES", "FileChange", "FileInput", "FileInputs", "changes",
            "load_inputs", "parse_inputs", "recorded_value"]
@@ -39,9 +38,10 @@ FORMAT = 1
 MOST_FILES = 1000
 #: At most this many names of one listed folder are kept (their digest covers them all).
 MOST_NAMES = 200
+#: The largest stored file-inputs value read (checked before it is decoded).
+LARGEST_VALUE = 4 << 20
 #: The longest path a record may hold.
 LONGEST_PATH = 4096
-_CHUNK = 1 << 20
 #: How many names of a changed listing a cause shows, each way.
 _SHOWN_NAMES = 5
 
@@ -90,21 +90,6 @@ class FileChange:
     line: int | None
 
 
-def file_digest(path: str) -> str | None:
-    """Hex BLAKE3 of a regular file's content, streamed; None when absent or unreadable,
-    ``"-"`` when it is not a regular file (a pipe, a device: never read)."""
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return "-"
-        hasher = blake3.blake3()
-        with open(path, "rb") as file:
-            while chunk := file.read(_CHUNK):
-                hasher.update(chunk)
-    except OSError:
-        return None
-    return hasher.hexdigest()
-
-
 def listing(path: str) -> tuple[str | None, list[str]]:
     """The digest of a folder's sorted names and the names (None, []: not a folder)."""
     try:
@@ -130,7 +115,8 @@ def recorded_value(watch: FileWatch) -> tuple[dict[str, Any] | None, list[str]]:
             listings.append({"path": setup.shown(path), "digest": digest,
                              "names": names[:MOST_NAMES], "count": len(names), **where})
             continue
-        digest = file_digest(path)
+        digest = watch.before_writing[path] if path in watch.before_writing \
+            else file_digest(path)
         if digest != "-":
             files.append({"path": setup.shown(path), "digest": digest, **where})
     hazards = [f"read {more} more files and folders than the {MOST_FILES} recorded as its "
@@ -179,7 +165,7 @@ def _entry(value: Any, what: str, is_listing: bool) -> FileInput:
         raw = value.get("names")
         if type(raw) is not list or len(raw) > MOST_NAMES:
             raise _BadError(f"{what}.names should be a list of at most {MOST_NAMES} names")
-        names = tuple(_text(name, f"{what}.names[]", 1024) for name in raw)
+        names = tuple(_text(name, f"{what}.names[]", 255) for name in raw)
         count = value.get("count")
         if type(count) is not int or not len(names) <= count < 1 << 40:
             raise _BadError(f"{what}.count should count at least its names")
@@ -215,6 +201,9 @@ def load_inputs(store: Store, digest: Digest) -> FileInputs:
     if kind is not Kind.VALUE:
         raise CorruptObjectError(digest, None, f"a step's file inputs were expected, it is "
                                  f"a {kind.value} object")
+    if len(payload) > LARGEST_VALUE:
+        raise CorruptObjectError(digest, None, f"a step's file inputs take {len(payload):,} "
+                                 f"bytes, more than the {LARGEST_VALUE:,} a recording writes")
     try:
         value = codec.decode(payload)
     except PinrunError as exc:
@@ -237,16 +226,41 @@ def _where(root: Path, path: str) -> str:
     return path if path.startswith("/") else os.path.join(root, *path.split("/"))
 
 
+#: Never read again on replay, whatever a record names: the kernel's and devices' files.
+_NEVER = ("/proc", "/sys", "/dev")
+
+
+def _may_read(path: str, root: Path, touched: set[str] | None) -> bool:
+    """Whether a recorded path (as shown: relative to the project, or absolute) may be
+    read again: one the replayed step read too (``touched``; None: the step was not
+    watched, and then only a file inside the project), never under /proc, /sys or /dev."""
+    where = os.path.realpath(_where(root, path))
+    if any(where == top or where.startswith(f"{top}/") for top in _NEVER):
+        return False
+    if touched is not None:
+        return path in touched
+    inside = os.path.realpath(root)
+    return where == inside or where.startswith(inside + os.sep)
+
+
 def changes(recorded: FileInputs, setup: FileSetup,
             replayed: FileWatch | None = None) -> list[FileChange]:
     """What differs now from a step's recorded file inputs: each file changed, vanished
     or appeared, each listing changed; and the files the replayed step read (when
     watched) that the recorded one did not."""
     found: list[FileChange] = []
-    for item in recorded.files:
-        if setup.is_ignored(item.path):  # excluded since it was recorded
+    # A record may be someone else's: a replay reads again only what the replayed step
+    # read too (or, unwatched, a file inside the project), never the kernel's files.
+    read_now = {setup.shown(path) for path in replayed.reads} if replayed else None
+    listed_now = {setup.shown(path) for path in replayed.listings} if replayed else None
+    as_read = {setup.shown(path): digest
+               for path, digest in replayed.before_writing.items()} if replayed else {}
+    for item in dict.fromkeys(recorded.files):  # each path once, however often recorded
+        if setup.is_ignored(item.path) or \
+                not _may_read(item.path, setup.root, read_now):
             continue
-        now = file_digest(_where(setup.root, item.path))
+        now = as_read[item.path] if item.path in as_read else \
+            file_digest(_where(setup.root, item.path))
         if now == item.digest:
             continue
         if now is None:
@@ -258,8 +272,8 @@ def changes(recorded: FileInputs, setup: FileSetup,
         else:
             message = f"input file changed: {item.path} ({_short(item.digest)} -> {now[:8]})"
         found.append(FileChange(message, item.file, item.line))
-    for item in recorded.listings:
-        if setup.is_ignored(item.path):
+    for item in dict.fromkeys(recorded.listings):
+        if setup.is_ignored(item.path) or not _may_read(item.path, setup.root, listed_now):
             continue
         digest, names = listing(_where(setup.root, item.path))
         if digest == item.digest:

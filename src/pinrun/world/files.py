@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import linecache
 import os
+import stat
 import sys
 import sysconfig
 import threading
@@ -46,6 +47,8 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
+
+import blake3
 
 from pinrun.errors import NondeterminismError
 from pinrun.world import refusal
@@ -157,6 +160,9 @@ class FileWatch:
     listings: dict[str, Site] = field(default_factory=dict)
     #: Files the step opened for writing (read back afterwards: its own output).
     written: set[str] = field(default_factory=set)
+    #: Files the step read, then opened for writing: their digest as the step read them
+    #: (taken as the write begins; when the step is done they hold what it wrote).
+    before_writing: dict[str, str | None] = field(default_factory=dict)
 
     def saw(self, event: str, args: tuple[Any, ...]) -> GuardedCall | None:
         """Note one audit event; returns the call to refuse (strict) or None."""
@@ -172,6 +178,9 @@ class FileWatch:
             return None  # a file descriptor: opened already, or a folder's descriptor
         path = os.path.normpath(os.path.join(os.getcwd(), os.fsdecode(raw)))
         if writing:
+            if path in self.reads and path not in self.before_writing:
+                # The audit event comes before the open: the content is still what was read.
+                self.before_writing[path] = file_digest(path)
             self.written.add(path)
             return None
         if self.setup.is_excluded(path) or (event == "open" and path in self.written):
@@ -210,6 +219,24 @@ class FileWatch:
                 first = name, frame.f_lineno
             frame = frame.f_back
         return first
+
+
+_CHUNK = 1 << 20
+
+
+def file_digest(path: str) -> str | None:
+    """Hex BLAKE3 of a regular file's content, streamed; None when absent or unreadable,
+    ``"-"`` when it is not a regular file (a pipe, a device: never read)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return "-"
+        hasher = blake3.blake3()
+        with open(path, "rb") as file:
+            while chunk := file.read(_CHUNK):
+                hasher.update(chunk)
+    except OSError:
+        return None
+    return hasher.hexdigest()
 
 
 _LIBRARY_FILES: dict[str, bool] = {}
