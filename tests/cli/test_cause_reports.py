@@ -69,8 +69,9 @@ def test_an_exception_names_the_projects_line(recorded: tuple[Project, str]) -> 
     exception = next(c for c in first["causes"] if c["kind"] == "exception")
     assert exception["file"].endswith(f"{project.package}/steps.py")
     assert exception["line"] == SECTION_LINE
-    assert any("input file vanished: config/settings.ini" in c["message"]
-               for c in first["causes"])
+    # The vanished file first, the exception (its symptom) last.
+    assert first["causes"][0]["message"].startswith("input file vanished: config/settings.ini")
+    assert first["causes"][-1]["kind"] == "exception"
 
 
 def test_a_later_steps_causes_are_in_the_text(recorded: tuple[Project, str]) -> None:
@@ -101,7 +102,9 @@ def test_a_ci_annotation_points_at_the_first_divergence(
     assert done.returncode == 1, done.stderr
     annotation = next(line for line in done.stdout.splitlines()
                       if line.startswith("::error"))
-    assert f"file={project.package}/steps.py,line={SECTION_LINE}::" in annotation
+    # The vanished file comes first (the exception is its symptom): its read's line.
+    assert f"file={project.package}/steps.py,line={SECTION_LINE - 1}::" in annotation
+    assert "input file vanished: config/settings.ini" in annotation
     assert "settings:" in annotation
 
 

@@ -149,6 +149,12 @@ def check_replay_arguments(code: str, repeat: int, flow: Flow | None) -> None:
                          "the code on disk (--code workdir)")
 
 
+#: The order a step's causes are listed in (kinds not named here come before exceptions).
+_CAUSE_RANK = {"nondeterministic call": 0, "file system": 1, "code drift": 2,
+               "module state": 3, "default argument": 3, "cache": 3, "input mutation": 4,
+               "answer order": 5, "exception": 9}
+
+
 class _DigestSink:
     """Digests objects as the store would, without storing anything; keeps the digests."""
 
@@ -258,6 +264,10 @@ class _Replay:
         record = self.recorded[outcome.step.name]
         result = self._judge(outcome, record, self.logs.pop(outcome.step.name))
         self._check_files(outcome, record, result)
+        # The likeliest first (verify and CI annotations show only the first): what the
+        # step read of the world, then what changed around it; the exception it raised,
+        # a symptom, last.
+        result.causes.sort(key=lambda cause: _CAUSE_RANK.get(cause.kind, 6))
         self.report.steps.append(result)
         # Go on from what was recorded, so each later step is judged on its own.
         if result.status == "match" and outcome.outputs is not None:
