@@ -32,9 +32,12 @@ EXIT_DIVERGED = 1
                    "run recorded. Pinned code needs none (it holds the old module).")
 @click.option("--guards", type=click.Choice(["warn", "strict", "off"]), default="warn",
               show_default=True,
-              help="Watch the steps for calls around their context (time, random, uuid, "
-                   "os.environ, sockets, subprocesses): warn names them, strict fails the "
-                   "step, off does not watch (and lets the world through).")
+              help="Watch the steps for calls that read the world around their context "
+                   "(the clock, randomness and unseeded generators, uuids, the process's "
+                   "identity, the working folder and temp names, os.environ, files read "
+                   "and folders listed): warn names them with the project's line, strict "
+                   "fails the step there, off does not watch (the network and "
+                   "subprocesses are still refused: --allow-world).")
 @click.option("--allow-world", is_flag=True,
               help="Let the steps' network connections (localhost too) and subprocesses "
                    "through, only noting them. By default a replay refuses them inside the "

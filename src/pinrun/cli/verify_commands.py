@@ -48,7 +48,10 @@ SHOWN = 20
 @click.option("--shard", metavar="I/N", help="Verify only shard I of N (1-based): a CI "
               "matrix of N machines splits the runs without overlap.")
 @click.option("--guards", type=click.Choice(["warn", "strict", "off"]), default="warn",
-              show_default=True, help="Watch steps for calls around their context.")
+              show_default=True,
+              help="Watch the steps for calls that read the world around their context: "
+                   "warn names them, strict fails the step, off does not watch (see "
+                   "pinrun replay --help).")
 @click.option("--allow-world", is_flag=True,
               help="Let the steps' network connections (localhost too) and subprocesses "
                    "through, only noting them. By default a replay refuses them.")
