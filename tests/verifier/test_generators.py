@@ -251,3 +251,33 @@ def test_guards_never_import_numpy_for_a_project_without_it() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
 
+
+
+def test_stand_ins_kept_for_good_still_tell_seeded_numpy_apart() -> None:
+    """In a verify worker the stand-ins stay up for good (keep_stand_ins); numpy imported
+    afterwards, as a project's import does, binds secrets' stand-in, yet a seeded
+    RandomState(3) is still not flagged under strict guards and an unseeded one is."""
+    done = run_child("""
+        import sys, types
+        from pinrun.world.guards import Guards, keep_stand_ins
+        keep_stand_ins()
+        import numpy as np
+        module = types.ModuleType("proj")
+        module.__file__ = "<proj>"
+        code = compile("def seeded():\\n    return np.random.RandomState(3).normal()\\n"
+                       "def unseeded():\\n    return np.random.RandomState().normal()\\n",
+                       "<proj>", "exec")
+        module.np = np
+        exec(code, vars(module))
+        with Guards([module], "strict") as guards:
+            with guards.step() as calls:
+                module.seeded()
+            print("seeded", calls)
+        with Guards([module], "warn") as guards:
+            with guards.step() as calls:
+                module.unseeded()
+            print("unseeded", [call.call for call in calls])
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["seeded []",
+                                        "unseeded ['numpy.random.RandomState()']"]

@@ -26,7 +26,7 @@ from pinrun.verifier import replayer
 from pinrun.verifier.moved import check_same_steps
 from pinrun.verifier.replayer import CodeSource
 from pinrun.verifier.report import ReplayReport, Verdict
-from pinrun.world.guards import GuardMode
+from pinrun.world.guards import GuardMode, keep_stand_ins
 from pinrun.world.processes import call_in_child, load_answer
 from pinrun.world.refusal import refuse_from_now_on
 from pinrun.world.variations import apply as apply_variation
@@ -124,6 +124,8 @@ def start(store_path: str, options: ReplayOptions) -> None:
     _WORKER["options"] = options
     if not options.allow_world:  # a worker only replays: nothing it runs reaches the world
         refuse_from_now_on()
+    if options.guards != "off":  # run after run: the stand-ins go up once, for good
+        keep_stand_ins()
 
 
 def replay_chunk(run_ids: list[str]) -> bytes:

@@ -84,21 +84,41 @@ def mentions_datetime_clock(modules: list[types.ModuleType]) -> bool:
     inside a function, ``datetime.now()``), or a name the module binds to the ``datetime``
     module or its classes (``from datetime import datetime as moment``). ``ctx.now()``
     alone does not count."""
-    for module in modules:
-        namespace = vars(module)
-        name = module.__name__
-        for value in list(namespace.values()):
-            if isinstance(value, types.ModuleType):
-                continue
-            try:
-                codes = list(_codes(value, name))
-            except Exception:  # an odd object's __dict__ look-up failed: no code there
-                continue
-            for code in codes:
-                names = _clock_names(code)
-                if names and ("datetime" in names or "date" in names or any(
-                        namespace.get(used) is clock for used in names for clock in _CLOCKS)):
-                    return True
+    return any(_module_mentions(module) for module in modules)
+
+
+#: Per module, what :func:`_module_mentions` found and for how many names: a module
+#: judged once per replay is judged once per process (a module that gains a name, or a
+#: pinned module loaded afresh, is judged again). Owned by the modules (weak keys).
+_MODULES: weakref.WeakKeyDictionary[types.ModuleType, tuple[int, bool]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _module_mentions(module: types.ModuleType) -> bool:
+    namespace = vars(module)
+    known = _MODULES.get(module)
+    if known is not None and known[0] == len(namespace):
+        return known[1]
+    found = _judge_module(module)
+    _MODULES[module] = len(namespace), found
+    return found
+
+
+def _judge_module(module: types.ModuleType) -> bool:
+    namespace = vars(module)
+    name = module.__name__
+    for value in list(namespace.values()):
+        if isinstance(value, types.ModuleType):
+            continue
+        try:
+            codes = list(_codes(value, name))
+        except Exception:  # an odd object's __dict__ look-up failed: no code there
+            continue
+        for code in codes:
+            names = _clock_names(code)
+            if names and ("datetime" in names or "date" in names or any(
+                    namespace.get(used) is clock for used in names for clock in _CLOCKS)):
+                return True
     return False
 
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dis
 import functools
+import inspect
 import random
 import sys
 import types
@@ -143,8 +144,10 @@ def _numpy_stand_ins(np_random: types.ModuleType, note: Note, active: Active) ->
     entropy = getattr(np_random, "bit_generator", None)
     real_randbits = vars(entropy).get("randbits") if entropy is not None else None
     if real_randbits is not None:
+        # numpy imported while the guards were up holds secrets' stand-in: call through it.
+        through = inspect.unwrap(real_randbits)
         out.append((entropy, "randbits", real_randbits,
-                    _wrap(real_randbits, _entropy_stand_in(real_randbits, note))))
+                    _wrap(through, _entropy_stand_in(through, note))))
     default_rng = np_random.default_rng
 
     def default_rng_stand_in(*args: Any, **kwargs: Any) -> Any:

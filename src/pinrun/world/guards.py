@@ -40,7 +40,7 @@ from pinrun.world.refusal import GuardedCall, WorldWatch, watching_world
 from pinrun.world.stand_ins import ACTIVE as _ACTIVE
 from pinrun.world.stand_ins import Watch as _Watch
 
-__all__ = ["GuardMode", "GuardedCall", "Guards", "NondeterminismError"]
+__all__ = ["GuardMode", "GuardedCall", "Guards", "NondeterminismError", "keep_stand_ins"]
 
 GuardMode = Literal["warn", "strict", "off"]
 
@@ -62,7 +62,30 @@ _FUNCTIONS: list[tuple[Any, str, str]] = list(stand_ins.FUNCTIONS)
 
 
 def _stand_ins() -> list[tuple[Any, str, Any, Any]]:
-    """(module or class, attribute, real object, guarded stand-in) for everything guarded."""
+    """(module or class, attribute, real object, guarded stand-in) for everything guarded:
+    built once, and again only when a module no longer holds what they stand for (or the
+    catalogue grew): guards go up for every replay."""
+    built = _BUILT[0] if _BUILT else None
+    if built is not None and built[0] == len(_FUNCTIONS) and all(
+            vars(owner).get(name) is real for owner, name, real, _ in built[1]) and \
+            built[2] == _generators_key():
+        return built[1]
+    found = _build_stand_ins()
+    _BUILT[:] = [(len(_FUNCTIONS), found, _generators_key())]
+    return found
+
+
+#: The stand-ins built last: (catalogue length, stand-ins, the generators' key).
+_BUILT: list[tuple[int, list[tuple[Any, str, Any, Any]], object]] = []
+
+
+def _generators_key() -> object:
+    """What the generators' stand-ins depend on beyond their modules: whether numpy is
+    loaded (the project may import it between two replays)."""
+    return "numpy" in sys.modules
+
+
+def _build_stand_ins() -> list[tuple[Any, str, Any, Any]]:
     out: list[tuple[Any, str, Any, Any]] = [
         (owner, name, vars(owner)[name],
          _guarded(getattr(owner, name), kind, stand_ins.call_name(owner, name)))
@@ -100,9 +123,47 @@ class _Shared:
         self.depth = 0
         self.stand_ins: list[tuple[Any, str, Any, Any]] = []
         self.patched: list[tuple[Any, str, Any]] = []
+        #: The stand-in of each real object, and back, by id (built as they go up).
+        self.by_real: dict[int, Any] = {}
+        self.real_of: dict[int, Any] = {}
+        #: Whether they stay up for good (a verify worker: :func:`keep_stand_ins`).
+        self.kept = False
 
 
 _SHARED = _Shared()
+
+
+def _put_up() -> None:
+    """Patch the stand-ins in (the lock held, none up yet)."""
+    _SHARED.stand_ins = _stand_ins()
+    for owner, name, real, stand_in in _SHARED.stand_ins:
+        _SHARED.patched.append((owner, name, real))
+        setattr(owner, name, stand_in)
+    _SHARED.by_real = {id(real): stand_in for _, _, real, stand_in in _SHARED.stand_ins}
+    _SHARED.real_of = {id(stand_in): real for _, _, real, stand_in in _SHARED.stand_ins}
+
+
+def _take_down() -> None:
+    """Put the real objects back (the lock held)."""
+    for owner, name, value in reversed(_SHARED.patched):
+        setattr(owner, name, value)
+    _SHARED.patched.clear()
+    _SHARED.stand_ins = []
+    _SHARED.by_real, _SHARED.real_of = {}, {}
+
+
+def keep_stand_ins() -> None:
+    """Put the stand-ins up for good in this process: a verify worker, which replays run
+    after run and is done with the world, calls it once, so each replay's guards do not
+    put them up and take them down again. Idle between steps: a stand-in called while no
+    step is guarded only makes the real call."""
+    with _SHARED.lock:
+        if _SHARED.kept:
+            return
+        if _SHARED.depth == 0:
+            _put_up()
+        _SHARED.depth += 1
+        _SHARED.kept = True
 
 
 class Guards:
@@ -135,12 +196,12 @@ class Guards:
         with _SHARED.lock:
             # Guards may overlap (replays in threads): the first patches, the last restores.
             if _SHARED.depth == 0:
-                _SHARED.stand_ins = _stand_ins()
-                for owner, name, real, stand_in in _SHARED.stand_ins:
-                    _SHARED.patched.append((owner, name, real))
-                    setattr(owner, name, stand_in)
+                _put_up()
+            elif _SHARED.kept and _BUILT and _BUILT[0][2] != _generators_key():
+                _take_down()  # numpy came in since they went up for good: again, with it
+                _put_up()
             _SHARED.depth += 1
-            by_real = {id(real): stand_in for _, _, real, stand_in in _SHARED.stand_ins}
+            by_real = _SHARED.by_real
         for module in self.modules:  # names the project imported: from time import time
             namespace = vars(module)
             for name, value in list(namespace.items()):
@@ -158,7 +219,7 @@ class Guards:
             namespace[name] = value
         self._swapped.clear()
         with _SHARED.lock:
-            real_of = {id(stand_in): real for _, _, real, stand_in in _SHARED.stand_ins}
+            real_of = _SHARED.real_of
             # A module first imported while guarded took stand-ins by name: give it the real.
             for module_name in set(sys.modules) - self._before:
                 module = sys.modules.get(module_name)
@@ -171,10 +232,7 @@ class Guards:
                         namespace[name] = real
             _SHARED.depth -= 1
             if _SHARED.depth == 0:
-                for owner, name, value in reversed(_SHARED.patched):
-                    setattr(owner, name, value)
-                _SHARED.patched.clear()
-                _SHARED.stand_ins = []
+                _take_down()
 
     @contextmanager
     def step(self) -> Iterator[list[GuardedCall]]:
