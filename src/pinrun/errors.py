@@ -205,6 +205,10 @@ class UnknownRefError(InputError):
 
     def __init__(self, ref: str) -> None:
         self.ref = ref
+        if ref.startswith("runs/"):  # a run id asked for: say it in a run's words
+            super().__init__(f"no run {ref[len('runs/'):]!r} in this store; `pinrun runs` "
+                             "lists them. Check the id, or the --store the command is using.")
+            return
         super().__init__(f"no ref named {ref!r} in this store (and it is not a digest). "
                          "Check the name, or the --store the command is using.")
 

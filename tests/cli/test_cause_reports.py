@@ -134,3 +134,31 @@ def test_json_output_holds_names_that_are_not_utf8(project: Project) -> None:
     assert "Traceback" not in shown.stderr
     inputs = json.loads(shown.stdout)["steps"][0]["input_files"]
     assert "bad\udcff.txt" in json.dumps(inputs, ensure_ascii=False), inputs
+
+
+def test_an_unknown_run_and_a_bad_ignore_list_are_one_line_each(project: Project) -> None:
+    """`pinrun replay nope` names the run and where to list them; an ignore_files that
+    is not a list of globs is refused at run time with the fix, exit 2, one line."""
+    assert project_cli(project, "init").returncode == 0
+    unknown = project_cli(project, "replay", "nope")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().splitlines() == [
+        "pinrun: error: no run 'nope' in this store; `pinrun runs` lists them. Check the id, "
+        "or the --store the command is using."]
+    (project.root / "pyproject.toml").write_text('[tool.pinrun]\nignore_files = "logs/**"\n')
+    project.write("plain", """\
+        import pinrun
+
+
+        @pinrun.step
+        def one(n: int) -> dict:
+            return {"m": n + 1}
+
+
+        flow = pinrun.Flow("plain", [one])
+        """)
+    done = project_cli(project, "run", project.entry("plain"), "--set", "n=1")
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert 'ignore_files should be a list of globs, such as ignore_files = ["logs/**"' in lines[0]

@@ -94,3 +94,14 @@ def test_an_unknown_kind_is_refused_with_the_choices() -> None:
         check_kinds(["home", "moon"])
     assert "--perturb 'moon': choose among hashseed, tz, locale, home, umask, cwd, fileorder, " \
         "hostname (comma-separated), or all" in str(raised.value)
+
+
+def test_the_next_hash_seed_wraps_around() -> None:
+    """The hash seed a perturbation tries is the recorded one plus one, within the range
+    Python accepts: 4294967295 is followed by 0."""
+    from pinrun.verifier.perturb import _variation
+
+    assert _variation("hashseed", {"hash_seed": "4294967295"}, None).environment == {
+        "PYTHONHASHSEED": "0"}
+    assert _variation("hashseed", {"hash_seed": "41"}, None).environment == {
+        "PYTHONHASHSEED": "42"}

@@ -94,7 +94,8 @@ def _variation(kind: str, recorded: dict[str, Any], folder: str | None) -> _Vari
         return f" (recorded: {value if isinstance(value, str) else 'unknown'})"
 
     if kind == "hashseed":
-        other = str(int(seed) + 1) if seed and seed.isdigit() else "1"
+        # PYTHONHASHSEED takes 0 to 4294967295: the next seed wraps around.
+        other = str((int(seed) + 1) % 4294967296) if seed and seed.isdigit() else "1"
         return _Variation(f"PYTHONHASHSEED={other}{was('hash_seed')}",
                           {"PYTHONHASHSEED": other})
     if kind == "tz":

@@ -50,7 +50,7 @@ from typing import Any
 
 import blake3
 
-from pinrun.errors import NondeterminismError
+from pinrun.errors import InputError, NondeterminismError
 from pinrun.world import refusal
 from pinrun.world.refusal import GuardedCall
 
@@ -92,8 +92,10 @@ def ignore_patterns(root: Path) -> tuple[str, ...]:
     tool = data.get("tool", {})
     pinrun = tool.get("pinrun", {}) if isinstance(tool, dict) else {}
     listed = pinrun.get("ignore_files", []) if isinstance(pinrun, dict) else []
-    if isinstance(listed, list):
-        patterns += [item for item in listed if isinstance(item, str) and item]
+    if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
+        raise InputError(f"{root / 'pyproject.toml'}: [tool.pinrun] ignore_files should be "
+                         'a list of globs, such as ignore_files = ["logs/**", "*.tmp"]')
+    patterns += [item for item in listed if item]
     patterns += [part.strip() for part in os.environ.get(IGNORE_VARIABLE, "").split(",")
                  if part.strip()]
     return tuple(patterns)

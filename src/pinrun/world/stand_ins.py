@@ -85,6 +85,10 @@ _ADVICE = {
     "file system": "pass absolute paths as inputs, or read it through ctx.effect()",
 }
 
+#: numpy's generators want a seed, not a random.Random: one drawn from the context.
+_NUMPY_ADVICE = ("seed the generator from the context: "
+                 "numpy.random.default_rng(ctx.random().getrandbits(64))")
+
 
 class _Within(threading.local):
     """The kind of the guarded call this thread is inside, if any (a call inside one is
@@ -126,8 +130,9 @@ def judge(watch: Watch, kind: str, call: str, frame: types.FrameType) -> None:
                         refused=watch.strict)
     watch.calls.append(noted)
     if watch.strict:
-        error = NondeterminismError(f"the step called {noted} outside its context; "
-                                    f"{_ADVICE.get(kind, 'go through the context')}")
+        advice = _NUMPY_ADVICE if call.startswith("numpy.") else \
+            _ADVICE.get(kind, "go through the context")
+        error = NondeterminismError(f"the step called {noted} outside its context; {advice}")
         error.call = noted  # type: ignore[attr-defined]  # read by the report's causes
         raise error
 
