@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from pinrun.artifacts.store import Store
+from pinrun.engine.run import record
 from pinrun.errors import NondeterminismError
+from pinrun.verifier.replayer import replay
 from pinrun.world import SystemWorld, guards, stand_ins
 from pinrun.world.attribution import is_harmless_module
 from pinrun.world.datetime_watch import mentions_datetime_clock, profiler, watching_datetime
@@ -225,3 +228,44 @@ def test_the_harmless_list_covers_packages_and_their_modules() -> None:
     assert not is_harmless_module("concurrent")
     assert not is_harmless_module("loggingx")
     assert not is_harmless_module("tempfile")
+
+
+THREADED = """
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+import pinrun
+
+
+def tick(_):
+    return time.perf_counter() > 0, np.random.normal() is not None
+
+
+@pinrun.step
+def fan(n: int) -> dict:
+    with ThreadPoolExecutor(2) as pool:
+        return {"ticks": [list(found) for found in pool.map(tick, range(n))]}
+
+
+flow = pinrun.Flow("threaded_reads", [fan])
+"""
+
+
+def test_reads_in_a_steps_own_threads_are_named(project: Project,
+                                                project_store: Store) -> None:
+    """A step's pool threads calling perf_counter and numpy's global generator: the replay
+    names both at the thread function's lines, and strict guards refuse them there."""
+    project.write("threaded_reads", THREADED)
+    run = record(project.load("threaded_reads"), {"n": 2}, store=project_store)
+    report = replay(run.id, store=project_store, code="workdir")
+    assert report.reproduced, report.explain()
+    hazards = " ".join(report.steps[0].hazards)
+    assert "time.perf_counter() (clock)" in hazards
+    assert "numpy.random.normal() (randomness)" in hazards
+    assert "threaded_reads.py:11" in hazards
+    strict = replay(run.id, store=project_store, code="workdir", guards="strict")
+    assert strict.verdict == "diverged"
+    assert strict.first_divergence is not None
+    assert "NondeterminismError" in strict.first_divergence.message

@@ -116,6 +116,7 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
                     attempt_source_shown(store, chosen, debug_step, ran):
                 if refused is not None:  # a pool warmed earlier, running the project's code
                     refused.files = frozenset(watching.files)
+                    refused.strict = guards == "strict"
                 verified: set[Digest] = set()
                 # The project's hidden state, watched across the repetitions.
                 hidden = Watch(watching.modules) if guards != "off" else None

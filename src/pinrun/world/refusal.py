@@ -157,8 +157,11 @@ class ReplayWatch:
     owner: int
     #: The project's source files (set once they are known; empty: not checked).
     files: frozenset[str] = frozenset()
-    #: Calls refused outside a step's watch, until the replay takes them (:meth:`drain`).
+    #: Calls refused outside a step's watch, until the replay takes them (:meth:`drain`);
+    #: also the guards' notes from the replay's threads (:mod:`pinrun.world.stand_ins`).
     calls: list[GuardedCall] = field(default_factory=list)
+    #: Whether the guards refuse (``strict``) what they note in the replay's threads.
+    strict: bool = False
 
     def drain(self) -> list[GuardedCall]:
         """The calls refused since the last drain (the replay gives them to its step)."""

@@ -58,8 +58,20 @@ from pinrun.errors import NondeterminismError
 from pinrun.world.attribution import project_frame
 from pinrun.world.refusal import GuardedCall
 
-__all__ = ["ACTIVE", "CONDITIONAL", "FUNCTIONS", "MADE", "GuardedEnviron", "Watch",
-           "call_name", "guarded", "judge", "note", "part_of_a_call"]
+__all__ = [
+    "ACTIVE",
+    "CONDITIONAL",
+    "FUNCTIONS",
+    "MADE",
+    "GuardedEnviron",
+    "Watch",
+    "active_watch",
+    "call_name",
+    "guarded",
+    "judge",
+    "note",
+    "part_of_a_call",
+]
 
 #: Decides, from a call's arguments, whether it reads the world (None: it always does).
 When = Callable[[tuple[Any, ...], dict[str, Any]], bool]
@@ -77,6 +89,19 @@ class Watch:
 
 #: The step being guarded in this context, if any.
 ACTIVE: ContextVar[Watch | None] = ContextVar("pinrun_guard", default=None)
+
+
+def active_watch() -> Watch | None:
+    """The guarded step's watch in this context; in a thread the replay started (a step's
+    pool: a new thread's context is empty), the replay's own list, which the replay hands
+    to the step it settles next (see :class:`pinrun.world.refusal.ReplayWatch`)."""
+    watch = ACTIVE.get()
+    if watch is not None:
+        return watch
+    replay = getattr(threading.current_thread(), "_pinrun_replay", None)
+    if replay is None or not replay.files:
+        return None
+    return Watch(replay.strict, replay.files, replay.calls)
 
 _ADVICE = {
     "clock": "use ctx.now()", "randomness": "use ctx.random()", "uuid": "use ctx.uuid4()",
@@ -106,7 +131,7 @@ def note(kind: str, call: str) -> None:
     :class:`NondeterminismError` under strict guards. Nothing when no step is guarded, when
     the call is not the step's (see :mod:`pinrun.world.attribution`), or when it is made
     inside another guarded call (an environment read excepted)."""
-    watch = ACTIVE.get()
+    watch = active_watch()
     if watch is not None:
         frame = _made_for(watch, kind)
         if frame is not None:
@@ -156,7 +181,7 @@ def guarded(function: Callable[..., Any], kind: str, call: str,
     """A stand-in for ``function``: notes the call (when ``when`` says the arguments read
     the world), then makes it, the calls it makes being part of it."""
     def guard(*args: Any, **kwargs: Any) -> Any:
-        watch = ACTIVE.get()
+        watch = ACTIVE.get() or active_watch()
         if watch is None or (when is not None and not when(args, kwargs)):
             return function(*args, **kwargs)
         # _made_for, spelled out: every guarded call comes here, a logged line too.
