@@ -262,3 +262,39 @@ def test_a_file_read_then_rewritten_is_recorded_as_read(project: Project) -> Non
     causes = [c["message"] for c in report["steps"][0]["causes"]]
     stale, fresh = (blake3.blake3(text).hexdigest()[:8] for text in (b"stale\n", b"1"))
     assert f"input file changed: cache.txt ({stale} -> {fresh})" in causes, causes
+
+
+def test_a_file_read_in_the_steps_thread_is_checked_on_replay(project: Project) -> None:
+    """A step whose pool thread reads config/settings.ini: recorded as its input, named
+    when it changed, and refused there under strict guards."""
+    (project.root / "config").mkdir()
+    (project.root / "config" / "settings.ini").write_text("rate = 1\n")
+    project.write("pooled", """\
+        from concurrent.futures import ThreadPoolExecutor
+
+        import pinrun
+
+
+        def read(path):
+            with open(path) as file:
+                return file.read()
+
+
+        @pinrun.step
+        def load(n: int) -> dict:
+            with ThreadPoolExecutor(1) as pool:
+                return {"text": pool.submit(read, "config/settings.ini").result()}
+
+
+        flow = pinrun.Flow("pooled", [load])
+        """)
+    assert project_cli(project, "init").returncode == 0
+    done = project_cli(project, "run", project.entry("pooled"), "--set", "n=1")
+    assert done.returncode == 0, done.stderr
+    run_id = done.stdout.strip()
+    (project.root / "config" / "settings.ini").write_text("rate = 2\n")
+    report = _replay(project, run_id, code=1)
+    assert any(c["message"].startswith("input file changed: config/settings.ini")
+               and c["line"] == 7 for c in _causes(report)), report["steps"][0]["causes"]
+    strict = _replay(project, run_id, "--guards", "strict", code=1)
+    assert "NondeterminismError" in strict["steps"][0]["message"]

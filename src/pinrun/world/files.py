@@ -268,11 +268,13 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
     if watch is None:
         if not _BY_CALLS:
             return
-        world = getattr(threading.current_thread(), "_pinrun_watch", None)
+        thread = threading.current_thread()
+        world = getattr(thread, "_pinrun_watch", None)  # a recorded step's thread
         found = _BY_CALLS.get(id(world.calls)) if world is not None else None
-        if found is None:
+        replay = getattr(thread, "_pinrun_replay", None)  # a replay's thread
+        watch = found[1] if found is not None else getattr(replay, "file_watch", None)
+        if watch is None:
             return
-        watch = found[1]
     if refusal.in_effect():
         return
     try:
@@ -316,7 +318,7 @@ class FileGuard:
 
 
 class _Watching:
-    __slots__ = ("_guard", "_inner", "_noticed", "_token", "_watch")
+    __slots__ = ("_guard", "_inner", "_noticed", "_replay", "_token", "_watch")
 
     def __init__(self, guard: FileGuard) -> None:
         self._guard = guard
@@ -329,11 +331,18 @@ class _Watching:
         self._watch = FileWatch(self._guard.setup, noticed)
         self._token: Token[FileWatch | None] = _WATCH.set(self._watch)
         _BY_CALLS[id(noticed)] = (noticed, self._watch)
+        # The replay's threads read for the step running now (steps of one level running
+        # concurrently share them: the last to start gets their reads).
+        self._replay = refusal.owning_replay()
+        if self._replay is not None:
+            self._replay.file_watch = self._watch
         return noticed
 
     def __exit__(self, *exc_info: Any) -> bool | None:
         _WATCH.reset(self._token)
         _BY_CALLS.pop(id(self._noticed), None)
+        if self._replay is not None and self._replay.file_watch is self._watch:
+            self._replay.file_watch = None
         self._noticed.append(self._watch)  # the step's file reads go with its outcome
         return self._inner.__exit__(*exc_info)
 

@@ -47,8 +47,8 @@ from pinrun.errors import WorldRefusedError
 from pinrun.world.calls import EVENTS, FORK_EXEC_EVENT
 
 __all__ = ["GuardedCall", "ReplayWatch", "WorldWatch", "in_effect", "inside_effect",
-           "recording_guard", "refusal", "refuse_at_exit", "refuse_from_now_on", "refusing_world",
-           "watching_world", "world_hazards"]
+           "owning_replay", "recording_guard", "refusal", "refuse_at_exit", "refuse_from_now_on",
+           "refusing_world", "watching_world", "world_hazards"]
 
 
 @dataclass(frozen=True)
@@ -162,6 +162,9 @@ class ReplayWatch:
     calls: list[GuardedCall] = field(default_factory=list)
     #: Whether the guards refuse (``strict``) what they note in the replay's threads.
     strict: bool = False
+    #: The file watch of the step running now (:mod:`pinrun.world.files`), for the
+    #: reads of the replay's threads; None between steps.
+    file_watch: Any = None
 
     def drain(self) -> list[GuardedCall]:
         """The calls refused since the last drain (the replay gives them to its step)."""
@@ -189,6 +192,15 @@ def _replay_watch() -> WorldWatch | None:
             return WorldWatch(refuse=True, files=replay.files, calls=replay.calls)
     # Last: a replay's own list is where its report finds the calls it refused.
     return WorldWatch(refuse=True, calls=_FOREVER[0].calls) if _FOREVER else None
+
+
+def owning_replay() -> ReplayWatch | None:
+    """The replay this thread runs (as its owner, or as a thread it started), if any."""
+    mine: ReplayWatch | None = getattr(threading.current_thread(), "_pinrun_replay", None)
+    if mine is not None:
+        return mine
+    ident = threading.get_ident()
+    return next((found for found in list(_REPLAYS) if found.owner == ident), None)
 
 
 def _runs_project_code(files: frozenset[str]) -> bool:
