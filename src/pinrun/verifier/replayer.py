@@ -301,6 +301,8 @@ class _Replay:
             hidden.note(self.group_changes, self.group, self.repetition)
         made = [change for change in self.group_changes if change.hazard]
         since = self.group_since[name]
+        if not made and not since:  # nearly always: nothing to name
+            return []
         named = {change.owner for change in since}
         by = f"step {name!r}" if len(self.group) == 1 else \
             f"one of steps {', '.join(map(repr, self.group))}, which ran concurrently,"

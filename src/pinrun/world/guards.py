@@ -28,8 +28,7 @@ from __future__ import annotations
 import sys
 import threading
 import types
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pinrun.errors import NondeterminismError
@@ -234,20 +233,50 @@ class Guards:
             if _SHARED.depth == 0:
                 _take_down()
 
-    @contextmanager
-    def step(self) -> Iterator[list[GuardedCall]]:
-        """Watch the calls of one step (in this context); yields the list they go to."""
-        if self.mode == "off":
-            yield []
-            return
-        watch = _Watch(strict=self.mode == "strict", files=self.files)
-        token = _ACTIVE.set(watch)
-        profiling = watching_datetime() if self._watch_datetime else nullcontext()
-        try:
-            # World calls go to the same list, in the order they were made.
-            with profiling, watching_world(WorldWatch(refuse=not self.allow_world,
-                                                      files=self.files, calls=watch.calls)):
-                yield watch.calls
-        finally:
-            _ACTIVE.reset(token)
+    def step(self) -> _StepWatch:
+        """Watch the calls of one step (in this context): a context manager whose value is
+        the list they go to."""
+        return _StepWatch(self)
 
+
+
+class _StepWatch:
+    """One guarded step (:meth:`Guards.step`). A class rather than a generator: it is
+    entered around every replayed step."""
+
+    __slots__ = ("_datetime", "_guards", "_token", "_world")
+
+    def __init__(self, guards: Guards) -> None:
+        self._guards = guards
+
+    def __enter__(self) -> list[GuardedCall]:
+        guards = self._guards
+        if guards.mode == "off":
+            self._token = None
+            return []
+        watch = _Watch(strict=guards.mode == "strict", files=guards.files)
+        self._token = _ACTIVE.set(watch)
+        self._datetime = watching_datetime() if guards._watch_datetime else None
+        try:
+            if self._datetime is not None:
+                self._datetime.__enter__()
+            # World calls go to the same list, in the order they were made.
+            self._world = watching_world(WorldWatch(refuse=not guards.allow_world,
+                                                    files=guards.files, calls=watch.calls))
+            self._world.__enter__()
+        except BaseException:
+            if self._datetime is not None:
+                self._datetime.__exit__(None, None, None)
+            _ACTIVE.reset(self._token)
+            raise
+        return watch.calls
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is None:
+            return
+        try:
+            self._world.__exit__(*exc_info)
+            if self._datetime is not None:
+                self._datetime.__exit__(*exc_info)
+        finally:
+            _ACTIVE.reset(self._token)
