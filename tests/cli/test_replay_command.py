@@ -84,7 +84,7 @@ def test_a_damaged_object_met_during_replay_exits_3(runner: CliRunner, project: 
 
 def test_replay_of_an_unknown_run_exits_2(runner: CliRunner) -> None:
     """A run id that is not in the store is bad input."""
-    assert "runs/nope" in invoke(runner, "replay", "nope", code=2).stderr
+    assert "no run 'nope' in this store" in invoke(runner, "replay", "nope", code=2).stderr
 
 
 CLOCKED = """

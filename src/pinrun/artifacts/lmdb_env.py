@@ -116,6 +116,10 @@ class _SharedExclusiveLock:
                 self._cond.notify_all()
 
 
+#: How often an open is tried when other processes keep growing the map meanwhile.
+_RESIZE_TRIES = 5
+
+
 class Environment:
     """One open LMDB environment with the store's named databases."""
 
@@ -158,6 +162,17 @@ class Environment:
                                 "writers apart; stop every process using the store, then "
                                 "check it with `pinrun fsck`")
 
+    @staticmethod
+    def _open_resized(path: Path, options: dict[str, Any]) -> Any:
+        """``lmdb.open`` for writing, again when another process grew the map while it
+        opened (MDB_MAP_RESIZED: a fresh open takes the map's new size)."""
+        for _ in range(_RESIZE_TRIES - 1):
+            try:
+                return lmdb.open(str(path), create=True, **options)
+            except lmdb.MapResizedError:
+                continue
+        return lmdb.open(str(path), create=True, **options)
+
     def _open_lmdb(self, path: Path, map_size: int, readonly: bool) -> tuple[Any, bool]:
         """The LMDB handle, read-only when asked or when writing is not permitted."""
         options: dict[str, Any] = {
@@ -167,7 +182,7 @@ class Environment:
         }
         if not readonly:
             try:
-                return lmdb.open(str(path), create=True, **options), False
+                return self._open_resized(path, options), False
             except lmdb.Error as exc:
                 if getattr(exc, "code", None) not in _PERMISSION_ERRNOS \
                         or not (path / "data.mdb").exists():
