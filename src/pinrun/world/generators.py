@@ -42,6 +42,7 @@ import dis
 import functools
 import inspect
 import random
+import secrets
 import sys
 import types
 from collections.abc import Callable
@@ -147,7 +148,7 @@ def _numpy_stand_ins(np_random: types.ModuleType, note: Note, active: Active) ->
         # numpy imported while the guards were up holds secrets' stand-in: call through it.
         through = inspect.unwrap(real_randbits)
         out.append((entropy, "randbits", real_randbits,
-                    _wrap(through, _entropy_stand_in(through, note))))
+                    _wrap(through, _entropy_stand_in(through, note, active))))
     default_rng = np_random.default_rng
 
     def default_rng_stand_in(*args: Any, **kwargs: Any) -> Any:
@@ -173,17 +174,35 @@ def _numpy_stand_ins(np_random: types.ModuleType, note: Note, active: Active) ->
     return out
 
 
-def _entropy_stand_in(real: Callable[..., Any], note: Note) -> Callable[..., Any]:
+def _entropy_stand_in(real: Callable[..., Any], note: Note,
+                      active: Active) -> Callable[..., Any]:
     """numpy's entropy draw for a generator built without a seed (see the module's
-    docstring): noted when the line that built it called a constructor with no
-    arguments."""
+    docstring): noted when the project's own line built it with a bare call."""
     def randbits(*args: Any, **kwargs: Any) -> Any:
-        built = _called_bare(sys._getframe(1))
-        if built is not None:
-            note("randomness", f"numpy.random.{built}()" if built else
-                 "a numpy random generator built without a seed", behalf=True)
+        _judge_entropy(sys._getframe(1), note, active)
         return real(*args, **kwargs)
     return randbits
+
+
+def _judge_entropy(caller: types.FrameType, note: Note, active: Active) -> None:
+    """An entropy draw made from C for a generator being built, ``caller`` being the
+    nearest Python frame: noted when that frame is the project's own, calling a
+    constructor with no arguments. Anywhere else (numpy's own Python code unpickling or
+    jumping a generator, ``copy``, ``pickle``) it is a library's setup, whose state is
+    then set: not the step's."""
+    watch: Any = active()
+    if watch is None or caller.f_code.co_filename not in watch.files:
+        return
+    built = _called_bare(caller)
+    # A generator's own class, called bare; not a method that builds one to set its
+    # state (PCG64(3).jumped()), nor a name the step gave a partial.
+    if built in _NUMPY_BUILDERS:
+        note("randomness", f"numpy.random.{built}()", behalf=True)
+
+
+#: What the project calls to build a numpy generator (a bare call to one is unseeded).
+_NUMPY_BUILDERS = frozenset({"RandomState", "SeedSequence", "MT19937", "PCG64", "PCG64DXSM",
+                             "SFC64", "Philox", "Generator", "default_rng"})
 
 
 def _called_bare(frame: types.FrameType) -> str | None:
@@ -266,15 +285,43 @@ def generator_stand_ins(note: Note, active: Active) -> list[StandIn]:
     return _Built.stand_ins
 
 
+def _judge_seeding(frame: types.FrameType | None, note: Note, active: Active,
+                   made: type) -> None:
+    """``random.Random``'s seeding without a seed: noted when, past the random module's own
+    frames (its constructor), the project's line makes a bare call (``random.Random()``,
+    ``rng.seed()``); ``copy`` and ``pickle`` rebuilding a seeded one are not the step's."""
+    while frame is not None and frame.f_code.co_filename == random.__file__:
+        frame = frame.f_back
+    watch: Any = active()
+    if frame is None or watch is None or frame.f_code.co_filename not in watch.files:
+        return
+    built = _called_bare(frame)
+    if built == "seed":  # rng.seed(): reseeded from entropy
+        note("randomness", "random.Random().seed()", behalf=True)
+    elif built is not None and built in (made.__name__, "Random"):
+        note("randomness", "random.Random()", behalf=True)
+
+
 def _build(note: Note, active: Active, np_random: types.ModuleType | None) -> list[StandIn]:
     real_seed = vars(random.Random)["seed"]
 
     def seed(self: random.Random, a: Any = None, *args: Any, **kwargs: Any) -> Any:
         if a is None:  # seeded from the operating system's entropy (random.Random())
-            note("randomness", "random.Random()", behalf=True)
+            _judge_seeding(sys._getframe(1), note, active, type(self))
         return real_seed(self, a, *args, **kwargs)
 
-    out: list[StandIn] = [(random.Random, "seed", real_seed, _wrap(real_seed, seed))]
+    real_randbits = vars(secrets)["randbits"]
+
+    def randbits(*args: Any, **kwargs: Any) -> Any:
+        caller = sys._getframe(1)
+        if "randbits" in caller.f_code.co_names:  # called by name: secrets.randbits(8)
+            note("randomness", "secrets.randbits()", behalf=True)
+        else:  # from C, no Python frame between: a numpy generator imported under guards
+            _judge_entropy(caller, note, active)
+        return real_randbits(*args, **kwargs)
+
+    out: list[StandIn] = [(random.Random, "seed", real_seed, _wrap(real_seed, seed)),
+                          (secrets, "randbits", real_randbits, _wrap(real_randbits, randbits))]
     if np_random is not None:
         out += _numpy_stand_ins(np_random, note, active)
     return out

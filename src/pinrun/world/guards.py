@@ -104,7 +104,7 @@ def _build_stand_ins() -> list[tuple[Any, str, Any, Any]]:
             stand_in.__module__ = getattr(module, "__name__", stand_in.__module__)
             stand_in.__qualname__ = name if isinstance(owner, types.ModuleType) else \
                 f"{owner.__qualname__}.{name}"
-    out += generator_stand_ins(_note_behalf, stand_ins.ACTIVE.get)  # random.Random, numpy
+    out += generator_stand_ins(_note_behalf, stand_ins.active_watch)  # random.Random, numpy
     return out
 
 

@@ -255,7 +255,9 @@ FUNCTIONS: list[tuple[Any, str, str]] = [
     *((random.SystemRandom, name, "randomness") for name in (
         "random", "getrandbits", "randbytes")),
     *((secrets, name, "randomness") for name in (
-        "token_bytes", "token_hex", "token_urlsafe", "choice", "randbelow", "randbits")),
+        "token_bytes", "token_hex", "token_urlsafe", "choice", "randbelow")),
+    # secrets.randbits is the generators' (pinrun.world.generators): numpy draws its
+    # entropy through it, from C
     (uuid, "uuid1", "uuid"), (uuid, "uuid4", "uuid"),
     (os, "urandom", "randomness"),
     *((os, name, "identity") for name in ("getpid", "uname", "getlogin", "getuid", "geteuid")),
