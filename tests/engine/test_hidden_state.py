@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pinrun
 from pinrun.artifacts.store import Store
+from pinrun.engine.run import record
+from pinrun.verifier.replayer import replay
 from tests.helpers import Project
 
 WORKER = """
@@ -222,3 +224,39 @@ def test_recording_names_defaults_class_attributes_and_caches_by_owner(
                      f"cache: {helpers}.settings() holds a result changed in place"):
         assert any(hazard.startswith(expected) for hazard in hazards["churn"]), \
             (expected, hazards["churn"])
+
+
+def test_a_module_level_pool_is_not_hidden_state(project: Project, project_store: Store) -> None:
+    """A module-level ThreadPoolExecutor, lock and queue used by a step are machinery, not
+    hidden state: no hazard when recorded nor when replayed."""
+    project.write("pooled", """
+        import queue
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
+        import pinrun
+
+        POOL = ThreadPoolExecutor(2)
+        LOCK = threading.Lock()
+        JOBS = queue.Queue()
+
+
+        def square(a):
+            return a * a
+
+
+        @pinrun.step
+        def pooled(a: int) -> dict:
+            with LOCK:
+                JOBS.put(a)
+                JOBS.get()
+            return {"p": POOL.submit(square, a).result()}
+
+
+        flow = pinrun.Flow("pooled", [pooled])
+        """)
+    run = record(project.load("pooled"), {"a": 3}, store=project_store)
+    assert run.steps[0].hazards == ()
+    report = replay(run.id, store=project_store, code="workdir")
+    assert report.reproduced, report.explain()
+    assert report.steps[0].hazards == []

@@ -269,3 +269,83 @@ def test_reads_in_a_steps_own_threads_are_named(project: Project,
     assert strict.verdict == "diverged"
     assert strict.first_divergence is not None
     assert "NondeterminismError" in strict.first_divergence.message
+
+
+CAUGHT = """
+import os
+import time
+
+import pinrun
+
+
+def stamp():
+    try:
+        return int(time.time()) % 2
+    except Exception:
+        return 0
+
+
+@pinrun.step
+def shrug(n: int) -> dict:
+    try:
+        home = os.getcwd()
+    except Exception:
+        home = "/"
+    return {"n": n, "cwd": len(home) > 0, "stamp": stamp() * 0}
+
+
+flow = pinrun.Flow("caught", [shrug])
+"""
+
+
+def test_strict_guards_fail_a_step_that_catches_their_refusal(
+        project: Project, project_store: Store) -> None:
+    """Under strict guards, a step that catches the refusal (except Exception) and goes on
+    still diverges, naming the refused call; warn mode reproduces with hazards."""
+    project.write("caught", CAUGHT)
+    run = record(project.load("caught"), {"n": 1}, store=project_store)
+    warned = replay(run.id, store=project_store, code="workdir")
+    assert warned.reproduced, warned.explain()
+    strict = replay(run.id, store=project_store, code="workdir", guards="strict")
+    assert strict.verdict == "diverged"
+    first = strict.first_divergence
+    assert first is not None
+    assert "strict guards refused os.getcwd() (file system)" in first.message
+    assert "the step caught the refusal and went on" in first.message
+    assert [cause.kind for cause in first.causes][:2] == ["nondeterministic call"] * 2
+
+
+LAZY = """
+import os
+
+import pinrun
+
+_SESSION = None
+
+
+@pinrun.step
+def use(n: int) -> dict:
+    global _SESSION
+    if _SESSION is None:
+        _SESSION = f"s-{os.getpid()}"
+    return {"m": n, "ok": _SESSION.startswith("s-")}
+
+
+flow = pinrun.Flow("lazyinit", [use])
+"""
+
+
+def test_repeat_keeps_the_hazards_of_earlier_repetitions(project: Project,
+                                                         project_store: Store) -> None:
+    """A lazily set global shows its hazards (the module state it changed, the getpid it
+    called) in the first repetition only: --repeat keeps them, saying which repetition."""
+    project.write("lazyinit", LAZY)
+    run = record(project.load("lazyinit"), {"n": 1}, store=project_store)
+    vars(sys.modules[f"{project.package}.lazyinit"])["_SESSION"] = None  # as a fresh worker
+    report = replay(run.id, store=project_store, code="workdir", repeat=3)
+    assert report.reproduced, report.explain()
+    hazards = report.steps[0].hazards
+    assert any("_SESSION changed" in hazard and hazard.endswith("(in repetition 1)")
+               for hazard in hazards), hazards
+    assert any("os.getpid()" in hazard and hazard.endswith("(in repetition 1)")
+               for hazard in hazards), hazards

@@ -38,7 +38,7 @@ from pinrun.flows.module_objects import state_snapshot
 from pinrun.flows.pinning import PinnedStep
 from pinrun.flows.step import Step
 from pinrun.world import World
-from pinrun.world.hidden_state import Watch, code_watch
+from pinrun.world.hidden_state import Watch, code_watch, is_machinery
 
 __all__ = ["MODULE_STATE_HAZARD", "HiddenState", "Outcome", "StepHiddenState", "StepOutputError",
            "check_outputs", "encode_output", "hidden_state_of", "module_state_hazards",
@@ -95,7 +95,10 @@ def module_values(names: Sequence[tuple[str, str]]) -> dict[str, bytes]:
         module = sys.modules.get(module_name)
         if module is None or name not in vars(module):
             continue
-        snapshot = state_snapshot(vars(module)[name])
+        value = vars(module)[name]
+        if is_machinery(value):  # a pool, a lock, a queue: bookkeeping, not state
+            continue
+        snapshot = state_snapshot(value)
         if snapshot is not None:
             found[f"{module_name}.{name}"] = snapshot
     return found

@@ -120,13 +120,16 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
                 verified: set[Digest] = set()
                 # The project's hidden state, watched across the repetitions.
                 hidden = Watch(watching.modules) if guards != "off" else None
+                earlier: dict[str, dict[str, int]] = {}
                 for repetition in range(1, repeat + 1):
+                    _remember_hazards(report.steps, earlier, repetition - 1)
                     report.steps, report.repetition = [], repetition
                     _Replay(store, run, chosen, drift=drift, report=report, guards=watching,
                             debug_step=debug_step, verified=verified, ran=ran,
                             refused=refused, hidden=hidden, repetition=repetition).run()
                     if report.first_divergence is not None:
                         break
+                _add_earlier_hazards(report.steps, earlier)
     except StoreError:
         raise
     except PinrunError as exc:
@@ -136,6 +139,22 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
         report.verdict = "diverged"
         report.causes += environment_drift(store, run)
     return report
+
+
+def _remember_hazards(steps: list[StepResult], earlier: dict[str, dict[str, int]],
+                      repetition: int) -> None:
+    """Keep each step's hazards of a repetition that reproduced (the report shows the
+    last repetition's steps; a hazard only the first met must not vanish)."""
+    for step in steps:
+        for hazard in step.hazards:
+            earlier.setdefault(step.name, {}).setdefault(hazard, repetition)
+
+
+def _add_earlier_hazards(steps: list[StepResult], earlier: dict[str, dict[str, int]]) -> None:
+    for step in steps:
+        for hazard, repetition in earlier.get(step.name, {}).items():
+            if hazard not in step.hazards:
+                step.hazards.append(f"{hazard} (in repetition {repetition})")
 
 
 def check_replay_arguments(code: str, repeat: int, flow: Flow | None) -> None:
@@ -371,6 +390,12 @@ class _Replay:
                             if record.outputs is not None else {})
                 self._diverge(result, "outputs", "its outputs differ from the recording")
                 result.changes, result.changes_left_out = diff_states(recorded, outcome.outputs)
+        refused = next((call for call in calls if call.refused), None)
+        if result.status == "match" and refused is not None and self.guards.mode == "strict":
+            # Strict guards refuse for the verdict's sake: a step that catches the refusal
+            # (except Exception) and goes on has not reproduced under them.
+            self._diverge(result, "error", f"strict guards refused {refused}; the step "
+                          "caught the refusal and went on")
         return result
 
     def _check_files(self, outcome: Outcome, record: StepRecord, result: StepResult) -> None:

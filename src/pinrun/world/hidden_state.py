@@ -72,8 +72,11 @@ again in repetition 2``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import gc
+import queue
+import threading
 import types
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -88,7 +91,7 @@ from pinrun.flows.module_objects import (
     snapshot_view,
 )
 
-__all__ = ["Change", "Look", "Watch", "code_watch"]
+__all__ = ["Change", "Look", "Watch", "code_watch", "is_machinery"]
 
 #: The three kinds of hidden state a change is named by.
 MODULE_STATE: Final = "module state"
@@ -223,11 +226,25 @@ _PLAIN: Final = frozenset({str, int, float, bool, bytes, complex, type(None)})
 
 
 def _quiet_value(value: object) -> bool:
-    """Never looked into: immutable, code, a logger, a pattern, a path, a time zone."""
+    """Never looked into: immutable, code, a logger, a pattern, a path, a time zone, and
+    concurrency machinery (a pool, a thread, a lock, an event): its insides are
+    bookkeeping, not state a step computes with."""
     return type(value) in _PLAIN or isinstance(
         value, type | types.ModuleType | types.FunctionType | types.BuiltinFunctionType) or \
         ignored_object(value) or fixed_reference(value, "") is not None or \
-        is_immutable(value)
+        is_machinery(value) or is_immutable(value)
+
+
+def is_machinery(value: object) -> bool:
+    """Whether ``value`` is concurrency machinery (a pool, a thread, a lock, an event, a
+    queue): never hidden state, whatever it holds inside."""
+    return isinstance(value, _MACHINERY)
+
+
+#: Concurrency machinery: identity is all that matters of it (rebinding one is caught).
+_MACHINERY: Final = (concurrent.futures.Executor, threading.Thread, threading.Event,
+                     threading.Condition, threading.Semaphore, type(threading.Lock()),
+                     type(threading.RLock()), queue.Queue)
 
 
 def _snapshot(value: object) -> object:

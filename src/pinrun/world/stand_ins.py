@@ -259,8 +259,10 @@ FUNCTIONS: list[tuple[Any, str, str]] = [
     # secrets.randbits is the generators' (pinrun.world.generators): numpy draws its
     # entropy through it, from C
     (uuid, "uuid1", "uuid"), (uuid, "uuid4", "uuid"),
-    (os, "urandom", "randomness"),
-    *((os, name, "identity") for name in ("getpid", "uname", "getlogin", "getuid", "geteuid")),
+    (os, "urandom", "randomness"), (os, "getrandom", "randomness"),
+    *((time, name, "clock") for name in ("clock_gettime", "clock_gettime_ns")),
+    *((os, name, "identity") for name in ("getpid", "getppid", "uname", "getlogin", "getuid",
+                                          "geteuid", "cpu_count")),
     (socket, "gethostname", "identity"), (platform, "node", "identity"),
     (getpass, "getuser", "identity"),
     (os, "getcwd", "file system"), (os, "getcwdb", "file system"), (os, "umask", "file system"),
@@ -268,6 +270,8 @@ FUNCTIONS: list[tuple[Any, str, str]] = [
         "mkstemp", "mkdtemp", "mktemp", "NamedTemporaryFile", "gettempdir", "gettempdirb")),
     (tempfile.TemporaryDirectory, "__init__", "file system"),
 ]
+#: Only what this platform has (os.getrandom is Linux's, for one).
+FUNCTIONS = [(owner, name, kind) for owner, name, kind in FUNCTIONS if name in vars(owner)]
 
 
 def _no_time(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
