@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import SRC, Project
+from tests.verifier.test_generators import LIBRARY
 
 pytestmark = pytest.mark.slow
 
@@ -118,25 +119,6 @@ NAMED = {"instance": "random.Random()", "global_draw": "numpy.random.normal()",
          "bits": "numpy.random.PCG64()", "sequence": "numpy.random.SeedSequence()",
          "library": "numpy.random.permutation()"}
 
-# A library installed outside the project: what scikit-learn does with random_state.
-SKISH = """\
-import numbers
-
-import numpy as np
-
-
-def check_random_state(seed):
-    if seed is None or seed is np.random:
-        return np.random.mtrand._rand
-    if isinstance(seed, numbers.Integral):
-        return np.random.RandomState(seed)
-    return seed
-
-
-def fit(values, random_state=None):
-    rng = check_random_state(random_state)
-    return [values[i] for i in rng.permutation(len(values))]
-"""
 
 
 def _cli(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
@@ -151,7 +133,7 @@ def _cli(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
 def _record(project: Project, module: str, source: str) -> tuple[str, Path]:
     site = project.root.parent / "site"
     site.mkdir(exist_ok=True)
-    (site / "skish.py").write_text(SKISH)
+    (site / "skish.py").write_text(LIBRARY)  # what scikit-learn does with random_state
     path = project.write(module, source)
     assert _cli(project, "init").returncode == 0
     done = _cli(project, "run", project.entry(module), "--set", "n=5")

@@ -254,35 +254,46 @@ def test_guards_never_import_numpy_for_a_project_without_it() -> None:
 
 
 
-def test_stand_ins_kept_for_good_still_tell_seeded_numpy_apart() -> None:
-    """In a verify worker the stand-ins stay up for good (keep_stand_ins); numpy imported
-    afterwards, as a project's import does, binds secrets' stand-in, yet a seeded
-    RandomState(3) is still not flagged under strict guards and an unseeded one is."""
-    done = run_child("""
-        import sys, types
-        from pinrun.world.guards import Guards, keep_stand_ins
-        keep_stand_ins()
-        import numpy as np
+def _seeded_apart_in_child(prelude: str) -> list[str]:
+    """In a fresh interpreter, after ``prelude``: a project module whose ``seeded`` builds
+    RandomState(3) and ``unseeded`` RandomState() (each importing numpy, maybe for the
+    first time), each called in a guarded step: the calls noted, as printed lines."""
+    done = run_child(prelude + """
+        import types
+        from pinrun.world.guards import Guards
         module = types.ModuleType("proj")
         module.__file__ = "<proj>"
-        code = compile("def seeded():\\n    return np.random.RandomState(3).normal()\\n"
-                       "def unseeded():\\n    return np.random.RandomState().normal()\\n",
-                       "<proj>", "exec")
-        module.np = np
-        exec(code, vars(module))
+        exec(compile("def seeded():\\n    import numpy as np\\n"
+                     "    return np.random.RandomState(3).random_sample()\\n"
+                     "def unseeded():\\n    import numpy as np\\n"
+                     "    return np.random.RandomState().random_sample()\\n",
+                     "<proj>", "exec"), vars(module))
         with Guards([module], "strict") as guards:
-            with guards.step() as calls:
-                module.seeded()
-            print("seeded", calls)
+            for _ in range(2):
+                with guards.step() as calls:
+                    module.seeded()
+                print("seeded", calls)
         with Guards([module], "warn") as guards:
             with guards.step() as calls:
                 module.unseeded()
             print("unseeded", [call.call for call in calls])
     """)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["seeded []",
-                                        "unseeded ['numpy.random.RandomState()']"]
+    return done.stdout.splitlines()
 
+
+SEEDED_APART = ["seeded []", "seeded []", "unseeded ['numpy.random.RandomState()']"]
+
+
+def test_stand_ins_kept_for_good_still_tell_seeded_numpy_apart() -> None:
+    """In a verify worker the stand-ins stay up for good (keep_stand_ins); numpy imported
+    afterwards, as a project's import does, binds secrets' stand-in, yet a seeded
+    RandomState(3) is still not flagged under strict guards and an unseeded one is."""
+    assert _seeded_apart_in_child("""
+        from pinrun.world.guards import keep_stand_ins
+        keep_stand_ins()
+        import numpy
+    """) == SEEDED_APART
 
 COPIED = '''\
 import copy
@@ -321,27 +332,7 @@ def test_numpy_first_imported_inside_a_step_tells_seeded_apart() -> None:
     """numpy imported for the first time inside a guarded step (it then holds secrets'
     stand-in): a seeded RandomState(3) is not flagged under strict guards, in that step
     and the next; an unseeded one is named."""
-    done = run_child("""
-        import sys, types
-        from pinrun.world.guards import Guards
-        module = types.ModuleType("proj")
-        module.__file__ = "<proj>"
-        exec(compile("def seeded():\\n    import numpy as np\\n"
-                     "    return np.random.RandomState(3).random_sample()\\n"
-                     "def unseeded():\\n    import numpy as np\\n"
-                     "    return np.random.RandomState().random_sample()\\n",
-                     "<proj>", "exec"), vars(module))
+    assert _seeded_apart_in_child("""
+        import sys
         assert "numpy" not in sys.modules
-        with Guards([module], "strict") as guards:
-            for _ in range(2):
-                with guards.step() as calls:
-                    module.seeded()
-                print("seeded", calls)
-        with Guards([module], "warn") as guards:
-            with guards.step() as calls:
-                module.unseeded()
-            print("unseeded", [call.call for call in calls])
-    """)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["seeded []", "seeded []",
-                                        "unseeded ['numpy.random.RandomState()']"]
+    """) == SEEDED_APART

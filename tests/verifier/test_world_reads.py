@@ -20,7 +20,7 @@ from pinrun.artifacts.store import Store
 from pinrun.engine.run import record
 from pinrun.errors import NondeterminismError
 from pinrun.verifier.replayer import replay
-from pinrun.world import SystemWorld, guards, stand_ins
+from pinrun.world import SystemWorld, stand_ins
 from pinrun.world.attribution import is_harmless_module
 from pinrun.world.datetime_watch import mentions_datetime_clock, profiler, watching_datetime
 from pinrun.world.guards import GuardedCall, GuardMode, Guards
@@ -209,14 +209,14 @@ def test_stand_ins_are_put_back_and_pickle_as_the_real_functions(
     """While guarded, a stand-in pickles as the function it stands for (a process started
     with target=os.getpid); afterwards every patched attribute is the real one again."""
     before = {(id(owner), name): vars(owner)[name]
-              for owner, name, _ in guards._FUNCTIONS}
+              for owner, name, _ in stand_ins.FUNCTIONS}
     with Guards([steps]):
         assert os.getpid is not before[id(os), "getpid"]
         assert pickle.loads(pickle.dumps(os.getpid)) is os.getpid
         wrapped = getattr(time.perf_counter, "__wrapped__")  # noqa: B009 - unknown to mypy
         assert wrapped is before[id(time), "perf_counter"]
     assert {(id(owner), name): vars(owner)[name]
-            for owner, name, _ in guards._FUNCTIONS} == before
+            for owner, name, _ in stand_ins.FUNCTIONS} == before
     assert not isinstance(os.environ, stand_ins.GuardedEnviron)
     assert SystemWorld().entropy(2)  # the real os.urandom
 

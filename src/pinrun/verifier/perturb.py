@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from pinrun.artifacts.store import Store
-from pinrun.engine.records import load_env, load_run, recorded_hash_seed
+from pinrun.engine.records import load_env, load_run
 from pinrun.errors import InputError
 from pinrun.flows.pinning import project_root_for
 from pinrun.verifier.worker import ReplayOptions, ReplayRequest, replay_in_child
@@ -152,8 +152,7 @@ def perturb(store: Store, run_id: str, kinds: list[str], *, code: str = "pinned"
     in a fresh process."""
     check_kinds(kinds)
     run = load_run(store, run_id)
-    recorded_hash_seed(store, run)  # checked: Python starts with it
-    recorded = load_env(store, run)
+    recorded = load_env(store, run)  # checked, hash seed included: Python starts with it
     # Absolute, and the project named: a child working from elsewhere finds both.
     store_path = Path(store.path).absolute()
     options = ReplayOptions.build(code=cast("Any", code), guards=cast("Any", guards),

@@ -6,7 +6,7 @@ same numbers on every run: it is never noted. One built without a seed
 seeds itself from the operating system's entropy, and so does every draw
 from numpy's global generator (``numpy.random.normal()``) unless the step
 seeded it first (``numpy.random.seed(3)`` in the same step). The stand-ins
-here note those, through the guards' note function, at the nearest frame of
+here note those (:func:`pinrun.world.stand_ins.note`) at the nearest frame of
 the project's code: also when a library made the call on the step's behalf
 (scikit-learn's ``random_state=None`` draws from numpy's global generator).
 
@@ -48,13 +48,11 @@ import types
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from pinrun.world.stand_ins import active_watch as active
+from pinrun.world.stand_ins import note
+
 __all__ = ["generator_stand_ins"]
 
-#: The guards' note function: ``note(kind, call, behalf=True)`` notes a call at the nearest
-#: frame of the project's code (raising in strict mode).
-Note = Callable[..., None]
-#: Which guarded step is running now (None: none is): compared by identity only.
-Active = Callable[[], object]
 StandIn = tuple[Any, str, Any, Any]
 
 
@@ -78,15 +76,14 @@ def _wrap(real: Callable[..., Any], body: Callable[..., Any]) -> Callable[..., A
     return body
 
 
-def _global_call(name: str, real: Callable[..., Any], note: Note,
-                 active: Active) -> Callable[..., Any]:
+def _global_call(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
     """A stand-in for one call on numpy's global generator (``real``, bound to it)."""
     call = f"numpy.random.{name}()"
     if name == "seed":
         def seed(*args: Any, **kwargs: Any) -> Any:
             if _seed(args, kwargs, "seed") is None:  # seeded from entropy: not the step's
                 _Seeding.by = None
-                note("randomness", call, behalf=True)
+                note("randomness", call)
             else:
                 _Seeding.by = active()
             return real(*args, **kwargs)
@@ -100,7 +97,7 @@ def _global_call(name: str, real: Callable[..., Any], note: Note,
     def draw(*args: Any, **kwargs: Any) -> Any:
         current = active()
         if current is None or _Seeding.by is not current:
-            note("randomness", call, behalf=True)
+            note("randomness", call)
         return real(*args, **kwargs)
     return _wrap(real, draw)
 
@@ -109,7 +106,7 @@ def _global_call(name: str, real: Callable[..., Any], note: Note,
 _READS = frozenset({"get_state", "__getstate__", "__reduce__", "__repr__", "__str__"})
 
 
-def _global_generator(np_random: types.ModuleType, note: Note, active: Active) -> Any:
+def _global_generator(np_random: types.ModuleType) -> Any:
     """A stand-in for ``numpy.random.mtrand._rand``: a ``RandomState`` sharing the real
     one's bit generator, passing every call to the real one (whose cached normal deviate
     it would not share otherwise), noting the draws."""
@@ -122,7 +119,7 @@ def _global_generator(np_random: types.ModuleType, note: Note, active: Active) -
         if name in _READS:
             namespace[name] = _reading(getattr(real, name))
         elif callable(getattr(real, name, None)):
-            namespace[name] = _method(_global_call(name, getattr(real, name), note, active))
+            namespace[name] = _method(_global_call(name, getattr(real, name)))
     namespace["__module__"] = mtrand.RandomState.__module__
     cls = type("RandomState", (mtrand.RandomState,), namespace)
     return cls(real._bit_generator)
@@ -140,7 +137,7 @@ def _method(function: Callable[..., Any]) -> Callable[..., Any]:
     return _wrap(function, method)
 
 
-def _numpy_stand_ins(np_random: types.ModuleType, note: Note, active: Active) -> list[StandIn]:
+def _numpy_stand_ins(np_random: types.ModuleType) -> list[StandIn]:
     out: list[StandIn] = []
     entropy = getattr(np_random, "bit_generator", None)
     real_randbits = vars(entropy).get("randbits") if entropy is not None else None
@@ -148,12 +145,12 @@ def _numpy_stand_ins(np_random: types.ModuleType, note: Note, active: Active) ->
         # numpy imported while the guards were up holds secrets' stand-in: call through it.
         through = inspect.unwrap(real_randbits)
         out.append((entropy, "randbits", real_randbits,
-                    _wrap(through, _entropy_stand_in(through, note, active))))
+                    _wrap(through, _entropy_stand_in(through))))
     default_rng = np_random.default_rng
 
     def default_rng_stand_in(*args: Any, **kwargs: Any) -> Any:
         if _seed(args, kwargs, "seed") is None:
-            note("randomness", "numpy.random.default_rng()", behalf=True)
+            note("randomness", "numpy.random.default_rng()")
         return default_rng(*args, **kwargs)
 
     out.append((np_random, "default_rng", default_rng,
@@ -163,28 +160,27 @@ def _numpy_stand_ins(np_random: types.ModuleType, note: Note, active: Active) ->
     # others (seed, ranf, sample) call it through mtrand._rand, the stand-in below.
     for name, value in list(vars(np_random).items()):
         if getattr(value, "__self__", None) is real_global and name not in _READS:
-            out.append((np_random, name, value, _global_call(name, value, note, active)))
-    stand_in = _global_generator(np_random, note, active)
+            out.append((np_random, name, value, _global_call(name, value)))
+    stand_in = _global_generator(np_random)
     out.append((np_random.mtrand, "_rand", real_global, stand_in))
     set_bit_generator = getattr(np_random, "set_bit_generator", None)
     if set_bit_generator is not None:
         out.append((np_random, "set_bit_generator", set_bit_generator, _wrap(
             set_bit_generator, _setting_bit_generator(np_random.mtrand, set_bit_generator,
-                                                      real_global, stand_in, active))))
+                                                      real_global, stand_in))))
     return out
 
 
-def _entropy_stand_in(real: Callable[..., Any], note: Note,
-                      active: Active) -> Callable[..., Any]:
+def _entropy_stand_in(real: Callable[..., Any]) -> Callable[..., Any]:
     """numpy's entropy draw for a generator built without a seed (see the module's
     docstring): noted when the project's own line built it with a bare call."""
     def randbits(*args: Any, **kwargs: Any) -> Any:
-        _judge_entropy(sys._getframe(1), note, active)
+        _judge_entropy(sys._getframe(1))
         return real(*args, **kwargs)
     return randbits
 
 
-def _judge_entropy(caller: types.FrameType, note: Note, active: Active) -> None:
+def _judge_entropy(caller: types.FrameType) -> None:
     """An entropy draw made from C for a generator being built, ``caller`` being the
     nearest Python frame: noted when that frame is the project's own, calling a
     constructor with no arguments. Anywhere else (numpy's own Python code unpickling or
@@ -197,7 +193,7 @@ def _judge_entropy(caller: types.FrameType, note: Note, active: Active) -> None:
     # A generator's own class, called bare; not a method that builds one to set its
     # state (PCG64(3).jumped()), nor a name the step gave a partial.
     if built in _NUMPY_BUILDERS:
-        note("randomness", f"numpy.random.{built}()", behalf=True)
+        note("randomness", f"numpy.random.{built}()")
 
 
 #: What the project calls to build a numpy generator (a bare call to one is unseeded).
@@ -230,8 +226,7 @@ def _instructions(code: types.CodeType) -> list[dis.Instruction]:
 
 
 def _setting_bit_generator(mtrand: types.ModuleType, real: Callable[..., Any],
-                           real_global: Any, stand_in: Any,
-                           active: Active) -> Callable[..., Any]:
+                           real_global: Any, stand_in: Any) -> Callable[..., Any]:
     """``numpy.random.set_bit_generator`` while guarded: it sets the global generator's
     bit generator through ``mtrand._rand``, the stand-in now; the real one (whose bound
     methods the module functions are) must get it too. A bit generator the step chose
@@ -267,25 +262,25 @@ class _Built:
     stand_ins: ClassVar[list[StandIn]] = []
 
 
-def generator_stand_ins(note: Note, active: Active) -> list[StandIn]:
+def generator_stand_ins() -> list[StandIn]:
     """(module, attribute, real object, stand-in) for the random generators to guard.
 
-    ``note(kind, call, behalf=True)`` notes a call for the step being guarded;
-    ``active()`` says which step that is (compared by identity: a step that
-    seeded numpy's global generator may draw from it).
+    They note through :func:`pinrun.world.stand_ins.note`; which step is guarded
+    (:func:`~pinrun.world.stand_ins.active_watch`, compared by identity) says
+    whether it seeded numpy's global generator itself.
     """
     np_random = _numpy_random()
     # The global generator's stand-in shares its bit generator (set_bit_generator swaps it).
-    key = (note, active, np_random,
+    key = (np_random,
            np_random and getattr(np_random.mtrand._rand, "_bit_generator", None))
     if _Built.key == key and all(vars(module).get(name) is real
                                  for module, name, real, _ in _Built.stand_ins):
         return _Built.stand_ins
-    _Built.key, _Built.stand_ins = key, _build(note, active, np_random)
+    _Built.key, _Built.stand_ins = key, _build(np_random)
     return _Built.stand_ins
 
 
-def _judge_seeding(frame: types.FrameType | None, note: Note, active: Active,
+def _judge_seeding(frame: types.FrameType | None,
                    made: type) -> None:
     """``random.Random``'s seeding without a seed: noted when, past the random module's own
     frames (its constructor), the project's line makes a bare call (``random.Random()``,
@@ -297,17 +292,17 @@ def _judge_seeding(frame: types.FrameType | None, note: Note, active: Active,
         return
     built = _called_bare(frame)
     if built == "seed":  # rng.seed(): reseeded from entropy
-        note("randomness", "random.Random().seed()", behalf=True)
+        note("randomness", "random.Random().seed()")
     elif built is not None and built in (made.__name__, "Random"):
-        note("randomness", "random.Random()", behalf=True)
+        note("randomness", "random.Random()")
 
 
-def _build(note: Note, active: Active, np_random: types.ModuleType | None) -> list[StandIn]:
+def _build(np_random: types.ModuleType | None) -> list[StandIn]:
     real_seed = vars(random.Random)["seed"]
 
     def seed(self: random.Random, a: Any = None, *args: Any, **kwargs: Any) -> Any:
         if a is None:  # seeded from the operating system's entropy (random.Random())
-            _judge_seeding(sys._getframe(1), note, active, type(self))
+            _judge_seeding(sys._getframe(1), type(self))
         return real_seed(self, a, *args, **kwargs)
 
     real_randbits = vars(secrets)["randbits"]
@@ -315,13 +310,13 @@ def _build(note: Note, active: Active, np_random: types.ModuleType | None) -> li
     def randbits(*args: Any, **kwargs: Any) -> Any:
         caller = sys._getframe(1)
         if "randbits" in caller.f_code.co_names:  # called by name: secrets.randbits(8)
-            note("randomness", "secrets.randbits()", behalf=True)
+            note("randomness", "secrets.randbits()")
         else:  # from C, no Python frame between: a numpy generator imported under guards
-            _judge_entropy(caller, note, active)
+            _judge_entropy(caller)
         return real_randbits(*args, **kwargs)
 
     out: list[StandIn] = [(random.Random, "seed", real_seed, _wrap(real_seed, seed)),
                           (secrets, "randbits", real_randbits, _wrap(real_randbits, randbits))]
     if np_random is not None:
-        out += _numpy_stand_ins(np_random, note, active)
+        out += _numpy_stand_ins(np_random)
     return out

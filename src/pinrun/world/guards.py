@@ -28,7 +28,6 @@ from __future__ import annotations
 import sys
 import threading
 import types
-from collections.abc import Callable
 from typing import Any, Literal
 
 from pinrun.errors import NondeterminismError
@@ -44,38 +43,21 @@ __all__ = ["GuardMode", "GuardedCall", "Guards", "NondeterminismError", "keep_st
 GuardMode = Literal["warn", "strict", "off"]
 
 
-def _note(kind: str, call: str) -> None:
-    """Note a guarded call for the step being guarded (:func:`stand_ins.note`)."""
-    stand_ins.note(kind, call)
-
-
-def _guarded(function: Callable[..., Any], kind: str, call: str) -> Callable[..., Any]:
-    """A stand-in that always notes (:func:`stand_ins.guarded`)."""
-    return stand_ins.guarded(function, kind, call)
-
-
-#: (module or class, attribute, kind) of every function a stand-in replaces and always
-#: notes; more may be added before guards go up. Those noted only for some arguments
-#: (``time.strftime(format)`` without a time) are ``stand_ins.CONDITIONAL``.
-_FUNCTIONS: list[tuple[Any, str, str]] = list(stand_ins.FUNCTIONS)
-
-
 def _stand_ins() -> list[tuple[Any, str, Any, Any]]:
     """(module or class, attribute, real object, guarded stand-in) for everything guarded:
     built once, and again only when a module no longer holds what they stand for (or the
-    catalogue grew): guards go up for every replay."""
+    numpy came in): guards go up for every replay."""
     built = _BUILT[0] if _BUILT else None
-    if built is not None and built[0] == len(_FUNCTIONS) and all(
-            vars(owner).get(name) is real for owner, name, real, _ in built[1]) and \
-            built[2] == _generators_key():
-        return built[1]
+    if built is not None and built[1] == _generators_key() and all(
+            vars(owner).get(name) is real for owner, name, real, _ in built[0]):
+        return built[0]
     found = _build_stand_ins()
-    _BUILT[:] = [(len(_FUNCTIONS), found, _generators_key())]
+    _BUILT[:] = [(found, _generators_key())]
     return found
 
 
-#: The stand-ins built last: (catalogue length, stand-ins, the generators' key).
-_BUILT: list[tuple[int, list[tuple[Any, str, Any, Any]], object]] = []
+#: The stand-ins built last, and the generators' key they were built for.
+_BUILT: list[tuple[list[tuple[Any, str, Any, Any]], object]] = []
 
 
 def _generators_key() -> object:
@@ -87,8 +69,8 @@ def _generators_key() -> object:
 def _build_stand_ins() -> list[tuple[Any, str, Any, Any]]:
     out: list[tuple[Any, str, Any, Any]] = [
         (owner, name, vars(owner)[name],
-         _guarded(getattr(owner, name), kind, stand_ins.call_name(owner, name)))
-        for owner, name, kind in _FUNCTIONS]
+         stand_ins.guarded(getattr(owner, name), kind, stand_ins.call_name(owner, name)))
+        for owner, name, kind in stand_ins.FUNCTIONS]
     out += [(owner, name, vars(owner)[name],
              stand_ins.guarded(getattr(owner, name), kind, stand_ins.call_name(owner, name),
                                when))
@@ -104,14 +86,8 @@ def _build_stand_ins() -> list[tuple[Any, str, Any, Any]]:
             stand_in.__module__ = getattr(module, "__name__", stand_in.__module__)
             stand_in.__qualname__ = name if isinstance(owner, types.ModuleType) else \
                 f"{owner.__qualname__}.{name}"
-    out += generator_stand_ins(_note_behalf, stand_ins.active_watch)  # random.Random, numpy
+    out += generator_stand_ins()  # random.Random, numpy
     return out
-
-
-def _note_behalf(kind: str, call: str, *, behalf: bool = True) -> None:
-    """The generators' note: every call is noted at the nearest frame of the project's
-    code (:func:`stand_ins.note`)."""
-    stand_ins.note(kind, call)
 
 
 class _Shared:
@@ -196,7 +172,7 @@ class Guards:
             # Guards may overlap (replays in threads): the first patches, the last restores.
             if _SHARED.depth == 0:
                 _put_up()
-            elif _SHARED.kept and _BUILT and _BUILT[0][2] != _generators_key():
+            elif _SHARED.kept and _BUILT and _BUILT[0][1] != _generators_key():
                 _take_down()  # numpy came in since they went up for good: again, with it
                 _put_up()
             _SHARED.depth += 1
