@@ -211,3 +211,57 @@ def test_a_replay_in_another_place_names_each_drift(project: Project, tmp_path: 
     assert "umask: 0022 -> 0077" in drift
     assert f"cwd: {project.root} -> {elsewhere}" in drift
     assert not [line for line in drift if line.startswith(("hostname", "TZ", "hash seed"))]
+
+
+#: A step that reads a file of the project by its absolute path (found from the module).
+READS_CONFIG = """
+from pathlib import Path
+
+import pinrun
+
+CONFIG = Path(__file__).resolve().parent.parent / "settings.ini"  # the project folder
+
+
+@pinrun.step
+def configured(n: int) -> dict:
+    return {"setting": CONFIG.read_text().strip(), "seen": n}
+
+
+flow = pinrun.Flow("configured", [configured])
+"""
+
+
+@pytest.mark.slow
+def test_a_store_not_named_pinrun_keeps_its_file_inputs_under_another_cwd(
+        project: Project) -> None:
+    """The store at ``runs/`` (not ``.pinrun``): the project is the folder the run was
+    recorded from, and a replay from another working folder (--perturb cwd) checks the
+    file the step read there, not in the child's fresh folder, so it reproduces."""
+    project.write("configured", READS_CONFIG)
+    (project.root / "settings.ini").write_text("fast\n")
+    store = project.root / "runs"
+    assert _pinrun(project, "--store", str(store), "init").returncode == 0
+    done = _pinrun(project, "--store", str(store), "run", project.entry("configured"),
+                   "--set", "n=1")
+    assert done.returncode == 0, done.stderr
+    run_id = done.stdout.strip()
+    shown = _pinrun(project, "--store", str(store), "show", run_id)
+    assert "settings.ini" in shown.stdout, shown.stdout
+    result = _pinrun(project, "--store", str(store), "replay", run_id, "--perturb", "cwd",
+                     "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert [(item["kind"], item["verdict"]) for item in report["perturbations"]] == [
+        ("cwd", "reproduced")]
+    (project.root / "settings.ini").write_text("slow\n")
+    changed = _pinrun(project, "--store", str(store), "replay", run_id, "--json")
+    assert changed.returncode == 1, changed.stdout + changed.stderr
+    explanation = json.loads(changed.stdout)["explanation"]
+    assert "cause: file system: input file changed: settings.ini (" in explanation
+    # And from the child's fresh folder, the change is named the same way.
+    moved = _pinrun(project, "--store", str(store), "replay", run_id, "--perturb", "cwd",
+                    "--json")
+    assert moved.returncode == 1, moved.stdout + moved.stderr
+    (perturbed,) = json.loads(moved.stdout)["perturbations"]
+    assert "cause: file system: input file changed: settings.ini (" in \
+        perturbed["explanation"], perturbed

@@ -79,7 +79,8 @@ def _continue(run: RunRecord, flow: Flow, pins: dict[str, PinnedStep], store: St
     state = store.get_snapshot(run.state)
     encoded = {key: codec.encode(value, root=f"state[{key!r}]") for key, value in state.items()}
     recorder = Recorder(flow, store, world, durability, state=state, encoded=encoded,
-                        timing={**timing, "steps": list(timing.get("steps", []))})
+                        timing={**timing, "steps": list(timing.get("steps", []))},
+                        project_root=project_root)
     batch = recorder.writer()
     stored = put_pins(batch, flow, pins, run.entry, project_root)
     recorder.step_pins = stored.steps

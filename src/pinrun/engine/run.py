@@ -131,7 +131,8 @@ def record(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
     stamp = f"{started.strftime('%Y%m%dT%H%M%S')}{started.microsecond // 1000:03d}"
     run_id = f"{stamp}-{actual_world.entropy(_ID_ENTROPY).hex()}"
     recorder = Recorder(flow, store, actual_world, durability, state=state, encoded=encoded,
-                        timing={"started": started.isoformat(), "steps": []})
+                        timing={"started": started.isoformat(), "steps": []},
+                        project_root=root)
     batch = recorder.writer()
     where = entry if entry is not None else find_entry(flow, root)
     stored = put_pins(batch, flow, pins, where, root)
@@ -189,8 +190,10 @@ class Recorder:
 
     def __init__(self, flow: Flow, store: Store, world: World, durability: Durability, *,
                  state: dict[str, Any], encoded: dict[str, bytes],
-                 timing: dict[str, Any]) -> None:
+                 timing: dict[str, Any], project_root: Path) -> None:
         self.flow = flow
+        #: The project the steps run in: file inputs and call sites are named under it.
+        self.project_root = project_root
         self.store = store
         self.world = world
         self.durability = durability
@@ -217,7 +220,7 @@ class Recorder:
         code = frozenset(found.co_filename for item in flow.steps
                          if (found := getattr(item.func, "__code__", None)) is not None)
         self.guard: StepGuard | None = FileGuard(recording_guard, FileSetup.for_store(
-            store.path, project_root_for(store.path), files=code))
+            store.path, project_root, files=code))
         self.debug_step: str | None = None
         #: Per step, the module-level state its pin says it reads (watched for changes).
         self.hidden_state: HiddenState | None = {}
@@ -275,7 +278,7 @@ class Recorder:
         """Record the step; in ``"step"`` durability commit it (the run's last step's
         commit says the run succeeded: one durable commit per step)."""
         if outcome.guarded:  # the network or a process, reached outside ctx.effect
-            outcome.hazards += world_hazards(outcome.guarded, project_root_for(self.store.path))
+            outcome.hazards += world_hazards(outcome.guarded, self.project_root)
         self._record_step(outcome, base.entries)
         if outcome.error is not None:
             return None  # committed with the level's end, which fails the run

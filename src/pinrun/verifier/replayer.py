@@ -114,6 +114,9 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
             modules = [] if guards == "off" else [*project_modules(root), *loaded]
             with Guards(modules, guards, allow_world=allow_world) as watching, \
                     attempt_source_shown(store, chosen, debug_step, ran):
+                # The files each step reads, named under the project (once per replay).
+                files = FileSetup.for_store(store.path, root, strict=guards == "strict",
+                                            files=watching.files)
                 if refused is not None:  # a pool warmed earlier, running the project's code
                     refused.files = frozenset(watching.files)
                     refused.strict = guards == "strict"
@@ -126,7 +129,8 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
                     report.steps, report.repetition = [], repetition
                     _Replay(store, run, chosen, drift=drift, report=report, guards=watching,
                             debug_step=debug_step, verified=verified, ran=ran,
-                            refused=refused, hidden=hidden, repetition=repetition).run()
+                            refused=refused, hidden=hidden, repetition=repetition,
+                            files=files).run()
                     if report.first_divergence is not None:
                         break
                 _add_earlier_hazards(report.steps, earlier)
@@ -197,15 +201,14 @@ class _Replay:
                  verified: set[Digest] | None = None,
                  ran: dict[str, tuple[str, bool]] | None = None,
                  refused: ReplayWatch | None = None, hidden: Watch | None = None,
-                 repetition: int = 1) -> None:
+                 repetition: int = 1, files: FileSetup) -> None:
         self.debug_step = debug_step
         #: What the replay refused outside a step's own watch (its threads, say).
         self.refused = refused
         self.guards = guards
         self.watched = guards.mode != "off"
         #: The files each step reads: checked against what it read when recorded.
-        self.files = FileSetup.for_store(store.path, project_root_for(store.path),
-                                         strict=guards.mode == "strict", files=guards.files)
+        self.files = files
         self.file_guard = FileGuard(guards.step, self.files) if self.watched else None
         #: The project's hidden state (None: not watched), and which repetition this is.
         self.hidden = hidden
