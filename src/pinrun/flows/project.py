@@ -41,13 +41,14 @@ import urllib.parse
 from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
 __all__ = ["DISTRIBUTIONS_VARIABLE", "PinnedCodeLoader", "distribution_of",
            "home_distributions", "installed_as", "is_library_file", "is_project_distribution",
            "is_project_file",
            "is_project_local", "main_module_for", "module_identity", "normalized",
            "outside_project", "owners_of", "owners_of_module", "path_identity",
-           "pinrun_requirements", "project_context", "script_path"]
+           "pinrun_requirements", "project_context", "pyproject", "script_path"]
 
 #: The environment variable naming more project distributions (comma-separated).
 DISTRIBUTIONS_VARIABLE = "PINRUN_DISTRIBUTIONS"
@@ -292,14 +293,38 @@ def home_distributions(project_root: Path, *modules: types.ModuleType | None) ->
 
 # Keyed by the configuration variable's value; reads pyproject.toml, not loaded code.
 @functools.lru_cache(maxsize=64)
-def _configured(project_root: Path, variable: str) -> frozenset[str]:
-    """The project's distributions as its ``pyproject.toml`` and the environment name them."""
-    names = {part.strip() for part in variable.split(",") if part.strip()}
+def pyproject(project_root: Path) -> dict[str, Any]:
+    """The project's ``pyproject.toml``, parsed (empty when absent or not TOML); read
+    again only when the file changed (by size and time), as it is asked per replay.
+    The answer is shared: never change it."""
+    path = project_root / "pyproject.toml"
     try:
-        with (project_root / "pyproject.toml").open("rb") as file:
+        info = os.stat(path)
+        key = (info.st_mtime_ns, info.st_size, info.st_ino)
+    except OSError:
+        return {}
+    known = _PYPROJECTS.get(path)
+    if known is not None and known[0] == key:
+        return known[1]
+    try:
+        with path.open("rb") as file:
             data = tomllib.load(file)
     except (OSError, tomllib.TOMLDecodeError):
         data = {}
+    if len(_PYPROJECTS) > 64:
+        _PYPROJECTS.clear()
+    _PYPROJECTS[path] = (key, data)
+    return data
+
+
+#: Per pyproject.toml: (its size and time when read, what it held).
+_PYPROJECTS: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+
+
+def _configured(project_root: Path, variable: str) -> frozenset[str]:
+    """The project's distributions as its ``pyproject.toml`` and the environment name them."""
+    names = {part.strip() for part in variable.split(",") if part.strip()}
+    data = pyproject(project_root)
     project = data.get("project") if isinstance(data, dict) else None
     if isinstance(project, dict) and isinstance(project.get("name"), str):
         names.add(project["name"])

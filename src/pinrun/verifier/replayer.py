@@ -209,7 +209,7 @@ class _Replay:
         self.watched = guards.mode != "off"
         #: The files each step reads: checked against what it read when recorded.
         self.files = files
-        self.file_guard = FileGuard(guards.step, self.files) if self.watched else None
+        self.file_guard = FileGuard(guards.step, self.files, refused) if self.watched else None
         #: The project's hidden state (None: not watched), and which repetition this is.
         self.hidden = hidden
         self.repetition = repetition

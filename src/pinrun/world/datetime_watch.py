@@ -28,7 +28,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from pinrun.world.attribution import project_frame
-from pinrun.world.stand_ins import ACTIVE, judge
+from pinrun.world.refusal import current_watch
+from pinrun.world.stand_ins import judge
 
 __all__ = ["mentions_datetime_clock", "profiler", "watching_datetime"]
 
@@ -160,8 +161,8 @@ def profiler(frame: types.FrameType, event: str, arg: Any) -> None:
     if (owner is not datetime.datetime and owner is not datetime.date) or \
             (owner, getattr(arg, "__name__", None)) not in _CALLS:
         return
-    watch = ACTIVE.get()
-    if watch is None:
+    watch = current_watch()
+    if watch is None or not watch.guarded:
         return
     found = project_frame(watch.files, frame)
     if found is None:

@@ -25,8 +25,9 @@ Under ``--guards strict`` a replayed step that reads a file or lists a folder
 is refused: a :class:`~pinrun.errors.NondeterminismError` naming the path and
 the project's file and line, as Temporal's sandbox refuses file access.
 
-One hook is installed per process, on first use; while no step is watched it
-costs a set look-up and a context-variable read per audit event.
+The world's one audit hook (:func:`pinrun.world.refusal.watch_events`: every
+hook is called for every audit event in the process, so there is one) hands
+these events over; while no step is watched, one costs a context-variable read.
 """
 
 from __future__ import annotations
@@ -38,11 +39,9 @@ import sys
 import sysconfig
 import threading
 import tokenize
-import tomllib
 import types
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -51,6 +50,7 @@ from typing import Any
 import blake3
 
 from pinrun.errors import InputError, NondeterminismError
+from pinrun.flows.project import pyproject
 from pinrun.world import refusal
 from pinrun.world.refusal import GuardedCall
 
@@ -84,11 +84,7 @@ def ignore_patterns(root: Path) -> tuple[str, ...]:
     """The paths the project says are never inputs: ``[tool.pinrun] ignore_files`` in its
     ``pyproject.toml``, then ``$PINRUN_IGNORE_FILES`` (comma-separated), as globs."""
     patterns: list[str] = []
-    try:
-        with (root / "pyproject.toml").open("rb") as file:
-            data = tomllib.load(file)
-    except (OSError, tomllib.TOMLDecodeError):
-        data = {}
+    data = pyproject(root)
     tool = data.get("tool", {})
     pinrun = tool.get("pinrun", {}) if isinstance(tool, dict) else {}
     listed = pinrun.get("ignore_files", []) if isinstance(pinrun, dict) else []
@@ -253,26 +249,21 @@ def _is_library(name: str) -> bool:
     return found
 
 
-_WATCH: ContextVar[FileWatch | None] = ContextVar("pinrun_file_watch", default=None)
-#: A recorded step's watch by its guarded-call list, for the threads it starts (which
-#: :mod:`pinrun.world.refusal` marks with the step's world watch, holding that list).
-_BY_CALLS: dict[int, tuple[list[Any], FileWatch]] = {}
 _HOOK: list[bool] = []
 _LOCK = threading.Lock()
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
-    if event not in _EVENTS:  # first, and cheap: the hook sees every audit event
-        return
-    watch = _WATCH.get()
+    """The audit hook's handler of ``_EVENTS`` (see :func:`refusal.watch_events`)."""
+    step = refusal.current_watch()
+    watch: FileWatch | None = step.file_watch if step is not None else None
     if watch is None:
-        if not _BY_CALLS:
-            return
         thread = threading.current_thread()
-        world = getattr(thread, "_pinrun_watch", None)  # a recorded step's thread
-        found = _BY_CALLS.get(id(world.calls)) if world is not None else None
-        replay = getattr(thread, "_pinrun_replay", None)  # a replay's thread
-        watch = found[1] if found is not None else getattr(replay, "file_watch", None)
+        # A recorded step's thread carries the step's world watch, a replay's thread the
+        # replay's: each knows the file watch of the step running now.
+        world = getattr(thread, "_pinrun_watch", None) or \
+            getattr(thread, "_pinrun_replay", None)
+        watch = getattr(world, "file_watch", None)
         if watch is None:
             return
     if refusal.in_effect():
@@ -291,7 +282,7 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
 def _install_hook() -> None:
     with _LOCK:
         if not _HOOK:
-            sys.addaudithook(_audit)
+            refusal.watch_events(_EVENTS, _audit)
             _HOOK.append(True)
 
 
@@ -305,20 +296,27 @@ class FileGuard:
     ``FileGuard(recording_guard, setup)`` is itself a guard: the list it yields
     is the inner guard's, and when the step is done its :class:`FileWatch` is
     appended there, so it travels with the step's outcome (:func:`files_read`).
+    While the step runs, the file watch rides on the step's world watch
+    (:class:`~pinrun.world.refusal.WorldWatch`, which the inner guard enters):
+    an inner guard that enters none watches no reads.
     """
 
-    __slots__ = ("inner", "setup")
+    __slots__ = ("inner", "replay", "setup")
 
-    def __init__(self, inner: Guard, setup: FileSetup) -> None:
+    def __init__(self, inner: Guard, setup: FileSetup,
+                 replay: refusal.ReplayWatch | None = None) -> None:
         self.inner = inner
         self.setup = setup
+        #: The replay whose steps these are, if one refuses the world: its threads read
+        #: for the step running now.
+        self.replay = replay
 
     def __call__(self) -> _Watching:
         return _Watching(self)
 
 
 class _Watching:
-    __slots__ = ("_guard", "_inner", "_noticed", "_replay", "_token", "_watch")
+    __slots__ = ("_guard", "_inner", "_noticed", "_watch", "_world")
 
     def __init__(self, guard: FileGuard) -> None:
         self._guard = guard
@@ -328,21 +326,25 @@ class _Watching:
             _install_hook()
         self._inner = self._guard.inner()
         noticed = self._noticed = self._inner.__enter__()
-        self._watch = FileWatch(self._guard.setup, noticed)
-        self._token: Token[FileWatch | None] = _WATCH.set(self._watch)
-        _BY_CALLS[id(noticed)] = (noticed, self._watch)
-        # The replay's threads read for the step running now (steps of one level running
-        # concurrently share them: the last to start gets their reads).
-        self._replay = refusal.owning_replay()
-        if self._replay is not None:
-            self._replay.file_watch = self._watch
+        watch = self._watch = FileWatch(self._guard.setup, noticed)
+        # The step's world watch carries it: for the step's reads, and for those of the
+        # threads it starts (which carry that watch)...
+        world = self._world = refusal.current_watch()
+        if world is not None:
+            world.file_watch = watch
+        # ...and the replay's threads read for the step running now (steps of one level
+        # running concurrently share them: the last to start gets their reads).
+        replay = self._guard.replay
+        if replay is not None:
+            replay.file_watch = watch
         return noticed
 
     def __exit__(self, *exc_info: Any) -> bool | None:
-        _WATCH.reset(self._token)
-        _BY_CALLS.pop(id(self._noticed), None)
-        if self._replay is not None and self._replay.file_watch is self._watch:
-            self._replay.file_watch = None
+        if self._world is not None:
+            self._world.file_watch = None
+        replay = self._guard.replay
+        if replay is not None and replay.file_watch is self._watch:
+            replay.file_watch = None
         self._noticed.append(self._watch)  # the step's file reads go with its outcome
         return self._inner.__exit__(*exc_info)
 

@@ -34,9 +34,7 @@ from pinrun.errors import NondeterminismError
 from pinrun.world import stand_ins
 from pinrun.world.datetime_watch import mentions_datetime_clock, watching_datetime
 from pinrun.world.generators import generator_stand_ins
-from pinrun.world.refusal import GuardedCall, WorldWatch, watching_world
-from pinrun.world.stand_ins import ACTIVE as _ACTIVE
-from pinrun.world.stand_ins import Watch as _Watch
+from pinrun.world.refusal import GuardedCall, WorldWatch, enter_watch, leave_watch
 
 __all__ = ["GuardMode", "GuardedCall", "Guards", "NondeterminismError", "keep_stand_ins"]
 
@@ -90,6 +88,38 @@ def _build_stand_ins() -> list[tuple[Any, str, Any, Any]]:
     return out
 
 
+class _ByIdentity:
+    """Objects mapped to others by identity, without ``id()``: it raises an audit event,
+    which every audit hook of the process is called for. Functions, methods and
+    classes are looked up by hash (then checked to be the very object); the few
+    objects that cannot be hashed (``os.environ``) are compared one by one."""
+
+    __slots__ = ("hashed", "kinds", "other")
+
+    def __init__(self, pairs: list[tuple[Any, Any]]) -> None:
+        self.hashed: dict[Any, tuple[Any, Any]] = {}
+        self.other: list[tuple[Any, Any]] = []
+        for key, value in pairs:
+            try:
+                self.hashed[key] = (key, value)
+            except TypeError:
+                self.other.append((key, value))
+        #: Only a value of one of these types can be a key: the others are not looked up.
+        self.kinds = frozenset(type(key) for key, _ in pairs)
+
+    def get(self, key: object) -> Any:
+        """What ``key`` (the very object) maps to, or None."""
+        if type(key) not in self.kinds:
+            return None
+        try:
+            found = self.hashed.get(key)
+        except TypeError:  # unhashable
+            found = None
+        if found is not None and found[0] is key:
+            return found[1]
+        return next((value for known, value in self.other if known is key), None)
+
+
 class _Shared:
     """What every Guards in the process shares: the patches, and who still needs them."""
 
@@ -98,9 +128,9 @@ class _Shared:
         self.depth = 0
         self.stand_ins: list[tuple[Any, str, Any, Any]] = []
         self.patched: list[tuple[Any, str, Any]] = []
-        #: The stand-in of each real object, and back, by id (built as they go up).
-        self.by_real: dict[int, Any] = {}
-        self.real_of: dict[int, Any] = {}
+        #: The stand-in of each real object, and back (built as they go up).
+        self.by_real = _ByIdentity([])
+        self.real_of = _ByIdentity([])
         #: Whether they stay up for good (a verify worker: :func:`keep_stand_ins`).
         self.kept = False
 
@@ -114,8 +144,8 @@ def _put_up() -> None:
     for owner, name, real, stand_in in _SHARED.stand_ins:
         _SHARED.patched.append((owner, name, real))
         setattr(owner, name, stand_in)
-    _SHARED.by_real = {id(real): stand_in for _, _, real, stand_in in _SHARED.stand_ins}
-    _SHARED.real_of = {id(stand_in): real for _, _, real, stand_in in _SHARED.stand_ins}
+    _SHARED.by_real = _ByIdentity([(real, new) for _, _, real, new in _SHARED.stand_ins])
+    _SHARED.real_of = _ByIdentity([(new, real) for _, _, real, new in _SHARED.stand_ins])
 
 
 def _take_down() -> None:
@@ -124,7 +154,7 @@ def _take_down() -> None:
         setattr(owner, name, value)
     _SHARED.patched.clear()
     _SHARED.stand_ins = []
-    _SHARED.by_real, _SHARED.real_of = {}, {}
+    _SHARED.by_real, _SHARED.real_of = _ByIdentity([]), _ByIdentity([])
 
 
 def keep_stand_ins() -> None:
@@ -176,15 +206,15 @@ class Guards:
                 _take_down()  # numpy came in since they went up for good: again, with it
                 _put_up()
             _SHARED.depth += 1
-            by_real = _SHARED.by_real
+            by_real, kept = _SHARED.by_real, _SHARED.kept
         for module in self.modules:  # names the project imported: from time import time
             namespace = vars(module)
-            for name, value in list(namespace.items()):
-                stand_in = by_real.get(id(value))
-                if stand_in is not None and not name.startswith("__"):
-                    self._swapped.append((namespace, name, value))
-                    namespace[name] = stand_in
-        self._before = set(sys.modules)
+            for name, stand_in in _imported_names(namespace, by_real):
+                self._swapped.append((namespace, name, namespace[name]))
+                namespace[name] = stand_in
+        # Stand-ins kept up for good are idle between steps: a module first imported now
+        # may keep the ones it takes by name.
+        self._before = set() if kept else set(sys.modules)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -196,13 +226,13 @@ class Guards:
         with _SHARED.lock:
             real_of = _SHARED.real_of
             # A module first imported while guarded took stand-ins by name: give it the real.
-            for module_name in set(sys.modules) - self._before:
+            for module_name in set(sys.modules) - self._before if self._before else ():
                 module = sys.modules.get(module_name)
                 namespace = getattr(module, "__dict__", None)
                 if not isinstance(namespace, dict):
                     continue
                 for name, value in list(namespace.items()):
-                    real = real_of.get(id(value))
+                    real = real_of.get(value)
                     if real is not None:
                         namespace[name] = real
             _SHARED.depth -= 1
@@ -216,11 +246,34 @@ class Guards:
 
 
 
-class _StepWatch:
-    """One guarded step (:meth:`Guards.step`). A class rather than a generator: it is
-    entered around every replayed step."""
+def _imported_names(namespace: dict[str, Any],
+                    by_real: _ByIdentity) -> list[tuple[str, Any]]:
+    """(name, stand-in) for each name in a module's namespace bound to a real object
+    stood in for. Remembered per namespace while it keeps its size and those names
+    (a module's names are bound as it is imported, and this is asked for every
+    replay): a global rebound later to a real object keeps it."""
+    key = (namespace.get("__name__"), len(namespace))
+    known = _IMPORTED.get(key)
+    if known is not None and known[0] is namespace and known[1] is by_real and \
+            all(by_real.get(namespace.get(name)) is stand_in for name, stand_in in known[2]):
+        return known[2]
+    found = [(name, stand_in) for name, value in list(namespace.items())
+             if not name.startswith("__") and (stand_in := by_real.get(value)) is not None]
+    _IMPORTED[key] = (namespace, by_real, found)
+    return found
 
-    __slots__ = ("_datetime", "_guards", "_token", "_world")
+
+#: Per module name and namespace size: the namespace, the stand-ins and the names found.
+_IMPORTED: dict[tuple[object, int], tuple[dict[str, Any], _ByIdentity,
+                                          list[tuple[str, Any]]]] = {}
+
+
+class _StepWatch:
+    """One guarded step (:meth:`Guards.step`): one :class:`WorldWatch` for its world
+    calls, its guards' notes and (with a file guard) its reads. A class rather than a
+    generator: it is entered around every replayed step."""
+
+    __slots__ = ("_datetime", "_guards", "_token")
 
     def __init__(self, guards: Guards) -> None:
         self._guards = guards
@@ -230,29 +283,24 @@ class _StepWatch:
         if guards.mode == "off":
             self._token = None
             return []
-        watch = _Watch(strict=guards.mode == "strict", files=guards.files)
-        self._token = _ACTIVE.set(watch)
+        # World calls go to the same list as the guards' notes, in the order they came.
+        watch = WorldWatch(refuse=not guards.allow_world, files=guards.files, guarded=True,
+                           strict=guards.mode == "strict")
+        self._token = enter_watch(watch)
         self._datetime = watching_datetime() if guards._watch_datetime else None
-        try:
-            if self._datetime is not None:
+        if self._datetime is not None:
+            try:
                 self._datetime.__enter__()
-            # World calls go to the same list, in the order they were made.
-            self._world = watching_world(WorldWatch(refuse=not guards.allow_world,
-                                                    files=guards.files, calls=watch.calls))
-            self._world.__enter__()
-        except BaseException:
-            if self._datetime is not None:
-                self._datetime.__exit__(None, None, None)
-            _ACTIVE.reset(self._token)
-            raise
+            except BaseException:
+                leave_watch(self._token)
+                raise
         return watch.calls
 
     def __exit__(self, *exc_info: object) -> None:
         if self._token is None:
             return
         try:
-            self._world.__exit__(*exc_info)
             if self._datetime is not None:
                 self._datetime.__exit__(*exc_info)
         finally:
-            _ACTIVE.reset(self._token)
+            leave_watch(self._token)

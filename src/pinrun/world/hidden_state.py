@@ -75,6 +75,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import gc
+import operator
 import queue
 import threading
 import types
@@ -128,40 +129,101 @@ Look = tuple[object, ...]
 
 
 class _Place:
-    """One place hidden state lives: how to reach it, and what it held last time."""
+    """One place hidden state lives: how to reach it, and what it held last time.
 
-    __slots__ = ("bare", "get", "is_global", "kind", "owner", "quiet", "seen", "view",
-                 "watched")
+    ``reach(key, _MISSING)`` is what the place holds now (a mapping's ``get``
+    and the name, for a module global or a class attribute): a watch fetches
+    every place's binding at once that way, and asks a place for a token only
+    when the binding needs more than its identity (:meth:`token_of`).
+    """
 
-    def __init__(self, kind: str, owner: str, get: Callable[[], object]) -> None:
-        self.kind, self.owner, self.get = kind, owner, get
+    __slots__ = ("bare", "copied", "is_global", "key", "kind", "last", "owner", "quiet",
+                 "reach", "seen", "view", "watched")
+
+    def __init__(self, kind: str, owner: str, reach: Callable[[Any, object], object],
+                 key: object) -> None:
+        self.kind, self.owner, self.reach, self.key = kind, owner, reach, key
         self.is_global = False  # a module global (recording watches those by name)
         self.seen: object = _MISSING  # the object classified last (by identity)
         self.quiet = True
         self.watched = False
         self.bare = False  # an object whose attributes may come later (``NS.x = 1``)
         self.view: int | None = None
+        #: A flat container's contents at the last look (a shallow copy), else None.
+        self.copied: Any = None
+        #: The token given last: given again while nothing changed, so an unchanged
+        #: look is the same objects and compares by identity alone.
+        self.last: object = _MISSING
+
+    def classify(self, value: object) -> None:
+        """Classify the object now bound here (once per object: by identity)."""
+        self.seen, self.view, self.last = value, None, _MISSING
+        self.quiet = value is _MISSING or _quiet_value(value)
+        self.copied = _flat_copy(value) if not self.quiet else None
+        self.watched = not self.quiet and (
+            self.copied is not None or snapshot_view(value) is not None)
+        self.bare = not self.quiet and not self.watched and _bare(value)
+
+    @property
+    def special(self) -> bool:
+        """Whether the token is more than the binding itself (see :meth:`token_of`)."""
+        return not self.quiet
 
     def token(self) -> object:
         """What the place holds now, comparable with an earlier token of it."""
-        value = self.get()
-        if value is not self.seen:  # classified once per object bound here
-            self.seen, self.view = value, None
-            self.quiet = value is _MISSING or _quiet_value(value)
-            self.watched = not self.quiet and snapshot_view(value) is not None
-            self.bare = not self.quiet and not self.watched and _bare(value)
-        if self.quiet:
-            return value  # compared by identity, then (a rebinding) by equality
+        value = self.reach(self.key, _MISSING)
+        if value is not self.seen:
+            self.classify(value)
+        return value if self.quiet else self.token_of(value)
+
+    def token_of(self, value: object) -> object:
+        """The token of ``value``, the object this place is classified for and holds now."""
+        if self.copied is not None:  # a flat container: a copy is its snapshot
+            copied = value.copy()  # type: ignore[attr-defined]
+            if copied == self.copied:
+                return self.copied
+            if _is_flat(copied):
+                self.copied = copied
+                return copied
+            self.copied = None  # it holds a container now: snapshots from here on
         if not self.watched and (not self.bare or not vars(value)):
             return _UNSEEN  # nothing pinrun can see (yet: no encoding is tried)
         found = snapshot_view(value, self.view)
         if found is None:
             return _UNSEEN
         self.view = found[0]
-        return found[1]
+        if found[1] != self.last:
+            self.last = found[1]
+        return self.last
 
     def compare(self, before: object, after: object) -> Change | None:
         return None if _same(before, after) else Change(self.kind, self.owner, "changed")
+
+
+#: The containers whose snapshot is a shallow copy while they hold only plain values.
+_FLAT: Final = frozenset({dict, list, set})
+
+
+def _flat_copy(value: object) -> object:
+    """A shallow copy of a small dict, list or set holding only plain values (its keys
+    too), else None: equal copies mean the same contents, without encoding them."""
+    if type(value) not in _FLAT or len(value) > _MAX_FLAT:  # type: ignore[arg-type]
+        return None
+    copied = value.copy()  # type: ignore[attr-defined]
+    return copied if _is_flat(copied) else None
+
+
+def _is_flat(copied: Any) -> bool:
+    if len(copied) > _MAX_FLAT:
+        return False
+    if type(copied) is dict:
+        return all(type(item) in _PLAIN for item in copied.values()) and \
+            all(type(item) in _PLAIN for item in copied)
+    return all(type(item) in _PLAIN for item in copied)
+
+
+#: Past this many items a container is encoded (counted by its size when it is large).
+_MAX_FLAT: Final = 1_000
 
 
 class _CachePlace(_Place):
@@ -170,7 +232,7 @@ class _CachePlace(_Place):
     __slots__ = ("calls", "results", "wrapper")
 
     def __init__(self, owner: str, wrapper: Any) -> None:
-        super().__init__(CACHE, owner, lambda: None)
+        super().__init__(CACHE, owner, _itself, wrapper)
         self.wrapper = wrapper
         #: (hits, misses, size) when the entries were read last: while they stay the
         #: same, nobody called the function (nor cleared its cache), so the entries
@@ -179,12 +241,20 @@ class _CachePlace(_Place):
         #: The entries whose results can change in place: (key, result).
         self.results: list[tuple[object, object]] | None = None
 
+    def classify(self, value: object) -> None:
+        self.seen, self.quiet = value, False
+
     def token(self) -> object:
+        return self.token_of(self.wrapper)
+
+    def token_of(self, value: object) -> object:
         try:
             info = self.wrapper.cache_info()
             calls = (int(info.hits), int(info.misses), int(info.currsize))
         except Exception:  # not an lru_cache wrapper after all
             return (0, None)
+        if calls == self.calls and not self.results and self.last is not _MISSING:
+            return self.last  # nobody called it, or its results cannot change in place
         if calls != self.calls:
             entries = _cache_entries(self.wrapper, calls[2])
             # A result that cannot change in place needs no snapshot: a pure cache of
@@ -192,9 +262,11 @@ class _CachePlace(_Place):
             self.results = None if entries is None else \
                 [(key, result) for key, result in entries if not _quiet_value(result)]
             self.calls = calls
-        if self.results is None:  # insides not recognised, or too many: the size alone
-            return (calls[2], None)
-        return (calls[2], {key: _snapshot(result) for key, result in self.results})
+        token = (calls[2], None) if self.results is None else \
+            (calls[2], {key: _snapshot(result) for key, result in self.results})
+        if token != self.last:
+            self.last = token
+        return self.last
 
     def compare(self, before: object, after: object) -> Change | None:
         assert isinstance(before, tuple)
@@ -207,6 +279,11 @@ class _CachePlace(_Place):
             return Change(CACHE, self.owner, f"holds {_entries(after[0])} (was {before[0]})",
                           hazard=False)
         return None
+
+
+def _itself(key: object, missing: object) -> object:
+    """The reach of a place that is its key (a cache's wrapper)."""
+    return key
 
 
 def _entries(count: object) -> str:
@@ -301,6 +378,10 @@ class Watch:
                  places: list[_Place] | None = None) -> None:
         self.modules = list(modules)
         self._places = places
+        #: What each place held when classified, and the places whose token is more
+        #: than that (index, place): kept in step with the places' own classification.
+        self._bound: list[object] | None = None
+        self._special: list[tuple[int, _Place]] = []
         #: Per step name, what it found when the first repetition reached it.
         self.first_found: dict[str, Look] = {}
         #: Per owner, who last changed it: (the step, or the steps that ran concurrently
@@ -315,11 +396,37 @@ class Watch:
         return self._places
 
     def look(self) -> Look:
-        """What every place holds now."""
-        return tuple([place.token() for place in self.places])
+        """What every place holds now.
+
+        Every binding is fetched at once and compared by identity with what each
+        place was classified for; only a place bound to another object is
+        classified again, and only the places that hold more than an immutable
+        value are asked for a token. A token that did not change is the very
+        object of the last look, so :meth:`changes` compares unchanged looks by
+        identity alone.
+        """
+        places = self.places
+        tokens = [place.reach(place.key, _MISSING) for place in places]
+        if self._bound is None or not all(map(operator.is_, tokens, self._bound)):
+            self._classify(tokens)
+        for index, place in self._special:
+            tokens[index] = place.token_of(tokens[index])
+        return tuple(tokens)
+
+    def _classify(self, bound: list[object]) -> None:
+        """Classify the places bound to another object than last time (another watch of
+        the same modules may have done so already), and note which are special."""
+        for place, value in zip(self.places, bound, strict=True):
+            if value is not place.seen:
+                place.classify(value)
+        self._bound = [place.seen for place in self.places]
+        self._special = [(index, place) for index, place in enumerate(self.places)
+                         if place.special]
 
     def changes(self, before: Look, after: Look) -> list[Change]:
         """What differs between two looks (a cache that filled up included, as no hazard)."""
+        if before is after or all(map(operator.is_, before, after)):
+            return []  # nearly always: the same objects, nothing changed
         found = []
         for place, old, new in zip(self.places, before, after, strict=True):
             if old is new:
@@ -394,7 +501,7 @@ def _places(module: types.ModuleType) -> Iterator[_Place]:
                 yield from _function_places(value, func, name_of)
             continue
         place = _Place(MODULE_STATE, f"{name_of}.{name}",
-                       functools.partial(namespace.get, name, _MISSING))
+                       namespace.get, name)
         place.is_global = True
         yield place
 
@@ -445,11 +552,7 @@ def _class_places(cls: type, owner: str) -> Iterator[_Place]:
         elif not hasattr(type(value), "__get__") and not isinstance(value, type):
             # A descriptor (a property) is code; anything else is the class's data.
             yield _Place(MODULE_STATE, f"{owner}.{name}",
-                         functools.partial(_class_attribute, namespace, name))
-
-
-def _class_attribute(namespace: types.MappingProxyType[str, Any], name: str) -> object:
-    return namespace.get(name, _MISSING)
+                         namespace.get, name)
 
 
 def _function_of(value: object) -> types.FunctionType | None:
@@ -483,19 +586,21 @@ def _function_places(value: object, func: types.FunctionType, module: str) -> It
         if not _quiet_value(default):
             name = positional[len(positional) - len(defaults) + index]
             yield _Place(DEFAULT_ARGUMENT, f"{qualified}({name}=...)",
-                         functools.partial(_default, func, index))
+                         _default, (func, index))
     for name, default in (func.__kwdefaults__ or {}).items():
         if not _quiet_value(default):
             yield _Place(DEFAULT_ARGUMENT, f"{qualified}({name}=...)",
-                         functools.partial(_keyword_default, func, name))
+                         _keyword_default, (func, name))
     if isinstance(value, _LRU_WRAPPER):
         yield _CachePlace(f"{qualified}()", value)
 
 
-def _default(func: types.FunctionType, index: int) -> object:
+def _default(key: tuple[types.FunctionType, int], missing: object) -> object:
+    func, index = key
     defaults = func.__defaults__ or ()
-    return defaults[index] if index < len(defaults) else _MISSING
+    return defaults[index] if index < len(defaults) else missing
 
 
-def _keyword_default(func: types.FunctionType, name: str) -> object:
-    return (func.__kwdefaults__ or {}).get(name, _MISSING)
+def _keyword_default(key: tuple[types.FunctionType, str], missing: object) -> object:
+    func, name = key
+    return (func.__kwdefaults__ or {}).get(name, missing)

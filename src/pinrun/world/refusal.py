@@ -39,16 +39,29 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pinrun.errors import WorldRefusedError
 from pinrun.world.calls import EVENTS, FORK_EXEC_EVENT
 
-__all__ = ["GuardedCall", "ReplayWatch", "WorldWatch", "in_effect", "inside_effect",
-           "owning_replay", "recording_guard", "refusal", "refuse_at_exit", "refuse_from_now_on",
-           "refusing_world", "watching_world", "world_hazards"]
+__all__ = [
+    "GuardedCall",
+    "ReplayWatch",
+    "WorldWatch",
+    "current_watch",
+    "in_effect",
+    "inside_effect",
+    "owning_replay",
+    "recording_guard",
+    "refusal",
+    "refuse_at_exit",
+    "refuse_from_now_on",
+    "refusing_world",
+    "watching_world",
+    "world_hazards",
+]
 
 
 @dataclass(frozen=True)
@@ -81,14 +94,47 @@ def refusal(call: GuardedCall) -> WorldRefusedError:
         "it through", call)
 
 
-@dataclass(eq=False)  # each watch is itself (kept in a list, removed by identity)
 class WorldWatch:
-    """What one watched step's world calls go to, and whether they are refused."""
+    """What one watched step's calls go to: its world calls (refused or noted) and, in
+    a guarded replay, its guards' notes (:mod:`pinrun.world.stand_ins`) and the files
+    it reads (:mod:`pinrun.world.files`). One object in one context variable per
+    step, as it is made around every step. Each watch is itself (no equality)."""
 
-    refuse: bool
-    #: The project's source files: the innermost frame in one of them is the call site.
-    files: frozenset[str] = frozenset()
-    calls: list[GuardedCall] = field(default_factory=list)
+    __slots__ = ("calls", "file_watch", "files", "guarded", "refuse", "strict")
+
+    def __init__(self, refuse: bool, files: frozenset[str] = frozenset(),
+                 calls: list[GuardedCall] | None = None, *, guarded: bool = False,
+                 strict: bool = False) -> None:
+        #: Whether a world call is refused (a replay) or only noted (a recording).
+        self.refuse = refuse
+        #: The project's source files: the innermost frame in one of them is the call site.
+        self.files = files
+        self.calls: list[GuardedCall] = [] if calls is None else calls
+        #: Whether the guards' stand-ins note the step's calls (a replayed step, guarded).
+        self.guarded = guarded
+        #: Whether they refuse them instead (``--guards strict``).
+        self.strict = strict
+        #: The step's file watch (:mod:`pinrun.world.files`) while it runs, for its reads
+        #: and those of the threads it starts (marked with this watch).
+        self.file_watch: Any = None
+
+
+def current_watch() -> WorldWatch | None:
+    """The world watch of the step running in this context, if any."""
+    return _WATCH.get()
+
+
+def enter_watch(watch: WorldWatch) -> Token[WorldWatch | None]:
+    """Make ``watch`` the one of this context, until :func:`leave_watch` (the hook
+    installed if need be)."""
+    if not _HOOK:
+        _install_hook()
+    return _WATCH.set(watch)
+
+
+def leave_watch(token: Token[WorldWatch | None]) -> None:
+    """Put back the watch :func:`enter_watch` replaced."""
+    _WATCH.reset(token)
 
 
 _WATCH: ContextVar[WorldWatch | None] = ContextVar("pinrun_world_watch", default=None)
@@ -140,8 +186,7 @@ def _call_site(watch: WorldWatch) -> types.FrameType | None:
     return first
 
 
-@dataclass(eq=False)  # each replay is itself (kept in a list, removed by identity)
-class ReplayWatch:
+class ReplayWatch(WorldWatch):
     """A replay that refuses the world from its start to its end, and its threads after.
 
     The step being replayed has a watch of its own; this one covers what no
@@ -152,19 +197,21 @@ class ReplayWatch:
     refused after the replay ends. A thread the process had before (a pool
     warmed earlier) is refused while the project's code is on its stack; the
     process's other threads are not the replay's.
+
+    Its ``files`` (the project's source files) are set once they are known
+    (empty: not checked); its ``calls`` are those refused outside a step's
+    watch, until the replay takes them (:meth:`drain`), and the guards' notes
+    from the replay's threads; ``strict`` says whether the guards refuse what
+    they note there; its ``file_watch`` is that of the step running now, for
+    the reads of the replay's threads (None between steps).
     """
 
-    owner: int
-    #: The project's source files (set once they are known; empty: not checked).
-    files: frozenset[str] = frozenset()
-    #: Calls refused outside a step's watch, until the replay takes them (:meth:`drain`);
-    #: also the guards' notes from the replay's threads (:mod:`pinrun.world.stand_ins`).
-    calls: list[GuardedCall] = field(default_factory=list)
-    #: Whether the guards refuse (``strict``) what they note in the replay's threads.
-    strict: bool = False
-    #: The file watch of the step running now (:mod:`pinrun.world.files`), for the
-    #: reads of the replay's threads; None between steps.
-    file_watch: Any = None
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: int) -> None:
+        super().__init__(refuse=True, guarded=True)
+        #: The thread that runs the replay.
+        self.owner = owner
 
     def drain(self) -> list[GuardedCall]:
         """The calls refused since the last drain (the replay gives them to its step)."""
@@ -185,13 +232,13 @@ def _replay_watch() -> WorldWatch | None:
     process refuses for good: a verify worker, once a command is done)."""
     mine: ReplayWatch | None = getattr(threading.current_thread(), "_pinrun_replay", None)
     if mine is not None:  # started by a replay: refused, even after it ended
-        return WorldWatch(refuse=True, files=mine.files, calls=mine.calls)
+        return mine
     ident = threading.get_ident()
     for replay in list(_REPLAYS):
         if ident == replay.owner or (replay.files and _runs_project_code(replay.files)):
-            return WorldWatch(refuse=True, files=replay.files, calls=replay.calls)
+            return replay
     # Last: a replay's own list is where its report finds the calls it refused.
-    return WorldWatch(refuse=True, calls=_FOREVER[0].calls) if _FOREVER else None
+    return _FOREVER[0] if _FOREVER else None
 
 
 def owning_replay() -> ReplayWatch | None:
@@ -216,11 +263,7 @@ def _start_marked(thread: threading.Thread) -> None:
     """``Thread.start``, marking whose the new thread is: a replay's (started by its
     thread, or by one of its threads), or a recorded step's (started inside the step,
     by the step or by the pool it submits to). Its calls are then theirs."""
-    current = threading.current_thread()
-    replay = getattr(current, "_pinrun_replay", None)
-    if replay is None:
-        ident = threading.get_ident()
-        replay = next((found for found in list(_REPLAYS) if found.owner == ident), None)
+    replay = owning_replay()
     if replay is not None:
         thread._pinrun_replay = replay  # type: ignore[attr-defined]  # read by _audit
     else:
@@ -282,7 +325,12 @@ def refuse_from_now_on() -> None:
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
     found = EVENTS.get(event)  # first, and cheap: the hook sees every audit event
-    if found is None or _IN_EFFECT.get():
+    if found is None:
+        other = _OTHER_EVENTS.get(event)
+        if other is not None:
+            other(event, args)
+        return
+    if _IN_EFFECT.get():
         return
     watch = _WATCH.get()
     if watch is None:
@@ -308,6 +356,18 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
 
 
 _HOOK: list[bool] = []
+#: The other audit events the world watches, and who handles them (the files a step
+#: reads): one hook for all, as every hook is called for every event in the process.
+_OTHER_EVENTS: dict[str, Callable[[str, tuple[Any, ...]], None]] = {}
+
+
+def watch_events(events: frozenset[str],
+                 handler: Callable[[str, tuple[Any, ...]], None]) -> None:
+    """Have the world's audit hook hand ``events`` to ``handler`` (installed if need be)."""
+    with _LOCK:
+        for event in events:
+            _OTHER_EVENTS.setdefault(event, handler)
+    _install_hook()
 
 
 def _install_hook() -> None:
@@ -341,9 +401,7 @@ class watching_world:  # noqa: N801 - used as a function: with watching_world(wa
         self._token: Token[WorldWatch | None] | None = None
 
     def __enter__(self) -> list[GuardedCall]:
-        if not _HOOK:
-            _install_hook()
-        self._token = _WATCH.set(self._watch)
+        self._token = enter_watch(self._watch)
         return self._watch.calls
 
     def __exit__(self, *exc_info: object) -> None:

@@ -50,16 +50,13 @@ import types
 import uuid
 from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any
 
 from pinrun.errors import NondeterminismError
 from pinrun.world.attribution import project_frame
-from pinrun.world.refusal import GuardedCall
+from pinrun.world.refusal import GuardedCall, WorldWatch, current_watch
 
 __all__ = [
-    "ACTIVE",
     "CONDITIONAL",
     "FUNCTIONS",
     "MADE",
@@ -77,31 +74,22 @@ __all__ = [
 When = Callable[[tuple[Any, ...], dict[str, Any]], bool]
 
 
-@dataclass
-class Watch:
-    """One guarded step: its mode, the project's files, and the calls noted so far."""
-
-    strict: bool
-    #: The project's source files: the nearest frame in one of them is the call site.
-    files: frozenset[str]
-    calls: list[GuardedCall] = field(default_factory=list)
+#: The watch of a guarded step: its mode, the project's files, and the calls noted so
+#: far (the step's world watch: :class:`pinrun.world.refusal.WorldWatch`).
+Watch = WorldWatch
 
 
-#: The step being guarded in this context, if any.
-ACTIVE: ContextVar[Watch | None] = ContextVar("pinrun_guard", default=None)
-
-
-def active_watch() -> Watch | None:
+def active_watch() -> WorldWatch | None:
     """The guarded step's watch in this context; in a thread the replay started (a step's
-    pool: a new thread's context is empty), the replay's own list, which the replay hands
-    to the step it settles next (see :class:`pinrun.world.refusal.ReplayWatch`)."""
-    watch = ACTIVE.get()
+    pool: a new thread's context is empty), the replay's own, whose calls the replay
+    hands to the step it settles next (see :class:`pinrun.world.refusal.ReplayWatch`)."""
+    watch = current_watch()
     if watch is not None:
-        return watch
-    replay = getattr(threading.current_thread(), "_pinrun_replay", None)
+        return watch if watch.guarded else None
+    replay: WorldWatch | None = getattr(threading.current_thread(), "_pinrun_replay", None)
     if replay is None or not replay.files:
         return None
-    return Watch(replay.strict, replay.files, replay.calls)
+    return replay
 
 _ADVICE = {
     "clock": "use ctx.now()", "randomness": "use ctx.random()", "uuid": "use ctx.uuid4()",
@@ -181,7 +169,7 @@ def guarded(function: Callable[..., Any], kind: str, call: str,
     """A stand-in for ``function``: notes the call (when ``when`` says the arguments read
     the world), then makes it, the calls it makes being part of it."""
     def guard(*args: Any, **kwargs: Any) -> Any:
-        watch = ACTIVE.get() or active_watch()
+        watch = active_watch()
         if watch is None or (when is not None and not when(args, kwargs)):
             return function(*args, **kwargs)
         # _made_for, spelled out: every guarded call comes here, a logged line too.
