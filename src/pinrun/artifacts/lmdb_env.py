@@ -130,7 +130,7 @@ class Environment:
         self._refcount = 0
         self._closed = False
         #: The process that opened this environment; LMDB handles do not survive fork.
-        self.pid = os.getpid()
+        self.pid = current_pid()
         data_file = path / "data.mdb"
         refuse_links(path, ("data.mdb", "lock.mdb", OPEN_LOCK))
         self._open_lock_fd = _hold_open_lock(path)
@@ -497,6 +497,16 @@ def _write_error(path: Path, action: str, exc: lmdb.Error) -> StoreError:
                       "space and the file permissions; nothing of this operation was kept.")
 
 
+def current_pid() -> int:
+    """This process's id, known without asking the system each time (a store checks it
+    on every use, to notice a fork): updated in a forked child."""
+    return _PID[0]
+
+
+_PID = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+
+
 # Owned by its users (refcounted) and by this process (pid-checked); keyed by path, not code.
 _ENVIRONMENTS: dict[Path, Environment] = {}
 _REGISTRY_LOCK = threading.Lock()
@@ -512,7 +522,7 @@ def open_environment(path: Path, map_size: int | None = None, durable: bool = Tr
     key = path.resolve()
     with _REGISTRY_LOCK:
         env = _ENVIRONMENTS.get(key)
-        if env is not None and env.pid != os.getpid():
+        if env is not None and env.pid != current_pid():
             # A forked child must not use its parent's handle. Closing it here
             # releases py-lmdb's "already open in this process" guard; the
             # parent's own handle, locks and reader slots are unaffected.

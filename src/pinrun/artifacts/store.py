@@ -19,7 +19,6 @@ the transaction only copies bytes, which keeps the write lock short.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,7 +43,12 @@ from pinrun.artifacts.dictionary import (
 )
 from pinrun.artifacts.digest import Digest, Kind, validate_prefix
 from pinrun.artifacts.discovery import default_store_path, find_store
-from pinrun.artifacts.lmdb_env import Environment, open_environment, release_environment
+from pinrun.artifacts.lmdb_env import (
+    Environment,
+    current_pid,
+    open_environment,
+    release_environment,
+)
 from pinrun.artifacts.objects import (
     EncodedObject,
     RecordInfo,
@@ -160,7 +164,7 @@ class Store:
         """Release the store; other handles to the same folder stay open."""
         if not self._closed:
             self._closed = True
-            if self._env.pid == os.getpid():  # a forked child never closes its parent's handle
+            if self._env.pid == current_pid():  # a forked child never closes its parent's handle
                 release_environment(self._env)
 
     def __enter__(self) -> Store:
@@ -180,7 +184,7 @@ class Store:
         """The LMDB environment (for maintenance code in this package)."""
         if self._closed:
             raise StoreError(f"the store at {self.path} was closed; open it again to use it.")
-        if self._env.pid != os.getpid():
+        if self._env.pid != current_pid():
             # Inherited through fork: LMDB handles must not cross a fork, so the
             # child opens its own (the parent's are left alone, never closed here).
             self._env = open_environment(self.path, durable=self._env.durable,

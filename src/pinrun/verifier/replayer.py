@@ -50,7 +50,7 @@ from pinrun.verifier.replay_code import CodeSource, flow_to_replay, project_modu
 from pinrun.verifier.report import Cause, ReplayReport, StepResult
 from pinrun.world import World
 from pinrun.world.file_inputs import changes, load_inputs
-from pinrun.world.files import FileGuard, FileSetup, files_read
+from pinrun.world.files import FileSetup, files_read
 from pinrun.world.guards import GuardedCall, GuardMode, Guards
 from pinrun.world.hidden_state import Change, Look, Watch
 from pinrun.world.refusal import ReplayWatch, refusing_world
@@ -209,7 +209,7 @@ class _Replay:
         self.watched = guards.mode != "off"
         #: The files each step reads: checked against what it read when recorded.
         self.files = files
-        self.file_guard = FileGuard(guards.step, self.files, refused) if self.watched else None
+        self.file_guard = guards.step_reading(self.files, refused) if self.watched else None
         #: The project's hidden state (None: not watched), and which repetition this is.
         self.hidden = hidden
         self.repetition = repetition
@@ -313,18 +313,19 @@ class _Replay:
         assert hidden is not None
         if name not in self.group:
             found = self.found if self.found is not None else hidden.look()
-            after = hidden.look()
-            self.group = (name, *(other for other in self.logs if other != name))
-            self.found = after
+            after = self.found = hidden.look()
+            self.group = (name,) if len(self.logs) == 1 else \
+                (name, *(other for other in self.logs if other != name))
             self.group_changes = hidden.changes(found, after)
             # What each found changed, named by who changed it before they ran.
             self.group_since = {step: hidden.since_first(step, found, self.repetition)
                                 for step in self.group}
-            hidden.note(self.group_changes, self.group, self.repetition)
-        made = [change for change in self.group_changes if change.hazard]
+            if self.group_changes:
+                hidden.note(self.group_changes, self.group, self.repetition)
         since = self.group_since[name]
-        if not made and not since:  # nearly always: nothing to name
+        if not since and not self.group_changes:  # nearly always: nothing to name
             return []
+        made = [change for change in self.group_changes if change.hazard]
         named = {change.owner for change in since}
         by = f"step {name!r}" if len(self.group) == 1 else \
             f"one of steps {', '.join(map(repr, self.group))}, which ran concurrently,"

@@ -54,8 +54,16 @@ from pinrun.flows.project import pyproject
 from pinrun.world import refusal
 from pinrun.world.refusal import GuardedCall
 
-__all__ = ["IGNORE_VARIABLE", "FileGuard", "FileSetup", "FileWatch", "files_read",
-           "ignore_patterns"]
+__all__ = [
+    "IGNORE_VARIABLE",
+    "FileGuard",
+    "FileSetup",
+    "FileWatch",
+    "files_read",
+    "ignore_patterns",
+    "stop_watching_files",
+    "watch_files",
+]
 
 #: The environment variable naming paths that are never inputs (comma-separated globs).
 IGNORE_VARIABLE = "PINRUN_IGNORE_FILES"
@@ -316,37 +324,46 @@ class FileGuard:
 
 
 class _Watching:
-    __slots__ = ("_guard", "_inner", "_noticed", "_watch", "_world")
+    __slots__ = ("_guard", "_inner", "_world")
 
     def __init__(self, guard: FileGuard) -> None:
         self._guard = guard
 
     def __enter__(self) -> list[Any]:
-        if not _HOOK:
-            _install_hook()
         self._inner = self._guard.inner()
-        noticed = self._noticed = self._inner.__enter__()
-        watch = self._watch = FileWatch(self._guard.setup, noticed)
-        # The step's world watch carries it: for the step's reads, and for those of the
-        # threads it starts (which carry that watch)...
-        world = self._world = refusal.current_watch()
-        if world is not None:
-            world.file_watch = watch
-        # ...and the replay's threads read for the step running now (steps of one level
-        # running concurrently share them: the last to start gets their reads).
-        replay = self._guard.replay
-        if replay is not None:
-            replay.file_watch = watch
+        noticed: list[Any] = self._inner.__enter__()
+        self._world = refusal.current_watch()
+        if self._world is not None:
+            watch_files(self._world, self._guard.setup, self._guard.replay)
         return noticed
 
     def __exit__(self, *exc_info: Any) -> bool | None:
         if self._world is not None:
-            self._world.file_watch = None
-        replay = self._guard.replay
-        if replay is not None and replay.file_watch is self._watch:
-            replay.file_watch = None
-        self._noticed.append(self._watch)  # the step's file reads go with its outcome
+            stop_watching_files(self._world, self._guard.replay)
         return self._inner.__exit__(*exc_info)
+
+
+def watch_files(world: refusal.WorldWatch, setup: FileSetup,
+                replay: refusal.ReplayWatch | None) -> None:
+    """Watch the files read by the step whose world watch is ``world`` (entered), until
+    :func:`stop_watching_files`. The file watch rides on the world watch: the step's
+    reads and those of the threads it starts (which carry that watch) go to it; and
+    the replay's threads read for the step running now (steps of one level running
+    concurrently share them: the last to start gets their reads)."""
+    if not _HOOK:
+        _install_hook()
+    watch = world.file_watch = FileWatch(setup, world.calls)
+    if replay is not None:
+        replay.file_watch = watch
+
+
+def stop_watching_files(world: refusal.WorldWatch, replay: refusal.ReplayWatch | None) -> None:
+    """Stop watching the step's reads: its :class:`FileWatch` joins its guarded calls,
+    so it goes with its outcome (:func:`files_read`)."""
+    watch, world.file_watch = world.file_watch, None
+    if replay is not None and replay.file_watch is watch:
+        replay.file_watch = None
+    world.calls.append(watch)
 
 
 def files_read(guarded: list[Any]) -> FileWatch | None:

@@ -262,6 +262,16 @@ class _Built:
     stand_ins: ClassVar[list[StandIn]] = []
 
 
+def generators_key() -> tuple[object, ...]:
+    """What the generators' stand-ins are built for: numpy's random module, if loaded (the
+    project may import it between two replays), and its global generator's bit
+    generator, which the global generator's stand-in shares (``set_bit_generator``
+    swaps it)."""
+    np_random = _numpy_random()
+    return (np_random,
+            np_random and getattr(np_random.mtrand._rand, "_bit_generator", None))
+
+
 def generator_stand_ins() -> list[StandIn]:
     """(module, attribute, real object, stand-in) for the random generators to guard.
 
@@ -270,9 +280,7 @@ def generator_stand_ins() -> list[StandIn]:
     whether it seeded numpy's global generator itself.
     """
     np_random = _numpy_random()
-    # The global generator's stand-in shares its bit generator (set_bit_generator swaps it).
-    key = (np_random,
-           np_random and getattr(np_random.mtrand._rand, "_bit_generator", None))
+    key = generators_key()
     if _Built.key == key and all(vars(module).get(name) is real
                                  for module, name, real, _ in _Built.stand_ins):
         return _Built.stand_ins

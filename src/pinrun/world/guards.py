@@ -25,43 +25,65 @@ modules; the engine and the verifier never do (a test enforces it).
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import types
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pinrun.errors import NondeterminismError
 from pinrun.world import stand_ins
 from pinrun.world.datetime_watch import mentions_datetime_clock, watching_datetime
-from pinrun.world.generators import generator_stand_ins
-from pinrun.world.refusal import GuardedCall, WorldWatch, enter_watch, leave_watch
+from pinrun.world.files import FileSetup, stop_watching_files, watch_files
+from pinrun.world.generators import generator_stand_ins, generators_key
+from pinrun.world.refusal import (
+    GuardedCall,
+    ReplayWatch,
+    WorldWatch,
+    enter_watch,
+    leave_watch,
+)
 
 __all__ = ["GuardMode", "GuardedCall", "Guards", "NondeterminismError", "keep_stand_ins"]
 
 GuardMode = Literal["warn", "strict", "off"]
 
 
-def _stand_ins() -> list[tuple[Any, str, Any, Any]]:
+def _stand_ins() -> _Built:
     """(module or class, attribute, real object, guarded stand-in) for everything guarded:
     built once, and again only when a module no longer holds what they stand for (or the
     numpy came in): guards go up for every replay."""
     built = _BUILT[0] if _BUILT else None
-    if built is not None and built[1] == _generators_key() and all(
-            vars(owner).get(name) is real for owner, name, real, _ in built[0]):
-        return built[0]
-    found = _build_stand_ins()
-    _BUILT[:] = [(found, _generators_key())]
-    return found
+    if built is not None and built.holds():
+        return built
+    built = _Built(_build_stand_ins(), generators_key())
+    _BUILT[:] = [built]
+    return built
 
 
-#: The stand-ins built last, and the generators' key they were built for.
-_BUILT: list[tuple[list[tuple[Any, str, Any, Any]], object]] = []
+class _Built:
+    """The stand-ins built last, what they were built for, and the maps both ways."""
+
+    __slots__ = ("by_real", "checks", "key", "real_of", "stand_ins")
+
+    def __init__(self, stand_ins: list[tuple[Any, str, Any, Any]], key: object) -> None:
+        self.stand_ins = stand_ins
+        #: The generators' key they were built for.
+        self.key = key
+        #: (namespace, name, real object): a module's dict or a class's (live) view.
+        self.checks = [(vars(owner), name, real) for owner, name, real, _ in stand_ins]
+        self.by_real = _ByIdentity([(real, new) for _, _, real, new in stand_ins])
+        self.real_of = _ByIdentity([(new, real) for _, _, real, new in stand_ins])
+
+    def holds(self) -> bool:
+        """Whether the modules still hold what the stand-ins stand for."""
+        return self.key == generators_key() and all(
+            namespace.get(name) is real for namespace, name, real in self.checks)
 
 
-def _generators_key() -> object:
-    """What the generators' stand-ins depend on beyond their modules: whether numpy is
-    loaded (the project may import it between two replays)."""
-    return "numpy" in sys.modules
+#: The stand-ins built last.
+_BUILT: list[_Built] = []
 
 
 def _build_stand_ins() -> list[tuple[Any, str, Any, Any]]:
@@ -120,6 +142,9 @@ class _ByIdentity:
         return next((value for known, value in self.other if known is key), None)
 
 
+_NOTHING = _ByIdentity([])
+
+
 class _Shared:
     """What every Guards in the process shares: the patches, and who still needs them."""
 
@@ -129,10 +154,11 @@ class _Shared:
         self.stand_ins: list[tuple[Any, str, Any, Any]] = []
         self.patched: list[tuple[Any, str, Any]] = []
         #: The stand-in of each real object, and back (built as they go up).
-        self.by_real = _ByIdentity([])
-        self.real_of = _ByIdentity([])
+        self.by_real = self.real_of = _NOTHING
         #: Whether they stay up for good (a verify worker: :func:`keep_stand_ins`).
         self.kept = False
+        #: The modules loaded when they went up (see :func:`_take_down`).
+        self.modules_before: set[str] = set()
 
 
 _SHARED = _Shared()
@@ -140,21 +166,31 @@ _SHARED = _Shared()
 
 def _put_up() -> None:
     """Patch the stand-ins in (the lock held, none up yet)."""
-    _SHARED.stand_ins = _stand_ins()
-    for owner, name, real, stand_in in _SHARED.stand_ins:
+    _SHARED.modules_before = set(sys.modules)
+    built = _stand_ins()
+    _SHARED.stand_ins = built.stand_ins
+    for owner, name, real, stand_in in built.stand_ins:
         _SHARED.patched.append((owner, name, real))
         setattr(owner, name, stand_in)
-    _SHARED.by_real = _ByIdentity([(real, new) for _, _, real, new in _SHARED.stand_ins])
-    _SHARED.real_of = _ByIdentity([(new, real) for _, _, real, new in _SHARED.stand_ins])
+    _SHARED.by_real, _SHARED.real_of = built.by_real, built.real_of
 
 
 def _take_down() -> None:
-    """Put the real objects back (the lock held)."""
+    """Put the real objects back (the lock held), also in the modules first imported
+    while the stand-ins were up (they took stand-ins by name: ``from time import time``)."""
+    real_of = _SHARED.real_of
+    for module_name in set(sys.modules) - _SHARED.modules_before:
+        namespace = getattr(sys.modules.get(module_name), "__dict__", None)
+        if isinstance(namespace, dict):
+            for name, value in list(namespace.items()):
+                real = real_of.get(value)
+                if real is not None:
+                    namespace[name] = real
     for owner, name, value in reversed(_SHARED.patched):
         setattr(owner, name, value)
     _SHARED.patched.clear()
     _SHARED.stand_ins = []
-    _SHARED.by_real, _SHARED.real_of = _ByIdentity([]), _ByIdentity([])
+    _SHARED.by_real = _SHARED.real_of = _NOTHING
 
 
 def keep_stand_ins() -> None:
@@ -191,7 +227,6 @@ class Guards:
         self.files = frozenset(f for module in modules
                                if isinstance(f := getattr(module, "__file__", None), str))
         self._swapped: list[tuple[dict[str, Any], str, Any]] = []
-        self._before: set[str] = set()
         #: Profiling costs every call: only when the project's code names now/today/utcnow.
         self._watch_datetime = mode != "off" and mentions_datetime_clock(modules)
 
@@ -202,19 +237,16 @@ class Guards:
             # Guards may overlap (replays in threads): the first patches, the last restores.
             if _SHARED.depth == 0:
                 _put_up()
-            elif _SHARED.kept and _BUILT and _BUILT[0][1] != _generators_key():
+            elif _SHARED.kept and _BUILT and _BUILT[0].key != generators_key():
                 _take_down()  # numpy came in since they went up for good: again, with it
                 _put_up()
             _SHARED.depth += 1
-            by_real, kept = _SHARED.by_real, _SHARED.kept
+            by_real = _SHARED.by_real
         for module in self.modules:  # names the project imported: from time import time
             namespace = vars(module)
             for name, stand_in in _imported_names(namespace, by_real):
                 self._swapped.append((namespace, name, namespace[name]))
                 namespace[name] = stand_in
-        # Stand-ins kept up for good are idle between steps: a module first imported now
-        # may keep the ones it takes by name.
-        self._before = set() if kept else set(sys.modules)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -224,17 +256,6 @@ class Guards:
             namespace[name] = value
         self._swapped.clear()
         with _SHARED.lock:
-            real_of = _SHARED.real_of
-            # A module first imported while guarded took stand-ins by name: give it the real.
-            for module_name in set(sys.modules) - self._before if self._before else ():
-                module = sys.modules.get(module_name)
-                namespace = getattr(module, "__dict__", None)
-                if not isinstance(namespace, dict):
-                    continue
-                for name, value in list(namespace.items()):
-                    real = real_of.get(value)
-                    if real is not None:
-                        namespace[name] = real
             _SHARED.depth -= 1
             if _SHARED.depth == 0:
                 _take_down()
@@ -242,7 +263,15 @@ class Guards:
     def step(self) -> _StepWatch:
         """Watch the calls of one step (in this context): a context manager whose value is
         the list they go to."""
-        return _StepWatch(self)
+        return _StepWatch(self, None, None)
+
+    def step_reading(self, setup: FileSetup,
+                     replay: ReplayWatch | None = None) -> Callable[[], _StepWatch]:
+        """Like :meth:`step` (a step guard, called once per step), watching the files
+        each step reads too (:mod:`pinrun.world.files`): their :class:`FileWatch` ends
+        the list. ``replay``: the replay refusing the world, whose threads read for the
+        step running now."""
+        return functools.partial(_StepWatch, self, setup, replay)
 
 
 
@@ -273,10 +302,13 @@ class _StepWatch:
     calls, its guards' notes and (with a file guard) its reads. A class rather than a
     generator: it is entered around every replayed step."""
 
-    __slots__ = ("_datetime", "_guards", "_token")
+    __slots__ = ("_datetime", "_guards", "_replay", "_setup", "_token", "_watch")
 
-    def __init__(self, guards: Guards) -> None:
+    def __init__(self, guards: Guards, setup: FileSetup | None,
+                 replay: ReplayWatch | None) -> None:
         self._guards = guards
+        self._setup = setup
+        self._replay = replay
 
     def __enter__(self) -> list[GuardedCall]:
         guards = self._guards
@@ -284,9 +316,11 @@ class _StepWatch:
             self._token = None
             return []
         # World calls go to the same list as the guards' notes, in the order they came.
-        watch = WorldWatch(refuse=not guards.allow_world, files=guards.files, guarded=True,
-                           strict=guards.mode == "strict")
+        watch = self._watch = WorldWatch(refuse=not guards.allow_world, files=guards.files,
+                                         guarded=True, strict=guards.mode == "strict")
         self._token = enter_watch(watch)
+        if self._setup is not None:
+            watch_files(watch, self._setup, self._replay)
         self._datetime = watching_datetime() if guards._watch_datetime else None
         if self._datetime is not None:
             try:
@@ -304,3 +338,5 @@ class _StepWatch:
                 self._datetime.__exit__(*exc_info)
         finally:
             leave_watch(self._token)
+            if self._setup is not None:
+                stop_watching_files(self._watch, self._replay)

@@ -179,9 +179,9 @@ class _Place:
     def token_of(self, value: object) -> object:
         """The token of ``value``, the object this place is classified for and holds now."""
         if self.copied is not None:  # a flat container: a copy is its snapshot
+            if type(value) is type(self.copied) and value == self.copied:
+                return self.copied  # compared in place: nothing copied while it holds
             copied = value.copy()  # type: ignore[attr-defined]
-            if copied == self.copied:
-                return self.copied
             if _is_flat(copied):
                 self.copied = copied
                 return copied
@@ -234,9 +234,9 @@ class _CachePlace(_Place):
     def __init__(self, owner: str, wrapper: Any) -> None:
         super().__init__(CACHE, owner, _itself, wrapper)
         self.wrapper = wrapper
-        #: (hits, misses, size) when the entries were read last: while they stay the
-        #: same, nobody called the function (nor cleared its cache), so the entries
-        #: did not change and are not read again.
+        #: (hits, misses, size) when the entries were read last: while the misses and
+        #: the size stay the same, no entry came or went (a hit adds none), so the
+        #: entries are not read again.
         self.calls: tuple[int, int, int] | None = None
         #: The entries whose results can change in place: (key, result).
         self.results: list[tuple[object, object]] | None = None
@@ -253,9 +253,11 @@ class _CachePlace(_Place):
             calls = (int(info.hits), int(info.misses), int(info.currsize))
         except Exception:  # not an lru_cache wrapper after all
             return (0, None)
-        if calls == self.calls and not self.results and self.last is not _MISSING:
-            return self.last  # nobody called it, or its results cannot change in place
-        if calls != self.calls:
+        # A hit adds no entry: the entries are read again only once it holds new ones.
+        fresh = self.calls is None or calls[1:] != self.calls[1:]
+        if not fresh and not self.results and self.last is not _MISSING:
+            return self.last  # no new entry, and its results cannot change in place
+        if fresh:
             entries = _cache_entries(self.wrapper, calls[2])
             # A result that cannot change in place needs no snapshot: a pure cache of
             # numbers costs nothing more than its cache_info() while nobody calls it.
@@ -375,13 +377,11 @@ class Watch:
     """
 
     def __init__(self, modules: Sequence[types.ModuleType],
-                 places: list[_Place] | None = None) -> None:
+                 places: list[_Place] | None = None, *, code_only: bool = False) -> None:
         self.modules = list(modules)
-        self._places = places
-        #: What each place held when classified, and the places whose token is more
-        #: than that (index, place): kept in step with the places' own classification.
-        self._bound: list[object] | None = None
-        self._special: list[tuple[int, _Place]] = []
+        self._explicit = places
+        self._code_only = code_only
+        self._layout: _Layout | None = None
         #: Per step name, what it found when the first repetition reached it.
         self.first_found: dict[str, Look] = {}
         #: Per owner, who last changed it: (the step, or the steps that ran concurrently
@@ -389,11 +389,20 @@ class Watch:
         self.changed_by: dict[str, tuple[tuple[str, ...], int]] = {}
 
     @property
+    def layout(self) -> _Layout:
+        """The places and how they were classified, shared by the watches of the same
+        modules (a worker makes one per replay, recording one per step)."""
+        if self._layout is None:
+            if self._explicit is not None:
+                self._layout = _Layout(self._explicit)
+            else:
+                self._layout = _layout_of(self.modules, self._code_only)
+        return self._layout
+
+    @property
     def places(self) -> list[_Place]:
         """Every place of the modules' hidden state (found once per module object)."""
-        if self._places is None:
-            self._places = [place for module in self.modules for place in _module_places(module)]
-        return self._places
+        return self.layout.places
 
     def look(self) -> Look:
         """What every place holds now.
@@ -405,23 +414,13 @@ class Watch:
         object of the last look, so :meth:`changes` compares unchanged looks by
         identity alone.
         """
-        places = self.places
-        tokens = [place.reach(place.key, _MISSING) for place in places]
-        if self._bound is None or not all(map(operator.is_, tokens, self._bound)):
-            self._classify(tokens)
-        for index, place in self._special:
+        layout = self.layout
+        tokens = [reach(key, _MISSING) for reach, key in layout.reach]
+        if not all(map(operator.is_, tokens, layout.bound)):
+            layout.classify(tokens)
+        for index, place in layout.special:
             tokens[index] = place.token_of(tokens[index])
         return tuple(tokens)
-
-    def _classify(self, bound: list[object]) -> None:
-        """Classify the places bound to another object than last time (another watch of
-        the same modules may have done so already), and note which are special."""
-        for place, value in zip(self.places, bound, strict=True):
-            if value is not place.seen:
-                place.classify(value)
-        self._bound = [place.seen for place in self.places]
-        self._special = [(index, place) for index, place in enumerate(self.places)
-                         if place.special]
 
     def changes(self, before: Look, after: Look) -> list[Change]:
         """What differs between two looks (a cache that filled up included, as no hazard)."""
@@ -463,6 +462,60 @@ class Watch:
             what = why if change.what == "changed" else f"{change.what}, {why}"
             named.append(Change(change.kind, change.owner, what))
         return named
+
+
+class _Layout:
+    """Places in a watch's order, how to reach each, and what each was bound to when
+    classified (kept in step with the places' own classification)."""
+
+    __slots__ = ("bound", "modules", "places", "reach", "special")
+
+    def __init__(self, places: list[_Place],
+                 modules: list[weakref.ref[types.ModuleType]] | None = None) -> None:
+        #: The modules whose places these are (weakly: a module is not kept for this).
+        self.modules = modules or []
+        self.places = places
+        self.reach = [(place.reach, place.key) for place in places]
+        self.bound: list[object] = [_UNCLASSIFIED] * len(places)
+        #: The places whose token is more than their binding: (index, place).
+        self.special: list[tuple[int, _Place]] = []
+
+    def classify(self, bound: list[object]) -> None:
+        """Classify the places bound to another object than last time (another layout
+        of the same places may have done so already), and note which are special."""
+        for place, value in zip(self.places, bound, strict=True):
+            if value is not place.seen:
+                place.classify(value)
+        self.bound = [place.seen for place in self.places]
+        self.special = [(index, place) for index, place in enumerate(self.places)
+                        if place.special]
+
+
+_UNCLASSIFIED: Final = object()
+#: The layouts of the module sets watched lately (a worker's, replay after replay; a
+#: recording's, step after step), by the modules' ids: each layout holds its modules
+#: weakly and is used only while they are the very same objects (pinned code brings
+#: new module objects for every replay, which must not be kept alive for this).
+_LAYOUTS: dict[tuple[object, ...], _Layout] = {}
+_MOST_LAYOUTS: Final = 64
+
+
+def _layout_of(modules: Sequence[types.ModuleType], code_only: bool) -> _Layout:
+    key = (code_only, *map(id, modules))
+    found = _LAYOUTS.get(key)
+    if found is not None and len(found.modules) == len(modules) and all(
+            ref() is module for ref, module in zip(found.modules, modules, strict=True)):
+        return found
+    places = _code_places(modules) if code_only else \
+        [place for module in modules for place in _module_places(module)]
+    try:
+        refs = [weakref.ref(module) for module in modules]
+    except TypeError:  # a module object that takes no weak reference: not kept
+        return _Layout(places)
+    if len(_LAYOUTS) >= _MOST_LAYOUTS:
+        _LAYOUTS.clear()
+    found = _LAYOUTS[key] = _Layout(places, refs)
+    return found
 
 
 #: The places of each module object, with what each was classified as. The owner is the
@@ -520,6 +573,10 @@ def code_watch(modules: Sequence[types.ModuleType]) -> Watch:
     class attributes are left out for good, so a flow with none of these costs
     nothing per step.
     """
+    return Watch(modules, code_only=True)
+
+
+def _code_places(modules: Sequence[types.ModuleType]) -> list[_Place]:
     found: list[_Place] = []
     for module in modules:
         try:
@@ -531,7 +588,7 @@ def code_watch(modules: Sequence[types.ModuleType]) -> Watch:
         except TypeError:  # a module object that takes no weak reference: not kept
             continue
         found += places
-    return Watch(modules, found)
+    return found
 
 
 def _changes_in_place(place: _Place) -> bool:

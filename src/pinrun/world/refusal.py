@@ -220,6 +220,9 @@ class ReplayWatch(WorldWatch):
 
 
 _REPLAYS: list[ReplayWatch] = []
+#: Whether a thread was ever marked as a replay's: until then, a call outside a step's
+#: watch needs no look at its thread (the guards' stand-ins ask on every call).
+MARKED = [False]
 #: Set once a replay command is done with the world for good (see :func:`refuse_from_now_on`).
 _FOREVER: list[ReplayWatch] = []
 _REAL_FORK_EXEC: list[Callable[..., Any]] = []
@@ -266,6 +269,7 @@ def _start_marked(thread: threading.Thread) -> None:
     replay = owning_replay()
     if replay is not None:
         thread._pinrun_replay = replay  # type: ignore[attr-defined]  # read by _audit
+        MARKED[0] = True
     else:
         watch = _WATCH.get()
         if watch is not None and not watch.refuse:

@@ -53,6 +53,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pinrun.errors import NondeterminismError
+from pinrun.world import refusal
 from pinrun.world.attribution import project_frame
 from pinrun.world.refusal import GuardedCall, WorldWatch, current_watch
 
@@ -86,6 +87,8 @@ def active_watch() -> WorldWatch | None:
     watch = current_watch()
     if watch is not None:
         return watch if watch.guarded else None
+    if not refusal.MARKED[0]:
+        return None
     replay: WorldWatch | None = getattr(threading.current_thread(), "_pinrun_replay", None)
     if replay is None or not replay.files:
         return None
