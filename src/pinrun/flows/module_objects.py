@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 __all__ = ["HEAP_TYPE", "ModuleDefinitions", "fixed_reference", "ignored_object", "is_immutable",
+           "never_state",
            "snapshot_view", "state_snapshot"]
 
 _SCALARS: Final = (type(None), bool, int, float, complex, str, bytes, decimal.Decimal,
@@ -48,6 +49,12 @@ _SCALARS: Final = (type(None), bool, int, float, complex, str, bytes, decimal.De
 _LOGGING: Final = (logging.Logger, logging.LoggerAdapter, logging.PlaceHolder)
 #: Past this many nested items a value counts as state: checking it would cost too much.
 _MAX_ITEMS: Final = 10_000
+
+
+def never_state(value: object) -> bool:
+    """Whether ``value`` is an object that carries no state a step computes with: a flow
+    or a step (pinrun's), a ``__future__`` feature, a typing form."""
+    return type(value).__module__.split(".", 1)[0] in _NEVER_STATE
 
 
 def ignored_object(value: object) -> bool:
@@ -242,8 +249,7 @@ def snapshot_view(value: object, view: int | None = None) -> tuple[int, bytes] |
     """
     from pinrun.artifacts import codec  # late: the codec is heavier than these rules
 
-    module = type(value).__module__
-    if module.split(".", 1)[0] in _NEVER_STATE:
+    if never_state(value):
         return None  # a flow or a step, a __future__ feature, a typing form: no state
     if view == 0 and not _summary(value):  # the common case, a value the codec takes
         try:

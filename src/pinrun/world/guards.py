@@ -30,6 +30,7 @@ import sys
 import threading
 import types
 from collections.abc import Callable
+from contextvars import Token
 from typing import Any, Literal
 
 from pinrun.errors import NondeterminismError
@@ -297,30 +298,30 @@ _IMPORTED: dict[tuple[object, int], tuple[dict[str, Any], _ByIdentity,
                                           list[tuple[str, Any]]]] = {}
 
 
-class _StepWatch:
-    """One guarded step (:meth:`Guards.step`): one :class:`WorldWatch` for its world
-    calls, its guards' notes and (with a file guard) its reads. A class rather than a
-    generator: it is entered around every replayed step."""
+class _StepWatch(WorldWatch):
+    """One guarded step (:meth:`Guards.step`): the step's world watch itself, for its
+    world calls, its guards' notes and (with a file setup) its reads. A context manager
+    rather than a generator, and one object: it is entered around every replayed step."""
 
-    __slots__ = ("_datetime", "_guards", "_replay", "_setup", "_token", "_watch")
+    __slots__ = ("_datetime", "_guards", "_replay", "_setup", "_token")
 
     def __init__(self, guards: Guards, setup: FileSetup | None,
                  replay: ReplayWatch | None) -> None:
+        # World calls go to the same list as the guards' notes, in the order they came.
+        super().__init__(refuse=not guards.allow_world, files=guards.files, guarded=True,
+                         strict=guards.mode == "strict")
         self._guards = guards
         self._setup = setup
         self._replay = replay
+        self._token: Token[WorldWatch | None] | None = None
 
     def __enter__(self) -> list[GuardedCall]:
         guards = self._guards
         if guards.mode == "off":
-            self._token = None
             return []
-        # World calls go to the same list as the guards' notes, in the order they came.
-        watch = self._watch = WorldWatch(refuse=not guards.allow_world, files=guards.files,
-                                         guarded=True, strict=guards.mode == "strict")
-        self._token = enter_watch(watch)
+        self._token = enter_watch(self)
         if self._setup is not None:
-            watch_files(watch, self._setup, self._replay)
+            watch_files(self, self._setup, self._replay)
         self._datetime = watching_datetime() if guards._watch_datetime else None
         if self._datetime is not None:
             try:
@@ -328,7 +329,7 @@ class _StepWatch:
             except BaseException:
                 leave_watch(self._token)
                 raise
-        return watch.calls
+        return self.calls
 
     def __exit__(self, *exc_info: object) -> None:
         if self._token is None:
@@ -339,4 +340,4 @@ class _StepWatch:
         finally:
             leave_watch(self._token)
             if self._setup is not None:
-                stop_watching_files(self._watch, self._replay)
+                stop_watching_files(self, self._replay)

@@ -30,15 +30,21 @@ whose insides are not recognised counts by ``cache_info().currsize`` alone.
 **What it costs** (a guarded replay must cost little more than an unguarded
 one). Every place is classified once, by the identity of the object bound
 there: an immutable value (a number, a string, a frozen dataclass), a logger,
-a compiled pattern or a path is never looked into again, and neither is a
-value pinrun cannot see (a flow, a ``__future__`` feature, an object the
-codec refuses in every view); only the binding's identity is compared, which
-also catches a rebinding (``global COUNT; COUNT += 1``). A mutable value (a
-list, a dict, an object with attributes) is *watched*: its snapshot
+a compiled pattern, a path, a flow or a ``__future__`` feature is never
+looked into again: only the binding's identity is compared, which also
+catches a rebinding (``global COUNT; COUNT += 1``). Neither is a value the
+codec refuses in every view (its token says nothing more). A mutable value is
+*watched*: a small dict, list or set of plain values (numbers, strings) by a
+shallow copy compared in place, anything else by its snapshot
 (:func:`~pinrun.flows.module_objects.snapshot_view`, the view that worked
-last time tried first) is taken at each look. Functions, classes and modules
-are code, never state in themselves; their defaults, attributes and caches
-are the places above.
+last time tried first). A look fetches every binding, compares them by
+identity with what each place was classified for, and asks only the watched
+places for more; a token that did not change is the very object of the last
+look, so an unchanged look compares by identity alone. The places and their
+classification are shared by every watch of the same module objects (one per
+replay in a worker). An enum's members cannot be rebound: they are no
+places. Functions, classes and modules are code, never state in themselves;
+their defaults, attributes and caches are the places above.
 
 **When it looks** (:class:`Watch` is the mechanism; the replayer decides
 when). One look as a level starts, and one after its steps have run. The
@@ -73,6 +79,7 @@ again in repetition 2``.
 from __future__ import annotations
 
 import concurrent.futures
+import enum
 import functools
 import gc
 import operator
@@ -80,7 +87,7 @@ import queue
 import threading
 import types
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -89,6 +96,7 @@ from pinrun.flows.module_objects import (
     fixed_reference,
     ignored_object,
     is_immutable,
+    never_state,
     snapshot_view,
 )
 
@@ -234,10 +242,9 @@ class _CachePlace(_Place):
     def __init__(self, owner: str, wrapper: Any) -> None:
         super().__init__(CACHE, owner, _itself, wrapper)
         self.wrapper = wrapper
-        #: (hits, misses, size) when the entries were read last: while the misses and
-        #: the size stay the same, no entry came or went (a hit adds none), so the
-        #: entries are not read again.
-        self.calls: tuple[int, int, int] | None = None
+        #: (misses, size) when the entries were read last: while they stay the same, no
+        #: entry came or went (a hit adds none), so the entries are not read again.
+        self.calls: tuple[int, int] | None = None
         #: The entries whose results can change in place: (key, result).
         self.results: list[tuple[object, object]] | None = None
 
@@ -249,23 +256,23 @@ class _CachePlace(_Place):
 
     def token_of(self, value: object) -> object:
         try:
-            info = self.wrapper.cache_info()
-            calls = (int(info.hits), int(info.misses), int(info.currsize))
+            _, misses, _, size = self.wrapper.cache_info()
+            calls = (int(misses), int(size))
         except Exception:  # not an lru_cache wrapper after all
             return (0, None)
         # A hit adds no entry: the entries are read again only once it holds new ones.
-        fresh = self.calls is None or calls[1:] != self.calls[1:]
+        fresh = calls != self.calls
         if not fresh and not self.results and self.last is not _MISSING:
             return self.last  # no new entry, and its results cannot change in place
         if fresh:
-            entries = _cache_entries(self.wrapper, calls[2])
+            entries = _cache_entries(self.wrapper, calls[1])
             # A result that cannot change in place needs no snapshot: a pure cache of
             # numbers costs nothing more than its cache_info() while nobody calls it.
             self.results = None if entries is None else \
                 [(key, result) for key, result in entries if not _quiet_value(result)]
             self.calls = calls
-        token = (calls[2], None) if self.results is None else \
-            (calls[2], {key: _snapshot(result) for key, result in self.results})
+        token = (calls[1], None) if self.results is None else \
+            (calls[1], {key: _snapshot(result) for key, result in self.results})
         if token != self.last:
             self.last = token
         return self.last
@@ -310,8 +317,8 @@ def _quiet_value(value: object) -> bool:
     bookkeeping, not state a step computes with."""
     return type(value) in _PLAIN or isinstance(
         value, type | types.ModuleType | types.FunctionType | types.BuiltinFunctionType) or \
-        ignored_object(value) or fixed_reference(value, "") is not None or \
-        is_machinery(value) or is_immutable(value)
+        ignored_object(value) or never_state(value) or \
+        fixed_reference(value, "") is not None or is_machinery(value) or is_immutable(value)
 
 
 def is_machinery(value: object) -> bool:
@@ -599,8 +606,10 @@ def _changes_in_place(place: _Place) -> bool:
 def _class_places(cls: type, owner: str) -> Iterator[_Place]:
     """A project class's data attributes, and its methods' defaults and caches."""
     namespace = vars(cls)
+    # An enum's members cannot be bound again: never hidden state, never looked at.
+    members: Mapping[str, object] = cls.__members__ if isinstance(cls, enum.EnumMeta) else {}
     for name, value in list(namespace.items()):
-        if name.startswith("_") and name.endswith("_"):
+        if (name.startswith("_") and name.endswith("_")) or name in members:
             continue  # dunders and enum-style _sunder_ names: the class machinery's
         inner = value.__func__ if isinstance(value, staticmethod | classmethod) else value
         func = _function_of(inner)
