@@ -29,7 +29,7 @@ import functools
 import sys
 import threading
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextvars import Token
 from typing import Any, Literal
 
@@ -158,8 +158,8 @@ class _Shared:
         self.by_real = self.real_of = _NOTHING
         #: Whether they stay up for good (a verify worker: :func:`keep_stand_ins`).
         self.kept = False
-        #: The modules loaded when they went up (see :func:`_take_down`).
-        self.modules_before: set[str] = set()
+        #: The last module loaded when they went up (see :func:`_imported_since`).
+        self.last_module: tuple[str, Any] | None = None
 
 
 _SHARED = _Shared()
@@ -167,7 +167,7 @@ _SHARED = _Shared()
 
 def _put_up() -> None:
     """Patch the stand-ins in (the lock held, none up yet)."""
-    _SHARED.modules_before = set(sys.modules)
+    _SHARED.last_module = next(reversed(sys.modules.items()), None)
     built = _stand_ins()
     _SHARED.stand_ins = built.stand_ins
     for owner, name, real, stand_in in built.stand_ins:
@@ -180,8 +180,8 @@ def _take_down() -> None:
     """Put the real objects back (the lock held), also in the modules first imported
     while the stand-ins were up (they took stand-ins by name: ``from time import time``)."""
     real_of = _SHARED.real_of
-    for module_name in set(sys.modules) - _SHARED.modules_before:
-        namespace = getattr(sys.modules.get(module_name), "__dict__", None)
+    for module in _imported_since(_SHARED.last_module):
+        namespace = getattr(module, "__dict__", None)
         if isinstance(namespace, dict):
             for name, value in list(namespace.items()):
                 real = real_of.get(value)
@@ -192,6 +192,25 @@ def _take_down() -> None:
     _SHARED.patched.clear()
     _SHARED.stand_ins = []
     _SHARED.by_real = _SHARED.real_of = _NOTHING
+
+
+def _imported_since(last: tuple[str, Any] | None) -> list[Any]:
+    """The modules imported since ``last`` (name, module) was the last one: sys.modules
+    keeps the order modules came in, so they are found from the end, without a copy of
+    it all (a process may have thousands). All of them when ``last`` is gone."""
+    try:
+        return _walk_back(reversed(sys.modules.items()), last)
+    except RuntimeError:  # another thread imported a module meanwhile: from a copy
+        return _walk_back(reversed(list(sys.modules.items())), last)
+
+
+def _walk_back(items: Iterator[tuple[str, Any]], last: tuple[str, Any] | None) -> list[Any]:
+    found = []
+    for name, module in items:
+        if last is not None and name == last[0] and module is last[1]:
+            break
+        found.append(module)
+    return found
 
 
 def keep_stand_ins() -> None:
