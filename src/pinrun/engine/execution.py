@@ -38,9 +38,9 @@ from pinrun.flows.module_objects import state_snapshot
 from pinrun.flows.pinning import PinnedStep
 from pinrun.flows.step import Step
 from pinrun.world import World
-from pinrun.world.hidden_state import Watch, code_watch, is_machinery
+from pinrun.world.hidden_state import MODULE_STATE, Watch, carried, code_watch, is_machinery
 
-__all__ = ["MODULE_STATE_HAZARD", "HiddenState", "Outcome", "StepHiddenState", "StepOutputError",
+__all__ = ["HiddenState", "Outcome", "StepHiddenState", "StepOutputError",
            "check_outputs", "encode_output", "hidden_state_of", "module_state_hazards",
            "module_values", "run_coroutine", "run_level"]
 
@@ -104,16 +104,10 @@ def module_values(names: Sequence[tuple[str, str]]) -> dict[str, bytes]:
     return found
 
 
-#: How a hazard about module-level state begins (as replay's hidden-state watch names it:
-#: :mod:`pinrun.world.hidden_state`).
-MODULE_STATE_HAZARD = "module state:"
-
-
 def module_state_hazards(before: Mapping[str, object], after: Mapping[str, object]) -> list[str]:
     """One hazard per module-level value that differs between two snapshots, named by its
     owner: ``module state: orders.cache.SEEN changed (...)``."""
-    return [f"{MODULE_STATE_HAZARD} {name} changed (hidden state a worker carries into its "
-            "next run)" for name in sorted(set(before) | set(after))
+    return [carried(f"{MODULE_STATE}: {name} changed") for name in sorted(set(before) | set(after))
             if before.get(name) != after.get(name)]
 
 
@@ -162,10 +156,8 @@ class _Call:
             after = module_values(self.hidden)
             outcome.hazards += module_state_hazards(self.hidden_before, after)
         if self.code is not None:
-            outcome.hazards += [f"{change} (hidden state a worker carries into its next run)"
-                                for change in self.code.changes(self.code_before,
-                                                                self.code.look())
-                                if change.hazard]
+            outcome.hazards += [carried(change) for change in self.code.changes(
+                self.code_before, self.code.look()) if change.hazard]
         if outcome.error is None:
             # What cannot be stored is the step's failure, recorded as such: never an
             # exception out of the engine, which would leave the run interrupted.

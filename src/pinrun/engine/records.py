@@ -37,6 +37,7 @@ __all__ = [
     "StepError",
     "StepRecord",
     "display_status",
+    "hash_seed_of",
     "is_run_id",
     "load_env",
     "load_run",
@@ -269,7 +270,12 @@ def load_env(store: Store, run: RunRecord) -> dict[str, Any]:
 
 def recorded_hash_seed(store: Store, run: RunRecord) -> str | None:
     """The ``PYTHONHASHSEED`` run ``run`` recorded (checked: Python starts with it), or None."""
-    seed = load_env(store, run).get("hash_seed")
+    return hash_seed_of(load_env(store, run))
+
+
+def hash_seed_of(env: dict[str, Any]) -> str | None:
+    """The ``PYTHONHASHSEED`` in a recorded environment (:func:`load_env`), or None."""
+    seed = env.get("hash_seed")
     return seed if isinstance(seed, str) else None
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from pinrun.artifacts.store import Store
-from pinrun.engine.records import load_env, load_run
+from pinrun.engine.records import hash_seed_of, load_env, load_run
 from pinrun.errors import InputError
 from pinrun.flows.pinning import project_root_for
 from pinrun.verifier.worker import ReplayOptions, ReplayRequest, replay_in_child
@@ -85,8 +85,7 @@ def _variation(kind: str, recorded: dict[str, Any], folder: str | None) -> _Vari
     Only the kind's own condition changes: the others keep the recorded hash
     seed (when one was recorded), so a difference is that condition's doing.
     """
-    seed = recorded.get("hash_seed")
-    seed = seed if isinstance(seed, str) else None
+    seed = hash_seed_of(recorded)
     same_seed = {"PYTHONHASHSEED": seed} if seed else {}
 
     def was(key: str) -> str:

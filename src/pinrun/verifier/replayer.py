@@ -52,7 +52,7 @@ from pinrun.world import World
 from pinrun.world.file_inputs import changes, load_inputs
 from pinrun.world.files import FileSetup, files_read
 from pinrun.world.guards import GuardedCall, GuardMode, Guards
-from pinrun.world.hidden_state import Change, Look, Watch
+from pinrun.world.hidden_state import Change, Look, Watch, carried
 from pinrun.world.refusal import ReplayWatch, refusing_world
 
 __all__ = ["CodeSource", "check_replay_arguments", "replay"]
@@ -343,8 +343,7 @@ class _Replay:
             Change(change.kind, change.owner, f"{change.what} by {by} in repetition "
                    f"{self.repetition}") for change in made if change.owner not in named)]
         also = "" if len(self.group) == 1 else f" by {by.rstrip(',')}"
-        return [f"{change}{also} (hidden state a worker carries into its next run)"
-                for change in made]
+        return [carried(f"{change}{also}") for change in made]
 
     def end_level(self, level: Sequence[Step], failure: Outcome | None) -> None:
         # Once per level: one read, and never more in memory than the level's outputs.

@@ -100,12 +100,22 @@ from pinrun.flows.module_objects import (
     snapshot_view,
 )
 
-__all__ = ["Change", "Look", "Watch", "code_watch", "is_machinery"]
+__all__ = ["CARRIED", "MODULE_STATE", "Change", "Look", "Watch", "carried", "code_watch",
+           "is_machinery"]
 
 #: The three kinds of hidden state a change is named by.
 MODULE_STATE: Final = "module state"
 DEFAULT_ARGUMENT: Final = "default argument"
 CACHE: Final = "cache"
+
+#: What a hazard of hidden state ends with: why it matters.
+CARRIED: Final = "(hidden state a worker carries into its next run)"
+
+
+def carried(what: object) -> str:
+    """A hazard of hidden state: ``what`` changed, and why that matters."""
+    return f"{what} {CARRIED}"
+
 
 _MISSING: Final = object()  # a place with nothing bound (a name deleted, defaults replaced)
 _UNSEEN: Final = object()  # a value pinrun cannot see: equal to any other such value
