@@ -281,3 +281,40 @@ def test_logging_timestamps_and_pure_calls_reproduce_with_no_hazard(
     assert report["verdict"] == "reproduced"
     assert [step["hazards"] for step in report["steps"]] == [[]]
     assert "working on 3" in replayed.stderr  # the step did log, with its timestamp
+
+
+#: A step whose own thread reads the clock: under strict guards the refusal ends the thread.
+THREADED = """\
+import threading
+import time
+
+import pinrun
+
+
+@pinrun.step
+def stamp(n: int) -> dict:
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(time.time()))
+    worker.start()
+    worker.join()
+    return {"next": n + 1}
+
+
+flow = pinrun.Flow("threaded", [stamp])
+"""
+
+
+def test_a_refusal_that_ends_a_steps_thread_is_reported_without_a_traceback(
+        project: Project, library: Path) -> None:
+    """--guards strict refuses a clock read in a thread the step started: the replay
+    diverges naming the call and its line, and stderr shows no thread traceback."""
+    project.write("threaded", THREADED)
+    assert _pinrun(project, library, "init").returncode == 0
+    done = _pinrun(project, library, "run", project.entry("threaded"), "--set", "n=1")
+    assert done.returncode == 0, done.stderr
+    replayed = _pinrun(project, library, "replay", done.stdout.strip(), "--guards", "strict")
+    assert replayed.returncode == 1, replayed.stdout + replayed.stderr
+    assert "Traceback" not in replayed.stderr, replayed.stderr
+    assert "Exception in thread" not in replayed.stderr, replayed.stderr
+    assert "strict guards refused time.time() (clock)" in replayed.stdout
+    assert "threaded.py:10 outside its context" in replayed.stdout, replayed.stdout

@@ -406,9 +406,11 @@ class _Replay:
         refused = next((call for call in calls if call.refused), None)
         if result.status == "match" and refused is not None and self.guards.mode == "strict":
             # Strict guards refuse for the verdict's sake: a step that catches the refusal
-            # (except Exception) and goes on has not reproduced under them.
+            # (except Exception), or whose thread the refusal ended, and goes on has not
+            # reproduced under them.
             self._diverge(result, "error", f"strict guards refused {refused}; the step "
-                          "caught the refusal and went on")
+                          "went on past the refusal (it caught it, or it ended a thread "
+                          "of the step's)")
         return result
 
     def _check_files(self, outcome: Outcome, record: StepRecord, result: StepResult) -> None:

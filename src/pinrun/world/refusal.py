@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pinrun.errors import WorldRefusedError
+from pinrun.errors import NondeterminismError, WorldRefusedError
 from pinrun.world.calls import EVENTS, FORK_EXEC_EVENT
 
 __all__ = [
@@ -387,8 +387,23 @@ def _install_hook() -> None:
         _posixsubprocess.fork_exec = _guarded_fork_exec
         _REAL_START[:] = [threading.Thread.start]
         setattr(threading.Thread, "start", _start_marked)  # noqa: B010 - a method
+        _REAL_EXCEPTHOOK[:] = [threading.excepthook]
+        threading.excepthook = _quiet_refusals
         sys.addaudithook(_audit)
         _HOOK.append(True)
+
+
+_REAL_EXCEPTHOOK: list[Callable[[Any], object]] = []
+
+
+def _quiet_refusals(args: Any) -> None:
+    """``threading.excepthook``, but silent for a refusal that ended one of a replay's
+    threads: the replay noted it and reports it with the step, so its traceback on
+    stderr would only be noise (and the command line shows none without --debug)."""
+    if isinstance(args.exc_value, WorldRefusedError | NondeterminismError) and \
+            getattr(args.thread, "_pinrun_replay", None) is not None:
+        return
+    _REAL_EXCEPTHOOK[0](args)
 
 
 class watching_world:  # noqa: N801 - used as a function: with watching_world(watch)
