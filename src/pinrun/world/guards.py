@@ -298,23 +298,13 @@ class Guards:
 def _imported_names(namespace: dict[str, Any],
                     by_real: _ByIdentity) -> list[tuple[str, Any]]:
     """(name, stand-in) for each name in a module's namespace bound to a real object
-    stood in for. Remembered per namespace while it keeps its size and those names
-    (a module's names are bound as it is imported, and this is asked for every
-    replay): a global rebound later to a real object keeps it."""
-    key = (namespace.get("__name__"), len(namespace))
-    known = _IMPORTED.get(key)
-    if known is not None and known[0] is namespace and known[1] is by_real and \
-            all(by_real.get(namespace.get(name)) is stand_in for name, stand_in in known[2]):
-        return known[2]
-    found = [(name, stand_in) for name, value in list(namespace.items())
-             if not name.startswith("__") and (stand_in := by_real.get(value)) is not None]
-    _IMPORTED[key] = (namespace, by_real, found)
-    return found
-
-
-#: Per module name and namespace size: the namespace, the stand-ins and the names found.
-_IMPORTED: dict[tuple[object, int], tuple[dict[str, Any], _ByIdentity,
-                                          list[tuple[str, Any]]]] = {}
+    stood in for. Scanned at every replay (a global may have been bound to one since:
+    ``_clock = time.time`` while the stand-ins were down); only a value of a type stood
+    in for is looked up, so most names cost a set look-up."""
+    kinds = by_real.kinds
+    return [(name, stand_in) for name, value in list(namespace.items())
+            if type(value) in kinds and not name.startswith("__")
+            and (stand_in := by_real.get(value)) is not None]
 
 
 class _StepWatch(WorldWatch):
