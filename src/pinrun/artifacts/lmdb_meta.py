@@ -84,7 +84,11 @@ def read_head(data_file: Path) -> DataFileHead:
             last_page = _U64.unpack_from(raw, hdrsz + 120)[0]
             txnid = _U64.unpack_from(raw, hdrsz + 128)[0]
             metas.append((txnid, last_page))
-    committed = metas[1] if metas[0][0] < metas[1][0] else metas[0]
+        committed = metas[1] if metas[0][0] < metas[1][0] else metas[0]
+        # The size again, now the metas are read: another process committing meanwhile
+        # wrote its pages before the meta naming them, so this size holds them (taken
+        # before, it could be short of them: a store in use is not a truncated one).
+        size = f.seek(0, 2)
     return DataFileHead(size, page_size, (metas[0][0], metas[1][0]), committed[1])
 
 

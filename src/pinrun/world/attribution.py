@@ -23,11 +23,14 @@ steps, a thread the process had).
 
 from __future__ import annotations
 
+import os
 import sys
+import sysconfig
 import types
 from pathlib import Path
+from typing import Final
 
-__all__ = ["HARMLESS", "is_harmless_module", "project_frame"]
+__all__ = ["HARMLESS", "INSTALLED", "is_harmless_module", "is_library_code", "project_frame"]
 
 #: Modules (and packages, with everything under them) whose own use of the clock, chance,
 #: identity or environment cannot change a step's result: they log, time out, draw
@@ -116,3 +119,32 @@ def project_frame(files: frozenset[str], start: types.FrameType | None = None) \
             return None
         frame = frame.f_back
     return None
+
+
+def _installed_roots() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    found = [paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths]
+    found.append(_PINRUN)  # pinrun itself
+    both = {os.path.normpath(p) for p in found} | {str(Path(p).resolve()) for p in found}
+    return tuple(sorted(p + os.sep for p in both))
+
+
+#: Where code that is not the project's lives: the standard library, the installed
+#: distributions and pinrun itself (each folder as given and as resolved).
+INSTALLED: Final = _installed_roots()
+_LIBRARY_PARTS: Final = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
+#: Per code file, whether it is library code: files do not change meaning in a process.
+_LIBRARY_FILES: dict[str, bool] = {}
+
+
+def is_library_code(filename: str) -> bool:
+    """Whether code from ``filename`` (a code object's) is not the project's: pinrun, the
+    standard library, or an installed distribution (under the installation, or in any
+    ``site-packages`` or ``dist-packages`` folder)."""
+    found = _LIBRARY_FILES.get(filename)
+    if found is None:
+        path = os.path.normpath(filename)
+        found = path.startswith(INSTALLED) or any(part in path for part in _LIBRARY_PARTS)
+        if len(_LIBRARY_FILES) < 65536:  # code files: a process has a bounded number
+            _LIBRARY_FILES[filename] = found
+    return found

@@ -36,7 +36,6 @@ import linecache
 import os
 import stat
 import sys
-import sysconfig
 import threading
 import tokenize
 import types
@@ -52,6 +51,7 @@ import blake3
 from pinrun.errors import InputError, NondeterminismError
 from pinrun.flows.project import pyproject
 from pinrun.world import refusal
+from pinrun.world.attribution import INSTALLED, is_library_code
 from pinrun.world.refusal import GuardedCall
 
 __all__ = [
@@ -74,15 +74,6 @@ _WRITING = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _PYTHONS_OWN = ("<frozen importlib", "<frozen zipimport")
 
 
-def _install_roots() -> tuple[str, ...]:
-    paths = sysconfig.get_paths()
-    found = [paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths]
-    found.append(str(Path(refusal.__file__).resolve().parents[1]))  # pinrun itself
-    both = {os.path.normpath(p) for p in found} | {str(Path(p).resolve()) for p in found}
-    return tuple(sorted(p + os.sep for p in both))
-
-
-_LIBRARIES = _install_roots()
 _SYSTEM = (f"{os.sep}proc{os.sep}", f"{os.sep}sys{os.sep}", f"{os.sep}dev{os.sep}")
 #: Reading source lines for a traceback or a warning is not the step's read.
 _LINECACHE = frozenset(os.path.normpath(m.__file__) for m in (linecache, tokenize) if m.__file__)
@@ -146,7 +137,7 @@ class FileSetup:
 
     def is_excluded(self, path: str) -> bool:
         """Whether an absolute path is never an input (Python's, pinrun's, the store's...)."""
-        return path.startswith((*_LIBRARIES, *_SYSTEM, *self.excluded)) or \
+        return path.startswith((*INSTALLED, *_SYSTEM, *self.excluded)) or \
             f"{os.sep}__pycache__{os.sep}" in path or path in self.files
 
 
@@ -221,7 +212,7 @@ class FileWatch:
             if name in self.setup.files:
                 return name, frame.f_lineno
             if first is None and not name.startswith("<frozen") and name != __file__ and \
-                    not _is_library(name):
+                    not is_library_code(name):
                 first = name, frame.f_lineno
             frame = frame.f_back
         return first
@@ -243,18 +234,6 @@ def file_digest(path: str) -> str | None:
     except OSError:
         return None
     return hasher.hexdigest()
-
-
-_LIBRARY_FILES: dict[str, bool] = {}
-
-
-def _is_library(name: str) -> bool:
-    found = _LIBRARY_FILES.get(name)
-    if found is None:
-        found = os.path.normpath(os.path.abspath(name)).startswith(_LIBRARIES)
-        if len(_LIBRARY_FILES) < 65536:  # code files: a process has a bounded number
-            _LIBRARY_FILES[name] = found
-    return found
 
 
 _HOOK: list[bool] = []

@@ -32,7 +32,6 @@ and stays idle (a set look-up per audit event) while no step is watched.
 from __future__ import annotations
 
 import sys
-import sysconfig
 import threading
 import types
 from collections import Counter
@@ -44,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from pinrun.errors import NondeterminismError, WorldRefusedError
+from pinrun.world.attribution import is_library_code
 from pinrun.world.calls import EVENTS, FORK_EXEC_EVENT
 
 __all__ = [
@@ -163,12 +163,6 @@ def in_effect() -> bool:
     return _IN_EFFECT.get()
 
 
-#: Code that is not the project's: pinrun, the standard library, installed distributions.
-_LIBRARIES = tuple(dict.fromkeys(str(Path(p).resolve()) for key, p in sysconfig.get_paths().items()
-                                 if key in ("stdlib", "platstdlib", "purelib", "platlib")))
-_PINRUN = str(Path(__file__).resolve().parents[1])
-
-
 def _call_site(watch: WorldWatch) -> types.FrameType | None:
     """The frame in the project's code that made the call: the innermost in one of its
     files, else the innermost outside pinrun and the libraries."""
@@ -178,10 +172,8 @@ def _call_site(watch: WorldWatch) -> types.FrameType | None:
         name = frame.f_code.co_filename
         if name in watch.files:
             return frame
-        if first is None and not name.startswith("<frozen"):
-            resolved = str(Path(name).resolve())
-            if not resolved.startswith((_PINRUN, *_LIBRARIES)):
-                first = frame
+        if first is None and not name.startswith("<frozen") and not is_library_code(name):
+            first = frame
         frame = frame.f_back
     return first
 
