@@ -146,3 +146,67 @@ def test_quiet_values_and_loggers_never_change(module: types.ModuleType) -> None
     (named,) = watch.since_first("step", changed, 2)
     assert str(named) == ("module state: watched_mod.SEEN changed by step 'step' in "
                           "repetition 1, read again in repetition 2")
+
+
+def _fresh(name: str, source: str) -> types.ModuleType:
+    made = types.ModuleType(name)
+    exec(compile(source, f"<{name}>", "exec"), vars(made))
+    return made
+
+
+def test_a_value_that_changes_type_in_a_flat_container_is_a_change() -> None:
+    """1 -> 1.0 in a dict, 0 -> False in a list, {1} -> {True}: equal to Python, but not
+    the same state (they show differently); each is named as changed."""
+    made = _fresh("flat_types_mod", "STATS = {'n': 1}\nFLAGS = [0]\nKEYS = {1}\n")
+    watch = Watch([made])
+    before = watch.look()
+    made.STATS["n"] = 1.0
+    made.FLAGS[0] = False
+    made.KEYS.clear()
+    made.KEYS.add(True)
+    owners = {change.owner for change in watch.changes(before, watch.look())}
+    assert owners == {"flat_types_mod.STATS", "flat_types_mod.FLAGS", "flat_types_mod.KEYS"}
+
+
+def test_a_new_nan_object_in_a_flat_container_is_no_change() -> None:
+    """A NaN replaced by another NaN (unequal to itself in Python) is the same state."""
+    made = _fresh("flat_nan_mod", "LAST = {'x': float('nan')}\n")
+    watch = Watch([made])
+    before = watch.look()
+    made.LAST["x"] = float("nan")
+    assert watch.changes(before, watch.look()) == []
+    made.LAST["x"] = 2.0
+    assert [change.owner for change in watch.changes(before, watch.look())] == [
+        "flat_nan_mod.LAST"]
+
+
+def test_a_watch_keeps_no_module_it_looked_at_alive() -> None:
+    """Once a module (pinned code loads new ones for every replay) is gone, what its
+    globals held is freed: the watch's shared layout does not keep it."""
+    import gc
+    import weakref
+
+    made = _fresh("layout_mod", "class Big:\n    pass\n\nBIG = Big()\nTABLE = {'a': 1}\n")
+    held = weakref.ref(made.BIG)
+    Watch([made]).look()
+    del made
+    gc.collect()
+    assert held() is None
+
+
+def test_a_place_classified_again_by_another_watch_is_seen_again() -> None:
+    """A global bound away and back to the same list, with another watch of other
+    module sets classifying it in between, still has its later changes named."""
+    made = _fresh("shared_place_mod", "X = ['a', {'k': [1]}]\n")
+    other = _fresh("shared_other_mod", "Y = 1\n")
+    first, second = Watch([made]), Watch([made, other])
+    names = vars(made)
+    original = names["X"]
+    first.look()
+    names["X"] = 5
+    second.look()  # the shared place is classified for the int
+    names["X"] = original
+    before = first.look()
+    original[1]["k"].append(2)
+    assert [change.owner for change in first.changes(before, first.look())] == [
+        "shared_place_mod.X"]

@@ -107,3 +107,18 @@ def test_a_crafted_file_inputs_value_is_refused(bad: Any) -> None:
     with pytest.raises(CorruptObjectError, match="file inputs"):
         parse_inputs(bad, digest)
     assert parse_inputs(GOOD, digest).files[0].path == "config/settings.ini"
+
+
+def test_ignore_patterns_follow_an_edited_pyproject(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyproject.toml is parsed once per change: an edit (or a file made later) is read
+    at the next replay of the same process."""
+    from pinrun.world.files import ignore_patterns
+
+    monkeypatch.delenv("PINRUN_IGNORE_FILES", raising=False)
+    assert ignore_patterns(tmp_path) == ()
+    settings = tmp_path / "pyproject.toml"
+    settings.write_text('[tool.pinrun]\nignore_files = ["a/*"]\n')
+    assert ignore_patterns(tmp_path) == ("a/*",)
+    settings.write_text('[tool.pinrun]\nignore_files = ["a/*", "data/cache/*"]\n')
+    assert ignore_patterns(tmp_path) == ("a/*", "data/cache/*")

@@ -291,8 +291,6 @@ def home_distributions(project_root: Path, *modules: types.ModuleType | None) ->
         _ROOT.reset(root)
 
 
-# Keyed by the configuration variable's value; reads pyproject.toml, not loaded code.
-@functools.lru_cache(maxsize=64)
 def pyproject(project_root: Path) -> dict[str, Any]:
     """The project's ``pyproject.toml``, parsed (empty when absent or not TOML); read
     again only when the file changed (by size and time), as it is asked per replay.

@@ -132,19 +132,16 @@ def _installed_roots() -> tuple[str, ...]:
 #: Where code that is not the project's lives: the standard library, the installed
 #: distributions and pinrun itself (each folder as given and as resolved).
 INSTALLED: Final = _installed_roots()
-_LIBRARY_PARTS: Final = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
 #: Per code file, whether it is library code: files do not change meaning in a process.
 _LIBRARY_FILES: dict[str, bool] = {}
 
 
 def is_library_code(filename: str) -> bool:
     """Whether code from ``filename`` (a code object's) is not the project's: pinrun, the
-    standard library, or an installed distribution (under the installation, or in any
-    ``site-packages`` or ``dist-packages`` folder)."""
+    standard library, or a distribution installed with this Python."""
     found = _LIBRARY_FILES.get(filename)
     if found is None:
-        path = os.path.normpath(filename)
-        found = path.startswith(INSTALLED) or any(part in path for part in _LIBRARY_PARTS)
+        found = os.path.normpath(filename).startswith(INSTALLED)
         if len(_LIBRARY_FILES) < 65536:  # code files: a process has a bounded number
             _LIBRARY_FILES[filename] = found
     return found

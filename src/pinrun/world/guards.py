@@ -180,6 +180,10 @@ def _take_down() -> None:
     """Put the real objects back (the lock held), also in the modules first imported
     while the stand-ins were up (they took stand-ins by name: ``from time import time``)."""
     real_of = _SHARED.real_of
+    # The real objects first: a module imported meanwhile (in another thread) takes them.
+    for owner, name, value in reversed(_SHARED.patched):
+        setattr(owner, name, value)
+    _SHARED.patched.clear()
     for module in _imported_since(_SHARED.last_module):
         namespace = getattr(module, "__dict__", None)
         if isinstance(namespace, dict):
@@ -187,9 +191,6 @@ def _take_down() -> None:
                 real = real_of.get(value)
                 if real is not None:
                     namespace[name] = real
-    for owner, name, value in reversed(_SHARED.patched):
-        setattr(owner, name, value)
-    _SHARED.patched.clear()
     _SHARED.stand_ins = []
     _SHARED.by_real = _SHARED.real_of = _NOTHING
 
@@ -337,6 +338,8 @@ class _StepWatch(WorldWatch):
                 self._datetime.__enter__()
             except BaseException:
                 leave_watch(self._token)
+                if self._setup is not None:
+                    stop_watching_files(self, self._replay)
                 raise
         return self.calls
 

@@ -168,13 +168,14 @@ class _Place:
         self.bare = False  # an object whose attributes may come later (``NS.x = 1``)
         self.view: int | None = None
         #: A flat container's contents at the last look (a shallow copy), else None.
-        self.copied: Any = None
+        self.copied: _Flat | None = None
         #: The token given last: given again while nothing changed, so an unchanged
         #: look is the same objects and compares by identity alone.
         self.last: object = _MISSING
 
     def classify(self, value: object) -> None:
         """Classify the object now bound here (once per object: by identity)."""
+        _EPOCH[0] += 1  # every layout of this place must see it again (see Watch.look)
         self.seen, self.view, self.last = value, None, _MISSING
         self.quiet = value is _MISSING or _quiet_value(value)
         self.copied = _flat_copy(value) if not self.quiet else None
@@ -197,12 +198,12 @@ class _Place:
     def token_of(self, value: object) -> object:
         """The token of ``value``, the object this place is classified for and holds now."""
         if self.copied is not None:  # a flat container: a copy is its snapshot
-            if type(value) is type(self.copied) and value == self.copied:
+            if _same_flat(value, self.copied.items):
                 return self.copied  # compared in place: nothing copied while it holds
             copied = value.copy()  # type: ignore[attr-defined]
             if _is_flat(copied):
-                self.copied = copied
-                return copied
+                self.copied = _Flat(copied)
+                return self.copied
             self.copied = None  # it holds a container now: snapshots from here on
         if not self.watched and (not self.bare or not vars(value)):
             return _UNSEEN  # nothing pinrun can see (yet: no encoding is tried)
@@ -222,13 +223,59 @@ class _Place:
 _FLAT: Final = frozenset({dict, list, set})
 
 
-def _flat_copy(value: object) -> object:
+def _flat_copy(value: object) -> _Flat | None:
     """A shallow copy of a small dict, list or set holding only plain values (its keys
     too), else None: equal copies mean the same contents, without encoding them."""
     if type(value) not in _FLAT or len(value) > _MAX_FLAT:  # type: ignore[arg-type]
         return None
     copied = value.copy()  # type: ignore[attr-defined]
-    return copied if _is_flat(copied) else None
+    return _Flat(copied) if _is_flat(copied) else None
+
+
+class _Flat:
+    """The token of a flat container: a shallow copy, equal to another only when the
+    contents are the same values of the same types (``1``, ``1.0`` and ``True`` are
+    equal in Python, not here; a new NaN object is the same as the old one)."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: Any) -> None:
+        self.items = items
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Flat) and _same_flat(self.items, other.items)
+
+    __hash__ = None  # type: ignore[assignment]  # compared, never a key
+
+
+def _same_flat(now: Any, then: Any) -> bool:
+    """Whether two flat containers hold the same values, of the same types."""
+    if type(now) is not type(then):
+        return False
+    if now == then and _same_types(now, then):
+        return True
+    # Unequal to Python (a NaN is unequal to itself) or a type changed: what would be
+    # recorded of them decides.
+    from pinrun.artifacts import codec  # late: the codec is heavier than these rules
+
+    try:
+        return bool(codec.encode(now) == codec.encode(then))
+    except Exception:  # a value the codec refuses: not the same, to be safe
+        return False
+
+
+def _same_types(now: Any, then: Any) -> bool:
+    """Whether equal flat containers pair every item with one of the same type: in C
+    while they keep the same order, item by item otherwise."""
+    if list(map(type, now)) == list(map(type, then)) and list(now) == list(then):
+        return type(now) is not dict or \
+            list(map(type, now.values())) == list(map(type, then.values()))
+    if type(now) is dict:
+        kinds = {key: type(key) for key in then}
+        return all(kinds[key] is type(key) and type(item) is type(then[key])
+                   for key, item in now.items())
+    kinds = {item: type(item) for item in then}
+    return all(kinds.get(item) is type(item) for item in now)
 
 
 def _is_flat(copied: Any) -> bool:
@@ -259,6 +306,7 @@ class _CachePlace(_Place):
         self.results: list[tuple[object, object]] | None = None
 
     def classify(self, value: object) -> None:
+        _EPOCH[0] += 1
         self.seen, self.quiet = value, False
 
     def token(self) -> object:
@@ -433,7 +481,8 @@ class Watch:
         """
         layout = self.layout
         tokens = [reach(key, _MISSING) for reach, key in layout.reach]
-        if not all(map(operator.is_, tokens, layout.bound)):
+        # Places are shared by layouts: one classified again (by another) is seen again.
+        if layout.epoch != _EPOCH[0] or not all(map(operator.is_, tokens, layout.bound)):
             layout.classify(tokens)
         for index, place in layout.special:
             tokens[index] = place.token_of(tokens[index])
@@ -485,7 +534,7 @@ class _Layout:
     """Places in a watch's order, how to reach each, and what each was bound to when
     classified (kept in step with the places' own classification)."""
 
-    __slots__ = ("bound", "modules", "places", "reach", "special")
+    __slots__ = ("bound", "epoch", "modules", "places", "reach", "special")
 
     def __init__(self, places: list[_Place],
                  modules: list[weakref.ref[types.ModuleType]] | None = None) -> None:
@@ -494,6 +543,8 @@ class _Layout:
         self.places = places
         self.reach = [(place.reach, place.key) for place in places]
         self.bound: list[object] = [_UNCLASSIFIED] * len(places)
+        #: The classification epoch :attr:`bound` was taken at (see :data:`_EPOCH`).
+        self.epoch = -1
         #: The places whose token is more than their binding: (index, place).
         self.special: list[tuple[int, _Place]] = []
 
@@ -506,9 +557,13 @@ class _Layout:
         self.bound = [place.seen for place in self.places]
         self.special = [(index, place) for index, place in enumerate(self.places)
                         if place.special]
+        self.epoch = _EPOCH[0]
 
 
 _UNCLASSIFIED: Final = object()
+#: Bumped whenever any place is classified again: a layout whose epoch is older looks
+#: at its places' classification again before trusting its own copy of it.
+_EPOCH = [0]
 #: The layouts of the module sets watched lately (a worker's, replay after replay; a
 #: recording's, step after step), by the modules' ids: each layout holds its modules
 #: weakly and is used only while they are the very same objects (pinned code brings
@@ -525,13 +580,19 @@ def _layout_of(modules: Sequence[types.ModuleType], code_only: bool) -> _Layout:
         return found
     places = _code_places(modules) if code_only else \
         [place for module in modules for place in _module_places(module)]
+    found = _Layout(places)
+
+    def forget(_: object) -> None:  # a module gone: its layout (and namespace) with it
+        if _LAYOUTS.get(key) is found:
+            del _LAYOUTS[key]
+
     try:
-        refs = [weakref.ref(module) for module in modules]
+        found.modules = [weakref.ref(module, forget) for module in modules]
     except TypeError:  # a module object that takes no weak reference: not kept
-        return _Layout(places)
+        return found
     if len(_LAYOUTS) >= _MOST_LAYOUTS:
         _LAYOUTS.clear()
-    found = _LAYOUTS[key] = _Layout(places, refs)
+    _LAYOUTS[key] = found
     return found
 
 
