@@ -198,7 +198,7 @@ class _Place:
     def token_of(self, value: object) -> object:
         """The token of ``value``, the object this place is classified for and holds now."""
         if self.copied is not None:  # a flat container: a copy is its snapshot
-            if _same_flat(value, self.copied.items):
+            if _same_flat(value, self.copied):
                 return self.copied  # compared in place: nothing copied while it holds
             copied = value.copy()  # type: ignore[attr-defined]
             if _is_flat(copied):
@@ -237,39 +237,47 @@ class _Flat:
     contents are the same values of the same types (``1``, ``1.0`` and ``True`` are
     equal in Python, not here; a new NaN object is the same as the old one)."""
 
-    __slots__ = ("items",)
+    __slots__ = ("items", "order", "types", "value_types")
 
     def __init__(self, items: Any) -> None:
         self.items = items
+        #: The items (a dict's keys) in order, their types, and a dict's values' types:
+        #: taken once, so a look compares the container in place against them.
+        self.order = list(items)
+        self.types = list(map(type, items))
+        self.value_types = list(map(type, items.values())) if type(items) is dict else None
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Flat) and _same_flat(self.items, other.items)
+        return isinstance(other, _Flat) and _same_flat(self.items, other)
 
     __hash__ = None  # type: ignore[assignment]  # compared, never a key
 
 
-def _same_flat(now: Any, then: Any) -> bool:
-    """Whether two flat containers hold the same values, of the same types."""
-    if type(now) is not type(then):
+def _same_flat(now: Any, then: _Flat) -> bool:
+    """Whether a flat container holds what ``then`` holds: the same values, of the same
+    types (in C while the order is the same, item by item otherwise)."""
+    if type(now) is not type(then.items):
         return False
-    if now == then and _same_types(now, then):
-        return True
+    if now == then.items:
+        if list(now) == then.order and list(map(type, now)) == then.types and (
+                then.value_types is None
+                or list(map(type, now.values())) == then.value_types):
+            return True
+        if _same_types(now, then.items):
+            return True
     # Unequal to Python (a NaN is unequal to itself) or a type changed: what would be
     # recorded of them decides.
     from pinrun.artifacts import codec  # late: the codec is heavier than these rules
 
     try:
-        return bool(codec.encode(now) == codec.encode(then))
+        return bool(codec.encode(now) == codec.encode(then.items))
     except Exception:  # a value the codec refuses: not the same, to be safe
         return False
 
 
 def _same_types(now: Any, then: Any) -> bool:
-    """Whether equal flat containers pair every item with one of the same type: in C
-    while they keep the same order, item by item otherwise."""
-    if list(map(type, now)) == list(map(type, then)) and list(now) == list(then):
-        return type(now) is not dict or \
-            list(map(type, now.values())) == list(map(type, then.values()))
+    """Whether equal flat containers, in another order, pair every item with one of the
+    same type."""
     if type(now) is dict:
         kinds = {key: type(key) for key in then}
         return all(kinds[key] is type(key) and type(item) is type(then[key])
