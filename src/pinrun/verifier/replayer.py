@@ -179,10 +179,6 @@ _CAUSE_RANK = {"nondeterministic call": 0, "file system": 1, "code drift": 2,
                "answer order": 5, "exception": 9}
 
 
-#: What a step found changed in the first repetition: nothing (shared, never changed).
-_NOTHING_SINCE: list[Change] = []
-
-
 class _DigestSink:
     """Digests objects as the store would, without storing anything; keeps the digests."""
 
@@ -321,15 +317,9 @@ class _Replay:
             self.group = (name,) if len(self.logs) == 1 else \
                 (name, *(other for other in self.logs if other != name))
             self.group_changes = hidden.changes(found, after)
-            # What each found changed, named by who changed it before they ran (nothing
-            # in the first repetition: what they found is remembered instead).
-            if self.repetition == 1:
-                for step in self.group:
-                    hidden.first_found.setdefault(step, found)
-                self.group_since = dict.fromkeys(self.group, _NOTHING_SINCE)
-            else:
-                self.group_since = {step: hidden.since_first(step, found, self.repetition)
-                                    for step in self.group}
+            # What each found changed, named by who changed it before they ran.
+            self.group_since = {step: hidden.since_first(step, found, self.repetition)
+                                for step in self.group}
             if self.group_changes:
                 hidden.note(self.group_changes, self.group, self.repetition)
         since = self.group_since[name]

@@ -152,7 +152,6 @@ class _Shared:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.depth = 0
-        self.stand_ins: list[tuple[Any, str, Any, Any]] = []
         self.patched: list[tuple[Any, str, Any]] = []
         #: The stand-in of each real object, and back (built as they go up).
         self.by_real = self.real_of = _NOTHING
@@ -169,7 +168,6 @@ def _put_up() -> None:
     """Patch the stand-ins in (the lock held, none up yet)."""
     _SHARED.last_module = next(reversed(sys.modules.items()), None)
     built = _stand_ins()
-    _SHARED.stand_ins = built.stand_ins
     for owner, name, real, stand_in in built.stand_ins:
         _SHARED.patched.append((owner, name, real))
         setattr(owner, name, stand_in)
@@ -191,7 +189,6 @@ def _take_down() -> None:
                 real = real_of.get(value)
                 if real is not None:
                     namespace[name] = real
-    _SHARED.stand_ins = []
     _SHARED.by_real = _SHARED.real_of = _NOTHING
 
 
@@ -293,7 +290,6 @@ class Guards:
         the list. ``replay``: the replay refusing the world, whose threads read for the
         step running now."""
         return functools.partial(_StepWatch, self, setup, replay)
-
 
 
 def _imported_names(namespace: dict[str, Any],

@@ -62,7 +62,6 @@ __all__ = [
     "FUNCTIONS",
     "MADE",
     "GuardedEnviron",
-    "Watch",
     "active_watch",
     "call_name",
     "guarded",
@@ -73,11 +72,6 @@ __all__ = [
 
 #: Decides, from a call's arguments, whether it reads the world (None: it always does).
 When = Callable[[tuple[Any, ...], dict[str, Any]], bool]
-
-
-#: The watch of a guarded step: its mode, the project's files, and the calls noted so
-#: far (the step's world watch: :class:`pinrun.world.refusal.WorldWatch`).
-Watch = WorldWatch
 
 
 def active_watch() -> WorldWatch | None:
@@ -129,7 +123,7 @@ def note(kind: str, call: str) -> None:
             judge(watch, kind, call, frame)
 
 
-def _made_for(watch: Watch, kind: str) -> types.FrameType | None:
+def _made_for(watch: WorldWatch, kind: str) -> types.FrameType | None:
     """The project frame a call of ``kind`` is made for, or None: part of an outer guarded
     call, a harmless caller's own business, or not the step's."""
     outer = _WITHIN.kind
@@ -138,7 +132,7 @@ def _made_for(watch: Watch, kind: str) -> types.FrameType | None:
     return project_frame(watch.files)
 
 
-def judge(watch: Watch, kind: str, call: str, frame: types.FrameType) -> None:
+def judge(watch: WorldWatch, kind: str, call: str, frame: types.FrameType) -> None:
     """Note the call, made for the step at ``frame``; under strict guards, refuse it: raise
     :class:`NondeterminismError` naming it, with the call as the error's ``call`` (so the
     report names the project's line, not the library's that made it)."""
