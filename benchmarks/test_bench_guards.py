@@ -16,10 +16,11 @@ session (not timed) into a store opened ``durable=False``, with
   run and the time against ``guards="off"`` (target: at most 1.1x). One
   untimed replay of each before the rounds warms what pinrun keeps per process.
   ``pinrun-hidden-state-watch`` times the hidden-state watch alone, doing per
-  run what a guarded replay of it does (a :class:`~pinrun.world.hidden_state.Watch`
-  of the module, one look as the first level starts, then a look and a
-  comparison after each of the 5 steps), so its share of the guards' cost is
-  known: reported as us per run and as a share of ``guards="off"``'s time.
+  run what a replay looking step by step does (``--repeat``: a
+  :class:`~pinrun.world.hidden_state.Watch` of the module, one look as the run
+  starts, then a look and a comparison after each of the 5 steps; a plain
+  replay takes two of these looks, at the run's edges), reported as us per run
+  and as a share of ``guards="off"``'s time.
 
 The machine is shared and noisy, and pytest-benchmark times one variant's
 rounds after another's, so a drift between them lands in the ratio. Each

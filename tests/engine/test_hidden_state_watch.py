@@ -168,6 +168,23 @@ def test_a_value_that_changes_type_in_a_flat_container_is_a_change() -> None:
     assert owners == {"flat_types_mod.STATS", "flat_types_mod.FLAGS", "flat_types_mod.KEYS"}
 
 
+def test_a_flat_container_that_takes_an_object_or_a_container_is_a_change() -> None:
+    """A flat dict that gains an object of the project's, a flat list that gains a list:
+    each named as changed (and watched from then on), an unchanged one not."""
+    made = _fresh("flat_objects_mod", "class Item:\n    pass\n\n\n"
+                                      "TABLE = {'a': 1}\nROWS = [1, 2]\nSAME = ['x']\n")
+    watch = Watch([made])
+    before = watch.look()
+    made.TABLE["b"] = made.Item()
+    made.ROWS.append([3])
+    after = watch.look()
+    assert {change.owner for change in watch.changes(before, after)} == {
+        "flat_objects_mod.TABLE", "flat_objects_mod.ROWS"}
+    made.ROWS[2].append(4)
+    assert {change.owner for change in watch.changes(after, watch.look())} == {
+        "flat_objects_mod.ROWS"}
+
+
 def test_a_new_nan_object_in_a_flat_container_is_no_change() -> None:
     """A NaN replaced by another NaN (unequal to itself in Python) is the same state."""
     made = _fresh("flat_nan_mod", "LAST = {'x': float('nan')}\n")

@@ -6,6 +6,7 @@ as the replayer runs it): what is noted, where, and what is not.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import sys
@@ -174,6 +175,32 @@ def test_the_profiler_is_on_only_for_code_naming_the_datetime_clock(
     loud = sys.modules[project.load("loud", "__name__")]
     assert not mentions_datetime_clock([quiet])
     assert mentions_datetime_clock([quiet, loud])
+
+
+def test_judging_a_module_runs_none_of_its_objects_code_nor_makes_their_dicts(
+        project: Project) -> None:
+    """The step a module holds is found through its function without asking for the
+    step's ``__dict__`` (CPython keeps its attributes inline until then, and every read
+    of them by the engine is slower after); a ``func`` property or a ``__getattr__`` of
+    an object of the user's never runs."""
+    project.write("held", "import pinrun\n\n\nclass Lazy:\n    @property\n"
+                          "    def func(self):\n        raise AssertionError('ran')\n\n"
+                          "    def __getattr__(self, name):\n"
+                          "        raise AssertionError(name)\n\n\nLAZY = Lazy()\n\n\n"
+                          "@pinrun.step\ndef f(n: int) -> dict:\n"
+                          "    import datetime\n    return {'d': datetime.date.today()}\n")
+    held = sys.modules[project.load("held", "__name__")]
+    step = vars(held)["f"]
+
+    def shows_dict(found: object) -> bool:
+        # Inline attributes show to the collector one by one; a made __dict__ as a dict.
+        return any(type(ref) is dict and "func" in ref for ref in gc.get_referents(found))
+
+    assert not shows_dict(step)
+    assert mentions_datetime_clock([held])
+    assert not shows_dict(step)
+    assert vars(step)["func"] is not None  # asking for the dict makes it: the check tells
+    assert shows_dict(step)
 
 
 def test_ctx_now_alone_does_not_turn_the_profiler_on(project: Project) -> None:

@@ -39,9 +39,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["HEAP_TYPE", "ModuleDefinitions", "fixed_reference", "ignored_object", "is_immutable",
-           "never_state",
-           "snapshot_view", "state_snapshot"]
+__all__ = [
+    "HEAP_TYPE",
+    "ModuleDefinitions",
+    "fixed_reference",
+    "ignored_object",
+    "is_immutable",
+    "never_state",
+    "own_attribute",
+    "snapshot_view",
+    "state_snapshot",
+]
 
 _SCALARS: Final = (type(None), bool, int, float, complex, str, bytes, decimal.Decimal,
                    fractions.Fraction, datetime.date, datetime.time, datetime.timedelta,
@@ -317,6 +325,22 @@ _CONTAINERS: Final = (list, dict, set, frozenset, tuple, bytearray, collections.
 #: Py_TPFLAGS_HEAPTYPE: set on every class a ``class`` statement makes, never on a C type.
 #: ``type.__flags__`` bit of a class defined in Python (not in C).
 HEAP_TYPE: Final = 1 << 9
+
+
+def own_attribute(value: object, name: str) -> object | None:
+    """The attribute ``name`` an object holds itself (None: it holds none), read without
+    running any of its code (no property, no ``__getattr__``) and without asking for its
+    ``__dict__``: CPython keeps a small object's attributes inline until ``__dict__`` is
+    asked for, and every attribute read of it is slower after (a step, read by the engine
+    at every replay). What its class defines under that name is not its own."""
+    cls = type(value)
+    if any(name in vars(klass) for klass in cls.__mro__):
+        return None
+    try:
+        found: object = object.__getattribute__(value, name)
+    except Exception:  # none (AttributeError), or an odd object's own look-up failed
+        return None
+    return found
 
 
 def _attributes(value: object) -> dict[str, object] | None:

@@ -45,6 +45,7 @@ from pinrun.flows.step import Step
 from pinrun.verifier.attempt_code import attempt_source_shown, final_attempts
 from pinrun.verifier.causes import environment_drift, error_location
 from pinrun.verifier.diff import diff_states
+from pinrun.verifier.hidden_judge import HiddenStateJudge, unnamed
 from pinrun.verifier.moved import check_same_steps
 from pinrun.verifier.replay_code import CodeSource, flow_to_replay, project_modules
 from pinrun.verifier.report import Cause, ReplayReport, StepResult
@@ -52,7 +53,7 @@ from pinrun.world import World
 from pinrun.world.file_inputs import changes, load_inputs
 from pinrun.world.files import FileSetup, files_read
 from pinrun.world.guards import GuardedCall, GuardMode, Guards
-from pinrun.world.hidden_state import Change, Look, Watch, carried
+from pinrun.world.hidden_state import Change, Watch
 from pinrun.world.refusal import ReplayWatch, refusing_world
 
 __all__ = ["CodeSource", "check_replay_arguments", "replay"]
@@ -130,6 +131,7 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
                     _Replay(store, run, chosen, drift=drift, report=report, guards=watching,
                             debug_step=debug_step, verified=verified, ran=ran,
                             refused=refused, hidden=hidden, repetition=repetition,
+                            step_by_step=repeat > 1 or debug_step is not None,
                             files=files).run()
                     if report.first_divergence is not None:
                         break
@@ -201,7 +203,8 @@ class _Replay:
                  verified: set[Digest] | None = None,
                  ran: dict[str, tuple[str, bool]] | None = None,
                  refused: ReplayWatch | None = None, hidden: Watch | None = None,
-                 repetition: int = 1, files: FileSetup) -> None:
+                 repetition: int = 1, step_by_step: bool = True,
+                 files: FileSetup) -> None:
         self.debug_step = debug_step
         #: What the replay refused outside a step's own watch (its threads, say).
         self.refused = refused
@@ -213,12 +216,10 @@ class _Replay:
         #: The project's hidden state (None: not watched), and which repetition this is.
         self.hidden = hidden
         self.repetition = repetition
-        #: The hidden state as the last step (or group of concurrent steps) left it.
-        self.found: Look | None = None
-        #: The steps that ran last (several when concurrent), what they found and changed.
-        self.group: tuple[str, ...] = ()
-        self.group_since: dict[str, list[Change]] = {}
-        self.group_changes: list[Change] = []
+        self.judge = HiddenStateJudge(hidden, repetition, step_by_step=step_by_step) \
+            if hidden is not None else None
+        #: The judge when it looks after every step (else the run's edges only).
+        self.step_judge = self.judge if step_by_step else None
         #: The hidden state the step being judged changed, or found changed: its causes.
         self.hidden_causes: list[Change] = []
         #: The replay log of each step running now (judged by what it left unused).
@@ -249,7 +250,42 @@ class _Replay:
         if missing:
             raise InputError(f"the flow has no step {missing[0]!r} any more, which the run "
                              "recorded; replay it with its pinned code (--code pinned)")
+        if self.judge is not None:  # nothing of the project's runs from here to a step
+            self.judge.begin()
         walk(self.flow, RunState(self.state, self.encoded), self)
+        changed = self.judge.run_changes() if self.judge is not None else []
+        if changed:
+            self._name_who_changed(changed)
+
+    def _name_who_changed(self, changed: list[Change]) -> None:
+        """The run's hidden state differs at its end from its start (looked at at its edges
+        only): replay it again with a look after every step, and name each change on the
+        step that made it (:mod:`pinrun.verifier.hidden_judge`)."""
+        assert self.hidden is not None
+        again = _Replay(self.store, self.run_record, self.flow, drift=None,
+                        report=ReplayReport(self.run_record.id, self.run_record.flow,
+                                            self.report.code, "reproduced"),
+                        guards=self.guards, verified=self.verified, ran=self.ran,
+                        refused=self.refused, hidden=Watch(self.hidden.modules),
+                        repetition=self.repetition, files=self.files)
+        again.run()
+        assert again.judge is not None
+        owners = {change.owner for change in changed}
+        named: set[str] = set()
+        for result in self.report.steps:
+            for made in again.judge.made.get(result.name, []):
+                if made.change.owner not in owners:
+                    continue  # the second replay's own: the edges did not see it
+                named.add(made.change.owner)
+                result.hazards.append(made.hazard)
+                if result.status == "diverged":
+                    change = again.judge.cause(made)
+                    result.causes.append(Cause(change.kind, f"{change.owner} {change.what}"))
+                    result.causes.sort(key=lambda cause: _CAUSE_RANK.get(cause.kind, 6))
+        ran = [result for result in self.report.steps if result.status != "not-run"]
+        if ran:
+            ran[-1].hazards += [unnamed(change) for change in changed
+                                if change.owner not in named]
 
     # The replay mode of the engine's walk (pinrun.engine.walk.Mode): the engine runs
     # the steps; this judges what they did against the recording.
@@ -273,17 +309,16 @@ class _Replay:
         return log
 
     def begin_level(self, base: LevelBase, *, fresh: bool, siblings: bool) -> None:
-        # Nothing of the project's runs between a level's last step and the next level:
-        # what the last look saw is what this level finds.
-        if self.hidden is not None and self.found is None:
-            self.found = self.hidden.look()
+        """Nothing to do: hidden state is first looked at as the run starts (:meth:`run`)."""
 
     def settle(self, outcome: Outcome, base: LevelBase, *, final: bool) -> Settled | None:
         if self.refused is not None:  # refused in the step's threads while it ran
             outcome.guarded += self.refused.drain()
         self.hidden_causes = []
-        if self.hidden is not None:
-            outcome.hazards += self._hidden_state(outcome.step.name)
+        if self.step_judge is not None:
+            hazards, self.hidden_causes = self.step_judge.after_step(outcome.step.name,
+                                                                     self.logs)
+            outcome.hazards += hazards
         record = self.recorded[outcome.step.name]
         result = self._judge(outcome, record, self.logs.pop(outcome.step.name))
         self._check_files(outcome, record, result)
@@ -299,41 +334,6 @@ class _Replay:
             outputs = self._recorded(outcome.step.name, record.outputs)
             return Settled(outputs, {k: codec.encode(v) for k, v in outputs.items()})
         return None
-
-    def _hidden_state(self, name: str) -> list[str]:
-        """The hidden state step ``name`` changed (its hazards), and what it found changed
-        since the first repetition (with its hazards, its causes if it diverges).
-
-        Steps that ran one after another are looked at after each (the look after one
-        is the look before the next); steps that ran concurrently once, after all of
-        them: the engine starts them all before handing over the first outcome, so
-        their replay logs are all open now. See :mod:`pinrun.world.hidden_state`.
-        """
-        hidden = self.hidden
-        assert hidden is not None
-        if name not in self.group:
-            found = self.found if self.found is not None else hidden.look()
-            after = self.found = hidden.look()
-            self.group = (name,) if len(self.logs) == 1 else \
-                (name, *(other for other in self.logs if other != name))
-            self.group_changes = hidden.changes(found, after)
-            # What each found changed, named by who changed it before they ran.
-            self.group_since = {step: hidden.since_first(step, found, self.repetition)
-                                for step in self.group}
-            if self.group_changes:
-                hidden.note(self.group_changes, self.group, self.repetition)
-        since = self.group_since[name]
-        if not since and not self.group_changes:  # nearly always: nothing to name
-            return []
-        made = [change for change in self.group_changes if change.hazard]
-        named = {change.owner for change in since}
-        by = f"step {name!r}" if len(self.group) == 1 else \
-            f"one of steps {', '.join(map(repr, self.group))}, which ran concurrently,"
-        self.hidden_causes = [*since, *(
-            Change(change.kind, change.owner, f"{change.what} by {by} in repetition "
-                   f"{self.repetition}") for change in made if change.owner not in named)]
-        also = "" if len(self.group) == 1 else f" by {by.rstrip(',')}"
-        return [carried(f"{change}{also}") for change in made]
 
     def end_level(self, level: Sequence[Step], failure: Outcome | None) -> None:
         # Once per level: one read, and never more in memory than the level's outputs.

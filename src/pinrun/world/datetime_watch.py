@@ -27,6 +27,7 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
+from pinrun.flows.module_objects import own_attribute
 from pinrun.world.attribution import project_frame
 from pinrun.world.refusal import current_watch
 from pinrun.world.stand_ins import judge
@@ -72,11 +73,10 @@ def _codes(value: Any, module: str, depth: int = 0) -> Iterable[types.CodeType]:
             for member in list(vars(value).values()):
                 yield from _codes(member, module, depth + 1)
     else:
-        own = getattr(value, "__dict__", None)
-        if isinstance(own, dict):
-            for key in ("func", "__wrapped__"):
-                if key in own:
-                    yield from _codes(own[key], module, depth + 1)
+        for key in ("func", "__wrapped__"):
+            inner = own_attribute(value, key)
+            if inner is not None:
+                yield from _codes(inner, module, depth + 1)
 
 
 def mentions_datetime_clock(modules: list[types.ModuleType]) -> bool:

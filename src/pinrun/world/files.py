@@ -41,7 +41,7 @@ import tokenize
 import types
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -145,21 +145,25 @@ class FileSetup:
 Site = tuple[str | None, int | None]
 
 
-@dataclass(eq=False)  # each watch is itself
 class FileWatch:
-    """The files one step read and the folders it listed, with where each first was."""
+    """The files one step read and the folders it listed, with where each first was.
+    Each watch is itself (no equality); made for every guarded step, so a plain class."""
 
-    setup: FileSetup
-    #: Where a strict refusal is noted (the step's guarded calls).
-    calls: list[Any] = field(default_factory=list)
-    #: Absolute path -> where it was first read / listed, in the order first seen.
-    reads: dict[str, Site] = field(default_factory=dict)
-    listings: dict[str, Site] = field(default_factory=dict)
-    #: Files the step opened for writing (read back afterwards: its own output).
-    written: set[str] = field(default_factory=set)
-    #: Files the step read, then opened for writing: their digest as the step read them
-    #: (taken as the write begins; when the step is done they hold what it wrote).
-    before_writing: dict[str, str | None] = field(default_factory=dict)
+    __slots__ = ("before_writing", "calls", "listings", "reads", "setup", "written")
+
+    def __init__(self, setup: FileSetup, calls: list[Any] | None = None) -> None:
+        self.setup = setup
+        #: Where a strict refusal is noted (the step's guarded calls; None once the
+        #: step is done, when those calls hold this watch).
+        self.calls: list[Any] | None = [] if calls is None else calls
+        #: Absolute path -> where it was first read / listed, in the order first seen.
+        self.reads: dict[str, Site] = {}
+        self.listings: dict[str, Site] = {}
+        #: Files the step opened for writing (read back afterwards: its own output).
+        self.written: set[str] = set()
+        #: Files the step read, then opened for writing: their digest as the step read
+        #: them (taken as the write begins; when the step is done they hold what it wrote).
+        self.before_writing: dict[str, str | None] = {}
 
     def saw(self, event: str, args: tuple[Any, ...]) -> GuardedCall | None:
         """Note one audit event; returns the call to refuse (strict) or None."""
@@ -196,7 +200,8 @@ class FileWatch:
             return None
         call = f"open({shown!r}) for reading" if event == "open" else f"{event}({shown!r})"
         noted = GuardedCall("file system", call, *site, refused=True)
-        self.calls.append(noted)
+        if self.calls is not None:  # None once the step is done
+            self.calls.append(noted)
         return noted
 
     def _site(self) -> Site | None:
@@ -342,6 +347,10 @@ def stop_watching_files(world: refusal.WorldWatch, replay: refusal.ReplayWatch |
     watch, world.file_watch = world.file_watch, None
     if replay is not None and replay.file_watch is watch:
         replay.file_watch = None
+    # The calls hold the watch from now on, not the other way round as well: no cycle,
+    # so a step's watch goes as soon as its outcome does, never by the collector
+    # (which a cycle per step would run every few dozen replays).
+    watch.calls = None
     world.calls.append(watch)
 
 

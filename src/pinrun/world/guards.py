@@ -25,11 +25,14 @@ modules; the engine and the verifier never do (a test enforces it).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import operator
 import sys
 import threading
 import types
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import Token
 from typing import Any, Literal
 
@@ -64,23 +67,47 @@ def _stand_ins() -> _Built:
 
 
 class _Built:
-    """The stand-ins built last, what they were built for, and the maps both ways."""
+    """The stand-ins built last, what they were built for, the maps both ways, and the
+    patches to put them up and take them down (per module, one dictionary update each:
+    guards go up and down around every replay outside a worker)."""
 
-    __slots__ = ("by_real", "checks", "key", "real_of", "stand_ins")
+    __slots__ = ("by_real", "checks", "classes", "key", "real_of", "reals", "stand_ins",
+                 "wanted")
 
     def __init__(self, stand_ins: list[tuple[Any, str, Any, Any]], key: object) -> None:
         self.stand_ins = stand_ins
         #: The generators' key they were built for.
         self.key = key
-        #: (namespace, name, real object): a module's dict or a class's (live) view.
-        self.checks = [(vars(owner), name, real) for owner, name, real, _ in stand_ins]
         self.by_real = _ByIdentity([(real, new) for _, _, real, new in stand_ins])
         self.real_of = _ByIdentity([(new, real) for _, _, real, new in stand_ins])
+        #: Per module's namespace: {name: stand-in}, and {name: real object}.
+        self.wanted: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        self.reals: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        #: (class, name, real object, stand-in): a class is patched by setattr, which
+        #: tells its subclasses' attribute caches.
+        self.classes: list[tuple[type, str, Any, Any]] = []
+        by_namespace: dict[Any, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {}
+        for owner, name, real, new in stand_ins:
+            if not isinstance(owner, types.ModuleType):
+                self.classes.append((owner, name, real, new))
+                continue
+            namespace = vars(owner)
+            wanted, reals = by_namespace.setdefault(owner.__name__, (namespace, {}, {}))[1:]
+            wanted[name] = new
+            reals.setdefault(name, real)  # the object there before any stand-in
+        for namespace, wanted, reals in by_namespace.values():
+            self.wanted.append((namespace, wanted))
+            self.reals.append((namespace, reals))
+        #: (namespace, names, the real objects there): a module's dict or a class's view.
+        self.checks: list[tuple[Mapping[str, Any], list[str], list[Any]]] = [
+            (namespace, list(reals), list(reals.values())) for namespace, reals in self.reals]
+        self.checks += [(vars(owner), [name], [real]) for owner, name, real, _ in self.classes]
 
     def holds(self) -> bool:
         """Whether the modules still hold what the stand-ins stand for."""
         return self.key == generators_key() and all(
-            namespace.get(name) is real for namespace, name, real in self.checks)
+            all(map(operator.is_, map(namespace.get, names), reals))
+            for namespace, names, reals in self.checks)
 
 
 #: The stand-ins built last.
@@ -152,7 +179,8 @@ class _Shared:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.depth = 0
-        self.patched: list[tuple[Any, str, Any]] = []
+        #: The stand-ins up now (None: none).
+        self.patched: _Built | None = None
         #: The stand-in of each real object, and back (built as they go up).
         self.by_real = self.real_of = _NOTHING
         #: Whether they stay up for good (a verify worker: :func:`keep_stand_ins`).
@@ -167,9 +195,10 @@ _SHARED = _Shared()
 def _put_up() -> None:
     """Patch the stand-ins in (the lock held, none up yet)."""
     _SHARED.last_module = next(reversed(sys.modules.items()), None)
-    built = _stand_ins()
-    for owner, name, real, stand_in in built.stand_ins:
-        _SHARED.patched.append((owner, name, real))
+    built = _SHARED.patched = _stand_ins()
+    for namespace, wanted in built.wanted:
+        namespace.update(wanted)
+    for owner, name, _, stand_in in built.classes:
         setattr(owner, name, stand_in)
     _SHARED.by_real, _SHARED.real_of = built.by_real, built.real_of
 
@@ -179,16 +208,19 @@ def _take_down() -> None:
     while the stand-ins were up (they took stand-ins by name: ``from time import time``)."""
     real_of = _SHARED.real_of
     # The real objects first: a module imported meanwhile (in another thread) takes them.
-    for owner, name, value in reversed(_SHARED.patched):
-        setattr(owner, name, value)
-    _SHARED.patched.clear()
+    built, _SHARED.patched = _SHARED.patched, None
+    if built is not None:
+        for namespace, reals in built.reals:
+            namespace.update(reals)
+        for owner, name, real, _ in built.classes:
+            setattr(owner, name, real)
     for module in _imported_since(_SHARED.last_module):
-        namespace = getattr(module, "__dict__", None)
-        if isinstance(namespace, dict):
-            for name, value in list(namespace.items()):
+        found = getattr(module, "__dict__", None)
+        if isinstance(found, dict):
+            for name, value in list(found.items()):
                 real = real_of.get(value)
                 if real is not None:
-                    namespace[name] = real
+                    found[name] = real
     _SHARED.by_real = _SHARED.real_of = _NOTHING
 
 
@@ -262,7 +294,7 @@ class Guards:
             by_real = _SHARED.by_real
         for module in self.modules:  # names the project imported: from time import time
             namespace = vars(module)
-            for name, stand_in in _imported_names(namespace, by_real):
+            for name, stand_in in _imported_names(module, by_real):
                 self._swapped.append((namespace, name, namespace[name]))
                 namespace[name] = stand_in
         return self
@@ -292,16 +324,31 @@ class Guards:
         return functools.partial(_StepWatch, self, setup, replay)
 
 
-def _imported_names(namespace: dict[str, Any],
-                    by_real: _ByIdentity) -> list[tuple[str, Any]]:
+def _imported_names(module: types.ModuleType, by_real: _ByIdentity) -> list[tuple[str, Any]]:
     """(name, stand-in) for each name in a module's namespace bound to a real object
-    stood in for. Scanned at every replay (a global may have been bound to one since:
-    ``_clock = time.time`` while the stand-ins were down); only a value of a type stood
-    in for is looked up, so most names cost a set look-up."""
+    stood in for. Looked at every replay (a global may have been bound to one since:
+    ``_clock = time.time`` while the stand-ins were down), but scanned again only when
+    a name or the object bound to it changed: comparing them is done in C."""
+    namespace = vars(module)
+    names, values = list(namespace), list(namespace.values())
+    memo = _SCANNED.get(module)
+    if memo is not None and memo[0] is by_real and memo[1] == names and \
+            all(map(operator.is_, memo[2], values)):
+        return memo[3]
     kinds = by_real.kinds
-    return [(name, stand_in) for name, value in list(namespace.items())
-            if type(value) in kinds and not name.startswith("__")
-            and (stand_in := by_real.get(value)) is not None]
+    found = [(name, stand_in) for name, value in zip(names, values, strict=True)
+             if type(value) in kinds and not name.startswith("__")
+             and (stand_in := by_real.get(value)) is not None]
+    with contextlib.suppress(TypeError):  # a module taking no weak reference: every time
+        _SCANNED[module] = (by_real, names, values, found)
+    return found
+
+
+#: Per module, what :func:`_imported_names` found last: (the stand-ins' map, the names,
+#: the objects bound to them, the names bound to real objects and their stand-ins).
+_SCANNED: weakref.WeakKeyDictionary[
+    types.ModuleType, tuple[_ByIdentity, list[str], list[Any], list[tuple[str, Any]]]] = \
+    weakref.WeakKeyDictionary()
 
 
 class _StepWatch(WorldWatch):

@@ -35,7 +35,8 @@ looked into again: only the binding's identity is compared, which also
 catches a rebinding (``global COUNT; COUNT += 1``). Neither is a value the
 codec refuses in every view (its token says nothing more). A mutable value is
 *watched*: a small dict, list or set of plain values (numbers, strings) by a
-shallow copy compared in place, anything else by its snapshot
+shallow copy and its ``marshal`` bytes (which tell ``1``, ``1.0`` and ``True``
+apart, and write a float by its bits), compared in C, anything else by its snapshot
 (:func:`~pinrun.flows.module_objects.snapshot_view`, the view that worked
 last time tried first). A look fetches every binding, compares them by
 identity with what each place was classified for, and asks only the watched
@@ -46,20 +47,18 @@ replay in a worker). An enum's members cannot be rebound: they are no
 places. Functions, classes and modules are code, never state in themselves;
 their defaults, attributes and caches are the places above.
 
-**When it looks** (:class:`Watch` is the mechanism; the replayer decides
-when). One look as a level starts, and one after its steps have run. The
-look after one step is the look before the next one, so a flow of one-step
-levels pays one look per step, where there were two full encodings of every
-module global. A level whose steps run one after another has a free boundary
-after each step (the engine hands each outcome over before the next step
-starts): the look there is the same price as the level's, and it names the
-culprit exactly, so it is taken. A level whose async steps run concurrently
-has no such boundary: its steps interleave, and nothing can be re-run, so
-one look after the level finds what changed and the change is named on each
-of those steps as made by one of them (``while steps 'a', 'b' ran
-concurrently``). Per-step looks inside a concurrent level would need a
-snapshot at every ``await``; a cheap fingerprint (identity, length) would be
-unsound (``d[k] = v`` keeps both).
+**When it looks** (:class:`Watch` is the mechanism;
+:mod:`pinrun.verifier.hidden_judge` decides when). A plain replay looks at
+the run's edges: once as it starts, once after its last step; only when the
+two differ is the run replayed again with a look after every step, to name
+the step that made each change. Looking step by step (``--repeat``, and that
+second replay), the look after one step is the look before the next. A level
+whose async steps run concurrently has no boundary between its steps: they
+interleave, so one look after the level finds what changed and the change is
+named on each of those steps as made by one of them (``one of steps 'a',
+'b', which ran concurrently``). Per-step looks inside a concurrent level would
+need a snapshot at every ``await``; a cheap fingerprint (identity, length)
+would be unsound (``d[k] = v`` keeps both).
 
 **Recording** watches less, since it must stay cheap per step and knows more:
 a step's pin names the module globals its code reads (watched by name in
@@ -82,6 +81,7 @@ import concurrent.futures
 import enum
 import functools
 import gc
+import marshal
 import operator
 import queue
 import threading
@@ -237,15 +237,14 @@ class _Flat:
     contents are the same values of the same types (``1``, ``1.0`` and ``True`` are
     equal in Python, not here; a new NaN object is the same as the old one)."""
 
-    __slots__ = ("items", "order", "types", "value_types")
+    __slots__ = ("items", "marshalled")
 
     def __init__(self, items: Any) -> None:
         self.items = items
-        #: The items (a dict's keys) in order, their types, and a dict's values' types:
-        #: taken once, so a look compares the container in place against them.
-        self.order = list(items)
-        self.types = list(map(type, items))
-        self.value_types = list(map(type, items.values())) if type(items) is dict else None
+        #: The contents written by ``marshal`` (format 2: no back-references), which
+        #: tells every plain type apart and writes a float by its bits: equal bytes are
+        #: the same values of the same types, in the same order, compared in C.
+        self.marshalled = marshal.dumps(items, 2)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Flat) and _same_flat(self.items, other)
@@ -258,13 +257,13 @@ def _same_flat(now: Any, then: _Flat) -> bool:
     types (in C while the order is the same, item by item otherwise)."""
     if type(now) is not type(then.items):
         return False
-    if now == then.items:
-        if list(now) == then.order and list(map(type, now)) == then.types and (
-                then.value_types is None
-                or list(map(type, now.values())) == then.value_types):
+    try:
+        if marshal.dumps(now, 2) == then.marshalled:
             return True
-        if _same_types(now, then.items):
-            return True
+    except ValueError:  # it holds an object of another kind now: not the same
+        return False
+    if now == then.items and _same_types(now, then.items):
+        return True  # the same, in another order (a set's order is its history's)
     # Unequal to Python (a NaN is unequal to itself) or a type changed: what would be
     # recorded of them decides.
     from pinrun.artifacts import codec  # late: the codec is heavier than these rules
@@ -573,7 +572,8 @@ _UNCLASSIFIED: Final = object()
 #: at its places' classification again before trusting its own copy of it.
 _EPOCH = [0]
 #: The layouts of the module sets watched lately (a worker's, replay after replay; a
-#: recording's, step after step), by the modules' ids: each layout holds its modules
+#: recording's, step after step), by the modules' hashes (a module's is its address,
+#: like its id, which costs an audit event to ask for): each layout holds its modules
 #: weakly and is used only while they are the very same objects (pinned code brings
 #: new module objects for every replay, which must not be kept alive for this).
 _LAYOUTS: dict[tuple[object, ...], _Layout] = {}
@@ -581,7 +581,7 @@ _MOST_LAYOUTS: Final = 64
 
 
 def _layout_of(modules: Sequence[types.ModuleType], code_only: bool) -> _Layout:
-    key = (code_only, *map(id, modules))
+    key = (code_only, *map(hash, modules))
     found = _LAYOUTS.get(key)
     if found is not None and len(found.modules) == len(modules) and all(
             ref() is module for ref, module in zip(found.modules, modules, strict=True)):
@@ -590,9 +590,11 @@ def _layout_of(modules: Sequence[types.ModuleType], code_only: bool) -> _Layout:
         [place for module in modules for place in _module_places(module)]
     found = _Layout(places)
 
+    layouts = _LAYOUTS  # held here: at exit, the module's globals are gone before this runs
+
     def forget(_: object) -> None:  # a module gone: its layout (and namespace) with it
-        if _LAYOUTS.get(key) is found:
-            del _LAYOUTS[key]
+        if layouts.get(key) is found:
+            del layouts[key]
 
     try:
         found.modules = [weakref.ref(module, forget) for module in modules]
