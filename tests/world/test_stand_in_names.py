@@ -26,3 +26,27 @@ def test_a_global_bound_to_the_real_clock_between_two_replays_is_stood_in_for() 
         assert names["_clock"] is stand_in
     assert names["_clock"] is real
     assert time.time is real
+
+
+def test_a_clock_patched_between_two_replays_is_stood_in_for_and_put_back() -> None:
+    """A test's patch of ``time.time`` (freezegun's kind) made between two guarded blocks:
+    the next block's stand-in calls the patch, and the patch is back after it."""
+    with Guards([], "warn"):
+        pass  # the stand-ins, built for the real clock
+    real = time.time
+
+    def frozen() -> float:
+        return 42.0
+
+    time.time = frozen
+    try:
+        with Guards([], "warn"):
+            stand_in = getattr(time, "time")  # noqa: B009 - read now, while the guards are up
+            assert stand_in is not frozen
+            assert stand_in() == 42.0
+        assert time.time is frozen
+    finally:
+        time.time = real
+    with Guards([], "warn"):
+        assert getattr(time, "time")() != 42.0  # noqa: B009 - the real clock's stand-in
+    assert time.time is real

@@ -32,7 +32,7 @@ import sys
 import threading
 import types
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextvars import Token
 from typing import Any, Literal
 
@@ -71,8 +71,8 @@ class _Built:
     patches to put them up and take them down (per module, one dictionary update each:
     guards go up and down around every replay outside a worker)."""
 
-    __slots__ = ("by_real", "checks", "classes", "key", "real_of", "reals", "stand_ins",
-                 "wanted")
+    __slots__ = ("by_real", "checked", "classes", "fetch", "key", "names", "real_of", "reals",
+                 "stand_ins", "wanted")
 
     def __init__(self, stand_ins: list[tuple[Any, str, Any, Any]], key: object) -> None:
         self.stand_ins = stand_ins
@@ -98,16 +98,21 @@ class _Built:
         for namespace, wanted, reals in by_namespace.values():
             self.wanted.append((namespace, wanted))
             self.reals.append((namespace, reals))
-        #: (namespace, names, the real objects there): a module's dict or a class's view.
-        self.checks: list[tuple[Mapping[str, Any], list[str], list[Any]]] = [
-            (namespace, list(reals), list(reals.values())) for namespace, reals in self.reals]
-        self.checks += [(vars(owner), [name], [real]) for owner, name, real, _ in self.classes]
+        #: Each real object stood in for, how to fetch what is there now (a module's dict's
+        #: or a class's view's ``get``) and its name: checked in one pass, in C.
+        places: list[tuple[Callable[[str], Any], str, Any]] = [
+            (namespace.get, name, real) for namespace, reals in self.reals
+            for name, real in reals.items()]
+        places += [(vars(owner).get, name, real) for owner, name, real, _ in self.classes]
+        self.fetch = [fetch for fetch, _, _ in places]
+        self.names = [name for _, name, _ in places]
+        self.checked = [real for _, _, real in places]
 
     def holds(self) -> bool:
-        """Whether the modules still hold what the stand-ins stand for."""
+        """Whether the modules still hold what the stand-ins stand for (a test's
+        monkeypatch or freezegun may have put something else there since)."""
         return self.key == generators_key() and all(
-            all(map(operator.is_, map(namespace.get, names), reals))
-            for namespace, names, reals in self.checks)
+            map(operator.is_, map(operator.call, self.fetch, self.names), self.checked))
 
 
 #: The stand-ins built last.
