@@ -185,6 +185,23 @@ def test_a_flat_container_that_takes_an_object_or_a_container_is_a_change() -> N
         "flat_objects_mod.ROWS"}
 
 
+def test_a_module_object_that_cannot_be_hashed_is_watched() -> None:
+    """A module object of a class defining ``__eq__`` without ``__hash__`` (unhashable):
+    watched all the same, its changes named."""
+
+    class Unhashable(types.ModuleType):  # noqa: PLW1641 - unhashable is the point
+        def __eq__(self, other: object) -> bool:
+            return self is other
+
+    made = Unhashable("unhashable_mod")
+    exec(compile("SEEN = []\n", "<unhashable_mod>", "exec"), vars(made))
+    watch = Watch([made])
+    before = watch.look()
+    vars(made)["SEEN"].append(1)
+    assert [str(change) for change in watch.changes(before, watch.look())] == [
+        "module state: unhashable_mod.SEEN changed"]
+
+
 def test_a_new_nan_object_in_a_flat_container_is_no_change() -> None:
     """A NaN replaced by another NaN (unequal to itself in Python) is the same state."""
     made = _fresh("flat_nan_mod", "LAST = {'x': float('nan')}\n")

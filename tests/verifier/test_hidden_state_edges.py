@@ -1,5 +1,6 @@
-"""A plain replay looks at hidden state at the run's edges, and names the step that made a
-change by replaying the run again step by step (:mod:`pinrun.verifier.hidden_judge`).
+"""A plain replay looks at hidden state at the run's edges and names a change by its owner,
+as made during the run; the process then looks after every step at those modules, so the
+next replay of the same code names the step (:mod:`pinrun.verifier.hidden_judge`).
 
 Each flow is recorded, its module's state put back as a fresh process would
 find it, then replayed in this process with the code on disk.
@@ -14,11 +15,18 @@ from pinrun.artifacts.store import Store
 from tests.helpers import Project
 
 SOURCE = """
+import functools
+
 import pinrun
 
 SEEN = []
 CLIENT = None
 STACK = []
+
+
+@functools.lru_cache(maxsize=None)
+def rates():
+    return {"EU": 0.2}
 
 
 def client():
@@ -60,9 +68,21 @@ def last(a: int) -> dict:
     return {"z": a * 2}
 
 
+@pinrun.step
+def load(n: int) -> dict:
+    return {"rate": rates()["EU"] + n}
+
+
+@pinrun.step
+def tweak(rate: float) -> dict:
+    rates()["EU"] *= 2
+    return {"tweaked": rate}
+
+
 grow_flow = pinrun.Flow("grow", [first, grow, last])
 once_flow = pinrun.Flow("once", [first, connect, last])
 put_back_flow = pinrun.Flow("put_back", [push, pop])
+cache_flow = pinrun.Flow("cache", [load, tweak])
 """
 
 
@@ -72,6 +92,7 @@ def _fresh(project: Project) -> None:
     module.SEEN.clear()
     module.STACK.clear()
     vars(module)["CLIENT"] = None
+    module.rates.cache_clear()
 
 
 def _replayed(project: Project, store: Store, flow: str,
@@ -82,31 +103,51 @@ def _replayed(project: Project, store: Store, flow: str,
     return pinrun.replay(run.id, store=store, code="workdir", repeat=repeat)
 
 
-def test_the_step_that_changed_hidden_state_is_named(project: Project,
-                                                     project_store: Store) -> None:
-    """``grow`` appends to a global: named on ``grow`` alone; the verdict is the first
-    replay's (the second, which found the list grown, would have diverged)."""
+def test_a_change_is_named_by_its_owner_then_by_its_step(project: Project,
+                                                         project_store: Store) -> None:
+    """``grow`` appends to a global: the first replay names the global, as changed during
+    the run (on its last step), and runs the project's code once; the next replay of the
+    same code in this process looks after every step and names ``grow``."""
     report = _replayed(project, project_store, "grow_flow")
     assert report.verdict == "reproduced", report.explain()
     hazards = {step.name: step.hazards for step in report.steps}
-    owner = f"module state: {project.package}.edges.SEEN changed"
-    assert [h for h in hazards["grow"] if h.startswith(owner)], hazards
+    assert (hazards["first"], hazards["grow"]) == ([], []), hazards
+    (hazard,) = hazards["last"]
+    assert hazard.startswith(f"module state: {project.package}.edges.SEEN changed during "
+                             "this run, by one of its steps ('first', 'grow', 'last')"), hazard
+    assert "--repeat 2" in hazard, hazard
+    assert len(sys.modules[f"{project.package}.edges"].SEEN) == 1  # the code ran once
+    again = pinrun.replay(report.run_id, store=project_store, code="workdir")
+    hazards = {step.name: step.hazards for step in again.steps}
+    assert hazards["grow"] == [f"module state: {project.package}.edges.SEEN changed "
+                               "(hidden state a worker carries into its next run)"], hazards
     assert (hazards["first"], hazards["last"]) == ([], []), hazards
-    assert len(sys.modules[f"{project.package}.edges"].SEEN) == 2  # replayed twice
 
 
 def test_a_change_made_once_is_named_on_the_run(project: Project,
                                                 project_store: Store) -> None:
-    """A client made on first use is not made again by the second replay: the change is
-    named, by its owner, as made by a step of the run, on its last step."""
+    """A client made on first use: named by its owner, on the run's last step."""
     report = _replayed(project, project_store, "once_flow")
     assert report.reproduced, report.explain()
     hazards = {step.name: step.hazards for step in report.steps}
     assert (hazards["first"], hazards["connect"]) == ([], []), hazards
     (hazard,) = hazards["last"]
-    assert hazard.startswith(f"module state: {project.package}.edges.CLIENT changed by a "
-                             "step of this run"), hazard
-    assert "a change made once" in hazard, hazard
+    assert hazard.startswith(f"module state: {project.package}.edges.CLIENT changed during "
+                             "this run"), hazard
+
+
+def test_a_cached_result_filled_and_changed_in_one_run_is_named_by_the_next(
+        project: Project, project_store: Store) -> None:
+    """``load`` fills a cache whose result is a dict, ``tweak`` changes it in place: the
+    edges see a cache that filled up (no hazard), so the next replay of the same code
+    looks after every step and names the change on ``tweak``."""
+    report = _replayed(project, project_store, "cache_flow")
+    assert [step.hazards for step in report.steps] == [[], []]
+    again = pinrun.replay(report.run_id, store=project_store, code="workdir")
+    hazards = {step.name: step.hazards for step in again.steps}
+    assert hazards["load"] == [], hazards
+    assert any(hazard.startswith(f"cache: {project.package}.edges.rates() holds a result "
+                                 "changed in place") for hazard in hazards["tweak"]), hazards
 
 
 def test_a_change_put_back_by_a_later_step_is_not_carried(project: Project,

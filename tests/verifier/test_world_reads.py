@@ -203,6 +203,17 @@ def test_judging_a_module_runs_none_of_its_objects_code_nor_makes_their_dicts(
     assert shows_dict(step)
 
 
+def test_a_function_held_in_a_dataclass_field_with_a_default_is_judged(
+        project: Project) -> None:
+    """``func: Callable | None = None`` in a dataclass: the class holds None under that
+    name, the object its own function, whose ``datetime.now()`` is found."""
+    project.write("tasks", "import dataclasses\nimport datetime\n\n\n"
+                           "@dataclasses.dataclass\nclass Task:\n    name: str\n"
+                           "    func: object = None\n\n\n"
+                           "TASK = Task('stamp', func=lambda: datetime.datetime.now())\n")
+    assert mentions_datetime_clock([sys.modules[project.load("tasks", "__name__")]])
+
+
 def test_ctx_now_alone_does_not_turn_the_profiler_on(project: Project) -> None:
     """ctx.now() names now, but not datetime: no profiler; a name bound to datetime's
     class (from datetime import datetime as moment) is enough."""

@@ -34,6 +34,7 @@ import pathlib
 import random
 import re
 import sys
+import types
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -332,15 +333,25 @@ def own_attribute(value: object, name: str) -> object | None:
     running any of its code (no property, no ``__getattr__``) and without asking for its
     ``__dict__``: CPython keeps a small object's attributes inline until ``__dict__`` is
     asked for, and every attribute read of it is slower after (a step, read by the engine
-    at every replay). What its class defines under that name is not its own."""
+    at every replay). A descriptor of its class under that name (a property, a method)
+    is not read; a plain class value is the object's own only when the object holds
+    another (a dataclass field with a default)."""
     cls = type(value)
-    if any(name in vars(klass) for klass in cls.__mro__):
-        return None
-    try:
+    defined = next((vars(klass)[name] for klass in cls.__mro__ if name in vars(klass)),
+                   _NOT_DEFINED)
+    if defined is not _NOT_DEFINED and hasattr(type(defined), "__get__") and \
+            not isinstance(defined, types.FunctionType):
+        return None  # a property, or another descriptor whose code would run
+    try:  # an instance's own attribute comes before a function of its class
         found: object = object.__getattribute__(value, name)
     except Exception:  # none (AttributeError), or an odd object's own look-up failed
         return None
+    if found is defined or (isinstance(found, types.MethodType) and found.__func__ is defined):
+        return None  # the class's, not the object's own
     return found
+
+
+_NOT_DEFINED: Final = object()
 
 
 def _attributes(value: object) -> dict[str, object] | None:

@@ -3,52 +3,42 @@
 :class:`~pinrun.world.hidden_state.Watch` is how hidden state is looked at;
 this decides when, and who made a change (see that module for what it names).
 
-**At the run's edges.** A plain replay looks once as its first level starts
-and once after its last step. A look costs the same however many steps ran
-between, so a run whose hidden state ends as it began (nearly every run)
-pays two looks, not one per step. What a run leaves as it found it is not
-carried into the next run, so a step that changes a global and a later step
-that puts it back are not named.
+**At the run's edges.** A replay looks once as the run starts and once after
+its last step. A look costs the same however many steps ran between, so a
+run whose hidden state ends as it began (nearly every run) pays two looks,
+not one per step. What a run leaves as it found it is not carried into the
+next run, so a step that changes a global and a later step that puts it
+back are not named.
 
-**Step by step, to name the step.** When the two looks differ, the run is
-replayed once more with a look after every step (a replay touches nothing
-outside the process: its effects answer from the record), and each change
-the edges found is named on the step that made it again, exactly as a
-replay watched step by step from the start would name it. A change a step
-makes only once (a flag set to the value it already holds, a client made on
-first use) is not made again: it is named as made by a step of this run,
-on the run's last step. The second replay's verdicts are not used: it ran
-on the state the first one left.
+**When the edges differ,** each change is named by its owner, as made during
+the run by one of its steps, on the run's last step: the project's code is
+never run again to find out which (a second run would act on the state the
+first left: take from a queue that is empty now, write a file twice, take
+another branch). From then on the process looks after every step at those
+modules (shared by every watch of the same module objects): a verify worker
+or a service replaying the same code names the step exactly from its next
+run. So does a cache that gained entries whose results can change in place:
+a later step changing one shows only to a look after every step.
 
-``replay --repeat N`` and ``--debug-step`` look step by step from the start:
-a repetition names what each step found changed since the first one.
+**Step by step.** ``replay --repeat N``, ``--debug-step`` and every replay
+after a change was seen look after every step: the look after one step is
+the look before the next, and a repetition names what each step found
+changed since the first one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from pinrun.world.hidden_state import Change, Look, Watch, carried
 
-__all__ = ["HiddenStateJudge", "MadeChange"]
-
-
-@dataclass(frozen=True)
-class MadeChange:
-    """A change of hidden state a step made, as named on it."""
-
-    change: Change
-    #: Who made it: ``step 'tag'``, or ``one of steps 'a', 'b', which ran concurrently,``.
-    by: str
-    #: The hazard on the step.
-    hazard: str
+__all__ = ["HiddenStateJudge"]
 
 
 class HiddenStateJudge:
     """The hidden-state looks of one replay (one repetition) and what they name."""
 
-    __slots__ = ("found", "group", "group_changes", "group_since", "made", "repetition",
+    __slots__ = ("found", "group", "group_changes", "group_since", "repetition",
                  "step_by_step", "watch")
 
     def __init__(self, watch: Watch, repetition: int, *, step_by_step: bool) -> None:
@@ -62,8 +52,6 @@ class HiddenStateJudge:
         self.group: tuple[str, ...] = ()
         self.group_since: dict[str, list[Change]] = {}
         self.group_changes: list[Change] = []
-        #: Per step, the changes it made (looking step by step).
-        self.made: dict[str, list[MadeChange]] = {}
 
     def begin(self) -> None:
         """The run starts: the first look. Then, looking step by step, the look after one
@@ -95,33 +83,28 @@ class HiddenStateJudge:
         since = self.group_since[name]
         if not since and not self.group_changes:  # nearly always: nothing to name
             return [], []
+        made = [change for change in self.group_changes if change.hazard]
+        named = {change.owner for change in since}
         by = f"step {name!r}" if len(self.group) == 1 else \
             f"one of steps {', '.join(map(repr, self.group))}, which ran concurrently,"
+        causes = [*since, *(
+            Change(change.kind, change.owner, f"{change.what} by {by} in repetition "
+                   f"{self.repetition}") for change in made if change.owner not in named)]
         also = "" if len(self.group) == 1 else f" by {by.rstrip(',')}"
-        made = [MadeChange(change, by, carried(f"{change}{also}"))
-                for change in self.group_changes if change.hazard]
-        self.made[name] = made
-        named = {change.owner for change in since}
-        causes = [*since, *(self.cause(item) for item in made
-                            if item.change.owner not in named)]
-        return [item.hazard for item in made], causes
+        return [carried(f"{change}{also}") for change in made], causes
 
-    def cause(self, made: MadeChange) -> Change:
-        """A change a step made, as a cause of its divergence."""
-        change = made.change
-        return Change(change.kind, change.owner,
-                      f"{change.what} by {made.by} in repetition {self.repetition}")
-
-    def run_changes(self) -> list[Change]:
+    def run_changes(self, steps: list[str]) -> list[Change]:
         """After the last step, looking at the edges only: what the run changed that a
-        worker would carry into its next run (a cache filling up is not)."""
+        worker would carry into its next run (a cache filling up is not), each as made
+        by one of ``steps`` (those that ran). Looks after every step from then on,
+        should anything have changed."""
         if self.step_by_step or self.found is None:
             return []
-        return [change for change in self.watch.changes(self.found, self.watch.look())
-                if change.hazard]
-
-
-def unnamed(change: Change) -> str:
-    """The hazard of a change no step made again when the run was replayed step by step."""
-    return carried(f"{change} by a step of this run (replayed again with a look after "
-                   "every step, none changed it again: a change made once)")
+        changes = self.watch.changes(self.found, self.watch.look())
+        if any(change.hazard or change.mutable for change in changes):
+            self.watch.saw_changing()
+        by = f"step {steps[0]!r}" if len(steps) == 1 else \
+            f"one of its steps ({', '.join(map(repr, steps))})"
+        return [Change(change.kind, change.owner, f"{change.what} during this run, by {by}; "
+                       "a replay with --repeat 2 names the step")
+                for change in changes if change.hazard]

@@ -45,7 +45,7 @@ from pinrun.flows.step import Step
 from pinrun.verifier.attempt_code import attempt_source_shown, final_attempts
 from pinrun.verifier.causes import environment_drift, error_location
 from pinrun.verifier.diff import diff_states
-from pinrun.verifier.hidden_judge import HiddenStateJudge, unnamed
+from pinrun.verifier.hidden_judge import HiddenStateJudge
 from pinrun.verifier.moved import check_same_steps
 from pinrun.verifier.replay_code import CodeSource, flow_to_replay, project_modules
 from pinrun.verifier.report import Cause, ReplayReport, StepResult
@@ -53,7 +53,7 @@ from pinrun.world import World
 from pinrun.world.file_inputs import changes, load_inputs
 from pinrun.world.files import FileSetup, files_read
 from pinrun.world.guards import GuardedCall, GuardMode, Guards
-from pinrun.world.hidden_state import Change, Watch
+from pinrun.world.hidden_state import Change, Watch, carried
 from pinrun.world.refusal import ReplayWatch, refusing_world
 
 __all__ = ["CodeSource", "check_replay_arguments", "replay"]
@@ -131,7 +131,8 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
                     _Replay(store, run, chosen, drift=drift, report=report, guards=watching,
                             debug_step=debug_step, verified=verified, ran=ran,
                             refused=refused, hidden=hidden, repetition=repetition,
-                            step_by_step=repeat > 1 or debug_step is not None,
+                            step_by_step=repeat > 1 or debug_step is not None
+                            or (hidden is not None and hidden.seen_changing),
                             files=files).run()
                     if report.first_divergence is not None:
                         break
@@ -253,39 +254,21 @@ class _Replay:
         if self.judge is not None:  # nothing of the project's runs from here to a step
             self.judge.begin()
         walk(self.flow, RunState(self.state, self.encoded), self)
-        changed = self.judge.run_changes() if self.judge is not None else []
-        if changed:
-            self._name_who_changed(changed)
-
-    def _name_who_changed(self, changed: list[Change]) -> None:
-        """The run's hidden state differs at its end from its start (looked at at its edges
-        only): replay it again with a look after every step, and name each change on the
-        step that made it (:mod:`pinrun.verifier.hidden_judge`)."""
-        assert self.hidden is not None
-        again = _Replay(self.store, self.run_record, self.flow, drift=None,
-                        report=ReplayReport(self.run_record.id, self.run_record.flow,
-                                            self.report.code, "reproduced"),
-                        guards=self.guards, verified=self.verified, ran=self.ran,
-                        refused=self.refused, hidden=Watch(self.hidden.modules),
-                        repetition=self.repetition, files=self.files)
-        again.run()
-        assert again.judge is not None
-        owners = {change.owner for change in changed}
-        named: set[str] = set()
-        for result in self.report.steps:
-            for made in again.judge.made.get(result.name, []):
-                if made.change.owner not in owners:
-                    continue  # the second replay's own: the edges did not see it
-                named.add(made.change.owner)
-                result.hazards.append(made.hazard)
-                if result.status == "diverged":
-                    change = again.judge.cause(made)
-                    result.causes.append(Cause(change.kind, f"{change.owner} {change.what}"))
-                    result.causes.sort(key=lambda cause: _CAUSE_RANK.get(cause.kind, 6))
         ran = [result for result in self.report.steps if result.status != "not-run"]
-        if ran:
-            ran[-1].hazards += [unnamed(change) for change in changed
-                                if change.owner not in named]
+        if self.judge is not None and ran:
+            self._name_run_changes(self.judge.run_changes([result.name for result in ran]),
+                                   ran[-1])
+
+    def _name_run_changes(self, changes: list[Change], last: StepResult) -> None:
+        """Hidden state the run changed (seen at its edges): a hazard on its last step (all
+        its steps had run by then), and a cause of its first divergence, which may be
+        why (the recording found state an earlier run left)."""
+        last.hazards += [carried(str(change)) for change in changes]
+        first = self.report.first_divergence
+        if first is not None and changes:
+            first.causes += [Cause(change.kind, f"{change.owner} {change.what}")
+                             for change in changes]
+            first.causes.sort(key=lambda cause: _CAUSE_RANK.get(cause.kind, 6))
 
     # The replay mode of the engine's walk (pinrun.engine.walk.Mode): the engine runs
     # the steps; this judges what they did against the recording.

@@ -25,13 +25,11 @@ modules; the engine and the verifier never do (a test enforces it).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import operator
 import sys
 import threading
 import types
-import weakref
 from collections.abc import Callable, Iterator
 from contextvars import Token
 from typing import Any, Literal
@@ -331,29 +329,15 @@ class Guards:
 
 def _imported_names(module: types.ModuleType, by_real: _ByIdentity) -> list[tuple[str, Any]]:
     """(name, stand-in) for each name in a module's namespace bound to a real object
-    stood in for. Looked at every replay (a global may have been bound to one since:
-    ``_clock = time.time`` while the stand-ins were down), but scanned again only when
-    a name or the object bound to it changed: comparing them is done in C."""
-    namespace = vars(module)
-    names, values = list(namespace), list(namespace.values())
-    memo = _SCANNED.get(module)
-    if memo is not None and memo[0] is by_real and memo[1] == names and \
-            all(map(operator.is_, memo[2], values)):
-        return memo[3]
+    stood in for. Scanned at every replay (a global may have been bound to one since:
+    ``_clock = time.time`` while the stand-ins were down); only a value of a type stood
+    in for is looked up, so most names cost a set look-up. (Remembering a namespace's
+    objects to skip the scan would keep them alive, and with them the modules they
+    reach: pinned code's fresh modules, replay after replay.)"""
     kinds = by_real.kinds
-    found = [(name, stand_in) for name, value in zip(names, values, strict=True)
-             if type(value) in kinds and not name.startswith("__")
-             and (stand_in := by_real.get(value)) is not None]
-    with contextlib.suppress(TypeError):  # a module taking no weak reference: every time
-        _SCANNED[module] = (by_real, names, values, found)
-    return found
-
-
-#: Per module, what :func:`_imported_names` found last: (the stand-ins' map, the names,
-#: the objects bound to them, the names bound to real objects and their stand-ins).
-_SCANNED: weakref.WeakKeyDictionary[
-    types.ModuleType, tuple[_ByIdentity, list[str], list[Any], list[tuple[str, Any]]]] = \
-    weakref.WeakKeyDictionary()
+    return [(name, stand_in) for name, value in list(vars(module).items())
+            if type(value) in kinds and not name.startswith("__")
+            and (stand_in := by_real.get(value)) is not None]
 
 
 class _StepWatch(WorldWatch):

@@ -49,16 +49,18 @@ their defaults, attributes and caches are the places above.
 
 **When it looks** (:class:`Watch` is the mechanism;
 :mod:`pinrun.verifier.hidden_judge` decides when). A plain replay looks at
-the run's edges: once as it starts, once after its last step; only when the
-two differ is the run replayed again with a look after every step, to name
-the step that made each change. Looking step by step (``--repeat``, and that
-second replay), the look after one step is the look before the next. A level
-whose async steps run concurrently has no boundary between its steps: they
-interleave, so one look after the level finds what changed and the change is
-named on each of those steps as made by one of them (``one of steps 'a',
-'b', which ran concurrently``). Per-step looks inside a concurrent level would
-need a snapshot at every ``await``; a cheap fingerprint (identity, length)
-would be unsound (``d[k] = v`` keeps both).
+the run's edges: once as it starts, once after its last step; a change is
+then named by its owner as made during the run, and the process looks after
+every step at those modules from then on (:meth:`Watch.saw_changing`, shared
+by every watch of the same module objects). Looking step by step
+(``--repeat``, and after a change was seen), the look after one step is the
+look before the next. A level whose async steps run concurrently has no
+boundary between its steps: they interleave, so one look after the level
+finds what changed and the change is named on each of those steps as made by
+one of them (``one of steps 'a', 'b', which ran concurrently``). Per-step
+looks inside a concurrent level would need a snapshot at every ``await``; a
+cheap fingerprint (identity, length) would be unsound (``d[k] = v`` keeps
+both).
 
 **Recording** watches less, since it must stay cheap per step and knows more:
 a step's pin names the module globals its code reads (watched by name in
@@ -137,6 +139,9 @@ class Change:
     what: str
     #: Whether it is a hazard when a step does it (a cache filling up is not).
     hazard: bool = True
+    #: A cache that gained entries whose results can change in place: no hazard, but a
+    #: step may have changed one since (seen only when looking after every step).
+    mutable: bool = False
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.owner} {self.what}"
@@ -247,7 +252,8 @@ class _Flat:
         self.marshalled = marshal.dumps(items, 2)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Flat) and _same_flat(self.items, other)
+        return isinstance(other, _Flat) and (self.marshalled == other.marshalled
+                                             or _same_flat(self.items, other))
 
     __hash__ = None  # type: ignore[assignment]  # compared, never a key
 
@@ -260,7 +266,7 @@ def _same_flat(now: Any, then: _Flat) -> bool:
     try:
         if marshal.dumps(now, 2) == then.marshalled:
             return True
-    except ValueError:  # it holds an object of another kind now: not the same
+    except ValueError:  # it holds an object marshal cannot write: no longer flat, changed
         return False
     if now == then.items and _same_types(now, then.items):
         return True  # the same, in another order (a set's order is its history's)
@@ -351,7 +357,7 @@ class _CachePlace(_Place):
             return Change(CACHE, self.owner, "holds a result changed in place")
         if before[0] != after[0]:
             return Change(CACHE, self.owner, f"holds {_entries(after[0])} (was {before[0]})",
-                          hazard=False)
+                          hazard=False, mutable=isinstance(new, dict) and bool(new))
         return None
 
 
@@ -476,6 +482,16 @@ class Watch:
         """Every place of the modules' hidden state (found once per module object)."""
         return self.layout.places
 
+    @property
+    def seen_changing(self) -> bool:
+        """Whether a run in this process was seen changing these modules' hidden state
+        (shared by the watches of the same module objects; see :meth:`saw_changing`)."""
+        return self.layout.changed
+
+    def saw_changing(self) -> None:
+        """Note that a run changed these modules' hidden state."""
+        self.layout.changed = True
+
     def look(self) -> Look:
         """What every place holds now.
 
@@ -541,7 +557,7 @@ class _Layout:
     """Places in a watch's order, how to reach each, and what each was bound to when
     classified (kept in step with the places' own classification)."""
 
-    __slots__ = ("bound", "epoch", "modules", "places", "reach", "special")
+    __slots__ = ("bound", "changed", "epoch", "modules", "places", "reach", "special")
 
     def __init__(self, places: list[_Place],
                  modules: list[weakref.ref[types.ModuleType]] | None = None) -> None:
@@ -552,6 +568,9 @@ class _Layout:
         self.bound: list[object] = [_UNCLASSIFIED] * len(places)
         #: The classification epoch :attr:`bound` was taken at (see :data:`_EPOCH`).
         self.epoch = -1
+        #: Whether a run was seen changing these places (looked at after every step
+        #: from then on: see :mod:`pinrun.verifier.hidden_judge`).
+        self.changed = False
         #: The places whose token is more than their binding: (index, place).
         self.special: list[tuple[int, _Place]] = []
 
@@ -581,7 +600,7 @@ _MOST_LAYOUTS: Final = 64
 
 
 def _layout_of(modules: Sequence[types.ModuleType], code_only: bool) -> _Layout:
-    key = (code_only, *map(hash, modules))
+    key = (code_only, *map(object.__hash__, modules))
     found = _LAYOUTS.get(key)
     if found is not None and len(found.modules) == len(modules) and all(
             ref() is module for ref, module in zip(found.modules, modules, strict=True)):
