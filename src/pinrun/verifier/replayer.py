@@ -53,7 +53,7 @@ from pinrun.world import World
 from pinrun.world.file_inputs import changes, load_inputs
 from pinrun.world.files import FileSetup, files_read
 from pinrun.world.guards import GuardedCall, GuardMode, Guards
-from pinrun.world.hidden_state import Change, Watch, carried
+from pinrun.world.hidden_state import Change, Watch, carried, forgotten_after
 from pinrun.world.refusal import ReplayWatch, refusing_world
 
 __all__ = ["CodeSource", "check_replay_arguments", "replay"]
@@ -113,7 +113,9 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
         with (nullcontext(None) if allow_world else refusing_world()) as refused, \
                 flow_to_replay(store, run, code, root, flow) as (chosen, drift, ran, loaded):
             modules = [] if guards == "off" else [*project_modules(root), *loaded]
-            with Guards(modules, guards, allow_world=allow_world) as watching, \
+            # Pinned code's modules are new at every replay: what was found in them goes.
+            with forgotten_after(modules if code == "pinned" else []), \
+                    Guards(modules, guards, allow_world=allow_world) as watching, \
                     attempt_source_shown(store, chosen, debug_step, ran):
                 # The files each step reads, named under the project (once per replay).
                 files = FileSetup.for_store(store.path, root, strict=guards == "strict",

@@ -217,7 +217,8 @@ def _take_down() -> None:
             namespace.update(reals)
         for owner, name, real, _ in built.classes:
             setattr(owner, name, real)
-    for module in _imported_since(_SHARED.last_module):
+    last, _SHARED.last_module = _SHARED.last_module, None  # not kept: a module may go
+    for module in _imported_since(last):
         found = getattr(module, "__dict__", None)
         if isinstance(found, dict):
             for name, value in list(found.items()):

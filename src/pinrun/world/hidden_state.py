@@ -80,6 +80,7 @@ again in repetition 2``.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import enum
 import functools
 import gc
@@ -103,7 +104,7 @@ from pinrun.flows.module_objects import (
 )
 
 __all__ = ["CARRIED", "MODULE_STATE", "Change", "Look", "Watch", "carried", "code_watch",
-           "is_machinery"]
+           "forgotten_after", "is_machinery"]
 
 #: The three kinds of hidden state a change is named by.
 MODULE_STATE: Final = "module state"
@@ -623,6 +624,24 @@ def _layout_of(modules: Sequence[types.ModuleType], code_only: bool) -> _Layout:
         _LAYOUTS.clear()
     _LAYOUTS[key] = found
     return found
+
+
+@contextlib.contextmanager
+def forgotten_after(modules: Sequence[types.ModuleType]) -> Iterator[None]:
+    """Forget, once the block is done, the places found in ``modules`` and the layouts
+    holding them: pinned code is imported afresh for every replay, and its places hold
+    its namespaces, which hold its package, which holds the modules (kept for good by
+    the caches, replay after replay, however weakly keyed)."""
+    try:
+        yield
+    finally:
+        for module in modules:
+            with contextlib.suppress(TypeError):  # takes no weak reference: never kept
+                _PLACES.pop(module, None)
+                _CODE_PLACES.pop(module, None)
+        for key, layout in list(_LAYOUTS.items()):
+            if any(ref() is module for ref in layout.modules for module in modules):
+                _LAYOUTS.pop(key, None)
 
 
 #: The places of each module object, with what each was classified as. The owner is the
