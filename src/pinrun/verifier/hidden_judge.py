@@ -46,7 +46,7 @@ class HiddenStateJudge:
         self.repetition = repetition
         #: Look after every step (True), or at the run's edges only.
         self.step_by_step = step_by_step
-        #: The hidden state as the last look saw it (None: not looked at yet).
+        #: The hidden state as the last look saw it (None: the run has not begun).
         self.found: Look | None = None
         #: The steps that ran last (several when concurrent), what they found and changed.
         self.group: tuple[str, ...] = ()
@@ -69,9 +69,9 @@ class HiddenStateJudge:
         is the look before the next); steps that ran concurrently once, after all of
         them: the engine starts them all before handing over the first outcome.
         """
-        watch = self.watch
+        watch, found = self.watch, self.found
+        assert found is not None, "begin() looks first"
         if name not in self.group:
-            found = self.found if self.found is not None else watch.look()
             after = self.found = watch.look()
             self.group = (name, *(other for other in running if other != name))
             self.group_changes = watch.changes(found, after)

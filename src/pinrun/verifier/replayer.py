@@ -184,6 +184,11 @@ _CAUSE_RANK = {"nondeterministic call": 0, "file system": 1, "code drift": 2,
                "answer order": 5, "exception": 9}
 
 
+def _rank_causes(result: StepResult) -> None:
+    """Order a step's causes by :data:`_CAUSE_RANK`."""
+    result.causes.sort(key=lambda cause: _CAUSE_RANK.get(cause.kind, 6))
+
+
 class _DigestSink:
     """Digests objects as the store would, without storing anything; keeps the digests."""
 
@@ -216,13 +221,10 @@ class _Replay:
         #: The files each step reads: checked against what it read when recorded.
         self.files = files
         self.file_guard = guards.step_reading(self.files, refused) if self.watched else None
-        #: The project's hidden state (None: not watched), and which repetition this is.
-        self.hidden = hidden
         self.repetition = repetition
+        #: Looks at the project's hidden state (None: not watched).
         self.judge = HiddenStateJudge(hidden, repetition, step_by_step=step_by_step) \
             if hidden is not None else None
-        #: The judge when it looks after every step (else the run's edges only).
-        self.step_judge = self.judge if step_by_step else None
         #: The hidden state the step being judged changed, or found changed: its causes.
         self.hidden_causes: list[Change] = []
         #: The replay log of each step running now (judged by what it left unused).
@@ -270,7 +272,7 @@ class _Replay:
         if first is not None and changes:
             first.causes += [Cause(change.kind, f"{change.owner} {change.what}")
                              for change in changes]
-            first.causes.sort(key=lambda cause: _CAUSE_RANK.get(cause.kind, 6))
+            _rank_causes(first)
 
     # The replay mode of the engine's walk (pinrun.engine.walk.Mode): the engine runs
     # the steps; this judges what they did against the recording.
@@ -300,9 +302,8 @@ class _Replay:
         if self.refused is not None:  # refused in the step's threads while it ran
             outcome.guarded += self.refused.drain()
         self.hidden_causes = []
-        if self.step_judge is not None:
-            hazards, self.hidden_causes = self.step_judge.after_step(outcome.step.name,
-                                                                     self.logs)
+        if self.judge is not None and self.judge.step_by_step:
+            hazards, self.hidden_causes = self.judge.after_step(outcome.step.name, self.logs)
             outcome.hazards += hazards
         record = self.recorded[outcome.step.name]
         result = self._judge(outcome, record, self.logs.pop(outcome.step.name))
@@ -310,7 +311,7 @@ class _Replay:
         # The likeliest first (verify and CI annotations show only the first): what the
         # step read of the world, then what changed around it; the exception it raised,
         # a symptom, last.
-        result.causes.sort(key=lambda cause: _CAUSE_RANK.get(cause.kind, 6))
+        _rank_causes(result)
         self.report.steps.append(result)
         # Go on from what was recorded, so each later step is judged on its own.
         if result.status == "match" and outcome.outputs is not None:

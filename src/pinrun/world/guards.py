@@ -70,10 +70,9 @@ class _Built:
     guards go up and down around every replay outside a worker)."""
 
     __slots__ = ("by_real", "checked", "classes", "fetch", "key", "names", "real_of", "reals",
-                 "stand_ins", "wanted")
+                 "wanted")
 
     def __init__(self, stand_ins: list[tuple[Any, str, Any, Any]], key: object) -> None:
-        self.stand_ins = stand_ins
         #: The generators' key they were built for.
         self.key = key
         self.by_real = _ByIdentity([(real, new) for _, _, real, new in stand_ins])
@@ -84,18 +83,17 @@ class _Built:
         #: (class, name, real object, stand-in): a class is patched by setattr, which
         #: tells its subclasses' attribute caches.
         self.classes: list[tuple[type, str, Any, Any]] = []
-        by_namespace: dict[Any, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {}
+        by_module: dict[types.ModuleType, tuple[dict[str, Any], dict[str, Any]]] = {}
         for owner, name, real, new in stand_ins:
             if not isinstance(owner, types.ModuleType):
                 self.classes.append((owner, name, real, new))
                 continue
-            namespace = vars(owner)
-            wanted, reals = by_namespace.setdefault(owner.__name__, (namespace, {}, {}))[1:]
+            wanted, reals = by_module.setdefault(owner, ({}, {}))
             wanted[name] = new
             reals.setdefault(name, real)  # the object there before any stand-in
-        for namespace, wanted, reals in by_namespace.values():
-            self.wanted.append((namespace, wanted))
-            self.reals.append((namespace, reals))
+        for module, (wanted, reals) in by_module.items():
+            self.wanted.append((vars(module), wanted))
+            self.reals.append((vars(module), reals))
         #: Each real object stood in for, how to fetch what is there now (a module's dict's
         #: or a class's view's ``get``) and its name: checked in one pass, in C.
         places: list[tuple[Callable[[str], Any], str, Any]] = [
