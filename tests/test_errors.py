@@ -98,6 +98,7 @@ def _samples() -> list[errors.PinrunError]:
         errors.StoreDamagedError("/s", "torn page"), errors.StoreReadOnlyError("/s", "ro"),
         errors.NoSpaceError("/s"), errors.StoreInUseError("/s", "pid 7"),
         errors.UntrustedEntryError("venv.__main__:flow", "is part of the standard library"),
+        errors.RemoteError("s3://b/p", "unreachable"), errors.UntrustedRunError("unsigned"),
     ]
 
 

@@ -1,7 +1,8 @@
 """The layers check: each part of pinrun imports only the parts below it.
 
 From the bottom: the leaf modules (``errors``, ``safe_text``, ``_version``),
-``artifacts/`` (the store), ``flows/`` (what gets pinned), ``world/`` (the only
+``artifacts/`` (the store), ``remote/`` (moving packs and refs to a shared
+store), ``flows/`` (what gets pinned), ``world/`` (the only
 door to the outside: clock, entropy, guards, stand-ins, processes),
 ``engine/`` (the level walker), ``verifier/``, ``cli/``, and on top the
 package's front (``pinrun/__init__.py``, ``__main__``, the pytest plugin).
@@ -21,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "pinrun"
 #: Each part's height: a module may import a part of its own height or lower.
 LAYERS = {
     "errors": 0, "safe_text": 0, "_version": 0,
-    "artifacts": 1, "flows": 2, "world": 3, "engine": 4, "verifier": 5, "cli": 6,
-    "pytest_plugin": 7, "__main__": 7, "": 7,
+    "artifacts": 1, "remote": 2, "flows": 3, "world": 4, "engine": 5, "verifier": 6,
+    "cli": 7, "pytest_plugin": 8, "__main__": 8, "": 8,
 }
 MODULES = sorted(ROOT.rglob("*.py"))
 

@@ -32,6 +32,7 @@ def test_public_names_are_pinned() -> None:
         "PinnedModuleError", "RecordedEffectError", "UnsafeRunIdError", "BaselineBusyError",
         "StaleSourceError", "NondeterminismError", "NoSpaceError", "StoreDamagedError",
         "StoreInUseError", "StoreReadOnlyError", "UntrustedEntryError", "WorldRefusedError",
+        "RemoteError", "UntrustedRunError",
         "StoreError", "StoreNotFoundError",
         "UndecodableValueError", "UnknownDigestError", "UnknownRefError", "UnloadedValue",
         "UnsupportedValueError", "WriteBatch", "__version__", "open_store", "record",

@@ -31,6 +31,7 @@ from pinrun.errors import (
     PinrunWarning,
     RecordedEffectError,
     RefConflictError,
+    RemoteError,
     RunBusyError,
     RunFailedError,
     StaleSourceError,
@@ -47,6 +48,7 @@ from pinrun.errors import (
     UnsafeRunIdError,
     UnsupportedValueError,
     UntrustedEntryError,
+    UntrustedRunError,
     WorldRefusedError,
 )
 
@@ -96,6 +98,7 @@ __all__ = [
     "PinrunWarning",
     "RecordedEffectError",
     "RefConflictError",
+    "RemoteError",
     "ReplayReport",
     "RunBusyError",
     "RunFailedError",
@@ -118,6 +121,7 @@ __all__ = [
     "UnsafeRunIdError",
     "UnsupportedValueError",
     "UntrustedEntryError",
+    "UntrustedRunError",
     "WorldRefusedError",
     "WriteBatch",
     "__version__",

@@ -20,6 +20,8 @@ The hierarchy (exit codes are the command line's)::
     │   │                           .reason)
     │   ├── UntrustedEntryError     a run record names a flow outside the project (.entry,
     │   │                           .reason)
+    │   ├── UntrustedRunError       pinned code pulled from a remote, not signed by a
+    │   │                           trusted key
     │   ├── RunBusyError            another process is recording the run (.run_id)
     │   └── BaselineBusyError       the run has an unfinished new baseline (.run_id)
     ├── RefConflictError            a compare-and-swap on a ref lost a race (.ref, .expected,
@@ -45,7 +47,9 @@ The hierarchy (exit codes are the command line's)::
         ├── StoreReadOnlyError      a write asked of a store this process may only read
         │                           (.path, .reason)
         ├── NoSpaceError            the disk holding the store is full (.path)
-        └── StoreInUseError         compaction refused: the store is in use (.path, .who)
+        ├── StoreInUseError         compaction refused: the store is in use (.path, .who)
+        └── RemoteError             a remote cannot be reached or holds damaged data
+                                    (.url, .reason)
 
 Warnings (something the user should know, while the work goes on) derive
 from :class:`PinrunWarning`, a ``UserWarning``; the CLI prints each as one
@@ -92,6 +96,7 @@ __all__ = [
     "PinrunWarning",
     "RecordedEffectError",
     "RefConflictError",
+    "RemoteError",
     "RunBusyError",
     "RunFailedError",
     "StaleSourceError",
@@ -108,6 +113,7 @@ __all__ = [
     "UnsafeRunIdError",
     "UnsupportedValueError",
     "UntrustedEntryError",
+    "UntrustedRunError",
     "WorldRefusedError",
 ]
 
@@ -264,6 +270,23 @@ class CorruptObjectError(StoreError):
             f"object {digest.hex} is corrupt: {what}. Restore the store from a backup "
             "or re-import the object from a bundle; `pinrun fsck` lists every damaged object."
         )
+
+
+class RemoteError(StoreError):
+    """A remote (S3 or a shared folder) cannot be reached, or holds damaged data.
+
+    Nothing from the failed transfer was written to the local store, and a
+    push that fails leaves only objects no index names yet (invisible).
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"remote {url}: {reason}")
+
+
+class UntrustedRunError(InputError):
+    """Pinned code pulled from a remote is not signed by a key this store trusts."""
 
 
 class MissingObjectError(StoreError):

@@ -15,10 +15,11 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
 import orjson
 
@@ -59,6 +60,7 @@ __all__ = [
     "import_bundle",
     "import_bundle_into_new",
     "scan_bundle",
+    "write_pack",
 ]
 
 # Objects read per read transaction during export.
@@ -134,14 +136,37 @@ def export_bundle(store: Store, roots: Sequence[str] | None, path: str | Path,
     return ExportReport(out, count, out.stat().st_size, refs, digests)
 
 
+def write_pack(store: Store, roots: Sequence[Digest], present: AbstractSet[bytes],
+               handle: IO[bytes]) -> list[tuple[Digest, int, int]]:
+    """Write a pack: what ``roots`` reach, less what ``present`` holds, in the bundle format.
+
+    ``present`` is what the receiver has already, with all it reaches (a
+    remote's packs are closed that way), so the walk does not descend into
+    it. Returns each record's digest, offset and length in the file, for the
+    pack's index. Nothing is written when every root is present.
+    """
+    manifest = orjson.dumps({"format": BUNDLE_FORMAT, "pinrun": _version(), "refs": {},
+                             "roots": [d.hex for d in roots]}, option=orjson.OPT_SORT_KEYS)
+    writer = Writer(handle)
+    writer.write(MAGIC + bytes([BUNDLE_FORMAT]) + U32.pack(len(manifest)) + manifest)
+    table: list[tuple[Digest, int, int]] = []
+    count = _write_records(store, writer, [("the pushed runs", d) for d in roots],
+                           no_progress, present=present, table=table)
+    writer.write(END_TAG + U64.pack(count))
+    handle.write(writer.hasher.digest())
+    return table
+
+
 def _write_records(store: Store, writer: Writer, start: list[tuple[str, Digest]],
-                   progress: Progress) -> int:
+                   progress: Progress, *, present: AbstractSet[bytes] = frozenset(),
+                   table: list[tuple[Digest, int, int]] | None = None) -> int:
     """Walk from ``start`` depth-first, writing each object once; returns how many.
 
     Every record is proven against its digest on the way out (a corrupt object
-    is never exported).
+    is never exported). Objects in ``present`` are skipped with all they reach;
+    ``table`` receives each written record's digest, offset and length.
     """
-    seen: set[bytes] = set()
+    seen: set[bytes] = set(present)
     queue = list(reversed(start))
     count = 0
     with ChunkedReader(store.environment, "objects", _EXPORT_CHUNK) as reader:
@@ -160,7 +185,10 @@ def _write_records(store: Store, writer: Writer, start: list[tuple[str, Digest]]
             record = read(digest, holder)
             _, references = prove_record(digest, record, partial(_dictionary, read, digest),
                                          shape=False)
-            writer.write(RECORD_TAG + digest.raw + U64.pack(len(record)) + record)
+            head = RECORD_TAG + digest.raw + U64.pack(len(record))
+            if table is not None:
+                table.append((digest, writer.offset + len(head), len(record)))
+            writer.write(head + record)
             count += 1
             if count % 256 == 0:
                 progress(count, 0)

@@ -77,10 +77,13 @@ class Writer:
     def __init__(self, handle: IO[bytes]) -> None:
         self.handle = handle
         self.hasher = blake3.blake3()
+        #: Bytes written so far (where the next write lands).
+        self.offset = 0
 
     def write(self, data: bytes) -> None:
         self.hasher.update(data)
         self.handle.write(data)
+        self.offset += len(data)
 
 
 class Reader:

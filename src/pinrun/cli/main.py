@@ -82,6 +82,8 @@ def cli(ctx: click.Context, store: str | None, debug: bool) -> None:
       pinrun replay RUN           re-execute a run and prove it reproduces
       pinrun verify               replay every run against the code: the CI gate
       pinrun pin / status         pin a flow's code; check the code on disk against it
+      pinrun push / pull          share runs through S3 or a shared folder
+      pinrun key                  sign what you push; trust what you run
       pinrun stats / fsck         what the store holds; check it
 
     Exit codes: 0 ok, 1 failed, 2 bad input, 3 store error.
@@ -93,7 +95,9 @@ def _register() -> None:
     from pinrun.cli import (
         demo,
         inspect_commands,
+        key_commands,
         pin_commands,
+        remote_commands,
         replay_commands,
         run_commands,
         store_commands,
@@ -102,7 +106,7 @@ def _register() -> None:
 
     for command in (*run_commands.COMMANDS, *inspect_commands.COMMANDS,
                     *replay_commands.COMMANDS, *verify_commands.COMMANDS,
-                    *pin_commands.COMMANDS,
+                    *pin_commands.COMMANDS, *remote_commands.COMMANDS, *key_commands.COMMANDS,
                     *store_commands.COMMANDS, demo.demo):
         cli.add_command(command)
 

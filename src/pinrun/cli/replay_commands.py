@@ -42,6 +42,9 @@ EXIT_DIVERGED = 1
               help="Let the steps' network connections (localhost too) and subprocesses "
                    "through, only noting them. By default a replay refuses them inside the "
                    "step and names the call as the cause.")
+@click.option("--allow-unsigned", is_flag=True,
+              help="Run the pinned code of a run pulled from a remote even though no key "
+                   "this store trusts signed it (this command only).")
 @click.option("--repeat", type=click.IntRange(min=1), default=1, metavar="N",
               help="Replay N times in this process with the code loaded once, as a "
                    "long-running worker would: state a run leaves behind shows.")
@@ -59,7 +62,7 @@ EXIT_DIVERGED = 1
 @store_option
 @with_store
 def replay_command(store: Store, run_id: str, code: str, entry: str | None, guards: str,
-                   allow_world: bool, repeat: int, perturb: str | None,
+                   allow_world: bool, allow_unsigned: bool, repeat: int, perturb: str | None,
                    debug_step: str | None, use_pdb: bool, as_json: bool) -> None:
     """Replay RUN and check that every step gives what was recorded.
 
@@ -114,9 +117,10 @@ def replay_command(store: Store, run_id: str, code: str, entry: str | None, guar
         check_same_steps(store, run, flow, f"--entry {entry}")
     report = replay(run_id, store=store, code=cast("CodeSource", code), flow=flow,
                     guards=cast("GuardMode", guards), repeat=repeat, debug_step=debug_step,
-                    allow_world=allow_world)
+                    allow_world=allow_world, allow_unsigned=allow_unsigned)
     variations = run_perturbations(store, report.run_id, kinds, code=code, guards=guards,
-                                   allow_world=allow_world) if kinds else []
+                                   allow_world=allow_world,
+                                   allow_unsigned=allow_unsigned) if kinds else []
     if as_json:
         print_json({**report.as_value(),
                     "perturbations": [v.as_value() for v in variations]})

@@ -218,11 +218,14 @@ def _fail(store: Store, failure: RunFailedError, as_json: bool) -> NoReturn:
 @click.argument("run_id", metavar="RUN")
 @code_policy_option
 @durability_option
+@click.option("--allow-unsigned", is_flag=True,
+              help="With --code-policy artifact: run the pinned code of a run pulled from a "
+                   "remote even though no key this store trusts signed it.")
 @json_option
 @store_option
 @with_store
 def resume_command(store: Store, run_id: str, code_policy: str, durability: str,
-                   as_json: bool) -> None:
+                   allow_unsigned: bool, as_json: bool) -> None:
     """Continue RUN, interrupted or failed, from its last committed step.
 
     The steps that succeeded are not run again; the others run on the state
@@ -249,7 +252,8 @@ def resume_command(store: Store, run_id: str, code_policy: str, durability: str,
     try:
         with warnings_to_stderr():
             run = resume(run_id, store=store, code_policy=cast("CodePolicy", code_policy),
-                         durability=cast("Durability", durability))
+                         durability=cast("Durability", durability),
+                         allow_unsigned=allow_unsigned)
     except RunFailedError as failure:
         _fail(store, failure, as_json)
     _report(store, run, as_json)

@@ -60,13 +60,16 @@ SHOWN = 20
 @click.option("--json", "json_file", metavar="FILE",
               help="Write every run's replay report as JSON to FILE (- for stdout).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first run that does not reproduce.")
+@click.option("--allow-unsigned", is_flag=True,
+              help="With --code pinned: run the pinned code of runs pulled from a remote "
+                   "even though no key this store trusts signed them.")
 @store_option
 @with_store
 def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
                    tag: str | None, since: str | None, sample: int | None, code: str,
                    entries: tuple[str, ...], jobs: int, shard: str | None, guards: str,
                    allow_world: bool, junit_xml: str | None, json_file: str | None,
-                   fail_fast: bool) -> None:
+                   fail_fast: bool, allow_unsigned: bool) -> None:
     """Replay recorded runs against the code and check that every one reproduces.
 
     By default every run in the store is replayed with the code on disk: the
@@ -103,6 +106,11 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
         sys.path.insert(0, str(Path.cwd()))
     by_flow = _entries(entries, code)
     check_entries_used(store, ids, by_flow)
+    if code == "pinned" and not allow_unsigned:  # one clear refusal before any replay
+        from pinrun.remote.origin import check_trusted
+
+        for run_id in ids:
+            check_trusted(store, run_id)
     # Only the runs that did not reproduce keep their whole report in memory: the
     # others are three fields each, so a large corpus verifies in flat memory.
     results: list[dict[str, Any]] = []
@@ -115,7 +123,7 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
         for index, result in enumerate(run_verification(
                 store, ids, code=cast("CodeSource", code), guards=cast("GuardMode", guards),
                 jobs=jobs, fail_fast=fail_fast, progress=update, entries=by_flow,
-                allow_world=allow_world)):
+                allow_world=allow_world, allow_unsigned=allow_unsigned)):
             if stream is not None:
                 stream.write(("," if index else "") + "\n" +
                              json.dumps(result, indent=2, sort_keys=True))

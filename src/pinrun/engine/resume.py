@@ -27,6 +27,7 @@ from pinrun.flows.loader import project_on_path
 from pinrun.flows.pinning import PinnedStep, project_root_for
 from pinrun.flows.registry import put_pins
 from pinrun.flows.status import CodePolicy, check_policy, flow_under_policy, load_pinned_flow
+from pinrun.remote.origin import check_trusted
 from pinrun.world import SystemWorld, World
 
 __all__ = ["resume"]
@@ -34,7 +35,8 @@ __all__ = ["resume"]
 
 def resume(run_id: str, *, store: Store, code_policy: CodePolicy = "warn",
            flow: Flow | None = None, durability: Durability = "step",
-           world: World | None = None, project_root: Path | None = None) -> RunRecord:
+           world: World | None = None, project_root: Path | None = None,
+           allow_unsigned: bool = False) -> RunRecord:
     """Continue run ``run_id`` (interrupted or failed) from its last committed step.
 
     ``code_policy``: ``"warn"`` (default) runs the code on disk and warns
@@ -43,12 +45,16 @@ def resume(run_id: str, *, store: Store, code_policy: CodePolicy = "warn",
     :class:`~pinrun.flows.status.CodeChangedError`; ``"disabled"`` does not
     check; ``"artifact"`` runs the pinned sources from the store. ``flow``
     is the flow to run instead of importing the one the record names (not
-    used with ``"artifact"``). Returns the final record; raises
+    used with ``"artifact"``; the pinned code of a run pulled from a remote
+    runs only if a trusted key signed it, unless ``allow_unsigned``). Returns
+    the final record; raises
     :class:`~pinrun.engine.records.RunFailedError` when a step fails again.
     """
     check_policy(code_policy)
     check_durability(durability)
     run = load_run(store, run_id)
+    if code_policy == "artifact":
+        check_trusted(store, run.id, allow_unsigned=allow_unsigned)
     # The lease first, then the record as it is now: two resumes never both run.
     with RunLease(store.path, run.id):
         run = load_run(store, run.id)

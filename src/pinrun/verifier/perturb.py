@@ -146,7 +146,8 @@ def _fresh_folder(kind: str) -> Iterator[str | None]:
 
 
 def perturb(store: Store, run_id: str, kinds: list[str], *, code: str = "pinned",
-            guards: str = "warn", allow_world: bool = False) -> list[Perturbation]:
+            guards: str = "warn", allow_world: bool = False,
+            allow_unsigned: bool = False) -> list[Perturbation]:
     """Replay run ``run_id`` once per kind of perturbation (``all``: every kind), each
     in a fresh process."""
     check_kinds(kinds)
@@ -156,7 +157,7 @@ def perturb(store: Store, run_id: str, kinds: list[str], *, code: str = "pinned"
     store_path = Path(store.path).absolute()
     options = ReplayOptions.build(code=cast("Any", code), guards=cast("Any", guards),
                                   project_root=project_root_for(store_path),
-                                  allow_world=allow_world)
+                                  allow_world=allow_world, allow_unsigned=allow_unsigned)
     results = []
     for kind in expand_kinds(kinds):
         with _fresh_folder(kind) as folder:

@@ -42,6 +42,7 @@ from pinrun.flows.flow import Flow
 from pinrun.flows.pinning import project_root_for
 from pinrun.flows.status import CodeStatus, load_pinned_flow
 from pinrun.flows.step import Step
+from pinrun.remote.origin import check_trusted
 from pinrun.verifier.attempt_code import attempt_source_shown, final_attempts
 from pinrun.verifier.causes import environment_drift, error_location
 from pinrun.verifier.diff import diff_states
@@ -63,7 +64,8 @@ __all__ = ["CodeSource", "check_replay_arguments", "replay"]
 def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
            project_root: Path | None = None, flow: Flow | None = None,
            guards: GuardMode = "warn", repeat: int = 1,
-           debug_step: str | None = None, allow_world: bool = False) -> ReplayReport:
+           debug_step: str | None = None, allow_world: bool = False,
+           allow_unsigned: bool = False) -> ReplayReport:
     """Replay run ``run_id`` and compare every step with its recording.
 
     ``code="pinned"`` runs the sources the run pinned, imported from the
@@ -88,10 +90,15 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
     with its recorded inputs. Returns a :class:`ReplayReport`; its verdict is
     ``error`` when the run could not be replayed at all (its flow no longer
     imports, a step is gone). A damaged or missing object raises
-    :class:`~pinrun.errors.StoreError` naming its digest.
+    :class:`~pinrun.errors.StoreError` naming its digest. Pinned code of a
+    run pulled from a remote runs only if a key this store trusts signed it
+    (:class:`~pinrun.errors.UntrustedRunError` otherwise), unless
+    ``allow_unsigned``.
     """
     check_replay_arguments(code, repeat, flow)
     run = load_run(store, run_id)
+    if code == "pinned":
+        check_trusted(store, run.id, allow_unsigned=allow_unsigned)
     report = ReplayReport(run.id, run.flow, code, "reproduced", repeat=repeat)
     if run.flow_pin is None:
         report.verdict, report.error = "error", "the run pins no flow (an older pinrun)"

@@ -46,7 +46,8 @@ def needs_own_process(recorded_seed: str | None) -> bool:
 def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
            project_root: Path | None = None, flow: Flow | None = None,
            guards: GuardMode = "warn", repeat: int = 1,
-           debug_step: str | None = None, allow_world: bool = False) -> ReplayReport:
+           debug_step: str | None = None, allow_world: bool = False,
+           allow_unsigned: bool = False) -> ReplayReport:
     """Replay run ``run_id`` and compare every step with its recording.
 
     The arguments and the report are those of the engine's replay
@@ -71,10 +72,11 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
     if in_process or not needs_own_process(seed):
         return replayer.replay(run.id, store=store, code=code, project_root=project_root,
                                flow=flow, guards=guards, repeat=repeat, debug_step=debug_step,
-                               allow_world=allow_world)
+                               allow_world=allow_world, allow_unsigned=allow_unsigned)
     assert seed is not None
     options = ReplayOptions.build(code=code, guards=guards, project_root=project_root,
-                                  entries=entries, repeat=repeat, allow_world=allow_world)
+                                  entries=entries, repeat=repeat, allow_world=allow_world,
+                                  allow_unsigned=allow_unsigned)
     result = replay_in_child(ReplayRequest(str(store.path), run.id, options),
                              environment={"PYTHONHASHSEED": seed})
     if result.raised is not None:

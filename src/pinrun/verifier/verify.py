@@ -120,12 +120,13 @@ def run_verification(store: Store, run_ids: list[str], *, code: CodeSource,
                      fail_fast: bool = False,
                      progress: Callable[[int, int], None] | None = None,
                      entries: Mapping[str, str] | None = None,
-                     allow_world: bool = False,
+                     allow_world: bool = False, allow_unsigned: bool = False,
                      ) -> Iterator[dict[str, Any]]:
     """:func:`verify_runs`, each result as JSON-ready data (``pinrun verify --json``)."""
     for result in verify_runs(store, run_ids, code=code, guards=guards, jobs=jobs,
                               project_root=project_root, fail_fast=fail_fast,
-                              progress=progress, entries=entries, allow_world=allow_world):
+                              progress=progress, entries=entries, allow_world=allow_world,
+                              allow_unsigned=allow_unsigned):
         yield result.as_value()
 
 
@@ -134,7 +135,7 @@ def verify_runs(store: Store, run_ids: list[str], *, code: CodeSource,
                 fail_fast: bool = False,
                 progress: Callable[[int, int], None] | None = None,
                 entries: Mapping[str, str] | None = None,
-                allow_world: bool = False,
+                allow_world: bool = False, allow_unsigned: bool = False,
                 ) -> Iterator[RunResult]:
     """Replay ``run_ids`` in up to ``jobs`` worker processes; yields each run's result.
 
@@ -156,7 +157,8 @@ def verify_runs(store: Store, run_ids: list[str], *, code: CodeSource,
         raise InputError("--entry says where a flow lives on disk now, for --code workdir; "
                          "pinned code loads each flow where its run recorded it: drop --entry")
     options = ReplayOptions.build(code=code, guards=guards, project_root=project_root,
-                                  entries=entries, allow_world=allow_world)
+                                  entries=entries, allow_world=allow_world,
+                                  allow_unsigned=allow_unsigned)
     arguments = (str(store.path), options)
     groups: dict[str | None, list[str]] = {}
     done = 0

@@ -50,15 +50,17 @@ class ReplayOptions:
     project_root: str | None = None
     #: Flow name -> ``MODULE:FLOW`` where that flow lives now (workdir code only).
     entries: tuple[tuple[str, str], ...] = ()
+    #: Run pinned code of pulled runs that no trusted key signed.
+    allow_unsigned: bool = False
 
     @classmethod
     def build(cls, *, code: CodeSource, guards: GuardMode, project_root: Path | None = None,
               entries: Mapping[str, str] | None = None, allow_world: bool = False,
-              repeat: int = 1) -> ReplayOptions:
+              repeat: int = 1, allow_unsigned: bool = False) -> ReplayOptions:
         """Options from the verifier's arguments (paths and mappings made plain data)."""
         return cls(code, guards, allow_world, repeat,
                    str(project_root) if project_root is not None else None,
-                   tuple(sorted((entries or {}).items())))
+                   tuple(sorted((entries or {}).items())), allow_unsigned)
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,8 @@ def replay_in_this_process(store: Store, run_id: str, options: ReplayOptions) ->
         report = replayer.replay(
             run_id, store=store, code=options.code, guards=options.guards,
             project_root=Path(options.project_root) if options.project_root else None,
-            flow=flow, repeat=options.repeat, allow_world=options.allow_world)
+            flow=flow, repeat=options.repeat, allow_world=options.allow_world,
+            allow_unsigned=options.allow_unsigned)
     except StoreError as exc:
         return RunResult(run_id, error=str(exc), store_error=True, raised=exc)
     except PinrunError as exc:

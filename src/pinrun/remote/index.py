@@ -1,0 +1,215 @@
+"""A remote's index: entries that publish packs and run refs, and the catalog they fold to.
+
+Layout of a remote (under its URL)::
+
+    pinrun-remote.json        {"format": 1}: what this prefix is
+    packs/<blake3>.pack        a pack: records in the bundle format, named by its bytes
+    index/<blake3>             an entry (zstd JSON), named by its bytes
+
+An entry says: "pack P holds these records at these offsets; these runs now
+point at these records". It is written after its pack, so a reader who sees
+an entry finds its pack. Entries are only ever added, each under the digest
+of its bytes, so concurrent pushes never overwrite one another; the catalog
+of a remote is all its entries folded together. A run pushed twice (a run
+still running when first pushed) is the one of its latest entry.
+
+The signed part of an entry is its ``body``, kept as the exact text that was
+signed; each run in it carries its own signature too, over its id and record
+digest, so a single pulled run stays provable in the store that pulled it.
+Everything here is someone else's data: sizes are bounded before anything
+is decompressed or allocated, every field is checked before it is used.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import blake3
+import orjson
+import zstandard
+
+from pinrun.artifacts.digest import Digest
+from pinrun.artifacts.refs import validate_ref_name
+from pinrun.artifacts.shapes import is_run_id
+from pinrun.errors import PinrunError, RemoteError
+from pinrun.remote.keys import PublicKey, SigningKey, index_message, parse_public, run_message
+
+__all__ = ["INDEX_PREFIX", "MARKER", "PACK_PREFIX", "Catalog", "Entry", "Located",
+           "RemoteRun", "decode_entry", "encode_entry", "pack_key"]
+
+MARKER: Final = "pinrun-remote.json"
+INDEX_PREFIX: Final = "index/"
+PACK_PREFIX: Final = "packs/"
+FORMAT: Final = 1
+#: An entry's stored size and its decompressed size are bounded before reading.
+MAX_ENTRY: Final = 256 << 20
+#: One object in a pack's table: raw digest, offset, length.
+_ROW: Final = struct.Struct("<32sQI")
+
+
+def pack_key(pack: str) -> str:
+    """The key of the pack named ``pack`` (64 hex characters)."""
+    return f"{PACK_PREFIX}{pack}.pack"
+
+
+@dataclass(frozen=True)
+class RemoteRun:
+    """One run as a remote publishes it."""
+
+    id: str
+    digest: Digest
+    flow: str
+    status: str
+    replaces: str | None = None
+    tags: tuple[str, ...] = ()
+    signer: PublicKey | None = None
+    signature: bytes | None = None
+
+    def signed_by(self, trusted: Iterable[PublicKey]) -> PublicKey | None:
+        """The trusted key whose signature this run carries, if any."""
+        if self.signature is None or self.signer is None:
+            return None
+        for key in trusted:
+            if key.raw == self.signer.raw and key.verify(
+                    self.signature, run_message(self.id, self.digest)):
+                return key
+        return None
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where one record lives on the remote."""
+
+    pack: str
+    offset: int
+    length: int
+
+
+@dataclass
+class Entry:
+    """One index entry: a pack's table and the runs it publishes."""
+
+    name: str
+    pack: str | None
+    objects: dict[bytes, Located]
+    runs: list[RemoteRun]
+    pushed_at: str
+
+
+def encode_entry(pack: str | None, table: list[tuple[Digest, int, int]],
+                 runs: list[RemoteRun], pushed_at: str,
+                 key: SigningKey | None) -> tuple[str, bytes]:
+    """An entry's stored bytes and its key (``index/<blake3>``), signed with ``key``."""
+    rows = b"".join(_ROW.pack(d.raw, offset, length) for d, offset, length in table)
+    body = orjson.dumps({
+        "format": FORMAT, "pack": pack, "objects": base64.b64encode(rows).decode(),
+        "pushed_at": pushed_at,
+        "runs": [{"id": r.id, "digest": r.digest.hex, "flow": r.flow, "status": r.status,
+                  "replaces": r.replaces, "tags": list(r.tags),
+                  "signature": (base64.b64encode(key.sign(run_message(r.id, r.digest)))
+                                .decode() if key else None)} for r in runs],
+    }, option=orjson.OPT_SORT_KEYS)
+    outer = {"format": FORMAT, "body": body.decode(),
+             "signer": key.public.text if key else None,
+             "signature": base64.b64encode(key.sign(index_message(body))).decode()
+             if key else None}
+    data = zstandard.ZstdCompressor(level=3).compress(orjson.dumps(outer))
+    return f"{INDEX_PREFIX}{blake3.blake3(data).hexdigest()}", data
+
+
+def decode_entry(name: str, data: bytes, where: str) -> Entry:
+    """Check and read the entry stored as ``name``; any damage is a :class:`RemoteError`."""
+    def bad(reason: str) -> RemoteError:
+        return RemoteError(where, f"index entry {name} is damaged or not pinrun's: {reason}")
+
+    if name != f"{INDEX_PREFIX}{blake3.blake3(data).hexdigest()}":
+        raise bad("its bytes do not match its name")
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+            text = reader.read(MAX_ENTRY + 1)
+        if len(text) > MAX_ENTRY:
+            raise bad(f"it inflates past {MAX_ENTRY >> 20} MiB")
+        outer = orjson.loads(text)
+        if outer.get("format") != FORMAT:
+            raise bad(f"its format {outer.get('format')!r} is not {FORMAT}; upgrade pinrun")
+        body_text = outer["body"].encode()
+        signer = parse_public(outer["signer"]) if outer["signer"] is not None else None
+        signature = _b64(outer["signature"]) if outer["signature"] is not None else None
+        if (signer is None) != (signature is None):
+            raise bad("it has a signer without a signature, or the reverse")
+        if signer is not None and signature is not None and \
+                not signer.verify(signature, index_message(body_text)):
+            raise bad(f"its signature is not {signer.name}'s")
+        body = orjson.loads(body_text)
+        pack = body["pack"]
+        if pack is not None and (not isinstance(pack, str) or len(pack) != 64
+                                 or not set(pack) <= set("0123456789abcdef")):
+            raise bad("it names a pack that is not a digest")
+        rows = _b64(body["objects"])
+        if len(rows) % _ROW.size or (rows and pack is None):
+            raise bad("its table of objects is malformed")
+        objects = {raw: Located(pack, offset, length)
+                   for raw, offset, length in _ROW.iter_unpack(rows)} if pack else {}
+        runs = [_run(item, signer) for item in body["runs"]]
+        pushed_at = body["pushed_at"]
+        if not isinstance(pushed_at, str) or len(pushed_at) > 40:
+            raise bad("its push time is not a time")
+    except RemoteError:
+        raise
+    except (zstandard.ZstdError, orjson.JSONDecodeError, KeyError, TypeError, ValueError,
+            AttributeError, PinrunError) as exc:
+        raise bad(str(exc)[:200]) from None
+    return Entry(name, pack, objects, runs, pushed_at)
+
+
+def _b64(text: Any) -> bytes:
+    if not isinstance(text, str):
+        raise TypeError("base64 text expected")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("invalid base64") from None
+
+
+def _run(item: Any, signer: PublicKey | None) -> RemoteRun:
+    if not isinstance(item, dict) or not is_run_id(item["id"]):
+        raise ValueError(f"a run entry has no valid run id ({str(item)[:80]})")
+    flow, status, replaces = item["flow"], item["status"], item["replaces"]
+    if not isinstance(flow, str) or len(flow) > 255 or \
+            status not in ("running", "succeeded", "failed") or \
+            (replaces is not None and not is_run_id(replaces)):
+        raise ValueError(f"run {item['id']} has a malformed flow, status or replaces")
+    tags = tuple(validate_ref_name(f"tags/{tag}")[5:] for tag in item["tags"])
+    signature = _b64(item["signature"]) if item["signature"] is not None else None
+    digest = Digest.from_hex(item["digest"])
+    if signature is not None and (signer is None or not signer.verify(
+            signature, run_message(item["id"], digest))):
+        raise ValueError(f"run {item['id']} carries a signature that is not its signer's")
+    return RemoteRun(item["id"], digest, flow, status, replaces,
+                     tags, signer if signature is not None else None, signature)
+
+
+@dataclass
+class Catalog:
+    """What a remote holds: its runs (latest entry wins) and where each record is."""
+
+    runs: dict[str, RemoteRun] = field(default_factory=dict)
+    objects: dict[bytes, Located] = field(default_factory=dict)
+    entries: int = 0
+
+    @classmethod
+    def fold(cls, entries: Iterable[Entry]) -> Catalog:
+        """The catalog of ``entries``, in push order (then by name, for ties)."""
+        catalog = cls()
+        for entry in sorted(entries, key=lambda e: (e.pushed_at, e.name)):
+            catalog.entries += 1
+            for raw, located in entry.objects.items():
+                catalog.objects.setdefault(raw, located)
+            for run in entry.runs:
+                catalog.runs[run.id] = run
+        return catalog
