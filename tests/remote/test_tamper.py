@@ -142,3 +142,44 @@ def test_an_entry_that_inflates_without_bound_is_refused() -> None:
     data = compressor.compress(b" " * (index.MAX_ENTRY + 10))
     with pytest.raises(RemoteError, match="inflates"):
         decode_entry(f"index/{blake3.blake3(data).hexdigest()}", data, "test://remote")
+
+
+def test_a_fifo_in_a_folder_remote_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """A named pipe where the remote's marker should be: an error, never a hang."""
+    import os
+
+    from pinrun.remote.client import FolderClient
+
+    root = tmp_path / "remote"
+    root.mkdir()
+    os.mkfifo(root / "pinrun-remote.json")
+    with pytest.raises(RemoteError, match="not a file pinrun wrote"):
+        FolderClient(root).get("pinrun-remote.json")
+
+
+def test_a_table_naming_a_huge_record_is_refused() -> None:
+    """A pack table claiming a 4 GiB record is refused before any range is fetched."""
+    import struct
+
+    rows = struct.pack("<32sQI", b"\x05" * 32, 0, 0xFFFFFFFF)
+    name, data = _crafted({"format": 1, "signer": None, "signature": None},
+                          _body(objects=base64.b64encode(rows).decode()))
+    with pytest.raises(RemoteError, match="larger than any"):
+        decode_entry(name, data, "test://remote")
+
+
+@pytest.mark.slow
+def test_a_store_that_pulled_passes_fsck(tmp_path: Path) -> None:
+    """What a pull writes (runs, origins, the settings and the index cache) is a sound store."""
+    remote = str(tmp_path / "remote")
+    prod, _ = production(tmp_path / "prod", 2)
+    ok(pinrun(prod, "push", "--remote", remote, "--all"))
+    laptop = empty_machine(tmp_path / "laptop")
+    ok(pinrun(laptop, "remote", "add", "team", remote))
+    ok(pinrun(laptop, "pull", "--all"))
+    ok(pinrun(laptop, "fsck"))
+    ok(pinrun(laptop, "gc"))
+    assert len(as_json(ok(pinrun(laptop, "runs", "--json")))) == 2
+    config = (laptop / ".pinrun" / "config.json").read_text()
+    assert "team" in config
+    assert "SECRET" not in config.upper()

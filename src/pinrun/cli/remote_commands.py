@@ -159,7 +159,9 @@ def push_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
     key = load_named(sign_with) if sign_with else signing_key_from_environment()
     runs = selected_runs(store, selection)
     if dry_run:
-        catalog = remote.catalog()
+        from pinrun.remote.index import Catalog
+
+        catalog = remote.catalog() if remote.exists() else Catalog()
         new = [r.id for r in runs if catalog.runs.get(r.id) is None
                or catalog.runs[r.id].digest != r.digest]
         click.echo(f"would push {len(new)} of {len(runs)} runs to {remote.name}")

@@ -15,6 +15,7 @@ here. Keep this interface small, so the client can be swapped.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -22,7 +23,10 @@ from typing import Protocol
 
 from pinrun.errors import InputError, RemoteError
 
-__all__ = ["FolderClient", "ObjectClient", "check_key"]
+__all__ = ["MAX_OBJECT", "FolderClient", "ObjectClient", "check_key"]
+
+#: No object pinrun reads whole (a marker, an index entry) is larger than this.
+MAX_OBJECT = 256 << 20
 
 
 class ObjectClient(Protocol):
@@ -79,16 +83,26 @@ class FolderClient:
 
     def get(self, key: str) -> bytes | None:
         try:
-            return self._path(key).read_bytes()
+            # Not following a FIFO or device someone put there: it could block forever.
+            fd = os.open(self._path(key), os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise RemoteError(self.url, f"reading {key} failed ({exc.strerror})") from None
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_OBJECT:
+                raise RemoteError(self.url, f"{key} is not a file pinrun wrote (a special "
+                                  "file, or larger than any object pinrun writes)")
+            return handle.read()
 
     def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
         out = []
         try:
-            with self._path(key).open("rb") as handle:
+            fd = os.open(self._path(key), os.O_RDONLY | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as handle:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    raise RemoteError(self.url, f"{key} is not a file pinrun wrote")
                 for start, end in ranges:
                     handle.seek(start)
                     data = handle.read(end - start)

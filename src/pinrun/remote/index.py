@@ -33,6 +33,7 @@ import blake3
 import orjson
 import zstandard
 
+from pinrun.artifacts.bundle_format import MAX_RECORD
 from pinrun.artifacts.digest import Digest
 from pinrun.artifacts.refs import validate_ref_name
 from pinrun.artifacts.shapes import is_run_id
@@ -155,6 +156,8 @@ def decode_entry(name: str, data: bytes, where: str) -> Entry:
             raise bad("its table of objects is malformed")
         objects = {raw: Located(pack, offset, length)
                    for raw, offset, length in _ROW.iter_unpack(rows)} if pack else {}
+        if any(located.length > MAX_RECORD for located in objects.values()):
+            raise bad("its table names a record larger than any pinrun writes")
         runs = [_run(item, signer) for item in body["runs"]]
         pushed_at = body["pushed_at"]
         if not isinstance(pushed_at, str) or len(pushed_at) > 40:

@@ -24,7 +24,14 @@ import orjson
 
 from pinrun.errors import InputError, RemoteError
 from pinrun.remote.client import FolderClient, ObjectClient
-from pinrun.remote.index import INDEX_PREFIX, MARKER, Catalog, Entry, decode_entry
+from pinrun.remote.index import (
+    INDEX_PREFIX,
+    MARKER,
+    MAX_ENTRY,
+    Catalog,
+    Entry,
+    decode_entry,
+)
 from pinrun.remote.settings import read_settings, update_settings
 
 __all__ = ["Remote", "RemoteSettings", "add_remote", "list_remotes", "open_remote",
@@ -104,18 +111,27 @@ class Remote:
             data = self.client.get(MARKER) or b""
         check_marker(data, self.url)
 
+    def exists(self) -> bool:
+        """Whether anything was ever pushed here."""
+        return self.client.get(MARKER) is not None
+
     def catalog(self) -> Catalog:
         """Every run the remote publishes, and where each of its records lives."""
         marker = self.client.get(MARKER)
         if marker is None:
-            return Catalog()
+            raise InputError(f"{self.url} holds no pinrun runs (it has no {MARKER}); check "
+                             "the URL, or push to it first")
         from pinrun.remote.transfer import check_marker
 
         check_marker(marker, self.url)
-        return Catalog.fold(self._entry(name) for name, _ in self.client.list(INDEX_PREFIX))
+        return Catalog.fold(self._entry(name, size)
+                            for name, size in self.client.list(INDEX_PREFIX))
 
-    def _entry(self, name: str) -> Entry:
+    def _entry(self, name: str, size: int) -> Entry:
         cached = self._cache / name.rpartition("/")[2] if self._cache else None
+        if size > MAX_ENTRY:
+            raise RemoteError(self.url, f"index entry {name} holds {size:,} bytes, more than "
+                              "any pinrun writes; it is not pinrun's")
         data = None
         if cached is not None and cached.is_file():
             data = cached.read_bytes()

@@ -55,7 +55,19 @@ class S3Client:
             raise InputError(f"cannot use remote {self.url}: {_reason(exc)}") from None
 
     def _fail(self, what: str, exc: Exception) -> RemoteError:
-        return RemoteError(self._where, f"{what} failed: {_reason(exc)}")
+        reason = _reason(exc)
+        if "169.254.169.254" in reason or "credential" in reason.lower():
+            hint = ("no credentials were found: set AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or run with an instance role)")
+        elif "error sending request" in reason or "connect" in reason.lower():
+            hint = "the server cannot be reached: check the endpoint and the network"
+        elif "403" in reason or "Forbidden" in reason or "401" in reason:
+            hint = "access was denied: check the credentials and the bucket's permissions"
+        elif "NoSuchBucket" in reason or "404" in reason:
+            hint = "check the bucket's name (and the endpoint and region)"
+        else:
+            hint = "check the URL, endpoint and credentials"
+        return RemoteError(self._where, f"{what} failed; {hint} ({reason})")
 
     def get(self, key: str) -> bytes | None:
         import obstore
