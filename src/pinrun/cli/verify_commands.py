@@ -15,7 +15,14 @@ from xml.etree import ElementTree
 
 import click
 
-from pinrun.cli._common import console, progress_bar, store_option, with_store
+from pinrun.cli._common import (
+    check_json_file,
+    console,
+    json_file_option,
+    progress_bar,
+    store_option,
+    with_store,
+)
 from pinrun.safe_text import printable
 
 if TYPE_CHECKING:
@@ -32,7 +39,8 @@ SHOWN = 20
 @click.command(name="verify")
 @click.argument("run_ids", nargs=-1, metavar="[RUN]...")
 @click.option("--flow", "flow_name", metavar="NAME", help="Only runs of this flow.")
-@click.option("--tag", metavar="NAME", help="Only the run tagged NAME.")
+@click.option("--tag", metavar="NAME", help="Only the runs carrying the tag NAME "
+              "(runs replaced by `pinrun accept` left out).")
 @click.option("--since", metavar="TIME", help="Only runs started since TIME: 2h, 3d, 1w, "
               "or a UTC date/time.")
 @click.option("--sample", type=click.IntRange(min=1), metavar="N",
@@ -57,16 +65,18 @@ SHOWN = 20
                    "through, only noting them. By default a replay refuses them.")
 @click.option("--junit-xml", "junit_xml", metavar="FILE",
               help="Write a JUnit XML report (one test case per run).")
-@click.option("--json", "json_file", metavar="FILE",
-              help="Write every run's replay report as JSON to FILE (- for stdout).")
+@json_file_option("Write every run's replay report as JSON to FILE.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first run that does not reproduce.")
+@click.option("--allow-empty", is_flag=True,
+              help="Pass (exit 0) when nothing is selected. By default an empty selection "
+                   "is an error (exit 2): a gate that checked nothing must not pass unseen.")
 @store_option
 @with_store
 def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
                    tag: str | None, since: str | None, sample: int | None, code: str,
                    entries: tuple[str, ...], jobs: int, shard: str | None, guards: str,
                    allow_world: bool, junit_xml: str | None, json_file: str | None,
-                   fail_fast: bool) -> None:
+                   fail_fast: bool, allow_empty: bool) -> None:
     """Replay recorded runs against the code and check that every one reproduces.
 
     By default every run in the store is replayed with the code on disk: the
@@ -83,7 +93,13 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
     from pinrun.cli.inspect_commands import since_prefix
     from pinrun.errors import InputError
     from pinrun.verifier.moved import check_entries_used
-    from pinrun.verifier.verify import Selection, parse_shard, run_verification, select_runs
+    from pinrun.verifier.verify import (
+        Selection,
+        parse_shard,
+        run_verification,
+        select_runs,
+        why_empty,
+    )
 
     selection = Selection(
         run_ids=run_ids, flow=flow_name, tag=tag,
@@ -91,18 +107,16 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
         shard=parse_shard(shard) if shard is not None else None)
     if junit_xml and not Path(junit_xml).resolve().parent.is_dir():
         raise InputError(f"--junit-xml {junit_xml}: its folder does not exist; create it first")
-    if json_file and json_file != "-" and not Path(json_file).resolve().parent.is_dir():
-        raise InputError(f"--json {json_file}: its folder does not exist; create it first")
+    check_json_file(json_file, store)
     ids = select_runs(store, selection)
-    if not ids:
-        click.echo("no runs to verify: record some with `pinrun run MODULE:FLOW`"
-                   if not (run_ids or flow_name or tag or since or shard)
-                   else "no runs match", err=True)
-        return
+    # Nothing selected still writes its (empty) report files below, so CI's report step
+    # finds them, and then fails (exit 2) unless --allow-empty says an empty gate passes.
+    empty = None if ids else why_empty(store, selection)
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     by_flow = _entries(entries, code)
-    check_entries_used(store, ids, by_flow)
+    if ids:  # an empty shard's --entry is not a typo
+        check_entries_used(store, ids, by_flow)
     # Only the runs that did not reproduce keep their whole report in memory: the
     # others are three fields each, so a large corpus verifies in flat memory.
     results: list[dict[str, Any]] = []
@@ -127,6 +141,13 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
         _write_junit(Path(junit_xml), results)
     if os.environ.get("GITHUB_ACTIONS") == "true":
         _annotate(results)
+    if empty is not None:
+        if not allow_empty:
+            raise InputError(f"nothing to verify: {empty}. A gate that checked nothing fails; "
+                             "pass --allow-empty where an empty selection may pass")
+        click.echo(f"pinrun: nothing to verify, and --allow-empty lets that pass: "
+                   f"{printable(empty)}", err=True)
+        return
     if json_file != "-":
         _summary(results, len(ids))
     if not allow_world:  # what the replayed code left behind (atexit, threads) stays refused
