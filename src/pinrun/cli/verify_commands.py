@@ -8,7 +8,7 @@ import os
 import re
 import sys
 from collections import Counter
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from xml.etree import ElementTree
@@ -19,14 +19,18 @@ from pinrun.cli._common import (
     check_json_file,
     console,
     json_file_option,
+    json_option,
+    print_json,
     progress_bar,
     store_option,
     with_store,
 )
+from pinrun.errors import InputError
 from pinrun.safe_text import printable
 
 if TYPE_CHECKING:
     from pinrun.artifacts.store import Store
+    from pinrun.verifier.accept import AcceptPlan
     from pinrun.verifier.replayer import CodeSource
     from pinrun.world.guards import GuardMode
 
@@ -279,14 +283,25 @@ def _escape(text: str, *, in_property: bool = False) -> str:
 
 @click.command(name="accept")
 @click.argument("run_ids", nargs=-1, metavar="[RUN]...")
-@click.option("--flow", "flow_name", metavar="NAME", help="Every current run of this flow.")
+@click.option("--flow", "flow_name", metavar="NAME",
+              help="The current runs of this flow that do not reproduce with the code on "
+                   "disk (every one with --all).")
+@click.option("--all", "everything", is_flag=True,
+              help="Re-record every selected run, even those that reproduce; alone, every "
+                   "current run in the store.")
+@click.option("--dry-run", is_flag=True,
+              help="Say what accepting would do with each run, and change nothing.")
 @click.option("--entry", "entries", multiple=True, metavar="MODULE:FLOW",
               help="Where a flow lives now, after a move or rename (repeatable): the runs of "
               "the flow found there are recorded again from it.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes for the replays that find what does not reproduce.")
+@json_option
 @store_option
 @with_store
 def accept_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
-                   entries: tuple[str, ...]) -> None:
+                   everything: bool, dry_run: bool, entries: tuple[str, ...], jobs: int,
+                   as_json: bool) -> None:
     """Accept an intended change: re-record runs with the code on disk as the new baseline.
 
     Each run's pinned inputs are recorded again with the workdir code, as a
@@ -294,34 +309,87 @@ def accept_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
     `pinrun verify` checks the new ones from then on. Effects, clock and
     randomness are reused from the old run where a step asks for the same
     ones, so the outside world is not called again for answers already
-    recorded.
+    recorded. The new run carries the old one's tags.
+
+    Accepting is idempotent: a run accepted before is not recorded again
+    ("already accepted"). Runs named by id are recorded again; --flow first
+    replays its runs and records only those that do not reproduce (--all:
+    every one). --dry-run prints the plan and writes nothing.
 
     \b
     Examples:
       pinrun accept 20261123T0130
-      pinrun accept --flow pricing        # after an intended change to pricing
+      pinrun accept --flow pricing --dry-run  # what an intended change to pricing needs
+      pinrun accept --flow pricing -j 4       # re-record the runs that diverge
+      pinrun accept --flow pricing --all      # re-record every run of pricing
       pinrun accept 20261123T0130 --entry orders.pipeline:flow   # it moved
     """
     from rich.text import Text
 
-    from pinrun.verifier.accept import accept
+    from pinrun.verifier.accept import accept, plan_accept
     from pinrun.verifier.moved import check_entries_used
     from pinrun.verifier.verify import Selection, select_runs
 
-    if not run_ids and flow_name is None:
-        raise click.UsageError("name the runs to accept, or --flow NAME for all of a flow's")
+    if not run_ids and flow_name is None and not everything:
+        raise click.UsageError("name the runs to accept, or --flow NAME for a flow's runs "
+                               "that do not reproduce, or --all for every run")
     ids = select_runs(store, Selection(run_ids=run_ids, flow=flow_name))
+    if not ids:
+        raise InputError("nothing to accept: the store holds no current runs"
+                         if not run_ids and flow_name is None else
+                         f"nothing to accept: no current run is of flow {flow_name!r}")
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     by_flow = _entries(entries, "workdir")
     check_entries_used(store, ids, by_flow)
+    # Named runs are what the user asked for; a flow's runs only where they diverge.
+    check = not run_ids and not everything
+    with progress_bar(f"replaying {len(ids)} runs") if check else nullcontext():
+        plans = plan_accept(store, ids, check=check, jobs=jobs, entries=by_flow)
+    to_record = [plan.run for plan in plans if plan.action == "record"]
+    rows = {plan.run: _plan_row(plan) for plan in plans}
     out = console()
-    count = 0
-    for accepted in accept(store, ids, entries=by_flow):  # each printed as soon as it is recorded
-        out.print(Text(f"{printable(accepted.old)} -> {printable(accepted.new.id)} "
-                       f"({printable(accepted.new.status)})"))
-        count += 1
-    out.print(f"accepted {count} run(s) as the new baseline")
+    if not dry_run:
+        for accepted in accept(store, to_record, entries=by_flow):  # each shown when recorded
+            rows[accepted.old].update(new=accepted.new.id, status=accepted.new.status)
+            if not as_json:
+                out.print(Text(f"{printable(accepted.old)} -> {printable(accepted.new.id)} "
+                               f"({printable(accepted.new.status)})"))
+    unreadable = [plan for plan in plans if plan.action == "unreadable"]
+    if as_json:
+        print_json(list(rows.values()))
+    else:
+        _print_plan(plans, dry_run)
+        if dry_run:
+            out.print(f"would accept {len(to_record)} run(s) as the new baseline; nothing "
+                      "changed (--dry-run)")
+        else:
+            out.print(f"accepted {len(to_record)} run(s) as the new baseline")
+    if unreadable:
+        sys.exit(EXIT_STORE_ERROR)
+
+
+def _plan_row(plan: AcceptPlan) -> dict[str, Any]:
+    """One run's line in ``accept --json``."""
+    return {"run": plan.run, "action": plan.action, "reason": plan.reason,
+            "baseline": plan.baseline, "new": None, "status": None}
+
+
+def _print_plan(plans: list[AcceptPlan], dry_run: bool) -> None:
+    """The runs left as they are, and why (with --dry-run, the ones to record too)."""
+    for plan in plans:
+        run = printable(plan.run)
+        if plan.action == "accepted":
+            line = f"{run} already accepted (baseline {printable(plan.baseline or '?')})"
+        elif plan.action == "reproduces":
+            line = f"{run} reproduces with the code on disk: kept"
+        elif plan.action == "unreadable":
+            line = f"{run} cannot be read, not accepted: {printable(plan.reason)}"
+        elif dry_run:
+            line = f"{run} would be recorded again ({printable(plan.reason)})"
+        else:
+            continue  # shown as it was recorded
+        click.echo(line)  # one line per run, never wrapped: scripts grep it
 
 
 COMMANDS = (verify_command, accept_command)
