@@ -95,7 +95,6 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
       pinrun verify --entry orders.pipeline:flow # after orders/flow.py moved
     """
     from pinrun.cli.inspect_commands import since_prefix
-    from pinrun.errors import InputError
     from pinrun.verifier.moved import check_entries_used
     from pinrun.verifier.verify import (
         Selection,
