@@ -81,7 +81,8 @@ def test_inputs_from_a_file_and_a_file_path_target(runner: CliRunner, tmp_path: 
               "--tag", "nightly", "--json").output
     summary = json.loads(out)
     assert summary["flow"] == "daily-sales"
-    assert json.loads(run(runner, "cat", "tags/nightly", "--json").output)["kind"] == "run"
+    tag_ref = f"tags/nightly/{summary['id']}"  # a label: one ref per tagged run
+    assert json.loads(run(runner, "cat", tag_ref, "--json").output)["kind"] == "run"
 
 
 def test_bad_targets_and_inputs_exit_2(runner: CliRunner) -> None:

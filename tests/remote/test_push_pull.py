@@ -59,6 +59,14 @@ def test_round_trip_into_an_empty_machine_then_pinned_replay(
     assert rest["already"] == 1
     assert rest["objects"] < pulled["objects"] * 2
     assert "3 reproduced" in ok(pinrun(laptop, "verify", "--code", "pinned", env=env))
+    # A tag added after the push travels by itself: no new objects, the label arrives.
+    ok(pinrun(prod, "tag", ids[2], "incident-42", env=env))
+    tagged = as_json(ok(pinrun(prod, "push", "--all", "--json", env=env)))
+    assert tagged["pushed"] == [ids[2]]
+    assert tagged["objects"] == 0
+    ok(pinrun(laptop, "pull", "--remote", url, "--tag", "incident-42", env=env))
+    listed = as_json(ok(pinrun(laptop, "runs", "--tag", "incident-42", "--json", env=env)))
+    assert [run["id"] for run in listed] == [ids[2]]
 
 
 @pytest.mark.slow

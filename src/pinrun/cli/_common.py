@@ -129,3 +129,44 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
             bar.update(task, completed=done, total=total or None)
 
         yield update
+
+
+def json_file_option(help_text: str) -> Callable[[F], F]:
+    """Add ``--json [FILE]``: write JSON to FILE, or to stdout when FILE is ``-`` or left out.
+
+    The value is optional, as ``--json`` is a flag on every other command: a
+    bare ``--json``, or one followed by another option (``--json --junit-xml
+    x.xml``), means stdout, and never takes the next option as its file name.
+    Check the value with :func:`check_json_file` before writing.
+    """
+
+    def decorate(func: F) -> F:
+        return click.option("--json", "json_file", metavar="[FILE]", is_flag=False,
+                            flag_value="-", default=None,
+                            help=f"{help_text} Without FILE, or with -, on stdout.")(func)
+
+    return decorate
+
+
+def check_json_file(json_file: str | None, store: Store | None = None) -> None:
+    """Refuse a ``--json`` value that is no file to write: a missing folder, or a run id.
+
+    ``--json RUN`` (the option before the runs) would write the report over a
+    file named after the run and verify every run instead: with ``store``
+    given, a value that names a run in it is refused with how to write it.
+    """
+    from pathlib import Path
+
+    from pinrun.errors import InputError
+
+    if json_file is None or json_file == "-":
+        return
+    if store is not None and "/" not in json_file and "." not in json_file:
+        from pinrun.engine.records import RUN_REF_PREFIX
+
+        if store.refs(f"{RUN_REF_PREFIX}{json_file}"):
+            raise InputError(f"--json took the run {json_file} as its file name; put --json "
+                             "after the runs, or give it a file (--json report.json) or - "
+                             "for stdout")
+    if not Path(json_file).resolve().parent.is_dir():
+        raise InputError(f"--json {json_file}: its folder does not exist; create it first")

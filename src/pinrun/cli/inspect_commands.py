@@ -73,8 +73,9 @@ class Unreadable:
                 "failed_step": None, "error": str(self.error)}
 
 
-def _runs_newest_first(store: Store, since: str | None) -> Iterator[RunRecord | Unreadable]:
-    """Each run, newest first; one whose record is damaged is named, not fatal."""
+def _runs_newest_first(store: Store, since: str | None,
+                       only: set[str] | None = None) -> Iterator[RunRecord | Unreadable]:
+    """Each run (of ``only``, when given), newest first; a damaged one is named, not fatal."""
     from pinrun.engine.records import RUN_REF_PREFIX, load_run_ref
 
     names = sorted(store.refs(RUN_REF_PREFIX), reverse=True)  # ids sort by time: newest first
@@ -82,6 +83,8 @@ def _runs_newest_first(store: Store, since: str | None) -> Iterator[RunRecord | 
         run_id = name[len(RUN_REF_PREFIX):]
         if since is not None and run_id < since:
             return
+        if only is not None and run_id not in only:
+            continue
         try:
             yield load_run_ref(store, name)
         except StoreError as exc:
@@ -95,13 +98,14 @@ def _runs_newest_first(store: Store, since: str | None) -> Iterator[RunRecord | 
 @click.option("--since", metavar="TIME",
               help="Only runs started since TIME: 2h, 3d, 1w, or a UTC date/time "
                    "(2026-11-20, 2026-11-20T08:30).")
+@click.option("--tag", metavar="NAME", help="Only runs carrying the tag NAME.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
               help="At most this many runs.")
 @json_option
 @store_option
 @with_store
 def runs_command(store: Store, flow_name: str | None, status: str | None, since: str | None,
-                 limit: int, as_json: bool) -> None:
+                 tag: str | None, limit: int, as_json: bool) -> None:
     """List recorded runs, newest first.
 
     A run whose record is damaged is named on stderr (and in --json with
@@ -112,21 +116,26 @@ def runs_command(store: Store, flow_name: str | None, status: str | None, since:
     Examples:
       pinrun runs --flow pricing --status failed
       pinrun runs --since 1d --json
+      pinrun runs --tag nightly
     """
     from rich.table import Column, Table
 
+    from pinrun.artifacts.tags import run_tags, tagged_runs
+
     start = since_prefix(since) if since is not None else None
+    only = set(tagged_runs(store, tag)) if tag is not None else None
+    labels = run_tags(store)
     unreadable: list[Unreadable] = []
 
     def readable() -> Iterator[RunRecord]:
-        for item in _runs_newest_first(store, start):
+        for item in _runs_newest_first(store, start, only):
             if isinstance(item, Unreadable):
                 unreadable.append(item)
             else:
                 yield item
 
-    summaries = (run_summary(store, run) for run in readable()
-                 if flow_name is None or run.flow == flow_name)
+    summaries = ({**run_summary(store, run), "tags": labels.get(run.id, [])}
+                 for run in readable() if flow_name is None or run.flow == flow_name)
     matching = (s for s in summaries if status is None or s["status"] == status)
     selected = list(itertools.islice(matching, limit))  # loads only what it shows
     for bad in unreadable:
@@ -136,15 +145,18 @@ def runs_command(store: Store, flow_name: str | None, status: str | None, since:
         print_json([*selected, *(bad.summary() for bad in unreadable)])
     elif not selected:
         if not unreadable:
-            click.echo("no runs match" if since or flow_name or status else
+            click.echo("no runs match" if since or flow_name or status or tag else
                        "no runs recorded yet: `pinrun run MODULE:FLOW` records one")
     else:
         # A run id is never cut: at 80 columns a long flow name folds instead.
+        tagged = any(summary["tags"] for summary in selected)
         table = Table(Column("run", no_wrap=True), Column("flow", overflow="fold"), "status",
-                      "steps", box=None, pad_edge=False)
+                      "steps", *([Column("tags", overflow="fold")] if tagged else []),
+                      box=None, pad_edge=False)
         for summary in selected:
             table.add_row(for_rich(summary["id"]), for_rich(summary["flow"]),
-                          summary["status"], str(len(summary["steps"])))
+                          summary["status"], str(len(summary["steps"])),
+                          *([for_rich(", ".join(summary["tags"]))] if tagged else []))
         console().print(table)
     if unreadable:
         sys.exit(EXIT_UNREADABLE)

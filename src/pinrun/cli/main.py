@@ -82,6 +82,7 @@ def cli(ctx: click.Context, store: str | None, debug: bool) -> None:
       pinrun replay RUN           re-execute a run and prove it reproduces
       pinrun verify               replay every run against the code: the CI gate
       pinrun pin / status         pin a flow's code; check the code on disk against it
+      pinrun tag RUN... NAME      label runs; runs/verify --tag NAME select them
       pinrun push / pull          share runs through S3 or a shared folder
       pinrun key                  sign what you push; trust what you run
       pinrun stats / fsck         what the store holds; check it
@@ -101,12 +102,14 @@ def _register() -> None:
         replay_commands,
         run_commands,
         store_commands,
+        tag_commands,
         verify_commands,
     )
 
     for command in (*run_commands.COMMANDS, *inspect_commands.COMMANDS,
                     *replay_commands.COMMANDS, *verify_commands.COMMANDS,
-                    *pin_commands.COMMANDS, *remote_commands.COMMANDS, *key_commands.COMMANDS,
+                    *pin_commands.COMMANDS, *tag_commands.COMMANDS, *remote_commands.COMMANDS,
+                    *key_commands.COMMANDS,
                     *store_commands.COMMANDS, demo.demo):
         cli.add_command(command)
 

@@ -146,14 +146,16 @@ def _report(store: Store, run: RunRecord, as_json: bool) -> None:
               help="A JSON object of inputs (state keys); - reads it from stdin.")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=JSON",
               help="Set one input (repeatable); the value is JSON: --set n=3 --set id='\"A1\"'.")
-@click.option("--tag", metavar="NAME", help="Also name the run tags/NAME.")
+@click.option("--tag", "tags", multiple=True, metavar="NAME",
+              help="Tag the run NAME (repeatable): a label many runs can carry, for "
+                   "`pinrun runs --tag` and `pinrun verify --tag`.")
 @code_policy_option
 @durability_option
 @json_option
 @store_option
 @with_store
 def run_command(store: Store, target: str, input_file: str | None,
-                assignments: tuple[str, ...], tag: str | None, code_policy: str,
+                assignments: tuple[str, ...], tags: tuple[str, ...], code_policy: str,
                 durability: str, as_json: bool) -> None:
     """Run the flow MODULE:FLOW and record it; prints the run id.
 
@@ -167,9 +169,9 @@ def run_command(store: Store, target: str, input_file: str | None,
       pinrun run examples.pricing:flow --set order_id='"A-1"' --code-policy strict
 
     Exit code 1 when a step fails (the failure is recorded too, with the step
-    and the error on one line).
+    and the error on one line, and tagged as asked).
     """
-    from pinrun.engine.records import run_ref
+    from pinrun.artifacts.tags import add_tags, validate_tag
     from pinrun.engine.run import record
     from pinrun.errors import RunFailedError
     from pinrun.flows.entries import import_entry
@@ -177,6 +179,8 @@ def run_command(store: Store, target: str, input_file: str | None,
     from pinrun.flows.registry import load_pinned, pinned_flows
     from pinrun.flows.status import flow_under_policy
 
+    for tag in tags:  # a bad name is refused before anything runs
+        validate_tag(tag)
     entry = target_entry(target)
     inputs = parse_inputs(input_file, assignments)
     flow: Flow | None = None
@@ -200,9 +204,9 @@ def run_command(store: Store, target: str, input_file: str | None,
             run = record(flow, inputs, store=store, durability=cast("Durability", durability),
                          entry=entry)
     except RunFailedError as failure:
+        add_tags(store, [failure.run.id], tags)
         _fail(store, failure, as_json)
-    if tag:
-        store.set_ref(f"tags/{tag}", store.ref(run_ref(run.id)))
+    add_tags(store, [run.id], tags)
     _report(store, run, as_json)
 
 

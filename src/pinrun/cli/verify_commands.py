@@ -8,18 +8,29 @@ import os
 import re
 import sys
 from collections import Counter
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from xml.etree import ElementTree
 
 import click
 
-from pinrun.cli._common import console, progress_bar, store_option, with_store
+from pinrun.cli._common import (
+    check_json_file,
+    console,
+    json_file_option,
+    json_option,
+    print_json,
+    progress_bar,
+    store_option,
+    with_store,
+)
+from pinrun.errors import InputError
 from pinrun.safe_text import printable
 
 if TYPE_CHECKING:
     from pinrun.artifacts.store import Store
+    from pinrun.verifier.accept import AcceptPlan
     from pinrun.verifier.replayer import CodeSource
     from pinrun.world.guards import GuardMode
 
@@ -32,7 +43,8 @@ SHOWN = 20
 @click.command(name="verify")
 @click.argument("run_ids", nargs=-1, metavar="[RUN]...")
 @click.option("--flow", "flow_name", metavar="NAME", help="Only runs of this flow.")
-@click.option("--tag", metavar="NAME", help="Only the run tagged NAME.")
+@click.option("--tag", metavar="NAME", help="Only the runs carrying the tag NAME "
+              "(runs replaced by `pinrun accept` left out).")
 @click.option("--since", metavar="TIME", help="Only runs started since TIME: 2h, 3d, 1w, "
               "or a UTC date/time.")
 @click.option("--sample", type=click.IntRange(min=1), metavar="N",
@@ -57,9 +69,11 @@ SHOWN = 20
                    "through, only noting them. By default a replay refuses them.")
 @click.option("--junit-xml", "junit_xml", metavar="FILE",
               help="Write a JUnit XML report (one test case per run).")
-@click.option("--json", "json_file", metavar="FILE",
-              help="Write every run's replay report as JSON to FILE (- for stdout).")
+@json_file_option("Write every run's replay report as JSON to FILE.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first run that does not reproduce.")
+@click.option("--allow-empty", is_flag=True,
+              help="Pass (exit 0) when nothing is selected. By default an empty selection "
+                   "is an error (exit 2): a gate that checked nothing must not pass unseen.")
 @click.option("--allow-unsigned", is_flag=True,
               help="With --code pinned: run the pinned code of runs pulled from a remote "
                    "even though no key this store trusts signed them.")
@@ -69,7 +83,7 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
                    tag: str | None, since: str | None, sample: int | None, code: str,
                    entries: tuple[str, ...], jobs: int, shard: str | None, guards: str,
                    allow_world: bool, junit_xml: str | None, json_file: str | None,
-                   fail_fast: bool, allow_unsigned: bool) -> None:
+                   fail_fast: bool, allow_empty: bool, allow_unsigned: bool) -> None:
     """Replay recorded runs against the code and check that every one reproduces.
 
     By default every run in the store is replayed with the code on disk: the
@@ -84,9 +98,14 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
       pinrun verify --entry orders.pipeline:flow # after orders/flow.py moved
     """
     from pinrun.cli.inspect_commands import since_prefix
-    from pinrun.errors import InputError
     from pinrun.verifier.moved import check_entries_used
-    from pinrun.verifier.verify import Selection, parse_shard, run_verification, select_runs
+    from pinrun.verifier.verify import (
+        Selection,
+        parse_shard,
+        run_verification,
+        select_runs,
+        why_empty,
+    )
 
     selection = Selection(
         run_ids=run_ids, flow=flow_name, tag=tag,
@@ -94,18 +113,16 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
         shard=parse_shard(shard) if shard is not None else None)
     if junit_xml and not Path(junit_xml).resolve().parent.is_dir():
         raise InputError(f"--junit-xml {junit_xml}: its folder does not exist; create it first")
-    if json_file and json_file != "-" and not Path(json_file).resolve().parent.is_dir():
-        raise InputError(f"--json {json_file}: its folder does not exist; create it first")
+    check_json_file(json_file, store)
     ids = select_runs(store, selection)
-    if not ids:
-        click.echo("no runs to verify: record some with `pinrun run MODULE:FLOW`"
-                   if not (run_ids or flow_name or tag or since or shard)
-                   else "no runs match", err=True)
-        return
+    # Nothing selected still writes its (empty) report files below, so CI's report step
+    # finds them, and then fails (exit 2) unless --allow-empty says an empty gate passes.
+    empty = None if ids else why_empty(store, selection)
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     by_flow = _entries(entries, code)
-    check_entries_used(store, ids, by_flow)
+    if ids:  # an empty shard's --entry is not a typo
+        check_entries_used(store, ids, by_flow)
     if code == "pinned" and not allow_unsigned:  # one clear refusal before any replay
         from pinrun.remote.origin import check_trusted
 
@@ -135,6 +152,13 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
         _write_junit(Path(junit_xml), results)
     if os.environ.get("GITHUB_ACTIONS") == "true":
         _annotate(results)
+    if empty is not None:
+        if not allow_empty:
+            raise InputError(f"nothing to verify: {empty}. A gate that checked nothing fails; "
+                             "pass --allow-empty where an empty selection may pass")
+        click.echo(f"pinrun: nothing to verify, and --allow-empty lets that pass: "
+                   f"{printable(empty)}", err=True)
+        return
     if json_file != "-":
         _summary(results, len(ids))
     if not allow_world:  # what the replayed code left behind (atexit, threads) stays refused
@@ -266,14 +290,25 @@ def _escape(text: str, *, in_property: bool = False) -> str:
 
 @click.command(name="accept")
 @click.argument("run_ids", nargs=-1, metavar="[RUN]...")
-@click.option("--flow", "flow_name", metavar="NAME", help="Every current run of this flow.")
+@click.option("--flow", "flow_name", metavar="NAME",
+              help="The current runs of this flow that do not reproduce with the code on "
+                   "disk (every one with --all).")
+@click.option("--all", "everything", is_flag=True,
+              help="Re-record every selected run, even those that reproduce; alone, every "
+                   "current run in the store.")
+@click.option("--dry-run", is_flag=True,
+              help="Say what accepting would do with each run, and change nothing.")
 @click.option("--entry", "entries", multiple=True, metavar="MODULE:FLOW",
               help="Where a flow lives now, after a move or rename (repeatable): the runs of "
               "the flow found there are recorded again from it.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes for the replays that find what does not reproduce.")
+@json_option
 @store_option
 @with_store
 def accept_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
-                   entries: tuple[str, ...]) -> None:
+                   everything: bool, dry_run: bool, entries: tuple[str, ...], jobs: int,
+                   as_json: bool) -> None:
     """Accept an intended change: re-record runs with the code on disk as the new baseline.
 
     Each run's pinned inputs are recorded again with the workdir code, as a
@@ -281,34 +316,87 @@ def accept_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
     `pinrun verify` checks the new ones from then on. Effects, clock and
     randomness are reused from the old run where a step asks for the same
     ones, so the outside world is not called again for answers already
-    recorded.
+    recorded. The new run carries the old one's tags.
+
+    Accepting is idempotent: a run accepted before is not recorded again
+    ("already accepted"). Runs named by id are recorded again; --flow first
+    replays its runs and records only those that do not reproduce (--all:
+    every one). --dry-run prints the plan and writes nothing.
 
     \b
     Examples:
       pinrun accept 20261123T0130
-      pinrun accept --flow pricing        # after an intended change to pricing
+      pinrun accept --flow pricing --dry-run  # what an intended change to pricing needs
+      pinrun accept --flow pricing -j 4       # re-record the runs that diverge
+      pinrun accept --flow pricing --all      # re-record every run of pricing
       pinrun accept 20261123T0130 --entry orders.pipeline:flow   # it moved
     """
     from rich.text import Text
 
-    from pinrun.verifier.accept import accept
+    from pinrun.verifier.accept import accept, plan_accept
     from pinrun.verifier.moved import check_entries_used
     from pinrun.verifier.verify import Selection, select_runs
 
-    if not run_ids and flow_name is None:
-        raise click.UsageError("name the runs to accept, or --flow NAME for all of a flow's")
+    if not run_ids and flow_name is None and not everything:
+        raise click.UsageError("name the runs to accept, or --flow NAME for a flow's runs "
+                               "that do not reproduce, or --all for every run")
     ids = select_runs(store, Selection(run_ids=run_ids, flow=flow_name))
+    if not ids:
+        raise InputError("nothing to accept: the store holds no current runs"
+                         if not run_ids and flow_name is None else
+                         f"nothing to accept: no current run is of flow {flow_name!r}")
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     by_flow = _entries(entries, "workdir")
     check_entries_used(store, ids, by_flow)
+    # Named runs are what the user asked for; a flow's runs only where they diverge.
+    check = not run_ids and not everything
+    with progress_bar(f"replaying {len(ids)} runs") if check else nullcontext():
+        plans = plan_accept(store, ids, check=check, jobs=jobs, entries=by_flow)
+    to_record = [plan.run for plan in plans if plan.action == "record"]
+    rows = {plan.run: _plan_row(plan) for plan in plans}
     out = console()
-    count = 0
-    for accepted in accept(store, ids, entries=by_flow):  # each printed as soon as it is recorded
-        out.print(Text(f"{printable(accepted.old)} -> {printable(accepted.new.id)} "
-                       f"({printable(accepted.new.status)})"))
-        count += 1
-    out.print(f"accepted {count} run(s) as the new baseline")
+    if not dry_run:
+        for accepted in accept(store, to_record, entries=by_flow):  # each shown when recorded
+            rows[accepted.old].update(new=accepted.new.id, status=accepted.new.status)
+            if not as_json:
+                out.print(Text(f"{printable(accepted.old)} -> {printable(accepted.new.id)} "
+                               f"({printable(accepted.new.status)})"))
+    unreadable = [plan for plan in plans if plan.action == "unreadable"]
+    if as_json:
+        print_json(list(rows.values()))
+    else:
+        _print_plan(plans, dry_run)
+        if dry_run:
+            out.print(f"would accept {len(to_record)} run(s) as the new baseline; nothing "
+                      "changed (--dry-run)")
+        else:
+            out.print(f"accepted {len(to_record)} run(s) as the new baseline")
+    if unreadable:
+        sys.exit(EXIT_STORE_ERROR)
+
+
+def _plan_row(plan: AcceptPlan) -> dict[str, Any]:
+    """One run's line in ``accept --json``."""
+    return {"run": plan.run, "action": plan.action, "reason": plan.reason,
+            "baseline": plan.baseline, "new": None, "status": None}
+
+
+def _print_plan(plans: list[AcceptPlan], dry_run: bool) -> None:
+    """The runs left as they are, and why (with --dry-run, the ones to record too)."""
+    for plan in plans:
+        run = printable(plan.run)
+        if plan.action == "accepted":
+            line = f"{run} already accepted (baseline {printable(plan.baseline or '?')})"
+        elif plan.action == "reproduces":
+            line = f"{run} reproduces with the code on disk: kept"
+        elif plan.action == "unreadable":
+            line = f"{run} cannot be read, not accepted: {printable(plan.reason)}"
+        elif dry_run:
+            line = f"{run} would be recorded again ({printable(plan.reason)})"
+        else:
+            continue  # shown as it was recorded
+        click.echo(line)  # one line per run, never wrapped: scripts grep it
 
 
 COMMANDS = (verify_command, accept_command)

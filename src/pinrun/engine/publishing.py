@@ -17,7 +17,8 @@ from dataclasses import replace
 from types import TracebackType
 
 from pinrun.artifacts.store import Store
-from pinrun.engine.records import RUN_REF_PREFIX, load_run, load_run_object
+from pinrun.artifacts.tags import run_tags
+from pinrun.engine.records import RUN_REF_PREFIX, load_run
 from pinrun.errors import PinrunError
 from pinrun.remote.index import Catalog, RemoteRun
 from pinrun.remote.keys import SigningKey, signing_key_from_environment
@@ -25,24 +26,12 @@ from pinrun.remote.remotes import Remote, open_remote
 from pinrun.remote.selection import RemoteSelection, select_remote_runs
 from pinrun.remote.transfer import PushReport, push_runs
 
-__all__ = ["BackgroundPusher", "describe_runs", "run_tags_of"]
-
-
-def run_tags_of(store: Store) -> dict[str, list[str]]:
-    """Run id -> the tags it carries."""
-    tags: dict[str, list[str]] = {}
-    for name, target in store.refs("tags/").items():
-        try:
-            run_id = load_run_object(store, target).id
-        except PinrunError:  # a tag on something else is not a run's tag
-            continue
-        tags.setdefault(run_id, []).append(name[len("tags/"):])
-    return tags
+__all__ = ["BackgroundPusher", "describe_runs", "selected_runs"]
 
 
 def describe_runs(store: Store, run_ids: Iterable[str]) -> list[RemoteRun]:
     """The runs ``run_ids`` as a remote publishes them (record digest, flow, status, tags)."""
-    tags = run_tags_of(store)
+    tags = run_tags(store)
     out = []
     for run_id in run_ids:
         run = load_run(store, run_id)

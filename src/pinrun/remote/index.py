@@ -35,8 +35,8 @@ import zstandard
 
 from pinrun.artifacts.bundle_format import MAX_RECORD
 from pinrun.artifacts.digest import Digest
-from pinrun.artifacts.refs import validate_ref_name
 from pinrun.artifacts.shapes import is_run_id
+from pinrun.artifacts.tags import validate_tag
 from pinrun.errors import PinrunError, RemoteError
 from pinrun.remote.keys import PublicKey, SigningKey, index_message, parse_public, run_message
 
@@ -187,7 +187,7 @@ def _run(item: Any, signer: PublicKey | None) -> RemoteRun:
             status not in ("running", "succeeded", "failed") or \
             (replaces is not None and not is_run_id(replaces)):
         raise ValueError(f"run {item['id']} has a malformed flow, status or replaces")
-    tags = tuple(validate_ref_name(f"tags/{tag}")[5:] for tag in item["tags"])
+    tags = tuple(validate_tag(tag) for tag in item["tags"])
     signature = _b64(item["signature"]) if item["signature"] is not None else None
     digest = Digest.from_hex(item["digest"])
     if signature is not None and (signer is None or not signer.verify(

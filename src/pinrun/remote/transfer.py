@@ -141,6 +141,7 @@ def pull_runs(store: Store, remote: Remote, runs: Sequence[RemoteRun],
         local = store.get_ref(f"runs/{run.id}")
         if local == run.digest:
             report.already += 1
+            _add_tags(store, run)
         elif local is not None and pulled_digest(store, run.id) != local:
             report.kept_local.append(run.id)
         else:
@@ -152,7 +153,10 @@ def pull_runs(store: Store, remote: Remote, runs: Sequence[RemoteRun],
     report.bytes = sum(len(record) for record in records.values())
     with tempfile.TemporaryDirectory(prefix="pinrun-pull-") as folder:
         bundle = Path(folder) / "pulled.pinrun"
-        _write_bundle(bundle, {f"runs/{run.id}": run.digest for run in wanted}, records)
+        refs = {f"runs/{run.id}": run.digest for run in wanted}
+        # The tags a remote publishes are labels here too (one ref per tag and run).
+        refs.update({f"tags/{tag}/{run.id}": run.digest for run in wanted for tag in run.tags})
+        _write_bundle(bundle, refs, records)
         # Origins first: a run must never be visible without the record of where it
         # came from (its pinned code is executed only if its signer is trusted).
         earlier = record_origins(store, remote.url, wanted)
@@ -163,6 +167,14 @@ def pull_runs(store: Store, remote: Remote, runs: Sequence[RemoteRun],
             raise
     report.runs = [run.id for run in wanted]
     return report
+
+
+def _add_tags(store: Store, run: RemoteRun) -> None:
+    """Tags the remote gave a run this store has already (tags are only added by a pull)."""
+    for tag in run.tags:
+        name = f"tags/{tag}/{run.id}"
+        if store.get_ref(name) is None:
+            store.set_ref(name, run.digest, expected=None)
 
 
 def _fetch(store: Store, remote: Remote, catalog: Catalog, roots: list[Digest],

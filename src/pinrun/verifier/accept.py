@@ -16,6 +16,15 @@ baseline: it resumes it when the code and environment on disk are the ones
 it pinned, and otherwise drops it (it was never a baseline) and records
 afresh. Either way the old run ends with exactly one baseline and no
 unlinked leftover.
+
+Accepting is idempotent. A run already replaced is "already accepted": it
+is not recorded again (nothing new is written), and its baseline is named.
+:func:`plan_accept` says what accepting would do to each run before anything
+is written (``pinrun accept --dry-run`` prints it); with ``check`` it first
+replays the runs with the code on disk, so that only those that do not
+reproduce are recorded again (``pinrun accept --flow F``). The tags of an
+accepted run are put on its new baseline too, so ``verify --tag`` goes on
+checking that many runs.
 """
 
 from __future__ import annotations
@@ -23,12 +32,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pinrun.artifacts.batch import WriteBatch
 from pinrun.artifacts.digest import Kind
 from pinrun.artifacts.store import Store
+from pinrun.artifacts.tags import add_tags, tags_of
 from pinrun.engine.lease import RunLease
-from pinrun.engine.records import RunRecord, load_run, run_ref
+from pinrun.engine.records import RunRecord, load_run, load_run_object, run_ref
 from pinrun.engine.resume import resume
 from pinrun.engine.run import REPLACED_PREFIX, record, replaced_ref, replacing_ref
 from pinrun.errors import CorruptObjectError, RunFailedError
@@ -38,8 +49,15 @@ from pinrun.flows.loader import project_on_path
 from pinrun.flows.pinning import pin_step, project_root_for
 from pinrun.flows.registry import put_pins
 from pinrun.verifier.moved import check_same_steps, recorded_flow
+from pinrun.verifier.worker import RunResult
 
-__all__ = ["REPLACED_PREFIX", "Accepted", "accept", "replaced_ref"]
+__all__ = ["REPLACED_PREFIX", "AcceptPlan", "Accepted", "PlanAction", "accept", "plan_accept",
+           "replaced_ref"]
+
+#: What accepting does with a run: ``record`` it again (the new baseline);
+#: nothing, as it was ``accepted`` already (replaced) or ``reproduces`` with the
+#: code on disk; or nothing, as its record or what it pins is ``unreadable``.
+PlanAction = Literal["record", "accepted", "reproduces", "unreadable"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +66,78 @@ class Accepted:
 
     old: str
     new: RunRecord
+    #: True when ``old`` had been accepted before: ``new`` is that baseline, nothing
+    #: was recorded now.
+    already: bool = False
+
+
+@dataclass(frozen=True)
+class AcceptPlan:
+    """What accepting does with one run, and why."""
+
+    run: str
+    action: PlanAction
+    #: Why, in words: how the replay diverged, or why the run is recorded anyway.
+    reason: str = ""
+    #: For an ``accepted`` run, the run that replaced it.
+    baseline: str | None = None
+
+
+def plan_accept(store: Store, run_ids: list[str], *, check: bool, jobs: int = 1,
+                project_root: Path | None = None,
+                entries: Mapping[str, str] | None = None) -> list[AcceptPlan]:
+    """What :func:`accept` would do with each run; nothing is written.
+
+    A run already replaced is ``accepted`` (it names its baseline); an
+    unfinished baseline stands for the run it replaces. With ``check`` the
+    other runs are first replayed with the code on disk (in ``jobs`` worker
+    processes, as ``pinrun verify`` does): those that reproduce need no new
+    baseline, the others are to ``record``. Without it they are all to record.
+    """
+    from pinrun.verifier.verify import verify_runs  # verify imports this module's neighbours
+
+    plans: dict[str, AcceptPlan] = {}
+    candidates: list[str] = []
+    seen: dict[str, int] = {}
+    for run_id in run_ids:
+        old = load_run(store, run_id)
+        if old.replaces is not None and _pending(store, old.replaces) == old.id:
+            old = load_run(store, old.replaces)
+        if old.id in seen:
+            continue
+        seen[old.id] = len(seen)
+        baseline = store.get_ref(replaced_ref(old.id))
+        if baseline is not None:
+            value = store.get_object(baseline, Kind.RUN)
+            new_id = value.get("id") if type(value) is dict else None
+            plans[old.id] = AcceptPlan(old.id, "accepted", "accepted already",
+                                       new_id if type(new_id) is str else None)
+        else:
+            candidates.append(old.id)
+    if not check:
+        plans.update((run_id, AcceptPlan(run_id, "record", "named")) for run_id in candidates)
+    elif candidates:
+        for result in verify_runs(store, candidates, code="workdir", guards="warn", jobs=jobs,
+                                  project_root=project_root, entries=entries):
+            if result.store_error:
+                plans[result.run_id] = AcceptPlan(result.run_id, "unreadable", result.error)
+            elif result.verdict == "reproduced":
+                plans[result.run_id] = AcceptPlan(result.run_id, "reproduces",
+                                                  "reproduces with the code on disk")
+            else:
+                plans[result.run_id] = AcceptPlan(result.run_id, "record", _why(result))
+    return sorted(plans.values(), key=lambda plan: seen[plan.run])
+
+
+def _why(result: RunResult) -> str:
+    """How a replay failed to reproduce, in one line."""
+    if result.report is None:
+        return f"could not replay: {result.error}"
+    value = result.report.as_value()
+    step = next((s for s in value.get("steps", []) if s.get("status") == "diverged"), None)
+    if step is not None:
+        return f"diverged at step {step['name']}: {step['message']}"
+    return f"could not replay: {value.get('error') or result.verdict}"
 
 
 def accept(store: Store, run_ids: list[str], *, project_root: Path | None = None,
@@ -58,7 +148,8 @@ def accept(store: Store, run_ids: list[str], *, project_root: Path | None = None
     leaves the earlier ones accepted and known. A run whose earlier accept
     was interrupted gets that new run finished (or, when the code changed
     since, replaced) rather than a second one; naming the interrupted new
-    run itself does the same for the run it replaces.
+    run itself does the same for the run it replaces. A run accepted before
+    is not recorded again: it comes back with ``already`` set and its baseline.
 
     ``entries`` maps a flow name to the ``MODULE:FLOW`` where that flow lives
     now (it moved since its runs were recorded): the runs of that flow are
@@ -82,6 +173,10 @@ def _accept(store: Store, run_ids: list[str], root: Path,
             old = load_run(store, old.replaces)
         targets.setdefault(old.id, old)
     for old in targets.values():
+        baseline = store.get_ref(replaced_ref(old.id))
+        if baseline is not None:  # accepted before: accepting again adds nothing
+            yield Accepted(old.id, load_run_object(store, baseline), already=True)
+            continue
         entry = entries.get(old.flow)
         if entry is not None:  # the user's own entry: imported as given
             flow = import_entry(entry)
@@ -97,6 +192,8 @@ def _accept(store: Store, run_ids: list[str], root: Path,
                              replaces=old)
             except RunFailedError as failure:
                 new = failure.run  # a failure can be the intended baseline too
+        # The new baseline carries the old run's labels, so `verify --tag` keeps its runs.
+        add_tags(store, [new.id], tags_of(store, old.id))
         yield Accepted(old.id, new)
 
 

@@ -24,17 +24,18 @@ from typing import Any
 import blake3
 
 from pinrun.artifacts.store import Store
-from pinrun.engine.records import RUN_REF_PREFIX, load_run, load_run_object, recorded_hash_seed
+from pinrun.artifacts.tags import run_tags, tagged_runs
+from pinrun.engine.records import RUN_REF_PREFIX, load_run, recorded_hash_seed
+from pinrun.engine.run import REPLACED_PREFIX
 from pinrun.errors import InputError, StoreError
 from pinrun.verifier import worker
-from pinrun.verifier.accept import REPLACED_PREFIX
 from pinrun.verifier.replayer import CodeSource
 from pinrun.verifier.worker import ReplayOptions, RunResult
 from pinrun.world.guards import GuardMode
 from pinrun.world.processes import worker_pool
 
 __all__ = ["RunResult", "Selection", "parse_shard", "run_verification", "select_runs",
-           "verify_runs"]
+           "verify_runs", "why_empty"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Selection:
 
     run_ids: tuple[str, ...] = ()
     flow: str | None = None
+    #: Runs carrying this tag (a label many runs can carry), replaced ones left out.
     tag: str | None = None
     #: A run-id prefix: runs that started at or after it.
     since: str | None = None
@@ -66,37 +68,62 @@ def _order(run_id: str) -> int:
 
 
 def select_runs(store: Store, selection: Selection) -> list[str]:
-    """The ids of the selected runs, in their stable order."""
+    """The ids of the selected runs, in their stable order (empty: see :func:`why_empty`)."""
+    return _select(store, selection)[0]
+
+
+def why_empty(store: Store, selection: Selection) -> str:
+    """What selected no runs, in words: the filter that emptied the selection, and a fix."""
+    ids, reason = _select(store, selection)
+    return reason if not ids and reason is not None else "no runs were selected"
+
+
+def _select(store: Store, selection: Selection) -> tuple[list[str], str | None]:
+    """The selected ids, and (once they run out) which filter left none, as a sentence."""
     if selection.run_ids:
-        ids = [load_run(store, run_id).id for run_id in selection.run_ids]
-    elif selection.tag is not None:
-        target = store.get_ref(f"tags/{selection.tag}")
-        if target is None:
-            raise InputError(f"no run is tagged {selection.tag!r} (pinrun run --tag NAME)")
-        ids = [load_run_object(store, target).id]
+        ids = list(dict.fromkeys(load_run(store, run_id).id for run_id in selection.run_ids))
     else:
         # A run replaced by `pinrun accept` is not the baseline any more.
         replaced = {name[len(REPLACED_PREFIX):] for name in store.refs(REPLACED_PREFIX)}
         ids = [run_id for name in store.refs(RUN_REF_PREFIX)
                if (run_id := name[len(RUN_REF_PREFIX):]) not in replaced]
+        if not ids:
+            return [], ("the store holds no current runs; record some with `pinrun run "
+                        "MODULE:FLOW`")
+    if selection.tag is not None:
+        tagged = set(tagged_runs(store, selection.tag))
+        ids = [run_id for run_id in ids if run_id in tagged]
+        if not ids:
+            known = ", ".join(sorted({t for ts in run_tags(store).values() for t in ts})) or "none"
+            return [], (f"no current run carries the tag {selection.tag!r} (tags in this "
+                        f"store: {known}); tag runs with `pinrun tag RUN... NAME` or "
+                        "`pinrun run --tag NAME`")
     if selection.since is not None:
         ids = [run_id for run_id in ids if run_id >= selection.since]
+        if not ids:
+            return [], (f"no selected run started since {selection.since}; widen --since or "
+                        "record newer runs")
     if selection.flow is not None:
         flows = {run_id: _flow_of(store, run_id) for run_id in ids}
-        if ids and selection.flow not in flows.values():
-            known = ", ".join(sorted({flow for flow in flows.values() if flow is not None}))
-            raise InputError(f"no run of flow {selection.flow!r} was selected (flows with "
-                             f"runs: {known}); check the name")
         # A run whose record cannot be read may be of the flow: it stays, and its
         # result says the store is damaged (the gate must not pass by skipping it).
-        ids = [run_id for run_id in ids if flows[run_id] in (selection.flow, None)]
+        kept = [run_id for run_id in ids if flows[run_id] in (selection.flow, None)]
+        if not kept:
+            known = ", ".join(sorted({flow for flow in flows.values() if flow is not None}))
+            return [], (f"no selected run is of flow {selection.flow!r} (flows with runs: "
+                        f"{known}); check the name")
+        ids = kept
     ids.sort(key=lambda run_id: (_order(run_id), run_id))
     if selection.shard is not None:
         index, count = selection.shard
+        total = len(ids)
         ids = [run_id for run_id in ids if _order(run_id) % count == index - 1]
+        if not ids:
+            return [], (f"shard {index}/{count} holds none of the {total} selected runs (the "
+                        "other shards have them); split the runs into fewer shards")
     if selection.sample is not None:
         ids = ids[: selection.sample]
-    return ids
+    return ids, None
 
 
 def _flow_of(store: Store, run_id: str) -> str | None:
