@@ -81,6 +81,7 @@ def cli(ctx: click.Context, store: str | None, debug: bool) -> None:
       pinrun resume RUN           continue an interrupted or failed run
       pinrun replay RUN           re-execute a run and prove it reproduces
       pinrun verify               replay every run against the code: the CI gate
+      pinrun report merge FILE... one report from the shards of a CI matrix
       pinrun pin / status         pin a flow's code; check the code on disk against it
       pinrun stats / fsck         what the store holds; check it
 
@@ -95,6 +96,7 @@ def _register() -> None:
         inspect_commands,
         pin_commands,
         replay_commands,
+        report_commands,
         run_commands,
         store_commands,
         verify_commands,
@@ -102,7 +104,7 @@ def _register() -> None:
 
     for command in (*run_commands.COMMANDS, *inspect_commands.COMMANDS,
                     *replay_commands.COMMANDS, *verify_commands.COMMANDS,
-                    *pin_commands.COMMANDS,
+                    *pin_commands.COMMANDS, *report_commands.COMMANDS,
                     *store_commands.COMMANDS, demo.demo):
         cli.add_command(command)
 
