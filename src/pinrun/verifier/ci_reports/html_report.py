@@ -45,9 +45,9 @@ text-align:left;vertical-align:top;overflow-wrap:anywhere}
 .reproduced{color:#1a7f37}.diverged,.error{color:#cf222e;font-weight:600}
 pre{background:#f6f8fa;padding:.6em;overflow-x:auto;white-space:pre-wrap;
 overflow-wrap:anywhere}
-.add{color:#1a7f37;background:#e6ffec;display:block}
-.del{color:#cf222e;background:#ffebe9;display:block}
-.hunk{color:#8250df;display:block}
+.add{color:#1a7f37;background:#e6ffec}
+.del{color:#cf222e;background:#ffebe9}
+.hunk{color:#8250df}
 section.run{border:1px solid #d0d7de;border-radius:6px;padding:0 1em 1em;margin:1em 0}
 code{overflow-wrap:anywhere}
 """
