@@ -22,10 +22,9 @@ from pinrun.verifier.ci_reports.markdown import markdown_summary
 from pinrun.verifier.ci_reports.results import Totals, first_problem
 from pinrun.verifier.ci_reports.shard_file import (
     ResultsWriter,
-    ShardFileError,
     merge,
     read_results_file,
 )
 
-__all__ = ["ResultsWriter", "ShardFileError", "Totals", "annotation_lines", "first_problem",
+__all__ = ["ResultsWriter", "Totals", "annotation_lines", "first_problem",
            "html_report", "junit_xml", "markdown_summary", "merge", "read_results_file"]

@@ -10,7 +10,7 @@ The file is one JSON object::
 when ``--fail-fast`` stopped early). :func:`read_results_file` reads such a
 file as untrusted data, written by another machine's job: its size is
 bounded, every field a report reads is checked for its type, and anything
-else is a :class:`ShardFileError` naming the file and the field.
+else is an :class:`~pinrun.errors.InputError` (exit 2) naming the file and the field.
 :func:`merge` checks that the files are the shards of one verification (the
 same count, each shard once, none missing, the same selection, no run twice,
 each run in the shard it belongs to).
@@ -30,18 +30,13 @@ from pinrun.errors import InputError
 from pinrun.safe_text import printable
 from pinrun.verifier.ci_reports.results import Totals, ordered
 
-__all__ = ["FORMAT", "MAX_BYTES", "Merged", "ResultsFile", "ResultsWriter", "ShardFileError",
-           "merge", "read_results_file"]
+__all__ = ["FORMAT", "MAX_BYTES", "Merged", "ResultsFile", "ResultsWriter", "merge",
+           "read_results_file"]
 
 FORMAT = 1
 #: A results file larger than this is refused (a corpus of 100,000 runs fits).
 MAX_BYTES = 512 * 1024 * 1024
 VERDICTS = ("reproduced", "diverged", "error")
-
-
-class ShardFileError(InputError):
-    """A results file cannot be read, or the files given are not the shards of one
-    verification (exit 2)."""
 
 
 class ResultsWriter:
@@ -179,7 +174,8 @@ def _refuse_constant(name: str) -> None:
 
 
 def read_results_file(path: str) -> ResultsFile:
-    """Read and check one results file; :class:`ShardFileError` when it is not one."""
+    """Read and check one results file; :class:`~pinrun.errors.InputError` when it is not
+    one."""
     shown = printable(path)
     try:
         with Path(path).open("rb") as handle:
@@ -187,18 +183,18 @@ def read_results_file(path: str) -> ResultsFile:
             too_large = os.fstat(handle.fileno()).st_size > MAX_BYTES
             data = b"" if too_large else handle.read(MAX_BYTES + 1)
     except OSError as exc:
-        raise ShardFileError(f"{shown}: cannot be read ({exc.strerror or exc}); give the "
+        raise InputError(f"{shown}: cannot be read ({exc.strerror or exc}); give the "
                              "files `pinrun verify --json FILE` wrote") from None
     if too_large or len(data) > MAX_BYTES:
-        raise ShardFileError(f"{shown}: larger than {MAX_BYTES // 2**20} MiB, which no "
+        raise InputError(f"{shown}: larger than {MAX_BYTES // 2**20} MiB, which no "
                              "results file of pinrun verify is; check that it is one")
     try:
         value = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ShardFileError(f"{shown}: not a results file of pinrun verify --json (not "
+        raise InputError(f"{shown}: not a results file of pinrun verify --json (not "
                              f"JSON: {printable(exc, limit=200)}); was it cut short?") from None
     if isinstance(value, list):
-        raise ShardFileError(f"{shown}: a list of results, as pinrun verify --json wrote before "
+        raise InputError(f"{shown}: a list of results, as pinrun verify --json wrote before "
                              "it wrote format 1; verify again with this pinrun")
     try:
         _check(isinstance(value, dict), "the file", "a JSON object")
@@ -221,7 +217,7 @@ def read_results_file(path: str) -> ResultsFile:
         _check(len(results) <= value["selected"], "results",
                f"at most the {value['selected']} runs selected")
     except _BadFieldError as exc:
-        raise ShardFileError(f"{shown}: not a valid results file: {printable(exc, limit=300)}"
+        raise InputError(f"{shown}: not a valid results file: {printable(exc, limit=300)}"
                              "; give the files `pinrun verify --json FILE` wrote") from None
     return ResultsFile(path, (shard["index"], shard["count"]) if shard else None,
                        value["selection"], value["code"], value["selected"], results)
@@ -252,24 +248,24 @@ def merge(files: Sequence[ResultsFile]) -> Merged:
     from pinrun.verifier.verify import shard_of  # the replay machinery, only when merging
 
     if not files:
-        raise ShardFileError("no results file given: name the files of every shard")
+        raise InputError("no results file given: name the files of every shard")
     counts = {file.shard[1] if file.shard else None for file in files}
     if len(counts) > 1:
         listed = ", ".join(f"{_name(f)} ({_shard_text(f.shard)})" for f in files)
-        raise ShardFileError(f"the files are shards of different splits: {listed}; give the "
+        raise InputError(f"the files are shards of different splits: {listed}; give the "
                              "files of one CI matrix")
     count = next(iter(counts)) or 1
     by_index: dict[int, ResultsFile] = {}
     for file in files:
         index = file.shard[0] if file.shard else 1
         if index in by_index:
-            raise ShardFileError(f"shard {index}/{count} is given twice: "
+            raise InputError(f"shard {index}/{count} is given twice: "
                                  f"{_name(by_index[index])} and {_name(file)}; give each "
                                  "shard's file once")
         by_index[index] = file
     missing = [index for index in range(1, count + 1) if index not in by_index]
     if missing:
-        raise ShardFileError(f"shard {', '.join(f'{i}/{count}' for i in missing)} missing: "
+        raise InputError(f"shard {', '.join(f'{i}/{count}' for i in missing)} missing: "
                              f"the merge needs the file of every shard of {count}")
     first = files[0]
     for file in files[1:]:
@@ -277,7 +273,7 @@ def merge(files: Sequence[ResultsFile]) -> Merged:
                                     ("selection", _comparable(file.selection),
                                      _comparable(first.selection))):
             if mine != theirs:
-                raise ShardFileError(
+                raise InputError(
                     f"{_name(file)} verified another {label} than {_name(first)} "
                     f"({printable(json.dumps(mine, sort_keys=True), limit=200)} against "
                     f"{printable(json.dumps(theirs, sort_keys=True), limit=200)}); "
@@ -288,11 +284,11 @@ def merge(files: Sequence[ResultsFile]) -> Merged:
         for result in file.results:
             run = result["run"]
             if run in seen:
-                raise ShardFileError(f"run {printable(run)} is in {_name(seen[run])} and in "
+                raise InputError(f"run {printable(run)} is in {_name(seen[run])} and in "
                                      f"{_name(file)}: the shards overlap")
             seen[run] = file
             if file.shard is not None and shard_of(run, count) != file.shard[0]:
-                raise ShardFileError(
+                raise InputError(
                     f"run {printable(run)} is in {_name(file)} (shard {file.shard[0]}/{count}) "
                     f"but belongs to shard {shard_of(run, count)}/{count}: the file is not "
                     "that shard's")
