@@ -86,7 +86,7 @@ def test_accept_flow_records_only_what_diverges_and_twice_adds_nothing(
         assert sorted(store.refs(REPLACED_PREFIX)) == [f"{REPLACED_PREFIX}{two}"]
     golden = json.loads(_ok(project, "runs", "--tag", "golden", "--json").stdout)
     assert {r["id"] for r in golden} == {one, two, new}
-    verified = json.loads(_ok(project, "verify", "--tag", "golden", "--json").stdout)
+    verified = json.loads(_ok(project, "verify", "--tag", "golden", "--json").stdout)["results"]
     assert sorted(r["run"] for r in verified) == sorted([one, new])  # the replaced one skipped
 
     settled = _state(project)

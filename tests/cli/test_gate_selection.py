@@ -66,14 +66,14 @@ def test_nothing_selected_fails_in_one_line_and_still_writes_the_reports(gate: P
     assert "no current runs" in lines[0]
     assert "--allow-empty" in lines[0]
     assert _junit_tests(junit) == "0"
-    assert json.loads(report.read_text()) == []
+    assert json.loads(report.read_text())["results"] == []
     junit.unlink()
     report.unlink()
     passed = _ok(gate, "verify", "--allow-empty", "--junit-xml", str(junit),
                  "--json", str(report))
     assert "--allow-empty" in passed.stderr
     assert _junit_tests(junit) == "0"
-    assert json.loads(report.read_text()) == []
+    assert json.loads(report.read_text())["results"] == []
 
 
 @pytest.mark.slow
@@ -99,15 +99,16 @@ def test_json_never_takes_the_next_option_or_a_run_as_its_file(gate: Project) ->
     run_id = _record(gate, 2)
     junit = gate.root / "x.xml"
     done = _ok(gate, "verify", "--json", "--junit-xml", str(junit))
-    assert [r["run"] for r in json.loads(done.stdout)] == [run_id]
+    assert [r["run"] for r in json.loads(done.stdout)["results"]] == [run_id]
     assert _junit_tests(junit) == "1"
     assert not (gate.root / "--junit-xml").exists()
-    assert json.loads(_ok(gate, "verify", run_id, "--json").stdout)[0]["verdict"] == "reproduced"
+    assert json.loads(_ok(gate, "verify", run_id, "--json").stdout)["results"][0][
+        "verdict"] == "reproduced"
     refused = _ok(gate, "verify", "--json", run_id, code=2)
     assert f"--json took the run {run_id} as its file name" in refused.stderr
     assert not (gate.root / run_id).exists()
     _ok(gate, "verify", run_id, "--json", "report.json")
-    assert json.loads((gate.root / "report.json").read_text())[0]["run"] == run_id
+    assert json.loads((gate.root / "report.json").read_text())["results"][0]["run"] == run_id
 
 
 @pytest.mark.slow
@@ -129,7 +130,7 @@ def test_a_tag_is_a_label_many_runs_carry(gate: Project) -> None:
     shown = json.loads(_ok(gate, "runs", "--json").stdout)
     assert {r["id"]: r["tags"] for r in shown} == {first: ["golden", "nightly"],
                                                    second: ["nightly"], third: ["golden"]}
-    verified = json.loads(_ok(gate, "verify", "--tag", "nightly", "--json").stdout)
+    verified = json.loads(_ok(gate, "verify", "--tag", "nightly", "--json").stdout)["results"]
     assert sorted(r["run"] for r in verified) == sorted([first, second])
     assert json.loads(_ok(gate, "tag", "--list", "--json").stdout) == {
         "golden": sorted([first, third]), "nightly": sorted([first, second])}
@@ -166,7 +167,7 @@ def test_an_old_single_ref_tag_still_selects_its_run_and_folds_in(gate: Project)
     assert [r["id"] for r in json.loads(_ok(gate, "runs", "--tag", "legacy",
                                             "--json").stdout)] == [old]
     assert [r["run"] for r in json.loads(_ok(gate, "verify", "--tag", "legacy",
-                                             "--json").stdout)] == [old]
+                                             "--json").stdout)["results"]] == [old]
     _ok(gate, "tag", new, "legacy")
     with Store.open(gate.root / ".pinrun") as store:
         assert sorted(store.refs("tags/legacy")) == sorted(

@@ -279,7 +279,7 @@ def test_wrong_entry_is_refused_with_the_steps_that_differ(tmp_path: Path) -> No
     assert "lacks step(s) 'price'" in " ".join(_cli(
         root, "accept", run_id, "--entry", "orders.other:flow", code=2).stderr.split())
     result = _cli(root, "verify", "--json", "-", "--entry", "orders.other:flow", code=1)
-    assert "lacks step(s) 'price'" in json.loads(result.stdout)[0]["error"]
+    assert "lacks step(s) 'price'" in json.loads(result.stdout)["results"][0]["error"]
 
     unused = _cli(root, "verify", "--entry", "orders.other:other", code=2).stderr
     assert "matches no selected run" in " ".join(unused.split())

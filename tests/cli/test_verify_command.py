@@ -110,7 +110,7 @@ def test_verify_json_and_fail_fast(corpus: tuple[CliRunner, list[str], str],
     runner, _, bad = corpus
     out = tmp_path / "reports.json"
     invoke(runner, "verify", bad, "--json", str(out), code=1)
-    (report,) = json.loads(out.read_text())
+    (report,) = json.loads(out.read_text())["results"]
     assert report["verdict"] == "diverged"
     assert report["steps"][0]["causes"][0]["kind"] == "nondeterministic call"
     result = invoke(runner, "verify", "--fail-fast", code=1)
@@ -141,7 +141,7 @@ def test_verify_shards_on_the_command_line(corpus: tuple[CliRunner, list[str], s
         out = tmp_path / f"shard{index}.json"
         result = runner.invoke(cli, ["verify", "--shard", f"{index}/2", "--json", str(out)],
                                catch_exceptions=False)
-        shard = [report["run"] for report in json.loads(out.read_text())]
+        shard = [report["run"] for report in json.loads(out.read_text())["results"]]
         assert result.exit_code == (1 if bad in shard else 0), result.output
         seen += shard
     assert sorted(seen) == sorted([*good, bad])

@@ -141,7 +141,7 @@ def test_a_direct_http_call_is_refused_on_replay_and_allowed_on_request(
     verified = project_cli(project, "verify", "--json", "-")
     assert verified.returncode == 1, verified.stdout + verified.stderr
     assert hits == ["/thing", "/thing"]
-    result = json.loads(verified.stdout)[0]
+    result = json.loads(verified.stdout)["results"][0]
     assert result["verdict"] == "diverged"
     assert any(c["line"] == DIRECT_LINE for c in result["steps"][0]["causes"])
     verified = project_cli(project, "verify", "--allow-world")

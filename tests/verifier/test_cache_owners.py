@@ -160,4 +160,4 @@ def test_verify_pinned_with_workers_reproduces(project: Project, jobs: str,
     done = project_cli(project, "verify", "--code", "pinned", "-j", jobs, "--json", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "4 reproduced, 0 diverged" in done.stdout
-    assert [r["verdict"] for r in json.loads(out.read_text())] == ["reproduced"] * 4
+    assert [r["verdict"] for r in json.loads(out.read_text())["results"]] == ["reproduced"] * 4

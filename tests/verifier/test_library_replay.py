@@ -116,7 +116,7 @@ def test_verify_two_workers_with_one_that_dies(project: Project, tmp_path: Path,
     done = project_cli(project, "verify", "-j", "2", "--json", str(out))
     assert done.returncode == 1, done.stdout + done.stderr
     assert "verified 5 runs: 4 reproduced, 0 diverged, 1 could not replay" in done.stdout
-    results = {result["run"]: result for result in json.loads(out.read_text())}
+    results = {result["run"]: result for result in json.loads(out.read_text())["results"]}
     assert results[runs[0]]["verdict"] == "error"
     assert "a worker process died" in results[runs[0]]["error"]
     assert all(results[run]["verdict"] == "reproduced" for run in runs[1:])

@@ -203,7 +203,7 @@ def test_verify_replays_every_shape_through_the_cli(shapes: Project) -> None:
     for code in ("pinned", "workdir"):
         done = project_cli(shapes, "verify", "--code", code, "--json", "-")
         assert done.returncode == 0, done.stdout + done.stderr
-        reports = json.loads(done.stdout)
+        reports = json.loads(done.stdout)["results"]
         assert sorted(r["flow"] for r in reports) == sorted(EXPECTED), reports
         assert {r["verdict"] for r in reports} == {"reproduced"}
 

@@ -81,6 +81,7 @@ def cli(ctx: click.Context, store: str | None, debug: bool) -> None:
       pinrun resume RUN           continue an interrupted or failed run
       pinrun replay RUN           re-execute a run and prove it reproduces
       pinrun verify               replay every run against the code: the CI gate
+      pinrun report merge FILE... one report from the shards of a CI matrix
       pinrun pin / status         pin a flow's code; check the code on disk against it
       pinrun tag RUN... NAME      label runs; runs/verify --tag NAME select them
       pinrun push / pull          share runs through S3 or a shared folder
@@ -100,6 +101,7 @@ def _register() -> None:
         pin_commands,
         remote_commands,
         replay_commands,
+        report_commands,
         run_commands,
         store_commands,
         tag_commands,
@@ -109,7 +111,7 @@ def _register() -> None:
     for command in (*run_commands.COMMANDS, *inspect_commands.COMMANDS,
                     *replay_commands.COMMANDS, *verify_commands.COMMANDS,
                     *pin_commands.COMMANDS, *tag_commands.COMMANDS, *remote_commands.COMMANDS,
-                    *key_commands.COMMANDS,
+                    *key_commands.COMMANDS, *report_commands.COMMANDS,
                     *store_commands.COMMANDS, demo.demo):
         cli.add_command(command)
 

@@ -3,15 +3,11 @@ pinrun accept records a new baseline after an intended change."""
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import sys
-from collections import Counter
 from contextlib import ExitStack, nullcontext
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
-from xml.etree import ElementTree
 
 import click
 
@@ -25,19 +21,19 @@ from pinrun.cli._common import (
     store_option,
     with_store,
 )
+from pinrun.cli.report_output import ReportFiles, report_file_options
 from pinrun.errors import InputError
 from pinrun.safe_text import printable
+
+#: Exit code of a verification or acceptance that met a damaged store.
+EXIT_STORE_ERROR = 3
 
 if TYPE_CHECKING:
     from pinrun.artifacts.store import Store
     from pinrun.verifier.accept import AcceptPlan
     from pinrun.verifier.replayer import CodeSource
+    from pinrun.verifier.verify import Selection
     from pinrun.world.guards import GuardMode
-
-EXIT_NOT_REPRODUCED = 1
-EXIT_STORE_ERROR = 3
-#: Runs that did not reproduce are listed up to this many.
-SHOWN = 20
 
 
 @click.command(name="verify")
@@ -67,9 +63,9 @@ SHOWN = 20
 @click.option("--allow-world", is_flag=True,
               help="Let the steps' network connections (localhost too) and subprocesses "
                    "through, only noting them. By default a replay refuses them.")
-@click.option("--junit-xml", "junit_xml", metavar="FILE",
-              help="Write a JUnit XML report (one test case per run).")
-@json_file_option("Write every run's replay report as JSON to FILE.")
+@report_file_options
+@json_file_option("Write every run's result as JSON to FILE, with the shard and selection: "
+                  "what `pinrun report merge` reads.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first run that does not reproduce.")
 @click.option("--allow-empty", is_flag=True,
               help="Pass (exit 0) when nothing is selected. By default an empty selection "
@@ -82,8 +78,9 @@ SHOWN = 20
 def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
                    tag: str | None, since: str | None, sample: int | None, code: str,
                    entries: tuple[str, ...], jobs: int, shard: str | None, guards: str,
-                   allow_world: bool, junit_xml: str | None, json_file: str | None,
-                   fail_fast: bool, allow_empty: bool, allow_unsigned: bool) -> None:
+                   allow_world: bool, junit_xml: str | None, summary: str | None,
+                   html: str | None, json_file: str | None, fail_fast: bool,
+                   allow_empty: bool, allow_unsigned: bool) -> None:
     """Replay recorded runs against the code and check that every one reproduces.
 
     By default every run in the store is replayed with the code on disk: the
@@ -95,9 +92,12 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
       pinrun verify                              # every run, the code on disk
       pinrun verify --flow pricing -j 4 --junit-xml pinrun.xml
       pinrun verify --shard 2/4 --since 30d      # one machine of a 4-way CI matrix
+      pinrun verify --shard 2/4 --json shard-2.json   # then: pinrun report merge shard-*.json
       pinrun verify --entry orders.pipeline:flow # after orders/flow.py moved
     """
     from pinrun.cli.inspect_commands import since_prefix
+    from pinrun.verifier.ci_reports import ResultsWriter
+    from pinrun.verifier.ci_reports.results import KEPT_WHEN_REPRODUCED
     from pinrun.verifier.moved import check_entries_used
     from pinrun.verifier.verify import (
         Selection,
@@ -111,13 +111,21 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
         run_ids=run_ids, flow=flow_name, tag=tag,
         since=since_prefix(since) if since is not None else None, sample=sample,
         shard=parse_shard(shard) if shard is not None else None)
-    if junit_xml and not Path(junit_xml).resolve().parent.is_dir():
-        raise InputError(f"--junit-xml {junit_xml}: its folder does not exist; create it first")
+    reports = ReportFiles(junit_xml, summary, html)
+    reports.check()
     check_json_file(json_file, store)
     ids = select_runs(store, selection)
-    # Nothing selected still writes its (empty) report files below, so CI's report step
-    # finds them, and then fails (exit 2) unless --allow-empty says an empty gate passes.
-    empty = None if ids else why_empty(store, selection)
+    if not ids:
+        # The (empty) report files are still written, so CI's report step finds them;
+        # then the gate fails (exit 2) unless --allow-empty says an empty gate passes.
+        empty = why_empty(store, selection)
+        _report(reports, json_file, selection, code, [], 0, quiet=True)
+        if not allow_empty:
+            raise InputError(f"nothing to verify: {empty}. A gate that checked nothing "
+                             "fails; pass --allow-empty where an empty selection may pass")
+        click.echo(f"pinrun: nothing to verify, and --allow-empty lets that pass: "
+                   f"{printable(empty)}", err=True)
+        return
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     by_flow = _entries(entries, code)
@@ -132,43 +140,62 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
     # others are three fields each, so a large corpus verifies in flat memory.
     results: list[dict[str, Any]] = []
     with ExitStack() as stack, progress_bar(f"verifying {len(ids)} runs") as update:
-        stream = None
+        writer = None
         if json_file:
-            stream = sys.stdout if json_file == "-" else stack.enter_context(
-                Path(json_file).open("w", encoding="utf-8"))
-            stream.write("[")
-        for index, result in enumerate(run_verification(
+            writer = ResultsWriter(
+                sys.stdout if json_file == "-" else stack.enter_context(
+                    Path(json_file).open("w", encoding="utf-8")),
+                shard=selection.shard, selection=_selection_value(selection), code=code,
+                selected=len(ids))
+        for result in run_verification(
                 store, ids, code=cast("CodeSource", code), guards=cast("GuardMode", guards),
                 jobs=jobs, fail_fast=fail_fast, progress=update, entries=by_flow,
-                allow_world=allow_world, allow_unsigned=allow_unsigned)):
-            if stream is not None:
-                stream.write(("," if index else "") + "\n" +
-                             json.dumps(result, indent=2, sort_keys=True))
+                allow_world=allow_world, allow_unsigned=allow_unsigned):
+            if writer is not None:
+                writer.add(result)
             results.append(result if result["verdict"] != "reproduced" else
-                           {key: result.get(key) for key in ("run", "flow", "verdict")})
-        if stream is not None:
-            stream.write("\n]\n")
-    if junit_xml:
-        _write_junit(Path(junit_xml), results)
-    if os.environ.get("GITHUB_ACTIONS") == "true":
-        _annotate(results)
-    if empty is not None:
-        if not allow_empty:
-            raise InputError(f"nothing to verify: {empty}. A gate that checked nothing fails; "
-                             "pass --allow-empty where an empty selection may pass")
-        click.echo(f"pinrun: nothing to verify, and --allow-empty lets that pass: "
-                   f"{printable(empty)}", err=True)
-        return
-    if json_file != "-":
-        _summary(results, len(ids))
+                           {key: result.get(key) for key in KEPT_WHEN_REPRODUCED})
+        if writer is not None:
+            writer.close()
+    exit_code = _report(reports, None, selection, code, results, len(ids),
+                        json_to_stdout=json_file == "-")
     if not allow_world:  # what the replayed code left behind (atexit, threads) stays refused
         from pinrun.world.refusal import refuse_at_exit
 
         refuse_at_exit()
-    if any(r.get("store_error") for r in results):
-        sys.exit(EXIT_STORE_ERROR)
-    if any(r["verdict"] != "reproduced" for r in results) or len(results) < len(ids):
-        sys.exit(EXIT_NOT_REPRODUCED)
+    if exit_code:
+        sys.exit(exit_code)
+
+
+def _selection_value(selection: Selection) -> dict[str, Any]:
+    """The selection as the results file records it (the shard is recorded apart)."""
+    return {key: list(value) if isinstance(value, tuple) else value
+            for key, value in asdict(selection).items() if key != "shard"}
+
+
+def _report(reports: ReportFiles, json_file: str | None, selection: Selection, code: str,
+            results: list[dict[str, Any]], selected: int, *,
+            json_to_stdout: bool = False, quiet: bool = False) -> int:
+    """Write the reports of a verification and print its summary; its exit code.
+    ``json_file``: a results file to write here too (when nothing was verified)."""
+    from pinrun.cli.report_output import print_summary
+    from pinrun.verifier.ci_reports import ResultsWriter, Totals
+    from pinrun.verifier.ci_reports.results import ordered
+
+    if json_file:
+        with ExitStack() as stack:
+            writer = ResultsWriter(
+                sys.stdout if json_file == "-" else stack.enter_context(
+                    Path(json_file).open("w", encoding="utf-8")),
+                shard=selection.shard, selection=_selection_value(selection), code=code,
+                selected=selected)
+            writer.close()
+    totals = Totals.of(results, selected)
+    results = ordered(results)
+    reports.write(results, totals, to_stderr=json_to_stdout or json_file == "-")
+    if not (json_to_stdout or quiet) and json_file != "-":
+        print_summary(results, totals)
+    return totals.exit_code
 
 
 def _entries(entries: tuple[str, ...], code: str) -> dict[str, str]:
@@ -181,111 +208,6 @@ def _entries(entries: tuple[str, ...], code: str) -> dict[str, str]:
         raise InputError("--entry says where a flow lives on disk now, for --code workdir; "
                          "pinned code loads each flow where its run recorded it: drop --entry")
     return flows_by_name(target_entry(entry) for entry in entries)
-
-
-def _summary(results: list[dict[str, Any]], selected: int) -> None:
-    from rich.table import Column, Table
-    from rich.text import Text
-
-    out = console()
-    counts = Counter(r["verdict"] for r in results)
-    for result in results:
-        if result.get("store_error"):  # a damaged store is the one-line error it always is
-            click.echo(f"pinrun: error: run {printable(result['run'])}: "
-                       f"{printable(result.get('error', ''))}", err=True)
-    failing = [r for r in results if r["verdict"] != "reproduced" and not r.get("store_error")]
-    if failing:
-        # A run id is never cut: at 80 columns the other columns wrap instead.
-        table = Table(Column("run", no_wrap=True), Column("flow", overflow="fold"),
-                      Column("verdict", no_wrap=True),
-                      Column("first divergence", overflow="fold"), box=None, pad_edge=False)
-        for result in failing[:SHOWN]:  # ids, names and messages are stored text
-            table.add_row(Text(printable(result["run"])),
-                          Text(printable(result.get("flow", "-"))),
-                          Text(printable(result["verdict"])),
-                          Text(printable(_first_problem(result))))
-        out.print(table)
-        if len(failing) > SHOWN:
-            out.print(f"... and {len(failing) - SHOWN} more; --json FILE has them all")
-    skipped = selected - len(results)
-    runs = "run" if len(results) == 1 else "runs"
-    line = (f"verified {len(results)} {runs}: {counts['reproduced']} reproduced, "
-            f"{counts['diverged']} diverged, {counts['error']} could not replay")
-    if skipped:
-        line += f" ({skipped} not run after --fail-fast)"
-    ok = counts["reproduced"] == len(results)
-    out.print(Text(line, style="bold green" if ok else "bold red"))
-
-
-def _first_problem(result: dict[str, Any]) -> str:
-    if result.get("error"):
-        return str(result["error"])
-    step = next((s for s in result.get("steps", []) if s["status"] == "diverged"), None)
-    if step is None:
-        return ""
-    # The step's own causes first; else the run's (environment drift, a random seed).
-    cause = next((c for c in [*step["causes"], *result.get("causes", [])]), None)
-    text = f"{step['name']}: {step['message']}"
-    return f"{text} ({cause['kind']}: {cause['message']})" if cause else text
-
-
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-def _xml_text(text: object, *, newlines: bool = True) -> str:
-    """Text XML 1.0 can hold, and a CI page can show: control characters are escaped.
-
-    :func:`printable` writes escape codes and NUL as ``\\x1b``; what it leaves
-    that XML still forbids (nothing, today) becomes '?'.
-    """
-    return _NOT_XML.sub("?", printable(text, newlines=newlines))
-
-
-def _write_junit(path: Path, results: list[dict[str, Any]]) -> None:
-    """One test case per run, named by flow and run; a failure holds the explanation."""
-    failures = sum(r["verdict"] == "diverged" for r in results)
-    errors = sum(r["verdict"] == "error" for r in results)
-    suite = ElementTree.Element("testsuite", name="pinrun verify", tests=str(len(results)),
-                                failures=str(failures), errors=str(errors))
-    for result in results:
-        case = ElementTree.SubElement(
-            suite, "testcase", classname=_xml_text(result.get("flow", ""), newlines=False),
-            name=_xml_text(result["run"], newlines=False))
-        if result["verdict"] == "diverged":
-            failure = ElementTree.SubElement(
-                case, "failure", message=_xml_text(_first_problem(result)[:500], newlines=False))
-            failure.text = _xml_text(result.get("explanation", ""))
-        elif result["verdict"] == "error":
-            error = ElementTree.SubElement(
-                case, "error", message=_xml_text(str(result["error"])[:500], newlines=False))
-            error.text = _xml_text(result.get("explanation", result["error"]))
-    path.write_bytes(ElementTree.tostring(suite, encoding="utf-8", xml_declaration=True))
-
-
-def _annotate(results: list[dict[str, Any]]) -> None:
-    """GitHub Actions annotations: one ``::error`` line per run that did not reproduce."""
-    for result in results:
-        if result["verdict"] == "reproduced":
-            continue
-        where = ""
-        # The place of the first divergence, the step the message describes: a later
-        # step's cause would point at one line and describe another.
-        step = next((s for s in result.get("steps", []) if s["status"] == "diverged"), None)
-        cause = next((c for c in step["causes"] if c.get("file")), None) if step else None
-        if cause is not None:
-            file = Path(cause["file"])
-            if file.is_absolute() and file.is_relative_to(Path.cwd()):
-                file = file.relative_to(Path.cwd())  # GitHub wants repository paths
-            where = (f" file={_escape(printable(file.as_posix()), in_property=True)},"
-                     f"line={_escape(printable(cause['line']), in_property=True)}")
-        message = f"pinrun: run {result['run']} {result['verdict']}: {_first_problem(result)}"
-        click.echo(f"::error{where}::{_escape(printable(message))}")
-
-
-def _escape(text: str, *, in_property: bool = False) -> str:
-    """Escape a GitHub Actions workflow-command message (or a property: ``:`` and ``,`` too)."""
-    escaped = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-    return escaped.replace(":", "%3A").replace(",", "%2C") if in_property else escaped
 
 
 @click.command(name="accept")

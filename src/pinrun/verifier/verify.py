@@ -35,7 +35,7 @@ from pinrun.world.guards import GuardMode
 from pinrun.world.processes import worker_pool
 
 __all__ = ["RunResult", "Selection", "parse_shard", "run_verification", "select_runs",
-           "verify_runs", "why_empty"]
+           "shard_of", "verify_runs", "why_empty"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,11 @@ def parse_shard(text: str) -> tuple[int, int]:
 def _order(run_id: str) -> int:
     """A stable place for a run, independent of the others: its id's digest."""
     return int.from_bytes(blake3.blake3(run_id.encode()).digest()[:8], "big")
+
+
+def shard_of(run_id: str, count: int) -> int:
+    """The shard (1-based) of ``count`` that ``run_id`` belongs to, as ``--shard`` splits."""
+    return _order(run_id) % count + 1
 
 
 def select_runs(store: Store, selection: Selection) -> list[str]:

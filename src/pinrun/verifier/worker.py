@@ -29,6 +29,7 @@ from pinrun.verifier.report import ReplayReport, Verdict
 from pinrun.world.guards import GuardMode, keep_stand_ins
 from pinrun.world.processes import call_in_child, load_answer
 from pinrun.world.refusal import refuse_from_now_on
+from pinrun.world.stopwatch import stopwatch
 from pinrun.world.variations import apply as apply_variation
 
 __all__ = ["DIED", "ReplayOptions", "ReplayRequest", "RunResult", "chunk_results", "replay_chunk",
@@ -75,6 +76,8 @@ class RunResult:
     store_error: bool = False
     #: That store error itself (it pickles), for a caller that raises it again.
     raised: StoreError | None = None
+    #: How long the replay took, in seconds (0 when it was not replayed).
+    seconds: float = 0.0
 
     @property
     def verdict(self) -> Verdict:
@@ -84,8 +87,9 @@ class RunResult:
     def as_value(self) -> dict[str, Any]:
         """JSON-ready data, as ``pinrun verify --json`` writes each run."""
         if self.report is not None:
-            return self.report.as_value()
-        value: dict[str, Any] = {"run": self.run_id, "verdict": "error", "error": self.error}
+            return {**self.report.as_value(), "seconds": round(self.seconds, 6)}
+        value: dict[str, Any] = {"run": self.run_id, "verdict": "error", "error": self.error,
+                                 "seconds": round(self.seconds, 6)}
         if self.store_error:
             value["store_error"] = True
         return value
@@ -93,6 +97,7 @@ class RunResult:
 
 def replay_in_this_process(store: Store, run_id: str, options: ReplayOptions) -> RunResult:
     """Replay one run here with the engine; a result is always returned, never raised."""
+    elapsed = stopwatch()
     try:
         flow = None
         entries = dict(options.entries)
@@ -108,10 +113,11 @@ def replay_in_this_process(store: Store, run_id: str, options: ReplayOptions) ->
             flow=flow, repeat=options.repeat, allow_world=options.allow_world,
             allow_unsigned=options.allow_unsigned)
     except StoreError as exc:
-        return RunResult(run_id, error=str(exc), store_error=True, raised=exc)
+        return RunResult(run_id, error=str(exc), store_error=True, raised=exc,
+                         seconds=elapsed())
     except PinrunError as exc:
-        return RunResult(run_id, error=str(exc))
-    return RunResult(run_id, report)
+        return RunResult(run_id, error=str(exc), seconds=elapsed())
+    return RunResult(run_id, report, seconds=elapsed())
 
 
 # ------------------------------------------------------------ a pool's worker
