@@ -65,11 +65,13 @@ def test_an_unreachable_s3_endpoint_is_exit_3_naming_it(tmp_path: Path) -> None:
 
 
 def test_pulling_from_where_nothing_was_pushed_says_so(tmp_path: Path) -> None:
-    """A URL with no pinrun remote behind it is exit 2 naming it; a dry push lists all."""
+    """A URL with no pinrun remote behind it is exit 2 naming it; so is pushing no runs."""
     here = empty_machine(tmp_path / "m")
     (tmp_path / "empty").mkdir()
     result = pinrun(here, "pull", "--remote", str(tmp_path / "empty"), "--all")
     assert result.returncode == 2
     assert "holds no pinrun runs" in result.stderr
-    assert "would push 0 of 0 runs" in ok(pinrun(here, "push", "--remote",
-                                                 str(tmp_path / "empty"), "--all", "--dry-run"))
+    nothing = pinrun(here, "push", "--remote", str(tmp_path / "empty"), "--all")
+    assert nothing.returncode == 2
+    assert "no run in this store matches" in nothing.stderr
+    assert not (tmp_path / "empty" / "pinrun-remote.json").exists()  # nothing was written

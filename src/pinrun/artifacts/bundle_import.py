@@ -25,7 +25,7 @@ at a time and never allocates what a record merely claims:
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
@@ -239,17 +239,21 @@ def scan_bundle(path: str | Path, store: Store | None = None,
 
 
 def import_bundle(store: Store, path: str | Path, *, force: bool = False,
-                  progress: Progress = no_progress) -> ImportReport:
+                  progress: Progress = no_progress,
+                  also_refs: Mapping[str, Digest] | None = None) -> ImportReport:
     """Verify a bundle completely, then add its objects and refs to the store.
 
     A ref that already points elsewhere is a conflict unless ``force`` is set.
     ``progress(bytes_verified, bundle_size)`` is called as records are checked.
     Peak memory is about one record (or one :data:`COMMIT_CHUNK`), whatever
     the bundle's size; the disk holds a private copy of it meanwhile.
+    ``also_refs`` are set in the same transaction as the bundle's refs (pinrun's
+    own refs included, such as where pulled runs came from); their targets must
+    be in the store already.
     """
     with tempfile.TemporaryFile(prefix="pinrun-bundle-") as copy:
         scan = _scan(Path(path), store, progress, copy)
-        return _import_scanned(store, copy, scan, force)
+        return _import_scanned(store, copy, scan, force, dict(also_refs or {}))
 
 
 def import_bundle_into_new(path: str | Path, make_store: Callable[[], Store], *,
@@ -265,7 +269,7 @@ def import_bundle_into_new(path: str | Path, make_store: Callable[[], Store], *,
 
 
 def _import_scanned(store: Store, copy: IO[bytes], scan: BundleScan,
-                    force: bool) -> ImportReport:
+                    force: bool, also_refs: dict[str, Digest] | None = None) -> ImportReport:
     refs = {name: target for name, target in scan.manifest.refs.items()
             if not name.startswith(INTERNAL_REF_PREFIX)}
     expected = {name: store.get_ref(name) for name in refs}
@@ -276,12 +280,12 @@ def _import_scanned(store: Store, copy: IO[bytes], scan: BundleScan,
                 raise InputError(f"ref {name!r} already points to {current.hex}, and the "
                                  f"bundle sets it to {target.hex}. Nothing was imported; "
                                  "use --force to overwrite the ref.")
-    new = _commit(store, copy, scan, refs, expected)
+    new = _commit(store, copy, scan, refs, expected, also_refs=also_refs or {})
     return ImportReport(len(scan.records), new, refs, scan.manifest.roots)
 
 
 def _commit(store: Store, copy: IO[bytes], scan: BundleScan, refs: dict[str, Digest],
-            expected: dict[str, Digest | None]) -> int:
+            expected: dict[str, Digest | None], *, also_refs: dict[str, Digest]) -> int:
     """Copy the proven records in, in parts if large, with the refs in the last part."""
     env = store.environment
     objects_db, refs_db, meta_db = (env.dbs[n] for n in ("objects", "refs", "meta"))
@@ -314,6 +318,10 @@ def _commit(store: Store, copy: IO[bytes], scan: BundleScan, refs: dict[str, Dig
         for name, target in refs.items():
             raw = txn.get(name.encode(), db=refs_db)
             check_expected(name, expected[name], Digest(raw) if raw else None)
+            txn.put(name.encode(), target.raw, db=refs_db)
+        for name, target in also_refs.items():
+            if not cursor.set_key(target.raw):
+                raise MissingObjectError(target, f"ref {name!r}")
             txn.put(name.encode(), target.raw, db=refs_db)
         _add_counter(txn, meta_db, _OFFERED_OBJECTS, len(scan.records))
         _add_counter(txn, meta_db, _OFFERED_BYTES, sum(entry[2] for entry in scan.records))

@@ -81,7 +81,7 @@ def remote_list(store: Store, as_json: bool) -> None:
     for remote in remotes:
         extra = f" (endpoint {remote.endpoint_url})" if remote.endpoint_url else ""
         mark = "*" if remote.name == default else " "
-        click.echo(printable(f"{mark} {remote.name}\t{remote.url}{extra}"))
+        click.echo(printable(f"{mark} {remote.name}  {remote.url}{extra}"))
 
 
 @remote_group.command(name="remove")
@@ -130,13 +130,14 @@ def _selection(run_ids: tuple[str, ...], flow_name: str | None, tag: str | None,
 @_selection_options
 @click.option("--sign-with", metavar="KEY",
               help="Sign with this key (default: $PINRUN_SIGNING_KEY, else your default key).")
+@click.option("--no-sign", is_flag=True, help="Publish unsigned, even with a key configured.")
 @json_option
 @store_option
 @with_store
 def push_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
                  tag: str | None, since: str | None, everything: bool,
                  remote_name: str | None, dry_run: bool, sign_with: str | None,
-                 as_json: bool) -> None:
+                 no_sign: bool, as_json: bool) -> None:
     """Upload runs, with all they pin, to a remote, as packs.
 
     Only what the remote lacks is sent, in one pack; then the runs are
@@ -150,21 +151,33 @@ def push_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
       PINRUN_SIGNING_KEY=... pinrun push --all
     """
     from pinrun.engine.publishing import selected_runs
+    from pinrun.errors import InputError
     from pinrun.remote.keys import load_named, signing_key_from_environment
     from pinrun.remote.remotes import open_remote
     from pinrun.remote.transfer import push_runs
 
     selection = _selection(run_ids, flow_name, tag, since, everything, "push")
+    if no_sign and sign_with:
+        raise InputError("--no-sign and --sign-with contradict each other; give one")
     remote = open_remote(store.path, remote_name)
-    key = load_named(sign_with) if sign_with else signing_key_from_environment()
+    key = None if no_sign else (load_named(sign_with) if sign_with
+                                else signing_key_from_environment())
     runs = selected_runs(store, selection)
+    if not runs:
+        raise InputError("no run in this store matches; nothing was pushed (`pinrun runs` "
+                         "lists the runs)")
     if dry_run:
         from pinrun.remote.index import Catalog
+        from pinrun.remote.transfer import published_as_here
 
         catalog = remote.catalog() if remote.exists() else Catalog()
-        new = [r.id for r in runs if catalog.runs.get(r.id) is None
-               or catalog.runs[r.id].digest != r.digest]
-        click.echo(f"would push {len(new)} of {len(runs)} runs to {remote.name}")
+        _warn_skipped(catalog, remote.url)
+        new = [r.id for r in runs if not published_as_here(r, catalog.runs.get(r.id), key)]
+        if as_json:
+            print_json({"remote": remote.url, "would_push": new,
+                        "already": len(runs) - len(new)})
+            return
+        click.echo(f"would push {len(new)} of {len(runs)} runs to {printable(remote.name)}")
         for run_id in new:
             click.echo(f"  {run_id}")
         return
@@ -181,7 +194,8 @@ def push_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
         click.echo(f"nothing to push: {where} has all {report.already} runs")
         return
     signed = f", signed by {report.signed_by}" if report.signed_by else ", unsigned"
-    sent = (f"1 pack of {report.objects} objects, {human_bytes(report.bytes)}"
+    packs = "1 pack" if report.packs == 1 else f"{report.packs} packs"
+    sent = (f"{packs} of {report.objects} objects, {human_bytes(report.bytes)}"
             if report.pack else "no new objects")
     click.echo(f"pushed {len(report.runs)} runs to {where}: {sent}{signed}"
                + (f"; {report.already} were there already" if report.already else ""))
@@ -215,11 +229,12 @@ def pull_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
     selection = _selection(run_ids, flow_name, tag, since, everything, "pull")
     remote = open_remote(store.path, remote_name)
     catalog = remote.catalog()
+    _warn_skipped(catalog, remote.url)
     runs = select_remote_runs(catalog, selection)
     if dry_run:
         click.echo(f"would pull {len(runs)} runs from {printable(remote.name)}")
         for run in runs:
-            click.echo(printable(f"  {run.id}\t{run.flow}\t{run.status}"))
+            click.echo(printable(f"  {run.id}  {run.flow}  {run.status}"))
         return
     with progress_bar(f"pulling {len(runs)} runs") as update:
         report = pull_runs(store, remote, runs, update, catalog)
@@ -239,6 +254,15 @@ def pull_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
               f"{report.objects} objects, {human_bytes(report.bytes)}"
               + (f"; {report.already} were here already" if report.already else ""),
               markup=False, highlight=False)
+
+
+def _warn_skipped(catalog: Any, url: str) -> None:
+    """Name the stray files under a remote's index/ that were left out."""
+    if catalog.skipped:
+        names = ", ".join(catalog.skipped[:3]) + (" ..." if len(catalog.skipped) > 3 else "")
+        click.echo(printable(f"pinrun: warning: {url} holds {len(catalog.skipped)} object(s) "
+                             f"under index/ that are no pinrun index entry, left out: {names}"),
+                   err=True)
 
 
 COMMANDS = [remote_group, push_command, pull_command]

@@ -19,7 +19,6 @@ from types import TracebackType
 from pinrun.artifacts.store import Store
 from pinrun.artifacts.tags import run_tags
 from pinrun.engine.records import RUN_REF_PREFIX, load_run
-from pinrun.errors import PinrunError
 from pinrun.remote.index import Catalog, RemoteRun
 from pinrun.remote.keys import SigningKey, signing_key_from_environment
 from pinrun.remote.remotes import Remote, open_remote
@@ -72,7 +71,7 @@ class BackgroundPusher:
         #: The reports of the pushes made so far.
         self.reports: list[PushReport] = []
         #: Errors of pushes that failed (their runs were kept for the next push).
-        self.errors: list[PinrunError] = []
+        self.errors: list[Exception] = []
         self._pending: list[str] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -96,9 +95,9 @@ class BackgroundPusher:
         try:
             self.reports.append(push_runs(self.store, self.remote,
                                           describe_runs(self.store, batch), self.key))
-        except PinrunError as exc:
-            self.errors.append(exc)
-            with self._lock:  # kept, in order, for the next push
+        except Exception as exc:  # a full disk as much as a remote that is down:
+            self.errors.append(exc)  # the batch is kept, in order, for the next push,
+            with self._lock:         # and the thread lives on
                 self._pending[:0] = batch
 
     def _loop(self) -> None:

@@ -53,11 +53,13 @@ def resume(run_id: str, *, store: Store, code_policy: CodePolicy = "warn",
     check_policy(code_policy)
     check_durability(durability)
     run = load_run(store, run_id)
-    if code_policy == "artifact":
-        check_trusted(store, run.id, allow_unsigned=allow_unsigned)
+    if code_policy == "artifact":  # refused before the lease, and checked again inside it
+        check_trusted(store, run.id, run.digest, allow_unsigned=allow_unsigned)
     # The lease first, then the record as it is now: two resumes never both run.
     with RunLease(store.path, run.id):
         run = load_run(store, run.id)
+        if code_policy == "artifact":
+            check_trusted(store, run.id, run.digest, allow_unsigned=allow_unsigned)
         if run.status == "succeeded":
             raise InputError(f"run {run.id} already succeeded; there is nothing to resume")
         if run.flow_pin is None:

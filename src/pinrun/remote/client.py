@@ -51,7 +51,7 @@ class ObjectClient(Protocol):
 _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_./")
 
 
-def check_key(key: str) -> str:
+def check_key(key: str, where: str = "the remote") -> str:
     """``key`` if it is a name pinrun writes (lowercase, digits, ``-_./``), else an error.
 
     Keys listed from a remote are someone else's text: checked before they
@@ -59,8 +59,8 @@ def check_key(key: str) -> str:
     """
     if (not key or len(key) > 512 or not set(key) <= _KEY_CHARS or key.startswith("/")
             or any(part in ("", ".", "..") for part in key.split("/"))):
-        raise RemoteError("?", f"it holds an object named {key[:80]!r}, which pinrun never "
-                          "writes; is this a pinrun remote?")
+        raise RemoteError(where, f"it holds an object named {key[:80]!r}, which pinrun "
+                          "never writes; is this a pinrun remote?")
     return key
 
 
@@ -79,7 +79,7 @@ class FolderClient:
             raise InputError(f"remote {root} is a file, not a folder; give a folder")
 
     def _path(self, key: str) -> Path:
-        return self.root / check_key(key)
+        return self.root / check_key(key, self.url)
 
     def get(self, key: str) -> bytes | None:
         try:

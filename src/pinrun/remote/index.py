@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import blake3
@@ -48,7 +50,10 @@ INDEX_PREFIX: Final = "index/"
 PACK_PREFIX: Final = "packs/"
 FORMAT: Final = 1
 #: An entry's stored size and its decompressed size are bounded before reading.
-MAX_ENTRY: Final = 256 << 20
+MAX_ENTRY: Final = 64 << 20
+#: The most runs and records one entry may name (a push writes at most PUSH_CHUNK runs).
+MAX_ENTRY_RUNS: Final = 50_000
+MAX_ENTRY_ROWS: Final = 2_000_000
 #: One object in a pack's table: raw digest, offset, length.
 _ROW: Final = struct.Struct("<32sQI")
 
@@ -84,11 +89,13 @@ class RemoteRun:
 
 @dataclass(frozen=True)
 class Located:
-    """Where one record lives on the remote."""
+    """Where one record lives on the remote (as an entry says, signed or not)."""
 
     pack: str
     offset: int
     length: int
+    #: The raw public key that signed the entry saying so, if any.
+    signer: bytes | None = None
 
 
 @dataclass
@@ -154,20 +161,36 @@ def decode_entry(name: str, data: bytes, where: str) -> Entry:
         rows = _b64(body["objects"])
         if len(rows) % _ROW.size or (rows and pack is None):
             raise bad("its table of objects is malformed")
-        objects = {raw: Located(pack, offset, length)
+        if len(rows) // _ROW.size > MAX_ENTRY_ROWS or len(body["runs"]) > MAX_ENTRY_RUNS:
+            raise bad("it names more runs or records than one push ever does")
+        who = signer.raw if signer is not None else None
+        objects = {raw: Located(pack, offset, length, who)
                    for raw, offset, length in _ROW.iter_unpack(rows)} if pack else {}
         if any(located.length > MAX_RECORD for located in objects.values()):
             raise bad("its table names a record larger than any pinrun writes")
         runs = [_run(item, signer) for item in body["runs"]]
-        pushed_at = body["pushed_at"]
-        if not isinstance(pushed_at, str) or len(pushed_at) > 40:
-            raise bad("its push time is not a time")
+        pushed_at = _push_time(body["pushed_at"])
+        if pushed_at is None:
+            raise bad("its push time is not a UTC time up to now")
     except RemoteError:
         raise
     except (zstandard.ZstdError, orjson.JSONDecodeError, KeyError, TypeError, ValueError,
             AttributeError, PinrunError) as exc:
         raise bad(str(exc)[:200]) from None
     return Entry(name, pack, objects, runs, pushed_at)
+
+
+def _push_time(text: Any) -> str | None:
+    """``text`` if it is an ISO UTC time no later than a day from now (clocks drift)."""
+    if not isinstance(text, str) or len(text) > 40:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None or moment.utcoffset() != timedelta(0):
+        return None
+    return text if moment <= datetime.now(UTC) + timedelta(days=1) else None
 
 
 def _b64(text: Any) -> bytes:
@@ -197,13 +220,30 @@ def _run(item: Any, signer: PublicKey | None) -> RemoteRun:
                      tags, signer if signature is not None else None, signature)
 
 
+#: The name of an index entry: its bytes' digest.
+ENTRY_NAME: Final = re.compile(r"index/[0-9a-f]{64}")
+
+
+def may_supersede(new: RemoteRun, old: RemoteRun) -> bool:
+    """Whether ``new`` may speak for a run (or replace one) that ``old`` published.
+
+    A signed run is superseded or replaced only by what its own key signed:
+    an entry anyone could write cannot hide a signed run from the gate, move
+    it to another record, or strip its signature.
+    """
+    return old.signer is None or (new.signer is not None and new.signer.raw == old.signer.raw)
+
+
 @dataclass
 class Catalog:
     """What a remote holds: its runs (latest entry wins) and where each record is."""
 
     runs: dict[str, RemoteRun] = field(default_factory=dict)
-    objects: dict[bytes, Located] = field(default_factory=dict)
+    #: Each record's places, as entries name them (signed entries' first).
+    objects: dict[bytes, list[Located]] = field(default_factory=dict)
     entries: int = 0
+    #: Names under ``index/`` that are no entry (a stray file): left out.
+    skipped: list[str] = field(default_factory=list)
 
     @classmethod
     def fold(cls, entries: Iterable[Entry]) -> Catalog:
@@ -212,7 +252,18 @@ class Catalog:
         for entry in sorted(entries, key=lambda e: (e.pushed_at, e.name)):
             catalog.entries += 1
             for raw, located in entry.objects.items():
-                catalog.objects.setdefault(raw, located)
+                catalog.objects.setdefault(raw, []).append(located)
             for run in entry.runs:
-                catalog.runs[run.id] = run
+                earlier = catalog.runs.get(run.id)
+                if earlier is None or may_supersede(run, earlier):
+                    catalog.runs[run.id] = run
+        for places in catalog.objects.values():
+            places.sort(key=lambda located: located.signer is None)  # stable: push order kept
         return catalog
+
+    def held(self, signer: bytes | None) -> set[bytes]:
+        """The records a pusher can count on: all of them, or those its own key published."""
+        if signer is None:
+            return set(self.objects)
+        return {raw for raw, places in self.objects.items()
+                if any(place.signer == signer for place in places)}

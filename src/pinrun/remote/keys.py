@@ -38,15 +38,17 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _split(text: str, what: str) -> tuple[str, bytes]:
+def _split(text: str, what: str, *, secret: bool = False) -> tuple[str, bytes]:
     name, sep, encoded = text.strip().partition(":")
     try:
         raw = base64.b64decode(encoded, validate=True) if sep else b""
     except (binascii.Error, ValueError):
         raw = b""
     if len(raw) != 32:
-        raise InputError(f"{text.strip()[:100]!r} is not a {what}: write NAME:BASE64 as "
-                         "`pinrun key generate` prints it")
+        # A secret is never echoed, not even a malformed one.
+        shown = "the text given" if secret else repr(text.strip()[:100])
+        raise InputError(f"{shown} is not a {what}: write NAME:BASE64 as "
+                         "`pinrun key generate` writes it")
     return _check_name(name), raw
 
 
@@ -108,7 +110,7 @@ def parse_public(text: str) -> PublicKey:
 
 def parse_secret(text: str) -> SigningKey:
     """A signing key from its ``NAME:BASE64`` text."""
-    name, raw = _split(text, "signing key")
+    name, raw = _split(text, "signing key", secret=True)
     return SigningKey(name, raw)
 
 
@@ -154,12 +156,12 @@ def signing_key_from_environment() -> SigningKey | None:
     """The key to sign with: ``PINRUN_SIGNING_KEY``, else the default key, else None."""
     value = os.environ.get(ENV_VAR, "").strip()
     if value:
-        if ":" not in value or Path(value).is_file():
+        if ":" not in value:  # a path to a file holding the key (never echoed: it may be one)
             try:
                 value = Path(value).read_text().strip()
-            except OSError as exc:
-                raise InputError(f"{ENV_VAR} names {value[:100]!r}, which cannot be read "
-                                 f"({exc.strerror}); give the key text or a file") from None
+            except (OSError, ValueError):
+                raise InputError(f"{ENV_VAR} is neither a signing key (NAME:BASE64) nor the "
+                                 "path of a readable file holding one") from None
         return parse_secret(value)
     default = key_folder() / "default"
     if default.is_file():

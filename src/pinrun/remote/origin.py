@@ -19,13 +19,13 @@ from typing import Any
 
 from pinrun.artifacts.digest import Digest
 from pinrun.artifacts.store import Store
-from pinrun.errors import PinrunError, UntrustedRunError
+from pinrun.errors import InputError, PinrunError, UntrustedRunError
 from pinrun.remote.index import RemoteRun
 from pinrun.remote.keys import PublicKey, parse_public, run_message
 from pinrun.remote.settings import read_settings, update_settings
 
-__all__ = ["Origin", "check_trusted", "distrust_key", "forget_origins", "pulled_digest",
-           "record_origins", "trust_key", "trusted_keys"]
+__all__ = ["Origin", "check_trusted", "distrust_key", "origin_refs", "pulled_digest",
+           "trust_key", "trusted_keys"]
 
 ORIGIN_PREFIX = "pinrun/pulled/"
 
@@ -40,28 +40,20 @@ class Origin:
     signature: bytes | None
 
 
-def record_origins(store: Store, url: str,
-                   runs: Sequence[RemoteRun]) -> dict[str, Digest | None]:
-    """Keep each run's origin (before the run itself is committed); the refs as they were."""
-    earlier = {}
+def origin_refs(store: Store, url: str, runs: Sequence[RemoteRun]) -> dict[str, Digest]:
+    """Each run's origin, stored as a value, by the ref that will name it.
+
+    The refs are set by the pull in the same transaction as the runs' own
+    refs, so a run and the record of where it came from never disagree.
+    """
+    refs = {}
     for run in runs:
         value = {"remote": url, "digest": run.digest.hex,
                  "signer": run.signer.text if run.signer else None,
                  "signature": base64.b64encode(run.signature).decode()
                  if run.signature else None}
-        name = f"{ORIGIN_PREFIX}{run.id}"
-        earlier[name] = store.get_ref(name)
-        store.set_ref(name, store.put_value(value))
-    return earlier
-
-
-def forget_origins(store: Store, earlier: dict[str, Digest | None]) -> None:
-    """Put origin refs back as they were (a pull that failed commits no run)."""
-    for name, target in earlier.items():
-        if target is None:
-            store.delete_ref(name)
-        else:
-            store.set_ref(name, target)
+        refs[f"{ORIGIN_PREFIX}{run.id}"] = store.put_value(value)
+    return refs
 
 
 def origin(store: Store, run_id: str) -> Origin | None:
@@ -98,6 +90,10 @@ def trust_key(store_path: Path, key: PublicKey) -> bool:
         keys = settings.setdefault("trusted_keys", [])
         if any(parse_public(text).raw == key.raw for text in keys):
             return
+        if any(parse_public(text).name == key.name for text in keys):
+            raise InputError(f"this store trusts another key named {key.name!r} already; if "
+                             "that key was replaced, `pinrun key distrust "
+                             f"{key.name}` first")
         keys.append(key.text)
         added.append(key)
 
@@ -123,17 +119,35 @@ def distrust_key(store_path: Path, name_or_text: str) -> bool:
     return bool(removed)
 
 
-def check_trusted(store: Store, run_id: str, *, allow_unsigned: bool = False) -> None:
-    """Refuse to run pinned code of a pulled run not signed by a trusted key."""
+def check_trusted(store: Store, run_id: str, digest: Digest | None = None, *,
+                  allow_unsigned: bool = False) -> None:
+    """Refuse to run pinned code of a pulled run not signed by a trusted key.
+
+    ``digest`` is the record the caller is about to run (default: the run's
+    ref now); it must be the very record the trusted signature covers.
+    """
     found = origin(store, run_id)
     if found is None or allow_unsigned:
         return
+    current = digest if digest is not None else store.get_ref(f"runs/{run_id}")
+    if current != found.digest:
+        raise UntrustedRunError(
+            f"run {run_id} was pulled from {found.remote}, but its record here is not the one "
+            "that was pulled (it was changed or continued since), so no signature covers the "
+            "pinned code it would run. Pull it again, replay with --code workdir, or pass "
+            "--allow-unsigned for this command only")
     trusted = trusted_keys(store.path)
     if found.signer is not None and found.signature is not None:
-        for key in trusted:
-            if key.raw == found.signer.raw and key.verify(
-                    found.signature, run_message(run_id, found.digest)):
-                return
+        message = run_message(run_id, found.digest)
+        if any(key.raw == found.signer.raw and key.verify(found.signature, message)
+               for key in trusted):
+            return
+        if any(key.name == found.signer.name for key in trusted):
+            raise UntrustedRunError(
+                f"run {run_id} was pulled from {found.remote}, signed by a key named "
+                f"{found.signer.name!r} that is NOT the key of that name this store trusts. "
+                "Someone may be signing in its name: do not trust it unless you know the key "
+                "was replaced. Replay with --code workdir, or pass --allow-unsigned")
         raise UntrustedRunError(
             f"run {run_id} was pulled from {found.remote}, signed by key {found.signer.name!r}, "
             f"which this store does not trust, so its pinned code will not run here. If you "

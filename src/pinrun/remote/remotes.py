@@ -25,6 +25,7 @@ import orjson
 from pinrun.errors import InputError, RemoteError
 from pinrun.remote.client import FolderClient, ObjectClient
 from pinrun.remote.index import (
+    ENTRY_NAME,
     INDEX_PREFIX,
     MARKER,
     MAX_ENTRY,
@@ -124,8 +125,16 @@ class Remote:
         from pinrun.remote.transfer import check_marker
 
         check_marker(marker, self.url)
-        return Catalog.fold(self._entry(name, size)
-                            for name, size in self.client.list(INDEX_PREFIX))
+        skipped: list[str] = []
+        listed = []
+        for name, size in self.client.list(INDEX_PREFIX):
+            if ENTRY_NAME.fullmatch(name):
+                listed.append((name, size))
+            else:
+                skipped.append(name)
+        catalog = Catalog.fold(self._entry(name, size) for name, size in listed)
+        catalog.skipped = skipped
+        return catalog
 
     def _entry(self, name: str, size: int) -> Entry:
         cached = self._cache / name.rpartition("/")[2] if self._cache else None

@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from pinrun.errors import InputError, RemoteError
-from pinrun.remote.client import check_key
+from pinrun.remote.client import MAX_OBJECT, check_key
 
 __all__ = ["S3Client"]
 
@@ -73,9 +73,16 @@ class S3Client:
         import obstore
 
         try:
-            return bytes(obstore.get(self._store, check_key(key)).bytes())
+            result = obstore.get(self._store, check_key(key, self.url))
+            size = int(result.meta["size"])
+            if size > MAX_OBJECT:  # known from the headers, before the body is read
+                raise RemoteError(self._where, f"{key} holds {size:,} bytes, more than any "
+                                  "object pinrun reads whole; it is not pinrun's")
+            return bytes(result.bytes())
         except FileNotFoundError:
             return None
+        except RemoteError:
+            raise
         except Exception as exc:
             raise self._fail(f"reading {key}", exc) from None
 
@@ -86,7 +93,7 @@ class S3Client:
             return []
         try:
             # object_store coalesces nearby ranges into fewer requests.
-            parts = obstore.get_ranges(self._store, check_key(key),
+            parts = obstore.get_ranges(self._store, check_key(key, self.url),
                                        starts=[s for s, _ in ranges], ends=[e for _, e in ranges])
         except FileNotFoundError:
             raise RemoteError(self._where, f"{key} is missing, though an index names it") \
@@ -104,7 +111,7 @@ class S3Client:
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
         try:
-            obstore.put(self._store, check_key(key), data, mode="create")
+            obstore.put(self._store, check_key(key, self.url), data, mode="create")
         except (AlreadyExistsError, PreconditionError):
             return False
         except Exception as exc:

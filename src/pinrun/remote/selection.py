@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import blake3
 
 from pinrun.errors import InputError
-from pinrun.remote.index import Catalog, RemoteRun
+from pinrun.remote.index import Catalog, RemoteRun, may_supersede
 
 __all__ = ["RemoteSelection", "run_order", "select_remote_runs"]
 
@@ -52,7 +52,10 @@ def select_remote_runs(catalog: Catalog, selection: RemoteSelection) -> list[Rem
     elif selection.replaced:
         runs = list(catalog.runs.values())
     else:
-        replaced = {run.replaces for run in catalog.runs.values() if run.replaces}
+        # Only a run its own key signed (or any run, for an unsigned one) hides what it replaces.
+        replaced = {run.replaces for run in catalog.runs.values()
+                    if run.replaces and run.replaces in catalog.runs
+                    and may_supersede(run, catalog.runs[run.replaces])}
         runs = [run for run in catalog.runs.values() if run.id not in replaced]
     if selection.tag is not None:
         runs = [run for run in runs if selection.tag in run.tags]

@@ -29,6 +29,7 @@ import blake3
 import orjson
 
 from pinrun._version import __version__
+from pinrun.artifacts import codec
 from pinrun.artifacts.bundle import write_pack
 from pinrun.artifacts.bundle_format import (
     BUNDLE_FORMAT,
@@ -40,14 +41,15 @@ from pinrun.artifacts.bundle_format import (
     Writer,
 )
 from pinrun.artifacts.bundle_import import import_bundle
-from pinrun.artifacts.digest import Digest
+from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.objects import open_record, record_dictionary
 from pinrun.artifacts.proof import prove_record
+from pinrun.artifacts.shapes import run_ref_problem
 from pinrun.artifacts.store import Store
-from pinrun.errors import CorruptObjectError, PinrunError, RemoteError
-from pinrun.remote.index import MARKER, Catalog, RemoteRun, encode_entry, pack_key
+from pinrun.errors import CorruptObjectError, PinrunError, RefConflictError, RemoteError
+from pinrun.remote.index import MARKER, Catalog, Located, RemoteRun, encode_entry, pack_key
 from pinrun.remote.keys import SigningKey
-from pinrun.remote.origin import forget_origins, record_origins
+from pinrun.remote.origin import origin_refs
 from pinrun.remote.remotes import Remote
 
 __all__ = ["PullReport", "PushReport", "pull_runs", "push_runs"]
@@ -69,10 +71,12 @@ class PushReport:
     objects: int = 0
     bytes: int = 0
     pack: str | None = None
+    packs: int = 0
     signed_by: str | None = None
 
 
-def _same(local: RemoteRun, remote: RemoteRun | None, key: SigningKey | None) -> bool:
+def published_as_here(local: RemoteRun, remote: RemoteRun | None,
+                      key: SigningKey | None) -> bool:
     """The remote publishes this run as it is here (and signed, when we sign)."""
     if remote is None:
         return False
@@ -83,33 +87,50 @@ def _same(local: RemoteRun, remote: RemoteRun | None, key: SigningKey | None) ->
     return same
 
 
+#: Runs per pack and index entry: a large push is several, each bounded.
+PUSH_CHUNK = 10_000
+
+
 def push_runs(store: Store, remote: Remote, runs: Sequence[RemoteRun],
               key: SigningKey | None) -> PushReport:
     """Publish ``runs`` (read from ``store``) and all they reach on ``remote``."""
     report = PushReport(signed_by=key.name if key else None)
+    if not runs:
+        return report
     remote.ensure_marker()
     catalog = remote.catalog()
-    wanted = [run for run in runs if not _same(run, catalog.runs.get(run.id), key)]
+    wanted = [run for run in runs if not published_as_here(run, catalog.runs.get(run.id), key)]
     report.already = len(runs) - len(wanted)
-    if not wanted:
-        return report
-    pack_name = None
-    table: list[tuple[Digest, int, int]] = []
-    with tempfile.TemporaryFile(prefix="pinrun-pack-") as handle:
-        table = write_pack(store, [run.digest for run in wanted], catalog.objects.keys(), handle)
-        if table:
-            handle.seek(0)
-            data = handle.read()
-            pack_name = blake3.blake3(data).hexdigest()
-            remote.client.put_new(pack_key(pack_name), data)
-            report.bytes = len(data)
-    name, entry = encode_entry(pack_name, table, wanted,
-                               datetime.now(UTC).isoformat(timespec="microseconds"), key)
-    remote.client.put_new(name, entry)
-    report.runs = [run.id for run in wanted]
-    report.objects = len(table)
-    report.pack = pack_name
+    # Only what our own key published counts as there: an entry anyone could write
+    # must not make a push skip records the remote does not really hold.
+    held = catalog.held(key.public.raw if key else None)
+    for start in range(0, len(wanted), PUSH_CHUNK):
+        chunk = wanted[start:start + PUSH_CHUNK]
+        pack_name, table, size = _upload_pack(store, remote, chunk, held)
+        name, entry = encode_entry(pack_name, table, chunk,
+                                   datetime.now(UTC).isoformat(timespec="microseconds"), key)
+        remote.client.put_new(name, entry)
+        held.update(d.raw for d, _, _ in table)
+        report.runs += [run.id for run in chunk]
+        report.objects += len(table)
+        report.bytes += size
+        report.pack = pack_name or report.pack
+        report.packs += bool(pack_name)
     return report
+
+
+def _upload_pack(store: Store, remote: Remote, runs: Sequence[RemoteRun],
+                 held: set[bytes]) -> tuple[str | None, list[tuple[Digest, int, int]], int]:
+    """Pack and upload what ``runs`` reach beyond ``held``: its name, table and size."""
+    with tempfile.TemporaryFile(prefix="pinrun-pack-") as handle:
+        table = write_pack(store, [run.digest for run in runs], held, handle)
+        if not table:
+            return None, [], 0
+        handle.seek(0)
+        data = handle.read()
+    name = blake3.blake3(data).hexdigest()
+    remote.client.put_new(pack_key(name), data)  # a pack of these bytes may exist: the same
+    return name, table, len(data)
 
 
 @dataclass
@@ -148,7 +169,7 @@ def pull_runs(store: Store, remote: Remote, runs: Sequence[RemoteRun],
             wanted.append(run)
     if not wanted:
         return report
-    records = _fetch(store, remote, catalog, [run.digest for run in wanted], progress)
+    records = _fetch(store, remote, catalog, wanted, progress)
     report.objects = len(records)
     report.bytes = sum(len(record) for record in records.values())
     with tempfile.TemporaryDirectory(prefix="pinrun-pull-") as folder:
@@ -157,14 +178,15 @@ def pull_runs(store: Store, remote: Remote, runs: Sequence[RemoteRun],
         # The tags a remote publishes are labels here too (one ref per tag and run).
         refs.update({f"tags/{tag}/{run.id}": run.digest for run in wanted for tag in run.tags})
         _write_bundle(bundle, refs, records)
-        # Origins first: a run must never be visible without the record of where it
-        # came from (its pinned code is executed only if its signer is trusted).
-        earlier = record_origins(store, remote.url, wanted)
+        # Where each run came from is committed with the run, in one transaction: a
+        # run and its origin never disagree (its pinned code runs only if trusted).
+        origins = origin_refs(store, remote.url, wanted)
         try:
-            import_bundle(store, bundle, force=True)
-        except BaseException:
-            forget_origins(store, earlier)
-            raise
+            import_bundle(store, bundle, force=True, also_refs=origins)
+        except RefConflictError:
+            raise RemoteError(remote.url, "another command changed these runs in this store "
+                              "while they were being pulled; nothing was written: pull "
+                              "again") from None
     report.runs = [run.id for run in wanted]
     return report
 
@@ -177,63 +199,117 @@ def _add_tags(store: Store, run: RemoteRun) -> None:
             store.set_ref(name, run.digest, expected=None)
 
 
-def _fetch(store: Store, remote: Remote, catalog: Catalog, roots: list[Digest],
+def _fetch(store: Store, remote: Remote, catalog: Catalog, runs: Sequence[RemoteRun],
            progress: Progress) -> dict[bytes, bytes]:
-    """Every record ``roots`` reach that ``store`` lacks, each proven against its digest."""
-    fetched: dict[bytes, bytes] = {}
-    waiting: list[tuple[Digest, bytes]] = []  # records whose dictionary is on its way
-    queue = [d for d in roots if not store.has(d)]
-    requested: set[bytes] = {d.raw for d in queue}
+    """Every record ``runs`` reach that ``store`` lacks, each proven against its digest."""
+    return _Fetch(store, remote, catalog, runs, progress).run()
 
-    def dictionary(wanted: Digest) -> bytes:
-        record = fetched.get(wanted.raw)
+
+class _Fetch:
+    """A walk from runs' records through what they reference, by rounds of range reads.
+
+    A record is taken from the first place an entry names that proves; a pack
+    that is missing or a record that does not prove sends it to the next
+    place, so an entry naming false places cannot make a record unpullable
+    while a true place exists. Each run's own record must be a record of that
+    run.
+    """
+
+    def __init__(self, store: Store, remote: Remote, catalog: Catalog,
+                 runs: Sequence[RemoteRun], progress: Progress) -> None:
+        self.store, self.remote, self.catalog, self.progress = store, remote, catalog, progress
+        self.fetched: dict[bytes, bytes] = {}
+        self.waiting: list[tuple[Digest, bytes]] = []  # records whose dictionary is coming
+        self.tried: dict[bytes, int] = {}  # how many places each record was fetched from
+        self.roots = {run.digest.raw: run for run in runs}
+        self.queue = [run.digest for run in runs if not store.has(run.digest)]
+        self.requested: set[bytes] = {d.raw for d in self.queue}
+
+    def run(self) -> dict[bytes, bytes]:
+        while self.queue or self.waiting:
+            self._read_round()
+            still = [item for item in self.waiting if not self._prove(*item)]
+            if still and not self.queue:
+                raise CorruptObjectError(still[0][0], None, "the dictionary it was compressed "
+                                         "with is on no pack of the remote")
+            self.waiting = still
+        return self.fetched
+
+    def _dictionary(self, wanted: Digest) -> bytes:
+        record = self.fetched.get(wanted.raw)
         if record is None:
-            return store._load_dictionary(wanted)
+            return self.store._load_dictionary(wanted)
         _kind, payload = open_record(wanted, record)
         return payload
 
-    while queue or waiting:
-        by_pack: dict[str, list[tuple[Digest, int, int]]] = defaultdict(list)
-        for digest in queue:
-            located = catalog.objects.get(digest.raw)
-            if located is None:
-                raise RemoteError(remote.url, f"it lacks object {digest.hex}, which a run "
-                                  "it publishes needs; push that run again from its store")
-            by_pack[located.pack].append((digest, located.offset, located.length))
-        queue = []
+    def _want(self, digest: Digest) -> None:
+        if digest.raw not in self.requested and not self.store.has(digest):
+            self.requested.add(digest.raw)
+            self.queue.append(digest)
+
+    def _retry(self, digest: Digest, why: str) -> None:
+        self.fetched.pop(digest.raw, None)
+        if self.tried[digest.raw] >= len(self.catalog.objects.get(digest.raw, ())):
+            raise RemoteError(self.remote.url, f"{why}. Nothing was written; push the run "
+                              "again from its store")
+        self.queue.append(digest)
+
+    def _read_round(self) -> None:
+        """Fetch everything queued, by ranges of the packs holding it."""
+        by_pack: dict[str, list[tuple[Digest, Located]]] = defaultdict(list)
+        for digest in self.queue:
+            places = self.catalog.objects.get(digest.raw)
+            if not places:
+                raise RemoteError(self.remote.url, f"it lacks object {digest.hex}, which a "
+                                  "run it publishes needs; push that run again from its store")
+            place = places[self.tried.get(digest.raw, 0)]
+            self.tried[digest.raw] = self.tried.get(digest.raw, 0) + 1
+            by_pack[place.pack].append((digest, place))
+        self.queue = []
         for pack, wanted in sorted(by_pack.items()):
-            wanted.sort(key=lambda item: item[1])
-            parts = remote.client.get_ranges(pack_key(pack),
-                                             [(offset, offset + n) for _, offset, n in wanted])
-            for (digest, _, _), record in zip(wanted, parts, strict=True):
-                fetched[digest.raw] = record
-                waiting.append((digest, record))
-            progress(len(fetched), 0)
-        still: list[tuple[Digest, bytes]] = []
-        for digest, record in waiting:
-            needs = record_dictionary(record)
-            if needs is not None and needs.raw not in fetched and not store.has(needs):
-                if needs.raw not in requested:
-                    requested.add(needs.raw)
-                    queue.append(needs)
-                still.append((digest, record))
-                continue
+            wanted.sort(key=lambda item: item[1].offset)
             try:
-                _, references = prove_record(digest, record, dictionary, shape=False)
-            except PinrunError as exc:
-                located = catalog.objects[digest.raw]
-                raise RemoteError(remote.url, f"pack {pack_key(located.pack)} is damaged or "
-                                  f"tampered with: its record {digest.hex} does not prove "
-                                  f"({exc}). Nothing was written; push the run again from "
-                                  "its store") from None
-            for child in references:
-                if child.raw not in requested and not store.has(child):
-                    requested.add(child.raw)
-                    queue.append(child)
-        if still and not queue:
-            raise CorruptObjectError(still[0][0], None, "its dictionary is nowhere")
-        waiting = still
-    return fetched
+                parts = self.remote.client.get_ranges(
+                    pack_key(pack), [(p.offset, p.offset + p.length) for _, p in wanted])
+            except RemoteError as exc:
+                for digest, _ in wanted:
+                    self._retry(digest, exc.reason)
+                continue
+            for (digest, _), record in zip(wanted, parts, strict=True):
+                self.fetched[digest.raw] = record
+                self.waiting.append((digest, record))
+            self.progress(len(self.fetched), 0)
+
+    def _prove(self, digest: Digest, record: bytes) -> bool:
+        """Prove one record and want its references; False while its dictionary is coming."""
+        needs = record_dictionary(record)
+        if needs is not None and needs.raw not in self.fetched and not self.store.has(needs):
+            self._want(needs)
+            return False
+        root = self.roots.get(digest.raw)
+        try:
+            kind, references = prove_record(digest, record, self._dictionary,
+                                            shape=root is not None)
+            if root is not None:
+                _check_run(digest, record, self._dictionary, root, kind)
+        except PinrunError as exc:
+            place = self.catalog.objects[digest.raw][self.tried[digest.raw] - 1]
+            self._retry(digest, f"pack {pack_key(place.pack)} is damaged or tampered with: "
+                        f"its record {digest.hex} does not prove ({exc})")
+            return True
+        for child in references:
+            self._want(child)
+        return True
+
+
+def _check_run(digest: Digest, record: bytes, dictionary: Callable[[Digest], bytes],
+               run: RemoteRun, kind: Kind) -> None:
+    """A published run's record must be a record of that very run."""
+    _kind, payload = open_record(digest, record, dictionary)
+    problem = run_ref_problem(f"runs/{run.id}", kind, codec.decode_tagged(payload))
+    if problem is not None:
+        raise CorruptObjectError(digest, None, f"the remote publishes it as run {run.id}, "
+                                 f"but {problem}")
 
 
 def _write_bundle(path: Path, refs: dict[str, Digest], records: dict[bytes, bytes]) -> None:

@@ -98,7 +98,8 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
     check_replay_arguments(code, repeat, flow)
     run = load_run(store, run_id)
     if code == "pinned":
-        check_trusted(store, run.id, allow_unsigned=allow_unsigned)
+        # The record loaded here is the one whose code runs: the signature must cover it.
+        check_trusted(store, run.id, run.digest, allow_unsigned=allow_unsigned)
     report = ReplayReport(run.id, run.flow, code, "reproduced", repeat=repeat)
     if run.flow_pin is None:
         report.verdict, report.error = "error", "the run pins no flow (an older pinrun)"
