@@ -45,6 +45,10 @@ SHOWN = 20
               "the flow found there replay it. With --code workdir only.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes.")
+@click.option("--dask", "dask_address", metavar="ADDRESS",
+              help="Replay on the Dask cluster whose scheduler is at ADDRESS "
+              "(tcp://HOST:PORT), in batches, instead of in local workers (-j): the same "
+              "report. Needs the extra: pip install 'pinrun[dask]'.")
 @click.option("--shard", metavar="I/N", help="Verify only shard I of N (1-based): a CI "
               "matrix of N machines splits the runs without overlap.")
 @click.option("--guards", type=click.Choice(["warn", "strict", "off"]), default="warn",
@@ -66,7 +70,7 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
                    tag: str | None, since: str | None, sample: int | None, code: str,
                    entries: tuple[str, ...], jobs: int, shard: str | None, guards: str,
                    allow_world: bool, junit_xml: str | None, json_file: str | None,
-                   fail_fast: bool) -> None:
+                   fail_fast: bool, dask_address: str | None) -> None:
     """Replay recorded runs against the code and check that every one reproduces.
 
     By default every run in the store is replayed with the code on disk: the
@@ -79,6 +83,7 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
       pinrun verify --flow pricing -j 4 --junit-xml pinrun.xml
       pinrun verify --shard 2/4 --since 30d      # one machine of a 4-way CI matrix
       pinrun verify --entry orders.pipeline:flow # after orders/flow.py moved
+      pinrun verify --dask tcp://scheduler:8786  # on a Dask cluster
     """
     from pinrun.cli.inspect_commands import since_prefix
     from pinrun.errors import InputError
@@ -93,6 +98,9 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
         raise InputError(f"--junit-xml {junit_xml}: its folder does not exist; create it first")
     if json_file and json_file != "-" and not Path(json_file).resolve().parent.is_dir():
         raise InputError(f"--json {json_file}: its folder does not exist; create it first")
+    if dask_address is not None and jobs != 1:
+        raise InputError(f"--dask {dask_address} replays on the cluster's workers: drop -j "
+                         f"{jobs} (the cluster's size decides)")
     ids = select_runs(store, selection)
     if not ids:
         click.echo("no runs to verify: record some with `pinrun run MODULE:FLOW`"
@@ -115,7 +123,7 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
         for index, result in enumerate(run_verification(
                 store, ids, code=cast("CodeSource", code), guards=cast("GuardMode", guards),
                 jobs=jobs, fail_fast=fail_fast, progress=update, entries=by_flow,
-                allow_world=allow_world)):
+                allow_world=allow_world, dask=dask_address)):
             if stream is not None:
                 stream.write(("," if index else "") + "\n" +
                              json.dumps(result, indent=2, sort_keys=True))

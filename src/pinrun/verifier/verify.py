@@ -15,8 +15,9 @@ worker entry (:mod:`pinrun.verifier.worker`) and hand back typed results.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,12 +121,13 @@ def run_verification(store: Store, run_ids: list[str], *, code: CodeSource,
                      fail_fast: bool = False,
                      progress: Callable[[int, int], None] | None = None,
                      entries: Mapping[str, str] | None = None,
-                     allow_world: bool = False,
+                     allow_world: bool = False, dask: str | None = None,
                      ) -> Iterator[dict[str, Any]]:
     """:func:`verify_runs`, each result as JSON-ready data (``pinrun verify --json``)."""
     for result in verify_runs(store, run_ids, code=code, guards=guards, jobs=jobs,
                               project_root=project_root, fail_fast=fail_fast,
-                              progress=progress, entries=entries, allow_world=allow_world):
+                              progress=progress, entries=entries, allow_world=allow_world,
+                              dask=dask):
         yield result.as_value()
 
 
@@ -134,7 +136,7 @@ def verify_runs(store: Store, run_ids: list[str], *, code: CodeSource,
                 fail_fast: bool = False,
                 progress: Callable[[int, int], None] | None = None,
                 entries: Mapping[str, str] | None = None,
-                allow_world: bool = False,
+                allow_world: bool = False, dask: str | None = None,
                 ) -> Iterator[RunResult]:
     """Replay ``run_ids`` in up to ``jobs`` worker processes; yields each run's result.
 
@@ -151,6 +153,9 @@ def verify_runs(store: Store, run_ids: list[str], *, code: CodeSource,
     run recorded, or that run's result is an error. Only with workdir code.
     ``allow_world`` lets steps reach the network and start processes (passed on
     where the engine's replay takes it: :class:`~pinrun.verifier.worker.ReplayOptions`).
+    ``dask`` is the address of a Dask scheduler: the replays run on its cluster, in
+    batches, instead of in ``jobs`` local processes, with the same results in the
+    same order (:mod:`pinrun.verifier.dask_engine`).
     """
     if entries and code == "pinned":
         raise InputError("--entry says where a flow lives on disk now, for --code workdir; "
@@ -170,8 +175,16 @@ def verify_runs(store: Store, run_ids: list[str], *, code: CodeSource,
             yield RunResult(run_id, error=str(exc), store_error=True)
             if fail_fast:
                 return
-    for seed, ids in groups.items():
-        for result in _replay_group(ids, seed, jobs, arguments):
+    if dask is not None:
+        from pinrun.verifier.dask_engine import replay_on_cluster
+
+        replayed: Generator[RunResult, None, None] = replay_on_cluster(dask, store, groups,
+                                                                       options)
+    else:
+        replayed = (result for seed, ids in groups.items()
+                    for result in _replay_group(ids, seed, jobs, arguments))
+    with closing(replayed):  # --fail-fast: the work still under way is dropped now
+        for result in replayed:
             done += 1
             if progress is not None:
                 progress(done, len(run_ids))
