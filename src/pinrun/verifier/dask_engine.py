@@ -53,8 +53,9 @@ __all__ = ["BatchRequest", "replay_batch", "replay_batch_here", "replay_on_clust
 #: Batches per worker: enough that a slow batch does not leave workers idle at the
 #: end, few enough that a task's overhead (a bundle, an interpreter) stays small.
 BATCHES_PER_WORKER = 4
-#: Runs in one batch at most (as ``-j N`` caps its chunks).
-MOST_IN_BATCH = 32
+#: Runs in one batch at most: a batch starts an interpreter (~0.3-0.5 s), so batches
+#: are larger than ``-j N``'s chunks (32), which share their process.
+MOST_IN_BATCH = 256
 
 
 def replay_on_cluster(address: str, store: Store, groups: dict[str | None, list[str]],
