@@ -64,6 +64,8 @@ def replay_on_cluster(address: str, store: Store, groups: dict[str | None, list[
     ``address``; yields results in the order of the groups and of their runs, as
     ``-j N`` does. Closing the iterator early (``--fail-fast``) cancels what is left."""
     total = sum(len(ids) for ids in groups.values())
+    if not total:  # every run's record was damaged: nothing to ask a cluster
+        return
     with open_cluster(address) as cluster, \
             tempfile.TemporaryDirectory(prefix="pinrun-dask-") as folder:
         size = max(1, min(MOST_IN_BATCH,
