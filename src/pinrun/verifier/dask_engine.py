@@ -50,9 +50,9 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchRequest", "replay_batch", "replay_batch_here", "replay_on_cluster"]
 
-#: Batches per worker: enough that a slow batch does not leave workers idle at the
+#: Batches per worker thread: enough that a slow batch does not leave workers idle at the
 #: end, few enough that a task's overhead (a bundle, an interpreter) stays small.
-BATCHES_PER_WORKER = 4
+BATCHES_PER_SLOT = 4
 #: Runs in one batch at most: a batch starts an interpreter (~0.3-0.5 s), so batches
 #: are larger than ``-j N``'s chunks (32), which share their process.
 MOST_IN_BATCH = 256
@@ -69,12 +69,12 @@ def replay_on_cluster(address: str, store: Store, groups: dict[str | None, list[
     with open_cluster(address) as cluster, \
             tempfile.TemporaryDirectory(prefix="pinrun-dask-") as folder:
         size = max(1, min(MOST_IN_BATCH,
-                          math.ceil(total / (BATCHES_PER_WORKER * cluster.workers))))
+                          math.ceil(total / (BATCHES_PER_SLOT * cluster.slots))))
         batches = deque((seed, ids[start:start + size]) for seed, ids in groups.items()
                         for start in range(0, len(ids), size))
         # Submitted a window ahead of the results read, so the bundles in memory
         # stay a few per worker whatever the corpus.
-        window = 2 * BATCHES_PER_WORKER * cluster.workers
+        window = 2 * BATCHES_PER_SLOT * cluster.slots
         flying: deque[_Sent] = deque()
         try:
             while batches or flying:

@@ -35,9 +35,13 @@ class Cluster:
         self.address = address
 
     @property
-    def workers(self) -> int:
-        """How many workers the cluster has now (at least 1, to size batches by)."""
-        return max(1, len(self._client.scheduler_info().get("workers", {})))
+    def slots(self) -> int:
+        """How many tasks the cluster runs at once now: its workers' threads (at least 1,
+        to size batches by)."""
+        # nthreads() lists every worker in every distributed version (scheduler_info()
+        # lists only five in some).
+        threads: dict[str, int] = self._client.nthreads()
+        return max(1, sum(threads.values()))
 
     def submit(self, function: Callable[..., Any], *args: Any) -> Future[Any]:
         """Run ``function(*args)`` (an importable library function) on some worker.
