@@ -22,6 +22,9 @@ from tests.helpers import SRC, Project, project_cli
 
 FLOWS = """
 import os
+import subprocess
+import sys
+
 import pinrun
 
 
@@ -41,6 +44,16 @@ def vanish(n: int) -> dict:
 
 
 vanishing = pinrun.Flow("vanishing", [vanish])
+
+
+@pinrun.step
+def shell(n: int) -> dict:
+    done = subprocess.run([sys.executable, "-c", "print(6 * 7)"], capture_output=True,
+                          text=True, check=True)
+    return {"out": done.stdout.strip()}
+
+
+shelling = pinrun.Flow("shelling", [shell])
 """
 
 DRIFT = """
@@ -90,7 +103,8 @@ TIMING = {"duration", "seconds", "time", "elapsed", "started", "finished"}
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project, str]]:
     """A project with 20 runs that reproduce, one that drifts (its code changed), one
-    whose module is gone, one whose step ends its process; and a local cluster."""
+    whose module is gone, one whose step ends its process, one whose step starts a
+    process (refused on replay); and a local cluster."""
     project = Project(tmp_path_factory.mktemp("dask") / "project", "proj_dask")
     try:
         project.write("flows", FLOWS)
@@ -101,6 +115,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project, 
                 record(project.load("flows", "orders"), {"n": n}, store=store,
                        durability="none")
             record(project.load("flows", "vanishing"), {"n": 1}, store=store,
+                   durability="none")
+            record(project.load("flows", "shelling"), {"n": 1}, store=store,
                    durability="none")
             record(project.load("gone", "going"), {"n": 1}, store=store, durability="none")
         # Another process, another hash seed: a second group of runs.
@@ -173,16 +189,21 @@ def _workers(address: str) -> list[tuple[str, int]]:
 def test_dask_gives_the_report_of_two_local_workers(
         corpus: tuple[Project, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """--dask and -j 2 give the same JSON, JUnit XML, summary and exit code, a dead
-    worker process and a missing module included; the cluster's workers outlive it."""
+    worker process, a missing module and a refused subprocess included; the cluster's
+    workers outlive it."""
     project, address = corpus
     before = _workers(address)
     monkeypatch.setenv("PINRUN_TEST_VANISH", "1")  # for -j 2's workers, as for the cluster's
     local, local_reports, local_xml = _verify(project, "-j", "2")
     dask, dask_reports, dask_xml = _verify(project, "--dask", address)
     assert (local.returncode, dask.returncode) == (1, 1), dask.stderr
-    assert len(dask_reports) == ORDERS + 3
+    assert len(dask_reports) == ORDERS + 4
     verdicts = {report.get("flow"): report["verdict"] for report in dask_reports}
     assert verdicts["drifting"] == "diverged"
+    # The guards hold in the cluster's replays: the project's subprocess is refused.
+    shelled = next(r for r in dask_reports if r.get("flow") == "shelling")
+    assert shelled["verdict"] == "diverged"
+    assert "replay refused subprocess.Popen([" in shelled["steps"][0]["message"]
     assert [r["verdict"] for r in dask_reports].count("error") == 2
     assert any("a worker process died" in r.get("error", "") for r in dask_reports)
     assert dask_reports == local_reports
@@ -203,7 +224,7 @@ def test_dask_fail_fast_and_pinned_code(corpus: tuple[Project, str],
     dask, dask_reports, _ = _verify(project, "--dask", address, "--fail-fast")
     assert (local.returncode, dask.returncode) == (1, 1)
     assert dask_reports == local_reports
-    assert len(dask_reports) < ORDERS + 3
+    assert len(dask_reports) < ORDERS + 4
     assert "not run after --fail-fast" in " ".join(dask.stdout.split())
     pinned, reports, _ = _verify(project, "--dask", address, "--code", "pinned",
                                  "--flow", "drifting")
