@@ -137,7 +137,8 @@ def _submit(cluster: Cluster, store: Store, folder: Path, seed: str | None, ids:
         return _Sent(ids, None, unsent)
     data = bundle.read_bytes()
     bundle.unlink()
-    return _Sent(ids, cluster.submit(replay_batch, data, sent, seed, options), unsent)
+    return _Sent(ids, cluster.submit(replay_batch, cluster.send(data), sent, seed, options),
+                 unsent)
 
 
 # ------------------------------------------------------------ in a Dask worker
