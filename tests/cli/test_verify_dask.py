@@ -189,8 +189,8 @@ def _workers(address: str) -> list[tuple[str, int]]:
 def test_dask_gives_the_report_of_two_local_workers(
         corpus: tuple[Project, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """--dask and -j 2 give the same JSON, JUnit XML, summary and exit code, a dead
-    worker process, a missing module and a refused subprocess included; the cluster's
-    workers outlive it."""
+    worker process, a missing module and a refused subprocess included, and stop at the
+    same run with --fail-fast; the cluster's workers outlive it."""
     project, address = corpus
     before = _workers(address)
     monkeypatch.setenv("PINRUN_TEST_VANISH", "1")  # for -j 2's workers, as for the cluster's
@@ -209,23 +209,22 @@ def test_dask_gives_the_report_of_two_local_workers(
     assert dask_reports == local_reports
     assert dask_xml == local_xml
     assert dask.stdout == local.stdout
+    # --fail-fast stops where -j 2 --fail-fast stops: after -j 2's first failure.
+    stopped, stopped_reports, _ = _verify(project, "--dask", address, "--fail-fast")
+    assert stopped.returncode == 1
+    first = next(index for index, report in enumerate(local_reports)
+                 if report["verdict"] != "reproduced")
+    assert stopped_reports == local_reports[:first + 1]
+    assert "not run after --fail-fast" in " ".join(stopped.stdout.split())
     # Many batches later the same two processes serve: nothing a replay did stayed in them.
     assert _workers(address) == before
 
 
 @pytest.mark.slow
-def test_dask_fail_fast_and_pinned_code(corpus: tuple[Project, str],
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """--fail-fast on the cluster stops where -j 2 stops; pinned code replays from the
-    bundles the workers were sent, the drifted run reproducing as recorded."""
+def test_dask_replays_pinned_code_from_the_bundles(corpus: tuple[Project, str]) -> None:
+    """Pinned code replays from the bundles the workers were sent: the drifted run
+    reproduces as recorded, though the worker's disk has other code."""
     project, address = corpus
-    monkeypatch.setenv("PINRUN_TEST_VANISH", "1")
-    local, local_reports, _ = _verify(project, "-j", "2", "--fail-fast")
-    dask, dask_reports, _ = _verify(project, "--dask", address, "--fail-fast")
-    assert (local.returncode, dask.returncode) == (1, 1)
-    assert dask_reports == local_reports
-    assert len(dask_reports) < ORDERS + 4
-    assert "not run after --fail-fast" in " ".join(dask.stdout.split())
     pinned, reports, _ = _verify(project, "--dask", address, "--code", "pinned",
                                  "--flow", "drifting")
     assert pinned.returncode == 0, pinned.stdout + pinned.stderr
