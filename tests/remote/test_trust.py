@@ -61,3 +61,21 @@ def test_resume_with_pinned_code_of_an_unsigned_pulled_run_is_refused(tmp_path: 
     assert "unsigned" in refused.stderr
     status = as_json(ok(pinrun(laptop, "show", run_id, "--json")))["status"]
     assert status == "failed"  # nothing ran
+
+
+@pytest.mark.slow
+def test_a_cluster_never_receives_unsigned_pulled_code(tmp_path: Path) -> None:
+    """verify --dask ships bundles without origins, so untrusted pulled runs are refused
+    before any cluster is asked (the address here answers nothing)."""
+    from pinrun.artifacts.store import Store
+    from pinrun.errors import UntrustedRunError
+    from pinrun.verifier.verify import verify_runs
+
+    remote = str(tmp_path / "remote")
+    prod, ids = production(tmp_path / "prod", 1)
+    ok(pinrun(prod, "push", "--remote", remote, "--all"))
+    laptop = empty_machine(tmp_path / "laptop")
+    ok(pinrun(laptop, "pull", "--remote", remote, "--all"))
+    with Store.open(laptop / ".pinrun") as store, pytest.raises(UntrustedRunError):
+        list(verify_runs(store, ids, code="pinned", guards="warn", jobs=1,
+                         dask="tcp://127.0.0.1:9"))

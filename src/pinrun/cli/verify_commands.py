@@ -53,6 +53,10 @@ if TYPE_CHECKING:
               "the flow found there replay it. With --code workdir only.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes.")
+@click.option("--dask", "dask_address", metavar="ADDRESS",
+              help="Replay on the Dask cluster whose scheduler is at ADDRESS "
+              "(tcp://HOST:PORT), in batches, instead of in local workers (-j): the same "
+              "report. Needs the extra: pip install 'pinrun[dask]'.")
 @click.option("--shard", metavar="I/N", help="Verify only shard I of N (1-based): a CI "
               "matrix of N machines splits the runs without overlap.")
 @click.option("--guards", type=click.Choice(["warn", "strict", "off"]), default="warn",
@@ -80,7 +84,7 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
                    entries: tuple[str, ...], jobs: int, shard: str | None, guards: str,
                    allow_world: bool, junit_xml: str | None, summary: str | None,
                    html: str | None, json_file: str | None, fail_fast: bool,
-                   allow_empty: bool, allow_unsigned: bool) -> None:
+                   allow_empty: bool, allow_unsigned: bool, dask_address: str | None) -> None:
     """Replay recorded runs against the code and check that every one reproduces.
 
     By default every run in the store is replayed with the code on disk: the
@@ -94,6 +98,7 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
       pinrun verify --shard 2/4 --since 30d      # one machine of a 4-way CI matrix
       pinrun verify --shard 2/4 --json shard-2.json   # then: pinrun report merge shard-*.json
       pinrun verify --entry orders.pipeline:flow # after orders/flow.py moved
+      pinrun verify --dask tcp://scheduler:8786  # on a Dask cluster
     """
     from pinrun.cli.inspect_commands import since_prefix
     from pinrun.verifier.ci_reports import ResultsWriter
@@ -114,6 +119,9 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
     reports = ReportFiles(junit_xml, summary, html)
     reports.check()
     check_json_file(json_file, store)
+    if dask_address is not None and jobs != 1:
+        raise InputError(f"--dask {dask_address} replays on the cluster's workers: drop -j "
+                         f"{jobs} (the cluster's size decides)")
     ids = select_runs(store, selection)
     if not ids:
         # The (empty) report files are still written, so CI's report step finds them;
@@ -150,7 +158,7 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
         for result in run_verification(
                 store, ids, code=cast("CodeSource", code), guards=cast("GuardMode", guards),
                 jobs=jobs, fail_fast=fail_fast, progress=update, entries=by_flow,
-                allow_world=allow_world, allow_unsigned=allow_unsigned):
+                allow_world=allow_world, allow_unsigned=allow_unsigned, dask=dask_address):
             if writer is not None:
                 writer.add(result)
             results.append(result if result["verdict"] != "reproduced" else

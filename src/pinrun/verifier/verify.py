@@ -15,8 +15,9 @@ worker entry (:mod:`pinrun.verifier.worker`) and hand back typed results.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from pinrun.artifacts.tags import run_tags, tagged_runs
 from pinrun.engine.records import RUN_REF_PREFIX, load_run, recorded_hash_seed
 from pinrun.engine.run import REPLACED_PREFIX
 from pinrun.errors import InputError, StoreError
+from pinrun.remote.origin import check_trusted
 from pinrun.verifier import worker
 from pinrun.verifier.replayer import CodeSource
 from pinrun.verifier.worker import ReplayOptions, RunResult
@@ -153,12 +155,13 @@ def run_verification(store: Store, run_ids: list[str], *, code: CodeSource,
                      progress: Callable[[int, int], None] | None = None,
                      entries: Mapping[str, str] | None = None,
                      allow_world: bool = False, allow_unsigned: bool = False,
+                     dask: str | None = None,
                      ) -> Iterator[dict[str, Any]]:
     """:func:`verify_runs`, each result as JSON-ready data (``pinrun verify --json``)."""
     for result in verify_runs(store, run_ids, code=code, guards=guards, jobs=jobs,
                               project_root=project_root, fail_fast=fail_fast,
                               progress=progress, entries=entries, allow_world=allow_world,
-                              allow_unsigned=allow_unsigned):
+                              allow_unsigned=allow_unsigned, dask=dask):
         yield result.as_value()
 
 
@@ -168,6 +171,7 @@ def verify_runs(store: Store, run_ids: list[str], *, code: CodeSource,
                 progress: Callable[[int, int], None] | None = None,
                 entries: Mapping[str, str] | None = None,
                 allow_world: bool = False, allow_unsigned: bool = False,
+                dask: str | None = None,
                 ) -> Iterator[RunResult]:
     """Replay ``run_ids`` in up to ``jobs`` worker processes; yields each run's result.
 
@@ -184,6 +188,9 @@ def verify_runs(store: Store, run_ids: list[str], *, code: CodeSource,
     run recorded, or that run's result is an error. Only with workdir code.
     ``allow_world`` lets steps reach the network and start processes (passed on
     where the engine's replay takes it: :class:`~pinrun.verifier.worker.ReplayOptions`).
+    ``dask`` is the address of a Dask scheduler: the replays run on its cluster, in
+    batches, instead of in ``jobs`` local processes, with the same results in the
+    same order (:mod:`pinrun.verifier.dask_engine`).
     """
     if entries and code == "pinned":
         raise InputError("--entry says where a flow lives on disk now, for --code workdir; "
@@ -204,8 +211,22 @@ def verify_runs(store: Store, run_ids: list[str], *, code: CodeSource,
             yield RunResult(run_id, error=str(exc), store_error=True)
             if fail_fast:
                 return
-    for seed, ids in groups.items():
-        for result in _replay_group(ids, seed, jobs, arguments):
+    if dask is not None:
+        from pinrun.verifier.dask_engine import replay_on_cluster
+
+        if code == "pinned" and not allow_unsigned:
+            # A worker's private store holds no origins: pulled runs are judged here.
+            for ids in groups.values():
+                for run_id in ids:
+                    check_trusted(store, run_id)
+
+        replayed: Generator[RunResult, None, None] = replay_on_cluster(dask, store, groups,
+                                                                       options)
+    else:
+        replayed = (result for seed, ids in groups.items()
+                    for result in _replay_group(ids, seed, jobs, arguments))
+    with closing(replayed):  # --fail-fast: the work still under way is dropped now
+        for result in replayed:
             done += 1
             if progress is not None:
                 progress(done, len(run_ids))
