@@ -53,6 +53,10 @@ if TYPE_CHECKING:
               "the flow found there replay it. With --code workdir only.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes.")
+@click.option("--remote", "remote_name", metavar="NAME|URL",
+              help="Verify runs of a remote: the selection (and --shard) is made on the "
+                   "remote, and only those runs and the records this store lacks are "
+                   "pulled first (s3://BUCKET/PREFIX, a folder, or a remote's name).")
 @click.option("--dask", "dask_address", metavar="ADDRESS",
               help="Replay on the Dask cluster whose scheduler is at ADDRESS "
               "(tcp://HOST:PORT), in batches, instead of in local workers (-j): the same "
@@ -84,7 +88,8 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
                    entries: tuple[str, ...], jobs: int, shard: str | None, guards: str,
                    allow_world: bool, junit_xml: str | None, summary: str | None,
                    html: str | None, json_file: str | None, fail_fast: bool,
-                   allow_empty: bool, allow_unsigned: bool, dask_address: str | None) -> None:
+                   allow_empty: bool, allow_unsigned: bool, remote_name: str | None,
+                   dask_address: str | None) -> None:
     """Replay recorded runs against the code and check that every one reproduces.
 
     By default every run in the store is replayed with the code on disk: the
@@ -122,11 +127,15 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
     if dask_address is not None and jobs != 1:
         raise InputError(f"--dask {dask_address} replays on the cluster's workers: drop -j "
                          f"{jobs} (the cluster's size decides)")
-    ids = select_runs(store, selection)
+    if remote_name is not None:
+        ids, remote_url = _pull_selection(store, remote_name, selection)
+    else:
+        ids, remote_url = select_runs(store, selection), None
     if not ids:
         # The (empty) report files are still written, so CI's report step finds them;
         # then the gate fails (exit 2) unless --allow-empty says an empty gate passes.
-        empty = why_empty(store, selection)
+        empty = (why_empty(store, selection) if remote_url is None else
+                 f"no run on {remote_url} matches the selection")
         _report(reports, json_file, selection, code, [], 0, quiet=True)
         if not allow_empty:
             raise InputError(f"nothing to verify: {empty}. A gate that checked nothing "
@@ -173,6 +182,31 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
         refuse_at_exit()
     if exit_code:
         sys.exit(exit_code)
+
+
+def _pull_selection(store: Store, remote_name: str,
+                    selection: Selection) -> tuple[list[str], str]:
+    """Select on a remote, pull what the selected runs need; their ids and the remote's URL."""
+    from pinrun.remote.remotes import open_remote
+    from pinrun.remote.selection import RemoteSelection, select_remote_runs
+    from pinrun.remote.transfer import pull_runs
+
+    remote = open_remote(store.path, remote_name)
+    catalog = remote.catalog()
+    runs = select_remote_runs(catalog, RemoteSelection(
+        selection.run_ids, selection.flow, selection.tag, selection.since, selection.shard,
+        everything=True))
+    if selection.sample is not None:
+        runs = runs[: selection.sample]
+    with progress_bar(f"pulling {len(runs)} runs") as update:
+        report = pull_runs(store, remote, runs, update, catalog)
+    for run_id in report.kept_local:
+        click.echo(f"pinrun: warning: run {run_id} differs here from the remote's; the "
+                   "record here is verified", err=True)
+    if report.runs:
+        click.echo(f"pulled {len(report.runs)} runs ({report.objects} records) from "
+                   f"{printable(remote.url)}", err=True)
+    return [run.id for run in runs], remote.url
 
 
 def _selection_value(selection: Selection) -> dict[str, Any]:

@@ -22,14 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import blake3
-
 from pinrun.artifacts.store import Store
 from pinrun.artifacts.tags import run_tags, tagged_runs
 from pinrun.engine.records import RUN_REF_PREFIX, load_run, recorded_hash_seed
 from pinrun.engine.run import REPLACED_PREFIX
 from pinrun.errors import InputError, StoreError
 from pinrun.remote.origin import check_trusted
+from pinrun.remote.selection import run_order
 from pinrun.verifier import worker
 from pinrun.verifier.replayer import CodeSource
 from pinrun.verifier.worker import ReplayOptions, RunResult
@@ -65,8 +64,9 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def _order(run_id: str) -> int:
-    """A stable place for a run, independent of the others: its id's digest."""
-    return int.from_bytes(blake3.blake3(run_id.encode()).digest()[:8], "big")
+    """A stable place for a run, independent of the others: its id's digest (the same
+    order a remote's runs are sharded in, so a shard pulls exactly what it verifies)."""
+    return run_order(run_id)
 
 
 def shard_of(run_id: str, count: int) -> int:
