@@ -44,6 +44,13 @@ def selected_runs(store: Store, selection: RemoteSelection) -> list[RemoteRun]:
     """The store's runs that ``selection`` names (replaced ones too: a push carries them)."""
     catalog = Catalog()
     ids = [name[len(RUN_REF_PREFIX):] for name in store.refs(RUN_REF_PREFIX)]
+    # What the ids alone decide is decided before any record is read (push --since 1h
+    # in a store of many runs reads only the last hour's).
+    if selection.since is not None:
+        ids = [run_id for run_id in ids if run_id >= selection.since]
+    if selection.run_ids:
+        wanted = selection.run_ids
+        ids = [run_id for run_id in ids if any(run_id.startswith(text) for text in wanted)]
     for run in describe_runs(store, ids):
         catalog.runs[run.id] = run
     return select_remote_runs(catalog, replace(selection, replaced=True))

@@ -47,12 +47,13 @@ def origin_refs(store: Store, url: str, runs: Sequence[RemoteRun]) -> dict[str, 
     refs, so a run and the record of where it came from never disagree.
     """
     refs = {}
-    for run in runs:
-        value = {"remote": url, "digest": run.digest.hex,
-                 "signer": run.signer.text if run.signer else None,
-                 "signature": base64.b64encode(run.signature).decode()
-                 if run.signature else None}
-        refs[f"{ORIGIN_PREFIX}{run.id}"] = store.put_value(value)
+    with store.batch() as batch:  # one commit for them all, not one per run
+        for run in runs:
+            value = {"remote": url, "digest": run.digest.hex,
+                     "signer": run.signer.text if run.signer else None,
+                     "signature": base64.b64encode(run.signature).decode()
+                     if run.signature else None}
+            refs[f"{ORIGIN_PREFIX}{run.id}"] = batch.put_value(value)
     return refs
 
 

@@ -142,13 +142,16 @@ class Remote:
             raise RemoteError(self.url, f"index entry {name} holds {size:,} bytes, more than "
                               "any pinrun writes; it is not pinrun's")
         data = None
-        if cached is not None and cached.is_file():
+        from_cache = cached is not None and cached.is_file()
+        if cached is not None and from_cache:
             data = cached.read_bytes()
         if data is None:
             data = self.client.get(name)
             if data is None:
                 raise RemoteError(self.url, f"{name} vanished while it was being read")
-        entry = decode_entry(name, data, self.url)  # a cached copy is proven again too
+        # A cached copy was checked when it was fetched: its bytes are proven again (its
+        # name is their digest), its signature need not be.
+        entry = decode_entry(name, data, self.url, check_signature=not from_cache)
         if cached is not None and not cached.is_file():
             cached.parent.mkdir(parents=True, exist_ok=True)
             tmp = cached.with_name(f".{cached.name}.{os.getpid()}")

@@ -92,9 +92,11 @@ class S3Client:
         if not ranges:
             return []
         try:
-            # object_store coalesces nearby ranges into fewer requests.
-            parts = obstore.get_ranges(self._store, check_key(key, self.url),
-                                       starts=[s for s, _ in ranges], ends=[e for _, e in ranges])
+            # One request per range: the caller has merged what is worth merging
+            # (object_store would also fetch the gaps up to 1 MiB between ranges).
+            path = check_key(key, self.url)
+            parts = [obstore.get_range(self._store, path, start=start, end=end)
+                     for start, end in ranges]
         except FileNotFoundError:
             raise RemoteError(self._where, f"{key} is missing, though an index names it") \
                 from None

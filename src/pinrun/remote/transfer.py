@@ -89,6 +89,8 @@ def published_as_here(local: RemoteRun, remote: RemoteRun | None,
 
 #: Runs per pack and index entry: a large push is several, each bounded.
 PUSH_CHUNK = 10_000
+#: Records of a pack closer than this are read in one request (the gap comes too).
+SPAN_GAP = 64 << 10
 
 
 def push_runs(store: Store, remote: Remote, runs: Sequence[RemoteRun],
@@ -169,6 +171,11 @@ def pull_runs(store: Store, remote: Remote, runs: Sequence[RemoteRun],
             wanted.append(run)
     if not wanted:
         return report
+    for run in wanted:
+        if not run.signature_holds():
+            raise RemoteError(remote.url, f"run {run.id} carries a signature that is not its "
+                              f"signer's ({run.signer.name if run.signer else '?'}): the "
+                              "remote holds forged data. Nothing was written")
     records = _fetch(store, remote, catalog, wanted, progress)
     report.objects = len(records)
     report.bytes = sum(len(record) for record in records.values())
@@ -222,6 +229,9 @@ class _Fetch:
         self.waiting: list[tuple[Digest, bytes]] = []  # records whose dictionary is coming
         self.tried: dict[bytes, int] = {}  # how many places each record was fetched from
         self.roots = {run.digest.raw: run for run in runs}
+        #: Bytes already read from each pack, as (start, bytes) spans: a record the walk
+        #: wants in a later round is often beside one it read before.
+        self.spans: dict[str, list[tuple[int, bytes]]] = defaultdict(list)
         self.queue = [run.digest for run in runs if not store.has(run.digest)]
         self.requested: set[bytes] = {d.raw for d in self.queue}
 
@@ -269,16 +279,41 @@ class _Fetch:
         for pack, wanted in sorted(by_pack.items()):
             wanted.sort(key=lambda item: item[1].offset)
             try:
-                parts = self.remote.client.get_ranges(
-                    pack_key(pack), [(p.offset, p.offset + p.length) for _, p in wanted])
+                self._read_spans(pack, [place for _, place in wanted])
             except RemoteError as exc:
                 for digest, _ in wanted:
                     self._retry(digest, exc.reason)
                 continue
-            for (digest, _), record in zip(wanted, parts, strict=True):
+            for digest, place in wanted:
+                record = self._cut(pack, place)
                 self.fetched[digest.raw] = record
                 self.waiting.append((digest, record))
             self.progress(len(self.fetched), 0)
+
+    def _read_spans(self, pack: str, places: list[Located]) -> None:
+        """Read what ``places`` need of a pack that earlier rounds did not: each byte once,
+        nearby records in one request."""
+        spans = self.spans[pack]
+        needed = [piece for p in places
+                  for piece in _uncovered(spans, p.offset, p.offset + p.length)]
+        merged: list[tuple[int, int]] = []
+        for start, end in sorted(needed):
+            if merged and start - merged[-1][1] <= SPAN_GAP:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            else:
+                merged.append((start, end))
+        # A merged request never reads again what a span holds already.
+        requests = [piece for start, end in merged for piece in _uncovered(spans, start, end)]
+        if requests:
+            parts = self.remote.client.get_ranges(pack_key(pack), requests)
+            spans += [(start, data) for (start, _), data in zip(requests, parts, strict=True)]
+            self.spans[pack] = _joined(spans)
+
+    def _cut(self, pack: str, place: Located) -> bytes:
+        for start, data in self.spans[pack]:
+            if start <= place.offset and place.offset + place.length <= start + len(data):
+                return data[place.offset - start: place.offset - start + place.length]
+        raise AssertionError("a span was read for every place")  # pragma: no cover
 
     def _prove(self, digest: Digest, record: bytes) -> bool:
         """Prove one record and want its references; False while its dictionary is coming."""
@@ -300,6 +335,34 @@ class _Fetch:
         for child in references:
             self._want(child)
         return True
+
+
+def _uncovered(spans: list[tuple[int, bytes]], start: int, end: int) -> list[tuple[int, int]]:
+    """The parts of ``[start, end)`` no span holds (spans sorted, not overlapping)."""
+    pieces = []
+    for span_start, data in spans:
+        span_end = span_start + len(data)
+        if span_end <= start or span_start >= end:
+            continue
+        if span_start > start:
+            pieces.append((start, span_start))
+        start = max(start, span_end)
+        if start >= end:
+            return pieces
+    if start < end:
+        pieces.append((start, end))
+    return pieces
+
+
+def _joined(spans: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """Spans sorted, with those that touch made one (a record may lie across two)."""
+    out: list[tuple[int, bytes]] = []
+    for start, data in sorted(spans, key=lambda span: span[0]):
+        if out and out[-1][0] + len(out[-1][1]) == start:
+            out[-1] = (out[-1][0], out[-1][1] + data)
+        else:
+            out.append((start, data))
+    return out
 
 
 def _check_run(digest: Digest, record: bytes, dictionary: Callable[[Digest], bytes],
