@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from pathlib import Path
 
@@ -55,3 +56,36 @@ def test_a_worker_pushes_in_batches_and_loses_nothing(tmp_path: Path) -> None:
     laptop = empty_machine(tmp_path / "laptop")
     pulled = as_json(ok(pinrun(laptop, "pull", "--remote", remote, "--all", "--json")))
     assert len(pulled["pulled"]) == 25
+
+
+@pytest.mark.slow
+def test_runs_our_key_published_are_described_without_reading_their_records(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second push of runs the remote holds, signed by our key, reads no run record;
+    a run whose record moved on since is read again."""
+    from pinrun.artifacts.store import Store
+    from pinrun.engine import publishing
+    from pinrun.remote.remotes import open_remote
+    from tests.remote.scenario import production
+
+    prod, ids = production(tmp_path / "prod", 3)
+    ok(pinrun(prod, "key", "generate", "prod-1"))
+    remote = str(tmp_path / "remote")
+    ok(pinrun(prod, "push", "--remote", remote, "--all"))
+    catalog = open_remote(None, remote).catalog()
+    read: list[str] = []
+    from pinrun.engine.records import load_run as real
+
+    def counting(store: Store, run_id: str) -> object:
+        read.append(run_id)
+        return real(store, run_id)
+
+    monkeypatch.setattr(publishing, "load_run", counting)
+    with Store.open(prod / ".pinrun") as store:
+        described = publishing.describe_runs(store, ids, catalog.runs)
+        assert read == []
+        assert [run.digest for run in described] == [catalog.runs[i].digest for i in ids]
+        moved = dict(catalog.runs)
+        moved[ids[0]] = dataclasses.replace(moved[ids[0]], digest=moved[ids[1]].digest)
+        publishing.describe_runs(store, ids, moved)
+        assert read == [ids[0]]

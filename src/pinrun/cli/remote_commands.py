@@ -162,7 +162,13 @@ def push_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
     remote = open_remote(store.path, remote_name)
     key = None if no_sign else (load_named(sign_with) if sign_with
                                 else signing_key_from_environment())
-    runs = selected_runs(store, selection)
+    # What our own key published already is described from the remote's catalog: a
+    # push of runs the remote holds reads no record here.
+    catalog = remote.catalog() if remote.exists() else None
+    ours = {} if catalog is None or key is None else {
+        run.id: run for run in catalog.runs.values()
+        if run.signer is not None and run.signer.raw == key.public.raw}
+    runs = selected_runs(store, selection, ours)
     if not runs:
         raise InputError("no run in this store matches; nothing was pushed (`pinrun runs` "
                          "lists the runs)")
@@ -170,7 +176,7 @@ def push_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
         from pinrun.remote.index import Catalog
         from pinrun.remote.transfer import published_as_here
 
-        catalog = remote.catalog() if remote.exists() else Catalog()
+        catalog = catalog or Catalog()
         _warn_skipped(catalog, remote.url)
         new = [r.id for r in runs if not published_as_here(r, catalog.runs.get(r.id), key)]
         if as_json:
@@ -182,7 +188,7 @@ def push_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
             click.echo(f"  {run_id}")
         return
     with progress_bar(f"pushing {len(runs)} runs"):
-        report = push_runs(store, remote, runs, key)
+        report = push_runs(store, remote, runs, key, catalog)
     if as_json:
         print_json({"remote": remote.url, "pushed": report.runs, "already": report.already,
                     "objects": report.objects, "bytes": report.bytes, "pack": report.pack,

@@ -12,7 +12,7 @@ whichever comes first, and once more when it is closed. A push that fails
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from types import TracebackType
 
@@ -28,11 +28,24 @@ from pinrun.remote.transfer import PushReport, push_runs
 __all__ = ["BackgroundPusher", "describe_runs", "selected_runs"]
 
 
-def describe_runs(store: Store, run_ids: Iterable[str]) -> list[RemoteRun]:
-    """The runs ``run_ids`` as a remote publishes them (record digest, flow, status, tags)."""
+def describe_runs(store: Store, run_ids: Iterable[str],
+                  published: Mapping[str, RemoteRun] | None = None) -> list[RemoteRun]:
+    """The runs ``run_ids`` as a remote publishes them (record digest, flow, status, tags).
+
+    ``published`` are runs our own key published: one whose record is the one
+    here is described from it (the same record has the same flow, status and
+    replaced run) without reading the record, so a push of runs a remote has
+    already reads no record.
+    """
     tags = run_tags(store)
     out = []
     for run_id in run_ids:
+        digest = store.get_ref(f"{RUN_REF_PREFIX}{run_id}")
+        known = (published or {}).get(run_id)
+        if known is not None and known.digest == digest:
+            out.append(replace(known, tags=tuple(sorted(tags.get(run_id, ()))),
+                               signer=None, signature=None))
+            continue
         run = load_run(store, run_id)
         digest = store.ref(f"{RUN_REF_PREFIX}{run.id}")
         out.append(RemoteRun(run.id, digest, run.flow, run.status, run.replaces,
@@ -40,8 +53,10 @@ def describe_runs(store: Store, run_ids: Iterable[str]) -> list[RemoteRun]:
     return out
 
 
-def selected_runs(store: Store, selection: RemoteSelection) -> list[RemoteRun]:
-    """The store's runs that ``selection`` names (replaced ones too: a push carries them)."""
+def selected_runs(store: Store, selection: RemoteSelection,
+                  published: Mapping[str, RemoteRun] | None = None) -> list[RemoteRun]:
+    """The store's runs that ``selection`` names (replaced ones too: a push carries them);
+    ``published`` as for :func:`describe_runs`."""
     catalog = Catalog()
     ids = [name[len(RUN_REF_PREFIX):] for name in store.refs(RUN_REF_PREFIX)]
     # What the ids alone decide is decided before any record is read (push --since 1h
@@ -51,7 +66,7 @@ def selected_runs(store: Store, selection: RemoteSelection) -> list[RemoteRun]:
     if selection.run_ids:
         wanted = selection.run_ids
         ids = [run_id for run_id in ids if any(run_id.startswith(text) for text in wanted)]
-    for run in describe_runs(store, ids):
+    for run in describe_runs(store, ids, published):
         catalog.runs[run.id] = run
     return select_remote_runs(catalog, replace(selection, replaced=True))
 

@@ -94,13 +94,14 @@ SPAN_GAP = 64 << 10
 
 
 def push_runs(store: Store, remote: Remote, runs: Sequence[RemoteRun],
-              key: SigningKey | None) -> PushReport:
-    """Publish ``runs`` (read from ``store``) and all they reach on ``remote``."""
+              key: SigningKey | None, catalog: Catalog | None = None) -> PushReport:
+    """Publish ``runs`` (read from ``store``) and all they reach on ``remote``
+    (whose ``catalog`` the caller may have read already)."""
     report = PushReport(signed_by=key.name if key else None)
     if not runs:
         return report
     remote.ensure_marker()
-    catalog = remote.catalog()
+    catalog = catalog if catalog is not None else remote.catalog()
     wanted = [run for run in runs if not published_as_here(run, catalog.runs.get(run.id), key)]
     report.already = len(runs) - len(wanted)
     # Only what our own key published counts as there: an entry anyone could write
