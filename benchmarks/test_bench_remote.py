@@ -67,7 +67,7 @@ from benchmarks.conftest import scaled
 from benchmarks.remote_counting import Counting, Traffic
 from benchmarks.replay_corpus import ORDER_MODULE, on_sys_path, record_corpus, write_order_project
 from pinrun.artifacts.bundle import write_pack
-from pinrun.engine.publishing import describe_runs, selected_runs
+from pinrun.engine.publishing import describe_runs, published_by, selected_runs
 from pinrun.remote.index import RemoteRun, encode_entry
 from pinrun.remote.keys import SigningKey, run_message
 from pinrun.remote.remotes import Remote, open_remote
@@ -166,9 +166,11 @@ def _traffic_notes(traffic: list[Traffic], kind: str, runs: int) -> dict[str, An
 def _push_all(store: pinrun.Store, remote: Remote, key: SigningKey | None,
               timings: dict[str, list[float]]) -> PushReport:
     started = time.perf_counter()
-    runs = selected_runs(store, EVERYTHING)
+    # What `pinrun push --all` does: the catalog first, then the runs it lacks described.
+    catalog = remote.catalog() if remote.exists() else None
+    runs = selected_runs(store, EVERYTHING, published_by(catalog, key))
     timings["select"].append(time.perf_counter() - started)
-    return push_runs(store, remote, runs, key)
+    return push_runs(store, remote, runs, key, catalog)
 
 
 def _pack_records(store: pinrun.Store) -> list[tuple[str, bytes]]:

@@ -150,7 +150,7 @@ def push_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
       pinrun push --flow pricing --since 1d --remote prod
       PINRUN_SIGNING_KEY=... pinrun push --all
     """
-    from pinrun.engine.publishing import selected_runs
+    from pinrun.engine.publishing import published_by, selected_runs
     from pinrun.errors import InputError
     from pinrun.remote.keys import load_named, signing_key_from_environment
     from pinrun.remote.remotes import open_remote
@@ -165,10 +165,7 @@ def push_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
     # What our own key published already is described from the remote's catalog: a
     # push of runs the remote holds reads no record here.
     catalog = remote.catalog() if remote.exists() else None
-    ours = {} if catalog is None or key is None else {
-        run.id: run for run in catalog.runs.values()
-        if run.signer is not None and run.signer.raw == key.public.raw}
-    runs = selected_runs(store, selection, ours)
+    runs = selected_runs(store, selection, published_by(catalog, key))
     if not runs:
         raise InputError("no run in this store matches; nothing was pushed (`pinrun runs` "
                          "lists the runs)")

@@ -25,7 +25,8 @@ from pinrun.remote.remotes import Remote, open_remote
 from pinrun.remote.selection import RemoteSelection, select_remote_runs
 from pinrun.remote.transfer import PushReport, push_runs
 
-__all__ = ["BackgroundPusher", "describe_runs", "selected_runs"]
+__all__ = ["BackgroundPusher", "describe_runs", "published_by", "push_selected",
+           "selected_runs"]
 
 
 def describe_runs(store: Store, run_ids: Iterable[str],
@@ -69,6 +70,26 @@ def selected_runs(store: Store, selection: RemoteSelection,
     for run in describe_runs(store, ids, published):
         catalog.runs[run.id] = run
     return select_remote_runs(catalog, replace(selection, replaced=True))
+
+
+def published_by(catalog: Catalog | None, key: SigningKey | None) -> dict[str, RemoteRun]:
+    """The runs of ``catalog`` that ``key`` signed (those a push may describe from it)."""
+    if catalog is None or key is None:
+        return {}
+    return {run.id: run for run in catalog.runs.values()
+            if run.signer is not None and run.signer.raw == key.public.raw}
+
+
+def push_selected(store: Store, remote: Remote, selection: RemoteSelection,
+                  key: SigningKey | None) -> PushReport:
+    """``pinrun push``: the selected runs and all they reach, onto ``remote``.
+
+    The remote's catalog is read first, so runs our key published already, as
+    they are here, are described from it without reading their records.
+    """
+    catalog = remote.catalog() if remote.exists() else None
+    runs = selected_runs(store, selection, published_by(catalog, key))
+    return push_runs(store, remote, runs, key, catalog)
 
 
 class BackgroundPusher:
