@@ -21,21 +21,17 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Final
 
-import orjson
-
-from pinrun._version import __version__
 from pinrun.artifacts.bundle_format import (
-    BUNDLE_FORMAT,
-    END_TAG,
     INTERNAL_REF_PREFIX,
     MAGIC,
     RECORD_TAG,
-    U32,
     U64,
     Progress,
     Writer,
     no_progress,
     user_file_mode,
+    write_end,
+    write_head,
 )
 from pinrun.artifacts.bundle_import import (
     BundleScan,
@@ -110,22 +106,16 @@ def export_bundle(store: Store, roots: Sequence[str] | None, path: str | Path,
         raise InputError(f"{out} is a folder; give the bundle's file name, "
                          f"e.g. {out / 'runs.pinrun'}")
     refs, digests = _split_roots(store, roots)
-    manifest = orjson.dumps({
-        "format": BUNDLE_FORMAT, "pinrun": _version(),
-        "refs": {name: d.hex for name, d in sorted(refs.items())},
-        "roots": [d.hex for d in digests],
-    }, option=orjson.OPT_SORT_KEYS)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             writer = Writer(handle)
-            writer.write(MAGIC + bytes([BUNDLE_FORMAT]) + U32.pack(len(manifest)) + manifest)
+            write_head(writer, refs, digests)
             start = [(f"ref {n!r}", d) for n, d in sorted(refs.items())]
             start += [("the export roots", d) for d in digests]
             count = _write_records(store, writer, start, progress)
-            writer.write(END_TAG + U64.pack(count))
-            handle.write(writer.hasher.digest())
+            write_end(writer, count)
             handle.flush()
             os.chmod(tmp_name, user_file_mode())  # mkstemp made it private (0600)
             os.fsync(handle.fileno())
@@ -145,15 +135,11 @@ def write_pack(store: Store, roots: Sequence[Digest], present: AbstractSet[bytes
     it. Returns each record's digest, offset and length in the file, for the
     pack's index. Nothing is written when every root is present.
     """
-    manifest = orjson.dumps({"format": BUNDLE_FORMAT, "pinrun": _version(), "refs": {},
-                             "roots": [d.hex for d in roots]}, option=orjson.OPT_SORT_KEYS)
     writer = Writer(handle)
-    writer.write(MAGIC + bytes([BUNDLE_FORMAT]) + U32.pack(len(manifest)) + manifest)
+    write_head(writer, {}, roots)
     table: list[tuple[Digest, int, int]] = []
-    count = _write_records(store, writer, [("the pushed runs", d) for d in roots],
-                           no_progress, present=present, table=table)
-    writer.write(END_TAG + U64.pack(count))
-    handle.write(writer.hasher.digest())
+    write_end(writer, _write_records(store, writer, [("the pushed runs", d) for d in roots],
+                                     no_progress, present=present, table=table))
     return table
 
 
@@ -203,7 +189,3 @@ def _write_records(store: Store, writer: Writer, start: list[tuple[str, Digest]]
 def _dictionary(read: Callable[[Digest, str], bytes], holder: Digest, wanted: Digest) -> bytes:
     """The payload of the dictionary a record names (read like every other record)."""
     return open_record(wanted, read(wanted, holder.hex))[1]
-
-
-def _version() -> str:
-    return __version__

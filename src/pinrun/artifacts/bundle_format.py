@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Final
 
 import blake3
 import orjson
 
+from pinrun._version import __version__
 from pinrun.artifacts.digest import Digest
 from pinrun.artifacts.objects import HEADER, MAX_RAW_SIZE
 from pinrun.artifacts.refs import validate_ref_name
@@ -41,6 +42,8 @@ __all__ = [
     "no_progress",
     "read_manifest",
     "user_file_mode",
+    "write_end",
+    "write_head",
 ]
 
 MAGIC: Final = b"PINRUN-BUNDLE\n"
@@ -118,6 +121,20 @@ class Reader:
             self._reported = self.offset
             self._progress(self.offset, self._total)
         return data
+
+
+def write_head(writer: Writer, refs: Mapping[str, Digest], roots: Sequence[Digest]) -> None:
+    """The magic, format and manifest that open every bundle (and pack)."""
+    manifest = orjson.dumps({"format": BUNDLE_FORMAT, "pinrun": __version__,
+                             "refs": {name: d.hex for name, d in sorted(refs.items())},
+                             "roots": [d.hex for d in roots]}, option=orjson.OPT_SORT_KEYS)
+    writer.write(MAGIC + bytes([BUNDLE_FORMAT]) + U32.pack(len(manifest)) + manifest)
+
+
+def write_end(writer: Writer, count: int) -> None:
+    """The end of the records, their count, and the checksum of every byte before it."""
+    writer.write(END_TAG + U64.pack(count))
+    writer.handle.write(writer.hasher.digest())
 
 
 def read_manifest(reader: Reader) -> Manifest:

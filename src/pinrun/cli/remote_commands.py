@@ -140,8 +140,8 @@ def push_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
                  no_sign: bool, as_json: bool) -> None:
     """Upload runs, with all they pin, to a remote, as packs.
 
-    Only what the remote lacks is sent, in one pack; then the runs are
-    published, signed when a signing key is configured. A second push of the
+    Only what the remote lacks is sent, in one pack per 10,000 runs; then the
+    runs are published, signed when a signing key is configured. A second push of the
     same runs sends nothing. Pushes from many workers at once are safe.
 
     \b
@@ -180,7 +180,7 @@ def push_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
             print_json({"remote": remote.url, "would_push": new,
                         "already": len(runs) - len(new)})
             return
-        click.echo(f"would push {len(new)} of {len(runs)} runs to {printable(remote.name)}")
+        click.echo(f"would push {len(new)} of {_runs(len(runs))} to {printable(remote.name)}")
         for run_id in new:
             click.echo(f"  {run_id}")
         return
@@ -194,13 +194,13 @@ def push_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
     where = printable(f"{remote.name} ({remote.url})" if remote.name != remote.url
                       else remote.url)
     if not report.runs:
-        click.echo(f"nothing to push: {where} has all {report.already} runs")
+        click.echo(f"nothing to push: {where} has all {_runs(report.already)}")
         return
     signed = f", signed by {report.signed_by}" if report.signed_by else ", unsigned"
     packs = "1 pack" if report.packs == 1 else f"{report.packs} packs"
     sent = (f"{packs} of {report.objects} objects, {human_bytes(report.bytes)}"
             if report.pack else "no new objects")
-    click.echo(f"pushed {len(report.runs)} runs to {where}: {sent}{signed}"
+    click.echo(f"pushed {_runs(len(report.runs))} to {where}: {sent}{signed}"
                + (f"; {report.already} were there already" if report.already else ""))
 
 
@@ -235,7 +235,7 @@ def pull_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
     _warn_skipped(catalog, remote.url)
     runs = select_remote_runs(catalog, selection)
     if dry_run:
-        click.echo(f"would pull {len(runs)} runs from {printable(remote.name)}")
+        click.echo(f"would pull {_runs(len(runs))} from {printable(remote.name)}")
         for run in runs:
             click.echo(printable(f"  {run.id}  {run.flow}  {run.status}"))
         return
@@ -253,10 +253,14 @@ def pull_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None,
     if not runs:
         click.echo("no runs match on the remote", err=True)
         sys.exit(0)
-    out.print(f"pulled {len(report.runs)} runs from {printable(remote.name)}: "
+    out.print(f"pulled {_runs(len(report.runs))} from {printable(remote.name)}: "
               f"{report.objects} objects, {human_bytes(report.bytes)}"
               + (f"; {report.already} were here already" if report.already else ""),
               markup=False, highlight=False)
+
+
+def _runs(count: int) -> str:
+    return f"{count} run" if count == 1 else f"{count} runs"
 
 
 def _warn_skipped(catalog: Any, url: str) -> None:

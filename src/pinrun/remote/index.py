@@ -58,6 +58,18 @@ MAX_ENTRY_ROWS: Final = 2_000_000
 _ROW: Final = struct.Struct("<32sQI")
 
 
+def check_marker(data: bytes, url: str) -> None:
+    """The remote's marker says it is a pinrun remote of a format this pinrun reads."""
+    try:
+        fmt = orjson.loads(data)["format"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        raise RemoteError(url, f"its {MARKER} is not pinrun's; is this the right URL?") \
+            from None
+    if fmt != FORMAT:
+        raise RemoteError(url, f"it has remote format {fmt!r}; this pinrun reads format "
+                          f"{FORMAT} (upgrade pinrun)")
+
+
 def pack_key(pack: str) -> str:
     """The key of the pack named ``pack`` (64 hex characters)."""
     return f"{PACK_PREFIX}{pack}.pack"
@@ -80,16 +92,6 @@ class RemoteRun:
         """The run's signature, if it has one, is its signer's over its id and record."""
         return self.signature is None or (self.signer is not None and self.signer.verify(
             self.signature, run_message(self.id, self.digest)))
-
-    def signed_by(self, trusted: Iterable[PublicKey]) -> PublicKey | None:
-        """The trusted key whose signature this run carries, if any."""
-        if self.signature is None or self.signer is None:
-            return None
-        for key in trusted:
-            if key.raw == self.signer.raw and key.verify(
-                    self.signature, run_message(self.id, self.digest)):
-                return key
-        return None
 
 
 @dataclass(frozen=True)
@@ -251,7 +253,6 @@ class Catalog:
     runs: dict[str, RemoteRun] = field(default_factory=dict)
     #: Each record's places, as entries name them (signed entries' first).
     objects: dict[bytes, list[Located]] = field(default_factory=dict)
-    entries: int = 0
     #: Names under ``index/`` that are no entry (a stray file): left out.
     skipped: list[str] = field(default_factory=list)
 
@@ -260,7 +261,6 @@ class Catalog:
         """The catalog of ``entries``, in push order (then by name, for ties)."""
         catalog = cls()
         for entry in sorted(entries, key=lambda e: (e.pushed_at, e.name)):
-            catalog.entries += 1
             for raw, located in entry.objects.items():
                 catalog.objects.setdefault(raw, []).append(located)
             for run in entry.runs:

@@ -31,6 +31,7 @@ from pinrun.remote.index import (
     MAX_ENTRY,
     Catalog,
     Entry,
+    check_marker,
     decode_entry,
 )
 from pinrun.remote.settings import read_settings, update_settings
@@ -101,30 +102,35 @@ class Remote:
         self.url = self.client.url
         key = blake3.blake3(settings.url.encode()).hexdigest()[:16]
         self._cache = store_path / "remotes" / key if store_path is not None else None
+        #: The marker was read and checked (it is never removed): not read again.
+        self._marked = False
+
+    def _read_marker(self) -> bool:
+        """Read and check the marker once; whether the remote has one."""
+        if not self._marked:
+            data = self.client.get(MARKER)
+            if data is None:
+                return False
+            check_marker(data, self.url)
+            self._marked = True
+        return True
 
     def ensure_marker(self) -> None:
         """Mark a new remote as pinrun's, or check an existing mark."""
-        from pinrun.remote.transfer import check_marker
-
-        data = self.client.get(MARKER)
-        if data is None:
+        if not self._read_marker():
             self.client.put_new(MARKER, orjson.dumps({"format": 1}))
-            data = self.client.get(MARKER) or b""
-        check_marker(data, self.url)
+            if not self._read_marker():
+                raise RemoteError(self.url, f"{MARKER} vanished just after it was written")
 
     def exists(self) -> bool:
         """Whether anything was ever pushed here."""
-        return self.client.get(MARKER) is not None
+        return self._read_marker()
 
     def catalog(self) -> Catalog:
         """Every run the remote publishes, and where each of its records lives."""
-        marker = self.client.get(MARKER)
-        if marker is None:
+        if not self._read_marker():
             raise InputError(f"{self.url} holds no pinrun runs (it has no {MARKER}); check "
                              "the URL, or push to it first")
-        from pinrun.remote.transfer import check_marker
-
-        check_marker(marker, self.url)
         skipped: list[str] = []
         listed = []
         for name, size in self.client.list(INDEX_PREFIX):

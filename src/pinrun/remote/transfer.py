@@ -26,19 +26,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import blake3
-import orjson
 
-from pinrun._version import __version__
 from pinrun.artifacts import codec
 from pinrun.artifacts.bundle import write_pack
 from pinrun.artifacts.bundle_format import (
-    BUNDLE_FORMAT,
-    END_TAG,
-    MAGIC,
     RECORD_TAG,
-    U32,
     U64,
     Writer,
+    write_end,
+    write_head,
 )
 from pinrun.artifacts.bundle_import import import_bundle
 from pinrun.artifacts.digest import Digest, Kind
@@ -47,9 +43,9 @@ from pinrun.artifacts.proof import prove_record
 from pinrun.artifacts.shapes import run_ref_problem
 from pinrun.artifacts.store import Store
 from pinrun.errors import CorruptObjectError, PinrunError, RefConflictError, RemoteError
-from pinrun.remote.index import MARKER, Catalog, Located, RemoteRun, encode_entry, pack_key
+from pinrun.remote.index import Catalog, Located, RemoteRun, encode_entry, pack_key
 from pinrun.remote.keys import SigningKey
-from pinrun.remote.origin import origin_refs
+from pinrun.remote.origin import origin_refs, pulled_digest
 from pinrun.remote.remotes import Remote
 
 __all__ = ["PullReport", "PushReport", "pull_runs", "push_runs"]
@@ -156,8 +152,6 @@ def pull_runs(store: Store, remote: Remote, runs: Sequence[RemoteRun],
     ``kept_local``) unless that record came from a pull, which the remote's
     newer record then replaces.
     """
-    from pinrun.remote.origin import pulled_digest
-
     catalog = catalog if catalog is not None else remote.catalog()
     report = PullReport()
     wanted: list[RemoteRun] = []
@@ -377,26 +371,9 @@ def _check_run(digest: Digest, record: bytes, dictionary: Callable[[Digest], byt
 
 
 def _write_bundle(path: Path, refs: dict[str, Digest], records: dict[bytes, bytes]) -> None:
-    manifest = orjson.dumps({"format": BUNDLE_FORMAT, "pinrun": __version__,
-                             "refs": {name: d.hex for name, d in sorted(refs.items())},
-                             "roots": []}, option=orjson.OPT_SORT_KEYS)
     with path.open("wb") as handle:
         writer = Writer(handle)
-        writer.write(MAGIC + bytes([BUNDLE_FORMAT]) + U32.pack(len(manifest)) + manifest)
+        write_head(writer, refs, [])
         for raw, record in records.items():
             writer.write(RECORD_TAG + raw + U64.pack(len(record)) + record)
-        writer.write(END_TAG + U64.pack(len(records)))
-        handle.write(writer.hasher.digest())
-
-
-def check_marker(data: bytes, url: str) -> None:
-    """The remote's marker says it is a pinrun remote of a format this pinrun reads."""
-    try:
-        marker = orjson.loads(data)
-        fmt = marker["format"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        raise RemoteError(url, f"its {MARKER} is not pinrun's; is this the right URL?") \
-            from None
-    if fmt != 1:
-        raise RemoteError(url, f"it has remote format {fmt!r}; this pinrun reads format 1 "
-                          "(upgrade pinrun)")
+        write_end(writer, len(records))
