@@ -60,9 +60,9 @@ def test_every_durability_records_the_same_run(tmp_path: Path, durability: str) 
                                                                     digest=None)
         assert load_run(other, at_end.id) == at_end
         assert fsck(other).ok
-        # "step" stores the record at the start and with each step (the last one
-        # saying it succeeded): one durable commit per step. "run" and "none": once.
-        assert _run_objects(step_store) == len(PRICING.steps) + 1
+        # "step" stores a record with each step (a link of the chain, the last one
+        # whole, saying it succeeded): one durable commit per step. "run" and "none": once.
+        assert _run_objects(step_store) == len(PRICING.steps)
         assert _run_objects(other) == 1
 
 

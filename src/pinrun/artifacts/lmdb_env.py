@@ -18,6 +18,13 @@ file is refused instead of killing the process with SIGBUS), and every
 :class:`~pinrun.errors.StoreError` saying what happened. A store this process
 may not write is opened read-only, so the commands that only read still work.
 
+A durable store's commit is one device flush: its pages are written and
+flushed, then its meta page is written without a flush of its own (LMDB's
+``metasync=False``). LMDB stays consistent whatever happens; a power loss (not
+a killed process: the page is with the kernel) may undo the last commit
+only, since the next commit's flush carries it. Closing the environment
+flushes that last meta page, so a command that ends loses nothing.
+
 Every process holding the environment open also holds a shared ``flock`` on
 ``open.lock`` in the folder: compaction takes it exclusively (nobody else may
 have the old file mapped when a compacted one replaces it), and an opener
@@ -33,7 +40,7 @@ import os
 import stat
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -129,6 +136,8 @@ class Environment:
         self._lock = _SharedExclusiveLock()
         self._refcount = 0
         self._closed = False
+        #: A durable commit's meta page not flushed yet (close flushes it).
+        self._meta_unsynced = False
         #: The process that opened this environment; LMDB handles do not survive fork.
         self.pid = current_pid()
         data_file = path / "data.mdb"
@@ -177,7 +186,9 @@ class Environment:
         """The LMDB handle, read-only when asked or when writing is not permitted."""
         options: dict[str, Any] = {
             "map_size": map_size, "max_dbs": len(DB_NAMES) + 2, "subdir": True,
-            "readahead": False, "sync": self.durable, "metasync": self.durable,
+            # One flush per commit (see the module's docstring): the meta page rides
+            # with the next commit's flush, or close's.
+            "readahead": False, "sync": self.durable, "metasync": False,
             "max_readers": 254,
         }
         if not readonly:
@@ -322,6 +333,7 @@ class Environment:
                     try:
                         result = operation(txn)
                         txn.commit()
+                        self._meta_unsynced = self.durable
                     except lmdb.MapFullError:
                         txn.abort()
                     except lmdb.Error as exc:
@@ -350,6 +362,7 @@ class Environment:
             self._env.sync(True)
         except lmdb.Error as exc:
             raise _write_error(self.path, "sync", exc) from exc
+        self._meta_unsynced = False
 
     @property
     def handle(self) -> Any:
@@ -358,6 +371,11 @@ class Environment:
         return self._env
 
     def close(self) -> None:
+        if self._meta_unsynced and not self._closed:
+            # The last commit's meta page (see the docstring); when the flush fails, that
+            # commit stays what the kernel holds, as after a kill.
+            with suppress(lmdb.Error):
+                self._env.sync(True)
         self._closed = True
         self._env.close()
         _release_open_lock(self._open_lock_fd)

@@ -298,7 +298,7 @@ _SHAPES: Final[Mapping[Kind, _Record]] = {
     Kind.RUN: _record(
         {"flow_pin": _nullable(_digest), "env": _nullable(_digest),
          "entry": _nullable(_str), "level_start": _nullable(_digest),
-         "replaces": _nullable(_RUN_ID)},
+         "replaces": _nullable(_RUN_ID), "continues": _nullable(_digest)},
         format=_run_format, id=_RUN_ID, flow=_str,
         status=_choice("running", "succeeded", "failed"), inputs=_digest, state=_digest,
         timing=_nullable(_digest), steps=_list_of(_STEP_RECORD)),

@@ -366,8 +366,9 @@ def _step_times(store: Store, run: RunRecord) -> list[float | None]:
     Timing is outside what replay compares: a value of another shape only
     leaves the times blank.
     """
-    timing = store.get_value(run.timing) if run.timing else {}
-    entries = timing.get("steps") if isinstance(timing, dict) else None
+    from pinrun.engine.records import load_timing
+
+    entries = load_timing(store, run).get("steps")
     if not isinstance(entries, list):
         return []
     return [seconds if isinstance(entry, dict) and

@@ -3,9 +3,16 @@
 A run record names, by digest, the flow, the input snapshot, and for every
 step the snapshot of what it read, what it returned, and the context events it
 consumed, with its status and error. Timing lives in a separate value the
-record points to (``timing``), outside what replay compares. The record is
-rewritten after each step, under the ref ``runs/<id>``, so an interrupted run
-keeps every step it finished.
+record points to (``timing``), outside what replay compares.
+
+A finished run's record is whole: every step, written once. While a run
+records with ``durability="step"``, each step's commit writes only a *link*:
+a record of the run holding the steps since the previous commit, which names
+that commit's record in ``continues`` (the first commit's record continues
+nothing). The ref ``runs/<id>`` names the newest link, so a commit costs the
+same at the run's 5,000th step as at its first, and an interrupted run keeps
+every step it finished. :func:`load_run_object` follows the chain and gives
+the whole record, so every reader sees one record either way.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ __all__ = [
     "load_run",
     "load_run_object",
     "load_run_ref",
+    "load_timing",
     "recorded_hash_seed",
     "run_ref",
 ]
@@ -51,6 +59,8 @@ RUN_FORMAT = shapes.RUN_FORMAT
 #: Refs of runs are ``runs/<id>``.
 RUN_REF_PREFIX = shapes.RUN_REF_PREFIX
 RunStatus = Literal["running", "succeeded", "failed"]
+#: The most links a chain of step commits may have (bounds what a crafted record costs).
+MAX_LINKS = 1_000_000
 
 
 def run_ref(run_id: str) -> str:
@@ -112,8 +122,14 @@ class RunRecord:
     level_start: Digest | None = None
     #: The run this one re-recorded as a new baseline (``pinrun accept``).
     replaces: str | None = None
+    #: In a link of a run still recording: the record of the previous commit, whose
+    #: steps come before this one's (a loaded record is whole, and continues nothing).
+    continues: Digest | None = None
     #: The digest of this record's stored object (set once it is stored).
     digest: Digest | None = field(default=None, compare=False)
+    #: A record loaded from a chain of links: each link's timing value, oldest first
+    #: (:func:`load_timing` joins them).
+    timing_parts: tuple[Digest, ...] = field(default=(), compare=False)
 
     @property
     def failed_step(self) -> StepRecord | None:
@@ -128,13 +144,16 @@ class RunRecord:
 
     def to_value(self) -> dict[str, Any]:
         """The canonical value stored as the run object."""
-        return {
+        value = {
             "format": RUN_FORMAT, "id": self.id, "flow": self.flow, "status": self.status,
             "inputs": self.inputs, "state": self.state, "timing": self.timing,
             "flow_pin": self.flow_pin, "env": self.env, "entry": self.entry,
             "level_start": self.level_start, "replaces": self.replaces,
             "steps": [_step_value(s) for s in self.steps],
         }
+        if self.continues is not None:  # only links have it: whole records stay as they were
+            value["continues"] = self.continues
+        return value
 
     def encode(self) -> bytes:
         """The run object's payload: ``codec.encode(self.to_value())``, built directly.
@@ -151,6 +170,8 @@ class RunRecord:
                                         else {})} for step in value["steps"]]}
         for key in ("inputs", "state", "timing", "flow_pin", "env", "level_start"):
             plain[key] = _tag(value[key])
+        if self.continues is not None:
+            plain["continues"] = _tag(self.continues)
         try:
             return orjson.dumps(plain, option=orjson.OPT_SORT_KEYS)
         except TypeError:  # a lone surrogate in an error message: the codec escapes it
@@ -180,7 +201,8 @@ class RunRecord:
                    inputs=value["inputs"], state=value["state"], steps=steps,
                    timing=value["timing"], flow_pin=value["flow_pin"], env=value["env"],
                    entry=value["entry"], level_start=value["level_start"],
-                   replaces=value["replaces"], digest=digest)
+                   replaces=value["replaces"], continues=value.get("continues"),
+                   digest=digest)
 
     def with_step(self, step: StepRecord, state: Digest, status: RunStatus) -> RunRecord:
         """A new record with ``step`` appended (records are never changed in place)."""
@@ -245,7 +267,51 @@ def load_run_ref(store: Store, name: str, target: Digest | None = None) -> RunRe
 
 
 def load_run_object(store: Store, digest: Digest) -> RunRecord:
-    """The run record stored as ``digest`` (a tag, say), read as data and checked."""
+    """The run record stored as ``digest`` (a tag, say), read as data and checked.
+
+    A link of a run still recording is followed back to the run's first
+    commit: the record returned holds every step, with ``digest`` the link's.
+    """
+    head = _load_link(store, digest)
+    if head.continues is None:
+        return head
+    links = [head]
+    previous: Digest | None = head.continues
+    while previous is not None:
+        if len(links) >= MAX_LINKS:
+            raise CorruptObjectError(digest, None, f"its chain of step commits is longer than "
+                                     f"{MAX_LINKS:,} records")
+        link = _load_link(store, previous)
+        if link.id != head.id:
+            raise CorruptObjectError(previous, None, f"it is a record of run {link.id}, but "
+                                     f"the record of run {head.id} continues it")
+        links.append(link)
+        previous = link.continues
+    links.reverse()
+    return replace(head, steps=tuple(step for link in links for step in link.steps),
+                   continues=None, digest=digest,
+                   timing_parts=tuple(link.timing for link in links if link.timing is not None))
+
+
+def load_timing(store: Store, run: RunRecord) -> dict[str, Any]:
+    """Run ``run``'s timing value (each step's start and duration...); {} when it has none.
+
+    A record loaded from a chain of links joins its links' values: each one's
+    ``steps`` in order, the newest one's other keys. Timing is outside what
+    replay compares: a value that is not a dict reads as {}.
+    """
+    if not run.timing_parts:
+        value = store.get_value(run.timing) if run.timing is not None else {}
+        return value if isinstance(value, dict) else {}
+    parts = [store.get_value(part) for part in run.timing_parts]
+    joined = dict(parts[-1]) if isinstance(parts[-1], dict) else {}
+    joined["steps"] = [entry for part in parts if isinstance(part, dict)
+                       and isinstance(part.get("steps"), list) for entry in part["steps"]]
+    return joined
+
+
+def _load_link(store: Store, digest: Digest) -> RunRecord:
+    """One stored run record (a whole one, or a link), as it is stored."""
     kind, payload = store.load(digest)
     if kind is not Kind.RUN:
         raise CorruptObjectError(digest, None, f"a run was expected, it is a {kind.value} object")

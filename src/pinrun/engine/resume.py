@@ -18,7 +18,7 @@ from pinrun.artifacts.digest import Kind
 from pinrun.artifacts.store import Store
 from pinrun.engine.execution import hidden_state_of
 from pinrun.engine.lease import RunLease
-from pinrun.engine.records import RunRecord, load_run
+from pinrun.engine.records import RunRecord, load_run, load_timing
 from pinrun.engine.run import Durability, Recorder, check_durability, reuse_log_for
 from pinrun.engine.walk import LevelBase
 from pinrun.errors import InputError, UnknownRefError
@@ -83,7 +83,7 @@ def resume(run_id: str, *, store: Store, code_policy: CodePolicy = "warn",
 def _continue(run: RunRecord, flow: Flow, pins: dict[str, PinnedStep], store: Store, *,
               durability: Durability, world: World, code_policy: str,
               project_root: Path) -> RunRecord:
-    timing = store.get_value(run.timing) if run.timing is not None else {}
+    timing = load_timing(store, run)
     state = store.get_snapshot(run.state)
     encoded = {key: codec.encode(value, root=f"state[{key!r}]") for key, value in state.items()}
     recorder = Recorder(flow, store, world, durability, state=state, encoded=encoded,

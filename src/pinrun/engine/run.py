@@ -20,6 +20,12 @@ run, or the new run linked; never a finished baseline without its link.
 step (a killed process leaves an interrupted run that ``pinrun resume``
 continues), ``"run"`` commits the whole run once when it ends, and ``"none"``
 does the same without forcing a sync. The run record is the same in all three.
+A step's commit is one transaction and one device flush: it stores the step's
+objects, the state, and a link of the run record holding only the steps since
+the last commit (see :mod:`pinrun.engine.records`), so its cost does not grow
+with the run; the whole record is written once, by the run's last commit. A
+new run's pins and inputs go with its first step's commit: a run killed
+before any step finished leaves no record (nothing it did would be kept).
 
 Replay (the next part) runs this same engine with a replay log instead of a
 recording one.
@@ -206,6 +212,9 @@ class Recorder:
         self.steps: list[StepRecord] = []
         #: The digest of the stored run record (None until the first commit).
         self.digest: Digest | None = None
+        #: How many of ``steps`` and of the timing's steps that record's chain holds.
+        self._stored_steps = 0
+        self._stored_timing = 0
         self._batch: WriteBatch | None = None
         self.attempts: dict[str, int] = {}
         #: The base of the level being run, when it has siblings (recorded for resume).
@@ -241,11 +250,15 @@ class Recorder:
         level's base as ``resumed_level``, and holds the run's lease itself.
         """
         self.steps = list(self.run.steps)
+        self._stored_steps, self._stored_timing = len(self.steps), len(self.timing["steps"])
         self._skip = skip
         lease = (RunLease(self.store.path, self.run.id)
                  if self.durability == "step" and not lease_held else None)
         try:
-            if self.durability == "step":
+            # A resumed run says so before it goes on, and a new baseline claims the run it
+            # replaces before running anything; a new run's first step commits it.
+            if self.durability == "step" and (self.digest is not None
+                                              or self.run.replaces is not None):
                 self._commit(self.writer(), "running")
             walk(self.flow, RunState(self.state, self.encoded), self,
                  resumed_level=resumed_level)
@@ -337,13 +350,22 @@ class Recorder:
         return batch.put_value(value, root="input files") if value is not None else None
 
     def _commit(self, batch: WriteBatch, status: RunStatus) -> None:
-        """Write the record as it stands (with everything queued in ``batch``)."""
+        """Write the record as it stands (with everything queued in ``batch``).
+
+        While the run goes on after an earlier commit, only a link is written:
+        the steps since then, continuing that commit's record (O(1) in the run's
+        length); its end writes the whole record.
+        """
+        linked = status == "running" and self.digest is not None
+        timing = self.timing if not linked else {
+            **self.timing, "steps": self.timing["steps"][self._stored_timing:]}
         updated = replace(
             self.run, status=status, state=batch.put_entries(self.entries),
-            steps=tuple(self.steps), timing=batch.put_value(self.timing),
+            steps=tuple(self.steps[self._stored_steps:] if linked else self.steps),
+            timing=batch.put_value(timing),
             level_start=(batch.put_entries(self.level.entries)
                          if self.level is not None and status != "succeeded" else None),
-            digest=None)
+            continues=self.digest if linked else None, digest=None, timing_parts=())
         digest = batch.put(Kind.RUN, updated.encode())
         batch.set_ref(run_ref(self.run.id), digest, expected=self.digest)
         old = self.run.replaces
@@ -363,8 +385,10 @@ class Recorder:
         if self.durability != "none" and not self.store.durable:
             self.store.sync()
         self._batch = None
-        self.run = replace(updated, digest=digest)
+        # What the run is now: the whole record, named by the newest commit's digest.
+        self.run = replace(updated, steps=tuple(self.steps), continues=None, digest=digest)
         self.digest = digest
+        self._stored_steps, self._stored_timing = len(self.steps), len(self.timing["steps"])
 
 
 def describe_error(error: BaseException) -> StepError:

@@ -1,0 +1,194 @@
+"""Step commits as a chain of links: each commit stores only its new steps, and
+every reader sees the whole record."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pinrun.artifacts import codec
+from pinrun.artifacts.bundle import export_bundle
+from pinrun.artifacts.bundle_import import import_bundle
+from pinrun.artifacts.digest import Digest, Kind
+from pinrun.artifacts.maintenance import fsck, gc
+from pinrun.artifacts.store import Store
+from pinrun.engine.records import RunRecord, load_run, load_run_object, load_timing, run_ref
+from pinrun.engine.resume import resume
+from pinrun.engine.run import record
+from pinrun.errors import CorruptObjectError, RunFailedError
+from pinrun.flows import Flow
+from tests.helpers import Project
+
+STEPS = 30
+
+LONG = f"""
+import os
+import pinrun
+
+MARKERS = os.path.dirname(__file__)
+
+def _stop_at():
+    path = os.path.join(MARKERS, "STOP")
+    if not os.path.exists(path):
+        return None
+    with open(path) as marker:
+        return int(marker.read())
+
+def bump(count: int) -> dict:
+    if count == _stop_at():
+        raise KeyboardInterrupt
+    return {{"count": count + 1}}
+
+flow = pinrun.Flow("long", [pinrun.step(name=f"s{{i:02d}}")(bump) for i in range({STEPS})],
+                   on_collision="overwrite")
+"""
+
+
+def _flow(project: Project) -> Flow:
+    project.write("long", LONG)
+    flow = importlib.import_module(f"{project.package}.long").flow
+    assert isinstance(flow, Flow)
+    return flow
+
+
+def _stop_at(project: Project, count: int | None) -> None:
+    marker = project.root / project.package / "STOP"
+    if count is None:
+        marker.unlink(missing_ok=True)
+    else:
+        marker.write_text(str(count))
+
+
+def _interrupted(project: Project, store: Store, at: int) -> RunRecord:
+    """A run stopped (KeyboardInterrupt, as a kill) when its step ``at`` starts."""
+    flow = _flow(project)
+    _stop_at(project, at)
+    with pytest.raises(KeyboardInterrupt):
+        record(flow, {"count": 0}, store=store)
+    _stop_at(project, None)
+    (name,) = store.refs("runs/")
+    return load_run(store, name.split("/", 1)[1])
+
+
+def _stored(store: Store, run: RunRecord) -> RunRecord:
+    """The run's newest commit as it is stored (a link, or the whole record)."""
+    kind, payload = store.load(store.ref(run_ref(run.id)))
+    assert kind is Kind.RUN
+    return RunRecord.from_value(codec.decode_tagged(payload), digest=store.ref(run_ref(run.id)))
+
+
+def _put_run(store: Store, run: RunRecord) -> Digest:
+    with store.batch() as batch:
+        return batch.put(Kind.RUN, run.encode())
+
+
+def test_a_step_commit_stores_only_the_new_step(project: Project, project_store: Store) -> None:
+    """The newest link holds one step and continues the previous commit; loading follows
+    the chain back to the first commit and gives every finished step in order."""
+    run = _interrupted(project, project_store, at=20)
+    assert [s.name for s in run.steps] == [f"s{i:02d}" for i in range(20)]
+    assert run.status == "running"
+    assert run.continues is None
+    head = _stored(project_store, run)
+    assert [s.name for s in head.steps] == ["s19"]
+    assert head.continues is not None
+    links = 1
+    link = head
+    while link.continues is not None:
+        link = RunRecord.from_value(project_store.get_object(link.continues, Kind.RUN),
+                                    digest=link.continues)
+        links += 1
+    assert links == 20  # one commit per step, and none before the first
+    assert project_store.get_snapshot(run.state) == {"count": 20}
+    times = load_timing(project_store, run)["steps"]
+    assert [entry["name"] for entry in times] == [s.name for s in run.steps]
+    assert fsck(project_store).ok
+
+
+def test_a_link_costs_the_same_late_in_the_run(project: Project, project_store: Store) -> None:
+    """The 25th step's commit stores a record no larger than the 3rd one's."""
+    early = _stored(project_store, _interrupted(project, project_store, at=3))
+    size_early = len(project_store.load(early.digest)[1])  # type: ignore[arg-type]
+    project_store.delete_ref(run_ref(early.id))
+    late = _stored(project_store, _interrupted(project, project_store, at=25))
+    size_late = len(project_store.load(late.digest)[1])  # type: ignore[arg-type]
+    assert abs(size_late - size_early) < 16, (size_early, size_late)
+
+
+def test_a_resumed_chain_ends_as_one_whole_record(project: Project, project_store: Store) -> None:
+    """Resume continues the chain; the run's last commit stores every step at once, and
+    its steps are those of a run never stopped."""
+    run = _interrupted(project, project_store, at=10)
+    resumed = resume(run.id, store=project_store)
+    assert resumed.status == "succeeded"
+    stored = _stored(project_store, resumed)
+    assert stored.continues is None
+    assert len(stored.steps) == STEPS
+    assert load_run(project_store, run.id) == resumed
+    assert project_store.get_snapshot(resumed.state) == {"count": STEPS}
+    timing = load_timing(project_store, resumed)
+    assert len(timing["steps"]) == STEPS
+    assert len(timing["resumed"]) == 1
+    straight = record(_flow(project), {"count": 0}, store=project_store)
+    # (The steps before the stop read the marker file: their file inputs differ.)
+    assert [(s.name, s.inputs, s.outputs, s.code) for s in straight.steps] == \
+        [(s.name, s.inputs, s.outputs, s.code) for s in resumed.steps]
+    assert straight.state == resumed.state
+    # The links are garbage once the run is whole; gc takes them, and nothing else.
+    report = gc(project_store)
+    assert report.deleted >= 10
+    assert load_run(project_store, run.id) == resumed
+    assert fsck(project_store).ok
+
+
+def test_a_run_stopped_in_its_first_step_leaves_nothing(project: Project,
+                                                         project_store: Store) -> None:
+    """Pins and inputs go with the first step's commit: no record, no ref before it."""
+    flow = _flow(project)
+    _stop_at(project, 0)
+    with pytest.raises(KeyboardInterrupt):
+        record(flow, {"count": 0}, store=project_store)
+    assert project_store.refs("runs/") == {}
+
+
+def test_a_chain_travels_in_a_bundle(project: Project, project_store: Store,
+                                     tmp_path: Path) -> None:
+    """An interrupted run exported and imported loads whole on the other side."""
+    run = _interrupted(project, project_store, at=12)
+    bundle = tmp_path / "run.pinrun"
+    export_bundle(project_store, [run_ref(run.id)], bundle)
+    with Store.open(tmp_path / "other", create=True) as other:
+        import_bundle(other, bundle)
+        assert load_run(other, run.id) == run
+        assert fsck(other).ok
+
+
+def test_a_link_of_another_run_is_damage(project: Project, project_store: Store) -> None:
+    """A record continuing another run's record is refused, naming that record."""
+    run = _interrupted(project, project_store, at=4)
+    head = _stored(project_store, run)
+    assert head.continues is not None
+    stranger = replace(head, id="20260101T000000000-abcdef", continues=None, digest=None)
+    stranger_digest = _put_run(project_store, stranger)
+    forged_digest = _put_run(project_store, replace(head, continues=stranger_digest, digest=None))
+    with pytest.raises(CorruptObjectError, match="continues it") as caught:
+        load_run_object(project_store, forged_digest)
+    assert stranger_digest.hex in str(caught.value)
+
+
+def test_a_failed_step_ends_the_chain_with_the_whole_record(project: Project,
+                                                            project_store: Store) -> None:
+    """A failure is a run's end: its commit is the whole record, every step in it."""
+    project.write("failing", LONG.replace("raise KeyboardInterrupt",
+                                          "raise ValueError('no')"))
+    flow = importlib.import_module(f"{project.package}.failing").flow
+    _stop_at(project, 7)
+    with pytest.raises(RunFailedError) as caught:
+        record(flow, {"count": 0}, store=project_store)
+    stored = _stored(project_store, caught.value.run)
+    assert stored.continues is None
+    assert stored.status == "failed"
+    assert [s.status for s in stored.steps] == ["succeeded"] * 7 + ["failed"]
