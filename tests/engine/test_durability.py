@@ -142,6 +142,29 @@ def test_mutating_an_input_is_a_recorded_hazard(store: Store) -> None:
     assert store.get_snapshot(run.state)["items"] == ["b", "a"]
 
 
+def test_a_list_inside_a_tuple_is_still_a_copy(store: Store) -> None:
+    """Only values nothing can change are shared with the state: a tuple holding a list
+    is copied, and changing that list is a hazard the state never sees."""
+    seen: dict[str, Any] = {}
+
+    @step
+    def load(order_id: str, lines: tuple[Any, ...]) -> dict[str, Any]:
+        seen["order_id"] = order_id
+        lines[1].append("x")
+        return {"count": len(lines[1])}
+
+    @step
+    def check(lines: tuple[Any, ...], count: int) -> dict[str, Any]:
+        return {"same": lines[1] == ["a"] and count == 2}
+
+    run = record(Flow("shared", [load, check]), {"order_id": "A1", "lines": (1, ["a"])},
+                 store=store)
+    assert run.steps[0].hazards == ("mutated its input 'lines' in place (the record keeps "
+                                    "the value it was given); return a new value instead",)
+    assert store.get_snapshot(run.state)["same"] is True
+    assert seen["order_id"] == "A1"
+
+
 def test_a_step_that_only_reads_has_no_hazard(store: Store) -> None:
     """Reading without changing is not a mutation."""
 

@@ -128,8 +128,13 @@ class _Call:
             self.code_before = self.code.look()
         reads = {key: base[key] for key in item.reads if key in base}
         self.encoded = {key: encoded[key] for key in reads}
-        self.arguments: dict[str, Any] = {key: codec.decode(raw)
-                                          for key, raw in self.encoded.items()}
+        # A step gets its own copy of each value it reads, so changing it in place cannot
+        # reach the state (and is noticed); an immutable value is its own copy.
+        self.arguments: dict[str, Any] = {
+            key: value if _immutable(value) else codec.decode(self.encoded[key])
+            for key, value in reads.items()}
+        #: The arguments a step could change in place: checked when it is done.
+        self.mutable = [key for key, value in reads.items() if not _immutable(value)]
         self.outcome = Outcome(item, reads, self.encoded, log,
                                world.now() if world is not None else None)
         self.context = Context(run_id, item.name, self.outcome.log)
@@ -143,7 +148,8 @@ class _Call:
         """Check what the step returned and whether it changed its arguments."""
         outcome = self.outcome
         outcome.finished = self.world.now() if self.world is not None else None
-        for key, raw in self.encoded.items():
+        for key in self.mutable:
+            raw = self.encoded[key]
             try:
                 changed = codec.encode(self.arguments[key]) != raw
             except Exception:  # whatever the step left there cannot even be encoded
@@ -166,6 +172,22 @@ class _Call:
             except Exception as exc:  # a Mapping of the step's own may raise anything
                 outcome.error = exc
         return outcome
+
+
+_SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes})
+
+
+def _immutable(value: object, depth: int = 0) -> bool:
+    """Whether nothing can change ``value`` in place: a str, number, bool, None or
+    bytes, or a (small, shallow) tuple or frozenset of those. Exact types only: a
+    subclass may hold attributes."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if isinstance(value, tuple | frozenset) and kind in (tuple, frozenset) and depth < 2 \
+            and len(value) <= 64:
+        return all(_immutable(item, depth + 1) for item in value)
+    return False
 
 
 def check_outputs(flow: Flow, state: Mapping[str, Any], outcome: Outcome,

@@ -62,8 +62,12 @@ class RunLease:
                 self._fd = fd
             else:
                 os.close(fd)
-        os.ftruncate(self._fd, 0)
-        os.write(self._fd, f"{os.getpid()}\n".encode())
+        # The pid over whatever a killed holder left, then cut to it: never truncated to
+        # zero first, which makes ext4 flush the file's data when it is closed (a second
+        # device flush per run, for a file deleted unread).
+        holder = f"{os.getpid()}\n".encode()
+        os.pwrite(self._fd, holder, 0)
+        os.ftruncate(self._fd, len(holder))
 
     def release(self) -> None:
         """Give the run up (idempotent). The record must be final before this."""

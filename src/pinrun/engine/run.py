@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pinrun.artifacts import codec
-from pinrun.artifacts.digest import Digest, Kind
+from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.store import Store, WriteBatch
 from pinrun.engine.context import RecordingLog, ReuseLog, recorded_events
 from pinrun.engine.events import type_name
@@ -88,6 +88,9 @@ def replacing_ref(run_id: str) -> str:
 
 
 _ID_ENTROPY = 3
+#: Most steps consume no context events: that value, encoded and digested once.
+_NO_EVENTS = codec.encode([], root="context events")
+_NO_EVENTS_DIGEST = compute_digest(Kind.VALUE, _NO_EVENTS)
 #: When a run's progress reaches the disk.
 Durability = Literal["step", "run", "none"]
 DURABILITIES: tuple[str, ...] = ("step", "run", "none")
@@ -333,7 +336,8 @@ class Recorder:
             inputs=batch.put_entries({key: entries[key] for key in outcome.reads}),
             outputs=outputs,
             events=batch.put_value([e.as_value() for e in outcome.log.events],
-                                   root="context events"),
+                                   root="context events") if outcome.log.events
+            else batch.put(Kind.VALUE, _NO_EVENTS, _NO_EVENTS_DIGEST),
             error=describe_error(outcome.error) if outcome.error is not None else None,
             attempt=attempt, hazards=tuple(outcome.hazards), code=self.step_pins[item.name],
             files=files,
