@@ -81,6 +81,20 @@ def test_without_tz_the_zone_is_the_localtime_link(monkeypatch: pytest.MonkeyPat
     assert time_zone() == found
 
 
+def test_a_zone_file_linked_again_is_seen(monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path) -> None:
+    """The zone a link names is worked out once per link target: pointing the link at
+    another zone shows in the next record."""
+    link = tmp_path / "localtime"
+    link.symlink_to("/usr/share/zoneinfo/Asia/Tokyo")
+    monkeypatch.setenv("TZ", f":{link}")
+    assert time_zone() == "Asia/Tokyo"
+    assert time_zone() == "Asia/Tokyo"
+    link.unlink()
+    link.symlink_to("/usr/share/zoneinfo/Europe/Paris")
+    assert time_zone() == "Europe/Paris"
+
+
 # --------------------------------------------------------------------- locale
 
 def test_the_locale_is_each_category_as_set_now() -> None:

@@ -129,7 +129,7 @@ def warn_if_hash_seed_random() -> None:
 # -------------------------------------------------------- time zone and locale
 
 def time_zone() -> str:
-    """The local time zone: an IANA key when one can be known (read each time: cheap).
+    """The local time zone: an IANA key when one can be known (looked at each time).
 
     ``$TZ`` names it (``Asia/Tokyo``, ``:Asia/Tokyo``; empty is UTC), or names
     a zone file by path (``:/etc/localtime``), whose link says the key; with
@@ -137,6 +137,28 @@ def time_zone() -> str:
     """
     value = os.environ.get("TZ")
     name = value.removeprefix(":") if value is not None else "/etc/localtime"
+    # Resolving the zone file's links is a dozen system calls; what they give changes
+    # only when $TZ, the file's own link, or the C library's names do (one readlink).
+    try:
+        link: str | None = os.readlink(name) if name.startswith("/") else None
+    except OSError:
+        link = None
+    seen = (value, link, time.tzname)
+    known = _ZONES.get(seen)
+    if known is None:
+        if len(_ZONES) > 64:
+            _ZONES.clear()
+        known = _ZONES[seen] = _time_zone(value, name)
+    return known
+
+
+#: (``$TZ``, the zone file's link, ``time.tzname``) -> the zone key they give.
+_ZONES: dict[tuple[object, ...], str] = {}
+
+
+def _time_zone(value: str | None, name: str) -> str:
+    """:func:`time_zone` worked out (a second link behind the first is followed too, and
+    read again only when the first one changes)."""
     if value == "":
         key = "UTC"  # glibc: an empty TZ is UTC
     elif not name.startswith("/"):
