@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import re
+import zlib
 from collections.abc import Iterator, Mapping
 from typing import Any, Final, Protocol
 
@@ -28,6 +29,8 @@ __all__ = [
     "CHUNK_SIZE",
     "CHUNK_THRESHOLD",
     "MAX_BYTES_SIZE",
+    "PAGE_SPLIT",
+    "PAGE_TARGET",
     "SUBTREE_THRESHOLD",
     "ObjectSink",
     "ObjectSource",
@@ -47,6 +50,10 @@ __all__ = [
 
 #: A nested dict whose canonical encoding is larger than this is stored as a subtree.
 SUBTREE_THRESHOLD: Final = 64 * 1024
+#: A large nested map is stored in pages of about this many encoded bytes each.
+PAGE_TARGET: Final = 64 * 1024
+#: A page that encodes larger than this is stored key by key instead (as a map tree).
+PAGE_SPLIT: Final = 1024 * 1024
 #: ``bytes`` values at least this large are split into chunks.
 CHUNK_THRESHOLD: Final = 4 * 1024 * 1024
 #: The size of each chunk of a large blob.
@@ -160,7 +167,42 @@ def store_entry(sink: ObjectSink, value: Any, path: str, payload: bytes | None =
         and type(value) is dict
         and all(type(key) is str for key in value)
     ):
+        return _store_map(sink, value, path, len(payload))
+    return sink.put(Kind.VALUE, payload)
+
+
+def _store_map(sink: ObjectSink, value: dict[str, Any], path: str, size: int) -> Digest:
+    """A large nested map: in pages of many keys, or key by key when its entries are big.
+
+    Keys are cut into pages where the CRC-32 of a key (in sorted order) has
+    its low bits clear, so a page holds about :data:`PAGE_TARGET` encoded
+    bytes, the same keys give the same pages, and a change to one key
+    rewrites one page. Maps whose entries average half a page or more, and
+    any page that encodes past :data:`PAGE_SPLIT`, are stored key by key
+    (a ``map`` tree), so a large value inside keeps its own entry.
+    """
+    spread = PAGE_TARGET * len(value) // max(size, 1)
+    if spread < 2:
         return store_snapshot(sink, value, root=path)
+    mask = (1 << (spread.bit_length() - 1)) - 1  # about 1 cut per `spread` keys
+    pages: list[Digest] = []
+    page: dict[str, Any] = {}
+    crc32 = zlib.crc32
+    for key in sorted(value):
+        page[key] = value[key]
+        if not crc32(key.encode("utf-8", "surrogatepass")) & mask:
+            pages.append(_store_page(sink, page, path))
+            page = {}
+    if page:
+        pages.append(_store_page(sink, page, path))
+    return sink.put(Kind.TREE, codec.encode({"type": "pages", "pages": pages,
+                                             "size": len(value)}))
+
+
+def _store_page(sink: ObjectSink, page: dict[str, Any], path: str) -> Digest:
+    payload = codec.encode(page, root=path)
+    if len(payload) > PAGE_SPLIT and len(page) > 1:
+        return store_snapshot(sink, page, root=path)
     return sink.put(Kind.VALUE, payload)
 
 
@@ -198,6 +240,9 @@ def _tree(digest: Digest, payload: bytes) -> dict[str, Any]:
     shaped = (
         (kind == "map" and type(tree.get("entries")) is dict
          and all(type(k) is str and type(v) is Digest for k, v in tree["entries"].items()))
+        or (kind == "pages" and type(tree.get("pages")) is list and tree["pages"]
+            and all(type(p) is Digest for p in tree["pages"]) and type(tree.get("size")) is int
+            and tree["size"] > 0 and len(tree) == 3)
         or (kind == "chunks" and type(tree.get("chunks")) is list
             and all(type(c) is Digest for c in tree["chunks"]) and type(tree.get("size")) is int
             and _chunks_fit(tree["size"], len(tree["chunks"])))
@@ -231,6 +276,26 @@ def _gather(source: ObjectSource, digest: Digest, tree: dict[str, Any]) -> bytes
         out.write(data)
     # getvalue() hands over the buffer when it is exactly full: no copy at the end.
     return out.getvalue()
+
+
+def _gather_pages(source: ObjectSource, digest: Digest, tree: dict[str, Any]) -> dict[str, Any]:
+    """The map a ``pages`` tree holds: its pages in order, each a map of string keys,
+    every key after the previous page's (so no page adds a key twice)."""
+    out: dict[str, Any] = {}
+    last: str | None = None
+    for index, page_digest in enumerate(tree["pages"]):
+        page = load_entry(source, page_digest)
+        if type(page) is not dict or not page or not all(type(k) is str for k in page):
+            raise CorruptObjectError(digest, None, f"its page {index} is not a map of keys")
+        first = min(page)
+        if last is not None and first <= last:
+            raise CorruptObjectError(digest, None, f"its page {index} does not follow the "
+                                     "page before it")
+        last = max(page)
+        out.update(page)
+    if len(out) != tree["size"]:
+        raise CorruptObjectError(digest, None, "its pages do not hold the keys it counts")
+    return out
 
 
 def check_structure(digest: Digest, kind: Kind, payload: bytes) -> None:
@@ -276,6 +341,8 @@ def load_entry(source: ObjectSource, digest: Digest) -> Any:
         tree = _tree(digest, payload)
         if tree["type"] == "chunks":
             return _gather(source, digest, tree)
+        if tree["type"] == "pages":
+            return _gather_pages(source, digest, tree)
         return {key: load_entry(source, child) for key, child in tree["entries"].items()}
     raise CorruptObjectError(digest, None, f"a {kind.value} object is not a state value")
 
