@@ -19,7 +19,14 @@ from pinrun.artifacts.dictionary import (
     train_dictionary,
 )
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
-from pinrun.artifacts.objects import EncodedObject, build_records, check_payload_size
+from pinrun.artifacts.objects import (
+    EncodedObject,
+    PlainRecord,
+    assembled,
+    build_pending_records,
+    build_records,
+    check_payload_size,
+)
 from pinrun.artifacts.refs import ANY, RefExpectation, check_expected, validate_ref_name
 from pinrun.errors import MissingObjectError
 
@@ -143,7 +150,9 @@ def commit_batch(store: Store, batch: WriteBatch) -> int:
     trained = dictionary is None and _worth_training(new_items)
     if trained:
         dictionary = train_dictionary(_training_samples(p for _, _, p in new_items))
-    records = build_records(new_items, dictionary)
+    # A large record stored as is is assembled only as it is written (assembled()).
+    records: list[tuple[bytes, bytes | PlainRecord]] = build_pending_records(new_items,
+                                                                             dictionary)
     records += [(obj.digest.raw, obj.record) for obj in batch._prebuilt.values()]
     refs = batch._refs
 
@@ -167,7 +176,8 @@ def commit_batch(store: Store, batch: WriteBatch) -> int:
             txn.put(DICTIONARY_REF.encode(), dictionary.digest.raw, db=refs_db)
             _add_counter(txn, meta_db, _OFFERED_OBJECTS, 1)  # it is stored: count it
             _add_counter(txn, meta_db, _OFFERED_BYTES, len(dictionary.data))
-        _, added = txn.cursor(db=objects_db).putmulti(records + extra, overwrite=False)
+        _, added = txn.cursor(db=objects_db).putmulti(assembled([*records, *extra]),
+                                                      overwrite=False)
         for name, target, _ in refs:
             if target is None:
                 txn.delete(name.encode(), db=refs_db)

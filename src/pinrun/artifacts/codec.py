@@ -31,8 +31,8 @@ from pinrun.errors import PinrunError, UndecodableValueError, UnsupportedValueEr
 if TYPE_CHECKING:
     from pinrun.artifacts.digest import Digest
 
-__all__ = ["TypeCodec", "UndecodableValueError", "UnloadedValue", "decode", "decode_tagged",
-           "encode", "encode_digest_map", "find_loaded_class", "register_type"]
+__all__ = ["BytesEntry", "TypeCodec", "UndecodableValueError", "UnloadedValue", "decode",
+           "decode_tagged", "encode", "encode_digest_map", "find_loaded_class", "register_type"]
 
 UnloadedValue = types.UnloadedValue
 #: The class a ``module:QualName`` reference names, if loaded; never imports.
@@ -59,6 +59,29 @@ def register_type(
     if not name or not isinstance(name, str):
         raise ValueError("register_type needs a non-empty string name")
     _registry.register(TypeCodec(cls, name, encode, decode))
+
+
+class BytesEntry(bytes):
+    """The engine's in-memory stand-in for the encoding of a ``bytes`` state value.
+
+    A ``bytes`` state value is stored as a blob, never as a canonical JSON
+    value, so base64-encoding it into JSON (and decoding that at every read)
+    would only copy it. Its stand-in is this small byte string instead: a
+    marker that no JSON text starts with, then the digest of the blob it is
+    stored as, so two stand-ins are equal exactly when their values are. It
+    keeps the value itself (``bytes`` cannot change, so :func:`decode` hands
+    it out without a copy) and the digests of its chunks, so storing it hashes
+    nothing again. Built by :func:`pinrun.artifacts.trees.encode_entry`; never
+    stored (only its value is, as the blob its digest names).
+    """
+
+    # (No __slots__: a subclass of bytes cannot have them; its __dict__ holds these.)
+    value: bytes
+    #: Digests of the value's blob chunks (one blob: empty), in order.
+    chunks: tuple[Digest, ...]
+
+    #: What every stand-in starts with: a NUL, which no canonical encoding begins with.
+    MARKER: Final = b"\x00pinrun-bytes\x00"
 
 
 class _UnsupportedError(Exception):
@@ -332,6 +355,8 @@ def decode(data: bytes) -> Any:
     :class:`UnloadedValue`. Anything malformed raises
     :class:`~pinrun.errors.UndecodableValueError`.
     """
+    if type(data) is BytesEntry:  # a bytes state value, in memory: immutable, no copy
+        return data.value
     obj = _loads(data)
     # Tags always appear as the bytes {"$ : plain keys never start with $ and a
     # quote inside a string is escaped, so without them there is nothing to undo.

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -53,7 +53,10 @@ __all__ = [
     "HEADER",
     "MAX_RAW_SIZE",
     "EncodedObject",
+    "PlainRecord",
     "RecordInfo",
+    "assembled",
+    "build_pending_records",
     "build_records",
     "check_payload_size",
     "encode_record",
@@ -84,6 +87,13 @@ _PARALLEL_MIN_ITEMS: Final = 16
 _PARALLEL_MIN_BYTES: Final = 1 << 20
 _THREADS: Final = min(os.cpu_count() or 1, 4)
 _MiB: Final = 1 << 20
+# Payloads are compressed this many bytes at a time, so what zstd hands back
+# for a large batch (as large as its input, where it does not pay) is never
+# held for the whole batch at once.
+_WINDOW_BYTES: Final = 32 * _MiB
+# Records stored as is from at least this size are assembled only as they are
+# written (see build_pending_records): a large blob is not held twice.
+_DEFER_MIN: Final = 256 * 1024
 
 #: The largest uncompressed payload of each kind that pinrun writes or reads.
 #: Blobs are chunked at 4 MiB (trees.CHUNK_THRESHOLD); a state value is one
@@ -129,6 +139,18 @@ class EncodedObject:
 
 
 @dataclass(frozen=True, slots=True)
+class PlainRecord:
+    """A record stored as is, not assembled yet: its header, and the payload it prefixes."""
+
+    header: bytes
+    payload: bytes | memoryview
+
+    def assemble(self) -> bytes:
+        """The record's bytes (one copy of the payload)."""
+        return self.header + self.payload
+
+
+@dataclass(frozen=True, slots=True)
 class RecordInfo:
     """What a record's header says, without decompressing the payload."""
 
@@ -158,10 +180,26 @@ def build_records(items: list[tuple[bytes, Kind, bytes]],
     """``(key, record)`` for each ``(key, kind, payload)``, compressing where it pays.
 
     With a ``dictionary``, small payloads are compressed with it. A large
-    batch is compressed by zstd's own threads in one call, which spreads the
-    costliest step of a write over every core; each record keeps the
-    compressed form only when it is smaller.
+    batch is compressed by zstd's own threads, which spreads the costliest
+    step of a write over every core; each record keeps the compressed form
+    only when it is smaller.
     """
+    return list(assembled(build_pending_records(items, dictionary)))
+
+
+def assembled(records: list[tuple[bytes, bytes | PlainRecord]]
+              ) -> Iterator[tuple[bytes, bytes]]:
+    """Each ``(key, record)`` with its record assembled, one at a time as it is asked for."""
+    for key, record in records:
+        yield key, (record if isinstance(record, bytes) else record.assemble())
+
+
+def build_pending_records(items: list[tuple[bytes, Kind, bytes]],
+                          dictionary: Dictionary | None = None
+                          ) -> list[tuple[bytes, bytes | PlainRecord]]:
+    """Like :func:`build_records`, but a large record stored as is stays a
+    :class:`PlainRecord` until :func:`assembled` writes it (no second copy of a
+    large blob waits for the transaction)."""
     plain_indexes: list[int] = []
     dict_indexes: list[int] = []
     for index, item in enumerate(items):
@@ -176,12 +214,14 @@ def build_records(items: list[tuple[bytes, Kind, bytes]],
         packed.update(_compress_all(items, dict_indexes, dictionary.compressor()))
     pack_header = HEADER.pack
     dict_tag = dictionary.digest.raw if dictionary is not None else b""
-    out: list[tuple[bytes, bytes]] = []
+    out: list[tuple[bytes, bytes | PlainRecord]] = []
     for index, (key, kind, payload) in enumerate(items):
         size = len(payload)
         body = packed.get(index)
         if body is None or len(body) >= size:
-            out.append((key, pack_header(FORMAT_VERSION, kind.code, CODEC_NONE, size) + payload))
+            header = pack_header(FORMAT_VERSION, kind.code, CODEC_NONE, size)
+            out.append((key, PlainRecord(header, payload) if size >= _DEFER_MIN
+                        else header + payload))
         elif dictionary is not None and size <= DICTIONARY_MAX_PAYLOAD:
             out.append((key, pack_header(FORMAT_VERSION, kind.code, CODEC_ZSTD_DICT, size) +
                         dict_tag + body))
@@ -192,13 +232,36 @@ def build_records(items: list[tuple[bytes, Kind, bytes]],
 
 def _compress_all(items: list[tuple[bytes, Kind, bytes]], indexes: list[int],
                   compressor: zstandard.ZstdCompressor) -> dict[int, bytes]:
+    """The compressed payloads that came out smaller, by index; a window at a time."""
+    out: dict[int, bytes] = {}
+    window: list[int] = []
+    size = 0
+    for index in indexes:
+        window.append(index)
+        size += len(items[index][2])
+        if size >= _WINDOW_BYTES:
+            _compress_window(items, window, compressor, out)
+            window, size = [], 0
+    if window:
+        _compress_window(items, window, compressor, out)
+    return out
+
+
+def _compress_window(items: list[tuple[bytes, Kind, bytes]], indexes: list[int],
+                     compressor: zstandard.ZstdCompressor, out: dict[int, bytes]) -> None:
     if len(indexes) >= _PARALLEL_MIN_ITEMS and _THREADS > 1 and \
             sum(len(items[i][2]) for i in indexes) >= _PARALLEL_MIN_BYTES:
         results = compressor.multi_compress_to_buffer([items[i][2] for i in indexes],
                                                       threads=_THREADS)
-        return {index: results[n].tobytes() for n, index in enumerate(indexes)}
+        for n, index in enumerate(indexes):
+            if len(results[n]) < len(items[index][2]):  # copied out only when it pays
+                out[index] = results[n].tobytes()
+        return
     compress = compressor.compress
-    return {index: compress(items[index][2]) for index in indexes}
+    for index in indexes:
+        body = compress(items[index][2])
+        if len(body) < len(items[index][2]):
+            out[index] = body
 
 
 def record_dictionary(record: bytes | memoryview) -> Digest | None:

@@ -14,21 +14,30 @@ digest}}`` or ``{"type": "chunks", "chunks": [digest, ...], "size": n}``.
 
 from __future__ import annotations
 
+import io
 import re
+import zlib
 from collections.abc import Iterator, Mapping
 from typing import Any, Final, Protocol
 
 from pinrun.artifacts import codec, shapes
-from pinrun.artifacts.digest import Digest, Kind
+from pinrun.artifacts.codec import BytesEntry
+from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.errors import CorruptObjectError, PinrunError, UnsupportedValueError
 
 __all__ = [
     "CHUNK_SIZE",
     "CHUNK_THRESHOLD",
+    "MAX_BYTES_SIZE",
+    "PAGE_SPLIT",
+    "PAGE_TARGET",
     "SUBTREE_THRESHOLD",
     "ObjectSink",
     "ObjectSource",
+    "bytes_entry",
+    "bytes_head",
     "check_structure",
+    "encode_entry",
     "load_entry",
     "load_snapshot",
     "references",
@@ -41,10 +50,16 @@ __all__ = [
 
 #: A nested dict whose canonical encoding is larger than this is stored as a subtree.
 SUBTREE_THRESHOLD: Final = 64 * 1024
+#: A large nested map is stored in pages of about this many encoded bytes each.
+PAGE_TARGET: Final = 64 * 1024
+#: A page that encodes larger than this is stored key by key instead (as a map tree).
+PAGE_SPLIT: Final = 1024 * 1024
 #: ``bytes`` values at least this large are split into chunks.
 CHUNK_THRESHOLD: Final = 4 * 1024 * 1024
 #: The size of each chunk of a large blob.
 CHUNK_SIZE: Final = 1024 * 1024
+#: The largest ``bytes`` value stored or rebuilt: a chunk tree saying more is refused unread.
+MAX_BYTES_SIZE: Final = 2048 * 1024 * 1024
 
 _DIGEST_REF: Final = re.compile(rb'\{"\$digest":"([0-9a-f]{64})"\}')
 
@@ -52,7 +67,8 @@ _DIGEST_REF: Final = re.compile(rb'\{"\$digest":"([0-9a-f]{64})"\}')
 class ObjectSink(Protocol):
     """Where new objects go (a write batch)."""
 
-    def put(self, kind: Kind, payload: bytes) -> Digest: ...
+    def put(self, kind: Kind, payload: bytes, digest: Digest | None = None) -> Digest:
+        """Queue ``payload`` as ``kind``; ``digest``, when given, is its digest already."""
 
 
 class ObjectSource(Protocol):
@@ -61,26 +77,89 @@ class ObjectSource(Protocol):
     def load(self, digest: Digest) -> tuple[Kind, bytes]: ...
 
 
-def store_blob(sink: ObjectSink, data: bytes) -> Digest:
-    """Store raw bytes: one blob, or a chunk tree when large."""
-    if len(data) < CHUNK_THRESHOLD:
-        return sink.put(Kind.BLOB, bytes(data))
+def _pieces(data: bytes) -> list[memoryview]:
+    """The chunks of a large blob, as views of it (nothing copied)."""
     view = memoryview(data)
-    chunks = [
-        sink.put(Kind.BLOB, bytes(view[start : start + CHUNK_SIZE]))
-        for start in range(0, len(data), CHUNK_SIZE)
-    ]
-    payload = codec.encode({"type": "chunks", "chunks": chunks, "size": len(data)})
-    return sink.put(Kind.TREE, payload)
+    return [view[start : start + CHUNK_SIZE] for start in range(0, len(data), CHUNK_SIZE)]
+
+
+def _chunks_payload(chunks: Iterator[Digest] | list[Digest] | tuple[Digest, ...],
+                    size: int) -> bytes:
+    return codec.encode({"type": "chunks", "chunks": list(chunks), "size": size})
+
+
+def _check_bytes_size(size: int, path: str) -> None:
+    if size > MAX_BYTES_SIZE:
+        raise UnsupportedValueError(path, "bytes", f"it is {size:,} bytes long, over the "
+                                    f"{MAX_BYTES_SIZE >> 20:,} MiB pinrun stores as one value")
+
+
+def bytes_entry(value: bytes, path: str = "value") -> BytesEntry:
+    """The in-memory encoding of a ``bytes`` state value (see :class:`BytesEntry`).
+
+    Hashes the value once, as :func:`store_blob` stores it: the stand-in names
+    the digest the value's entry will have, and :func:`store_entry` reuses the
+    chunk digests instead of hashing again.
+    """
+    _check_bytes_size(len(value), path)
+    if len(value) < CHUNK_THRESHOLD:
+        chunks: tuple[Digest, ...] = ()
+        digest = compute_digest(Kind.BLOB, value)
+    else:
+        chunks = tuple(compute_digest(Kind.BLOB, piece) for piece in _pieces(value))
+        digest = compute_digest(Kind.TREE, _chunks_payload(chunks, len(value)))
+    entry = BytesEntry(BytesEntry.MARKER + digest.raw)
+    entry.value = value
+    entry.chunks = chunks
+    return entry
+
+
+def encode_entry(value: Any, root: str = "value") -> bytes:
+    """A state value's encoding as the engine keeps it beside the value.
+
+    The canonical encoding (:func:`~pinrun.artifacts.codec.encode`), except
+    for ``bytes``, which are stored as blobs and never pass through JSON: their
+    encoding is a :class:`BytesEntry` (no base64, no copy). Either one
+    :func:`~pinrun.artifacts.codec.decode` turns back into the value, and two
+    encodings of one value are equal.
+    """
+    if type(value) is bytes:
+        return bytes_entry(value, root)
+    return codec.encode(value, root=root)
+
+
+def store_blob(sink: ObjectSink, data: bytes, path: str = "value",
+               known: BytesEntry | None = None) -> Digest:
+    """Store raw bytes: one blob, or a chunk tree when large.
+
+    The chunks are views of ``data``, never copies. ``known``: the value's
+    :class:`BytesEntry`, whose digests are then not computed again.
+    """
+    if known is not None and known.value is data:
+        digest = Digest(bytes(known)[len(BytesEntry.MARKER):])
+        if not known.chunks:
+            return sink.put(Kind.BLOB, data, digest)
+        for piece, chunk in zip(_pieces(data), known.chunks, strict=True):
+            sink.put(Kind.BLOB, piece, chunk)  # type: ignore[arg-type]  # a view: no copy
+        return sink.put(Kind.TREE, _chunks_payload(known.chunks, len(data)), digest)
+    _check_bytes_size(len(data), path)
+    if len(data) < CHUNK_THRESHOLD:
+        return sink.put(Kind.BLOB, bytes(data))  # a bytearray becomes bytes; bytes stay
+    # (a view of bytes: the batch keeps it, as immutable as the value)
+    chunks = [sink.put(Kind.BLOB, piece) for piece in  # type: ignore[arg-type]
+              _pieces(bytes(data) if type(data) is not bytes else data)]
+    return sink.put(Kind.TREE, _chunks_payload(chunks, len(data)))
 
 
 def store_entry(sink: ObjectSink, value: Any, path: str, payload: bytes | None = None) -> Digest:
     """Store one state value under the right shape; ``path`` names it in errors.
 
-    ``payload`` is the value's canonical encoding when the caller has it already.
+    ``payload`` is the value's encoding when the caller has it already (from
+    :func:`encode_entry`).
     """
     if type(value) is bytes:
-        return store_blob(sink, value)
+        return store_blob(sink, value, path,
+                          payload if type(payload) is BytesEntry else None)
     if payload is None:
         payload = codec.encode(value, root=path)
     if (
@@ -88,7 +167,42 @@ def store_entry(sink: ObjectSink, value: Any, path: str, payload: bytes | None =
         and type(value) is dict
         and all(type(key) is str for key in value)
     ):
+        return _store_map(sink, value, path, len(payload))
+    return sink.put(Kind.VALUE, payload)
+
+
+def _store_map(sink: ObjectSink, value: dict[str, Any], path: str, size: int) -> Digest:
+    """A large nested map: in pages of many keys, or key by key when its entries are big.
+
+    Keys are cut into pages where the CRC-32 of a key (in sorted order) has
+    its low bits clear, so a page holds about :data:`PAGE_TARGET` encoded
+    bytes, the same keys give the same pages, and a change to one key
+    rewrites one page. Maps whose entries average half a page or more, and
+    any page that encodes past :data:`PAGE_SPLIT`, are stored key by key
+    (a ``map`` tree), so a large value inside keeps its own entry.
+    """
+    spread = PAGE_TARGET * len(value) // max(size, 1)
+    if spread < 2:
         return store_snapshot(sink, value, root=path)
+    mask = (1 << (spread.bit_length() - 1)) - 1  # about 1 cut per `spread` keys
+    pages: list[Digest] = []
+    page: dict[str, Any] = {}
+    crc32 = zlib.crc32
+    for key in sorted(value):
+        page[key] = value[key]
+        if not crc32(key.encode("utf-8", "surrogatepass")) & mask:
+            pages.append(_store_page(sink, page, path))
+            page = {}
+    if page:
+        pages.append(_store_page(sink, page, path))
+    return sink.put(Kind.TREE, codec.encode({"type": "pages", "pages": pages,
+                                             "size": len(value)}))
+
+
+def _store_page(sink: ObjectSink, page: dict[str, Any], path: str) -> Digest:
+    payload = codec.encode(page, root=path)
+    if len(payload) > PAGE_SPLIT and len(page) > 1:
+        return store_snapshot(sink, page, root=path)
     return sink.put(Kind.VALUE, payload)
 
 
@@ -126,13 +240,62 @@ def _tree(digest: Digest, payload: bytes) -> dict[str, Any]:
     shaped = (
         (kind == "map" and type(tree.get("entries")) is dict
          and all(type(k) is str and type(v) is Digest for k, v in tree["entries"].items()))
+        or (kind == "pages" and type(tree.get("pages")) is list and tree["pages"]
+            and all(type(p) is Digest for p in tree["pages"]) and type(tree.get("size")) is int
+            and tree["size"] > 0 and len(tree) == 3)
         or (kind == "chunks" and type(tree.get("chunks")) is list
-            and all(type(c) is Digest for c in tree["chunks"]) and type(tree.get("size")) is int)
+            and all(type(c) is Digest for c in tree["chunks"]) and type(tree.get("size")) is int
+            and _chunks_fit(tree["size"], len(tree["chunks"])))
     ) if tree is not None else False
     if not shaped:
         raise CorruptObjectError(digest, None, "it is stored as a tree but is not a valid tree")
     checked: dict[str, Any] = tree
     return checked
+
+
+def _chunks_fit(size: int, count: int) -> bool:
+    """A chunk tree's size is one pinrun can hold, and its chunks exactly cover it.
+
+    pinrun has always cut blobs in :data:`CHUNK_SIZE` pieces, so a tree whose
+    count and size disagree, or that names more than :data:`MAX_BYTES_SIZE`
+    (a crafted one, naming one small chunk many times), is refused before a
+    byte of it is gathered.
+    """
+    return 0 <= size <= MAX_BYTES_SIZE and count == -(-size // CHUNK_SIZE)
+
+
+def _gather(source: ObjectSource, digest: Digest, tree: dict[str, Any]) -> bytes:
+    """The bytes a chunk tree holds, each chunk checked before it is appended."""
+    size: int = tree["size"]
+    out = io.BytesIO()
+    for index, chunk in enumerate(tree["chunks"]):
+        kind, data = source.load(chunk)
+        if kind is not Kind.BLOB or len(data) != min(CHUNK_SIZE, size - index * CHUNK_SIZE):
+            raise CorruptObjectError(digest, None, f"its chunk {index} ({chunk.short}) is not "
+                                     "a blob of the size its place says")
+        out.write(data)
+    # getvalue() hands over the buffer when it is exactly full: no copy at the end.
+    return out.getvalue()
+
+
+def _gather_pages(source: ObjectSource, digest: Digest, tree: dict[str, Any]) -> dict[str, Any]:
+    """The map a ``pages`` tree holds: its pages in order, each a map of string keys,
+    every key after the previous page's (so no page adds a key twice)."""
+    out: dict[str, Any] = {}
+    last: str | None = None
+    for index, page_digest in enumerate(tree["pages"]):
+        page = load_entry(source, page_digest)
+        if type(page) is not dict or not page or not all(type(k) is str for k in page):
+            raise CorruptObjectError(digest, None, f"its page {index} is not a map of keys")
+        first = min(page)
+        if last is not None and first <= last:
+            raise CorruptObjectError(digest, None, f"its page {index} does not follow the "
+                                     "page before it")
+        last = max(page)
+        out.update(page)
+    if len(out) != tree["size"]:
+        raise CorruptObjectError(digest, None, "its pages do not hold the keys it counts")
+    return out
 
 
 def check_structure(digest: Digest, kind: Kind, payload: bytes) -> None:
@@ -177,12 +340,27 @@ def load_entry(source: ObjectSource, digest: Digest) -> Any:
     if kind is Kind.TREE:
         tree = _tree(digest, payload)
         if tree["type"] == "chunks":
-            data = b"".join(source.load(chunk)[1] for chunk in tree["chunks"])
-            if len(data) != tree["size"]:
-                raise CorruptObjectError(digest, None, "its chunks do not add up to its size")
-            return data
+            return _gather(source, digest, tree)
+        if tree["type"] == "pages":
+            return _gather_pages(source, digest, tree)
         return {key: load_entry(source, child) for key, child in tree["entries"].items()}
     raise CorruptObjectError(digest, None, f"a {kind.value} object is not a state value")
+
+
+def bytes_head(source: ObjectSource, digest: Digest, limit: int) -> tuple[int, bytes] | None:
+    """``(size, first bytes)`` of a ``bytes`` entry (a blob or a chunk tree), reading at
+    most its first chunk; None when ``digest`` holds something else (for display)."""
+    kind, payload = source.load(digest)
+    if kind is Kind.BLOB:
+        return len(payload), payload[:limit]
+    if kind is not Kind.TREE:
+        return None
+    tree = _tree(digest, payload)
+    if tree["type"] != "chunks":
+        return None
+    chunks: list[Digest] = tree["chunks"]
+    first = source.load(chunks[0])[1][:limit] if chunks else b""
+    return tree["size"], first
 
 
 def load_snapshot(source: ObjectSource, digest: Digest) -> dict[str, Any]:

@@ -64,9 +64,20 @@ def collapsed_names(names: list[str], limit: int = 3) -> str:
 def _entry(store: Store, digest: Digest) -> dict[str, Any]:
     """One stored value, rendered: ``value`` (text), or a ``note`` saying why not."""
     from pinrun.artifacts.digest import Kind
+    from pinrun.artifacts.trees import bytes_head
 
     info = store.info(digest)
     found: dict[str, Any] = {"digest": digest.hex, "size": info.raw_size}
+    if info.kind is Kind.BLOB or info.kind is Kind.TREE:
+        head = bytes_head(store, digest, VALUE_WIDTH)
+        if head is not None:  # bytes, stored as a blob or chunks: shown by their start
+            size, first = head
+            found["size"] = size
+            found["value"] = short(first, VALUE_WIDTH)
+            if size > len(first) or len(found["value"]) >= VALUE_WIDTH:
+                found["note"] = (f"bytes of {size:,} bytes, cut: pinrun cat "
+                                 f"{digest.hex[:12]} shows how they are stored")
+            return found
     if info.kind is Kind.TREE or info.raw_size > LARGE_VALUE:
         found["value"] = None
         found["note"] = (f"a large value ({info.raw_size:,} bytes stored"

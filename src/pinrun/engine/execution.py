@@ -31,6 +31,7 @@ from types import CodeType, FrameType, MappingProxyType
 from typing import Any, TypeVar
 
 from pinrun.artifacts import codec
+from pinrun.artifacts.trees import encode_entry
 from pinrun.engine.context import Context, RecordingLog, ReplayLog, activate
 from pinrun.errors import InputError, PinrunError, StepOutputError, UnsupportedValueError
 from pinrun.flows.flow import Flow
@@ -150,6 +151,8 @@ class _Call:
         outcome.finished = self.world.now() if self.world is not None else None
         for key in self.mutable:
             raw = self.encoded[key]
+            if type(self.arguments[key]) is bytes:
+                continue  # immutable: nothing to re-check (and no JSON to compare with)
             try:
                 changed = codec.encode(self.arguments[key]) != raw
             except Exception:  # whatever the step left there cannot even be encoded
@@ -237,7 +240,7 @@ def encode_output(value: Any, path: str) -> bytes:
     so a step's bad return value is always its own recorded failure.
     """
     try:
-        return codec.encode(value, root=path)
+        return encode_entry(value, root=path)  # bytes: a stand-in, never base64 in JSON
     except PinrunError:
         raise
     except Exception as exc:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Kind
 from pinrun.artifacts.store import Store
+from pinrun.artifacts.trees import encode_entry
 from pinrun.engine.execution import hidden_state_of
 from pinrun.engine.lease import RunLease
 from pinrun.engine.records import RunRecord, load_run, load_timing
@@ -85,7 +85,7 @@ def _continue(run: RunRecord, flow: Flow, pins: dict[str, PinnedStep], store: St
               project_root: Path) -> RunRecord:
     timing = load_timing(store, run)
     state = store.get_snapshot(run.state)
-    encoded = {key: codec.encode(value, root=f"state[{key!r}]") for key, value in state.items()}
+    encoded = {key: encode_entry(value, root=f"state[{key!r}]") for key, value in state.items()}
     recorder = Recorder(flow, store, world, durability, state=state, encoded=encoded,
                         timing={**timing, "steps": list(timing.get("steps", []))},
                         project_root=project_root)
@@ -136,6 +136,6 @@ def _half_done_level(store: Store, run: RunRecord, flow: Flow,
                 if record.name in done and record.outputs is not None:
                     written |= set(store.get_object(record.outputs, Kind.TREE)["entries"])
             return LevelBase(
-                state, {key: codec.encode(value) for key, value in state.items()},
+                state, {key: encode_entry(value) for key, value in state.items()},
                 dict(store.get_object(run.level_start, Kind.TREE)["entries"]), written)
     return None

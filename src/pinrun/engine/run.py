@@ -43,6 +43,7 @@ from typing import Any, Literal
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.store import Store, WriteBatch
+from pinrun.artifacts.trees import encode_entry
 from pinrun.engine.context import RecordingLog, ReuseLog, recorded_events
 from pinrun.engine.events import type_name
 from pinrun.engine.execution import HiddenState, Outcome, StepGuard, hidden_state_of
@@ -131,7 +132,7 @@ def record(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
     root = project_root if project_root is not None else project_root_for(store.path)
     pins = {item.name: pin_step(item, root) for item in flow.steps}
     warn_if_hash_seed_random()  # once per process, and never for a CLI run (it has a seed)
-    encoded = {key: codec.encode(value, root=f"inputs[{key!r}]")
+    encoded = {key: encode_entry(value, root=f"inputs[{key!r}]")
                for key, value in inputs.items()}
     state = {key: codec.decode(raw) for key, raw in encoded.items()}
     actual_world = world if world is not None else SystemWorld()
