@@ -49,7 +49,7 @@ def test_levels_of_random_dags_follow_the_definition() -> None:
         order = [f"s{index}" for index in range(count)]  # s_i may only run after s_j, j < i
         declared = order[:]
         rng.shuffle(declared)
-        steps = []
+        steps: list[Step] = []
         for name in declared:
             index = int(name[1:])
             after = (sorted(rng.sample(order[:index], rng.randint(0, min(index, 4))))
