@@ -30,6 +30,7 @@ from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.errors import FingerprintError, PinrunError, StaleSourceError
 from pinrun.flows.fingerprint import Fingerprint, fingerprint
 from pinrun.flows.flow import Flow
+from pinrun.flows.module_objects import shared_definitions
 from pinrun.flows.project import (
     PinnedCodeLoader,
     home_distributions,
@@ -119,7 +120,8 @@ def pin_steps(steps: Iterable[Step], project_root: Path) -> dict[str, PinnedStep
     """
     token = _SHARED.set(_SHARED.get() or _Shared())
     try:
-        pins = {item.name: pin_step(item, project_root) for item in steps}
+        with shared_definitions():
+            pins = {item.name: pin_step(item, project_root) for item in steps}
     finally:
         _SHARED.reset(token)
     # Steps of one module name the same code value: encoded and hashed once for all.
