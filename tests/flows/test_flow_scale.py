@@ -3,14 +3,19 @@ says, and pinning many steps of one module at once pins each as pinning it alone
 
 from __future__ import annotations
 
+import functools
+import inspect
 import random
 import weakref
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pinrun.errors import FlowDefinitionError, StaleSourceError
 from pinrun.flows import Flow, step
+from pinrun.flows.code_reading import source_text
 from pinrun.flows.pinning import _PINS, pin_step, pin_steps
 from pinrun.flows.step import Step
 from tests.helpers import Project
@@ -129,3 +134,50 @@ def test_pinning_steps_together_still_refuses_an_edited_file(project: Project) -
     path.write_text(path.read_text().replace("* SCALE", "+ SCALE"))
     with pytest.raises(StaleSourceError, match="changed after it was imported"):
         pin_steps(flow.steps[5:], project.root)
+
+
+def _wrapped(func: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+    return wrapper
+
+
+@_wrapped
+def _decorated(n: int) -> int:
+    """A decorated function: its source is the decorated one's, decorator line included."""
+    return n + 1
+
+
+async def _coroutine() -> int:
+    return 1
+
+
+def test_source_text_is_what_inspect_getsource_gives() -> None:
+    """source_text equals inspect.getsource for every function of several modules
+    (methods, nested functions, lambdas, decorated and async functions) and for classes,
+    and raises as it does for generated code."""
+    from pinrun.flows import code_reading, fingerprint, pinning
+    from pinrun.flows import step as step_module
+
+    def nested() -> Callable[[int], int]:
+        return lambda n: n * 2
+
+    objects: list[Any] = [_decorated, _coroutine, nested, nested(), _wrapped, Flow, Step,
+                          code_reading._LinesFrom, test_source_text_is_what_inspect_getsource_gives]
+    for module in (code_reading, fingerprint, pinning, step_module):
+        for value in vars(module).values():
+            if inspect.isfunction(value) and value.__module__ == module.__name__:
+                objects.append(value)
+            elif inspect.isclass(value) and value.__module__ == module.__name__:
+                objects += [value, *(member for member in vars(value).values()
+                                     if inspect.isfunction(member))]
+    assert len(objects) > 40
+    for obj in objects:
+        try:
+            expected = inspect.getsource(obj)
+        except (OSError, TypeError) as exc:  # generated (a dataclass's __init__): no source
+            with pytest.raises(type(exc)):
+                source_text(obj)
+            continue
+        assert source_text(obj) == expected, obj
