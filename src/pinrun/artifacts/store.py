@@ -73,6 +73,10 @@ __all__ = ["DICTIONARY_REF", "Store", "WriteBatch", "open_store"]
 STORE_FORMAT: Final = b"1"
 # Digests of structured objects whose shape this handle has checked already.
 _SHAPES_REMEMBERED: Final = 65536
+# Refs read per transaction by Store.iter_refs: few at first (a listing of the
+# newest runs stops early), more once a caller keeps reading.
+_REF_CHUNK_FIRST: Final = 64
+_REF_CHUNK_MOST: Final = 4096
 
 
 class Store:
@@ -438,6 +442,67 @@ class Store:
                         break
                     out[name] = target
         return out
+
+    def iter_refs(self, prefix: str = "", *, reverse: bool = False
+                  ) -> Iterator[tuple[str, Digest]]:
+        """Each ref whose name starts with ``prefix``, in name order (``reverse``: last first).
+
+        Lazy, unlike :meth:`refs`: what a caller stops reading is never read,
+        so the newest runs (``runs/<id>`` sorts by time) cost the same in a
+        store of a thousand runs as in one of a million. Refs are read a few
+        at a time, each batch in its own short read transaction (the first
+        small, later ones larger), so the caller may write meanwhile; refs
+        set or deleted while iterating may or may not be seen.
+        """
+        low = prefix.encode()
+        # No UTF-8 text holds the byte 0xff: every name with the prefix sorts below this.
+        high = low + b"\xff"
+        after: bytes | None = None  # the last key yielded; the next batch starts past it
+        chunk = _REF_CHUNK_FIRST
+        while True:
+            with self.environment.read() as txn:
+                cursor = txn.cursor(db=self._env.dbs["refs"])
+                rows = (self._refs_backward(cursor, after if after is not None else high,
+                                            low, chunk) if reverse else
+                        self._refs_forward(cursor, after if after is not None else low,
+                                           after is not None, low, chunk))
+            for key, raw in rows:
+                yield self._decode_ref(key, raw)
+            if len(rows) < chunk:
+                return
+            after = rows[-1][0]
+            chunk = min(chunk * 4, _REF_CHUNK_MOST)
+
+    @staticmethod
+    def _refs_forward(cursor: Any, start: bytes, skip_start: bool, low: bytes,
+                      chunk: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``chunk`` (key, value) rows from ``start`` up, while they have prefix ``low``."""
+        rows: list[tuple[bytes, bytes]] = []
+        found = cursor.set_range(start)
+        if found and skip_start and cursor.key() == start:
+            found = cursor.next()
+        while found and len(rows) < chunk:
+            key = cursor.key()
+            if not key.startswith(low):
+                break
+            rows.append((key, cursor.value()))
+            found = cursor.next()
+        return rows
+
+    @staticmethod
+    def _refs_backward(cursor: Any, bound: bytes, low: bytes,
+                       chunk: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``chunk`` rows below ``bound`` (exclusive), downward, while they have ``low``."""
+        rows: list[tuple[bytes, bytes]] = []
+        # The first key >= bound, then one back; past the end of the database, the last key.
+        found = cursor.prev() if cursor.set_range(bound) else cursor.last()
+        while found and len(rows) < chunk:
+            key = cursor.key()
+            if not key.startswith(low):
+                break
+            rows.append((key, cursor.value()))
+            found = cursor.prev()
+        return rows
 
     def _decode_ref(self, key: bytes, raw: bytes) -> tuple[str, Digest]:
         try:

@@ -75,20 +75,42 @@ class Unreadable:
 
 def _runs_newest_first(store: Store, since: str | None,
                        only: set[str] | None = None) -> Iterator[RunRecord | Unreadable]:
-    """Each run (of ``only``, when given), newest first; a damaged one is named, not fatal."""
+    """Each run (of ``only``, when given), newest first; a damaged one is named, not fatal.
+
+    Lazy: refs are read from the newest down and records loaded one at a
+    time, so a caller that stops after ``--limit`` matches costs the same
+    whatever the number of runs in the store.
+    """
     from pinrun.engine.records import RUN_REF_PREFIX, load_run_ref
 
-    names = sorted(store.refs(RUN_REF_PREFIX), reverse=True)  # ids sort by time: newest first
-    for name in names:
+    for name, target in _run_refs_newest_first(store, only):
         run_id = name[len(RUN_REF_PREFIX):]
         if since is not None and run_id < since:
             return
-        if only is not None and run_id not in only:
-            continue
         try:
-            yield load_run_ref(store, name)
+            yield load_run_ref(store, name, target)
         except StoreError as exc:
             yield Unreadable(run_id, exc)
+
+
+def _run_refs_newest_first(store: Store, only: set[str] | None) -> Iterator[tuple[str, Digest]]:
+    """The ``runs/<id>`` refs (of the runs in ``only``, when given), newest first.
+
+    Ids sort by time, so name order reversed is newest first. With ``only``
+    (the runs carrying a tag), each of those is looked up, rather than every
+    run ref scanned for them; one without a run ref is left out, as before.
+    """
+    from pinrun.engine.records import RUN_REF_PREFIX
+
+    if only is None:
+        yield from store.iter_refs(RUN_REF_PREFIX, reverse=True)
+        return
+    # Sorted as the ref names are: runs/<id> orders as <id> does.
+    for run_id in sorted(only, reverse=True):
+        name = f"{RUN_REF_PREFIX}{run_id}"
+        target = store.get_ref(name)
+        if target is not None:
+            yield name, target
 
 
 @click.command(name="runs")

@@ -59,7 +59,7 @@ from pinrun.errors import (
 )
 from pinrun.flows.environment import warn_if_hash_seed_random
 from pinrun.flows.flow import Flow
-from pinrun.flows.pinning import pin_step, project_root_for
+from pinrun.flows.pinning import pin_steps, project_root_for
 from pinrun.flows.registry import find_entry, put_pins
 from pinrun.flows.step import Step
 from pinrun.world import SystemWorld, World
@@ -130,7 +130,7 @@ def record(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
     check_durability(durability)
     flow.check_inputs(inputs.keys())
     root = project_root if project_root is not None else project_root_for(store.path)
-    pins = {item.name: pin_step(item, root) for item in flow.steps}
+    pins = pin_steps(flow.steps, root)
     warn_if_hash_seed_random()  # once per process, and never for a CLI run (it has a seed)
     encoded = {key: encode_entry(value, root=f"inputs[{key!r}]")
                for key, value in inputs.items()}

@@ -54,6 +54,7 @@ from pinrun.flows.code_reading import (
     code_names,
     definition_names,
     name_ids,
+    source_text,
 )
 from pinrun.flows.module_objects import (
     HEAP_TYPE,
@@ -474,7 +475,7 @@ class _Walker:
 
     def _source(self, obj: Any, key: str, name: str | None = None) -> str:
         try:
-            return inspect.getsource(obj)
+            return source_text(obj)
         except (OSError, TypeError) as exc:
             raise FingerprintError(self.step, key, name, f"step {self.step!r} uses {key!r}, "
                                    f"whose source code is not available ({exc})") from None

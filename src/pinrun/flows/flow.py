@@ -9,7 +9,8 @@ timing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Literal
 
 from pinrun.errors import FlowDefinitionError, MissingInputError
@@ -88,10 +89,15 @@ class Flow:
 
 
 def _dependencies(flow: str, steps: tuple[Step, ...]) -> dict[str, tuple[str, ...]]:
-    """Each step's name -> the names it runs after (the step before it, unless `after=`)."""
+    """Each step's name -> the names it runs after (the step before it, unless `after=`).
+
+    Linear in the steps and their ``after=`` names: a flow of thousands of steps is built
+    as fast per step as one of ten.
+    """
     names = [item.name for item in steps]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
+    known = set(names)
+    if len(known) != len(names):
+        duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
         raise FlowDefinitionError(flow, f"step names must be unique; {duplicates[0]!r} is "
                                   "used twice (pass name= to @pinrun.step)")
     depends: dict[str, tuple[str, ...]] = {}
@@ -100,7 +106,7 @@ def _dependencies(flow: str, steps: tuple[Step, ...]) -> dict[str, tuple[str, ..
             depends[item.name] = (names[index - 1],) if index else ()
             continue
         for other in item.after:
-            if other not in names:
+            if other not in known:
                 raise FlowDefinitionError(flow, f"step {item.name!r} runs after {other!r}, "
                                           "which is not a step of this flow")
         depends[item.name] = item.after
@@ -109,23 +115,33 @@ def _dependencies(flow: str, steps: tuple[Step, ...]) -> dict[str, tuple[str, ..
 
 def _levels(flow: str, steps: tuple[Step, ...],
             depends: dict[str, tuple[str, ...]]) -> tuple[tuple[Step, ...], ...]:
-    names = [item.name for item in steps]
+    """The steps grouped by level (one more than the deepest step they run after), each
+    level in declaration order; a cycle is named by a step on it.
+
+    Iterative (no recursion limit on a long chain) and linear in steps plus dependencies.
+    """
     level_of: dict[str, int] = {}
     visiting: set[str] = set()
-
-    def level(name: str) -> int:
-        if name in level_of:
-            return level_of[name]
-        if name in visiting:
-            raise FlowDefinitionError(flow, f"its dependencies form a cycle through {name!r}")
-        visiting.add(name)
-        level_of[name] = 1 + max((level(dep) for dep in depends[name]), default=-1)
-        visiting.discard(name)
-        return level_of[name]
-
-    for name in names:
-        level(name)
-    count = max(level_of.values()) + 1
-    return tuple(
-        tuple(item for item in steps if level_of[item.name] == depth) for depth in range(count)
-    )
+    for root, first in depends.items():
+        if root in level_of:
+            continue
+        # Depth-first, with an explicit stack of (name, its dependencies still to look at).
+        stack: list[tuple[str, Iterator[str]]] = [(root, iter(first))]
+        visiting.add(root)
+        while stack:
+            name, pending = stack[-1]
+            dep = next(pending, None)
+            if dep is None:
+                stack.pop()
+                visiting.discard(name)
+                level_of[name] = 1 + max((level_of[d] for d in depends[name]), default=-1)
+            elif dep in visiting:
+                raise FlowDefinitionError(flow, f"its dependencies form a cycle through "
+                                          f"{dep!r}")
+            elif dep not in level_of:
+                visiting.add(dep)
+                stack.append((dep, iter(depends[dep])))
+    grouped: list[list[Step]] = [[] for _ in range(max(level_of.values()) + 1)]
+    for item in steps:
+        grouped[level_of[item.name]].append(item)
+    return tuple(tuple(level) for level in grouped)

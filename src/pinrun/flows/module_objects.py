@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import ast
 import collections
+import contextlib
+import contextvars
 import dataclasses
 import datetime
 import decimal
@@ -48,6 +50,7 @@ __all__ = [
     "is_immutable",
     "never_state",
     "own_attribute",
+    "shared_definitions",
     "snapshot_view",
     "state_snapshot",
 ]
@@ -134,7 +137,21 @@ class ModuleDefinitions:
 
     @classmethod
     def of(cls, namespace: dict[str, Any]) -> ModuleDefinitions | None:
-        """The definitions of the module whose globals are ``namespace``; None without source."""
+        """The definitions of the module whose globals are ``namespace``; None without source.
+
+        Inside :func:`shared_definitions`, each module's are read once for the block.
+        """
+        shared = _SHARED.get()
+        if shared is None:
+            return cls._read(namespace)
+        known = shared.get(id(namespace))
+        if known is None:
+            # The namespace is kept with its answer, so its id cannot be reused meanwhile.
+            known = shared[id(namespace)] = (namespace, cls._read(namespace))
+        return known[1]
+
+    @classmethod
+    def _read(cls, namespace: dict[str, Any]) -> ModuleDefinitions | None:
         source = _module_source(namespace)
         if source is None:
             return None
@@ -151,6 +168,23 @@ class ModuleDefinitions:
         rebound = frozenset(name for node in ast.walk(tree) if isinstance(node, ast.Global)
                             for name in node.names)
         return cls(found, rebound)
+
+
+_SHARED: contextvars.ContextVar[
+    dict[int, tuple[dict[str, Any], ModuleDefinitions | None]] | None] = \
+    contextvars.ContextVar("pinrun_module_definitions", default=None)
+
+
+@contextlib.contextmanager
+def shared_definitions() -> Iterator[None]:
+    """Within the block, :meth:`ModuleDefinitions.of` parses each module once, not once per
+    fingerprint: pinning the steps of one flow reads a module they share once, so a flow
+    of thousands of steps in one module is not quadratic."""
+    token = _SHARED.set(_SHARED.get() if _SHARED.get() is not None else {})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
 
 
 def _module_source(namespace: dict[str, Any]) -> str | None:

@@ -15,12 +15,13 @@ inputs) so the engine can store them as ``code``, ``step``, ``flow`` and
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import sys
 import types
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.errors import FingerprintError, PinrunError, StaleSourceError
 from pinrun.flows.fingerprint import Fingerprint, fingerprint
 from pinrun.flows.flow import Flow
+from pinrun.flows.module_objects import shared_definitions
 from pinrun.flows.project import (
     PinnedCodeLoader,
     home_distributions,
@@ -41,7 +43,7 @@ from pinrun.flows.project import (
 from pinrun.flows.step import Step
 
 __all__ = ["PinnedStep", "StaleSourceError", "flow_sources", "flow_value", "pin_step",
-           "project_root_for"]
+           "pin_steps", "project_root_for"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,6 +90,58 @@ _PINS: weakref.WeakKeyDictionary[Step, dict[Path, tuple[Fingerprint | None, Pinn
     weakref.WeakKeyDictionary())
 
 
+@dataclass
+class _Shared:
+    """What pinning the steps of one flow reads once, not once per step: the steps of a
+    module share its source text, its compiled code and the project modules it imports
+    (each a walk over the whole module, so per step they made pinning quadratic)."""
+
+    #: (the pinning step's module, project root, module) -> its code value (None: not pinned).
+    sources: dict[tuple[str, Path, str], dict[str, str] | None] = field(default_factory=dict)
+    #: (source text, file name) -> its functions' code objects by (qualified name, line).
+    compiled: dict[tuple[str, str], dict[tuple[str, int], types.CodeType]] = field(
+        default_factory=dict)
+    #: (the pinning step's module, project root, modules) -> the project modules they import.
+    imported: dict[tuple[str, Path, frozenset[str]], frozenset[str]] = field(
+        default_factory=dict)
+
+
+_SHARED: contextvars.ContextVar[_Shared | None] = contextvars.ContextVar(
+    "pinrun_pinning_shared", default=None)
+
+
+def pin_steps(steps: Iterable[Step], project_root: Path) -> dict[str, PinnedStep]:
+    """:func:`pin_step` for each of ``steps``, by name, in linear time.
+
+    Each project module is read, compiled and walked once for all the steps,
+    so a flow of thousands of steps in one module pins as fast per step as a
+    small one; the steps also see one text of each module, even if it is
+    written to while they are pinned.
+    """
+    token = _SHARED.set(_SHARED.get() or _Shared())
+    try:
+        with shared_definitions():
+            pins = {item.name: pin_step(item, project_root) for item in steps}
+    finally:
+        _SHARED.reset(token)
+    # Steps of one module name the same code value: encoded and hashed once for all.
+    payloads: dict[int, tuple[bytes, Digest]] = {}
+    for pinned in pins.values():
+        if "code_payloads" in pinned.__dict__:
+            continue  # a pin cached from an earlier run has them already
+        encoded = []
+        for source in pinned.sources.values():
+            known = payloads.get(id(source))
+            if known is None:
+                payload = codec.encode(source, root="code")
+                known = payloads[id(source)] = (payload, compute_digest(Kind.CODE, payload))
+            encoded.append(known)
+        # Filled in as the cached properties would compute them.
+        pinned.__dict__["code_payloads"] = tuple(payload for payload, _ in encoded)
+        pinned.__dict__["code_digests"] = tuple(digest for _, digest in encoded)
+    return pins
+
+
 def pin_step(step: Step, project_root: Path) -> PinnedStep:
     """Fingerprint ``step`` and gather the sources of the project modules it uses.
 
@@ -117,9 +171,19 @@ def _pin_at_home(step: Step, project_root: Path) -> tuple[Fingerprint | None, Pi
             raise
         found = None  # version= names the code: recorded, with no automatic fingerprint
     modules = set(found.modules) if found is not None else {step.func.__module__}
-    modules |= _imported_project_modules(modules, project_root)
+    shared = _SHARED.get()
+    home = step.func.__module__
+    if shared is None:
+        modules |= _imported_project_modules(modules, project_root)
+    else:
+        key = (home, project_root, frozenset(modules))
+        imported = shared.imported.get(key)
+        if imported is None:
+            imported = shared.imported[key] = frozenset(
+                _imported_project_modules(modules, project_root))
+        modules |= imported
     sources = {code["module"]: code for name in sorted(modules)
-               if (code := _module_source(name, project_root)) is not None}
+               if (code := _shared_source(home, name, project_root)) is not None}
     functions = found.functions if found is not None else (
         (step.func,) if isinstance(step.func, types.FunctionType) else ())
     _check_loaded(step, functions, sources)
@@ -154,31 +218,44 @@ def _includes_digest(step: Step) -> str | None:
 def _check_loaded(step: Step, functions: Iterable[types.FunctionType],
                   sources: Mapping[str, Mapping[str, str]]) -> None:
     """Refuse to pin source text that is not what the loaded functions were compiled from."""
-    compiled: dict[str, types.CodeType] = {}
+    shared = _SHARED.get()
+    compiled: dict[tuple[str, str], dict[tuple[str, int], types.CodeType]] = (
+        shared.compiled if shared is not None else {})
     for func in functions:
         code = sources.get(func.__module__)
         if code is None:
             continue
-        if func.__module__ not in compiled:
-            compiled[func.__module__] = compile(code["source"], func.__code__.co_filename,
-                                                "exec", dont_inherit=True)
-        if not _same_code_in(compiled[func.__module__], func.__code__):
+        key = (code["source"], func.__code__.co_filename)
+        functions_in = compiled.get(key)
+        if functions_in is None:
+            functions_in = compiled[key] = _code_index(
+                compile(code["source"], func.__code__.co_filename, "exec", dont_inherit=True))
+        if not _same_code(functions_in, func.__code__):
             raise StaleSourceError(
                 f"step {step.name!r}: {code['path']} changed after it was imported, so its "
                 f"text is not the code running {func.__qualname__!r}. Restart the process "
                 "(or re-import the module) so that pinrun pins the code that runs.")
 
 
-def _same_code_in(module_code: types.CodeType, loaded: types.CodeType) -> bool:
-    """Whether ``module_code`` holds a function compiled exactly like ``loaded``."""
+def _code_index(module_code: types.CodeType) -> dict[tuple[str, int], types.CodeType]:
+    """Every code object in a compiled module by (qualified name, first line): the first
+    met, depth first, when two share both (two lambdas on one line)."""
+    index: dict[tuple[str, int], types.CodeType] = {}
     stack = [module_code]
     while stack:
         code = stack.pop()
-        if code.co_qualname == loaded.co_qualname and \
-                code.co_firstlineno == loaded.co_firstlineno:
-            return code.co_code == loaded.co_code and code.co_names == loaded.co_names
+        index.setdefault((code.co_qualname, code.co_firstlineno), code)
         stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
-    return False
+    return index
+
+
+def _same_code(functions_in: Mapping[tuple[str, int], types.CodeType],
+               loaded: types.CodeType) -> bool:
+    """Whether the module indexed as ``functions_in`` holds a function compiled exactly
+    like ``loaded``."""
+    code = functions_in.get((loaded.co_qualname, loaded.co_firstlineno))
+    return code is not None and code.co_code == loaded.co_code and \
+        code.co_names == loaded.co_names
 
 
 def _imported_project_modules(modules: set[str], project_root: Path) -> set[str]:
@@ -196,6 +273,18 @@ def _imported_project_modules(modules: set[str], project_root: Path) -> set[str]
             seen.add(found.__name__)
             todo.append(found.__name__)
     return seen - modules
+
+
+def _shared_source(home: str, name: str, project_root: Path) -> dict[str, str] | None:
+    """:func:`_module_source`, read once per module while :func:`pin_steps` runs (pinned
+    for a step of module ``home``, which decides what counts as the project's)."""
+    shared = _SHARED.get()
+    if shared is None:
+        return _module_source(name, project_root)
+    key = (home, project_root, name)
+    if key not in shared.sources:
+        shared.sources[key] = _module_source(name, project_root)
+    return shared.sources[key]
 
 
 def _module_source(name: str, project_root: Path) -> dict[str, str] | None:

@@ -23,7 +23,7 @@ from pinrun.artifacts.store import Store, WriteBatch
 from pinrun.errors import CorruptObjectError, PinrunWarning
 from pinrun.flows.environment import environment
 from pinrun.flows.flow import Flow
-from pinrun.flows.pinning import PinnedStep, flow_sources, flow_value, pin_step
+from pinrun.flows.pinning import PinnedStep, flow_sources, flow_value, pin_steps
 from pinrun.flows.project import DISTRIBUTIONS_VARIABLE, module_identity, script_path
 
 __all__ = ["FLOW_REF_PREFIX", "FlowPins", "NothingPinnedWarning", "PinnedFlow", "find_entry",
@@ -134,7 +134,7 @@ def _compute_payloads(flow: Flow, pins: tuple[PinnedStep, ...], entry: str | Non
 def pin_flow(flow: Flow, store: Store, project_root: Path,
              entry: str | None = None) -> PinnedFlow:
     """Pin ``flow`` (code, definition, environment) under ``flows/<name>``; nothing runs."""
-    pins = {item.name: pin_step(item, project_root) for item in flow.steps}
+    pins = pin_steps(flow.steps, project_root)
     where = entry if entry is not None else find_entry(flow, project_root)
     with store.batch() as batch:
         stored = put_pins(batch, flow, pins, where, project_root)

@@ -28,7 +28,7 @@ from pinrun.flows.entries import import_entry, import_recorded_entry
 from pinrun.flows.flow import Flow
 from pinrun.flows.loader import pinned_modules, pinned_sources
 from pinrun.flows.normalize import normalized_source_tree
-from pinrun.flows.pinning import PinnedStep, pin_step
+from pinrun.flows.pinning import PinnedStep, pin_steps
 from pinrun.flows.step import Step
 
 __all__ = [
@@ -114,8 +114,7 @@ def compare_code(store: Store, pinned_flow: Digest, flow: Flow,
     pinned, pinned_steps = load_pinned_flow(store, pinned_flow)
     for name, digest in (step_pins or {}).items():
         pinned_steps[name] = {**store.get_object(digest, Kind.STEP), "digest": digest}
-    current = pins if pins is not None else {
-        item.name: pin_step(item, project_root) for item in flow.steps}
+    current = pins if pins is not None else pin_steps(flow.steps, project_root)
     statuses = []
     for item in flow.steps:
         now = current[item.name]
@@ -250,7 +249,7 @@ def flow_under_policy(store: Store, policy: CodePolicy, pinned_flow: Digest, *,
                 raise InputError(f"{what} does not say where its flow is defined; pass the "
                                  "flow, or use --code-policy artifact")
             flow = load(entry)
-        pins = {item.name: pin_step(item, project_root) for item in flow.steps}
+        pins = pin_steps(flow.steps, project_root)
         if policy != "disabled":
             apply_code_policy(policy, compare_code(store, pinned_flow, flow, project_root, pins),
                               what)
@@ -269,7 +268,7 @@ def loaded_as_pinned(flow_name: str, items: Sequence[Step],
     came from the pin does not: the code is the pinned text (what differs is a
     value computed at import, or how an older pinrun built fingerprints).
     """
-    pins = {item.name: pin_step(item, project_root) for item in items}
+    pins = pin_steps(items, project_root)
     missing = [item.name for item in items if item.name not in pinned]
     unpinned = sorted({module for item in items if item.name in pinned
                        and pins[item.name].value["fingerprint"]

@@ -24,6 +24,7 @@ from functools import partial
 from typing import Any, overload
 
 from pinrun.errors import StepDefinitionError
+from pinrun.flows.code_reading import source_text
 
 __all__ = ["CONTEXT_PARAMETER", "STATE_PARAMETER", "Step", "StepDefinitionError", "step"]
 
@@ -72,7 +73,7 @@ class Step:
 def _returned_keys(func: Callable[..., Any]) -> frozenset[str] | None:
     """The keys of the dict literals a function returns, when every return is one."""
     try:
-        source = textwrap.dedent(inspect.getsource(func))
+        source = textwrap.dedent(source_text(func))
         tree = ast.parse(source)
     except (OSError, TypeError, SyntaxError):
         return None
