@@ -33,6 +33,7 @@ from pinrun.errors import InputError, StoreError
 from pinrun.remote.origin import check_trusted
 from pinrun.remote.selection import run_order
 from pinrun.verifier import worker
+from pinrun.verifier.pages import release_store_pages
 from pinrun.verifier.replayer import CodeSource
 from pinrun.verifier.worker import ReplayOptions, RunResult
 from pinrun.world.guards import GuardMode
@@ -79,7 +80,9 @@ def shard_of(run_id: str, count: int) -> int:
 
 def select_runs(store: Store, selection: Selection) -> list[str]:
     """The ids of the selected runs, in their stable order (empty: see :func:`why_empty`)."""
-    return _select(store, selection)[0]
+    selected = _select(store, selection)[0]
+    release_store_pages(store.path)  # the refs read are spread over the store's file
+    return selected
 
 
 def why_empty(store: Store, selection: Selection) -> str:
@@ -153,7 +156,7 @@ def _hash_seed(store: Store, run_id: str) -> str | None:
 
 
 #: Run records read per transaction when the runs are grouped by seed.
-_SEED_BATCH = 512
+_SEED_BATCH = 32
 
 
 def _hash_seeds(store: Store, run_ids: list[str],
@@ -200,6 +203,9 @@ def _hash_seeds(store: Store, run_ids: list[str],
             if env not in seeds or isinstance(seed, StoreError):  # an error names its run
                 seed = seeds[env] = slow(run_id)  # reads and checks the environment once
             yield run_id, seed
+        # The records' pages are not read again here: the map gives them back, so this
+        # process's size does not grow with the store (pinrun.verifier.pages).
+        release_store_pages(store.path)
 
 
 _UNREAD = object()
