@@ -33,6 +33,12 @@ run that did not reproduce fails the benchmark.
   a fresh process that consumes ``run_verification`` without keeping the
   results, which reports its own peak RSS, its anonymous memory and file
   pages at the end (``/proc/self/status``), and its worker's peak RSS.
+* ``replay-worker-cpu``: process CPU time per replay of the ``VERIFY_RUNS``
+  corpus, in a fresh interpreter: pinrun's verify worker (``worker.start`` then
+  ``worker.replay_chunk``, guards ``warn``, workdir and pinned code) against
+  ``replay_corpus.MinimalReplayer`` (the physical reference: the run record,
+  each step's inputs and events read, the step function called, its outputs
+  encoded, hashed, compared and read back). Target: at most 4x the reference.
 * ``pinned-import``: importing a 5-module project (~200 lines each) from the
   store (``pinned_modules(pinned_sources(...))`` + ``import_entry``) against
   ``importlib.import_module`` from disk, with its bytecode cache
