@@ -26,16 +26,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
+
+import orjson
 
 import pinrun
 from benchmarks import flow_baselines
+from pinrun.artifacts import trees
+from pinrun.artifacts.digest import Digest, Kind, compute_digest
+from pinrun.artifacts.store import Store
 
 __all__ = [
     "IMPORT_ENTRY_MODULE",
     "IMPORT_MODULES",
     "ORDER_MODULE",
     "Corpus",
+    "MinimalReplayer",
     "on_sys_path",
     "record_corpus",
     "write_import_project",
@@ -126,6 +132,60 @@ def record_corpus(project: Path, name: str, runs: int) -> Corpus:
     if len(set(ids)) != runs:
         raise RuntimeError(f"recorded {runs} runs but got {len(set(ids))} distinct ids")
     return Corpus(project, store_path, tuple(ids), tuple(inputs))
+
+
+# ------------------------------------------------------------ the minimal replayer
+
+
+class _Digests:
+    """An object sink that only hashes, as a replay does (nothing is written)."""
+
+    def __init__(self) -> None:
+        self.digests: list[Digest] = []
+
+    def put(self, kind: Kind, payload: bytes, digest: Digest | None = None) -> Digest:
+        found = digest if digest is not None else compute_digest(kind, payload)
+        self.digests.append(found)
+        return found
+
+
+def _digest(tagged: dict[str, str]) -> Digest:
+    return Digest.from_hex(tagged["$digest"])
+
+
+class MinimalReplayer:
+    """The physical reference of the worker-CPU benchmark: a replay of an order run
+    reduced to its reads, its execution and its hashing, with none of pinrun's checks.
+
+    For each run: the run record is read (its ref, the object, JSON-decoded); for
+    each step, its recorded inputs and events are read, the step function
+    (``flow_baselines``, called directly) runs on the inputs, its outputs are
+    encoded and hashed as a snapshot and compared with the recorded digest, and
+    the recorded output objects are read back (each decompressed and re-hashed,
+    as pinrun's replay does before a match counts).
+    """
+
+    def __init__(self, store_path: str | Path) -> None:
+        self.store = Store.open(store_path)
+        self.functions = {func.__name__: (func, tuple(inspect.signature(func).parameters))
+                          for func in flow_baselines.FUNCTIONS}
+
+    def replay(self, run_id: str) -> bool:
+        """Whether every step of the run reproduced its recorded outputs."""
+        store = self.store
+        _, payload = store.load(store.ref(f"runs/{run_id}"))
+        record: dict[str, Any] = orjson.loads(payload)
+        same = True
+        for step in record["steps"]:
+            func, names = self.functions[step["name"]]
+            inputs = store.get_snapshot(_digest(step["inputs"]))
+            store.get_value(_digest(step["events"]))
+            outputs = func(**{name: inputs[name] for name in names})
+            sink = _Digests()
+            digest = trees.store_snapshot(sink, outputs)
+            same = same and digest == _digest(step["outputs"])
+            store.load_many(sink.digests)
+        return same
 
 
 # ------------------------------------------------------------ the import project

@@ -33,6 +33,12 @@ run that did not reproduce fails the benchmark.
   a fresh process that consumes ``run_verification`` without keeping the
   results, which reports its own peak RSS, its anonymous memory and file
   pages at the end (``/proc/self/status``), and its worker's peak RSS.
+* ``replay-worker-cpu``: process CPU time per replay of the ``VERIFY_RUNS``
+  corpus, in a fresh interpreter: pinrun's verify worker (``worker.start`` then
+  ``worker.replay_chunk``, guards ``warn``, workdir and pinned code) against
+  ``replay_corpus.MinimalReplayer`` (the physical reference: the run record,
+  each step's inputs and events read, the step function called, its outputs
+  encoded, hashed, compared and read back). Target: at most 4x the reference.
 * ``pinned-import``: importing a 5-module project (~200 lines each) from the
   store (``pinned_modules(pinned_sources(...))`` + ``import_entry``) against
   ``importlib.import_module`` from disk, with its bytecode cache
@@ -114,6 +120,12 @@ def _verify_group(runs: int) -> str:
 CLI_GROUP = f"verify-cli-{VERIFY_RUNS}-runs (python -m pinrun verify)"
 MEMORY_GROUP = "verify-memory (python -m pinrun verify -j 1)"
 IMPORT_GROUP = "pinned-import (5 modules of ~200 lines)"
+CPU_GROUP = "replay-worker-cpu (process CPU time per replay)"
+#: name -> the code a verify worker replays with (None: the minimal replayer).
+WORKER_CPU: dict[str, Code | None] = {"minimal-replayer": None,
+                                      "pinrun-worker-workdir": "workdir",
+                                      "pinrun-worker-pinned": "pinned"}
+TARGET_WORKER_CPU = 4.0
 
 
 # ------------------------------------------------------------------- fixtures
@@ -450,7 +462,7 @@ def _run(command: list[str], cwd: Path) -> tuple[int, str]:
 
 
 def _check_cli(code: int, output: str, runs: int) -> None:
-    summary = f"verified {runs} runs: {runs} reproduced, 0 diverged"
+    summary = f"verified {runs} run{'s' if runs != 1 else ''}: {runs} reproduced, 0 diverged"
     if code != 0 or summary not in output:
         pytest.fail(f"pinrun verify exited {code}; expected {summary!r}:\n{output[-3000:]}")
 
@@ -542,6 +554,73 @@ def test_verify_memory(benchmark: BenchmarkFixture, corpora: Callable[[str, int]
                     "streaming_worker_peak_rss_mib"):
             notes[f"{key}_vs_small"] = round(notes[key] / float(small.notes[key]), 2)
     report(benchmark, impl, size, unit="runs", notes=notes)
+
+
+# ------------------------------------------------------- worker CPU per replay
+
+#: In a fresh interpreter (a verify worker refuses the network and processes for
+#: good): replays the corpus's runs ``rounds`` times, either as pinrun's verify
+#: worker does (``worker.start`` then ``worker.replay_chunk``, guards=warn) or with
+#: the minimal replayer of ``replay_corpus``; prints the CPU seconds of each round.
+_CPU_PROBE = """
+import json, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[5])
+store_path, project, code, rounds = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+sys.path.insert(0, str(project))
+import pinrun
+from benchmarks import replay_corpus
+from pinrun.verifier import worker
+from pinrun.verifier.verify import Selection, select_runs
+with pinrun.open_store(store_path) as store:
+    ids = select_runs(store, Selection())
+if code == "minimal":
+    replayer = replay_corpus.MinimalReplayer(store_path)
+    replay = lambda chunk: [replayer.replay(run_id) for run_id in chunk]
+    check = lambda out: all(out)
+else:
+    worker.start(store_path, worker.ReplayOptions.build(code=code, guards="warn",
+                                                        project_root=project))
+    replay = lambda chunk: worker.chunk_results(worker.replay_chunk(chunk), chunk)
+    check = lambda out: all(r.verdict == "reproduced" for r in out)
+assert check(replay(ids[:5]))  # warm-up: imports, the first replay's caches
+seconds = []
+for _ in range(rounds):
+    start = time.process_time()
+    out = replay(ids)
+    seconds.append(time.process_time() - start)
+    assert check(out) and len(out) == len(ids)
+print(json.dumps({"runs": len(ids), "cpu_s": seconds}))
+"""
+
+
+@pytest.mark.parametrize("impl", list(WORKER_CPU))
+def test_worker_cpu(benchmark: BenchmarkFixture, corpora: Callable[[str, int], Corpus],
+                    impl: str) -> None:
+    """Process CPU time per replay: pinrun's verify worker against a minimal replayer."""
+    benchmark.group = CPU_GROUP
+    corpus = corpora("verify", VERIFY_RUNS)
+    code = WORKER_CPU[impl] or "minimal"
+    figures: list[dict[str, Any]] = []
+    repository = str(Path(__file__).resolve().parent.parent)
+
+    def one() -> None:
+        done, output = _run([sys.executable, "-c", _CPU_PROBE, str(corpus.store_path),
+                             str(corpus.project), code, "2", repository], corpus.project)
+        if done != 0:
+            pytest.fail(f"the CPU probe exited {done}:\n{output[-3000:]}")
+        figures.append(json.loads(output.strip().splitlines()[-1]))
+
+    benchmark.pedantic(one, rounds=ROUNDS)
+    cpu = median(seconds for figure in figures for seconds in figure["cpu_s"])
+    notes: dict[str, Any] = {"cpu_us_per_replay": round(cpu / VERIFY_RUNS * 1e6, 1),
+                             "cpu_rounds": len(figures) * 2}
+    minimal = RESULTS.get(CPU_GROUP, {}).get("minimal-replayer")
+    if minimal is not None and impl != "minimal-replayer":
+        ratio = notes["cpu_us_per_replay"] / float(minimal.notes["cpu_us_per_replay"])
+        notes["cpu_vs_minimal"] = round(ratio, 2)
+        notes[f"within_{TARGET_WORKER_CPU}x_of_minimal"] = ratio <= TARGET_WORKER_CPU
+    report(benchmark, impl, VERIFY_RUNS, unit="runs", notes=notes)
 
 
 # -------------------------------------------------------------- pinned import

@@ -84,6 +84,23 @@ def pinned_sources(store: Store, flow_digest: Digest) -> dict[str, CodeValue]:
     Which names may load is :func:`pinned_modules`' call, not this one's: the
     sources are also read as text (the environment a run would have).
     """
+    # Read once per store and process: a digest names one content forever, and a
+    # verify worker replays many runs of one pin. Each caller gets its own dict.
+    key = (store.path, flow_digest)
+    cached = _SOURCES.get(key)
+    if cached is None:
+        if len(_SOURCES) >= _SOURCES_KEPT:
+            _SOURCES.pop(next(iter(_SOURCES)))
+        cached = _SOURCES[key] = _read_pinned_sources(store, flow_digest)
+    return dict(cached)
+
+
+#: Pinned sources read, per store path and flow pin (see :func:`pinned_sources`).
+_SOURCES: dict[tuple[Path, Digest], dict[str, CodeValue]] = {}
+_SOURCES_KEPT = 64
+
+
+def _read_pinned_sources(store: Store, flow_digest: Digest) -> dict[str, CodeValue]:
     # get_object checks each object's shape (artifacts/shapes.py): digests where
     # digests go, and code paths that are relative .py paths inside the project.
     flow = store.get_object(flow_digest, Kind.FLOW)

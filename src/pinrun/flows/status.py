@@ -94,13 +94,28 @@ class CodeStatus:
 
 def load_pinned_flow(store: Store, digest: Digest) -> tuple[dict[str, Any],
                                                             dict[str, dict[str, Any]]]:
-    """The pinned flow value and its step values by name (each with a ``digest`` key)."""
-    flow = store.get_object(digest, Kind.FLOW)
-    steps = {}
-    for step_digest in flow["steps"]:
-        value = store.get_object(step_digest, Kind.STEP)
-        steps[value["name"]] = {**value, "digest": step_digest}
-    return flow, steps
+    """The pinned flow value and its step values by name (each with a ``digest`` key).
+
+    Read once per store and process (a digest names one content forever: a verify
+    worker replays many runs of one pin); each call gets its own dicts to change.
+    """
+    key = (store.path, digest)
+    cached = _PINNED_FLOWS.get(key)
+    if cached is None:
+        flow = store.get_object(digest, Kind.FLOW)
+        steps = {}
+        for step_digest in flow["steps"]:
+            value = store.get_object(step_digest, Kind.STEP)
+            steps[value["name"]] = {**value, "digest": step_digest}
+        if len(_PINNED_FLOWS) >= _PINNED_KEPT:
+            _PINNED_FLOWS.pop(next(iter(_PINNED_FLOWS)))
+        cached = _PINNED_FLOWS[key] = (flow, steps)
+    return dict(cached[0]), {name: dict(value) for name, value in cached[1].items()}
+
+
+#: Pinned flows read, per store path and flow pin (see :func:`load_pinned_flow`).
+_PINNED_FLOWS: dict[tuple[Path, Digest], tuple[dict[str, Any], dict[str, dict[str, Any]]]] = {}
+_PINNED_KEPT = 64
 
 
 def compare_code(store: Store, pinned_flow: Digest, flow: Flow,

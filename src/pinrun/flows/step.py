@@ -21,6 +21,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from types import CodeType
 from typing import Any, overload
 
 from pinrun.errors import StepDefinitionError
@@ -70,8 +71,27 @@ class Step:
         return f"<pinrun step {self.name!r} reads={list(self.reads)}>"
 
 
+#: ``_returned_keys`` per code object (and its file): pinned code is executed afresh at
+#: every replay, defining the same functions from the same compiled code each time.
+_RETURNED: dict[tuple[CodeType, str], frozenset[str] | None] = {}
+_RETURNED_KEPT = 4096
+
+
 def _returned_keys(func: Callable[..., Any]) -> frozenset[str] | None:
-    """The keys of the dict literals a function returns, when every return is one."""
+    """The keys of the dict literals a function returns, when every return is one
+    (read from its source once per code object)."""
+    code = getattr(func, "__code__", None)
+    if not isinstance(code, CodeType):
+        return _parse_returned_keys(func)
+    key = (code, code.co_filename)
+    if key not in _RETURNED:
+        if len(_RETURNED) >= _RETURNED_KEPT:
+            _RETURNED.clear()
+        _RETURNED[key] = _parse_returned_keys(func)
+    return _RETURNED[key]
+
+
+def _parse_returned_keys(func: Callable[..., Any]) -> frozenset[str] | None:
     try:
         source = textwrap.dedent(source_text(func))
         tree = ast.parse(source)

@@ -41,6 +41,11 @@ from pinrun.flows.step import Step
 __all__ = ["attempt_pins", "attempt_source_shown", "final_attempts", "with_attempt_code"]
 
 
+#: Per store and flow pin: the step pins the flow pin names (read once per process).
+_FLOW_STEPS: dict[tuple[Path, Digest], frozenset[Digest]] = {}
+_FLOW_STEPS_KEPT = 256
+
+
 def final_attempts(run: RunRecord) -> dict[str, StepRecord]:
     """Each recorded step's last attempt: the one whose outcome the run kept."""
     return {record.name: record for record in run.steps}
@@ -51,8 +56,15 @@ def attempt_pins(store: Store, run: RunRecord) -> dict[str, Digest]:
     attempt ran other code than the run's flow pin names (a resume after a change)."""
     if run.flow_pin is None:
         return {}
-    # The usual case, every attempt ran the flow pin's own steps, needs one object read.
-    started_with = set(store.get_object(run.flow_pin, Kind.FLOW)["steps"])
+    # The usual case, every attempt ran the flow pin's own steps, needs one object read
+    # (per store and process: a digest names one content forever).
+    key = (store.path, run.flow_pin)
+    started_with = _FLOW_STEPS.get(key)
+    if started_with is None:
+        started_with = frozenset(store.get_object(run.flow_pin, Kind.FLOW)["steps"])
+        if len(_FLOW_STEPS) >= _FLOW_STEPS_KEPT:
+            _FLOW_STEPS.clear()
+        _FLOW_STEPS[key] = started_with
     if all(record.code is None or record.code in started_with
            for record in final_attempts(run).values()):
         return {}

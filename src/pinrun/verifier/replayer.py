@@ -32,7 +32,7 @@ from pinrun.artifacts import codec, trees
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.store import Store
 from pinrun.engine.context import ReplayLog, recorded_events
-from pinrun.engine.events import type_name
+from pinrun.engine.events import Event, type_name
 from pinrun.engine.execution import HiddenState, Outcome, StepGuard
 from pinrun.engine.logs import SHARED_ANSWERS_HAZARD
 from pinrun.engine.records import RunRecord, StepRecord, load_run
@@ -58,7 +58,6 @@ from pinrun.world.hidden_state import Change, Watch, carried, forgotten_after
 from pinrun.world.refusal import ReplayWatch, refusing_world
 
 __all__ = ["CodeSource", "check_replay_arguments", "replay"]
-
 
 
 def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
@@ -197,6 +196,35 @@ def _rank_causes(result: StepResult) -> None:
     result.causes.sort(key=lambda cause: _CAUSE_RANK.get(cause.kind, 6))
 
 
+#: Recorded objects matched by digest are read back (and re-hashed) this many at a time.
+_CHECK_BATCH = 256
+#: Recorded event lists kept decoded per process (see :func:`_recorded_events`).
+_EVENTS_KEPT = 1024
+_EVENTS: dict[tuple[Path, Digest], tuple[Event, ...]] = {}
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _recorded_events(store: Store, digest: Digest) -> list[Event]:
+    """A step's recorded context events (:func:`~pinrun.engine.context.recorded_events`).
+
+    Most steps of a corpus record the same few event lists (most often none at all),
+    and a digest names one content forever: a list whose every answer is a plain
+    scalar (nothing a step could change in place) is read and checked once per store
+    and process. Lists holding effect answers (dicts, lists) are read every time.
+    """
+    key = (store.path, digest)
+    found = _EVENTS.get(key)
+    if found is not None:
+        return list(found)
+    events = recorded_events(store, digest)
+    if all(type(event.value) in _SCALARS and event.call is None and event.error_args is None
+           for event in events):
+        if len(_EVENTS) >= _EVENTS_KEPT:
+            _EVENTS.clear()
+        _EVENTS[key] = tuple(events)
+    return events
+
+
 class _DigestSink:
     """Digests objects as the store would, without storing anything; keeps the digests."""
 
@@ -266,6 +294,7 @@ class _Replay:
         if self.judge is not None:  # nothing of the project's runs from here to a step
             self.judge.begin()
         walk(self.flow, RunState(self.state, self.encoded), self)
+        self.check_recorded()  # what the last levels matched on, before any verdict
         ran = [result for result in self.report.steps if result.status != "not-run"]
         if self.judge is not None and ran:
             self._name_run_changes(self.judge.run_changes([result.name for result in ran]),
@@ -298,7 +327,7 @@ class _Replay:
 
     def log_for(self, item: Step) -> ReplayLog:
         log = self.logs[item.name] = ReplayLog(
-            recorded_events(self.store, self.recorded[item.name].events))
+            _recorded_events(self.store, self.recorded[item.name].events))
         # Under the debugger, what is asked at its prompt only peeks at the answers.
         log.debugging = item.name == self.debug_step
         return log
@@ -330,8 +359,10 @@ class _Replay:
         return None
 
     def end_level(self, level: Sequence[Step], failure: Outcome | None) -> None:
-        # Once per level: one read, and never more in memory than the level's outputs.
-        self.check_recorded()
+        # A read every _CHECK_BATCH objects (and at the end of the run, in run()): one
+        # transaction for a small run, and never more than a batch in memory at once.
+        if len(self.unchecked) >= _CHECK_BATCH:
+            self.check_recorded()
         for item in level:
             if item.name in self.recorded:
                 continue

@@ -17,11 +17,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.store import Store
 from pinrun.artifacts.tags import run_tags, tagged_runs
 from pinrun.engine.records import RUN_REF_PREFIX, load_run, recorded_hash_seed
@@ -30,6 +33,7 @@ from pinrun.errors import InputError, StoreError
 from pinrun.remote.origin import check_trusted
 from pinrun.remote.selection import run_order
 from pinrun.verifier import worker
+from pinrun.verifier.pages import release_store_pages
 from pinrun.verifier.replayer import CodeSource
 from pinrun.verifier.worker import ReplayOptions, RunResult
 from pinrun.world.guards import GuardMode
@@ -76,7 +80,9 @@ def shard_of(run_id: str, count: int) -> int:
 
 def select_runs(store: Store, selection: Selection) -> list[str]:
     """The ids of the selected runs, in their stable order (empty: see :func:`why_empty`)."""
-    return _select(store, selection)[0]
+    selected = _select(store, selection)[0]
+    release_store_pages(store.path)  # the refs read are spread over the store's file
+    return selected
 
 
 def why_empty(store: Store, selection: Selection) -> str:
@@ -149,6 +155,84 @@ def _hash_seed(store: Store, run_id: str) -> str | None:
     return recorded_hash_seed(store, load_run(store, run_id))
 
 
+#: Run records read per transaction when the runs are grouped by seed.
+_SEED_BATCH = 32
+
+
+def _hash_seeds(store: Store, run_ids: list[str],
+                ) -> Iterator[tuple[str, str | StoreError | None]]:
+    """``(run id, its recorded seed)`` for each run, in order, read cheaply (or the
+    :class:`~pinrun.errors.StoreError` its record or environment raised).
+
+    The records are read a batch per transaction, each checked against its
+    digest, and only their ``env`` and ``id`` fields are looked at; each
+    environment is read and checked once (runs of one machine share it). The
+    worker reads every record in full, field by field, before it replays it, so
+    a record damaged elsewhere is still its run's store error. Anything that
+    does not read cleanly here goes the slow way (:func:`_hash_seed`), which
+    raises the :class:`~pinrun.errors.StoreError` that names the damage.
+    """
+
+    def slow(run_id: str) -> str | StoreError | None:
+        try:
+            return _hash_seed(store, run_id)
+        except StoreError as exc:
+            return exc
+
+    refs = store.refs(RUN_REF_PREFIX)
+    seeds: dict[Digest, str | StoreError | None] = {}
+    for start in range(0, len(run_ids), _SEED_BATCH):
+        batch = run_ids[start:start + _SEED_BATCH]
+        targets = [refs.get(f"{RUN_REF_PREFIX}{run_id}") for run_id in batch]
+        found = [target for target in targets if target is not None]
+        payloads: list[tuple[Kind, bytes] | None] = [None] * len(batch)
+        # One of them damaged or missing: each is read alone below.
+        with suppress(StoreError):
+            read = iter(store.load_many(found))
+            payloads = [next(read) if target is not None else None for target in targets]
+        for run_id, loaded in zip(batch, payloads, strict=True):
+            env = _env_of(run_id, loaded)
+            if env is _UNREAD:
+                yield run_id, slow(run_id)
+                continue
+            if env is None:
+                yield run_id, None
+                continue
+            assert isinstance(env, Digest)
+            seed = seeds.get(env)
+            if env not in seeds or isinstance(seed, StoreError):  # an error names its run
+                seed = seeds[env] = slow(run_id)  # reads and checks the environment once
+            yield run_id, seed
+        # The records' pages are not read again here: the map gives them back, so this
+        # process's size does not grow with the store (pinrun.verifier.pages).
+        release_store_pages(store.path)
+
+
+_UNREAD = object()
+
+
+def _env_of(run_id: str, loaded: tuple[Kind, bytes] | None) -> object:
+    """The environment digest a run record names (None: none), or ``_UNREAD``."""
+    if loaded is None or loaded[0] is not Kind.RUN:
+        return _UNREAD
+    try:
+        data = orjson.loads(loaded[1])
+    except orjson.JSONDecodeError:
+        return _UNREAD
+    if type(data) is not dict or data.get("id") != run_id:
+        return _UNREAD
+    env = data.get("env")
+    if env is None:
+        return None
+    found = env.get("$digest") if type(env) is dict and len(env) == 1 else None
+    if type(found) is not str:
+        return _UNREAD
+    try:
+        return Digest.from_hex(found)
+    except InputError:
+        return _UNREAD
+
+
 def run_verification(store: Store, run_ids: list[str], *, code: CodeSource,
                      guards: GuardMode, jobs: int, project_root: Path | None = None,
                      fail_fast: bool = False,
@@ -201,16 +285,17 @@ def verify_runs(store: Store, run_ids: list[str], *, code: CodeSource,
     arguments = (str(store.path), options)
     groups: dict[str | None, list[str]] = {}
     done = 0
-    for run_id in run_ids:
-        try:
-            groups.setdefault(_hash_seed(store, run_id), []).append(run_id)
-        except StoreError as exc:  # this run's record is damaged: its result, not the end
-            done += 1
-            if progress is not None:
-                progress(done, len(run_ids))
-            yield RunResult(run_id, error=str(exc), store_error=True)
-            if fail_fast:
-                return
+    for run_id, seed in _hash_seeds(store, run_ids):
+        if not isinstance(seed, StoreError):
+            groups.setdefault(seed, []).append(run_id)
+            continue
+        # This run's record is damaged: its result, not the end.
+        done += 1
+        if progress is not None:
+            progress(done, len(run_ids))
+        yield RunResult(run_id, error=str(seed), store_error=True)
+        if fail_fast:
+            return
     if dask is not None:
         from pinrun.verifier.dask_engine import replay_on_cluster
 

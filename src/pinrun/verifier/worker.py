@@ -24,6 +24,7 @@ from pinrun.flows.entries import import_entry
 from pinrun.safe_text import printable
 from pinrun.verifier import replayer
 from pinrun.verifier.moved import check_same_steps
+from pinrun.verifier.pages import release_store_pages
 from pinrun.verifier.replayer import CodeSource
 from pinrun.verifier.report import ReplayReport, Verdict
 from pinrun.world.guards import GuardMode, keep_stand_ins
@@ -145,7 +146,21 @@ def replay_chunk(run_ids: list[str]) -> bytes:
     """
     store: Store = _WORKER["store"]
     options: ReplayOptions = _WORKER["options"]
-    return pickle.dumps([replay_in_this_process(store, run_id, options) for run_id in run_ids])
+    results = []
+    for run_id in run_ids:
+        results.append(replay_in_this_process(store, run_id, options))
+        # A replay reads pages no later one needs (runs are spread over the store, and
+        # the kernel maps a whole folio per read): given back every few replays, the
+        # worker's size stays flat however many runs it replays.
+        _WORKER["replayed"] = _WORKER.get("replayed", 0) + 1
+        if _WORKER["replayed"] >= _RELEASE_EVERY:
+            _WORKER["replayed"] = 0
+            release_store_pages(store.path)
+    return pickle.dumps(results)
+
+
+#: Replays between two :func:`~pinrun.verifier.pages.release_store_pages` in a worker.
+_RELEASE_EVERY = 8
 
 
 def chunk_results(data: bytes, run_ids: list[str]) -> list[RunResult]:
