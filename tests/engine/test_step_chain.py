@@ -174,9 +174,16 @@ def test_a_link_of_another_run_is_damage(project: Project, project_store: Store)
     stranger = replace(head, id="20260101T000000000-abcdef", continues=None, digest=None)
     stranger_digest = _put_run(project_store, stranger)
     forged_digest = _put_run(project_store, replace(head, continues=stranger_digest, digest=None))
-    with pytest.raises(CorruptObjectError, match="continues it") as caught:
+    with pytest.raises(CorruptObjectError, match="a record of run 20260101T") as caught:
         load_run_object(project_store, forged_digest)
+    assert forged_digest.hex in str(caught.value)  # the link that holds the bad place
     assert stranger_digest.hex in str(caught.value)
+    # fsck walks the chain too, as loading does.
+    project_store.set_ref(run_ref(run.id), forged_digest)
+    report = fsck(project_store)
+    assert not report.ok
+    assert any(stranger_digest.hex in problem.detail and run.id in problem.detail
+               for problem in report.problems)
 
 
 def test_a_failed_step_ends_the_chain_with_the_whole_record(project: Project,

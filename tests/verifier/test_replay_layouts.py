@@ -1,5 +1,6 @@
 """A run recorded when a large nested map was stored key by key replays against the
-paged layout of today: the same values reproduce, a changed one still diverges."""
+paged layout of today: the same values reproduce, a changed one still diverges, and
+nothing recorded is judged through today's classes."""
 
 from __future__ import annotations
 
@@ -65,3 +66,34 @@ def test_a_changed_value_in_the_old_layout_still_diverges(
     assert not report.reproduced
     assert report.steps[0].status == "diverged"
     assert report.steps[0].changes
+
+
+DATACLASS_FLOW = """
+from dataclasses import dataclass
+
+import pinrun
+
+@dataclass
+class Order:
+    qty: int
+
+@pinrun.step
+def make(n: int) -> dict:
+    return {"order": Order(n)}
+
+flow = pinrun.Flow("orders", [make])
+"""
+
+
+def test_a_class_that_gained_a_field_diverges(project: Project, project_store: Store) -> None:
+    """A dataclass that gained a field with a default: today's class would decode the
+    recorded value into the new one, but the outputs differ, and the replay says so."""
+    project.write("orders", DATACLASS_FLOW)
+    run = pinrun.record(project.load("orders"), {"n": 3}, store=project_store)
+    project.write("orders", DATACLASS_FLOW.replace("    qty: int\n",
+                                                   "    qty: int\n    discount: float = 0.5\n"))
+    project.forget()
+    changed = project.load("orders")
+    report = pinrun.replay(run.id, store=project_store, code="workdir", flow=changed)
+    assert not report.reproduced
+    assert report.steps[0].status == "diverged"

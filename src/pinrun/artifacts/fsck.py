@@ -30,7 +30,7 @@ from typing import Any, Final
 
 from pinrun.artifacts import codec, shapes
 from pinrun.artifacts.batch import _OFFERED_BYTES, _OFFERED_OBJECTS
-from pinrun.artifacts.digest import DIGEST_SIZE, Digest
+from pinrun.artifacts.digest import DIGEST_SIZE, Digest, Kind
 from pinrun.artifacts.lmdb_meta import read_head
 from pinrun.artifacts.objects import record_dictionary
 from pinrun.artifacts.proof import prove_record
@@ -312,6 +312,35 @@ def _check_run_ref(scan: _Scan, name: str, target: Digest) -> None:
     problem = shapes.run_ref_problem(name, kind, value)
     if problem is not None:
         scan.add(Problem("bad-ref", target, f"ref {name!r}: {problem}"))
+        return
+    _check_run_chain(scan, name, target, value)
+
+
+def _check_run_chain(scan: _Scan, name: str, head: Digest, value: Any) -> None:
+    """The links of a run still recording (``continues``) must be records of that run,
+    as loading it requires; the first bad one is reported (objects themselves are
+    checked elsewhere)."""
+    run_id = value["id"]
+    link, seen = value.get("continues"), 0
+    while isinstance(link, dict) and isinstance(link.get("$digest"), str) and \
+            seen < shapes.MAX_RUN_LINKS:
+        seen += 1
+        try:
+            digest = Digest.from_hex(link["$digest"])
+            kind, payload = scan.store.load(digest)
+            found = codec.decode_tagged(payload)
+        except PinrunError:
+            return  # the object itself is reported as corrupt or missing
+        problem = shapes.shape_problem(kind, found) if kind is Kind.RUN else \
+            f"it is a {kind.value} object"
+        if problem is None and found.get("id") != run_id:
+            problem = f"it is a record of run {found.get('id')}"
+        if problem is not None:
+            scan.add(Problem("bad-ref", digest, f"ref {name!r}: the record of run {run_id} "
+                             f"continues {digest.hex}, which is not a link of that run "
+                             f"({problem})"))
+            return
+        link = found.get("continues")
 
 
 def _check_meta(scan: _Scan) -> int:

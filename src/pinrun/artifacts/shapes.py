@@ -57,6 +57,8 @@ RUN_FORMAT: Final = 1
 RUN_ID: Final = re.compile(r"[0-9]{8}T[0-9]{9}-[0-9a-f]{6}")
 #: Refs of runs are ``runs/<id>``, and name the record of run ``<id>``.
 RUN_REF_PREFIX: Final = "runs/"
+#: The most links a run still recording may chain (its commits: bounds a crafted chain).
+MAX_RUN_LINKS: Final = 1_000_000
 #: The largest ``PYTHONHASHSEED`` Python accepts.
 HASH_SEED_MAX: Final = 4294967295
 _HASH_SEED: Final = re.compile(r"[0-9]{1,10}")

@@ -226,6 +226,28 @@ def store_snapshot(sink: ObjectSink, state: Mapping[str, Any], root: str = "stat
     return store_entries(sink, entries)
 
 
+def store_snapshot_key_by_key(sink: ObjectSink, state: Mapping[str, Any],
+                              root: str = "state",
+                              payloads: Mapping[str, bytes] | None = None) -> Digest:
+    """:func:`store_snapshot` as pinrun stored it before pages: a large nested map is a
+    map tree of one entry per key, recursively. Replay digests outputs this way too
+    when a recording made then differs from today's layout, so equal values
+    still match (nothing recorded is decoded for that)."""
+    entries: dict[str, Digest] = {}
+    known = payloads if payloads is not None else {}
+    for key, value in state.items():
+        path = f"{root}[{key!r}]"
+        payload = known.get(key)
+        if type(value) is dict and all(type(name) is str for name in value):
+            if type(payload) is not bytes:
+                payload = codec.encode(value, root=path)
+            if len(payload) > SUBTREE_THRESHOLD:
+                entries[key] = store_snapshot_key_by_key(sink, value, path)
+                continue
+        entries[key] = store_entry(sink, value, path, payload)
+    return store_entries(sink, entries)
+
+
 def store_entries(sink: ObjectSink, entries: Mapping[str, Digest]) -> Digest:
     """Store the tree of a snapshot whose entries are stored already, by their digests."""
     return sink.put(Kind.TREE, codec.encode_digest_map({"type": "map"}, "entries", entries))

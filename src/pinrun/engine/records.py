@@ -60,7 +60,7 @@ RUN_FORMAT = shapes.RUN_FORMAT
 RUN_REF_PREFIX = shapes.RUN_REF_PREFIX
 RunStatus = Literal["running", "succeeded", "failed"]
 #: The most links a chain of step commits may have (bounds what a crafted record costs).
-MAX_LINKS = 1_000_000
+MAX_LINKS = shapes.MAX_RUN_LINKS
 
 
 def run_ref(run_id: str) -> str:
@@ -276,6 +276,7 @@ def load_run_object(store: Store, digest: Digest) -> RunRecord:
     if head.continues is None:
         return head
     links = [head]
+    holder: Digest = digest
     previous: Digest | None = head.continues
     while previous is not None:
         if len(links) >= MAX_LINKS:
@@ -283,10 +284,10 @@ def load_run_object(store: Store, digest: Digest) -> RunRecord:
                                      f"{MAX_LINKS:,} records")
         link = _load_link(store, previous)
         if link.id != head.id:
-            raise CorruptObjectError(previous, None, f"it is a record of run {link.id}, but "
-                                     f"the record of run {head.id} continues it")
+            raise CorruptObjectError(holder, None, f"it is a link of run {head.id} that "
+                                     f"continues {previous.hex}, a record of run {link.id}")
         links.append(link)
-        previous = link.continues
+        holder, previous = previous, link.continues
     links.reverse()
     return replace(head, steps=tuple(step for link in links for step in link.steps),
                    continues=None, digest=digest,

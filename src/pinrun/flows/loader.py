@@ -22,6 +22,7 @@ pinned text could stand in for the verifier judging it, or for ``json``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.abc
@@ -90,7 +91,9 @@ def pinned_sources(store: Store, flow_digest: Digest) -> dict[str, CodeValue]:
     cached = _SOURCES.get(key)
     if cached is None:
         if len(_SOURCES) >= _SOURCES_KEPT:
-            _SOURCES.pop(next(iter(_SOURCES)))
+            # Threads replaying at once may evict the same entry: either one will do.
+            with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+                _SOURCES.pop(next(iter(_SOURCES)))
         cached = _SOURCES[key] = _read_pinned_sources(store, flow_digest)
     return dict(cached)
 

@@ -13,6 +13,7 @@ A code version policy says what to do when the code changed: ``disabled``
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import warnings
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -108,7 +109,9 @@ def load_pinned_flow(store: Store, digest: Digest) -> tuple[dict[str, Any],
             value = store.get_object(step_digest, Kind.STEP)
             steps[value["name"]] = {**value, "digest": step_digest}
         if len(_PINNED_FLOWS) >= _PINNED_KEPT:
-            _PINNED_FLOWS.pop(next(iter(_PINNED_FLOWS)))
+            # Threads replaying at once may evict the same entry: either one will do.
+            with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+                _PINNED_FLOWS.pop(next(iter(_PINNED_FLOWS)))
         cached = _PINNED_FLOWS[key] = (flow, steps)
     return dict(cached[0]), {name: dict(value) for name, value in cached[1].items()}
 
@@ -255,7 +258,8 @@ def flow_under_policy(store: Store, policy: CodePolicy, pinned_flow: Digest, *,
                 # The same sources load back the same way: once per process is proof
                 # enough (and a verify worker replays many runs of one pin).
                 if len(_VERIFIED_PINS) >= _VERIFIED_MAX:
-                    _VERIFIED_PINS.pop(next(iter(_VERIFIED_PINS)))
+                    with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+                        _VERIFIED_PINS.pop(next(iter(_VERIFIED_PINS)))
                 _VERIFIED_PINS[key] = pins
             yield flow, pins
             return

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from types import CodeType
-from typing import Any, overload
+from typing import Any, cast, overload
 
 from pinrun.errors import StepDefinitionError
 from pinrun.flows.code_reading import source_text
@@ -75,6 +75,7 @@ class Step:
 #: every replay, defining the same functions from the same compiled code each time.
 _RETURNED: dict[tuple[CodeType, str], frozenset[str] | None] = {}
 _RETURNED_KEPT = 4096
+_UNKNOWN = object()
 
 
 def _returned_keys(func: Callable[..., Any]) -> frozenset[str] | None:
@@ -84,11 +85,14 @@ def _returned_keys(func: Callable[..., Any]) -> frozenset[str] | None:
     if not isinstance(code, CodeType):
         return _parse_returned_keys(func)
     key = (code, code.co_filename)
-    if key not in _RETURNED:
-        if len(_RETURNED) >= _RETURNED_KEPT:
-            _RETURNED.clear()
-        _RETURNED[key] = _parse_returned_keys(func)
-    return _RETURNED[key]
+    known = _RETURNED.get(key, _UNKNOWN)  # one look: another thread may clear the cache
+    if known is not _UNKNOWN:
+        return cast("frozenset[str] | None", known)
+    found = _parse_returned_keys(func)  # kept, and given, even if another thread clears
+    if len(_RETURNED) >= _RETURNED_KEPT:
+        _RETURNED.clear()
+    _RETURNED[key] = found
+    return found
 
 
 def _parse_returned_keys(func: Callable[..., Any]) -> frozenset[str] | None:
