@@ -22,7 +22,6 @@ pinned text could stand in for the verifier judging it, or for ``json``.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib
 import importlib.abc
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from pinrun.artifacts.digest import Digest, Kind
+from pinrun.artifacts.kept import Kept
 from pinrun.artifacts.store import Store
 from pinrun.errors import PinnedModuleError
 from pinrun.flows.project import (
@@ -90,17 +90,12 @@ def pinned_sources(store: Store, flow_digest: Digest) -> dict[str, CodeValue]:
     key = (store.path, flow_digest)
     cached = _SOURCES.get(key)
     if cached is None:
-        if len(_SOURCES) >= _SOURCES_KEPT:
-            # Threads replaying at once may evict the same entry: either one will do.
-            with contextlib.suppress(KeyError, RuntimeError, StopIteration):
-                _SOURCES.pop(next(iter(_SOURCES)))
-        cached = _SOURCES[key] = _read_pinned_sources(store, flow_digest)
+        cached = _SOURCES.put(key, _read_pinned_sources(store, flow_digest))
     return dict(cached)
 
 
 #: Pinned sources read, per store path and flow pin (see :func:`pinned_sources`).
-_SOURCES: dict[tuple[Path, Digest], dict[str, CodeValue]] = {}
-_SOURCES_KEPT = 64
+_SOURCES: Kept[tuple[Path, Digest], dict[str, CodeValue]] = Kept(64)
 
 
 def _read_pinned_sources(store: Store, flow_digest: Digest) -> dict[str, CodeValue]:

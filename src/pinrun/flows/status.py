@@ -13,7 +13,6 @@ A code version policy says what to do when the code changed: ``disabled``
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import warnings
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pinrun.artifacts.digest import Digest, Kind
+from pinrun.artifacts.kept import Kept
 from pinrun.artifacts.store import Store
 from pinrun.errors import CodeChangedError, InputError, PinrunWarning
 from pinrun.flows.entries import import_entry, import_recorded_entry
@@ -108,17 +108,13 @@ def load_pinned_flow(store: Store, digest: Digest) -> tuple[dict[str, Any],
         for step_digest in flow["steps"]:
             value = store.get_object(step_digest, Kind.STEP)
             steps[value["name"]] = {**value, "digest": step_digest}
-        if len(_PINNED_FLOWS) >= _PINNED_KEPT:
-            # Threads replaying at once may evict the same entry: either one will do.
-            with contextlib.suppress(KeyError, RuntimeError, StopIteration):
-                _PINNED_FLOWS.pop(next(iter(_PINNED_FLOWS)))
-        cached = _PINNED_FLOWS[key] = (flow, steps)
+        cached = _PINNED_FLOWS.put(key, (flow, steps))
     return dict(cached[0]), {name: dict(value) for name, value in cached[1].items()}
 
 
 #: Pinned flows read, per store path and flow pin (see :func:`load_pinned_flow`).
-_PINNED_FLOWS: dict[tuple[Path, Digest], tuple[dict[str, Any], dict[str, dict[str, Any]]]] = {}
-_PINNED_KEPT = 64
+_PINNED_FLOWS: Kept[tuple[Path, Digest],
+                    tuple[dict[str, Any], dict[str, dict[str, Any]]]] = Kept(64)
 
 
 def compare_code(store: Store, pinned_flow: Digest, flow: Flow,
@@ -257,10 +253,7 @@ def flow_under_policy(store: Store, policy: CodePolicy, pinned_flow: Digest, *,
                 pins = loaded_as_pinned(flow.name, flow.steps, steps, project_root, sources)
                 # The same sources load back the same way: once per process is proof
                 # enough (and a verify worker replays many runs of one pin).
-                if len(_VERIFIED_PINS) >= _VERIFIED_MAX:
-                    with contextlib.suppress(KeyError, RuntimeError, StopIteration):
-                        _VERIFIED_PINS.pop(next(iter(_VERIFIED_PINS)))
-                _VERIFIED_PINS[key] = pins
+                _VERIFIED_PINS.put(key, pins)
             yield flow, pins
             return
         if flow is None:
@@ -308,8 +301,7 @@ def loaded_as_pinned(flow_name: str, items: Sequence[Step],
 # Owner-free on purpose: keyed by the pinned flow's digest (its sources, by content), the
 # root and entry; the value is data (digests and sources), never a loaded module or class.
 #: Pinned flows already checked to load back as pinned: (flow digest, root, entry) -> pins.
-_VERIFIED_PINS: dict[tuple[Digest, Path, str], dict[str, PinnedStep]] = {}
-_VERIFIED_MAX = 64
+_VERIFIED_PINS: Kept[tuple[Digest, Path, str], dict[str, PinnedStep]] = Kept(64)
 
 
 def apply_code_policy(policy: CodePolicy, status: CodeStatus, what: str) -> None:

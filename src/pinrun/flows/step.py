@@ -22,8 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from types import CodeType
-from typing import Any, cast, overload
+from typing import Any, overload
 
+from pinrun.artifacts.kept import Kept
 from pinrun.errors import StepDefinitionError
 from pinrun.flows.code_reading import source_text
 
@@ -73,9 +74,7 @@ class Step:
 
 #: ``_returned_keys`` per code object (and its file): pinned code is executed afresh at
 #: every replay, defining the same functions from the same compiled code each time.
-_RETURNED: dict[tuple[CodeType, str], frozenset[str] | None] = {}
-_RETURNED_KEPT = 4096
-_UNKNOWN = object()
+_RETURNED: Kept[tuple[CodeType, str], tuple[frozenset[str] | None]] = Kept(4096)
 
 
 def _returned_keys(func: Callable[..., Any]) -> frozenset[str] | None:
@@ -85,14 +84,10 @@ def _returned_keys(func: Callable[..., Any]) -> frozenset[str] | None:
     if not isinstance(code, CodeType):
         return _parse_returned_keys(func)
     key = (code, code.co_filename)
-    known = _RETURNED.get(key, _UNKNOWN)  # one look: another thread may clear the cache
-    if known is not _UNKNOWN:
-        return cast("frozenset[str] | None", known)
-    found = _parse_returned_keys(func)  # kept, and given, even if another thread clears
-    if len(_RETURNED) >= _RETURNED_KEPT:
-        _RETURNED.clear()
-    _RETURNED[key] = found
-    return found
+    known = _RETURNED.get(key)
+    if known is None:  # (a tuple: None is an answer too)
+        known = _RETURNED.put(key, (_parse_returned_keys(func),))
+    return known[0]
 
 
 def _parse_returned_keys(func: Callable[..., Any]) -> frozenset[str] | None:

@@ -29,6 +29,7 @@ from types import ModuleType
 from typing import Any
 
 from pinrun.artifacts.digest import Digest, Kind
+from pinrun.artifacts.kept import Kept
 from pinrun.artifacts.store import Store
 from pinrun.engine.records import RunRecord, StepRecord
 from pinrun.errors import InputError
@@ -42,8 +43,7 @@ __all__ = ["attempt_pins", "attempt_source_shown", "final_attempts", "with_attem
 
 
 #: Per store and flow pin: the step pins the flow pin names (read once per process).
-_FLOW_STEPS: dict[tuple[Path, Digest], frozenset[Digest]] = {}
-_FLOW_STEPS_KEPT = 256
+_FLOW_STEPS: Kept[tuple[Path, Digest], frozenset[Digest]] = Kept(256)
 
 
 def final_attempts(run: RunRecord) -> dict[str, StepRecord]:
@@ -61,10 +61,8 @@ def attempt_pins(store: Store, run: RunRecord) -> dict[str, Digest]:
     key = (store.path, run.flow_pin)
     started_with = _FLOW_STEPS.get(key)
     if started_with is None:
-        started_with = frozenset(store.get_object(run.flow_pin, Kind.FLOW)["steps"])
-        if len(_FLOW_STEPS) >= _FLOW_STEPS_KEPT:
-            _FLOW_STEPS.clear()
-        _FLOW_STEPS[key] = started_with
+        started_with = _FLOW_STEPS.put(
+            key, frozenset(store.get_object(run.flow_pin, Kind.FLOW)["steps"]))
     if all(record.code is None or record.code in started_with
            for record in final_attempts(run).values()):
         return {}

@@ -30,6 +30,7 @@ from typing import Any
 
 from pinrun.artifacts import codec, trees
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
+from pinrun.artifacts.kept import Kept
 from pinrun.artifacts.store import Store
 from pinrun.engine.context import ReplayLog, recorded_events
 from pinrun.engine.events import Event, type_name
@@ -199,8 +200,7 @@ def _rank_causes(result: StepResult) -> None:
 #: Recorded objects matched by digest are read back (and re-hashed) this many at a time.
 _CHECK_BATCH = 256
 #: Recorded event lists kept decoded per process (see :func:`_recorded_events`).
-_EVENTS_KEPT = 1024
-_EVENTS: dict[tuple[Path, Digest], tuple[Event, ...]] = {}
+_EVENTS: Kept[tuple[Path, Digest], tuple[Event, ...]] = Kept(1024)
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -219,9 +219,7 @@ def _recorded_events(store: Store, digest: Digest) -> list[Event]:
     events = recorded_events(store, digest)
     if all(type(event.value) in _SCALARS and event.call is None and event.error_args is None
            for event in events):
-        if len(_EVENTS) >= _EVENTS_KEPT:
-            _EVENTS.clear()
-        _EVENTS[key] = tuple(events)
+        _EVENTS.put(key, tuple(events))
     return events
 
 

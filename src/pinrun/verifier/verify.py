@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from pinrun.artifacts.digest import Digest, Kind
+from pinrun.artifacts.mapped_pages import release_store_pages
 from pinrun.artifacts.store import Store
 from pinrun.artifacts.tags import run_tags, tagged_runs
 from pinrun.engine.records import RUN_REF_PREFIX, load_run, recorded_hash_seed
@@ -33,7 +34,6 @@ from pinrun.errors import InputError, StoreError
 from pinrun.remote.origin import check_trusted
 from pinrun.remote.selection import run_order
 from pinrun.verifier import worker
-from pinrun.verifier.pages import release_store_pages
 from pinrun.verifier.replayer import CodeSource
 from pinrun.verifier.worker import ReplayOptions, RunResult
 from pinrun.world.guards import GuardMode
@@ -204,7 +204,7 @@ def _hash_seeds(store: Store, run_ids: list[str],
                 seed = seeds[env] = slow(run_id)  # reads and checks the environment once
             yield run_id, seed
         # The records' pages are not read again here: the map gives them back, so this
-        # process's size does not grow with the store (pinrun.verifier.pages).
+        # process's size does not grow with the store (pinrun.artifacts.mapped_pages).
         release_store_pages(store.path)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pinrun.artifacts.mapped_pages import release_store_pages
 from pinrun.artifacts.store import Store
 from pinrun.engine.records import load_run
 from pinrun.errors import PinrunError, StoreError
@@ -24,7 +25,6 @@ from pinrun.flows.entries import import_entry
 from pinrun.safe_text import printable
 from pinrun.verifier import replayer
 from pinrun.verifier.moved import check_same_steps
-from pinrun.verifier.pages import release_store_pages
 from pinrun.verifier.replayer import CodeSource
 from pinrun.verifier.report import ReplayReport, Verdict
 from pinrun.world.guards import GuardMode, keep_stand_ins
@@ -159,7 +159,7 @@ def replay_chunk(run_ids: list[str]) -> bytes:
     return pickle.dumps(results)
 
 
-#: Replays between two :func:`~pinrun.verifier.pages.release_store_pages` in a worker.
+#: Replays between two :func:`~pinrun.artifacts.mapped_pages.release_store_pages` in a worker.
 _RELEASE_EVERY = 8
 
 

@@ -1,12 +1,12 @@
-"""Giving the store's mapped pages back (pinrun.verifier.pages) changes nothing a read sees."""
+"""Giving the store's mapped pages back (artifacts.mapped_pages) changes nothing a read sees."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+from pinrun.artifacts.mapped_pages import release_store_pages
 from pinrun.artifacts.store import Store
-from pinrun.verifier.pages import release_store_pages
 
 
 def test_released_pages_read_back_the_same_values(tmp_path: Path) -> None:
