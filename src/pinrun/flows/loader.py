@@ -35,7 +35,7 @@ import types
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.kept import Kept
@@ -225,8 +225,17 @@ class _PinnedParents(importlib.abc.MetaPathFinder):
 
 
 @contextmanager
-def pinned_modules(sources: Mapping[str, CodeValue], project_root: Path) -> Iterator[None]:
+def pinned_modules(sources: Mapping[str, CodeValue], project_root: Path, *,
+                   reuse: Mapping[str, types.ModuleType] | None = None,
+                   ) -> Iterator[dict[str, types.ModuleType]]:
     """Within the block, importing a pinned module gives its pinned source.
+
+    ``reuse`` is what an earlier block of the same ``sources`` gave: those
+    module objects are put back as they are, instead of running the sources
+    again (whether they may serve again is the caller's call: see
+    :mod:`pinrun.verifier.kept_code`). Yields a dict that, once the block has
+    ended, holds the modules that left with it: the pinned ones and the project
+    modules first imported under them.
 
     Raises :class:`PinnedModuleError` before anything is loaded or changed when
     a pinned name is not one the recorded project may provide.
@@ -235,30 +244,41 @@ def pinned_modules(sources: Mapping[str, CodeValue], project_root: Path) -> Iter
         check_pinned_module(name, project_root)
     finder = _PinnedFinder(sources, project_root)
     saved = {name: sys.modules.pop(name) for name in list(sources) if name in sys.modules}
+    if reuse:
+        saved.update((name, sys.modules.pop(name)) for name in list(reuse)
+                     if name in sys.modules)
     before = set(sys.modules)
     saved_lines = {}
     for name, code in sources.items():
         filename = finder.filename(name)
         saved_lines[filename] = linecache.cache.get(filename)
-        lines = code["source"].splitlines(keepends=True)
         # mtime None: linecache.checkcache leaves the entry alone instead of re-reading disk.
-        linecache.cache[filename] = (len(code["source"]), None, lines, filename)
+        linecache.cache[filename] = _lines(code["source"], filename)
     parents = _PinnedParents(sources, project_root)
     sys.meta_path.insert(0, finder)
     sys.meta_path.append(parents)
-    importlib.invalidate_caches()
+    if reuse:  # the import caches were made fresh when these were first loaded
+        sys.modules.update(reuse)
+        for name, module in reuse.items():  # ``a.b`` is the pinned b again
+            _restore_parent_attribute(name, module)
+    else:
+        importlib.invalidate_caches()
+    left: dict[str, types.ModuleType] = {}
     try:
-        yield
+        yield left
     finally:
         sys.meta_path.remove(finder)
         sys.meta_path.remove(parents)
         # Pinned modules, and project modules first imported under them (which
         # may hold references to pinned code), leave with the block.
         new = set(sys.modules) - before
-        leaving = set(sources) | (parents.parents & new) | {
-            name for name in new if _under(sys.modules[name], project_root)}
+        known = set(sources) | set(reuse or ())  # leaving, whatever their files
+        leaving = known | (parents.parents & new) | {
+            name for name in new - known if _under(sys.modules[name], project_root)}
         for name in leaving:
-            sys.modules.pop(name, None)
+            gone: object = cast("dict[str, object]", sys.modules).pop(name, None)
+            if isinstance(gone, types.ModuleType):
+                left[name] = gone
         sys.modules.update(saved)
         for name in leaving:
             _restore_parent_attribute(name, saved.get(name))
@@ -267,6 +287,13 @@ def pinned_modules(sources: Mapping[str, CodeValue], project_root: Path) -> Iter
                 linecache.cache.pop(filename, None)
             else:
                 linecache.cache[filename] = entry
+
+
+# Owner-free on purpose: keyed by the source text itself (content) and its file name.
+@functools.lru_cache(maxsize=512)
+def _lines(source: str, filename: str) -> tuple[int, None, list[str], str]:
+    """The ``linecache`` entry of a pinned source (split once per process)."""
+    return (len(source), None, source.splitlines(keepends=True), filename)
 
 
 def _under(module: types.ModuleType, project_root: Path) -> bool:

@@ -350,7 +350,10 @@ def _state_views(value: object) -> Iterator[object]:
         yield [name, {key: _summary(item) or item for key, item in attributes.items()}]
         yield [name, {key: _shallow(item) for key, item in attributes.items()}]
     if _telling_repr(cls):
-        yield [name, repr(value)]
+        shown = repr(value)
+        # "<generator object f at 0x7f...>": an address says nothing of the state.
+        if " at 0x" not in shown:
+            yield [name, shown]
 
 
 #: Where the types of objects that are never state a step carries come from.

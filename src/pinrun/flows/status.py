@@ -16,9 +16,10 @@ from __future__ import annotations
 import difflib
 import warnings
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal
 
 from pinrun.artifacts.digest import Digest, Kind
@@ -44,6 +45,7 @@ __all__ = [
     "flow_under_policy",
     "load_pinned_flow",
     "loaded_as_pinned",
+    "pinned_flow_loaded",
     "source_diff",
 ]
 
@@ -238,34 +240,52 @@ def flow_under_policy(store: Store, policy: CodePolicy, pinned_flow: Digest, *,
         return import_entry(entry) if typed_entry else import_recorded_entry(entry,
                                                                              project_root)
 
-    with ExitStack() as stack:
-        if policy == "artifact":
-            if entry is None:
-                raise InputError(f"{what} does not say where its flow is defined, so the "
-                                 "pinned code cannot be imported; use another --code-policy")
-            _, steps = load_pinned_flow(store, pinned_flow)
-            sources = pinned_sources(store, pinned_flow)
-            stack.enter_context(pinned_modules(sources, project_root))
-            flow = load(entry)
-            key = (pinned_flow, project_root, entry)
-            pins = _VERIFIED_PINS.get(key)
-            if pins is None:
-                pins = loaded_as_pinned(flow.name, flow.steps, steps, project_root, sources)
-                # The same sources load back the same way: once per process is proof
-                # enough (and a verify worker replays many runs of one pin).
-                _VERIFIED_PINS.put(key, pins)
-            yield flow, pins
-            return
-        if flow is None:
-            if entry is None:
-                raise InputError(f"{what} does not say where its flow is defined; pass the "
-                                 "flow, or use --code-policy artifact")
-            flow = load(entry)
-        pins = pin_steps(flow.steps, project_root)
-        if policy != "disabled":
-            apply_code_policy(policy, compare_code(store, pinned_flow, flow, project_root, pins),
-                              what)
-        yield flow, pins
+    if policy == "artifact":
+        if entry is None:
+            raise InputError(f"{what} does not say where its flow is defined, so the "
+                             "pinned code cannot be imported; use another --code-policy")
+        with pinned_flow_loaded(store, pinned_flow, entry, project_root,
+                                typed_entry=typed_entry) as (pinned, pins, _):
+            yield pinned, pins
+        return
+    if flow is None:
+        if entry is None:
+            raise InputError(f"{what} does not say where its flow is defined; pass the "
+                             "flow, or use --code-policy artifact")
+        flow = load(entry)
+    pins = pin_steps(flow.steps, project_root)
+    if policy != "disabled":
+        apply_code_policy(policy, compare_code(store, pinned_flow, flow, project_root, pins),
+                          what)
+    yield flow, pins
+
+
+@contextmanager
+def pinned_flow_loaded(store: Store, pinned_flow: Digest, entry: str, project_root: Path, *,
+                       typed_entry: bool = False,
+                       reuse: Mapping[str, ModuleType] | None = None,
+                       ) -> Iterator[tuple[Flow, dict[str, PinnedStep], dict[str, ModuleType]]]:
+    """The flow at ``entry`` imported from the pinned sources of ``pinned_flow``, its pins
+    checked to load back as pinned, for the block's duration (inside
+    :func:`~pinrun.flows.loader.pinned_modules`); and the dict that holds, once the block
+    has ended, the modules that left with it.
+
+    ``reuse``: what an earlier block of the same pin, root and entry left (its
+    modules are put back as they are, and the flow is taken from them again).
+    """
+    _, steps = load_pinned_flow(store, pinned_flow)
+    sources = pinned_sources(store, pinned_flow)
+    with pinned_modules(sources, project_root, reuse=reuse) as left:
+        flow = import_entry(entry) if typed_entry else import_recorded_entry(entry,
+                                                                             project_root)
+        key = (pinned_flow, project_root, entry)
+        pins = _VERIFIED_PINS.get(key)
+        if pins is None:
+            pins = loaded_as_pinned(flow.name, flow.steps, steps, project_root, sources)
+            # The same sources load back the same way: once per process is proof
+            # enough (and a verify worker replays many runs of one pin).
+            _VERIFIED_PINS.put(key, pins)
+        yield flow, pins, left
 
 
 def loaded_as_pinned(flow_name: str, items: Sequence[Step],

@@ -18,14 +18,18 @@ from pathlib import Path
 from types import ModuleType
 from typing import Literal, cast
 
+from pinrun.artifacts.digest import Digest
 from pinrun.artifacts.store import Store
 from pinrun.engine.records import RunRecord
 from pinrun.flows.fingerprint import is_project_local
 from pinrun.flows.flow import Flow
 from pinrun.flows.loader import project_on_path
+from pinrun.flows.pinning import PinnedStep
 from pinrun.flows.project import project_context
-from pinrun.flows.status import CodeStatus, compare_code, flow_under_policy
+from pinrun.flows.status import CodeStatus, compare_code, flow_under_policy, pinned_flow_loaded
+from pinrun.verifier import kept_code
 from pinrun.verifier.attempt_code import attempt_pins, with_attempt_code
+from pinrun.verifier.kept_code import CodeReuse, KeptCode
 from pinrun.verifier.moved import recorded_flow
 
 __all__ = ["CodeSource", "ToReplay", "flow_to_replay", "project_modules"]
@@ -68,14 +72,15 @@ def project_modules(root: Path) -> list[ModuleType]:
 
 #: What the replay runs: the flow, how to learn (workdir) how its code differs from
 #: the code each step's attempt ran, the step pin each step runs (hex) and whether
-#: it is a later attempt's (resumed) code, and modules loaded outside sys.modules.
+#: it is a later attempt's (resumed) code, the modules loaded outside sys.modules, and
+#: (pinned code a worker may keep for the next replay) the replay's part in keeping it.
 ToReplay = tuple[Flow, Callable[[], CodeStatus] | None, dict[str, tuple[str, bool]],
-                  list[ModuleType]]
+                 list[ModuleType], CodeReuse | None]
 
 
 @contextmanager
 def flow_to_replay(store: Store, run: RunRecord, code: CodeSource, root: Path, flow: Flow | None,
-                    ) -> Iterator[ToReplay]:
+                   ) -> Iterator[ToReplay]:
     """The flow to replay, and what goes with it (:data:`ToReplay`).
 
     The comparison opens every pinned source: it is made only when a step diverged.
@@ -83,14 +88,16 @@ def flow_to_replay(store: Store, run: RunRecord, code: CodeSource, root: Path, f
     assert run.flow_pin is not None
     attempts = attempt_pins(store, run)
     with project_on_path(root):
+        if code == "pinned" and not attempts and run.entry is not None:
+            with _kept_pinned_flow(store, run.flow_pin, run.entry, root) as (chosen, pins, reuse):
+                yield chosen, None, _steps_ran(pins, {}), [], reuse
+            return
         if code == "pinned":
             with flow_under_policy(store, "artifact", run.flow_pin, entry=run.entry,
                                    project_root=root, flow=None,
                                    what=f"run {run.id}") as (main, pins):
                 chosen, loaded = with_attempt_code(store, run, main, root, attempts)
-                ran = {name: (attempts[name].hex, True) if name in attempts
-                       else (pin.step_digest.hex, False) for name, pin in pins.items()}
-                yield chosen, None, ran, loaded
+                yield chosen, None, _steps_ran(pins, attempts), loaded, None
             return
         if flow is None:
             flow = recorded_flow(run, root)
@@ -101,5 +108,34 @@ def flow_to_replay(store: Store, run: RunRecord, code: CodeSource, root: Path, f
             # A step a resumed attempt ran with other code drifted from that code.
             drift = functools.cache(lambda: compare_code(store, pinned, chosen, root, pins,
                                                          step_pins=attempts))
-            yield chosen, drift, {name: (pin.step_digest.hex, False)
-                                  for name, pin in pins.items()}, []
+            yield chosen, drift, _steps_ran(pins, {}), [], None
+
+
+def _steps_ran(pins: dict[str, PinnedStep], attempts: dict[str, Digest]
+               ) -> dict[str, tuple[str, bool]]:
+    """Step name -> the step pin it runs (hex), and whether a later attempt's."""
+    return {name: (attempts[name].hex, True) if name in attempts
+            else (pin.step_digest.hex, False) for name, pin in pins.items()}
+
+
+@contextmanager
+def _kept_pinned_flow(store: Store, flow_pin: Digest, entry: str, root: Path
+                      ) -> Iterator[tuple[Flow, dict[str, PinnedStep], CodeReuse]]:
+    """The pinned flow, loaded afresh or put back as the last replay of the same pin left it
+    (:mod:`pinrun.verifier.kept_code`); kept for the next replay when this one left it
+    unchanged."""
+    key = (flow_pin, root, entry, project_context())
+    kept = kept_code.take(key)
+    reuse = CodeReuse(kept.cells if kept is not None else None)
+    left: dict[str, ModuleType] = {}
+    try:
+        # Put back, the modules answer the import of the entry as they are.
+        with pinned_flow_loaded(store, flow_pin, entry, root,
+                                reuse=kept.modules if kept is not None else None
+                                ) as (chosen, pins, left):
+            yield chosen, pins, reuse
+    finally:
+        if reuse.clean:
+            kept_code.put_back(key, KeptCode(left, reuse.cells))
+        else:
+            kept_code.drop(left.values())

@@ -58,7 +58,7 @@ from pinrun.world.guards import GuardedCall, GuardMode, Guards
 from pinrun.world.hidden_state import Change, Watch, carried, forgotten_after
 from pinrun.world.refusal import ReplayWatch, refusing_world
 
-__all__ = ["CodeSource", "check_replay_arguments", "replay"]
+__all__ = ["CodeSource", "check_replay_arguments", "replay", "replay_loaded"]
 
 
 def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
@@ -96,7 +96,16 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
     ``allow_unsigned``.
     """
     check_replay_arguments(code, repeat, flow)
-    run = load_run(store, run_id)
+    return replay_loaded(load_run(store, run_id), store=store, code=code,
+                         project_root=project_root, flow=flow, guards=guards, repeat=repeat,
+                         debug_step=debug_step, allow_world=allow_world,
+                         allow_unsigned=allow_unsigned)
+
+
+def replay_loaded(run: RunRecord, *, store: Store, code: CodeSource, project_root: Path | None,
+                  flow: Flow | None, guards: GuardMode, repeat: int, debug_step: str | None,
+                  allow_world: bool, allow_unsigned: bool) -> ReplayReport:
+    """:func:`replay` of a run record already loaded (and its arguments checked)."""
     if code == "pinned":
         # The record loaded here is the one whose code runs: the signature must cover it.
         check_trusted(store, run.id, run.digest, allow_unsigned=allow_unsigned)
@@ -119,10 +128,12 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
     try:
         # From the first import of the project's code to the last step: the whole replay.
         with (nullcontext(None) if allow_world else refusing_world()) as refused, \
-                flow_to_replay(store, run, code, root, flow) as (chosen, drift, ran, loaded):
+                flow_to_replay(store, run, code, root, flow) as (chosen, drift, ran, loaded,
+                                                                 reuse):
             modules = [] if guards == "off" else [*project_modules(root), *loaded]
-            # Pinned code's modules are new at every replay: what was found in them goes.
-            with forgotten_after(modules if code == "pinned" else []), \
+            # Pinned code's modules go after the replay (what was found in them with
+            # them), unless kept for the next replay.
+            with forgotten_after(modules if code == "pinned" and reuse is None else []), \
                     Guards(modules, guards, allow_world=allow_world) as watching, \
                     attempt_source_shown(store, chosen, debug_step, ran):
                 # The files each step reads, named under the project (once per replay).
@@ -134,6 +145,8 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
                 verified: set[Digest] = set()
                 # The project's hidden state, watched across the repetitions.
                 hidden = Watch(watching.modules) if guards != "off" else None
+                if reuse is not None:
+                    reuse.begin(hidden, watching.modules)
                 earlier: dict[str, dict[str, int]] = {}
                 for repetition in range(1, repeat + 1):
                     _remember_hazards(report.steps, earlier, repetition - 1)
@@ -147,6 +160,8 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
                     if report.first_divergence is not None:
                         break
                 _add_earlier_hazards(report.steps, earlier)
+                if reuse is not None:
+                    reuse.end()
     except StoreError:
         raise
     except PinrunError as exc:

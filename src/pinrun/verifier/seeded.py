@@ -70,9 +70,10 @@ def replay(run_id: str, *, store: Store, code: CodeSource = "pinned",
             entries[run.flow] = entry
     in_process = debug_step is not None or (flow is not None and not entries)
     if in_process or not needs_own_process(seed):
-        return replayer.replay(run.id, store=store, code=code, project_root=project_root,
-                               flow=flow, guards=guards, repeat=repeat, debug_step=debug_step,
-                               allow_world=allow_world, allow_unsigned=allow_unsigned)
+        return replayer.replay_loaded(run, store=store, code=code, project_root=project_root,
+                                      flow=flow, guards=guards, repeat=repeat,
+                                      debug_step=debug_step, allow_world=allow_world,
+                                      allow_unsigned=allow_unsigned)
     assert seed is not None
     options = ReplayOptions.build(code=code, guards=guards, project_root=project_root,
                                   entries=entries, repeat=repeat, allow_world=allow_world,

@@ -104,7 +104,7 @@ from pinrun.flows.module_objects import (
 )
 
 __all__ = ["CARRIED", "MODULE_STATE", "Change", "Look", "Watch", "carried", "code_watch",
-           "forgotten_after", "is_machinery"]
+           "forget_places", "forgotten_after", "is_machinery", "is_quiet"]
 
 #: The three kinds of hidden state a change is named by.
 MODULE_STATE: Final = "module state"
@@ -393,6 +393,12 @@ def _quiet_value(value: object) -> bool:
         fixed_reference(value, "") is not None or is_machinery(value) or is_immutable(value)
 
 
+def is_quiet(value: object) -> bool:
+    """Whether hidden state never looks into ``value`` (immutable, code, a logger, a
+    pattern, a path, a time zone, concurrency machinery): only its identity counts."""
+    return _quiet_value(value)
+
+
 def is_machinery(value: object) -> bool:
     """Whether ``value`` is concurrency machinery (a pool, a thread, a lock, an event, a
     queue): never hidden state, whatever it holds inside."""
@@ -525,6 +531,14 @@ class Watch:
                 found.append(change)
         return found
 
+    def blind_to(self, look: Look) -> str | None:
+        """The owner of a place that holds, in ``look``, a value this watch cannot look
+        into (no snapshot of it works), or None: a change there would go unseen."""
+        for place, token in zip(self.places, look, strict=True):
+            if token is _UNSEEN and not (place.bare and not _attribute(place.seen, "__dict__")):
+                return place.owner
+        return None
+
     def note(self, changes: Sequence[Change], steps: Sequence[str], repetition: int) -> None:
         """Remember that ``steps`` (one, or several that ran concurrently) made ``changes``
         in ``repetition``."""
@@ -628,20 +642,26 @@ def _layout_of(modules: Sequence[types.ModuleType], code_only: bool) -> _Layout:
 
 @contextlib.contextmanager
 def forgotten_after(modules: Sequence[types.ModuleType]) -> Iterator[None]:
-    """Forget, once the block is done, the places found in ``modules`` and the layouts
-    holding them: pinned code is imported afresh for every replay, and its places hold
-    its namespaces, which hold its package, which holds the modules (kept for good by
-    the caches, replay after replay, however weakly keyed)."""
+    """Forget, once the block is done, the places found in ``modules`` (see
+    :func:`forget_places`)."""
     try:
         yield
     finally:
-        for module in modules:
-            with contextlib.suppress(TypeError):  # takes no weak reference: never kept
-                _PLACES.pop(module, None)
-                _CODE_PLACES.pop(module, None)
-        for key, layout in list(_LAYOUTS.items()):
-            if any(ref() is module for ref in layout.modules for module in modules):
-                _LAYOUTS.pop(key, None)
+        forget_places(modules)
+
+
+def forget_places(modules: Sequence[types.ModuleType]) -> None:
+    """Forget the places found in ``modules`` and the layouts holding them: pinned code
+    loaded for a replay goes when the replay (or the worker keeping it) is done with it,
+    and its places hold its namespaces, which hold its package, which holds the modules
+    (kept for good by the caches, however weakly keyed)."""
+    for module in modules:
+        with contextlib.suppress(TypeError):  # takes no weak reference: never kept
+            _PLACES.pop(module, None)
+            _CODE_PLACES.pop(module, None)
+    for key, layout in list(_LAYOUTS.items()):
+        if any(ref() is module for ref in layout.modules for module in modules):
+            _LAYOUTS.pop(key, None)
 
 
 #: The places of each module object, with what each was classified as. The owner is the
