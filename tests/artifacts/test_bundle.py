@@ -193,7 +193,8 @@ def test_progress_is_reported(store: Store, tmp_path: Path, fresh: Store) -> Non
     """Long exports and imports report progress: objects written, then bytes verified."""
     with store.batch() as batch:
         # Random hex barely compresses, so the bundle spans several 1 MiB progress steps.
-        root = batch.put_snapshot({f"k{n}": os.urandom(2048).hex() for n in range(800)})
+        # Each value is over trees.INLINE_LIMIT, so each is an object of its own.
+        root = batch.put_snapshot({f"k{n}": os.urandom(8500).hex() for n in range(300)})
         batch.set_ref("snaps/big", root)
     exported: list[tuple[int, int]] = []
     export_bundle(store, ["snaps/big"], tmp_path / "big", lambda d, t: exported.append((d, t)))

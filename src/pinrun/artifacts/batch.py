@@ -97,18 +97,18 @@ class WriteBatch:
 
     def put_snapshot(self, state: Mapping[str, Any], *, root: str = "state",
                      payloads: Mapping[str, bytes] | None = None,
-                     entries_out: dict[str, Digest] | None = None) -> Digest:
+                     entries_out: dict[str, trees.Entry] | None = None) -> Digest:
         """Queue a state as a Merkle tree of its keys; returns the tree digest.
 
         ``payloads``: canonical encodings of values the caller already made
         (``codec.encode(state[key])``), which are then not encoded again.
-        ``entries_out`` receives the digest of each key's entry.
+        ``entries_out`` receives each key's entry (see :func:`trees.store_snapshot`).
         """
         return trees.store_snapshot(self, state, root=root, payloads=payloads,
                                     entries_out=entries_out)
 
-    def put_entries(self, entries: Mapping[str, Digest]) -> Digest:
-        """Queue the tree of a snapshot whose entries are already stored (or queued)."""
+    def put_entries(self, entries: Mapping[str, trees.Entry]) -> Digest:
+        """Queue the tree of a snapshot whose entries are made (stored, queued or inline)."""
         return trees.store_entries(self, entries)
 
     def set_ref(self, name: str, digest: Digest, *, expected: RefExpectation = ANY) -> None:

@@ -8,8 +8,13 @@ to the digest of its value. A nested dict whose encoding exceeds
 every object but the changed value and the trees above it, and a diff only
 descends where digests differ.
 
+A snapshot whose small values add up past 64 KiB is paged
+(:mod:`pinrun.artifacts.snapshot_pages`): its small values sit inline in
+pages of about 64 KiB, not one object each.
+
 Tree payloads are canonical values: ``{"type": "map", "entries": {key:
-digest}}`` or ``{"type": "chunks", "chunks": [digest, ...], "size": n}``.
+digest}}``, ``{"type": "pages", "pages": [digest, ...], "size": n}`` or
+``{"type": "chunks", "chunks": [digest, ...], "size": n}``.
 """
 
 from __future__ import annotations
@@ -17,21 +22,35 @@ from __future__ import annotations
 import io
 import re
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final, Protocol
 
 from pinrun.artifacts import codec, shapes
 from pinrun.artifacts.codec import BytesEntry
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
+from pinrun.artifacts.snapshot_pages import (
+    INLINE_LIMIT,
+    PAGE_SPLIT,
+    PAGE_TARGET,
+    PAGED_ABOVE,
+    Entry,
+    Inline,
+    inline,
+    store_entries,
+)
 from pinrun.errors import CorruptObjectError, PinrunError, UnsupportedValueError
 
 __all__ = [
     "CHUNK_SIZE",
     "CHUNK_THRESHOLD",
+    "EARLIER_LAYOUTS",
+    "INLINE_LIMIT",
     "MAX_BYTES_SIZE",
     "PAGE_SPLIT",
     "PAGE_TARGET",
     "SUBTREE_THRESHOLD",
+    "Entry",
+    "Inline",
     "ObjectSink",
     "ObjectSource",
     "bytes_entry",
@@ -40,20 +59,21 @@ __all__ = [
     "encode_entry",
     "load_entry",
     "load_snapshot",
+    "may_differ_from_earlier",
     "references",
+    "snapshot_entries",
+    "snapshot_pages",
     "store_blob",
     "store_entries",
     "store_entry",
     "store_snapshot",
+    "store_snapshot_key_by_key",
+    "store_snapshot_per_key",
     "tree_entries",
 ]
 
 #: A nested dict whose canonical encoding is larger than this is stored as a subtree.
 SUBTREE_THRESHOLD: Final = 64 * 1024
-#: A large nested map is stored in pages of about this many encoded bytes each.
-PAGE_TARGET: Final = 64 * 1024
-#: A page that encodes larger than this is stored key by key instead (as a map tree).
-PAGE_SPLIT: Final = 1024 * 1024
 #: ``bytes`` values at least this large are split into chunks.
 CHUNK_THRESHOLD: Final = 4 * 1024 * 1024
 #: The size of each chunk of a large blob.
@@ -183,7 +203,7 @@ def _store_map(sink: ObjectSink, value: dict[str, Any], path: str, size: int) ->
     """
     spread = PAGE_TARGET * len(value) // max(size, 1)
     if spread < 2:
-        return store_snapshot(sink, value, root=path)
+        return store_snapshot_per_key(sink, value, root=path)
     mask = (1 << (spread.bit_length() - 1)) - 1  # about 1 cut per `spread` keys
     pages: list[Digest] = []
     page: dict[str, Any] = {}
@@ -202,28 +222,54 @@ def _store_map(sink: ObjectSink, value: dict[str, Any], path: str, size: int) ->
 def _store_page(sink: ObjectSink, page: dict[str, Any], path: str) -> Digest:
     payload = codec.encode(page, root=path)
     if len(payload) > PAGE_SPLIT and len(page) > 1:
-        return store_snapshot(sink, page, root=path)
+        return store_snapshot_per_key(sink, page, root=path)
     return sink.put(Kind.VALUE, payload)
 
 
 def store_snapshot(sink: ObjectSink, state: Mapping[str, Any], root: str = "state",
                    payloads: Mapping[str, bytes] | None = None,
-                   entries_out: dict[str, Digest] | None = None) -> Digest:
+                   entries_out: dict[str, Entry] | None = None) -> Digest:
     """Store a mapping of string keys as a tree; returns the tree's digest.
 
     ``payloads`` may hold the canonical encodings of some values already;
-    ``entries_out`` receives each key's entry digest (for :func:`store_entries`).
+    ``entries_out`` receives each key's :data:`Entry` (for :func:`store_entries`).
+    A small value is kept inline (stored in its page, or as its own object
+    when the snapshot is small: :func:`store_entries` decides), a large one
+    or ``bytes`` is stored now, as :func:`store_entry` does.
     """
-    entries: dict[str, Digest] = {}
+    entries: dict[str, Entry] = {}
+    known = payloads if payloads is not None else {}
+    for key, value in state.items():
+        if type(key) is not str:
+            raise UnsupportedValueError(f"{root} key {key!r}", type(key).__qualname__,
+                                        "snapshot keys must be strings")
+        payload = known.get(key)
+        if type(value) is not bytes:
+            if payload is None:
+                payload = codec.encode(value, root=f"{root}[{key!r}]")
+            if len(payload) <= INLINE_LIMIT:
+                kept = inline(key, payload)
+                if kept is not None:
+                    entries[key] = kept
+                    continue
+        entries[key] = store_entry(sink, value, f"{root}[{key!r}]", payload)
+    if entries_out is not None:
+        entries_out.update(entries)
+    return store_entries(sink, entries)
+
+
+def store_snapshot_per_key(sink: ObjectSink, state: Mapping[str, Any], root: str = "state",
+                           payloads: Mapping[str, bytes] | None = None) -> Digest:
+    """A ``map`` tree of one object per key: a nested map whose entries are large, and
+    every snapshot as pinrun stored it before top-level pages (see :data:`EARLIER_LAYOUTS`)."""
+    entries: dict[str, Entry] = {}
     known = payloads if payloads is not None else {}
     for key, value in state.items():
         if type(key) is not str:
             raise UnsupportedValueError(f"{root} key {key!r}", type(key).__qualname__,
                                         "snapshot keys must be strings")
         entries[key] = store_entry(sink, value, f"{root}[{key!r}]", known.get(key))
-    if entries_out is not None:
-        entries_out.update(entries)
-    return store_entries(sink, entries)
+    return store_entries(sink, entries)  # digests only: always a map tree
 
 
 def store_snapshot_key_by_key(sink: ObjectSink, state: Mapping[str, Any],
@@ -248,9 +294,20 @@ def store_snapshot_key_by_key(sink: ObjectSink, state: Mapping[str, Any],
     return store_entries(sink, entries)
 
 
-def store_entries(sink: ObjectSink, entries: Mapping[str, Digest]) -> Digest:
-    """Store the tree of a snapshot whose entries are stored already, by their digests."""
-    return sink.put(Kind.TREE, codec.encode_digest_map({"type": "map"}, "entries", entries))
+#: Ways pinrun stored a snapshot before, newest first: replay digests replayed outputs
+#: in each when the recorded digest is not today's, so equal values still match.
+EARLIER_LAYOUTS: Final = (store_snapshot_per_key, store_snapshot_key_by_key)
+
+
+def may_differ_from_earlier(payloads: Mapping[str, bytes]) -> bool:
+    """Whether a snapshot of values encoded as ``payloads`` may be stored differently
+    today than in an :data:`EARLIER_LAYOUTS` one (paged, or holding a large map)."""
+    total = 0
+    for key, payload in payloads.items():
+        if len(payload) > SUBTREE_THRESHOLD:
+            return True
+        total += len(payload) + 6 * len(key) + 3  # at most its page member's size
+    return total > PAGED_ABOVE
 
 
 def _tree(digest: Digest, payload: bytes) -> dict[str, Any]:
@@ -300,23 +357,79 @@ def _gather(source: ObjectSource, digest: Digest, tree: dict[str, Any]) -> bytes
     return out.getvalue()
 
 
-def _gather_pages(source: ObjectSource, digest: Digest, tree: dict[str, Any]) -> dict[str, Any]:
-    """The map a ``pages`` tree holds: its pages in order, each a map of string keys,
-    every key after the previous page's (so no page adds a key twice)."""
-    out: dict[str, Any] = {}
+def _checked_pages(digest: Digest, tree: dict[str, Any],
+                   load: Callable[[Digest], Any]) -> Iterator[tuple[Digest, dict[str, Any]]]:
+    """The pages of a ``pages`` tree in order, each ``load``-ed into a map of string keys,
+    every key after the previous page's (so no page adds a key twice), and together
+    as many keys as the tree counts."""
+    count = 0
     last: str | None = None
     for index, page_digest in enumerate(tree["pages"]):
-        page = load_entry(source, page_digest)
+        page = load(page_digest)
         if type(page) is not dict or not page or not all(type(k) is str for k in page):
             raise CorruptObjectError(digest, None, f"its page {index} is not a map of keys")
-        first = min(page)
-        if last is not None and first <= last:
+        if last is not None and min(page) <= last:
             raise CorruptObjectError(digest, None, f"its page {index} does not follow the "
                                      "page before it")
         last = max(page)
-        out.update(page)
-    if len(out) != tree["size"]:
+        count += len(page)
+        yield page_digest, page
+    if count != tree["size"]:
         raise CorruptObjectError(digest, None, "its pages do not hold the keys it counts")
+
+
+def _gather_pages(source: ObjectSource, digest: Digest, tree: dict[str, Any]) -> dict[str, Any]:
+    """The map a ``pages`` tree holds (nested, or a whole snapshot)."""
+    out: dict[str, Any] = {}
+    for _, page in _checked_pages(digest, tree, lambda page: load_entry(source, page)):
+        out.update(page)
+    return out
+
+
+def snapshot_pages(source: ObjectSource,
+                   digest: Digest) -> Iterator[tuple[Digest | None, dict[str, Entry]]]:
+    """A snapshot's entries without loading what has an object of its own, page by page:
+    ``(page digest, entries)`` for a paged snapshot, ``(None, entries)`` for a map tree.
+
+    The one reader of the snapshot layout for those that name keys (``show
+    --values``, resume): an inline value comes as an :class:`Inline` (its
+    encoding made again from the decoded page), any other as its digest.
+    """
+    kind, payload = source.load(digest)
+    tree = _tree(digest, payload) if kind is Kind.TREE else None
+    if tree is None or tree["type"] == "chunks":
+        raise CorruptObjectError(digest, None, f"expected a snapshot tree, found a "
+                                 f"{'chunk tree' if tree is not None else kind.value}")
+    if tree["type"] == "map":
+        yield None, dict(tree["entries"])
+        return
+    yield from _checked_pages(digest, tree, lambda page: _page_entries(source, page))
+
+
+def _page_entries(source: ObjectSource, digest: Digest) -> Any:
+    kind, payload = source.load(digest)
+    if kind is Kind.TREE:
+        tree = _tree(digest, payload)
+        return dict(tree["entries"]) if tree["type"] == "map" else None
+    if kind is not Kind.VALUE:
+        return None
+    page = codec.decode(payload)
+    if type(page) is not dict:
+        return None
+    entries: dict[str, Entry] = {}
+    for key, value in page.items():
+        kept = inline(key, codec.encode(value)) if type(key) is str else None
+        if kept is None:
+            raise CorruptObjectError(digest, None, f"its key {key!r} cannot be held in a page")
+        entries[key] = kept
+    return entries
+
+
+def snapshot_entries(source: ObjectSource, digest: Digest) -> dict[str, Entry]:
+    """Every key of a snapshot and its :data:`Entry` (see :func:`snapshot_pages`)."""
+    out: dict[str, Entry] = {}
+    for _, entries in snapshot_pages(source, digest):
+        out.update(entries)
     return out
 
 

@@ -95,13 +95,38 @@ def _entry(store: Store, digest: Digest) -> dict[str, Any]:
 
 
 def _snapshot(store: Store, digest: Digest) -> dict[str, Any]:
-    """A snapshot's keys (the first :data:`MAX_KEYS`), each rendered, and how many were left."""
-    from pinrun.artifacts.trees import tree_entries
+    """A snapshot's keys (the first :data:`MAX_KEYS`), each rendered, and how many were left.
 
-    entries = tree_entries(store, digest)
+    A small value of a paged snapshot has no object of its own: it is named by
+    the page that holds it (``digest``, with ``"in_page": true``)."""
+    from pinrun.artifacts.trees import Inline, snapshot_pages
+
+    entries: dict[str, Any] = {}
+    pages: dict[str, Digest] = {}
+    for page, found in snapshot_pages(store, digest):
+        entries.update(found)
+        if page is not None:
+            pages.update(dict.fromkeys(found, page))
     keys = sorted(entries)
+    shown = {}
+    for key in keys[:MAX_KEYS]:
+        entry = entries[key]
+        shown[key] = _entry(store, entry) if not isinstance(entry, Inline) else \
+            _inline(pages[key], entry.payload)
     return {"digest": digest.hex, "keys_left_out": max(len(keys) - MAX_KEYS, 0),
-            "entries": {key: _entry(store, entries[key]) for key in keys[:MAX_KEYS]}}
+            "entries": shown}
+
+
+def _inline(page: Digest, payload: bytes) -> dict[str, Any]:
+    """A small value held inside a page of its snapshot, rendered like :func:`_entry`."""
+    from pinrun.artifacts import codec
+
+    value = codec.decode(payload)
+    found: dict[str, Any] = {"digest": page.hex, "in_page": True, "size": len(payload),
+                             "value": short(value, VALUE_WIDTH)}
+    if len(found["value"]) >= VALUE_WIDTH:
+        found["note"] = f"cut: pinrun cat {page.hex[:12]} shows its page whole"
+    return found
 
 
 def _event(event: Event) -> dict[str, Any]:

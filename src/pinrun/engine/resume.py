@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pinrun.artifacts.digest import Kind
 from pinrun.artifacts.store import Store
-from pinrun.artifacts.trees import encode_entry
+from pinrun.artifacts.trees import encode_entry, snapshot_entries
 from pinrun.engine.execution import hidden_state_of
 from pinrun.engine.lease import RunLease
 from pinrun.engine.records import RunRecord, load_run, load_timing
@@ -134,8 +133,8 @@ def _half_done_level(store: Store, run: RunRecord, flow: Flow,
             written: set[str] = set()
             for record in run.steps:
                 if record.name in done and record.outputs is not None:
-                    written |= set(store.get_object(record.outputs, Kind.TREE)["entries"])
+                    written |= set(snapshot_entries(store, record.outputs))
             return LevelBase(
                 state, {key: encode_entry(value) for key, value in state.items()},
-                dict(store.get_object(run.level_start, Kind.TREE)["entries"]), written)
+                snapshot_entries(store, run.level_start), written)
     return None

@@ -43,7 +43,7 @@ from typing import Any, Literal
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.store import Store, WriteBatch
-from pinrun.artifacts.trees import encode_entry
+from pinrun.artifacts.trees import Entry, encode_entry
 from pinrun.engine.context import RecordingLog, ReuseLog, recorded_events
 from pinrun.engine.events import type_name
 from pinrun.engine.execution import HiddenState, Outcome, StepGuard, hidden_state_of
@@ -211,7 +211,7 @@ class Recorder:
         #: The canonical encoding of every state value, kept beside it (never encoded twice).
         self.encoded = encoded
         #: The stored entry of every state value (filled as values are stored).
-        self.entries: dict[str, Digest] = {}
+        self.entries: dict[str, Entry] = {}
         self.timing = timing
         self.steps: list[StepRecord] = []
         #: The digest of the stored run record (None until the first commit).
@@ -311,7 +311,7 @@ class Recorder:
             raise RunFailedError(self.run) from failure.error
         self.level = None
 
-    def _record_step(self, outcome: Outcome, entries: dict[str, Digest]) -> None:
+    def _record_step(self, outcome: Outcome, entries: dict[str, Entry]) -> None:
         item = outcome.step
         attempt = self.attempts.get(item.name, 0) + 1
         self.attempts[item.name] = attempt

@@ -37,7 +37,7 @@ from pinrun.flows.step import Step
 from pinrun.world import World
 
 if TYPE_CHECKING:
-    from pinrun.artifacts.digest import Digest
+    from pinrun.artifacts.trees import Entry
     from pinrun.engine.context import RecordingLog, ReplayLog
 
 __all__ = ["LevelBase", "Mode", "RunState", "Settled", "walk"]
@@ -58,7 +58,7 @@ class LevelBase:
     state: dict[str, Any]
     encoded: dict[str, bytes]
     #: The stored entry of each of its values (recording fills it; replay stores nothing).
-    entries: dict[str, Digest] = field(default_factory=dict)
+    entries: dict[str, Entry] = field(default_factory=dict)
     #: Keys the level's finished steps wrote (a sibling may not write them too).
     written: set[str] = field(default_factory=set)
 

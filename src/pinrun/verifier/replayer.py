@@ -532,13 +532,14 @@ class _Replay:
 
 
 def _key_by_key(outcome: Outcome, recorded: Digest) -> _DigestSink | None:
-    """The replayed outputs digested in the layout before pages, when that is the
-    recorded digest (None otherwise, or when no output is a large map)."""
+    """The replayed outputs digested in an earlier layout (one object per top-level
+    key; a large map key by key too), when one gives the recorded digest (None
+    otherwise, or when today's layout is the same as theirs)."""
     assert outcome.outputs is not None
-    if not any(type(value) is dict and len(outcome.encoded_outputs.get(key, b"")) >
-               trees.SUBTREE_THRESHOLD for key, value in outcome.outputs.items()):
+    if not trees.may_differ_from_earlier(outcome.encoded_outputs):
         return None
-    sink = _DigestSink()
-    digest = trees.store_snapshot_key_by_key(sink, outcome.outputs,
-                                             payloads=outcome.encoded_outputs)
-    return sink if digest == recorded else None
+    for layout in trees.EARLIER_LAYOUTS:
+        sink = _DigestSink()
+        if layout(sink, outcome.outputs, payloads=outcome.encoded_outputs) == recorded:
+            return sink
+    return None

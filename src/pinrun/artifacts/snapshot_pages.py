@@ -1,0 +1,150 @@
+"""Large snapshots in pages: small values kept inline, many keys to an object.
+
+A snapshot of a few keys is a ``map`` tree naming one object per key (see
+:mod:`pinrun.artifacts.trees`). A snapshot whose small values together
+encode past :data:`~pinrun.artifacts.trees.SUBTREE_THRESHOLD` is stored
+like a large nested map instead: a ``pages`` tree of content-defined pages
+of about :data:`PAGE_TARGET` bytes, each page the canonical encoding of the
+map of its keys (a ``value``). One object per ~64 KiB, not one per key, and
+no digest per small value.
+
+A value too large to sit in a page (a ``bytes`` value, or one encoding past
+:data:`INLINE_LIMIT`) keeps its own object, and is a page of its own (a
+``map`` tree of one key), so it is still shared between snapshots and the
+small values around it stay inline. A key that the canonical codec escapes
+(``$...``, a lone surrogate) does the same.
+
+The engine keeps one :data:`Entry` per state key: the digest of the key's
+own object, or an :class:`Inline` carrying the bytes the key adds to a page.
+A page's payload is those bytes joined, which is exactly ``codec.encode`` of
+the page's map (sorted keys, compact JSON), so it is built without encoding
+any value again.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final, TypeAlias
+
+import orjson
+
+from pinrun.artifacts import codec
+from pinrun.artifacts.digest import Digest, Kind
+
+if TYPE_CHECKING:
+    from pinrun.artifacts.trees import ObjectSink
+
+__all__ = ["INLINE_LIMIT", "PAGE_SPLIT", "PAGE_TARGET", "Entry", "Inline", "inline",
+           "store_entries"]
+
+#: A large map (nested or a whole snapshot) is stored in pages of about this many bytes.
+PAGE_TARGET: Final = 64 * 1024
+#: A page that encodes larger than this is stored key by key instead (as a map tree).
+PAGE_SPLIT: Final = 1024 * 1024
+#: A top-level value encoding larger than this keeps an object of its own.
+INLINE_LIMIT: Final = 16 * 1024
+#: Snapshots whose inline values encode to at most this many bytes keep one object per key.
+PAGED_ABOVE: Final = 64 * 1024
+#: What a digest entry is counted as when pages are sized (``"key":{"$digest":"..."}``).
+_DIGEST_ENTRY_SIZE: Final = 90
+
+
+class Inline:
+    """A small state value as its snapshot's page holds it: ``"key":<encoding>``."""
+
+    __slots__ = ("cut", "member", "start")
+
+    def __init__(self, member: bytes, start: int, cut: int) -> None:
+        #: The key's JSON, a colon, and the value's canonical encoding.
+        self.member = member
+        #: Where the value's encoding starts in :attr:`member`.
+        self.start = start
+        #: The CRC-32 of the key, which decides where pages end.
+        self.cut = cut
+
+    @property
+    def payload(self) -> bytes:
+        """The value's canonical encoding."""
+        return self.member[self.start:]
+
+    def __repr__(self) -> str:
+        return f"Inline({self.member[:40]!r})"
+
+
+#: One state key's entry in a snapshot: its own object's digest, or inline.
+Entry: TypeAlias = Digest | Inline
+
+
+def inline(key: str, payload: bytes) -> Inline | None:
+    """The inline entry of a value encoded as ``payload``; None when ``key`` is one the
+    codec escapes (``$...``, a lone surrogate), which then keeps an entry of its own."""
+    if key[:1] == "$":
+        return None
+    try:
+        quoted = orjson.dumps(key)
+    except TypeError:  # a lone surrogate: the codec writes the key in another form
+        return None
+    return Inline(quoted + b":" + payload, len(quoted) + 1, zlib.crc32(quoted))
+
+
+def store_entries(sink: ObjectSink, entries: Mapping[str, Entry]) -> Digest:
+    """Store the tree of a snapshot whose entries are made (digests stored or queued,
+    inline values carried): one object per key when small, else pages.
+
+    Pages end after a key whose CRC-32 has its low bits clear, so a page holds
+    about :data:`PAGE_TARGET` bytes, the same keys give the same pages, and a
+    change to one value rewrites one page (and the tree above it).
+    """
+    inline_size = own = 0
+    for entry in entries.values():
+        if type(entry) is Inline:
+            inline_size += len(entry.member)
+        else:
+            own += 1
+    spread = 0
+    if inline_size > PAGED_ABOVE:
+        total = inline_size + _DIGEST_ENTRY_SIZE * own
+        spread = PAGE_TARGET * len(entries) // max(total, 1)
+    if spread < 2:  # few keys, or large ones: one object per key
+        return _store_map(sink, entries)
+    mask = (1 << (spread.bit_length() - 1)) - 1  # about 1 cut per `spread` keys
+    keys = sorted(entries)
+    pages: list[Digest] = []
+    start = 0
+    for index, key in enumerate(keys):
+        entry = entries[key]
+        if type(entry) is Inline:
+            if not entry.cut & mask:
+                pages.append(_store_page(sink, keys[start:index + 1], entries))
+                start = index + 1
+            continue
+        # A value with its own object is a page of its own: the small values around
+        # it stay inline, and its neighbours' pages do not depend on its size.
+        if start < index:
+            pages.append(_store_page(sink, keys[start:index], entries))
+        pages.append(_store_map(sink, {key: entry}))
+        start = index + 1
+    if start < len(keys):
+        pages.append(_store_page(sink, keys[start:], entries))
+    return sink.put(Kind.TREE, codec.encode({"type": "pages", "pages": pages,
+                                             "size": len(keys)}))
+
+
+def _store_map(sink: ObjectSink, entries: Mapping[str, Entry]) -> Digest:
+    """A ``map`` tree of one object per key (inline values stored as their own now)."""
+    digests: dict[str, Digest] = {}
+    for key, entry in entries.items():
+        digests[key] = sink.put(Kind.VALUE, entry.payload) if type(entry) is Inline else \
+            entry  # type: ignore[assignment]  # not Inline: a Digest (mypy keeps the union)
+    return sink.put(Kind.TREE, codec.encode_digest_map({"type": "map"}, "entries", digests))
+
+
+def _store_page(sink: ObjectSink, keys: list[str], entries: Mapping[str, Entry]) -> Digest:
+    members = [entry.member for entry in (entries[key] for key in keys)
+               if type(entry) is Inline]
+    if len(members) == len(keys):
+        payload = b"{" + b",".join(members) + b"}"
+        if len(payload) <= PAGE_SPLIT:
+            return sink.put(Kind.VALUE, payload)
+    return _store_map(sink, {key: entries[key] for key in keys})
