@@ -25,22 +25,58 @@ with open(os.environ["PINRUN_TEST_LOADS"], "a") as _log:
     _log.write("loaded\\n")
 """
 
+#: A module shaped like production code: a module logger, a thread pool, a compiled
+#: pattern, an enum, a dataclass settings object and a cache filled at import.
 PURE = LOADS + """
+import dataclasses
+import enum
+import functools
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+
 import pinrun
 
-RATES = {"eu": 2, "us": 3}
+log = logging.getLogger(__name__)
+POOL = ThreadPoolExecutor(2)
+CODE = re.compile(r"[a-z]{2}")
+
+
+class Plan(enum.IntEnum):
+    BASIC = 1
+    PRO = 2
+
+
+@dataclasses.dataclass
+class Settings:
+    region: str = "eu"
+    limits: list = dataclasses.field(default_factory=lambda: [10, 20])
+
+
+SETTINGS = Settings()
+
+
+@functools.lru_cache(maxsize=None)
+def rate(region: str) -> int:
+    return 2 if region == "eu" else 3
+
+
+rate("eu")
 
 
 @pinrun.step
 def price(n: int) -> dict:
-    return {"total": n * RATES["eu"]}
+    log.info("pricing %s", n)
+    doubled = sum(POOL.map(lambda x: x * rate(SETTINGS.region), range(n + 1)))
+    return {"total": doubled + Plan.PRO, "ok": bool(CODE.match(SETTINGS.region))}
 
 
 flow = pinrun.Flow("pure", [price])
 """
 
-#: Three ways a step keeps state its module's globals do not show by value: a generator
-#: no snapshot can read, a closure's counter, a function attribute.
+#: Ways a step keeps state in its code: a generator no snapshot can read, a closure's
+#: counter, a function attribute, a dunder global, a callable object, a module the step
+#: imports itself.
 HIDDEN = {
     "generator": """
 import itertools
@@ -63,6 +99,33 @@ def _counter():
 
 
 advance = _counter()
+""",
+    "dunder global": """
+__tally = {"n": 0}
+
+
+def advance():
+    __tally["n"] += 1
+    return __tally["n"]
+""",
+    "callable object": """
+class Counter:
+    def __init__(self):
+        self.n = 0
+
+    def __call__(self):
+        self.n += 1
+        return self.n
+
+
+advance = Counter()
+""",
+    "lazy import": """
+def advance():
+    from .helper import COUNT  # imported by the step, not by the module
+
+    COUNT["n"] += 1
+    return COUNT["n"]
 """,
     "function attribute": """
 def advance():
@@ -107,8 +170,8 @@ def _verify(project: Project, log: Path, code: str = "pinned") -> tuple[list[str
 
 def test_code_no_run_changes_is_imported_once_per_worker(
         project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Three runs that leave the module as they found it reproduce with the pinned code
-    imported once: the worker put the same modules back for the second and third."""
+    """Three runs that leave a production-shaped module as they found it reproduce with
+    the pinned code imported once: the worker put the same modules back."""
     log = tmp_path / "loads.txt"
     monkeypatch.setenv("PINRUN_TEST_LOADS", str(log))
     _record(project, PURE)
@@ -118,12 +181,12 @@ def test_code_no_run_changes_is_imported_once_per_worker(
 @pytest.mark.parametrize("kind", sorted(HIDDEN))
 def test_state_no_watch_reads_is_never_carried_into_the_next_pinned_replay(
         project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
-    """State a step advances where no watch reads it by value (a generator global, a
-    closure's counter, a function attribute) starts afresh in every pinned replay: the code
-    is imported again each time. The code on disk, kept loaded as a long-running worker
-    would keep it, carries it over and diverges."""
+    """State a step keeps in its code starts afresh in every pinned replay: the code is
+    imported again each time. The code on disk, kept loaded as a long-running worker would
+    keep it, carries it over and diverges."""
     log = tmp_path / "loads.txt"
     monkeypatch.setenv("PINRUN_TEST_LOADS", str(log))
+    project.write("helper", 'COUNT = {"n": 0}\n')
     _record(project, LOADS + HIDDEN[kind] + STEP)
     assert _verify(project, log) == (["reproduced"] * 3, 3)
     carried, _ = _verify(project, log, code="workdir")

@@ -5,45 +5,34 @@ it afresh for every replay isolates the runs completely, but costs more than
 the replay itself: every module runs again, every step is built again, and
 the hidden-state watch classifies new places. So the modules one replay
 loaded serve the next replay of the same flow pin, project and entry, put
-back as they are, when that replay left them as it found them
-(:class:`CodeReuse`):
+back as they are, when that replay left the project's code exactly as it
+found it right after the import: :func:`~pinrun.world.code_state.code_state`
+of the project's modules, an allow-list walk of everything they hold, compares
+equal, and the replay imported no project module of its own. When any of it
+cannot be compared by its contents (a socket, an array, a generator, a
+thread-local), or anything differs, the modules are dropped and the next replay
+imports the code afresh: a run that changes its code's state never reaches
+another run's replay.
 
-* the hidden-state watch (module globals, class attributes, mutable defaults
-  and caches: :mod:`pinrun.world.hidden_state`) saw nothing change between
-  the replay's start and its end, a cache filling up included;
-* the watch sees into every place (a module-level object no snapshot can
-  read, a client or a socket, could change unseen);
-* the closure cells and attributes of the project's functions
-  (:mod:`pinrun.world.code_cells`) hold the same objects, none of which can
-  change in place;
-* the replay ran to its end (one that raised may have stopped halfway
-  through a change).
-
-Otherwise the modules are dropped and the next replay imports the code
-afresh: a run that changes module state can never reach the next run's
-replay. Replays with the guards off watch nothing, so they never keep code.
 Kept code is taken out while a replay uses it, so two threads replaying the
-same pin each load their own. What no watch reaches is left out: state held
-by installed packages (loaded once per process, pinned or not), and objects
-reached only from inside other objects the codec reads (a snapshot covers
-what it encodes).
+same pin each load their own. What no walk reaches is the same for fresh and
+kept code: the state of installed packages, loaded once per process either way.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Final
+from typing import Any, Final
 
 from pinrun.artifacts.digest import Digest
-from pinrun.world.code_cells import CodeCells
-from pinrun.world.hidden_state import Look, Watch, forget_places
+from pinrun.world.hidden_state import forget_places
 
-__all__ = ["CodeReuse", "KeptCode", "drop", "put_back", "take"]
+__all__ = ["MOST_KEPT", "KeptCode", "drop", "put_back", "take"]
 
 #: Loaded pinned code kept at most, per process (a verify worker replays a few flows).
 MOST_KEPT: Final = 4
@@ -52,51 +41,14 @@ MOST_KEPT: Final = 4
 KeptKey = tuple[Digest, Path, str, object]
 
 
-class CodeReuse:
-    """One replay's look at its pinned code's state as it begins and as it ends, and what
-    follows: whether the code may serve the next replay (:attr:`clean`)."""
-
-    __slots__ = ("_cells_start", "_start", "_watch", "cells", "clean")
-
-    def __init__(self, cells: CodeCells | None = None) -> None:
-        #: The project functions' closure cells and attributes (found at the first replay).
-        self.cells = cells
-        #: Whether the replay left the code as it found it (set by :meth:`end`).
-        self.clean = False
-        self._watch: Watch | None = None
-        self._start: Look = ()
-        self._cells_start: tuple[object, ...] = ()
-
-    def begin(self, watch: Watch | None, modules: Sequence[ModuleType]) -> None:
-        """The replay starts (``watch``: its hidden-state watch; None when guards are off,
-        and then the code is never kept)."""
-        if watch is None:
-            return
-        if self.cells is None:
-            self.cells = CodeCells(modules)
-        self._watch = watch
-        self._start = watch.look()
-        self._cells_start = self.cells.look()
-
-    def end(self) -> None:
-        """The replay ran to its end: look again, and judge."""
-        watch, cells = self._watch, self.cells
-        if watch is None or cells is None:
-            return
-        found, held = watch.look(), cells.look()
-        self.clean = not watch.changes(self._start, found) and \
-            watch.blind_to(found) is None and cells.same(self._cells_start, held) and \
-            cells.blind_to(held) is None
-
-
 @dataclass
 class KeptCode:
     """Pinned code one replay loaded, to put back for the next."""
 
     #: The modules that left with the replay's block (pinned, and project ones it imported).
-    modules: dict[str, ModuleType] = field(default_factory=dict)
-    #: The project functions' closure cells and attributes (found once).
-    cells: CodeCells | None = None
+    modules: dict[str, ModuleType]
+    #: What the project's modules held right after the import (``code_state``).
+    state: tuple[Any, ...]
 
 
 _KEPT: OrderedDict[KeptKey, KeptCode] = OrderedDict()

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from pinrun.artifacts.digest import Digest
 from pinrun.artifacts.store import Store
@@ -29,8 +29,9 @@ from pinrun.flows.project import project_context
 from pinrun.flows.status import CodeStatus, compare_code, flow_under_policy, pinned_flow_loaded
 from pinrun.verifier import kept_code
 from pinrun.verifier.attempt_code import attempt_pins, with_attempt_code
-from pinrun.verifier.kept_code import CodeReuse, KeptCode
+from pinrun.verifier.kept_code import KeptCode
 from pinrun.verifier.moved import recorded_flow
+from pinrun.world.code_state import code_state
 
 __all__ = ["CodeSource", "ToReplay", "flow_to_replay", "project_modules"]
 
@@ -73,9 +74,10 @@ def project_modules(root: Path) -> list[ModuleType]:
 #: What the replay runs: the flow, how to learn (workdir) how its code differs from
 #: the code each step's attempt ran, the step pin each step runs (hex) and whether
 #: it is a later attempt's (resumed) code, the modules loaded outside sys.modules, and
-#: (pinned code a worker may keep for the next replay) the replay's part in keeping it.
+#: whether the code has a keeper (:mod:`~pinrun.verifier.kept_code`), which forgets what
+#: was found in its modules when it drops them.
 ToReplay = tuple[Flow, Callable[[], CodeStatus] | None, dict[str, tuple[str, bool]],
-                 list[ModuleType], CodeReuse | None]
+                 list[ModuleType], bool]
 
 
 @contextmanager
@@ -89,15 +91,15 @@ def flow_to_replay(store: Store, run: RunRecord, code: CodeSource, root: Path, f
     attempts = attempt_pins(store, run)
     with project_on_path(root):
         if code == "pinned" and not attempts and run.entry is not None:
-            with _kept_pinned_flow(store, run.flow_pin, run.entry, root) as (chosen, pins, reuse):
-                yield chosen, None, _steps_ran(pins, {}), [], reuse
+            with _kept_pinned_flow(store, run.flow_pin, run.entry, root) as (chosen, pins):
+                yield chosen, None, _steps_ran(pins, {}), [], True
             return
         if code == "pinned":
             with flow_under_policy(store, "artifact", run.flow_pin, entry=run.entry,
                                    project_root=root, flow=None,
                                    what=f"run {run.id}") as (main, pins):
                 chosen, loaded = with_attempt_code(store, run, main, root, attempts)
-                yield chosen, None, _steps_ran(pins, attempts), loaded, None
+                yield chosen, None, _steps_ran(pins, attempts), loaded, False
             return
         if flow is None:
             flow = recorded_flow(run, root)
@@ -108,7 +110,7 @@ def flow_to_replay(store: Store, run: RunRecord, code: CodeSource, root: Path, f
             # A step a resumed attempt ran with other code drifted from that code.
             drift = functools.cache(lambda: compare_code(store, pinned, chosen, root, pins,
                                                          step_pins=attempts))
-            yield chosen, drift, _steps_ran(pins, {}), [], None
+            yield chosen, drift, _steps_ran(pins, {}), [], False
 
 
 def _steps_ran(pins: dict[str, PinnedStep], attempts: dict[str, Digest]
@@ -120,22 +122,26 @@ def _steps_ran(pins: dict[str, PinnedStep], attempts: dict[str, Digest]
 
 @contextmanager
 def _kept_pinned_flow(store: Store, flow_pin: Digest, entry: str, root: Path
-                      ) -> Iterator[tuple[Flow, dict[str, PinnedStep], CodeReuse]]:
+                      ) -> Iterator[tuple[Flow, dict[str, PinnedStep]]]:
     """The pinned flow, loaded afresh or put back as the last replay of the same pin left it
-    (:mod:`pinrun.verifier.kept_code`); kept for the next replay when this one left it
-    unchanged."""
+    (:mod:`pinrun.verifier.kept_code`); kept for the next replay when this one left the
+    project's code as it was right after the import."""
     key = (flow_pin, root, entry, project_context())
     kept = kept_code.take(key)
-    reuse = CodeReuse(kept.cells if kept is not None else None)
     left: dict[str, ModuleType] = {}
+    start: tuple[Any, ...] | None = None
+    clean = False
     try:
         # Put back, the modules answer the import of the entry as they are.
         with pinned_flow_loaded(store, flow_pin, entry, root,
                                 reuse=kept.modules if kept is not None else None
                                 ) as (chosen, pins, left):
-            yield chosen, pins, reuse
+            start = kept.state if kept is not None else code_state(project_modules(root))
+            yield chosen, pins
+            # The replay is over (its guards gone): the code as the run left it.
+            clean = start is not None and code_state(project_modules(root)) == start
     finally:
-        if reuse.clean:
-            kept_code.put_back(key, KeptCode(left, reuse.cells))
+        if clean and start is not None:
+            kept_code.put_back(key, KeptCode(left, start))
         else:
             kept_code.drop(left.values())

@@ -129,11 +129,11 @@ def replay_loaded(run: RunRecord, *, store: Store, code: CodeSource, project_roo
         # From the first import of the project's code to the last step: the whole replay.
         with (nullcontext(None) if allow_world else refusing_world()) as refused, \
                 flow_to_replay(store, run, code, root, flow) as (chosen, drift, ran, loaded,
-                                                                 reuse):
+                                                                 kept):
             modules = [] if guards == "off" else [*project_modules(root), *loaded]
             # Pinned code's modules go after the replay (what was found in them with
-            # them), unless kept for the next replay.
-            with forgotten_after(modules if code == "pinned" and reuse is None else []), \
+            # them), unless their keeper decides.
+            with forgotten_after(modules if code == "pinned" and not kept else []), \
                     Guards(modules, guards, allow_world=allow_world) as watching, \
                     attempt_source_shown(store, chosen, debug_step, ran):
                 # The files each step reads, named under the project (once per replay).
@@ -145,8 +145,6 @@ def replay_loaded(run: RunRecord, *, store: Store, code: CodeSource, project_roo
                 verified: set[Digest] = set()
                 # The project's hidden state, watched across the repetitions.
                 hidden = Watch(watching.modules) if guards != "off" else None
-                if reuse is not None:
-                    reuse.begin(hidden, watching.modules)
                 earlier: dict[str, dict[str, int]] = {}
                 for repetition in range(1, repeat + 1):
                     _remember_hazards(report.steps, earlier, repetition - 1)
@@ -160,8 +158,6 @@ def replay_loaded(run: RunRecord, *, store: Store, code: CodeSource, project_roo
                     if report.first_divergence is not None:
                         break
                 _add_earlier_hazards(report.steps, earlier)
-                if reuse is not None:
-                    reuse.end()
     except StoreError:
         raise
     except PinrunError as exc:

@@ -103,8 +103,19 @@ from pinrun.flows.module_objects import (
     snapshot_view,
 )
 
-__all__ = ["CARRIED", "MODULE_STATE", "Change", "Look", "Watch", "carried", "code_watch",
-           "forget_places", "forgotten_after", "is_machinery", "is_quiet"]
+__all__ = [
+    "CARRIED",
+    "MODULE_STATE",
+    "Change",
+    "Look",
+    "Watch",
+    "cache_entries",
+    "carried",
+    "code_watch",
+    "forget_places",
+    "forgotten_after",
+    "is_machinery",
+]
 
 #: The three kinds of hidden state a change is named by.
 MODULE_STATE: Final = "module state"
@@ -337,7 +348,7 @@ class _CachePlace(_Place):
         if not fresh and not self.results and self.last is not _MISSING:
             return self.last  # no new entry, and its results cannot change in place
         if fresh:
-            entries = _cache_entries(self.wrapper, calls[1])
+            entries = cache_entries(self.wrapper, calls[1])
             # A result that cannot change in place needs no snapshot: a pure cache of
             # numbers costs nothing more than its cache_info() while nobody calls it.
             self.results = None if entries is None else \
@@ -393,12 +404,6 @@ def _quiet_value(value: object) -> bool:
         fixed_reference(value, "") is not None or is_machinery(value) or is_immutable(value)
 
 
-def is_quiet(value: object) -> bool:
-    """Whether hidden state never looks into ``value`` (immutable, code, a logger, a
-    pattern, a path, a time zone, concurrency machinery): only its identity counts."""
-    return _quiet_value(value)
-
-
 def is_machinery(value: object) -> bool:
     """Whether ``value`` is concurrency machinery (a pool, a thread, a lock, an event, a
     queue): never hidden state, whatever it holds inside."""
@@ -427,7 +432,7 @@ def _same(before: object, after: object) -> bool:
         return False
 
 
-def _cache_entries(wrapper: Any, size: int) -> list[tuple[object, object]] | None:
+def cache_entries(wrapper: Any, size: int) -> list[tuple[object, object]] | None:
     """(key, result) for each entry of an ``lru_cache`` wrapper, or None.
 
     CPython's wrapper shows the garbage collector its links (key, result, link
@@ -531,14 +536,6 @@ class Watch:
                 found.append(change)
         return found
 
-    def blind_to(self, look: Look) -> str | None:
-        """The owner of a place that holds, in ``look``, a value this watch cannot look
-        into (no snapshot of it works), or None: a change there would go unseen."""
-        for place, token in zip(self.places, look, strict=True):
-            if token is _UNSEEN and not (place.bare and not _attribute(place.seen, "__dict__")):
-                return place.owner
-        return None
-
     def note(self, changes: Sequence[Change], steps: Sequence[str], repetition: int) -> None:
         """Remember that ``steps`` (one, or several that ran concurrently) made ``changes``
         in ``repetition``."""
@@ -626,8 +623,11 @@ def _layout_of(modules: Sequence[types.ModuleType], code_only: bool) -> _Layout:
 
     layouts = _LAYOUTS  # held here: at exit, the module's globals are gone before this runs
 
-    def forget(_: object) -> None:  # a module gone: its layout (and namespace) with it
-        if layouts.get(key) is found:
+    def forget(gone: object) -> None:  # a module gone: its layout (and namespace) with it
+        # Found by the dead reference, not held here: a callback holding its layout
+        # would make layout, reference and callback a cycle only the collector frees.
+        entry = layouts.get(key)
+        if entry is not None and any(ref is gone for ref in entry.modules):
             del layouts[key]
 
     try:

@@ -1,0 +1,186 @@
+"""``code_state``: what a project's modules hold, equal only while nothing in them changed.
+
+Each hidden case is a way a step can keep state in its code (found by a review of
+pinned code kept between replays): calling ``advance()`` once must make the state
+differ, or the state must be None (not comparable: the code is never kept). The
+inert cases are the shapes of ordinary production modules: their state is comparable
+and a call to a step-like function leaves it equal.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Iterator
+
+import pytest
+
+from pinrun.world.code_state import code_state
+
+HIDDEN = {
+    "module dict": "SEEN = {'n': 0}\ndef advance():\n    SEEN['n'] += 1\n",
+    "dunder global": "__tally = {'n': 0}\ndef advance():\n    __tally['n'] += 1\n",
+    "new global": "def advance():\n    globals()['_seen'] = globals().get('_seen', 0) + 1\n",
+    "new class attribute": "class Registry:\n    pass\n"
+                           "def advance():\n"
+                           "    Registry.count = getattr(Registry, 'count', 0) + 1\n",
+    "rebound function": "def _first():\n    return 1\nimpl = _first\n"
+                        "def advance():\n    global impl\n    got = impl()\n"
+                        "    impl = lambda: got + 1\n",
+    "nested class": "class Outer:\n    class Inner:\n        items = []\n"
+                    "def advance():\n    Outer.Inner.items.append(1)\n",
+    "local class": "def make():\n    class Reg:\n        items = []\n    return Reg\n"
+                   "_holder = (make(),)\ndef advance():\n    _holder[0].items.append(1)\n",
+    "callable object": "class Counter:\n    def __init__(self):\n        self.n = 0\n"
+                       "    def __call__(self):\n        self.n += 1\nadvance = Counter()\n",
+    "bound method": "class Tally:\n    def __init__(self):\n        self.n = 0\n"
+                    "    def bump(self):\n        self.n += 1\nadvance = Tally().bump\n",
+    "partial": "import functools\ndef _add(item, store):\n    store.append(item)\n"
+               "record = functools.partial(_add, store=[])\ndef advance():\n    record(1)\n",
+    "queue": "import queue\nQ = queue.Queue()\ndef advance():\n    Q.put(1)\n",
+    "event": "import threading\nREADY = threading.Event()\ndef advance():\n    READY.set()\n",
+    "queue default": "import queue\ndef advance(q=queue.Queue()):\n    q.put(1)\n",
+    "own logger": "import logging\nlog = logging.Logger('mine')\n"
+                  "def advance():\n    log.addHandler(logging.NullHandler())\n",
+    "logger adapter": "import logging\nLOG = logging.LoggerAdapter(logging.getLogger('svc'), "
+                      "{'n': 0})\ndef advance():\n    LOG.extra['n'] += 1\n",
+    "enum member attribute": "import enum\nclass Plan(enum.Enum):\n    BASIC = 'basic'\n"
+                             "    def __init__(self, value):\n        self.used = {'n': 0}\n"
+                             "def advance():\n    Plan.BASIC.used['n'] += 1\n",
+    "thread local": "import threading\nLOCAL = threading.local()\nLOCAL.n = 0\n"
+                    "def advance():\n    LOCAL.n += 1\n",
+    "object in object": "class Inner:\n    def __init__(self):\n        self.n = 0\n"
+                        "class Holder:\n    def __init__(self):\n        self.inner = Inner()\n"
+                        "H = Holder()\ndef advance():\n    H.inner.n += 1\n",
+    "repr hiding state": "class Account:\n    def __init__(self):\n        self.balance = 0\n"
+                         "    def __repr__(self):\n        return 'Account'\n"
+                         "ACCOUNTS = {'a': Account()}\n"
+                         "def advance():\n    ACCOUNTS['a'].balance += 1\n",
+    "big table": "TABLE = [0] * 20000\ndef advance():\n    TABLE[0] += 1\n",
+    "slots": "class Box:\n    __slots__ = ('n',)\n    def __init__(self):\n        self.n = 0\n"
+             "B = Box()\ndef advance():\n    B.n += 1\n",
+    "function attribute": "def advance():\n    advance.calls = getattr(advance, 'calls', 0) + 1\n",
+    "closure counter": "def _counter():\n    seen = 0\n    def bump():\n        nonlocal seen\n"
+                       "        seen += 1\n    return bump\nadvance = _counter()\n",
+    "decorator list": "import functools\ndef counted(func):\n    calls = []\n"
+                      "    @functools.wraps(func)\n    def wrapper(*args):\n"
+                      "        calls.append(args)\n        return func(*args)\n    return wrapper\n"
+                      "@counted\ndef advance():\n    return 1\n",
+    "cache filled": "import functools\n@functools.lru_cache(maxsize=None)\ndef rate(n):\n"
+                    "    return n * 2\ndef advance():\n    rate(3)\n",
+    "cached result changed": "import functools\n@functools.lru_cache(maxsize=None)\n"
+                             "def table():\n    return [1]\ntable()\n"
+                             "def advance():\n    table().append(2)\n",
+    "generator": "TICKETS = (n for n in range(10))\ndef advance():\n    next(TICKETS)\n",
+    "method closure": "def _make():\n    seen = []\n    class Shop:\n"
+                      "        def order(self):\n            seen.append(1)\n    return Shop\n"
+                      "Shop = _make()\ndef advance():\n    Shop().order()\n",
+}
+
+INERT = {
+    "plain module": "import os\nRATES = {'eu': 2.0, 'us': -0.0}\nNAMES = ('a', 'b')\n"
+                    "def advance():\n    return RATES['eu'] * 2\n",
+    "production shapes": """
+import dataclasses, enum, functools, logging, re, typing
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+POOL = ThreadPoolExecutor(1)
+CODE = re.compile(r"[A-Z]{2}")
+HOME = Path("/srv/shop")
+
+
+class Plan(enum.IntEnum):
+    BASIC = 1
+    PRO = 2
+
+
+class Point(typing.NamedTuple):
+    x: int
+    y: int
+
+
+@dataclasses.dataclass
+class Settings:
+    region: str = "eu"
+    limits: list[int] = dataclasses.field(default_factory=lambda: [1, 2])
+    note: typing.Optional[str] = None
+
+
+SETTINGS = Settings()
+ORIGIN = Point(0, 0)
+
+
+@functools.lru_cache(maxsize=None)
+def rate(region: str) -> float:
+    return 0.2 if region == "eu" else 0.1
+
+
+rate("eu")
+
+
+def advance():
+    log.debug("advancing")
+    repr(SETTINGS)
+    return sum(POOL.map(abs, [-1, 2])) * rate("eu") + Plan.PRO + ORIGIN.x
+""",
+}
+
+
+@pytest.fixture
+def make_module() -> Iterator[types.FunctionType]:
+    made: list[str] = []
+
+    def make(name: str, source: str) -> types.ModuleType:
+        module = types.ModuleType(name)
+        sys.modules[name] = module  # dataclasses look their module up by name
+        made.append(name)
+        exec(compile(source, f"<{name}>", "exec"), vars(module))
+        return module
+
+    yield make  # type: ignore[misc]
+    for name in made:
+        sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("case", sorted(HIDDEN))
+def test_state_a_call_changes_is_never_equal(make_module: types.FunctionType,
+                                             case: str) -> None:
+    """After ``advance()`` the state differs, or was never comparable (None)."""
+    module = make_module(f"code_state_{case.replace(' ', '_')}", HIDDEN[case])
+    before = code_state([module])
+    module.advance()
+    after = code_state([module])
+    assert before is None or after is None or before != after
+
+
+@pytest.mark.parametrize("case", sorted(INERT))
+def test_ordinary_modules_are_comparable_and_stay_equal(make_module: types.FunctionType,
+                                                       case: str) -> None:
+    """Loggers, pools, patterns, paths, enums, named tuples, dataclasses and a cache filled
+    at import are compared; calling code that changes none of them leaves them equal."""
+    module = make_module(f"code_state_{case.replace(' ', '_')}", INERT[case])
+    before = code_state([module])
+    assert before is not None
+    module.advance()
+    assert code_state([module]) == before
+
+
+def test_a_module_imported_since_differs(make_module: types.FunctionType) -> None:
+    """The state names its modules: one more module (imported lazily by a step) differs."""
+    first = make_module("code_state_first", "RATES = {'eu': 2}\n")
+    later = make_module("code_state_later", "COUNT = 0\n")
+    assert code_state([first]) != code_state([first, later])
+
+
+def test_abstract_classes_are_comparable(make_module: types.FunctionType) -> None:
+    """A class over ``abc.ABC`` (its isinstance caches are abc's machinery) is compared."""
+    module = make_module("code_state_abc", "import abc\nclass Port(abc.ABC):\n"
+                         "    @abc.abstractmethod\n    def send(self): ...\n"
+                         "class Mail(Port):\n    def send(self):\n        return 1\n"
+                         "def advance():\n    return isinstance(Mail(), Port)\n")
+    before = code_state([module])
+    assert before is not None
+    module.advance()
+    assert code_state([module]) == before
