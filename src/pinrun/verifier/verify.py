@@ -285,7 +285,9 @@ def verify_runs(store: Store, run_ids: list[str], *, code: CodeSource,
     step that kills its process must not take the verification with it).
     Each worker runs :mod:`pinrun.verifier.worker`: the engine's replay, with
     a typed :class:`~pinrun.verifier.worker.RunResult` per run coming back.
-    Results come group by group, in the order of ``run_ids`` within a group.
+    Results come group by group, in the order of ``run_ids`` within a group
+    (the first group's workers start replaying while the other runs' seeds are
+    still being read, but every damaged record's result comes first).
     With ``fail_fast`` the first run that does not reproduce stops the rest.
     ``entries`` maps a flow name to the ``MODULE:FLOW`` where that flow lives
     now (it moved since its runs were recorded): the runs of that flow replay
