@@ -55,3 +55,12 @@ def test_only_what_is_read_is_read_and_writes_may_happen_between(store: Store) -
     rest = [name for name, _ in newest]
     assert rest == [name for name in sorted([*names, "runs/00000a"], reverse=True)
                     if name not in first and name != names[::-1][64]]
+
+
+def test_get_refs_reads_many_names_at_once(store: Store) -> None:
+    """get_refs gives each name's digest in order, None for a name not set, as get_ref does."""
+    names = _fill(store, 40)
+    asked = [names[3], "runs/absent", names[0], "tags/nightly/x", names[3]]
+    assert store.get_refs(asked) == [store.get_ref(name) for name in asked]
+    assert store.get_refs(asked)[1] is None
+    assert store.get_refs([]) == []

@@ -423,6 +423,14 @@ class Store:
             raw = txn.get(key, db=self._env.dbs["refs"])
         return self._decode_ref(key, raw)[1] if raw is not None else None
 
+    def get_refs(self, names: list[str]) -> list[Digest | None]:
+        """:meth:`get_ref` of each name, read in one transaction."""
+        keys = [validate_ref_name(name).encode() for name in names]
+        with self.environment.read() as txn:
+            raws = [txn.get(key, db=self._env.dbs["refs"]) for key in keys]
+        return [self._decode_ref(key, raw)[1] if raw is not None else None
+                for key, raw in zip(keys, raws, strict=True)]
+
     def ref(self, name: str) -> Digest:
         """The digest ``name`` points to; :class:`UnknownRefError` when unset."""
         target = self.get_ref(name)

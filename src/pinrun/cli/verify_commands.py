@@ -4,6 +4,8 @@ pinrun accept records a new baseline after an intended change."""
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from pinrun.verifier.accept import AcceptPlan
     from pinrun.verifier.replayer import CodeSource
     from pinrun.verifier.verify import Selection
+    from pinrun.verifier.worker import RunResult
     from pinrun.world.guards import GuardMode
 
 
@@ -107,13 +110,12 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
     """
     from pinrun.cli.inspect_commands import since_prefix
     from pinrun.verifier.ci_reports import ResultsWriter
-    from pinrun.verifier.ci_reports.results import KEPT_WHEN_REPRODUCED
     from pinrun.verifier.moved import check_entries_used
     from pinrun.verifier.verify import (
         Selection,
         parse_shard,
-        run_verification,
         select_runs,
+        verify_runs,
         why_empty,
     )
 
@@ -154,8 +156,8 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
         for run_id in ids:
             check_trusted(store, run_id)
     # Only the runs that did not reproduce keep their whole report in memory: the
-    # others are three fields each, so a large corpus verifies in flat memory.
-    results: list[dict[str, Any]] = []
+    # others are a few fields each, so a large corpus verifies in flat memory.
+    results: list[Mapping[str, Any]] = []
     with ExitStack() as stack, progress_bar(f"verifying {len(ids)} runs") as update:
         writer = None
         if json_file:
@@ -164,14 +166,18 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
                     Path(json_file).open("w", encoding="utf-8")),
                 shard=selection.shard, selection=_selection_value(selection), code=code,
                 selected=len(ids))
-        for result in run_verification(
+        for result in verify_runs(
                 store, ids, code=cast("CodeSource", code), guards=cast("GuardMode", guards),
-                jobs=jobs, fail_fast=fail_fast, progress=update, entries=by_flow,
-                allow_world=allow_world, allow_unsigned=allow_unsigned, dask=dask_address):
-            if writer is not None:
-                writer.add(result)
-            results.append(result if result["verdict"] != "reproduced" else
-                           {key: result.get(key) for key in KEPT_WHEN_REPRODUCED})
+                jobs=jobs, fail_fast=fail_fast, progress=_now_and_then(update),
+                entries=by_flow, allow_world=allow_world, allow_unsigned=allow_unsigned,
+                dask=dask_address):
+            # A reproduced run's whole report is put in words only for the results file.
+            brief = _Reproduced.of(result)
+            if writer is not None or brief is None:
+                value = result.as_value()
+                if writer is not None:
+                    writer.add(value)
+            results.append(brief if brief is not None else value)
         if writer is not None:
             writer.close()
     exit_code = _report(reports, None, selection, code, results, len(ids),
@@ -182,6 +188,60 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
         refuse_at_exit()
     if exit_code:
         sys.exit(exit_code)
+
+
+class _Reproduced(Mapping[str, Any]):
+    """A reproduced run's result as the reports read it (the fields of
+    ``KEPT_WHEN_REPRODUCED``), in a fifth of a dict's memory: a corpus of many
+    runs keeps one per run until the reports are written."""
+
+    __slots__ = ("flow", "run", "seconds")
+
+    def __init__(self, run: str, flow: str, seconds: float) -> None:
+        self.run = run
+        self.flow = sys.intern(flow)  # the same few names, run after run
+        self.seconds = seconds
+
+    @classmethod
+    def of(cls, result: RunResult) -> _Reproduced | None:
+        """``result`` in brief, or None when it did not reproduce."""
+        report = result.report
+        if report is None or report.verdict != "reproduced":
+            return None
+        return cls(report.run_id, report.flow, round(result.seconds, 6))
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "verdict":
+            return "reproduced"
+        if key in self.__slots__:
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        from pinrun.verifier.ci_reports.results import KEPT_WHEN_REPRODUCED
+
+        return iter(KEPT_WHEN_REPRODUCED)
+
+    def __len__(self) -> int:
+        return 4
+
+
+#: Seconds between two redraws of the progress bar (a redraw costs ~20 us).
+_PROGRESS_EVERY = 0.1
+
+
+def _now_and_then(update: Callable[[int, int], None]) -> Callable[[int, int], None]:
+    """``update``, called at most every :data:`_PROGRESS_EVERY` seconds, and at the end."""
+    last = -_PROGRESS_EVERY
+
+    def throttled(done: int, total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if done >= total or now - last >= _PROGRESS_EVERY:
+            last = now
+            update(done, total)
+
+    return throttled
 
 
 def _pull_selection(store: Store, remote_name: str,
@@ -216,7 +276,7 @@ def _selection_value(selection: Selection) -> dict[str, Any]:
 
 
 def _report(reports: ReportFiles, json_file: str | None, selection: Selection, code: str,
-            results: list[dict[str, Any]], selected: int, *,
+            results: list[Mapping[str, Any]], selected: int, *,
             json_to_stdout: bool = False, quiet: bool = False) -> int:
     """Write the reports of a verification and print its summary; its exit code.
     ``json_file``: a results file to write here too (when nothing was verified)."""

@@ -14,10 +14,8 @@ worker entry (:mod:`pinrun.verifier.worker`) and hand back typed results.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Generator, Iterator, Mapping
-from concurrent.futures.process import BrokenProcessPool
-from contextlib import closing, suppress
+from contextlib import ExitStack, closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from typing import Any
 import orjson
 
 from pinrun.artifacts.digest import Digest, Kind
-from pinrun.artifacts.mapped_pages import release_store_pages
+from pinrun.artifacts.mapped_pages import PageBudget, release_store_pages
 from pinrun.artifacts.store import Store
 from pinrun.artifacts.tags import run_tags, tagged_runs
 from pinrun.engine.records import RUN_REF_PREFIX, load_run, recorded_hash_seed
@@ -33,11 +31,10 @@ from pinrun.engine.run import REPLACED_PREFIX
 from pinrun.errors import InputError, StoreError
 from pinrun.remote.origin import check_trusted
 from pinrun.remote.selection import run_order
-from pinrun.verifier import worker
+from pinrun.verifier.local_pool import GroupReplay, replay_group
 from pinrun.verifier.replayer import CodeSource
 from pinrun.verifier.worker import ReplayOptions, RunResult
 from pinrun.world.guards import GuardMode
-from pinrun.world.processes import worker_pool
 
 __all__ = ["RunResult", "Selection", "parse_shard", "run_verification", "select_runs",
            "shard_of", "verify_runs", "why_empty"]
@@ -85,6 +82,24 @@ def select_runs(store: Store, selection: Selection) -> list[str]:
     return selected
 
 
+#: Refs read between two looks at the pages they left mapped (:class:`PageBudget`).
+_REFS_PER_LOOK = 256
+
+
+def _refs_under(store: Store, prefix: str) -> Iterator[str]:
+    """The names of the refs under ``prefix``, read a chunk per transaction.
+
+    The refs sit on pages spread over the store's file, each faulted in with its
+    neighbours: the pages read are given back as they add up, so listing a
+    large store's runs does not make this process as large as the store.
+    """
+    with PageBudget(store.path) as budget:
+        for count, (name, _) in enumerate(store.iter_refs(prefix), 1):
+            if count % _REFS_PER_LOOK == 0:
+                budget.spend()
+            yield name
+
+
 def why_empty(store: Store, selection: Selection) -> str:
     """What selected no runs, in words: the filter that emptied the selection, and a fix."""
     ids, reason = _select(store, selection)
@@ -97,8 +112,8 @@ def _select(store: Store, selection: Selection) -> tuple[list[str], str | None]:
         ids = list(dict.fromkeys(load_run(store, run_id).id for run_id in selection.run_ids))
     else:
         # A run replaced by `pinrun accept` is not the baseline any more.
-        replaced = {name[len(REPLACED_PREFIX):] for name in store.refs(REPLACED_PREFIX)}
-        ids = [run_id for name in store.refs(RUN_REF_PREFIX)
+        replaced = {name[len(REPLACED_PREFIX):] for name in _refs_under(store, REPLACED_PREFIX)}
+        ids = [run_id for name in _refs_under(store, RUN_REF_PREFIX)
                if (run_id := name[len(RUN_REF_PREFIX):]) not in replaced]
         if not ids:
             return [], ("the store holds no current runs; record some with `pinrun run "
@@ -179,16 +194,22 @@ def _hash_seeds(store: Store, run_ids: list[str],
         except StoreError as exc:
             return exc
 
-    refs = store.refs(RUN_REF_PREFIX)
+    with PageBudget(store.path) as budget:
+        yield from _seeds_in_batches(store, run_ids, slow, budget)
+
+
+def _seeds_in_batches(store: Store, run_ids: list[str],
+                      slow: Callable[[str], str | StoreError | None], budget: PageBudget,
+                      ) -> Iterator[tuple[str, str | StoreError | None]]:
+    """:func:`_hash_seeds`, a batch of refs and records per transaction."""
     seeds: dict[Digest, str | StoreError | None] = {}
     for start in range(0, len(run_ids), _SEED_BATCH):
         batch = run_ids[start:start + _SEED_BATCH]
-        targets = [refs.get(f"{RUN_REF_PREFIX}{run_id}") for run_id in batch]
-        found = [target for target in targets if target is not None]
         payloads: list[tuple[Kind, bytes] | None] = [None] * len(batch)
-        # One of them damaged or missing: each is read alone below.
-        with suppress(StoreError):
-            read = iter(store.load_many(found))
+        # A bad ref, or one of the records damaged or missing: each is read alone below.
+        with suppress(StoreError, InputError):
+            targets = store.get_refs([f"{RUN_REF_PREFIX}{run_id}" for run_id in batch])
+            read = iter(store.load_many([target for target in targets if target is not None]))
             payloads = [next(read) if target is not None else None for target in targets]
         for run_id, loaded in zip(batch, payloads, strict=True):
             env = _env_of(run_id, loaded)
@@ -203,9 +224,9 @@ def _hash_seeds(store: Store, run_ids: list[str],
             if env not in seeds or isinstance(seed, StoreError):  # an error names its run
                 seed = seeds[env] = slow(run_id)  # reads and checks the environment once
             yield run_id, seed
-        # The records' pages are not read again here: the map gives them back, so this
-        # process's size does not grow with the store (pinrun.artifacts.mapped_pages).
-        release_store_pages(store.path)
+        # The records' pages are not read again here: the map gives them back as they
+        # add up, so this process's size does not grow with the store.
+        budget.spend()
 
 
 _UNREAD = object()
@@ -264,7 +285,9 @@ def verify_runs(store: Store, run_ids: list[str], *, code: CodeSource,
     step that kills its process must not take the verification with it).
     Each worker runs :mod:`pinrun.verifier.worker`: the engine's replay, with
     a typed :class:`~pinrun.verifier.worker.RunResult` per run coming back.
-    Results come group by group, in the order of ``run_ids`` within a group.
+    Results come group by group, in the order of ``run_ids`` within a group
+    (the first group's workers start replaying while the other runs' seeds are
+    still being read, but every damaged record's result comes first).
     With ``fail_fast`` the first run that does not reproduce stops the rest.
     ``entries`` maps a flow name to the ``MODULE:FLOW`` where that flow lives
     now (it moved since its runs were recorded): the runs of that flow replay
@@ -285,78 +308,55 @@ def verify_runs(store: Store, run_ids: list[str], *, code: CodeSource,
     arguments = (str(store.path), options)
     groups: dict[str | None, list[str]] = {}
     done = 0
-    for run_id, seed in _hash_seeds(store, run_ids):
-        if not isinstance(seed, StoreError):
-            groups.setdefault(seed, []).append(run_id)
-            continue
-        # This run's record is damaged: its result, not the end.
-        done += 1
-        if progress is not None:
-            progress(done, len(run_ids))
-        yield RunResult(run_id, error=str(seed), store_error=True)
-        if fail_fast:
-            return
-    if dask is not None:
-        from pinrun.verifier.dask_engine import replay_on_cluster
+    with ExitStack() as stack:
+        # The first group's workers start as soon as its seed is known, and replay
+        # while the other runs' seeds are read (the results still come after every
+        # damaged record's).
+        first: GroupReplay | None = None
+        for run_id, seed in _hash_seeds(store, run_ids):
+            if isinstance(seed, StoreError):
+                # This run's record is damaged: its result, not the end.
+                done += 1
+                if progress is not None:
+                    progress(done, len(run_ids))
+                yield RunResult(run_id, error=str(seed), store_error=True)
+                if fail_fast:
+                    return
+                continue
+            if dask is None and first is None:
+                first = stack.enter_context(GroupReplay(seed, jobs, arguments, len(run_ids)))
+            if first is not None and seed == first.seed:
+                first.add(run_id)
+            else:
+                groups.setdefault(seed, []).append(run_id)
+        if dask is not None:
+            from pinrun.verifier.dask_engine import replay_on_cluster
 
-        if code == "pinned" and not allow_unsigned:
-            # A worker's private store holds no origins: pulled runs are judged here.
-            for ids in groups.values():
-                for run_id in ids:
-                    check_trusted(store, run_id)
+            if code == "pinned" and not allow_unsigned:
+                # A worker's private store holds no origins: pulled runs are judged here.
+                for ids in groups.values():
+                    for run_id in ids:
+                        check_trusted(store, run_id)
 
-        replayed: Generator[RunResult, None, None] = replay_on_cluster(dask, store, groups,
-                                                                       options)
-    else:
-        replayed = (result for seed, ids in groups.items()
-                    for result in _replay_group(ids, seed, jobs, arguments))
-    with closing(replayed):  # --fail-fast: the work still under way is dropped now
-        for result in replayed:
-            done += 1
-            if progress is not None:
-                progress(done, len(run_ids))
-            yield result
-            if fail_fast and result.verdict != "reproduced":
-                return
-
-
-def _replay_group(ids: list[str], seed: str | None, jobs: int,
-                  arguments: tuple[str, ReplayOptions]) -> Iterator[RunResult]:
-    """Replay runs in a pool, a few per task; when a worker dies, go on in a new one.
-
-    A dead worker breaks its whole pool, so the tasks still in flight fail with
-    it. The runs of the first of them, in order, are replayed once more alone:
-    one that kills that worker too is the culprit, and its result says so; the
-    other tasks are replayed again in a fresh pool.
-    """
-    pending = list(ids)
-    while pending:
-        size = max(1, min(32, len(pending) // (max(jobs, 1) * 4)))
-        chunks = [pending[start:start + size] for start in range(0, len(pending), size)]
-        with worker_pool(max(1, min(jobs, len(chunks))), seed, worker.start,
-                         arguments) as pool:
-            # A deque, so each task (and its results) is let go once consumed.
-            futures = deque((chunk, pool.submit(worker.replay_chunk, chunk))
-                            for chunk in chunks)
-            pending = []
-            while futures:
-                chunk, future = futures.popleft()
-                try:
-                    results = worker.chunk_results(future.result(), chunk)
-                except BrokenProcessPool:
-                    for run_id in chunk:
-                        yield _alone(run_id, seed, arguments)
-                    pending = [run_id for later, _ in futures for run_id in later]
-                    break
-                del future
-                yield from results
+            replayed: Generator[RunResult, None, None] = replay_on_cluster(dask, store,
+                                                                           groups, options)
+        else:
+            replayed = _replay_local(first, groups, jobs, arguments)
+        with closing(replayed):  # --fail-fast: the work still under way is dropped now
+            for result in replayed:
+                done += 1
+                if progress is not None:
+                    progress(done, len(run_ids))
+                yield result
+                if fail_fast and result.verdict != "reproduced":
+                    return
 
 
-def _alone(run_id: str, seed: str | None, arguments: tuple[str, ReplayOptions]) -> RunResult:
-    with worker_pool(1, seed, worker.start, arguments) as pool:
-        try:
-            results = worker.chunk_results(
-                pool.submit(worker.replay_chunk, [run_id]).result(), [run_id])
-        except BrokenProcessPool:
-            return RunResult(run_id, error=worker.DIED)
-    return results[0]
+def _replay_local(first: GroupReplay | None, groups: dict[str | None, list[str]], jobs: int,
+                  arguments: tuple[str, ReplayOptions]) -> Generator[RunResult, None, None]:
+    """The first group's results, then each other group's, in a pool of its own."""
+    if first is not None:
+        yield from first.results()
+        first.close()
+    for seed, ids in groups.items():
+        yield from replay_group(ids, seed, jobs, arguments)

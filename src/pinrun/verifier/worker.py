@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pinrun.artifacts.mapped_pages import release_store_pages
+from pinrun.artifacts.mapped_pages import PageBudget
 from pinrun.artifacts.store import Store
 from pinrun.engine.records import load_run
 from pinrun.errors import PinrunError, StoreError
@@ -131,11 +131,17 @@ _WORKER: dict[str, Any] = {}
 def start(store_path: str, options: ReplayOptions) -> None:
     """Pool initializer: open the store once for all the runs this worker replays."""
     _WORKER["store"] = Store.open(store_path)
+    # Lives as long as this worker, whose exit closes its descriptor.
+    _WORKER["pages"] = PageBudget(_WORKER["store"].path, _PAGE_BUDGET)
     _WORKER["options"] = options
     if not options.allow_world:  # a worker only replays: nothing it runs reaches the world
         refuse_from_now_on()
     if options.guards != "off":  # run after run: the stand-ins go up once, for good
         keep_stand_ins()
+
+
+#: The store's pages a worker keeps mapped before it gives them back.
+_PAGE_BUDGET = 2 << 20
 
 
 def replay_chunk(run_ids: list[str]) -> bytes:
@@ -146,21 +152,15 @@ def replay_chunk(run_ids: list[str]) -> bytes:
     """
     store: Store = _WORKER["store"]
     options: ReplayOptions = _WORKER["options"]
+    pages: PageBudget = _WORKER["pages"]
     results = []
     for run_id in run_ids:
         results.append(replay_in_this_process(store, run_id, options))
         # A replay reads pages no later one needs (runs are spread over the store, and
-        # the kernel maps a whole folio per read): given back every few replays, the
-        # worker's size stays flat however many runs it replays.
-        _WORKER["replayed"] = _WORKER.get("replayed", 0) + 1
-        if _WORKER["replayed"] >= _RELEASE_EVERY:
-            _WORKER["replayed"] = 0
-            release_store_pages(store.path)
+        # the kernel maps a page's neighbours with it): given back once they add up to
+        # the budget, the worker's size stays flat however large the store.
+        pages.spend()
     return pickle.dumps(results)
-
-
-#: Replays between two :func:`~pinrun.artifacts.mapped_pages.release_store_pages` in a worker.
-_RELEASE_EVERY = 8
 
 
 def chunk_results(data: bytes, run_ids: list[str]) -> list[RunResult]:

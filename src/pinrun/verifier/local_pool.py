@@ -1,0 +1,142 @@
+"""Replaying the runs of one hash seed in a pool of local worker processes.
+
+``pinrun verify -j N`` groups its runs by the hash seed each recorded, and each
+group replays in a pool of fresh interpreters started under that seed. A
+:class:`GroupReplay` takes the group's runs one by one as the parent finds them
+and hands them to the pool a chunk at a time, so the first group's workers start
+and replay while the parent is still reading the other runs' seeds; its results
+come back in the order the runs were added.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import ExitStack
+
+from pinrun.verifier import worker
+from pinrun.verifier.worker import ReplayOptions, RunResult
+from pinrun.world.processes import worker_pool
+
+__all__ = ["GroupReplay", "replay_group"]
+
+#: Most runs in one task: small enough that the workers end together, large enough
+#: that a task's overhead (a pickle each way) is spread over many replays.
+_MOST_PER_TASK = 32
+
+
+class GroupReplay:
+    """Replays the runs added to it in up to ``jobs`` workers started under ``seed``.
+
+    :meth:`add` runs (the pool starts with the first task), then read
+    :meth:`results`; :meth:`close` (or leaving the ``with`` block) stops the pool,
+    dropping the tasks not started yet. ``expected`` is how many runs may be
+    added, which sizes the tasks (about four per worker, at most 32 runs each).
+
+    A dead worker breaks its whole pool, so the tasks still in flight fail with
+    it. The runs of the first of them, in order, are replayed once more alone:
+    one that kills that worker too is the culprit, and its result says so; the
+    other tasks are replayed again in a fresh pool.
+    """
+
+    def __init__(self, seed: str | None, jobs: int, arguments: tuple[str, ReplayOptions],
+                 expected: int) -> None:
+        self.seed = seed
+        self._jobs = max(jobs, 1)
+        self._arguments = arguments
+        self._size = max(1, min(_MOST_PER_TASK, expected // (self._jobs * 4)))
+        self._processes = max(1, min(self._jobs, -(-expected // self._size)))
+        self._stack = ExitStack()
+        self._pool: ProcessPoolExecutor | None = None
+        self._chunk: list[str] = []
+        # A deque, so each task (and its results) is let go once consumed. A task
+        # never submitted (the pool broke first) has no future.
+        self._tasks: deque[tuple[list[str], Future[bytes] | None]] = deque()
+        #: The runs still to replay after the pool broke.
+        self._unfinished: list[str] = []
+
+    def add(self, run_id: str) -> None:
+        """Replay ``run_id`` after the runs added before it."""
+        self._chunk.append(run_id)
+        if len(self._chunk) >= self._size:
+            self._submit()
+
+    def _submit(self) -> None:
+        if not self._chunk:
+            return
+        chunk, self._chunk = self._chunk, []
+        if self._pool is None:
+            self._pool = self._stack.enter_context(
+                worker_pool(self._processes, self.seed, worker.start, self._arguments))
+        try:
+            future: Future[bytes] | None = self._pool.submit(worker.replay_chunk, chunk)
+        except BrokenProcessPool:  # a worker died already: see results()
+            future = None
+        self._tasks.append((chunk, future))
+
+    def results(self) -> Iterator[RunResult]:
+        """Each added run's result, in the order the runs were added."""
+        yield from self._results_here()
+        rest = self._unfinished
+        while rest:  # a worker died: the runs after its task, in a fresh pool
+            with GroupReplay(self.seed, self._jobs, self._arguments, len(rest)) as again:
+                for run_id in rest:
+                    again.add(run_id)
+                yield from again._results_here()
+                rest = again._unfinished
+
+    def _results_here(self) -> Iterator[RunResult]:
+        """The results of this pool; when it breaks, the runs of the broken task alone,
+        and the later runs left in ``_unfinished``."""
+        self._submit()  # the last chunk, however short
+        while self._tasks:
+            chunk, future = self._tasks.popleft()
+            try:
+                if future is None:
+                    raise BrokenProcessPool("the pool broke before this task was submitted")
+                results = worker.chunk_results(future.result(), chunk)
+            except BrokenProcessPool:
+                self._unfinished = [run_id for later, _ in self._tasks for run_id in later]
+                self.close()
+                for run_id in chunk:
+                    yield _alone(run_id, self.seed, self._arguments)
+                return
+            del future
+            yield from results
+
+    def close(self) -> None:
+        """Stop the pool: the tasks under way end, the others are dropped."""
+        self._tasks.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._stack.close()
+
+    def __enter__(self) -> GroupReplay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def replay_group(ids: list[str], seed: str | None, jobs: int,
+                 arguments: tuple[str, ReplayOptions]) -> Iterator[RunResult]:
+    """Replay ``ids`` in a pool of up to ``jobs`` workers started under ``seed``, in order."""
+    if not ids:
+        return
+    with GroupReplay(seed, jobs, arguments, len(ids)) as group:
+        for run_id in ids:
+            group.add(run_id)
+        yield from group.results()
+
+
+def _alone(run_id: str, seed: str | None, arguments: tuple[str, ReplayOptions]) -> RunResult:
+    with worker_pool(1, seed, worker.start, arguments) as pool:
+        try:
+            results = worker.chunk_results(
+                pool.submit(worker.replay_chunk, [run_id]).result(), [run_id])
+        except BrokenProcessPool:
+            return RunResult(run_id, error=worker.DIED)
+    return results[0]
