@@ -265,6 +265,18 @@ def _fmt_rate(rate: float) -> str:
     return f"{rate:,.1f}" if rate < 100 else f"{rate:,.0f}"
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Compile pinrun's modules to bytecode first, as ``pip install`` does for an installed
+    package: the interpreters a benchmark starts (verify's workers, CLI commands) then load
+    pinrun as a user's would, not compiled from source at every start (an editable
+    install under ``PYTHONDONTWRITEBYTECODE=1`` never writes its caches)."""
+    import compileall
+
+    import pinrun
+
+    compileall.compile_dir(Path(pinrun.__file__).parent, quiet=2)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Print every group's throughput and pinrun's ratios to its baselines."""
     if not RESULTS:
