@@ -170,7 +170,7 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
                 store, ids, code=cast("CodeSource", code), guards=cast("GuardMode", guards),
                 jobs=jobs, fail_fast=fail_fast, progress=_now_and_then(update),
                 entries=by_flow, allow_world=allow_world, allow_unsigned=allow_unsigned,
-                dask=dask_address):
+                dask=dask_address, brief=writer is None):
             # A reproduced run's whole report is put in words only for the results file.
             brief = _Reproduced.of(result)
             if writer is not None or brief is None:

@@ -276,7 +276,7 @@ def verify_runs(store: Store, run_ids: list[str], *, code: CodeSource,
                 progress: Callable[[int, int], None] | None = None,
                 entries: Mapping[str, str] | None = None,
                 allow_world: bool = False, allow_unsigned: bool = False,
-                dask: str | None = None,
+                dask: str | None = None, brief: bool = False,
                 ) -> Iterator[RunResult]:
     """Replay ``run_ids`` in up to ``jobs`` worker processes; yields each run's result.
 
@@ -297,14 +297,16 @@ def verify_runs(store: Store, run_ids: list[str], *, code: CodeSource,
     where the engine's replay takes it: :class:`~pinrun.verifier.worker.ReplayOptions`).
     ``dask`` is the address of a Dask scheduler: the replays run on its cluster, in
     batches, instead of in ``jobs`` local processes, with the same results in the
-    same order (:mod:`pinrun.verifier.dask_engine`).
+    same order (:mod:`pinrun.verifier.dask_engine`). With ``brief`` a reproduced run's
+    report comes without its steps (for a caller that reports only the run, its flow
+    and its time).
     """
     if entries and code == "pinned":
         raise InputError("--entry says where a flow lives on disk now, for --code workdir; "
                          "pinned code loads each flow where its run recorded it: drop --entry")
     options = ReplayOptions.build(code=code, guards=guards, project_root=project_root,
                                   entries=entries, allow_world=allow_world,
-                                  allow_unsigned=allow_unsigned)
+                                  allow_unsigned=allow_unsigned, brief=brief)
     arguments = (str(store.path), options)
     groups: dict[str | None, list[str]] = {}
     done = 0

@@ -54,15 +54,19 @@ class ReplayOptions:
     entries: tuple[tuple[str, str], ...] = ()
     #: Run pinned code of pulled runs that no trusted key signed.
     allow_unsigned: bool = False
+    #: A reproduced run's report comes back without its steps: its caller reports only
+    #: the run, its flow and its time (less to pickle here and to read there).
+    brief: bool = False
 
     @classmethod
     def build(cls, *, code: CodeSource, guards: GuardMode, project_root: Path | None = None,
               entries: Mapping[str, str] | None = None, allow_world: bool = False,
-              repeat: int = 1, allow_unsigned: bool = False) -> ReplayOptions:
+              repeat: int = 1, allow_unsigned: bool = False,
+              brief: bool = False) -> ReplayOptions:
         """Options from the verifier's arguments (paths and mappings made plain data)."""
         return cls(code, guards, allow_world, repeat,
                    str(project_root) if project_root is not None else None,
-                   tuple(sorted((entries or {}).items())), allow_unsigned)
+                   tuple(sorted((entries or {}).items())), allow_unsigned, brief)
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,10 @@ def replay_in_this_process(store: Store, run_id: str, options: ReplayOptions) ->
                          seconds=elapsed())
     except PinrunError as exc:
         return RunResult(run_id, error=str(exc), seconds=elapsed())
+    if options.brief and report.verdict == "reproduced":
+        report = ReplayReport(report.run_id, report.flow, report.code, "reproduced",
+                              repeat=report.repeat, repetition=report.repetition,
+                              nothing_pinned=report.nothing_pinned)
     return RunResult(run_id, report, seconds=elapsed())
 
 
