@@ -20,6 +20,7 @@ from pinrun.artifacts.dictionary import (
 )
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.objects import (
+    SMALLEST_MAX_RAW_SIZE,
     EncodedObject,
     PlainRecord,
     assembled,
@@ -69,7 +70,8 @@ class WriteBatch:
         ``digest``: the payload's digest when the caller computed it before
         (pinned code is put at every run); it must be ``compute_digest(kind, payload)``.
         """
-        check_payload_size(kind, len(payload), kind.value)
+        if len(payload) > SMALLEST_MAX_RAW_SIZE:  # (Kind.value and its hash cost a call each)
+            check_payload_size(kind, len(payload), kind.value)
         if digest is None:
             digest = compute_digest(kind, payload)
         self._offered_objects += 1
@@ -140,13 +142,18 @@ def commit_batch(store: Store, batch: WriteBatch) -> int:
     objects_db, refs_db, meta_db = (env.dbs[n] for n in ("objects", "refs", "meta"))
     pending = batch._pending
     # Set aside what is already stored, then compress the rest: all before
-    # the write transaction, which only copies bytes.
+    # the write transaction, which only copies bytes. Pinned code, steps and flows this
+    # process saw stored are not looked up again here: the transaction checks every
+    # object it counts as stored anyway (one may have been collected since).
+    known = store.known_pins
     with env.read() as txn:
-        stored = [d for d in pending if txn.get(d.raw, db=objects_db) is not None]
+        stored = [d for d in pending if d in known
+                  or txn.get(d.raw, db=objects_db) is not None]
+        dictionary_raw = txn.get(DICTIONARY_REF.encode(), db=refs_db)
     stored_set = set(stored)
     new_items = [(d.raw, kind, payload) for d, (kind, payload) in pending.items()
                  if d not in stored_set]
-    dictionary = store.current_dictionary()
+    dictionary = store.dictionary_named(dictionary_raw)
     trained = dictionary is None and _worth_training(new_items)
     if trained:
         dictionary = train_dictionary(_training_samples(p for _, _, p in new_items))
@@ -188,7 +195,15 @@ def commit_batch(store: Store, batch: WriteBatch) -> int:
             _add_counter(txn, meta_db, _OFFERED_BYTES, batch._offered_bytes)
         return int(added)
 
-    return env.write(operation)
+    added = env.write(operation)
+    # Remembered only once committed: what this process knows to be stored.
+    known.remember(d for d, (kind, _) in pending.items() if kind in _PIN_KINDS)
+    return added
+
+
+#: The kinds every run offers again (its pins and, mostly, its environment): worth
+#: remembering as stored.
+_PIN_KINDS: Final = frozenset({Kind.CODE, Kind.STEP, Kind.FLOW, Kind.ENV})
 
 
 def _worth_training(items: list[tuple[bytes, Kind, bytes]]) -> bool:

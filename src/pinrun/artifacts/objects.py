@@ -52,6 +52,7 @@ __all__ = [
     "FORMAT_VERSION",
     "HEADER",
     "MAX_RAW_SIZE",
+    "SMALLEST_MAX_RAW_SIZE",
     "EncodedObject",
     "PlainRecord",
     "RecordInfo",
@@ -110,6 +111,8 @@ MAX_RAW_SIZE: Final = {
     Kind.CODE: 256 * _MiB, Kind.STEP: 64 * _MiB, Kind.FLOW: 64 * _MiB, Kind.ENV: 64 * _MiB,
     Kind.RUN: 512 * _MiB,
 }
+#: No payload this small is over any kind's limit (writers check the limit only above it).
+SMALLEST_MAX_RAW_SIZE: Final = min(MAX_RAW_SIZE.values())
 # verify_record streams what it decompresses through the hash in pieces this big.
 _VERIFY_CHUNK: Final = 1 * _MiB
 
