@@ -122,3 +122,25 @@ def test_ignore_patterns_follow_an_edited_pyproject(tmp_path: Path,
     assert ignore_patterns(tmp_path) == ("a/*",)
     settings.write_text('[tool.pinrun]\nignore_files = ["a/*", "data/cache/*"]\n')
     assert ignore_patterns(tmp_path) == ("a/*", "data/cache/*")
+
+
+def test_an_ignore_list_edited_between_runs_applies_to_the_next_run(
+        project: Project, project_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process recording the same flow again follows an edited ignore_files at once (its
+    file setup is kept per flow, but not past a change of the patterns)."""
+    monkeypatch.chdir(project.root)
+    monkeypatch.delenv("PINRUN_IGNORE_FILES", raising=False)
+    (project.root / "inputs").mkdir()
+    for name in ("a.txt", "b.txt"):
+        (project.root / "inputs" / name).write_text(name)
+    project.write("flows", FLOW)
+    flow = project.load("flows")
+    assert _inputs(project_store, record(flow, {"n": 1}, store=project_store),
+                   "threaded") == (["inputs/a.txt"], [])
+    settings = project.root / "pyproject.toml"
+    settings.write_text('[tool.pinrun]\nignore_files = ["inputs/*"]\n')
+    assert _inputs(project_store, record(flow, {"n": 2}, store=project_store),
+                   "threaded") == ([], [])
+    settings.write_text('[tool.pinrun]\nignore_files = ["inputs/b.txt"]\n')
+    assert _inputs(project_store, record(flow, {"n": 3}, store=project_store),
+                   "threaded") == (["inputs/a.txt"], [])
