@@ -347,8 +347,8 @@ class Recorder:
     def _file_inputs(outcome: Outcome, batch: WriteBatch) -> Digest | None:
         """Store the files the step read, digested now it is done (None: it read none)."""
         watch = files_read(outcome.guarded)
-        if watch is None:
-            return None
+        if watch is None or not (watch.reads or watch.listings):
+            return None  # (what recorded_value makes of a watch that saw nothing)
         value, hazards = recorded_value(watch)
         outcome.hazards += hazards
         return batch.put_value(value, root="input files") if value is not None else None
