@@ -55,7 +55,8 @@ class WriteBatch:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._pending: dict[Digest, tuple[Kind, bytes]] = {}
+        # Keyed by the digests' raw bytes: hashed in C (a Digest's hash is a Python call).
+        self._pending: dict[bytes, tuple[Kind, bytes]] = {}
         self._prebuilt: dict[Digest, EncodedObject] = {}
         self._refs: list[tuple[str, Digest | None, RefExpectation]] = []
         self._offered_objects = 0
@@ -76,8 +77,7 @@ class WriteBatch:
             digest = compute_digest(kind, payload)
         self._offered_objects += 1
         self._offered_bytes += len(payload)
-        if digest not in self._pending:
-            self._pending[digest] = (kind, payload)
+        self._pending.setdefault(digest.raw, (kind, payload))
         return digest
 
     def add(self, obj: EncodedObject) -> Digest:
@@ -147,12 +147,12 @@ def commit_batch(store: Store, batch: WriteBatch) -> int:
     # object it counts as stored anyway (one may have been collected since).
     known = store.known_pins
     with env.read() as txn:
-        stored = [d for d in pending if d in known
-                  or txn.get(d.raw, db=objects_db) is not None]
+        stored = [raw for raw in pending if raw in known
+                  or txn.get(raw, db=objects_db) is not None]
         dictionary_raw = txn.get(DICTIONARY_REF.encode(), db=refs_db)
     stored_set = set(stored)
-    new_items = [(d.raw, kind, payload) for d, (kind, payload) in pending.items()
-                 if d not in stored_set]
+    new_items = [(raw, kind, payload) for raw, (kind, payload) in pending.items()
+                 if raw not in stored_set]
     dictionary = store.dictionary_named(dictionary_raw)
     trained = dictionary is None and _worth_training(new_items)
     if trained:
@@ -168,13 +168,13 @@ def commit_batch(store: Store, batch: WriteBatch) -> int:
         for name, target, expected in refs:
             current_raw = txn.get(name.encode(), db=refs_db)
             check_expected(name, expected, Digest(current_raw) if current_raw else None)
-            if target is not None and target not in pending \
+            if target is not None and target.raw not in pending \
                     and target not in batch._prebuilt \
                     and txn.get(target.raw, db=objects_db) is None:
                 raise MissingObjectError(target, referenced_by=f"ref {name!r}")
         # An object seen as stored may have been collected since: write it now.
-        vanished = [d for d in stored if txn.get(d.raw, db=objects_db) is None]
-        extra = build_records([(d.raw, *pending[d]) for d in vanished], dictionary)
+        vanished = [raw for raw in stored if txn.get(raw, db=objects_db) is None]
+        extra = build_records([(raw, *pending[raw]) for raw in vanished], dictionary)
         if dictionary is not None and txn.get(dictionary.digest.raw, db=objects_db) is None:
             # The records name their dictionary: it is written with them.
             extra += build_records([(dictionary.digest.raw, Kind.BLOB, dictionary.data)])
@@ -197,13 +197,13 @@ def commit_batch(store: Store, batch: WriteBatch) -> int:
 
     added = env.write(operation)
     # Remembered only once committed: what this process knows to be stored.
-    known.remember(d for d, (kind, _) in pending.items() if kind in _PIN_KINDS)
+    known.remember(raw for raw, (kind, _) in pending.items() if kind.code in _PIN_CODES)
     return added
 
 
 #: The kinds every run offers again (its pins and, mostly, its environment): worth
 #: remembering as stored.
-_PIN_KINDS: Final = frozenset({Kind.CODE, Kind.STEP, Kind.FLOW, Kind.ENV})
+_PIN_CODES: Final = frozenset(kind.code for kind in (Kind.CODE, Kind.STEP, Kind.FLOW, Kind.ENV))
 
 
 def _worth_training(items: list[tuple[bytes, Kind, bytes]]) -> bool:

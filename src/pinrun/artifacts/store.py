@@ -537,19 +537,19 @@ class Store:
 
 
 class KnownPins:
-    """Digests of objects a process saw committed: bounded, it forgets them all when it
-    grows past its bound (the pins of the flows a process records now are few)."""
+    """The raw digests of objects a process saw committed: bounded, it forgets them all
+    when it grows past its bound (the pins of the flows a process records now are few)."""
 
     __slots__ = ("_seen",)
     _BOUND = 4096
 
     def __init__(self) -> None:
-        self._seen: set[Digest] = set()
+        self._seen: set[bytes] = set()
 
-    def __contains__(self, digest: object) -> bool:
-        return digest in self._seen
+    def __contains__(self, raw: object) -> bool:
+        return raw in self._seen
 
-    def remember(self, digests: Iterable[Digest]) -> None:
+    def remember(self, digests: Iterable[bytes]) -> None:
         """Note ``digests`` as stored."""
         if len(self._seen) > self._BOUND:
             self._seen = set()
