@@ -97,30 +97,31 @@ def test_each_place_field_is_drift_old_to_new() -> None:
     assert environment_changes(after, older) == []
 
 
-def test_single_threaded_the_umask_is_read_by_setting_the_value_it_has(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_single_threaded_the_umask_is_read_by_setting_the_value_it_has() -> None:
     """With no other thread, reading the umask sets only the value last seen (a no-op when
     unchanged, one call); a change since is read right and left in place."""
-    env_module._umask()  # seen once
-    calls: list[int] = []
-    real = os.umask
-
-    def spy(mask: int) -> int:
-        calls.append(mask)
-        return real(mask)
-
-    previous = real(0o022)
-    try:
-        env_module._umask()
-        monkeypatch.setattr(os, "umask", spy)
-        assert place_state()["umask"] == "0022"
-        assert calls == [0o022]  # the value it had: nothing changed, even for an instant
+    code = textwrap.dedent("""
+        import os, threading
+        from pinrun.flows import environment
+        from pinrun.flows.environment import place_state
+        assert threading.active_count() == 1
+        real, calls = os.umask, []
+        real(0o022)
+        environment._umask()  # seen once
+        def spy(mask):
+            calls.append(mask)
+            return real(mask)
+        os.umask = spy
+        print(place_state()["umask"], calls)
         real(0o027)  # code changes it between two runs
         calls.clear()
-        assert place_state()["umask"] == "0027"
-        assert _current_umask() == 0o027
-    finally:
-        real(previous)
+        print(place_state()["umask"], calls, oct(real(0o022)))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(SRC)},
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    # The value it had: nothing changed, even for an instant; then the change, kept.
+    assert done.stdout.splitlines() == ["0022 [18]", "0027 [18, 23] 0o27"]
 
 
 def test_with_another_thread_the_umask_is_never_set(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -66,7 +66,7 @@ from pinrun.flows.step import Step
 from pinrun.world import SystemWorld, World
 from pinrun.world.file_inputs import recorded_value
 from pinrun.world.files import FileGuard, FileSetup, files_read, ignore_patterns
-from pinrun.world.refusal import recording_guard, world_hazards
+from pinrun.world.refusal import GuardedCall, recording_guard, world_hazards
 
 __all__ = ["DURABILITIES", "REPLACED_PREFIX", "REPLACING_PREFIX", "BaselineBusyError",
            "Durability", "Recorder", "record", "record_async", "replaced_ref", "replacing_ref",
@@ -293,7 +293,9 @@ class Recorder:
     def settle(self, outcome: Outcome, base: LevelBase, *, final: bool) -> Settled | None:
         """Record the step; in ``"step"`` durability commit it (the run's last step's
         commit says the run succeeded: one durable commit per step)."""
-        if outcome.guarded:  # the network or a process, reached outside ctx.effect
+        # The network or a process, reached outside ctx.effect (the step's file watch is
+        # among its guarded calls too: alone, it is no such hazard).
+        if any(isinstance(call, GuardedCall) for call in outcome.guarded):
             outcome.hazards += world_hazards(outcome.guarded, self.project_root)
         self._record_step(outcome, base.entries)
         if outcome.error is not None:
