@@ -401,7 +401,8 @@ def _file_setup(flow: Flow, store_path: Path, project_root: Path) -> FileSetup:
     """The file watch's setup for ``flow`` against the store at ``store_path``: made once
     per flow, store, project and ignore patterns (which are read again at every run)."""
     ignored = ignore_patterns(project_root)
-    key = (store_path, project_root, ignored)
+    # Absolute, as the setup holds them: a relative root means another folder after a chdir.
+    key = (store_path.absolute(), project_root.absolute(), ignored)
     known = _FILE_SETUPS.setdefault(flow, {})
     found = known.get(key)
     if found is None:
