@@ -107,3 +107,12 @@ def test_bad_key_reported(store: Store) -> None:
     env.write(lambda txn: txn.put(b"short", b"junk", db=env.dbs["objects"]))
     report = fsck(store)
     assert [(p.kind, p.digest) for p in report.problems] == [("bad-key", None)]
+
+
+def test_short_payload_is_stored_as_is_without_a_dictionary() -> None:
+    """Without a dictionary, a payload under 256 bytes is stored as is; from 256, zstd."""
+    short = encode_record(Kind.VALUE, b'"' + b"ab" * 100 + b'"')
+    assert read_header(short.digest, short.record).codec == "none"
+    assert open_record(short.digest, short.record) == (Kind.VALUE, b'"' + b"ab" * 100 + b'"')
+    longer = encode_record(Kind.VALUE, b'"' + b"ab" * 128 + b'"')
+    assert read_header(longer.digest, longer.record).codec == "zstd"

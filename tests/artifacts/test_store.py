@@ -361,3 +361,22 @@ def test_refs_without_a_slash_resolve(store: Store) -> None:
     store.set_ref("cafe00", digest)
     assert store.resolve("latest") == digest
     assert store.resolve("cafe00") == digest
+
+
+def test_a_pin_collected_after_its_commit_is_written_again(store: Store) -> None:
+    """A pin this handle committed before, then collected by gc, is written again by the
+    next commit that offers it (the handle's memory of stored pins is never trusted alone)."""
+    from pinrun.artifacts.maintenance import gc
+
+    pin = b'{"source":"def f():\\n    return 1\\n"}'
+    with store.batch() as batch:
+        digest = batch.put(Kind.CODE, pin)
+        batch.set_ref("flows/keep", digest)
+    assert digest.raw in store.known_pins
+    store.delete_ref("flows/keep")
+    gc(store)
+    assert not store.has(digest)
+    with store.batch() as batch:
+        assert batch.put(Kind.CODE, pin) == digest
+        batch.set_ref("flows/keep", digest)
+    assert store.load(digest) == (Kind.CODE, pin)  # read back and hashed again

@@ -15,20 +15,24 @@ def _digest(n: int) -> Digest:
 
 
 @given(message=st.text(), hazards=st.lists(st.text(), max_size=3), attempt=st.integers(1, 5),
-       entry=st.none() | st.text())
+       entry=st.none() | st.text(), linked=st.booleans())
 def test_run_records_encode_as_the_codec_would(message: str, hazards: list[str], attempt: int,
-                                               entry: str | None) -> None:
-    """Whatever the messages hold (lone surrogates too), the bytes are the codec's."""
+                                               entry: str | None, linked: bool) -> None:
+    """Whatever the messages hold (lone surrogates too), the bytes are the codec's; also
+    with file inputs, a level's start and a link's continuation."""
     steps = (
         StepRecord(name="a", status="succeeded", inputs=_digest(1), outputs=_digest(2),
-                   events=_digest(3), code=_digest(4)),
+                   events=_digest(3), code=_digest(4),
+                   files=_digest(10) if linked else None),
         StepRecord(name="b", status="failed", inputs=_digest(5), outputs=None,
                    events=_digest(6), error=StepError("ValueError", message, "tb"),
                    attempt=attempt, hazards=tuple(hazards), code=None),
     )
     run = RunRecord(id="20260101T000000000-abcdef", flow="f", status="failed",
                     inputs=_digest(7), state=_digest(8), steps=steps, timing=None,
-                    flow_pin=_digest(9), env=None, entry=entry)
+                    flow_pin=_digest(9), env=None, entry=entry,
+                    level_start=_digest(11) if linked else None,
+                    continues=_digest(12) if linked else None)
     assert run.encode() == codec.encode(run.to_value())
     assert RunRecord.from_value(codec.decode(run.encode())) == run
 

@@ -7,13 +7,17 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
 
+from pinrun.artifacts.store import Store
+from pinrun.engine.records import load_env
+from pinrun.engine.run import record
 from pinrun.flows import environment as env_module
 from pinrun.flows.environment import environment, environment_changes, place_state
-from tests.helpers import SRC
+from tests.helpers import SRC, Project
 
 
 def _current_umask() -> int:
@@ -91,3 +95,78 @@ def test_each_place_field_is_drift_old_to_new() -> None:
              if key not in ("home", "cwd", "umask", "hostname")}
     assert environment_changes(older, after) == []
     assert environment_changes(after, older) == []
+
+
+def test_single_threaded_the_umask_is_read_by_setting_the_value_it_has() -> None:
+    """With no other thread, reading the umask sets only the value last seen (a no-op when
+    unchanged, one call); a change since is read right and left in place."""
+    code = textwrap.dedent("""
+        import os, threading
+        from pinrun.flows import environment
+        from pinrun.flows.environment import place_state
+        assert threading.active_count() == 1
+        real, calls = os.umask, []
+        real(0o022)
+        environment._umask()  # seen once
+        def spy(mask):
+            calls.append(mask)
+            return real(mask)
+        os.umask = spy
+        print(place_state()["umask"], calls)
+        real(0o027)  # code changes it between two runs
+        calls.clear()
+        print(place_state()["umask"], calls, oct(real(0o022)))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(SRC)},
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    # The value it had: nothing changed, even for an instant; then the change, kept.
+    assert done.stdout.splitlines() == ["0022 [18]", "0027 [18, 23] 0o27"]
+
+
+def test_with_another_thread_the_umask_is_never_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While another thread runs, the umask is read from /proc/self/status, never set."""
+    calls: list[int] = []
+    real = os.umask
+    previous = real(0o027)
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+
+        def spy(mask: int) -> int:
+            calls.append(mask)
+            return real(mask)
+
+        monkeypatch.setattr(os, "umask", spy)
+        assert place_state()["umask"] == "0027"
+        assert calls == []
+    finally:
+        release.set()
+        other.join()
+        real(previous)
+
+
+def test_each_run_records_the_place_as_it_is_then(project: Project, project_store: Store,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    """A process recording run after run records each run's own working folder and umask
+    (the environment's settled fields are kept, its changing ones read every run)."""
+    project.write("totals", "import pinrun\n\n\n@pinrun.step\ndef total(n: int) -> dict:\n"
+                  "    return {'total': n * 2}\n\n\nflow = pinrun.Flow('totals', [total])\n")
+    flow = project.load("totals")
+    first = record(flow, {"n": 1}, store=project_store)
+    again = record(flow, {"n": 2}, store=project_store)
+    monkeypatch.chdir(tmp_path)
+    previous = os.umask(0o077)
+    try:
+        moved = record(flow, {"n": 3}, store=project_store)
+    finally:
+        os.umask(previous)
+    assert again.env == first.env  # nothing changed: the same environment object
+    before, after = load_env(project_store, first), load_env(project_store, moved)
+    assert (after["cwd"], after["umask"]) == (str(tmp_path), "0077")
+    assert before["cwd"] != after["cwd"]
+    assert before["umask"] == f"{previous:04o}"
+    assert environment_changes(before, after) == [
+        f"cwd: {before['cwd']} -> {tmp_path}", f"umask: {previous:04o} -> 0077"]

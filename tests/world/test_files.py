@@ -122,3 +122,44 @@ def test_ignore_patterns_follow_an_edited_pyproject(tmp_path: Path,
     assert ignore_patterns(tmp_path) == ("a/*",)
     settings.write_text('[tool.pinrun]\nignore_files = ["a/*", "data/cache/*"]\n')
     assert ignore_patterns(tmp_path) == ("a/*", "data/cache/*")
+
+
+def test_an_ignore_list_edited_between_runs_applies_to_the_next_run(
+        project: Project, project_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process recording the same flow again follows an edited ignore_files at once (its
+    file setup is kept per flow, but not past a change of the patterns)."""
+    monkeypatch.chdir(project.root)
+    monkeypatch.delenv("PINRUN_IGNORE_FILES", raising=False)
+    (project.root / "inputs").mkdir()
+    for name in ("a.txt", "b.txt"):
+        (project.root / "inputs" / name).write_text(name)
+    project.write("flows", FLOW)
+    flow = project.load("flows")
+    assert _inputs(project_store, record(flow, {"n": 1}, store=project_store),
+                   "threaded") == (["inputs/a.txt"], [])
+    settings = project.root / "pyproject.toml"
+    settings.write_text('[tool.pinrun]\nignore_files = ["inputs/*"]\n')
+    assert _inputs(project_store, record(flow, {"n": 2}, store=project_store),
+                   "threaded") == ([], [])
+    settings.write_text('[tool.pinrun]\nignore_files = ["inputs/b.txt"]\n')
+    assert _inputs(project_store, record(flow, {"n": 3}, store=project_store),
+                   "threaded") == (["inputs/a.txt"], [])
+
+
+def test_a_relative_project_root_is_the_working_folder_of_each_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file watch kept per flow names the project folder a relative root means at each
+    run, not the one it meant when first made."""
+    import pinrun
+    from pinrun.engine.run import _file_setup
+
+    @pinrun.step
+    def one(n: int) -> dict[str, int]:
+        return {"m": n}
+
+    flow = pinrun.Flow("relative", [one])
+    store_path = tmp_path / ".pinrun"
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        monkeypatch.chdir(tmp_path / folder)
+        assert _file_setup(flow, store_path, Path(".")).root == tmp_path / folder

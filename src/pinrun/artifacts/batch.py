@@ -20,6 +20,7 @@ from pinrun.artifacts.dictionary import (
 )
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.objects import (
+    SMALLEST_MAX_RAW_SIZE,
     EncodedObject,
     PlainRecord,
     assembled,
@@ -54,7 +55,8 @@ class WriteBatch:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._pending: dict[Digest, tuple[Kind, bytes]] = {}
+        # Keyed by the digests' raw bytes: hashed in C (a Digest's hash is a Python call).
+        self._pending: dict[bytes, tuple[Kind, bytes]] = {}
         self._prebuilt: dict[Digest, EncodedObject] = {}
         self._refs: list[tuple[str, Digest | None, RefExpectation]] = []
         self._offered_objects = 0
@@ -69,13 +71,13 @@ class WriteBatch:
         ``digest``: the payload's digest when the caller computed it before
         (pinned code is put at every run); it must be ``compute_digest(kind, payload)``.
         """
-        check_payload_size(kind, len(payload), kind.value)
+        if len(payload) > SMALLEST_MAX_RAW_SIZE:  # (Kind.value and its hash cost a call each)
+            check_payload_size(kind, len(payload), kind.value)
         if digest is None:
             digest = compute_digest(kind, payload)
         self._offered_objects += 1
         self._offered_bytes += len(payload)
-        if digest not in self._pending:
-            self._pending[digest] = (kind, payload)
+        self._pending.setdefault(digest.raw, (kind, payload))
         return digest
 
     def add(self, obj: EncodedObject) -> Digest:
@@ -140,13 +142,18 @@ def commit_batch(store: Store, batch: WriteBatch) -> int:
     objects_db, refs_db, meta_db = (env.dbs[n] for n in ("objects", "refs", "meta"))
     pending = batch._pending
     # Set aside what is already stored, then compress the rest: all before
-    # the write transaction, which only copies bytes.
+    # the write transaction, which only copies bytes. Pinned code, steps and flows this
+    # process saw stored are not looked up again here: the transaction checks every
+    # object it counts as stored anyway (one may have been collected since).
+    known = store.known_pins
     with env.read() as txn:
-        stored = [d for d in pending if txn.get(d.raw, db=objects_db) is not None]
+        stored = [raw for raw in pending if raw in known
+                  or txn.get(raw, db=objects_db) is not None]
+        dictionary_raw = txn.get(DICTIONARY_REF.encode(), db=refs_db)
     stored_set = set(stored)
-    new_items = [(d.raw, kind, payload) for d, (kind, payload) in pending.items()
-                 if d not in stored_set]
-    dictionary = store.current_dictionary()
+    new_items = [(raw, kind, payload) for raw, (kind, payload) in pending.items()
+                 if raw not in stored_set]
+    dictionary = store.dictionary_named(dictionary_raw)
     trained = dictionary is None and _worth_training(new_items)
     if trained:
         dictionary = train_dictionary(_training_samples(p for _, _, p in new_items))
@@ -161,13 +168,13 @@ def commit_batch(store: Store, batch: WriteBatch) -> int:
         for name, target, expected in refs:
             current_raw = txn.get(name.encode(), db=refs_db)
             check_expected(name, expected, Digest(current_raw) if current_raw else None)
-            if target is not None and target not in pending \
+            if target is not None and target.raw not in pending \
                     and target not in batch._prebuilt \
                     and txn.get(target.raw, db=objects_db) is None:
                 raise MissingObjectError(target, referenced_by=f"ref {name!r}")
         # An object seen as stored may have been collected since: write it now.
-        vanished = [d for d in stored if txn.get(d.raw, db=objects_db) is None]
-        extra = build_records([(d.raw, *pending[d]) for d in vanished], dictionary)
+        vanished = [raw for raw in stored if txn.get(raw, db=objects_db) is None]
+        extra = build_records([(raw, *pending[raw]) for raw in vanished], dictionary)
         if dictionary is not None and txn.get(dictionary.digest.raw, db=objects_db) is None:
             # The records name their dictionary: it is written with them.
             extra += build_records([(dictionary.digest.raw, Kind.BLOB, dictionary.data)])
@@ -188,7 +195,15 @@ def commit_batch(store: Store, batch: WriteBatch) -> int:
             _add_counter(txn, meta_db, _OFFERED_BYTES, batch._offered_bytes)
         return int(added)
 
-    return env.write(operation)
+    added = env.write(operation)
+    # Remembered only once committed: what this process knows to be stored.
+    known.remember(raw for raw, (kind, _) in pending.items() if kind.code in _PIN_CODES)
+    return added
+
+
+#: The kinds every run offers again (its pins and, mostly, its environment): worth
+#: remembering as stored.
+_PIN_CODES: Final = frozenset(kind.code for kind in (Kind.CODE, Kind.STEP, Kind.FLOW, Kind.ENV))
 
 
 def _worth_training(items: list[tuple[bytes, Kind, bytes]]) -> bool:

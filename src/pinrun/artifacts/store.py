@@ -19,7 +19,7 @@ the transaction only copies bytes, which keeps the write lock short.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -92,6 +92,9 @@ class Store:
         self._env = env
         self._closed = False
         self._shapes_checked: set[bytes] = set()
+        #: Pins (code, step, flow, environment objects) this process committed or found
+        #: stored: a commit looks them up only inside its transaction (see commit_batch).
+        self.known_pins = KnownPins()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -252,6 +255,14 @@ class Store:
         """The dictionary new small objects are compressed with, if one was trained."""
         target = self.get_ref(DICTIONARY_REF)
         return dictionary_for(target, self._load_dictionary) if target is not None else None
+
+    def dictionary_named(self, raw: bytes | None) -> Dictionary | None:
+        """The dictionary the dictionary ref's value ``raw`` names (read by the caller in
+        its own transaction), or None when there is none."""
+        if raw is None:
+            return None
+        target = self._decode_ref(DICTIONARY_REF.encode(), raw)[1]
+        return dictionary_for(target, self._load_dictionary)
 
     def train_dictionary(self) -> Digest | None:
         """Train a compression dictionary on a sample of the small values already stored.
@@ -531,6 +542,26 @@ class Store:
         batch = WriteBatch(self)
         batch.delete_ref(name, expected=expected)
         batch.commit()
+
+
+class KnownPins:
+    """The raw digests of objects a process saw committed: bounded, it forgets them all
+    when it grows past its bound (the pins of the flows a process records now are few)."""
+
+    __slots__ = ("_seen",)
+    _BOUND = 4096
+
+    def __init__(self) -> None:
+        self._seen: set[bytes] = set()
+
+    def __contains__(self, raw: object) -> bool:
+        return raw in self._seen
+
+    def remember(self, digests: Iterable[bytes]) -> None:
+        """Note ``digests`` as stored."""
+        if len(self._seen) > self._BOUND:
+            self._seen = set()
+        self._seen.update(digests)
 
 
 def _absolute(folder: Path) -> Path:

@@ -127,15 +127,23 @@ class _Call:
             self.code = code_watch([sys.modules[name] for name in hidden.modules
                                     if name in sys.modules])
             self.code_before = self.code.look()
-        reads = {key: base[key] for key in item.reads if key in base}
-        self.encoded = {key: encoded[key] for key in reads}
-        # A step gets its own copy of each value it reads, so changing it in place cannot
-        # reach the state (and is noticed); an immutable value is its own copy.
-        self.arguments: dict[str, Any] = {
-            key: value if _immutable(value) else codec.decode(self.encoded[key])
-            for key, value in reads.items()}
+        reads: dict[str, Any] = {}
+        self.encoded: dict[str, bytes] = {}
+        self.arguments: dict[str, Any] = {}
         #: The arguments a step could change in place: checked when it is done.
-        self.mutable = [key for key, value in reads.items() if not _immutable(value)]
+        self.mutable: list[str] = []
+        for key in item.reads:
+            if key not in base:
+                continue
+            value = reads[key] = base[key]
+            raw = self.encoded[key] = encoded[key]
+            # A step gets its own copy of each value it reads, so changing it in place
+            # cannot reach the state (and is noticed); an immutable value is its own copy.
+            if type(value) in _SCALARS or _immutable(value):
+                self.arguments[key] = value
+            else:
+                self.arguments[key] = codec.decode(raw)
+                self.mutable.append(key)
         self.outcome = Outcome(item, reads, self.encoded, log,
                                world.now() if world is not None else None)
         self.context = Context(run_id, item.name, self.outcome.log)
@@ -304,7 +312,9 @@ def _run_sync(call: _Call, guard: StepGuard | None, *, debug: bool = False) -> O
                         result = call.item.func(**call.arguments)
                 else:
                     result = call.item.func(**call.arguments)
-                if inspect.isawaitable(result):
+                # (A dict or None, as most steps return, is never awaitable: no call.)
+                if result is not None and type(result) is not dict and \
+                        inspect.isawaitable(result):
                     result = run_coroutine(_await(result))
         except _STEP_FAILURES as exc:
             _stop_if_debugger_quit(exc, debug, call.item)

@@ -161,21 +161,20 @@ class RunRecord:
         A run record is re-encoded at every commit, so it skips the generic
         walk: its shape is known, and only digests need a tag.
         """
-        value = self.to_value()
-        plain = {**value, "steps": [{**step, "inputs": _tag(step["inputs"]),
-                                     "outputs": _tag(step["outputs"]),
-                                     "events": _tag(step["events"]),
-                                     "code": _tag(step["code"]),
-                                     **({"files": _tag(step["files"])} if "files" in step
-                                        else {})} for step in value["steps"]]}
-        for key in ("inputs", "state", "timing", "flow_pin", "env", "level_start"):
-            plain[key] = _tag(value[key])
+        plain = {
+            "format": RUN_FORMAT, "id": self.id, "flow": self.flow, "status": self.status,
+            "inputs": _tag(self.inputs), "state": _tag(self.state),
+            "timing": _tag(self.timing), "flow_pin": _tag(self.flow_pin),
+            "env": _tag(self.env), "entry": self.entry,
+            "level_start": _tag(self.level_start), "replaces": self.replaces,
+            "steps": [_step_plain(s) for s in self.steps],
+        }
         if self.continues is not None:
             plain["continues"] = _tag(self.continues)
         try:
             return orjson.dumps(plain, option=orjson.OPT_SORT_KEYS)
         except TypeError:  # a lone surrogate in an error message: the codec escapes it
-            return codec.encode(value, root="run record")
+            return codec.encode(self.to_value(), root="run record")
 
     @classmethod
     def from_value(cls, data: Any, digest: Digest | None = None) -> RunRecord:
@@ -211,7 +210,20 @@ class RunRecord:
 
 def _tag(digest: Digest | None) -> dict[str, str] | None:
     """A digest as the codec writes it."""
-    return {"$digest": digest.hex} if digest is not None else None
+    return {"$digest": digest.raw.hex()} if digest is not None else None
+
+
+def _step_plain(step: StepRecord) -> dict[str, Any]:
+    """:func:`_step_value` with its digests tagged, as the codec writes them."""
+    error = step.error
+    value = {"name": step.name, "status": step.status, "inputs": _tag(step.inputs),
+             "outputs": _tag(step.outputs), "events": _tag(step.events),
+             "error": None if error is None else {
+                 "type": error.type, "message": error.message, "traceback": error.traceback},
+             "attempt": step.attempt, "hazards": list(step.hazards), "code": _tag(step.code)}
+    if step.files is not None:
+        value["files"] = _tag(step.files)
+    return value
 
 
 def _step_value(step: StepRecord) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import traceback
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -64,8 +65,8 @@ from pinrun.flows.registry import find_entry, put_pins
 from pinrun.flows.step import Step
 from pinrun.world import SystemWorld, World
 from pinrun.world.file_inputs import recorded_value
-from pinrun.world.files import FileGuard, FileSetup, files_read
-from pinrun.world.refusal import recording_guard, world_hazards
+from pinrun.world.files import FileGuard, FileSetup, files_read, ignore_patterns
+from pinrun.world.refusal import GuardedCall, recording_guard, world_hazards
 
 __all__ = ["DURABILITIES", "REPLACED_PREFIX", "REPLACING_PREFIX", "BaselineBusyError",
            "Durability", "Recorder", "record", "record_async", "replaced_ref", "replacing_ref",
@@ -138,7 +139,8 @@ def record(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
     actual_world = world if world is not None else SystemWorld()
     started = actual_world.now()
     # Readable and time-ordered to the millisecond, so `pinrun runs` lists newest first.
-    stamp = f"{started.strftime('%Y%m%dT%H%M%S')}{started.microsecond // 1000:03d}"
+    stamp = (f"{started.year:04d}{started.month:02d}{started.day:02d}T{started.hour:02d}"
+             f"{started.minute:02d}{started.second:02d}{started.microsecond // 1000:03d}")
     run_id = f"{stamp}-{actual_world.entropy(_ID_ENTROPY).hex()}"
     recorder = Recorder(flow, store, actual_world, durability, state=state, encoded=encoded,
                         timing={"started": started.isoformat(), "steps": []},
@@ -229,11 +231,8 @@ class Recorder:
         # The rest of the walk's mode: recording stamps times and notes the network and
         # processes a step reaches outside ctx.effect (hazards a replay will refuse), and
         # the files it reads (its file inputs, which a replay checks).
-        # A step's own file names its reads, also when it is installed in site-packages.
-        code = frozenset(found.co_filename for item in flow.steps
-                         if (found := getattr(item.func, "__code__", None)) is not None)
-        self.guard: StepGuard | None = FileGuard(recording_guard, FileSetup.for_store(
-            store.path, project_root, files=code))
+        self.guard: StepGuard | None = FileGuard(recording_guard,
+                                                 _file_setup(flow, store.path, project_root))
         self.debug_step: str | None = None
         #: Per step, the module-level state its pin says it reads (watched for changes).
         self.hidden_state: HiddenState | None = {}
@@ -294,7 +293,9 @@ class Recorder:
     def settle(self, outcome: Outcome, base: LevelBase, *, final: bool) -> Settled | None:
         """Record the step; in ``"step"`` durability commit it (the run's last step's
         commit says the run succeeded: one durable commit per step)."""
-        if outcome.guarded:  # the network or a process, reached outside ctx.effect
+        # The network or a process, reached outside ctx.effect (the step's file watch is
+        # among its guarded calls too: alone, it is no such hazard).
+        if any(isinstance(call, GuardedCall) for call in outcome.guarded):
             outcome.hazards += world_hazards(outcome.guarded, self.project_root)
         self._record_step(outcome, base.entries)
         if outcome.error is not None:
@@ -348,8 +349,8 @@ class Recorder:
     def _file_inputs(outcome: Outcome, batch: WriteBatch) -> Digest | None:
         """Store the files the step read, digested now it is done (None: it read none)."""
         watch = files_read(outcome.guarded)
-        if watch is None:
-            return None
+        if watch is None or not (watch.reads or watch.listings):
+            return None  # (what recorded_value makes of a watch that saw nothing)
         value, hazards = recorded_value(watch)
         outcome.hazards += hazards
         return batch.put_value(value, root="input files") if value is not None else None
@@ -394,6 +395,30 @@ class Recorder:
         self.run = replace(updated, steps=tuple(self.steps), continues=None, digest=digest)
         self.digest = digest
         self._stored_steps, self._stored_timing = len(self.steps), len(self.timing["steps"])
+
+
+def _file_setup(flow: Flow, store_path: Path, project_root: Path) -> FileSetup:
+    """The file watch's setup for ``flow`` against the store at ``store_path``: made once
+    per flow, store, project and ignore patterns (which are read again at every run)."""
+    ignored = ignore_patterns(project_root)
+    # Absolute, as the setup holds them: a relative root means another folder after a chdir.
+    key = (store_path.absolute(), project_root.absolute(), ignored)
+    known = _FILE_SETUPS.setdefault(flow, {})
+    found = known.get(key)
+    if found is None:
+        # A step's own file names its reads, also when it is installed in site-packages.
+        code = frozenset(func_code.co_filename for item in flow.steps
+                         if (func_code := getattr(item.func, "__code__", None)) is not None)
+        if len(known) >= 8:
+            known.clear()
+        found = known[key] = replace(
+            FileSetup.for_store(store_path, project_root, files=code), ignored=ignored)
+    return found
+
+
+#: Per flow (weakly: the cache keeps no flow alive), its file setups.
+_FILE_SETUPS: weakref.WeakKeyDictionary[Flow, dict[tuple[Path, Path, tuple[str, ...]],
+                                                   FileSetup]] = weakref.WeakKeyDictionary()
 
 
 def describe_error(error: BaseException) -> StepError:

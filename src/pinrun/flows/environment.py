@@ -40,6 +40,7 @@ import locale
 import os
 import platform
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -51,13 +52,17 @@ from pinrun.flows.project import owners_of
 from pinrun.flows.requirements import requirement_closure
 
 __all__ = [
+    "Changing",
     "HashSeedWarning",
+    "changing_environment",
     "environment",
     "environment_changes",
+    "environment_with",
     "hash_seed_state",
     "locale_state",
     "place_state",
     "requirement_closure",
+    "settled_environment",
     "time_zone",
     "warn_if_hash_seed_random",
 ]
@@ -219,16 +224,42 @@ def place_state() -> dict[str, str]:
 
 
 _PROC_STATUS = "/proc/self/status"
+#: The umask this process had when it was last read (None: never read yet).
+_umask_seen: int | None = None
 
 
 def _umask() -> int:
-    """This process's umask, read without changing it where the system can say
-    (Linux's ``/proc/self/status``, ~15 us); elsewhere set and reset at once.
+    """This process's umask, read each time without ever changing it in effect.
 
-    Not cached: code may call ``os.umask``. Setting it to read it is a race (a
-    file another thread creates in that instant gets the wrong mode), so that
-    is only the fallback, and sets the common ``0o022`` for the instant.
+    Not cached: code may call ``os.umask``. Reading it by setting it is a race
+    (a file another thread creates in that instant gets the wrong mode), and
+    ``/proc/self/status`` (Linux) costs ~35 us, most of a short run's environment.
+    So while this is the process's only thread, the umask is set to the value it
+    was last seen to have: the same value unless code changed it since, so the
+    one system call changes nothing and answers what it is. When it did change,
+    the value read is put back at once, with no other Python thread to see the
+    instant between (only a thread that C code started outside :mod:`threading`
+    could, and only after this process changed its own umask). With other threads
+    about, it is read from ``/proc/self/status`` where the system can say;
+    elsewhere set and reset at once.
     """
+    global _umask_seen  # noqa: PLW0603 - one process-wide value, like the umask itself
+    seen = _umask_seen
+    # os.umask holds the GIL: a single thread makes the pair below atomic for Python code.
+    if seen is not None and threading.active_count() == 1:
+        mask = os.umask(seen)
+        if mask != seen:  # code changed it since: put back what it is now
+            os.umask(mask)
+    else:
+        mask = _umask_read()
+    _umask_seen = mask
+    return mask
+
+
+def _umask_read() -> int:
+    """This process's umask, read without changing it where the system can say
+    (Linux's ``/proc/self/status``); elsewhere set and reset at once, which sets the
+    common ``0o022`` for the instant."""
     try:
         descriptor = os.open(_PROC_STATUS, os.O_RDONLY)
     except OSError:
@@ -264,6 +295,20 @@ def environment(sources: Iterable[Mapping[str, str]], hash_seed: str | None = No
     distributions (with their versions, when given as a mapping), always
     listed.
     """
+    return environment_with(settled_environment(sources, hash_seed, project),
+                            changing_environment())
+
+
+#: What :func:`changing_environment` reads: the time zone, the locale's and the place's
+#: fields as (name, value) pairs. Hashable, so a recorder can keep the environment's
+#: encoding per such state.
+Changing = tuple[str, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
+
+
+def settled_environment(sources: Iterable[Mapping[str, str]], hash_seed: str | None = None,
+                        project: Mapping[str, str] | Sequence[str] = ()) -> dict[str, Any]:
+    """The fields of :func:`environment` that cannot change within this process: the
+    interpreter, the hash seed, the project and the distributions (read once)."""
     imported: frozenset[str] = frozenset().union(
         *(_top_level_imports(code["source"]) for code in sources))
     names, versions = _project(project)
@@ -271,14 +316,25 @@ def environment(sources: Iterable[Mapping[str, str]], hash_seed: str | None = No
         "python": platform.python_version(), "implementation": sys.implementation.name,
         "platform": f"{sys.platform}-{_machine()}", "machine": _machine(),
         "hash_seed": _seed(hash_seed) if hash_seed is not None else hash_seed_state(),
-        "timezone": time_zone(), "locale": locale_state(), "project": list(names),
+        "project": list(names),
         "distributions": {**dict(_distribution_versions(imported, names)), **versions},
-        **place_state(),
     }
     linalg = _linalg() if "numpy" in value["distributions"] else None
     if linalg:
         value["linalg"] = linalg
     return value
+
+
+def changing_environment() -> Changing:
+    """The fields of :func:`environment` a process can change between runs, read now:
+    the time zone, the locale and the place."""
+    return (time_zone(), tuple(locale_state().items()), tuple(place_state().items()))
+
+
+def environment_with(settled: Mapping[str, Any], changing: Changing) -> dict[str, Any]:
+    """The environment made of its settled fields and its changing ones."""
+    zone, locale_fields, place = changing
+    return {**settled, "timezone": zone, "locale": dict(locale_fields), **dict(place)}
 
 
 # Owner-free on purpose: a fact about the machine.

@@ -21,7 +21,12 @@ from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.store import Store, WriteBatch
 from pinrun.errors import CorruptObjectError, PinrunWarning
-from pinrun.flows.environment import environment
+from pinrun.flows.environment import (
+    Changing,
+    changing_environment,
+    environment_with,
+    settled_environment,
+)
 from pinrun.flows.flow import Flow
 from pinrun.flows.pinning import PinnedStep, flow_sources, flow_value, pin_steps
 from pinrun.flows.project import DISTRIBUTIONS_VARIABLE, module_identity, script_path
@@ -71,64 +76,99 @@ def put_pins(batch: WriteBatch, flow: Flow, pins: Mapping[str, PinnedStep],
     environment names the distributions that code came from as the project's
     (see :func:`~pinrun.flows.environment.environment`).
     """
-    steps: dict[str, Digest] = {}
-    for item in flow.steps:
-        pinned = pins[item.name]
-        for payload, digest in zip(pinned.code_payloads, pinned.code_digests, strict=True):
-            batch.put(Kind.CODE, payload, digest)
-        steps[item.name] = batch.put(Kind.STEP, pinned.step_payload, pinned.step_digest)
-    code, flow_payload, sources = _flow_payloads(
-        flow, tuple(pins[item.name] for item in flow.steps), entry, project_root)
-    if not code and not any(pins[item.name].sources for item in flow.steps):
+    found = _flow_payloads(flow, tuple(pins[item.name] for item in flow.steps), entry,
+                           project_root)
+    if found.nothing_pinned:
         warnings.warn(NothingPinnedWarning(
             f"flow {flow.name!r} pinned no code: the modules of its steps are neither in the "
             f"project folder {project_root} nor in an installed project distribution, so a "
             "replay with the pinned code would run whatever is installed then. Run pinrun "
             "from the project folder, or name the distribution in pyproject.toml's "
             f"[tool.pinrun] distributions or in ${DISTRIBUTIONS_VARIABLE}."), stacklevel=3)
-    for payload, digest in code:
-        batch.put(Kind.CODE, payload, digest)
-    # The installed distributions the pinned code came from are the project's.
-    own = sorted({source["distribution"] for source in sources if source.get("distribution")})
-    # Not cached with the rest: the time zone and the locale can change between runs.
-    env_payload = codec.encode(environment(sources, project=own),
-                               root="environment")
-    return FlowPins(steps, batch.put(Kind.FLOW, *flow_payload),
-                    batch.put(Kind.ENV, env_payload, compute_digest(Kind.ENV, env_payload)))
+    put = batch.put
+    for kind, payload, digest in found.objects:
+        put(kind, payload, digest)
+    return FlowPins(dict(found.steps), found.flow,
+                    put(Kind.ENV, *found.env.payload(changing_environment())))
+
+
+class _Environments:
+    """A flow's environment objects: its settled fields read once, and its encoding
+    per state of the fields a process can change (the time zone, the locale, the
+    place), which are read at every run."""
+
+    def __init__(self, sources: tuple[dict[str, str], ...]) -> None:
+        self.sources = sources
+        self.settled: dict[str, object] | None = None
+        self.encoded: dict[Changing, _Payload] = {}
+
+    def payload(self, changing: Changing) -> _Payload:
+        """The environment object's payload and digest with these changing fields."""
+        found = self.encoded.get(changing)
+        if found is None:
+            if self.settled is None:
+                # The installed distributions the pinned code came from are the project's.
+                own = sorted({source["distribution"] for source in self.sources
+                              if source.get("distribution")})
+                self.settled = settled_environment(self.sources, project=own)
+            if len(self.encoded) >= 8:  # a process that keeps changing them: keep the recent
+                self.encoded.clear()
+            payload = codec.encode(environment_with(self.settled, changing), root="environment")
+            found = self.encoded[changing] = (payload, compute_digest(Kind.ENV, payload))
+        return found
 
 
 _Payload = tuple[bytes, Digest]
-_Payloads = tuple[tuple[_Payload, ...], _Payload, tuple[dict[str, str], ...]]
+
+
+class _FlowObjects:
+    """What a flow pins, encoded and digested once per flow object and pins (a flow
+    recorded again and again reuses them): every code, step and flow object in the
+    order they are queued, each step's pin, and the flow's environment objects."""
+
+    __slots__ = ("env", "flow", "nothing_pinned", "objects", "steps")
+
+    def __init__(self, flow: Flow, pins: tuple[PinnedStep, ...], entry: str | None,
+                 project_root: Path) -> None:
+        objects: list[tuple[Kind, bytes, Digest]] = []
+        self.steps: dict[str, Digest] = {}
+        for item, pinned in zip(flow.steps, pins, strict=True):
+            objects += [(Kind.CODE, payload, digest) for payload, digest in
+                        zip(pinned.code_payloads, pinned.code_digests, strict=True)]
+            objects.append((Kind.STEP, pinned.step_payload, pinned.step_digest))
+            self.steps[item.name] = pinned.step_digest
+        own = flow_sources(entry, pins, project_root)
+        code = [(payload, compute_digest(Kind.CODE, payload))
+                for payload in (codec.encode(source, root="code") for source in own.values())]
+        objects += [(Kind.CODE, payload, digest) for payload, digest in code]
+        flow_payload = codec.encode(flow_value(flow, [p.step_digest for p in pins],
+                                               [digest for _, digest in code]), root="flow")
+        self.flow = compute_digest(Kind.FLOW, flow_payload)
+        objects.append((Kind.FLOW, flow_payload, self.flow))
+        self.objects = tuple(objects)
+        self.nothing_pinned = not code and not any(pinned.sources for pinned in pins)
+        self.env = _Environments(
+            (*(source for pinned in pins for source in pinned.sources.values()), *own.values()))
+
+
 #: Owned by the flow object (weakly: a flow loaded from pinned code leaves with it, and
 #: no flow is kept alive by this cache); per flow, by its step pins, entry and root.
-_PAYLOADS: weakref.WeakKeyDictionary[Flow, dict[tuple[object, ...], _Payloads]] = \
+_PAYLOADS: weakref.WeakKeyDictionary[Flow, dict[tuple[object, ...], _FlowObjects]] = \
     weakref.WeakKeyDictionary()
 
 
 def _flow_payloads(flow: Flow, pins: tuple[PinnedStep, ...], entry: str | None,
-                   project_root: Path) -> _Payloads:
-    """The flow's own code objects and its flow object, with digests, and all its sources
-    (computed once per flow object and pins: a flow recorded again and again reuses them)."""
+                   project_root: Path) -> _FlowObjects:
+    """The flow's pinned objects (see :class:`_FlowObjects`), made once per flow object,
+    step pins, entry and root."""
     known = _PAYLOADS.setdefault(flow, {})
     key = (pins, entry, project_root)
     found = known.get(key)
     if found is None:
         if len(known) >= 16:  # pins change when the code does: keep the recent ones
             known.clear()
-        found = known[key] = _compute_payloads(flow, pins, entry, project_root)
+        found = known[key] = _FlowObjects(flow, pins, entry, project_root)
     return found
-
-
-def _compute_payloads(flow: Flow, pins: tuple[PinnedStep, ...], entry: str | None,
-                      project_root: Path) -> _Payloads:
-    own = flow_sources(entry, pins, project_root)
-    code = tuple((payload, compute_digest(Kind.CODE, payload))
-                 for payload in (codec.encode(source, root="code") for source in own.values()))
-    flow_payload = codec.encode(flow_value(flow, [p.step_digest for p in pins],
-                                           [digest for _, digest in code]), root="flow")
-    sources = (*(source for pinned in pins for source in pinned.sources.values()),
-               *own.values())
-    return code, (flow_payload, compute_digest(Kind.FLOW, flow_payload)), sources
 
 
 def pin_flow(flow: Flow, store: Store, project_root: Path,
