@@ -71,6 +71,28 @@ HIDDEN = {
     "cached result changed": "import functools\n@functools.lru_cache(maxsize=None)\n"
                              "def table():\n    return [1]\ntable()\n"
                              "def advance():\n    table().append(2)\n",
+    "thread pool used": "from concurrent.futures import ThreadPoolExecutor\n"
+                        "POOL = ThreadPoolExecutor(1)\n"
+                        "def advance():\n    return POOL.submit(abs, -1).result()\n",
+    "random seeded at import": "import random\nGEN = random.Random(42)\n"
+                               "def advance():\n    return GEN.random()\n",
+    "slot with a mangled name": "class Meter:\n    __slots__ = ('__n',)\n"
+                                "    def __init__(self):\n        self.__n = 0\n"
+                                "    def bump(self):\n        self.__n += 1\n"
+                                "M = Meter()\ndef advance():\n    M.bump()\n",
+    "wrapped foreign function": "import functools, json\ndef counted(func):\n"
+                                "    calls = []\n    @functools.wraps(func)\n"
+                                "    def wrapper(*a):\n        calls.append(1)\n"
+                                "        return func(*a)\n    return wrapper\n"
+                                "dumps = counted(json.dumps)\n"
+                                "def advance():\n    dumps(1)\n",
+    "module made at run time": "import types\nSTATS = types.ModuleType('stats')\n"
+                               "STATS.calls = 0\n"
+                               "def advance():\n    STATS.calls += 1\n",
+    "abc registration": "import abc\nclass Sink(abc.ABC):\n    pass\n"
+                        "def advance():\n    Sink.register(int)\n",
+    "set order": "S = {8, 1}\ndef advance():\n    S.update(range(100))\n"
+                 "    S.difference_update(range(100))\n    S.update({8, 1})\n",
     "generator": "TICKETS = (n for n in range(10))\ndef advance():\n    next(TICKETS)\n",
     "method closure": "def _make():\n    seen = []\n    class Shop:\n"
                       "        def order(self):\n            seen.append(1)\n    return Shop\n"
@@ -123,7 +145,7 @@ rate("eu")
 def advance():
     log.debug("advancing")
     repr(SETTINGS)
-    return sum(POOL.map(abs, [-1, 2])) * rate("eu") + Plan.PRO + ORIGIN.x
+    return rate("eu") + Plan.PRO + ORIGIN.x
 """,
 }
 
@@ -184,3 +206,36 @@ def test_abstract_classes_are_comparable(make_module: types.FunctionType) -> Non
     assert before is not None
     module.advance()
     assert code_state([module]) == before
+
+
+def test_a_set_of_objects_holding_dicts_is_compared_without_hashing(
+        make_module: types.FunctionType) -> None:
+    """Objects in a set that hold an unhashable dict, and a class whose __hash__ raises:
+    the walk hashes nothing of the project's, and never raises."""
+    module = make_module("code_state_setcrash", """
+CONFIG = {"rate": 2}
+class Plugin:
+    def __init__(self, name):
+        self.name = name
+        self.config = CONFIG
+PLUGINS = {Plugin("a"), Plugin("b")}
+class Angry:
+    def __hash__(self):
+        raise RuntimeError("no")
+    def __eq__(self, other):
+        raise RuntimeError("no")
+ANGRY = [Angry()]
+""")
+    before = code_state([module])
+    assert before is not None
+    assert code_state([module]) == before
+    module.CONFIG["rate"] = 3
+    assert code_state([module]) != before
+
+
+def test_deep_nesting_is_not_compared_and_never_crashes(make_module: types.FunctionType) -> None:
+    """A chain nested far deeper than the walk goes is not comparable (None), whatever the
+    recursion limit: the walk stops at its own depth."""
+    module = make_module("code_state_deep", "HISTORY = None\nfor i in range(5000):\n"
+                                            "    HISTORY = (i, HISTORY)\n")
+    assert code_state([module]) is None

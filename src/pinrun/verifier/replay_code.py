@@ -31,7 +31,6 @@ from pinrun.verifier import kept_code
 from pinrun.verifier.attempt_code import attempt_pins, with_attempt_code
 from pinrun.verifier.kept_code import KeptCode
 from pinrun.verifier.moved import recorded_flow
-from pinrun.world.code_state import code_state
 
 __all__ = ["CodeSource", "ToReplay", "flow_to_replay", "project_modules"]
 
@@ -136,10 +135,11 @@ def _kept_pinned_flow(store: Store, flow_pin: Digest, entry: str, root: Path
         with pinned_flow_loaded(store, flow_pin, entry, root,
                                 reuse=kept.modules if kept is not None else None
                                 ) as (chosen, pins, left):
-            start = kept.state if kept is not None else code_state(project_modules(root))
+            start = kept.state if kept is not None else kept_code.state_of(
+                project_modules(root))
             yield chosen, pins
             # The replay is over (its guards gone): the code as the run left it.
-            clean = start is not None and code_state(project_modules(root)) == start
+            clean = start is not None and kept_code.state_of(project_modules(root)) == start
     finally:
         if clean and start is not None:
             kept_code.put_back(key, KeptCode(left, start))

@@ -34,211 +34,323 @@ from __future__ import annotations
 
 import abc
 import collections
-import concurrent.futures
 import datetime
 import decimal
 import fractions
 import functools
 import io
 import logging
+import os
 import pathlib
 import queue
+import random
 import re
+import sys
 import threading
 import types
+import typing
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Final, cast
 
+from pinrun.flows.flow import Flow
 from pinrun.flows.module_objects import HEAP_TYPE
+from pinrun.flows.step import Step
 from pinrun.world.hidden_state import cache_entries
 
-__all__ = ["MOST_ITEMS", "code_state"]
+__all__ = ["MOST_DEPTH", "MOST_ITEMS", "code_state", "process_state"]
 
 #: Items walked at most; a larger state is not compared (the code is not kept).
 MOST_ITEMS: Final = 200_000
+#: Nesting walked at most (deeper is not compared): well within any recursion limit.
+MOST_DEPTH: Final = 150
 _SCALARS: Final = frozenset({str, int, bool, bytes, type(None)})
-#: Immutable values of the standard library: compared by identity.
-_IMMUTABLE: Final = (re.Pattern, pathlib.PurePath, datetime.date, datetime.time,
-                     datetime.timedelta, datetime.tzinfo, decimal.Decimal, fractions.Fraction,
-                     uuid.UUID, range, slice, types.CodeType, type(Ellipsis),
-                     type(NotImplemented), types.GenericAlias, types.UnionType,
-                     type(vars(collections.namedtuple("_Pair", "a"))["a"]))  # its fields
-#: What abc keeps per class (its isinstance caches and registry): machinery, by identity.
-_ABC_DATA: Final = type(getattr(abc.ABC, "_abc_impl", None))
-#: Where the types of values that are forms, not state, come from: by identity.
-_FORMS: Final = frozenset({"typing", "typing_extensions", "__future__"})
+#: Immutable values of the standard library, by their exact type: compared by identity.
+_IMMUTABLE: Final = frozenset({
+    re.Pattern, pathlib.PurePosixPath, pathlib.PureWindowsPath, pathlib.PosixPath,
+    pathlib.WindowsPath, datetime.date, datetime.datetime, datetime.time,
+    datetime.timedelta, datetime.timezone, decimal.Decimal, fractions.Fraction, uuid.UUID,
+    range, slice, types.CodeType, type(Ellipsis), type(NotImplemented),
+    type(vars(collections.namedtuple("_Pair", "a"))["a"]),  # a named tuple's field
+    types.MemberDescriptorType, types.GetSetDescriptorType, types.WrapperDescriptorType,
+    types.MethodDescriptorType, types.ClassMethodDescriptorType, type(vars(abc.ABC)["_abc_impl"]),
+})
+#: Forms, not state (typing's own classes, read from its namespace): by identity.
+_FORMS: Final = frozenset(
+    {item for item in vars(typing).values()
+     if isinstance(item, type) and item.__module__ == "typing"} |
+    {types.GenericAlias, types.UnionType, type(typing.Any)})
 #: Module attributes the import system sets (the loader holds every pinned source).
 _IMPORT_MACHINERY: Final = frozenset({"__builtins__", "__loader__", "__spec__"})
-#: Concurrency machinery holding nothing of the project's between steps: by identity.
-_MACHINERY: Final = (concurrent.futures.Executor, threading.Thread, type(threading.RLock()),
-                     threading.Condition)
-_BY_IDENTITY: Final = (types.ModuleType, _ABC_DATA, *_IMMUTABLE, *_MACHINERY)
 _LRU: Final = type(functools.lru_cache(maxsize=None)(lambda: None))
-_DESCRIPTORS: Final = (types.MemberDescriptorType, types.GetSetDescriptorType,
-                       types.WrapperDescriptorType, types.MethodDescriptorType,
-                       types.ClassMethodDescriptorType, types.BuiltinFunctionType)
+_LOCK: Final = type(threading.Lock())
+_RLOCK: Final = type(threading.RLock())
+_QUEUES: Final = frozenset({queue.Queue, queue.LifoQueue, queue.PriorityQueue})
+_CLOSABLE: Final = frozenset({io.TextIOWrapper, io.BufferedReader, io.BufferedWriter,
+                              io.BufferedRandom, io.FileIO, io.BytesIO, io.StringIO})
+#: What abc keeps of a class: its registry first (``_abc._get_dump``).
+_ABC_DUMP: Final = vars(abc)["_get_dump"]
 
 
 class _OpaqueError(Exception):
-    """A value the walk cannot compare by its contents (or too many items)."""
+    """A value the walk cannot compare by its contents (or too many items, or too deep)."""
 
 
 def code_state(modules: Sequence[types.ModuleType]) -> tuple[Any, ...] | None:
     """What ``modules`` hold, comparable with ``==``; None when any of it cannot be
-    compared by its contents (see the module)."""
-    walk = _Walk({module.__name__ for module in modules})
+    compared by its contents (see the module). Never raises."""
+    walk = _Walk(modules)
     try:
-        return tuple((module.__name__, walk.namespace(vars(module)))
-                     for module in sorted(modules, key=lambda module: module.__name__))
-    except (_OpaqueError, RecursionError):
+        state = tuple((module.__name__, walk.namespace(vars(module), 0))
+                      for module in sorted(modules, key=lambda module: module.__name__))
+    except Exception:  # _OpaqueError, RecursionError, or what an object of the project's raised
+        return None
+    # The objects compared by identity stay alive with the answer: no id is another's.
+    return (state, tuple(walk.held))
+
+
+def process_state() -> tuple[Any, ...]:
+    """What an import may set for the whole process, and a step change after it: the
+    global random generators, the loggers, the decimal context, the environment
+    variables, the warning filters, ``sys.path``, the working folder and the recursion
+    limit. Importing the code again would set them again; kept code does not."""
+    loggers = logging.Logger.manager.loggerDict
+    numpy_random = sys.modules.get("numpy.random.mtrand")
+    generator = getattr(numpy_random, "_rand", None)
+    context = decimal.getcontext()
+    return (
+        random.Random.getstate(vars(random)["_inst"]),
+        None if generator is None else _numpy_state(generator),
+        tuple(_logger_state(logger) for logger in
+              [logging.root, *(loggers[name] for name in sorted(loggers))]
+              if isinstance(logger, logging.Logger)),
+        (context.prec, context.rounding, context.Emin, context.Emax, context.capitals,
+         context.clamp, tuple(context.flags.items()), tuple(context.traps.items())),
+        tuple(sorted(os.environ.items())),
+        tuple(warnings_filters()),
+        tuple(sys.path), _cwd(), sys.getrecursionlimit())
+
+
+def warnings_filters() -> list[object]:
+    import warnings
+
+    return list(warnings.filters)
+
+
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # the folder was deleted
         return None
 
 
+def _logger_state(logger: logging.Logger) -> tuple[object, ...]:
+    return (logger.name, logger.level, logger.propagate, logger.disabled,
+            tuple(map(id, logger.handlers)), tuple(map(id, logger.filters)))
+
+
+def _numpy_state(generator: object) -> object:
+    try:
+        state = cast("Any", generator).get_state()
+        return tuple(item.tobytes() if hasattr(item, "tobytes") else item for item in state)
+    except Exception:  # not the RandomState this expects: compared as never equal
+        return object()
+
+
 class _Walk:
-    """One walk: the project's module names, what was seen (cycles), the items counted."""
+    """One walk: the project's modules, what was seen (cycles), the objects held."""
 
-    __slots__ = ("items", "own", "seen")
+    __slots__ = ("held", "items", "own", "own_names", "seen")
 
-    def __init__(self, own: set[str]) -> None:
-        self.own = own
-        self.seen: set[int] = set()
+    def __init__(self, modules: Sequence[types.ModuleType]) -> None:
+        self.own_names = {module.__name__ for module in modules}
+        #: The namespaces of the project's modules: a function whose globals are one of
+        #: them is the project's, whatever its ``__module__`` says.
+        self.own = {id(vars(module)) for module in modules}
+        #: Per object walked, the order it was first met in (a cycle is walked once).
+        self.seen: dict[int, int] = {}
+        #: Objects compared by identity (held, so that their ids stay theirs).
+        self.held: list[object] = []
         self.items = 0
 
-    def pairs(self, items: Iterable[tuple[object, object]]) -> tuple[Any, ...]:
-        """Walked key and value pairs. The pairs and their list are made for the walk:
-        never marked as seen (their ids are reused by the next temporary ones)."""
+    def same(self, value: object) -> tuple[str, int]:
+        self.held.append(value)
+        return ("is", id(value))
+
+    def pairs(self, items: Iterable[tuple[object, object]], depth: int) -> tuple[Any, ...]:
+        """Walked key and value pairs (made for the walk: never marked as seen)."""
         walk = self.value
-        return tuple((walk(key), walk(item)) for key, item in items)
+        return tuple((walk(key, depth), walk(item, depth)) for key, item in items)
 
-    def namespace(self, names: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple((name, _same(value) if name in _IMPORT_MACHINERY else self.value(value))
-                     for name, value in list(names.items()))
+    def namespace(self, names: Mapping[str, Any], depth: int) -> tuple[Any, ...]:
+        return tuple((name, self.same(value) if name in _IMPORT_MACHINERY
+                      else self.value(value, depth)) for name, value in list(names.items()))
 
-    def value(self, value: object) -> object:
+    def value(self, value: object, depth: int) -> object:
         self.items += 1
-        if self.items > MOST_ITEMS:
+        if self.items > MOST_ITEMS or depth > MOST_DEPTH:
             raise _OpaqueError
         kind = type(value)
         if kind in _SCALARS:
             return (kind, value)
         if kind is float:
-            return (float, value.hex())  # type: ignore[attr-defined]
+            return (float, cast("float", value).hex())
         if kind is complex:
             return (complex, repr(value))
-        if isinstance(value, _BY_IDENTITY) or \
-                (isinstance(value, _DESCRIPTORS) and not _bound(value)) or \
-                kind.__module__.split(".", 1)[0] in _FORMS:
-            return _same(value)
-        # Containers and objects are walked once per walk (a cycle is not walked again).
+        if kind in _IMMUTABLE or kind in _FORMS:
+            return self.same(value)
         key = id(value)
-        if key in self.seen:
-            return ("seen", key, value)
-        self.seen.add(key)
-        return self._composite(kind, value)
+        order = self.seen.get(key)
+        if order is not None:  # met before in this walk: a cycle, or shared
+            return ("seen", order)
+        self.seen[key] = len(self.seen)
+        self.held.append(value)
+        return self._composite(kind, value, depth + 1)
 
-    def _composite(self, kind: type, value: Any) -> object:
+    def _composite(self, kind: type, value: Any, depth: int) -> object:
         walk = self.value
-        if kind is list or kind is tuple:
-            return (kind, tuple(map(walk, value)))
-        if kind is dict:
-            return (dict, self.pairs(list(value.items())))
-        if kind is set or kind is frozenset:
-            return (kind, frozenset(map(walk, value)))
-        if kind is types.MappingProxyType:
-            return (kind, self.pairs(value.items()))
+        if kind is list or kind is tuple or kind is set or kind is frozenset:
+            # A set in its iteration order: the order is what a step sees.
+            return (kind, tuple(walk(item, depth) for item in value))
+        if kind is dict or kind is collections.OrderedDict or kind is collections.Counter or \
+                kind is types.MappingProxyType:
+            return (kind, self.pairs(list(value.items()), depth))
+        if kind is collections.defaultdict:
+            return (kind, walk(value.default_factory, depth),
+                    self.pairs(list(value.items()), depth))
         if kind is bytearray:
             return (bytearray, bytes(value))
         if kind is collections.deque:
-            return (kind, value.maxlen, tuple(map(walk, value)))
-        if isinstance(value, types.FunctionType):
-            return self._function(value)
-        if isinstance(value, type):
-            return self._class(value)
-        if isinstance(value, staticmethod | classmethod):
-            return (kind, walk(value.__func__))
-        if isinstance(value, property):
-            return (kind, walk(value.fget), walk(value.fset), walk(value.fdel))
-        if isinstance(value, types.MethodType):
-            return (kind, walk(value.__func__), walk(value.__self__))
-        if isinstance(value, types.BuiltinMethodType):  # bound to an object: that object
-            return (kind, value.__name__, walk(value.__self__))
-        if isinstance(value, functools.partial):
-            return (kind, walk(value.func), walk(value.args), walk(value.keywords))
-        if isinstance(value, _LRU):
+            return (kind, value.maxlen, tuple(walk(item, depth) for item in value))
+        if kind is types.FunctionType:
+            return self._function(value, depth)
+        if issubclass(kind, type):
+            return self._class(value, depth)
+        if issubclass(kind, types.ModuleType):
+            if id(vars(value)) in self.own:
+                return ("module", value.__name__)
+            if sys.modules.get(value.__name__) is value:
+                return self.same(value)
+            return (kind, self.namespace(vars(value), depth))  # made at run time
+        if kind is staticmethod or kind is classmethod:
+            return (kind, walk(value.__func__, depth))
+        if kind is property:
+            return (kind, walk(value.fget, depth), walk(value.fset, depth),
+                    walk(value.fdel, depth))
+        if kind is types.MethodType:
+            return (kind, walk(value.__func__, depth), walk(value.__self__, depth))
+        if kind is types.BuiltinFunctionType:
+            owner = value.__self__
+            if owner is None or isinstance(owner, types.ModuleType | type):
+                return self.same(value)
+            return (kind, value.__name__, walk(owner, depth))  # bound: what it is bound to
+        if kind is functools.partial:
+            return (kind, walk(value.func, depth), walk(value.args, depth),
+                    walk(value.keywords, depth))
+        if kind is _LRU:
             entries = cache_entries(value, value.cache_info().currsize)
             if entries is None:
                 raise _OpaqueError
-            return (kind, walk(value.__wrapped__), self.pairs(entries),
-                    walk(getattr(value, "__dict__", None)))
-        if isinstance(value, logging.Logger):
-            if logging.Logger.manager.loggerDict.get(value.name) is value or \
-                    value is logging.root:
-                return _same(value)
+            return (kind, walk(value.__wrapped__, depth), self.pairs(entries, depth),
+                    walk(getattr(value, "__dict__", None), depth))
+        if (kind is logging.Logger or kind is logging.RootLogger) and (
+                logging.Logger.manager.loggerDict.get(value.name) is value or
+                value is logging.root):
+            return ("logger", self.same(value), _logger_state(cast("logging.Logger", value)))
+        if kind in _QUEUES:
+            return (kind, self.same(value), value.unfinished_tasks,
+                    tuple(walk(item, depth) for item in value.queue))
+        if kind is threading.Event:
+            return (kind, self.same(value), value.is_set())
+        if kind is threading.Semaphore or kind is threading.BoundedSemaphore:
+            return (kind, self.same(value), value._value)
+        if kind is _LOCK:
+            return (kind, self.same(value), value.locked())
+        if kind is _RLOCK:
+            return (kind, self.same(value), value._is_owned())
+        if kind is threading.Condition:
+            return (kind, self.same(value), walk(value._lock, depth), len(value._waiters))
+        if kind is ThreadPoolExecutor:
+            if value._threads or value._shutdown:  # live workers keep their own state
+                raise _OpaqueError
+            return (kind, self.same(value))
+        if kind in _CLOSABLE and value.closed:  # a file closed: nothing left to change
+            return self.same(value)
+        if issubclass(kind, random.Random):
+            return (kind, self.same(value), random.Random.getstate(value),
+                    self._attributes(value, depth))
+        if kind is Step:
+            return (kind, self.same(value), walk(value.func, depth))
+        if kind is Flow:
+            return self.same(value)
+        if kind is ProcessPoolExecutor or issubclass(kind, threading.Thread):
             raise _OpaqueError
-        if isinstance(value, queue.Queue):
-            return (kind, _same(value), walk(value.queue))
-        if isinstance(value, threading.Event):
-            return (kind, _same(value), value.is_set())
-        if isinstance(value, threading.Semaphore):
-            return (kind, _same(value), value._value)
-        if kind is type(threading.Lock()):
-            return (kind, _same(value), value.locked())
-        if isinstance(value, io.IOBase) and value.closed:  # a file closed: nothing to change
-            return _same(value)
-        if kind.__module__.split(".", 1)[0] == "pinrun":
-            return self._pinrun(value)
         base = _plain_base(kind)
         if base is None:  # C state no attribute shows (a thread-local, an array, a socket)
             raise _OpaqueError
         # A class defined in Python: its attributes and slots, and what its base holds.
         held = None if base is object else (
-            walk(tuple(tuple.__iter__(value))) if base is tuple else
-            walk(frozenset(frozenset.__iter__(value))) if base is frozenset else
+            tuple(walk(item, depth) for item in cast("Any", base).__iter__(value))
+            if base is tuple or base is frozenset else
             (base, cast("Callable[[object], str]", base.__repr__)(value)))
-        return (kind, _same(value), self._class_of(kind), self._attributes(value), held)
+        return (kind, self.same(value), walk(kind, depth), self._attributes(value, depth),
+                held)
 
-    def _function(self, func: types.FunctionType) -> object:
-        if func.__module__ not in self.own:
-            return _same(func)
+    def _function(self, func: types.FunctionType, depth: int) -> object:
+        globals_ = func.__globals__
+        if id(globals_) not in self.own:
+            home = sys.modules.get(str(globals_.get("__name__")))
+            if home is not None and vars(home) is globals_:
+                return self.same(func)  # another module's function: not the project's
         walk = self.value
         cells = []
         for cell in func.__closure__ or ():
             try:
-                cells.append(walk(cell.cell_contents))
+                cells.append(walk(cell.cell_contents, depth))
             except ValueError:  # an empty cell (a name assigned later)
                 cells.append("empty")
-        return ("function", _same(func), walk(func.__defaults__), walk(func.__kwdefaults__),
-                tuple(cells), walk(func.__dict__))
+        return ("function", self.same(func), self.same(func.__code__), func.__name__,
+                walk(func.__defaults__, depth), walk(func.__kwdefaults__, depth),
+                tuple(cells), walk(func.__dict__, depth))
 
-    def _class(self, cls: type) -> object:
-        if cls.__module__ not in self.own:
-            return _same(cls)
-        return ("class", _same(cls), self.namespace(vars(cls)))
+    def _class(self, cls: type, depth: int) -> object:
+        home = sys.modules.get(cls.__module__) if type(cls.__module__) is str else None
+        if home is not None and id(vars(home)) not in self.own and \
+                _resolve(home, cls.__qualname__) is cls:
+            return self.same(cls)  # another module's class, found there under its name
+        registry: object = None
+        if isinstance(cls, abc.ABCMeta):
+            registered = _ABC_DUMP(cls)[0]
+            registry = tuple(sorted(id(ref()) for ref in registered))
+        return ("class", self.same(cls), self.same(type(cls)),
+                tuple(map(self.same, cls.__bases__)), cls.__name__, registry,
+                tuple(map(self.same, type.__subclasses__(cls))),
+                self.namespace(vars(cls), depth))
 
-    def _class_of(self, kind: type) -> object:
-        return self.value(kind) if kind.__module__ in self.own else _same(kind)
-
-    def _attributes(self, value: object) -> object:
-        # Read through the object's own descriptor only: no __getattr__ of the project's.
-        has_dict = any("__dict__" in vars(klass) for klass in type(value).__mro__[:-1])
+    def _attributes(self, value: object, depth: int) -> object:
+        # Read through the object's own descriptors only: no __getattr__ of the project's.
+        mro = type(value).__mro__
+        has_dict = any("__dict__" in vars(klass) for klass in mro[:-1])
         own = object.__getattribute__(value, "__dict__") if has_dict else None
-        found: list[object] = [self.value(own) if type(own) is dict else None]
-        for klass in type(value).__mro__:
-            for name in vars(klass).get("__slots__", ()) if isinstance(
-                    vars(klass).get("__slots__", ()), tuple | list) else ():
-                slot = vars(klass).get(name)
-                if isinstance(slot, types.MemberDescriptorType):
+        found: list[object] = [self.value(own, depth) if type(own) is dict else None]
+        for klass in mro:
+            for member in list(vars(klass).values()):
+                if type(member) is types.MemberDescriptorType:
                     try:
-                        found.append(self.value(slot.__get__(value, klass)))
+                        found.append(self.value(member.__get__(value, klass), depth))
                     except AttributeError:  # a slot not set
                         found.append("unset")
         return tuple(found)
 
-    def _pinrun(self, value: object) -> object:
-        """pinrun's own objects: a step by its function, anything else (a flow) as itself."""
-        func = getattr(value, "func", None) if type(value).__name__ == "Step" else None
-        return ("pinrun", _same(value), self.value(func) if func is not None else None)
+
+def _resolve(module: types.ModuleType, qualname: str) -> object:
+    found: object = module
+    for part in qualname.split("."):
+        found = vars(found).get(part) if hasattr(found, "__dict__") else None
+        if found is None:
+            return None
+    return found
 
 
 #: Builtin bases whose value a Python class may extend (an IntEnum, a NamedTuple).
@@ -254,7 +366,7 @@ def _plain_base(kind: type) -> type | None:
     base = next((klass for klass in kind.__mro__ if klass in _BASES), None)
     if base is None or not kind.__flags__ & HEAP_TYPE:
         return None
-    slots = sum(isinstance(member, types.MemberDescriptorType)
+    slots = sum(type(member) is types.MemberDescriptorType
                 for klass in kind.__mro__ if klass is not base
                 for member in vars(klass).values())
     # A dict kept before the object (Python 3.11's managed dict) takes no room in it.
@@ -266,15 +378,3 @@ def _plain_base(kind: type) -> type | None:
 _POINTER: Final = tuple.__itemsize__
 #: Py_TPFLAGS_MANAGED_DICT (3.11+): the instance dict lives before the object.
 _MANAGED_DICT: Final = 1 << 4
-
-
-def _same(value: object) -> tuple[str, int, object]:
-    """Compared by identity: the object is held, so its id is not another's meanwhile."""
-    return ("is", id(value), value)
-
-
-def _bound(value: object) -> bool:
-    """Whether a builtin is a method bound to an object (``items.append``), not a module's
-    function."""
-    owner = getattr(value, "__self__", None)
-    return owner is not None and not isinstance(owner, types.ModuleType | type)
