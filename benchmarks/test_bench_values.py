@@ -15,7 +15,8 @@
   holding the 100k-key map and a step reading it (durability ``"step"``).
   Target: ``cost_vs_encode_once`` <= 10. ``step-bodies`` times the two
   steps' own work (making the map, summing it), for reference
-  (``cost_less_step_bodies_vs_encode_once`` leaves it out).
+  (``cost_less_step_bodies_vs_encode_once`` leaves it out). ``peak_rss_mib``
+  is the peak RSS of a fresh process making the same recording (no target).
 
 Each round gets a new store with one small warm-up run (not timed), so
 process-wide first-time costs (the environment capture, the pins) are not
@@ -59,6 +60,10 @@ with pinrun.open_store(store_path, create=True) as store:
         data = vf.make_bytes()
         with store.batch() as batch:
             batch.put_blob(data)
+    elif what in ("wide", "nested"):
+        flow = vf.wide_flow if what == "wide" else vf.nested_flow
+        run = pinrun.record(flow, {"keys": vf.WIDE_KEYS}, store=store, project_root=Path.cwd())
+        assert run.status == "succeeded"
     else:
         run = pinrun.record(vf.bytes_flow, {"size": vf.BYTES_SIZE}, store=store,
                             durability=durability, project_root=Path.cwd())
@@ -71,7 +76,8 @@ with open("/proc/self/status") as status:
 
 
 def _peak_rss_mib(what: str, folder: Path, durability: str = "step") -> float:
-    """Peak RSS of a fresh process doing only ``what`` (put_blob, or the recording)."""
+    """Peak RSS of a fresh process doing only ``what`` (put_blob, or a recording: of the
+    bytes flow, or of the ``wide`` or ``nested`` one)."""
     env = dict(os.environ, PYTHONHASHSEED="0")
     done = subprocess.run([sys.executable, "-c", _RSS_CHILD, what, str(folder / "rss-store"),
                            durability], cwd=REPO_ROOT, env=env, capture_output=True,
@@ -194,6 +200,9 @@ def test_wide_state(benchmark: BenchmarkFixture, fresh_dir: Callable[[], Path],
     benchmark.pedantic(_timed(target, cpu),
                        setup=setup, teardown=teardown, rounds=ROUNDS)
     notes: dict[str, Any] = {"cpu_s": round(statistics.median(cpu), 4)}
+    if impl.startswith("pinrun"):
+        notes["peak_rss_mib"] = round(_peak_rss_mib(
+            "wide" if impl == "pinrun-wide-top" else "nested", fresh_dir()), 1)
     once = RESULTS.get(WIDE_GROUP, {}).get("encode-once")
     if impl.startswith("pinrun") and once is not None and benchmark.stats:
         notes["cost_vs_encode_once"] = round(float(benchmark.stats.stats.median) /

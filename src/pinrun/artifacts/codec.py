@@ -41,6 +41,8 @@ find_loaded_class = find_class
 _SORT: Final = orjson.OPT_SORT_KEYS
 _INT_MIN: Final = -(1 << 63)
 _INT_MAX: Final = (1 << 64) - 1  # orjson writes unsigned 64-bit integers too
+#: Encodings shorter than this are copied out of orjson's oversized buffer (see encode).
+_COMPACT_BELOW: Final = 16 * 1024
 
 
 def register_type(
@@ -202,13 +204,18 @@ def encode(value: Any, *, root: str = "value") -> bytes:
     that path, e.g. ``state``).
     """
     try:
-        return _encode(value)
+        out = _encode(value)
     except _UnsupportedError as exc:
         path = find_path(value, exc.obj, root)
         raise UnsupportedValueError(path, _type_name(exc.obj), exc.reason) from None
     except RecursionError:
         raise UnsupportedValueError(root, _type_name(value), "it contains itself or is nested "
                                     "too deeply") from None
+    # orjson hands back its working buffer, which for a short encoding is a 4-8 KiB
+    # allocation: the engine keeps one encoding per state key, so 100,000 small values
+    # held ~400 MB, and touching that fresh memory was most of their encoding time. A
+    # copy of a short one is exact-sized (and costs a memcpy).
+    return bytes(memoryview(out)) if len(out) < _COMPACT_BELOW else out
 
 
 def encode_digest_map(node: dict[str, Any], field: str, entries: Mapping[str, Digest]) -> bytes:
