@@ -25,8 +25,9 @@ with open(os.environ["PINRUN_TEST_LOADS"], "a") as _log:
     _log.write("loaded\\n")
 """
 
-#: A module shaped like production code: a module logger, a thread pool, a compiled
-#: pattern, an enum, a dataclass settings object and a cache filled at import.
+#: A module shaped like production code: a module logger, a compiled pattern, an enum, a
+#: dataclass settings object, a cache filled at import, and a thread pool the step does
+#: not use (one with live workers keeps their threads' state: never kept).
 PURE = LOADS + """
 import dataclasses
 import enum
@@ -67,7 +68,7 @@ rate("eu")
 @pinrun.step
 def price(n: int) -> dict:
     log.info("pricing %s", n)
-    doubled = sum(POOL.map(lambda x: x * rate(SETTINGS.region), range(n + 1)))
+    doubled = sum(x * rate(SETTINGS.region) for x in range(n + 1))
     return {"total": doubled + Plan.PRO, "ok": bool(CODE.match(SETTINGS.region))}
 
 

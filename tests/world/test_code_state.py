@@ -239,3 +239,34 @@ def test_deep_nesting_is_not_compared_and_never_crashes(make_module: types.Funct
     module = make_module("code_state_deep", "HISTORY = None\nfor i in range(5000):\n"
                                             "    HISTORY = (i, HISTORY)\n")
     assert code_state([module]) is None
+
+
+def test_process_state_sees_what_an_import_may_set() -> None:
+    """The global random generator drawn from, a logger's level, an environment variable:
+    each makes the process state differ (kept code would not redo the import's writes)."""
+    import logging
+    import os
+    import random
+
+    from pinrun.world.code_state import process_state
+
+    before = process_state()
+    assert process_state() == before
+    state = random.getstate()
+    random.random()
+    assert process_state() != before
+    random.setstate(state)
+    assert process_state() == before
+    logger = logging.getLogger("code_state_probe")
+    level = logger.level
+    logger.setLevel(logging.DEBUG if level != logging.DEBUG else logging.INFO)
+    try:
+        assert process_state() != before
+    finally:
+        logger.setLevel(level)
+    changed = process_state()
+    os.environ["PINRUN_CODE_STATE_PROBE"] = "1"
+    try:
+        assert process_state() != changed
+    finally:
+        del os.environ["PINRUN_CODE_STATE_PROBE"]
