@@ -50,6 +50,7 @@ import threading
 import types
 import typing
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Final, cast
@@ -122,20 +123,20 @@ def process_state() -> tuple[Any, ...]:
     return (
         random.Random.getstate(vars(random)["_inst"]),
         None if generator is None else _numpy_state(generator),
-        tuple(_logger_state(logger) for logger in
-              [logging.root, *(loggers[name] for name in sorted(loggers))]
+        _logger_state(logging.root),
+        tuple(_logger_state(logger) for logger in list(loggers.values())
               if isinstance(logger, logging.Logger)),
         (context.prec, context.rounding, context.Emin, context.Emax, context.capitals,
          context.clamp, tuple(context.flags.items()), tuple(context.traps.items())),
-        tuple(sorted(os.environ.items())),
-        tuple(warnings_filters()),
+        _environment(),
+        tuple(warnings.filters),
         tuple(sys.path), _cwd(), sys.getrecursionlimit())
 
 
-def warnings_filters() -> list[object]:
-    import warnings
-
-    return list(warnings.filters)
+def _environment() -> object:
+    """The environment variables, as the process holds them (not decoded one by one)."""
+    held = getattr(os.environ, "_data", None)  # CPython's os._Environ keeps the raw bytes
+    return held.copy() if type(held) is dict else dict(os.environ)
 
 
 def _cwd() -> str | None:
