@@ -239,10 +239,7 @@ def store_snapshot(sink: ObjectSink, state: Mapping[str, Any], root: str = "stat
     """
     entries: dict[str, Entry] = {}
     known = payloads if payloads is not None else {}
-    for key, value in state.items():
-        if type(key) is not str:
-            raise UnsupportedValueError(f"{root} key {key!r}", type(key).__qualname__,
-                                        "snapshot keys must be strings")
+    for key, value in _string_keyed(state, root):
         payload = known.get(key)
         if type(value) is not bytes:
             if payload is None:
@@ -258,16 +255,22 @@ def store_snapshot(sink: ObjectSink, state: Mapping[str, Any], root: str = "stat
     return store_entries(sink, entries)
 
 
+def _string_keyed(state: Mapping[str, Any], root: str) -> Iterator[tuple[str, Any]]:
+    """``state``'s items, each key checked to be a string (what a snapshot's keys are)."""
+    for key, value in state.items():
+        if type(key) is not str:
+            raise UnsupportedValueError(f"{root} key {key!r}", type(key).__qualname__,
+                                        "snapshot keys must be strings")
+        yield key, value
+
+
 def store_snapshot_per_key(sink: ObjectSink, state: Mapping[str, Any], root: str = "state",
                            payloads: Mapping[str, bytes] | None = None) -> Digest:
     """A ``map`` tree of one object per key: a nested map whose entries are large, and
     every snapshot as pinrun stored it before top-level pages (see :data:`EARLIER_LAYOUTS`)."""
     entries: dict[str, Entry] = {}
     known = payloads if payloads is not None else {}
-    for key, value in state.items():
-        if type(key) is not str:
-            raise UnsupportedValueError(f"{root} key {key!r}", type(key).__qualname__,
-                                        "snapshot keys must be strings")
+    for key, value in _string_keyed(state, root):
         entries[key] = store_entry(sink, value, f"{root}[{key!r}]", known.get(key))
     return store_entries(sink, entries)  # digests only: always a map tree
 

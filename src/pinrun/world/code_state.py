@@ -31,6 +31,7 @@ descriptors, ``cache_info``), and stops at :data:`MOST_ITEMS` items (None).
 """
 
 from __future__ import annotations
+import __future__
 
 import abc
 import collections
@@ -76,6 +77,7 @@ _IMMUTABLE: Final = frozenset({
     type(vars(collections.namedtuple("_Pair", "a"))["a"]),  # a named tuple's field
     types.MemberDescriptorType, types.GetSetDescriptorType, types.WrapperDescriptorType,
     types.MethodDescriptorType, types.ClassMethodDescriptorType, type(vars(abc.ABC)["_abc_impl"]),
+    type(__future__.annotations),
 })
 #: Forms, not state (typing's own classes, read from its namespace): by identity.
 _FORMS: Final = frozenset(
