@@ -143,5 +143,5 @@ def _kept_pinned_flow(store: Store, flow_pin: Digest, entry: str, root: Path
     finally:
         if clean and start is not None:
             kept_code.put_back(key, KeptCode(left, start))
-        else:
-            kept_code.drop(left.values())
+        else:  # (the modules put back, when the block failed before taking them in)
+            kept_code.drop([*left.values(), *(kept.modules.values() if kept else ())])
