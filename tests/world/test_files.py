@@ -148,18 +148,10 @@ def test_an_ignore_list_edited_between_runs_applies_to_the_next_run(
 
 def test_a_relative_project_root_is_the_working_folder_of_each_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The file watch kept per flow names the project folder a relative root means at each
-    run, not the one it meant when first made."""
-    import pinrun
-    from pinrun.engine.run import _file_setup
-
-    @pinrun.step
-    def one(n: int) -> dict[str, int]:
-        return {"m": n}
-
-    flow = pinrun.Flow("relative", [one])
+    """The file setup kept per process names the project folder a relative root means at
+    each run, not the one it meant when first made."""
     store_path = tmp_path / ".pinrun"
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         monkeypatch.chdir(tmp_path / folder)
-        assert _file_setup(flow, store_path, Path(".")).root == tmp_path / folder
+        assert FileSetup.for_store(store_path, Path(".")).root == tmp_path / folder

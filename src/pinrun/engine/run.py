@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import traceback
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -65,7 +64,7 @@ from pinrun.flows.registry import find_entry, put_pins
 from pinrun.flows.step import Step
 from pinrun.world import SystemWorld, World
 from pinrun.world.file_inputs import recorded_value
-from pinrun.world.files import FileGuard, FileSetup, files_read, ignore_patterns
+from pinrun.world.files import FileGuard, FileSetup, files_read
 from pinrun.world.refusal import GuardedCall, recording_guard, world_hazards
 
 __all__ = ["DURABILITIES", "REPLACED_PREFIX", "REPLACING_PREFIX", "BaselineBusyError",
@@ -231,8 +230,8 @@ class Recorder:
         # The rest of the walk's mode: recording stamps times and notes the network and
         # processes a step reaches outside ctx.effect (hazards a replay will refuse), and
         # the files it reads (its file inputs, which a replay checks).
-        self.guard: StepGuard | None = FileGuard(recording_guard,
-                                                 _file_setup(flow, store.path, project_root))
+        self.guard: StepGuard | None = FileGuard(recording_guard, FileSetup.for_store(
+            store.path, project_root, files=_step_files(flow)))
         self.debug_step: str | None = None
         #: Per step, the module-level state its pin says it reads (watched for changes).
         self.hidden_state: HiddenState | None = {}
@@ -397,28 +396,11 @@ class Recorder:
         self._stored_steps, self._stored_timing = len(self.steps), len(self.timing["steps"])
 
 
-def _file_setup(flow: Flow, store_path: Path, project_root: Path) -> FileSetup:
-    """The file watch's setup for ``flow`` against the store at ``store_path``: made once
-    per flow, store, project and ignore patterns (which are read again at every run)."""
-    ignored = ignore_patterns(project_root)
-    # Absolute, as the setup holds them: a relative root means another folder after a chdir.
-    key = (store_path.absolute(), project_root.absolute(), ignored)
-    known = _FILE_SETUPS.setdefault(flow, {})
-    found = known.get(key)
-    if found is None:
-        # A step's own file names its reads, also when it is installed in site-packages.
-        code = frozenset(func_code.co_filename for item in flow.steps
-                         if (func_code := getattr(item.func, "__code__", None)) is not None)
-        if len(known) >= 8:
-            known.clear()
-        found = known[key] = replace(
-            FileSetup.for_store(store_path, project_root, files=code), ignored=ignored)
-    return found
-
-
-#: Per flow (weakly: the cache keeps no flow alive), its file setups.
-_FILE_SETUPS: weakref.WeakKeyDictionary[Flow, dict[tuple[Path, Path, tuple[str, ...]],
-                                                   FileSetup]] = weakref.WeakKeyDictionary()
+def _step_files(flow: Flow) -> frozenset[str]:
+    """The files of ``flow``'s step functions: a step's own file names its reads, also when
+    it is installed in site-packages."""
+    return frozenset(func_code.co_filename for item in flow.steps
+                     if (func_code := getattr(item.func, "__code__", None)) is not None)
 
 
 def describe_error(error: BaseException) -> StepError:

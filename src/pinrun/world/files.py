@@ -48,6 +48,7 @@ from typing import Any
 
 import blake3
 
+from pinrun.artifacts.kept import Kept
 from pinrun.errors import InputError, NondeterminismError
 from pinrun.flows.project import pyproject
 from pinrun.world import refusal
@@ -113,10 +114,21 @@ class FileSetup:
     @classmethod
     def for_store(cls, store_path: Path, root: Path, *, strict: bool = False,
                   files: frozenset[str] = frozenset()) -> FileSetup:
-        """The setup for steps run against the store at ``store_path`` in project ``root``."""
-        store = os.path.normpath(os.path.abspath(store_path))
-        return cls(Path(os.path.normpath(os.path.abspath(root))), (store + os.sep,),
-                   ignore_patterns(root), strict, files)
+        """The setup for steps run against the store at ``store_path`` in project ``root``.
+
+        The ignore patterns are read each time (an edited ``pyproject.toml`` applies
+        to the next run); the setup they give is made once per process and kept, as
+        a recorder or a worker asks for the same one at every run. Paths are made
+        absolute first: a relative root means another folder after a ``chdir``.
+        """
+        ignored = ignore_patterns(root)
+        key = (os.path.abspath(store_path), os.path.abspath(root), strict, files, ignored)
+        found = _SETUPS.get(key)
+        if found is None:
+            found = _SETUPS.put(key, cls(Path(os.path.normpath(key[1])),
+                                         (os.path.normpath(key[0]) + os.sep,), ignored,
+                                         strict, files))
+        return found
 
     def shown(self, path: str) -> str:
         """``path`` (absolute, normalized) as a record names it: relative to the root when
@@ -357,3 +369,8 @@ def stop_watching_files(world: refusal.WorldWatch, replay: refusal.ReplayWatch |
 def files_read(guarded: list[Any]) -> FileWatch | None:
     """The file watch among a step's guarded calls (None: no file was watched)."""
     return next((item for item in guarded if isinstance(item, FileWatch)), None)
+
+
+#: File setups made (owner-free: keyed by folders, flags, file names and patterns, all
+#: data; a setup is frozen, so one is shared by every run that asks for it).
+_SETUPS: Kept[tuple[str, str, bool, frozenset[str], tuple[str, ...]], FileSetup] = Kept(64)
