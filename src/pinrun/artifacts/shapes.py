@@ -80,11 +80,23 @@ def is_hash_seed(text: object) -> bool:
 
 
 class _MismatchError(Exception):
-    """Internal: where the value departs from its shape, and how."""
+    """Internal: where the value departs from its shape, and how.
+
+    Containers hand their items an empty path and name them only when one fails
+    (:meth:`inside`): a record that has its shape, as all but damaged ones do,
+    builds no path at all.
+    """
 
     def __init__(self, path: str, what: str) -> None:
         self.path = path
         self.what = what
+
+    def inside(self, where: str) -> _MismatchError:
+        """This mismatch, found in the item at ``where`` (a field or an index)."""
+        path = self.path
+        self.path = where if not path else f"{where}{path}" if path[0] == "[" else \
+            f"{where}.{path}"
+        return self
 
 
 def _found(value: object) -> str:
@@ -96,7 +108,8 @@ def _found(value: object) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-# A spec checks one value at ``path`` and returns it as it stands for (a digest
+# A spec checks one value at ``path`` (empty inside a container: see _MismatchError)
+# and returns it as it stands for (a digest
 # tag as a Digest...), raising _MismatchError. Specs are small functions built by
 # the helpers below, so a table reads as the shape it declares.
 Spec = Callable[[Any, str], Any]
@@ -177,7 +190,13 @@ def _list_of(spec: Spec) -> Spec:
     def check(value: Any, path: str) -> list[Any]:
         if type(value) is not list:
             raise _MismatchError(path, f"should be a list, found {_found(value)}")
-        return [spec(item, f"{path}[{index}]") for index, item in enumerate(value)]
+        checked: list[Any] = []
+        try:
+            for item in value:
+                checked.append(spec(item, ""))
+        except _MismatchError as mismatch:
+            raise mismatch.inside(f"{path}[{len(checked)}]") from None
+        return checked
     return check
 
 
@@ -188,7 +207,14 @@ def _map_of(spec: Spec) -> Spec:
         # JSON object keys are strings; a decoded dict may hold others.
         if not all(type(key) is str for key in value):
             raise _MismatchError(path, "should have only string keys")
-        return {key: spec(item, f"{path}[{key!r}]") for key, item in value.items()}
+        checked: dict[str, Any] = {}
+        key = ""
+        try:
+            for key, item in value.items():
+                checked[key] = spec(item, "")
+        except _MismatchError as mismatch:
+            raise mismatch.inside(f"{path}[{key!r}]") from None
+        return checked
     return check
 
 
@@ -201,15 +227,18 @@ class _Record:
 
     def __call__(self, value: Any, path: str) -> dict[str, Any]:
         if type(value) is not dict:
-            raise _MismatchError(path or "the object",
-                                 f"should be an object, found {_found(value)}")
+            raise _MismatchError(path, f"should be an object, found {_found(value)}")
         out: dict[str, Any] = {}
-        for name, spec in self.required.items():
-            if name not in value:
-                raise _MismatchError(_field(path, name), "is missing")
-            out[name] = spec(value[name], _field(path, name))
-        for name, spec in self.optional.items():
-            out[name] = spec(value[name], _field(path, name)) if name in value else None
+        name = ""
+        try:
+            for name, spec in self.required.items():
+                if name not in value:
+                    raise _MismatchError("", "is missing")
+                out[name] = spec(value[name], "")
+            for name, spec in self.optional.items():
+                out[name] = spec(value[name], "") if name in value else None
+        except _MismatchError as mismatch:
+            raise mismatch.inside(_field(path, name)) from None
         return out
 
 
@@ -347,7 +376,11 @@ def _converted(kind: Kind, value: Any) -> Any:
     shape = _SHAPES.get(kind)
     if shape is None:
         return value
-    return shape(value, "")
+    try:
+        return shape(value, "")
+    except _MismatchError as mismatch:
+        mismatch.path = mismatch.path or "the object"
+        raise
 
 
 def check_shape(digest: Digest | None, kind: Kind, value: Any) -> dict[str, Any]:

@@ -112,16 +112,17 @@ def _read_pinned_sources(store: Store, flow_digest: Digest) -> dict[str, CodeVal
     return sources
 
 
-def check_pinned_module(name: object, project_root: Path) -> None:
+def check_pinned_module(name: object, project_root: Path, context: object = None) -> None:
     """Raise :class:`PinnedModuleError` unless pinned code may provide module ``name``.
 
     What the project is, this machine says (:mod:`pinrun.flows.project`), never
     the record: a code object naming the distribution it came from is not
-    believed (a crafted one could claim to be numpy).
+    believed (a crafted one could claim to be numpy). ``context`` is
+    :func:`~pinrun.flows.project.project_context` when the caller already has it.
     """
     if type(name) is not str:
         raise PinnedModuleError(repr(name), "is not a module name")
-    reason = _refusal(name, project_root, project_context())
+    reason = _refusal(name, project_root, context or project_context())
     if reason is not None:
         raise PinnedModuleError(name, reason)
 
@@ -170,7 +171,7 @@ class _PinnedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader, PinnedCo
         self.root = project_root
 
     def filename(self, name: str) -> str:
-        return str(self.root / self.sources[name]["path"])
+        return _joined(self.root, self.sources[name]["path"])
 
     def provides(self, name: str) -> bool:
         return name in self.sources
@@ -240,14 +241,16 @@ def pinned_modules(sources: Mapping[str, CodeValue], project_root: Path, *,
     Raises :class:`PinnedModuleError` before anything is loaded or changed when
     a pinned name is not one the recorded project may provide.
     """
+    context = project_context()
     for name in sources:
-        check_pinned_module(name, project_root)
+        check_pinned_module(name, project_root, context)
     finder = _PinnedFinder(sources, project_root)
     saved = {name: sys.modules.pop(name) for name in list(sources) if name in sys.modules}
     if reuse:
         saved.update((name, sys.modules.pop(name)) for name in list(reuse)
                      if name in sys.modules)
-    before = set(sys.modules)
+    # In the order they came: what the block adds comes after (see _added).
+    before = list(sys.modules)
     saved_lines = {}
     for name, code in sources.items():
         filename = finder.filename(name)
@@ -271,7 +274,7 @@ def pinned_modules(sources: Mapping[str, CodeValue], project_root: Path, *,
         sys.meta_path.remove(parents)
         # Pinned modules, and project modules first imported under them (which
         # may hold references to pinned code), leave with the block.
-        new = set(sys.modules) - before
+        new = _added(before)
         known = set(sources) | set(reuse or ())  # leaving, whatever their files
         leaving = known | (parents.parents & new) | {
             name for name in new - known if _under(sys.modules[name], project_root)}
@@ -287,6 +290,26 @@ def pinned_modules(sources: Mapping[str, CodeValue], project_root: Path, *,
                 linecache.cache.pop(filename, None)
             else:
                 linecache.cache[filename] = entry
+
+
+def _added(before: list[str]) -> set[str]:
+    """The names in ``sys.modules`` now that were not in ``before`` (a list of its names).
+
+    ``sys.modules`` keeps its order: names added later come after the ones kept,
+    so when ``before`` is still its beginning (nothing removed), the names after it
+    are the new ones; checked name by name with no hashing (a worker holds about a
+    thousand modules, and pinned replay asks at every replay)."""
+    now = list(sys.modules)
+    if now[:len(before)] == before:
+        return set(now[len(before):])
+    return set(now) - set(before)
+
+
+# Owner-free on purpose: keyed by a folder and a relative path (text).
+@functools.lru_cache(maxsize=1024)
+def _joined(root: Path, path: str) -> str:
+    """The file name of a pinned source under ``root`` (joined once per process)."""
+    return str(root / path)
 
 
 # Owner-free on purpose: keyed by the source text itself (content) and its file name.

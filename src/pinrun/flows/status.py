@@ -46,6 +46,7 @@ __all__ = [
     "load_pinned_flow",
     "loaded_as_pinned",
     "pinned_flow_loaded",
+    "pins_code",
     "source_diff",
 ]
 
@@ -102,6 +103,18 @@ def load_pinned_flow(store: Store, digest: Digest) -> tuple[dict[str, Any],
     Read once per store and process (a digest names one content forever: a verify
     worker replays many runs of one pin); each call gets its own dicts to change.
     """
+    flow, steps = _pinned_flow(store, digest)
+    return dict(flow), {name: dict(value) for name, value in steps.items()}
+
+
+def pins_code(store: Store, digest: Digest) -> bool:
+    """Whether the pinned flow ``digest`` holds any code (its own or a step's); a flow
+    pinned without (an older pinrun) replays whatever is installed."""
+    flow, steps = _pinned_flow(store, digest)
+    return bool(flow.get("code")) or any(step["code"] for step in steps.values())
+
+
+def _pinned_flow(store: Store, digest: Digest) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     key = (store.path, digest)
     cached = _PINNED_FLOWS.get(key)
     if cached is None:
@@ -111,7 +124,7 @@ def load_pinned_flow(store: Store, digest: Digest) -> tuple[dict[str, Any],
             value = store.get_object(step_digest, Kind.STEP)
             steps[value["name"]] = {**value, "digest": step_digest}
         cached = _PINNED_FLOWS.put(key, (flow, steps))
-    return dict(cached[0]), {name: dict(value) for name, value in cached[1].items()}
+    return cached
 
 
 #: Pinned flows read, per store path and flow pin (see :func:`load_pinned_flow`).
@@ -273,7 +286,6 @@ def pinned_flow_loaded(store: Store, pinned_flow: Digest, entry: str, project_ro
     ``reuse``: what an earlier block of the same pin, root and entry left (its
     modules are put back as they are, and the flow is taken from them again).
     """
-    _, steps = load_pinned_flow(store, pinned_flow)
     sources = pinned_sources(store, pinned_flow)
     with pinned_modules(sources, project_root, reuse=reuse) as left:
         flow = import_entry(entry) if typed_entry else import_recorded_entry(entry,
@@ -281,6 +293,7 @@ def pinned_flow_loaded(store: Store, pinned_flow: Digest, entry: str, project_ro
         key = (pinned_flow, project_root, entry)
         pins = _VERIFIED_PINS.get(key)
         if pins is None:
+            _, steps = load_pinned_flow(store, pinned_flow)
             pins = loaded_as_pinned(flow.name, flow.steps, steps, project_root, sources)
             # The same sources load back the same way: once per process is proof
             # enough (and a verify worker replays many runs of one pin).

@@ -41,7 +41,7 @@ from pinrun.engine.walk import LevelBase, RunState, Settled, walk
 from pinrun.errors import ContextDivergenceError, InputError, PinrunError, StoreError
 from pinrun.flows.flow import Flow
 from pinrun.flows.pinning import project_root_for
-from pinrun.flows.status import CodeStatus, load_pinned_flow
+from pinrun.flows.status import CodeStatus, pins_code
 from pinrun.flows.step import Step
 from pinrun.remote.origin import check_trusted
 from pinrun.verifier.attempt_code import attempt_source_shown, final_attempts
@@ -120,10 +120,8 @@ def replay_loaded(run: RunRecord, *, store: Store, code: CodeSource, project_roo
     if flow is not None:
         check_same_steps(store, run, flow, "the flow given")
     if code == "pinned":
-        pinned_flow, pinned_steps = load_pinned_flow(store, run.flow_pin)
         # Then "pinned" replay runs whatever is installed: the report must not claim more.
-        report.nothing_pinned = not pinned_flow.get("code") and \
-            not any(step["code"] for step in pinned_steps.values())
+        report.nothing_pinned = not pins_code(store, run.flow_pin)
     root = project_root if project_root is not None else project_root_for(store.path)
     try:
         # From the first import of the project's code to the last step: the whole replay.

@@ -128,8 +128,7 @@ def process_state() -> tuple[Any, ...]:
         _logger_state(logging.root),
         tuple(_logger_state(logger) for logger in list(loggers.values())
               if isinstance(logger, logging.Logger)),
-        (context.prec, context.rounding, context.Emin, context.Emax, context.capitals,
-         context.clamp, tuple(context.flags.items()), tuple(context.traps.items())),
+        repr(context),  # every setting, flag and trap, in C (its flags are a slow Mapping)
         _environment(),
         tuple(warnings.filters),
         tuple(sys.path), _cwd(), sys.getrecursionlimit())
@@ -187,8 +186,17 @@ class _Walk:
         return tuple((walk(key, depth), walk(item, depth)) for key, item in items)
 
     def namespace(self, names: Mapping[str, Any], depth: int) -> tuple[Any, ...]:
-        return tuple((name, self.same(value) if name in _IMPORT_MACHINERY
-                      else self.value(value, depth)) for name, value in list(names.items()))
+        walk = self.value
+        found: list[tuple[Any, ...]] = []
+        for name, value in list(names.items()):
+            kind = type(value)
+            if kind is str or kind is int or kind is bool:  # most globals: walked in line
+                self.items += 1
+                found.append((name, kind, value))
+            else:
+                found.append((name, self.same(value) if name in _IMPORT_MACHINERY
+                              else walk(value, depth)))
+        return tuple(found)
 
     def value(self, value: object, depth: int) -> object:
         self.items += 1
@@ -212,6 +220,8 @@ class _Walk:
         return self._composite(kind, value, depth + 1)
 
     def _composite(self, kind: type, value: Any, depth: int) -> object:
+        if kind is types.FunctionType:  # what modules hold most
+            return self._function(value, depth)
         walk = self.value
         if kind is list or kind is tuple or kind is set or kind is frozenset:
             # A set in its iteration order: the order is what a step sees.
@@ -226,8 +236,6 @@ class _Walk:
             return (bytearray, bytes(value))
         if kind is collections.deque:
             return (kind, value.maxlen, tuple(walk(item, depth) for item in value))
-        if kind is types.FunctionType:
-            return self._function(value, depth)
         if issubclass(kind, type):
             return self._class(value, depth)
         if issubclass(kind, types.ModuleType):
@@ -313,9 +321,12 @@ class _Walk:
                 cells.append(walk(cell.cell_contents, depth))
             except ValueError:  # an empty cell (a name assigned later)
                 cells.append("empty")
+        # Most functions have no defaults and no attributes: nothing to walk there.
+        defaults, keywords, attributes = func.__defaults__, func.__kwdefaults__, func.__dict__
         return ("function", self.same(func), self.same(func.__code__), func.__name__,
-                walk(func.__defaults__, depth), walk(func.__kwdefaults__, depth),
-                tuple(cells), walk(func.__dict__, depth))
+                None if defaults is None else walk(defaults, depth),
+                None if keywords is None else walk(keywords, depth),
+                tuple(cells), walk(attributes, depth) if attributes else None)
 
     def _class(self, cls: type, depth: int) -> object:
         home = sys.modules.get(cls.__module__) if type(cls.__module__) is str else None
