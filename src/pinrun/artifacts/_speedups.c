@@ -17,11 +17,18 @@
  * It reads bytes only (no Python objects) and answers None for anything but
  * a plain JSON object whose keys need no escaping; the caller then cuts the
  * map in Python, as before.
+ *
+ * Inline, inline_entries, inline_sizes and page_plan are the per-key loops of
+ * snapshot_pages (a wide snapshot's small values kept inline in pages): the
+ * same entries and the same page bytes as the Python code there, which is
+ * what runs without a compiler. They hold borrowed references only while no
+ * Python code runs.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <structmember.h>
 
 static int plain_container(PyObject *container);
 
@@ -217,12 +224,347 @@ not_plain:
     Py_RETURN_NONE;
 }
 
+
+/* ---------------------------------------------------------------- Inline */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *member;   /* bytes: the key's JSON, a colon, the value's encoding */
+    Py_ssize_t start;   /* where the value's encoding starts in member */
+    unsigned int cut;   /* CRC-32 of the key's JSON (quotes included) */
+} InlineObject;
+
+static PyTypeObject InlineType;
+
+static PyObject *inline_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"member", "start", "cut", NULL};
+    PyObject *member;
+    Py_ssize_t start;
+    unsigned long cut;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Snk", names, &member, &start, &cut)) {
+        return NULL;
+    }
+    if (start < 0 || start > PyBytes_GET_SIZE(member) || cut > 0xFFFFFFFFul) {
+        PyErr_SetString(PyExc_ValueError, "Inline: start or cut out of range");
+        return NULL;
+    }
+    InlineObject *self = (InlineObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    Py_INCREF(member);
+    self->member = member;
+    self->start = start;
+    self->cut = (unsigned int)cut;
+    return (PyObject *)self;
+}
+
+static void inline_dealloc(InlineObject *self)
+{
+    Py_XDECREF(self->member);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *inline_payload(InlineObject *self, void *closure)
+{
+    return PyBytes_FromStringAndSize(PyBytes_AS_STRING(self->member) + self->start,
+                                     PyBytes_GET_SIZE(self->member) - self->start);
+}
+
+static PyObject *inline_repr(InlineObject *self)
+{
+    Py_ssize_t size = PyBytes_GET_SIZE(self->member);
+    PyObject *head = PyBytes_FromStringAndSize(PyBytes_AS_STRING(self->member),
+                                               size < 40 ? size : 40);
+    if (head == NULL) {
+        return NULL;
+    }
+    PyObject *repr = PyUnicode_FromFormat("Inline(%R)", head);
+    Py_DECREF(head);
+    return repr;
+}
+
+static PyMemberDef inline_members[] = {
+    {"member", T_OBJECT_EX, offsetof(InlineObject, member), READONLY,
+     "The key's JSON, a colon, and the value's canonical encoding."},
+    {"start", T_PYSSIZET, offsetof(InlineObject, start), READONLY,
+     "Where the value's encoding starts in member."},
+    {"cut", T_UINT, offsetof(InlineObject, cut), READONLY,
+     "The CRC-32 of the key, which decides where pages end."},
+    {NULL},
+};
+
+static PyGetSetDef inline_getset[] = {
+    {"payload", (getter)inline_payload, NULL, "The value's canonical encoding.", NULL},
+    {NULL},
+};
+
+static PyTypeObject InlineType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pinrun.artifacts._speedups.Inline",
+    .tp_basicsize = sizeof(InlineObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A small state value as its snapshot's page holds it: \"key\":<encoding>.",
+    .tp_new = inline_new,
+    .tp_dealloc = (destructor)inline_dealloc,
+    .tp_repr = (reprfunc)inline_repr,
+    .tp_members = inline_members,
+    .tp_getset = inline_getset,
+};
+
+/* A new Inline for key and payload; Py_None (new reference) when this code does not
+ * make it: a key starting with '$', one that is not valid UTF-8, or one JSON escapes
+ * (the Python code decides those). NULL with an exception on failure. */
+static PyObject *make_inline(PyObject *key, PyObject *payload)
+{
+    Py_ssize_t size;
+    const char *text = PyUnicode_AsUTF8AndSize(key, &size);
+    if (text == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+            return NULL;
+        }
+        PyErr_Clear();  /* a lone surrogate */
+        Py_RETURN_NONE;
+    }
+    if (size > 0 && text[0] == '$') {
+        Py_RETURN_NONE;
+    }
+    for (Py_ssize_t i = 0; i < size; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '"' || c == '\\' || c < 0x20) {
+            Py_RETURN_NONE;
+        }
+    }
+    Py_ssize_t length = PyBytes_GET_SIZE(payload);
+    PyObject *member = PyBytes_FromStringAndSize(NULL, size + 3 + length);
+    if (member == NULL) {
+        return NULL;
+    }
+    char *out = PyBytes_AS_STRING(member);
+    out[0] = '"';
+    memcpy(out + 1, text, size);
+    out[size + 1] = '"';
+    out[size + 2] = ':';
+    memcpy(out + size + 3, PyBytes_AS_STRING(payload), length);
+    InlineObject *made = PyObject_New(InlineObject, &InlineType);
+    if (made == NULL) {
+        Py_DECREF(member);
+        return NULL;
+    }
+    made->member = member;
+    made->start = size + 3;
+    made->cut = crc32_of((const unsigned char *)out, size + 2);
+    return (PyObject *)made;
+}
+
+static PyObject *inline_entries(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[1])
+            || !PyLong_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "inline_entries() takes two dicts and an int");
+        return NULL;
+    }
+    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *entries = PyDict_New();
+    PyObject *rest = PyList_New(0);
+    if (entries == NULL || rest == NULL) {
+        goto failed;
+    }
+    Py_ssize_t position = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(args[0], &position, &key, &value)) {
+        if (!PyUnicode_CheckExact(key)) {
+            Py_DECREF(entries);
+            Py_DECREF(rest);
+            Py_RETURN_NONE;  /* the Python code names the key in its error */
+        }
+        PyObject *payload = PyDict_GetItemWithError(args[1], key);
+        if (payload == NULL && PyErr_Occurred()) {
+            goto failed;
+        }
+        PyObject *made = NULL;
+        if (payload != NULL && PyBytes_CheckExact(payload) && !PyBytes_Check(value)
+                && PyBytes_GET_SIZE(payload) <= limit) {
+            made = make_inline(key, payload);
+            if (made == NULL) {
+                goto failed;
+            }
+        }
+        int added;
+        if (made != NULL && made != Py_None) {
+            added = PyDict_SetItem(entries, key, made);
+        }
+        else {
+            added = PyList_Append(rest, key);
+        }
+        Py_XDECREF(made);
+        if (added < 0) {
+            goto failed;
+        }
+    }
+    return Py_BuildValue("(NN)", entries, rest);
+
+failed:
+    Py_XDECREF(entries);
+    Py_XDECREF(rest);
+    return NULL;
+}
+
+static PyObject *inline_sizes(PyObject *module, PyObject *entries)
+{
+    if (!PyDict_CheckExact(entries)) {
+        PyErr_SetString(PyExc_TypeError, "inline_sizes() takes a dict");
+        return NULL;
+    }
+    Py_ssize_t position = 0, size = 0, own = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(entries, &position, &key, &value)) {
+        if (Py_TYPE(value) == &InlineType) {
+            size += PyBytes_GET_SIZE(((InlineObject *)value)->member);
+        }
+        else {
+            own++;
+        }
+    }
+    return Py_BuildValue("(nn)", size, own);
+}
+
+/* Append the page of keys[first:end] (all inline) to plan: its payload, or the list
+ * of its keys when it encodes past split. */
+static int plan_page(PyObject *plan, PyObject *keys, PyObject *entries, Py_ssize_t first,
+                     Py_ssize_t end, Py_ssize_t split)
+{
+    Py_ssize_t count = end - first, size = 1 + count;  /* braces, and commas between */
+    /* The members are held (new references) while the page's bytes are allocated. */
+    PyObject **members = PyMem_Malloc(sizeof(PyObject *) * (size_t)count);
+    if (members == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t held = 0;
+    int result = -1;
+    for (; held < count; held++) {
+        PyObject *entry = PyDict_GetItemWithError(entries, PyList_GET_ITEM(keys, first + held));
+        if (entry == NULL || Py_TYPE(entry) != &InlineType) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_KeyError, "page_plan(): a page key is not inline");
+            }
+            goto done;
+        }
+        members[held] = ((InlineObject *)entry)->member;
+        Py_INCREF(members[held]);
+        size += PyBytes_GET_SIZE(members[held]);
+    }
+    PyObject *item;
+    if (size > split) {
+        item = PyList_GetSlice(keys, first, end);
+    }
+    else {
+        item = PyBytes_FromStringAndSize(NULL, size);
+        if (item != NULL) {
+            char *out = PyBytes_AS_STRING(item);
+            *out++ = '{';
+            for (Py_ssize_t i = 0; i < count; i++) {
+                if (i > 0) {
+                    *out++ = ',';
+                }
+                memcpy(out, PyBytes_AS_STRING(members[i]), PyBytes_GET_SIZE(members[i]));
+                out += PyBytes_GET_SIZE(members[i]);
+            }
+            *out = '}';
+        }
+    }
+    if (item != NULL) {
+        result = PyList_Append(plan, item);
+        Py_DECREF(item);
+    }
+done:
+    for (Py_ssize_t i = 0; i < held; i++) {
+        Py_DECREF(members[i]);
+    }
+    PyMem_Free(members);
+    return result;
+}
+
+static PyObject *page_plan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyList_CheckExact(args[0]) || !PyDict_CheckExact(args[1])
+            || !PyLong_Check(args[2]) || !PyLong_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "page_plan() takes a list, a dict and two ints");
+        return NULL;
+    }
+    PyObject *keys = args[0], *entries = args[1];
+    unsigned long mask = PyLong_AsUnsignedLong(args[2]);
+    if (mask == (unsigned long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_ssize_t split = PyLong_AsSsize_t(args[3]);
+    if (split == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *plan = PyList_New(0);
+    if (plan == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(keys), start = 0;
+    for (Py_ssize_t index = 0; index < count; index++) {
+        PyObject *key = PyList_GET_ITEM(keys, index);
+        PyObject *entry = PyDict_GetItemWithError(entries, key);
+        if (entry == NULL) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetObject(PyExc_KeyError, key);
+            }
+            goto failed;
+        }
+        if (Py_TYPE(entry) == &InlineType) {
+            if (!(((InlineObject *)entry)->cut & (unsigned int)mask)) {
+                if (plan_page(plan, keys, entries, start, index + 1, split) < 0) {
+                    goto failed;
+                }
+                start = index + 1;
+            }
+            continue;
+        }
+        /* A value with its own object is a page of its own (a map of one key). */
+        if (start < index && plan_page(plan, keys, entries, start, index, split) < 0) {
+            goto failed;
+        }
+        PyObject *alone = PyList_GetSlice(keys, index, index + 1);
+        if (alone == NULL || PyList_Append(plan, alone) < 0) {
+            Py_XDECREF(alone);
+            goto failed;
+        }
+        Py_DECREF(alone);
+        start = index + 1;
+    }
+    if (start < count && plan_page(plan, keys, entries, start, count, split) < 0) {
+        goto failed;
+    }
+    return plan;
+
+failed:
+    Py_DECREF(plan);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"plain", plain, METH_O,
      "True when a dict or list holds only JSON types orjson writes losslessly."},
     {"page_cuts", (PyCFunction)(void (*)(void))page_cuts, METH_FASTCALL,
      "(members, [(index, end), ...]): where a canonical JSON object's keys' CRC-32 "
      "and a mask cut it into pages; None when it is not a plain object."},
+    {"inline_entries", (PyCFunction)(void (*)(void))inline_entries, METH_FASTCALL,
+     "(entries, rest): the Inline entry of each value whose encoding is known and small; "
+     "rest lists the other keys; None when a key is not a str."},
+    {"inline_sizes", inline_sizes, METH_O,
+     "(bytes of the inline entries' members, count of the other entries)."},
+    {"page_plan", (PyCFunction)(void (*)(void))page_plan, METH_FASTCALL,
+     "The pages of sorted keys: an inline page's payload, or the list of keys stored as a "
+     "map (a key with its own object, or a page encoding past the split size)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -234,5 +576,18 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__speedups(void)
 {
     crc_init();
-    return PyModule_Create(&module);
+    if (PyType_Ready(&InlineType) < 0) {
+        return NULL;
+    }
+    PyObject *made = PyModule_Create(&module);
+    if (made == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&InlineType);
+    if (PyModule_AddObject(made, "Inline", (PyObject *)&InlineType) < 0) {
+        Py_DECREF(&InlineType);
+        Py_DECREF(made);
+        return NULL;
+    }
+    return made;
 }

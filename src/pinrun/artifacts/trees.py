@@ -81,14 +81,20 @@ CHUNK_SIZE: Final = 1024 * 1024
 #: The largest ``bytes`` value stored or rebuilt: a chunk tree saying more is refused unread.
 MAX_BYTES_SIZE: Final = 2048 * 1024 * 1024
 
+_page_cuts: Callable[[bytes, int], tuple[int, list[tuple[int, int]]] | None] | None = None
+_inline_entries: Callable[[dict[str, Any], dict[str, bytes], int],
+                          tuple[dict[str, Inline], list[str]] | None] | None = None
 try:
-    # Where a large nested map's pages end, found in its encoding in C (setup.py builds
-    # it where a compiler exists); without it the map is cut in Python (same pages).
+    # Where a large nested map's pages end, found in its encoding, and a wide snapshot's
+    # inline entries, made in C (setup.py builds it where a compiler exists); without
+    # it, the Python code below does the same.
+    from pinrun.artifacts._speedups import inline_entries as _compiled_inline_entries
     from pinrun.artifacts._speedups import page_cuts as _compiled_page_cuts
 except ImportError:  # pragma: no cover - exercised on machines without a compiler
-    _page_cuts: Callable[[bytes, int], tuple[int, list[tuple[int, int]]] | None] | None = None
+    pass
 else:
     _page_cuts = _compiled_page_cuts
+    _inline_entries = _compiled_inline_entries  # type: ignore[assignment]  # C Inline is Inline
 
 _DIGEST_REF: Final = re.compile(rb'\{"\$digest":"([0-9a-f]{64})"\}')
 
@@ -280,9 +286,17 @@ def store_snapshot(sink: ObjectSink, state: Mapping[str, Any], root: str = "stat
     when the snapshot is small: :func:`store_entries` decides), a large one
     or ``bytes`` is stored now, as :func:`store_entry` does.
     """
-    entries: dict[str, Entry] = {}
     known = payloads if payloads is not None else {}
-    for key, value in _string_keyed(state, root):
+    made = _inline_entries(state, known, INLINE_LIMIT) if _inline_entries is not None \
+        and type(state) is dict and type(known) is dict else None
+    if made is not None:
+        # The small values whose encodings are known, made inline in one pass in C;
+        # the others (to encode, large, bytes, keys JSON escapes) as below.
+        entries: dict[str, Entry] = made[0]  # type: ignore[assignment]  # (dict invariance)
+        rest: Iterator[tuple[str, Any]] = ((key, state[key]) for key in made[1])
+    else:
+        entries, rest = {}, _string_keyed(state, root)
+    for key, value in rest:
         payload = known.get(key)
         if type(value) is not bytes:
             if payload is None:
