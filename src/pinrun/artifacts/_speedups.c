@@ -551,6 +551,169 @@ failed:
     return NULL;
 }
 
+
+/* ---------------------------------------------------------------- many values at once */
+
+/* 1 when data[0:size] is at most one JSON value at its top level: brackets balance,
+ * and no ',' or ':' sits outside strings and brackets, so joined as a member of an
+ * object it cannot add, end or reopen a member. (orjson checks the rest.) */
+static int one_value(const unsigned char *data, Py_ssize_t size)
+{
+    Py_ssize_t depth = 0;
+    int escaped = 0;
+    if (size == 0) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < size;) {
+        unsigned char c = data[i];
+        if (c == '"') {
+            i = string_end(data, size, i, &escaped);
+            if (i < 0) {
+                return 0;
+            }
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            depth++;
+        }
+        else if (c == '}' || c == ']') {
+            if (depth == 0) {
+                return 0;
+            }
+            depth--;
+        }
+        else if ((c == ',' || c == ':') && depth == 0) {
+            return 0;
+        }
+        i++;
+    }
+    return depth == 0;
+}
+
+/* The key's UTF-8 when JSON writes it as it is between quotes and it does not start
+ * with '$'; NULL (no exception) otherwise. */
+static const char *plain_key(PyObject *key, Py_ssize_t *size)
+{
+    if (!PyUnicode_CheckExact(key)) {
+        return NULL;
+    }
+    const char *text = PyUnicode_AsUTF8AndSize(key, size);
+    if (text == NULL) {
+        PyErr_Clear();  /* a lone surrogate */
+        return NULL;
+    }
+    if (*size > 0 && text[0] == '$') {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < *size; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '"' || c == '\\' || c < 0x20) {
+            return NULL;
+        }
+    }
+    return text;
+}
+
+static PyObject *join_members(PyObject *module, PyObject *encodings)
+{
+    if (!PyDict_CheckExact(encodings)) {
+        PyErr_SetString(PyExc_TypeError, "join_members() takes a dict");
+        return NULL;
+    }
+    Py_ssize_t position = 0, size = 1 + PyDict_GET_SIZE(encodings), key_size;
+    PyObject *key, *raw;
+    while (PyDict_Next(encodings, &position, &key, &raw)) {
+        if (plain_key(key, &key_size) == NULL || !PyBytes_CheckExact(raw)
+                || !one_value((const unsigned char *)PyBytes_AS_STRING(raw),
+                              PyBytes_GET_SIZE(raw))) {
+            Py_RETURN_NONE;
+        }
+        size += key_size + 3 + PyBytes_GET_SIZE(raw);
+    }
+    if (PyDict_GET_SIZE(encodings) == 0) {
+        size = 2;
+    }
+    PyObject *joined = PyBytes_FromStringAndSize(NULL, size);
+    if (joined == NULL) {
+        return NULL;
+    }
+    char *out = PyBytes_AS_STRING(joined);
+    *out++ = '{';
+    position = 0;
+    int first = 1;
+    /* (no Python code ran since the check: the same keys and encodings) */
+    while (PyDict_Next(encodings, &position, &key, &raw)) {
+        const char *text = PyUnicode_AsUTF8AndSize(key, &key_size);
+        if (!first) {
+            *out++ = ',';
+        }
+        first = 0;
+        *out++ = '"';
+        memcpy(out, text, key_size);
+        out += key_size;
+        *out++ = '"';
+        *out++ = ':';
+        memcpy(out, PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw));
+        out += PyBytes_GET_SIZE(raw);
+    }
+    *out = '}';
+    return joined;
+}
+
+static PyObject *split_values(PyObject *module, PyObject *payload)
+{
+    if (!PyBytes_Check(payload)) {
+        PyErr_SetString(PyExc_TypeError, "split_values() takes bytes");
+        return NULL;
+    }
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(payload);
+    Py_ssize_t size = PyBytes_GET_SIZE(payload);
+    if (size < 2 || data[0] != '{' || data[size - 1] != '}') {
+        Py_RETURN_NONE;
+    }
+    PyObject *values = PyList_New(0);
+    if (values == NULL) {
+        return NULL;
+    }
+    if (size == 2) {
+        return values;
+    }
+    Py_ssize_t at = 1;
+    for (;;) {
+        int escaped = 0;
+        if (data[at] != '"') {
+            goto not_object;
+        }
+        Py_ssize_t key_end = string_end(data, size, at, &escaped);
+        if (key_end < 0 || key_end >= size || data[key_end] != ':') {
+            goto not_object;
+        }
+        Py_ssize_t end = value_end(data, size, key_end + 1);
+        if (end < 0) {
+            goto not_object;
+        }
+        PyObject *value = PyBytes_FromStringAndSize((const char *)data + key_end + 1,
+                                                    end - key_end - 1);
+        if (value == NULL || PyList_Append(values, value) < 0) {
+            Py_XDECREF(value);
+            Py_DECREF(values);
+            return NULL;
+        }
+        Py_DECREF(value);
+        if (data[end] == '}') {
+            if (end != size - 1) {
+                goto not_object;
+            }
+            return values;
+        }
+        at = end + 1;
+    }
+
+not_object:
+    Py_DECREF(values);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"plain", plain, METH_O,
      "True when a dict or list holds only JSON types orjson writes losslessly."},
@@ -560,6 +723,11 @@ static PyMethodDef methods[] = {
     {"inline_entries", (PyCFunction)(void (*)(void))inline_entries, METH_FASTCALL,
      "(entries, rest): the Inline entry of each value whose encoding is known and small; "
      "rest lists the other keys; None when a key is not a str."},
+    {"join_members", join_members, METH_O,
+     "{\"key\":<encoding>,...} of a dict of encodings, or None when a key needs escaping "
+     "or starts with '$', or an encoding is not bytes holding one value."},
+    {"split_values", split_values, METH_O,
+     "The encodings of a JSON object's values, in its order; None when it is not one."},
     {"inline_sizes", inline_sizes, METH_O,
      "(bytes of the inline entries' members, count of the other entries)."},
     {"page_plan", (PyCFunction)(void (*)(void))page_plan, METH_FASTCALL,
