@@ -229,12 +229,50 @@ not_plain:
 
 typedef struct {
     PyObject_HEAD
-    PyObject *member;   /* bytes: the key's JSON, a colon, the value's encoding */
-    Py_ssize_t start;   /* where the value's encoding starts in member */
+    /* What the member starts with: the key (a str JSON writes as it is: the head is
+     * '"', its UTF-8, '":'), or those bytes themselves (a key JSON escapes). */
+    PyObject *head;
+    PyObject *payload;  /* bytes: the value's canonical encoding (shared, not copied) */
     unsigned int cut;   /* CRC-32 of the key's JSON (quotes included) */
 } InlineObject;
 
 static PyTypeObject InlineType;
+
+/* The head's length in bytes (its UTF-8 is cached in the str by then). */
+static Py_ssize_t head_size(InlineObject *self)
+{
+    if (PyBytes_CheckExact(self->head)) {
+        return PyBytes_GET_SIZE(self->head);
+    }
+    Py_ssize_t size;
+    PyUnicode_AsUTF8AndSize(self->head, &size);  /* checked when the entry was made */
+    return size + 3;
+}
+
+/* Write the member (head and payload) at out; returns the end of what was written. */
+static char *write_member(InlineObject *self, char *out)
+{
+    if (PyBytes_CheckExact(self->head)) {
+        memcpy(out, PyBytes_AS_STRING(self->head), PyBytes_GET_SIZE(self->head));
+        out += PyBytes_GET_SIZE(self->head);
+    }
+    else {
+        Py_ssize_t size;
+        const char *text = PyUnicode_AsUTF8AndSize(self->head, &size);
+        *out++ = '"';
+        memcpy(out, text, size);
+        out += size;
+        *out++ = '"';
+        *out++ = ':';
+    }
+    memcpy(out, PyBytes_AS_STRING(self->payload), PyBytes_GET_SIZE(self->payload));
+    return out + PyBytes_GET_SIZE(self->payload);
+}
+
+static Py_ssize_t member_size(InlineObject *self)
+{
+    return head_size(self) + PyBytes_GET_SIZE(self->payload);
+}
 
 static PyObject *inline_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
@@ -253,30 +291,53 @@ static PyObject *inline_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     if (self == NULL) {
         return NULL;
     }
-    Py_INCREF(member);
-    self->member = member;
-    self->start = start;
+    self->head = PyBytes_FromStringAndSize(PyBytes_AS_STRING(member), start);
+    self->payload = PyBytes_FromStringAndSize(PyBytes_AS_STRING(member) + start,
+                                              PyBytes_GET_SIZE(member) - start);
+    if (self->head == NULL || self->payload == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
     self->cut = (unsigned int)cut;
     return (PyObject *)self;
 }
 
 static void inline_dealloc(InlineObject *self)
 {
-    Py_XDECREF(self->member);
+    Py_XDECREF(self->head);
+    Py_XDECREF(self->payload);
     Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *inline_member(InlineObject *self, void *closure)
+{
+    PyObject *member = PyBytes_FromStringAndSize(NULL, member_size(self));
+    if (member != NULL) {
+        write_member(self, PyBytes_AS_STRING(member));
+    }
+    return member;
+}
+
+static PyObject *inline_start(InlineObject *self, void *closure)
+{
+    return PyLong_FromSsize_t(head_size(self));
 }
 
 static PyObject *inline_payload(InlineObject *self, void *closure)
 {
-    return PyBytes_FromStringAndSize(PyBytes_AS_STRING(self->member) + self->start,
-                                     PyBytes_GET_SIZE(self->member) - self->start);
+    Py_INCREF(self->payload);
+    return self->payload;
 }
 
 static PyObject *inline_repr(InlineObject *self)
 {
-    Py_ssize_t size = PyBytes_GET_SIZE(self->member);
-    PyObject *head = PyBytes_FromStringAndSize(PyBytes_AS_STRING(self->member),
-                                               size < 40 ? size : 40);
+    PyObject *member = inline_member(self, NULL);
+    if (member == NULL) {
+        return NULL;
+    }
+    Py_ssize_t size = PyBytes_GET_SIZE(member);
+    PyObject *head = PyBytes_FromStringAndSize(PyBytes_AS_STRING(member), size < 40 ? size : 40);
+    Py_DECREF(member);
     if (head == NULL) {
         return NULL;
     }
@@ -286,16 +347,15 @@ static PyObject *inline_repr(InlineObject *self)
 }
 
 static PyMemberDef inline_members[] = {
-    {"member", T_OBJECT_EX, offsetof(InlineObject, member), READONLY,
-     "The key's JSON, a colon, and the value's canonical encoding."},
-    {"start", T_PYSSIZET, offsetof(InlineObject, start), READONLY,
-     "Where the value's encoding starts in member."},
     {"cut", T_UINT, offsetof(InlineObject, cut), READONLY,
      "The CRC-32 of the key, which decides where pages end."},
     {NULL},
 };
 
 static PyGetSetDef inline_getset[] = {
+    {"member", (getter)inline_member, NULL,
+     "The key's JSON, a colon, and the value's canonical encoding.", NULL},
+    {"start", (getter)inline_start, NULL, "Where the value's encoding starts in member.", NULL},
     {"payload", (getter)inline_payload, NULL, "The value's canonical encoding.", NULL},
     {NULL},
 };
@@ -313,9 +373,9 @@ static PyTypeObject InlineType = {
     .tp_getset = inline_getset,
 };
 
-/* A new Inline for key and payload; Py_None (new reference) when this code does not
- * make it: a key starting with '$', one that is not valid UTF-8, or one JSON escapes
- * (the Python code decides those). NULL with an exception on failure. */
+/* A new Inline for key and payload (exact bytes); Py_None (new reference) when this
+ * code does not make it: a key starting with '$', one that is not valid UTF-8, or one
+ * JSON escapes (the Python code decides those). NULL with an exception on failure. */
 static PyObject *make_inline(PyObject *key, PyObject *payload)
 {
     Py_ssize_t size;
@@ -330,31 +390,24 @@ static PyObject *make_inline(PyObject *key, PyObject *payload)
     if (size > 0 && text[0] == '$') {
         Py_RETURN_NONE;
     }
+    uint32_t crc = crc_table[(0xFFFFFFFFu ^ '"') & 0xFF] ^ (0xFFFFFFFFu >> 8);
     for (Py_ssize_t i = 0; i < size; i++) {
         unsigned char c = (unsigned char)text[i];
         if (c == '"' || c == '\\' || c < 0x20) {
             Py_RETURN_NONE;
         }
+        crc = crc_table[(crc ^ c) & 0xFF] ^ (crc >> 8);
     }
-    Py_ssize_t length = PyBytes_GET_SIZE(payload);
-    PyObject *member = PyBytes_FromStringAndSize(NULL, size + 3 + length);
-    if (member == NULL) {
-        return NULL;
-    }
-    char *out = PyBytes_AS_STRING(member);
-    out[0] = '"';
-    memcpy(out + 1, text, size);
-    out[size + 1] = '"';
-    out[size + 2] = ':';
-    memcpy(out + size + 3, PyBytes_AS_STRING(payload), length);
+    crc = crc_table[(crc ^ '"') & 0xFF] ^ (crc >> 8);
     InlineObject *made = PyObject_New(InlineObject, &InlineType);
     if (made == NULL) {
-        Py_DECREF(member);
         return NULL;
     }
-    made->member = member;
-    made->start = size + 3;
-    made->cut = crc32_of((const unsigned char *)out, size + 2);
+    Py_INCREF(key);
+    Py_INCREF(payload);
+    made->head = key;
+    made->payload = payload;
+    made->cut = crc ^ 0xFFFFFFFFu;
     return (PyObject *)made;
 }
 
@@ -424,7 +477,7 @@ static PyObject *inline_sizes(PyObject *module, PyObject *entries)
     PyObject *key, *value;
     while (PyDict_Next(entries, &position, &key, &value)) {
         if (Py_TYPE(value) == &InlineType) {
-            size += PyBytes_GET_SIZE(((InlineObject *)value)->member);
+            size += member_size((InlineObject *)value);
         }
         else {
             own++;
@@ -439,25 +492,25 @@ static int plan_page(PyObject *plan, PyObject *keys, PyObject *entries, Py_ssize
                      Py_ssize_t end, Py_ssize_t split)
 {
     Py_ssize_t count = end - first, size = 1 + count;  /* braces, and commas between */
-    /* The members are held (new references) while the page's bytes are allocated. */
-    PyObject **members = PyMem_Malloc(sizeof(PyObject *) * (size_t)count);
-    if (members == NULL) {
+    /* The entries are held (new references) while the page's bytes are allocated. */
+    InlineObject **held = PyMem_Malloc(sizeof(InlineObject *) * (size_t)count);
+    if (held == NULL) {
         PyErr_NoMemory();
         return -1;
     }
-    Py_ssize_t held = 0;
+    Py_ssize_t taken = 0;
     int result = -1;
-    for (; held < count; held++) {
-        PyObject *entry = PyDict_GetItemWithError(entries, PyList_GET_ITEM(keys, first + held));
+    for (; taken < count; taken++) {
+        PyObject *entry = PyDict_GetItemWithError(entries, PyList_GET_ITEM(keys, first + taken));
         if (entry == NULL || Py_TYPE(entry) != &InlineType) {
             if (!PyErr_Occurred()) {
                 PyErr_SetString(PyExc_KeyError, "page_plan(): a page key is not inline");
             }
             goto done;
         }
-        members[held] = ((InlineObject *)entry)->member;
-        Py_INCREF(members[held]);
-        size += PyBytes_GET_SIZE(members[held]);
+        Py_INCREF(entry);
+        held[taken] = (InlineObject *)entry;
+        size += member_size(held[taken]);
     }
     PyObject *item;
     if (size > split) {
@@ -472,8 +525,7 @@ static int plan_page(PyObject *plan, PyObject *keys, PyObject *entries, Py_ssize
                 if (i > 0) {
                     *out++ = ',';
                 }
-                memcpy(out, PyBytes_AS_STRING(members[i]), PyBytes_GET_SIZE(members[i]));
-                out += PyBytes_GET_SIZE(members[i]);
+                out = write_member(held[i], out);
             }
             *out = '}';
         }
@@ -483,10 +535,10 @@ static int plan_page(PyObject *plan, PyObject *keys, PyObject *entries, Py_ssize
         Py_DECREF(item);
     }
 done:
-    for (Py_ssize_t i = 0; i < held; i++) {
-        Py_DECREF(members[i]);
+    for (Py_ssize_t i = 0; i < taken; i++) {
+        Py_DECREF(held[i]);
     }
-    PyMem_Free(members);
+    PyMem_Free(held);
     return result;
 }
 

@@ -252,7 +252,10 @@ def encode_many(values: Mapping[str, Any]) -> dict[str, bytes] | None:
         return None
     # orjson sorts keys by their UTF-8 bytes, which is the order of sorted() for strings
     # that encode (a lone surrogate raised above).
-    encoded = dict(zip(sorted(values), parts, strict=True))
+    keys = sorted(values)
+    encoded = dict(zip(keys, parts, strict=True))
+    if keys == list(values):  # (often: a map built in key order) nothing to reorder
+        return encoded
     return {key: encoded[key] for key in values}
 
 
