@@ -213,6 +213,17 @@ def encode(value: Any, *, root: str = "value") -> bytes:
     the first part that cannot be encoded (``root`` names the value itself in
     that path, e.g. ``state``).
     """
+    cls = type(value)
+    if (cls is dict or cls is list) and _plain(value):
+        # _encode's first path, here too: the engine encodes every state value it is
+        # given or returns, so a call less per value counts.
+        try:
+            out = orjson.dumps(value, option=_SORT)
+        except TypeError:
+            pass  # (the full walk below)
+        else:
+            if b"$" not in out or b'"$' not in out:
+                return bytes(memoryview(out)) if len(out) < _COMPACT_BELOW else out
     try:
         out = _encode(value)
     except _UnsupportedError as exc:
@@ -436,7 +447,10 @@ def decode(data: bytes) -> Any:
     """
     if type(data) is BytesEntry:  # a bytes state value, in memory: immutable, no copy
         return data.value
-    obj = _loads(data)
+    try:  # (_loads, without the call: the engine decodes every value a step reads)
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise UndecodableValueError(f"it is not canonical JSON ({exc})") from None
     # Tags always appear as the bytes {"$ : plain keys never start with $ and a
     # quote inside a string is escaped, so without them there is nothing to undo.
     # A lone $ is rare in data and memchr finds it ~50x faster than a search
