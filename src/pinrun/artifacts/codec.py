@@ -213,19 +213,20 @@ def encode(value: Any, *, root: str = "value") -> bytes:
     the first part that cannot be encoded (``root`` names the value itself in
     that path, e.g. ``state``).
     """
-    cls = type(value)
-    if (cls is dict or cls is list) and _plain(value):
-        # _encode's first path, here too: the engine encodes every state value it is
-        # given or returns, so a call less per value counts.
-        try:
-            out = orjson.dumps(value, option=_SORT)
-        except TypeError:
-            pass  # (the full walk below)
-        else:
-            if b"$" not in out or b'"$' not in out:
-                return bytes(memoryview(out)) if len(out) < _COMPACT_BELOW else out
     try:
-        out = _encode(value)
+        # Most values are plain JSON: the container's types are checked (no copy) and the
+        # value itself handed to orjson. Done here, not in a call, since the engine
+        # encodes every state value it is given or returns.
+        cls = type(value)
+        if (cls is dict or cls is list) and _plain(value):
+            try:
+                out = orjson.dumps(value, option=_SORT)
+            except TypeError:
+                pass  # a non-str key, a huge int or a lone surrogate: the full walk
+            else:
+                if b"$" not in out or b'"$' not in out:  # no key that could look like a tag
+                    return bytes(memoryview(out)) if len(out) < _COMPACT_BELOW else out
+        out = _encode_tagged(value)
     except _UnsupportedError as exc:
         path = find_path(value, exc.obj, root)
         raise UnsupportedValueError(path, _type_name(exc.obj), exc.reason) from None
@@ -318,16 +319,8 @@ def encode_digest_map(node: dict[str, Any], field: str, entries: Mapping[str, Di
         return encode({**node, field: dict(entries)})
 
 
-def _encode(value: Any) -> bytes:
-    cls = type(value)
-    if (cls is dict or cls is list) and _plain(value):
-        try:
-            out = orjson.dumps(value, option=_SORT)
-        except TypeError:
-            pass  # a non-str key, a huge int or a lone surrogate: the full walk handles them
-        else:
-            if b"$" not in out or b'"$' not in out:  # no key that could look like a tag
-                return out
+def _encode_tagged(value: Any) -> bytes:
+    """The encoding of a value that is not plain JSON: the converting walk, then orjson."""
     encoded = _enc(value)
     try:
         return orjson.dumps(encoded, option=_SORT)
