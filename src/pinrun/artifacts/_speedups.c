@@ -10,10 +10,25 @@
  * The walk runs no Python code, so the borrowed references it holds stay
  * valid throughout. Nesting deeper than the interpreter's recursion limit
  * raises RecursionError, as the Python version does.
+ *
+ * page_cuts(payload, mask) finds where a large nested map's content-defined
+ * pages end (trees._store_map) in the map's own canonical encoding, so its
+ * pages are slices of that encoding rather than new encodings of each page.
+ * It reads bytes only (no Python objects) and answers None for anything but
+ * a plain JSON object whose keys need no escaping; the caller then cuts the
+ * map in Python, as before.
+ *
+ * Inline, inline_entries, inline_sizes and page_plan are the per-key loops of
+ * snapshot_pages (a wide snapshot's small values kept inline in pages): the
+ * same entries and the same page bytes as the Python code there, which is
+ * what runs without a compiler. They hold borrowed references only while no
+ * Python code runs.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <stdint.h>
+#include <structmember.h>
 
 static int plain_container(PyObject *container);
 
@@ -76,9 +91,700 @@ static PyObject *plain(PyObject *module, PyObject *container)
     return PyBool_FromLong(result);
 }
 
+/* CRC-32 (IEEE 802.3, reflected, as zlib.crc32), table-driven. */
+static uint32_t crc_table[256];
+
+static void crc_init(void)
+{
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++) {
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        }
+        crc_table[n] = c;
+    }
+}
+
+static uint32_t crc32_of(const unsigned char *data, Py_ssize_t size)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (Py_ssize_t i = 0; i < size; i++) {
+        c = crc_table[(c ^ data[i]) & 0xFF] ^ (c >> 8);
+    }
+    return c ^ 0xFFFFFFFFu;
+}
+
+/* The end of the JSON string starting at data[at] == '"' (the index after its closing
+ * quote), or -1 if it is not closed. Sets *escaped when it holds a backslash. */
+static Py_ssize_t string_end(const unsigned char *data, Py_ssize_t size, Py_ssize_t at,
+                             int *escaped)
+{
+    for (Py_ssize_t i = at + 1; i < size; i++) {
+        if (data[i] == '\\') {
+            *escaped = 1;
+            i++;
+        }
+        else if (data[i] == '"') {
+            return i + 1;
+        }
+    }
+    return -1;
+}
+
+/* The end of the JSON value starting at data[at] (the index of the ',' or '}' after
+ * it, at depth 0), or -1 if the bytes end first or brackets do not balance. */
+static Py_ssize_t value_end(const unsigned char *data, Py_ssize_t size, Py_ssize_t at)
+{
+    Py_ssize_t depth = 0;
+    int escaped = 0;
+    for (Py_ssize_t i = at; i < size;) {
+        unsigned char c = data[i];
+        if (c == '"') {
+            i = string_end(data, size, i, &escaped);
+            if (i < 0) {
+                return -1;
+            }
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            depth++;
+        }
+        else if (c == '}' || c == ']') {
+            if (depth == 0) {
+                return c == '}' ? i : -1;
+            }
+            depth--;
+        }
+        else if (c == ',' && depth == 0) {
+            return i;
+        }
+        i++;
+    }
+    return -1;
+}
+
+static PyObject *page_cuts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "page_cuts() takes a bytes payload and an int mask");
+        return NULL;
+    }
+    unsigned long mask = PyLong_AsUnsignedLong(args[1]);
+    if (mask == (unsigned long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
+    /* A plain object's keys never start with '$' (such a map is written as a $map tag). */
+    if (size < 3 || data[0] != '{' || data[1] != '"' || data[2] == '$' || data[size - 1] != '}') {
+        Py_RETURN_NONE;
+    }
+    PyObject *cuts = PyList_New(0);
+    if (cuts == NULL) {
+        return NULL;
+    }
+    Py_ssize_t at = 1, count = 0;
+    for (;;) {
+        int escaped = 0;
+        if (at >= size || data[at] != '"') {
+            goto not_plain;
+        }
+        Py_ssize_t key_end = string_end(data, size, at, &escaped);
+        if (key_end < 0 || escaped || key_end >= size || data[key_end] != ':') {
+            goto not_plain;  /* an escaped key: its CRC is of the unescaped text */
+        }
+        Py_ssize_t end = value_end(data, size, key_end + 1);
+        if (end < 0) {
+            goto not_plain;
+        }
+        uint32_t crc = crc32_of(data + at + 1, key_end - at - 2);
+        if (!(crc & (uint32_t)mask)) {
+            PyObject *cut = Py_BuildValue("(nn)", count, end);
+            if (cut == NULL || PyList_Append(cuts, cut) < 0) {
+                Py_XDECREF(cut);
+                Py_DECREF(cuts);
+                return NULL;
+            }
+            Py_DECREF(cut);
+        }
+        count++;
+        if (data[end] == '}') {
+            if (end != size - 1) {
+                goto not_plain;
+            }
+            break;
+        }
+        at = end + 1;
+    }
+    PyObject *result = Py_BuildValue("(nN)", count, cuts);
+    return result;
+
+not_plain:
+    Py_DECREF(cuts);
+    Py_RETURN_NONE;
+}
+
+
+/* ---------------------------------------------------------------- Inline */
+
+typedef struct {
+    PyObject_HEAD
+    /* What the member starts with: the key (a str JSON writes as it is: the head is
+     * '"', its UTF-8, '":'), or those bytes themselves (a key JSON escapes). */
+    PyObject *head;
+    PyObject *payload;  /* bytes: the value's canonical encoding (shared, not copied) */
+    unsigned int cut;   /* CRC-32 of the key's JSON (quotes included) */
+} InlineObject;
+
+static PyTypeObject InlineType;
+
+/* The head's length in bytes (its UTF-8 is cached in the str by then). */
+static Py_ssize_t head_size(InlineObject *self)
+{
+    if (PyBytes_CheckExact(self->head)) {
+        return PyBytes_GET_SIZE(self->head);
+    }
+    Py_ssize_t size;
+    PyUnicode_AsUTF8AndSize(self->head, &size);  /* checked when the entry was made */
+    return size + 3;
+}
+
+/* Write the member (head and payload) at out; returns the end of what was written. */
+static char *write_member(InlineObject *self, char *out)
+{
+    if (PyBytes_CheckExact(self->head)) {
+        memcpy(out, PyBytes_AS_STRING(self->head), PyBytes_GET_SIZE(self->head));
+        out += PyBytes_GET_SIZE(self->head);
+    }
+    else {
+        Py_ssize_t size;
+        const char *text = PyUnicode_AsUTF8AndSize(self->head, &size);
+        *out++ = '"';
+        memcpy(out, text, size);
+        out += size;
+        *out++ = '"';
+        *out++ = ':';
+    }
+    memcpy(out, PyBytes_AS_STRING(self->payload), PyBytes_GET_SIZE(self->payload));
+    return out + PyBytes_GET_SIZE(self->payload);
+}
+
+static Py_ssize_t member_size(InlineObject *self)
+{
+    return head_size(self) + PyBytes_GET_SIZE(self->payload);
+}
+
+static PyObject *inline_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"member", "start", "cut", NULL};
+    PyObject *member;
+    Py_ssize_t start;
+    unsigned long cut;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Snk", names, &member, &start, &cut)) {
+        return NULL;
+    }
+    if (start < 0 || start > PyBytes_GET_SIZE(member) || cut > 0xFFFFFFFFul) {
+        PyErr_SetString(PyExc_ValueError, "Inline: start or cut out of range");
+        return NULL;
+    }
+    InlineObject *self = (InlineObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->head = PyBytes_FromStringAndSize(PyBytes_AS_STRING(member), start);
+    self->payload = PyBytes_FromStringAndSize(PyBytes_AS_STRING(member) + start,
+                                              PyBytes_GET_SIZE(member) - start);
+    if (self->head == NULL || self->payload == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->cut = (unsigned int)cut;
+    return (PyObject *)self;
+}
+
+static void inline_dealloc(InlineObject *self)
+{
+    Py_XDECREF(self->head);
+    Py_XDECREF(self->payload);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *inline_member(InlineObject *self, void *closure)
+{
+    PyObject *member = PyBytes_FromStringAndSize(NULL, member_size(self));
+    if (member != NULL) {
+        write_member(self, PyBytes_AS_STRING(member));
+    }
+    return member;
+}
+
+static PyObject *inline_start(InlineObject *self, void *closure)
+{
+    return PyLong_FromSsize_t(head_size(self));
+}
+
+static PyObject *inline_payload(InlineObject *self, void *closure)
+{
+    Py_INCREF(self->payload);
+    return self->payload;
+}
+
+static PyObject *inline_repr(InlineObject *self)
+{
+    PyObject *member = inline_member(self, NULL);
+    if (member == NULL) {
+        return NULL;
+    }
+    Py_ssize_t size = PyBytes_GET_SIZE(member);
+    PyObject *head = PyBytes_FromStringAndSize(PyBytes_AS_STRING(member), size < 40 ? size : 40);
+    Py_DECREF(member);
+    if (head == NULL) {
+        return NULL;
+    }
+    PyObject *repr = PyUnicode_FromFormat("Inline(%R)", head);
+    Py_DECREF(head);
+    return repr;
+}
+
+static PyMemberDef inline_members[] = {
+    {"cut", T_UINT, offsetof(InlineObject, cut), READONLY,
+     "The CRC-32 of the key, which decides where pages end."},
+    {NULL},
+};
+
+static PyGetSetDef inline_getset[] = {
+    {"member", (getter)inline_member, NULL,
+     "The key's JSON, a colon, and the value's canonical encoding.", NULL},
+    {"start", (getter)inline_start, NULL, "Where the value's encoding starts in member.", NULL},
+    {"payload", (getter)inline_payload, NULL, "The value's canonical encoding.", NULL},
+    {NULL},
+};
+
+static PyTypeObject InlineType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pinrun.artifacts._speedups.Inline",
+    .tp_basicsize = sizeof(InlineObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A small state value as its snapshot's page holds it: \"key\":<encoding>.",
+    .tp_new = inline_new,
+    .tp_dealloc = (destructor)inline_dealloc,
+    .tp_repr = (reprfunc)inline_repr,
+    .tp_members = inline_members,
+    .tp_getset = inline_getset,
+};
+
+/* A new Inline for key and payload (exact bytes); Py_None (new reference) when this
+ * code does not make it: a key starting with '$', one that is not valid UTF-8, or one
+ * JSON escapes (the Python code decides those). NULL with an exception on failure. */
+static PyObject *make_inline(PyObject *key, PyObject *payload)
+{
+    Py_ssize_t size;
+    const char *text = PyUnicode_AsUTF8AndSize(key, &size);
+    if (text == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+            return NULL;
+        }
+        PyErr_Clear();  /* a lone surrogate */
+        Py_RETURN_NONE;
+    }
+    if (size > 0 && text[0] == '$') {
+        Py_RETURN_NONE;
+    }
+    uint32_t crc = crc_table[(0xFFFFFFFFu ^ '"') & 0xFF] ^ (0xFFFFFFFFu >> 8);
+    for (Py_ssize_t i = 0; i < size; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '"' || c == '\\' || c < 0x20) {
+            Py_RETURN_NONE;
+        }
+        crc = crc_table[(crc ^ c) & 0xFF] ^ (crc >> 8);
+    }
+    crc = crc_table[(crc ^ '"') & 0xFF] ^ (crc >> 8);
+    InlineObject *made = PyObject_New(InlineObject, &InlineType);
+    if (made == NULL) {
+        return NULL;
+    }
+    Py_INCREF(key);
+    Py_INCREF(payload);
+    made->head = key;
+    made->payload = payload;
+    made->cut = crc ^ 0xFFFFFFFFu;
+    return (PyObject *)made;
+}
+
+static PyObject *inline_entries(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[1])
+            || !PyLong_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "inline_entries() takes two dicts and an int");
+        return NULL;
+    }
+    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *entries = PyDict_New();
+    PyObject *rest = PyList_New(0);
+    if (entries == NULL || rest == NULL) {
+        goto failed;
+    }
+    Py_ssize_t position = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(args[0], &position, &key, &value)) {
+        if (!PyUnicode_CheckExact(key)) {
+            Py_DECREF(entries);
+            Py_DECREF(rest);
+            Py_RETURN_NONE;  /* the Python code names the key in its error */
+        }
+        PyObject *payload = PyDict_GetItemWithError(args[1], key);
+        if (payload == NULL && PyErr_Occurred()) {
+            goto failed;
+        }
+        PyObject *made = NULL;
+        if (payload != NULL && PyBytes_CheckExact(payload) && !PyBytes_Check(value)
+                && PyBytes_GET_SIZE(payload) <= limit) {
+            made = make_inline(key, payload);
+            if (made == NULL) {
+                goto failed;
+            }
+        }
+        int added;
+        if (made != NULL && made != Py_None) {
+            added = PyDict_SetItem(entries, key, made);
+        }
+        else {
+            added = PyList_Append(rest, key);
+        }
+        Py_XDECREF(made);
+        if (added < 0) {
+            goto failed;
+        }
+    }
+    return Py_BuildValue("(NN)", entries, rest);
+
+failed:
+    Py_XDECREF(entries);
+    Py_XDECREF(rest);
+    return NULL;
+}
+
+static PyObject *inline_sizes(PyObject *module, PyObject *entries)
+{
+    if (!PyDict_CheckExact(entries)) {
+        PyErr_SetString(PyExc_TypeError, "inline_sizes() takes a dict");
+        return NULL;
+    }
+    Py_ssize_t position = 0, size = 0, own = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(entries, &position, &key, &value)) {
+        if (Py_TYPE(value) == &InlineType) {
+            size += member_size((InlineObject *)value);
+        }
+        else {
+            own++;
+        }
+    }
+    return Py_BuildValue("(nn)", size, own);
+}
+
+/* Append the page of keys[first:end] (all inline) to plan: its payload, or the list
+ * of its keys when it encodes past split. */
+static int plan_page(PyObject *plan, PyObject *keys, PyObject *entries, Py_ssize_t first,
+                     Py_ssize_t end, Py_ssize_t split)
+{
+    Py_ssize_t count = end - first, size = 1 + count;  /* braces, and commas between */
+    /* The entries are held (new references) while the page's bytes are allocated. */
+    InlineObject **held = PyMem_Malloc(sizeof(InlineObject *) * (size_t)count);
+    if (held == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t taken = 0;
+    int result = -1;
+    for (; taken < count; taken++) {
+        PyObject *entry = PyDict_GetItemWithError(entries, PyList_GET_ITEM(keys, first + taken));
+        if (entry == NULL || Py_TYPE(entry) != &InlineType) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_KeyError, "page_plan(): a page key is not inline");
+            }
+            goto done;
+        }
+        Py_INCREF(entry);
+        held[taken] = (InlineObject *)entry;
+        size += member_size(held[taken]);
+    }
+    PyObject *item;
+    if (size > split) {
+        item = PyList_GetSlice(keys, first, end);
+    }
+    else {
+        item = PyBytes_FromStringAndSize(NULL, size);
+        if (item != NULL) {
+            char *out = PyBytes_AS_STRING(item);
+            *out++ = '{';
+            for (Py_ssize_t i = 0; i < count; i++) {
+                if (i > 0) {
+                    *out++ = ',';
+                }
+                out = write_member(held[i], out);
+            }
+            *out = '}';
+        }
+    }
+    if (item != NULL) {
+        result = PyList_Append(plan, item);
+        Py_DECREF(item);
+    }
+done:
+    for (Py_ssize_t i = 0; i < taken; i++) {
+        Py_DECREF(held[i]);
+    }
+    PyMem_Free(held);
+    return result;
+}
+
+static PyObject *page_plan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyList_CheckExact(args[0]) || !PyDict_CheckExact(args[1])
+            || !PyLong_Check(args[2]) || !PyLong_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "page_plan() takes a list, a dict and two ints");
+        return NULL;
+    }
+    PyObject *keys = args[0], *entries = args[1];
+    unsigned long mask = PyLong_AsUnsignedLong(args[2]);
+    if (mask == (unsigned long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_ssize_t split = PyLong_AsSsize_t(args[3]);
+    if (split == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *plan = PyList_New(0);
+    if (plan == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(keys), start = 0;
+    for (Py_ssize_t index = 0; index < count; index++) {
+        PyObject *key = PyList_GET_ITEM(keys, index);
+        PyObject *entry = PyDict_GetItemWithError(entries, key);
+        if (entry == NULL) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetObject(PyExc_KeyError, key);
+            }
+            goto failed;
+        }
+        if (Py_TYPE(entry) == &InlineType) {
+            if (!(((InlineObject *)entry)->cut & (unsigned int)mask)) {
+                if (plan_page(plan, keys, entries, start, index + 1, split) < 0) {
+                    goto failed;
+                }
+                start = index + 1;
+            }
+            continue;
+        }
+        /* A value with its own object is a page of its own (a map of one key). */
+        if (start < index && plan_page(plan, keys, entries, start, index, split) < 0) {
+            goto failed;
+        }
+        PyObject *alone = PyList_GetSlice(keys, index, index + 1);
+        if (alone == NULL || PyList_Append(plan, alone) < 0) {
+            Py_XDECREF(alone);
+            goto failed;
+        }
+        Py_DECREF(alone);
+        start = index + 1;
+    }
+    if (start < count && plan_page(plan, keys, entries, start, count, split) < 0) {
+        goto failed;
+    }
+    return plan;
+
+failed:
+    Py_DECREF(plan);
+    return NULL;
+}
+
+
+/* ---------------------------------------------------------------- many values at once */
+
+/* 1 when data[0:size] is at most one JSON value at its top level: brackets balance,
+ * and no ',' or ':' sits outside strings and brackets, so joined as a member of an
+ * object it cannot add, end or reopen a member. (orjson checks the rest.) */
+static int one_value(const unsigned char *data, Py_ssize_t size)
+{
+    Py_ssize_t depth = 0;
+    int escaped = 0;
+    if (size == 0) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < size;) {
+        unsigned char c = data[i];
+        if (c == '"') {
+            i = string_end(data, size, i, &escaped);
+            if (i < 0) {
+                return 0;
+            }
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            depth++;
+        }
+        else if (c == '}' || c == ']') {
+            if (depth == 0) {
+                return 0;
+            }
+            depth--;
+        }
+        else if ((c == ',' || c == ':') && depth == 0) {
+            return 0;
+        }
+        i++;
+    }
+    return depth == 0;
+}
+
+/* The key's UTF-8 when JSON writes it as it is between quotes and it does not start
+ * with '$'; NULL (no exception) otherwise. */
+static const char *plain_key(PyObject *key, Py_ssize_t *size)
+{
+    if (!PyUnicode_CheckExact(key)) {
+        return NULL;
+    }
+    const char *text = PyUnicode_AsUTF8AndSize(key, size);
+    if (text == NULL) {
+        PyErr_Clear();  /* a lone surrogate */
+        return NULL;
+    }
+    if (*size > 0 && text[0] == '$') {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < *size; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '"' || c == '\\' || c < 0x20) {
+            return NULL;
+        }
+    }
+    return text;
+}
+
+static PyObject *join_members(PyObject *module, PyObject *encodings)
+{
+    if (!PyDict_CheckExact(encodings)) {
+        PyErr_SetString(PyExc_TypeError, "join_members() takes a dict");
+        return NULL;
+    }
+    Py_ssize_t position = 0, size = 1 + PyDict_GET_SIZE(encodings), key_size;
+    PyObject *key, *raw;
+    while (PyDict_Next(encodings, &position, &key, &raw)) {
+        if (plain_key(key, &key_size) == NULL || !PyBytes_CheckExact(raw)
+                || !one_value((const unsigned char *)PyBytes_AS_STRING(raw),
+                              PyBytes_GET_SIZE(raw))) {
+            Py_RETURN_NONE;
+        }
+        size += key_size + 3 + PyBytes_GET_SIZE(raw);
+    }
+    if (PyDict_GET_SIZE(encodings) == 0) {
+        size = 2;
+    }
+    PyObject *joined = PyBytes_FromStringAndSize(NULL, size);
+    if (joined == NULL) {
+        return NULL;
+    }
+    char *out = PyBytes_AS_STRING(joined);
+    *out++ = '{';
+    position = 0;
+    int first = 1;
+    /* (no Python code ran since the check: the same keys and encodings) */
+    while (PyDict_Next(encodings, &position, &key, &raw)) {
+        const char *text = PyUnicode_AsUTF8AndSize(key, &key_size);
+        if (!first) {
+            *out++ = ',';
+        }
+        first = 0;
+        *out++ = '"';
+        memcpy(out, text, key_size);
+        out += key_size;
+        *out++ = '"';
+        *out++ = ':';
+        memcpy(out, PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw));
+        out += PyBytes_GET_SIZE(raw);
+    }
+    *out = '}';
+    return joined;
+}
+
+static PyObject *split_values(PyObject *module, PyObject *payload)
+{
+    if (!PyBytes_Check(payload)) {
+        PyErr_SetString(PyExc_TypeError, "split_values() takes bytes");
+        return NULL;
+    }
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(payload);
+    Py_ssize_t size = PyBytes_GET_SIZE(payload);
+    if (size < 2 || data[0] != '{' || data[size - 1] != '}') {
+        Py_RETURN_NONE;
+    }
+    PyObject *values = PyList_New(0);
+    if (values == NULL) {
+        return NULL;
+    }
+    if (size == 2) {
+        return values;
+    }
+    Py_ssize_t at = 1;
+    for (;;) {
+        int escaped = 0;
+        if (data[at] != '"') {
+            goto not_object;
+        }
+        Py_ssize_t key_end = string_end(data, size, at, &escaped);
+        if (key_end < 0 || key_end >= size || data[key_end] != ':') {
+            goto not_object;
+        }
+        Py_ssize_t end = value_end(data, size, key_end + 1);
+        if (end < 0) {
+            goto not_object;
+        }
+        PyObject *value = PyBytes_FromStringAndSize((const char *)data + key_end + 1,
+                                                    end - key_end - 1);
+        if (value == NULL || PyList_Append(values, value) < 0) {
+            Py_XDECREF(value);
+            Py_DECREF(values);
+            return NULL;
+        }
+        Py_DECREF(value);
+        if (data[end] == '}') {
+            if (end != size - 1) {
+                goto not_object;
+            }
+            return values;
+        }
+        at = end + 1;
+    }
+
+not_object:
+    Py_DECREF(values);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"plain", plain, METH_O,
      "True when a dict or list holds only JSON types orjson writes losslessly."},
+    {"page_cuts", (PyCFunction)(void (*)(void))page_cuts, METH_FASTCALL,
+     "(members, [(index, end), ...]): where a canonical JSON object's keys' CRC-32 "
+     "and a mask cut it into pages; None when it is not a plain object."},
+    {"inline_entries", (PyCFunction)(void (*)(void))inline_entries, METH_FASTCALL,
+     "(entries, rest): the Inline entry of each value whose encoding is known and small; "
+     "rest lists the other keys; None when a key is not a str."},
+    {"join_members", join_members, METH_O,
+     "{\"key\":<encoding>,...} of a dict of encodings, or None when a key needs escaping "
+     "or starts with '$', or an encoding is not bytes holding one value."},
+    {"split_values", split_values, METH_O,
+     "The encodings of a JSON object's values, in its order; None when it is not one."},
+    {"inline_sizes", inline_sizes, METH_O,
+     "(bytes of the inline entries' members, count of the other entries)."},
+    {"page_plan", (PyCFunction)(void (*)(void))page_plan, METH_FASTCALL,
+     "The pages of sorted keys: an inline page's payload, or the list of keys stored as a "
+     "map (a key with its own object, or a page encoding past the split size)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -89,5 +795,19 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__speedups(void)
 {
-    return PyModule_Create(&module);
+    crc_init();
+    if (PyType_Ready(&InlineType) < 0) {
+        return NULL;
+    }
+    PyObject *made = PyModule_Create(&module);
+    if (made == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&InlineType);
+    if (PyModule_AddObject(made, "Inline", (PyObject *)&InlineType) < 0) {
+        Py_DECREF(&InlineType);
+        Py_DECREF(made);
+        return NULL;
+    }
+    return made;
 }

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping
+from types import ModuleType
 from typing import TYPE_CHECKING, Final, TypeAlias
 
 import orjson
@@ -50,7 +51,7 @@ PAGED_ABOVE: Final = 64 * 1024
 _DIGEST_ENTRY_SIZE: Final = 90
 
 
-class Inline:
+class _Inline:
     """A small state value as its snapshot's page holds it: ``"key":<encoding>``."""
 
     __slots__ = ("cut", "member", "start")
@@ -71,6 +72,19 @@ class Inline:
     def __repr__(self) -> str:
         return f"Inline({self.member[:40]!r})"
 
+
+_speedups: ModuleType | None
+try:
+    # The class in C, with the loops below that make and join its instances (setup.py
+    # builds it where a compiler exists; the Python code here is the reference).
+    from pinrun.artifacts import _speedups
+except ImportError:  # pragma: no cover - exercised on machines without a compiler
+    _speedups = None
+
+if TYPE_CHECKING:
+    Inline = _Inline
+else:
+    Inline = _speedups.Inline if _speedups is not None else _Inline
 
 #: One state key's entry in a snapshot: its own object's digest, or inline.
 Entry: TypeAlias = Digest | Inline
@@ -96,12 +110,15 @@ def store_entries(sink: ObjectSink, entries: Mapping[str, Entry]) -> Digest:
     about :data:`PAGE_TARGET` bytes, the same keys give the same pages, and a
     change to one value rewrites one page (and the tree above it).
     """
-    inline_size = own = 0
-    for entry in entries.values():
-        if type(entry) is Inline:
-            inline_size += len(entry.member)
-        else:
-            own += 1
+    if _speedups is not None and type(entries) is dict:
+        inline_size, own = _speedups.inline_sizes(entries)
+    else:
+        inline_size = own = 0
+        for entry in entries.values():
+            if type(entry) is Inline:
+                inline_size += len(entry.member)
+            else:
+                own += 1
     spread = 0
     if inline_size > PAGED_ABOVE:
         total = inline_size + _DIGEST_ENTRY_SIZE * own
@@ -110,6 +127,9 @@ def store_entries(sink: ObjectSink, entries: Mapping[str, Entry]) -> Digest:
         return _store_map(sink, entries)
     mask = (1 << (spread.bit_length() - 1)) - 1  # about 1 cut per `spread` keys
     keys = sorted(entries)
+    if _speedups is not None and type(entries) is dict:
+        return _store_planned(sink, entries, _speedups.page_plan(keys, entries, mask,
+                                                                 PAGE_SPLIT))
     pages: list[Digest] = []
     start = 0
     for index, key in enumerate(keys):
@@ -129,6 +149,21 @@ def store_entries(sink: ObjectSink, entries: Mapping[str, Entry]) -> Digest:
         pages.append(_store_page(sink, keys[start:], entries))
     return sink.put(Kind.TREE, codec.encode({"type": "pages", "pages": pages,
                                              "size": len(keys)}))
+
+
+def _store_planned(sink: ObjectSink, entries: dict[str, Entry],
+                   plan: list[bytes | list[str]]) -> Digest:
+    """:func:`store_entries`' pages as :func:`~pinrun.artifacts._speedups.page_plan`
+    cuts and joins them (the same pages as the loop there): a page's payload, or the
+    keys of a page stored as a map tree."""
+    pages: list[Digest] = []
+    for item in plan:
+        if isinstance(item, bytes):
+            pages.append(sink.put(Kind.VALUE, item))
+        else:
+            pages.append(_store_map(sink, {key: entries[key] for key in item}))
+    return sink.put(Kind.TREE, codec.encode({"type": "pages", "pages": pages,
+                                             "size": len(entries)}))
 
 
 def _store_map(sink: ObjectSink, entries: Mapping[str, Entry]) -> Digest:

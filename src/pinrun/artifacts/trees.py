@@ -81,6 +81,21 @@ CHUNK_SIZE: Final = 1024 * 1024
 #: The largest ``bytes`` value stored or rebuilt: a chunk tree saying more is refused unread.
 MAX_BYTES_SIZE: Final = 2048 * 1024 * 1024
 
+_page_cuts: Callable[[bytes, int], tuple[int, list[tuple[int, int]]] | None] | None = None
+_inline_entries: Callable[[dict[str, Any], dict[str, bytes], int],
+                          tuple[dict[str, Inline], list[str]] | None] | None = None
+try:
+    # Where a large nested map's pages end, found in its encoding, and a wide snapshot's
+    # inline entries, made in C (setup.py builds it where a compiler exists); without
+    # it, the Python code below does the same.
+    from pinrun.artifacts._speedups import inline_entries as _compiled_inline_entries
+    from pinrun.artifacts._speedups import page_cuts as _compiled_page_cuts
+except ImportError:  # pragma: no cover - exercised on machines without a compiler
+    pass
+else:
+    _page_cuts = _compiled_page_cuts
+    _inline_entries = _compiled_inline_entries  # type: ignore[assignment]  # C Inline is Inline
+
 _DIGEST_REF: Final = re.compile(rb'\{"\$digest":"([0-9a-f]{64})"\}')
 
 
@@ -182,16 +197,20 @@ def store_entry(sink: ObjectSink, value: Any, path: str, payload: bytes | None =
                           payload if type(payload) is BytesEntry else None)
     if payload is None:
         payload = codec.encode(value, root=path)
-    if (
-        len(payload) > SUBTREE_THRESHOLD
-        and type(value) is dict
-        and all(type(key) is str for key in value)
+    if len(payload) > SUBTREE_THRESHOLD and type(value) is dict and (
+        _plain_object(payload) or all(type(key) is str for key in value)
     ):
-        return _store_map(sink, value, path, len(payload))
+        return _store_map(sink, value, path, payload)
     return sink.put(Kind.VALUE, payload)
 
 
-def _store_map(sink: ObjectSink, value: dict[str, Any], path: str, size: int) -> Digest:
+def _plain_object(payload: bytes) -> bool:
+    """Whether a dict's encoding is a plain JSON object: then its keys are all strings
+    (a map with any other key, or one starting with ``$``, is a ``$map`` tag)."""
+    return payload[:2] == b'{"' and payload[2:3] != b"$"
+
+
+def _store_map(sink: ObjectSink, value: dict[str, Any], path: str, payload: bytes) -> Digest:
     """A large nested map: in pages of many keys, or key by key when its entries are big.
 
     Keys are cut into pages where the CRC-32 of a key (in sorted order) has
@@ -201,10 +220,13 @@ def _store_map(sink: ObjectSink, value: dict[str, Any], path: str, size: int) ->
     any page that encodes past :data:`PAGE_SPLIT`, are stored key by key
     (a ``map`` tree), so a large value inside keeps its own entry.
     """
-    spread = PAGE_TARGET * len(value) // max(size, 1)
+    spread = PAGE_TARGET * len(value) // max(len(payload), 1)
     if spread < 2:
         return store_snapshot_per_key(sink, value, root=path)
     mask = (1 << (spread.bit_length() - 1)) - 1  # about 1 cut per `spread` keys
+    cut = _page_cuts(payload, mask) if _page_cuts is not None else None
+    if cut is not None and cut[0] == len(value):
+        return _store_sliced(sink, value, path, payload, cut[1])
     pages: list[Digest] = []
     page: dict[str, Any] = {}
     crc32 = zlib.crc32
@@ -215,6 +237,33 @@ def _store_map(sink: ObjectSink, value: dict[str, Any], path: str, size: int) ->
             page = {}
     if page:
         pages.append(_store_page(sink, page, path))
+    return sink.put(Kind.TREE, codec.encode({"type": "pages", "pages": pages,
+                                             "size": len(value)}))
+
+
+def _store_sliced(sink: ObjectSink, value: dict[str, Any], path: str, payload: bytes,
+                  cuts: list[tuple[int, int]]) -> Digest:
+    """:func:`_store_map`'s pages cut from the map's own encoding, ``payload``.
+
+    A canonical encoding of a map is its members in sorted key order, and a
+    page's is ``{`` + its members + ``}``: a slice of the map's, byte for
+    byte (values encode the same wherever they sit). ``cuts`` holds, per page
+    ending at a cut key, that key's index and where its member ends.
+    """
+    pages: list[Digest] = []
+    keys: list[str] | None = None  # sorted only if a page is too large to be one value
+    start, first_key = 1, 0  # the page's first byte (after "{"), and its first key's index
+    if not cuts or cuts[-1][0] != len(value) - 1:
+        cuts = [*cuts, (len(value) - 1, len(payload) - 1)]  # the last page, up to "}"
+    for last_key, end in cuts:
+        page = b"{" + payload[start:end] + b"}"
+        if len(page) > PAGE_SPLIT and last_key > first_key:
+            keys = keys if keys is not None else sorted(value)
+            pages.append(store_snapshot_per_key(
+                sink, {key: value[key] for key in keys[first_key:last_key + 1]}, root=path))
+        else:
+            pages.append(sink.put(Kind.VALUE, page))
+        start, first_key = end + 1, last_key + 1
     return sink.put(Kind.TREE, codec.encode({"type": "pages", "pages": pages,
                                              "size": len(value)}))
 
@@ -237,9 +286,17 @@ def store_snapshot(sink: ObjectSink, state: Mapping[str, Any], root: str = "stat
     when the snapshot is small: :func:`store_entries` decides), a large one
     or ``bytes`` is stored now, as :func:`store_entry` does.
     """
-    entries: dict[str, Entry] = {}
     known = payloads if payloads is not None else {}
-    for key, value in _string_keyed(state, root):
+    made = _inline_entries(state, known, INLINE_LIMIT) if _inline_entries is not None \
+        and type(state) is dict and type(known) is dict else None
+    if made is not None:
+        # The small values whose encodings are known, made inline in one pass in C;
+        # the others (to encode, large, bytes, keys JSON escapes) as below.
+        entries: dict[str, Entry] = made[0]  # type: ignore[assignment]  # (dict invariance)
+        rest: Iterator[tuple[str, Any]] = ((key, state[key]) for key in made[1])
+    else:
+        entries, rest = {}, _string_keyed(state, root)
+    for key, value in rest:
         payload = known.get(key)
         if type(value) is not bytes:
             if payload is None:
