@@ -162,6 +162,28 @@ def test_pins_are_cached_until_what_the_code_reads_changes(project: Project) -> 
         first.value["fingerprint"]
 
 
+def test_a_relative_root_is_pinned_afresh_after_a_change_of_folder(
+        project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pin cached for the root "." belongs to the folder "." named then: from another
+    folder, "." is another project and the step is pinned for that one."""
+    from pinrun.flows.pinning import pin_step
+
+    project.write("helpers", HELPERS)
+    project.write("cached", CACHED.format(package=project.package))
+    flow = project.load("cached")
+    monkeypatch.chdir(project.root)
+    inside = pin_step(flow.steps[0], Path("."))
+    assert inside.sources  # the project's modules, found under "."
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    outside = pin_step(flow.steps[0], Path("."))
+    assert outside is not inside
+    assert outside.sources != inside.sources
+    monkeypatch.chdir(project.root)
+    assert pin_step(flow.steps[0], Path(".")) is inside  # still kept for that folder
+
+
 def test_the_source_bundle_holds_the_modules_imported_transitively(project: Project) -> None:
     """A project module the step's module imports is pinned too, even if the step never
     calls into it."""

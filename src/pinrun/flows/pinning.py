@@ -149,11 +149,13 @@ def pin_step(step: Step, project_root: Path) -> PinnedStep:
     fingerprinted and the step gives no ``version=``. Cached per process: the
     sources are the ones the loaded code came from, read when first pinned.
     """
-    cached = _PINS.get(step, {}).get(project_root)
+    # Kept by the folder the root names now: a relative root names another after a chdir.
+    key = project_root if project_root.is_absolute() else Path.cwd() / project_root
+    cached = _PINS.get(step, {}).get(key)
     if cached is not None and (cached[0] is None or cached[0].guards.hold()):
         return cached[1]
     pinned = _pin(step, project_root)
-    _PINS.setdefault(step, {})[project_root] = pinned
+    _PINS.setdefault(step, {})[key] = pinned
     return pinned[1]
 
 
