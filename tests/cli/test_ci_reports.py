@@ -205,7 +205,9 @@ def test_shards_merge_into_one_machines_report(verified: Verified) -> None:
     shards = []
     for index in (1, 2, 3):
         shard = out / f"shard-{index}.json"
-        done = pinrun_cli(root, "verify", "--shard", f"{index}/3", "--json", str(shard))
+        # A shard may hold no run (ids are random): as in a CI matrix, that one passes.
+        done = pinrun_cli(root, "verify", "--shard", f"{index}/3", "--allow-empty", "--json",
+                          str(shard))
         assert done.returncode in (0, 1), done.stderr
         shards.append(shard)
     merged = pinrun_cli(root, "report", "merge", *map(str, shards),
@@ -238,7 +240,7 @@ def test_merge_refuses_files_that_are_not_one_verifications_shards(
     root = verified.project.root
     if not (verified.out / "shard-1.json").exists():
         for index in (1, 2, 3):
-            pinrun_cli(root, "verify", "--shard", f"{index}/3", "--json",
+            pinrun_cli(root, "verify", "--shard", f"{index}/3", "--allow-empty", "--json",
                        str(verified.out / f"shard-{index}.json"))
     shard = [json.loads((verified.out / f"shard-{i}.json").read_text()) for i in (1, 2, 3)]
     files = [str(verified.out / f"shard-{i}.json") for i in (1, 2, 3)]
