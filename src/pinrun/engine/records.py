@@ -18,12 +18,14 @@ the whole record, so every reader sees one record either way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import orjson
 
 from pinrun.artifacts import codec, shapes
 from pinrun.artifacts.digest import Digest, Kind
+from pinrun.artifacts.kept import Kept
 from pinrun.artifacts.store import Store
 from pinrun.engine.lease import is_live
 from pinrun.errors import (
@@ -348,8 +350,24 @@ def load_env(store: Store, run: RunRecord) -> dict[str, Any]:
 
 
 def recorded_hash_seed(store: Store, run: RunRecord) -> str | None:
-    """The ``PYTHONHASHSEED`` run ``run`` recorded (checked: Python starts with it), or None."""
-    return hash_seed_of(load_env(store, run))
+    """The ``PYTHONHASHSEED`` run ``run`` recorded (checked: Python starts with it), or None.
+
+    Read once per environment and store in a process: the runs of a worker share a
+    few environments, and an environment's check reads every installed distribution.
+    """
+    if run.env is None:
+        return None
+    key = (store.path, run.env)
+    known = _SEEDS.get(key)
+    if known is None:
+        known = _SEEDS.put(key, (hash_seed_of(load_env(store, run)),))
+    return known[0]
+
+
+# Owner-free on purpose: keyed by the store and the environment's digest (its content);
+# the value is a checked string, never an object the data names.
+#: The hash seed each environment recorded (see :func:`recorded_hash_seed`).
+_SEEDS: Kept[tuple[Path, Digest], tuple[str | None]] = Kept(256)
 
 
 def hash_seed_of(env: dict[str, Any]) -> str | None:
