@@ -155,9 +155,16 @@ class Environment:
             raise
         try:
             self.dbs = self._open_databases()
+            #: LMDB's main database, which names the others. Every commit rewrites its
+            #: page (the roots of the databases it changed), so the store's counters
+            #: live there: updating them dirties no page of their own.
+            self.main_db = self._env.open_db(None)
         except BaseException:
             self.close()
             raise
+        #: The map size as this handle last set or adopted it: only this class resizes the
+        #: map, so a write reads it here rather than building ``env.info()`` each time.
+        self._map_size = int(self._env.info()["map_size"])
 
     def _refuse_lost_lock_file(self, path: Path) -> None:
         # A fresh lock.mdb beside a used data.mdb while other processes hold
@@ -273,12 +280,14 @@ class Environment:
         self._refuse_nested_resize()
         with self._lock.exclusive():
             self._env.set_mapsize(0)
+            self._map_size = self.map_size
 
     def _grow(self, seen_size: int) -> None:
         self._refuse_nested_resize()
         with self._lock.exclusive():
             if self.map_size == seen_size:  # another thread may have grown it already
                 self._env.set_mapsize(seen_size * 2)
+            self._map_size = self.map_size
 
     def get(self, db_name: str, key: bytes) -> bytes | None:
         """One value from a named database, in its own short read transaction."""
@@ -307,7 +316,8 @@ class Environment:
         or a lookup) leaves it as a :class:`StoreDamagedError`.
         """
         while True:
-            with self._lock.shared():
+            self._lock.acquire_shared()  # (plain calls: one generator per read, not two)
+            try:
                 txn = self._begin(write=False)
                 if txn is not None:
                     try:
@@ -317,6 +327,8 @@ class Environment:
                     finally:
                         txn.abort()
                     return
+            finally:
+                self._lock.release_shared()
             self._adopt_new_size()
 
     def write(self, operation: Callable[[Any], T]) -> T:
@@ -326,8 +338,12 @@ class Environment:
         ``operation`` called again: it must compute nothing it cannot redo.
         """
         for _ in range(_MAX_GROWTH_ATTEMPTS):
-            seen_size = self.map_size
-            with self._lock.shared():
+            self._check_open()
+            seen_size = self._map_size
+            # The shared lock by plain calls: a commit per durable step pays for no
+            # context-manager generator.
+            self._lock.acquire_shared()
+            try:
                 txn = self._begin(write=True)
                 if txn is not None:
                     try:
@@ -344,10 +360,9 @@ class Environment:
                         raise
                     else:
                         return result
-                    resized = False
-                else:
-                    resized = True
-            if resized:
+            finally:
+                self._lock.release_shared()
+            if txn is None:
                 self._adopt_new_size()
             else:
                 self._grow(seen_size)

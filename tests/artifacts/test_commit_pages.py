@@ -1,0 +1,97 @@
+"""What a commit writes: the store's counters ride in LMDB's main database, so a
+commit of objects and refs dirties no page of the meta database."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import Any
+
+import lmdb
+
+from pinrun.artifacts.batch import COUNTER_KEYS
+from pinrun.artifacts.compact import compact
+from pinrun.artifacts.maintenance import fsck, stats
+from pinrun.artifacts.store import Store
+
+_U64 = struct.Struct("<Q")
+
+
+def _database_records(store: Store) -> dict[bytes, bytes]:
+    """The main database's record of each named database (its root page, its counts)."""
+    env = store.environment
+    with env.read() as txn:
+        return {name: txn.get(name, db=env.main_db) for name in (b"objects", b"refs", b"meta")}
+
+
+def test_a_commit_of_objects_and_refs_leaves_the_meta_database_untouched(store: Store) -> None:
+    """A batch of objects and a ref rewrites the objects and refs databases, never meta's."""
+    with store.batch() as batch:
+        batch.set_ref("runs/first", batch.put_value({"warm": 1}))
+    before = _database_records(store)
+    with store.batch() as batch:
+        batch.set_ref("runs/first", batch.put_value({"step": 2}))
+    after = _database_records(store)
+    assert after[b"meta"] == before[b"meta"]
+    assert after[b"objects"] != before[b"objects"]
+    assert after[b"refs"] != before[b"refs"]
+
+
+def test_counters_are_kept_in_the_main_database(store: Store) -> None:
+    """What writers offer is counted in the main database, and nothing of it in meta."""
+    store.put_value("one")
+    store.put_value("one")  # offered twice, stored once
+    env = store.environment
+    with env.read() as txn:
+        in_main = [txn.get(key, db=env.main_db) for key in COUNTER_KEYS]
+        in_meta = [txn.get(key, db=env.dbs["meta"]) for key in COUNTER_KEYS]
+    assert in_meta == [None, None]
+    assert in_main[0] is not None
+    assert _U64.unpack(in_main[0])[0] == 2
+    assert store.counters()["offered_objects"] == 2
+
+
+def test_counters_an_older_pinrun_kept_in_meta_add_to_the_totals(tmp_path: Path) -> None:
+    """A store whose meta database holds counters (as older pinruns wrote them) reports
+    their sum with the new ones, and checks out clean."""
+    path = tmp_path / "old"
+    with Store.open(path, create=True) as store:
+        env = store.environment
+
+        def legacy(txn: Any) -> None:
+            for key, amount in zip(COUNTER_KEYS, (40, 4000), strict=True):
+                txn.put(key, _U64.pack(amount), db=env.dbs["meta"])
+
+        env.write(legacy)
+        raw = b"x" * 50
+        store.put_blob(raw)
+        assert store.counters() == {"offered_objects": 41, "offered_raw_bytes": 4050}
+        assert stats(store).offered_objects == 41
+        assert fsck(store).ok
+
+
+def test_compaction_and_the_page_check_keep_the_counters(store: Store) -> None:
+    """A compacted store keeps its counters, and LMDB's page check accepts them."""
+    for n in range(20):
+        store.put_value({"n": n, "pad": "p" * n})
+    counted = store.counters()
+    compact(store)
+    with Store.open(store.path) as reopened:
+        assert reopened.counters() == counted
+        report = fsck(reopened)
+        assert report.ok
+        assert report.structure_checked
+
+
+def test_raw_lmdb_sees_the_counters_beside_the_named_databases(store: Store) -> None:
+    """The main database holds the three named databases and the counters, nothing else."""
+    store.put_value("x")
+    path = store.path
+    store.close()
+    env = lmdb.open(str(path), readonly=True, lock=False, max_dbs=5, subdir=True)
+    try:
+        with env.begin() as txn:
+            keys = sorted(key for key, _ in txn.cursor())
+    finally:
+        env.close()
+    assert keys == sorted([b"meta", b"objects", b"refs", *COUNTER_KEYS])
