@@ -4,6 +4,7 @@ file is kept written ahead of its pages, so a commit rarely makes it longer."""
 
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 import sys
@@ -122,12 +123,21 @@ def test_a_durable_store_keeps_its_file_written_ahead_of_its_pages(store: Store)
 
 
 def test_the_file_written_ahead_grows_with_the_store(store: Store) -> None:
-    """A store that outgrows what was written ahead is written ahead again, every object
-    stays readable and the page check passes over the zeros past its last page."""
-    digests = [store.put_value(bytes([n]) * 200_000) for n in range(12)]
-    size, used = _sizes(store)
-    assert size - used >= 32 * 1024
-    assert [store.get_value(d) for d in digests] == [bytes([n]) * 200_000 for n in range(12)]
+    """A store that outgrows what was written ahead is written ahead again (a commit
+    larger than what is ahead makes the file longer itself; the next one writes ahead
+    again), every object stays readable and the page check passes over the zeros."""
+    blobs = [os.urandom(200_000) for _ in range(12)]  # incompressible: 2.4 MB of pages
+    lengths = set()
+    digests = []
+    for n, blob in enumerate(blobs):
+        digests.append(store.put_value(blob))
+        store.put_value(n)  # a small commit after the large one
+        size, used = _sizes(store)
+        assert size - used >= 32 * 1024
+        lengths.add(size)
+    assert used > 2_400_000
+    assert len(lengths) > 1
+    assert [store.get_value(d) for d in digests] == blobs
     report = fsck(store)
     assert report.ok
     assert report.structure_checked

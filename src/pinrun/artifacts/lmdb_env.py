@@ -26,7 +26,7 @@ only, since the next commit's flush carries it. Closing the environment
 flushes that last meta page, so a command that ends loses nothing.
 
 A durable store's file is also kept written ahead of its last page in use
-(zeros, a quarter of what is in use, 64 KiB to 8 MiB; see
+(zeros, a quarter of what is in use, 64 KiB to 2 MiB; see
 :class:`_WriteAhead`): a commit that only overwrites written blocks needs no
 journal commit of the file system to be durable, where one that makes the
 file longer does (on ext4, a second device flush). The zeros are written
@@ -425,9 +425,11 @@ class Environment:
 
 #: How far ahead of its last page in use a durable store's file is written: this share
 #: of what is in use, within the bounds below; written again once half of it is used.
+#: (The bound above keeps the commit that writes it, and its flush, short: 1 MiB of
+#: zeros at most, once per ~700 durable steps of the benchmark's flow.)
 _AHEAD_SHARE: Final = 4
 _AHEAD_MIN: Final = 64 * 1024
-_AHEAD_MAX: Final = 8 << 20
+_AHEAD_MAX: Final = 2 << 20
 _ZEROS: Final = bytes(1 << 20)
 
 
@@ -438,7 +440,10 @@ class _WriteAhead:
     out, and a file made longer is, to ext4, a change of its size and block
     map: the commit's ``fdatasync`` then commits the file system's journal too,
     a second device flush (about one durable step in four did). With the file
-    written ahead, a commit overwrites blocks that exist and flushes once.
+    written ahead, a commit overwrites blocks that exist and flushes once. (What
+    a transaction allocates is known only to LMDB, so the look is at the pages
+    committed before it: a commit larger than what is ahead still makes the
+    file longer itself, and the next one writes ahead again.)
     """
 
     def __init__(self, data_file: Path, page_size: int) -> None:
@@ -460,7 +465,8 @@ class _WriteAhead:
         """
         if self._fd is None:
             return
-        used = (int(env.info()["last_pgno"]) + 1) * self._page_size
+        info = env.info()
+        used = (int(info["last_pgno"]) + 1) * self._page_size
         want = min(max(used // _AHEAD_SHARE, _AHEAD_MIN), _AHEAD_MAX)
         if self._end - used >= want // 2:
             return
@@ -468,7 +474,7 @@ class _WriteAhead:
             self._end = os.fstat(self._fd).st_size
             if self._end - used >= want // 2:
                 return
-            target = used + want
+            target = min(used + want, int(info["map_size"]))  # LMDB maps no page beyond
             target -= target % self._page_size
             while self._end < target:
                 self._end += os.pwrite(self._fd, _ZEROS[:min(target - self._end, len(_ZEROS))],
