@@ -5,9 +5,10 @@ whether a step late in a long run costs what an early one does.
   append one step's bytes to a file and ``fdatasync`` it, 1,000 times) next
   to ``pinrun-step`` (1,000 steps of the 5-step order flow recorded with the
   default ``durability="step"`` into the default, synced store). Reported:
-  us per step, pinrun's time over the floor's, and, from an untimed probe,
-  LMDB commits and device flushes per step (flushes counted with ``strace``
-  when it is installed: ``fdatasync``/``fsync``/``msync`` calls).
+  us per step (wall, and CPU time of the process), pinrun's time over the
+  floor's, and, from an untimed probe, device flushes, page-write calls and
+  KiB written per step (counted with ``strace`` when it is installed:
+  ``fdatasync``/``fsync``/``msync``, ``pwrite64``/``writev`` calls).
 * ``durable-long``: ``steps-in-5-step-runs`` (the baseline: 1,000 durable
   steps as runs of 5) against ``pinrun-steps-in-one-long-run`` (one run of
   ``LONG_STEPS`` steps, 5,000 at full scale, the same step function over and
@@ -23,8 +24,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -108,12 +111,30 @@ def _rounds(benchmark: BenchmarkFixture, fresh_dir: Callable[[], Path],
         sizes.append(data.stat().st_size if data.exists() else 0)
         shutil.rmtree(folder, ignore_errors=True)
 
-    done = benchmark.pedantic(work, setup=setup, teardown=teardown, rounds=ROUNDS)
-    return done, {"store_bytes": sizes[-1]}
+    cpu: list[float] = []
+
+    def timed(target: Any) -> int:
+        began = time.process_time()
+        try:
+            return work(target)
+        finally:
+            cpu.append(time.process_time() - began)
+
+    done = benchmark.pedantic(timed, setup=setup, teardown=teardown, rounds=ROUNDS)
+    # CPU time (this process, user and system) of the median round: steadier than wall
+    # time on a shared machine, and it holds the kernel's share of each commit's writes.
+    return done, {"store_bytes": sizes[-1], "cpu_s": statistics.median(cpu)}
 
 
 def _flushes_per_step(flow: str, runs: int) -> float | None:
     """Device flushes per durable step, counted by strace in a child (None without it)."""
+    counted = _syscalls_per_step(flow, runs)
+    return None if counted is None else counted["flushes"]
+
+
+def _syscalls_per_step(flow: str, runs: int) -> dict[str, float] | None:
+    """Per durable step, counted by strace in a child: device flushes, page-write calls
+    (each a separate write to the device), and KiB written (None without strace)."""
     strace = shutil.which("strace")
     if strace is None:
         return None
@@ -130,16 +151,20 @@ def _flushes_per_step(flow: str, runs: int) -> float | None:
         f"n = {runs} if {flow!r} == 'short' else 1;"
         "[pinrun.record(flow, {'order_id': f'P{i}'}, store=store) for i in range(n)];"
         "print('MARK', flush=True); store.close()")
-    done = subprocess.run([strace, "-f", "-e", "trace=fdatasync,fsync,msync,write",
+    done = subprocess.run([strace, "-f", "-e", "trace=fdatasync,fsync,msync,write,pwrite64,writev",
                            sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ, "PYTHONHASHSEED": "0"}, check=True)
     lines = done.stderr.splitlines()
     marks = [i for i, line in enumerate(lines) if "MARK" in line]
     between = lines[marks[0] + 1:marks[1]]
-    flushes = sum(1 for line in between
-                  if line.split("(")[0].split()[-1] in ("fdatasync", "fsync", "msync"))
+    calls = [(line.split("(")[0].split()[-1], line.rpartition("= ")[2]) for line in between]
+    flushes = sum(1 for name, _ in calls if name in ("fdatasync", "fsync", "msync"))
+    written = [int(result) for name, result in calls
+               if name in ("pwrite64", "writev") and result.isdigit()]
     steps = runs * 5 if flow == "short" else runs
-    return flushes / steps
+    return {"flushes": flushes / steps,
+            "page_writes": sum(1 for n in written if n >= 4096) / steps,
+            "kib_written": sum(written) / 1024 / steps}
 
 
 @pytest.mark.parametrize("impl", ["append-fsync", "pinrun-step"])
@@ -154,8 +179,11 @@ def test_durable_floor(benchmark: BenchmarkFixture, fresh_dir: Callable[[], Path
         inputs = flow_baselines.make_inputs(FLOOR_STEPS // 5)
         done, notes = _rounds(benchmark, fresh_dir, _recorder(flow_baselines.ORDER_FLOW, inputs),
                               store=True, warm=flow_baselines.ORDER_FLOW)
-        notes["flushes_per_step"] = _flushes_per_step("short", 20)
+        counted = _syscalls_per_step("short", 20)
+        if counted is not None:
+            notes.update({f"{name}_per_step": value for name, value in counted.items()})
     notes["us_per_step"] = benchmark.stats.stats.median / done * 1e6
+    notes["cpu_us_per_step"] = notes.pop("cpu_s") / done * 1e6
     report(benchmark, impl, done, unit="steps", notes=notes)
 
 
@@ -170,6 +198,7 @@ def test_durable_long(benchmark: BenchmarkFixture, fresh_dir: Callable[[], Path]
         else [{"order_id": "L000001"}]
     done, notes = _rounds(benchmark, fresh_dir, _recorder(flow, inputs), store=True, warm=flow)
     notes["us_per_step"] = benchmark.stats.stats.median / done * 1e6
+    notes["cpu_us_per_step"] = notes.pop("cpu_s") / done * 1e6
     notes["store_bytes_per_step"] = notes["store_bytes"] / done
     if impl.startswith("pinrun"):
         notes["run_record_bytes"] = _run_record_bytes(fresh_dir())

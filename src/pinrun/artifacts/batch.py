@@ -34,13 +34,17 @@ from pinrun.errors import MissingObjectError
 if TYPE_CHECKING:
     from pinrun.artifacts.store import Store
 
-__all__ = ["DICTIONARY_REF", "WriteBatch", "commit_batch", "read_counter"]
+__all__ = ["COUNTER_KEYS", "DICTIONARY_REF", "WriteBatch", "commit_batch", "read_counter"]
 
 #: The ref naming the compression dictionary new small objects use.
 DICTIONARY_REF: Final = "pinrun/zstd-dictionary"
 _COUNTER: Final = struct.Struct("<Q")
 _OFFERED_OBJECTS: Final = b"stats.offered_objects"
 _OFFERED_BYTES: Final = b"stats.offered_raw_bytes"
+#: The store's running totals. They are kept in LMDB's main database (see
+#: :attr:`~pinrun.artifacts.lmdb_env.Environment.main_db`); stores written before
+#: kept them in ``meta``, and a total is what both hold.
+COUNTER_KEYS: Final = (_OFFERED_OBJECTS, _OFFERED_BYTES)
 
 
 class WriteBatch:
@@ -139,7 +143,7 @@ class WriteBatch:
 def commit_batch(store: Store, batch: WriteBatch) -> int:
     """Write a batch in one transaction (see :meth:`WriteBatch.commit`); new objects."""
     env = store.environment
-    objects_db, refs_db, meta_db = (env.dbs[n] for n in ("objects", "refs", "meta"))
+    objects_db, refs_db, counters_db = env.dbs["objects"], env.dbs["refs"], env.main_db
     pending = batch._pending
     # Set aside what is already stored, then compress the rest: all before
     # the write transaction, which only copies bytes. Pinned code, steps and flows this
@@ -181,8 +185,8 @@ def commit_batch(store: Store, batch: WriteBatch) -> int:
         if trained and txn.get(DICTIONARY_REF.encode(), db=refs_db) is None:
             assert dictionary is not None
             txn.put(DICTIONARY_REF.encode(), dictionary.digest.raw, db=refs_db)
-            _add_counter(txn, meta_db, _OFFERED_OBJECTS, 1)  # it is stored: count it
-            _add_counter(txn, meta_db, _OFFERED_BYTES, len(dictionary.data))
+            _add_counter(txn, counters_db, _OFFERED_OBJECTS, 1)  # it is stored: count it
+            _add_counter(txn, counters_db, _OFFERED_BYTES, len(dictionary.data))
         _, added = txn.cursor(db=objects_db).putmulti(assembled([*records, *extra]),
                                                       overwrite=False)
         for name, target, _ in refs:
@@ -191,8 +195,10 @@ def commit_batch(store: Store, batch: WriteBatch) -> int:
             else:
                 txn.put(name.encode(), target.raw, db=refs_db)
         if batch._offered_objects:
-            _add_counter(txn, meta_db, _OFFERED_OBJECTS, batch._offered_objects)
-            _add_counter(txn, meta_db, _OFFERED_BYTES, batch._offered_bytes)
+            # In the main database, whose page the commit writes anyway (a durable step's
+            # commit is a device flush of every page it dirtied).
+            _add_counter(txn, counters_db, _OFFERED_OBJECTS, batch._offered_objects)
+            _add_counter(txn, counters_db, _OFFERED_BYTES, batch._offered_bytes)
         return int(added)
 
     added = env.write(operation)
@@ -220,9 +226,11 @@ def _training_samples(payloads: Iterator[bytes]) -> list[bytes]:
 
 
 def read_counter(txn: Any, db: Any, key: bytes) -> int:
+    """The counter ``key`` as held in the database ``db`` (0 when it is not there)."""
     raw = txn.get(key, db=db)
     return int(_COUNTER.unpack(raw)[0]) if raw else 0
 
 
 def _add_counter(txn: Any, db: Any, key: bytes, amount: int) -> None:
+    """Add ``amount`` to counter ``key`` (``db``: the environment's ``main_db``)."""
     txn.put(key, _COUNTER.pack(read_counter(txn, db, key) + amount), db=db)

@@ -288,7 +288,7 @@ def _commit(store: Store, copy: IO[bytes], scan: BundleScan, refs: dict[str, Dig
             expected: dict[str, Digest | None], *, also_refs: dict[str, Digest]) -> int:
     """Copy the proven records in, in parts if large, with the refs in the last part."""
     env = store.environment
-    objects_db, refs_db, meta_db = (env.dbs[n] for n in ("objects", "refs", "meta"))
+    objects_db, refs_db = env.dbs["objects"], env.dbs["refs"]
     parts: list[list[tuple[Digest, Kind, int, int, int]]] = [[]]
     size = 0
     for entry in scan.records:
@@ -323,8 +323,8 @@ def _commit(store: Store, copy: IO[bytes], scan: BundleScan, refs: dict[str, Dig
             if not cursor.set_key(target.raw):
                 raise MissingObjectError(target, f"ref {name!r}")
             txn.put(name.encode(), target.raw, db=refs_db)
-        _add_counter(txn, meta_db, _OFFERED_OBJECTS, len(scan.records))
-        _add_counter(txn, meta_db, _OFFERED_BYTES, sum(entry[2] for entry in scan.records))
+        _add_counter(txn, env.main_db, _OFFERED_OBJECTS, len(scan.records))
+        _add_counter(txn, env.main_db, _OFFERED_BYTES, sum(entry[2] for entry in scan.records))
         return done
 
     return added + int(env.write(finish))

@@ -418,11 +418,14 @@ class Store:
 
     def counters(self) -> dict[str, int]:
         """Running totals of what writers offered (duplicates included)."""
-        meta = self._env.dbs["meta"]
-        with self.environment.read() as txn:
+        env = self.environment
+        # Kept in the main database; a store written by an older pinrun holds part of
+        # each total in ``meta`` (see batch.COUNTER_KEYS).
+        dbs = (env.dbs["meta"], env.main_db)
+        with env.read() as txn:
             return {
-                "offered_objects": read_counter(txn, meta, _OFFERED_OBJECTS),
-                "offered_raw_bytes": read_counter(txn, meta, _OFFERED_BYTES),
+                "offered_objects": sum(read_counter(txn, db, _OFFERED_OBJECTS) for db in dbs),
+                "offered_raw_bytes": sum(read_counter(txn, db, _OFFERED_BYTES) for db in dbs),
             }
 
     # ----------------------------------------------------------------- refs
