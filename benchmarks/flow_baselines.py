@@ -49,6 +49,7 @@ __all__ = [
     "chainweaver_runner",
     "dbos_runner",
     "direct_runner",
+    "floor_runner",
     "flow_functions",
     "make_inputs",
 ]
@@ -243,6 +244,56 @@ def _dbos_workflow(repeats: int) -> Runner:
         name=f"bench.order-x{repeats}")(order_flow)
     _DBOS_WORKFLOWS[repeats] = workflow
     return workflow
+
+
+@contextmanager
+def floor_runner(folder: Path, repeats: int) -> Iterator[Runner]:
+    """The least a content-addressed recorder must do, written here with no pinrun.
+
+    Per step: the outputs encoded (orjson, sorted keys) and hashed (BLAKE3), and
+    the state's tree (key -> digest of its value's encoding) encoded and hashed;
+    per run: the inputs, a run record naming every digest, all of it put in one
+    LMDB write transaction, unsynced (as a ``durable=False`` store), under a ref.
+    No fingerprints, guards, events, timing or checks: a physical reference for
+    what recording costs, not a recorder anyone should run.
+    """
+    import blake3
+    import lmdb
+    import orjson
+
+    plan = [(func, READS[func]) for _, func in flow_functions(repeats)]
+    env = lmdb.open(str(folder / "floor"), map_size=1 << 30, max_dbs=2, sync=False,
+                    metasync=False)
+    objects, refs = env.open_db(b"objects"), env.open_db(b"refs")
+
+    def put(pending: list[tuple[bytes, bytes]], value: Any) -> bytes:
+        encoded = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        digest = blake3.blake3(encoded).digest()
+        pending.append((digest, encoded))
+        return digest
+
+    def run(inputs: dict[str, Any]) -> dict[str, Any]:
+        state = dict(inputs)
+        pending: list[tuple[bytes, bytes]] = []
+        digests = {key: put(pending, value) for key, value in state.items()}
+        steps = [put(pending, inputs)]
+        for func, reads in plan:
+            outputs = func(**{key: state[key] for key in reads})
+            state.update(outputs)
+            steps.append(put(pending, outputs))
+            digests.update((key, put(pending, value)) for key, value in outputs.items())
+            steps.append(put(pending, {key: digest.hex() for key, digest in digests.items()}))
+        record = put(pending, {"order": inputs["order_id"], "steps": [d.hex() for d in steps]})
+        with env.begin(write=True) as txn:
+            for digest, encoded in pending:
+                txn.put(digest, encoded, db=objects)
+            txn.put(f"runs/{inputs['order_id']}".encode(), record, db=refs)
+        return state
+
+    try:
+        yield run
+    finally:
+        env.close()
 
 
 @contextmanager

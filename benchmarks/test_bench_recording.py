@@ -8,7 +8,10 @@ runs of 50 steps (the five repeated), which spreads the per-run costs.
 
 * **Unpersisted groups** (``recording-5-steps`` and ``recording-50-steps``,
   durability ``none``): ``direct`` (a loop calling the functions on a dict),
-  ``chainweaver`` (its ``FlowExecutor``, nothing persisted), then
+  ``chainweaver`` (its ``FlowExecutor``, nothing persisted), ``floor`` (the
+  least a content-addressed recorder does, written in the benchmark:
+  ``flow_baselines.floor_runner``; pinrun's ``overhead_vs_floor`` is its
+  overhead over ``direct`` against the floor's), then
   ``pinrun-none`` (``pinrun.record(..., durability="none")`` into the default
   store, ``open_store(path, create=True)``, whose commits are synced) and
   ``pinrun-none-nosync`` (the same into a store opened with
@@ -66,7 +69,7 @@ CHAINWEAVER_TIME_LIMIT = 2.0
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STEPS = {1: 5, flow_baselines.LONG_REPEATS: 5 * flow_baselines.LONG_REPEATS}
 
-UNPERSISTED = ["direct", "chainweaver", "pinrun-none", "pinrun-none-nosync"]
+UNPERSISTED = ["direct", "chainweaver", "floor", "pinrun-none", "pinrun-none-nosync"]
 DURABLE = ["dbos-sqlite", "pinrun-step", "pinrun-run"]
 Durability = Literal["step", "run", "none"]
 #: pinrun variants: (durability, open the store with durable=...).
@@ -122,6 +125,9 @@ def _start(impl: str, repeats: int, folder: Path, stack: ExitStack) -> Session:
         runner = flow_baselines.chainweaver_runner(repeats)
     elif impl == "dbos-sqlite":
         runner = stack.enter_context(flow_baselines.dbos_runner(folder, repeats))
+    elif impl == "floor":
+        folder.mkdir(parents=True, exist_ok=True)
+        runner = stack.enter_context(flow_baselines.floor_runner(folder, repeats))
     else:
         durability, durable = PINRUN_VARIANTS[impl]
         store = stack.enter_context(
@@ -258,6 +264,11 @@ def _unpersisted_notes(group: str, impl: str, median_s: float, steps: int) -> di
         if impl.startswith("pinrun"):
             notes["target_overhead_us"] = TARGET_OVERHEAD_US
             notes["meets_overhead_target"] = overhead < TARGET_OVERHEAD_US
+    floor = peers.get("floor")
+    if floor is not None and direct is not None and impl.startswith("pinrun"):
+        # Overheads over the plain loop: how far pinrun is from the physical floor.
+        notes["overhead_vs_floor"] = round(
+            (median_s - direct.median_s) / max(floor.median_s - direct.median_s, 1e-9), 2)
     chainweaver = peers.get("chainweaver")
     if chainweaver is not None and impl.startswith("pinrun"):
         ratio = median_s / chainweaver.median_s
