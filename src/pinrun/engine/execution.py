@@ -24,6 +24,7 @@ import concurrent.futures
 import contextvars
 import inspect
 import sys
+import weakref
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -84,8 +85,20 @@ HiddenState = Mapping[str, StepHiddenState]
 
 def hidden_state_of(pins: Mapping[str, PinnedStep]) -> dict[str, StepHiddenState]:
     """Per step, the hidden state its pin names: the globals it reads, its modules."""
-    return {name: StepHiddenState(tuple(pinned.state), tuple(pinned.sources))
-            for name, pinned in pins.items()}
+    return {name: _hidden_state(pinned) for name, pinned in pins.items()}
+
+
+def _hidden_state(pinned: PinnedStep) -> StepHiddenState:
+    found = _HIDDEN.get(pinned)
+    if found is None:
+        found = _HIDDEN[pinned] = StepHiddenState(tuple(pinned.state), tuple(pinned.sources))
+    return found
+
+
+#: Per pin, what :func:`hidden_state_of` makes of it: a pin is immutable and kept for a
+#: process while its step lives (a run pins the same objects again), so its answer is
+#: kept with it, owned by the pin (weakly: it goes with the pin).
+_HIDDEN: weakref.WeakKeyDictionary[PinnedStep, StepHiddenState] = weakref.WeakKeyDictionary()
 
 
 def module_values(names: Sequence[tuple[str, str]]) -> dict[str, bytes]:
@@ -124,9 +137,13 @@ class _Call:
         self.hidden_before = module_values(self.hidden) if self.hidden else {}
         self.code: Watch | None = None
         if hidden is not None and hidden.modules:
-            self.code = code_watch([sys.modules[name] for name in hidden.modules
-                                    if name in sys.modules])
-            self.code_before = self.code.look()
+            watch = code_watch([sys.modules[name] for name in hidden.modules
+                                if name in sys.modules])
+            # The places are found once per module objects and kept: modules whose code
+            # owns none (most) have nothing to look at, now or after the step.
+            if watch.places:
+                self.code = watch
+                self.code_before = watch.look()
         reads: dict[str, Any] = {}
         self.encoded: dict[str, bytes] = {}
         self.arguments: dict[str, Any] = {}

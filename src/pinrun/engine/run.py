@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import traceback
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -49,6 +50,7 @@ from pinrun.engine.events import type_name
 from pinrun.engine.execution import HiddenState, Outcome, StepGuard, hidden_state_of
 from pinrun.engine.lease import RunLease
 from pinrun.engine.records import RunRecord, RunStatus, StepError, StepRecord, run_ref
+from pinrun.engine.value_digests import ValueDigests
 from pinrun.engine.walk import LevelBase, RunState, Settled, walk
 from pinrun.errors import (
     BaselineBusyError,
@@ -147,8 +149,8 @@ def record(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
     batch = recorder.writer()
     where = entry if entry is not None else find_entry(flow, root)
     stored = put_pins(batch, flow, pins, where, root)
-    inputs_digest = batch.put_snapshot(state, root="inputs", payloads=encoded,
-                                       entries_out=recorder.entries)
+    inputs_digest = recorder.values.put_snapshot(batch, state, root="inputs", payloads=encoded,
+                                                 entries_out=recorder.entries)
     recorder.run = RunRecord(id=run_id, flow=flow.name, status="running", inputs=inputs_digest,
                              state=inputs_digest, flow_pin=stored.flow, env=stored.env,
                              entry=where, replaces=replaces.id if replaces else None)
@@ -213,6 +215,9 @@ class Recorder:
         self.encoded = encoded
         #: The stored entry of every state value (filled as values are stored).
         self.entries: dict[str, Entry] = {}
+        #: Where its trees are stored: each small value digested once, however many
+        #: trees (outputs, inputs of the steps that read it, the state) name it.
+        self.values = ValueDigests()
         self.timing = timing
         self.steps: list[StepRecord] = []
         #: The digest of the stored run record (None until the first commit).
@@ -325,16 +330,16 @@ class Recorder:
         outputs = None
         if outcome.outputs is not None:
             try:
-                outputs = batch.put_snapshot(outcome.outputs, payloads=outcome.encoded_outputs,
-                                             root=f"the outputs of step {item.name!r}",
-                                             entries_out=self.entries)
+                outputs = self.values.put_snapshot(
+                    batch, outcome.outputs, payloads=outcome.encoded_outputs,
+                    root=f"the outputs of step {item.name!r}", entries_out=self.entries)
             except Exception as exc:  # what cannot be stored fails the step, recorded
                 outcome.error, outcome.outputs = exc, None
         files = self._file_inputs(outcome, batch)  # first: it may add a hazard
         self.steps.append(StepRecord(
             name=item.name, status="failed" if outcome.error is not None else "succeeded",
             # What it read is in the state already: its tree names the same entries.
-            inputs=batch.put_entries({key: entries[key] for key in outcome.reads}),
+            inputs=self.values.put_entries(batch, {key: entries[key] for key in outcome.reads}),
             outputs=outputs,
             events=batch.put_value([e.as_value() for e in outcome.log.events],
                                    root="context events") if outcome.log.events
@@ -365,10 +370,10 @@ class Recorder:
         timing = self.timing if not linked else {
             **self.timing, "steps": self.timing["steps"][self._stored_timing:]}
         updated = replace(
-            self.run, status=status, state=batch.put_entries(self.entries),
+            self.run, status=status, state=self.values.put_entries(batch, self.entries),
             steps=tuple(self.steps[self._stored_steps:] if linked else self.steps),
             timing=batch.put_value(timing),
-            level_start=(batch.put_entries(self.level.entries)
+            level_start=(self.values.put_entries(batch, self.level.entries)
                          if self.level is not None and status != "succeeded" else None),
             continues=self.digest if linked else None, digest=None, timing_parts=())
         digest = batch.put(Kind.RUN, updated.encode())
@@ -399,8 +404,17 @@ class Recorder:
 def _step_files(flow: Flow) -> frozenset[str]:
     """The files of ``flow``'s step functions: a step's own file names its reads, also when
     it is installed in site-packages."""
-    return frozenset(func_code.co_filename for item in flow.steps
-                     if (func_code := getattr(item.func, "__code__", None)) is not None)
+    found = _STEP_FILES.get(flow)
+    if found is None:
+        found = _STEP_FILES[flow] = frozenset(
+            func_code.co_filename for item in flow.steps
+            if (func_code := getattr(item.func, "__code__", None)) is not None)
+    return found
+
+
+#: Per flow, the files of its steps: a flow and its steps are immutable once built, so
+#: the answer is kept with the flow (weakly: a flow loaded from pinned code leaves with it).
+_STEP_FILES: weakref.WeakKeyDictionary[Flow, frozenset[str]] = weakref.WeakKeyDictionary()
 
 
 def describe_error(error: BaseException) -> StepError:

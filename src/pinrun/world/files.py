@@ -83,6 +83,21 @@ _LINECACHE = frozenset(os.path.normpath(m.__file__) for m in (linecache, tokeniz
 def ignore_patterns(root: Path) -> tuple[str, ...]:
     """The paths the project says are never inputs: ``[tool.pinrun] ignore_files`` in its
     ``pyproject.toml``, then ``$PINRUN_IGNORE_FILES`` (comma-separated), as globs."""
+    variable = os.environ.get(IGNORE_VARIABLE, "")
+    # Asked at every run: the file's size and times say whether to read it again (one
+    # stat, no path objects), as pyproject() would say.
+    folder = os.fspath(root)
+    if not os.path.isabs(folder):  # another folder after a chdir
+        folder = os.path.abspath(folder)
+    try:
+        info = os.stat(os.path.join(folder, "pyproject.toml"))
+        seen: tuple[int, ...] = (info.st_mtime_ns, info.st_ctime_ns, info.st_size,
+                                  info.st_ino)
+    except OSError:
+        seen = ()  # none there (or unreadable): no patterns from it
+    known = _PATTERNS.get((folder, variable))
+    if known is not None and known[0] == seen:
+        return known[1]
     patterns: list[str] = []
     data = pyproject(root)
     tool = data.get("tool", {})
@@ -92,9 +107,13 @@ def ignore_patterns(root: Path) -> tuple[str, ...]:
         raise InputError(f"{root / 'pyproject.toml'}: [tool.pinrun] ignore_files should be "
                          'a list of globs, such as ignore_files = ["logs/**", "*.tmp"]')
     patterns += [item for item in listed if item]
-    patterns += [part.strip() for part in os.environ.get(IGNORE_VARIABLE, "").split(",")
-                 if part.strip()]
-    return tuple(patterns)
+    patterns += [part.strip() for part in variable.split(",") if part.strip()]
+    return _PATTERNS.put((folder, variable), (seen, tuple(patterns)))[1]
+
+
+#: Per project folder and $PINRUN_IGNORE_FILES: the pyproject.toml's size and times when
+#: read, and the patterns then (owner-free: data about a file, checked at every ask).
+_PATTERNS: Kept[tuple[str, str], tuple[tuple[int, ...], tuple[str, ...]]] = Kept(64)
 
 
 @dataclass(frozen=True)
@@ -122,11 +141,16 @@ class FileSetup:
         absolute first: a relative root means another folder after a ``chdir``.
         """
         ignored = ignore_patterns(root)
-        key = (os.path.abspath(store_path), os.path.abspath(root), strict, files, ignored)
+        store_folder, project = os.fspath(store_path), os.fspath(root)
+        # Absolute paths name the same folders whatever the working one: kept as given
+        # (normalized once, when made); a relative one is made absolute first.
+        if not (os.path.isabs(store_folder) and os.path.isabs(project)):
+            store_folder, project = os.path.abspath(store_folder), os.path.abspath(project)
+        key = (store_folder, project, strict, files, ignored)
         found = _SETUPS.get(key)
         if found is None:
-            found = _SETUPS.put(key, cls(Path(os.path.normpath(key[1])),
-                                         (os.path.normpath(key[0]) + os.sep,), ignored,
+            found = _SETUPS.put(key, cls(Path(os.path.normpath(project)),
+                                         (os.path.normpath(store_folder) + os.sep,), ignored,
                                          strict, files))
         return found
 
