@@ -290,8 +290,12 @@ class Recorder:
             RecordingLog(self.world)
 
     def begin_level(self, base: LevelBase, *, fresh: bool, siblings: bool) -> None:
-        if fresh:
+        if fresh and siblings:
             base.entries.update(self.entries)
+        elif fresh:
+            # One step: it reads the entries before its own outputs join them (see
+            # _record_step), and no resume needs the level's start: no copy.
+            base.entries = self.entries
         self.level = base if siblings else None
 
     def settle(self, outcome: Outcome, base: LevelBase, *, final: bool) -> Settled | None:
@@ -327,6 +331,9 @@ class Recorder:
             "name": item.name, "attempt": attempt, "started": outcome.began.isoformat(),
             "seconds": (finished - outcome.began).total_seconds()})
         batch = self.writer()
+        # What it read, taken before its outputs join the entries (a level of one step
+        # reads the run's own entries: a key it reads and writes is read as it was).
+        read = {key: entries[key] for key in outcome.reads}
         outputs = None
         if outcome.outputs is not None:
             try:
@@ -339,7 +346,7 @@ class Recorder:
         self.steps.append(StepRecord(
             name=item.name, status="failed" if outcome.error is not None else "succeeded",
             # What it read is in the state already: its tree names the same entries.
-            inputs=self.values.put_entries(batch, {key: entries[key] for key in outcome.reads}),
+            inputs=self.values.put_entries(batch, read),
             outputs=outputs,
             events=batch.put_value([e.as_value() for e in outcome.log.events],
                                    root="context events") if outcome.log.events
