@@ -303,8 +303,10 @@ class Recorder:
         commit says the run succeeded: one durable commit per step)."""
         # The network or a process, reached outside ctx.effect (the step's file watch is
         # among its guarded calls too: alone, it is no such hazard).
-        if any(isinstance(call, GuardedCall) for call in outcome.guarded):
-            outcome.hazards += world_hazards(outcome.guarded, self.project_root)
+        for call in outcome.guarded:  # (a loop: most steps have their file watch alone)
+            if isinstance(call, GuardedCall):
+                outcome.hazards += world_hazards(outcome.guarded, self.project_root)
+                break
         self._record_step(outcome, base.entries)
         if outcome.error is not None:
             return None  # committed with the level's end, which fails the run

@@ -41,6 +41,7 @@ import tokenize
 import types
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from contextvars import Token
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -344,22 +345,36 @@ class FileGuard:
 
 
 class _Watching:
-    __slots__ = ("_guard", "_inner", "_world")
+    __slots__ = ("_guard", "_inner", "_token", "_world")
 
     def __init__(self, guard: FileGuard) -> None:
         self._guard = guard
+        self._world: refusal.WorldWatch | None = None
+        self._token: Token[refusal.WorldWatch | None] | None = None
 
     def __enter__(self) -> list[Any]:
-        self._inner = self._guard.inner()
+        guard = self._guard
+        if guard.inner is refusal.recording_guard:
+            # Every recorded step: what recording_guard would do (a fresh noting world
+            # watch, made the context's), without its two objects and calls.
+            world = self._world = refusal.WorldWatch(refuse=False)
+            self._token = refusal.enter_watch(world)
+            watch_files(world, guard.setup, guard.replay)
+            return world.calls
+        self._inner = guard.inner()
         noticed: list[Any] = self._inner.__enter__()
         self._world = refusal.current_watch()
         if self._world is not None:
-            watch_files(self._world, self._guard.setup, self._guard.replay)
+            watch_files(self._world, guard.setup, guard.replay)
         return noticed
 
     def __exit__(self, *exc_info: Any) -> bool | None:
         if self._world is not None:
             stop_watching_files(self._world, self._guard.replay)
+        if self._token is not None:
+            refusal.leave_watch(self._token)
+            self._token = None
+            return None
         return self._inner.__exit__(*exc_info)
 
 
@@ -392,7 +407,10 @@ def stop_watching_files(world: refusal.WorldWatch, replay: refusal.ReplayWatch |
 
 def files_read(guarded: list[Any]) -> FileWatch | None:
     """The file watch among a step's guarded calls (None: no file was watched)."""
-    return next((item for item in guarded if isinstance(item, FileWatch)), None)
+    for item in guarded:  # (a loop, not a generator: asked for every step)
+        if isinstance(item, FileWatch):
+            return item
+    return None
 
 
 #: File setups made (owner-free: keyed by folders, flags, file names and patterns, all
