@@ -275,8 +275,12 @@ def _outputs(item: Step, result: Any) -> tuple[dict[str, Any], dict[str, bytes]]
         raise StepOutputError(f"step {item.name!r} returned a {type(result).__qualname__}; a "
                               "step returns a dict of the state keys it writes (or None)")
     outputs = dict(result)
-    encoded = {key: encode_output(value, f"the outputs of step {item.name!r}[{key!r}]")
-               for key, value in outputs.items()}
+    encoded: dict[str, bytes] = {}
+    for key, value in outputs.items():
+        try:
+            encoded[key] = encode_entry(value)
+        except Exception:  # encoded again to name where it failed (a path costs, spelled out)
+            encoded[key] = encode_output(value, f"the outputs of step {item.name!r}[{key!r}]")
     return outputs, encoded
 
 

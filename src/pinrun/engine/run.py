@@ -45,6 +45,7 @@ from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.store import Store, WriteBatch
 from pinrun.artifacts.trees import Entry, encode_entry
+from pinrun.engine.call_values import SCALARS
 from pinrun.engine.context import RecordingLog, ReuseLog, recorded_events
 from pinrun.engine.events import type_name
 from pinrun.engine.execution import HiddenState, Outcome, StepGuard, hidden_state_of
@@ -134,9 +135,12 @@ def record(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
     root = project_root if project_root is not None else project_root_for(store.path)
     pins = pin_steps(flow.steps, root)
     warn_if_hash_seed_random()  # once per process, and never for a CLI run (it has a seed)
-    encoded = {key: encode_entry(value, root=f"inputs[{key!r}]")
-               for key, value in inputs.items()}
-    state = {key: codec.decode(raw) for key, raw in encoded.items()}
+    encoded: dict[str, bytes] = {}
+    state: dict[str, Any] = {}
+    for key, value in inputs.items():
+        raw = encoded[key] = encode_entry(value, root=f"inputs[{key!r}]")
+        # The run's own copy of its inputs: an immutable value is its own copy.
+        state[key] = value if type(value) in SCALARS else codec.decode(raw)
     actual_world = world if world is not None else SystemWorld()
     started = actual_world.now()
     # Readable and time-ordered to the millisecond, so `pinrun runs` lists newest first.
