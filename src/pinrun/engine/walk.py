@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from pinrun.engine.execution import (
     HiddenState,
@@ -67,9 +67,11 @@ class LevelBase:
     written: set[str] = field(default_factory=set)
 
 
-@dataclass(frozen=True)
-class Settled:
-    """What goes on into the state from one step: its outputs and their encodings."""
+class Settled(NamedTuple):
+    """What goes on into the state from one step: its outputs and their encodings.
+
+    (Immutable, and made for every step: a named tuple, the cheapest to make.)
+    """
 
     outputs: Mapping[str, Any]
     encoded: Mapping[str, bytes]
