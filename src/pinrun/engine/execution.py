@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import inspect
 import sys
+import weakref
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from types import CodeType, FrameType, MappingProxyType
+from types import CodeType, FrameType, MappingProxyType, ModuleType
 from typing import Any, TypeVar
 
 from pinrun.artifacts import codec
@@ -76,6 +78,11 @@ class StepHiddenState:
     names: tuple[tuple[str, str], ...] = ()
     #: The project modules its code comes from (their classes, defaults and caches).
     modules: tuple[str, ...] = ()
+    #: The module objects (weakly) last found to own no hidden state of their code's:
+    #: while those are the ones loaded, there is nothing to look at (see _code_watch).
+    #: (One slot, replaced whole: threads recording the same step read it safely.)
+    quiet: list[tuple[weakref.ref[ModuleType], ...]] = field(
+        default_factory=list, compare=False, repr=False)
 
 
 #: Per step name, where its code can keep hidden state.
@@ -84,8 +91,20 @@ HiddenState = Mapping[str, StepHiddenState]
 
 def hidden_state_of(pins: Mapping[str, PinnedStep]) -> dict[str, StepHiddenState]:
     """Per step, the hidden state its pin names: the globals it reads, its modules."""
-    return {name: StepHiddenState(tuple(pinned.state), tuple(pinned.sources))
-            for name, pinned in pins.items()}
+    return {name: _hidden_state(pinned) for name, pinned in pins.items()}
+
+
+def _hidden_state(pinned: PinnedStep) -> StepHiddenState:
+    found = _HIDDEN.get(pinned)
+    if found is None:
+        found = _HIDDEN[pinned] = StepHiddenState(tuple(pinned.state), tuple(pinned.sources))
+    return found
+
+
+#: Per pin, what :func:`hidden_state_of` makes of it: a pin is immutable and kept for a
+#: process while its step lives (a run pins the same objects again), so its answer is
+#: kept with it, owned by the pin (weakly: it goes with the pin).
+_HIDDEN: weakref.WeakKeyDictionary[PinnedStep, StepHiddenState] = weakref.WeakKeyDictionary()
 
 
 def module_values(names: Sequence[tuple[str, str]]) -> dict[str, bytes]:
@@ -124,9 +143,9 @@ class _Call:
         self.hidden_before = module_values(self.hidden) if self.hidden else {}
         self.code: Watch | None = None
         if hidden is not None and hidden.modules:
-            self.code = code_watch([sys.modules[name] for name in hidden.modules
-                                    if name in sys.modules])
-            self.code_before = self.code.look()
+            self.code = _code_watch(hidden)
+            if self.code is not None:
+                self.code_before = self.code.look()
         reads: dict[str, Any] = {}
         self.encoded: dict[str, bytes] = {}
         self.arguments: dict[str, Any] = {}
@@ -185,6 +204,28 @@ class _Call:
         return outcome
 
 
+def _code_watch(hidden: StepHiddenState) -> Watch | None:
+    """The watch of what the step's modules' code owns; None when it owns nothing.
+
+    The places are found once per module objects and kept (a module loaded again
+    is another object), so modules whose code owns none (most) have nothing to
+    look at, now or after the step: that is remembered with the step's hidden
+    state, for as long as the very same module objects are loaded.
+    """
+    modules = [sys.modules[name] for name in hidden.modules if name in sys.modules]
+    quiet = hidden.quiet[0] if hidden.quiet else None
+    if quiet is not None and len(quiet) == len(modules) and all(
+            ref() is module for ref, module in zip(quiet, modules, strict=True)):
+        return None
+    watch = code_watch(modules)
+    if watch.places:
+        return watch
+    # (A module object that takes no weak reference: asked each time.)
+    with contextlib.suppress(TypeError):
+        hidden.quiet[:] = [tuple(weakref.ref(module) for module in modules)]
+    return None
+
+
 _SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes})
 
 
@@ -234,8 +275,12 @@ def _outputs(item: Step, result: Any) -> tuple[dict[str, Any], dict[str, bytes]]
         raise StepOutputError(f"step {item.name!r} returned a {type(result).__qualname__}; a "
                               "step returns a dict of the state keys it writes (or None)")
     outputs = dict(result)
-    encoded = {key: encode_output(value, f"the outputs of step {item.name!r}[{key!r}]")
-               for key, value in outputs.items()}
+    encoded: dict[str, bytes] = {}
+    for key, value in outputs.items():
+        try:
+            encoded[key] = encode_entry(value)
+        except Exception:  # encoded again to name where it failed (a path costs, spelled out)
+            encoded[key] = encode_output(value, f"the outputs of step {item.name!r}[{key!r}]")
     return outputs, encoded
 
 
@@ -269,7 +314,10 @@ def run_level(flow: Flow, level: list[Step], state: Mapping[str, Any],
               hidden_state: HiddenState | None = None) -> Iterator[Outcome]:
     """Run ``level``'s steps and yield their outcomes in declaration order.
 
-    ``encoded`` holds the canonical encoding of every state value; ``log_for``
+    ``state`` and ``encoded`` are the level's view, which nothing changes while
+    its steps are called (a level of one step may be given the walk's own state:
+    its call takes what it reads first). ``encoded`` holds the canonical encoding
+    of every state value; ``log_for``
     gives each step its context's log (a recording one, or a replay one).
     ``world`` stamps start and end times (None: no clock is read); ``guard``
     watches each step while it runs; the step named ``debug_step`` runs
@@ -279,8 +327,9 @@ def run_level(flow: Flow, level: list[Step], state: Mapping[str, Any],
     next starts.
     """
     hidden = hidden_state or {}
-    # The level's view: siblings never see each other's writes.
-    base, base_encoded = dict(state), dict(encoded)
+    # The level's view: siblings never see each other's writes (the walk merges them
+    # into its own state, never into this one, while the level runs).
+    base, base_encoded = state, encoded
     concurrent = flow.max_concurrency > 1 and sum(item.is_async for item in level) > 1
     if not concurrent:
         for item in level:

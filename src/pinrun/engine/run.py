@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import traceback
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -44,11 +45,13 @@ from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.store import Store, WriteBatch
 from pinrun.artifacts.trees import Entry, encode_entry
+from pinrun.engine.call_values import SCALARS
 from pinrun.engine.context import RecordingLog, ReuseLog, recorded_events
 from pinrun.engine.events import type_name
 from pinrun.engine.execution import HiddenState, Outcome, StepGuard, hidden_state_of
 from pinrun.engine.lease import RunLease
 from pinrun.engine.records import RunRecord, RunStatus, StepError, StepRecord, run_ref
+from pinrun.engine.value_digests import ValueDigests
 from pinrun.engine.walk import LevelBase, RunState, Settled, walk
 from pinrun.errors import (
     BaselineBusyError,
@@ -132,9 +135,12 @@ def record(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
     root = project_root if project_root is not None else project_root_for(store.path)
     pins = pin_steps(flow.steps, root)
     warn_if_hash_seed_random()  # once per process, and never for a CLI run (it has a seed)
-    encoded = {key: encode_entry(value, root=f"inputs[{key!r}]")
-               for key, value in inputs.items()}
-    state = {key: codec.decode(raw) for key, raw in encoded.items()}
+    encoded: dict[str, bytes] = {}
+    state: dict[str, Any] = {}
+    for key, value in inputs.items():
+        raw = encoded[key] = encode_entry(value, root=f"inputs[{key!r}]")
+        # The run's own copy of its inputs: an immutable value is its own copy.
+        state[key] = value if type(value) in SCALARS else codec.decode(raw)
     actual_world = world if world is not None else SystemWorld()
     started = actual_world.now()
     # Readable and time-ordered to the millisecond, so `pinrun runs` lists newest first.
@@ -147,8 +153,8 @@ def record(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
     batch = recorder.writer()
     where = entry if entry is not None else find_entry(flow, root)
     stored = put_pins(batch, flow, pins, where, root)
-    inputs_digest = batch.put_snapshot(state, root="inputs", payloads=encoded,
-                                       entries_out=recorder.entries)
+    inputs_digest = recorder.values.put_snapshot(batch, state, root="inputs", payloads=encoded,
+                                                 entries_out=recorder.entries)
     recorder.run = RunRecord(id=run_id, flow=flow.name, status="running", inputs=inputs_digest,
                              state=inputs_digest, flow_pin=stored.flow, env=stored.env,
                              entry=where, replaces=replaces.id if replaces else None)
@@ -213,6 +219,9 @@ class Recorder:
         self.encoded = encoded
         #: The stored entry of every state value (filled as values are stored).
         self.entries: dict[str, Entry] = {}
+        #: Where its trees are stored: each small value digested once, however many
+        #: trees (outputs, inputs of the steps that read it, the state) name it.
+        self.values = ValueDigests()
         self.timing = timing
         self.steps: list[StepRecord] = []
         #: The digest of the stored run record (None until the first commit).
@@ -285,8 +294,12 @@ class Recorder:
             RecordingLog(self.world)
 
     def begin_level(self, base: LevelBase, *, fresh: bool, siblings: bool) -> None:
-        if fresh:
+        if fresh and siblings:
             base.entries.update(self.entries)
+        elif fresh:
+            # One step: it reads the entries before its own outputs join them (see
+            # _record_step), and no resume needs the level's start: no copy.
+            base.entries = self.entries
         self.level = base if siblings else None
 
     def settle(self, outcome: Outcome, base: LevelBase, *, final: bool) -> Settled | None:
@@ -294,8 +307,10 @@ class Recorder:
         commit says the run succeeded: one durable commit per step)."""
         # The network or a process, reached outside ctx.effect (the step's file watch is
         # among its guarded calls too: alone, it is no such hazard).
-        if any(isinstance(call, GuardedCall) for call in outcome.guarded):
-            outcome.hazards += world_hazards(outcome.guarded, self.project_root)
+        for call in outcome.guarded:  # (a loop: most steps have their file watch alone)
+            if isinstance(call, GuardedCall):
+                outcome.hazards += world_hazards(outcome.guarded, self.project_root)
+                break
         self._record_step(outcome, base.entries)
         if outcome.error is not None:
             return None  # committed with the level's end, which fails the run
@@ -322,19 +337,22 @@ class Recorder:
             "name": item.name, "attempt": attempt, "started": outcome.began.isoformat(),
             "seconds": (finished - outcome.began).total_seconds()})
         batch = self.writer()
+        # What it read, taken before its outputs join the entries (a level of one step
+        # reads the run's own entries: a key it reads and writes is read as it was).
+        read = {key: entries[key] for key in outcome.reads}
         outputs = None
         if outcome.outputs is not None:
             try:
-                outputs = batch.put_snapshot(outcome.outputs, payloads=outcome.encoded_outputs,
-                                             root=f"the outputs of step {item.name!r}",
-                                             entries_out=self.entries)
+                outputs = self.values.put_snapshot(
+                    batch, outcome.outputs, payloads=outcome.encoded_outputs,
+                    root=f"the outputs of step {item.name!r}", entries_out=self.entries)
             except Exception as exc:  # what cannot be stored fails the step, recorded
                 outcome.error, outcome.outputs = exc, None
         files = self._file_inputs(outcome, batch)  # first: it may add a hazard
         self.steps.append(StepRecord(
             name=item.name, status="failed" if outcome.error is not None else "succeeded",
             # What it read is in the state already: its tree names the same entries.
-            inputs=batch.put_entries({key: entries[key] for key in outcome.reads}),
+            inputs=self.values.put_entries(batch, read),
             outputs=outputs,
             events=batch.put_value([e.as_value() for e in outcome.log.events],
                                    root="context events") if outcome.log.events
@@ -365,10 +383,10 @@ class Recorder:
         timing = self.timing if not linked else {
             **self.timing, "steps": self.timing["steps"][self._stored_timing:]}
         updated = replace(
-            self.run, status=status, state=batch.put_entries(self.entries),
+            self.run, status=status, state=self.values.put_entries(batch, self.entries),
             steps=tuple(self.steps[self._stored_steps:] if linked else self.steps),
             timing=batch.put_value(timing),
-            level_start=(batch.put_entries(self.level.entries)
+            level_start=(self.values.put_entries(batch, self.level.entries)
                          if self.level is not None and status != "succeeded" else None),
             continues=self.digest if linked else None, digest=None, timing_parts=())
         digest = batch.put(Kind.RUN, updated.encode())
@@ -399,8 +417,17 @@ class Recorder:
 def _step_files(flow: Flow) -> frozenset[str]:
     """The files of ``flow``'s step functions: a step's own file names its reads, also when
     it is installed in site-packages."""
-    return frozenset(func_code.co_filename for item in flow.steps
-                     if (func_code := getattr(item.func, "__code__", None)) is not None)
+    found = _STEP_FILES.get(flow)
+    if found is None:
+        found = _STEP_FILES[flow] = frozenset(
+            func_code.co_filename for item in flow.steps
+            if (func_code := getattr(item.func, "__code__", None)) is not None)
+    return found
+
+
+#: Per flow, the files of its steps: a flow and its steps are immutable once built, so
+#: the answer is kept with the flow (weakly: a flow loaded from pinned code leaves with it).
+_STEP_FILES: weakref.WeakKeyDictionary[Flow, frozenset[str]] = weakref.WeakKeyDictionary()
 
 
 def describe_error(error: BaseException) -> StepError:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from pinrun.engine.execution import (
     HiddenState,
@@ -53,7 +53,11 @@ class RunState:
 
 @dataclass
 class LevelBase:
-    """The state as a level began: what all of its steps read (kept for resume)."""
+    """The state as a level began: what all of its steps read (kept for resume).
+
+    A level of one step reads the walk's own state (its call takes what it reads
+    before the step's outputs are merged); a level of several steps reads copies.
+    """
 
     state: dict[str, Any]
     encoded: dict[str, bytes]
@@ -63,9 +67,11 @@ class LevelBase:
     written: set[str] = field(default_factory=set)
 
 
-@dataclass(frozen=True)
-class Settled:
-    """What goes on into the state from one step: its outputs and their encodings."""
+class Settled(NamedTuple):
+    """What goes on into the state from one step: its outputs and their encodings.
+
+    (Immutable, and made for every step: a named tuple, the cheapest to make.)
+    """
 
     outputs: Mapping[str, Any]
     encoded: Mapping[str, bytes]
@@ -130,8 +136,15 @@ def walk(flow: Flow, state: RunState, mode: Mode, *,
         failure: Outcome | None = None
         if todo:
             resumed = resumed_level is not None and len(todo) < len(level)
-            base = resumed_level if resumed and resumed_level is not None else \
-                LevelBase(dict(state.values), dict(state.encoded))
+            if resumed and resumed_level is not None:
+                base = resumed_level
+            elif len(level) == 1:
+                # One step reads the state before anything is merged into it (its call is
+                # made first) and nothing reads the base after it: no copy, whatever the
+                # state's size.
+                base = LevelBase(state.values, state.encoded)
+            else:
+                base = LevelBase(dict(state.values), dict(state.encoded))
             mode.begin_level(base, fresh=not resumed, siblings=len(level) > 1)
             for outcome in run_level(flow, todo, base.state, base.encoded, log_for=log_for,
                                      world=mode.world, run_id=mode.run_id, guard=mode.guard,

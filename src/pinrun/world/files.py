@@ -41,6 +41,7 @@ import tokenize
 import types
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from contextvars import Token
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -83,6 +84,21 @@ _LINECACHE = frozenset(os.path.normpath(m.__file__) for m in (linecache, tokeniz
 def ignore_patterns(root: Path) -> tuple[str, ...]:
     """The paths the project says are never inputs: ``[tool.pinrun] ignore_files`` in its
     ``pyproject.toml``, then ``$PINRUN_IGNORE_FILES`` (comma-separated), as globs."""
+    variable = os.environ.get(IGNORE_VARIABLE, "")
+    # Asked at every run: the file's size and times say whether to read it again (one
+    # stat, no path objects), as pyproject() would say.
+    folder = os.fspath(root)
+    if not os.path.isabs(folder):  # another folder after a chdir
+        folder = os.path.abspath(folder)
+    try:
+        info = os.stat(os.path.join(folder, "pyproject.toml"))
+        seen: tuple[int, ...] = (info.st_mtime_ns, info.st_ctime_ns, info.st_size,
+                                  info.st_ino)
+    except OSError:
+        seen = ()  # none there (or unreadable): no patterns from it
+    known = _PATTERNS.get((folder, variable))
+    if known is not None and known[0] == seen:
+        return known[1]
     patterns: list[str] = []
     data = pyproject(root)
     tool = data.get("tool", {})
@@ -92,9 +108,13 @@ def ignore_patterns(root: Path) -> tuple[str, ...]:
         raise InputError(f"{root / 'pyproject.toml'}: [tool.pinrun] ignore_files should be "
                          'a list of globs, such as ignore_files = ["logs/**", "*.tmp"]')
     patterns += [item for item in listed if item]
-    patterns += [part.strip() for part in os.environ.get(IGNORE_VARIABLE, "").split(",")
-                 if part.strip()]
-    return tuple(patterns)
+    patterns += [part.strip() for part in variable.split(",") if part.strip()]
+    return _PATTERNS.put((folder, variable), (seen, tuple(patterns)))[1]
+
+
+#: Per project folder and $PINRUN_IGNORE_FILES: the pyproject.toml's size and times when
+#: read, and the patterns then (owner-free: data about a file, checked at every ask).
+_PATTERNS: Kept[tuple[str, str], tuple[tuple[int, ...], tuple[str, ...]]] = Kept(64)
 
 
 @dataclass(frozen=True)
@@ -122,11 +142,16 @@ class FileSetup:
         absolute first: a relative root means another folder after a ``chdir``.
         """
         ignored = ignore_patterns(root)
-        key = (os.path.abspath(store_path), os.path.abspath(root), strict, files, ignored)
+        store_folder, project = os.fspath(store_path), os.fspath(root)
+        # Absolute paths name the same folders whatever the working one: kept as given
+        # (normalized once, when made); a relative one is made absolute first.
+        if not (os.path.isabs(store_folder) and os.path.isabs(project)):
+            store_folder, project = os.path.abspath(store_folder), os.path.abspath(project)
+        key = (store_folder, project, strict, files, ignored)
         found = _SETUPS.get(key)
         if found is None:
-            found = _SETUPS.put(key, cls(Path(os.path.normpath(key[1])),
-                                         (os.path.normpath(key[0]) + os.sep,), ignored,
+            found = _SETUPS.put(key, cls(Path(os.path.normpath(project)),
+                                         (os.path.normpath(store_folder) + os.sep,), ignored,
                                          strict, files))
         return found
 
@@ -320,22 +345,36 @@ class FileGuard:
 
 
 class _Watching:
-    __slots__ = ("_guard", "_inner", "_world")
+    __slots__ = ("_guard", "_inner", "_token", "_world")
 
     def __init__(self, guard: FileGuard) -> None:
         self._guard = guard
+        self._world: refusal.WorldWatch | None = None
+        self._token: Token[refusal.WorldWatch | None] | None = None
 
     def __enter__(self) -> list[Any]:
-        self._inner = self._guard.inner()
+        guard = self._guard
+        if guard.inner is refusal.recording_guard:
+            # Every recorded step: what recording_guard would do (a fresh noting world
+            # watch, made the context's), without its two objects and calls.
+            world = self._world = refusal.WorldWatch(refuse=False)
+            self._token = refusal.enter_watch(world)
+            watch_files(world, guard.setup, guard.replay)
+            return world.calls
+        self._inner = guard.inner()
         noticed: list[Any] = self._inner.__enter__()
         self._world = refusal.current_watch()
         if self._world is not None:
-            watch_files(self._world, self._guard.setup, self._guard.replay)
+            watch_files(self._world, guard.setup, guard.replay)
         return noticed
 
     def __exit__(self, *exc_info: Any) -> bool | None:
         if self._world is not None:
             stop_watching_files(self._world, self._guard.replay)
+        if self._token is not None:
+            refusal.leave_watch(self._token)
+            self._token = None
+            return None
         return self._inner.__exit__(*exc_info)
 
 
@@ -368,7 +407,10 @@ def stop_watching_files(world: refusal.WorldWatch, replay: refusal.ReplayWatch |
 
 def files_read(guarded: list[Any]) -> FileWatch | None:
     """The file watch among a step's guarded calls (None: no file was watched)."""
-    return next((item for item in guarded if isinstance(item, FileWatch)), None)
+    for item in guarded:  # (a loop, not a generator: asked for every step)
+        if isinstance(item, FileWatch):
+            return item
+    return None
 
 
 #: File setups made (owner-free: keyed by folders, flags, file names and patterns, all

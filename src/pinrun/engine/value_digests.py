@@ -1,0 +1,73 @@
+"""Small values a run stores again and again, digested once per run.
+
+A recorded run names each state value in several trees: the outputs of the
+step that wrote it, the inputs of every step that reads it, and the state at
+each commit. Each of those trees stores the value as its own object (a small
+snapshot keeps one object per key), and each store would hash the same bytes
+again. :class:`ValueDigests` stands in front of the run's write batches and
+keeps the digest of every small ``value`` payload it has seen, so a value is
+hashed once per run however many trees name it. Every object is still queued
+in the batch being filled (its commit still sets aside what the store
+holds), with the digest :func:`~pinrun.artifacts.digest.compute_digest`
+gives for it: the objects, the trees and their digests are the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from pinrun.artifacts.digest import Digest, Kind, compute_digest
+from pinrun.artifacts.store import WriteBatch
+from pinrun.artifacts.trees import Entry, store_entries, store_snapshot
+
+__all__ = ["KEPT_PAYLOAD", "ValueDigests"]
+
+#: Payloads up to this many bytes are kept with their digest (a state value's page
+#: entry is at most 16 KiB; most are a few dozen bytes).
+KEPT_PAYLOAD: Final = 4096
+#: At most this many are kept; when full, the run starts again from none.
+_MOST: Final = 4096
+
+
+class ValueDigests:
+    """The object sink of one run's trees: each small ``value`` payload digested once.
+
+    Owned by one recording (its :class:`~pinrun.engine.run.Recorder`): it is
+    dropped with the run, and a digest names one content forever, so nothing it
+    keeps can go stale.
+    """
+
+    __slots__ = ("_batch", "_known")
+
+    def __init__(self) -> None:
+        self._known: dict[bytes, Digest] = {}
+        self._batch: WriteBatch | None = None
+
+    def put(self, kind: Kind, payload: bytes, digest: Digest | None = None) -> Digest:
+        """Queue ``payload`` in the current batch, with its digest (kept, for a small value)."""
+        if digest is None and kind is Kind.VALUE and type(payload) is bytes \
+                and len(payload) <= KEPT_PAYLOAD:
+            known = self._known
+            digest = known.get(payload)
+            if digest is None:
+                if len(known) >= _MOST:
+                    known.clear()
+                digest = known[payload] = compute_digest(kind, payload)
+        assert self._batch is not None  # set by put_snapshot / put_entries before any put
+        return self._batch.put(kind, payload, digest)
+
+    def put_snapshot(self, batch: WriteBatch, state: Mapping[str, Any], *, root: str,
+                     payloads: Mapping[str, bytes] | None = None,
+                     entries_out: dict[str, Entry] | None = None) -> Digest:
+        """:meth:`WriteBatch.put_snapshot <pinrun.artifacts.store.WriteBatch.put_snapshot>`
+        into ``batch``, each small value digested once per run."""
+        self._batch = batch
+        return store_snapshot(self, state, root=root, payloads=payloads,
+                              entries_out=entries_out)
+
+    def put_entries(self, batch: WriteBatch, entries: Mapping[str, Entry]) -> Digest:
+        """:meth:`WriteBatch.put_entries <pinrun.artifacts.store.WriteBatch.put_entries>`
+        into ``batch``, each small value digested once per run."""
+        self._batch = batch
+        return store_entries(self, entries)

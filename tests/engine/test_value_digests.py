@@ -1,0 +1,73 @@
+"""A run's trees stored through ValueDigests: the same objects and digests as a batch's own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pinrun.artifacts import codec
+from pinrun.artifacts.digest import Kind, compute_digest
+from pinrun.artifacts.store import Store, WriteBatch
+from pinrun.artifacts.trees import Entry
+from pinrun.engine import value_digests
+from pinrun.engine.value_digests import ValueDigests
+
+STATE: dict[str, Any] = {
+    "order_id": "A1", "items": [{"sku": "X", "qty": 2}], "total": 10.5, "blob": b"raw bytes",
+    "$escaped": 1, "big": "x" * (value_digests.KEPT_PAYLOAD + 10), "none": None,
+}
+
+
+def _queued(batch: WriteBatch) -> dict[bytes, tuple[Kind, bytes]]:
+    return dict(batch._pending)
+
+
+def test_trees_and_objects_match_the_batch(store: Store) -> None:
+    """Snapshots and entry trees stored through ValueDigests queue the very objects, under
+    the very digests, that the batch's own put_snapshot / put_entries queue."""
+    plain, memo = WriteBatch(store), WriteBatch(store)
+    plain_entries: dict[str, Entry] = {}
+    memo_entries: dict[str, Entry] = {}
+    sink = ValueDigests()
+    expected = plain.put_snapshot(STATE, root="state", entries_out=plain_entries)
+    assert sink.put_snapshot(memo, STATE, root="state", entries_out=memo_entries) == expected
+    reads = ["items", "total", "order_id"]
+    assert sink.put_entries(memo, {k: memo_entries[k] for k in reads}) == \
+        plain.put_entries({k: plain_entries[k] for k in reads})
+    # Stored again (a later commit's state), each small value now comes from what is kept.
+    assert sink.put_entries(memo, memo_entries) == plain.put_entries(plain_entries)
+    assert _queued(memo) == _queued(plain)
+    for raw, (kind, payload) in _queued(memo).items():
+        assert compute_digest(kind, payload).raw == raw
+
+
+def test_each_small_value_is_digested_once(store: Store, monkeypatch: Any) -> None:
+    """A small value named by several trees of a run is hashed once; a large one is left to
+    the batch (hashed there, nothing kept)."""
+    hashed: list[bytes] = []
+    real = compute_digest
+
+    def counting(kind: Kind, payload: bytes) -> Any:
+        hashed.append(payload)
+        return real(kind, payload)
+
+    monkeypatch.setattr(value_digests, "compute_digest", counting)
+    sink = ValueDigests()
+    small, large = codec.encode(12.5), codec.encode("y" * (value_digests.KEPT_PAYLOAD + 1))
+    for _ in range(3):
+        sink._batch = WriteBatch(store)  # a new batch per commit: what is kept goes on
+        assert sink.put(Kind.VALUE, small) == compute_digest(Kind.VALUE, small)
+        assert sink.put(Kind.VALUE, large) == compute_digest(Kind.VALUE, large)
+    assert hashed.count(small) == 1
+    assert hashed.count(large) == 0
+    assert len(sink._known) == 1
+
+
+def test_kept_digests_are_bounded(store: Store, monkeypatch: Any) -> None:
+    """At most the bound's worth of digests is kept: past it, what was kept is dropped."""
+    monkeypatch.setattr(value_digests, "_MOST", 4)
+    sink = ValueDigests()
+    sink._batch = WriteBatch(store)
+    for number in range(10):
+        payload = codec.encode(number)
+        assert sink.put(Kind.VALUE, payload) == compute_digest(Kind.VALUE, payload)
+        assert len(sink._known) <= 4
