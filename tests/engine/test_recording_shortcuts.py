@@ -104,3 +104,48 @@ def test_quiet_modules_are_looked_at_again_once_loaded_anew(
     assert any(hazard.startswith(f"module state: {module}.Seen.items changed")
                for hazard in run.steps[0].hazards), run.steps[0].hazards
     assert _code_watch(hidden) is not None  # another module object: looked at again
+
+
+WIDE = """
+import pinrun
+
+
+@pinrun.step
+def spread(n: int) -> dict:
+    return {f"k{i:03d}": {"i": i, "of": [n, "x"]} for i in range(200)}
+
+
+@pinrun.step
+def gather(state) -> dict:
+    mine = dict(state)
+    mine["k000"]["i"] = -1  # a fresh copy: the run's state must not see this
+    return {"total": sum(value["i"] for key, value in mine.items() if key.startswith("k"))}
+
+
+flow = pinrun.Flow("wide", [spread, gather])
+"""
+
+
+def test_a_wide_step_encoded_and_read_at_once_records_what_one_by_one_would(
+        project: Project, project_store: Store) -> None:
+    """200 plain outputs encoded by one call, read back by a `state` step in one call:
+    the same snapshots as value by value, each read a fresh copy, and replay reproduces."""
+    from pinrun.artifacts import codec
+
+    project.write("wide", WIDE)
+    run = record(project.load("wide"), {"n": 7}, store=project_store)
+    spread, gather = run.steps
+    assert spread.outputs is not None
+    outputs = project_store.get_snapshot(spread.outputs)
+    expected = {f"k{i:03d}": {"i": i, "of": [7, "x"]} for i in range(200)}
+    assert outputs == expected
+    # (both one-call paths apply to this map: the steps above took them)
+    encodings = {key: codec.encode(value) for key, value in expected.items()}
+    assert codec.encode_many(expected) == encodings
+    assert codec.decode_many(encodings) == expected
+    assert project_store.get_snapshot(run.state)["k000"] == {"i": 0, "of": [7, "x"]}
+    assert project_store.get_snapshot(run.state)["total"] == sum(range(1, 200)) - 1
+    assert not any("mutated" in hazard for hazard in gather.hazards)
+    report = pinrun.replay(run.id, store=project_store, code="workdir",
+                           project_root=project.root)
+    assert report.verdict == "reproduced", report.error

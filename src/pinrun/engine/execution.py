@@ -169,7 +169,9 @@ class _Call:
         if item.wants_context:
             self.arguments["ctx"] = self.context
         if item.wants_state:
+            # A wide state is decoded in one call (fresh values all the same).
             self.arguments["state"] = MappingProxyType(
+                codec.decode_many(encoded if type(encoded) is dict else dict(encoded)) or
                 {key: codec.decode(raw) for key, raw in encoded.items()})
 
     def finish(self, result: Any) -> Outcome:
@@ -275,6 +277,9 @@ def _outputs(item: Step, result: Any) -> tuple[dict[str, Any], dict[str, bytes]]
         raise StepOutputError(f"step {item.name!r} returned a {type(result).__qualname__}; a "
                               "step returns a dict of the state keys it writes (or None)")
     outputs = dict(result)
+    many = codec.encode_many(outputs)  # many plain values: one call (None: value by value)
+    if many is not None:
+        return outputs, many
     encoded: dict[str, bytes] = {}
     for key, value in outputs.items():
         try:
