@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from pinrun.artifacts.digest import Digest, Kind
+from pinrun.artifacts.digest import Kind
 from pinrun.artifacts.mapped_pages import PageBudget, release_store_pages
 from pinrun.artifacts.store import Store
 from pinrun.artifacts.tags import run_tags, tagged_runs
@@ -202,7 +202,9 @@ def _seeds_in_batches(store: Store, run_ids: list[str],
                       slow: Callable[[str], str | StoreError | None], budget: PageBudget,
                       ) -> Iterator[tuple[str, str | StoreError | None]]:
     """:func:`_hash_seeds`, a batch of refs and records per transaction."""
-    seeds: dict[Digest, str | StoreError | None] = {}
+    # By the environment's digest as the records spell it: runs of one machine share a
+    # handful, each read, checked and parsed once (by ``slow``, the first time).
+    seeds: dict[str, str | StoreError | None] = {}
     for start in range(0, len(run_ids), _SEED_BATCH):
         batch = run_ids[start:start + _SEED_BATCH]
         payloads: list[tuple[Kind, bytes] | None] = [None] * len(batch)
@@ -219,11 +221,10 @@ def _seeds_in_batches(store: Store, run_ids: list[str],
             if env is None:
                 yield run_id, None
                 continue
-            assert isinstance(env, Digest)
-            seed = seeds.get(env)
-            if env not in seeds or isinstance(seed, StoreError):  # an error names its run
-                seed = seeds[env] = slow(run_id)  # reads and checks the environment once
-            yield run_id, seed
+            assert isinstance(env, str)
+            if env not in seeds or isinstance(seeds[env], StoreError):  # an error names its run
+                seeds[env] = slow(run_id)  # reads and checks the environment once
+            yield run_id, seeds[env]
         # The records' pages are not read again here: the map gives them back as they
         # add up, so this process's size does not grow with the store.
         budget.spend()
@@ -233,7 +234,9 @@ _UNREAD = object()
 
 
 def _env_of(run_id: str, loaded: tuple[Kind, bytes] | None) -> object:
-    """The environment digest a run record names (None: none), or ``_UNREAD``."""
+    """The environment digest a run record names, as its hex text (None: none), or
+    ``_UNREAD``. The text is not checked here: the first run naming it takes the slow
+    way, which reads its record and environment in full."""
     if loaded is None or loaded[0] is not Kind.RUN:
         return _UNREAD
     try:
@@ -246,12 +249,7 @@ def _env_of(run_id: str, loaded: tuple[Kind, bytes] | None) -> object:
     if env is None:
         return None
     found = env.get("$digest") if type(env) is dict and len(env) == 1 else None
-    if type(found) is not str:
-        return _UNREAD
-    try:
-        return Digest.from_hex(found)
-    except InputError:
-        return _UNREAD
+    return found if type(found) is str else _UNREAD
 
 
 def run_verification(store: Store, run_ids: list[str], *, code: CodeSource,
@@ -260,9 +258,10 @@ def run_verification(store: Store, run_ids: list[str], *, code: CodeSource,
                      progress: Callable[[int, int], None] | None = None,
                      entries: Mapping[str, str] | None = None,
                      allow_world: bool = False, allow_unsigned: bool = False,
-                     dask: str | None = None,
+                     dask: str | None = None, brief: bool = False,
                      ) -> Iterator[dict[str, Any]]:
-    """:func:`verify_runs`, each result as JSON-ready data (``pinrun verify --json``).
+    """:func:`verify_runs`, each result as JSON-ready data (``pinrun verify --json``):
+    what :meth:`RunResult.as_value <pinrun.verifier.worker.RunResult.as_value>` makes.
 
     The workers make each result's data themselves and send it as JSON: this
     process, which shares the cores with them, only parses it.
@@ -270,7 +269,7 @@ def run_verification(store: Store, run_ids: list[str], *, code: CodeSource,
     yield from _verify(store, run_ids, code=code, guards=guards, jobs=jobs,
                        project_root=project_root, fail_fast=fail_fast, progress=progress,
                        entries=entries, allow_world=allow_world,
-                       allow_unsigned=allow_unsigned, dask=dask, brief=False, form=VALUES)
+                       allow_unsigned=allow_unsigned, dask=dask, brief=brief, form=VALUES)
 
 
 def verify_runs(store: Store, run_ids: list[str], *, code: CodeSource,
