@@ -69,10 +69,14 @@ def test_values_go_as_json_only_when_json_carries_them_exactly() -> None:
     assert math.isnan(value["seconds"])
 
 
-@pytest.mark.parametrize("data", [b"[1, 2", b"[1]", b'[{"run": "r1"}]', b"\x80garbage"])
+@pytest.mark.parametrize("data", [
+    b"[1, 2", b"[1]", b'[{"run": "r1"}]', b"\x80garbage",
+    b'[{"run": "r1", "verdict": "reproduced"}, {"run": "r3", "verdict": "reproduced"}]',
+    b'[{"run": "r1", "verdict": "reproduced"}, {"run": "r2"}]'])
 def test_an_unreadable_values_answer_is_an_error_for_each_run(data: bytes) -> None:
-    """An answer that is not one dict per run (cut short, of other items, of another length,
-    or not a pickle) is an error value for each of the chunk's runs."""
+    """An answer that is not one value per run, in order, each naming its run and a verdict
+    (cut short, of other items, of another length or runs, or not a pickle) is an error
+    value for each of the chunk's runs."""
     values = chunk_values(data, ["r1", "r2"])
     assert [value["run"] for value in values] == ["r1", "r2"]
     assert all(value["verdict"] == "error" for value in values)

@@ -221,8 +221,12 @@ def chunk_values(data: bytes, run_ids: list[str]) -> list[dict[str, Any]]:
         found: object = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         found = exc
+    # One result per run, in order, each naming its run and a verdict (what the parent
+    # reads of every value), or none of them is taken.
     if type(found) is list and len(found) == len(run_ids) and \
-            all(type(value) is dict for value in found):
+            all(type(value) is dict and value.get("run") == run_id and
+                type(value.get("verdict")) is str
+                for value, run_id in zip(found, run_ids, strict=True)):
         return found
     return [result.as_value() for result in _unreadable(found, run_ids)]
 
