@@ -22,6 +22,9 @@ run that did not reproduce fails the benchmark.
   ``run_verification`` spawns in the timed call, so their start-up is timed.
   Target: a speed-up of at least 1.7x. An untimed probe that verifies one
   run per worker estimates the fixed cost, to give the speed-up after it.
+  The CPU seconds of the verifying process (``parent_cpu_s``) and of its
+  workers (``workers_cpu_s``, start-up included) are noted, medians of the
+  rounds: with two workers on two cores they add up to what the wall time pays.
 * ``verify-cli-N-runs``: the same through ``python -m pinrun verify -j 1``
   and ``-j 2`` in a subprocess: the command's own start-up is timed too.
 * ``verify-memory``: ``python -m pinrun verify -j 1`` of ``VERIFY_RUNS`` and
@@ -58,6 +61,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -317,16 +321,27 @@ def test_replay_5_steps(benchmark: BenchmarkFixture, corpora: Callable[[str, int
 # --------------------------------------------------------------------- verify
 
 
+def _children_cpu() -> float:
+    """CPU seconds of this process's children that ended (the verify workers, once their
+    pool is shut down)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _verify(store: Store, project: Path, jobs: int,
-            parent_cpu: list[float] | None = None) -> list[dict[str, Any]]:
+            parent_cpu: list[float] | None = None,
+            workers_cpu: list[float] | None = None) -> list[dict[str, Any]]:
     """Select and verify every run; this process's CPU seconds (the parent's share: the
-    selection, the seed pass and the results) appended to ``parent_cpu``."""
-    cpu = time.process_time()
+    selection, the seed pass and the results) appended to ``parent_cpu``, the workers'
+    (their start-up included) to ``workers_cpu``."""
+    cpu, children = time.process_time(), _children_cpu()
     run_ids = select_runs(store, Selection())
     results = list(run_verification(store, run_ids, code="workdir", guards="warn", jobs=jobs,
                                     project_root=project))
     if parent_cpu is not None:
         parent_cpu.append(time.process_time() - cpu)
+    if workers_cpu is not None:
+        workers_cpu.append(_children_cpu() - children)
     return results
 
 
@@ -369,15 +384,18 @@ def test_verify(benchmark: BenchmarkFixture, corpora: Callable[[str, int], Corpu
     jobs = VERIFY_JOBS[impl]
     corpus = _corpus_of(corpora, runs)
     parent_cpu: list[float] = []
+    workers_cpu: list[float] = []
     with pinrun.open_store(corpus.store_path) as store:  # as the workers open it
-        results = benchmark.pedantic(_verify, args=(store, corpus.project, jobs, parent_cpu),
+        results = benchmark.pedantic(_verify, args=(store, corpus.project, jobs, parent_cpu,
+                                                    workers_cpu),
                                      rounds=ROUNDS if runs == VERIFY_RUNS else LARGE_ROUNDS)
         _check_verified(results, corpus)
         fixed = _fixed_cost_probe(store, corpus.project, corpus, jobs)
     # The parent's CPU runs beside the workers' on a machine of few cores: with two
     # workers on two cores, every parent millisecond is one a worker waits for.
     notes: dict[str, Any] = {"jobs": jobs, "fixed_s": round(fixed, 3),
-                             "parent_cpu_s": round(median(parent_cpu), 3)}
+                             "parent_cpu_s": round(median(parent_cpu), 3),
+                             "workers_cpu_s": round(median(workers_cpu), 3)}
     median_s = _median_s(benchmark)
     if median_s is not None:
         notes["ms_per_run"] = round(median_s / runs * 1e3, 3)

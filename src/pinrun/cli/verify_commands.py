@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from pinrun.verifier.accept import AcceptPlan
     from pinrun.verifier.replayer import CodeSource
     from pinrun.verifier.verify import Selection
-    from pinrun.verifier.worker import RunResult
     from pinrun.world.guards import GuardMode
 
 
@@ -114,8 +113,8 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
     from pinrun.verifier.verify import (
         Selection,
         parse_shard,
+        run_verification,
         select_runs,
-        verify_runs,
         why_empty,
     )
 
@@ -166,17 +165,16 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
                     Path(json_file).open("w", encoding="utf-8")),
                 shard=selection.shard, selection=_selection_value(selection), code=code,
                 selected=len(ids))
-        for result in verify_runs(
+        # Each run's result comes as data, made by the worker that replayed it; a
+        # reproduced run's comes without its steps unless the results file wants them.
+        for value in run_verification(
                 store, ids, code=cast("CodeSource", code), guards=cast("GuardMode", guards),
                 jobs=jobs, fail_fast=fail_fast, progress=_now_and_then(update),
                 entries=by_flow, allow_world=allow_world, allow_unsigned=allow_unsigned,
                 dask=dask_address, brief=writer is None):
-            # A reproduced run's whole report is put in words only for the results file.
-            brief = _Reproduced.of(result)
-            if writer is not None or brief is None:
-                value = result.as_value()
-                if writer is not None:
-                    writer.add(value)
+            if writer is not None:
+                writer.add(value)
+            brief = _Reproduced.of(value)
             results.append(brief if brief is not None else value)
         if writer is not None:
             writer.close()
@@ -203,12 +201,12 @@ class _Reproduced(Mapping[str, Any]):
         self.seconds = seconds
 
     @classmethod
-    def of(cls, result: RunResult) -> _Reproduced | None:
-        """``result`` in brief, or None when it did not reproduce."""
-        report = result.report
-        if report is None or report.verdict != "reproduced":
+    def of(cls, value: Mapping[str, Any]) -> _Reproduced | None:
+        """A run's result (:meth:`RunResult.as_value` data) in brief, or None when it
+        did not reproduce."""
+        if value["verdict"] != "reproduced":
             return None
-        return cls(report.run_id, report.flow, round(result.seconds, 6))
+        return cls(value["run"], value["flow"], value["seconds"])
 
     def __getitem__(self, key: str) -> Any:
         if key == "verdict":

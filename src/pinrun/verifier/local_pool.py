@@ -5,7 +5,10 @@ group replays in a pool of fresh interpreters started under that seed. A
 :class:`GroupReplay` takes the group's runs one by one as the parent finds them
 and hands them to the pool a chunk at a time, so the first group's workers start
 and replay while the parent is still reading the other runs' seeds; its results
-come back in the order the runs were added.
+come back in the order the runs were added, in the form the caller asked for
+(:class:`~pinrun.verifier.worker.ResultForm`: objects, or the values the workers
+made). The tasks get smaller as the runs still to come run out, so the workers
+end together.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack
+from typing import Generic, TypeVar
 
 from pinrun.verifier import worker
-from pinrun.verifier.worker import ReplayOptions, RunResult
+from pinrun.verifier.worker import ReplayOptions, ResultForm, RunResult
 from pinrun.world.processes import worker_pool
 
 __all__ = ["GroupReplay", "replay_group"]
@@ -25,15 +29,27 @@ __all__ = ["GroupReplay", "replay_group"]
 #: Most runs in one task: small enough that the workers end together, large enough
 #: that a task's overhead (a pickle each way) is spread over many replays.
 _MOST_PER_TASK = 32
+#: Tasks per worker the runs still to come are cut into (at most 32 runs each): the
+#: last tasks are short, so no worker is left replaying a long one alone at the end.
+_TASKS_PER_WORKER = 4
+
+_R = TypeVar("_R")
 
 
-class GroupReplay:
+def task_size(remaining: int, jobs: int) -> int:
+    """How many runs the next task takes when ``remaining`` runs are still to come."""
+    return max(1, min(_MOST_PER_TASK, remaining // (max(jobs, 1) * _TASKS_PER_WORKER)))
+
+
+class GroupReplay(Generic[_R]):
     """Replays the runs added to it in up to ``jobs`` workers started under ``seed``.
 
     :meth:`add` runs (the pool starts with the first task), then read
     :meth:`results`; :meth:`close` (or leaving the ``with`` block) stops the pool,
     dropping the tasks not started yet. ``expected`` is how many runs may be
-    added, which sizes the tasks (about four per worker, at most 32 runs each).
+    added, which sizes the tasks (about four per worker of the runs still to come, at
+    most 32 runs each). Results come in ``form`` (:data:`~pinrun.verifier.worker.OBJECTS`
+    or :data:`~pinrun.verifier.worker.VALUES`, which the options' ``values`` must match).
 
     A dead worker breaks its whole pool, so the tasks still in flight fail with
     it. The runs of the first of them, in order, are replayed once more alone:
@@ -42,11 +58,14 @@ class GroupReplay:
     """
 
     def __init__(self, seed: str | None, jobs: int, arguments: tuple[str, ReplayOptions],
-                 expected: int) -> None:
+                 expected: int, form: ResultForm[_R]) -> None:
         self.seed = seed
         self._jobs = max(jobs, 1)
         self._arguments = arguments
-        self._size = max(1, min(_MOST_PER_TASK, expected // (self._jobs * 4)))
+        self._form = form
+        #: Runs that may still be added (``expected`` less those added so far).
+        self._remaining = expected
+        self._size = task_size(expected, self._jobs)
         self._processes = max(1, min(self._jobs, -(-expected // self._size)))
         self._stack = ExitStack()
         self._pool: ProcessPoolExecutor | None = None
@@ -61,6 +80,8 @@ class GroupReplay:
         """Replay ``run_id`` after the runs added before it."""
         self._chunk.append(run_id)
         if len(self._chunk) >= self._size:
+            self._remaining -= len(self._chunk)
+            self._size = task_size(self._remaining, self._jobs)
             self._submit()
 
     def _submit(self) -> None:
@@ -76,18 +97,19 @@ class GroupReplay:
             future = None
         self._tasks.append((chunk, future))
 
-    def results(self) -> Iterator[RunResult]:
+    def results(self) -> Iterator[_R]:
         """Each added run's result, in the order the runs were added."""
         yield from self._results_here()
         rest = self._unfinished
         while rest:  # a worker died: the runs after its task, in a fresh pool
-            with GroupReplay(self.seed, self._jobs, self._arguments, len(rest)) as again:
+            with GroupReplay(self.seed, self._jobs, self._arguments, len(rest),
+                             self._form) as again:
                 for run_id in rest:
                     again.add(run_id)
                 yield from again._results_here()
                 rest = again._unfinished
 
-    def _results_here(self) -> Iterator[RunResult]:
+    def _results_here(self) -> Iterator[_R]:
         """The results of this pool; when it breaks, the runs of the broken task alone,
         and the later runs left in ``_unfinished``."""
         self._submit()  # the last chunk, however short
@@ -96,12 +118,12 @@ class GroupReplay:
             try:
                 if future is None:
                     raise BrokenProcessPool("the pool broke before this task was submitted")
-                results = worker.chunk_results(future.result(), chunk)
+                results = self._form.read(future.result(), chunk)
             except BrokenProcessPool:
                 self._unfinished = [run_id for later, _ in self._tasks for run_id in later]
                 self.close()
                 for run_id in chunk:
-                    yield _alone(run_id, self.seed, self._arguments)
+                    yield _alone(run_id, self.seed, self._arguments, self._form)
                 return
             del future
             yield from results
@@ -114,7 +136,7 @@ class GroupReplay:
             self._pool = None
         self._stack.close()
 
-    def __enter__(self) -> GroupReplay:
+    def __enter__(self) -> GroupReplay[_R]:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -122,21 +144,21 @@ class GroupReplay:
 
 
 def replay_group(ids: list[str], seed: str | None, jobs: int,
-                 arguments: tuple[str, ReplayOptions]) -> Iterator[RunResult]:
+                 arguments: tuple[str, ReplayOptions], form: ResultForm[_R]) -> Iterator[_R]:
     """Replay ``ids`` in a pool of up to ``jobs`` workers started under ``seed``, in order."""
     if not ids:
         return
-    with GroupReplay(seed, jobs, arguments, len(ids)) as group:
+    with GroupReplay(seed, jobs, arguments, len(ids), form) as group:
         for run_id in ids:
             group.add(run_id)
         yield from group.results()
 
 
-def _alone(run_id: str, seed: str | None, arguments: tuple[str, ReplayOptions]) -> RunResult:
+def _alone(run_id: str, seed: str | None, arguments: tuple[str, ReplayOptions],
+           form: ResultForm[_R]) -> _R:
     with worker_pool(1, seed, worker.start, arguments) as pool:
         try:
-            results = worker.chunk_results(
-                pool.submit(worker.replay_chunk, [run_id]).result(), [run_id])
+            results = form.read(pool.submit(worker.replay_chunk, [run_id]).result(), [run_id])
         except BrokenProcessPool:
-            return RunResult(run_id, error=worker.DIED)
+            return form.of(RunResult(run_id, error=worker.DIED))
     return results[0]

@@ -18,11 +18,11 @@ from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import ExitStack, closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
-from pinrun.artifacts.digest import Digest, Kind
+from pinrun.artifacts.digest import Kind
 from pinrun.artifacts.mapped_pages import PageBudget, release_store_pages
 from pinrun.artifacts.store import Store
 from pinrun.artifacts.tags import run_tags, tagged_runs
@@ -33,7 +33,7 @@ from pinrun.remote.origin import check_trusted
 from pinrun.remote.selection import run_order
 from pinrun.verifier.local_pool import GroupReplay, replay_group
 from pinrun.verifier.replayer import CodeSource
-from pinrun.verifier.worker import ReplayOptions, RunResult
+from pinrun.verifier.worker import OBJECTS, VALUES, ReplayOptions, ResultForm, RunResult
 from pinrun.world.guards import GuardMode
 
 __all__ = ["RunResult", "Selection", "parse_shard", "run_verification", "select_runs",
@@ -202,7 +202,9 @@ def _seeds_in_batches(store: Store, run_ids: list[str],
                       slow: Callable[[str], str | StoreError | None], budget: PageBudget,
                       ) -> Iterator[tuple[str, str | StoreError | None]]:
     """:func:`_hash_seeds`, a batch of refs and records per transaction."""
-    seeds: dict[Digest, str | StoreError | None] = {}
+    # By the environment's digest as the records spell it: runs of one machine share a
+    # handful, each read, checked and parsed once (by ``slow``, the first time).
+    seeds: dict[str, str | StoreError | None] = {}
     for start in range(0, len(run_ids), _SEED_BATCH):
         batch = run_ids[start:start + _SEED_BATCH]
         payloads: list[tuple[Kind, bytes] | None] = [None] * len(batch)
@@ -219,11 +221,10 @@ def _seeds_in_batches(store: Store, run_ids: list[str],
             if env is None:
                 yield run_id, None
                 continue
-            assert isinstance(env, Digest)
-            seed = seeds.get(env)
-            if env not in seeds or isinstance(seed, StoreError):  # an error names its run
-                seed = seeds[env] = slow(run_id)  # reads and checks the environment once
-            yield run_id, seed
+            assert isinstance(env, str)
+            if env not in seeds or isinstance(seeds[env], StoreError):  # an error names its run
+                seeds[env] = slow(run_id)  # reads and checks the environment once
+            yield run_id, seeds[env]
         # The records' pages are not read again here: the map gives them back as they
         # add up, so this process's size does not grow with the store.
         budget.spend()
@@ -233,7 +234,9 @@ _UNREAD = object()
 
 
 def _env_of(run_id: str, loaded: tuple[Kind, bytes] | None) -> object:
-    """The environment digest a run record names (None: none), or ``_UNREAD``."""
+    """The environment digest a run record names, as its hex text (None: none), or
+    ``_UNREAD``. The text is not checked here: the first run naming it takes the slow
+    way, which reads its record and environment in full."""
     if loaded is None or loaded[0] is not Kind.RUN:
         return _UNREAD
     try:
@@ -246,12 +249,7 @@ def _env_of(run_id: str, loaded: tuple[Kind, bytes] | None) -> object:
     if env is None:
         return None
     found = env.get("$digest") if type(env) is dict and len(env) == 1 else None
-    if type(found) is not str:
-        return _UNREAD
-    try:
-        return Digest.from_hex(found)
-    except InputError:
-        return _UNREAD
+    return found if type(found) is str else _UNREAD
 
 
 def run_verification(store: Store, run_ids: list[str], *, code: CodeSource,
@@ -260,14 +258,18 @@ def run_verification(store: Store, run_ids: list[str], *, code: CodeSource,
                      progress: Callable[[int, int], None] | None = None,
                      entries: Mapping[str, str] | None = None,
                      allow_world: bool = False, allow_unsigned: bool = False,
-                     dask: str | None = None,
+                     dask: str | None = None, brief: bool = False,
                      ) -> Iterator[dict[str, Any]]:
-    """:func:`verify_runs`, each result as JSON-ready data (``pinrun verify --json``)."""
-    for result in verify_runs(store, run_ids, code=code, guards=guards, jobs=jobs,
-                              project_root=project_root, fail_fast=fail_fast,
-                              progress=progress, entries=entries, allow_world=allow_world,
-                              allow_unsigned=allow_unsigned, dask=dask):
-        yield result.as_value()
+    """:func:`verify_runs`, each result as JSON-ready data (``pinrun verify --json``):
+    what :meth:`RunResult.as_value <pinrun.verifier.worker.RunResult.as_value>` makes.
+
+    The workers make each result's data themselves and send it as JSON: this
+    process, which shares the cores with them, only parses it.
+    """
+    yield from _verify(store, run_ids, code=code, guards=guards, jobs=jobs,
+                       project_root=project_root, fail_fast=fail_fast, progress=progress,
+                       entries=entries, allow_world=allow_world,
+                       allow_unsigned=allow_unsigned, dask=dask, brief=brief, form=VALUES)
 
 
 def verify_runs(store: Store, run_ids: list[str], *, code: CodeSource,
@@ -301,12 +303,29 @@ def verify_runs(store: Store, run_ids: list[str], *, code: CodeSource,
     report comes without its steps (for a caller that reports only the run, its flow
     and its time).
     """
+    yield from _verify(store, run_ids, code=code, guards=guards, jobs=jobs,
+                       project_root=project_root, fail_fast=fail_fast, progress=progress,
+                       entries=entries, allow_world=allow_world,
+                       allow_unsigned=allow_unsigned, dask=dask, brief=brief, form=OBJECTS)
+
+
+_R = TypeVar("_R")
+
+
+def _verify(store: Store, run_ids: list[str], *, code: CodeSource, guards: GuardMode,
+            jobs: int, project_root: Path | None, fail_fast: bool,
+            progress: Callable[[int, int], None] | None, entries: Mapping[str, str] | None,
+            allow_world: bool, allow_unsigned: bool, dask: str | None, brief: bool,
+            form: ResultForm[_R]) -> Iterator[_R]:
+    """:func:`verify_runs`, each result in ``form``."""
     if entries and code == "pinned":
         raise InputError("--entry says where a flow lives on disk now, for --code workdir; "
                          "pinned code loads each flow where its run recorded it: drop --entry")
+    # A Dask cluster's results come back as objects (its batches are read here).
     options = ReplayOptions.build(code=code, guards=guards, project_root=project_root,
                                   entries=entries, allow_world=allow_world,
-                                  allow_unsigned=allow_unsigned, brief=brief)
+                                  allow_unsigned=allow_unsigned, brief=brief,
+                                  values=form.values and dask is None)
     arguments = (str(store.path), options)
     groups: dict[str | None, list[str]] = {}
     done = 0
@@ -314,19 +333,20 @@ def verify_runs(store: Store, run_ids: list[str], *, code: CodeSource,
         # The first group's workers start as soon as its seed is known, and replay
         # while the other runs' seeds are read (the results still come after every
         # damaged record's).
-        first: GroupReplay | None = None
+        first: GroupReplay[_R] | None = None
         for run_id, seed in _hash_seeds(store, run_ids):
             if isinstance(seed, StoreError):
                 # This run's record is damaged: its result, not the end.
                 done += 1
                 if progress is not None:
                     progress(done, len(run_ids))
-                yield RunResult(run_id, error=str(seed), store_error=True)
+                yield form.of(RunResult(run_id, error=str(seed), store_error=True))
                 if fail_fast:
                     return
                 continue
             if dask is None and first is None:
-                first = stack.enter_context(GroupReplay(seed, jobs, arguments, len(run_ids)))
+                first = stack.enter_context(GroupReplay(seed, jobs, arguments, len(run_ids),
+                                                        form))
             if first is not None and seed == first.seed:
                 first.add(run_id)
             else:
@@ -340,25 +360,33 @@ def verify_runs(store: Store, run_ids: list[str], *, code: CodeSource,
                     for run_id in ids:
                         check_trusted(store, run_id)
 
-            replayed: Generator[RunResult, None, None] = replay_on_cluster(dask, store,
-                                                                           groups, options)
+            replayed: Generator[_R, None, None] = _in_form(
+                replay_on_cluster(dask, store, groups, options), form)
         else:
-            replayed = _replay_local(first, groups, jobs, arguments)
+            replayed = _replay_local(first, groups, jobs, arguments, form)
         with closing(replayed):  # --fail-fast: the work still under way is dropped now
             for result in replayed:
                 done += 1
                 if progress is not None:
                     progress(done, len(run_ids))
                 yield result
-                if fail_fast and result.verdict != "reproduced":
+                if fail_fast and form.verdict(result) != "reproduced":
                     return
 
 
-def _replay_local(first: GroupReplay | None, groups: dict[str | None, list[str]], jobs: int,
-                  arguments: tuple[str, ReplayOptions]) -> Generator[RunResult, None, None]:
+def _in_form(results: Generator[RunResult, None, None],
+             form: ResultForm[_R]) -> Generator[_R, None, None]:
+    with closing(results):
+        for result in results:
+            yield form.of(result)
+
+
+def _replay_local(first: GroupReplay[_R] | None, groups: dict[str | None, list[str]],
+                  jobs: int, arguments: tuple[str, ReplayOptions],
+                  form: ResultForm[_R]) -> Generator[_R, None, None]:
     """The first group's results, then each other group's, in a pool of its own."""
     if first is not None:
         yield from first.results()
         first.close()
     for seed, ids in groups.items():
-        yield from replay_group(ids, seed, jobs, arguments)
+        yield from replay_group(ids, seed, jobs, arguments, form)

@@ -12,10 +12,12 @@ pickles: no command line, no JSON read back.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+import orjson
 
 from pinrun.artifacts.mapped_pages import PageBudget
 from pinrun.artifacts.store import Store
@@ -33,8 +35,9 @@ from pinrun.world.refusal import refuse_from_now_on
 from pinrun.world.stopwatch import stopwatch
 from pinrun.world.variations import apply as apply_variation
 
-__all__ = ["DIED", "ReplayOptions", "ReplayRequest", "RunResult", "chunk_results", "replay_chunk",
-           "replay_in_child", "replay_in_this_process", "replay_request", "start"]
+__all__ = ["DIED", "OBJECTS", "VALUES", "ReplayOptions", "ReplayRequest", "ResultForm", "RunResult",
+           "chunk_results", "chunk_values", "replay_chunk", "replay_in_child",
+           "replay_in_this_process", "replay_request", "start"]
 
 DIED = ("a worker process died while replaying it (killed, out of memory, or the code "
         "ended the process)")
@@ -57,16 +60,20 @@ class ReplayOptions:
     #: A reproduced run's report comes back without its steps: its caller reports only
     #: the run, its flow and its time (less to pickle here and to read there).
     brief: bool = False
+    #: A pool's worker sends each result back as the JSON-ready data ``verify --json``
+    #: writes (:meth:`RunResult.as_value`), made in the worker: the parent, which shares
+    #: the cores with the workers, only parses it (:func:`chunk_values`).
+    values: bool = False
 
     @classmethod
     def build(cls, *, code: CodeSource, guards: GuardMode, project_root: Path | None = None,
               entries: Mapping[str, str] | None = None, allow_world: bool = False,
               repeat: int = 1, allow_unsigned: bool = False,
-              brief: bool = False) -> ReplayOptions:
+              brief: bool = False, values: bool = False) -> ReplayOptions:
         """Options from the verifier's arguments (paths and mappings made plain data)."""
         return cls(code, guards, allow_world, repeat,
                    str(project_root) if project_root is not None else None,
-                   tuple(sorted((entries or {}).items())), allow_unsigned, brief)
+                   tuple(sorted((entries or {}).items())), allow_unsigned, brief, values)
 
 
 @dataclass(frozen=True)
@@ -156,7 +163,8 @@ def replay_chunk(run_ids: list[str]) -> bytes:
     """Replay a few runs in this worker, one after the other, reusing loaded modules.
 
     The results go back pickled by hand, for :func:`chunk_results` to read as data (a
-    result may carry an exception the project's code made).
+    result may carry an exception the project's code made); with the ``values`` option,
+    as their JSON-ready values in JSON, for :func:`chunk_values`.
     """
     store: Store = _WORKER["store"]
     options: ReplayOptions = _WORKER["options"]
@@ -168,7 +176,21 @@ def replay_chunk(run_ids: list[str]) -> bytes:
         # the kernel maps a page's neighbours with it): given back once they add up to
         # the budget, the worker's size stays flat however large the store.
         pages.spend()
+    if options.values:
+        return _values_answer(results)
     return pickle.dumps(results)
+
+
+def _values_answer(results: list[RunResult]) -> bytes:
+    """The results' values as JSON (a list), when JSON carries them exactly; else the
+    results pickled, for the parent to make into values itself."""
+    values = [result.as_value() for result in results]
+    try:
+        data = orjson.dumps(values)
+    except orjson.JSONEncodeError:  # a key that is not a string, an int past 64 bits
+        return pickle.dumps(results)
+    # JSON would make a tuple a list and NaN null: read back, the values must be the same.
+    return data if orjson.loads(data) == values else pickle.dumps(results)
 
 
 def chunk_results(data: bytes, run_ids: list[str]) -> list[RunResult]:
@@ -181,8 +203,69 @@ def chunk_results(data: bytes, run_ids: list[str]) -> list[RunResult]:
     if isinstance(found, list) and len(found) == len(run_ids) and \
             all(isinstance(item, RunResult) for item in found):
         return found
+    return _unreadable(found, run_ids)
+
+
+def _unreadable(found: object, run_ids: list[str]) -> list[RunResult]:
     return [RunResult(run_id, error=f"the verify worker's results could not be read "
                                     f"({printable(found, limit=200)})") for run_id in run_ids]
+
+
+def chunk_values(data: bytes, run_ids: list[str]) -> list[dict[str, Any]]:
+    """The results of :func:`replay_chunk` (``values`` option) for ``run_ids``, as the
+    values :meth:`RunResult.as_value` makes; what cannot be read is an error value for
+    each of its runs."""
+    if not data.startswith(b"["):  # pickled by the worker: JSON could not carry them
+        return [result.as_value() for result in chunk_results(data, run_ids)]
+    try:
+        found: object = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        found = exc
+    # One result per run, in order, each naming its run and a verdict (what the parent
+    # reads of every value), or none of them is taken.
+    if type(found) is list and len(found) == len(run_ids) and \
+            all(type(value) is dict and value.get("run") == run_id and
+                type(value.get("verdict")) is str
+                for value, run_id in zip(found, run_ids, strict=True)):
+        return found
+    return [result.as_value() for result in _unreadable(found, run_ids)]
+
+
+_Result = TypeVar("_Result")
+
+
+@dataclass(frozen=True)
+class ResultForm(Generic[_Result]):
+    """The form a verification hands each run's result back in: :class:`RunResult`
+    objects (:data:`OBJECTS`), or their JSON-ready values (:data:`VALUES`)."""
+
+    #: Whether the workers make the values (the ``values`` option).
+    values: bool
+    #: A worker's answer for these runs, read as data.
+    read: Callable[[bytes, list[str]], list[_Result]]
+    #: A result made in the parent (a damaged record, a worker that died), in this form.
+    of: Callable[[RunResult], _Result]
+    #: The verdict of a result in this form.
+    verdict: Callable[[_Result], str]
+
+
+def _same(result: RunResult) -> RunResult:
+    return result
+
+
+def _verdict(result: RunResult) -> str:
+    return result.verdict
+
+
+def _value_verdict(value: dict[str, Any]) -> str:
+    return str(value["verdict"])
+
+
+#: Results as :class:`RunResult` objects (:func:`pinrun.verifier.verify.verify_runs`).
+OBJECTS: ResultForm[RunResult] = ResultForm(False, chunk_results, _same, _verdict)
+#: Results as JSON-ready values (:func:`pinrun.verifier.verify.run_verification`).
+VALUES: ResultForm[dict[str, Any]] = ResultForm(True, chunk_values, RunResult.as_value,
+                                                _value_verdict)
 
 
 # ------------------------------------------------------------ one fresh child
