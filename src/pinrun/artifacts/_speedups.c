@@ -427,7 +427,7 @@ static PyObject *inline_entries(PyObject *module, PyObject *const *args, Py_ssiz
     if (entries == NULL || rest == NULL) {
         goto failed;
     }
-    Py_ssize_t position = 0;
+    Py_ssize_t position = 0, size = PyDict_GET_SIZE(args[0]);
     PyObject *key, *value;
     while (PyDict_Next(args[0], &position, &key, &value)) {
         if (!PyUnicode_CheckExact(key)) {
@@ -435,26 +435,37 @@ static PyObject *inline_entries(PyObject *module, PyObject *const *args, Py_ssiz
             Py_DECREF(rest);
             Py_RETURN_NONE;  /* the Python code names the key in its error */
         }
+        /* The lookup may run Python code (a key of the payloads with the same hash and
+         * its own __eq__), which could drop the state's key and value: hold them. */
+        Py_INCREF(key);
+        Py_INCREF(value);
         PyObject *payload = PyDict_GetItemWithError(args[1], key);
-        if (payload == NULL && PyErr_Occurred()) {
-            goto failed;
-        }
         PyObject *made = NULL;
+        int added = -1;
+        if (payload == NULL && PyErr_Occurred()) {
+            goto next;
+        }
+        if (PyDict_GET_SIZE(args[0]) != size) {
+            PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during iteration");
+            goto next;
+        }
         if (payload != NULL && PyBytes_CheckExact(payload) && !PyBytes_Check(value)
                 && PyBytes_GET_SIZE(payload) <= limit) {
             made = make_inline(key, payload);
             if (made == NULL) {
-                goto failed;
+                goto next;
             }
         }
-        int added;
         if (made != NULL && made != Py_None) {
             added = PyDict_SetItem(entries, key, made);
         }
         else {
             added = PyList_Append(rest, key);
         }
+    next:
         Py_XDECREF(made);
+        Py_DECREF(key);
+        Py_DECREF(value);
         if (added < 0) {
             goto failed;
         }
@@ -549,7 +560,7 @@ static PyObject *page_plan(PyObject *module, PyObject *const *args, Py_ssize_t n
         PyErr_SetString(PyExc_TypeError, "page_plan() takes a list, a dict and two ints");
         return NULL;
     }
-    PyObject *keys = args[0], *entries = args[1];
+    PyObject *entries = args[1];
     unsigned long mask = PyLong_AsUnsignedLong(args[2]);
     if (mask == (unsigned long)-1 && PyErr_Occurred()) {
         return NULL;
@@ -558,8 +569,15 @@ static PyObject *page_plan(PyObject *module, PyObject *const *args, Py_ssize_t n
     if (split == -1 && PyErr_Occurred()) {
         return NULL;
     }
+    /* A copy of the keys no other code can reach: a lookup may run Python code (a key's
+     * __hash__ or __eq__) that changes the caller's list, whose items are read by index. */
+    PyObject *keys = PyList_GetSlice(args[0], 0, PY_SSIZE_T_MAX);
+    if (keys == NULL) {
+        return NULL;
+    }
     PyObject *plan = PyList_New(0);
     if (plan == NULL) {
+        Py_DECREF(keys);
         return NULL;
     }
     Py_ssize_t count = PyList_GET_SIZE(keys), start = 0;
@@ -596,9 +614,11 @@ static PyObject *page_plan(PyObject *module, PyObject *const *args, Py_ssize_t n
     if (start < count && plan_page(plan, keys, entries, start, count, split) < 0) {
         goto failed;
     }
+    Py_DECREF(keys);
     return plan;
 
 failed:
+    Py_DECREF(keys);
     Py_DECREF(plan);
     return NULL;
 }
