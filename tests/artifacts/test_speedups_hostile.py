@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
+import pickle
 import tracemalloc
 import zlib
 from collections.abc import Callable
@@ -306,3 +308,15 @@ def test_repeated_calls_leak_neither_references_nor_memory() -> None:
     finally:
         tracemalloc.stop()
     assert grown < 64 * 1024, f"{grown} bytes kept after 20,000 rounds of calls"
+
+
+def test_an_inline_entry_copies_and_pickles_as_the_python_one_does() -> None:
+    """copy, deepcopy and pickle give an equal Inline (the pure-Python class allows all three)."""
+    made = _speedups.inline_entries({"\u00e9": 1}, {"\u00e9": b"[1]"}, 100)
+    assert made is not None
+    for entry in (made[0]["\u00e9"], Inline(b'"k":{"a":1}', 4, 0xFFFFFFFF)):
+        for copied in (copy.copy(entry), copy.deepcopy(entry),
+                       pickle.loads(pickle.dumps(entry))):
+            assert type(copied) is type(entry)
+            assert (copied.member, copied.start, copied.cut, copied.payload) == (
+                entry.member, entry.start, entry.cut, entry.payload)

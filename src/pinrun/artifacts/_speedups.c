@@ -346,6 +346,22 @@ static PyObject *inline_repr(InlineObject *self)
     return repr;
 }
 
+/* Inline(member, start, cut) again: copies and pickles as the Python class does. */
+static PyObject *inline_reduce(InlineObject *self, PyObject *unused)
+{
+    PyObject *member = inline_member(self, NULL);
+    if (member == NULL) {
+        return NULL;
+    }
+    return Py_BuildValue("(O(Nnk))", (PyObject *)Py_TYPE(self), member, head_size(self),
+                         (unsigned long)self->cut);
+}
+
+static PyMethodDef inline_methods[] = {
+    {"__reduce__", (PyCFunction)inline_reduce, METH_NOARGS, NULL},
+    {NULL},
+};
+
 static PyMemberDef inline_members[] = {
     {"cut", T_UINT, offsetof(InlineObject, cut), READONLY,
      "The CRC-32 of the key, which decides where pages end."},
@@ -369,6 +385,7 @@ static PyTypeObject InlineType = {
     .tp_new = inline_new,
     .tp_dealloc = (destructor)inline_dealloc,
     .tp_repr = (reprfunc)inline_repr,
+    .tp_methods = inline_methods,
     .tp_members = inline_members,
     .tp_getset = inline_getset,
 };
