@@ -29,11 +29,13 @@ _KEYS = st.text(max_size=6) | st.sampled_from(["$", "$a", 'q"', "b\\", "\t", "\u
 
 
 class _Hashed:
-    """A dict key with a given hash that runs ``action`` whenever it is hashed or compared."""
+    """A dict key hashed as ``name`` (equal to it if ``equal``) that runs ``action`` whenever
+    it is hashed or compared."""
 
-    def __init__(self, name: str, action: Callable[[], object]) -> None:
+    def __init__(self, name: str, action: Callable[[], object], *, equal: bool = False) -> None:
         self.name = name
         self.action = action
+        self.equal = equal
 
     def __hash__(self) -> int:
         self.action()
@@ -41,7 +43,7 @@ class _Hashed:
 
     def __eq__(self, other: object) -> bool:
         self.action()
-        return False
+        return self.equal and other == self.name
 
 
 def _inline(key: str, payload: bytes) -> Inline:
@@ -49,24 +51,43 @@ def _inline(key: str, payload: bytes) -> Inline:
     return Inline(quoted + b":" + payload, len(quoted) + 1, zlib.crc32(quoted))
 
 
-def test_page_plan_survives_a_key_that_empties_the_list_it_is_read_from() -> None:
-    """page_plan reads its own copy of the keys: a key's __hash__ clearing the list is harmless."""
+def _armed_plan(change: Callable[[list[Any]], None]) -> tuple[list[Any], dict[Any, Any]]:
+    """Keys and entries for page_plan whose first key runs ``change(keys)`` when hashed."""
     names = [f"k{i:03d}" + "x" * 50 for i in range(40)]
     entries: dict[Any, Any] = {name: _inline(name, b"1") for name in names}
     keys: list[Any] = list(names)
-    armed: list[list[Any]] = []
+    armed: list[bool] = []
 
-    def empty() -> None:
-        for victim in armed:
-            victim.clear()
+    def run() -> None:
+        if armed:
+            armed.clear()
+            change(keys)
 
-    first = _Hashed(names[0], empty)
-    entries[first] = entries.pop(names[0])
-    keys[0] = first
-    expected = _speedups.page_plan(list(keys), entries, 0, 1 << 20)
-    armed.append(keys)
-    assert _speedups.page_plan(keys, entries, 0, 1 << 20) == expected
+    keys[0] = _Hashed(names[0], run, equal=True)  # (the list holds the only reference)
+    armed.append(True)
+    return keys, entries
+
+
+def test_page_plan_refuses_a_list_of_keys_emptied_by_a_lookup() -> None:
+    """A key whose __hash__ empties the list page_plan reads is a RuntimeError, not a crash."""
+    keys, entries = _armed_plan(list.clear)
+    with pytest.raises(RuntimeError, match="changed size"):
+        _speedups.page_plan(keys, entries, 0, 1 << 20)
     assert keys == []
+
+
+def test_page_plan_holds_a_key_that_a_lookup_drops_from_the_list() -> None:
+    """A key whose __hash__ replaces every key in the list (freeing them) leaves page_plan whole."""
+
+    def replace(keys: list[Any]) -> None:
+        keys[:] = [f"new{i}" for i in range(len(keys))]
+
+    keys, entries = _armed_plan(replace)
+    with pytest.raises(KeyError, match="new0"):  # (every key ends a page: read again there)
+        _speedups.page_plan(keys, entries, 0, 1 << 20)
+    keys, entries = _armed_plan(replace)
+    with pytest.raises(KeyError, match="new1"):  # (no key ends a page: the next key is read)
+        _speedups.page_plan(keys, entries, 0xFFFFFFFF, 1 << 20)
 
 
 def test_inline_entries_hold_the_key_a_lookup_may_drop() -> None:

@@ -514,10 +514,31 @@ static PyObject *inline_sizes(PyObject *module, PyObject *entries)
     return Py_BuildValue("(nn)", size, own);
 }
 
+/* The entry of keys[index] (a new reference), or NULL with an exception. A lookup may
+ * run Python code (a key's __hash__ or __eq__, or an entry key's): the key is held
+ * across it, and the list, read by index, must keep the size it had (count). */
+static PyObject *entry_at(PyObject *keys, Py_ssize_t index, Py_ssize_t count,
+                          PyObject *entries)
+{
+    if (PyList_GET_SIZE(keys) != count) {
+        PyErr_SetString(PyExc_RuntimeError, "page_plan(): the list of keys changed size");
+        return NULL;
+    }
+    PyObject *key = PyList_GET_ITEM(keys, index);
+    Py_INCREF(key);
+    PyObject *entry = PyDict_GetItemWithError(entries, key);
+    if (entry == NULL && !PyErr_Occurred()) {
+        PyErr_SetObject(PyExc_KeyError, key);
+    }
+    Py_XINCREF(entry);
+    Py_DECREF(key);
+    return entry;
+}
+
 /* Append the page of keys[first:end] (all inline) to plan: its payload, or the list
- * of its keys when it encodes past split. */
-static int plan_page(PyObject *plan, PyObject *keys, PyObject *entries, Py_ssize_t first,
-                     Py_ssize_t end, Py_ssize_t split)
+ * of its keys when it encodes past split. count_all is the size of keys. */
+static int plan_page(PyObject *plan, PyObject *keys, Py_ssize_t count_all, PyObject *entries,
+                     Py_ssize_t first, Py_ssize_t end, Py_ssize_t split)
 {
     Py_ssize_t count = end - first, size = 1 + count;  /* braces, and commas between */
     /* The entries are held (new references) while the page's bytes are allocated. */
@@ -529,14 +550,15 @@ static int plan_page(PyObject *plan, PyObject *keys, PyObject *entries, Py_ssize
     Py_ssize_t taken = 0;
     int result = -1;
     for (; taken < count; taken++) {
-        PyObject *entry = PyDict_GetItemWithError(entries, PyList_GET_ITEM(keys, first + taken));
-        if (entry == NULL || Py_TYPE(entry) != &InlineType) {
-            if (!PyErr_Occurred()) {
-                PyErr_SetString(PyExc_KeyError, "page_plan(): a page key is not inline");
-            }
+        PyObject *entry = entry_at(keys, first + taken, count_all, entries);
+        if (entry == NULL) {
             goto done;
         }
-        Py_INCREF(entry);
+        if (Py_TYPE(entry) != &InlineType) {
+            Py_DECREF(entry);
+            PyErr_SetString(PyExc_KeyError, "page_plan(): a page key is not inline");
+            goto done;
+        }
         held[taken] = (InlineObject *)entry;
         size += member_size(held[taken]);
     }
@@ -577,7 +599,7 @@ static PyObject *page_plan(PyObject *module, PyObject *const *args, Py_ssize_t n
         PyErr_SetString(PyExc_TypeError, "page_plan() takes a list, a dict and two ints");
         return NULL;
     }
-    PyObject *entries = args[1];
+    PyObject *keys = args[0], *entries = args[1];
     unsigned long mask = PyLong_AsUnsignedLong(args[2]);
     if (mask == (unsigned long)-1 && PyErr_Occurred()) {
         return NULL;
@@ -586,30 +608,22 @@ static PyObject *page_plan(PyObject *module, PyObject *const *args, Py_ssize_t n
     if (split == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    /* A copy of the keys no other code can reach: a lookup may run Python code (a key's
-     * __hash__ or __eq__) that changes the caller's list, whose items are read by index. */
-    PyObject *keys = PyList_GetSlice(args[0], 0, PY_SSIZE_T_MAX);
-    if (keys == NULL) {
-        return NULL;
-    }
     PyObject *plan = PyList_New(0);
     if (plan == NULL) {
-        Py_DECREF(keys);
         return NULL;
     }
     Py_ssize_t count = PyList_GET_SIZE(keys), start = 0;
     for (Py_ssize_t index = 0; index < count; index++) {
-        PyObject *key = PyList_GET_ITEM(keys, index);
-        PyObject *entry = PyDict_GetItemWithError(entries, key);
+        PyObject *entry = entry_at(keys, index, count, entries);
         if (entry == NULL) {
-            if (!PyErr_Occurred()) {
-                PyErr_SetObject(PyExc_KeyError, key);
-            }
             goto failed;
         }
-        if (Py_TYPE(entry) == &InlineType) {
-            if (!(((InlineObject *)entry)->cut & (unsigned int)mask)) {
-                if (plan_page(plan, keys, entries, start, index + 1, split) < 0) {
+        int inline_entry = Py_TYPE(entry) == &InlineType;
+        unsigned int cut = inline_entry ? ((InlineObject *)entry)->cut : 0;
+        Py_DECREF(entry);
+        if (inline_entry) {
+            if (!(cut & (unsigned int)mask)) {
+                if (plan_page(plan, keys, count, entries, start, index + 1, split) < 0) {
                     goto failed;
                 }
                 start = index + 1;
@@ -617,7 +631,7 @@ static PyObject *page_plan(PyObject *module, PyObject *const *args, Py_ssize_t n
             continue;
         }
         /* A value with its own object is a page of its own (a map of one key). */
-        if (start < index && plan_page(plan, keys, entries, start, index, split) < 0) {
+        if (start < index && plan_page(plan, keys, count, entries, start, index, split) < 0) {
             goto failed;
         }
         PyObject *alone = PyList_GetSlice(keys, index, index + 1);
@@ -628,14 +642,12 @@ static PyObject *page_plan(PyObject *module, PyObject *const *args, Py_ssize_t n
         Py_DECREF(alone);
         start = index + 1;
     }
-    if (start < count && plan_page(plan, keys, entries, start, count, split) < 0) {
+    if (start < count && plan_page(plan, keys, count, entries, start, count, split) < 0) {
         goto failed;
     }
-    Py_DECREF(keys);
     return plan;
 
 failed:
-    Py_DECREF(keys);
     Py_DECREF(plan);
     return NULL;
 }
