@@ -346,6 +346,22 @@ static PyObject *inline_repr(InlineObject *self)
     return repr;
 }
 
+/* Inline(member, start, cut) again: copies and pickles as the Python class does. */
+static PyObject *inline_reduce(InlineObject *self, PyObject *unused)
+{
+    PyObject *member = inline_member(self, NULL);
+    if (member == NULL) {
+        return NULL;
+    }
+    return Py_BuildValue("(O(Nnk))", (PyObject *)Py_TYPE(self), member, head_size(self),
+                         (unsigned long)self->cut);
+}
+
+static PyMethodDef inline_methods[] = {
+    {"__reduce__", (PyCFunction)inline_reduce, METH_NOARGS, NULL},
+    {NULL},
+};
+
 static PyMemberDef inline_members[] = {
     {"cut", T_UINT, offsetof(InlineObject, cut), READONLY,
      "The CRC-32 of the key, which decides where pages end."},
@@ -369,6 +385,7 @@ static PyTypeObject InlineType = {
     .tp_new = inline_new,
     .tp_dealloc = (destructor)inline_dealloc,
     .tp_repr = (reprfunc)inline_repr,
+    .tp_methods = inline_methods,
     .tp_members = inline_members,
     .tp_getset = inline_getset,
 };
@@ -427,7 +444,7 @@ static PyObject *inline_entries(PyObject *module, PyObject *const *args, Py_ssiz
     if (entries == NULL || rest == NULL) {
         goto failed;
     }
-    Py_ssize_t position = 0;
+    Py_ssize_t position = 0, size = PyDict_GET_SIZE(args[0]);
     PyObject *key, *value;
     while (PyDict_Next(args[0], &position, &key, &value)) {
         if (!PyUnicode_CheckExact(key)) {
@@ -435,26 +452,37 @@ static PyObject *inline_entries(PyObject *module, PyObject *const *args, Py_ssiz
             Py_DECREF(rest);
             Py_RETURN_NONE;  /* the Python code names the key in its error */
         }
+        /* The lookup may run Python code (a key of the payloads with the same hash and
+         * its own __eq__), which could drop the state's key and value: hold them. */
+        Py_INCREF(key);
+        Py_INCREF(value);
         PyObject *payload = PyDict_GetItemWithError(args[1], key);
-        if (payload == NULL && PyErr_Occurred()) {
-            goto failed;
-        }
         PyObject *made = NULL;
+        int added = -1;
+        if (payload == NULL && PyErr_Occurred()) {
+            goto next;
+        }
+        if (PyDict_GET_SIZE(args[0]) != size) {
+            PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during iteration");
+            goto next;
+        }
         if (payload != NULL && PyBytes_CheckExact(payload) && !PyBytes_Check(value)
                 && PyBytes_GET_SIZE(payload) <= limit) {
             made = make_inline(key, payload);
             if (made == NULL) {
-                goto failed;
+                goto next;
             }
         }
-        int added;
         if (made != NULL && made != Py_None) {
             added = PyDict_SetItem(entries, key, made);
         }
         else {
             added = PyList_Append(rest, key);
         }
+    next:
         Py_XDECREF(made);
+        Py_DECREF(key);
+        Py_DECREF(value);
         if (added < 0) {
             goto failed;
         }
@@ -486,10 +514,31 @@ static PyObject *inline_sizes(PyObject *module, PyObject *entries)
     return Py_BuildValue("(nn)", size, own);
 }
 
+/* The entry of keys[index] (a new reference), or NULL with an exception. A lookup may
+ * run Python code (a key's __hash__ or __eq__, or an entry key's): the key is held
+ * across it, and the list, read by index, must keep the size it had (count). */
+static PyObject *entry_at(PyObject *keys, Py_ssize_t index, Py_ssize_t count,
+                          PyObject *entries)
+{
+    if (PyList_GET_SIZE(keys) != count) {
+        PyErr_SetString(PyExc_RuntimeError, "page_plan(): the list of keys changed size");
+        return NULL;
+    }
+    PyObject *key = PyList_GET_ITEM(keys, index);
+    Py_INCREF(key);
+    PyObject *entry = PyDict_GetItemWithError(entries, key);
+    if (entry == NULL && !PyErr_Occurred()) {
+        PyErr_SetObject(PyExc_KeyError, key);
+    }
+    Py_XINCREF(entry);
+    Py_DECREF(key);
+    return entry;
+}
+
 /* Append the page of keys[first:end] (all inline) to plan: its payload, or the list
- * of its keys when it encodes past split. */
-static int plan_page(PyObject *plan, PyObject *keys, PyObject *entries, Py_ssize_t first,
-                     Py_ssize_t end, Py_ssize_t split)
+ * of its keys when it encodes past split. count_all is the size of keys. */
+static int plan_page(PyObject *plan, PyObject *keys, Py_ssize_t count_all, PyObject *entries,
+                     Py_ssize_t first, Py_ssize_t end, Py_ssize_t split)
 {
     Py_ssize_t count = end - first, size = 1 + count;  /* braces, and commas between */
     /* The entries are held (new references) while the page's bytes are allocated. */
@@ -501,14 +550,15 @@ static int plan_page(PyObject *plan, PyObject *keys, PyObject *entries, Py_ssize
     Py_ssize_t taken = 0;
     int result = -1;
     for (; taken < count; taken++) {
-        PyObject *entry = PyDict_GetItemWithError(entries, PyList_GET_ITEM(keys, first + taken));
-        if (entry == NULL || Py_TYPE(entry) != &InlineType) {
-            if (!PyErr_Occurred()) {
-                PyErr_SetString(PyExc_KeyError, "page_plan(): a page key is not inline");
-            }
+        PyObject *entry = entry_at(keys, first + taken, count_all, entries);
+        if (entry == NULL) {
             goto done;
         }
-        Py_INCREF(entry);
+        if (Py_TYPE(entry) != &InlineType) {
+            Py_DECREF(entry);
+            PyErr_SetString(PyExc_KeyError, "page_plan(): a page key is not inline");
+            goto done;
+        }
         held[taken] = (InlineObject *)entry;
         size += member_size(held[taken]);
     }
@@ -564,17 +614,16 @@ static PyObject *page_plan(PyObject *module, PyObject *const *args, Py_ssize_t n
     }
     Py_ssize_t count = PyList_GET_SIZE(keys), start = 0;
     for (Py_ssize_t index = 0; index < count; index++) {
-        PyObject *key = PyList_GET_ITEM(keys, index);
-        PyObject *entry = PyDict_GetItemWithError(entries, key);
+        PyObject *entry = entry_at(keys, index, count, entries);
         if (entry == NULL) {
-            if (!PyErr_Occurred()) {
-                PyErr_SetObject(PyExc_KeyError, key);
-            }
             goto failed;
         }
-        if (Py_TYPE(entry) == &InlineType) {
-            if (!(((InlineObject *)entry)->cut & (unsigned int)mask)) {
-                if (plan_page(plan, keys, entries, start, index + 1, split) < 0) {
+        int inline_entry = Py_TYPE(entry) == &InlineType;
+        unsigned int cut = inline_entry ? ((InlineObject *)entry)->cut : 0;
+        Py_DECREF(entry);
+        if (inline_entry) {
+            if (!(cut & (unsigned int)mask)) {
+                if (plan_page(plan, keys, count, entries, start, index + 1, split) < 0) {
                     goto failed;
                 }
                 start = index + 1;
@@ -582,7 +631,7 @@ static PyObject *page_plan(PyObject *module, PyObject *const *args, Py_ssize_t n
             continue;
         }
         /* A value with its own object is a page of its own (a map of one key). */
-        if (start < index && plan_page(plan, keys, entries, start, index, split) < 0) {
+        if (start < index && plan_page(plan, keys, count, entries, start, index, split) < 0) {
             goto failed;
         }
         PyObject *alone = PyList_GetSlice(keys, index, index + 1);
@@ -593,7 +642,7 @@ static PyObject *page_plan(PyObject *module, PyObject *const *args, Py_ssize_t n
         Py_DECREF(alone);
         start = index + 1;
     }
-    if (start < count && plan_page(plan, keys, entries, start, count, split) < 0) {
+    if (start < count && plan_page(plan, keys, count, entries, start, count, split) < 0) {
         goto failed;
     }
     return plan;
