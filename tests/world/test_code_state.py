@@ -270,3 +270,25 @@ def test_process_state_sees_what_an_import_may_set() -> None:
         assert process_state() != changed
     finally:
         del os.environ["PINRUN_CODE_STATE_PROBE"]
+
+
+def test_the_global_generator_read_as_it_is_tells_what_getstate_tells() -> None:
+    """The generator's state read in place is equal exactly when ``getstate`` is: after
+    draws, a reseed, a restore, and a gauss draw that only uses its kept value."""
+    import random
+
+    from pinrun.world import code_state
+
+    assert code_state._RAW_STATE is not None  # CPython 3.11 keeps its words in place
+    generator = random.Random(7)
+    seen: list[tuple[object, object]] = []
+    for change in (lambda: None, generator.random, lambda: generator.seed(7),
+                   lambda: generator.gauss(0, 1), lambda: generator.gauss(0, 1),
+                   lambda: generator.getrandbits(64), lambda: generator.seed(8)):
+        change()
+        seen.append((code_state._random_state(generator), generator.getstate()))
+    for raw, full in seen:
+        for other_raw, other_full in seen:
+            assert (raw == other_raw) == (full == other_full)
+    assert seen[0][0] == seen[2][0]  # seeded again as it was: the same state
+    assert seen[3][0] != seen[4][0]  # the second gauss only used the value kept
