@@ -318,28 +318,14 @@ class Environment:
                 self._lock.release_shared()
             self._adopt_new_size()
 
-    @contextmanager
-    def read(self) -> Iterator[Any]:
-        """A read-only transaction: a consistent snapshot of the whole store.
+    def read(self) -> _Reading:
+        """A read-only transaction: a consistent snapshot of the whole store
+        (``with env.read() as txn``).
 
         An ``lmdb.Error`` raised in the block (a damaged page met by a cursor
         or a lookup) leaves it as a :class:`StoreDamagedError`.
         """
-        while True:
-            self._lock.acquire_shared()  # (plain calls: one generator per read, not two)
-            try:
-                txn = self._begin(write=False)
-                if txn is not None:
-                    try:
-                        yield txn
-                    except lmdb.Error as exc:
-                        raise _read_error(self.path, exc) from exc
-                    finally:
-                        txn.abort()
-                    return
-            finally:
-                self._lock.release_shared()
-            self._adopt_new_size()
+        return _Reading(self)
 
     def write(self, operation: Callable[[Any], T]) -> T:
         """Run ``operation(txn)`` in one write transaction and commit it.
@@ -421,6 +407,42 @@ class Environment:
         if self._open_lock_fd is not None:
             os.close(self._open_lock_fd)
             self._open_lock_fd = None
+
+
+class _Reading:
+    """:meth:`Environment.read`'s block: a class, not a generator (every read of a
+    replay, a listing or a seed pass enters one)."""
+
+    __slots__ = ("_env", "_txn")
+
+    def __init__(self, env: Environment) -> None:
+        self._env = env
+        self._txn: Any = None
+
+    def __enter__(self) -> Any:
+        env = self._env
+        while True:
+            env._lock.acquire_shared()
+            try:
+                txn = env._begin(write=False)
+            except BaseException:
+                env._lock.release_shared()
+                raise
+            if txn is not None:
+                self._txn = txn
+                return txn
+            env._lock.release_shared()
+            env._adopt_new_size()  # another process grew the map: open it again
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 traceback: Any) -> None:
+        try:
+            self._txn.abort()
+        finally:
+            self._txn = None
+            self._env._lock.release_shared()
+        if isinstance(exc, lmdb.Error):
+            raise _read_error(self._env.path, exc) from exc
 
 
 #: How far ahead of its last page in use a durable store's file is written: this share

@@ -433,8 +433,7 @@ class Store:
     def get_ref(self, name: str) -> Digest | None:
         """The digest ``name`` points to, or ``None`` when unset."""
         key = validate_ref_name(name).encode()
-        with self.environment.read() as txn:
-            raw = txn.get(key, db=self._env.dbs["refs"])
+        raw = self.environment.get("refs", key)
         return self._decode_ref(key, raw)[1] if raw is not None else None
 
     def get_refs(self, names: list[str]) -> list[Digest | None]:
