@@ -110,14 +110,6 @@ class _SharedExclusiveLock:
         return getattr(self._held, "count", 0) > 0
 
     @contextmanager
-    def shared(self) -> Iterator[None]:
-        self.acquire_shared()
-        try:
-            yield
-        finally:
-            self.release_shared()
-
-    @contextmanager
     def exclusive(self) -> Iterator[None]:
         with self._cond:
             while self._exclusive or self._shared:
@@ -301,22 +293,9 @@ class Environment:
 
     def get(self, db_name: str, key: bytes) -> bytes | None:
         """One value from a named database, in its own short read transaction."""
-        db = self.dbs[db_name]
-        while True:
-            self._lock.acquire_shared()
-            try:
-                txn = self._begin(write=False)
-                if txn is not None:
-                    try:
-                        value: bytes | None = txn.get(key, db=db)
-                        return value
-                    except lmdb.Error as exc:
-                        raise _read_error(self.path, exc) from exc
-                    finally:
-                        txn.abort()
-            finally:
-                self._lock.release_shared()
-            self._adopt_new_size()
+        with _Reading(self) as txn:
+            value: bytes | None = txn.get(key, db=self.dbs[db_name])
+        return value
 
     def read(self) -> _Reading:
         """A read-only transaction: a consistent snapshot of the whole store

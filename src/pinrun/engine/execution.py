@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 from pinrun.artifacts import codec
 from pinrun.artifacts.trees import encode_entry
+from pinrun.engine.call_values import SCALARS
 from pinrun.engine.context import Context, RecordingLog, ReplayLog, activate
 from pinrun.errors import InputError, PinrunError, StepOutputError, UnsupportedValueError
 from pinrun.flows.flow import Flow
@@ -158,7 +159,7 @@ class _Call:
             raw = self.encoded[key] = encoded[key]
             # A step gets its own copy of each value it reads, so changing it in place
             # cannot reach the state (and is noticed); an immutable value is its own copy.
-            if type(value) in _SCALARS or _immutable(value):
+            if type(value) in SCALARS or _immutable(value):
                 self.arguments[key] = value
             else:
                 self.arguments[key] = codec.decode(raw)
@@ -228,15 +229,12 @@ def _code_watch(hidden: StepHiddenState) -> Watch | None:
     return None
 
 
-_SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes})
-
-
 def _immutable(value: object, depth: int = 0) -> bool:
     """Whether nothing can change ``value`` in place: a str, number, bool, None or
     bytes, or a (small, shallow) tuple or frozenset of those. Exact types only: a
     subclass may hold attributes."""
     kind = type(value)
-    if kind in _SCALARS:
+    if kind in SCALARS:
         return True
     if isinstance(value, tuple | frozenset) and kind in (tuple, frozenset) and depth < 2 \
             and len(value) <= 64:

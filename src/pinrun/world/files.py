@@ -41,7 +41,6 @@ import tokenize
 import types
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from contextvars import Token
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -345,22 +344,14 @@ class FileGuard:
 
 
 class _Watching:
-    __slots__ = ("_guard", "_inner", "_token", "_world")
+    __slots__ = ("_guard", "_inner", "_world")
 
     def __init__(self, guard: FileGuard) -> None:
         self._guard = guard
         self._world: refusal.WorldWatch | None = None
-        self._token: Token[refusal.WorldWatch | None] | None = None
 
     def __enter__(self) -> list[Any]:
         guard = self._guard
-        if guard.inner is refusal.recording_guard:
-            # Every recorded step: what recording_guard would do (a fresh noting world
-            # watch, made the context's), without its two objects and calls.
-            world = self._world = refusal.WorldWatch(refuse=False)
-            self._token = refusal.enter_watch(world)
-            watch_files(world, guard.setup, guard.replay)
-            return world.calls
         self._inner = guard.inner()
         noticed: list[Any] = self._inner.__enter__()
         self._world = refusal.current_watch()
@@ -371,10 +362,6 @@ class _Watching:
     def __exit__(self, *exc_info: Any) -> bool | None:
         if self._world is not None:
             stop_watching_files(self._world, self._guard.replay)
-        if self._token is not None:
-            refusal.leave_watch(self._token)
-            self._token = None
-            return None
         return self._inner.__exit__(*exc_info)
 
 

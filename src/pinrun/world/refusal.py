@@ -439,14 +439,16 @@ class recording_guard:  # noqa: N801 - the engine's StepGuard: recording_guard()
     process started otherwise (a server's) are not watched.
     """
 
-    __slots__ = ("_watching",)
+    __slots__ = ("_token",)
 
     def __enter__(self) -> list[GuardedCall]:
-        self._watching = watching_world(WorldWatch(refuse=False))
-        return self._watching.__enter__()
+        # (One object per recorded step: the watch entered here, no nested block.)
+        watch = WorldWatch(refuse=False)
+        self._token = enter_watch(watch)
+        return watch.calls
 
     def __exit__(self, *exc_info: object) -> None:
-        self._watching.__exit__(*exc_info)
+        _WATCH.reset(self._token)
 
 
 #: At most this many call sites are named on one step (a loop must not flood the record).
