@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from pinrun.artifacts.trees import ObjectSink
 
 __all__ = ["INLINE_LIMIT", "PAGE_SPLIT", "PAGE_TARGET", "Entry", "Inline", "inline",
-           "store_entries"]
+           "put_pages", "store_entries"]
 
 #: A large map (nested or a whole snapshot) is stored in pages of about this many bytes.
 PAGE_TARGET: Final = 64 * 1024
@@ -147,8 +147,7 @@ def store_entries(sink: ObjectSink, entries: Mapping[str, Entry]) -> Digest:
         start = index + 1
     if start < len(keys):
         pages.append(_store_page(sink, keys[start:], entries))
-    return sink.put(Kind.TREE, codec.encode({"type": "pages", "pages": pages,
-                                             "size": len(keys)}))
+    return put_pages(sink, pages, len(keys))
 
 
 def _store_planned(sink: ObjectSink, entries: dict[str, Entry],
@@ -162,8 +161,7 @@ def _store_planned(sink: ObjectSink, entries: dict[str, Entry],
             pages.append(sink.put(Kind.VALUE, item))
         else:
             pages.append(_store_map(sink, {key: entries[key] for key in item}))
-    return sink.put(Kind.TREE, codec.encode({"type": "pages", "pages": pages,
-                                             "size": len(entries)}))
+    return put_pages(sink, pages, len(entries))
 
 
 def _store_map(sink: ObjectSink, entries: Mapping[str, Entry]) -> Digest:
@@ -183,3 +181,9 @@ def _store_page(sink: ObjectSink, keys: list[str], entries: Mapping[str, Entry])
         if len(payload) <= PAGE_SPLIT:
             return sink.put(Kind.VALUE, payload)
     return _store_map(sink, {key: entries[key] for key in keys})
+
+
+def put_pages(sink: ObjectSink, pages: list[Digest], size: int) -> Digest:
+    """Store the tree of a map kept in ``pages`` (their digests, in key order) that holds
+    ``size`` keys: ``{"type": "pages", ...}``."""
+    return sink.put(Kind.TREE, codec.encode({"type": "pages", "pages": pages, "size": size}))

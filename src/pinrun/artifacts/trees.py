@@ -36,6 +36,7 @@ from pinrun.artifacts.snapshot_pages import (
     Entry,
     Inline,
     inline,
+    put_pages,
     store_entries,
 )
 from pinrun.errors import CorruptObjectError, PinrunError, UnsupportedValueError
@@ -237,8 +238,7 @@ def _store_map(sink: ObjectSink, value: dict[str, Any], path: str, payload: byte
             page = {}
     if page:
         pages.append(_store_page(sink, page, path))
-    return sink.put(Kind.TREE, codec.encode({"type": "pages", "pages": pages,
-                                             "size": len(value)}))
+    return put_pages(sink, pages, len(value))
 
 
 def _store_sliced(sink: ObjectSink, value: dict[str, Any], path: str, payload: bytes,
@@ -264,8 +264,7 @@ def _store_sliced(sink: ObjectSink, value: dict[str, Any], path: str, payload: b
         else:
             pages.append(sink.put(Kind.VALUE, page))
         start, first_key = end + 1, last_key + 1
-    return sink.put(Kind.TREE, codec.encode({"type": "pages", "pages": pages,
-                                             "size": len(value)}))
+    return put_pages(sink, pages, len(value))
 
 
 def _store_page(sink: ObjectSink, page: dict[str, Any], path: str) -> Digest:
