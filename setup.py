@@ -1,4 +1,5 @@
-"""Build the optional C speedups; everything else is configured in pyproject.toml.
+"""Build the optional C speedups (the codec's, and the world's audit gate); everything
+else is configured in pyproject.toml.
 
 ``optional=True``: where no C compiler is available the build goes on without
 them and pinrun uses its pure-Python code instead (same results, slower).
@@ -12,6 +13,11 @@ setup(
             "pinrun.artifacts._speedups",
             ["src/pinrun/artifacts/_speedups.c"],
             optional=True,
-        )
+        ),
+        Extension(
+            "pinrun.world._speedups",
+            ["src/pinrun/world/_speedups.c"],
+            optional=True,
+        ),
     ]
 )

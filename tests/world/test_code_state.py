@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from pinrun.world import code_state as code_state_module
 from pinrun.world.code_state import code_state
 
 HIDDEN = {
@@ -59,6 +60,12 @@ HIDDEN = {
     "big table": "TABLE = [0] * 20000\ndef advance():\n    TABLE[0] += 1\n",
     "slots": "class Box:\n    __slots__ = ('n',)\n    def __init__(self):\n        self.n = 0\n"
              "B = Box()\ndef advance():\n    B.n += 1\n",
+    "default rebound": "def _rate(region='eu'):\n    return region\n"
+                       "def advance():\n    _rate.__defaults__ = ('us',)\n",
+    "keyword default rebound": "def _rate(*, region='eu'):\n    return region\n"
+                               "def advance():\n    _rate.__kwdefaults__ = {'region': 'us'}\n",
+    "code swapped": "def _rate():\n    return 1\n"
+                    "def advance():\n    _rate.__code__ = (lambda: 2).__code__\n",
     "function attribute": "def advance():\n    advance.calls = getattr(advance, 'calls', 0) + 1\n",
     "closure counter": "def _counter():\n    seen = 0\n    def bump():\n        nonlocal seen\n"
                        "        seen += 1\n    return bump\nadvance = _counter()\n",
@@ -166,9 +173,21 @@ def make_module() -> Iterator[types.FunctionType]:
         sys.modules.pop(name, None)
 
 
+@pytest.fixture(params=["C reads", "Python reads"])
+def reads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The walk with the world's C speedups (ids and function parts read without audit
+    events), and with the builtins it uses where no compiler built them."""
+    if request.param == "Python reads":
+        monkeypatch.setattr(code_state_module, "_address", id)
+        monkeypatch.setattr(code_state_module, "_function_parts", None)
+    else:
+        assert vars(code_state_module)["_function_parts"] is not None, "C speedups not built"
+    return str(request.param)
+
+
 @pytest.mark.parametrize("case", sorted(HIDDEN))
 def test_state_a_call_changes_is_never_equal(make_module: types.FunctionType,
-                                             case: str) -> None:
+                                             case: str, reads: str) -> None:
     """After ``advance()`` the state differs, or was never comparable (None)."""
     module = make_module(f"code_state_{case.replace(' ', '_')}", HIDDEN[case])
     before = code_state([module])
@@ -179,7 +198,7 @@ def test_state_a_call_changes_is_never_equal(make_module: types.FunctionType,
 
 @pytest.mark.parametrize("case", sorted(INERT))
 def test_ordinary_modules_are_comparable_and_stay_equal(make_module: types.FunctionType,
-                                                       case: str) -> None:
+                                                       case: str, reads: str) -> None:
     """Loggers, pools, patterns, paths, enums, named tuples, dataclasses and a cache filled
     at import are compared; calling code that changes none of them leaves them equal."""
     module = make_module(f"code_state_{case.replace(' ', '_')}", INERT[case])

@@ -32,7 +32,7 @@ from types import ModuleType
 from typing import Any, Final
 
 from pinrun.artifacts.digest import Digest
-from pinrun.world.code_state import code_state, process_state
+from pinrun.world.code_state import code_state, process_state, threads_alive
 from pinrun.world.hidden_state import forget_places
 
 __all__ = ["MOST_KEPT", "KeptCode", "drop", "put_back", "state_of", "take"]
@@ -83,8 +83,7 @@ def state_of(modules: Sequence[ModuleType]) -> tuple[Any, ...] | None:
     held = code_state(modules)
     if held is None:
         return None
-    threads = sorted(threading.enumerate(), key=id)
-    return (held, process_state(), tuple(map(id, threads)), tuple(threads))
+    return (held, process_state(), threads_alive())
 
 
 def drop(modules: Iterable[ModuleType]) -> None:

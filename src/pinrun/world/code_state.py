@@ -63,7 +63,21 @@ from pinrun.flows.module_objects import HEAP_TYPE
 from pinrun.flows.step import Step
 from pinrun.world.hidden_state import cache_entries
 
-__all__ = ["MOST_DEPTH", "MOST_ITEMS", "code_state", "process_state"]
+# Python raises an audit event for every id() and every read of a function's __code__,
+# __defaults__ and __kwdefaults__, and the world's audit hook is called for each (a
+# thousand instructions or more, even behind its C gate): the walk makes dozens. The C
+# speedups read the same without the events; without a compiler, the builtins.
+_address: Callable[[object], int] = id
+_function_parts: Callable[[types.FunctionType], tuple[Any, ...]] | None = None
+try:
+    from pinrun.world._speedups import address as _compiled_address
+    from pinrun.world._speedups import function_parts as _compiled_function_parts
+except ImportError:  # pragma: no cover - exercised on machines without a compiler
+    pass
+else:
+    _address, _function_parts = _compiled_address, _compiled_function_parts
+
+__all__ = ["MOST_DEPTH", "MOST_ITEMS", "code_state", "process_state", "threads_alive"]
 
 #: Items walked at most; a larger state is not compared (the code is not kept).
 MOST_ITEMS: Final = 200_000
@@ -136,13 +150,20 @@ def process_state() -> tuple[Any, ...]:
         tuple(sys.path), _cwd(), sys.getrecursionlimit())
 
 
+def threads_alive() -> tuple[object, ...]:
+    """The threads alive, comparable with ``==`` by identity (held, so that no id is
+    another's): one a step started may still write after the replay."""
+    threads = sorted(threading.enumerate(), key=_address)
+    return (tuple(map(_address, threads)), tuple(threads))
+
+
 def _random_state(generator: random.Random) -> object:
     """A Mersenne Twister's state, comparable with ``==``: its words read as they are
     (2.5 KB, where ``getstate`` makes 625 ints: most of what :func:`process_state`
     cost), and the gauss value it keeps; ``getstate`` where that read is not proven."""
     if _RAW_STATE is None or type(generator) is not random.Random:
         return random.Random.getstate(generator)
-    return (ctypes.string_at(id(generator) + _RAW_STATE[0], _RAW_STATE[1]),
+    return (ctypes.string_at(_address(generator) + _RAW_STATE[0], _RAW_STATE[1]),
             vars(generator).get("gauss_next"))
 
 
@@ -184,7 +205,7 @@ def _cwd() -> str | None:
 
 def _logger_state(logger: logging.Logger) -> tuple[object, ...]:
     return (logger.name, logger.level, logger.propagate, logger.disabled,
-            tuple(map(id, logger.handlers)), tuple(map(id, logger.filters)))
+            tuple(map(_address, logger.handlers)), tuple(map(_address, logger.filters)))
 
 
 def _numpy_state(generator: object) -> object:
@@ -204,7 +225,7 @@ class _Walk:
         self.own_names = {module.__name__ for module in modules}
         #: The namespaces of the project's modules: a function whose globals are one of
         #: them is the project's, whatever its ``__module__`` says.
-        self.own = {id(vars(module)) for module in modules}
+        self.own = {_address(vars(module)) for module in modules}
         #: Per object walked, the order it was first met in (a cycle is walked once).
         self.seen: dict[int, int] = {}
         #: Objects compared by identity (held, so that their ids stay theirs).
@@ -213,7 +234,7 @@ class _Walk:
 
     def same(self, value: object) -> tuple[str, int]:
         self.held.append(value)
-        return ("is", id(value))
+        return ("is", _address(value))
 
     def pairs(self, items: Iterable[tuple[object, object]], depth: int) -> tuple[Any, ...]:
         """Walked key and value pairs (made for the walk: never marked as seen)."""
@@ -246,7 +267,7 @@ class _Walk:
             return (complex, repr(value))
         if kind in _IMMUTABLE or kind in _FORMS:
             return self.same(value)
-        key = id(value)
+        key = _address(value)
         order = self.seen.get(key)
         if order is not None:  # met before in this walk: a cycle, or shared
             return ("seen", order)
@@ -274,7 +295,7 @@ class _Walk:
         if issubclass(kind, type):
             return self._class(value, depth)
         if issubclass(kind, types.ModuleType):
-            if id(vars(value)) in self.own:
+            if _address(vars(value)) in self.own:
                 return ("module", value.__name__)
             if sys.modules.get(value.__name__) is value:
                 return self.same(value)
@@ -344,34 +365,35 @@ class _Walk:
                 held)
 
     def _function(self, func: types.FunctionType, depth: int) -> object:
-        globals_ = func.__globals__
-        if id(globals_) not in self.own:
+        globals_, code, defaults, keywords, closure, attributes = (
+            _function_parts(func) if _function_parts is not None
+            else _python_function_parts(func))
+        if _address(globals_) not in self.own:
             home = sys.modules.get(str(globals_.get("__name__")))
             if home is not None and vars(home) is globals_:
                 return self.same(func)  # another module's function: not the project's
         walk = self.value
         cells = []
-        for cell in func.__closure__ or ():
+        for cell in closure or ():
             try:
                 cells.append(walk(cell.cell_contents, depth))
             except ValueError:  # an empty cell (a name assigned later)
                 cells.append("empty")
         # Most functions have no defaults and no attributes: nothing to walk there.
-        defaults, keywords, attributes = func.__defaults__, func.__kwdefaults__, func.__dict__
-        return ("function", self.same(func), self.same(func.__code__), func.__name__,
+        return ("function", self.same(func), self.same(code), func.__name__,
                 None if defaults is None else walk(defaults, depth),
                 None if keywords is None else walk(keywords, depth),
                 tuple(cells), walk(attributes, depth) if attributes else None)
 
     def _class(self, cls: type, depth: int) -> object:
         home = sys.modules.get(cls.__module__) if type(cls.__module__) is str else None
-        if home is not None and id(vars(home)) not in self.own and \
+        if home is not None and _address(vars(home)) not in self.own and \
                 _resolve(home, cls.__qualname__) is cls:
             return self.same(cls)  # another module's class, found there under its name
         registry: object = None
         if isinstance(cls, abc.ABCMeta):
             registered = _ABC_DUMP(cls)[0]
-            registry = tuple(sorted(id(ref()) for ref in registered))
+            registry = tuple(sorted(_address(ref()) for ref in registered))
         return ("class", self.same(cls), self.same(type(cls)),
                 tuple(map(self.same, cls.__bases__)), cls.__name__, registry,
                 tuple(map(self.same, type.__subclasses__(cls))),
@@ -391,6 +413,11 @@ class _Walk:
                     except AttributeError:  # a slot not set
                         found.append("unset")
         return tuple(found)
+
+
+def _python_function_parts(func: types.FunctionType) -> tuple[Any, ...]:
+    return (func.__globals__, func.__code__, func.__defaults__, func.__kwdefaults__,
+            func.__closure__, func.__dict__)
 
 
 def _resolve(module: types.ModuleType, qualname: str) -> object:
