@@ -144,7 +144,7 @@ class WriteBatch:
 def commit_batch(store: Store, batch: WriteBatch) -> int:
     """Write a batch in one transaction (see :meth:`WriteBatch.commit`); new objects."""
     if len(batch._pending) < TRAINING_SAMPLES and \
-            _unknown_bytes(store, batch) <= IN_TRANSACTION_MAX_BYTES:
+            store.known_pins.unknown_bytes(batch._pending) <= IN_TRANSACTION_MAX_BYTES:
         return _commit_small(store, batch)
     return _commit_large(store, batch)
 
@@ -152,13 +152,6 @@ def commit_batch(store: Store, batch: WriteBatch) -> int:
 #: A batch whose objects not known to be stored hold at most this many payload bytes is
 #: looked up and compressed inside its write transaction (:func:`_commit_small`).
 IN_TRANSACTION_MAX_BYTES: Final = 128 * 1024
-
-
-def _unknown_bytes(store: Store, batch: WriteBatch) -> int:
-    """Payload bytes of the batch's objects this process has not seen committed."""
-    known = store.known_pins
-    return sum(len(payload) for raw, (_, payload) in batch._pending.items()
-               if raw not in known)
 
 
 def _commit_small(store: Store, batch: WriteBatch) -> int:
@@ -244,7 +237,8 @@ def _commit_large(store: Store, batch: WriteBatch) -> int:
 
 def _remember_pins(store: Store, pending: dict[bytes, tuple[Kind, bytes]]) -> None:
     """Note the batch's pins as stored, once committed: what this process knows to be
-    stored (see :func:`_unknown_bytes`; a commit still looks each one up)."""
+    stored (a batch's bytes not known to be stored decide how it commits; a commit still
+    looks each one up)."""
     store.known_pins.remember(raw for raw, (kind, _) in pending.items()
                               if kind.code in _PIN_CODES)
 

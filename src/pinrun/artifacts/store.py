@@ -565,6 +565,12 @@ class KnownPins:
     def __contains__(self, raw: object) -> bool:
         return raw in self._seen
 
+    def unknown_bytes(self, pending: Mapping[bytes, tuple[object, bytes]]) -> int:
+        """The payload bytes of the ``pending`` objects (raw digest -> (kind, payload))
+        not known to be stored (one loop here, not a method call per object)."""
+        seen = self._seen
+        return sum([len(item[1]) for raw, item in pending.items() if raw not in seen])
+
     def remember(self, digests: Iterable[bytes]) -> None:
         """Note ``digests`` as stored."""
         if len(self._seen) > self._BOUND:
