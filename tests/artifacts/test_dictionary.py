@@ -70,6 +70,26 @@ def _digest_of(store: Store, n: int) -> Digest:
     return compute_digest(Kind.VALUE, codec.encode(_order(n)))
 
 
+def test_small_batch_reads_the_dictionary_in_its_write_transaction(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small batch in a process that has not loaded the store's dictionary yet reads it
+    inside its own write transaction, compresses with it, and stays readable."""
+    _fill(store)
+    dictionary_module._CACHE.clear()  # as a new process finds it
+
+    def no_read() -> Any:
+        raise AssertionError("a small batch opened a read transaction")
+
+    monkeypatch.setattr(store.environment, "read", no_read)
+    with store.batch() as batch:
+        digest = batch.put_value(_order(TRAINING_SAMPLES + 500))
+    monkeypatch.undo()
+    assert store.info(digest).codec == "zstd+dict"
+    assert store.get_value(digest) == _order(TRAINING_SAMPLES + 500)
+    assert fsck(store).ok
+
+
 def test_small_batches_do_not_train(store: Store) -> None:
     """A batch with few small values leaves the store without a dictionary."""
     for n in range(20):

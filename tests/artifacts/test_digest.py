@@ -91,7 +91,7 @@ def test_deleting_an_attribute_raises() -> None:
     """A digest's bytes cannot be deleted either: it stays usable forever."""
     digest = Digest(RAW)
     with pytest.raises(AttributeError):
-        del digest._raw
+        del digest.raw
     assert digest.raw == RAW
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from pinrun.artifacts.batch import IN_TRANSACTION_MAX_BYTES
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.discovery import find_store
 from pinrun.artifacts.maintenance import fsck
@@ -294,10 +295,34 @@ def test_second_handle_with_other_durability_is_refused(store_path: Path) -> Non
             assert same.environment.durable is False
 
 
-def test_object_swept_between_check_and_write_is_written_again(
+def test_small_batch_is_one_write_transaction(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """If gc removes an object after a batch saw it stored, the batch writes it anyway."""
+    """A small batch (a run's, a step's) looks its objects up inside its write
+    transaction: no read transaction first, and what is stored is not written again."""
+    stored = store.put_value({"kept": [1, 2, 3]})
+
+    def no_read() -> Any:
+        raise AssertionError("a small batch opened a read transaction")
+
+    monkeypatch.setattr(store.environment, "read", no_read)
+    with store.batch() as batch:
+        assert batch.put_value({"kept": [1, 2, 3]}) == stored
+        fresh = batch.put_value({"text": "compressible " * 40})
+        batch.set_ref("tags/fresh", fresh)
+    monkeypatch.undo()
+    assert batch.new_objects == 1
+    assert store.info(fresh).codec == "zstd"
+    assert store.get_value(store.ref("tags/fresh")) == {"text": "compressible " * 40}
+    assert fsck(store).ok
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["small batch", "large batch"])
+def test_object_swept_between_check_and_write_is_written_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch, large: bool
+) -> None:
+    """If gc removes an object after a batch saw it stored, the batch writes it anyway
+    (a small batch looks inside its write transaction; a large one before it, and again)."""
     loose = store.put_value("collected meanwhile")
     env = store.environment
     original = env.write
@@ -312,6 +337,8 @@ def test_object_swept_between_check_and_write_is_written_again(
     monkeypatch.setattr(env, "write", gc_runs_first)
     with store.batch() as batch:
         again = batch.put_value("collected meanwhile")
+        if large:  # past IN_TRANSACTION_MAX_BYTES
+            batch.put_blob(os.urandom(IN_TRANSACTION_MAX_BYTES + 1))
         batch.set_ref("tags/kept", again)
     monkeypatch.undo()
     assert again == loose

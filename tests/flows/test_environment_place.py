@@ -44,6 +44,35 @@ def test_the_place_is_what_the_process_sees_now(monkeypatch: pytest.MonkeyPatch,
         os.umask(previous)
 
 
+@pytest.mark.parametrize("home", ["/home/ann", "/home/ann/", "/home/ann//", "/", "//", "",
+                                  None], ids=repr)
+def test_the_home_is_what_expanduser_says(monkeypatch: pytest.MonkeyPatch,
+                                          home: str | None) -> None:
+    """The home folder recorded is ``os.path.expanduser("~")``'s, whatever ``$HOME`` holds
+    (set with trailing slashes, empty, or unset: then the password database's)."""
+    if home is None:
+        monkeypatch.delenv("HOME", raising=False)
+    else:
+        monkeypatch.setenv("HOME", home)
+    assert place_state()["home"] == os.path.expanduser("~")
+
+
+def test_environment_variables_read_as_os_environ_has_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A variable is read as ``os.environ.get`` gives it: set, changed, unset, not ASCII,
+    and when ``os.environ`` is replaced by another mapping."""
+    name = "PINRUN_TEST_VARIABLE"
+    monkeypatch.delenv(name, raising=False)
+    assert env_module.environment_variable(name) is None
+    for value in ("one", "", "d\u00e9j\u00e0 vu", "two"):
+        monkeypatch.setenv(name, value)
+        assert env_module.environment_variable(name) == os.environ.get(name) == value
+    monkeypatch.delenv(name)
+    assert env_module.environment_variable(name) is None
+    monkeypatch.setattr(os, "environ", {name: "a plain dict"})
+    assert env_module.environment_variable(name) == "a plain dict"
+
+
 def test_a_long_home_is_cut_when_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
     """A home folder longer than a record holds is cut to 200 characters, and the record
     keeps its shape."""

@@ -136,6 +136,33 @@ def test_pinning_steps_together_still_refuses_an_edited_file(project: Project) -
         pin_steps(flow.steps[5:], project.root)
 
 
+def test_pinning_a_flow_again_reuses_its_kept_pins(project: Project,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flow pinned again while its code holds gets the very pins it got, with no shared
+    pinning set up; a step whose global changed since is pinned anew, alone among them."""
+    from pinrun.flows import pinning
+
+    project.write("chain", _chain_module(6))
+    flow = project.load("chain")
+    first = pin_steps(flow.steps, project.root)
+    real_pin_all = pinning._pin_all
+
+    def refuse(*args: Any) -> Any:
+        raise AssertionError("every pin was kept: nothing to pin together")
+
+    monkeypatch.setattr(pinning, "_pin_all", refuse)
+    again = pin_steps(tuple(flow.steps), project.root)
+    assert all(again[name] is first[name] for name in first)
+    monkeypatch.setattr(pinning, "_pin_all", real_pin_all)
+    namespace = flow.steps[0].func.__globals__
+    namespace["SCALE"] += 1
+    changed = pin_steps(iter(flow.steps), project.root)
+    assert changed.keys() == first.keys()
+    assert all(changed[name] is not first[name] for name in first)
+    assert all(changed[name].value["fingerprint"] != first[name].value["fingerprint"]
+               for name in first)
+
+
 def _wrapped(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -32,6 +32,7 @@ from pinrun.artifacts.refs import ANY, RefExpectation, check_expected, validate_
 from pinrun.errors import MissingObjectError
 
 if TYPE_CHECKING:
+    from pinrun.artifacts.lmdb_env import Environment
     from pinrun.artifacts.store import Store
 
 __all__ = ["COUNTER_KEYS", "DICTIONARY_REF", "WriteBatch", "commit_batch", "read_counter"]
@@ -142,6 +143,54 @@ class WriteBatch:
 
 def commit_batch(store: Store, batch: WriteBatch) -> int:
     """Write a batch in one transaction (see :meth:`WriteBatch.commit`); new objects."""
+    if len(batch._pending) < TRAINING_SAMPLES and \
+            store.known_pins.unknown_bytes(batch._pending) <= IN_TRANSACTION_MAX_BYTES:
+        return _commit_small(store, batch)
+    return _commit_large(store, batch)
+
+
+#: A batch whose objects not known to be stored hold at most this many payload bytes is
+#: looked up and compressed inside its write transaction (:func:`_commit_small`).
+IN_TRANSACTION_MAX_BYTES: Final = 128 * 1024
+
+
+def _commit_small(store: Store, batch: WriteBatch) -> int:
+    """A small batch (a recorded run's, a durable step's): every object looked up once,
+    inside the write transaction, and only the new ones compressed there.
+
+    A read transaction before it, to compress outside the write lock, would cost more
+    than it saves here: its own begin and end, and a second lookup of every object
+    (a run's few small records compress in tens of microseconds). Fewer than
+    ``TRAINING_SAMPLES`` objects never train a dictionary.
+    """
+    env = store.environment
+    objects_db, refs_db = env.dbs["objects"], env.dbs["refs"]
+    pending = batch._pending
+    prebuilt = [(obj.digest.raw, obj.record) for obj in batch._prebuilt.values()]
+
+    def operation(txn: Any) -> int:
+        _check_refs(txn, batch, objects_db, refs_db)
+        get = txn.get
+        new_items = [(raw, kind, payload) for raw, (kind, payload) in pending.items()
+                     if get(raw, db=objects_db) is None]
+        records: list[tuple[bytes, bytes | PlainRecord]] = []
+        if new_items:
+            dictionary = store.dictionary_named(get(_DICTIONARY_KEY, db=refs_db), txn)
+            records = build_pending_records(new_items, dictionary)
+            if dictionary is not None and get(dictionary.digest.raw, db=objects_db) is None:
+                # The records name their dictionary: it is written with them.
+                records += build_records([(dictionary.digest.raw, Kind.BLOB,
+                                           dictionary.data)])
+        return _write(txn, batch, [*records, *prebuilt], env)
+
+    added = env.write(operation)
+    _remember_pins(store, pending)
+    return added
+
+
+def _commit_large(store: Store, batch: WriteBatch) -> int:
+    """A large batch: looked up and compressed before its write transaction, which then
+    only copies bytes (and looks again at what it counted as stored)."""
     env = store.environment
     objects_db, refs_db, counters_db = env.dbs["objects"], env.dbs["refs"], env.main_db
     pending = batch._pending
@@ -153,7 +202,7 @@ def commit_batch(store: Store, batch: WriteBatch) -> int:
     with env.read() as txn:
         stored = [raw for raw in pending if raw in known
                   or txn.get(raw, db=objects_db) is not None]
-        dictionary_raw = txn.get(DICTIONARY_REF.encode(), db=refs_db)
+        dictionary_raw = txn.get(_DICTIONARY_KEY, db=refs_db)
     stored_set = set(stored)
     new_items = [(raw, kind, payload) for raw, (kind, payload) in pending.items()
                  if raw not in stored_set]
@@ -165,46 +214,66 @@ def commit_batch(store: Store, batch: WriteBatch) -> int:
     records: list[tuple[bytes, bytes | PlainRecord]] = build_pending_records(new_items,
                                                                              dictionary)
     records += [(obj.digest.raw, obj.record) for obj in batch._prebuilt.values()]
-    refs = batch._refs
 
     def operation(txn: Any) -> int:
-        # Check every ref first, so a conflict writes nothing at all.
-        for name, target, expected in refs:
-            current_raw = txn.get(name.encode(), db=refs_db)
-            check_expected(name, expected, Digest(current_raw) if current_raw else None)
-            if target is not None and target.raw not in pending \
-                    and target not in batch._prebuilt \
-                    and txn.get(target.raw, db=objects_db) is None:
-                raise MissingObjectError(target, referenced_by=f"ref {name!r}")
+        _check_refs(txn, batch, objects_db, refs_db)
         # An object seen as stored may have been collected since: write it now.
         vanished = [raw for raw in stored if txn.get(raw, db=objects_db) is None]
         extra = build_records([(raw, *pending[raw]) for raw in vanished], dictionary)
         if dictionary is not None and txn.get(dictionary.digest.raw, db=objects_db) is None:
             # The records name their dictionary: it is written with them.
             extra += build_records([(dictionary.digest.raw, Kind.BLOB, dictionary.data)])
-        if trained and txn.get(DICTIONARY_REF.encode(), db=refs_db) is None:
+        if trained and txn.get(_DICTIONARY_KEY, db=refs_db) is None:
             assert dictionary is not None
-            txn.put(DICTIONARY_REF.encode(), dictionary.digest.raw, db=refs_db)
+            txn.put(_DICTIONARY_KEY, dictionary.digest.raw, db=refs_db)
             _add_counter(txn, counters_db, _OFFERED_OBJECTS, 1)  # it is stored: count it
             _add_counter(txn, counters_db, _OFFERED_BYTES, len(dictionary.data))
-        _, added = txn.cursor(db=objects_db).putmulti(assembled([*records, *extra]),
-                                                      overwrite=False)
-        for name, target, _ in refs:
-            if target is None:
-                txn.delete(name.encode(), db=refs_db)
-            else:
-                txn.put(name.encode(), target.raw, db=refs_db)
-        if batch._offered_objects:
-            # In the main database, whose page the commit writes anyway (a durable step's
-            # commit is a device flush of every page it dirtied).
-            _add_counter(txn, counters_db, _OFFERED_OBJECTS, batch._offered_objects)
-            _add_counter(txn, counters_db, _OFFERED_BYTES, batch._offered_bytes)
-        return int(added)
+        return _write(txn, batch, [*records, *extra], env)
 
     added = env.write(operation)
-    # Remembered only once committed: what this process knows to be stored.
-    known.remember(raw for raw, (kind, _) in pending.items() if kind.code in _PIN_CODES)
+    _remember_pins(store, pending)
     return added
+
+
+def _remember_pins(store: Store, pending: dict[bytes, tuple[Kind, bytes]]) -> None:
+    """Note the batch's pins as stored, once committed: what this process knows to be
+    stored (a batch's bytes not known to be stored decide how it commits; a commit still
+    looks each one up)."""
+    store.known_pins.remember(raw for raw, (kind, _) in pending.items()
+                              if kind.code in _PIN_CODES)
+
+
+_DICTIONARY_KEY: Final = DICTIONARY_REF.encode()
+
+
+def _check_refs(txn: Any, batch: WriteBatch, objects_db: Any, refs_db: Any) -> None:
+    """Check every ref change first, so a conflict writes nothing at all."""
+    for name, target, expected in batch._refs:
+        current_raw = txn.get(name.encode(), db=refs_db)
+        check_expected(name, expected, Digest(current_raw) if current_raw else None)
+        if target is not None and target.raw not in batch._pending \
+                and target not in batch._prebuilt \
+                and txn.get(target.raw, db=objects_db) is None:
+            raise MissingObjectError(target, referenced_by=f"ref {name!r}")
+
+
+def _write(txn: Any, batch: WriteBatch, records: list[tuple[bytes, bytes | PlainRecord]],
+           env: Environment) -> int:
+    """Put the records (never over a stored one), set the refs, add to the counters;
+    returns how many records were new."""
+    objects_db, refs_db, counters_db = env.dbs["objects"], env.dbs["refs"], env.main_db
+    _, added = txn.cursor(db=objects_db).putmulti(assembled(records), overwrite=False)
+    for name, target, _ in batch._refs:
+        if target is None:
+            txn.delete(name.encode(), db=refs_db)
+        else:
+            txn.put(name.encode(), target.raw, db=refs_db)
+    if batch._offered_objects:
+        # In the main database, whose page the commit writes anyway (a durable step's
+        # commit is a device flush of every page it dirtied).
+        _add_counter(txn, counters_db, _OFFERED_OBJECTS, batch._offered_objects)
+        _add_counter(txn, counters_db, _OFFERED_BYTES, batch._offered_bytes)
+    return int(added)
 
 
 #: The kinds every run offers again (its pins and, mostly, its environment): worth

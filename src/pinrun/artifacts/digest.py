@@ -62,13 +62,16 @@ _KINDS_BY_CODE: Final = {kind.code: kind for kind in Kind}
 class Digest:
     """The immutable name of a stored object: 32 bytes shown as lowercase hex."""
 
-    __slots__ = ("_raw",)
-    _raw: bytes
+    # The bytes are a slot read as ``digest.raw`` (a plain attribute, not a property: a
+    # recorded run reads it about a hundred times); __setattr__ keeps it immutable.
+    __slots__ = ("raw",)
+    #: The 32 digest bytes.
+    raw: bytes
 
     def __init__(self, raw: bytes) -> None:
         if type(raw) is not bytes or len(raw) != DIGEST_SIZE:
             raise InvalidDigestError(repr(raw)[:80], f"a digest is exactly {DIGEST_SIZE} bytes")
-        object.__setattr__(self, "_raw", raw)
+        object.__setattr__(self, "raw", raw)
 
     @classmethod
     def from_hex(cls, text: str) -> Digest:
@@ -79,19 +82,14 @@ class Digest:
         return cls(bytes.fromhex(cleaned))
 
     @property
-    def raw(self) -> bytes:
-        """The 32 digest bytes."""
-        return self._raw
-
-    @property
     def hex(self) -> str:
         """The digest as 64 lowercase hex characters."""
-        return self._raw.hex()
+        return self.raw.hex()
 
     @property
     def short(self) -> str:
         """A 12-character prefix for tables and messages."""
-        return self._raw[:6].hex()
+        return self.raw[:6].hex()
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Digest is immutable")
@@ -100,16 +98,16 @@ class Digest:
         raise AttributeError("Digest is immutable")
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Digest) and other._raw == self._raw
+        return isinstance(other, Digest) and other.raw == self.raw
 
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, Digest):
             return NotImplemented
-        return self._raw < other._raw
+        return self.raw < other.raw
 
 
     def __hash__(self) -> int:
-        return hash(self._raw)
+        return hash(self.raw)
 
     def __repr__(self) -> str:
         return f"Digest('{self.hex}')"
@@ -118,7 +116,7 @@ class Digest:
         return self.hex
 
     def __reduce__(self) -> tuple[type[Digest], tuple[bytes]]:
-        return (Digest, (self._raw,))
+        return (Digest, (self.raw,))
 
 
 def compute_digest(kind: Kind, payload: bytes | memoryview) -> Digest:
@@ -130,7 +128,7 @@ def compute_digest(kind: Kind, payload: bytes | memoryview) -> Digest:
     else:
         raw = blake3.blake3(kind.tag + payload).digest()  # one call: cheaper for small ones
     digest = _new_digest(Digest)
-    _set_raw(digest, "_raw", raw)  # 32 bytes from BLAKE3: no need to validate them again
+    _set_raw(digest, "raw", raw)  # 32 bytes from BLAKE3: no need to validate them again
     return digest
 
 

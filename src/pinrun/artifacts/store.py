@@ -241,8 +241,11 @@ class Store:
 
     # ---------------------------------------------------------- dictionary
 
-    def _load_dictionary(self, digest: Digest) -> bytes:
-        record = self.environment.get("objects", digest.raw)
+    def _load_dictionary(self, digest: Digest, txn: Any = None) -> bytes:
+        """The dictionary's blob, read in ``txn`` when given (a write transaction's own
+        reads: no second transaction in this thread), else in a read of its own."""
+        record = (self.environment.get("objects", digest.raw) if txn is None
+                  else txn.get(digest.raw, db=self.environment.dbs["objects"]))
         if record is None:
             raise MissingObjectError(digest, referenced_by="a record compressed with it")
         kind, payload = open_record(digest, record)  # a dictionary is never dict-compressed
@@ -256,13 +259,16 @@ class Store:
         target = self.get_ref(DICTIONARY_REF)
         return dictionary_for(target, self._load_dictionary) if target is not None else None
 
-    def dictionary_named(self, raw: bytes | None) -> Dictionary | None:
+    def dictionary_named(self, raw: bytes | None, txn: Any = None) -> Dictionary | None:
         """The dictionary the dictionary ref's value ``raw`` names (read by the caller in
-        its own transaction), or None when there is none."""
+        its own transaction, ``txn``: given when that is a write transaction, which then
+        reads the dictionary too), or None when there is none."""
         if raw is None:
             return None
         target = self._decode_ref(DICTIONARY_REF.encode(), raw)[1]
-        return dictionary_for(target, self._load_dictionary)
+        if txn is None:
+            return dictionary_for(target, self._load_dictionary)
+        return dictionary_for(target, lambda digest: self._load_dictionary(digest, txn))
 
     def train_dictionary(self) -> Digest | None:
         """Train a compression dictionary on a sample of the small values already stored.
@@ -558,6 +564,12 @@ class KnownPins:
 
     def __contains__(self, raw: object) -> bool:
         return raw in self._seen
+
+    def unknown_bytes(self, pending: Mapping[bytes, tuple[object, bytes]]) -> int:
+        """The payload bytes of the ``pending`` objects (raw digest -> (kind, payload))
+        not known to be stored (one loop here, not a method call per object)."""
+        seen = self._seen
+        return sum([len(item[1]) for raw, item in pending.items() if raw not in seen])
 
     def remember(self, digests: Iterable[bytes]) -> None:
         """Note ``digests`` as stored."""

@@ -57,6 +57,7 @@ __all__ = [
     "changing_environment",
     "environment",
     "environment_changes",
+    "environment_variable",
     "environment_with",
     "hash_seed_state",
     "locale_state",
@@ -133,6 +134,33 @@ def warn_if_hash_seed_random() -> None:
 
 # -------------------------------------------------------- time zone and locale
 
+def environment_variable(name: str) -> str | None:
+    """``os.environ.get(name)``, without its two exceptions when ``name`` is unset.
+
+    A recorded run asks for a few variables that are mostly unset (``$TZ``,
+    ``$PINRUN_IGNORE_FILES``), and ``os.environ.get`` of a missing one raises and
+    catches two ``KeyError`` (~8k instructions). On POSIX, CPython's ``os.environ``
+    keeps the encoded variables in a plain dict (``_data``, updated with the
+    process's environment by every change made through it): read there while
+    ``os.environ`` is that mapping, asked as usual otherwise.
+    """
+    environ = os.environ
+    data = getattr(environ, "_data", None) if type(environ) is _ENVIRON else None
+    if type(data) is not dict:
+        return environ.get(name)
+    key = _ENCODED_NAMES.get(name)
+    if key is None:
+        key = _ENCODED_NAMES[name] = os.fsencode(name)
+    raw = data.get(key)
+    return os.fsdecode(raw) if raw is not None else None
+
+
+#: ``os.environ``'s own class when it keeps its variables as bytes (POSIX), else None.
+_ENVIRON: Any = type(os.environ) if os.name == "posix" else None
+#: Variable names as ``os.environ`` keys them on POSIX (a handful of constants).
+_ENCODED_NAMES: dict[str, bytes] = {}
+
+
 def time_zone() -> str:
     """The local time zone: an IANA key when one can be known (looked at each time).
 
@@ -140,7 +168,7 @@ def time_zone() -> str:
     a zone file by path (``:/etc/localtime``), whose link says the key; with
     no ``$TZ``, the ``/etc/localtime`` link does; else the C library's names.
     """
-    value = os.environ.get("TZ")
+    value = environment_variable("TZ")
     name = value.removeprefix(":") if value is not None else "/etc/localtime"
     # Resolving the zone file's links is a dozen system calls; what they give changes
     # only when $TZ, the file's own link, or the C library's names do (one readlink).
@@ -192,16 +220,21 @@ def _zone_key(text: str) -> str:
 def locale_state() -> dict[str, str]:
     """Each category in :data:`LOCALE_CATEGORIES` as set now, and the preferred encoding."""
     found: dict[str, str] = {}
-    for name in LOCALE_CATEGORIES:
-        category = getattr(locale, name, None)  # LC_MESSAGES is not on every platform
-        if category is None:
-            continue
+    for name, category in _CATEGORIES:
         try:
-            found[name] = locale.setlocale(category)[:_LONGEST]  # no value: only asks
+            found[name] = _ask_locale(category)[:_LONGEST]  # no value: only asks
         except locale.Error:
             continue
     found["encoding"] = locale.getpreferredencoding(False)[:_LONGEST]
     return found
+
+
+#: Each of :data:`LOCALE_CATEGORIES` this platform has (LC_MESSAGES is not on every
+#: one), with its number.
+_CATEGORIES: tuple[tuple[str, int], ...] = tuple(
+    (name, getattr(locale, name)) for name in LOCALE_CATEGORIES if hasattr(locale, name))
+#: ``locale.setlocale`` with no value only asks; its Python wrapper only checks the value.
+_ask_locale = getattr(locale, "_setlocale", locale.setlocale)
 
 
 # ------------------------------------------------------------------ the place
@@ -213,7 +246,7 @@ def place_state() -> dict[str, str]:
     A field that cannot be read (the working folder was deleted) is left out,
     which is never drift. Each is cut to the recorded length.
     """
-    found = {"home": os.path.expanduser("~")[:_LONGEST]}
+    found = {"home": _home()[:_LONGEST]}
     with contextlib.suppress(OSError):  # the working folder was removed under the process
         found["cwd"] = os.getcwd()[:_LONGEST]
     found["umask"] = f"{_umask() & 0o777:04o}"
@@ -221,6 +254,15 @@ def place_state() -> dict[str, str]:
     found["hostname"] = (os.uname().nodename if hasattr(os, "uname")
                          else platform.node())[:_LONGEST]
     return found
+
+
+def _home() -> str:
+    """``os.path.expanduser("~")``: ``$HOME`` without its trailing slashes where it is set
+    (on POSIX, as expanduser does, read by :func:`environment_variable`), else its answer."""
+    home = environment_variable("HOME") if os.name == "posix" else None
+    if home is None:
+        return os.path.expanduser("~")
+    return home.rstrip("/") or "/"
 
 
 _PROC_STATUS = "/proc/self/status"

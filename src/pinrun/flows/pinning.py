@@ -118,12 +118,16 @@ def pin_steps(steps: Iterable[Step], project_root: Path) -> dict[str, PinnedStep
     small one; the steps also see one text of each module, even if it is
     written to while they are pinned.
     """
-    token = _SHARED.set(_SHARED.get() or _Shared())
-    try:
-        with shared_definitions():
-            pins = {item.name: pin_step(item, project_root) for item in steps}
-    finally:
-        _SHARED.reset(token)
+    steps = steps if isinstance(steps, tuple | list) else list(steps)
+    # A flow recorded again finds every pin kept: no shared tables are set up for it.
+    key = _root_key(project_root)
+    pins: dict[str, PinnedStep] = {}
+    for item in steps:
+        kept = _kept_pin(item, key)
+        if kept is None:
+            pins = _pin_all(steps, project_root)
+            break
+        pins[item.name] = kept
     # Steps of one module name the same code value: encoded and hashed once for all.
     payloads: dict[int, tuple[bytes, Digest]] = {}
     for pinned in pins.values():
@@ -142,6 +146,30 @@ def pin_steps(steps: Iterable[Step], project_root: Path) -> dict[str, PinnedStep
     return pins
 
 
+def _pin_all(steps: Iterable[Step], project_root: Path) -> dict[str, PinnedStep]:
+    """:func:`pin_step` of each step, sharing what they read, parse and walk."""
+    token = _SHARED.set(_SHARED.get() or _Shared())
+    try:
+        with shared_definitions():
+            return {item.name: pin_step(item, project_root) for item in steps}
+    finally:
+        _SHARED.reset(token)
+
+
+def _root_key(project_root: Path) -> Path:
+    """The project root pins are kept by: the folder it names now (a relative root
+    names another after a chdir)."""
+    return project_root if project_root.is_absolute() else Path.cwd() / project_root
+
+
+def _kept_pin(step: Step, key: Path) -> PinnedStep | None:
+    """The step's pin kept for the root ``key``, while its code still holds; else None."""
+    cached = _PINS.get(step, {}).get(key)
+    if cached is not None and (cached[0] is None or cached[0].guards.hold()):
+        return cached[1]
+    return None
+
+
 def pin_step(step: Step, project_root: Path) -> PinnedStep:
     """Fingerprint ``step`` and gather the sources of the project modules it uses.
 
@@ -149,11 +177,10 @@ def pin_step(step: Step, project_root: Path) -> PinnedStep:
     fingerprinted and the step gives no ``version=``. Cached per process: the
     sources are the ones the loaded code came from, read when first pinned.
     """
-    # Kept by the folder the root names now: a relative root names another after a chdir.
-    key = project_root if project_root.is_absolute() else Path.cwd() / project_root
-    cached = _PINS.get(step, {}).get(key)
-    if cached is not None and (cached[0] is None or cached[0].guards.hold()):
-        return cached[1]
+    key = _root_key(project_root)
+    kept = _kept_pin(step, key)
+    if kept is not None:
+        return kept
     pinned = _pin(step, project_root)
     _PINS.setdefault(step, {})[key] = pinned
     return pinned[1]

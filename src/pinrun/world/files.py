@@ -50,6 +50,7 @@ import blake3
 
 from pinrun.artifacts.kept import Kept
 from pinrun.errors import InputError, NondeterminismError
+from pinrun.flows.environment import environment_variable
 from pinrun.flows.project import pyproject
 from pinrun.world import refusal
 from pinrun.world.attribution import INSTALLED, is_library_code
@@ -83,7 +84,7 @@ _LINECACHE = frozenset(os.path.normpath(m.__file__) for m in (linecache, tokeniz
 def ignore_patterns(root: Path) -> tuple[str, ...]:
     """The paths the project says are never inputs: ``[tool.pinrun] ignore_files`` in its
     ``pyproject.toml``, then ``$PINRUN_IGNORE_FILES`` (comma-separated), as globs."""
-    variable = os.environ.get(IGNORE_VARIABLE, "")
+    variable = environment_variable(IGNORE_VARIABLE) or ""
     # Asked at every run: the file's size and times say whether to read it again (one
     # stat, no path objects), as pyproject() would say.
     folder = os.fspath(root)
