@@ -116,3 +116,16 @@ def test_short_payload_is_stored_as_is_without_a_dictionary() -> None:
     assert open_record(short.digest, short.record) == (Kind.VALUE, b'"' + b"ab" * 100 + b'"')
     longer = encode_record(Kind.VALUE, b'"' + b"ab" * 128 + b'"')
     assert read_header(longer.digest, longer.record).codec == "zstd"
+
+
+def test_a_small_run_record_is_stored_as_is_without_a_dictionary() -> None:
+    """A run record under ~1.9 KiB (a durable step's link) is stored as is, where a value
+    of its size is compressed; a larger run record is compressed."""
+    text = b'"' + b"0123456789abcdef" * 80 + b'"'  # 1,282 bytes, very compressible
+    link = encode_record(Kind.RUN, text)
+    assert read_header(link.digest, link.record).codec == "none"
+    assert open_record(link.digest, link.record) == (Kind.RUN, text)
+    value = encode_record(Kind.VALUE, text)
+    assert read_header(value.digest, value.record).codec == "zstd"
+    whole = encode_record(Kind.RUN, text * 2)
+    assert read_header(whole.digest, whole.record).codec == "zstd"
