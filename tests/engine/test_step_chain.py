@@ -246,3 +246,17 @@ def test_links_naming_timing_values_still_read(project: Project, project_store: 
     assert resumed.status == "succeeded"
     assert len(load_timing(project_store, resumed)["steps"]) == STEPS
     assert fsck(project_store).ok
+
+
+def test_a_running_commit_stores_its_link_and_state_as_is(project: Project,
+                                                          project_store: Store) -> None:
+    """A running run's link and state tree (garbage once it is whole) are stored
+    uncompressed; its finished record and state are compressed where that pays."""
+    run = _interrupted(project, project_store, at=6)
+    head = _stored(project_store, run)
+    assert head.digest is not None
+    assert project_store.info(head.digest).codec == "none"
+    assert project_store.info(head.state).codec == "none"
+    finished = _stored(project_store, resume(run.id, store=project_store))
+    assert finished.digest is not None
+    assert project_store.info(finished.digest).codec == "zstd"

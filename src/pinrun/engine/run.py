@@ -394,6 +394,11 @@ class Recorder:
                          if self.level is not None and status != "succeeded" else None),
             continues=self.digest if linked else None, digest=None, timing_parts=())
         digest = batch.put(Kind.RUN, updated.encode())
+        if running:
+            # Garbage once the run is whole (its end writes the whole record and state):
+            # not worth zstd's time at every step.
+            batch.store_as_is(digest)
+            batch.store_as_is(updated.state)
         batch.set_ref(run_ref(self.run.id), digest, expected=self.digest)
         old = self.run.replaces
         if old is not None and status != "running":
