@@ -6,9 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from pinrun.artifacts.digest import Kind
+from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.maintenance import fsck
-from pinrun.artifacts.objects import HEADER, encode_record, open_record, read_header
+from pinrun.artifacts.objects import (
+    AS_IS_BELOW,
+    HEADER,
+    build_pending_records,
+    encode_record,
+    open_record,
+    read_header,
+)
 from pinrun.artifacts.store import Store
 from pinrun.errors import CorruptObjectError, ObjectFormatError
 
@@ -116,3 +123,22 @@ def test_short_payload_is_stored_as_is_without_a_dictionary() -> None:
     assert open_record(short.digest, short.record) == (Kind.VALUE, b'"' + b"ab" * 100 + b'"')
     longer = encode_record(Kind.VALUE, b'"' + b"ab" * 128 + b'"')
     assert read_header(longer.digest, longer.record).codec == "zstd"
+
+
+def test_short_lived_records_are_stored_as_is() -> None:
+    """Records a writer marks short-lived are stored as is under AS_IS_BELOW bytes, where
+    others of their size are compressed; at that size and above, compressed anyway."""
+    text = b'"' + b"0123456789abcdef" * 80 + b'"'  # 1,282 bytes, very compressible
+    large = text * 2
+    items = [(compute_digest(Kind.RUN, p).raw, Kind.RUN, p) for p in (text, large)]
+    marked = frozenset(key for key, _, _ in items)
+    (_, kept), (_, packed) = build_pending_records(items, as_is=marked)
+    assert isinstance(kept, bytes)
+    assert isinstance(packed, bytes)
+    assert HEADER.unpack_from(kept)[2] == 0  # stored as is
+    assert HEADER.unpack_from(packed)[2] == 1  # zstd
+    assert open_record(Digest(items[0][0]), kept) == (Kind.RUN, text)
+    ((_, unmarked),) = build_pending_records(items[:1])
+    assert isinstance(unmarked, bytes)
+    assert HEADER.unpack_from(unmarked)[2] == 1
+    assert len(large) >= AS_IS_BELOW > len(text)

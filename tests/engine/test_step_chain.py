@@ -199,3 +199,64 @@ def test_a_failed_step_ends_the_chain_with_the_whole_record(project: Project,
     assert stored.continues is None
     assert stored.status == "failed"
     assert [s.status for s in stored.steps] == ["succeeded"] * 7 + ["failed"]
+
+
+def test_a_running_commit_holds_its_timing_inline(project: Project,
+                                                  project_store: Store) -> None:
+    """While a run records, each commit's record holds its steps' timing itself (no timing
+    object of its own to write); the run's last commit names a timing value, as before."""
+    run = _interrupted(project, project_store, at=6)
+    head = _stored(project_store, run)
+    assert head.timing is None
+    assert head.timing_inline is not None
+    assert [entry["name"] for entry in head.timing_inline["steps"]] == ["s05"]
+    first = head
+    while first.continues is not None:
+        first = RunRecord.from_value(project_store.get_object(first.continues, Kind.RUN),
+                                     digest=first.continues)
+    assert first.timing is None
+    assert first.timing_inline is not None
+    assert "started" in first.timing_inline
+    timing = load_timing(project_store, run)
+    assert [entry["name"] for entry in timing["steps"]] == [f"s{i:02d}" for i in range(6)]
+    assert timing["started"] == first.timing_inline["started"]
+    finished = _stored(project_store, resume(run.id, store=project_store))
+    assert finished.timing is not None
+    assert finished.timing_inline is None
+    assert len(project_store.get_value(finished.timing)["steps"]) == STEPS
+
+
+def test_links_naming_timing_values_still_read(project: Project, project_store: Store) -> None:
+    """A chain written before timing rode in the records (each link naming a timing value)
+    loads and resumes as it did: its timing joins the inline timing of newer links."""
+    run = _interrupted(project, project_store, at=3)
+    head = _stored(project_store, run)
+    with project_store.batch() as batch:
+        older = batch.put_value({"started": "2026-01-01T00:00:00",
+                                 "steps": [{"name": "s02", "attempt": 1,
+                                            "started": "2026-01-01T00:00:01", "seconds": 0.5}]})
+    as_before = replace(head, timing=older, timing_inline=None, digest=None)
+    project_store.set_ref(run_ref(run.id), _put_run(project_store, as_before))
+    loaded = load_run(project_store, run.id)
+    timing = load_timing(project_store, loaded)
+    assert [entry["name"] for entry in timing["steps"]] == ["s00", "s01", "s02"]
+    assert timing["steps"][-1]["seconds"] == 0.5
+    assert fsck(project_store).ok
+    resumed = resume(run.id, store=project_store)
+    assert resumed.status == "succeeded"
+    assert len(load_timing(project_store, resumed)["steps"]) == STEPS
+    assert fsck(project_store).ok
+
+
+def test_a_running_commit_stores_its_link_and_state_as_is(project: Project,
+                                                          project_store: Store) -> None:
+    """A running run's link and state tree (garbage once it is whole) are stored
+    uncompressed; its finished record and state are compressed where that pays."""
+    run = _interrupted(project, project_store, at=6)
+    head = _stored(project_store, run)
+    assert head.digest is not None
+    assert project_store.info(head.digest).codec == "none"
+    assert project_store.info(head.state).codec == "none"
+    finished = _stored(project_store, resume(run.id, store=project_store))
+    assert finished.digest is not None
+    assert project_store.info(finished.digest).codec == "zstd"

@@ -64,6 +64,8 @@ class WriteBatch:
         self._pending: dict[bytes, tuple[Kind, bytes]] = {}
         self._prebuilt: dict[Digest, EncodedObject] = {}
         self._refs: list[tuple[str, Digest | None, RefExpectation]] = []
+        # Keys of queued records the writer said are short-lived (see store_as_is).
+        self._as_is: set[bytes] = set()
         self._offered_objects = 0
         self._offered_bytes = 0
         self.committed = False
@@ -84,6 +86,14 @@ class WriteBatch:
         self._offered_bytes += len(payload)
         self._pending.setdefault(digest.raw, (kind, payload))
         return digest
+
+    def store_as_is(self, digest: Digest) -> None:
+        """Store the queued object ``digest`` uncompressed if it is small (under
+        :data:`~pinrun.artifacts.objects.AS_IS_BELOW` bytes): a record that is garbage
+        soon (a running run's link and state, written at every durable step), where
+        compressing costs more than the bytes it saves. Its digest is the same either way.
+        """
+        self._as_is.add(digest.raw)
 
     def add(self, obj: EncodedObject) -> Digest:
         """Queue an already-built record (as read from a bundle); returns its digest."""
@@ -211,8 +221,8 @@ def _commit_large(store: Store, batch: WriteBatch) -> int:
     if trained:
         dictionary = train_dictionary(_training_samples(p for _, _, p in new_items))
     # A large record stored as is is assembled only as it is written (assembled()).
-    records: list[tuple[bytes, bytes | PlainRecord]] = build_pending_records(new_items,
-                                                                             dictionary)
+    records: list[tuple[bytes, bytes | PlainRecord]] = build_pending_records(
+        new_items, dictionary, batch._as_is)
     records += [(obj.digest.raw, obj.record) for obj in batch._prebuilt.values()]
 
     def operation(txn: Any) -> int:

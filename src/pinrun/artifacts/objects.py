@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Set
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -49,6 +49,7 @@ from pinrun.errors import (
 )
 
 __all__ = [
+    "AS_IS_BELOW",
     "FORMAT_VERSION",
     "HEADER",
     "MAX_RAW_SIZE",
@@ -85,6 +86,14 @@ _MIN_COMPRESS: Final = DICTIONARY_MIN_PAYLOAD
 # is, its records take 1.5% more room). With a trained dictionary they shrink ~2.8x, and
 # are still compressed from 64 bytes.
 _MIN_COMPRESS_PLAIN: Final = 256
+# A record its writer marks short-lived (a running run's link and state tree, garbage once
+# the run is whole: see WriteBatch.store_as_is) is stored as is below this size. zstd
+# spends ~40 instructions a byte on such records (~95k a record at level 3: its match
+# finder and Huffman tables, set up per frame), to save about half of a text that is
+# mostly hexadecimal digests, at every durable step. Below this size a record stored as
+# is still fits in an LMDB leaf page (a node holds up to ~2,000 bytes on 4 KiB pages), so
+# no overflow page is added.
+AS_IS_BELOW: Final = 1900
 _ZSTD_LEVEL: Final = 3
 # Below this many payloads a batch is compressed in this thread: starting
 # zstd's worker threads costs more than it saves.
@@ -204,16 +213,18 @@ def assembled(records: list[tuple[bytes, bytes | PlainRecord]]
 
 
 def build_pending_records(items: list[tuple[bytes, Kind, bytes]],
-                          dictionary: Dictionary | None = None
+                          dictionary: Dictionary | None = None,
+                          as_is: Set[bytes] = frozenset(),
                           ) -> list[tuple[bytes, bytes | PlainRecord]]:
     """Like :func:`build_records`, but a large record stored as is stays a
     :class:`PlainRecord` until :func:`assembled` writes it (no second copy of a
-    large blob waits for the transaction)."""
+    large blob waits for the transaction). ``as_is``: keys of short-lived records,
+    stored uncompressed when under :data:`AS_IS_BELOW` bytes."""
     plain_indexes: list[int] = []
     dict_indexes: list[int] = []
     for index, item in enumerate(items):
         size = len(item[2])
-        if size >= _MIN_COMPRESS:
+        if size >= _MIN_COMPRESS and (size >= AS_IS_BELOW or item[0] not in as_is):
             if dictionary is not None and size <= DICTIONARY_MAX_PAYLOAD:
                 dict_indexes.append(index)
             elif size >= _MIN_COMPRESS_PLAIN:

@@ -180,6 +180,13 @@ def _hash_seed(value: Any, path: str) -> str:
     return text
 
 
+def _object(value: Any, path: str) -> dict[str, Any]:
+    """Any JSON object (a run's timing: outside what replay compares; read as data)."""
+    if type(value) is not dict:
+        raise _MismatchError(path, f"should be an object, found {_found(value)}")
+    return value
+
+
 def _nullable(spec: Spec) -> Spec:
     def check(value: Any, path: str) -> Any:
         return None if value is None else spec(value, path)
@@ -329,7 +336,8 @@ _SHAPES: Final[Mapping[Kind, _Record]] = {
     Kind.RUN: _record(
         {"flow_pin": _nullable(_digest), "env": _nullable(_digest),
          "entry": _nullable(_str), "level_start": _nullable(_digest),
-         "replaces": _nullable(_RUN_ID), "continues": _nullable(_digest)},
+         "replaces": _nullable(_RUN_ID), "continues": _nullable(_digest),
+         "timing_inline": _nullable(_object)},
         format=_run_format, id=_RUN_ID, flow=_str,
         status=_choice("running", "succeeded", "failed"), inputs=_digest, state=_digest,
         timing=_nullable(_digest), steps=_list_of(_STEP_RECORD)),

@@ -3,7 +3,9 @@
 A run record names, by digest, the flow, the input snapshot, and for every
 step the snapshot of what it read, what it returned, and the context events it
 consumed, with its status and error. Timing lives in a separate value the
-record points to (``timing``), outside what replay compares.
+record points to (``timing``), outside what replay compares; a record of a
+run still recording holds its timing inline instead (``timing_inline``: one
+object less for each step's commit to write).
 
 A finished run's record is whole: every step, written once. While a run
 records with ``durability="step"``, each step's commit writes only a *link*:
@@ -129,9 +131,14 @@ class RunRecord:
     continues: Digest | None = None
     #: The digest of this record's stored object (set once it is stored).
     digest: Digest | None = field(default=None, compare=False)
-    #: A record loaded from a chain of links: each link's timing value, oldest first
-    #: (:func:`load_timing` joins them).
-    timing_parts: tuple[Digest, ...] = field(default=(), compare=False)
+    #: A record loaded from a chain of links: each link's timing (a value's digest, or
+    #: the value held inline), oldest first (:func:`load_timing` joins them).
+    timing_parts: tuple[Digest | dict[str, Any], ...] = field(default=(), compare=False)
+    #: In a record of a run still recording (status ``running``): its timing value
+    #: itself, held in the record instead of as an object of its own (``timing`` is
+    #: then None). Every step's commit writes one object less; a finished run's
+    #: record names its timing value as before.
+    timing_inline: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def failed_step(self) -> StepRecord | None:
@@ -155,6 +162,8 @@ class RunRecord:
         }
         if self.continues is not None:  # only links have it: whole records stay as they were
             value["continues"] = self.continues
+        if self.timing_inline is not None:  # only running records: finished ones stay as they were
+            value["timing_inline"] = self.timing_inline
         return value
 
     def encode(self) -> bytes:
@@ -173,6 +182,8 @@ class RunRecord:
         }
         if self.continues is not None:
             plain["continues"] = _tag(self.continues)
+        if self.timing_inline is not None:  # plain strings and numbers (see Recorder)
+            plain["timing_inline"] = self.timing_inline
         try:
             return orjson.dumps(plain, option=orjson.OPT_SORT_KEYS)
         except TypeError:  # a lone surrogate in an error message: the codec escapes it
@@ -203,7 +214,7 @@ class RunRecord:
                    timing=value["timing"], flow_pin=value["flow_pin"], env=value["env"],
                    entry=value["entry"], level_start=value["level_start"],
                    replaces=value["replaces"], continues=value.get("continues"),
-                   digest=digest)
+                   digest=digest, timing_inline=value.get("timing_inline"))
 
     def with_step(self, step: StepRecord, state: Digest, status: RunStatus) -> RunRecord:
         """A new record with ``step`` appended (records are never changed in place)."""
@@ -288,6 +299,8 @@ def load_run_object(store: Store, digest: Digest) -> RunRecord:
     """
     head = _load_link(store, digest)
     if head.continues is None:
+        if head.timing_inline is not None:
+            return replace(head, timing_parts=(head.timing_inline,), timing_inline=None)
         return head
     links = [head]
     holder: Digest = digest
@@ -303,9 +316,10 @@ def load_run_object(store: Store, digest: Digest) -> RunRecord:
         links.append(link)
         holder, previous = previous, link.continues
     links.reverse()
+    parts = (link.timing if link.timing is not None else link.timing_inline for link in links)
     return replace(head, steps=tuple(step for link in links for step in link.steps),
-                   continues=None, digest=digest,
-                   timing_parts=tuple(link.timing for link in links if link.timing is not None))
+                   continues=None, digest=digest, timing_inline=None,
+                   timing_parts=tuple(part for part in parts if part is not None))
 
 
 def load_timing(store: Store, run: RunRecord) -> dict[str, Any]:
@@ -318,7 +332,8 @@ def load_timing(store: Store, run: RunRecord) -> dict[str, Any]:
     if not run.timing_parts:
         value = store.get_value(run.timing) if run.timing is not None else {}
         return value if isinstance(value, dict) else {}
-    parts = [store.get_value(part) for part in run.timing_parts]
+    parts = [part if isinstance(part, dict) else store.get_value(part)
+             for part in run.timing_parts]
     joined = dict(parts[-1]) if isinstance(parts[-1], dict) else {}
     joined["steps"] = [entry for part in parts if isinstance(part, dict)
                        and isinstance(part.get("steps"), list) for entry in part["steps"]]

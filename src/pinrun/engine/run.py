@@ -379,17 +379,26 @@ class Recorder:
         the steps since then, continuing that commit's record (O(1) in the run's
         length); its end writes the whole record.
         """
-        linked = status == "running" and self.digest is not None
+        running = status == "running"
+        linked = running and self.digest is not None
         timing = self.timing if not linked else {
             **self.timing, "steps": self.timing["steps"][self._stored_timing:]}
         updated = replace(
             self.run, status=status, state=self.values.put_entries(batch, self.entries),
             steps=tuple(self.steps[self._stored_steps:] if linked else self.steps),
-            timing=batch.put_value(timing),
+            # While the run goes on, its timing rides in the record (an object less per
+            # step's commit: each is a page write); its end stores the whole value.
+            timing=None if running else batch.put_value(timing),
+            timing_inline=timing if running else None,
             level_start=(self.values.put_entries(batch, self.level.entries)
                          if self.level is not None and status != "succeeded" else None),
             continues=self.digest if linked else None, digest=None, timing_parts=())
         digest = batch.put(Kind.RUN, updated.encode())
+        if running:
+            # Garbage once the run is whole (its end writes the whole record and state):
+            # not worth zstd's time at every step.
+            batch.store_as_is(digest)
+            batch.store_as_is(updated.state)
         batch.set_ref(run_ref(self.run.id), digest, expected=self.digest)
         old = self.run.replaces
         if old is not None and status != "running":
@@ -409,7 +418,8 @@ class Recorder:
             self.store.sync()
         self._batch = None
         # What the run is now: the whole record, named by the newest commit's digest.
-        self.run = replace(updated, steps=tuple(self.steps), continues=None, digest=digest)
+        self.run = replace(updated, steps=tuple(self.steps), continues=None, digest=digest,
+                           timing_inline=None)
         self.digest = digest
         self._stored_steps, self._stored_timing = len(self.steps), len(self.timing["steps"])
 
