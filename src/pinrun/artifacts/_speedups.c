@@ -815,6 +815,113 @@ not_object:
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------ canonical
+ *
+ * canonical(value): is value a tree of exact dicts and lists of plain JSON
+ * scalars (str, int, float, bool, None) that decode(encode(value)) would give
+ * back as it is: every dict's keys exact str, in sorted order (a decoded dict
+ * has them so), none starting with '$' or holding a lone surrogate (the codec
+ * writes those in a tagged form, in another order)? The engine then hands a
+ * step the value itself once its encoding is checked to be the recorded one,
+ * instead of decoding a copy. Nesting past CANONICAL_DEPTH answers False.
+ *
+ * The walk allocates nothing and runs no Python code (exact str keys compare
+ * in C), so the borrowed references it holds stay valid throughout.
+ */
+
+#define CANONICAL_DEPTH 200
+
+/* 1 when a dict key reads back as itself, in the same place (see above); else 0. */
+static int canonical_key(PyObject *key)
+{
+    if (!PyUnicode_CheckExact(key)) {
+        return 0;
+    }
+    Py_ssize_t length = PyUnicode_GET_LENGTH(key);
+    int kind = PyUnicode_KIND(key);
+    const void *data = PyUnicode_DATA(key);
+    if (length > 0 && PyUnicode_READ(kind, data, 0) == '$') {
+        return 0;
+    }
+    if (kind == PyUnicode_1BYTE_KIND) {
+        return 1;
+    }
+    for (Py_ssize_t index = 0; index < length; index++) {
+        Py_UCS4 unit = PyUnicode_READ(kind, data, index);
+        if (unit >= 0xD800 && unit <= 0xDFFF) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Whether exact str key comes after previous (code point order, which is the order of
+   their UTF-8 bytes: orjson's). ASCII keys (most) by memcmp; 0 with an exception on error. */
+static int key_after(PyObject *previous, PyObject *key)
+{
+    if (PyUnicode_IS_COMPACT_ASCII(previous) && PyUnicode_IS_COMPACT_ASCII(key)) {
+        Py_ssize_t left = PyUnicode_GET_LENGTH(previous), right = PyUnicode_GET_LENGTH(key);
+        int order = memcmp(PyUnicode_DATA(previous), PyUnicode_DATA(key),
+                           (size_t)(left < right ? left : right));
+        return order < 0 || (order == 0 && left < right);
+    }
+    int order = PyUnicode_Compare(previous, key);
+    return order == -1 ? !PyErr_Occurred() : 0;
+}
+
+/* 1 canonical, 0 not, -1 on error (with an exception set). */
+static int canonical_item(PyObject *item, int depth)
+{
+    PyTypeObject *type = Py_TYPE(item);
+    if (type == &PyUnicode_Type || type == &PyLong_Type || type == &PyBool_Type
+            || type == &PyFloat_Type || item == Py_None) {
+        return 1;
+    }
+    if (depth >= CANONICAL_DEPTH) {
+        return 0;
+    }
+    if (type == &PyDict_Type) {
+        Py_ssize_t position = 0;
+        PyObject *key, *value, *previous = NULL;
+        while (PyDict_Next(item, &position, &key, &value)) {
+            if (!canonical_key(key)) {
+                return 0;
+            }
+            if (previous != NULL && !key_after(previous, key)) {
+                if (PyErr_Occurred()) {
+                    return -1;
+                }
+                return 0;
+            }
+            previous = key;
+            int inner = canonical_item(value, depth + 1);
+            if (inner != 1) {
+                return inner;
+            }
+        }
+        return 1;
+    }
+    if (type == &PyList_Type) {
+        for (Py_ssize_t index = 0; index < PyList_GET_SIZE(item); index++) {
+            int inner = canonical_item(PyList_GET_ITEM(item, index), depth + 1);
+            if (inner != 1) {
+                return inner;
+            }
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static PyObject *canonical(PyObject *module, PyObject *value)
+{
+    int result = canonical_item(value, 0);
+    if (result < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(result);
+}
+
 static PyMethodDef methods[] = {
     {"plain", plain, METH_O,
      "True when a dict or list holds only JSON types orjson writes losslessly."},
@@ -834,6 +941,10 @@ static PyMethodDef methods[] = {
     {"page_plan", (PyCFunction)(void (*)(void))page_plan, METH_FASTCALL,
      "The pages of sorted keys: an inline page's payload, or the list of keys stored as a "
      "map (a key with its own object, or a page encoding past the split size)."},
+    {"canonical", canonical, METH_O,
+     "True when decode(encode(value)) gives value back as it is: exact dicts (str keys in "
+     "sorted order, none starting with '$' or holding a lone surrogate) and lists of "
+     "str, int, float, bool and None."},
     {NULL, NULL, 0, NULL},
 };
 

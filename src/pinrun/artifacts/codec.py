@@ -16,6 +16,7 @@ value model.
 from __future__ import annotations
 
 import base64
+import itertools
 import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BytesEntry", "TypeCodec", "UndecodableValueError", "UnloadedValue", "decode",
            "decode_many", "decode_tagged", "encode", "encode_digest_map", "encode_many",
-           "find_loaded_class", "register_type"]
+           "find_loaded_class", "reads_back", "register_type"]
 
 UnloadedValue = types.UnloadedValue
 #: The class a ``module:QualName`` reference names, if loaded; never imports.
@@ -119,10 +120,12 @@ def _plain_python(container: dict[Any, Any] | list[Any]) -> bool:
 _plain: Callable[[dict[Any, Any] | list[Any]], bool] = _plain_python
 _split_values: Callable[[bytes], list[bytes] | None] | None = None
 _join_members: Callable[[dict[str, bytes]], bytes | None] | None = None
+_canonical: Callable[[Any], bool] | None = None
 try:
     # The same check compiled (setup.py builds it where a C compiler exists):
     # ~7x faster, and the walk is most of what encoding costs beyond orjson.
     # And the scans that let encode_many and decode_many work on a whole map.
+    from pinrun.artifacts._speedups import canonical as _compiled_canonical
     from pinrun.artifacts._speedups import join_members as _compiled_join
     from pinrun.artifacts._speedups import plain as _compiled_plain
     from pinrun.artifacts._speedups import split_values as _compiled_split
@@ -131,6 +134,7 @@ except ImportError:  # pragma: no cover - exercised on machines without a compil
 else:
     _plain = _compiled_plain
     _split_values, _join_members = _compiled_split, _compiled_join
+    _canonical = _compiled_canonical
 
 #: Maps with fewer keys than this are encoded and decoded value by value (as cheap).
 _MANY: Final = 64
@@ -300,6 +304,39 @@ def decode_many(encodings: Mapping[str, bytes]) -> dict[str, Any] | None:
             return None
     decoded: dict[str, Any] = obj
     return decoded
+
+
+def reads_back(value: Any) -> bool:
+    """Whether ``decode(encode(value))`` is ``value`` as it is, which a walk can tell (in C).
+
+    True for exact dicts and lists of ``str``, ``int``, ``float``, ``bool`` and
+    ``None``, every dict's keys exact ``str`` in sorted order, none starting with
+    ``$`` or holding a lone surrogate (those are written in a tagged form). Then a
+    value whose encoding is a given one is what decoding that encoding would make,
+    with no copy made. Without the C speedups: False (a walk in Python costs about
+    what decoding does); :func:`_reads_back_python` is the reference.
+    """
+    return _canonical is not None and _canonical(value)
+
+
+def _reads_back_python(value: Any, depth: int = 0) -> bool:
+    """:func:`reads_back` in Python (the reference the C walk is tested against)."""
+    cls = type(value)
+    if cls is str or cls is int or cls is float or cls is bool or value is None:
+        return True
+    if depth >= 200:
+        return False
+    if cls is list:
+        return all(_reads_back_python(item, depth + 1) for item in value)
+    if cls is not dict:
+        return False
+    keys = list(value)
+    for key in keys:
+        if type(key) is not str or key[:1] == "$" or any(
+                "\ud800" <= char <= "\udfff" for char in key):
+            return False
+    return all(a < b for a, b in itertools.pairwise(keys)) and \
+        all(_reads_back_python(item, depth + 1) for item in value.values())
 
 
 def encode_digest_map(node: dict[str, Any], field: str, entries: Mapping[str, Digest]) -> bytes:

@@ -1,9 +1,11 @@
 """Calling the steps of one level: their arguments, their context, what they did.
 
-Every step of a level reads the state as it was when the level began, through
-fresh copies of the values (decoded from their canonical encoding), so a step
-that mutates what it was given cannot change the state, and the mutation is
-noticed by encoding the arguments again afterwards. Sync steps run one after
+Every step of a level reads the state as it was when the level began, as the
+values its record names: fresh copies decoded from their canonical encoding,
+or a large value itself once it is checked to be exactly what decoding would
+make (see _as_read). A step that mutates what it was given cannot change the
+recorded state, and the mutation is noticed by encoding the arguments again
+afterwards. Sync steps run one after
 another; when the flow allows ``max_concurrency > 1``, the async steps of a
 level run concurrently. Either way the outcomes come back in declaration
 order, so the record never depends on timing.
@@ -30,7 +32,7 @@ from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from types import CodeType, FrameType, MappingProxyType, ModuleType
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from pinrun.artifacts import codec
 from pinrun.artifacts.trees import encode_entry
@@ -137,7 +139,7 @@ class _Call:
 
     def __init__(self, item: Step, base: Mapping[str, Any], encoded: Mapping[str, bytes],
                  log: RecordingLog | ReplayLog, *, world: World | None, run_id: str,
-                 hidden: StepHiddenState | None = None) -> None:
+                 hidden: StepHiddenState | None = None, handed: set[int] | None = None) -> None:
         self.item = item
         self.world = world
         self.hidden = hidden.names if hidden is not None else ()
@@ -157,12 +159,12 @@ class _Call:
                 continue
             value = reads[key] = base[key]
             raw = self.encoded[key] = encoded[key]
-            # A step gets its own copy of each value it reads, so changing it in place
-            # cannot reach the state (and is noticed); an immutable value is its own copy.
+            # A step gets the value its encoding decodes to, and changing it in place is
+            # noticed (the record keeps the encoding); an immutable value is its own copy.
             if type(value) in SCALARS or _immutable(value):
                 self.arguments[key] = value
             else:
-                self.arguments[key] = codec.decode(raw)
+                self.arguments[key] = _as_read(value, raw, handed)
                 self.mutable.append(key)
         self.outcome = Outcome(item, reads, self.encoded, log,
                                world.now() if world is not None else None)
@@ -227,6 +229,37 @@ def _code_watch(hidden: StepHiddenState) -> Watch | None:
     with contextlib.suppress(TypeError):
         hidden.quiet[:] = [tuple(weakref.ref(module) for module in modules)]
     return None
+
+
+#: A value encoding to fewer bytes than this is decoded for the step that reads it (a
+#: few microseconds); a larger one may be handed over as it is (see _as_read).
+_HANDED_FROM: Final = 4096
+
+
+def _as_read(value: Any, raw: bytes, handed: set[int] | None) -> Any:
+    """What a step reading the state value ``value``, encoded as ``raw``, is given:
+    ``codec.decode(raw)``, or ``value`` itself when that is the same thing.
+
+    Decoding a large value makes every object in it again (3-4x the cost of
+    encoding it). A value that :func:`~pinrun.artifacts.codec.reads_back` as it is
+    and still encodes to ``raw`` (checked now: the code that made it may hold it
+    still) is what decoding would make, so the step is given the value itself;
+    a change the step makes is noticed afterwards as for a copy (its encoding is
+    compared with ``raw``), and the next step reading it checks it again, so the
+    state it is given is always what its record says. ``handed`` holds the ids of
+    the values handed over in this level: a value is handed to one step, once
+    (siblings, or two names of the same object, get copies, as before).
+    """
+    if (type(value) is dict or type(value) is list) and len(raw) >= _HANDED_FROM and \
+            handed is not None and id(value) not in handed and codec.reads_back(value):
+        try:
+            same = codec.encode(value) == raw
+        except Exception:  # whatever the value holds now cannot even be encoded
+            same = False
+        if same:
+            handed.add(id(value))
+            return value
+    return codec.decode(raw)
 
 
 def _immutable(value: object, depth: int = 0) -> bool:
@@ -334,14 +367,16 @@ def run_level(flow: Flow, level: list[Step], state: Mapping[str, Any],
     # into its own state, never into this one, while the level runs).
     base, base_encoded = state, encoded
     concurrent = flow.max_concurrency > 1 and sum(item.is_async for item in level) > 1
+    # Values handed to a step as they are (not decoded copies): once per level.
+    handed: set[int] = set()
     if not concurrent:
         for item in level:
             yield _run_sync(_Call(item, base, base_encoded, log_for(item), world=world,
-                                  run_id=run_id, hidden=hidden.get(item.name)),
+                                  run_id=run_id, hidden=hidden.get(item.name), handed=handed),
                             guard, debug=item.name == debug_step)
         return
     calls = [_Call(item, base, base_encoded, log_for(item), world=world, run_id=run_id,
-                   hidden=hidden.get(item.name)) for item in level]
+                   hidden=hidden.get(item.name), handed=handed) for item in level]
     yield from run_coroutine(_run_concurrently(calls, flow.max_concurrency, guard, debug_step))
 
 
