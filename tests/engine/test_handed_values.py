@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 from pinrun.artifacts.store import Store
+from pinrun.engine.records import RunFailedError
 from pinrun.engine.run import record
 from tests.helpers import Project
 
@@ -147,3 +150,38 @@ def test_reads_back_matches_its_reference() -> None:
         if answer:
             back = codec.decode(codec.encode(value))
             assert repr(back) == repr(value)  # key order, and types, as they were
+
+
+WIDE_OUTPUTS = """
+import pinrun
+
+
+@pinrun.step
+def spread(n: int) -> dict:
+    made = {f"k{i:03d}": i for i in range(100)}
+    made["n"] = n + 1  # overwrites an input: on_collision='warn' says so
+    return made
+
+
+@pinrun.step(after=[spread])
+def odd(n: int) -> dict:
+    made = {f"k{i:03d}": i for i in range(100)}
+    made[7] = "not a str"
+    return made
+
+
+flow = pinrun.Flow("wide_outputs", [spread, odd])
+"""
+
+
+def test_wide_outputs_are_checked_as_before(project: Project, project_store: Store) -> None:
+    """A wide step's outputs still meet the output policies (an overwrite is a hazard under
+    'warn'), and a wide dict with a key that is not a str is still the step's failure."""
+    project.write("wide_outputs", WIDE_OUTPUTS)
+    with pytest.raises(RunFailedError) as failed:
+        record(project.load("wide_outputs"), {"n": 1}, store=project_store)
+    spread, odd = failed.value.run.steps
+    assert spread.hazards == ("overwrote key 'n'",)
+    assert odd.error is not None
+    assert odd.error.type.endswith("StepOutputError")
+    assert "returned a dict; a step returns a dict of the state keys" in odd.error.message

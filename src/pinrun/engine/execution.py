@@ -283,8 +283,14 @@ def check_outputs(flow: Flow, state: Mapping[str, Any], outcome: Outcome,
     holds already is an overwrite, which ``flow.on_collision`` rules on.
     """
     item = outcome.step
+    outputs = outcome.outputs or {}
+    # Nothing collides (a wide step's outputs: found without a loop over their keys;
+    # a view's isdisjoint goes over the smaller side).
+    if outputs.keys().isdisjoint(written) and (flow.on_collision == "overwrite" or
+                                               outputs.keys().isdisjoint(state.keys())):
+        return
     try:
-        for key in outcome.outputs or {}:
+        for key in outputs:
             if key in written:
                 raise StepOutputError(
                     f"step {item.name!r} writes {key!r}, which another step of the same "
@@ -304,13 +310,16 @@ def _outputs(item: Step, result: Any) -> tuple[dict[str, Any], dict[str, bytes]]
     """The returned mapping and its values' encodings (refusing what cannot be stored)."""
     if result is None:
         return {}, {}
-    if not isinstance(result, Mapping) or not all(isinstance(k, str) for k in result):
-        raise StepOutputError(f"step {item.name!r} returned a {type(result).__qualname__}; a "
-                              "step returns a dict of the state keys it writes (or None)")
+    if not isinstance(result, Mapping):
+        raise _not_a_map(item, result)
     outputs = dict(result)
-    many = codec.encode_many(outputs)  # many plain values: one call (None: value by value)
+    # Many plain values: one call (None: value by value). Its orjson call refuses a key
+    # that is not a str, so a map it encodes needs no loop over its keys to check them.
+    many = codec.encode_many(outputs)
     if many is not None:
         return outputs, many
+    if not all(isinstance(k, str) for k in outputs):
+        raise _not_a_map(item, result)
     encoded: dict[str, bytes] = {}
     for key, value in outputs.items():
         try:
@@ -318,6 +327,11 @@ def _outputs(item: Step, result: Any) -> tuple[dict[str, Any], dict[str, bytes]]
         except Exception:  # encoded again to name where it failed (a path costs, spelled out)
             encoded[key] = encode_output(value, f"the outputs of step {item.name!r}[{key!r}]")
     return outputs, encoded
+
+
+def _not_a_map(item: Step, result: Any) -> StepOutputError:
+    return StepOutputError(f"step {item.name!r} returned a {type(result).__qualname__}; a "
+                           "step returns a dict of the state keys it writes (or None)")
 
 
 def encode_output(value: Any, path: str) -> bytes:
