@@ -922,6 +922,32 @@ static PyObject *canonical(PyObject *module, PyObject *value)
     return PyBool_FromLong(result);
 }
 
+/* in_order(mapping): are a dict's keys exact str in ascending (code point) order, the
+ * order sorted() gives them? Then a caller needing them sorted has them as they are. The
+ * walk runs no Python code (exact str keys compare in C). */
+static PyObject *in_order(PyObject *module, PyObject *dict)
+{
+    if (!PyDict_CheckExact(dict)) {
+        PyErr_SetString(PyExc_TypeError, "in_order() takes a dict");
+        return NULL;
+    }
+    Py_ssize_t position = 0;
+    PyObject *key, *value, *previous = NULL;
+    while (PyDict_Next(dict, &position, &key, &value)) {
+        if (!PyUnicode_CheckExact(key)) {
+            Py_RETURN_FALSE;
+        }
+        if (previous != NULL && !key_after(previous, key)) {
+            if (PyErr_Occurred()) {
+                return NULL;
+            }
+            Py_RETURN_FALSE;
+        }
+        previous = key;
+    }
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef methods[] = {
     {"plain", plain, METH_O,
      "True when a dict or list holds only JSON types orjson writes losslessly."},
@@ -945,6 +971,8 @@ static PyMethodDef methods[] = {
      "True when decode(encode(value)) gives value back as it is: exact dicts (str keys in "
      "sorted order, none starting with '$' or holding a lone surrogate) and lists of "
      "str, int, float, bool and None."},
+    {"in_order", in_order, METH_O,
+     "True when a dict's keys are exact str in the order sorted() gives them."},
     {NULL, NULL, 0, NULL},
 };
 

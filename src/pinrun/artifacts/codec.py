@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BytesEntry", "TypeCodec", "UndecodableValueError", "UnloadedValue", "decode",
            "decode_many", "decode_tagged", "encode", "encode_digest_map", "encode_many",
-           "find_loaded_class", "reads_back", "register_type"]
+           "find_loaded_class", "reads_back", "register_type", "sorted_keys"]
 
 UnloadedValue = types.UnloadedValue
 #: The class a ``module:QualName`` reference names, if loaded; never imports.
@@ -121,11 +121,13 @@ _plain: Callable[[dict[Any, Any] | list[Any]], bool] = _plain_python
 _split_values: Callable[[bytes], list[bytes] | None] | None = None
 _join_members: Callable[[dict[str, bytes]], bytes | None] | None = None
 _canonical: Callable[[Any], bool] | None = None
+_in_order: Callable[[dict[Any, Any]], bool] | None = None
 try:
     # The same check compiled (setup.py builds it where a C compiler exists):
     # ~7x faster, and the walk is most of what encoding costs beyond orjson.
     # And the scans that let encode_many and decode_many work on a whole map.
     from pinrun.artifacts._speedups import canonical as _compiled_canonical
+    from pinrun.artifacts._speedups import in_order as _compiled_in_order
     from pinrun.artifacts._speedups import join_members as _compiled_join
     from pinrun.artifacts._speedups import plain as _compiled_plain
     from pinrun.artifacts._speedups import split_values as _compiled_split
@@ -134,7 +136,7 @@ except ImportError:  # pragma: no cover - exercised on machines without a compil
 else:
     _plain = _compiled_plain
     _split_values, _join_members = _compiled_split, _compiled_join
-    _canonical = _compiled_canonical
+    _canonical, _in_order = _compiled_canonical, _compiled_in_order
 
 #: Maps with fewer keys than this are encoded and decoded value by value (as cheap).
 _MANY: Final = 64
@@ -268,10 +270,9 @@ def encode_many(values: Mapping[str, Any]) -> dict[str, bytes] | None:
         return None
     # orjson sorts keys by their UTF-8 bytes, which is the order of sorted() for strings
     # that encode (a lone surrogate raised above).
-    keys = sorted(values)
-    encoded = dict(zip(keys, parts, strict=True))
-    if keys == list(values):  # (often: a map built in key order) nothing to reorder
-        return encoded
+    if _in_order is not None and _in_order(values):  # (often: a map built in key order)
+        return dict(zip(values, parts, strict=True))
+    encoded = dict(zip(sorted(values), parts, strict=True))
     return {key: encoded[key] for key in values}
 
 
@@ -304,6 +305,14 @@ def decode_many(encodings: Mapping[str, bytes]) -> dict[str, Any] | None:
             return None
     decoded: dict[str, Any] = obj
     return decoded
+
+
+def sorted_keys(mapping: Mapping[str, Any]) -> list[str]:
+    """``sorted(mapping)``, without sorting when the keys are in that order already (a
+    walk in C tells: a wide map is often built in key order)."""
+    if _in_order is not None and type(mapping) is dict and _in_order(mapping):
+        return list(mapping)
+    return sorted(mapping)
 
 
 def reads_back(value: Any) -> bool:
