@@ -185,3 +185,61 @@ def test_wide_outputs_are_checked_as_before(project: Project, project_store: Sto
     assert odd.error is not None
     assert odd.error.type.endswith("StepOutputError")
     assert "returned a dict; a step returns a dict of the state keys" in odd.error.message
+
+
+WHOLE = """
+import pinrun
+
+SEEN = {}
+
+
+@pinrun.step
+def spread(n: int) -> dict:
+    made = {f"k{i:03d}": {"id": i, "tags": ["a"]} for i in range(100)}
+    SEEN["made"] = made["k000"]
+    return made
+
+
+@pinrun.step(after=[spread])
+def spoil(state) -> dict:
+    SEEN["spoil"] = state["k000"]
+    state["k001"]["id"] = -1  # in place: never the state, as before
+    return {"spoiled": True}
+
+
+@pinrun.step(after=[spoil])
+def total(state) -> dict:
+    SEEN["total"] = state["k000"]
+    return {"total": sum(value["id"] for key, value in state.items() if key[:1] == "k")}
+
+
+flow = pinrun.Flow("whole", [spread, spoil, total])
+"""
+
+
+def test_a_wide_state_is_handed_over_only_as_recorded(
+        project: Project, project_store: Store) -> None:
+    """A step taking ``state`` is given the wide state's values as they are while they still
+    encode to their record; once a step changed one, the next is given the recorded values."""
+    project.write("whole_flow", WHOLE)
+    run = record(project.load("whole_flow"), {"n": 1}, store=project_store)
+    seen = project.load("whole_flow", "SEEN")
+    assert seen["spoil"] is seen["made"]  # unchanged: handed over, no copy
+    assert seen["total"] is not seen["made"]  # the state changed behind it: decoded
+    assert project_store.get_snapshot(run.state)["total"] == sum(range(100))
+
+
+def test_read_back_all_needs_every_value_the_same() -> None:
+    """read_back_all says yes only when every value encodes to its own encoding."""
+    from pinrun.artifacts import codec
+
+    values = {f"k{i:03d}": {"i": i} for i in range(100)}
+    encodings = {key: codec.encode(value) for key, value in values.items()}
+    assert codec.read_back_all(values, encodings)
+    assert codec.read_back_all(dict(reversed(values.items())), encodings)
+    for key, changed in (("k050", b'{"i":51}'), ("k099", b'{"i":9}'), ("k000", b'{"i":0} ')):
+        assert not codec.read_back_all(values, {**encodings, key: changed})
+    assert not codec.read_back_all({**values, "k100": (1,)},
+                                   {**encodings, "k100": codec.encode((1,))})
+    assert not codec.read_back_all({**values, 'k"q': 1}, {**encodings, 'k"q': b"1"})
+    assert not codec.read_back_all(values, {**encodings, "k100": b"1"})

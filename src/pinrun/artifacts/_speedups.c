@@ -948,6 +948,96 @@ static PyObject *in_order(PyObject *module, PyObject *dict)
     Py_RETURN_TRUE;
 }
 
+/* members_match(whole, keys, encodings): is whole exactly {"key":<encoding>,...}, keys
+ * in the order given (sorted), each key a str JSON writes as it is and each encoding the
+ * bytes encodings holds for it? Then, whole being orjson's encoding of a map with these
+ * keys, each of its values encodes to its own encoding (an object parses one way). Only
+ * memcmp: nothing is scanned or allocated. A lookup of an exact str key runs no Python
+ * code; the keys list is read by index against its current size. */
+static int member_matches(const char *data, Py_ssize_t size, Py_ssize_t *at, PyObject *key,
+                          PyObject *encodings, int first)
+{
+    Py_ssize_t length;
+    const char *text = PyUnicode_AsUTF8AndSize(key, &length);
+    if (text == NULL) {
+        PyErr_Clear();  /* a lone surrogate: not written as it is */
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < length; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '"' || c == '\\' || c < 0x20) {
+            return 0;
+        }
+    }
+    /* (The key is held by the caller: a lookup meeting a key of another type may run
+     * its __eq__.) */
+    PyObject *raw = PyDict_GetItemWithError(encodings, key);
+    if (raw == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    if (!PyBytes_CheckExact(raw)) {
+        return 0;
+    }
+    Py_ssize_t raw_size = PyBytes_GET_SIZE(raw), here = *at;
+    /* ',' (after the first), '"', the key, '":', the encoding */
+    if ((first ? 0 : 1) + 3 + length + raw_size > size - here) {
+        return 0;
+    }
+    if (!first && data[here++] != ',') {
+        return 0;
+    }
+    if (data[here] != '"' || memcmp(data + here + 1, text, (size_t)length) != 0
+            || data[here + 1 + length] != '"' || data[here + 2 + length] != ':') {
+        return 0;
+    }
+    here += 3 + length;
+    if (memcmp(data + here, PyBytes_AS_STRING(raw), (size_t)raw_size) != 0) {
+        return 0;
+    }
+    *at = here + raw_size;
+    return 1;
+}
+
+/* members_match(whole, keys, encodings): is whole exactly {"key":<encoding>,...}, keys
+ * in the order given (sorted), each key a str JSON writes as it is and each encoding the
+ * bytes encodings holds for it? Then, whole being orjson's encoding of a map with these
+ * keys, each of its values encodes to its own encoding (an object parses one way). Only
+ * memcmp: nothing is scanned or allocated. The keys list is read by index against its
+ * current size, each key held while it is looked up. */
+static PyObject *members_match(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyBytes_CheckExact(args[0]) || !PyList_CheckExact(args[1])
+            || !PyDict_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "members_match() takes bytes, a list and a dict");
+        return NULL;
+    }
+    const char *data = PyBytes_AS_STRING(args[0]);
+    Py_ssize_t size = PyBytes_GET_SIZE(args[0]), at = 1;
+    PyObject *keys = args[1];
+    if (size < 2 || data[0] != '{') {
+        Py_RETURN_FALSE;
+    }
+    for (Py_ssize_t index = 0; index < PyList_GET_SIZE(keys); index++) {
+        PyObject *key = PyList_GET_ITEM(keys, index);
+        if (!PyUnicode_CheckExact(key)) {
+            Py_RETURN_FALSE;
+        }
+        Py_INCREF(key);
+        int matched = member_matches(data, size, &at, key, args[2], index == 0);
+        Py_DECREF(key);
+        if (matched < 0) {
+            return NULL;
+        }
+        if (!matched) {
+            Py_RETURN_FALSE;
+        }
+    }
+    if (at != size - 1 || data[at] != '}') {
+        Py_RETURN_FALSE;
+    }
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef methods[] = {
     {"plain", plain, METH_O,
      "True when a dict or list holds only JSON types orjson writes losslessly."},
@@ -973,6 +1063,9 @@ static PyMethodDef methods[] = {
      "str, int, float, bool and None."},
     {"in_order", in_order, METH_O,
      "True when a dict's keys are exact str in the order sorted() gives them."},
+    {"members_match", (PyCFunction)(void (*)(void))members_match, METH_FASTCALL,
+     "True when bytes are exactly {\"key\":<encoding>,...} of the keys given, in their "
+     "order, and a dict of their encodings."},
     {NULL, NULL, 0, NULL},
 };
 

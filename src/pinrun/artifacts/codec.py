@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = ["BytesEntry", "TypeCodec", "UndecodableValueError", "UnloadedValue", "decode",
            "decode_many", "decode_tagged", "encode", "encode_digest_map", "encode_many",
-           "find_loaded_class", "reads_back", "register_type", "sorted_keys"]
+           "find_loaded_class", "read_back_all", "reads_back", "register_type",
+           "sorted_keys"]
 
 UnloadedValue = types.UnloadedValue
 #: The class a ``module:QualName`` reference names, if loaded; never imports.
@@ -122,6 +123,7 @@ _split_values: Callable[[bytes], list[bytes] | None] | None = None
 _join_members: Callable[[dict[str, bytes]], bytes | None] | None = None
 _canonical: Callable[[Any], bool] | None = None
 _in_order: Callable[[dict[Any, Any]], bool] | None = None
+_members_match: Callable[[bytes, list[str], dict[str, bytes]], bool] | None = None
 try:
     # The same check compiled (setup.py builds it where a C compiler exists):
     # ~7x faster, and the walk is most of what encoding costs beyond orjson.
@@ -129,6 +131,7 @@ try:
     from pinrun.artifacts._speedups import canonical as _compiled_canonical
     from pinrun.artifacts._speedups import in_order as _compiled_in_order
     from pinrun.artifacts._speedups import join_members as _compiled_join
+    from pinrun.artifacts._speedups import members_match as _compiled_members_match
     from pinrun.artifacts._speedups import plain as _compiled_plain
     from pinrun.artifacts._speedups import split_values as _compiled_split
 except ImportError:  # pragma: no cover - exercised on machines without a compiler
@@ -137,6 +140,7 @@ else:
     _plain = _compiled_plain
     _split_values, _join_members = _compiled_split, _compiled_join
     _canonical, _in_order = _compiled_canonical, _compiled_in_order
+    _members_match = _compiled_members_match
 
 #: Maps with fewer keys than this are encoded and decoded value by value (as cheap).
 _MANY: Final = 64
@@ -326,6 +330,26 @@ def reads_back(value: Any) -> bool:
     what decoding does); :func:`_reads_back_python` is the reference.
     """
     return _canonical is not None and _canonical(value)
+
+
+def read_back_all(values: Mapping[str, Any], encodings: Mapping[str, bytes]) -> bool:
+    """Whether every value of ``values`` :func:`reads_back` as it is and encodes to its
+    encoding in ``encodings`` (the same keys): then they are what :func:`decode_many`
+    of the encodings would make, with no copy made.
+
+    One walk and one orjson call for the whole map, whose members are compared with
+    the encodings in place (in C); False without the C speedups, for a small map, or
+    for anything else (a value needing a tag, bytes, a key JSON escapes).
+    """
+    if _members_match is None or type(values) is not dict or type(encodings) is not dict \
+            or len(values) < _MANY or len(values) != len(encodings) \
+            or not reads_back(list(values.values())):
+        return False
+    try:
+        whole = orjson.dumps(values, option=_SORT)
+    except TypeError:  # an integer past 64 bits, a lone surrogate
+        return False
+    return _members_match(whole, sorted_keys(values), encodings)
 
 
 def _reads_back_python(value: Any, depth: int = 0) -> bool:

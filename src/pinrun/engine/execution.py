@@ -172,10 +172,7 @@ class _Call:
         if item.wants_context:
             self.arguments["ctx"] = self.context
         if item.wants_state:
-            # A wide state is decoded in one call (fresh values all the same).
-            self.arguments["state"] = MappingProxyType(
-                codec.decode_many(encoded if type(encoded) is dict else dict(encoded)) or
-                {key: codec.decode(raw) for key, raw in encoded.items()})
+            self.arguments["state"] = MappingProxyType(_state_as_read(base, encoded, handed))
 
     def finish(self, result: Any) -> Outcome:
         """Check what the step returned and whether it changed its arguments."""
@@ -251,7 +248,8 @@ def _as_read(value: Any, raw: bytes, handed: set[int] | None) -> Any:
     (siblings, or two names of the same object, get copies, as before).
     """
     if (type(value) is dict or type(value) is list) and len(raw) >= _HANDED_FROM and \
-            handed is not None and id(value) not in handed and codec.reads_back(value):
+            handed is not None and id(value) not in handed and _EVERY not in handed and \
+            codec.reads_back(value):
         try:
             same = codec.encode(value) == raw
         except Exception:  # whatever the value holds now cannot even be encoded
@@ -260,6 +258,29 @@ def _as_read(value: Any, raw: bytes, handed: set[int] | None) -> Any:
             handed.add(id(value))
             return value
     return codec.decode(raw)
+
+
+#: In a level's ``handed``: a step was given the whole state as it is (no object's id).
+_EVERY: Final = 0
+
+
+def _state_as_read(base: Mapping[str, Any], encoded: Mapping[str, bytes],
+                   handed: set[int] | None) -> dict[str, Any]:
+    """What a step taking ``state`` is given: every value as :func:`_as_read` gives one.
+
+    A wide state whose values all read back as themselves and still encode to their
+    encodings (:func:`~pinrun.artifacts.codec.read_back_all`: one check for the whole
+    state) is handed over as it is, once per level (its values then go to no other
+    step of the level as they are); otherwise it is decoded, in one call when it is
+    wide. The step's changes to it never reach the record, as before (its values are
+    checked again before the next step is given them).
+    """
+    if handed is not None and not handed and codec.read_back_all(base, encoded):
+        handed.add(_EVERY)
+        return dict(base)
+    # A wide state is decoded in one call (fresh values all the same).
+    return codec.decode_many(encoded if type(encoded) is dict else dict(encoded)) or \
+        {key: codec.decode(raw) for key, raw in encoded.items()}
 
 
 def _immutable(value: object, depth: int = 0) -> bool:
