@@ -341,3 +341,26 @@ def test_an_inline_entry_copies_and_pickles_as_the_python_one_does() -> None:
             assert type(copied) is type(entry)
             assert (copied.member, copied.start, copied.cut, copied.payload) == (
                 entry.member, entry.start, entry.cut, entry.payload)
+
+
+def test_members_match_survives_hostile_keys() -> None:
+    """members_match refuses what is not a list of str keys and a dict of bytes, and a key
+    whose __eq__ runs code while it is looked up cannot free what it reads."""
+    whole = b'{"a":1,"b":2}'
+    assert _speedups.members_match(whole, ["a", "b"], {"a": b"1", "b": b"2"})
+    odd_keys: list[Any] = ["a", 1]
+    assert not _speedups.members_match(whole, odd_keys, {"a": b"1", 1: b"2"})  # type: ignore[dict-item]
+    assert not _speedups.members_match(whole, ["a", "b"], {"a": b"1", "b": "2"})  # type: ignore[dict-item]
+    assert not _speedups.members_match(whole[:-1], ["a", "b"], {"a": b"1", "b": b"2"})
+    assert not _speedups.members_match(whole, ["a"], {"a": b"1"})
+    keys: list[str] = ["a", "b"]
+    encodings: dict[Any, Any] = {"a": b"1"}
+
+    def drop_all() -> None:
+        keys.clear()
+        encodings.clear()
+
+    encodings[_Hashed("b", drop_all)] = b"2"
+    assert not _speedups.members_match(whole, keys, encodings)
+    with pytest.raises(TypeError):
+        _speedups.members_match("x", [], {})  # type: ignore[arg-type]

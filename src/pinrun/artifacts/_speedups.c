@@ -815,6 +815,229 @@ not_object:
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------ canonical
+ *
+ * canonical(value): is value a tree of exact dicts and lists of plain JSON
+ * scalars (str, int, float, bool, None) that decode(encode(value)) would give
+ * back as it is: every dict's keys exact str, in sorted order (a decoded dict
+ * has them so), none starting with '$' or holding a lone surrogate (the codec
+ * writes those in a tagged form, in another order)? The engine then hands a
+ * step the value itself once its encoding is checked to be the recorded one,
+ * instead of decoding a copy. Nesting past CANONICAL_DEPTH answers False.
+ *
+ * The walk allocates nothing and runs no Python code (exact str keys compare
+ * in C), so the borrowed references it holds stay valid throughout.
+ */
+
+#define CANONICAL_DEPTH 200
+
+/* 1 when a dict key reads back as itself, in the same place (see above); else 0. */
+static int canonical_key(PyObject *key)
+{
+    if (!PyUnicode_CheckExact(key)) {
+        return 0;
+    }
+    Py_ssize_t length = PyUnicode_GET_LENGTH(key);
+    int kind = PyUnicode_KIND(key);
+    const void *data = PyUnicode_DATA(key);
+    if (length > 0 && PyUnicode_READ(kind, data, 0) == '$') {
+        return 0;
+    }
+    if (kind == PyUnicode_1BYTE_KIND) {
+        return 1;
+    }
+    for (Py_ssize_t index = 0; index < length; index++) {
+        Py_UCS4 unit = PyUnicode_READ(kind, data, index);
+        if (unit >= 0xD800 && unit <= 0xDFFF) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Whether exact str key comes after previous (code point order, which is the order of
+   their UTF-8 bytes: orjson's). ASCII keys (most) by memcmp; 0 with an exception on error. */
+static int key_after(PyObject *previous, PyObject *key)
+{
+    if (PyUnicode_IS_COMPACT_ASCII(previous) && PyUnicode_IS_COMPACT_ASCII(key)) {
+        Py_ssize_t left = PyUnicode_GET_LENGTH(previous), right = PyUnicode_GET_LENGTH(key);
+        int order = memcmp(PyUnicode_DATA(previous), PyUnicode_DATA(key),
+                           (size_t)(left < right ? left : right));
+        return order < 0 || (order == 0 && left < right);
+    }
+    int order = PyUnicode_Compare(previous, key);
+    return order == -1 ? !PyErr_Occurred() : 0;
+}
+
+/* 1 canonical, 0 not, -1 on error (with an exception set). */
+static int canonical_item(PyObject *item, int depth)
+{
+    PyTypeObject *type = Py_TYPE(item);
+    if (type == &PyUnicode_Type || type == &PyLong_Type || type == &PyBool_Type
+            || type == &PyFloat_Type || item == Py_None) {
+        return 1;
+    }
+    if (depth >= CANONICAL_DEPTH) {
+        return 0;
+    }
+    if (type == &PyDict_Type) {
+        Py_ssize_t position = 0;
+        PyObject *key, *value, *previous = NULL;
+        while (PyDict_Next(item, &position, &key, &value)) {
+            if (!canonical_key(key)) {
+                return 0;
+            }
+            if (previous != NULL && !key_after(previous, key)) {
+                if (PyErr_Occurred()) {
+                    return -1;
+                }
+                return 0;
+            }
+            previous = key;
+            int inner = canonical_item(value, depth + 1);
+            if (inner != 1) {
+                return inner;
+            }
+        }
+        return 1;
+    }
+    if (type == &PyList_Type) {
+        for (Py_ssize_t index = 0; index < PyList_GET_SIZE(item); index++) {
+            int inner = canonical_item(PyList_GET_ITEM(item, index), depth + 1);
+            if (inner != 1) {
+                return inner;
+            }
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static PyObject *canonical(PyObject *module, PyObject *value)
+{
+    int result = canonical_item(value, 0);
+    if (result < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(result);
+}
+
+/* in_order(mapping): are a dict's keys exact str in ascending (code point) order, the
+ * order sorted() gives them? Then a caller needing them sorted has them as they are. The
+ * walk runs no Python code (exact str keys compare in C). */
+static PyObject *in_order(PyObject *module, PyObject *dict)
+{
+    if (!PyDict_CheckExact(dict)) {
+        PyErr_SetString(PyExc_TypeError, "in_order() takes a dict");
+        return NULL;
+    }
+    Py_ssize_t position = 0;
+    PyObject *key, *value, *previous = NULL;
+    while (PyDict_Next(dict, &position, &key, &value)) {
+        if (!PyUnicode_CheckExact(key)) {
+            Py_RETURN_FALSE;
+        }
+        if (previous != NULL && !key_after(previous, key)) {
+            if (PyErr_Occurred()) {
+                return NULL;
+            }
+            Py_RETURN_FALSE;
+        }
+        previous = key;
+    }
+    Py_RETURN_TRUE;
+}
+
+/* members_match(whole, keys, encodings): is whole exactly {"key":<encoding>,...}, keys
+ * in the order given (sorted), each key a str JSON writes as it is and each encoding the
+ * bytes encodings holds for it? Then, whole being orjson's encoding of a map with these
+ * keys, each of its values encodes to its own encoding (an object parses one way). Only
+ * memcmp: nothing is scanned or allocated. A lookup of an exact str key runs no Python
+ * code; the keys list is read by index against its current size. */
+static int member_matches(const char *data, Py_ssize_t size, Py_ssize_t *at, PyObject *key,
+                          PyObject *encodings, int first)
+{
+    Py_ssize_t length;
+    const char *text = PyUnicode_AsUTF8AndSize(key, &length);
+    if (text == NULL) {
+        PyErr_Clear();  /* a lone surrogate: not written as it is */
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < length; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '"' || c == '\\' || c < 0x20) {
+            return 0;
+        }
+    }
+    /* (The key is held by the caller: a lookup meeting a key of another type may run
+     * its __eq__.) */
+    PyObject *raw = PyDict_GetItemWithError(encodings, key);
+    if (raw == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    if (!PyBytes_CheckExact(raw)) {
+        return 0;
+    }
+    Py_ssize_t raw_size = PyBytes_GET_SIZE(raw), here = *at;
+    /* ',' (after the first), '"', the key, '":', the encoding */
+    if ((first ? 0 : 1) + 3 + length + raw_size > size - here) {
+        return 0;
+    }
+    if (!first && data[here++] != ',') {
+        return 0;
+    }
+    if (data[here] != '"' || memcmp(data + here + 1, text, (size_t)length) != 0
+            || data[here + 1 + length] != '"' || data[here + 2 + length] != ':') {
+        return 0;
+    }
+    here += 3 + length;
+    if (memcmp(data + here, PyBytes_AS_STRING(raw), (size_t)raw_size) != 0) {
+        return 0;
+    }
+    *at = here + raw_size;
+    return 1;
+}
+
+/* members_match(whole, keys, encodings): is whole exactly {"key":<encoding>,...}, keys
+ * in the order given (sorted), each key a str JSON writes as it is and each encoding the
+ * bytes encodings holds for it? Then, whole being orjson's encoding of a map with these
+ * keys, each of its values encodes to its own encoding (an object parses one way). Only
+ * memcmp: nothing is scanned or allocated. The keys list is read by index against its
+ * current size, each key held while it is looked up. */
+static PyObject *members_match(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyBytes_CheckExact(args[0]) || !PyList_CheckExact(args[1])
+            || !PyDict_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "members_match() takes bytes, a list and a dict");
+        return NULL;
+    }
+    const char *data = PyBytes_AS_STRING(args[0]);
+    Py_ssize_t size = PyBytes_GET_SIZE(args[0]), at = 1;
+    PyObject *keys = args[1];
+    if (size < 2 || data[0] != '{') {
+        Py_RETURN_FALSE;
+    }
+    for (Py_ssize_t index = 0; index < PyList_GET_SIZE(keys); index++) {
+        PyObject *key = PyList_GET_ITEM(keys, index);
+        if (!PyUnicode_CheckExact(key)) {
+            Py_RETURN_FALSE;
+        }
+        Py_INCREF(key);
+        int matched = member_matches(data, size, &at, key, args[2], index == 0);
+        Py_DECREF(key);
+        if (matched < 0) {
+            return NULL;
+        }
+        if (!matched) {
+            Py_RETURN_FALSE;
+        }
+    }
+    if (at != size - 1 || data[at] != '}') {
+        Py_RETURN_FALSE;
+    }
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef methods[] = {
     {"plain", plain, METH_O,
      "True when a dict or list holds only JSON types orjson writes losslessly."},
@@ -834,6 +1057,15 @@ static PyMethodDef methods[] = {
     {"page_plan", (PyCFunction)(void (*)(void))page_plan, METH_FASTCALL,
      "The pages of sorted keys: an inline page's payload, or the list of keys stored as a "
      "map (a key with its own object, or a page encoding past the split size)."},
+    {"canonical", canonical, METH_O,
+     "True when decode(encode(value)) gives value back as it is: exact dicts (str keys in "
+     "sorted order, none starting with '$' or holding a lone surrogate) and lists of "
+     "str, int, float, bool and None."},
+    {"in_order", in_order, METH_O,
+     "True when a dict's keys are exact str in the order sorted() gives them."},
+    {"members_match", (PyCFunction)(void (*)(void))members_match, METH_FASTCALL,
+     "True when bytes are exactly {\"key\":<encoding>,...} of the keys given, in their "
+     "order, and a dict of their encodings."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -16,6 +16,7 @@ value model.
 from __future__ import annotations
 
 import base64
+import itertools
 import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = ["BytesEntry", "TypeCodec", "UndecodableValueError", "UnloadedValue", "decode",
            "decode_many", "decode_tagged", "encode", "encode_digest_map", "encode_many",
-           "find_loaded_class", "register_type"]
+           "find_loaded_class", "read_back_all", "reads_back", "register_type",
+           "sorted_keys"]
 
 UnloadedValue = types.UnloadedValue
 #: The class a ``module:QualName`` reference names, if loaded; never imports.
@@ -119,11 +121,17 @@ def _plain_python(container: dict[Any, Any] | list[Any]) -> bool:
 _plain: Callable[[dict[Any, Any] | list[Any]], bool] = _plain_python
 _split_values: Callable[[bytes], list[bytes] | None] | None = None
 _join_members: Callable[[dict[str, bytes]], bytes | None] | None = None
+_canonical: Callable[[Any], bool] | None = None
+_in_order: Callable[[dict[Any, Any]], bool] | None = None
+_members_match: Callable[[bytes, list[str], dict[str, bytes]], bool] | None = None
 try:
     # The same check compiled (setup.py builds it where a C compiler exists):
     # ~7x faster, and the walk is most of what encoding costs beyond orjson.
     # And the scans that let encode_many and decode_many work on a whole map.
+    from pinrun.artifacts._speedups import canonical as _compiled_canonical
+    from pinrun.artifacts._speedups import in_order as _compiled_in_order
     from pinrun.artifacts._speedups import join_members as _compiled_join
+    from pinrun.artifacts._speedups import members_match as _compiled_members_match
     from pinrun.artifacts._speedups import plain as _compiled_plain
     from pinrun.artifacts._speedups import split_values as _compiled_split
 except ImportError:  # pragma: no cover - exercised on machines without a compiler
@@ -131,6 +139,8 @@ except ImportError:  # pragma: no cover - exercised on machines without a compil
 else:
     _plain = _compiled_plain
     _split_values, _join_members = _compiled_split, _compiled_join
+    _canonical, _in_order = _compiled_canonical, _compiled_in_order
+    _members_match = _compiled_members_match
 
 #: Maps with fewer keys than this are encoded and decoded value by value (as cheap).
 _MANY: Final = 64
@@ -264,10 +274,9 @@ def encode_many(values: Mapping[str, Any]) -> dict[str, bytes] | None:
         return None
     # orjson sorts keys by their UTF-8 bytes, which is the order of sorted() for strings
     # that encode (a lone surrogate raised above).
-    keys = sorted(values)
-    encoded = dict(zip(keys, parts, strict=True))
-    if keys == list(values):  # (often: a map built in key order) nothing to reorder
-        return encoded
+    if _in_order is not None and _in_order(values):  # (often: a map built in key order)
+        return dict(zip(values, parts, strict=True))
+    encoded = dict(zip(sorted(values), parts, strict=True))
     return {key: encoded[key] for key in values}
 
 
@@ -300,6 +309,67 @@ def decode_many(encodings: Mapping[str, bytes]) -> dict[str, Any] | None:
             return None
     decoded: dict[str, Any] = obj
     return decoded
+
+
+def sorted_keys(mapping: Mapping[str, Any]) -> list[str]:
+    """``sorted(mapping)``, without sorting when the keys are in that order already (a
+    walk in C tells: a wide map is often built in key order)."""
+    if _in_order is not None and type(mapping) is dict and _in_order(mapping):
+        return list(mapping)
+    return sorted(mapping)
+
+
+def reads_back(value: Any) -> bool:
+    """Whether ``decode(encode(value))`` is ``value`` as it is, which a walk can tell (in C).
+
+    True for exact dicts and lists of ``str``, ``int``, ``float``, ``bool`` and
+    ``None``, every dict's keys exact ``str`` in sorted order, none starting with
+    ``$`` or holding a lone surrogate (those are written in a tagged form). Then a
+    value whose encoding is a given one is what decoding that encoding would make,
+    with no copy made. Without the C speedups: False (a walk in Python costs about
+    what decoding does); :func:`_reads_back_python` is the reference.
+    """
+    return _canonical is not None and _canonical(value)
+
+
+def read_back_all(values: Mapping[str, Any], encodings: Mapping[str, bytes]) -> bool:
+    """Whether every value of ``values`` :func:`reads_back` as it is and encodes to its
+    encoding in ``encodings`` (the same keys): then they are what :func:`decode_many`
+    of the encodings would make, with no copy made.
+
+    One walk and one orjson call for the whole map, whose members are compared with
+    the encodings in place (in C); False without the C speedups, for a small map, or
+    for anything else (a value needing a tag, bytes, a key JSON escapes).
+    """
+    if _members_match is None or type(values) is not dict or type(encodings) is not dict \
+            or len(values) < _MANY or len(values) != len(encodings) \
+            or not reads_back(list(values.values())):
+        return False
+    try:
+        whole = orjson.dumps(values, option=_SORT)
+    except TypeError:  # an integer past 64 bits, a lone surrogate
+        return False
+    return _members_match(whole, sorted_keys(values), encodings)
+
+
+def _reads_back_python(value: Any, depth: int = 0) -> bool:
+    """:func:`reads_back` in Python (the reference the C walk is tested against)."""
+    cls = type(value)
+    if cls is str or cls is int or cls is float or cls is bool or value is None:
+        return True
+    if depth >= 200:
+        return False
+    if cls is list:
+        return all(_reads_back_python(item, depth + 1) for item in value)
+    if cls is not dict:
+        return False
+    keys = list(value)
+    for key in keys:
+        if type(key) is not str or key[:1] == "$" or any(
+                "\ud800" <= char <= "\udfff" for char in key):
+            return False
+    return all(a < b for a, b in itertools.pairwise(keys)) and \
+        all(_reads_back_python(item, depth + 1) for item in value.values())
 
 
 def encode_digest_map(node: dict[str, Any], field: str, entries: Mapping[str, Digest]) -> bytes:

@@ -126,7 +126,7 @@ def store_entries(sink: ObjectSink, entries: Mapping[str, Entry]) -> Digest:
     if spread < 2:  # few keys, or large ones: one object per key
         return _store_map(sink, entries)
     mask = (1 << (spread.bit_length() - 1)) - 1  # about 1 cut per `spread` keys
-    keys = sorted(entries)
+    keys = codec.sorted_keys(entries)
     if _speedups is not None and type(entries) is dict:
         return _store_planned(sink, entries, _speedups.page_plan(keys, entries, mask,
                                                                  PAGE_SPLIT))

@@ -1,9 +1,11 @@
 """Calling the steps of one level: their arguments, their context, what they did.
 
-Every step of a level reads the state as it was when the level began, through
-fresh copies of the values (decoded from their canonical encoding), so a step
-that mutates what it was given cannot change the state, and the mutation is
-noticed by encoding the arguments again afterwards. Sync steps run one after
+Every step of a level reads the state as it was when the level began, as the
+values its record names: fresh copies decoded from their canonical encoding,
+or a large value itself once it is checked to be exactly what decoding would
+make (see _as_read). A step that mutates what it was given cannot change the
+recorded state, and the mutation is noticed by encoding the arguments again
+afterwards. Sync steps run one after
 another; when the flow allows ``max_concurrency > 1``, the async steps of a
 level run concurrently. Either way the outcomes come back in declaration
 order, so the record never depends on timing.
@@ -30,7 +32,7 @@ from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from types import CodeType, FrameType, MappingProxyType, ModuleType
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from pinrun.artifacts import codec
 from pinrun.artifacts.trees import encode_entry
@@ -137,7 +139,7 @@ class _Call:
 
     def __init__(self, item: Step, base: Mapping[str, Any], encoded: Mapping[str, bytes],
                  log: RecordingLog | ReplayLog, *, world: World | None, run_id: str,
-                 hidden: StepHiddenState | None = None) -> None:
+                 hidden: StepHiddenState | None = None, handed: set[int] | None = None) -> None:
         self.item = item
         self.world = world
         self.hidden = hidden.names if hidden is not None else ()
@@ -157,12 +159,12 @@ class _Call:
                 continue
             value = reads[key] = base[key]
             raw = self.encoded[key] = encoded[key]
-            # A step gets its own copy of each value it reads, so changing it in place
-            # cannot reach the state (and is noticed); an immutable value is its own copy.
+            # A step gets the value its encoding decodes to, and changing it in place is
+            # noticed (the record keeps the encoding); an immutable value is its own copy.
             if type(value) in SCALARS or _immutable(value):
                 self.arguments[key] = value
             else:
-                self.arguments[key] = codec.decode(raw)
+                self.arguments[key] = _as_read(value, raw, handed)
                 self.mutable.append(key)
         self.outcome = Outcome(item, reads, self.encoded, log,
                                world.now() if world is not None else None)
@@ -170,10 +172,7 @@ class _Call:
         if item.wants_context:
             self.arguments["ctx"] = self.context
         if item.wants_state:
-            # A wide state is decoded in one call (fresh values all the same).
-            self.arguments["state"] = MappingProxyType(
-                codec.decode_many(encoded if type(encoded) is dict else dict(encoded)) or
-                {key: codec.decode(raw) for key, raw in encoded.items()})
+            self.arguments["state"] = MappingProxyType(_state_as_read(base, encoded, handed))
 
     def finish(self, result: Any) -> Outcome:
         """Check what the step returned and whether it changed its arguments."""
@@ -229,6 +228,61 @@ def _code_watch(hidden: StepHiddenState) -> Watch | None:
     return None
 
 
+#: A value encoding to fewer bytes than this is decoded for the step that reads it (a
+#: few microseconds); a larger one may be handed over as it is (see _as_read).
+_HANDED_FROM: Final = 4096
+
+
+def _as_read(value: Any, raw: bytes, handed: set[int] | None) -> Any:
+    """What a step reading the state value ``value``, encoded as ``raw``, is given:
+    ``codec.decode(raw)``, or ``value`` itself when that is the same thing.
+
+    Decoding a large value makes every object in it again (3-4x the cost of
+    encoding it). A value that :func:`~pinrun.artifacts.codec.reads_back` as it is
+    and still encodes to ``raw`` (checked now: the code that made it may hold it
+    still) is what decoding would make, so the step is given the value itself;
+    a change the step makes is noticed afterwards as for a copy (its encoding is
+    compared with ``raw``), and the next step reading it checks it again, so the
+    state it is given is always what its record says. ``handed`` holds the ids of
+    the values handed over in this level: a value is handed to one step, once
+    (siblings, or two names of the same object, get copies, as before).
+    """
+    if (type(value) is dict or type(value) is list) and len(raw) >= _HANDED_FROM and \
+            handed is not None and id(value) not in handed and _EVERY not in handed and \
+            codec.reads_back(value):
+        try:
+            same = codec.encode(value) == raw
+        except Exception:  # whatever the value holds now cannot even be encoded
+            same = False
+        if same:
+            handed.add(id(value))
+            return value
+    return codec.decode(raw)
+
+
+#: In a level's ``handed``: a step was given the whole state as it is (no object's id).
+_EVERY: Final = 0
+
+
+def _state_as_read(base: Mapping[str, Any], encoded: Mapping[str, bytes],
+                   handed: set[int] | None) -> dict[str, Any]:
+    """What a step taking ``state`` is given: every value as :func:`_as_read` gives one.
+
+    A wide state whose values all read back as themselves and still encode to their
+    encodings (:func:`~pinrun.artifacts.codec.read_back_all`: one check for the whole
+    state) is handed over as it is, once per level (its values then go to no other
+    step of the level as they are); otherwise it is decoded, in one call when it is
+    wide. The step's changes to it never reach the record, as before (its values are
+    checked again before the next step is given them).
+    """
+    if handed is not None and not handed and codec.read_back_all(base, encoded):
+        handed.add(_EVERY)
+        return dict(base)
+    # A wide state is decoded in one call (fresh values all the same).
+    return codec.decode_many(encoded if type(encoded) is dict else dict(encoded)) or \
+        {key: codec.decode(raw) for key, raw in encoded.items()}
+
+
 def _immutable(value: object, depth: int = 0) -> bool:
     """Whether nothing can change ``value`` in place: a str, number, bool, None or
     bytes, or a (small, shallow) tuple or frozenset of those. Exact types only: a
@@ -250,8 +304,14 @@ def check_outputs(flow: Flow, state: Mapping[str, Any], outcome: Outcome,
     holds already is an overwrite, which ``flow.on_collision`` rules on.
     """
     item = outcome.step
+    outputs = outcome.outputs or {}
+    # Nothing collides (a wide step's outputs: found without a loop over their keys;
+    # a view's isdisjoint goes over the smaller side).
+    if outputs.keys().isdisjoint(written) and (flow.on_collision == "overwrite" or
+                                               outputs.keys().isdisjoint(state.keys())):
+        return
     try:
-        for key in outcome.outputs or {}:
+        for key in outputs:
             if key in written:
                 raise StepOutputError(
                     f"step {item.name!r} writes {key!r}, which another step of the same "
@@ -271,13 +331,16 @@ def _outputs(item: Step, result: Any) -> tuple[dict[str, Any], dict[str, bytes]]
     """The returned mapping and its values' encodings (refusing what cannot be stored)."""
     if result is None:
         return {}, {}
-    if not isinstance(result, Mapping) or not all(isinstance(k, str) for k in result):
-        raise StepOutputError(f"step {item.name!r} returned a {type(result).__qualname__}; a "
-                              "step returns a dict of the state keys it writes (or None)")
+    if not isinstance(result, Mapping):
+        raise _not_a_map(item, result)
     outputs = dict(result)
-    many = codec.encode_many(outputs)  # many plain values: one call (None: value by value)
+    # Many plain values: one call (None: value by value). Its orjson call refuses a key
+    # that is not a str, so a map it encodes needs no loop over its keys to check them.
+    many = codec.encode_many(outputs)
     if many is not None:
         return outputs, many
+    if not all(isinstance(k, str) for k in outputs):
+        raise _not_a_map(item, result)
     encoded: dict[str, bytes] = {}
     for key, value in outputs.items():
         try:
@@ -285,6 +348,11 @@ def _outputs(item: Step, result: Any) -> tuple[dict[str, Any], dict[str, bytes]]
         except Exception:  # encoded again to name where it failed (a path costs, spelled out)
             encoded[key] = encode_output(value, f"the outputs of step {item.name!r}[{key!r}]")
     return outputs, encoded
+
+
+def _not_a_map(item: Step, result: Any) -> StepOutputError:
+    return StepOutputError(f"step {item.name!r} returned a {type(result).__qualname__}; a "
+                           "step returns a dict of the state keys it writes (or None)")
 
 
 def encode_output(value: Any, path: str) -> bytes:
@@ -334,14 +402,16 @@ def run_level(flow: Flow, level: list[Step], state: Mapping[str, Any],
     # into its own state, never into this one, while the level runs).
     base, base_encoded = state, encoded
     concurrent = flow.max_concurrency > 1 and sum(item.is_async for item in level) > 1
+    # Values handed to a step as they are (not decoded copies): once per level.
+    handed: set[int] = set()
     if not concurrent:
         for item in level:
             yield _run_sync(_Call(item, base, base_encoded, log_for(item), world=world,
-                                  run_id=run_id, hidden=hidden.get(item.name)),
+                                  run_id=run_id, hidden=hidden.get(item.name), handed=handed),
                             guard, debug=item.name == debug_step)
         return
     calls = [_Call(item, base, base_encoded, log_for(item), world=world, run_id=run_id,
-                   hidden=hidden.get(item.name)) for item in level]
+                   hidden=hidden.get(item.name), handed=handed) for item in level]
     yield from run_coroutine(_run_concurrently(calls, flow.max_concurrency, guard, debug_step))
 
 

@@ -1,7 +1,8 @@
 """Running a flow and recording it: ``pinrun.record(flow, inputs, store=...)``.
 
-Level by level, the engine gives each step fresh copies of the keys it reads
-(so mutating them cannot leak into the state, and a mutation is noticed),
+Level by level, the engine gives each step the values of the keys it reads as
+their encodings decode (so mutating them cannot leak into the state, and a
+mutation is noticed),
 runs it with its context, and merges what it returned in declaration order.
 Each step is committed with what it read, what it returned, the context
 events it consumed, the new state and the updated run record. A step that

@@ -162,5 +162,6 @@ def walk(flow: Flow, state: RunState, mode: Mode, *,
                 if settled is not None:
                     state.values.update(settled.outputs)
                     state.encoded.update(settled.encoded)
-                    base.written.update(settled.outputs)
+                    if len(level) > 1:  # (only a sibling's outputs are checked against it)
+                        base.written.update(settled.outputs)
         mode.end_level(level, failure)
