@@ -43,6 +43,8 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+from pinrun.flows.installed import file_names, top_level_owners
+
 __all__ = ["DISTRIBUTIONS_VARIABLE", "PinnedCodeLoader", "distribution_of",
            "home_distributions", "installed_as", "is_library_file", "is_project_distribution",
            "is_project_file",
@@ -108,16 +110,11 @@ def normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-@functools.cache
-def _top_level_owners() -> dict[str, tuple[str, ...]]:
-    # Scanning every installed distribution takes a while: once per process.
-    return {top: tuple(dict.fromkeys(dists))
-            for top, dists in importlib.metadata.packages_distributions().items()}
-
-
 def owners_of(top_level: str) -> tuple[str, ...]:
-    """The installed distributions that provide top-level module ``top_level`` (often none)."""
-    return _top_level_owners().get(top_level, ())
+    """The installed distributions that provide top-level module ``top_level`` (often none),
+    as ``importlib.metadata.packages_distributions()`` names them (read lazily: a fresh
+    worker asks before its first replay)."""
+    return top_level_owners(top_level)
 
 
 @functools.lru_cache(maxsize=256)
@@ -127,8 +124,8 @@ def _installed_files(dist: str) -> tuple[Path, frozenset[str]]:
     base = Path(str(found.locate_file(""))).resolve()
     # RECORD paths are relative to the install folder: compared as text, not resolved
     # one by one (a large distribution lists thousands).
-    return base, frozenset(str(item).replace("\\", "/") for item in found.files or ()
-                           if str(item).endswith(".py"))
+    return base, frozenset(name.replace("\\", "/") for name in file_names(found) or ()
+                           if name.endswith(".py"))
 
 
 @functools.lru_cache(maxsize=4096)
