@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pinrun.flows import installed
+from pinrun.flows.project import resolved_file
 from pinrun.flows.requirements import _installed, _required
 
 
@@ -130,3 +131,22 @@ def test_a_fresh_process_reads_no_whole_metadata() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           check=True)
     assert done.stdout.split() == ["('pytest',)", "0"]
+
+
+def test_resolved_file_is_resolve(tmp_path: Path) -> None:
+    """Through a folder's cached answer, a file resolves as Path.resolve() resolves it:
+    loaded modules' files, links to a folder and to a file, a missing file, ``..``."""
+    real = tmp_path / "real"
+    (real / "pkg").mkdir(parents=True)
+    (real / "pkg" / "mod.py").write_text("")
+    (real / "other.py").write_text("")
+    (tmp_path / "linked").symlink_to(real, target_is_directory=True)
+    (real / "pkg" / "alias.py").symlink_to(real / "other.py")
+    paths = [str(tmp_path / "linked" / "pkg" / "mod.py"), str(tmp_path / "linked" / "pkg"
+             / "alias.py"), str(tmp_path / "linked" / "missing.py"),
+             str(tmp_path / "linked" / "pkg" / ".." / "other.py"), str(tmp_path / "linked/"),
+             str(tmp_path / "linked" / "pkg" / ".."), "/", "relative/file.py"]
+    paths += [file for module in list(sys.modules.values())
+              if isinstance(file := getattr(module, "__file__", None), str)]
+    for path in paths:
+        assert resolved_file(path) == Path(path).resolve(), path
