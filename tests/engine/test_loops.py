@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import textwrap
 
 from pinrun.engine.loops import current_task, in_event_loop
 
@@ -20,16 +17,3 @@ def test_inside_a_loop() -> None:
         return in_event_loop(), current_task() is asyncio.current_task() is not None
 
     assert asyncio.run(ask()) == (True, True)
-
-
-def test_a_verify_worker_imports_no_asyncio() -> None:
-    """A fresh worker replaying plain steps never needs asyncio (nor what it brings)."""
-    script = textwrap.dedent("""\
-        import sys
-        import pinrun, pinrun.verifier.worker
-        from pinrun.engine.loops import in_event_loop
-        print(in_event_loop(), "asyncio" in sys.modules)
-        """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          check=True)
-    assert done.stdout.split() == ["False", "False"]
