@@ -70,6 +70,15 @@ compiled_ext.cpython-311-x86_64-linux-gnu.so,,
 .hidden.py,,
 .py,,
 data/only.txt,,
+widget/./dotted/inside.py,,
+widget/sub/,,
+widget/sub/.,,
+widget/a..py,,
+widget/x.py.,,
+widget/.hidden.py,,
+../x.tar.gz,,
+/absolute/place.py,,
+dots.in.name/mod.py,,
 widget-1.0.dist-info/METADATA,,
 widget-1.0.dist-info/RECORD,,
 '''
@@ -105,9 +114,12 @@ def test_owners_of_made_up_distributions(tmp_path: Path, monkeypatch: pytest.Mon
     _dist_info(site, "Widget_Thing", "widget_thing-1.0.dist-info")
     _dist_info(site, "gadget", "gadget-2.0.dist-info", top_level="gadget\nwidget\ngadget\n")
     _dist_info(site, "Empty.Record", "empty_record-1.0.dist-info", record="")
+    # Not plain: quotes, so read line by line; and line ends a regular expression misses.
+    _dist_info(site, "quoted", "quoted-1.0.dist-info", record='"quoted/a,b.py",,\nq.py,,\n')
+    _dist_info(site, "cr-ends", "cr_ends-1.0.dist-info", record="cr/a.py,,\rcr2/b.py,,\r\n")
     monkeypatch.setattr(sys, "path", [str(site)])
     dists = list(importlib.metadata.distributions())
-    assert len(dists) == 3
+    assert len(dists) == 5
     reference = _reference()
     assert "widget" in reference
     assert _owners(dists) == reference

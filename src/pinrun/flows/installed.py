@@ -123,11 +123,19 @@ def _record_paths(dist: importlib.metadata.Distribution) -> list[str] | None:
     text = dist.read_text("RECORD")
     if not text:
         return None
-    paths = []
-    for row in csv.reader(text.splitlines()):
-        if not 1 <= len(row) <= 3:
-            return None  # the library fails on it: let it
-        paths.append(row[0])
+    lines = text.splitlines()
+    if '"' not in text and "\0" not in text and "" not in lines:
+        # Without quotes, csv splits a line at its commas: the path is the first field
+        # (csv would also read every hash and size, char by char, to be dropped here).
+        if any(line.count(",") > 2 for line in lines):
+            return None  # a fourth field: the library fails on it, let it
+        paths = [line.partition(",")[0] for line in lines]
+    else:
+        paths = []
+        for row in csv.reader(lines):
+            if not 1 <= len(row) <= 3:
+                return None  # the library fails on it: let it
+            paths.append(row[0])
     if _SKIPS_MISSING:
         base = str(dist.locate_file(""))
         paths = [path for path in paths if os.path.exists(os.path.join(base, path))]
@@ -146,12 +154,13 @@ def _stand_in(path: str) -> str:
     same number of parts (one, or more), and a last part with the same suffix (for a
     path of more than one part, the inference looks at nothing else). A path a
     ``PurePosixPath`` would clean (empty or ``.`` parts, a leading ``/``) is kept whole."""
-    parts = path.split("/")
-    if len(parts) < 2 or "" in parts or "." in parts:
+    slash = path.find("/")
+    last = path[path.rfind("/") + 1:]
+    if slash <= 0 or last in ("", ".") or path.startswith("./") or "//" in path or \
+            "/./" in path:
         return path
-    last = parts[-1]
     dot = last.rfind(".")  # the suffix as pathlib takes it
-    return f"{parts[0]}/x{last[dot:] if 0 < dot < len(last) - 1 else ''}"
+    return f"{path[:slash]}/x{last[dot:] if 0 < dot < len(last) - 1 else ''}"
 
 
 @functools.lru_cache(maxsize=1024)
