@@ -18,7 +18,6 @@ concurrent threads or asyncio tasks never see each other's.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import datetime as dt
 import inspect
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pinrun.engine.events import Event, EventKind, effect_call, recorded_events
 from pinrun.engine.logs import RecordingLog, ReplayLog, ReuseLog
+from pinrun.engine.loops import in_event_loop
 from pinrun.errors import ContextDivergenceError
 from pinrun.world import make_random, make_uuid4
 
@@ -60,14 +60,6 @@ def _is_async(fn: Any) -> bool:
     # running anything).
     called = inspect.getattr_static(type(fn), "__call__", None)
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(called)
-
-
-def _in_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 class Context:
@@ -108,7 +100,7 @@ class Context:
         log = self._log
         if not _is_async(fn):
             return log.effect(self.step, effect, lambda: fn(*args, **kwargs))
-        if not _in_event_loop():
+        if not in_event_loop():
             raise TypeError(f"effect {name!r}: its function is an `async def`, which only an "
                             "async step can await (`await ctx.effect(...)`); give a sync step "
                             "a plain function")

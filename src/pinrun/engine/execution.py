@@ -21,7 +21,6 @@ worker carries into its next run.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
@@ -38,6 +37,7 @@ from pinrun.artifacts import codec
 from pinrun.artifacts.trees import encode_entry
 from pinrun.engine.call_values import SCALARS
 from pinrun.engine.context import Context, RecordingLog, ReplayLog, activate
+from pinrun.engine.loops import in_event_loop
 from pinrun.errors import InputError, PinrunError, StepOutputError, UnsupportedValueError
 from pinrun.flows.flow import Flow
 from pinrun.flows.module_objects import state_snapshot
@@ -460,9 +460,9 @@ def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
     runs on a fresh loop in a worker thread, with this thread's context
     variables (the active pinrun context among them).
     """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    import asyncio  # only async steps need it (see pinrun.engine.loops)
+
+    if not in_event_loop():
         return asyncio.run(coroutine)
     context = contextvars.copy_context()
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pinrun-step") as pool:
@@ -471,6 +471,8 @@ def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
 
 async def _run_concurrently(calls: list[_Call], limit: int, guard: StepGuard | None,
                             debug_step: str | None) -> list[Outcome]:
+    import asyncio  # only async steps need it (see pinrun.engine.loops)
+
     gate = asyncio.Semaphore(limit)
 
     async def one(call: _Call) -> Outcome:

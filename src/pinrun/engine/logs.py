@@ -11,7 +11,6 @@ in any order.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import inspect
 import sys
@@ -30,6 +29,7 @@ from pinrun.engine.events import (
     error_arguments,
     type_name,
 )
+from pinrun.engine.loops import current_task, in_event_loop
 from pinrun.errors import ContextDivergenceError
 from pinrun.world import World
 from pinrun.world.refusal import inside_effect
@@ -316,13 +316,7 @@ class ReplayLog:
         """Whether this call comes from the step's own code, one call after another (its
         thread, no event loop): there, the recorded order is the code's order. Calls from
         threads or tasks may come in any order."""
-        if threading.get_ident() != self.home:
-            return False
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return True
-        return False
+        return threading.get_ident() == self.home and not in_event_loop()
 
     def _note_order(self, index: int) -> None:
         if index < self._last_in_sequence and len(self.out_of_order) < _ORDER_NOTES:
@@ -370,10 +364,7 @@ SHARED_ANSWERS_HAZARD = "order:"
 
 def _asker() -> tuple[int, int]:
     """Who is asking: this thread, and the task running in it (0 outside a loop)."""
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:  # no running event loop in this thread
-        task = None
+    task = current_task()
     return threading.get_ident(), id(task) if task is not None else 0
 
 

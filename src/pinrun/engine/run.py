@@ -34,7 +34,6 @@ recording one.
 
 from __future__ import annotations
 
-import asyncio
 import traceback
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -177,6 +176,8 @@ async def record_async(flow: Flow, inputs: Mapping[str, Any], *, store: Store,
     and commits reach the disk; its async steps run on an event loop of their
     own in that thread. The same arguments, record and errors as :func:`record`.
     """
+    import asyncio  # only async callers need it (see pinrun.engine.loops)
+
     return await asyncio.to_thread(record, flow, inputs, store=store, durability=durability,
                                    world=world, project_root=project_root, entry=entry,
                                    replaces=replaces)

@@ -43,12 +43,14 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+from pinrun.flows.installed import file_names, top_level_owners
+
 __all__ = ["DISTRIBUTIONS_VARIABLE", "PinnedCodeLoader", "distribution_of",
            "home_distributions", "installed_as", "is_library_file", "is_project_distribution",
            "is_project_file",
            "is_project_local", "main_module_for", "module_identity", "normalized",
            "outside_project", "owners_of", "owners_of_module", "path_identity",
-           "pinrun_requirements", "project_context", "pyproject", "script_path"]
+           "pinrun_requirements", "project_context", "pyproject", "resolved_file", "script_path"]
 
 #: The environment variable naming more project distributions (comma-separated).
 DISTRIBUTIONS_VARIABLE = "PINRUN_DISTRIBUTIONS"
@@ -80,15 +82,34 @@ def _excluded_roots() -> tuple[Path, ...]:
 
 @functools.lru_cache(maxsize=4096)  # resolve() asks the file system, and modules repeat
 def _is_local_path(path: str, project_root: Path) -> bool:
-    return Path(path).resolve().is_relative_to(project_root.resolve()) and \
+    return resolved_file(path).is_relative_to(_resolved(project_root)) and \
         not is_library_file(path)
+
+
+@functools.lru_cache(maxsize=4096)
+def resolved_file(path: str) -> Path:
+    """``Path(path).resolve()``, asked once per path; an absolute path through its folder's
+    answer (kept for the folder's other files: a fresh worker asks for every loaded
+    module's file, and ``resolve`` walks every part of a path)."""
+    plain = Path(path)
+    folder, name = os.path.split(str(plain))
+    if not plain.is_absolute() or name in ("", "..") or folder == str(plain):
+        return plain.resolve()
+    inside = _resolved_folder(folder) / name
+    # Only a link in the last part makes resolve() go elsewhere from the folder's answer.
+    return plain.resolve() if os.path.islink(inside) else inside
+
+
+@functools.lru_cache(maxsize=1024)
+def _resolved_folder(folder: str) -> Path:
+    return Path(folder).resolve()
 
 
 @functools.lru_cache(maxsize=4096)
 def is_library_file(path: str) -> bool:
     """Whether the file at ``path`` belongs to the standard library or an installed
     package (site-packages, dist-packages): never a project's."""
-    resolved = Path(path).resolve()
+    resolved = resolved_file(path)
     return bool({"site-packages", "dist-packages"} & set(resolved.parts)) or \
         any(resolved.is_relative_to(root) for root in _excluded_roots())
 
@@ -108,16 +129,11 @@ def normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-@functools.cache
-def _top_level_owners() -> dict[str, tuple[str, ...]]:
-    # Scanning every installed distribution takes a while: once per process.
-    return {top: tuple(dict.fromkeys(dists))
-            for top, dists in importlib.metadata.packages_distributions().items()}
-
-
 def owners_of(top_level: str) -> tuple[str, ...]:
-    """The installed distributions that provide top-level module ``top_level`` (often none)."""
-    return _top_level_owners().get(top_level, ())
+    """The installed distributions that provide top-level module ``top_level`` (often none),
+    as ``importlib.metadata.packages_distributions()`` names them (read lazily: a fresh
+    worker asks before its first replay)."""
+    return top_level_owners(top_level)
 
 
 @functools.lru_cache(maxsize=256)
@@ -127,13 +143,13 @@ def _installed_files(dist: str) -> tuple[Path, frozenset[str]]:
     base = Path(str(found.locate_file(""))).resolve()
     # RECORD paths are relative to the install folder: compared as text, not resolved
     # one by one (a large distribution lists thousands).
-    return base, frozenset(str(item).replace("\\", "/") for item in found.files or ()
-                           if str(item).endswith(".py"))
+    return base, frozenset(name.replace("\\", "/") for name in file_names(found) or ()
+                           if name.endswith(".py"))
 
 
 @functools.lru_cache(maxsize=4096)
 def _distribution_of_file(top_level: str, file: str) -> tuple[str, str] | None:
-    resolved = Path(file).resolve()
+    resolved = resolved_file(file)
     for dist in owners_of(top_level):
         try:
             base, files = _installed_files(dist)

@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from pinrun.flows.installed import head_metadata
 from pinrun.flows.project import normalized
 
 __all__ = ["requirement_closure"]
@@ -54,9 +55,15 @@ def _installed(name: str) -> tuple[str, str, tuple[str, ...]] | None:
         dist = importlib.metadata.distribution(name)
     except (importlib.metadata.PackageNotFoundError, ValueError):
         return None
-    requires = tuple(required for text in dist.requires or ()
+    # The fields from one read of the metadata's header (dist.requires, .version and
+    # .metadata would each parse the whole file again, long description included).
+    meta = head_metadata(dist)
+    listed = meta.get_all("Requires-Dist")
+    if listed is None and dist.read_text("requires.txt") is not None:
+        listed = dist.requires  # an egg-info's requires.txt: as the library reads it
+    requires = tuple(required for text in listed or ()
                      if (required := _required(text)) is not None)
-    return dist.metadata["Name"] or name, dist.version, requires
+    return meta["Name"] or name, meta["Version"], requires
 
 
 _REQUIREMENT = re.compile(r"\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")

@@ -43,7 +43,6 @@ from pinrun.flows.flow import Flow
 from pinrun.flows.pinning import project_root_for
 from pinrun.flows.status import CodeStatus, pins_code
 from pinrun.flows.step import Step
-from pinrun.remote.origin import check_trusted
 from pinrun.verifier.attempt_code import attempt_source_shown, final_attempts
 from pinrun.verifier.causes import environment_drift, error_location
 from pinrun.verifier.diff import diff_states
@@ -107,6 +106,10 @@ def replay_loaded(run: RunRecord, *, store: Store, code: CodeSource, project_roo
                   allow_world: bool, allow_unsigned: bool) -> ReplayReport:
     """:func:`replay` of a run record already loaded (and its arguments checked)."""
     if code == "pinned":
+        # Imported here: the remote package (clients, transfers) is no part of a workdir
+        # replay, and a fresh verify worker would import all of it before its first run.
+        from pinrun.remote.origin import check_trusted
+
         # The record loaded here is the one whose code runs: the signature must cover it.
         check_trusted(store, run.id, run.digest, allow_unsigned=allow_unsigned)
     report = ReplayReport(run.id, run.flow, code, "reproduced", repeat=repeat)

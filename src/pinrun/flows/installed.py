@@ -1,0 +1,191 @@
+"""Which installed distributions provide a top-level module, found cheaply.
+
+``importlib.metadata.packages_distributions()`` answers that, but a fresh
+process pays for it in full: it parses every distribution's whole
+``METADATA`` (long descriptions included) with :mod:`email` for its name, and
+makes a ``PackagePath`` of every line of every ``RECORD`` that has no
+``top_level.txt``. A verify worker or a replay child does that before its
+first replay, and it was half of that replay's one-off cost.
+
+:func:`top_level_owners` gives the same answer for one top-level name:
+
+* the index (top-level name -> distributions, in the order
+  ``distributions()`` lists them) is made once per process from the same
+  ``top_level.txt`` files; a ``RECORD`` is read as text and its paths are
+  handed to the standard library's own inference as short stand-ins, each
+  once: a path of several parts as its first part and its suffix, which is
+  all the inference reads of it (``a/b/c.py`` is ``a/x.py``);
+* a distribution's name is read only when an answer includes it, from the
+  header of its metadata (:func:`head_metadata`), which is all the name is
+  taken from.
+
+When this Python's ``importlib.metadata`` lacks what that relies on, the
+index is ``packages_distributions()`` itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import email
+import functools
+import importlib
+import importlib.metadata
+import os
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+__all__ = ["file_names", "head_metadata", "name_of", "owner_index", "top_level_owners"]
+
+#: The standard library's own inference of a distribution's top-level names from its
+#: files (private, so looked up: without it the index is packages_distributions()).
+_INFERRED: Callable[[Any], Iterable[str]] | None = getattr(
+    importlib.metadata, "_top_level_inferred", None)
+#: Python 3.12 on drops the files a RECORD lists but that are not there.
+_SKIPS_MISSING = sys.version_info >= (3, 12)
+
+
+def top_level_owners(top_level: str) -> tuple[str, ...]:
+    """The names of the installed distributions providing ``top_level``, in the order
+    and with the names ``packages_distributions()`` gives them, without repeats."""
+    return _owners(top_level)
+
+
+# Owner-free on purpose (like flows.project's caches): installed metadata, fixed for a
+# process, keyed by top-level names.
+@functools.lru_cache(maxsize=4096)
+def _owners(top_level: str) -> tuple[str, ...]:
+    if _INFERRED is None:
+        return _all_owners().get(top_level, ())
+    return tuple(dict.fromkeys(name_of(dist) for dist in _index().get(top_level, ())))
+
+
+@functools.cache
+def _all_owners() -> dict[str, tuple[str, ...]]:
+    """The whole answer from the standard library (the fallback)."""
+    return {top: tuple(dict.fromkeys(dists))
+            for top, dists in importlib.metadata.packages_distributions().items()}
+
+
+@functools.cache
+def _index() -> dict[str, list[importlib.metadata.Distribution]]:
+    return owner_index(importlib.metadata.distributions())
+
+
+def owner_index(dists: Iterable[importlib.metadata.Distribution],
+                ) -> dict[str, list[importlib.metadata.Distribution]]:
+    """Top-level name -> the distributions of ``dists`` providing it, in their order
+    (repeats kept, as ``packages_distributions()`` appends them); names not read."""
+    index: dict[str, list[importlib.metadata.Distribution]] = {}
+    for dist in dists:
+        for top in (dist.read_text("top_level.txt") or "").split() or _inferred(dist):
+            index.setdefault(top, []).append(dist)
+    return index
+
+
+class _Files:
+    """What the standard library's inference reads of a distribution: its files."""
+
+    __slots__ = ("files",)
+
+    def __init__(self, files: list[importlib.metadata.PackagePath]) -> None:
+        self.files = files
+
+
+def _inferred(dist: importlib.metadata.Distribution) -> Iterable[str]:
+    """The top-level names the standard library infers from ``dist``'s files."""
+    assert _INFERRED is not None
+    paths = _record_paths(dist)
+    if paths is None:
+        return _INFERRED(dist)  # no RECORD (egg-info) or another finder's: as it is
+    stand_ins = {_stand_in(path) for path in paths}
+    return _INFERRED(_Files([importlib.metadata.PackagePath(path) for path in stand_ins]))
+
+
+def file_names(dist: importlib.metadata.Distribution) -> list[str] | None:
+    """``[str(file) for file in dist.files]`` (None when that is None), without a
+    ``PackagePath`` made for each of a ``RECORD``'s lines."""
+    paths = _record_paths(dist)
+    if paths is None:
+        files = dist.files
+        return None if files is None else [str(file) for file in files]
+    # A clean relative path is its own PurePosixPath text; others are cleaned as it does.
+    return [path if _clean(path) else str(importlib.metadata.PackagePath(path))
+            for path in paths]
+
+
+def _record_paths(dist: importlib.metadata.Distribution) -> list[str] | None:
+    """The paths ``dist.files`` would be made of (the files that are there, on Python
+    3.12 on), read from the ``RECORD``; None when the library must read the files
+    itself (no ``RECORD``, a line it could not take, another finder's distribution)."""
+    if type(dist) is not importlib.metadata.PathDistribution:
+        return None
+    text = dist.read_text("RECORD")
+    if not text:
+        return None
+    lines = text.splitlines()
+    if '"' not in text and "\0" not in text and "" not in lines:
+        # Without quotes, csv splits a line at its commas: the path is the first field
+        # (csv would also read every hash and size, char by char, to be dropped here).
+        if any(line.count(",") > 2 for line in lines):
+            return None  # a fourth field: the library fails on it, let it
+        paths = [line.partition(",")[0] for line in lines]
+    else:
+        paths = []
+        for row in csv.reader(lines):
+            if not 1 <= len(row) <= 3:
+                return None  # the library fails on it: let it
+            paths.append(row[0])
+    if _SKIPS_MISSING:
+        base = str(dist.locate_file(""))
+        paths = [path for path in paths if os.path.exists(os.path.join(base, path))]
+    return paths
+
+
+def _clean(path: str) -> bool:
+    """Whether ``PurePosixPath(path)`` keeps ``path`` as it is (relative, no empty or
+    ``.`` parts)."""
+    return bool(path) and not path.startswith("/") and not path.endswith("/") and \
+        "//" not in path and "." not in path.split("/")
+
+
+def _stand_in(path: str) -> str:
+    """A short path the inference reads as it reads ``path``: the same first part, the
+    same number of parts (one, or more), and a last part with the same suffix (for a
+    path of more than one part, the inference looks at nothing else). A path a
+    ``PurePosixPath`` would clean (empty or ``.`` parts, a leading ``/``) is kept whole."""
+    slash = path.find("/")
+    last = path[path.rfind("/") + 1:]
+    if slash <= 0 or last in ("", ".") or path.startswith("./") or "//" in path or \
+            "/./" in path:
+        return path
+    dot = last.rfind(".")  # the suffix as pathlib takes it
+    return f"{path[:slash]}/x{last[dot:] if 0 < dot < len(last) - 1 else ''}"
+
+
+@functools.lru_cache(maxsize=1024)
+def name_of(dist: importlib.metadata.Distribution) -> Any:
+    """``dist.metadata["Name"]``, from the metadata's header only."""
+    return head_metadata(dist)["Name"]
+
+
+def head_metadata(dist: importlib.metadata.Distribution) -> Any:
+    """``dist.metadata`` parsed only as far as its header (the fields: name, version,
+    requirements), which is where :mod:`email` stops reading fields anyway; the long
+    description after it is left unread. Another finder's distribution: as it is."""
+    if type(dist) is not importlib.metadata.PathDistribution:
+        return dist.metadata
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or dist.read_text("")
+    if text is None:
+        return dist.metadata  # what the library does with no text, it does itself
+    # The header ends at the first empty line at the latest: the parser reads the same
+    # header lines from the text cut just after the line before it.
+    end = text.find("\n\n")
+    head = text if end < 0 else text[:end + 1]
+    return _message_class()(email.message_from_string(head))
+
+
+@functools.cache
+def _message_class() -> Any:
+    # The library's own wrapper (it re-indents folded fields): the same values.
+    return importlib.import_module("importlib.metadata._adapters").Message

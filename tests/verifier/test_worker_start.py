@@ -1,0 +1,27 @@
+"""What a fresh verify worker imports before its first replay: only what a replay needs.
+
+Each ``verify`` worker is a fresh interpreter, and its start is paid once per
+worker before any run is replayed: with two workers, it is what keeps ``-j 2``
+from halving ``-j 1``'s time.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+
+def test_a_fresh_worker_imports_no_asyncio_and_no_remote_package() -> None:
+    """Plain steps need no event loop, and a workdir replay no remote (pinned code
+    imports the signature check where it checks)."""
+    script = textwrap.dedent("""\
+        import sys
+        import pinrun, pinrun.verifier.worker
+        from pinrun.engine.loops import in_event_loop
+        print(in_event_loop(), "asyncio" in sys.modules,
+              any(name.startswith("pinrun.remote") for name in sys.modules))
+        """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == ["False", "False", "False"]
