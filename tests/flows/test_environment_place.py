@@ -16,6 +16,7 @@ from pinrun.artifacts.store import Store
 from pinrun.engine.records import load_env
 from pinrun.engine.run import record
 from pinrun.flows import environment as env_module
+from pinrun.flows import variables
 from pinrun.flows.environment import environment, environment_changes, place_state
 from tests.helpers import SRC, Project
 
@@ -63,14 +64,14 @@ def test_environment_variables_read_as_os_environ_has_them(
     and when ``os.environ`` is replaced by another mapping."""
     name = "PINRUN_TEST_VARIABLE"
     monkeypatch.delenv(name, raising=False)
-    assert env_module.environment_variable(name) is None
+    assert variables.environment_variable(name) is None
     for value in ("one", "", "d\u00e9j\u00e0 vu", "two"):
         monkeypatch.setenv(name, value)
-        assert env_module.environment_variable(name) == os.environ.get(name) == value
+        assert variables.environment_variable(name) == os.environ.get(name) == value
     monkeypatch.delenv(name)
-    assert env_module.environment_variable(name) is None
+    assert variables.environment_variable(name) is None
     monkeypatch.setattr(os, "environ", {name: "a plain dict"})
-    assert env_module.environment_variable(name) == "a plain dict"
+    assert variables.environment_variable(name) == "a plain dict"
 
 
 def test_a_long_home_is_cut_when_recorded(monkeypatch: pytest.MonkeyPatch) -> None:

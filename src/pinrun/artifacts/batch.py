@@ -186,7 +186,7 @@ def _commit_small(store: Store, batch: WriteBatch) -> int:
         records: list[tuple[bytes, bytes | PlainRecord]] = []
         if new_items:
             dictionary = store.dictionary_named(get(_DICTIONARY_KEY, db=refs_db), txn)
-            records = build_pending_records(new_items, dictionary)
+            records = build_pending_records(new_items, dictionary, batch._as_is)
             if dictionary is not None and get(dictionary.digest.raw, db=objects_db) is None:
                 # The records name their dictionary: it is written with them.
                 records += build_records([(dictionary.digest.raw, Kind.BLOB,

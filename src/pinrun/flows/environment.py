@@ -50,6 +50,7 @@ from pinrun.artifacts.shapes import is_hash_seed
 from pinrun.errors import InputError, PinrunWarning
 from pinrun.flows.project import owners_of
 from pinrun.flows.requirements import requirement_closure
+from pinrun.flows.variables import environment_variable
 
 __all__ = [
     "Changing",
@@ -133,33 +134,6 @@ def warn_if_hash_seed_random() -> None:
 
 
 # -------------------------------------------------------- time zone and locale
-
-def environment_variable(name: str) -> str | None:
-    """``os.environ.get(name)``, without its two exceptions when ``name`` is unset.
-
-    A recorded run asks for a few variables that are mostly unset (``$TZ``,
-    ``$PINRUN_IGNORE_FILES``), and ``os.environ.get`` of a missing one raises and
-    catches two ``KeyError`` (~8k instructions). On POSIX, CPython's ``os.environ``
-    keeps the encoded variables in a plain dict (``_data``, updated with the
-    process's environment by every change made through it): read there while
-    ``os.environ`` is that mapping, asked as usual otherwise.
-    """
-    environ = os.environ
-    data = getattr(environ, "_data", None) if type(environ) is _ENVIRON else None
-    if type(data) is not dict:
-        return environ.get(name)
-    key = _ENCODED_NAMES.get(name)
-    if key is None:
-        key = _ENCODED_NAMES[name] = os.fsencode(name)
-    raw = data.get(key)
-    return os.fsdecode(raw) if raw is not None else None
-
-
-#: ``os.environ``'s own class when it keeps its variables as bytes (POSIX), else None.
-_ENVIRON: Any = type(os.environ) if os.name == "posix" else None
-#: Variable names as ``os.environ`` keys them on POSIX (a handful of constants).
-_ENCODED_NAMES: dict[str, bytes] = {}
-
 
 def time_zone() -> str:
     """The local time zone: an IANA key when one can be known (looked at each time).

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from pinrun.flows.installed import file_names, top_level_owners
+from pinrun.flows.variables import environment_variable
 
 __all__ = ["DISTRIBUTIONS_VARIABLE", "PinnedCodeLoader", "distribution_of",
            "home_distributions", "installed_as", "is_library_file", "is_project_distribution",
@@ -353,7 +354,7 @@ def project_context() -> tuple[str, frozenset[str], str, tuple[str, ...]]:
     """What, besides the project root, decides what is the project's now (a cache key
     for answers that depend on it): the named distributions, the working folder and
     where imports are found."""
-    return (os.environ.get(DISTRIBUTIONS_VARIABLE, ""), _HOME.get(), os.getcwd(),
+    return (environment_variable(DISTRIBUTIONS_VARIABLE) or "", _HOME.get(), os.getcwd(),
             tuple(sys.path))
 
 
