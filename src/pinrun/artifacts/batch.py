@@ -16,6 +16,7 @@ from pinrun.artifacts.dictionary import (
     DICTIONARY_MAX_PAYLOAD,
     DICTIONARY_MIN_PAYLOAD,
     TRAINING_SAMPLES,
+    Dictionary,
     train_dictionary,
 )
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
@@ -187,10 +188,7 @@ def _commit_small(store: Store, batch: WriteBatch) -> int:
         if new_items:
             dictionary = store.dictionary_named(get(_DICTIONARY_KEY, db=refs_db), txn)
             records = build_pending_records(new_items, dictionary, batch._as_is)
-            if dictionary is not None and get(dictionary.digest.raw, db=objects_db) is None:
-                # The records name their dictionary: it is written with them.
-                records += build_records([(dictionary.digest.raw, Kind.BLOB,
-                                           dictionary.data)])
+            records += _dictionary_record(txn, dictionary, objects_db)
         return _write(txn, batch, [*records, *prebuilt], env)
 
     added = env.write(operation)
@@ -230,9 +228,7 @@ def _commit_large(store: Store, batch: WriteBatch) -> int:
         # An object seen as stored may have been collected since: write it now.
         vanished = [raw for raw in stored if txn.get(raw, db=objects_db) is None]
         extra = build_records([(raw, *pending[raw]) for raw in vanished], dictionary)
-        if dictionary is not None and txn.get(dictionary.digest.raw, db=objects_db) is None:
-            # The records name their dictionary: it is written with them.
-            extra += build_records([(dictionary.digest.raw, Kind.BLOB, dictionary.data)])
+        extra += _dictionary_record(txn, dictionary, objects_db)
         if trained and txn.get(_DICTIONARY_KEY, db=refs_db) is None:
             assert dictionary is not None
             txn.put(_DICTIONARY_KEY, dictionary.digest.raw, db=refs_db)
@@ -254,6 +250,15 @@ def _remember_pins(store: Store, pending: dict[bytes, tuple[Kind, bytes]]) -> No
 
 
 _DICTIONARY_KEY: Final = DICTIONARY_REF.encode()
+
+
+def _dictionary_record(txn: Any, dictionary: Dictionary | None, objects_db: Any,
+                       ) -> list[tuple[bytes, bytes]]:
+    """The dictionary's own record when it is not stored yet: records compressed with it
+    name it, so it is written with them."""
+    if dictionary is None or txn.get(dictionary.digest.raw, db=objects_db) is not None:
+        return []
+    return build_records([(dictionary.digest.raw, Kind.BLOB, dictionary.data)])
 
 
 def _check_refs(txn: Any, batch: WriteBatch, objects_db: Any, refs_db: Any) -> None:

@@ -5,10 +5,10 @@ values its record names: fresh copies decoded from their canonical encoding,
 or a large value itself once it is checked to be exactly what decoding would
 make (see _as_read). A step that mutates what it was given cannot change the
 recorded state, and the mutation is noticed by encoding the arguments again
-afterwards. Sync steps run one after
-another; when the flow allows ``max_concurrency > 1``, the async steps of a
-level run concurrently. Either way the outcomes come back in declaration
-order, so the record never depends on timing.
+afterwards. Sync steps run one after another; when the flow allows
+``max_concurrency > 1``, the async steps of a level run concurrently. Either
+way the outcomes come back in declaration order, so the record never depends
+on timing.
 
 A step's pin names the mutable module-level state its code reads (a cache, a
 registry) and the project modules its code comes from; when recording passes

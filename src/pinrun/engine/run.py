@@ -2,9 +2,8 @@
 
 Level by level, the engine gives each step the values of the keys it reads as
 their encodings decode (so mutating them cannot leak into the state, and a
-mutation is noticed),
-runs it with its context, and merges what it returned in declaration order.
-Each step is committed with what it read, what it returned, the context
+mutation is noticed), runs it with its context, and merges what it returned in
+declaration order. Each step is committed with what it read, what it returned, the context
 events it consumed, the new state and the updated run record. A step that
 raises leaves the state as it was; its failure is committed before
 :class:`~pinrun.engine.records.RunFailedError` is raised from the step's own

@@ -58,7 +58,6 @@ __all__ = [
     "changing_environment",
     "environment",
     "environment_changes",
-    "environment_variable",
     "environment_with",
     "hash_seed_state",
     "locale_state",

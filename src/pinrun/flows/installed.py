@@ -45,16 +45,12 @@ _INFERRED: Callable[[Any], Iterable[str]] | None = getattr(
 _SKIPS_MISSING = sys.version_info >= (3, 12)
 
 
-def top_level_owners(top_level: str) -> tuple[str, ...]:
-    """The names of the installed distributions providing ``top_level``, in the order
-    and with the names ``packages_distributions()`` gives them, without repeats."""
-    return _owners(top_level)
-
-
 # Owner-free on purpose (like flows.project's caches): installed metadata, fixed for a
 # process, keyed by top-level names.
 @functools.lru_cache(maxsize=4096)
-def _owners(top_level: str) -> tuple[str, ...]:
+def top_level_owners(top_level: str) -> tuple[str, ...]:
+    """The names of the installed distributions providing ``top_level``, in the order
+    and with the names ``packages_distributions()`` gives them, without repeats."""
     if _INFERRED is None:
         return _all_owners().get(top_level, ())
     return tuple(dict.fromkeys(name_of(dist) for dist in _index().get(top_level, ())))

@@ -50,8 +50,8 @@ import blake3
 
 from pinrun.artifacts.kept import Kept
 from pinrun.errors import InputError, NondeterminismError
-from pinrun.flows.environment import environment_variable
 from pinrun.flows.project import pyproject
+from pinrun.flows.variables import environment_variable
 from pinrun.world import refusal
 from pinrun.world.attribution import INSTALLED, is_library_code
 from pinrun.world.refusal import GuardedCall
