@@ -260,3 +260,34 @@ def test_a_running_commit_stores_its_link_and_state_as_is(project: Project,
     finished = _stored(project_store, resume(run.id, store=project_store))
     assert finished.digest is not None
     assert project_store.info(finished.digest).codec == "zstd"
+
+
+def test_a_step_commit_queues_nothing_an_earlier_commit_stored(
+        project: Project, project_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a run's earlier commit stored (the state's values the next state tree names
+    again, the empty events value...) is counted as offered, but neither queued nor looked
+    up again: the run's ref, checked in the same transaction, keeps it stored."""
+    from pinrun.artifacts import batch as batch_module
+
+    commits: list[tuple[set[bytes], int]] = []
+    real = batch_module.commit_batch
+
+    def spy(store: Store, batch: batch_module.WriteBatch) -> int:
+        commits.append((set(batch._pending), batch._offered_objects))
+        return real(store, batch)
+
+    monkeypatch.setattr(batch_module, "commit_batch", spy)
+    run = record(_flow(project), {"count": 0}, store=project_store)
+    assert len(commits) == STEPS
+    seen: set[bytes] = set()
+    for queued, _offered in commits:
+        assert not queued & seen
+        seen |= queued
+    # A later step re-names the state's values and the empty events value: offered, not
+    # queued.
+    assert all(offered > len(queued) for queued, offered in commits[1:])
+    assert load_run(project_store, run.id) == run
+    assert project_store.get_snapshot(run.state) == {"count": STEPS}
+    assert fsck(project_store).ok
+    gc(project_store)
+    assert fsck(project_store).ok

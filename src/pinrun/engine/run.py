@@ -231,6 +231,8 @@ class Recorder:
         self._stored_steps = 0
         self._stored_timing = 0
         self._batch: WriteBatch | None = None
+        #: Raw digests of the objects this run's commits stored (see writer()).
+        self._held: set[bytes] = set()
         self.attempts: dict[str, int] = {}
         #: The base of the level being run, when it has siblings (recorded for resume).
         self.level: LevelBase | None = None
@@ -249,7 +251,12 @@ class Recorder:
     def writer(self) -> WriteBatch:
         """The batch being filled for the next commit (one per step, or the run's only one)."""
         if self._batch is None:
-            self._batch = WriteBatch(self.store)
+            # What an earlier commit of this run stored (new, or found there) is named by
+            # the record that commit wrote, which the run's ref reaches; each commit
+            # checks the ref still names that record (expected=self.digest) in its
+            # transaction, so gc cannot have taken them: a step's commit does not queue
+            # nor look up again the state's values it re-names, the empty events...
+            self._batch = WriteBatch(self.store, held=self._held)
         return self._batch
 
     def execute(self, *, skip: frozenset[str] = frozenset(), lease_held: bool = False,
@@ -418,11 +425,19 @@ class Recorder:
         if self.durability != "none" and not self.store.durable:
             self.store.sync()
         self._batch = None
+        if self.durability == "step":  # (the other durabilities commit once)
+            if len(self._held) > _MOST_HELD:  # a long run: start again from none
+                self._held.clear()
+            self._held.update(batch.offered())
         # What the run is now: the whole record, named by the newest commit's digest.
         self.run = replace(updated, steps=tuple(self.steps), continues=None, digest=digest,
                            timing_inline=None)
         self.digest = digest
         self._stored_steps, self._stored_timing = len(self.steps), len(self.timing["steps"])
+
+
+#: At most this many digests are kept as stored by a run's commits (32 bytes each).
+_MOST_HELD = 1 << 16
 
 
 def _step_files(flow: Flow) -> frozenset[str]:
