@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -291,3 +292,24 @@ def test_a_step_commit_queues_nothing_an_earlier_commit_stored(
     assert fsck(project_store).ok
     gc(project_store)
     assert fsck(project_store).ok
+
+
+def test_the_recorders_record_copy_is_dataclasses_replace(project: Project,
+                                                          project_store: Store) -> None:
+    """The recorder's cheap copy of a record with fields changed gives what
+    ``dataclasses.replace`` gives, every field (those outside comparison too); it relies
+    on RunRecord having no ``__post_init__`` and no slots."""
+    from dataclasses import fields
+
+    from pinrun.engine.run import _changed
+
+    assert not hasattr(RunRecord, "__post_init__")
+    assert "__slots__" not in RunRecord.__dict__
+    run = _interrupted(project, project_store, at=4)
+    changes: dict[str, Any] = {"status": "failed", "continues": run.digest, "digest": None,
+               "timing_inline": {"steps": []}, "steps": run.steps[:1]}
+    for left, right in ((_changed(run, **changes), replace(run, **changes)),
+                        (_changed(run), replace(run))):
+        assert [getattr(left, f.name) for f in fields(RunRecord)] == \
+            [getattr(right, f.name) for f in fields(RunRecord)]
+    assert run.status == "running"  # the record copied is unchanged

@@ -36,7 +36,6 @@ from __future__ import annotations
 import traceback
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -391,7 +390,7 @@ class Recorder:
         linked = running and self.digest is not None
         timing = self.timing if not linked else {
             **self.timing, "steps": self.timing["steps"][self._stored_timing:]}
-        updated = replace(
+        updated = _changed(
             self.run, status=status, state=self.values.put_entries(batch, self.entries),
             steps=tuple(self.steps[self._stored_steps:] if linked else self.steps),
             # While the run goes on, its timing rides in the record (an object less per
@@ -430,10 +429,22 @@ class Recorder:
                 self._held.clear()
             self._held.update(batch.offered())
         # What the run is now: the whole record, named by the newest commit's digest.
-        self.run = replace(updated, steps=tuple(self.steps), continues=None, digest=digest,
-                           timing_inline=None)
+        self.run = _changed(updated, steps=tuple(self.steps), continues=None, digest=digest,
+                            timing_inline=None)
         self.digest = digest
         self._stored_steps, self._stored_timing = len(self.steps), len(self.timing["steps"])
+
+
+def _changed(run: RunRecord, **changes: Any) -> RunRecord:
+    """``dataclasses.replace(run, **changes)`` for the recorder's own records, at a third
+    of its cost (twice a durable step: ~8 us): a copy of the frozen record's fields with
+    ``changes`` set, no field list walked, no ``__init__`` (a RunRecord has no
+    ``__post_init__``; its fields are checked when read from the store)."""
+    new = object.__new__(RunRecord)
+    fields = new.__dict__
+    fields.update(run.__dict__)
+    fields.update(changes)
+    return new
 
 
 #: At most this many digests are kept as stored by a run's commits (32 bytes each).
