@@ -137,3 +137,24 @@ def test_a_process_leaves_no_spare_when_it_exits(tmp_path: Path) -> None:
               ".release()")
     subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True)
     assert _files(tmp_path / "leases") == []
+
+
+def test_a_file_system_without_hard_links_makes_a_file_per_lease(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a hard link is refused, a lease makes its file as without spares, and none
+    is kept there afterwards."""
+    lease._SPARES.remove_all()
+
+    def no_links(*args: object, **kwargs: object) -> None:
+        raise PermissionError("no hard links here")
+
+    RunLease(tmp_path, "r1").release()
+    monkeypatch.setattr(os, "link", no_links)
+    with RunLease(tmp_path, "r2"):
+        assert is_live(tmp_path, "r2")
+    assert _files(tmp_path / "leases") == []
+    with RunLease(tmp_path, "r3"):
+        assert is_live(tmp_path, "r3")
+    assert not is_live(tmp_path, "r3")
+    assert _files(tmp_path / "leases") == []
+    lease._SPARES._no_links.clear()

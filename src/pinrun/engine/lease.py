@@ -133,6 +133,8 @@ class _Spares:
         # folder -> its spare's descriptor, or None while a lease holds the spare. A
         # folder is here exactly while its spare's name (_name) is this process's file.
         self._spares: dict[str, int | None] = {}
+        #: Folders whose file system refused a hard link (made files only).
+        self._no_links: set[str] = set()
 
     @staticmethod
     def _name(folder: str) -> str:
@@ -153,8 +155,13 @@ class _Spares:
         except FileExistsError:
             self._set(folder, fd)
             return None
-        except OSError:  # the spare is gone, or the file system has no hard links
+        except FileNotFoundError:  # the spare was deleted (by hand, say)
             self._drop(folder, fd)
+            return None
+        except OSError:  # a file system without hard links: no spares there
+            self._drop(folder, fd)
+            with self._lock:
+                self._no_links.add(folder)
             return None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -178,7 +185,7 @@ class _Spares:
         ``folder``'s spare (``spare``: it is that spare) when the folder has none."""
         if not spare:
             with self._lock:
-                spare = folder not in self._spares
+                spare = folder not in self._spares and folder not in self._no_links
                 if spare:
                     self._spares[folder] = None  # its name is about to be this file
             if spare:
