@@ -58,6 +58,7 @@ class RunLease:
         self._folder = folder
         self._fd: int | None = _SPARES.lock_at(folder, str(self.path), run_id)
         self._spare = self._fd is not None
+        self._pid = os.getpid()
         while self._fd is None:
             fd = os.open(self.path, os.O_CREAT | os.O_RDWR | _NOFOLLOW, 0o644)
             try:
@@ -89,6 +90,12 @@ class RunLease:
         if fd is None:
             return
         self._fd = None
+        if os.getpid() != self._pid:
+            # A forked child releasing its parent's lease: the file and the lock are the
+            # parent's (an unlock would drop the parent's lock too; a close does not).
+            _unlink(str(self.path))
+            os.close(fd)
+            return
         # Off the path before unlocking: a checker that opens it afterwards sees no lease.
         # The file goes on as this process's spare (renamed: still never a lease of a
         # run), or is deleted.
