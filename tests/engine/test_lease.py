@@ -158,3 +158,30 @@ def test_a_file_system_without_hard_links_makes_a_file_per_lease(
     assert not is_live(tmp_path, "r3")
     assert _files(tmp_path / "leases") == []
     lease._SPARES._no_links.clear()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_forked_child_releasing_the_parents_lease_leaves_its_lock(tmp_path: Path) -> None:
+    """A child that releases a lease it inherited (its copy of the parent's object) only
+    closes its descriptor: the parent's lock on the file stays."""
+    import fcntl
+
+    RunLease(tmp_path, "first").release()
+    held = RunLease(tmp_path, "run")  # linked from the spare
+    spare = tmp_path / "leases" / f".spare-{os.getpid()}.lock"
+    assert held.path.stat().st_ino == spare.stat().st_ino
+    pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            held.release()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    probe = os.open(spare, os.O_RDONLY)
+    try:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(probe)
+    held.release()
+    lease._SPARES.remove_all()
