@@ -53,7 +53,68 @@ def top_level_owners(top_level: str) -> tuple[str, ...]:
     and with the names ``packages_distributions()`` gives them, without repeats."""
     if _INFERRED is None:
         return _all_owners().get(top_level, ())
-    return tuple(dict.fromkeys(name_of(dist) for dist in _index().get(top_level, ())))
+    return tuple(dict.fromkeys(name_of(dist) for dist in _providers(top_level)))
+
+
+#: Names answered by a scan of the distributions before the whole index is made: a verify
+#: worker asks about a few (the flow's modules), a recording about every loaded one.
+_SCANS_BEFORE_INDEX = 32
+_scans: list[str] = []
+
+
+def _providers(top_level: str) -> list[importlib.metadata.Distribution]:
+    """The distributions providing ``top_level``, in their order."""
+    if len(_scans) >= _SCANS_BEFORE_INDEX:
+        return _index().get(top_level, [])
+    _scans.append(top_level)
+    return [dist for dist, declared, record in _catalogue()
+            if (top_level in declared if declared else
+                _may_infer(dist, record, top_level) and top_level in _inferred_set(dist))]
+
+
+@functools.cache
+def _catalogue() -> list[tuple[importlib.metadata.Distribution, list[str], str | None]]:
+    """Each distribution, in order, with its declared top-level names (``top_level.txt``,
+    none when absent or empty) and, for those with none, its ``RECORD``'s text when a
+    name's absence from it can rule the distribution out (:func:`_may_infer`)."""
+    found = []
+    for dist in importlib.metadata.distributions():
+        declared = (dist.read_text("top_level.txt") or "").split()
+        record = None
+        if not declared and type(dist) is importlib.metadata.PathDistribution:
+            text = dist.read_text("RECORD")
+            # Quotes: csv rewrites a quoted path, whose names the text may not hold.
+            record = text if text and '"' not in text else None
+        found.append((dist, declared, record))
+    return found
+
+
+#: What splits a text into lines besides "\n" (str.splitlines), and path beginnings that
+#: PurePosixPath drops ("./", "/"): with none of them, the first part of every path in a
+#: RECORD begins a line.
+_ODD_STARTS = ("\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029",
+               "\n./", "\n/")
+
+
+def _may_infer(dist: importlib.metadata.Distribution, record: str | None, top_level: str,
+               ) -> bool:
+    """False only when the inference from ``dist``'s files cannot give ``top_level``.
+
+    Every name the inference gives is the first part of a path its ``RECORD`` lists
+    (or a one-part path, or its stem), so it begins one of the text's lines, and a name
+    that begins none of them is not among its names. Without a text to go by (no
+    ``RECORD``, quotes, another finder's distribution), nothing is ruled out.
+    """
+    if record is None:
+        return True
+    if record.startswith(("./", "/")) or any(odd in record for odd in _ODD_STARTS):
+        return top_level in record  # still part of some line
+    return record.startswith(top_level) or f"\n{top_level}" in record
+
+
+@functools.lru_cache(maxsize=1024)
+def _inferred_set(dist: importlib.metadata.Distribution) -> frozenset[str]:
+    return frozenset(_inferred(dist))
 
 
 @functools.cache
