@@ -127,13 +127,20 @@ def test_owners_of_made_up_distributions(tmp_path: Path, monkeypatch: pytest.Mon
     reference = _reference()
     assert "widget" in reference
     assert _owners(dists) == reference
-    monkeypatch.setattr(installed, "_scans", [])  # the scan, over these distributions
-    installed._catalogue.cache_clear()
+    # A scan over these distributions, then their index.
     try:
-        for top in [*reference, "wid", "nothing_here", "typing", "inner", "deep", "..", "so"]:
-            assert installed.top_level_owners.__wrapped__(top) == reference.get(top, ()), top
+        for scans in (10**9, 0):
+            monkeypatch.setattr(installed, "_SCANS_BEFORE_INDEX", scans)
+            monkeypatch.setattr(installed, "_scans", [])
+            installed._catalogue.cache_clear()
+            installed._index.cache_clear()
+            for top in [*reference, "wid", "nothing_here", "typing", "inner", "deep", "..",
+                        "so"]:
+                assert installed.top_level_owners.__wrapped__(top) == \
+                    reference.get(top, ()), top
     finally:
         installed._catalogue.cache_clear()
+        installed._index.cache_clear()
     for dist in dists:
         files = dist.files
         assert installed.file_names(dist) == (None if files is None
