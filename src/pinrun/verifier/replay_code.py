@@ -27,9 +27,7 @@ from pinrun.flows.loader import project_on_path
 from pinrun.flows.pinning import PinnedStep
 from pinrun.flows.project import may_install_project, project_context
 from pinrun.flows.status import CodeStatus, compare_code, flow_under_policy, pinned_flow_loaded
-from pinrun.verifier import kept_code
 from pinrun.verifier.attempt_code import attempt_pins, with_attempt_code
-from pinrun.verifier.kept_code import KeptCode
 from pinrun.verifier.moved import recorded_flow
 
 __all__ = ["CodeSource", "ToReplay", "flow_to_replay", "project_modules"]
@@ -129,6 +127,9 @@ def _kept_pinned_flow(store: Store, flow_pin: Digest, entry: str, root: Path
     """The pinned flow, loaded afresh or put back as the last replay of the same pin left it
     (:mod:`pinrun.verifier.kept_code`); kept for the next replay when this one left the
     project's code as it was right after the import."""
+    # Imported when first needed: only pinned code is kept (a verify worker's start).
+    from pinrun.verifier import kept_code
+
     key = (flow_pin, root, entry, project_context())
     kept = kept_code.take(key)
     left: dict[str, ModuleType] = {}
@@ -146,6 +147,6 @@ def _kept_pinned_flow(store: Store, flow_pin: Digest, entry: str, root: Path
             clean = start is not None and kept_code.state_of(project_modules(root)) == start
     finally:
         if clean and start is not None:
-            kept_code.put_back(key, KeptCode(left, start))
+            kept_code.put_back(key, kept_code.KeptCode(left, start))
         else:  # (the modules put back, when the block failed before taking them in)
             kept_code.drop([*left.values(), *(kept.modules.values() if kept else ())])
