@@ -535,36 +535,93 @@ static PyObject *entry_at(PyObject *keys, Py_ssize_t index, Py_ssize_t count,
     return entry;
 }
 
-/* Append the page of keys[first:end] (all inline) to plan: its payload, or the list
- * of its keys when it encodes past split. count_all is the size of keys. */
-static int plan_page(PyObject *plan, PyObject *keys, Py_ssize_t count_all, PyObject *entries,
-                     Py_ssize_t first, Py_ssize_t end, Py_ssize_t split)
+/* The page record cached under the page's first key when it holds exactly the entries
+ * held[0:count] (the same objects), borrowed; NULL when there is none (no exception)
+ * or on error (with one). A record is a list [entries tuple, payload, digest or None]. */
+static PyObject *cached_page(PyObject *cache, PyObject *first_key, InlineObject **held,
+                             Py_ssize_t count)
 {
-    Py_ssize_t count = end - first, size = 1 + count;  /* braces, and commas between */
-    /* The entries are held (new references) while the page's bytes are allocated. */
-    InlineObject **held = PyMem_Malloc(sizeof(InlineObject *) * (size_t)count);
-    if (held == NULL) {
-        PyErr_NoMemory();
+    /* An exact str key: the look-up runs no Python code. */
+    PyObject *record = PyDict_GetItemWithError(cache, first_key);
+    if (record == NULL || !PyList_CheckExact(record) || PyList_GET_SIZE(record) != 3) {
+        return NULL;
+    }
+    PyObject *kept = PyList_GET_ITEM(record, 0);
+    if (!PyTuple_CheckExact(kept) || PyTuple_GET_SIZE(kept) != count
+            || !PyBytes_CheckExact(PyList_GET_ITEM(record, 1))) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (PyTuple_GET_ITEM(kept, i) != (PyObject *)held[i]) {
+            return NULL;
+        }
+    }
+    return record;
+}
+
+/* Append the page of keys[first:first + count] to plan, whose entries (all inline) are
+ * held[0:count]: its payload, or the tuple of its keys when it encodes past split. With
+ * a cache (a dict, or NULL), an inline page is a record [entries, payload, digest or
+ * None] instead, found there when its first key's record holds the same entry objects
+ * (an Inline never changes, and the record holds them: the same objects make the same
+ * bytes), else made and put there (the caller fills in its digest). */
+static int plan_page(PyObject *plan, PyObject *keys, Py_ssize_t count_all,
+                     InlineObject **held, Py_ssize_t first, Py_ssize_t count,
+                     Py_ssize_t split, PyObject *cache)
+{
+    Py_ssize_t size = 1 + count;  /* braces, and commas between */
+    for (Py_ssize_t i = 0; i < count; i++) {
+        size += member_size(held[i]);
+    }
+    if (PyList_GET_SIZE(keys) != count_all) {  /* (a look-up may have run code) */
+        PyErr_SetString(PyExc_RuntimeError, "page_plan(): the list of keys changed size");
         return -1;
     }
-    Py_ssize_t taken = 0;
-    int result = -1;
-    for (; taken < count; taken++) {
-        PyObject *entry = entry_at(keys, first + taken, count_all, entries);
-        if (entry == NULL) {
-            goto done;
-        }
-        if (Py_TYPE(entry) != &InlineType) {
-            Py_DECREF(entry);
-            PyErr_SetString(PyExc_KeyError, "page_plan(): a page key is not inline");
-            goto done;
-        }
-        held[taken] = (InlineObject *)entry;
-        size += member_size(held[taken]);
-    }
-    PyObject *item;
+    PyObject *item = NULL, *first_key = PyList_GET_ITEM(keys, first);
     if (size > split) {
-        item = PyList_GetSlice(keys, first, end);
+        PyObject *slice = PyList_GetSlice(keys, first, first + count);
+        item = slice != NULL ? PyList_AsTuple(slice) : NULL;
+        Py_XDECREF(slice);
+    }
+    else if (cache != NULL && PyUnicode_CheckExact(first_key)) {
+        Py_INCREF(first_key);
+        item = cached_page(cache, first_key, held, count);
+        if (item != NULL) {
+            Py_INCREF(item);
+        }
+        else if (!PyErr_Occurred()) {
+            PyObject *kept = PyTuple_New(count);
+            PyObject *payload = PyBytes_FromStringAndSize(NULL, size);
+            if (kept != NULL && payload != NULL) {
+                char *out = PyBytes_AS_STRING(payload);
+                *out++ = '{';
+                for (Py_ssize_t i = 0; i < count; i++) {
+                    if (i > 0) {
+                        *out++ = ',';
+                    }
+                    out = write_member(held[i], out);
+                    Py_INCREF(held[i]);
+                    PyTuple_SET_ITEM(kept, i, (PyObject *)held[i]);
+                }
+                *out = '}';
+                item = PyList_New(3);
+            }
+            if (item != NULL) {
+                PyList_SET_ITEM(item, 0, kept);
+                PyList_SET_ITEM(item, 1, payload);
+                Py_INCREF(Py_None);
+                PyList_SET_ITEM(item, 2, Py_None);
+                /* (An exact str key into a dict: no Python code runs.) */
+                if (PyDict_SetItem(cache, first_key, item) < 0) {
+                    Py_CLEAR(item);
+                }
+            }
+            else {
+                Py_XDECREF(kept);
+                Py_XDECREF(payload);
+            }
+        }
+        Py_DECREF(first_key);
     }
     else {
         item = PyBytes_FromStringAndSize(NULL, size);
@@ -580,26 +637,34 @@ static int plan_page(PyObject *plan, PyObject *keys, Py_ssize_t count_all, PyObj
             *out = '}';
         }
     }
-    if (item != NULL) {
-        result = PyList_Append(plan, item);
-        Py_DECREF(item);
+    if (item == NULL) {
+        return -1;
     }
-done:
-    for (Py_ssize_t i = 0; i < taken; i++) {
+    int result = PyList_Append(plan, item);
+    Py_DECREF(item);
+    return result;
+}
+
+/* Drop the entries held[0:count] (new references). */
+static void release(InlineObject **held, Py_ssize_t count)
+{
+    for (Py_ssize_t i = 0; i < count; i++) {
         Py_DECREF(held[i]);
     }
-    PyMem_Free(held);
-    return result;
 }
 
 static PyObject *page_plan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4 || !PyList_CheckExact(args[0]) || !PyDict_CheckExact(args[1])
-            || !PyLong_Check(args[2]) || !PyLong_Check(args[3])) {
-        PyErr_SetString(PyExc_TypeError, "page_plan() takes a list, a dict and two ints");
+    if ((nargs != 4 && nargs != 5) || !PyList_CheckExact(args[0])
+            || !PyDict_CheckExact(args[1]) || !PyLong_Check(args[2])
+            || !PyLong_Check(args[3])
+            || (nargs == 5 && args[4] != Py_None && !PyDict_CheckExact(args[4]))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "page_plan() takes a list, a dict, two ints and a dict or None");
         return NULL;
     }
     PyObject *keys = args[0], *entries = args[1];
+    PyObject *cache = nargs == 5 && args[4] != Py_None ? args[4] : NULL;
     unsigned long mask = PyLong_AsUnsignedLong(args[2]);
     if (mask == (unsigned long)-1 && PyErr_Occurred()) {
         return NULL;
@@ -608,33 +673,49 @@ static PyObject *page_plan(PyObject *module, PyObject *const *args, Py_ssize_t n
     if (split == -1 && PyErr_Occurred()) {
         return NULL;
     }
+    Py_ssize_t count = PyList_GET_SIZE(keys), start = 0, taken = 0;
+    /* The entries of the page being gathered (keys[start:start + taken]), held (new
+     * references) from their one look-up until the page is planned. */
+    InlineObject **held = PyMem_Malloc(sizeof(InlineObject *) * (size_t)(count ? count : 1));
     PyObject *plan = PyList_New(0);
-    if (plan == NULL) {
-        return NULL;
+    if (held == NULL || plan == NULL) {
+        PyMem_Free(held);
+        Py_XDECREF(plan);
+        return PyErr_NoMemory();
     }
-    Py_ssize_t count = PyList_GET_SIZE(keys), start = 0;
     for (Py_ssize_t index = 0; index < count; index++) {
         PyObject *entry = entry_at(keys, index, count, entries);
         if (entry == NULL) {
             goto failed;
         }
-        int inline_entry = Py_TYPE(entry) == &InlineType;
-        unsigned int cut = inline_entry ? ((InlineObject *)entry)->cut : 0;
-        Py_DECREF(entry);
-        if (inline_entry) {
-            if (!(cut & (unsigned int)mask)) {
-                if (plan_page(plan, keys, count, entries, start, index + 1, split) < 0) {
+        if (Py_TYPE(entry) == &InlineType) {
+            held[taken++] = (InlineObject *)entry;
+            if (!(((InlineObject *)entry)->cut & (unsigned int)mask)) {
+                int planned = plan_page(plan, keys, count, held, start, taken, split, cache);
+                release(held, taken);
+                taken = 0;
+                if (planned < 0) {
                     goto failed;
                 }
                 start = index + 1;
             }
             continue;
         }
+        Py_DECREF(entry);
         /* A value with its own object is a page of its own (a map of one key). */
-        if (start < index && plan_page(plan, keys, count, entries, start, index, split) < 0) {
+        if (taken > 0) {
+            int planned = plan_page(plan, keys, count, held, start, taken, split, cache);
+            release(held, taken);
+            taken = 0;
+            if (planned < 0) {
+                goto failed;
+            }
+        }
+        if (PyList_GET_SIZE(keys) != count) {  /* (a page's look-ups may have run code) */
+            PyErr_SetString(PyExc_RuntimeError, "page_plan(): the list of keys changed size");
             goto failed;
         }
-        PyObject *alone = PyList_GetSlice(keys, index, index + 1);
+        PyObject *alone = PyTuple_Pack(1, PyList_GET_ITEM(keys, index));
         if (alone == NULL || PyList_Append(plan, alone) < 0) {
             Py_XDECREF(alone);
             goto failed;
@@ -642,12 +723,20 @@ static PyObject *page_plan(PyObject *module, PyObject *const *args, Py_ssize_t n
         Py_DECREF(alone);
         start = index + 1;
     }
-    if (start < count && plan_page(plan, keys, count, entries, start, count, split) < 0) {
-        goto failed;
+    if (taken > 0) {
+        int planned = plan_page(plan, keys, count, held, start, taken, split, cache);
+        release(held, taken);
+        taken = 0;
+        if (planned < 0) {
+            goto failed;
+        }
     }
+    PyMem_Free(held);
     return plan;
 
 failed:
+    release(held, taken);
+    PyMem_Free(held);
     Py_DECREF(plan);
     return NULL;
 }
@@ -1055,8 +1144,10 @@ static PyMethodDef methods[] = {
     {"inline_sizes", inline_sizes, METH_O,
      "(bytes of the inline entries' members, count of the other entries)."},
     {"page_plan", (PyCFunction)(void (*)(void))page_plan, METH_FASTCALL,
-     "The pages of sorted keys: an inline page's payload, or the list of keys stored as a "
-     "map (a key with its own object, or a page encoding past the split size)."},
+     "The pages of sorted keys: an inline page's payload, or the tuple of keys stored as "
+     "a map (a key with its own object, or a page encoding past the split size). With a "
+     "cache (a dict), an inline page is a record [entries, payload, digest or None] "
+     "kept there under its first key, reused while it holds the same entry objects."},
     {"canonical", canonical, METH_O,
      "True when decode(encode(value)) gives value back as it is: exact dicts (str keys in "
      "sorted order, none starting with '$' or holding a lone surrogate) and lists of "
