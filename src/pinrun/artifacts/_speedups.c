@@ -1011,6 +1011,271 @@ static PyObject *canonical(PyObject *module, PyObject *value)
     return PyBool_FromLong(result);
 }
 
+/* ------------------------------------------------------------------ still_encodes
+ *
+ * still_encodes(value, encoding): is value canonical (see canonical() above) and
+ * exactly what encoding, a canonical encoding pinrun made, holds: encode(value) ==
+ * encoding? One walk of the value against the bytes, which allocates no Python object
+ * and runs no Python code, instead of canonical(), a new encoding and a comparison.
+ * It answers True only when sure: a str JSON escapes, an int past 64 bits, anything
+ * not plain is False (the caller then checks the slow way). A float is compared by
+ * value: the encoding's number (which has a '.' or an exponent, as only a float's has)
+ * read back is the value, bit for bit; orjson wrote that token for that very double,
+ * and writes a double one way. */
+
+/* The end of s's JSON string (with quotes) when it sits at data[at] as it is (no
+ * escapes), else -1. *utf8 / *length: its UTF-8, for the caller's order check. */
+static Py_ssize_t match_text(PyObject *text, const unsigned char *data, Py_ssize_t size,
+                             Py_ssize_t at, const char **utf8, Py_ssize_t *length)
+{
+    const char *bytes;
+    Py_ssize_t count;
+    if (PyUnicode_IS_COMPACT_ASCII(text)) {
+        bytes = (const char *)PyUnicode_DATA(text);
+        count = PyUnicode_GET_LENGTH(text);
+    }
+    else {
+        bytes = PyUnicode_AsUTF8AndSize(text, &count);
+        if (bytes == NULL) {
+            PyErr_Clear();  /* a lone surrogate: written in a tagged form */
+            return -1;
+        }
+    }
+    if (at + count + 2 > size || data[at] != '"' || data[at + count + 1] != '"'
+            || memcmp(data + at + 1, bytes, (size_t)count) != 0) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        unsigned char c = (unsigned char)bytes[i];
+        if (c == '"' || c == '\\' || c < 0x20) {
+            return -1;  /* escaped in JSON: not told here */
+        }
+    }
+    if (utf8 != NULL) {
+        *utf8 = bytes;
+        *length = count;
+    }
+    return at + count + 2;
+}
+
+static Py_ssize_t match_value(PyObject *value, const unsigned char *data, Py_ssize_t size,
+                              Py_ssize_t at, int depth);
+
+static Py_ssize_t match_literal(const unsigned char *data, Py_ssize_t size, Py_ssize_t at,
+                                const char *literal, Py_ssize_t length)
+{
+    if (at + length > size || memcmp(data + at, literal, (size_t)length) != 0) {
+        return -1;
+    }
+    return at + length;
+}
+
+static Py_ssize_t match_int(PyObject *value, const unsigned char *data, Py_ssize_t size,
+                            Py_ssize_t at)
+{
+    int overflow = 0;
+    long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (overflow || (number == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return -1;
+    }
+    char digits[24];
+    char *end = digits + sizeof digits, *out = end;
+    unsigned long long rest = number < 0 ? 0ull - (unsigned long long)number
+                                         : (unsigned long long)number;
+    do {
+        *--out = (char)('0' + rest % 10);
+        rest /= 10;
+    } while (rest);
+    if (number < 0) {
+        *--out = '-';
+    }
+    return match_literal(data, size, at, out, end - out);
+}
+
+static Py_ssize_t match_float(PyObject *value, const unsigned char *data, Py_ssize_t size,
+                              Py_ssize_t at)
+{
+    double number = PyFloat_AS_DOUBLE(value);
+    if (!isfinite(number)) {
+        return -1;  /* written in a tagged form */
+    }
+    char token[40];
+    Py_ssize_t length = 0;
+    int fraction = 0;
+    while (at + length < size && length < (Py_ssize_t)sizeof token - 1) {
+        unsigned char c = data[at + length];
+        if (c == '.' || c == 'e' || c == 'E') {
+            fraction = 1;
+        }
+        else if (!(c == '-' || c == '+' || (c >= '0' && c <= '9'))) {
+            break;
+        }
+        token[length++] = (char)c;
+    }
+    if (!fraction || length == 0 || length >= (Py_ssize_t)sizeof token - 1) {
+        return -1;
+    }
+    token[length] = '\0';
+    char *parsed_end = NULL;
+    double read = PyOS_string_to_double(token, &parsed_end, NULL);
+    if (read == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1;
+    }
+    if (parsed_end != token + length || memcmp(&read, &number, sizeof number) != 0) {
+        return -1;
+    }
+    return at + length;
+}
+
+static Py_ssize_t match_dict(PyObject *value, const unsigned char *data, Py_ssize_t size,
+                             Py_ssize_t at, int depth)
+{
+    if (at >= size || data[at] != '{') {
+        return -1;
+    }
+    at++;
+    Py_ssize_t position = 0, previous_length = 0;
+    const char *previous = NULL;
+    PyObject *key, *item;
+    while (PyDict_Next(value, &position, &key, &item)) {
+        if (!PyUnicode_CheckExact(key)) {
+            return -1;
+        }
+        if (previous != NULL) {
+            if (at >= size || data[at] != ',') {
+                return -1;
+            }
+            at++;
+        }
+        const char *utf8;
+        Py_ssize_t length;
+        at = match_text(key, data, size, at, &utf8, &length);
+        if (at < 0 || at >= size || data[at] != ':' || (length > 0 && utf8[0] == '$')) {
+            return -1;
+        }
+        /* Keys in ascending order of their UTF-8 bytes (a decoded dict's order). */
+        if (previous != NULL) {
+            int order = memcmp(previous, utf8, (size_t)(previous_length < length
+                                                         ? previous_length : length));
+            if (order > 0 || (order == 0 && previous_length >= length)) {
+                return -1;
+            }
+        }
+        previous = utf8;
+        previous_length = length;
+        at = match_value(item, data, size, at + 1, depth + 1);
+        if (at < 0) {
+            return -1;
+        }
+    }
+    if (at >= size || data[at] != '}') {
+        return -1;
+    }
+    return at + 1;
+}
+
+static Py_ssize_t match_value(PyObject *value, const unsigned char *data, Py_ssize_t size,
+                              Py_ssize_t at, int depth)
+{
+    PyTypeObject *type = Py_TYPE(value);
+    if (type == &PyUnicode_Type) {
+        return match_text(value, data, size, at, NULL, NULL);
+    }
+    if (type == &PyLong_Type) {
+        return match_int(value, data, size, at);
+    }
+    if (type == &PyFloat_Type) {
+        return match_float(value, data, size, at);
+    }
+    if (value == Py_True) {
+        return match_literal(data, size, at, "true", 4);
+    }
+    if (value == Py_False) {
+        return match_literal(data, size, at, "false", 5);
+    }
+    if (value == Py_None) {
+        return match_literal(data, size, at, "null", 4);
+    }
+    if (depth >= CANONICAL_DEPTH) {
+        return -1;
+    }
+    if (type == &PyDict_Type) {
+        return match_dict(value, data, size, at, depth);
+    }
+    if (type == &PyList_Type) {
+        if (at >= size || data[at] != '[') {
+            return -1;
+        }
+        at++;
+        for (Py_ssize_t index = 0; index < PyList_GET_SIZE(value); index++) {
+            if (index > 0) {
+                if (at >= size || data[at] != ',') {
+                    return -1;
+                }
+                at++;
+            }
+            at = match_value(PyList_GET_ITEM(value, index), data, size, at, depth + 1);
+            if (at < 0) {
+                return -1;
+            }
+        }
+        if (at >= size || data[at] != ']') {
+            return -1;
+        }
+        return at + 1;
+    }
+    return -1;
+}
+
+static int encodes_to(PyObject *value, PyObject *encoding)
+{
+    if (!PyBytes_CheckExact(encoding)) {
+        return 0;  /* (a bytes value's BytesEntry is no JSON) */
+    }
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(encoding);
+    Py_ssize_t size = PyBytes_GET_SIZE(encoding);
+    return match_value(value, data, size, 0, 0) == size;
+}
+
+static PyObject *still_encodes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "still_encodes() takes a value and its encoding");
+        return NULL;
+    }
+    return PyBool_FromLong(encodes_to(args[0], args[1]));
+}
+
+/* all_still_encode(values, encodings): still_encodes() of each value of a dict and its
+ * key's encoding in the other (exact str keys: a look-up runs no Python code). */
+static PyObject *all_still_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "all_still_encode() takes two dicts");
+        return NULL;
+    }
+    Py_ssize_t position = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(args[0], &position, &key, &value)) {
+        if (!PyUnicode_CheckExact(key)) {
+            Py_RETURN_FALSE;
+        }
+        PyObject *encoding = PyDict_GetItemWithError(args[1], key);
+        if (encoding == NULL) {
+            if (PyErr_Occurred()) {
+                return NULL;
+            }
+            Py_RETURN_FALSE;
+        }
+        if (!encodes_to(value, encoding)) {
+            Py_RETURN_FALSE;
+        }
+    }
+    Py_RETURN_TRUE;
+}
+
 /* in_order(mapping): are a dict's keys exact str in ascending (code point) order, the
  * order sorted() gives them? Then a caller needing them sorted has them as they are. The
  * walk runs no Python code (exact str keys compare in C). */
@@ -1154,6 +1419,11 @@ static PyMethodDef methods[] = {
      "str, int, float, bool and None."},
     {"in_order", in_order, METH_O,
      "True when a dict's keys are exact str in the order sorted() gives them."},
+    {"still_encodes", (PyCFunction)(void (*)(void))still_encodes, METH_FASTCALL,
+     "True when value is canonical and encodes to exactly the canonical encoding given "
+     "(False when unsure: a str JSON escapes, an int past 64 bits)."},
+    {"all_still_encode", (PyCFunction)(void (*)(void))all_still_encode, METH_FASTCALL,
+     "still_encodes() of every value of a dict, with its key's encoding in another."},
     {"members_match", (PyCFunction)(void (*)(void))members_match, METH_FASTCALL,
      "True when bytes are exactly {\"key\":<encoding>,...} of the keys given, in their "
      "order, and a dict of their encodings."},
