@@ -904,6 +904,84 @@ not_object:
     Py_RETURN_NONE;
 }
 
+/* split_map(payload, values): {key: value's encoding} of a JSON object payload whose
+ * members are exactly values' keys in values' order (each written as it is, no escape),
+ * cut as split_values cuts them; None when they are not (keys in another order, or one
+ * JSON escapes: the caller cuts and matches them itself). The dict is walked while no
+ * Python code runs (exact str keys; the new dict's are those same keys). */
+static PyObject *split_map(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_Check(args[0]) || !PyDict_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "split_map() takes bytes and a dict");
+        return NULL;
+    }
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
+    PyObject *values = args[1];
+    if (size < 2 || data[0] != '{' || data[size - 1] != '}' || PyDict_GET_SIZE(values) == 0) {
+        Py_RETURN_NONE;
+    }
+#if PY_VERSION_HEX < 0x030D0000
+    PyObject *out = _PyDict_NewPresized(PyDict_GET_SIZE(values));  /* (no resize as it fills) */
+#else
+    PyObject *out = PyDict_New();
+#endif
+    if (out == NULL) {
+        return NULL;
+    }
+    Py_ssize_t at = 1, position = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(values, &position, &key, &value)) {
+        if (!PyUnicode_CheckExact(key) || at >= size || data[at] != '"') {
+            goto not_these;
+        }
+        Py_ssize_t length;
+        const char *text;
+        if (PyUnicode_IS_COMPACT_ASCII(key)) {
+            text = (const char *)PyUnicode_DATA(key);
+            length = PyUnicode_GET_LENGTH(key);
+        }
+        else {
+            text = PyUnicode_AsUTF8AndSize(key, &length);
+            if (text == NULL) {
+                PyErr_Clear();
+                goto not_these;
+            }
+        }
+        int escaped = 0;
+        Py_ssize_t key_end = string_end(data, size, at, &escaped);
+        if (key_end < 0 || escaped || key_end != at + length + 2 || key_end >= size
+                || data[key_end] != ':'
+                || memcmp(data + at + 1, text, (size_t)length) != 0) {
+            goto not_these;
+        }
+        Py_ssize_t end = value_end(data, size, key_end + 1);
+        if (end < 0) {
+            goto not_these;
+        }
+        PyObject *part = PyBytes_FromStringAndSize((const char *)data + key_end + 1,
+                                                   end - key_end - 1);
+        if (part == NULL || PyDict_SetItem(out, key, part) < 0) {
+            Py_XDECREF(part);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(part);
+        at = end + 1;
+        if (data[end] == '}') {
+            break;
+        }
+    }
+    if (at != size || PyDict_GET_SIZE(out) != PyDict_GET_SIZE(values)) {
+        goto not_these;
+    }
+    return out;
+
+not_these:
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+}
+
 /* ------------------------------------------------------------------ canonical
  *
  * canonical(value): is value a tree of exact dicts and lists of plain JSON
@@ -1406,6 +1484,9 @@ static PyMethodDef methods[] = {
      "or starts with '$', or an encoding is not bytes holding one value."},
     {"split_values", split_values, METH_O,
      "The encodings of a JSON object's values, in its order; None when it is not one."},
+    {"split_map", (PyCFunction)(void (*)(void))split_map, METH_FASTCALL,
+     "{key: encoding} of a JSON object whose members are a dict's keys in its order; "
+     "None when they are not."},
     {"inline_sizes", inline_sizes, METH_O,
      "(bytes of the inline entries' members, count of the other entries)."},
     {"page_plan", (PyCFunction)(void (*)(void))page_plan, METH_FASTCALL,
