@@ -439,7 +439,12 @@ static PyObject *inline_entries(PyObject *module, PyObject *const *args, Py_ssiz
     if (limit == -1 && PyErr_Occurred()) {
         return NULL;
     }
+#if PY_VERSION_HEX < 0x030D0000
+    /* Sized for every key at once (most are inline): no resize as it fills. */
+    PyObject *entries = _PyDict_NewPresized(PyDict_GET_SIZE(args[0]));
+#else
     PyObject *entries = PyDict_New();
+#endif
     PyObject *rest = PyList_New(0);
     if (entries == NULL || rest == NULL) {
         goto failed;
