@@ -139,3 +139,19 @@ def test_page_plan_with_a_cache_returns_records_and_key_tuples() -> None:
                                       plan, strict=True) if type(a) is list)
     with pytest.raises(TypeError):
         _speedups.page_plan(keys, entries, 0x7, 1 << 20, [])  # type: ignore[arg-type]
+
+
+def test_page_plan_is_the_same_whatever_the_order_of_the_entries() -> None:
+    """The entries read in the dict's own order where it matches the keys (no look-up), by
+    look-up elsewhere: the same plan for a dict in key order, mostly in it, or not at all."""
+    import random
+
+    entries = _entries(_wide(3000), _Sink())
+    entries["zz"] = compute_digest(Kind.VALUE, b"1")  # a key of its own object, last
+    keys = sorted(entries)
+    expected = _speedups.page_plan(keys, entries, 0x7, 1 << 20)
+    items = list(entries.items())
+    orders = [items, items[-1:] + items[:-1], items[::-1], items[:1500:2] + items[1:1500:2] +
+              items[1500:], random.Random(5).sample(items, len(items))]
+    for order in orders:
+        assert _speedups.page_plan(keys, dict(order), 0x7, 1 << 20) == expected

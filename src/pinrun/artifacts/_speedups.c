@@ -540,6 +540,36 @@ static PyObject *entry_at(PyObject *keys, Py_ssize_t index, Py_ssize_t count,
     return entry;
 }
 
+/* entry_at, without a hash look-up when keys[index] is the very key object the dict
+ * holds next from *cursor (a PyDict_Next position), or the one after it: the keys are
+ * sorted and the dict is mostly in that order (a state: its inputs first), so its
+ * entries are read in memory order. Identity proves it is that key's entry; otherwise
+ * the look-up, as entry_at (and *cursor stays). After many misses in a row (a dict in
+ * another order) the dict is tried only at every 64th key, until it hits again. */
+static PyObject *next_entry(PyObject *keys, Py_ssize_t index, Py_ssize_t count,
+                            PyObject *entries, Py_ssize_t *cursor, Py_ssize_t *misses)
+{
+    if (PyList_GET_SIZE(keys) != count) {
+        PyErr_SetString(PyExc_RuntimeError, "page_plan(): the list of keys changed size");
+        return NULL;
+    }
+    if (*misses < 16 || (index & 63) == 0) {
+        PyObject *key = PyList_GET_ITEM(keys, index), *held, *entry;
+        Py_ssize_t position = *cursor;
+        for (int tries = 0; tries < 2 && PyDict_Next(entries, &position, &held, &entry);
+                tries++) {
+            if (held == key) {
+                *cursor = position;
+                *misses = 0;
+                Py_INCREF(entry);
+                return entry;
+            }
+        }
+        (*misses)++;
+    }
+    return entry_at(keys, index, count, entries);
+}
+
 /* The page record cached under the page's first key when it holds exactly the entries
  * held[0:count] (the same objects), borrowed; NULL when there is none (no exception)
  * or on error (with one). A record is a list [entries tuple, payload, digest or None]. */
@@ -688,8 +718,9 @@ static PyObject *page_plan(PyObject *module, PyObject *const *args, Py_ssize_t n
         Py_XDECREF(plan);
         return PyErr_NoMemory();
     }
+    Py_ssize_t cursor = 0, misses = 0;
     for (Py_ssize_t index = 0; index < count; index++) {
-        PyObject *entry = entry_at(keys, index, count, entries);
+        PyObject *entry = next_entry(keys, index, count, entries, &cursor, &misses);
         if (entry == NULL) {
             goto failed;
         }
