@@ -155,3 +155,18 @@ def test_page_plan_is_the_same_whatever_the_order_of_the_entries() -> None:
               items[1500:], random.Random(5).sample(items, len(items))]
     for order in orders:
         assert _speedups.page_plan(keys, dict(order), 0x7, 1 << 20) == expected
+
+
+def test_inline_entries_are_the_same_whatever_the_order_of_the_encodings() -> None:
+    """inline_entries reads the encodings side by side when in the state's order, by
+    look-up otherwise: the same entries either way."""
+    state = _wide(500)
+    payloads = {key: trees.encode_entry(value) for key, value in state.items()}
+    made = _speedups.inline_entries(state, payloads, 16384)
+    assert made is not None
+    for order in (dict(reversed(list(payloads.items()))), dict(list(payloads.items())[::2])):
+        again = _speedups.inline_entries(state, order, 16384)
+        assert again is not None
+        assert {key: entry.member for key, entry in again[0].items()} == {
+            key: made[0][key].member for key in again[0]}
+        assert sorted([*again[0], *again[1]]) == sorted(state)

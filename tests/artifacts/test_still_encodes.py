@@ -104,3 +104,14 @@ def test_all_still_encode_checks_every_value_against_its_own_encoding() -> None:
     assert not codec.read_back_all(values, encodings)
     values["k7"]["id"] = 7
     assert codec.read_back_all(values, encodings)
+
+
+def test_all_still_encode_reads_maps_in_any_order_alike() -> None:
+    """The encodings read side by side when in the values' order, looked up otherwise."""
+    values = {f"k{i}": [i, str(i)] for i in range(200)}
+    encodings = {key: codec.encode(value) for key, value in values.items()}
+    reordered = dict(reversed(list(encodings.items())))
+    shifted = dict([*list(encodings.items())[1:], next(iter(encodings.items()))])
+    for other in (encodings, reordered, shifted):
+        assert _speedups.all_still_encode(values, other)
+        assert not _speedups.all_still_encode(values, {**other, "k150": b"[150]"})

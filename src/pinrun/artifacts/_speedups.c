@@ -428,6 +428,21 @@ static PyObject *make_inline(PyObject *key, PyObject *payload)
     return (PyObject *)made;
 }
 
+/* other[key] (borrowed), read without a hash look-up when other holds that very key
+ * object next from *cursor (a PyDict_Next position): two maps filled in the same order
+ * (a state's values and their encodings) are read side by side, in memory order. NULL
+ * when it is not there (then the caller looks it up). Runs no Python code. */
+static PyObject *side_by_side(PyObject *other, PyObject *key, Py_ssize_t *cursor)
+{
+    Py_ssize_t position = *cursor;
+    PyObject *held, *value;
+    if (PyDict_Next(other, &position, &held, &value) && held == key) {
+        *cursor = position;
+        return value;
+    }
+    return NULL;
+}
+
 static PyObject *inline_entries(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 3 || !PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[1])
@@ -449,7 +464,7 @@ static PyObject *inline_entries(PyObject *module, PyObject *const *args, Py_ssiz
     if (entries == NULL || rest == NULL) {
         goto failed;
     }
-    Py_ssize_t position = 0, size = PyDict_GET_SIZE(args[0]);
+    Py_ssize_t position = 0, size = PyDict_GET_SIZE(args[0]), cursor = 0;
     PyObject *key, *value;
     while (PyDict_Next(args[0], &position, &key, &value)) {
         if (!PyUnicode_CheckExact(key)) {
@@ -461,7 +476,10 @@ static PyObject *inline_entries(PyObject *module, PyObject *const *args, Py_ssiz
          * its own __eq__), which could drop the state's key and value: hold them. */
         Py_INCREF(key);
         Py_INCREF(value);
-        PyObject *payload = PyDict_GetItemWithError(args[1], key);
+        PyObject *payload = side_by_side(args[1], key, &cursor);
+        if (payload == NULL) {
+            payload = PyDict_GetItemWithError(args[1], key);
+        }
         PyObject *made = NULL;
         int added = -1;
         if (payload == NULL && PyErr_Occurred()) {
@@ -1370,13 +1388,16 @@ static PyObject *all_still_encode(PyObject *module, PyObject *const *args, Py_ss
         PyErr_SetString(PyExc_TypeError, "all_still_encode() takes two dicts");
         return NULL;
     }
-    Py_ssize_t position = 0;
+    Py_ssize_t position = 0, cursor = 0;
     PyObject *key, *value;
     while (PyDict_Next(args[0], &position, &key, &value)) {
         if (!PyUnicode_CheckExact(key)) {
             Py_RETURN_FALSE;
         }
-        PyObject *encoding = PyDict_GetItemWithError(args[1], key);
+        PyObject *encoding = side_by_side(args[1], key, &cursor);
+        if (encoding == NULL) {
+            encoding = PyDict_GetItemWithError(args[1], key);
+        }
         if (encoding == NULL) {
             if (PyErr_Occurred()) {
                 return NULL;
