@@ -97,3 +97,36 @@ def test_what_needs_a_closer_look_is_left_to_one_call_per_value(
     if decoded is not None:
         assert codec.encode(decoded) == codec.encode(values)
     assert codec.encode_many(_table(10)) is None  # small: value by value is as cheap
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=6), _LEAVES, min_size=1, max_size=8))
+def test_split_map_cuts_only_members_in_the_maps_own_order(values: dict[str, Any]) -> None:
+    """split_map gives each value's encoding when the map's keys are in the order of its
+    JSON's members and written as they are; None otherwise."""
+    import orjson
+
+    from pinrun.artifacts import _speedups
+
+    try:
+        whole = orjson.dumps(values, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return
+    made = _speedups.split_map(whole, values)
+    plain_keys = all(not any(c in key for c in '"\\') and all(ord(c) >= 0x20 for c in key)
+                     for key in values)
+    if list(values) == sorted(values) and plain_keys:
+        assert made is not None
+        assert list(made) == list(values)
+        assert list(made.values()) == _speedups.split_values(whole)
+    else:
+        assert made is None
+
+
+def test_encode_many_of_a_map_in_key_order_needs_no_second_cut(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A map built in key order is cut straight into its dict (split_map), in one pass."""
+    table = _table(500)
+    monkeypatch.setattr(codec, "_split_values", lambda whole: None)  # not needed
+    assert codec.encode_many(table) == {key: codec.encode(value) for key, value in table.items()}
+    assert codec.encode_many(dict(reversed(table.items()))) is None  # (the second cut, gone)

@@ -82,12 +82,14 @@ def test_page_plan_holds_a_key_that_a_lookup_drops_from_the_list() -> None:
     def replace(keys: list[Any]) -> None:
         keys[:] = [f"new{i}" for i in range(len(keys))]
 
-    keys, entries = _armed_plan(replace)
-    with pytest.raises(KeyError, match="new0"):  # (every key ends a page: read again there)
-        _speedups.page_plan(keys, entries, 0, 1 << 20)
-    keys, entries = _armed_plan(replace)
-    with pytest.raises(KeyError, match="new1"):  # (no key ends a page: the next key is read)
-        _speedups.page_plan(keys, entries, 0xFFFFFFFF, 1 << 20)
+    # (Each key is read once: the page of the first holds its entry; the next key is new.)
+    for mask in (0, 0xFFFFFFFF):  # every key ends a page; no key does
+        keys, entries = _armed_plan(replace)
+        with pytest.raises(KeyError, match="new1"):
+            _speedups.page_plan(keys, entries, mask, 1 << 20)
+        keys, entries = _armed_plan(replace)
+        with pytest.raises(KeyError, match="new1"):
+            _speedups.page_plan(keys, entries, mask, 1 << 20, {})
 
 
 def test_inline_entries_hold_the_key_a_lookup_may_drop() -> None:
@@ -264,7 +266,7 @@ def test_huge_and_negative_sizes_are_refused_or_harmless() -> None:
         _speedups.page_plan([], {}, 0, 1 << 80)
     assert _speedups.inline_entries({"a": 1}, {"a": b"1"}, -5) == ({}, ["a"])
     entry = _inline("a", b"1")
-    assert _speedups.page_plan(["a"], {"a": entry}, 0, -1) == [["a"]]
+    assert _speedups.page_plan(["a"], {"a": entry}, 0, -1) == [("a",)]
 
 
 def test_deep_nesting_is_scanned_without_recursion() -> None:

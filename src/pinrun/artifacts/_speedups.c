@@ -428,6 +428,21 @@ static PyObject *make_inline(PyObject *key, PyObject *payload)
     return (PyObject *)made;
 }
 
+/* other[key] (borrowed), read without a hash look-up when other holds that very key
+ * object next from *cursor (a PyDict_Next position): two maps filled in the same order
+ * (a state's values and their encodings) are read side by side, in memory order. NULL
+ * when it is not there (then the caller looks it up). Runs no Python code. */
+static PyObject *side_by_side(PyObject *other, PyObject *key, Py_ssize_t *cursor)
+{
+    Py_ssize_t position = *cursor;
+    PyObject *held, *value;
+    if (PyDict_Next(other, &position, &held, &value) && held == key) {
+        *cursor = position;
+        return value;
+    }
+    return NULL;
+}
+
 static PyObject *inline_entries(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 3 || !PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[1])
@@ -439,12 +454,17 @@ static PyObject *inline_entries(PyObject *module, PyObject *const *args, Py_ssiz
     if (limit == -1 && PyErr_Occurred()) {
         return NULL;
     }
+#if PY_VERSION_HEX < 0x030D0000
+    /* Sized for every key at once (most are inline): no resize as it fills. */
+    PyObject *entries = _PyDict_NewPresized(PyDict_GET_SIZE(args[0]));
+#else
     PyObject *entries = PyDict_New();
+#endif
     PyObject *rest = PyList_New(0);
     if (entries == NULL || rest == NULL) {
         goto failed;
     }
-    Py_ssize_t position = 0, size = PyDict_GET_SIZE(args[0]);
+    Py_ssize_t position = 0, size = PyDict_GET_SIZE(args[0]), cursor = 0;
     PyObject *key, *value;
     while (PyDict_Next(args[0], &position, &key, &value)) {
         if (!PyUnicode_CheckExact(key)) {
@@ -456,7 +476,10 @@ static PyObject *inline_entries(PyObject *module, PyObject *const *args, Py_ssiz
          * its own __eq__), which could drop the state's key and value: hold them. */
         Py_INCREF(key);
         Py_INCREF(value);
-        PyObject *payload = PyDict_GetItemWithError(args[1], key);
+        PyObject *payload = side_by_side(args[1], key, &cursor);
+        if (payload == NULL) {
+            payload = PyDict_GetItemWithError(args[1], key);
+        }
         PyObject *made = NULL;
         int added = -1;
         if (payload == NULL && PyErr_Occurred()) {
@@ -535,36 +558,123 @@ static PyObject *entry_at(PyObject *keys, Py_ssize_t index, Py_ssize_t count,
     return entry;
 }
 
-/* Append the page of keys[first:end] (all inline) to plan: its payload, or the list
- * of its keys when it encodes past split. count_all is the size of keys. */
-static int plan_page(PyObject *plan, PyObject *keys, Py_ssize_t count_all, PyObject *entries,
-                     Py_ssize_t first, Py_ssize_t end, Py_ssize_t split)
+/* entry_at, without a hash look-up when keys[index] is the very key object the dict
+ * holds next from *cursor (a PyDict_Next position), or the one after it: the keys are
+ * sorted and the dict is mostly in that order (a state: its inputs first), so its
+ * entries are read in memory order. Identity proves it is that key's entry; otherwise
+ * the look-up, as entry_at (and *cursor stays). After many misses in a row (a dict in
+ * another order) the dict is tried only at every 64th key, until it hits again. */
+static PyObject *next_entry(PyObject *keys, Py_ssize_t index, Py_ssize_t count,
+                            PyObject *entries, Py_ssize_t *cursor, Py_ssize_t *misses)
 {
-    Py_ssize_t count = end - first, size = 1 + count;  /* braces, and commas between */
-    /* The entries are held (new references) while the page's bytes are allocated. */
-    InlineObject **held = PyMem_Malloc(sizeof(InlineObject *) * (size_t)count);
-    if (held == NULL) {
-        PyErr_NoMemory();
+    if (PyList_GET_SIZE(keys) != count) {
+        PyErr_SetString(PyExc_RuntimeError, "page_plan(): the list of keys changed size");
+        return NULL;
+    }
+    if (*misses < 16 || (index & 63) == 0) {
+        PyObject *key = PyList_GET_ITEM(keys, index), *held, *entry;
+        Py_ssize_t position = *cursor;
+        for (int tries = 0; tries < 2 && PyDict_Next(entries, &position, &held, &entry);
+                tries++) {
+            if (held == key) {
+                *cursor = position;
+                *misses = 0;
+                Py_INCREF(entry);
+                return entry;
+            }
+        }
+        (*misses)++;
+    }
+    return entry_at(keys, index, count, entries);
+}
+
+/* The page record cached under the page's first key when it holds exactly the entries
+ * held[0:count] (the same objects), borrowed; NULL when there is none (no exception)
+ * or on error (with one). A record is a list [entries tuple, payload, digest or None]. */
+static PyObject *cached_page(PyObject *cache, PyObject *first_key, InlineObject **held,
+                             Py_ssize_t count)
+{
+    /* An exact str key: the look-up runs no Python code. */
+    PyObject *record = PyDict_GetItemWithError(cache, first_key);
+    if (record == NULL || !PyList_CheckExact(record) || PyList_GET_SIZE(record) != 3) {
+        return NULL;
+    }
+    PyObject *kept = PyList_GET_ITEM(record, 0);
+    if (!PyTuple_CheckExact(kept) || PyTuple_GET_SIZE(kept) != count
+            || !PyBytes_CheckExact(PyList_GET_ITEM(record, 1))) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (PyTuple_GET_ITEM(kept, i) != (PyObject *)held[i]) {
+            return NULL;
+        }
+    }
+    return record;
+}
+
+/* Append the page of keys[first:first + count] to plan, whose entries (all inline) are
+ * held[0:count]: its payload, or the tuple of its keys when it encodes past split. With
+ * a cache (a dict, or NULL), an inline page is a record [entries, payload, digest or
+ * None] instead, found there when its first key's record holds the same entry objects
+ * (an Inline never changes, and the record holds them: the same objects make the same
+ * bytes), else made and put there (the caller fills in its digest). */
+static int plan_page(PyObject *plan, PyObject *keys, Py_ssize_t count_all,
+                     InlineObject **held, Py_ssize_t first, Py_ssize_t count,
+                     Py_ssize_t split, PyObject *cache)
+{
+    Py_ssize_t size = 1 + count;  /* braces, and commas between */
+    for (Py_ssize_t i = 0; i < count; i++) {
+        size += member_size(held[i]);
+    }
+    if (PyList_GET_SIZE(keys) != count_all) {  /* (a look-up may have run code) */
+        PyErr_SetString(PyExc_RuntimeError, "page_plan(): the list of keys changed size");
         return -1;
     }
-    Py_ssize_t taken = 0;
-    int result = -1;
-    for (; taken < count; taken++) {
-        PyObject *entry = entry_at(keys, first + taken, count_all, entries);
-        if (entry == NULL) {
-            goto done;
-        }
-        if (Py_TYPE(entry) != &InlineType) {
-            Py_DECREF(entry);
-            PyErr_SetString(PyExc_KeyError, "page_plan(): a page key is not inline");
-            goto done;
-        }
-        held[taken] = (InlineObject *)entry;
-        size += member_size(held[taken]);
-    }
-    PyObject *item;
+    PyObject *item = NULL, *first_key = PyList_GET_ITEM(keys, first);
     if (size > split) {
-        item = PyList_GetSlice(keys, first, end);
+        PyObject *slice = PyList_GetSlice(keys, first, first + count);
+        item = slice != NULL ? PyList_AsTuple(slice) : NULL;
+        Py_XDECREF(slice);
+    }
+    else if (cache != NULL && PyUnicode_CheckExact(first_key)) {
+        Py_INCREF(first_key);
+        item = cached_page(cache, first_key, held, count);
+        if (item != NULL) {
+            Py_INCREF(item);
+        }
+        else if (!PyErr_Occurred()) {
+            PyObject *kept = PyTuple_New(count);
+            PyObject *payload = PyBytes_FromStringAndSize(NULL, size);
+            if (kept != NULL && payload != NULL) {
+                char *out = PyBytes_AS_STRING(payload);
+                *out++ = '{';
+                for (Py_ssize_t i = 0; i < count; i++) {
+                    if (i > 0) {
+                        *out++ = ',';
+                    }
+                    out = write_member(held[i], out);
+                    Py_INCREF(held[i]);
+                    PyTuple_SET_ITEM(kept, i, (PyObject *)held[i]);
+                }
+                *out = '}';
+                item = PyList_New(3);
+            }
+            if (item != NULL) {
+                PyList_SET_ITEM(item, 0, kept);
+                PyList_SET_ITEM(item, 1, payload);
+                Py_INCREF(Py_None);
+                PyList_SET_ITEM(item, 2, Py_None);
+                /* (An exact str key into a dict: no Python code runs.) */
+                if (PyDict_SetItem(cache, first_key, item) < 0) {
+                    Py_CLEAR(item);
+                }
+            }
+            else {
+                Py_XDECREF(kept);
+                Py_XDECREF(payload);
+            }
+        }
+        Py_DECREF(first_key);
     }
     else {
         item = PyBytes_FromStringAndSize(NULL, size);
@@ -580,26 +690,34 @@ static int plan_page(PyObject *plan, PyObject *keys, Py_ssize_t count_all, PyObj
             *out = '}';
         }
     }
-    if (item != NULL) {
-        result = PyList_Append(plan, item);
-        Py_DECREF(item);
+    if (item == NULL) {
+        return -1;
     }
-done:
-    for (Py_ssize_t i = 0; i < taken; i++) {
+    int result = PyList_Append(plan, item);
+    Py_DECREF(item);
+    return result;
+}
+
+/* Drop the entries held[0:count] (new references). */
+static void release(InlineObject **held, Py_ssize_t count)
+{
+    for (Py_ssize_t i = 0; i < count; i++) {
         Py_DECREF(held[i]);
     }
-    PyMem_Free(held);
-    return result;
 }
 
 static PyObject *page_plan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4 || !PyList_CheckExact(args[0]) || !PyDict_CheckExact(args[1])
-            || !PyLong_Check(args[2]) || !PyLong_Check(args[3])) {
-        PyErr_SetString(PyExc_TypeError, "page_plan() takes a list, a dict and two ints");
+    if ((nargs != 4 && nargs != 5) || !PyList_CheckExact(args[0])
+            || !PyDict_CheckExact(args[1]) || !PyLong_Check(args[2])
+            || !PyLong_Check(args[3])
+            || (nargs == 5 && args[4] != Py_None && !PyDict_CheckExact(args[4]))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "page_plan() takes a list, a dict, two ints and a dict or None");
         return NULL;
     }
     PyObject *keys = args[0], *entries = args[1];
+    PyObject *cache = nargs == 5 && args[4] != Py_None ? args[4] : NULL;
     unsigned long mask = PyLong_AsUnsignedLong(args[2]);
     if (mask == (unsigned long)-1 && PyErr_Occurred()) {
         return NULL;
@@ -608,33 +726,50 @@ static PyObject *page_plan(PyObject *module, PyObject *const *args, Py_ssize_t n
     if (split == -1 && PyErr_Occurred()) {
         return NULL;
     }
+    Py_ssize_t count = PyList_GET_SIZE(keys), start = 0, taken = 0;
+    /* The entries of the page being gathered (keys[start:start + taken]), held (new
+     * references) from their one look-up until the page is planned. */
+    InlineObject **held = PyMem_Malloc(sizeof(InlineObject *) * (size_t)(count ? count : 1));
     PyObject *plan = PyList_New(0);
-    if (plan == NULL) {
-        return NULL;
+    if (held == NULL || plan == NULL) {
+        PyMem_Free(held);
+        Py_XDECREF(plan);
+        return PyErr_NoMemory();
     }
-    Py_ssize_t count = PyList_GET_SIZE(keys), start = 0;
+    Py_ssize_t cursor = 0, misses = 0;
     for (Py_ssize_t index = 0; index < count; index++) {
-        PyObject *entry = entry_at(keys, index, count, entries);
+        PyObject *entry = next_entry(keys, index, count, entries, &cursor, &misses);
         if (entry == NULL) {
             goto failed;
         }
-        int inline_entry = Py_TYPE(entry) == &InlineType;
-        unsigned int cut = inline_entry ? ((InlineObject *)entry)->cut : 0;
-        Py_DECREF(entry);
-        if (inline_entry) {
-            if (!(cut & (unsigned int)mask)) {
-                if (plan_page(plan, keys, count, entries, start, index + 1, split) < 0) {
+        if (Py_TYPE(entry) == &InlineType) {
+            held[taken++] = (InlineObject *)entry;
+            if (!(((InlineObject *)entry)->cut & (unsigned int)mask)) {
+                int planned = plan_page(plan, keys, count, held, start, taken, split, cache);
+                release(held, taken);
+                taken = 0;
+                if (planned < 0) {
                     goto failed;
                 }
                 start = index + 1;
             }
             continue;
         }
+        Py_DECREF(entry);
         /* A value with its own object is a page of its own (a map of one key). */
-        if (start < index && plan_page(plan, keys, count, entries, start, index, split) < 0) {
+        if (taken > 0) {
+            int planned = plan_page(plan, keys, count, held, start, taken, split, cache);
+            release(held, taken);
+            taken = 0;
+            if (planned < 0) {
+                goto failed;
+            }
+        }
+        if (PyList_GET_SIZE(keys) != count) {  /* (a page's look-ups may have run code) */
+            PyErr_SetString(PyExc_RuntimeError, "page_plan(): the list of keys changed size");
             goto failed;
         }
-        PyObject *alone = PyList_GetSlice(keys, index, index + 1);
+        PyObject *alone = PyTuple_Pack(1, PyList_GET_ITEM(keys, index));
         if (alone == NULL || PyList_Append(plan, alone) < 0) {
             Py_XDECREF(alone);
             goto failed;
@@ -642,12 +777,20 @@ static PyObject *page_plan(PyObject *module, PyObject *const *args, Py_ssize_t n
         Py_DECREF(alone);
         start = index + 1;
     }
-    if (start < count && plan_page(plan, keys, count, entries, start, count, split) < 0) {
-        goto failed;
+    if (taken > 0) {
+        int planned = plan_page(plan, keys, count, held, start, taken, split, cache);
+        release(held, taken);
+        taken = 0;
+        if (planned < 0) {
+            goto failed;
+        }
     }
+    PyMem_Free(held);
     return plan;
 
 failed:
+    release(held, taken);
+    PyMem_Free(held);
     Py_DECREF(plan);
     return NULL;
 }
@@ -815,6 +958,84 @@ not_object:
     Py_RETURN_NONE;
 }
 
+/* split_map(payload, values): {key: value's encoding} of a JSON object payload whose
+ * members are exactly values' keys in values' order (each written as it is, no escape),
+ * cut as split_values cuts them; None when they are not (keys in another order, or one
+ * JSON escapes: the caller cuts and matches them itself). The dict is walked while no
+ * Python code runs (exact str keys; the new dict's are those same keys). */
+static PyObject *split_map(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_Check(args[0]) || !PyDict_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "split_map() takes bytes and a dict");
+        return NULL;
+    }
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
+    PyObject *values = args[1];
+    if (size < 2 || data[0] != '{' || data[size - 1] != '}' || PyDict_GET_SIZE(values) == 0) {
+        Py_RETURN_NONE;
+    }
+#if PY_VERSION_HEX < 0x030D0000
+    PyObject *out = _PyDict_NewPresized(PyDict_GET_SIZE(values));  /* (no resize as it fills) */
+#else
+    PyObject *out = PyDict_New();
+#endif
+    if (out == NULL) {
+        return NULL;
+    }
+    Py_ssize_t at = 1, position = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(values, &position, &key, &value)) {
+        if (!PyUnicode_CheckExact(key) || at >= size || data[at] != '"') {
+            goto not_these;
+        }
+        Py_ssize_t length;
+        const char *text;
+        if (PyUnicode_IS_COMPACT_ASCII(key)) {
+            text = (const char *)PyUnicode_DATA(key);
+            length = PyUnicode_GET_LENGTH(key);
+        }
+        else {
+            text = PyUnicode_AsUTF8AndSize(key, &length);
+            if (text == NULL) {
+                PyErr_Clear();
+                goto not_these;
+            }
+        }
+        int escaped = 0;
+        Py_ssize_t key_end = string_end(data, size, at, &escaped);
+        if (key_end < 0 || escaped || key_end != at + length + 2 || key_end >= size
+                || data[key_end] != ':'
+                || memcmp(data + at + 1, text, (size_t)length) != 0) {
+            goto not_these;
+        }
+        Py_ssize_t end = value_end(data, size, key_end + 1);
+        if (end < 0) {
+            goto not_these;
+        }
+        PyObject *part = PyBytes_FromStringAndSize((const char *)data + key_end + 1,
+                                                   end - key_end - 1);
+        if (part == NULL || PyDict_SetItem(out, key, part) < 0) {
+            Py_XDECREF(part);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(part);
+        at = end + 1;
+        if (data[end] == '}') {
+            break;
+        }
+    }
+    if (at != size || PyDict_GET_SIZE(out) != PyDict_GET_SIZE(values)) {
+        goto not_these;
+    }
+    return out;
+
+not_these:
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+}
+
 /* ------------------------------------------------------------------ canonical
  *
  * canonical(value): is value a tree of exact dicts and lists of plain JSON
@@ -920,6 +1141,274 @@ static PyObject *canonical(PyObject *module, PyObject *value)
         return NULL;
     }
     return PyBool_FromLong(result);
+}
+
+/* ------------------------------------------------------------------ still_encodes
+ *
+ * still_encodes(value, encoding): is value canonical (see canonical() above) and
+ * exactly what encoding, a canonical encoding pinrun made, holds: encode(value) ==
+ * encoding? One walk of the value against the bytes, which allocates no Python object
+ * and runs no Python code, instead of canonical(), a new encoding and a comparison.
+ * It answers True only when sure: a str JSON escapes, an int past 64 bits, anything
+ * not plain is False (the caller then checks the slow way). A float is compared by
+ * value: the encoding's number (which has a '.' or an exponent, as only a float's has)
+ * read back is the value, bit for bit; orjson wrote that token for that very double,
+ * and writes a double one way. */
+
+/* The end of s's JSON string (with quotes) when it sits at data[at] as it is (no
+ * escapes), else -1. *utf8 / *length: its UTF-8, for the caller's order check. */
+static Py_ssize_t match_text(PyObject *text, const unsigned char *data, Py_ssize_t size,
+                             Py_ssize_t at, const char **utf8, Py_ssize_t *length)
+{
+    const char *bytes;
+    Py_ssize_t count;
+    if (PyUnicode_IS_COMPACT_ASCII(text)) {
+        bytes = (const char *)PyUnicode_DATA(text);
+        count = PyUnicode_GET_LENGTH(text);
+    }
+    else {
+        bytes = PyUnicode_AsUTF8AndSize(text, &count);
+        if (bytes == NULL) {
+            PyErr_Clear();  /* a lone surrogate: written in a tagged form */
+            return -1;
+        }
+    }
+    if (at + count + 2 > size || data[at] != '"' || data[at + count + 1] != '"'
+            || memcmp(data + at + 1, bytes, (size_t)count) != 0) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        unsigned char c = (unsigned char)bytes[i];
+        if (c == '"' || c == '\\' || c < 0x20) {
+            return -1;  /* escaped in JSON: not told here */
+        }
+    }
+    if (utf8 != NULL) {
+        *utf8 = bytes;
+        *length = count;
+    }
+    return at + count + 2;
+}
+
+static Py_ssize_t match_value(PyObject *value, const unsigned char *data, Py_ssize_t size,
+                              Py_ssize_t at, int depth);
+
+static Py_ssize_t match_literal(const unsigned char *data, Py_ssize_t size, Py_ssize_t at,
+                                const char *literal, Py_ssize_t length)
+{
+    if (at + length > size || memcmp(data + at, literal, (size_t)length) != 0) {
+        return -1;
+    }
+    return at + length;
+}
+
+static Py_ssize_t match_int(PyObject *value, const unsigned char *data, Py_ssize_t size,
+                            Py_ssize_t at)
+{
+    int overflow = 0;
+    long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (overflow || (number == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return -1;
+    }
+    char digits[24];
+    char *end = digits + sizeof digits, *out = end;
+    unsigned long long rest = number < 0 ? 0ull - (unsigned long long)number
+                                         : (unsigned long long)number;
+    do {
+        *--out = (char)('0' + rest % 10);
+        rest /= 10;
+    } while (rest);
+    if (number < 0) {
+        *--out = '-';
+    }
+    return match_literal(data, size, at, out, end - out);
+}
+
+static Py_ssize_t match_float(PyObject *value, const unsigned char *data, Py_ssize_t size,
+                              Py_ssize_t at)
+{
+    double number = PyFloat_AS_DOUBLE(value);
+    if (!isfinite(number)) {
+        return -1;  /* written in a tagged form */
+    }
+    char token[40];
+    Py_ssize_t length = 0;
+    int fraction = 0;
+    while (at + length < size && length < (Py_ssize_t)sizeof token - 1) {
+        unsigned char c = data[at + length];
+        if (c == '.' || c == 'e' || c == 'E') {
+            fraction = 1;
+        }
+        else if (!(c == '-' || c == '+' || (c >= '0' && c <= '9'))) {
+            break;
+        }
+        token[length++] = (char)c;
+    }
+    if (!fraction || length == 0 || length >= (Py_ssize_t)sizeof token - 1) {
+        return -1;
+    }
+    token[length] = '\0';
+    char *parsed_end = NULL;
+    double read = PyOS_string_to_double(token, &parsed_end, NULL);
+    if (read == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1;
+    }
+    if (parsed_end != token + length || memcmp(&read, &number, sizeof number) != 0) {
+        return -1;
+    }
+    return at + length;
+}
+
+static Py_ssize_t match_dict(PyObject *value, const unsigned char *data, Py_ssize_t size,
+                             Py_ssize_t at, int depth)
+{
+    if (at >= size || data[at] != '{') {
+        return -1;
+    }
+    at++;
+    Py_ssize_t position = 0, previous_length = 0;
+    const char *previous = NULL;
+    PyObject *key, *item;
+    while (PyDict_Next(value, &position, &key, &item)) {
+        if (!PyUnicode_CheckExact(key)) {
+            return -1;
+        }
+        if (previous != NULL) {
+            if (at >= size || data[at] != ',') {
+                return -1;
+            }
+            at++;
+        }
+        const char *utf8;
+        Py_ssize_t length;
+        at = match_text(key, data, size, at, &utf8, &length);
+        if (at < 0 || at >= size || data[at] != ':' || (length > 0 && utf8[0] == '$')) {
+            return -1;
+        }
+        /* Keys in ascending order of their UTF-8 bytes (a decoded dict's order). */
+        if (previous != NULL) {
+            int order = memcmp(previous, utf8, (size_t)(previous_length < length
+                                                         ? previous_length : length));
+            if (order > 0 || (order == 0 && previous_length >= length)) {
+                return -1;
+            }
+        }
+        previous = utf8;
+        previous_length = length;
+        at = match_value(item, data, size, at + 1, depth + 1);
+        if (at < 0) {
+            return -1;
+        }
+    }
+    if (at >= size || data[at] != '}') {
+        return -1;
+    }
+    return at + 1;
+}
+
+static Py_ssize_t match_value(PyObject *value, const unsigned char *data, Py_ssize_t size,
+                              Py_ssize_t at, int depth)
+{
+    PyTypeObject *type = Py_TYPE(value);
+    if (type == &PyUnicode_Type) {
+        return match_text(value, data, size, at, NULL, NULL);
+    }
+    if (type == &PyLong_Type) {
+        return match_int(value, data, size, at);
+    }
+    if (type == &PyFloat_Type) {
+        return match_float(value, data, size, at);
+    }
+    if (value == Py_True) {
+        return match_literal(data, size, at, "true", 4);
+    }
+    if (value == Py_False) {
+        return match_literal(data, size, at, "false", 5);
+    }
+    if (value == Py_None) {
+        return match_literal(data, size, at, "null", 4);
+    }
+    if (depth >= CANONICAL_DEPTH) {
+        return -1;
+    }
+    if (type == &PyDict_Type) {
+        return match_dict(value, data, size, at, depth);
+    }
+    if (type == &PyList_Type) {
+        if (at >= size || data[at] != '[') {
+            return -1;
+        }
+        at++;
+        for (Py_ssize_t index = 0; index < PyList_GET_SIZE(value); index++) {
+            if (index > 0) {
+                if (at >= size || data[at] != ',') {
+                    return -1;
+                }
+                at++;
+            }
+            at = match_value(PyList_GET_ITEM(value, index), data, size, at, depth + 1);
+            if (at < 0) {
+                return -1;
+            }
+        }
+        if (at >= size || data[at] != ']') {
+            return -1;
+        }
+        return at + 1;
+    }
+    return -1;
+}
+
+static int encodes_to(PyObject *value, PyObject *encoding)
+{
+    if (!PyBytes_CheckExact(encoding)) {
+        return 0;  /* (a bytes value's BytesEntry is no JSON) */
+    }
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(encoding);
+    Py_ssize_t size = PyBytes_GET_SIZE(encoding);
+    return match_value(value, data, size, 0, 0) == size;
+}
+
+static PyObject *still_encodes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "still_encodes() takes a value and its encoding");
+        return NULL;
+    }
+    return PyBool_FromLong(encodes_to(args[0], args[1]));
+}
+
+/* all_still_encode(values, encodings): still_encodes() of each value of a dict and its
+ * key's encoding in the other (exact str keys: a look-up runs no Python code). */
+static PyObject *all_still_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "all_still_encode() takes two dicts");
+        return NULL;
+    }
+    Py_ssize_t position = 0, cursor = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(args[0], &position, &key, &value)) {
+        if (!PyUnicode_CheckExact(key)) {
+            Py_RETURN_FALSE;
+        }
+        PyObject *encoding = side_by_side(args[1], key, &cursor);
+        if (encoding == NULL) {
+            encoding = PyDict_GetItemWithError(args[1], key);
+        }
+        if (encoding == NULL) {
+            if (PyErr_Occurred()) {
+                return NULL;
+            }
+            Py_RETURN_FALSE;
+        }
+        if (!encodes_to(value, encoding)) {
+            Py_RETURN_FALSE;
+        }
+    }
+    Py_RETURN_TRUE;
 }
 
 /* in_order(mapping): are a dict's keys exact str in ascending (code point) order, the
@@ -1052,17 +1541,27 @@ static PyMethodDef methods[] = {
      "or starts with '$', or an encoding is not bytes holding one value."},
     {"split_values", split_values, METH_O,
      "The encodings of a JSON object's values, in its order; None when it is not one."},
+    {"split_map", (PyCFunction)(void (*)(void))split_map, METH_FASTCALL,
+     "{key: encoding} of a JSON object whose members are a dict's keys in its order; "
+     "None when they are not."},
     {"inline_sizes", inline_sizes, METH_O,
      "(bytes of the inline entries' members, count of the other entries)."},
     {"page_plan", (PyCFunction)(void (*)(void))page_plan, METH_FASTCALL,
-     "The pages of sorted keys: an inline page's payload, or the list of keys stored as a "
-     "map (a key with its own object, or a page encoding past the split size)."},
+     "The pages of sorted keys: an inline page's payload, or the tuple of keys stored as "
+     "a map (a key with its own object, or a page encoding past the split size). With a "
+     "cache (a dict), an inline page is a record [entries, payload, digest or None] "
+     "kept there under its first key, reused while it holds the same entry objects."},
     {"canonical", canonical, METH_O,
      "True when decode(encode(value)) gives value back as it is: exact dicts (str keys in "
      "sorted order, none starting with '$' or holding a lone surrogate) and lists of "
      "str, int, float, bool and None."},
     {"in_order", in_order, METH_O,
      "True when a dict's keys are exact str in the order sorted() gives them."},
+    {"still_encodes", (PyCFunction)(void (*)(void))still_encodes, METH_FASTCALL,
+     "True when value is canonical and encodes to exactly the canonical encoding given "
+     "(False when unsure: a str JSON escapes, an int past 64 bits)."},
+    {"all_still_encode", (PyCFunction)(void (*)(void))all_still_encode, METH_FASTCALL,
+     "still_encodes() of every value of a dict, with its key's encoding in another."},
     {"members_match", (PyCFunction)(void (*)(void))members_match, METH_FASTCALL,
      "True when bytes are exactly {\"key\":<encoding>,...} of the keys given, in their "
      "order, and a dict of their encodings."},

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["BytesEntry", "TypeCodec", "UndecodableValueError", "UnloadedValue", "decode",
            "decode_many", "decode_tagged", "encode", "encode_digest_map", "encode_many",
            "find_loaded_class", "read_back_all", "reads_back", "register_type",
-           "sorted_keys"]
+           "sorted_keys", "still_encodes"]
 
 UnloadedValue = types.UnloadedValue
 #: The class a ``module:QualName`` reference names, if loaded; never imports.
@@ -120,27 +120,35 @@ def _plain_python(container: dict[Any, Any] | list[Any]) -> bool:
 
 _plain: Callable[[dict[Any, Any] | list[Any]], bool] = _plain_python
 _split_values: Callable[[bytes], list[bytes] | None] | None = None
+_split_map: Callable[[bytes, dict[str, Any]], dict[str, bytes] | None] | None = None
 _join_members: Callable[[dict[str, bytes]], bytes | None] | None = None
 _canonical: Callable[[Any], bool] | None = None
 _in_order: Callable[[dict[Any, Any]], bool] | None = None
 _members_match: Callable[[bytes, list[str], dict[str, bytes]], bool] | None = None
+_still_encodes: Callable[[Any, bytes], bool] | None = None
+_all_still_encode: Callable[[dict[str, Any], dict[str, bytes]], bool] | None = None
 try:
     # The same check compiled (setup.py builds it where a C compiler exists):
     # ~7x faster, and the walk is most of what encoding costs beyond orjson.
     # And the scans that let encode_many and decode_many work on a whole map.
+    from pinrun.artifacts._speedups import all_still_encode as _compiled_all_still_encode
     from pinrun.artifacts._speedups import canonical as _compiled_canonical
     from pinrun.artifacts._speedups import in_order as _compiled_in_order
     from pinrun.artifacts._speedups import join_members as _compiled_join
     from pinrun.artifacts._speedups import members_match as _compiled_members_match
     from pinrun.artifacts._speedups import plain as _compiled_plain
+    from pinrun.artifacts._speedups import split_map as _compiled_split_map
     from pinrun.artifacts._speedups import split_values as _compiled_split
+    from pinrun.artifacts._speedups import still_encodes as _compiled_still_encodes
 except ImportError:  # pragma: no cover - exercised on machines without a compiler
     pass
 else:
     _plain = _compiled_plain
     _split_values, _join_members = _compiled_split, _compiled_join
+    _split_map = _compiled_split_map
     _canonical, _in_order = _compiled_canonical, _compiled_in_order
     _members_match = _compiled_members_match
+    _still_encodes, _all_still_encode = _compiled_still_encodes, _compiled_all_still_encode
 
 #: Maps with fewer keys than this are encoded and decoded value by value (as cheap).
 _MANY: Final = 64
@@ -267,8 +275,16 @@ def encode_many(values: Mapping[str, Any]) -> dict[str, bytes] | None:
         whole = orjson.dumps(values, option=_SORT)
     except TypeError:  # a key that is not a str, an integer past 64 bits, a lone surrogate
         return None
-    if b'"$' in whole:  # a key or string that may need the tagged form: value by value
+    # A key or string that may need the tagged form: value by value. ("$" first: one
+    # byte is a memchr, two a slower search, and most maps hold no "$" at all.)
+    if b"$" in whole and b'"$' in whole:
         return None
+    # Cut straight into a dict when the members are in the map's own order (often: a
+    # map built in key order).
+    if _split_map is not None:
+        made = _split_map(whole, values)
+        if made is not None:
+            return made
     parts = _split_values(whole)
     if parts is None or len(parts) != len(values):
         return None
@@ -332,18 +348,43 @@ def reads_back(value: Any) -> bool:
     return _canonical is not None and _canonical(value)
 
 
+def still_encodes(value: Any, raw: bytes) -> bool:
+    """Whether ``value`` :func:`reads_back` as it is and encodes to ``raw``, a canonical
+    encoding (``encode(value) == raw``): then it is what ``decode(raw)`` would make.
+
+    First one walk of the value against ``raw`` (in C: nothing encoded or allocated),
+    which says yes only when sure; when it is not (a string JSON escapes, an int past
+    64 bits, or a value that changed), the value is checked and encoded again.
+    """
+    if _still_encodes is not None and _still_encodes(value, raw):
+        return True
+    if not reads_back(value):
+        return False
+    try:
+        return encode(value) == raw
+    except Exception:  # whatever the value holds now cannot even be encoded
+        return False
+
+
 def read_back_all(values: Mapping[str, Any], encodings: Mapping[str, bytes]) -> bool:
     """Whether every value of ``values`` :func:`reads_back` as it is and encodes to its
     encoding in ``encodings`` (the same keys): then they are what :func:`decode_many`
     of the encodings would make, with no copy made.
 
-    One walk and one orjson call for the whole map, whose members are compared with
-    the encodings in place (in C); False without the C speedups, for a small map, or
-    for anything else (a value needing a tag, bytes, a key JSON escapes).
+    One walk of each value against its encoding (in C, see :func:`still_encodes`);
+    when that is not sure of every value, one orjson call for the whole map, whose
+    members are compared with the encodings in place. False without the C speedups,
+    for a small map, or for anything else (a value needing a tag, bytes; a key JSON
+    escapes, unless every value was told by the walk).
     """
     if _members_match is None or type(values) is not dict or type(encodings) is not dict \
-            or len(values) < _MANY or len(values) != len(encodings) \
-            or not reads_back(list(values.values())):
+            or len(values) < _MANY or len(values) != len(encodings):
+        return False
+    # One walk of every value against its encoding; when it is not sure of one (see
+    # still_encodes), the whole map is encoded again and compared.
+    if _all_still_encode is not None and _all_still_encode(values, encodings):
+        return True
+    if not reads_back(list(values.values())):
         return False
     try:
         whole = orjson.dumps(values, option=_SORT)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping
 from types import ModuleType
-from typing import TYPE_CHECKING, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import orjson
 
@@ -36,8 +36,8 @@ from pinrun.artifacts.digest import Digest, Kind
 if TYPE_CHECKING:
     from pinrun.artifacts.trees import ObjectSink
 
-__all__ = ["INLINE_LIMIT", "PAGE_SPLIT", "PAGE_TARGET", "Entry", "Inline", "inline",
-           "put_pages", "store_entries"]
+__all__ = ["INLINE_LIMIT", "PAGE_SPLIT", "PAGE_TARGET", "Entry", "Inline", "PageCache",
+           "inline", "put_pages", "store_entries"]
 
 #: A large map (nested or a whole snapshot) is stored in pages of about this many bytes.
 PAGE_TARGET: Final = 64 * 1024
@@ -88,6 +88,13 @@ else:
 
 #: One state key's entry in a snapshot: its own object's digest, or inline.
 Entry: TypeAlias = Digest | Inline
+#: The pages a run stored, by their first key: ``[entries, payload, digest]`` (the
+#: page's :class:`Inline` entries, the very objects, in order; its bytes; its digest).
+#: An Inline never changes and the record holds it, so a page whose entries are the
+#: same objects is the same bytes: the state's pages at a commit are mostly the ones
+#: its previous commit (or the step's outputs) stored, found here and not joined and
+#: hashed again. Filled by :func:`~pinrun.artifacts._speedups.page_plan` (C only).
+PageCache: TypeAlias = dict[str, list[Any]]
 
 
 def inline(key: str, payload: bytes) -> Inline | None:
@@ -102,13 +109,18 @@ def inline(key: str, payload: bytes) -> Inline | None:
     return Inline(quoted + b":" + payload, len(quoted) + 1, zlib.crc32(quoted))
 
 
-def store_entries(sink: ObjectSink, entries: Mapping[str, Entry]) -> Digest:
+def store_entries(sink: ObjectSink, entries: Mapping[str, Entry],
+                  kept_pages: PageCache | None = None) -> Digest:
     """Store the tree of a snapshot whose entries are made (digests stored or queued,
     inline values carried): one object per key when small, else pages.
 
     Pages end after a key whose CRC-32 has its low bits clear, so a page holds
     about :data:`PAGE_TARGET` bytes, the same keys give the same pages, and a
     change to one value rewrites one page (and the tree above it).
+
+    ``kept_pages``: the pages stored before (by this run), kept with their payload and
+    digest: a page holding the very same entries is queued again as it was, not
+    joined and hashed again (see :data:`PageCache`).
     """
     if _speedups is not None and type(entries) is dict:
         inline_size, own = _speedups.inline_sizes(entries)
@@ -129,7 +141,7 @@ def store_entries(sink: ObjectSink, entries: Mapping[str, Entry]) -> Digest:
     keys = codec.sorted_keys(entries)
     if _speedups is not None and type(entries) is dict:
         return _store_planned(sink, entries, _speedups.page_plan(keys, entries, mask,
-                                                                 PAGE_SPLIT))
+                                                                 PAGE_SPLIT, kept_pages))
     pages: list[Digest] = []
     start = 0
     for index, key in enumerate(keys):
@@ -151,14 +163,22 @@ def store_entries(sink: ObjectSink, entries: Mapping[str, Entry]) -> Digest:
 
 
 def _store_planned(sink: ObjectSink, entries: dict[str, Entry],
-                   plan: list[bytes | list[str]]) -> Digest:
+                   plan: list[bytes | tuple[str, ...] | list[Any]]) -> Digest:
     """:func:`store_entries`' pages as :func:`~pinrun.artifacts._speedups.page_plan`
-    cuts and joins them (the same pages as the loop there): a page's payload, or the
-    keys of a page stored as a map tree."""
+    cuts and joins them (the same pages as the loop there): a page's payload, the
+    keys of a page stored as a map tree, or a page's record in the cache (its
+    entries, payload and digest, None until it is first stored)."""
     pages: list[Digest] = []
     for item in plan:
         if isinstance(item, bytes):
             pages.append(sink.put(Kind.VALUE, item))
+        elif isinstance(item, list):
+            digest = item[2]
+            if digest is None:
+                digest = item[2] = sink.put(Kind.VALUE, item[1])
+            else:  # queued again (its commit sets it aside when the store holds it)
+                sink.put(Kind.VALUE, item[1], digest)
+            pages.append(digest)
         else:
             pages.append(_store_map(sink, {key: entries[key] for key in item}))
     return put_pages(sink, pages, len(entries))

@@ -35,6 +35,7 @@ from pinrun.artifacts.snapshot_pages import (
     PAGED_ABOVE,
     Entry,
     Inline,
+    PageCache,
     inline,
     put_pages,
     store_entries,
@@ -276,11 +277,14 @@ def _store_page(sink: ObjectSink, page: dict[str, Any], path: str) -> Digest:
 
 def store_snapshot(sink: ObjectSink, state: Mapping[str, Any], root: str = "state",
                    payloads: Mapping[str, bytes] | None = None,
-                   entries_out: dict[str, Entry] | None = None) -> Digest:
+                   entries_out: dict[str, Entry] | None = None, *,
+                   kept_pages: PageCache | None = None) -> Digest:
     """Store a mapping of string keys as a tree; returns the tree's digest.
 
     ``payloads`` may hold the canonical encodings of some values already;
-    ``entries_out`` receives each key's :data:`Entry` (for :func:`store_entries`).
+    ``entries_out`` receives each key's :data:`Entry` (for :func:`store_entries`);
+    ``kept_pages``: the pages stored before, reused where the same (see
+    :func:`store_entries`).
     A small value is kept inline (stored in its page, or as its own object
     when the snapshot is small: :func:`store_entries` decides), a large one
     or ``bytes`` is stored now, as :func:`store_entry` does.
@@ -308,7 +312,7 @@ def store_snapshot(sink: ObjectSink, state: Mapping[str, Any], root: str = "stat
         entries[key] = store_entry(sink, value, f"{root}[{key!r}]", payload)
     if entries_out is not None:
         entries_out.update(entries)
-    return store_entries(sink, entries)
+    return store_entries(sink, entries, kept_pages)
 
 
 def _string_keyed(state: Mapping[str, Any], root: str) -> Iterator[tuple[str, Any]]:

@@ -238,9 +238,9 @@ def _as_read(value: Any, raw: bytes, handed: set[int] | None) -> Any:
     ``codec.decode(raw)``, or ``value`` itself when that is the same thing.
 
     Decoding a large value makes every object in it again (3-4x the cost of
-    encoding it). A value that :func:`~pinrun.artifacts.codec.reads_back` as it is
-    and still encodes to ``raw`` (checked now: the code that made it may hold it
-    still) is what decoding would make, so the step is given the value itself;
+    encoding it). A value that :func:`~pinrun.artifacts.codec.still_encodes` to
+    ``raw`` (reads back as it is and encodes to ``raw``, checked now: the code that
+    made it may hold it still) is what decoding would make, so the step is given the value itself;
     a change the step makes is noticed afterwards as for a copy (its encoding is
     compared with ``raw``), and the next step reading it checks it again, so the
     state it is given is always what its record says. ``handed`` holds the ids of
@@ -249,14 +249,9 @@ def _as_read(value: Any, raw: bytes, handed: set[int] | None) -> Any:
     """
     if (type(value) is dict or type(value) is list) and len(raw) >= _HANDED_FROM and \
             handed is not None and id(value) not in handed and _EVERY not in handed and \
-            codec.reads_back(value):
-        try:
-            same = codec.encode(value) == raw
-        except Exception:  # whatever the value holds now cannot even be encoded
-            same = False
-        if same:
-            handed.add(id(value))
-            return value
+            codec.still_encodes(value, raw):
+        handed.add(id(value))
+        return value
     return codec.decode(raw)
 
 

@@ -10,6 +10,11 @@ hashed once per run however many trees name it. Every object is still queued
 in the batch being filled (its commit still sets aside what the store
 holds), with the digest :func:`~pinrun.artifacts.digest.compute_digest`
 gives for it: the objects, the trees and their digests are the same.
+
+A wide state's pages are kept too (a :data:`~pinrun.artifacts.snapshot_pages.PageCache`):
+the state stored at a commit is mostly the pages its previous commit, or the
+step's outputs, stored, which are then queued again with their payload and
+digest instead of being joined and hashed again.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
+from pinrun.artifacts.snapshot_pages import PageCache
 from pinrun.artifacts.store import WriteBatch
 from pinrun.artifacts.trees import Entry, store_entries, store_snapshot
 
@@ -28,6 +34,10 @@ __all__ = ["KEPT_PAYLOAD", "ValueDigests"]
 KEPT_PAYLOAD: Final = 4096
 #: At most this many are kept; when full, the run starts again from none.
 _MOST: Final = 4096
+#: At most this many pages are kept (about 64 MiB: pages hold about 64 KiB); when more,
+#: the run starts again from none. The pages kept are mostly the state's own (the
+#: bytes of its values' encodings, which the engine holds beside them anyway).
+_MOST_PAGES: Final = 1024
 
 
 class ValueDigests:
@@ -38,11 +48,12 @@ class ValueDigests:
     keeps can go stale.
     """
 
-    __slots__ = ("_batch", "_known")
+    __slots__ = ("_batch", "_known", "_pages")
 
     def __init__(self) -> None:
         self._known: dict[bytes, Digest] = {}
         self._batch: WriteBatch | None = None
+        self._pages: PageCache = {}
 
     def put(self, kind: Kind, payload: bytes, digest: Digest | None = None) -> Digest:
         """Queue ``payload`` in the current batch, with its digest (kept, for a small value)."""
@@ -64,10 +75,16 @@ class ValueDigests:
         into ``batch``, each small value digested once per run."""
         self._batch = batch
         return store_snapshot(self, state, root=root, payloads=payloads,
-                              entries_out=entries_out)
+                              entries_out=entries_out, kept_pages=self._kept_pages())
 
     def put_entries(self, batch: WriteBatch, entries: Mapping[str, Entry]) -> Digest:
         """:meth:`WriteBatch.put_entries <pinrun.artifacts.store.WriteBatch.put_entries>`
         into ``batch``, each small value digested once per run."""
         self._batch = batch
-        return store_entries(self, entries)
+        return store_entries(self, entries, self._kept_pages())
+
+    def _kept_pages(self) -> PageCache:
+        """The pages kept so far (none again once there are too many)."""
+        if len(self._pages) >= _MOST_PAGES:
+            self._pages.clear()
+        return self._pages
