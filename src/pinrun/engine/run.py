@@ -36,7 +36,6 @@ from __future__ import annotations
 import traceback
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,7 +48,15 @@ from pinrun.engine.context import RecordingLog, ReuseLog, recorded_events
 from pinrun.engine.events import type_name
 from pinrun.engine.execution import HiddenState, Outcome, StepGuard, hidden_state_of
 from pinrun.engine.lease import RunLease
-from pinrun.engine.records import RunRecord, RunStatus, StepError, StepRecord, run_ref
+from pinrun.engine.records import (
+    RunRecord,
+    RunStatus,
+    StepError,
+    StepRecord,
+    built,
+    changed,
+    run_ref,
+)
 from pinrun.engine.value_digests import ValueDigests
 from pinrun.engine.walk import LevelBase, RunState, Settled, walk
 from pinrun.errors import (
@@ -350,8 +357,9 @@ class Recorder:
             except Exception as exc:  # what cannot be stored fails the step, recorded
                 outcome.error, outcome.outputs = exc, None
         files = self._file_inputs(outcome, batch)  # first: it may add a hazard
-        self.steps.append(StepRecord(
-            name=item.name, status="failed" if outcome.error is not None else "succeeded",
+        self.steps.append(built(  # (StepRecord(...) without its frozen __init__)
+            StepRecord, name=item.name,
+            status="failed" if outcome.error is not None else "succeeded",
             # What it read is in the state already: its tree names the same entries.
             inputs=self.values.put_entries(batch, read),
             outputs=outputs,
@@ -384,7 +392,7 @@ class Recorder:
         linked = running and self.digest is not None
         timing = self.timing if not linked else {
             **self.timing, "steps": self.timing["steps"][self._stored_timing:]}
-        updated = replace(
+        updated = changed(
             self.run, status=status, state=self.values.put_entries(batch, self.entries),
             steps=tuple(self.steps[self._stored_steps:] if linked else self.steps),
             # While the run goes on, its timing rides in the record (an object less per
@@ -419,7 +427,7 @@ class Recorder:
             self.store.sync()
         self._batch = None
         # What the run is now: the whole record, named by the newest commit's digest.
-        self.run = replace(updated, steps=tuple(self.steps), continues=None, digest=digest,
+        self.run = changed(updated, steps=tuple(self.steps), continues=None, digest=digest,
                            timing_inline=None)
         self.digest = digest
         self._stored_steps, self._stored_timing = len(self.steps), len(self.timing["steps"])
