@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -260,3 +261,55 @@ def test_a_running_commit_stores_its_link_and_state_as_is(project: Project,
     finished = _stored(project_store, resume(run.id, store=project_store))
     assert finished.digest is not None
     assert project_store.info(finished.digest).codec == "zstd"
+
+
+def test_a_step_commit_queues_nothing_an_earlier_commit_stored(
+        project: Project, project_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a run's earlier commit stored (the state's values the next state tree names
+    again, the empty events value...) is counted as offered, but neither queued nor looked
+    up again: the run's ref, checked in the same transaction, keeps it stored."""
+    from pinrun.artifacts import batch as batch_module
+
+    commits: list[tuple[set[bytes], int]] = []
+    real = batch_module.commit_batch
+
+    def spy(store: Store, batch: batch_module.WriteBatch) -> int:
+        commits.append((set(batch._pending), batch._offered_objects))
+        return real(store, batch)
+
+    monkeypatch.setattr(batch_module, "commit_batch", spy)
+    run = record(_flow(project), {"count": 0}, store=project_store)
+    assert len(commits) == STEPS
+    seen: set[bytes] = set()
+    for queued, _offered in commits:
+        assert not queued & seen
+        seen |= queued
+    # A later step re-names the state's values and the empty events value: offered, not
+    # queued.
+    assert all(offered > len(queued) for queued, offered in commits[1:])
+    assert load_run(project_store, run.id) == run
+    assert project_store.get_snapshot(run.state) == {"count": STEPS}
+    assert fsck(project_store).ok
+    gc(project_store)
+    assert fsck(project_store).ok
+
+
+def test_the_recorders_record_copy_is_dataclasses_replace(project: Project,
+                                                          project_store: Store) -> None:
+    """The recorder's cheap copy of a record with fields changed gives what
+    ``dataclasses.replace`` gives, every field (those outside comparison too); it relies
+    on RunRecord having no ``__post_init__`` and no slots."""
+    from dataclasses import fields
+
+    from pinrun.engine.run import _changed
+
+    assert not hasattr(RunRecord, "__post_init__")
+    assert "__slots__" not in RunRecord.__dict__
+    run = _interrupted(project, project_store, at=4)
+    changes: dict[str, Any] = {"status": "failed", "continues": run.digest, "digest": None,
+               "timing_inline": {"steps": []}, "steps": run.steps[:1]}
+    for left, right in ((_changed(run, **changes), replace(run, **changes)),
+                        (_changed(run), replace(run))):
+        assert [getattr(left, f.name) for f in fields(RunRecord)] == \
+            [getattr(right, f.name) for f in fields(RunRecord)]
+    assert run.status == "running"  # the record copied is unchanged

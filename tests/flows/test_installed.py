@@ -117,12 +117,30 @@ def test_owners_of_made_up_distributions(tmp_path: Path, monkeypatch: pytest.Mon
     # Not plain: quotes, so read line by line; and line ends a regular expression misses.
     _dist_info(site, "quoted", "quoted-1.0.dist-info", record='"quoted/a,b.py",,\nq.py,,\n')
     _dist_info(site, "cr-ends", "cr_ends-1.0.dist-info", record="cr/a.py,,\rcr2/b.py,,\r\n")
+    # Plain: each path's first part begins a line (what a scan looks for).
+    _dist_info(site, "plain", "plain-1.0.dist-info",
+               record="plainpkg/__init__.py,,\nplainpkg/inner/typing.py,,\nsolo.py,,\n"
+                      "../../bin/tool,,\n")
     monkeypatch.setattr(sys, "path", [str(site)])
     dists = list(importlib.metadata.distributions())
-    assert len(dists) == 5
+    assert len(dists) == 6
     reference = _reference()
     assert "widget" in reference
     assert _owners(dists) == reference
+    # A scan over these distributions, then their index.
+    try:
+        for scans in (10**9, 0):
+            monkeypatch.setattr(installed, "_SCANS_BEFORE_INDEX", scans)
+            monkeypatch.setattr(installed, "_scans", [])
+            installed._catalogue.cache_clear()
+            installed._index.cache_clear()
+            for top in [*reference, "wid", "nothing_here", "typing", "inner", "deep", "..",
+                        "so"]:
+                assert installed.top_level_owners.__wrapped__(top) == \
+                    reference.get(top, ()), top
+    finally:
+        installed._catalogue.cache_clear()
+        installed._index.cache_clear()
     for dist in dists:
         files = dist.files
         assert installed.file_names(dist) == (None if files is None
@@ -162,3 +180,31 @@ def test_resolved_file_is_resolve(tmp_path: Path) -> None:
               if isinstance(file := getattr(module, "__file__", None), str)]
     for path in paths:
         assert resolved_file(path) == Path(path).resolve(), path
+
+
+def test_owners_found_by_a_scan_are_packages_distributions(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name answered by a scan of the distributions (the first few a process asks
+    about, before the index is made) has the same owners, in the same order."""
+    monkeypatch.setattr(installed, "_SCANS_BEFORE_INDEX", 10**9)
+    monkeypatch.setattr(installed, "_scans", [])
+    reference = _reference()
+    for top in [*reference, "no_such_top_level_module_here", "pytest_", "est"]:
+        assert installed.top_level_owners.__wrapped__(top) == reference.get(top, ()), top
+    assert len(installed._scans) == len(reference) + 3
+
+
+def test_a_fresh_process_infers_nothing_for_a_name_no_record_holds() -> None:
+    """Asking a fresh process about a module no distribution lists (a project's) reads
+    no RECORD line by line (a verify worker asks before its first replay)."""
+    script = textwrap.dedent("""\
+        from pinrun.flows import installed
+        inferred = []
+        original = installed._inferred
+        installed._inferred = lambda dist: inferred.append(1) or original(dist)
+        from pinrun.flows.project import owners_of
+        print(owners_of("no_such_top_level_module_here"), len(inferred))
+        """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == ["()", "0"]

@@ -258,3 +258,21 @@ def test_the_working_folder_counts_only_when_it_is_not_above_the_project(
         check_pinned_module("util_9", root)
     monkeypatch.chdir(lib)  # a checkout elsewhere, the store shared: the working folder
     check_pinned_module("util_9", root)
+
+
+def test_pinrun_modules_first_imported_in_the_block_stay(tmp_path: Path) -> None:
+    """A pinrun module first imported under pinned code stays loaded when the block ends,
+    even with a project root holding pinrun's own source (a checkout of pinrun): pinrun
+    imports some of its modules only when first needed, a replay's included."""
+    checkout = Path(pinrun.__file__).resolve().parents[2]  # src/pinrun/__init__.py
+    name = "pinrun.world.variations"
+    loaded = sys.modules.pop(name, None)
+    try:
+        sources = {"shop": {"module": "shop", "path": "shop.py", "source": "X = 1\n"}}
+        with pinned_modules(sources, checkout) as left:
+            __import__(name)
+        assert name in sys.modules
+        assert name not in left
+    finally:
+        if loaded is not None:
+            sys.modules[name] = loaded

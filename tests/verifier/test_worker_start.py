@@ -25,3 +25,18 @@ def test_a_fresh_worker_imports_no_asyncio_and_no_remote_package() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           check=True)
     assert done.stdout.split() == ["False", "False", "False"]
+
+
+def test_a_fresh_worker_imports_neither_file_inputs_nor_the_code_keeper() -> None:
+    """What only a step that read files (the recorded inputs) or pinned code (the
+    keeper of its modules) uses is imported when first used."""
+    script = textwrap.dedent("""\
+        import sys
+        import pinrun, pinrun.verifier.worker
+        print(*(name in sys.modules for name in ("pinrun.world.file_inputs",
+                                                 "pinrun.verifier.kept_code",
+                                                 "pinrun.world.code_state")))
+        """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == ["False", "False", "False"]

@@ -61,8 +61,12 @@ class WriteBatch:
     are never rewritten.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, held: set[bytes] | frozenset[bytes] = frozenset()
+                 ) -> None:
         self._store = store
+        #: Raw digests of objects the writer knows this batch's commit finds stored
+        #: (see :meth:`put`): counted as offered, never queued nor looked up.
+        self._held = held
         # Keyed by the digests' raw bytes: hashed in C (a Digest's hash is a Python call).
         self._pending: dict[bytes, tuple[Kind, bytes]] = {}
         self._prebuilt: dict[Digest, EncodedObject] = {}
@@ -80,6 +84,8 @@ class WriteBatch:
 
         ``digest``: the payload's digest when the caller computed it before
         (pinned code is put at every run); it must be ``compute_digest(kind, payload)``.
+        An object the batch was told is held (``WriteBatch(store, held=...)``: the
+        writer knows the commit finds it stored) is counted as offered and not queued.
         """
         if len(payload) > SMALLEST_MAX_RAW_SIZE:  # (Kind.value and its hash cost a call each)
             check_payload_size(kind, len(payload), kind.value)
@@ -87,8 +93,15 @@ class WriteBatch:
             digest = compute_digest(kind, payload)
         self._offered_objects += 1
         self._offered_bytes += len(payload)
-        self._pending.setdefault(digest.raw, (kind, payload))
+        raw = digest.raw
+        if raw not in self._held:
+            self._pending.setdefault(raw, (kind, payload))
         return digest
+
+    def offered(self) -> Iterator[bytes]:
+        """The raw digests of the objects queued so far (after :meth:`commit`: each one
+        is stored, new or set aside as already there)."""
+        return iter(self._pending)
 
     def store_as_is(self, digest: Digest) -> None:
         """Store the queued object ``digest`` uncompressed if it is small (under

@@ -48,7 +48,6 @@ __all__ = [
     "StepError",
     "StepRecord",
     "built",
-    "changed",
     "display_status",
     "hash_seed_of",
     "is_run_id",
@@ -237,20 +236,6 @@ def built(cls: type[_Record], **values: Any) -> _Record:
         raise TypeError(f"{cls.__name__} needs exactly its fields, not {sorted(values)}")
     made = object.__new__(cls)
     made.__dict__.update(values)
-    return made
-
-
-def changed(record: _Record, **changes: Any) -> _Record:
-    """``dataclasses.replace(record, **changes)``: the same record, made as :func:`built`
-    makes one (replace looks up the fields and calls the frozen ``__init__``: ~50k
-    instructions for a run record, twice each commit)."""
-    values = record.__dict__
-    if not changes.keys() <= _FIELDS[type(record)]:
-        raise TypeError(f"{type(record).__name__} has no field "
-                        f"{sorted(changes.keys() - _FIELDS[type(record)])}")
-    made = object.__new__(type(record))
-    made.__dict__.update(values)
-    made.__dict__.update(changes)
     return made
 
 

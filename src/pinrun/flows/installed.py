@@ -19,6 +19,13 @@ first replay, and it was half of that replay's one-off cost.
   header of its metadata (:func:`head_metadata`), which is all the name is
   taken from.
 
+The first few names a process asks about are answered without the index, by a
+scan: a distribution that declares its top levels is asked its list, and one
+that does not is skipped when the name does not begin a line of its ``RECORD``
+(every name the inference gives does); only the others' names are inferred.
+A verify worker asks about its flow's few modules, and reads no ``RECORD``
+line by line.
+
 When this Python's ``importlib.metadata`` lacks what that relies on, the
 index is ``packages_distributions()`` itself.
 """
@@ -53,7 +60,90 @@ def top_level_owners(top_level: str) -> tuple[str, ...]:
     and with the names ``packages_distributions()`` gives them, without repeats."""
     if _INFERRED is None:
         return _all_owners().get(top_level, ())
-    return tuple(dict.fromkeys(name_of(dist) for dist in _index().get(top_level, ())))
+    return tuple(dict.fromkeys(name_of(dist) for dist in _providers(top_level)))
+
+
+#: Names answered by a scan of the distributions before the whole index is made: a verify
+#: worker asks about a few (its flow's modules), a process that asks about many (every
+#: loaded module's owner) pays for a few scans more than the index alone.
+_SCANS_BEFORE_INDEX = 8
+_scans: list[str] = []
+
+
+def _providers(top_level: str) -> list[importlib.metadata.Distribution]:
+    """The distributions providing ``top_level``, in their order."""
+    if len(_scans) >= _SCANS_BEFORE_INDEX:
+        return _index().get(top_level, [])
+    _scans.append(top_level)
+    return [dist for dist, declared, record in _catalogue()
+            if (top_level in declared if declared else
+                _may_infer(record, top_level) and top_level in _inferred_set(dist, record))]
+
+
+#: A ``RECORD``'s text, and what it says of the names inferred from it.
+_Record = tuple[str, int]
+
+
+@functools.cache
+def _catalogue() -> list[tuple[importlib.metadata.Distribution, list[str], _Record | None]]:
+    """Each distribution, in order, with its declared top-level names (``top_level.txt``,
+    none when absent or empty) and, for those with none, its ``RECORD`` when a name's
+    absence from it can rule the distribution out (:func:`_may_infer`)."""
+    found = []
+    for dist in importlib.metadata.distributions():
+        declared = (dist.read_text("top_level.txt") or "").split()
+        record = None
+        if not declared and type(dist) is importlib.metadata.PathDistribution:
+            text = dist.read_text("RECORD")
+            record = (text, _kind(text)) if text else None
+        found.append((dist, declared, record))
+    return found
+
+
+def _kind(text: str) -> int:
+    """What a ``RECORD``'s text says of the names inferred from it."""
+    if '"' in text or "\0" in text:
+        return _QUOTED
+    if text.startswith(("./", "/")) or any(odd in text for odd in _ODD_STARTS):
+        return _ODD
+    return _PLAIN
+
+
+#: What a RECORD's text says of the names inferred from it: nothing (quotes or NULs: csv
+#: reads it, and rewrites a quoted path), that each is part of it, or that each begins
+#: one of its lines.
+_QUOTED, _ODD, _PLAIN = range(3)
+
+
+#: What splits a text into lines besides "\n" (str.splitlines), and path beginnings that
+#: PurePosixPath drops ("./", "/"): with none of them, the first part of every path in a
+#: RECORD begins a line.
+_ODD_STARTS = ("\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029",
+               "\n./", "\n/")
+
+
+def _may_infer(record: _Record | None, top_level: str) -> bool:
+    """False only when the inference from a distribution's files cannot give ``top_level``.
+
+    Every name the inference gives is the first part of a path its ``RECORD`` lists
+    (or a one-part path, or its stem), so it is part of the text and, when the text is
+    plain, begins one of its lines: a name that does not is not among its names. Without
+    a text to go by (no ``RECORD``, quotes, another finder's distribution), nothing is
+    ruled out.
+    """
+    if record is None or record[1] == _QUOTED:
+        return True
+    text, kind = record
+    if kind == _ODD:
+        return top_level in text
+    return text.startswith(top_level) or f"\n{top_level}" in text
+
+
+@functools.lru_cache(maxsize=1024)
+def _inferred_set(dist: importlib.metadata.Distribution, record: _Record | None,
+                  ) -> frozenset[str]:
+    """The names inferred from ``dist``'s files (its ``RECORD``'s text, when read)."""
+    return frozenset(_inferred(dist, record[0] if record is not None else None))
 
 
 @functools.cache
@@ -65,7 +155,12 @@ def _all_owners() -> dict[str, tuple[str, ...]]:
 
 @functools.cache
 def _index() -> dict[str, list[importlib.metadata.Distribution]]:
-    return owner_index(importlib.metadata.distributions())
+    """:func:`owner_index` of every distribution, from :func:`_catalogue`."""
+    index: dict[str, list[importlib.metadata.Distribution]] = {}
+    for dist, declared, record in _catalogue():
+        for top in declared or _inferred_set(dist, record):
+            index.setdefault(top, []).append(dist)
+    return index
 
 
 def owner_index(dists: Iterable[importlib.metadata.Distribution],
@@ -88,10 +183,12 @@ class _Files:
         self.files = files
 
 
-def _inferred(dist: importlib.metadata.Distribution) -> Iterable[str]:
-    """The top-level names the standard library infers from ``dist``'s files."""
+def _inferred(dist: importlib.metadata.Distribution, record: str | None = None,
+              ) -> Iterable[str]:
+    """The top-level names the standard library infers from ``dist``'s files (``record``:
+    its ``RECORD``'s text, when already read)."""
     assert _INFERRED is not None
-    paths = _record_paths(dist)
+    paths = _record_paths(dist, record)
     if paths is None:
         return _INFERRED(dist)  # no RECORD (egg-info) or another finder's: as it is
     stand_ins = {_stand_in(path) for path in paths}
@@ -110,13 +207,15 @@ def file_names(dist: importlib.metadata.Distribution) -> list[str] | None:
             for path in paths]
 
 
-def _record_paths(dist: importlib.metadata.Distribution) -> list[str] | None:
+def _record_paths(dist: importlib.metadata.Distribution, record: str | None = None,
+                  ) -> list[str] | None:
     """The paths ``dist.files`` would be made of (the files that are there, on Python
-    3.12 on), read from the ``RECORD``; None when the library must read the files
-    itself (no ``RECORD``, a line it could not take, another finder's distribution)."""
+    3.12 on), read from the ``RECORD`` (``record``, when already read); None when the
+    library must read the files itself (no ``RECORD``, a line it could not take, another
+    finder's distribution)."""
     if type(dist) is not importlib.metadata.PathDistribution:
         return None
-    text = dist.read_text("RECORD")
+    text = record if record is not None else dist.read_text("RECORD")
     if not text:
         return None
     lines = text.splitlines()

@@ -320,6 +320,11 @@ def _lines(source: str, filename: str) -> tuple[int, None, list[str], str]:
 
 
 def _under(module: types.ModuleType, project_root: Path) -> bool:
+    """Whether ``module`` is a project module by its file: one under the root, never
+    pinrun's own (a checkout of pinrun may hold the project; pinrun imports some of its
+    modules when first needed, a pinned replay's block included)."""
+    if module.__name__ == "pinrun" or module.__name__.startswith("pinrun."):
+        return False
     file = getattr(module, "__file__", None)
     return isinstance(file, str) and Path(file).resolve().is_relative_to(project_root.resolve())
 

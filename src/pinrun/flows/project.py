@@ -49,7 +49,8 @@ from pinrun.flows.variables import environment_variable
 __all__ = ["DISTRIBUTIONS_VARIABLE", "PinnedCodeLoader", "distribution_of",
            "home_distributions", "installed_as", "is_library_file", "is_project_distribution",
            "is_project_file",
-           "is_project_local", "main_module_for", "module_identity", "normalized",
+           "is_project_local", "main_module_for", "may_install_project", "module_identity",
+           "normalized",
            "outside_project", "owners_of", "owners_of_module", "path_identity",
            "pinrun_requirements", "project_context", "pyproject", "resolved_file", "script_path"]
 
@@ -338,6 +339,13 @@ _PYPROJECTS: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
 
 def _configured(project_root: Path, variable: str) -> frozenset[str]:
     """The project's distributions as its ``pyproject.toml`` and the environment name them."""
+    names = _named(project_root, variable)
+    return frozenset(normalized(name) for name in names) - pinrun_requirements() \
+        if names else frozenset()
+
+
+def _named(project_root: Path, variable: str) -> set[str]:
+    """The distribution names ``pyproject.toml`` and the environment give, as written."""
     names = {part.strip() for part in variable.split(",") if part.strip()}
     data = pyproject(project_root)
     project = data.get("project") if isinstance(data, dict) else None
@@ -347,7 +355,7 @@ def _configured(project_root: Path, variable: str) -> frozenset[str]:
     listed = tool.get("distributions", []) if isinstance(tool, dict) else []
     if isinstance(listed, list):
         names |= {item for item in listed if isinstance(item, str)}
-    return frozenset(normalized(name) for name in names) - pinrun_requirements()
+    return names
 
 
 def project_context() -> tuple[str, frozenset[str], str, tuple[str, ...]]:
@@ -380,9 +388,17 @@ def _resolved(project_root: Path) -> Path:
 def _installed_from(dist: str, root: Path) -> bool:
     """Whether ``dist`` was installed from a folder inside ``root`` (``direct_url.json``)."""
     try:
-        text = importlib.metadata.distribution(dist).read_text("direct_url.json")
+        found = importlib.metadata.distribution(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return _installed_inside(found, root)
+
+
+def _installed_inside(dist: importlib.metadata.Distribution, root: Path) -> bool:
+    try:
+        text = dist.read_text("direct_url.json")
         url = json.loads(text)["url"] if text else None
-    except (importlib.metadata.PackageNotFoundError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return False
     parsed = urllib.parse.urlparse(url) if isinstance(url, str) else None
     if parsed is None or parsed.scheme != "file":
@@ -390,11 +406,33 @@ def _installed_from(dist: str, root: Path) -> bool:
     return Path(urllib.parse.unquote(parsed.path)).resolve().is_relative_to(root)
 
 
+def may_install_project(project_root: Path) -> bool:
+    """Whether an installed distribution may be the project's: one named for the block
+    (:func:`home_distributions`), by ``pyproject.toml`` or the environment, or one
+    installed from a folder inside the project. When none may, a module outside the
+    project folder is not the project's, whoever installed it, and no owner is looked up
+    (:func:`is_project_local` with ``installed=False``)."""
+    root = _resolved(project_root)
+    return bool(_HOME.get()) or bool(_named(root, os.environ.get(DISTRIBUTIONS_VARIABLE, ""))) \
+        or _any_installed_inside(root)
+
+
+# Owner-free on purpose, as _installed_from: installed metadata, fixed for a process.
+@functools.lru_cache(maxsize=64)
+def _any_installed_inside(root: Path) -> bool:
+    """Whether any installed distribution says it was installed from inside ``root``
+    (read from every distribution's ``direct_url.json``: most have none)."""
+    return any(_installed_inside(dist, root) for dist in importlib.metadata.distributions())
+
+
 # ---------------------------------------------------------- modules
 
 
-def is_project_local(module: types.ModuleType, project_root: Path) -> bool:
-    """True when ``module`` is the project's own code rather than its environment."""
+def is_project_local(module: types.ModuleType, project_root: Path, *,
+                     installed: bool = True) -> bool:
+    """True when ``module`` is the project's own code rather than its environment.
+    ``installed=False`` says no installed distribution may be the project's
+    (:func:`may_install_project` said so): then where its file lies decides."""
     if module.__name__ == "pinrun" or module.__name__.startswith("pinrun."):
         return False
     if isinstance(getattr(getattr(module, "__spec__", None), "loader", None), PinnedCodeLoader):
@@ -404,6 +442,8 @@ def is_project_local(module: types.ModuleType, project_root: Path) -> bool:
         return False
     if _is_local_path(file, project_root):
         return True
+    if not installed:
+        return False
     dist = distribution_of(module)
     return dist is not None and is_project_distribution(dist, project_root)
 

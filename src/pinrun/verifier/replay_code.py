@@ -25,11 +25,9 @@ from pinrun.flows.fingerprint import is_project_local
 from pinrun.flows.flow import Flow
 from pinrun.flows.loader import project_on_path
 from pinrun.flows.pinning import PinnedStep
-from pinrun.flows.project import project_context
+from pinrun.flows.project import may_install_project, project_context
 from pinrun.flows.status import CodeStatus, compare_code, flow_under_policy, pinned_flow_loaded
-from pinrun.verifier import kept_code
 from pinrun.verifier.attempt_code import attempt_pins, with_attempt_code
-from pinrun.verifier.kept_code import KeptCode
 from pinrun.verifier.moved import recorded_flow
 
 __all__ = ["CodeSource", "ToReplay", "flow_to_replay", "project_modules"]
@@ -39,7 +37,7 @@ CodeSource = Literal["pinned", "workdir"]
 _MODULES_SEEN: dict[Path, tuple[int, list[ModuleType]]] = {}
 #: Per root and module name: the module object last asked about, and whether it is the
 #: project's (the answer holds for as long as that name holds that object).
-_LOCALITY: dict[tuple[Path, object], dict[str, tuple[ModuleType, bool]]] = {}
+_LOCALITY: dict[tuple[Path, object, bool], dict[str, tuple[ModuleType, bool]]] = {}
 
 
 def project_modules(root: Path) -> list[ModuleType]:
@@ -53,7 +51,10 @@ def project_modules(root: Path) -> list[ModuleType]:
         return list(seen[1])
     if len(_LOCALITY) > 16:  # contexts come and go (sys.path, the configuration)
         _LOCALITY.clear()
-    known = _LOCALITY.setdefault((root, project_context()), {})
+    # Asked once per look: with no installed distribution that may be the project's (the
+    # usual case), a module's place decides, with no owner looked up for each.
+    installed = may_install_project(root)
+    known = _LOCALITY.setdefault((root, project_context(), installed), {})
     found = []
     # sys.modules may hold None or other objects (a blocked import, a stand-in).
     for name, module in list(cast("dict[str, object]", sys.modules).items()):
@@ -63,7 +64,8 @@ def project_modules(root: Path) -> list[ModuleType]:
         if seen_before is None or seen_before[0] is not module:
             # Only new module objects are asked (pinned code is new in every replay;
             # the hundreds of installed modules are not).
-            seen_before = known[name] = (module, is_project_local(module, root))
+            seen_before = known[name] = (module, is_project_local(module, root,
+                                                                     installed=installed))
         if seen_before[1]:
             found.append(module)
     _MODULES_SEEN[root] = (count, found)
@@ -125,6 +127,9 @@ def _kept_pinned_flow(store: Store, flow_pin: Digest, entry: str, root: Path
     """The pinned flow, loaded afresh or put back as the last replay of the same pin left it
     (:mod:`pinrun.verifier.kept_code`); kept for the next replay when this one left the
     project's code as it was right after the import."""
+    # Imported when first needed: only pinned code is kept (a verify worker's start).
+    from pinrun.verifier import kept_code
+
     key = (flow_pin, root, entry, project_context())
     kept = kept_code.take(key)
     left: dict[str, ModuleType] = {}
@@ -142,6 +147,6 @@ def _kept_pinned_flow(store: Store, flow_pin: Digest, entry: str, root: Path
             clean = start is not None and kept_code.state_of(project_modules(root)) == start
     finally:
         if clean and start is not None:
-            kept_code.put_back(key, KeptCode(left, start))
+            kept_code.put_back(key, kept_code.KeptCode(left, start))
         else:  # (the modules put back, when the block failed before taking them in)
             kept_code.drop([*left.values(), *(kept.modules.values() if kept else ())])

@@ -51,7 +51,6 @@ from pinrun.verifier.moved import check_same_steps
 from pinrun.verifier.replay_code import CodeSource, flow_to_replay, project_modules
 from pinrun.verifier.report import Cause, ReplayReport, StepResult
 from pinrun.world import World
-from pinrun.world.file_inputs import changes, load_inputs
 from pinrun.world.files import FileSetup, files_read
 from pinrun.world.guards import GuardedCall, GuardMode, Guards
 from pinrun.world.hidden_state import Change, Watch, carried, forgotten_after
@@ -451,6 +450,9 @@ class _Replay:
         them, this time)."""
         if record.files is None:
             return
+        # Imported when first needed: most steps read no files (a verify worker's start).
+        from pinrun.world.file_inputs import changes, load_inputs
+
         found = changes(load_inputs(self.store, record.files), self.files,
                         files_read(outcome.guarded))
         if result.status == "diverged":

@@ -1,0 +1,17 @@
+"""A pool of worker processes: how its processes end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pinrun.world.processes import worker_pool
+from tests.world import pool_targets
+
+
+def test_a_pool_process_ends_without_tearing_its_interpreter_down(tmp_path: Path) -> None:
+    """A pool's process ends once the pool lets it go, without freeing what it holds (the
+    pool waits for that end); the exit hooks its tasks registered still run."""
+    with worker_pool(1, None, pool_targets.nothing, ()) as pool:
+        assert pool.submit(pool_targets.leave_behind, str(tmp_path)).result() == "left"
+    assert (tmp_path / "hook").read_text() == "ran"
+    assert not (tmp_path / "freed").exists()
