@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import random
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.maintenance import fsck
@@ -142,3 +145,26 @@ def test_short_lived_records_are_stored_as_is() -> None:
     assert isinstance(unmarked, bytes)
     assert HEADER.unpack_from(unmarked)[2] == 1
     assert len(large) >= AS_IS_BELOW > len(text)
+
+
+def test_small_payloads_are_compressed_at_level_one() -> None:
+    """A payload under 4 KiB is compressed at zstd level 1 (cheaper, next to no bytes
+    lost on so short an input), a larger one at level 3; both are standard frames that
+    open, and decode with any zstd decoder, to the payload."""
+    rng = random.Random(7)
+    words = ["order", "item", "price", "total", "customer", "street", "tag", "blue"]
+    small, large = (json.dumps([{rng.choice(words): rng.randrange(10**6), "at": rng.random()}
+                                for _ in range(count)]).encode() for count in (40, 400))
+    assert 256 <= len(small) < 4096 <= len(large)
+    records = dict(build_pending_records(
+        [(compute_digest(Kind.VALUE, p).raw, Kind.VALUE, p) for p in (small, large)]))
+    for payload, level in ((small, 1), (large, 3)):
+        key = compute_digest(Kind.VALUE, payload).raw
+        record = records[key]
+        assert isinstance(record, bytes)
+        assert HEADER.unpack_from(record)[2] == 1  # zstd
+        body = record[HEADER.size:]
+        expected = zstandard.ZstdCompressor(level=level, write_content_size=True)
+        assert body == expected.compress(payload)
+        assert zstandard.ZstdDecompressor().decompress(body) == payload
+        assert open_record(Digest(key), record) == (Kind.VALUE, payload)

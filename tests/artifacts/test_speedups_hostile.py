@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pinrun.artifacts import _speedups, codec
+from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.snapshot_pages import Inline
 
 # Bytes made mostly of what the scanners look at, so crafted shapes come up often.
@@ -238,6 +239,10 @@ def test_each_function_refuses_or_declines_an_argument_of_the_wrong_type(wrong: 
         lambda: _speedups.page_plan(wrong, {}, 0, 1),
         lambda: _speedups.page_plan([], wrong, 0, 1),
         lambda: _speedups.page_plan([], {}, wrong, 1),
+        lambda: _speedups.digest_map(wrong, Digest),
+        lambda: _speedups.digest_map({"a": wrong}, Digest),
+        lambda: _speedups.digest_map({}, wrong),
+        lambda: _speedups.new_digest(wrong, b"x" * 32),
     ]
     for call in calls:
         try:
@@ -290,6 +295,7 @@ def _calls() -> list[Callable[[], Any]]:
     entries, _ = _speedups.inline_entries(wide, payloads, 100) or ({}, [])
     keys = sorted(entries)
     whole = codec.encode(wide)
+    digests = {key: compute_digest(Kind.VALUE, raw) for key, raw in payloads.items()}
     return [
         lambda: _speedups.split_values(whole),
         lambda: _speedups.split_values(b'{"a":[}'),
@@ -297,6 +303,9 @@ def _calls() -> list[Callable[[], Any]]:
         lambda: _speedups.page_cuts(b'{"a\\"":1}', 3),
         lambda: _speedups.join_members(payloads),
         lambda: _speedups.join_members({"a": b"1,"}),
+        lambda: _speedups.digest_map(digests, Digest),
+        lambda: _speedups.digest_map({**digests, "$a": digests["b"]}, Digest),
+        lambda: _speedups.new_digest(Digest, b"x" * 32),
         lambda: _speedups.inline_entries(wide, payloads, 100),
         lambda: _speedups.inline_entries(int_keyed, {}, 100),
         lambda: _speedups.inline_sizes(entries),
@@ -366,3 +375,54 @@ def test_members_match_survives_hostile_keys() -> None:
     assert not _speedups.members_match(whole, keys, encodings)
     with pytest.raises(TypeError):
         _speedups.members_match("x", [], {})  # type: ignore[arg-type]
+
+
+class _Named(Digest):
+    """A Digest subclass: digest_map declines it."""
+
+    __slots__ = ()
+
+
+@given(st.dictionaries(_KEYS, st.binary(max_size=4), max_size=6), st.booleans())
+def test_digest_map_is_the_codecs_map_tree_or_declines(entries: dict[str, bytes],
+                                                       subclass: bool) -> None:
+    """digest_map writes the bytes codec.encode writes for the map tree, for any keys
+    (escaped, '$', non-ASCII, surrogates: it declines those it cannot write as they are),
+    and declines a value that is not exactly a Digest."""
+    digests = {key: compute_digest(Kind.VALUE, raw) for key, raw in entries.items()}
+    if subclass and digests:
+        first = next(iter(digests))
+        digests[first] = _Named(digests[first].raw)
+    made = _speedups.digest_map(digests, Digest)
+    if subclass and digests:
+        assert made is None  # (the codec itself refuses to store a Digest subclass)
+        return
+    if made is not None:
+        assert made == codec.encode({"type": "map", "entries": dict(digests)})
+        assert all(key[:1] != "$" for key in digests)
+    assert codec.encode_digest_map({"type": "map"}, "entries", digests) == \
+        codec.encode({"type": "map", "entries": dict(digests)})
+
+
+def test_digest_map_declines_a_digest_whose_raw_is_not_32_bytes() -> None:
+    """A Digest made around the checks (object.__new__) with odd raw bytes is declined."""
+    odd = object.__new__(Digest)
+    object.__setattr__(odd, "raw", b"short")
+    assert _speedups.digest_map({"a": odd}, Digest) is None
+    missing = object.__new__(Digest)  # (no raw at all)
+    assert _speedups.digest_map({"a": missing}, Digest) is None
+
+
+def test_new_digest_is_the_digest_compute_digest_made_before() -> None:
+    """new_digest makes what object.__new__ and object.__setattr__ made: equal, hashed the
+    same, immutable, pickled the same."""
+    raw = compute_digest(Kind.TREE, b"{}").raw
+    made = _speedups.new_digest(Digest, raw)
+    assert type(made) is Digest
+    assert made == Digest(raw)
+    assert hash(made) == hash(Digest(raw))
+    assert made.raw is raw
+    assert pickle.loads(pickle.dumps(made)) == made
+    with pytest.raises(AttributeError):
+        made.raw = b"y" * 32
+    assert compute_digest(Kind.TREE, b"{}") == Digest(raw)

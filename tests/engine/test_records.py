@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import pickle
+from dataclasses import FrozenInstanceError
+from typing import Any
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
-from pinrun.engine.records import RunRecord, StepError, StepRecord
+from pinrun.engine.records import RunRecord, StepError, StepRecord, built
 
 
 def _digest(n: int) -> Digest:
@@ -43,3 +48,26 @@ def test_digest_maps_encode_as_the_codec_would(entries: dict[str, int]) -> None:
     digests = {key: _digest(n) for key, n in entries.items()}
     assert codec.encode_digest_map({"type": "map"}, "entries", digests) == \
         codec.encode({"type": "map", "entries": digests})
+
+
+def test_built_records_are_what_init_makes() -> None:
+    """built() makes the record StepRecord(...) makes: equal, with the same fields, still
+    frozen, hashed and pickled the same; a missing or unknown field is a TypeError, as it
+    is for the dataclass."""
+    values: dict[str, Any] = {
+        "name": "a", "status": "succeeded", "inputs": _digest(1), "outputs": _digest(2),
+        "events": _digest(3), "error": None, "attempt": 2, "hazards": ("h",),
+        "code": _digest(4), "files": None}
+    step = built(StepRecord, **values)
+    made = StepRecord(**values)
+    assert type(step) is StepRecord
+    assert step == made
+    assert vars(step) == vars(made)
+    assert hash(step) == hash(made)
+    assert pickle.loads(pickle.dumps(step)) == made
+    with pytest.raises(FrozenInstanceError):
+        step.name = "b"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        built(StepRecord, **{k: v for k, v in values.items() if k != "files"})
+    with pytest.raises(TypeError):
+        built(StepRecord, **values, extra=1)

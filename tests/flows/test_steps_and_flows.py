@@ -181,6 +181,30 @@ def test_missing_input_is_reported_before_anything_runs() -> None:
     assert caught.value.key == "items"
 
 
+def test_inputs_checked_once_per_set_of_keys() -> None:
+    """A flow checks a set of input keys once (it is immutable, so is the answer): the same
+    keys again, in any order, pass without looking at the steps; other keys are checked
+    (and a missing one still raised) as before."""
+    flow = Flow("pricing", [load, price, summarize])
+    flow.check_inputs(["order_id"])
+
+    class Untouchable(tuple):  # type: ignore[type-arg]
+        def __iter__(self) -> Any:
+            raise AssertionError("the levels were walked again")
+
+    walked = flow.levels
+    object.__setattr__(flow, "levels", Untouchable(walked))
+    flow.check_inputs(iter(["order_id"]))
+    flow.check_inputs({"order_id": 1}.keys())
+    with pytest.raises(AssertionError, match="walked again"):
+        flow.check_inputs(["order_id", "extra"])
+    object.__setattr__(flow, "levels", walked)
+    with pytest.raises(MissingInputError):
+        flow.check_inputs(["customer_id"])
+    with pytest.raises(MissingInputError):
+        flow.check_inputs(["customer_id"])  # (a failed check is not kept as passed)
+
+
 def test_unknown_writes_never_cause_false_alarms() -> None:
     """After a step whose writes are unknown, later requirements are not flagged."""
 

@@ -1527,6 +1527,130 @@ static PyObject *members_match(PyObject *module, PyObject *const *args, Py_ssize
     Py_RETURN_TRUE;
 }
 
+/* digest_map(entries, digest_type): the canonical encoding of the map tree naming
+ * entries' digests, {"entries":{"key":{"$digest":"<hex>"},...},"type":"map"}, as
+ * codec.encode_digest_map writes it through orjson (keys sorted by code point, which
+ * is the order of their UTF-8 bytes). None (no exception) when a key is not a plain
+ * str (see plain_key) or a value is not exactly digest_type with 32 raw bytes: the
+ * caller then encodes it in Python. Trees are encoded for every snapshot a run stores
+ * (two a step), where the Python path builds a dict and a hex str per key. */
+#define DIGEST_MAP_HEAD "{\"entries\":{"
+#define DIGEST_MAP_TAIL "},\"type\":\"map\"}"
+#define DIGEST_ENTRY_HEAD ":{\"$digest\":\""
+static PyObject *raw_name = NULL;
+
+static PyObject *digest_map(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyDict_CheckExact(args[0]) || !PyType_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "digest_map() takes a dict and a type");
+        return NULL;
+    }
+    PyObject *entries = args[0];
+    PyTypeObject *digest_type = (PyTypeObject *)args[1];
+    PyObject *keys = PyDict_Keys(entries);
+    if (keys == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(keys);
+    /* Exact str keys compare in C: no Python code runs while sorting them. */
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (!PyUnicode_CheckExact(PyList_GET_ITEM(keys, i))) {
+            Py_DECREF(keys);
+            Py_RETURN_NONE;
+        }
+    }
+    if (PyList_Sort(keys) < 0) {
+        Py_DECREF(keys);
+        return NULL;
+    }
+    PyObject *raws = PyTuple_New(count);
+    if (raws == NULL) {
+        Py_DECREF(keys);
+        return NULL;
+    }
+    Py_ssize_t size = (Py_ssize_t)(sizeof(DIGEST_MAP_HEAD) - 1 + sizeof(DIGEST_MAP_TAIL) - 1);
+    Py_ssize_t key_size;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *key = PyList_GET_ITEM(keys, i);
+        PyObject *value = PyDict_GetItemWithError(entries, key);  /* borrowed */
+        if (value == NULL || plain_key(key, &key_size) == NULL
+                || Py_TYPE(value) != digest_type) {
+            goto fallback;
+        }
+        PyObject *raw = PyObject_GenericGetAttr(value, raw_name);
+        if (raw == NULL) {
+            PyErr_Clear();
+            goto fallback;
+        }
+        PyTuple_SET_ITEM(raws, i, raw);
+        if (!PyBytes_CheckExact(raw) || PyBytes_GET_SIZE(raw) != 32) {
+            goto fallback;
+        }
+        /* "key":{"$digest":"<64 hex>"} and a comma */
+        size += key_size + 2 + (Py_ssize_t)(sizeof(DIGEST_ENTRY_HEAD) - 1) + 64 + 2
+            + (i > 0);
+    }
+    PyObject *joined = PyBytes_FromStringAndSize(NULL, size);
+    if (joined == NULL) {
+        Py_DECREF(keys);
+        Py_DECREF(raws);
+        return NULL;
+    }
+    static const char hex[] = "0123456789abcdef";
+    char *out = PyBytes_AS_STRING(joined);
+    memcpy(out, DIGEST_MAP_HEAD, sizeof(DIGEST_MAP_HEAD) - 1);
+    out += sizeof(DIGEST_MAP_HEAD) - 1;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const char *text = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(keys, i), &key_size);
+        const unsigned char *raw =
+            (const unsigned char *)PyBytes_AS_STRING(PyTuple_GET_ITEM(raws, i));
+        if (i > 0) {
+            *out++ = ',';
+        }
+        *out++ = '"';
+        memcpy(out, text, (size_t)key_size);
+        out += key_size;
+        *out++ = '"';
+        memcpy(out, DIGEST_ENTRY_HEAD, sizeof(DIGEST_ENTRY_HEAD) - 1);
+        out += sizeof(DIGEST_ENTRY_HEAD) - 1;
+        for (int b = 0; b < 32; b++) {
+            *out++ = hex[raw[b] >> 4];
+            *out++ = hex[raw[b] & 15];
+        }
+        *out++ = '"';
+        *out++ = '}';
+    }
+    memcpy(out, DIGEST_MAP_TAIL, sizeof(DIGEST_MAP_TAIL) - 1);
+    Py_DECREF(keys);
+    Py_DECREF(raws);
+    return joined;
+fallback:
+    Py_DECREF(keys);
+    Py_DECREF(raws);
+    Py_RETURN_NONE;
+}
+
+/* new_digest(digest_type, raw): digest_type's instance holding raw in its "raw" slot,
+ * as object.__new__ and object.__setattr__ make it (digest.compute_digest makes one per
+ * object hashed, ~20 a recorded run; the two calls cost ~2,500 instructions in Python). */
+static PyObject *new_digest(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyType_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "new_digest() takes a type and bytes");
+        return NULL;
+    }
+    PyTypeObject *digest_type = (PyTypeObject *)args[0];
+    PyObject *made = digest_type->tp_alloc(digest_type, 0);
+    if (made == NULL) {
+        return NULL;
+    }
+    if (PyObject_GenericSetAttr(made, raw_name, args[1]) < 0) {
+        Py_DECREF(made);
+        return NULL;
+    }
+    return made;
+}
+
 static PyMethodDef methods[] = {
     {"plain", plain, METH_O,
      "True when a dict or list holds only JSON types orjson writes losslessly."},
@@ -1565,6 +1689,11 @@ static PyMethodDef methods[] = {
     {"members_match", (PyCFunction)(void (*)(void))members_match, METH_FASTCALL,
      "True when bytes are exactly {\"key\":<encoding>,...} of the keys given, in their "
      "order, and a dict of their encodings."},
+    {"digest_map", (PyCFunction)(void (*)(void))digest_map, METH_FASTCALL,
+     "(entries, digest_type): the canonical encoding of the map tree of entries' digests; "
+     "None when a key is not a plain str or a value not exactly digest_type."},
+    {"new_digest", (PyCFunction)(void (*)(void))new_digest, METH_FASTCALL,
+     "(digest_type, raw): an instance of digest_type with raw in its raw slot."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1576,6 +1705,10 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__speedups(void)
 {
     crc_init();
+    raw_name = PyUnicode_InternFromString("raw");
+    if (raw_name == NULL) {
+        return NULL;
+    }
     if (PyType_Ready(&InlineType) < 0) {
         return NULL;
     }

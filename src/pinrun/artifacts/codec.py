@@ -19,7 +19,7 @@ import base64
 import itertools
 import sys
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import orjson
 
@@ -27,10 +27,8 @@ from pinrun.artifacts import _codec_registry as _registry
 from pinrun.artifacts import _codec_types as types
 from pinrun.artifacts._codec_classes import find_class
 from pinrun.artifacts._codec_registry import TypeCodec
+from pinrun.artifacts.digest import Digest
 from pinrun.errors import PinrunError, UndecodableValueError, UnsupportedValueError
-
-if TYPE_CHECKING:
-    from pinrun.artifacts.digest import Digest
 
 __all__ = ["BytesEntry", "TypeCodec", "UndecodableValueError", "UnloadedValue", "decode",
            "decode_many", "decode_tagged", "encode", "encode_digest_map", "encode_many",
@@ -127,12 +125,14 @@ _in_order: Callable[[dict[Any, Any]], bool] | None = None
 _members_match: Callable[[bytes, list[str], dict[str, bytes]], bool] | None = None
 _still_encodes: Callable[[Any, bytes], bool] | None = None
 _all_still_encode: Callable[[dict[str, Any], dict[str, bytes]], bool] | None = None
+_digest_map: Callable[[dict[str, Any], type[Digest]], bytes | None] | None = None
 try:
     # The same check compiled (setup.py builds it where a C compiler exists):
     # ~7x faster, and the walk is most of what encoding costs beyond orjson.
     # And the scans that let encode_many and decode_many work on a whole map.
     from pinrun.artifacts._speedups import all_still_encode as _compiled_all_still_encode
     from pinrun.artifacts._speedups import canonical as _compiled_canonical
+    from pinrun.artifacts._speedups import digest_map as _compiled_digest_map
     from pinrun.artifacts._speedups import in_order as _compiled_in_order
     from pinrun.artifacts._speedups import join_members as _compiled_join
     from pinrun.artifacts._speedups import members_match as _compiled_members_match
@@ -149,6 +149,7 @@ else:
     _canonical, _in_order = _compiled_canonical, _compiled_in_order
     _members_match = _compiled_members_match
     _still_encodes, _all_still_encode = _compiled_still_encodes, _compiled_all_still_encode
+    _digest_map = _compiled_digest_map
 
 #: Maps with fewer keys than this are encoded and decoded value by value (as cheap).
 _MANY: Final = 64
@@ -418,7 +419,15 @@ def encode_digest_map(node: dict[str, Any], field: str, entries: Mapping[str, Di
 
     Trees are encoded for every snapshot a run stores, so this path matters;
     a key the generic walk would escape (``$...`` or a lone surrogate) takes it.
+    A map tree (``{"type": "map"}``, ``"entries"``) of plain keys is written in C
+    (:func:`~pinrun.artifacts._speedups.digest_map`: the same bytes, ~11k fewer
+    instructions a tree, two trees a recorded step).
     """
+    if _digest_map is not None and field == "entries" and type(entries) is dict and \
+            len(node) == 1 and node.get("type") == "map":
+        made = _digest_map(entries, Digest)
+        if made is not None:
+            return made
     plain: dict[str, Any] = {}
     for key, digest in entries.items():
         if key[:1] == "$" or type(key) is not str:

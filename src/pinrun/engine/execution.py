@@ -214,11 +214,16 @@ def _code_watch(hidden: StepHiddenState) -> Watch | None:
     look at, now or after the step: that is remembered with the step's hidden
     state, for as long as the very same module objects are loaded.
     """
-    modules = [sys.modules[name] for name in hidden.modules if name in sys.modules]
-    quiet = hidden.quiet[0] if hidden.quiet else None
-    if quiet is not None and len(quiet) == len(modules) and all(
-            ref() is module for ref, module in zip(quiet, modules, strict=True)):
-        return None
+    loaded = sys.modules
+    modules = [loaded[name] for name in hidden.modules if name in loaded]
+    if hidden.quiet:  # (a loop, not all() over a generator: this runs at every step)
+        quiet = hidden.quiet[0]
+        if len(quiet) == len(modules):
+            for ref, module in zip(quiet, modules, strict=True):
+                if ref() is not module:
+                    break
+            else:
+                return None
     watch = code_watch(modules)
     if watch.places:
         return watch
