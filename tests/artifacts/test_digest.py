@@ -351,3 +351,17 @@ def test_validate_prefix_error_keeps_the_text() -> None:
         validate_prefix("abc")
     assert info.value.text == "abc"
     assert "abc" in str(info.value)
+
+
+def test_a_checked_digest_is_the_digest_of_its_bytes() -> None:
+    """checked_digest (the shape check's maker: no second check) gives what Digest gives."""
+    from pinrun.artifacts.digest import checked_digest
+
+    raw = bytes(range(32))
+    made = checked_digest(raw)
+    assert type(made) is Digest
+    assert made == Digest(raw)
+    assert hash(made) == hash(Digest(raw))
+    assert made.raw is raw
+    with pytest.raises(AttributeError):
+        made.raw = bytes(32)

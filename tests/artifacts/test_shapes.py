@@ -97,6 +97,28 @@ def test_a_malformed_run_record_is_corrupt_and_says_where(change: Any, expected:
     assert caught.value.digest == digest
 
 
+@pytest.mark.parametrize("text", [
+    "AB" * 32,                    # capitals: bytes.fromhex takes them
+    "ab " * 21 + "a",             # spaces: fromhex skips them between bytes
+    " " + "ab" * 31 + "a",        # 64 characters, 31.5 bytes
+    "ab" * 31 + "a\n",
+    "ab" * 32 + "ab",             # too long
+    "ab" * 31,                    # too short
+    "gg" * 32,
+    "\u0660" * 64,                # digits, but not ASCII ones
+])
+def test_a_digest_tag_is_64_lowercase_hex_characters_exactly(text: str) -> None:
+    """A $digest tag is read only as 64 lowercase hex characters: nothing fromhex would
+    also read (capitals, spaces) passes as a digest."""
+    record = copy.deepcopy(RUN)
+    record["state"] = {"$digest": text}
+    assert shapes.shape_problem(Kind.RUN, record) == \
+        "state holds a $digest tag that is not 64 lowercase hex characters"
+    record["state"] = {"$digest": HEX}
+    assert shapes.shape_problem(Kind.RUN, record) is None
+    assert shapes.check_shape(None, Kind.RUN, record)["state"] == Digest.from_hex(HEX)
+
+
 def test_a_lone_surrogate_in_an_error_message_is_kept() -> None:
     """A ``$str`` tag (how the codec writes a lone surrogate) is a string, decoded."""
     record = _decoded(RUN)

@@ -200,8 +200,10 @@ class RunRecord:
         not read from the store (no ``digest``); never a ``KeyError``.
         """
         value = shapes.check_shape(digest, Kind.RUN, data)
+        # Every field is given and checked: made by built() (a replay loads a record each).
         steps = tuple(
-            StepRecord(
+            built(
+                StepRecord,
                 name=s["name"], status=s["status"], inputs=s["inputs"], outputs=s["outputs"],
                 events=s["events"],
                 error=StepError(**s["error"]) if s["error"] is not None else None,
@@ -210,12 +212,13 @@ class RunRecord:
             )
             for s in value["steps"]
         )
-        return cls(id=value["id"], flow=value["flow"], status=value["status"],
-                   inputs=value["inputs"], state=value["state"], steps=steps,
-                   timing=value["timing"], flow_pin=value["flow_pin"], env=value["env"],
-                   entry=value["entry"], level_start=value["level_start"],
-                   replaces=value["replaces"], continues=value.get("continues"),
-                   digest=digest, timing_inline=value.get("timing_inline"))
+        return built(cls, id=value["id"], flow=value["flow"], status=value["status"],
+                     inputs=value["inputs"], state=value["state"], steps=steps,
+                     timing=value["timing"], flow_pin=value["flow_pin"], env=value["env"],
+                     entry=value["entry"], level_start=value["level_start"],
+                     replaces=value["replaces"], continues=value.get("continues"),
+                     digest=digest, timing_inline=value.get("timing_inline"),
+                     timing_parts=())
 
     def with_step(self, step: StepRecord, state: Digest, status: RunStatus) -> RunRecord:
         """A new record with ``step`` appended (records are never changed in place)."""
