@@ -138,20 +138,15 @@ _VERIFY_CHUNK: Final = 1 * _MiB
 _local = threading.local()
 
 
-def _compressor() -> zstandard.ZstdCompressor:
-    comp: zstandard.ZstdCompressor | None = getattr(_local, "compressor", None)
+def _compressor(level: int = _ZSTD_LEVEL) -> zstandard.ZstdCompressor:
+    """This thread's compressor at ``level`` (``_ZSTD_SMALL_LEVEL`` for payloads under
+    :data:`_SMALL_BELOW` bytes), made once per thread and level."""
+    made: dict[int, zstandard.ZstdCompressor] | None = getattr(_local, "compressors", None)
+    if made is None:
+        made = _local.compressors = {}
+    comp = made.get(level)
     if comp is None:
-        comp = zstandard.ZstdCompressor(level=_ZSTD_LEVEL, write_content_size=True)
-        _local.compressor = comp
-    return comp
-
-
-def _small_compressor() -> zstandard.ZstdCompressor:
-    """The compressor of payloads under :data:`_SMALL_BELOW` bytes (level 1)."""
-    comp: zstandard.ZstdCompressor | None = getattr(_local, "small_compressor", None)
-    if comp is None:
-        comp = zstandard.ZstdCompressor(level=_ZSTD_SMALL_LEVEL, write_content_size=True)
-        _local.small_compressor = comp
+        comp = made[level] = zstandard.ZstdCompressor(level=level, write_content_size=True)
     return comp
 
 
@@ -251,7 +246,7 @@ def build_pending_records(items: list[tuple[bytes, Kind, bytes]],
                 small_indexes.append(index)
     packed = _compress_all(items, plain_indexes, _compressor()) if plain_indexes else {}
     if small_indexes:
-        packed.update(_compress_all(items, small_indexes, _small_compressor()))
+        packed.update(_compress_all(items, small_indexes, _compressor(_ZSTD_SMALL_LEVEL)))
     if dictionary is not None:
         packed.update(_compress_all(items, dict_indexes, dictionary.compressor()))
     pack_header = HEADER.pack
