@@ -31,3 +31,12 @@ def leave_behind(folder: str) -> str:
     _KEPT.append(_WritesWhenFreed(Path(folder) / "freed"))
     atexit.register((Path(folder) / "hook").write_text, "ran")
     return "left"
+
+
+def close_stdout(folder: str) -> str:
+    """Leave behind what :func:`leave_behind` does, with the process's stdout closed."""
+    import sys
+
+    leave_behind(folder)
+    sys.stdout.close()
+    return "closed"

@@ -15,3 +15,11 @@ def test_a_pool_process_ends_without_tearing_its_interpreter_down(tmp_path: Path
         assert pool.submit(pool_targets.leave_behind, str(tmp_path)).result() == "left"
     assert (tmp_path / "hook").read_text() == "ran"
     assert not (tmp_path / "freed").exists()
+
+
+def test_a_pool_process_whose_stdout_a_task_closed_still_ends_at_once(tmp_path: Path) -> None:
+    """Flushing a closed stdout fails: the process still ends without its teardown."""
+    with worker_pool(1, None, pool_targets.nothing, ()) as pool:
+        assert pool.submit(pool_targets.close_stdout, str(tmp_path)).result() == "closed"
+    assert (tmp_path / "hook").read_text() == "ran"
+    assert not (tmp_path / "freed").exists()

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,8 +84,10 @@ def _start_worker(initializer: Callable[..., None], initargs: tuple[Any, ...]) -
 
 
 def _end_now() -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        # A replayed step may have closed or replaced them: the worker ends all the same.
+        with suppress(Exception):
+            stream.flush()
     os._exit(0)
 
 
