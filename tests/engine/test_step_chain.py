@@ -301,15 +301,15 @@ def test_the_recorders_record_copy_is_dataclasses_replace(project: Project,
     on RunRecord having no ``__post_init__`` and no slots."""
     from dataclasses import fields
 
-    from pinrun.engine.run import _changed
+    from pinrun.engine.records import changed
 
     assert not hasattr(RunRecord, "__post_init__")
     assert "__slots__" not in RunRecord.__dict__
     run = _interrupted(project, project_store, at=4)
     changes: dict[str, Any] = {"status": "failed", "continues": run.digest, "digest": None,
                "timing_inline": {"steps": []}, "steps": run.steps[:1]}
-    for left, right in ((_changed(run, **changes), replace(run, **changes)),
-                        (_changed(run), replace(run))):
+    for left, right in ((changed(run, **changes), replace(run, **changes)),
+                        (changed(run), replace(run))):
         assert [getattr(left, f.name) for f in fields(RunRecord)] == \
             [getattr(right, f.name) for f in fields(RunRecord)]
     assert run.status == "running"  # the record copied is unchanged

@@ -40,3 +40,12 @@ def close_stdout(folder: str) -> str:
     leave_behind(folder)
     sys.stdout.close()
     return "closed"
+
+
+def close_stdout_and_hook(folder: str) -> str:
+    """Register an exit hook that writes ``hook``, close stdout, and return."""
+    import sys
+
+    atexit.register((Path(folder) / "hook").write_text, "ran")
+    sys.stdout.close()
+    return "closed"

@@ -19,7 +19,7 @@ from pinrun.artifacts.dictionary import (
     Dictionary,
     train_dictionary,
 )
-from pinrun.artifacts.digest import Digest, Kind, compute_digest
+from pinrun.artifacts.digest import VALUE_KIND, Digest, Kind, compute_digest
 from pinrun.artifacts.objects import (
     SMALLEST_MAX_RAW_SIZE,
     EncodedObject,
@@ -47,8 +47,6 @@ _OFFERED_BYTES: Final = b"stats.offered_raw_bytes"
 #: :attr:`~pinrun.artifacts.lmdb_env.Environment.main_db`); stores written before
 #: kept them in ``meta``, and a total is what both hold.
 COUNTER_KEYS: Final = (_OFFERED_OBJECTS, _OFFERED_BYTES)
-# (Read once: an Enum's class attribute costs ~950 instructions a read on Python 3.11.)
-_VALUE: Final = Kind.VALUE
 
 
 class WriteBatch:
@@ -121,8 +119,8 @@ class WriteBatch:
     def put_value(self, value: Any, *, root: str = "value") -> Digest:
         """Queue one canonically encoded value."""
         payload = codec.encode(value, root=root)
-        check_payload_size(_VALUE, len(payload), root)
-        return self.put(_VALUE, payload)
+        check_payload_size(VALUE_KIND, len(payload), root)
+        return self.put(VALUE_KIND, payload)
 
     def put_blob(self, data: bytes) -> Digest:
         """Queue raw bytes (chunked into a tree when large)."""

@@ -17,7 +17,8 @@ import blake3
 
 from pinrun.errors import InvalidDigestError
 
-__all__ = ["DIGEST_SIZE", "MIN_PREFIX", "Digest", "Kind", "checked_digest", "compute_digest"]
+__all__ = ["DIGEST_SIZE", "MIN_PREFIX", "TREE_KIND", "VALUE_KIND", "Digest", "Kind",
+           "checked_digest", "compute_digest"]
 
 #: Bytes in a digest (BLAKE3-256).
 DIGEST_SIZE: Final = 32
@@ -57,6 +58,11 @@ class Kind(enum.Enum):
 
 
 _KINDS_BY_CODE: Final = {kind.code: kind for kind in Kind}
+#: ``Kind.VALUE`` and ``Kind.TREE`` as module constants, for the paths that name them for
+#: every object (a tree's values, a page): on Python 3.11 each read of an Enum member
+#: through its class goes through ``EnumType``'s attribute hook (~950 instructions).
+VALUE_KIND: Final = Kind.VALUE
+TREE_KIND: Final = Kind.TREE
 
 
 @functools.total_ordering

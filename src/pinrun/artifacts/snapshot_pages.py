@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 import orjson
 
 from pinrun.artifacts import codec
-from pinrun.artifacts.digest import Digest, Kind
+from pinrun.artifacts.digest import TREE_KIND, VALUE_KIND, Digest, Kind
 
 if TYPE_CHECKING:
     from pinrun.artifacts.trees import ObjectSink
@@ -49,11 +49,6 @@ INLINE_LIMIT: Final = 16 * 1024
 PAGED_ABOVE: Final = 64 * 1024
 #: What a digest entry is counted as when pages are sized (``"key":{"$digest":"..."}``).
 _DIGEST_ENTRY_SIZE: Final = 90
-# Read once: ``Kind.VALUE`` costs ~950 instructions at each read, since every class
-# attribute of an Enum goes through EnumType.__getattr__'s hook (Python 3.11), and
-# _store_map puts one object per key of every small snapshot a run stores.
-_VALUE: Final = Kind.VALUE
-_TREE: Final = Kind.TREE
 
 
 class _Inline:
@@ -193,9 +188,9 @@ def _store_map(sink: ObjectSink, entries: Mapping[str, Entry]) -> Digest:
     """A ``map`` tree of one object per key (inline values stored as their own now)."""
     digests: dict[str, Digest] = {}
     for key, entry in entries.items():
-        digests[key] = sink.put(_VALUE, entry.payload) if type(entry) is Inline else \
+        digests[key] = sink.put(VALUE_KIND, entry.payload) if type(entry) is Inline else \
             entry  # type: ignore[assignment]  # not Inline: a Digest (mypy keeps the union)
-    return sink.put(_TREE, codec.encode_digest_map({"type": "map"}, "entries", digests))
+    return sink.put(TREE_KIND, codec.encode_digest_map({"type": "map"}, "entries", digests))
 
 
 def _store_page(sink: ObjectSink, keys: list[str], entries: Mapping[str, Entry]) -> Digest:

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pinrun.artifacts import codec
-from pinrun.artifacts.digest import Digest, Kind, compute_digest
+from pinrun.artifacts.digest import VALUE_KIND, Digest, Kind, compute_digest
 from pinrun.artifacts.store import Store, WriteBatch
 from pinrun.artifacts.trees import Entry, encode_entry
 from pinrun.engine.call_values import SCALARS
@@ -54,6 +54,7 @@ from pinrun.engine.records import (
     StepError,
     StepRecord,
     built,
+    changed,
     run_ref,
 )
 from pinrun.engine.value_digests import ValueDigests
@@ -100,8 +101,6 @@ _ID_ENTROPY = 3
 #: Most steps consume no context events: that value, encoded and digested once.
 _NO_EVENTS = codec.encode([], root="context events")
 _NO_EVENTS_DIGEST = compute_digest(Kind.VALUE, _NO_EVENTS)
-#: (Read once: an Enum's class attribute costs ~950 instructions a read on Python 3.11.)
-_VALUE = Kind.VALUE
 #: When a run's progress reaches the disk.
 Durability = Literal["step", "run", "none"]
 DURABILITIES: tuple[str, ...] = ("step", "run", "none")
@@ -373,7 +372,7 @@ class Recorder:
             outputs=outputs,
             events=batch.put_value([e.as_value() for e in outcome.log.events],
                                    root="context events") if outcome.log.events
-            else batch.put(_VALUE, _NO_EVENTS, _NO_EVENTS_DIGEST),
+            else batch.put(VALUE_KIND, _NO_EVENTS, _NO_EVENTS_DIGEST),
             error=describe_error(outcome.error) if outcome.error is not None else None,
             attempt=attempt, hazards=tuple(outcome.hazards), code=self.step_pins[item.name],
             files=files,
@@ -400,7 +399,7 @@ class Recorder:
         linked = running and self.digest is not None
         timing = self.timing if not linked else {
             **self.timing, "steps": self.timing["steps"][self._stored_timing:]}
-        updated = _changed(
+        updated = changed(
             self.run, status=status, state=self.values.put_entries(batch, self.entries),
             steps=tuple(self.steps[self._stored_steps:] if linked else self.steps),
             # While the run goes on, its timing rides in the record (an object less per
@@ -439,22 +438,10 @@ class Recorder:
                 self._held.clear()
             self._held.update(batch.offered())
         # What the run is now: the whole record, named by the newest commit's digest.
-        self.run = _changed(updated, steps=tuple(self.steps), continues=None, digest=digest,
+        self.run = changed(updated, steps=tuple(self.steps), continues=None, digest=digest,
                             timing_inline=None)
         self.digest = digest
         self._stored_steps, self._stored_timing = len(self.steps), len(self.timing["steps"])
-
-
-def _changed(run: RunRecord, **changes: Any) -> RunRecord:
-    """``dataclasses.replace(run, **changes)`` for the recorder's own records, at a third
-    of its cost (twice a durable step: ~8 us): a copy of the frozen record's fields with
-    ``changes`` set, no field list walked, no ``__init__`` (a RunRecord has no
-    ``__post_init__``; its fields are checked when read from the store)."""
-    new = object.__new__(RunRecord)
-    fields = new.__dict__
-    fields.update(run.__dict__)
-    fields.update(changes)
-    return new
 
 
 #: At most this many digests are kept as stored by a run's commits (32 bytes each).

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from pinrun.artifacts.digest import Digest, Kind, compute_digest
+from pinrun.artifacts.digest import VALUE_KIND, Digest, Kind, compute_digest
 from pinrun.artifacts.snapshot_pages import PageCache
 from pinrun.artifacts.store import WriteBatch
 from pinrun.artifacts.trees import Entry, store_entries, store_snapshot
@@ -38,10 +38,6 @@ _MOST: Final = 4096
 #: the run starts again from none. The pages kept are mostly the state's own (the
 #: bytes of its values' encodings, which the engine holds beside them anyway).
 _MOST_PAGES: Final = 1024
-# Read once: ``Kind.VALUE`` costs ~950 instructions at each read, since every class
-# attribute of an Enum goes through EnumType.__getattr__'s hook (Python 3.11), and
-# put runs for every value of every tree a run stores.
-_VALUE: Final = Kind.VALUE
 
 
 class ValueDigests:
@@ -61,7 +57,7 @@ class ValueDigests:
 
     def put(self, kind: Kind, payload: bytes, digest: Digest | None = None) -> Digest:
         """Queue ``payload`` in the current batch, with its digest (kept, for a small value)."""
-        if digest is None and kind is _VALUE and type(payload) is bytes \
+        if digest is None and kind is VALUE_KIND and type(payload) is bytes \
                 and len(payload) <= KEPT_PAYLOAD:
             known = self._known
             digest = known.get(payload)

@@ -84,6 +84,7 @@ def _start_worker(initializer: Callable[..., None], initargs: tuple[Any, ...]) -
 
 
 def _end_now() -> None:
+    """Flush what the process wrote and end it at once (no teardown, no more hooks)."""
     for stream in (sys.stdout, sys.stderr):
         # A replayed step may have closed or replaced them: the worker ends all the same.
         with suppress(Exception):
@@ -198,7 +199,5 @@ def _child_main(request: str, answer: str) -> None:
     except BaseException as exc:  # every failure (SystemExit too) is the answer, as text
         payload = pickle.dumps(("raised", f"{type(exc).__name__}: {exc}"))
     Path(answer).write_bytes(payload)
-    sys.stdout.flush()
-    sys.stderr.flush()
     # Threads or atexit hooks of project code must not decide this process's end.
-    os._exit(0)
+    _end_now()
