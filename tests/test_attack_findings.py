@@ -166,6 +166,34 @@ def test_a_deeply_nested_output_is_one_line_in_diff_replay_and_verify(
         assert b"Traceback" not in shown, (command, shown[-400:])
 
 
+def _naming_one_tree_over_and_over(record: dict[str, Any], batch: Any) -> dict[str, Any]:
+    """The first step's outputs (and the run's state): five map trees of 100 entries, each
+    naming the tree below, 10^10 values from ~30 KB."""
+    digest = batch.put(Kind.VALUE, b"1")
+    for _ in range(5):
+        digest = batch.put(Kind.TREE, _json({"type": "map", "entries": {
+            f"k{i}": {"$digest": digest.hex} for i in range(100)}}))
+    steps = [dict(step) for step in record["steps"]]
+    steps[0]["outputs"] = {"$digest": digest.hex}
+    return {**record, "steps": steps, "state": {"$digest": digest.hex}}
+
+
+def test_trees_naming_one_tree_over_and_over_are_one_line_everywhere(
+        victim: tuple[Path, str, Path]) -> None:
+    """diff, replay and verify of a run whose outputs are a DAG bomb end in seconds with a
+    line naming it, where they used to run until memory ran out; show --values shows it."""
+    project, base_id, _ = victim
+    hostile = _crafted_run(project, base_id, "0b0001", _naming_one_tree_over_and_over)
+    shown = _pinrun(project, "show", hostile, "--values", timeout=60)
+    assert shown.returncode == 0  # (it names large values by digest: nothing rebuilt)
+    for command in (["diff", hostile, base_id], ["replay", hostile], ["verify", hostile]):
+        result = _pinrun(project, *command, timeout=60)
+        output = result.stdout + result.stderr
+        assert b"Traceback" not in output, (command, output[-400:])
+        assert b"over and over" in output, (command, output[-400:])
+        assert result.returncode in (1, 3), (command, result.returncode)
+
+
 def test_fsck_checks_an_honest_value_bomb_in_bounded_memory(tmp_path: Path) -> None:
     """fsck of a store holding a true 256 MiB value (8 KB in the bundle) stays at tens of MiB."""
     import blake3

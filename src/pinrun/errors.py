@@ -91,6 +91,7 @@ __all__ = [
     "NoSpaceError",
     "NondeterminismError",
     "ObjectFormatError",
+    "OversizedValueError",
     "PinnedModuleError",
     "PinrunError",
     "PinrunWarning",
@@ -269,6 +270,24 @@ class CorruptObjectError(StoreError):
         super().__init__(
             f"object {digest.hex} is corrupt: {what}. Restore the store from a backup "
             "or re-import the object from a bundle; `pinrun fsck` lists every damaged object."
+        )
+
+
+class OversizedValueError(CorruptObjectError):
+    """A stored value whose trees name the same objects so often that rebuilding it would
+    take more memory than the machine has: each object is valid, their sum is not."""
+
+    def __init__(self, digest: Digest, size: int, limit: int) -> None:
+        self.digest = digest
+        self.expected = digest
+        self.actual = None
+        self.size = size
+        self.limit = limit
+        StoreError.__init__(
+            self, f"object {digest.hex} would rebuild {size:,} bytes, more than this "
+            f"machine's {limit:,} bytes of memory: its trees name the same objects over and "
+            "over (a crafted bundle, or a value no machine here can hold). Nothing was "
+            "built; do not trust the bundle or store it came from."
         )
 
 

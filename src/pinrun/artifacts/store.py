@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from pinrun.artifacts import codec, shapes, trees
+from pinrun.artifacts import codec, rebuild, shapes
 from pinrun.artifacts.batch import (
     _OFFERED_BYTES,
     _OFFERED_OBJECTS,
@@ -334,11 +334,11 @@ class Store:
 
     def get_value(self, digest: Digest) -> Any:
         """The value stored under ``digest`` (a value, blob or snapshot)."""
-        return trees.load_entry(self, digest)
+        return rebuild.load_entry(self, digest)
 
     def get_snapshot(self, digest: Digest) -> dict[str, Any]:
         """The state a snapshot tree holds."""
-        return trees.load_snapshot(self, digest)
+        return rebuild.load_snapshot(self, digest)
 
     def has(self, digest: Digest) -> bool:
         """True when the object is stored (without verifying it)."""

@@ -19,7 +19,6 @@ digest}}``, ``{"type": "pages", "pages": [digest, ...], "size": n}`` or
 
 from __future__ import annotations
 
-import io
 import re
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -59,8 +58,6 @@ __all__ = [
     "bytes_head",
     "check_structure",
     "encode_entry",
-    "load_entry",
-    "load_snapshot",
     "may_differ_from_earlier",
     "references",
     "snapshot_entries",
@@ -406,20 +403,6 @@ def _chunks_fit(size: int, count: int) -> bool:
     return 0 <= size <= MAX_BYTES_SIZE and count == -(-size // CHUNK_SIZE)
 
 
-def _gather(source: ObjectSource, digest: Digest, tree: dict[str, Any]) -> bytes:
-    """The bytes a chunk tree holds, each chunk checked before it is appended."""
-    size: int = tree["size"]
-    out = io.BytesIO()
-    for index, chunk in enumerate(tree["chunks"]):
-        kind, data = source.load(chunk)
-        if kind is not Kind.BLOB or len(data) != min(CHUNK_SIZE, size - index * CHUNK_SIZE):
-            raise CorruptObjectError(digest, None, f"its chunk {index} ({chunk.short}) is not "
-                                     "a blob of the size its place says")
-        out.write(data)
-    # getvalue() hands over the buffer when it is exactly full: no copy at the end.
-    return out.getvalue()
-
-
 def _checked_pages(digest: Digest, tree: dict[str, Any],
                    load: Callable[[Digest], Any]) -> Iterator[tuple[Digest, dict[str, Any]]]:
     """The pages of a ``pages`` tree in order, each ``load``-ed into a map of string keys,
@@ -439,14 +422,6 @@ def _checked_pages(digest: Digest, tree: dict[str, Any],
         yield page_digest, page
     if count != tree["size"]:
         raise CorruptObjectError(digest, None, "its pages do not hold the keys it counts")
-
-
-def _gather_pages(source: ObjectSource, digest: Digest, tree: dict[str, Any]) -> dict[str, Any]:
-    """The map a ``pages`` tree holds (nested, or a whole snapshot)."""
-    out: dict[str, Any] = {}
-    for _, page in _checked_pages(digest, tree, lambda page: load_entry(source, page)):
-        out.update(page)
-    return out
 
 
 def snapshot_pages(source: ObjectSource,
@@ -528,23 +503,6 @@ def tree_entries(source: ObjectSource, digest: Digest) -> dict[str, Digest]:
     return dict(tree["entries"])
 
 
-def load_entry(source: ObjectSource, digest: Digest) -> Any:
-    """Rebuild the value stored under ``digest`` by :func:`store_entry`."""
-    kind, payload = source.load(digest)
-    if kind is Kind.VALUE:
-        return codec.decode(payload)
-    if kind is Kind.BLOB:
-        return payload
-    if kind is Kind.TREE:
-        tree = _tree(digest, payload)
-        if tree["type"] == "chunks":
-            return _gather(source, digest, tree)
-        if tree["type"] == "pages":
-            return _gather_pages(source, digest, tree)
-        return {key: load_entry(source, child) for key, child in tree["entries"].items()}
-    raise CorruptObjectError(digest, None, f"a {kind.value} object is not a state value")
-
-
 def bytes_head(source: ObjectSource, digest: Digest, limit: int) -> tuple[int, bytes] | None:
     """``(size, first bytes)`` of a ``bytes`` entry (a blob or a chunk tree), reading at
     most its first chunk; None when ``digest`` holds something else (for display)."""
@@ -559,14 +517,6 @@ def bytes_head(source: ObjectSource, digest: Digest, limit: int) -> tuple[int, b
     chunks: list[Digest] = tree["chunks"]
     first = source.load(chunks[0])[1][:limit] if chunks else b""
     return tree["size"], first
-
-
-def load_snapshot(source: ObjectSource, digest: Digest) -> dict[str, Any]:
-    """Rebuild a whole snapshot stored by :func:`store_snapshot`."""
-    state = load_entry(source, digest)
-    if type(state) is not dict:
-        raise CorruptObjectError(digest, None, "it is not a snapshot tree")
-    return state
 
 
 def references(kind: Kind, payload: bytes) -> Iterator[Digest]:
