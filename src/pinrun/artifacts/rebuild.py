@@ -45,29 +45,8 @@ MAX_REBUILT_SIZE: int = _physical_memory()
 ENTRY_SIZE: Final = 64
 
 
-class _Rebuild:
-    """One rebuild: what it expanded so far, until a repeat has had it measured."""
-
-    __slots__ = ("seen", "source", "top")
-
-    def __init__(self, source: ObjectSource, top: Digest) -> None:
-        self.source = source
-        self.top = top
-        #: Raw digests of the trees and chunks expanded (None once the size is known).
-        self.seen: set[bytes] | None = set()
-
-    def expand(self, digest: Digest) -> None:
-        """Note that ``digest`` is expanded; measure the whole rebuild at its first repeat."""
-        seen = self.seen
-        if seen is None:
-            return
-        if digest.raw not in seen:
-            seen.add(digest.raw)
-            return
-        self.seen = None  # measured once: it names every object it will rebuild
-        size = rebuilt_size(self.source, self.top)
-        if size > MAX_REBUILT_SIZE:
-            raise OversizedValueError(self.top, size, MAX_REBUILT_SIZE)
+#: In a rebuild's set once the rebuild was measured (no digest is empty).
+_MEASURED: Final = b""
 
 
 def load_entry(source: ObjectSource, digest: Digest) -> Any:
@@ -77,19 +56,20 @@ def load_entry(source: ObjectSource, digest: Digest) -> Any:
     valid, and :class:`~pinrun.errors.OversizedValueError` for one whose trees name
     an object twice and would rebuild more than :data:`MAX_REBUILT_SIZE`.
     """
-    return _load(_Rebuild(source, digest), digest)
+    return _load(source, digest, digest, set())
 
 
 def load_snapshot(source: ObjectSource, digest: Digest) -> dict[str, Any]:
     """Rebuild a whole snapshot stored by :func:`~pinrun.artifacts.trees.store_snapshot`."""
-    state = load_entry(source, digest)
+    state = _load(source, digest, digest, set())
     if type(state) is not dict:
         raise CorruptObjectError(digest, None, "it is not a snapshot tree")
     return state
 
 
-def _load(rebuild: _Rebuild, digest: Digest) -> Any:
-    source = rebuild.source
+def _load(source: ObjectSource, digest: Digest, top: Digest, seen: set[bytes]) -> Any:
+    """The value under ``digest``, part of the rebuild of ``top``; ``seen`` holds the raw
+    digests of the trees and chunks this rebuild expanded."""
     kind, payload = source.load(digest)
     if kind is Kind.VALUE:
         return codec.decode(payload)
@@ -97,19 +77,35 @@ def _load(rebuild: _Rebuild, digest: Digest) -> Any:
         return payload
     if kind is Kind.TREE:
         tree = _tree(digest, payload)
-        rebuild.expand(digest)
+        _expand(source, digest, top, seen)
         if tree["type"] == "chunks":
-            return _gather(rebuild, digest, tree)
+            return _gather(source, digest, tree, top, seen)
         if tree["type"] == "pages":
             out: dict[str, Any] = {}
-            for _, page in _checked_pages(digest, tree, lambda page: _load(rebuild, page)):
+            for _, page in _checked_pages(digest, tree,
+                                          lambda page: _load(source, page, top, seen)):
                 out.update(page)
             return out
-        return {key: _load(rebuild, child) for key, child in tree["entries"].items()}
+        return {key: _load(source, child, top, seen) for key, child in tree["entries"].items()}
     raise CorruptObjectError(digest, None, f"a {kind.value} object is not a state value")
 
 
-def _gather(rebuild: _Rebuild, digest: Digest, tree: dict[str, Any]) -> bytes:
+def _expand(source: ObjectSource, digest: Digest, top: Digest, seen: set[bytes]) -> None:
+    """Note that ``digest`` is expanded; at the rebuild's first repeat, measure all of it."""
+    raw = digest.raw
+    if raw not in seen:
+        seen.add(raw)
+        return
+    if _MEASURED in seen:
+        return
+    seen.add(_MEASURED)  # once: the measure covers every object the rebuild will expand
+    size = rebuilt_size(source, top)
+    if size > MAX_REBUILT_SIZE:
+        raise OversizedValueError(top, size, MAX_REBUILT_SIZE)
+
+
+def _gather(source: ObjectSource, digest: Digest, tree: dict[str, Any], top: Digest,
+            seen: set[bytes]) -> bytes:
     """The bytes a chunk tree holds, each chunk checked before it is appended."""
     size: int = tree["size"]
     out = io.BytesIO()
@@ -117,8 +113,8 @@ def _gather(rebuild: _Rebuild, digest: Digest, tree: dict[str, Any]) -> bytes:
     for index, chunk in enumerate(tree["chunks"]):
         if chunk.raw not in mine:
             mine.add(chunk.raw)
-            rebuild.expand(chunk)  # one shared with another tree is a repeat
-        kind, data = rebuild.source.load(chunk)
+            _expand(source, chunk, top, seen)  # one another tree named too is a repeat
+        kind, data = source.load(chunk)
         if kind is not Kind.BLOB or len(data) != min(CHUNK_SIZE, size - index * CHUNK_SIZE):
             raise CorruptObjectError(digest, None, f"its chunk {index} ({chunk.short}) is not "
                                      "a blob of the size its place says")
