@@ -39,6 +39,8 @@ The hierarchy (exit codes are the command line's)::
     └── StoreError                  the store is missing or damaged (exit 3)
         ├── StoreNotFoundError      no store folder where one was looked for (.path)
         ├── CorruptObjectError      an object's bytes do not hash or parse (.digest, .actual)
+        │   └── OversizedValueError trees naming the same objects would rebuild more
+        │                           than the machine's memory (.digest, .size, .limit)
         ├── MissingObjectError      a referenced object is absent (.digest, .referenced_by)
         ├── ObjectFormatError       a stored record this version cannot read (.digest)
         ├── UndecodableValueError   stored value bytes that do not decode (.reason)
