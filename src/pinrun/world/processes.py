@@ -11,9 +11,13 @@ Two ways in, both calling library functions and handing back typed values:
 * :func:`worker_pool`: a pool of spawned interpreters (``pinrun verify``).
 * :func:`call_in_child`: one function called once in a fresh interpreter started
   with ``python -c`` (``pinrun.replay`` under the recorded seed, perturbations,
-  ``pytest --pinrun``). It does not go through :mod:`multiprocessing`, which
-  would run the caller's ``__main__`` script again in the child: a user script
-  calling ``pinrun.replay`` at top level needs no ``if __name__ == "__main__"``.
+  ``pytest --pinrun``).
+
+Neither runs the caller's ``__main__`` again in the child, as
+:mod:`multiprocessing` would: a user script that verifies at top level needs
+no ``if __name__ == "__main__"``, and its top-level code (which may record
+runs) runs once. The children run pinrun's functions only, and load the code
+they replay themselves.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import pickle
 import subprocess
 import sys
 import tempfile
+import types
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -55,7 +60,7 @@ def worker_pool(processes: int, hash_seed: str | None, initializer: Callable[...
         os.environ["PYTHONHASHSEED"] = hash_seed
     try:
         with concurrent.futures.ProcessPoolExecutor(
-                processes, mp_context=multiprocessing.get_context("spawn"),
+                processes, mp_context=_SpawnWithoutMain(),
                 initializer=_start_worker, initargs=(initializer, initargs)) as pool:
             yield pool
     finally:
@@ -63,6 +68,39 @@ def worker_pool(processes: int, hash_seed: str | None, initializer: Callable[...
             os.environ.pop("PYTHONHASHSEED", None)
         else:
             os.environ["PYTHONHASHSEED"] = saved
+
+
+#: What a pool's process is told the main module is: one with no file and no name,
+#: so that it imports nothing for it.
+_BARE_MAIN = types.ModuleType("__main__")
+
+
+class _ProcessWithoutMain(multiprocessing.context.SpawnProcess):
+    """A spawned process that does not run the parent's ``__main__`` again.
+
+    :mod:`multiprocessing` tells a spawned child to import the parent's main
+    script (or module) before anything else, so that functions defined there
+    can be unpickled: a script without an ``if __name__ == "__main__"`` guard
+    runs again in every worker (recording its runs again), then fails there.
+    A pool's processes run pinrun's functions only, so the main module they
+    are told of, when their process is made, is a bare one.
+    """
+
+    @staticmethod
+    def _Popen(process_obj: Any) -> Any:  # noqa: N802 - multiprocessing's name
+        main = sys.modules.get("__main__")
+        sys.modules["__main__"] = _BARE_MAIN
+        try:
+            return multiprocessing.context.SpawnProcess._Popen(process_obj)
+        finally:
+            if main is not None:
+                sys.modules["__main__"] = main
+
+
+class _SpawnWithoutMain(multiprocessing.context.SpawnContext):
+    """The ``spawn`` start method, its processes told of no main module."""
+
+    Process = _ProcessWithoutMain
 
 
 def _start_worker(initializer: Callable[..., None], initargs: tuple[Any, ...]) -> None:
