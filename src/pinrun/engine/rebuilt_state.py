@@ -1,0 +1,87 @@
+"""The state of a run whose newest commit did not store it: rebuilt from its links.
+
+A durable step's commit writes a link of the run record (see
+:mod:`pinrun.engine.records`); most links name no state, so that commit
+writes one object (a page) less. The run's state after a link is then the
+state the newest link before it stored, with the outputs of every step since
+merged over it in the order the steps were recorded: exactly how the recorder
+merged them (a step that failed merged nothing).
+
+The state is rebuilt as the recorder held it: each key's entry (a small value
+inline, anything else by the digest of its own object), so the snapshot's
+digest comes out the one the recorder would have stored at that commit, and
+no value is decoded for it (a user type the process does not have would not
+encode back the same). Only objects' headers and the payloads of small values
+are read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pinrun.artifacts import codec
+from pinrun.artifacts.digest import Digest, Kind, compute_digest
+from pinrun.artifacts.snapshot_pages import INLINE_LIMIT, Entry, Inline, inline, store_entries
+from pinrun.artifacts.store import Store
+from pinrun.artifacts.trees import load_entry, snapshot_entries
+from pinrun.errors import CorruptObjectError
+
+if TYPE_CHECKING:
+    from pinrun.engine.records import RunRecord
+
+__all__ = ["rebuild_state", "state_values"]
+
+
+class _DigestsOnly:
+    """An object sink that stores nothing: each object's digest, as a store would give."""
+
+    __slots__ = ()
+
+    def put(self, kind: Kind, payload: bytes, digest: Digest | None = None) -> Digest:
+        return digest if digest is not None else compute_digest(kind, payload)
+
+
+def rebuild_state(store: Store, links: Sequence[RunRecord]) -> tuple[Digest, dict[str, Entry]]:
+    """The state after ``links`` (a run's chain, oldest first): its digest and entries.
+
+    Raises :class:`~pinrun.errors.CorruptObjectError` when no link stores a state
+    (a first commit always does: only a crafted chain has none).
+    """
+    from pinrun.engine.records import NO_STATE  # (records imports this module)
+
+    newest = next((index for index in range(len(links) - 1, -1, -1)
+                   if links[index].state != NO_STATE), None)
+    if newest is None:
+        head = links[-1].digest
+        assert head is not None  # (every loaded link has its digest)
+        raise CorruptObjectError(head, None, "no record of its chain of step commits "
+                                 "stores the run's state")
+    entries = _as_recorded(store, snapshot_entries(store, links[newest].state))
+    for link in links[newest + 1:]:
+        for step in link.steps:
+            if step.outputs is not None:
+                entries.update(_as_recorded(store, snapshot_entries(store, step.outputs)))
+    return store_entries(_DigestsOnly(), entries), entries
+
+
+def _as_recorded(store: Store, entries: dict[str, Entry]) -> dict[str, Entry]:
+    """``entries`` of a stored tree as the recorder made them: a small value that a
+    tree of one object per key names by digest was inline in the recorder's hands
+    (which decides how a wide state is paged, so its digest)."""
+    for key, entry in entries.items():
+        if type(entry) is Digest:
+            info = store.info(entry)
+            if info.kind is Kind.VALUE and info.raw_size <= INLINE_LIMIT:
+                kind, payload = store.load(entry)
+                kept = inline(key, payload) if kind is Kind.VALUE else None
+                if kept is not None:
+                    entries[key] = kept
+    return entries
+
+
+def state_values(store: Store, entries: Mapping[str, Entry]) -> dict[str, Any]:
+    """The values of a rebuilt state's ``entries`` (as a stored snapshot reads)."""
+    return {key: codec.decode(entry.payload) if type(entry) is Inline else
+            load_entry(store, entry)  # type: ignore[arg-type]  # (an Entry is one of two)
+            for key, entry in entries.items()}
