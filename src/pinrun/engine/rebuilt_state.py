@@ -51,7 +51,7 @@ def rebuild_state(store: Store, links: Sequence[RunRecord]) -> tuple[Digest, dic
     from pinrun.engine.records import NO_STATE  # (records imports this module)
 
     newest = next((index for index in range(len(links) - 1, -1, -1)
-                   if links[index].state != NO_STATE), None)
+                   if links[index].state is not NO_STATE), None)
     if newest is None:
         head = links[-1].digest
         assert head is not None  # (every loaded link has its digest)

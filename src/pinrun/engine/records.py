@@ -76,7 +76,8 @@ __all__ = [
 
 RUN_FORMAT = shapes.RUN_FORMAT
 RUN_LINK_FORMAT = shapes.RUN_LINK_FORMAT
-#: What a link that leaves the state out holds as its ``state`` (stored as null).
+#: What a link that leaves the state out holds as its ``state`` (stored as null); this
+#: very object, told by identity (a commit encodes its record: no digest comparison).
 NO_STATE: Final = Digest(bytes(32))
 #: A running run's every STATE_EVERY-th link stores the state (a loader rebuilding it
 #: merges the outputs of at most STATE_EVERY - 1 links' steps).
@@ -182,9 +183,10 @@ class RunRecord:
     def to_value(self) -> dict[str, Any]:
         """The canonical value stored as the run object."""
         value = {
-            "format": RUN_FORMAT if self.state != NO_STATE else RUN_LINK_FORMAT,
+            "format": RUN_FORMAT if self.state is not NO_STATE else RUN_LINK_FORMAT,
             "id": self.id, "flow": self.flow, "status": self.status, "inputs": self.inputs,
-            "state": self.state if self.state != NO_STATE else None, "timing": self.timing,
+            "state": self.state if self.state is not NO_STATE else None,
+            "timing": self.timing,
             "flow_pin": self.flow_pin, "env": self.env, "entry": self.entry,
             "level_start": self.level_start, "replaces": self.replaces,
             "steps": [_step_value(s) for s in self.steps],
@@ -202,10 +204,10 @@ class RunRecord:
         walk: its shape is known, and only digests need a tag.
         """
         plain = {
-            "format": RUN_FORMAT if self.state != NO_STATE else RUN_LINK_FORMAT,
+            "format": RUN_FORMAT if self.state is not NO_STATE else RUN_LINK_FORMAT,
             "id": self.id, "flow": self.flow, "status": self.status,
             "inputs": _tag(self.inputs),
-            "state": _tag(self.state) if self.state != NO_STATE else None,
+            "state": _tag(self.state) if self.state is not NO_STATE else None,
             "timing": _tag(self.timing), "flow_pin": _tag(self.flow_pin),
             "env": _tag(self.env), "entry": self.entry,
             "level_start": _tag(self.level_start), "replaces": self.replaces,
@@ -385,7 +387,7 @@ def load_run_object(store: Store, digest: Digest) -> RunRecord:
     links.reverse()
     parts = (link.timing if link.timing is not None else link.timing_inline for link in links)
     state, rebuilt = head.state, None
-    if state == NO_STATE:
+    if state is NO_STATE:
         state, rebuilt = rebuild_state(store, links)
     return replace(head, steps=tuple(step for link in links for step in link.steps),
                    continues=None, digest=digest, timing_inline=None, state=state,
