@@ -11,8 +11,8 @@ The state is rebuilt as the recorder held it: each key's entry (a small value
 inline, anything else by the digest of its own object), so the snapshot's
 digest comes out the one the recorder would have stored at that commit, and
 no value is decoded for it (a user type the process does not have would not
-encode back the same). Only objects' headers and the payloads of small values
-are read.
+encode back the same). Only trees and objects' headers are read, and the
+payloads of small values where the state may be paged.
 """
 
 from __future__ import annotations
@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
-from pinrun.artifacts.snapshot_pages import INLINE_LIMIT, Entry, Inline, inline, store_entries
+from pinrun.artifacts.snapshot_pages import (
+    INLINE_LIMIT,
+    PAGED_ABOVE,
+    Entry,
+    Inline,
+    inline,
+    store_entries,
+)
 from pinrun.artifacts.store import Store
 from pinrun.artifacts.trees import load_entry, snapshot_entries
 from pinrun.errors import CorruptObjectError
@@ -57,27 +64,40 @@ def rebuild_state(store: Store, links: Sequence[RunRecord]) -> tuple[Digest, dic
         assert head is not None  # (every loaded link has its digest)
         raise CorruptObjectError(head, None, "no record of its chain of step commits "
                                  "stores the run's state")
-    entries = _as_recorded(store, snapshot_entries(store, links[newest].state))
+    entries = snapshot_entries(store, links[newest].state)
     for link in links[newest + 1:]:
         for step in link.steps:
             if step.outputs is not None:
-                entries.update(_as_recorded(store, snapshot_entries(store, step.outputs)))
+                entries.update(snapshot_entries(store, step.outputs))
+    _as_recorded(store, entries)
     return store_entries(_DigestsOnly(), entries), entries
 
 
-def _as_recorded(store: Store, entries: dict[str, Entry]) -> dict[str, Entry]:
-    """``entries`` of a stored tree as the recorder made them: a small value that a
-    tree of one object per key names by digest was inline in the recorder's hands
-    (which decides how a wide state is paged, so its digest)."""
+def _as_recorded(store: Store, entries: dict[str, Entry]) -> None:
+    """Make ``entries`` (read from stored trees) the recorder's: a small value that a
+    tree of one object per key names by digest was inline in the recorder's hands.
+
+    That decides whether the snapshot is paged, so its digest; a snapshot that is
+    a map tree either way has the same digest with either entry, so the values are
+    read only when their sizes (from the objects' headers) could make it paged.
+    """
+    inline_size = 0
+    small: list[tuple[str, Digest]] = []
     for key, entry in entries.items():
-        if type(entry) is Digest:
-            info = store.info(entry)
-            if info.kind is Kind.VALUE and info.raw_size <= INLINE_LIMIT:
-                kind, payload = store.load(entry)
-                kept = inline(key, payload) if kind is Kind.VALUE else None
-                if kept is not None:
-                    entries[key] = kept
-    return entries
+        if type(entry) is not Digest:
+            inline_size += len(entry.member)  # type: ignore[union-attr]  # (an Inline)
+            continue
+        info = store.info(entry)
+        if info.kind is Kind.VALUE and info.raw_size <= INLINE_LIMIT:
+            small.append((key, entry))
+            inline_size += 6 * len(key) + 3 + info.raw_size  # at most its member's size
+    if inline_size <= PAGED_ABOVE:
+        return  # a map tree of one object per key, whichever entries
+    for key, digest in small:
+        kind, payload = store.load(digest)
+        kept = inline(key, payload) if kind is Kind.VALUE else None
+        if kept is not None:
+            entries[key] = kept
 
 
 def state_values(store: Store, entries: Mapping[str, Entry]) -> dict[str, Any]:
