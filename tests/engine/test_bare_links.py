@@ -216,3 +216,26 @@ def test_a_stateless_link_is_format_2_and_an_older_reader_is_told_to_upgrade(
     problem = shapes.shape_problem(Kind.RUN, only_one)
     assert problem is not None
     assert "state should be a digest" in problem
+
+
+def test_show_names_a_rebuilt_state_and_says_it_is_not_stored_yet(
+        project: Project, project_store: Store) -> None:
+    """``pinrun show`` of a run whose newest link left the state out gives the rebuilt
+    state's digest, and says its tree is not stored yet."""
+    import json
+
+    from click.testing import CliRunner
+
+    from pinrun.cli.main import cli
+
+    run = _stopped(project, project_store, _flow(project), "3", _inputs(False))
+    assert run.rebuilt_state is not None
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["show", run.id, "--store", str(project_store.path)],
+                          catch_exceptions=False)
+    assert shown.exit_code == 0, shown.output
+    assert f"final state {run.state.short}  (rebuilt, not stored yet)" in shown.stdout
+    as_json = runner.invoke(cli, ["show", run.id, "--json", "--store", str(project_store.path)],
+                            catch_exceptions=False)
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.stdout)["state"] == run.state.hex
