@@ -118,12 +118,12 @@ def test_a_step_commit_stores_only_the_new_step(project: Project, project_store:
 
 
 def test_a_link_costs_the_same_late_in_the_run(project: Project, project_store: Store) -> None:
-    """The 24th step's commit stores a record no larger than the 3rd one's (both links
+    """The 23rd step's commit stores a record no larger than the 3rd one's (both links
     that leave the state out)."""
     early = _stored(project_store, _interrupted(project, project_store, at=3))
     size_early = len(project_store.load(early.digest)[1])  # type: ignore[arg-type]
     project_store.delete_ref(run_ref(early.id))
-    late = _stored(project_store, _interrupted(project, project_store, at=24))
+    late = _stored(project_store, _interrupted(project, project_store, at=23))
     size_late = len(project_store.load(late.digest)[1])  # type: ignore[arg-type]
     assert abs(size_late - size_early) < 16, (size_early, size_late)
 
@@ -263,7 +263,7 @@ def test_a_running_commit_stores_its_link_and_state_as_is(project: Project,
                                                           project_store: Store) -> None:
     """A running run's link and state tree (garbage once it is whole) are stored
     uncompressed; its finished record and state are compressed where that pays."""
-    run = _interrupted(project, project_store, at=STATE_EVERY + 1)  # (its state stored)
+    run = _interrupted(project, project_store, at=STATE_EVERY)  # (its state stored)
     head = _stored(project_store, run)
     assert head.digest is not None
     assert head.state != NO_STATE

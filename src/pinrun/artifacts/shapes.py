@@ -52,10 +52,10 @@ __all__ = [
 
 #: The run record format this pinrun writes and reads.
 RUN_FORMAT: Final = 1
-#: The format of a link of a run still recording that omits its state (``state`` is
-#: null: the loader rebuilds it from the newest link that has one and the steps
-#: since). An older pinrun refuses such a link ("upgrade pinrun") rather than resume
-#: from a state that is not the run's.
+#: The format of a record of a run still recording that omits its state (``state`` is
+#: null: the loader rebuilds it from the newest link that has one, or the run's
+#: inputs, and the steps since). An older pinrun refuses such a record ("upgrade
+#: pinrun") rather than resume from a state that is not the run's.
 RUN_LINK_FORMAT: Final = 2
 #: A run id, exactly as the recorder makes them: its UTC start time to the
 #: millisecond, then 3 random bytes in hex (``20261123T013055012-4f1a2b``).
@@ -343,16 +343,15 @@ def _run_format(value: Any, path: str) -> int:
 
 
 class _RunShape(_Record):
-    """A run record's fields, and the one rule across them: only a link of a run still
-    recording (format :data:`RUN_LINK_FORMAT`, status ``running``, continuing an
-    earlier commit) may omit its state."""
+    """A run record's fields, and the one rule across them: only a record of a run still
+    recording (format :data:`RUN_LINK_FORMAT`, status ``running``) may omit its state."""
 
     def __call__(self, value: Any, path: str) -> dict[str, Any]:
         out = super().__call__(value, path)
-        if out["state"] is None and (out["format"] != RUN_LINK_FORMAT or out["continues"] is None
+        if out["state"] is None and (out["format"] != RUN_LINK_FORMAT
                                      or out["status"] != "running"):
             raise _MismatchError(_field(path, "state"), "should be a digest (only a running "
-                                 f"link of format {RUN_LINK_FORMAT} may omit it), found null")
+                                 f"record of format {RUN_LINK_FORMAT} may omit it), found null")
         return out
 
 

@@ -1,11 +1,12 @@
 """The state of a run whose newest commit did not store it: rebuilt from its links.
 
 A durable step's commit writes a link of the run record (see
-:mod:`pinrun.engine.records`); most links name no state, so that commit
-writes one object (a page) less. The run's state after a link is then the
-state the newest link before it stored, with the outputs of every step since
-merged over it in the order the steps were recorded: exactly how the recorder
-merged them (a step that failed merged nothing).
+:mod:`pinrun.engine.records`); most name no state, so that commit writes one
+object (a page) less. The run's state after such a commit is then the state
+the newest link before it stored (or, with none, the run's inputs: its state
+before the first step), with the outputs of every step since merged over it in
+the order the steps were recorded: exactly how the recorder merged them (a
+step that failed merged nothing).
 
 The state is rebuilt as the recorder held it: each key's entry (a small value
 inline, anything else by the digest of its own object), so the snapshot's
@@ -32,7 +33,6 @@ from pinrun.artifacts.snapshot_pages import (
 )
 from pinrun.artifacts.store import Store
 from pinrun.artifacts.trees import load_entry, snapshot_entries
-from pinrun.errors import CorruptObjectError
 
 if TYPE_CHECKING:
     from pinrun.engine.records import RunRecord
@@ -50,21 +50,13 @@ class _DigestsOnly:
 
 
 def rebuild_state(store: Store, links: Sequence[RunRecord]) -> tuple[Digest, dict[str, Entry]]:
-    """The state after ``links`` (a run's chain, oldest first): its digest and entries.
-
-    Raises :class:`~pinrun.errors.CorruptObjectError` when no link stores a state
-    (a first commit always does: only a crafted chain has none).
-    """
+    """The state after ``links`` (a run's chain, oldest first): its digest and entries."""
     from pinrun.engine.records import NO_STATE  # (records imports this module)
 
     newest = next((index for index in range(len(links) - 1, -1, -1)
-                   if links[index].state is not NO_STATE), None)
-    if newest is None:
-        head = links[-1].digest
-        assert head is not None  # (every loaded link has its digest)
-        raise CorruptObjectError(head, None, "no record of its chain of step commits "
-                                 "stores the run's state")
-    entries = snapshot_entries(store, links[newest].state)
+                   if links[index].state is not NO_STATE), -1)
+    # With none stored, the state before the first step: the run's inputs.
+    entries = snapshot_entries(store, links[newest].state if newest >= 0 else links[0].inputs)
     for link in links[newest + 1:]:
         for step in link.steps:
             if step.outputs is not None:

@@ -16,13 +16,14 @@ same at the run's 5,000th step as at its first, and an interrupted run keeps
 every step it finished. :func:`load_run_object` follows the chain and gives
 the whole record, so every reader sees one record either way.
 
-Most links do not store the run's state either (``state`` null, format
-:data:`~pinrun.artifacts.shapes.RUN_LINK_FORMAT`): a step's commit then writes
-one object (a page) less. The recorder stores it at a run's first commit, at
-every :data:`STATE_EVERY`-th link and at every commit that ends the run (or
-begins a resume); loading a link without one rebuilds the state from the
-newest link that has it and the outputs of the steps since, as the run merged
-them (:mod:`pinrun.engine.rebuilt_state`).
+Most running commits do not store the run's state either (``state`` null,
+format :data:`~pinrun.artifacts.shapes.RUN_LINK_FORMAT`): a step's commit then
+writes one object (a page) less. The recorder stores it at every
+:data:`STATE_EVERY`-th commit of a run, at the first commit of a resume and at
+every commit that ends the run; loading a record without one rebuilds the
+state from the newest link that has it (or the run's inputs, the state before
+its first step) and the outputs of the steps since, as the run merged them
+(:mod:`pinrun.engine.rebuilt_state`).
 """
 
 from __future__ import annotations
@@ -76,11 +77,11 @@ __all__ = [
 
 RUN_FORMAT = shapes.RUN_FORMAT
 RUN_LINK_FORMAT = shapes.RUN_LINK_FORMAT
-#: What a link that leaves the state out holds as its ``state`` (stored as null); this
+#: What a record that leaves the state out holds as its ``state`` (stored as null); this
 #: very object, told by identity (a commit encodes its record: no digest comparison).
 NO_STATE: Final = Digest(bytes(32))
-#: A running run's every STATE_EVERY-th link stores the state (a loader rebuilding it
-#: merges the outputs of at most STATE_EVERY - 1 links' steps).
+#: A running run's every STATE_EVERY-th commit stores the state (a loader rebuilding it
+#: merges the outputs of at most STATE_EVERY - 1 commits' steps).
 STATE_EVERY = 8
 #: Refs of runs are ``runs/<id>``.
 RUN_REF_PREFIX = shapes.RUN_REF_PREFIX
@@ -135,8 +136,8 @@ class RunRecord:
     status: RunStatus
     inputs: Digest
     #: The state after the steps (a snapshot tree; stored, unless ``rebuilt_state`` is
-    #: set). :data:`NO_STATE` only in a link that left it out (see the module's
-    #: docstring), never in a loaded record.
+    #: set). :data:`NO_STATE` only in a running commit's record that left it out (see
+    #: the module's docstring), never in a loaded record.
     state: Digest
     steps: tuple[StepRecord, ...] = ()
     timing: Digest | None = None
@@ -164,7 +165,7 @@ class RunRecord:
     #: then None). Every step's commit writes one object less; a finished run's
     #: record names its timing value as before.
     timing_inline: dict[str, Any] | None = field(default=None, compare=False)
-    #: A record loaded from links whose newest one omits the state: each state key's
+    #: A record loaded from a commit that left the state out: each state key's
     #: entry, rebuilt (``state`` is their snapshot's digest, which the run's next commit
     #: that stores its state writes; until then that tree is not in the store).
     rebuilt_state: Mapping[str, Entry] | None = field(default=None, compare=False)
@@ -367,7 +368,10 @@ def load_run_object(store: Store, digest: Digest) -> RunRecord:
     commit: the record returned holds every step, with ``digest`` the link's.
     """
     head = _load_link(store, digest)
-    if head.continues is None:  # (a first commit always stores the state)
+    if head.continues is None:  # a run's first commit: its own steps since its inputs
+        if head.state is NO_STATE:
+            first, entries = rebuild_state(store, [head])
+            head = replace(head, state=first, rebuilt_state=entries)
         if head.timing_inline is not None:
             return replace(head, timing_parts=(head.timing_inline,), timing_inline=None)
         return head
@@ -386,7 +390,7 @@ def load_run_object(store: Store, digest: Digest) -> RunRecord:
         holder, previous = previous, link.continues
     links.reverse()
     parts = (link.timing if link.timing is not None else link.timing_inline for link in links)
-    state, rebuilt = head.state, None
+    state, rebuilt = head.state, head.rebuilt_state  # (None: a link is read as stored)
     if state is NO_STATE:
         state, rebuilt = rebuild_state(store, links)
     return replace(head, steps=tuple(step for link in links for step in link.steps),

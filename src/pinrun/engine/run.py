@@ -239,9 +239,8 @@ class Recorder:
         #: How many of ``steps`` and of the timing's steps that record's chain holds.
         self._stored_steps = 0
         self._stored_timing = 0
-        #: Links committed since the last commit that stored the state (this recording's
-        #: first commit stores it, a resume's too: its loaded state may be rebuilt).
-        self._bare_links = STATE_EVERY
+        #: Commits since the last one that stored the state (see execute()).
+        self._bare_links = 0
         self._batch: WriteBatch | None = None
         #: Raw digests of the objects this run's commits stored (see writer()).
         self._held: set[bytes] = set()
@@ -282,6 +281,9 @@ class Recorder:
         """
         self.steps = list(self.run.steps)
         self._stored_steps, self._stored_timing = len(self.steps), len(self.timing["steps"])
+        # A resume's first commit stores the state (its loaded one may be rebuilt, and a
+        # rebuild merges at most STATE_EVERY - 1 commits' steps).
+        self._bare_links = 0 if self.digest is None else STATE_EVERY
         self._skip = skip
         lease = (RunLease(self.store.path, self.run.id)
                  if self.durability == "step" and not lease_held else None)
@@ -404,9 +406,9 @@ class Recorder:
         linked = running and self.digest is not None
         timing = self.timing if not linked else {
             **self.timing, "steps": self.timing["steps"][self._stored_timing:]}
-        # Most links leave the state out (an object, a page written, less): a loader
-        # rebuilds it from the newest link that has it and the steps since (see records).
-        bare = linked and self._bare_links < STATE_EVERY - 1
+        # Most running commits leave the state out (an object, a page written, less): a
+        # loader rebuilds it from the newest link that has it and the steps since.
+        bare = running and self._bare_links < STATE_EVERY - 1
         self._bare_links = self._bare_links + 1 if bare else 0
         updated = changed(
             self.run, status=status,
