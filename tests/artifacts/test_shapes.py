@@ -83,7 +83,10 @@ def test_objects_as_pinrun_writes_them_pass(kind: Kind) -> None:
     (lambda r: r.update(inputs="ab" * 32), "inputs should be a digest"),
     (lambda r: r.update(id="../../precious"), "id should be a run id"),
     (lambda r: r.update(replaces="x\x1b[2J"), "replaces should be a run id"),
-    (lambda r: r.update(format=2), "format should be 1"),
+    (lambda r: r.update(format=3), "format should be 1 or 2"),
+    (lambda r: r.update(state=None), "state should be a digest (only a running record"),
+    (lambda r: r.update(format=2, state=None), "state should be a digest (only a running"),
+    (lambda r: r.update(format=2, state=None, continues=TAG), "state should be a digest"),
     (lambda r: r.update(steps={}), "steps should be a list"),
 ])
 def test_a_malformed_run_record_is_corrupt_and_says_where(change: Any, expected: str) -> None:
@@ -95,6 +98,19 @@ def test_a_malformed_run_record_is_corrupt_and_says_where(change: Any, expected:
         check_structure(digest, Kind.RUN, _payload(record))
     assert expected in str(caught.value)
     assert caught.value.digest == digest
+
+
+def test_a_running_record_may_leave_its_state_out() -> None:
+    """A record of a run still recording (format 2; a link, or its first commit) may have
+    a null state: the loader rebuilds it."""
+    link = {**copy.deepcopy(RUN), "format": 2, "status": "running", "state": None,
+            "continues": TAG}
+    assert shapes.shape_problem(Kind.RUN, link) is None
+    assert shapes.check_shape(None, Kind.RUN, link)["state"] is None
+    first = {key: value for key, value in link.items() if key != "continues"}
+    assert shapes.shape_problem(Kind.RUN, first) is None
+    assert shapes.shape_problem(Kind.RUN, {**link, "format": 1}) == \
+        "state should be a digest (only a running record of format 2 may omit it), found null"
 
 
 @pytest.mark.parametrize("text", [

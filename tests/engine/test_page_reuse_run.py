@@ -7,6 +7,7 @@ from pinrun.artifacts import trees
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
 from pinrun.artifacts.maintenance import fsck
 from pinrun.artifacts.store import Store
+from pinrun.engine.records import STATE_EVERY
 from pinrun.engine.run import record
 from tests.helpers import Project
 
@@ -53,11 +54,13 @@ def test_each_commit_of_a_wide_state_is_the_fresh_build_of_that_state(
         assert step.outputs is not None
         outputs = project_store.get_snapshot(step.outputs)
         assert step.outputs == trees.store_snapshot(_Sink(), outputs)
-    # The state each step's commit stored (the run's links): the fresh build of the
-    # inputs and the outputs so far, held by the store.
+    # The state each step's commit stored (every STATE_EVERY-th commit; the others
+    # leave it out): the fresh build of the inputs and the outputs so far, held by the
+    # store.
     state: dict[str, object] = {"n": 10_000}
-    for step in run.steps[:-1]:
+    for index, step in enumerate(run.steps[:-1]):
         assert step.outputs is not None
         state.update(project_store.get_snapshot(step.outputs))
-        assert project_store.has(trees.store_snapshot(_Sink(), state))
+        stored = project_store.has(trees.store_snapshot(_Sink(), state))
+        assert stored == (index % STATE_EVERY == STATE_EVERY - 1), index
     assert fsck(project_store).ok

@@ -16,7 +16,15 @@ from pinrun.artifacts.bundle_import import import_bundle
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.maintenance import fsck, gc
 from pinrun.artifacts.store import Store
-from pinrun.engine.records import RunRecord, load_run, load_run_object, load_timing, run_ref
+from pinrun.engine.records import (
+    NO_STATE,
+    STATE_EVERY,
+    RunRecord,
+    load_run,
+    load_run_object,
+    load_timing,
+    run_ref,
+)
 from pinrun.engine.resume import resume
 from pinrun.engine.run import record
 from pinrun.errors import CorruptObjectError, RunFailedError
@@ -110,11 +118,12 @@ def test_a_step_commit_stores_only_the_new_step(project: Project, project_store:
 
 
 def test_a_link_costs_the_same_late_in_the_run(project: Project, project_store: Store) -> None:
-    """The 25th step's commit stores a record no larger than the 3rd one's."""
+    """The 23rd step's commit stores a record no larger than the 3rd one's (both links
+    that leave the state out)."""
     early = _stored(project_store, _interrupted(project, project_store, at=3))
     size_early = len(project_store.load(early.digest)[1])  # type: ignore[arg-type]
     project_store.delete_ref(run_ref(early.id))
-    late = _stored(project_store, _interrupted(project, project_store, at=25))
+    late = _stored(project_store, _interrupted(project, project_store, at=23))
     size_late = len(project_store.load(late.digest)[1])  # type: ignore[arg-type]
     assert abs(size_late - size_early) < 16, (size_early, size_late)
 
@@ -172,7 +181,8 @@ def test_a_link_of_another_run_is_damage(project: Project, project_store: Store)
     run = _interrupted(project, project_store, at=4)
     head = _stored(project_store, run)
     assert head.continues is not None
-    stranger = replace(head, id="20260101T000000000-abcdef", continues=None, digest=None)
+    stranger = replace(head, id="20260101T000000000-abcdef", continues=None, digest=None,
+                       state=run.inputs)  # (a first commit has a state)
     stranger_digest = _put_run(project_store, stranger)
     forged_digest = _put_run(project_store, replace(head, continues=stranger_digest, digest=None))
     with pytest.raises(CorruptObjectError, match="a record of run 20260101T") as caught:
@@ -253,9 +263,10 @@ def test_a_running_commit_stores_its_link_and_state_as_is(project: Project,
                                                           project_store: Store) -> None:
     """A running run's link and state tree (garbage once it is whole) are stored
     uncompressed; its finished record and state are compressed where that pays."""
-    run = _interrupted(project, project_store, at=6)
+    run = _interrupted(project, project_store, at=STATE_EVERY)  # (its state stored)
     head = _stored(project_store, run)
     assert head.digest is not None
+    assert head.state != NO_STATE
     assert project_store.info(head.digest).codec == "none"
     assert project_store.info(head.state).codec == "none"
     finished = _stored(project_store, resume(run.id, store=project_store))

@@ -40,6 +40,7 @@ __all__ = [
     "HASH_SEED_MAX",
     "RUN_FORMAT",
     "RUN_ID",
+    "RUN_LINK_FORMAT",
     "SHAPED_KINDS",
     "check_shape",
     "is_hash_seed",
@@ -51,6 +52,11 @@ __all__ = [
 
 #: The run record format this pinrun writes and reads.
 RUN_FORMAT: Final = 1
+#: The format of a record of a run still recording that omits its state (``state`` is
+#: null: the loader rebuilds it from the newest link that has one, or the run's
+#: inputs, and the steps since). An older pinrun refuses such a record ("upgrade
+#: pinrun") rather than resume from a state that is not the run's.
+RUN_LINK_FORMAT: Final = 2
 #: A run id, exactly as the recorder makes them: its UTC start time to the
 #: millisecond, then 3 random bytes in hex (``20261123T013055012-4f1a2b``).
 #: Nothing else is a run id: an id names a lease file and reaches terminals.
@@ -329,11 +335,24 @@ _STEP_RECORD: Final = _record(
 
 
 def _run_format(value: Any, path: str) -> int:
-    if type(value) is not int or value != RUN_FORMAT:
+    if type(value) is not int or value not in (RUN_FORMAT, RUN_LINK_FORMAT):
         shown = repr(value)[:20] if type(value) in (int, str) else _found(value)
-        raise _MismatchError(path, f"should be {RUN_FORMAT} (a newer pinrun may have written "
-                        f"{shown}: upgrade pinrun)")
-    return RUN_FORMAT
+        raise _MismatchError(path, f"should be {RUN_FORMAT} or {RUN_LINK_FORMAT} (a newer "
+                             f"pinrun may have written {shown}: upgrade pinrun)")
+    return value
+
+
+class _RunShape(_Record):
+    """A run record's fields, and the one rule across them: only a record of a run still
+    recording (format :data:`RUN_LINK_FORMAT`, status ``running``) may omit its state."""
+
+    def __call__(self, value: Any, path: str) -> dict[str, Any]:
+        out = super().__call__(value, path)
+        if out["state"] is None and (out["format"] != RUN_LINK_FORMAT
+                                     or out["status"] != "running"):
+            raise _MismatchError(_field(path, "state"), "should be a digest (only a running "
+                                 f"record of format {RUN_LINK_FORMAT} may omit it), found null")
+        return out
 
 
 def _code_path(value: Any, path: str) -> str:
@@ -360,14 +379,15 @@ def _distribution_name(value: Any, path: str) -> str:
 
 #: Each shaped kind and its table. Optional fields are ones older pinruns did not write.
 _SHAPES: Final[Mapping[Kind, _Record]] = {
-    Kind.RUN: _record(
+    Kind.RUN: _RunShape(
+        {"format": _run_format, "id": _RUN_ID, "flow": _str,
+         "status": _choice("running", "succeeded", "failed"), "inputs": _digest,
+         "state": _nullable(_digest), "timing": _nullable(_digest),
+         "steps": _list_of(_STEP_RECORD)},
         {"flow_pin": _nullable(_digest), "env": _nullable(_digest),
          "entry": _nullable(_str), "level_start": _nullable(_digest),
          "replaces": _nullable(_RUN_ID), "continues": _nullable(_digest),
-         "timing_inline": _nullable(_object)},
-        format=_run_format, id=_RUN_ID, flow=_str,
-        status=_choice("running", "succeeded", "failed"), inputs=_digest, state=_digest,
-        timing=_nullable(_digest), steps=_list_of(_STEP_RECORD)),
+         "timing_inline": _nullable(_object)}),
     Kind.STEP: _record(
         {"includes": _nullable(_str)},
         name=_str, module=_str, function=_str, fingerprint=_nullable(_str),

@@ -267,7 +267,10 @@ def show_command(store: Store, run_id: str, step_name: str | None, with_values: 
     out = console()
     out.print(Text.assemble("run ", (run.id, "bold"), f"  flow {printable(run.flow)}  status ",
                             (status, "bold")))
-    out.print(f"inputs {run.inputs.short}  final state {run.state.short}")
+    # (A running run's state may be rebuilt from its steps: its tree is then not stored
+    # until the run's next commit that stores it.)
+    out.print(f"inputs {run.inputs.short}  final state {run.state.short}"
+              f"{'  (rebuilt, not stored yet)' if run.rebuilt_state is not None else ''}")
     if run.replaces:
         out.print(Text(f"a new baseline for run {printable(run.replaces)} (pinrun accept)"))
     successor = _successor(store, run)

@@ -15,13 +15,23 @@ nothing). The ref ``runs/<id>`` names the newest link, so a commit costs the
 same at the run's 5,000th step as at its first, and an interrupted run keeps
 every step it finished. :func:`load_run_object` follows the chain and gives
 the whole record, so every reader sees one record either way.
+
+Most running commits do not store the run's state either (``state`` null,
+format :data:`~pinrun.artifacts.shapes.RUN_LINK_FORMAT`): a step's commit then
+writes one object (a page) less. The recorder stores it at every
+:data:`STATE_EVERY`-th commit of a run, at the first commit of a resume and at
+every commit that ends the run; loading a record without one rebuilds the
+state from the newest link that has it (or the run's inputs, the state before
+its first step) and the outputs of the steps since, as the run merged them
+(:mod:`pinrun.engine.rebuilt_state`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import orjson
 
@@ -29,7 +39,9 @@ from pinrun.artifacts import codec, shapes
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.kept import Kept
 from pinrun.artifacts.store import Store
+from pinrun.artifacts.trees import Entry
 from pinrun.engine.lease import is_live
+from pinrun.engine.rebuilt_state import rebuild_state
 from pinrun.errors import (
     CorruptObjectError,
     InputError,
@@ -41,7 +53,9 @@ from pinrun.errors import (
 is_run_id = shapes.is_run_id
 
 __all__ = [
+    "NO_STATE",
     "RUN_REF_PREFIX",
+    "STATE_EVERY",
     "RunFailedError",
     "RunRecord",
     "RunStatus",
@@ -62,6 +76,13 @@ __all__ = [
 ]
 
 RUN_FORMAT = shapes.RUN_FORMAT
+RUN_LINK_FORMAT = shapes.RUN_LINK_FORMAT
+#: What a record that leaves the state out holds as its ``state`` (stored as null); this
+#: very object, told by identity (a commit encodes its record: no digest comparison).
+NO_STATE: Final = Digest(bytes(32))
+#: A running run's every STATE_EVERY-th commit stores the state (a loader rebuilding it
+#: merges the outputs of at most STATE_EVERY - 1 commits' steps).
+STATE_EVERY = 8
 #: Refs of runs are ``runs/<id>``.
 RUN_REF_PREFIX = shapes.RUN_REF_PREFIX
 RunStatus = Literal["running", "succeeded", "failed"]
@@ -114,6 +135,9 @@ class RunRecord:
     flow: str
     status: RunStatus
     inputs: Digest
+    #: The state after the steps (a snapshot tree; stored, unless ``rebuilt_state`` is
+    #: set). :data:`NO_STATE` only in a running commit's record that left it out (see
+    #: the module's docstring), never in a loaded record.
     state: Digest
     steps: tuple[StepRecord, ...] = ()
     timing: Digest | None = None
@@ -141,6 +165,10 @@ class RunRecord:
     #: then None). Every step's commit writes one object less; a finished run's
     #: record names its timing value as before.
     timing_inline: dict[str, Any] | None = field(default=None, compare=False)
+    #: A record loaded from a commit that left the state out: each state key's
+    #: entry, rebuilt (``state`` is their snapshot's digest, which the run's next commit
+    #: that stores its state writes; until then that tree is not in the store).
+    rebuilt_state: Mapping[str, Entry] | None = field(default=None, compare=False)
 
     @property
     def failed_step(self) -> StepRecord | None:
@@ -156,8 +184,10 @@ class RunRecord:
     def to_value(self) -> dict[str, Any]:
         """The canonical value stored as the run object."""
         value = {
-            "format": RUN_FORMAT, "id": self.id, "flow": self.flow, "status": self.status,
-            "inputs": self.inputs, "state": self.state, "timing": self.timing,
+            "format": RUN_FORMAT if self.state is not NO_STATE else RUN_LINK_FORMAT,
+            "id": self.id, "flow": self.flow, "status": self.status, "inputs": self.inputs,
+            "state": self.state if self.state is not NO_STATE else None,
+            "timing": self.timing,
             "flow_pin": self.flow_pin, "env": self.env, "entry": self.entry,
             "level_start": self.level_start, "replaces": self.replaces,
             "steps": [_step_value(s) for s in self.steps],
@@ -175,8 +205,10 @@ class RunRecord:
         walk: its shape is known, and only digests need a tag.
         """
         plain = {
-            "format": RUN_FORMAT, "id": self.id, "flow": self.flow, "status": self.status,
-            "inputs": _tag(self.inputs), "state": _tag(self.state),
+            "format": RUN_FORMAT if self.state is not NO_STATE else RUN_LINK_FORMAT,
+            "id": self.id, "flow": self.flow, "status": self.status,
+            "inputs": _tag(self.inputs),
+            "state": _tag(self.state) if self.state is not NO_STATE else None,
             "timing": _tag(self.timing), "flow_pin": _tag(self.flow_pin),
             "env": _tag(self.env), "entry": self.entry,
             "level_start": _tag(self.level_start), "replaces": self.replaces,
@@ -214,12 +246,14 @@ class RunRecord:
             for s in value["steps"]
         )
         return built(cls, id=value["id"], flow=value["flow"], status=value["status"],
-                     inputs=value["inputs"], state=value["state"], steps=steps,
+                     inputs=value["inputs"],
+                     state=value["state"] if value["state"] is not None else NO_STATE,
+                     steps=steps,
                      timing=value["timing"], flow_pin=value["flow_pin"], env=value["env"],
                      entry=value["entry"], level_start=value["level_start"],
                      replaces=value["replaces"], continues=value.get("continues"),
                      digest=digest, timing_inline=value.get("timing_inline"),
-                     timing_parts=())
+                     timing_parts=(), rebuilt_state=None)
 
     def with_step(self, step: StepRecord, state: Digest, status: RunStatus) -> RunRecord:
         """A new record with ``step`` appended (records are never changed in place)."""
@@ -334,7 +368,10 @@ def load_run_object(store: Store, digest: Digest) -> RunRecord:
     commit: the record returned holds every step, with ``digest`` the link's.
     """
     head = _load_link(store, digest)
-    if head.continues is None:
+    if head.continues is None:  # a run's first commit: its own steps since its inputs
+        if head.state is NO_STATE:
+            first, entries = rebuild_state(store, [head])
+            head = replace(head, state=first, rebuilt_state=entries)
         if head.timing_inline is not None:
             return replace(head, timing_parts=(head.timing_inline,), timing_inline=None)
         return head
@@ -353,8 +390,12 @@ def load_run_object(store: Store, digest: Digest) -> RunRecord:
         holder, previous = previous, link.continues
     links.reverse()
     parts = (link.timing if link.timing is not None else link.timing_inline for link in links)
+    state, rebuilt = head.state, head.rebuilt_state  # (None: a link is read as stored)
+    if state is NO_STATE:
+        state, rebuilt = rebuild_state(store, links)
     return replace(head, steps=tuple(step for link in links for step in link.steps),
-                   continues=None, digest=digest, timing_inline=None,
+                   continues=None, digest=digest, timing_inline=None, state=state,
+                   rebuilt_state=rebuilt,
                    timing_parts=tuple(part for part in parts if part is not None))
 
 

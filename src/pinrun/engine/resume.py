@@ -17,6 +17,7 @@ from pinrun.artifacts.store import Store
 from pinrun.artifacts.trees import encode_entry, snapshot_entries
 from pinrun.engine.execution import hidden_state_of
 from pinrun.engine.lease import RunLease
+from pinrun.engine.rebuilt_state import state_values
 from pinrun.engine.records import RunRecord, load_run, load_timing
 from pinrun.engine.run import Durability, Recorder, check_durability, reuse_log_for
 from pinrun.engine.walk import LevelBase
@@ -83,7 +84,9 @@ def _continue(run: RunRecord, flow: Flow, pins: dict[str, PinnedStep], store: St
               durability: Durability, world: World, code_policy: str,
               project_root: Path) -> RunRecord:
     timing = load_timing(store, run)
-    state = store.get_snapshot(run.state)
+    # (A run whose newest commit left its state out comes with it rebuilt.)
+    state = state_values(store, run.rebuilt_state) if run.rebuilt_state is not None else \
+        store.get_snapshot(run.state)
     encoded = {key: encode_entry(value, root=f"state[{key!r}]") for key, value in state.items()}
     recorder = Recorder(flow, store, world, durability, state=state, encoded=encoded,
                         timing={**timing, "steps": list(timing.get("steps", []))},

@@ -49,6 +49,8 @@ from pinrun.engine.events import type_name
 from pinrun.engine.execution import HiddenState, Outcome, StepGuard, hidden_state_of
 from pinrun.engine.lease import RunLease
 from pinrun.engine.records import (
+    NO_STATE,
+    STATE_EVERY,
     RunRecord,
     RunStatus,
     StepError,
@@ -237,6 +239,8 @@ class Recorder:
         #: How many of ``steps`` and of the timing's steps that record's chain holds.
         self._stored_steps = 0
         self._stored_timing = 0
+        #: Commits since the last one that stored the state (see execute()).
+        self._bare_links = 0
         self._batch: WriteBatch | None = None
         #: Raw digests of the objects this run's commits stored (see writer()).
         self._held: set[bytes] = set()
@@ -277,6 +281,9 @@ class Recorder:
         """
         self.steps = list(self.run.steps)
         self._stored_steps, self._stored_timing = len(self.steps), len(self.timing["steps"])
+        # A resume's first commit stores the state (its loaded one may be rebuilt, and a
+        # rebuild merges at most STATE_EVERY - 1 commits' steps).
+        self._bare_links = 0 if self.digest is None else STATE_EVERY
         self._skip = skip
         lease = (RunLease(self.store.path, self.run.id)
                  if self.durability == "step" and not lease_held else None)
@@ -399,8 +406,13 @@ class Recorder:
         linked = running and self.digest is not None
         timing = self.timing if not linked else {
             **self.timing, "steps": self.timing["steps"][self._stored_timing:]}
+        # Most running commits leave the state out (an object, a page written, less): a
+        # loader rebuilds it from the newest link that has it and the steps since.
+        bare = running and self._bare_links < STATE_EVERY - 1
+        self._bare_links = self._bare_links + 1 if bare else 0
         updated = changed(
-            self.run, status=status, state=self.values.put_entries(batch, self.entries),
+            self.run, status=status,
+            state=NO_STATE if bare else self.values.put_entries(batch, self.entries),
             steps=tuple(self.steps[self._stored_steps:] if linked else self.steps),
             # While the run goes on, its timing rides in the record (an object less per
             # step's commit: each is a page write); its end stores the whole value.
@@ -408,13 +420,15 @@ class Recorder:
             timing_inline=timing if running else None,
             level_start=(self.values.put_entries(batch, self.level.entries)
                          if self.level is not None and status != "succeeded" else None),
-            continues=self.digest if linked else None, digest=None, timing_parts=())
+            continues=self.digest if linked else None, digest=None, timing_parts=(),
+            rebuilt_state=None)
         digest = batch.put(Kind.RUN, updated.encode())
         if running:
             # Garbage once the run is whole (its end writes the whole record and state):
             # not worth zstd's time at every step.
             batch.store_as_is(digest)
-            batch.store_as_is(updated.state)
+            if not bare:
+                batch.store_as_is(updated.state)
         batch.set_ref(run_ref(self.run.id), digest, expected=self.digest)
         old = self.run.replaces
         if old is not None and status != "running":
