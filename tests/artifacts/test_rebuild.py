@@ -98,3 +98,17 @@ def test_a_load_naming_nothing_twice_is_never_measured(store: Store,
     digest = store.put_snapshot({"zeros": bytes(8 * MiB), "nested": nested})
     monkeypatch.setattr(rebuild, "MAX_REBUILT_SIZE", 1)
     assert store.get_snapshot(digest) == {"zeros": bytes(8 * MiB), "nested": nested}
+
+
+def test_a_state_loaded_key_by_key_is_one_rebuild(store: Store,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """load_entries (resume's rebuilt state): two keys whose blobs share a chunk are
+    measured together, as one snapshot of them would be."""
+    head = bytes(range(256)) * 4096  # 1 MiB
+    first, second = head + b"a" * 4 * MiB, head + b"b" * 4 * MiB
+    entries = {"first": store.put_blob(first), "second": store.put_blob(second)}
+    assert rebuild.load_entries(store, entries) == {"first": first, "second": second}
+    monkeypatch.setattr(rebuild, "MAX_REBUILT_SIZE", 8 * MiB)
+    assert store.get_value(entries["first"]) == first  # alone, each fits
+    with pytest.raises(OversizedValueError, match="would rebuild"):
+        rebuild.load_entries(store, entries)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Mapping
 from typing import Any, Final
 
 from pinrun.artifacts import codec
@@ -28,7 +29,7 @@ from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.trees import CHUNK_SIZE, ObjectSource, _checked_pages, _tree
 from pinrun.errors import CorruptObjectError, OversizedValueError
 
-__all__ = ["MAX_REBUILT_SIZE", "load_entry", "load_snapshot", "rebuilt_size"]
+__all__ = ["MAX_REBUILT_SIZE", "load_entries", "load_entry", "load_snapshot", "rebuilt_size"]
 
 
 def _physical_memory() -> int:
@@ -56,20 +57,31 @@ def load_entry(source: ObjectSource, digest: Digest) -> Any:
     valid, and :class:`~pinrun.errors.OversizedValueError` for one whose trees name
     an object twice and would rebuild more than :data:`MAX_REBUILT_SIZE`.
     """
-    return _load(source, digest, digest, set())
+    return _load(source, digest, digest, (set(), (digest,)))
 
 
 def load_snapshot(source: ObjectSource, digest: Digest) -> dict[str, Any]:
     """Rebuild a whole snapshot stored by :func:`~pinrun.artifacts.trees.store_snapshot`."""
-    state = _load(source, digest, digest, set())
+    state = _load(source, digest, digest, (set(), (digest,)))
     if type(state) is not dict:
         raise CorruptObjectError(digest, None, "it is not a snapshot tree")
     return state
 
 
-def _load(source: ObjectSource, digest: Digest, top: Digest, seen: set[bytes]) -> Any:
-    """The value under ``digest``, part of the rebuild of ``top``; ``seen`` holds the raw
-    digests of the trees and chunks this rebuild expanded."""
+def load_entries(source: ObjectSource, entries: Mapping[str, Digest]) -> dict[str, Any]:
+    """:func:`load_entry` of each of ``entries`` (a state's keys), as one rebuild: what
+    the values' trees name again across keys is measured with all of them."""
+    scope: _Scope = (set(), tuple(entries.values()))
+    return {key: _load(source, digest, digest, scope) for key, digest in entries.items()}
+
+
+#: One rebuild: the raw digests of the trees and chunks it expanded, and what it makes.
+_Scope = tuple[set[bytes], tuple[Digest, ...]]
+
+
+def _load(source: ObjectSource, digest: Digest, top: Digest, scope: _Scope) -> Any:
+    """The value under ``digest``, part of the rebuild of ``top`` (one of what ``scope``
+    makes)."""
     kind, payload = source.load(digest)
     if kind is Kind.VALUE:
         return codec.decode(payload)
@@ -77,21 +89,23 @@ def _load(source: ObjectSource, digest: Digest, top: Digest, seen: set[bytes]) -
         return payload
     if kind is Kind.TREE:
         tree = _tree(digest, payload)
-        _expand(source, digest, top, seen)
+        _expand(source, digest, top, scope)
         if tree["type"] == "chunks":
-            return _gather(source, digest, tree, top, seen)
+            return _gather(source, digest, tree, top, scope)
         if tree["type"] == "pages":
             out: dict[str, Any] = {}
             for _, page in _checked_pages(digest, tree,
-                                          lambda page: _load(source, page, top, seen)):
+                                          lambda page: _load(source, page, top, scope)):
                 out.update(page)
             return out
-        return {key: _load(source, child, top, seen) for key, child in tree["entries"].items()}
+        return {key: _load(source, child, top, scope)
+                for key, child in tree["entries"].items()}
     raise CorruptObjectError(digest, None, f"a {kind.value} object is not a state value")
 
 
-def _expand(source: ObjectSource, digest: Digest, top: Digest, seen: set[bytes]) -> None:
+def _expand(source: ObjectSource, digest: Digest, top: Digest, scope: _Scope) -> None:
     """Note that ``digest`` is expanded; at the rebuild's first repeat, measure all of it."""
+    seen, tops = scope
     raw = digest.raw
     if raw not in seen:
         seen.add(raw)
@@ -99,13 +113,13 @@ def _expand(source: ObjectSource, digest: Digest, top: Digest, seen: set[bytes])
     if _MEASURED in seen:
         return
     seen.add(_MEASURED)  # once: the measure covers every object the rebuild will expand
-    size = rebuilt_size(source, top)
+    size = rebuilt_size(source, *tops)
     if size > MAX_REBUILT_SIZE:
         raise OversizedValueError(top, size, MAX_REBUILT_SIZE)
 
 
 def _gather(source: ObjectSource, digest: Digest, tree: dict[str, Any], top: Digest,
-            seen: set[bytes]) -> bytes:
+            scope: _Scope) -> bytes:
     """The bytes a chunk tree holds, each chunk checked before it is appended."""
     size: int = tree["size"]
     out = io.BytesIO()
@@ -113,7 +127,7 @@ def _gather(source: ObjectSource, digest: Digest, tree: dict[str, Any], top: Dig
     for index, chunk in enumerate(tree["chunks"]):
         if chunk.raw not in mine:
             mine.add(chunk.raw)
-            _expand(source, chunk, top, seen)  # one another tree named too is a repeat
+            _expand(source, chunk, top, scope)  # one another tree named too is a repeat
         kind, data = source.load(chunk)
         if kind is not Kind.BLOB or len(data) != min(CHUNK_SIZE, size - index * CHUNK_SIZE):
             raise CorruptObjectError(digest, None, f"its chunk {index} ({chunk.short}) is not "
@@ -123,13 +137,13 @@ def _gather(source: ObjectSource, digest: Digest, tree: dict[str, Any], top: Dig
     return out.getvalue()
 
 
-def rebuilt_size(source: ObjectSource, digest: Digest) -> int:
-    """About how many bytes rebuilding ``digest`` makes: its values' and blobs' sizes, a
-    chunk tree's size, :data:`ENTRY_SIZE` per map entry. Each distinct object is read
-    once, however many trees name it; a chunk tree's chunks are not read."""
+def rebuilt_size(source: ObjectSource, *digests: Digest) -> int:
+    """About how many bytes rebuilding each of ``digests`` makes: values' and blobs'
+    sizes, a chunk tree's size, :data:`ENTRY_SIZE` per map entry. Each distinct object
+    is read once, however many trees name it; a chunk tree's chunks are not read."""
     sizes: dict[bytes, int] = {}
     # Children before parents, without recursion (a crafted chain may be deep).
-    stack: list[tuple[Digest, list[Digest] | None, int]] = [(digest, None, 0)]
+    stack: list[tuple[Digest, list[Digest] | None, int]] = [(d, None, 0) for d in digests]
     while stack:
         current, children, own = stack.pop()
         if current.raw in sizes:
@@ -149,4 +163,4 @@ def rebuilt_size(source: ObjectSource, digest: Digest) -> int:
                                else list(tree["entries"].values()))
         stack.append((current, named, ENTRY_SIZE * len(named)))
         stack.extend((child, None, 0) for child in named if child.raw not in sizes)
-    return sizes[digest.raw]
+    return sum(sizes[digest.raw] for digest in digests)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
+from pinrun.artifacts.rebuild import load_entries
 from pinrun.artifacts.snapshot_pages import (
     INLINE_LIMIT,
     PAGED_ABOVE,
@@ -32,7 +33,7 @@ from pinrun.artifacts.snapshot_pages import (
     store_entries,
 )
 from pinrun.artifacts.store import Store
-from pinrun.artifacts.trees import load_entry, snapshot_entries
+from pinrun.artifacts.trees import snapshot_entries
 
 if TYPE_CHECKING:
     from pinrun.engine.records import RunRecord
@@ -94,6 +95,8 @@ def _as_recorded(store: Store, entries: dict[str, Entry]) -> None:
 
 def state_values(store: Store, entries: Mapping[str, Entry]) -> dict[str, Any]:
     """The values of a rebuilt state's ``entries`` (as a stored snapshot reads)."""
-    return {key: codec.decode(entry.payload) if type(entry) is Inline else
-            load_entry(store, entry)  # type: ignore[arg-type]  # (an Entry is one of two)
+    # The stored values as one rebuild (what their trees name again is measured with all).
+    loaded = load_entries(store, {key: entry for key, entry in entries.items()
+                                  if isinstance(entry, Digest)})
+    return {key: codec.decode(entry.payload) if type(entry) is Inline else loaded[key]
             for key, entry in entries.items()}
