@@ -35,7 +35,6 @@ import os
 import re
 import sys
 import sysconfig
-import tomllib
 import types
 import urllib.parse
 from collections.abc import Iterator
@@ -322,6 +321,10 @@ def pyproject(project_root: Path) -> dict[str, Any]:
     known = _PYPROJECTS.get(path)
     if known is not None and known[0] == key:
         return known[1]
+    # Imported here: most projects a verify worker replays have no pyproject.toml, and
+    # the parser is a tenth of what pinrun's own import costs the worker's start.
+    import tomllib
+
     try:
         with path.open("rb") as file:
             data = tomllib.load(file)
