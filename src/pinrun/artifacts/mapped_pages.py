@@ -23,6 +23,7 @@ the pages it keeps are bounded, however large the store.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 from contextlib import suppress
@@ -41,10 +42,6 @@ _FOUND: dict[str, tuple[str, ...]] = {}
 
 @cache
 def _madvise() -> Any | None:
-    # Imported here: only a long pass whose pages grew past the bound calls it, and
-    # ctypes costs every verify worker's start.
-    import ctypes
-
     try:
         function = ctypes.CDLL(None, use_errno=True).madvise
     except (OSError, AttributeError):
