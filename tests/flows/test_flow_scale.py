@@ -218,18 +218,21 @@ def test_a_functions_text_is_found_once_per_read_of_its_file(
     import importlib.util
     import linecache
 
-    from pinrun.flows import code_reading
-
     path = tmp_path / "shop_texts.py"
     path.write_text("def total(n):\n    return n + 1\n")
     spec = importlib.util.spec_from_file_location("shop_texts", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    found = []
+    found: list[int] = []
     real = inspect.getblock
-    monkeypatch.setattr(code_reading.inspect, "getblock",
-                        lambda lines: found.append(1) or real(lines))
+
+    def getblock(lines: Any) -> Any:
+        found.append(1)
+        return real(lines)
+
+    monkeypatch.setattr(inspect, "getblock", getblock)
     assert source_text(module.total) == "def total(n):\n    return n + 1\n"
     assert source_text(module.total) == "def total(n):\n    return n + 1\n"
     assert len(found) == 1
