@@ -19,7 +19,7 @@ the whole record, so every reader sees one record either way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -29,6 +29,7 @@ from pinrun.artifacts import codec, shapes
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.kept import Kept
 from pinrun.artifacts.store import Store
+from pinrun.data_classes import data_class
 from pinrun.engine.lease import is_live
 from pinrun.errors import (
     CorruptObjectError,
@@ -74,7 +75,7 @@ def run_ref(run_id: str) -> str:
     return f"{RUN_REF_PREFIX}{run_id}"
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class StepError:
     """How a step failed: the exception's type, message and traceback."""
 
@@ -83,7 +84,7 @@ class StepError:
     traceback: str
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class StepRecord:
     """One step of a run, as recorded."""
 
@@ -106,7 +107,7 @@ class StepRecord:
     files: Digest | None = None
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class RunRecord:
     """A recorded run: everything replay needs, named by digest."""
 

@@ -32,9 +32,10 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pinrun.data_classes import data_class
 
 __all__ = ["ChildResult", "call_in_child", "worker_pool"]
 
@@ -92,7 +93,7 @@ def _end_now() -> None:
     os._exit(0)
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class ChildResult:
     """What :func:`call_in_child` got back: the function's value, or why there is none."""
 
