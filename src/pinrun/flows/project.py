@@ -83,8 +83,16 @@ def _excluded_roots() -> tuple[Path, ...]:
 
 @functools.lru_cache(maxsize=4096)  # resolve() asks the file system, and modules repeat
 def _is_local_path(path: str, project_root: Path) -> bool:
-    return resolved_file(path).is_relative_to(_resolved(project_root)) and \
-        not is_library_file(path)
+    resolved, root = resolved_file(path), _resolved(project_root)
+    # Most modules lie outside the root: a path whose text does not start with the root's
+    # is not under it (POSIX compares parts as written), told without relative_to's
+    # ValueError, raised and caught for each of a fresh worker's hundreds of modules.
+    if _POSIX and not str(resolved).startswith(str(root)):
+        return False
+    return resolved.is_relative_to(root) and not is_library_file(path)
+
+
+_POSIX = os.name == "posix"
 
 
 @functools.lru_cache(maxsize=4096)
