@@ -208,3 +208,35 @@ def test_source_text_is_what_inspect_getsource_gives() -> None:
                 source_text(obj)
             continue
         assert source_text(obj) == expected, obj
+        assert source_text(obj) == expected, obj  # (the second time, as kept)
+
+
+def test_a_functions_text_is_found_once_per_read_of_its_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asked again, source_text gives the text it found without tokenizing the function
+    again; once the file changed on disk (read again), it gives the new text."""
+    import importlib.util
+    import linecache
+
+    path = tmp_path / "shop_texts.py"
+    path.write_text("def total(n):\n    return n + 1\n")
+    spec = importlib.util.spec_from_file_location("shop_texts", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    found: list[int] = []
+    real = inspect.getblock
+
+    def getblock(lines: Any) -> Any:
+        found.append(1)
+        return real(lines)
+
+    monkeypatch.setattr(inspect, "getblock", getblock)
+    assert source_text(module.total) == "def total(n):\n    return n + 1\n"
+    assert source_text(module.total) == "def total(n):\n    return n + 1\n"
+    assert len(found) == 1
+    path.write_text("def total(n):\n    return n + 2  # changed on disk\n")
+    linecache.checkcache(str(path))
+    assert source_text(module.total) == "def total(n):\n    return n + 2  # changed on disk\n"
+    assert len(found) == 2

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pinrun.flows import installed
-from pinrun.flows.project import resolved_file
+from pinrun.flows.project import is_project_file, resolved_file
 from pinrun.flows.requirements import _installed, _required
 
 
@@ -180,6 +180,27 @@ def test_resolved_file_is_resolve(tmp_path: Path) -> None:
               if isinstance(file := getattr(module, "__file__", None), str)]
     for path in paths:
         assert resolved_file(path) == Path(path).resolve(), path
+
+
+def test_a_file_is_the_projects_as_its_resolved_path_says(tmp_path: Path) -> None:
+    """is_project_file answers as Path.is_relative_to of the resolved paths (outside
+    site-packages): a sibling folder whose name begins with the root's is not the root,
+    a link from outside into the root is inside, one from inside to outside is not."""
+    root, sibling, outside = tmp_path / "shop", tmp_path / "shop-old", tmp_path / "elsewhere"
+    for folder in (root / "pkg", sibling, outside):
+        folder.mkdir(parents=True)
+    for file in (root / "pkg" / "a.py", sibling / "b.py", outside / "c.py"):
+        file.write_text("")
+    (outside / "into.py").symlink_to(root / "pkg" / "a.py")
+    (root / "pkg" / "out.py").symlink_to(outside / "c.py")
+    (tmp_path / "shop-link").symlink_to(root, target_is_directory=True)
+    cases = {root / "pkg" / "a.py": True, sibling / "b.py": False, outside / "c.py": False,
+             outside / "into.py": True, root / "pkg" / "out.py": False,
+             tmp_path / "shop-link" / "pkg" / "a.py": True}
+    for file, inside in cases.items():
+        assert Path(file).resolve().is_relative_to(root.resolve()) == inside, file
+        assert is_project_file(str(file), root) == inside, file
+        assert is_project_file(str(file), tmp_path / "shop-link") == inside, file
 
 
 def test_owners_found_by_a_scan_are_packages_distributions(

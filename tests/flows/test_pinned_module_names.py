@@ -140,6 +140,18 @@ def test_project_modules_and_the_projects_own_distribution_are_allowed(
     check_pinned_module("_pytest.python", tmp_path)  # the project *is* pytest here
 
 
+def test_the_answer_follows_pyproject_toml_as_it_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asked again after pyproject.toml named another project, the answer is the new one
+    (not the one kept for the name and root)."""
+    monkeypatch.delenv("PINRUN_DISTRIBUTIONS", raising=False)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "pytest"\n')
+    check_pinned_module("_pytest.python", tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "a-shop"\n')
+    with pytest.raises(PinnedModuleError, match="belongs to the installed distribution"):
+        check_pinned_module("_pytest.python", tmp_path)
+
+
 def test_a_distribution_pinrun_runs_on_is_never_the_project(tmp_path: Path) -> None:
     """Even named as the project, click (which pinrun runs on) may not come from pinned code."""
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "Click"\n')

@@ -61,5 +61,19 @@ def test_a_project_distribution_is_still_looked_up(
     monkeypatch.setenv("PINRUN_DISTRIBUTIONS", "pytest")
     assert sys.modules["_pytest.python"] in project_modules(tmp_path)
     monkeypatch.delenv("PINRUN_DISTRIBUTIONS")
-    replay_code._MODULES_SEEN.clear()  # kept while sys.modules stays the same
     assert sys.modules["_pytest.python"] not in project_modules(tmp_path)
+
+
+def test_what_pyproject_toml_names_is_read_again_when_it_changes(
+        tmp_path: Path, fresh: None) -> None:
+    """The same modules loaded, another name in pyproject.toml: another answer (the
+    modules found last time are not given again)."""
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "pytest"\n')
+    project_modules(tmp_path)  # (anything the first look imports, imported)
+    count = len(sys.modules)
+    assert sys.modules["_pytest.python"] in project_modules(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "a-shop"\n')
+    assert sys.modules["_pytest.python"] not in project_modules(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "pytest"\n\n')
+    assert sys.modules["_pytest.python"] in project_modules(tmp_path)
+    assert len(sys.modules) == count  # the same modules throughout

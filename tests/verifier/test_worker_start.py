@@ -40,3 +40,16 @@ def test_a_fresh_worker_imports_neither_file_inputs_nor_the_code_keeper() -> Non
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           check=True)
     assert done.stdout.split() == ["False", "False", "False"]
+
+
+def test_a_fresh_worker_imports_no_toml_parser_and_no_environment_reader() -> None:
+    """The TOML parser reads a project's pyproject.toml, when there is one, and the
+    environment's readers explain a diverged run: each is imported when first used."""
+    script = textwrap.dedent("""\
+        import sys
+        import pinrun, pinrun.verifier.worker
+        print("tomllib" in sys.modules, "pinrun.flows.environment" in sys.modules)
+        """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == ["False", "False"]

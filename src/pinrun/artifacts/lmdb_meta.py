@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import struct
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from pinrun.data_classes import data_class
 from pinrun.errors import StoreDamagedError
 
 __all__ = ["DataFileHead", "check_data_file", "read_head"]
@@ -30,7 +30,7 @@ _U64: Final = struct.Struct(_ORDER + "Q")
 _META_SIZE: Final = 136  # magic, version, address, mapsize, two MDB_db, last_pg, txnid
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class DataFileHead:
     """What the meta pages of a ``data.mdb`` say."""
 

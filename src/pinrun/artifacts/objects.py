@@ -27,7 +27,6 @@ import os
 import struct
 import threading
 from collections.abc import Callable, Iterator, Set
-from dataclasses import dataclass
 from typing import Any, Final
 
 import blake3
@@ -41,6 +40,7 @@ from pinrun.artifacts.dictionary import (
     dictionary_for,
 )
 from pinrun.artifacts.digest import DIGEST_SIZE, Digest, Kind, compute_digest
+from pinrun.data_classes import data_class
 from pinrun.errors import (
     CorruptObjectError,
     MissingObjectError,
@@ -158,7 +158,7 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return dec
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class EncodedObject:
     """An object ready to be written: its digest and its on-disk record."""
 
@@ -168,7 +168,7 @@ class EncodedObject:
     raw_size: int
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class PlainRecord:
     """A record stored as is, not assembled yet: its header, and the payload it prefixes."""
 
@@ -180,7 +180,7 @@ class PlainRecord:
         return self.header + self.payload
 
 
-@dataclass(frozen=True, slots=True)
+@data_class(frozen=True, slots=True)
 class RecordInfo:
     """What a record's header says, without decompressing the payload."""
 

@@ -11,12 +11,12 @@ too, as values (:mod:`pinrun.engine.call_values`).
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import blake3
 
 from pinrun.artifacts import codec
+from pinrun.data_classes import data_class
 from pinrun.engine.call_values import SCALARS, call_problem, call_value, describe_call
 from pinrun.errors import CorruptObjectError, RecordedEffectError
 
@@ -30,7 +30,7 @@ __all__ = ["EffectCall", "Event", "EventKind", "argument_digest",
 EventKind = Literal["now", "random", "uuid4", "effect"]
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class Event:
     """One recorded answer: its kind, the effect's name and argument digest, and the value."""
 
@@ -178,7 +178,7 @@ def _arguments_payload(name: str, args: tuple[Any, ...], kwargs: dict[str, Any])
     return codec.encode([list(args), kwargs], root=f"the arguments of effect {name!r}")
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class EffectCall:
     """One effect call a step makes: its name, arguments digest and kept arguments."""
 

@@ -29,12 +29,13 @@ import sys
 import weakref
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import field
 from types import CodeType, FrameType, MappingProxyType, ModuleType
 from typing import Any, Final, TypeVar
 
 from pinrun.artifacts import codec
 from pinrun.artifacts.trees import encode_entry
+from pinrun.data_classes import data_class
 from pinrun.engine.call_values import SCALARS
 from pinrun.engine.context import Context, RecordingLog, ReplayLog, activate
 from pinrun.engine.loops import in_event_loop
@@ -53,7 +54,7 @@ __all__ = ["HiddenState", "Outcome", "StepHiddenState", "StepOutputError",
 T = TypeVar("T")
 
 
-@dataclass
+@data_class
 class Outcome:
     """What one step did, gathered for its record."""
 
@@ -73,7 +74,7 @@ class Outcome:
     guarded: list[Any] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class StepHiddenState:
     """Where one step's code can keep hidden state (from its pin)."""
 

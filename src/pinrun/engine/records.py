@@ -29,7 +29,7 @@ its first step) and the outputs of the steps since, as the run merged them
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import field, fields, replace
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
@@ -40,6 +40,7 @@ from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.kept import Kept
 from pinrun.artifacts.store import Store
 from pinrun.artifacts.trees import Entry
+from pinrun.data_classes import data_class
 from pinrun.engine.lease import is_live
 from pinrun.engine.rebuilt_state import rebuild_state
 from pinrun.errors import (
@@ -95,7 +96,7 @@ def run_ref(run_id: str) -> str:
     return f"{RUN_REF_PREFIX}{run_id}"
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class StepError:
     """How a step failed: the exception's type, message and traceback."""
 
@@ -104,7 +105,7 @@ class StepError:
     traceback: str
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class StepRecord:
     """One step of a run, as recorded."""
 
@@ -127,7 +128,7 @@ class StepRecord:
     files: Digest | None = None
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class RunRecord:
     """A recorded run: everything replay needs, named by digest."""
 

@@ -21,9 +21,10 @@ that runs (installed, on disk, or loaded from the pins).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from pinrun.data_classes import data_class
 from pinrun.engine.execution import (
     HiddenState,
     LogFor,
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["LevelBase", "Mode", "RunState", "Settled", "walk"]
 
 
-@dataclass
+@data_class
 class RunState:
     """The state as the walk goes: every value, beside its canonical encoding."""
 
@@ -51,7 +52,7 @@ class RunState:
     encoded: dict[str, bytes]
 
 
-@dataclass
+@data_class
 class LevelBase:
     """The state as a level began: what all of its steps read (kept for resume).
 

@@ -61,7 +61,23 @@ def source_text(obj: Any) -> str:
     if not isinstance(target, types.FunctionType):
         return inspect.getsource(obj)
     lines, start = inspect.findsource(target)
-    return "".join(inspect.getblock(_LinesFrom(lines, start)))
+    key = (id(lines), start)
+    known = _BLOCKS.get(key)
+    if known is not None and known[0] is lines:
+        return known[1]
+    text = "".join(inspect.getblock(_LinesFrom(lines, start)))
+    if len(_BLOCKS) >= 512:
+        _BLOCKS.clear()
+    _BLOCKS[key] = (lines, text)
+    return text
+
+
+#: Per file's lines (linecache's list: kept, so that its id names no other list while
+#: the entry lives) and a function's first line: the function's text. A step's source is
+#: read when the step is defined (the keys it returns) and again when it is pinned (its
+#: fingerprint); finding where the function ends tokenizes it, most of either read. A
+#: file read again (changed on disk, or pinned code loaded afresh) is a new list.
+_BLOCKS: dict[tuple[int, int], tuple[list[str], str]] = {}
 
 
 def code_names(codes: Iterable[types.CodeType]) -> set[str]:

@@ -39,13 +39,14 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Final
 
 import blake3
 
 from pinrun.artifacts.codec import encode
+from pinrun.data_classes import data_class
 from pinrun.errors import FingerprintError, UnsupportedValueError
 from pinrun.flows.code_reading import (
     attribute_chains,
@@ -81,7 +82,7 @@ _BUILTIN_CALLABLES: Final = (types.BuiltinFunctionType, types.MethodDescriptorTy
 _UNBOUND: Final = object()  # a name the code reads that was not bound when it was walked
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class Guards:
     """What a fingerprint read, to tell later whether it would still come out the same.
 
@@ -116,7 +117,7 @@ class Guards:
         return True
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class Fingerprint:
     """What :func:`fingerprint` found: the digest and where the code came from."""
 

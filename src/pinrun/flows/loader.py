@@ -122,7 +122,7 @@ def check_pinned_module(name: object, project_root: Path, context: object = None
     """
     if type(name) is not str:
         raise PinnedModuleError(repr(name), "is not a module name")
-    reason = _refusal(name, project_root, context or project_context())
+    reason = _refusal(name, project_root, context or project_context(project_root))
     if reason is not None:
         raise PinnedModuleError(name, reason)
 
@@ -241,7 +241,7 @@ def pinned_modules(sources: Mapping[str, CodeValue], project_root: Path, *,
     Raises :class:`PinnedModuleError` before anything is loaded or changed when
     a pinned name is not one the recorded project may provide.
     """
-    context = project_context()
+    context = project_context(project_root)
     for name in sources:
         check_pinned_module(name, project_root, context)
     finder = _PinnedFinder(sources, project_root)

@@ -39,8 +39,9 @@ import sys
 import types
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Final
+
+from pinrun.data_classes import data_class
 
 __all__ = [
     "HEAP_TYPE",
@@ -126,7 +127,7 @@ def _frozen_model(value: object) -> bool:
         callable(getattr(value, "model_dump", None))
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class ModuleDefinitions:
     """Where a module's source binds its module-level names, read once per fingerprint."""
 

@@ -21,12 +21,13 @@ import sys
 import types
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Digest, Kind, compute_digest
+from pinrun.data_classes import data_class
 from pinrun.errors import FingerprintError, PinrunError, StaleSourceError
 from pinrun.flows.fingerprint import Fingerprint, fingerprint
 from pinrun.flows.flow import Flow
@@ -46,7 +47,7 @@ __all__ = ["PinnedStep", "StaleSourceError", "flow_sources", "flow_value", "pin_
            "pin_steps", "project_root_for"]
 
 
-@dataclass(frozen=True, eq=False)
+@data_class(frozen=True, eq=False)
 class PinnedStep:
     """A step's identity: its description and the sources of its code."""
 
@@ -90,7 +91,7 @@ _PINS: weakref.WeakKeyDictionary[Step, dict[Path, tuple[Fingerprint | None, Pinn
     weakref.WeakKeyDictionary())
 
 
-@dataclass
+@data_class
 class _Shared:
     """What pinning the steps of one flow reads once, not once per step: the steps of a
     module share its source text, its compiled code and the project modules it imports

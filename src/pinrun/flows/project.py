@@ -35,7 +35,6 @@ import os
 import re
 import sys
 import sysconfig
-import tomllib
 import types
 import urllib.parse
 from collections.abc import Iterator
@@ -84,8 +83,16 @@ def _excluded_roots() -> tuple[Path, ...]:
 
 @functools.lru_cache(maxsize=4096)  # resolve() asks the file system, and modules repeat
 def _is_local_path(path: str, project_root: Path) -> bool:
-    return resolved_file(path).is_relative_to(_resolved(project_root)) and \
-        not is_library_file(path)
+    resolved, root = resolved_file(path), _resolved(project_root)
+    # Most modules lie outside the root: a path whose text does not start with the root's
+    # is not under it (POSIX compares parts as written), told without relative_to's
+    # ValueError, raised and caught for each of a fresh worker's hundreds of modules.
+    if _POSIX and not str(resolved).startswith(str(root)):
+        return False
+    return resolved.is_relative_to(root) and not is_library_file(path)
+
+
+_POSIX = os.name == "posix"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -313,28 +320,48 @@ def pyproject(project_root: Path) -> dict[str, Any]:
     """The project's ``pyproject.toml``, parsed (empty when absent or not TOML); read
     again only when the file changed (by size and time), as it is asked per replay.
     The answer is shared: never change it."""
-    path = project_root / "pyproject.toml"
+    return _pyproject_read(project_root)[0]
+
+
+def _pyproject_read(project_root: Path) -> tuple[dict[str, Any], frozenset[str]]:
+    """``pyproject.toml`` parsed, and the distribution names it gives (as written)."""
+    path = _pyproject_path(project_root)
+    # Asked several times per replay: a missing file (the usual case for a script's
+    # folder) is answered without raising and catching an exception.
+    if not os.access(path, os.F_OK):
+        return _NO_PYPROJECT
     try:
         info = os.stat(path)
         key = (info.st_mtime_ns, info.st_size, info.st_ino)
     except OSError:
-        return {}
+        return _NO_PYPROJECT
     known = _PYPROJECTS.get(path)
     if known is not None and known[0] == key:
         return known[1]
+    # Imported here: most projects a verify worker replays have no pyproject.toml, and
+    # the parser is a tenth of what pinrun's own import costs the worker's start.
+    import tomllib
+
     try:
-        with path.open("rb") as file:
+        with open(path, "rb") as file:
             data = tomllib.load(file)
     except (OSError, tomllib.TOMLDecodeError):
         data = {}
     if len(_PYPROJECTS) > 64:
         _PYPROJECTS.clear()
-    _PYPROJECTS[path] = (key, data)
-    return data
+    read = data, frozenset(_names_in(data))
+    _PYPROJECTS[path] = (key, read)
+    return read
 
 
-#: Per pyproject.toml: (its size and time when read, what it held).
-_PYPROJECTS: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+@functools.lru_cache(maxsize=64)
+def _pyproject_path(project_root: Path) -> str:
+    return os.path.join(project_root, "pyproject.toml")
+
+
+#: Per pyproject.toml: (its size and time when read, what it held and the names it gives).
+_PYPROJECTS: dict[str, tuple[tuple[int, int, int], tuple[dict[str, Any], frozenset[str]]]] = {}
+_NO_PYPROJECT: tuple[dict[str, Any], frozenset[str]] = ({}, frozenset())
 
 
 def _configured(project_root: Path, variable: str) -> frozenset[str]:
@@ -346,8 +373,18 @@ def _configured(project_root: Path, variable: str) -> frozenset[str]:
 
 def _named(project_root: Path, variable: str) -> set[str]:
     """The distribution names ``pyproject.toml`` and the environment give, as written."""
-    names = {part.strip() for part in variable.split(",") if part.strip()}
-    data = pyproject(project_root)
+    return {part.strip() for part in variable.split(",") if part.strip()} | \
+        _pyproject_names(project_root)
+
+
+def _pyproject_names(project_root: Path) -> frozenset[str]:
+    """The distribution names ``pyproject.toml`` gives, as written."""
+    return _pyproject_read(project_root)[1]
+
+
+def _names_in(data: dict[str, Any]) -> set[str]:
+    """The distribution names a parsed ``pyproject.toml`` gives, as written."""
+    names: set[str] = set()
     project = data.get("project") if isinstance(data, dict) else None
     if isinstance(project, dict) and isinstance(project.get("name"), str):
         names.add(project["name"])
@@ -358,12 +395,14 @@ def _named(project_root: Path, variable: str) -> set[str]:
     return names
 
 
-def project_context() -> tuple[str, frozenset[str], str, tuple[str, ...]]:
+def project_context(project_root: Path
+                    ) -> tuple[str, frozenset[str], frozenset[str], str, tuple[str, ...]]:
     """What, besides the project root, decides what is the project's now (a cache key
-    for answers that depend on it): the named distributions, the working folder and
-    where imports are found."""
-    return (environment_variable(DISTRIBUTIONS_VARIABLE) or "", _HOME.get(), os.getcwd(),
-            tuple(sys.path))
+    for answers that depend on it): the named distributions (by the environment, for
+    the block, by the root's ``pyproject.toml``), the working folder and where imports
+    are found."""
+    return (environment_variable(DISTRIBUTIONS_VARIABLE) or "", _HOME.get(),
+            _pyproject_names(_resolved(project_root)), os.getcwd(), tuple(sys.path))
 
 
 def is_project_distribution(dist: str, project_root: Path) -> bool:

@@ -17,7 +17,6 @@ import difflib
 import warnings
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -25,6 +24,7 @@ from typing import Any, Literal
 from pinrun.artifacts.digest import Digest, Kind
 from pinrun.artifacts.kept import Kept
 from pinrun.artifacts.store import Store
+from pinrun.data_classes import data_class
 from pinrun.errors import CodeChangedError, InputError, PinrunWarning
 from pinrun.flows.entries import import_entry, import_recorded_entry
 from pinrun.flows.flow import Flow
@@ -59,7 +59,7 @@ class CodeChangedWarning(PinrunWarning):
     """The code on disk differs from the pinned code; it runs anyway (policy ``warn``)."""
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class StepCodeStatus:
     """One step's code: pinned against on disk."""
 
@@ -76,7 +76,7 @@ class StepCodeStatus:
         return self.state in ("changed", "added", "removed")
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class CodeStatus:
     """A flow's code: pinned against on disk."""
 

@@ -19,12 +19,13 @@ import ast
 import inspect
 import textwrap
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import partial
 from types import CodeType
 from typing import Any, overload
 
 from pinrun.artifacts.kept import Kept
+from pinrun.data_classes import data_class
 from pinrun.errors import StepDefinitionError
 from pinrun.flows.code_reading import source_text
 
@@ -36,7 +37,7 @@ CONTEXT_PARAMETER = "ctx"
 STATE_PARAMETER = "state"
 
 
-@dataclass(frozen=True, eq=False)
+@data_class(frozen=True, eq=False)
 class Step:
     """A function wrapped as a step. Immutable; call it as the plain function."""
 

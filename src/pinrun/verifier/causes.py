@@ -8,7 +8,6 @@ from pathlib import Path
 
 from pinrun.artifacts.store import Store
 from pinrun.engine.records import RunRecord, load_env
-from pinrun.flows.environment import environment, environment_changes
 from pinrun.flows.loader import pinned_sources
 from pinrun.flows.project import is_library_file
 from pinrun.verifier.report import Cause
@@ -42,6 +41,10 @@ def environment_drift(store: Store, run: RunRecord) -> list[Cause]:
     field; and, for a run recorded under a random hash seed, that it was."""
     if run.env is None or run.flow_pin is None:
         return []
+    # Imported here: only a diverged run is explained, and the environment's readers
+    # (with the requirement closure) cost every verify worker's start.
+    from pinrun.flows.environment import environment, environment_changes
+
     recorded = load_env(store, run)
     current = environment(pinned_sources(store, run.flow_pin).values(),
                           project=recorded.get("project") or ())

@@ -12,10 +12,10 @@ frames, bytes and long text, lines saying what differs inside them
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pinrun.artifacts import codec
+from pinrun.data_classes import data_class
 from pinrun.errors import PinrunError
 from pinrun.safe_text import printable
 from pinrun.verifier.value_diff import difference, short
@@ -29,7 +29,7 @@ SHORT = 80
 MAX_CHANGES = 50
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class Change:
     """One difference: a key path, what happened, and both sides in short."""
 

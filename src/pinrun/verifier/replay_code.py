@@ -34,7 +34,8 @@ __all__ = ["CodeSource", "ToReplay", "flow_to_replay", "project_modules"]
 
 CodeSource = Literal["pinned", "workdir"]
 
-_MODULES_SEEN: dict[Path, tuple[int, list[ModuleType]]] = {}
+#: Per root: how many modules were loaded, in what project context, and the project's.
+_MODULES_SEEN: dict[Path, tuple[int, object, list[ModuleType]]] = {}
 #: Per root and module name: the module object last asked about, and whether it is the
 #: project's (the answer holds for as long as that name holds that object).
 _LOCALITY: dict[tuple[Path, object, bool], dict[str, tuple[ModuleType, bool]]] = {}
@@ -44,17 +45,20 @@ def project_modules(root: Path) -> list[ModuleType]:
     """The loaded modules of the project (what guards watch), found again only when
     modules were imported or dropped since the last time."""
     count = len(sys.modules)
+    # What is the project's also depends on what is named as the project's (the
+    # environment, pyproject.toml), which may change while the same modules stay loaded.
+    context = project_context(root)
     seen = _MODULES_SEEN.get(root)
     # Pinned code is imported afresh for each replay: the same names, new modules.
-    if seen is not None and seen[0] == count and \
-            all(sys.modules.get(module.__name__) is module for module in seen[1]):
-        return list(seen[1])
+    if seen is not None and seen[0] == count and seen[1] == context and \
+            all(sys.modules.get(module.__name__) is module for module in seen[2]):
+        return list(seen[2])
     if len(_LOCALITY) > 16:  # contexts come and go (sys.path, the configuration)
         _LOCALITY.clear()
     # Asked once per look: with no installed distribution that may be the project's (the
     # usual case), a module's place decides, with no owner looked up for each.
     installed = may_install_project(root)
-    known = _LOCALITY.setdefault((root, project_context(), installed), {})
+    known = _LOCALITY.setdefault((root, context, installed), {})
     found = []
     # sys.modules may hold None or other objects (a blocked import, a stand-in).
     for name, module in list(cast("dict[str, object]", sys.modules).items()):
@@ -68,7 +72,7 @@ def project_modules(root: Path) -> list[ModuleType]:
                                                                      installed=installed))
         if seen_before[1]:
             found.append(module)
-    _MODULES_SEEN[root] = (count, found)
+    _MODULES_SEEN[root] = (count, context, found)
     return found
 
 
@@ -130,7 +134,7 @@ def _kept_pinned_flow(store: Store, flow_pin: Digest, entry: str, root: Path
     # Imported when first needed: only pinned code is kept (a verify worker's start).
     from pinrun.verifier import kept_code
 
-    key = (flow_pin, root, entry, project_context())
+    key = (flow_pin, root, entry, project_context(root))
     kept = kept_code.take(key)
     left: dict[str, ModuleType] = {}
     start: tuple[Any, ...] | None = None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Literal
 
+from pinrun.data_classes import data_class
 from pinrun.safe_text import printable
 from pinrun.verifier.diff import Change
 
@@ -17,7 +18,7 @@ DivergenceKind = Literal["outputs", "effects", "error", "failure-not-reproduced"
                          "failed-differently", "added"]
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class Cause:
     """A likely reason for a divergence, with where it comes from when known."""
 
@@ -38,7 +39,7 @@ class Cause:
         return f"{self.kind}: {self.message}{where}"
 
 
-@dataclass
+@data_class
 class StepResult:
     """One step of the replay against its recording."""
 
@@ -73,7 +74,7 @@ class StepResult:
         }
 
 
-@dataclass
+@data_class
 class ReplayReport:
     """The outcome of replaying one run: ``report.reproduced``, ``report.explain()``."""
 

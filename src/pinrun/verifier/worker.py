@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -21,6 +21,7 @@ import orjson
 
 from pinrun.artifacts.mapped_pages import PageBudget
 from pinrun.artifacts.store import Store
+from pinrun.data_classes import data_class
 from pinrun.engine.records import load_run
 from pinrun.errors import PinrunError, StoreError
 from pinrun.flows.entries import import_entry
@@ -43,7 +44,7 @@ DIED = ("a worker process died while replaying it (killed, out of memory, or the
         "ended the process)")
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class ReplayOptions:
     """How a worker replays each run it is given (the same for all of them)."""
 
@@ -76,7 +77,7 @@ class ReplayOptions:
                    tuple(sorted((entries or {}).items())), allow_unsigned, brief, values)
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class RunResult:
     """One run's outcome in a worker: its report, or why there is none."""
 
@@ -234,7 +235,7 @@ def chunk_values(data: bytes, run_ids: list[str]) -> list[dict[str, Any]]:
 _Result = TypeVar("_Result")
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class ResultForm(Generic[_Result]):
     """The form a verification hands each run's result back in: :class:`RunResult`
     objects (:data:`OBJECTS`), or their JSON-ready values (:data:`VALUES`)."""
@@ -271,7 +272,7 @@ VALUES: ResultForm[dict[str, Any]] = ResultForm(True, chunk_values, RunResult.as
 # ------------------------------------------------------------ one fresh child
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class ReplayRequest:
     """One run to replay in a fresh interpreter: where, which, and how."""
 

@@ -41,7 +41,6 @@ import tokenize
 import types
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ from typing import Any
 import blake3
 
 from pinrun.artifacts.kept import Kept
+from pinrun.data_classes import data_class
 from pinrun.errors import InputError, NondeterminismError
 from pinrun.flows.project import pyproject
 from pinrun.flows.variables import environment_variable
@@ -117,7 +117,7 @@ def ignore_patterns(root: Path) -> tuple[str, ...]:
 _PATTERNS: Kept[tuple[str, str], tuple[tuple[int, ...], tuple[str, ...]]] = Kept(64)
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class FileSetup:
     """What a watch needs to know of the project: its root, its store, what it excludes."""
 

@@ -91,9 +91,9 @@ import threading
 import types
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
+from pinrun.data_classes import data_class
 from pinrun.flows.module_objects import (
     HEAP_TYPE,
     fixed_reference,
@@ -138,7 +138,7 @@ _MAX_CACHE_ENTRIES: Final = 10_000
 _LRU_WRAPPER: Final = type(functools.lru_cache(maxsize=None)(lambda: None))
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class Change:
     """One place of hidden state that differs, named by its owner."""
 

@@ -37,9 +37,10 @@ import tempfile
 import types
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pinrun.data_classes import data_class
 
 __all__ = ["ChildResult", "call_in_child", "worker_pool"]
 
@@ -130,7 +131,7 @@ def _end_now() -> None:
     os._exit(0)
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class ChildResult:
     """What :func:`call_in_child` got back: the function's value, or why there is none."""
 

@@ -44,10 +44,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pinrun.data_classes import data_class
 from pinrun.errors import NondeterminismError, WorldRefusedError
 from pinrun.world.attribution import is_library_code
 from pinrun.world.calls import EVENTS, FORK_EXEC_EVENT
@@ -70,7 +70,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@data_class(frozen=True)
 class GuardedCall:
     """One call a step made around its context: what, of which kind, and where."""
 

@@ -1,0 +1,107 @@
+"""pinrun's data classes behave as ``dataclasses.dataclass`` makes them."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import field
+from typing import Any
+
+import pytest
+
+from pinrun.data_classes import data_class
+
+
+def _pair(**options: Any) -> tuple[type, type]:
+    """The same class body, made by dataclasses and by data_class."""
+
+    def body(decorate: Any) -> type:
+        @decorate
+        class Item:
+            name: str
+            price: float = 0.0
+            tags: list[str] = field(default_factory=list, compare=False)
+            note: str = field(default="", repr=False)
+            weight: int = field(default=0, hash=False)
+
+        return Item
+
+    return body(dataclasses.dataclass(**options)), body(data_class(**options))
+
+
+@pytest.mark.parametrize("options", [{}, {"frozen": True}, {"frozen": True, "eq": False},
+                                     {"eq": False}, {"repr": False}, {"frozen": True,
+                                                                      "slots": True}])
+def test_methods_answer_as_the_generated_ones(options: dict[str, Any]) -> None:
+    """Equality, hash, repr, freezing and fields are dataclasses' own answers."""
+    theirs, ours = _pair(**options)
+    for cls in (theirs, ours):
+        assert [f.name for f in dataclasses.fields(cls)] == ["name", "price", "tags", "note",
+                                                            "weight"]
+    made = [(cls("a", 1.5, ["x"], "n", 3), cls("a", 1.5, ["y"], "m", 4), cls("b"),
+             cls("a", math.nan)) for cls in (theirs, ours)]
+    for (a, b, c, d), (e, f, g, h) in [made]:
+        same_a, same_d, same_e, same_h = a, d, e, h
+        assert (a == b, a == c, a == same_a, d == same_d, a != b) == \
+            (e == f, e == g, e == same_e, h == same_h, e != f)
+        assert (a == "a") == (e == "a")
+        if options.get("repr", True):
+            assert repr(a) == repr(e)
+        assert (theirs.__hash__ is None) == (ours.__hash__ is None)
+        if theirs.__hash__ is not None and options.get("eq", True):
+            assert (hash(a), hash(d)) == (hash(e), hash(h))
+        if options.get("frozen"):
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                e.name = "z"
+            assert getattr(theirs, "__dataclass_params__").frozen  # noqa: B009 (not typed)
+            assert getattr(ours, "__dataclass_params__").frozen  # noqa: B009
+        assert dataclasses.replace(e, name="q").name == "q"
+        assert copy.deepcopy(e) == e or not options.get("eq", True)
+        assert dataclasses.asdict(e) == dataclasses.asdict(a)
+
+
+def test_methods_the_body_defines_are_kept() -> None:
+    """A body's own __eq__, __hash__ and __repr__ stay, as with dataclasses; a body with
+    __eq__ alone is unhashable unless frozen."""
+
+    @data_class(frozen=True)
+    class Own:
+        size: int
+
+        def __repr__(self) -> str:
+            return "own"
+
+        def __hash__(self) -> int:
+            return 7
+
+    assert (repr(Own(1)), hash(Own(1)), Own(1) == Own(1), Own(1) == Own(2)) == \
+        ("own", 7, True, False)
+
+    @data_class
+    class Mutable:
+        size: int
+
+    assert getattr(Mutable, "__hash__") is None  # noqa: B009 (mypy: it is a method)
+
+    @data_class
+    class Equal:  # noqa: PLW1641 (dataclasses makes it unhashable: what is checked)
+        size: int
+
+        def __eq__(self, other: object) -> bool:
+            return True
+
+    assert Equal(1) == Equal(2)
+    assert getattr(Equal, "__hash__") is None  # noqa: B009 (mypy: it is a method)
+
+
+def test_a_repr_that_meets_itself_shows_dots() -> None:
+    """An object inside itself is shown as ..., as dataclasses shows it."""
+
+    @data_class
+    class Node:
+        items: list[Any]
+
+    node = Node([])
+    node.items.append(node)
+    assert repr(node) == "test_a_repr_that_meets_itself_shows_dots.<locals>.Node(items=[...])"
