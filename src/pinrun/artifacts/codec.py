@@ -32,7 +32,7 @@ from pinrun.errors import PinrunError, UndecodableValueError, UnsupportedValueEr
 
 __all__ = ["BytesEntry", "TypeCodec", "UndecodableValueError", "UnloadedValue", "decode",
            "decode_many", "decode_tagged", "encode", "encode_digest_map", "encode_many",
-           "find_loaded_class", "read_back_all", "reads_back", "register_type",
+           "find_loaded_class", "key_span", "read_back_all", "reads_back", "register_type",
            "sorted_keys", "still_encodes"]
 
 UnloadedValue = types.UnloadedValue
@@ -334,6 +334,17 @@ def sorted_keys(mapping: Mapping[str, Any]) -> list[str]:
     if _in_order is not None and type(mapping) is dict and _in_order(mapping):
         return list(mapping)
     return sorted(mapping)
+
+
+def key_span(mapping: dict[str, Any]) -> tuple[str, str] | None:
+    """``(min(mapping), max(mapping))`` of a non-empty dict whose keys are exact ``str``
+    in ascending order (a decoded page's are), read off its ends after one walk in C;
+    None when that does not hold (or without the C speedups): the caller checks the
+    keys the slow way. No Python code runs, and nothing is compared twice."""
+    if _in_order is None or type(mapping) is not dict or not mapping or \
+            not _in_order(mapping):
+        return None
+    return next(iter(mapping)), next(reversed(mapping))
 
 
 def reads_back(value: Any) -> bool:
