@@ -170,3 +170,33 @@ def test_inline_entries_are_the_same_whatever_the_order_of_the_encodings() -> No
         assert {key: entry.member for key, entry in again[0].items()} == {
             key: made[0][key].member for key in again[0]}
         assert sorted([*again[0], *again[1]]) == sorted(state)
+
+
+def test_a_kept_page_past_a_smaller_split_is_cut_as_before() -> None:
+    """A kept page is reused unsized only while it fits the split it is planned with: past
+    a smaller one its keys are a tuple again, as without a cache."""
+    entries = _entries(_wide(200), _Sink())
+    keys = sorted(entries)
+    cache: dict[str, Any] = {}
+    kept = _speedups.page_plan(keys, entries, 0x7, 1 << 20, cache)
+    largest = max(len(record[1]) for record in kept)
+    again = _speedups.page_plan(keys, entries, 0x7, largest - 1, cache)
+    assert again == _speedups.page_plan(keys, entries, 0x7, largest - 1, {})
+    assert any(type(item) is tuple for item in again)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=12) | st.integers(),
+                       min_size=1, max_size=30))
+def test_inline_sizes_are_the_members_sizes(state: dict[str, Any]) -> None:
+    """The size an entry keeps is its member's, made by inline_entries, Inline() or
+    inline(), whatever its key (non-ASCII, escaped, '$')."""
+    entries = _entries(state, _Sink())
+    made = [entry for entry in entries.values() if type(entry) is snapshot_pages.Inline]
+    made += [snapshot_pages.Inline(entry.member, entry.start, entry.cut) for entry in made]
+    for entry in made:
+        assert _speedups.inline_sizes({"k": entry}) == (len(entry.member), 0)
+    assert _speedups.inline_sizes(entries) == (
+        sum(len(entry.member) for entry in entries.values()
+            if type(entry) is snapshot_pages.Inline),
+        sum(type(entry) is not snapshot_pages.Inline for entry in entries.values()))

@@ -233,6 +233,10 @@ typedef struct {
      * '"', its UTF-8, '":'), or those bytes themselves (a key JSON escapes). */
     PyObject *head;
     PyObject *payload;  /* bytes: the value's canonical encoding (shared, not copied) */
+    /* The member's size in bytes (head and payload), kept: pages are sized from it at
+     * every commit, without reading the head and the payload again (two more objects
+     * to bring into the cache, per key). Both are immutable, so it never changes. */
+    Py_ssize_t size;
     unsigned int cut;   /* CRC-32 of the key's JSON (quotes included) */
 } InlineObject;
 
@@ -271,7 +275,7 @@ static char *write_member(InlineObject *self, char *out)
 
 static Py_ssize_t member_size(InlineObject *self)
 {
-    return head_size(self) + PyBytes_GET_SIZE(self->payload);
+    return self->size;
 }
 
 static PyObject *inline_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
@@ -299,6 +303,7 @@ static PyObject *inline_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         return NULL;
     }
     self->cut = (unsigned int)cut;
+    self->size = PyBytes_GET_SIZE(member);
     return (PyObject *)self;
 }
 
@@ -424,6 +429,7 @@ static PyObject *make_inline(PyObject *key, PyObject *payload)
     Py_INCREF(payload);
     made->head = key;
     made->payload = payload;
+    made->size = size + 3 + PyBytes_GET_SIZE(payload);  /* '"', the key, '":', the payload */
     made->cut = crc ^ 0xFFFFFFFFu;
     return (PyObject *)made;
 }
@@ -622,15 +628,27 @@ static int plan_page(PyObject *plan, PyObject *keys, Py_ssize_t count_all,
                      InlineObject **held, Py_ssize_t first, Py_ssize_t count,
                      Py_ssize_t split, PyObject *cache)
 {
-    Py_ssize_t size = 1 + count;  /* braces, and commas between */
-    for (Py_ssize_t i = 0; i < count; i++) {
-        size += member_size(held[i]);
-    }
     if (PyList_GET_SIZE(keys) != count_all) {  /* (a look-up may have run code) */
         PyErr_SetString(PyExc_RuntimeError, "page_plan(): the list of keys changed size");
         return -1;
     }
     PyObject *item = NULL, *first_key = PyList_GET_ITEM(keys, first);
+    /* A page kept with these very entries first (most, at a commit), with no need to
+     * size it: its payload is its size (the same entries are the same bytes). */
+    if (cache != NULL && PyUnicode_CheckExact(first_key)) {
+        item = cached_page(cache, first_key, held, count);  /* (no Python code runs) */
+        if (item != NULL && PyBytes_GET_SIZE(PyList_GET_ITEM(item, 1)) <= split) {
+            return PyList_Append(plan, item);
+        }
+        if (item == NULL && PyErr_Occurred()) {
+            return -1;
+        }
+        item = NULL;
+    }
+    Py_ssize_t size = 1 + count;  /* braces, and commas between */
+    for (Py_ssize_t i = 0; i < count; i++) {
+        size += member_size(held[i]);
+    }
     if (size > split) {
         PyObject *slice = PyList_GetSlice(keys, first, first + count);
         item = slice != NULL ? PyList_AsTuple(slice) : NULL;
@@ -638,11 +656,7 @@ static int plan_page(PyObject *plan, PyObject *keys, Py_ssize_t count_all,
     }
     else if (cache != NULL && PyUnicode_CheckExact(first_key)) {
         Py_INCREF(first_key);
-        item = cached_page(cache, first_key, held, count);
-        if (item != NULL) {
-            Py_INCREF(item);
-        }
-        else if (!PyErr_Occurred()) {
+        {
             PyObject *kept = PyTuple_New(count);
             PyObject *payload = PyBytes_FromStringAndSize(NULL, size);
             if (kept != NULL && payload != NULL) {
@@ -1155,6 +1169,43 @@ static PyObject *canonical(PyObject *module, PyObject *value)
  * read back is the value, bit for bit; orjson wrote that token for that very double,
  * and writes a double one way. */
 
+/* 1 for the bytes JSON writes escaped ('"', '\\' and those below 0x20), else 0. */
+static const unsigned char json_escaped[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* '"' */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,  /* '\\' */
+};
+
+/* Whether the count bytes at text are the bytes at data and none is one JSON escapes
+ * (such a byte could close the string early: a string holding '","' would match a
+ * changed map's bytes). One pass for both, byte by byte: most texts here are a few
+ * bytes (keys, short values), where a call to memcmp costs more than the loop. */
+static int same_plain_bytes(const unsigned char *text, const unsigned char *data,
+                            Py_ssize_t count)
+{
+    if (count > 64) {
+        if (memcmp(data, text, (size_t)count) != 0) {
+            return 0;
+        }
+        for (Py_ssize_t i = 0; i < count; i++) {
+            if (json_escaped[text[i]]) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        unsigned char c = text[i];
+        if (c != data[i] || json_escaped[c]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* The end of s's JSON string (with quotes) when it sits at data[at] as it is (no
  * escapes), else -1. *utf8 / *length: its UTF-8, for the caller's order check. */
 static Py_ssize_t match_text(PyObject *text, const unsigned char *data, Py_ssize_t size,
@@ -1174,20 +1225,27 @@ static Py_ssize_t match_text(PyObject *text, const unsigned char *data, Py_ssize
         }
     }
     if (at + count + 2 > size || data[at] != '"' || data[at + count + 1] != '"'
-            || memcmp(data + at + 1, bytes, (size_t)count) != 0) {
+            || !same_plain_bytes((const unsigned char *)bytes, data + at + 1, count)) {
         return -1;
-    }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        unsigned char c = (unsigned char)bytes[i];
-        if (c == '"' || c == '\\' || c < 0x20) {
-            return -1;  /* escaped in JSON: not told here */
-        }
     }
     if (utf8 != NULL) {
         *utf8 = bytes;
         *length = count;
     }
     return at + count + 2;
+}
+
+/* Whether the UTF-8 bytes left come strictly before right (code point order). */
+static int bytes_before(const char *left, Py_ssize_t left_length, const char *right,
+                        Py_ssize_t right_length)
+{
+    Py_ssize_t common = left_length < right_length ? left_length : right_length;
+    for (Py_ssize_t i = 0; i < common; i++) {
+        if (left[i] != right[i]) {
+            return (unsigned char)left[i] < (unsigned char)right[i];
+        }
+    }
+    return left_length < right_length;
 }
 
 static Py_ssize_t match_value(PyObject *value, const unsigned char *data, Py_ssize_t size,
@@ -1202,6 +1260,9 @@ static Py_ssize_t match_literal(const unsigned char *data, Py_ssize_t size, Py_s
     return at + length;
 }
 
+/* An int is read off the bytes (its digits, at most 19: a long long) and compared with
+ * the value: the bytes are the int's canonical form when they read as it, with no
+ * leading zero and a '-' only before a negative one (a decimal form is unique). */
 static Py_ssize_t match_int(PyObject *value, const unsigned char *data, Py_ssize_t size,
                             Py_ssize_t at)
 {
@@ -1211,18 +1272,27 @@ static Py_ssize_t match_int(PyObject *value, const unsigned char *data, Py_ssize
         PyErr_Clear();
         return -1;
     }
-    char digits[24];
-    char *end = digits + sizeof digits, *out = end;
-    unsigned long long rest = number < 0 ? 0ull - (unsigned long long)number
-                                         : (unsigned long long)number;
-    do {
-        *--out = (char)('0' + rest % 10);
-        rest /= 10;
-    } while (rest);
+    unsigned long long magnitude = number < 0 ? 0ull - (unsigned long long)number
+                                              : (unsigned long long)number;
     if (number < 0) {
-        *--out = '-';
+        if (at >= size || data[at] != '-') {
+            return -1;
+        }
+        at++;
     }
-    return match_literal(data, size, at, out, end - out);
+    Py_ssize_t first = at;
+    unsigned long long read = 0;
+    while (at < size && (unsigned char)(data[at] - '0') < 10) {
+        if (at - first == 19) {
+            return -1;  /* more digits than a long long has */
+        }
+        read = read * 10 + (unsigned long long)(data[at] - '0');
+        at++;
+    }
+    if (at == first || read != magnitude || (data[first] == '0' && at - first > 1)) {
+        return -1;
+    }
+    return at;
 }
 
 static Py_ssize_t match_float(PyObject *value, const unsigned char *data, Py_ssize_t size,
@@ -1271,7 +1341,12 @@ static Py_ssize_t match_dict(PyObject *value, const unsigned char *data, Py_ssiz
     Py_ssize_t position = 0, previous_length = 0;
     const char *previous = NULL;
     PyObject *key, *item;
-    while (PyDict_Next(value, &position, &key, &item)) {
+    /* As many members as it holds (no Python code runs: the dict cannot change), so
+     * the walk ends without a last call to find there is no more. */
+    for (Py_ssize_t left = PyDict_GET_SIZE(value); left > 0; left--) {
+        if (!PyDict_Next(value, &position, &key, &item)) {
+            return -1;
+        }
         if (!PyUnicode_CheckExact(key)) {
             return -1;
         }
@@ -1288,12 +1363,8 @@ static Py_ssize_t match_dict(PyObject *value, const unsigned char *data, Py_ssiz
             return -1;
         }
         /* Keys in ascending order of their UTF-8 bytes (a decoded dict's order). */
-        if (previous != NULL) {
-            int order = memcmp(previous, utf8, (size_t)(previous_length < length
-                                                         ? previous_length : length));
-            if (order > 0 || (order == 0 && previous_length >= length)) {
-                return -1;
-            }
+        if (previous != NULL && !bytes_before(previous, previous_length, utf8, length)) {
+            return -1;
         }
         previous = utf8;
         previous_length = length;
@@ -1380,6 +1451,19 @@ static PyObject *still_encodes(PyObject *module, PyObject *const *args, Py_ssize
     return PyBool_FromLong(encodes_to(args[0], args[1]));
 }
 
+/* Whether every key of a dict is an exact str. */
+static int exact_str_keys(PyObject *dict)
+{
+    Py_ssize_t position = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(dict, &position, &key, &value)) {
+        if (!PyUnicode_CheckExact(key)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* all_still_encode(values, encodings): still_encodes() of each value of a dict and its
  * key's encoding in the other (exact str keys: a look-up runs no Python code). */
 static PyObject *all_still_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -1390,14 +1474,30 @@ static PyObject *all_still_encode(PyObject *module, PyObject *const *args, Py_ss
     }
     Py_ssize_t position = 0, cursor = 0;
     PyObject *key, *value;
-    while (PyDict_Next(args[0], &position, &key, &value)) {
+    int keys_checked = 0;
+    for (Py_ssize_t left = PyDict_GET_SIZE(args[0]); left > 0; left--) {
+        if (!PyDict_Next(args[0], &position, &key, &value)) {
+            Py_RETURN_FALSE;
+        }
         if (!PyUnicode_CheckExact(key)) {
             Py_RETURN_FALSE;
         }
         PyObject *encoding = side_by_side(args[1], key, &cursor);
-        if (encoding == NULL) {
-            encoding = PyDict_GetItemWithError(args[1], key);
+        if (encoding != NULL) {
+            if (!encodes_to(value, encoding)) {
+                Py_RETURN_FALSE;
+            }
+            continue;
         }
+        /* Looked up: with every key of the encodings an exact str (checked once), a
+         * look-up runs no Python code (no key's own __eq__), so nothing read changes. */
+        if (!keys_checked) {
+            if (!exact_str_keys(args[1])) {
+                Py_RETURN_FALSE;  /* not sure: the caller checks the slow way */
+            }
+            keys_checked = 1;
+        }
+        encoding = PyDict_GetItemWithError(args[1], key);
         if (encoding == NULL) {
             if (PyErr_Occurred()) {
                 return NULL;
