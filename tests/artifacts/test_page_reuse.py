@@ -178,7 +178,7 @@ def test_a_kept_page_past_a_smaller_split_is_cut_as_before() -> None:
     entries = _entries(_wide(200), _Sink())
     keys = sorted(entries)
     cache: dict[str, Any] = {}
-    kept = _speedups.page_plan(keys, entries, 0x7, 1 << 20, cache)
+    kept: list[Any] = _speedups.page_plan(keys, entries, 0x7, 1 << 20, cache)
     largest = max(len(record[1]) for record in kept)
     again = _speedups.page_plan(keys, entries, 0x7, largest - 1, cache)
     assert again == _speedups.page_plan(keys, entries, 0x7, largest - 1, {})
