@@ -1537,6 +1537,125 @@ static PyObject *in_order(PyObject *module, PyObject *dict)
     Py_RETURN_TRUE;
 }
 
+/* sorted_keys(mapping): sorted(mapping) for a dict of exact str keys, in one walk when
+ * they are in order but for a few: a state's keys are its inputs first, then what the
+ * steps wrote (mostly in order), so a commit's keys are a long ascending run and a
+ * handful of others. The longest run stays as it is; the others (at most
+ * SORTED_FEW_OTHERS) are sorted by insertion and placed in it by binary search, moved
+ * in the list's own array (no reference counted again). Anything else is left to
+ * list.sort(). None when a key is not an exact str (the caller sorts, or names it). No
+ * Python code runs (exact str keys compare in C). */
+#define SORTED_FEW_RUNS 8
+#define SORTED_FEW_OTHERS 64
+
+static PyObject *sorted_keys(PyObject *module, PyObject *dict)
+{
+    if (!PyDict_CheckExact(dict)) {
+        PyErr_SetString(PyExc_TypeError, "sorted_keys() takes a dict");
+        return NULL;
+    }
+    Py_ssize_t count = PyDict_GET_SIZE(dict);
+    PyObject *list = PyList_New(count);
+    if (list == NULL) {
+        return NULL;
+    }
+    /* Where each ascending run starts (past SORTED_FEW_RUNS: too many to place). */
+    Py_ssize_t starts[SORTED_FEW_RUNS + 1];
+    int runs = 0;
+    Py_ssize_t position = 0, index = 0;
+    PyObject *key, *value, *previous = NULL;
+    for (; index < count && PyDict_Next(dict, &position, &key, &value); index++) {
+        if (!PyUnicode_CheckExact(key)) {
+            Py_DECREF(list);
+            Py_RETURN_NONE;
+        }
+        if (previous == NULL || !key_after(previous, key)) {
+            if (PyErr_Occurred()) {
+                Py_DECREF(list);
+                return NULL;
+            }
+            if (runs <= SORTED_FEW_RUNS) {
+                starts[runs] = index;
+            }
+            runs++;
+        }
+        Py_INCREF(key);
+        PyList_SET_ITEM(list, index, key);
+        previous = key;
+    }
+    if (index != count) {  /* (cannot happen: no Python code ran) */
+        Py_DECREF(list);
+        PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during iteration");
+        return NULL;
+    }
+    if (runs <= 1) {
+        return list;
+    }
+    Py_ssize_t longest = 0, first = 0, end = count;
+    if (runs <= SORTED_FEW_RUNS) {
+        for (int run = 0; run < runs; run++) {
+            Py_ssize_t stop = run + 1 < runs ? starts[run + 1] : count;
+            if (stop - starts[run] > longest) {
+                longest = stop - starts[run];
+                first = starts[run];
+                end = stop;
+            }
+        }
+    }
+    Py_ssize_t others = count - longest;
+    PyObject **items = ((PyListObject *)list)->ob_item;
+    PyObject **merged = runs <= SORTED_FEW_RUNS && others <= SORTED_FEW_OTHERS
+        ? PyMem_Malloc(sizeof(PyObject *) * (size_t)count) : NULL;
+    if (merged == NULL) {
+        if (PyList_Sort(list) < 0) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        return list;
+    }
+    /* The others, sorted by insertion (borrowed: the list holds them). */
+    PyObject *few[SORTED_FEW_OTHERS];
+    Py_ssize_t taken = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (i == first) {
+            i = end - 1;
+            continue;
+        }
+        Py_ssize_t at = taken++;
+        while (at > 0 && key_after(items[i], few[at - 1])) {
+            few[at] = few[at - 1];
+            at--;
+        }
+        few[at] = items[i];
+    }
+    /* Merged: each of the few after the run's keys before it (found by bisection). */
+    Py_ssize_t out = 0, from = first;
+    for (Py_ssize_t j = 0; j < taken; j++) {
+        Py_ssize_t low = from, high = end;
+        while (low < high) {
+            Py_ssize_t middle = low + (high - low) / 2;
+            if (key_after(items[middle], few[j])) {
+                low = middle + 1;
+            }
+            else {
+                high = middle;
+            }
+        }
+        memcpy(merged + out, items + from, sizeof(PyObject *) * (size_t)(low - from));
+        out += low - from;
+        merged[out++] = few[j];
+        from = low;
+    }
+    memcpy(merged + out, items + from, sizeof(PyObject *) * (size_t)(end - from));
+    memcpy(items, merged, sizeof(PyObject *) * (size_t)count);
+    PyMem_Free(merged);
+    if (PyErr_Occurred()) {  /* (a comparison failed: not for exact str) */
+        Py_DECREF(list);
+        return NULL;
+    }
+    return list;
+}
+
 /* members_match(whole, keys, encodings): is whole exactly {"key":<encoding>,...}, keys
  * in the order given (sorted), each key a str JSON writes as it is and each encoding the
  * bytes encodings holds for it? Then, whole being orjson's encoding of a map with these
@@ -1781,6 +1900,9 @@ static PyMethodDef methods[] = {
      "str, int, float, bool and None."},
     {"in_order", in_order, METH_O,
      "True when a dict's keys are exact str in the order sorted() gives them."},
+    {"sorted_keys", sorted_keys, METH_O,
+     "sorted(mapping) of a dict of exact str keys (None if a key is not one), in one walk "
+     "when all but a few are in order."},
     {"still_encodes", (PyCFunction)(void (*)(void))still_encodes, METH_FASTCALL,
      "True when value is canonical and encodes to exactly the canonical encoding given "
      "(False when unsure: a str JSON escapes, an int past 64 bits)."},

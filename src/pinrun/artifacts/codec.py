@@ -122,6 +122,7 @@ _split_map: Callable[[bytes, dict[str, Any]], dict[str, bytes] | None] | None = 
 _join_members: Callable[[dict[str, bytes]], bytes | None] | None = None
 _canonical: Callable[[Any], bool] | None = None
 _in_order: Callable[[dict[Any, Any]], bool] | None = None
+_sorted_keys: Callable[[dict[Any, Any]], list[str] | None] | None = None
 _members_match: Callable[[bytes, list[str], dict[str, bytes]], bool] | None = None
 _still_encodes: Callable[[Any, bytes], bool] | None = None
 _all_still_encode: Callable[[dict[str, Any], dict[str, bytes]], bool] | None = None
@@ -137,6 +138,7 @@ try:
     from pinrun.artifacts._speedups import join_members as _compiled_join
     from pinrun.artifacts._speedups import members_match as _compiled_members_match
     from pinrun.artifacts._speedups import plain as _compiled_plain
+    from pinrun.artifacts._speedups import sorted_keys as _compiled_sorted_keys
     from pinrun.artifacts._speedups import split_map as _compiled_split_map
     from pinrun.artifacts._speedups import split_values as _compiled_split
     from pinrun.artifacts._speedups import still_encodes as _compiled_still_encodes
@@ -147,6 +149,7 @@ else:
     _split_values, _join_members = _compiled_split, _compiled_join
     _split_map = _compiled_split_map
     _canonical, _in_order = _compiled_canonical, _compiled_in_order
+    _sorted_keys = _compiled_sorted_keys
     _members_match = _compiled_members_match
     _still_encodes, _all_still_encode = _compiled_still_encodes, _compiled_all_still_encode
     _digest_map = _compiled_digest_map
@@ -330,9 +333,12 @@ def decode_many(encodings: Mapping[str, bytes]) -> dict[str, Any] | None:
 
 def sorted_keys(mapping: Mapping[str, Any]) -> list[str]:
     """``sorted(mapping)``, without sorting when the keys are in that order already (a
-    walk in C tells: a wide map is often built in key order)."""
-    if _in_order is not None and type(mapping) is dict and _in_order(mapping):
-        return list(mapping)
+    walk in C tells: a wide map is often built in key order), or are but for a few (a
+    state: its inputs first), which are then placed in the rest."""
+    if _sorted_keys is not None and type(mapping) is dict:
+        made = _sorted_keys(mapping)
+        if made is not None:
+            return made
     return sorted(mapping)
 
 
