@@ -30,10 +30,12 @@
 #include <stdint.h>
 #include <structmember.h>
 
-static int plain_container(PyObject *container);
+static int plain_container(PyObject *container, int *ordered, int check_keys);
+static int key_after(PyObject *previous, PyObject *key);
 
-/* 1 if the item is plain, 0 if not, -1 on error (with an exception set). */
-static int plain_item(PyObject *item)
+/* 1 if the item is plain, 0 if not, -1 on error (with an exception set). ordered: NULL,
+ * or cleared when a dict in the item has keys that are not exact str in ascending order. */
+static int plain_item(PyObject *item, int *ordered)
 {
     PyTypeObject *type = Py_TYPE(item);
     if (type == &PyUnicode_Type || type == &PyLong_Type || type == &PyBool_Type
@@ -44,12 +46,12 @@ static int plain_item(PyObject *item)
         return isfinite(PyFloat_AS_DOUBLE(item)) ? 1 : 0;
     }
     if (type == &PyDict_Type || type == &PyList_Type) {
-        return plain_container(item);
+        return plain_container(item, ordered, 1);
     }
     return 0;
 }
 
-static int plain_container(PyObject *container)
+static int plain_container(PyObject *container, int *ordered, int check_keys)
 {
     int result = 1;
     if (Py_EnterRecursiveCall(" while checking a value for the canonical codec")) {
@@ -57,9 +59,25 @@ static int plain_container(PyObject *container)
     }
     if (Py_TYPE(container) == &PyDict_Type) {
         Py_ssize_t position = 0;
-        PyObject *key, *value;
-        while (PyDict_Next(container, &position, &key, &value)) {
-            result = plain_item(value);
+        PyObject *key, *value, *previous = NULL;
+        check_keys = check_keys && ordered != NULL;
+        /* As many as it holds (no Python code runs: it cannot change mid-walk). */
+        for (Py_ssize_t left = PyDict_GET_SIZE(container); left > 0; left--) {
+            if (!PyDict_Next(container, &position, &key, &value)) {
+                break;
+            }
+            if (check_keys && *ordered) {
+                if (!PyUnicode_CheckExact(key)
+                        || (previous != NULL && !key_after(previous, key))) {
+                    if (PyErr_Occurred()) {
+                        result = -1;
+                        break;
+                    }
+                    *ordered = 0;
+                }
+                previous = key;
+            }
+            result = plain_item(value, ordered);
             if (result != 1) {
                 break;
             }
@@ -68,7 +86,7 @@ static int plain_container(PyObject *container)
     else {
         Py_ssize_t size = PyList_GET_SIZE(container);
         for (Py_ssize_t index = 0; index < size; index++) {
-            result = plain_item(PyList_GET_ITEM(container, index));
+            result = plain_item(PyList_GET_ITEM(container, index), ordered);
             if (result != 1) {
                 break;
             }
@@ -84,11 +102,29 @@ static PyObject *plain(PyObject *module, PyObject *container)
         PyErr_SetString(PyExc_TypeError, "plain() takes a dict or a list");
         return NULL;
     }
-    int result = plain_container(container);
+    int result = plain_container(container, NULL, 0);
     if (result < 0) {
         return NULL;
     }
     return PyBool_FromLong(result);
+}
+
+/* plain_in_order(container): 0 when not plain (see plain()), 2 when plain and every dict
+ * inside it (not the container itself) has exact str keys in ascending order, which is
+ * what sorting them would give, else 1. orjson then writes each member as it would with
+ * its keys sorted, and the members themselves in the container's order. */
+static PyObject *plain_in_order(PyObject *module, PyObject *container)
+{
+    if (Py_TYPE(container) != &PyDict_Type && Py_TYPE(container) != &PyList_Type) {
+        PyErr_SetString(PyExc_TypeError, "plain_in_order() takes a dict or a list");
+        return NULL;
+    }
+    int ordered = 1;
+    int result = plain_container(container, &ordered, 0);
+    if (result < 0) {
+        return NULL;
+    }
+    return PyLong_FromLong(result ? 1 + ordered : 0);
 }
 
 /* CRC-32 (IEEE 802.3, reflected, as zlib.crc32), table-driven. */
@@ -1898,6 +1934,9 @@ static PyMethodDef methods[] = {
      "True when decode(encode(value)) gives value back as it is: exact dicts (str keys in "
      "sorted order, none starting with '$' or holding a lone surrogate) and lists of "
      "str, int, float, bool and None."},
+    {"plain_in_order", plain_in_order, METH_O,
+     "0 if a dict or list is not plain (see plain), 2 if it is and the keys of every dict "
+     "inside it are exact str in ascending order, else 1."},
     {"in_order", in_order, METH_O,
      "True when a dict's keys are exact str in the order sorted() gives them."},
     {"sorted_keys", sorted_keys, METH_O,

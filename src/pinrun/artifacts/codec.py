@@ -122,6 +122,7 @@ _split_map: Callable[[bytes, dict[str, Any]], dict[str, bytes] | None] | None = 
 _join_members: Callable[[dict[str, bytes]], bytes | None] | None = None
 _canonical: Callable[[Any], bool] | None = None
 _in_order: Callable[[dict[Any, Any]], bool] | None = None
+_plain_in_order: Callable[[dict[Any, Any] | list[Any]], int] | None = None
 _sorted_keys: Callable[[dict[Any, Any]], list[str] | None] | None = None
 _members_match: Callable[[bytes, list[str], dict[str, bytes]], bool] | None = None
 _still_encodes: Callable[[Any, bytes], bool] | None = None
@@ -138,6 +139,7 @@ try:
     from pinrun.artifacts._speedups import join_members as _compiled_join
     from pinrun.artifacts._speedups import members_match as _compiled_members_match
     from pinrun.artifacts._speedups import plain as _compiled_plain
+    from pinrun.artifacts._speedups import plain_in_order as _compiled_plain_in_order
     from pinrun.artifacts._speedups import sorted_keys as _compiled_sorted_keys
     from pinrun.artifacts._speedups import split_map as _compiled_split_map
     from pinrun.artifacts._speedups import split_values as _compiled_split
@@ -145,7 +147,7 @@ try:
 except ImportError:  # pragma: no cover - exercised on machines without a compiler
     pass
 else:
-    _plain = _compiled_plain
+    _plain, _plain_in_order = _compiled_plain, _compiled_plain_in_order
     _split_values, _join_members = _compiled_split, _compiled_join
     _split_map = _compiled_split_map
     _canonical, _in_order = _compiled_canonical, _compiled_in_order
@@ -272,9 +274,24 @@ def encode_many(values: Mapping[str, Any]) -> dict[str, bytes] | None:
     plain JSON, no C speedups): the caller then encodes value by value, which
     also names any value that cannot be encoded. The result is in ``values``' order.
     """
-    if _split_values is None or type(values) is not dict or len(values) < _MANY \
-            or not _plain(values):
+    if _split_values is None or type(values) is not dict or len(values) < _MANY:
         return None
+    told = _plain_in_order(values) if _plain_in_order is not None else int(_plain(values))
+    if not told:
+        return None
+    if told == 2 and _split_map is not None:
+        # Every map inside the values has its keys in order already: orjson writes each
+        # value as with its keys sorted, and the members in the map's own order, which
+        # split_map reads: nothing to sort (the map's own keys need no order here).
+        try:
+            whole = orjson.dumps(values)
+        except TypeError:  # a key that is not a str, an integer past 64 bits, a surrogate
+            return None
+        if b"$" in whole and b'"$' in whole:
+            return None
+        made = _split_map(whole, values)
+        if made is not None:
+            return made
     try:
         whole = orjson.dumps(values, option=_SORT)
     except TypeError:  # a key that is not a str, an integer past 64 bits, a lone surrogate
