@@ -32,6 +32,7 @@
 
 static int plain_container(PyObject *container, int *ordered, int check_keys);
 static int key_after(PyObject *previous, PyObject *key);
+static int exact_str_keys(PyObject *dict);
 
 /* 1 if the item is plain, 0 if not, -1 on error (with an exception set). ordered: NULL,
  * or cleared when a dict in the item has keys that are not exact str in ascending order. */
@@ -558,6 +559,119 @@ failed:
     Py_XDECREF(entries);
     Py_XDECREF(rest);
     return NULL;
+}
+
+/* inline_into(state, payloads, limit, into): when every value of state has its encoding
+ * in payloads (side by side, or looked up), no larger than limit, is not bytes, and
+ * every key is an exact str that makes an Inline entry, put each key's entry into the
+ * dict into, as into.update(the entries) would (new keys last, in state's order), and
+ * return the members' total size; else None, with into untouched. (into's keys are a
+ * run's, all exact str: a key of another kind could run code while it is compared,
+ * but nothing here reads state or into after that.) A wide snapshot's
+ * entries then go straight where the run keeps them: no dict of their own, and no
+ * merge of it. Every entry is made before into changes, new keys are added with
+ * setdefault (a failure takes them out again: into is left as it was) and keys into
+ * held already are replaced last (no allocation: that cannot fail). */
+static PyObject *inline_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[1])
+            || !PyLong_Check(args[2]) || !PyDict_CheckExact(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "inline_into() takes two dicts, an int and a dict");
+        return NULL;
+    }
+    PyObject *state = args[0], *payloads = args[1], *into = args[3];
+    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (into == state || into == payloads) {
+        Py_RETURN_NONE;
+    }
+    int keys_checked = 0;
+    Py_ssize_t count = PyDict_GET_SIZE(state), made = 0, total = 0;
+    PyObject **keys = PyMem_Malloc(sizeof(PyObject *) * (size_t)(count ? count : 1));
+    PyObject **entries = PyMem_Malloc(sizeof(PyObject *) * (size_t)(count ? count : 1));
+    char *replaced = PyMem_Calloc((size_t)(count ? count : 1), 1);
+    PyObject *result = NULL;
+    if (keys == NULL || entries == NULL || replaced == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t position = 0, cursor = 0;
+    PyObject *key, *value;
+    for (Py_ssize_t left = count; left > 0; left--) {
+        if (!PyDict_Next(state, &position, &key, &value) || !PyUnicode_CheckExact(key)
+                || PyBytes_Check(value)) {
+            goto decline;
+        }
+        PyObject *payload = side_by_side(payloads, key, &cursor);
+        if (payload == NULL) {
+            /* Looked up: with the payloads' keys all exact str (checked once), no Python
+             * code runs (no key's own __eq__), so state cannot change mid-walk. */
+            if (!keys_checked) {
+                if (!exact_str_keys(payloads)) {
+                    goto decline;
+                }
+                keys_checked = 1;
+            }
+            payload = PyDict_GetItemWithError(payloads, key);
+            if (payload == NULL) {
+                if (PyErr_Occurred()) {
+                    goto done;
+                }
+                goto decline;
+            }
+        }
+        if (!PyBytes_CheckExact(payload) || PyBytes_GET_SIZE(payload) > limit) {
+            goto decline;
+        }
+        PyObject *entry = make_inline(key, payload);
+        if (entry == NULL) {
+            goto done;
+        }
+        if (entry == Py_None) {
+            Py_DECREF(entry);
+            goto decline;
+        }
+        Py_INCREF(key);
+        keys[made] = key;
+        entries[made++] = entry;
+        total += ((InlineObject *)entry)->size;
+    }
+    /* Every entry made: new keys in, in order (a failure takes them out again). */
+    for (Py_ssize_t i = 0; i < made; i++) {
+        PyObject *held = PyDict_SetDefault(into, keys[i], entries[i]);
+        if (held == NULL) {
+            for (Py_ssize_t j = 0; j < i; j++) {
+                if (!replaced[j] && PyDict_DelItem(into, keys[j]) < 0) {
+                    PyErr_Clear();  /* (it is there: cannot fail) */
+                }
+            }
+            goto done;
+        }
+        replaced[i] = held != entries[i];
+    }
+    /* Then the keys into held already get their new entries (in place: no allocation). */
+    for (Py_ssize_t i = 0; i < made; i++) {
+        if (replaced[i] && PyDict_SetItem(into, keys[i], entries[i]) < 0) {
+            goto done;
+        }
+    }
+    result = PyLong_FromSsize_t(total);
+    goto done;
+
+decline:
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    for (Py_ssize_t i = 0; i < made; i++) {
+        Py_DECREF(keys[i]);
+        Py_DECREF(entries[i]);
+    }
+    PyMem_Free(keys);
+    PyMem_Free(entries);
+    PyMem_Free(replaced);
+    return result;
 }
 
 static PyObject *inline_sizes(PyObject *module, PyObject *entries)
@@ -1915,6 +2029,10 @@ static PyMethodDef methods[] = {
     {"inline_entries", (PyCFunction)(void (*)(void))inline_entries, METH_FASTCALL,
      "(entries, rest): the Inline entry of each value whose encoding is known and small; "
      "rest lists the other keys; None when a key is not a str."},
+    {"inline_into", (PyCFunction)(void (*)(void))inline_into, METH_FASTCALL,
+     "Put the Inline entry of every value of state (encoded in payloads, no larger than "
+     "limit) into the dict into; their total size, or None (into untouched) when one "
+     "cannot be made."},
     {"join_members", join_members, METH_O,
      "{\"key\":<encoding>,...} of a dict of encodings, or None when a key needs escaping "
      "or starts with '$', or an encoding is not bytes holding one value."},
