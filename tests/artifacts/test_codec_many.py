@@ -129,4 +129,37 @@ def test_encode_many_of_a_map_in_key_order_needs_no_second_cut(
     table = _table(500)
     monkeypatch.setattr(codec, "_split_values", lambda whole: None)  # not needed
     assert codec.encode_many(table) == {key: codec.encode(value) for key, value in table.items()}
-    assert codec.encode_many(dict(reversed(table.items()))) is None  # (the second cut, gone)
+    # In any order of its own, when every map inside is in key order: no sort, one cut.
+    backward = dict(reversed(table.items()))
+    assert codec.encode_many(backward) == \
+        {key: codec.encode(value) for key, value in backward.items()}
+    unsorted_inside = {key: dict(reversed(value.items())) for key, value in backward.items()}
+    assert codec.encode_many(unsorted_inside) is None  # (the second cut, gone)
+
+
+def test_plain_in_order_tells_maps_inside_in_key_order() -> None:
+    """2 when every map inside (not the container) has exact str keys in order, 1 when
+    one has not, 0 when not plain; encode_many is one encode per value either way."""
+    from pinrun.artifacts import _speedups
+
+    class Key(str):
+        pass
+
+    cases: list[tuple[Any, int]] = [
+        ({"b": {"x": 1, "y": [{"a": 1, "b": 2}]}, "a": 1}, 2),
+        ({"a": {"y": 1, "x": 2}}, 1), ({"a": [{"b": 1, "a": 2}]}, 1),
+        ({"a": {Key("x"): 1}}, 1), ({"a": {"\u00e9": 1, "z": 2}}, 1),
+        ({"a": {"z": 1, "\u00e9": 2}}, 2), ({"a": {1.5: 2}}, 1), ({"a": (1,)}, 0),
+        ([{"b": 1, "a": 2}], 1), ([{"a": 1}], 2), ({}, 2), ({"a": float("nan")}, 0)]
+    for value, told in cases:
+        assert _speedups.plain_in_order(value) == told, value
+        if type(value) is dict and value:
+            many = {f"k{i:03d}": value for i in range(70)}
+            try:
+                expected: dict[str, bytes] | None = {
+                    key: codec.encode(item) for key, item in many.items()}
+            except Exception:
+                expected = None
+            made = codec.encode_many(many)
+            assert made is None or made == expected
+            assert made is not None or told != 2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pinrun.artifacts import _speedups, codec
@@ -20,6 +20,33 @@ def test_in_order_is_sorted_order(keys: list[str]) -> None:
     mapping = dict.fromkeys(keys, 1)
     assert _speedups.in_order(mapping) == (list(mapping) == sorted(mapping))
     assert codec.sorted_keys(mapping) == sorted(mapping)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_KEYS, max_size=300, unique=True), st.lists(_KEYS, max_size=80),
+       st.integers(0, 300), st.sampled_from(["in order", "shuffled", "reversed"]))
+def test_sorted_keys_is_sorted_whatever_few_keys_are_out_of_place(
+        keys: list[str], others: list[str], at: int, order: str) -> None:
+    """sorted_keys (C) gives sorted()'s list: a run in order with others put anywhere (a
+    state: its inputs first, keys added after), few or many, or no order at all."""
+    run = sorted(keys)
+    if order == "shuffled":
+        run = sorted(run, key=lambda key: hash(key) % 7)
+    elif order == "reversed":
+        run.reverse()
+    mapping = dict.fromkeys([*others[: at % 9], *run[:at], *others[at % 9:], *run[at:]], 1)
+    made = _speedups.sorted_keys(mapping)
+    assert made == sorted(mapping)
+    assert codec.sorted_keys(mapping) == sorted(mapping)
+
+
+def test_sorted_keys_of_a_state_places_its_inputs() -> None:
+    """A wide state with its inputs first and a key added at the end."""
+    state = {"keys": 1, "zz": 2, **{f"k{i:06d}": i for i in range(1000)}, "total": 3, "a": 4}
+    assert _speedups.sorted_keys(state) == sorted(state)
+    assert _speedups.sorted_keys({}) == []
+    assert _speedups.sorted_keys({"a": 1, 2: 2}) is None
+    assert _speedups.sorted_keys({"b": 1, type("S", (str,), {})("a"): 2}) is None
 
 
 def test_in_order_refuses_keys_that_are_not_str() -> None:

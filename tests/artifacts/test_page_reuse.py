@@ -170,3 +170,109 @@ def test_inline_entries_are_the_same_whatever_the_order_of_the_encodings() -> No
         assert {key: entry.member for key, entry in again[0].items()} == {
             key: made[0][key].member for key in again[0]}
         assert sorted([*again[0], *again[1]]) == sorted(state)
+
+
+def test_a_kept_page_past_a_smaller_split_is_cut_as_before() -> None:
+    """A kept page is reused unsized only while it fits the split it is planned with: past
+    a smaller one its keys are a tuple again, as without a cache."""
+    entries = _entries(_wide(200), _Sink())
+    keys = sorted(entries)
+    cache: dict[str, Any] = {}
+    kept: list[Any] = _speedups.page_plan(keys, entries, 0x7, 1 << 20, cache)
+    largest = max(len(record[1]) for record in kept)
+    again = _speedups.page_plan(keys, entries, 0x7, largest - 1, cache)
+    assert again == _speedups.page_plan(keys, entries, 0x7, largest - 1, {})
+    assert any(type(item) is tuple for item in again)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=12) | st.integers(),
+                       min_size=1, max_size=30))
+def test_inline_sizes_are_the_members_sizes(state: dict[str, Any]) -> None:
+    """The size an entry keeps is its member's, made by inline_entries, Inline() or
+    inline(), whatever its key (non-ASCII, escaped, '$')."""
+    entries = _entries(state, _Sink())
+    made = [entry for entry in entries.values() if type(entry) is snapshot_pages.Inline]
+    made += [snapshot_pages.Inline(entry.member, entry.start, entry.cut) for entry in made]
+    for entry in made:
+        assert _speedups.inline_sizes({"k": entry}) == (len(entry.member), 0)
+    assert _speedups.inline_sizes(entries) == (
+        sum(len(entry.member) for entry in entries.values()
+            if type(entry) is snapshot_pages.Inline),
+        sum(type(entry) is not snapshot_pages.Inline for entry in entries.values()))
+
+
+_SMALL = st.text(max_size=8) | st.integers() | st.binary(max_size=4) | st.just("x" * 40)
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.dictionaries(st.text(max_size=5) | st.sampled_from(["$a", 'q"', "\u00e9", "\ud800"]),
+                       _SMALL, max_size=12),
+       st.dictionaries(st.text(max_size=5), st.integers(), max_size=6), st.booleans(),
+       st.booleans())
+def test_inline_into_is_inline_entries_put_into_the_dict(
+        state: dict[str, Any], held: dict[str, Any], reorder: bool, missing: bool) -> None:
+    """inline_into puts exactly inline_entries' entries into the dict, as update() would
+    (order too), and says their size; or it says None and leaves the dict as it was."""
+    payloads: dict[str, bytes] = {}
+    for key, value in state.items():
+        payloads[key] = value if type(value) is bytes else trees.encode_entry(value)
+    if reorder:
+        payloads = dict(reversed(list(payloads.items())))
+    if missing and payloads:
+        payloads.pop(next(iter(payloads)))
+    into: dict[str, Any] = {key: trees.Inline(b'"x":1', 4, 0) for key in held}
+    before = list(into.items())
+    size = _speedups.inline_into(state, payloads, 30, into)
+    made = _speedups.inline_entries(state, payloads, 30)
+    if size is None:
+        assert list(into.items()) == before
+        assert made is None or made[1]
+        return
+    assert made is not None
+    assert not made[1]
+    expected = dict(before)
+    expected.update(made[0])
+    assert list(into) == list(expected)
+    assert {key: into[key].member for key in made[0]} == \
+        {key: entry.member for key, entry in made[0].items()}
+    assert size == sum(len(entry.member) for entry in made[0].values())
+
+
+def test_a_wide_snapshot_put_straight_into_the_entries_is_the_same_tree(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """store_snapshot with entries_out: the same tree, objects and entries whether the
+    entries go straight into entries_out or through a dict of their own."""
+    state = _wide(3000)
+    payloads = {key: trees.encode_entry(value) for key, value in state.items()}
+    runs = []
+    for straight in (True, False):
+        if not straight:
+            monkeypatch.setattr(trees, "_inline_into", None)
+        sink = _Sink()
+        out: dict[str, trees.Entry] = {"zz": compute_digest(Kind.VALUE, b"1"), "k00005": b"x"}  # type: ignore[dict-item]
+        digest = trees.store_snapshot(sink, state, payloads=payloads, entries_out=out)
+        runs.append((digest, sink.objects, list(out), [
+            getattr(entry, "member", entry) for entry in out.values()]))
+    assert runs[0] == runs[1]
+
+
+def test_inline_into_declines_what_it_cannot_read_safely() -> None:
+    """Payloads in another order with a key that is not an exact str (whose __eq__ could
+    run mid-walk) are declined; so are the wrong types and a dict put into itself."""
+
+    class Sly(str):
+        __hash__ = str.__hash__
+
+    state = {f"k{i}": i for i in range(10)}
+    payloads: dict[str, bytes] = {key: str(value).encode() for key, value in state.items()}
+    into: dict[str, Any] = {}
+    assert _speedups.inline_into(state, dict(reversed(payloads.items())), 100, into) is not None
+    odd = dict(reversed(payloads.items()))
+    odd[Sly("k0")] = odd.pop("k0")
+    into = {}
+    assert _speedups.inline_into(state, odd, 100, into) is None
+    assert into == {}
+    assert _speedups.inline_into(state, payloads, 100, state) is None
+    with pytest.raises(TypeError):
+        _speedups.inline_into(state, payloads, 100, [])  # type: ignore[arg-type]

@@ -128,6 +128,8 @@ def _crafted(store: Store, pages: list[tuple[Kind, bytes]], size: int) -> Digest
 
 @pytest.mark.parametrize(("pages", "size", "reason"), [
     ([(Kind.VALUE, b'{"a":1,"b":2}'), (Kind.VALUE, b'{"b":3}')], 3, "does not follow"),
+    # A page whose keys are out of order is told by its least and greatest key, not its ends.
+    ([(Kind.VALUE, b'{"c":1,"a":2}'), (Kind.VALUE, b'{"b":3}')], 3, "does not follow"),
     ([(Kind.VALUE, b'{"a":1}'), (Kind.VALUE, b"[1]")], 2, "not a map of keys"),
     ([(Kind.VALUE, b'{"a":1}')], 2, "do not hold the keys"),
     ([(Kind.BLOB, b"raw")], 1, "not a map of keys"),
@@ -142,3 +144,19 @@ def test_crafted_snapshot_pages_are_refused(store: Store, pages: list[tuple[Kind
         trees.snapshot_entries(store, digest)
     with pytest.raises(CorruptObjectError):
         store.get_snapshot(digest)
+
+
+def test_a_page_out_of_key_order_reads_as_before(store: Store) -> None:
+    """A crafted page whose keys are not in order, but all before the next page's, reads
+    as it always did (its keys are then compared one by one, not read off its ends)."""
+    digest = _crafted(store, [(Kind.VALUE, b'{"b":1,"a":2}'), (Kind.VALUE, b'{"c":3}')], 3)
+    assert store.get_snapshot(digest) == {"b": 1, "a": 2, "c": 3}
+    assert list(trees.snapshot_entries(store, digest)) == ["b", "a", "c"]
+
+
+def test_key_span() -> None:
+    """The least and greatest key of a dict whose keys are exact str in order, else None."""
+    assert codec.key_span({"a": 1, "b": 2, "\u00e9": 3}) == ("a", "\u00e9")
+    assert codec.key_span({"b": 1, "a": 2}) is None
+    assert codec.key_span({}) is None
+    assert codec.key_span({"a": 1, 2: 3}) is None  # type: ignore[dict-item]

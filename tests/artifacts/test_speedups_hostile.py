@@ -243,6 +243,7 @@ def test_each_function_refuses_or_declines_an_argument_of_the_wrong_type(wrong: 
         lambda: _speedups.digest_map({"a": wrong}, Digest),
         lambda: _speedups.digest_map({}, wrong),
         lambda: _speedups.new_digest(wrong, b"x" * 32),
+        lambda: _speedups.sorted_keys(wrong),
     ]
     for call in calls:
         try:

@@ -87,7 +87,22 @@ def _plainly_told(value: Any) -> bool:
     ({"$a": 1}, b'{"$a":1}', False), ([1, 2], b"[1,2]", True), ([1, 2], b"[1,2]x", False),
     ([1, 2], b"[1,2", False), ("a\"b", b'"a\\"b"', False), (2**63, b"9223372036854775808", False),
     (float("nan"), b"null", False), ((1,), b"[1]", False), ({"a": 1}, bytearray(b'{"a":1}'),
-                                                            False)])
+                                                            False),
+    # Ints are read off the bytes: leading zeros, signs, digits past a long long.
+    (0, b"0", True), (0, b"00", False), (0, b"-0", False), (7, b"07", False), (-7, b"-7", True),
+    (-7, b"7", False), (7, b"-7", False), (7, b"+7", False), (12, b"1", False), (1, b"12", False),
+    (-(2**63), b"-9223372036854775808", True), (2**63 - 1, b"9223372036854775807", True),
+    (1, b"00000000000000000001", False), (0, b"0" * 25, False), (1, b"1.0e0", False),
+    ([12, 3], b"[1,23]", False), ({"a": 10}, b'{"a":1}', False),
+    # Texts: compared byte for byte with no byte JSON escapes, short and long.
+    ("ab", b'"ab"', True), ("ab", b'"ac"', False), ("a", b'"ab"', False), ("", b'""', True),
+    ("x" * 100, b'"' + b"x" * 100 + b'"', True), ("x" * 100, b'"' + b"x" * 99 + b'y"', False),
+    ("x" * 99 + '"', b'"' + b"x" * 99 + b'\""', False), ("\u00e9", '"\u00e9"'.encode(), True),
+    (["a", "b"], b'["a","b"]', True), (['a","b'], b'["a","b"]', False),
+    ({"a": 'x","b":"y'}, b'{"a":"x","b":"y"}', False),
+    # Keys: in order by their bytes, none a prefix out of place.
+    ({"a": 1, "ab": 2}, b'{"a":1,"ab":2}', True), ({"ab": 1, "a": 2}, b'{"ab":1,"a":2}', False),
+    ({"a": 1, "\u00e9": 2}, '{"a":1,"\u00e9":2}'.encode(), True)])
 def test_still_encodes_answers_the_cases_it_must(value: Any, raw: Any, expected: bool) -> None:
     """Floats against ints, -0.0, key order, tagged keys, trailing bytes, escapes, big ints."""
     assert _speedups.still_encodes(value, raw) is expected
@@ -115,3 +130,24 @@ def test_all_still_encode_reads_maps_in_any_order_alike() -> None:
     for other in (encodings, reordered, shifted):
         assert _speedups.all_still_encode(values, other)
         assert not _speedups.all_still_encode(values, {**other, "k150": b"[150]"})
+
+
+def test_all_still_encode_survives_a_key_that_runs_code_when_looked_up() -> None:
+    """Encodings in another order are looked up: a key of theirs that is not an exact str
+    (whose __eq__ could change the values mid-walk) makes the walk unsure (False), never a
+    crash or a yes for a value it did not check."""
+
+    class Sly(str):
+        def __eq__(self, other: object) -> bool:
+            values["k0"] = ["changed"]
+            return str.__eq__(self, other)
+
+        __hash__ = str.__hash__
+
+    values: dict[str, Any] = {f"k{i}": [i] for i in range(50)}
+    encodings: dict[str, bytes] = {key: codec.encode(value) for key, value in
+                                   reversed(list(values.items()))}
+    assert _speedups.all_still_encode(values, encodings)
+    encodings[Sly("k49")] = encodings.pop("k49")
+    assert not _speedups.all_still_encode(values, encodings)
+    assert values["k0"] == [0]  # nothing ran

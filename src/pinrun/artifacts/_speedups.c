@@ -30,10 +30,13 @@
 #include <stdint.h>
 #include <structmember.h>
 
-static int plain_container(PyObject *container);
+static int plain_container(PyObject *container, int *ordered, int check_keys);
+static int key_after(PyObject *previous, PyObject *key);
+static int exact_str_keys(PyObject *dict);
 
-/* 1 if the item is plain, 0 if not, -1 on error (with an exception set). */
-static int plain_item(PyObject *item)
+/* 1 if the item is plain, 0 if not, -1 on error (with an exception set). ordered: NULL,
+ * or cleared when a dict in the item has keys that are not exact str in ascending order. */
+static int plain_item(PyObject *item, int *ordered)
 {
     PyTypeObject *type = Py_TYPE(item);
     if (type == &PyUnicode_Type || type == &PyLong_Type || type == &PyBool_Type
@@ -44,12 +47,12 @@ static int plain_item(PyObject *item)
         return isfinite(PyFloat_AS_DOUBLE(item)) ? 1 : 0;
     }
     if (type == &PyDict_Type || type == &PyList_Type) {
-        return plain_container(item);
+        return plain_container(item, ordered, 1);
     }
     return 0;
 }
 
-static int plain_container(PyObject *container)
+static int plain_container(PyObject *container, int *ordered, int check_keys)
 {
     int result = 1;
     if (Py_EnterRecursiveCall(" while checking a value for the canonical codec")) {
@@ -57,9 +60,25 @@ static int plain_container(PyObject *container)
     }
     if (Py_TYPE(container) == &PyDict_Type) {
         Py_ssize_t position = 0;
-        PyObject *key, *value;
-        while (PyDict_Next(container, &position, &key, &value)) {
-            result = plain_item(value);
+        PyObject *key, *value, *previous = NULL;
+        check_keys = check_keys && ordered != NULL;
+        /* As many as it holds (no Python code runs: it cannot change mid-walk). */
+        for (Py_ssize_t left = PyDict_GET_SIZE(container); left > 0; left--) {
+            if (!PyDict_Next(container, &position, &key, &value)) {
+                break;
+            }
+            if (check_keys && *ordered) {
+                if (!PyUnicode_CheckExact(key)
+                        || (previous != NULL && !key_after(previous, key))) {
+                    if (PyErr_Occurred()) {
+                        result = -1;
+                        break;
+                    }
+                    *ordered = 0;
+                }
+                previous = key;
+            }
+            result = plain_item(value, ordered);
             if (result != 1) {
                 break;
             }
@@ -68,7 +87,7 @@ static int plain_container(PyObject *container)
     else {
         Py_ssize_t size = PyList_GET_SIZE(container);
         for (Py_ssize_t index = 0; index < size; index++) {
-            result = plain_item(PyList_GET_ITEM(container, index));
+            result = plain_item(PyList_GET_ITEM(container, index), ordered);
             if (result != 1) {
                 break;
             }
@@ -84,11 +103,29 @@ static PyObject *plain(PyObject *module, PyObject *container)
         PyErr_SetString(PyExc_TypeError, "plain() takes a dict or a list");
         return NULL;
     }
-    int result = plain_container(container);
+    int result = plain_container(container, NULL, 0);
     if (result < 0) {
         return NULL;
     }
     return PyBool_FromLong(result);
+}
+
+/* plain_in_order(container): 0 when not plain (see plain()), 2 when plain and every dict
+ * inside it (not the container itself) has exact str keys in ascending order, which is
+ * what sorting them would give, else 1. orjson then writes each member as it would with
+ * its keys sorted, and the members themselves in the container's order. */
+static PyObject *plain_in_order(PyObject *module, PyObject *container)
+{
+    if (Py_TYPE(container) != &PyDict_Type && Py_TYPE(container) != &PyList_Type) {
+        PyErr_SetString(PyExc_TypeError, "plain_in_order() takes a dict or a list");
+        return NULL;
+    }
+    int ordered = 1;
+    int result = plain_container(container, &ordered, 0);
+    if (result < 0) {
+        return NULL;
+    }
+    return PyLong_FromLong(result ? 1 + ordered : 0);
 }
 
 /* CRC-32 (IEEE 802.3, reflected, as zlib.crc32), table-driven. */
@@ -233,6 +270,10 @@ typedef struct {
      * '"', its UTF-8, '":'), or those bytes themselves (a key JSON escapes). */
     PyObject *head;
     PyObject *payload;  /* bytes: the value's canonical encoding (shared, not copied) */
+    /* The member's size in bytes (head and payload), kept: pages are sized from it at
+     * every commit, without reading the head and the payload again (two more objects
+     * to bring into the cache, per key). Both are immutable, so it never changes. */
+    Py_ssize_t size;
     unsigned int cut;   /* CRC-32 of the key's JSON (quotes included) */
 } InlineObject;
 
@@ -271,7 +312,7 @@ static char *write_member(InlineObject *self, char *out)
 
 static Py_ssize_t member_size(InlineObject *self)
 {
-    return head_size(self) + PyBytes_GET_SIZE(self->payload);
+    return self->size;
 }
 
 static PyObject *inline_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
@@ -299,6 +340,7 @@ static PyObject *inline_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         return NULL;
     }
     self->cut = (unsigned int)cut;
+    self->size = PyBytes_GET_SIZE(member);
     return (PyObject *)self;
 }
 
@@ -424,6 +466,7 @@ static PyObject *make_inline(PyObject *key, PyObject *payload)
     Py_INCREF(payload);
     made->head = key;
     made->payload = payload;
+    made->size = size + 3 + PyBytes_GET_SIZE(payload);  /* '"', the key, '":', the payload */
     made->cut = crc ^ 0xFFFFFFFFu;
     return (PyObject *)made;
 }
@@ -516,6 +559,119 @@ failed:
     Py_XDECREF(entries);
     Py_XDECREF(rest);
     return NULL;
+}
+
+/* inline_into(state, payloads, limit, into): when every value of state has its encoding
+ * in payloads (side by side, or looked up), no larger than limit, is not bytes, and
+ * every key is an exact str that makes an Inline entry, put each key's entry into the
+ * dict into, as into.update(the entries) would (new keys last, in state's order), and
+ * return the members' total size; else None, with into untouched. (into's keys are a
+ * run's, all exact str: a key of another kind could run code while it is compared,
+ * but nothing here reads state or into after that.) A wide snapshot's
+ * entries then go straight where the run keeps them: no dict of their own, and no
+ * merge of it. Every entry is made before into changes, new keys are added with
+ * setdefault (a failure takes them out again: into is left as it was) and keys into
+ * held already are replaced last (no allocation: that cannot fail). */
+static PyObject *inline_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[1])
+            || !PyLong_Check(args[2]) || !PyDict_CheckExact(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "inline_into() takes two dicts, an int and a dict");
+        return NULL;
+    }
+    PyObject *state = args[0], *payloads = args[1], *into = args[3];
+    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (into == state || into == payloads) {
+        Py_RETURN_NONE;
+    }
+    int keys_checked = 0;
+    Py_ssize_t count = PyDict_GET_SIZE(state), made = 0, total = 0;
+    PyObject **keys = PyMem_Malloc(sizeof(PyObject *) * (size_t)(count ? count : 1));
+    PyObject **entries = PyMem_Malloc(sizeof(PyObject *) * (size_t)(count ? count : 1));
+    char *replaced = PyMem_Calloc((size_t)(count ? count : 1), 1);
+    PyObject *result = NULL;
+    if (keys == NULL || entries == NULL || replaced == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t position = 0, cursor = 0;
+    PyObject *key, *value;
+    for (Py_ssize_t left = count; left > 0; left--) {
+        if (!PyDict_Next(state, &position, &key, &value) || !PyUnicode_CheckExact(key)
+                || PyBytes_Check(value)) {
+            goto decline;
+        }
+        PyObject *payload = side_by_side(payloads, key, &cursor);
+        if (payload == NULL) {
+            /* Looked up: with the payloads' keys all exact str (checked once), no Python
+             * code runs (no key's own __eq__), so state cannot change mid-walk. */
+            if (!keys_checked) {
+                if (!exact_str_keys(payloads)) {
+                    goto decline;
+                }
+                keys_checked = 1;
+            }
+            payload = PyDict_GetItemWithError(payloads, key);
+            if (payload == NULL) {
+                if (PyErr_Occurred()) {
+                    goto done;
+                }
+                goto decline;
+            }
+        }
+        if (!PyBytes_CheckExact(payload) || PyBytes_GET_SIZE(payload) > limit) {
+            goto decline;
+        }
+        PyObject *entry = make_inline(key, payload);
+        if (entry == NULL) {
+            goto done;
+        }
+        if (entry == Py_None) {
+            Py_DECREF(entry);
+            goto decline;
+        }
+        Py_INCREF(key);
+        keys[made] = key;
+        entries[made++] = entry;
+        total += ((InlineObject *)entry)->size;
+    }
+    /* Every entry made: new keys in, in order (a failure takes them out again). */
+    for (Py_ssize_t i = 0; i < made; i++) {
+        PyObject *held = PyDict_SetDefault(into, keys[i], entries[i]);
+        if (held == NULL) {
+            for (Py_ssize_t j = 0; j < i; j++) {
+                if (!replaced[j] && PyDict_DelItem(into, keys[j]) < 0) {
+                    PyErr_Clear();  /* (it is there: cannot fail) */
+                }
+            }
+            goto done;
+        }
+        replaced[i] = held != entries[i];
+    }
+    /* Then the keys into held already get their new entries (in place: no allocation). */
+    for (Py_ssize_t i = 0; i < made; i++) {
+        if (replaced[i] && PyDict_SetItem(into, keys[i], entries[i]) < 0) {
+            goto done;
+        }
+    }
+    result = PyLong_FromSsize_t(total);
+    goto done;
+
+decline:
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    for (Py_ssize_t i = 0; i < made; i++) {
+        Py_DECREF(keys[i]);
+        Py_DECREF(entries[i]);
+    }
+    PyMem_Free(keys);
+    PyMem_Free(entries);
+    PyMem_Free(replaced);
+    return result;
 }
 
 static PyObject *inline_sizes(PyObject *module, PyObject *entries)
@@ -622,15 +778,27 @@ static int plan_page(PyObject *plan, PyObject *keys, Py_ssize_t count_all,
                      InlineObject **held, Py_ssize_t first, Py_ssize_t count,
                      Py_ssize_t split, PyObject *cache)
 {
-    Py_ssize_t size = 1 + count;  /* braces, and commas between */
-    for (Py_ssize_t i = 0; i < count; i++) {
-        size += member_size(held[i]);
-    }
     if (PyList_GET_SIZE(keys) != count_all) {  /* (a look-up may have run code) */
         PyErr_SetString(PyExc_RuntimeError, "page_plan(): the list of keys changed size");
         return -1;
     }
     PyObject *item = NULL, *first_key = PyList_GET_ITEM(keys, first);
+    /* A page kept with these very entries first (most, at a commit), with no need to
+     * size it: its payload is its size (the same entries are the same bytes). */
+    if (cache != NULL && PyUnicode_CheckExact(first_key)) {
+        item = cached_page(cache, first_key, held, count);  /* (no Python code runs) */
+        if (item != NULL && PyBytes_GET_SIZE(PyList_GET_ITEM(item, 1)) <= split) {
+            return PyList_Append(plan, item);
+        }
+        if (item == NULL && PyErr_Occurred()) {
+            return -1;
+        }
+        item = NULL;
+    }
+    Py_ssize_t size = 1 + count;  /* braces, and commas between */
+    for (Py_ssize_t i = 0; i < count; i++) {
+        size += member_size(held[i]);
+    }
     if (size > split) {
         PyObject *slice = PyList_GetSlice(keys, first, first + count);
         item = slice != NULL ? PyList_AsTuple(slice) : NULL;
@@ -638,11 +806,7 @@ static int plan_page(PyObject *plan, PyObject *keys, Py_ssize_t count_all,
     }
     else if (cache != NULL && PyUnicode_CheckExact(first_key)) {
         Py_INCREF(first_key);
-        item = cached_page(cache, first_key, held, count);
-        if (item != NULL) {
-            Py_INCREF(item);
-        }
-        else if (!PyErr_Occurred()) {
+        {
             PyObject *kept = PyTuple_New(count);
             PyObject *payload = PyBytes_FromStringAndSize(NULL, size);
             if (kept != NULL && payload != NULL) {
@@ -1155,6 +1319,43 @@ static PyObject *canonical(PyObject *module, PyObject *value)
  * read back is the value, bit for bit; orjson wrote that token for that very double,
  * and writes a double one way. */
 
+/* 1 for the bytes JSON writes escaped ('"', '\\' and those below 0x20), else 0. */
+static const unsigned char json_escaped[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* '"' */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,  /* '\\' */
+};
+
+/* Whether the count bytes at text are the bytes at data and none is one JSON escapes
+ * (such a byte could close the string early: a string holding '","' would match a
+ * changed map's bytes). One pass for both, byte by byte: most texts here are a few
+ * bytes (keys, short values), where a call to memcmp costs more than the loop. */
+static int same_plain_bytes(const unsigned char *text, const unsigned char *data,
+                            Py_ssize_t count)
+{
+    if (count > 64) {
+        if (memcmp(data, text, (size_t)count) != 0) {
+            return 0;
+        }
+        for (Py_ssize_t i = 0; i < count; i++) {
+            if (json_escaped[text[i]]) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        unsigned char c = text[i];
+        if (c != data[i] || json_escaped[c]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* The end of s's JSON string (with quotes) when it sits at data[at] as it is (no
  * escapes), else -1. *utf8 / *length: its UTF-8, for the caller's order check. */
 static Py_ssize_t match_text(PyObject *text, const unsigned char *data, Py_ssize_t size,
@@ -1174,20 +1375,27 @@ static Py_ssize_t match_text(PyObject *text, const unsigned char *data, Py_ssize
         }
     }
     if (at + count + 2 > size || data[at] != '"' || data[at + count + 1] != '"'
-            || memcmp(data + at + 1, bytes, (size_t)count) != 0) {
+            || !same_plain_bytes((const unsigned char *)bytes, data + at + 1, count)) {
         return -1;
-    }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        unsigned char c = (unsigned char)bytes[i];
-        if (c == '"' || c == '\\' || c < 0x20) {
-            return -1;  /* escaped in JSON: not told here */
-        }
     }
     if (utf8 != NULL) {
         *utf8 = bytes;
         *length = count;
     }
     return at + count + 2;
+}
+
+/* Whether the UTF-8 bytes left come strictly before right (code point order). */
+static int bytes_before(const char *left, Py_ssize_t left_length, const char *right,
+                        Py_ssize_t right_length)
+{
+    Py_ssize_t common = left_length < right_length ? left_length : right_length;
+    for (Py_ssize_t i = 0; i < common; i++) {
+        if (left[i] != right[i]) {
+            return (unsigned char)left[i] < (unsigned char)right[i];
+        }
+    }
+    return left_length < right_length;
 }
 
 static Py_ssize_t match_value(PyObject *value, const unsigned char *data, Py_ssize_t size,
@@ -1202,6 +1410,9 @@ static Py_ssize_t match_literal(const unsigned char *data, Py_ssize_t size, Py_s
     return at + length;
 }
 
+/* An int is read off the bytes (its digits, at most 19: a long long) and compared with
+ * the value: the bytes are the int's canonical form when they read as it, with no
+ * leading zero and a '-' only before a negative one (a decimal form is unique). */
 static Py_ssize_t match_int(PyObject *value, const unsigned char *data, Py_ssize_t size,
                             Py_ssize_t at)
 {
@@ -1211,18 +1422,27 @@ static Py_ssize_t match_int(PyObject *value, const unsigned char *data, Py_ssize
         PyErr_Clear();
         return -1;
     }
-    char digits[24];
-    char *end = digits + sizeof digits, *out = end;
-    unsigned long long rest = number < 0 ? 0ull - (unsigned long long)number
-                                         : (unsigned long long)number;
-    do {
-        *--out = (char)('0' + rest % 10);
-        rest /= 10;
-    } while (rest);
+    unsigned long long magnitude = number < 0 ? 0ull - (unsigned long long)number
+                                              : (unsigned long long)number;
     if (number < 0) {
-        *--out = '-';
+        if (at >= size || data[at] != '-') {
+            return -1;
+        }
+        at++;
     }
-    return match_literal(data, size, at, out, end - out);
+    Py_ssize_t first = at;
+    unsigned long long read = 0;
+    while (at < size && (unsigned char)(data[at] - '0') < 10) {
+        if (at - first == 19) {
+            return -1;  /* more digits than a long long has */
+        }
+        read = read * 10 + (unsigned long long)(data[at] - '0');
+        at++;
+    }
+    if (at == first || read != magnitude || (data[first] == '0' && at - first > 1)) {
+        return -1;
+    }
+    return at;
 }
 
 static Py_ssize_t match_float(PyObject *value, const unsigned char *data, Py_ssize_t size,
@@ -1271,7 +1491,12 @@ static Py_ssize_t match_dict(PyObject *value, const unsigned char *data, Py_ssiz
     Py_ssize_t position = 0, previous_length = 0;
     const char *previous = NULL;
     PyObject *key, *item;
-    while (PyDict_Next(value, &position, &key, &item)) {
+    /* As many members as it holds (no Python code runs: the dict cannot change), so
+     * the walk ends without a last call to find there is no more. */
+    for (Py_ssize_t left = PyDict_GET_SIZE(value); left > 0; left--) {
+        if (!PyDict_Next(value, &position, &key, &item)) {
+            return -1;
+        }
         if (!PyUnicode_CheckExact(key)) {
             return -1;
         }
@@ -1288,12 +1513,8 @@ static Py_ssize_t match_dict(PyObject *value, const unsigned char *data, Py_ssiz
             return -1;
         }
         /* Keys in ascending order of their UTF-8 bytes (a decoded dict's order). */
-        if (previous != NULL) {
-            int order = memcmp(previous, utf8, (size_t)(previous_length < length
-                                                         ? previous_length : length));
-            if (order > 0 || (order == 0 && previous_length >= length)) {
-                return -1;
-            }
+        if (previous != NULL && !bytes_before(previous, previous_length, utf8, length)) {
+            return -1;
         }
         previous = utf8;
         previous_length = length;
@@ -1380,6 +1601,19 @@ static PyObject *still_encodes(PyObject *module, PyObject *const *args, Py_ssize
     return PyBool_FromLong(encodes_to(args[0], args[1]));
 }
 
+/* Whether every key of a dict is an exact str. */
+static int exact_str_keys(PyObject *dict)
+{
+    Py_ssize_t position = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(dict, &position, &key, &value)) {
+        if (!PyUnicode_CheckExact(key)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* all_still_encode(values, encodings): still_encodes() of each value of a dict and its
  * key's encoding in the other (exact str keys: a look-up runs no Python code). */
 static PyObject *all_still_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -1390,14 +1624,30 @@ static PyObject *all_still_encode(PyObject *module, PyObject *const *args, Py_ss
     }
     Py_ssize_t position = 0, cursor = 0;
     PyObject *key, *value;
-    while (PyDict_Next(args[0], &position, &key, &value)) {
+    int keys_checked = 0;
+    for (Py_ssize_t left = PyDict_GET_SIZE(args[0]); left > 0; left--) {
+        if (!PyDict_Next(args[0], &position, &key, &value)) {
+            Py_RETURN_FALSE;
+        }
         if (!PyUnicode_CheckExact(key)) {
             Py_RETURN_FALSE;
         }
         PyObject *encoding = side_by_side(args[1], key, &cursor);
-        if (encoding == NULL) {
-            encoding = PyDict_GetItemWithError(args[1], key);
+        if (encoding != NULL) {
+            if (!encodes_to(value, encoding)) {
+                Py_RETURN_FALSE;
+            }
+            continue;
         }
+        /* Looked up: with every key of the encodings an exact str (checked once), a
+         * look-up runs no Python code (no key's own __eq__), so nothing read changes. */
+        if (!keys_checked) {
+            if (!exact_str_keys(args[1])) {
+                Py_RETURN_FALSE;  /* not sure: the caller checks the slow way */
+            }
+            keys_checked = 1;
+        }
+        encoding = PyDict_GetItemWithError(args[1], key);
         if (encoding == NULL) {
             if (PyErr_Occurred()) {
                 return NULL;
@@ -1435,6 +1685,125 @@ static PyObject *in_order(PyObject *module, PyObject *dict)
         previous = key;
     }
     Py_RETURN_TRUE;
+}
+
+/* sorted_keys(mapping): sorted(mapping) for a dict of exact str keys, in one walk when
+ * they are in order but for a few: a state's keys are its inputs first, then what the
+ * steps wrote (mostly in order), so a commit's keys are a long ascending run and a
+ * handful of others. The longest run stays as it is; the others (at most
+ * SORTED_FEW_OTHERS) are sorted by insertion and placed in it by binary search, moved
+ * in the list's own array (no reference counted again). Anything else is left to
+ * list.sort(). None when a key is not an exact str (the caller sorts, or names it). No
+ * Python code runs (exact str keys compare in C). */
+#define SORTED_FEW_RUNS 8
+#define SORTED_FEW_OTHERS 64
+
+static PyObject *sorted_keys(PyObject *module, PyObject *dict)
+{
+    if (!PyDict_CheckExact(dict)) {
+        PyErr_SetString(PyExc_TypeError, "sorted_keys() takes a dict");
+        return NULL;
+    }
+    Py_ssize_t count = PyDict_GET_SIZE(dict);
+    PyObject *list = PyList_New(count);
+    if (list == NULL) {
+        return NULL;
+    }
+    /* Where each ascending run starts (past SORTED_FEW_RUNS: too many to place). */
+    Py_ssize_t starts[SORTED_FEW_RUNS + 1];
+    int runs = 0;
+    Py_ssize_t position = 0, index = 0;
+    PyObject *key, *value, *previous = NULL;
+    for (; index < count && PyDict_Next(dict, &position, &key, &value); index++) {
+        if (!PyUnicode_CheckExact(key)) {
+            Py_DECREF(list);
+            Py_RETURN_NONE;
+        }
+        if (previous == NULL || !key_after(previous, key)) {
+            if (PyErr_Occurred()) {
+                Py_DECREF(list);
+                return NULL;
+            }
+            if (runs <= SORTED_FEW_RUNS) {
+                starts[runs] = index;
+            }
+            runs++;
+        }
+        Py_INCREF(key);
+        PyList_SET_ITEM(list, index, key);
+        previous = key;
+    }
+    if (index != count) {  /* (cannot happen: no Python code ran) */
+        Py_DECREF(list);
+        PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during iteration");
+        return NULL;
+    }
+    if (runs <= 1) {
+        return list;
+    }
+    Py_ssize_t longest = 0, first = 0, end = count;
+    if (runs <= SORTED_FEW_RUNS) {
+        for (int run = 0; run < runs; run++) {
+            Py_ssize_t stop = run + 1 < runs ? starts[run + 1] : count;
+            if (stop - starts[run] > longest) {
+                longest = stop - starts[run];
+                first = starts[run];
+                end = stop;
+            }
+        }
+    }
+    Py_ssize_t others = count - longest;
+    PyObject **items = ((PyListObject *)list)->ob_item;
+    PyObject **merged = runs <= SORTED_FEW_RUNS && others <= SORTED_FEW_OTHERS
+        ? PyMem_Malloc(sizeof(PyObject *) * (size_t)count) : NULL;
+    if (merged == NULL) {
+        if (PyList_Sort(list) < 0) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        return list;
+    }
+    /* The others, sorted by insertion (borrowed: the list holds them). */
+    PyObject *few[SORTED_FEW_OTHERS];
+    Py_ssize_t taken = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (i == first) {
+            i = end - 1;
+            continue;
+        }
+        Py_ssize_t at = taken++;
+        while (at > 0 && key_after(items[i], few[at - 1])) {
+            few[at] = few[at - 1];
+            at--;
+        }
+        few[at] = items[i];
+    }
+    /* Merged: each of the few after the run's keys before it (found by bisection). */
+    Py_ssize_t out = 0, from = first;
+    for (Py_ssize_t j = 0; j < taken; j++) {
+        Py_ssize_t low = from, high = end;
+        while (low < high) {
+            Py_ssize_t middle = low + (high - low) / 2;
+            if (key_after(items[middle], few[j])) {
+                low = middle + 1;
+            }
+            else {
+                high = middle;
+            }
+        }
+        memcpy(merged + out, items + from, sizeof(PyObject *) * (size_t)(low - from));
+        out += low - from;
+        merged[out++] = few[j];
+        from = low;
+    }
+    memcpy(merged + out, items + from, sizeof(PyObject *) * (size_t)(end - from));
+    memcpy(items, merged, sizeof(PyObject *) * (size_t)count);
+    PyMem_Free(merged);
+    if (PyErr_Occurred()) {  /* (a comparison failed: not for exact str) */
+        Py_DECREF(list);
+        return NULL;
+    }
+    return list;
 }
 
 /* members_match(whole, keys, encodings): is whole exactly {"key":<encoding>,...}, keys
@@ -1660,6 +2029,10 @@ static PyMethodDef methods[] = {
     {"inline_entries", (PyCFunction)(void (*)(void))inline_entries, METH_FASTCALL,
      "(entries, rest): the Inline entry of each value whose encoding is known and small; "
      "rest lists the other keys; None when a key is not a str."},
+    {"inline_into", (PyCFunction)(void (*)(void))inline_into, METH_FASTCALL,
+     "Put the Inline entry of every value of state (encoded in payloads, no larger than "
+     "limit) into the dict into; their total size, or None (into untouched) when one "
+     "cannot be made."},
     {"join_members", join_members, METH_O,
      "{\"key\":<encoding>,...} of a dict of encodings, or None when a key needs escaping "
      "or starts with '$', or an encoding is not bytes holding one value."},
@@ -1679,8 +2052,14 @@ static PyMethodDef methods[] = {
      "True when decode(encode(value)) gives value back as it is: exact dicts (str keys in "
      "sorted order, none starting with '$' or holding a lone surrogate) and lists of "
      "str, int, float, bool and None."},
+    {"plain_in_order", plain_in_order, METH_O,
+     "0 if a dict or list is not plain (see plain), 2 if it is and the keys of every dict "
+     "inside it are exact str in ascending order, else 1."},
     {"in_order", in_order, METH_O,
      "True when a dict's keys are exact str in the order sorted() gives them."},
+    {"sorted_keys", sorted_keys, METH_O,
+     "sorted(mapping) of a dict of exact str keys (None if a key is not one), in one walk "
+     "when all but a few are in order."},
     {"still_encodes", (PyCFunction)(void (*)(void))still_encodes, METH_FASTCALL,
      "True when value is canonical and encodes to exactly the canonical encoding given "
      "(False when unsure: a str JSON escapes, an int past 64 bits)."},

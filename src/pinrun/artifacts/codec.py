@@ -32,7 +32,7 @@ from pinrun.errors import PinrunError, UndecodableValueError, UnsupportedValueEr
 
 __all__ = ["BytesEntry", "TypeCodec", "UndecodableValueError", "UnloadedValue", "decode",
            "decode_many", "decode_tagged", "encode", "encode_digest_map", "encode_many",
-           "find_loaded_class", "read_back_all", "reads_back", "register_type",
+           "find_loaded_class", "key_span", "read_back_all", "reads_back", "register_type",
            "sorted_keys", "still_encodes"]
 
 UnloadedValue = types.UnloadedValue
@@ -122,6 +122,8 @@ _split_map: Callable[[bytes, dict[str, Any]], dict[str, bytes] | None] | None = 
 _join_members: Callable[[dict[str, bytes]], bytes | None] | None = None
 _canonical: Callable[[Any], bool] | None = None
 _in_order: Callable[[dict[Any, Any]], bool] | None = None
+_plain_in_order: Callable[[dict[Any, Any] | list[Any]], int] | None = None
+_sorted_keys: Callable[[dict[Any, Any]], list[str] | None] | None = None
 _members_match: Callable[[bytes, list[str], dict[str, bytes]], bool] | None = None
 _still_encodes: Callable[[Any, bytes], bool] | None = None
 _all_still_encode: Callable[[dict[str, Any], dict[str, bytes]], bool] | None = None
@@ -137,16 +139,19 @@ try:
     from pinrun.artifacts._speedups import join_members as _compiled_join
     from pinrun.artifacts._speedups import members_match as _compiled_members_match
     from pinrun.artifacts._speedups import plain as _compiled_plain
+    from pinrun.artifacts._speedups import plain_in_order as _compiled_plain_in_order
+    from pinrun.artifacts._speedups import sorted_keys as _compiled_sorted_keys
     from pinrun.artifacts._speedups import split_map as _compiled_split_map
     from pinrun.artifacts._speedups import split_values as _compiled_split
     from pinrun.artifacts._speedups import still_encodes as _compiled_still_encodes
 except ImportError:  # pragma: no cover - exercised on machines without a compiler
     pass
 else:
-    _plain = _compiled_plain
+    _plain, _plain_in_order = _compiled_plain, _compiled_plain_in_order
     _split_values, _join_members = _compiled_split, _compiled_join
     _split_map = _compiled_split_map
     _canonical, _in_order = _compiled_canonical, _compiled_in_order
+    _sorted_keys = _compiled_sorted_keys
     _members_match = _compiled_members_match
     _still_encodes, _all_still_encode = _compiled_still_encodes, _compiled_all_still_encode
     _digest_map = _compiled_digest_map
@@ -269,9 +274,24 @@ def encode_many(values: Mapping[str, Any]) -> dict[str, bytes] | None:
     plain JSON, no C speedups): the caller then encodes value by value, which
     also names any value that cannot be encoded. The result is in ``values``' order.
     """
-    if _split_values is None or type(values) is not dict or len(values) < _MANY \
-            or not _plain(values):
+    if _split_values is None or type(values) is not dict or len(values) < _MANY:
         return None
+    told = _plain_in_order(values) if _plain_in_order is not None else int(_plain(values))
+    if not told:
+        return None
+    if told == 2 and _split_map is not None:
+        # Every map inside the values has its keys in order already: orjson writes each
+        # value as with its keys sorted, and the members in the map's own order, which
+        # split_map reads: nothing to sort (the map's own keys need no order here).
+        try:
+            whole = orjson.dumps(values)
+        except TypeError:  # a key that is not a str, an integer past 64 bits, a surrogate
+            return None
+        if b"$" in whole and b'"$' in whole:
+            return None
+        made = _split_map(whole, values)
+        if made is not None:
+            return made
     try:
         whole = orjson.dumps(values, option=_SORT)
     except TypeError:  # a key that is not a str, an integer past 64 bits, a lone surrogate
@@ -330,10 +350,24 @@ def decode_many(encodings: Mapping[str, bytes]) -> dict[str, Any] | None:
 
 def sorted_keys(mapping: Mapping[str, Any]) -> list[str]:
     """``sorted(mapping)``, without sorting when the keys are in that order already (a
-    walk in C tells: a wide map is often built in key order)."""
-    if _in_order is not None and type(mapping) is dict and _in_order(mapping):
-        return list(mapping)
+    walk in C tells: a wide map is often built in key order), or are but for a few (a
+    state: its inputs first), which are then placed in the rest."""
+    if _sorted_keys is not None and type(mapping) is dict:
+        made = _sorted_keys(mapping)
+        if made is not None:
+            return made
     return sorted(mapping)
+
+
+def key_span(mapping: dict[str, Any]) -> tuple[str, str] | None:
+    """``(min(mapping), max(mapping))`` of a non-empty dict whose keys are exact ``str``
+    in ascending order (a decoded page's are), read off its ends after one walk in C;
+    None when that does not hold (or without the C speedups): the caller checks the
+    keys the slow way. No Python code runs, and nothing is compared twice."""
+    if _in_order is None or type(mapping) is not dict or not mapping or \
+            not _in_order(mapping):
+        return None
+    return next(iter(mapping)), next(reversed(mapping))
 
 
 def reads_back(value: Any) -> bool:

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from pinrun.artifacts.trees import ObjectSink
 
 __all__ = ["INLINE_LIMIT", "PAGE_SPLIT", "PAGE_TARGET", "Entry", "Inline", "PageCache",
-           "inline", "put_pages", "store_entries"]
+           "inline", "put_pages", "store_entries", "store_inline_keys"]
 
 #: A large map (nested or a whole snapshot) is stored in pages of about this many bytes.
 PAGE_TARGET: Final = 64 * 1024
@@ -131,17 +131,38 @@ def store_entries(sink: ObjectSink, entries: Mapping[str, Entry],
                 inline_size += len(entry.member)
             else:
                 own += 1
+    return _store_sized(sink, entries, None, (inline_size, own), kept_pages)
+
+
+def store_inline_keys(sink: ObjectSink, entries: dict[str, Entry], keys: list[str],
+                      inline_size: int, kept_pages: PageCache | None = None) -> Digest:
+    """:func:`store_entries` of the snapshot of ``keys`` (sorted), whose entries are all
+    :class:`Inline`, ``inline_size`` member bytes together, and held in ``entries``,
+    which may hold other keys too (the run's entries, where they were put straight)."""
+    return _store_sized(sink, entries, keys, (inline_size, 0), kept_pages)
+
+
+def _store_sized(sink: ObjectSink, entries: Mapping[str, Entry], keys: list[str] | None,
+                 sizes: tuple[int, int], kept_pages: PageCache | None) -> Digest:
+    """:func:`store_entries` once its entries are sized (``sizes``: their inline members'
+    bytes, and how many have an object of their own): the snapshot holds ``keys``
+    (sorted; None: every key of ``entries``)."""
+    inline_size, own = sizes
+    count = len(entries) if keys is None else len(keys)
     spread = 0
     if inline_size > PAGED_ABOVE:
         total = inline_size + _DIGEST_ENTRY_SIZE * own
-        spread = PAGE_TARGET * len(entries) // max(total, 1)
+        spread = PAGE_TARGET * count // max(total, 1)
     if spread < 2:  # few keys, or large ones: one object per key
-        return _store_map(sink, entries)
+        return _store_map(sink, entries if keys is None else
+                          {key: entries[key] for key in keys})
     mask = (1 << (spread.bit_length() - 1)) - 1  # about 1 cut per `spread` keys
-    keys = codec.sorted_keys(entries)
+    if keys is None:
+        keys = codec.sorted_keys(entries)
     if _speedups is not None and type(entries) is dict:
         return _store_planned(sink, entries, _speedups.page_plan(keys, entries, mask,
-                                                                 PAGE_SPLIT, kept_pages))
+                                                                 PAGE_SPLIT, kept_pages),
+                              len(keys))
     pages: list[Digest] = []
     start = 0
     for index, key in enumerate(keys):
@@ -163,7 +184,7 @@ def store_entries(sink: ObjectSink, entries: Mapping[str, Entry],
 
 
 def _store_planned(sink: ObjectSink, entries: dict[str, Entry],
-                   plan: list[bytes | tuple[str, ...] | list[Any]]) -> Digest:
+                   plan: list[bytes | tuple[str, ...] | list[Any]], count: int) -> Digest:
     """:func:`store_entries`' pages as :func:`~pinrun.artifacts._speedups.page_plan`
     cuts and joins them (the same pages as the loop there): a page's payload, the
     keys of a page stored as a map tree, or a page's record in the cache (its
@@ -181,7 +202,7 @@ def _store_planned(sink: ObjectSink, entries: dict[str, Entry],
             pages.append(digest)
         else:
             pages.append(_store_map(sink, {key: entries[key] for key in item}))
-    return put_pages(sink, pages, len(entries))
+    return put_pages(sink, pages, count)
 
 
 def _store_map(sink: ObjectSink, entries: Mapping[str, Entry]) -> Digest:

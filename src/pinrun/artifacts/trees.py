@@ -38,6 +38,7 @@ from pinrun.artifacts.snapshot_pages import (
     inline,
     put_pages,
     store_entries,
+    store_inline_keys,
 )
 from pinrun.errors import CorruptObjectError, PinrunError, UnsupportedValueError
 
@@ -83,17 +84,24 @@ MAX_BYTES_SIZE: Final = 2048 * 1024 * 1024
 _page_cuts: Callable[[bytes, int], tuple[int, list[tuple[int, int]]] | None] | None = None
 _inline_entries: Callable[[dict[str, Any], dict[str, bytes], int],
                           tuple[dict[str, Inline], list[str]] | None] | None = None
+_inline_into: Callable[[dict[str, Any], dict[str, bytes], int, dict[str, Entry]],
+                       int | None] | None = None
+#: A snapshot of at least this many keys puts its inline entries straight into the
+#: caller's (see store_snapshot); a smaller one makes them a dict first, as it always did.
+_INTO_FROM: Final = 64
 try:
     # Where a large nested map's pages end, found in its encoding, and a wide snapshot's
     # inline entries, made in C (setup.py builds it where a compiler exists); without
     # it, the Python code below does the same.
     from pinrun.artifacts._speedups import inline_entries as _compiled_inline_entries
+    from pinrun.artifacts._speedups import inline_into as _compiled_inline_into
     from pinrun.artifacts._speedups import page_cuts as _compiled_page_cuts
 except ImportError:  # pragma: no cover - exercised on machines without a compiler
     pass
 else:
     _page_cuts = _compiled_page_cuts
     _inline_entries = _compiled_inline_entries  # type: ignore[assignment]  # C Inline is Inline
+    _inline_into = _compiled_inline_into
 
 _DIGEST_REF: Final = re.compile(rb'\{"\$digest":"([0-9a-f]{64})"\}')
 
@@ -287,6 +295,15 @@ def store_snapshot(sink: ObjectSink, state: Mapping[str, Any], root: str = "stat
     or ``bytes`` is stored now, as :func:`store_entry` does.
     """
     known = payloads if payloads is not None else {}
+    if _inline_into is not None and type(entries_out) is dict and type(state) is dict and \
+            type(known) is dict and len(state) >= _INTO_FROM:
+        # A wide snapshot whose values are all inline: their entries go straight into
+        # entries_out (no dict of their own, no merge of it), and its tree is stored
+        # from there. (None, entries_out untouched: as below.)
+        inline_size = _inline_into(state, known, INLINE_LIMIT, entries_out)
+        if inline_size is not None:
+            return store_inline_keys(sink, entries_out, codec.sorted_keys(state), inline_size,
+                                     kept_pages)
     made = _inline_entries(state, known, INLINE_LIMIT) if _inline_entries is not None \
         and type(state) is dict and type(known) is dict else None
     if made is not None:
@@ -412,12 +429,17 @@ def _checked_pages(digest: Digest, tree: dict[str, Any],
     last: str | None = None
     for index, page_digest in enumerate(tree["pages"]):
         page = load(page_digest)
-        if type(page) is not dict or not page or not all(type(k) is str for k in page):
-            raise CorruptObjectError(digest, None, f"its page {index} is not a map of keys")
-        if last is not None and min(page) <= last:
+        # A page pinrun wrote holds its keys in order: its first and last are its least
+        # and greatest (one walk in C); any other is checked key by key.
+        span = codec.key_span(page) if type(page) is dict else None
+        if span is None:
+            if type(page) is not dict or not page or not all(type(k) is str for k in page):
+                raise CorruptObjectError(digest, None, f"its page {index} is not a map of keys")
+            span = min(page), max(page)
+        if last is not None and span[0] <= last:
             raise CorruptObjectError(digest, None, f"its page {index} does not follow the "
                                      "page before it")
-        last = max(page)
+        last = span[1]
         count += len(page)
         yield page_digest, page
     if count != tree["size"]:
