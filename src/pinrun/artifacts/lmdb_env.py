@@ -304,7 +304,8 @@ class Environment:
                 txn = self._begin(write=False)
                 if txn is not None:
                     try:
-                        value: bytes | None = txn.get(key, db=db)
+                        # (Positional: py-lmdb parses keywords at ~a third of a get.)
+                        value: bytes | None = txn.get(key, None, db)
                     except lmdb.Error as exc:
                         raise _read_error(self.path, exc) from exc
                     finally:

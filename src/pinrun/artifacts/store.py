@@ -309,7 +309,8 @@ class Store:
         env = self.environment  # first: in a forked child this opens the child's handle
         objects_db = env.dbs["objects"]
         with env.read() as txn:
-            records = [txn.get(d.raw, db=objects_db) for d in digests]
+            get = txn.get  # (positional arguments: py-lmdb parses keywords slowly)
+            records = [get(d.raw, None, objects_db) for d in digests]
         out = []
         for digest, record in zip(digests, records, strict=True):
             if record is None:
@@ -327,7 +328,8 @@ class Store:
         env = self.environment  # first: in a forked child this opens the child's handle
         objects_db = env.dbs["objects"]
         with env.read() as txn:
-            records = [(digest, txn.get(digest.raw, db=objects_db)) for digest in objects]
+            get = txn.get  # (positional arguments: py-lmdb parses keywords slowly)
+            records = [(digest, get(digest.raw, None, objects_db)) for digest in objects]
         load_dictionary = self._load_dictionary
         for digest, record in records:
             if record is None:
