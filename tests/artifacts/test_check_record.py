@@ -88,3 +88,26 @@ def test_check_many_refuses_a_missing_object(store: Store) -> None:
     digest = compute_digest(Kind.VALUE, payload)
     with pytest.raises(MissingObjectError, match=digest.hex):
         store.check_many({digest: (Kind.VALUE, payload)})
+
+
+@pytest.mark.parametrize("text", ["ab" * 32, "AB" * 32, " " + "ab" * 32 + " "])
+def test_a_digest_tag_decodes_to_its_digest_in_every_form_it_did(text: str) -> None:
+    """The codec's $digest tag read in C (lowercase hex, as pinrun writes it) and by
+    Digest.from_hex (any other form it took before) gives the same Digest."""
+    from pinrun.artifacts import codec
+
+    decoded = codec.decode(b'{"$digest":"' + text.encode() + b'"}')
+    assert type(decoded) is Digest
+    assert decoded == Digest(bytes.fromhex("ab" * 32))
+
+
+@pytest.mark.parametrize("payload", [b'{"$digest":"abc"}', b'{"$digest":5}',
+                                     b'{"$digest":"' + b"zz" * 32 + b'"}'])
+def test_a_bad_digest_tag_is_still_refused(payload: bytes) -> None:
+    """A $digest tag that names no digest is refused as before (InvalidDigestError for a
+    string that is not one, UndecodableValueError for anything else)."""
+    from pinrun.artifacts import codec
+    from pinrun.errors import InvalidDigestError, UndecodableValueError
+
+    with pytest.raises((InvalidDigestError, UndecodableValueError)):
+        codec.decode(payload)
