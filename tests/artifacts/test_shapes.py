@@ -323,3 +323,85 @@ def test_a_run_ref_names_the_record_of_its_run(name: str, kind: Kind, value: Any
     """runs/<id> must name a well-formed record of run <id>; other refs are not judged."""
     problem = shapes.run_ref_problem(name, kind, value)
     assert problem == expected if expected is None else expected in (problem or "")
+
+
+#: The record walk in C, as imported (the tests set the module's name to None and back).
+_C_WALK = shapes._record_fields
+
+
+def _both_walks(kind: Kind, value: Any, monkeypatch: pytest.MonkeyPatch
+                ) -> tuple[tuple[str, Any], tuple[str, Any]]:
+    """What the C walk and the Python walk each make of ``value`` (a result or an error)."""
+    answers: list[tuple[str, Any]] = []
+    for walk in (_C_WALK, None):
+        monkeypatch.setattr(shapes, "_record_fields", walk)
+        try:
+            answers.append(("checked", shapes.check_shape(Digest(bytes(32)), kind, value)))
+        except PinrunError as exc:
+            answers.append(("refused", f"{type(exc).__name__}: {exc}"))
+    return answers[0], answers[1]
+
+
+@pytest.mark.skipif(_C_WALK is None, reason="the C speedups are not built")
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(_mutations(), st.tuples(st.sampled_from(KINDS), JSONISH)))
+def test_the_walk_in_c_answers_as_the_tables_do(case: tuple[Kind, Any]) -> None:
+    """A record's walk in C gives the Python walk's result (equal values, digests as
+    Digest, lists copied), and refuses what it refuses with the same message."""
+    kind, value = case
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fast, slow = _both_walks(kind, value, monkeypatch)
+    assert fast == slow
+    assert [type(item) for item in _leaves(fast[1])] == [type(item) for item in _leaves(slow[1])]
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [leaf for key in value for leaf in (key, *_leaves(value[key]))]
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return [value]
+
+
+def test_the_walk_in_c_copies_lists_and_reads_tags() -> None:
+    """A valid run record comes back with new lists and its tags as Digests."""
+    checked = shapes.check_shape(None, Kind.RUN, RUN)
+    assert checked["steps"][0]["hazards"] == RUN["steps"][0]["hazards"]
+    assert checked["steps"][0]["hazards"] is not RUN["steps"][0]["hazards"]
+    assert checked["inputs"] == Digest.from_hex(HEX)
+    assert checked["continues"] is None
+
+
+#: Values at the edges of what the fields' fast paths take.
+_EDGES: list[Any] = [
+    None, True, False, 0, 1, 2, -1, 1.0, "", "x", "succeeded", "failed", "running", "warn",
+    RUN["id"], [], ["a"], ["a", 1], [{"$str": "YQ=="}], [None], {}, {"a": 1}, {"$str": "YQ=="},
+    {"$str": "!"}, TAG, {"$digest": HEX.upper()}, {"$digest": HEX[:-1]}, {"$digest": 5},
+    {"$digest": HEX, "more": 1}, {"$digest": " " + HEX[1:]}, Digest.from_hex(HEX),
+]
+
+
+@pytest.mark.skipif(_C_WALK is None, reason="the C speedups are not built")
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_walk_in_c_answers_as_the_tables_do_at_the_edges(
+        kind: Kind, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every field (and a run's step's), set to each edge value or removed: the C walk and
+    the Python walk agree."""
+    targets = [(), ("steps", 0)] if kind is Kind.RUN else [()]
+    for where in targets:
+        names = [*sorted(VALID[kind] if not where else VALID[kind]["steps"][0]), "continues"]
+        for name in names:
+            for value in [*_EDGES, _ABSENT_FIELD]:
+                base = copy.deepcopy(VALID[kind])
+                target = base if not where else base["steps"][0]
+                if value is _ABSENT_FIELD:
+                    target.pop(name, None)
+                else:
+                    target[name] = value
+                fast, slow = _both_walks(kind, base, monkeypatch)
+                assert fast == slow, (where, name, value)
+                assert [type(item) for item in _leaves(fast[1])] == \
+                    [type(item) for item in _leaves(slow[1])], (where, name, value)
+
+
+_ABSENT_FIELD = object()

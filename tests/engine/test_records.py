@@ -71,3 +71,29 @@ def test_built_records_are_what_init_makes() -> None:
         built(StepRecord, **{k: v for k, v in values.items() if k != "files"})
     with pytest.raises(TypeError):
         built(StepRecord, **values, extra=1)
+
+
+def test_a_checked_step_holds_exactly_a_step_records_fields() -> None:
+    """The run table's step fields are StepRecord's fields: from_value takes a checked
+    step's dict as the record's own (a field added to one must be added to the other)."""
+    from dataclasses import fields
+
+    from pinrun.artifacts import shapes
+
+    table = shapes._STEP_RECORD
+    assert {*table.required, *table.optional} == {item.name for item in fields(StepRecord)}
+
+
+def test_a_loaded_step_record_equals_one_made_by_its_constructor() -> None:
+    """A step loaded from its stored form is the record it was stored from, error and
+    hazards included."""
+    tag = Digest(bytes(range(32)))
+    step = StepRecord("load", "failed", tag, None, tag, StepError("KeyError", "'x'", "tb"),
+                      2, ("a hazard",), tag, tag)
+    run = RunRecord(id="20261123T013055012-4f1a2b", flow="f", status="failed", inputs=tag,
+                    state=tag, steps=(step,), timing=None, flow_pin=tag, env=None,
+                    entry=None, level_start=None)
+    loaded = RunRecord.from_value(codec.decode_tagged(run.encode()))
+    assert loaded.steps == (step,)
+    assert type(loaded.steps[0].hazards) is tuple
+    assert type(loaded.steps[0].error) is StepError

@@ -2020,7 +2020,226 @@ static PyObject *new_digest(PyObject *module, PyObject *const *args, Py_ssize_t 
     return made;
 }
 
+static PyObject *digest_key = NULL;
+
+/* digest_of_tag(value, digest_type): the digest a codec tag {"$digest": "<64 lowercase
+ * hex>"} names, as a digest_type made by new_digest; None when value is anything else
+ * (the caller's own check then says why). A loaded run record holds ~25 such tags; in
+ * Python each cost a fromhex, a hex and a call (shapes._digest). */
+static PyObject *digest_of_tag(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyType_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "digest_of_tag() takes a value and a type");
+        return NULL;
+    }
+    PyObject *value = args[0];
+    if (!PyDict_CheckExact(value) || PyDict_GET_SIZE(value) != 1) {
+        Py_RETURN_NONE;
+    }
+    PyObject *text = PyDict_GetItemWithError(value, digest_key);  /* borrowed */
+    if (text == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    if (!PyUnicode_CheckExact(text) || PyUnicode_READY(text) < 0 ||
+        PyUnicode_GET_LENGTH(text) != 64 || PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND) {
+        Py_RETURN_NONE;
+    }
+    const Py_UCS1 *hex = PyUnicode_1BYTE_DATA(text);
+    unsigned char raw[32];
+    for (int i = 0; i < 64; i++) {
+        Py_UCS1 c = hex[i];
+        int nibble;
+        if (c >= '0' && c <= '9') {
+            nibble = c - '0';
+        } else if (c >= 'a' && c <= 'f') {
+            nibble = c - 'a' + 10;
+        } else {
+            Py_RETURN_NONE;  /* capitals, spaces, anything else: not as pinrun writes it */
+        }
+        if (i % 2 == 0) {
+            raw[i / 2] = (unsigned char)(nibble << 4);
+        } else {
+            raw[i / 2] |= (unsigned char)nibble;
+        }
+    }
+    PyObject *bytes = PyBytes_FromStringAndSize((const char *)raw, 32);
+    if (bytes == NULL) {
+        return NULL;
+    }
+    PyObject *pair[2] = {args[1], bytes};
+    PyObject *made = new_digest(module, pair, 2);
+    Py_DECREF(bytes);
+    return made;
+}
+
+/* One field of record_fields: is item taken as it is, or as the digest its tag names,
+ * without its spec? 1 with *made set (a new reference), 0 when the spec must decide,
+ * -1 on an error. field: (name, spec, kept types, tagged, allowed strs or None, minimum
+ * int or None, list of strs). */
+static int field_fast(PyObject *module, PyObject *field, PyObject *item, PyObject *digest_type,
+                      PyObject **made)
+{
+    PyObject *kept = PyTuple_GET_ITEM(field, 2);
+    int found = PySet_Contains(kept, (PyObject *)Py_TYPE(item));
+    if (found != 0) {
+        if (found > 0) {
+            Py_INCREF(item);
+            *made = item;
+        }
+        return found;
+    }
+    if (PyTuple_GET_ITEM(field, 3) == Py_True) {
+        PyObject *pair[2] = {item, digest_type};
+        PyObject *digest = digest_of_tag(module, pair, 2);
+        if (digest == NULL) {
+            return -1;
+        }
+        if (digest != Py_None) {
+            *made = digest;
+            return 1;
+        }
+        Py_DECREF(digest);
+        return 0;
+    }
+    PyObject *allowed = PyTuple_GET_ITEM(field, 4);
+    if (allowed != Py_None && PyUnicode_CheckExact(item)) {
+        found = PySet_Contains(allowed, item);
+        if (found > 0) {
+            Py_INCREF(item);
+            *made = item;
+        }
+        return found;
+    }
+    PyObject *minimum = PyTuple_GET_ITEM(field, 5);
+    if (minimum != Py_None && PyLong_CheckExact(item)) {
+        found = PyObject_RichCompareBool(item, minimum, Py_GE);
+        if (found > 0) {
+            Py_INCREF(item);
+            *made = item;
+        }
+        return found;
+    }
+    if (PyTuple_GET_ITEM(field, 6) == Py_True && PyList_CheckExact(item)) {
+        Py_ssize_t count = PyList_GET_SIZE(item);
+        for (Py_ssize_t i = 0; i < count; i++) {
+            if (!PyUnicode_CheckExact(PyList_GET_ITEM(item, i))) {
+                return 0;
+            }
+        }
+        *made = PyList_GetSlice(item, 0, count);
+        return *made == NULL ? -1 : 1;
+    }
+    return 0;
+}
+
+/* Fill out from value's fields (a tuple of field tuples; optional: absent is None). */
+static int fields_into(PyObject *module, PyObject *value, PyObject *fields, int required,
+                       PyObject *digest_type, PyObject *out)
+{
+    Py_ssize_t count = PyTuple_GET_SIZE(fields);
+    PyObject *empty = NULL;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *field = PyTuple_GET_ITEM(fields, i);
+        PyObject *name = PyTuple_GET_ITEM(field, 0);
+        PyObject *item = PyDict_GetItemWithError(value, name);  /* borrowed */
+        PyObject *made = NULL;
+        if (item == NULL) {
+            if (PyErr_Occurred() || required) {
+                Py_XDECREF(empty);
+                return PyErr_Occurred() ? -1 : 0;  /* missing: the spec's walk says so */
+            }
+            Py_INCREF(Py_None);
+            made = Py_None;
+        } else {
+            int fast = field_fast(module, field, item, digest_type, &made);
+            if (fast < 0) {
+                Py_XDECREF(empty);
+                return -1;
+            }
+            if (fast == 0) {
+                if (empty == NULL && (empty = PyUnicode_FromStringAndSize("", 0)) == NULL) {
+                    return -1;
+                }
+                PyObject *call[2] = {item, empty};
+                made = PyObject_Vectorcall(PyTuple_GET_ITEM(field, 1), call, 2, NULL);
+                if (made == NULL) {
+                    Py_XDECREF(empty);
+                    return -1;
+                }
+            }
+        }
+        int set = PyDict_SetItem(out, name, made);
+        Py_DECREF(made);
+        if (set < 0) {
+            Py_XDECREF(empty);
+            return -1;
+        }
+    }
+    Py_XDECREF(empty);
+    return 1;
+}
+
+/* record_fields(value, required, optional, digest_type): a shapes._Record's walk of an
+ * exact dict, its fields in the record's order (see shapes._fast_paths); None when a
+ * required field is missing (the Python walk then says which). A spec's error passes
+ * through as it is raised. */
+static PyObject *record_fields(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyTuple_CheckExact(args[1]) || !PyTuple_CheckExact(args[2]) ||
+        !PyType_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "record_fields() takes a value, two tuples of fields and a type");
+        return NULL;
+    }
+    if (!PyDict_CheckExact(args[0])) {
+        Py_RETURN_NONE;
+    }
+    PyObject *fields[2] = {args[1], args[2]};
+    for (int which = 0; which < 2; which++) {
+        Py_ssize_t count = PyTuple_GET_SIZE(fields[which]);
+        for (Py_ssize_t i = 0; i < count; i++) {
+            PyObject *field = PyTuple_GET_ITEM(fields[which], i);
+            if (!PyTuple_CheckExact(field) || PyTuple_GET_SIZE(field) != 7 ||
+                !PyUnicode_CheckExact(PyTuple_GET_ITEM(field, 0)) ||
+                !PyAnySet_CheckExact(PyTuple_GET_ITEM(field, 2)) ||
+                (PyTuple_GET_ITEM(field, 4) != Py_None &&
+                 !PyAnySet_CheckExact(PyTuple_GET_ITEM(field, 4))) ||
+                (PyTuple_GET_ITEM(field, 5) != Py_None &&
+                 !PyLong_CheckExact(PyTuple_GET_ITEM(field, 5)))) {
+                PyErr_SetString(PyExc_TypeError, "record_fields(): a field is not "
+                                "(name, spec, types, tagged, allowed, minimum, strings)");
+                return NULL;
+            }
+        }
+    }
+    PyObject *out = PyDict_New();
+    if (out == NULL) {
+        return NULL;
+    }
+    for (int which = 0; which < 2; which++) {
+        int done = fields_into(module, args[0], fields[which], which == 0, args[3], out);
+        if (done <= 0) {
+            Py_DECREF(out);
+            if (done < 0) {
+                return NULL;
+            }
+            Py_RETURN_NONE;
+        }
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"record_fields", (PyCFunction)(void (*)(void))record_fields, METH_FASTCALL,
+     "(value, required, optional, digest_type): a shapes._Record's fields of an exact "
+     "dict, each taken as it is, read from its digest tag, or checked by its spec; None "
+     "when a required field is missing or value is not an exact dict."},
+    {"digest_of_tag", (PyCFunction)(void (*)(void))digest_of_tag, METH_FASTCALL,
+     "(value, digest_type): the digest_type a {\"$digest\": \"<64 lowercase hex>\"} tag "
+     "names, or None when value is not exactly such a tag."},
     {"plain", plain, METH_O,
      "True when a dict or list holds only JSON types orjson writes losslessly."},
     {"page_cuts", (PyCFunction)(void (*)(void))page_cuts, METH_FASTCALL,
@@ -2086,6 +2305,10 @@ PyMODINIT_FUNC PyInit__speedups(void)
     crc_init();
     raw_name = PyUnicode_InternFromString("raw");
     if (raw_name == NULL) {
+        return NULL;
+    }
+    digest_key = PyUnicode_InternFromString("$digest");
+    if (digest_key == NULL) {
         return NULL;
     }
     if (PyType_Ready(&InlineType) < 0) {

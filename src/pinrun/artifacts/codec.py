@@ -128,6 +128,7 @@ _members_match: Callable[[bytes, list[str], dict[str, bytes]], bool] | None = No
 _still_encodes: Callable[[Any, bytes], bool] | None = None
 _all_still_encode: Callable[[dict[str, Any], dict[str, bytes]], bool] | None = None
 _digest_map: Callable[[dict[str, Any], type[Digest]], bytes | None] | None = None
+_digest_of_tag: Callable[[Any, type[Digest]], Digest | None] | None = None
 try:
     # The same check compiled (setup.py builds it where a C compiler exists):
     # ~7x faster, and the walk is most of what encoding costs beyond orjson.
@@ -135,6 +136,7 @@ try:
     from pinrun.artifacts._speedups import all_still_encode as _compiled_all_still_encode
     from pinrun.artifacts._speedups import canonical as _compiled_canonical
     from pinrun.artifacts._speedups import digest_map as _compiled_digest_map
+    from pinrun.artifacts._speedups import digest_of_tag as _compiled_digest_of_tag
     from pinrun.artifacts._speedups import in_order as _compiled_in_order
     from pinrun.artifacts._speedups import join_members as _compiled_join
     from pinrun.artifacts._speedups import members_match as _compiled_members_match
@@ -155,6 +157,7 @@ else:
     _members_match = _compiled_members_match
     _still_encodes, _all_still_encode = _compiled_still_encodes, _compiled_all_still_encode
     _digest_map = _compiled_digest_map
+    _digest_of_tag = _compiled_digest_of_tag
 
 #: Maps with fewer keys than this are encoded and decoded value by value (as cheap).
 _MANY: Final = 64
@@ -543,6 +546,12 @@ def _dec(obj: Any) -> Any:
         if len(obj) == 1:
             ((key, payload),) = obj.items()
             if key[:1] == "$":
+                # A digest as pinrun writes it (a tree's entries), in one C call; any
+                # other form of the tag is Digest.from_hex's to take or refuse.
+                if key == "$digest" and _digest_of_tag is not None:
+                    digest = _digest_of_tag(obj, Digest)
+                    if digest is not None:
+                        return digest
                 return _dec_tag(key, payload)
         return {key: _dec(item) for key, item in obj.items()}
     if cls is list:

@@ -52,6 +52,7 @@ from pinrun.artifacts.lmdb_env import (
 from pinrun.artifacts.objects import (
     EncodedObject,
     RecordInfo,
+    check_record,
     open_record,
     read_header,
 )
@@ -308,13 +309,36 @@ class Store:
         env = self.environment  # first: in a forked child this opens the child's handle
         objects_db = env.dbs["objects"]
         with env.read() as txn:
-            records = [txn.get(d.raw, db=objects_db) for d in digests]
+            get = txn.get  # (positional arguments: py-lmdb parses keywords slowly)
+            records = [get(d.raw, None, objects_db) for d in digests]
         out = []
         for digest, record in zip(digests, records, strict=True):
             if record is None:
                 raise MissingObjectError(digest)
             out.append(open_record(digest, record, self._load_dictionary))
         return out
+
+    def check_many(self, objects: Mapping[Digest, tuple[Kind, bytes | None]]) -> None:
+        """Prove each object stored whole, read in one transaction: ``objects`` maps
+        each digest to its kind and payload, when the caller has them and hashed them
+        to that digest itself (then the stored record is compared with them, not
+        hashed again: :func:`~pinrun.artifacts.objects.check_record`), else to
+        ``(kind, None)`` (read and re-hashed, as :meth:`load` does). A missing or
+        damaged object raises what :meth:`load` raises for it."""
+        env = self.environment  # first: in a forked child this opens the child's handle
+        objects_db = env.dbs["objects"]
+        with env.read() as txn:
+            get = txn.get  # (positional arguments: py-lmdb parses keywords slowly)
+            records = [(digest, get(digest.raw, None, objects_db)) for digest in objects]
+        load_dictionary = self._load_dictionary
+        for digest, record in records:
+            if record is None:
+                raise MissingObjectError(digest)
+            kind, payload = objects[digest]
+            if payload is None:
+                open_record(digest, record, load_dictionary)
+            else:
+                check_record(digest, record, kind, payload, load_dictionary)
 
     def get_object(self, digest: Digest, kind: Kind) -> Any:
         """The decoded payload of an object that must be of ``kind`` (a step, a flow...)."""

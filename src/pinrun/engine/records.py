@@ -234,18 +234,10 @@ class RunRecord:
         not read from the store (no ``digest``); never a ``KeyError``.
         """
         value = shapes.check_shape(digest, Kind.RUN, data)
-        # Every field is given and checked: made by built() (a replay loads a record each).
-        steps = tuple(
-            built(
-                StepRecord,
-                name=s["name"], status=s["status"], inputs=s["inputs"], outputs=s["outputs"],
-                events=s["events"],
-                error=StepError(**s["error"]) if s["error"] is not None else None,
-                attempt=s["attempt"], hazards=tuple(s["hazards"]), code=s["code"],
-                files=s["files"],
-            )
-            for s in value["steps"]
-        )
+        # Every field is given and checked (a replay loads a record each): a step's
+        # checked dict holds exactly its record's fields (a test holds the table to it),
+        # so it becomes the record's own, with its error and hazards made as they are kept.
+        steps = tuple(map(_step_record, value["steps"]))
         return built(cls, id=value["id"], flow=value["flow"], status=value["status"],
                      inputs=value["inputs"],
                      state=value["state"] if value["state"] is not None else NO_STATE,
@@ -275,6 +267,18 @@ def built(cls: type[_Record], **values: Any) -> _Record:
         raise TypeError(f"{cls.__name__} needs exactly its fields, not {sorted(values)}")
     made = object.__new__(cls)
     made.__dict__.update(values)
+    return made
+
+
+def _step_record(checked: dict[str, Any]) -> StepRecord:
+    """The StepRecord of a step's fields as :func:`~pinrun.artifacts.shapes.check_shape`
+    returns them (a new dict for each: taken as the record's own)."""
+    made = object.__new__(StepRecord)
+    error = checked["error"]
+    if error is not None:
+        checked["error"] = StepError(**error)
+    checked["hazards"] = tuple(checked["hazards"])
+    made.__dict__.update(checked)
     return made
 
 

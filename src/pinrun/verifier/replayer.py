@@ -11,10 +11,11 @@ judged on its own.
 
 Equal digests prove nothing when the recorded objects behind them are damaged
 or gone, so what a step is judged against is read back too: on a match, every
-object of the recorded output snapshot is loaded (each once per replay) and
-checked against its digest (in one read per level, which keeps the cost to
-a decompression and a hash per object), and a damaged or missing one raises
-:class:`~pinrun.errors.StoreError` instead of a verdict.
+object of the recorded output snapshot is read (each once per replay, in one
+transaction at the end of the run or every few hundred objects) and proven to
+hold the payload the replay itself hashed to its digest (equal bytes, or equal
+once decompressed: a second hash would prove no more), and a damaged or missing
+one raises :class:`~pinrun.errors.StoreError` instead of a verdict.
 
 This module never reads the clock or fresh randomness: replay passes no
 world to the engine, and the import contract test holds it to that.
@@ -234,16 +235,24 @@ def _recorded_events(store: Store, digest: Digest) -> list[Event]:
     return events
 
 
+#: Payloads (``bytes``) up to this size are kept until the recorded objects are read back
+#: (compared with them, not hashed again); a larger one, or a view, is re-hashed (never
+#: held for a batch, nor anything a step could still change).
+_KEEP_PAYLOAD = 64 * 1024
+
+
 class _DigestSink:
-    """Digests objects as the store would, without storing anything; keeps the digests."""
+    """Digests objects as the store would, without storing anything; keeps the digests,
+    each with its kind and payload (None when large: see :data:`_KEEP_PAYLOAD`)."""
 
     def __init__(self) -> None:
-        #: Every object digested, in order (a snapshot's values, subtrees and its tree).
-        self.digests: list[Digest] = []
+        #: Every object digested (a snapshot's values, subtrees and its tree).
+        self.objects: dict[Digest, tuple[Kind, bytes | None]] = {}
 
     def put(self, kind: Kind, payload: bytes, digest: Digest | None = None) -> Digest:
         found = digest if digest is not None else compute_digest(kind, payload)
-        self.digests.append(found)
+        self.objects[found] = (kind, payload if type(payload) is bytes
+                               and len(payload) <= _KEEP_PAYLOAD else None)
         return found
 
 
@@ -288,7 +297,7 @@ class _Replay:
         #: Recorded objects read back and checked in this replay (shared by its repetitions).
         self.verified = verified if verified is not None else set()
         #: Recorded objects matched by digest and not read back yet (in order).
-        self.unchecked: dict[Digest, None] = {}
+        self.unchecked: dict[Digest, tuple[Kind, bytes | None]] = {}
         #: Recorded output snapshots already loaded for a diff, by step name (loaded once).
         self.recorded_outputs: dict[str, dict[str, Any]] = {}
         self.state: dict[str, Any] = store.get_snapshot(run.inputs)
@@ -385,9 +394,11 @@ class _Replay:
 
     def _judge(self, outcome: Outcome, record: StepRecord, log: ReplayLog) -> StepResult:
         calls = [call for call in outcome.guarded if isinstance(call, GuardedCall)]
-        # One hazard per call site, with a count: a loop must not flood the report.
-        sites = Counter(("refused " if call.refused else "called ") + str(call)
-                        for call in calls)
+        # One hazard per call site, with a count: a loop must not flood the report. (Most
+        # steps call nothing outside their context: no Counter for them, ~4k instructions.)
+        sites: Counter[str] | dict[str, int] = Counter(
+            ("refused " if call.refused else "called ") + str(call) for call in calls
+        ) if calls else {}
         result = StepResult(outcome.step.name, record.attempt, "match",
                             recorded_outputs=record.outputs.hex if record.outputs else None,
                             hazards=[*outcome.hazards, *log.out_of_order, *log.shared_answers, *(
@@ -428,7 +439,7 @@ class _Replay:
                 if earlier is not None:
                     sink, matched = earlier, True
             if matched:
-                self._check_recorded(sink.digests)
+                self._check_recorded(sink.objects)
             else:
                 recorded = (self._recorded(outcome.step.name, record.outputs)
                             if record.outputs is not None else {})
@@ -462,18 +473,23 @@ class _Replay:
             result.hazards += [f"{change.message} (the outputs are the same)"
                                for change in found]
 
-    def _check_recorded(self, digests: list[Digest]) -> None:
+    def _check_recorded(self, objects: dict[Digest, tuple[Kind, bytes | None]]) -> None:
         """Note the recorded objects a match was judged on, to be read back at the end
-        (the same digests name the same objects, so these are all of them)."""
-        self.unchecked.update(dict.fromkeys(d for d in digests if d not in self.verified))
+        (the same digests name the same objects, so these are all of them), with what
+        the replay made of them (the same content: it hashed them to these digests)."""
+        verified = self.verified
+        self.unchecked.update({digest: made for digest, made in objects.items()
+                               if digest not in verified})
 
     def check_recorded(self) -> None:
         """Read back the recorded objects matches were judged on, in one transaction:
-        a damaged or missing one raises instead of the verdict standing."""
-        todo = list(self.unchecked)
-        self.unchecked.clear()
+        a damaged or missing one raises instead of the verdict standing. Each is
+        compared with the payload the replay hashed to its digest (a second hash would
+        prove no more), or re-hashed when the replay kept none."""
+        todo = self.unchecked
         if todo:
-            self.store.load_many(todo)  # each is decompressed and re-hashed
+            self.unchecked = {}
+            self.store.check_many(todo)
             self.verified.update(todo)
 
     def _recorded(self, name: str, digest: Digest) -> dict[str, Any]:
