@@ -6,12 +6,23 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+import tracemalloc
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def traced_peak(action: Callable[[], object]) -> int:
+    """The most memory Python had allocated (tracemalloc) while ``action`` ran, in bytes."""
+    tracemalloc.start()
+    try:
+        action()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 def python_child(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

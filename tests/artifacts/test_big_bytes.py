@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from pinrun.artifacts.maintenance import fsck
 from pinrun.artifacts.objects import assembled, build_pending_records, build_records
 from pinrun.artifacts.store import Store
 from pinrun.errors import CorruptObjectError, UnsupportedValueError
+from tests.helpers import traced_peak
 
 MiB = 1 << 20
 
@@ -104,14 +104,12 @@ def test_a_crafted_tree_naming_4_gib_is_refused_before_anything_is_gathered(
         store: Store) -> None:
     """A chunk tree naming one stored chunk 4,096 times (4 GiB) is refused unread."""
     digest = _crafted_tree(store, 4096 * MiB, 4096)
-    tracemalloc.start()
-    try:
+
+    def load() -> None:
         with pytest.raises(CorruptObjectError, match="not a valid tree"):
             store.get_value(digest)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 16 * MiB
+
+    assert traced_peak(load) < 16 * MiB
     problems = fsck(store)
     assert any(p.digest == digest and p.kind == "corrupt" for p in problems.problems)
 
