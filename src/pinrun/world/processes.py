@@ -84,7 +84,9 @@ class _ProcessWithoutMain(multiprocessing.context.SpawnProcess):
     can be unpickled: a script without an ``if __name__ == "__main__"`` guard
     runs again in every worker (recording its runs again), then fails there.
     A pool's processes run pinrun's functions only, so the main module they
-    are told of, when their process is made, is a bare one.
+    are told of, when their process is made, is a bare one: it stands in
+    ``sys.modules`` for that instant only (another thread looking it up then
+    would see the bare one).
     """
 
     @staticmethod
@@ -96,6 +98,8 @@ class _ProcessWithoutMain(multiprocessing.context.SpawnProcess):
         finally:
             if main is not None:
                 sys.modules["__main__"] = main
+            else:
+                del sys.modules["__main__"]
 
 
 class _SpawnWithoutMain(multiprocessing.context.SpawnContext):
