@@ -157,6 +157,22 @@ def test_refs_compare_and_swap(store: Store) -> None:
     assert store.ref("flows/pricing") == three
 
 
+def test_ref_expected_on_a_missing_ref_and_on_delete(store: Store) -> None:
+    """A digest expected of a ref that is not set conflicts (its actual is None), and so
+    does a delete expecting another digest; each check that passes writes."""
+    one, two = store.put_value(1), store.put_value(2)
+    with pytest.raises(RefConflictError) as caught:
+        store.set_ref("flows/absent", one, expected=two)
+    assert (caught.value.expected, caught.value.actual) == (two, None)
+    assert store.get_ref("flows/absent") is None
+    store.set_ref("flows/present", one, expected=None)
+    with pytest.raises(RefConflictError) as caught:
+        store.delete_ref("flows/present", expected=two)
+    assert (caught.value.expected, caught.value.actual) == (two, one)
+    store.delete_ref("flows/present", expected=one)
+    assert store.get_ref("flows/present") is None
+
+
 def test_ref_conflict_discards_whole_batch(store: Store) -> None:
     """When a batch's ref check fails, none of its objects are written either."""
     base = store.put_value("base")
