@@ -262,7 +262,9 @@ class Environment:
         if write and self.readonly:
             raise StoreReadOnlyError(self.path, self._readonly_reason)
         try:
-            return self._env.begin(write=write, buffers=False)
+            # (db, parent, write; buffers stays False: positional, as py-lmdb parses keywords
+            # slowly, and every read and commit begins here.)
+            return self._env.begin(None, None, write)
         except lmdb.MapResizedError:
             return None
         except lmdb.Error as exc:
@@ -331,8 +333,7 @@ class Environment:
         ``operation`` called again: it must compute nothing it cannot redo.
         """
         for _ in range(_MAX_GROWTH_ATTEMPTS):
-            self._check_open()
-            seen_size = self._map_size
+            seen_size = self._map_size  # (_begin checks that the store is open)
             # The shared lock by plain calls: a commit per durable step pays for no
             # context-manager generator.
             self._lock.acquire_shared()
