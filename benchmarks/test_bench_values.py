@@ -236,4 +236,5 @@ def test_wide_state(benchmark: BenchmarkFixture, fresh_dir: Callable[[], Path],
         # recording: a machine that runs slower in one phase of the session moves both.
         notes["cpu_cost_vs_encode_interleaved"] = round(statistics.median(
             spent / encoded for spent, encoded in zip(cpu, encode_cpu, strict=True)), 2)
+        notes["encode_cpu_s_interleaved"] = round(statistics.median(encode_cpu), 4)
     report(benchmark, impl, vf.WIDE_KEYS, unit="keys", notes=notes)
