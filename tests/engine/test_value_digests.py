@@ -36,8 +36,38 @@ def test_trees_and_objects_match_the_batch(store: Store) -> None:
     # Stored again (a later commit's state), each small value now comes from what is kept.
     assert sink.put_entries(memo, memo_entries) == plain.put_entries(plain_entries)
     assert _queued(memo) == _queued(plain)
+    assert list(memo._pending) == list(plain._pending)  # queued in the same order
+    assert (memo._offered_objects, memo._offered_bytes) == \
+        (plain._offered_objects, plain._offered_bytes)
     for raw, (kind, payload) in _queued(memo).items():
         assert compute_digest(kind, payload).raw == raw
+
+
+def test_a_small_tree_reaches_the_batch_in_one_call(store: Store, monkeypatch: Any) -> None:
+    """A map tree of a few keys and its values are queued with one put_known (no put per
+    object), the same objects and counts as the batch's own put_entries."""
+    state = {"order_id": "A1", "total": 10.5, "items": [1, 2]}
+    plain, memo = WriteBatch(store), WriteBatch(store)
+    plain_entries: dict[str, Entry] = {}
+    expected = plain.put_snapshot(state, root="state", entries_out=plain_entries)
+    calls: list[str] = []
+    real_put, real_known = WriteBatch.put, WriteBatch.put_known
+
+    def put(self: WriteBatch, *args: Any) -> Any:
+        calls.append("put")
+        return real_put(self, *args)
+
+    def put_known(self: WriteBatch, items: Any) -> None:
+        calls.append("known")
+        real_known(self, items)
+
+    monkeypatch.setattr(WriteBatch, "put", put)
+    monkeypatch.setattr(WriteBatch, "put_known", put_known)
+    assert ValueDigests().put_entries(memo, plain_entries) == expected
+    assert calls == ["known"]
+    assert _queued(memo) == _queued(plain)
+    assert (memo._offered_objects, memo._offered_bytes) == \
+        (plain._offered_objects, plain._offered_bytes)
 
 
 def test_each_small_value_is_digested_once(store: Store, monkeypatch: Any) -> None:
