@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Kind, compute_digest
 from pinrun.artifacts.store import Store, WriteBatch
@@ -101,3 +103,31 @@ def test_kept_digests_are_bounded(store: Store, monkeypatch: Any) -> None:
         payload = codec.encode(number)
         assert sink.put(Kind.VALUE, payload) == compute_digest(Kind.VALUE, payload)
         assert len(sink._known) <= 4
+
+
+def test_put_known_counts_what_it_queued_before_a_refusal(store: Store, monkeypatch: Any) -> None:
+    """An object over its kind's limit raises as put does; the objects before it are
+    queued and counted, as the same puts one by one would leave them."""
+    from pinrun.artifacts import batch as batch_module
+    from pinrun.errors import PinrunError
+
+    monkeypatch.setattr(batch_module, "SMALLEST_MAX_RAW_SIZE", 4)
+    monkeypatch.setattr(batch_module, "check_payload_size", _refuse_past_8)
+    small, large = b"1234", b"123456789"
+    items = [(Kind.VALUE, p, compute_digest(Kind.VALUE, p)) for p in (small, large)]
+    known, one_by_one = WriteBatch(store), WriteBatch(store)
+    with pytest.raises(PinrunError):
+        known.put_known(items)
+    with pytest.raises(PinrunError):
+        for kind, payload, digest in items:
+            one_by_one.put(kind, payload, digest)
+    assert _queued(known) == _queued(one_by_one) == {items[0][2].raw: (Kind.VALUE, small)}
+    assert (known._offered_objects, known._offered_bytes) == \
+        (one_by_one._offered_objects, one_by_one._offered_bytes) == (1, 4)
+
+
+def _refuse_past_8(kind: Kind, size: int, what: str = "value") -> None:
+    from pinrun.errors import PinrunError
+
+    if size > 8:
+        raise PinrunError(f"{what} too large")

@@ -102,17 +102,20 @@ class WriteBatch:
         instructions, is most of what queueing a small object costs). Each ``digest``
         must be ``compute_digest(kind, payload)``."""
         held, pending = self._held, self._pending
-        size = 0
-        for kind, payload, digest in items:
-            length = len(payload)
-            if length > SMALLEST_MAX_RAW_SIZE:
-                check_payload_size(kind, length, kind.value)
-            size += length
-            raw = digest.raw
-            if raw not in held:
-                pending.setdefault(raw, (kind, payload))
-        self._offered_objects += len(items)
-        self._offered_bytes += size
+        count = size = 0
+        try:
+            for kind, payload, digest in items:
+                length = len(payload)
+                if length > SMALLEST_MAX_RAW_SIZE:
+                    check_payload_size(kind, length, kind.value)
+                count += 1
+                size += length
+                raw = digest.raw
+                if raw not in held:
+                    pending.setdefault(raw, (kind, payload))
+        finally:  # an object over its limit raises as put would: those before it are queued
+            self._offered_objects += count
+            self._offered_bytes += size
 
     def offered(self) -> Iterator[bytes]:
         """The raw digests of the objects queued so far (after :meth:`commit`: each one
