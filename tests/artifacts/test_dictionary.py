@@ -236,3 +236,50 @@ def test_damaged_dictionary_is_reported_once(store: Store) -> None:
     env.write(lambda txn: txn.put(trained.raw, bytes(record), db=env.dbs["objects"]))
     dictionary_module._CACHE.clear()
     assert [(p.kind, p.digest) for p in fsck(store).problems] == [("corrupt", trained)]
+
+
+def test_small_payloads_use_the_dictionary_at_level_one() -> None:
+    """With a dictionary, a payload under 4 KiB is compressed at level 1 and a larger one
+    at level 3 (as without one); both open, and decode with a plain zstd decoder given
+    the dictionary, to the payload."""
+    import zstandard
+
+    from pinrun.artifacts import codec
+    from pinrun.artifacts.digest import Kind, compute_digest
+    from pinrun.artifacts.objects import HEADER, build_pending_records, open_record
+
+    trained = train_dictionary([codec.encode(_order(n)) for n in range(400)])
+    small = codec.encode([_order(n) for n in range(5_000, 5_008)])  # (levels differ here)
+    large = codec.encode([_order(n) for n in range(6_000, 6_040)])
+    assert 256 <= len(small) < 4096 <= len(large)
+    records = dict(build_pending_records(
+        [(compute_digest(Kind.VALUE, p).raw, Kind.VALUE, p) for p in (small, large)],
+        trained))
+    zdict = zstandard.ZstdCompressionDict(trained.data)
+    for payload, level in ((small, 1), (large, 3)):
+        key = compute_digest(Kind.VALUE, payload).raw
+        record = records[key]
+        assert isinstance(record, bytes)
+        assert HEADER.unpack_from(record)[2] == 2  # zstd with a dictionary
+        body = record[HEADER.size + 32:]
+        expected = zstandard.ZstdCompressor(level=level, dict_data=zdict, write_dict_id=False,
+                                            write_content_size=True)
+        assert body == expected.compress(payload)
+        assert zstandard.ZstdDecompressor(dict_data=zdict).decompress(body) == payload
+        assert open_record(Digest(key), record, lambda _: trained.data) == \
+            (Kind.VALUE, payload)
+
+
+def test_explicit_training_learns_from_trees_too(store: Store) -> None:
+    """train_dictionary() samples every kind of small record but blobs: a store of
+    small snapshots (trees over values too short to compress) has enough to learn from."""
+    for start in range(0, 400, 100):
+        with store.batch() as batch:
+            for n in range(start, start + 100):
+                batch.put_snapshot({f"order_{n}": n, f"total_{n % 7}": n * 2, "region": "EU"})
+    trained = store.train_dictionary()
+    assert trained is not None
+    with store.batch() as batch:
+        fresh = batch.put_snapshot({f"order_{n}": n for n in range(5)})
+    assert store.info(fresh).codec == "zstd+dict"
+    assert fsck(store).ok

@@ -365,3 +365,54 @@ def test_a_checked_digest_is_the_digest_of_its_bytes() -> None:
     assert made.raw is raw
     with pytest.raises(AttributeError):
         made.raw = bytes(32)
+
+
+def test_small_payloads_reuse_hashers(monkeypatch: Any) -> None:
+    """compute_digest makes no hasher while one is free (making one costs more than a small
+    hash), and every digest is still BLAKE3 of the kind's tag and the payload."""
+    from pinrun.artifacts import digest as digest_module
+
+    made: list[object] = []
+    real = blake3.blake3
+
+    class Counting:
+        @staticmethod
+        def blake3(*args: Any, **kwargs: Any) -> Any:
+            made.append(args)
+            return real(*args, **kwargs)
+
+    compute_digest(Kind.VALUE, b"warm")  # at least one hasher is free
+    monkeypatch.setattr(digest_module, "blake3", Counting)
+    for number in range(50):
+        payload = b"payload %d" % number * number
+        for kind in (Kind.VALUE, Kind.TREE, Kind.RUN):
+            assert compute_digest(kind, payload).raw == real(kind.tag + payload).digest()
+    assert made == []
+
+
+def test_hashers_are_not_shared_between_threads() -> None:
+    """Threads hashing at once each get the digest of their own payload (no hasher is in
+    two callers' hands)."""
+    import sys
+    import threading
+
+    errors: list[bytes] = []
+
+    def work(seed: int) -> None:
+        for number in range(2000):
+            payload = b"%d:%d" % (seed, number) * (number % 7 + 1)
+            if compute_digest(Kind.VALUE, payload).raw != \
+                    blake3.blake3(Kind.VALUE.tag + payload).digest():
+                errors.append(payload)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter will
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []

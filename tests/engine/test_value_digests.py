@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import Kind, compute_digest
 from pinrun.artifacts.store import Store, WriteBatch
@@ -36,8 +38,38 @@ def test_trees_and_objects_match_the_batch(store: Store) -> None:
     # Stored again (a later commit's state), each small value now comes from what is kept.
     assert sink.put_entries(memo, memo_entries) == plain.put_entries(plain_entries)
     assert _queued(memo) == _queued(plain)
+    assert list(memo._pending) == list(plain._pending)  # queued in the same order
+    assert (memo._offered_objects, memo._offered_bytes) == \
+        (plain._offered_objects, plain._offered_bytes)
     for raw, (kind, payload) in _queued(memo).items():
         assert compute_digest(kind, payload).raw == raw
+
+
+def test_a_small_tree_reaches_the_batch_in_one_call(store: Store, monkeypatch: Any) -> None:
+    """A map tree of a few keys and its values are queued with one put_known (no put per
+    object), the same objects and counts as the batch's own put_entries."""
+    state = {"order_id": "A1", "total": 10.5, "items": [1, 2]}
+    plain, memo = WriteBatch(store), WriteBatch(store)
+    plain_entries: dict[str, Entry] = {}
+    expected = plain.put_snapshot(state, root="state", entries_out=plain_entries)
+    calls: list[str] = []
+    real_put, real_known = WriteBatch.put, WriteBatch.put_known
+
+    def put(self: WriteBatch, *args: Any) -> Any:
+        calls.append("put")
+        return real_put(self, *args)
+
+    def put_known(self: WriteBatch, items: Any) -> None:
+        calls.append("known")
+        real_known(self, items)
+
+    monkeypatch.setattr(WriteBatch, "put", put)
+    monkeypatch.setattr(WriteBatch, "put_known", put_known)
+    assert ValueDigests().put_entries(memo, plain_entries) == expected
+    assert calls == ["known"]
+    assert _queued(memo) == _queued(plain)
+    assert (memo._offered_objects, memo._offered_bytes) == \
+        (plain._offered_objects, plain._offered_bytes)
 
 
 def test_each_small_value_is_digested_once(store: Store, monkeypatch: Any) -> None:
@@ -71,3 +103,31 @@ def test_kept_digests_are_bounded(store: Store, monkeypatch: Any) -> None:
         payload = codec.encode(number)
         assert sink.put(Kind.VALUE, payload) == compute_digest(Kind.VALUE, payload)
         assert len(sink._known) <= 4
+
+
+def test_put_known_counts_what_it_queued_before_a_refusal(store: Store, monkeypatch: Any) -> None:
+    """An object over its kind's limit raises as put does; the objects before it are
+    queued and counted, as the same puts one by one would leave them."""
+    from pinrun.artifacts import batch as batch_module
+    from pinrun.errors import PinrunError
+
+    monkeypatch.setattr(batch_module, "SMALLEST_MAX_RAW_SIZE", 4)
+    monkeypatch.setattr(batch_module, "check_payload_size", _refuse_past_8)
+    small, large = b"1234", b"123456789"
+    items = [(Kind.VALUE, p, compute_digest(Kind.VALUE, p)) for p in (small, large)]
+    known, one_by_one = WriteBatch(store), WriteBatch(store)
+    with pytest.raises(PinrunError):
+        known.put_known(items)
+    with pytest.raises(PinrunError):
+        for kind, payload, digest in items:
+            one_by_one.put(kind, payload, digest)
+    assert _queued(known) == _queued(one_by_one) == {items[0][2].raw: (Kind.VALUE, small)}
+    assert (known._offered_objects, known._offered_bytes) == \
+        (one_by_one._offered_objects, one_by_one._offered_bytes) == (1, 4)
+
+
+def _refuse_past_8(kind: Kind, size: int, what: str = "value") -> None:
+    from pinrun.errors import PinrunError
+
+    if size > 8:
+        raise PinrunError(f"{what} too large")

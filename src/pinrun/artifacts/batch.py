@@ -8,7 +8,7 @@ the store already holds are set aside and never rewritten.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from pinrun.artifacts import codec, trees
@@ -95,6 +95,27 @@ class WriteBatch:
         if raw not in self._held:
             self._pending.setdefault(raw, (kind, payload))
         return digest
+
+    def put_known(self, items: Sequence[tuple[Kind, bytes, Digest]]) -> None:
+        """:meth:`put` of each ``(kind, payload, digest)``, in one call: a tree's values
+        and the tree itself (the per-call cost of :meth:`put`, a few thousand
+        instructions, is most of what queueing a small object costs). Each ``digest``
+        must be ``compute_digest(kind, payload)``."""
+        held, pending = self._held, self._pending
+        count = size = 0
+        try:
+            for kind, payload, digest in items:
+                length = len(payload)
+                if length > SMALLEST_MAX_RAW_SIZE:
+                    check_payload_size(kind, length, kind.value)
+                count += 1
+                size += length
+                raw = digest.raw
+                if raw not in held:
+                    pending.setdefault(raw, (kind, payload))
+        finally:  # an object over its limit raises as put would: those before it are queued
+            self._offered_objects += count
+            self._offered_bytes += size
 
     def offered(self) -> Iterator[bytes]:
         """The raw digests of the objects queued so far (after :meth:`commit`: each one

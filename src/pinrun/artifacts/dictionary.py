@@ -52,14 +52,20 @@ class Dictionary:
         self._dict = zstandard.ZstdCompressionDict(data)
         self._local = threading.local()  # zstd contexts are not thread-safe
 
-    def compressor(self) -> zstandard.ZstdCompressor:
-        """This thread's compressor for the dictionary."""
-        comp: zstandard.ZstdCompressor | None = getattr(self._local, "compressor", None)
+    def compressor(self, level: int = _ZSTD_LEVEL) -> zstandard.ZstdCompressor:
+        """This thread's compressor for the dictionary at ``level`` (the objects module
+        asks level 1 for payloads under 4 KiB: with the dictionary's matches and entropy
+        tables at hand, level 3's match finder gains next to nothing on them)."""
+        made: dict[int, zstandard.ZstdCompressor] | None = getattr(
+            self._local, "compressors", None)
+        if made is None:
+            made = self._local.compressors = {}
+        comp = made.get(level)
         if comp is None:
             # The record names the dictionary by digest: zstd's own 4-byte id is redundant.
-            comp = zstandard.ZstdCompressor(level=_ZSTD_LEVEL, dict_data=self._dict,
-                                            write_dict_id=False, write_content_size=True)
-            self._local.compressor = comp
+            comp = made[level] = zstandard.ZstdCompressor(
+                level=level, dict_data=self._dict, write_dict_id=False,
+                write_content_size=True)
         return comp
 
     def decompressor(self) -> zstandard.ZstdDecompressor:

@@ -236,11 +236,12 @@ def build_pending_records(items: list[tuple[bytes, Kind, bytes]],
     plain_indexes: list[int] = []
     small_indexes: list[int] = []
     dict_indexes: list[int] = []
+    dict_small_indexes: list[int] = []
     for index, item in enumerate(items):
         size = len(item[2])
         if size >= _MIN_COMPRESS and (size >= AS_IS_BELOW or item[0] not in as_is):
             if dictionary is not None and size <= DICTIONARY_MAX_PAYLOAD:
-                dict_indexes.append(index)
+                (dict_small_indexes if size < _SMALL_BELOW else dict_indexes).append(index)
             elif size >= _SMALL_BELOW:
                 plain_indexes.append(index)
             elif size >= _MIN_COMPRESS_PLAIN:
@@ -250,6 +251,10 @@ def build_pending_records(items: list[tuple[bytes, Kind, bytes]],
         packed.update(_compress_all(items, small_indexes, _compressor(_ZSTD_SMALL_LEVEL)))
     if dictionary is not None:
         packed.update(_compress_all(items, dict_indexes, dictionary.compressor()))
+        # (Level 1 below 4 KiB, as without a dictionary: measured on a recording store's
+        # records, 0.7x the instructions, and no more bytes.)
+        packed.update(_compress_all(items, dict_small_indexes,
+                                    dictionary.compressor(_ZSTD_SMALL_LEVEL)))
     pack_header = HEADER.pack
     dict_tag = dictionary.digest.raw if dictionary is not None else b""
     out: list[tuple[bytes, bytes | PlainRecord]] = []

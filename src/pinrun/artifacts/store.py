@@ -78,6 +78,8 @@ _SHAPES_REMEMBERED: Final = 65536
 # newest runs stops early), more once a caller keeps reading.
 _REF_CHUNK_FIRST: Final = 64
 _REF_CHUNK_MOST: Final = 4096
+# Raw bytes a user stored: not what a dictionary of pinrun's records learns from.
+_BLOB_CODE: Final = Kind.BLOB.code
 
 
 class Store:
@@ -272,7 +274,9 @@ class Store:
         return dictionary_for(target, lambda digest: self._load_dictionary(digest, txn))
 
     def train_dictionary(self) -> Digest | None:
-        """Train a compression dictionary on a sample of the small values already stored.
+        """Train a compression dictionary on a sample of the small records already stored
+        (of every kind but ``blob``: a recording store's small records are mostly its trees
+        and run records, which a dictionary of values alone compresses worse than none).
 
         New small objects are compressed with it from then on (existing records
         keep theirs). The first batch with enough small objects trains one by
@@ -282,7 +286,7 @@ class Store:
         """
         samples: list[bytes] = []
         for key, record in self.iter_records():
-            if len(key) == 32 and record[1] == Kind.VALUE.code \
+            if len(key) == 32 and record[1] != _BLOB_CODE \
                     and DICTIONARY_MIN_PAYLOAD <= len(record) <= DICTIONARY_MAX_PAYLOAD:
                 samples.append(self.load(Digest(key))[1])
                 if len(samples) >= TRAINING_SAMPLES:

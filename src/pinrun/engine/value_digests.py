@@ -22,8 +22,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from pinrun.artifacts.digest import VALUE_KIND, Digest, Kind, compute_digest
-from pinrun.artifacts.snapshot_pages import PageCache
+from pinrun.artifacts import codec
+from pinrun.artifacts.digest import TREE_KIND, VALUE_KIND, Digest, Kind, compute_digest
+from pinrun.artifacts.snapshot_pages import Inline, PageCache
 from pinrun.artifacts.store import WriteBatch
 from pinrun.artifacts.trees import Entry, store_entries, store_snapshot
 
@@ -38,6 +39,8 @@ _MOST: Final = 4096
 #: the run starts again from none. The pages kept are mostly the state's own (the
 #: bytes of its values' encodings, which the engine holds beside them anyway).
 _MOST_PAGES: Final = 1024
+#: A map tree's fields besides its entries (codec.encode_digest_map's ``fields``).
+_MAP: Final = {"type": "map"}
 
 
 class ValueDigests:
@@ -67,6 +70,37 @@ class ValueDigests:
                 digest = known[payload] = compute_digest(kind, payload)
         assert self._batch is not None  # set by put_snapshot / put_entries before any put
         return self._batch.put(kind, payload, digest)
+
+    def put_map(self, entries: Mapping[str, Entry]) -> Digest:
+        """Queue a ``map`` tree of one object per key and each inline value's object;
+        the tree's digest. What :func:`~pinrun.artifacts.snapshot_pages.store_entries`
+        does for a small snapshot (the same objects: each value as :meth:`put` queues
+        it, then the tree), in one loop and one call to the batch: a step's inputs
+        and outputs trees are each a few keys, where the calls through :meth:`put`
+        to :meth:`WriteBatch.put` cost more than the dict operations they make."""
+        known = self._known
+        items: list[tuple[Kind, bytes, Digest]] = []
+        digests: dict[str, Digest] = {}
+        for key, entry in entries.items():
+            if type(entry) is not Inline:
+                digests[key] = entry  # type: ignore[assignment]  # not Inline: a Digest
+                continue
+            payload = entry.payload
+            digest = known.get(payload)
+            if digest is None:
+                digest = compute_digest(VALUE_KIND, payload)
+                if len(payload) <= KEPT_PAYLOAD:
+                    if len(known) >= _MOST:
+                        known.clear()
+                    known[payload] = digest
+            items.append((VALUE_KIND, payload, digest))
+            digests[key] = digest
+        payload = codec.encode_digest_map(_MAP, "entries", digests)
+        tree = compute_digest(TREE_KIND, payload)
+        items.append((TREE_KIND, payload, tree))
+        assert self._batch is not None  # set by put_snapshot / put_entries before any put
+        self._batch.put_known(items)
+        return tree
 
     def put_snapshot(self, batch: WriteBatch, state: Mapping[str, Any], *, root: str,
                      payloads: Mapping[str, bytes] | None = None,

@@ -85,11 +85,9 @@ def put_pins(batch: WriteBatch, flow: Flow, pins: Mapping[str, PinnedStep],
             "replay with the pinned code would run whatever is installed then. Run pinrun "
             "from the project folder, or name the distribution in pyproject.toml's "
             f"[tool.pinrun] distributions or in ${DISTRIBUTIONS_VARIABLE}."), stacklevel=3)
-    put = batch.put
-    for kind, payload, digest in found.objects:
-        put(kind, payload, digest)
+    batch.put_known(found.objects)  # (one call: ~3.5k instructions less an object)
     return FlowPins(dict(found.steps), found.flow,
-                    put(Kind.ENV, *found.env.payload(changing_environment())))
+                    batch.put(Kind.ENV, *found.env.payload(changing_environment())))
 
 
 class _Environments:
