@@ -32,9 +32,10 @@ from pinrun.world.processes import worker_pool
 __all__ = ["GroupReplay", "replay_group"]
 
 #: Most runs in one task: small enough that the workers end together, large enough
-#: that a task's overhead (a pickle each way) is spread over many replays.
-_MOST_PER_TASK = 32
-#: Tasks per worker the runs still to come are cut into (at most 32 runs each): the
+#: that a task's overhead (a pickle each way, and in this process the pool's thread
+#: waking for each answer, ~0.25 ms a task) is spread over many replays.
+_MOST_PER_TASK = 64
+#: Tasks per worker the runs still to come are cut into (at most 64 runs each): the
 #: last tasks are short, so no worker is left replaying a long one alone at the end.
 _TASKS_PER_WORKER = 4
 
@@ -53,7 +54,7 @@ class GroupReplay(Generic[_R]):
     :meth:`results`; :meth:`close` (or leaving the ``with`` block) stops the pool,
     dropping the tasks not started yet. ``expected`` is how many runs may be
     added, which sizes the tasks (about four per worker of the runs still to come, at
-    most 32 runs each). Results come in ``form`` (:data:`~pinrun.verifier.worker.OBJECTS`
+    most 64 runs each). Results come in ``form`` (:data:`~pinrun.verifier.worker.OBJECTS`
     or :data:`~pinrun.verifier.worker.VALUES`, which the options' ``values`` must match).
 
     A run whose worker finds that it recorded another seed is not among the results: it
