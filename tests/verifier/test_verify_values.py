@@ -84,9 +84,10 @@ def test_an_unreadable_values_answer_is_an_error_for_each_run(data: bytes) -> No
 
 
 def test_tasks_shrink_as_the_runs_run_out() -> None:
-    """A task takes at most 32 runs, about a quarter of each worker's share of the runs
+    """A task takes at most 64 runs, about a quarter of each worker's share of the runs
     still to come, and at least one: the last tasks of a group are short."""
-    assert task_size(10_000, 2) == 32
+    assert task_size(10_000, 2) == 64
+    assert task_size(500, 2) == 62
     assert task_size(100, 2) == 12
     assert task_size(40, 1) == 10
     assert task_size(7, 2) == 1
@@ -95,6 +96,6 @@ def test_tasks_shrink_as_the_runs_run_out() -> None:
     while remaining > 0:
         sizes.append(min(task_size(remaining, 2), remaining))
         remaining -= sizes[-1]
-    assert sizes[0] == 32
+    assert sizes[0] == 64
     assert sizes[-8:] == [1] * 8
     assert sizes == sorted(sizes, reverse=True)

@@ -66,6 +66,7 @@ __all__ = [
     "open_record",
     "read_header",
     "record_dictionary",
+    "unpack_record",
     "verify_record",
 ]
 
@@ -390,6 +391,14 @@ def check_record(digest: Digest, record: bytes, kind: Kind, payload: bytes | mem
             _unpacked(digest, record, load_dictionary)[1] == payload:
         return
     open_record(digest, record, load_dictionary)  # raises: damaged, or not this object
+
+
+def unpack_record(digest: Digest, record: bytes | memoryview,
+                  load_dictionary: DictionaryLoader | None = None) -> tuple[Kind, bytes]:
+    """A record's kind and payload, decompressed and its sizes checked, but not proven
+    to hash to ``digest`` (:func:`open_record` proves it): only for a hint that a
+    proven read confirms later."""
+    return _unpacked(digest, record, load_dictionary)
 
 
 def _unpacked(

@@ -55,6 +55,7 @@ from pinrun.artifacts.objects import (
     check_record,
     open_record,
     read_header,
+    unpack_record,
 )
 from pinrun.artifacts.refs import ANY, RefExpectation, validate_ref_name
 from pinrun.errors import (
@@ -308,18 +309,25 @@ class Store:
             raise MissingObjectError(digest)
         return open_record(digest, record, self._load_dictionary)
 
-    def load_many(self, digests: list[Digest]) -> list[tuple[Kind, bytes]]:
-        """Like :meth:`load` for many objects, read in one transaction."""
+    def load_many(self, digests: list[Digest], *, proven: bool = True,
+                  ) -> list[tuple[Kind, bytes]]:
+        """Like :meth:`load` for many objects, read in one transaction.
+
+        With ``proven=False`` the payloads are decompressed and their sizes checked, but
+        not hashed: for a reader whose answer is only a hint that a later, proven read
+        confirms (``verify``'s seed pass), never for data anything rests on.
+        """
         env = self.environment  # first: in a forked child this opens the child's handle
         objects_db = env.dbs["objects"]
         with env.read() as txn:
             get = txn.get  # (positional arguments: py-lmdb parses keywords slowly)
             records = [get(d.raw, None, objects_db) for d in digests]
         out = []
+        opened = open_record if proven else unpack_record
         for digest, record in zip(digests, records, strict=True):
             if record is None:
                 raise MissingObjectError(digest)
-            out.append(open_record(digest, record, self._load_dictionary))
+            out.append(opened(digest, record, self._load_dictionary))
         return out
 
     def check_many(self, objects: Mapping[Digest, tuple[Kind, bytes | None]]) -> None:

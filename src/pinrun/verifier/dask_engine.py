@@ -54,7 +54,7 @@ __all__ = ["BatchRequest", "replay_batch", "replay_batch_here", "replay_on_clust
 #: end, few enough that a task's overhead (a bundle, an interpreter) stays small.
 BATCHES_PER_SLOT = 4
 #: Runs in one batch at most: a batch starts an interpreter (~0.3-0.5 s), so batches
-#: are larger than ``-j N``'s chunks (32), which share their process.
+#: are larger than ``-j N``'s chunks (64), which share their process.
 MOST_IN_BATCH = 256
 
 

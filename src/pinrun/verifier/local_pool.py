@@ -9,6 +9,11 @@ come back in the order the runs were added, in the form the caller asked for
 (:class:`~pinrun.verifier.worker.ResultForm`: objects, or the values the workers
 made). The tasks get smaller as the runs still to come run out, so the workers
 end together.
+
+Each worker checks that each run it is given recorded the group's seed (the
+parent's seed pass only plans, :mod:`pinrun.verifier.seed_pass`): a run that
+recorded another comes back unreplayed, and is left in
+:attr:`GroupReplay.misrouted` for the caller to replay under its own seed.
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ from pinrun.world.processes import worker_pool
 __all__ = ["GroupReplay", "replay_group"]
 
 #: Most runs in one task: small enough that the workers end together, large enough
-#: that a task's overhead (a pickle each way) is spread over many replays.
-_MOST_PER_TASK = 32
-#: Tasks per worker the runs still to come are cut into (at most 32 runs each): the
+#: that a task's overhead (a pickle each way, and in this process the pool's thread
+#: waking for each answer, ~0.25 ms a task) is spread over many replays.
+_MOST_PER_TASK = 64
+#: Tasks per worker the runs still to come are cut into (at most 64 runs each): the
 #: last tasks are short, so no worker is left replaying a long one alone at the end.
 _TASKS_PER_WORKER = 4
 
@@ -48,8 +54,11 @@ class GroupReplay(Generic[_R]):
     :meth:`results`; :meth:`close` (or leaving the ``with`` block) stops the pool,
     dropping the tasks not started yet. ``expected`` is how many runs may be
     added, which sizes the tasks (about four per worker of the runs still to come, at
-    most 32 runs each). Results come in ``form`` (:data:`~pinrun.verifier.worker.OBJECTS`
+    most 64 runs each). Results come in ``form`` (:data:`~pinrun.verifier.worker.OBJECTS`
     or :data:`~pinrun.verifier.worker.VALUES`, which the options' ``values`` must match).
+
+    A run whose worker finds that it recorded another seed is not among the results: it
+    is in :attr:`misrouted`, in order, once :meth:`results` has ended.
 
     A dead worker breaks its whole pool, so the tasks still in flight fail with
     it. The runs of the first of them, in order, are replayed once more alone:
@@ -75,6 +84,8 @@ class GroupReplay(Generic[_R]):
         self._tasks: deque[tuple[list[str], Future[bytes] | None]] = deque()
         #: The runs still to replay after the pool broke.
         self._unfinished: list[str] = []
+        #: The runs that recorded another seed than ``seed``, not replayed here.
+        self.misrouted: list[str] = []
 
     def add(self, run_id: str) -> None:
         """Replay ``run_id`` after the runs added before it."""
@@ -90,7 +101,8 @@ class GroupReplay(Generic[_R]):
         chunk, self._chunk = self._chunk, []
         if self._pool is None:
             self._pool = self._stack.enter_context(
-                worker_pool(self._processes, self.seed, worker.start, self._arguments))
+                worker_pool(self._processes, self.seed, worker.start,
+                            (*self._arguments, (self.seed,))))
         try:
             future: Future[bytes] | None = self._pool.submit(worker.replay_chunk, chunk)
         except BrokenProcessPool:  # a worker died already: see results()
@@ -107,6 +119,7 @@ class GroupReplay(Generic[_R]):
                 for run_id in rest:
                     again.add(run_id)
                 yield from again._results_here()
+                self.misrouted += again.misrouted
                 rest = again._unfinished
 
     def _results_here(self) -> Iterator[_R]:
@@ -123,10 +136,19 @@ class GroupReplay(Generic[_R]):
                 self._unfinished = [run_id for later, _ in self._tasks for run_id in later]
                 self.close()
                 for run_id in chunk:
-                    yield _alone(run_id, self.seed, self._arguments, self._form)
+                    result = _alone(run_id, self.seed, self._arguments, self._form)
+                    if self._form.misrouted(result):
+                        self.misrouted.append(run_id)
+                    else:
+                        yield result
                 return
             del future
-            yield from results
+            misrouted = self.misrouted
+            for run_id, result in zip(chunk, results, strict=True):
+                if self._form.misrouted(result):
+                    misrouted.append(run_id)
+                else:
+                    yield result
 
     def close(self) -> None:
         """Stop the pool: the tasks under way end, the others are dropped."""
@@ -144,19 +166,22 @@ class GroupReplay(Generic[_R]):
 
 
 def replay_group(ids: list[str], seed: str | None, jobs: int,
-                 arguments: tuple[str, ReplayOptions], form: ResultForm[_R]) -> Iterator[_R]:
-    """Replay ``ids`` in a pool of up to ``jobs`` workers started under ``seed``, in order."""
+                 arguments: tuple[str, ReplayOptions], form: ResultForm[_R], *,
+                 misrouted: list[str]) -> Iterator[_R]:
+    """Replay ``ids`` in a pool of up to ``jobs`` workers started under ``seed``, in order;
+    the runs its workers found to have recorded another seed are added to ``misrouted``."""
     if not ids:
         return
     with GroupReplay(seed, jobs, arguments, len(ids), form) as group:
         for run_id in ids:
             group.add(run_id)
         yield from group.results()
+        misrouted += group.misrouted
 
 
 def _alone(run_id: str, seed: str | None, arguments: tuple[str, ReplayOptions],
            form: ResultForm[_R]) -> _R:
-    with worker_pool(1, seed, worker.start, arguments) as pool:
+    with worker_pool(1, seed, worker.start, (*arguments, (seed,))) as pool:
         try:
             results = form.read(pool.submit(worker.replay_chunk, [run_id]).result(), [run_id])
         except BrokenProcessPool:

@@ -15,24 +15,22 @@ worker entry (:mod:`pinrun.verifier.worker`) and hand back typed results.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator, Mapping
-from contextlib import ExitStack, closing, suppress
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import orjson
-
-from pinrun.artifacts.digest import Kind
 from pinrun.artifacts.mapped_pages import PageBudget, release_store_pages
 from pinrun.artifacts.store import Store
 from pinrun.artifacts.tags import run_tags, tagged_runs
-from pinrun.engine.records import RUN_REF_PREFIX, load_run, recorded_hash_seed
+from pinrun.engine.records import RUN_REF_PREFIX, load_run
 from pinrun.engine.run import REPLACED_PREFIX
 from pinrun.errors import InputError, StoreError
 from pinrun.remote.origin import check_trusted
 from pinrun.remote.selection import run_order
 from pinrun.verifier.local_pool import GroupReplay, replay_group
 from pinrun.verifier.replayer import CodeSource
+from pinrun.verifier.seed_pass import hash_seed, hash_seeds
 from pinrun.verifier.worker import OBJECTS, VALUES, ReplayOptions, ResultForm, RunResult
 from pinrun.world.guards import GuardMode
 
@@ -165,93 +163,6 @@ def _flow_of(store: Store, run_id: str) -> str | None:
 # ----------------------------------------------------------------- workers
 
 
-def _hash_seed(store: Store, run_id: str) -> str | None:
-    """The run's recorded seed, checked: workers started under a bad one would die."""
-    return recorded_hash_seed(store, load_run(store, run_id))
-
-
-#: Run records read per transaction when the runs are grouped by seed.
-_SEED_BATCH = 32
-
-
-def _hash_seeds(store: Store, run_ids: list[str],
-                ) -> Iterator[tuple[str, str | StoreError | None]]:
-    """``(run id, its recorded seed)`` for each run, in order, read cheaply (or the
-    :class:`~pinrun.errors.StoreError` its record or environment raised).
-
-    The records are read a batch per transaction, each checked against its
-    digest, and only their ``env`` and ``id`` fields are looked at; each
-    environment is read and checked once (runs of one machine share it). The
-    worker reads every record in full, field by field, before it replays it, so
-    a record damaged elsewhere is still its run's store error. Anything that
-    does not read cleanly here goes the slow way (:func:`_hash_seed`), which
-    raises the :class:`~pinrun.errors.StoreError` that names the damage.
-    """
-
-    def slow(run_id: str) -> str | StoreError | None:
-        try:
-            return _hash_seed(store, run_id)
-        except StoreError as exc:
-            return exc
-
-    with PageBudget(store.path) as budget:
-        yield from _seeds_in_batches(store, run_ids, slow, budget)
-
-
-def _seeds_in_batches(store: Store, run_ids: list[str],
-                      slow: Callable[[str], str | StoreError | None], budget: PageBudget,
-                      ) -> Iterator[tuple[str, str | StoreError | None]]:
-    """:func:`_hash_seeds`, a batch of refs and records per transaction."""
-    # By the environment's digest as the records spell it: runs of one machine share a
-    # handful, each read, checked and parsed once (by ``slow``, the first time).
-    seeds: dict[str, str | StoreError | None] = {}
-    for start in range(0, len(run_ids), _SEED_BATCH):
-        batch = run_ids[start:start + _SEED_BATCH]
-        payloads: list[tuple[Kind, bytes] | None] = [None] * len(batch)
-        # A bad ref, or one of the records damaged or missing: each is read alone below.
-        with suppress(StoreError, InputError):
-            targets = store.get_refs([f"{RUN_REF_PREFIX}{run_id}" for run_id in batch])
-            read = iter(store.load_many([target for target in targets if target is not None]))
-            payloads = [next(read) if target is not None else None for target in targets]
-        for run_id, loaded in zip(batch, payloads, strict=True):
-            env = _env_of(run_id, loaded)
-            if env is _UNREAD:
-                yield run_id, slow(run_id)
-                continue
-            if env is None:
-                yield run_id, None
-                continue
-            assert isinstance(env, str)
-            if env not in seeds or isinstance(seeds[env], StoreError):  # an error names its run
-                seeds[env] = slow(run_id)  # reads and checks the environment once
-            yield run_id, seeds[env]
-        # The records' pages are not read again here: the map gives them back as they
-        # add up, so this process's size does not grow with the store.
-        budget.spend()
-
-
-_UNREAD = object()
-
-
-def _env_of(run_id: str, loaded: tuple[Kind, bytes] | None) -> object:
-    """The environment digest a run record names, as its hex text (None: none), or
-    ``_UNREAD``. The text is not checked here: the first run naming it takes the slow
-    way, which reads its record and environment in full."""
-    if loaded is None or loaded[0] is not Kind.RUN:
-        return _UNREAD
-    try:
-        data = orjson.loads(loaded[1])
-    except orjson.JSONDecodeError:
-        return _UNREAD
-    if type(data) is not dict or data.get("id") != run_id:
-        return _UNREAD
-    env = data.get("env")
-    if env is None:
-        return None
-    found = env.get("$digest") if type(env) is dict and len(env) == 1 else None
-    return found if type(found) is str else _UNREAD
-
-
 def run_verification(store: Store, run_ids: list[str], *, code: CodeSource,
                      guards: GuardMode, jobs: int, project_root: Path | None = None,
                      fail_fast: bool = False,
@@ -289,7 +200,12 @@ def verify_runs(store: Store, run_ids: list[str], *, code: CodeSource,
     a typed :class:`~pinrun.verifier.worker.RunResult` per run coming back.
     Results come group by group, in the order of ``run_ids`` within a group
     (the first group's workers start replaying while the other runs' seeds are
-    still being read, but every damaged record's result comes first).
+    still being read, but the result of every record that is missing or does not
+    read comes first; a record whose bytes are damaged past its head is found by
+    the worker that replays it, and its store error comes in its place). The
+    seeds are read cheaply, as a plan (:mod:`pinrun.verifier.seed_pass`): a run
+    the workers find to have recorded another seed comes after the others,
+    replayed under its own.
     With ``fail_fast`` the first run that does not reproduce stops the rest.
     ``entries`` maps a flow name to the ``MODULE:FLOW`` where that flow lives
     now (it moved since its runs were recorded): the runs of that flow replay
@@ -334,7 +250,10 @@ def _verify(store: Store, run_ids: list[str], *, code: CodeSource, guards: Guard
         # while the other runs' seeds are read (the results still come after every
         # damaged record's).
         first: GroupReplay[_R] | None = None
-        for run_id, seed in _hash_seeds(store, run_ids):
+        # The seeds found by a scan of the records are a plan: a pool's workers check
+        # each run's, and hand back the runs they must not replay (a Dask cluster's
+        # workers check nothing: its runs' seeds are read exactly).
+        for run_id, seed in hash_seeds(store, run_ids, exact=dask is not None):
             if isinstance(seed, StoreError):
                 # This run's record is damaged: its result, not the end.
                 done += 1
@@ -363,7 +282,7 @@ def _verify(store: Store, run_ids: list[str], *, code: CodeSource, guards: Guard
             replayed: Generator[_R, None, None] = _in_form(
                 replay_on_cluster(dask, store, groups, options), form)
         else:
-            replayed = _replay_local(first, groups, jobs, arguments, form)
+            replayed = _replay_local(store, first, groups, jobs, arguments, form=form)
         with closing(replayed):  # --fail-fast: the work still under way is dropped now
             for result in replayed:
                 done += 1
@@ -381,12 +300,35 @@ def _in_form(results: Generator[RunResult, None, None],
             yield form.of(result)
 
 
-def _replay_local(first: GroupReplay[_R] | None, groups: dict[str | None, list[str]],
-                  jobs: int, arguments: tuple[str, ReplayOptions],
+def _replay_local(store: Store, first: GroupReplay[_R] | None,
+                  groups: dict[str | None, list[str]], jobs: int,
+                  arguments: tuple[str, ReplayOptions], *,
                   form: ResultForm[_R]) -> Generator[_R, None, None]:
-    """The first group's results, then each other group's, in a pool of its own."""
+    """The first group's results, then each other group's, in a pool of its own; then
+    the runs the workers found to have recorded another seed than their group's (a
+    record that misled the seed pass), each read exactly and replayed under its own."""
+    misrouted: list[str] = []
     if first is not None:
         yield from first.results()
+        misrouted += first.misrouted
         first.close()
     for seed, ids in groups.items():
-        yield from replay_group(ids, seed, jobs, arguments, form)
+        yield from replay_group(ids, seed, jobs, arguments, form, misrouted=misrouted)
+    if not misrouted:
+        return
+    again: dict[str | None, list[str]] = {}
+    for run_id in misrouted:
+        try:
+            again.setdefault(hash_seed(store, run_id), []).append(run_id)
+        except StoreError as exc:
+            yield form.of(RunResult(run_id, error=str(exc), store_error=True))
+    unsettled: list[str] = []
+    for seed, ids in again.items():
+        yield from replay_group(ids, seed, jobs, arguments, form, misrouted=unsettled)
+    for run_id in unsettled:  # its worker reads another seed than this process: never
+        yield form.of(RunResult(run_id, error=_UNSETTLED))
+
+
+#: A run the workers started under its recorded seed would not replay (see _replay_local).
+_UNSETTLED = ("its recorded hash seed read differently in the verify worker started under "
+              "it: not replayed")

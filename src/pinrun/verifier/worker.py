@@ -22,7 +22,7 @@ import orjson
 from pinrun.artifacts.mapped_pages import PageBudget
 from pinrun.artifacts.store import Store
 from pinrun.data_classes import data_class
-from pinrun.engine.records import load_run
+from pinrun.engine.records import load_run, recorded_hash_seed
 from pinrun.errors import PinrunError, StoreError
 from pinrun.flows.entries import import_entry
 from pinrun.safe_text import printable
@@ -91,6 +91,10 @@ class RunResult:
     raised: StoreError | None = None
     #: How long the replay took, in seconds (0 when it was not replayed).
     seconds: float = 0.0
+    #: Not replayed: the run recorded another hash seed than the one this worker was
+    #: started under (the parent's seed pass only plans: see :func:`start`). The
+    #: parent reads its seed again and replays it under that one; never reported.
+    misrouted: bool = False
 
     @property
     def verdict(self) -> Verdict:
@@ -105,26 +109,40 @@ class RunResult:
                                  "seconds": round(self.seconds, 6)}
         if self.store_error:
             value["store_error"] = True
+        if self.misrouted:
+            value["misrouted"] = True
         return value
 
 
-def replay_in_this_process(store: Store, run_id: str, options: ReplayOptions) -> RunResult:
-    """Replay one run here with the engine; a result is always returned, never raised."""
+#: A seed check that accepts any seed (:func:`replay_in_this_process`).
+_ANY_SEED: tuple[str | None, ...] = ()
+
+
+def replay_in_this_process(store: Store, run_id: str, options: ReplayOptions,
+                           hash_seed: tuple[str | None, ...] = _ANY_SEED) -> RunResult:
+    """Replay one run here with the engine; a result is always returned, never raised.
+
+    ``hash_seed`` is ``(seed,)`` when this process runs under ``seed`` for the runs that
+    recorded it: a run that recorded another is not replayed, its result is marked
+    ``misrouted``.
+    """
     elapsed = stopwatch()
     try:
+        replayer.check_replay_arguments(options.code, options.repeat, None)
+        run = load_run(store, run_id)
+        if hash_seed and recorded_hash_seed(store, run) != hash_seed[0]:
+            return RunResult(run_id, misrouted=True)
         flow = None
-        entries = dict(options.entries)
-        if entries:
-            run = load_run(store, run_id)
-            entry = entries.get(run.flow)
-            if entry is not None:  # the user's own entry: imported as given
-                flow = import_entry(entry)
-                check_same_steps(store, run, flow, f"--entry {entry}")
-        report = replayer.replay(
-            run_id, store=store, code=options.code, guards=options.guards,
+        entry = dict(options.entries).get(run.flow) if options.entries else None
+        if entry is not None:  # the user's own entry: imported as given
+            flow = import_entry(entry)
+            check_same_steps(store, run, flow, f"--entry {entry}")
+            replayer.check_replay_arguments(options.code, options.repeat, flow)
+        report = replayer.replay_loaded(
+            run, store=store, code=options.code, guards=options.guards,
             project_root=Path(options.project_root) if options.project_root else None,
-            flow=flow, repeat=options.repeat, allow_world=options.allow_world,
-            allow_unsigned=options.allow_unsigned)
+            flow=flow, repeat=options.repeat, debug_step=None,
+            allow_world=options.allow_world, allow_unsigned=options.allow_unsigned)
     except StoreError as exc:
         return RunResult(run_id, error=str(exc), store_error=True, raised=exc,
                          seconds=elapsed())
@@ -144,9 +162,18 @@ def replay_in_this_process(store: Store, run_id: str, options: ReplayOptions) ->
 _WORKER: dict[str, Any] = {}
 
 
-def start(store_path: str, options: ReplayOptions) -> None:
-    """Pool initializer: open the store once for all the runs this worker replays."""
+def start(store_path: str, options: ReplayOptions,
+          hash_seed: tuple[str | None, ...] = _ANY_SEED) -> None:
+    """Pool initializer: open the store once for all the runs this worker replays.
+
+    ``hash_seed`` is ``(seed,)`` for a worker started under the hash seed ``seed``
+    (``None``: the runs that recorded none): each run is checked to have recorded it
+    before it replays, since the parent grouped the runs by a scan of their records
+    that a crafted record could mislead (:mod:`pinrun.verifier.seed_pass`). A run
+    that recorded another seed comes back ``misrouted``, not replayed.
+    """
     _WORKER["store"] = Store.open(store_path)
+    _WORKER["hash_seed"] = hash_seed
     # Lives as long as this worker, whose exit closes its descriptor.
     _WORKER["pages"] = PageBudget(_WORKER["store"].path, _PAGE_BUDGET)
     _WORKER["options"] = options
@@ -170,9 +197,10 @@ def replay_chunk(run_ids: list[str]) -> bytes:
     store: Store = _WORKER["store"]
     options: ReplayOptions = _WORKER["options"]
     pages: PageBudget = _WORKER["pages"]
+    hash_seed: tuple[str | None, ...] = _WORKER["hash_seed"]
     results = []
     for run_id in run_ids:
-        results.append(replay_in_this_process(store, run_id, options))
+        results.append(replay_in_this_process(store, run_id, options, hash_seed))
         # A replay reads pages no later one needs (runs are spread over the store, and
         # the kernel maps a page's neighbours with it): given back once they add up to
         # the budget, the worker's size stays flat however large the store.
@@ -248,6 +276,8 @@ class ResultForm(Generic[_Result]):
     of: Callable[[RunResult], _Result]
     #: The verdict of a result in this form.
     verdict: Callable[[_Result], str]
+    #: Whether a result in this form is ``misrouted`` (:attr:`RunResult.misrouted`).
+    misrouted: Callable[[_Result], bool]
 
 
 def _same(result: RunResult) -> RunResult:
@@ -262,11 +292,19 @@ def _value_verdict(value: dict[str, Any]) -> str:
     return str(value["verdict"])
 
 
+def _misrouted(result: RunResult) -> bool:
+    return result.misrouted
+
+
+def _value_misrouted(value: dict[str, Any]) -> bool:
+    return value.get("misrouted") is True
+
+
 #: Results as :class:`RunResult` objects (:func:`pinrun.verifier.verify.verify_runs`).
-OBJECTS: ResultForm[RunResult] = ResultForm(False, chunk_results, _same, _verdict)
+OBJECTS: ResultForm[RunResult] = ResultForm(False, chunk_results, _same, _verdict, _misrouted)
 #: Results as JSON-ready values (:func:`pinrun.verifier.verify.run_verification`).
 VALUES: ResultForm[dict[str, Any]] = ResultForm(True, chunk_values, RunResult.as_value,
-                                                _value_verdict)
+                                                _value_verdict, _value_misrouted)
 
 
 # ------------------------------------------------------------ one fresh child
