@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -180,9 +180,73 @@ def reads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> st
     if request.param == "Python reads":
         monkeypatch.setattr(code_state_module, "_address", id)
         monkeypatch.setattr(code_state_module, "_function_parts", None)
+        monkeypatch.setattr(code_state_module, "_Walk", vars(code_state_module)["_PyWalk"])
     else:
         assert vars(code_state_module)["_function_parts"] is not None, "C speedups not built"
+        assert vars(code_state_module)["_Walk"] is not vars(code_state_module)["_PyWalk"], \
+            "C speedups not built"
     return str(request.param)
+
+
+def _both_walks(modules: list[types.ModuleType]) -> tuple[object, object]:
+    """code_state with the walk in C, and with the walk in Python (same reads)."""
+    c_walk = code_state(modules)
+    compiled = vars(code_state_module)["_Walk"]
+    assert compiled is not vars(code_state_module)["_PyWalk"], "C speedups not built"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(code_state_module, "_Walk", vars(code_state_module)["_PyWalk"])
+        python_walk = code_state(modules)
+    return c_walk, python_walk
+
+
+@pytest.mark.parametrize("case", sorted(HIDDEN) + sorted(INERT))
+def test_the_walk_in_c_answers_what_the_walk_in_python_answers(
+        make_module: types.FunctionType, case: str) -> None:
+    """Item by item, in the same order: equal states (the same ids held), before and
+    after ``advance()``, and None for the same modules."""
+    source = HIDDEN.get(case) or INERT[case]
+    module = make_module(f"code_state_both_{case.replace(' ', '_')}", source)
+    for _ in range(2):
+        c_walk, python_walk = _both_walks([module])
+        assert c_walk == python_walk
+        assert (c_walk is None) == (python_walk is None)
+        if hasattr(module, "advance"):
+            module.advance()
+
+
+def test_the_walks_agree_on_large_modules() -> None:
+    """Real modules (many kinds: classes, closures, defaults, nested modules): equal."""
+    import collections
+    import json.decoder
+
+    import pinrun.engine.records
+
+    for modules in ([collections], [json.decoder], [pinrun.engine.records],
+                    [collections, json.decoder]):
+        c_walk, python_walk = _both_walks(modules)
+        assert c_walk == python_walk
+
+
+def test_a_function_walked_in_c_sees_its_cells_defaults_and_attributes(
+        make_module: types.FunctionType) -> None:
+    """What the C walk reads of a function itself: each change makes the state differ."""
+    module = make_module("code_state_function_parts", (
+        "def outer():\n    held = [1]\n    def inner(a=[2], *, b={'k': 3}):\n"
+        "        return held, a, b\n    return inner\nf = outer()\n"))
+    changes: list[Callable[[], object]] = [lambda: module.f.__closure__[0].cell_contents.append(9),
+               lambda: module.f.__defaults__[0].append(9),
+               lambda: module.f.__kwdefaults__["b"].update(k=4),
+               lambda: setattr(module.f, "tag", 1),
+               lambda: setattr(module.f, "tag", 2)]
+    for change in changes:
+        before = code_state([module])
+        change()
+        after = code_state([module])
+        assert before is not None
+        assert after is not None
+        assert before != after
+        c_walk, python_walk = _both_walks([module])
+        assert c_walk == python_walk
 
 
 @pytest.mark.parametrize("case", sorted(HIDDEN))

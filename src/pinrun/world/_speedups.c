@@ -8,6 +8,8 @@
  * none yet), without the "object.__getattr__" events of the three in the
  * middle. Both read fields and call nothing.
  *
+ * Walker (in _walk.c): code_state's walk, its common cases in C.
+ *
  * The gate: the world's audit hook, in C, in front of the Python handler.
  *
  * Python calls every audit hook for every audit event in the process, and a
@@ -34,6 +36,8 @@
 #include <stdint.h>
 #include <string.h>
 #include <structmember.h>
+
+#include "_walk.h"
 
 /* The sieve: a bit per (first character below 128, length modulo 64). */
 #define SIEVE_CHARS 128
@@ -236,6 +240,9 @@ static PyMethodDef methods[] = {
     {"function_parts", function_parts, METH_O,
      "A function's (__globals__, __code__, __defaults__, __kwdefaults__, __closure__, "
      "__dict__ or None), without their audit events."},
+    {"configure_walk", configure_walk, METH_VARARGS,
+     "configure_walk(by_identity, import_machinery, flow, opaque_error, most_items, "
+     "most_depth): code_state's tables, for Walker (see _walk.c)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -257,6 +264,10 @@ PyMODINIT_FUNC PyInit__speedups(void)
     Py_INCREF(&GateType);
     if (PyModule_AddObject(made, "Gate", (PyObject *)&GateType) < 0) {
         Py_DECREF(&GateType);
+        Py_DECREF(made);
+        return NULL;
+    }
+    if (add_walker(made) < 0) {
         Py_DECREF(made);
         return NULL;
     }
