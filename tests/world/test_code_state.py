@@ -355,6 +355,46 @@ def test_process_state_sees_what_an_import_may_set() -> None:
         del os.environ["PINRUN_CODE_STATE_PROBE"]
 
 
+@pytest.mark.parametrize("change", ["prec", "rounding", "Emin", "Emax", "capitals", "clamp",
+                                    "flag", "trap", "another kind"])
+def test_process_state_sees_every_setting_of_the_decimal_context(change: str) -> None:
+    """Each setting, flag and trap of the thread's decimal context, and a context of
+    another class with the same settings: each makes the process state differ."""
+    import decimal
+
+    from pinrun.world.code_state import process_state
+
+    class OwnContext(decimal.Context):
+        pass
+
+    with decimal.localcontext() as context:
+        before = process_state()
+        assert process_state() == before
+        if change == "prec":
+            context.prec += 1
+        elif change == "rounding":
+            context.rounding = decimal.ROUND_DOWN
+        elif change == "Emin":
+            context.Emin -= 1
+        elif change == "Emax":
+            context.Emax -= 1
+        elif change == "capitals":
+            context.capitals = 0
+        elif change == "clamp":
+            context.clamp = 1
+        elif change == "flag":
+            context.flags[decimal.Inexact] = True
+        elif change == "trap":
+            context.traps[decimal.Inexact] = True
+        else:
+            decimal.setcontext(OwnContext(**{name: getattr(context, name) for name in (
+                "prec", "rounding", "Emin", "Emax", "capitals", "clamp")},
+                flags=[], traps=[kind for kind, on in context.traps.items() if on]))
+            assert process_state() != before
+            return
+        assert process_state() != before
+
+
 def test_the_global_generator_read_as_it_is_tells_what_getstate_tells() -> None:
     """The generator's state read in place is equal exactly when ``getstate`` is: after
     draws, a reseed, a restore, and a gauss draw that only uses its kept value."""
@@ -363,6 +403,7 @@ def test_the_global_generator_read_as_it_is_tells_what_getstate_tells() -> None:
     from pinrun.world import code_state
 
     assert code_state._RAW_STATE is not None  # CPython 3.11 keeps its words in place
+    assert code_state._object_bytes is not code_state._string_at, "C speedups not built"
     generator = random.Random(7)
     seen: list[tuple[object, object]] = []
     for change in (lambda: None, generator.random, lambda: generator.seed(7),

@@ -69,13 +69,23 @@ from pinrun.world.hidden_state import cache_entries
 # speedups read the same without the events; without a compiler, the builtins.
 _address: Callable[[object], int] = id
 _function_parts: Callable[[types.FunctionType], tuple[Any, ...]] | None = None
+
+
+def _string_at(value: object, offset: int, size: int) -> bytes:
+    return ctypes.string_at(id(value) + offset, size)
+
+
+#: A copy of an object's own memory (the random generator's state words).
+_object_bytes: Callable[[object, int, int], bytes] = _string_at
 try:
     from pinrun.world._speedups import address as _compiled_address
     from pinrun.world._speedups import function_parts as _compiled_function_parts
+    from pinrun.world._speedups import object_bytes as _compiled_object_bytes
 except ImportError:  # pragma: no cover - exercised on machines without a compiler
     pass
 else:
     _address, _function_parts = _compiled_address, _compiled_function_parts
+    _object_bytes = _compiled_object_bytes
 
 __all__ = ["MOST_DEPTH", "MOST_ITEMS", "code_state", "process_state", "threads_alive"]
 
@@ -144,7 +154,9 @@ def process_state() -> tuple[Any, ...]:
         _logger_state(logging.root),
         tuple(_logger_state(logger) for logger in list(loggers.values())
               if isinstance(logger, logging.Logger)),
-        repr(context),  # every setting, flag and trap, in C (its flags are a slow Mapping)
+        # Every setting, flag and trap (its flags are a slow Mapping): what pickling keeps,
+        # made in C (a third of repr's instructions); repr for a Context of another kind.
+        context.__reduce__()[1] if type(context) is decimal.Context else repr(context),
         _environment(),
         tuple(warnings.filters),
         tuple(sys.path), _cwd(), sys.getrecursionlimit())
@@ -163,7 +175,7 @@ def _random_state(generator: random.Random) -> object:
     cost), and the gauss value it keeps; ``getstate`` where that read is not proven."""
     if _RAW_STATE is None or type(generator) is not random.Random:
         return random.Random.getstate(generator)
-    return (ctypes.string_at(_address(generator) + _RAW_STATE[0], _RAW_STATE[1]),
+    return (_object_bytes(generator, _RAW_STATE[0], _RAW_STATE[1]),
             vars(generator).get("gauss_next"))
 
 
@@ -179,11 +191,11 @@ def _raw_state_place() -> tuple[int, int] | None:
                 _, internal, _ = probe.getstate()
                 *words, index = internal
                 expected = struct.pack(f"=i{len(words)}I", index, *words)
-                if ctypes.string_at(id(probe) + offset, len(expected)) != expected:
+                if _object_bytes(probe, offset, len(expected)) != expected:
                     return None
                 probe.random()
         return offset, len(expected)
-    except Exception:  # no ctypes, another layout, another word size: use getstate
+    except Exception:  # another layout, another word size (or past the object): getstate
         return None
 
 
