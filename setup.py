@@ -16,7 +16,8 @@ setup(
         ),
         Extension(
             "pinrun.world._speedups",
-            ["src/pinrun/world/_speedups.c"],
+            ["src/pinrun/world/_speedups.c", "src/pinrun/world/_walk.c"],
+            depends=["src/pinrun/world/_walk.h"],
             optional=True,
         ),
     ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -180,9 +180,73 @@ def reads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> st
     if request.param == "Python reads":
         monkeypatch.setattr(code_state_module, "_address", id)
         monkeypatch.setattr(code_state_module, "_function_parts", None)
+        monkeypatch.setattr(code_state_module, "_Walk", vars(code_state_module)["_PyWalk"])
     else:
         assert vars(code_state_module)["_function_parts"] is not None, "C speedups not built"
+        assert vars(code_state_module)["_Walk"] is not vars(code_state_module)["_PyWalk"], \
+            "C speedups not built"
     return str(request.param)
+
+
+def _both_walks(modules: list[types.ModuleType]) -> tuple[object, object]:
+    """code_state with the walk in C, and with the walk in Python (same reads)."""
+    c_walk = code_state(modules)
+    compiled = vars(code_state_module)["_Walk"]
+    assert compiled is not vars(code_state_module)["_PyWalk"], "C speedups not built"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(code_state_module, "_Walk", vars(code_state_module)["_PyWalk"])
+        python_walk = code_state(modules)
+    return c_walk, python_walk
+
+
+@pytest.mark.parametrize("case", sorted(HIDDEN) + sorted(INERT))
+def test_the_walk_in_c_answers_what_the_walk_in_python_answers(
+        make_module: types.FunctionType, case: str) -> None:
+    """Item by item, in the same order: equal states (the same ids held), before and
+    after ``advance()``, and None for the same modules."""
+    source = HIDDEN.get(case) or INERT[case]
+    module = make_module(f"code_state_both_{case.replace(' ', '_')}", source)
+    for _ in range(2):
+        c_walk, python_walk = _both_walks([module])
+        assert c_walk == python_walk
+        assert (c_walk is None) == (python_walk is None)
+        if hasattr(module, "advance"):
+            module.advance()
+
+
+def test_the_walks_agree_on_large_modules() -> None:
+    """Real modules (many kinds: classes, closures, defaults, nested modules): equal."""
+    import collections
+    import json.decoder
+
+    import pinrun.engine.records
+
+    for modules in ([collections], [json.decoder], [pinrun.engine.records],
+                    [collections, json.decoder]):
+        c_walk, python_walk = _both_walks(modules)
+        assert c_walk == python_walk
+
+
+def test_a_function_walked_in_c_sees_its_cells_defaults_and_attributes(
+        make_module: types.FunctionType) -> None:
+    """What the C walk reads of a function itself: each change makes the state differ."""
+    module = make_module("code_state_function_parts", (
+        "def outer():\n    held = [1]\n    def inner(a=[2], *, b={'k': 3}):\n"
+        "        return held, a, b\n    return inner\nf = outer()\n"))
+    changes: list[Callable[[], object]] = [lambda: module.f.__closure__[0].cell_contents.append(9),
+               lambda: module.f.__defaults__[0].append(9),
+               lambda: module.f.__kwdefaults__["b"].update(k=4),
+               lambda: setattr(module.f, "tag", 1),
+               lambda: setattr(module.f, "tag", 2)]
+    for change in changes:
+        before = code_state([module])
+        change()
+        after = code_state([module])
+        assert before is not None
+        assert after is not None
+        assert before != after
+        c_walk, python_walk = _both_walks([module])
+        assert c_walk == python_walk
 
 
 @pytest.mark.parametrize("case", sorted(HIDDEN))
@@ -291,6 +355,48 @@ def test_process_state_sees_what_an_import_may_set() -> None:
         del os.environ["PINRUN_CODE_STATE_PROBE"]
 
 
+@pytest.mark.parametrize("change", ["prec", "rounding", "Emin", "Emax", "capitals", "clamp",
+                                    "flag", "trap", "another kind"])
+def test_process_state_sees_every_setting_of_the_decimal_context(change: str) -> None:
+    """Each setting, flag and trap of the thread's decimal context, and a context of
+    another class with the same settings: each makes the process state differ."""
+    import decimal
+
+    from pinrun.world.code_state import process_state
+
+    class OwnContext(decimal.Context):
+        pass
+
+    with decimal.localcontext() as context:
+        context.clear_flags()  # (earlier tests may have left some set in the context copied)
+        context.traps[decimal.Inexact] = False
+        before = process_state()
+        assert process_state() == before
+        if change == "prec":
+            context.prec += 1
+        elif change == "rounding":
+            context.rounding = decimal.ROUND_DOWN
+        elif change == "Emin":
+            context.Emin -= 1
+        elif change == "Emax":
+            context.Emax -= 1
+        elif change == "capitals":
+            context.capitals = 0
+        elif change == "clamp":
+            context.clamp = 1
+        elif change == "flag":
+            context.flags[decimal.Inexact] = True
+        elif change == "trap":
+            context.traps[decimal.Inexact] = True
+        else:
+            decimal.setcontext(OwnContext(**{name: getattr(context, name) for name in (
+                "prec", "rounding", "Emin", "Emax", "capitals", "clamp")},
+                flags=[], traps=[kind for kind, on in context.traps.items() if on]))
+            assert process_state() != before
+            return
+        assert process_state() != before
+
+
 def test_the_global_generator_read_as_it_is_tells_what_getstate_tells() -> None:
     """The generator's state read in place is equal exactly when ``getstate`` is: after
     draws, a reseed, a restore, and a gauss draw that only uses its kept value."""
@@ -299,6 +405,7 @@ def test_the_global_generator_read_as_it_is_tells_what_getstate_tells() -> None:
     from pinrun.world import code_state
 
     assert code_state._RAW_STATE is not None  # CPython 3.11 keeps its words in place
+    assert code_state._object_bytes is not code_state._string_at, "C speedups not built"
     generator = random.Random(7)
     seen: list[tuple[object, object]] = []
     for change in (lambda: None, generator.random, lambda: generator.seed(7),

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from pinrun.world import _speedups, calls, refusal
-from pinrun.world._speedups import Gate, address, function_parts
+from pinrun.world._speedups import Gate, address, function_parts, object_bytes
 
 
 def test_the_gate_calls_its_handler_only_for_watched_events() -> None:
@@ -76,6 +76,20 @@ def test_the_installed_hook_is_the_gate_over_the_world_handler() -> None:
 def test_address_is_id() -> None:
     for value in (object(), [], "text", 12345678901234567890, None, sys):
         assert address(value) == id(value)
+
+
+def test_object_bytes_reads_what_ctypes_reads_and_only_within_the_object() -> None:
+    import ctypes
+    import random
+
+    generator = random.Random(3)
+    size = type(generator).__basicsize__ - object.__basicsize__
+    assert object_bytes(generator, object.__basicsize__, size) == ctypes.string_at(
+        id(generator) + object.__basicsize__, size)
+    for offset, count in ((0, 8), (object.__basicsize__, size + 1), (-8, 8),
+                          (object.__basicsize__, -1), (type(generator).__basicsize__ + 8, 0)):
+        with pytest.raises(ValueError, match="within the object"):
+            object_bytes(generator, offset, count)
 
 
 def _plain() -> int:

@@ -56,12 +56,14 @@ class _Answers:
 
     def __init__(self, events: list[Event]) -> None:
         self.events = events
-        self._plain = [index for index, event in enumerate(events) if event.kind != "effect"]
+        self._plain: list[int] = []
         self._next_plain = 0
         self._effects: dict[tuple[str | None, str | None], deque[int]] = defaultdict(deque)
-        for index, event in enumerate(events):
+        for index, event in enumerate(events):  # (most steps record none)
             if event.kind == "effect":
                 self._effects[event.name, event.arguments].append(index)
+            else:
+                self._plain.append(index)
         self._used = [False] * len(events)
         self._lock = threading.Lock()
 

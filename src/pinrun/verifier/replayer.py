@@ -206,13 +206,14 @@ _CAUSE_RANK = {"nondeterministic call": 0, "file system": 1, "code drift": 2,
 
 def _rank_causes(result: StepResult) -> None:
     """Order a step's causes by :data:`_CAUSE_RANK`."""
-    result.causes.sort(key=lambda cause: _CAUSE_RANK.get(cause.kind, 6))
+    if len(result.causes) > 1:  # most steps have none: no sort, no key function made
+        result.causes.sort(key=lambda cause: _CAUSE_RANK.get(cause.kind, 6))
 
 
 #: Recorded objects matched by digest are read back (and re-hashed) this many at a time.
 _CHECK_BATCH = 256
 #: Recorded event lists kept decoded per process (see :func:`_recorded_events`).
-_EVENTS: Kept[tuple[Path, Digest], tuple[Event, ...]] = Kept(1024)
+_EVENTS: Kept[tuple[Path, bytes], tuple[Event, ...]] = Kept(1024)
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -224,7 +225,8 @@ def _recorded_events(store: Store, digest: Digest) -> list[Event]:
     scalar (nothing a step could change in place) is read and checked once per store
     and process. Lists holding effect answers (dicts, lists) are read every time.
     """
-    key = (store.path, digest)
+    # By the digest's bytes: hashed and compared in C (a Digest's own methods are Python).
+    key = (store.path, digest.raw)
     found = _EVENTS.get(key)
     if found is not None:
         return list(found)

@@ -6,7 +6,10 @@
  * audit event; function_parts(func) is a function's (__globals__, __code__,
  * __defaults__, __kwdefaults__, __closure__, its __dict__ or None when it has
  * none yet), without the "object.__getattr__" events of the three in the
- * middle. Both read fields and call nothing.
+ * middle; object_bytes(obj, offset, size) a copy of the object's own memory there (the
+ * random generator's state words). They read fields and call nothing.
+ *
+ * Walker (in _walk.c): code_state's walk, its common cases in C.
  *
  * The gate: the world's audit hook, in C, in front of the Python handler.
  *
@@ -34,6 +37,8 @@
 #include <stdint.h>
 #include <string.h>
 #include <structmember.h>
+
+#include "_walk.h"
 
 /* The sieve: a bit per (first character below 128, length modulo 64). */
 #define SIEVE_CHARS 128
@@ -231,11 +236,42 @@ static PyObject *function_parts(PyObject *module, PyObject *value)
 #undef OR_NONE
 }
 
+/* object_bytes(obj, offset, size): a copy of the object's own memory at [offset, offset +
+ * size), which must lie within its type's basic size (past the object's head): what
+ * ctypes.string_at(id(obj) + offset, size) reads, in a tenth of the instructions. */
+static PyObject *object_bytes(PyObject *module, PyObject *const *args, Py_ssize_t count)
+{
+    Py_ssize_t offset, size;
+    if (count != 3) {
+        PyErr_SetString(PyExc_TypeError, "object_bytes takes (obj, offset, size)");
+        return NULL;
+    }
+    if ((offset = PyLong_AsSsize_t(args[1])) == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if ((size = PyLong_AsSsize_t(args[2])) == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_ssize_t within = Py_TYPE(args[0])->tp_basicsize;
+    if (offset < (Py_ssize_t)sizeof(PyObject) || size < 0 || offset > within ||
+            size > within - offset) {
+        PyErr_SetString(PyExc_ValueError, "object_bytes reads only within the object, "
+                        "past its head");
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize((const char *)args[0] + offset, size);
+}
+
 static PyMethodDef methods[] = {
+    {"object_bytes", (PyCFunction)(void (*)(void))object_bytes, METH_FASTCALL,
+     "object_bytes(obj, offset, size): the object's own memory at [offset, offset + size)."},
     {"address", address, METH_O, "id(value), without its audit event."},
     {"function_parts", function_parts, METH_O,
      "A function's (__globals__, __code__, __defaults__, __kwdefaults__, __closure__, "
      "__dict__ or None), without their audit events."},
+    {"configure_walk", configure_walk, METH_VARARGS,
+     "configure_walk(by_identity, import_machinery, flow, opaque_error, most_items, "
+     "most_depth): code_state's tables, for Walker (see _walk.c)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -257,6 +293,10 @@ PyMODINIT_FUNC PyInit__speedups(void)
     Py_INCREF(&GateType);
     if (PyModule_AddObject(made, "Gate", (PyObject *)&GateType) < 0) {
         Py_DECREF(&GateType);
+        Py_DECREF(made);
+        return NULL;
+    }
+    if (add_walker(made) < 0) {
         Py_DECREF(made);
         return NULL;
     }

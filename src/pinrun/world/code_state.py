@@ -69,13 +69,23 @@ from pinrun.world.hidden_state import cache_entries
 # speedups read the same without the events; without a compiler, the builtins.
 _address: Callable[[object], int] = id
 _function_parts: Callable[[types.FunctionType], tuple[Any, ...]] | None = None
+
+
+def _string_at(value: object, offset: int, size: int) -> bytes:
+    return ctypes.string_at(id(value) + offset, size)
+
+
+#: A copy of an object's own memory (the random generator's state words).
+_object_bytes: Callable[[object, int, int], bytes] = _string_at
 try:
     from pinrun.world._speedups import address as _compiled_address
     from pinrun.world._speedups import function_parts as _compiled_function_parts
+    from pinrun.world._speedups import object_bytes as _compiled_object_bytes
 except ImportError:  # pragma: no cover - exercised on machines without a compiler
     pass
 else:
     _address, _function_parts = _compiled_address, _compiled_function_parts
+    _object_bytes = _compiled_object_bytes
 
 __all__ = ["MOST_DEPTH", "MOST_ITEMS", "code_state", "process_state", "threads_alive"]
 
@@ -144,7 +154,9 @@ def process_state() -> tuple[Any, ...]:
         _logger_state(logging.root),
         tuple(_logger_state(logger) for logger in list(loggers.values())
               if isinstance(logger, logging.Logger)),
-        repr(context),  # every setting, flag and trap, in C (its flags are a slow Mapping)
+        # Every setting, flag and trap (its flags are a slow Mapping): what pickling keeps,
+        # made in C (a third of repr's instructions); repr for a Context of another kind.
+        context.__reduce__()[1] if type(context) is decimal.Context else repr(context),
         _environment(),
         tuple(warnings.filters),
         tuple(sys.path), _cwd(), sys.getrecursionlimit())
@@ -163,7 +175,7 @@ def _random_state(generator: random.Random) -> object:
     cost), and the gauss value it keeps; ``getstate`` where that read is not proven."""
     if _RAW_STATE is None or type(generator) is not random.Random:
         return random.Random.getstate(generator)
-    return (ctypes.string_at(_address(generator) + _RAW_STATE[0], _RAW_STATE[1]),
+    return (_object_bytes(generator, _RAW_STATE[0], _RAW_STATE[1]),
             vars(generator).get("gauss_next"))
 
 
@@ -179,11 +191,11 @@ def _raw_state_place() -> tuple[int, int] | None:
                 _, internal, _ = probe.getstate()
                 *words, index = internal
                 expected = struct.pack(f"=i{len(words)}I", index, *words)
-                if ctypes.string_at(id(probe) + offset, len(expected)) != expected:
+                if _object_bytes(probe, offset, len(expected)) != expected:
                     return None
                 probe.random()
         return offset, len(expected)
-    except Exception:  # no ctypes, another layout, another word size: use getstate
+    except Exception:  # another layout, another word size (or past the object): getstate
         return None
 
 
@@ -216,64 +228,34 @@ def _numpy_state(generator: object) -> object:
         return object()
 
 
-class _Walk:
-    """One walk: the project's modules, what was seen (cycles), the objects held."""
+class _Methods:
+    """The walk's kinds other than the common ones: the part of a walk that stays in
+    Python (see :class:`_PyWalk` for the rest, and ``_walk.c`` for it in C)."""
 
-    __slots__ = ("held", "items", "own", "own_names", "seen")
+    __slots__ = ()
+    #: Objects compared by identity (held, so that their ids stay theirs).
+    held: list[object]
+    #: Per object walked, the order it was first met in (a cycle is walked once).
+    seen: dict[int, int]
+    #: The namespaces of the project's modules: a function whose globals are one of
+    #: them is the project's, whatever its ``__module__`` says.
+    own: set[int]
+    items: int
 
     def __init__(self, modules: Sequence[types.ModuleType]) -> None:
-        self.own_names = {module.__name__ for module in modules}
-        #: The namespaces of the project's modules: a function whose globals are one of
-        #: them is the project's, whatever its ``__module__`` says.
-        self.own = {_address(vars(module)) for module in modules}
-        #: Per object walked, the order it was first met in (a cycle is walked once).
-        self.seen: dict[int, int] = {}
-        #: Objects compared by identity (held, so that their ids stay theirs).
-        self.held: list[object] = []
-        self.items = 0
+        raise NotImplementedError
 
     def same(self, value: object) -> tuple[str, int]:
-        self.held.append(value)
-        return ("is", _address(value))
+        raise NotImplementedError
 
     def pairs(self, items: Iterable[tuple[object, object]], depth: int) -> tuple[Any, ...]:
-        """Walked key and value pairs (made for the walk: never marked as seen)."""
-        walk = self.value
-        return tuple((walk(key, depth), walk(item, depth)) for key, item in items)
+        raise NotImplementedError
 
     def namespace(self, names: Mapping[str, Any], depth: int) -> tuple[Any, ...]:
-        walk = self.value
-        found: list[tuple[Any, ...]] = []
-        for name, value in list(names.items()):
-            kind = type(value)
-            if kind is str or kind is int or kind is bool:  # most globals: walked in line
-                self.items += 1
-                found.append((name, kind, value))
-            else:
-                found.append((name, self.same(value) if name in _IMPORT_MACHINERY
-                              else walk(value, depth)))
-        return tuple(found)
+        raise NotImplementedError
 
     def value(self, value: object, depth: int) -> object:
-        self.items += 1
-        if self.items > MOST_ITEMS or depth > MOST_DEPTH:
-            raise _OpaqueError
-        kind = type(value)
-        if kind in _SCALARS:
-            return (kind, value)
-        if kind is float:
-            return (float, cast("float", value).hex())
-        if kind is complex:
-            return (complex, repr(value))
-        if kind in _IMMUTABLE or kind in _FORMS:
-            return self.same(value)
-        key = _address(value)
-        order = self.seen.get(key)
-        if order is not None:  # met before in this walk: a cycle, or shared
-            return ("seen", order)
-        self.seen[key] = len(self.seen)
-        self.held.append(value)
-        return self._composite(kind, value, depth + 1)
+        raise NotImplementedError
 
     def _composite(self, kind: type, value: Any, depth: int) -> object:
         if kind is types.FunctionType:  # what modules hold most
@@ -413,6 +395,90 @@ class _Walk:
                     except AttributeError:  # a slot not set
                         found.append("unset")
         return tuple(found)
+
+
+class _PyWalk(_Methods):
+    """One walk in Python: the project's modules, what was seen (cycles), the objects
+    held. ``_walk.c``'s Walker does the same, case by case (tests hold them equal)."""
+
+    __slots__ = ("held", "items", "own", "seen")
+
+    def __init__(self, modules: Sequence[types.ModuleType]) -> None:
+        self.own = _own(modules)
+        self.seen = {}
+        self.held = []
+        self.items = 0
+
+    def same(self, value: object) -> tuple[str, int]:
+        self.held.append(value)
+        return ("is", _address(value))
+
+    def pairs(self, items: Iterable[tuple[object, object]], depth: int) -> tuple[Any, ...]:
+        """Walked key and value pairs (made for the walk: never marked as seen)."""
+        walk = self.value
+        return tuple((walk(key, depth), walk(item, depth)) for key, item in items)
+
+    def namespace(self, names: Mapping[str, Any], depth: int) -> tuple[Any, ...]:
+        walk = self.value
+        found: list[tuple[Any, ...]] = []
+        for name, value in list(names.items()):
+            kind = type(value)
+            if kind is str or kind is int or kind is bool:  # most globals: walked in line
+                self.items += 1
+                found.append((name, kind, value))
+            else:
+                found.append((name, self.same(value) if name in _IMPORT_MACHINERY
+                              else walk(value, depth)))
+        return tuple(found)
+
+    def value(self, value: object, depth: int) -> object:
+        self.items += 1
+        if self.items > MOST_ITEMS or depth > MOST_DEPTH:
+            raise _OpaqueError
+        kind = type(value)
+        if kind in _SCALARS:
+            return (kind, value)
+        if kind is float:
+            return (float, cast("float", value).hex())
+        if kind is complex:
+            return (complex, repr(value))
+        if kind in _IMMUTABLE or kind in _FORMS:
+            return self.same(value)
+        key = _address(value)
+        order = self.seen.get(key)
+        if order is not None:  # met before in this walk: a cycle, or shared
+            return ("seen", order)
+        self.seen[key] = len(self.seen)
+        self.held.append(value)
+        return self._composite(kind, value, depth + 1)
+
+
+
+def _own(modules: Sequence[types.ModuleType]) -> set[int]:
+    return {_address(vars(module)) for module in modules}
+
+
+#: The walk code_state makes: its common cases in C (``_walk.c``, a tenth of the
+#: instructions), or all in Python without a compiler.
+_Walk: type[_Methods] = _PyWalk
+try:
+    from pinrun.world._speedups import Walker, configure_walk
+except ImportError:  # pragma: no cover - exercised on machines without a compiler
+    pass
+else:
+    configure_walk(_IMMUTABLE | _FORMS, _IMPORT_MACHINERY, Flow, _OpaqueError, MOST_ITEMS,
+                   MOST_DEPTH)
+
+    class _CWalk(Walker, _Methods):
+        """The walk with its common cases in C (``Walker``, which starts it empty); the
+        rest in :class:`_Methods`."""
+
+        __slots__ = ()
+
+        def __init__(self, modules: Sequence[types.ModuleType]) -> None:
+            self.own = _own(modules)
+
+    _Walk = _CWalk
 
 
 def _python_function_parts(func: types.FunctionType) -> tuple[Any, ...]:
