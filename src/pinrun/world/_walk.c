@@ -58,8 +58,28 @@ static PyObject *walk_same(Walker *walk, PyObject *value)
     return found;
 }
 
-/* A tuple of the walked items of any iterable (a list, a set: in its iteration order). */
-static PyObject *walk_items(Walker *walk, PyObject *items, long depth)
+/* (walked key, walked value) of one (key, value) pair. */
+static PyObject *walk_pair(Walker *walk, PyObject *pair, long depth)
+{
+    PyObject *key = NULL, *item = NULL, *walked = NULL;
+    PyObject *parts = PySequence_Tuple(pair);
+    if (parts != NULL && PyTuple_GET_SIZE(parts) != 2) {
+        PyErr_SetString(PyExc_ValueError, "pairs takes (key, value) pairs");
+    } else if (parts != NULL && (key = walk_value(walk, PyTuple_GET_ITEM(parts, 0), depth))
+               != NULL && (item = walk_value(walk, PyTuple_GET_ITEM(parts, 1), depth))
+               != NULL) {
+        walked = PyTuple_Pack(2, key, item);
+    }
+    Py_XDECREF(parts);
+    Py_XDECREF(key);
+    Py_XDECREF(item);
+    return walked;
+}
+
+/* A tuple of one(walk, item, depth) for each item of any iterable (a list, a set: in
+ * its iteration order). */
+static PyObject *walk_each(Walker *walk, PyObject *items, long depth,
+                           PyObject *(*one)(Walker *, PyObject *, long))
 {
     PyObject *found = PyList_New(0);
     PyObject *iterator = found != NULL ? PyObject_GetIter(items) : NULL;
@@ -69,7 +89,7 @@ static PyObject *walk_items(Walker *walk, PyObject *items, long depth)
     }
     PyObject *item;
     while ((item = PyIter_Next(iterator)) != NULL) {
-        PyObject *walked = walk_value(walk, item, depth);
+        PyObject *walked = one(walk, item, depth);
         Py_DECREF(item);
         if (walked == NULL || PyList_Append(found, walked) < 0) {
             Py_XDECREF(walked);
@@ -89,46 +109,16 @@ static PyObject *walk_items(Walker *walk, PyObject *items, long depth)
     return tuple;
 }
 
+/* A tuple of the walked items of any iterable. */
+static PyObject *walk_items(Walker *walk, PyObject *items, long depth)
+{
+    return walk_each(walk, items, depth, walk_value);
+}
+
 /* ((walked key, walked value), ...) of an iterable of pairs. */
 static PyObject *walk_pairs(Walker *walk, PyObject *items, long depth)
 {
-    PyObject *found = PyList_New(0);
-    PyObject *iterator = found != NULL ? PyObject_GetIter(items) : NULL;
-    if (iterator == NULL) {
-        Py_XDECREF(found);
-        return NULL;
-    }
-    PyObject *pair;
-    while ((pair = PyIter_Next(iterator)) != NULL) {
-        PyObject *key = NULL, *item = NULL, *walked = NULL;
-        PyObject *parts = PySequence_Tuple(pair);
-        Py_DECREF(pair);
-        if (parts != NULL && PyTuple_GET_SIZE(parts) != 2) {
-            PyErr_SetString(PyExc_ValueError, "pairs takes (key, value) pairs");
-        } else if (parts != NULL && (key = walk_value(walk, PyTuple_GET_ITEM(parts, 0), depth))
-                   != NULL && (item = walk_value(walk, PyTuple_GET_ITEM(parts, 1), depth))
-                   != NULL) {
-            walked = PyTuple_Pack(2, key, item);
-        }
-        Py_XDECREF(parts);
-        Py_XDECREF(key);
-        Py_XDECREF(item);
-        if (walked == NULL || PyList_Append(found, walked) < 0) {
-            Py_XDECREF(walked);
-            Py_DECREF(iterator);
-            Py_DECREF(found);
-            return NULL;
-        }
-        Py_DECREF(walked);
-    }
-    Py_DECREF(iterator);
-    if (PyErr_Occurred()) {
-        Py_DECREF(found);
-        return NULL;
-    }
-    PyObject *tuple = PyList_AsTuple(found);
-    Py_DECREF(found);
-    return tuple;
+    return walk_each(walk, items, depth, walk_pair);
 }
 
 static PyObject *walk_namespace(Walker *walk, PyObject *names, long depth)
