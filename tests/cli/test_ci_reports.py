@@ -246,9 +246,18 @@ def test_merge_refuses_files_that_are_not_one_verifications_shards(
     files = [str(verified.out / f"shard-{i}.json") for i in (1, 2, 3)]
     two = {**shard[1], "shard": {"index": 2, "count": 2}}
     other = {**shard[1], "selection": {**shard[1]["selection"], "flow": "pricing"}}
-    moved = {**shard[1], "results": [*shard[1]["results"], shard[0]["results"][0]],
-             "selected": shard[1]["selected"] + 1}
-    mistyped = {**shard[0], "results": [{**shard[0]["results"][0], "seconds": "soon"}]}
+    # Runs fall into shards by their ids, so any one shard may be empty: take a result from
+    # one that has some (``source``) and move it into the next (``target``).
+    source = next(index for index in range(3) if shard[index]["results"])
+    target = (source + 1) % 3
+    taken = shard[source]["results"][0]
+    moved = {**shard[target], "results": [*shard[target]["results"], taken],
+             "selected": shard[target]["selected"] + 1}
+    mistyped = {**shard[source], "results": [{**taken, "seconds": "soon"}]}
+
+    def instead(index: int, path: str) -> list[str]:
+        return [path if at == index else name for at, name in enumerate(files)]
+
     big = tmp_path / "big.json"
     with big.open("wb") as handle:  # sparse: the size is refused without reading it
         handle.truncate(512 * 1024 * 1024 + 1)
@@ -259,15 +268,14 @@ def test_merge_refuses_files_that_are_not_one_verifications_shards(
         ([_write(tmp_path / "deep.json", "[" * 100_000 + "]" * 100_000)], "not JSON"),
         ([str(big)], "larger than 512 MiB"),
         ([str(tmp_path / "absent.json")], "cannot be read"),
-        ([_write(tmp_path / "typed.json", mistyped), *files[1:]],
+        (instead(source, _write(tmp_path / "typed.json", mistyped)),
          "results[0].seconds should be a number"),
         (files[:2], "shard 3/3 missing"),
         ([*files, files[0]], "shard 1/3 is given twice"),
         ([files[0], _write(tmp_path / "two.json", two), files[2]], "different splits"),
         ([files[0], _write(tmp_path / "other.json", other), files[2]],
          "verified another selection"),
-        ([files[0], _write(tmp_path / "moved.json", moved), files[2]],
-         f"run {shard[0]['results'][0]['run']} is in"),
+        (instead(target, _write(tmp_path / "moved.json", moved)), f"run {taken['run']} is in"),
     ]
     for arguments, expected in cases:
         done = pinrun_cli(root, "report", "merge", *arguments)

@@ -148,3 +148,24 @@ def test_a_misled_plan_still_replays_each_run_under_its_seed(
         for result in results:
             assert result.report is not None, result.error
             assert result.verdict == "reproduced", result.report.explain()
+
+
+@pytest.mark.slow
+def test_a_record_that_misleads_the_scan_sets_no_other_runs_seed(
+        project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first run read names another environment by scan than it does: its own seed
+    is read exactly, and not kept for the environment the scan named, so the honest
+    runs of that environment still get theirs (else each would be handed back)."""
+    project.write("fruit", FRUIT)
+    assert project_cli(project, "init").returncode == 0
+    a, b = (_run_under(project, monkeypatch, seed, n) for seed, n in (("123", 16), ("456", 15)))
+    with Store.open(project.root / ".pinrun") as store:
+        env_a = load_run(store, a).env
+        assert env_a is not None
+        scan = seed_pass.env_of
+
+        def lying(run_id: str, payload: bytes) -> object:
+            return env_a.hex if run_id == b else scan(run_id, payload)
+
+        monkeypatch.setattr(seed_pass, "env_of", lying)
+        assert dict(hash_seeds(store, [b, a])) == {b: "456", a: "123"}

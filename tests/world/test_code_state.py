@@ -249,6 +249,59 @@ def test_a_function_walked_in_c_sees_its_cells_defaults_and_attributes(
         assert c_walk == python_walk
 
 
+def test_a_home_module_that_leaves_sys_modules_mid_walk_is_held(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A function whose globals name a sys.modules entry that takes itself out when its
+    ``__dict__`` is read: the C walk holds the entry while it asks (it crashed the
+    process once, reading the freed object), and answers what the Python walk does."""
+
+    class Leaving:
+        def __getattribute__(self, name: str) -> object:
+            sys.modules.pop("code_state_leaving_home", None)  # its only reference
+            raise AttributeError(name)
+
+        def __getattr__(self, name: str) -> object:
+            return {}
+
+    module = types.ModuleType("code_state_leaving_project")
+    module.func = types.FunctionType((lambda: 0).__code__,  # type: ignore[attr-defined]
+                                     {"__name__": "code_state_leaving_home"})
+    for _ in range(3):
+        monkeypatch.setitem(sys.modules, "code_state_leaving_home", Leaving())
+        c_walk = code_state([module])
+        monkeypatch.setitem(sys.modules, "code_state_leaving_home", Leaving())
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(code_state_module, "_Walk", vars(code_state_module)["_PyWalk"])
+            python_walk = code_state([module])
+        assert (c_walk is None) == (python_walk is None)
+        assert c_walk == python_walk
+
+
+def test_a_home_module_blocked_with_none_is_no_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sys.modules[name] = None`` (an import blocked on purpose) is not a home: both walks
+    walk the function as the project's."""
+    monkeypatch.setitem(sys.modules, "code_state_blocked_home", None)
+    module = types.ModuleType("code_state_blocked_project")
+    module.func = types.FunctionType((lambda: 0).__code__,  # type: ignore[attr-defined]
+                                     {"__name__": "code_state_blocked_home"})
+    c_walk, python_walk = _both_walks([module])
+    assert c_walk is not None
+    assert c_walk == python_walk
+
+
+def test_the_c_walkers_tables_cannot_be_taken_away() -> None:
+    """Code the walk runs could reach the walker through its frames: its tables are
+    read-only, so none can vanish mid-walk."""
+    walk_type = vars(code_state_module)["_Walk"]
+    assert walk_type is not vars(code_state_module)["_PyWalk"], "C speedups not built"
+    walker = walk_type([])
+    for name in ("seen", "held", "own"):
+        with pytest.raises(AttributeError):
+            delattr(walker, name)
+        with pytest.raises(AttributeError):
+            setattr(walker, name, {})
+
+
 @pytest.mark.parametrize("case", sorted(HIDDEN))
 def test_state_a_call_changes_is_never_equal(make_module: types.FunctionType,
                                              case: str, reads: str) -> None:

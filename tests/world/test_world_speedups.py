@@ -90,6 +90,11 @@ def test_object_bytes_reads_what_ctypes_reads_and_only_within_the_object() -> No
                           (object.__basicsize__, -1), (type(generator).__basicsize__ + 8, 0)):
         with pytest.raises(ValueError, match="within the object"):
             object_bytes(generator, offset, count)
+    # Objects allocated smaller than their type's basic size (a short str, a type), or
+    # with per-item storage (an int): refused whatever the offset.
+    for value in ("ab", int, 7, (1, 2)):
+        with pytest.raises(ValueError, match="within the object"):
+            object_bytes(value, object.__basicsize__, 8)
 
 
 def _plain() -> int:

@@ -61,17 +61,20 @@ def hash_seeds(store: Store, run_ids: list[str], *, exact: bool = False,
     that names the damage.
     """
 
-    def slow(run_id: str) -> Seed:
+    def slow(run_id: str) -> tuple[Seed, str | None]:
+        """The seed read the exact way, and the environment's digest the record names."""
         try:
-            return hash_seed(store, run_id)
+            run = load_run(store, run_id)
+            return recorded_hash_seed(store, run), run.env.hex if run.env else None
         except StoreError as exc:
-            return exc
+            return exc, None
 
     with PageBudget(store.path) as budget:
         yield from _seeds_in_batches(store, run_ids, slow, budget, exact=exact)
 
 
-def _seeds_in_batches(store: Store, run_ids: list[str], slow: Callable[[str], Seed],
+def _seeds_in_batches(store: Store, run_ids: list[str],
+                      slow: Callable[[str], tuple[Seed, str | None]],
                       budget: PageBudget, *, exact: bool) -> Iterator[tuple[str, Seed]]:
     """:func:`hash_seeds`, a batch of refs and records per transaction."""
     env_in = _parsed_env if exact else env_of
@@ -91,15 +94,19 @@ def _seeds_in_batches(store: Store, run_ids: list[str], slow: Callable[[str], Se
             env = env_in(run_id, loaded[1]) if loaded is not None and \
                 loaded[0] is Kind.RUN else _UNREAD
             if env is _UNREAD:
-                yield run_id, slow(run_id)
+                yield run_id, slow(run_id)[0]
                 continue
             if env is None:
                 yield run_id, None
                 continue
             assert isinstance(env, str)
-            if env not in seeds or isinstance(seeds[env], StoreError):  # an error names its run
-                seeds[env] = slow(run_id)  # reads and checks the environment once
-            yield run_id, seeds[env]
+            if env in seeds and not isinstance(seeds[env], StoreError):  # an error names its run
+                yield run_id, seeds[env]
+                continue
+            seed, named = slow(run_id)  # reads and checks the environment once
+            if named == env:  # (a record that misled the scan sets no other run's seed)
+                seeds[env] = seed
+            yield run_id, seed
         # The records' pages are not read again here: the map gives them back as they
         # add up, so this process's size does not grow with the store.
         budget.spend()

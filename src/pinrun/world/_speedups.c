@@ -237,7 +237,8 @@ static PyObject *function_parts(PyObject *module, PyObject *value)
 }
 
 /* object_bytes(obj, offset, size): a copy of the object's own memory at [offset, offset +
- * size), which must lie within its type's basic size (past the object's head): what
+ * size), which must lie within its type's basic size (past the object's head), obj an
+ * instance of a class defined in Python with no per-item storage: what
  * ctypes.string_at(id(obj) + offset, size) reads, in a tenth of the instructions. */
 static PyObject *object_bytes(PyObject *module, PyObject *const *args, Py_ssize_t count)
 {
@@ -252,9 +253,14 @@ static PyObject *object_bytes(PyObject *module, PyObject *const *args, Py_ssize_
     if ((size = PyLong_AsSsize_t(args[2])) == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    Py_ssize_t within = Py_TYPE(args[0])->tp_basicsize;
-    if (offset < (Py_ssize_t)sizeof(PyObject) || size < 0 || offset > within ||
-            size > within - offset) {
+    /* Only an instance of a class defined in Python with no per-item storage is sure to
+     * be allocated at its type's whole basic size (a short str, or a type object, is not:
+     * its basic size runs past what it holds). */
+    PyTypeObject *type = Py_TYPE(args[0]);
+    Py_ssize_t within = type->tp_basicsize;
+    if (!PyType_HasFeature(type, Py_TPFLAGS_HEAPTYPE) || type->tp_itemsize != 0 ||
+            PyType_Check(args[0]) || offset < (Py_ssize_t)sizeof(PyObject) || size < 0 ||
+            offset > within || size > within - offset) {
         PyErr_SetString(PyExc_ValueError, "object_bytes reads only within the object, "
                         "past its head");
         return NULL;

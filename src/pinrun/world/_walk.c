@@ -40,7 +40,7 @@ typedef struct {
 
 static PyObject *walk_value(Walker *walk, PyObject *value, long depth);
 static PyObject *function_state(Walker *walk, PyFunctionObject *func, PyObject *closure,
-                                PyObject *code_object, PyObject *name, PyObject *held_defaults,
+                                PyObject *code_object, PyObject *held_defaults,
                                 PyObject *held_keywords, PyObject *held_dict, long depth);
 
 /* ("is", address), holding value. */
@@ -165,52 +165,61 @@ static PyObject *walk_namespace(Walker *walk, PyObject *names, long depth)
     return found;
 }
 
-/* A function of the project's, as _PyWalk._function walks it (another module's: by identity). */
-static PyObject *walk_function(Walker *walk, PyFunctionObject *func, long depth)
+/* 1 when func is another module's (home = sys.modules.get(str(globals.get("__name__"))),
+ * and vars(home) is its globals), 0 when not, -1 on error. Holds what it reads: the
+ * lookups and vars(home) can run code that takes them out of sys.modules. */
+static int foreign_function(Walker *walk, PyObject *globals)
 {
-    PyObject *globals = func->func_globals;
     PyObject *address = PyLong_FromVoidPtr(globals);
     int own = address != NULL ? PySet_Contains(walk->own, address) : -1;
     Py_XDECREF(address);
-    if (own < 0) {
-        return NULL;
+    if (own != 0) {
+        return own < 0 ? -1 : 0;
     }
-    if (!own) {  /* home = sys.modules.get(str(globals.get("__name__"))) */
-        PyObject *name = PyDict_GetItemWithError(globals, str_name);  /* an exact dict */
-        if (name == NULL && PyErr_Occurred()) {
-            return NULL;
-        }
-        PyObject *text = PyObject_Str(name != NULL ? name : Py_None);
-        if (text == NULL) {
-            return NULL;
-        }
-        PyObject *home = PyDict_GetItemWithError(PyImport_GetModuleDict(), text);
-        Py_DECREF(text);
-        if (home == NULL && PyErr_Occurred()) {
-            return NULL;
-        }
-        if (home != NULL) {
-            PyObject *namespace = PyObject_GetAttr(home, str_dunder_dict);  /* vars(home) */
-            if (namespace == NULL) {
-                return NULL;
-            }
-            Py_DECREF(namespace);
-            if (namespace == globals) {
-                return walk_same(walk, (PyObject *)func);
-            }
-        }
+    PyObject *name = Py_XNewRef(PyDict_GetItemWithError(globals, str_name));  /* exact dict */
+    if (name == NULL && PyErr_Occurred()) {
+        return -1;
     }
-    /* Held while walking: nothing the walk runs may take them from under it. */
+    PyObject *text = PyObject_Str(name != NULL ? name : Py_None);
+    Py_XDECREF(name);
+    if (text == NULL) {
+        return -1;
+    }
+    PyObject *home = Py_XNewRef(PyDict_GetItemWithError(PyImport_GetModuleDict(), text));
+    Py_DECREF(text);
+    if (home == NULL || home == Py_None) {  /* None: an import blocked on purpose */
+        Py_XDECREF(home);
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    PyObject *namespace = PyObject_GetAttr(home, str_dunder_dict);  /* vars(home) */
+    Py_DECREF(home);
+    if (namespace == NULL) {
+        return -1;
+    }
+    Py_DECREF(namespace);  /* (compared by address only) */
+    return namespace == globals;
+}
+
+/* A function of the project's, as _PyWalk._function walks it (another module's: by
+ * identity). Its parts are taken first, as the Python walk takes them, and held while
+ * walked: nothing the walk runs may take them from under it. */
+static PyObject *walk_function(Walker *walk, PyFunctionObject *func, long depth)
+{
     PyObject *closure = Py_XNewRef(func->func_closure);
-    PyObject *code_object = Py_NewRef(func->func_code), *name = Py_NewRef(func->func_name);
+    PyObject *code_object = Py_NewRef(func->func_code);
     PyObject *held_defaults = Py_XNewRef(func->func_defaults);
     PyObject *held_keywords = Py_XNewRef(func->func_kwdefaults);
     PyObject *held_dict = Py_XNewRef(func->func_dict);
-    PyObject *found = function_state(walk, func, closure, code_object, name, held_defaults,
-                                     held_keywords, held_dict, depth);
+    PyObject *found = NULL;
+    int foreign = foreign_function(walk, func->func_globals);
+    if (foreign > 0) {
+        found = walk_same(walk, (PyObject *)func);
+    } else if (foreign == 0) {
+        found = function_state(walk, func, closure, code_object, held_defaults,
+                               held_keywords, held_dict, depth);
+    }
     Py_XDECREF(closure);
     Py_DECREF(code_object);
-    Py_DECREF(name);
     Py_XDECREF(held_defaults);
     Py_XDECREF(held_keywords);
     Py_XDECREF(held_dict);
@@ -218,7 +227,7 @@ static PyObject *walk_function(Walker *walk, PyFunctionObject *func, long depth)
 }
 
 static PyObject *function_state(Walker *walk, PyFunctionObject *func, PyObject *closure,
-                                PyObject *code_object, PyObject *name, PyObject *held_defaults,
+                                PyObject *code_object, PyObject *held_defaults,
                                 PyObject *held_keywords, PyObject *held_dict, long depth)
 {
     Py_ssize_t count = closure != NULL && PyTuple_Check(closure) ? PyTuple_GET_SIZE(closure) : 0;
@@ -243,6 +252,8 @@ static PyObject *function_state(Walker *walk, PyFunctionObject *func, PyObject *
         }
         PyTuple_SET_ITEM(cells, index, walked);
     }
+    /* The name as it is now, after the cells (the Python walk reads func.__name__ there). */
+    PyObject *name = Py_NewRef(func->func_name);
     PyObject *same = walk_same(walk, (PyObject *)func);
     PyObject *code = same != NULL ? walk_same(walk, code_object) : NULL;
     PyObject *defaults = NULL, *keywords = NULL, *attributes = NULL, *found = NULL;
@@ -264,6 +275,7 @@ static PyObject *function_state(Walker *walk, PyFunctionObject *func, PyObject *
                              attributes);
     }
     Py_DECREF(cells);
+    Py_DECREF(name);
     Py_XDECREF(same);
     Py_XDECREF(code);
     Py_XDECREF(defaults);
@@ -476,9 +488,10 @@ static PyObject *walker_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
 }
 
 static PyMemberDef walker_members[] = {
-    {"seen", T_OBJECT_EX, offsetof(Walker, seen), 0, NULL},
-    {"held", T_OBJECT_EX, offsetof(Walker, held), 0, NULL},
-    {"own", T_OBJECT_EX, offsetof(Walker, own), 0, NULL},
+    /* Read-only: code the walk runs could otherwise take them away mid-walk. */
+    {"seen", T_OBJECT_EX, offsetof(Walker, seen), READONLY, NULL},
+    {"held", T_OBJECT_EX, offsetof(Walker, held), READONLY, NULL},
+    {"own", T_OBJECT_EX, offsetof(Walker, own), READONLY, NULL},
     {"items", T_PYSSIZET, offsetof(Walker, items), 0, NULL},
     {NULL, 0, 0, 0, NULL},
 };

@@ -476,7 +476,7 @@ else:
         __slots__ = ()
 
         def __init__(self, modules: Sequence[types.ModuleType]) -> None:
-            self.own = _own(modules)
+            self.own.update(_own(modules))  # (read-only members: filled, not replaced)
 
     _Walk = _CWalk
 
