@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +24,21 @@ def traced_peak(action: Callable[[], object]) -> int:
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+
+
+def race(work: Callable[[int], object], threads: int) -> None:
+    """Run ``work(0)`` ... ``work(threads - 1)`` in threads at once, switching between them
+    as often as the interpreter will, and wait for them all."""
+    started = [threading.Thread(target=work, args=(index,)) for index in range(threads)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for thread in started:
+            thread.start()
+        for thread in started:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
 
 
 def python_child(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

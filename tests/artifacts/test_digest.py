@@ -21,6 +21,7 @@ from pinrun.artifacts.digest import (
     validate_prefix,
 )
 from pinrun.errors import InputError, InvalidDigestError
+from tests.helpers import race
 
 RAW = bytes(range(32))
 HEX = RAW.hex()
@@ -393,9 +394,6 @@ def test_small_payloads_reuse_hashers(monkeypatch: Any) -> None:
 def test_hashers_are_not_shared_between_threads() -> None:
     """Threads hashing at once each get the digest of their own payload (no hasher is in
     two callers' hands)."""
-    import sys
-    import threading
-
     errors: list[bytes] = []
 
     def work(seed: int) -> None:
@@ -405,14 +403,5 @@ def test_hashers_are_not_shared_between_threads() -> None:
                     blake3.blake3(Kind.VALUE.tag + payload).digest():
                 errors.append(payload)
 
-    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter will
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
+    race(work, 4)
     assert errors == []

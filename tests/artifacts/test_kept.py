@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-import threading
-
 from pinrun.artifacts.kept import Kept
+from tests.helpers import race
 
 
 def test_the_oldest_entry_goes_first_and_the_bound_holds() -> None:
@@ -31,15 +29,6 @@ def test_threads_filling_it_at_once_never_raise() -> None:
         except BaseException as exc:
             errors.append(exc)
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
+    race(work, 8)
     assert errors == []
     assert len(kept) <= 16 + 8  # each thread may add its key as another drops one

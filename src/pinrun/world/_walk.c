@@ -407,16 +407,26 @@ static int ready(Walker *walk)
     return 1;
 }
 
+/* The (what, depth) arguments of a walk's method, once the walk is ready: 1, or 0 with an
+ * exception (``usage`` names them for a TypeError). */
+static int walk_arguments(Walker *walk, PyObject *const *args, Py_ssize_t count,
+                          const char *usage, long *depth)
+{
+    if (count != 2 || !ready(walk) || ((*depth = PyLong_AsLong(args[1])) == -1
+                                       && PyErr_Occurred())) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, usage);
+        }
+        return 0;
+    }
+    return 1;
+}
+
 static PyObject *walker_value(Walker *walk, PyObject *const *args, Py_ssize_t count)
 {
     long depth;
-    if (count != 2 || !ready(walk) || ((depth = PyLong_AsLong(args[1])) == -1 && PyErr_Occurred())) {
-        if (!PyErr_Occurred()) {
-            PyErr_SetString(PyExc_TypeError, "value takes (value, depth)");
-        }
-        return NULL;
-    }
-    return walk_value(walk, args[0], depth);
+    return walk_arguments(walk, args, count, "value takes (value, depth)", &depth)
+           ? walk_value(walk, args[0], depth) : NULL;
 }
 
 static PyObject *walker_same(Walker *walk, PyObject *value)
@@ -427,25 +437,15 @@ static PyObject *walker_same(Walker *walk, PyObject *value)
 static PyObject *walker_namespace(Walker *walk, PyObject *const *args, Py_ssize_t count)
 {
     long depth;
-    if (count != 2 || !ready(walk) || ((depth = PyLong_AsLong(args[1])) == -1 && PyErr_Occurred())) {
-        if (!PyErr_Occurred()) {
-            PyErr_SetString(PyExc_TypeError, "namespace takes (names, depth)");
-        }
-        return NULL;
-    }
-    return walk_namespace(walk, args[0], depth);
+    return walk_arguments(walk, args, count, "namespace takes (names, depth)", &depth)
+           ? walk_namespace(walk, args[0], depth) : NULL;
 }
 
 static PyObject *walker_pairs(Walker *walk, PyObject *const *args, Py_ssize_t count)
 {
     long depth;
-    if (count != 2 || !ready(walk) || ((depth = PyLong_AsLong(args[1])) == -1 && PyErr_Occurred())) {
-        if (!PyErr_Occurred()) {
-            PyErr_SetString(PyExc_TypeError, "pairs takes (items, depth)");
-        }
-        return NULL;
-    }
-    return walk_pairs(walk, args[0], depth);
+    return walk_arguments(walk, args, count, "pairs takes (items, depth)", &depth)
+           ? walk_pairs(walk, args[0], depth) : NULL;
 }
 
 static int walker_traverse(Walker *walk, visitproc visit, void *arg)

@@ -453,7 +453,6 @@ class _PyWalk(_Methods):
         return self._composite(kind, value, depth + 1)
 
 
-
 def _own(modules: Sequence[types.ModuleType]) -> set[int]:
     return {_address(vars(module)) for module in modules}
 
