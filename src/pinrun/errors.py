@@ -374,15 +374,17 @@ class NoSpaceError(StoreError):
 
 
 class StoreInUseError(StoreError):
-    """Compaction needs the store to itself, and another process has it open."""
+    """Compaction or an upgrade needs the store to itself, and another process has it open."""
 
-    def __init__(self, path: str | Path, who: str = "another process") -> None:
+    def __init__(self, path: str | Path, who: str = "another process", *,
+                 doing: str = "compact",
+                 why: str = "a compacted store can only replace the old one when nobody "
+                            "else uses it") -> None:
         self.path = str(path)
         self.who = who
         super().__init__(
-            f"cannot compact the store at {self.path}: {who} has it open, and a compacted "
-            "store can only replace the old one when nobody else uses it. Stop the other "
-            "pinrun processes on this store (runs, verify, workers), then retry."
+            f"cannot {doing} the store at {self.path}: {who} has it open, and {why}. Stop "
+            "the other pinrun processes on this store (runs, verify, workers), then retry."
         )
 
 

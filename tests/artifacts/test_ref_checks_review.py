@@ -1,8 +1,8 @@
 """A review of refs with checks (store format 2, commit 049a4d2): attacks and edge cases.
 
-Tests marked ``xfail`` show a problem found by the review (xfail is strict in
-this project: a fix makes them pass, and then the marker must go). The others
-hold behaviour the review checked and found right, which no test held before.
+The review's findings were each first held by a strict ``xfail`` test; they are
+fixed, and those tests now pass as they are. The others hold behaviour the
+review checked and found right, which no test held before.
 """
 
 from __future__ import annotations
@@ -107,8 +107,6 @@ def _run_keys(path: Path) -> list[bytes]:
 # Reading a prefix decodes a ref outside it
 
 
-@pytest.mark.xfail(reason="Store.refs(prefix) decodes the first ref past the prefix before "
-                   "it compares the prefix, so a damaged ref it was not asked for fails it")
 def test_refs_of_a_prefix_do_not_read_the_damaged_ref_after_it(tmp_path: Path) -> None:
     path = tmp_path / "s"
     with Store.open(path, create=True) as store:
@@ -123,8 +121,6 @@ def test_refs_of_a_prefix_do_not_read_the_damaged_ref_after_it(tmp_path: Path) -
         assert store.refs("tags/a") == {"tags/a": targets["tags/a"]}
 
 
-@pytest.mark.xfail(reason="`pinrun runs --tag T` reads the ref after tags/T/ (refs(prefix)): "
-                   "an unrelated damaged ref makes the gate fail")
 def test_a_damaged_unrelated_ref_does_not_fail_a_tag_selection(copy: Path) -> None:
     key = b"tags/zz"
     _edit(copy, lambda txn, refs, meta: txn.put(key, bytes(DIGEST_SIZE + REF_CHECK_SIZE),
@@ -147,8 +143,6 @@ def _invalid_run_ref(txn: Any, refs: Any, meta: Any) -> None:
     txn.put(b"runs/../x", _checked(b"runs/../x", target), db=refs)
 
 
-@pytest.mark.xfail(reason="decode_ref checks the value and its check, not that the name is a "
-                   "ref name: refs() returns 'runs/../x'")
 def test_a_ref_whose_name_is_no_ref_name_is_damage_when_read(copy: Path) -> None:
     _edit(copy, _invalid_run_ref)
     with Store.open(copy, readonly=True) as store:
@@ -157,16 +151,12 @@ def test_a_ref_whose_name_is_no_ref_name_is_damage_when_read(copy: Path) -> None
             store.refs()
 
 
-@pytest.mark.xfail(reason="verify takes 'runs/../x' for a run and fails with exit 2 (bad "
-                   "input: \"'pinrun/pulled/../x' is not a valid ref name\"), not exit 3")
 def test_verify_calls_a_ref_with_no_ref_name_store_damage(copy: Path) -> None:
     _edit(copy, _invalid_run_ref)
     line = _one_line_error(_pinrun(copy, "verify", "--code", "pinned", cwd=copy.parent))
     assert "damaged" in line
 
 
-@pytest.mark.xfail(reason="export --all writes a ref with no ref name into the bundle (exit "
-                   "0), which every import then refuses as malformed")
 def test_export_refuses_a_ref_with_no_ref_name(copy: Path) -> None:
     _edit(copy, _invalid_run_ref)
     bundle = copy.parent / "all.bundle"
@@ -242,8 +232,6 @@ def test_a_marker_that_lies_about_format_one_is_refused_by_upgrade(copy: Path) -
     assert _raw_refs(copy) == before
 
 
-@pytest.mark.xfail(reason="fsck --json says store_format 2 when it could not read the "
-                   "format (a FsckReport's default): here the marker is '0'")
 def test_fsck_json_does_not_claim_a_format_it_did_not_read(tmp_path: Path) -> None:
     path = tmp_path / "s"
     _format_one_store(path)
@@ -257,8 +245,6 @@ def test_fsck_json_does_not_claim_a_format_it_did_not_read(tmp_path: Path) -> No
 # `pinrun upgrade` from a user's view
 
 
-@pytest.mark.xfail(reason="StoreInUseError speaks of compaction: `pinrun upgrade` says "
-                   "'cannot compact the store ... a compacted store can only replace...'")
 def test_upgrade_refused_in_use_speaks_of_upgrading(tmp_path: Path) -> None:
     path = tmp_path / "s"
     _format_one_store(path)
@@ -305,9 +291,6 @@ def test_a_read_only_opener_holds_the_upgrade_off(tmp_path: Path) -> None:
     assert all(len(v) == DIGEST_SIZE for v in _raw_refs(path).values())
 
 
-@pytest.mark.xfail(reason="a handle that opened format 1 without open.lock (a read-only "
-                   "folder that has none) does not hold the upgrade off, and afterwards "
-                   "reads every ref as damage ('holds 40 bytes, not 32')")
 def test_a_handle_without_the_open_lock_reads_on_after_an_upgrade(tmp_path: Path) -> None:
     path = tmp_path / "s"
     _format_one_store(path)
@@ -385,8 +368,6 @@ def test_a_killed_upgrade_changes_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="upgrade lists every ref in memory before it rewrites them "
-                   "(~190 bytes a ref: ~180 MiB for a million runs)")
 def test_upgrade_memory_does_not_grow_with_the_refs(tmp_path: Path) -> None:
     path = tmp_path / "s"
     _format_one_store(path)
@@ -421,9 +402,6 @@ def test_the_dictionary_ref_a_large_batch_trains_is_kept_in_the_store_s_format(
                                                          dictionary.raw))
 
 
-@pytest.mark.xfail(reason="import reads every ref it will set with get_ref first (also with "
-                   "--force), so a ref whose check fails cannot be mended from a bundle, "
-                   "though the damage error says to re-import from bundles")
 def test_import_force_mends_a_damaged_ref(tmp_path: Path) -> None:
     from pinrun.artifacts.bundle import export_bundle
 
@@ -441,9 +419,6 @@ def test_import_force_mends_a_damaged_ref(tmp_path: Path) -> None:
         assert store.refs("tags/") == targets
 
 
-@pytest.mark.xfail(reason="iter_refs(reverse=True) starts below prefix + b'\\xff', so a "
-                   "damaged key there (no UTF-8 name) is skipped, where the forward "
-                   "iteration raises: `pinrun runs` lists on without a word")
 def test_a_reverse_listing_sees_a_damaged_key_past_0xff(tmp_path: Path) -> None:
     path = tmp_path / "s"
     with Store.open(path, create=True) as store:

@@ -299,6 +299,8 @@ def _dictionary_record(txn: Any, dictionary: Dictionary | None, objects_db: Any,
 def _check_refs(txn: Any, batch: WriteBatch, objects_db: Any, refs_db: Any) -> None:
     """Check every ref change first, so a conflict writes nothing at all."""
     store = batch._store
+    if batch._refs and not store.checks_refs:
+        store.refresh_format(txn)  # upgraded since this handle opened it (a lockless one)
     for name, target, expected in batch._refs:
         key = name.encode()
         current_raw = txn.get(key, None, refs_db)  # (positional: see _commit_small)

@@ -49,7 +49,13 @@ from pinrun.artifacts.objects import open_record, read_header, record_dictionary
 from pinrun.artifacts.proof import prove_record
 from pinrun.artifacts.refs import check_expected
 from pinrun.artifacts.store import Store
-from pinrun.errors import BundleError, InputError, MissingObjectError, PinrunError
+from pinrun.errors import (
+    BundleError,
+    InputError,
+    MissingObjectError,
+    PinrunError,
+    StoreDamagedError,
+)
 
 __all__ = ["COMMIT_CHUNK", "BundleScan", "ImportReport", "import_bundle",
            "import_bundle_into_new", "scan_bundle"]
@@ -272,20 +278,34 @@ def _import_scanned(store: Store, copy: IO[bytes], scan: BundleScan,
                     force: bool, also_refs: dict[str, Digest] | None = None) -> ImportReport:
     refs = {name: target for name, target in scan.manifest.refs.items()
             if not name.startswith(INTERNAL_REF_PREFIX)}
-    expected = {name: store.get_ref(name) for name in refs}
+    # As stored (a damaged value too: --force overwrites it, which is how a bundle mends it).
+    with store.environment.read() as txn:
+        refs_db = store.environment.dbs["refs"]
+        expected = {name: txn.get(name.encode(), db=refs_db) for name in refs}
     if not force:
         for name, target in refs.items():
-            current = expected[name]
-            if current is not None and current != target:
-                raise InputError(f"ref {name!r} already points to {current.hex}, and the "
-                                 f"bundle sets it to {target.hex}. Nothing was imported; "
-                                 "use --force to overwrite the ref.")
+            _refuse_to_move(store, name, expected[name], target)
     new = _commit(store, copy, scan, refs, expected, also_refs=also_refs or {})
     return ImportReport(len(scan.records), new, refs, scan.manifest.roots)
 
 
+def _refuse_to_move(store: Store, name: str, raw: bytes | None, target: Digest) -> None:
+    """Without --force, a ref already pointing elsewhere (or damaged) is not overwritten."""
+    if raw is None:
+        return
+    try:
+        current = store.decode_ref(name.encode(), raw)[1]
+    except StoreDamagedError as exc:
+        raise StoreDamagedError(store.path, f"{exc.detail}; `pinrun import --force` "
+                                "overwrites it with the bundle's") from exc
+    if current != target:
+        raise InputError(f"ref {name!r} already points to {current.hex}, and the "
+                         f"bundle sets it to {target.hex}. Nothing was imported; "
+                         "use --force to overwrite the ref.")
+
+
 def _commit(store: Store, copy: IO[bytes], scan: BundleScan, refs: dict[str, Digest],
-            expected: dict[str, Digest | None], *, also_refs: dict[str, Digest]) -> int:
+            expected: dict[str, bytes | None], *, also_refs: dict[str, Digest]) -> int:
     """Copy the proven records in, in parts if large, with the refs in the last part."""
     env = store.environment
     objects_db, refs_db = env.dbs["objects"], env.dbs["refs"]
@@ -318,7 +338,10 @@ def _commit(store: Store, copy: IO[bytes], scan: BundleScan, refs: dict[str, Dig
         for name, target in refs.items():
             key = name.encode()
             raw = txn.get(key, db=refs_db)
-            check_expected(name, expected[name], store.decode_ref(key, raw)[1] if raw else None)
+            was = expected[name]
+            if raw != was:  # another writer moved it meanwhile
+                check_expected(name, store.decode_ref(key, was)[1] if was else None,
+                               store.decode_ref(key, raw)[1] if raw else None)
             txn.put(key, store.stored_ref(key, target.raw), db=refs_db)
         for name, target in also_refs.items():
             if not cursor.set_key(target.raw):

@@ -95,9 +95,11 @@ def compact(store: Store) -> CompactReport:
     return CompactReport(before, after)
 
 
-def take_exclusive(store: Store, why: str) -> int:
+def take_exclusive(store: Store, why: str, *, doing: str = "compact",
+                   in_use: str | None = None) -> int:
     """Take the store's ``open.lock`` exclusively, or raise: :class:`StoreInUseError` when
-    another process (or another handle in this one) has the store open,
+    another process (or another handle in this one) has the store open (saying it
+    cannot ``doing`` the store, because ``in_use``),
     :class:`StoreReadOnlyError` (saying ``why`` it must be written) when it is read-only.
 
     Returns the lock's descriptor; the caller gives the lock back with
@@ -106,8 +108,9 @@ def take_exclusive(store: Store, why: str) -> int:
     env = store.environment
     if env.readonly:
         raise StoreReadOnlyError(store.path, why)
+    reasons = {"doing": doing} if in_use is None else {"doing": doing, "why": in_use}
     if env._refcount > 1:
-        raise StoreInUseError(store.path, "another handle in this process")
+        raise StoreInUseError(store.path, "another handle in this process", **reasons)
     lock_fd = env._open_lock_fd
     if lock_fd is None:
         raise StoreReadOnlyError(store.path, "its open.lock cannot be created")
@@ -115,7 +118,7 @@ def take_exclusive(store: Store, why: str) -> int:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         fcntl.flock(lock_fd, fcntl.LOCK_SH)  # Linux dropped it on the failed upgrade
-        raise StoreInUseError(store.path) from None
+        raise StoreInUseError(store.path, **reasons) from None
     return lock_fd
 
 

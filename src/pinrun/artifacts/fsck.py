@@ -110,8 +110,9 @@ class FsckReport:
     structure_checked: bool = False
     #: Why the check stopped early (set by an isolated run whose child died), else ``None``.
     aborted: str | None = None
-    #: The store's format: 1 keeps its refs without checks (``pinrun upgrade`` adds them).
-    store_format: int = int(STORE_FORMAT)
+    #: The store's format (1 keeps its refs without checks: ``pinrun upgrade`` adds them);
+    #: None when the check could not read it.
+    store_format: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -210,6 +211,7 @@ def fsck(store: Store, progress: Progress = _no_progress, *,
     pass. Reports every problem found, not just the first.
     """
     scan = _Scan(store, progress, on_problem)
+    scan.report.store_format = int(STORE_FORMAT) if store.checks_refs else 1
     if structure:
         problems, scan.report.structure_checked = check_pages(store.path / "data.mdb")
         for problem in problems:
@@ -297,7 +299,7 @@ def _check_refs(scan: _Scan) -> int:
             continue
         problem = stored_ref_problem(key, raw, scan.store.checks_refs)
         if problem is not None:
-            scan.add(Problem("bad-ref", None, f"ref {name!r}: {problem}"))
+            scan.add(Problem("bad-ref", None, f"ref {name!r} {problem}"))
             continue
         scan.report.refs_checked += 1
         target = raw[:DIGEST_SIZE]
@@ -357,7 +359,7 @@ def _check_meta(scan: _Scan) -> int:
                 scan.add(Problem("meta", None, f"the store format marker is {value[:16]!r}, "
                                  f"not one of {', '.join(map(repr, STORE_FORMATS))}"))
             else:
-                scan.report.store_format = int(value)
+                scan.report.store_format = int(value)  # (as this walk read it)
         elif key in _COUNTERS:
             if len(value) != 8:
                 scan.add(Problem("meta", None, f"counter {key.decode()} holds {len(value)} "

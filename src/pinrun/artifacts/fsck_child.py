@@ -92,7 +92,8 @@ def _read_stream(stream: IO[bytes], report: FsckReport, progress: Progress) -> b
             report.objects_checked = int(summary["objects_checked"])
             report.refs_checked = int(summary["refs_checked"])
             report.structure_checked = bool(summary["structure_checked"])
-            report.store_format = int(summary.get("store_format", report.store_format))
+            found = summary.get("store_format")
+            report.store_format = found if type(found) is int else None
             return True
     return False
 

@@ -60,6 +60,7 @@ from pinrun.artifacts.objects import (
 from pinrun.artifacts.refs import (
     ANY,
     RefExpectation,
+    is_ref_name,
     stored_ref,
     stored_ref_problem,
     validate_ref_name,
@@ -185,7 +186,8 @@ class Store:
         if found not in STORE_FORMATS:
             raise StoreError(f"the store at {self.path} has format "
                              f"{found[:16].decode(errors='replace')!r}, which this pinrun "
-                             "cannot read; upgrade pinrun.")
+                             "cannot read; upgrade pinrun (or, if no newer pinrun wrote it, "
+                             "its format marker is damaged: `pinrun fsck` checks it).")
         self.checks_refs = found != UNCHECKED_REFS_FORMAT
 
     def close(self) -> None:
@@ -510,16 +512,26 @@ class Store:
             raise UnknownRefError(name)
         return target
 
-    def refs(self, prefix: str = "") -> dict[str, Digest]:
-        """Every ref whose name starts with ``prefix``, sorted by name."""
+    def refs(self, prefix: str = "", *, skip_damaged: bool = False) -> dict[str, Digest]:
+        """Every ref whose name starts with ``prefix``, sorted by name.
+
+        A damaged ref raises :class:`StoreDamagedError`, or with ``skip_damaged``
+        is left out (for a listing that goes on without it: fsck names it).
+        """
         out: dict[str, Digest] = {}
         with self.environment.read() as txn:
             cursor = txn.cursor(db=self._env.dbs["refs"])
-            if cursor.set_range(prefix.encode()):
+            low = prefix.encode()
+            if cursor.set_range(low):
                 for key, raw in cursor:
-                    name, target = self.decode_ref(key, raw)
-                    if not name.startswith(prefix):
+                    if not key.startswith(low):
                         break
+                    try:
+                        name, target = self.decode_ref(key, raw)
+                    except StoreDamagedError:
+                        if skip_damaged:
+                            continue
+                        raise
                     out[name] = target
         return out
 
@@ -535,8 +547,9 @@ class Store:
         set or deleted while iterating may or may not be seen.
         """
         low = prefix.encode()
-        # No UTF-8 text holds the byte 0xff: every name with the prefix sorts below this.
-        high = low + b"\xff"
+        # The first key past every key with the prefix (damaged ones too, which a listing
+        # must meet and refuse); None: past the end of the database.
+        high = _successor(low)
         after: bytes | None = None  # the last key yielded; the next batch starts past it
         chunk = _REF_CHUNK_FIRST
         while True:
@@ -570,12 +583,14 @@ class Store:
         return rows
 
     @staticmethod
-    def _refs_backward(cursor: Any, bound: bytes, low: bytes,
+    def _refs_backward(cursor: Any, bound: bytes | None, low: bytes,
                        chunk: int) -> list[tuple[bytes, bytes]]:
-        """Up to ``chunk`` rows below ``bound`` (exclusive), downward, while they have ``low``."""
+        """Up to ``chunk`` rows below ``bound`` (exclusive; None: from the last key),
+        downward, while they have ``low``."""
         rows: list[tuple[bytes, bytes]] = []
         # The first key >= bound, then one back; past the end of the database, the last key.
-        found = cursor.prev() if cursor.set_range(bound) else cursor.last()
+        found = cursor.prev() if bound is not None and cursor.set_range(bound) \
+            else cursor.last()
         while found and len(rows) < chunk:
             key = cursor.key()
             if not key.startswith(low):
@@ -585,16 +600,34 @@ class Store:
         return rows
 
     def decode_ref(self, key: bytes, raw: bytes) -> tuple[str, Digest]:
-        """A ref's name and target as stored under ``key``; ``StoreDamagedError`` when its
-        value is no digest (and check, format 2) of that name."""
+        """A ref's name and target as stored under ``key``; ``StoreDamagedError`` when the
+        key is no ref name, or its value no digest (and check, format 2) of that name."""
         problem = stored_ref_problem(key, raw, self.checks_refs)
         if problem is None:
             try:
-                return key.decode(), Digest(raw[:DIGEST_SIZE])
+                name = key.decode()
             except UnicodeDecodeError:
-                problem = "its name is not UTF-8"
-        raise StoreDamagedError(self.path, f"the refs database is damaged: the ref stored "
-                                f"under {key[:64]!r} is no name and digest ({problem})")
+                problem = "has a name that is not UTF-8"
+            else:
+                if is_ref_name(name):
+                    return name, Digest(raw[:DIGEST_SIZE])
+                problem = "is no valid ref name"
+        elif not self.checks_refs and self.refresh_format():
+            return self.decode_ref(key, raw)  # upgraded since this handle read its format
+        raise StoreDamagedError(self.path, f"ref {key[:64]!r} {problem}")
+
+    def refresh_format(self, txn: Any = None) -> bool:
+        """Read the format marker again (in ``txn`` when given): a handle that could not
+        hold ``open.lock`` (a read-only folder) may see its store upgraded under it.
+        Returns whether the store's refs carry checks now."""
+        meta = self._env.dbs["meta"]
+        if txn is not None:
+            found = txn.get(b"format", None, meta)
+        else:
+            with self._env.read() as reader:
+                found = reader.get(b"format", None, meta)
+        self.checks_refs = found not in (None, UNCHECKED_REFS_FORMAT)
+        return self.checks_refs
 
     def stored_ref(self, key: bytes, target: bytes) -> bytes:
         """The value this store keeps for ref ``key`` (UTF-8) -> raw digest ``target``."""
@@ -611,6 +644,15 @@ class Store:
         batch = WriteBatch(self)
         batch.delete_ref(name, expected=expected)
         batch.commit()
+
+
+def _successor(prefix: bytes) -> bytes | None:
+    """The least key greater than every key starting with ``prefix`` (None: there is none,
+    the prefix is empty or all 0xff)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
 class KnownPins:

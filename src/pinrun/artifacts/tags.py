@@ -87,11 +87,12 @@ def run_tags(store: Store) -> dict[str, list[str]]:
 
     The one call a remote needs to carry tags along: the refs behind a pair
     are :func:`tag_ref` (and, for a store written before tags were labels, the
-    single ``tags/NAME`` ref too: see :func:`tag_refs_of`). Old single refs
-    whose object cannot be read are left out (``pinrun fsck`` names them).
+    single ``tags/NAME`` ref too: see :func:`tag_refs_of`). Damaged tag refs, and
+    old single refs whose object cannot be read, are left out (``pinrun fsck``
+    names them): the tags shown beside runs never fail a listing.
     """
     pairs: set[tuple[str, str]] = set()
-    for ref_name, target in store.refs(TAG_REF_PREFIX).items():
+    for ref_name, target in store.refs(TAG_REF_PREFIX, skip_damaged=True).items():
         parsed = _parse(ref_name)
         if parsed is None:
             run_id = _single_ref_run(store, ref_name, target)

@@ -19,6 +19,7 @@ import fcntl
 from typing import Any
 
 from pinrun.artifacts.compact import take_exclusive
+from pinrun.artifacts.digest import DIGEST_SIZE
 from pinrun.artifacts.refs import ref_name_problem, stored_ref, stored_ref_problem
 from pinrun.artifacts.store import STORE_FORMAT, UNCHECKED_REFS_FORMAT, Store
 from pinrun.data_classes import data_class
@@ -53,7 +54,9 @@ def upgrade(store: Store) -> UpgradeReport:
     if store.checks_refs:
         return UpgradeReport(newest, newest, 0)
     env = store.environment
-    lock_fd = take_exclusive(store, "upgrading rewrites its refs")
+    lock_fd = take_exclusive(store, "upgrading rewrites its refs", doing="upgrade",
+                             in_use="a process that opened it in the old format would go on "
+                                    "writing refs without checks")
     try:
         meta, refs_db = env.dbs["meta"], env.dbs["refs"]
 
@@ -62,13 +65,21 @@ def upgrade(store: Store) -> UpgradeReport:
             if found != UNCHECKED_REFS_FORMAT:  # (it was read at open; the lock holds it)
                 raise StoreError(f"the store at {store.path} changed format while it was "
                                  "being upgraded; run `pinrun upgrade` again.")
-            rows = list(txn.cursor(db=refs_db))
-            for key, value in rows:
+            # Two passes, nothing listed: every ref checked before the first is rewritten
+            # (a store of a million runs holds a million refs).
+            count = 0
+            for key, value in txn.cursor(db=refs_db):
                 _refuse_damage(store, key, value)
-            for key, value in rows:
-                txn.put(key, stored_ref(key, value, True), db=refs_db)
+                count += 1
+            cursor = txn.cursor(db=refs_db)
+            found = cursor.first()
+            while found:
+                key, value = cursor.key(), cursor.value()
+                if len(value) == DIGEST_SIZE:  # (rewritten ones are longer: none is twice)
+                    cursor.put(key, stored_ref(key, value, True))
+                found = cursor.next()
             txn.put(b"format", STORE_FORMAT, db=meta)
-            return len(rows)
+            return count
 
         rewritten = int(env.write(rewrite))
         store.checks_refs = True
@@ -82,9 +93,9 @@ def _refuse_damage(store: Store, key: bytes, value: bytes) -> None:
     try:
         problem = ref_name_problem(key.decode())
     except UnicodeDecodeError:
-        problem = "its name is not UTF-8"
-    problem = problem or stored_ref_problem(key, value, False)
+        problem = "a name that is not UTF-8"
+    problem = f"is no valid ref name ({problem})" if problem else \
+        stored_ref_problem(key, value, False)
     if problem is not None:
-        raise StoreDamagedError(store.path, f"the ref stored under "
-                                f"{printable(repr(key[:64]))} is damaged ({problem}), so the "
-                                "store was not upgraded")
+        raise StoreDamagedError(store.path, f"ref {printable(repr(key[:64]))} {problem}, so "
+                                "the store was not upgraded")

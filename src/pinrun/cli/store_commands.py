@@ -220,7 +220,7 @@ def fsck(as_json: bool, store_path: str | None) -> None:
             if problem.kind != "aborted":
                 click.echo(f"{problem.kind:10} {printable(problem.detail)}")
         if report.aborted is None:
-            if report.store_format < 2:
+            if report.store_format == 1:
                 click.echo("note: this store's refs carry no checks (store format "
                            f"{report.store_format}), so a damaged ref name can go unseen; "
                            "`pinrun upgrade` adds them")
@@ -278,15 +278,21 @@ def gc(store: Store, dry_run: bool, compact: bool, as_json: bool) -> None:
 @store_option
 @with_store
 def upgrade(store: Store, as_json: bool) -> None:
-    """Bring the store to the newest format: each ref then carries a check.
+    """Bring a store made by an older pinrun to the newest format (2), in which each
+    ref carries a check, so that fsck sees a damaged ref name.
 
-    A store made by an older pinrun keeps its format, which this pinrun reads
-    and writes, until you upgrade it: after that, an older pinrun refuses it
-    (asking to be upgraded), so upgrade once every process using this store
-    runs this pinrun. The upgrade is one transaction (all or nothing) and
-    needs the store to itself: it refuses while another process has it open.
-    Run `pinrun fsck` first: a ref damaged before the upgrade would be sealed
-    with its damage.
+    A store keeps its format, which this pinrun reads and writes, until you
+    upgrade it; `pinrun fsck` notes a format 1 store (`fsck --json`:
+    `store_format`), and on a format 2 store upgrade has nothing to do.
+    After it an older pinrun refuses the store (asking to be upgraded), so
+    upgrade once every process using the store runs this pinrun.
+
+    \b
+    The upgrade is one transaction (all or nothing) and needs the store to
+    itself: it refuses while another process has it open, and refuses a ref
+    that is no valid name and digest. Run `pinrun fsck` first: it finds other
+    damage, though not a ref name damaged into another valid one, which is
+    what the checks are for, and which an upgrade then seals as it is.
     """
     from pinrun.artifacts.upgrade import upgrade as run_upgrade
 
