@@ -23,7 +23,20 @@ def _queued(batch: WriteBatch) -> dict[bytes, tuple[Kind, bytes]]:
     return dict(batch._pending)
 
 
-def test_trees_and_objects_match_the_batch(store: Store) -> None:
+@pytest.fixture(params=["c", "python"])
+def map_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test twice: small map trees queued in C (WriteBatch.put_map_of), and by the
+    Python loop of ValueDigests.put_map (what runs without a compiler)."""
+    from pinrun.artifacts import batch as batch_module
+
+    if request.param == "python":
+        monkeypatch.setattr(batch_module, "_put_map", None)
+    elif batch_module._put_map is None:
+        pytest.skip("the C speedups are not built")
+    return str(request.param)
+
+
+def test_trees_and_objects_match_the_batch(store: Store, map_path: str) -> None:
     """Snapshots and entry trees stored through ValueDigests queue the very objects, under
     the very digests, that the batch's own put_snapshot / put_entries queue."""
     plain, memo = WriteBatch(store), WriteBatch(store)
@@ -45,9 +58,11 @@ def test_trees_and_objects_match_the_batch(store: Store) -> None:
         assert compute_digest(kind, payload).raw == raw
 
 
-def test_a_small_tree_reaches_the_batch_in_one_call(store: Store, monkeypatch: Any) -> None:
+def test_a_small_tree_reaches_the_batch_in_one_call(store: Store, monkeypatch: Any,
+                                                    map_path: str) -> None:
     """A map tree of a few keys and its values are queued with one put_known (no put per
-    object), the same objects and counts as the batch's own put_entries."""
+    object), or with none at all in C, the same objects and counts as the batch's own
+    put_entries."""
     state = {"order_id": "A1", "total": 10.5, "items": [1, 2]}
     plain, memo = WriteBatch(store), WriteBatch(store)
     plain_entries: dict[str, Entry] = {}
@@ -66,7 +81,7 @@ def test_a_small_tree_reaches_the_batch_in_one_call(store: Store, monkeypatch: A
     monkeypatch.setattr(WriteBatch, "put", put)
     monkeypatch.setattr(WriteBatch, "put_known", put_known)
     assert ValueDigests().put_entries(memo, plain_entries) == expected
-    assert calls == ["known"]
+    assert calls == ([] if map_path == "c" else ["known"])
     assert _queued(memo) == _queued(plain)
     assert (memo._offered_objects, memo._offered_bytes) == \
         (plain._offered_objects, plain._offered_bytes)
@@ -131,3 +146,48 @@ def _refuse_past_8(kind: Kind, size: int, what: str = "value") -> None:
 
     if size > 8:
         raise PinrunError(f"{what} too large")
+
+
+def test_the_c_map_leaves_what_it_cannot_write_to_python(store: Store) -> None:
+    """WriteBatch.put_map_of answers a map of plain keys in C, the objects and counts the
+    batch's own put_entries queues; a key the codec escapes, or a payload whose size must
+    be checked, is left to Python (None) with nothing queued nor counted."""
+    from pinrun.artifacts import batch as batch_module
+
+    if batch_module._put_map is None:
+        pytest.skip("the C speedups are not built")
+    state = {"order_id": "A1", "total": 10.5, "items": [1, 2], "big": "z" * 3000}
+    plain, fast = WriteBatch(store), WriteBatch(store)
+    entries: dict[str, Entry] = {}
+    WriteBatch(store).put_snapshot(state, root="state", entries_out=entries)
+    known: dict[bytes, Any] = {}
+    made = fast.put_map_of(entries, known, value_digests.KEPT_PAYLOAD, 4096)
+    assert made == plain.put_entries(entries)
+    assert _queued(fast) == _queued(plain)
+    assert (fast._offered_objects, fast._offered_bytes) == \
+        (plain._offered_objects, plain._offered_bytes)
+    assert set(known) == {e.payload for e in entries.values() if not isinstance(e, type(made))}
+    escaped_entries: dict[str, Entry] = {}
+    WriteBatch(store).put_snapshot({"$x": 1}, root="state", entries_out=escaped_entries)
+    untouched = WriteBatch(store)
+    assert untouched.put_map_of({**entries, **escaped_entries}, {}, 4096, 4096) is None
+    assert _queued(untouched) == {}
+    assert (untouched._offered_objects, untouched._offered_bytes) == (0, 0)
+
+
+def test_the_c_map_keeps_digests_within_its_bounds(store: Store) -> None:
+    """The C path keeps small values' digests as the Python one does: none over the kept
+    size, and the kept ones dropped when there are ``most`` of them."""
+    from pinrun.artifacts import batch as batch_module
+
+    if batch_module._put_map is None:
+        pytest.skip("the C speedups are not built")
+    entries: dict[str, Entry] = {}
+    WriteBatch(store).put_snapshot({f"k{n}": n for n in range(5)} | {"long": "q" * 40},
+                                   root="state", entries_out=entries)
+    known: dict[bytes, Any] = {}
+    WriteBatch(store).put_map_of(entries, known, 20, 3)
+    assert len(known) <= 3
+    assert all(len(payload) <= 20 for payload in known)
+    for payload, digest in known.items():
+        assert digest == compute_digest(Kind.VALUE, payload)

@@ -8,7 +8,7 @@ the store already holds are set aside and never rewritten.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from pinrun.artifacts import codec, trees
@@ -19,7 +19,7 @@ from pinrun.artifacts.dictionary import (
     Dictionary,
     train_dictionary,
 )
-from pinrun.artifacts.digest import VALUE_KIND, Digest, Kind, compute_digest
+from pinrun.artifacts.digest import TREE_KIND, VALUE_KIND, Digest, Kind, compute_digest
 from pinrun.artifacts.objects import (
     SMALLEST_MAX_RAW_SIZE,
     EncodedObject,
@@ -117,6 +117,25 @@ class WriteBatch:
             self._offered_objects += count
             self._offered_bytes += size
 
+    def put_map_of(self, entries: Mapping[str, trees.Entry], known: dict[bytes, Digest],
+                   kept: int, most: int) -> Digest | None:
+        """Queue a ``map`` tree of ``entries`` (each inline value's object, then the tree)
+        in C, as :meth:`ValueDigests.put_map <pinrun.engine.value_digests.ValueDigests.put_map>`
+        does (``known``: its kept digests, ``kept`` and ``most`` its bounds); the tree's
+        digest, or None when the caller's Python path must do it (no compiler, a key or
+        an entry the C code leaves to Python, a payload whose size needs checking):
+        nothing is queued then."""
+        if _put_map is None or type(entries) is not dict:
+            return None
+        done = _put_map(entries, known, self._pending, self._held, Digest, _MAP_KINDS,
+                        (kept, most, SMALLEST_MAX_RAW_SIZE), compute_digest)
+        if done is None:
+            return None
+        tree, count, size = done
+        self._offered_objects += count
+        self._offered_bytes += size
+        return tree
+
     def offered(self) -> Iterator[bytes]:
         """The raw digests of the objects queued so far (after :meth:`commit`: each one
         is stored, new or set aside as already there)."""
@@ -184,6 +203,15 @@ class WriteBatch:
         self.committed = True
         return self.new_objects
 
+
+
+#: The kinds a map tree's objects are queued as, with the tags hashed before them.
+_MAP_KINDS: Final = (VALUE_KIND, VALUE_KIND.tag, TREE_KIND, TREE_KIND.tag)
+_put_map: Callable[..., tuple[Digest, int, int] | None] | None
+try:
+    from pinrun.artifacts._speedups import put_map as _put_map
+except ImportError:  # pragma: no cover - exercised on machines without a compiler
+    _put_map = None
 
 
 def commit_batch(store: Store, batch: WriteBatch) -> int:

@@ -78,6 +78,10 @@ class ValueDigests:
         it, then the tree), in one loop and one call to the batch: a step's inputs
         and outputs trees are each a few keys, where the calls through :meth:`put`
         to :meth:`WriteBatch.put` cost more than the dict operations they make."""
+        assert self._batch is not None  # set by put_snapshot / put_entries before any put
+        made = self._batch.put_map_of(entries, self._known, KEPT_PAYLOAD, _MOST)  # in C
+        if made is not None:
+            return made
         known = self._known
         items: list[tuple[Kind, bytes, Digest]] = []
         digests: dict[str, Digest] = {}
@@ -98,7 +102,6 @@ class ValueDigests:
         payload = codec.encode_digest_map(_MAP, "entries", digests)
         tree = compute_digest(TREE_KIND, payload)
         items.append((TREE_KIND, payload, tree))
-        assert self._batch is not None  # set by put_snapshot / put_entries before any put
         self._batch.put_known(items)
         return tree
 
