@@ -172,12 +172,12 @@ _set_raw = object.__setattr__
 _made: Callable[[type[Digest], bytes], Digest] | None
 _small: Callable[[type[Digest], bytes, bytes], Digest | None] | None
 try:
-    # The same two steps in one C call (~2,500 instructions less, for each of the ~20
-    # objects a recorded run hashes); 32 bytes from BLAKE3 need no validating either.
+    # new_digest: the same two steps in one C call (~2,500 instructions less, for each
+    # of the ~20 objects a recorded run hashes); 32 bytes from BLAKE3 need no validating
+    # either. small_digest: a kind's tag and a payload that fit in one BLAKE3 chunk (1 KiB:
+    # most of the objects a run stores) hashed in C, the digest made there too: the
+    # package's binding, and the hasher taken and given back, cost more than hashing them.
     from pinrun.artifacts._speedups import new_digest as _made
-    # A kind's tag and a payload that fit in one BLAKE3 chunk (1 KiB: most of the
-    # objects a run stores) hashed in C, the digest made there too: the package's
-    # binding, and the hasher taken and given back, cost more than hashing them.
     from pinrun.artifacts._speedups import small_digest as _small
 except ImportError:  # pragma: no cover - exercised on machines without a compiler
     _made = _small = None
