@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from pinrun.artifacts.lmdb_env import Environment
     from pinrun.artifacts.store import Store
 
-__all__ = ["COUNTER_KEYS", "DICTIONARY_REF", "WriteBatch", "commit_batch", "read_counter"]
+__all__ = ["COUNTER_KEYS", "DICTIONARY_REF", "GC_GENERATION_KEY", "WriteBatch", "commit_batch",
+           "next_gc_generation", "read_counter", "read_gc_generation"]
 
 #: The ref naming the compression dictionary new small objects use.
 DICTIONARY_REF: Final = "pinrun/zstd-dictionary"
@@ -241,11 +242,18 @@ def _commit_small(store: Store, batch: WriteBatch) -> int:
     pending = batch._pending
     prebuilt = [(obj.digest.raw, obj.record) for obj in batch._prebuilt.values()]
 
+    generation = -1
+
     def operation(txn: Any) -> int:
+        nonlocal generation
         _check_refs(txn, batch, objects_db, refs_db)
         get = txn.get  # (positional arguments: py-lmdb parses keywords slowly)
+        # Pins this process saw committed at the gc generation read now are still there
+        # (only gc deletes, and it moves the generation on): one get instead of theirs.
+        generation = read_gc_generation(txn, env)
+        stored = store.known_pins.stored_at(generation)
         new_items = [(raw, kind, payload) for raw, (kind, payload) in pending.items()
-                     if get(raw, None, objects_db) is None]
+                     if raw not in stored and get(raw, None, objects_db) is None]
         records: list[tuple[bytes, bytes | PlainRecord]] = []
         if new_items:
             dictionary = store.dictionary_named(get(_DICTIONARY_KEY, None, refs_db), txn)
@@ -254,7 +262,7 @@ def _commit_small(store: Store, batch: WriteBatch) -> int:
         return _write(txn, batch, [*records, *prebuilt], env)
 
     added = env.write(operation)
-    _remember_pins(store, pending)
+    _remember_pins(store, pending, generation)
     return added
 
 
@@ -285,7 +293,11 @@ def _commit_large(store: Store, batch: WriteBatch) -> int:
         new_items, dictionary, batch._as_is)
     records += [(obj.digest.raw, obj.record) for obj in batch._prebuilt.values()]
 
+    generation = -1
+
     def operation(txn: Any) -> int:
+        nonlocal generation
+        generation = read_gc_generation(txn, env)
         _check_refs(txn, batch, objects_db, refs_db)
         # An object seen as stored may have been collected since: write it now.
         vanished = [raw for raw in stored if txn.get(raw, db=objects_db) is None]
@@ -299,16 +311,36 @@ def _commit_large(store: Store, batch: WriteBatch) -> int:
         return _write(txn, batch, [*records, *extra], env)
 
     added = env.write(operation)
-    _remember_pins(store, pending)
+    _remember_pins(store, pending, generation)
     return added
 
 
-def _remember_pins(store: Store, pending: dict[bytes, tuple[Kind, bytes]]) -> None:
-    """Note the batch's pins as stored, once committed: what this process knows to be
-    stored (a batch's bytes not known to be stored decide how it commits; a commit still
-    looks each one up)."""
-    store.known_pins.remember(raw for raw, (kind, _) in pending.items()
-                              if kind.code in _PIN_CODES)
+def _remember_pins(store: Store, pending: dict[bytes, tuple[Kind, bytes]],
+                   generation: int) -> None:
+    """Note the batch's pins as stored, once committed by a transaction that read gc
+    generation ``generation``: what this process knows to be stored (a batch's bytes not
+    known to be stored decide how it commits; a small commit that reads the same
+    generation does not look them up again)."""
+    store.known_pins.remember((raw for raw, (kind, _) in pending.items()
+                               if kind.code in _PIN_CODES), generation)
+
+
+#: In LMDB's main database: how many times ``gc`` swept the store (it adds one in the
+#: transaction that deletes). Only gc deletes objects, so what a commit saw stored is
+#: still there while the generation it read stays the same (see KnownPins).
+GC_GENERATION_KEY: Final = b"gc.generation"
+
+
+def read_gc_generation(txn: Any, env: Environment) -> int:
+    """The store's gc generation as ``txn`` sees it (0 before any gc counted one)."""
+    raw = txn.get(GC_GENERATION_KEY, None, env.main_db)
+    return int(_COUNTER.unpack(raw)[0]) if raw is not None and len(raw) == 8 else 0
+
+
+def next_gc_generation(txn: Any, env: Environment) -> None:
+    """Move the gc generation on (in the write transaction that deletes objects)."""
+    txn.put(GC_GENERATION_KEY, _COUNTER.pack(read_gc_generation(txn, env) + 1),
+            db=env.main_db)
 
 
 _DICTIONARY_KEY: Final = DICTIONARY_REF.encode()
