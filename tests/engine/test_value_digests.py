@@ -192,3 +192,26 @@ def test_the_c_map_keeps_digests_within_its_bounds(store: Store) -> None:
     assert all(len(payload) <= 20 for payload in known)
     for payload, digest in known.items():
         assert digest == compute_digest(Kind.VALUE, payload)
+
+
+def test_entries_past_the_paged_size_are_stored_in_pages_as_the_batch_does(
+        store: Store, map_path: str) -> None:
+    """put_entries takes its shortcut to one map tree only for entries store_entries would
+    store so: a wide state's entries (inline bytes past PAGED_ABOVE) are stored in pages,
+    the same objects and digests as the batch's own put_entries; a narrow one is a map."""
+    from pinrun.artifacts.snapshot_pages import PAGED_ABOVE
+
+    wide = {f"key{n:05d}": f"value number {n:05d} of many" for n in range(3000)}
+    plain_entries: dict[str, Entry] = {}
+    WriteBatch(store).put_snapshot(wide, root="state", entries_out=plain_entries)
+    sizes = sum(len(e.member) for e in plain_entries.values() if isinstance(e, Inline))
+    assert sizes > PAGED_ABOVE
+    narrow = {key: plain_entries[key] for key in list(plain_entries)[:5]}
+    for entries in (plain_entries, narrow):
+        plain, memo = WriteBatch(store), WriteBatch(store)
+        assert ValueDigests().put_entries(memo, entries) == plain.put_entries(entries)
+        assert _queued(memo) == _queued(plain)
+        assert list(memo._pending) == list(plain._pending)
+        kinds = {codec.decode(payload).get("type") for kind, payload in _queued(plain).values()
+                 if kind is Kind.TREE}
+        assert ("pages" in kinds) == (entries is plain_entries)

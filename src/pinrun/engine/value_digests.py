@@ -19,12 +19,12 @@ digest instead of being joined and hashed again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import TREE_KIND, VALUE_KIND, Digest, Kind, compute_digest
-from pinrun.artifacts.snapshot_pages import Inline, PageCache
+from pinrun.artifacts.snapshot_pages import PAGED_ABOVE, Inline, PageCache
 from pinrun.artifacts.store import WriteBatch
 from pinrun.artifacts.trees import Entry, store_entries, store_snapshot
 
@@ -39,6 +39,11 @@ _MOST: Final = 4096
 #: the run starts again from none. The pages kept are mostly the state's own (the
 #: bytes of its values' encodings, which the engine holds beside them anyway).
 _MOST_PAGES: Final = 1024
+_inline_sizes: Callable[[dict[str, Entry]], tuple[int, int]] | None
+try:
+    from pinrun.artifacts._speedups import inline_sizes as _inline_sizes
+except ImportError:  # pragma: no cover - exercised on machines without a compiler
+    _inline_sizes = None
 #: A map tree's fields besides its entries (codec.encode_digest_map's ``fields``).
 _MAP: Final = {"type": "map"}
 
@@ -118,6 +123,13 @@ class ValueDigests:
         """:meth:`WriteBatch.put_entries <pinrun.artifacts.store.WriteBatch.put_entries>`
         into ``batch``, each small value digested once per run."""
         self._batch = batch
+        if _inline_sizes is not None and type(entries) is dict and \
+                _inline_sizes(entries)[0] <= PAGED_ABOVE:
+            # What store_entries decides for so few inline bytes (one object per key: a
+            # map tree), without its calls down to put_map: a step's inputs, the state.
+            made = batch.put_map_of(entries, self._known, KEPT_PAYLOAD, _MOST)
+            if made is not None:
+                return made
         return store_entries(self, entries, self._kept_pages())
 
     def _kept_pages(self) -> PageCache:
