@@ -215,3 +215,34 @@ def test_entries_past_the_paged_size_are_stored_in_pages_as_the_batch_does(
         kinds = {codec.decode(payload).get("type") for kind, payload in _queued(plain).values()
                  if kind is Kind.TREE}
         assert ("pages" in kinds) == (entries is plain_entries)
+
+
+@pytest.mark.parametrize("given", ["all", "some", "none"])
+def test_a_small_snapshot_of_known_encodings_is_what_store_snapshot_makes(
+        store: Store, map_path: str, given: str) -> None:
+    """put_snapshot of a few keys whose encodings are all given (a step's outputs) takes a
+    shortcut to the map tree: the same tree, objects, order, counts and entries as the
+    batch's own put_snapshot, and as store_snapshot's path when some encodings are not
+    given (or a value is bytes, or large)."""
+    state: dict[str, Any] = {"total": 10.5, "items": [{"sku": "X", "qty": 2}], "region": "EU"}
+    if given != "all":
+        state["blob"] = b"raw"
+    payloads = {key: codec.encode(value) for key, value in state.items()
+                if type(value) is not bytes and (given == "all" or key != "total")}
+    if given == "none":
+        payloads = {}
+    plain, memo = WriteBatch(store), WriteBatch(store)
+    plain_entries: dict[str, Entry] = {}
+    memo_entries: dict[str, Entry] = {"earlier": plain.put_value("kept")}
+    expected = plain.put_snapshot(state, root="outputs", payloads=dict(payloads),
+                                  entries_out=plain_entries)
+    made = ValueDigests().put_snapshot(memo, state, root="outputs", payloads=dict(payloads),
+                                       entries_out=memo_entries)
+    assert made == expected
+    del memo_entries["earlier"]
+    assert {key: getattr(e, "member", e) for key, e in memo_entries.items()} == \
+        {key: getattr(e, "member", e) for key, e in plain_entries.items()}
+    plain_pending = {raw: item for raw, item in _queued(plain).items()
+                     if item[1] != codec.encode("kept")}
+    assert _queued(memo) == plain_pending
+    assert list(memo._pending) == list(plain_pending)

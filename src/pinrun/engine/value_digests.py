@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import TREE_KIND, VALUE_KIND, Digest, Kind, compute_digest
-from pinrun.artifacts.snapshot_pages import PAGED_ABOVE, Inline, PageCache
+from pinrun.artifacts.snapshot_pages import INLINE_LIMIT, PAGED_ABOVE, Inline, PageCache
 from pinrun.artifacts.store import WriteBatch
 from pinrun.artifacts.trees import Entry, store_entries, store_snapshot
 
@@ -40,10 +40,16 @@ _MOST: Final = 4096
 #: bytes of its values' encodings, which the engine holds beside them anyway).
 _MOST_PAGES: Final = 1024
 _inline_sizes: Callable[[dict[str, Entry]], tuple[int, int]] | None
+_inline_entries: Callable[[dict[str, Any], dict[str, bytes], int],
+                          tuple[dict[str, Any], list[str]] | None] | None
 try:
+    from pinrun.artifacts._speedups import inline_entries as _inline_entries
     from pinrun.artifacts._speedups import inline_sizes as _inline_sizes
 except ImportError:  # pragma: no cover - exercised on machines without a compiler
-    _inline_sizes = None
+    _inline_sizes = _inline_entries = None
+#: Snapshots of fewer keys take put_snapshot's shortcut (a wider one's entries go
+#: straight into the caller's in store_snapshot, with no dict of their own).
+_FEW_KEYS: Final = 64
 #: A map tree's fields besides its entries (codec.encode_digest_map's ``fields``).
 _MAP: Final = {"type": "map"}
 
@@ -116,6 +122,15 @@ class ValueDigests:
         """:meth:`WriteBatch.put_snapshot <pinrun.artifacts.store.WriteBatch.put_snapshot>`
         into ``batch``, each small value digested once per run."""
         self._batch = batch
+        if _inline_entries is not None and type(state) is dict and type(payloads) is dict \
+                and type(entries_out) is dict and len(state) < _FEW_KEYS:
+            # A step's outputs, the run's inputs: a few keys, each value's encoding known.
+            # When every one is inline, what store_snapshot makes of them (their entries,
+            # then store_entries), without its calls down to put_map.
+            made = _inline_entries(state, payloads, INLINE_LIMIT)
+            if made is not None and not made[1]:
+                entries_out.update(made[0])
+                return self.put_entries(batch, made[0])
         return store_snapshot(self, state, root=root, payloads=payloads,
                               entries_out=entries_out, kept_pages=self._kept_pages())
 
