@@ -382,6 +382,7 @@ def test_small_payloads_reuse_hashers(monkeypatch: Any) -> None:
             made.append(args)
             return real(*args, **kwargs)
 
+    monkeypatch.setattr(digest_module, "_small", None)  # the package's path (no compiler)
     compute_digest(Kind.VALUE, b"warm")  # at least one hasher is free
     monkeypatch.setattr(digest_module, "blake3", Counting)
     for number in range(50):
@@ -391,9 +392,14 @@ def test_small_payloads_reuse_hashers(monkeypatch: Any) -> None:
     assert made == []
 
 
-def test_hashers_are_not_shared_between_threads() -> None:
+@pytest.mark.parametrize("compiled", [True, False])
+def test_hashers_are_not_shared_between_threads(compiled: bool, monkeypatch: Any) -> None:
     """Threads hashing at once each get the digest of their own payload (no hasher is in
-    two callers' hands)."""
+    two callers' hands), with the C hash of one chunk and without it."""
+    from pinrun.artifacts import digest as digest_module
+
+    if not compiled:
+        monkeypatch.setattr(digest_module, "_small", None)
     errors: list[bytes] = []
 
     def work(seed: int) -> None:
@@ -405,3 +411,38 @@ def test_hashers_are_not_shared_between_threads() -> None:
 
     race(work, 4)
     assert errors == []
+
+
+def test_one_chunk_in_c_is_blake3_at_every_length() -> None:
+    """The C hash of a kind's tag and a payload that fit in one BLAKE3 chunk (1,024 bytes)
+    is the blake3 package's, at every length (each block boundary, the chunk's end, the
+    empty payload), for every kind's tag and odd tags; past one chunk it answers None
+    (compute_digest then hashes with the package)."""
+    speedups = pytest.importorskip("pinrun.artifacts._speedups")
+    noise = bytes((n * 7919 + 13) % 256 for n in range(1100))
+    tags = [kind.tag for kind in Kind] + [b"", b"\xff" * 63, b"t" * 1024]
+    for tag in tags:
+        for size in range(1100):
+            payload = noise[:size]
+            made = speedups.small_digest(Digest, tag, payload)
+            if len(tag) + size > 1024:
+                assert made is None
+                continue
+            assert type(made) is Digest
+            assert made.raw == blake3.blake3(tag + payload).digest(), (tag, size)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_compute_digest_is_the_same_with_and_without_the_c_hash(compiled: bool,
+                                                                monkeypatch: Any) -> None:
+    """compute_digest gives blake3(tag + payload) on both sides of one chunk, with the C hash
+    and without it (bytes and memoryview alike)."""
+    from pinrun.artifacts import digest as digest_module
+
+    if not compiled:
+        monkeypatch.setattr(digest_module, "_small", None)
+    for size in (0, 1, 63, 64, 65, 1017, 1018, 1019, 1024, 1025, 5000):
+        payload = bytes(range(256)) * (size // 256) + b"\x07" * (size % 256)
+        expected = blake3.blake3(Kind.VALUE.tag + payload).digest()
+        assert compute_digest(Kind.VALUE, payload).raw == expected
+        assert compute_digest(Kind.VALUE, memoryview(payload)).raw == expected

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import datetime
 import gc
 import pickle
 import tracemalloc
@@ -244,13 +245,75 @@ def test_each_function_refuses_or_declines_an_argument_of_the_wrong_type(wrong: 
         lambda: _speedups.digest_map({}, wrong),
         lambda: _speedups.new_digest(wrong, b"x" * 32),
         lambda: _speedups.sorted_keys(wrong),
+        lambda: _speedups.small_digest(Digest, wrong, b""),
+        lambda: _speedups.small_digest(Digest, b"", wrong),
+        lambda: _speedups.small_digest(wrong, b"", b""),
+        lambda: _speedups.iso_time(wrong),
+        *[_put_map_with(wrong, at) for at in range(8)],
     ]
     for call in calls:
         try:
             answer = call()
-        except (TypeError, KeyError):  # (KeyError: page_plan's keys are not in the entries)
+        except (TypeError, KeyError, AttributeError, OverflowError):
+            # (KeyError: page_plan's keys are not in the entries; AttributeError: iso_time
+            # asks what is not a datetime for its isoformat; OverflowError: put_map's limits)
             continue
         assert answer is None or type(answer) in (list, tuple)
+
+
+def _put_map_with(wrong: Any, at: int) -> Callable[[], Any]:
+    """put_map with its argument ``at`` replaced by ``wrong``."""
+    def call() -> Any:
+        args: list[Any] = [{"a": _inline("a", b"1")}, {}, {}, set(), Digest,
+                           (Kind.VALUE, Kind.VALUE.tag, Kind.TREE, Kind.TREE.tag),
+                           (4096, 4096, 1 << 26), compute_digest]
+        args[at] = wrong
+        return _speedups.put_map(*args)
+    return call
+
+
+def test_iso_time_of_what_is_not_a_datetime_is_its_isoformat_or_an_error() -> None:
+    """iso_time of anything but a datetime is what its isoformat method answers (a date's),
+    or AttributeError."""
+    import datetime as dt
+
+    assert _speedups.iso_time(dt.date(2020, 1, 2)) == "2020-01-02"
+    with pytest.raises(AttributeError):
+        _speedups.iso_time(b"2020")
+
+
+def test_put_map_survives_python_code_run_while_it_works() -> None:
+    """put_map's hash of a large value calls back into Python: a callback that empties the
+    entries, the kept digests and the queue, or raises, leaves no broken state (the entries
+    were copied first; an error is the callback's)."""
+    entries: dict[str, Any] = {"a": _inline("a", b"1"), "b": _inline("b", b'"' + b"x" * 2000
+                                                                      + b'"')}
+    known: dict[bytes, Any] = {}
+    pending: dict[bytes, Any] = {}
+
+    def meddling(kind: Kind, payload: bytes) -> Digest:
+        entries.clear()
+        known.clear()
+        pending.clear()
+        return compute_digest(kind, payload)
+
+    kinds = (Kind.VALUE, Kind.VALUE.tag, Kind.TREE, Kind.TREE.tag)
+    made = _speedups.put_map(dict(entries), known, pending, set(), Digest, kinds,
+                             (4096, 4096, 1 << 26), meddling)
+    assert made is not None
+    tree, count, _ = made
+    assert count == 3
+    assert tree.raw in pending
+
+    def failing(kind: Kind, payload: bytes) -> Digest:
+        raise RuntimeError("no")
+
+    entries = {"b": _inline("b", b'"' + b"x" * 2000 + b'"')}
+    pending = {}
+    with pytest.raises(RuntimeError):
+        _speedups.put_map(entries, {}, pending, set(), Digest, kinds, (4096, 4096, 1 << 26),
+                          failing)
+    assert pending == {}
 
 
 def test_page_plan_names_a_key_missing_from_the_entries() -> None:
@@ -286,6 +349,9 @@ def test_deep_nesting_is_scanned_without_recursion() -> None:
     assert codec.decode_many(encodings) is None
 
 
+_ZONE = datetime.timezone(datetime.timedelta(hours=1))
+
+
 def _calls() -> list[Callable[[], Any]]:
     """One call of each C function, on a fresh pick of its inputs, answering and failing."""
     wide: dict[str, Any] = {f"k{i:03d}": i for i in range(80)}
@@ -297,6 +363,7 @@ def _calls() -> list[Callable[[], Any]]:
     keys = sorted(entries)
     whole = codec.encode(wide)
     digests = {key: compute_digest(Kind.VALUE, raw) for key, raw in payloads.items()}
+    kinds = (Kind.VALUE, Kind.VALUE.tag, Kind.TREE, Kind.TREE.tag)
     return [
         lambda: _speedups.split_values(whole),
         lambda: _speedups.split_values(b'{"a":[}'),
@@ -307,6 +374,14 @@ def _calls() -> list[Callable[[], Any]]:
         lambda: _speedups.digest_map(digests, Digest),
         lambda: _speedups.digest_map({**digests, "$a": digests["b"]}, Digest),
         lambda: _speedups.new_digest(Digest, b"x" * 32),
+        lambda: _speedups.small_digest(Digest, b"value\0", whole[:900]),
+        lambda: _speedups.small_digest(Digest, b"value\0", whole),
+        lambda: _speedups.iso_time(datetime.datetime.now(datetime.UTC)),
+        lambda: _speedups.iso_time(datetime.datetime(2020, 1, 1, tzinfo=_ZONE)),
+        lambda: _speedups.put_map(entries, {}, {}, set(), Digest, kinds, (4096, 4096, 1 << 26),
+                                  compute_digest),
+        lambda: _speedups.put_map({**entries, "$a": digests["b"]}, {}, {}, set(), Digest, kinds,
+                                  (4096, 4096, 1 << 26), compute_digest),
         lambda: _speedups.inline_entries(wide, payloads, 100),
         lambda: _speedups.inline_entries(int_keyed, {}, 100),
         lambda: _speedups.inline_sizes(entries),

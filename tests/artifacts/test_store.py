@@ -406,6 +406,79 @@ def test_refs_without_a_slash_resolve(store: Store) -> None:
     assert store.resolve("cafe00") == digest
 
 
+def test_a_pin_collected_by_another_process_is_written_again(store: Store) -> None:
+    """A pin this handle committed, then collected by a gc in another process (whose sweep
+    moves the store's gc generation on), is looked up and written again by this handle's
+    next commit: what it remembers as stored holds only under the generation it read."""
+    import subprocess
+    import sys
+
+    pin = b'{"source":"def g():\\n    return 2\\n"}'
+    with store.batch() as batch:
+        digest = batch.put(Kind.CODE, pin)
+        batch.set_ref("flows/keep", digest)
+    assert digest.raw in store.known_pins
+    store.delete_ref("flows/keep")
+    subprocess.run([sys.executable, "-c",
+                    "import sys\nfrom pinrun.artifacts.maintenance import gc\n"
+                    "from pinrun.artifacts.store import Store\n"
+                    "with Store.open(sys.argv[1]) as other:\n"
+                    "    assert gc(other).deleted >= 1\n", str(store.path)], check=True)
+    assert not store.has(digest)
+    with store.batch() as batch:
+        assert batch.put(Kind.CODE, pin) == digest
+        batch.set_ref("flows/keep", digest)
+    assert store.load(digest) == (Kind.CODE, pin)
+
+
+def test_a_commit_under_the_same_gc_generation_does_not_look_up_known_pins(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small commit looks up the pins this handle saw committed only when the gc
+    generation it reads changed since: one get of the generation instead of theirs."""
+    from pinrun.artifacts import batch as batch_module
+    from pinrun.artifacts.maintenance import gc
+
+    pin = b'{"source":"def h():\\n    return 3\\n"}'
+    with store.batch() as batch:
+        digest = batch.put(Kind.CODE, pin)
+        batch.set_ref("flows/keep", digest)
+    looked_up: list[bytes] = []
+    real_write = store.environment.write
+
+    class Counting:
+        def __init__(self, txn: Any) -> None:
+            self._txn = txn
+
+        def get(self, key: bytes, *args: Any, **kwargs: Any) -> Any:
+            looked_up.append(key)
+            return self._txn.get(key, *args, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._txn, name)
+
+    monkeypatch.setattr(store.environment, "write",
+                        lambda operation: real_write(lambda txn: operation(Counting(txn))))
+
+    def commit() -> None:
+        with store.batch() as again:
+            again.put(Kind.CODE, pin)
+            again.put_value("something new")
+
+    commit()
+    assert digest.raw not in looked_up
+    assert batch_module.GC_GENERATION_KEY in looked_up
+    monkeypatch.setattr(store.environment, "write", real_write)
+    gc(store)  # the generation moves on: the next commit looks the pin up again
+    monkeypatch.setattr(store.environment, "write",
+                        lambda operation: real_write(lambda txn: operation(Counting(txn))))
+    looked_up.clear()
+    commit()
+    assert digest.raw in looked_up
+    looked_up.clear()
+    commit()
+    assert digest.raw not in looked_up
+
+
 def test_a_pin_collected_after_its_commit_is_written_again(store: Store) -> None:
     """A pin this handle committed before, then collected by gc, is written again by the
     next commit that offers it (the handle's memory of stored pins is never trusted alone)."""

@@ -149,3 +149,26 @@ def test_a_wide_step_encoded_and_read_at_once_records_what_one_by_one_would(
     report = pinrun.replay(run.id, store=project_store, code="workdir",
                            project_root=project.root)
     assert report.verdict == "reproduced", report.error
+
+
+def test_the_times_a_run_stamps_are_isoformat_s() -> None:
+    """iso_time, which writes the times a recording stamps (its start, each step's), gives
+    datetime.isoformat's text: naive or UTC, with and without microseconds, at the ends of
+    the years; any other zone, or a subclass, is isoformat's own answer."""
+    import datetime as dt
+
+    from pinrun.engine import run as run_module
+
+    class Stamp(dt.datetime):
+        def isoformat(self, sep: str = "T", timespec: str = "auto") -> str:
+            return "mine"
+
+    zones = [None, dt.UTC, dt.timezone(dt.timedelta(hours=-3, minutes=-30)),
+             dt.timezone(dt.timedelta(0))]
+    moments = [(1, 1, 1, 0, 0, 0, 0), (999, 9, 9, 9, 9, 9, 9), (2026, 12, 7, 15, 6, 30, 40009),
+               (9999, 12, 31, 23, 59, 59, 999999), (2020, 2, 29, 12, 0, 0, 100000)]
+    for zone in zones:
+        for moment in moments:
+            value = dt.datetime(*moment, tzinfo=zone)
+            assert run_module.iso_time(value) == value.isoformat()
+    assert run_module.iso_time(Stamp(2020, 1, 1, tzinfo=dt.UTC)) == "mine"

@@ -29,6 +29,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <structmember.h>
+#include <datetime.h>
 
 static int plain_container(PyObject *container, int *ordered, int check_keys);
 static int key_after(PyObject *previous, PyObject *key);
@@ -2038,6 +2039,375 @@ static PyObject *new_digest(PyObject *module, PyObject *const *args, Py_ssize_t 
     return made;
 }
 
+/* ------------------------------------------------------------------ BLAKE3, one chunk
+ *
+ * small_digest(digest_type, tag, payload): the BLAKE3-256 hash of tag + payload, as a
+ * digest_type made as new_digest makes it, when the two together fit in one BLAKE3 chunk
+ * (1,024 bytes); None otherwise (the caller hashes with the blake3 package). Written from
+ * the BLAKE3 specification: a single chunk is its own root, so its hash is the chaining
+ * value of its last block compressed with the ROOT flag. Most objects a run stores are
+ * that small (values, small trees), and the package's binding costs several times what
+ * hashing one takes. Tests hold it to the package's answers for every length. */
+#define B3_BLOCK 64
+#define B3_CHUNK 1024
+#define B3_CHUNK_START 1u
+#define B3_CHUNK_END 2u
+#define B3_ROOT 8u
+
+static const uint32_t b3_iv[8] = {
+    0x6A09E667u, 0xBB67AE85u, 0x3C6EF372u, 0xA54FF53Au,
+    0x510E527Fu, 0x9B05688Cu, 0x1F83D9ABu, 0x5BE0CD19u,
+};
+
+static inline uint32_t b3_rotr(uint32_t x, int n)
+{
+    return (x >> n) | (x << (32 - n));
+}
+
+#define B3_G(a, b, c, d, x, y) do { \
+    v[a] = v[a] + v[b] + (x); v[d] = b3_rotr(v[d] ^ v[a], 16); \
+    v[c] = v[c] + v[d];       v[b] = b3_rotr(v[b] ^ v[c], 12); \
+    v[a] = v[a] + v[b] + (y); v[d] = b3_rotr(v[d] ^ v[a], 8); \
+    v[c] = v[c] + v[d];       v[b] = b3_rotr(v[b] ^ v[c], 7); \
+} while (0)
+
+#define B3_ROUND(s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15) \
+    do { \
+        B3_G(0, 4, 8, 12, m[s0], m[s1]); \
+        B3_G(1, 5, 9, 13, m[s2], m[s3]); \
+        B3_G(2, 6, 10, 14, m[s4], m[s5]); \
+        B3_G(3, 7, 11, 15, m[s6], m[s7]); \
+        B3_G(0, 5, 10, 15, m[s8], m[s9]); \
+        B3_G(1, 6, 11, 12, m[s10], m[s11]); \
+        B3_G(2, 7, 8, 13, m[s12], m[s13]); \
+        B3_G(3, 4, 9, 14, m[s14], m[s15]); \
+    } while (0)
+
+/* Compress one block into the chaining value cv (the first eight output words). */
+static void b3_compress(uint32_t cv[8], const unsigned char block[B3_BLOCK],
+                        uint32_t block_len, uint32_t flags)
+{
+    uint32_t m[16], v[16];
+    for (int i = 0; i < 16; i++) {
+        const unsigned char *p = block + 4 * i;
+        m[i] = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16)
+            | ((uint32_t)p[3] << 24);
+    }
+    for (int i = 0; i < 8; i++) {
+        v[i] = cv[i];
+    }
+    v[8] = b3_iv[0]; v[9] = b3_iv[1]; v[10] = b3_iv[2]; v[11] = b3_iv[3];
+    v[12] = 0;  /* the chunk counter's low and high words: the first chunk is 0 */
+    v[13] = 0;
+    v[14] = block_len;
+    v[15] = flags;
+    /* The seven rounds, each reading the message words in the order the permutation,
+     * applied round after round, puts them (written out: the indexes are constants). */
+    B3_ROUND(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    B3_ROUND(2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8);
+    B3_ROUND(3, 4, 10, 12, 13, 2, 7, 14, 6, 5, 9, 0, 11, 15, 8, 1);
+    B3_ROUND(10, 7, 12, 9, 14, 3, 13, 15, 4, 0, 11, 2, 5, 8, 1, 6);
+    B3_ROUND(12, 13, 9, 11, 15, 10, 14, 8, 7, 2, 5, 3, 0, 1, 6, 4);
+    B3_ROUND(9, 14, 11, 5, 8, 12, 15, 1, 13, 3, 0, 10, 2, 6, 4, 7);
+    B3_ROUND(11, 15, 5, 0, 1, 9, 8, 6, 14, 10, 2, 12, 3, 4, 7, 13);
+    for (int i = 0; i < 8; i++) {
+        cv[i] = v[i] ^ v[i + 8];
+    }
+}
+
+/* The hash of the concatenation of the parts (together at most one chunk) into out. */
+static void b3_hash_chunk(const unsigned char *head, Py_ssize_t head_size,
+                          const unsigned char *data, Py_ssize_t data_size,
+                          unsigned char out[32])
+{
+    uint32_t cv[8];
+    memcpy(cv, b3_iv, sizeof(cv));
+    Py_ssize_t total = head_size + data_size;
+    Py_ssize_t done = 0;
+    unsigned char block[B3_BLOCK];
+    uint32_t flags = B3_CHUNK_START;
+    for (;;) {
+        Py_ssize_t left = total - done;
+        Py_ssize_t take = left < B3_BLOCK ? left : B3_BLOCK;
+        /* Gather the block from the two parts, zero-padded. */
+        Py_ssize_t filled = 0;
+        if (done < head_size) {
+            filled = head_size - done < take ? head_size - done : take;
+            memcpy(block, head + done, (size_t)filled);
+        }
+        if (filled < take) {
+            memcpy(block + filled, data + (done + filled - head_size), (size_t)(take - filled));
+        }
+        if (take < B3_BLOCK) {
+            memset(block + take, 0, (size_t)(B3_BLOCK - take));
+        }
+        done += take;
+        int last = done == total;
+        b3_compress(cv, block, (uint32_t)take,
+                    flags | (last ? (B3_CHUNK_END | B3_ROOT) : 0u));
+        if (last) {
+            break;
+        }
+        flags = 0;
+    }
+    for (int i = 0; i < 8; i++) {
+        out[4 * i] = (unsigned char)cv[i];
+        out[4 * i + 1] = (unsigned char)(cv[i] >> 8);
+        out[4 * i + 2] = (unsigned char)(cv[i] >> 16);
+        out[4 * i + 3] = (unsigned char)(cv[i] >> 24);
+    }
+}
+
+/* A digest_type instance holding raw (a new reference to it is taken). */
+static PyObject *make_digest(PyTypeObject *digest_type, PyObject *raw)
+{
+    PyObject *made = digest_type->tp_alloc(digest_type, 0);
+    if (made == NULL) {
+        return NULL;
+    }
+    if (PyObject_GenericSetAttr(made, raw_name, raw) < 0) {
+        Py_DECREF(made);
+        return NULL;
+    }
+    return made;
+}
+
+/* The digest of payload stored as the kind whose tag is tag (both bytes): hashed here
+ * when the two fit in one chunk, else by compute(kind, payload) (digest.compute_digest). */
+static PyObject *hash_digest(PyTypeObject *digest_type, PyObject *kind, PyObject *tag,
+                             PyObject *payload, PyObject *compute)
+{
+    if (PyBytes_GET_SIZE(tag) + PyBytes_GET_SIZE(payload) > B3_CHUNK) {
+        PyObject *call_args[2] = {kind, payload};
+        return PyObject_Vectorcall(compute, call_args, 2, NULL);
+    }
+    PyObject *raw = PyBytes_FromStringAndSize(NULL, 32);
+    if (raw == NULL) {
+        return NULL;
+    }
+    b3_hash_chunk((const unsigned char *)PyBytes_AS_STRING(tag), PyBytes_GET_SIZE(tag),
+                  (const unsigned char *)PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload),
+                  (unsigned char *)PyBytes_AS_STRING(raw));
+    PyObject *made = make_digest(digest_type, raw);
+    Py_DECREF(raw);
+    return made;
+}
+
+static PyObject *small_digest(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyType_Check(args[0]) || !PyBytes_CheckExact(args[1])
+            || !PyBytes_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "small_digest() takes a type and two bytes");
+        return NULL;
+    }
+    if (PyBytes_GET_SIZE(args[1]) + PyBytes_GET_SIZE(args[2]) > B3_CHUNK) {
+        Py_RETURN_NONE;
+    }
+    return hash_digest((PyTypeObject *)args[0], NULL, args[1], args[2], NULL);
+}
+
+/* put_map(entries, known, pending, held, digest_type, kinds, limits, compute): what
+ * ValueDigests.put_map does in Python (engine/value_digests.py), in one call: each
+ * Inline entry's value digested (from known, the run's kept digests, else hashed and
+ * kept when its payload is at most limits[0] bytes, known cleared first when it holds
+ * limits[1]), the map tree of the entries' digests encoded (digest_map) and digested,
+ * and the values then the tree queued in pending (raw digest -> (kind, payload)) unless
+ * held or queued already, as WriteBatch.put_known queues them. kinds: (value kind, its
+ * tag, tree kind, its tag); limits: (kept payload, most kept, largest payload queued
+ * without a size check); compute: digest.compute_digest, for payloads over one BLAKE3
+ * chunk. Returns (tree digest, objects offered, bytes offered), or None, having queued
+ * nothing, when the Python path must answer (a key digest_map leaves to Python, an
+ * entry neither an Inline nor a digest, a payload past limits[2]); known may then hold
+ * digests it computed, which are right. */
+static PyObject *put_map(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8 || !PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[1])
+            || !PyDict_CheckExact(args[2]) || !PyAnySet_Check(args[3])
+            || !PyType_Check(args[4]) || !PyTuple_CheckExact(args[5])
+            || PyTuple_GET_SIZE(args[5]) != 4 || !PyTuple_CheckExact(args[6])
+            || PyTuple_GET_SIZE(args[6]) != 3) {
+        PyErr_SetString(PyExc_TypeError, "put_map() takes dict, dict, dict, set, type, "
+                        "(kind, tag, kind, tag), (int, int, int), callable");
+        return NULL;
+    }
+    PyObject *entries = args[0], *known = args[1], *pending = args[2], *held = args[3];
+    PyTypeObject *digest_type = (PyTypeObject *)args[4];
+    PyObject *value_kind = PyTuple_GET_ITEM(args[5], 0);
+    PyObject *value_tag = PyTuple_GET_ITEM(args[5], 1);
+    PyObject *tree_kind = PyTuple_GET_ITEM(args[5], 2);
+    PyObject *tree_tag = PyTuple_GET_ITEM(args[5], 3);
+    PyObject *compute = args[7];
+    if (!PyBytes_CheckExact(value_tag) || !PyBytes_CheckExact(tree_tag)) {
+        PyErr_SetString(PyExc_TypeError, "put_map(): a kind's tag is bytes");
+        return NULL;
+    }
+    Py_ssize_t kept = PyLong_AsSsize_t(PyTuple_GET_ITEM(args[6], 0));
+    Py_ssize_t most = PyLong_AsSsize_t(PyTuple_GET_ITEM(args[6], 1));
+    Py_ssize_t largest = PyLong_AsSsize_t(PyTuple_GET_ITEM(args[6], 2));
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    /* Entries are copied first: compute (Python) may run while they are walked. */
+    PyObject *items = PyDict_Items(entries);
+    if (items == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(items);
+    PyObject *digests = PyDict_New();
+    /* payload, digest, payload, digest... of the values queued, then the tree's */
+    PyObject *queued = PyList_New(0);
+    PyObject *tree_payload = NULL, *tree = NULL, *result = NULL;
+    if (digests == NULL || queued == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *pair = PyList_GET_ITEM(items, i);
+        PyObject *key = PyTuple_GET_ITEM(pair, 0), *entry = PyTuple_GET_ITEM(pair, 1);
+        if (Py_TYPE(entry) != &InlineType) {
+            if (Py_TYPE(entry) != digest_type) {
+                goto fallback;
+            }
+            if (PyDict_SetItem(digests, key, entry) < 0) {
+                goto done;
+            }
+            continue;
+        }
+        PyObject *payload = ((InlineObject *)entry)->payload;
+        if (!PyBytes_CheckExact(payload) || PyBytes_GET_SIZE(payload) > largest) {
+            goto fallback;
+        }
+        PyObject *digest = PyDict_GetItemWithError(known, payload);
+        if (digest != NULL) {
+            Py_INCREF(digest);
+        }
+        else if (PyErr_Occurred()) {
+            goto done;
+        }
+        else {
+            digest = hash_digest(digest_type, value_kind, value_tag, payload, compute);
+            if (digest == NULL) {
+                goto done;
+            }
+            if (PyBytes_GET_SIZE(payload) <= kept) {
+                if (PyDict_GET_SIZE(known) >= most) {
+                    PyDict_Clear(known);
+                }
+                if (PyDict_SetItem(known, payload, digest) < 0) {
+                    Py_DECREF(digest);
+                    goto done;
+                }
+            }
+        }
+        int failed = PyDict_SetItem(digests, key, digest) < 0
+            || PyList_Append(queued, payload) < 0 || PyList_Append(queued, digest) < 0;
+        Py_DECREF(digest);
+        if (failed) {
+            goto done;
+        }
+    }
+    PyObject *map_args[2] = {digests, (PyObject *)digest_type};
+    tree_payload = digest_map(module, map_args, 2);
+    if (tree_payload == NULL) {
+        goto done;
+    }
+    if (tree_payload == Py_None || PyBytes_GET_SIZE(tree_payload) > largest) {
+        goto fallback;
+    }
+    tree = hash_digest(digest_type, tree_kind, tree_tag, tree_payload, compute);
+    if (tree == NULL || PyList_Append(queued, tree_payload) < 0
+            || PyList_Append(queued, tree) < 0) {
+        goto done;
+    }
+    /* Every digest is known: queue them all (nothing fails after this but memory). */
+    Py_ssize_t total = PyList_GET_SIZE(queued), size = 0;
+    for (Py_ssize_t i = 0; i < total; i += 2) {
+        PyObject *payload = PyList_GET_ITEM(queued, i);
+        PyObject *raw = PyObject_GenericGetAttr(PyList_GET_ITEM(queued, i + 1), raw_name);
+        if (raw == NULL) {
+            goto done;
+        }
+        size += PyBytes_GET_SIZE(payload);
+        int found = PySet_Contains(held, raw);
+        if (found == 0) {
+            found = PyDict_Contains(pending, raw);
+        }
+        if (found == 0) {
+            PyObject *queued_item = PyTuple_Pack(2, i + 2 < total ? value_kind : tree_kind,
+                                                 payload);
+            found = queued_item == NULL ? -1 : PyDict_SetItem(pending, raw, queued_item);
+            Py_XDECREF(queued_item);
+        }
+        Py_DECREF(raw);
+        if (found < 0) {
+            goto done;
+        }
+    }
+    result = Py_BuildValue("(Onn)", tree, total / 2, size);
+    goto done;
+fallback:
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    Py_DECREF(items);
+    Py_XDECREF(digests);
+    Py_XDECREF(queued);
+    Py_XDECREF(tree_payload);
+    Py_XDECREF(tree);
+    return result;
+}
+
+/* iso_time(value): value.isoformat() for a datetime, written here when it is exactly a
+ * datetime, naive or in UTC (datetime.UTC): "YYYY-MM-DDTHH:MM:SS", ".ffffff" unless the
+ * microseconds are 0, "+00:00" in UTC; anything else is value.isoformat() itself. A
+ * recorded run stamps its start and each step's: datetime's own isoformat formats
+ * through PyUnicode_FromFormat, ~10k instructions a call. */
+static char *two_digits(char *out, int number)
+{
+    *out++ = (char)('0' + number / 10);
+    *out++ = (char)('0' + number % 10);
+    return out;
+}
+
+static PyObject *iso_time(PyObject *module, PyObject *value)
+{
+    if (PyDateTimeAPI == NULL || !PyDateTime_CheckExact(value)) {
+        return PyObject_CallMethod(value, "isoformat", NULL);
+    }
+    PyObject *zone = ((_PyDateTime_BaseTZInfo *)value)->hastzinfo
+        ? ((PyDateTime_DateTime *)value)->tzinfo : Py_None;
+    if (zone != Py_None && zone != PyDateTime_TimeZone_UTC) {
+        return PyObject_CallMethod(value, "isoformat", NULL);
+    }
+    char text[40];
+    char *out = text;
+    int year = PyDateTime_GET_YEAR(value);
+    *out++ = (char)('0' + year / 1000);
+    *out++ = (char)('0' + year / 100 % 10);
+    out = two_digits(out, year % 100);
+    *out++ = '-';
+    out = two_digits(out, PyDateTime_GET_MONTH(value));
+    *out++ = '-';
+    out = two_digits(out, PyDateTime_GET_DAY(value));
+    *out++ = 'T';
+    out = two_digits(out, PyDateTime_DATE_GET_HOUR(value));
+    *out++ = ':';
+    out = two_digits(out, PyDateTime_DATE_GET_MINUTE(value));
+    *out++ = ':';
+    out = two_digits(out, PyDateTime_DATE_GET_SECOND(value));
+    int micro = PyDateTime_DATE_GET_MICROSECOND(value);
+    if (micro != 0) {
+        *out++ = '.';
+        for (int place = 100000; place > 0; place /= 10) {
+            *out++ = (char)('0' + micro / place % 10);
+        }
+    }
+    if (zone != Py_None) {
+        memcpy(out, "+00:00", 6);
+        out += 6;
+    }
+    return PyUnicode_FromStringAndSize(text, out - text);
+}
+
 static PyObject *digest_key = NULL;
 
 /* digest_of_tag(value, digest_type): the digest a codec tag {"$digest": "<64 lowercase
@@ -2308,6 +2678,13 @@ static PyMethodDef methods[] = {
     {"digest_map", (PyCFunction)(void (*)(void))digest_map, METH_FASTCALL,
      "(entries, digest_type): the canonical encoding of the map tree of entries' digests; "
      "None when a key is not a plain str or a value not exactly digest_type."},
+    {"iso_time", iso_time, METH_O,
+     "iso_time(value): value.isoformat(), written in C for a naive or UTC datetime."},
+    {"put_map", (PyCFunction)(void (*)(void))put_map, METH_FASTCALL,
+     "put_map(entries, known, pending, held, digest_type, kinds, limits, compute): "
+     "a small map tree and its values queued; (tree, objects, bytes) or None."},
+    {"small_digest", (PyCFunction)(void (*)(void))small_digest, METH_FASTCALL,
+     "small_digest(digest_type, tag, payload): BLAKE3 of tag + payload up to 1 KiB, else None."},
     {"new_digest", (PyCFunction)(void (*)(void))new_digest, METH_FASTCALL,
      "(digest_type, raw): an instance of digest_type with raw in its raw slot."},
     {NULL, NULL, 0, NULL},
@@ -2321,6 +2698,10 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__speedups(void)
 {
     crc_init();
+    PyDateTime_IMPORT;
+    if (PyDateTimeAPI == NULL) {
+        return NULL;
+    }
     json_stops_init();
     raw_name = PyUnicode_InternFromString("raw");
     if (raw_name == NULL) {

@@ -8,7 +8,7 @@ the store already holds are set aside and never rewritten.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from pinrun.artifacts import codec, trees
@@ -19,7 +19,7 @@ from pinrun.artifacts.dictionary import (
     Dictionary,
     train_dictionary,
 )
-from pinrun.artifacts.digest import VALUE_KIND, Digest, Kind, compute_digest
+from pinrun.artifacts.digest import TREE_KIND, VALUE_KIND, Digest, Kind, compute_digest
 from pinrun.artifacts.objects import (
     SMALLEST_MAX_RAW_SIZE,
     EncodedObject,
@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from pinrun.artifacts.lmdb_env import Environment
     from pinrun.artifacts.store import Store
 
-__all__ = ["COUNTER_KEYS", "DICTIONARY_REF", "WriteBatch", "commit_batch", "read_counter"]
+__all__ = ["COUNTER_KEYS", "DICTIONARY_REF", "GC_GENERATION_KEY", "WriteBatch", "commit_batch",
+           "next_gc_generation", "read_counter", "read_gc_generation"]
 
 #: The ref naming the compression dictionary new small objects use.
 DICTIONARY_REF: Final = "pinrun/zstd-dictionary"
@@ -117,6 +118,25 @@ class WriteBatch:
             self._offered_objects += count
             self._offered_bytes += size
 
+    def put_map_of(self, entries: Mapping[str, trees.Entry], known: dict[bytes, Digest],
+                   kept: int, most: int) -> Digest | None:
+        """Queue a ``map`` tree of ``entries`` (each inline value's object, then the tree)
+        in C, as :meth:`ValueDigests.put_map <pinrun.engine.value_digests.ValueDigests.put_map>`
+        does (``known``: its kept digests, ``kept`` and ``most`` its bounds); the tree's
+        digest, or None when the caller's Python path must do it (no compiler, a key or
+        an entry the C code leaves to Python, a payload whose size needs checking):
+        nothing is queued then."""
+        if _put_map is None or type(entries) is not dict:
+            return None
+        done = _put_map(entries, known, self._pending, self._held, Digest, _MAP_KINDS,
+                        (kept, most, SMALLEST_MAX_RAW_SIZE), compute_digest)
+        if done is None:
+            return None
+        tree, count, size = done
+        self._offered_objects += count
+        self._offered_bytes += size
+        return tree
+
     def offered(self) -> Iterator[bytes]:
         """The raw digests of the objects queued so far (after :meth:`commit`: each one
         is stored, new or set aside as already there)."""
@@ -186,6 +206,15 @@ class WriteBatch:
 
 
 
+#: The kinds a map tree's objects are queued as, with the tags hashed before them.
+_MAP_KINDS: Final = (VALUE_KIND, VALUE_KIND.tag, TREE_KIND, TREE_KIND.tag)
+_put_map: Callable[..., tuple[Digest, int, int] | None] | None
+try:
+    from pinrun.artifacts._speedups import put_map as _put_map
+except ImportError:  # pragma: no cover - exercised on machines without a compiler
+    _put_map = None
+
+
 def commit_batch(store: Store, batch: WriteBatch) -> int:
     """Write a batch in one transaction (see :meth:`WriteBatch.commit`); new objects."""
     if len(batch._pending) < TRAINING_SAMPLES and \
@@ -213,11 +242,18 @@ def _commit_small(store: Store, batch: WriteBatch) -> int:
     pending = batch._pending
     prebuilt = [(obj.digest.raw, obj.record) for obj in batch._prebuilt.values()]
 
+    generation = -1
+
     def operation(txn: Any) -> int:
+        nonlocal generation
         _check_refs(txn, batch, objects_db, refs_db)
         get = txn.get  # (positional arguments: py-lmdb parses keywords slowly)
+        # Pins this process saw committed at the gc generation read now are still there
+        # (only gc deletes, and it moves the generation on): one get instead of theirs.
+        generation = read_gc_generation(txn, env)
+        stored = store.known_pins.stored_at(generation)
         new_items = [(raw, kind, payload) for raw, (kind, payload) in pending.items()
-                     if get(raw, None, objects_db) is None]
+                     if raw not in stored and get(raw, None, objects_db) is None]
         records: list[tuple[bytes, bytes | PlainRecord]] = []
         if new_items:
             dictionary = store.dictionary_named(get(_DICTIONARY_KEY, None, refs_db), txn)
@@ -226,7 +262,7 @@ def _commit_small(store: Store, batch: WriteBatch) -> int:
         return _write(txn, batch, [*records, *prebuilt], env)
 
     added = env.write(operation)
-    _remember_pins(store, pending)
+    _remember_pins(store, pending, generation)
     return added
 
 
@@ -257,7 +293,11 @@ def _commit_large(store: Store, batch: WriteBatch) -> int:
         new_items, dictionary, batch._as_is)
     records += [(obj.digest.raw, obj.record) for obj in batch._prebuilt.values()]
 
+    generation = -1
+
     def operation(txn: Any) -> int:
+        nonlocal generation
+        generation = read_gc_generation(txn, env)
         _check_refs(txn, batch, objects_db, refs_db)
         # An object seen as stored may have been collected since: write it now.
         vanished = [raw for raw in stored if txn.get(raw, db=objects_db) is None]
@@ -272,16 +312,36 @@ def _commit_large(store: Store, batch: WriteBatch) -> int:
         return _write(txn, batch, [*records, *extra], env)
 
     added = env.write(operation)
-    _remember_pins(store, pending)
+    _remember_pins(store, pending, generation)
     return added
 
 
-def _remember_pins(store: Store, pending: dict[bytes, tuple[Kind, bytes]]) -> None:
-    """Note the batch's pins as stored, once committed: what this process knows to be
-    stored (a batch's bytes not known to be stored decide how it commits; a commit still
-    looks each one up)."""
-    store.known_pins.remember(raw for raw, (kind, _) in pending.items()
-                              if kind.code in _PIN_CODES)
+def _remember_pins(store: Store, pending: dict[bytes, tuple[Kind, bytes]],
+                   generation: int) -> None:
+    """Note the batch's pins as stored, once committed by a transaction that read gc
+    generation ``generation``: what this process knows to be stored (a batch's bytes not
+    known to be stored decide how it commits; a small commit that reads the same
+    generation does not look them up again)."""
+    store.known_pins.remember((raw for raw, (kind, _) in pending.items()
+                               if kind.code in _PIN_CODES), generation)
+
+
+#: In LMDB's main database: how many times ``gc`` swept the store (it adds one in the
+#: transaction that deletes). Only gc deletes objects, so what a commit saw stored is
+#: still there while the generation it read stays the same (see KnownPins).
+GC_GENERATION_KEY: Final = b"gc.generation"
+
+
+def read_gc_generation(txn: Any, env: Environment) -> int:
+    """The store's gc generation as ``txn`` sees it (0 before any gc counted one)."""
+    raw = txn.get(GC_GENERATION_KEY, None, env.main_db)
+    return int(_COUNTER.unpack(raw)[0]) if raw is not None and len(raw) == 8 else 0
+
+
+def next_gc_generation(txn: Any, env: Environment) -> None:
+    """Move the gc generation on (in the write transaction that deletes objects)."""
+    txn.put(GC_GENERATION_KEY, _COUNTER.pack(read_gc_generation(txn, env) + 1),
+            db=env.main_db)
 
 
 _DICTIONARY_KEY: Final = DICTIONARY_REF.encode()

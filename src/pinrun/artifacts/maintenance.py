@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from pinrun.artifacts.batch import next_gc_generation
 from pinrun.artifacts.digest import DIGEST_SIZE, Digest, Kind
 from pinrun.artifacts.fsck import FsckReport, Problem, Progress, fsck
 from pinrun.artifacts.lmdb_env import ChunkedReader
@@ -145,6 +146,9 @@ def gc(store: Store, *, dry_run: bool = False) -> GcReport:
             if key not in final:
                 doomed.append(key)
                 freed += len(record)
+        # Writers that skip looking up what they saw stored read it (KnownPins): in the
+        # same transaction as the deletes, so none sees them gone under its generation.
+        next_gc_generation(txn, env)
         for key in doomed:
             txn.delete(key, db=objects_db)
         return GcReport(examined, examined - len(doomed), len(doomed), freed, dry_run=False)

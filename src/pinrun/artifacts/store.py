@@ -657,28 +657,45 @@ def _successor(prefix: bytes) -> bytes | None:
 
 class KnownPins:
     """The raw digests of objects a process saw committed: bounded, it forgets them all
-    when it grows past its bound (the pins of the flows a process records now are few)."""
+    when it grows past its bound (the pins of the flows a process records now are few).
 
-    __slots__ = ("_seen",)
+    Each set is tagged with the store's gc generation (see
+    :func:`~pinrun.artifacts.batch.read_gc_generation`) its commits read: only ``gc``
+    deletes objects, and it moves the generation on in the transaction that deletes, so
+    while a commit reads the same generation every digest in the set is still stored
+    and need not be looked up (:meth:`stored_at`)."""
+
+    __slots__ = ("_state",)
     _BOUND = 4096
 
     def __init__(self) -> None:
-        self._seen: set[bytes] = set()
+        # (gc generation, digests): replaced whole, so a reader never pairs a set with
+        # another generation than the one its digests were stored at.
+        self._state: tuple[int, set[bytes]] = (-1, set())
 
     def __contains__(self, raw: object) -> bool:
-        return raw in self._seen
+        return raw in self._state[1]
 
     def unknown_bytes(self, pending: Mapping[bytes, tuple[object, bytes]]) -> int:
         """The payload bytes of the ``pending`` objects (raw digest -> (kind, payload))
         not known to be stored (one loop here, not a method call per object)."""
-        seen = self._seen
+        seen = self._state[1]
         return sum([len(item[1]) for raw, item in pending.items() if raw not in seen])
 
-    def remember(self, digests: Iterable[bytes]) -> None:
-        """Note ``digests`` as stored."""
-        if len(self._seen) > self._BOUND:
-            self._seen = set()
-        self._seen.update(digests)
+    def stored_at(self, generation: int) -> set[bytes] | frozenset[bytes]:
+        """The digests known to be stored in a transaction that reads gc generation
+        ``generation`` (none when another was read when they were noted)."""
+        noted, seen = self._state
+        return seen if noted == generation else frozenset()
+
+    def remember(self, digests: Iterable[bytes], generation: int = -1) -> None:
+        """Note ``digests`` as stored, by a commit that read gc generation ``generation``
+        (-1: unknown, never a generation a commit reads)."""
+        noted, seen = self._state
+        if noted != generation or len(seen) > self._BOUND:
+            self._state = (generation, set(digests))
+        else:
+            seen.update(digests)
 
 
 def _absolute(folder: Path) -> Path:

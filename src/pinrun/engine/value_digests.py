@@ -19,12 +19,12 @@ digest instead of being joined and hashed again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import TREE_KIND, VALUE_KIND, Digest, Kind, compute_digest
-from pinrun.artifacts.snapshot_pages import Inline, PageCache
+from pinrun.artifacts.snapshot_pages import INLINE_LIMIT, PAGED_ABOVE, Inline, PageCache
 from pinrun.artifacts.store import WriteBatch
 from pinrun.artifacts.trees import Entry, store_entries, store_snapshot
 
@@ -39,6 +39,17 @@ _MOST: Final = 4096
 #: the run starts again from none. The pages kept are mostly the state's own (the
 #: bytes of its values' encodings, which the engine holds beside them anyway).
 _MOST_PAGES: Final = 1024
+_inline_sizes: Callable[[dict[str, Entry]], tuple[int, int]] | None
+_inline_entries: Callable[[dict[str, Any], dict[str, bytes], int],
+                          tuple[dict[str, Any], list[str]] | None] | None
+try:
+    from pinrun.artifacts._speedups import inline_entries as _inline_entries
+    from pinrun.artifacts._speedups import inline_sizes as _inline_sizes
+except ImportError:  # pragma: no cover - exercised on machines without a compiler
+    _inline_sizes = _inline_entries = None
+#: Snapshots of fewer keys take put_snapshot's shortcut (a wider one's entries go
+#: straight into the caller's in store_snapshot, with no dict of their own).
+_FEW_KEYS: Final = 64
 #: A map tree's fields besides its entries (codec.encode_digest_map's ``fields``).
 _MAP: Final = {"type": "map"}
 
@@ -78,6 +89,10 @@ class ValueDigests:
         it, then the tree), in one loop and one call to the batch: a step's inputs
         and outputs trees are each a few keys, where the calls through :meth:`put`
         to :meth:`WriteBatch.put` cost more than the dict operations they make."""
+        assert self._batch is not None  # set by put_snapshot / put_entries before any put
+        made = self._batch.put_map_of(entries, self._known, KEPT_PAYLOAD, _MOST)  # in C
+        if made is not None:
+            return made
         known = self._known
         items: list[tuple[Kind, bytes, Digest]] = []
         digests: dict[str, Digest] = {}
@@ -98,7 +113,6 @@ class ValueDigests:
         payload = codec.encode_digest_map(_MAP, "entries", digests)
         tree = compute_digest(TREE_KIND, payload)
         items.append((TREE_KIND, payload, tree))
-        assert self._batch is not None  # set by put_snapshot / put_entries before any put
         self._batch.put_known(items)
         return tree
 
@@ -108,6 +122,15 @@ class ValueDigests:
         """:meth:`WriteBatch.put_snapshot <pinrun.artifacts.store.WriteBatch.put_snapshot>`
         into ``batch``, each small value digested once per run."""
         self._batch = batch
+        if _inline_entries is not None and type(state) is dict and type(payloads) is dict \
+                and type(entries_out) is dict and len(state) < _FEW_KEYS:
+            # A step's outputs, the run's inputs: a few keys, each value's encoding known.
+            # When every one is inline, what store_snapshot makes of them (their entries,
+            # then store_entries), without its calls down to put_map.
+            made = _inline_entries(state, payloads, INLINE_LIMIT)
+            if made is not None and not made[1]:
+                entries_out.update(made[0])
+                return self.put_entries(batch, made[0])
         return store_snapshot(self, state, root=root, payloads=payloads,
                               entries_out=entries_out, kept_pages=self._kept_pages())
 
@@ -115,6 +138,13 @@ class ValueDigests:
         """:meth:`WriteBatch.put_entries <pinrun.artifacts.store.WriteBatch.put_entries>`
         into ``batch``, each small value digested once per run."""
         self._batch = batch
+        if _inline_sizes is not None and type(entries) is dict and \
+                _inline_sizes(entries)[0] <= PAGED_ABOVE:
+            # What store_entries decides for so few inline bytes (one object per key: a
+            # map tree), without its calls down to put_map: a step's inputs, the state.
+            made = batch.put_map_of(entries, self._known, KEPT_PAYLOAD, _MOST)
+            if made is not None:
+                return made
         return store_entries(self, entries, self._kept_pages())
 
     def _kept_pages(self) -> PageCache:
