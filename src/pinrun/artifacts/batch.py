@@ -250,8 +250,9 @@ def _commit_small(store: Store, batch: WriteBatch) -> int:
         get = txn.get  # (positional arguments: py-lmdb parses keywords slowly)
         # Pins this process saw committed at the gc generation read now are still there
         # (only gc deletes, and it moves the generation on): one get instead of theirs.
+        # Not in a format 1 store: an older pinrun's gc may share it, not moving it.
         generation = read_gc_generation(txn, env)
-        stored = store.known_pins.stored_at(generation)
+        stored = store.known_pins.stored_at(generation) if store.checks_refs else _NOTHING
         new_items = [(raw, kind, payload) for raw, (kind, payload) in pending.items()
                      if raw not in stored and get(raw, None, objects_db) is None]
         records: list[tuple[bytes, bytes | PlainRecord]] = []
@@ -345,6 +346,7 @@ def next_gc_generation(txn: Any, env: Environment) -> None:
 
 
 _DICTIONARY_KEY: Final = DICTIONARY_REF.encode()
+_NOTHING: Final[frozenset[bytes]] = frozenset()
 
 
 def _dictionary_record(txn: Any, dictionary: Dictionary | None, objects_db: Any,
