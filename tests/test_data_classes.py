@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import sys
 from dataclasses import field
 from typing import Any
 
@@ -105,3 +106,75 @@ def test_a_repr_that_meets_itself_shows_dots() -> None:
     node = Node([])
     node.items.append(node)
     assert repr(node) == "test_a_repr_that_meets_itself_shows_dots.<locals>.Node(items=[...])"
+
+
+def _frozen_pair() -> tuple[type, type]:
+    """A frozen class made by dataclasses and by data_class, each with a plain subclass."""
+
+    def body(decorate: Any) -> type:
+        @decorate
+        class Point:
+            x: int
+            y: int = 0
+            label: str = field(default="", compare=False)
+
+        return Point
+
+    return body(dataclasses.dataclass(frozen=True)), body(data_class(frozen=True))
+
+
+def _outcome(action: Any) -> tuple[str, str]:
+    try:
+        action()
+    except Exception as exc:  # what each raises is what is compared
+        return type(exc).__name__, str(exc)
+    return "ok", ""
+
+
+def test_frozen_setattr_and_delattr_answer_as_the_generated_ones() -> None:
+    """A frozen data class's __setattr__ and __delattr__ are shared closures, not
+    compiled, and raise or pass on exactly as dataclasses' generated ones."""
+    theirs, ours = _frozen_pair()
+    if sys.version_info < (3, 13):  # where dataclasses' maker is the one replaced
+        for name in ("__setattr__", "__delattr__"):
+            # The generated ones are compiled from text ("<string>"); these are closures.
+            assert getattr(ours, name).__code__.co_filename.endswith("data_classes.py")
+            assert getattr(theirs, name).__code__.co_filename == "<string>"
+    for name in ("__setattr__", "__delattr__"):
+        assert getattr(ours, name).__qualname__ == f"{ours.__qualname__}.{name}"
+        assert getattr(ours, name).__name__ == name
+        assert getattr(ours, name).__module__ == ours.__module__
+    maker = getattr(dataclasses, "_frozen_get_del_attr", None)  # private: not typed
+    assert maker is None or maker.__module__ == "dataclasses"  # its own, back after the call
+
+    def outcomes(cls: type) -> list[tuple[str, str]]:
+        sub = type("Sub", (cls,), {})  # a plain subclass: its own names may be set
+        point, child = cls(1, 2), sub(1, 2)
+        found = []
+        for target in (point, child):
+            for name in ("x", "label", "other"):
+                found.append(_outcome(lambda t=target, n=name: setattr(t, n, 5)))
+                found.append(_outcome(lambda t=target, n=name: delattr(t, n)))
+        found.append((repr(vars(child)), ""))
+        return found
+
+    assert outcomes(ours) == outcomes(theirs)
+    assert ("FrozenInstanceError", "cannot assign to field 'x'") in outcomes(ours)
+
+
+def test_frozen_inheritance_checks_hold() -> None:
+    """dataclasses' checks between frozen and unfrozen classes hold for data_class."""
+    _, base = _frozen_pair()
+
+    @data_class(frozen=True)
+    class Labelled(base):  # type: ignore[valid-type,misc]  # a class made at run time
+        extra: int = 0
+
+    item = Labelled(1, extra=2)
+    assert (item.x, item.extra) == (1, 2)
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'extra'"):
+        item.extra = 3  # type: ignore[misc]  # frozen: what is checked
+    with pytest.raises(TypeError, match="non-frozen"):
+        @data_class
+        class Thawed(base):  # type: ignore[valid-type,misc]
+            more: int = 0

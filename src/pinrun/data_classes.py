@@ -4,8 +4,7 @@
 it (on Python 3.11, one ``exec`` per method): a frozen class costs about 4 M
 instructions to create, and a verify worker's import creates some thirty of
 them, paid again by every worker before its first replay. :func:`data_class`
-lets ``dataclasses`` write what depends on the fields' defaults and on
-freezing (``__init__``, a frozen class's ``__setattr__`` and ``__delattr__``),
+lets ``dataclasses`` write what depends on the fields' defaults (``__init__``),
 and gives ``__eq__``, ``__hash__`` and ``__repr__`` as functions of the field
 names, built without compiling anything. They answer as the generated ones do:
 
@@ -17,6 +16,16 @@ names, built without compiling anything. They answer as the generated ones do:
 * ``__repr__``: ``Name(field=value, ...)`` of the ``repr=True`` fields, ``...``
   for an object met again while its repr is being made.
 
+A frozen class's ``__setattr__`` and ``__delattr__`` are closures over the class
+and its field names too (another ~1 M instructions a class, compiled twice):
+``dataclasses`` is handed them for the call that makes the class, through its
+private maker of those two methods, where that maker is the one these are
+written to (Python 3.11 and 3.12: ``(cls, fields, globals)``, returning both);
+anywhere else it compiles its own. They answer as the generated ones do: a
+field, or any name on an object of the very class, raises
+``FrozenInstanceError`` (``cannot assign to field 'x'``, ``cannot delete field
+'x'``); any other name goes on to the parent class's method.
+
 A method the class body defines is kept, as ``dataclasses`` keeps it. The
 class's ``__dataclass_params__`` says ``eq`` and ``repr`` are False (they were
 not generated); ``frozen`` is as given.
@@ -27,7 +36,10 @@ from __future__ import annotations
 import dataclasses
 import operator
 import reprlib
-from collections.abc import Callable, Sequence
+import threading
+import types
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar, dataclass_transform, overload
 
 __all__ = ["data_class"]
@@ -66,7 +78,8 @@ def _process(cls: type[_T], *, frozen: bool, eq: bool, repr: bool, slots: bool
     explicit_hash = not (class_hash is dataclasses.MISSING or
                          (class_hash is None and "__eq__" in own))
     wants_repr, wants_eq = repr and "__repr__" not in own, eq and "__eq__" not in own
-    made = dataclasses.dataclass(cls, frozen=frozen, eq=False, repr=False, slots=slots)
+    with _frozen_methods_shared() if frozen else nullcontext():
+        made = dataclasses.dataclass(cls, frozen=frozen, eq=False, repr=False, slots=slots)
     fields = dataclasses.fields(made)  # type: ignore[arg-type]  # made one just now
     if wants_repr:
         _add(made, "__repr__", _repr([field.name for field in fields if field.repr]))
@@ -126,3 +139,66 @@ def _repr(names: Sequence[str]) -> Callable[[Any], str]:
         return f"{self.__class__.__qualname__}({values})"
 
     return shown
+
+
+# ------------------------------------------------- a frozen class's __setattr__, __delattr__
+
+#: The name of dataclasses' private maker of a frozen class's two methods.
+_FROZEN_MAKER = "_frozen_get_del_attr"
+
+
+def _replaceable_maker() -> bool:
+    """Whether dataclasses' maker is the one :func:`_frozen_methods` stands in for: a
+    function of ``(cls, fields, globals)`` returning both methods (3.11, 3.12; 3.13 on
+    takes a builder instead, and keeps its own)."""
+    maker = getattr(dataclasses, _FROZEN_MAKER, None)
+    if not isinstance(maker, types.FunctionType):
+        return False
+    code = maker.__code__
+    return code.co_varnames[:code.co_argcount] == ("cls", "fields", "globals")
+
+
+_SHARED_FROZEN = _replaceable_maker()
+#: Held while dataclasses is handed the shared maker (a class made by another thread
+#: meanwhile gets the same answers, made by the same maker).
+_MAKER_LOCK = threading.RLock()
+
+
+@contextmanager
+def _frozen_methods_shared() -> Iterator[None]:
+    """dataclasses makes a frozen class's ``__setattr__`` and ``__delattr__`` with
+    :func:`_frozen_methods` inside the block, where it can (else as it always does)."""
+    if not _SHARED_FROZEN:
+        yield
+        return
+    with _MAKER_LOCK:
+        own = getattr(dataclasses, _FROZEN_MAKER)
+        setattr(dataclasses, _FROZEN_MAKER, _frozen_methods)
+        try:
+            yield
+        finally:
+            setattr(dataclasses, _FROZEN_MAKER, own)
+
+
+def _frozen_methods(cls: type[Any], fields: Sequence[dataclasses.Field[Any]],
+                    globals: dict[str, Any]) -> tuple[Callable[..., None], Callable[..., None]]:
+    """A frozen class's ``__setattr__`` and ``__delattr__``, as dataclasses' maker writes
+    them (its arguments; ``globals`` is the class's module's, unused)."""
+    names = tuple(field.name for field in fields)
+    frozen_error = dataclasses.FrozenInstanceError
+
+    def set_attribute(self: Any, name: str, value: Any) -> None:
+        if type(self) is cls or name in names:
+            raise frozen_error(f"cannot assign to field {name!r}")
+        super(cls, self).__setattr__(name, value)
+
+    def delete_attribute(self: Any, name: str) -> None:
+        if type(self) is cls or name in names:
+            raise frozen_error(f"cannot delete field {name!r}")
+        super(cls, self).__delattr__(name)
+
+    for function, name in ((set_attribute, "__setattr__"), (delete_attribute, "__delattr__")):
+        # dataclasses sets the qualified name; the module is the class's, as a generated
+        # method's (made in the class's module's globals) is.
+        function.__name__, function.__module__ = name, cls.__module__
+    return set_attribute, delete_attribute
