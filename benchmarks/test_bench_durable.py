@@ -8,7 +8,13 @@ whether a step late in a long run costs what an early one does.
   us per step (wall, and CPU time of the process), pinrun's time over the
   floor's, and, from an untimed probe, device flushes, page-write calls and
   KiB written per step (counted with ``strace`` when it is installed:
-  ``fdatasync``/``fsync``/``msync``, ``pwrite64``/``writev`` calls).
+  ``fdatasync``/``fsync``/``msync``, ``pwrite64``/``writev`` calls). Also
+  reported, for both: the median round's system CPU (the kernel's part of
+  each flush is charged to the process as system time) and how often the
+  process blocked per step (voluntary context switches: a flush on ext4
+  blocks two or three times, the device's write, its cache flush and, now
+  and then, the inode's block), which is what makes the code after a flush
+  run slower than the same code unsynced.
 * ``durable-long``: ``steps-in-5-step-runs`` (the baseline: 1,000 durable
   steps as runs of 5) against ``pinrun-steps-in-one-long-run`` (one run of
   ``LONG_STEPS`` steps, 5,000 at full scale, the same step function over and
@@ -23,8 +29,8 @@ the timed call. Timings are never asserted.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -111,19 +117,24 @@ def _rounds(benchmark: BenchmarkFixture, fresh_dir: Callable[[], Path],
         sizes.append(data.stat().st_size if data.exists() else 0)
         shutil.rmtree(folder, ignore_errors=True)
 
-    cpu: list[float] = []
+    # Per round: CPU time (user and system), system CPU, voluntary context switches.
+    rounds: list[tuple[float, float, int]] = []
 
     def timed(target: Any) -> int:
-        began = time.process_time()
+        began, usage = time.process_time(), resource.getrusage(resource.RUSAGE_SELF)
         try:
             return work(target)
         finally:
-            cpu.append(time.process_time() - began)
+            ended = resource.getrusage(resource.RUSAGE_SELF)
+            rounds.append((time.process_time() - began, ended.ru_stime - usage.ru_stime,
+                           ended.ru_nvcsw - usage.ru_nvcsw))
 
     done = benchmark.pedantic(timed, setup=setup, teardown=teardown, rounds=ROUNDS)
     # CPU time (this process, user and system) of the median round: steadier than wall
     # time on a shared machine, and it holds the kernel's share of each commit's writes.
-    return done, {"store_bytes": sizes[-1], "cpu_s": statistics.median(cpu)}
+    # (The system part is sampled at the kernel's clock ticks: a share, not a timing.)
+    cpu_s, sys_s, waits = sorted(rounds)[len(rounds) // 2]
+    return done, {"store_bytes": sizes[-1], "cpu_s": cpu_s, "sys_s": sys_s, "waits": waits}
 
 
 def _flushes_per_step(flow: str, runs: int) -> float | None:
@@ -184,6 +195,8 @@ def test_durable_floor(benchmark: BenchmarkFixture, fresh_dir: Callable[[], Path
             notes.update({f"{name}_per_step": value for name, value in counted.items()})
     notes["us_per_step"] = benchmark.stats.stats.median / done * 1e6
     notes["cpu_us_per_step"] = notes.pop("cpu_s") / done * 1e6
+    notes["sys_cpu_us_per_step"] = notes.pop("sys_s") / done * 1e6
+    notes["blocked_per_step"] = notes.pop("waits") / done
     report(benchmark, impl, done, unit="steps", notes=notes)
 
 
@@ -199,6 +212,8 @@ def test_durable_long(benchmark: BenchmarkFixture, fresh_dir: Callable[[], Path]
     done, notes = _rounds(benchmark, fresh_dir, _recorder(flow, inputs), store=True, warm=flow)
     notes["us_per_step"] = benchmark.stats.stats.median / done * 1e6
     notes["cpu_us_per_step"] = notes.pop("cpu_s") / done * 1e6
+    notes["sys_cpu_us_per_step"] = notes.pop("sys_s") / done * 1e6
+    notes["blocked_per_step"] = notes.pop("waits") / done
     notes["store_bytes_per_step"] = notes["store_bytes"] / done
     if impl.startswith("pinrun"):
         notes["run_record_bytes"] = _run_record_bytes(fresh_dir())

@@ -265,7 +265,8 @@ def _commit_large(store: Store, batch: WriteBatch) -> int:
         extra += _dictionary_record(txn, dictionary, objects_db)
         if trained and txn.get(_DICTIONARY_KEY, db=refs_db) is None:
             assert dictionary is not None
-            txn.put(_DICTIONARY_KEY, dictionary.digest.raw, db=refs_db)
+            txn.put(_DICTIONARY_KEY, store.stored_ref(_DICTIONARY_KEY, dictionary.digest.raw),
+                    db=refs_db)
             _add_counter(txn, counters_db, _OFFERED_OBJECTS, 1)  # it is stored: count it
             _add_counter(txn, counters_db, _OFFERED_BYTES, len(dictionary.data))
         return _write(txn, batch, [*records, *extra], env)
@@ -297,13 +298,16 @@ def _dictionary_record(txn: Any, dictionary: Dictionary | None, objects_db: Any,
 
 def _check_refs(txn: Any, batch: WriteBatch, objects_db: Any, refs_db: Any) -> None:
     """Check every ref change first, so a conflict writes nothing at all."""
+    store = batch._store
     for name, target, expected in batch._refs:
-        current_raw = txn.get(name.encode(), None, refs_db)  # (positional: see _commit_small)
+        key = name.encode()
+        current_raw = txn.get(key, None, refs_db)  # (positional: see _commit_small)
         # The usual answers told by bytes (a durable step's commit checks its run's ref):
-        # a Digest is made, and the check called, only for a mismatch's error.
+        # the value is decoded, and the check called, only for a mismatch's error.
         if not (expected is ANY or (current_raw is None if expected is None
-                                    else expected.raw == current_raw)):
-            check_expected(name, expected, Digest(current_raw) if current_raw else None)
+                                    else store.stored_ref(key, expected.raw) == current_raw)):
+            check_expected(name, expected,
+                           store.decode_ref(key, current_raw)[1] if current_raw else None)
         if target is not None and target.raw not in batch._pending \
                 and target not in batch._prebuilt \
                 and txn.get(target.raw, None, objects_db) is None:
@@ -319,11 +323,13 @@ def _write(txn: Any, batch: WriteBatch, records: list[tuple[bytes, bytes | Plain
     # slowly. put's are key, value, dupdata, overwrite, append, db; putmulti's items,
     # dupdata, overwrite.)
     _, added = txn.cursor(objects_db).putmulti(assembled(records), True, False)
+    stored_ref = batch._store.stored_ref
     for name, target, _ in batch._refs:
+        key = name.encode()
         if target is None:
-            txn.delete(name.encode(), db=refs_db)
+            txn.delete(key, db=refs_db)
         else:
-            txn.put(name.encode(), target.raw, True, True, False, refs_db)
+            txn.put(key, stored_ref(key, target.raw), True, True, False, refs_db)
     if batch._offered_objects:
         # In the main database, whose page the commit writes anyway (a durable step's
         # commit is a device flush of every page it dirtied). Inline: two every commit.

@@ -316,13 +316,15 @@ def _commit(store: Store, copy: IO[bytes], scan: BundleScan, refs: dict[str, Dig
         vanished = [entry for entry in earlier if not cursor.set_key(entry[0].raw)]
         done = put_all(txn, vanished) + put_all(txn, parts[-1])
         for name, target in refs.items():
-            raw = txn.get(name.encode(), db=refs_db)
-            check_expected(name, expected[name], Digest(raw) if raw else None)
-            txn.put(name.encode(), target.raw, db=refs_db)
+            key = name.encode()
+            raw = txn.get(key, db=refs_db)
+            check_expected(name, expected[name], store.decode_ref(key, raw)[1] if raw else None)
+            txn.put(key, store.stored_ref(key, target.raw), db=refs_db)
         for name, target in also_refs.items():
             if not cursor.set_key(target.raw):
                 raise MissingObjectError(target, f"ref {name!r}")
-            txn.put(name.encode(), target.raw, db=refs_db)
+            key = name.encode()
+            txn.put(key, store.stored_ref(key, target.raw), db=refs_db)
         _add_counter(txn, env.main_db, _OFFERED_OBJECTS, len(scan.records))
         _add_counter(txn, env.main_db, _OFFERED_BYTES, sum(entry[2] for entry in scan.records))
         return done

@@ -36,7 +36,7 @@ from pinrun.artifacts.lmdb_env import open_environment, release_environment
 from pinrun.artifacts.store import Store
 from pinrun.errors import StoreError, StoreInUseError, StoreReadOnlyError
 
-__all__ = ["TEMP_DIRNAME", "CompactReport", "compact"]
+__all__ = ["TEMP_DIRNAME", "CompactReport", "compact", "take_exclusive"]
 
 #: Where the compact copy is built, inside the store folder.
 TEMP_DIRNAME: Final = "compact.tmp"
@@ -62,18 +62,7 @@ def compact(store: Store) -> CompactReport:
     in this one) has the store open, and leaves everything as it was.
     """
     env = store.environment
-    if env.readonly:
-        raise StoreReadOnlyError(store.path, "compaction rewrites its data file")
-    if env._refcount > 1:
-        raise StoreInUseError(store.path, "another handle in this process")
-    lock_fd = env._open_lock_fd
-    if lock_fd is None:
-        raise StoreReadOnlyError(store.path, "its open.lock cannot be created")
-    try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        fcntl.flock(lock_fd, fcntl.LOCK_SH)  # Linux dropped it on the failed upgrade
-        raise StoreInUseError(store.path) from None
+    lock_fd = take_exclusive(store, "compaction rewrites its data file")
     # The exclusive lock must outlive the environment's own descriptor, which
     # closes with it: a duplicate shares the lock and is closed last.
     held = os.dup(lock_fd)
@@ -104,6 +93,30 @@ def compact(store: Store) -> CompactReport:
             store._env = open_environment(store.path, durable=durable)
             store._closed = False
     return CompactReport(before, after)
+
+
+def take_exclusive(store: Store, why: str) -> int:
+    """Take the store's ``open.lock`` exclusively, or raise: :class:`StoreInUseError` when
+    another process (or another handle in this one) has the store open,
+    :class:`StoreReadOnlyError` (saying ``why`` it must be written) when it is read-only.
+
+    Returns the lock's descriptor; the caller gives the lock back with
+    ``fcntl.flock(fd, fcntl.LOCK_SH)`` (the descriptor is the environment's own).
+    """
+    env = store.environment
+    if env.readonly:
+        raise StoreReadOnlyError(store.path, why)
+    if env._refcount > 1:
+        raise StoreInUseError(store.path, "another handle in this process")
+    lock_fd = env._open_lock_fd
+    if lock_fd is None:
+        raise StoreReadOnlyError(store.path, "its open.lock cannot be created")
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fcntl.flock(lock_fd, fcntl.LOCK_SH)  # Linux dropped it on the failed upgrade
+        raise StoreInUseError(store.path) from None
+    return lock_fd
 
 
 def _verify_copy(store: Store, temp: Path) -> None:

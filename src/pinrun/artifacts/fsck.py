@@ -34,8 +34,8 @@ from pinrun.artifacts.digest import DIGEST_SIZE, Digest, Kind
 from pinrun.artifacts.lmdb_meta import read_head
 from pinrun.artifacts.objects import record_dictionary
 from pinrun.artifacts.proof import prove_record
-from pinrun.artifacts.refs import validate_ref_name
-from pinrun.artifacts.store import STORE_FORMAT, Store
+from pinrun.artifacts.refs import stored_ref_problem, validate_ref_name
+from pinrun.artifacts.store import STORE_FORMAT, STORE_FORMATS, Store
 from pinrun.errors import (
     CorruptObjectError,
     InputError,
@@ -56,7 +56,9 @@ PROBLEM_KINDS: Final = {
     "unreadable": "an object's record cannot be read by this pinrun",
     "bad-key": "a key in the objects database is not a digest",
     "index": "a key the walk of the database finds cannot be looked up (or the reverse)",
-    "bad-ref": "an entry of the refs database is not a ref name pointing at a digest",
+    "bad-ref": "an entry of the refs database is not a ref name pointing at a digest "
+               "(with its check, in a store of format 2), or its target is not what its "
+               "name says",
     "meta": "an entry of the meta database is not one pinrun writes",
     "structure": "the LMDB data file itself is damaged (pages, free list, meta pages)",
     "damaged": "LMDB refused to go on reading a database",
@@ -108,6 +110,8 @@ class FsckReport:
     structure_checked: bool = False
     #: Why the check stopped early (set by an isolated run whose child died), else ``None``.
     aborted: str | None = None
+    #: The store's format: 1 keeps its refs without checks (``pinrun upgrade`` adds them).
+    store_format: int = int(STORE_FORMAT)
 
     @property
     def ok(self) -> bool:
@@ -291,14 +295,15 @@ def _check_refs(scan: _Scan) -> int:
             scan.add(Problem("bad-ref", None, f"the refs database holds {_show(key)}, "
                              "which is not a valid ref name"))
             continue
-        if len(raw) != DIGEST_SIZE:
-            scan.add(Problem("bad-ref", None, f"ref {name!r} holds {len(raw)} bytes, "
-                             "not a digest"))
+        problem = stored_ref_problem(key, raw, scan.store.checks_refs)
+        if problem is not None:
+            scan.add(Problem("bad-ref", None, f"ref {name!r}: {problem}"))
             continue
         scan.report.refs_checked += 1
-        scan.wanted.setdefault(raw, name)
+        target = raw[:DIGEST_SIZE]
+        scan.wanted.setdefault(target, name)
         if name.startswith(shapes.RUN_REF_PREFIX):
-            _check_run_ref(scan, name, Digest(raw))
+            _check_run_ref(scan, name, Digest(target))
     return walked
 
 
@@ -348,9 +353,11 @@ def _check_meta(scan: _Scan) -> int:
     for key, value in scan.walk("meta"):
         walked += 1
         if key == b"format":
-            if value != STORE_FORMAT:
+            if value not in STORE_FORMATS:
                 scan.add(Problem("meta", None, f"the store format marker is {value[:16]!r}, "
-                                 f"not {STORE_FORMAT!r}"))
+                                 f"not one of {', '.join(map(repr, STORE_FORMATS))}"))
+            else:
+                scan.report.store_format = int(value)
         elif key in _COUNTERS:
             if len(value) != 8:
                 scan.add(Problem("meta", None, f"counter {key.decode()} holds {len(value)} "

@@ -9,7 +9,8 @@ problem found until then, and adds one saying how the check was stopped.
 
 Run as ``python -m pinrun.artifacts.fsck_child STORE``: the line protocol on
 stdout is ``{"problem": {...}}``, ``{"progress": [done, total]}`` and, last,
-``{"done": {"objects_checked": N, "refs_checked": N, "structure_checked": B}}``.
+``{"done": {"objects_checked": N, "refs_checked": N, "structure_checked": B,
+"store_format": N}}``.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def _read_stream(stream: IO[bytes], report: FsckReport, progress: Progress) -> b
             report.objects_checked = int(summary["objects_checked"])
             report.refs_checked = int(summary["refs_checked"])
             report.structure_checked = bool(summary["structure_checked"])
+            report.store_format = int(summary.get("store_format", report.store_format))
             return True
     return False
 
@@ -138,7 +140,8 @@ def main(argv: list[str]) -> int:
         report = FsckReport()
     _emit({"done": {"objects_checked": report.objects_checked,
                     "refs_checked": report.refs_checked,
-                    "structure_checked": structure_checked}})
+                    "structure_checked": structure_checked,
+                    "store_format": report.store_format}})
     return 0
 
 

@@ -85,8 +85,14 @@ def _payload(load_record: Callable[[Digest], bytes | None], digest: Digest, *,
     return open_record(digest, record)[1]
 
 
-def _roots(txn: Any, refs_db: Any) -> list[tuple[Holder, Digest]]:
-    return [((f"ref {k.decode()!r}", None), Digest(v)) for k, v in txn.cursor(db=refs_db)]
+def _roots(store: Store, txn: Any, refs_db: Any) -> list[tuple[Holder, Digest]]:
+    """Every ref's target: a damaged ref stops gc (``StoreDamagedError``), which must not
+    delete what the ref's true target reaches."""
+    roots: list[tuple[Holder, Digest]] = []
+    for key, value in txn.cursor(db=refs_db):
+        name, target = store.decode_ref(key, value)
+        roots.append(((f"ref {name!r}", None), target))
+    return roots
 
 
 def gc(store: Store, *, dry_run: bool = False) -> GcReport:
@@ -101,7 +107,7 @@ def gc(store: Store, *, dry_run: bool = False) -> GcReport:
         unresolved.setdefault(digest.raw, holder)
 
     with env.read() as txn:
-        roots = _roots(txn, refs_db)
+        roots = _roots(store, txn, refs_db)
     with ChunkedReader(env, "objects") as reader:
         _mark(lambda digest: reader.get(digest.raw), roots, marked, note_missing)
     if dry_run:
@@ -123,7 +129,7 @@ def gc(store: Store, *, dry_run: bool = False) -> GcReport:
             record: bytes | None = txn.get(digest.raw, db=objects_db)
             return record
 
-        current = _roots(txn, refs_db)
+        current = _roots(store, txn, refs_db)
         for raw, holder in unresolved.items():
             if load(Digest(raw)) is not None:
                 current.append((holder, Digest(raw)))  # it came back: keep what it reaches

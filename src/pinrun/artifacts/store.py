@@ -41,7 +41,7 @@ from pinrun.artifacts.dictionary import (
     dictionary_for,
     train_dictionary,
 )
-from pinrun.artifacts.digest import Digest, Kind, validate_prefix
+from pinrun.artifacts.digest import DIGEST_SIZE, Digest, Kind, validate_prefix
 from pinrun.artifacts.discovery import default_store_path, find_store
 from pinrun.artifacts.lmdb_env import (
     Environment,
@@ -57,7 +57,13 @@ from pinrun.artifacts.objects import (
     read_header,
     unpack_record,
 )
-from pinrun.artifacts.refs import ANY, RefExpectation, validate_ref_name
+from pinrun.artifacts.refs import (
+    ANY,
+    RefExpectation,
+    stored_ref,
+    stored_ref_problem,
+    validate_ref_name,
+)
 from pinrun.errors import (
     AmbiguousDigestError,
     CorruptObjectError,
@@ -72,7 +78,14 @@ from pinrun.errors import (
 
 __all__ = ["DICTIONARY_REF", "Store", "WriteBatch", "open_store"]
 
-STORE_FORMAT: Final = b"1"
+#: The format a new store is made in: 2, whose refs carry a check (see
+#: :mod:`pinrun.artifacts.refs`). Format 1 stores are read and written as they are until
+#: ``pinrun upgrade`` (:mod:`pinrun.artifacts.upgrade`).
+STORE_FORMAT: Final = b"2"
+#: The format before refs carried checks.
+UNCHECKED_REFS_FORMAT: Final = b"1"
+#: Every format this pinrun reads and writes.
+STORE_FORMATS: Final = (UNCHECKED_REFS_FORMAT, STORE_FORMAT)
 # Digests of structured objects whose shape this handle has checked already.
 _SHAPES_REMEMBERED: Final = 65536
 # Refs read per transaction by Store.iter_refs: few at first (a listing of the
@@ -99,6 +112,8 @@ class Store:
         #: Pins (code, step, flow, environment objects) this process committed or found
         #: stored: a commit looks them up only inside its transaction (see commit_batch).
         self.known_pins = KnownPins()
+        #: Whether refs are stored with a check (a store of format 2; set at open).
+        self.checks_refs = True
 
     # ------------------------------------------------------------ lifecycle
 
@@ -167,9 +182,11 @@ class Store:
                                     "objects or refs (its meta database is damaged)")
         if found is None:
             raise StoreNotFoundError(str(self.path), searched_upward=False)
-        if found != STORE_FORMAT:
-            raise StoreError(f"the store at {self.path} has format {found.decode()!r}, which "
-                             "this pinrun cannot read; upgrade pinrun.")
+        if found not in STORE_FORMATS:
+            raise StoreError(f"the store at {self.path} has format "
+                             f"{found[:16].decode(errors='replace')!r}, which this pinrun "
+                             "cannot read; upgrade pinrun.")
+        self.checks_refs = found != UNCHECKED_REFS_FORMAT
 
     def close(self) -> None:
         """Release the store; other handles to the same folder stay open."""
@@ -269,7 +286,7 @@ class Store:
         reads the dictionary too), or None when there is none."""
         if raw is None:
             return None
-        target = self._decode_ref(DICTIONARY_REF.encode(), raw)[1]
+        target = self.decode_ref(DICTIONARY_REF.encode(), raw)[1]
         if txn is None:
             return dictionary_for(target, self._load_dictionary)
         return dictionary_for(target, lambda digest: self._load_dictionary(digest, txn))
@@ -476,14 +493,14 @@ class Store:
         """The digest ``name`` points to, or ``None`` when unset."""
         key = validate_ref_name(name).encode()
         raw = self.environment.get("refs", key)
-        return self._decode_ref(key, raw)[1] if raw is not None else None
+        return self.decode_ref(key, raw)[1] if raw is not None else None
 
     def get_refs(self, names: list[str]) -> list[Digest | None]:
         """:meth:`get_ref` of each name, read in one transaction."""
         keys = [validate_ref_name(name).encode() for name in names]
         with self.environment.read() as txn:
             raws = [txn.get(key, db=self._env.dbs["refs"]) for key in keys]
-        return [self._decode_ref(key, raw)[1] if raw is not None else None
+        return [self.decode_ref(key, raw)[1] if raw is not None else None
                 for key, raw in zip(keys, raws, strict=True)]
 
     def ref(self, name: str) -> Digest:
@@ -500,7 +517,7 @@ class Store:
             cursor = txn.cursor(db=self._env.dbs["refs"])
             if cursor.set_range(prefix.encode()):
                 for key, raw in cursor:
-                    name, target = self._decode_ref(key, raw)
+                    name, target = self.decode_ref(key, raw)
                     if not name.startswith(prefix):
                         break
                     out[name] = target
@@ -530,7 +547,7 @@ class Store:
                         self._refs_forward(cursor, after if after is not None else low,
                                            after is not None, low, chunk))
             for key, raw in rows:
-                yield self._decode_ref(key, raw)
+                yield self.decode_ref(key, raw)
             if len(rows) < chunk:
                 return
             after = rows[-1][0]
@@ -567,13 +584,21 @@ class Store:
             found = cursor.prev()
         return rows
 
-    def _decode_ref(self, key: bytes, raw: bytes) -> tuple[str, Digest]:
-        try:
-            return key.decode(), Digest(raw)
-        except (UnicodeDecodeError, InputError) as exc:
-            raise StoreDamagedError(self.path, f"the ref stored under {key[:64]!r} is not "
-                                    "a ref name and a digest (the refs database is "
-                                    "damaged)") from exc
+    def decode_ref(self, key: bytes, raw: bytes) -> tuple[str, Digest]:
+        """A ref's name and target as stored under ``key``; ``StoreDamagedError`` when its
+        value is no digest (and check, format 2) of that name."""
+        problem = stored_ref_problem(key, raw, self.checks_refs)
+        if problem is None:
+            try:
+                return key.decode(), Digest(raw[:DIGEST_SIZE])
+            except UnicodeDecodeError:
+                problem = "its name is not UTF-8"
+        raise StoreDamagedError(self.path, f"the refs database is damaged: the ref stored "
+                                f"under {key[:64]!r} is no name and digest ({problem})")
+
+    def stored_ref(self, key: bytes, target: bytes) -> bytes:
+        """The value this store keeps for ref ``key`` (UTF-8) -> raw digest ``target``."""
+        return stored_ref(key, target, self.checks_refs)
 
     def set_ref(self, name: str, digest: Digest, *, expected: RefExpectation = ANY) -> None:
         """Point ``name`` at ``digest`` (compare-and-swap when ``expected`` is given)."""

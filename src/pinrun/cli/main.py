@@ -87,6 +87,7 @@ def cli(ctx: click.Context, store: str | None, debug: bool) -> None:
       pinrun push / pull          share runs through S3 or a shared folder
       pinrun key                  sign what you push; trust what you run
       pinrun stats / fsck         what the store holds; check it
+      pinrun upgrade              bring a store made by an older pinrun to this format
 
     Exit codes: 0 ok, 1 failed, 2 bad input, 3 store error.
     """

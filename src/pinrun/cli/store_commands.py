@@ -1,4 +1,5 @@
-"""Commands that work on the store itself: init, cat, stats, fsck, gc, export, import."""
+"""Commands that work on the store itself: init, cat, stats, fsck, gc, upgrade, export,
+import."""
 
 from __future__ import annotations
 
@@ -212,13 +213,17 @@ def fsck(as_json: bool, store_path: str | None) -> None:
         print_json({"ok": report.ok, "objects_checked": report.objects_checked,
                     "refs_checked": report.refs_checked,
                     "structure_checked": report.structure_checked,
-                    "aborted": report.aborted,
+                    "aborted": report.aborted, "store_format": report.store_format,
                     "problems": [p.as_dict() for p in report.problems]})
     else:
         for problem in report.problems:
             if problem.kind != "aborted":
                 click.echo(f"{problem.kind:10} {printable(problem.detail)}")
         if report.aborted is None:
+            if report.store_format < 2:
+                click.echo("note: this store's refs carry no checks (store format "
+                           f"{report.store_format}), so a damaged ref name can go unseen; "
+                           "`pinrun upgrade` adds them")
             verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
             click.echo(f"checked {report.objects_checked:,} objects and "
                        f"{report.refs_checked:,} refs: {verdict}")
@@ -266,6 +271,35 @@ def gc(store: Store, dry_run: bool, compact: bool, as_json: bool) -> None:
     if compacted is not None:
         click.echo(f"compacted data.mdb from {human_bytes(compacted.before_bytes)} to "
                    f"{human_bytes(compacted.after_bytes)}")
+
+
+@click.command()
+@json_option
+@store_option
+@with_store
+def upgrade(store: Store, as_json: bool) -> None:
+    """Bring the store to the newest format: each ref then carries a check.
+
+    A store made by an older pinrun keeps its format, which this pinrun reads
+    and writes, until you upgrade it: after that, an older pinrun refuses it
+    (asking to be upgraded), so upgrade once every process using this store
+    runs this pinrun. The upgrade is one transaction (all or nothing) and
+    needs the store to itself: it refuses while another process has it open.
+    Run `pinrun fsck` first: a ref damaged before the upgrade would be sealed
+    with its damage.
+    """
+    from pinrun.artifacts.upgrade import upgrade as run_upgrade
+
+    report = run_upgrade(store)
+    if as_json:
+        print_json({"upgraded": report.upgraded, "format_before": report.format_before,
+                    "format_after": report.format_after,
+                    "refs_rewritten": report.refs_rewritten})
+    elif report.upgraded:
+        click.echo(f"upgraded the store from format {report.format_before} to "
+                   f"{report.format_after}: {report.refs_rewritten:,} refs now carry a check")
+    else:
+        click.echo(f"the store is in the newest format ({report.format_after}): nothing to do")
 
 
 @click.command(name="export")
@@ -377,4 +411,4 @@ def import_command(bundle: str, force: bool, as_json: bool, store_path: str | No
         click.echo(f"  {printable(name)} -> {target.short}")
 
 
-COMMANDS = (init, cat, stats, fsck, gc, export_command, import_command)
+COMMANDS = (init, cat, stats, fsck, gc, upgrade, export_command, import_command)
