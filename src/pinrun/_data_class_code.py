@@ -75,6 +75,15 @@ def __create_fn__(_type_flow, _type_steps, _type_structure, MISSING, _HAS_DEFAUL
 
 MADE["def __create_fn__(_type_flow, _type_steps, _type_structure, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,flow:_type_flow,steps:_type_steps,structure:_type_structure)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'flow',flow)\n  __dataclass_builtins_object__.__setattr__(self,'steps',steps)\n  __dataclass_builtins_object__.__setattr__(self,'structure',structure)\n return __init__"] = __create_fn__
 
+def __create_fn__(_type_format_before, _type_format_after, _type_refs_rewritten, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
+ def __init__(self,format_before:_type_format_before,format_after:_type_format_after,refs_rewritten:_type_refs_rewritten)->_return_type:
+  __dataclass_builtins_object__.__setattr__(self,'format_before',format_before)
+  __dataclass_builtins_object__.__setattr__(self,'format_after',format_after)
+  __dataclass_builtins_object__.__setattr__(self,'refs_rewritten',refs_rewritten)
+ return __init__
+
+MADE["def __create_fn__(_type_format_before, _type_format_after, _type_refs_rewritten, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,format_before:_type_format_before,format_after:_type_format_after,refs_rewritten:_type_refs_rewritten)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'format_before',format_before)\n  __dataclass_builtins_object__.__setattr__(self,'format_after',format_after)\n  __dataclass_builtins_object__.__setattr__(self,'refs_rewritten',refs_rewritten)\n return __init__"] = __create_fn__
+
 def __create_fn__(_type_func, _type_name, _type_requires, _type_optional, _type_wants_context, _type_wants_state, _type_is_async, _type_writes, _type_after, _type_version, _type_hash_includes, _type_ignore_globals, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_hash_includes, _dflt_ignore_globals, _return_type):
  def __init__(self,func:_type_func,name:_type_name,requires:_type_requires,optional:_type_optional,wants_context:_type_wants_context,wants_state:_type_wants_state,is_async:_type_is_async,writes:_type_writes,after:_type_after,version:_type_version,hash_includes:_type_hash_includes=_dflt_hash_includes,ignore_globals:_type_ignore_globals=_dflt_ignore_globals)->_return_type:
   __dataclass_builtins_object__.__setattr__(self,'func',func)
