@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import sys
 from dataclasses import field
 from typing import Any
 
@@ -105,3 +106,143 @@ def test_a_repr_that_meets_itself_shows_dots() -> None:
     node = Node([])
     node.items.append(node)
     assert repr(node) == "test_a_repr_that_meets_itself_shows_dots.<locals>.Node(items=[...])"
+
+
+def _frozen_pair() -> tuple[type, type]:
+    """A frozen class made by dataclasses and by data_class, each with a plain subclass."""
+
+    def body(decorate: Any) -> type:
+        @decorate
+        class Point:
+            x: int
+            y: int = 0
+            label: str = field(default="", compare=False)
+
+        return Point
+
+    return body(dataclasses.dataclass(frozen=True)), body(data_class(frozen=True))
+
+
+def _outcome(action: Any) -> tuple[str, str]:
+    try:
+        action()
+    except Exception as exc:  # what each raises is what is compared
+        return type(exc).__name__, str(exc)
+    return "ok", ""
+
+
+def test_frozen_setattr_and_delattr_answer_as_the_generated_ones() -> None:
+    """A frozen data class's __setattr__ and __delattr__ are shared closures, not
+    compiled, and raise or pass on exactly as dataclasses' generated ones."""
+    theirs, ours = _frozen_pair()
+    if sys.version_info < (3, 13):  # where dataclasses' maker is the one replaced
+        for name in ("__setattr__", "__delattr__"):
+            # The generated ones are compiled from text ("<string>"); these are closures.
+            assert getattr(ours, name).__code__.co_filename.endswith("data_classes.py")
+            assert getattr(theirs, name).__code__.co_filename == "<string>"
+    for name in ("__setattr__", "__delattr__"):
+        assert getattr(ours, name).__qualname__ == f"{ours.__qualname__}.{name}"
+        assert getattr(ours, name).__name__ == name
+        assert getattr(ours, name).__module__ == ours.__module__
+    maker = getattr(dataclasses, "_frozen_get_del_attr", None)  # private: not typed
+    assert maker is None or maker.__module__ == "dataclasses"  # its own, back after the call
+
+    def outcomes(cls: type) -> list[tuple[str, str]]:
+        sub = type("Sub", (cls,), {})  # a plain subclass: its own names may be set
+        point, child = cls(1, 2), sub(1, 2)
+        found = []
+        for target in (point, child):
+            for name in ("x", "label", "other"):
+                found.append(_outcome(lambda t=target, n=name: setattr(t, n, 5)))
+                found.append(_outcome(lambda t=target, n=name: delattr(t, n)))
+        found.append((repr(vars(child)), ""))
+        return found
+
+    assert outcomes(ours) == outcomes(theirs)
+    assert ("FrozenInstanceError", "cannot assign to field 'x'") in outcomes(ours)
+
+
+def test_frozen_inheritance_checks_hold() -> None:
+    """dataclasses' checks between frozen and unfrozen classes hold for data_class."""
+    _, base = _frozen_pair()
+
+    @data_class(frozen=True)
+    class Labelled(base):  # type: ignore[valid-type,misc]  # a class made at run time
+        extra: int = 0
+
+    item = Labelled(1, extra=2)
+    assert (item.x, item.extra) == (1, 2)
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'extra'"):
+        item.extra = 3  # type: ignore[misc]  # frozen: what is checked
+    with pytest.raises(TypeError, match="non-frozen"):
+        @data_class
+        class Thawed(base):  # type: ignore[valid-type,misc]
+            more: int = 0
+
+
+def test_an_init_whose_text_pinrun_compiled_is_not_compiled_again() -> None:
+    """A class whose __init__ text is in pinrun._data_class_code gets that compiled code,
+    run as dataclasses runs its own: the class's module, annotations, own defaults."""
+
+    def body(decorate: Any) -> type:
+        @decorate
+        class Scope:  # the fields (names, no defaults) of a pinrun.flows.fingerprint class
+            bindings: dict[str, Any]
+            cells: dict[str, Any]
+            values: tuple[Any, ...]
+
+        return Scope
+
+    theirs, ours = body(dataclasses.dataclass(frozen=True)), body(data_class(frozen=True))
+    init, own = vars(ours)["__init__"], vars(theirs)["__init__"]
+    if sys.version_info < (3, 12):  # where dataclasses' text is the one pinrun compiled
+        assert init.__code__.co_filename.endswith("_data_class_code.py")
+    assert own.__code__.co_filename == "<string>"
+    assert (init.__module__, init.__qualname__, init.__globals__ is globals()) == \
+        (__name__, f"{ours.__qualname__}.__init__", True)
+    assert init.__annotations__ == own.__annotations__
+    assert init.__code__.co_code == own.__code__.co_code
+    item = ours({"a": 1}, {}, values=(2,))
+    assert (item.bindings, item.cells, item.values) == ({"a": 1}, {}, (2,))
+    with pytest.raises(TypeError) as ours_error:
+        ours({})
+    with pytest.raises(TypeError) as their_error:
+        theirs({})
+    assert str(ours_error.value) == str(their_error.value)
+
+
+def test_an_init_with_defaults_takes_the_class_own() -> None:
+    """Defaults and default factories are the class's, not those of the pinrun class
+    whose __init__ text it shares."""
+    _, ours = _pair(frozen=True)
+    made = ours("a")
+    assert (made.price, made.tags, made.note, made.weight) == (0.0, [], "", 0)
+    assert made.tags is not ours("b").tags
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="the texts are 3.11's")
+def test_every_pinrun_data_class_init_is_compiled_ahead() -> None:
+    """pinrun._data_class_code holds the __init__ text of every data class pinrun makes
+    (else: python -m tests.data_class_code), each compiled from that very text."""
+    from pinrun import _data_class_code
+    from tests.data_class_code import gathered
+
+    missing = [text.split("\n")[1] for text in gathered() if text not in _data_class_code.MADE]
+    assert missing == [], "run python -m tests.data_class_code"
+    for text, function in _data_class_code.MADE.items():
+        space: dict[str, Any] = {}
+        # As dataclasses compiles it: without this module's __future__ annotations.
+        exec(compile(text, "<string>", "exec", dont_inherit=True), {}, space)
+        assert _same_code(space["__create_fn__"].__code__, function.__code__), text
+
+
+def _same_code(one: Any, other: Any) -> bool:
+    """Whether two code objects are the same but for where they were compiled."""
+    if (one.co_code, one.co_names, one.co_varnames, one.co_freevars, one.co_cellvars) != \
+            (other.co_code, other.co_names, other.co_varnames, other.co_freevars,
+             other.co_cellvars):
+        return False
+    if len(one.co_consts) != len(other.co_consts):
+        return False
+    return all(_same_code(a, b) if hasattr(a, "co_code") else a == b and type(a) is type(b)
+               for a, b in zip(one.co_consts, other.co_consts, strict=True))

@@ -193,3 +193,19 @@ def test_pins_carry_the_state_and_are_not_remade_as_state_changes(project: Proje
         assert again is not first
         assert again.step_digest == first.step_digest
     assert "steps" not in sys.modules
+
+
+def test_fractions_are_immutable_values() -> None:
+    """A Fraction (and a tuple of them, a subclass's) is a scalar, as a Decimal is; a list
+    of them is state (fractions is looked up only once it is loaded)."""
+    import fractions
+
+    from pinrun.flows.module_objects import is_immutable
+
+    class Ratio(fractions.Fraction):
+        pass
+
+    assert is_immutable(fractions.Fraction(1, 3))
+    assert is_immutable((fractions.Fraction(1, 3), Ratio(2, 5), frozenset({Ratio(1, 2)})))
+    assert not is_immutable([fractions.Fraction(1, 3)])
+    assert not is_immutable((fractions.Fraction(1, 3), []))

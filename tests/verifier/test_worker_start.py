@@ -53,3 +53,16 @@ def test_a_fresh_worker_imports_no_toml_parser_and_no_environment_reader() -> No
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           check=True)
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_a_fresh_worker_imports_no_diff_maker_and_no_fractions() -> None:
+    """difflib makes the diffs of a diverged run's values and code, and no value can be a
+    Fraction before fractions is imported: each is imported when first used."""
+    script = textwrap.dedent("""\
+        import sys
+        import pinrun, pinrun.verifier.worker
+        print("difflib" in sys.modules, "fractions" in sys.modules)
+        """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == ["False", "False"]

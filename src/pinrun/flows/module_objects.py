@@ -28,7 +28,6 @@ import dataclasses
 import datetime
 import decimal
 import enum
-import fractions
 import functools
 import inspect
 import logging
@@ -56,8 +55,9 @@ __all__ = [
     "state_snapshot",
 ]
 
+#: (and ``fractions.Fraction``, checked apart: :func:`_is_fraction`.)
 _SCALARS: Final = (type(None), bool, int, float, complex, str, bytes, decimal.Decimal,
-                   fractions.Fraction, datetime.date, datetime.time, datetime.timedelta,
+                   datetime.date, datetime.time, datetime.timedelta,
                    datetime.tzinfo, uuid.UUID, range, enum.Enum)
 _LOGGING: Final = (logging.Logger, logging.LoggerAdapter, logging.PlaceHolder)
 #: Past this many nested items a value counts as state: checking it would cost too much.
@@ -109,6 +109,8 @@ def is_immutable(value: object) -> bool:
             continue
         if isinstance(item, tuple | frozenset):
             stack.extend(item)
+        elif _is_fraction(item):
+            continue
         elif dataclasses.is_dataclass(item) and not isinstance(item, type):
             params = getattr(type(item), "__dataclass_params__", None)
             if params is None or not params.frozen:
@@ -119,6 +121,13 @@ def is_immutable(value: object) -> bool:
         else:
             return False
     return True
+
+
+def _is_fraction(value: object) -> bool:
+    """Whether ``value`` is a ``fractions.Fraction``: only when :mod:`fractions` is loaded
+    (no value can be one before), which a fresh worker need not import for the check."""
+    fractions = sys.modules.get("fractions")
+    return fractions is not None and isinstance(value, fractions.Fraction)
 
 
 def _frozen_model(value: object) -> bool:

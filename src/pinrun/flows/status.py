@@ -13,7 +13,6 @@ A code version policy says what to do when the code changed: ``disabled``
 
 from __future__ import annotations
 
-import difflib
 import warnings
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -221,7 +220,7 @@ def source_diff(old: Mapping[str, Mapping[str, str]], new: Mapping[str, Mapping[
         if before == after:
             continue
         path = (new.get(module) or old[module])["path"]
-        chunks.extend(difflib.unified_diff(
+        chunks.extend(_unified_diff(
             before.splitlines(keepends=True), after.splitlines(keepends=True),
             fromfile=f"{labels[0]}/{path}", tofile=f"{labels[1]}/{path}"))
     return "".join(line if line.endswith("\n") else line + "\n" for line in chunks)
@@ -346,3 +345,11 @@ def apply_code_policy(policy: CodePolicy, status: CodeStatus, what: str) -> None
     if policy == "strict":
         raise CodeChangedError(f"{message}. Refusing to run (code policy strict).")
     warnings.warn(CodeChangedWarning(message), stacklevel=4)
+
+
+def _unified_diff(*args: Any, **kwargs: Any) -> Iterator[str]:
+    """``difflib.unified_diff``, imported on the first diff: a replay that reproduces
+    (most of them) makes none, and a fresh worker saves the import."""
+    import difflib
+
+    return difflib.unified_diff(*args, **kwargs)

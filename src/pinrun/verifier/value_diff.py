@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import decimal
-import difflib
 import enum
 import reprlib
 import sys
@@ -375,7 +374,7 @@ def _texts(recorded: str, replayed: str) -> list[str]:
         tail += 1
     skip, keep = max(same - 2, 0), max(tail - 2, 0)
     before, after = before[skip:len(before) - keep], after[skip:len(after) - keep]
-    lines = list(difflib.unified_diff(before[:_DIFFED_LINES], after[:_DIFFED_LINES],
+    lines = list(_unified_diff(before[:_DIFFED_LINES], after[:_DIFFED_LINES],
                                       "recorded", "replayed", lineterm="", n=2))
     if skip:
         lines = [_shifted(line, skip) for line in lines]
@@ -394,3 +393,11 @@ def _shifted(line: str, skip: int) -> str:
         first, _, count = rest.partition(",")
         parts[index] = f"{sign}{int(first) + skip}" + (f",{count}" if count else "")
     return " ".join(parts)
+
+
+def _unified_diff(*args: Any, **kwargs: Any) -> Iterator[str]:
+    """``difflib.unified_diff``, imported on the first diff: a replay that reproduces
+    (most of them) makes none, and a fresh worker saves the import."""
+    import difflib
+
+    return difflib.unified_diff(*args, **kwargs)
