@@ -446,3 +446,19 @@ def test_compute_digest_is_the_same_with_and_without_the_c_hash(compiled: bool,
         expected = blake3.blake3(Kind.VALUE.tag + payload).digest()
         assert compute_digest(Kind.VALUE, payload).raw == expected
         assert compute_digest(Kind.VALUE, memoryview(payload)).raw == expected
+
+
+def test_the_c_blake3_is_checked_against_the_package_at_import() -> None:
+    """A build whose C BLAKE3 disagrees with the package (a compiler's or a platform's
+    fault) is not used: its check at import fails, and the package hashes everything."""
+    from pinrun.artifacts import digest as digest_module
+
+    if digest_module._small is None:
+        pytest.skip("pinrun's C module is not built here")
+    assert digest_module._small_agrees(digest_module._small)
+
+    def off_by_one_block(kind: type[Digest], tag: bytes, payload: bytes) -> Digest | None:
+        made = digest_module._small(kind, tag, payload)  # type: ignore[misc]
+        return compute_digest(Kind.BLOB, payload) if len(payload) > 500 else made
+
+    assert not digest_module._small_agrees(off_by_one_block)

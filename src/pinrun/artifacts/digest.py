@@ -182,6 +182,23 @@ try:
 except ImportError:  # pragma: no cover - exercised on machines without a compiler
     _made = _small = None
 
+
+def _small_agrees(small: Callable[[type[Digest], bytes, bytes], Digest | None]) -> bool:
+    """Whether the C BLAKE3 gives the package's digests on inputs that end at, inside and
+    across its 64-byte blocks, up to a full chunk: checked once at import, because a
+    wrong digest (a compiler's or a platform's fault) would be a wrong content address."""
+    pattern = bytes(range(7, 256)) * 5
+    for size in (0, 1, 57, 58, 59, 121, 122, 500, 1017, 1018):
+        payload = pattern[size % 7:size % 7 + size]
+        made = small(Digest, b"value\0", payload)
+        if made is not None and made.raw != blake3.blake3(b"value\0" + payload).digest():
+            return False
+    return True
+
+
+if _small is not None and not _small_agrees(_small):  # pragma: no cover - a broken build
+    _small = None
+
 #: The digest of ``raw``, exactly 32 ``bytes`` the caller has checked already: what
 #: ``Digest(raw)`` gives, without checking them again (a loaded run record reads ~25).
 checked_digest: Callable[[bytes], Digest] = (
