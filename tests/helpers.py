@@ -67,15 +67,16 @@ def start_child(code: str, *args: str) -> subprocess.Popen[str]:
 
 
 @contextmanager
-def store_held_open(store_path: Path) -> Iterator[None]:
-    """Another process holds the store at ``store_path`` open for as long as the block runs."""
+def store_held_open(store_path: Path, *, readonly: bool = False) -> Iterator[None]:
+    """Another process holds the store at ``store_path`` open (``readonly``: for reading)
+    for as long as the block runs."""
     holder = start_child("""
         import sys, time
         from pinrun.artifacts.store import Store
-        store = Store.open(sys.argv[1])
+        store = Store.open(sys.argv[1], readonly=sys.argv[2] == "1")
         print("open", flush=True)
         time.sleep(60)
-    """, str(store_path))
+    """, str(store_path), "1" if readonly else "0")
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "open"

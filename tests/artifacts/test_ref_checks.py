@@ -3,53 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import lmdb
 import pytest
 
-from pinrun.artifacts.digest import DIGEST_SIZE, Digest
+from pinrun.artifacts.digest import DIGEST_SIZE
 from pinrun.artifacts.fsck import fsck
 from pinrun.artifacts.maintenance import gc
 from pinrun.artifacts.refs import REF_CHECK_SIZE, ref_check
 from pinrun.artifacts.store import STORE_FORMAT, Store
 from pinrun.artifacts.upgrade import upgrade
 from pinrun.errors import RefConflictError, StoreDamagedError, StoreError, StoreInUseError
-from tests.helpers import SRC, store_held_open
-
-
-def _pinrun(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(SRC))
-    return subprocess.run([sys.executable, "-m", "pinrun", "--store", str(store), *args],
-                          capture_output=True, text=True, env=env, check=False, timeout=120)
-
-
-def _raw_refs(path: Path) -> dict[bytes, bytes]:
-    """The refs database as stored, read with plain py-lmdb."""
-    with lmdb.open(str(path), max_dbs=8, readonly=True, lock=False, subdir=True) as env:
-        refs = env.open_db(b"refs", create=False)
-        with env.begin() as txn:
-            return {bytes(k): bytes(v) for k, v in txn.cursor(db=refs)}
-
-
-def _format_one_store(path: Path) -> None:
-    """A store as a pinrun before format 2 made it: format marker b"1", bare digests."""
-    Store.open(path, create=True).close()
-    with lmdb.open(str(path), max_dbs=8, subdir=True) as env:
-        meta = env.open_db(b"meta", create=False)
-        with env.begin(write=True) as txn:
-            txn.put(b"format", b"1", db=meta)
-
-
-def _tags(store: Store, names: list[str]) -> dict[str, Digest]:
-    with store.batch() as batch:
-        targets = {name: batch.put_value({"n": n}) for n, name in enumerate(names)}
-        for name, target in targets.items():
-            batch.set_ref(name, target)
-    return targets
+from tests.artifacts.ref_helpers import format_one_store, pinrun_cli, raw_refs, tag_refs
+from tests.helpers import store_held_open
 
 
 def _flip_in_file(data_file: Path, old: bytes, new: bytes) -> int:
@@ -65,11 +32,11 @@ def test_a_new_store_keeps_each_ref_with_its_check(tmp_path: Path) -> None:
     path = tmp_path / "s"
     with Store.open(path, create=True) as store:
         assert store.checks_refs
-        targets = _tags(store, ["tags/a", "tags/b"])
+        targets = tag_refs(store, ["tags/a", "tags/b"])
         assert store.refs("tags/") == targets
         assert store.get_refs(["tags/a", "tags/none"]) == [targets["tags/a"], None]
         assert dict(store.iter_refs("tags/", reverse=True)) == targets
-    raw = _raw_refs(path)
+    raw = raw_refs(path)
     for name, target in targets.items():
         value = raw[name.encode()]
         assert len(value) == DIGEST_SIZE + REF_CHECK_SIZE
@@ -91,7 +58,7 @@ def test_a_flipped_bit_in_a_ref_name_is_seen_by_fsck_and_by_reads(tmp_path: Path
     a valid name, still in key order (between t70 and t75)."""
     path = tmp_path / "s"
     with Store.open(path, create=True) as store:
-        _tags(store, ["tags/t70", "tags/t71", "tags/t75"])
+        tag_refs(store, ["tags/t70", "tags/t71", "tags/t75"])
     assert _flip_in_file(path / "data.mdb", b"tags/t71", b"tags/t73") >= 1
     with Store.open(path) as store:
         report = fsck(store)
@@ -105,7 +72,7 @@ def test_a_flipped_bit_in_a_ref_name_is_seen_by_fsck_and_by_reads(tmp_path: Path
         assert store.get_ref("tags/t70") is not None  # the others read on
         with pytest.raises(StoreDamagedError):
             gc(store)  # never deletes what a damaged ref's true target reaches
-    result = _pinrun(path, "fsck")
+    result = pinrun_cli(path, "fsck")
     assert result.returncode == 3
     assert "bad-ref" in result.stdout
     assert "tags/t73" in result.stdout
@@ -116,8 +83,8 @@ def test_a_flipped_bit_in_a_ref_name_is_seen_by_fsck_and_by_reads(tmp_path: Path
 def test_a_flipped_bit_in_a_ref_value_is_seen(tmp_path: Path, where: int) -> None:
     path = tmp_path / "s"
     with Store.open(path, create=True) as store:
-        _tags(store, ["tags/only"])
-    value = _raw_refs(path)[b"tags/only"]
+        tag_refs(store, ["tags/only"])
+    value = raw_refs(path)[b"tags/only"]
     damaged = bytearray(value)
     damaged[where] ^= 0x10
     assert _flip_in_file(path / "data.mdb", value, bytes(damaged)) >= 1
@@ -130,10 +97,10 @@ def test_a_flipped_bit_in_a_ref_value_is_seen(tmp_path: Path, where: int) -> Non
 
 def test_a_format_one_store_is_read_and_written_as_it_is(tmp_path: Path) -> None:
     path = tmp_path / "s"
-    _format_one_store(path)
+    format_one_store(path)
     with Store.open(path) as store:
         assert not store.checks_refs
-        targets = _tags(store, ["tags/a", "tags/b"])
+        targets = tag_refs(store, ["tags/a", "tags/b"])
         store.set_ref("tags/a", targets["tags/b"], expected=targets["tags/a"])
         with pytest.raises(RefConflictError):
             store.set_ref("tags/a", targets["tags/a"], expected=targets["tags/a"])
@@ -141,20 +108,20 @@ def test_a_format_one_store_is_read_and_written_as_it_is(tmp_path: Path) -> None
         report = fsck(store)
         assert report.ok
         assert report.store_format == 1
-    assert all(len(v) == DIGEST_SIZE for v in _raw_refs(path).values())
-    result = _pinrun(path, "fsck")
+    assert all(len(v) == DIGEST_SIZE for v in raw_refs(path).values())
+    result = pinrun_cli(path, "fsck")
     assert result.returncode == 0
     assert "refs carry no checks" in result.stdout
     assert "pinrun upgrade" in result.stdout
-    assert json.loads(_pinrun(path, "fsck", "--json").stdout)["store_format"] == 1
+    assert json.loads(pinrun_cli(path, "fsck", "--json").stdout)["store_format"] == 1
 
 
 def test_in_a_format_one_store_a_flipped_name_still_passes_fsck(tmp_path: Path) -> None:
     """Why format 2 exists: without a check, the same flip reads as another valid ref."""
     path = tmp_path / "s"
-    _format_one_store(path)
+    format_one_store(path)
     with Store.open(path) as store:
-        _tags(store, ["tags/t70", "tags/t71", "tags/t75"])
+        tag_refs(store, ["tags/t70", "tags/t71", "tags/t75"])
     assert _flip_in_file(path / "data.mdb", b"tags/t71", b"tags/t73") >= 1
     with Store.open(path) as store:
         assert fsck(store).ok
@@ -163,9 +130,9 @@ def test_in_a_format_one_store_a_flipped_name_still_passes_fsck(tmp_path: Path) 
 
 def test_upgrade_gives_every_ref_its_check_in_one_step(tmp_path: Path) -> None:
     path = tmp_path / "s"
-    _format_one_store(path)
+    format_one_store(path)
     with Store.open(path) as store:
-        targets = _tags(store, [f"tags/v{n}" for n in range(300)])
+        targets = tag_refs(store, [f"tags/v{n}" for n in range(300)])
         report = upgrade(store)
         assert report.upgraded
         assert report.refs_rewritten == 300
@@ -175,7 +142,7 @@ def test_upgrade_gives_every_ref_its_check_in_one_step(tmp_path: Path) -> None:
         store.set_ref("tags/new", targets["tags/v0"])  # written with a check from now on
         assert not upgrade(store).upgraded  # a second upgrade has nothing to do
         assert fsck(store).ok
-    raw = _raw_refs(path)
+    raw = raw_refs(path)
     assert len(raw) == 301
     assert all(v[DIGEST_SIZE:] == ref_check(k, v[:DIGEST_SIZE]) for k, v in raw.items())
     with Store.open(path) as store:
@@ -185,54 +152,54 @@ def test_upgrade_gives_every_ref_its_check_in_one_step(tmp_path: Path) -> None:
 
 def test_upgrade_refuses_a_damaged_ref_and_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "s"
-    _format_one_store(path)
+    format_one_store(path)
     with Store.open(path) as store:
-        _tags(store, ["tags/a"])
+        tag_refs(store, ["tags/a"])
     with lmdb.open(str(path), max_dbs=8, subdir=True) as env, env.begin(write=True) as txn:
         txn.put(b"tags/short", b"12345", db=env.open_db(b"refs", txn=txn, create=False))
-    before = _raw_refs(path)
+    before = raw_refs(path)
     with Store.open(path) as store:
         with pytest.raises(StoreDamagedError, match=r"tags/short.*not upgraded"):
             upgrade(store)
         assert not store.checks_refs
-    assert _raw_refs(path) == before
+    assert raw_refs(path) == before
     with Store.open(path) as store:
         assert not store.checks_refs
 
 
 def test_upgrade_refuses_while_another_process_has_the_store_open(tmp_path: Path) -> None:
     path = tmp_path / "s"
-    _format_one_store(path)
+    format_one_store(path)
     with Store.open(path) as store:
-        _tags(store, ["tags/a"])
+        tag_refs(store, ["tags/a"])
     with store_held_open(path):
-        result = _pinrun(path, "upgrade")
+        result = pinrun_cli(path, "upgrade")
         assert result.returncode == 3, result.stderr
         assert "cannot upgrade the store" in result.stderr
         assert "Traceback" not in result.stderr
-    assert all(len(v) == DIGEST_SIZE for v in _raw_refs(path).values())
+    assert all(len(v) == DIGEST_SIZE for v in raw_refs(path).values())
     with Store.open(path) as store, Store.open(path) as other:
         with pytest.raises(StoreInUseError, match="cannot upgrade"):
             upgrade(store)
         other.set_ref("tags/b", other.ref("tags/a"))  # still format 1, for both handles
-    assert all(len(v) == DIGEST_SIZE for v in _raw_refs(path).values())
+    assert all(len(v) == DIGEST_SIZE for v in raw_refs(path).values())
 
 
 def test_the_upgrade_command(tmp_path: Path) -> None:
     path = tmp_path / "s"
-    _format_one_store(path)
+    format_one_store(path)
     with Store.open(path) as store:
-        _tags(store, ["tags/a", "tags/b"])
-    result = _pinrun(path, "upgrade")
+        tag_refs(store, ["tags/a", "tags/b"])
+    result = pinrun_cli(path, "upgrade")
     assert result.returncode == 0, result.stderr
     assert "from format 1 to 2: 2 refs now carry a check" in result.stdout
-    again = json.loads(_pinrun(path, "upgrade", "--json").stdout)
+    again = json.loads(pinrun_cli(path, "upgrade", "--json").stdout)
     assert again == {"upgraded": False, "format_before": 2, "format_after": 2,
                      "refs_rewritten": 0}
-    checked = _pinrun(path, "fsck")
+    checked = pinrun_cli(path, "fsck")
     assert checked.returncode == 0
     assert "no checks" not in checked.stdout
-    assert "upgrade" in _pinrun(path, "--help").stdout
+    assert "upgrade" in pinrun_cli(path, "--help").stdout
 
 
 def test_a_store_of_an_unknown_format_is_refused(tmp_path: Path) -> None:
@@ -251,20 +218,20 @@ def test_bundles_move_between_formats(tmp_path: Path) -> None:
     from pinrun.artifacts.bundle_import import import_bundle
 
     old, new = tmp_path / "old", tmp_path / "new"
-    _format_one_store(old)
+    format_one_store(old)
     with Store.open(old) as store:
-        targets = _tags(store, ["tags/a", "tags/b"])
+        targets = tag_refs(store, ["tags/a", "tags/b"])
         export_bundle(store, ["tags/a", "tags/b"], tmp_path / "b.pinrun")
     with Store.open(new, create=True) as store:
         import_bundle(store, tmp_path / "b.pinrun")
         assert store.refs("tags/") == targets
         assert fsck(store).ok
         export_bundle(store, ["tags/a", "tags/b"], tmp_path / "c.pinrun")
-    assert all(len(v) == DIGEST_SIZE + REF_CHECK_SIZE for v in _raw_refs(new).values())
+    assert all(len(v) == DIGEST_SIZE + REF_CHECK_SIZE for v in raw_refs(new).values())
     back = tmp_path / "back"
-    _format_one_store(back)
+    format_one_store(back)
     with Store.open(back) as store:
         import_bundle(store, tmp_path / "c.pinrun")
         assert store.refs("tags/") == targets
         assert fsck(store).ok
-    assert all(len(v) == DIGEST_SIZE for v in _raw_refs(back).values())
+    assert all(len(v) == DIGEST_SIZE for v in raw_refs(back).values())

@@ -12,64 +12,33 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import lmdb
 import pytest
 
-from pinrun.artifacts.digest import DIGEST_SIZE, Digest
+from pinrun.artifacts.digest import DIGEST_SIZE
 from pinrun.artifacts.fsck import fsck
 from pinrun.artifacts.refs import REF_CHECK_SIZE, ref_check
 from pinrun.artifacts.store import DICTIONARY_REF, Store
 from pinrun.artifacts.upgrade import upgrade
 from pinrun.errors import StoreDamagedError, StoreInUseError
+from tests.artifacts.ref_helpers import (
+    RawEdit,
+    edit_refs,
+    format_one_store,
+    pinrun_cli,
+    raw_refs,
+    tag_refs,
+)
 from tests.damage_trials import build_store
-from tests.helpers import SRC, start_child, traced_peak
-
-RawEdit = Callable[[Any, Any, Any], None]
-
-
-def _pinrun(store: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    path = os.pathsep.join([str(SRC), *([str(cwd)] if cwd else [])])
-    env = dict(os.environ, PYTHONPATH=path)
-    return subprocess.run([sys.executable, "-m", "pinrun", "--store", str(store), *args],
-                          capture_output=True, text=True, env=env, check=False, timeout=300,
-                          cwd=cwd)
-
-
-def _edit(path: Path, edit: RawEdit) -> None:
-    """Change the store's refs and meta databases with plain py-lmdb (as an attacker would)."""
-    with lmdb.open(str(path), max_dbs=8, subdir=True) as env:
-        refs = env.open_db(b"refs", create=False)
-        meta = env.open_db(b"meta", create=False)
-        with env.begin(write=True) as txn:
-            edit(txn, refs, meta)
-
-
-def _raw_refs(path: Path) -> dict[bytes, bytes]:
-    with lmdb.open(str(path), max_dbs=8, readonly=True, lock=False, subdir=True) as env:
-        refs = env.open_db(b"refs", create=False)
-        with env.begin() as txn:
-            return {bytes(k): bytes(v) for k, v in txn.cursor(db=refs)}
+from tests.helpers import SRC, store_held_open, traced_peak
 
 
 def _checked(key: bytes, target: bytes) -> bytes:
     return target + ref_check(key, target)
 
 
-def _format_one_store(path: Path) -> None:
-    Store.open(path, create=True).close()
-    _edit(path, lambda txn, refs, meta: txn.put(b"format", b"1", db=meta))
-
-
-def _tags(store: Store, names: list[str]) -> dict[str, Digest]:
-    with store.batch() as batch:
-        targets = {name: batch.put_value({"n": n}) for n, name in enumerate(names)}
-        for name, target in targets.items():
-            batch.set_ref(name, target)
-    return targets
 
 
 def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
@@ -100,7 +69,7 @@ def copy(recorded: Path, tmp_path: Path) -> Path:
 
 
 def _run_keys(path: Path) -> list[bytes]:
-    return sorted(k for k in _raw_refs(path) if k.startswith(b"runs/"))
+    return sorted(k for k in raw_refs(path) if k.startswith(b"runs/"))
 
 
 # ----------------------------------------------------------------------------------------
@@ -110,9 +79,9 @@ def _run_keys(path: Path) -> list[bytes]:
 def test_refs_of_a_prefix_do_not_read_the_damaged_ref_after_it(tmp_path: Path) -> None:
     path = tmp_path / "s"
     with Store.open(path, create=True) as store:
-        targets = _tags(store, ["tags/a", "tags/b"])
+        targets = tag_refs(store, ["tags/a", "tags/b"])
     # tags/b's check broken: tags/b is damage, tags/a is not.
-    _edit(path, lambda txn, refs, meta: txn.put(b"tags/b", targets["tags/b"].raw + bytes(8),
+    edit_refs(path, lambda txn, refs, meta: txn.put(b"tags/b", targets["tags/b"].raw + bytes(8),
                                                 db=refs))
     with Store.open(path) as store:
         assert dict(store.iter_refs("tags/a")) == {"tags/a": targets["tags/a"]}  # lazy: fine
@@ -123,10 +92,10 @@ def test_refs_of_a_prefix_do_not_read_the_damaged_ref_after_it(tmp_path: Path) -
 
 def test_a_damaged_unrelated_ref_does_not_fail_a_tag_selection(copy: Path) -> None:
     key = b"tags/zz"
-    _edit(copy, lambda txn, refs, meta: txn.put(key, bytes(DIGEST_SIZE + REF_CHECK_SIZE),
+    edit_refs(copy, lambda txn, refs, meta: txn.put(key, bytes(DIGEST_SIZE + REF_CHECK_SIZE),
                                                 db=refs))
-    assert _pinrun(copy, "fsck").returncode == 3  # the damage is there, and seen
-    result = _pinrun(copy, "runs", "--tag", "nightly")
+    assert pinrun_cli(copy, "fsck").returncode == 3  # the damage is there, and seen
+    result = pinrun_cli(copy, "runs", "--tag", "nightly")
     assert result.returncode == 0, result.stderr
     assert "no runs match" in result.stdout
 
@@ -144,7 +113,7 @@ def _invalid_run_ref(txn: Any, refs: Any, meta: Any) -> None:
 
 
 def test_a_ref_whose_name_is_no_ref_name_is_damage_when_read(copy: Path) -> None:
-    _edit(copy, _invalid_run_ref)
+    edit_refs(copy, _invalid_run_ref)
     with Store.open(copy, readonly=True) as store:
         assert any(p.kind == "bad-ref" for p in fsck(store).problems)
         with pytest.raises(StoreDamagedError):
@@ -152,17 +121,17 @@ def test_a_ref_whose_name_is_no_ref_name_is_damage_when_read(copy: Path) -> None
 
 
 def test_verify_calls_a_ref_with_no_ref_name_store_damage(copy: Path) -> None:
-    _edit(copy, _invalid_run_ref)
-    line = _one_line_error(_pinrun(copy, "verify", "--code", "pinned", cwd=copy.parent))
+    edit_refs(copy, _invalid_run_ref)
+    line = _one_line_error(pinrun_cli(copy, "verify", "--code", "pinned", cwd=copy.parent))
     assert "damaged" in line
 
 
 def test_export_refuses_a_ref_with_no_ref_name(copy: Path) -> None:
-    _edit(copy, _invalid_run_ref)
+    edit_refs(copy, _invalid_run_ref)
     bundle = copy.parent / "all.bundle"
-    exported = _pinrun(copy, "export", "--all", "-o", str(bundle))
+    exported = pinrun_cli(copy, "export", "--all", "-o", str(bundle))
     if exported.returncode == 0:  # what happens now: the bundle cannot be imported
-        imported = _pinrun(copy.parent / "other", "import", str(bundle))
+        imported = pinrun_cli(copy.parent / "other", "import", str(bundle))
         assert imported.returncode == 2
         assert "malformed" in imported.stderr
     _one_line_error(exported)
@@ -215,28 +184,28 @@ CRAFTED: dict[str, RawEdit] = {
 @pytest.mark.parametrize("damage", list(CRAFTED))
 def test_crafted_refs_are_one_line_and_exit_3(copy: Path, damage: str) -> None:
     """Held by the review: every command that reads the damaged ref says so in one line."""
-    _edit(copy, CRAFTED[damage])
-    assert _pinrun(copy, "fsck").returncode == 3
+    edit_refs(copy, CRAFTED[damage])
+    assert pinrun_cli(copy, "fsck").returncode == 3
     for command in (["runs"], ["gc", "--dry-run"], ["gc"], ["stats"],
                     ["verify", "--code", "pinned"], ["export", "--all", "-o", "x.bundle"]):
-        line = _one_line_error(_pinrun(copy, *command, cwd=copy.parent))
+        line = _one_line_error(pinrun_cli(copy, *command, cwd=copy.parent))
         assert "damaged" in line, (command, line)
 
 
 def test_a_marker_that_lies_about_format_one_is_refused_by_upgrade(copy: Path) -> None:
     """Held: refs with checks under a marker of 1 are not sealed a second time."""
-    _edit(copy, _marker(b"1"))
-    before = _raw_refs(copy)
-    line = _one_line_error(_pinrun(copy, "upgrade"))
+    edit_refs(copy, _marker(b"1"))
+    before = raw_refs(copy)
+    line = _one_line_error(pinrun_cli(copy, "upgrade"))
     assert "not upgraded" in line
-    assert _raw_refs(copy) == before
+    assert raw_refs(copy) == before
 
 
 def test_fsck_json_does_not_claim_a_format_it_did_not_read(tmp_path: Path) -> None:
     path = tmp_path / "s"
-    _format_one_store(path)
-    _edit(path, lambda txn, refs, meta: txn.put(b"format", b"0", db=meta))  # '1' ^ 0x01
-    result = _pinrun(path, "fsck", "--json")
+    format_one_store(path)
+    edit_refs(path, lambda txn, refs, meta: txn.put(b"format", b"0", db=meta))  # '1' ^ 0x01
+    result = pinrun_cli(path, "fsck", "--json")
     assert result.returncode == 3
     assert json.loads(result.stdout)["store_format"] != 2
 
@@ -247,21 +216,9 @@ def test_fsck_json_does_not_claim_a_format_it_did_not_read(tmp_path: Path) -> No
 
 def test_upgrade_refused_in_use_speaks_of_upgrading(tmp_path: Path) -> None:
     path = tmp_path / "s"
-    _format_one_store(path)
-    holder = start_child("""
-        import sys, time
-        from pinrun.artifacts.store import Store
-        store = Store.open(sys.argv[1], readonly=True)
-        print("open", flush=True)
-        time.sleep(60)
-    """, str(path))
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "open"
-        line = _one_line_error(_pinrun(path, "upgrade"))
-    finally:
-        holder.kill()
-        holder.communicate()
+    format_one_store(path)
+    with store_held_open(path, readonly=True):
+        line = _one_line_error(pinrun_cli(path, "upgrade"))
     assert "upgrade" in line
     assert "compact" not in line
 
@@ -270,32 +227,20 @@ def test_a_read_only_opener_holds_the_upgrade_off(tmp_path: Path) -> None:
     """Held: a process that opened the store read-only holds its open.lock shared, so the
     upgrade is refused (the refs stay bare) rather than changing the format under it."""
     path = tmp_path / "s"
-    _format_one_store(path)
+    format_one_store(path)
     with Store.open(path) as store:
-        _tags(store, ["tags/a"])
-    holder = start_child("""
-        import sys, time
-        from pinrun.artifacts.store import Store
-        store = Store.open(sys.argv[1], readonly=True)
-        print("open", flush=True)
-        time.sleep(60)
-    """, str(path))
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "open"
-        with Store.open(path) as store, pytest.raises(StoreInUseError):
-            upgrade(store)
-    finally:
-        holder.kill()
-        holder.communicate()
-    assert all(len(v) == DIGEST_SIZE for v in _raw_refs(path).values())
+        tag_refs(store, ["tags/a"])
+    with store_held_open(path, readonly=True), Store.open(path) as store, \
+            pytest.raises(StoreInUseError):
+        upgrade(store)
+    assert all(len(v) == DIGEST_SIZE for v in raw_refs(path).values())
 
 
 def test_a_handle_without_the_open_lock_reads_on_after_an_upgrade(tmp_path: Path) -> None:
     path = tmp_path / "s"
-    _format_one_store(path)
+    format_one_store(path)
     with Store.open(path) as store:
-        targets = _tags(store, ["tags/a"])
+        targets = tag_refs(store, ["tags/a"])
     reader = subprocess.Popen([sys.executable, "-c", """if True:
         import sys
         from pinrun.artifacts import lmdb_env
@@ -325,9 +270,9 @@ def test_a_handle_without_the_open_lock_reads_on_after_an_upgrade(tmp_path: Path
 def test_upgrade_grows_a_full_map_and_runs_again(tmp_path: Path) -> None:
     """Held: a map too small for the rewrite is grown and the transaction run again."""
     path = tmp_path / "s"
-    _format_one_store(path)
+    format_one_store(path)
     with Store.open(path) as store:
-        targets = _tags(store, [f"tags/v{n:05}" for n in range(3000)])
+        targets = tag_refs(store, [f"tags/v{n:05}" for n in range(3000)])
     size = (path / "data.mdb").stat().st_size
     with Store.open(path, map_size=size) as store:
         assert store.environment.map_size == size
@@ -340,10 +285,10 @@ def test_upgrade_grows_a_full_map_and_runs_again(tmp_path: Path) -> None:
 def test_a_killed_upgrade_changes_nothing(tmp_path: Path) -> None:
     """Held: killed halfway through its transaction, the upgrade leaves format 1 as it was."""
     path = tmp_path / "s"
-    _format_one_store(path)
+    format_one_store(path)
     with Store.open(path) as store:
-        targets = _tags(store, [f"tags/v{n}" for n in range(500)])
-    before = _raw_refs(path)
+        targets = tag_refs(store, [f"tags/v{n}" for n in range(500)])
+    before = raw_refs(path)
     result = subprocess.run([sys.executable, "-c", """if True:
         import os, signal, sys
         from pinrun.artifacts import upgrade as module
@@ -359,7 +304,7 @@ def test_a_killed_upgrade_changes_nothing(tmp_path: Path) -> None:
     """, str(path)], env=dict(os.environ, PYTHONPATH=str(SRC)), capture_output=True,
         text=True, timeout=120, check=False)
     assert result.returncode == -9, result.stderr
-    assert _raw_refs(path) == before
+    assert raw_refs(path) == before
     with Store.open(path) as store:
         assert not store.checks_refs
         assert fsck(store).ok
@@ -370,13 +315,13 @@ def test_a_killed_upgrade_changes_nothing(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_upgrade_memory_does_not_grow_with_the_refs(tmp_path: Path) -> None:
     path = tmp_path / "s"
-    _format_one_store(path)
+    format_one_store(path)
 
     def bare(txn: Any, refs: Any, meta: Any) -> None:
         for n in range(20_000):
             txn.put(b"runs/20261207T151407906-%06x" % n, n.to_bytes(32, "big"), db=refs)
 
-    _edit(path, bare)
+    edit_refs(path, bare)
     with Store.open(path) as store:
         peak = traced_peak(lambda: upgrade(store))
     assert peak < 1 << 20, f"{peak:,} bytes for 20,000 refs"
@@ -389,7 +334,7 @@ def test_the_dictionary_ref_a_large_batch_trains_is_kept_in_the_store_s_format(
     outside _write): bare in a format 1 store, with its check in a format 2 one."""
     path = tmp_path / "s"
     if one:
-        _format_one_store(path)
+        format_one_store(path)
     with Store.open(path, create=True) as store:
         with store.batch() as batch:
             for n in range(1200):
@@ -397,7 +342,7 @@ def test_the_dictionary_ref_a_large_batch_trains_is_kept_in_the_store_s_format(
         dictionary = store.get_ref(DICTIONARY_REF)
         assert dictionary is not None
         assert fsck(store).ok
-    value = _raw_refs(path)[DICTIONARY_REF.encode()]
+    value = raw_refs(path)[DICTIONARY_REF.encode()]
     assert value == (dictionary.raw if one else _checked(DICTIONARY_REF.encode(),
                                                          dictionary.raw))
 
@@ -407,14 +352,14 @@ def test_import_force_mends_a_damaged_ref(tmp_path: Path) -> None:
 
     path, bundle = tmp_path / "s", tmp_path / "b.pinrun"
     with Store.open(path, create=True) as store:
-        targets = _tags(store, ["tags/a", "tags/b"])
+        targets = tag_refs(store, ["tags/a", "tags/b"])
         export_bundle(store, ["tags/a"], bundle)
-    _edit(path, lambda txn, refs, meta: txn.put(b"tags/a", targets["tags/a"].raw + bytes(8),
+    edit_refs(path, lambda txn, refs, meta: txn.put(b"tags/a", targets["tags/a"].raw + bytes(8),
                                                 db=refs))
-    assert _pinrun(path, "fsck").returncode == 3
-    result = _pinrun(path, "import", str(bundle), "--force")
+    assert pinrun_cli(path, "fsck").returncode == 3
+    result = pinrun_cli(path, "import", str(bundle), "--force")
     assert result.returncode == 0, result.stderr
-    assert _pinrun(path, "fsck").returncode == 0
+    assert pinrun_cli(path, "fsck").returncode == 0
     with Store.open(path) as store:
         assert store.refs("tags/") == targets
 
@@ -422,8 +367,8 @@ def test_import_force_mends_a_damaged_ref(tmp_path: Path) -> None:
 def test_a_reverse_listing_sees_a_damaged_key_past_0xff(tmp_path: Path) -> None:
     path = tmp_path / "s"
     with Store.open(path, create=True) as store:
-        target = _tags(store, ["runs/a"])["runs/a"]
-    _edit(path, lambda txn, refs, meta: txn.put(b"runs/\xff\xfe",
+        target = tag_refs(store, ["runs/a"])["runs/a"]
+    edit_refs(path, lambda txn, refs, meta: txn.put(b"runs/\xff\xfe",
                                                 _checked(b"runs/\xff\xfe", target.raw),
                                                 db=refs))
     with Store.open(path) as store:
