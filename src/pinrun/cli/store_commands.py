@@ -284,8 +284,9 @@ def upgrade(store: Store, as_json: bool) -> None:
     A store keeps its format, which this pinrun reads and writes, until you
     upgrade it; `pinrun fsck` notes a format 1 store (`fsck --json`:
     `store_format`), and on a format 2 store upgrade has nothing to do.
-    After it an older pinrun refuses the store (asking to be upgraded), so
-    upgrade once every process using the store runs this pinrun.
+    Once a store is upgraded, an older pinrun refuses it (asking to be
+    upgraded itself), so upgrade once every process using the store runs
+    this pinrun.
 
     \b
     The upgrade is one transaction (all or nothing) and needs the store to
