@@ -62,7 +62,6 @@ def test_small_digest_of_every_kind_is_compute_digests() -> None:
                                   "compute_digest)"])
 @pytest.mark.parametrize("made", ["bool", "range", "slice", "memoryview", "type",
                                   "types.FunctionType", "dict_subclass"])
-@pytest.mark.xfail(strict=True, reason="review 8 finding 1: fix in crev8-proposed-fix.patch")
 def test_a_digest_type_that_is_not_a_plain_class_is_refused(call: str, made: str) -> None:
     """FINDING: small_digest, put_map (and new_digest, from an earlier session) make an
     instance of whatever type they are given with tp_alloc, skipping its tp_new: a builtin
@@ -245,7 +244,6 @@ def _answer(call: Any, value: Any) -> Any:
         return "error", type(error)
 
 
-@pytest.mark.xfail(strict=True, reason="review 8 finding 2: fix in crev8-proposed-fix.patch")
 def test_iso_time_of_a_datetime_subclass_is_the_no_compiler_paths() -> None:
     """FINDING: a datetime subclass overriding isoformat (what a World's now() could
     return, e.g. a library's datetime type). The C path calls the override; the Python
@@ -259,7 +257,6 @@ def test_iso_time_of_a_datetime_subclass_is_the_no_compiler_paths() -> None:
     assert _answer(_speedups.iso_time, value) == _answer(_python_iso_time(), value)
 
 
-@pytest.mark.xfail(strict=True, reason="review 8 finding 2: fix in crev8-proposed-fix.patch")
 def test_iso_time_of_what_is_not_a_datetime_is_the_no_compiler_paths() -> None:
     """FINDING: a date (not a datetime): the Python path raises TypeError (the unbound
     datetime.isoformat refuses it); C answers "2020-01-02"."""

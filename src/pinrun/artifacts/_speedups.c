@@ -2018,6 +2018,36 @@ fallback:
     Py_RETURN_NONE;
 }
 
+/* Whether instances of digest_type may be made as new_digest makes them (tp_alloc, then
+ * the "raw" slot set, its tp_new skipped): a class written in Python on object alone, whose
+ * "raw" is a __slots__ member. A builtin type's zeroed instance is not a valid one (freeing
+ * or using it crashes). The last type accepted is kept (a reference), so the check costs a
+ * pointer comparison after the first call. */
+static PyTypeObject *accepted_digest_type = NULL;
+
+static int plain_digest_type(PyTypeObject *digest_type)
+{
+    if (digest_type == accepted_digest_type) {
+        return 1;
+    }
+    for (PyTypeObject *step = digest_type; step != &PyBaseObject_Type; step = step->tp_base) {
+        if (step == NULL || !PyType_HasFeature(step, Py_TPFLAGS_HEAPTYPE)
+                || step->tp_itemsize != 0) {
+            goto refused;
+        }
+    }
+    PyObject *slot = _PyType_Lookup(digest_type, raw_name);  /* borrowed */
+    if (slot == NULL || !Py_IS_TYPE(slot, &PyMemberDescr_Type)) {
+        goto refused;
+    }
+    Py_INCREF(digest_type);
+    Py_XSETREF(accepted_digest_type, digest_type);
+    return 1;
+refused:
+    PyErr_SetString(PyExc_TypeError, "a digest type is a class on object with a 'raw' slot");
+    return 0;
+}
+
 /* new_digest(digest_type, raw): digest_type's instance holding raw in its "raw" slot,
  * as object.__new__ and object.__setattr__ make it (digest.compute_digest makes one per
  * object hashed, ~20 a recorded run; the two calls cost ~2,500 instructions in Python). */
@@ -2028,6 +2058,9 @@ static PyObject *new_digest(PyObject *module, PyObject *const *args, Py_ssize_t 
         return NULL;
     }
     PyTypeObject *digest_type = (PyTypeObject *)args[0];
+    if (!plain_digest_type(digest_type)) {
+        return NULL;
+    }
     PyObject *made = digest_type->tp_alloc(digest_type, 0);
     if (made == NULL) {
         return NULL;
@@ -2161,6 +2194,9 @@ static void b3_hash_chunk(const unsigned char *head, Py_ssize_t head_size,
 /* A digest_type instance holding raw (a new reference to it is taken). */
 static PyObject *make_digest(PyTypeObject *digest_type, PyObject *raw)
 {
+    if (!plain_digest_type(digest_type)) {
+        return NULL;
+    }
     PyObject *made = digest_type->tp_alloc(digest_type, 0);
     if (made == NULL) {
         return NULL;
@@ -2200,6 +2236,9 @@ static PyObject *small_digest(PyObject *module, PyObject *const *args, Py_ssize_
         PyErr_SetString(PyExc_TypeError, "small_digest() takes a type and two bytes");
         return NULL;
     }
+    if (!plain_digest_type((PyTypeObject *)args[0])) {
+        return NULL;
+    }
     if (PyBytes_GET_SIZE(args[1]) + PyBytes_GET_SIZE(args[2]) > B3_CHUNK) {
         Py_RETURN_NONE;
     }
@@ -2232,6 +2271,9 @@ static PyObject *put_map(PyObject *module, PyObject *const *args, Py_ssize_t nar
     }
     PyObject *entries = args[0], *known = args[1], *pending = args[2], *held = args[3];
     PyTypeObject *digest_type = (PyTypeObject *)args[4];
+    if (!plain_digest_type(digest_type)) {
+        return NULL;
+    }
     PyObject *value_kind = PyTuple_GET_ITEM(args[5], 0);
     PyObject *value_tag = PyTuple_GET_ITEM(args[5], 1);
     PyObject *tree_kind = PyTuple_GET_ITEM(args[5], 2);
