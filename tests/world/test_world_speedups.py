@@ -127,3 +127,43 @@ def test_the_speedups_module_was_built() -> None:
     """CI builds them (a compiler is there): their absence would hide a broken build."""
     assert _speedups.__file__ is not None
     assert not _speedups.__file__.endswith(".py")
+
+
+def test_all_hold_is_true_only_when_every_place_holds_its_object() -> None:
+    """A dict's or a class view's name holds its object (by identity); a missing name,
+    an equal but other object, or one place of many that changed does not hold."""
+    from pinrun.world._speedups import all_hold
+
+    class Owner:
+        method = staticmethod(len)
+
+    space = {"a": [1], "b": "text"}
+    names, objects = ("a", "b", "method"), (space["a"], space["b"], Owner.__dict__["method"])
+    spaces = (space, space, vars(Owner))
+    assert all_hold(spaces, names, objects)
+    assert all_hold((), (), ())
+    assert not all_hold(spaces, names, ([1], space["b"], objects[2]))  # equal, not the same
+    assert not all_hold((space,), ("missing",), (None,))
+    assert not all_hold((vars(Owner),), ("missing",), (None,))
+    with pytest.raises(TypeError):
+        all_hold((space,), ("a", "b"), (1,))
+    with pytest.raises(TypeError):
+        all_hold([space], ["a"], [space["a"]])  # type: ignore[arg-type]
+
+
+def test_the_guards_see_a_stand_in_place_changed_with_and_without_c(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guards rebuild their stand-ins when a module no longer holds the real object
+    they were built for (a test's monkeypatch): the C check and the Python one agree."""
+    import time
+
+    from pinrun.world import guards
+
+    built = guards._stand_ins()
+    for compiled in (guards._all_hold, None):
+        monkeypatch.setattr(guards, "_all_hold", compiled)
+        assert built.holds()
+        with monkeypatch.context() as patched:
+            patched.setattr(time, "time", lambda: 0.0)
+            assert not built.holds()
+        assert built.holds()

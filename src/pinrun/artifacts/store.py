@@ -41,7 +41,7 @@ from pinrun.artifacts.dictionary import (
     dictionary_for,
     train_dictionary,
 )
-from pinrun.artifacts.digest import DIGEST_SIZE, Digest, Kind, validate_prefix
+from pinrun.artifacts.digest import DIGEST_SIZE, Digest, Kind, checked_digest, validate_prefix
 from pinrun.artifacts.discovery import default_store_path, find_store
 from pinrun.artifacts.lmdb_env import (
     Environment,
@@ -356,16 +356,24 @@ class Store:
         hashed again: :func:`~pinrun.artifacts.objects.check_record`), else to
         ``(kind, None)`` (read and re-hashed, as :meth:`load` does). A missing or
         damaged object raises what :meth:`load` raises for it."""
+        self.check_many_raw({digest.raw: made for digest, made in objects.items()})
+
+    def check_many_raw(self, objects: Mapping[bytes, tuple[Kind, bytes | None]]) -> None:
+        """:meth:`check_many` of objects named by their raw digests (a replay's: bytes
+        are cheaper keys than :class:`Digest` objects)."""
         env = self.environment  # first: in a forked child this opens the child's handle
         objects_db = env.dbs["objects"]
         with env.read() as txn:
             get = txn.get  # (positional arguments: py-lmdb parses keywords slowly)
-            records = [(digest, get(digest.raw, None, objects_db)) for digest in objects]
+            records = [(raw, get(raw, None, objects_db)) for raw in objects]
         load_dictionary = self._load_dictionary
-        for digest, record in records:
+        for raw, record in records:
+            # (Digest(raw) checks raw first: a key of another size raises as it should.)
+            digest = checked_digest(raw) if type(raw) is bytes and len(raw) == DIGEST_SIZE \
+                else Digest(raw)
             if record is None:
                 raise MissingObjectError(digest)
-            kind, payload = objects[digest]
+            kind, payload = objects[raw]
             if payload is None:
                 open_record(digest, record, load_dictionary)
             else:

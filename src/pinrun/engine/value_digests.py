@@ -24,11 +24,12 @@ from typing import Any, Final
 
 from pinrun.artifacts import codec
 from pinrun.artifacts.digest import TREE_KIND, VALUE_KIND, Digest, Kind, compute_digest
+from pinrun.artifacts.objects import SMALLEST_MAX_RAW_SIZE
 from pinrun.artifacts.snapshot_pages import INLINE_LIMIT, PAGED_ABOVE, Inline, PageCache
 from pinrun.artifacts.store import WriteBatch
 from pinrun.artifacts.trees import Entry, store_entries, store_snapshot
 
-__all__ = ["KEPT_PAYLOAD", "ValueDigests"]
+__all__ = ["KEPT_PAYLOAD", "ValueDigests", "digest_few_inline"]
 
 #: Payloads up to this many bytes are kept with their digest (a state value's page
 #: entry is at most 16 KiB; most are a few dozen bytes).
@@ -42,16 +43,44 @@ _MOST_PAGES: Final = 1024
 _inline_sizes: Callable[[dict[str, Entry]], tuple[int, int]] | None
 _inline_entries: Callable[[dict[str, Any], dict[str, bytes], int],
                           tuple[dict[str, Any], list[str]] | None] | None
+_put_map: Callable[..., tuple[Digest, int, int] | None] | None
 try:
     from pinrun.artifacts._speedups import inline_entries as _inline_entries
     from pinrun.artifacts._speedups import inline_sizes as _inline_sizes
+    from pinrun.artifacts._speedups import put_map as _put_map
 except ImportError:  # pragma: no cover - exercised on machines without a compiler
-    _inline_sizes = _inline_entries = None
+    _inline_sizes = _inline_entries = _put_map = None
 #: Snapshots of fewer keys take put_snapshot's shortcut (a wider one's entries go
 #: straight into the caller's in store_snapshot, with no dict of their own).
 _FEW_KEYS: Final = 64
 #: A map tree's fields besides its entries (codec.encode_digest_map's ``fields``).
 _MAP: Final = {"type": "map"}
+#: The kinds a map tree's objects are made as, with the tags hashed before them.
+_MAP_KINDS: Final = (VALUE_KIND, VALUE_KIND.tag, TREE_KIND, TREE_KIND.tag)
+#: What digest_few_inline's caller already holds: nothing (its own dict says).
+_NONE_HELD: Final = frozenset[bytes]()
+
+
+def digest_few_inline(state: Mapping[str, Any], payloads: Mapping[str, bytes],
+                      objects: dict[bytes, tuple[Kind, bytes]], known: dict[bytes, Digest]
+                      ) -> Digest | None:
+    """The digest :func:`~pinrun.artifacts.trees.store_snapshot` gives ``state`` when it
+    is a few keys whose values are all inline and their encodings all in ``payloads``
+    (a step's outputs), made in C as :meth:`ValueDigests.put_snapshot` makes it: each
+    object store_snapshot would store is added to ``objects`` (raw digest -> kind and
+    payload) unless there already, and ``known`` keeps small payloads' digests as
+    :meth:`ValueDigests.put` does. None, with nothing added to ``objects``, when
+    store_snapshot must answer (no compiler, more or larger values, a key the C code
+    leaves to Python): a replay digests its steps' outputs here, storing nothing."""
+    if _put_map is None or _inline_entries is None or _inline_sizes is None or \
+            type(state) is not dict or type(payloads) is not dict or len(state) >= _FEW_KEYS:
+        return None
+    made = _inline_entries(state, payloads, INLINE_LIMIT)
+    if made is None or made[1] or _inline_sizes(made[0])[0] > PAGED_ABOVE:
+        return None
+    done = _put_map(made[0], known, objects, _NONE_HELD, Digest, _MAP_KINDS,
+                    (KEPT_PAYLOAD, _MOST, SMALLEST_MAX_RAW_SIZE), compute_digest)
+    return done[0] if done is not None else None
 
 
 class ValueDigests:

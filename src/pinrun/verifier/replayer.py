@@ -38,6 +38,7 @@ from pinrun.engine.events import Event, type_name
 from pinrun.engine.execution import HiddenState, Outcome, StepGuard
 from pinrun.engine.logs import SHARED_ANSWERS_HAZARD
 from pinrun.engine.records import RunRecord, StepRecord, load_run
+from pinrun.engine.value_digests import digest_few_inline
 from pinrun.engine.walk import LevelBase, RunState, Settled, walk
 from pinrun.errors import ContextDivergenceError, InputError, PinrunError, StoreError
 from pinrun.flows.flow import Flow
@@ -143,7 +144,7 @@ def replay_loaded(run: RunRecord, *, store: Store, code: CodeSource, project_roo
                 if refused is not None:  # a pool warmed earlier, running the project's code
                     refused.files = frozenset(watching.files)
                     refused.strict = guards == "strict"
-                verified: set[Digest] = set()
+                verified: set[bytes] = set()
                 # The project's hidden state, watched across the repetitions.
                 hidden = Watch(watching.modules) if guards != "off" else None
                 earlier: dict[str, dict[str, int]] = {}
@@ -248,14 +249,26 @@ class _DigestSink:
     each with its kind and payload (None when large: see :data:`_KEEP_PAYLOAD`)."""
 
     def __init__(self) -> None:
-        #: Every object digested (a snapshot's values, subtrees and its tree).
-        self.objects: dict[Digest, tuple[Kind, bytes | None]] = {}
+        #: Every object digested (a snapshot's values, subtrees and its tree), by raw
+        #: digest: bytes hash in C, where a Digest key calls its ``__hash__``.
+        self.objects: dict[bytes, tuple[Kind, bytes | None]] = {}
 
     def put(self, kind: Kind, payload: bytes, digest: Digest | None = None) -> Digest:
         found = digest if digest is not None else compute_digest(kind, payload)
-        self.objects[found] = (kind, payload if type(payload) is bytes
-                               and len(payload) <= _KEEP_PAYLOAD else None)
+        self.objects[found.raw] = (kind, payload if type(payload) is bytes
+                                   and len(payload) <= _KEEP_PAYLOAD else None)
         return found
+
+    def snapshot(self, outputs: dict[str, Any], payloads: dict[str, bytes],
+                 known: dict[bytes, Digest]) -> Digest:
+        """Digest a step's outputs as recording stores them (``known``: the replay's
+        digests of small payloads, as a recording keeps them)."""
+        # A few small values (most steps' outputs): in C, their payloads all kept (each
+        # is at most a page's size, far under _KEEP_PAYLOAD).
+        digest = digest_few_inline(outputs, payloads, self.objects, known)  # type: ignore[arg-type]
+        if digest is not None:
+            return digest
+        return trees.store_snapshot(self, outputs, payloads=payloads)
 
 
 class _Replay:
@@ -264,7 +277,7 @@ class _Replay:
     def __init__(self, store: Store, run: RunRecord, flow: Flow, *,
                  drift: Callable[[], CodeStatus] | None, report: ReplayReport,
                  guards: Guards, debug_step: str | None = None,
-                 verified: set[Digest] | None = None,
+                 verified: set[bytes] | None = None,
                  ran: dict[str, tuple[str, bool]] | None = None,
                  refused: ReplayWatch | None = None, hidden: Watch | None = None,
                  repetition: int = 1, step_by_step: bool = True,
@@ -299,7 +312,9 @@ class _Replay:
         #: Recorded objects read back and checked in this replay (shared by its repetitions).
         self.verified = verified if verified is not None else set()
         #: Recorded objects matched by digest and not read back yet (in order).
-        self.unchecked: dict[Digest, tuple[Kind, bytes | None]] = {}
+        self.unchecked: dict[bytes, tuple[Kind, bytes | None]] = {}
+        #: The digests of small payloads the replay made (see ValueDigests.put).
+        self.known: dict[bytes, Digest] = {}
         #: Recorded output snapshots already loaded for a diff, by step name (loaded once).
         self.recorded_outputs: dict[str, dict[str, Any]] = {}
         self.state: dict[str, Any] = store.get_snapshot(run.inputs)
@@ -430,8 +445,7 @@ class _Replay:
         else:
             assert outcome.outputs is not None
             sink = _DigestSink()
-            digest = trees.store_snapshot(sink, outcome.outputs,
-                                          payloads=outcome.encoded_outputs)
+            digest = sink.snapshot(outcome.outputs, outcome.encoded_outputs, self.known)
             result.replayed_outputs = digest.hex
             matched = record.outputs is not None and digest == record.outputs
             if record.outputs is not None and not matched:
@@ -475,13 +489,13 @@ class _Replay:
             result.hazards += [f"{change.message} (the outputs are the same)"
                                for change in found]
 
-    def _check_recorded(self, objects: dict[Digest, tuple[Kind, bytes | None]]) -> None:
+    def _check_recorded(self, objects: dict[bytes, tuple[Kind, bytes | None]]) -> None:
         """Note the recorded objects a match was judged on, to be read back at the end
         (the same digests name the same objects, so these are all of them), with what
         the replay made of them (the same content: it hashed them to these digests)."""
         verified = self.verified
-        self.unchecked.update({digest: made for digest, made in objects.items()
-                               if digest not in verified})
+        self.unchecked.update({raw: made for raw, made in objects.items()
+                               if raw not in verified})
 
     def check_recorded(self) -> None:
         """Read back the recorded objects matches were judged on, in one transaction:
@@ -491,7 +505,7 @@ class _Replay:
         todo = self.unchecked
         if todo:
             self.unchecked = {}
-            self.store.check_many(todo)
+            self.store.check_many_raw(todo)
             self.verified.update(todo)
 
     def _recorded(self, name: str, digest: Digest) -> dict[str, Any]:

@@ -268,7 +268,52 @@ static PyObject *object_bytes(PyObject *module, PyObject *const *args, Py_ssize_
     return PyBytes_FromStringAndSize((const char *)args[0] + offset, size);
 }
 
+/* all_hold(spaces, names, expected): whether spaces[i][names[i]] is expected[i] for
+ * every i (a dict, or a class's mappingproxy, looked up without calling Python for a
+ * dict): what the guards check at every replay, that the modules still hold the real
+ * objects their stand-ins were built for. A missing name does not hold. */
+static PyObject *all_hold(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyTuple_CheckExact(args[0]) || !PyTuple_CheckExact(args[1])
+            || !PyTuple_CheckExact(args[2]) || PyTuple_GET_SIZE(args[0]) != PyTuple_GET_SIZE(args[1])
+            || PyTuple_GET_SIZE(args[0]) != PyTuple_GET_SIZE(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "all_hold() takes three tuples of one length");
+        return NULL;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(args[0]);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *space = PyTuple_GET_ITEM(args[0], i), *name = PyTuple_GET_ITEM(args[1], i);
+        PyObject *expected = PyTuple_GET_ITEM(args[2], i);
+        int same;
+        if (PyDict_CheckExact(space)) {
+            PyObject *found = PyDict_GetItemWithError(space, name);  /* borrowed */
+            if (found == NULL && PyErr_Occurred()) {
+                return NULL;
+            }
+            same = found == expected;
+        }
+        else {
+            PyObject *found = PyObject_GetItem(space, name);
+            if (found == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_KeyError)) {
+                    return NULL;
+                }
+                PyErr_Clear();
+            }
+            same = found == expected;
+            Py_XDECREF(found);
+        }
+        if (!same) {
+            Py_RETURN_FALSE;
+        }
+    }
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef methods[] = {
+    {"all_hold", (PyCFunction)(void (*)(void))all_hold, METH_FASTCALL,
+     "all_hold(spaces, names, expected): whether spaces[i][names[i]] is expected[i] for "
+     "every i (a missing name does not hold)."},
     {"object_bytes", (PyCFunction)(void (*)(void))object_bytes, METH_FASTCALL,
      "object_bytes(obj, offset, size): the object's own memory at [offset, offset + size)."},
     {"address", address, METH_O, "id(value), without its audit event."},
