@@ -17,10 +17,12 @@ from pinrun.artifacts.dictionary import (
     DICTIONARY_MIN_PAYLOAD,
     TRAINING_SAMPLES,
     Dictionary,
+    format_dictionary,
     train_dictionary,
 )
 from pinrun.artifacts.digest import TREE_KIND, VALUE_KIND, Digest, Kind, compute_digest
 from pinrun.artifacts.objects import (
+    CODEC_ZSTD_DICT,
     SMALLEST_MAX_RAW_SIZE,
     EncodedObject,
     PlainRecord,
@@ -243,9 +245,12 @@ def _commit_small(store: Store, batch: WriteBatch) -> int:
     prebuilt = [(obj.digest.raw, obj.record) for obj in batch._prebuilt.values()]
 
     generation = -1
+    # The dictionary's digest, when this commit's records use it (stored once it commits).
+    dictionary_used: list[bytes] = []
 
     def operation(txn: Any) -> int:
         nonlocal generation
+        dictionary_used.clear()
         _check_refs(txn, batch, objects_db, refs_db)
         get = txn.get  # (positional arguments: py-lmdb parses keywords slowly)
         # Pins this process saw committed at the gc generation read now are still there
@@ -257,13 +262,17 @@ def _commit_small(store: Store, batch: WriteBatch) -> int:
                      if raw not in stored and get(raw, None, objects_db) is None]
         records: list[tuple[bytes, bytes | PlainRecord]] = []
         if new_items:
-            dictionary = store.dictionary_named(get(_DICTIONARY_KEY, None, refs_db), txn)
+            dictionary = store.dictionary_named(get(_DICTIONARY_KEY, None, refs_db), txn) \
+                or format_dictionary()
             records = build_pending_records(new_items, dictionary, batch._as_is)
-            records += _dictionary_record(txn, dictionary, objects_db)
+            # (Known stored at this gc generation: no look-up. Remembered below once used.)
+            if dictionary.digest.raw not in stored and _uses_dictionary(records):
+                records += _dictionary_record(txn, dictionary, objects_db, True)
+                dictionary_used.append(dictionary.digest.raw)
         return _write(txn, batch, [*records, *prebuilt], env)
 
     added = env.write(operation)
-    _remember_pins(store, pending, generation)
+    _remember_pins(store, pending, generation, dictionary_used)
     return added
 
 
@@ -289,9 +298,13 @@ def _commit_large(store: Store, batch: WriteBatch) -> int:
     trained = dictionary is None and _worth_training(new_items)
     if trained:
         dictionary = train_dictionary(_training_samples(p for _, _, p in new_items))
+    elif dictionary is None:
+        dictionary = format_dictionary()
     # A large record stored as is is assembled only as it is written (assembled()).
     records: list[tuple[bytes, bytes | PlainRecord]] = build_pending_records(
         new_items, dictionary, batch._as_is)
+    # (Its own dictionary is written when a record built here uses it, or it was trained.)
+    uses_dictionary = trained or _uses_dictionary(records)
     records += [(obj.digest.raw, obj.record) for obj in batch._prebuilt.values()]
 
     generation = -1
@@ -303,7 +316,8 @@ def _commit_large(store: Store, batch: WriteBatch) -> int:
         # An object seen as stored may have been collected since: write it now.
         vanished = [raw for raw in stored if txn.get(raw, db=objects_db) is None]
         extra = build_records([(raw, *pending[raw]) for raw in vanished], dictionary)
-        extra += _dictionary_record(txn, dictionary, objects_db)
+        extra += _dictionary_record(txn, dictionary, objects_db,
+                                    uses_dictionary or _uses_dictionary(extra))
         if trained and txn.get(_DICTIONARY_KEY, db=refs_db) is None:
             assert dictionary is not None
             txn.put(_DICTIONARY_KEY, store.stored_ref(_DICTIONARY_KEY, dictionary.digest.raw),
@@ -318,13 +332,14 @@ def _commit_large(store: Store, batch: WriteBatch) -> int:
 
 
 def _remember_pins(store: Store, pending: dict[bytes, tuple[Kind, bytes]],
-                   generation: int) -> None:
+                   generation: int, also: Sequence[bytes] = ()) -> None:
     """Note the batch's pins as stored, once committed by a transaction that read gc
     generation ``generation``: what this process knows to be stored (a batch's bytes not
     known to be stored decide how it commits; a small commit that reads the same
-    generation does not look them up again)."""
-    store.known_pins.remember((raw for raw, (kind, _) in pending.items()
-                               if kind.code in _PIN_CODES), generation)
+    generation does not look them up again). ``also``: other digests the commit stored
+    (the dictionary its records use)."""
+    store.known_pins.remember([*(raw for raw, (kind, _) in pending.items()
+                                 if kind.code in _PIN_CODES), *also], generation)
 
 
 #: In LMDB's main database: how many times ``gc`` swept the store (it adds one in the
@@ -349,11 +364,20 @@ _DICTIONARY_KEY: Final = DICTIONARY_REF.encode()
 _NOTHING: Final[frozenset[bytes]] = frozenset()
 
 
-def _dictionary_record(txn: Any, dictionary: Dictionary | None, objects_db: Any,
+def _uses_dictionary(records: Sequence[tuple[bytes, bytes | PlainRecord]]) -> bool:
+    """Whether a record :func:`build_pending_records` built is compressed with its
+    dictionary (a record stored as is may still be a PlainRecord)."""
+    return any(type(record) is bytes and record[2] == CODEC_ZSTD_DICT for _, record in records)
+
+
+def _dictionary_record(txn: Any, dictionary: Dictionary | None, objects_db: Any, used: bool,
                        ) -> list[tuple[bytes, bytes]]:
-    """The dictionary's own record when it is not stored yet: records compressed with it
-    name it, so it is written with them."""
-    if dictionary is None or txn.get(dictionary.digest.raw, None, objects_db) is not None:
+    """The dictionary's own record when records of this commit use it (``used``; or it was
+    trained now, and the ref names it) and it is not stored yet: records compressed with
+    it name it, so it is written with them. (A store none of whose records use the format
+    dictionary never holds it.)"""
+    if dictionary is None or not used \
+            or txn.get(dictionary.digest.raw, None, objects_db) is not None:
         return []
     return build_records([(dictionary.digest.raw, Kind.BLOB, dictionary.data)])
 

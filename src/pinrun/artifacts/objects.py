@@ -33,7 +33,6 @@ import blake3
 import zstandard
 
 from pinrun.artifacts.dictionary import (
-    DICTIONARY_MAX_PAYLOAD,
     DICTIONARY_MIN_PAYLOAD,
     Dictionary,
     cached_dictionary,
@@ -50,6 +49,7 @@ from pinrun.errors import (
 
 __all__ = [
     "AS_IS_BELOW",
+    "CODEC_ZSTD_DICT",
     "FORMAT_VERSION",
     "HEADER",
     "MAX_RAW_SIZE",
@@ -238,10 +238,14 @@ def build_pending_records(items: list[tuple[bytes, Kind, bytes]],
     small_indexes: list[int] = []
     dict_indexes: list[int] = []
     dict_small_indexes: list[int] = []
+    # (A trained dictionary compresses 64 bytes to 16 KiB, the format dictionary 256 bytes
+    # to 4 KiB: see Dictionary.min_payload.)
+    dict_min, dict_max = (dictionary.min_payload, dictionary.max_payload) \
+        if dictionary is not None else (0, -1)
     for index, item in enumerate(items):
         size = len(item[2])
         if size >= _MIN_COMPRESS and (size >= AS_IS_BELOW or item[0] not in as_is):
-            if dictionary is not None and size <= DICTIONARY_MAX_PAYLOAD:
+            if dict_min <= size <= dict_max:
                 (dict_small_indexes if size < _SMALL_BELOW else dict_indexes).append(index)
             elif size >= _SMALL_BELOW:
                 plain_indexes.append(index)
@@ -250,8 +254,9 @@ def build_pending_records(items: list[tuple[bytes, Kind, bytes]],
     packed = _compress_all(items, plain_indexes, _compressor()) if plain_indexes else {}
     if small_indexes:
         packed.update(_compress_all(items, small_indexes, _compressor(_ZSTD_SMALL_LEVEL)))
-    if dictionary is not None:
+    if dictionary is not None and dict_indexes:
         packed.update(_compress_all(items, dict_indexes, dictionary.compressor()))
+    if dictionary is not None and dict_small_indexes:
         # (Level 1 below 4 KiB, as without a dictionary: measured on a recording store's
         # records, 0.7x the instructions, and no more bytes.)
         packed.update(_compress_all(items, dict_small_indexes,
@@ -266,7 +271,7 @@ def build_pending_records(items: list[tuple[bytes, Kind, bytes]],
             header = pack_header(FORMAT_VERSION, kind.code, CODEC_NONE, size)
             out.append((key, PlainRecord(header, payload) if size >= _DEFER_MIN
                         else header + payload))
-        elif dictionary is not None and size <= DICTIONARY_MAX_PAYLOAD:
+        elif dict_min <= size <= dict_max:
             out.append((key, pack_header(FORMAT_VERSION, kind.code, CODEC_ZSTD_DICT, size) +
                         dict_tag + body))
         else:
