@@ -1,20 +1,22 @@
 /*
- * Seen: the objects a plain value was made of when its canonical encoding was checked
- * (seen_encoding) or made (encode_seen), in the order of a walk, each held.
+ * Seen: the containers a plain value was made of when its canonical encoding was
+ * checked (seen_encoding) or made (encode_seen), each with what it held then.
  *
  * A large state value a step reads is handed to it as it is once the value is checked
  * to still encode to its recorded encoding, and checked again after the step (a change
  * in place is a hazard). Each check walked the whole value against the bytes (or
  * encoded it again): about what encoding it costs. A Seen answers the same question by
- * identity: Seen.same(value) is true when value is made of the very objects it was
- * made of then, in the same places (every dict holds the same key and value objects in
- * the same order, every list the same items), which is one pointer comparison per
- * object. The scalars (exact str, int, float, bool, None: the only ones a plain value
- * holds) cannot change, and the Seen holds a reference to each, so none can be freed
- * and its address taken by another object; so a value that is the same is, to the
- * byte, what it was: it still encodes to the Seen's encoding. Anything else (a change,
- * or an equal value made of other objects) answers false, and the caller checks the
- * slow way, as before.
+ * identity: Seen.same(value) is true when value is the very container seen, and every
+ * container seen still holds what it held: a dict the same version tag (CPython 3.11
+ * to 3.13 change it at every change of the dict) or, without one, the very same key
+ * and value objects in the same order; a list the very same items. Every container in
+ * the value is then one seen (each is held by one seen unchanged, down from the value
+ * itself), and the scalars they hold (exact str, int, float, bool, None: all a plain
+ * value holds) cannot change; no object seen can have been freed and its address taken
+ * by another, since the Seen holds each container and each member it compares, and an
+ * unchanged container holds the rest. So a value that is the same still encodes to the
+ * Seen's encoding, byte for byte. Anything else (a change, or an equal value made of
+ * other objects) answers false, and the caller checks the slow way, as before.
  *
  * A Seen is not tracked by the cycle collector: it refers only to a plain value's
  * dicts, lists and scalars, which cannot refer to it (the engine keeps it beside the
@@ -27,22 +29,22 @@
 typedef struct {
     PyObject_HEAD
     PyObject *encoding;   /* bytes: the canonical encoding the objects were seen with */
-    PyObject **objects;   /* in walk order, each a reference held */
+    PyObject **objects;   /* the log's objects (see _seen.h), each a reference held */
     Py_ssize_t count;
-    Py_ssize_t *sizes;    /* each container's size, in walk order */
-    Py_ssize_t size_count;
+    uint64_t *words;      /* two per container: how it was seen, its tag or size */
+    Py_ssize_t word_count;
 } SeenObject;
 
 static PyTypeObject SeenType;
 
-int seen_grow(SeenLog *log, int sizes, Py_ssize_t more)
+int seen_grow(SeenLog *log, int words, Py_ssize_t more)
 {
     if (log->failed) {
         return -1;
     }
-    Py_ssize_t used = sizes ? log->size_count : log->count;
-    Py_ssize_t capacity = sizes ? log->size_capacity : log->capacity;
-    Py_ssize_t wanted = capacity ? capacity * 2 : (sizes ? 64 : 256);
+    Py_ssize_t used = words ? log->word_count : log->count;
+    Py_ssize_t capacity = words ? log->word_capacity : log->capacity;
+    Py_ssize_t wanted = capacity ? capacity * 2 : 256;
     if (more > PY_SSIZE_T_MAX / 16 - used) {
         log->failed = 1;
         return -1;
@@ -50,14 +52,14 @@ int seen_grow(SeenLog *log, int sizes, Py_ssize_t more)
     if (wanted < used + more) {
         wanted = used + more;
     }
-    if (sizes) {
-        Py_ssize_t *grown = PyMem_Realloc(log->sizes, (size_t)wanted * sizeof *grown);
+    if (words) {
+        uint64_t *grown = PyMem_Realloc(log->words, (size_t)wanted * sizeof *grown);
         if (grown == NULL) {
             log->failed = 1;
             return -1;
         }
-        log->sizes = grown;
-        log->size_capacity = wanted;
+        log->words = grown;
+        log->word_capacity = wanted;
         return 0;
     }
     PyObject **grown = PyMem_Realloc(log->objects, (size_t)wanted * sizeof *grown);
@@ -76,13 +78,13 @@ void seen_clear(SeenLog *log)
         Py_DECREF(log->objects[index]);
     }
     PyMem_Free(log->objects);
-    PyMem_Free(log->sizes);
+    PyMem_Free(log->words);
     memset(log, 0, sizeof *log);
 }
 
 PyObject *seen_from_log(SeenLog *log, PyObject *encoding)
 {
-    if (log->failed) {
+    if (log->failed || log->count == 0) {
         seen_clear(log);
         return PyErr_NoMemory();
     }
@@ -95,8 +97,8 @@ PyObject *seen_from_log(SeenLog *log, PyObject *encoding)
     self->encoding = encoding;
     self->objects = log->objects;
     self->count = log->count;
-    self->sizes = log->sizes;
-    self->size_count = log->size_count;
+    self->words = log->words;
+    self->word_count = log->word_count;
     memset(log, 0, sizeof *log);  /* the Seen holds the references now */
     return (PyObject *)self;
 }
@@ -107,95 +109,69 @@ static void seen_dealloc(SeenObject *self)
         Py_DECREF(self->objects[index]);
     }
     PyMem_Free(self->objects);
-    PyMem_Free(self->sizes);
+    PyMem_Free(self->words);
     Py_XDECREF(self->encoding);
     PyObject_Free(self);
 }
 
-/* Whether value is the object seen at *at and, for a container, holds what it held
- * then; *at and *sized advance past it. No Python code runs (pointers are compared),
- * so the borrowed references stay valid; the depth is the seen value's (a container is
- * entered only where one was seen, and the walk that saw it was bounded). */
-static int same_item(SeenObject *self, PyObject *value, Py_ssize_t *at, Py_ssize_t *sized)
+/* Whether every container seen holds what it held (see the top of this file), value
+ * being the first one seen. No Python code runs (tags and pointers are compared), so
+ * the borrowed references stay valid. */
+static int same_value(SeenObject *self, PyObject *value)
 {
     PyObject **objects = self->objects;
-    Py_ssize_t count = self->count, here = *at;
-    if (here >= count || objects[here] != value) {
+    const uint64_t *words = self->words;
+    Py_ssize_t count = self->count, at = 0, word = 0;
+    if (count == 0 || objects[0] != value) {
         return 0;
     }
-    here++;
-    PyTypeObject *type = Py_TYPE(value);
-    if (type != &PyDict_Type && type != &PyList_Type) {
-        *at = here;
-        return 1;  /* a scalar: the very object, which cannot change */
-    }
-    Py_ssize_t size = type == &PyDict_Type ? PyDict_GET_SIZE(value) : PyList_GET_SIZE(value);
-    if (*sized >= self->size_count || size != self->sizes[*sized]) {
-        return 0;
-    }
-    (*sized)++;
-    /* Each member: a dict's key and value (two objects), a list's item (one). */
-    if (size > (count - here) / (type == &PyDict_Type ? 2 : 1)) {
-        return 0;  /* (then every member below is within the objects) */
-    }
-    if (type == &PyList_Type) {
-        for (Py_ssize_t index = 0; index < size; index++) {
-            PyObject *item = PyList_GET_ITEM(value, index);
-            PyTypeObject *inner = Py_TYPE(item);
-            if (inner != &PyDict_Type && inner != &PyList_Type) {
-                if (objects[here++] != item) {
-                    return 0;
-                }
-                continue;
-            }
-            *at = here;
-            if (!same_item(self, item, at, sized)) {
-                return 0;
-            }
-            here = *at;
-            if (size - index - 1 > count - here) {
-                return 0;
-            }
-        }
-        *at = here;
-        return 1;
-    }
-    Py_ssize_t position = 0;
-    PyObject *key, *item;
-    /* As many members as it holds (it cannot change: no Python code runs), so the walk
-     * ends without a last call to find there is no more. */
-    for (Py_ssize_t left = size; left > 0; left--) {
-        if (!PyDict_Next(value, &position, &key, &item) || objects[here] != key) {
+    while (at < count) {
+        if (word + 2 > self->word_count) {
             return 0;
         }
-        PyTypeObject *inner = Py_TYPE(item);
-        if (inner != &PyDict_Type && inner != &PyList_Type) {
-            /* A scalar, compared here: most of a value's objects. */
-            if (objects[here + 1] != item) {
+        PyObject *container = objects[at++];
+        uint64_t how = words[word], held = words[word + 1];
+        word += 2;
+        if (how == SEEN_BY_TAG) {
+            if (seen_dict_tag(container) != held) {
                 return 0;
             }
-            here += 2;
             continue;
         }
-        *at = here + 1;
-        if (!same_item(self, item, at, sized)) {
+        Py_ssize_t size = (Py_ssize_t)held;
+        if (how == SEEN_LIST) {
+            if (PyList_GET_SIZE(container) != size || size > count - at) {
+                return 0;
+            }
+            PyObject **items = ((PyListObject *)container)->ob_item;
+            for (Py_ssize_t index = 0; index < size; index++) {
+                if (items[index] != objects[at + index]) {
+                    return 0;
+                }
+            }
+            at += size;
+            continue;
+        }
+        if (PyDict_GET_SIZE(container) != size || size > (count - at) / 2) {
             return 0;
         }
-        here = *at;
-        if (2 * (left - 1) > count - here) {
-            return 0;
+        Py_ssize_t position = 0;
+        PyObject *key, *item;
+        /* As many members as it holds (no Python code runs: it cannot change here). */
+        for (Py_ssize_t left = size; left > 0; left--) {
+            if (!PyDict_Next(container, &position, &key, &item) || objects[at] != key
+                    || objects[at + 1] != item) {
+                return 0;
+            }
+            at += 2;
         }
     }
-    *at = here;
-    return 1;
+    return word == self->word_count;
 }
 
 static PyObject *seen_same(SeenObject *self, PyObject *value)
 {
-    Py_ssize_t at = 0, sized = 0;
-    int same = same_item(self, value, &at, &sized) && at == self->count
-        && sized == self->size_count;
-    return PyBool_FromLong(same);
+    return PyBool_FromLong(same_value(self, value));
 }
 
 static PyObject *seen_get_encoding(SeenObject *self, void *closure)

@@ -1422,6 +1422,23 @@ static int bytes_before(const char *left, Py_ssize_t left_length, const char *ri
 static Py_ssize_t match_value(PyObject *value, const unsigned char *data, Py_ssize_t size,
                               Py_ssize_t at, int depth, SeenLog *log);
 
+/* Record a dict (see seen_dict), and its members first when it is seen by them. 0, or -1
+ * (the log failed). No Python code runs: the dict cannot change between the passes. */
+static int seen_members(SeenLog *log, PyObject *dict)
+{
+    int members = seen_dict(log, dict);
+    if (members <= 0) {
+        return members;
+    }
+    Py_ssize_t position = 0;
+    PyObject *key, *item;
+    while (PyDict_Next(dict, &position, &key, &item)) {
+        seen_push(log, key);
+        seen_push(log, item);
+    }
+    return 0;
+}
+
 static Py_ssize_t match_literal(const unsigned char *data, Py_ssize_t size, Py_ssize_t at,
                                 const char *literal, Py_ssize_t length)
 {
@@ -1509,8 +1526,8 @@ static Py_ssize_t match_dict(PyObject *value, const unsigned char *data, Py_ssiz
         return -1;
     }
     at++;
-    if (log != NULL) {
-        seen_container(log, value, PyDict_GET_SIZE(value));
+    if (log != NULL && seen_members(log, value) < 0) {
+        return -1;
     }
     Py_ssize_t position = 0, previous_length = 0;
     const char *previous = NULL;
@@ -1542,9 +1559,6 @@ static Py_ssize_t match_dict(PyObject *value, const unsigned char *data, Py_ssiz
         }
         previous = utf8;
         previous_length = length;
-        if (log != NULL) {
-            seen_object(log, key);
-        }
         at = match_value(item, data, size, at + 1, depth + 1, log);
         if (at < 0) {
             return -1;
@@ -1568,8 +1582,8 @@ static Py_ssize_t match_value(PyObject *value, const unsigned char *data, Py_ssi
             return -1;
         }
         at++;
-        if (log != NULL) {
-            seen_container(log, value, PyList_GET_SIZE(value));
+        if (log != NULL && seen_list(log, value) < 0) {
+            return -1;
         }
         for (Py_ssize_t index = 0; index < PyList_GET_SIZE(value); index++) {
             if (index > 0) {
@@ -1587,9 +1601,6 @@ static Py_ssize_t match_value(PyObject *value, const unsigned char *data, Py_ssi
             return -1;
         }
         return at + 1;
-    }
-    if (log != NULL) {
-        seen_object(log, value);  /* a scalar (anything else answers -1 below) */
     }
     if (type == &PyUnicode_Type) {
         return match_text(value, data, size, at, NULL, NULL);
@@ -1640,13 +1651,14 @@ static PyObject *seen_encoding(PyObject *module, PyObject *const *args, Py_ssize
         return NULL;
     }
     PyObject *value = args[0], *encoding = args[1];
-    if (!PyBytes_CheckExact(encoding)) {
+    if (!PyBytes_CheckExact(encoding)
+            || (Py_TYPE(value) != &PyDict_Type && Py_TYPE(value) != &PyList_Type)) {
         Py_RETURN_NONE;
     }
     SeenLog log = {0};
     const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(encoding);
     Py_ssize_t size = PyBytes_GET_SIZE(encoding);
-    if (match_value(value, data, size, 0, 0, &log) != size) {
+    if (match_value(value, data, size, 0, 0, &log) != size || log.failed) {
         seen_clear(&log);
         Py_RETURN_NONE;
     }
@@ -1659,50 +1671,41 @@ static PyObject *seen_encoding(PyObject *module, PyObject *const *args, Py_ssize
 static int seen_walk(PyObject *item, int depth, SeenLog *log)
 {
     PyTypeObject *type = Py_TYPE(item);
+    if (type == &PyFloat_Type) {
+        return isfinite(PyFloat_AS_DOUBLE(item)) ? 1 : 0;
+    }
     if (type != &PyDict_Type && type != &PyList_Type) {
-        if (seen_reserve(log, 1) < 0) {
-            return 0;
-        }
-        seen_push(log, item);
-        if (type == &PyFloat_Type) {
-            return isfinite(PyFloat_AS_DOUBLE(item)) ? 1 : 0;
-        }
         return type == &PyUnicode_Type || type == &PyLong_Type || type == &PyBool_Type
             || item == Py_None;
     }
     if (depth >= CANONICAL_DEPTH) {
         return 0;
     }
-    Py_ssize_t size = type == &PyDict_Type ? PyDict_GET_SIZE(item) : PyList_GET_SIZE(item);
-    seen_container(log, item, size);
-    /* Room for its members (a dict's keys and values): pushed below without a check. */
-    if (seen_reserve(log, type == &PyDict_Type ? 2 * size : size) < 0) {
-        return 0;
-    }
     if (type == &PyList_Type) {
-        for (Py_ssize_t index = 0; index < size; index++) {
+        if (seen_list(log, item) < 0) {
+            return 0;
+        }
+        for (Py_ssize_t index = 0; index < PyList_GET_SIZE(item); index++) {
             PyObject *value = PyList_GET_ITEM(item, index);
             PyTypeObject *inner = Py_TYPE(value);
             if (inner == &PyUnicode_Type || inner == &PyLong_Type || inner == &PyBool_Type
                     || value == Py_None) {
-                seen_push(log, value);
                 continue;
             }
             int made = seen_walk(value, depth + 1, log);
             if (made != 1) {
                 return made;
             }
-            /* (the walk inside may have grown the log: room again for the rest) */
-            if (seen_reserve(log, size - index - 1) < 0) {
-                return 0;
-            }
         }
         return 1;
+    }
+    if (seen_members(log, item) < 0) {
+        return 0;
     }
     Py_ssize_t position = 0;
     PyObject *key, *value, *previous = NULL;
     /* As many members as it holds (no Python code runs: it cannot change mid-walk). */
-    for (Py_ssize_t left = size; left > 0; left--) {
+    for (Py_ssize_t left = PyDict_GET_SIZE(item); left > 0; left--) {
         if (!PyDict_Next(item, &position, &key, &value)) {
             return 0;
         }
@@ -1727,19 +1730,14 @@ static int seen_walk(PyObject *item, int depth, SeenLog *log)
             }
         }
         previous = key;
-        seen_push(log, key);
         PyTypeObject *inner = Py_TYPE(value);
         if (inner == &PyUnicode_Type || inner == &PyLong_Type || inner == &PyBool_Type
                 || value == Py_None) {
-            seen_push(log, value);
             continue;
         }
         int made = seen_walk(value, depth + 1, log);
         if (made != 1) {
             return made;
-        }
-        if (seen_reserve(log, 2 * (left - 1)) < 0) {
-            return 0;
         }
     }
     return 1;

@@ -5,16 +5,19 @@ value is checked to still encode to its recorded encoding, and checks it again
 after the step (a change in place is a hazard). Each check walked the whole
 value against the bytes, or encoded it again: about what encoding it costs.
 
-A :class:`Seen` keeps the very objects the value was made of when its
-encoding was made (:func:`encode_seen`) or checked (:func:`seen_encoding`),
-in order. :meth:`Seen.same` then tells, by identity alone, that the value is
-still made of them, in the same places: every dict holds the same key and
-value objects in the same order, every list the same items. Its scalars (a
-plain value holds only exact ``str``, ``int``, ``float``, ``bool`` and
-``None``) cannot change, and the Seen holds each one, so none is freed and
-its address taken by another: a value that is the same still encodes to the
-Seen's encoding, byte for byte. Anything else, a change or an equal value of
-other objects, answers False, and the caller checks the slow way.
+A :class:`Seen` keeps the containers the value was made of when its encoding
+was made (:func:`encode_seen`) or checked (:func:`seen_encoding`), each with
+what it held then. :meth:`Seen.same` then tells, by identity alone, that the
+value is still made of them: each dict unchanged (CPython 3.11 to 3.13 give a
+dict a version tag that changes with every change to it; elsewhere, and for an
+object's own ``__dict__``, its very keys and values in the same order), each
+list holding the very same items. The scalars they hold (a plain value holds
+only exact ``str``, ``int``, ``float``, ``bool`` and ``None``) cannot change,
+and nothing seen can be freed and its address taken by another object (the
+Seen holds each container and each member it compares; an unchanged container
+holds the rest): a value that is the same still encodes to the Seen's
+encoding, byte for byte. Anything else, a change or an equal value of other
+objects, answers False, and the caller checks the slow way.
 
 The walks are in C (``_seen.c`` and ``_speedups.c``); without a compiler there
 are no Seens, and every check goes the slow way, as before.
