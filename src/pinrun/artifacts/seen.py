@@ -25,14 +25,15 @@ are no Seens, and every check goes the slow way, as before.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, Final, Protocol
 
 import orjson
 
 from pinrun.artifacts import codec
 
-__all__ = ["SEEN_FROM", "Seen", "encode_seen", "seen_encoding"]
+__all__ = ["NO_SEEN", "SEEN_FROM", "Seen", "encode_seen", "seen_encoding"]
 
 #: Encodings shorter than this get no Seen (the engine decodes such a value for a step
 #: that reads it: a few microseconds, and nothing to check afterwards).
@@ -50,6 +51,9 @@ class Seen(Protocol):
         """True when ``value`` is made of the very objects seen, in the same places: then
         it still encodes to :attr:`encoding`. False when it may not."""
 
+
+#: No Seens (an empty mapping, shared: most steps make none).
+NO_SEEN: Final[Mapping[str, Seen]] = MappingProxyType({})
 
 _encode_seen: Callable[..., tuple[bytes, Seen | None] | None] | None = None
 _seen_encoding: Callable[[Any, bytes], Seen | None] | None = None

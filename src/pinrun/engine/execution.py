@@ -35,7 +35,7 @@ from types import CodeType, FrameType, MappingProxyType, ModuleType
 from typing import Any, Final, TypeVar
 
 from pinrun.artifacts import codec
-from pinrun.artifacts.seen import SEEN_FROM, Seen, encode_seen, seen_encoding
+from pinrun.artifacts.seen import NO_SEEN, SEEN_FROM, Seen, encode_seen, seen_encoding
 from pinrun.artifacts.trees import encode_entry
 from pinrun.data_classes import data_class
 from pinrun.engine.call_values import SCALARS
@@ -71,7 +71,7 @@ class Outcome:
     outputs: dict[str, Any] | None = None
     encoded_outputs: dict[str, bytes] = field(default_factory=dict)
     #: The Seens of its large outputs, made with their encodings (see walk.RunState.seen).
-    seen: dict[str, Seen] = field(default_factory=dict)
+    seen: Mapping[str, Seen] | None = None
     error: BaseException | None = None
     hazards: list[str] = field(default_factory=list)
     #: What a guard noticed while it ran (calls around the context), when guarded.
@@ -160,8 +160,8 @@ class _Call:
         self.arguments: dict[str, Any] = {}
         #: The arguments a step could change in place: checked when it is done.
         self.mutable: list[str] = []
-        #: The Seen of each argument handed over as it is (see _as_read).
-        self.seen: dict[str, Seen] = {}
+        #: The Seen of each argument handed over as it is (see _as_read), once there is one.
+        self.seen: dict[str, Seen] | None = None
         for key in item.reads:
             if key not in base:
                 continue
@@ -176,6 +176,8 @@ class _Call:
                                           seen.get(key) if seen else None)
                 self.arguments[key] = given
                 if checked is not None:
+                    if self.seen is None:
+                        self.seen = {}
                     self.seen[key] = checked
                 self.mutable.append(key)
         self.outcome = Outcome(item, reads, self.encoded, log,
@@ -194,7 +196,7 @@ class _Call:
             raw = self.encoded[key]
             if type(self.arguments[key]) is bytes:
                 continue  # immutable: nothing to re-check (and no JSON to compare with)
-            checked = self.seen.get(key)
+            checked = self.seen.get(key) if self.seen is not None else None
             if checked is not None and checked.same(self.arguments[key]):
                 continue  # the very objects it was handed, in place: its encoding is raw
             try:
@@ -253,6 +255,8 @@ def _code_watch(hidden: StepHiddenState) -> Watch | None:
 #: few microseconds); a larger one may be handed over as it is (see _as_read). (Such a
 #: value written by a step gets a Seen with its encoding, from the same size.)
 _HANDED_FROM: Final = SEEN_FROM
+#: A step's output dict or list of at least this many items is encoded with its Seen.
+_SEEN_ITEMS: Final = 32
 
 
 def _as_read(value: Any, raw: bytes, handed: set[int] | None,
@@ -355,11 +359,11 @@ def check_outputs(flow: Flow, state: Mapping[str, Any], outcome: Outcome,
 
 
 def _outputs(item: Step, result: Any
-             ) -> tuple[dict[str, Any], dict[str, bytes], dict[str, Seen]]:
+             ) -> tuple[dict[str, Any], dict[str, bytes], Mapping[str, Seen]]:
     """The returned mapping, its values' encodings (refusing what cannot be stored),
     and the Seens of its large dicts and lists, made with their encodings."""
     if result is None:
-        return {}, {}, {}
+        return {}, {}, NO_SEEN
     if not isinstance(result, Mapping):
         raise _not_a_map(item, result)
     outputs = dict(result)
@@ -367,18 +371,22 @@ def _outputs(item: Step, result: Any
     # that is not a str, so a map it encodes needs no loop over its keys to check them.
     many = codec.encode_many(outputs)
     if many is not None:
-        return outputs, many, {}
+        return outputs, many, NO_SEEN
     if not all(isinstance(k, str) for k in outputs):
         raise _not_a_map(item, result)
     encoded: dict[str, bytes] = {}
-    seen: dict[str, Seen] = {}
+    seen: Mapping[str, Seen] = NO_SEEN
     for key, value in outputs.items():
-        if type(value) is dict or type(value) is list:
+        # A Seen for a wide dict or list (a small one is rarely SEEN_FROM bytes, and would
+        # pay for a walk it never uses; one it misses is checked the old way when read).
+        if (type(value) is dict or type(value) is list) and len(value) >= _SEEN_ITEMS:
             made = encode_seen(value)
             if made is not None:
                 encoded[key] = made[0]
                 if made[1] is not None:
-                    seen[key] = made[1]
+                    if not seen:
+                        seen = {}
+                    seen[key] = made[1]  # type: ignore[index]  # (a dict, made just above)
                 continue
         try:
             encoded[key] = encode_entry(value)

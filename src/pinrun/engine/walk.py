@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import field
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from pinrun.data_classes import data_class
@@ -85,7 +84,7 @@ class Settled(NamedTuple):
 
     outputs: Mapping[str, Any]
     encoded: Mapping[str, bytes]
-    seen: Mapping[str, Seen] = MappingProxyType({})
+    seen: Mapping[str, Seen] | None = None
 
 
 class Mode(Protocol):
@@ -175,7 +174,8 @@ def walk(flow: Flow, state: RunState, mode: Mode, *,
                 if settled is not None:
                     state.values.update(settled.outputs)
                     state.encoded.update(settled.encoded)
-                    _merge_seen(state.seen, settled)
+                    if state.seen or settled.seen:
+                        _merge_seen(state.seen, settled)
                     if len(level) > 1:  # (only a sibling's outputs are checked against it)
                         base.written.update(settled.outputs)
         mode.end_level(level, failure)
