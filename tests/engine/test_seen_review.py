@@ -111,7 +111,7 @@ def test_a_change_in_place_anywhere_is_a_hazard(project: Project, project_store:
 ])
 def test_a_change_back_to_equal_content_is_no_hazard_as_before(
         project: Project, project_store: Store, change: str) -> None:
-    run, module = _run(project, project_store, change)
+    run, _ = _run(project, project_store, change)
     assert run.status == "succeeded"
     assert _mutated(run)["read"] == []
     assert project_store.get_snapshot(run.state)["k0001"] == ORIGINAL_1
