@@ -11,7 +11,8 @@ setup(
     ext_modules=[
         Extension(
             "pinrun.artifacts._speedups",
-            ["src/pinrun/artifacts/_speedups.c"],
+            ["src/pinrun/artifacts/_speedups.c", "src/pinrun/artifacts/_seen.c"],
+            depends=["src/pinrun/artifacts/_seen.h"],
             optional=True,
         ),
         Extension(

@@ -7,7 +7,7 @@ import pytest
 
 from pinrun.artifacts import codec
 
-BOUNDARY = codec._COMPACT_BELOW  # the length from which orjson's own buffer is kept
+BOUNDARY = codec.COMPACT_BELOW  # the length from which orjson's own buffer is kept
 
 
 @pytest.mark.parametrize("length", [0, 1, BOUNDARY - 3, BOUNDARY - 2, BOUNDARY - 1, BOUNDARY,

@@ -31,6 +31,8 @@
 #include <structmember.h>
 #include <datetime.h>
 
+#include "_seen.h"
+
 static int plain_container(PyObject *container, int *ordered, int check_keys);
 static int key_after(PyObject *previous, PyObject *key);
 static int exact_str_keys(PyObject *dict);
@@ -1418,7 +1420,24 @@ static int bytes_before(const char *left, Py_ssize_t left_length, const char *ri
 }
 
 static Py_ssize_t match_value(PyObject *value, const unsigned char *data, Py_ssize_t size,
-                              Py_ssize_t at, int depth);
+                              Py_ssize_t at, int depth, SeenLog *log);
+
+/* Record a dict (see seen_dict), and its members first when it is seen by them. 0, or -1
+ * (the log failed). No Python code runs: the dict cannot change between the passes. */
+static int seen_members(SeenLog *log, PyObject *dict)
+{
+    int members = seen_dict(log, dict);
+    if (members <= 0) {
+        return members;
+    }
+    Py_ssize_t position = 0;
+    PyObject *key, *item;
+    while (PyDict_Next(dict, &position, &key, &item)) {
+        seen_push(log, key);
+        seen_push(log, item);
+    }
+    return 0;
+}
 
 static Py_ssize_t match_literal(const unsigned char *data, Py_ssize_t size, Py_ssize_t at,
                                 const char *literal, Py_ssize_t length)
@@ -1501,12 +1520,15 @@ static Py_ssize_t match_float(PyObject *value, const unsigned char *data, Py_ssi
 }
 
 static Py_ssize_t match_dict(PyObject *value, const unsigned char *data, Py_ssize_t size,
-                             Py_ssize_t at, int depth)
+                             Py_ssize_t at, int depth, SeenLog *log)
 {
     if (at >= size || data[at] != '{') {
         return -1;
     }
     at++;
+    if (log != NULL && seen_members(log, value) < 0) {
+        return -1;
+    }
     Py_ssize_t position = 0, previous_length = 0;
     const char *previous = NULL;
     PyObject *key, *item;
@@ -1537,7 +1559,7 @@ static Py_ssize_t match_dict(PyObject *value, const unsigned char *data, Py_ssiz
         }
         previous = utf8;
         previous_length = length;
-        at = match_value(item, data, size, at + 1, depth + 1);
+        at = match_value(item, data, size, at + 1, depth + 1, log);
         if (at < 0) {
             return -1;
         }
@@ -1549,9 +1571,37 @@ static Py_ssize_t match_dict(PyObject *value, const unsigned char *data, Py_ssiz
 }
 
 static Py_ssize_t match_value(PyObject *value, const unsigned char *data, Py_ssize_t size,
-                              Py_ssize_t at, int depth)
+                              Py_ssize_t at, int depth, SeenLog *log)
 {
     PyTypeObject *type = Py_TYPE(value);
+    if (type == &PyDict_Type) {
+        return depth >= CANONICAL_DEPTH ? -1 : match_dict(value, data, size, at, depth, log);
+    }
+    if (type == &PyList_Type) {
+        if (depth >= CANONICAL_DEPTH || at >= size || data[at] != '[') {
+            return -1;
+        }
+        at++;
+        if (log != NULL && seen_list(log, value) < 0) {
+            return -1;
+        }
+        for (Py_ssize_t index = 0; index < PyList_GET_SIZE(value); index++) {
+            if (index > 0) {
+                if (at >= size || data[at] != ',') {
+                    return -1;
+                }
+                at++;
+            }
+            at = match_value(PyList_GET_ITEM(value, index), data, size, at, depth + 1, log);
+            if (at < 0) {
+                return -1;
+            }
+        }
+        if (at >= size || data[at] != ']') {
+            return -1;
+        }
+        return at + 1;
+    }
     if (type == &PyUnicode_Type) {
         return match_text(value, data, size, at, NULL, NULL);
     }
@@ -1570,34 +1620,6 @@ static Py_ssize_t match_value(PyObject *value, const unsigned char *data, Py_ssi
     if (value == Py_None) {
         return match_literal(data, size, at, "null", 4);
     }
-    if (depth >= CANONICAL_DEPTH) {
-        return -1;
-    }
-    if (type == &PyDict_Type) {
-        return match_dict(value, data, size, at, depth);
-    }
-    if (type == &PyList_Type) {
-        if (at >= size || data[at] != '[') {
-            return -1;
-        }
-        at++;
-        for (Py_ssize_t index = 0; index < PyList_GET_SIZE(value); index++) {
-            if (index > 0) {
-                if (at >= size || data[at] != ',') {
-                    return -1;
-                }
-                at++;
-            }
-            at = match_value(PyList_GET_ITEM(value, index), data, size, at, depth + 1);
-            if (at < 0) {
-                return -1;
-            }
-        }
-        if (at >= size || data[at] != ']') {
-            return -1;
-        }
-        return at + 1;
-    }
     return -1;
 }
 
@@ -1608,7 +1630,7 @@ static int encodes_to(PyObject *value, PyObject *encoding)
     }
     const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(encoding);
     Py_ssize_t size = PyBytes_GET_SIZE(encoding);
-    return match_value(value, data, size, 0, 0) == size;
+    return match_value(value, data, size, 0, 0, NULL) == size;
 }
 
 static PyObject *still_encodes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -1618,6 +1640,190 @@ static PyObject *still_encodes(PyObject *module, PyObject *const *args, Py_ssize
         return NULL;
     }
     return PyBool_FromLong(encodes_to(args[0], args[1]));
+}
+
+/* seen_encoding(value, encoding): still_encodes(), and when it says yes, the Seen of the
+ * objects the walk went over (see _seen.c); None when it says no. */
+static PyObject *seen_encoding(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "seen_encoding() takes a value and its encoding");
+        return NULL;
+    }
+    PyObject *value = args[0], *encoding = args[1];
+    if (!PyBytes_CheckExact(encoding)
+            || (Py_TYPE(value) != &PyDict_Type && Py_TYPE(value) != &PyList_Type)) {
+        Py_RETURN_NONE;
+    }
+    SeenLog log = {0};
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(encoding);
+    Py_ssize_t size = PyBytes_GET_SIZE(encoding);
+    if (match_value(value, data, size, 0, 0, &log) != size || log.failed) {
+        seen_clear(&log);
+        Py_RETURN_NONE;
+    }
+    return seen_from_log(&log, encoding);
+}
+
+/* What encode_seen walks: canonical() (see canonical_item) with finite floats only (as
+ * plain() takes: the codec writes the others in a tagged form), each object recorded.
+ * 1 yes, 0 no, -1 on error (with an exception set). */
+static int seen_walk(PyObject *item, int depth, SeenLog *log)
+{
+    PyTypeObject *type = Py_TYPE(item);
+    if (type == &PyFloat_Type) {
+        return isfinite(PyFloat_AS_DOUBLE(item)) ? 1 : 0;
+    }
+    if (type != &PyDict_Type && type != &PyList_Type) {
+        return type == &PyUnicode_Type || type == &PyLong_Type || type == &PyBool_Type
+            || item == Py_None;
+    }
+    if (depth >= CANONICAL_DEPTH) {
+        return 0;
+    }
+    if (type == &PyList_Type) {
+        if (seen_list(log, item) < 0) {
+            return 0;
+        }
+        for (Py_ssize_t index = 0; index < PyList_GET_SIZE(item); index++) {
+            PyObject *value = PyList_GET_ITEM(item, index);
+            PyTypeObject *inner = Py_TYPE(value);
+            if (inner == &PyUnicode_Type || inner == &PyLong_Type || inner == &PyBool_Type
+                    || value == Py_None) {
+                continue;
+            }
+            int made = seen_walk(value, depth + 1, log);
+            if (made != 1) {
+                return made;
+            }
+        }
+        return 1;
+    }
+    if (seen_members(log, item) < 0) {
+        return 0;
+    }
+    Py_ssize_t position = 0;
+    PyObject *key, *value, *previous = NULL;
+    /* As many members as it holds (no Python code runs: it cannot change mid-walk). */
+    for (Py_ssize_t left = PyDict_GET_SIZE(item); left > 0; left--) {
+        if (!PyDict_Next(item, &position, &key, &value)) {
+            return 0;
+        }
+        if (Py_TYPE(key) == &PyUnicode_Type && PyUnicode_IS_COMPACT_ASCII(key)
+                && previous != NULL && PyUnicode_IS_COMPACT_ASCII(previous)) {
+            /* Most keys: ASCII (no surrogate), after another ASCII key. */
+            Py_ssize_t length = PyUnicode_GET_LENGTH(key);
+            Py_ssize_t before = PyUnicode_GET_LENGTH(previous);
+            const char *text = (const char *)PyUnicode_DATA(key);
+            int order = memcmp(PyUnicode_DATA(previous), text,
+                               (size_t)(before < length ? before : length));
+            if ((length > 0 && text[0] == '$') || order > 0 || (order == 0 && before >= length)) {
+                return 0;
+            }
+        }
+        else {
+            if (!canonical_key(key)) {
+                return 0;
+            }
+            if (previous != NULL && !key_after(previous, key)) {
+                return PyErr_Occurred() ? -1 : 0;
+            }
+        }
+        previous = key;
+        PyTypeObject *inner = Py_TYPE(value);
+        if (inner == &PyUnicode_Type || inner == &PyLong_Type || inner == &PyBool_Type
+                || value == Py_None) {
+            continue;
+        }
+        int made = seen_walk(value, depth + 1, log);
+        if (made != 1) {
+            return made;
+        }
+    }
+    return 1;
+}
+
+static PyObject *option_name = NULL;  /* ("option",): dumps' keyword */
+
+/* encode_seen(value, dumps, option, least, compact_below): (encoding, seen) of a dict or
+ * list that reads back as it is (canonical(), finite floats), encoded by
+ * dumps(value, option=option) (orjson's: sorting keys) right after the walk that saw
+ * it, with no Python code run in between (the walk and dumps run none on such a value,
+ * and allocate no object the cycle collector counts), so the Seen and the encoding are
+ * of one and the same value. seen is None when the encoding is shorter than least; an
+ * encoding shorter than compact_below is copied to an exact-size bytes (orjson hands
+ * back its working buffer). None when it does not apply: not such a value, an int
+ * orjson refuses, or an encoding holding '"$' (the codec's tagged walk decides those). */
+static PyObject *encode_seen(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t least, compact_below;
+    if (nargs != 5 || (least = PyLong_AsSsize_t(args[3])) < 0
+            || (compact_below = PyLong_AsSsize_t(args[4])) < 0) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "encode_seen() takes a value, dumps, its "
+                            "option, and two sizes");
+        }
+        return NULL;
+    }
+    PyObject *value = args[0];
+    if (Py_TYPE(value) != &PyDict_Type && Py_TYPE(value) != &PyList_Type) {
+        Py_RETURN_NONE;
+    }
+    SeenLog log = {0};
+    int walked = seen_walk(value, 0, &log);
+    if (walked != 1 || log.failed) {  /* (out of memory: the codec's own way, then) */
+        seen_clear(&log);
+        if (walked < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    PyObject *call[2] = {value, args[2]};
+    PyObject *out = PyObject_Vectorcall(args[1], call, 1, option_name);
+    if (out == NULL || !PyBytes_CheckExact(out)) {
+        seen_clear(&log);
+        if (out == NULL && !PyErr_ExceptionMatches(PyExc_TypeError)) {
+            return NULL;  /* (orjson's refusals are TypeErrors: an int past 64 bits) */
+        }
+        PyErr_Clear();
+        Py_XDECREF(out);
+        Py_RETURN_NONE;
+    }
+    const char *data = PyBytes_AS_STRING(out);
+    Py_ssize_t size = PyBytes_GET_SIZE(out);
+    const char *dollar = memchr(data, '$', (size_t)size);
+    for (; dollar != NULL; dollar = memchr(dollar + 1, '$', (size_t)(data + size - dollar - 1))) {
+        if (dollar > data && dollar[-1] == '"') {
+            seen_clear(&log);
+            Py_DECREF(out);
+            Py_RETURN_NONE;
+        }
+    }
+    if (size < compact_below) {
+        PyObject *compact = PyBytes_FromStringAndSize(data, size);
+        Py_DECREF(out);
+        if (compact == NULL) {
+            seen_clear(&log);
+            return NULL;
+        }
+        out = compact;
+    }
+    PyObject *seen;
+    if (size < least) {
+        seen_clear(&log);
+        seen = Py_NewRef(Py_None);
+    }
+    else {
+        seen = seen_from_log(&log, out);
+        if (seen == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    PyObject *pair = PyTuple_Pack(2, out, seen);
+    Py_DECREF(out);
+    Py_DECREF(seen);
+    return pair;
 }
 
 /* Whether every key of a dict is an exact str. */
@@ -2712,6 +2918,12 @@ static PyMethodDef methods[] = {
     {"still_encodes", (PyCFunction)(void (*)(void))still_encodes, METH_FASTCALL,
      "True when value is canonical and encodes to exactly the canonical encoding given "
      "(False when unsure: a str JSON escapes, an int past 64 bits)."},
+    {"seen_encoding", (PyCFunction)(void (*)(void))seen_encoding, METH_FASTCALL,
+     "(value, encoding): still_encodes(value, encoding), as the Seen of the objects it "
+     "went over (None: it said no)."},
+    {"encode_seen", (PyCFunction)(void (*)(void))encode_seen, METH_FASTCALL,
+     "(value, dumps, option, least, compact_below): (encoding, Seen or None) of a dict "
+     "or list that reads back as it is; None when that does not apply."},
     {"all_still_encode", (PyCFunction)(void (*)(void))all_still_encode, METH_FASTCALL,
      "still_encodes() of every value of a dict, with its key's encoding in another."},
     {"members_match", (PyCFunction)(void (*)(void))members_match, METH_FASTCALL,
@@ -2753,6 +2965,13 @@ PyMODINIT_FUNC PyInit__speedups(void)
     if (digest_key == NULL) {
         return NULL;
     }
+    /* Interned: orjson matches its keywords' names by identity. */
+    PyObject *option = PyUnicode_InternFromString("option");
+    option_name = option != NULL ? PyTuple_Pack(1, option) : NULL;
+    Py_XDECREF(option);
+    if (option_name == NULL) {
+        return NULL;
+    }
     if (PyType_Ready(&InlineType) < 0) {
         return NULL;
     }
@@ -2763,6 +2982,10 @@ PyMODINIT_FUNC PyInit__speedups(void)
     Py_INCREF(&InlineType);
     if (PyModule_AddObject(made, "Inline", (PyObject *)&InlineType) < 0) {
         Py_DECREF(&InlineType);
+        Py_DECREF(made);
+        return NULL;
+    }
+    if (add_seen(made) < 0) {
         Py_DECREF(made);
         return NULL;
     }

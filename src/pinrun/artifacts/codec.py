@@ -30,10 +30,10 @@ from pinrun.artifacts._codec_registry import TypeCodec
 from pinrun.artifacts.digest import Digest
 from pinrun.errors import PinrunError, UndecodableValueError, UnsupportedValueError
 
-__all__ = ["BytesEntry", "TypeCodec", "UndecodableValueError", "UnloadedValue", "decode",
-           "decode_many", "decode_tagged", "encode", "encode_digest_map", "encode_many",
-           "find_loaded_class", "key_span", "read_back_all", "reads_back", "register_type",
-           "sorted_keys", "still_encodes"]
+__all__ = ["COMPACT_BELOW", "BytesEntry", "TypeCodec", "UndecodableValueError", "UnloadedValue",
+           "decode", "decode_many", "decode_tagged", "encode", "encode_digest_map",
+           "encode_many", "encodes_again", "find_loaded_class", "key_span", "read_back_all",
+           "reads_back", "register_type", "sorted_keys", "still_encodes"]
 
 UnloadedValue = types.UnloadedValue
 #: The class a ``module:QualName`` reference names, if loaded; never imports.
@@ -43,7 +43,7 @@ _SORT: Final = orjson.OPT_SORT_KEYS
 _INT_MIN: Final = -(1 << 63)
 _INT_MAX: Final = (1 << 64) - 1  # orjson writes unsigned 64-bit integers too
 #: Encodings shorter than this are copied out of orjson's oversized buffer (see encode).
-_COMPACT_BELOW: Final = 16 * 1024
+COMPACT_BELOW: Final = 16 * 1024
 
 
 def register_type(
@@ -252,7 +252,7 @@ def encode(value: Any, *, root: str = "value") -> bytes:
                 pass  # a non-str key, a huge int or a lone surrogate: the full walk
             else:
                 if b"$" not in out or b'"$' not in out:  # no key that could look like a tag
-                    return bytes(memoryview(out)) if len(out) < _COMPACT_BELOW else out
+                    return bytes(memoryview(out)) if len(out) < COMPACT_BELOW else out
         out = _encode_tagged(value)
     except _UnsupportedError as exc:
         path = find_path(value, exc.obj, root)
@@ -264,7 +264,7 @@ def encode(value: Any, *, root: str = "value") -> bytes:
     # allocation: the engine keeps one encoding per state key, so 100,000 small values
     # held ~400 MB, and touching that fresh memory was most of their encoding time. A
     # copy of a short one is exact-sized (and costs a memcpy).
-    return bytes(memoryview(out)) if len(out) < _COMPACT_BELOW else out
+    return bytes(memoryview(out)) if len(out) < COMPACT_BELOW else out
 
 
 def encode_many(values: Mapping[str, Any]) -> dict[str, bytes] | None:
@@ -396,6 +396,12 @@ def still_encodes(value: Any, raw: bytes) -> bool:
     """
     if _still_encodes is not None and _still_encodes(value, raw):
         return True
+    return encodes_again(value, raw)
+
+
+def encodes_again(value: Any, raw: bytes) -> bool:
+    """:func:`still_encodes` the slow way (where its walk in C is not sure, or not built):
+    ``reads_back(value) and encode(value) == raw``."""
     if not reads_back(value):
         return False
     try:

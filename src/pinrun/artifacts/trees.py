@@ -261,8 +261,9 @@ def _store_sliced(sink: ObjectSink, value: dict[str, Any], path: str, payload: b
     start, first_key = 1, 0  # the page's first byte (after "{"), and its first key's index
     if not cuts or cuts[-1][0] != len(value) - 1:
         cuts = [*cuts, (len(value) - 1, len(payload) - 1)]  # the last page, up to "}"
+    view = memoryview(payload)
     for last_key, end in cuts:
-        page = b"{" + payload[start:end] + b"}"
+        page = b"".join((b"{", view[start:end], b"}"))  # one copy (a slice is one more)
         if len(page) > PAGE_SPLIT and last_key > first_key:
             keys = keys if keys is not None else sorted(value)
             pages.append(store_snapshot_per_key(

@@ -4,11 +4,12 @@ Every step of a level reads the state as it was when the level began, as the
 values its record names: fresh copies decoded from their canonical encoding,
 or a large value itself once it is checked to be exactly what decoding would
 make (see _as_read). A step that mutates what it was given cannot change the
-recorded state, and the mutation is noticed by encoding the arguments again
-afterwards. Sync steps run one after another; when the flow allows
-``max_concurrency > 1``, the async steps of a level run concurrently. Either
-way the outcomes come back in declaration order, so the record never depends
-on timing.
+recorded state, and the mutation is noticed afterwards: the arguments are
+encoded again, or, for a value handed over as it is, found to be made of the
+same objects as when it was checked (a :class:`~pinrun.artifacts.seen.Seen`).
+Sync steps run one after another; when the flow allows ``max_concurrency > 1``,
+the async steps of a level run concurrently. Either way the outcomes come back
+in declaration order, so the record never depends on timing.
 
 A step's pin names the mutable module-level state its code reads (a cache, a
 registry) and the project modules its code comes from; when recording passes
@@ -34,6 +35,7 @@ from types import CodeType, FrameType, MappingProxyType, ModuleType
 from typing import Any, Final, TypeVar
 
 from pinrun.artifacts import codec
+from pinrun.artifacts.seen import NO_SEEN, SEEN_FROM, Seen, encode_seen, seen_encoding
 from pinrun.artifacts.trees import encode_entry
 from pinrun.data_classes import data_class
 from pinrun.engine.call_values import SCALARS
@@ -68,6 +70,8 @@ class Outcome:
     finished: Any = None
     outputs: dict[str, Any] | None = None
     encoded_outputs: dict[str, bytes] = field(default_factory=dict)
+    #: The Seens of its large outputs, made with their encodings (see walk.RunState.seen).
+    seen: Mapping[str, Seen] | None = None
     error: BaseException | None = None
     hazards: list[str] = field(default_factory=list)
     #: What a guard noticed while it ran (calls around the context), when guarded.
@@ -140,7 +144,8 @@ class _Call:
 
     def __init__(self, item: Step, base: Mapping[str, Any], encoded: Mapping[str, bytes],
                  log: RecordingLog | ReplayLog, *, world: World | None, run_id: str,
-                 hidden: StepHiddenState | None = None, handed: set[int] | None = None) -> None:
+                 hidden: StepHiddenState | None = None, handed: set[int] | None = None,
+                 seen: Mapping[str, Seen] | None = None) -> None:
         self.item = item
         self.world = world
         self.hidden = hidden.names if hidden is not None else ()
@@ -155,6 +160,8 @@ class _Call:
         self.arguments: dict[str, Any] = {}
         #: The arguments a step could change in place: checked when it is done.
         self.mutable: list[str] = []
+        #: The Seen of each argument handed over as it is (see _as_read), once there is one.
+        self.seen: dict[str, Seen] | None = None
         for key in item.reads:
             if key not in base:
                 continue
@@ -165,7 +172,13 @@ class _Call:
             if type(value) in SCALARS or _immutable(value):
                 self.arguments[key] = value
             else:
-                self.arguments[key] = _as_read(value, raw, handed)
+                given, checked = _as_read(value, raw, handed,
+                                          seen.get(key) if seen else None)
+                self.arguments[key] = given
+                if checked is not None:
+                    if self.seen is None:
+                        self.seen = {}
+                    self.seen[key] = checked
                 self.mutable.append(key)
         self.outcome = Outcome(item, reads, self.encoded, log,
                                world.now() if world is not None else None)
@@ -183,6 +196,9 @@ class _Call:
             raw = self.encoded[key]
             if type(self.arguments[key]) is bytes:
                 continue  # immutable: nothing to re-check (and no JSON to compare with)
+            checked = self.seen.get(key) if self.seen is not None else None
+            if checked is not None and checked.same(self.arguments[key]):
+                continue  # the very objects it was handed, in place: its encoding is raw
             try:
                 changed = codec.encode(self.arguments[key]) != raw
             except Exception:  # whatever the step left there cannot even be encoded
@@ -201,7 +217,8 @@ class _Call:
             # What cannot be stored is the step's failure, recorded as such: never an
             # exception out of the engine, which would leave the run interrupted.
             try:
-                outcome.outputs, outcome.encoded_outputs = _outputs(self.item, result)
+                outcome.outputs, outcome.encoded_outputs, outcome.seen = \
+                    _outputs(self.item, result)
             except Exception as exc:  # a Mapping of the step's own may raise anything
                 outcome.error = exc
         return outcome
@@ -235,13 +252,19 @@ def _code_watch(hidden: StepHiddenState) -> Watch | None:
 
 
 #: A value encoding to fewer bytes than this is decoded for the step that reads it (a
-#: few microseconds); a larger one may be handed over as it is (see _as_read).
-_HANDED_FROM: Final = 4096
+#: few microseconds); a larger one may be handed over as it is (see _as_read). (Such a
+#: value written by a step gets a Seen with its encoding, from the same size.)
+_HANDED_FROM: Final = SEEN_FROM
+#: A step's output dict or list of at least this many items is encoded with its Seen.
+_SEEN_ITEMS: Final = 32
 
 
-def _as_read(value: Any, raw: bytes, handed: set[int] | None) -> Any:
+def _as_read(value: Any, raw: bytes, handed: set[int] | None,
+             seen: Seen | None) -> tuple[Any, Seen | None]:
     """What a step reading the state value ``value``, encoded as ``raw``, is given:
-    ``codec.decode(raw)``, or ``value`` itself when that is the same thing.
+    ``codec.decode(raw)``, or ``value`` itself when that is the same thing; and for the
+    value itself, its :class:`~pinrun.artifacts.seen.Seen` when there is one (what
+    :meth:`_Call.finish` checks it against), else None.
 
     Decoding a large value makes every object in it again (3-4x the cost of
     encoding it). A value that :func:`~pinrun.artifacts.codec.still_encodes` to
@@ -252,13 +275,20 @@ def _as_read(value: Any, raw: bytes, handed: set[int] | None) -> Any:
     state it is given is always what its record says. ``handed`` holds the ids of
     the values handed over in this level: a value is handed to one step, once
     (siblings, or two names of the same object, get copies, as before).
+
+    ``seen``: the Seen made with the value's encoding (by the step that wrote it),
+    or None. When it is of ``raw`` and the value is still made of the very objects
+    it saw, the value still encodes to ``raw``, told without walking it against the
+    bytes; otherwise that walk tells (and makes the Seen the step is checked with).
     """
     if (type(value) is dict or type(value) is list) and len(raw) >= _HANDED_FROM and \
-            handed is not None and id(value) not in handed and _EVERY not in handed and \
-            codec.still_encodes(value, raw):
-        handed.add(id(value))
-        return value
-    return codec.decode(raw)
+            handed is not None and id(value) not in handed and _EVERY not in handed:
+        if seen is None or seen.encoding is not raw or not seen.same(value):
+            seen = seen_encoding(value, raw)
+        if seen is not None or codec.encodes_again(value, raw):
+            handed.add(id(value))
+            return value, seen
+    return codec.decode(raw), None
 
 
 #: In a level's ``handed``: a step was given the whole state as it is (no object's id).
@@ -328,10 +358,12 @@ def check_outputs(flow: Flow, state: Mapping[str, Any], outcome: Outcome,
         outcome.error, outcome.outputs = exc, None
 
 
-def _outputs(item: Step, result: Any) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The returned mapping and its values' encodings (refusing what cannot be stored)."""
+def _outputs(item: Step, result: Any
+             ) -> tuple[dict[str, Any], dict[str, bytes], Mapping[str, Seen]]:
+    """The returned mapping, its values' encodings (refusing what cannot be stored),
+    and the Seens of its large dicts and lists, made with their encodings."""
     if result is None:
-        return {}, {}
+        return {}, {}, NO_SEEN
     if not isinstance(result, Mapping):
         raise _not_a_map(item, result)
     outputs = dict(result)
@@ -339,16 +371,28 @@ def _outputs(item: Step, result: Any) -> tuple[dict[str, Any], dict[str, bytes]]
     # that is not a str, so a map it encodes needs no loop over its keys to check them.
     many = codec.encode_many(outputs)
     if many is not None:
-        return outputs, many
+        return outputs, many, NO_SEEN
     if not all(isinstance(k, str) for k in outputs):
         raise _not_a_map(item, result)
     encoded: dict[str, bytes] = {}
+    seen: Mapping[str, Seen] = NO_SEEN
     for key, value in outputs.items():
+        # A Seen for a wide dict or list (a small one is rarely SEEN_FROM bytes, and would
+        # pay for a walk it never uses; one it misses is checked the old way when read).
+        if (type(value) is dict or type(value) is list) and len(value) >= _SEEN_ITEMS:
+            made = encode_seen(value)
+            if made is not None:
+                encoded[key] = made[0]
+                if made[1] is not None:
+                    if not seen:
+                        seen = {}
+                    seen[key] = made[1]  # type: ignore[index]  # (a dict, made just above)
+                continue
         try:
             encoded[key] = encode_entry(value)
         except Exception:  # encoded again to name where it failed (a path costs, spelled out)
             encoded[key] = encode_output(value, f"the outputs of step {item.name!r}[{key!r}]")
-    return outputs, encoded
+    return outputs, encoded, seen
 
 
 def _not_a_map(item: Step, result: Any) -> StepOutputError:
@@ -383,7 +427,8 @@ def run_level(flow: Flow, level: list[Step], state: Mapping[str, Any],
               encoded: Mapping[str, bytes], *, log_for: LogFor, world: World | None,
               run_id: str, guard: StepGuard | None = None,
               debug_step: str | None = None,
-              hidden_state: HiddenState | None = None) -> Iterator[Outcome]:
+              hidden_state: HiddenState | None = None,
+              seen: Mapping[str, Seen] | None = None) -> Iterator[Outcome]:
     """Run ``level``'s steps and yield their outcomes in declaration order.
 
     ``state`` and ``encoded`` are the level's view, which nothing changes while
@@ -395,6 +440,7 @@ def run_level(flow: Flow, level: list[Step], state: Mapping[str, Any],
     watches each step while it runs; the step named ``debug_step`` runs
     under pdb, stopped at its first line. ``hidden_state`` names, per step,
     the module-level state to watch (a change is a hazard on its outcome).
+    ``seen`` holds the Seens of large values (see ``walk.RunState.seen``).
     Sequential steps run lazily: the caller commits each outcome before the
     next starts.
     """
@@ -408,11 +454,12 @@ def run_level(flow: Flow, level: list[Step], state: Mapping[str, Any],
     if not concurrent:
         for item in level:
             yield _run_sync(_Call(item, base, base_encoded, log_for(item), world=world,
-                                  run_id=run_id, hidden=hidden.get(item.name), handed=handed),
+                                  run_id=run_id, hidden=hidden.get(item.name), handed=handed,
+                                  seen=seen),
                             guard, debug=item.name == debug_step)
         return
     calls = [_Call(item, base, base_encoded, log_for(item), world=world, run_id=run_id,
-                   hidden=hidden.get(item.name), handed=handed) for item in level]
+                   hidden=hidden.get(item.name), handed=handed, seen=seen) for item in level]
     yield from run_coroutine(_run_concurrently(calls, flow.max_concurrency, guard, debug_step))
 
 

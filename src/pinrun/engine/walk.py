@@ -38,6 +38,7 @@ from pinrun.flows.step import Step
 from pinrun.world import World
 
 if TYPE_CHECKING:
+    from pinrun.artifacts.seen import Seen
     from pinrun.artifacts.trees import Entry
     from pinrun.engine.context import RecordingLog, ReplayLog
 
@@ -50,6 +51,10 @@ class RunState:
 
     values: dict[str, Any]
     encoded: dict[str, bytes]
+    #: A large value's :class:`~pinrun.artifacts.seen.Seen`, made with its encoding (by
+    #: the step that wrote it): a step reading it is given it as it is once it is told
+    #: to be still the same (see execution._as_read).
+    seen: dict[str, Seen] = field(default_factory=dict)
 
 
 @data_class
@@ -66,16 +71,20 @@ class LevelBase:
     entries: dict[str, Entry] = field(default_factory=dict)
     #: Keys the level's finished steps wrote (a sibling may not write them too).
     written: set[str] = field(default_factory=set)
+    #: The Seens of its values (see :attr:`RunState.seen`; a resumed level has none).
+    seen: dict[str, Seen] = field(default_factory=dict)
 
 
 class Settled(NamedTuple):
-    """What goes on into the state from one step: its outputs and their encodings.
+    """What goes on into the state from one step: its outputs and their encodings, and
+    the Seens made with them (see :attr:`RunState.seen`).
 
     (Immutable, and made for every step: a named tuple, the cheapest to make.)
     """
 
     outputs: Mapping[str, Any]
     encoded: Mapping[str, bytes]
+    seen: Mapping[str, Seen] | None = None
 
 
 class Mode(Protocol):
@@ -143,11 +152,13 @@ def walk(flow: Flow, state: RunState, mode: Mode, *,
                 # One step reads the state before anything is merged into it (its call is
                 # made first) and nothing reads the base after it: no copy, whatever the
                 # state's size.
-                base = LevelBase(state.values, state.encoded)
+                base = LevelBase(state.values, state.encoded, seen=state.seen)
             else:
-                base = LevelBase(dict(state.values), dict(state.encoded))
+                base = LevelBase(dict(state.values), dict(state.encoded),
+                                 seen=dict(state.seen))
             mode.begin_level(base, fresh=not resumed, siblings=len(level) > 1)
-            for outcome in run_level(flow, todo, base.state, base.encoded, log_for=log_for,
+            for outcome in run_level(flow, todo, base.state, base.encoded, seen=base.seen,
+                                     log_for=log_for,
                                      world=mode.world, run_id=mode.run_id, guard=mode.guard,
                                      debug_step=mode.debug_step,
                                      hidden_state=mode.hidden_state):
@@ -163,6 +174,18 @@ def walk(flow: Flow, state: RunState, mode: Mode, *,
                 if settled is not None:
                     state.values.update(settled.outputs)
                     state.encoded.update(settled.encoded)
+                    if state.seen or settled.seen:
+                        _merge_seen(state.seen, settled)
                     if len(level) > 1:  # (only a sibling's outputs are checked against it)
                         base.written.update(settled.outputs)
         mode.end_level(level, failure)
+
+
+def _merge_seen(seen: dict[str, Seen], settled: Settled) -> None:
+    """Each key a step wrote keeps the Seen made with its new encoding, or none: one made
+    before is of a value the state no longer holds (it would keep that value alive)."""
+    if seen:
+        for key in seen.keys() & settled.encoded.keys():  # (goes over the fewer keys)
+            del seen[key]
+    if settled.seen:
+        seen.update(settled.seen)
