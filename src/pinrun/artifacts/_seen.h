@@ -13,7 +13,10 @@
  * does (PEP 509; 3.12 deprecated the field, 3.14 drops it): a dict whose tag is the
  * one seen holds the very keys and values it held. Elsewhere each of its members is
  * kept and compared instead. */
-#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_LIMITED_API)
+/* Not in a free-threaded build either: another thread may change a dict while it is
+ * compared there. */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_LIMITED_API) \
+    && !defined(Py_GIL_DISABLED)
 #define SEEN_DICT_TAGS 1
 #else
 #define SEEN_DICT_TAGS 0
