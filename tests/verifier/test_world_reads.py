@@ -96,6 +96,17 @@ def through_pinrun():
     from pinrun.flows.project import is_library_file
 
     return is_library_file("relative/to/the/working/folder.py")  # resolves it: getcwd
+
+
+def environment_through_pinrun():
+    from pinrun.flows.variables import environment_variable
+    from pinrun.world.code_state import process_state
+
+    return environment_variable("PINRUN_TEST_VARIABLE"), process_state()
+
+
+def environment_itself():
+    return os.environ.get("PINRUN_TEST_VARIABLE")  # environment_itself
 """
 
 
@@ -240,6 +251,36 @@ def test_pinruns_own_calls_are_not_the_steps(steps: types.ModuleType) -> None:
     """pinrun's own code, called by the step, resolving a relative path (the working
     folder): not noted."""
     assert _calls(steps, "through_pinrun", "strict") == []
+
+
+def test_pinruns_own_environment_reads_are_not_the_steps(
+        steps: types.ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pinrun reading a variable, or the whole environment (the kept-code check), from a
+    guarded step reads the real mapping: nothing is noted, even under strict guards, and it
+    reads what ``os.environ`` holds; the step's own read is still noted at its line.
+
+    pinrun's reads do not even go through the guarded mapping: each read through it looks
+    for the step's frame, and the kept-code check, reading every variable, cost a verify
+    worker ~0.5 M instructions a pinned replay that way."""
+    monkeypatch.setenv("PINRUN_TEST_VARIABLE", "set")
+    asked: list[str] = []
+    real_note = stand_ins.note
+
+    def counted(kind: str, call: str) -> None:
+        asked.append(call)
+        real_note(kind, call)
+
+    monkeypatch.setattr(stand_ins, "note", counted)
+    with Guards([steps], "strict") as watching, watching.step() as calls:
+        assert isinstance(os.environ, stand_ins.GuardedEnviron)
+        variable, state = steps.environment_through_pinrun()
+    assert calls == []
+    assert asked == []
+    assert variable == "set"
+    assert b"PINRUN_TEST_VARIABLE" in state[5] or "PINRUN_TEST_VARIABLE" in state[5]
+    assert [(c.call, c.line) for c in _calls(steps, "environment_itself")] == [
+        ("os.environ.get('PINRUN_TEST_VARIABLE')", _lines(STEPS)["environment_itself"])]
+    assert asked == ["os.environ.get('PINRUN_TEST_VARIABLE')"]
 
 
 def test_stand_ins_are_put_back_and_pickle_as_the_real_functions(

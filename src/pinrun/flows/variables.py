@@ -20,6 +20,10 @@ def environment_variable(name: str) -> str | None:
     ``os.environ`` is that mapping, asked as usual otherwise.
     """
     environ = os.environ
+    if type(environ) is not _ENVIRON:
+        # Guards up (pinrun.world.stand_ins.GuardedEnviron): pinrun's own read is no
+        # step's, so it goes to the real mapping, unnoted.
+        environ = getattr(environ, "unguarded", environ)
     data = getattr(environ, "_data", None) if type(environ) is _ENVIRON else None
     if type(data) is not dict:
         return environ.get(name)

@@ -204,8 +204,10 @@ _RAW_STATE: Final = _raw_state_place()
 
 def _environment() -> object:
     """The environment variables, as the process holds them (not decoded one by one)."""
-    held = getattr(os.environ, "_data", None)  # CPython's os._Environ keeps the raw bytes
-    return held.copy() if type(held) is dict else dict(os.environ)
+    # Guards up: the real mapping, read unnoted (GuardedEnviron.unguarded).
+    environ = getattr(os.environ, "unguarded", os.environ)
+    held = getattr(environ, "_data", None)  # CPython's os._Environ keeps the raw bytes
+    return held.copy() if type(held) is dict else dict(environ)
 
 
 def _cwd() -> str | None:

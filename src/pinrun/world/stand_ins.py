@@ -197,6 +197,12 @@ class GuardedEnviron(MutableMapping[str, str]):
     def __init__(self, real: MutableMapping[str, str]) -> None:
         self._real = real
 
+    @property
+    def unguarded(self) -> MutableMapping[str, str]:
+        """The real ``os.environ``, for pinrun's own reads: they are no step's, so they
+        are not noted (and cost no look for the step's frame)."""
+        return self._real
+
     def __getitem__(self, key: str) -> str:
         note("environment", f"os.environ[{key!r}]")
         return self._real[key]
