@@ -105,6 +105,20 @@ def test_stats_human_and_json(runner: CliRunner, populated: Path) -> None:
     assert data["objects"]["tree"] == 1
     assert data["refs"] == 1
     assert data["total_objects"] == 6
+    # The one blob beyond the user's is pinrun's format dictionary, and stats says so.
+    assert data["format_dictionary"] is True
+    assert "pinrun's own, the 2 KiB blob above" in human
+
+
+def test_stats_names_the_format_dictionary_only_when_held(runner: CliRunner,
+                                                          tmp_path: Path) -> None:
+    """A store with no record small enough for the format dictionary holds none: stats does
+    not speak of it (human or JSON)."""
+    run(runner, "init")
+    with Store.open(tmp_path / ".pinrun") as store:
+        store.put_blob(b"plain text blob\n")
+    assert json.loads(run(runner, "stats", "--json").output)["format_dictionary"] is False
+    assert "pinrun's own" not in run(runner, "stats").output
 
 
 def test_fsck_ok_then_corrupt_exit_3(runner: CliRunner, populated: Path) -> None:

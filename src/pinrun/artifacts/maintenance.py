@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any
 
 from pinrun.artifacts.batch import next_gc_generation
+from pinrun.artifacts.dictionary import format_dictionary
 from pinrun.artifacts.digest import DIGEST_SIZE, Digest, Kind
 from pinrun.artifacts.fsck import FsckReport, Problem, Progress, fsck
 from pinrun.artifacts.lmdb_env import ChunkedReader
@@ -172,6 +173,9 @@ class StoreStats:
     dictionary: Digest | None = None
     #: How many records are compressed with a dictionary.
     dictionary_records: int = 0
+    #: Whether the store holds pinrun's own format dictionary (a 2 KiB blob, among
+    #: ``objects``): small records are compressed with it until the store trains one.
+    format_dictionary: bool = False
     #: Bytes of the data file's pages in use; the rest of ``file_bytes`` is free
     #: pages LMDB reuses but never returns (``pinrun gc --compact`` does).
     live_bytes: int = 0
@@ -216,6 +220,7 @@ class StoreStats:
             "map_bytes": self.map_bytes,
             "dictionary": self.dictionary.hex if self.dictionary else None,
             "dictionary_records": self.dictionary_records, "live_bytes": self.live_bytes,
+            "format_dictionary": self.format_dictionary,
         }
 
 
@@ -225,6 +230,8 @@ def stats(store: Store) -> StoreStats:
     raw = dict.fromkeys(objects, 0)
     stored = dict.fromkeys(objects, 0)
     dictionary_records = 0
+    format_raw = format_dictionary().digest.raw
+    holds_format = False
     for key, record in store.iter_records():
         if len(key) != DIGEST_SIZE:
             continue
@@ -233,6 +240,7 @@ def stats(store: Store) -> StoreStats:
         except PinrunError:
             continue  # fsck reports it; stats only measures
         objects[info.kind.value] += 1
+        holds_format = holds_format or key == format_raw
         dictionary_records += info.codec == "zstd+dict"
         raw[info.kind.value] += info.raw_size
         stored[info.kind.value] += info.stored_size
@@ -245,7 +253,7 @@ def stats(store: Store) -> StoreStats:
         file_bytes=data_file.stat().st_size if data_file.exists() else 0,
         map_bytes=store.environment.map_size,
         dictionary=store.get_ref(DICTIONARY_REF), dictionary_records=dictionary_records,
-        live_bytes=live_bytes(store),
+        live_bytes=live_bytes(store), format_dictionary=holds_format,
     )
 
 

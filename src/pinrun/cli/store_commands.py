@@ -181,6 +181,11 @@ def stats(store: Store, as_json: bool) -> None:
                   f"{figures.dictionary_records:,} records")
     else:
         out.print("dictionary   none yet (trained by the first batch of 1,000+ small values)")
+    if figures.format_dictionary:
+        # A store's first blob puzzles a user whose flows hold no bytes: say what it is.
+        out.print("             " + ("until then: pinrun's own, the 2 KiB blob above"
+                                     if figures.dictionary is None else
+                                     "and pinrun's own, the 2 KiB blob above (older records)"))
     out.print(f"refs         {figures.refs:,}")
     free = max(0, figures.file_bytes - figures.live_bytes)
     out.print(f"file         {human_bytes(figures.file_bytes)} on disk, "
