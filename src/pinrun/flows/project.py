@@ -138,6 +138,7 @@ def _plain_absolute(path: str) -> bool:
 
 @functools.lru_cache(maxsize=64)
 def _resolved_text(project_root: Path) -> str:
+    """``str(_resolved(project_root))``, made once."""
     return str(_resolved(project_root))
 
 
