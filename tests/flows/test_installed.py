@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import subprocess
 import sys
+import sysconfig
 import textwrap
 from pathlib import Path
 
@@ -201,6 +202,36 @@ def test_a_file_is_the_projects_as_its_resolved_path_says(tmp_path: Path) -> Non
         assert Path(file).resolve().is_relative_to(root.resolve()) == inside, file
         assert is_project_file(str(file), root) == inside, file
         assert is_project_file(str(file), tmp_path / "shop-link") == inside, file
+
+
+def test_a_loaded_modules_file_is_the_projects_as_resolve_says(tmp_path: Path) -> None:
+    """The answer for a plain absolute path (made as text, without a Path: a fresh
+    worker asks for every loaded module) is the one from the resolved path, for odd paths
+    and links too, under several roots (the filesystem's own among them)."""
+    real = tmp_path / "real"
+    (real / "pkg").mkdir(parents=True)
+    (real / "pkg" / "mod.py").write_text("")
+    (real / "other.py").write_text("")
+    (tmp_path / "linked").symlink_to(real, target_is_directory=True)
+    (real / "pkg" / "alias.py").symlink_to(real / "other.py")
+    (tmp_path / "into.py").symlink_to(real / "pkg" / "mod.py")
+    paths = [str(tmp_path / "linked" / "pkg" / "mod.py"), str(tmp_path / "into.py"),
+             str(tmp_path / "linked" / "pkg" / "alias.py"), str(real / "missing.py"),
+             str(tmp_path / "linked" / "pkg" / ".." / "other.py"), f"{real}/./other.py",
+             f"{real}//other.py", f"{real}/pkg/", f"{real}/pkg/..", "/", "//x.py",
+             str(real) + "x.py", "relative/file.py"]
+    paths += [file for module in list(sys.modules.values())
+              if isinstance(file := getattr(module, "__file__", None), str)]
+    for root in (real, tmp_path / "linked", tmp_path, real / "pkg", Path("/"),
+                 Path(sys.prefix)):
+        for path in paths:
+            resolved = Path(path).resolve()
+            expected = resolved.is_relative_to(root.resolve()) and not any(
+                part in ("site-packages", "dist-packages") for part in resolved.parts) and \
+                not any(resolved.is_relative_to(Path(place).resolve()) for key, place in
+                        sysconfig.get_paths().items()
+                        if key in ("stdlib", "platstdlib", "purelib", "platlib"))
+            assert is_project_file(path, root) == expected, (path, root)
 
 
 def test_owners_found_by_a_scan_are_packages_distributions(

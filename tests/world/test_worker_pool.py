@@ -80,3 +80,31 @@ def test_a_script_without_a_main_guard_runs_once_when_it_verifies_with_workers(
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
     assert done.stdout.split() == ["reproduced", "reproduced", "2"]
     assert (tmp_path / "top-level-ran").read_text() == "ran\n"
+
+
+_TRACKER_FIRST = '''
+import os
+from multiprocessing import resource_tracker
+from pinrun.world.processes import start_pool_support, worker_pool
+from tests.world import pool_targets
+
+tracker = resource_tracker._resource_tracker
+assert tracker._pid is None, "a fresh interpreter has no tracker yet"
+start_pool_support()
+started = tracker._pid
+os.kill(started, 0)  # it runs
+with worker_pool(2, None, pool_targets.nothing, ()) as pool:
+    assert pool.submit(os.getpid).result() != os.getpid()
+print("same" if tracker._pid == started else "another")
+'''
+
+
+def test_the_pools_tracker_can_start_before_the_first_pool() -> None:
+    """start_pool_support starts multiprocessing's resource tracker at once (what
+    `pinrun verify` calls before its selection), and the pools started later use that
+    one: no second tracker."""
+    done = subprocess.run([sys.executable, "-c", _TRACKER_FIRST], capture_output=True,
+                          text=True, check=False, cwd=SRC.parent,
+                          env={**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{SRC.parent}"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["same"]

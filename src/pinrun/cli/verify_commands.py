@@ -107,6 +107,10 @@ def verify_command(store: Store, run_ids: tuple[str, ...], flow_name: str | None
       pinrun verify --entry orders.pipeline:flow # after orders/flow.py moved
       pinrun verify --dask tcp://scheduler:8786  # on a Dask cluster
     """
+    if dask_address is None:  # local workers: their tracker starts beside the work below
+        from pinrun.world.processes import start_pool_support
+
+        start_pool_support()
     from pinrun.cli.inspect_commands import since_prefix
     from pinrun.verifier.ci_reports import ResultsWriter
     from pinrun.verifier.moved import check_entries_used

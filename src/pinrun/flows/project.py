@@ -83,6 +83,14 @@ def _excluded_roots() -> tuple[Path, ...]:
 
 @functools.lru_cache(maxsize=4096)  # resolve() asks the file system, and modules repeat
 def _is_local_path(path: str, project_root: Path) -> bool:
+    if _POSIX and _plain_absolute(path):
+        # The text resolved_file(path) would give, made without a Path: a fresh worker
+        # asks for each of its hundreds of loaded modules, most of them outside the root
+        # (that answer is the same: a file that is a link goes the long way below).
+        folder, name = os.path.split(path)
+        inside = _resolved_folder_text(folder) + name
+        if not inside.startswith(_resolved_text(project_root)) and not os.path.islink(inside):
+            return False
     resolved, root = resolved_file(path), _resolved(project_root)
     # Most modules lie outside the root: a path whose text does not start with the root's
     # is not under it (POSIX compares parts as written), told without relative_to's
@@ -112,6 +120,26 @@ def resolved_file(path: str) -> Path:
 @functools.lru_cache(maxsize=1024)
 def _resolved_folder(folder: str) -> Path:
     return Path(folder).resolve()
+
+
+@functools.lru_cache(maxsize=1024)
+def _resolved_folder_text(folder: str) -> str:
+    """``str(_resolved_folder(folder) / name)`` less the name: the text ends in "/"."""
+    text = str(_resolved_folder(folder))
+    return text if text.endswith("/") else f"{text}/"
+
+
+def _plain_absolute(path: str) -> bool:
+    """Whether ``path`` is absolute and its own ``str(Path(path))`` (POSIX), ending in a
+    name: no empty or ``.`` parts, no "/" at its end, not ``..`` last."""
+    return path.startswith("/") and "//" not in path and "/./" not in path and \
+        not path.endswith(("/", "/.", "/.."))
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved_text(project_root: Path) -> str:
+    """``str(_resolved(project_root))``, made once."""
+    return str(_resolved(project_root))
 
 
 @functools.lru_cache(maxsize=4096)

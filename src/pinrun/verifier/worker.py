@@ -34,7 +34,6 @@ from pinrun.world.guards import GuardMode, keep_stand_ins
 from pinrun.world.processes import call_in_child, load_answer
 from pinrun.world.refusal import refuse_from_now_on
 from pinrun.world.stopwatch import stopwatch
-from pinrun.world.variations import apply as apply_variation
 
 __all__ = ["DIED", "OBJECTS", "VALUES", "ReplayOptions", "ReplayRequest", "ResultForm", "RunResult",
            "chunk_results", "chunk_values", "replay_chunk", "replay_in_child",
@@ -326,6 +325,9 @@ def replay_request(request: ReplayRequest) -> RunResult:
     """In the child: install the request's variation, open the store, replay the run,
     give the result back."""
     if request.variation is not None:
+        # Imported here: only --perturb's children vary (not a verify worker's start).
+        from pinrun.world.variations import apply as apply_variation
+
         apply_variation(*request.variation)
     try:
         with Store.open(request.store_path) as store:

@@ -42,7 +42,7 @@ from typing import Any
 
 from pinrun.data_classes import data_class
 
-__all__ = ["ChildResult", "call_in_child", "worker_pool"]
+__all__ = ["ChildResult", "call_in_child", "start_pool_support", "worker_pool"]
 
 
 @contextmanager
@@ -69,6 +69,25 @@ def worker_pool(processes: int, hash_seed: str | None, initializer: Callable[...
             os.environ.pop("PYTHONHASHSEED", None)
         else:
             os.environ["PYTHONHASHSEED"] = saved
+
+
+def start_pool_support() -> None:
+    """Start now what every :func:`worker_pool` of this process needs once: the resource
+    tracker that :mod:`multiprocessing` starts for spawned processes (a fresh interpreter
+    of its own, ~120 M instructions).
+
+    The first pool would start it beside its own workers' starts, where it takes a share
+    of the cores they need. A caller with serial work to do before its first pool
+    (``pinrun verify``: its imports, the selection, the seeds) calls this first, so the
+    tracker starts on a core that work leaves idle. It ends with this process, as it
+    would anyway; a tracker that cannot start now is left to the pool, which says why.
+    """
+    if os.name != "posix":  # the tracker is POSIX's (Windows spawns without one)
+        return
+    from multiprocessing import resource_tracker
+
+    with suppress(OSError):
+        resource_tracker.ensure_running()
 
 
 #: What a pool's process is told the main module is: one with no file and no name,
