@@ -47,14 +47,15 @@ import fcntl
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from collections.abc import Callable
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import lmdb
 
 from pinrun.artifacts.lmdb_meta import check_data_file
+from pinrun.artifacts.shared_lock import SharedExclusiveLock
 from pinrun.errors import NoSpaceError, StoreDamagedError, StoreError, StoreReadOnlyError
 
 __all__ = ["DB_NAMES", "OPEN_LOCK", "ChunkedReader", "Environment", "open_environment",
@@ -71,60 +72,6 @@ OPEN_LOCK: Final = "open.lock"
 _PERMISSION_ERRNOS: Final = (errno.EACCES, errno.EROFS, errno.EPERM)
 
 
-class _SharedExclusiveLock:
-    """Many holders of the shared side at once, or one of the exclusive side.
-
-    The shared side is taken around every transaction, so it is plain method
-    calls on one mutex rather than context-manager generators.
-    """
-
-    def __init__(self) -> None:
-        self._mutex = threading.Lock()
-        self._cond = threading.Condition(self._mutex)
-        self._shared = 0
-        self._exclusive = False
-        #: Threads waiting for the exclusive side: the last shared holder wakes them
-        #: (and only then: ``notify_all`` is Python code, ~5k instructions a read).
-        self._exclusive_waiting = 0
-        self._held = threading.local()  # how many shared holds this thread has
-
-    def acquire_shared(self) -> None:
-        with self._mutex:
-            while self._exclusive:
-                self._cond.wait()
-            self._shared += 1
-        held = self._held
-        held.count = getattr(held, "count", 0) + 1
-
-    def release_shared(self) -> None:
-        self._held.count -= 1
-        with self._mutex:
-            self._shared -= 1
-            if self._shared == 0 and self._exclusive_waiting:
-                self._cond.notify_all()
-
-    def held_by_this_thread(self) -> bool:
-        """True while this thread is inside a transaction (so it must not wait to resize)."""
-        return getattr(self._held, "count", 0) > 0
-
-    @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        with self._cond:
-            while self._exclusive or self._shared:
-                self._exclusive_waiting += 1
-                try:
-                    self._cond.wait()
-                finally:
-                    self._exclusive_waiting -= 1
-            self._exclusive = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._exclusive = False
-                self._cond.notify_all()
-
-
 #: How often an open is tried when other processes keep growing the map meanwhile.
 _RESIZE_TRIES = 5
 
@@ -135,7 +82,7 @@ class Environment:
     def __init__(self, path: Path, map_size: int, durable: bool, readonly: bool = False) -> None:
         self.path = path
         self.durable = durable
-        self._lock = _SharedExclusiveLock()
+        self._lock = SharedExclusiveLock()
         self._refcount = 0
         self._closed = False
         #: A durable commit's meta page not flushed yet (close flushes it).
@@ -284,13 +231,13 @@ class Environment:
     def _adopt_new_size(self) -> None:
         # Another process grew the map: size 0 means "take the size on disk".
         self._refuse_nested_resize()
-        with self._lock.exclusive():
+        with self._lock.exclusive_side():
             self._env.set_mapsize(0)
             self._map_size = self.map_size
 
     def _grow(self, seen_size: int) -> None:
         self._refuse_nested_resize()
-        with self._lock.exclusive():
+        with self._lock.exclusive_side():
             if self.map_size == seen_size:  # another thread may have grown it already
                 self._env.set_mapsize(seen_size * 2)
             self._map_size = self.map_size
