@@ -288,3 +288,60 @@ def test_pinrun_modules_first_imported_in_the_block_stay(tmp_path: Path) -> None
     finally:
         if loaded is not None:
             sys.modules[name] = loaded
+
+
+def test_put_back_modules_leave_again_with_what_the_block_imported(tmp_path: Path) -> None:
+    """Kept code put back (``reuse``): a block that imports nothing gives back exactly the
+    modules put back; one that imports a project module from disk gives that one back too,
+    and sys.modules is left as it was before the block both times."""
+    (tmp_path / "helper_on_disk.py").write_text("Y = 2\n")
+    sources = {"shop_kept": {"module": "shop_kept", "path": "shop_kept.py",
+                             "source": "X = 1\n"}}
+    sys.path.insert(0, str(tmp_path))
+    try:
+        with pinned_modules(sources, tmp_path) as first:
+            __import__("shop_kept")
+        before = list(sys.modules)
+        with pinned_modules(sources, tmp_path, reuse=first) as second:
+            assert sys.modules["shop_kept"] is first["shop_kept"]
+        assert second == first
+        assert list(sys.modules) == before
+        with pinned_modules(sources, tmp_path, reuse=second) as third:
+            __import__("helper_on_disk")
+        assert sorted(third) == ["helper_on_disk", "shop_kept"]
+        assert third["shop_kept"] is first["shop_kept"]
+        assert list(sys.modules) == before
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in ("shop_kept", "helper_on_disk"):
+            sys.modules.pop(name, None)
+
+
+def test_a_dicts_version_changes_with_every_change_and_only_then() -> None:
+    """What pinned_modules reads of sys.modules: the same number while the dict is untouched,
+    another after any change, even one undone (a name popped and put back)."""
+    import sysconfig
+    from collections.abc import Callable
+
+    from pinrun.artifacts._speedups import dict_version
+
+    names: dict[str, object] = {"a": 1, "b": 2}
+    first = dict_version(names)
+    if first is None:  # no version tags to read here: pinned_modules lists the names
+        assert sys.version_info >= (3, 14) or sysconfig.get_config_var("Py_GIL_DISABLED")
+        return
+    assert dict_version(names) == first
+    _ = names["a"], list(names), names.get("c")
+    assert dict_version(names) == first
+    seen: set[int | None] = {first}
+    changes: list[Callable[[], object]] = [
+        lambda: names.__setitem__("c", 3), lambda: names.pop("c"),
+        lambda: names.__setitem__("a", names.pop("a")),
+        lambda: names.__setitem__("b", 5), lambda: names.update({"d": 4})]
+    for change in changes:
+        change()
+        now = dict_version(names)
+        assert now not in seen
+        seen.add(now)
+    with pytest.raises(TypeError):
+        dict_version([])  # type: ignore[arg-type]

@@ -2874,7 +2874,29 @@ static PyObject *record_fields(PyObject *module, PyObject *const *args, Py_ssize
     return out;
 }
 
+/* dict_version(d): d's version tag, which changes whenever d does (a new number from a
+ * process-wide counter: the same tag means the very same keys, values and order); None
+ * where this Python has none to read (see _seen.h). pinned_modules asks it of sys.modules
+ * to skip listing its thousand names at every pinned replay when none came or went. */
+static PyObject *dict_version(PyObject *module, PyObject *dict)
+{
+    (void)module;
+    if (!PyDict_CheckExact(dict)) {
+        PyErr_SetString(PyExc_TypeError, "dict_version() takes a dict");
+        return NULL;
+    }
+#if SEEN_DICT_TAGS
+    uint64_t tag = seen_dict_tag(dict);
+    if (tag != 0) {
+        return PyLong_FromUnsignedLongLong(tag);
+    }
+#endif
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"dict_version", dict_version, METH_O,
+     "The dict's version tag (changes whenever the dict does), or None where unread."},
     {"record_fields", (PyCFunction)(void (*)(void))record_fields, METH_FASTCALL,
      "(value, required, optional, digest_type): a shapes._Record's fields of an exact "
      "dict, each taken as it is, read from its digest tag, or checked by its spec; None "

@@ -267,14 +267,18 @@ def pinned_modules(sources: Mapping[str, CodeValue], project_root: Path, *,
     else:
         importlib.invalidate_caches()
     left: dict[str, types.ModuleType] = {}
+    version = _dict_version(sys.modules)
     try:
         yield left
     finally:
         sys.meta_path.remove(finder)
         sys.meta_path.remove(parents)
         # Pinned modules, and project modules first imported under them (which
-        # may hold references to pinned code), leave with the block.
-        new = _added(before)
+        # may hold references to pinned code), leave with the block. When sys.modules
+        # did not change in the block (kept code: the usual case), what came since
+        # ``before`` is what was put back, without listing its names again.
+        new = set(reuse or ()) if version is not None and \
+            _dict_version(sys.modules) == version else _added(before)
         known = set(sources) | set(reuse or ())  # leaving, whatever their files
         leaving = known | (parents.parents & new) | {
             name for name in new - known if _under(sys.modules[name], project_root)}
@@ -290,6 +294,18 @@ def pinned_modules(sources: Mapping[str, CodeValue], project_root: Path, *,
                 linecache.cache.pop(filename, None)
             else:
                 linecache.cache[filename] = entry
+
+
+def _no_version(value: dict[Any, Any]) -> int | None:
+    """Where pinrun's C module is not built: no version tag (``_added`` decides)."""
+    return None
+
+
+try:
+    # Changes whenever the dict does: the same number means the same names, in order.
+    from pinrun.artifacts._speedups import dict_version as _dict_version
+except ImportError:  # pragma: no cover - no compiler
+    _dict_version = _no_version
 
 
 def _added(before: list[str]) -> set[str]:
