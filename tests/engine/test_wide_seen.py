@@ -307,3 +307,27 @@ def test_encode_wide_refuses_what_orjson_refuses() -> None:
     with pytest.raises(TypeError):
         orjson.dumps(values)
     assert seen.encode_wide(values) is None
+
+
+@pytest.mark.parametrize("value", [
+    {"a": 1, "b": {"x": [1, {"k": "v"}], "y": None}, "c": [True, False, 1.5]},
+    {"A": 1, "_": 2, "a": 3, "z": 4, "é": {"\u00ff": 1, "\u0100": 2, "\uffff": 3}},
+    {"a": 1, "\uffff": 2, "\U0001f600": 3},  # an astral key after U+FFFF (code points)
+    {f"k{i:05d}": {"id": i, "name": f"ñ {i}"} for i in range(500)},
+    [{"b": 1, "c": 2}, {"": 0, "a": 1}, [], {}],
+])
+def test_encode_seen_writes_what_encode_writes(value: Any) -> None:
+    """encode_seen asks orjson not to sort (its walk found every map's keys in order):
+    the bytes are still codec.encode's, whatever the keys' characters."""
+    made = seen.encode_seen(value)
+    assert made is not None
+    assert made[0] == codec.encode(value) == orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+@pytest.mark.parametrize("value", [
+    {"b": 1, "a": 2},
+    {"a": {"\U0001f600": 1, "\uffff": 2}},  # out of order by code point
+    [{"z": 1, "y": 2}],
+])
+def test_encode_seen_leaves_maps_out_of_order_to_the_codec(value: Any) -> None:
+    assert seen.encode_seen(value) is None

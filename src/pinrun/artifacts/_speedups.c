@@ -1747,7 +1747,8 @@ static PyObject *option_name = NULL;  /* ("option",): dumps' keyword */
 
 /* encode_seen(value, dumps, option, least, compact_below): (encoding, seen) of a dict or
  * list that reads back as it is (canonical(), finite floats), encoded by
- * dumps(value, option=option) (orjson's: sorting keys) right after the walk that saw
+ * dumps(value, option=option) (orjson's; the walk checks that every dict's keys are in
+ * order, so the caller need not ask it to sort them) right after the walk that saw
  * it, with no Python code run in between (the walk and dumps run none on such a value,
  * and allocate no object the cycle collector counts), so the Seen and the encoding are
  * of one and the same value. seen is None when the encoding is shorter than least; an

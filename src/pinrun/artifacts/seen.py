@@ -102,8 +102,15 @@ def encode_seen(value: Any) -> tuple[bytes, Seen | None] | None:
     """
     if _encode_seen is None:
         return None
-    return _encode_seen(value, orjson.dumps, orjson.OPT_SORT_KEYS, SEEN_FROM,
-                        codec.COMPACT_BELOW)
+    # The walk says yes only when every dict's keys are in ascending order already (the
+    # order orjson sorts them in, by their UTF-8 bytes), so orjson writes them in their
+    # own order without sorting them: the same bytes, for less (a wide map's sort is a
+    # quarter of its encoding).
+    return _encode_seen(value, orjson.dumps, _IN_ORDER, SEEN_FROM, codec.COMPACT_BELOW)
+
+
+#: orjson's options for a value whose dicts all have their keys in order: none.
+_IN_ORDER: Final = 0
 
 
 def seen_encoding(value: Any, raw: bytes) -> Seen | None:
