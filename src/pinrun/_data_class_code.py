@@ -316,17 +316,16 @@ def __create_fn__(_type_sources, _type_compiled, _type_imported, MISSING, _HAS_D
 
 MADE['def __create_fn__(_type_sources, _type_compiled, _type_imported, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_sources, _dflt_compiled, _dflt_imported, _return_type):\n def __init__(self,sources:_type_sources=_HAS_DEFAULT_FACTORY,compiled:_type_compiled=_HAS_DEFAULT_FACTORY,imported:_type_imported=_HAS_DEFAULT_FACTORY)->_return_type:\n  self.sources=_dflt_sources() if sources is _HAS_DEFAULT_FACTORY else sources\n  self.compiled=_dflt_compiled() if compiled is _HAS_DEFAULT_FACTORY else compiled\n  self.imported=_dflt_imported() if imported is _HAS_DEFAULT_FACTORY else imported\n return __init__'] = __create_fn__
 
-def __create_fn__(_type_state, _type_encoded, _type_entries, _type_written, _type_seen, _type_wide, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_entries, _dflt_written, _dflt_seen, _dflt_wide, _return_type):
- def __init__(self,state:_type_state,encoded:_type_encoded,entries:_type_entries=_HAS_DEFAULT_FACTORY,written:_type_written=_HAS_DEFAULT_FACTORY,seen:_type_seen=_HAS_DEFAULT_FACTORY,wide:_type_wide=_dflt_wide)->_return_type:
+def __create_fn__(_type_state, _type_encoded, _type_entries, _type_written, _type_seen, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_entries, _dflt_written, _dflt_seen, _return_type):
+ def __init__(self,state:_type_state,encoded:_type_encoded,entries:_type_entries=_HAS_DEFAULT_FACTORY,written:_type_written=_HAS_DEFAULT_FACTORY,seen:_type_seen=_HAS_DEFAULT_FACTORY)->_return_type:
   self.state=state
   self.encoded=encoded
   self.entries=_dflt_entries() if entries is _HAS_DEFAULT_FACTORY else entries
   self.written=_dflt_written() if written is _HAS_DEFAULT_FACTORY else written
   self.seen=_dflt_seen() if seen is _HAS_DEFAULT_FACTORY else seen
-  self.wide=wide
  return __init__
 
-MADE['def __create_fn__(_type_state, _type_encoded, _type_entries, _type_written, _type_seen, _type_wide, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_entries, _dflt_written, _dflt_seen, _dflt_wide, _return_type):\n def __init__(self,state:_type_state,encoded:_type_encoded,entries:_type_entries=_HAS_DEFAULT_FACTORY,written:_type_written=_HAS_DEFAULT_FACTORY,seen:_type_seen=_HAS_DEFAULT_FACTORY,wide:_type_wide=_dflt_wide)->_return_type:\n  self.state=state\n  self.encoded=encoded\n  self.entries=_dflt_entries() if entries is _HAS_DEFAULT_FACTORY else entries\n  self.written=_dflt_written() if written is _HAS_DEFAULT_FACTORY else written\n  self.seen=_dflt_seen() if seen is _HAS_DEFAULT_FACTORY else seen\n  self.wide=wide\n return __init__'] = __create_fn__
+MADE['def __create_fn__(_type_state, _type_encoded, _type_entries, _type_written, _type_seen, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_entries, _dflt_written, _dflt_seen, _return_type):\n def __init__(self,state:_type_state,encoded:_type_encoded,entries:_type_entries=_HAS_DEFAULT_FACTORY,written:_type_written=_HAS_DEFAULT_FACTORY,seen:_type_seen=_HAS_DEFAULT_FACTORY)->_return_type:\n  self.state=state\n  self.encoded=encoded\n  self.entries=_dflt_entries() if entries is _HAS_DEFAULT_FACTORY else entries\n  self.written=_dflt_written() if written is _HAS_DEFAULT_FACTORY else written\n  self.seen=_dflt_seen() if seen is _HAS_DEFAULT_FACTORY else seen\n return __init__'] = __create_fn__
 
 def __create_fn__(_type_statements, _type_rebound, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
  def __init__(self,statements:_type_statements,rebound:_type_rebound)->_return_type:

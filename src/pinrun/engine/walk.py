@@ -77,8 +77,6 @@ class LevelBase:
     written: set[str] = field(default_factory=set)
     #: The Seens of its values (see :attr:`RunState.seen`; a resumed level has none).
     seen: dict[str, Seen] = field(default_factory=dict)
-    #: The Wides of its steps' wide outputs (see :attr:`RunState.wide`).
-    wide: tuple[Wide, ...] = ()
 
 
 class Settled(NamedTuple):
@@ -159,14 +157,14 @@ def walk(flow: Flow, state: RunState, mode: Mode, *,
                 # One step reads the state before anything is merged into it (its call is
                 # made first) and nothing reads the base after it: no copy, whatever the
                 # state's size.
-                base = LevelBase(state.values, state.encoded, seen=state.seen,
-                                 wide=state.wide)
+                base = LevelBase(state.values, state.encoded, seen=state.seen)
             else:
                 base = LevelBase(dict(state.values), dict(state.encoded),
-                                 seen=dict(state.seen), wide=state.wide)
+                                 seen=dict(state.seen))
             mode.begin_level(base, fresh=not resumed, siblings=len(level) > 1)
+            # (The Wides as the level began: a merge replaces the tuple, never changes it.)
             for outcome in run_level(flow, todo, base.state, base.encoded, seen=base.seen,
-                                     wide=base.wide, log_for=log_for,
+                                     wide=state.wide, log_for=log_for,
                                      world=mode.world, run_id=mode.run_id, guard=mode.guard,
                                      debug_step=mode.debug_step,
                                      hidden_state=mode.hidden_state):
