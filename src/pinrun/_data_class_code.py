@@ -335,8 +335,8 @@ def __create_fn__(_type_statements, _type_rebound, MISSING, _HAS_DEFAULT_FACTORY
 
 MADE["def __create_fn__(_type_statements, _type_rebound, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,statements:_type_statements,rebound:_type_rebound)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'statements',statements)\n  __dataclass_builtins_object__.__setattr__(self,'rebound',rebound)\n return __init__"] = __create_fn__
 
-def __create_fn__(_type_step, _type_reads, _type_encoded_reads, _type_log, _type_began, _type_finished, _type_outputs, _type_encoded_outputs, _type_seen, _type_error, _type_hazards, _type_guarded, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_finished, _dflt_outputs, _dflt_encoded_outputs, _dflt_seen, _dflt_error, _dflt_hazards, _dflt_guarded, _return_type):
- def __init__(self,step:_type_step,reads:_type_reads,encoded_reads:_type_encoded_reads,log:_type_log,began:_type_began,finished:_type_finished=_dflt_finished,outputs:_type_outputs=_dflt_outputs,encoded_outputs:_type_encoded_outputs=_HAS_DEFAULT_FACTORY,seen:_type_seen=_dflt_seen,error:_type_error=_dflt_error,hazards:_type_hazards=_HAS_DEFAULT_FACTORY,guarded:_type_guarded=_HAS_DEFAULT_FACTORY)->_return_type:
+def __create_fn__(_type_step, _type_reads, _type_encoded_reads, _type_log, _type_began, _type_finished, _type_outputs, _type_encoded_outputs, _type_seen, _type_wide, _type_error, _type_hazards, _type_guarded, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_finished, _dflt_outputs, _dflt_encoded_outputs, _dflt_seen, _dflt_wide, _dflt_error, _dflt_hazards, _dflt_guarded, _return_type):
+ def __init__(self,step:_type_step,reads:_type_reads,encoded_reads:_type_encoded_reads,log:_type_log,began:_type_began,finished:_type_finished=_dflt_finished,outputs:_type_outputs=_dflt_outputs,encoded_outputs:_type_encoded_outputs=_HAS_DEFAULT_FACTORY,seen:_type_seen=_dflt_seen,wide:_type_wide=_dflt_wide,error:_type_error=_dflt_error,hazards:_type_hazards=_HAS_DEFAULT_FACTORY,guarded:_type_guarded=_HAS_DEFAULT_FACTORY)->_return_type:
   self.step=step
   self.reads=reads
   self.encoded_reads=encoded_reads
@@ -346,12 +346,13 @@ def __create_fn__(_type_step, _type_reads, _type_encoded_reads, _type_log, _type
   self.outputs=outputs
   self.encoded_outputs=_dflt_encoded_outputs() if encoded_outputs is _HAS_DEFAULT_FACTORY else encoded_outputs
   self.seen=seen
+  self.wide=wide
   self.error=error
   self.hazards=_dflt_hazards() if hazards is _HAS_DEFAULT_FACTORY else hazards
   self.guarded=_dflt_guarded() if guarded is _HAS_DEFAULT_FACTORY else guarded
  return __init__
 
-MADE['def __create_fn__(_type_step, _type_reads, _type_encoded_reads, _type_log, _type_began, _type_finished, _type_outputs, _type_encoded_outputs, _type_seen, _type_error, _type_hazards, _type_guarded, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_finished, _dflt_outputs, _dflt_encoded_outputs, _dflt_seen, _dflt_error, _dflt_hazards, _dflt_guarded, _return_type):\n def __init__(self,step:_type_step,reads:_type_reads,encoded_reads:_type_encoded_reads,log:_type_log,began:_type_began,finished:_type_finished=_dflt_finished,outputs:_type_outputs=_dflt_outputs,encoded_outputs:_type_encoded_outputs=_HAS_DEFAULT_FACTORY,seen:_type_seen=_dflt_seen,error:_type_error=_dflt_error,hazards:_type_hazards=_HAS_DEFAULT_FACTORY,guarded:_type_guarded=_HAS_DEFAULT_FACTORY)->_return_type:\n  self.step=step\n  self.reads=reads\n  self.encoded_reads=encoded_reads\n  self.log=log\n  self.began=began\n  self.finished=finished\n  self.outputs=outputs\n  self.encoded_outputs=_dflt_encoded_outputs() if encoded_outputs is _HAS_DEFAULT_FACTORY else encoded_outputs\n  self.seen=seen\n  self.error=error\n  self.hazards=_dflt_hazards() if hazards is _HAS_DEFAULT_FACTORY else hazards\n  self.guarded=_dflt_guarded() if guarded is _HAS_DEFAULT_FACTORY else guarded\n return __init__'] = __create_fn__
+MADE['def __create_fn__(_type_step, _type_reads, _type_encoded_reads, _type_log, _type_began, _type_finished, _type_outputs, _type_encoded_outputs, _type_seen, _type_wide, _type_error, _type_hazards, _type_guarded, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_finished, _dflt_outputs, _dflt_encoded_outputs, _dflt_seen, _dflt_wide, _dflt_error, _dflt_hazards, _dflt_guarded, _return_type):\n def __init__(self,step:_type_step,reads:_type_reads,encoded_reads:_type_encoded_reads,log:_type_log,began:_type_began,finished:_type_finished=_dflt_finished,outputs:_type_outputs=_dflt_outputs,encoded_outputs:_type_encoded_outputs=_HAS_DEFAULT_FACTORY,seen:_type_seen=_dflt_seen,wide:_type_wide=_dflt_wide,error:_type_error=_dflt_error,hazards:_type_hazards=_HAS_DEFAULT_FACTORY,guarded:_type_guarded=_HAS_DEFAULT_FACTORY)->_return_type:\n  self.step=step\n  self.reads=reads\n  self.encoded_reads=encoded_reads\n  self.log=log\n  self.began=began\n  self.finished=finished\n  self.outputs=outputs\n  self.encoded_outputs=_dflt_encoded_outputs() if encoded_outputs is _HAS_DEFAULT_FACTORY else encoded_outputs\n  self.seen=seen\n  self.wide=wide\n  self.error=error\n  self.hazards=_dflt_hazards() if hazards is _HAS_DEFAULT_FACTORY else hazards\n  self.guarded=_dflt_guarded() if guarded is _HAS_DEFAULT_FACTORY else guarded\n return __init__'] = __create_fn__
 
 def __create_fn__(_type_store_path, _type_run_id, _type_options, _type_variation, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_options, _dflt_variation, _return_type):
  def __init__(self,store_path:_type_store_path,run_id:_type_run_id,options:_type_options=_HAS_DEFAULT_FACTORY,variation:_type_variation=_dflt_variation)->_return_type:
@@ -389,14 +390,15 @@ def __create_fn__(_type_value, _type_sources, _type_state, MISSING, _HAS_DEFAULT
 
 MADE["def __create_fn__(_type_value, _type_sources, _type_state, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_state, _return_type):\n def __init__(self,value:_type_value,sources:_type_sources,state:_type_state=_dflt_state)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'value',value)\n  __dataclass_builtins_object__.__setattr__(self,'sources',sources)\n  __dataclass_builtins_object__.__setattr__(self,'state',state)\n return __init__"] = __create_fn__
 
-def __create_fn__(_type_values, _type_encoded, _type_seen, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_seen, _return_type):
- def __init__(self,values:_type_values,encoded:_type_encoded,seen:_type_seen=_HAS_DEFAULT_FACTORY)->_return_type:
+def __create_fn__(_type_values, _type_encoded, _type_seen, _type_wide, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_seen, _dflt_wide, _return_type):
+ def __init__(self,values:_type_values,encoded:_type_encoded,seen:_type_seen=_HAS_DEFAULT_FACTORY,wide:_type_wide=_dflt_wide)->_return_type:
   self.values=values
   self.encoded=encoded
   self.seen=_dflt_seen() if seen is _HAS_DEFAULT_FACTORY else seen
+  self.wide=wide
  return __init__
 
-MADE['def __create_fn__(_type_values, _type_encoded, _type_seen, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_seen, _return_type):\n def __init__(self,values:_type_values,encoded:_type_encoded,seen:_type_seen=_HAS_DEFAULT_FACTORY)->_return_type:\n  self.values=values\n  self.encoded=encoded\n  self.seen=_dflt_seen() if seen is _HAS_DEFAULT_FACTORY else seen\n return __init__'] = __create_fn__
+MADE['def __create_fn__(_type_values, _type_encoded, _type_seen, _type_wide, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_seen, _dflt_wide, _return_type):\n def __init__(self,values:_type_values,encoded:_type_encoded,seen:_type_seen=_HAS_DEFAULT_FACTORY,wide:_type_wide=_dflt_wide)->_return_type:\n  self.values=values\n  self.encoded=encoded\n  self.seen=_dflt_seen() if seen is _HAS_DEFAULT_FACTORY else seen\n  self.wide=wide\n return __init__'] = __create_fn__
 
 def __create_fn__(_type_values, _type_read, _type_of, _type_verdict, _type_misrouted, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
  def __init__(self,values:_type_values,read:_type_read,of:_type_of,verdict:_type_verdict,misrouted:_type_misrouted)->_return_type:

@@ -18,6 +18,13 @@
  * Seen's encoding, byte for byte. Anything else (a change, or an equal value made of
  * other objects) answers false, and the caller checks the slow way, as before.
  *
+ * A Wide is the same record for a step's wide outputs (a dict of many state keys, each
+ * value small): the dict, the containers inside its values, and the dict of their
+ * encodings cut from the one encoding of the whole (encode_wide in _speedups.c). While
+ * all of those hold what they held, a state value that is the very object the dict held
+ * under its key, beside the very encoding cut for it, still encodes to that encoding:
+ * all_still_encode then skips walking it against its bytes.
+ *
  * A Seen is not tracked by the cycle collector: it refers only to a plain value's
  * dicts, lists and scalars, which cannot refer to it (the engine keeps it beside the
  * state, where no step's value can reach), so it is never part of a cycle.
@@ -212,15 +219,114 @@ static PyTypeObject SeenType = {
     .tp_getset = seen_getset,
 };
 
-int add_seen(PyObject *module)
+/* A Wide: a Seen of a step's wide outputs (the dict first, then the containers inside
+ * its values, then the dict of their encodings), and those two dicts. */
+typedef struct {
+    PyObject_HEAD
+    SeenObject *seen;
+    PyObject *outputs;    /* dict: state key -> value, as it was encoded */
+    PyObject *encodings;  /* dict: state key -> its value's encoding */
+} WideObject;
+
+static PyTypeObject WideType;
+
+PyObject *wide_from_log(SeenLog *log, PyObject *outputs, PyObject *encodings)
 {
-    if (PyType_Ready(&SeenType) < 0) {
+    if (log->count == 0 || log->objects[0] != outputs) {
+        seen_clear(log);
+        PyErr_SetString(PyExc_SystemError, "a Wide's log starts with its outputs");
+        return NULL;
+    }
+    PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
+    if (empty == NULL) {
+        seen_clear(log);
+        return NULL;
+    }
+    PyObject *seen = seen_from_log(log, empty);  /* (no encoding of its own) */
+    Py_DECREF(empty);
+    if (seen == NULL) {
+        return NULL;
+    }
+    WideObject *self = PyObject_New(WideObject, &WideType);
+    if (self == NULL) {
+        Py_DECREF(seen);
+        return NULL;
+    }
+    self->seen = (SeenObject *)seen;
+    self->outputs = Py_NewRef(outputs);
+    self->encodings = Py_NewRef(encodings);
+    return (PyObject *)self;
+}
+
+int wide_unchanged(PyObject *wide, PyObject **outputs, PyObject **encodings)
+{
+    if (Py_TYPE(wide) != &WideType) {
+        return 0;
+    }
+    WideObject *self = (WideObject *)wide;
+    /* The encodings dict is among the containers seen (the last), so it holds the very
+     * encodings cut then. */
+    if (!same_value(self->seen, self->outputs)) {
+        return 0;
+    }
+    *outputs = self->outputs;
+    *encodings = self->encodings;
+    return 1;
+}
+
+static void wide_dealloc(WideObject *self)
+{
+    Py_XDECREF(self->seen);
+    Py_XDECREF(self->outputs);
+    Py_XDECREF(self->encodings);
+    PyObject_Free(self);
+}
+
+static PyObject *wide_unchanged_method(WideObject *self, PyObject *unused)
+{
+    PyObject *outputs, *encodings;
+    return PyBool_FromLong(wide_unchanged((PyObject *)self, &outputs, &encodings));
+}
+
+static PyObject *wide_repr(WideObject *self)
+{
+    return PyUnicode_FromFormat("<Wide of %zd keys, %zd objects>",
+                                PyDict_GET_SIZE(self->outputs), self->seen->count);
+}
+
+static PyMethodDef wide_methods[] = {
+    {"unchanged", (PyCFunction)wide_unchanged_method, METH_NOARGS,
+     "True when the outputs, every container inside their values and the encodings "
+     "dict hold what they held when the encodings were made."},
+    {NULL},
+};
+
+static PyTypeObject WideType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pinrun.artifacts._speedups.Wide",
+    .tp_basicsize = sizeof(WideObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The objects a step's wide outputs were made of when their encodings were "
+              "made (made by encode_wide only).",
+    .tp_dealloc = (destructor)wide_dealloc,
+    .tp_repr = (reprfunc)wide_repr,
+    .tp_methods = wide_methods,
+};
+
+static int add_type(PyObject *module, PyTypeObject *type, const char *name)
+{
+    if (PyType_Ready(type) < 0) {
         return -1;
     }
-    Py_INCREF(&SeenType);
-    if (PyModule_AddObject(module, "Seen", (PyObject *)&SeenType) < 0) {
-        Py_DECREF(&SeenType);
+    Py_INCREF(type);
+    if (PyModule_AddObject(module, name, (PyObject *)type) < 0) {
+        Py_DECREF(type);
         return -1;
     }
     return 0;
+}
+
+int add_seen(PyObject *module)
+{
+    return add_type(module, &SeenType, "Seen") < 0 ? -1 : add_type(module, &WideType, "Wide");
 }

@@ -135,7 +135,17 @@ void seen_clear(SeenLog *log);
  * or memory ran out). */
 PyObject *seen_from_log(SeenLog *log, PyObject *encoding);
 
-/* Adds the Seen type to the module: 0, or -1 with an exception set. */
+/* A Wide of what the log holds (see _seen.c): the log must hold outputs first, then the
+ * containers inside its values, then encodings; the log is emptied. NULL with an
+ * exception set when it cannot be made. */
+PyObject *wide_from_log(SeenLog *log, PyObject *outputs, PyObject *encodings);
+
+/* When wide is a Wide whose containers all hold what they held: 1, with *outputs and
+ * *encodings set to its dicts (borrowed: the Wide holds them). 0 otherwise. No Python
+ * code runs. */
+int wide_unchanged(PyObject *wide, PyObject **outputs, PyObject **encodings);
+
+/* Adds the Seen and Wide types to the module: 0, or -1 with an exception set. */
 int add_seen(PyObject *module);
 
 #endif

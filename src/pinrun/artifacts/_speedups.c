@@ -1747,7 +1747,8 @@ static PyObject *option_name = NULL;  /* ("option",): dumps' keyword */
 
 /* encode_seen(value, dumps, option, least, compact_below): (encoding, seen) of a dict or
  * list that reads back as it is (canonical(), finite floats), encoded by
- * dumps(value, option=option) (orjson's: sorting keys) right after the walk that saw
+ * dumps(value, option=option) (orjson's; the walk checks that every dict's keys are in
+ * order, so the caller need not ask it to sort them) right after the walk that saw
  * it, with no Python code run in between (the walk and dumps run none on such a value,
  * and allocate no object the cycle collector counts), so the Seen and the encoding are
  * of one and the same value. seen is None when the encoding is shorter than least; an
@@ -1826,6 +1827,108 @@ static PyObject *encode_seen(PyObject *module, PyObject *const *args, Py_ssize_t
     return pair;
 }
 
+/* encode_wide(values, dumps, least): (encodings, wide) of a dict of at least least exact
+ * str keys whose values each read back as they are (seen_walk: canonical(), finite
+ * floats): dumps(values) (orjson's, the dict's keys in its own order; each value's maps
+ * are in key order already) right after the walk that saw the dict and every container
+ * in its values, with no Python code run in between, cut into each value's encoding by
+ * split_map (the same bytes as encode() of each value); wide is the Wide of the dict,
+ * those containers and the encodings dict (see _seen.c). None when it does not apply
+ * (another value, a key or string starting with '$', an int orjson refuses, members
+ * split_map cannot cut): the caller encodes the values as before. */
+static PyObject *encode_wide(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t least;
+    if (nargs != 3 || (least = PyLong_AsSsize_t(args[2])) < 0) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "encode_wide() takes a dict, dumps and a size");
+        }
+        return NULL;
+    }
+    PyObject *values = args[0];
+    if (!PyDict_CheckExact(values) || PyDict_GET_SIZE(values) < least
+            || PyDict_GET_SIZE(values) == 0) {
+        Py_RETURN_NONE;
+    }
+    SeenLog log = {0};
+    if (seen_members(&log, values) < 0) {
+        seen_clear(&log);
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t position = 0;
+    PyObject *key, *value;
+    /* As many members as it holds (no Python code runs: it cannot change mid-walk). */
+    for (Py_ssize_t left = PyDict_GET_SIZE(values); left > 0; left--) {
+        if (!PyDict_Next(values, &position, &key, &value) || !PyUnicode_CheckExact(key)) {
+            seen_clear(&log);
+            Py_RETURN_NONE;
+        }
+        PyTypeObject *type = Py_TYPE(value);
+        if (type == &PyUnicode_Type || type == &PyLong_Type || type == &PyBool_Type
+                || value == Py_None) {
+            continue;
+        }
+        int made = seen_walk(value, 0, &log);
+        if (made != 1) {
+            seen_clear(&log);
+            if (made < 0) {
+                return NULL;
+            }
+            Py_RETURN_NONE;
+        }
+    }
+    if (log.failed) {
+        seen_clear(&log);
+        Py_RETURN_NONE;
+    }
+    PyObject *out = PyObject_CallOneArg(args[1], values);
+    if (out == NULL || !PyBytes_CheckExact(out)) {
+        seen_clear(&log);
+        if (out == NULL && !PyErr_ExceptionMatches(PyExc_TypeError)) {
+            return NULL;  /* (orjson's refusals are TypeErrors: an int past 64 bits) */
+        }
+        PyErr_Clear();
+        Py_XDECREF(out);
+        Py_RETURN_NONE;
+    }
+    const char *data = PyBytes_AS_STRING(out);
+    Py_ssize_t size = PyBytes_GET_SIZE(out);
+    const char *dollar = memchr(data, '$', (size_t)size);
+    for (; dollar != NULL; dollar = memchr(dollar + 1, '$', (size_t)(data + size - dollar - 1))) {
+        if (dollar > data && dollar[-1] == '"') {
+            seen_clear(&log);
+            Py_DECREF(out);
+            Py_RETURN_NONE;
+        }
+    }
+    PyObject *cut_args[2] = {out, values};
+    PyObject *encodings = split_map(module, cut_args, 2);
+    Py_DECREF(out);
+    if (encodings == NULL || encodings == Py_None) {
+        seen_clear(&log);
+        if (encodings == NULL) {
+            return NULL;
+        }
+        Py_DECREF(encodings);
+        Py_RETURN_NONE;
+    }
+    /* The encodings dict is seen last (a Wide's log: see wide_from_log). */
+    if (seen_members(&log, encodings) < 0 || log.failed) {
+        seen_clear(&log);
+        Py_DECREF(encodings);
+        Py_RETURN_NONE;
+    }
+    PyObject *wide = wide_from_log(&log, values, encodings);
+    if (wide == NULL) {
+        Py_DECREF(encodings);
+        return NULL;
+    }
+    PyObject *pair = PyTuple_Pack(2, encodings, wide);
+    Py_DECREF(encodings);
+    Py_DECREF(wide);
+    return pair;
+}
+
 /* Whether every key of a dict is an exact str. */
 static int exact_str_keys(PyObject *dict)
 {
@@ -1841,11 +1944,59 @@ static int exact_str_keys(PyObject *dict)
 
 /* all_still_encode(values, encodings): still_encodes() of each value of a dict and its
  * key's encoding in the other (exact str keys: a look-up runs no Python code). */
+/* Whether a Wide (wide_unchanged: its dicts, borrowed) vouches for key holding value
+ * beside encoding: the very value its outputs held under key, beside the very encoding
+ * cut for it. Each Wide's two dicts are read side by side with the state (cursors: two
+ * per Wide), else looked up; only exact str keys are looked up in them (all theirs are:
+ * no Python code runs). */
+static int wide_vouches(PyObject *const *wides, Py_ssize_t *cursors, Py_ssize_t count,
+                        PyObject *key, PyObject *value, PyObject *encoding)
+{
+    for (Py_ssize_t index = 0; index < count; index += 2) {
+        PyObject *held = side_by_side(wides[index], key, &cursors[index]);
+        if (held == NULL) {
+            held = PyDict_GetItemWithError(wides[index], key);
+        }
+        if (held == value && value != NULL) {
+            PyObject *cut = side_by_side(wides[index + 1], key, &cursors[index + 1]);
+            if (cut == NULL) {
+                cut = PyDict_GetItemWithError(wides[index + 1], key);
+            }
+            if (cut != NULL && cut == encoding) {
+                return 1;
+            }
+        }
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/* The most Wides all_still_encode takes (a state holds the newest few). */
+#define MOST_WIDES 8
+
 static PyObject *all_still_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2 || !PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "all_still_encode() takes two dicts");
+    if ((nargs != 2 && nargs != 3) || !PyDict_CheckExact(args[0])
+            || !PyDict_CheckExact(args[1]) || (nargs == 3 && !PyTuple_CheckExact(args[2]))) {
+        PyErr_SetString(PyExc_TypeError, "all_still_encode() takes two dicts, and a tuple "
+                        "of Wides");
         return NULL;
+    }
+    /* The Wides (see _seen.c) whose objects all hold what they held: their dicts. */
+    PyObject *wides[2 * MOST_WIDES];
+    Py_ssize_t cursors[2 * MOST_WIDES] = {0};
+    Py_ssize_t wide_count = 0;
+    if (nargs == 3) {
+        for (Py_ssize_t index = 0; index < PyTuple_GET_SIZE(args[2])
+                && wide_count < 2 * MOST_WIDES; index++) {
+            if (wide_unchanged(PyTuple_GET_ITEM(args[2], index), &wides[wide_count],
+                               &wides[wide_count + 1])) {
+                wide_count += 2;
+            }
+        }
     }
     Py_ssize_t position = 0, cursor = 0;
     PyObject *key, *value;
@@ -1859,7 +2010,8 @@ static PyObject *all_still_encode(PyObject *module, PyObject *const *args, Py_ss
         }
         PyObject *encoding = side_by_side(args[1], key, &cursor);
         if (encoding != NULL) {
-            if (!encodes_to(value, encoding)) {
+            if (!(wide_count && wide_vouches(wides, cursors, wide_count, key, value, encoding))
+                    && !encodes_to(value, encoding)) {
                 Py_RETURN_FALSE;
             }
             continue;
@@ -1879,7 +2031,8 @@ static PyObject *all_still_encode(PyObject *module, PyObject *const *args, Py_ss
             }
             Py_RETURN_FALSE;
         }
-        if (!encodes_to(value, encoding)) {
+        if (!(wide_count && wide_vouches(wides, cursors, wide_count, key, value, encoding))
+                && !encodes_to(value, encoding)) {
             Py_RETURN_FALSE;
         }
     }
@@ -2953,7 +3106,11 @@ static PyMethodDef methods[] = {
      "(value, dumps, option, least, compact_below): (encoding, Seen or None) of a dict "
      "or list that reads back as it is; None when that does not apply."},
     {"all_still_encode", (PyCFunction)(void (*)(void))all_still_encode, METH_FASTCALL,
-     "still_encodes() of every value of a dict, with its key's encoding in another."},
+     "still_encodes() of every value of a dict, with its key's encoding in another (and "
+     "a tuple of Wides: a value one of them vouches for is not walked)."},
+    {"encode_wide", (PyCFunction)(void (*)(void))encode_wide, METH_FASTCALL,
+     "(encodings, Wide) of a wide dict of values that read back as they are, encoded "
+     "at once; None when that does not apply."},
     {"members_match", (PyCFunction)(void (*)(void))members_match, METH_FASTCALL,
      "True when bytes are exactly {\"key\":<encoding>,...} of the keys given, in their "
      "order, and a dict of their encodings."},

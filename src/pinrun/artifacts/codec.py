@@ -19,7 +19,7 @@ import base64
 import itertools
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -29,6 +29,9 @@ from pinrun.artifacts._codec_classes import find_class
 from pinrun.artifacts._codec_registry import TypeCodec
 from pinrun.artifacts.digest import Digest
 from pinrun.errors import PinrunError, UndecodableValueError, UnsupportedValueError
+
+if TYPE_CHECKING:
+    from pinrun.artifacts.seen import Wide
 
 __all__ = ["COMPACT_BELOW", "BytesEntry", "TypeCodec", "UndecodableValueError", "UnloadedValue",
            "decode", "decode_many", "decode_tagged", "encode", "encode_digest_map",
@@ -126,7 +129,7 @@ _plain_in_order: Callable[[dict[Any, Any] | list[Any]], int] | None = None
 _sorted_keys: Callable[[dict[Any, Any]], list[str] | None] | None = None
 _members_match: Callable[[bytes, list[str], dict[str, bytes]], bool] | None = None
 _still_encodes: Callable[[Any, bytes], bool] | None = None
-_all_still_encode: Callable[[dict[str, Any], dict[str, bytes]], bool] | None = None
+_all_still_encode: Callable[..., bool] | None = None
 _digest_map: Callable[[dict[str, Any], type[Digest]], bytes | None] | None = None
 _digest_of_tag: Callable[[Any, type[Digest]], Digest | None] | None = None
 try:
@@ -410,7 +413,8 @@ def encodes_again(value: Any, raw: bytes) -> bool:
         return False
 
 
-def read_back_all(values: Mapping[str, Any], encodings: Mapping[str, bytes]) -> bool:
+def read_back_all(values: Mapping[str, Any], encodings: Mapping[str, bytes],
+                  wides: tuple[Wide, ...] = ()) -> bool:
     """Whether every value of ``values`` :func:`reads_back` as it is and encodes to its
     encoding in ``encodings`` (the same keys): then they are what :func:`decode_many`
     of the encodings would make, with no copy made.
@@ -420,13 +424,19 @@ def read_back_all(values: Mapping[str, Any], encodings: Mapping[str, bytes]) -> 
     members are compared with the encodings in place. False without the C speedups,
     for a small map, or for anything else (a value needing a tag, bytes; a key JSON
     escapes, unless every value was told by the walk).
+
+    ``wides``: :class:`~pinrun.artifacts.seen.Wide` records of steps' outputs. While
+    everything one of them saw is unchanged, a value that is the very object its
+    outputs held under the key, beside the very encoding cut for it, is told by
+    identity instead of a walk (in the same call in C).
     """
     if _members_match is None or type(values) is not dict or type(encodings) is not dict \
             or len(values) < _MANY or len(values) != len(encodings):
         return False
     # One walk of every value against its encoding; when it is not sure of one (see
     # still_encodes), the whole map is encoded again and compared.
-    if _all_still_encode is not None and _all_still_encode(values, encodings):
+    if _all_still_encode is not None and (_all_still_encode(values, encodings, wides)
+                                          if wides else _all_still_encode(values, encodings)):
         return True
     if not reads_back(list(values.values())):
         return False

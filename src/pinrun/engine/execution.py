@@ -35,7 +35,16 @@ from types import CodeType, FrameType, MappingProxyType, ModuleType
 from typing import Any, Final, TypeVar
 
 from pinrun.artifacts import codec
-from pinrun.artifacts.seen import NO_SEEN, SEEN_FROM, Seen, encode_seen, seen_encoding
+from pinrun.artifacts.seen import (
+    NO_SEEN,
+    SEEN_FROM,
+    WIDE_FROM,
+    Seen,
+    Wide,
+    encode_seen,
+    encode_wide,
+    seen_encoding,
+)
 from pinrun.artifacts.trees import encode_entry
 from pinrun.data_classes import data_class
 from pinrun.engine.call_values import SCALARS
@@ -72,6 +81,8 @@ class Outcome:
     encoded_outputs: dict[str, bytes] = field(default_factory=dict)
     #: The Seens of its large outputs, made with their encodings (see walk.RunState.seen).
     seen: Mapping[str, Seen] | None = None
+    #: The Wide of its outputs, when they are many small values (see walk.RunState.wide).
+    wide: Wide | None = None
     error: BaseException | None = None
     hazards: list[str] = field(default_factory=list)
     #: What a guard noticed while it ran (calls around the context), when guarded.
@@ -145,7 +156,7 @@ class _Call:
     def __init__(self, item: Step, base: Mapping[str, Any], encoded: Mapping[str, bytes],
                  log: RecordingLog | ReplayLog, *, world: World | None, run_id: str,
                  hidden: StepHiddenState | None = None, handed: set[int] | None = None,
-                 seen: Mapping[str, Seen] | None = None) -> None:
+                 seen: Mapping[str, Seen] | None = None, wide: tuple[Wide, ...] = ()) -> None:
         self.item = item
         self.world = world
         self.hidden = hidden.names if hidden is not None else ()
@@ -186,7 +197,8 @@ class _Call:
         if item.wants_context:
             self.arguments["ctx"] = self.context
         if item.wants_state:
-            self.arguments["state"] = MappingProxyType(_state_as_read(base, encoded, handed))
+            self.arguments["state"] = MappingProxyType(_state_as_read(base, encoded, handed,
+                                                                      wide))
 
     def finish(self, result: Any) -> Outcome:
         """Check what the step returned and whether it changed its arguments."""
@@ -217,7 +229,7 @@ class _Call:
             # What cannot be stored is the step's failure, recorded as such: never an
             # exception out of the engine, which would leave the run interrupted.
             try:
-                outcome.outputs, outcome.encoded_outputs, outcome.seen = \
+                outcome.outputs, outcome.encoded_outputs, outcome.seen, outcome.wide = \
                     _outputs(self.item, result)
             except Exception as exc:  # a Mapping of the step's own may raise anything
                 outcome.error = exc
@@ -296,7 +308,7 @@ _EVERY: Final = 0
 
 
 def _state_as_read(base: Mapping[str, Any], encoded: Mapping[str, bytes],
-                   handed: set[int] | None) -> dict[str, Any]:
+                   handed: set[int] | None, wide: tuple[Wide, ...] = ()) -> dict[str, Any]:
     """What a step taking ``state`` is given: every value as :func:`_as_read` gives one.
 
     A wide state whose values all read back as themselves and still encode to their
@@ -304,9 +316,11 @@ def _state_as_read(base: Mapping[str, Any], encoded: Mapping[str, bytes],
     state) is handed over as it is, once per level (its values then go to no other
     step of the level as they are); otherwise it is decoded, in one call when it is
     wide. The step's changes to it never reach the record, as before (its values are
-    checked again before the next step is given them).
+    checked again before the next step is given them). ``wide``: the
+    :class:`~pinrun.artifacts.seen.Wide` records of steps' outputs in the state, which
+    tell the values they saw by identity in that check, while all they saw is unchanged.
     """
-    if handed is not None and not handed and codec.read_back_all(base, encoded):
+    if handed is not None and not handed and codec.read_back_all(base, encoded, wide):
         handed.add(_EVERY)
         return dict(base)
     # A wide state is decoded in one call (fresh values all the same).
@@ -359,19 +373,26 @@ def check_outputs(flow: Flow, state: Mapping[str, Any], outcome: Outcome,
 
 
 def _outputs(item: Step, result: Any
-             ) -> tuple[dict[str, Any], dict[str, bytes], Mapping[str, Seen]]:
+             ) -> tuple[dict[str, Any], dict[str, bytes], Mapping[str, Seen], Wide | None]:
     """The returned mapping, its values' encodings (refusing what cannot be stored),
-    and the Seens of its large dicts and lists, made with their encodings."""
+    the Seens of its large dicts and lists, made with their encodings, and the Wide
+    of many small values that read back as they are, made with theirs."""
     if result is None:
-        return {}, {}, NO_SEEN
+        return {}, {}, NO_SEEN, None
     if not isinstance(result, Mapping):
         raise _not_a_map(item, result)
     outputs = dict(result)
+    if len(outputs) >= WIDE_FROM:
+        # Many values that read back as they are: encoded at once, seen as they were
+        # (a step reading the whole state is then handed them with no walk of each).
+        wide = encode_wide(outputs)
+        if wide is not None:
+            return outputs, wide[0], NO_SEEN, wide[1]
     # Many plain values: one call (None: value by value). Its orjson call refuses a key
     # that is not a str, so a map it encodes needs no loop over its keys to check them.
     many = codec.encode_many(outputs)
     if many is not None:
-        return outputs, many, NO_SEEN
+        return outputs, many, NO_SEEN, None
     if not all(isinstance(k, str) for k in outputs):
         raise _not_a_map(item, result)
     encoded: dict[str, bytes] = {}
@@ -392,7 +413,7 @@ def _outputs(item: Step, result: Any
             encoded[key] = encode_entry(value)
         except Exception:  # encoded again to name where it failed (a path costs, spelled out)
             encoded[key] = encode_output(value, f"the outputs of step {item.name!r}[{key!r}]")
-    return outputs, encoded, seen
+    return outputs, encoded, seen, None
 
 
 def _not_a_map(item: Step, result: Any) -> StepOutputError:
@@ -428,7 +449,8 @@ def run_level(flow: Flow, level: list[Step], state: Mapping[str, Any],
               run_id: str, guard: StepGuard | None = None,
               debug_step: str | None = None,
               hidden_state: HiddenState | None = None,
-              seen: Mapping[str, Seen] | None = None) -> Iterator[Outcome]:
+              seen: Mapping[str, Seen] | None = None,
+              wide: tuple[Wide, ...] = ()) -> Iterator[Outcome]:
     """Run ``level``'s steps and yield their outcomes in declaration order.
 
     ``state`` and ``encoded`` are the level's view, which nothing changes while
@@ -440,7 +462,8 @@ def run_level(flow: Flow, level: list[Step], state: Mapping[str, Any],
     watches each step while it runs; the step named ``debug_step`` runs
     under pdb, stopped at its first line. ``hidden_state`` names, per step,
     the module-level state to watch (a change is a hazard on its outcome).
-    ``seen`` holds the Seens of large values (see ``walk.RunState.seen``).
+    ``seen`` holds the Seens of large values (see ``walk.RunState.seen``), ``wide``
+    the Wides of steps' wide outputs (see ``walk.RunState.wide``).
     Sequential steps run lazily: the caller commits each outcome before the
     next starts.
     """
@@ -455,11 +478,12 @@ def run_level(flow: Flow, level: list[Step], state: Mapping[str, Any],
         for item in level:
             yield _run_sync(_Call(item, base, base_encoded, log_for(item), world=world,
                                   run_id=run_id, hidden=hidden.get(item.name), handed=handed,
-                                  seen=seen),
+                                  seen=seen, wide=wide),
                             guard, debug=item.name == debug_step)
         return
     calls = [_Call(item, base, base_encoded, log_for(item), world=world, run_id=run_id,
-                   hidden=hidden.get(item.name), handed=handed, seen=seen) for item in level]
+                   hidden=hidden.get(item.name), handed=handed, seen=seen, wide=wide)
+             for item in level]
     yield from run_coroutine(_run_concurrently(calls, flow.max_concurrency, guard, debug_step))
 
 

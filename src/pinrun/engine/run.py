@@ -351,7 +351,8 @@ class Recorder:
             if final:
                 self.level = None
             self._commit(self.writer(), "succeeded" if final else "running")
-        return Settled(outcome.outputs or {}, outcome.encoded_outputs, outcome.seen)
+        return Settled(outcome.outputs or {}, outcome.encoded_outputs, outcome.seen,
+                       outcome.wide)
 
     def end_level(self, level: Sequence[Step], failure: Outcome | None) -> None:
         if failure is not None:

@@ -38,7 +38,7 @@ from pinrun.flows.step import Step
 from pinrun.world import World
 
 if TYPE_CHECKING:
-    from pinrun.artifacts.seen import Seen
+    from pinrun.artifacts.seen import Seen, Wide
     from pinrun.artifacts.trees import Entry
     from pinrun.engine.context import RecordingLog, ReplayLog
 
@@ -55,6 +55,10 @@ class RunState:
     #: the step that wrote it): a step reading it is given it as it is once it is told
     #: to be still the same (see execution._as_read).
     seen: dict[str, Seen] = field(default_factory=dict)
+    #: The :class:`~pinrun.artifacts.seen.Wide` records of the newest steps' wide outputs
+    #: (made with their encodings): a step reading the whole state is handed it as it is
+    #: once each value is told to be still the same (see execution._state_as_read).
+    wide: tuple[Wide, ...] = ()
 
 
 @data_class
@@ -77,7 +81,7 @@ class LevelBase:
 
 class Settled(NamedTuple):
     """What goes on into the state from one step: its outputs and their encodings, and
-    the Seens made with them (see :attr:`RunState.seen`).
+    the Seens and Wide made with them (see :attr:`RunState.seen`, :attr:`RunState.wide`).
 
     (Immutable, and made for every step: a named tuple, the cheapest to make.)
     """
@@ -85,6 +89,7 @@ class Settled(NamedTuple):
     outputs: Mapping[str, Any]
     encoded: Mapping[str, bytes]
     seen: Mapping[str, Seen] | None = None
+    wide: Wide | None = None
 
 
 class Mode(Protocol):
@@ -157,8 +162,9 @@ def walk(flow: Flow, state: RunState, mode: Mode, *,
                 base = LevelBase(dict(state.values), dict(state.encoded),
                                  seen=dict(state.seen))
             mode.begin_level(base, fresh=not resumed, siblings=len(level) > 1)
+            # (The Wides as the level began: a merge replaces the tuple, never changes it.)
             for outcome in run_level(flow, todo, base.state, base.encoded, seen=base.seen,
-                                     log_for=log_for,
+                                     wide=state.wide, log_for=log_for,
                                      world=mode.world, run_id=mode.run_id, guard=mode.guard,
                                      debug_step=mode.debug_step,
                                      hidden_state=mode.hidden_state):
@@ -176,9 +182,17 @@ def walk(flow: Flow, state: RunState, mode: Mode, *,
                     state.encoded.update(settled.encoded)
                     if state.seen or settled.seen:
                         _merge_seen(state.seen, settled)
+                    if settled.wide is not None:
+                        # The newest few (an older one may vouch for keys since written
+                        # again: it vouches for none of those, and holds its values).
+                        state.wide = (*state.wide[-(_MOST_WIDE - 1):], settled.wide)
                     if len(level) > 1:  # (only a sibling's outputs are checked against it)
                         base.written.update(settled.outputs)
         mode.end_level(level, failure)
+
+
+#: The most Wides a state keeps (the newest).
+_MOST_WIDE = 4
 
 
 def _merge_seen(seen: dict[str, Seen], settled: Settled) -> None:
