@@ -22,6 +22,7 @@ import pytest
 from pinrun.artifacts import _speedups, codec, seen
 from pinrun.artifacts.store import Store
 from pinrun.engine.run import record
+from pinrun.verifier.replayer import replay
 from tests.helpers import Project
 
 pytestmark = pytest.mark.skipif(not hasattr(_speedups, "encode_wide"),
@@ -331,3 +332,31 @@ def test_encode_seen_writes_what_encode_writes(value: Any) -> None:
 ])
 def test_encode_seen_leaves_maps_out_of_order_to_the_codec(value: Any) -> None:
     assert seen.encode_seen(value) is None
+
+
+@pytest.mark.parametrize("change", [
+    "def CHANGE(t):\n    pass\n",
+    "def CHANGE(t):\n    t['k0001']['sub']['x'][1]['y'] = 3\n",
+    "def CHANGE(t):\n    t['k0001'] |= {'id': 5}\n",
+])
+def test_a_replay_hands_on_what_the_recording_did(
+        project: Project, project_store: Store, monkeypatch: pytest.MonkeyPatch,
+        change: str) -> None:
+    """Replay uses the Wide too: a replayed wide output is vouched for by it while unchanged,
+    and one a later step changes in place is given to the reader as recorded; the replay
+    reproduces either way, and the reader gets what it got when recorded."""
+    told: list[bool] = []
+    compiled = codec._all_still_encode
+    assert compiled is not None
+
+    def spy(*args: Any) -> bool:
+        told.append(len(args) == 3 and all(wide.unchanged() for wide in args[2]))
+        return compiled(*args)
+
+    run, module = _run(project, project_store, change)
+    monkeypatch.setattr(codec, "_all_still_encode", spy)
+    report = replay(run.id, store=project_store, code="workdir")
+    assert report.reproduced, report.explain()
+    assert told == [change.endswith("pass\n")]
+    assert module.SEEN["whole"] == ORIGINAL_1
+    assert (module.SEEN["whole"] is module.KEPT["made"]["k0001"]) is change.endswith("pass\n")

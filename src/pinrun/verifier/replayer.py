@@ -387,7 +387,7 @@ class _Replay:
         self.report.steps.append(result)
         # Go on from what was recorded, so each later step is judged on its own.
         if result.status == "match" and outcome.outputs is not None:
-            return Settled(outcome.outputs, outcome.encoded_outputs, outcome.seen)
+            return Settled(outcome.outputs, outcome.encoded_outputs, outcome.seen, outcome.wide)
         if record.outputs is not None:
             outputs = self._recorded(outcome.step.name, record.outputs)
             return Settled(outputs, {k: codec.encode(v) for k, v in outputs.items()})
