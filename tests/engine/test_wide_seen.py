@@ -182,9 +182,9 @@ def _run(project: Project, store: Store, change: str) -> tuple[Any, ModuleType]:
     return run, sys.modules[f"{project.package}.wide_seen"]
 
 
-def test_unchanged_wide_outputs_are_handed_over_as_they_are(
-        project: Project, project_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The reader of the whole state is given the very objects, told by the Wide."""
+def _told_by_wides(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """From now on, for each check of a whole state: whether Wides were given to it and
+    all of them vouched (the list returned fills as the checks come)."""
     told: list[bool] = []
     compiled = codec._all_still_encode
     assert compiled is not None
@@ -194,6 +194,13 @@ def test_unchanged_wide_outputs_are_handed_over_as_they_are(
         return compiled(*args)
 
     monkeypatch.setattr(codec, "_all_still_encode", spy)
+    return told
+
+
+def test_unchanged_wide_outputs_are_handed_over_as_they_are(
+        project: Project, project_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader of the whole state is given the very objects, told by the Wide."""
+    told = _told_by_wides(monkeypatch)
     run, module = _run(project, project_store, "def CHANGE(t):\n    pass\n")
     assert run.status == "succeeded"
     assert told == [True]
@@ -345,16 +352,8 @@ def test_a_replay_hands_on_what_the_recording_did(
     """Replay uses the Wide too: a replayed wide output is vouched for by it while unchanged,
     and one a later step changes in place is given to the reader as recorded; the replay
     reproduces either way, and the reader gets what it got when recorded."""
-    told: list[bool] = []
-    compiled = codec._all_still_encode
-    assert compiled is not None
-
-    def spy(*args: Any) -> bool:
-        told.append(len(args) == 3 and all(wide.unchanged() for wide in args[2]))
-        return compiled(*args)
-
     run, module = _run(project, project_store, change)
-    monkeypatch.setattr(codec, "_all_still_encode", spy)
+    told = _told_by_wides(monkeypatch)
     report = replay(run.id, store=project_store, code="workdir")
     assert report.reproduced, report.explain()
     assert told == [change.endswith("pass\n")]

@@ -1745,6 +1745,34 @@ static int seen_walk(PyObject *item, int depth, SeenLog *log)
 
 static PyObject *option_name = NULL;  /* ("option",): dumps' keyword */
 
+/* What orjson answered (out: a new reference, or NULL) for encode_seen and encode_wide:
+ * 1 when its bytes are the codec's (out kept); 0 when it refused the value, or the bytes
+ * hold a "$ key or string (the codec tags those: not its bytes), with out released and
+ * log cleared, for the caller to answer None; -1 on another error (log cleared). */
+static int orjson_answer(PyObject *out, SeenLog *log)
+{
+    if (out == NULL || !PyBytes_CheckExact(out)) {
+        seen_clear(log);
+        if (out == NULL && !PyErr_ExceptionMatches(PyExc_TypeError)) {
+            return -1;  /* (orjson's refusals are TypeErrors: an int past 64 bits) */
+        }
+        PyErr_Clear();
+        Py_XDECREF(out);
+        return 0;
+    }
+    const char *data = PyBytes_AS_STRING(out);
+    Py_ssize_t size = PyBytes_GET_SIZE(out);
+    const char *dollar = memchr(data, '$', (size_t)size);
+    for (; dollar != NULL; dollar = memchr(dollar + 1, '$', (size_t)(data + size - dollar - 1))) {
+        if (dollar > data && dollar[-1] == '"') {
+            seen_clear(log);
+            Py_DECREF(out);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* encode_seen(value, dumps, option, least, compact_below): (encoding, seen) of a dict or
  * list that reads back as it is (canonical(), finite floats), encoded by
  * dumps(value, option=option) (orjson's; the walk checks that every dict's keys are in
@@ -1781,25 +1809,15 @@ static PyObject *encode_seen(PyObject *module, PyObject *const *args, Py_ssize_t
     }
     PyObject *call[2] = {value, args[2]};
     PyObject *out = PyObject_Vectorcall(args[1], call, 1, option_name);
-    if (out == NULL || !PyBytes_CheckExact(out)) {
-        seen_clear(&log);
-        if (out == NULL && !PyErr_ExceptionMatches(PyExc_TypeError)) {
-            return NULL;  /* (orjson's refusals are TypeErrors: an int past 64 bits) */
+    int taken = orjson_answer(out, &log);
+    if (taken <= 0) {
+        if (taken < 0) {
+            return NULL;
         }
-        PyErr_Clear();
-        Py_XDECREF(out);
         Py_RETURN_NONE;
     }
     const char *data = PyBytes_AS_STRING(out);
     Py_ssize_t size = PyBytes_GET_SIZE(out);
-    const char *dollar = memchr(data, '$', (size_t)size);
-    for (; dollar != NULL; dollar = memchr(dollar + 1, '$', (size_t)(data + size - dollar - 1))) {
-        if (dollar > data && dollar[-1] == '"') {
-            seen_clear(&log);
-            Py_DECREF(out);
-            Py_RETURN_NONE;
-        }
-    }
     if (size < compact_below) {
         PyObject *compact = PyBytes_FromStringAndSize(data, size);
         Py_DECREF(out);
@@ -1882,24 +1900,12 @@ static PyObject *encode_wide(PyObject *module, PyObject *const *args, Py_ssize_t
         Py_RETURN_NONE;
     }
     PyObject *out = PyObject_CallOneArg(args[1], values);
-    if (out == NULL || !PyBytes_CheckExact(out)) {
-        seen_clear(&log);
-        if (out == NULL && !PyErr_ExceptionMatches(PyExc_TypeError)) {
-            return NULL;  /* (orjson's refusals are TypeErrors: an int past 64 bits) */
+    int taken = orjson_answer(out, &log);
+    if (taken <= 0) {
+        if (taken < 0) {
+            return NULL;
         }
-        PyErr_Clear();
-        Py_XDECREF(out);
         Py_RETURN_NONE;
-    }
-    const char *data = PyBytes_AS_STRING(out);
-    Py_ssize_t size = PyBytes_GET_SIZE(out);
-    const char *dollar = memchr(data, '$', (size_t)size);
-    for (; dollar != NULL; dollar = memchr(dollar + 1, '$', (size_t)(data + size - dollar - 1))) {
-        if (dollar > data && dollar[-1] == '"') {
-            seen_clear(&log);
-            Py_DECREF(out);
-            Py_RETURN_NONE;
-        }
     }
     PyObject *cut_args[2] = {out, values};
     PyObject *encodings = split_map(module, cut_args, 2);
