@@ -262,12 +262,14 @@ def pinned_modules(sources: Mapping[str, CodeValue], project_root: Path, *,
     sys.meta_path.append(parents)
     if reuse:  # the import caches were made fresh when these were first loaded
         sys.modules.update(reuse)
+        # sys.modules now: ``before`` and the modules put back (see the block's end).
+        version = _dict_version(sys.modules)
         for name, module in reuse.items():  # ``a.b`` is the pinned b again
             _restore_parent_attribute(name, module)
     else:
+        version = _dict_version(sys.modules)
         importlib.invalidate_caches()
     left: dict[str, types.ModuleType] = {}
-    version = _dict_version(sys.modules)
     try:
         yield left
     finally:
