@@ -408,6 +408,60 @@ def test_process_state_sees_what_an_import_may_set() -> None:
         del os.environ["PINRUN_CODE_STATE_PROBE"]
 
 
+@pytest.mark.parametrize("change", ["level", "propagate", "disabled", "first handler",
+                                    "second handler", "handler swapped", "first filter",
+                                    "second filter", "new logger"])
+def test_process_state_sees_each_change_of_any_logger(change: str) -> None:
+    """Among hundreds of module loggers (a service's), one logger's level, propagation,
+    disabling, handlers or filters (the first, another, one swapped for another), or a
+    logger added: each makes the process state differ, and putting it back makes it
+    equal again."""
+    import logging
+
+    from pinrun.world.code_state import process_state
+
+    names = [f"code_state_many.m{index}" for index in range(300)]
+    loggers = [logging.getLogger(name) for name in names]
+    target = loggers[137]
+    first_handler, first_filter = logging.NullHandler(), logging.Filter("a")
+    if change.startswith("second") or change == "handler swapped":
+        target.addHandler(first_handler)
+        target.addFilter(first_filter)
+    before = process_state()
+    assert process_state() == before
+    undo: list[Callable[[], object]] = []
+    if change == "level":
+        target.setLevel(logging.ERROR)
+        undo.append(lambda: target.setLevel(logging.NOTSET))
+    elif change in ("propagate", "disabled"):
+        setattr(target, change, not getattr(target, change))
+        undo.append(lambda: setattr(target, change, not getattr(target, change)))
+    elif change in ("first handler", "second handler"):
+        added = logging.NullHandler()
+        target.addHandler(added)
+        undo.append(lambda: target.removeHandler(added))
+    elif change == "handler swapped":
+        other = logging.NullHandler()
+        target.handlers[0] = other
+        undo.append(lambda: target.handlers.__setitem__(0, first_handler))
+    elif change in ("first filter", "second filter"):
+        added_filter = logging.Filter("b")
+        target.addFilter(added_filter)
+        undo.append(lambda: target.removeFilter(added_filter))
+    else:
+        created = f"code_state_many.new_{change.replace(' ', '_')}"
+        logging.getLogger(created)
+        undo.append(lambda: logging.Logger.manager.loggerDict.pop(created))
+    try:
+        assert process_state() != before, change
+    finally:
+        for step in undo:
+            step()
+    assert process_state() == before, change
+    target.removeHandler(first_handler)
+    target.removeFilter(first_filter)
+
+
 @pytest.mark.parametrize("change", ["prec", "rounding", "Emin", "Emax", "capitals", "clamp",
                                     "flag", "trap", "another kind"])
 def test_process_state_sees_every_setting_of_the_decimal_context(change: str) -> None:
