@@ -62,6 +62,7 @@ from pinrun.flows.flow import Flow
 from pinrun.flows.module_objects import HEAP_TYPE
 from pinrun.flows.step import Step
 from pinrun.world.hidden_state import cache_entries
+from pinrun.world.numpy_state import raw_numpy_state
 
 # Python raises an audit event for every id() and every read of a function's __code__,
 # __defaults__ and __kwdefaults__, and the world's audit hook is called for each (a
@@ -236,6 +237,9 @@ def _logger_state(logger: logging.Logger) -> tuple[object, ...]:
 
 
 def _numpy_state(generator: object) -> object:
+    raw = raw_numpy_state(generator)  # its memory, where that read is proven (~3 us)
+    if raw is not None:
+        return raw
     try:
         state = cast("Any", generator).get_state()
         return tuple(item.tobytes() if hasattr(item, "tobytes") else item for item in state)
