@@ -177,8 +177,9 @@ def stats(store: Store, as_json: bool) -> None:
     out.print(f"dedup        {figures.dedup_ratio:.2f}x ({human_bytes(figures.offered_raw_bytes)}"
               " offered by writers / unique raw bytes kept)")
     if figures.dictionary is not None:
-        out.print(f"dictionary   {figures.dictionary.short}, used by "
-                  f"{figures.dictionary_records:,} records")
+        # (The count is of records compressed with any dictionary: pinrun's own too.)
+        out.print(f"dictionary   {figures.dictionary.short}; "
+                  f"{figures.dictionary_records:,} records use a dictionary")
     else:
         out.print("dictionary   none yet (trained by the first batch of 1,000+ small values)")
     if figures.format_dictionary:
