@@ -83,11 +83,9 @@ def test_another_bit_generator_is_another_state() -> None:
         numpy.random.set_state(saved)
 
 
-def test_other_generators_are_left_to_get_state() -> None:
-    """A Generator, a RandomState over another bit generator: no fast read (None), and
-    process_state still sees the global generator's draws."""
-    assert numpy_state.raw_numpy_state(numpy.random.default_rng(1)) is None
-    assert numpy_state.raw_numpy_state(numpy.random.RandomState(numpy.random.PCG64(1))) is None
+def _a_draw_changes_the_process_state() -> None:
+    """A draw from the global generator makes process_state differ; its state set back,
+    equal again."""
     before = code_state.process_state()
     saved = numpy.random.get_state()
     try:
@@ -98,14 +96,16 @@ def test_other_generators_are_left_to_get_state() -> None:
     assert code_state.process_state() == before
 
 
+def test_other_generators_are_left_to_get_state() -> None:
+    """A Generator, a RandomState over another bit generator: no fast read (None), and
+    process_state still sees the global generator's draws."""
+    assert numpy_state.raw_numpy_state(numpy.random.default_rng(1)) is None
+    assert numpy_state.raw_numpy_state(numpy.random.RandomState(numpy.random.PCG64(1))) is None
+    _a_draw_changes_the_process_state()
+
+
 def test_an_unproven_read_falls_back_to_get_state(monkeypatch: pytest.MonkeyPatch) -> None:
     """Where the proof fails (another layout), the check compares get_state()'s words."""
     monkeypatch.setattr(numpy_state, "_PROOF", [(False, 0, 0)])
     assert numpy_state.raw_numpy_state(GLOBAL) is None
-    before = code_state.process_state()
-    saved = numpy.random.get_state()
-    try:
-        numpy.random.random()
-        assert code_state.process_state() != before
-    finally:
-        numpy.random.set_state(saved)
+    _a_draw_changes_the_process_state()
