@@ -30,6 +30,7 @@ from pinrun.verifier import replayer
 from pinrun.verifier.moved import check_same_steps
 from pinrun.verifier.replayer import CodeSource
 from pinrun.verifier.report import ReplayReport, Verdict
+from pinrun.world.environment_kept import environment_put_back
 from pinrun.world.guards import GuardMode, keep_stand_ins
 from pinrun.world.processes import call_in_child, load_answer
 from pinrun.world.refusal import refuse_from_now_on
@@ -199,7 +200,9 @@ def replay_chunk(run_ids: list[str]) -> bytes:
     hash_seed: tuple[str | None, ...] = _WORKER["hash_seed"]
     results = []
     for run_id in run_ids:
-        results.append(replay_in_this_process(store, run_id, options, hash_seed))
+        # What one run's steps set in the environment never reaches the next run's import.
+        with environment_put_back():
+            results.append(replay_in_this_process(store, run_id, options, hash_seed))
         # A replay reads pages no later one needs (runs are spread over the store, and
         # the kernel maps a page's neighbours with it): given back once they add up to
         # the budget, the worker's size stays flat however large the store.
