@@ -1665,6 +1665,20 @@ static PyObject *seen_encoding(PyObject *module, PyObject *const *args, Py_ssize
     return seen_from_log(&log, encoding);
 }
 
+static int seen_walk(PyObject *item, int depth, SeenLog *log);
+
+/* seen_walk of a list's item or a dict's value: a string, an int, a bool or None (most
+ * members) is taken without the call. */
+static inline int seen_walk_member(PyObject *value, int depth, SeenLog *log)
+{
+    PyTypeObject *type = Py_TYPE(value);
+    if (type == &PyUnicode_Type || type == &PyLong_Type || type == &PyBool_Type
+            || value == Py_None) {
+        return 1;
+    }
+    return seen_walk(value, depth, log);
+}
+
 /* What encode_seen walks: canonical() (see canonical_item) with finite floats only (as
  * plain() takes: the codec writes the others in a tagged form), each object recorded.
  * 1 yes, 0 no, -1 on error (with an exception set). */
@@ -1686,13 +1700,7 @@ static int seen_walk(PyObject *item, int depth, SeenLog *log)
             return 0;
         }
         for (Py_ssize_t index = 0; index < PyList_GET_SIZE(item); index++) {
-            PyObject *value = PyList_GET_ITEM(item, index);
-            PyTypeObject *inner = Py_TYPE(value);
-            if (inner == &PyUnicode_Type || inner == &PyLong_Type || inner == &PyBool_Type
-                    || value == Py_None) {
-                continue;
-            }
-            int made = seen_walk(value, depth + 1, log);
+            int made = seen_walk_member(PyList_GET_ITEM(item, index), depth + 1, log);
             if (made != 1) {
                 return made;
             }
@@ -1730,12 +1738,7 @@ static int seen_walk(PyObject *item, int depth, SeenLog *log)
             }
         }
         previous = key;
-        PyTypeObject *inner = Py_TYPE(value);
-        if (inner == &PyUnicode_Type || inner == &PyLong_Type || inner == &PyBool_Type
-                || value == Py_None) {
-            continue;
-        }
-        int made = seen_walk(value, depth + 1, log);
+        int made = seen_walk_member(value, depth + 1, log);
         if (made != 1) {
             return made;
         }
